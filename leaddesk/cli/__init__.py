@@ -1,0 +1,60 @@
+"""The `leaddesk` command: one module per command group, each with `register(subparsers)`.
+
+Exit codes: 0 ok, 1 a user error (one line on stderr, no traceback), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from leaddesk import __version__
+from leaddesk.settings import Settings, SettingsError, load_settings
+
+# Each module defines `register(subparsers)`; the parsers it adds set `func(args, settings) -> int`.
+COMMAND_MODULES = (
+    "leaddesk.cli.db",
+)
+
+
+class UserError(Exception):
+    """A problem the user can fix: printed as one line, exit code 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leaddesk",
+        description="Leaddesk: an AI lead desk for web chat, Messenger, Instagram and WhatsApp.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    version = subparsers.add_parser("version", help="print the version", description="Print the version.")
+    version.set_defaults(func=lambda args, settings: print(f"leaddesk {__version__}") or 0,
+                         needs_settings=False)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings: Optional[Settings] = None
+    try:
+        if getattr(args, "needs_settings", True):
+            settings = load_settings()
+            logging.basicConfig(level=settings.log_level,
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return int(args.func(args, settings) or 0)
+    except (UserError, SettingsError) as exc:
+        print(f"leaddesk: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The one settings object: read from the environment (and an optional `.env`), validated at start."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import phonenumbers
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with; secrets have no defaults."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # Store and prompts
+    database_url: str = Field("sqlite:///leaddesk.db", validation_alias=_env("DATABASE_URL"))
+    default_region: str = Field("US", validation_alias=_env("LEADDESK_DEFAULT_REGION"))
+    prompts_dir: Path = Field(REPO_PROMPTS_DIR, validation_alias=_env("LEADDESK_PROMPTS_DIR"))
+    log_level: str = Field("INFO", validation_alias=_env("LEADDESK_LOG_LEVEL"))
+
+    # Model
+    openai_api_key: Optional[SecretStr] = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: Optional[str] = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    model: str = Field("gpt-4o-mini", validation_alias=_env("LEADDESK_MODEL"))
+    llm_timeout: float = Field(30.0, gt=0, le=600, validation_alias=_env("LEADDESK_LLM_TIMEOUT"))
+
+    # Bot behaviour
+    takeover_minutes: int = Field(60, ge=1, le=60 * 24 * 30, validation_alias=_env("LEADDESK_TAKEOVER_MINUTES"))
+
+    # Meta channels
+    meta_app_secret: Optional[SecretStr] = Field(None, validation_alias=_env("META_APP_SECRET"))
+    meta_verify_token: Optional[SecretStr] = Field(None, validation_alias=_env("META_VERIFY_TOKEN"))
+    meta_app_id: Optional[str] = Field(None, validation_alias=_env("META_APP_ID"))
+    whatsapp_access_token: Optional[SecretStr] = Field(None, validation_alias=_env("WHATSAPP_ACCESS_TOKEN"))
+    whatsapp_phone_number_id: Optional[str] = Field(None, validation_alias=_env("WHATSAPP_PHONE_NUMBER_ID"))
+    messenger_page_access_token: Optional[SecretStr] = Field(
+        None, validation_alias=_env("MESSENGER_PAGE_ACCESS_TOKEN")
+    )
+    instagram_access_token: Optional[SecretStr] = Field(None, validation_alias=_env("INSTAGRAM_ACCESS_TOKEN"))
+    meta_graph_url: str = Field("https://graph.facebook.com/v21.0", validation_alias=_env("META_GRAPH_URL"))
+
+    # Telegram copilot
+    telegram_bot_token: Optional[SecretStr] = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_webhook_url: Optional[str] = Field(None, validation_alias=_env("TELEGRAM_WEBHOOK_URL"))
+    telegram_webhook_secret: Optional[SecretStr] = Field(None, validation_alias=_env("TELEGRAM_WEBHOOK_SECRET"))
+    telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
+
+    # Server and workers
+    secret_key: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
+    worker_threads: int = Field(4, ge=1, le=64, validation_alias=_env("LEADDESK_WORKER_THREADS"))
+    broker_url: Optional[str] = Field(None, validation_alias=_env("LEADDESK_BROKER_URL"))
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{value!r} is not an ISO country code phonenumbers knows (e.g. US, GB, SA)")
+        return region
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value[len("postgres://") :]
+        elif value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value[len("postgresql://") :]
+        if not (value.startswith("sqlite:") or value.startswith("postgresql+")):
+            raise ValueError("use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
+
+class SettingsError(Exception):
+    """Raised with one readable line per bad value."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, turning validation errors into a readable message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            name = _env_name(field)
+            lines.append(f"{name}: {error['msg']}")
+        raise SettingsError("; ".join(lines)) from None
+
+
+def _env_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return field.upper()

@@ -1,0 +1,100 @@
+"""Agents: the people who work the leads, their API tokens (stored hashed) and Telegram links."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from store.contacts import normalize_email
+from store.models import AGENT_ROLES, Agent, utcnow
+
+
+class AgentError(ValueError):
+    pass
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256 random bits, so a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    return "ld_" + secrets.token_urlsafe(32)
+
+
+def create_agent(
+    name: str,
+    *,
+    session: Session,
+    email: Optional[str] = None,
+    role: str = "agent",
+    capacity: int = 50,
+    password: Optional[str] = None,
+) -> tuple[Agent, str]:
+    """Create an agent and return it with its API token (the only time the token is visible)."""
+    name = (name or "").strip()
+    if not name:
+        raise AgentError("an agent needs a name")
+    if role not in AGENT_ROLES:
+        raise AgentError(f"role must be one of {', '.join(AGENT_ROLES)}")
+    if capacity < 0:
+        raise AgentError("capacity cannot be negative")
+    email = normalize_email(email) if email else None
+    if email and session.scalars(select(Agent).where(Agent.email == email)).first():
+        raise AgentError(f"an agent with email {email} already exists")
+    token = new_token()
+    agent = Agent(
+        name=name,
+        email=email,
+        role=role,
+        capacity=capacity,
+        active=True,
+        token_hash=hash_token(token),
+        password_hash=generate_password_hash(password) if password else None,
+        created_at=utcnow(),
+    )
+    session.add(agent)
+    session.flush()
+    return agent, token
+
+
+def agent_by_token(token: str, *, session: Session) -> Optional[Agent]:
+    """The active agent owning this API token, or None."""
+    if not token:
+        return None
+    agent = session.scalars(select(Agent).where(Agent.token_hash == hash_token(token))).first()
+    return agent if agent is not None and agent.active else None
+
+
+def agent_by_password(email: str, password: str, *, session: Session) -> Optional[Agent]:
+    try:
+        email = normalize_email(email)
+    except ValueError:
+        return None
+    agent = session.scalars(select(Agent).where(Agent.email == email)).first()
+    if agent is None or not agent.active or not agent.password_hash:
+        return None
+    return agent if check_password_hash(agent.password_hash, password) else None
+
+
+def find_agent(ref: str, *, session: Session) -> Optional[Agent]:
+    """An agent by id, email or (case-insensitive) name."""
+    ref = (ref or "").strip()
+    if ref.isdigit():
+        return session.get(Agent, int(ref))
+    if "@" in ref:
+        return session.scalars(select(Agent).where(Agent.email == ref.lower())).first()
+    matches = [a for a in session.scalars(select(Agent)) if a.name.lower() == ref.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def list_agents(*, session: Session, include_inactive: bool = True) -> list[Agent]:
+    query = select(Agent).order_by(Agent.id)
+    if not include_inactive:
+        query = query.where(Agent.active.is_(True))
+    return list(session.scalars(query))

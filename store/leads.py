@@ -1,0 +1,342 @@
+"""Leads: resolving a person from a channel identity, merging duplicates, audited field changes.
+
+Repository functions take a keyword-only `session` and never commit: the caller owns the transaction.
+Uniqueness (one identity per channel id, one lead per phone or email) is enforced by the database;
+a lost race surfaces as an IntegrityError inside a savepoint and is resolved by reading the winner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any, Iterable, Optional
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from store.contacts import normalize_email, normalize_phone
+from store.models import (
+    CHANNELS,
+    AuditEvent,
+    Conversation,
+    Identity,
+    Lead,
+    Message,
+    Note,
+    Notification,
+    ScoreEvent,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+# Fields a merge copies from the absorbed lead when the survivor has none.
+_FILLABLE = ("name", "email", "phone", "company", "summary", "next_best_action", "source",
+             "assigned_agent_id", "conversion_probability")
+_MAX_ATTEMPTS = 5
+
+
+class UnknownChannel(ValueError):
+    pass
+
+
+class LeadNotFound(LookupError):
+    pass
+
+
+def _audit_value(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return str(value)
+
+
+def record_audit(
+    *,
+    session: Session,
+    lead_id: Optional[int],
+    actor: str,
+    action: str,
+    field: Optional[str] = None,
+    old: Any = None,
+    new: Any = None,
+    agent_id: Optional[int] = None,
+) -> AuditEvent:
+    event = AuditEvent(
+        lead_id=lead_id,
+        actor=actor,
+        agent_id=agent_id,
+        action=action,
+        field=field,
+        old_value=_audit_value(old),
+        new_value=_audit_value(new),
+        created_at=utcnow(),
+    )
+    session.add(event)
+    return event
+
+
+def update_lead(
+    lead: Lead,
+    changes: dict[str, Any],
+    *,
+    session: Session,
+    actor: str,
+    agent_id: Optional[int] = None,
+) -> dict[str, tuple[Any, Any]]:
+    """Apply `changes` to the lead, writing one AuditEvent per field that really changed."""
+    changed: dict[str, tuple[Any, Any]] = {}
+    for field, new in changes.items():
+        if not hasattr(Lead, field):
+            raise AttributeError(f"leads have no field {field!r}")
+        old = getattr(lead, field)
+        if old == new:
+            continue
+        setattr(lead, field, new)
+        changed[field] = (old, new)
+        record_audit(session=session, lead_id=lead.id, actor=actor, action="update", field=field,
+                     old=old, new=new, agent_id=agent_id)
+    return changed
+
+
+def get_lead(lead_id: int, *, session: Session, follow_merges: bool = True) -> Lead:
+    """The lead with this id; a merged-away id leads to the lead it was merged into."""
+    lead = session.get(Lead, lead_id)
+    seen = set()
+    while lead is not None and follow_merges and lead.merged_into_id is not None and lead.id not in seen:
+        seen.add(lead.id)
+        lead = session.get(Lead, lead.merged_into_id)
+    if lead is None:
+        raise LeadNotFound(f"no lead with id {lead_id}")
+    return lead
+
+
+def find_lead_by_phone(phone: str, *, session: Session) -> Optional[Lead]:
+    return session.scalars(select(Lead).where(Lead.phone == phone)).first()
+
+
+def find_lead_by_email(email: str, *, session: Session) -> Optional[Lead]:
+    return session.scalars(select(Lead).where(Lead.email == email)).first()
+
+
+def find_identity(channel: str, external_id: str, *, session: Session) -> Optional[Identity]:
+    return session.scalars(
+        select(Identity).where(Identity.channel == channel, Identity.external_id == external_id)
+    ).first()
+
+
+def _insert(session: Session, obj: Any) -> bool:
+    """Insert `obj` in a savepoint; False (and nothing written) when a unique constraint refuses it."""
+    try:
+        with session.begin_nested():
+            session.add(obj)
+            session.flush()
+        return True
+    except IntegrityError:
+        return False
+
+
+def resolve(
+    channel: str,
+    external_id: str,
+    phone: Optional[str] = None,
+    email: Optional[str] = None,
+    name: Optional[str] = None,
+    *,
+    session: Session,
+    region: str = "US",
+    source: Optional[str] = None,
+    actor: str = "bot",
+) -> Lead:
+    """Return the lead for this person, creating it if needed and merging leads that turn out to be one.
+
+    `phone` and `email` are normalised here (an invalid value raises `store.contacts.InvalidContact`).
+    """
+    if channel not in CHANNELS:
+        raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
+    external_id = str(external_id).strip()
+    if not external_id:
+        raise ValueError("an identity needs an external id")
+    phone = normalize_phone(phone, region) if phone else None
+    email = normalize_email(email) if email else None
+    name = name.strip()[:200] if name and name.strip() else None
+
+    for _attempt in range(_MAX_ATTEMPTS):
+        lead = _lead_for_identity(session, channel, external_id, phone, email, name, source, actor)
+        if lead is None:
+            continue
+        if phone:
+            lead = _claim(session, lead, "phone", phone, actor)
+            if lead is None:
+                continue
+        if email:
+            lead = _claim(session, lead, "email", email, actor)
+            if lead is None:
+                continue
+        if name and not lead.name:
+            update_lead(lead, {"name": name}, session=session, actor=actor)
+        return lead
+    raise RuntimeError("could not resolve the lead: too much concurrent contention")
+
+
+def _lead_for_identity(session: Session, channel: str, external_id: str, phone: Optional[str],
+                       email: Optional[str], name: Optional[str], source: Optional[str],
+                       actor: str) -> Optional[Lead]:
+    identity = find_identity(channel, external_id, session=session)
+    if identity is not None:
+        return get_lead(identity.lead_id, session=session)
+    lead = (find_lead_by_phone(phone, session=session) if phone else None) or (
+        find_lead_by_email(email, session=session) if email else None
+    )
+    now = utcnow()
+    try:
+        with session.begin_nested():
+            if lead is None:
+                # Created without phone/email: claiming them afterwards detects (and merges) a duplicate.
+                lead = Lead(name=name, source=source or channel, created_at=now, updated_at=now,
+                            score_factors=[], interests=[], objections=[], tags=[], custom_fields={})
+                session.add(lead)
+                session.flush()
+                record_audit(session=session, lead_id=lead.id, actor=actor, action="create")
+            session.add(Identity(lead_id=lead.id, channel=channel, external_id=external_id,
+                                 display_name=name, created_at=now))
+            session.flush()
+    except IntegrityError:
+        # Someone registered this identity at the same time: the next attempt uses theirs.
+        return None
+    return lead
+
+
+def _claim(session: Session, lead: Lead, field: str, value: str, actor: str) -> Optional[Lead]:
+    """Give `lead` this phone/email, merging with the lead that already owns it. None means retry."""
+    if getattr(lead, field) == value:
+        return lead
+    owner = session.scalars(select(Lead).where(getattr(Lead, field) == value)).first()
+    if owner is not None and owner.id != lead.id:
+        return merge_leads(lead, owner, session=session, actor="merge")
+    if getattr(lead, field) is not None:
+        # The person already has another one; keep it and remember this one beside it.
+        extra = dict(lead.custom_fields or {})
+        key = f"other_{field}s"
+        known = list(extra.get(key, []))
+        if value not in known:
+            known.append(value)
+            extra[key] = known
+            update_lead(lead, {"custom_fields": extra}, session=session, actor=actor)
+        return lead
+    try:
+        with session.begin_nested():
+            lead.__setattr__(field, value)
+            session.flush()
+    except IntegrityError:
+        session.refresh(lead)
+        return None
+    record_audit(session=session, lead_id=lead.id, actor=actor, action="update", field=field,
+                 old=None, new=value)
+    return lead
+
+
+def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
+                agent_id: Optional[int] = None) -> Lead:
+    """Merge two leads into the older one and return it; the other becomes a tombstone pointing at it."""
+    if a.id == b.id:
+        return a
+    first, second = sorted((a.id, b.id))
+    # Lock both rows in id order so that concurrent merges of the same pair serialise.
+    locked = {
+        lead.id: lead
+        for lead in session.scalars(
+            select(Lead).where(Lead.id.in_([first, second])).order_by(Lead.id).with_for_update()
+        )
+    }
+    for lead in locked.values():
+        session.refresh(lead)
+    survivor, absorbed = locked[first], locked[second]
+    if absorbed.merged_into_id is not None:
+        return get_lead(absorbed.merged_into_id, session=session)
+    if survivor.merged_into_id is not None:
+        return merge_leads(get_lead(survivor.merged_into_id, session=session), absorbed,
+                           session=session, actor=actor, agent_id=agent_id)
+
+    fills = {field: getattr(absorbed, field) for field in _FILLABLE
+             if getattr(survivor, field) in (None, "") and getattr(absorbed, field) not in (None, "")}
+    # Free the absorbed lead's unique values before the survivor takes them.
+    absorbed.phone = None
+    absorbed.email = None
+    session.flush()
+
+    session.execute(update(Identity).where(Identity.lead_id == absorbed.id).values(lead_id=survivor.id))
+    _merge_conversations(session, survivor, absorbed)
+    for model in (Note, ScoreEvent, AuditEvent, Notification):
+        session.execute(update(model).where(model.lead_id == absorbed.id).values(lead_id=survivor.id))
+
+    extra = {**(absorbed.custom_fields or {}), **(survivor.custom_fields or {})}
+    merged_lists = {
+        field: _union(getattr(survivor, field) or [], getattr(absorbed, field) or [])
+        for field in ("tags", "interests", "objections")
+    }
+    changes: dict[str, Any] = {**fills, **merged_lists, "custom_fields": extra}
+    if absorbed.score > survivor.score and not survivor.locked:
+        changes["score"] = absorbed.score
+        changes["score_factors"] = absorbed.score_factors
+    latest = max(filter(None, [survivor.last_contacted_at, absorbed.last_contacted_at]), default=None)
+    changes["last_contacted_at"] = latest
+    survivor.phone_asks = max(survivor.phone_asks, absorbed.phone_asks)
+    survivor.phone_declined = survivor.phone_declined or absorbed.phone_declined
+    update_lead(survivor, changes, session=session, actor=actor, agent_id=agent_id)
+
+    absorbed.merged_into_id = survivor.id
+    absorbed.archived = True
+    session.flush()
+    record_audit(session=session, lead_id=survivor.id, actor=actor, action="merge", field="lead",
+                 old=absorbed.id, new=survivor.id, agent_id=agent_id)
+    session.expire(survivor, ["identities", "conversations", "notes"])
+    log.info("merged lead %s into lead %s", absorbed.id, survivor.id)
+    return survivor
+
+
+def _union(first: Iterable[Any], second: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for item in [*first, *second]:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def _merge_conversations(session: Session, survivor: Lead, absorbed: Lead) -> None:
+    kept = {c.channel: c for c in session.scalars(select(Conversation).where(Conversation.lead_id == survivor.id))}
+    for conversation in list(session.scalars(select(Conversation).where(Conversation.lead_id == absorbed.id))):
+        target = kept.get(conversation.channel)
+        if target is None:
+            conversation.lead_id = survivor.id
+            continue
+        session.execute(update(Message).where(Message.conversation_id == conversation.id)
+                        .values(conversation_id=target.id))
+        if conversation.last_inbound_at and (
+            target.last_inbound_at is None or conversation.last_inbound_at > target.last_inbound_at
+        ):
+            target.last_inbound_at = conversation.last_inbound_at
+        if conversation.summary and not target.summary:
+            target.summary = conversation.summary
+        session.flush()
+        session.delete(conversation)
+    session.flush()
+
+
+def get_conversation(lead: Lead, channel: str, *, session: Session) -> Conversation:
+    """The lead's conversation on `channel`, created on first use."""
+    for _attempt in range(_MAX_ATTEMPTS):
+        conversation = session.scalars(
+            select(Conversation).where(Conversation.lead_id == lead.id, Conversation.channel == channel)
+        ).first()
+        if conversation is not None:
+            return conversation
+        conversation = Conversation(lead_id=lead.id, channel=channel, created_at=utcnow())
+        if _insert(session, conversation):
+            return conversation
+    raise RuntimeError("could not create the conversation")

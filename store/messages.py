@@ -1,0 +1,178 @@
+"""Messages: storing inbound events exactly once, the pending queue, outbound records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from store.contacts import try_normalize_phone
+from store.leads import get_conversation, resolve
+from store.models import Conversation, Lead, Message, utcnow
+
+
+@dataclass
+class Inbound:
+    """One inbound event as every channel adapter hands it over, channel-neutral."""
+
+    channel: str
+    external_id: str
+    text: str = ""
+    kind: str = "text"
+    channel_message_id: Optional[str] = None
+    name: Optional[str] = None
+    phone: Optional[str] = None  # supplied by the channel itself (e.g. the WhatsApp wa_id)
+    email: Optional[str] = None
+    sent_at: Optional[datetime] = None
+    payload: Optional[dict[str, Any]] = None
+    author: str = "customer"  # "agent" for a human reply echoed from a native app
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Ingested:
+    message: Message
+    lead: Lead
+    conversation: Conversation
+    duplicate: bool
+
+
+def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingested:
+    """Store an inbound event once: a repeated channel message id returns the stored one, marked duplicate.
+
+    The phone the channel supplies is trusted only when it is valid; an invalid one is kept in the
+    payload and ignored for identity.
+    """
+    if inbound.channel_message_id:
+        existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id)
+        if existing is not None:
+            conversation = session.get(Conversation, existing.conversation_id)
+            assert conversation is not None
+            return Ingested(existing, conversation.lead, conversation, True)
+    phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
+    lead = resolve(inbound.channel, inbound.external_id, phone=phone, name=inbound.name,
+                   session=session, region=region)
+    conversation = get_conversation(lead, inbound.channel, session=session)
+    now = utcnow()
+    direction = "in" if inbound.author == "customer" else "out"
+    message = Message(
+        conversation_id=conversation.id,
+        channel=inbound.channel,
+        external_id=inbound.external_id,
+        direction=direction,
+        author=inbound.author,
+        text=(inbound.text or "")[:20000],
+        kind=inbound.kind,
+        channel_message_id=inbound.channel_message_id,
+        payload=inbound.payload,
+        sent_at=inbound.sent_at or now,
+        created_at=now,
+        delivery_status="received" if direction == "in" else "sent",
+        # Agent echoes need no bot processing.
+        processed_at=None if direction == "in" else now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id or "")
+        if existing is None:
+            raise
+        conversation = session.get(Conversation, existing.conversation_id)
+        assert conversation is not None
+        return Ingested(existing, conversation.lead, conversation, True)
+    if direction == "in":
+        conversation.last_inbound_at = max(filter(None, [conversation.last_inbound_at, message.sent_at]))
+        lead.last_contacted_at = max(filter(None, [lead.last_contacted_at, message.sent_at]))
+    return Ingested(message, lead, conversation, False)
+
+
+def _by_channel_id(session: Session, channel: str, channel_message_id: str) -> Optional[Message]:
+    return session.scalars(
+        select(Message).where(Message.channel == channel, Message.channel_message_id == channel_message_id)
+    ).first()
+
+
+def pending_messages(conversation_id: int, *, session: Session) -> list[Message]:
+    """Inbound messages of a conversation that the bot has not processed yet, oldest first."""
+    return list(session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id, Message.direction == "in",
+               Message.processed_at.is_(None))
+        .order_by(Message.id)
+    ))
+
+
+def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
+    """Conversations that have stored but unprocessed inbound messages (to pick up after a restart)."""
+    rows = session.scalars(
+        select(Message.conversation_id)
+        .where(Message.direction == "in", Message.processed_at.is_(None))
+        .group_by(Message.conversation_id)
+        .order_by(Message.conversation_id)
+        .limit(limit)
+    )
+    return list(rows)
+
+
+def recent_messages(lead_id: int, *, session: Session, limit: int = 12) -> list[Message]:
+    """The last `limit` messages of a lead across its conversations, oldest first."""
+    rows = list(session.scalars(
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.lead_id == lead_id)
+        .order_by(Message.id.desc())
+        .limit(limit)
+    ))
+    rows.reverse()
+    return rows
+
+
+def record_outbound(
+    conversation: Conversation,
+    text: str,
+    *,
+    session: Session,
+    author: str = "bot",
+    agent_id: Optional[int] = None,
+    idempotency_key: Optional[str] = None,
+    external_id: Optional[str] = None,
+    kind: str = "text",
+    delivery_status: str = "pending",
+) -> Message:
+    """Record an outbound message before it is sent; a repeated idempotency key returns the first one."""
+    if idempotency_key:
+        existing = session.scalars(select(Message).where(Message.idempotency_key == idempotency_key)).first()
+        if existing is not None:
+            return existing
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        external_id=external_id,
+        direction="out",
+        author=author,
+        agent_id=agent_id,
+        text=text,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        delivery_status=delivery_status,
+        sent_at=now,
+        created_at=now,
+        processed_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        existing = session.scalars(select(Message).where(Message.idempotency_key == idempotency_key)).first()
+        if existing is None:
+            raise
+        return existing
+    return message

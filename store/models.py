@@ -1,0 +1,281 @@
+"""The lead store's tables: leads, their channel identities, conversations, messages and history.
+
+The schema is created only by the Alembic migrations in `store/migrations`; keep the two in sync
+(`tests/store/test_migrations.py` compares them).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+CHANNELS = ("web", "messenger", "instagram", "whatsapp", "manual")
+NOTE_CATEGORIES = ("General", "Qualification", "Follow-up", "Objection", "Positive Signal")
+AGENT_ROLES = ("agent", "admin")
+AUTHORS = ("customer", "bot", "agent")
+HOT_SCORE = 75
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[Optional[str]] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(20), default="agent")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    capacity: Mapped[int] = mapped_column(Integer, default=50)
+    telegram_user_id: Mapped[Optional[int]] = mapped_column(BigInteger, unique=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[Optional[str]] = mapped_column(String(256))
+    link_code_hash: Mapped[Optional[str]] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    leads: Mapped[list[Lead]] = relationship(back_populates="assigned_agent")
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+    __table_args__ = (
+        Index("ix_leads_status_score", "status", "score"),
+        Index("ix_leads_agent_status", "assigned_agent_id", "status"),
+        Index("ix_leads_archived_created", "archived", "created_at"),
+        Index("ix_leads_last_contacted", "last_contacted_at"),
+        Index("ix_leads_score", "score"),
+        Index("ix_leads_name", "name"),
+        Index("ix_leads_company", "company"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[Optional[str]] = mapped_column(String(200))
+    email: Mapped[Optional[str]] = mapped_column(String(320), unique=True)
+    phone: Mapped[Optional[str]] = mapped_column(String(20), unique=True)
+    company: Mapped[Optional[str]] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(60), default="New")
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    score_factors: Mapped[list[Any]] = mapped_column(default=list)
+    interests: Mapped[list[Any]] = mapped_column(default=list)
+    objections: Mapped[list[Any]] = mapped_column(default=list)
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    summary: Mapped[Optional[str]] = mapped_column(Text)
+    conversion_probability: Mapped[Optional[float]] = mapped_column(Float)
+    next_best_action: Mapped[Optional[str]] = mapped_column(Text)
+    custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[Optional[str]] = mapped_column(String(100))
+    assigned_agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    ai_paused_until: Mapped[Optional[datetime]]
+    ai_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    ai_pause_reason: Mapped[Optional[str]] = mapped_column(String(60))
+    ai_resume_notice_due: Mapped[bool] = mapped_column(Boolean, default=False)
+    phone_asks: Mapped[int] = mapped_column(Integer, default=0)
+    phone_declined: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_reply_asked_phone: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    merged_into_id: Mapped[Optional[int]] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    last_contacted_at: Mapped[Optional[datetime]]
+    converted_at: Mapped[Optional[datetime]]
+
+    assigned_agent: Mapped[Optional[Agent]] = relationship(back_populates="leads")
+    identities: Mapped[list[Identity]] = relationship(back_populates="lead", order_by="Identity.id")
+    conversations: Mapped[list[Conversation]] = relationship(
+        back_populates="lead", order_by="Conversation.id"
+    )
+    notes: Mapped[list[Note]] = relationship(back_populates="lead", order_by="Note.id")
+
+    @property
+    def channels(self) -> list[str]:
+        return sorted({identity.channel for identity in self.identities})
+
+    @property
+    def is_hot(self) -> bool:
+        return self.score >= HOT_SCORE
+
+
+class Identity(Base):
+    """One way of reaching a person: (channel, the channel's id for them)."""
+
+    __tablename__ = "identities"
+    __table_args__ = (UniqueConstraint("channel", "external_id", name="uq_identities_channel_external"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[Optional[str]] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    lead: Mapped[Lead] = relationship(back_populates="identities")
+
+
+class Conversation(Base):
+    """The messages of one lead on one channel."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("lead_id", "channel", name="uq_conversations_lead_channel"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    summary: Mapped[Optional[str]] = mapped_column(Text)
+    last_inbound_at: Mapped[Optional[datetime]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    lead: Mapped[Lead] = relationship(back_populates="conversations")
+    messages: Mapped[list[Message]] = relationship(back_populates="conversation", order_by="Message.id")
+
+
+class Message(Base):
+    """One message in or out. Inbound messages wait with `processed_at` NULL until the bot ran."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
+        Index("ix_messages_conversation_id", "conversation_id", "id"),
+        Index("ix_messages_pending", "direction", "processed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[Optional[str]] = mapped_column(String(200))
+    direction: Mapped[str] = mapped_column(String(3))
+    author: Mapped[str] = mapped_column(String(10))
+    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(30), default="text")
+    channel_message_id: Mapped[Optional[str]] = mapped_column(String(255))
+    idempotency_key: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
+    delivery_status: Mapped[Optional[str]] = mapped_column(String(20))
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[Optional[datetime]]
+
+    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    author: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(30), default="General")
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    lead: Mapped[Lead] = relationship(back_populates="notes")
+
+
+class ScoreEvent(Base):
+    """One score update with the factors (and quoted evidence) behind it."""
+
+    __tablename__ = "score_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    # The last inbound message the assessment covered: a retried job cannot score it twice.
+    message_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), unique=True
+    )
+    previous_score: Mapped[int] = mapped_column(Integer, default=0)
+    score: Mapped[int] = mapped_column(Integer)
+    factors: Mapped[list[Any]] = mapped_column(default=list)
+    engine: Mapped[str] = mapped_column(String(20), default="offline")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Who changed which field of which lead, from what to what, and when."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[Optional[int]] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    actor: Mapped[str] = mapped_column(String(20))  # bot, agent, import, merge, system
+    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(30))  # create, update, merge, assign, note, delete
+    field: Mapped[Optional[str]] = mapped_column(String(60))
+    old_value: Mapped[Optional[str]] = mapped_column(Text)
+    new_value: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_agent_read", "agent_id", "read"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    lead_id: Mapped[Optional[int]] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    text: Mapped[str] = mapped_column(Text)
+    read: Mapped[bool] = mapped_column(Boolean, default=False)
+    deliver_after: Mapped[Optional[datetime]]
+    delivered_at: Mapped[Optional[datetime]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChatSession(Base):
+    """A web chat widget session: the bearer token (hashed) and the visitor's identity."""
+
+    __tablename__ = "chat_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
