@@ -257,7 +257,11 @@ class AuditEvent(Base):
 
 class Notification(Base):
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_agent_read", "agent_id", "read"),)
+    __table_args__ = (
+        Index("ix_notifications_agent_read", "agent_id", "read"),
+        # The Telegram copilot polls for due, undelivered notifications.
+        Index("ix_notifications_undelivered", "delivered_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))

@@ -163,6 +163,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.create_index('ix_notifications_agent_read', ['agent_id', 'read'], unique=False)
+        batch_op.create_index('ix_notifications_undelivered', ['delivered_at', 'id'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -222,6 +223,7 @@ def downgrade() -> None:
 
     op.drop_table('messages')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_index('ix_notifications_undelivered')
         batch_op.drop_index('ix_notifications_agent_read')
 
     op.drop_table('notifications')
