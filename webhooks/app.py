@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Blueprints register themselves here as (module path, attribute); each module exposes a Blueprint.
-BLUEPRINTS: tuple[tuple[str, str], ...] = ()
+BLUEPRINTS: tuple[tuple[str, str], ...] = (
+    ("webhooks.api", "blueprint"),
+)
 
 
 @dataclass

@@ -1,0 +1,257 @@
+"""The admin-defined vocabulary the API and console work with: statuses and custom field definitions.
+
+Both come from the prompts configuration (`bot.load_prompts`), handed to the app as the `prompts`
+extra (a PromptConfig or a callable returning the current one, so hot reloads show up at once).
+The bot's models are read by attribute or key so that a dict-shaped definition works the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Optional
+
+from store.contacts import InvalidContact, normalize_email, normalize_phone
+from webhooks.app import ApiError, services
+
+log = logging.getLogger(__name__)
+
+CONVERTED = "Converted"
+_DEFAULT_COLOUR = "#6b7280"
+_loaded_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class StatusDef:
+    name: str
+    colour: str
+    description: str
+    terminal: bool
+    ai_can_set: bool
+    action: str
+    ai_behaviour: str
+    pause_minutes: Optional[int]
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    name: str
+    label: str
+    type: str  # text, number, integer, boolean, date, choice, email, phone, url
+    description: str
+    required: bool
+    choices: tuple[str, ...]
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if not isinstance(obj, dict) and hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+def current_prompts() -> Any:
+    """The prompts configuration in force (None when it cannot be loaded)."""
+    svc = services()
+    prompts = svc.get("prompts")
+    if callable(prompts) and not hasattr(prompts, "statuses"):
+        return prompts()
+    if prompts is not None:
+        return prompts
+    # No configuration handed over: load the prompts directory once and keep it for this app.
+    with _loaded_lock:
+        if "_api_prompts" not in svc.extras:
+            svc.extras["_api_prompts"] = _load_from_settings(svc.settings)
+    return svc.extras["_api_prompts"]
+
+
+def _load_from_settings(settings: Any) -> Any:
+    try:
+        from bot import load_prompts  # type: ignore[attr-defined]
+    except ImportError:
+        log.warning("the bot package offers no load_prompts; statuses and custom fields are unavailable")
+        return None
+    try:
+        return load_prompts(settings.prompts_dir)
+    except Exception as exc:  # noqa: BLE001 - a broken prompts dir must not take the API down
+        log.error("cannot load the prompts from %s: %s", settings.prompts_dir, exc)
+        return None
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    # Enums (e.g. an AI-behaviour enum) read as their value.
+    return str(getattr(value, "value", value))
+
+
+def statuses() -> list[StatusDef]:
+    prompts = current_prompts()
+    raw = _get(prompts, "statuses", default=None) if prompts is not None else None
+    if isinstance(raw, dict):
+        raw = [{"name": key, **(value if isinstance(value, dict) else {})} if isinstance(value, dict)
+               else value for key, value in raw.items()]
+    out = []
+    for item in raw or []:
+        name = _as_text(_get(item, "name"))
+        if not name:
+            continue
+        behaviour = _get(item, "ai_behaviour", "ai_behavior", "ai", "behaviour", default="continue")
+        pause = _get(item, "pause_minutes", default=None)
+        if not isinstance(behaviour, str) and not hasattr(behaviour, "value"):
+            # A nested behaviour object such as {"mode": "pause", "minutes": 60}.
+            pause = _get(behaviour, "pause_minutes", "minutes", default=pause)
+            behaviour = _get(behaviour, "mode", "kind", "type", default="continue")
+        out.append(StatusDef(
+            name=name,
+            colour=_as_text(_get(item, "colour", "color", default=_DEFAULT_COLOUR)) or _DEFAULT_COLOUR,
+            description=_as_text(_get(item, "description", default="")),
+            terminal=bool(_get(item, "terminal", default=False)),
+            ai_can_set=bool(_get(item, "ai_can_set", default=True)),
+            action=_as_text(_get(item, "action", default="none")) or "none",
+            ai_behaviour=_as_text(behaviour) or "continue",
+            pause_minutes=int(pause) if isinstance(pause, (int, float)) else None,
+        ))
+    return out
+
+
+def status_by_name(name: str) -> StatusDef:
+    """The configured status called `name` (case-insensitive), or a 422 listing the choices."""
+    wanted = (name or "").strip().lower()
+    known = statuses()
+    for status in known:
+        if status.name.lower() == wanted:
+            return status
+    if wanted == CONVERTED.lower() and not known:
+        return StatusDef(CONVERTED, "#16a34a", "", True, False, "none", "continue", None)
+    choices = ", ".join(s.name for s in known) or "(no statuses configured)"
+    raise ApiError(422, "unknown_status", f"unknown status {name!r}; use one of: {choices}", "status")
+
+
+def status_colours() -> dict[str, str]:
+    return {s.name: s.colour for s in statuses()}
+
+
+def terminal_statuses() -> list[str]:
+    names = [s.name for s in statuses() if s.terminal]
+    return names or ["Not Interested", CONVERTED]
+
+
+_TYPE_ALIASES = {
+    "string": "text", "str": "text", "text": "text", "textarea": "text", "long_text": "text",
+    "number": "number", "float": "number", "decimal": "number", "int": "integer", "integer": "integer",
+    "bool": "boolean", "boolean": "boolean", "checkbox": "boolean", "date": "date",
+    "choice": "choice", "select": "choice", "enum": "choice", "email": "email", "phone": "phone",
+    "url": "url", "link": "url",
+}
+
+
+def custom_fields() -> list[FieldDef]:
+    prompts = current_prompts()
+    raw = _get(prompts, "custom_fields", default=None) if prompts is not None else None
+    if isinstance(raw, dict):
+        raw = [{"name": key, **value} if isinstance(value, dict) else {"name": key, "type": value}
+               for key, value in raw.items()]
+    out = []
+    for item in raw or []:
+        name = _as_text(_get(item, "name", "key"))
+        if not name:
+            continue
+        kind = _TYPE_ALIASES.get(_as_text(_get(item, "type", "kind", default="text")).lower(), "text")
+        choices = _get(item, "choices", "options", "values", default=None) or ()
+        if choices and kind == "text":
+            kind = "choice"
+        out.append(FieldDef(
+            name=name,
+            label=_as_text(_get(item, "label", "title", default="")) or name.replace("_", " ").capitalize(),
+            type=kind,
+            description=_as_text(_get(item, "description", "help", default="")),
+            required=bool(_get(item, "required", default=False)),
+            choices=tuple(_as_text(c) for c in choices),
+        ))
+    return out
+
+
+def clean_custom_fields(values: dict[str, Any], current: dict[str, Any], *, region: str) -> dict[str, Any]:
+    """Merge `values` into `current` after checking each against its definition; None removes a value."""
+    definitions = {f.name: f for f in custom_fields()}
+    merged = dict(current or {})
+    for key, value in values.items():
+        definition = definitions.get(key)
+        where = f"custom_fields.{key}"
+        if definition is None:
+            known = ", ".join(definitions) or "(none defined)"
+            raise ApiError(422, "unknown_custom_field", f"no custom field {key!r}; defined: {known}", where)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if definition.required:
+                raise ApiError(422, "validation_error", f"{definition.label} is required", where)
+            merged.pop(key, None)
+            continue
+        merged[key] = _clean_value(definition, value, region, where)
+    return merged
+
+
+def _clean_value(definition: FieldDef, value: Any, region: str, where: str) -> Any:
+    def bad(why: str) -> ApiError:
+        return ApiError(422, "validation_error", f"{definition.label}: {why}", where)
+
+    kind = definition.type
+    if kind in ("number", "integer"):
+        if isinstance(value, bool):
+            raise bad("must be a number")
+        if isinstance(value, str):
+            try:
+                value = float(value.strip().replace(",", "")) if kind == "number" else int(value.strip())
+            except ValueError:
+                raise bad("must be a number" if kind == "number" else "must be a whole number") from None
+        if kind == "integer":
+            if isinstance(value, float) and not value.is_integer():
+                raise bad("must be a whole number")
+            if not isinstance(value, (int, float)):
+                raise bad("must be a whole number")
+            return int(value)
+        if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+            raise bad("must be a number")
+        return value
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise bad("must be true or false")
+    if not isinstance(value, str):
+        raise bad("must be text")
+    value = value.strip()
+    if len(value) > 2000:
+        raise bad("is too long (2000 characters at most)")
+    if kind == "date":
+        try:
+            return date.fromisoformat(value[:10]).isoformat() if len(value) <= 10 else \
+                datetime.fromisoformat(value).date().isoformat()
+        except ValueError:
+            raise bad("must be a date like 2024-05-31") from None
+    if kind == "choice":
+        for choice in definition.choices:
+            if choice.lower() == value.lower():
+                return choice
+        raise bad(f"must be one of: {', '.join(definition.choices)}")
+    if kind == "email":
+        try:
+            return normalize_email(value)
+        except InvalidContact as exc:
+            raise bad(str(exc)) from None
+    if kind == "phone":
+        try:
+            return normalize_phone(value, region)
+        except InvalidContact as exc:
+            raise bad(str(exc)) from None
+    if kind == "url" and not re.match(r"^https?://[^\s]+$", value):
+        raise bad("must be a web address starting with http:// or https://")
+    return value

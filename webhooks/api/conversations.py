@@ -1,0 +1,134 @@
+"""Conversation endpoints: an agent's reply to the customer, pausing and resuming the bot for a lead."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from flask import g, jsonify
+from sqlalchemy import select
+
+from store.leads import update_lead
+from store.models import Agent, Conversation, Lead, Message
+from webhooks.api import ops, schemas
+from webhooks.api.base import as_utc, endpoint, now
+from webhooks.api.leads import _detail
+from webhooks.api.serialize import agent_names, dump, message_out
+from webhooks.app import ApiError, services
+
+log = logging.getLogger(__name__)
+
+TAG = "Conversations"
+
+
+def outbox() -> Any:
+    """The outbound path the channels set up, or a local one that only records the message."""
+    svc = services()
+    box = svc.get("outbox")
+    if box is None:
+        from bot import LocalOutbox  # type: ignore[attr-defined]
+
+        box = svc.extras.setdefault("_api_outbox", LocalOutbox(svc.session_factory))
+    return box
+
+
+def takeover_minutes() -> int:
+    return int(getattr(services().settings, "takeover_minutes", 60) or 60)
+
+
+def send_reply(lead_id: int, text: str, agent: Agent, *, at: datetime) -> tuple[dict[str, Any], Optional[datetime]]:
+    """Send `text` to the customer as `agent` through the lead's channel; the bot pauses for the takeover."""
+    from bot.takeover import send_agent_reply  # type: ignore[import-not-found]
+
+    svc = services()
+    with svc.session_factory() as session:
+        lead = ops.load_lead(lead_id, agent, session=session)
+        lead_id = lead.id
+        has_conversation = session.scalars(
+            select(Conversation.id).where(Conversation.lead_id == lead_id)
+        ).first() is not None
+    if not has_conversation:
+        raise ApiError(409, "no_conversation",
+                       f"lead {lead_id} has not written on any channel yet, so there is nobody to reply to")
+    # No transaction is held here: the send path records, sends and marks in its own short ones.
+    try:
+        result = send_agent_reply(lead_id, text, session_factory=svc.session_factory, outbox=outbox(),
+                                  agent_id=agent.id, now=at, minutes=takeover_minutes())
+    except (LookupError, ValueError) as exc:
+        raise ApiError(409, "cannot_reply", str(exc) or "the reply could not be sent") from None
+    with svc.session_factory() as session:
+        message = _sent_message(result, lead_id, agent.id, session=session)
+        lead = session.get(Lead, lead_id)
+        paused_until = as_utc(lead.ai_paused_until) if lead is not None else None
+        data = message_out(message, agent_names(session))
+    return data, paused_until
+
+
+def _sent_message(result: Any, lead_id: int, agent_id: int, *, session: Any) -> Message:
+    message_id = result if isinstance(result, int) and not isinstance(result, bool) else (
+        getattr(result, "id", None) or getattr(result, "message_id", None)
+    )
+    message = session.get(Message, message_id) if isinstance(message_id, int) else None
+    if message is None:
+        inner = getattr(result, "message", None)
+        if isinstance(inner, Message):
+            message = session.get(Message, inner.id)
+    if message is None:
+        # The send path told us nothing usable: the agent's latest message on this lead is the one.
+        message = session.scalars(
+            select(Message).join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.lead_id == lead_id, Message.author == "agent", Message.agent_id == agent_id)
+            .order_by(Message.id.desc())
+        ).first()
+    if message is None:
+        raise ApiError(409, "cannot_reply", "the reply could not be recorded")
+    return message  # type: ignore[no-any-return]
+
+
+def pause_bot(lead: Lead, minutes: Optional[int], agent: Agent, *, session: Any, at: datetime) -> None:
+    """Keep the bot quiet on this lead: for `minutes`, or until someone resumes it."""
+    if minutes:
+        changes: dict[str, Any] = {"ai_paused_until": at + timedelta(minutes=minutes), "ai_pause_reason": "agent"}
+    else:
+        changes = {"ai_stopped": True, "ai_pause_reason": "agent"}
+    update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
+
+
+def resume_bot(lead: Lead, agent: Agent, *, session: Any) -> None:
+    from bot.takeover import resume_bot as resume  # type: ignore[import-not-found]
+
+    resume(lead, session=session, actor="agent", agent_id=agent.id)
+
+
+@endpoint("POST", "/leads/<int:lead_id>/reply", summary="Reply to the customer", tag=TAG,
+          body=schemas.ReplyBody, response=schemas.ReplyOut, status=201, errors=(400, 401, 403, 404, 409, 422))
+def reply(lead_id: int, body: schemas.ReplyBody) -> Any:
+    """Send a message to the customer through the lead's channel as the agent; the bot pauses for the
+    takeover window (LEADDESK_TAKEOVER_MINUTES), renewed by each agent message."""
+    data, paused_until = send_reply(lead_id, body.text, g.agent, at=now())
+    return jsonify(dump(schemas.ReplyOut, {"message": data, "ai_paused_until": paused_until})), 201
+
+
+@endpoint("POST", "/leads/<int:lead_id>/bot/pause", summary="Pause the bot for a lead", tag=TAG,
+          body=schemas.PauseBody, response=schemas.LeadDetail, errors=(400, 401, 403, 404, 422))
+def pause(lead_id: int, body: schemas.PauseBody) -> Any:
+    """The bot stops answering this lead for `minutes`, or until resumed; messages are still stored and scored."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        pause_bot(lead, body.minutes, g.agent, session=session, at=now())
+        lead_id = lead.id
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session))
+
+
+@endpoint("POST", "/leads/<int:lead_id>/bot/resume", summary="Resume the bot for a lead", tag=TAG,
+          response=schemas.LeadDetail, errors=(401, 403, 404))
+def resume(lead_id: int) -> Any:
+    """Lift a pause or stop; the bot's next message tells the customer they talk to an assistant again."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        resume_bot(lead, g.agent, session=session)
+        lead_id = lead.id
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session))

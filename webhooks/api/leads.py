@@ -1,0 +1,201 @@
+"""Lead endpoints: list with filters and cursor pages, detail, create, update, convert, archive, delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any, Optional
+
+from flask import g, jsonify
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import Session, selectinload
+
+from store.models import Conversation, Lead
+from store.query import LeadQuery, build_lead_query, count_leads
+from webhooks.api import ops, schemas
+from webhooks.api.base import endpoint, now
+from webhooks.api.serialize import dump, lead_detail, lead_summary
+from webhooks.app import ApiError, services
+
+TAG = "Leads"
+
+
+# ---- cursor pagination --------------------------------------------------------------------
+# The cursor is the sort key and id of the last row shown (keyset pagination), so pages stay
+# stable while new leads arrive and deep pages cost the same as the first.
+
+
+def encode_cursor(sort: str, lead: Lead) -> str:
+    key = sort.lstrip("-")
+    value = getattr(lead, key)
+    if isinstance(value, datetime):
+        value = value.isoformat()
+    raw = json.dumps({"s": sort, "v": value, "i": lead.id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    invalid = ApiError(400, "invalid_cursor", "the cursor is not one this API gave out", "cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if not isinstance(data, dict) or not isinstance(data.get("i"), int) or isinstance(data.get("i"), bool):
+        raise invalid
+    if data.get("s") != sort:
+        raise ApiError(400, "invalid_cursor", "the cursor belongs to another sort order", "cursor")
+    value = data.get("v")
+    key = sort.lstrip("-")
+    try:
+        if value is not None and key in ("created_at", "last_contacted_at"):
+            value = datetime.fromisoformat(value)
+        elif value is not None and key in ("score", "id") and not (isinstance(value, int) and not isinstance(value, bool)):
+            raise ValueError
+        elif value is not None and key == "name" and not isinstance(value, str):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise invalid from None
+    if abs(data["i"]) > 2**63 - 1 or (isinstance(value, int) and abs(value) > 2**63 - 1):
+        raise invalid
+    return value, data["i"]
+
+
+def _after(stmt: Select[tuple[Lead]], sort: str, value: Any, last_id: int) -> Select[tuple[Lead]]:
+    key = sort.lstrip("-")
+    desc = sort.startswith("-")
+    beyond_id = Lead.id < last_id if desc else Lead.id > last_id
+    if key == "id":
+        return stmt.where(beyond_id)
+    column = getattr(Lead, key)
+    if value is None:  # already in the trailing block of NULLs
+        return stmt.where(and_(column.is_(None), beyond_id))
+    beyond = column < value if desc else column > value
+    return stmt.where(or_(beyond, and_(column == value, beyond_id), column.is_(None)))
+
+
+def _ordered(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
+    column = getattr(Lead, sort.lstrip("-"))
+    if sort.startswith("-"):
+        return stmt.order_by(column.desc().nulls_last(), Lead.id.desc())
+    return stmt.order_by(column.asc().nulls_last(), Lead.id.asc())
+
+
+def lead_page(query: LeadQuery, cursor: Optional[str], *, session: Session,
+              at: datetime) -> tuple[list[Lead], Optional[str], int]:
+    """One page of leads for `query` after `cursor`, the next cursor, and the total count."""
+    stmt = build_lead_query(query, now=at)
+    if cursor:
+        value, last_id = decode_cursor(cursor, query.sort)
+        stmt = _after(stmt, query.sort, value, last_id)
+    stmt = _ordered(stmt, query.sort).limit(query.limit + 1)
+    stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
+    rows = list(session.scalars(stmt))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    next_cursor = encode_cursor(query.sort, rows[-1]) if more and rows else None
+    return rows, next_cursor, count_leads(query, session=session, now=at)
+
+
+def _detail(lead_id: int, session: Session) -> dict[str, Any]:
+    lead = ops.load_lead(lead_id, g.agent, session=session)
+    lead = session.scalars(
+        build_lead_query(LeadQuery(ids=[lead.id], archived=None, terminal_statuses=()))
+        .options(selectinload(Lead.identities), selectinload(Lead.assigned_agent),
+                 selectinload(Lead.conversations).selectinload(Conversation.messages))
+    ).one()
+    return dump(schemas.LeadDetail, lead_detail(lead, now(), session=session))
+
+
+# ---- views --------------------------------------------------------------------------------
+
+
+@endpoint("GET", "/leads", summary="List leads", tag=TAG, query=schemas.LeadListParams,
+          response=schemas.LeadPage, errors=(400, 401, 422))
+def list_leads(params: schemas.LeadListParams) -> Any:
+    """Leads the agent may see (admins: all) matching the filters, one page at a time."""
+    at = now()
+    query = ops.lead_query(params, g.agent, now=at, sort=params.sort, limit=params.limit)
+    with services().session_factory() as session:
+        rows, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
+        leads = [lead_summary(lead, at) for lead in rows]
+    return jsonify(dump(schemas.LeadPage, {"leads": leads, "total": total, "next_cursor": next_cursor}))
+
+
+@endpoint("POST", "/leads", summary="Create a lead", tag=TAG, body=schemas.LeadCreate,
+          response=schemas.LeadDetail, status=201, errors=(400, 401, 409, 422))
+def create_lead(body: schemas.LeadCreate) -> Any:
+    """A lead entered by hand (channel `manual`); a phone or email another lead has is a 409."""
+    with services().session_factory.begin() as session:
+        lead = ops.create_lead(body, g.agent, session=session, now=now())
+        lead_id = lead.id
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session)), 201
+
+
+@endpoint("GET", "/leads/<int:lead_id>", summary="Get a lead", tag=TAG, response=schemas.LeadDetail,
+          errors=(401, 403, 404))
+def get_lead(lead_id: int) -> Any:
+    """Profile, identities, conversations with messages, notes, score history with factors, audit trail."""
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session))
+
+
+@endpoint("PATCH", "/leads/<int:lead_id>", summary="Update a lead", tag=TAG, body=schemas.LeadUpdate,
+          response=schemas.LeadDetail, errors=(400, 401, 403, 404, 409, 422))
+def update_lead(lead_id: int, body: schemas.LeadUpdate) -> Any:
+    """Change profile fields, status, tags and custom fields; each change is audited."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
+        ops.update_fields(lead, body, g.agent, session=session, now=now())
+        lead_id = lead.id
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session))
+
+
+@endpoint("POST", "/leads/<int:lead_id>/convert", summary="Convert a lead", tag=TAG,
+          body=schemas.ConvertBody, response=schemas.LeadDetail, errors=(400, 401, 403, 404, 409, 422))
+def convert_lead(lead_id: int, body: schemas.ConvertBody) -> Any:
+    """Set the status Converted and lock the lead read-only (further changes answer 409)."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
+        ops.convert(lead, g.agent, session=session, now=now(), note=body.note)
+        lead_id = lead.id
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session))
+
+
+@endpoint("POST", "/leads/<int:lead_id>/reopen", summary="Reopen a converted lead", tag=TAG, admin=True,
+          response=schemas.LeadDetail, errors=(401, 403, 404, 409))
+def reopen_lead(lead_id: int) -> Any:
+    """Unlock a converted lead so it can be edited again (admins only)."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        ops.reopen(lead, g.agent, session=session)
+        lead_id = lead.id
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session))
+
+
+@endpoint("POST", "/leads/<int:lead_id>/archive", summary="Archive or unarchive a lead", tag=TAG,
+          body=schemas.ArchiveBody, response=schemas.LeadDetail, errors=(400, 401, 403, 404, 422))
+def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
+    """Archived leads leave the default list (filter `archived=true` shows them)."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        ops.set_archived(lead, body.archived, g.agent, session=session)
+        lead_id = lead.id
+    with services().session_factory() as session:
+        return jsonify(_detail(lead_id, session))
+
+
+@endpoint("DELETE", "/leads/<int:lead_id>", summary="Delete a lead", tag=TAG, admin=True, status=204,
+          errors=(401, 403, 404))
+def delete_lead(lead_id: int) -> Any:
+    """Delete the lead and everything it owns (admins only); the deletion is audited."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        ops.delete_lead(lead, g.agent, session=session)
+    return "", 204

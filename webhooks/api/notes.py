@@ -1,0 +1,36 @@
+"""Note endpoints: the agents' notes on a lead, each with a category."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import g, jsonify
+
+from store.work import list_notes
+from webhooks.api import ops, schemas
+from webhooks.api.base import endpoint
+from webhooks.api.serialize import dump, note_out
+from webhooks.app import services
+
+TAG = "Notes"
+
+
+@endpoint("GET", "/leads/<int:lead_id>/notes", summary="List a lead's notes", tag=TAG,
+          response=schemas.NoteList, errors=(401, 403, 404))
+def list_lead_notes(lead_id: int) -> Any:
+    """The lead's notes, oldest first."""
+    with services().session_factory() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        notes = [note_out(n) for n in list_notes(lead.id, session=session)]
+    return jsonify(dump(schemas.NoteList, {"notes": notes}))
+
+
+@endpoint("POST", "/leads/<int:lead_id>/notes", summary="Add a note", tag=TAG, body=schemas.NoteCreate,
+          response=schemas.NoteOut, status=201, errors=(400, 401, 403, 404, 422))
+def add_lead_note(lead_id: int, body: schemas.NoteCreate) -> Any:
+    """Add a note (categories: General, Qualification, Follow-up, Objection, Positive Signal)."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        note = ops.add_lead_note(lead, body.text, body.category, g.agent, session=session)
+        data = note_out(note)
+    return jsonify(dump(schemas.NoteOut, data)), 201

@@ -1,0 +1,455 @@
+"""Request and response models of the REST API: they validate bodies and produce the OpenAPI schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from store.models import AGENT_ROLES, CHANNELS, NOTE_CATEGORIES
+from store.query import SORT_KEYS
+
+Channel = Literal["web", "messenger", "instagram", "whatsapp", "manual"]
+NoteCategory = Literal["General", "Qualification", "Follow-up", "Objection", "Positive Signal"]
+Role = Literal["agent", "admin"]
+SortKey = Literal["created_at", "-created_at", "score", "-score", "last_contacted_at",
+                  "-last_contacted_at", "name", "-name", "id", "-id"]
+
+assert set(Channel.__args__) == set(CHANNELS)  # type: ignore[attr-defined]
+assert set(NoteCategory.__args__) == set(NOTE_CATEGORIES)  # type: ignore[attr-defined]
+assert set(Role.__args__) == set(AGENT_ROLES)  # type: ignore[attr-defined]
+assert set(SortKey.__args__) == set(SORT_KEYS)  # type: ignore[attr-defined]
+
+MAX_BULK = 5000
+
+
+class Strict(BaseModel):
+    """Request bodies: unknown fields are refused so that a typo is an error, not a silent no-op."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _category(value: Any) -> Any:
+    if isinstance(value, str):
+        for category in NOTE_CATEGORIES:
+            if category.lower() == value.strip().lower():
+                return category
+    return value
+
+
+def _archived(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        return {"0": "false", "no": "false", "1": "true", "yes": "true", "any": "all",
+                "both": "all"}.get(lowered, lowered)
+    return value
+
+
+# ---- lead filters -------------------------------------------------------------------------
+
+
+class LeadFilters(Strict):
+    """Every filter of the shared lead query; unset filters do not filter."""
+
+    status: list[str] = Field(default_factory=list, max_length=50,
+                              description="Statuses to include (repeat the parameter or separate with commas).")
+    score_min: Optional[int] = Field(None, ge=0, le=100)
+    score_max: Optional[int] = Field(None, ge=0, le=100)
+    hot: bool = Field(False, description="Only hot leads (score >= 75).")
+    agent_id: Optional[int] = Field(None, ge=1, le=2**31 - 1, description="Assigned to this agent.")
+    mine: bool = Field(False, description="Assigned to the calling agent.")
+    unassigned: bool = Field(False, description="Not assigned to anyone.")
+    channel: list[Channel] = Field(default_factory=list, max_length=5,
+                                   description="Has an identity on one of these channels.")
+    created_from: Optional[datetime] = None
+    created_to: Optional[datetime] = None
+    contacted_from: Optional[datetime] = None
+    contacted_to: Optional[datetime] = None
+    stale_days: Optional[int] = Field(None, ge=0, le=3650,
+                                      description="No contact for this many days and not in a terminal status.")
+    archived: Literal["false", "true", "all"] = Field("false", description="Archived leads: hide, only, or both.")
+    q: Optional[str] = Field(None, max_length=200, description="Text search over name, email, phone and company.")
+
+    _archived = field_validator("archived", mode="before")(_archived)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _split_status(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [part.strip() for v in value for part in v.split(",") if part.strip()]
+        return value
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _split_channel(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [part.strip().lower() for v in value for part in v.split(",") if part.strip()]
+        return value
+
+
+class LeadListParams(LeadFilters):
+    sort: SortKey = Field("-created_at", description="Sort key; a leading '-' sorts descending.")
+    limit: int = Field(50, ge=1, le=200)
+    cursor: Optional[str] = Field(None, max_length=500,
+                                  description="Opaque cursor from a previous page's `next_cursor`.")
+
+
+class ExportParams(LeadFilters):
+    sort: SortKey = "-created_at"
+    ids: list[int] = Field(default_factory=list, max_length=MAX_BULK,
+                           description="Only these lead ids (comma separated or repeated).")
+
+    @field_validator("ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return [part.strip() for v in value for part in v.split(",") if part.strip()]
+        return value
+
+
+# ---- request bodies -----------------------------------------------------------------------
+
+
+class LeadCreate(Strict):
+    name: Optional[str] = Field(None, max_length=200)
+    email: Optional[str] = Field(None, max_length=320)
+    phone: Optional[str] = Field(None, max_length=40)
+    company: Optional[str] = Field(None, max_length=200)
+    status: Optional[str] = Field(None, max_length=60)
+    source: Optional[str] = Field(None, max_length=100)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    assign_to_me: bool = False
+
+
+class LeadUpdate(Strict):
+    """Fields to change; a field left out stays as it is, `null` clears it."""
+
+    name: Optional[str] = Field(None, max_length=200)
+    email: Optional[str] = Field(None, max_length=320)
+    phone: Optional[str] = Field(None, max_length=40)
+    company: Optional[str] = Field(None, max_length=200)
+    status: Optional[str] = Field(None, max_length=60)
+    source: Optional[str] = Field(None, max_length=100)
+    summary: Optional[str] = Field(None, max_length=5000)
+    next_best_action: Optional[str] = Field(None, max_length=2000)
+    tags: Optional[list[str]] = Field(None, max_length=50)
+    custom_fields: Optional[dict[str, Any]] = Field(
+        None, description="Custom field values by name (merged into the existing ones; null removes one)."
+    )
+
+
+class NoteCreate(Strict):
+    text: str = Field(min_length=1, max_length=10000)
+    category: NoteCategory = "General"
+
+    _category = field_validator("category", mode="before")(_category)
+
+
+class AssignBody(Strict):
+    agent_id: Optional[int] = Field(None, ge=1, le=2**31 - 1,
+                                    description="The agent to assign to; null unassigns.")
+    round_robin: bool = Field(False, description="Pick the next available agent instead of agent_id.")
+
+
+class BulkSelection(Strict):
+    ids: list[int] = Field(default_factory=list, max_length=MAX_BULK)
+    filter: Optional[LeadFilters] = Field(None, description="Select the leads matching these filters.")
+
+
+class BulkAssignBody(BulkSelection):
+    agent_id: Optional[int] = Field(None, ge=1, le=2**31 - 1)
+    round_robin: bool = False
+
+
+class BulkStatusBody(BulkSelection):
+    status: str = Field(min_length=1, max_length=60)
+
+
+class ConvertBody(Strict):
+    note: Optional[str] = Field(None, max_length=10000, description="Optional note recorded with the conversion.")
+
+
+class ArchiveBody(Strict):
+    archived: bool = True
+
+
+class ReplyBody(Strict):
+    text: str = Field(min_length=1, max_length=4096)
+
+
+class PauseBody(Strict):
+    minutes: Optional[int] = Field(None, ge=1, le=60 * 24 * 30,
+                                   description="Pause for this long; without it, until resumed.")
+
+
+class AgentCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    email: Optional[str] = Field(None, max_length=320)
+    role: Role = "agent"
+    capacity: int = Field(50, ge=0, le=100000)
+    password: Optional[str] = Field(None, min_length=8, max_length=200)
+
+
+class AgentUpdate(Strict):
+    name: Optional[str] = Field(None, min_length=1, max_length=200)
+    email: Optional[str] = Field(None, max_length=320)
+    role: Optional[Role] = None
+    capacity: Optional[int] = Field(None, ge=0, le=100000)
+    active: Optional[bool] = None
+    password: Optional[str] = Field(None, min_length=8, max_length=200)
+
+
+class NotificationsRead(Strict):
+    ids: list[int] = Field(default_factory=list, max_length=1000)
+    all: bool = Field(False, description="Mark every unread notification read.")
+
+
+class NotificationParams(Strict):
+    unread: bool = Field(True, description="Only unread notifications (false: the latest 200).")
+
+
+# ---- responses ----------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: Optional[str] = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class AgentRef(BaseModel):
+    id: int
+    name: str
+
+
+class LeadSummary(BaseModel):
+    id: int
+    name: Optional[str]
+    email: Optional[str]
+    phone: Optional[str]
+    company: Optional[str]
+    status: str
+    score: int
+    band: str
+    hot: bool
+    channels: list[str]
+    assigned_agent: Optional[AgentRef]
+    archived: bool
+    locked: bool
+    ai_paused: bool
+    created_at: datetime
+    last_contacted_at: Optional[datetime]
+    converted_at: Optional[datetime]
+
+
+class LeadPage(BaseModel):
+    leads: list[LeadSummary]
+    total: int
+    next_cursor: Optional[str]
+
+
+class ScoreFactor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    factor: Optional[str] = None
+    points: Optional[float] = None
+    evidence: Optional[Any] = None
+
+
+class IdentityOut(BaseModel):
+    channel: str
+    external_id: str
+    display_name: Optional[str]
+    created_at: datetime
+
+
+class MessageOut(BaseModel):
+    id: int
+    channel: str
+    direction: str
+    author: str
+    agent_id: Optional[int]
+    agent_name: Optional[str]
+    text: str
+    kind: str
+    delivery_status: Optional[str]
+    error: Optional[str]
+    sent_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: int
+    channel: str
+    summary: Optional[str]
+    last_inbound_at: Optional[datetime]
+    messages: list[MessageOut]
+
+
+class NoteOut(BaseModel):
+    id: int
+    lead_id: int
+    author: str
+    agent_id: Optional[int]
+    category: str
+    text: str
+    created_at: datetime
+
+
+class ScoreEventOut(BaseModel):
+    id: int
+    previous_score: int
+    score: int
+    engine: str
+    factors: list[ScoreFactor]
+    created_at: datetime
+
+
+class AuditOut(BaseModel):
+    id: int
+    actor: str
+    agent_id: Optional[int]
+    agent_name: Optional[str]
+    action: str
+    field: Optional[str]
+    old_value: Optional[str]
+    new_value: Optional[str]
+    created_at: datetime
+
+
+class LeadDetail(LeadSummary):
+    source: Optional[str]
+    summary: Optional[str]
+    next_best_action: Optional[str]
+    conversion_probability: Optional[float]
+    tags: list[Any]
+    interests: list[Any]
+    objections: list[Any]
+    score_factors: list[ScoreFactor]
+    custom_fields: dict[str, Any]
+    ai_paused_until: Optional[datetime]
+    ai_stopped: bool
+    ai_pause_reason: Optional[str]
+    updated_at: datetime
+    identities: list[IdentityOut]
+    conversations: list[ConversationOut]
+    notes: list[NoteOut]
+    score_history: list[ScoreEventOut]
+    audit: list[AuditOut]
+
+
+class NoteList(BaseModel):
+    notes: list[NoteOut]
+
+
+class BulkResult(BaseModel):
+    matched: int
+    changed: int
+    unchanged: int
+    skipped: list[dict[str, Any]] = Field(description="Leads left alone, with the reason: `{id, reason}`.")
+
+
+class ReplyOut(BaseModel):
+    message: MessageOut
+    ai_paused_until: Optional[datetime]
+
+
+class StatusOut(BaseModel):
+    name: str
+    colour: str
+    description: str
+    terminal: bool
+    ai_can_set: bool
+    action: str
+    ai_behaviour: str
+
+
+class StatusList(BaseModel):
+    statuses: list[StatusOut]
+
+
+class CustomFieldOut(BaseModel):
+    name: str
+    label: str
+    type: str
+    description: str
+    required: bool
+    choices: list[str]
+
+
+class CustomFieldList(BaseModel):
+    custom_fields: list[CustomFieldOut]
+
+
+class AgentOut(BaseModel):
+    id: int
+    name: str
+    email: Optional[str]
+    role: str
+    active: bool
+    capacity: int
+    open_leads: int
+    telegram_linked: bool
+    created_at: datetime
+
+
+class AgentList(BaseModel):
+    agents: list[AgentOut]
+
+
+class AgentWithToken(AgentOut):
+    token: str = Field(description="The agent's API token: shown only now, stored hashed.")
+
+
+class NotificationOut(BaseModel):
+    id: int
+    lead_id: Optional[int]
+    lead_name: Optional[str]
+    kind: str
+    text: str
+    read: bool
+    created_at: datetime
+
+
+class NotificationList(BaseModel):
+    notifications: list[NotificationOut]
+    unread: int
+
+
+class MarkedRead(BaseModel):
+    marked: int
+
+
+class ImportReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    created: int
+    merged: int
+    rejected: list[dict[str, Any]]
+
+
+class Counted(BaseModel):
+    label: str
+    count: int
+
+
+class Dashboard(BaseModel):
+    total: int
+    by_status: list[Counted]
+    by_channel: list[Counted]
+    by_band: list[Counted]
+    new_per_day: list[Counted]
+    conversions_per_week: list[Counted]
+    hot_needing_attention: list[LeadSummary]

@@ -1,0 +1,144 @@
+"""Turning store rows into the API's JSON shapes (validated against the response models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.models import Agent, AuditEvent, Lead, Message, Note, Notification, ScoreEvent
+from store.work import audit_trail, list_notes, score_history
+from webhooks.api import schemas
+
+BANDS = (
+    (20, "very low"),
+    (40, "mild"),
+    (60, "moderate"),
+    (80, "high"),
+    (100, "ready to buy"),
+)
+
+
+def band(score: int) -> str:
+    for upper, label in BANDS:
+        if score <= upper:
+            return label
+    return BANDS[-1][1]
+
+
+def ai_paused(lead: Lead, now: datetime) -> bool:
+    return bool(lead.ai_stopped or (lead.ai_paused_until is not None and lead.ai_paused_until > now))
+
+
+def lead_summary(lead: Lead, now: datetime) -> dict[str, Any]:
+    agent = lead.assigned_agent
+    return {
+        "id": lead.id,
+        "name": lead.name,
+        "email": lead.email,
+        "phone": lead.phone,
+        "company": lead.company,
+        "status": lead.status,
+        "score": lead.score,
+        "band": band(lead.score),
+        "hot": lead.is_hot,
+        "channels": lead.channels,
+        "assigned_agent": {"id": agent.id, "name": agent.name} if agent else None,
+        "archived": lead.archived,
+        "locked": lead.locked,
+        "ai_paused": ai_paused(lead, now),
+        "created_at": lead.created_at,
+        "last_contacted_at": lead.last_contacted_at,
+        "converted_at": lead.converted_at,
+    }
+
+
+def _factors(raw: Any) -> list[dict[str, Any]]:
+    return [f if isinstance(f, dict) else {"factor": str(f)} for f in (raw or [])]
+
+
+def message_out(message: Message, agent_names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "channel": message.channel,
+        "direction": message.direction,
+        "author": message.author,
+        "agent_id": message.agent_id,
+        "agent_name": agent_names.get(message.agent_id) if message.agent_id else None,
+        "text": message.text,
+        "kind": message.kind,
+        "delivery_status": message.delivery_status,
+        "error": message.error,
+        "sent_at": message.sent_at,
+    }
+
+
+def note_out(note: Note) -> dict[str, Any]:
+    return {"id": note.id, "lead_id": note.lead_id, "author": note.author, "agent_id": note.agent_id,
+            "category": note.category, "text": note.text, "created_at": note.created_at}
+
+
+def score_event_out(event: ScoreEvent) -> dict[str, Any]:
+    return {"id": event.id, "previous_score": event.previous_score, "score": event.score,
+            "engine": event.engine, "factors": _factors(event.factors), "created_at": event.created_at}
+
+
+def audit_out(event: AuditEvent, agent_names: dict[int, str]) -> dict[str, Any]:
+    return {"id": event.id, "actor": event.actor, "agent_id": event.agent_id,
+            "agent_name": agent_names.get(event.agent_id) if event.agent_id else None,
+            "action": event.action, "field": event.field, "old_value": event.old_value,
+            "new_value": event.new_value, "created_at": event.created_at}
+
+
+def agent_names(session: Session) -> dict[int, str]:
+    return {agent_id: name for agent_id, name in session.execute(select(Agent.id, Agent.name))}
+
+
+def lead_detail(lead: Lead, now: datetime, *, session: Session) -> dict[str, Any]:
+    names = agent_names(session)
+    data = lead_summary(lead, now)
+    data.update({
+        "source": lead.source,
+        "summary": lead.summary,
+        "next_best_action": lead.next_best_action,
+        "conversion_probability": lead.conversion_probability,
+        "tags": list(lead.tags or []),
+        "interests": list(lead.interests or []),
+        "objections": list(lead.objections or []),
+        "score_factors": _factors(lead.score_factors),
+        "custom_fields": dict(lead.custom_fields or {}),
+        "ai_paused_until": lead.ai_paused_until,
+        "ai_stopped": lead.ai_stopped,
+        "ai_pause_reason": lead.ai_pause_reason,
+        "updated_at": lead.updated_at,
+        "identities": [{"channel": i.channel, "external_id": i.external_id,
+                        "display_name": i.display_name, "created_at": i.created_at}
+                       for i in lead.identities],
+        "conversations": [{"id": c.id, "channel": c.channel, "summary": c.summary,
+                           "last_inbound_at": c.last_inbound_at,
+                           "messages": [message_out(m, names) for m in c.messages]}
+                          for c in lead.conversations],
+        "notes": [note_out(n) for n in list_notes(lead.id, session=session)],
+        "score_history": [score_event_out(e) for e in score_history(lead.id, session=session)],
+        "audit": [audit_out(e, names) for e in audit_trail(lead.id, session=session)],
+    })
+    return data
+
+
+def agent_out(agent: Agent, open_leads: int) -> dict[str, Any]:
+    return {"id": agent.id, "name": agent.name, "email": agent.email, "role": agent.role,
+            "active": agent.active, "capacity": agent.capacity, "open_leads": open_leads,
+            "telegram_linked": agent.telegram_user_id is not None, "created_at": agent.created_at}
+
+
+def notification_out(notification: Notification, lead_name: Optional[str]) -> dict[str, Any]:
+    return {"id": notification.id, "lead_id": notification.lead_id, "lead_name": lead_name,
+            "kind": notification.kind, "text": notification.text, "read": notification.read,
+            "created_at": notification.created_at}
+
+
+def dump(model: type[schemas.BaseModel], data: Any) -> Any:
+    """Validate `data` against the documented response model and return its JSON form."""
+    return model.model_validate(data).model_dump(mode="json")
