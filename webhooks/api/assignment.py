@@ -26,7 +26,7 @@ def assign_lead(lead_id: int, body: schemas.AssignBody) -> Any:
         ops.assign(lead, target, g.agent, session=session)
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session))
+        return jsonify(_detail(lead_id, session, after_change=True))
 
 
 @endpoint("POST", "/leads/bulk/assign", summary="Assign many leads", tag=TAG, body=schemas.BulkAssignBody,

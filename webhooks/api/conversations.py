@@ -119,7 +119,7 @@ def pause(lead_id: int, body: schemas.PauseBody) -> Any:
         pause_bot(lead, body.minutes, g.agent, session=session, at=now())
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session))
+        return jsonify(_detail(lead_id, session, after_change=True))
 
 
 @endpoint("POST", "/leads/<int:lead_id>/bot/resume", summary="Resume the bot for a lead", tag=TAG,
@@ -131,4 +131,4 @@ def resume(lead_id: int) -> Any:
         resume_bot(lead, g.agent, session=session)
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session))
+        return jsonify(_detail(lead_id, session, after_change=True))

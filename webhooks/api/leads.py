@@ -99,8 +99,9 @@ def lead_page(query: LeadQuery, cursor: Optional[str], *, session: Session,
     return rows, next_cursor, count_leads(query, session=session, now=at)
 
 
-def _detail(lead_id: int, session: Session) -> dict[str, Any]:
-    lead = ops.load_lead(lead_id, g.agent, session=session)
+def _detail(lead_id: int, session: Session, *, after_change: bool = False) -> dict[str, Any]:
+    """The lead's full JSON; `after_change` answers even when the change handed the lead to someone else."""
+    lead = ops.load_lead(lead_id, g.agent, session=session, check=not after_change)
     lead = session.scalars(
         build_lead_query(LeadQuery(ids=[lead.id], archived=None, terminal_statuses=()))
         .options(selectinload(Lead.identities), selectinload(Lead.assigned_agent),
@@ -132,7 +133,7 @@ def create_lead(body: schemas.LeadCreate) -> Any:
         lead = ops.create_lead(body, g.agent, session=session, now=now())
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session)), 201
+        return jsonify(_detail(lead_id, session, after_change=True)), 201
 
 
 @endpoint("GET", "/leads/<int:lead_id>", summary="Get a lead", tag=TAG, response=schemas.LeadDetail,
@@ -152,7 +153,7 @@ def update_lead(lead_id: int, body: schemas.LeadUpdate) -> Any:
         ops.update_fields(lead, body, g.agent, session=session, now=now())
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session))
+        return jsonify(_detail(lead_id, session, after_change=True))
 
 
 @endpoint("POST", "/leads/<int:lead_id>/convert", summary="Convert a lead", tag=TAG,
@@ -164,7 +165,7 @@ def convert_lead(lead_id: int, body: schemas.ConvertBody) -> Any:
         ops.convert(lead, g.agent, session=session, now=now(), note=body.note)
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session))
+        return jsonify(_detail(lead_id, session, after_change=True))
 
 
 @endpoint("POST", "/leads/<int:lead_id>/reopen", summary="Reopen a converted lead", tag=TAG, admin=True,
@@ -176,7 +177,7 @@ def reopen_lead(lead_id: int) -> Any:
         ops.reopen(lead, g.agent, session=session)
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session))
+        return jsonify(_detail(lead_id, session, after_change=True))
 
 
 @endpoint("POST", "/leads/<int:lead_id>/archive", summary="Archive or unarchive a lead", tag=TAG,
@@ -188,7 +189,7 @@ def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
         ops.set_archived(lead, body.archived, g.agent, session=session)
         lead_id = lead.id
     with services().session_factory() as session:
-        return jsonify(_detail(lead_id, session))
+        return jsonify(_detail(lead_id, session, after_change=True))
 
 
 @endpoint("DELETE", "/leads/<int:lead_id>", summary="Delete a lead", tag=TAG, admin=True, status=204,

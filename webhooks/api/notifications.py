@@ -27,7 +27,7 @@ def agent_notifications(agent_id: int, *, unread: bool, session: Any) -> list[di
             .order_by(Notification.id.desc()).limit(200)
         ))
     lead_ids = {n.lead_id for n in rows if n.lead_id}
-    names = dict(session.execute(select(Lead.id, Lead.name).where(Lead.id.in_(lead_ids)))) if lead_ids else {}
+    names = dict(session.execute(select(Lead.id, Lead.name).where(Lead.id.in_(lead_ids))).all()) if lead_ids else {}
     return [notification_out(n, names.get(n.lead_id)) for n in rows]
 
 

@@ -42,15 +42,18 @@ def can_see(agent: Agent, lead: Lead) -> bool:
     return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
 
 
-def load_lead(lead_id: int, agent: Agent, *, session: Session, write: bool = False) -> Lead:
-    """The lead (following merges) if this agent may see it; with `write`, also refuse a locked lead."""
+def load_lead(lead_id: int, agent: Agent, *, session: Session, write: bool = False, check: bool = True) -> Lead:
+    """The lead (following merges) if this agent may see it; with `write`, also refuse a locked lead.
+
+    `check=False` skips the visibility rule: only for answering right after a permitted change.
+    """
     if lead_id < 1 or lead_id > 2**63 - 1:
         raise ApiError(404, "not_found", f"no lead with id {lead_id}")
     try:
         lead = get_lead(lead_id, session=session)
     except LeadNotFound:
         raise ApiError(404, "not_found", f"no lead with id {lead_id}") from None
-    if not can_see(agent, lead):
+    if check and not can_see(agent, lead):
         raise ApiError(403, "forbidden", f"lead {lead.id} is assigned to another agent")
     if write:
         refuse_locked(lead)
@@ -202,7 +205,9 @@ def set_status(lead: Lead, name: str, agent: Agent, *, session: Session,
                        ai_pause_reason="status")
     changed = update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
     if status.action == "auto_assign" and lead.assigned_agent_id is None:
-        target = next_available_agent(session=session, terminal_statuses=catalog.terminal_statuses())
+        # An agent who sets it is taking the lead on; an admin hands it to the next available agent.
+        target = agent if not is_admin(agent) and agent.active else next_available_agent(
+            session=session, terminal_statuses=catalog.terminal_statuses())
         if target is not None:
             assign(lead, target, agent, session=session)
     elif status.action == "notify" and lead.assigned_agent_id not in (None, agent.id) and not status.terminal:
