@@ -1,0 +1,127 @@
+"""A fake Meta Graph API send endpoint on 127.0.0.1: records every request, answers like Meta does,
+and can be scripted to fail (HTTP errors, slow answers that time the client out, dropped connections).
+
+    graph = FakeGraph().start()
+    graph.script(500, 503)           # the next two sends fail with 5xx, then the default answer
+    settings = load_settings(meta_graph_url=graph.url, ...)
+    ...
+    graph.requests[0].json["to"]
+    graph.stop()
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Optional, Union
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer: an HTTP status with a body, a delay, or a dropped connection."""
+
+    status: int = 200
+    body: Optional[dict[str, Any]] = None
+    delay: float = 0.0
+    drop: bool = False
+
+
+Scripted = Union[int, Reply]
+
+
+@dataclass
+class FakeGraph:
+    requests: list[Recorded] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._script: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() the fake first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v21.0"
+
+    def script(self, *replies: Scripted) -> None:
+        """Queue answers for the next requests (an int is an HTTP status with a Graph-style error)."""
+        with self._lock:
+            for reply in replies:
+                self._script.append(reply if isinstance(reply, Reply) else Reply(status=reply))
+
+    def start(self) -> FakeGraph:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                with fake._lock:
+                    fake.requests.append(Recorded("POST", self.path, dict(self.headers.items()), body))
+                    reply = fake._script.popleft() if fake._script else Reply()
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if reply.drop:
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                payload = reply.body if reply.body is not None else fake._answer(self.path, body, reply.status)
+                data = json.dumps(payload).encode("utf-8")
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout test)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence request logs
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-graph", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def _answer(self, path: str, body: Any, status: int) -> dict[str, Any]:
+        if status >= 400:
+            return {"error": {"message": "Scripted failure" if status >= 500 else "(#100) Invalid parameter",
+                              "type": "OAuthException", "code": 2 if status >= 500 else 100,
+                              "fbtrace_id": "AbCdEf"}}
+        number = next(self._ids)
+        if path.rstrip("/").endswith("/me/messages"):
+            recipient = (body or {}).get("recipient", {}).get("id") if isinstance(body, dict) else None
+            return {"recipient_id": recipient, "message_id": f"m_fake{number}"}
+        to = (body or {}).get("to") if isinstance(body, dict) else None
+        return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                "messages": [{"id": f"wamid.fake{number}"}]}

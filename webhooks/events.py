@@ -1,0 +1,115 @@
+"""What the channel adapters hand over: inbound messages (`store.messages.Inbound`), delivery status
+updates, and what a batch held that was deliberately not stored.
+
+Helpers shared by the Meta parsers (timestamps, fallback ids, readable text) live here too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from store.messages import Inbound
+
+# Outbound delivery states, in the order they progress; "failed" and "withheld" are final.
+DELIVERY_RANK = {"pending": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4}
+MAX_TEXT = 20000
+
+
+@dataclass
+class StatusUpdate:
+    """A delivery report for messages we sent: by channel message id, or everything up to a watermark."""
+
+    channel: str
+    status: str  # sent, delivered, read, failed
+    channel_message_id: Optional[str] = None
+    recipient: Optional[str] = None  # the customer's id on the channel
+    watermark: Optional[datetime] = None  # Messenger/Instagram: all messages sent before this time
+    at: Optional[datetime] = None
+    error: Optional[str] = None
+
+
+@dataclass
+class ParsedBatch:
+    """Everything one webhook request carried."""
+
+    messages: list[Inbound] = field(default_factory=list)
+    statuses: list[StatusUpdate] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # why each skipped event was skipped
+
+    @property
+    def event_count(self) -> int:
+        return len(self.messages) + len(self.statuses) + len(self.ignored)
+
+    def extend(self, other: ParsedBatch) -> None:
+        self.messages.extend(other.messages)
+        self.statuses.extend(other.statuses)
+        self.ignored.extend(other.ignored)
+
+
+def parse_timestamp(value: Any) -> Optional[datetime]:
+    """Meta sends seconds or milliseconds since the epoch (as numbers or strings), or ISO 8601 text."""
+    if value is None or isinstance(value, bool):
+        return None
+    number: Optional[float] = None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
+                try:
+                    return datetime.strptime(text, fmt).astimezone(timezone.utc)
+                except ValueError:
+                    continue
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                return None
+            return parsed.replace(tzinfo=parsed.tzinfo or timezone.utc).astimezone(timezone.utc)
+    if number is None or number <= 0:
+        return None
+    if number > 1e11:  # milliseconds
+        number /= 1000.0
+    try:
+        return datetime.fromtimestamp(number, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def fallback_id(prefix: str, event: Any) -> str:
+    """A stable id for an event that has none, so that a redelivery of it is still recognised."""
+    digest = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    return f"{prefix}:{digest[:48]}"
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_text(value: Any, limit: int = 2000) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    return str(value).strip()[:limit]
+
+
+def ident(value: Any) -> Optional[str]:
+    """An id field as a clean string (Meta sends ids as strings, some samples as numbers)."""
+    if value is None or isinstance(value, (dict, list, bool)):
+        return None
+    text = str(value).strip()
+    return text[:200] or None
+
+
+def bracket(label: str, detail: str = "") -> str:
+    """The readable text of a non-text message, e.g. "[image] Check this out"."""
+    return f"[{label}] {detail}".strip() if detail else f"[{label}]"

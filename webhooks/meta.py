@@ -1,0 +1,106 @@
+"""What the three Meta webhooks share: the GET subscription handshake, the signature check on the raw
+body, and the receive path (verify, parse, store the whole batch in one transaction, answer, dispatch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any, Callable, Optional
+
+from flask import Response, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from store.models import utcnow
+from webhooks.app import ApiError, services
+from webhooks.events import ParsedBatch
+from webhooks.intake import store_batch
+
+log = logging.getLogger(__name__)
+
+# Meta batches at most 1000 events per request; anything larger is not from Meta.
+MAX_EVENTS = 1000
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+Parser = Callable[[Any, Any], ParsedBatch]
+
+
+def signature_for(body: bytes, secret: str) -> str:
+    """The X-Hub-Signature-256 header value Meta sends for `body` (also used by tests and benchmarks)."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def signature_ok(body: bytes, header: Optional[str], secret: str) -> bool:
+    """Check `sha256=<hex>` against the HMAC-SHA256 of the raw body, in constant time."""
+    if not header:
+        return False
+    scheme, _, given = header.strip().partition("=")
+    if scheme.lower() != "sha256" or not given:
+        return False
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode("ascii"), given.strip().lower().encode("ascii", "replace"))
+
+
+def verify_subscription() -> Response | tuple[Any, int]:
+    """GET handshake: answer `hub.challenge` when `hub.verify_token` is META_VERIFY_TOKEN."""
+    settings = services().settings
+    configured = settings.meta_verify_token.get_secret_value() if settings.meta_verify_token else ""
+    if not configured:
+        raise ApiError(403, "verification_refused",
+                       "META_VERIFY_TOKEN is not set on this server, so no subscription can be verified")
+    mode = request.args.get("hub.mode", "")
+    token = request.args.get("hub.verify_token", "")
+    challenge = request.args.get("hub.challenge", "")
+    if mode != "subscribe" or not hmac.compare_digest(token.encode("utf-8"), configured.encode("utf-8")):
+        raise ApiError(403, "verification_refused", "hub.mode must be 'subscribe' with the configured verify token")
+    if not challenge or len(challenge) > 512:
+        raise ApiError(400, "invalid_challenge", "hub.challenge is missing or too long")
+    return Response(challenge, status=200, mimetype="text/plain")
+
+
+def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
+    """POST: verify the signature, store every event of the batch, answer 200, then hand off the work."""
+    svc = services()
+    settings = svc.settings
+    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
+    secret = settings.meta_app_secret.get_secret_value() if settings.meta_app_secret else ""
+    if secret and not signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret):
+        log.warning("%s webhook refused: missing or wrong %s", channel, SIGNATURE_HEADER)
+        raise ApiError(403, "invalid_signature", f"the {SIGNATURE_HEADER} header does not match the body")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    batch = parse(payload, settings)
+    if len(batch.messages) + len(batch.statuses) > MAX_EVENTS:
+        raise ApiError(413, "too_many_events", f"a webhook carries at most {MAX_EVENTS} events")
+    clock = svc.get("clock") or utcnow
+    try:
+        result = store_batch(
+            batch,
+            session_factory=svc.session_factory,
+            region=settings.default_region,
+            takeover_minutes=settings.takeover_minutes,
+            now=clock(),
+            on_human_reply=svc.get("on_human_reply"),
+        )
+    except SQLAlchemyError:
+        log.exception("%s webhook: could not store the batch", channel)
+        # A 5xx makes Meta deliver the batch again later; nothing was stored (one transaction).
+        raise ApiError(503, "store_unavailable", "the events could not be stored; retry later") from None
+    dispatcher = svc.get("dispatcher")
+    if dispatcher is not None:
+        for conversation_id in result.touched:
+            dispatcher.submit(conversation_id)
+    log.debug("%s webhook: %d stored, %d duplicate, %d status update(s), %d ignored",
+              channel, result.stored, result.duplicates, result.statuses, len(batch.ignored))
+    return jsonify({
+        "stored": result.stored,
+        "duplicates": result.duplicates,
+        "statuses": result.statuses,
+        "ignored": len(batch.ignored),
+    }), 200

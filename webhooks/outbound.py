@@ -1,0 +1,343 @@
+"""Sending replies: the channel outbox behind `bot.Outbox`.
+
+The bot records each outbound message (delivery_status "pending", external_id = the recipient) and
+commits; then it calls `deliver(message_ids)`. Per message this:
+- web chat: marks it sent and wakes the widget's long poll;
+- WhatsApp / Messenger / Instagram: sends it through the Graph API send endpoint, retrying with
+  exponential backoff on 5xx answers, timeouts and connection errors (never on 4xx), and stores
+  the outcome on the message: "sent" with the channel's message id, or "failed" with the error;
+- outside the 24-hour customer-service window (measured from the customer's last message) the
+  reply is not sent and is recorded as "withheld"; a channel without its access token is
+  receive-only and the reply is recorded as "failed" with that reason.
+
+No database transaction is open during an HTTP call: a message is claimed ("sending") in one
+short transaction, sent, and its outcome written in another.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable, Optional, Sequence
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.models import Conversation, Message, utcnow
+from webhooks.notify import ReplyNotifier
+
+log = logging.getLogger(__name__)
+
+SERVICE_WINDOW = timedelta(hours=24)
+# Longest text one send request may carry on each channel; longer replies go out in parts.
+TEXT_LIMITS = {"whatsapp": 4096, "messenger": 2000, "instagram": 1000}
+
+
+@dataclass
+class ChannelStatus:
+    """How a channel is set up: "ready", "receive-only" or "off", with the reason."""
+
+    channel: str
+    state: str
+    reason: str = ""
+
+
+def channel_statuses(settings: Any) -> list[ChannelStatus]:
+    """What `leaddesk serve` reports at start: each channel ready, receive-only or off."""
+    verify = bool(settings.meta_verify_token and settings.meta_verify_token.get_secret_value())
+    out = [ChannelStatus("web", "ready", "widget at /, API under /api/chat")]
+    tokens = {
+        "whatsapp": (_secret(settings.whatsapp_access_token) and settings.whatsapp_phone_number_id,
+                     "WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID"),
+        "messenger": (_secret(settings.messenger_page_access_token), "MESSENGER_PAGE_ACCESS_TOKEN"),
+        "instagram": (_secret(settings.instagram_access_token), "INSTAGRAM_ACCESS_TOKEN"),
+    }
+    for channel, (can_send, needs) in tokens.items():
+        if not verify:
+            out.append(ChannelStatus(channel, "off", "META_VERIFY_TOKEN is not set, so Meta cannot subscribe"))
+        elif can_send:
+            out.append(ChannelStatus(channel, "ready"))
+        else:
+            out.append(ChannelStatus(channel, "receive-only", f"set {needs} to send replies"))
+    return out
+
+
+def _secret(value: Any) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+@dataclass
+class _Plan:
+    message_id: int
+    conversation_id: int
+    channel: str
+    recipient: Optional[str]
+    text: str
+    last_inbound_at: Optional[datetime]
+
+
+@dataclass
+class SendResult:
+    ok: bool
+    channel_message_id: Optional[str] = None
+    error: Optional[str] = None
+    attempts: int = 0
+
+
+class ChannelOutbox:
+    """Delivers recorded outbound messages on their channel (implements `bot.Outbox`)."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        settings: Any,
+        notifier: Optional[ReplyNotifier] = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 10.0,
+        retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
+        http: Optional[httpx.Client] = None,
+    ) -> None:
+        self._session_factory = session_factory
+        self._settings = settings
+        self._notifier = notifier
+        self._clock = clock
+        self._sleep = sleep
+        self._timeout = timeout
+        self._retry_delays = tuple(retry_delays)
+        self._http = http or httpx.Client(timeout=timeout)
+        self._owns_http = http is None
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    # -- bot.Outbox ---------------------------------------------------------------------------
+
+    def deliver(self, message_ids: list[int]) -> None:
+        for message_id in message_ids:
+            try:
+                self._deliver_one(message_id)
+            except Exception:  # noqa: BLE001 - one message's failure must not hold back the others
+                log.exception("delivering message %s failed unexpectedly", message_id)
+
+    def resend_pending(self, limit: int = 1000) -> int:
+        """Deliver outbound messages recorded but never handed over (e.g. a crash before delivery)."""
+        with self._session_factory() as session:
+            ids = list(session.scalars(
+                select(Message.id)
+                .where(Message.direction == "out", Message.delivery_status == "pending")
+                .order_by(Message.id)
+                .limit(limit)
+            ))
+        if ids:
+            log.info("delivering %d reply(ies) left pending by an earlier run", len(ids))
+            self.deliver(ids)
+        return len(ids)
+
+    # -- one message --------------------------------------------------------------------------
+
+    def _deliver_one(self, message_id: int) -> None:
+        plan = self._plan(message_id)
+        if plan is None:
+            return
+        channel = plan.channel
+        if channel == "web":
+            self._finish(plan, "sent")
+            return
+        if channel not in TEXT_LIMITS:
+            self._finish(plan, "failed", error=f"the {channel} channel has no way to send messages")
+            return
+        missing = self._missing_config(channel)
+        if missing:
+            self._finish(plan, "failed", error=f"receive-only: {missing} is not set, so replies cannot be sent")
+            log.warning("message %s not sent: %s channel is receive-only (%s not set)", message_id, channel, missing)
+            return
+        if not plan.recipient:
+            self._finish(plan, "failed", error="the message has no recipient id")
+            return
+        now = self._clock()
+        if plan.last_inbound_at is None or now - plan.last_inbound_at > SERVICE_WINDOW:
+            since = plan.last_inbound_at.isoformat() if plan.last_inbound_at else "never"
+            self._finish(plan, "withheld", error=(
+                "outside the 24-hour customer service window (last customer message: "
+                f"{since}); a free-form reply is not allowed"))
+            log.info("message %s withheld: outside the %s 24-hour window", message_id, channel)
+            return
+        if not self._claim(plan):
+            return
+        result = self.send(channel, plan.recipient, plan.text)
+        if result.ok:
+            self._finish(plan, "sent", channel_message_id=result.channel_message_id)
+        else:
+            self._finish(plan, "failed", error=result.error)
+            log.warning("message %s to %s failed after %d attempt(s)", message_id, channel, result.attempts)
+
+    def _plan(self, message_id: int) -> Optional[_Plan]:
+        with self._session_factory() as session:
+            message = session.get(Message, message_id)
+            if message is None or message.direction != "out" or message.delivery_status != "pending":
+                return None
+            conversation = session.get(Conversation, message.conversation_id)
+            return _Plan(
+                message_id=message.id,
+                conversation_id=message.conversation_id,
+                channel=message.channel,
+                recipient=message.external_id,
+                text=message.text or "",
+                last_inbound_at=conversation.last_inbound_at if conversation else None,
+            )
+
+    def _missing_config(self, channel: str) -> Optional[str]:
+        settings = self._settings
+        if channel == "whatsapp":
+            if not _secret(settings.whatsapp_access_token):
+                return "WHATSAPP_ACCESS_TOKEN"
+            if not settings.whatsapp_phone_number_id:
+                return "WHATSAPP_PHONE_NUMBER_ID"
+        elif channel == "messenger" and not _secret(settings.messenger_page_access_token):
+            return "MESSENGER_PAGE_ACCESS_TOKEN"
+        elif channel == "instagram" and not _secret(settings.instagram_access_token):
+            return "INSTAGRAM_ACCESS_TOKEN"
+        return None
+
+    def _claim(self, plan: _Plan) -> bool:
+        """Mark the message "sending" unless another delivery got there first (no double sends)."""
+        with self._session_factory.begin() as session:
+            claimed = session.execute(
+                update(Message)
+                .where(Message.id == plan.message_id, Message.delivery_status == "pending")
+                .values(delivery_status="sending")
+            ).rowcount  # type: ignore[attr-defined]
+        return bool(claimed)
+
+    def _finish(self, plan: _Plan, status: str, *, channel_message_id: Optional[str] = None,
+                error: Optional[str] = None) -> None:
+        values: dict[str, Any] = {"delivery_status": status, "error": error[:2000] if error else None}
+        if channel_message_id:
+            values["channel_message_id"] = channel_message_id[:255]
+        try:
+            self._write_outcome(plan.message_id, values)
+        except IntegrityError:
+            # The channel id is already on another row (a misread echo): keep the outcome without it.
+            values.pop("channel_message_id", None)
+            values["error"] = f"sent as {channel_message_id}"
+            self._write_outcome(plan.message_id, values)
+        if self._notifier is not None:
+            self._notifier.notify(plan.conversation_id)
+
+    def _write_outcome(self, message_id: int, values: dict[str, Any]) -> None:
+        with self._session_factory.begin() as session:
+            session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.delivery_status.in_(("pending", "sending")))
+                .values(**values)
+            )
+
+    # -- the Graph API ------------------------------------------------------------------------
+
+    def send(self, channel: str, recipient: str, text: str) -> SendResult:
+        """Send `text` to `recipient` on a Meta channel (in parts when longer than the channel allows)."""
+        base = self._settings.meta_graph_url.rstrip("/")
+        if channel == "whatsapp":
+            url = f"{base}/{self._settings.whatsapp_phone_number_id}/messages"
+            token = _secret(self._settings.whatsapp_access_token)
+        else:
+            url = f"{base}/me/messages"
+            token = _secret(self._settings.messenger_page_access_token if channel == "messenger"
+                            else self._settings.instagram_access_token)
+        first: Optional[SendResult] = None
+        parts = split_text(text, TEXT_LIMITS[channel])
+        for index, part in enumerate(parts):
+            result = self._post(url, token, _body(channel, recipient, part))
+            if not result.ok:
+                if index:
+                    result.error = f"only {index} of {len(parts)} parts were sent: {result.error}"
+                return result
+            first = first or result
+        return first or SendResult(ok=False, error="nothing to send")
+
+    def _post(self, url: str, token: str, body: dict[str, Any]) -> SendResult:
+        error = "not attempted"
+        attempts = 0
+        for attempt in range(len(self._retry_delays) + 1):
+            attempts = attempt + 1
+            try:
+                response = self._http.post(url, json=body, headers={"Authorization": f"Bearer {token}"},
+                                           timeout=self._timeout)
+            except httpx.TimeoutException:
+                error = f"timed out after {self._timeout:g}s"
+            except httpx.TransportError as exc:
+                error = f"connection failed: {type(exc).__name__}"
+            else:
+                if response.status_code < 400:
+                    return SendResult(ok=True, channel_message_id=_message_id(response), attempts=attempts)
+                error = f"HTTP {response.status_code}: {_graph_error(response)}"
+                if response.status_code < 500:
+                    return SendResult(ok=False, error=error, attempts=attempts)
+            if attempt < len(self._retry_delays):
+                log.info("send attempt %d failed (%s); retrying in %.1fs", attempts, error, self._retry_delays[attempt])
+                self._sleep(self._retry_delays[attempt])
+        return SendResult(ok=False, error=f"{error} (gave up after {attempts} attempts)", attempts=attempts)
+
+
+def _body(channel: str, recipient: str, text: str) -> dict[str, Any]:
+    if channel == "whatsapp":
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
+                                "type": "text", "text": {"preview_url": False, "body": text}}
+        # A phone number goes in "to"; a business-scoped user id (phone withheld) in "recipient".
+        if recipient.isdigit():
+            body["to"] = recipient
+        else:
+            body["recipient"] = recipient
+        return body
+    return {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": text}}
+
+
+def _message_id(response: httpx.Response) -> Optional[str]:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    messages = data.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict) and messages[0].get("id"):
+        return str(messages[0]["id"])
+    if data.get("message_id"):
+        return str(data["message_id"])
+    return None
+
+
+def _graph_error(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return (response.text or response.reason_phrase or "")[:300]
+    if not isinstance(error, dict):
+        return str(error)[:300]
+    code = error.get("code")
+    message = str(error.get("message") or error.get("error_user_msg") or "error")[:300]
+    return f"(#{code}) {message}" if code is not None else message
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut a long reply into parts of at most `limit` characters, at whitespace where possible."""
+    text = text.strip()
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit + 1)
+        if cut < limit // 2:
+            cut = text.rfind(" ", 0, limit + 1)
+        if cut < limit // 2:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        parts.append(text)
+    return parts

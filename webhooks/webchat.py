@@ -1,0 +1,339 @@
+"""The web chat: its public API (used by the widget and by any site), the widget and the demo page.
+
+- `POST /api/chat/sessions` (optional JSON name, email, phone) -> `{"session": TOKEN}`
+- `POST /api/chat/messages` `{"text": "..."}` with `Authorization: Bearer TOKEN` -> `{"id": ID}`
+- `GET /api/chat/messages?after=ID&wait=SECONDS` -> `{"messages": [{"id", "author", "text", "at"}]}`,
+  long-polling up to `wait` seconds without holding a database transaction.
+- `GET /` a demo page with the widget (`/static/leaddesk-widget.js`, one script tag, no build step).
+
+A visitor becomes a lead when the site already knows who they are (name/email/phone given at session
+start) or when they write their first message. Each session sees only its own messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from flask import Blueprint, Response, jsonify, render_template, request
+from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from store.agents import hash_token
+from store.contacts import InvalidContact, normalize_email, normalize_phone
+from store.leads import find_identity, get_lead, resolve
+from store.messages import Inbound, ingest
+from store.models import ChatSession, Conversation, Message, utcnow
+from webhooks.app import ApiError, bearer_token, error_response, services
+from webhooks.ratelimit import Rate, RateLimiter
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webchat", __name__)
+
+CHANNEL = "web"
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """Abuse limits of the public chat API; `leaddesk serve` sizes `max_waiters` to its threads."""
+
+    message_chars: int = 2000
+    name_chars: int = 200
+    session_messages: Rate = Rate(burst=8, per_minute=20)
+    ip_messages: Rate = Rate(burst=40, per_minute=120)
+    ip_sessions: Rate = Rate(burst=20, per_minute=20)
+    session_polls: Rate = Rate(burst=30, per_minute=120)
+    max_wait: float = 25.0
+    max_waiters: int = 32
+    poll_interval: float = 2.0  # how often a long poll re-reads the store when no signal comes
+
+
+class RateLimited(ApiError):
+    def __init__(self, retry_after: float, what: str):
+        super().__init__(429, "rate_limited", f"too many {what}; try again in {math.ceil(retry_after)}s")
+        self.retry_after = retry_after
+
+
+@bp.errorhandler(RateLimited)
+def _rate_limited(exc: RateLimited):  # type: ignore[no-untyped-def]
+    response, status = error_response(exc.status, exc.code, exc.message)
+    response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    return response, status
+
+
+@bp.after_request
+def _cors(response: Response) -> Response:
+    # The widget runs on the customer's own site: the API is called cross-origin. Auth is a bearer
+    # token (never a cookie), so allowing any origin does not expose anything.
+    if request.path.startswith("/api/chat"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+class _ChatState:
+    """Per-app limiters and the long-poll seat count."""
+
+    def __init__(self, limits: ChatLimits) -> None:
+        self.limits = limits
+        self.session_messages = RateLimiter(limits.session_messages)
+        self.ip_messages = RateLimiter(limits.ip_messages)
+        self.ip_sessions = RateLimiter(limits.ip_sessions)
+        self.session_polls = RateLimiter(limits.session_polls)
+        self.waiters = threading.BoundedSemaphore(max(1, limits.max_waiters))
+
+
+_state_lock = threading.Lock()
+
+
+def _state() -> _ChatState:
+    from flask import current_app
+
+    state = current_app.extensions.get("leaddesk_chat")
+    if state is None:
+        with _state_lock:
+            state = current_app.extensions.get("leaddesk_chat")
+            if state is None:
+                state = _ChatState(services().get("chat_limits") or ChatLimits())
+                current_app.extensions["leaddesk_chat"] = state
+    return state  # type: ignore[no-any-return]
+
+
+def _limit(limiter: RateLimiter, key: str, what: str) -> None:
+    retry_after = limiter.hit(key)
+    if retry_after is not None:
+        raise RateLimited(retry_after, what)
+
+
+def _client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+@dataclass
+class _Visitor:
+    session_id: int
+    external_id: str
+
+
+def _visitor() -> _Visitor:
+    token = bearer_token()
+    if token is None:
+        raise ApiError(401, "unauthorized", "start a chat session first and send 'Authorization: Bearer TOKEN'")
+    with services().session_factory() as session:
+        row = session.scalars(select(ChatSession).where(ChatSession.token_hash == hash_token(token))).first()
+        if row is None:
+            raise ApiError(401, "unauthorized", "unknown chat session; start a new one")
+        return _Visitor(row.id, row.external_id)
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+@bp.get("/")
+def demo():  # type: ignore[no-untyped-def]
+    return render_template("demo.html", base_url=request.host_url.rstrip("/"))
+
+
+# -- the API ---------------------------------------------------------------------------------------
+
+@bp.post("/api/chat/sessions")
+def start_session():  # type: ignore[no-untyped-def]
+    state = _state()
+    _limit(state.ip_sessions, _client_ip(), "new chat sessions from this address")
+    data = _optional_json()
+    settings = services().settings
+    name = _optional_str(data, "name", state.limits.name_chars)
+    email = _optional_str(data, "email", 320)
+    phone = _optional_str(data, "phone", 40)
+    try:
+        email = normalize_email(email) if email else None
+    except InvalidContact:
+        raise ApiError(400, "invalid_email", "email is not a valid email address", "email") from None
+    try:
+        phone = normalize_phone(phone, settings.default_region) if phone else None
+    except InvalidContact:
+        raise ApiError(400, "invalid_phone", "phone is not a valid phone number", "phone") from None
+    token = "wc_" + secrets.token_urlsafe(32)
+    external_id = "web-" + uuid.uuid4().hex
+    with services().session_factory.begin() as session:
+        session.add(ChatSession(token_hash=hash_token(token), external_id=external_id, created_at=utcnow()))
+        if name or email or phone:
+            # The site knows who this is: they are a lead from now on, joined with what we know of them.
+            resolve(CHANNEL, external_id, phone=phone, email=email, name=name, session=session,
+                    region=settings.default_region, source="web")
+    return jsonify({"session": token}), 201
+
+
+@bp.post("/api/chat/messages")
+def post_message():  # type: ignore[no-untyped-def]
+    state = _state()
+    visitor = _visitor()
+    data = _optional_json(required=True)
+    text = data.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(400, "invalid_text", "text must be a non-empty string", "text")
+    text = text.strip()
+    if len(text) > state.limits.message_chars:
+        raise ApiError(400, "message_too_long",
+                       f"a message can be at most {state.limits.message_chars} characters "
+                       f"(this one has {len(text)})", "text")
+    client_id = data.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 100):
+        raise ApiError(400, "invalid_client_id", "client_id must be a string of at most 100 characters", "client_id")
+    _limit(state.session_messages, f"s{visitor.session_id}", "messages in this chat")
+    _limit(state.ip_messages, _client_ip(), "messages from this address")
+    svc = services()
+    inbound = Inbound(
+        channel=CHANNEL,
+        external_id=visitor.external_id,
+        text=text,
+        kind="text",
+        # A client id makes a retried send (after a network error) land once.
+        channel_message_id=f"web:{visitor.session_id}:{client_id or uuid.uuid4().hex}",
+    )
+    try:
+        with svc.session_factory.begin() as session:
+            ingested = ingest(inbound, session=session, region=svc.settings.default_region)
+            message_id = ingested.message.id
+            conversation_id = ingested.message.conversation_id
+            pending = ingested.message.processed_at is None
+    except SQLAlchemyError:
+        log.exception("web chat: could not store a message")
+        raise ApiError(503, "store_unavailable", "the message could not be stored; try again") from None
+    dispatcher = svc.get("dispatcher")
+    if dispatcher is not None and pending:
+        dispatcher.submit(conversation_id)
+    return jsonify({"id": message_id}), 200 if ingested.duplicate else 201
+
+
+@bp.get("/api/chat/messages")
+def list_messages():  # type: ignore[no-untyped-def]
+    state = _state()
+    visitor = _visitor()
+    after = _int_arg("after", 0, minimum=0)
+    wait = _float_arg("wait", 0.0, minimum=0.0)
+    wait = min(wait, state.limits.max_wait)
+    _limit(state.session_polls, f"s{visitor.session_id}", "requests in this chat")
+    seat = False
+    if wait > 0:
+        # Long polls hold a server thread: past the seat count, answer at once (the widget backs off).
+        seat = state.waiters.acquire(blocking=False)
+        if not seat:
+            wait = 0.0
+    try:
+        messages = _poll(visitor, after, wait, state.limits.poll_interval)
+    finally:
+        if seat:
+            state.waiters.release()
+    return jsonify({"messages": messages})
+
+
+def _poll(visitor: _Visitor, after: int, wait: float, interval: float) -> list[dict[str, Any]]:
+    svc = services()
+    notifier = svc.get("notifier")
+    deadline = time.monotonic() + wait
+    conversation_id: Optional[int] = None
+    while True:
+        if conversation_id is None:
+            conversation_id = _conversation_id(visitor.external_id)
+        watching = (notifier.watch(conversation_id) if notifier is not None and conversation_id is not None
+                    else contextlib.nullcontext())
+        with watching as watch:
+            rows = _fetch(conversation_id, visitor.external_id, after) if conversation_id is not None else []
+            remaining = deadline - time.monotonic()
+            if rows or remaining <= 0 or (notifier is not None and notifier.closed):
+                return rows
+            step = min(remaining, interval)
+            if watch is not None:
+                watch.wait(step)
+            else:
+                time.sleep(min(step, 1.0))
+
+
+def _conversation_id(external_id: str) -> Optional[int]:
+    with services().session_factory() as session:
+        identity = find_identity(CHANNEL, external_id, session=session)
+        if identity is None:
+            return None
+        lead = get_lead(identity.lead_id, session=session)
+        return session.scalars(
+            select(Conversation.id).where(Conversation.lead_id == lead.id, Conversation.channel == CHANNEL)
+        ).first()
+
+
+def _fetch(conversation_id: int, external_id: str, after: int) -> list[dict[str, Any]]:
+    with services().session_factory() as session:
+        rows = session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id,
+                   Message.id > after,
+                   # Two sessions of one lead (same email) each see their own exchange.
+                   or_(Message.external_id == external_id, Message.external_id.is_(None)),
+                   or_(Message.delivery_status.is_(None),
+                       Message.delivery_status.not_in(("failed", "withheld"))))
+            .order_by(Message.id)
+            .limit(PAGE_SIZE)
+        )
+        return [
+            {"id": m.id, "author": m.author, "text": m.text, "at": m.sent_at.isoformat()}
+            for m in rows
+        ]
+
+
+# -- request parsing -------------------------------------------------------------------------------
+
+def _optional_json(required: bool = False) -> dict[str, Any]:
+    if not request.get_data(cache=True) and not required:
+        return {}
+    data = request.get_json(silent=True, force=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+def _optional_str(data: dict[str, Any], key: str, limit: int) -> Optional[str]:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(400, f"invalid_{key}", f"{key} must be a string", key)
+    value = value.strip()
+    if len(value) > limit:
+        raise ApiError(400, f"invalid_{key}", f"{key} can be at most {limit} characters", key)
+    return value or None
+
+
+def _int_arg(name: str, default: int, *, minimum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a whole number", name) from None
+    if value < minimum:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be at least {minimum}", name)
+    return value
+
+
+def _float_arg(name: str, default: float, *, minimum: float) -> float:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be a number of seconds", name) from None
+    if not math.isfinite(value) or value < minimum:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be at least {minimum:g}", name)
+    return value
