@@ -22,6 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Blueprints register themselves here as (module path, attribute); each module exposes a Blueprint.
 BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("webhooks.api", "blueprint"),
+    ("webhooks.console", "blueprint"),
     ("webhooks.whatsapp", "bp"),
     ("webhooks.messenger", "messenger_bp"),
     ("webhooks.messenger", "instagram_bp"),

@@ -8,6 +8,7 @@ The bot's models are read by attribute or key so that a dict-shaped definition w
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ class FieldDef:
     description: str
     required: bool
     choices: tuple[str, ...]
+    # The definition's own check (the bot's CustomField.coerce), shared with the copilot.
+    coerce: Optional[Any] = None
 
 
 def _get(obj: Any, *names: str, default: Any = None) -> Any:
@@ -173,6 +176,7 @@ def custom_fields() -> list[FieldDef]:
             description=_as_text(_get(item, "description", "help", default="")),
             required=bool(_get(item, "required", default=False)),
             choices=tuple(_as_text(c) for c in choices),
+            coerce=getattr(item, "coerce", None) if not isinstance(item, dict) else None,
         ))
     return out
 
@@ -191,6 +195,18 @@ def clean_custom_fields(values: dict[str, Any], current: dict[str, Any], *, regi
             if definition.required:
                 raise ApiError(422, "validation_error", f"{definition.label} is required", where)
             merged.pop(key, None)
+            continue
+        if callable(definition.coerce) and not isinstance(value, (dict, list)):
+            try:
+                coerced = definition.coerce(value)
+            except (TypeError, ValueError) as exc:
+                raise ApiError(422, "validation_error", str(exc), where) from None
+            if isinstance(coerced, float) and not math.isfinite(coerced):
+                raise ApiError(422, "validation_error", f"{definition.label} must be a finite number", where)
+            if coerced is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = coerced
             continue
         merged[key] = _clean_value(definition, value, region, where)
     return merged

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Optional
 
 from flask import g, jsonify
 from sqlalchemy import select
 
-from store.leads import update_lead
 from store.models import Agent, Conversation, Lead, Message
 from webhooks.api import ops, schemas
 from webhooks.api.base import as_utc, endpoint, now
@@ -27,7 +26,7 @@ def outbox() -> Any:
     svc = services()
     box = svc.get("outbox")
     if box is None:
-        from bot import LocalOutbox  # type: ignore[attr-defined]
+        from bot.outbox import LocalOutbox
 
         box = svc.extras.setdefault("_api_outbox", LocalOutbox(svc.session_factory))
     return box
@@ -39,7 +38,7 @@ def takeover_minutes() -> int:
 
 def send_reply(lead_id: int, text: str, agent: Agent, *, at: datetime) -> tuple[dict[str, Any], Optional[datetime]]:
     """Send `text` to the customer as `agent` through the lead's channel; the bot pauses for the takeover."""
-    from bot.takeover import send_agent_reply  # type: ignore[import-not-found]
+    from bot.takeover import send_agent_reply
 
     svc = services()
     with svc.session_factory() as session:
@@ -88,15 +87,13 @@ def _sent_message(result: Any, lead_id: int, agent_id: int, *, session: Any) -> 
 
 def pause_bot(lead: Lead, minutes: Optional[int], agent: Agent, *, session: Any, at: datetime) -> None:
     """Keep the bot quiet on this lead: for `minutes`, or until someone resumes it."""
-    if minutes:
-        changes: dict[str, Any] = {"ai_paused_until": at + timedelta(minutes=minutes), "ai_pause_reason": "agent"}
-    else:
-        changes = {"ai_stopped": True, "ai_pause_reason": "agent"}
-    update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
+    from bot.takeover import pause_bot as pause
+
+    pause(lead, session=session, actor="agent", now=at, minutes=minutes, agent_id=agent.id)
 
 
 def resume_bot(lead: Lead, agent: Agent, *, session: Any) -> None:
-    from bot.takeover import resume_bot as resume  # type: ignore[import-not-found]
+    from bot.takeover import resume_bot as resume
 
     resume(lead, session=session, actor="agent", agent_id=agent.id)
 

@@ -1,0 +1,582 @@
+"""The web console for agents and admins: server-rendered pages over the same operations as the REST API."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Optional
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from store.agents import AgentError, create_agent, hash_token, list_agents, new_token
+from store.contacts import InvalidContact
+from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
+from store.work import mark_read, open_lead_counts, unread_notifications
+from webhooks.api import catalog, conversations, ops, schemas, stats, transfer
+from webhooks.api.base import now, parse_model
+from webhooks.api.leads import lead_page
+from webhooks.api.notifications import agent_notifications
+from webhooks.api.serialize import BANDS, band, lead_detail, lead_summary
+from webhooks.app import ApiError, services
+from webhooks.console import auth, charts
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
+                      static_folder="static", static_url_path="/static")
+
+PAGE_SIZE = 50
+STALE_DAYS = 7
+_LIST_PARAMS = ("status", "hot", "unassigned", "mine", "period", "stale", "channel", "score_min",
+                "score_max", "q", "sort", "archived", "agent_id")
+
+
+@blueprint.record_once
+def _cookie_defaults(state: Any) -> None:
+    # The console's session cookie is not readable by scripts and not sent on cross-site posts.
+    state.app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    if not state.app.config.get("SESSION_COOKIE_SAMESITE"):
+        state.app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    state.app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+
+
+@blueprint.before_request
+def _protect() -> None:
+    auth.check_csrf()
+
+
+@blueprint.errorhandler(HTTPException)
+def _page_error(exc: HTTPException) -> Any:
+    return render_template("console_error.html", code=exc.code, title=exc.name,
+                           message=exc.description), exc.code or 500
+
+
+@blueprint.app_template_filter("ago")
+def _ago(value: Optional[datetime]) -> str:
+    if value is None:
+        return "—"
+    seconds = (now() - value).total_seconds()
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+@blueprint.app_template_filter("when")
+def _when(value: Optional[datetime]) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+@blueprint.context_processor
+def _context() -> dict[str, Any]:
+    agent = auth.current_agent()
+    unread = 0
+    if agent is not None:
+        with services().session_factory() as session:
+            unread = len(unread_notifications(agent.id, session=session, now=now()))
+    return {
+        "me": agent,
+        "csrf_token": auth.csrf_token,
+        "unread_count": unread,
+        "status_colours": catalog.status_colours(),
+        "band_colours": charts.BAND_COLOURS,
+        "channel_colours": charts.CHANNEL_COLOURS,
+        "band_of": band,
+    }
+
+
+def _redirect_back(default: str) -> WerkzeugResponse:
+    target = request.form.get("next") or default
+    return redirect(auth.safe_next(target))
+
+
+def _flash_error(exc: ApiError) -> None:
+    flash(exc.message, "error")
+
+
+# ---- sign in / out ------------------------------------------------------------------------
+
+
+@blueprint.get("/")
+def index() -> WerkzeugResponse:
+    return redirect(url_for("console.leads"))
+
+
+@blueprint.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    next_url = request.values.get("next", "")
+    if request.method == "POST":
+        agent = auth.sign_in(token=request.form.get("token", ""), email=request.form.get("email", ""),
+                             password=request.form.get("password", ""))
+        if agent is None:
+            flash("Those credentials do not match an active agent.", "error")
+            return render_template("console_login.html", next=next_url,
+                                   email=request.form.get("email", "")), 401
+        auth.start_session(agent)
+        log.info("agent %s signed in to the console", agent.id)
+        return redirect(auth.safe_next(next_url))
+    if auth.current_agent() is not None:
+        return redirect(auth.safe_next(next_url))
+    return render_template("console_login.html", next=next_url, email="")
+
+
+@blueprint.post("/logout")
+def logout() -> WerkzeugResponse:
+    auth.end_session()
+    flash("You are signed out.", "info")
+    return redirect(url_for("console.login"))
+
+
+# ---- leads list ---------------------------------------------------------------------------
+
+
+def list_filters(args: MultiDict[str, str]) -> tuple[dict[str, Any], Optional[str]]:
+    """The API filter values for the console's query string (chips and form), or an error message."""
+    data: dict[str, Any] = {}
+    for key in ("status", "channel"):
+        values = [v for v in args.getlist(key) if v]
+        if values:
+            data[key] = values
+    for key in ("hot", "unassigned", "mine"):
+        if args.get(key) in ("1", "true", "on", "yes"):
+            data[key] = True
+    for key in ("score_min", "score_max", "q", "sort", "archived", "agent_id"):
+        if args.get(key):
+            data[key] = args.get(key)
+    at = now()
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    period = args.get("period")
+    if period == "today":
+        data["created_from"] = midnight
+    elif period == "week":
+        data["created_from"] = midnight - timedelta(days=midnight.weekday())
+    elif period:
+        return data, f"unknown period {period!r} (use today or week)"
+    if args.get("stale"):
+        stale = args.get("stale", "")
+        data["stale_days"] = STALE_DAYS if stale in ("1", "true", "on") else stale
+    return data, None
+
+
+def _toggle(args: MultiDict[str, str], key: str, value: str) -> str:
+    """The leads URL with `key=value` switched on or off (a fresh first page)."""
+    pairs = [(k, v) for k, v in args.items(multi=True) if k != "cursor"]
+    if (key, value) in pairs:
+        pairs = [(k, v) for k, v in pairs if (k, v) != (key, value)]
+    else:
+        if key not in ("status", "channel"):
+            pairs = [(k, v) for k, v in pairs if k != key]
+        pairs.append((key, value))
+    return url_for("console.leads") + ("?" + urlencode(pairs) if pairs else "")
+
+
+def _with(args: MultiDict[str, str], **changes: Any) -> str:
+    pairs = [(k, v) for k, v in args.items(multi=True) if k not in changes]
+    pairs += [(k, v) for k, v in changes.items() if v not in (None, "")]
+    return "?" + urlencode(pairs) if pairs else ""
+
+
+@blueprint.get("/leads")
+@auth.login_required
+def leads() -> Any:
+    agent = auth.current_agent()
+    assert agent is not None
+    args = request.args
+    data, problem = list_filters(args)
+    rows: list[dict[str, Any]] = []
+    total, next_cursor = 0, None
+    if problem is None:
+        try:
+            params = parse_model(schemas.LeadListParams, {**data, "limit": PAGE_SIZE,
+                                                          "cursor": args.get("cursor") or None})
+            at = now()
+            query = ops.lead_query(params, agent, now=at, sort=params.sort, limit=PAGE_SIZE)
+            with services().session_factory() as session:
+                page, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
+                rows = [lead_summary(lead, at) for lead in page]
+        except ApiError as exc:
+            problem = exc.message
+    if problem:
+        flash(f"Filter not applied: {problem}", "error")
+    with services().session_factory() as session:
+        team = [a for a in list_agents(session=session, include_inactive=False)]
+        for a in team:
+            session.expunge(a)
+    export_query = _with(args, cursor=None)
+    return render_template(
+        "console_leads.html",
+        leads=rows, total=total, next_url=_with(args, cursor=next_cursor) if next_cursor else None,
+        first_url=_with(args, cursor=None) if args.get("cursor") else None,
+        args=args, toggle=lambda k, v: _toggle(args, k, v),
+        active=lambda k, v: (k, v) in list(args.items(multi=True)),
+        statuses=catalog.statuses(), channels=[c for c in CHANNELS], team=team,
+        export_url=url_for("console.export_csv") + export_query,
+        sort=args.get("sort", "-created_at"), sort_keys=schemas.SortKey.__args__,  # type: ignore[attr-defined]
+        current_url=request.full_path.rstrip("?"),
+    )
+
+
+@blueprint.get("/leads/export.csv")
+@auth.login_required
+def export_csv() -> Any:
+    agent = auth.current_agent()
+    assert agent is not None
+    data, problem = list_filters(request.args)
+    ids = [v for v in request.args.getlist("ids") if v]
+    if ids:
+        data["ids"] = ids
+    if problem:
+        abort(400, description=problem)
+    try:
+        params = parse_model(schemas.ExportParams, data)
+        return transfer.export_response(transfer.export_query(params, agent))
+    except ApiError as exc:
+        abort(400, description=exc.message)
+
+
+@blueprint.post("/leads/bulk")
+@auth.login_required
+def bulk() -> Any:
+    agent = auth.current_agent()
+    assert agent is not None
+    back = request.form.get("next") or url_for("console.leads")
+    ids = [int(v) for v in request.form.getlist("ids") if v.isdigit()][: schemas.MAX_BULK]
+    action = request.form.get("action", "")
+    if not ids:
+        flash("Select at least one lead first.", "error")
+        return _redirect_back(back)
+    if action == "export":
+        return redirect(url_for("console.export_csv") + "?" + urlencode([("ids", i) for i in ids]))
+    try:
+        with services().session_factory.begin() as session:
+            if action == "assign":
+                choice = request.form.get("agent_id", "")
+                body = schemas.BulkAssignBody(ids=ids, round_robin=choice == "auto",
+                                              agent_id=int(choice) if choice.isdigit() else None)
+                result = ops.bulk_assign(body, agent, session=session, now=now())
+                verb = "assigned"
+            elif action == "status":
+                body_status = schemas.BulkStatusBody(ids=ids, status=request.form.get("status", "") or "?")
+                result = ops.bulk_status(body_status, agent, session=session, now=now())
+                verb = "updated"
+            else:
+                flash("Choose what to do with the selected leads.", "error")
+                return _redirect_back(back)
+    except ApiError as exc:
+        _flash_error(exc)
+        return _redirect_back(back)
+    message = f"{result['changed']} lead(s) {verb}"
+    if result["unchanged"]:
+        message += f", {result['unchanged']} already so"
+    if result["skipped"]:
+        message += f", {len(result['skipped'])} skipped ({result['skipped'][0]['reason']})"
+    flash(message + ".", "success")
+    return _redirect_back(back)
+
+
+# ---- one lead -----------------------------------------------------------------------------
+
+
+@blueprint.get("/leads/<int:lead_id>")
+@auth.login_required
+def lead(lead_id: int) -> Any:
+    agent = auth.current_agent()
+    assert agent is not None
+    at = now()
+    with services().session_factory() as session:
+        try:
+            found = ops.load_lead(lead_id, agent, session=session)
+        except ApiError as exc:
+            abort(exc.status, description=exc.message)
+        if found.id != lead_id:
+            return redirect(url_for("console.lead", lead_id=found.id))
+        detail = lead_detail(found, at, session=session)
+        team = list_agents(session=session, include_inactive=False)
+        for a in team:
+            session.expunge(a)
+    timeline = sorted((m for c in detail["conversations"] for m in c["messages"]),
+                      key=lambda m: (m["sent_at"], m["id"]))
+    history = detail["score_history"]
+    return render_template(
+        "console_lead.html", lead=detail, timeline=timeline, team=team, statuses=catalog.statuses(),
+        custom_fields=catalog.custom_fields(), categories=NOTE_CATEGORIES,
+        chart=charts.score_line(history), history=list(reversed(history)),
+        takeover_minutes=conversations.takeover_minutes(), is_admin=ops.is_admin(agent),
+    )
+
+
+def _lead_action(lead_id: int, action: Any, success: str, *, write: bool = False) -> WerkzeugResponse:
+    """Run `action(lead, agent, session)` in one transaction and come back to the lead page."""
+    agent = auth.current_agent()
+    assert agent is not None
+    try:
+        with services().session_factory.begin() as session:
+            found = ops.load_lead(lead_id, agent, session=session, write=write)
+            message = action(found, agent, session)
+    except ApiError as exc:
+        _flash_error(exc)
+    else:
+        flash(message or success, "success")
+    return redirect(url_for("console.lead", lead_id=lead_id))
+
+
+@blueprint.post("/leads/<int:lead_id>/edit")
+@auth.login_required
+def edit(lead_id: int) -> WerkzeugResponse:
+    form = request.form
+    values: dict[str, Any] = {}
+    for name in ("name", "email", "phone", "company", "status"):
+        if name in form:
+            values[name] = form.get(name, "").strip() or None
+    if "tags" in form:
+        values["tags"] = [t.strip() for t in form.get("tags", "").split(",") if t.strip()]
+    custom = {f.name: form.get(f"cf_{f.name}", "").strip() or None
+              for f in catalog.custom_fields() if f"cf_{f.name}" in form}
+    if custom:
+        values["custom_fields"] = custom
+
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        if values.get("status") is None:
+            values.pop("status", None)
+        body = parse_model(schemas.LeadUpdate, values)
+        changed = ops.update_fields(found, body, agent, session=session, now=now())
+        return f"Saved ({len(changed)} change{'s' if len(changed) != 1 else ''})." if changed else "Nothing changed."
+
+    return _lead_action(lead_id, apply, "Saved.", write=True)
+
+
+@blueprint.post("/leads/<int:lead_id>/note")
+@auth.login_required
+def note(lead_id: int) -> WerkzeugResponse:
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        body = parse_model(schemas.NoteCreate, {"text": request.form.get("text", ""),
+                                                "category": request.form.get("category") or "General"})
+        ops.add_lead_note(found, body.text, body.category, agent, session=session)
+        return f"Note added ({body.category})."
+
+    return _lead_action(lead_id, apply, "Note added.")
+
+
+@blueprint.post("/leads/<int:lead_id>/reply")
+@auth.login_required
+def reply(lead_id: int) -> WerkzeugResponse:
+    agent = auth.current_agent()
+    assert agent is not None
+    try:
+        body = parse_model(schemas.ReplyBody, {"text": request.form.get("text", "")})
+        _message, paused_until = conversations.send_reply(lead_id, body.text, agent, at=now())
+    except ApiError as exc:
+        _flash_error(exc)
+    else:
+        until = f" The bot is paused until {paused_until:%H:%M} UTC." if paused_until else ""
+        flash("Reply sent." + until, "success")
+    return redirect(url_for("console.lead", lead_id=lead_id))
+
+
+@blueprint.post("/leads/<int:lead_id>/bot")
+@auth.login_required
+def bot(lead_id: int) -> WerkzeugResponse:
+    what = request.form.get("action")
+
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        if what == "resume":
+            conversations.resume_bot(found, agent, session=session)
+            return "The bot is answering this lead again."
+        if what == "pause":
+            minutes = request.form.get("minutes", "")
+            body = parse_model(schemas.PauseBody, {"minutes": int(minutes) if minutes.isdigit() else None})
+            conversations.pause_bot(found, body.minutes, agent, session=session, at=now())
+            return f"The bot is paused for {body.minutes} minutes." if body.minutes else "The bot is paused until resumed."
+        raise ApiError(400, "invalid_action", "choose pause or resume")
+
+    return _lead_action(lead_id, apply, "Done.")
+
+
+@blueprint.post("/leads/<int:lead_id>/assign")
+@auth.login_required
+def assign(lead_id: int) -> WerkzeugResponse:
+    choice = request.form.get("agent_id", "")
+
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        if choice == "auto":
+            target: Optional[Agent] = ops.round_robin_agent(session=session)
+        elif choice == "me":
+            target = session.get(Agent, agent.id)
+        else:
+            target = ops.target_agent(int(choice) if choice.isdigit() else None, session=session)
+        changed = ops.assign(found, target, agent, session=session)
+        if not changed:
+            return "Nothing changed."
+        return f"Assigned to {target.name}." if target else "Unassigned."
+
+    return _lead_action(lead_id, apply, "Assigned.", write=True)
+
+
+@blueprint.post("/leads/<int:lead_id>/convert")
+@auth.login_required
+def convert(lead_id: int) -> WerkzeugResponse:
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        ops.convert(found, agent, session=session, now=now(), note=request.form.get("note", "").strip() or None)
+        return "Converted. The lead is now read-only."
+
+    return _lead_action(lead_id, apply, "Converted.", write=True)
+
+
+@blueprint.post("/leads/<int:lead_id>/archive")
+@auth.login_required
+def archive(lead_id: int) -> WerkzeugResponse:
+    archived = request.form.get("archived", "1") == "1"
+
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        ops.set_archived(found, archived, agent, session=session)
+        return "Archived." if archived else "Back in the active list."
+
+    return _lead_action(lead_id, apply, "Done.")
+
+
+@blueprint.post("/leads/<int:lead_id>/reopen")
+@auth.admin_required
+def reopen(lead_id: int) -> WerkzeugResponse:
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        ops.reopen(found, agent, session=session)
+        return "Reopened: the lead can be edited again."
+
+    return _lead_action(lead_id, apply, "Reopened.")
+
+
+@blueprint.post("/leads/<int:lead_id>/delete")
+@auth.admin_required
+def delete(lead_id: int) -> WerkzeugResponse:
+    agent = auth.current_agent()
+    assert agent is not None
+    try:
+        with services().session_factory.begin() as session:
+            ops.delete_lead(ops.load_lead(lead_id, agent, session=session), agent, session=session)
+    except ApiError as exc:
+        _flash_error(exc)
+        return redirect(url_for("console.lead", lead_id=lead_id))
+    flash(f"Lead {lead_id} deleted.", "success")
+    return redirect(url_for("console.leads"))
+
+
+# ---- dashboard and notifications ----------------------------------------------------------
+
+
+@blueprint.get("/dashboard")
+@auth.login_required
+def dashboard() -> Any:
+    agent = auth.current_agent()
+    assert agent is not None
+    with services().session_factory() as session:
+        data = stats.dashboard(agent, session=session, at=now())
+    return render_template(
+        "console_dashboard.html", data=data,
+        by_status=charts.horizontal_bars(data["by_status"], catalog.status_colours()),
+        by_channel=charts.horizontal_bars(data["by_channel"], charts.CHANNEL_COLOURS),
+        by_band=charts.horizontal_bars(data["by_band"], charts.BAND_COLOURS),
+        per_day=charts.columns(data["new_per_day"]),
+        per_week=charts.columns(data["conversions_per_week"], colour="#16a34a"),
+        bands=BANDS,
+    )
+
+
+@blueprint.get("/notifications")
+@auth.login_required
+def notifications() -> Any:
+    agent = auth.current_agent()
+    assert agent is not None
+    show_all = request.args.get("all") == "1"
+    with services().session_factory() as session:
+        items = agent_notifications(agent.id, unread=not show_all, session=session)
+    return render_template("console_notifications.html", items=items, show_all=show_all)
+
+
+@blueprint.post("/notifications/read")
+@auth.login_required
+def notifications_read() -> WerkzeugResponse:
+    agent = auth.current_agent()
+    assert agent is not None
+    with services().session_factory.begin() as session:
+        if request.form.get("all") == "1":
+            ids = [n.id for n in unread_notifications(agent.id, session=session, now=now())]
+        else:
+            ids = [int(v) for v in request.form.getlist("id") if v.isdigit()]
+        marked = mark_read(ids, agent.id, session=session) if ids else 0
+    flash(f"{marked} notification(s) marked read.", "success")
+    open_lead = request.form.get("open")
+    if open_lead and open_lead.isdigit():
+        return redirect(url_for("console.lead", lead_id=int(open_lead)))
+    return redirect(url_for("console.notifications"))
+
+
+# ---- team (admins) ------------------------------------------------------------------------
+
+
+def _team_page(new_token_for: Optional[dict[str, Any]] = None, status: int = 200) -> Any:
+    with services().session_factory() as session:
+        team = list_agents(session=session)
+        counts = open_lead_counts(session=session, terminal_statuses=catalog.terminal_statuses())
+        for a in team:
+            session.expunge(a)
+    return render_template("console_agents.html", team=team, counts=counts, new_token=new_token_for), status
+
+
+@blueprint.get("/agents")
+@auth.admin_required
+def agents() -> Any:
+    return _team_page()
+
+
+@blueprint.post("/agents")
+@auth.admin_required
+def agents_create() -> Any:
+    form = request.form
+    try:
+        body = parse_model(schemas.AgentCreate, {
+            "name": form.get("name", ""), "email": form.get("email") or None,
+            "role": form.get("role") or "agent", "capacity": form.get("capacity") or 50,
+            "password": form.get("password") or None})
+        with services().session_factory.begin() as session:
+            created, token = create_agent(body.name, session=session, email=body.email, role=body.role,
+                                          capacity=body.capacity, password=body.password)
+            shown = {"name": created.name, "token": token}
+    except ApiError as exc:
+        _flash_error(exc)
+        return _team_page(status=422)
+    except (AgentError, InvalidContact) as exc:
+        flash(str(exc), "error")
+        return _team_page(status=422)
+    # The token is rendered into this one response and never stored in the (signed, readable) cookie.
+    return _team_page(new_token_for=shown)
+
+
+@blueprint.post("/agents/<int:agent_id>/<any(disable, enable, token):what>")
+@auth.admin_required
+def agents_change(agent_id: int, what: str) -> Any:
+    me = auth.current_agent()
+    assert me is not None
+    with services().session_factory.begin() as session:
+        target = session.get(Agent, agent_id)
+        if target is None:
+            abort(404, description=f"No agent with id {agent_id}.")
+        if what == "token":
+            token = new_token()
+            target.token_hash = hash_token(token)
+            shown = {"name": target.name, "token": token}
+        else:
+            if what == "disable" and target.id == me.id:
+                flash("You cannot disable yourself.", "error")
+                return redirect(url_for("console.agents"))
+            target.active = what == "enable"
+            shown = None
+            flash(f"{target.name} is {'enabled' if target.active else 'disabled'}.", "success")
+    if shown:
+        return _team_page(new_token_for=shown)
+    return redirect(url_for("console.agents"))
+
