@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     telegram_webhook_url: Optional[str] = Field(None, validation_alias=_env("TELEGRAM_WEBHOOK_URL"))
     telegram_webhook_secret: Optional[SecretStr] = Field(None, validation_alias=_env("TELEGRAM_WEBHOOK_SECRET"))
     telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
+    # Webhook mode: where the copilot's own webhook server listens (behind your HTTPS proxy).
+    telegram_webhook_listen: str = Field("0.0.0.0", validation_alias=_env("TELEGRAM_WEBHOOK_LISTEN"))
+    telegram_webhook_port: int = Field(8443, ge=1, le=65535, validation_alias=_env("TELEGRAM_WEBHOOK_PORT"))
+    # The copilot's per-chat memory (a SQLite file); default: beside a SQLite DATABASE_URL, and in
+    # PostgreSQL itself when DATABASE_URL is PostgreSQL.
+    copilot_memory_path: Optional[Path] = Field(None, validation_alias=_env("LEADDESK_COPILOT_MEMORY"))
 
     # Server and workers
     secret_key: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
