@@ -1,0 +1,145 @@
+"""Who may see and change what: the acting agent, and leads found by id, phone, email or name
+within what that agent may see (their own and unassigned leads; everything for an admin)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Optional
+
+from sqlalchemy.orm import Session
+
+from store.agents import find_agent, list_agents
+from store.contacts import find_emails, try_normalize_phone
+from store.copilot_queries import leads_by_email
+from store.leads import LeadNotFound, find_lead_by_phone, get_lead
+from store.models import Agent, Lead
+from store.query import LeadQuery, count_leads, query_leads
+
+MAX_CANDIDATES = 8
+_ID = re.compile(r"^(?:lead\s*)?(?:#|no\.?\s*|id\s*)?(\d{1,7})$", re.IGNORECASE)
+_ME = {"me", "myself", "i", "mine", "my", "self"}
+_NOBODY = {"nobody", "no one", "noone", "none", "unassigned", "unassign", "no-one"}
+
+
+class CopilotError(Exception):
+    """Something the agent should be told in plain words (nothing was changed)."""
+
+
+class Denied(CopilotError):
+    pass
+
+
+class Ambiguous(CopilotError):
+    """Several leads match; the agent picks one."""
+
+    def __init__(self, ref: str, leads: list[Lead], total: int):
+        self.ref, self.leads, self.total = ref, leads, total
+        super().__init__(f"{total} leads match {ref!r}")
+
+
+def load_agent(agent_id: Optional[int], *, session: Session) -> Agent:
+    """The registered, active agent the copilot acts for, or Denied."""
+    agent = session.get(Agent, int(agent_id)) if agent_id is not None else None
+    if agent is None or not agent.active:
+        raise Denied("I only work for registered, active Leaddesk agents.")
+    return agent
+
+
+def is_admin(agent: Agent) -> bool:
+    return agent.role == "admin"
+
+
+def can_see(agent: Agent, lead: Lead) -> bool:
+    return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
+
+
+def visible(agent: Agent, q: Optional[LeadQuery] = None) -> LeadQuery:
+    """`q` restricted to what `agent` may see."""
+    q = q or LeadQuery()
+    return q if is_admin(agent) else replace(q, visible_to_agent_id=agent.id)
+
+
+def check_visible(agent: Agent, lead: Lead) -> Lead:
+    if not can_see(agent, lead):
+        raise Denied(f"Lead #{lead.id} is assigned to another agent, so I can't show or change it for you.")
+    return lead
+
+
+def find_lead(ref: str, agent: Agent, *, session: Session, region: str) -> Lead:
+    """The one lead `ref` names (id, phone in any format, email or name) that `agent` may see."""
+    ref = (ref or "").strip().strip("?.!,:;\"'")
+    if not ref:
+        raise CopilotError("Which lead? Give me an id, a phone number, an email or a name.")
+    match = _ID.match(ref)
+    if match:
+        try:
+            lead = get_lead(int(match.group(1)), session=session)
+        except LeadNotFound:
+            raise CopilotError(f"There is no lead #{match.group(1)}.") from None
+        return check_visible(agent, lead)
+    emails = find_emails(ref)
+    if emails:
+        return _one(ref, agent, [lead for lead in leads_by_email(emails[0], session=session)],
+                    what=f"with the email {emails[0]}")
+    digits = re.sub(r"\D", "", ref)
+    if len(digits) >= 7 and len(digits) >= len(re.sub(r"[\s()+.\-/]", "", ref)) - 1:
+        phone = try_normalize_phone(ref, region)
+        if phone:
+            exact = find_lead_by_phone(phone, session=session)
+            if exact is not None:
+                return check_visible(agent, get_lead(exact.id, session=session))
+        return _search(ref, agent, session=session, what="with that phone number")
+    return _search(ref, agent, session=session, what=f"called {ref!r}")
+
+
+def _one(ref: str, agent: Agent, leads: list[Lead], *, what: str) -> Lead:
+    if not leads:
+        raise CopilotError(f"I found no lead {what}.")
+    seen = [lead for lead in leads if can_see(agent, lead)]
+    if not seen:
+        raise Denied(f"The lead {what} is assigned to another agent, so I can't show or change it for you.")
+    if len(seen) > 1:
+        raise Ambiguous(ref, seen[:MAX_CANDIDATES], len(seen))
+    return seen[0]
+
+
+def _search(ref: str, agent: Agent, *, session: Session, what: str) -> Lead:
+    for archived in (False, None):
+        q = visible(agent, LeadQuery(search=ref, archived=archived, sort="-score", limit=MAX_CANDIDATES))
+        found = query_leads(q, session=session)
+        if found:
+            exact = [lead for lead in found if (lead.name or "").strip().lower() == ref.lower()]
+            if len(exact) == 1:
+                return exact[0]
+            if len(found) == 1:
+                return found[0]
+            raise Ambiguous(ref, found, count_leads(q, session=session))
+    if not is_admin(agent) and count_leads(LeadQuery(search=ref, archived=None), session=session):
+        raise Denied(f"The lead {what} is assigned to another agent, so I can't show or change it for you.")
+    raise CopilotError(f"I found no lead {what}.")
+
+
+def find_teammate(ref: str, me: Agent, *, session: Session) -> Optional[Agent]:
+    """An agent named by name, email or id; 'me' is the acting agent; 'nobody' is None (unassign)."""
+    text = (ref or "").strip().strip("?.!,:;\"'")
+    text = re.sub(r"^(?:agent|@)\s*", "", text, flags=re.IGNORECASE)
+    if text.lower() in _ME:
+        return me
+    if text.lower() in _NOBODY:
+        return None
+    agent = find_agent(text, session=session)
+    if agent is None:
+        # First names are what people say: "give it to Mike".
+        matches = [a for a in list_agents(session=session, include_inactive=False)
+                   if a.name.lower().split()[0] == text.lower() or a.name.lower().startswith(text.lower() + " ")]
+        if len(matches) == 1:
+            agent = matches[0]
+        elif len(matches) > 1:
+            names = ", ".join(a.name for a in matches)
+            raise CopilotError(f"Several agents match {text!r}: {names}. Which one?")
+    if agent is None:
+        raise CopilotError(f"I know no agent called {text!r}.")
+    if not agent.active:
+        raise CopilotError(f"{agent.name} is disabled and cannot take leads.")
+    return agent

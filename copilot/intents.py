@@ -1,0 +1,524 @@
+"""The offline intent router: plain English and slash commands turned into the same tool calls
+the model would make. Pure functions over the text and the little context the chat keeps."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence, Union
+
+from store.models import NOTE_CATEGORIES
+
+HELP = """I'm your Leaddesk copilot. Ask me in plain words, by lead id, phone, email or name:
+• "summarise lead 42" · "what should I do next with 42?" · /lead 42
+• "qualify lead 42" (BANT) · /qualify 42 · "is lead 42 hot?"
+• "draft an intro email for 42" · /email 42
+• Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine · "leads on whatsapp" · "score 50-80" · "status Interested leads" · "more"
+• Changes: /note 42 text · "set 42 to Converted" · /assign 42 Mike · "move all of Sarah's leads to Mike" · /archive 42
+• Customers: "reply to 42: text" · /takeover 42 · "resume the bot for 42"
+• Paste a business card or email signature (or /card …) to create or merge a lead
+• /inbox shows your unread notifications"""
+
+PRONOUNS = {"it", "this", "that", "them", "him", "her", "this lead", "that lead", "the lead", "this one",
+            "that one", "this customer", "that customer", "this person", "they", "the customer"}
+_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
+             "eighth": 8, "last": -1}
+_CHANNELS = {"web": "web", "webchat": "web", "website": "web", "site": "web", "messenger": "messenger",
+             "facebook": "messenger", "fb": "messenger", "instagram": "instagram", "insta": "instagram",
+             "ig": "instagram", "whatsapp": "whatsapp", "wa": "whatsapp", "manual": "manual"}
+_LEAD = r"(?:lead\s+|customer\s+|contact\s+)?"
+
+
+@dataclass
+class ToolCall:
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Reply:
+    text: str
+
+
+Intent = Union[ToolCall, Reply]
+
+
+def _clean(text: str) -> str:
+    return " ".join((text or "").replace("\u00a0", " ").split())
+
+
+def _ref(raw: Optional[str], focus: Optional[int]) -> Optional[str]:
+    """The lead reference as typed, or the focus lead for 'it' / 'this lead' / nothing."""
+    ref = (raw or "").strip().strip("?.!,;\"'").strip()
+    ref = re.sub(r"^(?:lead|customer|contact)\s+(?=\S)", "", ref, flags=re.IGNORECASE)
+    if not ref or ref.lower() in PRONOUNS:
+        return str(focus) if focus is not None else None
+    return ref
+
+
+def _need_lead(name: str, raw: Optional[str], focus: Optional[int], **args: Any) -> Intent:
+    ref = _ref(raw, focus)
+    if ref is None:
+        return Reply("Which lead? Give me an id, a phone number, an email or a name.")
+    return ToolCall(name, {"lead": ref, **args})
+
+
+def route(
+    text: str,
+    *,
+    focus_lead_id: Optional[int] = None,
+    last_list: Optional[dict[str, Any]] = None,
+    clarify: Optional[dict[str, Any]] = None,
+    statuses: Sequence[str] = (),
+) -> Intent:
+    """Turn one message from an agent into a tool call (or a direct answer)."""
+    raw = (text or "").strip()
+    clean = _clean(raw)
+    if not clean:
+        return Reply(HELP)
+    if clean.startswith("/"):
+        return _slash(raw, clean, focus_lead_id, last_list, statuses)
+    lower = clean.lower().rstrip("?.! ")
+
+    if clarify:
+        chosen = _choice(lower, clarify)
+        if chosen is not None:
+            return ToolCall(clarify["tool"], {**clarify.get("args", {}), clarify.get("arg", "lead"): str(chosen)})
+
+    if lower in {"yes", "no", "y", "n", "yes please", "no thanks", "cancel", "ok", "okay"}:
+        return Reply("There is nothing waiting for a yes or no right now.")
+    if lower in {"help", "commands", "what can you do", "menu", "start", "?"} or lower.startswith("help "):
+        return Reply(HELP)
+    if re.fullmatch(r"(?:hi|hello|hey|good (?:morning|afternoon|evening)|salut|hola)(?: there)?", lower):
+        return Reply("Hello! " + HELP)
+    if re.fullmatch(r"(?:more|next|next page|show more|more please|continue|page \d+)", lower):
+        if not last_list:
+            return Reply("There is no list to continue. Try /hot or /today.")
+        page = int(lower.split()[-1]) if lower.startswith("page ") else int(last_list.get("page") or 1) + 1
+        return ToolCall("list_leads", {**last_list, "page": page})
+
+    # Pasted business cards and signatures: several lines with an email or a phone number.
+    card = re.match(r"^(?:new lead|add (?:this |a )?(?:contact|lead|card)|create (?:a )?lead(?: from)?|"
+                    r"(?:business )?card|signature)\s*:?\s*(?P<body>.+)$", raw, re.IGNORECASE | re.DOTALL)
+    if card and (_has_contact(card.group("body")) or "\n" in card.group("body")):
+        return ToolCall("fill_contact_card", {"text": card.group("body").strip()})
+    if "\n" in raw.strip() and _has_contact(raw) and not re.match(r"^(?:reply|note|tell|send|add)\b", lower):
+        return ToolCall("fill_contact_card", {"text": raw.strip()})
+
+    for matcher in (_reply, _note, _bulk, _assign, _status, _archive, _resume, _takeover, _email, _qualify, _hot,
+                    _summary, _find):
+        intent = matcher(clean, lower, focus_lead_id, statuses)
+        if intent is not None:
+            return intent
+    listing = _list(lower, statuses)
+    if listing is not None:
+        return listing
+    if re.search(r"\bnotifications?\b|\binbox\b|\bwhat'?s new\b|\bany news\b|\bunread\b", lower):
+        return ToolCall("my_notifications", {})
+    if re.fullmatch(r"(?:lead\s+)?#?\d{1,7}", lower) or _is_contact(clean):
+        return ToolCall("lead_summary", {"lead": clean.lstrip("#")})
+    return Reply("Sorry, I didn't get that.\n" + HELP)
+
+
+# --- slash commands --------------------------------------------------------------------------
+
+def _slash(raw: str, clean: str, focus: Optional[int], last_list: Optional[dict[str, Any]],
+           statuses: Sequence[str]) -> Intent:
+    head, _, rest = raw.strip().partition(" ") if "\n" not in raw.split(" ", 1)[0] else raw.strip().partition("\n")
+    command = head[1:].split("@", 1)[0].lower()
+    rest = rest.strip()
+    one_line = _clean(rest)
+    lists = {"hot": "hot", "today": "follow_ups", "followups": "follow_ups", "follow_ups": "follow_ups",
+             "unassigned": "unassigned", "stale": "stale", "recent": "recent", "new": "recent", "mine": "mine",
+             "my": "mine", "leads": "all", "all": "all", "list": "all"}
+    if command in ("start", "help"):
+        return Reply(HELP)
+    if command in lists:
+        intent = _list(f"{command} leads {one_line.lower()}", statuses, default=lists[command])
+        return intent or ToolCall("list_leads", {"kind": lists[command]})
+    if command == "more":
+        return route("more", last_list=last_list)
+    if command in ("lead", "summary", "summarise", "summarize", "next", "show", "open"):
+        return _need_lead("lead_summary", one_line, focus)
+    if command in ("qualify", "bant"):
+        return _need_lead("qualify_lead", one_line, focus)
+    if command in ("ishot", "hotcheck", "is_hot"):
+        return _need_lead("check_hot", one_line, focus)
+    if command in ("email", "draft", "intro"):
+        return _need_lead("draft_intro_email", one_line, focus)
+    if command in ("find", "search", "lookup"):
+        return ToolCall("find_leads", {"query": one_line}) if one_line else Reply("Find what? /find Dana")
+    if command in ("archive",):
+        return _need_lead("archive_lead", one_line, focus)
+    if command in ("resume", "resumebot"):
+        return _need_lead("resume_bot", one_line, focus)
+    if command in ("takeover", "take"):
+        return _need_lead("take_over", one_line, focus)
+    if command in ("inbox", "notifications"):
+        return ToolCall("my_notifications", {})
+    if command in ("card", "contact", "newlead"):
+        if not rest:
+            return Reply("Paste the business card or signature after /card.")
+        return ToolCall("fill_contact_card", {"text": rest})
+    if command == "note":
+        ref, text = _split_ref(rest)
+        if not text:
+            return Reply("Usage: /note 42 Called, will decide on Friday")
+        category, text = _category(text)
+        return _need_lead("add_note", ref, focus, text=text, category=category)
+    if command == "reply":
+        ref, text = _split_ref(rest)
+        if not text:
+            return Reply("Usage: /reply 42 Thanks, I'll call you at 5")
+        return _need_lead("reply_to_customer", ref, focus, text=text)
+    if command == "status":
+        status = _trailing_status(one_line, statuses)
+        if status is None:
+            return Reply("Usage: /status 42 Interested. Statuses: " + ", ".join(statuses))
+        ref = one_line[: len(one_line) - len(status)].strip()
+        return _need_lead("set_status", ref, focus, status=status)
+    if command in ("assign", "give"):
+        match = re.match(r"^(?P<ref>.+?)\s+to\s+(?P<agent>.+)$", one_line, re.IGNORECASE)
+        if match:
+            return _need_lead("assign_lead", match.group("ref"), focus, agent=match.group("agent"))
+        parts = one_line.rsplit(" ", 1)
+        if len(parts) != 2:
+            return Reply("Usage: /assign 42 Mike")
+        return _need_lead("assign_lead", parts[0], focus, agent=parts[1])
+    if command == "unassign":
+        return _need_lead("assign_lead", one_line, focus, agent="nobody")
+    if command in ("reassign", "move"):
+        match = re.match(r"^(?:from\s+)?(?P<src>.+?)\s+(?:to\s+)?(?P<dst>\S+)$", one_line, re.IGNORECASE)
+        if not match:
+            return Reply("Usage: /reassign Sarah Mike (moves all of Sarah's open leads to Mike)")
+        return ToolCall("reassign_leads", {"from_agent": _agent_ref(match.group("src")),
+                                           "to_agent": _agent_ref(match.group("dst"))})
+    return Reply(f"I don't know /{command}.\n" + HELP)
+
+
+def _split_ref(rest: str) -> tuple[str, str]:
+    """'42 some text' / 'Dana Smith: some text' -> (ref, text)."""
+    rest = rest.strip()
+    if ":" in rest.split("\n", 1)[0]:
+        ref, _, text = rest.partition(":")
+        return ref.strip(), text.strip()
+    ref, _, text = rest.partition(" ")
+    return ref.strip(), text.strip()
+
+
+def _category(text: str) -> tuple[str, str]:
+    """A leading '[Follow-up]' or 'Objection:' picks the note category."""
+    for category in NOTE_CATEGORIES:
+        pattern = re.escape(category).replace(r"\-", "[- ]?").replace(r"\ ", r"\s*")
+        match = re.match(rf"^\s*(?:\[\s*{pattern}\s*\]|\(\s*{pattern}\s*\)|{pattern}\s*:)\s*(.+)$", text,
+                         re.IGNORECASE | re.DOTALL)
+        if match:
+            return category, match.group(1).strip()
+    return "General", text.strip()
+
+
+def _trailing_status(text: str, statuses: Sequence[str]) -> Optional[str]:
+    lowered = text.lower()
+    for status in sorted(statuses, key=len, reverse=True):
+        if lowered.endswith(status.lower()) and (len(lowered) == len(status) or lowered[-len(status) - 1] == " "):
+            return text[len(text) - len(status):]
+    return None
+
+
+def _status_named(text: str, statuses: Sequence[str]) -> Optional[str]:
+    wanted = " ".join(text.replace("-", " ").split()).lower().strip("\"'")
+    for status in statuses:
+        if " ".join(status.replace("-", " ").split()).lower() == wanted:
+            return status
+    return None
+
+
+def _agent_ref(text: str) -> str:
+    text = text.strip().strip("?.!,")
+    text = re.sub(r"(?:'s|’s|s')$", "", text)
+    return "me" if text.lower() in ("my", "me", "mine", "myself", "i") else text
+
+
+def _has_contact(text: str) -> bool:
+    return bool(re.search(r"[\w.+-]+@[\w-]+\.[\w.-]+", text) or re.search(r"(?:\+|\b)\d[\d\s().-]{6,}\d", text))
+
+
+def _is_contact(text: str) -> bool:
+    return bool(re.fullmatch(r"[\w.+-]+@[\w-]+\.[\w.-]+", text) or re.fullmatch(r"\+?[\d\s().-]{7,20}", text))
+
+
+def _choice(lower: str, clarify: dict[str, Any]) -> Optional[int]:
+    candidates = [int(c) for c in clarify.get("candidates", [])]
+    match = re.fullmatch(r"(?:#|number |no\.? ?|option |lead )?(\d{1,7})(?:st|nd|rd|th)?", lower)
+    if match:
+        value = int(match.group(1))
+        if value in candidates:
+            return value
+        if 1 <= value <= len(candidates):
+            return candidates[value - 1]
+        return None
+    match = re.fullmatch(r"(?:the )?(first|second|third|fourth|fifth|sixth|seventh|eighth|last)(?: one)?", lower)
+    if match:
+        index = _ORDINALS[match.group(1)]
+        if index == -1:
+            return candidates[-1] if candidates else None
+        return candidates[index - 1] if index <= len(candidates) else None
+    return None
+
+
+# --- plain English ---------------------------------------------------------------------------
+
+def _reply(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    match = re.match(rf"^(?:reply|respond|answer|write back|send a message|send|tell|message|text)\s+(?:to\s+)?"
+                     rf"{_LEAD}(?P<ref>[^:]+?)\s*(?::|\bsaying\b|\bwith\b)\s*(?P<text>.+)$", clean,
+                     re.IGNORECASE | re.DOTALL)
+    if match and match.group("text").strip():
+        return _need_lead("reply_to_customer", match.group("ref"), focus, text=match.group("text").strip())
+    return None
+
+
+def _note(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    categories = "|".join(re.escape(c).replace(r"\-", "[- ]?").replace(r"\ ", r"\s*") for c in NOTE_CATEGORIES)
+    match = re.match(rf"^(?:add|put|leave|make|write)?\s*(?:an?\s+)?(?P<cat>{categories})?\s*note\s+"
+                     rf"(?:to|on|for|about)?\s*{_LEAD}(?P<ref>[^:()]+?)\s*(?:\((?P<cat2>[^)]+)\))?\s*:\s*(?P<text>.+)$",
+                     clean, re.IGNORECASE | re.DOTALL)
+    if not match:
+        return None
+    label = match.group("cat") or match.group("cat2")
+    category = "General"
+    if label:
+        wanted = label.replace(" ", "").replace("-", "").lower()
+        category = next((c for c in NOTE_CATEGORIES if c.replace(" ", "").replace("-", "").lower() == wanted),
+                        "General")
+    text = match.group("text").strip()
+    if category == "General":
+        category, text = _category(text)
+    return _need_lead("add_note", match.group("ref"), focus, text=text, category=category)
+
+
+def _bulk(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    patterns = (
+        r"^(?:move|reassign|transfer|give|hand(?: over)?|assign)\s+all\s+(?:of\s+)?(?:the\s+)?(?P<src>.+?)"
+        r"(?:'s|’s|s')?\s+(?:open\s+)?leads\s+(?:over\s+)?to\s+(?P<dst>.+)$",
+        r"^(?:move|reassign|transfer|give|hand(?: over)?)\s+(?:all\s+)?(?:the\s+)?(?:open\s+)?leads\s+(?:of|from)\s+"
+        r"(?P<src>.+?)\s+(?:over\s+)?to\s+(?P<dst>.+)$",
+    )
+    for pattern in patterns:
+        match = re.match(pattern, clean.rstrip("?.! "), re.IGNORECASE)
+        if match:
+            return ToolCall("reassign_leads", {"from_agent": _agent_ref(match.group("src")),
+                                               "to_agent": _agent_ref(match.group("dst"))})
+    match = re.match(r"^unassign\s+all\s+(?:of\s+)?(?P<src>.+?)(?:'s|’s|s')?\s+leads$", clean.rstrip("?.! "),
+                     re.IGNORECASE)
+    if match:
+        return ToolCall("reassign_leads", {"from_agent": _agent_ref(match.group("src")), "to_agent": "nobody"})
+    return None
+
+
+def _assign(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    match = re.match(rf"^(?:re-?assign|assign|give|hand(?: over)?|pass|move|transfer)\s+{_LEAD}(?P<ref>.+?)\s+"
+                     r"(?:over\s+)?to\s+(?P<agent>.+)$", clean, re.IGNORECASE)
+    if match:
+        if _status_named(match.group("agent"), statuses):
+            return None  # "move 42 to Follow Up" is a status change
+        return _need_lead("assign_lead", match.group("ref"), focus, agent=_agent_ref(match.group("agent")))
+    match = re.match(rf"^(?:assign|give)\s+(?:me|myself)\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
+    if match:
+        return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
+    match = re.match(rf"^unassign\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
+    if match:
+        return _need_lead("assign_lead", match.group("ref"), focus, agent="nobody")
+    return None
+
+
+def _status(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    # (pattern, whether an unknown status name still counts: only when the wording says "status")
+    patterns = (
+        (rf"^(?:set|change|update)\s+(?:the\s+)?status\s+(?:of\s+|for\s+)?{_LEAD}(?P<ref>.+?)\s+to\s+"
+         r"(?P<status>.+)$", True),
+        (rf"^(?:set|change|update)\s+{_LEAD}(?P<ref>.+?)'s\s+status\s+to\s+(?P<status>.+)$", True),
+        (rf"^mark\s+{_LEAD}(?P<ref>.+?)\s+as\s+(?P<status>.+)$", True),
+        (rf"^(?:set|change|update|move|put)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|in|into)\s+(?P<status>.+)$", False),
+        (rf"^{_LEAD}(?P<ref>\S+)\s+(?:is\s+now|status)\s*:?\s+(?P<status>.+)$", False),
+    )
+    for pattern, lenient in patterns:
+        match = re.match(pattern, clean, re.IGNORECASE)
+        if match:
+            wanted = re.sub(r"^status\s+", "", match.group("status").strip().strip("?.!\"'"), flags=re.IGNORECASE)
+            status = _status_named(wanted, statuses) or (wanted if lenient else None)
+            if status:
+                return _need_lead("set_status", match.group("ref"), focus, status=status)
+    return None
+
+
+def _archive(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    match = re.match(rf"^(?:please\s+)?archive\s+{_LEAD}(?P<ref>.*)$", clean, re.IGNORECASE)
+    if match:
+        return _need_lead("archive_lead", match.group("ref"), focus)
+    return None
+
+
+def _resume(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    patterns = (
+        rf"^(?:resume|restart|unpause|re-?enable|turn on|reactivate|start)\s+(?:the\s+)?(?:bot|ai|assistant)"
+        rf"(?:\s+(?:for|on|with)\s+{_LEAD}(?P<ref>.+))?$",
+        rf"^(?:let|have)\s+the\s+(?:bot|ai|assistant)\s+(?:handle|answer|take|talk to|reply to)\s+{_LEAD}(?P<ref>.+?)"
+        r"(?:\s+again)?$",
+        rf"^(?:give|hand)\s+{_LEAD}(?P<ref>.+?)\s+back\s+to\s+the\s+(?:bot|ai|assistant)$",
+    )
+    for pattern in patterns:
+        match = re.match(pattern, lower)
+        if match:
+            return _need_lead("resume_bot", match.group("ref"), focus)
+    return None
+
+
+def _takeover(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    match = re.match(rf"^(?:take\s*over|i'?ll take|pause the (?:bot|ai) (?:for|on)|stop the (?:bot|ai) (?:for|on))"
+                     rf"\s*{_LEAD}(?P<ref>.*)$", lower)
+    if match:
+        return _need_lead("take_over", match.group("ref"), focus)
+    return None
+
+
+def _email(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    match = re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|create|make)?\s*(?:me\s+)?(?:an?\s+)?"
+                     r"(?:intro(?:duction|ductory)?|first|outreach|welcome)?\s*e-?mail\s*(?:draft\s*)?"
+                     rf"(?:for|to)?\s*{_LEAD}(?P<ref>.*)$", clean, re.IGNORECASE)
+    if match and re.search(r"e-?mail", lower) and re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|create|"
+                                                          r"make|intro|an?\s+intro|e-?mail)", lower):
+        return _need_lead("draft_intro_email", match.group("ref"), focus)
+    return None
+
+
+def _qualify(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    match = re.match(rf"^(?:please\s+)?(?:qualify|bant(?:\s+(?:for|on))?|run bant on)\s*{_LEAD}(?P<ref>.*)$",
+                     clean, re.IGNORECASE)
+    if match:
+        return _need_lead("qualify_lead", match.group("ref"), focus)
+    match = re.match(rf"^is\s+{_LEAD}(?P<ref>.+?)\s+qualified$", lower)
+    if match:
+        return _need_lead("qualify_lead", match.group("ref"), focus)
+    return None
+
+
+def _hot(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    patterns = (
+        rf"^(?:is|are)\s+{_LEAD}(?P<ref>.+?)\s+(?:a\s+)?(?:hot|warm|ready to buy|hot lead|worth (?:it|chasing))$",
+        rf"^how\s+(?:hot|warm)\s+is\s+{_LEAD}(?P<ref>.+)$",
+        rf"^(?:is\s+)?(?:it|this|that)\s+hot$",
+    )
+    for pattern in patterns:
+        match = re.match(pattern, lower)
+        if match:
+            return _need_lead("check_hot", match.groupdict().get("ref"), focus)
+    return None
+
+
+def _summary(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    patterns = (
+        rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on)\s*{_LEAD}(?P<ref>.*)$",
+        rf"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+(?:of|for|on|about)\s+"
+        rf"{_LEAD}(?P<ref>.+)$",
+        rf"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+{_LEAD}(?P<ref>.+)$",
+        rf"^what\s+(?:should|do|can|shall)\s+i\s+do\s+(?:next\s+)?(?:with|about|for|on)\s+{_LEAD}(?P<ref>.+?)"
+        r"(?:\s+next)?$",
+        rf"^(?:what'?s\s+the\s+)?next\s+(?:step|action|best action|move)s?\s*(?:for|with|on)?\s*{_LEAD}(?P<ref>.*)$",
+        r"^what\s+(?:should|do)\s+i\s+do\s+next$",
+    )
+    for pattern in patterns:
+        match = re.match(pattern, lower)
+        if match:
+            ref = match.groupdict().get("ref")
+            if ref and re.search(r"\bleads\b", ref):
+                return None  # "show me hot leads" is a list
+            if ref is not None and ref.strip():
+                ref = _original(clean, ref)  # keep the case of names and emails
+            return _need_lead("lead_summary", ref, focus)
+    return None
+
+
+def _find(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+    match = re.match(r"^(?:find|search(?: for)?|look ?up|lookup|look for)\s+(?:lead\s+|leads\s+)?(?P<q>.+)$",
+                     clean, re.IGNORECASE)
+    if match and not re.search(r"\bleads\b", match.group("q").lower()):
+        return ToolCall("find_leads", {"query": match.group("q").strip().strip("?.!")})
+    return None
+
+
+def _original(clean: str, lowered_fragment: str) -> str:
+    """The fragment with its original capitalisation (matching was done on the lower-cased text)."""
+    fragment = lowered_fragment.strip()
+    index = clean.lower().rfind(fragment)
+    return clean[index:index + len(fragment)] if index >= 0 else fragment
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+def _list(lower: str, statuses: Sequence[str], default: Optional[str] = None) -> Optional[Intent]:
+    """A request for a list of leads, with kind and filters, or None when it is not one."""
+    kind = default
+    if re.search(r"\bhot(?:test)?\b", lower):
+        kind = "hot"
+    elif re.search(r"follow[- ]?ups?\b|to follow up|due today|today'?s (?:leads|list|tasks)|\btoday\b", lower):
+        kind = "follow_ups"
+    elif re.search(r"\bunassigned\b|\bnot assigned\b|\bnobody'?s\b|\bunclaimed\b", lower):
+        kind = "unassigned"
+    elif re.search(r"\bstale\b|\bgone (?:quiet|cold)\b|\bcold leads\b|\binactive\b|\bneglected\b|\bquiet leads\b",
+                   lower):
+        kind = "stale"
+    elif re.search(r"\b(?:new|recent|latest|newest|fresh)\s+leads\b|\bcreated\s+(?:this week|recently|today|"
+                   r"lately)\b|\brecently created\b|\bleads created\b", lower):
+        kind = "recent"
+    elif re.search(r"\bmy\s+(?:open\s+)?leads\b|\bleads assigned to me\b|\bmine\b", lower):
+        kind = "mine"
+    args: dict[str, Any] = {"kind": kind or "all"}
+    status = None
+    match = re.search(r"\bstatus\s*(?:is|=|:)?\s*(?P<s>[a-z][a-z \-]*?)(?:\s+(?:leads|on|in|with|score)\b|$)", lower)
+    if match:
+        status = _status_named(match.group("s"), statuses) or match.group("s").strip()
+    else:
+        for name in sorted(statuses, key=len, reverse=True):
+            if re.search(rf"\b{re.escape(name.lower())}\s+leads\b|\bleads\s+(?:that are|marked|in)\s+"
+                         rf"{re.escape(name.lower())}\b", lower):
+                status = name
+                break
+    if status:
+        args["status"] = status
+    for word, channel in _CHANNELS.items():
+        if re.search(rf"\b(?:on|from|via|through|in)\s+{word}\b|\b{word}\s+leads\b", lower):
+            args["channel"] = channel
+            break
+    low, high = _score_range(lower)
+    if low is not None:
+        args["score_min"] = low
+    if high is not None:
+        args["score_max"] = high
+    is_list = (kind is not None or len(args) > 1) and (
+        default is not None or re.search(r"\bleads?\b|\blist\b|\bshow\b|\bwho\b|\bwhich\b|\bfollow[- ]?ups?\b", lower))
+    if not is_list:
+        return None
+    return ToolCall("list_leads", args)
+
+
+def _score_range(lower: str) -> tuple[Optional[int], Optional[int]]:
+    match = re.search(r"score\s*(?:between|from|of)?\s*(\d{1,3})\s*(?:and|to|-|–|\.\.)\s*(\d{1,3})", lower)
+    if match:
+        low, high = sorted((int(match.group(1)), int(match.group(2))))
+        return min(low, 100), min(high, 100)
+    match = re.search(r"score\s*(?:above|over|>=|>|at least|min(?:imum)?|of at least|greater than|more than)\s*"
+                      r"(\d{1,3})", lower)
+    if match:
+        value = int(match.group(1))
+        strict = re.search(r"(?:above|over|>(?!=)|greater than|more than)\s*\d", lower) is not None
+        return min(100, value + (1 if strict else 0)), None
+    match = re.search(r"score\s*(?:below|under|<=|<|at most|max(?:imum)?|less than)\s*(\d{1,3})", lower)
+    if match:
+        value = int(match.group(1))
+        strict = re.search(r"(?:below|under|<(?!=)|less than)\s*\d", lower) is not None
+        return None, max(0, value - (1 if strict else 0))
+    match = re.search(r"\b(\d{1,3})\s*(?:-|–|to)\s*(\d{1,3})\b", lower)
+    if match and "score" in lower:
+        low, high = sorted((int(match.group(1)), int(match.group(2))))
+        return min(low, 100), min(high, 100)
+    return None, None

@@ -1,0 +1,67 @@
+"""The copilot's per-chat memory: a LangGraph checkpointer on a SQLite file by default, in
+PostgreSQL when DATABASE_URL is PostgreSQL (needs the `postgres` extra)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+
+class MemoryUnavailable(RuntimeError):
+    """The memory store cannot be opened (missing extra, unreachable database)."""
+
+
+def memory_path(database_url: str, configured: Path | None = None) -> str:
+    """Where the SQLite memory lives: the configured file, else beside a SQLite database file."""
+    if configured is not None:
+        return str(configured)
+    url = make_url(database_url)
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return "leaddesk-copilot.sqlite"
+    path = Path(database)
+    return str(path.with_name(f"{path.stem}-copilot.sqlite"))
+
+
+@contextmanager
+def open_checkpointer(database_url: str, *, memory_file: Path | None = None) -> Iterator[Any]:
+    """Open (and set up) the checkpointer for as long as the `with` block runs."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql" and memory_file is None:
+        try:
+            from langgraph.checkpoint.postgres import PostgresSaver
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise MemoryUnavailable("the copilot's PostgreSQL memory needs the postgres extra: "
+                               "pip install 'leaddesk[postgres]'") from None
+        conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True,
+                              kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+        try:
+            saver = PostgresSaver(pool)  # type: ignore[arg-type]
+            saver.setup()
+            yield saver
+        finally:
+            pool.close()
+        return
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = memory_path(database_url, memory_file)
+    # The saver serialises access with its own lock, so one connection serves every thread.
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        saver = SqliteSaver(conn)
+        saver.setup()
+        log.debug("copilot memory in %s", path)
+        yield saver
+    finally:
+        conn.close()

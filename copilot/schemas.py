@@ -1,0 +1,130 @@
+"""Structured shapes: the arguments of every copilot tool (what the model may call) and the
+results of the offline analyses (BANT qualification, the hot check, contact cards)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, Field, field_validator
+
+LEAD_REF = "The lead: its id (42 or #42), a phone number in any format, an email address or a name."
+
+ListKind = Literal["all", "mine", "hot", "follow_ups", "unassigned", "stale", "recent"]
+Verdict = Literal["met", "partly", "not met", "unknown"]
+
+
+class _Args(BaseModel):
+    model_config = {"extra": "ignore", "str_strip_whitespace": True}
+
+
+class LeadArgs(_Args):
+    lead: str = Field(description=LEAD_REF, min_length=1, max_length=200)
+
+
+class FindLeadsArgs(_Args):
+    query: str = Field(description="Id, phone (any format), email, name or company to look for.",
+                       min_length=1, max_length=200)
+
+
+class ListLeadsArgs(_Args):
+    kind: ListKind = Field(
+        "all",
+        description=("Which list: all (every lead you may see), mine (assigned to you), hot (score >= 75), "
+                     "follow_ups (due today), unassigned, stale (no contact for a week), "
+                     "recent (created in the last 7 days)."),
+    )
+    status: Optional[str] = Field(None, description="Only leads with this status.", max_length=60)
+    channel: Optional[Literal["web", "messenger", "instagram", "whatsapp", "manual"]] = Field(
+        None, description="Only leads reachable on this channel.")
+    score_min: Optional[int] = Field(None, ge=0, le=100, description="Lowest score to include.")
+    score_max: Optional[int] = Field(None, ge=0, le=100, description="Highest score to include.")
+    page: int = Field(1, ge=1, le=10000, description="Page number (10 leads per page).")
+
+
+class NoteArgs(LeadArgs):
+    text: str = Field(description="The note.", min_length=1, max_length=10000)
+    category: str = Field(
+        "General",
+        description="One of: General, Qualification, Follow-up, Objection, Positive Signal.",
+        max_length=30,
+    )
+
+
+class StatusArgs(LeadArgs):
+    status: str = Field(description="The new status, one of the configured statuses.", min_length=1,
+                        max_length=60)
+
+
+class AssignArgs(LeadArgs):
+    agent: str = Field(description="The agent's name, email or id; 'me' for yourself; 'nobody' to unassign.",
+                       min_length=1, max_length=200)
+
+
+class ReassignArgs(_Args):
+    from_agent: str = Field(description="Whose leads to move: a name, email or id, or 'me'.", min_length=1,
+                            max_length=200)
+    to_agent: str = Field(description="Who gets them: a name, email or id, or 'me'.", min_length=1,
+                          max_length=200)
+
+
+class ReplyArgs(LeadArgs):
+    text: str = Field(description="The message to send to the customer, as written.", min_length=1,
+                      max_length=4000)
+
+
+class DraftEmailArgs(LeadArgs):
+    body: Optional[str] = Field(
+        None, max_length=6000,
+        description="Your own draft of the email; leave empty to get the built-in personalised draft.")
+
+
+class CardArgs(_Args):
+    text: str = Field(description="The pasted business card or email signature.", min_length=3,
+                      max_length=5000)
+
+
+class NoArgs(_Args):
+    pass
+
+
+class Criterion(BaseModel):
+    """One BANT criterion: the justification comes before the verdict."""
+
+    name: Literal["Budget", "Authority", "Need", "Timeline"]
+    justification: str = Field(description="One line, quoting the conversation or the lead's fields.")
+    verdict: Verdict
+
+
+class Qualification(BaseModel):
+    criteria: list[Criterion]
+    score: int = Field(ge=0, le=100)
+    next_action: str
+
+
+class HotCheck(BaseModel):
+    reasons: list[str]
+    hot: bool
+
+
+class ContactCard(BaseModel):
+    """What a business card or email signature says about a person."""
+
+    name: Optional[str] = None
+    title: Optional[str] = None
+    company: Optional[str] = None
+    email: Optional[str] = None
+    phone: Optional[str] = None
+    other_phones: list[str] = Field(default_factory=list)
+    website: Optional[str] = None
+
+    @field_validator("name", "title", "company", "website")
+    @classmethod
+    def _trim(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        value = " ".join(value.split())[:200]
+        return value or None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.name or self.email or self.phone or self.company)

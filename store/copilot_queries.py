@@ -1,0 +1,167 @@
+"""Repository functions the agents' copilot needs beyond the shared ones: Telegram linking,
+notification delivery, follow-ups and bulk selections.
+
+Like every repository module: keyword-only `session`, no commits (the caller owns the transaction).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from datetime import datetime
+from typing import Optional, Sequence
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from store.agents import hash_token
+from store.models import Agent, Conversation, Lead, Message, Note, Notification
+from store.query import LeadQuery, build_lead_query
+
+# No 0/O, 1/I/L: codes are read off a terminal and typed into a phone.
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+_CODE_LENGTH = 10
+
+
+def normalize_link_code(code: str) -> str:
+    """Upper-case and drop the separators people type (spaces, dashes)."""
+    return "".join(ch for ch in (code or "").upper() if ch.isalnum())
+
+
+def new_link_code(agent: Agent, *, session: Session) -> str:
+    """Give the agent a fresh one-time Telegram link code (stored hashed) and return it, e.g. 'K7P2Q-X9MRT'."""
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
+    agent.link_code_hash = hash_token(raw)
+    session.flush()
+    return f"{raw[:5]}-{raw[5:]}"
+
+
+def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Optional[Agent]:
+    """Link a Telegram user to the active agent holding this code; the code is used up. None if unknown."""
+    normalized = normalize_link_code(code)
+    if len(normalized) != _CODE_LENGTH:
+        return None
+    agent = session.scalars(
+        select(Agent).where(Agent.link_code_hash == hash_token(normalized), Agent.active.is_(True))
+    ).first()
+    if agent is None:
+        return None
+    # One Telegram account speaks for one agent: a relink moves it.
+    session.execute(
+        update(Agent).where(Agent.telegram_user_id == telegram_user_id, Agent.id != agent.id)
+        .values(telegram_user_id=None)
+    )
+    session.flush()
+    agent.telegram_user_id = telegram_user_id
+    agent.link_code_hash = None
+    session.flush()
+    return agent
+
+
+def agent_by_telegram(telegram_user_id: int, *, session: Session) -> Optional[Agent]:
+    """The active agent linked to this Telegram user, or None."""
+    return session.scalars(
+        select(Agent).where(Agent.telegram_user_id == telegram_user_id, Agent.active.is_(True))
+    ).first()
+
+
+def due_notifications(*, session: Session, now: datetime, limit: int = 50) -> list[Notification]:
+    """Undelivered notifications whose time has come, for active agents linked to Telegram, oldest first."""
+    query = (
+        select(Notification)
+        .join(Agent, Agent.id == Notification.agent_id)
+        .where(Notification.delivered_at.is_(None))
+        .where(or_(Notification.deliver_after.is_(None), Notification.deliver_after <= now))
+        .where(Agent.active.is_(True), Agent.telegram_user_id.is_not(None))
+        .order_by(Notification.id)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def claim_notification(notification_id: int, *, session: Session, now: datetime) -> bool:
+    """Mark one notification delivered unless someone else already did (the database decides)."""
+    result = session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.delivered_at.is_(None))
+        .values(delivered_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_notification(notification_id: int, *, session: Session) -> None:
+    """Undo a claim whose delivery failed, so that the next round tries again."""
+    session.execute(update(Notification).where(Notification.id == notification_id).values(delivered_at=None))
+
+
+def last_customer_message(lead_id: int, *, session: Session) -> Optional[Message]:
+    return session.scalars(
+        select(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.lead_id == lead_id, Message.direction == "in")
+        .order_by(Message.id.desc())
+        .limit(1)
+    ).first()
+
+
+def message_counts(lead_id: int, *, session: Session) -> dict[str, int]:
+    """How many messages the lead's conversation on each channel holds."""
+    rows = session.execute(
+        select(Conversation.channel, func.count(Message.id))
+        .join(Message, Message.conversation_id == Conversation.id)
+        .where(Conversation.lead_id == lead_id)
+        .group_by(Conversation.channel)
+    )
+    return {channel: count for channel, count in rows}
+
+
+def lead_ids_matching(q: LeadQuery, *, session: Session, now: Optional[datetime] = None,
+                      limit: int = 10000) -> list[int]:
+    """Every lead id `q` selects (no paging), for bulk actions; ordered by id."""
+    stmt = build_lead_query(q, now=now).with_only_columns(Lead.id).order_by(Lead.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def follow_up_leads(
+    q: LeadQuery,
+    *,
+    session: Session,
+    statuses: Sequence[str],
+    since: datetime,
+    exclude_statuses: Sequence[str] = (),
+    now: Optional[datetime] = None,
+) -> list[Lead]:
+    """Open leads of `q` waiting for a follow-up: in a follow-up status or with a Follow-up note, and
+    not yet messaged by an agent since `since` (the start of the day). Best scores first."""
+    stmt = build_lead_query(q, now=now).where(Lead.archived.is_(False))
+    if exclude_statuses:
+        stmt = stmt.where(Lead.status.not_in(list(exclude_statuses)))
+    has_note = exists().where(Note.lead_id == Lead.id, Note.category == "Follow-up")
+    wanted = or_(Lead.status.in_(list(statuses)), has_note) if statuses else has_note
+    contacted_today = (
+        exists()
+        .where(Conversation.lead_id == Lead.id)
+        .where(Message.conversation_id == Conversation.id, Message.author == "agent",
+               Message.created_at >= since)
+    )
+    stmt = (
+        stmt.where(wanted, ~contacted_today)
+        .order_by(Lead.score.desc(), Lead.id.desc())
+        .limit(max(1, min(q.limit, 1000)))
+        .offset(max(0, q.offset))
+    )
+    return list(session.scalars(stmt))
+
+
+def count_follow_up_leads(q: LeadQuery, *, session: Session, statuses: Sequence[str], since: datetime,
+                          exclude_statuses: Sequence[str] = (), now: Optional[datetime] = None) -> int:
+    everything = replace(q, limit=1000, offset=0)
+    return len(follow_up_leads(everything, session=session, statuses=statuses, since=since,
+                               exclude_statuses=exclude_statuses, now=now))
+
+
+def leads_by_email(email: str, *, session: Session) -> list[Lead]:
+    """Leads whose email matches regardless of case (live leads only)."""
+    return list(session.scalars(
+        select(Lead).where(func.lower(Lead.email) == email.strip().lower(), Lead.merged_into_id.is_(None))
+    ))
