@@ -323,7 +323,10 @@ def _graph_error(response: httpx.Response) -> str:
         return str(error)[:300]
     code = error.get("code")
     message = str(error.get("message") or error.get("error_user_msg") or "error")[:300]
-    return f"(#{code}) {message}" if code is not None else message
+    # Graph messages usually start with their code already, e.g. "(#131030) Recipient not in allowed list".
+    if code is None or message.startswith("(#"):
+        return message
+    return f"(#{code}) {message}"
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 
 @dataclass
@@ -45,6 +45,9 @@ Scripted = Union[int, Reply]
 @dataclass
 class FakeGraph:
     requests: list[Recorded] = field(default_factory=list)
+    # Called (in the server thread) for every request before it is answered, e.g. to check that the
+    # client holds no database lock while it waits.
+    on_request: Optional[Callable[[Recorded], None]] = None
 
     def __post_init__(self) -> None:
         self._script: deque[Reply] = deque()
@@ -78,9 +81,12 @@ class FakeGraph:
                     body = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
+                recorded = Recorded("POST", self.path, dict(self.headers.items()), body)
                 with fake._lock:
-                    fake.requests.append(Recorded("POST", self.path, dict(self.headers.items()), body))
+                    fake.requests.append(recorded)
                     reply = fake._script.popleft() if fake._script else Reply()
+                if fake.on_request is not None:
+                    fake.on_request(recorded)
                 if reply.delay:
                     time.sleep(reply.delay)
                 if reply.drop:
@@ -103,7 +109,7 @@ class FakeGraph:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-graph", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-graph", daemon=True)
         self._thread.start()
         return self
 
