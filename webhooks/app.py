@@ -27,6 +27,7 @@ BLUEPRINTS: tuple[tuple[str, str], ...] = (
     ("webhooks.messenger", "messenger_bp"),
     ("webhooks.messenger", "instagram_bp"),
     ("webhooks.webchat", "bp"),
+    ("webhooks.copilot_api", "bp"),
 )
 
 
