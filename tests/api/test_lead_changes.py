@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+
+from tests.api.conftest import T0
 from sqlalchemy import func, select
 
 from store.models import AuditEvent, Identity, Lead, Message, Note, Notification, ScoreEvent
-from tests.api.conftest import T0
+
 
 
 @pytest.fixture

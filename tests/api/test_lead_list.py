@@ -9,6 +9,8 @@ import pytest
 from tests.api.conftest import T0
 
 
+
+
 def ids(response) -> list[int]:  # type: ignore[no-untyped-def]
     assert response.status_code == 200, response.get_json()
     return [lead["id"] for lead in response.get_json()["leads"]]

@@ -50,6 +50,9 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> Optional[Ag
             agent = agent_by_token(token.strip(), session=db)
         elif email.strip() and password:
             agent = agent_by_password(email.strip(), password, session=db)
+            if agent is None and email.strip() != email.strip().lower():
+                # People type their address with capitals they did not register it with.
+                agent = agent_by_password(email.strip().lower(), password, session=db)
         if agent is not None:
             db.expunge(agent)
     return agent

@@ -59,18 +59,18 @@ def horizontal_bars(rows: Sequence[dict[str, Any]], colours: Optional[dict[str, 
                  empty=maximum == 0)
 
 
-def columns(rows: Sequence[dict[str, Any]], *, width: int = 420, height: int = 150,
+def columns(rows: Sequence[dict[str, Any]], *, width: int = 600, height: int = 200,
             colour: str = "#2563eb") -> Chart:
     """Vertical columns over time (oldest first), with room for the axis labels below."""
     maximum = max((int(r["count"]) for r in rows), default=0)
-    plot_height = height - 30
+    plot_height = height - 40
     slot = width / max(len(rows), 1)
     bars = []
     for i, row in enumerate(rows):
         value = int(row["count"])
         h = plot_height * value / maximum if maximum else 0
         bars.append(Bar(label=str(row["label"]), value=value, x=i * slot + slot * 0.15,
-                        y=plot_height - h + 10, width=slot * 0.7, height=h, colour=colour))
+                        y=plot_height - h + 20, width=slot * 0.7, height=h, colour=colour))
     return Chart(width=width, height=height, bars=bars, maximum=maximum, empty=maximum == 0)
 
 

@@ -1,0 +1,96 @@
+"""Shared helpers for browser tests: Debian's headless Chromium driven by selenium, a live server for a
+Flask app on 127.0.0.1, and screenshots saved under `test-artifacts/screenshots/`.
+
+Use from a conftest: `from tests.browser_support import browser, chromium  # noqa: F401` and mark the
+tests `browser`. Without Chromium (or chromedriver, or selenium) the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage", "--window-size=1400,1000")
+_BINARIES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
+_DRIVERS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
+
+
+def find_chromium() -> tuple[Optional[str], Optional[str]]:
+    """(browser binary, chromedriver) from Debian's `chromium` and `chromium-driver` packages."""
+    binary = next((p for p in _BINARIES if Path(p).is_file()), None) or shutil.which("chromium")
+    driver = next((p for p in _DRIVERS if Path(p).is_file()), None) or shutil.which("chromedriver")
+    return binary, driver
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[dev]')")
+    binary, driver = find_chromium()
+    if binary is None or driver is None:
+        pytest.skip("headless Chromium is absent: apt-get install -y chromium chromium-driver")
+    return binary, driver
+
+
+@pytest.fixture
+def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
+    """A fresh headless Chromium (selenium WebDriver); downloads land in `browser.download_dir`."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = chromium
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+    except Exception as exc:  # noqa: BLE001 - a browser that cannot start is an environment problem
+        pytest.skip(f"headless Chromium did not start: {exc}")
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.set_page_load_timeout(30)
+    driver.download_dir = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(driver: Any, name: str) -> Path:
+    """Save a full-window PNG as test-artifacts/screenshots/NAME.png and return its path."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """Serve a WSGI app on 127.0.0.1 (a free port) in a background thread; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
