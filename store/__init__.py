@@ -4,6 +4,6 @@ Repository modules: `store.leads` (resolve, merge, audited updates), `store.mess
 pending queue, outbound records), `store.agents`, `store.contacts` (phone and email normalisation).
 """
 
-from store.db import make_engine, make_session_factory, upgrade
+from store.db import ensure_schema, make_engine, make_session_factory, read_session, upgrade
 
-__all__ = ["make_engine", "make_session_factory", "upgrade"]
+__all__ = ["ensure_schema", "make_engine", "make_session_factory", "read_session", "upgrade"]

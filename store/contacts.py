@@ -79,7 +79,7 @@ def find_phones(text: str, region: str = "US") -> list[str]:
             found.append(e164)
     if not found:
         # "00" international prefixes and bare international digit strings the matcher misses.
-        for token in re.findall(r"(?<![\d+])(?:\+|00)?\d[\d\s().\-]{6,18}\d(?!\d)", normalized):
+        for token in re.findall(r"(?<![\w+])(?:\+|00)?\d[\d\s().\-]{6,18}\d(?!\w)", normalized):
             e164 = try_normalize_phone(token, region)
             compact = re.sub(r"\D", "", token)
             if e164 and (token.strip().startswith(("+", "00")) or len(compact) >= 11) and e164 not in found:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy.pool import StaticPool
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+READ_ONLY_OPTION = "leaddesk_read_only"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -42,6 +45,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
+            if connection.get_execution_options().get(READ_ONLY_OPTION):
+                # A reader (export, list) must not hold the write lock: WAL gives it a snapshot.
+                connection.exec_driver_sql("BEGIN")
+                return
             # Writers queue on the lock up front instead of failing to upgrade a read lock later.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -52,6 +59,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def read_session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reading only: one consistent snapshot that never blocks writers.
+
+    On SQLite the transaction starts with a deferred BEGIN instead of BEGIN IMMEDIATE (so a long
+    export does not hold the write lock); on PostgreSQL it is a REPEATABLE READ, READ ONLY
+    transaction. Nothing is committed: the transaction is rolled back at the end.
+    """
+    with session_factory() as session:
+        bind = session.get_bind()
+        options: dict[str, Any] = {READ_ONLY_OPTION: True}
+        if bind.dialect.name == "postgresql":
+            options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        session.connection(execution_options=options)
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 def alembic_config(url: str) -> Config:
@@ -76,3 +103,27 @@ def upgrade(engine_or_url: Engine | str, revision: str = "head") -> None:
     finally:
         if owned:
             engine.dispose()
+
+
+def ensure_schema(engine: Engine) -> bool:
+    """Apply pending migrations if the database is behind; return whether anything was applied.
+
+    Cheaper than `upgrade` when the schema is current (one query, and Alembic stays quiet).
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    alembic_log = logging.getLogger("alembic")
+    level = alembic_log.level
+    alembic_log.setLevel(max(level, logging.WARNING))
+    try:
+        script = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False)))
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+        if current == set(script.get_heads()):
+            return False
+        upgrade(engine)
+    finally:
+        alembic_log.setLevel(level)
+    log.info("database schema brought up to date")
+    return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import datetime
 from typing import Any, Iterable, Optional
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 _FILLABLE = ("name", "email", "phone", "company", "summary", "next_best_action", "source",
              "assigned_agent_id", "conversion_probability")
 _MAX_ATTEMPTS = 5
+_DEFAULT_STATUS = "New"
 
 
 class UnknownChannel(ValueError):
@@ -184,6 +186,71 @@ def resolve(
     raise RuntimeError("could not resolve the lead: too much concurrent contention")
 
 
+def resolve_contact(
+    phone: Optional[str] = None,
+    email: Optional[str] = None,
+    name: Optional[str] = None,
+    *,
+    session: Session,
+    region: str = "US",
+    source: Optional[str] = None,
+    actor: str = "agent",
+    agent_id: Optional[int] = None,
+) -> tuple[Lead, bool]:
+    """Find the lead owning this phone or email, or create one on the `manual` channel.
+
+    For leads that come from an agent or an import rather than a channel. Returns (lead, created).
+    The same deduplication as `resolve`: a phone owned by one lead and an email owned by another
+    merge the two. Without phone and email every call creates a new lead (there is nothing to
+    recognise the person by). Invalid values raise `store.contacts.InvalidContact`.
+    """
+    phone = normalize_phone(phone, region) if phone else None
+    email = normalize_email(email) if email else None
+    name = name.strip()[:200] if name and name.strip() else None
+    created: Optional[Lead] = None
+    for _attempt in range(_MAX_ATTEMPTS):
+        lead = created or (find_lead_by_phone(phone, session=session) if phone else None) or (
+            find_lead_by_email(email, session=session) if email else None
+        )
+        if lead is None:
+            lead = created = _new_lead(session, "manual", f"{actor}-{uuid.uuid4().hex}", name,
+                                       source or actor, actor, agent_id)
+        claimed: Optional[Lead] = lead
+        for field, value in (("phone", phone), ("email", email)):
+            if value and claimed is not None:
+                claimed = _claim(session, claimed, field, value, actor)
+        if claimed is None:
+            # Lost a race for the phone/email: the next attempt merges with the winner.
+            continue
+        if name and not claimed.name:
+            update_lead(claimed, {"name": name}, session=session, actor=actor, agent_id=agent_id)
+        is_new = created is not None and claimed.id == created.id and not _was_merged(session, claimed)
+        return claimed, is_new
+    raise RuntimeError("could not resolve the lead: too much concurrent contention")
+
+
+def _was_merged(session: Session, lead: Lead) -> bool:
+    return session.scalars(
+        select(Lead.id).where(Lead.merged_into_id == lead.id).limit(1)
+    ).first() is not None
+
+
+def _new_lead(session: Session, channel: str, external_id: str, name: Optional[str],
+              source: Optional[str], actor: str, agent_id: Optional[int] = None) -> Lead:
+    """Insert a lead with its first identity (the external id is assumed fresh)."""
+    now = utcnow()
+    with session.begin_nested():
+        lead = Lead(name=name, source=source or channel, created_at=now, updated_at=now,
+                    score_factors=[], interests=[], objections=[], tags=[], custom_fields={})
+        session.add(lead)
+        session.flush()
+        record_audit(session=session, lead_id=lead.id, actor=actor, action="create", agent_id=agent_id)
+        session.add(Identity(lead_id=lead.id, channel=channel, external_id=external_id,
+                             display_name=name, created_at=now))
+        session.flush()
+    return lead
+
+
 def _lead_for_identity(session: Session, channel: str, external_id: str, phone: Optional[str],
                        email: Optional[str], name: Optional[str], source: Optional[str],
                        actor: str) -> Optional[Lead]:
@@ -257,14 +324,24 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     for lead in locked.values():
         session.refresh(lead)
     survivor, absorbed = locked[first], locked[second]
-    if absorbed.merged_into_id is not None:
-        return get_lead(absorbed.merged_into_id, session=session)
+    # A concurrent merge may have turned either into a tombstone while we waited for the locks:
+    # merge with the lead it now lives on, so that this one does not stay a separate duplicate.
     if survivor.merged_into_id is not None:
         return merge_leads(get_lead(survivor.merged_into_id, session=session), absorbed,
+                           session=session, actor=actor, agent_id=agent_id)
+    if absorbed.merged_into_id is not None:
+        return merge_leads(survivor, get_lead(absorbed.merged_into_id, session=session),
                            session=session, actor=actor, agent_id=agent_id)
 
     fills = {field: getattr(absorbed, field) for field in _FILLABLE
              if getattr(survivor, field) in (None, "") and getattr(absorbed, field) not in (None, "")}
+    extra = _merge_custom_fields(survivor.custom_fields or {}, absorbed.custom_fields or {})
+    for field in ("phone", "email"):
+        # A second phone or email of the same person is kept beside the first, never dropped.
+        theirs = getattr(absorbed, field)
+        if theirs and getattr(survivor, field) and theirs != getattr(survivor, field):
+            key = f"other_{field}s"
+            extra[key] = _union(extra.get(key, []), [theirs])
     # Free the absorbed lead's unique values before the survivor takes them.
     absorbed.phone = None
     absorbed.email = None
@@ -275,7 +352,6 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     for model in (Note, ScoreEvent, AuditEvent, Notification):
         session.execute(update(model).where(model.lead_id == absorbed.id).values(lead_id=survivor.id))
 
-    extra = {**(absorbed.custom_fields or {}), **(survivor.custom_fields or {})}
     merged_lists = {
         field: _union(getattr(survivor, field) or [], getattr(absorbed, field) or [])
         for field in ("tags", "interests", "objections")
@@ -286,6 +362,22 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
         changes["score_factors"] = absorbed.score_factors
     latest = max(filter(None, [survivor.last_contacted_at, absorbed.last_contacted_at]), default=None)
     changes["last_contacted_at"] = latest
+    changes["created_at"] = min(survivor.created_at, absorbed.created_at)
+    if survivor.status == _DEFAULT_STATUS and absorbed.status != _DEFAULT_STATUS:
+        # The absorbed lead got further (e.g. Interested on WhatsApp): do not fall back to New.
+        changes["status"] = absorbed.status
+    # A human who took the conversation over on either side keeps the bot quiet on the merged lead.
+    if absorbed.ai_stopped and not survivor.ai_stopped:
+        changes["ai_stopped"] = True
+    if absorbed.ai_paused_until and (
+        survivor.ai_paused_until is None or absorbed.ai_paused_until > survivor.ai_paused_until
+    ):
+        changes["ai_paused_until"] = absorbed.ai_paused_until
+        changes["ai_pause_reason"] = absorbed.ai_pause_reason
+    if absorbed.locked and not survivor.locked:
+        changes["locked"] = True
+    if absorbed.converted_at and survivor.converted_at is None:
+        changes["converted_at"] = absorbed.converted_at
     survivor.phone_asks = max(survivor.phone_asks, absorbed.phone_asks)
     survivor.phone_declined = survivor.phone_declined or absorbed.phone_declined
     update_lead(survivor, changes, session=session, actor=actor, agent_id=agent_id)
@@ -296,8 +388,18 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     record_audit(session=session, lead_id=survivor.id, actor=actor, action="merge", field="lead",
                  old=absorbed.id, new=survivor.id, agent_id=agent_id)
     session.expire(survivor, ["identities", "conversations", "notes"])
+    session.expire(absorbed, ["identities", "conversations", "notes"])
     log.info("merged lead %s into lead %s", absorbed.id, survivor.id)
     return survivor
+
+
+def _merge_custom_fields(survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[str, Any]:
+    """The survivor's values win; list values (e.g. other_phones) are united."""
+    merged = {**absorbed, **survivor}
+    for key, value in absorbed.items():
+        if isinstance(value, list) and isinstance(survivor.get(key), list):
+            merged[key] = _union(survivor[key], value)
+    return merged
 
 
 def _union(first: Iterable[Any], second: Iterable[Any]) -> list[Any]:

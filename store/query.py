@@ -91,21 +91,26 @@ def build_lead_query(q: LeadQuery, *, now: Optional[datetime] = None) -> Select[
 
 
 def _search_clause(text: str):  # type: ignore[no-untyped-def]
-    like = f"%{text.lower()}%"
-    clauses = [Lead.name.ilike(like), Lead.email.ilike(like), Lead.company.ilike(like)]
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    like = f"%{escaped}%"
+    clauses = [Lead.name.ilike(like, escape="\\"), Lead.email.ilike(like, escape="\\"),
+               Lead.company.ilike(like, escape="\\")]
     digits = re.sub(r"\D", "", _ascii_digits(text))
     if len(digits) >= 3:
-        # Phones are stored as E.164, so searching the digits finds any typed format; a national
-        # number with a leading trunk 0 is also tried without it.
+        # Phones are stored as E.164, so searching the digits finds any typed format; a number
+        # typed with a "00" international prefix or a national trunk 0 is also tried without it.
         clauses.append(Lead.phone.like(f"%{digits}%"))
-        if digits.startswith("0") and len(digits) > 4:
+        if digits.startswith("00") and len(digits) > 5:
+            clauses.append(Lead.phone.like(f"+{digits[2:]}%"))
+        elif digits.startswith("0") and len(digits) > 4:
             clauses.append(Lead.phone.like(f"%{digits[1:]}"))
-    if text.isdigit():
+    if text.isdecimal() and len(text) <= 9:  # an id (bounded: larger would overflow INTEGER)
         clauses.append(Lead.id == int(text))
     return or_(*clauses)
 
 
-def _order(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
+def order_leads(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
+    """Apply a SORT_KEYS sort (ties broken by id, so pages are stable); ValueError if unknown."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of: {', '.join(SORT_KEYS)}")
     column = getattr(Lead, sort.lstrip("-"))
@@ -119,7 +124,7 @@ def query_leads(q: LeadQuery, *, session: Session, now: Optional[datetime] = Non
     stmt = build_lead_query(q, now=now)
     if q.after_id is not None:
         stmt = stmt.where(Lead.id < q.after_id if q.sort == "-id" else Lead.id > q.after_id)
-    stmt = _order(stmt, q.sort).limit(max(1, min(q.limit, 1000))).offset(max(0, q.offset))
+    stmt = order_leads(stmt, q.sort).limit(max(1, min(q.limit, 1000))).offset(max(0, q.offset))
     stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
     return list(session.scalars(stmt))
 
