@@ -103,7 +103,9 @@ class ThreadDispatcher:
             self._started = True
             self._stopping = False
             for index in range(self._thread_count):
-                thread = threading.Thread(target=self._work, name=f"{self._name}-{index + 1}", daemon=True)
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-{index + 1}", daemon=True
+                )
                 self._threads.append(thread)
                 thread.start()
         self.recover()
@@ -120,7 +122,9 @@ class ThreadDispatcher:
         for conversation_id in conversation_ids:
             self.submit(conversation_id)
         if conversation_ids:
-            log.info("picked up %d conversation(s) with unprocessed messages", len(conversation_ids))
+            log.info(
+                "picked up %d conversation(s) with unprocessed messages", len(conversation_ids)
+            )
         return len(conversation_ids)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -133,7 +137,9 @@ class ThreadDispatcher:
             thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in threads if t.is_alive()]
         if alive:
-            log.warning("%d worker(s) still busy at shutdown; their messages stay pending", len(alive))
+            log.warning(
+                "%d worker(s) still busy at shutdown; their messages stay pending", len(alive)
+            )
         with self._cond:
             self._threads = [t for t in self._threads if t.is_alive()]
             self._started = bool(self._threads)
@@ -237,17 +243,27 @@ class ThreadDispatcher:
                     if not again and not self._stopping:
                         delay = self._retry_delays[attempt]
                         self._sequence += 1
-                        heapq.heappush(self._delayed, (self._monotonic() + delay, self._sequence, conversation_id))
+                        heapq.heappush(
+                            self._delayed,
+                            (self._monotonic() + delay, self._sequence, conversation_id),
+                        )
                         self._queued.add(conversation_id)
                         self._cond.notify()
-                        log.info("conversation %s will be retried in %.1fs (attempt %d)",
-                                 conversation_id, delay, attempt + 2)
+                        log.info(
+                            "conversation %s will be retried in %.1fs (attempt %d)",
+                            conversation_id,
+                            delay,
+                            attempt + 2,
+                        )
                         return
                 else:
                     self._attempts.pop(conversation_id, None)
                     self._given_up += 1
-                    log.error("giving up on conversation %s for now; its messages stay pending until "
-                              "the next message or restart", conversation_id)
+                    log.error(
+                        "giving up on conversation %s for now; its messages stay pending until "
+                        "the next message or restart",
+                        conversation_id,
+                    )
             if again and not self._stopping:
                 self._queued.add(conversation_id)
                 self._ready.append(conversation_id)

@@ -84,7 +84,9 @@ def parse_timestamp(value: Any) -> Optional[datetime]:
 
 def fallback_id(prefix: str, event: Any) -> str:
     """A stable id for an event that has none, so that a redelivery of it is still recognised."""
-    digest = hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps(event, sort_keys=True, default=str).encode("utf-8")
+    ).hexdigest()
     return f"{prefix}:{digest[:48]}"
 
 

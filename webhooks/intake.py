@@ -63,10 +63,13 @@ def store_batch(
                 if lead.id != ingested.lead.id:
                     # A merge moved the message into the surviving lead's conversation.
                     conversation_id = session.scalars(
-                        select(Message.conversation_id).where(Message.id == ingested.message.id)).one()
+                        select(Message.conversation_id).where(Message.id == ingested.message.id)
+                    ).one()
             if inbound.author == "agent":
                 result.agent_replies += 1
-                _human_replied(lead, session=session, now=now, minutes=takeover_minutes, hook=on_human_reply)
+                _human_replied(
+                    lead, session=session, now=now, minutes=takeover_minutes, hook=on_human_reply
+                )
             else:
                 touched[conversation_id] = None
         for status in batch.statuses:
@@ -75,8 +78,9 @@ def store_batch(
     return result
 
 
-def _human_replied(lead: Lead, *, session: Session, now: datetime, minutes: int,
-                   hook: Optional[HumanReplyHook]) -> None:
+def _human_replied(
+    lead: Lead, *, session: Session, now: datetime, minutes: int, hook: Optional[HumanReplyHook]
+) -> None:
     """A person answered from the native app: the bot steps back for the takeover window."""
     if hook is None:
         from bot.takeover import human_took_over
@@ -98,8 +102,15 @@ def _link_aliases(ingested: Ingested, aliases: list[str], *, session: Session) -
         if identity is None:
             try:
                 with session.begin_nested():
-                    session.add(Identity(lead_id=lead.id, channel=channel, external_id=alias,
-                                         display_name=lead.name, created_at=ingested.message.created_at))
+                    session.add(
+                        Identity(
+                            lead_id=lead.id,
+                            channel=channel,
+                            external_id=alias,
+                            display_name=lead.name,
+                            created_at=ingested.message.created_at,
+                        )
+                    )
                     session.flush()
                 continue
             except IntegrityError:
@@ -114,7 +125,9 @@ def _link_aliases(ingested: Ingested, aliases: list[str], *, session: Session) -
 
 def apply_status(status: StatusUpdate, *, session: Session) -> int:
     """Move our outbound messages forward (sent → delivered → read, or failed); never backwards."""
-    lower = [name for name, rank in DELIVERY_RANK.items() if rank < DELIVERY_RANK.get(status.status, 99)]
+    lower = [
+        name for name, rank in DELIVERY_RANK.items() if rank < DELIVERY_RANK.get(status.status, 99)
+    ]
     if status.status == "failed":
         # A failure report after delivery or reading is stale; before that it is the outcome.
         lower = ["pending", "sending", "sent"]
@@ -124,10 +137,12 @@ def apply_status(status: StatusUpdate, *, session: Session) -> int:
     if status.channel_message_id:
         statement = (
             update(Message)
-            .where(Message.channel == status.channel,
-                   Message.channel_message_id == status.channel_message_id,
-                   Message.direction == "out",
-                   Message.delivery_status.in_(lower))
+            .where(
+                Message.channel == status.channel,
+                Message.channel_message_id == status.channel_message_id,
+                Message.direction == "out",
+                Message.delivery_status.in_(lower),
+            )
             .values(**values)
         )
         return int(session.execute(statement).rowcount or 0)  # type: ignore[attr-defined]
@@ -137,10 +152,12 @@ def apply_status(status: StatusUpdate, *, session: Session) -> int:
             return 0
         statement = (
             update(Message)
-            .where(Message.conversation_id.in_(conversation_ids),
-                   Message.direction == "out",
-                   Message.delivery_status.in_([s for s in lower if s not in ("pending", "sending")]),
-                   Message.sent_at <= status.watermark)
+            .where(
+                Message.conversation_id.in_(conversation_ids),
+                Message.direction == "out",
+                Message.delivery_status.in_([s for s in lower if s not in ("pending", "sending")]),
+                Message.sent_at <= status.watermark,
+            )
             .values(**values)
             .execution_options(synchronize_session=False)
         )
@@ -153,6 +170,10 @@ def _conversations_of(channel: str, external_id: str, *, session: Session) -> li
     if identity is None:
         return []
     lead = get_lead(identity.lead_id, session=session)
-    return list(session.scalars(
-        select(Conversation.id).where(Conversation.lead_id == lead.id, Conversation.channel == channel)
-    ))
+    return list(
+        session.scalars(
+            select(Conversation.id).where(
+                Conversation.lead_id == lead.id, Conversation.channel == channel
+            )
+        )
+    )

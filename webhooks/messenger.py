@@ -28,14 +28,31 @@ from webhooks.meta import receive_webhook, verify_subscription
 
 _OBJECTS = {"messenger": "page", "instagram": "instagram"}
 _ATTACHMENT_KIND = {
-    "image": "image", "video": "video", "audio": "audio", "file": "document", "location": "location",
-    "fallback": "link", "template": "template", "share": "share", "ig_post": "share", "ig_reel": "share",
-    "reel": "share", "story_mention": "story_mention", "ig_story": "story", "sticker": "sticker",
+    "image": "image",
+    "video": "video",
+    "audio": "audio",
+    "file": "document",
+    "location": "location",
+    "fallback": "link",
+    "template": "template",
+    "share": "share",
+    "ig_post": "share",
+    "ig_reel": "share",
+    "reel": "share",
+    "story_mention": "story_mention",
+    "ig_story": "story",
+    "sticker": "sticker",
 }
 _ATTACHMENT_LABEL = {
-    "file": "file", "fallback": "link", "template": "template message", "share": "shared post",
-    "ig_post": "shared post", "ig_reel": "shared reel", "reel": "shared reel",
-    "story_mention": "mentioned you in their story", "ig_story": "shared a story",
+    "file": "file",
+    "fallback": "link",
+    "template": "template message",
+    "share": "shared post",
+    "ig_post": "shared post",
+    "ig_reel": "shared reel",
+    "reel": "shared reel",
+    "story_mention": "mentioned you in their story",
+    "ig_story": "shared a story",
 }
 
 messenger_bp = Blueprint("messenger", __name__, url_prefix="/webhooks")
@@ -69,8 +86,10 @@ def parse_messaging(payload: Any, channel: str, *, app_id: Optional[str] = None)
             if as_text(change.get("field"), 60) == "messages" and "sender" in value:
                 events.append(value)  # the dashboard's "test" button sends events in this shape
             else:
-                batch.ignored.append(f"{as_text(change.get('field'), 60) or 'unknown'} change "
-                                     "(not a conversation event)")
+                batch.ignored.append(
+                    f"{as_text(change.get('field'), 60) or 'unknown'} change "
+                    "(not a conversation event)"
+                )
         if not events and not entry.get("changes"):
             batch.ignored.append("an entry without events")
         for event in events:
@@ -78,7 +97,9 @@ def parse_messaging(payload: Any, channel: str, *, app_id: Optional[str] = None)
     return batch
 
 
-def _parse_event(event: dict[str, Any], channel: str, app_id: Optional[str], batch: ParsedBatch) -> None:
+def _parse_event(
+    event: dict[str, Any], channel: str, app_id: Optional[str], batch: ParsedBatch
+) -> None:
     sender = ident(as_dict(event.get("sender")).get("id"))
     recipient = ident(as_dict(event.get("recipient")).get("id"))
     at = parse_timestamp(event.get("timestamp"))
@@ -95,7 +116,9 @@ def _parse_event(event: dict[str, Any], channel: str, app_id: Optional[str], bat
         return
     if isinstance(event.get("postback"), dict):
         postback = as_dict(event.get("postback"))
-        text = as_text(postback.get("title")) or as_text(postback.get("payload")) or bracket("button")
+        text = (
+            as_text(postback.get("title")) or as_text(postback.get("payload")) or bracket("button")
+        )
         _add(batch, channel, sender, "postback", text, ident(postback.get("mid")), event, at)
         return
     if isinstance(event.get("reaction"), dict):
@@ -111,8 +134,21 @@ def _parse_event(event: dict[str, Any], channel: str, app_id: Optional[str], bat
         referral = as_dict(event.get("referral"))
         source = as_text(referral.get("source"), 60).lower().replace("_", " ")
         ref = as_text(referral.get("ref"), 200)
-        detail = " ".join(part for part in (f"from {source}" if source else "", f"(ref {ref})" if ref else "") if part)
-        _add(batch, channel, sender, "referral", bracket("opened the conversation", detail), None, event, at)
+        detail = " ".join(
+            part
+            for part in (f"from {source}" if source else "", f"(ref {ref})" if ref else "")
+            if part
+        )
+        _add(
+            batch,
+            channel,
+            sender,
+            "referral",
+            bracket("opened the conversation", detail),
+            None,
+            event,
+            at,
+        )
         return
     if isinstance(event.get("optin"), dict):
         ref = as_text(as_dict(event.get("optin")).get("ref"), 200)
@@ -126,9 +162,13 @@ def _parse_event(event: dict[str, Any], channel: str, app_id: Optional[str], bat
         watermark = parse_timestamp(delivery.get("watermark"))
         mids = [m for m in (ident(x) for x in as_list(delivery.get("mids"))) if m]
         for mid in mids:
-            batch.statuses.append(StatusUpdate(channel, "delivered", channel_message_id=mid, recipient=sender, at=at))
+            batch.statuses.append(
+                StatusUpdate(channel, "delivered", channel_message_id=mid, recipient=sender, at=at)
+            )
         if watermark is not None and sender:
-            batch.statuses.append(StatusUpdate(channel, "delivered", recipient=sender, watermark=watermark, at=at))
+            batch.statuses.append(
+                StatusUpdate(channel, "delivered", recipient=sender, watermark=watermark, at=at)
+            )
         elif not mids:
             batch.ignored.append("a delivery report without messages")
         return
@@ -137,9 +177,13 @@ def _parse_event(event: dict[str, Any], channel: str, app_id: Optional[str], bat
         watermark = parse_timestamp(read.get("watermark"))
         mid = ident(read.get("mid"))
         if mid:
-            batch.statuses.append(StatusUpdate(channel, "read", channel_message_id=mid, recipient=sender, at=at))
+            batch.statuses.append(
+                StatusUpdate(channel, "read", channel_message_id=mid, recipient=sender, at=at)
+            )
         if watermark is not None and sender:
-            batch.statuses.append(StatusUpdate(channel, "read", recipient=sender, watermark=watermark, at=at))
+            batch.statuses.append(
+                StatusUpdate(channel, "read", recipient=sender, watermark=watermark, at=at)
+            )
         elif not mid:
             batch.ignored.append("a read report without messages")
         return
@@ -147,8 +191,15 @@ def _parse_event(event: dict[str, Any], channel: str, app_id: Optional[str], bat
     batch.ignored.append(f"{(known[0] if known else 'empty')[:40]} event")
 
 
-def _parse_echo(event: dict[str, Any], message: dict[str, Any], channel: str, app_id: Optional[str],
-                customer: Optional[str], at: Any, batch: ParsedBatch) -> None:
+def _parse_echo(
+    event: dict[str, Any],
+    message: dict[str, Any],
+    channel: str,
+    app_id: Optional[str],
+    customer: Optional[str],
+    at: Any,
+    batch: ParsedBatch,
+) -> None:
     echo_app = ident(message.get("app_id"))
     if app_id is None:
         batch.ignored.append("an echo (META_APP_ID is not set, so echoes cannot be told apart)")
@@ -160,22 +211,33 @@ def _parse_echo(event: dict[str, Any], message: dict[str, Any], channel: str, ap
     _add(batch, channel, customer, kind, text, ident(message.get("mid")), event, at, author="agent")
 
 
-def _add(batch: ParsedBatch, channel: str, customer: Optional[str], kind: str, text: str,
-         mid: Optional[str], event: dict[str, Any], at: Any, author: str = "customer") -> None:
+def _add(
+    batch: ParsedBatch,
+    channel: str,
+    customer: Optional[str],
+    kind: str,
+    text: str,
+    mid: Optional[str],
+    event: dict[str, Any],
+    at: Any,
+    author: str = "customer",
+) -> None:
     if not customer:
         batch.ignored.append(f"a {kind} event without a sender")
         return
     prefix = "fb" if channel == "messenger" else "ig"
-    batch.messages.append(Inbound(
-        channel=channel,
-        external_id=customer,
-        text=text,
-        kind=kind,
-        channel_message_id=mid or fallback_id(prefix, event),
-        sent_at=at,
-        payload=event,
-        author=author,
-    ))
+    batch.messages.append(
+        Inbound(
+            channel=channel,
+            external_id=customer,
+            text=text,
+            kind=kind,
+            channel_message_id=mid or fallback_id(prefix, event),
+            sent_at=at,
+            payload=event,
+            author=author,
+        )
+    )
 
 
 def describe(message: dict[str, Any]) -> tuple[str, str]:
@@ -192,7 +254,9 @@ def describe(message: dict[str, Any]) -> tuple[str, str]:
             kind = "text"
         return kind, " ".join([text, *described]) if described else text
     if attachments:
-        kinds = {_ATTACHMENT_KIND.get(as_text(a.get("type"), 40), "attachment") for a in attachments}
+        kinds = {
+            _ATTACHMENT_KIND.get(as_text(a.get("type"), 40), "attachment") for a in attachments
+        }
         kind = kinds.pop() if len(kinds) == 1 else "attachments"
         return kind, " ".join(described)
     if isinstance(message.get("sticker_id"), (int, str)):
@@ -219,8 +283,12 @@ def verify_messenger():  # type: ignore[no-untyped-def]
 
 @messenger_bp.post("/messenger")
 def receive_messenger():  # type: ignore[no-untyped-def]
-    return receive_webhook("messenger", lambda payload, settings: parse_messaging(
-        payload, "messenger", app_id=settings.meta_app_id))
+    return receive_webhook(
+        "messenger",
+        lambda payload, settings: parse_messaging(
+            payload, "messenger", app_id=settings.meta_app_id
+        ),
+    )
 
 
 @instagram_bp.get("/instagram")
@@ -230,5 +298,9 @@ def verify_instagram():  # type: ignore[no-untyped-def]
 
 @instagram_bp.post("/instagram")
 def receive_instagram():  # type: ignore[no-untyped-def]
-    return receive_webhook("instagram", lambda payload, settings: parse_messaging(
-        payload, "instagram", app_id=settings.meta_app_id))
+    return receive_webhook(
+        "instagram",
+        lambda payload, settings: parse_messaging(
+            payload, "instagram", app_id=settings.meta_app_id
+        ),
+    )

@@ -40,7 +40,9 @@ def signature_ok(body: bytes, header: Optional[str], secret: str) -> bool:
     if scheme.lower() != "sha256" or not given:
         return False
     expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode("ascii"), given.strip().lower().encode("ascii", "replace"))
+    return hmac.compare_digest(
+        expected.encode("ascii"), given.strip().lower().encode("ascii", "replace")
+    )
 
 
 def verify_subscription() -> Response | tuple[Any, int]:
@@ -48,13 +50,22 @@ def verify_subscription() -> Response | tuple[Any, int]:
     settings = services().settings
     configured = settings.meta_verify_token.get_secret_value() if settings.meta_verify_token else ""
     if not configured:
-        raise ApiError(403, "verification_refused",
-                       "META_VERIFY_TOKEN is not set on this server, so no subscription can be verified")
+        raise ApiError(
+            403,
+            "verification_refused",
+            "META_VERIFY_TOKEN is not set on this server, so no subscription can be verified",
+        )
     mode = request.args.get("hub.mode", "")
     token = request.args.get("hub.verify_token", "")
     challenge = request.args.get("hub.challenge", "")
-    if mode != "subscribe" or not hmac.compare_digest(token.encode("utf-8"), configured.encode("utf-8")):
-        raise ApiError(403, "verification_refused", "hub.mode must be 'subscribe' with the configured verify token")
+    if mode != "subscribe" or not hmac.compare_digest(
+        token.encode("utf-8"), configured.encode("utf-8")
+    ):
+        raise ApiError(
+            403,
+            "verification_refused",
+            "hub.mode must be 'subscribe' with the configured verify token",
+        )
     if not challenge or len(challenge) > 512:
         raise ApiError(400, "invalid_challenge", "hub.challenge is missing or too long")
     return Response(challenge, status=200, mimetype="text/plain")
@@ -68,7 +79,9 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
     secret = settings.meta_app_secret.get_secret_value() if settings.meta_app_secret else ""
     if secret and not signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret):
         log.warning("%s webhook refused: missing or wrong %s", channel, SIGNATURE_HEADER)
-        raise ApiError(403, "invalid_signature", f"the {SIGNATURE_HEADER} header does not match the body")
+        raise ApiError(
+            403, "invalid_signature", f"the {SIGNATURE_HEADER} header does not match the body"
+        )
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -91,16 +104,26 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
     except SQLAlchemyError:
         log.exception("%s webhook: could not store the batch", channel)
         # A 5xx makes Meta deliver the batch again later; nothing was stored (one transaction).
-        raise ApiError(503, "store_unavailable", "the events could not be stored; retry later") from None
+        raise ApiError(
+            503, "store_unavailable", "the events could not be stored; retry later"
+        ) from None
     dispatcher = svc.get("dispatcher")
     if dispatcher is not None:
         for conversation_id in result.touched:
             dispatcher.submit(conversation_id)
-    log.debug("%s webhook: %d stored, %d duplicate, %d status update(s), %d ignored",
-              channel, result.stored, result.duplicates, result.statuses, len(batch.ignored))
-    return jsonify({
-        "stored": result.stored,
-        "duplicates": result.duplicates,
-        "statuses": result.statuses,
-        "ignored": len(batch.ignored),
-    }), 200
+    log.debug(
+        "%s webhook: %d stored, %d duplicate, %d status update(s), %d ignored",
+        channel,
+        result.stored,
+        result.duplicates,
+        result.statuses,
+        len(batch.ignored),
+    )
+    return jsonify(
+        {
+            "stored": result.stored,
+            "duplicates": result.duplicates,
+            "statuses": result.statuses,
+            "ignored": len(batch.ignored),
+        }
+    ), 200

@@ -65,7 +65,10 @@ class Watch:
         notifier = self._notifier
         with notifier._cond:
             signalled = notifier._cond.wait_for(
-                lambda: notifier._closed or notifier._versions.get(self._conversation_id, 0) != self._seen,
+                lambda: (
+                    notifier._closed
+                    or notifier._versions.get(self._conversation_id, 0) != self._seen
+                ),
                 timeout,
             )
             self._seen = notifier._versions.get(self._conversation_id, 0)

@@ -51,14 +51,20 @@ def channel_statuses(settings: Any) -> list[ChannelStatus]:
     verify = bool(settings.meta_verify_token and settings.meta_verify_token.get_secret_value())
     out = [ChannelStatus("web", "ready", "widget at /, API under /api/chat")]
     tokens = {
-        "whatsapp": (_secret(settings.whatsapp_access_token) and settings.whatsapp_phone_number_id,
-                     "WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID"),
+        "whatsapp": (
+            _secret(settings.whatsapp_access_token) and settings.whatsapp_phone_number_id,
+            "WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID",
+        ),
         "messenger": (_secret(settings.messenger_page_access_token), "MESSENGER_PAGE_ACCESS_TOKEN"),
         "instagram": (_secret(settings.instagram_access_token), "INSTAGRAM_ACCESS_TOKEN"),
     }
     for channel, (can_send, needs) in tokens.items():
         if not verify:
-            out.append(ChannelStatus(channel, "off", "META_VERIFY_TOKEN is not set, so Meta cannot subscribe"))
+            out.append(
+                ChannelStatus(
+                    channel, "off", "META_VERIFY_TOKEN is not set, so Meta cannot subscribe"
+                )
+            )
         elif can_send:
             out.append(ChannelStatus(channel, "ready"))
         else:
@@ -129,12 +135,14 @@ class ChannelOutbox:
     def resend_pending(self, limit: int = 1000) -> int:
         """Deliver outbound messages recorded but never handed over (e.g. a crash before delivery)."""
         with self._session_factory() as session:
-            ids = list(session.scalars(
-                select(Message.id)
-                .where(Message.direction == "out", Message.delivery_status == "pending")
-                .order_by(Message.id)
-                .limit(limit)
-            ))
+            ids = list(
+                session.scalars(
+                    select(Message.id)
+                    .where(Message.direction == "out", Message.delivery_status == "pending")
+                    .order_by(Message.id)
+                    .limit(limit)
+                )
+            )
         if ids:
             log.info("delivering %d reply(ies) left pending by an earlier run", len(ids))
             self.deliver(ids)
@@ -155,8 +163,17 @@ class ChannelOutbox:
             return
         missing = self._missing_config(channel)
         if missing:
-            self._finish(plan, "failed", error=f"receive-only: {missing} is not set, so replies cannot be sent")
-            log.warning("message %s not sent: %s channel is receive-only (%s not set)", message_id, channel, missing)
+            self._finish(
+                plan,
+                "failed",
+                error=f"receive-only: {missing} is not set, so replies cannot be sent",
+            )
+            log.warning(
+                "message %s not sent: %s channel is receive-only (%s not set)",
+                message_id,
+                channel,
+                missing,
+            )
             return
         if not plan.recipient:
             self._finish(plan, "failed", error="the message has no recipient id")
@@ -164,9 +181,14 @@ class ChannelOutbox:
         now = self._clock()
         if plan.last_inbound_at is None or now - plan.last_inbound_at > SERVICE_WINDOW:
             since = plan.last_inbound_at.isoformat() if plan.last_inbound_at else "never"
-            self._finish(plan, "withheld", error=(
-                "outside the 24-hour customer service window (last customer message: "
-                f"{since}); a free-form reply is not allowed"))
+            self._finish(
+                plan,
+                "withheld",
+                error=(
+                    "outside the 24-hour customer service window (last customer message: "
+                    f"{since}); a free-form reply is not allowed"
+                ),
+            )
             log.info("message %s withheld: outside the %s 24-hour window", message_id, channel)
             return
         if not self._claim(plan):
@@ -176,12 +198,18 @@ class ChannelOutbox:
             self._finish(plan, "sent", channel_message_id=result.channel_message_id)
         else:
             self._finish(plan, "failed", error=result.error)
-            log.warning("message %s to %s failed after %d attempt(s)", message_id, channel, result.attempts)
+            log.warning(
+                "message %s to %s failed after %d attempt(s)", message_id, channel, result.attempts
+            )
 
     def _plan(self, message_id: int) -> Optional[_Plan]:
         with self._session_factory() as session:
             message = session.get(Message, message_id)
-            if message is None or message.direction != "out" or message.delivery_status != "pending":
+            if (
+                message is None
+                or message.direction != "out"
+                or message.delivery_status != "pending"
+            ):
                 return None
             conversation = session.get(Conversation, message.conversation_id)
             return _Plan(
@@ -216,9 +244,18 @@ class ChannelOutbox:
             ).rowcount  # type: ignore[attr-defined]
         return bool(claimed)
 
-    def _finish(self, plan: _Plan, status: str, *, channel_message_id: Optional[str] = None,
-                error: Optional[str] = None) -> None:
-        values: dict[str, Any] = {"delivery_status": status, "error": error[:2000] if error else None}
+    def _finish(
+        self,
+        plan: _Plan,
+        status: str,
+        *,
+        channel_message_id: Optional[str] = None,
+        error: Optional[str] = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "delivery_status": status,
+            "error": error[:2000] if error else None,
+        }
         if channel_message_id:
             values["channel_message_id"] = channel_message_id[:255]
         try:
@@ -235,7 +272,9 @@ class ChannelOutbox:
         with self._session_factory.begin() as session:
             session.execute(
                 update(Message)
-                .where(Message.id == message_id, Message.delivery_status.in_(("pending", "sending")))
+                .where(
+                    Message.id == message_id, Message.delivery_status.in_(("pending", "sending"))
+                )
                 .values(**values)
             )
 
@@ -249,8 +288,11 @@ class ChannelOutbox:
             token = _secret(self._settings.whatsapp_access_token)
         else:
             url = f"{base}/me/messages"
-            token = _secret(self._settings.messenger_page_access_token if channel == "messenger"
-                            else self._settings.instagram_access_token)
+            token = _secret(
+                self._settings.messenger_page_access_token
+                if channel == "messenger"
+                else self._settings.instagram_access_token
+            )
         first: Optional[SendResult] = None
         parts = split_text(text, TEXT_LIMITS[channel])
         for index, part in enumerate(parts):
@@ -268,28 +310,45 @@ class ChannelOutbox:
         for attempt in range(len(self._retry_delays) + 1):
             attempts = attempt + 1
             try:
-                response = self._http.post(url, json=body, headers={"Authorization": f"Bearer {token}"},
-                                           timeout=self._timeout)
+                response = self._http.post(
+                    url,
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=self._timeout,
+                )
             except httpx.TimeoutException:
                 error = f"timed out after {self._timeout:g}s"
             except httpx.TransportError as exc:
                 error = f"connection failed: {type(exc).__name__}"
             else:
                 if response.status_code < 400:
-                    return SendResult(ok=True, channel_message_id=_message_id(response), attempts=attempts)
+                    return SendResult(
+                        ok=True, channel_message_id=_message_id(response), attempts=attempts
+                    )
                 error = f"HTTP {response.status_code}: {_graph_error(response)}"
                 if response.status_code < 500:
                     return SendResult(ok=False, error=error, attempts=attempts)
             if attempt < len(self._retry_delays):
-                log.info("send attempt %d failed (%s); retrying in %.1fs", attempts, error, self._retry_delays[attempt])
+                log.info(
+                    "send attempt %d failed (%s); retrying in %.1fs",
+                    attempts,
+                    error,
+                    self._retry_delays[attempt],
+                )
                 self._sleep(self._retry_delays[attempt])
-        return SendResult(ok=False, error=f"{error} (gave up after {attempts} attempts)", attempts=attempts)
+        return SendResult(
+            ok=False, error=f"{error} (gave up after {attempts} attempts)", attempts=attempts
+        )
 
 
 def _body(channel: str, recipient: str, text: str) -> dict[str, Any]:
     if channel == "whatsapp":
-        body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual",
-                                "type": "text", "text": {"preview_url": False, "body": text}}
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "type": "text",
+            "text": {"preview_url": False, "body": text},
+        }
         # A phone number goes in "to"; a business-scoped user id (phone withheld) in "recipient".
         if recipient.isdigit():
             body["to"] = recipient
@@ -307,7 +366,12 @@ def _message_id(response: httpx.Response) -> Optional[str]:
     if not isinstance(data, dict):
         return None
     messages = data.get("messages")
-    if isinstance(messages, list) and messages and isinstance(messages[0], dict) and messages[0].get("id"):
+    if (
+        isinstance(messages, list)
+        and messages
+        and isinstance(messages[0], dict)
+        and messages[0].get("id")
+    ):
         return str(messages[0]["id"])
     if data.get("message_id"):
         return str(data["message_id"])

@@ -17,7 +17,9 @@ class Rate:
 
 
 class RateLimiter:
-    def __init__(self, rate: Rate, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000):
+    def __init__(
+        self, rate: Rate, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ):
         self._rate = rate
         self._clock = clock
         self._max_keys = max_keys
@@ -42,7 +44,10 @@ class RateLimiter:
 
     def _prune(self, now: float, refill: float) -> None:
         """Forget keys whose bucket has refilled completely (they behave like new keys)."""
-        full = [key for key, (tokens, updated) in self._buckets.items()
-                if tokens + (now - updated) * refill >= self._rate.burst]
+        full = [
+            key
+            for key, (tokens, updated) in self._buckets.items()
+            if tokens + (now - updated) * refill >= self._rate.burst
+        ]
         for key in full:
             del self._buckets[key]

@@ -59,7 +59,9 @@ class ChatLimits:
 
 class RateLimited(ApiError):
     def __init__(self, retry_after: float, what: str):
-        super().__init__(429, "rate_limited", f"too many {what}; try again in {math.ceil(retry_after)}s")
+        super().__init__(
+            429, "rate_limited", f"too many {what}; try again in {math.ceil(retry_after)}s"
+        )
         self.retry_after = retry_after
 
 
@@ -129,9 +131,13 @@ class _Visitor:
 def _visitor() -> _Visitor:
     token = bearer_token()
     if token is None:
-        raise ApiError(401, "unauthorized", "start a chat session first and send 'Authorization: Bearer TOKEN'")
+        raise ApiError(
+            401, "unauthorized", "start a chat session first and send 'Authorization: Bearer TOKEN'"
+        )
     with services().session_factory() as session:
-        row = session.scalars(select(ChatSession).where(ChatSession.token_hash == hash_token(token))).first()
+        row = session.scalars(
+            select(ChatSession).where(ChatSession.token_hash == hash_token(token))
+        ).first()
         if row is None:
             raise ApiError(401, "unauthorized", "unknown chat session; start a new one")
         return _Visitor(row.id, row.external_id)
@@ -139,12 +145,14 @@ def _visitor() -> _Visitor:
 
 # -- pages -----------------------------------------------------------------------------------------
 
+
 @bp.get("/")
 def demo():  # type: ignore[no-untyped-def]
     return render_template("demo.html", base_url=request.host_url.rstrip("/"))
 
 
 # -- the API ---------------------------------------------------------------------------------------
+
 
 @bp.post("/api/chat/sessions")
 def start_session():  # type: ignore[no-untyped-def]
@@ -158,7 +166,9 @@ def start_session():  # type: ignore[no-untyped-def]
     try:
         email = normalize_email(email) if email else None
     except InvalidContact:
-        raise ApiError(400, "invalid_email", "email is not a valid email address", "email") from None
+        raise ApiError(
+            400, "invalid_email", "email is not a valid email address", "email"
+        ) from None
     try:
         phone = normalize_phone(phone, settings.default_region) if phone else None
     except InvalidContact:
@@ -166,11 +176,21 @@ def start_session():  # type: ignore[no-untyped-def]
     token = "wc_" + secrets.token_urlsafe(32)
     external_id = "web-" + uuid.uuid4().hex
     with services().session_factory.begin() as session:
-        session.add(ChatSession(token_hash=hash_token(token), external_id=external_id, created_at=utcnow()))
+        session.add(
+            ChatSession(token_hash=hash_token(token), external_id=external_id, created_at=utcnow())
+        )
         if name or email or phone:
             # The site knows who this is: they are a lead from now on, joined with what we know of them.
-            resolve(CHANNEL, external_id, phone=phone, email=email, name=name, session=session,
-                    region=settings.default_region, source="web")
+            resolve(
+                CHANNEL,
+                external_id,
+                phone=phone,
+                email=email,
+                name=name,
+                session=session,
+                region=settings.default_region,
+                source="web",
+            )
     return jsonify({"session": token}), 201
 
 
@@ -184,12 +204,21 @@ def post_message():  # type: ignore[no-untyped-def]
         raise ApiError(400, "invalid_text", "text must be a non-empty string", "text")
     text = text.strip()
     if len(text) > state.limits.message_chars:
-        raise ApiError(400, "message_too_long",
-                       f"a message can be at most {state.limits.message_chars} characters "
-                       f"(this one has {len(text)})", "text")
+        raise ApiError(
+            400,
+            "message_too_long",
+            f"a message can be at most {state.limits.message_chars} characters "
+            f"(this one has {len(text)})",
+            "text",
+        )
     client_id = data.get("client_id")
     if client_id is not None and (not isinstance(client_id, str) or not 0 < len(client_id) <= 100):
-        raise ApiError(400, "invalid_client_id", "client_id must be a string of at most 100 characters", "client_id")
+        raise ApiError(
+            400,
+            "invalid_client_id",
+            "client_id must be a string of at most 100 characters",
+            "client_id",
+        )
     _limit(state.session_messages, f"s{visitor.session_id}", "messages in this chat")
     _limit(state.ip_messages, _client_ip(), "messages from this address")
     svc = services()
@@ -209,7 +238,9 @@ def post_message():  # type: ignore[no-untyped-def]
             pending = ingested.message.processed_at is None
     except SQLAlchemyError:
         log.exception("web chat: could not store a message")
-        raise ApiError(503, "store_unavailable", "the message could not be stored; try again") from None
+        raise ApiError(
+            503, "store_unavailable", "the message could not be stored; try again"
+        ) from None
     dispatcher = svc.get("dispatcher")
     if dispatcher is not None and pending:
         dispatcher.submit(conversation_id)
@@ -246,10 +277,17 @@ def _poll(visitor: _Visitor, after: int, wait: float, interval: float) -> list[d
     while True:
         if conversation_id is None:
             conversation_id = _conversation_id(visitor.external_id)
-        watching = (notifier.watch(conversation_id) if notifier is not None and conversation_id is not None
-                    else contextlib.nullcontext())
+        watching = (
+            notifier.watch(conversation_id)
+            if notifier is not None and conversation_id is not None
+            else contextlib.nullcontext()
+        )
         with watching as watch:
-            rows = _fetch(conversation_id, visitor.external_id, after) if conversation_id is not None else []
+            rows = (
+                _fetch(conversation_id, visitor.external_id, after)
+                if conversation_id is not None
+                else []
+            )
             remaining = deadline - time.monotonic()
             if rows or remaining <= 0 or (notifier is not None and notifier.closed):
                 return rows
@@ -267,7 +305,9 @@ def _conversation_id(external_id: str) -> Optional[int]:
             return None
         lead = get_lead(identity.lead_id, session=session)
         return session.scalars(
-            select(Conversation.id).where(Conversation.lead_id == lead.id, Conversation.channel == CHANNEL)
+            select(Conversation.id).where(
+                Conversation.lead_id == lead.id, Conversation.channel == CHANNEL
+            )
         ).first()
 
 
@@ -275,12 +315,16 @@ def _fetch(conversation_id: int, external_id: str, after: int) -> list[dict[str,
     with services().session_factory() as session:
         rows = session.scalars(
             select(Message)
-            .where(Message.conversation_id == conversation_id,
-                   Message.id > after,
-                   # Two sessions of one lead (same email) each see their own exchange.
-                   or_(Message.external_id == external_id, Message.external_id.is_(None)),
-                   or_(Message.delivery_status.is_(None),
-                       Message.delivery_status.not_in(("failed", "withheld"))))
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.id > after,
+                # Two sessions of one lead (same email) each see their own exchange.
+                or_(Message.external_id == external_id, Message.external_id.is_(None)),
+                or_(
+                    Message.delivery_status.is_(None),
+                    Message.delivery_status.not_in(("failed", "withheld")),
+                ),
+            )
             .order_by(Message.id)
             .limit(PAGE_SIZE)
         )
@@ -291,6 +335,7 @@ def _fetch(conversation_id: int, external_id: str, after: int) -> list[dict[str,
 
 
 # -- request parsing -------------------------------------------------------------------------------
+
 
 def _optional_json(required: bool = False) -> dict[str, Any]:
     if not request.get_data(cache=True) and not required:
@@ -333,7 +378,9 @@ def _float_arg(name: str, default: float, *, minimum: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ApiError(400, f"invalid_{name}", f"{name} must be a number of seconds", name) from None
+        raise ApiError(
+            400, f"invalid_{name}", f"{name} must be a number of seconds", name
+        ) from None
     if not math.isfinite(value) or value < minimum:
         raise ApiError(400, f"invalid_{name}", f"{name} must be at least {minimum:g}", name)
     return value

@@ -33,7 +33,13 @@ from webhooks.meta import receive_webhook, verify_subscription
 
 CHANNEL = "whatsapp"
 _DIGITS = re.compile(r"^\d{6,17}$")
-_STATUS = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "read", "failed": "failed"}
+_STATUS = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "read": "read",
+    "played": "read",
+    "failed": "failed",
+}
 _MEDIA = ("image", "video", "audio", "document", "sticker")
 
 bp = Blueprint("whatsapp", __name__, url_prefix="/webhooks")
@@ -45,7 +51,9 @@ def parse_whatsapp(payload: Any) -> ParsedBatch:
     if not isinstance(payload, dict):
         batch.ignored.append("the body is not a JSON object")
         return batch
-    if "entry" not in payload and any(key in payload for key in ("messages", "statuses", "message_echoes")):
+    if "entry" not in payload and any(
+        key in payload for key in ("messages", "statuses", "message_echoes")
+    ):
         _parse_value(payload, "messages", batch)
         return batch
     kind = payload.get("object")
@@ -104,7 +112,9 @@ class _Contacts:
         return self.items[0] if len(self.items) == 1 and not (wa_id or user_id) else {}
 
 
-def _add_message(message: dict[str, Any], contacts: _Contacts, batch: ParsedBatch, *, author: str) -> None:
+def _add_message(
+    message: dict[str, Any], contacts: _Contacts, batch: ParsedBatch, *, author: str
+) -> None:
     kind_of = as_text(message.get("type"), 40) or "unknown"
     if kind_of == "system":
         system = as_dict(message.get("system"))
@@ -128,19 +138,21 @@ def _add_message(message: dict[str, Any], contacts: _Contacts, batch: ParsedBatc
     profile = as_dict(contact.get("profile"))
     kind, text = describe(message)
     aliases = [user_id] if user_id and user_id != external_id else []
-    batch.messages.append(Inbound(
-        channel=CHANNEL,
-        external_id=external_id,
-        text=text,
-        kind=kind,
-        channel_message_id=ident(message.get("id")) or fallback_id("wa", message),
-        name=as_text(profile.get("name"), 200) or None,
-        phone=f"+{phone_id}" if phone_id else None,
-        sent_at=parse_timestamp(message.get("timestamp")),
-        payload=message,
-        author=author,
-        extra={"aliases": aliases},
-    ))
+    batch.messages.append(
+        Inbound(
+            channel=CHANNEL,
+            external_id=external_id,
+            text=text,
+            kind=kind,
+            channel_message_id=ident(message.get("id")) or fallback_id("wa", message),
+            name=as_text(profile.get("name"), 200) or None,
+            phone=f"+{phone_id}" if phone_id else None,
+            sent_at=parse_timestamp(message.get("timestamp")),
+            payload=message,
+            author=author,
+            extra={"aliases": aliases},
+        )
+    )
 
 
 def describe(message: dict[str, Any]) -> tuple[str, str]:
@@ -172,7 +184,9 @@ def describe(message: dict[str, Any]) -> tuple[str, str]:
         return _interactive(as_dict(message.get("interactive")))
     if kind == "button":
         button = as_dict(message.get("button"))
-        return "button_reply", as_text(button.get("text")) or as_text(button.get("payload")) or bracket("button")
+        return "button_reply", as_text(button.get("text")) or as_text(
+            button.get("payload")
+        ) or bracket("button")
     if kind == "order":
         return "order", _order_text(as_dict(message.get("order")))
     if kind == "edit":
@@ -265,7 +279,9 @@ def _status(status: dict[str, Any]) -> Optional[StatusUpdate]:
 
 
 def _error_text(error: dict[str, Any]) -> str:
-    details = as_text(as_dict(error.get("error_data")).get("details"), 300) or as_text(error.get("details"), 300)
+    details = as_text(as_dict(error.get("error_data")).get("details"), 300) or as_text(
+        error.get("details"), 300
+    )
     title = as_text(error.get("title"), 200) or as_text(error.get("message"), 200)
     code = ident(error.get("code"))
     head = " ".join(part for part in (code, title) if part)

@@ -93,7 +93,11 @@ class FakeGraph:
                     self.close_connection = True
                     self.connection.close()
                     return
-                payload = reply.body if reply.body is not None else fake._answer(self.path, body, reply.status)
+                payload = (
+                    reply.body
+                    if reply.body is not None
+                    else fake._answer(self.path, body, reply.status)
+                )
                 data = json.dumps(payload).encode("utf-8")
                 try:
                     self.send_response(reply.status)
@@ -109,7 +113,9 @@ class FakeGraph:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-graph", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-graph", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -121,13 +127,23 @@ class FakeGraph:
 
     def _answer(self, path: str, body: Any, status: int) -> dict[str, Any]:
         if status >= 400:
-            return {"error": {"message": "Scripted failure" if status >= 500 else "(#100) Invalid parameter",
-                              "type": "OAuthException", "code": 2 if status >= 500 else 100,
-                              "fbtrace_id": "AbCdEf"}}
+            return {
+                "error": {
+                    "message": "Scripted failure" if status >= 500 else "(#100) Invalid parameter",
+                    "type": "OAuthException",
+                    "code": 2 if status >= 500 else 100,
+                    "fbtrace_id": "AbCdEf",
+                }
+            }
         number = next(self._ids)
         if path.rstrip("/").endswith("/me/messages"):
-            recipient = (body or {}).get("recipient", {}).get("id") if isinstance(body, dict) else None
+            recipient = (
+                (body or {}).get("recipient", {}).get("id") if isinstance(body, dict) else None
+            )
             return {"recipient_id": recipient, "message_id": f"m_fake{number}"}
         to = (body or {}).get("to") if isinstance(body, dict) else None
-        return {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
-                "messages": [{"id": f"wamid.fake{number}"}]}
+        return {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to}],
+            "messages": [{"id": f"wamid.fake{number}"}],
+        }

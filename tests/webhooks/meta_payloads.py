@@ -25,9 +25,21 @@ def now_ts() -> int:
 
 # -- WhatsApp ---------------------------------------------------------------------------------------
 
-def wa_message(kind: str = "text", *, wa_id: Optional[str] = "16505551234", user_id: Optional[str] = None,
-               mid: Optional[str] = None, ts: Optional[int] = None, **content: Any) -> dict[str, Any]:
-    message: dict[str, Any] = {"id": mid or next_id("wamid.test"), "timestamp": str(ts or now_ts()), "type": kind}
+
+def wa_message(
+    kind: str = "text",
+    *,
+    wa_id: Optional[str] = "16505551234",
+    user_id: Optional[str] = None,
+    mid: Optional[str] = None,
+    ts: Optional[int] = None,
+    **content: Any,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "id": mid or next_id("wamid.test"),
+        "timestamp": str(ts or now_ts()),
+        "type": kind,
+    }
     if wa_id:
         message["from"] = wa_id
     if user_id:
@@ -39,8 +51,9 @@ def wa_message(kind: str = "text", *, wa_id: Optional[str] = "16505551234", user
     return message
 
 
-def wa_contact(wa_id: Optional[str] = "16505551234", name: str = "Sheena Nelson",
-               user_id: Optional[str] = None) -> dict[str, Any]:
+def wa_contact(
+    wa_id: Optional[str] = "16505551234", name: str = "Sheena Nelson", user_id: Optional[str] = None
+) -> dict[str, Any]:
     contact: dict[str, Any] = {"profile": {"name": name}}
     if wa_id:
         contact["wa_id"] = wa_id
@@ -49,17 +62,33 @@ def wa_contact(wa_id: Optional[str] = "16505551234", name: str = "Sheena Nelson"
     return contact
 
 
-def wa_status(mid: str, status: str, *, recipient: str = "16505551234", errors: Optional[list[Any]] = None,
-              ts: Optional[int] = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": mid, "status": status, "timestamp": str(ts or now_ts()), "recipient_id": recipient}
+def wa_status(
+    mid: str,
+    status: str,
+    *,
+    recipient: str = "16505551234",
+    errors: Optional[list[Any]] = None,
+    ts: Optional[int] = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": mid,
+        "status": status,
+        "timestamp": str(ts or now_ts()),
+        "recipient_id": recipient,
+    }
     if errors:
         body["errors"] = errors
     return body
 
 
-def wa_change(*, messages: Optional[list[Any]] = None, contacts: Optional[list[Any]] = None,
-              statuses: Optional[list[Any]] = None, echoes: Optional[list[Any]] = None,
-              field: str = "messages") -> dict[str, Any]:
+def wa_change(
+    *,
+    messages: Optional[list[Any]] = None,
+    contacts: Optional[list[Any]] = None,
+    statuses: Optional[list[Any]] = None,
+    echoes: Optional[list[Any]] = None,
+    field: str = "messages",
+) -> dict[str, Any]:
     value: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
@@ -80,31 +109,64 @@ def wa_body(*changes: dict[str, Any], entries: int = 1) -> dict[str, Any]:
     buckets: list[list[dict[str, Any]]] = [[] for _ in range(entries)]
     for index, change in enumerate(changes):
         buckets[index % entries].append(change)
-    return {"object": "whatsapp_business_account",
-            "entry": [{"id": f"10229012934039{i}", "changes": bucket} for i, bucket in enumerate(buckets)]}
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": f"10229012934039{i}", "changes": bucket} for i, bucket in enumerate(buckets)
+        ],
+    }
 
 
-def wa_text(body: str = "Hello there", *, wa_id: str = "16505551234", name: str = "Sheena Nelson",
-            mid: Optional[str] = None) -> dict[str, Any]:
-    return wa_body(wa_change(contacts=[wa_contact(wa_id, name)],
-                             messages=[wa_message("text", wa_id=wa_id, mid=mid, body=body)]))
+def wa_text(
+    body: str = "Hello there",
+    *,
+    wa_id: str = "16505551234",
+    name: str = "Sheena Nelson",
+    mid: Optional[str] = None,
+) -> dict[str, Any]:
+    return wa_body(
+        wa_change(
+            contacts=[wa_contact(wa_id, name)],
+            messages=[wa_message("text", wa_id=wa_id, mid=mid, body=body)],
+        )
+    )
 
 
 # -- Messenger / Instagram ------------------------------------------------------------------------
 
-def fb_event(sender: str = "1254459154682919", *, recipient: str = PAGE_ID, ts: Optional[int] = None,
-             **event: Any) -> dict[str, Any]:
-    return {"sender": {"id": sender}, "recipient": {"id": recipient},
-            "timestamp": (ts or now_ts()) * 1000, **event}
+
+def fb_event(
+    sender: str = "1254459154682919",
+    *,
+    recipient: str = PAGE_ID,
+    ts: Optional[int] = None,
+    **event: Any,
+) -> dict[str, Any]:
+    return {
+        "sender": {"id": sender},
+        "recipient": {"id": recipient},
+        "timestamp": (ts or now_ts()) * 1000,
+        **event,
+    }
 
 
-def fb_text(text: str = "Hi, do you ship to Canada?", *, sender: str = "1254459154682919",
-            mid: Optional[str] = None, **extra: Any) -> dict[str, Any]:
+def fb_text(
+    text: str = "Hi, do you ship to Canada?",
+    *,
+    sender: str = "1254459154682919",
+    mid: Optional[str] = None,
+    **extra: Any,
+) -> dict[str, Any]:
     return fb_event(sender, message={"mid": mid or next_id("m_test"), "text": text, **extra})
 
 
-def fb_echo(text: str, *, customer: str = "1254459154682919", app_id: Optional[str] = None,
-            mid: Optional[str] = None) -> dict[str, Any]:
+def fb_echo(
+    text: str,
+    *,
+    customer: str = "1254459154682919",
+    app_id: Optional[str] = None,
+    mid: Optional[str] = None,
+) -> dict[str, Any]:
     message: dict[str, Any] = {"mid": mid or next_id("m_echo"), "is_echo": True, "text": text}
     if app_id is not None:
         message["app_id"] = app_id
@@ -115,11 +177,21 @@ def fb_body(*events: dict[str, Any], obj: str = "page", entries: int = 1) -> dic
     buckets: list[list[dict[str, Any]]] = [[] for _ in range(entries)]
     for index, event in enumerate(events):
         buckets[index % entries].append(event)
-    return {"object": obj, "entry": [{"id": PAGE_ID if obj == "page" else IG_ID, "time": now_ts() * 1000,
-                                      "messaging": bucket} for bucket in buckets]}
+    return {
+        "object": obj,
+        "entry": [
+            {
+                "id": PAGE_ID if obj == "page" else IG_ID,
+                "time": now_ts() * 1000,
+                "messaging": bucket,
+            }
+            for bucket in buckets
+        ],
+    }
 
 
 # -- the shared corpus ----------------------------------------------------------------------------
+
 
 def wrap_fragment(data: Any, obj: str) -> dict[str, Any]:
     """Turn a corpus file into a full webhook body (some hold one event or one entry only)."""
@@ -127,9 +199,16 @@ def wrap_fragment(data: Any, obj: str) -> dict[str, Any]:
         return data if "object" in data else {"object": obj, **data}
     if isinstance(data, dict) and "change" in data:
         return {"object": obj, "entry": [{"id": PAGE_ID, "time": 1, "changes": [data["change"]]}]}
-    if isinstance(data, dict) and "sender" not in data and any(k in data for k in ("messaging", "standby", "changes")):
+    if (
+        isinstance(data, dict)
+        and "sender" not in data
+        and any(k in data for k in ("messaging", "standby", "changes"))
+    ):
         if isinstance(data.get("messaging"), dict):
-            return {"object": obj, "entry": [{"id": PAGE_ID, "time": 1, "messaging": [data["messaging"]]}]}
+            return {
+                "object": obj,
+                "entry": [{"id": PAGE_ID, "time": 1, "messaging": [data["messaging"]]}],
+            }
         return {"object": obj, "entry": [data]}
     return {"object": obj, "entry": [{"id": PAGE_ID, "time": 1, "messaging": [data]}]}
 

@@ -30,7 +30,9 @@ class Handler:
         with self.lock:
             self.active[conversation_id] += 1
             self.total_active += 1
-            self.max_active[conversation_id] = max(self.max_active[conversation_id], self.active[conversation_id])
+            self.max_active[conversation_id] = max(
+                self.max_active[conversation_id], self.active[conversation_id]
+            )
             self.max_total_active = max(self.max_total_active, self.total_active)
             self.runs.append(conversation_id)
         try:
@@ -73,7 +75,9 @@ def test_submitted_conversations_are_processed(pool: ThreadDispatcher, handler: 
     assert pool.health()["processed"] == 3
 
 
-def test_a_burst_during_a_run_is_coalesced_into_one_next_run(pool: ThreadDispatcher, handler: Handler) -> None:
+def test_a_burst_during_a_run_is_coalesced_into_one_next_run(
+    pool: ThreadDispatcher, handler: Handler
+) -> None:
     handler.block[7] = threading.Event()
     handler.started[7] = threading.Event()
     pool.submit(7)
@@ -88,7 +92,8 @@ def test_a_burst_during_a_run_is_coalesced_into_one_next_run(pool: ThreadDispatc
 
 
 def test_one_conversation_never_runs_twice_at_once_while_others_run_in_parallel(
-        pool: ThreadDispatcher, handler: Handler) -> None:
+    pool: ThreadDispatcher, handler: Handler
+) -> None:
     release = threading.Event()
     handler.block[1] = release
     handler.block[2] = release
@@ -119,7 +124,9 @@ def test_failed_runs_are_retried_with_backoff(pool: ThreadDispatcher, handler: H
     assert (health["failures"], health["processed"], health["given_up"]) == (2, 1, 0)
 
 
-def test_after_the_last_retry_it_gives_up_until_the_next_submit(pool: ThreadDispatcher, handler: Handler) -> None:
+def test_after_the_last_retry_it_gives_up_until_the_next_submit(
+    pool: ThreadDispatcher, handler: Handler
+) -> None:
     handler.failures[5] = 10
     pool.submit(5)
     deadline = time.monotonic() + 5
@@ -163,7 +170,9 @@ def test_stop_finishes_runs_in_progress_and_reports_stopped(handler: Handler) ->
 
 def test_retry_waits_on_the_injected_clock(handler: Handler) -> None:
     now = [100.0]
-    dispatcher = ThreadDispatcher(handler, threads=1, retry_delays=(30.0,), monotonic=lambda: now[0])
+    dispatcher = ThreadDispatcher(
+        handler, threads=1, retry_delays=(30.0,), monotonic=lambda: now[0]
+    )
     dispatcher.start()
     try:
         handler.failures[3] = 1
@@ -182,7 +191,9 @@ def test_retry_waits_on_the_injected_clock(handler: Handler) -> None:
 
 def test_a_new_submit_skips_the_retry_wait(handler: Handler) -> None:
     now = [0.0]
-    dispatcher = ThreadDispatcher(handler, threads=1, retry_delays=(3600.0,), monotonic=lambda: now[0])
+    dispatcher = ThreadDispatcher(
+        handler, threads=1, retry_delays=(3600.0,), monotonic=lambda: now[0]
+    )
     dispatcher.start()
     try:
         handler.failures[8] = 1

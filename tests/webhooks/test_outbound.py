@@ -8,13 +8,13 @@ from datetime import timedelta
 from typing import Any, Optional
 
 import pytest
-from conftest import Clock, make_settings
-from fakes.fake_graph import FakeGraph, Recorded, Reply
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.messages import Inbound, ingest, record_outbound
 from store.models import Message
+from tests.fakes.fake_graph import FakeGraph, Recorded, Reply
+from tests.webhooks.support import Clock, make_settings
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox, channel_statuses, split_text
 
@@ -41,22 +41,47 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-def make_outbox(session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps,
-                notifier: Optional[ReplyNotifier] = None, timeout: float = 2.0, **settings: Any) -> ChannelOutbox:
+def make_outbox(
+    session_factory: sessionmaker[Session],
+    graph: FakeGraph,
+    clock: Clock,
+    sleeps: Sleeps,
+    notifier: Optional[ReplyNotifier] = None,
+    timeout: float = 2.0,
+    **settings: Any,
+) -> ChannelOutbox:
     merged = {**TOKENS, **settings}
-    return ChannelOutbox(session_factory=session_factory, settings=make_settings(meta_graph_url=graph.url, **merged),
-                         notifier=notifier, clock=clock, sleep=sleeps, timeout=timeout,
-                         retry_delays=(0.5, 1.0, 2.0, 4.0))
+    return ChannelOutbox(
+        session_factory=session_factory,
+        settings=make_settings(meta_graph_url=graph.url, **merged),
+        notifier=notifier,
+        clock=clock,
+        sleep=sleeps,
+        timeout=timeout,
+        retry_delays=(0.5, 1.0, 2.0, 4.0),
+    )
 
 
-def reply_waiting(session_factory: sessionmaker[Session], clock: Clock, channel: str = "whatsapp",
-                  customer: str = "16505551234", text_: str = "Thanks! Our prices start at $49.",
-                  customer_wrote_ago: timedelta = timedelta(hours=1)) -> int:
+def reply_waiting(
+    session_factory: sessionmaker[Session],
+    clock: Clock,
+    channel: str = "whatsapp",
+    customer: str = "16505551234",
+    text_: str = "Thanks! Our prices start at $49.",
+    customer_wrote_ago: timedelta = timedelta(hours=1),
+) -> int:
     """A customer message on `channel` and the bot's recorded (pending) reply to it; returns the reply id."""
     with session_factory.begin() as session:
-        ingested = ingest(Inbound(channel=channel, external_id=customer, text="How much is it?",
-                                  channel_message_id=f"in-{channel}-{customer}-{clock.now.timestamp()}",
-                                  sent_at=clock.now - customer_wrote_ago), session=session)
+        ingested = ingest(
+            Inbound(
+                channel=channel,
+                external_id=customer,
+                text="How much is it?",
+                channel_message_id=f"in-{channel}-{customer}-{clock.now.timestamp()}",
+                sent_at=clock.now - customer_wrote_ago,
+            ),
+            session=session,
+        )
         ingested.message.processed_at = clock.now
         reply = record_outbound(ingested.conversation, text_, session=session, external_id=customer)
         return reply.id
@@ -69,23 +94,29 @@ def stored(session_factory: sessionmaker[Session], message_id: int) -> Message:
         return message
 
 
-def test_whatsapp_reply_is_sent_with_the_documented_body(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                                         clock: Clock, sleeps: Sleeps) -> None:
+def test_whatsapp_reply_is_sent_with_the_documented_body(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     reply = reply_waiting(session_factory, clock)
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
     (request,) = graph.requests
     assert request.path == "/v21.0/106540352242922/messages"
     assert request.headers["Authorization"] == "Bearer wa-token"
-    assert request.json == {"messaging_product": "whatsapp", "recipient_type": "individual", "type": "text",
-                            "text": {"preview_url": False, "body": "Thanks! Our prices start at $49."},
-                            "to": "16505551234"}
+    assert request.json == {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "type": "text",
+        "text": {"preview_url": False, "body": "Thanks! Our prices start at $49."},
+        "to": "16505551234",
+    }
     message = stored(session_factory, reply)
     assert (message.delivery_status, message.error) == ("sent", None)
     assert message.channel_message_id.startswith("wamid.fake")
 
 
 def test_server_errors_are_retried_with_exponential_backoff_until_sent(
-        session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps) -> None:
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     graph.script(500, 503)
     reply = reply_waiting(session_factory, clock)
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
@@ -94,8 +125,9 @@ def test_server_errors_are_retried_with_exponential_backoff_until_sent(
     assert stored(session_factory, reply).delivery_status == "sent"
 
 
-def test_timeouts_and_dropped_connections_are_retried(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                                      clock: Clock, sleeps: Sleeps) -> None:
+def test_timeouts_and_dropped_connections_are_retried(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     graph.script(Reply(delay=1.0), Reply(drop=True))
     reply = reply_waiting(session_factory, clock)
     make_outbox(session_factory, graph, clock, sleeps, timeout=0.3).deliver([reply])
@@ -104,9 +136,14 @@ def test_timeouts_and_dropped_connections_are_retried(session_factory: sessionma
 
 
 def test_client_errors_are_not_retried_and_the_error_is_stored(
-        session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps) -> None:
-    graph.script(Reply(status=400, body={"error": {"message": "(#131030) Recipient not in allowed list",
-                                                   "code": 131030}}))
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
+    graph.script(
+        Reply(
+            status=400,
+            body={"error": {"message": "(#131030) Recipient not in allowed list", "code": 131030}},
+        )
+    )
     reply = reply_waiting(session_factory, clock)
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
     assert len(graph.requests) == 1 and sleeps == []
@@ -115,8 +152,9 @@ def test_client_errors_are_not_retried_and_the_error_is_stored(
     assert message.error == "HTTP 400: (#131030) Recipient not in allowed list"
 
 
-def test_persistent_server_errors_end_as_failed(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                                clock: Clock, sleeps: Sleeps) -> None:
+def test_persistent_server_errors_end_as_failed(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     graph.script(*[502] * 5)
     reply = reply_waiting(session_factory, clock)
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
@@ -127,11 +165,17 @@ def test_persistent_server_errors_end_as_failed(session_factory: sessionmaker[Se
     assert "HTTP 502" in message.error and "gave up after 5 attempts" in message.error
 
 
-def test_outside_the_24_hour_window_the_reply_is_withheld(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                                          clock: Clock, sleeps: Sleeps) -> None:
+def test_outside_the_24_hour_window_the_reply_is_withheld(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     reply = reply_waiting(session_factory, clock, customer_wrote_ago=timedelta(hours=24, minutes=1))
-    inside = reply_waiting(session_factory, clock, channel="messenger", customer="42",
-                           customer_wrote_ago=timedelta(hours=23, minutes=59))
+    inside = reply_waiting(
+        session_factory,
+        clock,
+        channel="messenger",
+        customer="42",
+        customer_wrote_ago=timedelta(hours=23, minutes=59),
+    )
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply, inside])
     message = stored(session_factory, reply)
     assert message.delivery_status == "withheld"
@@ -140,42 +184,61 @@ def test_outside_the_24_hour_window_the_reply_is_withheld(session_factory: sessi
     assert stored(session_factory, inside).delivery_status == "sent"
 
 
-def test_channel_without_token_is_receive_only(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                               clock: Clock, sleeps: Sleeps) -> None:
+def test_channel_without_token_is_receive_only(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     reply = reply_waiting(session_factory, clock, channel="instagram", customer="IGSID1")
     make_outbox(session_factory, graph, clock, sleeps, instagram_access_token=None).deliver([reply])
     assert graph.requests == []
     message = stored(session_factory, reply)
     assert message.delivery_status == "failed"
-    assert message.error == "receive-only: INSTAGRAM_ACCESS_TOKEN is not set, so replies cannot be sent"
+    assert (
+        message.error
+        == "receive-only: INSTAGRAM_ACCESS_TOKEN is not set, so replies cannot be sent"
+    )
 
 
-@pytest.mark.parametrize(("channel", "token"), [("messenger", "page-token"), ("instagram", "ig-token")])
-def test_messenger_and_instagram_use_the_send_api(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                                  clock: Clock, sleeps: Sleeps, channel: str, token: str) -> None:
+@pytest.mark.parametrize(
+    ("channel", "token"), [("messenger", "page-token"), ("instagram", "ig-token")]
+)
+def test_messenger_and_instagram_use_the_send_api(
+    session_factory: sessionmaker[Session],
+    graph: FakeGraph,
+    clock: Clock,
+    sleeps: Sleeps,
+    channel: str,
+    token: str,
+) -> None:
     reply = reply_waiting(session_factory, clock, channel=channel, customer="PSID9")
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
     (request,) = graph.requests
     assert request.path == "/v21.0/me/messages"
     assert request.headers["Authorization"] == f"Bearer {token}"
-    assert request.json == {"recipient": {"id": "PSID9"}, "messaging_type": "RESPONSE",
-                            "message": {"text": "Thanks! Our prices start at $49."}}
+    assert request.json == {
+        "recipient": {"id": "PSID9"},
+        "messaging_type": "RESPONSE",
+        "message": {"text": "Thanks! Our prices start at $49."},
+    }
     message = stored(session_factory, reply)
     assert message.delivery_status == "sent" and message.channel_message_id.startswith("m_fake")
 
 
 def test_whatsapp_user_known_only_by_bsuid_is_sent_to_as_recipient(
-        session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps) -> None:
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     reply = reply_waiting(session_factory, clock, customer="US.13491208655302741918")
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
     body = graph.requests[0].json
     assert body["recipient"] == "US.13491208655302741918" and "to" not in body
 
 
-def test_long_replies_are_sent_in_parts(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                        clock: Clock, sleeps: Sleeps) -> None:
+def test_long_replies_are_sent_in_parts(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     long_text = " ".join(["word"] * 700)  # 3499 characters, Messenger allows 2000 per message
-    reply = reply_waiting(session_factory, clock, channel="messenger", customer="42", text_=long_text)
+    reply = reply_waiting(
+        session_factory, clock, channel="messenger", customer="42", text_=long_text
+    )
     make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
     sent = [r.json["message"]["text"] for r in graph.requests]
     assert len(sent) == 2 and all(len(part) <= 2000 for part in sent)
@@ -183,8 +246,9 @@ def test_long_replies_are_sent_in_parts(session_factory: sessionmaker[Session], 
     assert split_text("abc", 2) == ["ab", "c"]
 
 
-def test_delivery_is_idempotent_even_when_two_workers_race(session_factory: sessionmaker[Session],
-                                                           graph: FakeGraph, clock: Clock, sleeps: Sleeps) -> None:
+def test_delivery_is_idempotent_even_when_two_workers_race(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     graph.script(Reply(delay=0.3))
     reply = reply_waiting(session_factory, clock)
     outbox = make_outbox(session_factory, graph, clock, sleeps)
@@ -198,8 +262,9 @@ def test_delivery_is_idempotent_even_when_two_workers_race(session_factory: sess
     assert stored(session_factory, reply).delivery_status == "sent"
 
 
-def test_no_database_transaction_is_held_during_the_http_call(sqlite_engine: Any, graph: FakeGraph,
-                                                              clock: Clock, sleeps: Sleeps) -> None:
+def test_no_database_transaction_is_held_during_the_http_call(
+    sqlite_engine: Any, graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     from store import make_session_factory
 
     session_factory = make_session_factory(sqlite_engine)
@@ -223,8 +288,9 @@ def test_no_database_transaction_is_held_during_the_http_call(sqlite_engine: Any
     assert stored(session_factory, reply).delivery_status == "sent"
 
 
-def test_web_replies_are_marked_sent_and_wake_the_widget(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                                         clock: Clock, sleeps: Sleeps) -> None:
+def test_web_replies_are_marked_sent_and_wake_the_widget(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     notifier = ReplyNotifier()
     reply = reply_waiting(session_factory, clock, channel="web", customer="web-abc")
     conversation_id = stored(session_factory, reply).conversation_id
@@ -235,8 +301,9 @@ def test_web_replies_are_marked_sent_and_wake_the_widget(session_factory: sessio
     assert stored(session_factory, reply).delivery_status == "sent"
 
 
-def test_resend_pending_delivers_replies_left_behind(session_factory: sessionmaker[Session], graph: FakeGraph,
-                                                     clock: Clock, sleeps: Sleeps) -> None:
+def test_resend_pending_delivers_replies_left_behind(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
     first = reply_waiting(session_factory, clock)
     second = reply_waiting(session_factory, clock, channel="messenger", customer="42")
     outbox = make_outbox(session_factory, graph, clock, sleeps)
@@ -244,11 +311,22 @@ def test_resend_pending_delivers_replies_left_behind(session_factory: sessionmak
     assert outbox.resend_pending() == 0
     assert {stored(session_factory, m).delivery_status for m in (first, second)} == {"sent"}
     with session_factory() as session:
-        assert session.scalars(select(Message).where(Message.delivery_status == "pending")).first() is None
+        assert (
+            session.scalars(select(Message).where(Message.delivery_status == "pending")).first()
+            is None
+        )
 
 
 def test_channel_statuses_summary() -> None:
-    summary = {s.channel: s.state for s in channel_statuses(make_settings(**{**TOKENS, "instagram_access_token": None}))}
-    assert summary == {"web": "ready", "whatsapp": "ready", "messenger": "ready", "instagram": "receive-only"}
+    summary = {
+        s.channel: s.state
+        for s in channel_statuses(make_settings(**{**TOKENS, "instagram_access_token": None}))
+    }
+    assert summary == {
+        "web": "ready",
+        "whatsapp": "ready",
+        "messenger": "ready",
+        "instagram": "receive-only",
+    }
     off = {s.channel: s.state for s in channel_statuses(make_settings(meta_verify_token=None))}
     assert off == {"web": "ready", "whatsapp": "off", "messenger": "off", "instagram": "off"}

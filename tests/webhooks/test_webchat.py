@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import RecordingDispatcher, make_settings
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from leaddesk.dispatch import ThreadDispatcher
 from store.messages import pending_messages, record_outbound
 from store.models import Conversation, Lead, Message, utcnow
+from tests.webhooks.support import RecordingDispatcher, make_settings
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
 from webhooks.ratelimit import Rate
@@ -24,7 +24,11 @@ from webhooks.webchat import ChatLimits
 
 
 def start(client: FlaskClient, **known: Any) -> dict[str, str]:
-    response = client.post("/api/chat/sessions", json=known) if known else client.post("/api/chat/sessions")
+    response = (
+        client.post("/api/chat/sessions", json=known)
+        if known
+        else client.post("/api/chat/sessions")
+    )
     assert response.status_code == 201, response.get_json()
     return {"Authorization": f"Bearer {response.get_json()['session']}"}
 
@@ -33,7 +37,9 @@ def say(client: FlaskClient, auth: dict[str, str], text: str, **extra: Any) -> A
     return client.post("/api/chat/messages", json={"text": text, **extra}, headers=auth)
 
 
-def history(client: FlaskClient, auth: dict[str, str], after: int = 0, wait: float = 0) -> list[dict[str, Any]]:
+def history(
+    client: FlaskClient, auth: dict[str, str], after: int = 0, wait: float = 0
+) -> list[dict[str, Any]]:
     response = client.get(f"/api/chat/messages?after={after}&wait={wait}", headers=auth)
     assert response.status_code == 200, response.get_json()
     return response.get_json()["messages"]  # type: ignore[no-any-return]
@@ -42,7 +48,9 @@ def history(client: FlaskClient, auth: dict[str, str], after: int = 0, wait: flo
 class EchoBot:
     """Stands in for the bot: answers every pending message of a conversation with one reply."""
 
-    def __init__(self, session_factory: sessionmaker[Session], outbox: ChannelOutbox, delay: float = 0.0) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], outbox: ChannelOutbox, delay: float = 0.0
+    ) -> None:
         self.session_factory = session_factory
         self.outbox = outbox
         self.delay = delay
@@ -57,15 +65,21 @@ class EchoBot:
                 message.processed_at = utcnow()
             conversation = session.get(Conversation, conversation_id)
             assert conversation is not None
-            reply = record_outbound(conversation, "You said: " + " / ".join(m.text for m in pending),
-                                    session=session, external_id=pending[-1].external_id,
-                                    idempotency_key=f"reply-{pending[-1].id}")
+            reply = record_outbound(
+                conversation,
+                "You said: " + " / ".join(m.text for m in pending),
+                session=session,
+                external_id=pending[-1].external_id,
+                idempotency_key=f"reply-{pending[-1].id}",
+            )
             reply_id = reply.id
         self.outbox.deliver([reply_id])
 
 
 @pytest.fixture
-def live(make_app: Callable[..., Flask], session_factory: sessionmaker[Session]) -> Iterator[tuple[Flask, ThreadDispatcher]]:
+def live(
+    make_app: Callable[..., Flask], session_factory: sessionmaker[Session]
+) -> Iterator[tuple[Flask, ThreadDispatcher]]:
     """An app with a real worker pool, outbox and notifier, answered by `EchoBot`."""
     settings = make_settings()
     notifier = ReplyNotifier()
@@ -88,7 +102,9 @@ def test_round_trip_with_long_poll(live: tuple[Flask, ThreadDispatcher]) -> None
     started = time.monotonic()
     got = history(client, auth, after=my_id, wait=10)
     assert time.monotonic() - started < 5, "the reply wakes the long poll"
-    assert [(m["author"], m["text"]) for m in got] == [("bot", "You said: Do you have this in blue?")]
+    assert [(m["author"], m["text"]) for m in got] == [
+        ("bot", "You said: Do you have this in blue?")
+    ]
     # "Reloading" the page: the whole history comes back.
     everything = history(client, auth)
     assert [m["author"] for m in everything] == ["customer", "bot"]
@@ -102,15 +118,22 @@ def test_long_poll_returns_empty_when_nothing_comes(client: FlaskClient) -> None
     assert 0.25 <= time.monotonic() - started < 3
 
 
-def test_session_with_known_visitor_creates_the_lead(client: FlaskClient, session_factory: sessionmaker[Session]) -> None:
+def test_session_with_known_visitor_creates_the_lead(
+    client: FlaskClient, session_factory: sessionmaker[Session]
+) -> None:
     start(client, name="Dana Fox", email="Dana@Example.COM", phone="(415) 555-0132")
     with session_factory() as session:
         lead = session.scalars(select(Lead)).one()
-        assert (lead.name, lead.email, lead.phone) == ("Dana Fox", "Dana@example.com", "+14155550132")
+        assert (lead.name, lead.email, lead.phone) == (
+            "Dana Fox",
+            "Dana@example.com",
+            "+14155550132",
+        )
 
 
 def test_anonymous_session_becomes_a_lead_on_the_first_message(
-        client: FlaskClient, session_factory: sessionmaker[Session], dispatcher: RecordingDispatcher) -> None:
+    client: FlaskClient, session_factory: sessionmaker[Session], dispatcher: RecordingDispatcher
+) -> None:
     auth = start(client)
     with session_factory() as session:
         assert session.scalars(select(Lead)).first() is None
@@ -122,16 +145,27 @@ def test_anonymous_session_becomes_a_lead_on_the_first_message(
     assert dispatcher.submitted == [message.conversation_id]
 
 
-@pytest.mark.parametrize(("body", "field"), [({"email": "not-an-email"}, "email"), ({"phone": "12"}, "phone"),
-                                             ({"name": 42}, "name"), ({"name": "x" * 201}, "name")])
-def test_session_details_are_validated(client: FlaskClient, body: dict[str, Any], field: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"email": "not-an-email"}, "email"),
+        ({"phone": "12"}, "phone"),
+        ({"name": 42}, "name"),
+        ({"name": "x" * 201}, "name"),
+    ],
+)
+def test_session_details_are_validated(
+    client: FlaskClient, body: dict[str, Any], field: str
+) -> None:
     response = client.post("/api/chat/sessions", json=body)
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
 
 
 def test_session_body_must_be_json_when_given(client: FlaskClient) -> None:
-    response = client.post("/api/chat/sessions", data="name=x", content_type="application/x-www-form-urlencoded")
+    response = client.post(
+        "/api/chat/sessions", data="name=x", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_json"
 
 
@@ -139,10 +173,14 @@ def test_messages_need_a_valid_session(client: FlaskClient) -> None:
     assert client.post("/api/chat/messages", json={"text": "hi"}).status_code == 401
     bad = {"Authorization": "Bearer wc_nope"}
     assert client.post("/api/chat/messages", json={"text": "hi"}, headers=bad).status_code == 401
-    assert client.get("/api/chat/messages", headers=bad).get_json()["error"]["code"] == "unauthorized"
+    assert (
+        client.get("/api/chat/messages", headers=bad).get_json()["error"]["code"] == "unauthorized"
+    )
 
 
-def test_message_text_is_validated(client: FlaskClient, session_factory: sessionmaker[Session]) -> None:
+def test_message_text_is_validated(
+    client: FlaskClient, session_factory: sessionmaker[Session]
+) -> None:
     auth = start(client)
     too_long = say(client, auth, "x" * 2001)
     assert too_long.status_code == 400
@@ -150,15 +188,20 @@ def test_message_text_is_validated(client: FlaskClient, session_factory: session
     assert "2000" in too_long.get_json()["error"]["message"]
     assert say(client, auth, "   ").status_code == 400
     assert client.post("/api/chat/messages", json={"text": ["x"]}, headers=auth).status_code == 400
-    assert client.post("/api/chat/messages", data="{bad", headers={**auth, "Content-Type": "application/json"}
-                       ).status_code == 400
+    assert (
+        client.post(
+            "/api/chat/messages", data="{bad", headers={**auth, "Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
     assert say(client, auth, "x" * 2000).status_code == 201
     with session_factory() as session:
         assert len(list(session.scalars(select(Message)))) == 1
 
 
-def test_a_retried_send_with_the_same_client_id_is_stored_once(client: FlaskClient,
-                                                               session_factory: sessionmaker[Session]) -> None:
+def test_a_retried_send_with_the_same_client_id_is_stored_once(
+    client: FlaskClient, session_factory: sessionmaker[Session]
+) -> None:
     auth = start(client)
     first = say(client, auth, "hello", client_id="c-1")
     again = say(client, auth, "hello", client_id="c-1")
@@ -189,7 +232,9 @@ def test_per_session_rate_limit_answers_429(make_app: Callable[..., Flask]) -> N
 
 
 def test_per_address_rate_limits_answer_429(make_app: Callable[..., Flask]) -> None:
-    limits = ChatLimits(ip_messages=Rate(burst=2, per_minute=1), ip_sessions=Rate(burst=3, per_minute=1))
+    limits = ChatLimits(
+        ip_messages=Rate(burst=2, per_minute=1), ip_sessions=Rate(burst=3, per_minute=1)
+    )
     client = make_app(chat_limits=limits).test_client()
     sessions = [start(client) for _ in range(3)]
     assert client.post("/api/chat/sessions").status_code == 429
@@ -198,8 +243,9 @@ def test_per_address_rate_limits_answer_429(make_app: Callable[..., Flask]) -> N
     assert elsewhere.status_code == 201
 
 
-def test_sessions_of_the_same_person_each_see_their_own_messages(client: FlaskClient,
-                                                                 session_factory: sessionmaker[Session]) -> None:
+def test_sessions_of_the_same_person_each_see_their_own_messages(
+    client: FlaskClient, session_factory: sessionmaker[Session]
+) -> None:
     laptop = start(client, email="sam@example.com")
     phone = start(client, email="sam@example.com")
     say(client, laptop, "from the laptop")
@@ -211,8 +257,10 @@ def test_sessions_of_the_same_person_each_see_their_own_messages(client: FlaskCl
 
 
 def test_cors_lets_any_site_embed_the_widget(client: FlaskClient) -> None:
-    preflight = client.options("/api/chat/messages", headers={"Origin": "https://shop.example",
-                                                              "Access-Control-Request-Method": "POST"})
+    preflight = client.options(
+        "/api/chat/messages",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
