@@ -140,6 +140,17 @@ def words(text: str) -> list[str]:
     return re.findall(r"\w+", normalize(text or ""))
 
 
+def stem(word: str) -> str:
+    """A very light plural stripper (batteries -> battery, packages -> package, paquetes -> paquete)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith("es") and word[-3] in "sxz" and not word.endswith("ses"):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
 # A few very common words per language: enough to tell the customer's language apart.
 _LANGUAGE_HINTS: dict[str, set[str]] = {
     "en": {"the", "is", "are", "and", "you", "your", "what", "how", "do", "does", "can", "i", "my",

@@ -1,0 +1,372 @@
+"""The offline engine: knowledge retrieval over `prompts/knowledge/` and deterministic replies built
+from the templates, plus the reply rules both engines share (phone asks, hand-over notes, and the
+safety check every model-written reply must pass before a customer sees it).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Optional
+
+from bot.prompts import KnowledgeSection, PromptConfig
+from bot.scoring import knowledge_terms
+from bot.text import normalize, stem, words
+from store.contacts import find_emails, find_phones, try_normalize_phone
+
+PHONELESS_CHANNELS = ("web", "messenger", "instagram")
+POSITIVE_INTENT = ("interest", "pricing", "comparison", "demo", "timeline", "purchase", "callback")
+
+_STOPWORDS = set("""
+a an the is are was be been am do does did you your yours i me my mine we our us it its of to in on at for with
+and or but not no yes what how when where which who why can could would will should shall may might there this
+that these those about much many any some please hi hello hey thanks thank get got want like need know tell
+have has had just also more very so if than then them they their he she his her from by as up out into over
+offer offers provide sell got
+cuanto cuanta
+el la los las un una unos unas de del que en y o por para con es son era mi mis tu tus su sus como cuando donde
+cual cuales hola gracias quiero quisiera tienen tiene hay se me lo le al muy mas pero si no ya esto esta este
+le la les un une des du et ou est sont pour avec mon ma mes vous je tu que quel quelle comment bonjour merci
+il elle nous ce cette qui dans sur pas plus
+der die das ein eine und oder ist sind fur mit mein meine sie ich wie was hallo danke es zu den dem im auf bei
+nicht auch noch
+o os as um uma do da dos das e para com meu minha voce que como ola obrigado obrigada tem no na em
+في من على هل ما كم أن عن الى إلى مع هذا هذه
+""".split())
+
+_ASKS_PHONE = re.compile(
+    r"phone number|your number|number to reach|numero de telefono|tu numero|su numero|numero de telephone|"
+    r"votre numero|telefonnummer|ihre nummer|numero de telefone|seu numero|رقم هاتف|رقم الهاتف|رقم جوال")
+_SCORE_WORDS = re.compile(r"\b(?:lead\s+score|intent\s+score|score|scoring|puntuacion|pontuacao|punktzahl|"
+                          r"scores)\b")
+_NAME_PATTERNS = [
+    re.compile(r"\b(?:my name is|my name's|this is|call me|me llamo|mi nombre es|je m'appelle|je m’appelle|"
+               r"mon nom est|ich hei(?:ss|ß)e|mein name ist|meu nome [eé]|me chamo|chamo-me)\s+"
+               r"([^\W\d_][^\W\d_'’-]*(?:[ -][^\W\d_][^\W\d_'’-]*){0,2})", re.IGNORECASE),
+    re.compile(r"(?:اسمي)\s+(\S+(?:\s+\S+)?)"),
+]
+_NOT_NAMES = {"interested", "looking", "ready", "not", "from", "the", "a", "here", "back", "asking", "just", "sure",
+              "wondering", "calling", "writing", "good", "fine", "great", "me", "you", "asap", "tomorrow", "today"}
+
+_DAY_NAMES = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+    "pt": ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo"),
+    "ar": ("الاثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت", "الأحد"),
+}
+_OPENING_FORMATS = {
+    "en": ("today at {t}", "tomorrow at {t}", "on {d} at {t}"),
+    "es": ("hoy a las {t}", "mañana a las {t}", "el {d} a las {t}"),
+    "fr": ("aujourd'hui à {t}", "demain à {t}", "{d} à {t}"),
+    "de": ("heute um {t}", "morgen um {t}", "am {d} um {t}"),
+    "pt": ("hoje às {t}", "amanhã às {t}", "na {d} às {t}"),
+    "ar": ("اليوم الساعة {t}", "غدا الساعة {t}", "يوم {d} الساعة {t}"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Knowledge retrieval
+
+
+def tokens(text: str) -> list[str]:
+    return [stem(t) for t in words(text) if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
+
+
+@dataclass
+class _Index:
+    sections: tuple[KnowledgeSection, ...]
+    counts: list[Counter[str]]
+    lengths: list[int]
+    df: Counter[str]
+    avg_length: float
+    terms: frozenset[str]
+    allowed_phones: frozenset[str]
+    allowed_emails: frozenset[str]
+
+
+_INDEXES: "weakref.WeakKeyDictionary[PromptConfig, _Index]" = weakref.WeakKeyDictionary()
+
+
+def knowledge_index(config: PromptConfig) -> _Index:
+    """The retrieval index of this configuration (built once per loaded configuration)."""
+    index = _INDEXES.get(config)
+    if index is not None:
+        return index
+    counts, lengths = [], []
+    df: Counter[str] = Counter()
+    for section in config.knowledge:
+        count = Counter(tokens(section.text))
+        for token in tokens(section.heading):
+            count[token] += 3  # a word in the heading says more about the section than one in its body
+        counts.append(count)
+        lengths.append(sum(count.values()))
+        df.update(set(count))
+    phones = {p for s in config.knowledge for p in find_phones(s.text, "US")}
+    business_phone = try_normalize_phone(config.business.phone, "US") if config.business.phone else None
+    if business_phone:
+        phones.add(business_phone)
+    emails = {e.lower() for s in config.knowledge for e in find_emails(s.text)}
+    if config.business.email:
+        emails.add(config.business.email.lower())
+    index = _Index(sections=config.knowledge, counts=counts, lengths=lengths, df=df,
+                   avg_length=(sum(lengths) / len(lengths)) if lengths else 1.0,
+                   terms=knowledge_terms(config.knowledge), allowed_phones=frozenset(phones),
+                   allowed_emails=frozenset(emails))
+    _INDEXES[config] = index
+    return index
+
+
+# Words added to a query when a signal shows what the customer is after ("how much" says nothing
+# about prices to a bag of words).
+_SIGNAL_HINTS = {
+    "pricing": "price prices cost precio precios prix preis preco سعر",
+    "timeline": "how long installation take tarda instalacion delai dauer",
+    "demo": "site survey visit visita",
+    "purchase": "payment terms deposit pago",
+}
+
+
+def retrieve(config: PromptConfig, query: str, *, language: Optional[str] = None, k: int = 3,
+             min_score: float = 1.2, signals: Iterable[str] = ()) -> list[tuple[KnowledgeSection, float]]:
+    """The best-matching knowledge sections for `query` (BM25 over heading-weighted sections)."""
+    index = knowledge_index(config)
+    query_tokens = set(tokens(query))
+    if query_tokens:
+        for signal in signals:
+            query_tokens.update(tokens(_SIGNAL_HINTS.get(signal, "")))
+    if not query_tokens or not index.sections:
+        return []
+    n = len(index.sections)
+    results = []
+    for section, count, length in zip(index.sections, index.counts, index.lengths):
+        score = 0.0
+        for token in query_tokens:
+            tf = count.get(token, 0)
+            if not tf:
+                continue
+            idf = math.log(1 + (n - index.df[token] + 0.5) / (index.df[token] + 0.5))
+            score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / index.avg_length))
+        if score <= 0:
+            continue
+        if language and section.language == language:
+            score *= 1.3
+        elif language and section.language not in (language, config.business.default_language):
+            score *= 0.5
+        results.append((section, score))
+    results.sort(key=lambda item: -item[1])
+    return [(s, score) for s, score in results[:k] if score >= min_score]
+
+
+def section_excerpt(section: KnowledgeSection, max_chars: int = 450) -> str:
+    """The start of a section as plain text, whole lines only: prose lines joined, bullets kept."""
+    blocks: list[str] = []
+    total = 0
+    for raw in section.text.split("\n"):
+        line = raw.strip().replace("**", "")
+        if not line:
+            continue
+        bullet = line.startswith(("- ", "* "))
+        if bullet:
+            line = "• " + line[2:]
+        if blocks and total + len(line) > max_chars:
+            break
+        total += len(line) + 1
+        if not bullet and blocks and not blocks[-1].startswith("• ") and not blocks[-1].endswith(":"):
+            blocks[-1] = blocks[-1] + " " + line
+        else:
+            blocks.append(line)
+    return "\n".join(blocks)
+
+
+def knowledge_for_prompt(config: PromptConfig, query: str, *, language: Optional[str], k: int = 3,
+                         max_chars: int = 900, signals: Iterable[str] = ()) -> str:
+    """The best sections for the model's prompt, each clipped, so the prompt stays bounded."""
+    found = retrieve(config, query, language=language, k=k, min_score=0.5, signals=signals)
+    if not found:
+        return "(no section matches; say you will check with the team)"
+    return "\n\n".join(f"## {section.heading}\n{section.text[:max_chars]}" for section, _ in found)
+
+
+# --------------------------------------------------------------------------------------------
+# Contacts, names, phone rules
+
+
+def extract_name(texts: Iterable[str]) -> Optional[str]:
+    """A name the customer gives for themselves ("my name is Ana Ruiz", "me llamo Ana")."""
+    for text in texts:
+        for pattern in _NAME_PATTERNS:
+            match = pattern.search(text or "")
+            if not match:
+                continue
+            parts = [p for p in re.split(r"\s+", match.group(1).strip()) if p]
+            kept = []
+            for part in parts:
+                if part.lower() in _NOT_NAMES or part.lower() in _STOPWORDS:
+                    break
+                kept.append(part.strip("'’-"))
+            if kept and (kept[0][:1].isupper() or not kept[0][:1].isalpha()):
+                return " ".join(kept)[:200]
+    return None
+
+
+_MENTIONS_PHONE = re.compile(r"phone|number|telefono|numero|telephone|telefon|telefone|whatsapp|هاتف|رقم")
+
+
+def declined_phone(texts: Iterable[str], *, config: PromptConfig, asked_last: bool) -> bool:
+    """Whether the customer said no to giving a phone number (a "no thanks" counts right after an ask)."""
+    for text in texts:
+        if not config.scoring.phone_decline.first(text):
+            continue
+        if asked_last or _MENTIONS_PHONE.search(normalize(text)):
+            return True
+    return False
+
+
+def should_ask_phone(*, channel: str, has_phone: bool, declined: bool, asks: int, max_asks: int,
+                     asked_last: bool, interested: bool, quiet: bool) -> bool:
+    """Ask for a phone only where the channel gives none, once interest shows, never twice in a
+    row, at most `max_asks` times, and never after a "no"."""
+    return (channel in PHONELESS_CHANNELS and not has_phone and not declined and asks < max_asks
+            and not asked_last and interested and not quiet)
+
+
+def shows_interest(score: int, signals: Iterable[str], min_score: int) -> bool:
+    return score >= min_score or any(s in POSITIVE_INTENT for s in signals)
+
+
+def format_opening(opening: datetime, now: datetime, zone_name: str, language: str) -> str:
+    """'tomorrow at 08:00' / 'mañana a las 08:00' for the next opening, in the business's time zone."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(zone_name)
+    local_open, local_now = opening.astimezone(zone), now.astimezone(zone)
+    formats = _OPENING_FORMATS.get(language, _OPENING_FORMATS["en"])
+    days = _DAY_NAMES.get(language, _DAY_NAMES["en"])
+    when = f"{local_open.hour:02d}:{local_open.minute:02d}"
+    delta = (local_open.date() - local_now.date()).days
+    if delta <= 0:
+        return formats[0].format(t=when)
+    if delta == 1:
+        return formats[1].format(t=when)
+    return formats[2].format(t=when, d=days[local_open.weekday()])
+
+
+# --------------------------------------------------------------------------------------------
+# Replies
+
+
+@dataclass
+class ReplyContext:
+    """What a reply depends on (raw data from the graph state)."""
+
+    config: PromptConfig
+    language: str
+    burst_text: str
+    signals: list[str]
+    transition: Optional[str]  # "pause" | "stop" | None
+    greet: bool
+    notice_due: bool
+    ask_phone: bool
+    phone_given: bool
+    injection: bool
+    closed_until: Optional[str]  # formatted next opening when the business is closed now
+    customer_name: Optional[str] = None
+    question: bool = False
+
+
+def offline_core(ctx: ReplyContext) -> str:
+    """The main body of an offline reply (without greeting, resume notice or phone ask)."""
+    config, lang = ctx.config, ctx.language
+    signals = set(ctx.signals)
+    if ctx.transition == "stop":
+        key = "opt_out" if "opt_out" in signals else "not_interested"
+        return config.template(key, lang)
+    parts: list[str] = []
+    if ctx.phone_given:
+        parts.append(config.template("phone_thanks", lang))
+    if ctx.transition == "pause" or "callback" in signals:
+        parts.append(config.template("handover", lang))
+        if ctx.closed_until:
+            parts.append(config.template("out_of_hours", lang, next_opening=ctx.closed_until))
+        return _join(parts)
+    if ctx.injection and not ctx.question and not (signals & set(POSITIVE_INTENT)):
+        parts.append(config.template("refusal", lang))
+        return _join(parts)
+    answered = False
+    if ctx.question or signals & {"pricing", "comparison", "demo", "timeline", "interest"}:
+        found = retrieve(config, ctx.burst_text, language=lang, k=1, signals=signals)
+        if found:
+            section = found[0][0]
+            topic = section.title[:1].lower() + section.title[1:] if not section.title[:2].isupper() else section.title
+            intro = config.template("answer_intro", section.language if section.language == lang else lang, topic=topic)
+            parts.append(_join([intro, section_excerpt(section)], sep="\n"))
+            answered = True
+        elif ctx.question:
+            parts.append(config.template("no_answer", lang))
+            answered = True
+    for signal in ("purchase", "demo", "pricing", "timeline", "comparison"):
+        if signal in signals:
+            ack = config.template(f"ack_{signal}", lang)
+            if ack and (not answered or signal in ("purchase", "demo")):
+                parts.append(ack)
+            break
+    if not parts and not ctx.greet:
+        parts.append(config.template("fallback", lang))
+    return _join(parts)
+
+
+def finish_reply(core: str, ctx: ReplyContext, *, greet: bool) -> str:
+    """Wrap the core reply: resume notice, greeting, then the core, then the phone ask."""
+    config, lang = ctx.config, ctx.language
+    parts = []
+    if ctx.notice_due:
+        parts.append(config.template("resume_disclosure", lang))
+    if greet:
+        parts.append(config.template("greeting", lang))
+    parts.append(core)
+    if ctx.ask_phone:
+        parts.append(config.template("phone_ask", lang))
+    text = _join(parts)
+    if not text:
+        text = config.template("fallback", lang) or config.template("greeting", lang)
+    return text
+
+
+def _join(parts: Iterable[str], sep: str = "\n\n") -> str:
+    return sep.join(p.strip() for p in parts if p and p.strip())
+
+
+def asks_for_phone(text: str) -> bool:
+    return bool(_ASKS_PHONE.search(normalize(text or "")))
+
+
+def unsafe_reply_reason(text: str, *, config: PromptConfig, lead_phone: Optional[str], lead_email: Optional[str],
+                        region: str) -> Optional[str]:
+    """Why a model-written reply must not reach the customer, or None when it is safe.
+
+    It must not contain phone numbers or emails other than the customer's and the business's (no
+    other lead's data), talk about scores, or quote the system prompt.
+    """
+    index = knowledge_index(config)
+    allowed_phones = set(index.allowed_phones) | ({lead_phone} if lead_phone else set())
+    for phone in find_phones(text, region):
+        if phone not in allowed_phones:
+            return "it contains a phone number that is neither the customer's nor ours"
+    allowed_emails = set(index.allowed_emails) | ({lead_email.lower()} if lead_email else set())
+    for email in find_emails(text):
+        if email.lower() not in allowed_emails:
+            return "it contains an email address that is neither the customer's nor ours"
+    normalized = normalize(text)
+    if _SCORE_WORDS.search(normalized):
+        return "it talks about scores"
+    for line in config.bot_system.split("\n"):
+        stripped = normalize(re.sub(r"\{[a-z_]+\}", "", line)).strip(" -*#")
+        if len(stripped) >= 30 and stripped in normalized:
+            return "it quotes the system prompt"
+    return None

@@ -1,0 +1,127 @@
+"""The bot as a service: what the webhooks, the web chat, `leaddesk chat` and `leaddesk replay` call.
+
+`handle` stores and answers one inbound event; `process_conversation` answers everything a
+conversation has pending (the webhooks store events first, acknowledge, then call it). Replies are
+handed to the outbox only after the transaction that recorded them committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from langchain_core.language_models import BaseChatModel
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.graph import build_graph
+from bot.outbox import Outbox, Reply
+from bot.prompts import PromptConfig
+from bot.state import BotContext
+from bot.takeover import send_agent_reply
+from store.messages import Inbound, conversations_with_pending
+from store.models import utcnow
+
+log = logging.getLogger(__name__)
+
+# Runs per call: a burst that arrives while the model is thinking gets its own turn right after.
+MAX_RUNS = 6
+
+
+class BotService:
+    """Answers customers. `prompts` may be a callable so that a hot reload swaps the configuration.
+
+    Without an outbox, replies are recorded as "pending" and returned for the caller to send.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        prompts: PromptConfig | Callable[[], PromptConfig],
+        model: Optional[BaseChatModel] = None,
+        outbox: Optional[Outbox] = None,
+        clock: Callable[[], datetime] = utcnow,
+        region: str = "US",
+        takeover_minutes: int = 60,
+    ):
+        self.session_factory = session_factory
+        self._prompts = prompts
+        self.model = model
+        self.outbox = outbox
+        self.clock = clock
+        self.region = region
+        self._takeover_minutes = takeover_minutes
+        self.graph = build_graph(session_factory=session_factory, prompts=self._current_prompts, model=model,
+                                 clock=clock, region=region, takeover_minutes=takeover_minutes)
+
+    def _current_prompts(self) -> PromptConfig:
+        prompts = self._prompts
+        return prompts() if callable(prompts) else prompts
+
+    @property
+    def prompts(self) -> PromptConfig:
+        return self._current_prompts()
+
+    @property
+    def engine(self) -> str:
+        return "offline" if self.model is None else "llm"
+
+    @property
+    def takeover_minutes(self) -> int:
+        return self.prompts.business.takeover_minutes or self._takeover_minutes
+
+    def handle(self, inbound: Inbound) -> list[Reply]:
+        """Store one inbound event (deduplicated by its channel message id) and answer it."""
+        return self._run({"inbound": dataclasses.asdict(inbound)})
+
+    def process_conversation(self, conversation_id: int) -> list[Reply]:
+        """Answer every stored, unprocessed inbound message of the conversation with one reply per burst.
+
+        Idempotent: messages are claimed in the transaction that records the reply, so a retry or a
+        concurrent run never answers or scores them twice.
+        """
+        return self._run({"conversation_id": int(conversation_id)})
+
+    def process_pending(self, limit: int = 1000) -> list[Reply]:
+        """Answer every conversation with stored but unprocessed messages (e.g. after a restart)."""
+        with self.session_factory() as session:
+            conversation_ids = conversations_with_pending(session=session, limit=limit)
+        replies: list[Reply] = []
+        for conversation_id in conversation_ids:
+            replies.extend(self.process_conversation(conversation_id))
+        return replies
+
+    def send_agent_reply(self, lead_id: int, text: str, *, agent_id: Optional[int],
+                         idempotency_key: Optional[str] = None) -> Reply:
+        """Send a human agent's message to the lead (pauses the bot for the takeover window)."""
+        return send_agent_reply(lead_id, text, session_factory=self.session_factory, outbox=self.outbox,
+                                agent_id=agent_id, now=self.clock(), minutes=self.takeover_minutes,
+                                idempotency_key=idempotency_key)
+
+    def _run(self, graph_input: dict[str, Any]) -> list[Reply]:
+        replies: list[Reply] = []
+        for _ in range(MAX_RUNS):
+            context = BotContext(prompts=self.prompts, now=self.clock())
+            result = self.graph.invoke(graph_input, context=context)
+            turn = [Reply(**r) for r in result.get("replies") or []]
+            self._deliver(turn)
+            replies.extend(turn)
+            conversation_id = result.get("conversation_id")
+            outcome = result.get("outcome")
+            if conversation_id is None:
+                break
+            if outcome == "superseded" or (outcome in ("replied", "quiet") and result.get("more_pending")):
+                graph_input = {"conversation_id": conversation_id}
+                continue
+            break
+        return replies
+
+    def _deliver(self, replies: list[Reply]) -> None:
+        if not replies or self.outbox is None:
+            return
+        try:
+            self.outbox.deliver([r.message_id for r in replies])
+        except Exception:  # noqa: BLE001 - the replies are recorded as pending and can be retried
+            log.error("delivering %d reply(ies) failed; they stay pending", len(replies), exc_info=True)
