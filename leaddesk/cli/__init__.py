@@ -18,6 +18,7 @@ from leaddesk.settings import Settings, SettingsError, load_settings
 COMMAND_MODULES = (
     "leaddesk.cli.db",
     "leaddesk.cli.copilot",
+    "leaddesk.cli.serve",
 )
 
 

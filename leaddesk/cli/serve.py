@@ -1,0 +1,124 @@
+"""`leaddesk serve`: the web server (webhooks, web chat, REST API) and the bot's worker pool.
+
+Runs under waitress (a production WSGI server), applies pending migrations, loads the prompts,
+starts the in-process workers (which pick up messages stored but never answered) and stops cleanly
+on Ctrl+C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from typing import Any
+
+from leaddesk.settings import Settings
+
+log = logging.getLogger("leaddesk.serve")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the server: webhooks, web chat, REST API and the bot's workers",
+        description="Run Leaddesk's web server (WhatsApp, Messenger and Instagram webhooks, the web chat "
+                    "widget and API, the REST API) with the bot's worker pool. Open "
+                    "http://HOST:PORT/ for a demo chat.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8000, help="port to listen on (default: 8000; 0 picks one)")
+    parser.add_argument("--threads", type=_threads, default=16,
+                        help="HTTP threads; web chat long polls hold one each (default: 16)")
+    parser.add_argument("--trusted-proxy", metavar="ADDRESS", default=None,
+                        help="a reverse proxy whose X-Forwarded-For/-Proto headers are trusted")
+    parser.set_defaults(func=run_serve)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("a port is between 0 and 65535")
+    return value
+
+
+def _threads(text: str) -> int:
+    value = int(text)
+    if not 2 <= value <= 512:
+        raise argparse.ArgumentTypeError("use between 2 and 512 threads")
+    return value
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy.exc import OperationalError
+    from waitress.server import create_server
+
+    from bot import PromptError
+    from leaddesk.cli import UserError
+    from leaddesk.wiring import build_runtime
+    from webhooks.webchat import ChatLimits
+
+    # Long polls may use most threads, never all: the rest stay free for webhooks and the API.
+    limits = ChatLimits(max_waiters=max(1, args.threads - 4))
+    try:
+        runtime = build_runtime(settings, chat_limits=limits)
+    except PromptError as exc:
+        raise UserError(f"the prompt files are invalid: {exc}") from None
+    except OperationalError as exc:
+        raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
+
+    options: dict[str, Any] = {"host": args.host, "port": args.port, "threads": args.threads, "ident": "leaddesk"}
+    if args.trusted_proxy:
+        options.update(trusted_proxy=args.trusted_proxy, trusted_proxy_count=1,
+                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"}, clear_untrusted_proxy_headers=True)
+    try:
+        server = create_server(runtime.app, **options)
+    except OSError as exc:
+        runtime.stop()
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+
+    _summary(settings, runtime, args.threads)
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        # Release long polls first, so that the HTTP threads can finish promptly.
+        runtime.notifier.close()
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        runtime.start()
+        host, port = server.effective_host, server.effective_port  # type: ignore[attr-defined]
+        log.info("listening on http://%s:%s (demo chat at /, health at /healthz); Ctrl+C stops", host, port)
+        server.run()
+    finally:
+        log.info("shutting down: finishing the replies in progress")
+        runtime.notifier.close()
+        try:
+            server.close()
+        except Exception:  # noqa: BLE001 - already closed by waitress on interrupt
+            pass
+        runtime.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("stopped")
+    return 0
+
+
+def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
+    from leaddesk import __version__
+    from leaddesk.llm import engine_name
+    from webhooks.outbound import channel_statuses
+
+    log.info("leaddesk %s", __version__)
+    log.info("database: %s", runtime.engine.url.render_as_string(hide_password=True))
+    log.info("engine: %s", engine_name(settings))
+    log.info("prompts: %s", settings.prompts_dir)
+    for status in channel_statuses(settings):
+        if status.reason:
+            log.info("channel %s: %s (%s)", status.channel, status.state, status.reason)
+        else:
+            log.info("channel %s: %s", status.channel, status.state)
+    if settings.meta_app_secret is None or not settings.meta_app_secret.get_secret_value():
+        log.warning("META_APP_SECRET is not set: webhook signatures are NOT checked and anyone can post "
+                    "events; set it before exposing this server")
+    if not settings.meta_app_id:
+        log.warning("META_APP_ID is not set: replies a person sends from the Page inbox or the Instagram "
+                    "app cannot be told from the bot's own, so they do not pause the bot")
+    log.info("workers: %d bot thread(s), %d HTTP thread(s)", settings.worker_threads, http_threads)

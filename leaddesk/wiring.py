@@ -1,0 +1,119 @@
+"""The composition root of the server: from settings to a running set of collaborators.
+
+`build_runtime(settings)` builds the engine and session factory, loads the prompts, makes the model
+(None: offline engine), the reply notifier, the channel outbox, the bot, the job dispatcher and the
+Flask app that ties them together. `Runtime.start()` starts the workers (which pick up any stored
+but unprocessed messages) and `Runtime.stop()` shuts everything down in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+from flask import Flask
+from langchain_core.language_models import BaseChatModel
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from leaddesk.dispatch import Dispatcher, ThreadDispatcher
+from leaddesk.llm import make_chat_model
+from leaddesk.settings import Settings
+from store import ensure_schema, make_engine, make_session_factory
+from store.messages import conversations_with_pending
+from webhooks import create_app
+from webhooks.app import add_health_probe
+from webhooks.notify import ReplyNotifier
+from webhooks.outbound import ChannelOutbox
+from webhooks.webchat import ChatLimits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    prompts: Any
+    model: Optional[BaseChatModel]
+    notifier: ReplyNotifier
+    outbox: ChannelOutbox
+    bot: Any
+    dispatcher: Dispatcher
+    app: Flask
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the workers; replies recorded but never sent by an earlier run go out in the background."""
+        self.dispatcher.start()
+        thread = threading.Thread(target=self._resend, name="leaddesk-resend", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _resend(self) -> None:
+        try:
+            self.outbox.resend_pending()
+        except Exception:  # noqa: BLE001 - a failed catch-up must not take the server down
+            log.exception("could not deliver the replies left pending by an earlier run")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Release long polls, let running jobs finish, close connections."""
+        self.notifier.close()
+        self.dispatcher.stop(timeout=timeout)
+        for thread in self._threads:
+            thread.join(timeout=1.0)
+        self.outbox.close()
+        self.engine.dispose()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    engine: Optional[Engine] = None,
+    model: Optional[BaseChatModel] = None,
+    chat_limits: Optional[ChatLimits] = None,
+    clock: Optional[Callable[[], datetime]] = None,
+) -> Runtime:
+    """Assemble the server. Raises `bot.PromptError` for invalid prompt files and SQLAlchemy's
+    OperationalError when the database cannot be reached."""
+    from bot import BotService, load_prompts
+    from bot.takeover import human_took_over
+    from store.models import utcnow
+
+    clock = clock or utcnow
+    prompts = load_prompts(settings.prompts_dir)
+    engine = engine or make_engine(settings.database_url)
+    ensure_schema(engine)
+    session_factory = make_session_factory(engine)
+    model = model if model is not None else make_chat_model(settings)
+    notifier = ReplyNotifier()
+    outbox = ChannelOutbox(session_factory=session_factory, settings=settings, notifier=notifier, clock=clock)
+    bot = BotService(session_factory=session_factory, prompts=prompts, model=model, outbox=outbox,
+                     clock=clock, region=settings.default_region, takeover_minutes=settings.takeover_minutes)
+
+    def pending() -> list[int]:
+        with session_factory() as session:
+            return conversations_with_pending(session=session)
+
+    dispatcher = make_dispatcher(settings, bot.process_conversation, pending)
+
+    def on_human_reply(lead: Any, *, session: Session, now: datetime, minutes: int) -> None:
+        # The business file may set its own takeover window; the bot knows which one applies.
+        human_took_over(lead, session=session, now=now, minutes=bot.takeover_minutes)
+
+    app = create_app(settings, session_factory=session_factory, dispatcher=dispatcher, outbox=outbox,
+                     notifier=notifier, bot=bot, on_human_reply=on_human_reply, clock=clock,
+                     chat_limits=chat_limits or ChatLimits())
+    add_health_probe(app, "workers", dispatcher.health)
+    return Runtime(settings=settings, engine=engine, session_factory=session_factory, prompts=prompts,
+                   model=model, notifier=notifier, outbox=outbox, bot=bot, dispatcher=dispatcher, app=app)
+
+
+def make_dispatcher(settings: Settings, handler: Callable[[int], Any],
+                    pending: Callable[[], list[int]]) -> Dispatcher:
+    """The job dispatcher: in-process worker threads (LEADDESK_WORKER_THREADS of them)."""
+    return ThreadDispatcher(handler, threads=settings.worker_threads, pending=pending)
