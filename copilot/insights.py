@@ -147,7 +147,7 @@ BANT_RULES: dict[str, dict[str, re.Pattern[str]]] = {
         "not met": _rx(r"\bnot interested\b", r"\b(?:don'?t|do not|no longer) need\b", r"\bunsubscribe\b",
                        r"\bstop (?:messaging|texting|contacting)\b", r"\bwrong number\b",
                        r"\bno me interesa\b", r"\bpas intéressé\b", r"\bkein interesse\b"),
-        "met": _rx(r"\bwe need\b", r"\bi need\b", r"\b(?:we|i)(?:'re| are| am) looking for\b",
+        "met": _rx(r"\b(?:we|i) (?:really )?need\b(?! to (?:check|ask|talk|think|discuss|speak|consult|see))", r"\b(?:we|i)(?:'re| are| am) looking for\b",
                    r"\blooking for\b", r"\b(?:we|i) want to\b", r"\binterested in\b", r"\bwe require\b",
                    r"\bproblem (?:with|is)\b", r"\bstruggling with\b", r"\bhelp us\b", r"\bsign (?:me |us )?up\b",
                    r"\bbook a demo\b", r"\bnecesito\b", r"\bj'ai besoin\b", r"\bbrauche\b", r"\bpreciso\b",
@@ -177,12 +177,15 @@ _POINTS = {"met": 25, "partly": 12, "not met": 0, "unknown": 0}
 
 
 def _scan(facts: LeadFacts, rules: dict[str, re.Pattern[str]]) -> Optional[tuple[str, Said, re.Match[str]]]:
-    """The verdict the most recent matching customer message supports, with that message and match."""
-    for said in reversed(facts.customer_messages()):
-        for verdict in ("not met", "met", "partly"):
-            match = rules[verdict].search(said.text)
-            if match:
-                return verdict, said, match
+    """The verdict the conversation supports: the latest decisive statement (met / not met), else the
+    latest vague one (partly), with the message and the match to quote."""
+    said = facts.customer_messages()
+    for verdicts in (("not met", "met"), ("partly",)):
+        for message in reversed(said):
+            for verdict in verdicts:
+                match = rules[verdict].search(message.text)
+                if match:
+                    return verdict, message, match
     return None
 
 

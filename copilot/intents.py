@@ -199,10 +199,11 @@ def _slash(raw: str, clean: str, focus: Optional[int], last_list: Optional[dict[
 def _split_ref(rest: str) -> tuple[str, str]:
     """'42 some text' / 'Dana Smith: some text' -> (ref, text)."""
     rest = rest.strip()
-    if ":" in rest.split("\n", 1)[0]:
-        ref, _, text = rest.partition(":")
-        return ref.strip(), text.strip()
-    ref, _, text = rest.partition(" ")
+    first, _, tail = rest.partition(" ")
+    simple = re.fullmatch(r"#?\d{1,7}:?|[\w.+-]+@[\w-]+\.[\w.-]+:?|\+?\d[\d().-]{6,}:?", first)
+    if simple or ":" not in rest.split("\n", 1)[0]:
+        return first.rstrip(":"), tail.strip()
+    ref, _, text = rest.partition(":")
     return ref.strip(), text.strip()
 
 
@@ -248,15 +249,18 @@ def _is_contact(text: str) -> bool:
 
 
 def _choice(lower: str, clarify: dict[str, Any]) -> Optional[int]:
+    """The candidate picked: '2' is the second in the list shown, '#17' / 'lead 17' is lead 17."""
     candidates = [int(c) for c in clarify.get("candidates", [])]
-    match = re.fullmatch(r"(?:#|number |no\.? ?|option |lead )?(\d{1,7})(?:st|nd|rd|th)?", lower)
+    match = re.fullmatch(r"(?:#|lead\s*#?|id\s*)(\d{1,7})", lower)
     if match:
         value = int(match.group(1))
-        if value in candidates:
-            return value
+        return value if value in candidates else None
+    match = re.fullmatch(r"(?:number |no\.? ?|option )?(\d{1,7})(?:st|nd|rd|th)?", lower)
+    if match:
+        value = int(match.group(1))
         if 1 <= value <= len(candidates):
             return candidates[value - 1]
-        return None
+        return value if value in candidates else None
     match = re.fullmatch(r"(?:the )?(first|second|third|fourth|fifth|sixth|seventh|eighth|last)(?: one)?", lower)
     if match:
         index = _ORDINALS[match.group(1)]
@@ -483,7 +487,7 @@ def _list(lower: str, statuses: Sequence[str], default: Optional[str] = None) ->
                          rf"{re.escape(name.lower())}\b", lower):
                 status = name
                 break
-    if status:
+    if status and not (kind == "follow_ups" and "follow" in status.lower()):
         args["status"] = status
     for word, channel in _CHANNELS.items():
         if re.search(rf"\b(?:on|from|via|through|in)\s+{word}\b|\b{word}\s+leads\b", lower):

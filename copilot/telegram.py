@@ -1,0 +1,400 @@
+"""The copilot in Telegram (python-telegram-bot v22): linking with `/start CODE`, plain-language
+questions and slash commands, yes/no buttons for confirmations, and the notifications the bot's
+status actions raise for an agent, delivered with buttons to open the lead or take over.
+
+Handlers are thin: find the linked agent, hand the text to `Copilot`, send the answer. Everything
+that touches the database or the graph runs in a worker thread so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Optional
+from urllib.parse import urlparse
+
+from sqlalchemy.orm import Session, sessionmaker
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ChatType, ParseMode
+from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from copilot.insights import quote, when
+from copilot.service import Answer, Copilot, thread_id
+from store.copilot_queries import (
+    agent_by_telegram,
+    claim_notification,
+    due_notifications,
+    last_customer_message,
+    link_telegram,
+    release_notification,
+)
+from store.models import Agent, Lead, utcnow
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_LIMIT = 4096
+CHUNK_LIMIT = 4000  # under Telegram's limit, with room for the formatting
+REFUSAL = ("Sorry, this is the private assistant of a sales team. If you work there, ask your admin for a "
+           "link code and send /start CODE.")
+WELCOME = "Linked! You are {name} on Leaddesk. Ask me about your leads, or try /hot, /today or /help."
+ALLOWED_UPDATES = ["message", "callback_query"]
+
+
+class TelegramNotConfigured(RuntimeError):
+    """TELEGRAM_BOT_TOKEN is missing."""
+
+
+def build_application(*, settings: Any, copilot: Copilot, session_factory: sessionmaker[Session],
+                      clock: Callable[[], datetime] = utcnow, notify_every: Optional[float] = 15.0) -> Application:
+    """The Telegram Application, polling by default; `serve_forever` picks polling or the webhook.
+
+    `notify_every` seconds between notification rounds (None: no background delivery).
+    """
+    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
+        raise TelegramNotConfigured("TELEGRAM_BOT_TOKEN is not set; create a bot with @BotFather and set it")
+    api = settings.telegram_api_url.rstrip("/")
+    application = (
+        ApplicationBuilder()
+        .token(settings.telegram_bot_token.get_secret_value().strip())
+        .base_url(f"{api}/bot")
+        .base_file_url(f"{api}/file/bot")
+        .post_init(_post_init)
+        .post_shutdown(_post_shutdown)
+        .build()
+    )
+    application.bot_data.update(copilot=copilot, session_factory=session_factory, clock=clock,
+                                notify_every=notify_every)
+    private = filters.ChatType.PRIVATE
+    application.add_handler(CommandHandler("start", on_start, filters=private))
+    application.add_handler(MessageHandler(private & filters.TEXT, on_text))
+    application.add_handler(CallbackQueryHandler(on_button))
+    application.add_handler(MessageHandler(private & ~filters.TEXT, on_other))
+    application.add_error_handler(on_error)
+    return application
+
+
+def webhook_options(settings: Any) -> dict[str, Any]:
+    """`Updater.start_webhook` / `Application.run_webhook` arguments from the settings."""
+    url = str(settings.telegram_webhook_url)
+    secret = (settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret
+              else secrets.token_urlsafe(32))  # registered with Telegram at every start
+    return {"listen": settings.telegram_webhook_listen, "port": settings.telegram_webhook_port,
+            "url_path": urlparse(url).path.lstrip("/"), "webhook_url": url, "secret_token": secret,
+            "allowed_updates": ALLOWED_UPDATES}
+
+
+def serve_forever(application: Application, settings: Any) -> None:
+    """Run until interrupted: a webhook when TELEGRAM_WEBHOOK_URL is set, long polling otherwise."""
+    if settings.telegram_webhook_url:
+        options = webhook_options(settings)
+        log.info("copilot: Telegram webhook on %s:%s/%s", options["listen"], options["port"], options["url_path"])
+        application.run_webhook(**options)
+    else:
+        log.info("copilot: polling Telegram for updates")
+        application.run_polling(allowed_updates=ALLOWED_UPDATES)
+
+
+# --- lifecycle -------------------------------------------------------------------------------
+
+async def _post_init(application: Application) -> None:
+    await application.bot.set_my_commands([
+        ("hot", "your hot leads"), ("today", "today's follow-ups"), ("lead", "summary of a lead: /lead 42"),
+        ("qualify", "BANT for a lead: /qualify 42"), ("note", "add a note: /note 42 text"),
+        ("assign", "assign a lead: /assign 42 Mike"), ("help", "what I can do"),
+    ])
+    every = application.bot_data.get("notify_every")
+    if every:
+        application.bot_data["notifier"] = asyncio.get_running_loop().create_task(
+            _notify_loop(application, float(every)), name="copilot-notifications")
+
+
+async def _post_shutdown(application: Application) -> None:
+    task = application.bot_data.pop("notifier", None)
+    if task is not None:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+async def _notify_loop(application: Application, every: float) -> None:
+    data = application.bot_data
+    while True:
+        try:
+            await deliver_notifications(application.bot, session_factory=data["session_factory"], clock=data["clock"])
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - keep delivering; the next round retries
+            log.exception("copilot: notification round failed")
+        await asyncio.sleep(every)
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`/start CODE` links this Telegram account to the agent who holds the code."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    factory = context.bot_data["session_factory"]
+    code = " ".join(context.args or []).strip()
+    if code:
+        name = await asyncio.to_thread(_link, factory, code, user.id)
+        if name is None:
+            await message.reply_text("That link code is not valid (or was already used). Ask your admin for a "
+                                     "new one: leaddesk agents link NAME.")
+            return
+        log.info("copilot: Telegram user linked to an agent")
+        await message.reply_text(WELCOME.format(name=name))
+        return
+    agent = await asyncio.to_thread(_agent, factory, user.id)
+    if agent is None:
+        await message.reply_text(REFUSAL)
+        return
+    await _send(message, await _ask(context, agent, update, "/help"))
+
+
+async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None or not message.text:
+        return
+    agent = await asyncio.to_thread(_agent, context.bot_data["session_factory"], user.id)
+    if agent is None:
+        await message.reply_text(REFUSAL)
+        return
+    await message.chat.send_action("typing")
+    await _send(message, await _ask(context, agent, update, message.text))
+
+
+async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    agent = await asyncio.to_thread(_agent, context.bot_data["session_factory"], user.id)
+    await message.reply_text(REFUSAL if agent is None else "I read text only: type your question, or paste a "
+                             "business card as text.")
+
+
+async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Confirmation buttons ("c:<question>:<choice>") and notification buttons ("n:sum|take:<lead>")."""
+    query = update.callback_query
+    if query is None or query.from_user is None:
+        return
+    agent = await asyncio.to_thread(_agent, context.bot_data["session_factory"], query.from_user.id)
+    if agent is None or query.message is None or query.message.chat.type != ChatType.PRIVATE:
+        await query.answer(REFUSAL[:190], show_alert=True)
+        return
+    await query.answer()
+    data = query.data or ""
+    copilot: Copilot = context.bot_data["copilot"]
+    thread = thread_id("telegram", agent.id, query.message.chat.id)
+    if data.startswith("c:"):
+        _, short_id, choice = (data.split(":", 2) + ["", ""])[:3]
+        try:
+            # The question is settled either way: its buttons go.
+            await query.edit_message_reply_markup(reply_markup=None)
+        except BadRequest:
+            pass
+        answer = await asyncio.to_thread(copilot.answer, agent.id, thread, choice, short_id)
+    elif data.startswith("n:"):
+        _, action, lead_id = (data.split(":", 2) + ["", ""])[:3]
+        if not lead_id.isdigit():
+            return
+        text = f"summarise lead {lead_id}" if action == "sum" else f"take over lead {lead_id}"
+        answer = await asyncio.to_thread(copilot.ask, agent.id, thread, text)
+    else:
+        return
+    await _send(query.message, answer)  # type: ignore[arg-type]
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    log.error("copilot: error while handling a Telegram update", exc_info=context.error)
+    if isinstance(update, Update) and update.effective_message is not None:
+        try:
+            await update.effective_message.reply_text("Something went wrong on our side; it was logged. "
+                                                      "Please try again.")
+        except TelegramError:
+            pass
+
+
+async def _ask(context: ContextTypes.DEFAULT_TYPE, agent: "_AgentRef", update: Update, text: str) -> Answer:
+    copilot: Copilot = context.bot_data["copilot"]
+    chat = update.effective_chat
+    assert chat is not None
+    return await asyncio.to_thread(copilot.ask, agent.id, thread_id("telegram", agent.id, chat.id), text)
+
+
+async def _send(message: Any, answer: Answer) -> None:
+    chunks = split_message(answer.reply)
+    for index, chunk in enumerate(chunks):
+        markup = confirm_buttons(answer.pending) if index == len(chunks) - 1 and answer.pending else None
+        await message.reply_text(format_html(chunk), parse_mode=ParseMode.HTML, reply_markup=markup,
+                                 do_quote=False)
+
+
+# --- formatting ------------------------------------------------------------------------------
+
+def format_html(text: str) -> str:
+    """Escape for Telegram's HTML mode; the first line (the headline) in bold."""
+    head, sep, rest = text.partition("\n")
+    if not rest and len(head) > 120:
+        return html.escape(text, quote=False)
+    return f"<b>{html.escape(head, quote=False)}</b>{sep}{html.escape(rest, quote=False)}"
+
+
+def split_message(text: str, limit: int = CHUNK_LIMIT) -> list[str]:
+    """Split on line breaks so every piece stays under `limit` once escaped (a very long line is cut)."""
+    budget = limit - len("<b></b>")
+    pieces: list[str] = []
+    current: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal current, size
+        if current:
+            pieces.append("\n".join(current))
+        current, size = [], 0
+
+    for line in (text or "").split("\n"):
+        while _escaped_len(line) > budget:
+            cut = _cut_point(line, budget)
+            flush()
+            pieces.append(line[:cut])
+            line = line[cut:].lstrip()
+        added = _escaped_len(line) + (1 if current else 0)
+        if current and size + added > budget:
+            flush()
+            added = _escaped_len(line)
+        current.append(line)
+        size += added
+    flush()
+    return [piece.strip("\n") for piece in pieces if piece.strip()] or ["…"]
+
+
+def _escaped_len(text: str) -> int:
+    return len(html.escape(text, quote=False))
+
+
+def _cut_point(line: str, budget: int) -> int:
+    """The longest prefix that fits once escaped, ending at a space when one is near."""
+    cut = min(len(line), budget)
+    while cut > 1 and _escaped_len(line[:cut]) > budget:
+        cut -= 1
+    space = line.rfind(" ", cut // 2, cut)
+    return space if space > 0 else cut
+
+
+def confirm_buttons(pending: dict[str, Any]) -> InlineKeyboardMarkup:
+    """One button per option; the callback names the question so a stale button is recognised."""
+    short = str(pending.get("id", ""))[:8]
+    buttons = []
+    for option in pending.get("options", []):
+        data = f"c:{short}:{option['value']}"[:64]
+        buttons.append(InlineKeyboardButton(str(option["label"])[:60], callback_data=data))
+    rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
+    return InlineKeyboardMarkup(rows)
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+@dataclass
+class _AgentRef:
+    id: int
+    name: str
+
+
+@dataclass
+class _Due:
+    notification_id: int
+    chat_id: int
+    text: str
+    lead_id: Optional[int]
+
+
+async def deliver_notifications(bot: Any, *, session_factory: sessionmaker[Session],
+                                clock: Callable[[], datetime] = utcnow, limit: int = 50) -> int:
+    """Send due, undelivered notifications to linked agents; returns how many were delivered.
+
+    Each one is claimed (delivered_at set) before sending so that two copilot processes never send
+    it twice; a transient failure releases it for the next round.
+    """
+    due = await asyncio.to_thread(_due, session_factory, clock(), limit)
+    sent = 0
+    for item in due:
+        if not await asyncio.to_thread(_claim, session_factory, item.notification_id, clock()):
+            continue
+        markup = None
+        if item.lead_id is not None:
+            markup = InlineKeyboardMarkup([[
+                InlineKeyboardButton("Open summary", callback_data=f"n:sum:{item.lead_id}"),
+                InlineKeyboardButton("Take over", callback_data=f"n:take:{item.lead_id}"),
+            ]])
+        try:
+            await bot.send_message(chat_id=item.chat_id, text=format_html(split_message(item.text)[0]),
+                                   parse_mode=ParseMode.HTML, reply_markup=markup)
+        except (Forbidden, BadRequest) as exc:
+            # The agent blocked the bot or the chat is gone: retrying would not help.
+            log.warning("copilot: notification %s not deliverable (%s)", item.notification_id, type(exc).__name__)
+            continue
+        except TelegramError as exc:
+            log.warning("copilot: notification %s failed (%s); will retry", item.notification_id,
+                        type(exc).__name__)
+            await asyncio.to_thread(_release, session_factory, item.notification_id)
+            continue
+        sent += 1
+    if sent:
+        log.info("copilot: delivered %d notification(s)", sent)
+    return sent
+
+
+def _due(session_factory: sessionmaker[Session], now: datetime, limit: int) -> list[_Due]:
+    out = []
+    with session_factory.begin() as session:
+        for notification in due_notifications(session=session, now=now, limit=limit):
+            agent = session.get(Agent, notification.agent_id)
+            assert agent is not None and agent.telegram_user_id is not None
+            lead = session.get(Lead, notification.lead_id) if notification.lead_id else None
+            lines = [f"🔔 {notification.text}"]
+            if lead is not None:
+                lines.append(f"Lead #{lead.id} {lead.name or '(no name)'} · {lead.status} · score {lead.score}")
+                last = last_customer_message(lead.id, session=session)
+                if last is not None and last.text:
+                    lines.append(f"Last message ({last.channel}, {when(last.sent_at, now)}): {quote(last.text)}")
+            out.append(_Due(notification.id, agent.telegram_user_id, "\n".join(lines), notification.lead_id))
+    return out
+
+
+def _claim(session_factory: sessionmaker[Session], notification_id: int, now: datetime) -> bool:
+    with session_factory.begin() as session:
+        return claim_notification(notification_id, session=session, now=now)
+
+
+def _release(session_factory: sessionmaker[Session], notification_id: int) -> None:
+    with session_factory.begin() as session:
+        release_notification(notification_id, session=session)
+
+
+def _agent(session_factory: sessionmaker[Session], telegram_user_id: int) -> Optional[_AgentRef]:
+    with session_factory.begin() as session:
+        agent = agent_by_telegram(telegram_user_id, session=session)
+        return _AgentRef(agent.id, agent.name) if agent is not None else None
+
+
+def _link(session_factory: sessionmaker[Session], code: str, telegram_user_id: int) -> Optional[str]:
+    with session_factory.begin() as session:
+        agent = link_telegram(code, telegram_user_id, session=session)
+        return agent.name if agent is not None else None
