@@ -51,6 +51,7 @@ from bot.statuses import Decision, decide, may_move, offline_status, plan_for, s
 from bot.takeover import human_took_over, is_ai_paused
 from bot.text import clip, guess_language
 from store.contacts import InvalidContact, find_emails, find_phones
+from store.db import read_session
 from store.leads import get_conversation, get_lead, resolve, update_lead
 from store.messages import Inbound, pending_messages, recent_messages, record_outbound
 from store.messages import ingest as store_ingest
@@ -159,7 +160,8 @@ def route_after_ingest(state: BotState) -> Literal["identify", "__end__"]:
 def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
     """Load the lead behind the conversation, its pending burst, a bounded window and the summary."""
     now = _now(state)
-    with deps.session_factory.begin() as session:
+    # A read-only snapshot: it never takes SQLite's write lock.
+    with read_session(deps.session_factory) as session:
         conversation = session.get(Conversation, state["conversation_id"])
         if conversation is None:
             return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}

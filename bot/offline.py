@@ -288,13 +288,13 @@ def offline_core(ctx: ReplyContext) -> str:
         key = "opt_out" if "opt_out" in signals else "not_interested"
         return config.template(key, lang)
     parts: list[str] = []
-    if ctx.phone_given:
-        parts.append(config.template("phone_thanks", lang))
     if ctx.transition == "pause" or "callback" in signals:
         parts.append(config.template("handover", lang))
         if ctx.closed_until:
             parts.append(config.template("out_of_hours", lang, next_opening=ctx.closed_until))
         return _join(parts)
+    if ctx.phone_given:
+        parts.append(config.template("phone_thanks", lang))
     if ctx.injection and not ctx.question and not (signals & set(POSITIVE_INTENT)):
         parts.append(config.template("refusal", lang))
         return _join(parts)

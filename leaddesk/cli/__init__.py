@@ -17,6 +17,7 @@ from leaddesk.settings import Settings, SettingsError, load_settings
 # Each module defines `register(subparsers)`; the parsers it adds set `func(args, settings) -> int`.
 COMMAND_MODULES = (
     "leaddesk.cli.db",
+    "leaddesk.cli.bot",
     "leaddesk.cli.copilot",
     "leaddesk.cli.serve",
 )

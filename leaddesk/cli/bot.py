@@ -1,0 +1,357 @@
+"""`leaddesk chat` (talk to the bot as a customer) and `leaddesk replay FILE.jsonl` (feed recorded
+messages through the same pipeline as the webhooks and print the outcome; a stable JSON interface).
+
+Both use a fresh in-memory SQLite database unless `--database` is given, so trying the bot never
+touches the real leads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator, Optional, TextIO
+
+import phonenumbers
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from leaddesk.settings import Settings
+
+REPLAY_CHANNELS = ("web", "messenger", "instagram", "whatsapp")
+IN_MEMORY = "sqlite://"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    chat = subparsers.add_parser(
+        "chat", help="chat with the bot in the terminal as a customer",
+        description="Chat with the bot in the terminal as a customer (a fresh in-memory database unless "
+                    "--database is given). Type /quit or press Ctrl-D to leave.")
+    chat.add_argument("--channel", choices=REPLAY_CHANNELS, default="web", help="the channel to pretend to write on")
+    chat.add_argument("--sender", default=None,
+                      help="your id on the channel (for whatsapp a phone number; default: a terminal visitor)")
+    chat.add_argument("--name", default=None, help="the profile name the channel would supply")
+    chat.add_argument("--verbose", "-v", action="store_true",
+                      help="after each message print the lead's score, its factors and the status")
+    chat.add_argument("--database", metavar="URL", default=None, help="database URL (default: in-memory SQLite)")
+    chat.add_argument("--region", metavar="CC", default=None, help="region for national phone numbers")
+    chat.add_argument("--prompts", metavar="DIR", default=None, help="prompts directory (default: LEADDESK_PROMPTS_DIR)")
+    chat.set_defaults(func=run_chat)
+
+    replay = subparsers.add_parser(
+        "replay", help="feed recorded inbound messages through the bot and print the outcome",
+        description="Feed recorded inbound messages (one JSON object per line: channel, sender, text, "
+                    "optional name and at) through the same pipeline as the webhooks, in order. Bad lines "
+                    "are reported on stderr and skipped; the exit code is 1 if any line was bad.")
+    replay.add_argument("file", metavar="FILE.jsonl", help="the recorded messages ('-' for standard input)")
+    replay.add_argument("--json", action="store_true", help='print {"leads": [...], "replies": [...]} as JSON')
+    replay.add_argument("--database", metavar="URL", default=None,
+                        help="database URL (default: a fresh in-memory SQLite database)")
+    replay.add_argument("--region", metavar="CC", default=None,
+                        help="region for national phone numbers (default: LEADDESK_DEFAULT_REGION)")
+    replay.add_argument("--prompts", metavar="DIR", default=None, help="prompts directory (default: LEADDESK_PROMPTS_DIR)")
+    replay.set_defaults(func=run_replay)
+
+
+# --------------------------------------------------------------------------------------------
+# Shared set-up
+
+
+class ReplayClock:
+    """Time as the recorded messages tell it: each line's `at`, else a little after the previous one."""
+
+    def __init__(self) -> None:
+        self.current: Optional[datetime] = None
+
+    def advance(self, at: Optional[datetime]) -> None:
+        if at is not None:
+            self.current = at
+        elif self.current is not None:
+            self.current = self.current + timedelta(seconds=30)
+
+    def __call__(self) -> datetime:
+        from store.models import utcnow
+
+        return self.current or utcnow()
+
+
+@dataclass
+class BotSetup:
+    service: Any
+    session_factory: sessionmaker[Session]
+    engine: Engine
+    engine_label: str
+
+
+def _region(value: Optional[str], settings: Settings) -> str:
+    from leaddesk.cli import UserError
+
+    region = (value or settings.default_region).strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise UserError(f"--region {value!r} is not an ISO country code (e.g. US, GB, ES, SA)")
+    return region
+
+
+def _database_url(value: str) -> str:
+    value = value.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix):]
+    return value
+
+
+def _setup(settings: Settings, *, database: Optional[str], region: str, prompts_dir: Optional[str],
+           clock: Any) -> BotSetup:
+    from bot import BotService, LocalOutbox, PromptError, load_prompts
+    from leaddesk.cli import UserError
+    from leaddesk.llm import engine_name, make_chat_model
+    from store import make_engine, make_session_factory, upgrade
+
+    import logging
+
+    # Migrating a throw-away database is not news.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    directory = Path(prompts_dir) if prompts_dir else settings.prompts_dir
+    try:
+        prompts = load_prompts(directory)
+    except PromptError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise UserError(f"the prompts in {directory} do not validate ({len(exc.problems)} problem(s) above)") from None
+    url = _database_url(database) if database else IN_MEMORY
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+    except OperationalError as exc:
+        raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - a malformed URL is the user's to fix
+        raise UserError(f"cannot open the database {url!r}: {exc}") from None
+    session_factory = make_session_factory(engine)
+    service = BotService(session_factory=session_factory, prompts=prompts, model=make_chat_model(settings),
+                         outbox=LocalOutbox(session_factory), clock=clock, region=region,
+                         takeover_minutes=settings.takeover_minutes)
+    return BotSetup(service, session_factory, engine, engine_name(settings))
+
+
+# --------------------------------------------------------------------------------------------
+# replay
+
+
+@dataclass
+class ReplayLine:
+    number: int
+    channel: str
+    sender: str
+    text: str
+    name: Optional[str]
+    at: Optional[datetime]
+
+
+class BadLine(ValueError):
+    pass
+
+
+def parse_line(number: int, raw: str) -> ReplayLine:
+    """One recorded message, or BadLine saying what is wrong with it."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadLine(f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise BadLine("each line must be a JSON object")
+    channel = data.get("channel")
+    if channel not in REPLAY_CHANNELS:
+        raise BadLine(f"unknown channel {channel!r}; use one of {', '.join(REPLAY_CHANNELS)}")
+    sender = data.get("sender")
+    if isinstance(sender, bool) or not isinstance(sender, (str, int)) or not str(sender).strip():
+        raise BadLine("missing sender")
+    text = data.get("text")
+    if text is not None and not isinstance(text, str):
+        raise BadLine("text must be a string")
+    if not (text or "").strip():
+        raise BadLine("missing text")
+    name = data.get("name")
+    if name is not None and not isinstance(name, str):
+        raise BadLine("name must be a string")
+    at = None
+    if data.get("at") is not None:
+        raw_at = data["at"]
+        try:
+            at = datetime.fromisoformat(str(raw_at).replace("Z", "+00:00"))
+        except ValueError:
+            raise BadLine(f"at {raw_at!r} is not an ISO-8601 time") from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=timezone.utc)
+    return ReplayLine(number, channel, str(sender).strip(), text or "", (name or "").strip() or None, at)
+
+
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    from leaddesk.cli import UserError
+
+    stream: TextIO
+    if path == "-":
+        stream = sys.stdin
+    else:
+        try:
+            stream = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        for number, line in enumerate(stream, start=1):
+            yield number, line
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text") from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from store.messages import Inbound
+
+    clock = ReplayClock()
+    setup = _setup(settings, database=args.database, region=_region(args.region, settings),
+                   prompts_dir=args.prompts, clock=clock)
+    print(f"engine: {setup.engine_label}", file=sys.stderr if args.json else sys.stdout)
+    replies: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        for number, raw in _lines(args.file):
+            if not raw.strip():
+                continue
+            try:
+                line = parse_line(number, raw)
+            except BadLine as exc:
+                bad += 1
+                print(f"line {number}: {exc}", file=sys.stderr)
+                continue
+            clock.advance(line.at)
+            inbound = Inbound(channel=line.channel, external_id=line.sender, text=line.text, name=line.name,
+                              phone=line.sender if line.channel == "whatsapp" else None, sent_at=line.at)
+            for reply in setup.service.handle(inbound):
+                replies.append({"channel": reply.channel, "sender": reply.external_id or line.sender,
+                                "text": reply.text})
+        leads = lead_report(setup.session_factory, now=clock())
+    finally:
+        setup.engine.dispose()
+    if args.json:
+        json.dump({"leads": leads, "replies": replies}, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(leads, replies)
+    if bad:
+        print(f"{bad} bad line(s) skipped", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def lead_report(session_factory: sessionmaker[Session], *, now: datetime) -> list[dict[str, Any]]:
+    """Every live lead (merged ones are part of their survivor) in the replay's stable shape."""
+    from bot.takeover import is_ai_paused
+    from store.models import Agent, Lead
+
+    with session_factory() as session:
+        agents = {a.id: a.name for a in session.scalars(select(Agent))}
+        out = []
+        for lead in session.scalars(select(Lead).where(Lead.merged_into_id.is_(None)).order_by(Lead.id)):
+            out.append({
+                "id": lead.id,
+                "name": lead.name,
+                "email": lead.email,
+                "phone": lead.phone,
+                "status": lead.status,
+                "score": lead.score,
+                "channels": lead.channels,
+                "ai_paused": is_ai_paused(lead, now),
+                "assigned_agent": agents.get(lead.assigned_agent_id) if lead.assigned_agent_id else None,
+                "tags": list(lead.tags or []),
+                "summary": lead.summary,
+                "score_factors": [{"factor": f.get("factor"), "points": f.get("points"), "evidence": f.get("evidence")}
+                                  for f in (lead.score_factors or []) if isinstance(f, dict)],
+            })
+    return out
+
+
+def print_report(leads: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
+    header = ("id", "name", "phone", "status", "score", "channels", "bot", "agent")
+    rows = [(str(lead["id"]), lead["name"] or "-", lead["phone"] or "-", lead["status"], str(lead["score"]),
+             ",".join(lead["channels"]), "paused" if lead["ai_paused"] else "on", lead["assigned_agent"] or "-")
+            for lead in leads]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print(f"\nLeads ({len(leads)})")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    for lead in leads:
+        if lead["tags"] or lead["summary"]:
+            print(f"\n#{lead['id']} {', '.join(lead['tags'])}".rstrip())
+            if lead["summary"]:
+                print(f"  {lead['summary']}")
+            for factor in lead["score_factors"]:
+                print(f"  {factor['points']:+4d}  {factor['factor']}: {factor['evidence']}")
+    print(f"\nReplies ({len(replies)})")
+    for reply in replies:
+        text = reply["text"].replace("\n", "\n" + " " * 6)
+        print(f"  -> {reply['channel']}:{reply['sender']}\n      {text}")
+
+
+# --------------------------------------------------------------------------------------------
+# chat
+
+
+def run_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.scoring import band
+    from bot.takeover import is_ai_paused
+    from store.leads import find_identity, get_lead
+    from store.messages import Inbound
+
+    clock = ReplayClock()
+    setup = _setup(settings, database=args.database, region=_region(args.region, settings),
+                   prompts_dir=args.prompts, clock=clock)
+    sender = args.sender or ("15125550100" if args.channel == "whatsapp" else "terminal-visitor")
+    interactive = sys.stdin.isatty()
+    print(f"engine: {setup.engine_label}")
+    print(f"You are a customer writing on {args.channel} as {sender!r}. Type /quit or press Ctrl-D to leave.")
+    try:
+        while True:
+            if interactive:
+                try:
+                    text = input("you> ")
+                except EOFError:
+                    print()
+                    break
+            else:
+                line = sys.stdin.readline()
+                if not line:
+                    break
+                text = line.rstrip("\n")
+            if text.strip() in ("/quit", "/exit"):
+                break
+            if not text.strip():
+                continue
+            replies = setup.service.handle(Inbound(channel=args.channel, external_id=sender, text=text,
+                                                   name=args.name,
+                                                   phone=sender if args.channel == "whatsapp" else None))
+            for reply in replies:
+                print("bot> " + reply.text.replace("\n", "\n     "))
+            with setup.session_factory() as session:
+                identity = find_identity(args.channel, sender, session=session)
+                lead = get_lead(identity.lead_id, session=session) if identity else None
+                if lead is None:
+                    continue
+                if not replies and is_ai_paused(lead, clock()):
+                    print("     (the bot is quiet for this lead: "
+                          f"{lead.ai_pause_reason or 'paused'}; messages are still scored)")
+                if args.verbose:
+                    print(f"     [lead #{lead.id} | status {lead.status} | score {lead.score} ({band(lead.score)})"
+                          f"{' | phone ' + lead.phone if lead.phone else ''}]")
+                    for factor in lead.score_factors or []:
+                        print(f"       {factor.get('points', 0):+4d}  {factor.get('factor')}: {factor.get('evidence')}")
+                    if lead.tags:
+                        print(f"       tags: {', '.join(lead.tags)}")
+    finally:
+        setup.engine.dispose()
+    return 0
