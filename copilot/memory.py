@@ -24,8 +24,10 @@ def memory_path(database_url: str, configured: Path | None = None) -> str:
         return str(configured)
     url = make_url(database_url)
     database = url.database or ""
-    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+    if url.get_backend_name() != "sqlite":
         return "leaddesk-copilot.sqlite"
+    if database in ("", ":memory:"):
+        return ":memory:"  # a throwaway database gets throwaway memory
     path = Path(database)
     return str(path.with_name(f"{path.stem}-copilot.sqlite"))
 

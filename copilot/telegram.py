@@ -12,6 +12,7 @@ import asyncio
 import html
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Optional
@@ -105,6 +106,65 @@ def serve_forever(application: Application, settings: Any) -> None:
     else:
         log.info("copilot: polling Telegram for updates")
         application.run_polling(allowed_updates=ALLOWED_UPDATES)
+
+
+class BackgroundBot:
+    """Runs the Application in a thread of its own (for `leaddesk serve`, where the main thread
+    serves HTTP): polling, or the webhook when `webhook` options are given."""
+
+    def __init__(self, application: Application, *, webhook: Optional[dict[str, Any]] = None,
+                 poll_timeout: float = 10.0):
+        self.application = application
+        self.webhook = webhook
+        self.poll_timeout = poll_timeout
+        self.error: Optional[BaseException] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._stop: Optional[asyncio.Event] = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="copilot-telegram", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the Telegram copilot did not start in time")
+        if self.error is not None:
+            raise self.error
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
+            self.error = exc
+            log.error("copilot: the Telegram bot stopped with an error", exc_info=exc)
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        app = self.application
+        async with app:
+            # run_polling/run_webhook would call these; here the pieces are driven one by one.
+            if app.post_init is not None:
+                await app.post_init(app)
+            assert app.updater is not None
+            if self.webhook:
+                await app.updater.start_webhook(**self.webhook)
+            else:
+                await app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout,
+                                                allowed_updates=ALLOWED_UPDATES)
+            await app.start()
+            self._ready.set()
+            await self._stop.wait()
+            await app.updater.stop()
+            await app.stop()
+            if app.post_shutdown is not None:
+                await app.post_shutdown(app)
 
 
 # --- lifecycle -------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The composition root of the server: from settings to a running set of collaborators.
 
 `build_runtime(settings)` builds the engine and session factory, loads the prompts, makes the model
-(None: offline engine), the reply notifier, the channel outbox, the bot, the job dispatcher and the
-Flask app that ties them together. `Runtime.start()` starts the workers (which pick up any stored
+(None: offline engine), the reply notifier, the channel outbox, the bot, the job dispatcher, the
+agents' copilot (and its Telegram bot when TELEGRAM_BOT_TOKEN is set) and the Flask app that ties
+them together. `Runtime.start()` starts the workers (which pick up any stored
 but unprocessed messages) and `Runtime.stop()` shuts everything down in order.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Optional
@@ -45,11 +47,16 @@ class Runtime:
     bot: Any
     dispatcher: Dispatcher
     app: Flask
+    copilot: Any = None
+    telegram: Any = None  # copilot.telegram.BackgroundBot, when TELEGRAM_BOT_TOKEN is set
+    _closers: ExitStack = field(default_factory=ExitStack)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
         """Start the workers; replies recorded but never sent by an earlier run go out in the background."""
         self.dispatcher.start()
+        if self.telegram is not None:
+            self.telegram.start()
         thread = threading.Thread(target=self._resend, name="leaddesk-resend", daemon=True)
         self._threads.append(thread)
         thread.start()
@@ -63,10 +70,13 @@ class Runtime:
     def stop(self, timeout: float = 10.0) -> None:
         """Release long polls, let running jobs finish, close connections."""
         self.notifier.close()
+        if self.telegram is not None:
+            self.telegram.stop()
         self.dispatcher.stop(timeout=timeout)
         for thread in self._threads:
             thread.join(timeout=1.0)
         self.outbox.close()
+        self._closers.close()
         self.engine.dispose()
 
 
@@ -105,12 +115,37 @@ def build_runtime(
         # The business file may set its own takeover window; the bot knows which one applies.
         human_took_over(lead, session=session, now=now, minutes=bot.takeover_minutes)
 
+    closers = ExitStack()
+    copilot, telegram = build_copilot(settings, closers, session_factory=session_factory, prompts=prompts,
+                                      model=model, outbox=outbox, clock=clock)
     app = create_app(settings, session_factory=session_factory, dispatcher=dispatcher, outbox=outbox,
                      notifier=notifier, bot=bot, on_human_reply=on_human_reply, clock=clock,
-                     chat_limits=chat_limits or ChatLimits())
+                     chat_limits=chat_limits or ChatLimits(), copilot=copilot)
     add_health_probe(app, "workers", dispatcher.health)
     return Runtime(settings=settings, engine=engine, session_factory=session_factory, prompts=prompts,
-                   model=model, notifier=notifier, outbox=outbox, bot=bot, dispatcher=dispatcher, app=app)
+                   model=model, notifier=notifier, outbox=outbox, bot=bot, dispatcher=dispatcher, app=app,
+                   copilot=copilot, telegram=telegram, _closers=closers)
+
+
+def build_copilot(settings: Settings, closers: ExitStack, *, session_factory: sessionmaker[Session], prompts: Any,
+                  model: Optional[BaseChatModel], outbox: Any, clock: Callable[[], datetime]) -> tuple[Any, Any]:
+    """The agents' copilot (for POST /api/copilot) and, with TELEGRAM_BOT_TOKEN, its Telegram bot.
+    Its memory (a checkpointer) stays open until `closers` closes."""
+    from copilot import Copilot, build_graph, open_checkpointer
+    from copilot.telegram import BackgroundBot, build_application, webhook_options
+
+    memory = closers.enter_context(open_checkpointer(settings.database_url, memory_file=settings.copilot_memory_path))
+    graph = build_graph(session_factory=session_factory, prompts=prompts, checkpointer=memory, model=model,
+                        outbox=outbox, clock=clock, region=settings.default_region,
+                        takeover_minutes=settings.takeover_minutes)
+    copilot = Copilot(graph)
+    token = settings.telegram_bot_token.get_secret_value().strip() if settings.telegram_bot_token else ""
+    if not token:
+        return copilot, None
+    application = build_application(settings=settings, copilot=copilot, session_factory=session_factory,
+                                    clock=clock)
+    webhook = webhook_options(settings) if settings.telegram_webhook_url else None
+    return copilot, BackgroundBot(application, webhook=webhook)
 
 
 def make_dispatcher(settings: Settings, handler: Callable[[int], Any],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Optional
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from copilot.telegram import build_application, deliver_notifications, split_message, webhook_options
+from copilot.telegram import BackgroundBot, build_application, deliver_notifications, split_message, webhook_options
 from leaddesk.settings import load_settings
 from store.leads import get_lead
 from store.models import Agent, Notification
@@ -38,51 +37,18 @@ def settings_for(telegram: FakeTelegram, **extra: Any):  # type: ignore[no-untyp
     return load_settings(telegram_bot_token=TOKEN, telegram_api_url=telegram.url, **extra)
 
 
-class RunningBot:
-    """The Application polling the fake Bot API from its own thread and event loop."""
+class RunningBot(BackgroundBot):
+    """The Application polling the fake Bot API (briefly, so that the test ends fast)."""
 
     def __init__(self, application: Any, *, webhook: Optional[dict[str, Any]] = None):
-        self.application = application
-        self.webhook = webhook
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stop: Optional[asyncio.Event] = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self.error: Optional[BaseException] = None
-
-    async def _main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        app = self.application
-        try:
-            async with app:
-                await app.post_init(app)  # run_polling would call it; we drive the pieces ourselves
-                if self.webhook:
-                    await app.updater.start_webhook(**self.webhook)
-                else:
-                    await app.updater.start_polling(poll_interval=0.0, timeout=1, allowed_updates=["message",
-                                                                                                 "callback_query"])
-                await app.start()
-                self._ready.set()
-                await self._stop.wait()
-                await app.updater.stop()
-                await app.stop()
-                await app.post_shutdown(app)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            self.error = exc
-            self._ready.set()
+        super().__init__(application, webhook=webhook, poll_timeout=1)
 
     def __enter__(self) -> RunningBot:
-        self._thread.start()
-        assert self._ready.wait(15), "the bot did not start"
-        if self.error:
-            raise self.error
+        self.start(timeout=15)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        assert self.loop is not None and self._stop is not None
-        self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
+        self.stop()
         assert not self._thread.is_alive(), "the bot did not stop"
 
 
