@@ -26,7 +26,7 @@ def _counts(session: Any) -> dict[int, int]:
 
 
 def _agent(agent_id: int, session: Any) -> Agent:
-    agent = session.get(Agent, agent_id) if 0 < agent_id <= 2**31 - 1 else None
+    agent = session.get(Agent, agent_id) if 0 < agent_id <= schemas.MAX_ID else None
     if agent is None:
         raise ApiError(404, "not_found", f"no agent with id {agent_id}")
     return agent  # type: ignore[no-any-return]

@@ -47,7 +47,7 @@ def load_lead(lead_id: int, agent: Agent, *, session: Session, write: bool = Fal
 
     `check=False` skips the visibility rule: only for answering right after a permitted change.
     """
-    if lead_id < 1 or lead_id > 2**63 - 1:
+    if lead_id < 1 or lead_id > schemas.MAX_ID:
         raise ApiError(404, "not_found", f"no lead with id {lead_id}")
     try:
         lead = get_lead(lead_id, session=session)
@@ -269,7 +269,7 @@ def add_lead_note(lead: Lead, text: str, category: str, agent: Agent, *, session
 def target_agent(agent_id: Optional[int], *, session: Session) -> Optional[Agent]:
     if agent_id is None:
         return None
-    target = session.get(Agent, agent_id)
+    target = session.get(Agent, agent_id) if 0 < agent_id <= schemas.MAX_ID else None
     if target is None:
         raise ApiError(422, "unknown_agent", f"no agent with id {agent_id}", "agent_id")
     if not target.active:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +22,8 @@ assert set(Role.__args__) == set(AGENT_ROLES)  # type: ignore[attr-defined]
 assert set(SortKey.__args__) == set(SORT_KEYS)  # type: ignore[attr-defined]
 
 MAX_BULK = 5000
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Strict(BaseModel):
@@ -59,7 +61,7 @@ class LeadFilters(Strict):
     score_min: Optional[int] = Field(None, ge=0, le=100)
     score_max: Optional[int] = Field(None, ge=0, le=100)
     hot: bool = Field(False, description="Only hot leads (score >= 75).")
-    agent_id: Optional[int] = Field(None, ge=1, le=2**31 - 1, description="Assigned to this agent.")
+    agent_id: Optional[int] = Field(None, ge=1, le=MAX_ID, description="Assigned to this agent.")
     mine: bool = Field(False, description="Assigned to the calling agent.")
     unassigned: bool = Field(False, description="Not assigned to anyone.")
     channel: list[Channel] = Field(default_factory=list, max_length=5,
@@ -103,8 +105,8 @@ class LeadListParams(LeadFilters):
 
 class ExportParams(LeadFilters):
     sort: SortKey = "-created_at"
-    ids: list[int] = Field(default_factory=list, max_length=MAX_BULK,
-                           description="Only these lead ids (comma separated or repeated).")
+    ids: list[RowId] = Field(default_factory=list, max_length=MAX_BULK,
+                             description="Only these lead ids (comma separated or repeated).")
 
     @field_validator("ids", mode="before")
     @classmethod
@@ -155,18 +157,18 @@ class NoteCreate(Strict):
 
 
 class AssignBody(Strict):
-    agent_id: Optional[int] = Field(None, ge=1, le=2**31 - 1,
+    agent_id: Optional[int] = Field(None, ge=1, le=MAX_ID,
                                     description="The agent to assign to; null unassigns.")
     round_robin: bool = Field(False, description="Pick the next available agent instead of agent_id.")
 
 
 class BulkSelection(Strict):
-    ids: list[int] = Field(default_factory=list, max_length=MAX_BULK)
+    ids: list[RowId] = Field(default_factory=list, max_length=MAX_BULK)
     filter: Optional[LeadFilters] = Field(None, description="Select the leads matching these filters.")
 
 
 class BulkAssignBody(BulkSelection):
-    agent_id: Optional[int] = Field(None, ge=1, le=2**31 - 1)
+    agent_id: Optional[int] = Field(None, ge=1, le=MAX_ID)
     round_robin: bool = False
 
 
@@ -209,7 +211,7 @@ class AgentUpdate(Strict):
 
 
 class NotificationsRead(Strict):
-    ids: list[int] = Field(default_factory=list, max_length=1000)
+    ids: list[RowId] = Field(default_factory=list, max_length=1000)
     all: bool = Field(False, description="Mark every unread notification read.")
 
 

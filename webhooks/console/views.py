@@ -96,6 +96,15 @@ def _redirect_back(default: str) -> WerkzeugResponse:
     return redirect(auth.safe_next(target))
 
 
+def _row_id(value: Optional[str]) -> Optional[int]:
+    """A form value that is a positive database id, else None."""
+    value = (value or "").strip()
+    if not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if 0 < number <= schemas.MAX_ID else None
+
+
 def _flash_error(exc: ApiError) -> None:
     flash(exc.message, "error")
 
@@ -246,7 +255,7 @@ def bulk() -> Any:
     agent = auth.current_agent()
     assert agent is not None
     back = request.form.get("next") or url_for("console.leads")
-    ids = [int(v) for v in request.form.getlist("ids") if v.isdigit()][: schemas.MAX_BULK]
+    ids = [i for i in map(_row_id, request.form.getlist("ids")) if i is not None][: schemas.MAX_BULK]
     action = request.form.get("action", "")
     if not ids:
         flash("Select at least one lead first.", "error")
@@ -257,12 +266,12 @@ def bulk() -> Any:
         with services().session_factory.begin() as session:
             if action == "assign":
                 choice = request.form.get("agent_id", "")
-                body = schemas.BulkAssignBody(ids=ids, round_robin=choice == "auto",
-                                              agent_id=int(choice) if choice.isdigit() else None)
+                body = parse_model(schemas.BulkAssignBody, {
+                    "ids": ids, "round_robin": choice == "auto", "agent_id": _row_id(choice)})
                 result = ops.bulk_assign(body, agent, session=session, now=now())
                 verb = "assigned"
             elif action == "status":
-                body_status = schemas.BulkStatusBody(ids=ids, status=request.form.get("status", "") or "?")
+                body_status = parse_model(schemas.BulkStatusBody, {"ids": ids, "status": request.form.get("status", "")})
                 result = ops.bulk_status(body_status, agent, session=session, now=now())
                 verb = "updated"
             else:
@@ -390,7 +399,7 @@ def bot(lead_id: int) -> WerkzeugResponse:
             return "The bot is answering this lead again."
         if what == "pause":
             minutes = request.form.get("minutes", "")
-            body = parse_model(schemas.PauseBody, {"minutes": int(minutes) if minutes.isdigit() else None})
+            body = parse_model(schemas.PauseBody, {"minutes": _row_id(minutes)})
             conversations.pause_bot(found, body.minutes, agent, session=session, at=now())
             return f"The bot is paused for {body.minutes} minutes." if body.minutes else "The bot is paused until resumed."
         raise ApiError(400, "invalid_action", "choose pause or resume")
@@ -409,7 +418,7 @@ def assign(lead_id: int) -> WerkzeugResponse:
         elif choice == "me":
             target = session.get(Agent, agent.id)
         else:
-            target = ops.target_agent(int(choice) if choice.isdigit() else None, session=session)
+            target = ops.target_agent(_row_id(choice), session=session)
         changed = ops.assign(found, target, agent, session=session)
         if not changed:
             return "Nothing changed."
@@ -506,12 +515,12 @@ def notifications_read() -> WerkzeugResponse:
         if request.form.get("all") == "1":
             ids = [n.id for n in unread_notifications(agent.id, session=session, now=now())]
         else:
-            ids = [int(v) for v in request.form.getlist("id") if v.isdigit()]
+            ids = [i for i in map(_row_id, request.form.getlist("id")) if i is not None]
         marked = mark_read(ids, agent.id, session=session) if ids else 0
     flash(f"{marked} notification(s) marked read.", "success")
     open_lead = request.form.get("open")
-    if open_lead and open_lead.isdigit():
-        return redirect(url_for("console.lead", lead_id=int(open_lead)))
+    if _row_id(open_lead) is not None:
+        return redirect(url_for("console.lead", lead_id=_row_id(open_lead)))
     return redirect(url_for("console.notifications"))
 
 
@@ -562,7 +571,7 @@ def agents_change(agent_id: int, what: str) -> Any:
     me = auth.current_agent()
     assert me is not None
     with services().session_factory.begin() as session:
-        target = session.get(Agent, agent_id)
+        target = session.get(Agent, agent_id) if agent_id <= schemas.MAX_ID else None
         if target is None:
             abort(404, description=f"No agent with id {agent_id}.")
         if what == "token":
