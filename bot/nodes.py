@@ -180,10 +180,10 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
                         for m in burst],
             "window": window, "summary": conversation.summary, "lead": snapshot, "greeted": spoken,
         }
-    paused_until = lead.ai_paused_until
-    resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
-    result["ai"] = {"paused": is_ai_paused(lead, now), "resuming": resuming, "stopped": lead.ai_stopped,
-                    "notice_due": bool(lead.ai_resume_notice_due or resuming)}
+        paused_until = lead.ai_paused_until
+        resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
+        result["ai"] = {"paused": is_ai_paused(lead, now), "resuming": resuming, "stopped": lead.ai_stopped,
+                        "notice_due": bool(lead.ai_resume_notice_due or resuming)}
     return result
 
 
@@ -356,12 +356,22 @@ def decide_status(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
     if (state.get("contacts") or {}).get("phones"):
         signals.add("phone_given")
     model_turn = state.get("model_turn")
+    by_rules = offline_status(config, signals, assessment["score"])
     if model_turn is not None:
         proposed, source = model_turn.get("status"), "model"
+        if assessment.get("ignored_instructions") and _rank(config, proposed) > _rank(config, by_rules):
+            # The customer tried to instruct the bot: the model may have been talked into a status
+            # the conversation does not support, so it gets no further than the rules.
+            proposed, source = by_rules, "rules"
     else:
-        proposed, source = offline_status(config, signals, assessment["score"]), "rules"
+        proposed, source = by_rules, "rules"
     decision = decide(config, lead["status"], proposed, source=source, locked=lead["locked"])
     return {"decision": decision.as_dict()}
+
+
+def _rank(config: PromptConfig, name: Optional[str]) -> int:
+    status = config.status(name)
+    return status.rank if status is not None else -1
 
 
 def act(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:

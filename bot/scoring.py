@@ -168,9 +168,11 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
     scoring = config.scoring
     factors: list[dict[str, Any]] = [{"factor": "base", "points": scoring.base, "evidence": "every conversation starts here"}]
     ignored: list[str] = []
+    instructed_now = False
     cleaned: list[str] = []
     for message in messages:
         spans = find_instructions(message.text)
+        instructed_now = instructed_now or bool(spans and message.new)
         for start, end in spans:
             ignored.append(clip(message.text[start:end], 120))
         cleaned.append(_blank(message.text, spans))
@@ -286,6 +288,9 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
         judged = int(model_judgement.get("intent_score", 50))
         points = round(weight * (judged - 50) / 50)
         evidence = _model_evidence(model_judgement, [m.text for m in messages])
+        if instructed_now and points > 0:
+            # The customer just tried to instruct the bot; the model may have been talked into it.
+            points, evidence = 0, "not counted: the new message tries to instruct the bot"
         factors.append({"factor": f"model judgement: {str(model_judgement.get('intent_level', '')).replace('_', ' ')}".rstrip(": "),
                         "points": points, "evidence": evidence})
 

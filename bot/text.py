@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Optional
 
 _ARABIC = re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
@@ -14,8 +15,11 @@ _WORD = re.compile(r"\w", re.UNICODE)
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
-def normalize_with_map(text: str) -> tuple[str, list[int]]:
-    """Case-fold, strip accents and unify apostrophes; also return each output char's source index."""
+@lru_cache(maxsize=8192)
+def normalize_with_map(text: str) -> tuple[str, tuple[int, ...]]:
+    """Case-fold, strip accents and unify apostrophes; also return each output char's source index.
+
+    Cached: the scorer matches the same recent messages against many keyword lists."""
     out: list[str] = []
     index: list[int] = []
     for i, char in enumerate(text.translate(_APOSTROPHES)):
@@ -26,7 +30,7 @@ def normalize_with_map(text: str) -> tuple[str, list[int]]:
             for folded in piece.casefold():
                 out.append(folded)
                 index.append(i)
-    return "".join(out), index
+    return "".join(out), tuple(index)
 
 
 def normalize(text: str) -> str:
