@@ -147,3 +147,34 @@ def test_the_model_sees_the_earlier_turns_of_the_chat(world, sf, prompts, clock)
     assert copilot.ask(sarah, "t", "was that Dana?").reply == "Yes, her."
     shown = [m.content for m in model.seen[-1][1:]]
     assert shown[0] == f"summarise {lead}" and "Summary done." in shown and shown[-1] == "was that Dana?"
+
+
+# --- the real OpenAI client over HTTP against the loopback fake ------------------------------
+
+from tests.fakes.fake_openai import error, fake_openai, malformed, text, tool_call  # noqa: E402,F401
+
+
+def test_chat_openai_drives_the_tools_over_http(world, sf, prompts, clock, fake_openai) -> None:  # noqa: F811
+    sarah = world.agent("Sarah Connor")
+    lead = world.lead("Dana Smith", says=("How much for 10 panels? We need it this week.",), agent=sarah, score=80)
+    fake_openai.script(tool_call("check_hot", {"lead": "Dana Smith"}), text("Yes — Dana is hot (80)."))
+    copilot = make_copilot(sf, prompts, clock, model=fake_openai.chat_model())
+    answer = copilot.ask(sarah, "t", "is Dana hot?")
+    assert answer.reply == "Yes — Dana is hot (80)."
+    assert fake_openai.calls == 2
+    first = fake_openai.requests[0].body
+    assert {tool["function"]["name"] for tool in first["tools"]} >= {"qualify_lead", "reassign_leads",
+                                                                     "fill_contact_card"}
+    assert "You help Sarah Connor" in fake_openai.system_prompt(0)
+    tool_message = [m for m in fake_openai.requests[1].messages if m["role"] == "tool"][0]
+    assert tool_message["content"].startswith(f"Yes, #{lead} Dana Smith is hot.")
+
+
+def test_a_broken_model_server_falls_back_offline(world, sf, prompts, clock, fake_openai) -> None:  # noqa: F811
+    sarah = world.agent("Sarah")
+    lead = world.lead("Dana Smith", agent=sarah)
+    copilot = make_copilot(sf, prompts, clock, model=fake_openai.chat_model())
+    for reply in (error(500), malformed(), tool_call("qualify_lead", "{not json")):
+        fake_openai.script(reply)
+        answer = copilot.ask(sarah, "t", f"qualify lead {lead}")
+        assert answer.reply.startswith(f"BANT for #{lead} Dana Smith:"), reply
