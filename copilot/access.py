@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import Optional
 
 from sqlalchemy.orm import Session
 
@@ -38,7 +37,7 @@ class Ambiguous(CopilotError):
         super().__init__(f"{total} leads match {ref!r}")
 
 
-def load_agent(agent_id: Optional[int], *, session: Session) -> Agent:
+def load_agent(agent_id: int | None, *, session: Session) -> Agent:
     """The registered, active agent the copilot acts for, or Denied."""
     agent = session.get(Agent, int(agent_id)) if agent_id is not None else None
     if agent is None or not agent.active:
@@ -54,7 +53,7 @@ def can_see(agent: Agent, lead: Lead) -> bool:
     return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
 
 
-def visible(agent: Agent, q: Optional[LeadQuery] = None) -> LeadQuery:
+def visible(agent: Agent, q: LeadQuery | None = None) -> LeadQuery:
     """`q` restricted to what `agent` may see."""
     q = q or LeadQuery()
     return q if is_admin(agent) else replace(q, visible_to_agent_id=agent.id)
@@ -120,7 +119,7 @@ def _search(ref: str, agent: Agent, *, session: Session, what: str) -> Lead:
     raise CopilotError(f"I found no lead {what}.")
 
 
-def find_teammate(ref: str, me: Agent, *, session: Session) -> Optional[Agent]:
+def find_teammate(ref: str, me: Agent, *, session: Session) -> Agent | None:
     """An agent named by name, email or id; 'me' is the acting agent; 'nobody' is None (unassign)."""
     text = (ref or "").strip().strip("?.!,:;\"'")
     text = re.sub(r"^(?:agent|@)\s*", "", text, flags=re.IGNORECASE)

@@ -4,7 +4,6 @@ copilot's system prompt, the intro email template, the business name and the tak
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from bot.prompts import PromptConfig, Status
 from copilot.access import CopilotError
@@ -27,7 +26,7 @@ def follow_up_statuses(prompts: PromptConfig) -> list[str]:
     return [name for name in prompts.status_names if "follow" in name.lower()]
 
 
-def status(prompts: PromptConfig, name: str) -> Optional[Status]:
+def status(prompts: PromptConfig, name: str) -> Status | None:
     return prompts.status(name)
 
 

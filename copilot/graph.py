@@ -3,8 +3,9 @@ remember context → answer (the model again, or the tools' own words offline)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
@@ -22,7 +23,7 @@ def build_graph(
     session_factory: sessionmaker[Session],
     prompts: Any,
     checkpointer: Any,
-    model: Optional[BaseChatModel] = None,
+    model: BaseChatModel | None = None,
     outbox: Any = None,
     clock: Callable[[], datetime] = utcnow,
     region: str = "US",

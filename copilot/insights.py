@@ -5,9 +5,10 @@ so the copilot is useful without a model (and the model's tools return the same 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from copilot.schemas import ContactCard, Criterion, HotCheck, Qualification
 from store.contacts import find_emails, find_phones
@@ -30,24 +31,24 @@ class LeadFacts:
     """Everything the analyses look at, copied out of the store inside one transaction."""
 
     id: int
-    name: Optional[str]
+    name: str | None
     status: str
     score: int
-    company: Optional[str] = None
-    title: Optional[str] = None
-    email: Optional[str] = None
-    phone: Optional[str] = None
+    company: str | None = None
+    title: str | None = None
+    email: str | None = None
+    phone: str | None = None
     channels: list[str] = field(default_factory=list)
-    assigned_to: Optional[str] = None
+    assigned_to: str | None = None
     score_factors: list[dict[str, Any]] = field(default_factory=list)
     interests: list[str] = field(default_factory=list)
     objections: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
-    summary: Optional[str] = None
-    next_best_action: Optional[str] = None
-    conversion_probability: Optional[float] = None
-    created_at: Optional[datetime] = None
-    last_contacted_at: Optional[datetime] = None
+    summary: str | None = None
+    next_best_action: str | None = None
+    conversion_probability: float | None = None
+    created_at: datetime | None = None
+    last_contacted_at: datetime | None = None
     ai_state: str = "answering"
     archived: bool = False
     messages: list[Said] = field(default_factory=list)  # oldest first, a bounded recent window
@@ -61,7 +62,7 @@ class LeadFacts:
         return f"#{self.id} {who}" + (f" ({self.company})" if self.company else "")
 
     @property
-    def first_name(self) -> Optional[str]:
+    def first_name(self) -> str | None:
         if not self.name:
             return None
         return self.name.split()[0].strip(",")
@@ -72,7 +73,7 @@ class LeadFacts:
 
 # --- quoting -------------------------------------------------------------------------------
 
-def quote(text: str, match: Optional[re.Match[str]] = None, limit: int = QUOTE_CHARS) -> str:
+def quote(text: str, match: re.Match[str] | None = None, limit: int = QUOTE_CHARS) -> str:
     """The sentence around `match` (or the start of `text`), shortened, in double quotes."""
     flat = " ".join((text or "").split())
     if match is not None:
@@ -89,7 +90,7 @@ def quote(text: str, match: Optional[re.Match[str]] = None, limit: int = QUOTE_C
     return f'"{flat}"'
 
 
-def when(moment: Optional[datetime], now: datetime) -> str:
+def when(moment: datetime | None, now: datetime) -> str:
     """'5 min ago', '3 h ago', '2 days ago', or a date."""
     if moment is None:
         return "never"
@@ -176,7 +177,7 @@ _SENIOR_TITLE = re.compile(
 _POINTS = {"met": 25, "partly": 12, "not met": 0, "unknown": 0}
 
 
-def _scan(facts: LeadFacts, rules: dict[str, re.Pattern[str]]) -> Optional[tuple[str, Said, re.Match[str]]]:
+def _scan(facts: LeadFacts, rules: dict[str, re.Pattern[str]]) -> tuple[str, Said, re.Match[str]] | None:
     """The verdict the conversation supports: the latest decisive statement (met / not met), else the
     latest vague one (partly), with the message and the match to quote."""
     said = facts.customer_messages()
@@ -248,7 +249,7 @@ def _next_action(criteria: Sequence[Criterion], score: int) -> str:
 
 # --- hot -------------------------------------------------------------------------------------
 
-def trend(scores: Sequence[int]) -> tuple[str, Optional[int]]:
+def trend(scores: Sequence[int]) -> tuple[str, int | None]:
     """('rising' | 'falling' | 'steady' | 'new', change over the last few updates)."""
     if len(scores) < 2:
         return "new", None

@@ -4,8 +4,9 @@ the model would make. Pure functions over the text and the little context the ch
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Union
 
 from store.models import NOTE_CATEGORIES
 
@@ -47,7 +48,7 @@ def _clean(text: str) -> str:
     return " ".join((text or "").replace("\u00a0", " ").split())
 
 
-def _ref(raw: Optional[str], focus: Optional[int]) -> Optional[str]:
+def _ref(raw: str | None, focus: int | None) -> str | None:
     """The lead reference as typed, or the focus lead for 'it' / 'this lead' / nothing."""
     ref = (raw or "").strip().strip("?.!,;\"'").strip()
     ref = re.sub(r"^(?:lead|customer|contact)\s+(?=\S)", "", ref, flags=re.IGNORECASE)
@@ -56,7 +57,7 @@ def _ref(raw: Optional[str], focus: Optional[int]) -> Optional[str]:
     return ref
 
 
-def _need_lead(name: str, raw: Optional[str], focus: Optional[int], **args: Any) -> Intent:
+def _need_lead(name: str, raw: str | None, focus: int | None, **args: Any) -> Intent:
     ref = _ref(raw, focus)
     if ref is None:
         return Reply("Which lead? Give me an id, a phone number, an email or a name.")
@@ -66,9 +67,9 @@ def _need_lead(name: str, raw: Optional[str], focus: Optional[int], **args: Any)
 def route(
     text: str,
     *,
-    focus_lead_id: Optional[int] = None,
-    last_list: Optional[dict[str, Any]] = None,
-    clarify: Optional[dict[str, Any]] = None,
+    focus_lead_id: int | None = None,
+    last_list: dict[str, Any] | None = None,
+    clarify: dict[str, Any] | None = None,
     statuses: Sequence[str] = (),
 ) -> Intent:
     """Turn one message from an agent into a tool call (or a direct answer)."""
@@ -122,7 +123,7 @@ def route(
 
 # --- slash commands --------------------------------------------------------------------------
 
-def _slash(raw: str, clean: str, focus: Optional[int], last_list: Optional[dict[str, Any]],
+def _slash(raw: str, clean: str, focus: int | None, last_list: dict[str, Any] | None,
            statuses: Sequence[str]) -> Intent:
     head, _, rest = raw.strip().partition(" ") if "\n" not in raw.split(" ", 1)[0] else raw.strip().partition("\n")
     command = head[1:].split("@", 1)[0].lower()
@@ -218,7 +219,7 @@ def _category(text: str) -> tuple[str, str]:
     return "General", text.strip()
 
 
-def _trailing_status(text: str, statuses: Sequence[str]) -> Optional[str]:
+def _trailing_status(text: str, statuses: Sequence[str]) -> str | None:
     lowered = text.lower()
     for status in sorted(statuses, key=len, reverse=True):
         if lowered.endswith(status.lower()) and (len(lowered) == len(status) or lowered[-len(status) - 1] == " "):
@@ -226,7 +227,7 @@ def _trailing_status(text: str, statuses: Sequence[str]) -> Optional[str]:
     return None
 
 
-def _status_named(text: str, statuses: Sequence[str]) -> Optional[str]:
+def _status_named(text: str, statuses: Sequence[str]) -> str | None:
     wanted = " ".join(text.replace("-", " ").split()).lower().strip("\"'")
     for status in statuses:
         if " ".join(status.replace("-", " ").split()).lower() == wanted:
@@ -248,7 +249,7 @@ def _is_contact(text: str) -> bool:
     return bool(re.fullmatch(r"[\w.+-]+@[\w-]+\.[\w.-]+", text) or re.fullmatch(r"\+?[\d\s().-]{7,20}", text))
 
 
-def _choice(lower: str, clarify: dict[str, Any]) -> Optional[int]:
+def _choice(lower: str, clarify: dict[str, Any]) -> int | None:
     """The candidate picked: '2' is the second in the list shown, '#17' / 'lead 17' is lead 17."""
     candidates = [int(c) for c in clarify.get("candidates", [])]
     match = re.fullmatch(r"(?:#|lead\s*#?|id\s*)(\d{1,7})", lower)
@@ -272,7 +273,7 @@ def _choice(lower: str, clarify: dict[str, Any]) -> Optional[int]:
 
 # --- plain English ---------------------------------------------------------------------------
 
-def _reply(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _reply(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(rf"^(?:reply|respond|answer|write back|send a message|send|tell|message|text)\s+(?:to\s+)?"
                      rf"{_LEAD}(?P<ref>[^:]+?)\s*(?::|\bsaying\b|\bwith\b)\s*(?P<text>.+)$", clean,
                      re.IGNORECASE | re.DOTALL)
@@ -281,7 +282,7 @@ def _reply(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]
     return None
 
 
-def _note(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _note(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     categories = "|".join(re.escape(c).replace(r"\-", "[- ]?").replace(r"\ ", r"\s*") for c in NOTE_CATEGORIES)
     match = re.match(rf"^(?:add|put|leave|make|write)?\s*(?:an?\s+)?(?P<cat>{categories})?\s*note\s+"
                      rf"(?:to|on|for|about)?\s*{_LEAD}(?P<ref>[^:()]+?)\s*(?:\((?P<cat2>[^)]+)\))?\s*:\s*(?P<text>.+)$",
@@ -300,7 +301,7 @@ def _note(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str])
     return _need_lead("add_note", match.group("ref"), focus, text=text, category=category)
 
 
-def _bulk(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _bulk(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
         r"^(?:move|reassign|transfer|give|hand(?: over)?|assign)\s+all\s+(?:of\s+)?(?:the\s+)?(?P<src>.+?)"
         r"(?:'s|’s|s')?\s+(?:open\s+)?leads\s+(?:over\s+)?to\s+(?P<dst>.+)$",
@@ -319,7 +320,7 @@ def _bulk(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str])
     return None
 
 
-def _assign(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _assign(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(rf"^(?:re-?assign|assign|give|hand(?: over)?|pass|move|transfer)\s+{_LEAD}(?P<ref>.+?)\s+"
                      r"(?:over\s+)?to\s+(?P<agent>.+)$", clean, re.IGNORECASE)
     if match:
@@ -335,7 +336,7 @@ def _assign(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str
     return None
 
 
-def _status(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _status(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     # (pattern, whether an unknown status name still counts: only when the wording says "status")
     patterns = (
         (rf"^(?:set|change|update)\s+(?:the\s+)?status\s+(?:of\s+|for\s+)?{_LEAD}(?P<ref>.+?)\s+to\s+"
@@ -355,14 +356,14 @@ def _status(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str
     return None
 
 
-def _archive(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _archive(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(rf"^(?:please\s+)?archive\s+{_LEAD}(?P<ref>.*)$", clean, re.IGNORECASE)
     if match:
         return _need_lead("archive_lead", match.group("ref"), focus)
     return None
 
 
-def _resume(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _resume(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
         rf"^(?:resume|restart|unpause|re-?enable|turn on|reactivate|start)\s+(?:the\s+)?(?:bot|ai|assistant)"
         rf"(?:\s+(?:for|on|with)\s+{_LEAD}(?P<ref>.+))?$",
@@ -377,7 +378,7 @@ def _resume(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str
     return None
 
 
-def _takeover(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _takeover(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(rf"^(?:take\s*over|i'?ll take|pause the (?:bot|ai) (?:for|on)|stop the (?:bot|ai) (?:for|on))"
                      rf"\s*{_LEAD}(?P<ref>.*)$", lower)
     if match:
@@ -385,7 +386,7 @@ def _takeover(clean: str, lower: str, focus: Optional[int], statuses: Sequence[s
     return None
 
 
-def _email(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _email(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|create|make)?\s*(?:me\s+)?(?:an?\s+)?"
                      r"(?:intro(?:duction|ductory)?|first|outreach|welcome)?\s*e-?mail\s*(?:draft\s*)?"
                      rf"(?:for|to)?\s*{_LEAD}(?P<ref>.*)$", clean, re.IGNORECASE)
@@ -395,7 +396,7 @@ def _email(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]
     return None
 
 
-def _qualify(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _qualify(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(rf"^(?:please\s+)?(?:qualify|bant(?:\s+(?:for|on))?|run bant on)\s*{_LEAD}(?P<ref>.*)$",
                      clean, re.IGNORECASE)
     if match:
@@ -406,11 +407,11 @@ def _qualify(clean: str, lower: str, focus: Optional[int], statuses: Sequence[st
     return None
 
 
-def _hot(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _hot(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
         rf"^(?:is|are)\s+{_LEAD}(?P<ref>.+?)\s+(?:a\s+)?(?:hot|warm|ready to buy|hot lead|worth (?:it|chasing))$",
         rf"^how\s+(?:hot|warm)\s+is\s+{_LEAD}(?P<ref>.+)$",
-        rf"^(?:is\s+)?(?:it|this|that)\s+hot$",
+        r"^(?:is\s+)?(?:it|this|that)\s+hot$",
     )
     for pattern in patterns:
         match = re.match(pattern, lower)
@@ -419,7 +420,7 @@ def _hot(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) 
     return None
 
 
-def _summary(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _summary(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
         rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on)\s*{_LEAD}(?P<ref>.*)$",
         rf"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+(?:of|for|on|about)\s+"
@@ -442,7 +443,7 @@ def _summary(clean: str, lower: str, focus: Optional[int], statuses: Sequence[st
     return None
 
 
-def _find(clean: str, lower: str, focus: Optional[int], statuses: Sequence[str]) -> Optional[Intent]:
+def _find(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(r"^(?:find|search(?: for)?|look ?up|lookup|look for)\s+(?:lead\s+|leads\s+)?(?P<q>.+)$",
                      clean, re.IGNORECASE)
     if match and not re.search(r"\bleads\b", match.group("q").lower()):
@@ -459,7 +460,7 @@ def _original(clean: str, lowered_fragment: str) -> str:
 
 # --- lists -----------------------------------------------------------------------------------
 
-def _list(lower: str, statuses: Sequence[str], default: Optional[str] = None) -> Optional[Intent]:
+def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> Intent | None:
     """A request for a list of leads, with kind and filters, or None when it is not one."""
     kind = default
     if re.search(r"\bhot(?:test)?\b", lower):
@@ -505,7 +506,7 @@ def _list(lower: str, statuses: Sequence[str], default: Optional[str] = None) ->
     return ToolCall("list_leads", args)
 
 
-def _score_range(lower: str) -> tuple[Optional[int], Optional[int]]:
+def _score_range(lower: str) -> tuple[int | None, int | None]:
     match = re.search(r"score\s*(?:between|from|of)?\s*(\d{1,3})\s*(?:and|to|-|–|\.\.)\s*(\d{1,3})", lower)
     if match:
         low, high = sorted((int(match.group(1)), int(match.group(2))))

@@ -4,10 +4,10 @@ offline intent router), run the tools, remember the context, answer."""
 from __future__ import annotations
 
 import logging
-import re
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Callable, Literal, Optional, Sequence
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -42,7 +42,7 @@ class CopilotNodes:
     """Node functions bound to the graph's collaborators."""
 
     def __init__(self, *, session_factory: sessionmaker[Session], prompts: Any, tools: Sequence[BaseTool],
-                 clock: Callable[[], datetime], model: Optional[BaseChatModel] = None, hot_score: int = 75):
+                 clock: Callable[[], datetime], model: BaseChatModel | None = None, hot_score: int = 75):
         self.session_factory = session_factory
         self.prompts = prompts
         self.tools = list(tools)
@@ -150,7 +150,7 @@ def _last_human_text(messages: Sequence[AnyMessage]) -> str:
     return ""
 
 
-def _last_tool_caller(messages: Sequence[AnyMessage]) -> Optional[AIMessage]:
+def _last_tool_caller(messages: Sequence[AnyMessage]) -> AIMessage | None:
     for message in reversed(messages):
         if isinstance(message, AIMessage) and message.tool_calls:
             return message
@@ -195,7 +195,7 @@ def _stale_messages(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
     return list(messages[:cut])
 
 
-def _checked(reply: Any, tool_names: set[str]) -> Optional[AIMessage]:
+def _checked(reply: Any, tool_names: set[str]) -> AIMessage | None:
     """The model's answer if it is usable: an AIMessage with text or calls to known tools."""
     if not isinstance(reply, AIMessage):
         return None

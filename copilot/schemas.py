@@ -3,7 +3,7 @@ results of the offline analyses (BANT qualification, the hot check, contact card
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -33,11 +33,11 @@ class ListLeadsArgs(_Args):
                      "follow_ups (due today), unassigned, stale (no contact for a week), "
                      "recent (created in the last 7 days)."),
     )
-    status: Optional[str] = Field(None, description="Only leads with this status.", max_length=60)
-    channel: Optional[Literal["web", "messenger", "instagram", "whatsapp", "manual"]] = Field(
+    status: str | None = Field(None, description="Only leads with this status.", max_length=60)
+    channel: Literal["web", "messenger", "instagram", "whatsapp", "manual"] | None = Field(
         None, description="Only leads reachable on this channel.")
-    score_min: Optional[int] = Field(None, ge=0, le=100, description="Lowest score to include.")
-    score_max: Optional[int] = Field(None, ge=0, le=100, description="Highest score to include.")
+    score_min: int | None = Field(None, ge=0, le=100, description="Lowest score to include.")
+    score_max: int | None = Field(None, ge=0, le=100, description="Highest score to include.")
     page: int = Field(1, ge=1, le=10000, description="Page number (10 leads per page).")
 
 
@@ -73,7 +73,7 @@ class ReplyArgs(LeadArgs):
 
 
 class DraftEmailArgs(LeadArgs):
-    body: Optional[str] = Field(
+    body: str | None = Field(
         None, max_length=6000,
         description="Your own draft of the email; leave empty to get the built-in personalised draft.")
 
@@ -109,17 +109,17 @@ class HotCheck(BaseModel):
 class ContactCard(BaseModel):
     """What a business card or email signature says about a person."""
 
-    name: Optional[str] = None
-    title: Optional[str] = None
-    company: Optional[str] = None
-    email: Optional[str] = None
-    phone: Optional[str] = None
+    name: str | None = None
+    title: str | None = None
+    company: str | None = None
+    email: str | None = None
+    phone: str | None = None
     other_phones: list[str] = Field(default_factory=list)
-    website: Optional[str] = None
+    website: str | None = None
 
     @field_validator("name", "title", "company", "website")
     @classmethod
-    def _trim(cls, value: Optional[str]) -> Optional[str]:
+    def _trim(cls, value: str | None) -> str | None:
         if value is None:
             return None
         value = " ".join(value.split())[:200]

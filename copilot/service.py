@@ -7,7 +7,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.errors import GraphRecursionError
@@ -27,7 +27,7 @@ class Answer:
     """What the copilot says, and the question it waits on (None when nothing is pending)."""
 
     reply: str
-    pending: Optional[dict[str, Any]] = None
+    pending: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"reply": self.reply, "pending_confirmation": self.pending}
@@ -66,7 +66,7 @@ class Copilot:
                 return answer
             return self._invoke(config, {"messages": [HumanMessage(text)]})
 
-    def answer(self, agent_id: int, thread: str, choice: str, interrupt_id: Optional[str] = None) -> Answer:
+    def answer(self, agent_id: int, thread: str, choice: str, interrupt_id: str | None = None) -> Answer:
         """Answer the pending confirmation (a button press); a stale button changes nothing."""
         with self._lock(thread):
             config = self._config(agent_id, thread)
@@ -78,7 +78,7 @@ class Copilot:
                 choice = match_choice(choice, pending.get("options", [])) or "no"
             return self._resume(config, pending, choice)
 
-    def pending(self, agent_id: int, thread: str) -> Optional[dict[str, Any]]:
+    def pending(self, agent_id: int, thread: str) -> dict[str, Any] | None:
         return self._pending(self._config(agent_id, thread))
 
     # --- internals ---------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class Copilot:
         with self._guard:
             return self._locks.setdefault(thread, threading.Lock())
 
-    def _pending(self, config: dict[str, Any]) -> Optional[dict[str, Any]]:
+    def _pending(self, config: dict[str, Any]) -> dict[str, Any] | None:
         snapshot = self.graph.get_state(config)
         for item in getattr(snapshot, "interrupts", ()) or ():
             if isinstance(item.value, dict):
@@ -119,7 +119,7 @@ class Copilot:
         return Answer("Done.")
 
 
-def match_choice(text: str, options: list[dict[str, Any]]) -> Optional[str]:
+def match_choice(text: str, options: list[dict[str, Any]]) -> str | None:
     """Which option `text` picks: yes/no words, an option's value or label, 'merge 12', 'create'."""
     said = " ".join((text or "").lower().strip().strip("!.?").split())
     values = [str(o.get("value")) for o in options]

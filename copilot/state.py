@@ -3,7 +3,7 @@ lets a follow-up ("is it hot?", "more", "the second one") refer back to an earli
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph import add_messages
@@ -15,11 +15,11 @@ class CopilotState(TypedDict, total=False):
 
     messages: Annotated[list[AnyMessage], add_messages]
     # The lead the conversation is about, so that "it" / "this lead" resolve.
-    focus_lead_id: Optional[int]
+    focus_lead_id: int | None
     # The arguments of the last list shown, so that "more" pages on.
-    last_list: Optional[dict[str, Any]]
+    last_list: dict[str, Any] | None
     # A request waiting for the agent to pick one of several matching leads:
     # {"tool": name, "args": {...}, "arg": "lead", "candidates": [ids]}.
-    clarify: Optional[dict[str, Any]]
+    clarify: dict[str, Any] | None
     # Whether the current turn was refused (unknown or disabled agent).
     denied: bool

@@ -13,9 +13,10 @@ import html
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,7 +60,7 @@ class TelegramNotConfigured(RuntimeError):
 
 
 def build_application(*, settings: Any, copilot: Copilot, session_factory: sessionmaker[Session],
-                      clock: Callable[[], datetime] = utcnow, notify_every: Optional[float] = 15.0) -> Application:
+                      clock: Callable[[], datetime] = utcnow, notify_every: float | None = 15.0) -> Application:
     """The Telegram Application, polling by default; `serve_forever` picks polling or the webhook.
 
     `notify_every` seconds between notification rounds (None: no background delivery).
@@ -112,14 +113,14 @@ class BackgroundBot:
     """Runs the Application in a thread of its own (for `leaddesk serve`, where the main thread
     serves HTTP): polling, or the webhook when `webhook` options are given."""
 
-    def __init__(self, application: Application, *, webhook: Optional[dict[str, Any]] = None,
+    def __init__(self, application: Application, *, webhook: dict[str, Any] | None = None,
                  poll_timeout: float = 10.0):
         self.application = application
         self.webhook = webhook
         self.poll_timeout = poll_timeout
-        self.error: Optional[BaseException] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._stop: Optional[asyncio.Event] = None
+        self.error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="copilot-telegram", daemon=True)
 
@@ -291,7 +292,7 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
             pass
 
 
-async def _ask(context: ContextTypes.DEFAULT_TYPE, agent: "_AgentRef", update: Update, text: str) -> Answer:
+async def _ask(context: ContextTypes.DEFAULT_TYPE, agent: _AgentRef, update: Update, text: str) -> Answer:
     copilot: Copilot = context.bot_data["copilot"]
     chat = update.effective_chat
     assert chat is not None
@@ -382,7 +383,7 @@ class _Due:
     notification_id: int
     chat_id: int
     text: str
-    lead_id: Optional[int]
+    lead_id: int | None
 
 
 async def deliver_notifications(bot: Any, *, session_factory: sessionmaker[Session],
@@ -448,13 +449,13 @@ def _release(session_factory: sessionmaker[Session], notification_id: int) -> No
         release_notification(notification_id, session=session)
 
 
-def _agent(session_factory: sessionmaker[Session], telegram_user_id: int) -> Optional[_AgentRef]:
+def _agent(session_factory: sessionmaker[Session], telegram_user_id: int) -> _AgentRef | None:
     with session_factory.begin() as session:
         agent = agent_by_telegram(telegram_user_id, session=session)
         return _AgentRef(agent.id, agent.name) if agent is not None else None
 
 
-def _link(session_factory: sessionmaker[Session], code: str, telegram_user_id: int) -> Optional[str]:
+def _link(session_factory: sessionmaker[Session], code: str, telegram_user_id: int) -> str | None:
     with session_factory.begin() as session:
         agent = link_telegram(code, telegram_user_id, session=session)
         return agent.name if agent is not None else None

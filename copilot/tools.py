@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
@@ -45,7 +46,6 @@ from copilot.insights import (
     parse_contact_card,
     qualify,
     summary_lines,
-    when,
 )
 from copilot.schemas import (
     AssignArgs,
@@ -128,7 +128,7 @@ class ToolContext:
     hot_score: int = HOT_SCORE
 
 
-def agent_id_of(config: Optional[RunnableConfig]) -> Optional[int]:
+def agent_id_of(config: RunnableConfig | None) -> int | None:
     value = ((config or {}).get("configurable") or {}).get("agent_id")
     try:
         return int(value) if value is not None else None
@@ -240,9 +240,9 @@ class CopilotTools:
         head = f"Yes, {facts.label} is hot." if verdict.hot else f"No, {facts.label} is not hot."
         return "\n".join([head] + [f"- {reason}" for reason in verdict.reasons]), {"focus_lead_id": found.id}
 
-    def list_leads(self, agent: Agent, session: Session, kind: str = "all", status: Optional[str] = None,
-                   channel: Optional[str] = None, score_min: Optional[int] = None,
-                   score_max: Optional[int] = None, page: int = 1) -> Result:
+    def list_leads(self, agent: Agent, session: Session, kind: str = "all", status: str | None = None,
+                   channel: str | None = None, score_min: int | None = None,
+                   score_max: int | None = None, page: int = 1) -> Result:
         now = self.ctx.clock()
         args = {"kind": kind, "status": status, "channel": channel, "score_min": score_min,
                 "score_max": score_max, "page": page}
@@ -415,7 +415,7 @@ class CopilotTools:
                        declined=(f"Okay, #{lead_id} stays.", {"focus_lead_id": lead_id}))
 
     def draft_intro_email(self, agent: Agent, session: Session, lead: str,
-                          body: Optional[str] = None) -> Result | Confirm:
+                          body: str | None = None) -> Result | Confirm:
         found = self._lead(lead, agent, session)
         facts = lead_facts(found, session=session, now=self.ctx.clock())
         subject, template = cfg.intro_template(self.ctx.prompts, customer_name=facts.first_name or "there",
@@ -524,7 +524,7 @@ class CopilotTools:
         return Confirm("contact_card", "\n".join(lines), {"card": card_data}, apply=apply,
                        declined=("Okay, nothing was created.", {}), options=options)
 
-    def _save_card(self, agent: Agent, session: Session, card: dict[str, Any], target_id: Optional[int]) -> Result:
+    def _save_card(self, agent: Agent, session: Session, card: dict[str, Any], target_id: int | None) -> Result:
         target = check_visible(agent, get_lead(target_id, session=session)) if target_id else None
         known_before = None
         if card.get("phone"):
@@ -578,7 +578,7 @@ def _tidy(text: str) -> str:
     return " ".join(text.split()).replace(" .", ".").replace(" :", ":")
 
 
-def _score_range(low: Optional[int], high: Optional[int]) -> str:
+def _score_range(low: int | None, high: int | None) -> str:
     if low is not None and high is not None:
         return f"score {low}–{high}"
     if low is not None:

@@ -7,9 +7,9 @@ Like every repository module: keyword-only `session`, no commits (the caller own
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Optional, Sequence
 
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -36,7 +36,7 @@ def new_link_code(agent: Agent, *, session: Session) -> str:
     return f"{raw[:5]}-{raw[5:]}"
 
 
-def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Optional[Agent]:
+def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Agent | None:
     """Link a Telegram user to the active agent holding this code; the code is used up. None if unknown."""
     normalized = normalize_link_code(code)
     if len(normalized) != _CODE_LENGTH:
@@ -58,7 +58,7 @@ def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Opti
     return agent
 
 
-def agent_by_telegram(telegram_user_id: int, *, session: Session) -> Optional[Agent]:
+def agent_by_telegram(telegram_user_id: int, *, session: Session) -> Agent | None:
     """The active agent linked to this Telegram user, or None."""
     return session.scalars(
         select(Agent).where(Agent.telegram_user_id == telegram_user_id, Agent.active.is_(True))
@@ -94,7 +94,7 @@ def release_notification(notification_id: int, *, session: Session) -> None:
     session.execute(update(Notification).where(Notification.id == notification_id).values(delivered_at=None))
 
 
-def last_customer_message(lead_id: int, *, session: Session) -> Optional[Message]:
+def last_customer_message(lead_id: int, *, session: Session) -> Message | None:
     return session.scalars(
         select(Message)
         .join(Conversation, Conversation.id == Message.conversation_id)
@@ -115,7 +115,7 @@ def message_counts(lead_id: int, *, session: Session) -> dict[str, int]:
     return {channel: count for channel, count in rows}
 
 
-def lead_ids_matching(q: LeadQuery, *, session: Session, now: Optional[datetime] = None,
+def lead_ids_matching(q: LeadQuery, *, session: Session, now: datetime | None = None,
                       limit: int = 10000) -> list[int]:
     """Every lead id `q` selects (no paging), for bulk actions; ordered by id."""
     stmt = build_lead_query(q, now=now).with_only_columns(Lead.id).order_by(Lead.id).limit(limit)
@@ -129,7 +129,7 @@ def follow_up_leads(
     statuses: Sequence[str],
     since: datetime,
     exclude_statuses: Sequence[str] = (),
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
 ) -> list[Lead]:
     """Open leads of `q` waiting for a follow-up: in a follow-up status or with a Follow-up note, and
     not yet messaged by an agent since `since` (the start of the day). Best scores first."""
@@ -154,7 +154,7 @@ def follow_up_leads(
 
 
 def count_follow_up_leads(q: LeadQuery, *, session: Session, statuses: Sequence[str], since: datetime,
-                          exclude_statuses: Sequence[str] = (), now: Optional[datetime] = None) -> int:
+                          exclude_statuses: Sequence[str] = (), now: datetime | None = None) -> int:
     everything = replace(q, limit=1000, offset=0)
     return len(follow_up_leads(everything, session=session, statuses=statuses, since=since,
                                exclude_statuses=exclude_statuses, now=now))

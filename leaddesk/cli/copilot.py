@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -70,7 +70,7 @@ def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _channel_outbox(settings: Settings, session_factory: sessionmaker[Session]) -> Optional[Any]:
+def _channel_outbox(settings: Settings, session_factory: sessionmaker[Session]) -> Any | None:
     """Agents' replies to customers go out through the channels' outbox (the Graph API, web chat)."""
     from webhooks.outbound import ChannelOutbox
 

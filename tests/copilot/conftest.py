@@ -4,9 +4,10 @@ recording outbox and a copilot on a fresh database with fresh in-memory memory."
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -26,7 +27,7 @@ from store.models import AuditEvent, Lead, Note
 from store.work import add_note, record_score
 from tests.conftest import REPO_ROOT
 
-T0 = datetime(2024, 6, 3, 15, 0, tzinfo=timezone.utc)  # a Monday afternoon
+T0 = datetime(2024, 6, 3, 15, 0, tzinfo=UTC)  # a Monday afternoon
 
 
 class Clock:
@@ -76,7 +77,7 @@ class World:
     clock: Clock
     _senders: Any = field(default_factory=lambda: itertools.count(1))
 
-    def agent(self, name: str, *, role: str = "agent", active: bool = True, telegram: Optional[int] = None) -> int:
+    def agent(self, name: str, *, role: str = "agent", active: bool = True, telegram: int | None = None) -> int:
         with self.sf.begin() as session:
             agent, _token = create_agent(name, session=session, role=role)
             agent.active = active
@@ -98,17 +99,17 @@ class World:
 
     def lead(
         self,
-        name: Optional[str] = "Dana Smith",
+        name: str | None = "Dana Smith",
         *,
         says: Sequence[str] = ("Hi, I'd like some information",),
         channel: str = "web",
-        phone: Optional[str] = None,
-        email: Optional[str] = None,
-        score: Optional[int] = None,
+        phone: str | None = None,
+        email: str | None = None,
+        score: int | None = None,
         factors: Sequence[dict[str, Any]] = (),
-        agent: Optional[int] = None,
-        status: Optional[str] = None,
-        company: Optional[str] = None,
+        agent: int | None = None,
+        status: str | None = None,
+        company: str | None = None,
         ago: timedelta = timedelta(hours=1),
         **fields: Any,
     ) -> int:
@@ -117,7 +118,7 @@ class World:
         if channel == "whatsapp" and phone:
             sender = phone.lstrip("+")
         with self.sf.begin() as session:
-            lead: Optional[Lead] = None
+            lead: Lead | None = None
             last_message_id = None
             start = self.clock() - ago - timedelta(minutes=len(says))
             for i, text in enumerate(says):
@@ -159,7 +160,7 @@ class World:
         with self.sf() as session:
             return list(session.scalars(select(Note).where(Note.lead_id == lead_id).order_by(Note.id)))
 
-    def audits(self, lead_id: int, field: Optional[str] = None) -> list[AuditEvent]:
+    def audits(self, lead_id: int, field: str | None = None) -> list[AuditEvent]:
         with self.sf() as session:
             query = select(AuditEvent).where(AuditEvent.lead_id == lead_id)
             if field:
@@ -194,7 +195,7 @@ class Chat:
 
     def __init__(self, copilot: Copilot, agent_id: int, thread: str = "test"):
         self.copilot, self.agent_id, self.thread = copilot, agent_id, f"test:{agent_id}:{thread}"
-        self.last: Optional[Answer] = None
+        self.last: Answer | None = None
 
     def say(self, text: str) -> Answer:
         self.last = self.copilot.ask(self.agent_id, self.thread, text)

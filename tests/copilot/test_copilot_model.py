@@ -4,7 +4,7 @@ model fails or answers nonsense."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
@@ -18,9 +18,9 @@ class ScriptedModel(GenericFakeChatModel):
     """Answers with the scripted messages in order and remembers what it was shown."""
 
     seen: list[list[BaseMessage]] = Field(default_factory=list)
-    fail: Optional[type[Exception]] = None
+    fail: type[Exception] | None = None
 
-    def bind_tools(self, tools: Any, **kwargs: Any) -> "ScriptedModel":  # type: ignore[override]
+    def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedModel:  # type: ignore[override]
         return self
 
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,

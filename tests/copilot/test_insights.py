@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from copilot.insights import LeadFacts, Said, hot_check, intro_email, parse_contact_card, qualify, quote, trend
+from copilot.insights import (
+    LeadFacts,
+    Said,
+    hot_check,
+    intro_email,
+    parse_contact_card,
+    qualify,
+    quote,
+    trend,
+)
 
-NOW = datetime(2024, 6, 3, 15, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 3, 15, 0, tzinfo=UTC)
 
 
 def facts(*texts: str, **fields) -> LeadFacts:  # type: ignore[no-untyped-def]

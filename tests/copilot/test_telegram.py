@@ -7,13 +7,19 @@ import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from copilot.telegram import BackgroundBot, build_application, deliver_notifications, split_message, webhook_options
+from copilot.telegram import (
+    BackgroundBot,
+    build_application,
+    deliver_notifications,
+    split_message,
+    webhook_options,
+)
 from leaddesk.settings import load_settings
 from store.leads import get_lead
 from store.models import Agent, Notification
@@ -40,7 +46,7 @@ def settings_for(telegram: FakeTelegram, **extra: Any):  # type: ignore[no-untyp
 class RunningBot(BackgroundBot):
     """The Application polling the fake Bot API (briefly, so that the test ends fast)."""
 
-    def __init__(self, application: Any, *, webhook: Optional[dict[str, Any]] = None):
+    def __init__(self, application: Any, *, webhook: dict[str, Any] | None = None):
         super().__init__(application, webhook=webhook, poll_timeout=1)
 
     def __enter__(self) -> RunningBot:
@@ -183,7 +189,7 @@ def test_shared_telegram_fixtures_from_strangers_get_at_most_a_refusal(telegram,
     assert pushed > 10
 
 
-def _notify(world, agent_id: int, lead_id: Optional[int], text: str, **kwargs: Any) -> int:  # type: ignore[no-untyped-def]
+def _notify(world, agent_id: int, lead_id: int | None, text: str, **kwargs: Any) -> int:  # type: ignore[no-untyped-def]
     with world.sf.begin() as session:
         lead = get_lead(lead_id, session=session) if lead_id else None
         return notify(session.get(Agent, agent_id), lead, text, session=session, **kwargs).id

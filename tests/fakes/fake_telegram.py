@@ -16,9 +16,10 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import parse_qsl
 
 BOT_USER = {"id": 777000111, "is_bot": True, "first_name": "Leaddesk", "username": "leaddesk_test_bot",
@@ -42,8 +43,8 @@ class FakeTelegram:
         self._cond = threading.Condition()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self.fail_sends: int = 0  # the next N sendMessage calls answer 502
 
     # --- server ----------------------------------------------------------------------------
@@ -107,7 +108,7 @@ class FakeTelegram:
             self._cond.notify_all()
         return update
 
-    def push_text(self, *, user_id: int, text: str, chat_type: str = "private", chat_id: Optional[int] = None,
+    def push_text(self, *, user_id: int, text: str, chat_type: str = "private", chat_id: int | None = None,
                   first_name: str = "Agent") -> dict[str, Any]:
         """A text message from a user (a bot command when it starts with '/')."""
         chat = {"id": chat_id if chat_id is not None else user_id, "type": chat_type}
@@ -123,7 +124,7 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         return self.push_update({"message": message})
 
-    def push_callback(self, *, user_id: int, data: str, message: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    def push_callback(self, *, user_id: int, data: str, message: dict[str, Any] | None = None) -> dict[str, Any]:
         """A press on an inline button of `message` (one the bot sent; the last one by default)."""
         original = message or self.sent()[-1]
         return self.push_update({"callback_query": {
@@ -136,7 +137,7 @@ class FakeTelegram:
 
     # --- calls out -------------------------------------------------------------------------
 
-    def sent(self, chat_id: Optional[int] = None) -> list[dict[str, Any]]:
+    def sent(self, chat_id: int | None = None) -> list[dict[str, Any]]:
         """Every sendMessage so far (optionally to one chat), as the parameters plus message_id."""
         out = []
         for call in list(self.calls):
