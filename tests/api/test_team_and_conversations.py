@@ -185,3 +185,35 @@ def test_dashboard_endpoint(world, team):  # type: ignore[no-untyped-def]
     assert data["by_channel"][0] == {"label": "web", "count": 1} or {"label": "whatsapp", "count": 1} in data["by_channel"]
     assert [lead["name"] for lead in data["hot_needing_attention"]] == ["Hot"]
     assert len(data["new_per_day"]) == 14 and data["new_per_day"][-1]["count"] == 2
+
+
+def test_csv_import_reports_like_the_cli(world, team, session_factory):  # type: ignore[no-untyped-def]
+    existing = world.lead("Known", phone="+14155550150")
+    csv_text = ("name,phone,email,company,status,note,industry,shoe_size\n"
+                "Ann Lee,(415) 555-0151,ann@example.com,Acme,Interested,Met at the fair,retail,9\n"
+                "Known Again,415.555.0150,,,,Second visit,,\n"
+                "Bad Phone,12,,,,,,\n"
+                "Bad Status,415 555 0152,,,Hibernating,,,\n")
+    from io import BytesIO
+
+    response = team["admin"].post("/api/leads/import", data={"file": (BytesIO(csv_text.encode()), "fair.csv")},
+                                  content_type="multipart/form-data")
+    assert response.status_code == 200, response.get_json()
+    report = response.get_json()
+    assert report["file"] == "fair.csv" and report["rows"] == 4
+    assert report["created"] == 1 and report["merged"] == 1 and report["rejected_count"] == 2
+    assert [r["line"] for r in report["rejected"]] == [4, 5]
+    assert report["unknown_columns"] == ["shoe_size"]
+    ann = team["admin"].get("/api/leads?q=ann@example.com").get_json()["leads"][0]
+    assert ann["phone"] == "+14155550151" and ann["status"] == "Interested"
+    notes = team["admin"].get(f"/api/leads/{existing}/notes").get_json()["notes"]
+    assert [n["text"] for n in notes] == ["Second visit"]
+    # A text/csv body works too; agents may not import; a file without a header is refused.
+    plain = team["admin"].post("/api/leads/import", data="name\nZed\n", content_type="text/csv")
+    assert plain.get_json()["created"] == 1
+    assert team["sarah"].post("/api/leads/import", data="name\nX\n", content_type="text/csv").status_code == 403
+    empty = team["admin"].post("/api/leads/import", data="", content_type="text/csv")
+    assert empty.status_code == 422 and empty.get_json()["error"]["field"] == "file"
+    latin = team["admin"].post("/api/leads/import", data="name\nJos\xe9\n".encode("latin-1"), content_type="text/csv")
+    assert latin.status_code == 422
+    assert team["admin"].post("/api/leads/import", json={"name": "x"}).status_code == 400

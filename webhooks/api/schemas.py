@@ -434,12 +434,25 @@ class MarkedRead(BaseModel):
     marked: int
 
 
+class Rejection(BaseModel):
+    line: int
+    reason: str
+
+
 class ImportReport(BaseModel):
+    """The report `leaddesk leads import --json` prints."""
+
     model_config = ConfigDict(extra="allow")
 
+    file: str
+    rows: int
     created: int
     merged: int
-    rejected: list[dict[str, Any]]
+    rejected: list[Rejection]
+    rejected_count: int
+    unknown_columns: list[str]
+    ignored_columns: list[str]
+    custom_columns: list[str]
 
 
 class Counted(BaseModel):

@@ -2,106 +2,36 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
-from datetime import datetime
-from typing import Any, Iterator
+from typing import Any
 
-from flask import Response, g, request, stream_with_context
-from sqlalchemy.orm import selectinload
+from flask import Response, g, jsonify, request, stream_with_context
 
-from store.models import Agent, Lead
-from store.query import LeadQuery, build_lead_query
+from store.csvio import CsvImportError, import_leads, iter_export
+from store.models import Agent
+from store.query import LeadQuery
 from webhooks.api import catalog, ops, schemas
 from webhooks.api.base import endpoint, now
-from webhooks.api.leads import _after, _ordered
+from webhooks.api.serialize import dump
 from webhooks.app import ApiError, services
 
 log = logging.getLogger(__name__)
 
 TAG = "Export and import"
-HEADER = ("id", "name", "email", "phone", "company", "status", "score", "assigned_agent", "channels",
-          "created_at", "last_contacted_at")
-CHUNK = 500
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 
 
 def export_query(params: schemas.ExportParams, agent: Agent) -> LeadQuery:
-    query = ops.lead_query(params, agent, now=now(), sort=params.sort, limit=CHUNK, ids=params.ids)
-    return query
-
-
-def csv_rows(query: LeadQuery, *, at: datetime) -> Iterator[str]:
-    """The CSV text of every lead matching `query`, a chunk at a time.
-
-    Each chunk is read in its own short transaction (keyset on the sort key), so a long export
-    never holds the database (SQLite's write lock is taken by every transaction here).
-    """
-    fields = [f.name for f in catalog.custom_fields()]
-    factory = services().session_factory
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow([*HEADER, *fields])
-    yield _drain(buffer)
-    cursor: tuple[Any, int] | None = None
-    while True:
-        with factory() as session:
-            stmt = build_lead_query(query, now=at)
-            if cursor is not None:
-                stmt = _after(stmt, query.sort, *cursor)
-            stmt = _ordered(stmt, query.sort).limit(CHUNK)
-            stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
-            leads = list(session.scalars(stmt))
-            for lead in leads:
-                writer.writerow(_row(lead, fields))
-        if not leads:
-            return
-        yield _drain(buffer)
-        last = leads[-1]
-        cursor = (getattr(last, query.sort.lstrip("-")), last.id)
-        if len(leads) < CHUNK:
-            return
-
-
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
-
-
-def _row(lead: Lead, fields: list[str]) -> list[str]:
-    custom = lead.custom_fields or {}
-    values: list[Any] = [
-        lead.id, lead.name, lead.email, lead.phone, lead.company, lead.status, lead.score,
-        lead.assigned_agent.name if lead.assigned_agent else None, ";".join(lead.channels),
-        lead.created_at.isoformat() if lead.created_at else None,
-        lead.last_contacted_at.isoformat() if lead.last_contacted_at else None,
-        *[custom.get(name) for name in fields],
-    ]
-    return [_cell(v) for v in values]
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value)
-    # A cell a spreadsheet would run as a formula gets a leading apostrophe (phones like +1... stay).
-    if text[:1] in ("=", "@", "\t", "\r") or (text[:1] in ("+", "-") and not _numberish(text)):
-        return "'" + text
-    return text
-
-
-def _numberish(text: str) -> bool:
-    return all(c.isdigit() or c in "+-(). " for c in text)
+    return ops.lead_query(params, agent, now=now(), sort=params.sort, ids=params.ids)
 
 
 def export_response(query: LeadQuery, *, filename: str = "leads.csv") -> Response:
-    at = now()
-    body = stream_with_context(csv_rows(query, at=at))
+    # One read snapshot streamed out in chunks (store.csvio): never all rows in memory, and on
+    # SQLite it does not hold the write lock while the client downloads.
+    fields = [f.name for f in catalog.custom_fields()]
+    body = stream_with_context(iter_export(query, session_factory=services().session_factory,
+                                           custom_fields=fields, now=now()))
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
@@ -114,6 +44,27 @@ def export_csv(params: schemas.ExportParams) -> Any:
     """Every lead matching the filters (the list's filters, plus `ids`), streamed as CSV with one
     column per custom field."""
     return export_response(export_query(params, g.agent))
+
+
+@endpoint("POST", "/leads/import", summary="Import leads from CSV", tag=TAG, admin=True, upload=True,
+          response=schemas.ImportReport, errors=(400, 401, 403, 413, 422))
+def import_csv() -> Any:
+    """Create or merge leads from a CSV file (columns name, email, phone, company, status, source, note
+    and custom fields), with the same deduplication and report as `leaddesk leads import --json`: a bad
+    row is rejected with its line number and reason and never stops the others. Admins only, because
+    merging can touch any agent's lead."""
+    text = uploaded_csv()
+    statuses = [s.name for s in catalog.statuses()] or None
+    try:
+        report = import_leads(io.StringIO(text, newline=""), session_factory=services().session_factory,
+                              region=ops.region(), custom_fields=[f.name for f in catalog.custom_fields()],
+                              statuses=statuses, actor="import", agent_id=g.agent.id)
+    except CsvImportError as exc:
+        raise ApiError(422, "invalid_csv", str(exc), "file") from None
+    name = request.files["file"].filename if "file" in request.files else None
+    log.info("agent %s imported %s rows: %s created, %s merged, %s rejected", g.agent.id, report.rows,
+             report.created, report.merged, len(report.rejected))
+    return jsonify(dump(schemas.ImportReport, {"file": name or "upload.csv", **report.to_dict()}))
 
 
 def uploaded_csv() -> str:
