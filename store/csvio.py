@@ -127,15 +127,17 @@ def iter_export(
         report.columns = export_columns(session, custom_fields)
         writer.writerow(report.columns)
         extra = report.columns[len(EXPORT_HEADER):]
-        agents = dict(session.execute(select(Agent.id, Agent.name)).tuples().all())
+        agents = dict(session.execute(select(Agent.id, Agent.name)).all())
         stmt = order_leads(build_lead_query(query, now=now), query.sort)
         stmt = stmt.options(selectinload(Lead.identities)).execution_options(yield_per=batch_size)
         for partition in session.scalars(stmt).partitions():
             for lead in partition:
                 writer.writerow(_export_row(lead, agents, extra))
                 report.rows += 1
-            # Rows already written are not needed again: keeps memory flat on big exports.
-            session.expunge_all()
+                # Rows already written are not needed again: keeps memory flat on big exports.
+                for identity in lead.identities:
+                    session.expunge(identity)
+                session.expunge(lead)
             yield buffer.take()
     rest = buffer.take()
     if rest:
@@ -284,6 +286,7 @@ def import_leads(
     canonical_status = {s.lower(): s for s in statuses} if statuses is not None else None
 
     rows = _numbered_rows(reader, report)
+    done = 0
     while True:
         batch = list(itertools.islice(rows, batch_size))
         if not batch:
@@ -305,8 +308,9 @@ def import_leads(
                         report.created += 1
                     else:
                         report.merged += 1
+                done += 1
                 if progress is not None:
-                    progress(report.rows)
+                    progress(done)
     return report
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
-from sqlalchemy import Select, and_, exists, or_, select
+from sqlalchemy import Boolean, Select, String, and_, bindparam, exists, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.orm import Session, selectinload
 
 from store.contacts import _ascii_digits
@@ -79,7 +82,7 @@ def build_lead_query(q: LeadQuery, *, now: Optional[datetime] = None) -> Select[
     if q.contacted_to:
         stmt = stmt.where(Lead.last_contacted_at < q.contacted_to)
     if q.stale_days is not None:
-        cutoff = now - timedelta(days=q.stale_days)
+        cutoff = now - timedelta(days=max(0, min(q.stale_days, 36500)))  # beyond: OverflowError
         stmt = stmt.where(
             or_(Lead.last_contacted_at < cutoff, and_(Lead.last_contacted_at.is_(None), Lead.created_at < cutoff))
         )
@@ -90,11 +93,45 @@ def build_lead_query(q: LeadQuery, *, now: Optional[datetime] = None) -> Select[
     return stmt
 
 
+class _ContainsText(ColumnElement[bool]):
+    """`column` contains `text`, ignoring case; wildcards in `text` are literal.
+
+    PostgreSQL: ILIKE (served by the trigram index). SQLite: plain LIKE, which already ignores
+    ASCII case, as lower() does there; skipping lower() makes the scan markedly faster.
+    """
+
+    type = Boolean()
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("pattern", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], text: str) -> None:
+        escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        self.column = column
+        self.pattern = bindparam(None, f"%{escaped}%", type_=String())
+
+
+@compiles(_ContainsText)
+def _contains_text(element: _ContainsText, compiler: Any, **kw: Any) -> str:
+    return (f"(lower({compiler.process(element.column, **kw)}) LIKE {compiler.process(element.pattern, **kw)}"
+            " ESCAPE '\\')")
+
+
+@compiles(_ContainsText, "sqlite")
+def _contains_text_sqlite(element: _ContainsText, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.column, **kw)} LIKE {compiler.process(element.pattern, **kw)} ESCAPE '\\')"
+
+
+@compiles(_ContainsText, "postgresql")
+def _contains_text_postgresql(element: _ContainsText, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.column, **kw)} ILIKE {compiler.process(element.pattern, **kw)} ESCAPE '\\')"
+
+
 def _search_clause(text: str):  # type: ignore[no-untyped-def]
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    like = f"%{escaped}%"
-    clauses = [Lead.name.ilike(like, escape="\\"), Lead.email.ilike(like, escape="\\"),
-               Lead.company.ilike(like, escape="\\")]
+    clauses = [_ContainsText(Lead.name, text), _ContainsText(Lead.email, text),
+               _ContainsText(Lead.company, text)]
     digits = re.sub(r"\D", "", _ascii_digits(text))
     if len(digits) >= 3:
         # Phones are stored as E.164, so searching the digits finds any typed format; a number
@@ -114,9 +151,13 @@ def order_leads(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of: {', '.join(SORT_KEYS)}")
     column = getattr(Lead, sort.lstrip("-"))
-    if sort.startswith("-"):
-        return stmt.order_by(column.desc().nulls_last(), Lead.id.desc())
-    return stmt.order_by(column.asc().nulls_last(), Lead.id.asc())
+    descending = sort.startswith("-")
+    key = column.desc() if descending else column.asc()
+    if Lead.__table__.columns[column.key].nullable:
+        # Leads never contacted (or without a name) go last either way. Only for nullable
+        # columns: on the others NULLS LAST would stop PostgreSQL from reading an index backwards.
+        key = key.nulls_last()
+    return stmt.order_by(key, Lead.id.desc() if descending else Lead.id.asc())
 
 
 def query_leads(q: LeadQuery, *, session: Session, now: Optional[datetime] = None) -> list[Lead]:

@@ -80,14 +80,24 @@ def upgrade() -> None:
     sa.UniqueConstraint('email'),
     sa.UniqueConstraint('phone')
     )
+    live = {'sqlite_where': sa.text('merged_into_id IS NULL'),
+            'postgresql_where': sa.text('merged_into_id IS NULL')}
     with op.batch_alter_table('leads', schema=None) as batch_op:
-        batch_op.create_index('ix_leads_agent_status', ['assigned_agent_id', 'status'], unique=False)
-        batch_op.create_index('ix_leads_archived_created', ['archived', 'created_at'], unique=False)
-        batch_op.create_index('ix_leads_company', ['company'], unique=False)
-        batch_op.create_index('ix_leads_last_contacted', ['last_contacted_at'], unique=False)
-        batch_op.create_index('ix_leads_name', ['name'], unique=False)
-        batch_op.create_index('ix_leads_score', ['score'], unique=False)
-        batch_op.create_index('ix_leads_status_score', ['status', 'score'], unique=False)
+        batch_op.create_index('ix_leads_live_created', ['archived', 'created_at'], unique=False, **live)
+        batch_op.create_index('ix_leads_live_score', ['archived', 'score'], unique=False, **live)
+        batch_op.create_index('ix_leads_live_status', ['archived', 'status', 'score'], unique=False, **live)
+        batch_op.create_index('ix_leads_live_agent', ['archived', 'assigned_agent_id', 'status'],
+                              unique=False, **live)
+        batch_op.create_index('ix_leads_live_contacted', ['archived', 'last_contacted_at', 'created_at'],
+                              unique=False, **live)
+        batch_op.create_index('ix_leads_live_name', ['archived', 'name'], unique=False, **live)
+        batch_op.create_index('ix_leads_merged_into', ['merged_into_id'], unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        # pg_trgm ships with PostgreSQL and is a trusted extension (13+): the database owner may add it.
+        op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
+        op.create_index('ix_leads_search_trgm', 'leads', ['name', 'email', 'company', 'phone'],
+                        unique=False, postgresql_using='gin',
+                        postgresql_ops={c: 'gin_trgm_ops' for c in ('name', 'email', 'company', 'phone')})
 
     op.create_table('audit_events',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -131,6 +141,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('identities', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_identities_lead_id'), ['lead_id'], unique=False)
+        batch_op.create_index('ix_identities_channel_lead', ['channel', 'lead_id'], unique=False)
 
     op.create_table('notes',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -164,6 +175,7 @@ def upgrade() -> None:
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.create_index('ix_notifications_agent_read', ['agent_id', 'read'], unique=False)
         batch_op.create_index('ix_notifications_undelivered', ['delivered_at', 'id'], unique=False)
+        batch_op.create_index('ix_notifications_lead_id', ['lead_id'], unique=False)
 
     op.create_table('messages',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -223,6 +235,7 @@ def downgrade() -> None:
 
     op.drop_table('messages')
     with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_index('ix_notifications_lead_id')
         batch_op.drop_index('ix_notifications_undelivered')
         batch_op.drop_index('ix_notifications_agent_read')
 
@@ -232,6 +245,7 @@ def downgrade() -> None:
 
     op.drop_table('notes')
     with op.batch_alter_table('identities', schema=None) as batch_op:
+        batch_op.drop_index('ix_identities_channel_lead')
         batch_op.drop_index(batch_op.f('ix_identities_lead_id'))
 
     op.drop_table('identities')
@@ -240,14 +254,16 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_audit_events_lead_id'))
 
     op.drop_table('audit_events')
+    if op.get_bind().dialect.name == 'postgresql':
+        op.drop_index('ix_leads_search_trgm', table_name='leads')
     with op.batch_alter_table('leads', schema=None) as batch_op:
-        batch_op.drop_index('ix_leads_status_score')
-        batch_op.drop_index('ix_leads_score')
-        batch_op.drop_index('ix_leads_name')
-        batch_op.drop_index('ix_leads_last_contacted')
-        batch_op.drop_index('ix_leads_company')
-        batch_op.drop_index('ix_leads_archived_created')
-        batch_op.drop_index('ix_leads_agent_status')
+        batch_op.drop_index('ix_leads_merged_into')
+        batch_op.drop_index('ix_leads_live_name')
+        batch_op.drop_index('ix_leads_live_contacted')
+        batch_op.drop_index('ix_leads_live_agent')
+        batch_op.drop_index('ix_leads_live_status')
+        batch_op.drop_index('ix_leads_live_score')
+        batch_op.drop_index('ix_leads_live_created')
 
     op.drop_table('leads')
     op.drop_table('chat_sessions')
