@@ -13,7 +13,7 @@ import logging
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
 from flask import Flask
@@ -63,6 +63,13 @@ class Runtime:
 
     def _resend(self) -> None:
         try:
+            # Without a broker this is the only process that sends: a send still claimed at start was
+            # cut off by a crash. With workers elsewhere, only sends claimed long ago are.
+            from leaddesk.broker import SEND_INTERRUPTED_AFTER, mark_interrupted_sends
+            from store.models import utcnow
+
+            claimed_before = utcnow() - (SEND_INTERRUPTED_AFTER if self.settings.broker_url else timedelta(0))
+            mark_interrupted_sends(self.session_factory, claimed_before)
             self.outbox.resend_pending()
         except Exception:  # noqa: BLE001 - a failed catch-up must not take the server down
             log.exception("could not deliver the replies left pending by an earlier run")
@@ -150,5 +157,10 @@ def build_copilot(settings: Settings, closers: ExitStack, *, session_factory: se
 
 def make_dispatcher(settings: Settings, handler: Callable[[int], Any],
                     pending: Callable[[], list[int]]) -> Dispatcher:
-    """The job dispatcher: in-process worker threads (LEADDESK_WORKER_THREADS of them)."""
+    """The job dispatcher: in-process worker threads (LEADDESK_WORKER_THREADS of them), or with
+    LEADDESK_BROKER_URL set, Celery tasks that `leaddesk worker` processes run."""
+    if settings.broker_url:
+        from leaddesk.broker import CeleryDispatcher, make_celery
+
+        return CeleryDispatcher(make_celery(settings))
     return ThreadDispatcher(handler, threads=settings.worker_threads, pending=pending)

@@ -81,3 +81,63 @@ def signed_post(
         "X-Hub-Signature-256": signature if signature is not None else signature_for(body, secret),
     }
     return client.post(path, data=body, headers=headers)
+
+
+class ServeProcess:
+    """`leaddesk serve --port 0` as a child process on a given database; its log is kept in `lines`."""
+
+    def __init__(self, database_url: str, **env: str) -> None:
+        import os
+        import sys
+
+        self.database_url = database_url
+        self.lines: list[str] = []
+        self.url: Optional[str] = None
+        self._ready = threading.Event()
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("META_", "WHATSAPP_", "MESSENGER_", "INSTAGRAM_", "OPENAI_", "LEADDESK_",
+                                     "TELEGRAM_"))}
+        self.env = {**base, "DATABASE_URL": database_url, "LEADDESK_LOG_LEVEL": "INFO",
+                    "META_APP_SECRET": APP_SECRET, "META_VERIFY_TOKEN": VERIFY_TOKEN, "META_APP_ID": APP_ID,
+                    "LEADDESK_WORKER_THREADS": "2", **env}
+        self.command = [sys.executable, "-c", "from leaddesk.cli import run; run()", "serve", "--port", "0", "--threads", "8"]
+        self.process: Any = None
+
+    def start(self, timeout: float = 60.0) -> ServeProcess:
+        import subprocess
+
+        self.process = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(timeout) or self.url is None:
+            self.stop()
+            raise AssertionError("leaddesk serve did not start:\n" + "\n".join(self.lines[-30:]))
+        return self
+
+    def _read(self) -> None:
+        import re
+
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            found = re.search(r"listening on (http://\S+?:\d+)", line)
+            if found:
+                self.url = found.group(1)
+                self._ready.set()
+        self._ready.set()
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        import signal
+
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return int(self.process.wait(timeout))
+        except Exception:  # noqa: BLE001 - a hung server is killed so the suite goes on
+            self.process.kill()
+            return int(self.process.wait(10))

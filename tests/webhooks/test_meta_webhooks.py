@@ -503,3 +503,27 @@ def test_every_shared_payload_is_acknowledged_and_stored(
         assert result["stored"] + result["duplicates"] == len(parsed.messages), path.name
         assert result["ignored"] == len(parsed.ignored), path.name
     assert message_count(session_factory) > 0
+
+
+def test_echo_from_the_page_inbox_pauses_the_real_bot(
+    make_app: Callable[..., Flask], session_factory: sessionmaker[Session]
+) -> None:
+    from bot import BotService, load_prompts
+
+    from leaddesk.settings import REPO_PROMPTS_DIR
+
+    client = make_app(on_human_reply=None).test_client()  # the bot's own takeover rule
+    bot = BotService(session_factory=session_factory, prompts=load_prompts(REPO_PROMPTS_DIR))
+    signed_post(client, "/webhooks/messenger", dumps(fb_body(fb_text("How much is a 5kW system?", sender="42"))))
+    with session_factory() as session:
+        conversation_id = session.scalars(select(Conversation.id)).one()
+    assert bot.process_conversation(conversation_id), "the bot answers before anyone takes over"
+    signed_post(client, "/webhooks/messenger", dumps(fb_body(fb_echo("Hi, Anna here!", customer="42",
+                                                                     app_id="263902037430900"))))
+    with session_factory() as session:
+        lead = session.scalars(select(Lead)).one()
+        assert lead.ai_paused_until is not None and lead.ai_paused_until > utcnow() + timedelta(minutes=55)
+    signed_post(client, "/webhooks/messenger", dumps(fb_body(fb_text("Great, thanks Anna", sender="42"))))
+    assert bot.process_conversation(conversation_id) == [], "while paused, the bot stays quiet"
+    authors = [m.author for m in messages(session_factory)]
+    assert authors == ["customer", "bot", "agent", "customer"]

@@ -42,8 +42,9 @@
   root.innerHTML =
     "<style>" +
     ":host{all:initial}" +
-    ".ld{position:fixed;right:20px;bottom:20px;z-index:2147483000;font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111}" +
-    ".ld-launcher{width:56px;height:56px;border-radius:50%;border:0;background:" + color + ";color:#fff;font-size:26px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25)}" +
+    ".ld{position:fixed;right:20px;bottom:20px;z-index:2147483000;display:flex;flex-direction:column;align-items:flex-end;font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#111}" +
+    ".ld-launcher{width:56px;height:56px;border-radius:50%;border:0;background:" + color + ";color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);display:flex;align-items:center;justify-content:center}" +
+    ".ld-launcher svg{width:28px;height:28px;fill:currentColor}" +
     ".ld-panel{display:none;flex-direction:column;width:340px;max-width:calc(100vw - 40px);height:460px;max-height:calc(100vh - 100px);background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);overflow:hidden;margin-bottom:12px}" +
     ".ld.open .ld-panel{display:flex}" +
     ".ld-head{background:" + color + ";color:#fff;padding:12px 14px;font-weight:600;display:flex;justify-content:space-between;align-items:center}" +
@@ -68,7 +69,8 @@
     "<form class='ld-form'><input class='ld-input' name='text' autocomplete='off' placeholder='Type a message&hellip;' aria-label='Message' maxlength='" + MAX_CHARS + "'>" +
     "<button class='ld-send' type='submit'>Send</button></form>" +
     "</div>" +
-    "<button class='ld-launcher' aria-label='Open chat'>&#128172;</button>" +
+    "<button class='ld-launcher' aria-label='Open chat'><svg viewBox='0 0 24 24' aria-hidden='true'>" +
+    "<path d='M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z'/></svg></button>" +
     "</div>";
 
   var box = root.querySelector(".ld");
