@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from store.models import NOTE_CATEGORIES
 
@@ -41,7 +41,7 @@ class Reply:
     text: str
 
 
-Intent = Union[ToolCall, Reply]
+Intent = ToolCall | Reply
 
 
 def _clean(text: str) -> str:

@@ -69,7 +69,14 @@ from store.copilot_queries import (
     leads_by_email,
     message_counts,
 )
-from store.leads import find_lead_by_phone, get_lead, merge_leads, resolve, update_lead
+from store.leads import (
+    find_lead_by_phone,
+    get_lead,
+    merge_leads,
+    record_audit,
+    resolve,
+    update_lead,
+)
 from store.messages import recent_messages
 from store.models import HOT_SCORE, Agent, Lead
 from store.query import LeadQuery, count_leads, query_leads
@@ -79,6 +86,7 @@ from store.work import (
     assign_lead,
     list_notes,
     mark_read,
+    next_available_agent,
     notify,
     score_history,
     unread_notifications,
@@ -87,6 +95,7 @@ from store.work import (
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
+CONVERTED = "Converted"  # the status that closes a sale and locks the lead, as in the REST API
 STALE_DAYS = 7
 RECENT_DAYS = 7
 YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "confirm", "confirmed", "do it", "go", "go ahead",
@@ -314,7 +323,7 @@ class CopilotTools:
             "focus_lead_id": found.id}
 
     def set_status(self, agent: Agent, session: Session, lead: str, status: str) -> Result | Confirm:
-        found = self._lead(lead, agent, session)
+        found = _writable(self._lead(lead, agent, session))
         new = cfg.canonical_status(self.ctx.prompts, status)
         if found.status == new:
             return f"#{found.id} is already {new}.", {"focus_lead_id": found.id}
@@ -328,28 +337,51 @@ class CopilotTools:
             declined=(f"Okay, #{lead_id} stays {old}.", {"focus_lead_id": lead_id}))
 
     def _apply_status(self, agent: Agent, session: Session, lead_id: int, new: str) -> Result:
-        found = check_visible(agent, get_lead(lead_id, session=session))
-        old = found.status
-        changes: dict[str, Any] = {"status": new}
-        if "convert" in new.lower() and found.converted_at is None:
-            changes["converted_at"] = self.ctx.clock()
-        update_lead(found, changes, session=session, actor="agent", agent_id=agent.id)
-        # The status's AI behaviour applies whoever sets it: a stop silences the bot for this lead.
+        """Set the status as a human, with the same rules as the REST API: any status may be set;
+        Converted locks the lead; the status's AI behaviour applies; auto_assign gives an unassigned
+        lead to the agent (an admin: to the next available agent); notify tells the owner."""
+        found = _writable(check_visible(agent, get_lead(lead_id, session=session)))
+        old, now = found.status, self.ctx.clock()
         rule = cfg.status(self.ctx.prompts, new)
+        changes: dict[str, Any] = {"status": new}
+        converted = new.lower() == CONVERTED.lower()
+        if converted:
+            changes.update(locked=True, converted_at=now)
+        update_lead(found, changes, session=session, actor="agent", agent_id=agent.id)
+        if converted:
+            record_audit(session=session, lead_id=found.id, actor="agent", action="convert", field="status",
+                         new=new, agent_id=agent.id)
         extra = ""
         if rule is not None and rule.ai_behaviour == "stop":
-            if pause_bot(found, session=session, actor="agent", now=self.ctx.clock(), minutes=None,
-                         agent_id=agent.id, reason=f"status {new}"):
-                extra = " The bot stops answering this lead."
+            if pause_bot(found, session=session, actor="agent", now=now, minutes=None, agent_id=agent.id,
+                         reason="status"):
+                extra += " The bot stops answering this lead."
         elif rule is not None and rule.ai_behaviour == "pause":
             minutes = rule.pause_minutes or self.ctx.prompts.business.default_pause_minutes
-            if pause_bot(found, session=session, actor="agent", now=self.ctx.clock(), minutes=minutes,
-                         agent_id=agent.id, reason=f"status {new}"):
-                extra = f" The bot pauses for {minutes} minutes."
+            if pause_bot(found, session=session, actor="agent", now=now, minutes=minutes, agent_id=agent.id,
+                         reason="status"):
+                extra += f" The bot pauses for {minutes} minutes."
+        if rule is not None and rule.action == "auto_assign" and found.assigned_agent_id is None:
+            target = agent if not is_admin(agent) else next_available_agent(
+                session=session, terminal_statuses=cfg.terminal_statuses(self.ctx.prompts))
+            if target is not None:
+                assign_lead(found, target, session=session, actor="agent", by_agent=agent)
+                extra += " It is now assigned to you." if target.id == agent.id else f" Assigned to {target.name}."
+                if target.id != agent.id:
+                    notify(target, found, f"{agent.name} assigned you {found.name or 'a lead'} (#{found.id}).",
+                           session=session, kind="assigned")
+        elif rule is not None and rule.action == "notify" and not rule.terminal \
+                and found.assigned_agent_id not in (None, agent.id):
+            owner = session.get(Agent, found.assigned_agent_id)
+            if owner is not None and owner.active:
+                notify(owner, found, f"{agent.name} set {found.name or f'lead {found.id}'} to {new}.",
+                       session=session, kind="status")
+        if converted:
+            extra += " The lead is now read-only (an admin can reopen it)."
         return _tidy(f"#{found.id} {found.name or ''}: status {old} → {new}.{extra}"), {"focus_lead_id": found.id}
 
     def assign_lead(self, agent: Agent, session: Session, lead: str, agent_ref: str) -> Result:
-        found = self._lead(lead, agent, session)
+        found = _writable(self._lead(lead, agent, session))
         target = find_teammate(agent_ref, agent, session=session)
         changed = assign_lead(found, target, session=session, actor="agent", by_agent=agent)
         who = target.name if target else "nobody"
@@ -387,6 +419,7 @@ class CopilotTools:
             still = [i for i in lead_ids_matching(LeadQuery(agent_id=source_id, archived=False), session=s)
                      if i in shown]
             for lead_id in still:
+                # Converted leads are read-only but still move with their owner's book.
                 assign_lead(get_lead(lead_id, session=s), to, session=s, actor="agent", by_agent=me)
             if to is not None and still and to.id != me.id:
                 notify(to, None, f"{me.name} moved {len(still)} of {source_name}'s leads to you.",
@@ -525,7 +558,7 @@ class CopilotTools:
                        declined=("Okay, nothing was created.", {}), options=options)
 
     def _save_card(self, agent: Agent, session: Session, card: dict[str, Any], target_id: int | None) -> Result:
-        target = check_visible(agent, get_lead(target_id, session=session)) if target_id else None
+        target = _writable(check_visible(agent, get_lead(target_id, session=session))) if target_id else None
         known_before = None
         if card.get("phone"):
             known_before = find_lead_by_phone(card["phone"], session=session)
@@ -572,6 +605,12 @@ class CopilotTools:
     def _lead(self, ref: str, agent: Agent, session: Session) -> Lead:
         return find_lead(ref, agent, session=session, region=self.ctx.region)
 
+
+
+def _writable(lead: Lead) -> Lead:
+    if lead.locked:
+        raise CopilotError(f"Lead #{lead.id} was converted and is read-only; an admin can reopen it.")
+    return lead
 
 
 def _tidy(text: str) -> str:

@@ -74,7 +74,7 @@ def test_a_terminal_status_from_the_model_waits_for_the_agents_yes(world, sf, pr
     assert done.reply == "Marked as won." and done.pending is None
     assert world.get(lead).status == "Converted"
     assert world.audits(lead, "status")[-1].agent_id == sarah
-    assert tool_results(model.seen[-1])[-1] == f"#{lead} Dana Smith: status New → Converted."
+    assert tool_results(model.seen[-1])[-1] == f"#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it)."
 
 
 def test_the_model_cannot_reach_another_agents_lead(world, sf, prompts, clock) -> None:

@@ -185,11 +185,51 @@ def test_status_changes_apply_directly_but_terminal_ones_ask_first(world, chat, 
     assert ask(f"set {lead} to Follow Up").endswith("The bot pauses for 60 minutes.") is False  # stopped stays stopped
 
 
-def test_follow_up_status_pauses_the_bot(world, chat, clock) -> None:
+def test_follow_up_status_pauses_the_bot_and_takes_the_lead(world, chat, clock) -> None:
+    sarah = world.agent("Sarah")
+    lead = world.lead("Dana Smith")
+    reply = chat(sarah)(f"move {lead} to Follow Up")
+    assert reply == f"#{lead} Dana Smith: status New → Follow Up. The bot pauses for 60 minutes. It is now assigned to you."
+    after = world.get(lead)
+    assert after.ai_paused_until == clock() + timedelta(minutes=60) and after.assigned_agent_id == sarah
+
+
+def test_an_admin_setting_follow_up_hands_the_lead_to_the_next_available_agent(world, chat, sf) -> None:
+    admin = world.agent("Ada", role="admin")
+    mike = world.agent("Mike")
+    world.lead("Ada's own", agent=admin)  # Mike has fewer open leads
+    lead = world.lead("Dana Smith")
+    assert chat(admin)(f"set {lead} to Follow Up").endswith("Assigned to Mike.")
+    assert world.get(lead).assigned_agent_id == mike
+    with sf() as session:
+        [note] = session.scalars(select(Notification).where(Notification.agent_id == mike)).all()
+    assert note.text == f"Ada assigned you Dana Smith (#{lead})."
+
+
+def test_a_notify_status_set_by_someone_else_tells_the_owner(world, chat, sf) -> None:
+    sarah = world.agent("Sarah")
+    admin = world.agent("Ada", role="admin")
+    lead = world.lead("Dana Smith", agent=sarah)
+    chat(admin)(f"set {lead} to Interested")
+    chat(sarah)(f"set {lead} to Scouting")  # her own change: no notification to herself
+    with sf() as session:
+        notes = session.scalars(select(Notification).where(Notification.agent_id == sarah)).all()
+    assert [n.text for n in notes] == ["Ada set Dana Smith to Interested."]
+
+
+def test_a_converted_lead_is_read_only(world, chat) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
-    assert chat(sarah)(f"move {lead} to Follow Up").endswith("The bot pauses for 60 minutes.")
-    assert world.get(lead).ai_paused_until == clock() + timedelta(minutes=60)
+    ask = chat(sarah)
+    ask(f"mark {lead} as converted")
+    assert ask("yes").endswith("The lead is now read-only (an admin can reopen it).")
+    after = world.get(lead)
+    assert after.locked and after.converted_at is not None
+    assert [a.action for a in world.audits(lead) if a.action == "convert"] == ["convert"]
+    for request in (f"set {lead} to Scouting", f"assign {lead} to nobody"):
+        assert ask(request) == f"Lead #{lead} was converted and is read-only; an admin can reopen it."
+    assert world.get(lead).status == "Converted"
+    assert ask(f"/note {lead} sent the contract").startswith("Added a General note")
 
 
 def test_assign_and_unassign_notify_the_new_owner(world, chat, sf) -> None:

@@ -42,7 +42,7 @@ def test_confirmations_are_answered_on_the_same_thread(world, client) -> None:
     assert other["reply"] == "There is nothing waiting for a yes or no right now."
     assert world.get(lead).status == "New"
     done = post(client, token, {"message": "yes", "thread": "deal-room"}).get_json()
-    assert done == {"reply": f"#{lead} Dana Smith: status New → Converted.", "pending_confirmation": None}
+    assert done == {"reply": f"#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it).", "pending_confirmation": None}
     assert world.get(lead).status == "Converted"
 
 

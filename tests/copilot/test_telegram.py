@@ -122,7 +122,7 @@ def test_confirmations_come_with_buttons_and_a_press_applies_them(world, telegra
     assert world.get(lead).status == "New"
     telegram.push_callback(user_id=SARAH_TG, data=buttons[0]["callback_data"], message=question)
     telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=2)
-    assert texts(telegram, SARAH_TG)[1] == f"<b>#{lead} Dana Smith: status New → Converted.</b>"
+    assert texts(telegram, SARAH_TG)[1] == f"<b>#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it).</b>"
     assert world.get(lead).status == "Converted"
     assert telegram.calls_to("answerCallbackQuery")
     assert telegram.calls_to("editMessageReplyMarkup")  # the buttons are gone
