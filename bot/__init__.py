@@ -9,5 +9,13 @@ from bot.outbox import LocalOutbox, Outbox, Reply
 from bot.prompts import PromptConfig, PromptError, load_prompts
 from bot.service import BotService
 
-__all__ = ["BotService", "LocalOutbox", "Outbox", "PromptConfig", "PromptError", "Reply", "build_graph",
-           "load_prompts"]
+__all__ = [
+    "BotService",
+    "LocalOutbox",
+    "Outbox",
+    "PromptConfig",
+    "PromptError",
+    "Reply",
+    "build_graph",
+    "load_prompts",
+]

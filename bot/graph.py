@@ -6,9 +6,10 @@ ingest -> identify -> extract_contacts -> [merge] -> score_intent -> decide_stat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
@@ -30,14 +31,33 @@ def build_graph(
     takeover_minutes: int = 60,
     window_size: int = 12,
 ) -> Any:
-    """Compile the bot graph. Invoke with `{"inbound": {...Inbound fields}}` or `{"conversation_id": id}`
-    and optionally `context=BotContext(prompts=..., now=...)` to pin the configuration and time of a run."""
+    """Compile the bot graph.
+
+    Invoke with `{"inbound": {...Inbound fields}}` or `{"conversation_id": id}`, optionally with
+    `context=BotContext(prompts=..., now=...)` to pin the configuration and time of a run.
+    """
     get_prompts = prompts if callable(prompts) else (lambda: prompts)
-    deps = nodes.Deps(session_factory=session_factory, prompts=get_prompts, model=model, clock=clock,
-                      region=region, takeover_minutes=takeover_minutes, window_size=window_size)
+    deps = nodes.Deps(
+        session_factory=session_factory,
+        prompts=get_prompts,
+        model=model,
+        clock=clock,
+        region=region,
+        takeover_minutes=takeover_minutes,
+        window_size=window_size,
+    )
     builder = StateGraph(BotState, context_schema=BotContext)
-    for name in ("ingest", "identify", "extract_contacts", "merge", "score_intent", "decide_status", "act",
-                 "draft_reply", "save"):
+    for name in (
+        "ingest",
+        "identify",
+        "extract_contacts",
+        "merge",
+        "score_intent",
+        "decide_status",
+        "act",
+        "draft_reply",
+        "save",
+    ):
         builder.add_node(name, partial(getattr(nodes, name), deps=deps))
     builder.add_edge(START, "ingest")
     builder.add_conditional_edges("ingest", nodes.route_after_ingest)

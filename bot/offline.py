@@ -9,9 +9,10 @@ import math
 import re
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Optional
+from typing import Optional
 
 from bot.prompts import KnowledgeSection, PromptConfig
 from bot.scoring import knowledge_terms
@@ -21,43 +22,92 @@ from store.contacts import find_emails, find_phones, try_normalize_phone
 PHONELESS_CHANNELS = ("web", "messenger", "instagram")
 POSITIVE_INTENT = ("interest", "pricing", "comparison", "demo", "timeline", "purchase", "callback")
 
-_STOPWORDS = set("""
-a an the is are was be been am do does did you your yours i me my mine we our us it its of to in on at for with
-and or but not no yes what how when where which who why can could would will should shall may might there this
-that these those about much many any some please hi hello hey thanks thank get got want like need know tell
-have has had just also more very so if than then them they their he she his her from by as up out into over
+_STOPWORDS = set(
+    """
+a an the is are was be been am do does did you your yours i me my mine we our us it its of to in on
+at for with
+and or but not no yes what how when where which who why can could would will should shall may might
+there this
+that these those about much many any some please hi hello hey thanks thank get got want like need
+know tell
+have has had just also more very so if than then them they their he she his her from by as up out
+into over
 offer offers provide sell got
 cuanto cuanta
-el la los las un una unos unas de del que en y o por para con es son era mi mis tu tus su sus como cuando donde
-cual cuales hola gracias quiero quisiera tienen tiene hay se me lo le al muy mas pero si no ya esto esta este
-le la les un une des du et ou est sont pour avec mon ma mes vous je tu que quel quelle comment bonjour merci
+el la los las un una unos unas de del que en y o por para con es son era mi mis tu tus su sus como
+cuando donde
+cual cuales hola gracias quiero quisiera tienen tiene hay se me lo le al muy mas pero si no ya esto
+esta este
+le la les un une des du et ou est sont pour avec mon ma mes vous je tu que quel quelle comment
+bonjour merci
 il elle nous ce cette qui dans sur pas plus
-der die das ein eine und oder ist sind fur mit mein meine sie ich wie was hallo danke es zu den dem im auf bei
+der die das ein eine und oder ist sind fur mit mein meine sie ich wie was hallo danke es zu den dem
+im auf bei
 nicht auch noch
 o os as um uma do da dos das e para com meu minha voce que como ola obrigado obrigada tem no na em
 في من على هل ما كم أن عن الى إلى مع هذا هذه
-""".split())
+""".split()
+)
 
 _ASKS_PHONE = re.compile(
-    r"phone number|your number|number to reach|numero de telefono|tu numero|su numero|numero de telephone|"
-    r"votre numero|telefonnummer|ihre nummer|numero de telefone|seu numero|رقم هاتف|رقم الهاتف|رقم جوال")
-_SCORE_WORDS = re.compile(r"\b(?:lead\s+score|intent\s+score|score|scoring|puntuacion|pontuacao|punktzahl|"
-                          r"scores)\b")
+    r"phone number|your number|number to reach|numero de telefono|tu numero|su numero|"
+    r"numero de telephone|votre numero|telefonnummer|ihre nummer|numero de telefone|seu numero|"
+    r"رقم هاتف|رقم الهاتف|رقم جوال"
+)
+_SCORE_WORDS = re.compile(
+    r"\b(?:lead\s+score|intent\s+score|score|scoring|puntuacion|pontuacao|punktzahl|"
+    r"scores)\b"
+)
 _NAME_PATTERNS = [
-    re.compile(r"\b(?:my name is|my name's|this is|call me|me llamo|mi nombre es|je m'appelle|je m’appelle|"
-               r"mon nom est|ich hei(?:ss|ß)e|mein name ist|meu nome [eé]|me chamo|chamo-me)\s+"
-               r"([^\W\d_][^\W\d_'’-]*(?:[ -][^\W\d_][^\W\d_'’-]*){0,2})", re.IGNORECASE),
+    re.compile(
+        r"\b(?:my name is|my name's|this is|call me|me llamo|mi nombre es|"
+        r"je m'appelle|je m’appelle|"
+        r"mon nom est|ich hei(?:ss|ß)e|mein name ist|meu nome [eé]|me chamo|chamo-me)\s+"
+        r"([^\W\d_][^\W\d_'’-]*(?:[ -][^\W\d_][^\W\d_'’-]*){0,2})",
+        re.IGNORECASE,
+    ),
     re.compile(r"(?:اسمي)\s+(\S+(?:\s+\S+)?)"),
 ]
-_NOT_NAMES = {"interested", "looking", "ready", "not", "from", "the", "a", "here", "back", "asking", "just", "sure",
-              "wondering", "calling", "writing", "good", "fine", "great", "me", "you", "asap", "tomorrow", "today"}
+_NOT_NAMES = {
+    "interested",
+    "looking",
+    "ready",
+    "not",
+    "from",
+    "the",
+    "a",
+    "here",
+    "back",
+    "asking",
+    "just",
+    "sure",
+    "wondering",
+    "calling",
+    "writing",
+    "good",
+    "fine",
+    "great",
+    "me",
+    "you",
+    "asap",
+    "tomorrow",
+    "today",
+}
 
 _DAY_NAMES = {
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
     "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
     "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
     "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
-    "pt": ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo"),
+    "pt": (
+        "segunda-feira",
+        "terça-feira",
+        "quarta-feira",
+        "quinta-feira",
+        "sexta-feira",
+        "sábado",
+        "domingo",
+    ),
     "ar": ("الاثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت", "الأحد"),
 }
 _OPENING_FORMATS = {
@@ -90,7 +140,7 @@ class _Index:
     allowed_emails: frozenset[str]
 
 
-_INDEXES: "weakref.WeakKeyDictionary[PromptConfig, _Index]" = weakref.WeakKeyDictionary()
+_INDEXES: weakref.WeakKeyDictionary[PromptConfig, _Index] = weakref.WeakKeyDictionary()
 
 
 def knowledge_index(config: PromptConfig) -> _Index:
@@ -103,21 +153,31 @@ def knowledge_index(config: PromptConfig) -> _Index:
     for section in config.knowledge:
         count = Counter(tokens(section.text))
         for token in tokens(section.heading):
-            count[token] += 3  # a word in the heading says more about the section than one in its body
+            count[token] += (
+                3  # a word in the heading says more about the section than one in its body
+            )
         counts.append(count)
         lengths.append(sum(count.values()))
         df.update(set(count))
     phones = {p for s in config.knowledge for p in find_phones(s.text, "US")}
-    business_phone = try_normalize_phone(config.business.phone, "US") if config.business.phone else None
+    business_phone = (
+        try_normalize_phone(config.business.phone, "US") if config.business.phone else None
+    )
     if business_phone:
         phones.add(business_phone)
     emails = {e.lower() for s in config.knowledge for e in find_emails(s.text)}
     if config.business.email:
         emails.add(config.business.email.lower())
-    index = _Index(sections=config.knowledge, counts=counts, lengths=lengths, df=df,
-                   avg_length=(sum(lengths) / len(lengths)) if lengths else 1.0,
-                   terms=knowledge_terms(config.knowledge), allowed_phones=frozenset(phones),
-                   allowed_emails=frozenset(emails))
+    index = _Index(
+        sections=config.knowledge,
+        counts=counts,
+        lengths=lengths,
+        df=df,
+        avg_length=(sum(lengths) / len(lengths)) if lengths else 1.0,
+        terms=knowledge_terms(config.knowledge),
+        allowed_phones=frozenset(phones),
+        allowed_emails=frozenset(emails),
+    )
     _INDEXES[config] = index
     return index
 
@@ -132,8 +192,15 @@ _SIGNAL_HINTS = {
 }
 
 
-def retrieve(config: PromptConfig, query: str, *, language: Optional[str] = None, k: int = 3,
-             min_score: float = 1.2, signals: Iterable[str] = ()) -> list[tuple[KnowledgeSection, float]]:
+def retrieve(
+    config: PromptConfig,
+    query: str,
+    *,
+    language: Optional[str] = None,
+    k: int = 3,
+    min_score: float = 1.2,
+    signals: Iterable[str] = (),
+) -> list[tuple[KnowledgeSection, float]]:
     """The best-matching knowledge sections for `query` (BM25 over heading-weighted sections)."""
     index = knowledge_index(config)
     query_tokens = set(tokens(query))
@@ -144,7 +211,7 @@ def retrieve(config: PromptConfig, query: str, *, language: Optional[str] = None
         return []
     n = len(index.sections)
     results = []
-    for section, count, length in zip(index.sections, index.counts, index.lengths):
+    for section, count, length in zip(index.sections, index.counts, index.lengths, strict=True):
         score = 0.0
         for token in query_tokens:
             tf = count.get(token, 0)
@@ -177,15 +244,27 @@ def section_excerpt(section: KnowledgeSection, max_chars: int = 450) -> str:
         if blocks and total + len(line) > max_chars:
             break
         total += len(line) + 1
-        if not bullet and blocks and not blocks[-1].startswith("• ") and not blocks[-1].endswith(":"):
+        if (
+            not bullet
+            and blocks
+            and not blocks[-1].startswith("• ")
+            and not blocks[-1].endswith(":")
+        ):
             blocks[-1] = blocks[-1] + " " + line
         else:
             blocks.append(line)
     return "\n".join(blocks)
 
 
-def knowledge_for_prompt(config: PromptConfig, query: str, *, language: Optional[str], k: int = 3,
-                         max_chars: int = 900, signals: Iterable[str] = ()) -> str:
+def knowledge_for_prompt(
+    config: PromptConfig,
+    query: str,
+    *,
+    language: Optional[str],
+    k: int = 3,
+    max_chars: int = 900,
+    signals: Iterable[str] = (),
+) -> str:
     """The best sections for the model's prompt, each clipped, so the prompt stays bounded."""
     found = retrieve(config, query, language=language, k=k, min_score=0.5, signals=signals)
     if not found:
@@ -215,11 +294,13 @@ def extract_name(texts: Iterable[str]) -> Optional[str]:
     return None
 
 
-_MENTIONS_PHONE = re.compile(r"phone|number|telefono|numero|telephone|telefon|telefone|whatsapp|هاتف|رقم")
+_MENTIONS_PHONE = re.compile(
+    r"phone|number|telefono|numero|telephone|telefon|telefone|whatsapp|هاتف|رقم"
+)
 
 
 def declined_phone(texts: Iterable[str], *, config: PromptConfig, asked_last: bool) -> bool:
-    """Whether the customer said no to giving a phone number (a "no thanks" counts right after an ask)."""
+    """Whether the customer refused to give a phone ("no thanks" counts right after an ask)."""
     for text in texts:
         if not config.scoring.phone_decline.first(text):
             continue
@@ -228,12 +309,28 @@ def declined_phone(texts: Iterable[str], *, config: PromptConfig, asked_last: bo
     return False
 
 
-def should_ask_phone(*, channel: str, has_phone: bool, declined: bool, asks: int, max_asks: int,
-                     asked_last: bool, interested: bool, quiet: bool) -> bool:
+def should_ask_phone(
+    *,
+    channel: str,
+    has_phone: bool,
+    declined: bool,
+    asks: int,
+    max_asks: int,
+    asked_last: bool,
+    interested: bool,
+    quiet: bool,
+) -> bool:
     """Ask for a phone only where the channel gives none, once interest shows, never twice in a
     row, at most `max_asks` times, and never after a "no"."""
-    return (channel in PHONELESS_CHANNELS and not has_phone and not declined and asks < max_asks
-            and not asked_last and interested and not quiet)
+    return (
+        channel in PHONELESS_CHANNELS
+        and not has_phone
+        and not declined
+        and asks < max_asks
+        and not asked_last
+        and interested
+        and not quiet
+    )
 
 
 def shows_interest(score: int, signals: Iterable[str], min_score: int) -> bool:
@@ -241,7 +338,7 @@ def shows_interest(score: int, signals: Iterable[str], min_score: int) -> bool:
 
 
 def format_opening(opening: datetime, now: datetime, zone_name: str, language: str) -> str:
-    """'tomorrow at 08:00' / 'mañana a las 08:00' for the next opening, in the business's time zone."""
+    """'tomorrow at 08:00' / 'mañana a las 08:00': the next opening in the business's time zone."""
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(zone_name)
@@ -303,8 +400,14 @@ def offline_core(ctx: ReplyContext) -> str:
         found = retrieve(config, ctx.burst_text, language=lang, k=1, signals=signals)
         if found:
             section = found[0][0]
-            topic = section.title[:1].lower() + section.title[1:] if not section.title[:2].isupper() else section.title
-            intro = config.template("answer_intro", section.language if section.language == lang else lang, topic=topic)
+            topic = (
+                section.title[:1].lower() + section.title[1:]
+                if not section.title[:2].isupper()
+                else section.title
+            )
+            intro = config.template(
+                "answer_intro", section.language if section.language == lang else lang, topic=topic
+            )
             parts.append(_join([intro, section_excerpt(section)], sep="\n"))
             answered = True
         elif ctx.question:
@@ -346,8 +449,14 @@ def asks_for_phone(text: str) -> bool:
     return bool(_ASKS_PHONE.search(normalize(text or "")))
 
 
-def unsafe_reply_reason(text: str, *, config: PromptConfig, lead_phone: Optional[str], lead_email: Optional[str],
-                        region: str) -> Optional[str]:
+def unsafe_reply_reason(
+    text: str,
+    *,
+    config: PromptConfig,
+    lead_phone: Optional[str],
+    lead_email: Optional[str],
+    region: str,
+) -> Optional[str]:
     """Why a model-written reply must not reach the customer, or None when it is safe.
 
     It must not contain phone numbers or emails other than the customer's and the business's (no

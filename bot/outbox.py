@@ -1,4 +1,4 @@
-"""Handing recorded outbound messages to a channel, after the transaction that recorded them committed.
+"""Handing recorded outbound messages to a channel after the transaction recording them committed.
 
 The bot and the agents' reply helpers first record a message (delivery_status "pending") together
 with the effects that caused it, commit, and only then call `Outbox.deliver`. A crash in between
@@ -9,8 +9,9 @@ because every bot reply has an idempotency key.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Optional, Protocol, runtime_checkable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,21 +54,31 @@ class LocalOutbox:
         if not message_ids:
             return
         with self.session_factory.begin() as session:
-            for message in session.scalars(select(Message).where(Message.id.in_(list(message_ids)))):
+            for message in session.scalars(
+                select(Message).where(Message.id.in_(list(message_ids)))
+            ):
                 if message.delivery_status in (None, "pending", "failed"):
                     message.delivery_status = "sent"
                     message.error = None
         log.debug("marked %d message(s) sent", len(message_ids))
 
 
-def pending_deliveries(*, session: Session, older_than_seconds: float = 30.0, limit: int = 500) -> list[int]:
-    """Outbound messages still waiting to be sent (e.g. after a crash between commit and delivery)."""
+def pending_deliveries(
+    *, session: Session, older_than_seconds: float = 30.0, limit: int = 500
+) -> list[int]:
+    """Outbound messages still waiting to be sent (e.g. after a crash between commit and send)."""
     from datetime import timedelta
 
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
-    return list(session.scalars(
-        select(Message.id)
-        .where(Message.direction == "out", Message.delivery_status == "pending", Message.created_at <= cutoff)
-        .order_by(Message.id)
-        .limit(limit)
-    ))
+    return list(
+        session.scalars(
+            select(Message.id)
+            .where(
+                Message.direction == "out",
+                Message.delivery_status == "pending",
+                Message.created_at <= cutoff,
+            )
+            .order_by(Message.id)
+            .limit(limit)
+        )
+    )

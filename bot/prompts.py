@@ -34,20 +34,60 @@ WEIGHTS = ("engagement", "question_depth", "trend", "model_judgement")
 FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-BOT_PLACEHOLDERS = frozenset({"business_name", "tone", "languages", "business_hours", "statuses",
-                              "knowledge", "lead", "custom_fields", "now"})
+BOT_PLACEHOLDERS = frozenset(
+    {
+        "business_name",
+        "tone",
+        "languages",
+        "business_hours",
+        "statuses",
+        "knowledge",
+        "lead",
+        "custom_fields",
+        "now",
+    }
+)
 BOT_REQUIRED = frozenset({"business_name", "statuses", "knowledge", "lead"})
-COPILOT_PLACEHOLDERS = frozenset({"business_name", "agent_name", "statuses", "custom_fields",
-                                  "note_categories", "tone", "now"})
+COPILOT_PLACEHOLDERS = frozenset(
+    {"business_name", "agent_name", "statuses", "custom_fields", "note_categories", "tone", "now"}
+)
 COPILOT_REQUIRED = frozenset({"business_name", "statuses"})
-TEMPLATE_PLACEHOLDERS = frozenset({"business_name", "customer_name", "agent_name", "topic", "next_opening",
-                                   "business_phone", "business_email", "website"})
+TEMPLATE_PLACEHOLDERS = frozenset(
+    {
+        "business_name",
+        "customer_name",
+        "agent_name",
+        "topic",
+        "next_opening",
+        "business_phone",
+        "business_email",
+        "website",
+    }
+)
 # Templates the default language must have (phone_ask and out_of_hours may come from business.yaml).
-CORE_TEMPLATES = ("greeting", "phone_ask", "handover", "resume_disclosure", "out_of_hours",
-                  "intro_email_subject", "intro_email")
-OPTIONAL_TEMPLATES = ("answer_intro", "ack_pricing", "ack_demo", "ack_timeline", "ack_purchase",
-                      "ack_comparison", "no_answer", "fallback", "opt_out", "not_interested",
-                      "phone_thanks", "refusal")
+CORE_TEMPLATES = (
+    "greeting",
+    "phone_ask",
+    "handover",
+    "resume_disclosure",
+    "out_of_hours",
+    "intro_email_subject",
+    "intro_email",
+)
+OPTIONAL_TEMPLATES = (
+    "answer_intro",
+    "ack_pricing",
+    "ack_demo",
+    "ack_timeline",
+    "ack_purchase",
+    "ack_comparison",
+    "no_answer",
+    "fallback",
+    "opt_out",
+    "not_interested",
+    "phone_thanks",
+    "refusal",
+)
 # Templates business.yaml supplies for the default language.
 BUSINESS_TEMPLATES = ("phone_ask", "out_of_hours")
 
@@ -127,10 +167,16 @@ class Status:
     rules: tuple[StatusRule, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "colour": self.colour, "description": self.description,
-                "action": self.action, "ai_behaviour": self.ai_behaviour,
-                "pause_minutes": self.pause_minutes, "terminal": self.terminal,
-                "ai_can_set": self.ai_can_set}
+        return {
+            "name": self.name,
+            "colour": self.colour,
+            "description": self.description,
+            "action": self.action,
+            "ai_behaviour": self.ai_behaviour,
+            "pause_minutes": self.pause_minutes,
+            "terminal": self.terminal,
+            "ai_can_set": self.ai_can_set,
+        }
 
 
 @dataclass(frozen=True)
@@ -183,15 +229,21 @@ class BusinessHours:
             span = self.days[day.weekday()]
             if span is None:
                 continue
-            opening = datetime(day.year, day.month, day.day, span[0] // 60, span[0] % 60, tzinfo=self.zone)
+            opening = datetime(
+                day.year, day.month, day.day, span[0] // 60, span[0] % 60, tzinfo=self.zone
+            )
             if opening > local:
                 return opening
         return None
 
     def describe(self) -> str:
         parts = []
-        for name, span in zip(DAYS, self.days):
-            parts.append(f"{name.capitalize()} {_hhmm(span[0])}-{_hhmm(span[1])}" if span else f"{name.capitalize()} closed")
+        for name, span in zip(DAYS, self.days, strict=True):
+            parts.append(
+                f"{name.capitalize()} {_hhmm(span[0])}-{_hhmm(span[1])}"
+                if span
+                else f"{name.capitalize()} closed"
+            )
         return f"{', '.join(parts)} ({self.timezone})"
 
 
@@ -225,7 +277,7 @@ class CustomField:
     choices: tuple[str, ...] = ()
 
     def coerce(self, value: Any) -> Any:
-        """Check and convert a value for this field (None clears it); raise ValueError when it does not fit."""
+        """Check and convert a value for this field (None clears it); ValueError if it is wrong."""
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
         if self.type == "text":
@@ -324,16 +376,23 @@ class PromptConfig:
         return bool(self.templates.get(language, {}).get(key))
 
     def template(self, key: str, language: Optional[str] = None, **values: Any) -> str:
-        """The template in `language` (else the default language), filled in; "" when not defined."""
+        """The template in `language` (else the default language), filled in; "" when undefined."""
         default = self.business.default_language
-        text = (self.templates.get(language or default, {}).get(key)
-                or self.templates.get(default, {}).get(key) or "")
+        text = (
+            self.templates.get(language or default, {}).get(key)
+            or self.templates.get(default, {}).get(key)
+            or ""
+        )
         return text.format_map(self._template_values(values)).strip() if text else ""
 
     def _template_values(self, values: dict[str, Any]) -> dict[str, str]:
         filled = {name: "" for name in TEMPLATE_PLACEHOLDERS}
-        filled.update(business_name=self.business.name, business_phone=self.business.phone or "",
-                      business_email=self.business.email or "", website=self.business.website or "")
+        filled.update(
+            business_name=self.business.name,
+            business_phone=self.business.phone or "",
+            business_email=self.business.email or "",
+            website=self.business.website or "",
+        )
         filled.update({k: "" if v is None else str(v) for k, v in values.items()})
         return filled
 
@@ -348,19 +407,32 @@ class PromptConfig:
         common = self._common_values()
         common["note_categories"] = ", ".join(NOTE_CATEGORIES)
         common["statuses"] = "\n".join(
-            f"- {s.name}: {s.description}" + (" (terminal)" if s.terminal else "") for s in self.statuses)
+            f"- {s.name}: {s.description}" + (" (terminal)" if s.terminal else "")
+            for s in self.statuses
+        )
         return _fill(self.copilot_system, COPILOT_PLACEHOLDERS, common, values)
 
     def _common_values(self) -> dict[str, str]:
-        fields = "\n".join(
-            f"- {f.name} ({f.label}): {f.type}" + (f" - one of {', '.join(f.choices)}" if f.choices else "")
-            for f in self.custom_fields) or "(none)"
-        return {"business_name": self.business.name, "tone": self.business.tone,
-                "languages": ", ".join(self.business.languages),
-                "business_hours": self.business.hours.describe(), "custom_fields": fields}
+        fields = (
+            "\n".join(
+                f"- {f.name} ({f.label}): {f.type}"
+                + (f" - one of {', '.join(f.choices)}" if f.choices else "")
+                for f in self.custom_fields
+            )
+            or "(none)"
+        )
+        return {
+            "business_name": self.business.name,
+            "tone": self.business.tone,
+            "languages": ", ".join(self.business.languages),
+            "business_hours": self.business.hours.describe(),
+            "custom_fields": fields,
+        }
 
 
-def _fill(template: str, allowed: frozenset[str], common: dict[str, str], values: dict[str, Any]) -> str:
+def _fill(
+    template: str, allowed: frozenset[str], common: dict[str, str], values: dict[str, Any]
+) -> str:
     filled = {name: "" for name in allowed}
     filled.update(common)
     filled.update({k: "" if v is None else str(v) for k, v in values.items()})
@@ -399,7 +471,9 @@ def _construct_mapping(loader: _LineLoader, node: MappingNode) -> _LineDict:
         try:
             hash(key)
         except TypeError:
-            raise ConstructorError(None, None, "a key must be a plain value", key_node.start_mark) from None
+            raise ConstructorError(
+                None, None, "a key must be a plain value", key_node.start_mark
+            ) from None
         if key in result:
             raise _DuplicateKey(None, None, f"duplicate key {key!r}", key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
@@ -429,7 +503,11 @@ def _read_yaml(path: Path, problems: _Problems) -> Optional[Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        problems.add(path, line, f"{exc.problem or 'invalid YAML'}" + (f" ({exc.context})" if exc.context else ""))
+        problems.add(
+            path,
+            line,
+            f"{exc.problem or 'invalid YAML'}" + (f" ({exc.context})" if exc.context else ""),
+        )
     except yaml.YAMLError as exc:
         problems.add(path, 1, f"invalid YAML: {exc}")
     return None
@@ -463,10 +541,20 @@ class _File:
     def known_keys(self, mapping: dict[Any, Any], allowed: tuple[str, ...], what: str) -> None:
         for key in mapping:
             if key not in allowed:
-                self.error(_line_of(mapping, key), f"unknown key {key!r} in {what}; expected one of: {', '.join(allowed)}")
+                self.error(
+                    _line_of(mapping, key),
+                    f"unknown key {key!r} in {what}; expected one of: {', '.join(allowed)}",
+                )
 
-    def text(self, mapping: dict[Any, Any], key: str, *, required: bool = True, default: Optional[str] = None,
-             max_len: int = 2000) -> Optional[str]:
+    def text(
+        self,
+        mapping: dict[Any, Any],
+        key: str,
+        *,
+        required: bool = True,
+        default: Optional[str] = None,
+        max_len: int = 2000,
+    ) -> Optional[str]:
         if key not in mapping or mapping[key] is None:
             if required:
                 self.error(_line_of(mapping), f"missing `{key}`")
@@ -483,8 +571,16 @@ class _File:
             self.error(_line_of(mapping, key), f"`{key}` is longer than {max_len} characters")
         return value
 
-    def integer(self, mapping: dict[Any, Any], key: str, *, default: Optional[int], low: int, high: int,
-                required: bool = False) -> Optional[int]:
+    def integer(
+        self,
+        mapping: dict[Any, Any],
+        key: str,
+        *,
+        default: Optional[int],
+        low: int,
+        high: int,
+        required: bool = False,
+    ) -> Optional[int]:
         if key not in mapping or mapping[key] is None:
             if required:
                 self.error(_line_of(mapping), f"missing `{key}`")
@@ -494,7 +590,9 @@ class _File:
             self.error(_line_of(mapping, key), f"`{key}` must be a whole number, got {value!r}")
             return default
         if not low <= value <= high:
-            self.error(_line_of(mapping, key), f"`{key}` must be between {low} and {high}, got {value}")
+            self.error(
+                _line_of(mapping, key), f"`{key}` must be between {low} and {high}, got {value}"
+            )
             return default
         return value
 
@@ -507,12 +605,17 @@ class _File:
             return default
         return value
 
-    def choice(self, mapping: dict[Any, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(
+        self, mapping: dict[Any, Any], key: str, choices: tuple[str, ...], default: str
+    ) -> str:
         if key not in mapping or mapping[key] is None:
             return default
         value = mapping[key]
         if not isinstance(value, str) or value not in choices:
-            self.error(_line_of(mapping, key), f"`{key}` must be one of: {', '.join(choices)}; got {value!r}")
+            self.error(
+                _line_of(mapping, key),
+                f"`{key}` must be one of: {', '.join(choices)}; got {value!r}",
+            )
             return default
         return value
 
@@ -529,12 +632,20 @@ class _File:
                 self.error(item_line, f"{language!r} is not a language code like en, es, ar")
                 continue
             if not isinstance(items, list):
-                self.error(item_line, f"{what} for {language} must be a list like [word, another phrase]")
+                self.error(
+                    item_line, f"{what} for {language} must be a list like [word, another phrase]"
+                )
                 continue
             cleaned = []
             for index, item in enumerate(items):
-                if isinstance(item, bool) or not isinstance(item, (str, int)) or not str(item).strip("=* "):
-                    self.error(_line_of(items, index), f"{what} for {language}: {item!r} is not a keyword")
+                if (
+                    isinstance(item, bool)
+                    or not isinstance(item, (str, int))
+                    or not str(item).strip("=* ")
+                ):
+                    self.error(
+                        _line_of(items, index), f"{what} for {language}: {item!r} is not a keyword"
+                    )
                     continue
                 cleaned.append(str(item).strip())
             by_language[language] = tuple(cleaned)
@@ -545,7 +656,9 @@ class _File:
 # Loading
 
 
-def load_prompts(directory: Path | str | None = None, *, defaults: Path | str | None = DEFAULT_PROMPTS_DIR) -> PromptConfig:
+def load_prompts(
+    directory: Path | str | None = None, *, defaults: Path | str | None = DEFAULT_PROMPTS_DIR
+) -> PromptConfig:
     """Read and validate the prompts directory; raise PromptError listing every problem."""
     directory = Path(directory) if directory is not None else DEFAULT_PROMPTS_DIR
     defaults_dir = Path(defaults) if defaults is not None else None
@@ -566,9 +679,12 @@ def load_prompts(directory: Path | str | None = None, *, defaults: Path | str | 
     scoring = _load_scoring(pick("scoring.yaml"), problems)
     statuses = _load_statuses(pick("statuses.yaml"), problems, scoring, business)
     custom_fields = _load_custom_fields(pick("custom_fields.yaml"), problems)
-    bot_system = _load_markdown_prompt(pick("bot_system.md"), problems, BOT_PLACEHOLDERS, BOT_REQUIRED)
-    copilot_system = _load_markdown_prompt(pick("copilot_system.md"), problems, COPILOT_PLACEHOLDERS,
-                                           COPILOT_REQUIRED)
+    bot_system = _load_markdown_prompt(
+        pick("bot_system.md"), problems, BOT_PLACEHOLDERS, BOT_REQUIRED
+    )
+    copilot_system = _load_markdown_prompt(
+        pick("copilot_system.md"), problems, COPILOT_PLACEHOLDERS, COPILOT_REQUIRED
+    )
     language = business.default_language if business else "en"
     knowledge_dir = _pick_dir(directory, defaults_dir, "knowledge")
     knowledge = _load_knowledge(knowledge_dir, problems, language) if knowledge_dir else ()
@@ -582,12 +698,24 @@ def load_prompts(directory: Path | str | None = None, *, defaults: Path | str | 
     if problems.items or business is None or scoring is None or statuses is None:
         raise PromptError(problems.items)
     config = PromptConfig(
-        directory=directory, statuses=statuses, scoring=scoring, business=business,
-        custom_fields=custom_fields or (), bot_system=bot_system or "", copilot_system=copilot_system or "",
-        knowledge=knowledge, templates=templates, files=tuple(used),
+        directory=directory,
+        statuses=statuses,
+        scoring=scoring,
+        business=business,
+        custom_fields=custom_fields or (),
+        bot_system=bot_system or "",
+        copilot_system=copilot_system or "",
+        knowledge=knowledge,
+        templates=templates,
+        files=tuple(used),
     )
-    log.info("loaded prompts from %s: %d statuses, %d knowledge sections, templates in %s",
-             directory, len(statuses), len(knowledge), ", ".join(templates))
+    log.info(
+        "loaded prompts from %s: %d statuses, %d knowledge sections, templates in %s",
+        directory,
+        len(statuses),
+        len(knowledge),
+        ", ".join(templates),
+    )
     return config
 
 
@@ -616,14 +744,34 @@ def _load_business(path: Optional[Path], problems: _Problems) -> Optional[Busine
     data = f.mapping(data, 1, "business.yaml")
     if data is None:
         return None
-    f.known_keys(data, ("name", "tone", "default_language", "languages", "contact", "timezone", "hours",
-                        "takeover_minutes", "default_pause_minutes", "phone_ask", "out_of_hours_message"),
-                 "business.yaml")
+    f.known_keys(
+        data,
+        (
+            "name",
+            "tone",
+            "default_language",
+            "languages",
+            "contact",
+            "timezone",
+            "hours",
+            "takeover_minutes",
+            "default_pause_minutes",
+            "phone_ask",
+            "out_of_hours_message",
+        ),
+        "business.yaml",
+    )
     name = f.text(data, "name", max_len=200) or "our business"
-    tone = f.text(data, "tone", required=False, default="friendly and concise") or "friendly and concise"
+    tone = (
+        f.text(data, "tone", required=False, default="friendly and concise")
+        or "friendly and concise"
+    )
     default_language = f.text(data, "default_language", required=False, default="en") or "en"
     if not re.fullmatch(r"[a-z]{2,3}", default_language):
-        f.error(_line_of(data, "default_language"), f"{default_language!r} is not a language code like en")
+        f.error(
+            _line_of(data, "default_language"),
+            f"{default_language!r} is not a language code like en",
+        )
     languages: list[str] = [default_language]
     raw_languages = data.get("languages")
     if raw_languages is not None:
@@ -632,7 +780,10 @@ def _load_business(path: Optional[Path], problems: _Problems) -> Optional[Busine
         else:
             for index, item in enumerate(raw_languages):
                 if not isinstance(item, str) or not re.fullmatch(r"[a-z]{2,3}", item):
-                    f.error(_line_of(raw_languages, index), f"{item!r} is not a language code like en, es")
+                    f.error(
+                        _line_of(raw_languages, index),
+                        f"{item!r} is not a language code like en, es",
+                    )
                 elif item not in languages:
                     languages.append(item)
     phone = email = website = None
@@ -648,29 +799,53 @@ def _load_business(path: Optional[Path], problems: _Problems) -> Optional[Busine
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        f.error(_line_of(data, "timezone"), f"unknown time zone {timezone!r} (use a name like Europe/Madrid)")
+        f.error(
+            _line_of(data, "timezone"),
+            f"unknown time zone {timezone!r} (use a name like Europe/Madrid)",
+        )
         timezone = "UTC"
     days = _parse_hours(data, f)
     takeover = f.integer(data, "takeover_minutes", default=None, low=1, high=60 * 24 * 30)
     pause = f.integer(data, "default_pause_minutes", default=60, low=1, high=60 * 24 * 30) or 60
     ask_max, ask_min, wording = 2, 21, None
     phone_ask = data.get("phone_ask")
-    if phone_ask is not None and f.mapping(phone_ask, _line_of(data, "phone_ask"), "`phone_ask`") is not None:
+    if (
+        phone_ask is not None
+        and f.mapping(phone_ask, _line_of(data, "phone_ask"), "`phone_ask`") is not None
+    ):
         f.known_keys(phone_ask, ("wording", "max_per_conversation", "min_score"), "`phone_ask`")
         wording = f.text(phone_ask, "wording", required=False, max_len=500)
         if wording:
-            _check_placeholders(wording, _line_of(phone_ask, "wording"), f, TEMPLATE_PLACEHOLDERS, frozenset())
+            _check_placeholders(
+                wording, _line_of(phone_ask, "wording"), f, TEMPLATE_PLACEHOLDERS, frozenset()
+            )
         ask_max = f.integer(phone_ask, "max_per_conversation", default=2, low=0, high=10) or 0
         ask_min = f.integer(phone_ask, "min_score", default=21, low=0, high=100) or 0
     out_of_hours = f.text(data, "out_of_hours_message", required=False, max_len=500)
     if out_of_hours:
-        _check_placeholders(out_of_hours, _line_of(data, "out_of_hours_message"), f, TEMPLATE_PLACEHOLDERS,
-                            frozenset())
-    return BusinessConfig(name=name, tone=tone, default_language=default_language, languages=tuple(languages),
-                          phone=phone, email=email, website=website,
-                          hours=BusinessHours(timezone=timezone, days=days), takeover_minutes=takeover,
-                          default_pause_minutes=pause, phone_ask_max=ask_max, phone_ask_min_score=ask_min,
-                          phone_ask_wording=wording, out_of_hours_message=out_of_hours)
+        _check_placeholders(
+            out_of_hours,
+            _line_of(data, "out_of_hours_message"),
+            f,
+            TEMPLATE_PLACEHOLDERS,
+            frozenset(),
+        )
+    return BusinessConfig(
+        name=name,
+        tone=tone,
+        default_language=default_language,
+        languages=tuple(languages),
+        phone=phone,
+        email=email,
+        website=website,
+        hours=BusinessHours(timezone=timezone, days=days),
+        takeover_minutes=takeover,
+        default_pause_minutes=pause,
+        phone_ask_max=ask_max,
+        phone_ask_min_score=ask_min,
+        phone_ask_wording=wording,
+        out_of_hours_message=out_of_hours,
+    )
 
 
 def _parse_hours(data: dict[Any, Any], f: _File) -> tuple[Optional[tuple[int, int]], ...]:
@@ -686,12 +861,19 @@ def _parse_hours(data: dict[Any, Any], f: _File) -> tuple[Optional[tuple[int, in
             f.error(_line_of(hours, key), f"unknown day {key!r}; use {', '.join(DAYS)}")
     for day in DAYS:
         value = hours.get(day)
-        if value is None or (isinstance(value, str) and value.strip().lower() == "closed") or value is False:
+        if (
+            value is None
+            or (isinstance(value, str) and value.strip().lower() == "closed")
+            or value is False
+        ):
             days.append(None)
             continue
         match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", str(value))
         if not match:
-            f.error(_line_of(hours, day), f"{day}: write opening hours as \"HH:MM-HH:MM\" or closed, got {value!r}")
+            f.error(
+                _line_of(hours, day),
+                f'{day}: write opening hours as "HH:MM-HH:MM" or closed, got {value!r}',
+            )
             days.append(None)
             continue
         h1, m1, h2, m2 = (int(g) for g in match.groups())
@@ -712,13 +894,28 @@ def _load_scoring(path: Optional[Path], problems: _Problems) -> Optional[Scoring
     data = f.mapping(data, 1, "scoring.yaml")
     if data is None:
         return None
-    f.known_keys(data, ("base", "intent_cap", "weights", "signals", "phone_decline", "interests",
-                        "objections", "tags"), "scoring.yaml")
+    f.known_keys(
+        data,
+        (
+            "base",
+            "intent_cap",
+            "weights",
+            "signals",
+            "phone_decline",
+            "interests",
+            "objections",
+            "tags",
+        ),
+        "scoring.yaml",
+    )
     base = f.integer(data, "base", default=10, low=0, high=100) or 0
     cap = f.integer(data, "intent_cap", default=60, low=0, high=100) or 0
     weights = {name: 0 for name in WEIGHTS}
     raw_weights = data.get("weights")
-    if raw_weights is not None and f.mapping(raw_weights, _line_of(data, "weights"), "`weights`") is not None:
+    if (
+        raw_weights is not None
+        and f.mapping(raw_weights, _line_of(data, "weights"), "`weights`") is not None
+    ):
         f.known_keys(raw_weights, WEIGHTS, "`weights`")
         for name in WEIGHTS:
             weights[name] = f.integer(raw_weights, name, default=0, low=0, high=100) or 0
@@ -743,7 +940,11 @@ def _load_scoring(path: Optional[Path], problems: _Problems) -> Optional[Scoring
             if "keywords" not in spec:
                 f.error(line, f"signal {name!r} needs `keywords`")
                 continue
-            signals[name] = Signal(name, points, f.keywords(spec["keywords"], spec, "keywords", f"signal {name!r} keywords"))
+            signals[name] = Signal(
+                name,
+                points,
+                f.keywords(spec["keywords"], spec, "keywords", f"signal {name!r} keywords"),
+            )
     decline = f.keywords(data.get("phone_decline", {}), data, "phone_decline", "`phone_decline`")
     groups: dict[str, dict[str, KeywordSet]] = {}
     for group in ("interests", "objections", "tags"):
@@ -758,12 +959,24 @@ def _load_scoring(path: Optional[Path], problems: _Problems) -> Optional[Scoring
                 f.error(_line_of(raw, label), f"{group}: {label!r} must be a short label")
                 continue
             groups[group][label.strip()] = f.keywords(spec, raw, label, f"{group} {label!r}")
-    return ScoringConfig(base=base, intent_cap=cap, weights=weights, signals=signals, phone_decline=decline,
-                         interests=groups["interests"], objections=groups["objections"], tags=groups["tags"])
+    return ScoringConfig(
+        base=base,
+        intent_cap=cap,
+        weights=weights,
+        signals=signals,
+        phone_decline=decline,
+        interests=groups["interests"],
+        objections=groups["objections"],
+        tags=groups["tags"],
+    )
 
 
-def _load_statuses(path: Optional[Path], problems: _Problems, scoring: Optional[ScoringConfig],
-                   business: Optional[BusinessConfig]) -> Optional[tuple[Status, ...]]:
+def _load_statuses(
+    path: Optional[Path],
+    problems: _Problems,
+    scoring: Optional[ScoringConfig],
+    business: Optional[BusinessConfig],
+) -> Optional[tuple[Status, ...]]:
     if path is None:
         return None
     data = _read_yaml(path, problems)
@@ -780,8 +993,19 @@ def _load_statuses(path: Optional[Path], problems: _Problems, scoring: Optional[
     default_pause = business.default_pause_minutes if business else 60
     statuses: list[Status] = []
     seen: set[str] = set()
-    keys = ("name", "colour", "color", "description", "action", "ai_behaviour", "ai_behavior", "pause_minutes",
-            "terminal", "ai_can_set", "when")
+    keys = (
+        "name",
+        "colour",
+        "color",
+        "description",
+        "action",
+        "ai_behaviour",
+        "ai_behavior",
+        "pause_minutes",
+        "terminal",
+        "ai_can_set",
+        "when",
+    )
     for rank, item in enumerate(items):
         line = _line_of(items, rank)
         if not isinstance(item, dict):
@@ -796,29 +1020,49 @@ def _load_statuses(path: Optional[Path], problems: _Problems, scoring: Optional[
         seen.add(name.lower())
         colour = str(item.get("colour", item.get("color")) or "#9e9e9e").strip()
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
-            f.error(_line_of(item, "colour" if "colour" in item else "color"),
-                    f"colour must look like \"#1e88e5\", got {colour!r}")
+            f.error(
+                _line_of(item, "colour" if "colour" in item else "color"),
+                f'colour must look like "#1e88e5", got {colour!r}',
+            )
         description = f.text(item, "description", max_len=500) or ""
         action = f.choice(item, "action", ACTIONS, "none")
         behaviour_key = "ai_behaviour" if "ai_behaviour" in item else "ai_behavior"
         behaviour = f.choice(item, behaviour_key, AI_BEHAVIOURS, "continue")
         pause = f.integer(item, "pause_minutes", default=None, low=1, high=60 * 24 * 30)
         if pause is not None and behaviour != "pause":
-            f.error(_line_of(item, "pause_minutes"), "`pause_minutes` only applies to ai_behaviour: pause")
+            f.error(
+                _line_of(item, "pause_minutes"),
+                "`pause_minutes` only applies to ai_behaviour: pause",
+            )
         if behaviour == "pause" and pause is None:
             pause = default_pause
         terminal = f.boolean(item, "terminal", False)
         ai_can_set = f.boolean(item, "ai_can_set", True)
         rules = _status_rules(item, f, known_signals)
-        statuses.append(Status(name=name, colour=colour, description=description, action=action,
-                               ai_behaviour=behaviour, pause_minutes=pause, terminal=terminal,
-                               ai_can_set=ai_can_set, rank=rank, rules=rules))
+        statuses.append(
+            Status(
+                name=name,
+                colour=colour,
+                description=description,
+                action=action,
+                ai_behaviour=behaviour,
+                pause_minutes=pause,
+                terminal=terminal,
+                ai_can_set=ai_can_set,
+                rank=rank,
+                rules=rules,
+            )
+        )
     if statuses and statuses[0].terminal:
-        f.error(_line_of(items, 0), "the first status is where new leads start; it cannot be terminal")
+        f.error(
+            _line_of(items, 0), "the first status is where new leads start; it cannot be terminal"
+        )
     return tuple(statuses)
 
 
-def _status_rules(item: dict[Any, Any], f: _File, known_signals: Optional[set[str]]) -> tuple[StatusRule, ...]:
+def _status_rules(
+    item: dict[Any, Any], f: _File, known_signals: Optional[set[str]]
+) -> tuple[StatusRule, ...]:
     when = item.get("when")
     if when is None:
         return ()
@@ -827,17 +1071,23 @@ def _status_rules(item: dict[Any, Any], f: _File, known_signals: Optional[set[st
     for index, alternative in enumerate(alternatives):
         line = _line_of(when, index) if isinstance(when, list) else _line_of(item, "when")
         if not isinstance(alternative, dict):
-            f.error(line, "each `when` alternative must be a mapping with `signals` and/or `min_score`")
+            f.error(
+                line, "each `when` alternative must be a mapping with `signals` and/or `min_score`"
+            )
             continue
         f.known_keys(alternative, ("signals", "min_score"), "`when`")
         signals = alternative.get("signals") or []
         if not isinstance(signals, list):
-            f.error(_line_of(alternative, "signals"), "`signals` must be a list like [pricing, demo]")
+            f.error(
+                _line_of(alternative, "signals"), "`signals` must be a list like [pricing, demo]"
+            )
             signals = []
         for signal in signals:
             if known_signals is not None and signal not in known_signals:
-                f.error(_line_of(alternative, "signals"),
-                        f"unknown signal {signal!r}; known: {', '.join(sorted(known_signals))}")
+                f.error(
+                    _line_of(alternative, "signals"),
+                    f"unknown signal {signal!r}; known: {', '.join(sorted(known_signals))}",
+                )
         min_score = f.integer(alternative, "min_score", default=None, low=0, high=100)
         if not signals and min_score is None:
             f.error(line, "a `when` alternative needs `signals` or `min_score`")
@@ -846,7 +1096,9 @@ def _status_rules(item: dict[Any, Any], f: _File, known_signals: Optional[set[st
     return tuple(rules)
 
 
-def _load_custom_fields(path: Optional[Path], problems: _Problems) -> Optional[tuple[CustomField, ...]]:
+def _load_custom_fields(
+    path: Optional[Path], problems: _Problems
+) -> Optional[tuple[CustomField, ...]]:
     if path is None:
         return None
     data = _read_yaml(path, problems)
@@ -873,12 +1125,22 @@ def _load_custom_fields(path: Optional[Path], problems: _Problems) -> Optional[t
         if name is None:
             continue
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-            f.error(_line_of(item, "name"), f"field name {name!r} must be lower_case_with_underscores")
+            f.error(
+                _line_of(item, "name"), f"field name {name!r} must be lower_case_with_underscores"
+            )
         if name in seen:
             f.error(_line_of(item, "name"), f"field {name!r} is defined twice")
         seen.add(name)
-        label = f.text(item, "label", required=False, default=name.replace("_", " ").capitalize(),
-                       max_len=200) or name
+        label = (
+            f.text(
+                item,
+                "label",
+                required=False,
+                default=name.replace("_", " ").capitalize(),
+                max_len=200,
+            )
+            or name
+        )
         kind = f.choice(item, "type", FIELD_TYPES, "text")
         choices: tuple[str, ...] = ()
         if kind == "choice":
@@ -906,8 +1168,9 @@ def _strip_leading_comment(text: str) -> tuple[str, int]:
     return text[end:], text[:end].count("\n") + 1
 
 
-def _check_placeholders(text: str, first_line: int, f: _File, allowed: frozenset[str],
-                        required: frozenset[str]) -> None:
+def _check_placeholders(
+    text: str, first_line: int, f: _File, allowed: frozenset[str], required: frozenset[str]
+) -> None:
     found: set[str] = set()
     formatter = string.Formatter()
     for offset, line in enumerate(text.split("\n")):
@@ -922,8 +1185,11 @@ def _check_placeholders(text: str, first_line: int, f: _File, allowed: frozenset
                 continue
             if name not in allowed:
                 shown = "{" + name + "}"
-                f.error(number, f"unknown placeholder {shown}; use one of: "
-                                + ", ".join("{" + a + "}" for a in sorted(allowed)))
+                f.error(
+                    number,
+                    f"unknown placeholder {shown}; use one of: "
+                    + ", ".join("{" + a + "}" for a in sorted(allowed)),
+                )
                 continue
             if spec or conversion:
                 f.error(number, f"placeholder {{{name}}} takes no format or conversion")
@@ -932,8 +1198,9 @@ def _check_placeholders(text: str, first_line: int, f: _File, allowed: frozenset
         f.error(first_line, f"missing placeholder {{{name}}}: the prompt must contain it")
 
 
-def _load_markdown_prompt(path: Optional[Path], problems: _Problems, allowed: frozenset[str],
-                          required: frozenset[str]) -> Optional[str]:
+def _load_markdown_prompt(
+    path: Optional[Path], problems: _Problems, allowed: frozenset[str], required: frozenset[str]
+) -> Optional[str]:
     if path is None:
         return None
     try:
@@ -952,7 +1219,10 @@ def _load_markdown_prompt(path: Optional[Path], problems: _Problems, allowed: fr
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
-def _load_knowledge(directory: Path, problems: _Problems, default_language: str) -> tuple[KnowledgeSection, ...]:
+def _load_knowledge(
+    directory: Path, problems: _Problems, default_language: str
+) -> tuple[KnowledgeSection, ...]:
+    """One section per heading of every `*.md` file; `name.es.md` holds Spanish sections."""
     sections: list[KnowledgeSection] = []
     for path in sorted(directory.glob("*.md")):
         try:
@@ -961,36 +1231,56 @@ def _load_knowledge(directory: Path, problems: _Problems, default_language: str)
             problems.add(path, 1, f"cannot read the file: {exc}")
             continue
         parts = path.name[:-3].split(".")
-        language = parts[-1] if len(parts) > 1 and re.fullmatch(r"[a-z]{2,3}", parts[-1]) else default_language
-        body, first_line = _strip_leading_comment(raw)
-        trail: list[tuple[int, str]] = []
-        current: Optional[tuple[int, str, str]] = None  # (line, heading path, title)
-        lines: list[str] = []
-
-        def flush() -> None:
-            text = "\n".join(lines).strip()
-            if current is not None and text:
-                sections.append(KnowledgeSection(file=str(path), line=current[0], heading=current[1],
-                                                 title=current[2], text=text, language=language))
-            elif current is None and text:
-                problems.add(path, first_line, "text before the first heading; start each section with a # heading")
-
-        for offset, line in enumerate(body.split("\n")):
-            match = _HEADING.match(line)
-            if match:
-                flush()
-                lines = []
-                level, title = len(match.group(1)), match.group(2).strip()
-                trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, title)]
-                current = (first_line + offset, " > ".join(t for _, t in trail), title)
-            else:
-                lines.append(line)
-        flush()
+        language = default_language
+        if len(parts) > 1 and re.fullmatch(r"[a-z]{2,3}", parts[-1]):
+            language = parts[-1]
+        sections.extend(_sections_of(path, raw, language, problems))
     return tuple(sections)
 
 
-def _load_templates(directory: Path, problems: _Problems, business: Optional[BusinessConfig],
-                    used: list[Path]) -> dict[str, dict[str, str]]:
+def _sections_of(
+    path: Path, raw: str, language: str, problems: _Problems
+) -> list[KnowledgeSection]:
+    body, first_line = _strip_leading_comment(raw)
+    # (line, heading path, title, body lines) per heading; text before any heading has no heading.
+    chunks: list[tuple[Optional[int], str, str, list[str]]] = [(None, "", "", [])]
+    trail: list[tuple[int, str]] = []
+    for offset, line in enumerate(body.split("\n")):
+        match = _HEADING.match(line)
+        if not match:
+            chunks[-1][3].append(line)
+            continue
+        level, title = len(match.group(1)), match.group(2).strip()
+        trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, title)]
+        chunks.append((first_line + offset, " > ".join(t for _, t in trail), title, []))
+    sections = []
+    for line, heading, title, lines in chunks:
+        text = "\n".join(lines).strip()
+        if not text:
+            continue
+        if line is None:
+            problems.add(
+                path,
+                first_line,
+                "text before the first heading; start each section with a # heading",
+            )
+            continue
+        sections.append(
+            KnowledgeSection(
+                file=str(path),
+                line=line,
+                heading=heading,
+                title=title,
+                text=text,
+                language=language,
+            )
+        )
+    return sections
+
+
+def _load_templates(
+    directory: Path, problems: _Problems, business: Optional[BusinessConfig], used: list[Path]
+) -> dict[str, dict[str, str]]:
     templates: dict[str, dict[str, str]] = {}
     allowed_keys = CORE_TEMPLATES + OPTIONAL_TEMPLATES
     for path in sorted(directory.glob("*.yaml")):
@@ -998,7 +1288,9 @@ def _load_templates(directory: Path, problems: _Problems, business: Optional[Bus
         language = path.stem
         f = _File(path, problems)
         if not re.fullmatch(r"[a-z]{2,3}", language):
-            f.error(1, f"name template files by language code (en.yaml, es.yaml), not {path.name!r}")
+            f.error(
+                1, f"name template files by language code (en.yaml, es.yaml), not {path.name!r}"
+            )
             continue
         data = _read_yaml(path, problems)
         data = f.mapping(data, 1, path.name)
@@ -1008,7 +1300,9 @@ def _load_templates(directory: Path, problems: _Problems, business: Optional[Bus
         for key, value in data.items():
             line = _line_of(data, key)
             if key not in allowed_keys:
-                f.error(line, f"unknown template {key!r}; expected one of: {', '.join(allowed_keys)}")
+                f.error(
+                    line, f"unknown template {key!r}; expected one of: {', '.join(allowed_keys)}"
+                )
                 continue
             if not isinstance(value, str) or not value.strip():
                 f.error(line, f"template {key!r} must be non-empty text")
@@ -1023,21 +1317,34 @@ def _load_templates(directory: Path, problems: _Problems, business: Optional[Bus
     return templates
 
 
-def _merge_business_templates(business: BusinessConfig, templates: dict[str, dict[str, str]], directory: Path,
-                              problems: _Problems) -> None:
+def _merge_business_templates(
+    business: BusinessConfig,
+    templates: dict[str, dict[str, str]],
+    directory: Path,
+    problems: _Problems,
+) -> None:
     """business.yaml's phone-ask and out-of-hours wording are the default language's templates."""
     language = business.default_language
     own = templates.setdefault(language, {})
-    for key, value in (("phone_ask", business.phone_ask_wording), ("out_of_hours", business.out_of_hours_message)):
+    for key, value in (
+        ("phone_ask", business.phone_ask_wording),
+        ("out_of_hours", business.out_of_hours_message),
+    ):
         if not value:
             continue
         if key in own:
-            problems.add(directory / f"{language}.yaml", 1,
-                         f"{key!r} for the default language is set in business.yaml; remove it here")
+            problems.add(
+                directory / f"{language}.yaml",
+                1,
+                f"{key!r} for the default language is set in business.yaml; remove it here",
+            )
             continue
         own[key] = value
     for key in CORE_TEMPLATES:
         if key not in own:
             where = "business.yaml" if key in BUSINESS_TEMPLATES else f"templates/{language}.yaml"
-            problems.add(directory / f"{language}.yaml", 1,
-                         f"the default language ({language}) has no {key!r} template (set it in {where})")
+            problems.add(
+                directory / f"{language}.yaml",
+                1,
+                f"the default language ({language}) has no {key!r} template (set it in {where})",
+            )

@@ -52,11 +52,22 @@ class _TurnBase(BaseModel):
                 labels.append(text)
         return labels[:8]
 
-    @field_validator("reasoning", "intent_evidence", "summary", "next_best_action", mode="before",
-                     check_fields=False)
+    @field_validator(
+        "reasoning",
+        "intent_evidence",
+        "summary",
+        "next_best_action",
+        mode="before",
+        check_fields=False,
+    )
     @classmethod
     def _bounded_text(cls, value: Any, info: Any) -> str:
-        limits = {"reasoning": 1500, "intent_evidence": 300, "summary": 1200, "next_best_action": 300}
+        limits = {
+            "reasoning": 1500,
+            "intent_evidence": 300,
+            "summary": 1200,
+            "next_best_action": 300,
+        }
         text = "" if value is None else str(value).strip()
         return text[: limits.get(info.field_name, 1000)]
 
@@ -83,24 +94,69 @@ def turn_schema(status_names: tuple[str, ...]) -> type[BaseModel]:
     return create_model(  # type: ignore[call-overload,no-any-return]
         "TurnAssessment",
         __base__=_TurnBase,
-        reasoning=(str, Field(description="First think: in two or three sentences, what the customer wants, "
-                                          "what they asked, and how ready to buy they are.")),
-        intent_evidence=(str, Field("", description="The customer's exact words (copied verbatim) that best "
-                                                   "show their intent.")),
-        intent_level=(IntentLevel, Field(description="very_low: no interest or negative; mild: curious; "
-                                                     "moderate: detailed questions; high: comparing or asking "
-                                                     "prices; ready_to_buy: asking for next steps.")),
-        intent_score=(int, Field(description="Purchase intent 0-100 consistent with intent_level "
-                                             "(0-20, 21-40, 41-60, 61-80, 81-100).")),
-        status=(status_type, Field(description="The lead status that fits the whole conversation.")),
-        interests=(list[str], Field(default_factory=list, description="Products or topics the customer is "
-                                                                     "interested in (short labels).")),
-        objections=(list[str], Field(default_factory=list, description="What holds them back (short labels), "
-                                                                      "e.g. Price, Timing.")),
-        summary=(str, Field(description="Up to three sentences summarising the whole conversation so far, "
-                                        "for the sales team.")),
-        next_best_action=(str, Field("", description="One short sentence: what a sales agent should do next.")),
-        language=(str, Field(description="ISO 639-1 code of the customer's language, e.g. en, es.")),
+        reasoning=(
+            str,
+            Field(
+                description="First think: in two or three sentences, what the customer wants, "
+                "what they asked, and how ready to buy they are."
+            ),
+        ),
+        intent_evidence=(
+            str,
+            Field(
+                "",
+                description="The customer's exact words (copied verbatim) that best "
+                "show their intent.",
+            ),
+        ),
+        intent_level=(
+            IntentLevel,
+            Field(
+                description="very_low: no interest or negative; mild: curious; "
+                "moderate: detailed questions; high: comparing or asking "
+                "prices; ready_to_buy: asking for next steps."
+            ),
+        ),
+        intent_score=(
+            int,
+            Field(
+                description="Purchase intent 0-100 consistent with intent_level "
+                "(0-20, 21-40, 41-60, 61-80, 81-100)."
+            ),
+        ),
+        status=(
+            status_type,
+            Field(description="The lead status that fits the whole conversation."),
+        ),
+        interests=(
+            list[str],
+            Field(
+                default_factory=list,
+                description="Products or topics the customer is interested in (short labels).",
+            ),
+        ),
+        objections=(
+            list[str],
+            Field(
+                default_factory=list,
+                description="What holds them back (short labels), e.g. Price, Timing.",
+            ),
+        ),
+        summary=(
+            str,
+            Field(
+                description="Up to three sentences summarising the whole conversation so far, "
+                "for the sales team."
+            ),
+        ),
+        next_best_action=(
+            str,
+            Field("", description="One short sentence: what a sales agent should do next."),
+        ),
+        language=(
+            str,
+            Field(description="ISO 639-1 code of the customer's language, e.g. en, es."),
+        ),
         reply=(str, Field(description="Your reply to the customer, in their language.")),
     )
 
@@ -108,20 +164,27 @@ def turn_schema(status_names: tuple[str, ...]) -> type[BaseModel]:
 def output_instructions(status_names: tuple[str, ...]) -> str:
     """How to answer: one JSON object following the schema, nothing else."""
     schema = turn_schema(status_names).model_json_schema()
-    properties = {name: {k: v for k, v in spec.items() if k in ("type", "enum", "description", "items")}
-                  for name, spec in schema.get("properties", {}).items()}
-    return ("Answer with ONE JSON object and nothing else (no prose, no code fence), with these keys in this "
-            "order:\n" + json.dumps(properties, ensure_ascii=False, indent=1))
+    properties = {
+        name: {k: v for k, v in spec.items() if k in ("type", "enum", "description", "items")}
+        for name, spec in schema.get("properties", {}).items()
+    }
+    return (
+        "Answer with ONE JSON object and nothing else (no prose, no code fence), with these keys "
+        "in this "
+        "order:\n" + json.dumps(properties, ensure_ascii=False, indent=1)
+    )
 
 
 def parse_turn(content: Any, status_names: tuple[str, ...]) -> dict[str, Any]:
-    """Validate the model's raw answer into a plain dict; raise MalformedAnswer when it does not fit."""
+    """Validate the model's raw answer into a plain dict; MalformedAnswer when it does not fit."""
     text = _content_text(content)
     data = _extract_json(text)
     try:
         answer = turn_schema(status_names).model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
+        )
         raise MalformedAnswer(problems) from None
     return answer.model_dump()
 
@@ -149,7 +212,7 @@ def _extract_json(text: str) -> dict[str, Any]:
     if start == -1 or end <= start:
         raise MalformedAnswer("the answer contains no JSON object")
     try:
-        data = json.loads(text[start:end + 1])
+        data = json.loads(text[start : end + 1])
     except json.JSONDecodeError as exc:
         raise MalformedAnswer(f"the answer is not valid JSON: {exc.msg}") from None
     if not isinstance(data, dict):

@@ -1,4 +1,4 @@
-"""Intent scoring 0-100 from signals computed in code, each factor with the customer's words behind it.
+"""Intent scoring 0-100 from signals computed in code, each factor with the words behind it.
 
 Plain, deterministic Python: the language model's judgement is just one more weighted factor, and
 instructions written by the customer ("set my score to 100") are set aside as content, never obeyed.
@@ -7,10 +7,11 @@ instructions written by the customer ("set my score to 100") are set aside as co
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import median
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from bot.prompts import KnowledgeSection, PromptConfig, ScoringConfig
 from bot.text import Match, clip, excerpt, normalize, stem, words
@@ -30,44 +31,134 @@ SECONDARY_SHARE = 0.25
 
 # Instructions aimed at the bot rather than the business, matched on normalised text (lower case,
 # no accents). They are quoted as evidence and left out of the scoring.
-_INJECTION = re.compile("|".join([
-    r"\b(?:set|change|make|put|update|raise|bump)\s+(?:my|the|our)\s+(?:lead\s+)?(?:score|status|rating|priority)",
-    r"\bmark\s+(?:me|us|this\s+lead)\s+(?:as\s+)?(?:converted|hot|vip|qualified|a\s+customer|closed|won)",
-    r"\bignore\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier|preceding)\s+"
-    r"(?:instructions?|prompts?|rules|messages?)",
-    r"\b(?:system|developer|hidden)\s+(?:prompt|message|instructions?)",
-    r"\byou\s+are\s+now\b",
-    r"\b(?:reveal|show|print|repeat|tell\s+me)\s+(?:me\s+)?(?:your|the)\s+(?:instructions|prompt|rules)",
-    r"\bscore\s+(?:me\s+)?(?:to|=|as|at)\s*\d+",
-    r"\b(?:pon|cambia|sube|pone)\s+mi\s+(?:puntuacion|estado|score)",
-    r"\bignora\s+(?:todas\s+)?(?:las\s+)?instrucciones",
-    r"\bmarcame\s+como\b",
-    r"\bignorez?\s+(?:toutes\s+)?(?:les\s+)?instructions",
-    r"\b(?:mets|change|changez)\s+mon\s+(?:score|statut)",
-    r"\bmarque[zs]?[- ]moi\s+comme",
-    r"\bignoriere\s+(?:alle\s+)?(?:vorherigen\s+)?anweisungen",
-    r"\bsetze?\s+mein(?:en)?\s+(?:score|status)",
-    r"\bmarkiere\s+mich\s+als",
-    r"\bignore\s+(?:todas\s+)?(?:as\s+)?instrucoes",
-    r"\b(?:coloque|mude|altere)\s+(?:minha\s+pontuacao|meu\s+status|meu\s+score)",
-    r"\bme\s+marque\s+como",
-    r"تجاهل\s+(?:جميع\s+)?التعليمات",
-    r"(?:غير|غيّر)\s+حالتي",
-    r"اجعل\s+تقييمي",
-]))
+_INJECTION = re.compile(
+    "|".join(
+        [
+            r"\b(?:set|change|make|put|update|raise|bump)\s+(?:my|the|our)\s+(?:lead\s+)?(?:score|status|rating|priority)",
+            r"\bmark\s+(?:me|us|this\s+lead)\s+(?:as\s+)?(?:converted|hot|vip|qualified|a\s+customer|closed|won)",
+            r"\bignore\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier|preceding)\s+"
+            r"(?:instructions?|prompts?|rules|messages?)",
+            r"\b(?:system|developer|hidden)\s+(?:prompt|message|instructions?)",
+            r"\byou\s+are\s+now\b",
+            r"\b(?:reveal|show|print|repeat|tell\s+me)\s+(?:me\s+)?(?:your|the)\s+(?:instructions|prompt|rules)",
+            r"\bscore\s+(?:me\s+)?(?:to|=|as|at)\s*\d+",
+            r"\b(?:pon|cambia|sube|pone)\s+mi\s+(?:puntuacion|estado|score)",
+            r"\bignora\s+(?:todas\s+)?(?:las\s+)?instrucciones",
+            r"\bmarcame\s+como\b",
+            r"\bignorez?\s+(?:toutes\s+)?(?:les\s+)?instructions",
+            r"\b(?:mets|change|changez)\s+mon\s+(?:score|statut)",
+            r"\bmarque[zs]?[- ]moi\s+comme",
+            r"\bignoriere\s+(?:alle\s+)?(?:vorherigen\s+)?anweisungen",
+            r"\bsetze?\s+mein(?:en)?\s+(?:score|status)",
+            r"\bmarkiere\s+mich\s+als",
+            r"\bignore\s+(?:todas\s+)?(?:as\s+)?instrucoes",
+            r"\b(?:coloque|mude|altere)\s+(?:minha\s+pontuacao|meu\s+status|meu\s+score)",
+            r"\bme\s+marque\s+como",
+            r"تجاهل\s+(?:جميع\s+)?التعليمات",
+            r"(?:غير|غيّر)\s+حالتي",
+            r"اجعل\s+تقييمي",
+        ]
+    )
+)
 
 _QUESTION_WORDS = {
-    "how", "what", "when", "where", "which", "who", "why", "can", "could", "do", "does", "is", "are", "will",
-    "would", "should", "como", "que", "cuando", "donde", "cual", "cuanto", "cuanta", "puedo", "pueden",
-    "tienen", "hay", "comment", "quoi", "quand", "ou", "quel", "quelle", "combien", "est-ce", "pouvez",
-    "wie", "was", "wann", "wo", "welche", "welcher", "kann", "konnen", "gibt", "quanto", "quanta", "qual",
-    "onde", "posso", "podem", "هل", "كم", "ما", "متى", "كيف", "أين", "ماذا",
+    "how",
+    "what",
+    "when",
+    "where",
+    "which",
+    "who",
+    "why",
+    "can",
+    "could",
+    "do",
+    "does",
+    "is",
+    "are",
+    "will",
+    "would",
+    "should",
+    "como",
+    "que",
+    "cuando",
+    "donde",
+    "cual",
+    "cuanto",
+    "cuanta",
+    "puedo",
+    "pueden",
+    "tienen",
+    "hay",
+    "comment",
+    "quoi",
+    "quand",
+    "ou",
+    "quel",
+    "quelle",
+    "combien",
+    "est-ce",
+    "pouvez",
+    "wie",
+    "was",
+    "wann",
+    "wo",
+    "welche",
+    "welcher",
+    "kann",
+    "konnen",
+    "gibt",
+    "quanto",
+    "quanta",
+    "qual",
+    "onde",
+    "posso",
+    "podem",
+    "هل",
+    "كم",
+    "ما",
+    "متى",
+    "كيف",
+    "أين",
+    "ماذا",
 }
 _GENERIC_TERMS = {
-    "what", "does", "with", "your", "have", "from", "that", "this", "much", "long", "will", "happens", "work",
-    "take", "days", "night", "many", "about", "frequently", "asked", "questions", "question", "products",
-    "policies", "preguntas", "frecuentes", "contact", "opening", "hours", "and", "cuanto", "tarda",
-    "mensuales", "terms", "area", "free", "save",
+    "what",
+    "does",
+    "with",
+    "your",
+    "have",
+    "from",
+    "that",
+    "this",
+    "much",
+    "long",
+    "will",
+    "happens",
+    "work",
+    "take",
+    "days",
+    "night",
+    "many",
+    "about",
+    "frequently",
+    "asked",
+    "questions",
+    "question",
+    "products",
+    "policies",
+    "preguntas",
+    "frecuentes",
+    "contact",
+    "opening",
+    "hours",
+    "and",
+    "cuanto",
+    "tarda",
+    "mensuales",
+    "terms",
+    "area",
+    "free",
+    "save",
 }
 
 
@@ -94,10 +185,18 @@ class Assessment:
     question: Optional[str] = None  # the latest question asked, if any
 
     def as_dict(self) -> dict[str, Any]:
-        return {"score": self.score, "band": self.band, "factors": self.factors, "signals": self.signals,
-                "window_signals": self.window_signals, "interests": self.interests,
-                "objections": self.objections, "keyword_tags": self.keyword_tags,
-                "ignored_instructions": self.ignored_instructions, "question": self.question}
+        return {
+            "score": self.score,
+            "band": self.band,
+            "factors": self.factors,
+            "signals": self.signals,
+            "window_signals": self.window_signals,
+            "interests": self.interests,
+            "objections": self.objections,
+            "keyword_tags": self.keyword_tags,
+            "ignored_instructions": self.ignored_instructions,
+            "question": self.question,
+        }
 
 
 def band(score: int) -> str:
@@ -162,11 +261,19 @@ def question_specificity(text: str, terms: frozenset[str]) -> float:
     return 0.3
 
 
-def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: frozenset[str],
-           previous_score: int = 0, model_judgement: Optional[dict[str, Any]] = None) -> Assessment:
-    """Score the customer's side of the window; `messages` oldest first, the new burst marked `new`."""
+def assess(
+    messages: list[CustomerMessage],
+    *,
+    config: PromptConfig,
+    terms: frozenset[str],
+    previous_score: int = 0,
+    model_judgement: Optional[dict[str, Any]] = None,
+) -> Assessment:
+    """Score the customer's side of the window: `messages` oldest first, the new burst `new`."""
     scoring = config.scoring
-    factors: list[dict[str, Any]] = [{"factor": "base", "points": scoring.base, "evidence": "every conversation starts here"}]
+    factors: list[dict[str, Any]] = [
+        {"factor": "base", "points": scoring.base, "evidence": "every conversation starts here"}
+    ]
     ignored: list[str] = []
     instructed_now = False
     cleaned: list[str] = []
@@ -222,7 +329,11 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
                 effective = points
                 if index in softened and points <= HARD_NEGATIVE:
                     effective = round(points * SECONDARY_SHARE)
-                elif index != len(per_message) - 1 and points <= HARD_NEGATIVE and _later_positive(per_message, index, scoring):
+                elif (
+                    index != len(per_message) - 1
+                    and points <= HARD_NEGATIVE
+                    and _later_positive(per_message, index, scoring)
+                ):
                     effective = round(points / 2)
                 negative_best[name] = (effective, match, text, index)
 
@@ -232,11 +343,13 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
     if weight and count:
         points = weight * min(count, 5) / 5 * 0.8
         times = [m.sent_at for m in messages if m.sent_at is not None]
-        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:]) if b >= a]
+        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False) if b >= a]
         quick = bool(gaps) and median(gaps) <= 15 * 60
         if quick:
             points += weight * 0.2
-        evidence = f"{count} message{'s' if count != 1 else ''}" + (", replying within minutes" if quick else "")
+        evidence = f"{count} message{'s' if count != 1 else ''}" + (
+            ", replying within minutes" if quick else ""
+        )
         factors.append({"factor": "engagement", "points": round(points), "evidence": evidence})
 
     # Question depth: the most specific question since the last clear "no".
@@ -251,8 +364,13 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
                 best_depth, best_question = depth, text
     if weight and best_question:
         label = "specific question" if best_depth >= 1 else "general question"
-        factors.append({"factor": f"question depth: {label}", "points": round(weight * best_depth),
-                        "evidence": clip(best_question, 120)})
+        factors.append(
+            {
+                "factor": f"question depth: {label}",
+                "points": round(weight * best_depth),
+                "evidence": clip(best_question, 120),
+            }
+        )
 
     # Keyword signals: the strongest positive one fully, the others a quarter, capped.
     ordered = sorted(positive_best.items(), key=lambda item: -item[1][0])
@@ -263,24 +381,40 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
         budget -= effective
         if effective == 0 and rank > 0:
             continue
-        factors.append({"factor": f"intent: {name.replace('_', ' ')}", "points": effective,
-                        "evidence": excerpt(text, match.start, match.end)})
-    for name, (points, match, text, _index) in sorted(negative_best.items(), key=lambda item: item[1][0]):
-        factors.append({"factor": f"negative: {name.replace('_', ' ')}", "points": points,
-                        "evidence": excerpt(text, match.start, match.end)})
+        factors.append(
+            {
+                "factor": f"intent: {name.replace('_', ' ')}",
+                "points": effective,
+                "evidence": excerpt(text, match.start, match.end),
+            }
+        )
+    for name, (points, match, text, _index) in sorted(
+        negative_best.items(), key=lambda item: item[1][0]
+    ):
+        factors.append(
+            {
+                "factor": f"negative: {name.replace('_', ' ')}",
+                "points": points,
+                "evidence": excerpt(text, match.start, match.end),
+            }
+        )
 
     # Trend: are the new messages more (or less) engaged than the earlier ones?
     weight = scoring.weights.get("trend", 0)
-    new_texts = [t for t, m in zip(cleaned, messages) if m.new]
-    old_texts = [t for t, m in zip(cleaned, messages) if not m.new][start_index:]
+    new_texts = [t for t, m in zip(cleaned, messages, strict=True) if m.new]
+    old_texts = [t for t, m in zip(cleaned, messages, strict=True) if not m.new][start_index:]
     if weight and new_texts and len(old_texts) >= 2:
         new_level = sum(_engagement_level(t, terms) for t in new_texts) / len(new_texts)
         old_level = sum(_engagement_level(t, terms) for t in old_texts) / len(old_texts)
         latest = clip(new_texts[-1], 120)
         if new_level >= old_level * 1.5 and new_level - old_level >= 3:
-            factors.append({"factor": "trend: more engaged than before", "points": weight, "evidence": latest})
+            factors.append(
+                {"factor": "trend: more engaged than before", "points": weight, "evidence": latest}
+            )
         elif new_level <= old_level * 0.5 and old_level - new_level >= 3:
-            factors.append({"factor": "trend: less engaged than before", "points": -weight, "evidence": latest})
+            factors.append(
+                {"factor": "trend: less engaged than before", "points": -weight, "evidence": latest}
+            )
 
     # The language model's own reading of intent, centred on 50.
     weight = scoring.weights.get("model_judgement", 0)
@@ -291,12 +425,18 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
         if instructed_now and points > 0:
             # The customer just tried to instruct the bot; the model may have been talked into it.
             points, evidence = 0, "not counted: the new message tries to instruct the bot"
-        factors.append({"factor": f"model judgement: {str(model_judgement.get('intent_level', '')).replace('_', ' ')}".rstrip(": "),
-                        "points": points, "evidence": evidence})
+        level = str(model_judgement.get("intent_level") or "").replace("_", " ")
+        label = f"model judgement: {level}" if level else "model judgement"
+        factors.append({"factor": label, "points": points, "evidence": evidence})
 
     for instruction in ignored[-3:]:
-        factors.append({"factor": "ignored instruction (customer text is not a command)", "points": 0,
-                        "evidence": instruction})
+        factors.append(
+            {
+                "factor": "ignored instruction (customer text is not a command)",
+                "points": 0,
+                "evidence": instruction,
+            }
+        )
 
     score = max(0, min(100, sum(int(f["points"]) for f in factors)))
 
@@ -318,14 +458,24 @@ def assess(messages: list[CustomerMessage], *, config: PromptConfig, terms: froz
     interests = _labels(config.scoring.interests, texts)
     objections = _labels(config.scoring.objections, cleaned)
     keyword_tags = _labels(config.scoring.tags, cleaned)
-    return Assessment(score=score, band=band(score), factors=factors, signals=sorted(signals),
-                      window_signals=window_signals, interests=interests, objections=objections,
-                      keyword_tags=keyword_tags, ignored_instructions=ignored,
-                      question=latest_question)
+    return Assessment(
+        score=score,
+        band=band(score),
+        factors=factors,
+        signals=sorted(signals),
+        window_signals=window_signals,
+        interests=interests,
+        objections=objections,
+        keyword_tags=keyword_tags,
+        ignored_instructions=ignored,
+        question=latest_question,
+    )
 
 
-def _later_positive(per_message: list[dict[str, tuple[Match, str]]], index: int, scoring: ScoringConfig) -> bool:
-    return any(scoring.signals[n].points > 0 for found in per_message[index + 1:] for n in found)
+def _later_positive(
+    per_message: list[dict[str, tuple[Match, str]]], index: int, scoring: ScoringConfig
+) -> bool:
+    return any(scoring.signals[n].points > 0 for found in per_message[index + 1 :] for n in found)
 
 
 def _engagement_level(text: str, terms: frozenset[str]) -> float:
@@ -361,7 +511,7 @@ BOT_TAGS = ("High Intent", "Price Sensitive", "Urgent", "Comparing Options", "Op
 
 
 def derive_tags(existing: Iterable[Any], assessment: Assessment, config: PromptConfig) -> list[str]:
-    """The lead's tags: human tags kept, signal tags added (sticky), High Intent following the score."""
+    """The lead's tags: human tags kept, signal tags added (sticky), High Intent per score."""
     tags = [str(t) for t in existing if str(t) != "High Intent"]
     signals = set(assessment.window_signals) | set(assessment.signals)
     wanted = list(assessment.keyword_tags)
@@ -386,7 +536,9 @@ def conversion_probability(score: int, status: Optional[str], config: PromptConf
     return round(min(0.95, max(0.01, (score / 100) ** 1.6)), 2)
 
 
-def next_best_action(assessment: Assessment, status: Optional[str], *, has_phone: bool, config: PromptConfig) -> str:
+def next_best_action(
+    assessment: Assessment, status: Optional[str], *, has_phone: bool, config: PromptConfig
+) -> str:
     """One sentence for the sales agent: what to do next with this lead."""
     state = config.status(status)
     signals = set(assessment.signals) | set(assessment.window_signals)
@@ -395,8 +547,11 @@ def next_best_action(assessment: Assessment, status: Optional[str], *, has_phone
     if state is not None and state.terminal:
         return "Onboard the customer and ask for a referral."
     if "purchase" in signals or "callback" in signals or assessment.score >= 81:
-        return "Call now to close: they are ready for next steps." if has_phone else \
-            "Reply in the chat now to close: they are ready for next steps (no phone yet)."
+        return (
+            "Call now to close: they are ready for next steps."
+            if has_phone
+            else "Reply in the chat now to close: they are ready for next steps (no phone yet)."
+        )
     if "Price" in assessment.objections or "price_objection" in signals:
         return "Address the price concern: show financing options and the tax credit."
     if "demo" in signals:
@@ -410,7 +565,9 @@ def next_best_action(assessment: Assessment, status: Optional[str], *, has_phone
     return "Wait for the customer to say what they need."
 
 
-def summarize(assessment: Assessment, *, name: Optional[str], has_phone: bool, status: Optional[str]) -> str:
+def summarize(
+    assessment: Assessment, *, name: Optional[str], has_phone: bool, status: Optional[str]
+) -> str:
     """A short summary for the sales team, built from the signals (the offline engine's summary)."""
     parts = []
     who = name or "The lead"
@@ -418,13 +575,16 @@ def summarize(assessment: Assessment, *, name: Optional[str], has_phone: bool, s
         parts.append(f"{who} is interested in {', '.join(assessment.interests).lower()}.")
     else:
         parts.append(f"{who} has not named a product yet.")
-    asked = [s.replace("_", " ") for s in assessment.window_signals
-             if s in ("pricing", "comparison", "demo", "timeline", "purchase", "callback")]
+    asked = [
+        s.replace("_", " ")
+        for s in assessment.window_signals
+        if s in ("pricing", "comparison", "demo", "timeline", "purchase", "callback")
+    ]
     if asked:
         parts.append(f"Signals: {', '.join(asked)}.")
     if assessment.objections:
         parts.append(f"Objections: {', '.join(assessment.objections).lower()}.")
     if assessment.question:
-        parts.append(f"Last question: \"{clip(assessment.question, 90)}\".")
+        parts.append(f'Last question: "{clip(assessment.question, 90)}".')
     parts.append(f"Phone {'known' if has_phone else 'not known yet'}.")
     return " ".join(parts)[:600]

@@ -1,4 +1,4 @@
-"""The bot as a service: what the webhooks, the web chat, `leaddesk chat` and `leaddesk replay` call.
+"""The bot as a service: what the webhooks, web chat, `leaddesk chat` and `leaddesk replay` call.
 
 `handle` stores and answers one inbound event; `process_conversation` answers everything a
 conversation has pending (the webhooks store events first, acknowledge, then call it). Replies are
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,8 +54,14 @@ class BotService:
         self.clock = clock
         self.region = region
         self._takeover_minutes = takeover_minutes
-        self.graph = build_graph(session_factory=session_factory, prompts=self._current_prompts, model=model,
-                                 clock=clock, region=region, takeover_minutes=takeover_minutes)
+        self.graph = build_graph(
+            session_factory=session_factory,
+            prompts=self._current_prompts,
+            model=model,
+            clock=clock,
+            region=region,
+            takeover_minutes=takeover_minutes,
+        )
 
     def _current_prompts(self) -> PromptConfig:
         prompts = self._prompts
@@ -77,7 +84,7 @@ class BotService:
         return self._run({"inbound": dataclasses.asdict(inbound)})
 
     def process_conversation(self, conversation_id: int) -> list[Reply]:
-        """Answer every stored, unprocessed inbound message of the conversation with one reply per burst.
+        """Answer every stored, unprocessed inbound message of the conversation: one reply.
 
         Idempotent: messages are claimed in the transaction that records the reply, so a retry or a
         concurrent run never answers or scores them twice.
@@ -93,12 +100,25 @@ class BotService:
             replies.extend(self.process_conversation(conversation_id))
         return replies
 
-    def send_agent_reply(self, lead_id: int, text: str, *, agent_id: Optional[int],
-                         idempotency_key: Optional[str] = None) -> Reply:
+    def send_agent_reply(
+        self,
+        lead_id: int,
+        text: str,
+        *,
+        agent_id: Optional[int],
+        idempotency_key: Optional[str] = None,
+    ) -> Reply:
         """Send a human agent's message to the lead (pauses the bot for the takeover window)."""
-        return send_agent_reply(lead_id, text, session_factory=self.session_factory, outbox=self.outbox,
-                                agent_id=agent_id, now=self.clock(), minutes=self.takeover_minutes,
-                                idempotency_key=idempotency_key)
+        return send_agent_reply(
+            lead_id,
+            text,
+            session_factory=self.session_factory,
+            outbox=self.outbox,
+            agent_id=agent_id,
+            now=self.clock(),
+            minutes=self.takeover_minutes,
+            idempotency_key=idempotency_key,
+        )
 
     def _run(self, graph_input: dict[str, Any]) -> list[Reply]:
         replies: list[Reply] = []
@@ -112,7 +132,9 @@ class BotService:
             outcome = result.get("outcome")
             if conversation_id is None:
                 break
-            if outcome == "superseded" or (outcome in ("replied", "quiet") and result.get("more_pending")):
+            if outcome == "superseded" or (
+                outcome in ("replied", "quiet") and result.get("more_pending")
+            ):
                 graph_input = {"conversation_id": conversation_id}
                 continue
             break
@@ -124,4 +146,6 @@ class BotService:
         try:
             self.outbox.deliver([r.message_id for r in replies])
         except Exception:  # noqa: BLE001 - the replies are recorded as pending and can be retried
-            log.error("delivering %d reply(ies) failed; they stay pending", len(replies), exc_info=True)
+            log.error(
+                "delivering %d reply(ies) failed; they stay pending", len(replies), exc_info=True
+            )

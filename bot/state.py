@@ -14,7 +14,7 @@ from bot.prompts import PromptConfig
 
 
 class BotState(TypedDict, total=False):
-    # Input: either a new inbound event (as a dict of `store.messages.Inbound` fields) or a conversation.
+    # Input: a new inbound event (a dict of `store.messages.Inbound` fields) or a conversation.
     inbound: dict[str, Any]
     conversation_id: int
     # ingest
@@ -26,7 +26,9 @@ class BotState(TypedDict, total=False):
     channel: str
     external_id: Optional[str]  # the customer's id on this channel
     pending_ids: list[int]  # every unprocessed inbound message of the conversation
-    pending: list[dict[str, Any]]  # the burst to read: [{"id", "text", "sent_at"}], oldest first (bounded)
+    pending: list[
+        dict[str, Any]
+    ]  # the burst to read: [{"id", "text", "sent_at"}], oldest first (bounded)
     greeted: bool  # whether the business ever wrote to this lead
     window: list[dict[str, Any]]  # recent messages [{"id", "author", "text"}], oldest first
     summary: Optional[str]  # the conversation's rolling summary
@@ -36,7 +38,9 @@ class BotState(TypedDict, total=False):
     contacts: dict[str, Any]  # {"phones", "emails", "name", "phone_declined"}
     # score_intent
     assessment: dict[str, Any]
-    model_turn: Optional[dict[str, Any]]  # the model's validated answer, None when offline or failed
+    model_turn: Optional[
+        dict[str, Any]
+    ]  # the model's validated answer, None when offline or failed
     engine: str  # "offline" | "llm" | "offline-fallback"
     # decide_status / act
     decision: dict[str, Any]  # {"status", "previous", "changed", "source"}

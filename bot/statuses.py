@@ -6,8 +6,9 @@ picks statuses marked `ai_can_set`; humans can set anything (through the API and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from bot.prompts import PromptConfig, Status
 
@@ -37,7 +38,9 @@ def offline_status(config: PromptConfig, signals: Iterable[str], score: int) -> 
     return chosen.name if chosen else None
 
 
-def may_move(config: PromptConfig, current: Optional[str], proposed: Optional[str]) -> tuple[bool, str]:
+def may_move(
+    config: PromptConfig, current: Optional[str], proposed: Optional[str]
+) -> tuple[bool, str]:
     """Whether the bot may move a lead from `current` to `proposed`, and why not."""
     target = config.status(proposed)
     if target is None:
@@ -57,8 +60,14 @@ def may_move(config: PromptConfig, current: Optional[str], proposed: Optional[st
     return True, "forward"
 
 
-def decide(config: PromptConfig, current: Optional[str], proposed: Optional[str], *, source: str,
-           locked: bool = False) -> Decision:
+def decide(
+    config: PromptConfig,
+    current: Optional[str],
+    proposed: Optional[str],
+    *,
+    source: str,
+    locked: bool = False,
+) -> Decision:
     """Apply the status rules to the proposed status."""
     previous = current or config.initial_status.name
     if locked:
@@ -87,7 +96,7 @@ class Plan:
 
 
 def plan_for(config: PromptConfig, decision: Decision) -> Plan:
-    """Actions run only when the status really changed; `notify` is skipped for terminal statuses."""
+    """Actions run only when the status really changed; no `notify` for terminal statuses."""
     if not decision.changed:
         return Plan("none", "continue", None, None)
     status = config.status(decision.status)

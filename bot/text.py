@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Optional
+from typing import Optional
 
 _ARABIC = re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
 _WORD = re.compile(r"\w", re.UNICODE)
@@ -49,7 +50,7 @@ class Match:
 
 @dataclass
 class KeywordSet:
-    """Keywords per language, compiled once: whole words, `word*` prefixes, `=text` whole messages."""
+    """Keywords per language, compiled once: words, `word*` prefixes, `=text` whole messages."""
 
     by_language: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -99,11 +100,11 @@ def _bare(normalized: str) -> str:
 
 
 def keyword_pattern(keyword: str) -> re.Pattern[str]:
-    """Compile one keyword: accent/case-insensitive, flexible spaces, word boundaries except in Arabic."""
+    """Compile a keyword: accent/case-insensitive, flexible spaces, word boundaries."""
     prefix = keyword.endswith("*")
     text = normalize(keyword.rstrip("*").strip())
     body = r"\s+".join(re.escape(part) for part in text.split())
-    # Arabic attaches articles and prepositions to words ("بالسعر"), so Arabic keywords match inside words.
+    # Arabic attaches articles and prepositions to words ("بالسعر"): match inside words.
     bounded = not _ARABIC.search(text)
     before = r"(?<!\w)" if bounded and text and _WORD.match(text[0]) else ""
     if prefix:
@@ -116,7 +117,9 @@ def keyword_pattern(keyword: str) -> re.Pattern[str]:
 def excerpt(text: str, start: int, end: int, width: int = 120) -> str:
     """The sentence around text[start:end], shortened to about `width` characters."""
     left = max(text.rfind(mark, 0, start) for mark in (".", "!", "?", "\n", "¿", "¡"))
-    right_candidates = [i for i in (text.find(mark, end) for mark in (".", "!", "?", "\n")) if i != -1]
+    right_candidates = [
+        i for i in (text.find(mark, end) for mark in (".", "!", "?", "\n")) if i != -1
+    ]
     right = min(right_candidates) + 1 if right_candidates else len(text)
     sentence_start = left + 1
     sentence = text[sentence_start:right].strip()
@@ -145,7 +148,7 @@ def words(text: str) -> list[str]:
 
 
 def stem(word: str) -> str:
-    """A very light plural stripper (batteries -> battery, packages -> package, paquetes -> paquete)."""
+    """A very light plural stripper (batteries -> battery, packages -> package)."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 4 and word.endswith("es") and word[-3] in "sxz" and not word.endswith("ses"):
@@ -157,18 +160,147 @@ def stem(word: str) -> str:
 
 # A few very common words per language: enough to tell the customer's language apart.
 _LANGUAGE_HINTS: dict[str, set[str]] = {
-    "en": {"the", "is", "are", "and", "you", "your", "what", "how", "do", "does", "can", "i", "my",
-           "for", "with", "much", "hi", "hello", "thanks", "please", "want", "have", "price", "when"},
-    "es": {"el", "la", "los", "las", "es", "y", "que", "como", "cuanto", "cuesta", "hola", "gracias",
-           "quiero", "para", "por", "con", "mi", "tienen", "precio", "una", "un", "de", "del", "cuando",
-           "puedo", "necesito", "buenas", "buenos", "dias", "esta", "estoy"},
-    "fr": {"le", "la", "les", "est", "et", "que", "comment", "combien", "bonjour", "merci", "je", "veux",
-           "pour", "avec", "mon", "vous", "avez", "prix", "une", "des", "du", "suis", "quand", "pouvez"},
-    "de": {"der", "die", "das", "ist", "und", "wie", "viel", "hallo", "danke", "ich", "mochte", "fur",
-           "mit", "mein", "sie", "haben", "preis", "ein", "eine", "kostet", "wann", "bitte", "guten", "tag"},
-    "pt": {"o", "os", "as", "e", "que", "como", "quanto", "custa", "ola", "obrigado", "obrigada", "quero",
-           "para", "com", "meu", "minha", "voces", "tem", "preco", "uma", "um", "do", "da", "quando",
-           "bom", "dia", "estou", "gostaria"},
+    "en": {
+        "the",
+        "is",
+        "are",
+        "and",
+        "you",
+        "your",
+        "what",
+        "how",
+        "do",
+        "does",
+        "can",
+        "i",
+        "my",
+        "for",
+        "with",
+        "much",
+        "hi",
+        "hello",
+        "thanks",
+        "please",
+        "want",
+        "have",
+        "price",
+        "when",
+    },
+    "es": {
+        "el",
+        "la",
+        "los",
+        "las",
+        "es",
+        "y",
+        "que",
+        "como",
+        "cuanto",
+        "cuesta",
+        "hola",
+        "gracias",
+        "quiero",
+        "para",
+        "por",
+        "con",
+        "mi",
+        "tienen",
+        "precio",
+        "una",
+        "un",
+        "de",
+        "del",
+        "cuando",
+        "puedo",
+        "necesito",
+        "buenas",
+        "buenos",
+        "dias",
+        "esta",
+        "estoy",
+    },
+    "fr": {
+        "le",
+        "la",
+        "les",
+        "est",
+        "et",
+        "que",
+        "comment",
+        "combien",
+        "bonjour",
+        "merci",
+        "je",
+        "veux",
+        "pour",
+        "avec",
+        "mon",
+        "vous",
+        "avez",
+        "prix",
+        "une",
+        "des",
+        "du",
+        "suis",
+        "quand",
+        "pouvez",
+    },
+    "de": {
+        "der",
+        "die",
+        "das",
+        "ist",
+        "und",
+        "wie",
+        "viel",
+        "hallo",
+        "danke",
+        "ich",
+        "mochte",
+        "fur",
+        "mit",
+        "mein",
+        "sie",
+        "haben",
+        "preis",
+        "ein",
+        "eine",
+        "kostet",
+        "wann",
+        "bitte",
+        "guten",
+        "tag",
+    },
+    "pt": {
+        "o",
+        "os",
+        "as",
+        "e",
+        "que",
+        "como",
+        "quanto",
+        "custa",
+        "ola",
+        "obrigado",
+        "obrigada",
+        "quero",
+        "para",
+        "com",
+        "meu",
+        "minha",
+        "voces",
+        "tem",
+        "preco",
+        "uma",
+        "um",
+        "do",
+        "da",
+        "quando",
+        "bom",
+        "dia",
+        "estou",
+        "gostaria",
+    },
 }
 
 
@@ -186,8 +318,40 @@ def guess_language(texts: Iterable[str], default: str = "en") -> str:
     scores = {lang: sum(1 for t in tokens if t in hints) for lang, hints in _LANGUAGE_HINTS.items()}
     # Spanish and Portuguese share many words; the tie-breakers below are the distinctive ones.
     if scores["es"] and scores["pt"]:
-        distinct_pt = sum(1 for t in tokens if t in {"voces", "nao", "obrigado", "obrigada", "tem", "quanto", "ola", "gostaria", "meu", "minha"})
-        distinct_es = sum(1 for t in tokens if t in {"cuanto", "cuesta", "hola", "gracias", "tienen", "necesito", "el", "los", "del", "quiero"})
+        distinct_pt = sum(
+            1
+            for t in tokens
+            if t
+            in {
+                "voces",
+                "nao",
+                "obrigado",
+                "obrigada",
+                "tem",
+                "quanto",
+                "ola",
+                "gostaria",
+                "meu",
+                "minha",
+            }
+        )
+        distinct_es = sum(
+            1
+            for t in tokens
+            if t
+            in {
+                "cuanto",
+                "cuesta",
+                "hola",
+                "gracias",
+                "tienen",
+                "necesito",
+                "el",
+                "los",
+                "del",
+                "quiero",
+            }
+        )
         scores["pt"] += distinct_pt
         scores["es"] += distinct_es
     best = max(scores, key=lambda lang: (scores[lang], lang == default))

@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Optional, TextIO
+from typing import Any, Optional, TextIO
 
 import phonenumbers
 from sqlalchemy import Engine, select
@@ -28,32 +29,76 @@ IN_MEMORY = "sqlite://"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     chat = subparsers.add_parser(
-        "chat", help="chat with the bot in the terminal as a customer",
-        description="Chat with the bot in the terminal as a customer (a fresh in-memory database unless "
-                    "--database is given). Type /quit or press Ctrl-D to leave.")
-    chat.add_argument("--channel", choices=REPLAY_CHANNELS, default="web", help="the channel to pretend to write on")
-    chat.add_argument("--sender", default=None,
-                      help="your id on the channel (for whatsapp a phone number; default: a terminal visitor)")
+        "chat",
+        help="chat with the bot in the terminal as a customer",
+        description="Chat with the bot in the terminal as a customer (a fresh in-memory "
+        "database unless "
+        "--database is given). Type /quit or press Ctrl-D to leave.",
+    )
+    chat.add_argument(
+        "--channel",
+        choices=REPLAY_CHANNELS,
+        default="web",
+        help="the channel to pretend to write on",
+    )
+    chat.add_argument(
+        "--sender",
+        default=None,
+        help="your id on the channel (for whatsapp a phone number; default: a terminal visitor)",
+    )
     chat.add_argument("--name", default=None, help="the profile name the channel would supply")
-    chat.add_argument("--verbose", "-v", action="store_true",
-                      help="after each message print the lead's score, its factors and the status")
-    chat.add_argument("--database", metavar="URL", default=None, help="database URL (default: in-memory SQLite)")
-    chat.add_argument("--region", metavar="CC", default=None, help="region for national phone numbers")
-    chat.add_argument("--prompts", metavar="DIR", default=None, help="prompts directory (default: LEADDESK_PROMPTS_DIR)")
+    chat.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="after each message print the lead's score, its factors and the status",
+    )
+    chat.add_argument(
+        "--database", metavar="URL", default=None, help="database URL (default: in-memory SQLite)"
+    )
+    chat.add_argument(
+        "--region", metavar="CC", default=None, help="region for national phone numbers"
+    )
+    chat.add_argument(
+        "--prompts",
+        metavar="DIR",
+        default=None,
+        help="prompts directory (default: LEADDESK_PROMPTS_DIR)",
+    )
     chat.set_defaults(func=run_chat)
 
     replay = subparsers.add_parser(
-        "replay", help="feed recorded inbound messages through the bot and print the outcome",
-        description="Feed recorded inbound messages (one JSON object per line: channel, sender, text, "
-                    "optional name and at) through the same pipeline as the webhooks, in order. Bad lines "
-                    "are reported on stderr and skipped; the exit code is 1 if any line was bad.")
-    replay.add_argument("file", metavar="FILE.jsonl", help="the recorded messages ('-' for standard input)")
-    replay.add_argument("--json", action="store_true", help='print {"leads": [...], "replies": [...]} as JSON')
-    replay.add_argument("--database", metavar="URL", default=None,
-                        help="database URL (default: a fresh in-memory SQLite database)")
-    replay.add_argument("--region", metavar="CC", default=None,
-                        help="region for national phone numbers (default: LEADDESK_DEFAULT_REGION)")
-    replay.add_argument("--prompts", metavar="DIR", default=None, help="prompts directory (default: LEADDESK_PROMPTS_DIR)")
+        "replay",
+        help="feed recorded inbound messages through the bot and print the outcome",
+        description="Feed recorded inbound messages (one JSON object per line: channel, "
+        "sender, text, "
+        "optional name and at) through the same pipeline as the webhooks, in order. Bad lines "
+        "are reported on stderr and skipped; the exit code is 1 if any line was bad.",
+    )
+    replay.add_argument(
+        "file", metavar="FILE.jsonl", help="the recorded messages ('-' for standard input)"
+    )
+    replay.add_argument(
+        "--json", action="store_true", help='print {"leads": [...], "replies": [...]} as JSON'
+    )
+    replay.add_argument(
+        "--database",
+        metavar="URL",
+        default=None,
+        help="database URL (default: a fresh in-memory SQLite database)",
+    )
+    replay.add_argument(
+        "--region",
+        metavar="CC",
+        default=None,
+        help="region for national phone numbers (default: LEADDESK_DEFAULT_REGION)",
+    )
+    replay.add_argument(
+        "--prompts",
+        metavar="DIR",
+        default=None,
+        help="prompts directory (default: LEADDESK_PROMPTS_DIR)",
+    )
     replay.set_defaults(func=run_replay)
 
 
@@ -62,7 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 class ReplayClock:
-    """Time as the recorded messages tell it: each line's `at`, else a little after the previous one."""
+    """Time as the recorded messages tell it: each line's `at`, else a little after the last."""
 
     def __init__(self) -> None:
         self.current: Optional[datetime] = None
@@ -100,18 +145,24 @@ def _database_url(value: str) -> str:
     value = value.strip()
     for prefix in ("postgres://", "postgresql://"):
         if value.startswith(prefix):
-            return "postgresql+psycopg://" + value[len(prefix):]
+            return "postgresql+psycopg://" + value[len(prefix) :]
     return value
 
 
-def _setup(settings: Settings, *, database: Optional[str], region: str, prompts_dir: Optional[str],
-           clock: Any) -> BotSetup:
+def _setup(
+    settings: Settings,
+    *,
+    database: Optional[str],
+    region: str,
+    prompts_dir: Optional[str],
+    clock: Any,
+) -> BotSetup:
+    import logging
+
     from bot import BotService, LocalOutbox, PromptError, load_prompts
     from leaddesk.cli import UserError
     from leaddesk.llm import engine_name, make_chat_model
     from store import make_engine, make_session_factory, upgrade
-
-    import logging
 
     # Migrating a throw-away database is not news.
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -121,19 +172,29 @@ def _setup(settings: Settings, *, database: Optional[str], region: str, prompts_
     except PromptError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        raise UserError(f"the prompts in {directory} do not validate ({len(exc.problems)} problem(s) above)") from None
+        raise UserError(
+            f"the prompts in {directory} do not validate ({len(exc.problems)} problem(s) above)"
+        ) from None
     url = _database_url(database) if database else IN_MEMORY
     try:
         engine = make_engine(url)
         upgrade(engine)
     except OperationalError as exc:
-        raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise UserError(
+            f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - a malformed URL is the user's to fix
         raise UserError(f"cannot open the database {url!r}: {exc}") from None
     session_factory = make_session_factory(engine)
-    service = BotService(session_factory=session_factory, prompts=prompts, model=make_chat_model(settings),
-                         outbox=LocalOutbox(session_factory), clock=clock, region=region,
-                         takeover_minutes=settings.takeover_minutes)
+    service = BotService(
+        session_factory=session_factory,
+        prompts=prompts,
+        model=make_chat_model(settings),
+        outbox=LocalOutbox(session_factory),
+        clock=clock,
+        region=region,
+        takeover_minutes=settings.takeover_minutes,
+    )
     return BotSetup(service, session_factory, engine, engine_name(settings))
 
 
@@ -185,8 +246,10 @@ def parse_line(number: int, raw: str) -> ReplayLine:
         except ValueError:
             raise BadLine(f"at {raw_at!r} is not an ISO-8601 time") from None
         if at.tzinfo is None:
-            at = at.replace(tzinfo=timezone.utc)
-    return ReplayLine(number, channel, str(sender).strip(), text or "", (name or "").strip() or None, at)
+            at = at.replace(tzinfo=UTC)
+    return ReplayLine(
+        number, channel, str(sender).strip(), text or "", (name or "").strip() or None, at
+    )
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
@@ -201,8 +264,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
         except OSError as exc:
             raise UserError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        for number, line in enumerate(stream, start=1):
-            yield number, line
+        yield from enumerate(stream, start=1)
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
     finally:
@@ -214,8 +276,13 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     from store.messages import Inbound
 
     clock = ReplayClock()
-    setup = _setup(settings, database=args.database, region=_region(args.region, settings),
-                   prompts_dir=args.prompts, clock=clock)
+    setup = _setup(
+        settings,
+        database=args.database,
+        region=_region(args.region, settings),
+        prompts_dir=args.prompts,
+        clock=clock,
+    )
     print(f"engine: {setup.engine_label}", file=sys.stderr if args.json else sys.stdout)
     replies: list[dict[str, Any]] = []
     bad = 0
@@ -230,11 +297,22 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"line {number}: {exc}", file=sys.stderr)
                 continue
             clock.advance(line.at)
-            inbound = Inbound(channel=line.channel, external_id=line.sender, text=line.text, name=line.name,
-                              phone=line.sender if line.channel == "whatsapp" else None, sent_at=line.at)
+            inbound = Inbound(
+                channel=line.channel,
+                external_id=line.sender,
+                text=line.text,
+                name=line.name,
+                phone=line.sender if line.channel == "whatsapp" else None,
+                sent_at=line.at,
+            )
             for reply in setup.service.handle(inbound):
-                replies.append({"channel": reply.channel, "sender": reply.external_id or line.sender,
-                                "text": reply.text})
+                replies.append(
+                    {
+                        "channel": reply.channel,
+                        "sender": reply.external_id or line.sender,
+                        "text": reply.text,
+                    }
+                )
         leads = lead_report(setup.session_factory, now=clock())
     finally:
         setup.engine.dispose()
@@ -256,35 +334,60 @@ def lead_report(session_factory: sessionmaker[Session], *, now: datetime) -> lis
     with session_factory() as session:
         agents = {a.id: a.name for a in session.scalars(select(Agent))}
         out = []
-        for lead in session.scalars(select(Lead).where(Lead.merged_into_id.is_(None)).order_by(Lead.id)):
-            out.append({
-                "id": lead.id,
-                "name": lead.name,
-                "email": lead.email,
-                "phone": lead.phone,
-                "status": lead.status,
-                "score": lead.score,
-                "channels": lead.channels,
-                "ai_paused": is_ai_paused(lead, now),
-                "assigned_agent": agents.get(lead.assigned_agent_id) if lead.assigned_agent_id else None,
-                "tags": list(lead.tags or []),
-                "summary": lead.summary,
-                "score_factors": [{"factor": f.get("factor"), "points": f.get("points"), "evidence": f.get("evidence")}
-                                  for f in (lead.score_factors or []) if isinstance(f, dict)],
-            })
+        for lead in session.scalars(
+            select(Lead).where(Lead.merged_into_id.is_(None)).order_by(Lead.id)
+        ):
+            out.append(
+                {
+                    "id": lead.id,
+                    "name": lead.name,
+                    "email": lead.email,
+                    "phone": lead.phone,
+                    "status": lead.status,
+                    "score": lead.score,
+                    "channels": lead.channels,
+                    "ai_paused": is_ai_paused(lead, now),
+                    "assigned_agent": agents.get(lead.assigned_agent_id)
+                    if lead.assigned_agent_id
+                    else None,
+                    "tags": list(lead.tags or []),
+                    "summary": lead.summary,
+                    "score_factors": [
+                        {
+                            "factor": f.get("factor"),
+                            "points": f.get("points"),
+                            "evidence": f.get("evidence"),
+                        }
+                        for f in (lead.score_factors or [])
+                        if isinstance(f, dict)
+                    ],
+                }
+            )
     return out
 
 
 def print_report(leads: list[dict[str, Any]], replies: list[dict[str, Any]]) -> None:
     header = ("id", "name", "phone", "status", "score", "channels", "bot", "agent")
-    rows = [(str(lead["id"]), lead["name"] or "-", lead["phone"] or "-", lead["status"], str(lead["score"]),
-             ",".join(lead["channels"]), "paused" if lead["ai_paused"] else "on", lead["assigned_agent"] or "-")
-            for lead in leads]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    rows = [
+        (
+            str(lead["id"]),
+            lead["name"] or "-",
+            lead["phone"] or "-",
+            lead["status"],
+            str(lead["score"]),
+            ",".join(lead["channels"]),
+            "paused" if lead["ai_paused"] else "on",
+            lead["assigned_agent"] or "-",
+        )
+        for lead in leads
+    ]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     print(f"\nLeads ({len(leads)})")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     for lead in leads:
         if lead["tags"] or lead["summary"]:
             print(f"\n#{lead['id']} {', '.join(lead['tags'])}".rstrip())
@@ -309,12 +412,20 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
     from store.messages import Inbound
 
     clock = ReplayClock()
-    setup = _setup(settings, database=args.database, region=_region(args.region, settings),
-                   prompts_dir=args.prompts, clock=clock)
+    setup = _setup(
+        settings,
+        database=args.database,
+        region=_region(args.region, settings),
+        prompts_dir=args.prompts,
+        clock=clock,
+    )
     sender = args.sender or ("15125550100" if args.channel == "whatsapp" else "terminal-visitor")
     interactive = sys.stdin.isatty()
     print(f"engine: {setup.engine_label}")
-    print(f"You are a customer writing on {args.channel} as {sender!r}. Type /quit or press Ctrl-D to leave.")
+    print(
+        f"You are a customer writing on {args.channel} as {sender!r}. "
+        "Type /quit or press Ctrl-D to leave."
+    )
     try:
         while True:
             if interactive:
@@ -332,9 +443,15 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
                 break
             if not text.strip():
                 continue
-            replies = setup.service.handle(Inbound(channel=args.channel, external_id=sender, text=text,
-                                                   name=args.name,
-                                                   phone=sender if args.channel == "whatsapp" else None))
+            replies = setup.service.handle(
+                Inbound(
+                    channel=args.channel,
+                    external_id=sender,
+                    text=text,
+                    name=args.name,
+                    phone=sender if args.channel == "whatsapp" else None,
+                )
+            )
             for reply in replies:
                 print("bot> " + reply.text.replace("\n", "\n     "))
             with setup.session_factory() as session:
@@ -343,13 +460,21 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
                 if lead is None:
                     continue
                 if not replies and is_ai_paused(lead, clock()):
-                    print("     (the bot is quiet for this lead: "
-                          f"{lead.ai_pause_reason or 'paused'}; messages are still scored)")
+                    print(
+                        "     (the bot is quiet for this lead: "
+                        f"{lead.ai_pause_reason or 'paused'}; messages are still scored)"
+                    )
                 if args.verbose:
-                    print(f"     [lead #{lead.id} | status {lead.status} | score {lead.score} ({band(lead.score)})"
-                          f"{' | phone ' + lead.phone if lead.phone else ''}]")
+                    print(
+                        f"     [lead #{lead.id} | status {lead.status} | "
+                        f"score {lead.score} ({band(lead.score)})"
+                        f"{' | phone ' + lead.phone if lead.phone else ''}]"
+                    )
                     for factor in lead.score_factors or []:
-                        print(f"       {factor.get('points', 0):+4d}  {factor.get('factor')}: {factor.get('evidence')}")
+                        print(
+                            f"       {factor.get('points', 0):+4d}  "
+                            f"{factor.get('factor')}: {factor.get('evidence')}"
+                        )
                     if lead.tags:
                         print(f"       tags: {', '.join(lead.tags)}")
     finally:

@@ -4,8 +4,8 @@ talks to a `BotService` like a channel would, agents, and the fake OpenAI-compat
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Iterator
+from typing import Any, Optional
 
 import pytest
 from sqlalchemy import Engine
@@ -44,13 +44,27 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def make_chat(bot_db: sessionmaker[Session], clock: Clock, prompts: PromptConfig) -> Callable[..., Chat]:
-    def build(*, model: Any = None, session_factory: Optional[sessionmaker[Session]] = None,
-              config: Optional[PromptConfig] = None, region: str = "US", takeover_minutes: int = 60) -> Chat:
+def make_chat(
+    bot_db: sessionmaker[Session], clock: Clock, prompts: PromptConfig
+) -> Callable[..., Chat]:
+    def build(
+        *,
+        model: Any = None,
+        session_factory: Optional[sessionmaker[Session]] = None,
+        config: Optional[PromptConfig] = None,
+        region: str = "US",
+        takeover_minutes: int = 60,
+    ) -> Chat:
         factory = session_factory or bot_db
-        service = BotService(session_factory=factory, prompts=config or prompts, model=model,
-                             outbox=LocalOutbox(factory), clock=clock, region=region,
-                             takeover_minutes=takeover_minutes)
+        service = BotService(
+            session_factory=factory,
+            prompts=config or prompts,
+            model=model,
+            outbox=LocalOutbox(factory),
+            clock=clock,
+            region=region,
+            takeover_minutes=takeover_minutes,
+        )
         return Chat(service, factory, clock)
 
     return build
@@ -65,12 +79,23 @@ def chat(make_chat: Callable[..., Chat]) -> Chat:
 def make_agent(bot_db: sessionmaker[Session]) -> Callable[..., Agent]:
     counter = itertools.count(1)
 
-    def build(name: Optional[str] = None, *, role: str = "agent", capacity: int = 50, active: bool = True,
-              session_factory: Optional[sessionmaker[Session]] = None) -> Agent:
+    def build(
+        name: Optional[str] = None,
+        *,
+        role: str = "agent",
+        capacity: int = 50,
+        active: bool = True,
+        session_factory: Optional[sessionmaker[Session]] = None,
+    ) -> Agent:
         number = next(counter)
         with (session_factory or bot_db).begin() as session:
-            agent, _token = create_agent(name or f"Agent {number}", session=session, role=role,
-                                         email=f"agent{number}@example.com", capacity=capacity)
+            agent, _token = create_agent(
+                name or f"Agent {number}",
+                session=session,
+                role=role,
+                email=f"agent{number}@example.com",
+                capacity=capacity,
+            )
             agent.active = active
             session.flush()
             session.expunge(agent)

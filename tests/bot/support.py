@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,7 +19,7 @@ from store.messages import Inbound
 from store.models import Lead, Message, Notification, ScoreEvent
 
 # Tuesday 4 March 2025, 09:00 in Chicago: the sample business is open.
-OPEN_TIME = datetime(2025, 3, 4, 15, 0, tzinfo=timezone.utc)
+OPEN_TIME = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -45,12 +45,29 @@ class Chat:
     clock: Clock
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
-    def say(self, text: str, *, channel: str = "web", sender: str = "visitor-1", name: Optional[str] = None,
-            message_id: Optional[str] = None, phone: Optional[str] = None) -> list[Reply]:
+    def say(
+        self,
+        text: str,
+        *,
+        channel: str = "web",
+        sender: str = "visitor-1",
+        name: Optional[str] = None,
+        message_id: Optional[str] = None,
+        phone: Optional[str] = None,
+    ) -> list[Reply]:
         if channel == "whatsapp" and phone is None:
             phone = sender
-        return self.service.handle(Inbound(channel=channel, external_id=sender, text=text, name=name, phone=phone,
-                                           channel_message_id=message_id, sent_at=self.clock()))
+        return self.service.handle(
+            Inbound(
+                channel=channel,
+                external_id=sender,
+                text=text,
+                name=name,
+                phone=phone,
+                channel_message_id=message_id,
+                sent_at=self.clock(),
+            )
+        )
 
     def reply_text(self, text: str, **kwargs: Any) -> Optional[str]:
         replies = self.say(text, **kwargs)
@@ -62,8 +79,9 @@ class Chat:
             identity = find_identity(channel, sender, session=session)
             assert identity is not None, f"no lead for {channel}:{sender}"
             lead = get_lead(identity.lead_id, session=session)
-            lead = session.scalars(select(Lead).options(selectinload(Lead.identities))
-                                   .where(Lead.id == lead.id)).one()
+            lead = session.scalars(
+                select(Lead).options(selectinload(Lead.identities)).where(Lead.id == lead.id)
+            ).one()
             session.expunge_all()
             return lead
 
@@ -73,7 +91,11 @@ class Chat:
 
     def outbound(self) -> list[Message]:
         with self.session_factory() as session:
-            return list(session.scalars(select(Message).where(Message.direction == "out").order_by(Message.id)))
+            return list(
+                session.scalars(
+                    select(Message).where(Message.direction == "out").order_by(Message.id)
+                )
+            )
 
     def notifications(self) -> list[Notification]:
         with self.session_factory() as session:

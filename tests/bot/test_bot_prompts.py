@@ -1,8 +1,8 @@
-"""The prompts directory: shipped defaults load, and every kind of mistake is refused with file:line."""
+"""The prompts directory: shipped defaults load; every kind of mistake is refused with file:line."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,8 +26,14 @@ def _line_of(path: Path, needle: str) -> int:
 
 
 def test_shipped_defaults_load_with_the_six_statuses(prompts):
-    assert [s.name for s in prompts.statuses] == ["New", "Interested", "Scouting", "Follow Up", "Not Interested",
-                                                  "Converted"]
+    assert [s.name for s in prompts.statuses] == [
+        "New",
+        "Interested",
+        "Scouting",
+        "Follow Up",
+        "Not Interested",
+        "Converted",
+    ]
     expected = {
         "New": ("none", "continue", False, True),
         "Interested": ("notify", "continue", False, True),
@@ -37,7 +43,9 @@ def test_shipped_defaults_load_with_the_six_statuses(prompts):
         "Converted": ("none", "continue", True, False),
     }
     for status in prompts.statuses:
-        assert (status.action, status.ai_behaviour, status.terminal, status.ai_can_set) == expected[status.name]
+        assert (status.action, status.ai_behaviour, status.terminal, status.ai_can_set) == expected[
+            status.name
+        ]
         assert status.colour.startswith("#") and status.description
     assert prompts.status("follow up").pause_minutes == 60
     assert prompts.initial_status.name == "New"
@@ -52,7 +60,9 @@ def test_every_shipped_file_starts_with_a_comment():
 
 def test_keywords_cover_six_languages(prompts):
     for name in ("pricing", "purchase", "not_interested"):
-        assert {"en", "es", "ar", "fr", "de", "pt"} <= prompts.scoring.signals[name].keywords.languages()
+        assert {"en", "es", "ar", "fr", "de", "pt"} <= prompts.scoring.signals[
+            name
+        ].keywords.languages()
 
 
 def test_knowledge_is_split_by_heading_with_lines_and_languages(prompts):
@@ -65,7 +75,14 @@ def test_knowledge_is_split_by_heading_with_lines_and_languages(prompts):
 
 
 def test_templates_exist_in_english_and_spanish_and_fill_placeholders(prompts):
-    for key in ("greeting", "phone_ask", "handover", "resume_disclosure", "out_of_hours", "intro_email"):
+    for key in (
+        "greeting",
+        "phone_ask",
+        "handover",
+        "resume_disclosure",
+        "out_of_hours",
+        "intro_email",
+    ):
         assert prompts.template(key, "en")
         assert prompts.template(key, "es") != prompts.template(key, "en")
     assert "Sunpeak Solar" in prompts.template("greeting", "en")
@@ -103,9 +120,13 @@ def test_invalid_status_values_are_reported_each_with_its_line(tmp_path):
     _edit(path, "signals: [pricing, comparison, demo]", "signals: [pricing, teleport]")
     problems = check_prompts(directory)
     by_message = {p.message.split(";")[0]: p for p in problems}
-    assert any("action" in p.message and "email" in p.message and p.line == _line_of(path, "action: email")
-               for p in problems)
-    assert any("sleep" in p.message and p.line == _line_of(path, "ai_behaviour: sleep") for p in problems)
+    assert any(
+        "action" in p.message and "email" in p.message and p.line == _line_of(path, "action: email")
+        for p in problems
+    )
+    assert any(
+        "sleep" in p.message and p.line == _line_of(path, "ai_behaviour: sleep") for p in problems
+    )
     assert any("teleport" in p.message and p.line == _line_of(path, "teleport") for p in problems)
     assert all(p.file == str(path) for p in problems), by_message
 
@@ -118,7 +139,9 @@ def test_duplicate_keys_and_statuses_are_refused(tmp_path):
     lines = path.read_text(encoding="utf-8").splitlines()
     twice = [p for p in problems if "defined twice" in p.message]
     assert len(twice) == 1 and twice[0].file == str(path)
-    assert "name: Interested" in lines[twice[0].line - 1] and twice[0].line > _line_of(path, "name: Interested")
+    assert "name: Interested" in lines[twice[0].line - 1] and twice[0].line > _line_of(
+        path, "name: Interested"
+    )
     business = directory / "business.yaml"
     _edit(business, "tone: warm", "name: Again\ntone: warm")
     problems = check_prompts(directory)
@@ -132,7 +155,11 @@ def test_unknown_and_missing_placeholders_name_file_and_line(tmp_path):
     _edit(path, "{knowledge}\n", "(knowledge removed)\n")
     problems = check_prompts(directory)
     unknown = [p for p in problems if "{opening_hours}" in p.message]
-    assert unknown and unknown[0].line == _line_of(path, "{opening_hours}") and unknown[0].file == str(path)
+    assert (
+        unknown
+        and unknown[0].line == _line_of(path, "{opening_hours}")
+        and unknown[0].file == str(path)
+    )
     assert any("missing placeholder {knowledge}" in p.message for p in problems)
 
 
@@ -141,7 +168,9 @@ def test_a_stray_brace_is_an_error_with_its_line(tmp_path):
     path = directory / "copilot_system.md"
     _edit(path, "Note categories:", "Note categories { use them:")
     problems = check_prompts(directory)
-    assert [p.line for p in problems if p.file == str(path)] == [_line_of(path, "Note categories {")]
+    assert [p.line for p in problems if p.file == str(path)] == [
+        _line_of(path, "Note categories {")
+    ]
 
 
 def test_template_with_unknown_placeholder_is_refused(tmp_path):
@@ -149,8 +178,10 @@ def test_template_with_unknown_placeholder_is_refused(tmp_path):
     path = directory / "templates" / "es.yaml"
     _edit(path, "{business_name}. Soy", "{empresa}. Soy")
     problems = check_prompts(directory)
-    assert any(p.file == str(path) and "{empresa}" in p.message and p.line == _line_of(path, "{empresa}")
-               for p in problems)
+    assert any(
+        p.file == str(path) and "{empresa}" in p.message and p.line == _line_of(path, "{empresa}")
+        for p in problems
+    )
 
 
 def test_business_hours_and_time_zone_are_validated(tmp_path):
@@ -159,7 +190,9 @@ def test_business_hours_and_time_zone_are_validated(tmp_path):
     _edit(path, "timezone: America/Chicago", "timezone: Mars/Olympus")
     _edit(path, 'sat: "09:00-13:00"', 'sat: "nine to one"')
     problems = check_prompts(directory)
-    assert any("Mars/Olympus" in p.message and p.line == _line_of(path, "Mars/Olympus") for p in problems)
+    assert any(
+        "Mars/Olympus" in p.message and p.line == _line_of(path, "Mars/Olympus") for p in problems
+    )
     assert any("sat" in p.message and p.line == _line_of(path, "nine to one") for p in problems)
 
 
@@ -167,8 +200,11 @@ def test_missing_files_fall_back_to_the_shipped_defaults(tmp_path):
     directory = tmp_path / "mine"
     directory.mkdir()
     (directory / "business.yaml").write_text(
-        (DEFAULT_PROMPTS_DIR / "business.yaml").read_text(encoding="utf-8").replace("Sunpeak Solar", "Acme Roofs"),
-        encoding="utf-8")
+        (DEFAULT_PROMPTS_DIR / "business.yaml")
+        .read_text(encoding="utf-8")
+        .replace("Sunpeak Solar", "Acme Roofs"),
+        encoding="utf-8",
+    )
     config = load_prompts(directory)
     assert config.business.name == "Acme Roofs"
     assert config.status_names[0] == "New"
@@ -179,7 +215,11 @@ def test_without_defaults_a_missing_file_is_an_error(tmp_path):
     directory = tmp_path / "empty"
     directory.mkdir()
     problems = check_prompts(directory, defaults=None)
-    assert {Path(p.file).name for p in problems} >= {"business.yaml", "statuses.yaml", "scoring.yaml"}
+    assert {Path(p.file).name for p in problems} >= {
+        "business.yaml",
+        "statuses.yaml",
+        "scoring.yaml",
+    }
 
 
 def test_custom_fields_coerce_values(prompts):
@@ -197,9 +237,9 @@ def test_custom_fields_coerce_values(prompts):
 
 def test_business_hours_know_the_next_opening(prompts):
     hours = prompts.business.hours
-    tuesday_9am = datetime(2025, 3, 4, 15, 0, tzinfo=timezone.utc)
+    tuesday_9am = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
     assert hours.is_open(tuesday_9am)
-    saturday_evening = datetime(2025, 3, 8, 23, 0, tzinfo=timezone.utc)  # 17:00 in Chicago, closed
+    saturday_evening = datetime(2025, 3, 8, 23, 0, tzinfo=UTC)  # 17:00 in Chicago, closed
     assert not hours.is_open(saturday_evening)
     opening = hours.next_opening(saturday_evening)
     assert opening.weekday() == 0 and (opening.hour, opening.minute) == (8, 0)

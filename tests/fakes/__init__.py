@@ -1,1 +1,1 @@
-"""Fake protocol peers (OpenAI-compatible, Meta Graph, Telegram Bot API) that tests run on 127.0.0.1."""
+"""Fake protocol peers (OpenAI-compatible, Meta Graph, Telegram Bot API) run on 127.0.0.1."""

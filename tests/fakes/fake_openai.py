@@ -20,9 +20,10 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import pytest
 
@@ -32,7 +33,9 @@ class FakeReply:
     """One scripted answer."""
 
     content: Optional[str] = None
-    tool_calls: Optional[list[dict[str, Any]]] = None  # [{"name", "arguments" (dict or str), "id"?}]
+    tool_calls: Optional[list[dict[str, Any]]] = (
+        None  # [{"name", "arguments" (dict or str), "id"?}]
+    )
     status: int = 200
     raw_body: Optional[bytes] = None  # sent verbatim (malformed answers)
     error: Optional[dict[str, Any]] = None  # OpenAI-style {"message", "type", "code"}
@@ -51,17 +54,28 @@ def as_json(data: Any, *, delay: float = 0.0) -> FakeReply:
     return FakeReply(content=json.dumps(data, ensure_ascii=False), delay=delay)
 
 
-def tool_call(name: str, arguments: Union[dict[str, Any], str], *, call_id: Optional[str] = None,
-              content: Optional[str] = None) -> FakeReply:
-    return FakeReply(content=content, tool_calls=[{"name": name, "arguments": arguments, "id": call_id}])
+def tool_call(
+    name: str,
+    arguments: Union[dict[str, Any], str],
+    *,
+    call_id: Optional[str] = None,
+    content: Optional[str] = None,
+) -> FakeReply:
+    return FakeReply(
+        content=content, tool_calls=[{"name": name, "arguments": arguments, "id": call_id}]
+    )
 
 
 def tool_calls(*calls: tuple[str, Union[dict[str, Any], str]]) -> FakeReply:
     return FakeReply(tool_calls=[{"name": name, "arguments": args} for name, args in calls])
 
 
-def error(status: int = 500, message: str = "the fake server failed on purpose", *,
-          kind: str = "server_error") -> FakeReply:
+def error(
+    status: int = 500,
+    message: str = "the fake server failed on purpose",
+    *,
+    kind: str = "server_error",
+) -> FakeReply:
     return FakeReply(status=status, error={"message": message, "type": kind, "code": None})
 
 
@@ -123,9 +137,13 @@ class FakeOpenAI:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+                    self._send(
+                        200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+                    )
                 else:
-                    self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+                    self._send(
+                        404, {"error": {"message": "not found", "type": "invalid_request_error"}}
+                    )
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
@@ -133,12 +151,30 @@ class FakeOpenAI:
                 try:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
-                    self._send(400, {"error": {"message": "invalid JSON body", "type": "invalid_request_error"}})
+                    self._send(
+                        400,
+                        {
+                            "error": {
+                                "message": "invalid JSON body",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                     return
                 if not self.path.rstrip("/").endswith("/chat/completions"):
-                    self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+                    self._send(
+                        404,
+                        {
+                            "error": {
+                                "message": f"no route {self.path}",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                     return
-                recorded = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                recorded = RecordedRequest(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                )
                 reply = fake._next(recorded)
                 if reply.delay and fake._closing.wait(reply.delay):
                     return
@@ -146,7 +182,10 @@ class FakeOpenAI:
                     if reply.raw_body is not None:
                         self._send_bytes(reply.status, reply.raw_body, "application/json")
                     elif reply.error is not None or reply.status >= 400:
-                        self._send(reply.status, {"error": reply.error or {"message": "error", "type": "server_error"}})
+                        self._send(
+                            reply.status,
+                            {"error": reply.error or {"message": "error", "type": "server_error"}},
+                        )
                     elif body.get("stream"):
                         self._stream(body, reply)
                     else:
@@ -177,7 +216,9 @@ class FakeOpenAI:
 
         self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-openai", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -231,11 +272,16 @@ class FakeOpenAI:
         return sum(len(str(m.get("content") or "")) for m in self.requests[index].messages)
 
     def chat_model(self, **kwargs: Any) -> Any:
-        """A real `ChatOpenAI` client pointed at this fake (no retries, short timeout by default)."""
+        """A real `ChatOpenAI` client pointed at this fake (no retries, short timeout)."""
         from langchain_openai import ChatOpenAI
 
-        options: dict[str, Any] = {"model": "fake-model", "api_key": "test-key", "base_url": self.base_url,
-                                   "max_retries": 0, "timeout": 5.0}
+        options: dict[str, Any] = {
+            "model": "fake-model",
+            "api_key": "test-key",
+            "base_url": self.base_url,
+            "max_retries": 0,
+            "timeout": 5.0,
+        }
         options.update(kwargs)
         return ChatOpenAI(**options)
 
@@ -254,47 +300,102 @@ class FakeOpenAI:
         calls = self._tool_calls(reply)
         if calls:
             message["tool_calls"] = calls
-        prompt_tokens = sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4
+        prompt_tokens = (
+            sum(len(str(m.get("content") or "")) for m in body.get("messages") or []) // 4
+        )
         completion_tokens = len(reply.content or "") // 4 + 1
         return {
             "id": f"chatcmpl-fake-{next(self._ids)}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model") or "fake-model",
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": reply.finish_reason or ("tool_calls" if calls else "stop")}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": reply.finish_reason or ("tool_calls" if calls else "stop"),
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
     def _tool_calls(self, reply: FakeReply) -> list[dict[str, Any]]:
         calls = []
         for call in reply.tool_calls or []:
             arguments = call.get("arguments", {})
-            calls.append({
-                "id": call.get("id") or f"call_{next(self._ids)}",
-                "type": "function",
-                "function": {"name": call["name"],
-                             "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)},
-            })
+            calls.append(
+                {
+                    "id": call.get("id") or f"call_{next(self._ids)}",
+                    "type": "function",
+                    "function": {
+                        "name": call["name"],
+                        "arguments": arguments
+                        if isinstance(arguments, str)
+                        else json.dumps(arguments),
+                    },
+                }
+            )
         return calls
 
     def _chunks(self, body: dict[str, Any], reply: FakeReply) -> Iterator[dict[str, Any]]:
         ident = f"chatcmpl-fake-{next(self._ids)}"
-        base = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": body.get("model") or "fake-model"}
-        yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        base = {
+            "id": ident,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model") or "fake-model",
+        }
+        yield {
+            **base,
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+            ],
+        }
         content = reply.content or ""
         for start in range(0, len(content), 20):
-            yield {**base, "choices": [{"index": 0, "delta": {"content": content[start:start + 20]},
-                                        "finish_reason": None}]}
+            yield {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"content": content[start : start + 20]},
+                        "finish_reason": None,
+                    }
+                ],
+            }
         for index, call in enumerate(self._tool_calls(reply)):
-            yield {**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
-                {"index": index, "id": call["id"], "type": "function", "function": call["function"]}]}}]}
+            yield {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": None,
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": call["function"],
+                                }
+                            ]
+                        },
+                    }
+                ],
+            }
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
         yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
         if (body.get("stream_options") or {}).get("include_usage"):
-            yield {**base, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+            yield {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
 
 
 def _coerce(reply: Scripted) -> FakeReply:
