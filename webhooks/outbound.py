@@ -235,12 +235,17 @@ class ChannelOutbox:
         return None
 
     def _claim(self, plan: _Plan) -> bool:
-        """Mark the message "sending" unless another delivery got there first (no double sends)."""
+        """Mark the message "sending" unless another delivery got there first (no double sends).
+
+        `sent_at` becomes the moment the send started: a message still "sending" long after it was
+        cut off by a crash between the HTTP call and recording its outcome (leaddesk.broker marks it
+        "unknown" rather than sending it again).
+        """
         with self._session_factory.begin() as session:
             claimed = session.execute(
                 update(Message)
                 .where(Message.id == plan.message_id, Message.delivery_status == "pending")
-                .values(delivery_status="sending")
+                .values(delivery_status="sending", sent_at=utcnow())
             ).rowcount  # type: ignore[attr-defined]
         return bool(claimed)
 

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "leaddesk.cli.bot",
     "leaddesk.cli.copilot",
     "leaddesk.cli.serve",
+    "leaddesk.cli.worker",
 )
 
 

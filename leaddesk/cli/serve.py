@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 from typing import Any
 
@@ -29,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="HTTP threads; web chat long polls hold one each (default: 16)")
     parser.add_argument("--trusted-proxy", metavar="ADDRESS", default=None,
                         help="a reverse proxy whose X-Forwarded-For/-Proto headers are trusted")
+    parser.add_argument("--workers", type=_workers, default=1,
+                        help="web processes sharing the port (default: 1); more than one needs "
+                             "LEADDESK_BROKER_URL, the bot then runs in `leaddesk worker` processes")
+    # Internal: a web process started by `--workers N` serves the socket its supervisor opened.
+    parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--web-index", type=int, default=1, help=argparse.SUPPRESS)
     parser.set_defaults(func=run_serve)
 
 
@@ -36,6 +43,13 @@ def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError("a port is between 0 and 65535")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("use between 1 and 64 web processes")
     return value
 
 
@@ -55,6 +69,14 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from leaddesk.wiring import build_runtime
     from webhooks.webchat import ChatLimits
 
+    if args.workers > 1 and args.listen_fd is None:
+        from leaddesk.cli.webprocs import run_web_processes
+
+        return run_web_processes(args, settings, summary=_summary)
+    if args.web_index > 1:
+        # One Telegram bot per token: only the first web process runs the copilot's bot.
+        settings = settings.model_copy(update={"telegram_bot_token": None})
+
     # Long polls may use most threads, never all: the rest stay free for webhooks and the API.
     limits = ChatLimits(max_waiters=max(1, args.threads - 4))
     try:
@@ -65,6 +87,13 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
 
     options: dict[str, Any] = {"host": args.host, "port": args.port, "threads": args.threads, "ident": "leaddesk"}
+    if args.listen_fd is not None:
+        from leaddesk.cli.webprocs import exit_with_supervisor, inherited_socket
+
+        exit_with_supervisor()
+        options.pop("host")
+        options.pop("port")
+        options["sockets"] = [inherited_socket(args.listen_fd)]
     if args.trusted_proxy:
         options.update(trusted_proxy=args.trusted_proxy, trusted_proxy_count=1,
                        trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"}, clear_untrusted_proxy_headers=True)
@@ -74,7 +103,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         runtime.stop()
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
 
-    _summary(settings, runtime, args.threads)
+    if args.listen_fd is None:
+        _summary(settings, runtime, args.threads)
 
     def _terminate(signum: int, _frame: Any) -> None:
         # Release long polls first, so that the HTTP threads can finish promptly.
@@ -85,7 +115,10 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         runtime.start()
         host, port = server.effective_host, server.effective_port  # type: ignore[attr-defined]
-        log.info("listening on http://%s:%s (demo chat at /, health at /healthz); Ctrl+C stops", host, port)
+        if args.listen_fd is None:
+            log.info("listening on http://%s:%s (demo chat at /, health at /healthz); Ctrl+C stops", host, port)
+        else:
+            log.info("web process %d serving http://%s:%s", os.getpid(), host, port)
         server.run()
     finally:
         log.info("shutting down: finishing the replies in progress")
@@ -121,4 +154,10 @@ def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
     if not settings.meta_app_id:
         log.warning("META_APP_ID is not set: replies a person sends from the Page inbox or the Instagram "
                     "app cannot be told from the bot's own, so they do not pause the bot")
+    if settings.broker_url:
+        from leaddesk.broker import broker_label
+
+        log.info("workers: jobs go to the broker at %s for `leaddesk worker` processes; %d HTTP thread(s)",
+                 broker_label(settings.broker_url), http_threads)
+        return
     log.info("workers: %d bot thread(s), %d HTTP thread(s)", settings.worker_threads, http_threads)

@@ -1,0 +1,108 @@
+"""`leaddesk worker`: a Celery worker that runs the bot on the jobs web processes publish.
+
+Needs LEADDESK_BROKER_URL (Redis or RabbitMQ) and a database every process shares (PostgreSQL
+across machines). Run as many as the load needs, on as many machines; stop with Ctrl+C or SIGTERM
+(running conversations finish first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+from typing import Any
+
+from leaddesk.settings import Settings
+
+log = logging.getLogger("leaddesk.worker")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "worker", help="run a bot worker on the broker (LEADDESK_BROKER_URL)",
+        description="Run a Celery worker that answers customers: it takes the jobs `leaddesk serve` publishes "
+                    "on LEADDESK_BROKER_URL and runs the bot on the shared DATABASE_URL. Start one or more per "
+                    "machine; see README, Scaling out.")
+    parser.add_argument("--concurrency", type=_concurrency, default=None,
+                        help="conversations processed at once by this worker (default: the number of CPUs)")
+    parser.add_argument("--pool", choices=("prefork", "threads", "solo"), default="prefork",
+                        help="prefork: one process per slot (default; uses every core); threads: one process")
+    parser.add_argument("--name", default=None, help="worker name (default: leaddesk@HOST-PID)")
+    parser.set_defaults(func=run_worker)
+
+
+def _concurrency(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError("use between 1 and 256")
+    return value
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from celery import signals
+    from sqlalchemy.exc import OperationalError
+
+    from bot import PromptError, load_prompts
+    from leaddesk import broker
+    from leaddesk.cli import UserError
+    from copilot.memory import MemoryUnavailable
+
+    if not settings.broker_url:
+        raise UserError("set LEADDESK_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run workers; without a "
+                        "broker `leaddesk serve` runs the bot itself")
+    try:
+        load_prompts(settings.prompts_dir)
+    except PromptError as exc:
+        raise UserError(f"the prompt files are invalid: {exc}") from None
+    # Migrate once here, before the pool processes start (they would race each other).
+    try:
+        broker.prepare_shared_database(settings)
+    except OperationalError as exc:
+        raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
+    except MemoryUnavailable as exc:
+        raise UserError(str(exc)) from None
+
+    concurrency = args.concurrency or os.cpu_count() or 1
+    app = broker.make_celery(settings)
+    forked = args.pool == "prefork"
+
+    # Each pool process builds its own engine, model and outbox after the fork (never inherited
+    # connections); with a single-process pool the worker builds them once it is ready.
+    def _process_init(**_kw: Any) -> None:
+        broker.current_worker(settings)
+
+    def _process_shutdown(**_kw: Any) -> None:
+        broker.close_worker()
+
+    def _ready(**_kw: Any) -> None:
+        if not forked:
+            broker.current_worker(settings)
+        log.info("worker ready: %d slot(s) (%s pool) on %s, database %s", concurrency, args.pool,
+                 broker.broker_label(settings.broker_url), _database_label(settings.database_url))
+
+    signals.worker_process_init.connect(_process_init, weak=False)
+    signals.worker_process_shutdown.connect(_process_shutdown, weak=False)
+    signals.worker_ready.connect(_ready, weak=False)
+    signals.worker_shutdown.connect(_process_shutdown, weak=False)
+
+    worker = app.Worker(
+        hostname=args.name or f"leaddesk@{socket.gethostname()}-{os.getpid()}",
+        concurrency=concurrency,
+        pool_cls=args.pool,
+        loglevel=settings.log_level,
+        queues=[broker.QUEUE],
+        optimization="fair",
+        without_gossip=True,
+        without_mingle=True,
+        without_heartbeat=True,
+        quiet=True,
+    )
+    worker.start()
+    return int(worker.exitcode or 0)
+
+
+def _database_label(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
