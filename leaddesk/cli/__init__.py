@@ -18,6 +18,8 @@ from leaddesk.settings import Settings, SettingsError, load_settings
 COMMAND_MODULES = (
     "leaddesk.cli.db",
     "leaddesk.cli.bot",
+    "leaddesk.cli.agents",
+    "leaddesk.cli.leads",
     "leaddesk.cli.copilot",
     "leaddesk.cli.serve",
     "leaddesk.cli.worker",

@@ -1,0 +1,129 @@
+"""`leaddesk agents add|list|disable|enable`: the sales agents who work the leads."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sqlalchemy.exc import IntegrityError
+
+from leaddesk.cli.common import int_in, open_store, print_json, table
+from leaddesk.settings import Settings
+from store.agents import AgentError, create_agent, find_agent, list_agents
+from store.contacts import InvalidContact
+from store.models import AGENT_ROLES
+from store.work import open_lead_counts
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    agents = subparsers.add_parser("agents", help="manage sales agents and their API tokens",
+                                   description="Manage sales agents and their API tokens.")
+    sub = agents.add_subparsers(dest="agents_command", metavar="ACTION")
+    sub.required = True
+
+    add = sub.add_parser(
+        "add", help="create an agent and print its API token",
+        description="Create an agent and print its id and API token. The token is shown once "
+                    "and stored hashed: keep it safe.")
+    add.add_argument("--name", required=True, help="the agent's name")
+    add.add_argument("--email", help="the agent's email (unique; used to log in to the web console)")
+    add.add_argument("--role", choices=AGENT_ROLES, default="agent",
+                     help="agent (own and unassigned leads) or admin (everything); default agent")
+    add.add_argument("--capacity", type=int_in(0, 100000), default=50,
+                     help="most open leads auto-assignment gives this agent (default 50)")
+    password = add.add_mutually_exclusive_group()
+    password.add_argument("--password", help="a password for the web console (stored hashed)")
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the web console password from the first line of stdin")
+    add.add_argument("--json", action="store_true",
+                     help='print {"id", "name", "role", "token"} as JSON')
+    add.set_defaults(func=run_add)
+
+    ls = sub.add_parser("list", help="list agents", description="List agents (tokens are never shown).")
+    ls.add_argument("--json", action="store_true", help="print a JSON array")
+    ls.set_defaults(func=run_list)
+
+    for action, verb in (("disable", "Disable"), ("enable", "Re-enable")):
+        cmd = sub.add_parser(
+            action, help=f"{verb.lower()} an agent",
+            description=f"{verb} an agent by id, email or name."
+                        + (" A disabled agent's token and password stop working and no lead is "
+                           "assigned to them; their leads stay assigned." if action == "disable" else ""))
+        cmd.add_argument("agent", metavar="AGENT", help="id, email or exact name")
+        cmd.add_argument("--json", action="store_true", help="print the agent as JSON")
+        cmd.set_defaults(func=run_set_active, active=action == "enable")
+
+
+def run_add(args: argparse.Namespace, settings: Settings) -> int:
+    from leaddesk.cli import UserError
+
+    password = args.password
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UserError("no password on stdin")
+    if password is not None and len(password) < 8:
+        raise UserError("the password must have at least 8 characters")
+    with open_store(settings) as session_factory:
+        try:
+            with session_factory.begin() as session:
+                agent, token = create_agent(args.name, session=session, email=args.email, role=args.role,
+                                            capacity=args.capacity, password=password)
+                agent_id, name, role = agent.id, agent.name, agent.role
+        except (AgentError, InvalidContact) as exc:
+            raise UserError(str(exc)) from None
+        except IntegrityError:
+            raise UserError(f"an agent with email {args.email} already exists") from None
+    if args.json:
+        print_json({"id": agent_id, "name": name, "role": role, "token": token})
+    else:
+        print(f"agent {agent_id} ({name}, {role}) created")
+        print(f"API token (shown once, keep it safe): {token}")
+    return 0
+
+
+def _agent_dict(agent, open_leads: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        "id": agent.id, "name": agent.name, "email": agent.email, "role": agent.role,
+        "active": agent.active, "capacity": agent.capacity, "open_leads": open_leads,
+        "telegram_linked": agent.telegram_user_id is not None, "created_at": agent.created_at,
+    }
+
+
+def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as session_factory, session_factory() as session:
+        counts = open_lead_counts(session=session)
+        agents = [_agent_dict(a, counts.get(a.id, 0)) for a in list_agents(session=session)]
+    if args.json:
+        print_json(agents)
+        return 0
+    if not agents:
+        print("no agents yet: add one with `leaddesk agents add --name NAME`")
+        return 0
+    rows = [[str(a["id"]), str(a["name"]), str(a["email"] or ""), str(a["role"]),
+             "yes" if a["active"] else "no", f"{a['open_leads']}/{a['capacity']}",
+             "yes" if a["telegram_linked"] else "no"] for a in agents]
+    print(table(rows, ["ID", "NAME", "EMAIL", "ROLE", "ACTIVE", "LEADS", "TELEGRAM"]))
+    return 0
+
+
+def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
+    from leaddesk.cli import UserError
+
+    with open_store(settings) as session_factory, session_factory.begin() as session:
+        agent = find_agent(args.agent, session=session)
+        if agent is None:
+            raise UserError(f"no agent matches {args.agent!r} (use an id, an email or an exact name)")
+        changed = agent.active != args.active
+        agent.active = args.active
+        session.flush()
+        info = _agent_dict(agent, open_lead_counts(session=session).get(agent.id, 0))
+    if args.json:
+        print_json(info)
+        return 0
+    state = "enabled" if args.active else "disabled"
+    who = f"agent {info['id']} ({info['name']})"
+    print(f"{who} {state}" if changed else f"{who} was already {state}")
+    if not args.active and info["open_leads"]:
+        print(f"{info['open_leads']} open leads are still assigned to them; reassign with the console or API")
+    return 0

@@ -1,0 +1,111 @@
+"""Helpers the command modules share: opening the store, argument types, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any, Optional
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from leaddesk.settings import Settings
+from store import ensure_schema, make_engine, make_session_factory
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    """A session factory on DATABASE_URL with the schema brought up to date (as the server does)."""
+    from leaddesk.cli import UserError
+
+    engine: Optional[Engine] = None
+    try:
+        engine = make_engine(settings.database_url)
+        ensure_schema(engine)
+    except OperationalError as exc:
+        if engine is not None:
+            engine.dispose()
+        raise UserError(f"cannot open the database: {_first_line(exc.orig)}") from None
+    try:
+        yield make_session_factory(engine)
+    except OperationalError as exc:
+        raise UserError(f"database error: {_first_line(exc.orig)}") from None
+    finally:
+        engine.dispose()
+
+
+def _first_line(value: Any) -> str:
+    text = str(value).strip()
+    return text.splitlines()[0] if text else "unknown error"
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def int_in(low: int, high: int) -> Any:
+    """An argparse type: an integer in [low, high] (a bad value is a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def moment(text: str) -> tuple[datetime, bool]:
+    """An argparse type: an ISO date or date-time (UTC unless it says otherwise).
+
+    Returns (moment, date_only) so that a date-only upper bound can include its whole day.
+    """
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=timezone.utc), True
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value, False
+
+
+def lower_bound(value: Optional[tuple[datetime, bool]]) -> Optional[datetime]:
+    return value[0] if value else None
+
+
+def upper_bound(value: Optional[tuple[datetime, bool]]) -> Optional[datetime]:
+    """Exclusive upper bound: a date means 'up to the end of that day'."""
+    if not value:
+        return None
+    moment_, date_only = value
+    return moment_ + timedelta(days=1) if date_only else moment_
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain text table with columns padded to their widest cell."""
+    widths = [len(h) for h in header]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
