@@ -522,6 +522,7 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
         closed_until=closed_until,
         customer_name=lead["name"],
         question="question" in signals,
+        phone_declined=bool(contacts.get("phone_declined")),
     )
     core: Optional[str] = None
     source = "offline"

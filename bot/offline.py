@@ -203,22 +203,25 @@ def retrieve(
 ) -> list[tuple[KnowledgeSection, float]]:
     """The best-matching knowledge sections for `query` (BM25 over heading-weighted sections)."""
     index = knowledge_index(config)
-    query_tokens = set(tokens(query))
-    if query_tokens:
+    # The customer's own words weigh fully; the hints only tip the balance between close sections.
+    weights = {token: 1.0 for token in tokens(query)}
+    if weights:
         for signal in signals:
-            query_tokens.update(tokens(_SIGNAL_HINTS.get(signal, "")))
-    if not query_tokens or not index.sections:
+            for token in tokens(_SIGNAL_HINTS.get(signal, "")):
+                weights.setdefault(token, 0.4)
+    if not weights or not index.sections:
         return []
     n = len(index.sections)
     results = []
     for section, count, length in zip(index.sections, index.counts, index.lengths, strict=True):
         score = 0.0
-        for token in query_tokens:
+        for token, weight in weights.items():
             tf = count.get(token, 0)
             if not tf:
                 continue
             idf = math.log(1 + (n - index.df[token] + 0.5) / (index.df[token] + 0.5))
-            score += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * length / index.avg_length))
+            norm = tf + 1.2 * (0.25 + 0.75 * length / index.avg_length)
+            score += weight * idf * tf * 2.2 / norm
         if score <= 0:
             continue
         if language and section.language == language:
@@ -375,6 +378,7 @@ class ReplyContext:
     closed_until: Optional[str]  # formatted next opening when the business is closed now
     customer_name: Optional[str] = None
     question: bool = False
+    phone_declined: bool = False
 
 
 def offline_core(ctx: ReplyContext) -> str:
@@ -392,6 +396,8 @@ def offline_core(ctx: ReplyContext) -> str:
         return _join(parts)
     if ctx.phone_given:
         parts.append(config.template("phone_thanks", lang))
+    elif ctx.phone_declined:
+        parts.append(config.template("phone_declined", lang))
     if ctx.injection and not ctx.question and not (signals & set(POSITIVE_INTENT)):
         parts.append(config.template("refusal", lang))
         return _join(parts)

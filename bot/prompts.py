@@ -86,6 +86,7 @@ OPTIONAL_TEMPLATES = (
     "opt_out",
     "not_interested",
     "phone_thanks",
+    "phone_declined",
     "refusal",
 )
 # Templates business.yaml supplies for the default language.
