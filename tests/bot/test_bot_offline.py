@@ -1,8 +1,8 @@
-"""The offline engine's parts: knowledge retrieval, names, the phone rules, opening times, reply checks."""
+"""The offline engine: knowledge retrieval, names, phone rules, opening times, reply checks."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -97,10 +97,10 @@ def test_phone_rules():
     ],
 )
 def test_next_opening_reads_naturally(language, expected):
-    now = datetime(2025, 3, 8, 23, 0, tzinfo=timezone.utc)
-    opening = datetime(2025, 3, 10, 13, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 3, 8, 23, 0, tzinfo=UTC)
+    opening = datetime(2025, 3, 10, 13, 0, tzinfo=UTC)
     assert format_opening(opening, now, "America/Chicago", language) == expected
-    same_day = datetime(2025, 3, 10, 11, 0, tzinfo=timezone.utc)
+    same_day = datetime(2025, 3, 10, 11, 0, tzinfo=UTC)
     assert format_opening(opening, same_day, "America/Chicago", "en") == "today at 08:00"
 
 
