@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, Forbidden, TelegramError
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -111,25 +111,32 @@ def serve_forever(application: Application, settings: Any) -> None:
 
 class BackgroundBot:
     """Runs the Application in a thread of its own (for `leaddesk serve`, where the main thread
-    serves HTTP): polling, or the webhook when `webhook` options are given."""
+    serves HTTP): polling, or the webhook when `webhook` options are given. When Telegram cannot be
+    reached it keeps retrying with back-off instead of taking the server down."""
 
     def __init__(self, application: Application, *, webhook: dict[str, Any] | None = None,
-                 poll_timeout: float = 10.0):
+                 poll_timeout: float = 10.0, max_retry_delay: float = 60.0):
         self.application = application
         self.webhook = webhook
         self.poll_timeout = poll_timeout
+        self.max_retry_delay = max_retry_delay
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="copilot-telegram", daemon=True)
 
-    def start(self, timeout: float = 30.0) -> None:
+    @property
+    def running(self) -> bool:
+        return self._ready.is_set() and self.error is None and self._thread.is_alive()
+
+    def start(self, timeout: float = 30.0) -> bool:
+        """Start and wait for the first attempt; False (and logged) when it did not come up."""
         self._thread.start()
         if not self._ready.wait(timeout):
-            raise TimeoutError("the Telegram copilot did not start in time")
-        if self.error is not None:
-            raise self.error
+            log.warning("copilot: the Telegram bot is still starting")
+            return False
+        return self.error is None
 
     def stop(self, timeout: float = 15.0) -> None:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():
@@ -138,16 +145,41 @@ class BackgroundBot:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to start() or logged
-            self.error = exc
-            log.error("copilot: the Telegram bot stopped with an error", exc_info=exc)
+            asyncio.run(self._supervise())
         finally:
             self._ready.set()
 
-    async def _main(self) -> None:
+    async def _supervise(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        delay = 2.0
+        while not self._stop.is_set():
+            try:
+                await self._serve()
+                return
+            except InvalidToken as exc:
+                self._failed(exc)
+                log.error("copilot: Telegram refused TELEGRAM_BOT_TOKEN; the Telegram copilot is off")
+                return
+            except NetworkError as exc:
+                self._failed(exc)
+                log.warning("copilot: cannot reach Telegram (%s); retrying in %.0f s", exc, delay)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(self.max_retry_delay, delay * 2)
+            except Exception as exc:  # noqa: BLE001 - the HTTP server keeps running without Telegram
+                self._failed(exc)
+                log.error("copilot: the Telegram bot stopped with an error", exc_info=exc)
+                return
+
+    def _failed(self, exc: BaseException) -> None:
+        self.error = exc
+        self._ready.set()
+
+    async def _serve(self) -> None:
+        assert self._stop is not None
         app = self.application
         async with app:
             # run_polling/run_webhook would call these; here the pieces are driven one by one.
@@ -160,6 +192,7 @@ class BackgroundBot:
                 await app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout,
                                                 allowed_updates=ALLOWED_UPDATES)
             await app.start()
+            self.error = None
             self._ready.set()
             await self._stop.wait()
             await app.updater.stop()

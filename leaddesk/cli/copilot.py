@@ -52,6 +52,8 @@ def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
     if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
         raise UserError("TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its token in "
                         "TELEGRAM_BOT_TOKEN")
+    from telegram.error import InvalidToken, NetworkError
+
     from copilot.telegram import build_application, serve_forever
     from leaddesk.cli.common import open_store
     from leaddesk.llm import engine_name
@@ -63,7 +65,12 @@ def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
                 application = build_application(settings=settings, copilot=copilot, session_factory=session_factory)
                 mode = "webhook " + str(settings.telegram_webhook_url) if settings.telegram_webhook_url else "polling"
                 print(f"copilot running in Telegram ({mode}; {engine_name(settings)}); Ctrl+C stops it")
-                serve_forever(application, settings)
+                try:
+                    serve_forever(application, settings)
+                except InvalidToken:
+                    raise UserError("Telegram refused TELEGRAM_BOT_TOKEN; check the token with @BotFather") from None
+                except NetworkError as exc:
+                    raise UserError(f"cannot reach Telegram at {settings.telegram_api_url}: {exc}") from None
         finally:
             if outbox is not None and hasattr(outbox, "close"):
                 outbox.close()

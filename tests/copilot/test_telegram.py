@@ -50,7 +50,7 @@ class RunningBot(BackgroundBot):
         super().__init__(application, webhook=webhook, poll_timeout=1)
 
     def __enter__(self) -> RunningBot:
-        self.start(timeout=15)
+        assert self.start(timeout=15), f"the bot did not start: {self.error!r}"
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -281,6 +281,30 @@ def test_webhook_mode_checks_telegrams_secret_token(world, telegram, copilot, sf
         assert ok.status_code == 200
         [reply] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
         assert "copilot" in reply["text"]
+
+
+def test_an_unreachable_telegram_is_retried_without_stopping_the_server(copilot, sf, clock) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here
+    settings = load_settings(telegram_bot_token=TOKEN, telegram_api_url=f"http://127.0.0.1:{port}")
+    runner = BackgroundBot(build_application(settings=settings, copilot=copilot, session_factory=sf, clock=clock,
+                                             notify_every=None), max_retry_delay=0.1)
+    assert runner.start(timeout=15) is False
+    assert not runner.running and runner.error is not None
+    runner.stop()
+    assert not runner._thread.is_alive()
+
+
+def test_a_rejected_token_switches_the_telegram_copilot_off(telegram, copilot, sf, clock) -> None:
+    telegram.reject_token = True
+    runner = BackgroundBot(build_application(settings=settings_for(telegram), copilot=copilot, session_factory=sf,
+                                             clock=clock, notify_every=None))
+    assert runner.start(timeout=15) is False
+    runner._thread.join(5)
+    assert not runner._thread.is_alive()
 
 
 def test_without_a_token_the_application_is_not_built(copilot, sf) -> None:

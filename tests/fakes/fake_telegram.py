@@ -46,6 +46,7 @@ class FakeTelegram:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.fail_sends: int = 0  # the next N sendMessage calls answer 502
+        self.reject_token = False  # answer every call 401 Unauthorized, as for a revoked token
 
     # --- server ----------------------------------------------------------------------------
 
@@ -166,6 +167,8 @@ class FakeTelegram:
     # --- answers ---------------------------------------------------------------------------
 
     def _answer(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        if self.reject_token:
+            return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(params)}
         self.calls.append(Call(method, params, headers))

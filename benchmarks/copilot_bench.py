@@ -1,0 +1,119 @@
+"""Copilot benchmark: how long the offline copilot takes to answer agents' requests on a SQLite
+store of a realistic size, with per-chat memory in a SQLite checkpointer file (as in production).
+
+    python benchmarks/copilot_bench.py [--leads 2000] [--rounds 30] [--bulk 300] [--json]
+
+Reported per request type (summary, BANT, hot check, /hot list, lookup by phone, note): median and
+p95 answer time; plus the time of a confirmed bulk reassignment of `--bulk` leads, and the
+checkpoint size after all rounds (memory must not make answers slower as the chat grows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from bot import load_prompts  # noqa: E402
+from copilot import Copilot, build_graph, open_checkpointer  # noqa: E402
+from store import make_engine, make_session_factory, upgrade  # noqa: E402
+from store.agents import create_agent  # noqa: E402
+from store.leads import update_lead  # noqa: E402
+from store.messages import Inbound, ingest  # noqa: E402
+from store.work import record_score  # noqa: E402
+
+SAYS = ["Hi, how much is the Home package?", "We need it installed this month, budget around $12k.",
+        "I'm the owner, can someone call me?", "Just browsing for now, maybe next year."]
+
+
+def seed(sf: Any, leads: int, bulk: int) -> tuple[int, int, int, list[int]]:
+    rng = random.Random(7)
+    with sf.begin() as session:
+        sarah, _ = create_agent("Sarah Connor", session=session)
+        mike, _ = create_agent("Mike Ross", session=session)
+        admin, _ = create_agent("Ada Admin", session=session, role="admin")
+        ids = []
+        for i in range(leads):
+            phone = f"+1415555{i:04d}" if i < 10000 else None
+            got = ingest(Inbound("whatsapp" if phone else "web", phone.lstrip("+") if phone else f"v{i}",
+                                 rng.choice(SAYS), name=f"Lead {i:05d}", phone=phone,
+                                 channel_message_id=f"m{i}"), session=session)
+            record_score(got.lead, rng.randint(0, 100), [{"factor": "pricing", "points": 10, "evidence": "how much"}],
+                         session=session, message_id=got.message.id)
+            owner = sarah.id if i < bulk else (mike.id if i % 3 == 0 else None)
+            update_lead(got.lead, {"assigned_agent_id": owner}, session=session, actor="system")
+            ids.append(got.lead.id)
+        return sarah.id, mike.id, admin.id, ids
+
+
+def timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--bulk", type=int, default=300)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        engine = make_engine(url)
+        upgrade(engine)
+        sf = make_session_factory(engine)
+        started = time.perf_counter()
+        sarah, _mike, admin, ids = seed(sf, args.leads, args.bulk)
+        seeded = time.perf_counter() - started
+        prompts = load_prompts(REPO_ROOT / "prompts")
+        results: dict[str, Any] = {"leads": args.leads, "rounds": args.rounds, "seed_seconds": round(seeded, 1)}
+        with open_checkpointer(url) as memory:
+            copilot = Copilot(build_graph(session_factory=sf, prompts=prompts, checkpointer=memory))
+            own = ids[: args.bulk]
+            rng = random.Random(11)
+            requests = {
+                "summary": lambda: copilot.ask(sarah, "bench", f"summarise lead {rng.choice(own)}"),
+                "qualify": lambda: copilot.ask(sarah, "bench", f"qualify {rng.choice(own)}"),
+                "hot_check": lambda: copilot.ask(sarah, "bench", f"is {rng.choice(own)} hot?"),
+                "hot_list": lambda: copilot.ask(sarah, "bench", "/hot"),
+                "by_phone": lambda: copilot.ask(sarah, "bench", f"/lead (415) 555-{rng.randrange(args.bulk):04d}"),
+                "note": lambda: copilot.ask(sarah, "bench", f"/note {rng.choice(own)} called, no answer"),
+            }
+            for name, request in requests.items():
+                request()  # warm up
+                times = sorted(timed(request) for _ in range(args.rounds))
+                results[name] = {"median_ms": round(statistics.median(times), 1),
+                                 "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1)}
+            ask = copilot.ask(admin, "bulk", "move all of Sarah's leads to Mike")
+            assert ask.pending is not None, ask.reply
+            bulk_ms = timed(lambda: copilot.ask(admin, "bulk", "yes"))
+            results["bulk_reassign"] = {"leads": args.bulk, "ms": round(bulk_ms, 1)}
+        results["memory_kb"] = round(Path(f"{tmp}/bench-copilot.sqlite").stat().st_size / 1024)
+        engine.dispose()
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"copilot on SQLite, {args.leads} leads (seeded in {results['seed_seconds']} s), "
+              f"{args.rounds} rounds each, offline engine")
+        for name in ("summary", "qualify", "hot_check", "hot_list", "by_phone", "note"):
+            print(f"  {name:10s} median {results[name]['median_ms']:7.1f} ms   p95 {results[name]['p95_ms']:7.1f} ms")
+        print(f"  bulk reassign of {args.bulk} leads (confirmed): {results['bulk_reassign']['ms']:.0f} ms")
+        print(f"  chat memory after all rounds: {results['memory_kb']} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
