@@ -1,7 +1,8 @@
-"""Shared helpers for browser tests: Debian's headless Chromium driven by selenium, a live server for a
+"""Shared helpers for browser tests: Debian's headless Chromium driven by selenium, a live server
+for a
 Flask app on 127.0.0.1, and screenshots saved under `test-artifacts/screenshots/`.
 
-Use from a conftest: `from tests.browser_support import browser, chromium  # noqa: F401` and mark the
+Use from a conftest (`from tests.browser_support import browser, chromium`) and mark the
 tests `browser`. Without Chromium (or chromedriver, or selenium) the tests skip and say why.
 """
 
@@ -12,19 +13,25 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-dev-shm-usage", "--window-size=1400,1000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1000",
+)
 _BINARIES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium", "/usr/bin/chromium-browser")
 _DRIVERS = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
 
 
-def find_chromium() -> tuple[Optional[str], Optional[str]]:
+def find_chromium() -> tuple[str | None, str | None]:
     """(browser binary, chromedriver) from Debian's `chromium` and `chromium-driver` packages."""
     binary = next((p for p in _BINARIES if Path(p).is_file()), None) or shutil.which("chromium")
     driver = next((p for p in _DRIVERS if Path(p).is_file()), None) or shutil.which("chromedriver")
@@ -57,13 +64,17 @@ def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs",
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
+    )
     try:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     except Exception as exc:  # noqa: BLE001 - a browser that cannot start is an environment problem
         pytest.skip(f"headless Chromium did not start: {exc}")
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
     driver.set_page_load_timeout(30)
     driver.download_dir = downloads
     try:

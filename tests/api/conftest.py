@@ -1,11 +1,13 @@
-"""Fixtures for the REST API tests: an app on the per-test database, agents with tokens, lead factories."""
+"""Fixtures for the REST API tests: an app on the per-test database, agents with tokens, lead
+factories.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import count
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -20,7 +22,7 @@ from store.models import Lead, Message
 from store.work import record_score
 from webhooks.app import create_app
 
-T0 = datetime(2024, 6, 3, 12, 0, tzinfo=timezone.utc)  # a Monday
+T0 = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)  # a Monday
 
 
 class Clock:
@@ -43,7 +45,7 @@ class Status:
     description: str = ""
     action: str = "none"
     ai_behaviour: str = "continue"
-    pause_minutes: Optional[int] = None
+    pause_minutes: int | None = None
     terminal: bool = False
     ai_can_set: bool = True
 
@@ -62,7 +64,9 @@ def default_prompts() -> Prompts:
             Status("New", "#64748b"),
             Status("Interested", "#2563eb", action="notify"),
             Status("Scouting", "#7c3aed", action="notify"),
-            Status("Follow Up", "#d97706", action="auto_assign", ai_behaviour="pause", pause_minutes=60),
+            Status(
+                "Follow Up", "#d97706", action="auto_assign", ai_behaviour="pause", pause_minutes=60
+            ),
             Status("Not Interested", "#dc2626", ai_behaviour="stop", terminal=True),
             Status("Converted", "#16a34a", terminal=True, ai_can_set=False),
         ],
@@ -81,10 +85,10 @@ def default_prompts() -> Prompts:
 class Api:
     """A test client speaking as one agent (or anonymously)."""
 
-    def __init__(self, client: FlaskClient, token: Optional[str]) -> None:
+    def __init__(self, client: FlaskClient, token: str | None) -> None:
         self.client, self.token = client, token
 
-    def _headers(self, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         headers.update(extra or {})
         return headers
@@ -93,10 +97,14 @@ class Api:
         return self.client.get(path, headers=self._headers(kw.pop("headers", None)), **kw)
 
     def post(self, path: str, json: Any = None, **kw: Any) -> Any:
-        return self.client.post(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+        return self.client.post(
+            path, json=json, headers=self._headers(kw.pop("headers", None)), **kw
+        )
 
     def patch(self, path: str, json: Any = None, **kw: Any) -> Any:
-        return self.client.patch(path, json=json, headers=self._headers(kw.pop("headers", None)), **kw)
+        return self.client.patch(
+            path, json=json, headers=self._headers(kw.pop("headers", None)), **kw
+        )
 
     def delete(self, path: str, **kw: Any) -> Any:
         return self.client.delete(path, headers=self._headers(kw.pop("headers", None)), **kw)
@@ -118,16 +126,31 @@ class World:
     def anonymous(self) -> Api:
         return Api(self.app.test_client(), None)
 
-    def lead(self, name: Optional[str] = None, *, channel: str = "web", phone: Optional[str] = None,
-             email: Optional[str] = None, score: int = 0, status: str = "New",
-             agent_id: Optional[int] = None, created_at: Optional[datetime] = None,
-             last_contacted_at: Optional[datetime] = None, company: Optional[str] = None,
-             archived: bool = False, extra_channels: tuple[str, ...] = ()) -> int:
+    def lead(
+        self,
+        name: str | None = None,
+        *,
+        channel: str = "web",
+        phone: str | None = None,
+        email: str | None = None,
+        score: int = 0,
+        status: str = "New",
+        agent_id: int | None = None,
+        created_at: datetime | None = None,
+        last_contacted_at: datetime | None = None,
+        company: str | None = None,
+        archived: bool = False,
+        extra_channels: tuple[str, ...] = (),
+    ) -> int:
         n = next(self._ids)
         with self.session_factory.begin() as session:
-            lead = resolve(channel, f"{channel}-user-{n}", phone=phone, email=email, name=name, session=session)
+            lead = resolve(
+                channel, f"{channel}-user-{n}", phone=phone, email=email, name=name, session=session
+            )
             for other in extra_channels:
-                resolve(other, f"{other}-user-{n}", phone=lead.phone, email=lead.email, session=session)
+                resolve(
+                    other, f"{other}-user-{n}", phone=lead.phone, email=lead.email, session=session
+                )
                 lead = session.get(Lead, lead.id)
             lead.score = score
             lead.status = status
@@ -138,31 +161,50 @@ class World:
             lead.last_contacted_at = last_contacted_at
             return lead.id
 
-    def customer_message(self, lead_id: int, text: str, *, channel: str = "web",
-                         at: Optional[datetime] = None) -> int:
+    def customer_message(
+        self, lead_id: int, text: str, *, channel: str = "web", at: datetime | None = None
+    ) -> int:
         with self.session_factory.begin() as session:
             lead = session.get(Lead, lead_id)
             identity = next(i for i in lead.identities if i.channel == channel)
-            ingested = ingest(Inbound(channel=channel, external_id=identity.external_id, text=text,
-                                      channel_message_id=f"m-{next(self._ids)}", sent_at=at or self.clock.now),
-                              session=session)
+            ingested = ingest(
+                Inbound(
+                    channel=channel,
+                    external_id=identity.external_id,
+                    text=text,
+                    channel_message_id=f"m-{next(self._ids)}",
+                    sent_at=at or self.clock.now,
+                ),
+                session=session,
+            )
             return ingested.message.id
 
     def bot_message(self, lead_id: int, text: str, *, channel: str = "web") -> int:
         with self.session_factory.begin() as session:
             lead = session.get(Lead, lead_id)
             conversation = get_conversation(lead, channel, session=session)
-            message = Message(conversation_id=conversation.id, channel=channel, direction="out", author="bot",
-                              text=text, sent_at=self.clock.now, created_at=self.clock.now,
-                              processed_at=self.clock.now, delivery_status="sent")
+            message = Message(
+                conversation_id=conversation.id,
+                channel=channel,
+                direction="out",
+                author="bot",
+                text=text,
+                sent_at=self.clock.now,
+                created_at=self.clock.now,
+                processed_at=self.clock.now,
+                delivery_status="sent",
+            )
             session.add(message)
             session.flush()
             return message.id
 
-    def score(self, lead_id: int, score: int, factors: list[dict[str, Any]],
-              message_id: Optional[int] = None) -> None:
+    def score(
+        self, lead_id: int, score: int, factors: list[dict[str, Any]], message_id: int | None = None
+    ) -> None:
         with self.session_factory.begin() as session:
-            record_score(session.get(Lead, lead_id), score, factors, session=session, message_id=message_id)
+            record_score(
+                session.get(Lead, lead_id), score, factors, session=session, message_id=message_id
+            )
 
     def read(self, lead_id: int) -> Lead:
         with self.session_factory() as session:
@@ -188,10 +230,19 @@ def app_extras() -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(session_factory: sessionmaker[Session], clock: Clock, prompts: Prompts,
-        app_extras: dict[str, Any], tmp_path: Any) -> Flask:
-    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", default_region="US")
-    app = create_app(settings, session_factory=session_factory, prompts=prompts, clock=clock, **app_extras)
+def app(
+    session_factory: sessionmaker[Session],
+    clock: Clock,
+    prompts: Prompts,
+    app_extras: dict[str, Any],
+    tmp_path: Any,
+) -> Flask:
+    settings = load_settings(
+        database_url=f"sqlite:///{tmp_path / 'unused.db'}", default_region="US"
+    )
+    app = create_app(
+        settings, session_factory=session_factory, prompts=prompts, clock=clock, **app_extras
+    )
     app.testing = True
     return app
 

@@ -1,4 +1,5 @@
-"""Lead detail, create, update (with normalised contacts and validated custom fields), status effects,
+"""Lead detail, create, update (with normalised contacts and validated custom fields), status
+effects,
 conversion lock, archive and delete."""
 
 from __future__ import annotations
@@ -6,12 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
-from tests.api.conftest import T0
 from sqlalchemy import func, select
 
 from store.models import AuditEvent, Identity, Lead, Message, Note, Notification, ScoreEvent
-
 
 
 @pytest.fixture
@@ -19,8 +17,14 @@ def team(world):  # type: ignore[no-untyped-def]
     admin_id, admin = world.agent("Ada", role="admin")
     sarah_id, sarah = world.agent("Sarah")
     mike_id, mike = world.agent("Mike")
-    return {"admin": admin, "sarah": sarah, "mike": mike, "sarah_id": sarah_id, "mike_id": mike_id,
-            "admin_id": admin_id}
+    return {
+        "admin": admin,
+        "sarah": sarah,
+        "mike": mike,
+        "sarah_id": sarah_id,
+        "mike_id": mike_id,
+        "admin_id": admin_id,
+    }
 
 
 def test_detail_has_profile_identities_conversations_notes_scores_and_audit(world, team):  # type: ignore[no-untyped-def]
@@ -28,9 +32,15 @@ def test_detail_has_profile_identities_conversations_notes_scores_and_audit(worl
     first = world.customer_message(lead_id, "Hi, how much is the pro plan?", channel="whatsapp")
     world.bot_message(lead_id, "Pro is $49 a month.", channel="whatsapp")
     world.customer_message(lead_id, "Can I get a demo?", channel="web")
-    world.score(lead_id, 70, [{"factor": "pricing question", "points": 25, "evidence": "how much is the pro plan"}],
-                message_id=first)
-    team["sarah"].post(f"/api/leads/{lead_id}/notes", json={"text": "Wants a demo", "category": "follow-up"})
+    world.score(
+        lead_id,
+        70,
+        [{"factor": "pricing question", "points": 25, "evidence": "how much is the pro plan"}],
+        message_id=first,
+    )
+    team["sarah"].post(
+        f"/api/leads/{lead_id}/notes", json={"text": "Wants a demo", "category": "follow-up"}
+    )
 
     response = team["sarah"].get(f"/api/leads/{lead_id}")
     assert response.status_code == 200
@@ -38,8 +48,14 @@ def test_detail_has_profile_identities_conversations_notes_scores_and_audit(worl
     assert lead["name"] == "Dana" and lead["phone"] == "+14155550123"
     assert lead["channels"] == ["web", "whatsapp"]
     assert {i["channel"] for i in lead["identities"]} == {"web", "whatsapp"}
-    texts = {c["channel"]: [(m["author"], m["text"]) for m in c["messages"]] for c in lead["conversations"]}
-    assert texts["whatsapp"] == [("customer", "Hi, how much is the pro plan?"), ("bot", "Pro is $49 a month.")]
+    texts = {
+        c["channel"]: [(m["author"], m["text"]) for m in c["messages"]]
+        for c in lead["conversations"]
+    }
+    assert texts["whatsapp"] == [
+        ("customer", "Hi, how much is the pro plan?"),
+        ("bot", "Pro is $49 a month."),
+    ]
     assert texts["web"] == [("customer", "Can I get a demo?")]
     assert lead["notes"][0]["category"] == "Follow-up" and lead["notes"][0]["author"] == "Sarah"
     history = lead["score_history"]
@@ -62,17 +78,29 @@ def test_missing_forbidden_and_merged_leads(world, team):  # type: ignore[no-unt
 
 def test_update_normalises_contacts_and_audits_each_field(world, team, session_factory):  # type: ignore[no-untyped-def]
     lead_id = world.lead("Old Name")
-    response = team["sarah"].patch(f"/api/leads/{lead_id}", json={
-        "name": "New Name", "phone": "(415) 555-0142", "email": "Dana@Example.COM", "company": "Acme",
-        "tags": ["VIP", "VIP", " Decision Maker "]})
+    response = team["sarah"].patch(
+        f"/api/leads/{lead_id}",
+        json={
+            "name": "New Name",
+            "phone": "(415) 555-0142",
+            "email": "Dana@Example.COM",
+            "company": "Acme",
+            "tags": ["VIP", "VIP", " Decision Maker "],
+        },
+    )
     assert response.status_code == 200, response.get_json()
     lead = response.get_json()
     assert lead["phone"] == "+14155550142"
     assert lead["email"] == "Dana@example.com"
     assert lead["tags"] == ["VIP", "Decision Maker"]
     with session_factory() as session:
-        events = list(session.scalars(select(AuditEvent).where(AuditEvent.lead_id == lead_id,
-                                                               AuditEvent.action == "update")))
+        events = list(
+            session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.lead_id == lead_id, AuditEvent.action == "update"
+                )
+            )
+        )
     by_field = {e.field: e for e in events}
     assert by_field["name"].old_value == "Old Name" and by_field["name"].new_value == "New Name"
     assert by_field["phone"].agent_id == team["sarah_id"] and by_field["phone"].actor == "agent"
@@ -91,10 +119,17 @@ def test_update_refuses_bad_and_duplicate_contacts(world, team):  # type: ignore
     assert bad_email.status_code == 422 and bad_email.get_json()["error"]["field"] == "email"
     taken = sarah.patch(f"/api/leads/{lead_id}", json={"phone": "415 555 0100"})
     assert taken.status_code == 409 and taken.get_json()["error"]["field"] == "phone"
-    assert sarah.patch(f"/api/leads/{lead_id}", json={"email": "owner@EXAMPLE.com"}).status_code == 409
+    assert (
+        sarah.patch(f"/api/leads/{lead_id}", json={"email": "owner@EXAMPLE.com"}).status_code == 409
+    )
     unknown = sarah.patch(f"/api/leads/{lead_id}", json={"score": 100})
     assert unknown.status_code == 422 and unknown.get_json()["error"]["field"] == "score"
-    assert sarah.patch(f"/api/leads/{lead_id}", data="{not json", content_type="application/json").status_code == 400
+    assert (
+        sarah.patch(
+            f"/api/leads/{lead_id}", data="{not json", content_type="application/json"
+        ).status_code
+        == 400
+    )
     assert sarah.patch(f"/api/leads/{lead_id}", json=[1, 2]).status_code == 400
     assert world.read(lead_id).phone is None
 
@@ -102,21 +137,49 @@ def test_update_refuses_bad_and_duplicate_contacts(world, team):  # type: ignore
 def test_custom_fields_are_validated_against_their_definitions(world, team):  # type: ignore[no-untyped-def]
     lead_id = world.lead("Custom")
     sarah = team["sarah"]
-    ok = sarah.patch(f"/api/leads/{lead_id}", json={"custom_fields": {
-        "budget": "12,500.50", "seats": 12, "industry": "health", "renewal": "2024-09-30",
-        "website": "https://acme.test", "vip": "yes", "billing_email": "Pay@Acme.TEST"}})
+    ok = sarah.patch(
+        f"/api/leads/{lead_id}",
+        json={
+            "custom_fields": {
+                "budget": "12,500.50",
+                "seats": 12,
+                "industry": "health",
+                "renewal": "2024-09-30",
+                "website": "https://acme.test",
+                "vip": "yes",
+                "billing_email": "Pay@Acme.TEST",
+            }
+        },
+    )
     assert ok.status_code == 200, ok.get_json()
     assert ok.get_json()["custom_fields"] == {
-        "budget": 12500.5, "seats": 12, "industry": "Health", "renewal": "2024-09-30",
-        "website": "https://acme.test", "vip": True, "billing_email": "Pay@acme.test"}
+        "budget": 12500.5,
+        "seats": 12,
+        "industry": "Health",
+        "renewal": "2024-09-30",
+        "website": "https://acme.test",
+        "vip": True,
+        "billing_email": "Pay@acme.test",
+    }
     # Merged, not replaced; null removes one value.
-    partial = sarah.patch(f"/api/leads/{lead_id}", json={"custom_fields": {"seats": None, "vip": False}})
+    partial = sarah.patch(
+        f"/api/leads/{lead_id}", json={"custom_fields": {"seats": None, "vip": False}}
+    )
     assert partial.get_json()["custom_fields"]["budget"] == 12500.5
-    assert "seats" not in partial.get_json()["custom_fields"] and partial.get_json()["custom_fields"]["vip"] is False
-    for values, field in [({"shoe_size": 42}, "custom_fields.shoe_size"), ({"seats": 1.5}, "custom_fields.seats"),
-                          ({"budget": "lots"}, "custom_fields.budget"), ({"industry": "Mining"}, "custom_fields.industry"),
-                          ({"renewal": "next year"}, "custom_fields.renewal"), ({"website": "acme"}, "custom_fields.website"),
-                          ({"vip": "maybe"}, "custom_fields.vip"), ({"budget": True}, "custom_fields.budget")]:
+    assert (
+        "seats" not in partial.get_json()["custom_fields"]
+        and partial.get_json()["custom_fields"]["vip"] is False
+    )
+    for values, field in [
+        ({"shoe_size": 42}, "custom_fields.shoe_size"),
+        ({"seats": 1.5}, "custom_fields.seats"),
+        ({"budget": "lots"}, "custom_fields.budget"),
+        ({"industry": "Mining"}, "custom_fields.industry"),
+        ({"renewal": "next year"}, "custom_fields.renewal"),
+        ({"website": "acme"}, "custom_fields.website"),
+        ({"vip": "maybe"}, "custom_fields.vip"),
+        ({"budget": True}, "custom_fields.budget"),
+    ]:
         response = sarah.patch(f"/api/leads/{lead_id}", json={"custom_fields": values})
         assert response.status_code == 422, values
         assert response.get_json()["error"]["field"] == field
@@ -127,8 +190,14 @@ def test_status_changes_apply_the_status_behaviour(world, team, clock):  # type:
     lead_id = world.lead("Status", agent_id=team["mike_id"])
     admin = team["admin"]
     # notify: the assigned agent hears about it when someone else changes it.
-    assert admin.patch(f"/api/leads/{lead_id}", json={"status": "interested"}).get_json()["status"] == "Interested"
-    assert "Interested" in team["mike"].get("/api/notifications").get_json()["notifications"][0]["text"]
+    assert (
+        admin.patch(f"/api/leads/{lead_id}", json={"status": "interested"}).get_json()["status"]
+        == "Interested"
+    )
+    assert (
+        "Interested"
+        in team["mike"].get("/api/notifications").get_json()["notifications"][0]["text"]
+    )
     # stop: the bot stops for good.
     stopped = admin.patch(f"/api/leads/{lead_id}", json={"status": "Not Interested"}).get_json()
     assert stopped["ai_stopped"] is True and stopped["ai_paused"] is True
@@ -136,7 +205,9 @@ def test_status_changes_apply_the_status_behaviour(world, team, clock):  # type:
     free = world.lead("Free")
     followed = sarah.patch(f"/api/leads/{free}", json={"status": "Follow Up"}).get_json()
     assert followed["assigned_agent"] is not None
-    assert followed["ai_paused_until"].startswith((clock.now + timedelta(minutes=60)).strftime("%Y-%m-%dT%H:%M"))
+    assert followed["ai_paused_until"].startswith(
+        (clock.now + timedelta(minutes=60)).strftime("%Y-%m-%dT%H:%M")
+    )
     unknown = sarah.patch(f"/api/leads/{free}", json={"status": "Hibernating"})
     assert unknown.status_code == 422 and "Follow Up" in unknown.get_json()["error"]["message"]
 
@@ -163,7 +234,10 @@ def test_convert_locks_the_lead(world, team, clock):  # type: ignore[no-untyped-
     assert world.read(lead_id).name == "Buyer"
     # Converting via a status change is the same conversion.
     other = world.lead("Other")
-    assert sarah.patch(f"/api/leads/{other}", json={"status": "converted"}).get_json()["locked"] is True
+    assert (
+        sarah.patch(f"/api/leads/{other}", json={"status": "converted"}).get_json()["locked"]
+        is True
+    )
     # Only an admin reopens.
     assert sarah.post(f"/api/leads/{lead_id}/reopen").status_code == 403
     reopened = team["admin"].post(f"/api/leads/{lead_id}/reopen").get_json()
@@ -176,13 +250,21 @@ def test_archive_and_unarchive(world, team):  # type: ignore[no-untyped-def]
     sarah = team["sarah"]
     assert sarah.post(f"/api/leads/{lead_id}/archive", json={}).get_json()["archived"] is True
     assert lead_id not in [lead["id"] for lead in sarah.get("/api/leads").get_json()["leads"]]
-    assert sarah.post(f"/api/leads/{lead_id}/archive", json={"archived": False}).get_json()["archived"] is False
+    assert (
+        sarah.post(f"/api/leads/{lead_id}/archive", json={"archived": False}).get_json()["archived"]
+        is False
+    )
 
 
 def test_delete_is_for_admins_and_removes_everything(world, team, session_factory):  # type: ignore[no-untyped-def]
     lead_id = world.lead("Delete me", channel="whatsapp", phone="+14155550177")
     message_id = world.customer_message(lead_id, "hello", channel="whatsapp")
-    world.score(lead_id, 30, [{"factor": "greeting", "points": 5, "evidence": "hello"}], message_id=message_id)
+    world.score(
+        lead_id,
+        30,
+        [{"factor": "greeting", "points": 5, "evidence": "hello"}],
+        message_id=message_id,
+    )
     team["sarah"].post(f"/api/leads/{lead_id}/notes", json={"text": "note"})
     assert team["sarah"].delete(f"/api/leads/{lead_id}").status_code == 403
     assert team["admin"].delete(f"/api/leads/{lead_id}").status_code == 204
@@ -202,9 +284,17 @@ def test_delete_is_for_admins_and_removes_everything(world, team, session_factor
 
 def test_create_a_lead_by_hand(world, team, session_factory):  # type: ignore[no-untyped-def]
     sarah = team["sarah"]
-    response = sarah.post("/api/leads", json={"name": "Walk-in", "phone": "415-555-0166", "company": "Shop",
-                                              "custom_fields": {"industry": "retail"}, "assign_to_me": True,
-                                              "status": "Interested"})
+    response = sarah.post(
+        "/api/leads",
+        json={
+            "name": "Walk-in",
+            "phone": "415-555-0166",
+            "company": "Shop",
+            "custom_fields": {"industry": "retail"},
+            "assign_to_me": True,
+            "status": "Interested",
+        },
+    )
     assert response.status_code == 201, response.get_json()
     lead = response.get_json()
     assert lead["phone"] == "+14155550166" and lead["channels"] == ["manual"]
@@ -224,14 +314,30 @@ def test_notifications_are_per_agent_and_marked_read(world, team):  # type: igno
     listed = team["sarah"].get("/api/notifications").get_json()
     assert listed["unread"] == 1
     note = listed["notifications"][0]
-    assert note["lead_id"] == lead_id and note["lead_name"] == "Assign me" and note["kind"] == "assigned"
+    assert (
+        note["lead_id"] == lead_id
+        and note["lead_name"] == "Assign me"
+        and note["kind"] == "assigned"
+    )
     assert team["mike"].get("/api/notifications").get_json()["unread"] == 0
     # Mike cannot mark Sarah's notification read.
-    assert team["mike"].post("/api/notifications/read", json={"ids": [note["id"]]}).get_json()["marked"] == 0
-    assert team["sarah"].post("/api/notifications/read", json={"ids": [note["id"]]}).get_json()["marked"] == 1
+    assert (
+        team["mike"]
+        .post("/api/notifications/read", json={"ids": [note["id"]]})
+        .get_json()["marked"]
+        == 0
+    )
+    assert (
+        team["sarah"]
+        .post("/api/notifications/read", json={"ids": [note["id"]]})
+        .get_json()["marked"]
+        == 1
+    )
     assert team["sarah"].get("/api/notifications").get_json()["unread"] == 0
     everything = team["sarah"].get("/api/notifications?unread=false").get_json()["notifications"]
     assert everything[0]["read"] is True
     with world.session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Notification)) == 1
-    assert team["sarah"].post("/api/notifications/read", json={"all": True}).get_json()["marked"] == 0
+    assert (
+        team["sarah"].post("/api/notifications/read", json={"all": True}).get_json()["marked"] == 0
+    )

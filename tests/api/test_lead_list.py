@@ -1,4 +1,6 @@
-"""GET /api/leads: every filter of the shared query, sorting, cursor pages and who sees what (SQLite and PostgreSQL)."""
+"""GET /api/leads: every filter of the shared query, sorting, cursor pages and who sees what (SQLite
+and PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ from datetime import timedelta
 import pytest
 
 from tests.api.conftest import T0
-
-
 
 
 def ids(response) -> list[int]:  # type: ignore[no-untyped-def]
@@ -21,8 +21,14 @@ def team(world):  # type: ignore[no-untyped-def]
     admin_id, admin = world.agent("Ada", role="admin")
     sarah_id, sarah = world.agent("Sarah")
     mike_id, mike = world.agent("Mike")
-    return {"admin": admin, "sarah": sarah, "mike": mike, "sarah_id": sarah_id, "mike_id": mike_id,
-            "admin_id": admin_id}
+    return {
+        "admin": admin,
+        "sarah": sarah,
+        "mike": mike,
+        "sarah_id": sarah_id,
+        "mike_id": mike_id,
+        "admin_id": admin_id,
+    }
 
 
 def test_a_token_is_required(world):  # type: ignore[no-untyped-def]
@@ -54,8 +60,16 @@ def test_status_hot_score_and_assignment_filters(world, team):  # type: ignore[n
     scouting = world.lead("Scout", score=75, status="Scouting", agent_id=team["mike_id"])
 
     assert set(ids(admin.get("/api/leads?status=Interested"))) == {interested, hot}
-    assert set(ids(admin.get("/api/leads?status=interested&status=Scouting"))) == {interested, hot, scouting}
-    assert set(ids(admin.get("/api/leads?status=Interested,Scouting"))) == {interested, hot, scouting}
+    assert set(ids(admin.get("/api/leads?status=interested&status=Scouting"))) == {
+        interested,
+        hot,
+        scouting,
+    }
+    assert set(ids(admin.get("/api/leads?status=Interested,Scouting"))) == {
+        interested,
+        hot,
+        scouting,
+    }
     assert set(ids(admin.get("/api/leads?hot=1"))) == {hot, scouting}
     assert set(ids(admin.get("/api/leads?hot=true&status=Interested"))) == {hot}
     assert set(ids(admin.get("/api/leads?score_min=60&score_max=75"))) == {interested, scouting}
@@ -66,23 +80,52 @@ def test_status_hot_score_and_assignment_filters(world, team):  # type: ignore[n
 
 def test_channel_date_stale_archived_and_search_filters(world, team, clock):  # type: ignore[no-untyped-def]
     admin = team["admin"]
-    old = world.lead("Old Timer", channel="messenger", created_at=T0 - timedelta(days=40),
-                     last_contacted_at=T0 - timedelta(days=30), company="Acme Corp")
-    recent = world.lead("Recent", channel="whatsapp", phone="+14155550123", created_at=T0 - timedelta(days=2),
-                        last_contacted_at=T0 - timedelta(hours=3))
-    both = world.lead("Both", channel="web", phone="+14155550999", extra_channels=("instagram",),
-                      created_at=T0 - timedelta(days=10), last_contacted_at=T0 - timedelta(days=9))
-    done = world.lead("Done", status="Not Interested", created_at=T0 - timedelta(days=50),
-                      last_contacted_at=T0 - timedelta(days=45))
+    old = world.lead(
+        "Old Timer",
+        channel="messenger",
+        created_at=T0 - timedelta(days=40),
+        last_contacted_at=T0 - timedelta(days=30),
+        company="Acme Corp",
+    )
+    recent = world.lead(
+        "Recent",
+        channel="whatsapp",
+        phone="+14155550123",
+        created_at=T0 - timedelta(days=2),
+        last_contacted_at=T0 - timedelta(hours=3),
+    )
+    both = world.lead(
+        "Both",
+        channel="web",
+        phone="+14155550999",
+        extra_channels=("instagram",),
+        created_at=T0 - timedelta(days=10),
+        last_contacted_at=T0 - timedelta(days=9),
+    )
+    done = world.lead(
+        "Done",
+        status="Not Interested",
+        created_at=T0 - timedelta(days=50),
+        last_contacted_at=T0 - timedelta(days=45),
+    )
     archived = world.lead("Gone", archived=True)
 
     assert set(ids(admin.get("/api/leads?channel=instagram"))) == {both}
     assert set(ids(admin.get("/api/leads?channel=whatsapp&channel=messenger"))) == {recent, old}
     since = (T0 - timedelta(days=11)).isoformat()
-    assert set(ids(admin.get("/api/leads", query_string={"created_from": since}))) == {recent, both, archived} - {archived}
+    assert set(ids(admin.get("/api/leads", query_string={"created_from": since}))) == {
+        recent,
+        both,
+        archived,
+    } - {archived}
     assert set(ids(admin.get("/api/leads", query_string={"created_to": since}))) == {old, done}
-    assert set(ids(admin.get("/api/leads", query_string={"contacted_from": "2024-06-01"}))) == {recent}
-    assert set(ids(admin.get("/api/leads", query_string={"contacted_to": "2024-05-20"}))) == {old, done}
+    assert set(ids(admin.get("/api/leads", query_string={"contacted_from": "2024-06-01"}))) == {
+        recent
+    }
+    assert set(ids(admin.get("/api/leads", query_string={"contacted_to": "2024-05-20"}))) == {
+        old,
+        done,
+    }
     # Stale: no contact for 7 days, terminal statuses excluded.
     assert set(ids(admin.get("/api/leads?stale_days=7"))) == {old, both}
     assert set(ids(admin.get("/api/leads?archived=true"))) == {archived}
@@ -96,9 +139,19 @@ def test_channel_date_stale_archived_and_search_filters(world, team, clock):  # 
 
 def test_sorting(world, team):  # type: ignore[no-untyped-def]
     admin = team["admin"]
-    a = world.lead("Anna", score=50, created_at=T0 - timedelta(days=3), last_contacted_at=T0 - timedelta(days=1))
+    a = world.lead(
+        "Anna",
+        score=50,
+        created_at=T0 - timedelta(days=3),
+        last_contacted_at=T0 - timedelta(days=1),
+    )
     b = world.lead("Bob", score=90, created_at=T0 - timedelta(days=1))
-    c = world.lead("Cleo", score=10, created_at=T0 - timedelta(days=2), last_contacted_at=T0 - timedelta(days=2))
+    c = world.lead(
+        "Cleo",
+        score=10,
+        created_at=T0 - timedelta(days=2),
+        last_contacted_at=T0 - timedelta(days=2),
+    )
     assert ids(admin.get("/api/leads")) == [b, c, a]
     assert ids(admin.get("/api/leads?sort=created_at")) == [a, c, b]
     assert ids(admin.get("/api/leads?sort=-score")) == [b, a, c]
@@ -111,14 +164,21 @@ def test_sorting(world, team):  # type: ignore[no-untyped-def]
     assert ids(admin.get("/api/leads?sort=id")) == [a, b, c]
 
 
-@pytest.mark.parametrize("sort", ["-created_at", "score", "-score", "name", "-last_contacted_at", "id", "-id"])
+@pytest.mark.parametrize(
+    "sort", ["-created_at", "score", "-score", "name", "-last_contacted_at", "id", "-id"]
+)
 def test_cursor_pages_walk_every_lead_once(world, team, sort):  # type: ignore[no-untyped-def]
     admin = team["admin"]
     made = set()
     for i in range(23):
-        made.add(world.lead(f"Lead {i % 5}" if i % 4 else None, score=(i * 7) % 100,
-                            created_at=T0 - timedelta(hours=i % 6),
-                            last_contacted_at=None if i % 3 == 0 else T0 - timedelta(hours=i % 4)))
+        made.add(
+            world.lead(
+                f"Lead {i % 5}" if i % 4 else None,
+                score=(i * 7) % 100,
+                created_at=T0 - timedelta(hours=i % 6),
+                last_contacted_at=None if i % 3 == 0 else T0 - timedelta(hours=i % 4),
+            )
+        )
     seen: list[int] = []
     cursor = None
     pages = 0

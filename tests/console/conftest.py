@@ -1,4 +1,6 @@
-"""Console fixtures: the API tests' app and factories, the repository's real prompts, a signed-in client."""
+"""Console fixtures: the API tests' app and factories, the repository's real prompts, a signed-in
+client.
+"""
 
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ class Console:
 
     def login(self, **credentials: str) -> Any:
         page = self.client.get("/console/login")
-        response = self.client.post("/console/login", data={"csrf_token": csrf_of(page.text), **credentials})
+        response = self.client.post(
+            "/console/login", data={"csrf_token": csrf_of(page.text), **credentials}
+        )
         if response.status_code == 302:
             self.csrf = csrf_of(self.client.get("/console/leads").text)
         return response

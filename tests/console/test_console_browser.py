@@ -1,4 +1,5 @@
-"""The console in headless Chromium: sign in, filter to hot leads, open one, add a note, reply, export.
+"""The console in headless Chromium: sign in, filter to hot leads, open one, add a note, reply,
+export.
 
 Screenshots of each step land in test-artifacts/screenshots/ (look at them when changing a page).
 """
@@ -26,32 +27,93 @@ def seeded(world):  # type: ignore[no-untyped-def]
     """A small desk: Sarah, Mike, and leads across channels, statuses and score bands."""
     sarah_id, _ = world.agent("Sarah Lee", email="sarah@example.com", password="correct horse")
     mike_id, _ = world.agent("Mike Chen")
-    hot = world.lead("Dana Whitfield", channel="whatsapp", phone="+14155550123", status="Interested",
-                     company="Sunny Homes", extra_channels=("web",), last_contacted_at=T0 - timedelta(minutes=20))
+    hot = world.lead(
+        "Dana Whitfield",
+        channel="whatsapp",
+        phone="+14155550123",
+        status="Interested",
+        company="Sunny Homes",
+        extra_channels=("web",),
+        last_contacted_at=T0 - timedelta(minutes=20),
+    )
     world.clock.now = T0 - timedelta(hours=3)
-    m1 = world.customer_message(hot, "Hi! How much would 12 panels cost for a 2-storey house?", channel="whatsapp")
+    m1 = world.customer_message(
+        hot, "Hi! How much would 12 panels cost for a 2-storey house?", channel="whatsapp"
+    )
     world.clock.now = T0 - timedelta(hours=2, minutes=59)
-    world.bot_message(hot, "Hi Dana! A 12-panel system is usually $9,500–$11,000 installed. "
-                           "Would you like a free site survey?", channel="whatsapp")
+    world.bot_message(
+        hot,
+        "Hi Dana! A 12-panel system is usually $9,500–$11,000 installed. "
+        "Would you like a free site survey?",
+        channel="whatsapp",
+    )
     world.clock.now = T0 - timedelta(minutes=20)
-    m2 = world.customer_message(hot, "Yes please, can someone come this week? We want to sign by Friday.",
-                                channel="web")
+    m2 = world.customer_message(
+        hot, "Yes please, can someone come this week? We want to sign by Friday.", channel="web"
+    )
     world.clock.now = T0
-    world.score(hot, 45, [{"factor": "pricing question", "points": 25, "evidence": "How much would 12 panels cost"},
-                          {"factor": "engagement", "points": 20, "evidence": "first message"}], message_id=m1)
-    world.score(hot, 86, [{"factor": "urgency", "points": 25, "evidence": "this week"},
-                          {"factor": "next step", "points": 16, "evidence": "We want to sign by Friday"}],
-                message_id=m2)
-    world.lead("Omar Haddad", channel="messenger", score=78, status="Scouting", agent_id=sarah_id,
-               last_contacted_at=T0 - timedelta(hours=5))
-    world.lead("Lucia Fernandez", channel="instagram", score=52, status="Interested",
-               last_contacted_at=T0 - timedelta(days=1))
-    world.lead("Ben Carter", channel="web", score=12, status="New", created_at=T0 - timedelta(days=3),
-               last_contacted_at=T0 - timedelta(days=3))
-    world.lead("Priya Nair", channel="whatsapp", phone="+447911123456", score=91, status="Follow Up",
-               agent_id=mike_id, last_contacted_at=T0 - timedelta(hours=1))
-    world.lead("Tom Becker", channel="web", score=30, status="Not Interested", created_at=T0 - timedelta(days=9),
-               last_contacted_at=T0 - timedelta(days=8))
+    world.score(
+        hot,
+        45,
+        [
+            {
+                "factor": "pricing question",
+                "points": 25,
+                "evidence": "How much would 12 panels cost",
+            },
+            {"factor": "engagement", "points": 20, "evidence": "first message"},
+        ],
+        message_id=m1,
+    )
+    world.score(
+        hot,
+        86,
+        [
+            {"factor": "urgency", "points": 25, "evidence": "this week"},
+            {"factor": "next step", "points": 16, "evidence": "We want to sign by Friday"},
+        ],
+        message_id=m2,
+    )
+    world.lead(
+        "Omar Haddad",
+        channel="messenger",
+        score=78,
+        status="Scouting",
+        agent_id=sarah_id,
+        last_contacted_at=T0 - timedelta(hours=5),
+    )
+    world.lead(
+        "Lucia Fernandez",
+        channel="instagram",
+        score=52,
+        status="Interested",
+        last_contacted_at=T0 - timedelta(days=1),
+    )
+    world.lead(
+        "Ben Carter",
+        channel="web",
+        score=12,
+        status="New",
+        created_at=T0 - timedelta(days=3),
+        last_contacted_at=T0 - timedelta(days=3),
+    )
+    world.lead(
+        "Priya Nair",
+        channel="whatsapp",
+        phone="+447911123456",
+        score=91,
+        status="Follow Up",
+        agent_id=mike_id,
+        last_contacted_at=T0 - timedelta(hours=1),
+    )
+    world.lead(
+        "Tom Becker",
+        channel="web",
+        score=30,
+        status="Not Interested",
+        created_at=T0 - timedelta(days=9),
+        last_contacted_at=T0 - timedelta(days=8),
+    )
     return {"hot": hot}
 
 
@@ -96,14 +158,17 @@ def test_agent_works_a_hot_lead_in_the_browser(browser, app, seeded, world):  # 
 
         note = browser.find_element(By.CSS_SELECTOR, "#note-form textarea")
         note.send_keys("Wants a survey this week; decision by Friday.")
-        Select(browser.find_element(By.CSS_SELECTOR, "#note-form select")).select_by_visible_text("Follow-up")
+        Select(browser.find_element(By.CSS_SELECTOR, "#note-form select")).select_by_visible_text(
+            "Follow-up"
+        )
         browser.find_element(By.CSS_SELECTOR, "#note-form button[type=submit]").click()
         _wait(lambda: "Note added" in browser.page_source)
         assert "decision by Friday" in browser.find_element(By.ID, "notes").text
         screenshot(browser, "05-note-added")
 
         browser.find_element(By.CSS_SELECTOR, "#reply-form textarea").send_keys(
-            "Hi Dana, Sarah here. I can come Thursday at 10:00, does that work?")
+            "Hi Dana, Sarah here. I can come Thursday at 10:00, does that work?"
+        )
         browser.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
         _wait(lambda: "Reply sent" in browser.page_source)
         assert "Sarah Lee (agent)" in browser.find_element(By.ID, "timeline").text
@@ -112,8 +177,13 @@ def test_agent_works_a_hot_lead_in_the_browser(browser, app, seeded, world):  # 
 
         browser.get(f"{base}/console/leads?hot=1")
         browser.find_element(By.ID, "export-all").click()
-        exported = _wait(lambda: [p for p in browser.download_dir.glob("*.csv")
-                                  if p.stat().st_size > 0 and not p.name.endswith(".crdownload")])
+        exported = _wait(
+            lambda: [
+                p
+                for p in browser.download_dir.glob("*.csv")
+                if p.stat().st_size > 0 and not p.name.endswith(".crdownload")
+            ]
+        )
         lines = exported[0].read_text(encoding="utf-8").strip().splitlines()
         assert lines[0].startswith("id,name,email,phone,company,status,score")
         assert sorted(line.split(",")[1] for line in lines[1:]) == ["Dana Whitfield", "Omar Haddad"]

@@ -1,4 +1,5 @@
-"""The web console through a test client: sign-in, CSRF, filters in the URL, lead actions, bulk actions,
+"""The web console through a test client: sign-in, CSRF, filters in the URL, lead actions, bulk
+actions,
 dashboard, notifications and the admins' team page."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from store.models import Lead, Message, Note
+from store.models import Message, Note
 from tests.api.conftest import T0
 from tests.console.conftest import csrf_of
 
@@ -30,9 +31,15 @@ def test_pages_need_a_sign_in_and_come_back_after_it(console, sarah):  # type: i
     assert response.status_code == 302 and "/console/login" in response.location
     page = console.get(response.location)
     nxt = csrf_of(page.text)
-    signed = console.client.post("/console/login", data={"csrf_token": nxt, "email": "sarah@example.com",
-                                                         "password": "correct horse",
-                                                         "next": "/console/leads?hot=1"})
+    signed = console.client.post(
+        "/console/login",
+        data={
+            "csrf_token": nxt,
+            "email": "sarah@example.com",
+            "password": "correct horse",
+            "next": "/console/leads?hot=1",
+        },
+    )
     assert signed.status_code == 302 and signed.location.endswith("/console/leads?hot=1")
 
 
@@ -52,21 +59,33 @@ def test_login_refuses_offsite_redirects(app, sarah):  # type: ignore[no-untyped
     for target in ("https://evil.example/", "//evil.example/x", "/api/leads"):
         client = app.test_client()
         page = client.get("/console/login")
-        response = client.post("/console/login", data={
-            "csrf_token": csrf_of(page.text), "email": "sarah@example.com", "password": "correct horse",
-            "next": target})
+        response = client.post(
+            "/console/login",
+            data={
+                "csrf_token": csrf_of(page.text),
+                "email": "sarah@example.com",
+                "password": "correct horse",
+                "next": target,
+            },
+        )
         assert response.location.endswith("/console/leads"), target
 
 
 def test_every_form_post_needs_the_csrf_token(console, sarah, world, session_factory):  # type: ignore[no-untyped-def]
     lead_id = world.lead("Dana")
     # Not even the login form works without it.
-    assert console.client.post("/console/login", data={"email": "sarah@example.com",
-                                                       "password": "correct horse"}).status_code == 400
+    assert (
+        console.client.post(
+            "/console/login", data={"email": "sarah@example.com", "password": "correct horse"}
+        ).status_code
+        == 400
+    )
     console.login(email="sarah@example.com", password="correct horse")
     forged = console.client.post(f"/console/leads/{lead_id}/note", data={"text": "forged"})
     assert forged.status_code == 400 and "expired" in forged.text
-    wrong = console.client.post(f"/console/leads/{lead_id}/note", data={"text": "forged", "csrf_token": "x"})
+    wrong = console.client.post(
+        f"/console/leads/{lead_id}/note", data={"text": "forged", "csrf_token": "x"}
+    )
     assert wrong.status_code == 400
     with session_factory() as session:
         assert session.scalars(select(Note)).first() is None
@@ -83,16 +102,24 @@ def test_a_disabled_agent_is_signed_out(console, sarah, world):  # type: ignore[
 
 def test_leads_page_filters_come_from_the_url(console, sarah, world, clock):  # type: ignore[no-untyped-def]
     agent_id, _ = sarah
-    world.lead("Hot Interested", score=88, status="Interested", channel="whatsapp", phone="+14155550101")
+    world.lead(
+        "Hot Interested", score=88, status="Interested", channel="whatsapp", phone="+14155550101"
+    )
     world.lead("Cold Interested", score=20, status="Interested")
     world.lead("Hot New", score=80, agent_id=agent_id)
-    world.lead("Old Stale", created_at=T0 - timedelta(days=30), last_contacted_at=T0 - timedelta(days=20))
+    world.lead(
+        "Old Stale", created_at=T0 - timedelta(days=30), last_contacted_at=T0 - timedelta(days=20)
+    )
     console.login(email="sarah@example.com", password="correct horse")
 
     def names(path: str) -> set[str]:
         page = console.get(path)
         assert page.status_code == 200
-        return {n for n in ("Hot Interested", "Cold Interested", "Hot New", "Old Stale") if f">{n}<" in page.text}
+        return {
+            n
+            for n in ("Hot Interested", "Cold Interested", "Hot New", "Old Stale")
+            if f">{n}<" in page.text
+        }
 
     assert names("/console/leads") == {"Hot Interested", "Cold Interested", "Hot New", "Old Stale"}
     assert names("/console/leads?status=interested&hot=1") == {"Hot Interested"}
@@ -116,11 +143,18 @@ def test_lead_page_shows_every_channel_in_one_timeline(console, sarah, world):  
     world.bot_message(lead_id, "About $9,000 installed.", channel="whatsapp")
     world.clock.advance(minutes=5)
     world.customer_message(lead_id, "Also asking on the site", channel="web")
-    world.score(lead_id, 64, [{"factor": "pricing", "points": 30, "evidence": "How much for 10 panels?"}],
-                message_id=first)
+    world.score(
+        lead_id,
+        64,
+        [{"factor": "pricing", "points": 30, "evidence": "How much for 10 panels?"}],
+        message_id=first,
+    )
     console.login(email="sarah@example.com", password="correct horse")
     page = console.get(f"/console/leads/{lead_id}").text
-    order = [page.index(t) for t in ("How much for 10 panels?", "About $9,000 installed.", "Also asking on the site")]
+    order = [
+        page.index(t)
+        for t in ("How much for 10 panels?", "About $9,000 installed.", "Also asking on the site")
+    ]
     assert order == sorted(order)
     assert "<strong>Bot</strong>" in page and "<strong>Dana</strong>" in page
     assert "0 → 64" in page and "pricing" in page and "<svg" in page
@@ -133,43 +167,77 @@ def test_lead_actions_from_the_lead_page(console, sarah, world, session_factory)
     world.customer_message(lead_id, "Hi there")
     console.login(email="sarah@example.com", password="correct horse")
 
-    saved = console.post(f"/console/leads/{lead_id}/edit", {
-        "name": "Dana Smith", "phone": "415 555 0199", "email": "", "company": "Sunny LLC", "status": "Interested",
-        "tags": "solar, urgent", "cf_roof_type": "metal", "cf_monthly_bill": "240", "cf_property_owner": "true",
-        "cf_survey_date": "", "cf_financing": "", "cf_referral": ""}, follow_redirects=True)
+    saved = console.post(
+        f"/console/leads/{lead_id}/edit",
+        {
+            "name": "Dana Smith",
+            "phone": "415 555 0199",
+            "email": "",
+            "company": "Sunny LLC",
+            "status": "Interested",
+            "tags": "solar, urgent",
+            "cf_roof_type": "metal",
+            "cf_monthly_bill": "240",
+            "cf_property_owner": "true",
+            "cf_survey_date": "",
+            "cf_financing": "",
+            "cf_referral": "",
+        },
+        follow_redirects=True,
+    )
     assert "Saved" in saved.text
     lead = world.read(lead_id)
-    assert lead.phone == "+14155550199" and lead.status == "Interested" and lead.tags == ["solar", "urgent"]
+    assert (
+        lead.phone == "+14155550199"
+        and lead.status == "Interested"
+        and lead.tags == ["solar", "urgent"]
+    )
     assert lead.custom_fields == {"roof_type": "metal", "monthly_bill": 240, "property_owner": True}
 
-    bad = console.post(f"/console/leads/{lead_id}/edit", {"phone": "123", "cf_roof_type": "straw"},
-                       follow_redirects=True)
+    bad = console.post(
+        f"/console/leads/{lead_id}/edit",
+        {"phone": "123", "cf_roof_type": "straw"},
+        follow_redirects=True,
+    )
     assert "phone" in bad.text and world.read(lead_id).phone == "+14155550199"
 
-    noted = console.post(f"/console/leads/{lead_id}/note", {"text": "Call back Friday", "category": "Follow-up"},
-                         follow_redirects=True)
+    noted = console.post(
+        f"/console/leads/{lead_id}/note",
+        {"text": "Call back Friday", "category": "Follow-up"},
+        follow_redirects=True,
+    )
     assert "Call back Friday" in noted.text and "Follow-up" in noted.text
 
-    replied = console.post(f"/console/leads/{lead_id}/reply", {"text": "Hi Dana, Sarah here."}, follow_redirects=True)
+    replied = console.post(
+        f"/console/leads/{lead_id}/reply", {"text": "Hi Dana, Sarah here."}, follow_redirects=True
+    )
     assert "Reply sent" in replied.text and "Hi Dana, Sarah here." in replied.text
     with session_factory() as session:
         message = session.scalars(select(Message).where(Message.author == "agent")).one()
         assert message.agent_id == agent_id and message.delivery_status == "sent"
     assert world.read(lead_id).ai_paused_until is not None
 
-    resumed = console.post(f"/console/leads/{lead_id}/bot", {"action": "resume"}, follow_redirects=True)
-    assert "answering this lead again" in resumed.text and world.read(lead_id).ai_paused_until is None
+    resumed = console.post(
+        f"/console/leads/{lead_id}/bot", {"action": "resume"}, follow_redirects=True
+    )
+    assert (
+        "answering this lead again" in resumed.text and world.read(lead_id).ai_paused_until is None
+    )
     console.post(f"/console/leads/{lead_id}/bot", {"action": "pause", "minutes": ""})
     assert world.read(lead_id).ai_stopped is True
 
     console.post(f"/console/leads/{lead_id}/assign", {"agent_id": "me"})
     assert world.read(lead_id).assigned_agent_id == agent_id
 
-    converted = console.post(f"/console/leads/{lead_id}/convert", {"note": "Signed 8kW"}, follow_redirects=True)
+    converted = console.post(
+        f"/console/leads/{lead_id}/convert", {"note": "Signed 8kW"}, follow_redirects=True
+    )
     assert "read-only" in converted.text
     lead = world.read(lead_id)
     assert lead.locked and lead.status == "Converted" and lead.converted_at is not None
-    refused = console.post(f"/console/leads/{lead_id}/edit", {"name": "Changed"}, follow_redirects=True)
+    refused = console.post(
+        f"/console/leads/{lead_id}/edit", {"name": "Changed"}, follow_redirects=True
+    )
     assert "read-only" in refused.text and world.read(lead_id).name == "Dana Smith"
     # Only admins see (and may use) reopen and delete.
     assert console.post(f"/console/leads/{lead_id}/reopen").status_code == 403
@@ -193,14 +261,25 @@ def test_bulk_assign_status_and_export(console, sarah, world):  # type: ignore[n
     a, b = world.lead("Alpha"), world.lead("Bravo")
     theirs = world.lead("Charlie", agent_id=mike_id)
     console.login(email="sarah@example.com", password="correct horse")
-    done = console.post("/console/leads/bulk", {"ids": [str(a), str(b), str(theirs)], "action": "assign",
-                                                 "agent_id": str(agent_id), "next": "/console/leads?hot=1"})
+    done = console.post(
+        "/console/leads/bulk",
+        {
+            "ids": [str(a), str(b), str(theirs)],
+            "action": "assign",
+            "agent_id": str(agent_id),
+            "next": "/console/leads?hot=1",
+        },
+    )
     assert done.location.endswith("/console/leads?hot=1")
-    assert world.read(a).assigned_agent_id == agent_id and world.read(b).assigned_agent_id == agent_id
+    assert (
+        world.read(a).assigned_agent_id == agent_id and world.read(b).assigned_agent_id == agent_id
+    )
     assert world.read(theirs).assigned_agent_id == mike_id
     flashed = console.get("/console/leads").text
     assert "2 lead(s) assigned" in flashed and "1 skipped" in flashed
-    console.post("/console/leads/bulk", {"ids": [str(a), str(b)], "action": "status", "status": "Scouting"})
+    console.post(
+        "/console/leads/bulk", {"ids": [str(a), str(b)], "action": "status", "status": "Scouting"}
+    )
     assert world.read(a).status == world.read(b).status == "Scouting"
     exported = console.post("/console/leads/bulk", {"ids": [str(a)], "action": "export"})
     csv_page = console.get(exported.location)
@@ -209,13 +288,21 @@ def test_bulk_assign_status_and_export(console, sarah, world):  # type: ignore[n
     assert lines[0].startswith("id,name,email,phone") and len(lines) == 2 and "Alpha" in lines[1]
     everything = console.get("/console/leads/export.csv?status=Scouting").text.strip().splitlines()
     assert len(everything) == 3
-    assert "Select at least one" in console.post("/console/leads/bulk", {"action": "assign"},
-                                                 follow_redirects=True).text
+    assert (
+        "Select at least one"
+        in console.post("/console/leads/bulk", {"action": "assign"}, follow_redirects=True).text
+    )
 
 
 def test_dashboard_counts_and_charts(console, sarah, world, clock):  # type: ignore[no-untyped-def]
-    world.lead("Hot One", score=90, status="Interested", channel="whatsapp", phone="+14155550111",
-               last_contacted_at=T0)
+    world.lead(
+        "Hot One",
+        score=90,
+        status="Interested",
+        channel="whatsapp",
+        phone="+14155550111",
+        last_contacted_at=T0,
+    )
     world.lead("Warm", score=50, channel="messenger", created_at=T0 - timedelta(days=2))
     converted = world.lead("Won", score=70)
     console.login(email="sarah@example.com", password="correct horse")
@@ -248,13 +335,31 @@ def test_team_page_is_for_admins(console, sarah, world):  # type: ignore[no-unty
     assert console.get("/console/agents").status_code == 403
     console.post("/console/logout")
     console.login(email="ada@example.com", password="admin pass 1")
-    created = console.post("/console/agents", {"name": "Mike", "email": "mike@example.com", "role": "agent",
-                                               "capacity": "20", "password": ""})
+    created = console.post(
+        "/console/agents",
+        {
+            "name": "Mike",
+            "email": "mike@example.com",
+            "role": "agent",
+            "capacity": "20",
+            "password": "",
+        },
+    )
     assert created.status_code == 200 and 'id="new-token">ld_' in created.text
     token = created.text.split('id="new-token">')[1].split("<")[0]
-    assert world.anonymous().client.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert (
+        world.anonymous()
+        .client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        .status_code
+        == 200
+    )
     console.post(f"/console/agents/{agent_id}/disable")
-    assert world.anonymous().client.get("/api/me", headers={"Authorization": f"Bearer {sarah[1].token}"}).status_code == 401
+    assert (
+        world.anonymous()
+        .client.get("/api/me", headers={"Authorization": f"Bearer {sarah[1].token}"})
+        .status_code
+        == 401
+    )
     rotated = console.post(f"/console/agents/{agent_id}/token")
     assert 'id="new-token">ld_' in rotated.text
     assert console.post("/console/agents", {"name": ""}).status_code == 422

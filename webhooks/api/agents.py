@@ -1,4 +1,6 @@
-"""Agent endpoints: who is calling, the team list, and (admins) creating, changing and re-keying agents."""
+"""Agent endpoints: who is calling, the team list, and (admins) creating, changing and re-keying
+agents.
+"""
 
 from __future__ import annotations
 
@@ -32,14 +34,18 @@ def _agent(agent_id: int, session: Any) -> Agent:
     return agent  # type: ignore[no-any-return]
 
 
-@endpoint("GET", "/me", summary="The calling agent", tag=TAG, response=schemas.AgentOut, errors=(401,))
+@endpoint(
+    "GET", "/me", summary="The calling agent", tag=TAG, response=schemas.AgentOut, errors=(401,)
+)
 def me() -> Any:
     with services().session_factory() as session:
         agent = _agent(g.agent.id, session)
         return jsonify(dump(schemas.AgentOut, agent_out(agent, _counts(session).get(agent.id, 0))))
 
 
-@endpoint("GET", "/agents", summary="List agents", tag=TAG, response=schemas.AgentList, errors=(401,))
+@endpoint(
+    "GET", "/agents", summary="List agents", tag=TAG, response=schemas.AgentList, errors=(401,)
+)
 def agents() -> Any:
     """Admins see every agent; agents see their active colleagues (to hand leads over)."""
     with services().session_factory() as session:
@@ -49,28 +55,55 @@ def agents() -> Any:
     return jsonify(dump(schemas.AgentList, {"agents": data}))
 
 
-@endpoint("POST", "/agents", summary="Create an agent", tag=TAG, admin=True, body=schemas.AgentCreate,
-          response=schemas.AgentWithToken, status=201, errors=(400, 401, 403, 409, 422))
+@endpoint(
+    "POST",
+    "/agents",
+    summary="Create an agent",
+    tag=TAG,
+    admin=True,
+    body=schemas.AgentCreate,
+    response=schemas.AgentWithToken,
+    status=201,
+    errors=(400, 401, 403, 409, 422),
+)
 def add_agent(body: schemas.AgentCreate) -> Any:
     """Create an agent; the answer holds its API token, shown this once and stored hashed."""
     try:
         with services().session_factory.begin() as session:
-            agent, token = create_agent(body.name, session=session, email=body.email, role=body.role,
-                                        capacity=body.capacity, password=body.password)
+            agent, token = create_agent(
+                body.name,
+                session=session,
+                email=body.email,
+                role=body.role,
+                capacity=body.capacity,
+                password=body.password,
+            )
             data = {**agent_out(agent, 0), "token": token}
     except InvalidContact as exc:
         raise ApiError(422, "validation_error", f"email: {exc}", "email") from None
     except AgentError as exc:
         raise ops.agent_error(exc) from None
     except IntegrityError:
-        raise ApiError(409, "duplicate", "an agent with this email already exists", "email") from None
+        raise ApiError(
+            409, "duplicate", "an agent with this email already exists", "email"
+        ) from None
     return jsonify(dump(schemas.AgentWithToken, data)), 201
 
 
-@endpoint("PATCH", "/agents/<int:agent_id>", summary="Change or disable an agent", tag=TAG, admin=True,
-          body=schemas.AgentUpdate, response=schemas.AgentOut, errors=(400, 401, 403, 404, 409, 422))
+@endpoint(
+    "PATCH",
+    "/agents/<int:agent_id>",
+    summary="Change or disable an agent",
+    tag=TAG,
+    admin=True,
+    body=schemas.AgentUpdate,
+    response=schemas.AgentOut,
+    errors=(400, 401, 403, 404, 409, 422),
+)
 def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
-    """Change name, email, role, capacity or password; `active: false` disables the agent and its token."""
+    """Change name, email, role, capacity or password; `active: false` disables the agent and its
+    token.
+    """
     sent = body.model_fields_set
     try:
         with services().session_factory.begin() as session:
@@ -78,7 +111,9 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
             for name in ("name", "capacity", "role", "active"):
                 if name in sent and getattr(body, name) is None:
                     raise ApiError(422, "validation_error", f"{name}: cannot be null", name)
-            if ("active" in sent and body.active is False) or ("role" in sent and body.role != "admin"):
+            if ("active" in sent and body.active is False) or (
+                "role" in sent and body.role != "admin"
+            ):
                 _keep_an_admin(agent, session)
             if "name" in sent:
                 agent.name = body.name  # type: ignore[assignment]
@@ -90,12 +125,17 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
                 agent.active = body.active  # type: ignore[assignment]
             if "email" in sent:
                 agent.email = normalize_email(body.email) if body.email else None
-                if agent.email and session.scalars(
-                    select(Agent).where(Agent.email == agent.email, Agent.id != agent.id)
-                ).first():
+                if (
+                    agent.email
+                    and session.scalars(
+                        select(Agent).where(Agent.email == agent.email, Agent.id != agent.id)
+                    ).first()
+                ):
                     raise ApiError(409, "duplicate", "another agent has this email", "email")
             if "password" in sent:
-                agent.password_hash = generate_password_hash(body.password) if body.password else None
+                agent.password_hash = (
+                    generate_password_hash(body.password) if body.password else None
+                )
             session.flush()
             data = agent_out(agent, _counts(session).get(agent.id, 0))
     except InvalidContact as exc:
@@ -108,16 +148,27 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
 def _keep_an_admin(agent: Agent, session: Any) -> None:
     if agent.role != "admin" or not agent.active:
         return
-    admins = session.scalar(select(func.count()).select_from(Agent)
-                            .where(Agent.role == "admin", Agent.active.is_(True), Agent.id != agent.id))
+    admins = session.scalar(
+        select(func.count())
+        .select_from(Agent)
+        .where(Agent.role == "admin", Agent.active.is_(True), Agent.id != agent.id)
+    )
     if not admins:
         raise ApiError(409, "last_admin", "this is the last active admin; make another admin first")
 
 
-@endpoint("POST", "/agents/<int:agent_id>/token", summary="Rotate an agent's API token", tag=TAG,
-          response=schemas.AgentWithToken, errors=(401, 403, 404))
+@endpoint(
+    "POST",
+    "/agents/<int:agent_id>/token",
+    summary="Rotate an agent's API token",
+    tag=TAG,
+    response=schemas.AgentWithToken,
+    errors=(401, 403, 404),
+)
 def rotate_token(agent_id: int) -> Any:
-    """Issue a new token (the old one stops working at once). Admins for anyone, agents for themselves."""
+    """Issue a new token (the old one stops working at once). Admins for anyone, agents for
+    themselves.
+    """
     if not ops.is_admin(g.agent) and g.agent.id != agent_id:
         raise ApiError(403, "forbidden", "only an admin can rotate another agent's token")
     with services().session_factory.begin() as session:

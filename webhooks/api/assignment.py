@@ -15,22 +15,39 @@ from webhooks.app import services
 TAG = "Assignment"
 
 
-@endpoint("POST", "/leads/<int:lead_id>/assign", summary="Assign a lead", tag=TAG, body=schemas.AssignBody,
-          response=schemas.LeadDetail, errors=(400, 401, 403, 404, 409, 422))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/assign",
+    summary="Assign a lead",
+    tag=TAG,
+    body=schemas.AssignBody,
+    response=schemas.LeadDetail,
+    errors=(400, 401, 403, 404, 409, 422),
+)
 def assign_lead(lead_id: int, body: schemas.AssignBody) -> Any:
     """Assign to `agent_id`, unassign with null, or `round_robin` to the next available agent."""
     with services().session_factory.begin() as session:
         lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
-        target = (ops.round_robin_agent(session=session) if body.round_robin
-                  else ops.target_agent(body.agent_id, session=session))
+        target = (
+            ops.round_robin_agent(session=session)
+            if body.round_robin
+            else ops.target_agent(body.agent_id, session=session)
+        )
         ops.assign(lead, target, g.agent, session=session)
         lead_id = lead.id
     with services().session_factory() as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
-@endpoint("POST", "/leads/bulk/assign", summary="Assign many leads", tag=TAG, body=schemas.BulkAssignBody,
-          response=schemas.BulkResult, errors=(400, 401, 409, 422))
+@endpoint(
+    "POST",
+    "/leads/bulk/assign",
+    summary="Assign many leads",
+    tag=TAG,
+    body=schemas.BulkAssignBody,
+    response=schemas.BulkResult,
+    errors=(400, 401, 409, 422),
+)
 def bulk_assign(body: schemas.BulkAssignBody) -> Any:
     """Assign the leads given by `ids` or matching `filter` (at most 5000) in one transaction."""
     with services().session_factory.begin() as session:
@@ -38,10 +55,18 @@ def bulk_assign(body: schemas.BulkAssignBody) -> Any:
     return jsonify(dump(schemas.BulkResult, result))
 
 
-@endpoint("POST", "/leads/bulk/status", summary="Set the status of many leads", tag=TAG,
-          body=schemas.BulkStatusBody, response=schemas.BulkResult, errors=(400, 401, 422))
+@endpoint(
+    "POST",
+    "/leads/bulk/status",
+    summary="Set the status of many leads",
+    tag=TAG,
+    body=schemas.BulkStatusBody,
+    response=schemas.BulkResult,
+    errors=(400, 401, 422),
+)
 def bulk_status(body: schemas.BulkStatusBody) -> Any:
-    """Set one status on the leads given by `ids` or matching `filter`; converted leads are skipped."""
+    """Set one status on the leads given by `ids` or matching `filter`; converted leads are skipped.
+    """
     with services().session_factory.begin() as session:
         result = ops.bulk_status(body, g.agent, session=session, now=now())
     return jsonify(dump(schemas.BulkResult, result))

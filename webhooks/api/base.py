@@ -1,4 +1,5 @@
-"""The REST API's blueprint and the `endpoint` decorator that registers a view with its OpenAPI entry.
+"""The REST API's blueprint and the `endpoint` decorator that registers a view with its OpenAPI
+entry.
 
 Each view is declared once with its body/query models; the decorator authenticates the agent,
 validates the input with pydantic (a 4xx naming the field, never a 500) and records what
@@ -8,10 +9,11 @@ validates the input with pydantic (a 4xx naming the field, never a 500) and reco
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, Callable, Optional
+from typing import Any
 
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
@@ -33,9 +35,9 @@ class Endpoint:
     name: str
     summary: str
     tag: str
-    body: Optional[type[BaseModel]] = None
-    query: Optional[type[BaseModel]] = None
-    response: Optional[type[BaseModel]] = None
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
     status: int = 200
     admin: bool = False
     auth: bool = True
@@ -54,9 +56,9 @@ def endpoint(
     *,
     summary: str,
     tag: str,
-    body: Optional[type[BaseModel]] = None,
-    query: Optional[type[BaseModel]] = None,
-    response: Optional[type[BaseModel]] = None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
     status: int = 200,
     admin: bool = False,
     auth: bool = True,
@@ -78,11 +80,25 @@ def endpoint(
 
         wrapped = require_agent(admin=admin)(wrapper) if auth else wrapper
         blueprint.add_url_rule(rule, endpoint=view.__name__, view_func=wrapped, methods=[method])
-        ENDPOINTS.append(Endpoint(method=method, rule=rule, name=view.__name__, summary=summary, tag=tag,
-                                  body=body, query=query, response=response, status=status, admin=admin,
-                                  auth=auth, produces=produces, upload=upload,
-                                  description=description or (view.__doc__ or "").strip(),
-                                  errors=errors))
+        ENDPOINTS.append(
+            Endpoint(
+                method=method,
+                rule=rule,
+                name=view.__name__,
+                summary=summary,
+                tag=tag,
+                body=body,
+                query=query,
+                response=response,
+                status=status,
+                admin=admin,
+                auth=auth,
+                produces=produces,
+                upload=upload,
+                description=description or (view.__doc__ or "").strip(),
+                errors=errors,
+            )
+        )
         return wrapped
 
     return decorator
@@ -115,7 +131,8 @@ def _list_fields(model: type[BaseModel]) -> set[str]:
 
 
 def parse_query(model: type[BaseModel], args: Any = None) -> Any:
-    """Read query parameters into `model`: list fields take repeats, unknown parameters are refused."""
+    """Read query parameters into `model`: list fields take repeats, unknown parameters are refused.
+    """
     args = request.args if args is None else args
     lists = _list_fields(model)
     data: dict[str, Any] = {}
@@ -139,13 +156,13 @@ def now() -> datetime:
     clock = services().get("clock")
     value = clock() if callable(clock) else utcnow()
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value  # type: ignore[no-any-return]
 
 
-def as_utc(value: Optional[datetime]) -> Optional[datetime]:
+def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -1,4 +1,5 @@
-"""The admin-defined vocabulary the API and console work with: statuses and custom field definitions.
+"""The admin-defined vocabulary the API and console work with: statuses and custom field
+definitions.
 
 Both come from the prompts configuration (`bot.load_prompts`), handed to the app as the `prompts`
 extra (a PromptConfig or a callable returning the current one, so hot reloads show up at once).
@@ -13,7 +14,7 @@ import re
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Optional
+from typing import Any
 
 from store.contacts import InvalidContact, normalize_email, normalize_phone
 from webhooks.app import ApiError, services
@@ -34,7 +35,7 @@ class StatusDef:
     ai_can_set: bool
     action: str
     ai_behaviour: str
-    pause_minutes: Optional[int]
+    pause_minutes: int | None
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class FieldDef:
     required: bool
     choices: tuple[str, ...]
     # The definition's own check (the bot's CustomField.coerce), shared with the copilot.
-    coerce: Optional[Any] = None
+    coerce: Any | None = None
 
 
 def _get(obj: Any, *names: str, default: Any = None) -> Any:
@@ -77,7 +78,9 @@ def _load_from_settings(settings: Any) -> Any:
     try:
         from bot import load_prompts  # type: ignore[attr-defined]
     except ImportError:
-        log.warning("the bot package offers no load_prompts; statuses and custom fields are unavailable")
+        log.warning(
+            "the bot package offers no load_prompts; statuses and custom fields are unavailable"
+        )
         return None
     try:
         return load_prompts(settings.prompts_dir)
@@ -97,8 +100,12 @@ def statuses() -> list[StatusDef]:
     prompts = current_prompts()
     raw = _get(prompts, "statuses", default=None) if prompts is not None else None
     if isinstance(raw, dict):
-        raw = [{"name": key, **(value if isinstance(value, dict) else {})} if isinstance(value, dict)
-               else value for key, value in raw.items()]
+        raw = [
+            {"name": key, **(value if isinstance(value, dict) else {})}
+            if isinstance(value, dict)
+            else value
+            for key, value in raw.items()
+        ]
     out = []
     for item in raw or []:
         name = _as_text(_get(item, "name"))
@@ -110,16 +117,19 @@ def statuses() -> list[StatusDef]:
             # A nested behaviour object such as {"mode": "pause", "minutes": 60}.
             pause = _get(behaviour, "pause_minutes", "minutes", default=pause)
             behaviour = _get(behaviour, "mode", "kind", "type", default="continue")
-        out.append(StatusDef(
-            name=name,
-            colour=_as_text(_get(item, "colour", "color", default=_DEFAULT_COLOUR)) or _DEFAULT_COLOUR,
-            description=_as_text(_get(item, "description", default="")),
-            terminal=bool(_get(item, "terminal", default=False)),
-            ai_can_set=bool(_get(item, "ai_can_set", default=True)),
-            action=_as_text(_get(item, "action", default="none")) or "none",
-            ai_behaviour=_as_text(behaviour) or "continue",
-            pause_minutes=int(pause) if isinstance(pause, (int, float)) else None,
-        ))
+        out.append(
+            StatusDef(
+                name=name,
+                colour=_as_text(_get(item, "colour", "color", default=_DEFAULT_COLOUR))
+                or _DEFAULT_COLOUR,
+                description=_as_text(_get(item, "description", default="")),
+                terminal=bool(_get(item, "terminal", default=False)),
+                ai_can_set=bool(_get(item, "ai_can_set", default=True)),
+                action=_as_text(_get(item, "action", default="none")) or "none",
+                ai_behaviour=_as_text(behaviour) or "continue",
+                pause_minutes=int(pause) if isinstance(pause, (int, float)) else None,
+            )
+        )
     return out
 
 
@@ -133,7 +143,9 @@ def status_by_name(name: str) -> StatusDef:
     if wanted == CONVERTED.lower() and not known:
         return StatusDef(CONVERTED, "#16a34a", "", True, False, "none", "continue", None)
     choices = ", ".join(s.name for s in known) or "(no statuses configured)"
-    raise ApiError(422, "unknown_status", f"unknown status {name!r}; use one of: {choices}", "status")
+    raise ApiError(
+        422, "unknown_status", f"unknown status {name!r}; use one of: {choices}", "status"
+    )
 
 
 def status_colours() -> dict[str, str]:
@@ -146,11 +158,27 @@ def terminal_statuses() -> list[str]:
 
 
 _TYPE_ALIASES = {
-    "string": "text", "str": "text", "text": "text", "textarea": "text", "long_text": "text",
-    "number": "number", "float": "number", "decimal": "number", "int": "integer", "integer": "integer",
-    "bool": "boolean", "boolean": "boolean", "checkbox": "boolean", "date": "date",
-    "choice": "choice", "select": "choice", "enum": "choice", "email": "email", "phone": "phone",
-    "url": "url", "link": "url",
+    "string": "text",
+    "str": "text",
+    "text": "text",
+    "textarea": "text",
+    "long_text": "text",
+    "number": "number",
+    "float": "number",
+    "decimal": "number",
+    "int": "integer",
+    "integer": "integer",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "checkbox": "boolean",
+    "date": "date",
+    "choice": "choice",
+    "select": "choice",
+    "enum": "choice",
+    "email": "email",
+    "phone": "phone",
+    "url": "url",
+    "link": "url",
 }
 
 
@@ -158,31 +186,42 @@ def custom_fields() -> list[FieldDef]:
     prompts = current_prompts()
     raw = _get(prompts, "custom_fields", default=None) if prompts is not None else None
     if isinstance(raw, dict):
-        raw = [{"name": key, **value} if isinstance(value, dict) else {"name": key, "type": value}
-               for key, value in raw.items()]
+        raw = [
+            {"name": key, **value} if isinstance(value, dict) else {"name": key, "type": value}
+            for key, value in raw.items()
+        ]
     out = []
     for item in raw or []:
         name = _as_text(_get(item, "name", "key"))
         if not name:
             continue
-        kind = _TYPE_ALIASES.get(_as_text(_get(item, "type", "kind", default="text")).lower(), "text")
+        kind = _TYPE_ALIASES.get(
+            _as_text(_get(item, "type", "kind", default="text")).lower(), "text"
+        )
         choices = _get(item, "choices", "options", "values", default=None) or ()
         if choices and kind == "text":
             kind = "choice"
-        out.append(FieldDef(
-            name=name,
-            label=_as_text(_get(item, "label", "title", default="")) or name.replace("_", " ").capitalize(),
-            type=kind,
-            description=_as_text(_get(item, "description", "help", default="")),
-            required=bool(_get(item, "required", default=False)),
-            choices=tuple(_as_text(c) for c in choices),
-            coerce=getattr(item, "coerce", None) if not isinstance(item, dict) else None,
-        ))
+        out.append(
+            FieldDef(
+                name=name,
+                label=_as_text(_get(item, "label", "title", default=""))
+                or name.replace("_", " ").capitalize(),
+                type=kind,
+                description=_as_text(_get(item, "description", "help", default="")),
+                required=bool(_get(item, "required", default=False)),
+                choices=tuple(_as_text(c) for c in choices),
+                coerce=getattr(item, "coerce", None) if not isinstance(item, dict) else None,
+            )
+        )
     return out
 
 
-def clean_custom_fields(values: dict[str, Any], current: dict[str, Any], *, region: str) -> dict[str, Any]:
-    """Merge `values` into `current` after checking each against its definition; None removes a value."""
+def clean_custom_fields(
+    values: dict[str, Any], current: dict[str, Any], *, region: str
+) -> dict[str, Any]:
+    """Merge `values` into `current` after checking each against its definition; None removes a
+    value.
+    """
     definitions = {f.name: f for f in custom_fields()}
     merged = dict(current or {})
     for key, value in values.items():
@@ -190,7 +229,9 @@ def clean_custom_fields(values: dict[str, Any], current: dict[str, Any], *, regi
         where = f"custom_fields.{key}"
         if definition is None:
             known = ", ".join(definitions) or "(none defined)"
-            raise ApiError(422, "unknown_custom_field", f"no custom field {key!r}; defined: {known}", where)
+            raise ApiError(
+                422, "unknown_custom_field", f"no custom field {key!r}; defined: {known}", where
+            )
         if value is None or (isinstance(value, str) and not value.strip()):
             if definition.required:
                 raise ApiError(422, "validation_error", f"{definition.label} is required", where)
@@ -202,7 +243,9 @@ def clean_custom_fields(values: dict[str, Any], current: dict[str, Any], *, regi
             except (TypeError, ValueError) as exc:
                 raise ApiError(422, "validation_error", str(exc), where) from None
             if isinstance(coerced, float) and not math.isfinite(coerced):
-                raise ApiError(422, "validation_error", f"{definition.label} must be a finite number", where)
+                raise ApiError(
+                    422, "validation_error", f"{definition.label} must be a finite number", where
+                )
             if coerced is None:
                 merged.pop(key, None)
             else:
@@ -222,16 +265,26 @@ def _clean_value(definition: FieldDef, value: Any, region: str, where: str) -> A
             raise bad("must be a number")
         if isinstance(value, str):
             try:
-                value = float(value.strip().replace(",", "")) if kind == "number" else int(value.strip())
+                value = (
+                    float(value.strip().replace(",", ""))
+                    if kind == "number"
+                    else int(value.strip())
+                )
             except ValueError:
-                raise bad("must be a number" if kind == "number" else "must be a whole number") from None
+                raise bad(
+                    "must be a number" if kind == "number" else "must be a whole number"
+                ) from None
         if kind == "integer":
             if isinstance(value, float) and not value.is_integer():
                 raise bad("must be a whole number")
             if not isinstance(value, (int, float)):
                 raise bad("must be a whole number")
             return int(value)
-        if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        if (
+            not isinstance(value, (int, float))
+            or value != value
+            or value in (float("inf"), float("-inf"))
+        ):
             raise bad("must be a number")
         return value
     if kind == "boolean":
@@ -249,8 +302,11 @@ def _clean_value(definition: FieldDef, value: Any, region: str, where: str) -> A
         raise bad("is too long (2000 characters at most)")
     if kind == "date":
         try:
-            return date.fromisoformat(value[:10]).isoformat() if len(value) <= 10 else \
-                datetime.fromisoformat(value).date().isoformat()
+            return (
+                date.fromisoformat(value[:10]).isoformat()
+                if len(value) <= 10
+                else datetime.fromisoformat(value).date().isoformat()
+            )
         except ValueError:
             raise bad("must be a date like 2024-05-31") from None
     if kind == "choice":

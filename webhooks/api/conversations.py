@@ -1,10 +1,12 @@
-"""Conversation endpoints: an agent's reply to the customer, pausing and resuming the bot for a lead."""
+"""Conversation endpoints: an agent's reply to the customer, pausing and resuming the bot for a
+lead.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from flask import g, jsonify
 from sqlalchemy import select
@@ -36,24 +38,39 @@ def takeover_minutes() -> int:
     return int(getattr(services().settings, "takeover_minutes", 60) or 60)
 
 
-def send_reply(lead_id: int, text: str, agent: Agent, *, at: datetime) -> tuple[dict[str, Any], Optional[datetime]]:
-    """Send `text` to the customer as `agent` through the lead's channel; the bot pauses for the takeover."""
+def send_reply(
+    lead_id: int, text: str, agent: Agent, *, at: datetime
+) -> tuple[dict[str, Any], datetime | None]:
+    """Send `text` to the customer as `agent` through the lead's channel; the bot pauses for the
+    takeover.
+    """
     from bot.takeover import send_agent_reply
 
     svc = services()
     with svc.session_factory() as session:
         lead = ops.load_lead(lead_id, agent, session=session)
         lead_id = lead.id
-        has_conversation = session.scalars(
-            select(Conversation.id).where(Conversation.lead_id == lead_id)
-        ).first() is not None
+        has_conversation = (
+            session.scalars(select(Conversation.id).where(Conversation.lead_id == lead_id)).first()
+            is not None
+        )
     if not has_conversation:
-        raise ApiError(409, "no_conversation",
-                       f"lead {lead_id} has not written on any channel yet, so there is nobody to reply to")
+        raise ApiError(
+            409,
+            "no_conversation",
+            f"lead {lead_id} has not written on any channel yet, so there is nobody to reply to",
+        )
     # No transaction is held here: the send path records, sends and marks in its own short ones.
     try:
-        result = send_agent_reply(lead_id, text, session_factory=svc.session_factory, outbox=outbox(),
-                                  agent_id=agent.id, now=at, minutes=takeover_minutes())
+        result = send_agent_reply(
+            lead_id,
+            text,
+            session_factory=svc.session_factory,
+            outbox=outbox(),
+            agent_id=agent.id,
+            now=at,
+            minutes=takeover_minutes(),
+        )
     except (LookupError, ValueError) as exc:
         raise ApiError(409, "cannot_reply", str(exc) or "the reply could not be sent") from None
     with svc.session_factory() as session:
@@ -65,8 +82,10 @@ def send_reply(lead_id: int, text: str, agent: Agent, *, at: datetime) -> tuple[
 
 
 def _sent_message(result: Any, lead_id: int, agent_id: int, *, session: Any) -> Message:
-    message_id = result if isinstance(result, int) and not isinstance(result, bool) else (
-        getattr(result, "id", None) or getattr(result, "message_id", None)
+    message_id = (
+        result
+        if isinstance(result, int) and not isinstance(result, bool)
+        else (getattr(result, "id", None) or getattr(result, "message_id", None))
     )
     message = session.get(Message, message_id) if isinstance(message_id, int) else None
     if message is None:
@@ -76,8 +95,13 @@ def _sent_message(result: Any, lead_id: int, agent_id: int, *, session: Any) -> 
     if message is None:
         # The send path told us nothing usable: the agent's latest message on this lead is the one.
         message = session.scalars(
-            select(Message).join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Conversation.lead_id == lead_id, Message.author == "agent", Message.agent_id == agent_id)
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Conversation.lead_id == lead_id,
+                Message.author == "agent",
+                Message.agent_id == agent_id,
+            )
             .order_by(Message.id.desc())
         ).first()
     if message is None:
@@ -85,7 +109,7 @@ def _sent_message(result: Any, lead_id: int, agent_id: int, *, session: Any) -> 
     return message  # type: ignore[no-any-return]
 
 
-def pause_bot(lead: Lead, minutes: Optional[int], agent: Agent, *, session: Any, at: datetime) -> None:
+def pause_bot(lead: Lead, minutes: int | None, agent: Agent, *, session: Any, at: datetime) -> None:
     """Keep the bot quiet on this lead: for `minutes`, or until someone resumes it."""
     from bot.takeover import pause_bot as pause
 
@@ -98,19 +122,37 @@ def resume_bot(lead: Lead, agent: Agent, *, session: Any) -> None:
     resume(lead, session=session, actor="agent", agent_id=agent.id)
 
 
-@endpoint("POST", "/leads/<int:lead_id>/reply", summary="Reply to the customer", tag=TAG,
-          body=schemas.ReplyBody, response=schemas.ReplyOut, status=201, errors=(400, 401, 403, 404, 409, 422))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/reply",
+    summary="Reply to the customer",
+    tag=TAG,
+    body=schemas.ReplyBody,
+    response=schemas.ReplyOut,
+    status=201,
+    errors=(400, 401, 403, 404, 409, 422),
+)
 def reply(lead_id: int, body: schemas.ReplyBody) -> Any:
-    """Send a message to the customer through the lead's channel as the agent; the bot pauses for the
+    """Send a message to the customer through the lead's channel as the agent; the bot pauses for
+    the
     takeover window (LEADDESK_TAKEOVER_MINUTES), renewed by each agent message."""
     data, paused_until = send_reply(lead_id, body.text, g.agent, at=now())
     return jsonify(dump(schemas.ReplyOut, {"message": data, "ai_paused_until": paused_until})), 201
 
 
-@endpoint("POST", "/leads/<int:lead_id>/bot/pause", summary="Pause the bot for a lead", tag=TAG,
-          body=schemas.PauseBody, response=schemas.LeadDetail, errors=(400, 401, 403, 404, 422))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/bot/pause",
+    summary="Pause the bot for a lead",
+    tag=TAG,
+    body=schemas.PauseBody,
+    response=schemas.LeadDetail,
+    errors=(400, 401, 403, 404, 422),
+)
 def pause(lead_id: int, body: schemas.PauseBody) -> Any:
-    """The bot stops answering this lead for `minutes`, or until resumed; messages are still stored and scored."""
+    """The bot stops answering this lead for `minutes`, or until resumed; messages are still stored
+    and scored.
+    """
     with services().session_factory.begin() as session:
         lead = ops.load_lead(lead_id, g.agent, session=session)
         pause_bot(lead, body.minutes, g.agent, session=session, at=now())
@@ -119,10 +161,18 @@ def pause(lead_id: int, body: schemas.PauseBody) -> Any:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
-@endpoint("POST", "/leads/<int:lead_id>/bot/resume", summary="Resume the bot for a lead", tag=TAG,
-          response=schemas.LeadDetail, errors=(401, 403, 404))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/bot/resume",
+    summary="Resume the bot for a lead",
+    tag=TAG,
+    response=schemas.LeadDetail,
+    errors=(401, 403, 404),
+)
 def resume(lead_id: int) -> Any:
-    """Lift a pause or stop; the bot's next message tells the customer they talk to an assistant again."""
+    """Lift a pause or stop; the bot's next message tells the customer they talk to an assistant
+    again.
+    """
     with services().session_factory.begin() as session:
         lead = ops.load_lead(lead_id, g.agent, session=session)
         resume_bot(lead, g.agent, session=session)

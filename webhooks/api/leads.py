@@ -1,4 +1,6 @@
-"""Lead endpoints: list with filters and cursor pages, detail, create, update, convert, archive, delete."""
+"""Lead endpoints: list with filters and cursor pages, detail, create, update, convert, archive,
+delete.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from flask import g, jsonify
 from sqlalchemy import Select, and_, or_
@@ -43,7 +45,11 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
         data = json.loads(raw)
     except (binascii.Error, ValueError):
         raise invalid from None
-    if not isinstance(data, dict) or not isinstance(data.get("i"), int) or isinstance(data.get("i"), bool):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("i"), int)
+        or isinstance(data.get("i"), bool)
+    ):
         raise invalid
     if data.get("s") != sort:
         raise ApiError(400, "invalid_cursor", "the cursor belongs to another sort order", "cursor")
@@ -52,7 +58,11 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     try:
         if value is not None and key in ("created_at", "last_contacted_at"):
             value = datetime.fromisoformat(value)
-        elif value is not None and key in ("score", "id") and not (isinstance(value, int) and not isinstance(value, bool)):
+        elif (
+            value is not None
+            and key in ("score", "id")
+            and not (isinstance(value, int) and not isinstance(value, bool))
+        ):
             raise ValueError
         elif value is not None and key == "name" and not isinstance(value, str):
             raise ValueError
@@ -83,8 +93,9 @@ def _ordered(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
     return stmt.order_by(column.asc().nulls_last(), Lead.id.asc())
 
 
-def lead_page(query: LeadQuery, cursor: Optional[str], *, session: Session,
-              at: datetime) -> tuple[list[Lead], Optional[str], int]:
+def lead_page(
+    query: LeadQuery, cursor: str | None, *, session: Session, at: datetime
+) -> tuple[list[Lead], str | None, int]:
     """One page of leads for `query` after `cursor`, the next cursor, and the total count."""
     stmt = build_lead_query(query, now=at)
     if cursor:
@@ -100,12 +111,16 @@ def lead_page(query: LeadQuery, cursor: Optional[str], *, session: Session,
 
 
 def _detail(lead_id: int, session: Session, *, after_change: bool = False) -> dict[str, Any]:
-    """The lead's full JSON; `after_change` answers even when the change handed the lead to someone else."""
+    """The lead's full JSON; `after_change` answers even when the change handed the lead to someone
+    else.
+    """
     lead = ops.load_lead(lead_id, g.agent, session=session, check=not after_change)
     lead = session.scalars(
-        build_lead_query(LeadQuery(ids=[lead.id], archived=None, terminal_statuses=()))
-        .options(selectinload(Lead.identities), selectinload(Lead.assigned_agent),
-                 selectinload(Lead.conversations).selectinload(Conversation.messages))
+        build_lead_query(LeadQuery(ids=[lead.id], archived=None, terminal_statuses=())).options(
+            selectinload(Lead.identities),
+            selectinload(Lead.assigned_agent),
+            selectinload(Lead.conversations).selectinload(Conversation.messages),
+        )
     ).one()
     return dump(schemas.LeadDetail, lead_detail(lead, now(), session=session))
 
@@ -113,8 +128,15 @@ def _detail(lead_id: int, session: Session, *, after_change: bool = False) -> di
 # ---- views --------------------------------------------------------------------------------
 
 
-@endpoint("GET", "/leads", summary="List leads", tag=TAG, query=schemas.LeadListParams,
-          response=schemas.LeadPage, errors=(400, 401, 422))
+@endpoint(
+    "GET",
+    "/leads",
+    summary="List leads",
+    tag=TAG,
+    query=schemas.LeadListParams,
+    response=schemas.LeadPage,
+    errors=(400, 401, 422),
+)
 def list_leads(params: schemas.LeadListParams) -> Any:
     """Leads the agent may see (admins: all) matching the filters, one page at a time."""
     at = now()
@@ -122,11 +144,21 @@ def list_leads(params: schemas.LeadListParams) -> Any:
     with services().session_factory() as session:
         rows, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
         leads = [lead_summary(lead, at) for lead in rows]
-    return jsonify(dump(schemas.LeadPage, {"leads": leads, "total": total, "next_cursor": next_cursor}))
+    return jsonify(
+        dump(schemas.LeadPage, {"leads": leads, "total": total, "next_cursor": next_cursor})
+    )
 
 
-@endpoint("POST", "/leads", summary="Create a lead", tag=TAG, body=schemas.LeadCreate,
-          response=schemas.LeadDetail, status=201, errors=(400, 401, 409, 422))
+@endpoint(
+    "POST",
+    "/leads",
+    summary="Create a lead",
+    tag=TAG,
+    body=schemas.LeadCreate,
+    response=schemas.LeadDetail,
+    status=201,
+    errors=(400, 401, 409, 422),
+)
 def create_lead(body: schemas.LeadCreate) -> Any:
     """A lead entered by hand (channel `manual`); a phone or email another lead has is a 409."""
     with services().session_factory.begin() as session:
@@ -136,16 +168,31 @@ def create_lead(body: schemas.LeadCreate) -> Any:
         return jsonify(_detail(lead_id, session, after_change=True)), 201
 
 
-@endpoint("GET", "/leads/<int:lead_id>", summary="Get a lead", tag=TAG, response=schemas.LeadDetail,
-          errors=(401, 403, 404))
+@endpoint(
+    "GET",
+    "/leads/<int:lead_id>",
+    summary="Get a lead",
+    tag=TAG,
+    response=schemas.LeadDetail,
+    errors=(401, 403, 404),
+)
 def get_lead(lead_id: int) -> Any:
-    """Profile, identities, conversations with messages, notes, score history with factors, audit trail."""
+    """Profile, identities, conversations with messages, notes, score history with factors, audit
+    trail.
+    """
     with services().session_factory() as session:
         return jsonify(_detail(lead_id, session))
 
 
-@endpoint("PATCH", "/leads/<int:lead_id>", summary="Update a lead", tag=TAG, body=schemas.LeadUpdate,
-          response=schemas.LeadDetail, errors=(400, 401, 403, 404, 409, 422))
+@endpoint(
+    "PATCH",
+    "/leads/<int:lead_id>",
+    summary="Update a lead",
+    tag=TAG,
+    body=schemas.LeadUpdate,
+    response=schemas.LeadDetail,
+    errors=(400, 401, 403, 404, 409, 422),
+)
 def update_lead(lead_id: int, body: schemas.LeadUpdate) -> Any:
     """Change profile fields, status, tags and custom fields; each change is audited."""
     with services().session_factory.begin() as session:
@@ -156,8 +203,15 @@ def update_lead(lead_id: int, body: schemas.LeadUpdate) -> Any:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
-@endpoint("POST", "/leads/<int:lead_id>/convert", summary="Convert a lead", tag=TAG,
-          body=schemas.ConvertBody, response=schemas.LeadDetail, errors=(400, 401, 403, 404, 409, 422))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/convert",
+    summary="Convert a lead",
+    tag=TAG,
+    body=schemas.ConvertBody,
+    response=schemas.LeadDetail,
+    errors=(400, 401, 403, 404, 409, 422),
+)
 def convert_lead(lead_id: int, body: schemas.ConvertBody) -> Any:
     """Set the status Converted and lock the lead read-only (further changes answer 409)."""
     with services().session_factory.begin() as session:
@@ -168,8 +222,15 @@ def convert_lead(lead_id: int, body: schemas.ConvertBody) -> Any:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
-@endpoint("POST", "/leads/<int:lead_id>/reopen", summary="Reopen a converted lead", tag=TAG, admin=True,
-          response=schemas.LeadDetail, errors=(401, 403, 404, 409))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/reopen",
+    summary="Reopen a converted lead",
+    tag=TAG,
+    admin=True,
+    response=schemas.LeadDetail,
+    errors=(401, 403, 404, 409),
+)
 def reopen_lead(lead_id: int) -> Any:
     """Unlock a converted lead so it can be edited again (admins only)."""
     with services().session_factory.begin() as session:
@@ -180,8 +241,15 @@ def reopen_lead(lead_id: int) -> Any:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
-@endpoint("POST", "/leads/<int:lead_id>/archive", summary="Archive or unarchive a lead", tag=TAG,
-          body=schemas.ArchiveBody, response=schemas.LeadDetail, errors=(400, 401, 403, 404, 422))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/archive",
+    summary="Archive or unarchive a lead",
+    tag=TAG,
+    body=schemas.ArchiveBody,
+    response=schemas.LeadDetail,
+    errors=(400, 401, 403, 404, 422),
+)
 def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
     """Archived leads leave the default list (filter `archived=true` shows them)."""
     with services().session_factory.begin() as session:
@@ -192,8 +260,15 @@ def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
-@endpoint("DELETE", "/leads/<int:lead_id>", summary="Delete a lead", tag=TAG, admin=True, status=204,
-          errors=(401, 403, 404))
+@endpoint(
+    "DELETE",
+    "/leads/<int:lead_id>",
+    summary="Delete a lead",
+    tag=TAG,
+    admin=True,
+    status=204,
+    errors=(401, 403, 404),
+)
 def delete_lead(lead_id: int) -> Any:
     """Delete the lead and everything it owns (admins only); the deletion is audited."""
     with services().session_factory.begin() as session:

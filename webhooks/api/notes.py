@@ -15,8 +15,14 @@ from webhooks.app import services
 TAG = "Notes"
 
 
-@endpoint("GET", "/leads/<int:lead_id>/notes", summary="List a lead's notes", tag=TAG,
-          response=schemas.NoteList, errors=(401, 403, 404))
+@endpoint(
+    "GET",
+    "/leads/<int:lead_id>/notes",
+    summary="List a lead's notes",
+    tag=TAG,
+    response=schemas.NoteList,
+    errors=(401, 403, 404),
+)
 def list_lead_notes(lead_id: int) -> Any:
     """The lead's notes, oldest first."""
     with services().session_factory() as session:
@@ -25,8 +31,16 @@ def list_lead_notes(lead_id: int) -> Any:
     return jsonify(dump(schemas.NoteList, {"notes": notes}))
 
 
-@endpoint("POST", "/leads/<int:lead_id>/notes", summary="Add a note", tag=TAG, body=schemas.NoteCreate,
-          response=schemas.NoteOut, status=201, errors=(400, 401, 403, 404, 422))
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/notes",
+    summary="Add a note",
+    tag=TAG,
+    body=schemas.NoteCreate,
+    response=schemas.NoteOut,
+    status=201,
+    errors=(400, 401, 403, 404, 422),
+)
 def add_lead_note(lead_id: int, body: schemas.NoteCreate) -> Any:
     """Add a note (categories: General, Qualification, Follow-up, Objection, Positive Signal)."""
     with services().session_factory.begin() as session:

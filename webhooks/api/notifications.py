@@ -21,13 +21,23 @@ def agent_notifications(agent_id: int, *, unread: bool, session: Any) -> list[di
     if unread:
         rows = unread_notifications(agent_id, session=session, now=now())
     else:
-        rows = list(session.scalars(
-            select(Notification).where(Notification.agent_id == agent_id)
-            .where((Notification.deliver_after.is_(None)) | (Notification.deliver_after <= now()))
-            .order_by(Notification.id.desc()).limit(200)
-        ))
+        rows = list(
+            session.scalars(
+                select(Notification)
+                .where(Notification.agent_id == agent_id)
+                .where(
+                    (Notification.deliver_after.is_(None)) | (Notification.deliver_after <= now())
+                )
+                .order_by(Notification.id.desc())
+                .limit(200)
+            )
+        )
     lead_ids = {n.lead_id for n in rows if n.lead_id}
-    names = dict(session.execute(select(Lead.id, Lead.name).where(Lead.id.in_(lead_ids))).all()) if lead_ids else {}
+    names = (
+        dict(session.execute(select(Lead.id, Lead.name).where(Lead.id.in_(lead_ids))).all())
+        if lead_ids
+        else {}
+    )
     return [notification_out(n, names.get(n.lead_id)) for n in rows]
 
 
@@ -35,8 +45,15 @@ def unread_count(agent_id: int, *, session: Any) -> int:
     return len(unread_notifications(agent_id, session=session, now=now()))
 
 
-@endpoint("GET", "/notifications", summary="List my notifications", tag=TAG, query=schemas.NotificationParams,
-          response=schemas.NotificationList, errors=(400, 401, 422))
+@endpoint(
+    "GET",
+    "/notifications",
+    summary="List my notifications",
+    tag=TAG,
+    query=schemas.NotificationParams,
+    response=schemas.NotificationList,
+    errors=(400, 401, 422),
+)
 def list_notifications(params: schemas.NotificationParams) -> Any:
     """The agent's due notifications, newest first (unread only unless `unread=false`)."""
     with services().session_factory() as session:
@@ -45,8 +62,15 @@ def list_notifications(params: schemas.NotificationParams) -> Any:
     return jsonify(dump(schemas.NotificationList, {"notifications": items, "unread": count}))
 
 
-@endpoint("POST", "/notifications/read", summary="Mark notifications read", tag=TAG,
-          body=schemas.NotificationsRead, response=schemas.MarkedRead, errors=(400, 401, 422))
+@endpoint(
+    "POST",
+    "/notifications/read",
+    summary="Mark notifications read",
+    tag=TAG,
+    body=schemas.NotificationsRead,
+    response=schemas.MarkedRead,
+    errors=(400, 401, 422),
+)
 def read_notifications(body: schemas.NotificationsRead) -> Any:
     """Mark the given ids (or `all`) read; other agents' notifications are never touched."""
     with services().session_factory.begin() as session:

@@ -1,4 +1,5 @@
-"""`GET /api/openapi.json`: the OpenAPI 3.1 document, generated from the registered endpoints and their
+"""`GET /api/openapi.json`: the OpenAPI 3.1 document, generated from the registered endpoints and
+their
 pydantic models, so every route the API serves is described exactly as it validates."""
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _ERROR_TEXT = {
     401: "Missing, unknown or disabled agent token",
     403: "Not allowed for this agent (another agent's lead, or admins only)",
     404: "No such resource",
-    409: "Conflict with the current state (converted lead, duplicate phone/email, no agent available)",
+    409: "Conflict with the current state (converted lead, duplicate contact, no agent available)",
     413: "Upload too large",
     422: "A field is invalid; `error.field` names it",
 }
@@ -30,7 +31,9 @@ def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
 
     def swap(match: re.Match[str]) -> str:
         converter, name = match.group(1), match.group(2)
-        schema: dict[str, Any] = {"type": "integer", "minimum": 0} if converter == "int" else {"type": "string"}
+        schema: dict[str, Any] = (
+            {"type": "integer", "minimum": 0} if converter == "int" else {"type": "string"}
+        )
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
         return "{" + name + "}"
 
@@ -45,7 +48,12 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
         prop = dict(prop)
         description = prop.pop("description", None)
         prop.pop("title", None)
-        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
         if description:
             param["description"] = description
         if prop.get("type") == "array":
@@ -78,27 +86,56 @@ def _operation(ep: Endpoint, path_params: list[dict[str, Any]]) -> dict[str, Any
     if parameters:
         op["parameters"] = parameters
     if ep.body is not None:
-        op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"$ref": REF.format(model=ep.body.__name__)}}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(model=ep.body.__name__)}}
+            },
+        }
     if ep.upload:
-        op["requestBody"] = {"required": True, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                "file": {"type": "string", "format": "binary", "description": "The CSV file (UTF-8)."}}}},
-            "text/csv": {"schema": {"type": "string"}},
-        }}
+        op["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "The CSV file (UTF-8).",
+                            }
+                        },
+                    }
+                },
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
     responses: dict[str, Any] = {}
     if ep.status == 204:
         responses["204"] = {"description": "Done"}
     elif ep.produces == "text/csv":
-        responses[str(ep.status)] = {"description": "CSV file", "content": {"text/csv": {"schema": {"type": "string"}}}}
+        responses[str(ep.status)] = {
+            "description": "CSV file",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
     elif ep.response is not None:
-        responses[str(ep.status)] = {"description": "OK", "content": {
-            "application/json": {"schema": {"$ref": REF.format(model=ep.response.__name__)}}}}
+        responses[str(ep.status)] = {
+            "description": "OK",
+            "content": {
+                "application/json": {"schema": {"$ref": REF.format(model=ep.response.__name__)}}
+            },
+        }
     else:
         responses[str(ep.status)] = {"description": "OK"}
-    for status in sorted(set(ep.errors) | ({401} if ep.auth else set()) | ({403} if ep.admin else set())):
-        responses[str(status)] = {"description": _ERROR_TEXT.get(status, "Error"), "content": {
-            "application/json": {"schema": {"$ref": REF.format(model="ErrorOut")}}}}
+    for status in sorted(
+        set(ep.errors) | ({401} if ep.auth else set()) | ({403} if ep.admin else set())
+    ):
+        responses[str(status)] = {
+            "description": _ERROR_TEXT.get(status, "Error"),
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorOut")}}},
+        }
     op["responses"] = responses
     if not ep.auth:
         op["security"] = []
@@ -119,9 +156,10 @@ def build_document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Leads, notes, assignment, conversations, export/import, definitions, agents and "
-                "notifications. Authenticate with an agent's API token: `Authorization: Bearer TOKEN` "
-                "(`leaddesk agents add` prints one). Agents see their own and unassigned leads; admins see all. "
-                "Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`."
+                "notifications. Authenticate with an agent's API token: "
+                "`Authorization: Bearer TOKEN` (`leaddesk agents add` prints one). Agents see "
+                "their own and unassigned leads; admins see all. "
+                'Errors are `{"error": {"code", "message", "field"?}}`.'
             ),
         },
         "servers": [{"url": "/"}],
@@ -129,8 +167,13 @@ def build_document() -> dict[str, Any]:
         "tags": [{"name": tag} for tag in dict.fromkeys(ep.tag for ep in ENDPOINTS)],
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer",
-                                               "description": "An agent's API token"}},
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An agent's API token",
+                }
+            },
             "schemas": definitions.get("$defs", {}),
         },
     }

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -42,8 +43,11 @@ def can_see(agent: Agent, lead: Lead) -> bool:
     return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
 
 
-def load_lead(lead_id: int, agent: Agent, *, session: Session, write: bool = False, check: bool = True) -> Lead:
-    """The lead (following merges) if this agent may see it; with `write`, also refuse a locked lead.
+def load_lead(
+    lead_id: int, agent: Agent, *, session: Session, write: bool = False, check: bool = True
+) -> Lead:
+    """The lead (following merges) if this agent may see it; with `write`, also refuse a locked
+    lead.
 
     `check=False` skips the visibility rule: only for answering right after a permitted change.
     """
@@ -62,14 +66,28 @@ def load_lead(lead_id: int, agent: Agent, *, session: Session, write: bool = Fal
 
 def refuse_locked(lead: Lead) -> None:
     if lead.locked:
-        raise ApiError(409, "lead_locked",
-                       f"lead {lead.id} was converted and is read-only; an admin can reopen it")
+        raise ApiError(
+            409,
+            "lead_locked",
+            f"lead {lead.id} was converted and is read-only; an admin can reopen it",
+        )
 
 
-def lead_query(filters: schemas.LeadFilters, agent: Agent, *, now: datetime, sort: str = "-created_at",
-               limit: int = 50, ids: Iterable[int] = ()) -> LeadQuery:
+def lead_query(
+    filters: schemas.LeadFilters,
+    agent: Agent,
+    *,
+    now: datetime,
+    sort: str = "-created_at",
+    limit: int = 50,
+    ids: Iterable[int] = (),
+) -> LeadQuery:
     """The shared store query for these filters, restricted to what the agent may see."""
-    if filters.score_min is not None and filters.score_max is not None and filters.score_min > filters.score_max:
+    if (
+        filters.score_min is not None
+        and filters.score_max is not None
+        and filters.score_min > filters.score_max
+    ):
         raise ApiError(422, "validation_error", "score_min is above score_max", "score_min")
     archived = {"false": False, "true": True, "all": None}[filters.archived]
     statuses = [catalog.status_by_name(s).name if catalog.statuses() else s for s in filters.status]
@@ -110,7 +128,9 @@ def create_lead(body: schemas.LeadCreate, agent: Agent, *, session: Session, now
     except InvalidContact as exc:
         raise ApiError(422, "validation_error", f"email: {exc}", "email") from None
     if not (body.name or phone or email or body.company):
-        raise ApiError(422, "validation_error", "give at least a name, phone, email or company", "name")
+        raise ApiError(
+            422, "validation_error", "give at least a name, phone, email or company", "name"
+        )
     existing = None
     for column, value in (("phone", phone), ("email", email)):
         if value:
@@ -118,17 +138,32 @@ def create_lead(body: schemas.LeadCreate, agent: Agent, *, session: Session, now
             if existing is not None:
                 break
     if existing is not None:
-        raise ApiError(409, "duplicate",
-                       f"lead {existing.id} already has this {'phone' if existing.phone == phone and phone else 'email'}",
-                       "phone" if existing.phone == phone and phone else "email")
+        clash = "phone" if phone and existing.phone == phone else "email"
+        raise ApiError(
+            409,
+            "duplicate",
+            f"lead {existing.id} already has this {clash}",
+            clash,
+        )
     external = phone or email or f"agent-{agent.id}-{uuid.uuid4().hex}"
-    lead = resolve("manual", external, phone=phone, email=email, name=body.name, session=session,
-                   region=region(), source=body.source or "manual", actor="agent")
+    lead = resolve(
+        "manual",
+        external,
+        phone=phone,
+        email=email,
+        name=body.name,
+        session=session,
+        region=region(),
+        source=body.source or "manual",
+        actor="agent",
+    )
     changes: dict[str, Any] = {}
     if body.company:
         changes["company"] = body.company
     if body.custom_fields:
-        changes["custom_fields"] = catalog.clean_custom_fields(body.custom_fields, {}, region=region())
+        changes["custom_fields"] = catalog.clean_custom_fields(
+            body.custom_fields, {}, region=region()
+        )
     if changes:
         update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
     if body.status:
@@ -139,8 +174,9 @@ def create_lead(body: schemas.LeadCreate, agent: Agent, *, session: Session, now
     return lead
 
 
-def update_fields(lead: Lead, body: schemas.LeadUpdate, agent: Agent, *, session: Session,
-                  now: datetime) -> dict[str, tuple[Any, Any]]:
+def update_fields(
+    lead: Lead, body: schemas.LeadUpdate, agent: Agent, *, session: Session, now: datetime
+) -> dict[str, tuple[Any, Any]]:
     """Apply the fields the caller sent (audited per field); phone and email are normalised."""
     refuse_locked(lead)
     sent = body.model_fields_set
@@ -161,8 +197,9 @@ def update_fields(lead: Lead, body: schemas.LeadUpdate, agent: Agent, *, session
                 tags.append(tag)
         changes["tags"] = tags
     if "custom_fields" in sent and body.custom_fields is not None:
-        changes["custom_fields"] = catalog.clean_custom_fields(body.custom_fields, lead.custom_fields or {},
-                                                               region=region())
+        changes["custom_fields"] = catalog.clean_custom_fields(
+            body.custom_fields, lead.custom_fields or {}, region=region()
+        )
     try:
         with session.begin_nested():
             changed = update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
@@ -175,22 +212,27 @@ def update_fields(lead: Lead, body: schemas.LeadUpdate, agent: Agent, *, session
     return changed
 
 
-def _unique_contact(lead: Lead, field: str, raw: Optional[str], *, session: Session) -> Optional[str]:
+def _unique_contact(lead: Lead, field: str, raw: str | None, *, session: Session) -> str | None:
     if not raw:
         return None
     try:
         value = normalize_phone(raw, region()) if field == "phone" else normalize_email(raw)
     except InvalidContact as exc:
         raise ApiError(422, "validation_error", f"{field}: {exc}", field) from None
-    owner = session.scalars(select(Lead).where(getattr(Lead, field) == value, Lead.id != lead.id)).first()
+    owner = session.scalars(
+        select(Lead).where(getattr(Lead, field) == value, Lead.id != lead.id)
+    ).first()
     if owner is not None:
         raise ApiError(409, "duplicate", f"lead {owner.id} already has this {field}", field)
     return value
 
 
-def set_status(lead: Lead, name: str, agent: Agent, *, session: Session,
-               now: datetime) -> dict[str, tuple[Any, Any]]:
-    """Set a configured status as a human (any status is allowed) and apply its action and AI behaviour."""
+def set_status(
+    lead: Lead, name: str, agent: Agent, *, session: Session, now: datetime
+) -> dict[str, tuple[Any, Any]]:
+    """Set a configured status as a human (any status is allowed) and apply its action and AI
+    behaviour.
+    """
     refuse_locked(lead)
     status = catalog.status_by_name(name)
     if status.name == catalog.CONVERTED:
@@ -201,31 +243,60 @@ def set_status(lead: Lead, name: str, agent: Agent, *, session: Session,
     if status.ai_behaviour == "stop":
         changes.update(ai_stopped=True, ai_pause_reason="status")
     elif status.ai_behaviour == "pause":
-        changes.update(ai_paused_until=now + timedelta(minutes=status.pause_minutes or 60),
-                       ai_pause_reason="status")
+        changes.update(
+            ai_paused_until=now + timedelta(minutes=status.pause_minutes or 60),
+            ai_pause_reason="status",
+        )
     changed = update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
     if status.action == "auto_assign" and lead.assigned_agent_id is None:
         # An agent who sets it is taking the lead on; an admin hands it to the next available agent.
-        target = agent if not is_admin(agent) and agent.active else next_available_agent(
-            session=session, terminal_statuses=catalog.terminal_statuses())
+        target = (
+            agent
+            if not is_admin(agent) and agent.active
+            else next_available_agent(
+                session=session, terminal_statuses=catalog.terminal_statuses()
+            )
+        )
         if target is not None:
             assign(lead, target, agent, session=session)
-    elif status.action == "notify" and lead.assigned_agent_id not in (None, agent.id) and not status.terminal:
+    elif (
+        status.action == "notify"
+        and lead.assigned_agent_id not in (None, agent.id)
+        and not status.terminal
+    ):
         target = session.get(Agent, lead.assigned_agent_id)
         if target is not None and target.active:
-            notify(target, lead, f"{agent.name} set {lead.name or f'lead {lead.id}'} to {status.name}",
-                   session=session, kind="status")
+            notify(
+                target,
+                lead,
+                f"{agent.name} set {lead.name or f'lead {lead.id}'} to {status.name}",
+                session=session,
+                kind="status",
+            )
     return changed
 
 
-def convert(lead: Lead, agent: Agent, *, session: Session, now: datetime,
-            note: Optional[str] = None) -> dict[str, tuple[Any, Any]]:
+def convert(
+    lead: Lead, agent: Agent, *, session: Session, now: datetime, note: str | None = None
+) -> dict[str, tuple[Any, Any]]:
     """Mark the lead Converted and lock it read-only, recording when and by whom."""
     refuse_locked(lead)
-    changed = update_lead(lead, {"status": catalog.CONVERTED, "locked": True, "converted_at": now},
-                          session=session, actor="agent", agent_id=agent.id)
-    record_audit(session=session, lead_id=lead.id, actor="agent", action="convert", field="status",
-                 new=catalog.CONVERTED, agent_id=agent.id)
+    changed = update_lead(
+        lead,
+        {"status": catalog.CONVERTED, "locked": True, "converted_at": now},
+        session=session,
+        actor="agent",
+        agent_id=agent.id,
+    )
+    record_audit(
+        session=session,
+        lead_id=lead.id,
+        actor="agent",
+        action="convert",
+        field="status",
+        new=catalog.CONVERTED,
+        agent_id=agent.id,
+    )
     if note:
         add_note(lead, note, session=session, category="Positive Signal", agent=agent)
     return changed
@@ -239,20 +310,32 @@ def reopen(lead: Lead, agent: Agent, *, session: Session) -> None:
 
 
 def set_archived(lead: Lead, archived: bool, agent: Agent, *, session: Session) -> bool:
-    return bool(update_lead(lead, {"archived": archived}, session=session, actor="agent", agent_id=agent.id))
+    return bool(
+        update_lead(lead, {"archived": archived}, session=session, actor="agent", agent_id=agent.id)
+    )
 
 
 def delete_lead(lead: Lead, agent: Agent, *, session: Session) -> None:
-    """Delete a lead with everything it owns (admins only); the deletion itself stays in the audit log."""
+    """Delete a lead with everything it owns (admins only); the deletion itself stays in the audit
+    log.
+    """
     lead_id = lead.id
     tombstones = list(session.scalars(select(Lead.id).where(Lead.merged_into_id == lead_id)))
     session.expunge(lead)
-    # The database's ON DELETE CASCADE removes identities, conversations, messages, notes and history.
+    # The database's ON DELETE CASCADE removes identities, conversations, messages, notes and
+    # history.
     if tombstones:
         session.execute(delete(Lead).where(Lead.id.in_(tombstones)))
     session.execute(delete(Lead).where(Lead.id == lead_id))
-    record_audit(session=session, lead_id=None, actor="agent", action="delete", field="lead", old=lead_id,
-                 agent_id=agent.id)
+    record_audit(
+        session=session,
+        lead_id=None,
+        actor="agent",
+        action="delete",
+        field="lead",
+        old=lead_id,
+        agent_id=agent.id,
+    )
     log.info("agent %s deleted lead %s", agent.id, lead_id)
 
 
@@ -266,7 +349,7 @@ def add_lead_note(lead: Lead, text: str, category: str, agent: Agent, *, session
 # ---- assignment ---------------------------------------------------------------------------
 
 
-def target_agent(agent_id: Optional[int], *, session: Session) -> Optional[Agent]:
+def target_agent(agent_id: int | None, *, session: Session) -> Agent | None:
     if agent_id is None:
         return None
     target = session.get(Agent, agent_id) if 0 < agent_id <= schemas.MAX_ID else None
@@ -277,7 +360,7 @@ def target_agent(agent_id: Optional[int], *, session: Session) -> Optional[Agent
     return target
 
 
-def assign(lead: Lead, target: Optional[Agent], by: Agent, *, session: Session) -> bool:
+def assign(lead: Lead, target: Agent | None, by: Agent, *, session: Session) -> bool:
     """Assign (None: unassign) and tell the new agent, unless they did it themselves."""
     refuse_locked(lead)
     try:
@@ -285,20 +368,28 @@ def assign(lead: Lead, target: Optional[Agent], by: Agent, *, session: Session) 
     except WorkError as exc:
         raise ApiError(422, "agent_disabled", str(exc), "agent_id") from None
     if changed and target is not None and target.id != by.id:
-        notify(target, lead, f"{by.name} assigned {lead.name or f'lead {lead.id}'} to you",
-               session=session, kind="assigned")
+        notify(
+            target,
+            lead,
+            f"{by.name} assigned {lead.name or f'lead {lead.id}'} to you",
+            session=session,
+            kind="assigned",
+        )
     return changed
 
 
 def round_robin_agent(*, session: Session) -> Agent:
     target = next_available_agent(session=session, terminal_statuses=catalog.terminal_statuses())
     if target is None:
-        raise ApiError(409, "no_agent_available", "every active agent is at capacity (or none is active)")
+        raise ApiError(
+            409, "no_agent_available", "every active agent is at capacity (or none is active)"
+        )
     return target
 
 
-def select_leads(selection: schemas.BulkSelection, agent: Agent, *, session: Session,
-                 now: datetime) -> tuple[list[Lead], list[dict[str, Any]]]:
+def select_leads(
+    selection: schemas.BulkSelection, agent: Agent, *, session: Session, now: datetime
+) -> tuple[list[Lead], list[dict[str, Any]]]:
     """The leads a bulk action applies to, and the requested ids it must skip (with why)."""
     if bool(selection.ids) == (selection.filter is not None):
         raise ApiError(422, "validation_error", "give either `ids` or `filter`", "ids")
@@ -321,13 +412,18 @@ def select_leads(selection: schemas.BulkSelection, agent: Agent, *, session: Ses
     stmt = build_lead_query(query, now=now).order_by(Lead.id).limit(schemas.MAX_BULK + 1)
     leads = list(session.scalars(stmt))
     if len(leads) > schemas.MAX_BULK:
-        raise ApiError(422, "too_many", f"the filter matches more than {schemas.MAX_BULK} leads; narrow it",
-                       "filter")
+        raise ApiError(
+            422,
+            "too_many",
+            f"the filter matches more than {schemas.MAX_BULK} leads; narrow it",
+            "filter",
+        )
     return leads, skipped
 
 
-def bulk_assign(body: schemas.BulkAssignBody, agent: Agent, *, session: Session,
-                now: datetime) -> dict[str, Any]:
+def bulk_assign(
+    body: schemas.BulkAssignBody, agent: Agent, *, session: Session, now: datetime
+) -> dict[str, Any]:
     leads, skipped = select_leads(body, agent, session=session, now=now)
     fixed = None if body.round_robin else target_agent(body.agent_id, session=session)
     changed = unchanged = 0
@@ -344,8 +440,9 @@ def bulk_assign(body: schemas.BulkAssignBody, agent: Agent, *, session: Session,
     return {"matched": len(leads), "changed": changed, "unchanged": unchanged, "skipped": skipped}
 
 
-def bulk_status(body: schemas.BulkStatusBody, agent: Agent, *, session: Session,
-                now: datetime) -> dict[str, Any]:
+def bulk_status(
+    body: schemas.BulkStatusBody, agent: Agent, *, session: Session, now: datetime
+) -> dict[str, Any]:
     catalog.status_by_name(body.status)  # refuse an unknown status before touching anything
     leads, skipped = select_leads(body, agent, session=session, now=now)
     changed = unchanged = 0

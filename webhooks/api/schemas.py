@@ -1,9 +1,11 @@
-"""Request and response models of the REST API: they validate bodies and produce the OpenAPI schemas."""
+"""Request and response models of the REST API: they validate bodies and produce the OpenAPI
+schemas.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,8 +15,18 @@ from store.query import SORT_KEYS
 Channel = Literal["web", "messenger", "instagram", "whatsapp", "manual"]
 NoteCategory = Literal["General", "Qualification", "Follow-up", "Objection", "Positive Signal"]
 Role = Literal["agent", "admin"]
-SortKey = Literal["created_at", "-created_at", "score", "-score", "last_contacted_at",
-                  "-last_contacted_at", "name", "-name", "id", "-id"]
+SortKey = Literal[
+    "created_at",
+    "-created_at",
+    "score",
+    "-score",
+    "last_contacted_at",
+    "-last_contacted_at",
+    "name",
+    "-name",
+    "id",
+    "-id",
+]
 
 assert set(Channel.__args__) == set(CHANNELS)  # type: ignore[attr-defined]
 assert set(NoteCategory.__args__) == set(NOTE_CATEGORIES)  # type: ignore[attr-defined]
@@ -45,8 +57,14 @@ def _archived(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, str):
         lowered = value.strip().lower()
-        return {"0": "false", "no": "false", "1": "true", "yes": "true", "any": "all",
-                "both": "all"}.get(lowered, lowered)
+        return {
+            "0": "false",
+            "no": "false",
+            "1": "true",
+            "yes": "true",
+            "any": "all",
+            "both": "all",
+        }.get(lowered, lowered)
     return value
 
 
@@ -56,24 +74,36 @@ def _archived(value: Any) -> Any:
 class LeadFilters(Strict):
     """Every filter of the shared lead query; unset filters do not filter."""
 
-    status: list[str] = Field(default_factory=list, max_length=50,
-                              description="Statuses to include (repeat the parameter or separate with commas).")
-    score_min: Optional[int] = Field(None, ge=0, le=100)
-    score_max: Optional[int] = Field(None, ge=0, le=100)
+    status: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Statuses to include (repeat the parameter or separate with commas).",
+    )
+    score_min: int | None = Field(None, ge=0, le=100)
+    score_max: int | None = Field(None, ge=0, le=100)
     hot: bool = Field(False, description="Only hot leads (score >= 75).")
-    agent_id: Optional[int] = Field(None, ge=1, le=MAX_ID, description="Assigned to this agent.")
+    agent_id: int | None = Field(None, ge=1, le=MAX_ID, description="Assigned to this agent.")
     mine: bool = Field(False, description="Assigned to the calling agent.")
     unassigned: bool = Field(False, description="Not assigned to anyone.")
-    channel: list[Channel] = Field(default_factory=list, max_length=5,
-                                   description="Has an identity on one of these channels.")
-    created_from: Optional[datetime] = None
-    created_to: Optional[datetime] = None
-    contacted_from: Optional[datetime] = None
-    contacted_to: Optional[datetime] = None
-    stale_days: Optional[int] = Field(None, ge=0, le=3650,
-                                      description="No contact for this many days and not in a terminal status.")
-    archived: Literal["false", "true", "all"] = Field("false", description="Archived leads: hide, only, or both.")
-    q: Optional[str] = Field(None, max_length=200, description="Text search over name, email, phone and company.")
+    channel: list[Channel] = Field(
+        default_factory=list, max_length=5, description="Has an identity on one of these channels."
+    )
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    contacted_from: datetime | None = None
+    contacted_to: datetime | None = None
+    stale_days: int | None = Field(
+        None,
+        ge=0,
+        le=3650,
+        description="No contact for this many days and not in a terminal status.",
+    )
+    archived: Literal["false", "true", "all"] = Field(
+        "false", description="Archived leads: hide, only, or both."
+    )
+    q: str | None = Field(
+        None, max_length=200, description="Text search over name, email, phone and company."
+    )
 
     _archived = field_validator("archived", mode="before")(_archived)
 
@@ -99,14 +129,18 @@ class LeadFilters(Strict):
 class LeadListParams(LeadFilters):
     sort: SortKey = Field("-created_at", description="Sort key; a leading '-' sorts descending.")
     limit: int = Field(50, ge=1, le=200)
-    cursor: Optional[str] = Field(None, max_length=500,
-                                  description="Opaque cursor from a previous page's `next_cursor`.")
+    cursor: str | None = Field(
+        None, max_length=500, description="Opaque cursor from a previous page's `next_cursor`."
+    )
 
 
 class ExportParams(LeadFilters):
     sort: SortKey = "-created_at"
-    ids: list[RowId] = Field(default_factory=list, max_length=MAX_BULK,
-                             description="Only these lead ids (comma separated or repeated).")
+    ids: list[RowId] = Field(
+        default_factory=list,
+        max_length=MAX_BULK,
+        description="Only these lead ids (comma separated or repeated).",
+    )
 
     @field_validator("ids", mode="before")
     @classmethod
@@ -122,12 +156,12 @@ class ExportParams(LeadFilters):
 
 
 class LeadCreate(Strict):
-    name: Optional[str] = Field(None, max_length=200)
-    email: Optional[str] = Field(None, max_length=320)
-    phone: Optional[str] = Field(None, max_length=40)
-    company: Optional[str] = Field(None, max_length=200)
-    status: Optional[str] = Field(None, max_length=60)
-    source: Optional[str] = Field(None, max_length=100)
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=40)
+    company: str | None = Field(None, max_length=200)
+    status: str | None = Field(None, max_length=60)
+    source: str | None = Field(None, max_length=100)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     assign_to_me: bool = False
 
@@ -135,17 +169,18 @@ class LeadCreate(Strict):
 class LeadUpdate(Strict):
     """Fields to change; a field left out stays as it is, `null` clears it."""
 
-    name: Optional[str] = Field(None, max_length=200)
-    email: Optional[str] = Field(None, max_length=320)
-    phone: Optional[str] = Field(None, max_length=40)
-    company: Optional[str] = Field(None, max_length=200)
-    status: Optional[str] = Field(None, max_length=60)
-    source: Optional[str] = Field(None, max_length=100)
-    summary: Optional[str] = Field(None, max_length=5000)
-    next_best_action: Optional[str] = Field(None, max_length=2000)
-    tags: Optional[list[str]] = Field(None, max_length=50)
-    custom_fields: Optional[dict[str, Any]] = Field(
-        None, description="Custom field values by name (merged into the existing ones; null removes one)."
+    name: str | None = Field(None, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    phone: str | None = Field(None, max_length=40)
+    company: str | None = Field(None, max_length=200)
+    status: str | None = Field(None, max_length=60)
+    source: str | None = Field(None, max_length=100)
+    summary: str | None = Field(None, max_length=5000)
+    next_best_action: str | None = Field(None, max_length=2000)
+    tags: list[str] | None = Field(None, max_length=50)
+    custom_fields: dict[str, Any] | None = Field(
+        None,
+        description="Custom field values by name (merged into the current ones; null removes one).",
     )
 
 
@@ -157,18 +192,21 @@ class NoteCreate(Strict):
 
 
 class AssignBody(Strict):
-    agent_id: Optional[int] = Field(None, ge=1, le=MAX_ID,
-                                    description="The agent to assign to; null unassigns.")
-    round_robin: bool = Field(False, description="Pick the next available agent instead of agent_id.")
+    agent_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="The agent to assign to; null unassigns."
+    )
+    round_robin: bool = Field(
+        False, description="Pick the next available agent instead of agent_id."
+    )
 
 
 class BulkSelection(Strict):
     ids: list[RowId] = Field(default_factory=list, max_length=MAX_BULK)
-    filter: Optional[LeadFilters] = Field(None, description="Select the leads matching these filters.")
+    filter: LeadFilters | None = Field(None, description="Select the leads matching these filters.")
 
 
 class BulkAssignBody(BulkSelection):
-    agent_id: Optional[int] = Field(None, ge=1, le=MAX_ID)
+    agent_id: int | None = Field(None, ge=1, le=MAX_ID)
     round_robin: bool = False
 
 
@@ -177,7 +215,9 @@ class BulkStatusBody(BulkSelection):
 
 
 class ConvertBody(Strict):
-    note: Optional[str] = Field(None, max_length=10000, description="Optional note recorded with the conversion.")
+    note: str | None = Field(
+        None, max_length=10000, description="Optional note recorded with the conversion."
+    )
 
 
 class ArchiveBody(Strict):
@@ -189,25 +229,26 @@ class ReplyBody(Strict):
 
 
 class PauseBody(Strict):
-    minutes: Optional[int] = Field(None, ge=1, le=60 * 24 * 30,
-                                   description="Pause for this long; without it, until resumed.")
+    minutes: int | None = Field(
+        None, ge=1, le=60 * 24 * 30, description="Pause for this long; without it, until resumed."
+    )
 
 
 class AgentCreate(Strict):
     name: str = Field(min_length=1, max_length=200)
-    email: Optional[str] = Field(None, max_length=320)
+    email: str | None = Field(None, max_length=320)
     role: Role = "agent"
     capacity: int = Field(50, ge=0, le=100000)
-    password: Optional[str] = Field(None, min_length=8, max_length=200)
+    password: str | None = Field(None, min_length=8, max_length=200)
 
 
 class AgentUpdate(Strict):
-    name: Optional[str] = Field(None, min_length=1, max_length=200)
-    email: Optional[str] = Field(None, max_length=320)
-    role: Optional[Role] = None
-    capacity: Optional[int] = Field(None, ge=0, le=100000)
-    active: Optional[bool] = None
-    password: Optional[str] = Field(None, min_length=8, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(None, max_length=320)
+    role: Role | None = None
+    capacity: int | None = Field(None, ge=0, le=100000)
+    active: bool | None = None
+    password: str | None = Field(None, min_length=8, max_length=200)
 
 
 class NotificationsRead(Strict):
@@ -225,7 +266,7 @@ class NotificationParams(Strict):
 class ErrorDetail(BaseModel):
     code: str
     message: str
-    field: Optional[str] = None
+    field: str | None = None
 
 
 class ErrorOut(BaseModel):
@@ -239,42 +280,42 @@ class AgentRef(BaseModel):
 
 class LeadSummary(BaseModel):
     id: int
-    name: Optional[str]
-    email: Optional[str]
-    phone: Optional[str]
-    company: Optional[str]
+    name: str | None
+    email: str | None
+    phone: str | None
+    company: str | None
     status: str
     score: int
     band: str
     hot: bool
     channels: list[str]
-    assigned_agent: Optional[AgentRef]
+    assigned_agent: AgentRef | None
     archived: bool
     locked: bool
     ai_paused: bool
     created_at: datetime
-    last_contacted_at: Optional[datetime]
-    converted_at: Optional[datetime]
+    last_contacted_at: datetime | None
+    converted_at: datetime | None
 
 
 class LeadPage(BaseModel):
     leads: list[LeadSummary]
     total: int
-    next_cursor: Optional[str]
+    next_cursor: str | None
 
 
 class ScoreFactor(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    factor: Optional[str] = None
-    points: Optional[float] = None
-    evidence: Optional[Any] = None
+    factor: str | None = None
+    points: float | None = None
+    evidence: Any | None = None
 
 
 class IdentityOut(BaseModel):
     channel: str
     external_id: str
-    display_name: Optional[str]
+    display_name: str | None
     created_at: datetime
 
 
@@ -283,20 +324,20 @@ class MessageOut(BaseModel):
     channel: str
     direction: str
     author: str
-    agent_id: Optional[int]
-    agent_name: Optional[str]
+    agent_id: int | None
+    agent_name: str | None
     text: str
     kind: str
-    delivery_status: Optional[str]
-    error: Optional[str]
+    delivery_status: str | None
+    error: str | None
     sent_at: datetime
 
 
 class ConversationOut(BaseModel):
     id: int
     channel: str
-    summary: Optional[str]
-    last_inbound_at: Optional[datetime]
+    summary: str | None
+    last_inbound_at: datetime | None
     messages: list[MessageOut]
 
 
@@ -304,7 +345,7 @@ class NoteOut(BaseModel):
     id: int
     lead_id: int
     author: str
-    agent_id: Optional[int]
+    agent_id: int | None
     category: str
     text: str
     created_at: datetime
@@ -322,28 +363,28 @@ class ScoreEventOut(BaseModel):
 class AuditOut(BaseModel):
     id: int
     actor: str
-    agent_id: Optional[int]
-    agent_name: Optional[str]
+    agent_id: int | None
+    agent_name: str | None
     action: str
-    field: Optional[str]
-    old_value: Optional[str]
-    new_value: Optional[str]
+    field: str | None
+    old_value: str | None
+    new_value: str | None
     created_at: datetime
 
 
 class LeadDetail(LeadSummary):
-    source: Optional[str]
-    summary: Optional[str]
-    next_best_action: Optional[str]
-    conversion_probability: Optional[float]
+    source: str | None
+    summary: str | None
+    next_best_action: str | None
+    conversion_probability: float | None
     tags: list[Any]
     interests: list[Any]
     objections: list[Any]
     score_factors: list[ScoreFactor]
     custom_fields: dict[str, Any]
-    ai_paused_until: Optional[datetime]
+    ai_paused_until: datetime | None
     ai_stopped: bool
-    ai_pause_reason: Optional[str]
+    ai_pause_reason: str | None
     updated_at: datetime
     identities: list[IdentityOut]
     conversations: list[ConversationOut]
@@ -360,12 +401,14 @@ class BulkResult(BaseModel):
     matched: int
     changed: int
     unchanged: int
-    skipped: list[dict[str, Any]] = Field(description="Leads left alone, with the reason: `{id, reason}`.")
+    skipped: list[dict[str, Any]] = Field(
+        description="Leads left alone, with the reason: `{id, reason}`."
+    )
 
 
 class ReplyOut(BaseModel):
     message: MessageOut
-    ai_paused_until: Optional[datetime]
+    ai_paused_until: datetime | None
 
 
 class StatusOut(BaseModel):
@@ -398,7 +441,7 @@ class CustomFieldList(BaseModel):
 class AgentOut(BaseModel):
     id: int
     name: str
-    email: Optional[str]
+    email: str | None
     role: str
     active: bool
     capacity: int
@@ -417,8 +460,8 @@ class AgentWithToken(AgentOut):
 
 class NotificationOut(BaseModel):
     id: int
-    lead_id: Optional[int]
-    lead_name: Optional[str]
+    lead_id: int | None
+    lead_name: str | None
     kind: str
     text: str
     read: bool

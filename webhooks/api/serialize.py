@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,7 +29,9 @@ def band(score: int) -> str:
 
 
 def ai_paused(lead: Lead, now: datetime) -> bool:
-    return bool(lead.ai_stopped or (lead.ai_paused_until is not None and lead.ai_paused_until > now))
+    return bool(
+        lead.ai_stopped or (lead.ai_paused_until is not None and lead.ai_paused_until > now)
+    )
 
 
 def lead_summary(lead: Lead, now: datetime) -> dict[str, Any]:
@@ -76,20 +78,40 @@ def message_out(message: Message, agent_names: dict[int, str]) -> dict[str, Any]
 
 
 def note_out(note: Note) -> dict[str, Any]:
-    return {"id": note.id, "lead_id": note.lead_id, "author": note.author, "agent_id": note.agent_id,
-            "category": note.category, "text": note.text, "created_at": note.created_at}
+    return {
+        "id": note.id,
+        "lead_id": note.lead_id,
+        "author": note.author,
+        "agent_id": note.agent_id,
+        "category": note.category,
+        "text": note.text,
+        "created_at": note.created_at,
+    }
 
 
 def score_event_out(event: ScoreEvent) -> dict[str, Any]:
-    return {"id": event.id, "previous_score": event.previous_score, "score": event.score,
-            "engine": event.engine, "factors": _factors(event.factors), "created_at": event.created_at}
+    return {
+        "id": event.id,
+        "previous_score": event.previous_score,
+        "score": event.score,
+        "engine": event.engine,
+        "factors": _factors(event.factors),
+        "created_at": event.created_at,
+    }
 
 
 def audit_out(event: AuditEvent, agent_names: dict[int, str]) -> dict[str, Any]:
-    return {"id": event.id, "actor": event.actor, "agent_id": event.agent_id,
-            "agent_name": agent_names.get(event.agent_id) if event.agent_id else None,
-            "action": event.action, "field": event.field, "old_value": event.old_value,
-            "new_value": event.new_value, "created_at": event.created_at}
+    return {
+        "id": event.id,
+        "actor": event.actor,
+        "agent_id": event.agent_id,
+        "agent_name": agent_names.get(event.agent_id) if event.agent_id else None,
+        "action": event.action,
+        "field": event.field,
+        "old_value": event.old_value,
+        "new_value": event.new_value,
+        "created_at": event.created_at,
+    }
 
 
 def agent_names(session: Session) -> dict[int, str]:
@@ -99,44 +121,72 @@ def agent_names(session: Session) -> dict[int, str]:
 def lead_detail(lead: Lead, now: datetime, *, session: Session) -> dict[str, Any]:
     names = agent_names(session)
     data = lead_summary(lead, now)
-    data.update({
-        "source": lead.source,
-        "summary": lead.summary,
-        "next_best_action": lead.next_best_action,
-        "conversion_probability": lead.conversion_probability,
-        "tags": list(lead.tags or []),
-        "interests": list(lead.interests or []),
-        "objections": list(lead.objections or []),
-        "score_factors": _factors(lead.score_factors),
-        "custom_fields": dict(lead.custom_fields or {}),
-        "ai_paused_until": lead.ai_paused_until,
-        "ai_stopped": lead.ai_stopped,
-        "ai_pause_reason": lead.ai_pause_reason,
-        "updated_at": lead.updated_at,
-        "identities": [{"channel": i.channel, "external_id": i.external_id,
-                        "display_name": i.display_name, "created_at": i.created_at}
-                       for i in lead.identities],
-        "conversations": [{"id": c.id, "channel": c.channel, "summary": c.summary,
-                           "last_inbound_at": c.last_inbound_at,
-                           "messages": [message_out(m, names) for m in c.messages]}
-                          for c in lead.conversations],
-        "notes": [note_out(n) for n in list_notes(lead.id, session=session)],
-        "score_history": [score_event_out(e) for e in score_history(lead.id, session=session)],
-        "audit": [audit_out(e, names) for e in audit_trail(lead.id, session=session)],
-    })
+    data.update(
+        {
+            "source": lead.source,
+            "summary": lead.summary,
+            "next_best_action": lead.next_best_action,
+            "conversion_probability": lead.conversion_probability,
+            "tags": list(lead.tags or []),
+            "interests": list(lead.interests or []),
+            "objections": list(lead.objections or []),
+            "score_factors": _factors(lead.score_factors),
+            "custom_fields": dict(lead.custom_fields or {}),
+            "ai_paused_until": lead.ai_paused_until,
+            "ai_stopped": lead.ai_stopped,
+            "ai_pause_reason": lead.ai_pause_reason,
+            "updated_at": lead.updated_at,
+            "identities": [
+                {
+                    "channel": i.channel,
+                    "external_id": i.external_id,
+                    "display_name": i.display_name,
+                    "created_at": i.created_at,
+                }
+                for i in lead.identities
+            ],
+            "conversations": [
+                {
+                    "id": c.id,
+                    "channel": c.channel,
+                    "summary": c.summary,
+                    "last_inbound_at": c.last_inbound_at,
+                    "messages": [message_out(m, names) for m in c.messages],
+                }
+                for c in lead.conversations
+            ],
+            "notes": [note_out(n) for n in list_notes(lead.id, session=session)],
+            "score_history": [score_event_out(e) for e in score_history(lead.id, session=session)],
+            "audit": [audit_out(e, names) for e in audit_trail(lead.id, session=session)],
+        }
+    )
     return data
 
 
 def agent_out(agent: Agent, open_leads: int) -> dict[str, Any]:
-    return {"id": agent.id, "name": agent.name, "email": agent.email, "role": agent.role,
-            "active": agent.active, "capacity": agent.capacity, "open_leads": open_leads,
-            "telegram_linked": agent.telegram_user_id is not None, "created_at": agent.created_at}
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "email": agent.email,
+        "role": agent.role,
+        "active": agent.active,
+        "capacity": agent.capacity,
+        "open_leads": open_leads,
+        "telegram_linked": agent.telegram_user_id is not None,
+        "created_at": agent.created_at,
+    }
 
 
-def notification_out(notification: Notification, lead_name: Optional[str]) -> dict[str, Any]:
-    return {"id": notification.id, "lead_id": notification.lead_id, "lead_name": lead_name,
-            "kind": notification.kind, "text": notification.text, "read": notification.read,
-            "created_at": notification.created_at}
+def notification_out(notification: Notification, lead_name: str | None) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "lead_id": notification.lead_id,
+        "lead_name": lead_name,
+        "kind": notification.kind,
+        "text": notification.text,
+        "read": notification.read,
+        "created_at": notification.created_at,
+    }
 
 
 def dump(model: type[schemas.BaseModel], data: Any) -> Any:

@@ -1,4 +1,6 @@
-"""CSV export (streamed, same filters as the list) and CSV import (same report as `leaddesk leads import`)."""
+"""CSV export (streamed, same filters as the list) and CSV import (same report as `leaddesk leads
+import`).
+"""
 
 from __future__ import annotations
 
@@ -30,40 +32,71 @@ def export_response(query: LeadQuery, *, filename: str = "leads.csv") -> Respons
     # One read snapshot streamed out in chunks (store.csvio): never all rows in memory, and on
     # SQLite it does not hold the write lock while the client downloads.
     fields = [f.name for f in catalog.custom_fields()]
-    body = stream_with_context(iter_export(query, session_factory=services().session_factory,
-                                           custom_fields=fields, now=now()))
+    body = stream_with_context(
+        iter_export(
+            query, session_factory=services().session_factory, custom_fields=fields, now=now()
+        )
+    )
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-@endpoint("GET", "/leads/export.csv", summary="Export leads as CSV", tag=TAG, query=schemas.ExportParams,
-          produces="text/csv", errors=(400, 401, 422))
+@endpoint(
+    "GET",
+    "/leads/export.csv",
+    summary="Export leads as CSV",
+    tag=TAG,
+    query=schemas.ExportParams,
+    produces="text/csv",
+    errors=(400, 401, 422),
+)
 def export_csv(params: schemas.ExportParams) -> Any:
     """Every lead matching the filters (the list's filters, plus `ids`), streamed as CSV with one
     column per custom field."""
     return export_response(export_query(params, g.agent))
 
 
-@endpoint("POST", "/leads/import", summary="Import leads from CSV", tag=TAG, admin=True, upload=True,
-          response=schemas.ImportReport, errors=(400, 401, 403, 413, 422))
+@endpoint(
+    "POST",
+    "/leads/import",
+    summary="Import leads from CSV",
+    tag=TAG,
+    admin=True,
+    upload=True,
+    response=schemas.ImportReport,
+    errors=(400, 401, 403, 413, 422),
+)
 def import_csv() -> Any:
-    """Create or merge leads from a CSV file (columns name, email, phone, company, status, source, note
-    and custom fields), with the same deduplication and report as `leaddesk leads import --json`: a bad
+    """Create or merge leads from a CSV file (columns name, email, phone, company, status, source,
+    note
+    and custom fields), with the deduplication and report of `leaddesk leads import --json`: a bad
     row is rejected with its line number and reason and never stops the others. Admins only, because
     merging can touch any agent's lead."""
     text = uploaded_csv()
     statuses = [s.name for s in catalog.statuses()] or None
     try:
-        report = import_leads(io.StringIO(text, newline=""), session_factory=services().session_factory,
-                              region=ops.region(), custom_fields=[f.name for f in catalog.custom_fields()],
-                              statuses=statuses, actor="import", agent_id=g.agent.id)
+        report = import_leads(
+            io.StringIO(text, newline=""),
+            session_factory=services().session_factory,
+            region=ops.region(),
+            custom_fields=[f.name for f in catalog.custom_fields()],
+            statuses=statuses,
+            actor="import",
+            agent_id=g.agent.id,
+        )
     except CsvImportError as exc:
         raise ApiError(422, "invalid_csv", str(exc), "file") from None
     name = request.files["file"].filename if "file" in request.files else None
-    log.info("agent %s imported %s rows: %s created, %s merged, %s rejected", g.agent.id, report.rows,
-             report.created, report.merged, len(report.rejected))
+    log.info(
+        "agent %s imported %s rows: %s created, %s merged, %s rejected",
+        g.agent.id,
+        report.rows,
+        report.created,
+        report.merged,
+        len(report.rejected),
+    )
     return jsonify(dump(schemas.ImportReport, {"file": name or "upload.csv", **report.to_dict()}))
 
 
@@ -75,8 +108,12 @@ def uploaded_csv() -> str:
     elif request.mimetype in ("text/csv", "text/plain", "application/csv"):
         raw = request.get_data(cache=False)
     else:
-        raise ApiError(400, "missing_file",
-                       "upload the CSV as multipart field 'file' or as a text/csv body", "file")
+        raise ApiError(
+            400,
+            "missing_file",
+            "upload the CSV as multipart field 'file' or as a text/csv body",
+            "file",
+        )
     if len(raw) > MAX_IMPORT_BYTES:
         raise ApiError(413, "too_large", "the CSV file is larger than 2 MB; split it", "file")
     try:

@@ -1,4 +1,5 @@
-"""Console sign-in: an agent's API token or email + password, a signed session cookie, and CSRF tokens.
+"""Console sign-in: an agent's API token or email + password, a signed session cookie, and CSRF
+tokens.
 
 Every POST under /console must carry the session's CSRF token (form field `csrf_token` or header
 `X-CSRF-Token`), compared in constant time; the login form gets one before anyone is signed in.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from flask import abort, g, redirect, request, session, url_for
@@ -39,10 +41,14 @@ def check_csrf() -> None:
     expected = session.get(SESSION_CSRF)
     sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
     if not expected or not hmac.compare_digest(str(expected), str(sent)):
-        abort(400, description="The form expired or did not come from this site. Go back, reload the page and try again.")
+        abort(
+            400,
+            description="The form expired or did not come from this site. "
+            "Go back, reload the page and try again.",
+        )
 
 
-def sign_in(token: str = "", email: str = "", password: str = "") -> Optional[Agent]:
+def sign_in(token: str = "", email: str = "", password: str = "") -> Agent | None:
     """The active agent these credentials belong to, or None."""
     with services().session_factory() as db:
         agent = None
@@ -70,7 +76,7 @@ def end_session() -> None:
     session.clear()
 
 
-def current_agent() -> Optional[Agent]:
+def current_agent() -> Agent | None:
     """The signed-in agent, re-read on every request so that disabling an agent signs them out."""
     if "console_agent_loaded" in g:
         return g.console_agent  # type: ignore[no-any-return]
@@ -113,12 +119,17 @@ def admin_required(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def safe_next(target: Optional[str]) -> str:
+def safe_next(target: str | None) -> str:
     """Only a path inside the console is a place to go after sign-in (no open redirects)."""
     default = url_for("console.leads")
     if not target:
         return default
     parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/console") or target.startswith("//"):
+    if (
+        parsed.scheme
+        or parsed.netloc
+        or not target.startswith("/console")
+        or target.startswith("//")
+    ):
         return default
     return target

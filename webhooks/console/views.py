@@ -1,10 +1,12 @@
-"""The web console for agents and admins: server-rendered pages over the same operations as the REST API."""
+"""The web console for agents and admins: server-rendered pages over the same operations as the REST
+API.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -26,13 +28,32 @@ from webhooks.console import auth, charts
 
 log = logging.getLogger(__name__)
 
-blueprint = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
-                      static_folder="static", static_url_path="/static")
+blueprint = Blueprint(
+    "console",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
 
 PAGE_SIZE = 50
 STALE_DAYS = 7
-_LIST_PARAMS = ("status", "hot", "unassigned", "mine", "period", "stale", "channel", "score_min",
-                "score_max", "q", "sort", "archived", "agent_id")
+_LIST_PARAMS = (
+    "status",
+    "hot",
+    "unassigned",
+    "mine",
+    "period",
+    "stale",
+    "channel",
+    "score_min",
+    "score_max",
+    "q",
+    "sort",
+    "archived",
+    "agent_id",
+)
 
 
 @blueprint.record_once
@@ -51,12 +72,13 @@ def _protect() -> None:
 
 @blueprint.errorhandler(HTTPException)
 def _page_error(exc: HTTPException) -> Any:
-    return render_template("console_error.html", code=exc.code, title=exc.name,
-                           message=exc.description), exc.code or 500
+    return render_template(
+        "console_error.html", code=exc.code, title=exc.name, message=exc.description
+    ), exc.code or 500
 
 
 @blueprint.app_template_filter("ago")
-def _ago(value: Optional[datetime]) -> str:
+def _ago(value: datetime | None) -> str:
     if value is None:
         return "—"
     seconds = (now() - value).total_seconds()
@@ -69,7 +91,7 @@ def _ago(value: Optional[datetime]) -> str:
 
 
 @blueprint.app_template_filter("when")
-def _when(value: Optional[datetime]) -> str:
+def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "—"
 
 
@@ -96,7 +118,7 @@ def _redirect_back(default: str) -> WerkzeugResponse:
     return redirect(auth.safe_next(target))
 
 
-def _row_id(value: Optional[str]) -> Optional[int]:
+def _row_id(value: str | None) -> int | None:
     """A form value that is a positive database id, else None."""
     value = (value or "").strip()
     if not (value.isascii() and value.isdigit()):
@@ -121,12 +143,16 @@ def index() -> WerkzeugResponse:
 def login() -> Any:
     next_url = request.values.get("next", "")
     if request.method == "POST":
-        agent = auth.sign_in(token=request.form.get("token", ""), email=request.form.get("email", ""),
-                             password=request.form.get("password", ""))
+        agent = auth.sign_in(
+            token=request.form.get("token", ""),
+            email=request.form.get("email", ""),
+            password=request.form.get("password", ""),
+        )
         if agent is None:
             flash("Those credentials do not match an active agent.", "error")
-            return render_template("console_login.html", next=next_url,
-                                   email=request.form.get("email", "")), 401
+            return render_template(
+                "console_login.html", next=next_url, email=request.form.get("email", "")
+            ), 401
         auth.start_session(agent)
         log.info("agent %s signed in to the console", agent.id)
         return redirect(auth.safe_next(next_url))
@@ -145,8 +171,9 @@ def logout() -> WerkzeugResponse:
 # ---- leads list ---------------------------------------------------------------------------
 
 
-def list_filters(args: MultiDict[str, str]) -> tuple[dict[str, Any], Optional[str]]:
-    """The API filter values for the console's query string (chips and form), or an error message."""
+def list_filters(args: MultiDict[str, str]) -> tuple[dict[str, Any], str | None]:
+    """The API filter values for the console's query string (chips and form), or an error message.
+    """
     data: dict[str, Any] = {}
     for key in ("status", "channel"):
         values = [v for v in args.getlist(key) if v]
@@ -202,8 +229,10 @@ def leads() -> Any:
     total, next_cursor = 0, None
     if problem is None:
         try:
-            params = parse_model(schemas.LeadListParams, {**data, "limit": PAGE_SIZE,
-                                                          "cursor": args.get("cursor") or None})
+            params = parse_model(
+                schemas.LeadListParams,
+                {**data, "limit": PAGE_SIZE, "cursor": args.get("cursor") or None},
+            )
             at = now()
             query = ops.lead_query(params, agent, now=at, sort=params.sort, limit=PAGE_SIZE)
             with services().session_factory() as session:
@@ -220,13 +249,19 @@ def leads() -> Any:
     export_query = _with(args, cursor=None)
     return render_template(
         "console_leads.html",
-        leads=rows, total=total, next_url=_with(args, cursor=next_cursor) if next_cursor else None,
+        leads=rows,
+        total=total,
+        next_url=_with(args, cursor=next_cursor) if next_cursor else None,
         first_url=_with(args, cursor=None) if args.get("cursor") else None,
-        args=args, toggle=lambda k, v: _toggle(args, k, v),
+        args=args,
+        toggle=lambda k, v: _toggle(args, k, v),
         active=lambda k, v: (k, v) in list(args.items(multi=True)),
-        statuses=catalog.statuses(), channels=[c for c in CHANNELS], team=team,
+        statuses=catalog.statuses(),
+        channels=[c for c in CHANNELS],
+        team=team,
         export_url=url_for("console.export_csv") + export_query,
-        sort=args.get("sort", "-created_at"), sort_keys=schemas.SortKey.__args__,  # type: ignore[attr-defined]
+        sort=args.get("sort", "-created_at"),
+        sort_keys=schemas.SortKey.__args__,  # type: ignore[attr-defined]
         current_url=request.full_path.rstrip("?"),
     )
 
@@ -255,7 +290,9 @@ def bulk() -> Any:
     agent = auth.current_agent()
     assert agent is not None
     back = request.form.get("next") or url_for("console.leads")
-    ids = [i for i in map(_row_id, request.form.getlist("ids")) if i is not None][: schemas.MAX_BULK]
+    ids = [i for i in map(_row_id, request.form.getlist("ids")) if i is not None][
+        : schemas.MAX_BULK
+    ]
     action = request.form.get("action", "")
     if not ids:
         flash("Select at least one lead first.", "error")
@@ -266,12 +303,16 @@ def bulk() -> Any:
         with services().session_factory.begin() as session:
             if action == "assign":
                 choice = request.form.get("agent_id", "")
-                body = parse_model(schemas.BulkAssignBody, {
-                    "ids": ids, "round_robin": choice == "auto", "agent_id": _row_id(choice)})
+                body = parse_model(
+                    schemas.BulkAssignBody,
+                    {"ids": ids, "round_robin": choice == "auto", "agent_id": _row_id(choice)},
+                )
                 result = ops.bulk_assign(body, agent, session=session, now=now())
                 verb = "assigned"
             elif action == "status":
-                body_status = parse_model(schemas.BulkStatusBody, {"ids": ids, "status": request.form.get("status", "")})
+                body_status = parse_model(
+                    schemas.BulkStatusBody, {"ids": ids, "status": request.form.get("status", "")}
+                )
                 result = ops.bulk_status(body_status, agent, session=session, now=now())
                 verb = "updated"
             else:
@@ -309,18 +350,29 @@ def lead(lead_id: int) -> Any:
         team = list_agents(session=session, include_inactive=False)
         for a in team:
             session.expunge(a)
-    timeline = sorted((m for c in detail["conversations"] for m in c["messages"]),
-                      key=lambda m: (m["sent_at"], m["id"]))
+    timeline = sorted(
+        (m for c in detail["conversations"] for m in c["messages"]),
+        key=lambda m: (m["sent_at"], m["id"]),
+    )
     history = detail["score_history"]
     return render_template(
-        "console_lead.html", lead=detail, timeline=timeline, team=team, statuses=catalog.statuses(),
-        custom_fields=catalog.custom_fields(), categories=NOTE_CATEGORIES,
-        chart=charts.score_line(history), history=list(reversed(history)),
-        takeover_minutes=conversations.takeover_minutes(), is_admin=ops.is_admin(agent),
+        "console_lead.html",
+        lead=detail,
+        timeline=timeline,
+        team=team,
+        statuses=catalog.statuses(),
+        custom_fields=catalog.custom_fields(),
+        categories=NOTE_CATEGORIES,
+        chart=charts.score_line(history),
+        history=list(reversed(history)),
+        takeover_minutes=conversations.takeover_minutes(),
+        is_admin=ops.is_admin(agent),
     )
 
 
-def _lead_action(lead_id: int, action: Any, success: str, *, write: bool = False) -> WerkzeugResponse:
+def _lead_action(
+    lead_id: int, action: Any, success: str, *, write: bool = False
+) -> WerkzeugResponse:
     """Run `action(lead, agent, session)` in one transaction and come back to the lead page."""
     agent = auth.current_agent()
     assert agent is not None
@@ -345,8 +397,11 @@ def edit(lead_id: int) -> WerkzeugResponse:
             values[name] = form.get(name, "").strip() or None
     if "tags" in form:
         values["tags"] = [t.strip() for t in form.get("tags", "").split(",") if t.strip()]
-    custom = {f.name: form.get(f"cf_{f.name}", "").strip() or None
-              for f in catalog.custom_fields() if f"cf_{f.name}" in form}
+    custom = {
+        f.name: form.get(f"cf_{f.name}", "").strip() or None
+        for f in catalog.custom_fields()
+        if f"cf_{f.name}" in form
+    }
     if custom:
         values["custom_fields"] = custom
 
@@ -355,7 +410,11 @@ def edit(lead_id: int) -> WerkzeugResponse:
             values.pop("status", None)
         body = parse_model(schemas.LeadUpdate, values)
         changed = ops.update_fields(found, body, agent, session=session, now=now())
-        return f"Saved ({len(changed)} change{'s' if len(changed) != 1 else ''})." if changed else "Nothing changed."
+        return (
+            f"Saved ({len(changed)} change{'s' if len(changed) != 1 else ''})."
+            if changed
+            else "Nothing changed."
+        )
 
     return _lead_action(lead_id, apply, "Saved.", write=True)
 
@@ -364,8 +423,13 @@ def edit(lead_id: int) -> WerkzeugResponse:
 @auth.login_required
 def note(lead_id: int) -> WerkzeugResponse:
     def apply(found: Lead, agent: Agent, session: Any) -> str:
-        body = parse_model(schemas.NoteCreate, {"text": request.form.get("text", ""),
-                                                "category": request.form.get("category") or "General"})
+        body = parse_model(
+            schemas.NoteCreate,
+            {
+                "text": request.form.get("text", ""),
+                "category": request.form.get("category") or "General",
+            },
+        )
         ops.add_lead_note(found, body.text, body.category, agent, session=session)
         return f"Note added ({body.category})."
 
@@ -401,7 +465,11 @@ def bot(lead_id: int) -> WerkzeugResponse:
             minutes = request.form.get("minutes", "")
             body = parse_model(schemas.PauseBody, {"minutes": _row_id(minutes)})
             conversations.pause_bot(found, body.minutes, agent, session=session, at=now())
-            return f"The bot is paused for {body.minutes} minutes." if body.minutes else "The bot is paused until resumed."
+            return (
+                f"The bot is paused for {body.minutes} minutes."
+                if body.minutes
+                else "The bot is paused until resumed."
+            )
         raise ApiError(400, "invalid_action", "choose pause or resume")
 
     return _lead_action(lead_id, apply, "Done.")
@@ -414,7 +482,7 @@ def assign(lead_id: int) -> WerkzeugResponse:
 
     def apply(found: Lead, agent: Agent, session: Any) -> str:
         if choice == "auto":
-            target: Optional[Agent] = ops.round_robin_agent(session=session)
+            target: Agent | None = ops.round_robin_agent(session=session)
         elif choice == "me":
             target = session.get(Agent, agent.id)
         else:
@@ -431,7 +499,13 @@ def assign(lead_id: int) -> WerkzeugResponse:
 @auth.login_required
 def convert(lead_id: int) -> WerkzeugResponse:
     def apply(found: Lead, agent: Agent, session: Any) -> str:
-        ops.convert(found, agent, session=session, now=now(), note=request.form.get("note", "").strip() or None)
+        ops.convert(
+            found,
+            agent,
+            session=session,
+            now=now(),
+            note=request.form.get("note", "").strip() or None,
+        )
         return "Converted. The lead is now read-only."
 
     return _lead_action(lead_id, apply, "Converted.", write=True)
@@ -485,7 +559,8 @@ def dashboard() -> Any:
     with services().session_factory() as session:
         data = stats.dashboard(agent, session=session, at=now())
     return render_template(
-        "console_dashboard.html", data=data,
+        "console_dashboard.html",
+        data=data,
         by_status=charts.horizontal_bars(data["by_status"], catalog.status_colours()),
         by_channel=charts.horizontal_bars(data["by_channel"], charts.CHANNEL_COLOURS),
         by_band=charts.horizontal_bars(data["by_band"], charts.BAND_COLOURS),
@@ -527,13 +602,15 @@ def notifications_read() -> WerkzeugResponse:
 # ---- team (admins) ------------------------------------------------------------------------
 
 
-def _team_page(new_token_for: Optional[dict[str, Any]] = None, status: int = 200) -> Any:
+def _team_page(new_token_for: dict[str, Any] | None = None, status: int = 200) -> Any:
     with services().session_factory() as session:
         team = list_agents(session=session)
         counts = open_lead_counts(session=session, terminal_statuses=catalog.terminal_statuses())
         for a in team:
             session.expunge(a)
-    return render_template("console_agents.html", team=team, counts=counts, new_token=new_token_for), status
+    return render_template(
+        "console_agents.html", team=team, counts=counts, new_token=new_token_for
+    ), status
 
 
 @blueprint.get("/agents")
@@ -547,13 +624,25 @@ def agents() -> Any:
 def agents_create() -> Any:
     form = request.form
     try:
-        body = parse_model(schemas.AgentCreate, {
-            "name": form.get("name", ""), "email": form.get("email") or None,
-            "role": form.get("role") or "agent", "capacity": form.get("capacity") or 50,
-            "password": form.get("password") or None})
+        body = parse_model(
+            schemas.AgentCreate,
+            {
+                "name": form.get("name", ""),
+                "email": form.get("email") or None,
+                "role": form.get("role") or "agent",
+                "capacity": form.get("capacity") or 50,
+                "password": form.get("password") or None,
+            },
+        )
         with services().session_factory.begin() as session:
-            created, token = create_agent(body.name, session=session, email=body.email, role=body.role,
-                                          capacity=body.capacity, password=body.password)
+            created, token = create_agent(
+                body.name,
+                session=session,
+                email=body.email,
+                role=body.role,
+                capacity=body.capacity,
+                password=body.password,
+            )
             shown = {"name": created.name, "token": token}
     except ApiError as exc:
         _flash_error(exc)
@@ -561,7 +650,8 @@ def agents_create() -> Any:
     except (AgentError, InvalidContact) as exc:
         flash(str(exc), "error")
         return _team_page(status=422)
-    # The token is rendered into this one response and never stored in the (signed, readable) cookie.
+    # The token is rendered into this one response and never stored in the (signed, readable)
+    # cookie.
     return _team_page(new_token_for=shown)
 
 
@@ -588,4 +678,3 @@ def agents_change(agent_id: int, what: str) -> Any:
     if shown:
         return _team_page(new_token_for=shown)
     return redirect(url_for("console.agents"))
-
