@@ -1,4 +1,4 @@
-"""`leaddesk agents add|list|disable|enable`: the sales agents who work the leads."""
+"""`leaddesk agents add|list|disable|enable|link|token`: the sales agents who work the leads."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from sqlalchemy.exc import IntegrityError
 
 from leaddesk.cli.common import int_in, open_store, print_json, table
 from leaddesk.settings import Settings
-from store.agents import AgentError, create_agent, find_agent, list_agents
+from store.agents import AgentError, create_agent, find_agent, hash_token, list_agents, new_token
 from store.contacts import InvalidContact
+from store.copilot_queries import new_link_code
 from store.models import AGENT_ROLES
 from store.work import open_lead_counts
 
@@ -54,6 +55,64 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         cmd.set_defaults(func=run_set_active, active=action == "enable")
 
 
+    link = sub.add_parser(
+        "link", help="print a one-time code that links an agent's Telegram account",
+        description="Print a one-time code for the agent to send to the copilot bot in Telegram "
+                    "(/start CODE). A new code replaces any earlier one.")
+    link.add_argument("agent", metavar="AGENT", help="id, email or exact name")
+    link.add_argument("--json", action="store_true", help='print {"id", "name", "code"} as JSON')
+    link.set_defaults(func=run_link)
+
+    token = sub.add_parser(
+        "token", help="issue a new API token for an agent (the old one stops working)",
+        description="Issue a new API token for an agent, e.g. when the old one was lost or leaked. "
+                    "The old token stops working at once; the new one is shown once.")
+    token.add_argument("agent", metavar="AGENT", help="id, email or exact name")
+    token.add_argument("--json", action="store_true", help='print {"id", "name", "role", "token"} as JSON')
+    token.set_defaults(func=run_token)
+
+
+def _find(session, ref: str):  # type: ignore[no-untyped-def]
+    from leaddesk.cli import UserError
+
+    agent = find_agent(ref, session=session)
+    if agent is None:
+        raise UserError(f"no agent matches {ref!r} (use an id, an email or an exact name)")
+    return agent
+
+
+def run_link(args: argparse.Namespace, settings: Settings) -> int:
+    from leaddesk.cli import UserError
+
+    with open_store(settings) as session_factory, session_factory.begin() as session:
+        agent = _find(session, args.agent)
+        if not agent.active:
+            raise UserError(f"agent {agent.id} ({agent.name}) is disabled; enable them first")
+        code = new_link_code(agent, session=session)
+        agent_id, name = agent.id, agent.name
+    if args.json:
+        print_json({"id": agent_id, "name": name, "code": code})
+    else:
+        print(f"link code for agent {agent_id} ({name}): {code}")
+        print("in Telegram, send the copilot bot: /start " + code)
+    return 0
+
+
+def run_token(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as session_factory, session_factory.begin() as session:
+        agent = _find(session, args.agent)
+        token = new_token()
+        agent.token_hash = hash_token(token)
+        session.flush()
+        agent_id, name, role = agent.id, agent.name, agent.role
+    if args.json:
+        print_json({"id": agent_id, "name": name, "role": role, "token": token})
+    else:
+        print(f"new API token for agent {agent_id} ({name}); the old one no longer works")
+        print(f"API token (shown once, keep it safe): {token}")
+    return 0
+
+
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
     from leaddesk.cli import UserError
 
@@ -70,15 +129,18 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
                 agent, token = create_agent(args.name, session=session, email=args.email, role=args.role,
                                             capacity=args.capacity, password=password)
                 agent_id, name, role = agent.id, agent.name, agent.role
+                code = new_link_code(agent, session=session)
         except (AgentError, InvalidContact) as exc:
             raise UserError(str(exc)) from None
         except IntegrityError:
             raise UserError(f"an agent with email {args.email} already exists") from None
     if args.json:
+        # Exactly these keys (scripts rely on them); the link code is one `agents link` away.
         print_json({"id": agent_id, "name": name, "role": role, "token": token})
     else:
         print(f"agent {agent_id} ({name}, {role}) created")
         print(f"API token (shown once, keep it safe): {token}")
+        print(f"Telegram copilot: send /start {code} to the bot (one-time code)")
     return 0
 
 
@@ -108,12 +170,8 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     with open_store(settings) as session_factory, session_factory.begin() as session:
-        agent = find_agent(args.agent, session=session)
-        if agent is None:
-            raise UserError(f"no agent matches {args.agent!r} (use an id, an email or an exact name)")
+        agent = _find(session, args.agent)
         changed = agent.active != args.active
         agent.active = args.active
         session.flush()

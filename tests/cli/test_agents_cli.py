@@ -18,6 +18,7 @@ def test_version_needs_no_database(bare_cli, monkeypatch):
 
 @pytest.mark.parametrize("command", [
     [], ["agents"], ["agents", "add"], ["agents", "list"], ["agents", "disable"], ["agents", "enable"],
+    ["agents", "link"], ["agents", "token"],
     ["leads"], ["leads", "list"], ["leads", "show"], ["leads", "export"], ["leads", "import"],
     ["db"], ["db", "upgrade"], ["version"],
 ])
@@ -61,8 +62,9 @@ def test_unreachable_database_is_one_line_exit_1(bare_cli, monkeypatch, tmp_path
 def test_add_prints_id_and_a_token_that_authenticates(cli, db_engine):
     result = cli("agents", "add", "--name", "Alice", "--email", "Alice@Example.COM", "--role", "admin")
     assert result.code == 0, result.err
-    first, second = result.out.strip().splitlines()
+    first, second, third = result.out.strip().splitlines()
     assert first == "agent 1 (Alice, admin) created"
+    assert third.startswith("Telegram copilot: send /start ")
     token = second.rsplit(" ", 1)[1]
     with make_session_factory(db_engine)() as session:
         agent = agent_by_token(token, session=session)
@@ -126,3 +128,30 @@ def test_list_disable_and_enable(cli, db_engine):
 def test_disable_an_unknown_agent_is_exit_1(cli):
     result = cli("agents", "disable", "nobody")
     assert result.code == 1 and "no agent matches 'nobody'" in result.err
+
+
+def test_link_prints_a_code_the_copilot_accepts(cli, db_engine):
+    from store.copilot_queries import link_telegram
+
+    cli("agents", "add", "--name", "Alice")
+    result = cli("agents", "link", "Alice")
+    assert result.code == 0, result.err
+    code = result.out.strip().splitlines()[-1].rsplit(" ", 1)[1]
+    assert cli("agents", "link", "1", "--json").json()["code"] != code  # a new code replaces the old
+    fresh = cli("agents", "link", "1", "--json").json()["code"]
+    with make_session_factory(db_engine).begin() as session:
+        assert link_telegram(code, 4242, session=session) is None
+        assert link_telegram(fresh, 4242, session=session).name == "Alice"
+    cli("agents", "disable", "Alice")
+    result = cli("agents", "link", "Alice")
+    assert result.code == 1 and "is disabled" in result.err
+
+
+def test_token_replaces_the_old_token(cli, db_engine):
+    old = cli("agents", "add", "--name", "Alice", "--json").json()["token"]
+    new = cli("agents", "token", "Alice", "--json").json()["token"]
+    assert new != old
+    with make_session_factory(db_engine)() as session:
+        assert agent_by_token(old, session=session) is None
+        assert agent_by_token(new, session=session).name == "Alice"
+    assert "the old one no longer works" in cli("agents", "token", "1").out
