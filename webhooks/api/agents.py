@@ -13,6 +13,7 @@ from werkzeug.security import generate_password_hash
 
 from store.agents import AgentError, create_agent, hash_token, list_agents, new_token
 from store.contacts import InvalidContact, normalize_email
+from store.db import read_session
 from store.models import Agent
 from store.work import open_lead_counts
 from webhooks.api import catalog, ops, schemas
@@ -38,7 +39,7 @@ def _agent(agent_id: int, session: Any) -> Agent:
     "GET", "/me", summary="The calling agent", tag=TAG, response=schemas.AgentOut, errors=(401,)
 )
 def me() -> Any:
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         agent = _agent(g.agent.id, session)
         return jsonify(dump(schemas.AgentOut, agent_out(agent, _counts(session).get(agent.id, 0))))
 
@@ -48,7 +49,7 @@ def me() -> Any:
 )
 def agents() -> Any:
     """Admins see every agent; agents see their active colleagues (to hand leads over)."""
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         counts = _counts(session)
         rows = list_agents(session=session, include_inactive=ops.is_admin(g.agent))
         data = [agent_out(a, counts.get(a.id, 0)) for a in rows]

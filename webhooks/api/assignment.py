@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import g, jsonify
 
+from store.db import read_session
 from webhooks.api import ops, schemas
 from webhooks.api.base import endpoint, now
 from webhooks.api.leads import _detail
@@ -35,7 +36,7 @@ def assign_lead(lead_id: int, body: schemas.AssignBody) -> Any:
         )
         ops.assign(lead, target, g.agent, session=session)
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
@@ -65,8 +66,7 @@ def bulk_assign(body: schemas.BulkAssignBody) -> Any:
     errors=(400, 401, 422),
 )
 def bulk_status(body: schemas.BulkStatusBody) -> Any:
-    """Set one status on the leads given by `ids` or matching `filter`; converted leads are skipped.
-    """
+    """Set one status on the leads given by `ids` or matching `filter` (converted ones skipped)."""
     with services().session_factory.begin() as session:
         result = ops.bulk_status(body, g.agent, session=session, now=now())
     return jsonify(dump(schemas.BulkResult, result))

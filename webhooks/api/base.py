@@ -131,8 +131,7 @@ def _list_fields(model: type[BaseModel]) -> set[str]:
 
 
 def parse_query(model: type[BaseModel], args: Any = None) -> Any:
-    """Read query parameters into `model`: list fields take repeats, unknown parameters are refused.
-    """
+    """Read query parameters into `model`: lists take repeats, unknown parameters are refused."""
     args = request.args if args is None else args
     lists = _list_fields(model)
     data: dict[str, Any] = {}

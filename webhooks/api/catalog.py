@@ -67,6 +67,10 @@ def current_prompts() -> Any:
         return prompts()
     if prompts is not None:
         return prompts
+    # The running bot holds the configuration in force (reloaded when an admin edits prompts/).
+    bot = svc.get("bot")
+    if bot is not None and getattr(bot, "prompts", None) is not None:
+        return bot.prompts
     # No configuration handed over: load the prompts directory once and keep it for this app.
     with _loaded_lock:
         if "_api_prompts" not in svc.extras:

@@ -11,6 +11,7 @@ from typing import Any
 from flask import g, jsonify
 from sqlalchemy import select
 
+from store.db import read_session
 from store.models import Agent, Conversation, Lead, Message
 from webhooks.api import ops, schemas
 from webhooks.api.base import as_utc, endpoint, now
@@ -35,6 +36,11 @@ def outbox() -> Any:
 
 
 def takeover_minutes() -> int:
+    """The takeover window: the running bot's (business.yaml may set one), else the setting."""
+    bot = services().get("bot")
+    minutes = getattr(bot, "takeover_minutes", None) if bot is not None else None
+    if isinstance(minutes, int) and minutes > 0:
+        return minutes
     return int(getattr(services().settings, "takeover_minutes", 60) or 60)
 
 
@@ -47,7 +53,7 @@ def send_reply(
     from bot.takeover import send_agent_reply
 
     svc = services()
-    with svc.session_factory() as session:
+    with read_session(svc.session_factory) as session:
         lead = ops.load_lead(lead_id, agent, session=session)
         lead_id = lead.id
         has_conversation = (
@@ -73,7 +79,7 @@ def send_reply(
         )
     except (LookupError, ValueError) as exc:
         raise ApiError(409, "cannot_reply", str(exc) or "the reply could not be sent") from None
-    with svc.session_factory() as session:
+    with read_session(svc.session_factory) as session:
         message = _sent_message(result, lead_id, agent.id, session=session)
         lead = session.get(Lead, lead_id)
         paused_until = as_utc(lead.ai_paused_until) if lead is not None else None
@@ -157,7 +163,7 @@ def pause(lead_id: int, body: schemas.PauseBody) -> Any:
         lead = ops.load_lead(lead_id, g.agent, session=session)
         pause_bot(lead, body.minutes, g.agent, session=session, at=now())
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
@@ -177,5 +183,5 @@ def resume(lead_id: int) -> Any:
         lead = ops.load_lead(lead_id, g.agent, session=session)
         resume_bot(lead, g.agent, session=session)
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))

@@ -14,6 +14,7 @@ from flask import g, jsonify
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import Session, selectinload
 
+from store.db import read_session
 from store.models import Conversation, Lead
 from store.query import LeadQuery, build_lead_query, count_leads
 from webhooks.api import ops, schemas
@@ -141,7 +142,7 @@ def list_leads(params: schemas.LeadListParams) -> Any:
     """Leads the agent may see (admins: all) matching the filters, one page at a time."""
     at = now()
     query = ops.lead_query(params, g.agent, now=at, sort=params.sort, limit=params.limit)
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         rows, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
         leads = [lead_summary(lead, at) for lead in rows]
     return jsonify(
@@ -164,7 +165,7 @@ def create_lead(body: schemas.LeadCreate) -> Any:
     with services().session_factory.begin() as session:
         lead = ops.create_lead(body, g.agent, session=session, now=now())
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True)), 201
 
 
@@ -180,7 +181,7 @@ def get_lead(lead_id: int) -> Any:
     """Profile, identities, conversations with messages, notes, score history with factors, audit
     trail.
     """
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session))
 
 
@@ -199,7 +200,7 @@ def update_lead(lead_id: int, body: schemas.LeadUpdate) -> Any:
         lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
         ops.update_fields(lead, body, g.agent, session=session, now=now())
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
@@ -218,7 +219,7 @@ def convert_lead(lead_id: int, body: schemas.ConvertBody) -> Any:
         lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
         ops.convert(lead, g.agent, session=session, now=now(), note=body.note)
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
@@ -237,7 +238,7 @@ def reopen_lead(lead_id: int) -> Any:
         lead = ops.load_lead(lead_id, g.agent, session=session)
         ops.reopen(lead, g.agent, session=session)
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 
@@ -256,7 +257,7 @@ def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
         lead = ops.load_lead(lead_id, g.agent, session=session)
         ops.set_archived(lead, body.archived, g.agent, session=session)
         lead_id = lead.id
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 
 

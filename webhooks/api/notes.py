@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import g, jsonify
 
+from store.db import read_session
 from store.work import list_notes
 from webhooks.api import ops, schemas
 from webhooks.api.base import endpoint
@@ -25,7 +26,7 @@ TAG = "Notes"
 )
 def list_lead_notes(lead_id: int) -> Any:
     """The lead's notes, oldest first."""
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         lead = ops.load_lead(lead_id, g.agent, session=session)
         notes = [note_out(n) for n in list_notes(lead.id, session=session)]
     return jsonify(dump(schemas.NoteList, {"notes": notes}))

@@ -7,6 +7,7 @@ from typing import Any
 from flask import g, jsonify
 from sqlalchemy import select
 
+from store.db import read_session
 from store.models import Lead, Notification
 from store.work import mark_read, unread_notifications
 from webhooks.api import schemas
@@ -56,7 +57,7 @@ def unread_count(agent_id: int, *, session: Any) -> int:
 )
 def list_notifications(params: schemas.NotificationParams) -> Any:
     """The agent's due notifications, newest first (unread only unless `unread=false`)."""
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         items = agent_notifications(g.agent.id, unread=params.unread, session=session)
         count = unread_count(g.agent.id, session=session)
     return jsonify(dump(schemas.NotificationList, {"notifications": items, "unread": count}))

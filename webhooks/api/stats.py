@@ -11,6 +11,7 @@ from flask import g, jsonify
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
+from store.db import read_session
 from store.models import HOT_SCORE, Agent, Conversation, Identity, Lead, Message
 from webhooks.api import catalog, ops, schemas
 from webhooks.api.base import as_utc, endpoint, now
@@ -139,6 +140,6 @@ def hot_needing_attention(agent: Agent, *, session: Session, limit: int = 10) ->
 def get_dashboard() -> Any:
     """Counts by status, channel and score band, new leads per day (14 days), conversions per week
     (12 weeks) and the hot leads needing attention, over the leads the agent may see."""
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         data = dashboard(g.agent, session=session, at=now())
     return jsonify(dump(schemas.Dashboard, data))

@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from flask import abort, g, redirect, request, session, url_for
 
 from store.agents import agent_by_password, agent_by_token
+from store.db import read_session
 from store.models import Agent
 from webhooks.app import services
 
@@ -50,7 +51,7 @@ def check_csrf() -> None:
 
 def sign_in(token: str = "", email: str = "", password: str = "") -> Agent | None:
     """The active agent these credentials belong to, or None."""
-    with services().session_factory() as db:
+    with read_session(services().session_factory) as db:
         agent = None
         if token.strip():
             agent = agent_by_token(token.strip(), session=db)
@@ -83,7 +84,7 @@ def current_agent() -> Agent | None:
     agent = None
     agent_id = session.get(SESSION_AGENT)
     if isinstance(agent_id, int):
-        with services().session_factory() as db:
+        with read_session(services().session_factory) as db:
             agent = db.get(Agent, agent_id)
             if agent is not None and agent.active:
                 db.expunge(agent)

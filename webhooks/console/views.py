@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from store.agents import AgentError, create_agent, hash_token, list_agents, new_token
 from store.contacts import InvalidContact
+from store.db import read_session
 from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
 from store.work import mark_read, open_lead_counts, unread_notifications
 from webhooks.api import catalog, conversations, ops, schemas, stats, transfer
@@ -100,7 +101,7 @@ def _context() -> dict[str, Any]:
     agent = auth.current_agent()
     unread = 0
     if agent is not None:
-        with services().session_factory() as session:
+        with read_session(services().session_factory) as session:
             unread = len(unread_notifications(agent.id, session=session, now=now()))
     return {
         "me": agent,
@@ -235,14 +236,14 @@ def leads() -> Any:
             )
             at = now()
             query = ops.lead_query(params, agent, now=at, sort=params.sort, limit=PAGE_SIZE)
-            with services().session_factory() as session:
+            with read_session(services().session_factory) as session:
                 page, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
                 rows = [lead_summary(lead, at) for lead in page]
         except ApiError as exc:
             problem = exc.message
     if problem:
         flash(f"Filter not applied: {problem}", "error")
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         team = [a for a in list_agents(session=session, include_inactive=False)]
         for a in team:
             session.expunge(a)
@@ -339,7 +340,7 @@ def lead(lead_id: int) -> Any:
     agent = auth.current_agent()
     assert agent is not None
     at = now()
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         try:
             found = ops.load_lead(lead_id, agent, session=session)
         except ApiError as exc:
@@ -556,7 +557,7 @@ def delete(lead_id: int) -> WerkzeugResponse:
 def dashboard() -> Any:
     agent = auth.current_agent()
     assert agent is not None
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         data = stats.dashboard(agent, session=session, at=now())
     return render_template(
         "console_dashboard.html",
@@ -576,7 +577,7 @@ def notifications() -> Any:
     agent = auth.current_agent()
     assert agent is not None
     show_all = request.args.get("all") == "1"
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         items = agent_notifications(agent.id, unread=not show_all, session=session)
     return render_template("console_notifications.html", items=items, show_all=show_all)
 
@@ -603,7 +604,7 @@ def notifications_read() -> WerkzeugResponse:
 
 
 def _team_page(new_token_for: dict[str, Any] | None = None, status: int = 200) -> Any:
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         team = list_agents(session=session)
         counts = open_lead_counts(session=session, terminal_statuses=catalog.terminal_statuses())
         for a in team:
