@@ -1,4 +1,5 @@
-"""Webhook acknowledgement benchmark: how fast `leaddesk serve` acknowledges signed WhatsApp webhooks,
+"""Webhook acknowledgement benchmark: how fast `leaddesk serve` acknowledges signed WhatsApp
+webhooks,
 beside a bare Flask endpoint that returns 200 under the same server (waitress, same thread count).
 
     python benchmarks/webhook_bench.py [--count 1000] [--concurrency 8] [--customers 100]
@@ -70,22 +71,61 @@ def wait_http(port: int, path: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"nothing answered on port {port}")
 
 
-def make_bodies(count: int, customers: int, duplicates: float, seed: int = 7) -> tuple[list[bytes], int]:
-    """Signed-ready WhatsApp text webhook bodies; a share of them are redeliveries of earlier ones."""
+def make_bodies(
+    count: int, customers: int, duplicates: float, seed: int = 7
+) -> tuple[list[bytes], int]:
+    """Signed-ready WhatsApp text webhook bodies; a share of them are redeliveries of earlier
+    ones."""
     rng = random.Random(seed)
     unique = max(1, int(count * (1 - duplicates)))
     bodies = []
     now = int(time.time())
     for index in range(unique):
         wa_id = f"1415555{(index % customers):04d}"
-        body = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "1065"},
-            "contacts": [{"profile": {"name": f"Bench Customer {index % customers}"}, "wa_id": wa_id}],
-            "messages": [{"from": wa_id, "id": f"wamid.bench{index:07d}", "timestamp": str(now), "type": "text",
-                          "text": {"body": rng.choice(["Hi, how much is a solar system?", "Do you install batteries?",
-                                                       "What areas do you cover?", "Can I get a quote?"])}}],
-        }}]}]}
+        body = {
+            "object": "whatsapp_business_account",
+            "entry": [
+                {
+                    "id": "WABA",
+                    "changes": [
+                        {
+                            "field": "messages",
+                            "value": {
+                                "messaging_product": "whatsapp",
+                                "metadata": {
+                                    "display_phone_number": "15550001111",
+                                    "phone_number_id": "1065",
+                                },
+                                "contacts": [
+                                    {
+                                        "profile": {"name": f"Bench Customer {index % customers}"},
+                                        "wa_id": wa_id,
+                                    }
+                                ],
+                                "messages": [
+                                    {
+                                        "from": wa_id,
+                                        "id": f"wamid.bench{index:07d}",
+                                        "timestamp": str(now),
+                                        "type": "text",
+                                        "text": {
+                                            "body": rng.choice(
+                                                [
+                                                    "Hi, how much is a solar system?",
+                                                    "Do you install batteries?",
+                                                    "What areas do you cover?",
+                                                    "Can I get a quote?",
+                                                ]
+                                            )
+                                        },
+                                    }
+                                ],
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
         bodies.append(json.dumps(body).encode("utf-8"))
     redelivered = [bodies[rng.randrange(unique)] for _ in range(count - unique)]
     everything = bodies + redelivered
@@ -95,8 +135,12 @@ def make_bodies(count: int, customers: int, duplicates: float, seed: int = 7) ->
 
 
 def fire(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, list[float], int]:
-    """Send every body once over `concurrency` keep-alive connections; (seconds, latencies, failures)."""
-    signed = [(body, "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()) for body in bodies]
+    """Send every body once over `concurrency` keep-alive connections; (seconds, latencies,
+    failures)."""
+    signed = [
+        (body, "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest())
+        for body in bodies
+    ]
     latencies: list[float] = []
     failures = [0]
     lock = threading.Lock()
@@ -113,8 +157,12 @@ def fire(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, list[
             body, signature = signed[index]
             started = time.perf_counter()
             try:
-                connection.request("POST", "/webhooks/whatsapp", body=body, headers={
-                    "Content-Type": "application/json", "X-Hub-Signature-256": signature})
+                connection.request(
+                    "POST",
+                    "/webhooks/whatsapp",
+                    body=body,
+                    headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature},
+                )
                 response = connection.getresponse()
                 response.read()
                 ok = response.status == 200
@@ -142,8 +190,13 @@ def fire(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, list[
 def summarise(name: str, seconds: float, latencies: list[float], failures: int) -> dict[str, Any]:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return {"name": name, "acks_per_s": len(latencies) / seconds, "p50_ms": statistics.median(ordered) * 1000,
-            "p99_ms": p99 * 1000, "failures": failures}
+    return {
+        "name": name,
+        "acks_per_s": len(latencies) / seconds,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": p99 * 1000,
+        "failures": failures,
+    }
 
 
 class FakeGraph(ThreadingHTTPServer):
@@ -162,7 +215,9 @@ class FakeGraph(ThreadingHTTPServer):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
                     number = next(counter)
-                data = json.dumps({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.out{number}"}]}).encode()
+                data = json.dumps(
+                    {"messaging_product": "whatsapp", "messages": [{"id": f"wamid.out{number}"}]}
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -182,8 +237,9 @@ class FakeGraph(ThreadingHTTPServer):
 
 def run_bare(bodies: list[bytes], concurrency: int) -> dict[str, Any]:
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(port), str(HTTP_THREADS)],
-                               stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-c", BARE_SERVER, str(port), str(HTTP_THREADS)], stdin=subprocess.DEVNULL
+    )
     try:
         wait_http(port, "/")
         fire(port, bodies[: min(200, len(bodies))], concurrency)  # warm up
@@ -193,17 +249,47 @@ def run_bare(bodies: list[bytes], concurrency: int) -> dict[str, Any]:
         process.wait(10)
 
 
-def start_leaddesk(database: Path, graph_url: str, workers: int) -> tuple[subprocess.Popen[str], int, list[str]]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("META_", "WHATSAPP_", "MESSENGER_", "INSTAGRAM_", "OPENAI_", "LEADDESK_", "TELEGRAM_"))}
-    env.update({"DATABASE_URL": f"sqlite:///{database}", "META_APP_SECRET": SECRET, "META_VERIFY_TOKEN": "bench",
-                "META_APP_ID": "1", "WHATSAPP_ACCESS_TOKEN": "bench-token", "WHATSAPP_PHONE_NUMBER_ID": "1065",
-                "META_GRAPH_URL": graph_url, "LEADDESK_WORKER_THREADS": str(workers)})
-    command = [sys.executable, "-c", "from leaddesk.cli import run; run()", "serve", "--port", "0",
-               "--threads", str(HTTP_THREADS)]
+def start_leaddesk(
+    database: Path, graph_url: str, workers: int
+) -> tuple[subprocess.Popen[str], int, list[str]]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("META_", "WHATSAPP_", "MESSENGER_", "INSTAGRAM_", "OPENAI_", "LEADDESK_", "TELEGRAM_")
+        )
+    }
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{database}",
+            "META_APP_SECRET": SECRET,
+            "META_VERIFY_TOKEN": "bench",
+            "META_APP_ID": "1",
+            "WHATSAPP_ACCESS_TOKEN": "bench-token",
+            "WHATSAPP_PHONE_NUMBER_ID": "1065",
+            "META_GRAPH_URL": graph_url,
+            "LEADDESK_WORKER_THREADS": str(workers),
+        }
+    )
+    command = [
+        sys.executable,
+        "-c",
+        "from leaddesk.cli import run; run()",
+        "serve",
+        "--port",
+        "0",
+        "--threads",
+        str(HTTP_THREADS),
+    ]
     env["LEADDESK_LOG_LEVEL"] = "INFO"  # the start-up line tells the port
-    process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     found: list[int] = []
     ready = threading.Event()
@@ -233,50 +319,80 @@ def verify(database: Path, unique: int, customers: int, timeout: float) -> tuple
     try:
         while True:
             inbound, pending = connection.execute(
-                "SELECT COUNT(*), SUM(processed_at IS NULL) FROM messages WHERE direction = 'in'").fetchone()
-            unsent = connection.execute("SELECT COUNT(*) FROM messages WHERE direction = 'out' "
-                                        "AND delivery_status IN ('pending', 'sending')").fetchone()[0]
+                "SELECT COUNT(*), SUM(processed_at IS NULL) FROM messages WHERE direction = 'in'"
+            ).fetchone()
+            unsent = connection.execute(
+                "SELECT COUNT(*) FROM messages WHERE direction = 'out' "
+                "AND delivery_status IN ('pending', 'sending')"
+            ).fetchone()[0]
             if (inbound == unique and not pending and not unsent) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         waited = time.monotonic() - started
         distinct = connection.execute(
-            "SELECT COUNT(DISTINCT channel_message_id) FROM messages WHERE direction = 'in'").fetchone()[0]
+            "SELECT COUNT(DISTINCT channel_message_id) FROM messages WHERE direction = 'in'"
+        ).fetchone()[0]
         conversations = connection.execute("SELECT COUNT(*) FROM conversations").fetchone()[0]
         # A conversation is answered when a bot reply follows its last customer message.
         unanswered = connection.execute("""
             SELECT COUNT(*) FROM conversations c
             WHERE NOT EXISTS (
                 SELECT 1 FROM messages b WHERE b.conversation_id = c.id AND b.author = 'bot'
-                AND b.id > (SELECT MAX(i.id) FROM messages i WHERE i.conversation_id = c.id AND i.direction = 'in'))
+                AND b.id > (SELECT MAX(i.id) FROM messages i
+                            WHERE i.conversation_id = c.id AND i.direction = 'in'))
         """).fetchone()[0]
         replies, sent = connection.execute(
-            "SELECT COUNT(*), SUM(delivery_status = 'sent') FROM messages WHERE author = 'bot'").fetchone()
+            "SELECT COUNT(*), SUM(delivery_status = 'sent') FROM messages WHERE author = 'bot'"
+        ).fetchone()
     finally:
         connection.close()
-    ok = inbound == unique == distinct and not pending and conversations == customers and unanswered == 0
-    report = (f"{inbound} messages stored for {unique} unique deliveries ({distinct} distinct ids), "
-              f"{pending or 0} unprocessed; {conversations - unanswered}/{conversations} conversations answered "
-              f"with {replies} bot replies ({sent or 0} sent through the Graph API stand-in)")
+    ok = (
+        inbound == unique == distinct
+        and not pending
+        and conversations == customers
+        and unanswered == 0
+    )
+    report = (
+        f"{inbound} messages stored for {unique} unique deliveries ({distinct} distinct ids), "
+        f"{pending or 0} unprocessed; {conversations - unanswered}/{conversations} conversations "
+        f"answered with {replies} bot replies ({sent or 0} sent through the Graph API stand-in)"
+    )
     return ok, report, waited
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=1000, help="webhook requests to send (default 1000)")
-    parser.add_argument("--concurrency", type=int, default=8, help="parallel connections (default 8)")
-    parser.add_argument("--customers", type=int, default=100, help="distinct WhatsApp users (default 100)")
-    parser.add_argument("--duplicates", type=float, default=0.05, help="share of redeliveries (default 0.05)")
+    parser.add_argument(
+        "--count", type=int, default=1000, help="webhook requests to send (default 1000)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="parallel connections (default 8)"
+    )
+    parser.add_argument(
+        "--customers", type=int, default=100, help="distinct WhatsApp users (default 100)"
+    )
+    parser.add_argument(
+        "--duplicates", type=float, default=0.05, help="share of redeliveries (default 0.05)"
+    )
     parser.add_argument("--workers", type=int, default=4, help="bot worker threads (default 4)")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the bot (default 600)")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds to wait for the bot (default 600)"
+    )
     args = parser.parse_args(argv)
-    if not 1 <= args.count <= 100_000 or not 1 <= args.concurrency <= 64 or not 0 <= args.duplicates < 0.5:
+    if (
+        not 1 <= args.count <= 100_000
+        or not 1 <= args.concurrency <= 64
+        or not 0 <= args.duplicates < 0.5
+    ):
         parser.error("use --count 1..100000, --concurrency 1..64, --duplicates 0..0.5")
     customers = min(args.customers, max(1, int(args.count * (1 - args.duplicates))))
     bodies, unique = make_bodies(args.count, customers, args.duplicates)
 
-    print(f"{args.count} signed WhatsApp text webhooks ({args.count - unique} redeliveries) from {customers} "
-          f"customers, {args.concurrency} keep-alive connections, waitress with {HTTP_THREADS} threads, loopback")
+    print(
+        f"{args.count} signed WhatsApp text webhooks ({args.count - unique} redeliveries) from "
+        f"{customers} customers, {args.concurrency} keep-alive connections, waitress with "
+        f"{HTTP_THREADS} threads, loopback"
+    )
     bare = run_bare(bodies, args.concurrency)
 
     graph = FakeGraph()
@@ -287,7 +403,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         upgrade(f"sqlite:///{database}")
         process, port, lines = start_leaddesk(database, graph.url, args.workers)
         try:
-            leaddesk = summarise("leaddesk serve (store + dispatch)", *fire(port, bodies, args.concurrency))
+            leaddesk = summarise(
+                "leaddesk serve (store + dispatch)", *fire(port, bodies, args.concurrency)
+            )
             ok, report, waited = verify(database, unique, customers, args.timeout)
         finally:
             process.send_signal(signal.SIGTERM)
@@ -299,8 +417,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     print(f"\n{'':36} {'acks/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
     for row in (bare, leaddesk):
-        print(f"{row['name']:36} {row['acks_per_s']:9.0f} {row['p50_ms']:9.1f} {row['p99_ms']:9.1f} {row['failures']:7d}")
-    print(f"\nafter the load: {report}; the workers finished {waited:.1f}s after the last acknowledgement")
+        print(
+            f"{row['name']:36} {row['acks_per_s']:9.0f} {row['p50_ms']:9.1f} "
+            f"{row['p99_ms']:9.1f} {row['failures']:7d}"
+        )
+    print(
+        f"\nafter the load: {report}; the workers finished {waited:.1f}s after the last "
+        "acknowledgement"
+    )
     errors = [line for line in lines if " ERROR " in line]
     if errors:
         print(f"{len(errors)} error line(s) in the server log, first: {errors[0]}")

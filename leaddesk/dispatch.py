@@ -182,7 +182,7 @@ class ThreadDispatcher:
     # -- the workers --------------------------------------------------------------------------
 
     def _promote(self, conversation_id: int) -> None:
-        """A new submit for a conversation waiting on a retry makes it ready now (fresh messages)."""
+        """Make a conversation waiting on a retry ready now: a new submit means fresh messages."""
         for index, (_due, _seq, cid) in enumerate(self._delayed):
             if cid == conversation_id:
                 self._delayed.pop(index)

@@ -63,12 +63,14 @@ class Runtime:
 
     def _resend(self) -> None:
         try:
-            # Without a broker this is the only process that sends: a send still claimed at start was
-            # cut off by a crash. With workers elsewhere, only sends claimed long ago are.
+            # Without a broker this is the only process that sends: a send still claimed at start
+            # was cut off by a crash. With workers elsewhere, only sends claimed long ago are.
             from leaddesk.broker import SEND_INTERRUPTED_AFTER, mark_interrupted_sends
             from store.models import utcnow
 
-            claimed_before = utcnow() - (SEND_INTERRUPTED_AFTER if self.settings.broker_url else timedelta(0))
+            claimed_before = utcnow() - (
+                SEND_INTERRUPTED_AFTER if self.settings.broker_url else timedelta(0)
+            )
             mark_interrupted_sends(self.session_factory, claimed_before)
             self.outbox.resend_pending()
         except Exception:  # noqa: BLE001 - a failed catch-up must not take the server down
@@ -108,9 +110,18 @@ def build_runtime(
     session_factory = make_session_factory(engine)
     model = model if model is not None else make_chat_model(settings)
     notifier = ReplyNotifier()
-    outbox = ChannelOutbox(session_factory=session_factory, settings=settings, notifier=notifier, clock=clock)
-    bot = BotService(session_factory=session_factory, prompts=prompts, model=model, outbox=outbox,
-                     clock=clock, region=settings.default_region, takeover_minutes=settings.takeover_minutes)
+    outbox = ChannelOutbox(
+        session_factory=session_factory, settings=settings, notifier=notifier, clock=clock
+    )
+    bot = BotService(
+        session_factory=session_factory,
+        prompts=prompts,
+        model=model,
+        outbox=outbox,
+        clock=clock,
+        region=settings.default_region,
+        takeover_minutes=settings.takeover_minutes,
+    )
 
     def pending() -> list[int]:
         with session_factory() as session:
@@ -123,40 +134,91 @@ def build_runtime(
         human_took_over(lead, session=session, now=now, minutes=bot.takeover_minutes)
 
     closers = ExitStack()
-    copilot, telegram = build_copilot(settings, closers, session_factory=session_factory, prompts=prompts,
-                                      model=model, outbox=outbox, clock=clock)
-    app = create_app(settings, session_factory=session_factory, dispatcher=dispatcher, outbox=outbox,
-                     notifier=notifier, bot=bot, on_human_reply=on_human_reply, clock=clock,
-                     chat_limits=chat_limits or ChatLimits(), copilot=copilot)
+    copilot, telegram = build_copilot(
+        settings,
+        closers,
+        session_factory=session_factory,
+        prompts=prompts,
+        model=model,
+        outbox=outbox,
+        clock=clock,
+    )
+    app = create_app(
+        settings,
+        session_factory=session_factory,
+        dispatcher=dispatcher,
+        outbox=outbox,
+        notifier=notifier,
+        bot=bot,
+        on_human_reply=on_human_reply,
+        clock=clock,
+        chat_limits=chat_limits or ChatLimits(),
+        copilot=copilot,
+    )
     add_health_probe(app, "workers", dispatcher.health)
-    return Runtime(settings=settings, engine=engine, session_factory=session_factory, prompts=prompts,
-                   model=model, notifier=notifier, outbox=outbox, bot=bot, dispatcher=dispatcher, app=app,
-                   copilot=copilot, telegram=telegram, _closers=closers)
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        session_factory=session_factory,
+        prompts=prompts,
+        model=model,
+        notifier=notifier,
+        outbox=outbox,
+        bot=bot,
+        dispatcher=dispatcher,
+        app=app,
+        copilot=copilot,
+        telegram=telegram,
+        _closers=closers,
+    )
 
 
-def build_copilot(settings: Settings, closers: ExitStack, *, session_factory: sessionmaker[Session], prompts: Any,
-                  model: Optional[BaseChatModel], outbox: Any, clock: Callable[[], datetime]) -> tuple[Any, Any]:
+def build_copilot(
+    settings: Settings,
+    closers: ExitStack,
+    *,
+    session_factory: sessionmaker[Session],
+    prompts: Any,
+    model: Optional[BaseChatModel],
+    outbox: Any,
+    clock: Callable[[], datetime],
+) -> tuple[Any, Any]:
     """The agents' copilot (for POST /api/copilot) and, with TELEGRAM_BOT_TOKEN, its Telegram bot.
     Its memory (a checkpointer) stays open until `closers` closes."""
     from copilot import Copilot, build_graph, open_checkpointer
     from copilot.telegram import BackgroundBot, build_application, webhook_options
 
-    memory = closers.enter_context(open_checkpointer(settings.database_url, memory_file=settings.copilot_memory_path))
-    graph = build_graph(session_factory=session_factory, prompts=prompts, checkpointer=memory, model=model,
-                        outbox=outbox, clock=clock, region=settings.default_region,
-                        takeover_minutes=settings.takeover_minutes)
+    memory = closers.enter_context(
+        open_checkpointer(settings.database_url, memory_file=settings.copilot_memory_path)
+    )
+    graph = build_graph(
+        session_factory=session_factory,
+        prompts=prompts,
+        checkpointer=memory,
+        model=model,
+        outbox=outbox,
+        clock=clock,
+        region=settings.default_region,
+        takeover_minutes=settings.takeover_minutes,
+    )
     copilot = Copilot(graph)
-    token = settings.telegram_bot_token.get_secret_value().strip() if settings.telegram_bot_token else ""
+    token = (
+        settings.telegram_bot_token.get_secret_value().strip()
+        if settings.telegram_bot_token
+        else ""
+    )
     if not token:
         return copilot, None
-    application = build_application(settings=settings, copilot=copilot, session_factory=session_factory,
-                                    clock=clock)
+    application = build_application(
+        settings=settings, copilot=copilot, session_factory=session_factory, clock=clock
+    )
     webhook = webhook_options(settings) if settings.telegram_webhook_url else None
     return copilot, BackgroundBot(application, webhook=webhook)
 
 
-def make_dispatcher(settings: Settings, handler: Callable[[int], Any],
-                    pending: Callable[[], list[int]]) -> Dispatcher:
+def make_dispatcher(
+    settings: Settings, handler: Callable[[int], Any], pending: Callable[[], list[int]]
+) -> Dispatcher:
     """The job dispatcher: in-process worker threads (LEADDESK_WORKER_THREADS of them), or with
     LEADDESK_BROKER_URL set, Celery tasks that `leaddesk worker` processes run."""
     if settings.broker_url:

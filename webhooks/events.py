@@ -21,7 +21,8 @@ MAX_TEXT = 20000
 
 @dataclass
 class StatusUpdate:
-    """A delivery report for messages we sent: by channel message id, or everything up to a watermark."""
+    """A delivery report for messages we sent: by channel message id, or everything up to a
+    watermark."""
 
     channel: str
     status: str  # sent, delivered, read, failed
@@ -51,7 +52,8 @@ class ParsedBatch:
 
 
 def parse_timestamp(value: Any) -> Optional[datetime]:
-    """Meta sends seconds or milliseconds since the epoch (as numbers or strings), or ISO 8601 text."""
+    """Meta sends seconds or milliseconds since the epoch (as numbers or strings), or ISO 8601
+    text."""
     if value is None or isinstance(value, bool):
         return None
     number: Optional[float] = None

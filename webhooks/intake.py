@@ -1,4 +1,5 @@
-"""Storing what a webhook carried: every inbound message once (dedupe by the unique index), human replies
+"""Storing what a webhook carried: every inbound message once (dedupe by the unique index), human
+replies
 echoed from native apps (which pause the bot), and delivery reports on the messages we sent.
 
 Everything of one request is written in one short transaction; the caller dispatches afterwards.
@@ -51,7 +52,7 @@ def store_batch(
             ingested = ingest(inbound, session=session, region=region)
             if ingested.duplicate:
                 result.duplicates += 1
-                # Still pending (e.g. the first delivery was stored but never dispatched): dispatch again.
+                # Still pending (stored by a delivery that was never dispatched): dispatch again.
                 if ingested.message.direction == "in" and ingested.message.processed_at is None:
                     touched[ingested.conversation.id] = None
                 continue
@@ -91,7 +92,8 @@ def _human_replied(
 
 
 def _link_aliases(ingested: Ingested, aliases: list[str], *, session: Session) -> Lead:
-    """Record other ids of the same person on this channel (e.g. the WhatsApp BSUID beside the phone).
+    """Record other ids of the same person on this channel (e.g. the WhatsApp BSUID beside the
+    phone).
 
     An alias already owned by another lead means the two leads are one person: they are merged.
     """

@@ -60,7 +60,8 @@ instagram_bp = Blueprint("instagram", __name__, url_prefix="/webhooks")
 
 
 def parse_messaging(payload: Any, channel: str, *, app_id: Optional[str] = None) -> ParsedBatch:
-    """Parse a Messenger (`channel="messenger"`) or Instagram webhook body; never raises on odd input.
+    """Parse a Messenger (`channel="messenger"`) or Instagram webhook body; never raises on odd
+    input.
 
     `app_id` is our META_APP_ID: echoes carrying it are our own replies. Without it, echoes cannot
     be told apart, so none is taken for a human takeover.

@@ -1,5 +1,6 @@
-"""What the three Meta webhooks share: the GET subscription handshake, the signature check on the raw
-body, and the receive path (verify, parse, store the whole batch in one transaction, answer, dispatch).
+"""What the three Meta webhooks share: the GET subscription handshake, the signature check on the
+raw body, and the receive path (verify, parse, store the whole batch in one transaction, answer,
+dispatch).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ Parser = Callable[[Any, Any], ParsedBatch]
 
 
 def signature_for(body: bytes, secret: str) -> str:
-    """The X-Hub-Signature-256 header value Meta sends for `body` (also used by tests and benchmarks)."""
+    """The X-Hub-Signature-256 header value Meta sends for `body` (also used by tests and
+    benchmarks)."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
@@ -72,7 +74,8 @@ def verify_subscription() -> Response | tuple[Any, int]:
 
 
 def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
-    """POST: verify the signature, store every event of the batch, answer 200, then hand off the work."""
+    """POST: verify the signature, store every event of the batch, answer 200, then hand off the
+    work."""
     svc = services()
     settings = svc.settings
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read

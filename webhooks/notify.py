@@ -1,4 +1,5 @@
-"""Wake-ups for long-polling web chat clients: the outbox signals a conversation when a reply is recorded.
+"""Wake-ups for long-polling web chat clients: the outbox signals a conversation when a reply is
+recorded.
 
 Only conversations somebody is waiting on are tracked, so memory stays bounded. A missed signal
 (e.g. the reply was recorded by a worker in another process) costs at most one poll interval,
@@ -31,7 +32,8 @@ class ReplyNotifier:
 
     @contextmanager
     def watch(self, conversation_id: int) -> Iterator[Watch]:
-        """Register interest before reading the store, so a reply recorded in between is not missed."""
+        """Register interest before reading the store, so a reply recorded in between is not
+        missed."""
         with self._cond:
             self._watchers[conversation_id] = self._watchers.get(conversation_id, 0) + 1
             self._versions.setdefault(conversation_id, 0)

@@ -133,7 +133,8 @@ class ChannelOutbox:
                 log.exception("delivering message %s failed unexpectedly", message_id)
 
     def resend_pending(self, limit: int = 1000) -> int:
-        """Deliver outbound messages recorded but never handed over (e.g. a crash before delivery)."""
+        """Deliver outbound messages recorded but never handed over (e.g. a crash before
+        delivery)."""
         with self._session_factory() as session:
             ids = list(
                 session.scalars(
@@ -266,7 +267,7 @@ class ChannelOutbox:
         try:
             self._write_outcome(plan.message_id, values)
         except IntegrityError:
-            # The channel id is already on another row (a misread echo): keep the outcome without it.
+            # The channel id is already on another row (a misread echo): keep the outcome only.
             values.pop("channel_message_id", None)
             values["error"] = f"sent as {channel_message_id}"
             self._write_outcome(plan.message_id, values)
@@ -286,7 +287,8 @@ class ChannelOutbox:
     # -- the Graph API ------------------------------------------------------------------------
 
     def send(self, channel: str, recipient: str, text: str) -> SendResult:
-        """Send `text` to `recipient` on a Meta channel (in parts when longer than the channel allows)."""
+        """Send `text` to `recipient` on a Meta channel (in parts when longer than the channel
+        allows)."""
         base = self._settings.meta_graph_url.rstrip("/")
         if channel == "whatsapp":
             url = f"{base}/{self._settings.whatsapp_phone_number_id}/messages"
@@ -392,7 +394,7 @@ def _graph_error(response: httpx.Response) -> str:
         return str(error)[:300]
     code = error.get("code")
     message = str(error.get("message") or error.get("error_user_msg") or "error")[:300]
-    # Graph messages usually start with their code already, e.g. "(#131030) Recipient not in allowed list".
+    # Graph messages usually start with their code, e.g. "(#131030) Recipient not in allowed list".
     if code is None or message.startswith("(#"):
         return message
     return f"(#{code}) {message}"

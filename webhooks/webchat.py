@@ -2,7 +2,8 @@
 
 - `POST /api/chat/sessions` (optional JSON name, email, phone) -> `{"session": TOKEN}`
 - `POST /api/chat/messages` `{"text": "..."}` with `Authorization: Bearer TOKEN` -> `{"id": ID}`
-- `GET /api/chat/messages?after=ID&wait=SECONDS` -> `{"messages": [{"id", "author", "text", "at"}]}`,
+- `GET /api/chat/messages?after=ID&wait=SECONDS` -> `{"messages": [{"id", "author", "text",
+"at"}]}`,
   long-polling up to `wait` seconds without holding a database transaction.
 - `GET /` a demo page with the widget (`/static/leaddesk-widget.js`, one script tag, no build step).
 
@@ -180,7 +181,7 @@ def start_session():  # type: ignore[no-untyped-def]
             ChatSession(token_hash=hash_token(token), external_id=external_id, created_at=utcnow())
         )
         if name or email or phone:
-            # The site knows who this is: they are a lead from now on, joined with what we know of them.
+            # The site knows who this is: a lead from now on, joined with what we know of them.
             resolve(
                 CHANNEL,
                 external_id,
@@ -257,7 +258,7 @@ def list_messages():  # type: ignore[no-untyped-def]
     _limit(state.session_polls, f"s{visitor.session_id}", "requests in this chat")
     seat = False
     if wait > 0:
-        # Long polls hold a server thread: past the seat count, answer at once (the widget backs off).
+        # Long polls hold a server thread: past the seat count, answer at once (the widget waits).
         seat = state.waiters.acquire(blocking=False)
         if not seat:
             wait = 0.0

@@ -20,19 +20,37 @@ log = logging.getLogger("leaddesk.serve")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "serve", help="run the server: webhooks, web chat, REST API and the bot's workers",
+        "serve",
+        help="run the server: webhooks, web chat, REST API and the bot's workers",
         description="Run Leaddesk's web server (WhatsApp, Messenger and Instagram webhooks, the web chat "
-                    "widget and API, the REST API) with the bot's worker pool. Open "
-                    "http://HOST:PORT/ for a demo chat.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=8000, help="port to listen on (default: 8000; 0 picks one)")
-    parser.add_argument("--threads", type=_threads, default=16,
-                        help="HTTP threads; web chat long polls hold one each (default: 16)")
-    parser.add_argument("--trusted-proxy", metavar="ADDRESS", default=None,
-                        help="a reverse proxy whose X-Forwarded-For/-Proto headers are trusted")
-    parser.add_argument("--workers", type=_workers, default=1,
-                        help="web processes sharing the port (default: 1); more than one needs "
-                             "LEADDESK_BROKER_URL, the bot then runs in `leaddesk worker` processes")
+        "widget and API, the REST API) with the bot's worker pool. Open "
+        "http://HOST:PORT/ for a demo chat.",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=8000, help="port to listen on (default: 8000; 0 picks one)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=16,
+        help="HTTP threads; web chat long polls hold one each (default: 16)",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="ADDRESS",
+        default=None,
+        help="a reverse proxy whose X-Forwarded-For/-Proto headers are trusted",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="web processes sharing the port (default: 1); more than one needs "
+        "LEADDESK_BROKER_URL, the bot then runs in `leaddesk worker` processes",
+    )
     # Internal: a web process started by `--workers N` serves the socket its supervisor opened.
     parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--web-index", type=int, default=1, help=argparse.SUPPRESS)
@@ -84,9 +102,16 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     except PromptError as exc:
         raise UserError(f"the prompt files are invalid: {exc}") from None
     except OperationalError as exc:
-        raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise UserError(
+            f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}"
+        ) from None
 
-    options: dict[str, Any] = {"host": args.host, "port": args.port, "threads": args.threads, "ident": "leaddesk"}
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "threads": args.threads,
+        "ident": "leaddesk",
+    }
     if args.listen_fd is not None:
         from leaddesk.cli.webprocs import exit_with_supervisor, inherited_socket
 
@@ -95,13 +120,19 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         options.pop("port")
         options["sockets"] = [inherited_socket(args.listen_fd)]
     if args.trusted_proxy:
-        options.update(trusted_proxy=args.trusted_proxy, trusted_proxy_count=1,
-                       trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"}, clear_untrusted_proxy_headers=True)
+        options.update(
+            trusted_proxy=args.trusted_proxy,
+            trusted_proxy_count=1,
+            trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
+            clear_untrusted_proxy_headers=True,
+        )
     try:
         server = create_server(runtime.app, **options)
     except OSError as exc:
         runtime.stop()
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise UserError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
 
     if args.listen_fd is None:
         _summary(settings, runtime, args.threads)
@@ -116,7 +147,11 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         runtime.start()
         host, port = server.effective_host, server.effective_port  # type: ignore[attr-defined]
         if args.listen_fd is None:
-            log.info("listening on http://%s:%s (demo chat at /, health at /healthz); Ctrl+C stops", host, port)
+            log.info(
+                "listening on http://%s:%s (demo chat at /, health at /healthz); Ctrl+C stops",
+                host,
+                port,
+            )
         else:
             log.info("web process %d serving http://%s:%s", os.getpid(), host, port)
         server.run()
@@ -149,15 +184,22 @@ def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
         else:
             log.info("channel %s: %s", status.channel, status.state)
     if settings.meta_app_secret is None or not settings.meta_app_secret.get_secret_value():
-        log.warning("META_APP_SECRET is not set: webhook signatures are NOT checked and anyone can post "
-                    "events; set it before exposing this server")
+        log.warning(
+            "META_APP_SECRET is not set: webhook signatures are NOT checked and anyone can post "
+            "events; set it before exposing this server"
+        )
     if not settings.meta_app_id:
-        log.warning("META_APP_ID is not set: replies a person sends from the Page inbox or the Instagram "
-                    "app cannot be told from the bot's own, so they do not pause the bot")
+        log.warning(
+            "META_APP_ID is not set: replies a person sends from the Page inbox or the Instagram "
+            "app cannot be told from the bot's own, so they do not pause the bot"
+        )
     if settings.broker_url:
         from leaddesk.broker import broker_label
 
-        log.info("workers: jobs go to the broker at %s for `leaddesk worker` processes; %d HTTP thread(s)",
-                 broker_label(settings.broker_url), http_threads)
+        log.info(
+            "workers: jobs go to the broker at %s for `leaddesk worker` processes; %d HTTP thread(s)",
+            broker_label(settings.broker_url),
+            http_threads,
+        )
         return
     log.info("workers: %d bot thread(s), %d HTTP thread(s)", settings.worker_threads, http_threads)

@@ -1,5 +1,6 @@
 """A fake Meta Graph API send endpoint on 127.0.0.1: records every request, answers like Meta does,
-and can be scripted to fail (HTTP errors, slow answers that time the client out, dropped connections).
+and can be scripted to fail (HTTP errors, answers slower than the client's timeout, dropped
+connections).
 
     graph = FakeGraph().start()
     graph.script(500, 503)           # the next two sends fail with 5xx, then the default answer
@@ -63,7 +64,8 @@ class FakeGraph:
         return f"http://{host}:{port}/v21.0"
 
     def script(self, *replies: Scripted) -> None:
-        """Queue answers for the next requests (an int is an HTTP status with a Graph-style error)."""
+        """Queue answers for the next requests (an int is an HTTP status with a Graph-style
+        error)."""
         with self._lock:
             for reply in replies:
                 self._script.append(reply if isinstance(reply, Reply) else Reply(status=reply))

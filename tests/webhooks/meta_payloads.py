@@ -1,4 +1,5 @@
-"""Factories for webhook bodies in the shapes Meta documents (WhatsApp Cloud API, Messenger, Instagram),
+"""Factories for webhook bodies in the shapes Meta documents (WhatsApp Cloud API, Messenger,
+Instagram),
 and for wrapping the shared corpus' fragments (single events, single entries) into full bodies."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def now_ts() -> int:
     return int(time.time())
 
 
-# -- WhatsApp ---------------------------------------------------------------------------------------
+# -- WhatsApp --------------------------------------------------------------------------------------
 
 
 def wa_message(

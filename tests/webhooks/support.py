@@ -1,4 +1,5 @@
-"""Helpers shared by the channel tests: pinned settings, a recording dispatcher, a clock, signing."""
+"""Helpers shared by the channel tests: pinned settings, a recording dispatcher, a clock,
+signing."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def make_settings(**overrides: Any) -> Settings:
 
 
 class RecordingDispatcher:
-    """A dispatcher that only remembers what it was asked to do (the tests run the work themselves)."""
+    """A dispatcher that only remembers what it was asked to do (the tests run the work
+    themselves)."""
 
     def __init__(self) -> None:
         self.submitted: list[int] = []
@@ -84,7 +86,8 @@ def signed_post(
 
 
 class ServeProcess:
-    """`leaddesk serve --port 0` as a child process on a given database; its log is kept in `lines`."""
+    """`leaddesk serve --port 0` as a child process on a given database; its log is kept in
+    `lines`."""
 
     def __init__(self, database_url: str, **env: str) -> None:
         import os
@@ -94,20 +97,54 @@ class ServeProcess:
         self.lines: list[str] = []
         self.url: Optional[str] = None
         self._ready = threading.Event()
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("META_", "WHATSAPP_", "MESSENGER_", "INSTAGRAM_", "OPENAI_", "LEADDESK_",
-                                     "TELEGRAM_"))}
-        self.env = {**base, "DATABASE_URL": database_url, "LEADDESK_LOG_LEVEL": "INFO",
-                    "META_APP_SECRET": APP_SECRET, "META_VERIFY_TOKEN": VERIFY_TOKEN, "META_APP_ID": APP_ID,
-                    "LEADDESK_WORKER_THREADS": "2", **env}
-        self.command = [sys.executable, "-c", "from leaddesk.cli import run; run()", "serve", "--port", "0", "--threads", "8"]
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(
+                (
+                    "META_",
+                    "WHATSAPP_",
+                    "MESSENGER_",
+                    "INSTAGRAM_",
+                    "OPENAI_",
+                    "LEADDESK_",
+                    "TELEGRAM_",
+                )
+            )
+        }
+        self.env = {
+            **base,
+            "DATABASE_URL": database_url,
+            "LEADDESK_LOG_LEVEL": "INFO",
+            "META_APP_SECRET": APP_SECRET,
+            "META_VERIFY_TOKEN": VERIFY_TOKEN,
+            "META_APP_ID": APP_ID,
+            "LEADDESK_WORKER_THREADS": "2",
+            **env,
+        }
+        self.command = [
+            sys.executable,
+            "-c",
+            "from leaddesk.cli import run; run()",
+            "serve",
+            "--port",
+            "0",
+            "--threads",
+            "8",
+        ]
         self.process: Any = None
 
     def start(self, timeout: float = 60.0) -> ServeProcess:
         import subprocess
 
-        self.process = subprocess.Popen(self.command, env=self.env, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.process = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         if not self._ready.wait(timeout) or self.url is None:
             self.stop()

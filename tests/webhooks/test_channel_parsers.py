@@ -34,7 +34,7 @@ def corpus(channel: str) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-# -- WhatsApp ---------------------------------------------------------------------------------------
+# -- WhatsApp --------------------------------------------------------------------------------------
 
 
 def test_whatsapp_text_uses_wa_id_as_phone_and_profile_name() -> None:
@@ -285,7 +285,7 @@ def test_whatsapp_odd_bodies_are_skipped_not_crashed(body: object) -> None:
     assert batch.messages == [] and batch.statuses == []
 
 
-# -- Messenger / Instagram --------------------------------------------------------------------------
+# -- Messenger / Instagram -------------------------------------------------------------------------
 
 
 def test_messenger_text_and_quick_reply() -> None:
@@ -397,7 +397,7 @@ def test_messaging_rejects_another_platforms_object() -> None:
     assert batch.messages == [] and batch.ignored
 
 
-# -- the shared corpus ------------------------------------------------------------------------------
+# -- the shared corpus -----------------------------------------------------------------------------
 
 
 @needs_shared

@@ -1,4 +1,5 @@
-"""The in-process job dispatcher: one run per conversation at a time, bursts coalesced, retries, recovery."""
+"""The in-process job dispatcher: one run per conversation at a time, bursts coalesced, retries,
+recovery."""
 
 from __future__ import annotations
 

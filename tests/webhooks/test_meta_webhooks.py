@@ -1,4 +1,5 @@
-"""The Meta webhook endpoints: handshake, signatures, storing whole batches once, statuses, echoes."""
+"""The Meta webhook endpoints: handshake, signatures, storing whole batches once, statuses,
+echoes."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def messages(session_factory: sessionmaker[Session]) -> list[Message]:
         return list(session.scalars(select(Message).order_by(Message.id)))
 
 
-# -- the GET handshake ------------------------------------------------------------------------------
+# -- the GET handshake -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -98,7 +99,7 @@ def test_verification_is_refused_without_a_configured_token(make_app: Callable[.
     assert "META_VERIFY_TOKEN" in response.get_json()["error"]["message"]
 
 
-# -- signatures and bad bodies ----------------------------------------------------------------------
+# -- signatures and bad bodies ---------------------------------------------------------------------
 
 
 def test_signed_webhook_is_stored_and_dispatched(
@@ -200,7 +201,7 @@ def test_more_than_1000_events_is_refused(
     assert message_count(session_factory) == 0
 
 
-# -- whole batches, once ----------------------------------------------------------------------------
+# -- whole batches, once ---------------------------------------------------------------------------
 
 
 def test_batch_with_several_entries_and_mixed_statuses_and_messages(
@@ -348,7 +349,7 @@ def test_bsuid_first_then_phone_merges_into_one_lead(
         assert texts == ["first", "second"]
 
 
-# -- statuses on our outbound messages --------------------------------------------------------------
+# -- statuses on our outbound messages -------------------------------------------------------------
 
 
 def _outbound(
@@ -475,7 +476,7 @@ def test_whatsapp_business_app_echo_pauses_the_bot(
     assert human_replies == [lead.id]
 
 
-# -- the shared corpus through the signed endpoints -------------------------------------------------
+# -- the shared corpus through the signed endpoints ------------------------------------------------
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"the shared fixture corpus is absent ({SHARED})")
@@ -509,21 +510,31 @@ def test_echo_from_the_page_inbox_pauses_the_real_bot(
     make_app: Callable[..., Flask], session_factory: sessionmaker[Session]
 ) -> None:
     from bot import BotService, load_prompts
-
     from leaddesk.settings import REPO_PROMPTS_DIR
 
     client = make_app(on_human_reply=None).test_client()  # the bot's own takeover rule
     bot = BotService(session_factory=session_factory, prompts=load_prompts(REPO_PROMPTS_DIR))
-    signed_post(client, "/webhooks/messenger", dumps(fb_body(fb_text("How much is a 5kW system?", sender="42"))))
+    signed_post(
+        client,
+        "/webhooks/messenger",
+        dumps(fb_body(fb_text("How much is a 5kW system?", sender="42"))),
+    )
     with session_factory() as session:
         conversation_id = session.scalars(select(Conversation.id)).one()
     assert bot.process_conversation(conversation_id), "the bot answers before anyone takes over"
-    signed_post(client, "/webhooks/messenger", dumps(fb_body(fb_echo("Hi, Anna here!", customer="42",
-                                                                     app_id="263902037430900"))))
+    signed_post(
+        client,
+        "/webhooks/messenger",
+        dumps(fb_body(fb_echo("Hi, Anna here!", customer="42", app_id="263902037430900"))),
+    )
     with session_factory() as session:
         lead = session.scalars(select(Lead)).one()
-        assert lead.ai_paused_until is not None and lead.ai_paused_until > utcnow() + timedelta(minutes=55)
-    signed_post(client, "/webhooks/messenger", dumps(fb_body(fb_text("Great, thanks Anna", sender="42"))))
+        assert lead.ai_paused_until is not None and lead.ai_paused_until > utcnow() + timedelta(
+            minutes=55
+        )
+    signed_post(
+        client, "/webhooks/messenger", dumps(fb_body(fb_text("Great, thanks Anna", sender="42")))
+    )
     assert bot.process_conversation(conversation_id) == [], "while paused, the bot stays quiet"
     authors = [m.author for m in messages(session_factory)]
     assert authors == ["customer", "bot", "agent", "customer"]

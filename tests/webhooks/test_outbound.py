@@ -1,4 +1,5 @@
-"""Sending replies through the Graph API (a fake on 127.0.0.1): retries, outcomes, the 24-hour window."""
+"""Sending replies through the Graph API (a fake on 127.0.0.1): retries, outcomes, the 24-hour
+window."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def reply_waiting(
     text_: str = "Thanks! Our prices start at $49.",
     customer_wrote_ago: timedelta = timedelta(hours=1),
 ) -> int:
-    """A customer message on `channel` and the bot's recorded (pending) reply to it; returns the reply id."""
+    """A customer message on `channel` and the bot's recorded (pending) reply to it; returns the
+    reply id."""
     with session_factory.begin() as session:
         ingested = ingest(
             Inbound(

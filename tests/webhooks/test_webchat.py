@@ -1,4 +1,5 @@
-"""The web chat API: sessions, messages, long polling, limits, privacy between sessions, the widget files."""
+"""The web chat API: sessions, messages, long polling, limits, privacy between sessions, the widget
+files."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
 from webhooks.ratelimit import Rate
 from webhooks.webchat import ChatLimits
+
+
+@pytest.fixture
+def session_factory(sqlite_engine: Any) -> sessionmaker[Session]:
+    """The chat API is backend-neutral (the store's tests cover both): SQLite keeps these fast."""
+    from store import make_session_factory
+
+    return make_session_factory(sqlite_engine)
 
 
 def start(client: FlaskClient, **known: Any) -> dict[str, str]:

@@ -50,7 +50,10 @@ def test_widget_chat_reply_and_history_after_reload(browser: Any, server: ServeP
 
     browser.refresh()
     wait.until(lambda d: d.execute_script("return !!document.getElementById('leaddesk-widget')"))
-    wait.until(lambda d: len(bubbles(d, "[data-id]")) >= 2, message="the history did not come back after a reload")
+    wait.until(
+        lambda d: len(bubbles(d, "[data-id]")) >= 2,
+        message="the history did not come back after a reload",
+    )
     assert bubbles(browser, ".ld-customer[data-id]") == customer
     assert bubbles(browser, ".ld-bot[data-id]") == replies
     screenshot(browser, "webchat-widget-history")
