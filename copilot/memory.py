@@ -62,9 +62,33 @@ def open_checkpointer(database_url: str, *, memory_file: Path | None = None) -> 
     conn = sqlite3.connect(path, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
+        # Chat memory is not the system of record: a power cut may lose the last turn, never the store.
+        conn.execute("PRAGMA synchronous=NORMAL")
         saver = SqliteSaver(conn)
         saver.setup()
         log.debug("copilot memory in %s", path)
         yield saver
     finally:
         conn.close()
+
+
+def forget_old_checkpoints(checkpointer: Any, thread_id: str) -> None:
+    """Keep only a thread's latest checkpoint: it holds the whole chat state (messages, pending
+    question), so older ones are history nobody reads and would grow the memory without bound."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    if isinstance(checkpointer, SqliteSaver):
+        with checkpointer.cursor() as cur:
+            # Checkpoint ids are time-ordered (uuid6), which is how the saver finds the latest one.
+            cur.execute(
+                "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id NOT IN ("
+                "SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ? GROUP BY checkpoint_ns)",
+                (thread_id, thread_id))
+            cur.execute(
+                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_id NOT IN ("
+                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?)", (thread_id, thread_id))
+        return
+    try:
+        checkpointer.prune([thread_id], strategy="keep_latest")
+    except NotImplementedError:
+        pass  # e.g. the in-memory saver of the tests

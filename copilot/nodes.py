@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 OFFLINE_CALL_PREFIX = "offline-"
 REFUSAL = ("Sorry, I only work for registered, active Leaddesk agents. Ask your admin for a link code "
            "(leaddesk agents link).")
-MAX_KEPT_MESSAGES = 120  # checkpointed history per chat; older turns are dropped
+MAX_KEPT_MESSAGES = 60  # checkpointed history per chat; older turns are dropped
 MODEL_WINDOW = 30  # messages the model sees
 MAX_REPLY_CHARS = 12000
 

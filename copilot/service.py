@@ -13,6 +13,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.errors import GraphRecursionError
 from langgraph.types import Command
 
+from copilot.memory import forget_old_checkpoints
+
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 8000
@@ -103,11 +105,16 @@ class Copilot:
         return self._invoke(config, Command(resume={pending["id"]: {"choice": choice, "plan": plan}}))
 
     def _invoke(self, config: dict[str, Any], payload: Any) -> Answer:
+        thread = config["configurable"]["thread_id"]
         try:
-            result = self.graph.invoke(payload, config)
+            # One checkpoint per turn (or at the question it stops on), and only the latest is kept.
+            result = self.graph.invoke(payload, config, durability="exit")
         except GraphRecursionError:
-            log.warning("copilot run hit the step limit on thread %s", config["configurable"]["thread_id"])
+            log.warning("copilot run hit the step limit on thread %s", thread)
             return Answer("That took too many steps; please ask in smaller pieces.")
+        finally:
+            if self.graph.checkpointer is not None:
+                forget_old_checkpoints(self.graph.checkpointer, thread)
         interrupts = result.get("__interrupt__") or []
         for item in interrupts:
             if isinstance(item.value, dict):
