@@ -39,3 +39,23 @@ def test_memory_survives_a_restart_in_postgres(postgres_url, prompts, clock) -> 
             assert copilot.ask(sarah, thread, "yes").reply == f"Archived #{lead} Dana Smith."
     finally:
         engine.dispose()
+
+
+def test_only_the_latest_checkpoint_is_kept(world, sf, prompts, clock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    sarah = world.agent("Sarah")
+    lead = world.lead("Dana Smith", agent=sarah)
+    url = f"sqlite:///{tmp_path / 'leaddesk.db'}"
+    with open_checkpointer(url) as memory:
+        copilot = make_copilot(sf, prompts, clock, checkpointer=memory)
+        for _ in range(6):
+            copilot.ask(sarah, "t", f"qualify {lead}")
+        copilot.ask(sarah, "t", f"archive {lead}")  # waiting on a question: that checkpoint is kept
+        copilot.ask(sarah, "other", "/hot")
+    with sqlite3.connect(tmp_path / "leaddesk-copilot.sqlite") as db:
+        rows = db.execute("SELECT thread_id, COUNT(*) FROM checkpoints GROUP BY thread_id ORDER BY 1").fetchall()
+    assert rows == [("other", 1), ("t", 1)]
+    with open_checkpointer(url) as memory:
+        assert make_copilot(sf, prompts, clock, checkpointer=memory).ask(sarah, "t", "yes").reply == (
+            f"Archived #{lead} Dana Smith.")
