@@ -27,6 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from store.db import read_session
 from store.models import Conversation, Message, utcnow
 from webhooks.notify import ReplyNotifier
 
@@ -135,7 +136,7 @@ class ChannelOutbox:
     def resend_pending(self, limit: int = 1000) -> int:
         """Deliver outbound messages recorded but never handed over (e.g. a crash before
         delivery)."""
-        with self._session_factory() as session:
+        with read_session(self._session_factory) as session:
             ids = list(
                 session.scalars(
                     select(Message.id)
@@ -204,7 +205,7 @@ class ChannelOutbox:
             )
 
     def _plan(self, message_id: int) -> Optional[_Plan]:
-        with self._session_factory() as session:
+        with read_session(self._session_factory) as session:
             message = session.get(Message, message_id)
             if (
                 message is None

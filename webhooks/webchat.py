@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from store.agents import hash_token
 from store.contacts import InvalidContact, normalize_email, normalize_phone
+from store.db import read_session
 from store.leads import find_identity, get_lead, resolve
 from store.messages import Inbound, ingest
 from store.models import ChatSession, Conversation, Message, utcnow
@@ -135,7 +136,7 @@ def _visitor() -> _Visitor:
         raise ApiError(
             401, "unauthorized", "start a chat session first and send 'Authorization: Bearer TOKEN'"
         )
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         row = session.scalars(
             select(ChatSession).where(ChatSession.token_hash == hash_token(token))
         ).first()
@@ -300,7 +301,7 @@ def _poll(visitor: _Visitor, after: int, wait: float, interval: float) -> list[d
 
 
 def _conversation_id(external_id: str) -> Optional[int]:
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         identity = find_identity(CHANNEL, external_id, session=session)
         if identity is None:
             return None
@@ -313,7 +314,7 @@ def _conversation_id(external_id: str) -> Optional[int]:
 
 
 def _fetch(conversation_id: int, external_id: str, after: int) -> list[dict[str, Any]]:
-    with services().session_factory() as session:
+    with read_session(services().session_factory) as session:
         rows = session.scalars(
             select(Message)
             .where(
