@@ -16,14 +16,13 @@ import argparse
 import json
 import random
 import socket
-import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +35,85 @@ from store import make_engine, make_session_factory, read_session, upgrade  # no
 from store.models import Agent, Identity, Lead  # noqa: E402
 from store.query import LeadQuery, count_leads, query_leads  # noqa: E402
 
-NOW = datetime.now(timezone.utc).replace(microsecond=0)
-STATUSES = [("New", 0.38, 15), ("Interested", 0.18, 60), ("Scouting", 0.12, 45),
-            ("Follow Up", 0.10, 70), ("Not Interested", 0.14, 10), ("Converted", 0.08, 88)]
-CHANNELS = [("web", 0.40), ("whatsapp", 0.30), ("messenger", 0.15), ("instagram", 0.10), ("manual", 0.05)]
-FIRST = ["Fatima", "Omar", "Sara", "John", "Maria", "Wei", "Aisha", "Carlos", "Priya", "Liam", "Noor",
-         "Yusuf", "Emma", "Hana", "Mateo", "Olga", "Kwame", "Sofia", "Ali", "Chen", "Lea", "Ivan"]
-LAST = ["Haddad", "Smith", "Garcia", "Khan", "Nguyen", "Rossi", "Okafor", "Silva", "Kim", "Novak",
-        "Mansour", "Brown", "Sato", "Dubois", "Patel", "Jensen", "Costa", "Yilmaz", "Ahmed", "Lopez"]
-COMPANIES = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay", "Soylent",
-             "Tyrell", "Cyberdyne", "Wonka", "Gringotts", "Oscorp", "Pied Piper"]
+NOW = datetime.now(UTC).replace(microsecond=0)
+STATUSES = [
+    ("New", 0.38, 15),
+    ("Interested", 0.18, 60),
+    ("Scouting", 0.12, 45),
+    ("Follow Up", 0.10, 70),
+    ("Not Interested", 0.14, 10),
+    ("Converted", 0.08, 88),
+]
+CHANNELS = [
+    ("web", 0.40),
+    ("whatsapp", 0.30),
+    ("messenger", 0.15),
+    ("instagram", 0.10),
+    ("manual", 0.05),
+]
+FIRST = [
+    "Fatima",
+    "Omar",
+    "Sara",
+    "John",
+    "Maria",
+    "Wei",
+    "Aisha",
+    "Carlos",
+    "Priya",
+    "Liam",
+    "Noor",
+    "Yusuf",
+    "Emma",
+    "Hana",
+    "Mateo",
+    "Olga",
+    "Kwame",
+    "Sofia",
+    "Ali",
+    "Chen",
+    "Lea",
+    "Ivan",
+]
+LAST = [
+    "Haddad",
+    "Smith",
+    "Garcia",
+    "Khan",
+    "Nguyen",
+    "Rossi",
+    "Okafor",
+    "Silva",
+    "Kim",
+    "Novak",
+    "Mansour",
+    "Brown",
+    "Sato",
+    "Dubois",
+    "Patel",
+    "Jensen",
+    "Costa",
+    "Yilmaz",
+    "Ahmed",
+    "Lopez",
+]
+COMPANIES = [
+    "Acme",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark",
+    "Wayne",
+    "Hooli",
+    "Vandelay",
+    "Soylent",
+    "Tyrell",
+    "Cyberdyne",
+    "Wonka",
+    "Gringotts",
+    "Oscorp",
+    "Pied Piper",
+]
 DOMAINS = ["example.com", "mail.example", "corp.example", "shop.example"]
 COUNTRIES = [("+1415", 7), ("+44207", 7), ("+96650", 7), ("+4930", 7), ("+3314", 7)]
 
@@ -61,9 +129,18 @@ def _pick(rng: random.Random, weighted: list[tuple[Any, ...]]) -> tuple[Any, ...
 
 def seed(engine: Engine, leads: int, rng: random.Random) -> dict[str, Any]:
     """Bulk-insert agents, `leads` leads with 1-2 identities each, and some merged tombstones."""
-    agents = [dict(name=f"Agent {i}", email=f"agent{i}@desk.example", role="admin" if i == 0 else "agent",
-                   active=True, capacity=500, token_hash=f"bench-{i}-{uuid.uuid4().hex}", created_at=NOW)
-              for i in range(30)]
+    agents = [
+        dict(
+            name=f"Agent {i}",
+            email=f"agent{i}@desk.example",
+            role="admin" if i == 0 else "agent",
+            active=True,
+            capacity=500,
+            token_hash=f"bench-{i}-{uuid.uuid4().hex}",
+            created_at=NOW,
+        )
+        for i in range(30)
+    ]
     with engine.begin() as conn:
         conn.execute(insert(Agent), agents)
         agent_ids = list(conn.scalars(select(Agent.id)))
@@ -88,27 +165,56 @@ def seed(engine: Engine, leads: int, rng: random.Random) -> dict[str, Any]:
         first, last = rng.choice(FIRST), rng.choice(LAST)
         prefix, digits = COUNTRIES[i % len(COUNTRIES)]
         phone = f"{prefix}{i:0{digits}d}" if rng.random() < 0.55 else None
-        assigned = (rng.random() < (0.2 if status == "New" else 0.8))
+        assigned = rng.random() < (0.2 if status == "New" else 0.8)
         channel = _pick(rng, CHANNELS)[0]
         if channel == "whatsapp" and phone is None:
             phone = f"{prefix}{i:0{digits}d}"
-        batch.append(dict(
-            id=lead_id, name=f"{first} {last}", phone=phone,
-            email=f"{first}.{last}{i}@{rng.choice(DOMAINS)}".lower() if rng.random() < 0.35 else None,
-            company=rng.choice(COMPANIES) + f" {i % 997}" if rng.random() < 0.3 else None,
-            status=status, score=score, score_factors=[], interests=[], objections=[], tags=[],
-            custom_fields={"budget": str(rng.randint(1, 50) * 1000)} if rng.random() < 0.2 else {},
-            source=channel, assigned_agent_id=rng.choice(agent_ids) if assigned else None,
-            ai_stopped=False, ai_resume_notice_due=False, phone_asks=0, phone_declined=False,
-            last_reply_asked_phone=False, archived=rng.random() < 0.04, locked=status == "Converted",
-            created_at=created, updated_at=contacted or created, last_contacted_at=contacted,
-        ))
-        identities.append(dict(lead_id=lead_id, channel=channel, external_id=f"{channel}-{i}", created_at=created))
+        batch.append(
+            dict(
+                id=lead_id,
+                name=f"{first} {last}",
+                phone=phone,
+                email=f"{first}.{last}{i}@{rng.choice(DOMAINS)}".lower()
+                if rng.random() < 0.35
+                else None,
+                company=rng.choice(COMPANIES) + f" {i % 997}" if rng.random() < 0.3 else None,
+                status=status,
+                score=score,
+                score_factors=[],
+                interests=[],
+                objections=[],
+                tags=[],
+                custom_fields={"budget": str(rng.randint(1, 50) * 1000)}
+                if rng.random() < 0.2
+                else {},
+                source=channel,
+                assigned_agent_id=rng.choice(agent_ids) if assigned else None,
+                ai_stopped=False,
+                ai_resume_notice_due=False,
+                phone_asks=0,
+                phone_declined=False,
+                last_reply_asked_phone=False,
+                archived=rng.random() < 0.04,
+                locked=status == "Converted",
+                created_at=created,
+                updated_at=contacted or created,
+                last_contacted_at=contacted,
+            )
+        )
+        identities.append(
+            dict(lead_id=lead_id, channel=channel, external_id=f"{channel}-{i}", created_at=created)
+        )
         if rng.random() < 0.15:
             second = _pick(rng, CHANNELS)[0]
             if second != channel:
-                identities.append(dict(lead_id=lead_id, channel=second, external_id=f"{second}-x{i}",
-                                       created_at=created))
+                identities.append(
+                    dict(
+                        lead_id=lead_id,
+                        channel=second,
+                        external_id=f"{second}-x{i}",
+                        created_at=created,
+                    )
+                )
         if phone and "phone" not in samples and i > leads // 2:
             samples["phone"] = phone
             samples["name"] = first
@@ -118,17 +224,37 @@ def seed(engine: Engine, leads: int, rng: random.Random) -> dict[str, Any]:
         flush()
     # About 1% merged duplicates: tombstones the query must never show.
     with engine.begin() as conn:
-        tombstones = [dict(id=leads + k + 1, name="dup", status="New", score=0, score_factors=[],
-                           interests=[], objections=[], tags=[], custom_fields={}, ai_stopped=False,
-                           ai_resume_notice_due=False, phone_asks=0, phone_declined=False,
-                           last_reply_asked_phone=False, archived=True, locked=False,
-                           merged_into_id=rng.randint(1, leads), created_at=NOW, updated_at=NOW)
-                      for k in range(leads // 100)]
+        tombstones = [
+            dict(
+                id=leads + k + 1,
+                name="dup",
+                status="New",
+                score=0,
+                score_factors=[],
+                interests=[],
+                objections=[],
+                tags=[],
+                custom_fields={},
+                ai_stopped=False,
+                ai_resume_notice_due=False,
+                phone_asks=0,
+                phone_declined=False,
+                last_reply_asked_phone=False,
+                archived=True,
+                locked=False,
+                merged_into_id=rng.randint(1, leads),
+                created_at=NOW,
+                updated_at=NOW,
+            )
+            for k in range(leads // 100)
+        ]
         if tombstones:
             conn.execute(insert(Lead), tombstones)
         if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT setval(pg_get_serial_sequence('leads', 'id'), :n)"),
-                         {"n": leads + len(tombstones)})
+            conn.execute(
+                text("SELECT setval(pg_get_serial_sequence('leads', 'id'), :n)"),
+                {"n": leads + len(tombstones)},
+            )
     # Statistics (and on PostgreSQL the visibility map) as a running desk would have them.
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
@@ -159,7 +285,10 @@ def filters(samples: dict[str, Any]) -> list[tuple[str, LeadQuery]]:
         ("search phone (national)", LeadQuery(search=national)),
         ("search company", LeadQuery(search="globex 12")),
         ("hot+unassigned+status", LeadQuery(hot=True, unassigned=True, status=["Interested"])),
-        ("agent+stale, by score", LeadQuery(agent_id=samples["agent_id"], stale_days=7, sort="-score")),
+        (
+            "agent+stale, by score",
+            LeadQuery(agent_id=samples["agent_id"], stale_days=7, sort="-score"),
+        ),
         ("sort -score", LeadQuery(sort="-score")),
         ("sort last_contacted", LeadQuery(sort="last_contacted_at")),
         ("sort -last_contacted", LeadQuery(sort="-last_contacted_at")),
@@ -194,6 +323,7 @@ def run(url: str, leads: int, repeat: int, rng_seed: int, label: str) -> dict[st
         factory = make_session_factory(engine)
         results = []
         for name, q in filters(samples):
+
             def page(q: LeadQuery = q) -> int:
                 with read_session(factory) as session:
                     return len(query_leads(q, session=session))
@@ -205,21 +335,39 @@ def run(url: str, leads: int, repeat: int, rng_seed: int, label: str) -> dict[st
             page()  # warm the statement cache
             page_times, rows = _timed(page, repeat)
             count_times, matches = _timed(count, max(3, repeat // 3))
-            results.append(dict(filter=name, matches=matches, rows=rows,
-                                page_p50=_p(page_times, 0.5), page_p95=_p(page_times, 0.95),
-                                count_p50=_p(count_times, 0.5), count_p95=_p(count_times, 0.95)))
+            results.append(
+                dict(
+                    filter=name,
+                    matches=matches,
+                    rows=rows,
+                    page_p50=_p(page_times, 0.5),
+                    page_p95=_p(page_times, 0.95),
+                    count_p50=_p(count_times, 0.5),
+                    count_p95=_p(count_times, 0.95),
+                )
+            )
         _print(label, leads, results)
-        return {"backend": label, "leads": leads, "seed_seconds": samples["seconds"], "results": results}
+        return {
+            "backend": label,
+            "leads": leads,
+            "seed_seconds": samples["seconds"],
+            "results": results,
+        }
     finally:
         engine.dispose()
 
 
 def _print(label: str, leads: int, results: list[dict[str, Any]]) -> None:
     print(f"\n{label}: {leads:,} leads; milliseconds per query (page = 50 leads with identities)")
-    print(f"{'filter':<26}{'matches':>9}{'page p50':>10}{'page p95':>10}{'count p50':>11}{'count p95':>11}")
+    print(
+        f"{'filter':<26}{'matches':>9}{'page p50':>10}{'page p95':>10}"
+        f"{'count p50':>11}{'count p95':>11}"
+    )
     for r in results:
-        print(f"{r['filter']:<26}{r['matches']:>9,}{r['page_p50']:>10.1f}{r['page_p95']:>10.1f}"
-              f"{r['count_p50']:>11.1f}{r['count_p95']:>11.1f}")
+        print(
+            f"{r['filter']:<26}{r['matches']:>9,}{r['page_p50']:>10.1f}{r['page_p95']:>10.1f}"
+            f"{r['count_p50']:>11.1f}{r['count_p95']:>11.1f}"
+        )
 
 
 @contextmanager
@@ -248,8 +396,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000, help="leads to seed (default 100000)")
     parser.add_argument("--database", help="benchmark this (empty) database only")
-    parser.add_argument("--postgres-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                        help="where to create the temporary PostgreSQL database")
+    parser.add_argument(
+        "--postgres-admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="where to create the temporary PostgreSQL database",
+    )
     parser.add_argument("--repeat", type=int, default=25, help="timed runs per filter (default 25)")
     parser.add_argument("--seed", type=int, default=7, help="random seed for the data")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
@@ -260,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         reports.append(run(url, args.leads, args.repeat, args.seed, make_engine(url).dialect.name))
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            reports.append(run(f"sqlite:///{tmp}/bench.db", args.leads, args.repeat, args.seed, "sqlite"))
+            reports.append(
+                run(f"sqlite:///{tmp}/bench.db", args.leads, args.repeat, args.seed, "sqlite")
+            )
         with temporary_postgres(args.postgres_admin_url) as pg_url:
             if pg_url is None:
                 print("\npostgresql: not reachable, skipped")

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DataError, IntegrityError
@@ -31,8 +31,17 @@ from store.work import WorkError, add_note
 log = logging.getLogger(__name__)
 
 EXPORT_HEADER: tuple[str, ...] = (
-    "id", "name", "email", "phone", "company", "status", "score", "assigned_agent", "channels",
-    "created_at", "last_contacted_at",
+    "id",
+    "name",
+    "email",
+    "phone",
+    "company",
+    "status",
+    "score",
+    "assigned_agent",
+    "channels",
+    "created_at",
+    "last_contacted_at",
 )
 IMPORT_COLUMNS: tuple[str, ...] = ("name", "email", "phone", "company", "status", "source", "note")
 # Columns an export writes that an import cannot set (they are computed or owned by the store).
@@ -47,7 +56,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 class CsvImportError(ValueError):
     """The file as a whole cannot be imported (no header, not UTF-8, nothing recognisable)."""
 
-    def __init__(self, message: str, report: Optional[ImportReport] = None) -> None:
+    def __init__(self, message: str, report: ImportReport | None = None) -> None:
         super().__init__(message)
         self.report = report
 
@@ -65,15 +74,19 @@ def custom_field_keys(session: Session) -> list[str]:
     """Every custom field name used by any lead, sorted (one SQL query, no rows loaded)."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
-        rows = session.execute(text(
-            "SELECT DISTINCT j.key FROM leads, json_each(leads.custom_fields) AS j "
-            "WHERE json_type(leads.custom_fields) = 'object'"
-        ))
+        rows = session.execute(
+            text(
+                "SELECT DISTINCT j.key FROM leads, json_each(leads.custom_fields) AS j "
+                "WHERE json_type(leads.custom_fields) = 'object'"
+            )
+        )
     elif dialect == "postgresql":
-        rows = session.execute(text(
-            "SELECT DISTINCT json_object_keys(custom_fields) FROM leads "
-            "WHERE json_typeof(custom_fields) = 'object'"
-        ))
+        rows = session.execute(
+            text(
+                "SELECT DISTINCT json_object_keys(custom_fields) FROM leads "
+                "WHERE json_typeof(custom_fields) = 'object'"
+            )
+        )
     else:  # pragma: no cover - other backends: a streamed pass over the column
         keys: set[str] = set()
         for value in session.scalars(select(Lead.custom_fields).execution_options(yield_per=2000)):
@@ -83,9 +96,11 @@ def custom_field_keys(session: Session) -> list[str]:
 
 
 def export_columns(session: Session, custom_fields: Sequence[str] = ()) -> list[str]:
-    """The export header: the fixed columns, the defined custom fields, then any other key in use."""
+    """The export header: fixed columns, the defined custom fields, then any other key in use."""
     defined = [name for name in custom_fields if name not in EXPORT_HEADER]
-    used = [key for key in custom_field_keys(session) if key not in defined and key not in EXPORT_HEADER]
+    used = [
+        key for key in custom_field_keys(session) if key not in defined and key not in EXPORT_HEADER
+    ]
     return [*EXPORT_HEADER, *defined, *used]
 
 
@@ -96,12 +111,18 @@ def export_leads(
     session_factory: sessionmaker[Session],
     custom_fields: Sequence[str] = (),
     batch_size: int = 1000,
-    now: Optional[datetime] = None,
+    now: datetime | None = None,
 ) -> ExportReport:
     """Write every lead matching `query` (its filters and sort; paging ignored) as CSV to `out`."""
     report = ExportReport(rows=0, columns=[])
-    for chunk in iter_export(query, session_factory=session_factory, custom_fields=custom_fields,
-                             batch_size=batch_size, now=now, report=report):
+    for chunk in iter_export(
+        query,
+        session_factory=session_factory,
+        custom_fields=custom_fields,
+        batch_size=batch_size,
+        now=now,
+        report=report,
+    ):
         out.write(chunk)
     return report
 
@@ -112,8 +133,8 @@ def iter_export(
     session_factory: sessionmaker[Session],
     custom_fields: Sequence[str] = (),
     batch_size: int = 1000,
-    now: Optional[datetime] = None,
-    report: Optional[ExportReport] = None,
+    now: datetime | None = None,
+    report: ExportReport | None = None,
 ) -> Iterator[str]:
     """The export as chunks of CSV text (about `batch_size` rows each), for a streamed response.
 
@@ -126,7 +147,7 @@ def iter_export(
     with read_session(session_factory) as session:
         report.columns = export_columns(session, custom_fields)
         writer.writerow(report.columns)
-        extra = report.columns[len(EXPORT_HEADER):]
+        extra = report.columns[len(EXPORT_HEADER) :]
         agents = dict(session.execute(select(Agent.id, Agent.name)).all())
         stmt = order_leads(build_lead_query(query, now=now), query.sort)
         stmt = stmt.options(selectinload(Lead.identities)).execution_options(yield_per=batch_size)
@@ -176,11 +197,11 @@ def _export_row(lead: Lead, agents: dict[int, str], extra: Sequence[str]) -> lis
     ]
 
 
-def _timestamp(value: Optional[datetime]) -> str:
+def _timestamp(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
 
 
-def _custom_value(value: Any) -> Optional[str]:
+def _custom_value(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -192,7 +213,7 @@ def _custom_value(value: Any) -> Optional[str]:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _cell(value: Optional[str]) -> str:
+def _cell(value: str | None) -> str:
     if not value:
         return ""
     if value.startswith(_FORMULA_START):
@@ -251,11 +272,11 @@ def import_leads(
     session_factory: sessionmaker[Session],
     region: str = "US",
     custom_fields: Sequence[str] = (),
-    statuses: Optional[Sequence[str]] = None,
+    statuses: Sequence[str] | None = None,
     batch_size: int = 200,
-    progress: Optional[Callable[[int], None]] = None,
+    progress: Callable[[int], None] | None = None,
     actor: str = "import",
-    agent_id: Optional[int] = None,
+    agent_id: int | None = None,
 ) -> ImportReport:
     """Import leads from CSV text (`stream`: an open text file or any iterable of lines).
 
@@ -273,10 +294,14 @@ def import_leads(
     try:
         first = next(lines, "")
     except UnicodeDecodeError:
-        raise CsvImportError("line 1: the file is not UTF-8 text (save it as \"CSV UTF-8\")") from None
+        raise CsvImportError(
+            'line 1: the file is not UTF-8 text (save it as "CSV UTF-8")'
+        ) from None
     first = first.lstrip("\ufeff")
     if not first.strip():
-        raise CsvImportError("the file is empty: the first line must be a header row (e.g. name,email,phone)")
+        raise CsvImportError(
+            "the file is empty: the first line must be a header row (e.g. name,email,phone)"
+        )
     with session_factory() as session:
         known_custom = [*custom_fields, *custom_field_keys(session)]
     report.delimiter, header = _read_header(first, known_custom)
@@ -296,13 +321,22 @@ def import_leads(
             for line, row in batch:
                 try:
                     with session.begin_nested():
-                        created = _import_row(row, columns, session=session, region=region,
-                                              statuses=canonical_status, actor=actor, agent_id=agent_id)
+                        created = _import_row(
+                            row,
+                            columns,
+                            session=session,
+                            region=region,
+                            statuses=canonical_status,
+                            actor=actor,
+                            agent_id=agent_id,
+                        )
                 except (_Rejected, InvalidContact, WorkError) as exc:
                     report.rejected.append(Rejection(line, str(exc)))
                 except (IntegrityError, DataError) as exc:
                     log.warning("import row at line %s refused by the database: %s", line, exc.orig)
-                    report.rejected.append(Rejection(line, f"refused by the database: {_first_line(exc.orig)}"))
+                    report.rejected.append(
+                        Rejection(line, f"refused by the database: {_first_line(exc.orig)}")
+                    )
                 else:
                     if created:
                         report.created += 1
@@ -328,12 +362,14 @@ def _numbered_rows(reader: Any, report: ImportReport) -> Iterator[tuple[int, lis
             return
         except UnicodeDecodeError:
             raise CsvImportError(
-                f"line {start}: the file is not UTF-8 text (save it as \"CSV UTF-8\"); "
-                f"rows before this line were imported", report
+                f'line {start}: the file is not UTF-8 text (save it as "CSV UTF-8"); '
+                f"rows before this line were imported",
+                report,
             ) from None
         except csv.Error as exc:
-            raise CsvImportError(f"line {start}: unreadable CSV ({exc}); rows before this line were imported",
-                                 report) from None
+            raise CsvImportError(
+                f"line {start}: unreadable CSV ({exc}); rows before this line were imported", report
+            ) from None
         if not row or all(not cell.strip() for cell in row):
             continue
         report.rows += 1
@@ -343,7 +379,7 @@ def _numbered_rows(reader: Any, report: ImportReport) -> Iterator[tuple[int, lis
 def _read_header(first: str, known_custom: Sequence[str]) -> tuple[str, list[str]]:
     """Pick the delimiter (comma, semicolon or tab) that makes the most sense of the header."""
     known = {c.lower() for c in (*IMPORT_COLUMNS, *EXPORT_HEADER, *known_custom)}
-    best: Optional[tuple[int, int, str, list[str]]] = None
+    best: tuple[int, int, str, list[str]] | None = None
     for delimiter in (",", ";", "\t"):
         header = next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
         cells = [cell.strip() for cell in header]
@@ -362,7 +398,7 @@ def _map_columns(header: list[str], known_custom: Sequence[str], report: ImportR
     index: dict[str, int] = {}
     custom: dict[str, int] = {}
     seen: set[str] = set()
-    for position, (cell, low) in enumerate(zip(header, lowered)):
+    for position, (cell, low) in enumerate(zip(header, lowered, strict=True)):
         if not cell:
             report.unknown_columns.append(f"(column {position + 1} has no name)")
             continue
@@ -394,9 +430,9 @@ def _import_row(
     *,
     session: Session,
     region: str,
-    statuses: Optional[dict[str, str]],
+    statuses: dict[str, str] | None,
     actor: str,
-    agent_id: Optional[int],
+    agent_id: int | None,
 ) -> bool:
     """Create or merge the row's lead; raise to reject it. Returns whether a lead was created."""
     if len(row) > columns.width:
@@ -415,7 +451,9 @@ def _import_row(
         raise _Rejected("the row needs a name, an email, a phone or a company")
     if status and statuses is not None:
         if status.lower() not in statuses:
-            raise _Rejected(f"unknown status {status!r}; use one of: {', '.join(statuses.values())}")
+            raise _Rejected(
+                f"unknown status {status!r}; use one of: {', '.join(statuses.values())}"
+            )
         status = statuses[status.lower()]
     try:
         phone = normalize_phone(phone, region) if phone else None
@@ -425,8 +463,16 @@ def _import_row(
         email = normalize_email(email) if email else None
     except InvalidContact as exc:
         raise _Rejected(f"email {email!r}: {exc}") from None
-    lead, created = resolve_contact(phone, email, name or None, session=session, region=region,
-                                    source=source or actor, actor=actor, agent_id=agent_id)
+    lead, created = resolve_contact(
+        phone,
+        email,
+        name or None,
+        session=session,
+        region=region,
+        source=source or actor,
+        actor=actor,
+        agent_id=agent_id,
+    )
     if lead.locked:
         raise _Rejected(f"matches lead {lead.id}, which is converted and read-only")
 
@@ -463,6 +509,10 @@ def _parse_custom(value: str) -> Any:
 
 
 def _has_note(session: Session, lead_id: int, note: str) -> bool:
-    return bool(session.scalar(
-        select(func.count()).select_from(Note).where(Note.lead_id == lead_id, Note.text == note.strip())
-    ))
+    return bool(
+        session.scalar(
+            select(func.count())
+            .select_from(Note)
+            .where(Note.lead_id == lead_id, Note.text == note.strip())
+        )
+    )

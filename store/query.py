@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal
 
 from sqlalchemy import Boolean, Select, String, and_, bindparam, exists, or_, select
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.orm import Session, selectinload
 
 from store.contacts import _ascii_digits
 from store.models import HOT_SCORE, Identity, Lead, utcnow
 
-SortKey = Literal["created_at", "-created_at", "score", "-score", "last_contacted_at",
-                  "-last_contacted_at", "name", "-name", "id", "-id"]
+SortKey = Literal[
+    "created_at",
+    "-created_at",
+    "score",
+    "-score",
+    "last_contacted_at",
+    "-last_contacted_at",
+    "name",
+    "-name",
+    "id",
+    "-id",
+]
 SORT_KEYS: tuple[str, ...] = SortKey.__args__  # type: ignore[attr-defined]
 
 
@@ -26,30 +37,30 @@ class LeadQuery:
     """Filters, sort and page. Every field is optional; unset fields do not filter."""
 
     status: Sequence[str] = ()
-    score_min: Optional[int] = None
-    score_max: Optional[int] = None
+    score_min: int | None = None
+    score_max: int | None = None
     hot: bool = False
-    agent_id: Optional[int] = None
+    agent_id: int | None = None
     unassigned: bool = False
     # Agents see their own and unassigned leads: set this to restrict to that.
-    visible_to_agent_id: Optional[int] = None
+    visible_to_agent_id: int | None = None
     channel: Sequence[str] = ()
-    created_from: Optional[datetime] = None
-    created_to: Optional[datetime] = None
-    contacted_from: Optional[datetime] = None
-    contacted_to: Optional[datetime] = None
-    stale_days: Optional[int] = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    contacted_from: datetime | None = None
+    contacted_to: datetime | None = None
+    stale_days: int | None = None
     terminal_statuses: Sequence[str] = ("Not Interested", "Converted")
-    archived: Optional[bool] = False  # None: both
-    search: Optional[str] = None
+    archived: bool | None = False  # None: both
+    search: str | None = None
     sort: str = "-created_at"
     limit: int = 50
     offset: int = 0
-    after_id: Optional[int] = None  # keyset cursor on id (with sort "id" / "-id")
+    after_id: int | None = None  # keyset cursor on id (with sort "id" / "-id")
     ids: Sequence[int] = field(default_factory=tuple)
 
 
-def build_lead_query(q: LeadQuery, *, now: Optional[datetime] = None) -> Select[tuple[Lead]]:
+def build_lead_query(q: LeadQuery, *, now: datetime | None = None) -> Select[tuple[Lead]]:
     """The SELECT for `q` without paging (also used for export and bulk actions)."""
     now = now or utcnow()
     stmt = select(Lead).where(Lead.merged_into_id.is_(None))
@@ -70,9 +81,13 @@ def build_lead_query(q: LeadQuery, *, now: Optional[datetime] = None) -> Select[
     elif q.agent_id is not None:
         stmt = stmt.where(Lead.assigned_agent_id == q.agent_id)
     if q.visible_to_agent_id is not None:
-        stmt = stmt.where(or_(Lead.assigned_agent_id == q.visible_to_agent_id, Lead.assigned_agent_id.is_(None)))
+        stmt = stmt.where(
+            or_(Lead.assigned_agent_id == q.visible_to_agent_id, Lead.assigned_agent_id.is_(None))
+        )
     if q.channel:
-        stmt = stmt.where(exists().where(Identity.lead_id == Lead.id, Identity.channel.in_(list(q.channel))))
+        stmt = stmt.where(
+            exists().where(Identity.lead_id == Lead.id, Identity.channel.in_(list(q.channel)))
+        )
     if q.created_from:
         stmt = stmt.where(Lead.created_at >= q.created_from)
     if q.created_to:
@@ -84,7 +99,10 @@ def build_lead_query(q: LeadQuery, *, now: Optional[datetime] = None) -> Select[
     if q.stale_days is not None:
         cutoff = now - timedelta(days=max(0, min(q.stale_days, 36500)))  # beyond: OverflowError
         stmt = stmt.where(
-            or_(Lead.last_contacted_at < cutoff, and_(Lead.last_contacted_at.is_(None), Lead.created_at < cutoff))
+            or_(
+                Lead.last_contacted_at < cutoff,
+                and_(Lead.last_contacted_at.is_(None), Lead.created_at < cutoff),
+            )
         )
         if q.terminal_statuses:
             stmt = stmt.where(Lead.status.not_in(list(q.terminal_statuses)))
@@ -113,25 +131,33 @@ class _ContainsText(ColumnElement[bool]):
         self.pattern = bindparam(None, f"%{escaped}%", type_=String())
 
 
+def _like(element: _ContainsText, compiler: Any, template: str, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return template.format(column=column, pattern=pattern) + " ESCAPE '\\')"
+
+
 @compiles(_ContainsText)
 def _contains_text(element: _ContainsText, compiler: Any, **kw: Any) -> str:
-    return (f"(lower({compiler.process(element.column, **kw)}) LIKE {compiler.process(element.pattern, **kw)}"
-            " ESCAPE '\\')")
+    return _like(element, compiler, "(lower({column}) LIKE {pattern}", **kw)
 
 
 @compiles(_ContainsText, "sqlite")
 def _contains_text_sqlite(element: _ContainsText, compiler: Any, **kw: Any) -> str:
-    return f"({compiler.process(element.column, **kw)} LIKE {compiler.process(element.pattern, **kw)} ESCAPE '\\')"
+    return _like(element, compiler, "({column} LIKE {pattern}", **kw)
 
 
 @compiles(_ContainsText, "postgresql")
 def _contains_text_postgresql(element: _ContainsText, compiler: Any, **kw: Any) -> str:
-    return f"({compiler.process(element.column, **kw)} ILIKE {compiler.process(element.pattern, **kw)} ESCAPE '\\')"
+    return _like(element, compiler, "({column} ILIKE {pattern}", **kw)
 
 
 def _search_clause(text: str):  # type: ignore[no-untyped-def]
-    clauses = [_ContainsText(Lead.name, text), _ContainsText(Lead.email, text),
-               _ContainsText(Lead.company, text)]
+    clauses = [
+        _ContainsText(Lead.name, text),
+        _ContainsText(Lead.email, text),
+        _ContainsText(Lead.company, text),
+    ]
     digits = re.sub(r"\D", "", _ascii_digits(text))
     if len(digits) >= 3:
         # Phones are stored as E.164, so searching the digits finds any typed format; a number
@@ -160,7 +186,7 @@ def order_leads(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
     return stmt.order_by(key, Lead.id.desc() if descending else Lead.id.asc())
 
 
-def query_leads(q: LeadQuery, *, session: Session, now: Optional[datetime] = None) -> list[Lead]:
+def query_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) -> list[Lead]:
     """One page of leads matching `q`, with identities and agent loaded."""
     stmt = build_lead_query(q, now=now)
     if q.after_id is not None:
@@ -170,7 +196,7 @@ def query_leads(q: LeadQuery, *, session: Session, now: Optional[datetime] = Non
     return list(session.scalars(stmt))
 
 
-def count_leads(q: LeadQuery, *, session: Session, now: Optional[datetime] = None) -> int:
+def count_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) -> int:
     from sqlalchemy import func
 
     sub = build_lead_query(q, now=now).with_only_columns(Lead.id).subquery()

@@ -17,58 +17,90 @@ from store.work import open_lead_counts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    agents = subparsers.add_parser("agents", help="manage sales agents and their API tokens",
-                                   description="Manage sales agents and their API tokens.")
+    agents = subparsers.add_parser(
+        "agents",
+        help="manage sales agents and their API tokens",
+        description="Manage sales agents and their API tokens.",
+    )
     sub = agents.add_subparsers(dest="agents_command", metavar="ACTION")
     sub.required = True
 
     add = sub.add_parser(
-        "add", help="create an agent and print its API token",
+        "add",
+        help="create an agent and print its API token",
         description="Create an agent and print its id and API token. The token is shown once "
-                    "and stored hashed: keep it safe.")
+        "and stored hashed: keep it safe.",
+    )
     add.add_argument("--name", required=True, help="the agent's name")
-    add.add_argument("--email", help="the agent's email (unique; used to log in to the web console)")
-    add.add_argument("--role", choices=AGENT_ROLES, default="agent",
-                     help="agent (own and unassigned leads) or admin (everything); default agent")
-    add.add_argument("--capacity", type=int_in(0, 100000), default=50,
-                     help="most open leads auto-assignment gives this agent (default 50)")
+    add.add_argument(
+        "--email", help="the agent's email (unique; used to log in to the web console)"
+    )
+    add.add_argument(
+        "--role",
+        choices=AGENT_ROLES,
+        default="agent",
+        help="agent (own and unassigned leads) or admin (everything); default agent",
+    )
+    add.add_argument(
+        "--capacity",
+        type=int_in(0, 100000),
+        default=50,
+        help="most open leads auto-assignment gives this agent (default 50)",
+    )
     password = add.add_mutually_exclusive_group()
     password.add_argument("--password", help="a password for the web console (stored hashed)")
-    password.add_argument("--password-stdin", action="store_true",
-                          help="read the web console password from the first line of stdin")
-    add.add_argument("--json", action="store_true",
-                     help='print {"id", "name", "role", "token"} as JSON')
+    password.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the web console password from the first line of stdin",
+    )
+    add.add_argument(
+        "--json", action="store_true", help='print {"id", "name", "role", "token"} as JSON'
+    )
     add.set_defaults(func=run_add)
 
-    ls = sub.add_parser("list", help="list agents", description="List agents (tokens are never shown).")
+    ls = sub.add_parser(
+        "list", help="list agents", description="List agents (tokens are never shown)."
+    )
     ls.add_argument("--json", action="store_true", help="print a JSON array")
     ls.set_defaults(func=run_list)
 
     for action, verb in (("disable", "Disable"), ("enable", "Re-enable")):
         cmd = sub.add_parser(
-            action, help=f"{verb.lower()} an agent",
+            action,
+            help=f"{verb.lower()} an agent",
             description=f"{verb} an agent by id, email or name."
-                        + (" A disabled agent's token and password stop working and no lead is "
-                           "assigned to them; their leads stay assigned." if action == "disable" else ""))
+            + (
+                " A disabled agent's token and password stop working and no lead is "
+                "assigned to them; their leads stay assigned."
+                if action == "disable"
+                else ""
+            ),
+        )
         cmd.add_argument("agent", metavar="AGENT", help="id, email or exact name")
         cmd.add_argument("--json", action="store_true", help="print the agent as JSON")
         cmd.set_defaults(func=run_set_active, active=action == "enable")
 
-
     link = sub.add_parser(
-        "link", help="print a one-time code that links an agent's Telegram account",
+        "link",
+        help="print a one-time code that links an agent's Telegram account",
         description="Print a one-time code for the agent to send to the copilot bot in Telegram "
-                    "(/start CODE). A new code replaces any earlier one.")
+        "(/start CODE). A new code replaces any earlier one.",
+    )
     link.add_argument("agent", metavar="AGENT", help="id, email or exact name")
     link.add_argument("--json", action="store_true", help='print {"id", "name", "code"} as JSON')
     link.set_defaults(func=run_link)
 
     token = sub.add_parser(
-        "token", help="issue a new API token for an agent (the old one stops working)",
+        "token",
+        help="issue a new API token for an agent (the old one stops working)",
         description="Issue a new API token for an agent, e.g. when the old one was lost or leaked. "
-                    "The old token stops working at once; the new one is shown once.")
+        "The old token stops working at once; the new one is shown once.",
+    )
     token.add_argument("agent", metavar="AGENT", help="id, email or exact name")
-    token.add_argument("--json", action="store_true", help='print {"id", "name", "role", "token"} as JSON')
+    token.add_argument(
+        "--json", action="store_true", help='print {"id", "name", "role", "token"} as JSON'
+    )
     token.set_defaults(func=run_token)
 
 
@@ -126,8 +158,14 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory:
         try:
             with session_factory.begin() as session:
-                agent, token = create_agent(args.name, session=session, email=args.email, role=args.role,
-                                            capacity=args.capacity, password=password)
+                agent, token = create_agent(
+                    args.name,
+                    session=session,
+                    email=args.email,
+                    role=args.role,
+                    capacity=args.capacity,
+                    password=password,
+                )
                 agent_id, name, role = agent.id, agent.name, agent.role
                 code = new_link_code(agent, session=session)
         except (AgentError, InvalidContact) as exc:
@@ -146,9 +184,15 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def _agent_dict(agent, open_leads: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {
-        "id": agent.id, "name": agent.name, "email": agent.email, "role": agent.role,
-        "active": agent.active, "capacity": agent.capacity, "open_leads": open_leads,
-        "telegram_linked": agent.telegram_user_id is not None, "created_at": agent.created_at,
+        "id": agent.id,
+        "name": agent.name,
+        "email": agent.email,
+        "role": agent.role,
+        "active": agent.active,
+        "capacity": agent.capacity,
+        "open_leads": open_leads,
+        "telegram_linked": agent.telegram_user_id is not None,
+        "created_at": agent.created_at,
     }
 
 
@@ -162,9 +206,18 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     if not agents:
         print("no agents yet: add one with `leaddesk agents add --name NAME`")
         return 0
-    rows = [[str(a["id"]), str(a["name"]), str(a["email"] or ""), str(a["role"]),
-             "yes" if a["active"] else "no", f"{a['open_leads']}/{a['capacity']}",
-             "yes" if a["telegram_linked"] else "no"] for a in agents]
+    rows = [
+        [
+            str(a["id"]),
+            str(a["name"]),
+            str(a["email"] or ""),
+            str(a["role"]),
+            "yes" if a["active"] else "no",
+            f"{a['open_leads']}/{a['capacity']}",
+            "yes" if a["telegram_linked"] else "no",
+        ]
+        for a in agents
+    ]
     print(table(rows, ["ID", "NAME", "EMAIL", "ROLE", "ACTIVE", "LEADS", "TELEGRAM"]))
     return 0
 
@@ -183,5 +236,8 @@ def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
     who = f"agent {info['id']} ({info['name']})"
     print(f"{who} {state}" if changed else f"{who} was already {state}")
     if not args.active and info["open_leads"]:
-        print(f"{info['open_leads']} open leads are still assigned to them; reassign with the console or API")
+        print(
+            f"{info['open_leads']} open leads are still assigned to them; "
+            "reassign them in the console or with the API"
+        )
     return 0

@@ -7,8 +7,8 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -23,7 +23,7 @@ def open_store(settings: Settings) -> Iterator[sessionmaker[Session]]:
     """A session factory on DATABASE_URL with the schema brought up to date (as the server does)."""
     from leaddesk.cli import UserError
 
-    engine: Optional[Engine] = None
+    engine: Engine | None = None
     try:
         engine = make_engine(settings.database_url)
         ensure_schema(engine)
@@ -78,22 +78,22 @@ def moment(text: str) -> tuple[datetime, bool]:
     text = text.strip()
     try:
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=timezone.utc), True
+            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=UTC), True
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date (YYYY-MM-DD) or date-time (YYYY-MM-DDTHH:MM)"
         ) from None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value, False
 
 
-def lower_bound(value: Optional[tuple[datetime, bool]]) -> Optional[datetime]:
+def lower_bound(value: tuple[datetime, bool] | None) -> datetime | None:
     return value[0] if value else None
 
 
-def upper_bound(value: Optional[tuple[datetime, bool]]) -> Optional[datetime]:
+def upper_bound(value: tuple[datetime, bool] | None) -> datetime | None:
     """Exclusive upper bound: a date means 'up to the end of that day'."""
     if not value:
         return None
@@ -105,7 +105,9 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     """A plain text table with columns padded to their widest cell."""
     widths = [len(h) for h in header]
     for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     return "\n".join(lines)

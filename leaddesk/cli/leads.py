@@ -9,12 +9,20 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any
 
 import phonenumbers
 from sqlalchemy import func, select
 
-from leaddesk.cli.common import int_in, lower_bound, moment, open_store, print_json, table, upper_bound
+from leaddesk.cli.common import (
+    int_in,
+    lower_bound,
+    moment,
+    open_store,
+    print_json,
+    table,
+    upper_bound,
+)
 from leaddesk.settings import Settings
 from store.agents import find_agent
 from store.csvio import CsvImportError, ImportReport, export_leads, import_leads
@@ -26,105 +34,177 @@ from store.work import audit_trail, list_notes, score_history
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    leads = subparsers.add_parser("leads", help="list, show, export and import leads",
-                                  description="List, show, export and import leads.")
+    leads = subparsers.add_parser(
+        "leads",
+        help="list, show, export and import leads",
+        description="List, show, export and import leads.",
+    )
     sub = leads.add_subparsers(dest="leads_command", metavar="ACTION")
     sub.required = True
 
-    ls = sub.add_parser("list", help="list leads matching filters",
-                        description="List one page of the leads matching the filters.")
+    ls = sub.add_parser(
+        "list",
+        help="list leads matching filters",
+        description="List one page of the leads matching the filters.",
+    )
     _add_filters(ls)
-    ls.add_argument("--limit", type=int_in(1, 1000), default=50, help="page size (default 50, at most 1000)")
+    ls.add_argument(
+        "--limit", type=int_in(1, 1000), default=50, help="page size (default 50, at most 1000)"
+    )
     ls.add_argument("--offset", type=int_in(0, 10**9), default=0, help="skip this many leads")
     ls.add_argument("--json", action="store_true", help="print a JSON array of leads")
     ls.set_defaults(func=run_list)
 
-    show = sub.add_parser("show", help="show one lead with its identities, notes and history",
-                          description="Show one lead: profile, identities, conversations, notes, "
-                                      "score history and audit trail. A merged-away id shows the "
-                                      "lead it was merged into.")
+    show = sub.add_parser(
+        "show",
+        help="show one lead with its identities, notes and history",
+        description="Show one lead: profile, identities, conversations, notes, "
+        "score history and audit trail. A merged-away id shows the "
+        "lead it was merged into.",
+    )
     show.add_argument("lead_id", metavar="ID", type=int_in(1, 2**31 - 1), help="the lead's id")
     show.add_argument("--json", action="store_true", help="print the lead as JSON")
     show.set_defaults(func=run_show)
 
     export = sub.add_parser(
-        "export", help="export leads matching filters as CSV",
+        "export",
+        help="export leads matching filters as CSV",
         description="Stream the leads matching the filters as CSV (header: id, name, email, phone, "
-                    "company, status, score, assigned_agent, channels, created_at, "
-                    "last_contacted_at, then one column per custom field).")
+        "company, status, score, assigned_agent, channels, created_at, "
+        "last_contacted_at, then one column per custom field).",
+    )
     _add_filters(export)
-    export.add_argument("--output", "-o", metavar="FILE",
-                        help="write to FILE (replaced only once the export is complete); default stdout")
+    export.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write to FILE (replaced only once the export is complete); default stdout",
+    )
     export.set_defaults(func=run_export)
 
     imp = sub.add_parser(
-        "import", help="create or merge leads from a CSV file",
+        "import",
+        help="create or merge leads from a CSV file",
         description="Import leads from a CSV file with a header row. Recognised columns: name, "
-                    "email, phone, company, status, source, note, and custom field names; other "
-                    "columns are reported and skipped. A row whose phone or email belongs to a lead "
-                    "merges into it (empty fields are filled); a bad row is rejected with its line "
-                    "number and never stops the others.")
-    imp.add_argument("file", metavar="FILE.csv", help="the CSV file (UTF-8; comma, semicolon or tab separated)")
-    imp.add_argument("--region", help="country for national-format phone numbers "
-                                      "(default LEADDESK_DEFAULT_REGION)")
-    imp.add_argument("--custom-field", dest="custom_fields", action="append", default=[], metavar="NAME",
-                     help="treat column NAME as a custom field (repeatable); columns already used as "
-                          "custom fields and those of a Leaddesk export are recognised anyway")
+        "email, phone, company, status, source, note, and custom field names; other "
+        "columns are reported and skipped. A row whose phone or email belongs to a lead "
+        "merges into it (empty fields are filled); a bad row is rejected with its line "
+        "number and never stops the others.",
+    )
+    imp.add_argument(
+        "file", metavar="FILE.csv", help="the CSV file (UTF-8; comma, semicolon or tab separated)"
+    )
+    imp.add_argument(
+        "--region",
+        help="country for national-format phone numbers (default LEADDESK_DEFAULT_REGION)",
+    )
+    imp.add_argument(
+        "--custom-field",
+        dest="custom_fields",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="treat column NAME as a custom field (repeatable); columns already used as "
+        "custom fields and those of a Leaddesk export are recognised anyway",
+    )
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
     imp.set_defaults(func=run_import)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters")
-    group.add_argument("--status", action="append", default=[], metavar="STATUS",
-                       help="only these statuses (repeatable or comma-separated)")
+    group.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        metavar="STATUS",
+        help="only these statuses (repeatable or comma-separated)",
+    )
     group.add_argument("--min-score", type=int_in(0, 100), metavar="N", help="score at least N")
     group.add_argument("--max-score", type=int_in(0, 100), metavar="N", help="score at most N")
     group.add_argument("--hot", action="store_true", help="only hot leads (score >= 75)")
     who = group.add_mutually_exclusive_group()
     who.add_argument("--agent", metavar="AGENT", help="assigned to this agent (id, email or name)")
     who.add_argument("--unassigned", action="store_true", help="only leads nobody is assigned to")
-    group.add_argument("--channel", action="append", default=[], choices=CHANNELS,
-                       help="with an identity on this channel (repeatable)")
-    group.add_argument("--created-from", type=moment, metavar="WHEN", help="created at or after (date or date-time, UTC)")
-    group.add_argument("--created-to", type=moment, metavar="WHEN",
-                       help="created before (a date includes that whole day)")
-    group.add_argument("--contacted-from", type=moment, metavar="WHEN", help="last contact at or after")
-    group.add_argument("--contacted-to", type=moment, metavar="WHEN",
-                       help="last contact before (a date includes that whole day)")
-    group.add_argument("--stale", type=int_in(0, 36500), metavar="DAYS",
-                       help="no contact for DAYS days and not in a terminal status")
+    group.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        choices=CHANNELS,
+        help="with an identity on this channel (repeatable)",
+    )
+    group.add_argument(
+        "--created-from",
+        type=moment,
+        metavar="WHEN",
+        help="created at or after (date or date-time, UTC)",
+    )
+    group.add_argument(
+        "--created-to",
+        type=moment,
+        metavar="WHEN",
+        help="created before (a date includes that whole day)",
+    )
+    group.add_argument(
+        "--contacted-from", type=moment, metavar="WHEN", help="last contact at or after"
+    )
+    group.add_argument(
+        "--contacted-to",
+        type=moment,
+        metavar="WHEN",
+        help="last contact before (a date includes that whole day)",
+    )
+    group.add_argument(
+        "--stale",
+        type=int_in(0, 36500),
+        metavar="DAYS",
+        help="no contact for DAYS days and not in a terminal status",
+    )
     archived = group.add_mutually_exclusive_group()
     archived.add_argument("--archived", action="store_true", help="only archived leads")
-    archived.add_argument("--include-archived", action="store_true", help="archived and active leads")
-    group.add_argument("--search", metavar="TEXT",
-                       help="text in name, email or company, or a phone number in any format")
-    group.add_argument("--sort", choices=SORT_KEYS, default="-created_at", metavar="KEY",
-                       help="created_at, score, last_contacted_at, name or id; descending with "
-                            "--desc or a leading '-' written as --sort=-score (default: newest first)")
+    archived.add_argument(
+        "--include-archived", action="store_true", help="archived and active leads"
+    )
+    group.add_argument(
+        "--search",
+        metavar="TEXT",
+        help="text in name, email or company, or a phone number in any format",
+    )
+    group.add_argument(
+        "--sort",
+        choices=SORT_KEYS,
+        default="-created_at",
+        metavar="KEY",
+        help="created_at, score, last_contacted_at, name or id; descending with "
+        "--desc or a leading '-' written as --sort=-score (default: newest first)",
+    )
     group.add_argument("--desc", action="store_true", help="sort descending")
 
 
-def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], Optional[list[str]]]:
+def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], list[str] | None]:
     """The admin-defined custom field names and statuses from the prompts directory.
 
     `strict` (import): files that do not validate are a user error, since statuses could not be
     checked. Otherwise (export) a warning, and the export uses the custom fields found on leads.
     """
-    from leaddesk.cli import UserError
-
     # Imported here: the bot package brings LangGraph, which `leads list` does not need.
     from bot.prompts import PromptError, load_prompts
+    from leaddesk.cli import UserError
 
     try:
         config = load_prompts(settings.prompts_dir)
     except PromptError as exc:
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid prompts"
         if strict:
-            raise UserError(f"the prompts in {settings.prompts_dir} do not validate ({problem}); "
-                            "fix them first (leaddesk prompts check)") from None
-        print(f"leaddesk: warning: prompts not loaded ({problem}); exporting the custom fields in use",
-              file=sys.stderr)
+            raise UserError(
+                f"the prompts in {settings.prompts_dir} do not validate ({problem}); "
+                "fix them first (leaddesk prompts check)"
+            ) from None
+        print(
+            f"leaddesk: warning: prompts not loaded ({problem}); "
+            "exporting the custom fields in use",
+            file=sys.stderr,
+        )
         return [], None
     return [f.name for f in config.custom_fields], [s.name for s in config.statuses] or None
 
@@ -132,17 +212,24 @@ def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], Option
 def _query(args: argparse.Namespace, session_factory: Any) -> LeadQuery:
     from leaddesk.cli import UserError
 
-    if args.min_score is not None and args.max_score is not None and args.min_score > args.max_score:
+    if (
+        args.min_score is not None
+        and args.max_score is not None
+        and args.min_score > args.max_score
+    ):
         raise UserError(f"--min-score {args.min_score} is above --max-score {args.max_score}")
-    agent_id: Optional[int] = None
+    agent_id: int | None = None
     if args.agent:
         with session_factory() as session:
             agent = find_agent(args.agent, session=session)
             if agent is None:
-                raise UserError(f"no agent matches {args.agent!r} (use an id, an email or an exact name)")
+                raise UserError(
+                    f"no agent matches {args.agent!r} (use an id, an email or an exact name)"
+                )
             agent_id = agent.id
-    statuses = _stored_statuses(session_factory,
-                                [s.strip() for value in args.status for s in value.split(",") if s.strip()])
+    statuses = _stored_statuses(
+        session_factory, [s.strip() for value in args.status for s in value.split(",") if s.strip()]
+    )
     return LeadQuery(
         status=statuses,
         score_min=args.min_score,
@@ -165,7 +252,7 @@ def _query(args: argparse.Namespace, session_factory: Any) -> LeadQuery:
 
 
 def _stored_statuses(session_factory: Any, wanted: list[str]) -> list[str]:
-    """The statuses as stored, matched case-insensitively (`--status interested` finds Interested)."""
+    """The statuses as stored, matched ignoring case (`--status interested` finds Interested)."""
     if not wanted:
         return []
     with read_session(session_factory) as session:
@@ -176,14 +263,16 @@ def _stored_statuses(session_factory: Any, wanted: list[str]) -> list[str]:
 
 def lead_dict(lead: Lead) -> dict[str, Any]:
     """Every column of the lead, plus its channels and the assigned agent's name."""
-    data: dict[str, Any] = {column.key: getattr(lead, column.key) for column in Lead.__table__.columns}
+    data: dict[str, Any] = {
+        column.key: getattr(lead, column.key) for column in Lead.__table__.columns
+    }
     data["channels"] = lead.channels
     data["assigned_agent"] = lead.assigned_agent.name if lead.assigned_agent else None
     data["hot"] = lead.is_hot
     return data
 
 
-def _when(value: Optional[datetime]) -> str:
+def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
@@ -200,13 +289,45 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("no leads match" if total == 0 else f"no leads on this page ({total} match)")
         return 0
-    cells = [[str(r["id"]), (r["name"] or "")[:30], r["phone"] or "", (r["email"] or "")[:32], r["status"],
-              str(r["score"]), r["assigned_agent"] or "-", ",".join(r["channels"]),
-              _when(r["last_contacted_at"])] for r in rows]
-    print(table(cells, ["ID", "NAME", "PHONE", "EMAIL", "STATUS", "SCORE", "AGENT", "CHANNELS", "LAST CONTACT"]))
+    cells = [
+        [
+            str(r["id"]),
+            (r["name"] or "")[:30],
+            r["phone"] or "",
+            (r["email"] or "")[:32],
+            r["status"],
+            str(r["score"]),
+            r["assigned_agent"] or "-",
+            ",".join(r["channels"]),
+            _when(r["last_contacted_at"]),
+        ]
+        for r in rows
+    ]
+    print(
+        table(
+            cells,
+            [
+                "ID",
+                "NAME",
+                "PHONE",
+                "EMAIL",
+                "STATUS",
+                "SCORE",
+                "AGENT",
+                "CHANNELS",
+                "LAST CONTACT",
+            ],
+        )
+    )
     first = q.offset + 1
-    print(f"\n{first}-{q.offset + len(rows)} of {total}"
-          + (f"; next page: --offset {q.offset + len(rows)}" if q.offset + len(rows) < (total or 0) else ""))
+    print(
+        f"\n{first}-{q.offset + len(rows)} of {total}"
+        + (
+            f"; next page: --offset {q.offset + len(rows)}"
+            if q.offset + len(rows) < (total or 0)
+            else ""
+        )
+    )
     return 0
 
 
@@ -220,24 +341,64 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
             raise UserError(f"no lead with id {args.lead_id}") from None
         data = lead_dict(lead)
         data["identities"] = [
-            {"channel": i.channel, "external_id": i.external_id, "display_name": i.display_name,
-             "created_at": i.created_at} for i in lead.identities]
-        message_counts = dict(session.execute(
-            select(Message.conversation_id, func.count()).join(Conversation)
-            .where(Conversation.lead_id == lead.id).group_by(Message.conversation_id)).all())
+            {
+                "channel": i.channel,
+                "external_id": i.external_id,
+                "display_name": i.display_name,
+                "created_at": i.created_at,
+            }
+            for i in lead.identities
+        ]
+        message_counts = dict(
+            session.execute(
+                select(Message.conversation_id, func.count())
+                .join(Conversation)
+                .where(Conversation.lead_id == lead.id)
+                .group_by(Message.conversation_id)
+            ).all()
+        )
         data["conversations"] = [
-            {"id": c.id, "channel": c.channel, "messages": message_counts.get(c.id, 0),
-             "last_inbound_at": c.last_inbound_at, "summary": c.summary} for c in lead.conversations]
+            {
+                "id": c.id,
+                "channel": c.channel,
+                "messages": message_counts.get(c.id, 0),
+                "last_inbound_at": c.last_inbound_at,
+                "summary": c.summary,
+            }
+            for c in lead.conversations
+        ]
         data["notes"] = [
-            {"id": n.id, "category": n.category, "author": n.author, "text": n.text,
-             "created_at": n.created_at} for n in list_notes(lead.id, session=session)]
+            {
+                "id": n.id,
+                "category": n.category,
+                "author": n.author,
+                "text": n.text,
+                "created_at": n.created_at,
+            }
+            for n in list_notes(lead.id, session=session)
+        ]
         data["score_history"] = [
-            {"score": e.score, "previous_score": e.previous_score, "factors": e.factors,
-             "engine": e.engine, "created_at": e.created_at} for e in score_history(lead.id, session=session)]
+            {
+                "score": e.score,
+                "previous_score": e.previous_score,
+                "factors": e.factors,
+                "engine": e.engine,
+                "created_at": e.created_at,
+            }
+            for e in score_history(lead.id, session=session)
+        ]
         data["audit"] = [
-            {"actor": a.actor, "agent_id": a.agent_id, "action": a.action, "field": a.field,
-             "old": a.old_value, "new": a.new_value, "created_at": a.created_at}
-            for a in audit_trail(lead.id, session=session)]
+            {
+                "actor": a.actor,
+                "agent_id": a.agent_id,
+                "action": a.action,
+                "field": a.field,
+                "old": a.old_value,
+                "new": a.new_value,
+                "created_at": a.created_at,
+            }
+            for a in audit_trail(lead.id, session=session)
+        ]
         merged_from = args.lead_id if lead.id != args.lead_id else None
     if args.json:
         data["requested_id"] = args.lead_id
@@ -247,22 +408,37 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_lead(data: dict[str, Any], merged_from: Optional[int]) -> None:
+def _print_lead(data: dict[str, Any], merged_from: int | None) -> None:
     if merged_from is not None:
         print(f"(lead {merged_from} was merged into lead {data['id']})")
     print(f"Lead {data['id']}: {data['name'] or '(no name)'}")
     profile = [
-        ("Status", data["status"]), ("Score", f"{data['score']}" + (" (hot)" if data["hot"] else "")),
-        ("Phone", data["phone"]), ("Email", data["email"]), ("Company", data["company"]),
-        ("Agent", data["assigned_agent"]), ("Channels", ", ".join(data["channels"])),
-        ("Source", data["source"]), ("Tags", ", ".join(map(str, data["tags"]))),
+        ("Status", data["status"]),
+        ("Score", f"{data['score']}" + (" (hot)" if data["hot"] else "")),
+        ("Phone", data["phone"]),
+        ("Email", data["email"]),
+        ("Company", data["company"]),
+        ("Agent", data["assigned_agent"]),
+        ("Channels", ", ".join(data["channels"])),
+        ("Source", data["source"]),
+        ("Tags", ", ".join(map(str, data["tags"]))),
         ("Interests", ", ".join(map(str, data["interests"]))),
         ("Objections", ", ".join(map(str, data["objections"]))),
-        ("Summary", data["summary"]), ("Next action", data["next_best_action"]),
-        ("AI", "stopped" if data["ai_stopped"] else
-         (f"paused until {_when(data['ai_paused_until'])}" if data["ai_paused_until"] else "active")),
+        ("Summary", data["summary"]),
+        ("Next action", data["next_best_action"]),
+        (
+            "AI",
+            "stopped"
+            if data["ai_stopped"]
+            else (
+                f"paused until {_when(data['ai_paused_until'])}"
+                if data["ai_paused_until"]
+                else "active"
+            ),
+        ),
         ("Archived", "yes" if data["archived"] else None),
-        ("Created", _when(data["created_at"])), ("Last contact", _when(data["last_contacted_at"])),
+        ("Created", _when(data["created_at"])),
+        ("Last contact", _when(data["last_contacted_at"])),
     ]
     for key, value in profile:
         if value:
@@ -281,15 +457,24 @@ def _print_lead(data: dict[str, Any], merged_from: Optional[int]) -> None:
     if data["conversations"]:
         print("Conversations:")
         for c in data["conversations"]:
-            print(f"  {c['channel']}: {c['messages']} messages, last inbound {_when(c['last_inbound_at'])}")
+            print(
+                f"  {c['channel']}: {c['messages']} messages, "
+                f"last inbound {_when(c['last_inbound_at'])}"
+            )
     if data["notes"]:
         print("Notes:")
         for note in data["notes"]:
-            print(f"  [{_when(note['created_at'])}] {note['category']} by {note['author']}: {note['text']}")
+            print(
+                f"  [{_when(note['created_at'])}] {note['category']} by {note['author']}: "
+                f"{note['text']}"
+            )
     if data["score_history"]:
         print("Score history:")
         for event in data["score_history"]:
-            print(f"  [{_when(event['created_at'])}] {event['previous_score']} -> {event['score']} ({event['engine']})")
+            print(
+                f"  [{_when(event['created_at'])}] {event['previous_score']} -> {event['score']} "
+                f"({event['engine']})"
+            )
     if data["audit"]:
         print("History (newest first):")
         for a in data["audit"][:50]:
@@ -356,7 +541,9 @@ class _ProgressBar:
         self._last = now
         fraction = 1.0 if final else min(self._counter.bytes_read / self._total, 1.0)
         filled = int(fraction * 30)
-        sys.stderr.write(f"\rimporting [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {rows} rows")
+        sys.stderr.write(
+            f"\rimporting [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} {rows} rows"
+        )
         if final:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -379,9 +566,14 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8-sig", newline="")
     try:
         with open_store(settings) as session_factory:
-            report = import_leads(text, session_factory=session_factory, region=region,
-                                  custom_fields=[*fields, *args.custom_fields], statuses=statuses,
-                                  progress=bar)
+            report = import_leads(
+                text,
+                session_factory=session_factory,
+                region=region,
+                custom_fields=[*fields, *args.custom_fields],
+                statuses=statuses,
+                progress=bar,
+            )
     except CsvImportError as exc:
         if bar is not None:
             sys.stderr.write("\n")
@@ -400,8 +592,10 @@ def _print_report(path: Path, report: ImportReport, as_json: bool) -> None:
     if as_json:
         print_json({"file": str(path), **report.to_dict()})
         return
-    print(f"{path}: {report.rows} rows: {report.created} created, {report.merged} merged, "
-          f"{len(report.rejected)} rejected")
+    print(
+        f"{path}: {report.rows} rows: {report.created} created, {report.merged} merged, "
+        f"{len(report.rejected)} rejected"
+    )
     for rejection in report.rejected:
         print(f"  line {rejection.line}: {rejection.reason}")
     if report.unknown_columns:

@@ -25,16 +25,19 @@ class Run:
 
 
 @pytest.fixture
-def cli(db_engine: Engine, bare_cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
+def cli(
+    db_engine: Engine, bare_cli: Callable[..., Run], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Run]:
     """`cli("leads", "list")` runs the command on the test database and returns code and output."""
     monkeypatch.setenv("DATABASE_URL", db_engine.url.render_as_string(hide_password=False))
     return bare_cli
 
 
 @pytest.fixture
-def bare_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-             capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
-    """The command line with a SQLite file in tmp_path (for tests that are not about the backend)."""
+def bare_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Run]:
+    """The command line on a SQLite file in tmp_path, for tests that are not about the backend."""
     monkeypatch.chdir(tmp_path)  # no stray .env, and relative paths land in tmp_path
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     for name in ("LEADDESK_DEFAULT_REGION", "LEADDESK_PROMPTS_DIR", "OPENAI_API_KEY"):

@@ -16,25 +16,51 @@ def test_version_needs_no_database(bare_cli, monkeypatch):
     assert result.code == 0 and result.out.startswith("leaddesk 0.")
 
 
-@pytest.mark.parametrize("command", [
-    [], ["agents"], ["agents", "add"], ["agents", "list"], ["agents", "disable"], ["agents", "enable"],
-    ["agents", "link"], ["agents", "token"],
-    ["leads"], ["leads", "list"], ["leads", "show"], ["leads", "export"], ["leads", "import"],
-    ["db"], ["db", "upgrade"], ["version"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["agents"],
+        ["agents", "add"],
+        ["agents", "list"],
+        ["agents", "disable"],
+        ["agents", "enable"],
+        ["agents", "link"],
+        ["agents", "token"],
+        ["leads"],
+        ["leads", "list"],
+        ["leads", "show"],
+        ["leads", "export"],
+        ["leads", "import"],
+        ["db"],
+        ["db", "upgrade"],
+        ["version"],
+    ],
+)
 def test_every_command_has_help(bare_cli, command):
     result = bare_cli(*command, "--help")
     assert result.code == 0
     assert result.out.startswith("usage: leaddesk")
 
 
-@pytest.mark.parametrize("argv", [
-    ["nonsense"], ["agents"], ["agents", "add"], ["agents", "add", "--name", "A", "--role", "boss"],
-    ["agents", "add", "--name", "A", "--capacity", "-1"], ["leads", "list", "--min-score", "101"],
-    ["leads", "list", "--limit", "0"], ["leads", "list", "--created-from", "yesterday"],
-    ["leads", "list", "--agent", "a", "--unassigned"], ["leads", "show", "abc"],
-    ["leads", "list", "--channel", "telegram"], ["leads", "list", "--sort", "phone"], ["leads", "list", "--sort", "-score"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["nonsense"],
+        ["agents"],
+        ["agents", "add"],
+        ["agents", "add", "--name", "A", "--role", "boss"],
+        ["agents", "add", "--name", "A", "--capacity", "-1"],
+        ["leads", "list", "--min-score", "101"],
+        ["leads", "list", "--limit", "0"],
+        ["leads", "list", "--created-from", "yesterday"],
+        ["leads", "list", "--agent", "a", "--unassigned"],
+        ["leads", "show", "abc"],
+        ["leads", "list", "--channel", "telegram"],
+        ["leads", "list", "--sort", "phone"],
+        ["leads", "list", "--sort", "-score"],
+    ],
+)
 def test_usage_errors_exit_2(bare_cli, argv):
     result = bare_cli(*argv)
     assert result.code == 2
@@ -49,8 +75,9 @@ def test_bad_settings_are_one_line_exit_1(bare_cli, monkeypatch):
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
 
 
-@pytest.mark.parametrize("url", ["sqlite:///{tmp}/no/such/dir/leaddesk.db",
-                                 "postgresql://postgres@127.0.0.1:9/leaddesk"])
+@pytest.mark.parametrize(
+    "url", ["sqlite:///{tmp}/no/such/dir/leaddesk.db", "postgresql://postgres@127.0.0.1:9/leaddesk"]
+)
 def test_unreachable_database_is_one_line_exit_1(bare_cli, monkeypatch, tmp_path, url):
     monkeypatch.setenv("DATABASE_URL", url.format(tmp=tmp_path))
     result = bare_cli("agents", "list")
@@ -60,7 +87,9 @@ def test_unreachable_database_is_one_line_exit_1(bare_cli, monkeypatch, tmp_path
 
 
 def test_add_prints_id_and_a_token_that_authenticates(cli, db_engine):
-    result = cli("agents", "add", "--name", "Alice", "--email", "Alice@Example.COM", "--role", "admin")
+    result = cli(
+        "agents", "add", "--name", "Alice", "--email", "Alice@Example.COM", "--role", "admin"
+    )
     assert result.code == 0, result.err
     first, second, third = result.out.strip().splitlines()
     assert first == "agent 1 (Alice, admin) created"
@@ -68,14 +97,28 @@ def test_add_prints_id_and_a_token_that_authenticates(cli, db_engine):
     token = second.rsplit(" ", 1)[1]
     with make_session_factory(db_engine)() as session:
         agent = agent_by_token(token, session=session)
-        assert agent is not None and (agent.name, agent.email, agent.role) == ("Alice", "Alice@example.com", "admin")
+        assert agent is not None and (agent.name, agent.email, agent.role) == (
+            "Alice",
+            "Alice@example.com",
+            "admin",
+        )
         assert agent.token_hash != token  # stored hashed
 
 
 def test_add_json_and_password_from_stdin(cli, db_engine, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
-    result = cli("agents", "add", "--name", "Bob", "--email", "bob@example.com", "--capacity", "3",
-                 "--password-stdin", "--json")
+    result = cli(
+        "agents",
+        "add",
+        "--name",
+        "Bob",
+        "--email",
+        "bob@example.com",
+        "--capacity",
+        "3",
+        "--password-stdin",
+        "--json",
+    )
     assert result.code == 0, result.err
     data = result.json()
     assert set(data) == {"id", "name", "role", "token"}
@@ -86,11 +129,14 @@ def test_add_json_and_password_from_stdin(cli, db_engine, monkeypatch):
         assert agent_by_password("bob@example.com", "wrong", session=session) is None
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--name", "  "], "an agent needs a name"),
-    (["--name", "C", "--email", "not-an-email"], "not a valid email address"),
-    (["--name", "C", "--password", "short"], "at least 8 characters"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--name", "  "], "an agent needs a name"),
+        (["--name", "C", "--email", "not-an-email"], "not a valid email address"),
+        (["--name", "C", "--password", "short"], "at least 8 characters"),
+    ],
+)
 def test_add_refuses_bad_values_with_exit_1(bare_cli, argv, message):
     result = bare_cli("agents", "add", *argv)
     assert result.code == 1 and message in result.err
@@ -107,14 +153,24 @@ def test_list_disable_and_enable(cli, db_engine):
     token = cli("agents", "add", "--name", "Alice", "--json").json()["token"]
     cli("agents", "add", "--name", "Bob", "--email", "bob@example.com")
     table = cli("agents", "list").out
-    assert table.splitlines()[0].split() == ["ID", "NAME", "EMAIL", "ROLE", "ACTIVE", "LEADS", "TELEGRAM"]
+    assert table.splitlines()[0].split() == [
+        "ID",
+        "NAME",
+        "EMAIL",
+        "ROLE",
+        "ACTIVE",
+        "LEADS",
+        "TELEGRAM",
+    ]
     assert "bob@example.com" in table and "0/50" in table
 
     result = cli("agents", "disable", "alice")  # by name, any case
     assert result.code == 0 and result.out.strip() == "agent 1 (Alice) disabled"
     assert cli("agents", "disable", "1").out.strip() == "agent 1 (Alice) was already disabled"
     with make_session_factory(db_engine)() as session:
-        assert agent_by_token(token, session=session) is None  # a disabled agent's token stops working
+        assert (
+            agent_by_token(token, session=session) is None
+        )  # a disabled agent's token stops working
     listed = {a["name"]: a for a in cli("agents", "list", "--json").json()}
     assert listed["Alice"]["active"] is False and listed["Bob"]["active"] is True
     assert "token" not in listed["Alice"] and "token_hash" not in listed["Alice"]
@@ -137,7 +193,9 @@ def test_link_prints_a_code_the_copilot_accepts(cli, db_engine):
     result = cli("agents", "link", "Alice")
     assert result.code == 0, result.err
     code = result.out.strip().splitlines()[-1].rsplit(" ", 1)[1]
-    assert cli("agents", "link", "1", "--json").json()["code"] != code  # a new code replaces the old
+    assert (
+        cli("agents", "link", "1", "--json").json()["code"] != code
+    )  # a new code replaces the old
     fresh = cli("agents", "link", "1", "--json").json()["code"]
     with make_session_factory(db_engine).begin() as session:
         assert link_telegram(code, 4242, session=session) is None

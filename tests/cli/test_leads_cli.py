@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -23,16 +23,29 @@ def desk(db_engine):
     """Three leads, one agent; returns their ids by name."""
     factory = make_session_factory(db_engine)
     with factory.begin() as s:
-        ana = Agent(name="Ana Agent", email="ana@desk.example", role="agent", active=True, capacity=10,
-                    token_hash="x", created_at=NOW)
+        ana = Agent(
+            name="Ana Agent",
+            email="ana@desk.example",
+            role="agent",
+            active=True,
+            capacity=10,
+            token_hash="x",
+            created_at=NOW,
+        )
         s.add(ana)
         s.flush()
-        dana = resolve("web", "w1", name="Dana", phone="(415) 555-2671", email="dana@example.com", session=s)
+        dana = resolve(
+            "web", "w1", name="Dana", phone="(415) 555-2671", email="dana@example.com", session=s
+        )
         dana.company, dana.status, dana.assigned_agent_id = "Acme", "Interested", ana.id
         dana.created_at, dana.last_contacted_at = NOW - timedelta(days=3), NOW - timedelta(days=20)
         dana.custom_fields = {"roof_type": "metal"}
-        record_score(dana, 82, [{"factor": "asked for a quote", "points": 40, "evidence": "how much?"}],
-                     session=s)
+        record_score(
+            dana,
+            82,
+            [{"factor": "asked for a quote", "points": 40, "evidence": "how much?"}],
+            session=s,
+        )
         add_note(dana, "Call after 5pm", session=s, category="Follow-up", author="Ana")
         sara = resolve("whatsapp", "966501234567", name="Sara", phone="966501234567", session=s)
         sara.created_at, sara.last_contacted_at = NOW - timedelta(days=1), NOW - timedelta(hours=2)
@@ -68,30 +81,33 @@ def test_list_json_has_the_fields_of_the_model(cli, desk):
     datetime.fromisoformat(lead["created_at"])
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    ([], ["Sara", "Dana"]),
-    (["--status", "interested"], ["Dana"]),  # statuses match case-insensitively
-    (["--status", "New,Interested"], ["Sara", "Dana"]),
-    (["--hot"], ["Dana"]),
-    (["--min-score", "10", "--max-score", "81"], []),
-    (["--agent", "ana agent"], ["Dana"]),
-    (["--agent", "ana@desk.example"], ["Dana"]),
-    (["--unassigned"], ["Sara"]),
-    (["--channel", "whatsapp"], ["Sara"]),
-    (["--channel", "whatsapp", "--channel", "web"], ["Sara", "Dana"]),
-    (["--created-from", (NOW - timedelta(days=2)).date().isoformat()], ["Sara"]),
-    # a date-only upper bound includes that whole day
-    (["--created-to", (NOW - timedelta(days=3)).date().isoformat()], ["Dana"]),
-    (["--contacted-from", (NOW - timedelta(days=1)).isoformat()], ["Sara"]),
-    (["--stale", "14"], ["Dana"]),
-    (["--archived"], ["Old Lead"]),
-    (["--include-archived", "--sort", "created_at"], ["Old Lead", "Dana", "Sara"]),
-    (["--search", "415 555 2671"], ["Dana"]),
-    (["--search", "0501234567"], ["Sara"]),
-    (["--sort=-score"], ["Dana", "Sara"]),
-    (["--sort", "score", "--desc"], ["Dana", "Sara"]),
-    (["--sort", "name", "--offset", "1"], ["Sara"]),
-])
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], ["Sara", "Dana"]),
+        (["--status", "interested"], ["Dana"]),  # statuses match case-insensitively
+        (["--status", "New,Interested"], ["Sara", "Dana"]),
+        (["--hot"], ["Dana"]),
+        (["--min-score", "10", "--max-score", "81"], []),
+        (["--agent", "ana agent"], ["Dana"]),
+        (["--agent", "ana@desk.example"], ["Dana"]),
+        (["--unassigned"], ["Sara"]),
+        (["--channel", "whatsapp"], ["Sara"]),
+        (["--channel", "whatsapp", "--channel", "web"], ["Sara", "Dana"]),
+        (["--created-from", (NOW - timedelta(days=2)).date().isoformat()], ["Sara"]),
+        # a date-only upper bound includes that whole day
+        (["--created-to", (NOW - timedelta(days=3)).date().isoformat()], ["Dana"]),
+        (["--contacted-from", (NOW - timedelta(days=1)).isoformat()], ["Sara"]),
+        (["--stale", "14"], ["Dana"]),
+        (["--archived"], ["Old Lead"]),
+        (["--include-archived", "--sort", "created_at"], ["Old Lead", "Dana", "Sara"]),
+        (["--search", "415 555 2671"], ["Dana"]),
+        (["--search", "0501234567"], ["Sara"]),
+        (["--sort=-score"], ["Dana", "Sara"]),
+        (["--sort", "score", "--desc"], ["Dana", "Sara"]),
+        (["--sort", "name", "--offset", "1"], ["Sara"]),
+    ],
+)
 def test_list_filters(cli, desk, argv, expected):
     assert names(cli("leads", "list", "--json", *argv)) == expected
 
@@ -109,18 +125,29 @@ def test_show_a_lead_with_identities_notes_and_history(cli, desk):
     assert result.code == 0, result.err
     out = result.out
     assert out.startswith(f"Lead {desk['dana']}: Dana")
-    for expected in ("Status:       Interested", "Score:        82 (hot)", "Phone:        +14155552671",
-                     "roof_type:    metal", "+40 asked for a quote", "web: w1",
-                     "Follow-up by Ana: Call after 5pm", "0 -> 82", "History (newest first):"):
+    for expected in (
+        "Status:       Interested",
+        "Score:        82 (hot)",
+        "Phone:        +14155552671",
+        "roof_type:    metal",
+        "+40 asked for a quote",
+        "web: w1",
+        "Follow-up by Ana: Call after 5pm",
+        "0 -> 82",
+        "History (newest first):",
+    ):
         assert expected in out, expected
 
 
 def test_show_json_and_merged_ids(cli, desk, db_engine):
     with make_session_factory(db_engine).begin() as s:
-        resolve("instagram", "ig-1", phone="+1 415 555 2671", session=s)  # same person: merges into Dana
+        resolve(
+            "instagram", "ig-1", phone="+1 415 555 2671", session=s
+        )  # same person: merges into Dana
         dup = resolve("instagram", "ig-2", session=s)
         dup_id = dup.id
         from store.leads import merge_leads
+
         merge_leads(s.get(Lead, desk["dana"]), dup, session=s)
     data = cli("leads", "show", str(dup_id), "--json").json()
     assert data["id"] == desk["dana"] and data["requested_id"] == dup_id
@@ -145,8 +172,12 @@ def test_export_to_stdout_with_filters(cli, desk):
     assert tuple(rows[0][: len(EXPORT_HEADER)]) == EXPORT_HEADER
     assert rows[0][len(EXPORT_HEADER)] == "monthly_bill" and "roof_type" in rows[0]
     assert len(rows) == 2
-    record = dict(zip(rows[0], rows[1]))
-    assert (record["name"], record["assigned_agent"], record["roof_type"]) == ("Dana", "Ana Agent", "metal")
+    record = dict(zip(rows[0], rows[1], strict=True))
+    assert (record["name"], record["assigned_agent"], record["roof_type"]) == (
+        "Dana",
+        "Ana Agent",
+        "metal",
+    )
 
 
 def test_export_to_a_file_and_import_it_back(cli, desk, tmp_path):
@@ -157,9 +188,20 @@ def test_export_to_a_file_and_import_it_back(cli, desk, tmp_path):
     assert not (tmp_path / "out" / "leads.csv.partial").exists()
     report = cli("leads", "import", str(target), "--json").json()
     # Dana and Sara are recognised by phone or email; "Old Lead" had neither, so it is new again
-    assert (report["rows"], report["created"], report["merged"], report["rejected"]) == (3, 1, 2, [])
-    assert report["ignored_columns"] == ["id", "score", "assigned_agent", "channels", "created_at",
-                                         "last_contacted_at"]
+    assert (report["rows"], report["created"], report["merged"], report["rejected"]) == (
+        3,
+        1,
+        2,
+        [],
+    )
+    assert report["ignored_columns"] == [
+        "id",
+        "score",
+        "assigned_agent",
+        "channels",
+        "created_at",
+        "last_contacted_at",
+    ]
 
 
 def test_export_to_an_unwritable_place_is_exit_1(cli, desk, tmp_path):
@@ -189,7 +231,9 @@ def test_import_reports_created_merged_and_rejected_rows(cli, desk, tmp_path):
     assert omar[0]["phone"] == "+442079460958" and omar[0]["status"] == "Scouting"
     assert omar[0]["custom_fields"] == {"roof_type": "metal"}
     dana = cli("leads", "show", str(desk["dana"]), "--json").json()
-    assert dana["name"] == "Dana" and dana["custom_fields"]["roof_type"] == "metal"  # kept, not overwritten
+    assert (
+        dana["name"] == "Dana" and dana["custom_fields"]["roof_type"] == "metal"
+    )  # kept, not overwritten
 
 
 def test_import_shows_a_progress_bar_on_a_terminal(cli, desk, tmp_path, monkeypatch):
@@ -201,12 +245,15 @@ def test_import_shows_a_progress_bar_on_a_terminal(cli, desk, tmp_path, monkeypa
     assert "importing [" in result.err and "100% 30 rows" in result.err
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "cannot read"),
-    (b"", "the file is empty"),
-    (b"foo,bar\n1,2\n", "no recognised column"),
-    ("name\nJos\u00e9\n".encode("cp1252"), "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read"),
+        (b"", "the file is empty"),
+        (b"foo,bar\n1,2\n", "no recognised column"),
+        ("name\nJos\u00e9\n".encode("cp1252"), "not UTF-8"),
+    ],
+)
 def test_import_of_an_unusable_file_is_exit_1(cli, desk, tmp_path, content, message):
     path = tmp_path / "in.csv"
     if content is not None:
@@ -232,5 +279,5 @@ def test_import_refuses_when_the_admin_files_do_not_validate(cli, desk, tmp_path
 
 
 def test_dates_accept_times_and_zones(cli, desk):
-    since = (datetime.now(timezone.utc) - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = (datetime.now(UTC) - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert names(cli("leads", "list", "--json", "--created-from", since)) == ["Sara"]

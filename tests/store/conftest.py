@@ -17,7 +17,7 @@ _AGREEMENT = pytest.StashKey[dict[str, tuple[int, int]]]()
 
 @pytest.fixture
 def phone_agreement(request: pytest.FixtureRequest) -> dict[str, tuple[int, int]]:
-    """Where the shared-vector tests put (agreeing, total) per file, printed at the end of the run."""
+    """Where the shared-vector tests put (agreeing, total) per file, printed after the run."""
     return request.config.stash.setdefault(_AGREEMENT, {})
 
 
@@ -42,16 +42,30 @@ def make_lead(session: Session) -> Callable[..., Lead]:
         n = next(counter)
         created = utcnow() - timedelta(days=age_days)
         values: dict[str, Any] = dict(
-            name=f"Lead {n}", status="New", score=0, created_at=created, updated_at=created,
-            score_factors=[], interests=[], objections=[], tags=[], custom_fields={},
+            name=f"Lead {n}",
+            status="New",
+            score=0,
+            created_at=created,
+            updated_at=created,
+            score_factors=[],
+            interests=[],
+            objections=[],
+            tags=[],
+            custom_fields={},
         )
         values.update(fields)
         lead = Lead(**values)
         session.add(lead)
         session.flush()
         for channel in channels:
-            session.add(Identity(lead_id=lead.id, channel=channel, external_id=f"{channel}-{n}",
-                                 created_at=created))
+            session.add(
+                Identity(
+                    lead_id=lead.id,
+                    channel=channel,
+                    external_id=f"{channel}-{n}",
+                    created_at=created,
+                )
+            )
         session.flush()
         return lead
 
@@ -64,8 +78,14 @@ def make_agent(session: Session) -> Callable[..., Agent]:
 
     def make(**fields: Any) -> Agent:
         n = next(counter)
-        values: dict[str, Any] = dict(name=f"Agent {n}", role="agent", active=True, capacity=50,
-                                      token_hash=f"hash-{n}", created_at=utcnow())
+        values: dict[str, Any] = dict(
+            name=f"Agent {n}",
+            role="agent",
+            active=True,
+            capacity=50,
+            token_hash=f"hash-{n}",
+            created_at=utcnow(),
+        )
         values.update(fields)
         agent = Agent(**values)
         session.add(agent)

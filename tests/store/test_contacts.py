@@ -1,4 +1,4 @@
-"""Phone and email normalisation: whatever a person types becomes one canonical value, or nothing."""
+"""Phone and email normalisation: what a person types becomes one canonical value, or nothing."""
 
 from __future__ import annotations
 
@@ -132,8 +132,19 @@ def test_emails_are_trimmed_and_domain_lowercased(typed: str, normal: str) -> No
 
 @pytest.mark.parametrize(
     "typed",
-    ["", "dana", "dana@", "@example.com", "dana@example", "da na@example.com", "dana@@example.com",
-     "dana@-example.com", "dana@example..com", "a" * 310 + "@example.com", "dana@exa mple.com"],
+    [
+        "",
+        "dana",
+        "dana@",
+        "@example.com",
+        "dana@example",
+        "da na@example.com",
+        "dana@@example.com",
+        "dana@-example.com",
+        "dana@example..com",
+        "a" * 310 + "@example.com",
+        "dana@exa mple.com",
+    ],
 )
 def test_invalid_emails_are_rejected(typed: str) -> None:
     with pytest.raises(InvalidContact):

@@ -65,11 +65,15 @@ def test_defined_custom_fields_come_first_even_when_unused(session_factory):
     with session_factory.begin() as s:
         resolve("web", "a", session=s).custom_fields = {"zeta": "1"}
     out = io.StringIO()
-    export_leads(out, LeadQuery(), session_factory=session_factory, custom_fields=["industry", "zeta"])
+    export_leads(
+        out, LeadQuery(), session_factory=session_factory, custom_fields=["industry", "zeta"]
+    )
     assert out.getvalue().splitlines()[0].endswith(",industry,zeta")
 
 
-def test_export_applies_filters_and_sort_and_leaves_out_merged_leads(session_factory, make_agent, session):
+def test_export_applies_filters_and_sort_and_leaves_out_merged_leads(
+    session_factory, make_agent, session
+):
     agent = make_agent(name="Ana")
     for i, score in enumerate([10, 90, 80, 40]):
         lead = resolve("web", f"v{i}", name=f"L{i}", session=session)
@@ -89,7 +93,9 @@ def test_export_applies_filters_and_sort_and_leaves_out_merged_leads(session_fac
 
 def test_cells_a_spreadsheet_would_run_as_formulas_are_defused(session_factory):
     with session_factory.begin() as s:
-        lead = resolve("web", "evil", name='=HYPERLINK("http://x","y")', phone="+14155552671", session=s)
+        lead = resolve(
+            "web", "evil", name='=HYPERLINK("http://x","y")', phone="+14155552671", session=s
+        )
         lead.company = "@SUM(A1)"
         lead.custom_fields = {"note": "-2+3"}
     row = _export(session_factory)[0]
@@ -128,7 +134,9 @@ def test_export_streams_in_batches_from_one_snapshot_without_blocking_writers(se
 
 def test_import_creates_merges_and_rejects_with_line_numbers(session_factory):
     with session_factory.begin() as s:
-        existing = resolve("whatsapp", "447911123456", phone="447911123456", name="Wanda", session=s)
+        existing = resolve(
+            "whatsapp", "447911123456", phone="447911123456", name="Wanda", session=s
+        )
     text = (
         "Name,Email,Phone,Company,Status,Source,Note,Shoe size\n"
         "Dana,dana@example.com,(415) 555-2671,Acme,Interested,fair,Met at the fair,42\n"
@@ -153,14 +161,25 @@ def test_import_creates_merges_and_rejects_with_line_numbers(session_factory):
         wanda = get_lead(existing.id, session=s)
         # merged: empty fields filled, the existing name kept, no manual identity added
         assert (wanda.name, wanda.email, wanda.company, wanda.channels) == (
-            "Wanda", "wanda@example.co.uk", "Wanda Ltd", ["whatsapp"])
+            "Wanda",
+            "wanda@example.co.uk",
+            "Wanda Ltd",
+            ["whatsapp"],
+        )
         dana = s.scalars(select(Lead).where(Lead.phone == "+14155552671")).one()
         assert (dana.name, dana.email, dana.company, dana.status, dana.source) == (
-            "Dana", "dana@example.com", "Acme", "Interested", "fair")
+            "Dana",
+            "dana@example.com",
+            "Acme",
+            "Interested",
+            "fair",
+        )
         assert dana.channels == ["manual"]
         assert [n.text for n in dana.notes] == ["Met at the fair"]  # the repeat is not added twice
         assert s.scalar(select(func.count()).select_from(Lead)) == 3  # Wanda, Dana, "Multi\nline"
-        actors = {e.actor for e in s.scalars(select(AuditEvent).where(AuditEvent.lead_id == dana.id))}
+        actors = {
+            e.actor for e in s.scalars(select(AuditEvent).where(AuditEvent.lead_id == dana.id))
+        }
         assert actors == {"import"}
 
 
@@ -174,7 +193,8 @@ def test_a_rejected_row_leaves_no_trace_even_after_it_merged_two_leads(session_f
     report = _import(session_factory, "phone,email,name\n+14155552671,dana@example.com,Dana\n")
     assert report.created == report.merged == 0
     assert [(r.line, r.reason) for r in report.rejected] == [
-        (2, f"matches lead {converted.id}, which is converted and read-only")]
+        (2, f"matches lead {converted.id}, which is converted and read-only")
+    ]
     with session_factory() as s:
         assert s.get(Lead, other.id).merged_into_id is None  # the merge was undone with the row
         assert s.get(Lead, other.id).email == "dana@example.com"
@@ -186,18 +206,28 @@ def test_status_goes_to_new_leads_and_leads_still_new_and_can_be_validated(sessi
     with session_factory.begin() as s:
         resolve("web", "a", email="a@example.com", session=s).status = "Interested"
         resolve("web", "b", email="b@example.com", session=s)
-    text = "email,status\na@example.com,Scouting\nb@example.com,follow up\nc@example.com,Scouting\nd@example.com,Hot\n"
+    text = (
+        "email,status\na@example.com,Scouting\nb@example.com,follow up\n"
+        "c@example.com,Scouting\nd@example.com,Hot\n"
+    )
     report = _import(session_factory, text, statuses=["New", "Interested", "Follow Up", "Scouting"])
     assert (report.created, report.merged) == (1, 2)
     assert [(r.line, r.reason) for r in report.rejected] == [
-        (5, "unknown status 'Hot'; use one of: New, Interested, Follow Up, Scouting")]
+        (5, "unknown status 'Hot'; use one of: New, Interested, Follow Up, Scouting")
+    ]
     with session_factory() as s:
         status = dict(s.execute(select(Lead.email, Lead.status)).all())
-    assert status == {"a@example.com": "Interested", "b@example.com": "Follow Up", "c@example.com": "Scouting"}
+    assert status == {
+        "a@example.com": "Interested",
+        "b@example.com": "Follow Up",
+        "c@example.com": "Scouting",
+    }
 
 
 def test_semicolons_tabs_bom_and_case_insensitive_headers_are_understood(session_factory):
-    assert _import(session_factory, "\ufeffNAME;E-mail;PHONE\nAna;x;+14155552671\n").delimiter == ";"
+    assert (
+        _import(session_factory, "\ufeffNAME;E-mail;PHONE\nAna;x;+14155552671\n").delimiter == ";"
+    )
     report = _import(session_factory, "name\tphone\nBo\t+14155552672\n")
     assert (report.delimiter, report.created) == ("\t", 1)
     names = {lead.name for lead in _live(session_factory)}
@@ -227,7 +257,9 @@ def test_a_file_that_is_not_utf8_is_refused_with_advice(session_factory):
 
 
 def test_rows_need_something_to_know_the_person_by_and_fields_have_limits(session_factory):
-    report = _import(session_factory, f"name,company,source,note\n,,web,hello\nA,,,\n{'x' * 201},,,\n,Acme,,\n")
+    report = _import(
+        session_factory, f"name,company,source,note\n,,web,hello\nA,,,\n{'x' * 201},,,\n,Acme,,\n"
+    )
     assert report.created == 2
     assert [(r.line, r.reason) for r in report.rejected] == [
         (2, "the row needs a name, an email, a phone or a company"),
@@ -238,7 +270,9 @@ def test_rows_need_something_to_know_the_person_by_and_fields_have_limits(sessio
 def test_custom_fields_known_by_definition_by_use_or_by_export_shape(session_factory):
     with session_factory.begin() as s:
         resolve("web", "a", session=s).custom_fields = {"tier": "gold"}
-    report = _import(session_factory, "name,tier,industry,other\nB,silver,retail,?\n", custom_fields=["industry"])
+    report = _import(
+        session_factory, "name,tier,industry,other\nB,silver,retail,?\n", custom_fields=["industry"]
+    )
     assert report.custom_columns == ["tier", "industry"] and report.unknown_columns == ["other"]
     with session_factory() as s:
         b = s.scalars(select(Lead).where(Lead.name == "B")).one()
@@ -251,7 +285,9 @@ def test_region_reads_national_numbers_and_progress_is_reported(session_factory)
     report = _import(session_factory, text, region="GB", batch_size=10, progress=seen.append)
     assert report.created == 25 and not report.rejected
     assert seen == list(range(1, 26))
-    assert {lead.phone for lead in _live(session_factory)} == {f"+4420794609{i:02d}" for i in range(25)}
+    assert {lead.phone for lead in _live(session_factory)} == {
+        f"+4420794609{i:02d}" for i in range(25)
+    }
 
 
 # --------------------------------------------------------------------------- round trip
@@ -259,15 +295,26 @@ def test_region_reads_national_numbers_and_progress_is_reported(session_factory)
 
 def test_export_then_import_recreates_the_same_leads(session_factory):
     with session_factory.begin() as s:
-        a = resolve("web", "a", name="=Ana", phone="+14155552671", email="ana@example.com", session=s)
-        a.company, a.status, a.custom_fields = "Acme, Inc.", "Interested", {"tier": "gold", "sizes": [1, 2]}
-        b = resolve("whatsapp", "966501234567", phone="966501234567", name="Sara \"S\" Ali", session=s)
+        a = resolve(
+            "web", "a", name="=Ana", phone="+14155552671", email="ana@example.com", session=s
+        )
+        a.company, a.status, a.custom_fields = (
+            "Acme, Inc.",
+            "Interested",
+            {"tier": "gold", "sizes": [1, 2]},
+        )
+        b = resolve(
+            "whatsapp", "966501234567", phone="966501234567", name='Sara "S" Ali', session=s
+        )
         b.custom_fields = {"tier": "silver"}
         resolve("web", "c", name="Only A Name", session=s)
     out = io.StringIO()
     export_leads(out, LeadQuery(sort="id"), session_factory=session_factory)
     exported = out.getvalue()
-    before = [(x.name, x.email, x.phone, x.company, x.status, x.custom_fields) for x in _live(session_factory)]
+    before = [
+        (x.name, x.email, x.phone, x.company, x.status, x.custom_fields)
+        for x in _live(session_factory)
+    ]
 
     # Into the same store: everyone with a phone or email is recognised and nothing changes...
     report = _import(session_factory, exported)
@@ -276,14 +323,19 @@ def test_export_then_import_recreates_the_same_leads(session_factory):
     assert report.custom_columns == ["sizes", "tier"]
     # ...but the name-only lead has nothing to be recognised by: it comes back as a new lead.
     assert len(_live(session_factory)) == 3 + 1
-    assert [(x.name, x.email, x.phone, x.company, x.status, x.custom_fields)
-            for x in _live(session_factory)][:3] == before
+    assert [
+        (x.name, x.email, x.phone, x.company, x.status, x.custom_fields)
+        for x in _live(session_factory)
+    ][:3] == before
 
     # Into an empty store: the same people come back.
     _wipe(session_factory)
     report = _import(session_factory, exported)
     assert (report.created, report.merged, report.rejected) == (3, 0, [])
-    after = [(x.name, x.email, x.phone, x.company, x.status, x.custom_fields) for x in _live(session_factory)]
+    after = [
+        (x.name, x.email, x.phone, x.company, x.status, x.custom_fields)
+        for x in _live(session_factory)
+    ]
     assert after == before
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Note)) == 0

@@ -17,16 +17,31 @@ def test_migrated_database_matches_the_models(db_engine):
         return only_on in (None, db_engine.dialect.name)
 
     with db_engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={
-            "compare_type": True, "compare_server_default": True, "include_object": include_object})
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_object": include_object,
+            },
+        )
         diff = compare_metadata(context, Base.metadata)
-    assert diff == [], "models and migration differ; put the change in both:\n" + "\n".join(map(str, diff))
+    assert diff == [], "models and migration differ; put the change in both:\n" + "\n".join(
+        map(str, diff)
+    )
 
 
 def test_every_lead_filter_column_is_indexed(db_engine):
     indexed = {tuple(index["column_names"]) for index in inspect(db_engine).get_indexes("leads")}
     leading = {columns[0] for columns in indexed}
-    for column in ("status", "score", "assigned_agent_id", "archived", "last_contacted_at", "created_at"):
+    for column in (
+        "status",
+        "score",
+        "assigned_agent_id",
+        "archived",
+        "last_contacted_at",
+        "created_at",
+    ):
         assert column in leading or any(column in cols for cols in indexed), column
     identities = {tuple(i["column_names"]) for i in inspect(db_engine).get_indexes("identities")}
     assert ("channel", "lead_id") in identities  # the channel filter's EXISTS

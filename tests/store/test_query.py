@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from store.query import SORT_KEYS, LeadQuery, count_leads, query_leads
 
-NOW = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 
 
 def ids(session, now=NOW, **filters) -> list[int]:
@@ -25,24 +25,69 @@ def crowd(session, make_lead, make_agent):
     ana, ben = make_agent(name="Ana"), make_agent(name="Ben")
     day = timedelta(days=1)
     leads = {
-        "new_web": make_lead(name="Nora Webb", status="New", score=10, created_at=NOW - 2 * day,
-                             last_contacted_at=NOW - 1 * day, channels=("web",)),
-        "hot_wa": make_lead(name="Hamid", phone="+966501234567", status="Interested", score=90,
-                            assigned_agent_id=ana.id, created_at=NOW - 40 * day,
-                            last_contacted_at=NOW - 30 * day, channels=("whatsapp",)),
-        "warm_ms": make_lead(name="Mia", email="mia@shop.example", company="Shopify Fans",
-                             status="Scouting", score=75, assigned_agent_id=ben.id,
-                             created_at=NOW - 10 * day, last_contacted_at=NOW - 3 * day,
-                             channels=("messenger", "instagram")),
-        "lost": make_lead(name="Lou", status="Not Interested", score=5, created_at=NOW - 100 * day,
-                          last_contacted_at=NOW - 90 * day, channels=("web",)),
-        "quiet": make_lead(name="Quinn", phone="+442079460958", status="Follow Up", score=50,
-                           assigned_agent_id=ana.id, created_at=NOW - 20 * day,
-                           last_contacted_at=None, channels=("web", "whatsapp")),
-        "archived": make_lead(name="Arch", status="New", score=80, archived=True,
-                              created_at=NOW - 5 * day, channels=("web",)),
-        "percent": make_lead(name="100% Pure_Juice", company="Juice Co", status="New", score=0,
-                             created_at=NOW - 1 * day, channels=("manual",)),
+        "new_web": make_lead(
+            name="Nora Webb",
+            status="New",
+            score=10,
+            created_at=NOW - 2 * day,
+            last_contacted_at=NOW - 1 * day,
+            channels=("web",),
+        ),
+        "hot_wa": make_lead(
+            name="Hamid",
+            phone="+966501234567",
+            status="Interested",
+            score=90,
+            assigned_agent_id=ana.id,
+            created_at=NOW - 40 * day,
+            last_contacted_at=NOW - 30 * day,
+            channels=("whatsapp",),
+        ),
+        "warm_ms": make_lead(
+            name="Mia",
+            email="mia@shop.example",
+            company="Shopify Fans",
+            status="Scouting",
+            score=75,
+            assigned_agent_id=ben.id,
+            created_at=NOW - 10 * day,
+            last_contacted_at=NOW - 3 * day,
+            channels=("messenger", "instagram"),
+        ),
+        "lost": make_lead(
+            name="Lou",
+            status="Not Interested",
+            score=5,
+            created_at=NOW - 100 * day,
+            last_contacted_at=NOW - 90 * day,
+            channels=("web",),
+        ),
+        "quiet": make_lead(
+            name="Quinn",
+            phone="+442079460958",
+            status="Follow Up",
+            score=50,
+            assigned_agent_id=ana.id,
+            created_at=NOW - 20 * day,
+            last_contacted_at=None,
+            channels=("web", "whatsapp"),
+        ),
+        "archived": make_lead(
+            name="Arch",
+            status="New",
+            score=80,
+            archived=True,
+            created_at=NOW - 5 * day,
+            channels=("web",),
+        ),
+        "percent": make_lead(
+            name="100% Pure_Juice",
+            company="Juice Co",
+            status="New",
+            score=0,
+            created_at=NOW - 1 * day,
+            channels=("manual",),
+        ),
     }
     tomb = make_lead(name="Hamid (old)", status="New", score=99, created_at=NOW - 50 * day)
     tomb.merged_into_id = leads["hot_wa"].id
@@ -52,7 +97,9 @@ def crowd(session, make_lead, make_agent):
 
 
 def test_default_shows_active_leads_and_never_merged_tombstones(session, crowd):
-    assert ids(session) == sorted(v for k, v in crowd.items() if k not in ("archived", "ana", "ben"))
+    assert ids(session) == sorted(
+        v for k, v in crowd.items() if k not in ("archived", "ana", "ben")
+    )
 
 
 def test_archived_only_and_both(session, crowd):
@@ -63,7 +110,9 @@ def test_archived_only_and_both(session, crowd):
 
 def test_status_filter_takes_several(session, crowd):
     assert ids(session, status=["Interested"]) == [crowd["hot_wa"]]
-    assert ids(session, status=["Scouting", "Follow Up"]) == sorted([crowd["warm_ms"], crowd["quiet"]])
+    assert ids(session, status=["Scouting", "Follow Up"]) == sorted(
+        [crowd["warm_ms"], crowd["quiet"]]
+    )
 
 
 def test_score_range_and_hot(session, crowd):
@@ -74,7 +123,9 @@ def test_score_range_and_hot(session, crowd):
 
 def test_agent_unassigned_and_agent_visibility(session, crowd):
     assert ids(session, agent_id=crowd["ana"]) == sorted([crowd["hot_wa"], crowd["quiet"]])
-    assert ids(session, unassigned=True) == sorted([crowd["new_web"], crowd["lost"], crowd["percent"]])
+    assert ids(session, unassigned=True) == sorted(
+        [crowd["new_web"], crowd["lost"], crowd["percent"]]
+    )
     visible = ids(session, visible_to_agent_id=crowd["ben"])
     assert visible == sorted([crowd["new_web"], crowd["warm_ms"], crowd["lost"], crowd["percent"]])
 
@@ -82,14 +133,18 @@ def test_agent_unassigned_and_agent_visibility(session, crowd):
 def test_channel_filter_matches_any_identity(session, crowd):
     assert ids(session, channel=["whatsapp"]) == sorted([crowd["hot_wa"], crowd["quiet"]])
     assert ids(session, channel=["instagram"]) == [crowd["warm_ms"]]
-    assert ids(session, channel=["instagram", "manual"]) == sorted([crowd["warm_ms"], crowd["percent"]])
+    assert ids(session, channel=["instagram", "manual"]) == sorted(
+        [crowd["warm_ms"], crowd["percent"]]
+    )
 
 
 def test_created_and_contacted_ranges_are_half_open(session, crowd):
     day = timedelta(days=1)
     assert ids(session, created_from=NOW - 10 * day, created_to=NOW - 2 * day) == [crowd["warm_ms"]]
     assert ids(session, created_from=NOW - 2 * day) == sorted([crowd["new_web"], crowd["percent"]])
-    assert ids(session, contacted_from=NOW - 3 * day) == sorted([crowd["new_web"], crowd["warm_ms"]])
+    assert ids(session, contacted_from=NOW - 3 * day) == sorted(
+        [crowd["new_web"], crowd["warm_ms"]]
+    )
     assert ids(session, contacted_to=NOW - 30 * day) == [crowd["lost"]]
 
 
@@ -99,7 +154,8 @@ def test_stale_means_no_contact_for_n_days_and_not_terminal(session, crowd):
     assert ids(session, stale_days=14) == sorted([crowd["hot_wa"], crowd["quiet"]])
     assert ids(session, stale_days=25) == [crowd["hot_wa"]]
     assert ids(session, stale_days=14, terminal_statuses=()) == sorted(
-        [crowd["hot_wa"], crowd["lost"], crowd["quiet"]])
+        [crowd["hot_wa"], crowd["lost"], crowd["quiet"]]
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,12 +197,22 @@ def test_sort_and_pages_are_stable(session, crowd):
     assert by_score == sorted(by_score, reverse=True)
     by_contact = query_leads(LeadQuery(sort="-last_contacted_at"), session=session)
     assert by_contact[-1].last_contacted_at is None  # never contacted sorts last either way
-    assert query_leads(LeadQuery(sort="last_contacted_at"), session=session)[-1].last_contacted_at is None
+    assert (
+        query_leads(LeadQuery(sort="last_contacted_at"), session=session)[-1].last_contacted_at
+        is None
+    )
     names = [lead.name for lead in query_leads(LeadQuery(sort="name"), session=session)]
     assert names == sorted(names)
-    everyone = [lead.id for lead in query_leads(LeadQuery(sort="-created_at", limit=100), session=session)]
-    pages = [lead.id for offset in range(0, 6, 2)
-             for lead in query_leads(LeadQuery(sort="-created_at", limit=2, offset=offset), session=session)]
+    everyone = [
+        lead.id for lead in query_leads(LeadQuery(sort="-created_at", limit=100), session=session)
+    ]
+    pages = [
+        lead.id
+        for offset in range(0, 6, 2)
+        for lead in query_leads(
+            LeadQuery(sort="-created_at", limit=2, offset=offset), session=session
+        )
+    ]
     assert pages == everyone[:6]
     after = query_leads(LeadQuery(sort="id", after_id=crowd["hot_wa"], limit=2), session=session)
     assert [lead.id for lead in after] == [crowd["warm_ms"], crowd["lost"]]

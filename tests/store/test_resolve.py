@@ -42,7 +42,9 @@ def test_same_phone_on_two_channels_merges_into_the_older_lead(session):
     assert merged.channels == ["web", "whatsapp"]
     assert get_lead(whatsapp.id, session=session).id == web.id
     assert session.scalar(select(func.count()).select_from(Message)) == 1
-    assert session.scalars(select(AuditEvent).where(AuditEvent.action == "merge")).first() is not None
+    assert (
+        session.scalars(select(AuditEvent).where(AuditEvent.action == "merge")).first() is not None
+    )
 
 
 def test_email_merges_too_and_domain_case_is_ignored(session):
@@ -80,8 +82,12 @@ def test_concurrent_resolution_of_one_person_from_two_channels_ends_with_one_lea
 
 
 def test_duplicate_channel_message_id_is_stored_once(session):
-    first = ingest(Inbound("whatsapp", "14155552671", "hello", channel_message_id="wamid.1"), session=session)
-    second = ingest(Inbound("whatsapp", "14155552671", "hello", channel_message_id="wamid.1"), session=session)
+    first = ingest(
+        Inbound("whatsapp", "14155552671", "hello", channel_message_id="wamid.1"), session=session
+    )
+    second = ingest(
+        Inbound("whatsapp", "14155552671", "hello", channel_message_id="wamid.1"), session=session
+    )
     assert not first.duplicate and second.duplicate
     assert second.message.id == first.message.id
     assert session.scalar(select(func.count()).select_from(Message)) == 1
@@ -108,14 +114,22 @@ def test_merge_moves_everything_to_the_older_lead_and_fills_its_empty_fields(ses
     session.flush()
     newer = resolve("whatsapp", "447911123456", phone="447911123456", session=session)
     ingest(Inbound("whatsapp", "447911123456", "price?", channel_message_id="wa1"), session=session)
-    update = {"company": "Acme", "status": "Interested", "tags": ["vip", "pricing"],
-              "custom_fields": {"budget": "5k", "size": "20"}, "ai_stopped": True,
-              "ai_paused_until": utcnow() + timedelta(hours=1), "assigned_agent_id": agent.id}
+    update = {
+        "company": "Acme",
+        "status": "Interested",
+        "tags": ["vip", "pricing"],
+        "custom_fields": {"budget": "5k", "size": "20"},
+        "ai_stopped": True,
+        "ai_paused_until": utcnow() + timedelta(hours=1),
+        "assigned_agent_id": agent.id,
+    }
     for field, value in update.items():
         setattr(newer, field, value)
     session.flush()
     add_note(newer, "asked for a quote", session=session, agent=agent)
-    record_score(newer, 80, [{"factor": "pricing", "points": 80, "evidence": "price?"}], session=session)
+    record_score(
+        newer, 80, [{"factor": "pricing", "points": 80, "evidence": "price?"}], session=session
+    )
     notify(agent, newer, "hot lead", session=session)
     newer_id = newer.id
 
@@ -145,9 +159,17 @@ def test_merge_moves_everything_to_the_older_lead_and_fills_its_empty_fields(ses
     assert get_lead(newer_id, session=session).id == older.id
     merge = session.scalars(select(AuditEvent).where(AuditEvent.action == "merge")).one()
     assert (merge.lead_id, merge.actor, merge.old_value, merge.new_value) == (
-        older.id, "merge", str(newer_id), str(older.id))
-    changed = {e.field for e in session.scalars(
-        select(AuditEvent).where(AuditEvent.actor == "merge", AuditEvent.action == "update"))}
+        older.id,
+        "merge",
+        str(newer_id),
+        str(older.id),
+    )
+    changed = {
+        e.field
+        for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.actor == "merge", AuditEvent.action == "update")
+        )
+    }
     assert {"phone", "company", "status", "tags", "ai_stopped"} <= changed
 
 
@@ -169,9 +191,14 @@ def test_a_second_phone_or_email_is_kept_not_dropped(session):
     lead = resolve("web", "v", phone="+14155552671", email="dana@example.com", session=session)
     same = resolve("web", "v", phone="+14155552672", email="dana@work.example", session=session)
     assert same.id == lead.id and same.phone == "+14155552671"
-    assert same.custom_fields == {"other_phones": ["+14155552672"], "other_emails": ["dana@work.example"]}
+    assert same.custom_fields == {
+        "other_phones": ["+14155552672"],
+        "other_emails": ["dana@work.example"],
+    }
     # and across a merge: the absorbed lead's own phone stays with the survivor
-    other = resolve("messenger", "psid", phone="+14155550000", email="d@home.example", session=session)
+    other = resolve(
+        "messenger", "psid", phone="+14155550000", email="d@home.example", session=session
+    )
     merged = resolve("messenger", "psid", email="dana@example.com", session=session)
     assert merged.id == lead.id
     assert "+14155550000" in merged.custom_fields["other_phones"]
@@ -182,8 +209,14 @@ def test_a_second_phone_or_email_is_kept_not_dropped(session):
 def test_phone_of_one_lead_and_email_of_another_merge_all_three(session):
     by_phone = resolve("whatsapp", "966501234567", phone="966501234567", session=session)
     by_email = resolve("messenger", "psid-9", email="sara@example.sa", session=session)
-    web = resolve("web", "w-9", phone="0501234567", email="SARA@EXAMPLE.SA".lower(), region="SA",
-                  session=session)
+    web = resolve(
+        "web",
+        "w-9",
+        phone="0501234567",
+        email="SARA@EXAMPLE.SA".lower(),
+        region="SA",
+        session=session,
+    )
     assert web.id == by_phone.id
     assert get_lead(by_email.id, session=session).id == by_phone.id
     live = session.scalars(select(Lead).where(Lead.merged_into_id.is_(None))).all()
@@ -317,8 +350,13 @@ def test_concurrent_imports_of_one_contact_end_with_one_lead(session_factory):
 
     def work(i: int) -> None:
         with session_factory.begin() as s:
-            resolve_contact("+44 20 7946 0958" if i % 2 else None, "joe@example.co.uk",
-                            f"Joe {i}", session=s, actor="import")
+            resolve_contact(
+                "+44 20 7946 0958" if i % 2 else None,
+                "joe@example.co.uk",
+                f"Joe {i}",
+                session=s,
+                actor="import",
+            )
 
     assert not _run_threads(6, work)
     with session_factory() as s:

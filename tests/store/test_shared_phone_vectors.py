@@ -46,7 +46,9 @@ def _load(name: str) -> list[tuple[str, str, str, list[str]]]:
             rows = list(csv.DictReader(handle, delimiter="\t"))
         return [(r["id"], r["text"], r["region"], _expected(r["expected_e164"])) for r in rows]
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [(v["id"], v["text"], v["region"], _expected(v["expected_e164"])) for v in data["vectors"]]
+    return [
+        (v["id"], v["text"], v["region"], _expected(v["expected_e164"])) for v in data["vectors"]
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(MIN_AGREEMENT))
@@ -57,7 +59,9 @@ def test_find_phones_agrees_with_the_shared_vectors(name: str, phone_agreement: 
     for vector_id, text, region, expected in vectors:
         found = find_phones(text, region)
         if found != expected:
-            disagreements.append(f"{vector_id} [{region}] {text[:60]!r}: expected {expected}, found {found}")
+            disagreements.append(
+                f"{vector_id} [{region}] {text[:60]!r}: expected {expected}, found {found}"
+            )
     agree = len(vectors) - len(disagreements)
     phone_agreement[name] = (agree, len(vectors))
     rate = agree / len(vectors)
