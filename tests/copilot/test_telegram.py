@@ -144,16 +144,28 @@ def test_a_stranger_pressing_a_button_is_refused(world, telegram, bot) -> None:
     assert not world.get(lead).archived
 
 
-def test_long_answers_are_split_under_telegrams_limit(world, telegram, bot) -> None:
-    sarah = world.agent("Sarah", telegram=SARAH_TG)
-    lead = world.lead("Dana Smith", agent=sarah)
-    long_note = ("Details & <specs> " * 400).strip()
-    telegram.push_text(user_id=SARAH_TG, text=f"/card Dana Smith\n{long_note}\ndana@example.com")
-    sent = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
-    assert sent and all(len(m["text"]) < 4096 for m in sent)
-    parts = split_message("x\n" * 5000)
-    assert len(parts) > 1 and all(len(p) < 4096 for p in parts) and "".join(parts).count("x") == 5000
-    assert lead
+def test_long_answers_are_split_under_telegrams_limit(world, telegram, sf, prompts, clock) -> None:
+    from langchain_core.messages import AIMessage
+
+    from tests.copilot.conftest import make_copilot
+    from tests.copilot.test_copilot_model import scripted
+
+    world.agent("Sarah", telegram=SARAH_TG)
+    long_answer = "\n".join(f"{i:04d} <Dana> & co: call back" for i in range(400))  # ~11,000 characters
+    copilot = make_copilot(sf, prompts, clock, model=scripted(AIMessage(long_answer)))
+    application = build_application(settings=settings_for(telegram), copilot=copilot, session_factory=sf,
+                                    clock=clock, notify_every=None)
+    with RunningBot(application):
+        telegram.push_text(user_id=SARAH_TG, text="tell me everything")
+        sent = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=3)
+        telegram.wait_for(lambda: "0399" in telegram.sent(SARAH_TG)[-1]["text"])
+    parts = [m["text"] for m in telegram.sent(SARAH_TG)]
+    assert len(parts) >= 3 and all(len(p) < 4096 for p in parts)
+    import html
+
+    joined = "\n".join(html.unescape(p.replace("<b>", "").replace("</b>", "")) for p in parts)
+    assert joined == long_answer
+    assert sent
 
 
 def test_group_chats_are_ignored(world, telegram, bot) -> None:
