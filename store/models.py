@@ -98,7 +98,11 @@ class Lead(Base):
         Index("ix_leads_live_agent", "archived", "assigned_agent_id", "status", **_LIVE),
         Index("ix_leads_live_contacted", "archived", "last_contacted_at", "created_at", **_LIVE),
         Index("ix_leads_live_name", "archived", "name", **_LIVE),
-        Index("ix_leads_merged_into", "merged_into_id"),
+        # Tombstones by the lead they point to. Partial, so that SQLite's planner never mistakes
+        # it for a way to find the (nearly all) living leads, whose merged_into_id IS NULL.
+        Index("ix_leads_merged_into", "merged_into_id",
+              sqlite_where=text("merged_into_id IS NOT NULL"),
+              postgresql_where=text("merged_into_id IS NOT NULL")),
         # Substring search (ILIKE '%text%') on PostgreSQL: trigram GIN over the searched columns.
         Index("ix_leads_search_trgm", "name", "email", "company", "phone", postgresql_using="gin",
               postgresql_ops={c: "gin_trgm_ops" for c in ("name", "email", "company", "phone")},

@@ -91,7 +91,9 @@ def upgrade() -> None:
         batch_op.create_index('ix_leads_live_contacted', ['archived', 'last_contacted_at', 'created_at'],
                               unique=False, **live)
         batch_op.create_index('ix_leads_live_name', ['archived', 'name'], unique=False, **live)
-        batch_op.create_index('ix_leads_merged_into', ['merged_into_id'], unique=False)
+        batch_op.create_index('ix_leads_merged_into', ['merged_into_id'], unique=False,
+                              sqlite_where=sa.text('merged_into_id IS NOT NULL'),
+                              postgresql_where=sa.text('merged_into_id IS NOT NULL'))
     if op.get_bind().dialect.name == 'postgresql':
         # pg_trgm ships with PostgreSQL and is a trusted extension (13+): the database owner may add it.
         op.execute('CREATE EXTENSION IF NOT EXISTS pg_trgm')
