@@ -302,7 +302,7 @@ def import_leads(
         raise CsvImportError(
             "the file is empty: the first line must be a header row (e.g. name,email,phone)"
         )
-    with session_factory() as session:
+    with read_session(session_factory) as session:
         known_custom = [*custom_fields, *custom_field_keys(session)]
     report.delimiter, header = _read_header(first, known_custom)
     columns = _map_columns(header, known_custom, report)

@@ -12,6 +12,7 @@ from leaddesk.settings import Settings
 from store.agents import AgentError, create_agent, find_agent, hash_token, list_agents, new_token
 from store.contacts import InvalidContact
 from store.copilot_queries import new_link_code
+from store.db import read_session
 from store.models import AGENT_ROLES
 from store.work import open_lead_counts
 
@@ -197,7 +198,7 @@ def _agent_dict(agent, open_leads: int) -> dict[str, object]:  # type: ignore[no
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as session_factory, session_factory() as session:
+    with open_store(settings) as session_factory, read_session(session_factory) as session:
         counts = open_lead_counts(session=session)
         agents = [_agent_dict(a, counts.get(a.id, 0)) for a in list_agents(session=session)]
     if args.json:

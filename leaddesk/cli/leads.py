@@ -220,7 +220,7 @@ def _query(args: argparse.Namespace, session_factory: Any) -> LeadQuery:
         raise UserError(f"--min-score {args.min_score} is above --max-score {args.max_score}")
     agent_id: int | None = None
     if args.agent:
-        with session_factory() as session:
+        with read_session(session_factory) as session:
             agent = find_agent(args.agent, session=session)
             if agent is None:
                 raise UserError(
