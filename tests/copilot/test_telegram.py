@@ -17,7 +17,6 @@ from copilot.telegram import (
     BackgroundBot,
     build_application,
     deliver_notifications,
-    split_message,
     webhook_options,
 )
 from leaddesk.settings import load_settings
