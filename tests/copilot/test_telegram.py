@@ -323,3 +323,26 @@ def test_without_a_token_the_application_is_not_built(copilot, sf) -> None:
 
     with pytest.raises(TelegramNotConfigured):
         build_application(settings=load_settings(telegram_bot_token=None), copilot=copilot, session_factory=sf)
+
+
+def test_leaddesk_serve_runs_the_telegram_copilot_and_the_http_endpoint(telegram, tmp_path) -> None:
+    from leaddesk.wiring import build_runtime
+    from store.agents import create_agent
+
+    settings = settings_for(telegram, database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}")
+    runtime = build_runtime(settings)
+    try:
+        with runtime.session_factory.begin() as session:
+            agent, token = create_agent("Sarah", session=session)
+            agent.telegram_user_id = SARAH_TG
+        runtime.start()
+        telegram.push_text(user_id=SARAH_TG, text="/hot")
+        [reply] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
+        assert reply["text"] == "<b>Hot leads: none.</b>"
+        response = runtime.app.test_client().post("/api/copilot", json={"message": "/hot"},
+                                                  headers={"Authorization": f"Bearer {token}"})
+        assert response.get_json() == {"reply": "Hot leads: none.", "pending_confirmation": None}
+    finally:
+        runtime.stop()
+    assert not runtime.telegram.running
+    assert (tmp_path / "leaddesk-copilot.sqlite").exists()
