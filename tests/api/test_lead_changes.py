@@ -122,6 +122,7 @@ def test_update_refuses_bad_and_duplicate_contacts(world, team):  # type: ignore
     assert (
         sarah.patch(f"/api/leads/{lead_id}", json={"email": "owner@EXAMPLE.com"}).status_code == 409
     )
+    assert sarah.patch(f"/api/leads/{lead_id}", json={"status": None}).status_code == 422
     unknown = sarah.patch(f"/api/leads/{lead_id}", json={"score": 100})
     assert unknown.status_code == 422 and unknown.get_json()["error"]["field"] == "score"
     assert (

@@ -16,7 +16,7 @@ from schemathesis import GenerationMode
 from store.agents import hash_token
 from store.models import Agent
 
-EXAMPLES = 10
+EXAMPLES = 8
 
 
 @pytest.fixture

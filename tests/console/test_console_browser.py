@@ -210,7 +210,7 @@ def test_bulk_selection_in_the_browser(browser, app, seeded, world):  # type: ig
         assert browser.find_element(By.ID, "selected-count").text == "4"
         Select(browser.find_element(By.NAME, "agent_id")).select_by_visible_text("Sarah Lee")
         browser.find_element(By.CSS_SELECTOR, "button[value=assign]").click()
-        _wait(lambda: "assigned" in browser.page_source)
+        _wait(lambda: "4 lead(s) assigned" in browser.page_source)
         screenshot(browser, "08-bulk-assigned")
         assert browser.find_elements(By.CSS_SELECTOR, "table.leads tbody td.empty")
     assert world.read(seeded["hot"]).assigned_agent_id is not None

@@ -180,6 +180,8 @@ def update_fields(
     """Apply the fields the caller sent (audited per field); phone and email are normalised."""
     refuse_locked(lead)
     sent = body.model_fields_set
+    if "status" in sent and not body.status:
+        raise ApiError(422, "validation_error", "status: a lead always has a status", "status")
     changes: dict[str, Any] = {}
     for name in _TEXT_FIELDS:
         if name in sent:
