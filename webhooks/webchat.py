@@ -275,10 +275,9 @@ def _poll(visitor: _Visitor, after: int, wait: float, interval: float) -> list[d
     svc = services()
     notifier = svc.get("notifier")
     deadline = time.monotonic() + wait
-    conversation_id: Optional[int] = None
     while True:
-        if conversation_id is None:
-            conversation_id = _conversation_id(visitor.external_id)
+        # Looked up each round: a merge of leads can move the chat into another conversation.
+        conversation_id = _conversation_id(visitor.external_id)
         watching = (
             notifier.watch(conversation_id)
             if notifier is not None and conversation_id is not None
