@@ -1349,3 +1349,107 @@ def _merge_business_templates(
                 1,
                 f"the default language ({language}) has no {key!r} template (set it in {where})",
             )
+
+
+# --------------------------------------------------------------------------------------------
+# The effective configuration (for `leaddesk prompts show`)
+
+
+def effective_configuration(config: PromptConfig) -> dict[str, Any]:
+    """Everything in force as plain data: the admin's files merged with the shipped defaults,
+    each file marked with where it came from."""
+    business = config.business
+    directory = config.directory.resolve()
+
+    def source(path: Path) -> dict[str, str]:
+        resolved = path.resolve()
+        try:
+            shown = resolved.relative_to(directory).as_posix()
+            origin = "yours" if directory != DEFAULT_PROMPTS_DIR.resolve() else "shipped"
+        except ValueError:
+            shown, origin = str(resolved), "shipped default"
+        return {"file": shown, "from": origin}
+
+    def keywords(keyword_set: KeywordSet) -> dict[str, list[str]]:
+        return {language: list(words) for language, words in keyword_set.by_language.items()}
+
+    return {
+        "directory": str(config.directory),
+        "files": [source(path) for path in config.files],
+        "business": {
+            "name": business.name,
+            "tone": business.tone,
+            "default_language": business.default_language,
+            "languages": list(business.languages),
+            "contact": {
+                "phone": business.phone,
+                "email": business.email,
+                "website": business.website,
+            },
+            "timezone": business.hours.timezone,
+            "hours": {
+                day: f"{_hhmm(span[0])}-{_hhmm(span[1])}" if span else "closed"
+                for day, span in zip(DAYS, business.hours.days, strict=True)
+            },
+            "takeover_minutes": business.takeover_minutes,
+            "default_pause_minutes": business.default_pause_minutes,
+            "phone_ask": {
+                "wording": config.template("phone_ask"),
+                "max_per_conversation": business.phone_ask_max,
+                "min_score": business.phone_ask_min_score,
+            },
+            "out_of_hours_message": config.templates.get(business.default_language, {}).get(
+                "out_of_hours"
+            ),
+        },
+        "statuses": [
+            {
+                **status.as_dict(),
+                "when": [
+                    {
+                        key: value
+                        for key, value in (
+                            ("signals", list(rule.signals)),
+                            ("min_score", rule.min_score),
+                        )
+                        if value not in ([], None)
+                    }
+                    for rule in status.rules
+                ],
+            }
+            for status in config.statuses
+        ],
+        "scoring": {
+            "base": config.scoring.base,
+            "intent_cap": config.scoring.intent_cap,
+            "weights": dict(config.scoring.weights),
+            "signals": {
+                name: {"points": signal.points, "keywords": keywords(signal.keywords)}
+                for name, signal in config.scoring.signals.items()
+            },
+            "phone_decline": keywords(config.scoring.phone_decline),
+            "interests": {k: keywords(v) for k, v in config.scoring.interests.items()},
+            "objections": {k: keywords(v) for k, v in config.scoring.objections.items()},
+            "tags": {k: keywords(v) for k, v in config.scoring.tags.items()},
+        },
+        "custom_fields": [
+            {
+                "name": f.name,
+                "label": f.label,
+                "type": f.type,
+                **({"choices": list(f.choices)} if f.choices else {}),
+            }
+            for f in config.custom_fields
+        ],
+        "templates": {language: dict(texts) for language, texts in config.templates.items()},
+        "knowledge": [
+            {
+                "section": section.heading,
+                "language": section.language,
+                "at": f"{source(Path(section.file))['file']}:{section.line}",
+            }
+            for section in config.knowledge
+        ],
+        "bot_system": config.bot_system,
+        "copilot_system": config.copilot_system,
+    }

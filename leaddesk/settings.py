@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///leaddesk.db", validation_alias=_env("DATABASE_URL"))
     default_region: str = Field("US", validation_alias=_env("LEADDESK_DEFAULT_REGION"))
     prompts_dir: Path = Field(REPO_PROMPTS_DIR, validation_alias=_env("LEADDESK_PROMPTS_DIR"))
+    # How often a running server looks for saved changes in prompts/ (0: never, restart to apply).
+    prompts_poll_seconds: float = Field(2.0, ge=0, le=3600,
+                                        validation_alias=_env("LEADDESK_PROMPTS_POLL_SECONDS"))
     log_level: str = Field("INFO", validation_alias=_env("LEADDESK_LOG_LEVEL"))
 
     # Model

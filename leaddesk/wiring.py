@@ -54,6 +54,7 @@ class Runtime:
 
     def start(self) -> None:
         """Start the workers; replies recorded but never sent by an earlier run go out in the background."""
+        self.prompts.start()  # watch prompts/ for saved changes
         self.dispatcher.start()
         if self.telegram is not None:
             self.telegram.start()
@@ -79,6 +80,7 @@ class Runtime:
     def stop(self, timeout: float = 10.0) -> None:
         """Release long polls, let running jobs finish, close connections."""
         self.notifier.close()
+        self.prompts.stop()
         if self.telegram is not None:
             self.telegram.stop()
         self.dispatcher.stop(timeout=timeout)
@@ -99,12 +101,14 @@ def build_runtime(
 ) -> Runtime:
     """Assemble the server. Raises `bot.PromptError` for invalid prompt files and SQLAlchemy's
     OperationalError when the database cannot be reached."""
-    from bot import BotService, load_prompts
+    from bot import BotService
+    from bot.reload import PromptStore
     from bot.takeover import human_took_over
     from store.models import utcnow
 
     clock = clock or utcnow
-    prompts = load_prompts(settings.prompts_dir)
+    # The prompts in force; a saved change that validates replaces them while the server runs.
+    prompts = PromptStore(settings.prompts_dir, poll_seconds=settings.prompts_poll_seconds)
     engine = engine or make_engine(settings.database_url)
     ensure_schema(engine)
     session_factory = make_session_factory(engine)
@@ -138,7 +142,7 @@ def build_runtime(
         settings,
         closers,
         session_factory=session_factory,
-        prompts=prompts,
+        prompts=prompts.live(),
         model=model,
         outbox=outbox,
         clock=clock,
@@ -156,6 +160,7 @@ def build_runtime(
         copilot=copilot,
     )
     add_health_probe(app, "workers", dispatcher.health)
+    add_health_probe(app, "prompts", prompts.health)
     return Runtime(
         settings=settings,
         engine=engine,

@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "leaddesk.cli.copilot",
     "leaddesk.cli.serve",
     "leaddesk.cli.worker",
+    "leaddesk.cli.prompts",
+    "leaddesk.cli.eval",
 )
 
 

@@ -156,25 +156,19 @@ def _setup(
     region: str,
     prompts_dir: Optional[str],
     clock: Any,
+    prompts: Any = None,
 ) -> BotSetup:
     import logging
 
-    from bot import BotService, LocalOutbox, PromptError, load_prompts
+    from bot import BotService, LocalOutbox
     from leaddesk.cli import UserError
     from leaddesk.llm import engine_name, make_chat_model
     from store import make_engine, make_session_factory, upgrade
 
     # Migrating a throw-away database is not news.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    directory = Path(prompts_dir) if prompts_dir else settings.prompts_dir
-    try:
-        prompts = load_prompts(directory)
-    except PromptError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        raise UserError(
-            f"the prompts in {directory} do not validate ({len(exc.problems)} problem(s) above)"
-        ) from None
+    if prompts is None:
+        prompts = load_checked_prompts(prompts_dir, settings)
     url = _database_url(database) if database else IN_MEMORY
     try:
         engine = make_engine(url)
@@ -196,6 +190,22 @@ def _setup(
         takeover_minutes=settings.takeover_minutes,
     )
     return BotSetup(service, session_factory, engine, engine_name(settings))
+
+
+def load_checked_prompts(prompts_dir: Optional[str], settings: Settings) -> Any:
+    """The prompts directory's configuration; its problems on stderr and a UserError if invalid."""
+    from bot import PromptError, load_prompts
+    from leaddesk.cli import UserError
+
+    directory = Path(prompts_dir) if prompts_dir else settings.prompts_dir
+    try:
+        return load_prompts(directory)
+    except PromptError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise UserError(
+            f"the prompts in {directory} do not validate ({len(exc.problems)} problem(s) above)"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,8 +283,6 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from store.messages import Inbound
-
     clock = ReplayClock()
     setup = _setup(
         settings,
@@ -296,23 +304,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
                 bad += 1
                 print(f"line {number}: {exc}", file=sys.stderr)
                 continue
-            clock.advance(line.at)
-            inbound = Inbound(
-                channel=line.channel,
-                external_id=line.sender,
-                text=line.text,
-                name=line.name,
-                phone=line.sender if line.channel == "whatsapp" else None,
-                sent_at=line.at,
-            )
-            for reply in setup.service.handle(inbound):
-                replies.append(
-                    {
-                        "channel": reply.channel,
-                        "sender": reply.external_id or line.sender,
-                        "text": reply.text,
-                    }
-                )
+            replies.extend(play_line(setup.service, clock, line))
         leads = lead_report(setup.session_factory, now=clock())
     finally:
         setup.engine.dispose()
@@ -324,6 +316,25 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     if bad:
         print(f"{bad} bad line(s) skipped", file=sys.stderr)
     return 1 if bad else 0
+
+
+def play_line(service: Any, clock: ReplayClock, line: ReplayLine) -> list[dict[str, Any]]:
+    """Feed one recorded message through the bot as its channel would; the replies it got."""
+    from store.messages import Inbound
+
+    clock.advance(line.at)
+    inbound = Inbound(
+        channel=line.channel,
+        external_id=line.sender,
+        text=line.text,
+        name=line.name,
+        phone=line.sender if line.channel == "whatsapp" else None,
+        sent_at=line.at,
+    )
+    return [
+        {"channel": reply.channel, "sender": reply.external_id or line.sender, "text": reply.text}
+        for reply in service.handle(inbound)
+    ]
 
 
 def lead_report(session_factory: sessionmaker[Session], *, now: datetime) -> list[dict[str, Any]]:

@@ -1,0 +1,132 @@
+"""`leaddesk prompts check [DIR]` (validate the admin's files: every problem as `file:line:
+message`, exit 1 if any) and `leaddesk prompts show [DIR]` (the configuration in force: the
+admin's files merged with the shipped defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from leaddesk.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prompts",
+        help="check or show the admin's prompt files (prompts/)",
+        description="Check or show the files in prompts/ that shape the bot and the copilot.",
+    )
+    commands = parser.add_subparsers(dest="prompts_command", metavar="COMMAND")
+    commands.required = True
+    check = commands.add_parser(
+        "check",
+        help="validate every file; print each problem as file:line: message",
+        description="Validate the prompts directory (and its eval/ cases) and print every "
+        "problem as file:line: message. Exit 1 if there is any.",
+    )
+    check.add_argument(
+        "directory", nargs="?", metavar="DIR", help="default: LEADDESK_PROMPTS_DIR"
+    )
+    check.set_defaults(func=run_check)
+    show = commands.add_parser(
+        "show",
+        help="print the configuration in force (your files merged with the defaults)",
+        description="Print the effective configuration: the files of the prompts directory "
+        "merged with the shipped defaults, each marked with where it came from.",
+    )
+    show.add_argument("directory", nargs="?", metavar="DIR", help="default: LEADDESK_PROMPTS_DIR")
+    show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    show.set_defaults(func=run_show)
+
+
+def _directory(value: Optional[str], settings: Settings) -> Path:
+    return Path(value) if value else Path(settings.prompts_dir)
+
+
+def shown(file: str) -> str:
+    """A problem's file relative to the working directory when inside it (as compilers print)."""
+    try:
+        relative = os.path.relpath(file)
+    except ValueError:  # another drive on Windows
+        return file
+    return file if relative.startswith("..") else relative
+
+
+def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.prompts import PromptError, load_prompts
+    from leaddesk.cli.eval import read_cases
+
+    directory = _directory(args.directory, settings)
+    problems: list[tuple[str, int, str]] = []
+    config = None
+    try:
+        config = load_prompts(directory)
+    except PromptError as exc:
+        problems.extend((p.file, p.line, p.message) for p in exc.problems)
+    eval_dir = directory / "eval"
+    cases = 0
+    if eval_dir.is_dir():
+        files = sorted(eval_dir.glob("*.jsonl"))
+        found, case_problems = read_cases(
+            files, statuses=config.status_names if config is not None else None
+        )
+        cases = len(found)
+        problems.extend((p.file, p.line, p.message) for p in case_problems)
+    for file, line, message in problems:
+        print(f"{shown(file)}:{line}: {message}")
+    if problems:
+        print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
+        return 1
+    assert config is not None
+    print(
+        f"{directory}: ok - {len(config.statuses)} statuses, "
+        f"{len(config.scoring.signals)} scoring signals, "
+        f"{len(config.knowledge)} knowledge sections, "
+        f"templates in {', '.join(config.template_languages)}"
+        + (f", {cases} eval cases" if cases else "")
+    )
+    return 0
+
+
+def run_show(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.prompts import effective_configuration
+    from leaddesk.cli.bot import load_checked_prompts
+
+    config = load_checked_prompts(str(_directory(args.directory, settings)), settings)
+    data: Any = effective_configuration(config)
+    if args.json:
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    sys.stdout.write(
+        "# The configuration in force: your prompt files merged with the shipped defaults.\n"
+    )
+    yaml.dump(
+        data,
+        sys.stdout,
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+        default_flow_style=False,
+    )
+    return 0
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line texts (prompts, templates) print as readable `|` blocks."""
+
+
+def _str_presenter(dumper: Any, value: str) -> Any:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_presenter)
