@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from store import ensure_schema, make_engine, upgrade
 from store.models import Base
 
 
-def test_migrated_database_matches_the_models(db_engine):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def migrated_only(request, tmp_path):
+    """A database that only the migrations have touched (the shared test database may also hold
+    tables other components create at run time, such as the copilot's PostgreSQL checkpoints)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+        upgrade(engine)
+        yield engine
+        engine.dispose()
+        return
+    server = make_engine(request.getfixturevalue("postgres_url"), isolation_level="AUTOCOMMIT")
+    name = f"leaddesk_migrated_{uuid.uuid4().hex[:10]}"
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(server.url.set(database=name).render_as_string(hide_password=False))
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+def test_migrated_database_matches_the_models(migrated_only):
+    dialect = migrated_only.dialect.name
+
     def include_object(obj, name, type_, reflected, compare_to) -> bool:
         # Indexes only one backend has (the PostgreSQL trigram index) are compared there only.
         only_on = getattr(obj, "info", {}).get("only_on")
-        return only_on in (None, db_engine.dialect.name)
+        return only_on in (None, dialect)
 
-    with db_engine.connect() as connection:
+    with migrated_only.connect() as connection:
         context = MigrationContext.configure(
             connection,
             opts={
