@@ -492,8 +492,12 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory:
         q = _query(args, session_factory)
         if not args.output:
-            export_leads(sys.stdout, q, session_factory=session_factory, custom_fields=fields)
-            sys.stdout.flush()
+            try:
+                export_leads(sys.stdout, q, session_factory=session_factory, custom_fields=fields)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # `leaddesk leads export | head`: the reader has all it wanted; no traceback.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         target = Path(args.output)
         partial = target.with_name(target.name + ".partial")
