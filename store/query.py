@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Boolean, Select, String, and_, bindparam, exists, or_, select
+from sqlalchemy import Boolean, Select, String, and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
@@ -60,9 +60,21 @@ class LeadQuery:
     ids: Sequence[int] = field(default_factory=tuple)
 
 
-def build_lead_query(q: LeadQuery, *, now: datetime | None = None) -> Select[tuple[Lead]]:
-    """The SELECT for `q` without paging (also used for export and bulk actions)."""
+def build_lead_query(
+    q: LeadQuery, *, now: datetime | None = None, walk_sort_index: bool = False
+) -> Select[tuple[Lead]]:
+    """The SELECT for `q` without paging (also used for export and bulk actions).
+
+    `walk_sort_index` (for a page on SQLite): write the score and last-contact ranges so that
+    no index serves them. SQLite's planner otherwise takes a range such as "score >= 75" to an
+    index, then sorts thousands of rows for 50; walking the sort's index and filtering is far
+    cheaper for the broad ranges lists use. Counts keep the indexed form.
+    """
     now = now or utcnow()
+    score: Any = Lead.score + 0 if walk_sort_index else Lead.score
+    contacted: Any = (
+        func.coalesce(Lead.last_contacted_at, None) if walk_sort_index else Lead.last_contacted_at
+    )
     stmt = select(Lead).where(Lead.merged_into_id.is_(None))
     if q.ids:
         stmt = stmt.where(Lead.id.in_(list(q.ids)))
@@ -71,11 +83,11 @@ def build_lead_query(q: LeadQuery, *, now: datetime | None = None) -> Select[tup
     if q.status:
         stmt = stmt.where(Lead.status.in_(list(q.status)))
     if q.hot:
-        stmt = stmt.where(Lead.score >= HOT_SCORE)
+        stmt = stmt.where(score >= HOT_SCORE)
     if q.score_min is not None:
-        stmt = stmt.where(Lead.score >= q.score_min)
+        stmt = stmt.where(score >= q.score_min)
     if q.score_max is not None:
-        stmt = stmt.where(Lead.score <= q.score_max)
+        stmt = stmt.where(score <= q.score_max)
     if q.unassigned:
         stmt = stmt.where(Lead.assigned_agent_id.is_(None))
     elif q.agent_id is not None:
@@ -93,14 +105,14 @@ def build_lead_query(q: LeadQuery, *, now: datetime | None = None) -> Select[tup
     if q.created_to:
         stmt = stmt.where(Lead.created_at < q.created_to)
     if q.contacted_from:
-        stmt = stmt.where(Lead.last_contacted_at >= q.contacted_from)
+        stmt = stmt.where(contacted >= q.contacted_from)
     if q.contacted_to:
-        stmt = stmt.where(Lead.last_contacted_at < q.contacted_to)
+        stmt = stmt.where(contacted < q.contacted_to)
     if q.stale_days is not None:
         cutoff = now - timedelta(days=max(0, min(q.stale_days, 36500)))  # beyond: OverflowError
         stmt = stmt.where(
             or_(
-                Lead.last_contacted_at < cutoff,
+                contacted < cutoff,
                 and_(Lead.last_contacted_at.is_(None), Lead.created_at < cutoff),
             )
         )
@@ -188,7 +200,9 @@ def order_leads(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
 
 def query_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) -> list[Lead]:
     """One page of leads matching `q`, with identities and agent loaded."""
-    stmt = build_lead_query(q, now=now)
+    key = q.sort.lstrip("-")
+    walk = session.get_bind().dialect.name == "sqlite" and key not in ("score", "last_contacted_at")
+    stmt = build_lead_query(q, now=now, walk_sort_index=walk)
     if q.after_id is not None:
         stmt = stmt.where(Lead.id < q.after_id if q.sort == "-id" else Lead.id > q.after_id)
     stmt = order_leads(stmt, q.sort).limit(max(1, min(q.limit, 1000))).offset(max(0, q.offset))
@@ -197,7 +211,5 @@ def query_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) 
 
 
 def count_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) -> int:
-    from sqlalchemy import func
-
     sub = build_lead_query(q, now=now).with_only_columns(Lead.id).subquery()
     return int(session.scalar(select(func.count()).select_from(sub)) or 0)
