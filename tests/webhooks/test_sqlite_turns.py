@@ -1,0 +1,113 @@
+"""SQLite writers of the server process take turns (first come, first served) instead of racing in
+SQLite's busy handler; turns always come back, readers never queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import OperationalError
+
+from leaddesk.wiring import _TurnQueue, queue_sqlite_writers
+from store import make_engine, make_session_factory, read_session, upgrade
+from store.models import Lead
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    url = f"sqlite:///{tmp_path / 'turns.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    queue_sqlite_writers(engine, timeout=5.0)
+    yield engine
+    engine.dispose()
+
+
+def test_turns_are_handed_over_in_arrival_order() -> None:
+    turns = _TurnQueue()
+    assert turns.acquire(1)
+    order: list[int] = []
+
+    def wait_turn(number: int) -> None:
+        assert turns.acquire(5)
+        order.append(number)
+        turns.release()
+
+    threads = []
+    for number in range(5):
+        thread = threading.Thread(target=wait_turn, args=(number,))
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)  # each one queues behind the previous
+    turns.release()
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4]
+
+
+def test_a_wait_that_runs_out_gives_up_its_place() -> None:
+    turns = _TurnQueue()
+    assert turns.acquire(1)
+    assert turns.acquire(0.05) is False
+    turns.release()
+    assert turns.acquire(0.05) is True
+
+
+def test_many_writers_all_commit_and_the_turn_comes_back(engine: Engine) -> None:
+    session_factory = make_session_factory(engine)
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for index in range(15):
+                with session_factory.begin() as session:
+                    session.add(Lead(name=f"w{worker}-{index}", score_factors=[], interests=[],
+                                     objections=[], tags=[], custom_fields={}))
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(worker,)) for worker in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with read_session(session_factory) as session:
+        assert session.scalar(select(func.count(Lead.id))) == 90
+
+
+def test_rollbacks_and_errors_give_the_turn_back(engine: Engine) -> None:
+    session_factory = make_session_factory(engine)
+    with pytest.raises(RuntimeError):
+        with session_factory.begin() as session:
+            session.execute(text("UPDATE leads SET name = 'x'"))
+            raise RuntimeError("the request failed half-way")
+    with pytest.raises(OperationalError):
+        with session_factory.begin() as session:
+            session.execute(text("SELECT * FROM no_such_table"))
+    with session_factory() as session:  # autobegun and closed without commit
+        session.execute(text("UPDATE leads SET name = 'y'"))
+    started = time.monotonic()
+    with session_factory.begin() as session:
+        session.execute(text("UPDATE leads SET name = 'z'"))
+    assert time.monotonic() - started < 2, "nobody kept the turn"
+
+
+def test_readers_do_not_wait_for_a_writer(engine: Engine) -> None:
+    session_factory = make_session_factory(engine)
+    with session_factory.begin() as writer:
+        writer.execute(text("UPDATE leads SET name = 'held'"))
+        done = threading.Event()
+
+        def read() -> None:
+            with read_session(session_factory) as session:
+                session.scalar(select(func.count(Lead.id)))
+            done.set()
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        assert done.wait(2), "a read snapshot runs while the writer holds its turn"
+        thread.join(2)
