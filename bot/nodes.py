@@ -504,7 +504,11 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
         quiet=transition == "stop",
     )
     closed_until = None
-    if (transition == "pause" or "callback" in signals) and not business.hours.is_open(now):
+    # Out of hours, say when the team is back whenever the turn hands over or notifies an agent
+    # (the notification waits for the opening).
+    notifies = plan.get("action") in ("notify", "auto_assign")
+    hands_over = transition == "pause" or "callback" in signals or notifies
+    if hands_over and transition != "stop" and not business.hours.is_open(now):
         opening = business.hours.next_opening(now)
         if opening is not None:
             closed_until = format_opening(opening, now, business.hours.timezone, language)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Optional
 
 from bot.prompts import KnowledgeSection, PromptConfig
-from bot.scoring import knowledge_terms
+from bot.scoring import find_instructions, knowledge_terms
 from bot.text import normalize, stem, words
 from store.contacts import find_emails, find_phones, try_normalize_phone
 
@@ -33,6 +33,10 @@ know tell
 have has had just also more very so if than then them they their he she his her from by as up out
 into over
 offer offers provide sell got
+worth well instead really someone somebody anyone place come see ok okay guys also still already
+even lot thing things way new old big small good best nice right sure maybe was were been being
+wonder wondering wondered think thinking thought look looking ask asking talk talking keep keeps
+getting moved move husband wife partner family friend neighbor neighbour kids again bit
 cuanto cuanta
 el la los las un una unos unas de del que en y o por para con es son era mi mis tu tus su sus como
 cuando donde
@@ -125,7 +129,24 @@ _OPENING_FORMATS = {
 
 
 def tokens(text: str) -> list[str]:
-    return [stem(t) for t in words(text) if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
+    return [root(t) for t in words(text) if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
+
+
+def root(word: str) -> str:
+    """A crude stem for retrieval: plural, English -ing/-ed and (for Latin script) everything after
+    six letters cut, so that "buying"/"buy", "production"/"produce" and "financing"/"finance" meet.
+    """
+    word = stem(word)
+    if len(word) > 5 and word.endswith("ing"):
+        word = word[:-3]
+    elif len(word) > 5 and word.endswith("ed") and not word.endswith("eed"):
+        word = word[:-2]
+    if len(word) > ROOT_LENGTH and word.isascii() and word.isalpha():
+        word = word[:ROOT_LENGTH]
+    return word
+
+
+ROOT_LENGTH = 6
 
 
 @dataclass
@@ -138,6 +159,7 @@ class _Index:
     terms: frozenset[str]
     allowed_phones: frozenset[str]
     allowed_emails: frozenset[str]
+    heading_terms: frozenset[str] = frozenset()
 
 
 _INDEXES: weakref.WeakKeyDictionary[PromptConfig, _Index] = weakref.WeakKeyDictionary()
@@ -177,6 +199,7 @@ def knowledge_index(config: PromptConfig) -> _Index:
         terms=knowledge_terms(config.knowledge),
         allowed_phones=frozenset(phones),
         allowed_emails=frozenset(emails),
+        heading_terms=frozenset(t for s in config.knowledge for t in tokens(s.title)),
     )
     _INDEXES[config] = index
     return index
@@ -192,6 +215,105 @@ _SIGNAL_HINTS = {
 }
 
 
+# When this share of the question's weight (IDF) is words the knowledge base never uses, the
+# question is about something it does not cover: the bot says it will check with the team rather
+# than answer a different question with the nearest section.
+MAX_UNKNOWN_SHARE = 0.45
+# An unknown word counts as a quarter of a rare word (chat is full of words no FAQ uses)...
+UNKNOWN_SHARE = 0.25
+# ...but fully when it names something ("the Pro plan", "an Enphase inverter", "Tesla Powerwall").
+NAMED_UNKNOWN_SHARE = 1.0
+# Weight of the words of an interest label ("Battery storage") when an unknown word of the question
+# is one of its keywords ("blackouts"): scoring.yaml's interests double as a small thesaurus.
+INTEREST_HINT_WEIGHT = 0.7
+# Sections quoting a price rank higher for a pricing question ("how much is the EV charger?").
+PRICE_BOOST = 1.6
+_PRICE = re.compile(r"[$€£]\s?\d|\d[\d.,]*\s?(?:usd|eur|euros?|dollars?|€|\$)", re.IGNORECASE)
+
+
+@dataclass
+class _Query:
+    weights: dict[str, float]  # token -> weight in the ranking
+    known: dict[str, float]  # the customer's words the knowledge base uses -> IDF
+    unknown: float  # the weight of the words it never uses
+
+
+def _analyse(config: PromptConfig, index: _Index, query: str, signals: Iterable[str]) -> _Query:
+    """The question's words: what ranks the sections, and how much of it they cannot cover."""
+    raw = words(query)
+    # Words a signal recognised ("cost", "how long") say what the customer wants to know, not
+    # about what: the signal hints answer them (unless a section is named after them, as
+    # "Discounts"). Words an interest recognised ("blackouts") are understood through its label
+    # ("Battery storage") even when the knowledge base never uses them.
+    intent: set[str] = set()
+    for signal in config.scoring.signals.values():
+        for match in signal.keywords.find(query):
+            intent.update(tokens(query[match.start : match.end]))
+    intent -= index.heading_terms
+    understood: set[str] = set()
+    hints: dict[str, float] = {}
+    for label, keywords in config.scoring.interests.items():
+        matched = {t for m in keywords.find(query) for t in tokens(query[m.start : m.end])}
+        unknown = {t for t in matched if not index.df.get(t)}
+        understood.update(unknown)
+        if unknown:
+            for token in tokens(label):
+                hints[token] = max(hints.get(token, 0.0), INTEREST_HINT_WEIGHT)
+    n = max(1, len(index.sections))
+    idf_unknown = math.log(1 + (n + 0.5) / 0.5)
+    weights: dict[str, float] = {}
+    known: dict[str, float] = {}
+    unknown_weight: dict[str, float] = {}
+    content = [w for w in raw if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+    # Two capitalised words in a row inside a sentence name a product ("Tesla Powerwall"); the
+    # customer's own name does not count.
+    own_name = set(words(extract_name([query]) or ""))
+    proper_names = {
+        normalize(word)
+        for pair in re.finditer(r"(?<![.!?¿¡]\s)(?<!^)\b([A-Z][\w-]+)\s+([A-Z][\w-]+)", query)
+        for word in pair.groups()
+    } - own_name
+    for word in content:
+        token = root(word)
+        weights[token] = 1.0
+        if word.isdigit():
+            continue
+        if token in intent or token in understood:
+            continue
+        if index.df.get(token):
+            known[token] = _idf(index, token)
+            continue
+        # A name we do not know: a capitalised pair ("a Tesla Powerwall") or a word right before
+        # one we use ("the pro plan", "an enphase inverter").
+        following = raw.index(word) + 1 if word in raw else len(raw)
+        named = word in proper_names or (
+            following < len(raw)
+            and raw[following] not in _STOPWORDS
+            and bool(index.df.get(root(raw[following])))
+        )
+        share = NAMED_UNKNOWN_SHARE if named else UNKNOWN_SHARE
+        unknown_weight[token] = max(unknown_weight.get(token, 0.0), idf_unknown * share)
+    if weights:
+        for token, weight in hints.items():
+            weights.setdefault(token, weight)
+        for signal in signals:
+            for token in tokens(_SIGNAL_HINTS.get(signal, "")):
+                weights.setdefault(token, 0.4)
+    return _Query(weights, known, sum(unknown_weight.values()))
+
+
+def _idf(index: _Index, token: str) -> float:
+    n = len(index.sections)
+    df = index.df.get(token, 0)
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def unknown_share(query: _Query) -> float:
+    """The share of the question's weight that the knowledge base has no word for."""
+    total = sum(query.known.values()) + query.unknown
+    return query.unknown / total if total > 0 else 0.0
+
+
 def retrieve(
     config: PromptConfig,
     query: str,
@@ -200,18 +322,19 @@ def retrieve(
     k: int = 3,
     min_score: float = 1.2,
     signals: Iterable[str] = (),
+    max_unknown_share: float = MAX_UNKNOWN_SHARE,
 ) -> list[tuple[KnowledgeSection, float]]:
-    """The best-matching knowledge sections for `query` (BM25 over heading-weighted sections)."""
+    """The sections that answer `query`, best first (BM25 over heading-weighted sections); none
+    when the question is mostly about things the knowledge base never mentions (better "I'll check
+    with the team" than the nearest section passed off as the answer)."""
     index = knowledge_index(config)
-    # The customer's own words weigh fully; the hints only tip the balance between close sections.
-    weights = {token: 1.0 for token in tokens(query)}
-    if weights:
-        for signal in signals:
-            for token in tokens(_SIGNAL_HINTS.get(signal, "")):
-                weights.setdefault(token, 0.4)
+    signals = list(signals)
+    analysed = _analyse(config, index, query, signals)
+    weights = analysed.weights
     if not weights or not index.sections:
         return []
-    n = len(index.sections)
+    if unknown_share(analysed) >= max_unknown_share:
+        return []
     results = []
     for section, count, length in zip(index.sections, index.counts, index.lengths, strict=True):
         score = 0.0
@@ -219,15 +342,16 @@ def retrieve(
             tf = count.get(token, 0)
             if not tf:
                 continue
-            idf = math.log(1 + (n - index.df[token] + 0.5) / (index.df[token] + 0.5))
             norm = tf + 1.2 * (0.25 + 0.75 * length / index.avg_length)
-            score += weight * idf * tf * 2.2 / norm
+            score += weight * _idf(index, token) * tf * 2.2 / norm
         if score <= 0:
             continue
         if language and section.language == language:
             score *= 1.3
         elif language and section.language not in (language, config.business.default_language):
             score *= 0.5
+        if "pricing" in signals and _PRICE.search(section.text):
+            score *= PRICE_BOOST
         results.append((section, score))
     results.sort(key=lambda item: -item[1])
     return [(s, score) for s, score in results[:k] if score >= min_score]
@@ -403,7 +527,11 @@ def offline_core(ctx: ReplyContext) -> str:
         return _join(parts)
     answered = False
     if ctx.question or signals & {"pricing", "comparison", "demo", "timeline", "interest"}:
-        found = retrieve(config, ctx.burst_text, language=lang, k=1, signals=signals)
+        # Instructions aimed at the bot are not part of the question ("... and mark me converted").
+        query = ctx.burst_text
+        for start, end in find_instructions(query):
+            query = query[:start] + " " * (end - start) + query[end:]
+        found = retrieve(config, query, language=lang, k=1, signals=signals)
         if found:
             section = found[0][0]
             topic = (
@@ -427,6 +555,9 @@ def offline_core(ctx: ReplyContext) -> str:
             break
     if not parts and not ctx.greet:
         parts.append(config.template("fallback", lang))
+    if ctx.closed_until:
+        # An agent was notified but will only see it when we open: say when.
+        parts.append(config.template("out_of_hours", lang, next_opening=ctx.closed_until))
     return _join(parts)
 
 

@@ -28,6 +28,8 @@ BANDS: tuple[tuple[int, int, str], ...] = (
 HARD_NEGATIVE = -30
 # Positive keyword signals after the strongest count this much.
 SECONDARY_SHARE = 0.25
+# The signal a specific question about a product (an `interests` keyword) implies.
+IMPLIED_SIGNAL = "interest"
 
 # Instructions aimed at the bot rather than the business, matched on normalised text (lower case,
 # no accents). They are quoted as evidence and left out of the scoring.
@@ -302,6 +304,9 @@ def assess(
             match = signal.keywords.first(remaining)
             if match:
                 found[name] = (match, text)
+        implied = _implied_interest(remaining, scoring, terms)
+        if implied is not None and IMPLIED_SIGNAL not in found:
+            found[IMPLIED_SIGNAL] = (implied, text)
         per_message.append(found)
 
     # A clear "no" cancels earlier interest, unless the same message also shows intent
@@ -470,6 +475,19 @@ def assess(
         ignored_instructions=ignored,
         question=latest_question,
     )
+
+
+def _implied_interest(text: str, scoring: ScoringConfig, terms: frozenset[str]) -> Optional[Match]:
+    """A specific question about one of the products ("does the PowerCell battery work with my
+    inverter?") shows interest in it even without an interest phrase: the product word, or None."""
+    signal = scoring.signals.get(IMPLIED_SIGNAL)
+    if signal is None or signal.points <= 0 or question_specificity(text, terms) < 1.0:
+        return None
+    for keywords in scoring.interests.values():
+        match = keywords.first(text)
+        if match is not None:
+            return match
+    return None
 
 
 def _later_positive(
