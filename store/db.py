@@ -22,6 +22,9 @@ READ_ONLY_OPTION = "leaddesk_read_only"
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout for concurrent writers."""
+    # A failed statement's error (which handlers log) must not carry its parameters: customer
+    # messages, names and phone numbers.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         connect_args = kwargs.pop("connect_args", {})
         connect_args.setdefault("check_same_thread", False)

@@ -161,12 +161,13 @@ def resolve(
     """
     if channel not in CHANNELS:
         raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
-    external_id = str(external_id).strip()
+    external_id = str(external_id).replace("\x00", "").strip()
     if not external_id:
         raise ValueError("an identity needs an external id")
     phone = normalize_phone(phone, region) if phone else None
     email = normalize_email(email) if email else None
-    name = name.strip()[:200] if name and name.strip() else None
+    # NUL: PostgreSQL cannot store it in text, and nobody means it.
+    name = name.replace("\x00", "").strip()[:200] or None if name else None
 
     for _attempt in range(_MAX_ATTEMPTS):
         lead = _lead_for_identity(session, channel, external_id, phone, email, name, source, actor)
@@ -206,7 +207,7 @@ def resolve_contact(
     """
     phone = normalize_phone(phone, region) if phone else None
     email = normalize_email(email) if email else None
-    name = name.strip()[:200] if name and name.strip() else None
+    name = name.replace("\x00", "").strip()[:200] or None if name else None
     created: Optional[Lead] = None
     for _attempt in range(_MAX_ATTEMPTS):
         lead = created or (find_lead_by_phone(phone, session=session) if phone else None) or (

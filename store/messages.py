@@ -32,6 +32,14 @@ class Inbound:
     author: str = "customer"  # "agent" for a human reply echoed from a native app
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Channels pass on whatever a sender typed; PostgreSQL cannot store NUL in text (it would fail
+        # the whole batch), and it never carries meaning.
+        for name in ("external_id", "text", "channel_message_id", "name", "phone", "email"):
+            value = getattr(self, name)
+            if isinstance(value, str) and "\x00" in value:
+                setattr(self, name, value.replace("\x00", ""))
+
 
 @dataclass
 class Ingested:

@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any, Callable, Optional, TypeVar
 
 from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
@@ -64,6 +65,22 @@ def services() -> Services:
     return current_app.extensions["leaddesk"]  # type: ignore[no-any-return]
 
 
+class _JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, except that a body nested too deeply to decode, or with NaN or Infinity (which
+    Python accepts but JSON, and PostgreSQL's json columns, do not) is invalid JSON: a 400, not a 500."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        kwargs.setdefault("parse_constant", _no_constants)
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def create_app(settings: Any, *, session_factory: Optional[sessionmaker[Session]] = None,
                **extras: Any) -> Flask:
     """Build the Flask app. `extras` hands over collaborators (bot, dispatcher, outbox, model...)."""
@@ -73,6 +90,7 @@ def create_app(settings: Any, *, session_factory: Optional[sessionmaker[Session]
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
     secret = settings.secret_key.get_secret_value() if getattr(settings, "secret_key", None) else None
     app.config["SECRET_KEY"] = secret or secrets.token_hex(32)
+    app.json = _JSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.database_url))

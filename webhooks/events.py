@@ -110,7 +110,7 @@ def ident(value: Any) -> Optional[str]:
     """An id field as a clean string (Meta sends ids as strings, some samples as numbers)."""
     if value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = str(value).strip()
+    text = str(value).replace("\x00", "").strip()  # NUL: never meant, and PostgreSQL cannot store it
     return text[:200] or None
 
 

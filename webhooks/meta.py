@@ -73,6 +73,11 @@ def verify_subscription() -> Response | tuple[Any, int]:
     return Response(challenge, status=200, mimetype="text/plain")
 
 
+def _no_constants(name: str) -> Any:
+    """NaN and Infinity are not JSON (Python accepts them; PostgreSQL's json type and Meta do not)."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
     """POST: verify the signature, store every event of the batch, answer 200, then hand off the
     work."""
@@ -86,8 +91,8 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
             403, "invalid_signature", f"the {SIGNATURE_HEADER} header does not match the body"
         )
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = json.loads(body, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")

@@ -42,6 +42,7 @@ bp = Blueprint("webchat", __name__)
 
 CHANNEL = "web"
 PAGE_SIZE = 100
+MAX_ID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -369,6 +370,8 @@ def _int_arg(name: str, default: int, *, minimum: int) -> int:
         raise ApiError(400, f"invalid_{name}", f"{name} must be a whole number", name) from None
     if value < minimum:
         raise ApiError(400, f"invalid_{name}", f"{name} must be at least {minimum}", name)
+    if value > MAX_ID:  # ids are 32-bit integers in the database (PostgreSQL refuses larger ones)
+        raise ApiError(400, f"invalid_{name}", f"{name} must be at most {MAX_ID}", name)
     return value
 
 

@@ -210,7 +210,7 @@ def _interactive(interactive: dict[str, Any]) -> tuple[str, str]:
         reply = as_dict(interactive.get("nfm_reply"))
         try:
             answers = json.loads(reply.get("response_json") or "{}")
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             answers = {}
         parts = []
         if isinstance(answers, dict):

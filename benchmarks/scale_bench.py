@@ -1,0 +1,191 @@
+"""Scale-out benchmark: the load scenario of tests/scale, end to end, for 1 and 2 workers on PostgreSQL.
+
+For each worker count it starts a fresh PostgreSQL database, `leaddesk serve --workers 2` and N
+`leaddesk worker --concurrency 1` processes on a Redis database, a zero-latency fake model and a fake
+Graph API on loopback, fires signed WhatsApp webhooks (bursts, 10% duplicate deliveries) and reports:
+
+- messages per second end to end: customer messages / (first webhook sent -> last reply accepted
+  by the Graph API), and the time the workers needed after the last webhook;
+- queueing delay (message stored -> the run that answered it started) p50/p99, and end-to-end
+  latency (webhook sent -> its reply accepted) p50/p99;
+- with --profile, where a worker's time goes: py-spy samples of one worker's pool process (falls
+  back to nothing when py-spy is not installed; `pip install py-spy`).
+
+It checks the run as the scale tests do (stored once, in order, one reply per burst, none sent twice).
+
+    /work/venv/bin/python benchmarks/scale_bench.py                 # 5000 messages, 500 conversations
+    /work/venv/bin/python benchmarks/scale_bench.py --messages 1000 --conversations 100 --workers 2 --profile
+
+Needs PostgreSQL and Redis on 127.0.0.1 (Redis database 12 is flushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from store import make_engine  # noqa: E402
+from tests.scale import harness as h  # noqa: E402
+
+REDIS_DB = 12
+
+
+def profile_summary(raw: Path, top: int = 18) -> list[str]:
+    """Fold py-spy's raw stacks into shares of samples: per leaf function (self) and per Leaddesk or
+    library area on the stack (inclusive)."""
+    leaves: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = stack.split(";")
+        leaves[_short(frames[-1])] += count
+        seen = set()
+        for frame in frames:
+            area = _area(frame)
+            if area and area not in seen:
+                seen.add(area)
+                areas[area] += count
+    if not total:
+        return ["(no samples)"]
+    lines = [f"{total} samples; inclusive share by area:"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in areas.most_common(top)]
+    lines.append("self time by function:")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in leaves.most_common(top)]
+    return lines
+
+
+def _short(frame: str) -> str:
+    # "function (path/to/file.py:123)" -> "function (file.py)"
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(Path(path).parts[-2:])})"
+
+
+AREAS = (
+    ("bot/nodes.py", "bot nodes"),
+    ("bot/offline.py", "bot offline engine"),
+    ("bot/scoring.py", "bot scoring"),
+    ("leaddesk/broker.py", "leaddesk broker (locks, pending checks)"),
+    ("webhooks/outbound.py", "channel outbox (Graph API sends)"),
+    ("store/", "store repository functions"),
+    ("langgraph/", "langgraph runtime"),
+    ("langchain_openai/", "langchain-openai client"),
+    ("openai/", "openai client"),
+    ("sqlalchemy/orm/", "sqlalchemy ORM"),
+    ("sqlalchemy/", "sqlalchemy (all)"),
+    ("psycopg/", "psycopg (PostgreSQL round trips)"),
+    ("pydantic", "pydantic"),
+    ("kombu/", "kombu (broker)"),
+    ("celery/", "celery"),
+    ("httpx", "httpx"),
+)
+
+
+def _area(frame: str) -> str | None:
+    for needle, name in AREAS:
+        if needle in frame:
+            return name
+    return None
+
+
+def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
+    graph = h.ScaleGraph().start()
+    llm = h.start_llm()
+    h.flush_redis(REDIS_DB)
+    try:
+        with h.fresh_database() as url:
+            engine = make_engine(url)
+            cluster = h.Cluster(database_url=url, redis_db=REDIS_DB, graph_url=graph.url, llm_url=llm.base_url,
+                                log_dir=log_dir)
+            try:
+                cluster.start_web(processes=2)
+                procs = [cluster.start_worker(concurrency=1) for _ in range(workers)]
+                scenario = h.build_scenario(args.conversations, args.messages, seed=args.seed)
+                profiler = None
+                raw = log_dir / f"profile-{workers}.txt"
+                spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+                if args.profile and Path(spy).exists():
+                    target = procs[0].descendants()[0]  # the pool process that runs the tasks
+                    profiler = subprocess.Popen([spy, "record", "--pid", str(target), "--format", "raw",
+                                                 "--rate", "200", "--nonblocking", "-o", str(raw)],
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(1.0)
+                started = time.time()
+                load = h.send_load(cluster.web_url or "", scenario, threads=args.threads)
+                sent_done = time.time()
+                h.wait_caught_up(engine, args.messages, timeout=args.timeout)
+                caught_up = time.time()
+                if profiler is not None:
+                    profiler.send_signal(2)  # SIGINT: py-spy writes its file
+                    profiler.wait(60)
+                outcome = h.verify(engine, scenario, graph, model_replies=True)
+                lat = h.latencies(engine, scenario, graph, load)
+                accepted = graph.accepted()
+                last_reply = max((at for _, _, at in accepted), default=caught_up)
+            finally:
+                cluster.stop()
+                engine.dispose()
+    finally:
+        graph.stop()
+        llm.close()
+        h.flush_redis(REDIS_DB)
+    elapsed = last_reply - started
+    print(f"\n== {workers} worker(s): {args.messages} messages over {args.conversations} conversations, "
+          f"{load.deliveries} webhooks + {load.duplicates} duplicate deliveries")
+    print(f"   webhooks sent in {sent_done - started:.1f}s ({load.deliveries / max(sent_done - started, 1e-9):.0f}/s); "
+          f"last reply {last_reply - sent_done:.1f}s after the last webhook")
+    print(f"   end to end: {args.messages / elapsed:.1f} messages/s ({elapsed:.1f}s); {outcome.replies} replies "
+          f"({args.messages / max(outcome.replies, 1):.1f} messages per reply: bursts coalesced)")
+    print(f"   queueing delay p50 {h.percentile(lat['queueing'], 0.5):.2f}s p99 {h.percentile(lat['queueing'], 0.99):.2f}s; "
+          f"end-to-end latency p50 {h.percentile(lat['end_to_end'], 0.5):.2f}s "
+          f"p99 {h.percentile(lat['end_to_end'], 0.99):.2f}s")
+    print(f"   checks: {'OK' if not outcome.problems else '; '.join(outcome.problems[:5])}")
+    if args.profile:
+        if raw.exists():
+            print("   profile of one worker's pool process (py-spy):")
+            for line in profile_summary(raw):
+                print("   " + line)
+        else:
+            print("   (no profile: install py-spy)")
+    return {"messages_per_s": args.messages / elapsed}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--conversations", type=int, default=500)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run (default: 1 2)")
+    parser.add_argument("--threads", type=int, default=24, help="load-generator threads")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the workers to catch up")
+    parser.add_argument("--profile", action="store_true", help="sample one worker with py-spy")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    missing = h.services_missing()
+    if missing:
+        print(f"cannot run: {missing}", file=sys.stderr)
+        return 2
+    log_dir = Path(tempfile.mkdtemp(prefix="leaddesk-scale-bench-"))
+    print(f"logs in {log_dir}")
+    for workers in args.workers:
+        run_once(workers, args, log_dir)
+    threading.Event().wait(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
