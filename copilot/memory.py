@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 
+MEMORY_SCHEMA = "leaddesk_copilot"
+
 
 class MemoryUnavailable(RuntimeError):
     """The memory store cannot be opened (missing extra, unreachable database)."""
@@ -45,9 +47,18 @@ def open_checkpointer(database_url: str, *, memory_file: Path | None = None) -> 
         except ImportError:
             raise MemoryUnavailable("the copilot's PostgreSQL memory needs the postgres extra: "
                                "pip install 'leaddesk[postgres]'") from None
+        import psycopg
+
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # The memory lives in a schema of its own, apart from the store's tables and migrations.
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MEMORY_SCHEMA}")
+        except psycopg.Error as exc:
+            raise MemoryUnavailable(f"cannot open the copilot's memory in PostgreSQL: {exc}") from None
         pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True,
-                              kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+                              kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
+                                      "options": f"-c search_path={MEMORY_SCHEMA}"})
         try:
             saver = PostgresSaver(pool)  # type: ignore[arg-type]
             saver.setup()

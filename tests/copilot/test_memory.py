@@ -37,6 +37,11 @@ def test_memory_survives_a_restart_in_postgres(postgres_url, prompts, clock) -> 
             # A confirmation waits across a restart too.
             copilot = make_copilot(sf, prompts, clock, checkpointer=memory)
             assert copilot.ask(sarah, thread, "yes").reply == f"Archived #{lead} Dana Smith."
+        with engine.connect() as conn:
+            # Kept apart from the store's tables (which the migrations own).
+            schemas = set(conn.exec_driver_sql(
+                "SELECT table_schema FROM information_schema.tables WHERE table_name = 'checkpoints'").scalars())
+        assert schemas == {"leaddesk_copilot"}
     finally:
         engine.dispose()
 
