@@ -493,16 +493,28 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)  # type: ignore[arg-type]
 
 
+# What `_read_yaml` returns for a file it already reported (so that no second, confusing problem
+# such as "must be a mapping" follows a syntax error).
+_UNREADABLE = object()
+
+
 def _read_yaml(path: Path, problems: _Problems) -> Optional[Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         problems.add(path, 1, f"cannot read the file: {exc}")
-        return None
+        return _UNREADABLE
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if (
+            exc.problem_mark is not None
+            and exc.context_mark is not None
+            and exc.problem_mark.line >= len(text.splitlines())
+        ):
+            # "Unexpected end of stream": where the unclosed thing started is the useful line.
+            mark = exc.context_mark
         line = mark.line + 1 if mark else 1
         problems.add(
             path,
@@ -511,7 +523,7 @@ def _read_yaml(path: Path, problems: _Problems) -> Optional[Any]:
         )
     except yaml.YAMLError as exc:
         problems.add(path, 1, f"invalid YAML: {exc}")
-    return None
+    return _UNREADABLE
 
 
 def _line_of(container: Any, key: Any = None) -> int:
@@ -534,6 +546,8 @@ class _File:
         self.problems.add(self.path, line, message)
 
     def mapping(self, value: Any, line: int, what: str) -> Optional[dict[Any, Any]]:
+        if value is _UNREADABLE:
+            return None  # already reported
         if not isinstance(value, dict):
             self.error(line, f"{what} must be a mapping of `key: value` lines")
             return None
@@ -1324,26 +1338,23 @@ def _merge_business_templates(
     directory: Path,
     problems: _Problems,
 ) -> None:
-    """business.yaml's phone-ask and out-of-hours wording are the default language's templates."""
+    """business.yaml's phone-ask and out-of-hours wording, when set, replace the default
+    language's templates (so an admin words them where the business is described)."""
     language = business.default_language
     own = templates.setdefault(language, {})
     for key, value in (
         ("phone_ask", business.phone_ask_wording),
         ("out_of_hours", business.out_of_hours_message),
     ):
-        if not value:
-            continue
-        if key in own:
-            problems.add(
-                directory / f"{language}.yaml",
-                1,
-                f"{key!r} for the default language is set in business.yaml; remove it here",
-            )
-            continue
-        own[key] = value
+        if value:
+            own[key] = value
     for key in CORE_TEMPLATES:
         if key not in own:
-            where = "business.yaml" if key in BUSINESS_TEMPLATES else f"templates/{language}.yaml"
+            where = (
+                f"templates/{language}.yaml or business.yaml"
+                if key in BUSINESS_TEMPLATES
+                else f"templates/{language}.yaml"
+            )
             problems.add(
                 directory / f"{language}.yaml",
                 1,
