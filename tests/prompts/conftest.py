@@ -46,3 +46,43 @@ def line_of(path: Path, needle: str) -> int:
         if needle in line:
             return number
     raise AssertionError(f"{needle!r} not in {path}")
+
+
+@pytest.fixture
+def bot_world(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A bot on a fresh in-memory database with a controllable clock: `world.chat(config)`."""
+    from bot import BotService, LocalOutbox, load_prompts
+    from store import make_engine, make_session_factory, upgrade
+    from tests.bot.support import Chat, Clock
+
+    engine = make_engine("sqlite://")
+    upgrade(engine)
+    session_factory = make_session_factory(engine)
+    clock = Clock()
+
+    class World:
+        def __init__(self) -> None:
+            self.session_factory = session_factory
+            self.clock = clock
+
+        def chat(self, config=None) -> Chat:  # type: ignore[no-untyped-def]
+            service = BotService(
+                session_factory=session_factory,
+                prompts=config or load_prompts(DEFAULT_PROMPTS_DIR),
+                outbox=LocalOutbox(session_factory),
+                clock=clock,
+            )
+            return Chat(service, session_factory, clock)
+
+        def agent(self, name: str, *, role: str = "agent", telegram: int | None = None):  # type: ignore[no-untyped-def]
+            from store.agents import create_agent
+
+            with session_factory.begin() as session:
+                agent, _token = create_agent(name, session=session, role=role)
+                agent.telegram_user_id = telegram
+                session.flush()
+                session.expunge(agent)
+            return agent
+
+    yield World()
+    engine.dispose()
