@@ -177,7 +177,14 @@ def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
     log.info("leaddesk %s", __version__)
     log.info("database: %s", runtime.engine.url.render_as_string(hide_password=True))
     log.info("engine: %s", engine_name(settings))
-    log.info("prompts: %s", settings.prompts_dir)
+    if settings.prompts_poll_seconds > 0:
+        log.info(
+            "prompts: %s (saved changes apply within %gs; see `leaddesk prompts check`)",
+            settings.prompts_dir,
+            settings.prompts_poll_seconds,
+        )
+    else:
+        log.info("prompts: %s (read at start)", settings.prompts_dir)
     for status in channel_statuses(settings):
         if status.reason:
             log.info("channel %s: %s (%s)", status.channel, status.state, status.reason)
