@@ -38,6 +38,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.settings import Settings
+from store.db import read_session
 from store.models import Message, utcnow
 
 if TYPE_CHECKING:
@@ -62,6 +63,15 @@ VISIBILITY_TIMEOUT = 600
 LOCK_NAMESPACE = 0x4C44
 SWEEP_LOCK_KEY = 0  # conversation ids start at 1
 SETUP_LOCK_KEY = -1
+
+
+def _redis_for(url: str) -> Any:
+    """A Redis client on the broker's database when the broker is Redis (else None)."""
+    if not url.startswith(("redis://", "rediss://")):
+        return None
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2)
 
 
 def broker_label(url: str) -> str:
@@ -117,7 +127,11 @@ def make_celery(settings: Settings) -> Celery:
     def process_conversation(task: Any, conversation_id: int, attempt: int = 0) -> str:
         conversation_id = int(conversation_id)
         try:
-            outcome = current_worker(settings).run(conversation_id)
+            worker = current_worker(settings)
+            # Before looking for pending messages: a message stored after this is either seen by this
+            # run or publishes a task of its own.
+            getattr(worker.runtime.dispatcher, "started", lambda _cid: None)(conversation_id)
+            outcome = worker.run(conversation_id)
         except Exception as exc:  # noqa: BLE001 - any failure: retry with backoff, then the sweeper
             log.debug("conversation %s failed", conversation_id, exc_info=True)
             if attempt >= len(RETRY_DELAYS):
@@ -142,23 +156,48 @@ def make_celery(settings: Settings) -> Celery:
 
 
 class CeleryDispatcher:
-    """`Dispatcher` for web processes: publishes one task per submit; the workers do the rest."""
+    """`Dispatcher` for web processes: publishes a task per submit; the workers do the rest.
 
-    def __init__(self, app: Celery, *, label: str = "", health_ttl: float = 5.0) -> None:
+    On Redis, a submit for a conversation whose task is still waiting in the queue publishes nothing:
+    a key marks "queued" and the task clears it when it starts, before it looks for pending messages,
+    so whatever was stored before the mark was seen is in that run. (A burst of ten messages is one
+    task instead of ten.) The mark expires by itself, and the sweeper publishes regardless of it.
+    """
+
+    MARK_PREFIX = "leaddesk:queued:"
+
+    def __init__(self, app: Celery, *, label: str = "", health_ttl: float = 5.0, mark_ttl: int = 600) -> None:
         self._app = app
         self._label = label or broker_label(str(app.conf.broker_url))
         self._health_ttl = health_ttl
+        self._mark_ttl = mark_ttl
+        self._marks = _redis_for(str(app.conf.broker_url))
         self._lock = threading.Lock()
         self._published = 0
+        self._coalesced = 0
         self._failures = 0
         self._last_error: Optional[str] = None
         self._checked: tuple[float, bool, Optional[str]] = (float("-inf"), False, None)
         self._stopped = False
 
-    def submit(self, conversation_id: int) -> None:
+    def submit(self, conversation_id: int, *, force: bool = False) -> None:
+        conversation_id = int(conversation_id)
+        marked = False
+        if self._marks is not None and not force:
+            try:
+                marked = bool(self._marks.set(self.MARK_PREFIX + str(conversation_id), 1, nx=True,
+                                              ex=self._mark_ttl))
+            except Exception:  # noqa: BLE001 - without the mark, publish anyway (at worst a spare task)
+                marked = True
+            if not marked:
+                with self._lock:
+                    self._coalesced += 1
+                return
         try:
-            self._app.send_task(PROCESS_TASK, args=[int(conversation_id)], queue=QUEUE)
+            self._app.send_task(PROCESS_TASK, args=[conversation_id], queue=QUEUE)
         except Exception as exc:  # noqa: BLE001 - the messages are stored; the sweeper submits them later
+            if marked:
+                self.started(conversation_id)
             with self._lock:
                 self._failures += 1
                 self._last_error = describe_error(exc)
@@ -167,6 +206,19 @@ class CeleryDispatcher:
             return
         with self._lock:
             self._published += 1
+
+    def resubmit(self, conversation_id: int) -> None:
+        """Publish even if a task looks queued (the sweeper: that task was lost)."""
+        self.submit(conversation_id, force=True)
+
+    def started(self, conversation_id: int) -> None:
+        """A task for the conversation starts: later submits must publish again."""
+        if self._marks is None:
+            return
+        try:
+            self._marks.delete(self.MARK_PREFIX + str(int(conversation_id)))
+        except Exception:  # noqa: BLE001 - a stale mark expires; the sweeper covers the gap
+            log.debug("could not clear the queued mark of conversation %s", conversation_id, exc_info=True)
 
     def start(self) -> None:
         self._stopped = False
@@ -180,6 +232,8 @@ class CeleryDispatcher:
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped = True
         try:
+            if self._marks is not None:
+                self._marks.close()
             self._app.close()
         except Exception:  # noqa: BLE001 - closing pools of a dead broker may fail; nothing to lose
             log.debug("closing the broker connections failed", exc_info=True)
@@ -200,6 +254,7 @@ class CeleryDispatcher:
                 "broker": self._label,
                 "reachable": reachable,
                 "published": self._published,
+                "coalesced": self._coalesced,
                 "publish_failures": self._failures,
             }
             if error:
@@ -207,6 +262,19 @@ class CeleryDispatcher:
             elif self._last_error and not reachable:
                 report["error"] = self._last_error
         return report
+
+    def backlog(self) -> Optional[int]:
+        """Tasks waiting in the queue, or None when the broker cannot be asked."""
+        try:
+            with self._app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+                try:
+                    declared = connection.default_channel.queue_declare(queue=QUEUE, passive=True)
+                except connection.channel_errors:
+                    return 0  # no queue at all (e.g. a broker that restarted empty)
+                return int(declared.message_count)
+        except Exception:  # noqa: BLE001 - unreachable: nobody can tell
+            return None
 
     def _ping(self) -> tuple[bool, Optional[str]]:
         try:
@@ -296,42 +364,59 @@ class PostgresLocks:
                 connection.close()
 
 
-class FileLocks:
-    """For SQLite: POSIX byte-range locks on `<database>.locks` (byte N for conversation N) between the
-    processes of this machine, and a thread lock per key inside this process (POSIX locks belong to
-    the process, not the thread). The kernel drops a dead process's locks."""
+class _LockFile:
+    """One process's handle on a lock file, shared by every `FileLocks` on that path: POSIX locks
+    belong to the process, so two handles in one process would not exclude each other, and closing
+    either would drop the other's locks."""
 
     def __init__(self, path: Optional[Path]) -> None:
-        self._path = path
-        self._fd: Optional[int] = None
-        self._pid = 0
-        self._guard = threading.Lock()
-        self._held: set[int] = set()
+        self.path = path
+        self.guard = threading.Lock()
+        self.held: set[int] = set()
+        self.fd: Optional[int] = None
+        self.pid = 0
 
-    def _file(self) -> Optional[int]:
-        if self._path is None:
+    def descriptor(self) -> Optional[int]:
+        if self.path is None:
             return None
-        if self._fd is None or self._pid != os.getpid():
-            # A forked child has no locks of its parent; it opens the file again. The fd is never
-            # closed while the process runs: closing any fd of the file would drop all its locks.
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._pid = os.getpid()
-        return self._fd
+        if self.fd is None or self.pid != os.getpid():
+            # A forked child inherits neither its parent's locks nor a usable handle: open again.
+            # The fd is never closed while the process runs (that would drop all its locks).
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self.pid = os.getpid()
+            self.held = set()
+        return self.fd
+
+
+_lock_files: dict[Optional[str], _LockFile] = {}
+_lock_files_guard = threading.Lock()
+
+
+class FileLocks:
+    """For SQLite: POSIX byte-range locks on `<database>.locks` (byte N for conversation N) between the
+    processes of this machine, and a set of held keys per process between its threads. The kernel
+    drops a dead process's locks. Without a path (in-memory SQLite) only the threads exclude."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        key = str(Path(path).resolve()) if path is not None else None
+        with _lock_files_guard:
+            self._file = _lock_files.get(key)
+            if self._file is None:
+                self._file = _lock_files[key] = _LockFile(Path(key) if key else None)
 
     @contextmanager
     def hold(self, key: int) -> Iterator[bool]:
         key = int(key)
-        with self._guard:
-            if key in self._held:
-                held_here = False
-            else:
-                self._held.add(key)
-                held_here = True
-        if not held_here:
+        shared = self._file
+        with shared.guard:
+            fd = shared.descriptor()
+            taken = key not in shared.held
+            if taken:
+                shared.held.add(key)
+        if not taken:
             yield False
             return
         try:
-            fd = self._file()
             if fd is not None:
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key)
@@ -345,8 +430,8 @@ class FileLocks:
             else:
                 yield True
         finally:
-            with self._guard:
-                self._held.discard(key)
+            with shared.guard:
+                shared.held.discard(key)
 
 
 def make_locks(engine: Engine) -> ConversationLocks:
@@ -360,6 +445,15 @@ def make_locks(engine: Engine) -> ConversationLocks:
 
 
 # -- running a conversation -----------------------------------------------------------------------
+
+
+def reading(session_factory: sessionmaker[Session]) -> Any:
+    """A session for a read: on SQLite a snapshot that does not take the write lock (every other
+    transaction there does); on PostgreSQL a plain one (fewer round trips than a read-only one)."""
+    bind = session_factory.kw.get("bind")
+    if bind is not None and bind.dialect.name == "sqlite":
+        return read_session(session_factory)
+    return session_factory()
 
 
 def has_pending(conversation_id: int, *, session: Session) -> bool:
@@ -393,7 +487,7 @@ class ConversationRunner:
         self._max_passes = max_passes
 
     def pending(self, conversation_id: int) -> bool:
-        with self._session_factory() as session:
+        with reading(self._session_factory) as session:
             return has_pending(conversation_id, session=session)
 
     def run(self, conversation_id: int) -> str:
@@ -406,7 +500,7 @@ class ConversationRunner:
                 return "busy"
             if self._deliver is not None:
                 # A worker died between recording a reply and sending it: it goes out first, in order.
-                with self._session_factory() as session:
+                with reading(self._session_factory) as session:
                     leftovers = undelivered_replies(conversation_id, session=session)
                 if leftovers:
                     log.info("conversation %s: delivering %d reply(ies) an interrupted run recorded",
@@ -435,9 +529,10 @@ class Sweeper:
     """Finds work the broker lost and sends it round again; one sweeper at a time across workers.
 
     A conversation is submitted again when a customer message or a recorded reply has waited longer
-    than `stale_after` (the broker restarted without persistence, a publish failed while it was
-    down, a worker machine vanished with its unacknowledged task); sends cut off by a crash are
-    marked "unknown" after `interrupted_after`.
+    than `stale_after` while the queue is empty (the broker restarted without persistence, a publish
+    failed while it was down, a worker machine vanished with its unacknowledged task). While tasks
+    are queued, old messages are most likely among them: a busy system is not sent more work. Sends
+    cut off by a crash are marked "unknown" after `interrupted_after`.
     """
 
     def __init__(
@@ -446,6 +541,7 @@ class Sweeper:
         session_factory: sessionmaker[Session],
         locks: ConversationLocks,
         submit: Callable[[int], None],
+        backlog: Optional[Callable[[], Optional[int]]] = None,
         stale_after: timedelta = timedelta(seconds=60),
         interrupted_after: timedelta = SEND_INTERRUPTED_AFTER,
         clock: Callable[[], datetime] = utcnow,
@@ -454,6 +550,7 @@ class Sweeper:
         self._session_factory = session_factory
         self._locks = locks
         self._submit = submit
+        self._backlog = backlog
         self._stale_after = stale_after
         self._interrupted_after = interrupted_after
         self._clock = clock
@@ -477,7 +574,7 @@ class Sweeper:
         cutoff = now - self._stale_after
         waiting = or_(and_(Message.direction == "in", Message.processed_at.is_(None)),
                       and_(Message.direction == "out", Message.delivery_status == "pending"))
-        with self._session_factory() as session:
+        with reading(self._session_factory) as session:
             return list(session.scalars(
                 select(Message.conversation_id)
                 .where(waiting)
@@ -488,6 +585,10 @@ class Sweeper:
             ))
 
     def _resubmit(self, now: datetime) -> list[int]:
+        queued = self._backlog() if self._backlog is not None else 0
+        if queued is None or queued > 0:
+            # The broker is unreachable (publishing would fail too), or work is still queued.
+            return []
         rows = self.stale_conversations(now)
         # Not again within one stale period: the first resubmission may still be queued.
         cutoff = now - self._stale_after
@@ -607,7 +708,8 @@ def build_worker(settings: Settings, *, sweep: bool = True, runtime: Any = None)
     if sweep:
         interval = settings.sweep_seconds
         sweeper = SweeperThread(Sweeper(session_factory=runtime.session_factory, locks=locks,
-                                        submit=runtime.dispatcher.submit,
+                                        submit=getattr(runtime.dispatcher, "resubmit", runtime.dispatcher.submit),
+                                        backlog=getattr(runtime.dispatcher, "backlog", None),
                                         stale_after=timedelta(seconds=4 * interval)),
                                 interval)
         sweeper.start()

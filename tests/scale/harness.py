@@ -260,7 +260,6 @@ class Proc:
         return self.process.pid
 
     def log(self) -> str:
-        self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
@@ -303,7 +302,8 @@ class Proc:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 @dataclass
@@ -316,13 +316,14 @@ class Cluster:
     llm_url: Optional[str]
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
+    broker: Optional[str] = None  # another broker URL (e.g. RabbitMQ) instead of the Redis database
     procs: list[Proc] = field(default_factory=list)
     web_url: Optional[str] = None
     _names: Any = field(default_factory=lambda: itertools.count(1))
 
     @property
     def broker_url(self) -> str:
-        return f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}"
+        return self.broker or f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}"
 
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items()
@@ -661,6 +662,18 @@ def verify(engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *,
                 problems.append(f"recipient {recipient}: replies arrived out of order")
     return Outcome(inbound=len(inbound), unprocessed=len(unprocessed), replies=len(replies_by_key),
                    by_status=dict(by_status), problems=problems)
+
+
+def leaks(logs: str, scenario: list[Conversation]) -> list[str]:
+    """Customer data and secrets found in the processes' logs (which run at INFO)."""
+    found = [secret for secret in (APP_SECRET, VERIFY_TOKEN, GRAPH_TOKEN, LLM_KEY) if secret in logs]
+    for conversation in scenario[:50]:
+        if conversation.wa_id in logs:
+            found.append(f"phone {conversation.wa_id}")
+        found += [f"message {text_}" for _, text_ in conversation.messages[:2] if text_ in logs]
+    if "a question for you" in logs:
+        found.append("message bodies")
+    return found
 
 
 def percentile(values: list[float], share: float) -> float:
