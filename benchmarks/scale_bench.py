@@ -1,8 +1,10 @@
-"""Scale-out benchmark: the load scenario of tests/scale, end to end, for 1 and 2 workers on PostgreSQL.
+"""Scale-out benchmark: the load scenario of tests/scale, end to end, for 1 and 2 workers on
+PostgreSQL.
 
 For each worker count it starts a fresh PostgreSQL database, `leaddesk serve --workers 2` and N
-`leaddesk worker --concurrency 1` processes on a Redis database, a zero-latency fake model and a fake
-Graph API on loopback, fires signed WhatsApp webhooks (bursts, 10% duplicate deliveries) and reports:
+`leaddesk worker --concurrency 1` processes on a Redis database, a zero-latency fake model and a
+fake Graph API on loopback, fires signed WhatsApp webhooks (bursts, 10% duplicate deliveries) and
+reports:
 
 - messages per second end to end: customer messages / (first webhook sent -> last reply accepted
   by the Graph API), and the time the workers needed after the last webhook;
@@ -11,10 +13,11 @@ Graph API on loopback, fires signed WhatsApp webhooks (bursts, 10% duplicate del
 - with --profile, where a worker's time goes: py-spy samples of one worker's pool process (falls
   back to nothing when py-spy is not installed; `pip install py-spy`).
 
-It checks the run as the scale tests do (stored once, in order, one reply per burst, none sent twice).
+It checks the run as the scale tests do (stored once, in order, one reply per burst, none sent
+twice).
 
-    /work/venv/bin/python benchmarks/scale_bench.py                 # 5000 messages, 500 conversations
-    /work/venv/bin/python benchmarks/scale_bench.py --messages 1000 --conversations 100 --workers 2 --profile
+    python benchmarks/scale_bench.py             # 5000 messages, 500 conversations, 2 then 1 worker
+    python benchmarks/scale_bench.py --messages 1000 --conversations 100 --workers 2 --profile
 
 Needs PostgreSQL and Redis on 127.0.0.1 (Redis database 12 is flushed).
 """
@@ -110,8 +113,13 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
     try:
         with h.fresh_database() as url:
             engine = make_engine(url)
-            cluster = h.Cluster(database_url=url, redis_db=REDIS_DB, graph_url=graph.url, llm_url=llm.base_url,
-                                log_dir=log_dir)
+            cluster = h.Cluster(
+                database_url=url,
+                redis_db=REDIS_DB,
+                graph_url=graph.url,
+                llm_url=llm.base_url,
+                log_dir=log_dir,
+            )
             try:
                 cluster.start_web(processes=2)
                 procs = [cluster.start_worker(concurrency=1) for _ in range(workers)]
@@ -121,9 +129,23 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
                 spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                 if args.profile and Path(spy).exists():
                     target = procs[0].descendants()[0]  # the pool process that runs the tasks
-                    profiler = subprocess.Popen([spy, "record", "--pid", str(target), "--format", "raw",
-                                                 "--rate", "200", "--nonblocking", "-o", str(raw)],
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    profiler = subprocess.Popen(
+                        [
+                            spy,
+                            "record",
+                            "--pid",
+                            str(target),
+                            "--format",
+                            "raw",
+                            "--rate",
+                            "200",
+                            "--nonblocking",
+                            "-o",
+                            str(raw),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                     time.sleep(1.0)
                 started = time.time()
                 load = h.send_load(cluster.web_url or "", scenario, threads=args.threads)
@@ -145,15 +167,26 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
         llm.close()
         h.flush_redis(REDIS_DB)
     elapsed = last_reply - started
-    print(f"\n== {workers} worker(s): {args.messages} messages over {args.conversations} conversations, "
-          f"{load.deliveries} webhooks + {load.duplicates} duplicate deliveries")
-    print(f"   webhooks sent in {sent_done - started:.1f}s ({load.deliveries / max(sent_done - started, 1e-9):.0f}/s); "
-          f"last reply {last_reply - sent_done:.1f}s after the last webhook")
-    print(f"   end to end: {args.messages / elapsed:.1f} messages/s ({elapsed:.1f}s); {outcome.replies} replies "
-          f"({args.messages / max(outcome.replies, 1):.1f} messages per reply: bursts coalesced)")
-    print(f"   queueing delay p50 {h.percentile(lat['queueing'], 0.5):.2f}s p99 {h.percentile(lat['queueing'], 0.99):.2f}s; "
-          f"end-to-end latency p50 {h.percentile(lat['end_to_end'], 0.5):.2f}s "
-          f"p99 {h.percentile(lat['end_to_end'], 0.99):.2f}s")
+    sending = max(sent_done - started, 1e-9)
+    queueing, end_to_end = lat["queueing"], lat["end_to_end"]
+    print(
+        f"\n== {workers} worker(s): {args.messages} messages over {args.conversations} "
+        f"conversations, {load.deliveries} webhooks + {load.duplicates} duplicate deliveries"
+    )
+    print(
+        f"   webhooks sent in {sending:.1f}s ({load.deliveries / sending:.0f}/s); "
+        f"last reply {last_reply - sent_done:.1f}s after the last webhook"
+    )
+    print(
+        f"   end to end: {args.messages / elapsed:.1f} messages/s ({elapsed:.1f}s); "
+        f"{outcome.replies} replies ({args.messages / max(outcome.replies, 1):.1f} messages per "
+        f"reply: bursts coalesced)"
+    )
+    print(
+        f"   queueing delay p50 {h.percentile(queueing, 0.5):.2f}s "
+        f"p99 {h.percentile(queueing, 0.99):.2f}s; end-to-end latency "
+        f"p50 {h.percentile(end_to_end, 0.5):.2f}s p99 {h.percentile(end_to_end, 0.99):.2f}s"
+    )
     print(f"   checks: {'OK' if not outcome.problems else '; '.join(outcome.problems[:5])}")
     if args.profile:
         if raw.exists():
@@ -166,12 +199,18 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--conversations", type=int, default=500)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run (default: 1 2)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run (default: 1 2)"
+    )
     parser.add_argument("--threads", type=int, default=24, help="load-generator threads")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for the workers to catch up")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait for the workers to catch up"
+    )
     parser.add_argument("--profile", action="store_true", help="sample one worker with py-spy")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()

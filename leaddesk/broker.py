@@ -1,8 +1,8 @@
-"""The worker tier for scaling out: Celery on a broker (Redis or RabbitMQ) behind the `Dispatcher` interface.
+"""The worker tier: Celery on a broker (Redis or RabbitMQ) behind the same `Dispatcher` interface.
 
 With LEADDESK_BROKER_URL set, web processes only store events and publish "conversation N has new
 messages" (`CeleryDispatcher`); `leaddesk worker` processes run the bot. The store stays the source
-of truth and the broker only a hint, so nothing is lost when the broker loses messages:
+of truth and the broker only carries hints, so nothing is lost when the broker loses messages:
 
 - tasks are acknowledged late and rejected back to the queue when a worker process dies
   (at-least-once); the bot's effects are idempotent (messages are claimed in the transaction that
@@ -11,11 +11,12 @@ of truth and the broker only a hint, so nothing is lost when the broker loses me
 - two workers never process one conversation at once: a PostgreSQL advisory lock keyed by the
   conversation id (on SQLite, which lives on one machine, a byte-range file lock beside the
   database); a task that finds the lock taken is re-queued with a short countdown, and the holder
-  re-checks for pending messages before letting go, so a burst is answered together;
+  re-checks for pending messages before letting go, so a burst is answered together; a reply an
+  interrupted run recorded but never handed over goes out first;
 - a sweeper in every worker (one at a time across the cluster) re-submits conversations whose
-  messages have waited too long (a broker restart without persistence, a publish that failed while
-  the broker was down, a worker machine that vanished), delivers replies recorded but never handed
-  over, and marks sends interrupted by a crash as "unknown" instead of sending them again.
+  messages have waited too long while the queue is empty (a broker restart without persistence, a
+  publish that failed while the broker was down, a worker machine that vanished), and marks sends
+  interrupted by a crash as "unknown" instead of sending them again.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine, and_, exists, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -88,7 +89,7 @@ def describe_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-# -- the Celery app ---------------------------------------------------------------------------------
+# -- the Celery app --------------------------------------------------------------------------------
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -113,8 +114,12 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_timeout=3.0,
         # A webhook publishes after storing; while the broker is down it must not hang, the sweeper
         # submits the work later.
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.0, "interval_step": 0.2,
-                                   "interval_max": 0.5},
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0.0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
         # Running tasks finish on connection loss; a task whose ack is lost runs again, harmlessly.
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
@@ -128,28 +133,40 @@ def make_celery(settings: Settings) -> Celery:
         conversation_id = int(conversation_id)
         try:
             worker = current_worker(settings)
-            # Before looking for pending messages: a message stored after this is either seen by this
-            # run or publishes a task of its own.
+            # Before looking for pending messages: a message stored after this is either seen by
+            # this run or publishes a task of its own.
             getattr(worker.runtime.dispatcher, "started", lambda _cid: None)(conversation_id)
             outcome = worker.run(conversation_id)
         except Exception as exc:  # noqa: BLE001 - any failure: retry with backoff, then the sweeper
             log.debug("conversation %s failed", conversation_id, exc_info=True)
             if attempt >= len(RETRY_DELAYS):
-                log.error("conversation %s failed %d times (%s); its messages stay pending and the "
-                          "sweeper submits them again", conversation_id, attempt + 1, describe_error(exc))
+                log.error(
+                    "conversation %s failed %d times (%s); its messages stay pending and the "
+                    "sweeper submits them again",
+                    conversation_id,
+                    attempt + 1,
+                    describe_error(exc),
+                )
                 return "given_up"
             delay = RETRY_DELAYS[attempt]
-            log.warning("conversation %s failed (%s); retry %d in %.0fs", conversation_id,
-                        describe_error(exc), attempt + 1, delay)
-            raise task.retry(kwargs={"conversation_id": conversation_id, "attempt": attempt + 1},
-                             countdown=delay) from None
+            log.warning(
+                "conversation %s failed (%s); retry %d in %.0fs",
+                conversation_id,
+                describe_error(exc),
+                attempt + 1,
+                delay,
+            )
+            raise task.retry(
+                kwargs={"conversation_id": conversation_id, "attempt": attempt + 1}, countdown=delay
+            ) from None
         if outcome in ("busy", "more"):
-            # Another worker holds the conversation (it will see these messages too, or this task does
-            # when it comes back), or new messages kept coming: look again shortly.
+            # Another worker holds the conversation (it will see these messages too, or this task
+            # does when it comes back), or new messages kept coming: look again shortly.
             retries = int(task.request.retries or 0)
             countdown = min(3.0, 0.25 * 2 ** min(retries, 4)) * (0.75 + random.random() / 2)
-            raise task.retry(kwargs={"conversation_id": conversation_id, "attempt": attempt},
-                             countdown=countdown)
+            raise task.retry(
+                kwargs={"conversation_id": conversation_id, "attempt": attempt}, countdown=countdown
+            )
         return outcome
 
     return app
@@ -158,15 +175,17 @@ def make_celery(settings: Settings) -> Celery:
 class CeleryDispatcher:
     """`Dispatcher` for web processes: publishes a task per submit; the workers do the rest.
 
-    On Redis, a submit for a conversation whose task is still waiting in the queue publishes nothing:
-    a key marks "queued" and the task clears it when it starts, before it looks for pending messages,
-    so whatever was stored before the mark was seen is in that run. (A burst of ten messages is one
-    task instead of ten.) The mark expires by itself, and the sweeper publishes regardless of it.
-    """
+    On Redis, a submit for a conversation whose task is still waiting in the queue publishes
+    nothing: a key marks "queued" and the task clears it when it starts, before it looks for pending
+    messages, so whatever was stored before the mark was seen is in that run. (A burst of ten
+    messages is one task instead of ten.) The mark expires by itself, and the sweeper publishes
+    regardless of it."""
 
     MARK_PREFIX = "leaddesk:queued:"
 
-    def __init__(self, app: Celery, *, label: str = "", health_ttl: float = 5.0, mark_ttl: int = 600) -> None:
+    def __init__(
+        self, app: Celery, *, label: str = "", health_ttl: float = 5.0, mark_ttl: int = 600
+    ) -> None:
         self._app = app
         self._label = label or broker_label(str(app.conf.broker_url))
         self._health_ttl = health_ttl
@@ -176,8 +195,8 @@ class CeleryDispatcher:
         self._published = 0
         self._coalesced = 0
         self._failures = 0
-        self._last_error: Optional[str] = None
-        self._checked: tuple[float, bool, Optional[str]] = (float("-inf"), False, None)
+        self._last_error: str | None = None
+        self._checked: tuple[float, bool, str | None] = (float("-inf"), False, None)
         self._stopped = False
 
     def submit(self, conversation_id: int, *, force: bool = False) -> None:
@@ -185,8 +204,11 @@ class CeleryDispatcher:
         marked = False
         if self._marks is not None and not force:
             try:
-                marked = bool(self._marks.set(self.MARK_PREFIX + str(conversation_id), 1, nx=True,
-                                              ex=self._mark_ttl))
+                marked = bool(
+                    self._marks.set(
+                        self.MARK_PREFIX + str(conversation_id), 1, nx=True, ex=self._mark_ttl
+                    )
+                )
             except Exception:  # noqa: BLE001 - without the mark, publish anyway (at worst a spare task)
                 marked = True
             if not marked:
@@ -201,8 +223,12 @@ class CeleryDispatcher:
             with self._lock:
                 self._failures += 1
                 self._last_error = describe_error(exc)
-            log.warning("could not publish conversation %s to the broker (%s); a worker's sweeper "
-                        "picks it up once the broker is back", conversation_id, describe_error(exc))
+            log.warning(
+                "could not publish conversation %s to the broker (%s); a worker's sweeper "
+                "picks it up once the broker is back",
+                conversation_id,
+                describe_error(exc),
+            )
             return
         with self._lock:
             self._published += 1
@@ -218,16 +244,24 @@ class CeleryDispatcher:
         try:
             self._marks.delete(self.MARK_PREFIX + str(int(conversation_id)))
         except Exception:  # noqa: BLE001 - a stale mark expires; the sweeper covers the gap
-            log.debug("could not clear the queued mark of conversation %s", conversation_id, exc_info=True)
+            log.debug(
+                "could not clear the queued mark of conversation %s", conversation_id, exc_info=True
+            )
 
     def start(self) -> None:
         self._stopped = False
         reachable, error = self._ping()
         if reachable:
-            log.info("jobs go to the broker at %s; `leaddesk worker` processes run the bot", self._label)
+            log.info(
+                "jobs go to the broker at %s; `leaddesk worker` processes run the bot", self._label
+            )
         else:
-            log.warning("the broker at %s is not reachable (%s); messages are stored and answered once it "
-                        "is back", self._label, error)
+            log.warning(
+                "the broker at %s is not reachable (%s); messages are stored and answered once it "
+                "is back",
+                self._label,
+                error,
+            )
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopped = True
@@ -263,7 +297,7 @@ class CeleryDispatcher:
                 report["error"] = self._last_error
         return report
 
-    def backlog(self) -> Optional[int]:
+    def backlog(self) -> int | None:
         """Tasks waiting in the queue, or None when the broker cannot be asked."""
         try:
             with self._app.connection_for_write() as connection:
@@ -276,7 +310,7 @@ class CeleryDispatcher:
         except Exception:  # noqa: BLE001 - unreachable: nobody can tell
             return None
 
-    def _ping(self) -> tuple[bool, Optional[str]]:
+    def _ping(self) -> tuple[bool, str | None]:
         try:
             with self._app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, timeout=2)
@@ -300,17 +334,23 @@ def prepare_shared_database(settings: Settings) -> None:
         with engine.connect() as connection:
             postgres = engine.dialect.name == "postgresql"
             if postgres:
-                connection.execute(text("SELECT pg_advisory_lock(:ns, :key)"),
-                                   {"ns": LOCK_NAMESPACE, "key": SETUP_LOCK_KEY})
+                connection.execute(
+                    text("SELECT pg_advisory_lock(:ns, :key)"),
+                    {"ns": LOCK_NAMESPACE, "key": SETUP_LOCK_KEY},
+                )
                 connection.commit()
             try:
                 ensure_schema(engine)
-                with open_checkpointer(settings.database_url, memory_file=settings.copilot_memory_path):
+                with open_checkpointer(
+                    settings.database_url, memory_file=settings.copilot_memory_path
+                ):
                     pass
             finally:
                 if postgres:
-                    connection.execute(text("SELECT pg_advisory_unlock(:ns, :key)"),
-                                       {"ns": LOCK_NAMESPACE, "key": SETUP_LOCK_KEY})
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:ns, :key)"),
+                        {"ns": LOCK_NAMESPACE, "key": SETUP_LOCK_KEY},
+                    )
                     connection.commit()
     finally:
         engine.dispose()
@@ -320,10 +360,11 @@ def prepare_shared_database(settings: Settings) -> None:
 
 
 class ConversationLocks(Protocol):
-    """Mutual exclusion per conversation across every worker process (and machine, on PostgreSQL)."""
+    """Mutual exclusion per conversation across worker processes (and machines, on PostgreSQL)."""
 
     def hold(self, key: int) -> Any:
-        """A context manager yielding True when this process now holds `key`, False when another does."""
+        """A context manager yielding True when this process now holds `key`, False when another
+        does."""
 
 
 class PostgresLocks:
@@ -337,8 +378,12 @@ class PostgresLocks:
     def hold(self, key: int) -> Iterator[bool]:
         connection = self._engine.connect()
         try:
-            held = bool(connection.execute(text("SELECT pg_try_advisory_lock(:ns, :key)"),
-                                           {"ns": LOCK_NAMESPACE, "key": int(key)}).scalar())
+            held = bool(
+                connection.execute(
+                    text("SELECT pg_try_advisory_lock(:ns, :key)"),
+                    {"ns": LOCK_NAMESPACE, "key": int(key)},
+                ).scalar()
+            )
             # Out of the transaction at once: the lock lives with the session, not the transaction,
             # and an idle-in-transaction connection would hold back vacuum.
             connection.commit()
@@ -354,8 +399,10 @@ class PostgresLocks:
             yield True
         finally:
             try:
-                connection.execute(text("SELECT pg_advisory_unlock(:ns, :key)"),
-                                   {"ns": LOCK_NAMESPACE, "key": int(key)})
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:ns, :key)"),
+                    {"ns": LOCK_NAMESPACE, "key": int(key)},
+                )
                 connection.commit()
             except DBAPIError:
                 # The connection died (and PostgreSQL released the lock with it): do not reuse it.
@@ -369,14 +416,14 @@ class _LockFile:
     belong to the process, so two handles in one process would not exclude each other, and closing
     either would drop the other's locks."""
 
-    def __init__(self, path: Optional[Path]) -> None:
+    def __init__(self, path: Path | None) -> None:
         self.path = path
         self.guard = threading.Lock()
         self.held: set[int] = set()
-        self.fd: Optional[int] = None
+        self.fd: int | None = None
         self.pid = 0
 
-    def descriptor(self) -> Optional[int]:
+    def descriptor(self) -> int | None:
         if self.path is None:
             return None
         if self.fd is None or self.pid != os.getpid():
@@ -388,21 +435,23 @@ class _LockFile:
         return self.fd
 
 
-_lock_files: dict[Optional[str], _LockFile] = {}
+_lock_files: dict[str | None, _LockFile] = {}
 _lock_files_guard = threading.Lock()
 
 
 class FileLocks:
-    """For SQLite: POSIX byte-range locks on `<database>.locks` (byte N for conversation N) between the
-    processes of this machine, and a set of held keys per process between its threads. The kernel
-    drops a dead process's locks. Without a path (in-memory SQLite) only the threads exclude."""
+    """For SQLite: POSIX byte-range locks on `<database>.locks` (byte N for conversation N) between
+    the processes of this machine, and a set of held keys per process between its threads. The
+    kernel drops a dead process's locks. Without a path (in-memory SQLite) only the threads exclude.
+    """
 
-    def __init__(self, path: Optional[Path]) -> None:
+    def __init__(self, path: Path | None) -> None:
         key = str(Path(path).resolve()) if path is not None else None
         with _lock_files_guard:
-            self._file = _lock_files.get(key)
-            if self._file is None:
-                self._file = _lock_files[key] = _LockFile(Path(key) if key else None)
+            shared = _lock_files.get(key)
+            if shared is None:
+                shared = _lock_files[key] = _LockFile(Path(key) if key else None)
+        self._file: _LockFile = shared
 
     @contextmanager
     def hold(self, key: int) -> Iterator[bool]:
@@ -435,7 +484,7 @@ class FileLocks:
 
 
 def make_locks(engine: Engine) -> ConversationLocks:
-    """Advisory locks on PostgreSQL; file locks beside a SQLite file (thread locks for in-memory)."""
+    """Advisory locks on PostgreSQL; file locks beside a SQLite file (in-memory: thread locks)."""
     if engine.dialect.name == "postgresql":
         return PostgresLocks(engine)
     database = engine.url.database
@@ -457,29 +506,50 @@ def reading(session_factory: sessionmaker[Session]) -> Any:
 
 
 def has_pending(conversation_id: int, *, session: Session) -> bool:
-    """Inbound messages the bot has not processed, or replies recorded but never handed to the channel."""
-    return bool(session.scalar(select(exists().where(
-        Message.conversation_id == conversation_id,
-        or_(and_(Message.direction == "in", Message.processed_at.is_(None)),
-            and_(Message.direction == "out", Message.delivery_status == "pending"))))))
+    """Inbound messages the bot has not processed, or replies recorded but never handed to the
+    channel."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == conversation_id,
+                    or_(
+                        and_(Message.direction == "in", Message.processed_at.is_(None)),
+                        and_(Message.direction == "out", Message.delivery_status == "pending"),
+                    ),
+                )
+            )
+        )
+    )
 
 
 def undelivered_replies(conversation_id: int, *, session: Session) -> list[int]:
-    return list(session.scalars(
-        select(Message.id)
-        .where(Message.conversation_id == conversation_id, Message.direction == "out",
-               Message.delivery_status == "pending")
-        .order_by(Message.id)
-    ))
+    return list(
+        session.scalars(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.direction == "out",
+                Message.delivery_status == "pending",
+            )
+            .order_by(Message.id)
+        )
+    )
 
 
 class ConversationRunner:
-    """What one task does: under the conversation's lock, hand over replies an interrupted run recorded
-    but never sent, then run the bot, coalescing messages that arrive meanwhile."""
+    """What one task does: under the conversation's lock, hand over replies an interrupted run
+    recorded but never sent, then run the bot, coalescing messages that arrive meanwhile."""
 
-    def __init__(self, *, session_factory: sessionmaker[Session], process: Callable[[int], Any],
-                 deliver: Optional[Callable[[list[int]], None]], locks: ConversationLocks,
-                 max_passes: int = MAX_PASSES) -> None:
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        process: Callable[[int], Any],
+        deliver: Callable[[list[int]], None] | None,
+        locks: ConversationLocks,
+        max_passes: int = MAX_PASSES,
+    ) -> None:
         self._session_factory = session_factory
         self._process = process
         self._deliver = deliver
@@ -491,31 +561,35 @@ class ConversationRunner:
             return has_pending(conversation_id, session=session)
 
     def run(self, conversation_id: int) -> str:
-        """"idle" (nothing pending), "busy" (another worker holds it), "done", or "more" (messages keep
-        arriving: submit again)."""
+        """ "idle" (nothing pending), "busy" (another worker holds it), "done", or "more" (messages
+        keep arriving: submit again)."""
         if not self.pending(conversation_id):
             return "idle"
         with self._locks.hold(conversation_id) as held:
             if not held:
                 return "busy"
             if self._deliver is not None:
-                # A worker died between recording a reply and sending it: it goes out first, in order.
+                # A worker died between recording a reply and sending it: it goes out first, in
+                # order.
                 with reading(self._session_factory) as session:
                     leftovers = undelivered_replies(conversation_id, session=session)
                 if leftovers:
-                    log.info("conversation %s: delivering %d reply(ies) an interrupted run recorded",
-                             conversation_id, len(leftovers))
+                    log.info(
+                        "conversation %s: delivering %d reply(ies) an interrupted run recorded",
+                        conversation_id,
+                        len(leftovers),
+                    )
                     self._deliver(leftovers)
             for _ in range(self._max_passes):
                 self._process(conversation_id)
-                # Messages stored while the bot ran (whose tasks found the lock taken) go in the next
-                # pass now rather than after a round trip through the broker.
+                # Messages stored while the bot ran (whose tasks found the lock taken) go in the
+                # next pass now rather than after a round trip through the broker.
                 if not self.pending(conversation_id):
                     return "done"
         return "more"
 
 
-# -- the sweeper ------------------------------------------------------------------------------------
+# -- the sweeper -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -541,7 +615,7 @@ class Sweeper:
         session_factory: sessionmaker[Session],
         locks: ConversationLocks,
         submit: Callable[[int], None],
-        backlog: Optional[Callable[[], Optional[int]]] = None,
+        backlog: Callable[[], int | None] | None = None,
         stale_after: timedelta = timedelta(seconds=60),
         interrupted_after: timedelta = SEND_INTERRUPTED_AFTER,
         clock: Callable[[], datetime] = utcnow,
@@ -563,26 +637,36 @@ class Sweeper:
                 return SweepReport(skipped=True)
             now = self._clock()
             report = SweepReport()
-            report.interrupted = mark_interrupted_sends(self._session_factory, now - self._interrupted_after)
+            report.interrupted = mark_interrupted_sends(
+                self._session_factory, now - self._interrupted_after
+            )
             report.resubmitted = self._resubmit(now)
         if report.resubmitted or report.interrupted:
-            log.info("sweep: %d conversation(s) submitted again, %d send(s) interrupted by a crash marked "
-                     "unknown", len(report.resubmitted), report.interrupted)
+            log.info(
+                "sweep: %d conversation(s) submitted again, %d send(s) interrupted by a crash "
+                "marked unknown",
+                len(report.resubmitted),
+                report.interrupted,
+            )
         return report
 
     def stale_conversations(self, now: datetime) -> list[int]:
         cutoff = now - self._stale_after
-        waiting = or_(and_(Message.direction == "in", Message.processed_at.is_(None)),
-                      and_(Message.direction == "out", Message.delivery_status == "pending"))
+        waiting = or_(
+            and_(Message.direction == "in", Message.processed_at.is_(None)),
+            and_(Message.direction == "out", Message.delivery_status == "pending"),
+        )
         with reading(self._session_factory) as session:
-            return list(session.scalars(
-                select(Message.conversation_id)
-                .where(waiting)
-                .group_by(Message.conversation_id)
-                .having(func.min(Message.created_at) <= cutoff)
-                .order_by(func.min(Message.created_at))
-                .limit(self._limit)
-            ))
+            return list(
+                session.scalars(
+                    select(Message.conversation_id)
+                    .where(waiting)
+                    .group_by(Message.conversation_id)
+                    .having(func.min(Message.created_at) <= cutoff)
+                    .order_by(func.min(Message.created_at))
+                    .limit(self._limit)
+                )
+            )
 
     def _resubmit(self, now: datetime) -> list[int]:
         queued = self._backlog() if self._backlog is not None else 0
@@ -605,18 +689,25 @@ class Sweeper:
 
 def mark_interrupted_sends(session_factory: sessionmaker[Session], claimed_before: datetime) -> int:
     """Mark sends claimed before `claimed_before` and never finished as "unknown": the process died
-    between the HTTP call and recording its outcome, so the customer may or may not have the message.
-    They are not sent again automatically (that could be a duplicate); an agent can look and resend."""
+    between the HTTP call and recording its outcome, so the customer may or may not have the
+    message. They are not sent again automatically (that could be a duplicate); an agent can look
+    and resend."""
     with session_factory.begin() as session:
-        return int(session.execute(
+        result: Any = session.execute(
             update(Message)
-            .where(Message.direction == "out", Message.delivery_status == "sending",
-                   Message.sent_at <= claimed_before)
-            .values(delivery_status="unknown",
-                    error="interrupted while sending (the process stopped before the channel's answer was "
-                          "recorded); not sent again automatically to avoid a duplicate")
+            .where(
+                Message.direction == "out",
+                Message.delivery_status == "sending",
+                Message.sent_at <= claimed_before,
+            )
+            .values(
+                delivery_status="unknown",
+                error="interrupted while sending (the process stopped before the channel's "
+                "answer was recorded); not sent again automatically to avoid a duplicate",
+            )
             .execution_options(synchronize_session=False)
-        ).rowcount or 0)  # type: ignore[attr-defined]
+        )
+        return int(result.rowcount or 0)
 
 
 class SweeperThread:
@@ -626,7 +717,7 @@ class SweeperThread:
         self._sweeper = sweeper
         self._interval = interval
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="leaddesk-sweeper", daemon=True)
@@ -645,7 +736,9 @@ class SweeperThread:
             try:
                 self._sweeper.sweep()
             except SQLAlchemyError as exc:
-                log.warning("sweep failed (%s); trying again in %.0fs", describe_error(exc), self._interval)
+                log.warning(
+                    "sweep failed (%s); trying again in %.0fs", describe_error(exc), self._interval
+                )
             except Exception:  # noqa: BLE001 - the sweeper must outlive any one failure
                 log.exception("sweep failed")
             if self._stop.wait(self._interval):
@@ -661,7 +754,7 @@ class WorkerState:
 
     runtime: Any  # leaddesk.wiring.Runtime
     runner: ConversationRunner
-    sweeper: Optional[SweeperThread]
+    sweeper: SweeperThread | None
     pid: int
 
     def run(self, conversation_id: int) -> str:
@@ -675,7 +768,7 @@ class WorkerState:
 
 
 _state_lock = threading.Lock()
-_state: Optional[WorkerState] = None
+_state: WorkerState | None = None
 
 
 def current_worker(settings: Settings, *, sweep: bool = True) -> WorkerState:
@@ -702,15 +795,24 @@ def build_worker(settings: Settings, *, sweep: bool = True, runtime: Any = None)
 
         runtime = build_runtime(settings)
     locks = make_locks(runtime.engine)
-    runner = ConversationRunner(session_factory=runtime.session_factory, process=runtime.bot.process_conversation,
-                                deliver=runtime.outbox.deliver, locks=locks)
+    runner = ConversationRunner(
+        session_factory=runtime.session_factory,
+        process=runtime.bot.process_conversation,
+        deliver=runtime.outbox.deliver,
+        locks=locks,
+    )
     sweeper = None
     if sweep:
         interval = settings.sweep_seconds
-        sweeper = SweeperThread(Sweeper(session_factory=runtime.session_factory, locks=locks,
-                                        submit=getattr(runtime.dispatcher, "resubmit", runtime.dispatcher.submit),
-                                        backlog=getattr(runtime.dispatcher, "backlog", None),
-                                        stale_after=timedelta(seconds=4 * interval)),
-                                interval)
+        sweeper = SweeperThread(
+            Sweeper(
+                session_factory=runtime.session_factory,
+                locks=locks,
+                submit=getattr(runtime.dispatcher, "resubmit", runtime.dispatcher.submit),
+                backlog=getattr(runtime.dispatcher, "backlog", None),
+                stale_after=timedelta(seconds=4 * interval),
+            ),
+            interval,
+        )
         sweeper.start()
     return WorkerState(runtime=runtime, runner=runner, sweeper=sweeper, pid=os.getpid())

@@ -18,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from leaddesk.settings import Settings
 
@@ -56,18 +57,22 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run_web_processes(args: argparse.Namespace, settings: Settings, *, summary: Callable[..., None]) -> int:
+def run_web_processes(
+    args: argparse.Namespace, settings: Settings, *, summary: Callable[..., None]
+) -> int:
     from sqlalchemy.exc import OperationalError
 
     from bot import PromptError, load_prompts
-    from leaddesk.cli import UserError
     from copilot.memory import MemoryUnavailable
     from leaddesk.broker import prepare_shared_database
+    from leaddesk.cli import UserError
     from store import make_engine
 
     if not settings.broker_url:
-        raise UserError("--workers above 1 needs LEADDESK_BROKER_URL (e.g. redis://127.0.0.1:6379/0): the bot "
-                        "then runs in `leaddesk worker` processes (see README, Scaling out)")
+        raise UserError(
+            "--workers above 1 needs LEADDESK_BROKER_URL (e.g. redis://127.0.0.1:6379/0): the bot "
+            "then runs in `leaddesk worker` processes (see README, Scaling out)"
+        )
     try:
         load_prompts(settings.prompts_dir)
     except PromptError as exc:
@@ -75,17 +80,29 @@ def run_web_processes(args: argparse.Namespace, settings: Settings, *, summary: 
     try:
         prepare_shared_database(settings)  # once, here: N children migrating at once would race
     except OperationalError as exc:
-        raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise UserError(
+            f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}"
+        ) from None
     except MemoryUnavailable as exc:
         raise UserError(str(exc)) from None
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise UserError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
 
     summary(settings, SimpleNamespace(engine=make_engine(settings.database_url)), args.threads)
-    command = [sys.executable, "-c", "from leaddesk.cli import run; run()", "serve",
-               "--listen-fd", str(sock.fileno()), "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        "-c",
+        "from leaddesk.cli import run; run()",
+        "serve",
+        "--listen-fd",
+        str(sock.fileno()),
+        "--threads",
+        str(args.threads),
+    ]
     if args.trusted_proxy:
         command += ["--trusted-proxy", args.trusted_proxy]
     supervisor = _Supervisor(command, sock.fileno(), args.workers)
@@ -100,11 +117,19 @@ def run_web_processes(args: argparse.Namespace, settings: Settings, *, summary: 
         supervisor.start_all()
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        log.info("listening on http://%s:%s with %d web processes (demo chat at /, health at /healthz); "
-                 "Ctrl+C stops", shown, port, args.workers)
+        log.info(
+            "listening on http://%s:%s with %d web processes (demo chat at /, health at /healthz); "
+            "Ctrl+C stops",
+            shown,
+            port,
+            args.workers,
+        )
         while not stopping.wait(0.5):
             if not supervisor.check():
-                log.error("web processes keep exiting right after their start; stopping (see their log above)")
+                log.error(
+                    "web processes keep exiting right after their start; stopping (see their log "
+                    "above)"
+                )
                 return 1
         return 0
     finally:
@@ -125,10 +150,14 @@ class _Supervisor:
         self._quick_exits: list[float] = []
 
     def _spawn(self, index: int) -> tuple[subprocess.Popen[bytes], float]:
-        # Own process group: a Ctrl+C in the terminal reaches the supervisor, which stops the children
-        # in order instead of all of them dying at once.
-        child = subprocess.Popen([*self._command, "--web-index", str(index + 1)], pass_fds=(self._fd,),
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        # Own process group: a Ctrl+C in the terminal reaches the supervisor, which stops the
+        # children in order instead of all of them dying at once.
+        child = subprocess.Popen(
+            [*self._command, "--web-index", str(index + 1)],
+            pass_fds=(self._fd,),
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         return child, time.monotonic()
 
     def start_all(self) -> None:

@@ -20,14 +20,24 @@ log = logging.getLogger("leaddesk.worker")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "worker", help="run a bot worker on the broker (LEADDESK_BROKER_URL)",
-        description="Run a Celery worker that answers customers: it takes the jobs `leaddesk serve` publishes "
-                    "on LEADDESK_BROKER_URL and runs the bot on the shared DATABASE_URL. Start one or more per "
-                    "machine; see README, Scaling out.")
-    parser.add_argument("--concurrency", type=_concurrency, default=None,
-                        help="conversations processed at once by this worker (default: the number of CPUs)")
-    parser.add_argument("--pool", choices=("prefork", "threads", "solo"), default="prefork",
-                        help="prefork: one process per slot (default; uses every core); threads: one process")
+        "worker",
+        help="run a bot worker on the broker (LEADDESK_BROKER_URL)",
+        description="Run a Celery worker that answers customers: it takes the jobs `leaddesk "
+        "serve` publishes on LEADDESK_BROKER_URL and runs the bot on the shared DATABASE_URL. "
+        "Start one or more per machine; see README, Scaling out.",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=None,
+        help="conversations processed at once by this worker (default: the number of CPUs)",
+    )
+    parser.add_argument(
+        "--pool",
+        choices=("prefork", "threads", "solo"),
+        default="prefork",
+        help="prefork: one process per slot (default; uses every core); threads: one process",
+    )
     parser.add_argument("--name", default=None, help="worker name (default: leaddesk@HOST-PID)")
     parser.set_defaults(func=run_worker)
 
@@ -44,13 +54,15 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.exc import OperationalError
 
     from bot import PromptError, load_prompts
+    from copilot.memory import MemoryUnavailable
     from leaddesk import broker
     from leaddesk.cli import UserError
-    from copilot.memory import MemoryUnavailable
 
     if not settings.broker_url:
-        raise UserError("set LEADDESK_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run workers; without a "
-                        "broker `leaddesk serve` runs the bot itself")
+        raise UserError(
+            "set LEADDESK_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run workers; without a "
+            "broker `leaddesk serve` runs the bot itself"
+        )
     try:
         load_prompts(settings.prompts_dir)
     except PromptError as exc:
@@ -59,7 +71,9 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     try:
         broker.prepare_shared_database(settings)
     except OperationalError as exc:
-        raise UserError(f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}") from None
+        raise UserError(
+            f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}"
+        ) from None
     except MemoryUnavailable as exc:
         raise UserError(str(exc)) from None
 
@@ -79,8 +93,13 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     def _ready(**_kw: Any) -> None:
         if not forked:
             broker.current_worker(settings)
-        log.info("worker ready: %d slot(s) (%s pool) on %s, database %s", concurrency, args.pool,
-                 broker.broker_label(settings.broker_url), _database_label(settings.database_url))
+        log.info(
+            "worker ready: %d slot(s) (%s pool) on %s, database %s",
+            concurrency,
+            args.pool,
+            broker.broker_label(settings.broker_url or ""),
+            _database_label(settings.database_url),
+        )
 
     signals.worker_process_init.connect(_process_init, weak=False)
     signals.worker_process_shutdown.connect(_process_shutdown, weak=False)

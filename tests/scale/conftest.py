@@ -22,10 +22,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     markexpr = str(config.getoption("markexpr", "") or "")
     if os.environ.get("LEADDESK_SCALE_TESTS") == "1" or (markexpr.strip() == "scale"):
         return
-    skip = pytest.mark.skip(reason="scale test: set LEADDESK_SCALE_TESTS=1 to run (needs PostgreSQL and Redis)")
+    skip = pytest.mark.skip(
+        reason="scale test: set LEADDESK_SCALE_TESTS=1 to run (needs PostgreSQL and Redis)"
+    )
     for item in items:
         # (item.keywords also holds this folder's name: ask for the marker itself)
-        if item.get_closest_marker("scale") is not None and str(item.fspath).startswith(str(Path(__file__).parent)):
+        if item.get_closest_marker("scale") is not None and str(item.fspath).startswith(
+            str(Path(__file__).parent)
+        ):
             item.add_marker(skip)
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, text
@@ -38,9 +38,24 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 # The command the machine's Redis was started with (it keeps nothing on disk).
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-               "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile",
-               "/var/log/redis/ci.log"]
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
 APP_SECRET = "scale-app-secret"
 VERIFY_TOKEN = "scale-verify-token"
 PHONE_NUMBER_ID = "106540352242922"
@@ -49,7 +64,7 @@ LLM_KEY = "scale-llm-key"
 REF = re.compile(r"ref-(\d+)-(\d+)\b")
 
 
-# -- services ---------------------------------------------------------------------------------------
+# -- services --------------------------------------------------------------------------------------
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -60,8 +75,8 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def services_missing() -> Optional[str]:
-    """Why the scale scenario cannot run here (None when PostgreSQL, Redis and psycopg are there)."""
+def services_missing() -> str | None:
+    """Why the scale scenario cannot run here (None when PostgreSQL, Redis and psycopg answer)."""
     if not port_open("127.0.0.1", 5432):
         return "PostgreSQL is not reachable on 127.0.0.1:5432"
     if not port_open(REDIS_HOST, REDIS_PORT):
@@ -76,7 +91,8 @@ def services_missing() -> Optional[str]:
 
 @contextmanager
 def fresh_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
-    """A new, migrated PostgreSQL database for one scenario; dropped (connections and all) afterwards."""
+    """A new, migrated PostgreSQL database for one scenario; dropped (connections and all)
+    afterwards."""
     from store import make_engine, upgrade
 
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -94,12 +110,15 @@ def fresh_database(admin_url: str = ADMIN_URL) -> Iterator[str]:
 
 
 def terminate_backends(engine: Engine) -> int:
-    """pg_terminate_backend on every other connection to the engine's database (a database restart, as
-    the applications see it); returns how many were cut."""
+    """pg_terminate_backend on every other connection to the engine's database (a database restart,
+    as the applications see it); returns how many were cut."""
     with engine.connect() as conn:
-        count = conn.execute(text(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
+        count = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
         conn.commit()
     return int(count or 0)
 
@@ -107,7 +126,9 @@ def terminate_backends(engine: Engine) -> int:
 def redis_client(db: int) -> Any:
     import redis
 
-    return redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5, socket_connect_timeout=2)
+    return redis.Redis(
+        host=REDIS_HOST, port=REDIS_PORT, db=db, socket_timeout=5, socket_connect_timeout=2
+    )
 
 
 def flush_redis(db: int) -> None:
@@ -120,8 +141,12 @@ def flush_redis(db: int) -> None:
 
 def stop_redis() -> None:
     """Stop the machine's Redis at once, losing what it held (it runs without persistence)."""
-    subprocess.run(["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "shutdown", "nosave"],
-                   check=False, capture_output=True, timeout=15)
+    subprocess.run(
+        ["redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "shutdown", "nosave"],
+        check=False,
+        capture_output=True,
+        timeout=15,
+    )
     deadline = time.monotonic() + 10
     while port_open(REDIS_HOST, REDIS_PORT, 0.2) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -139,15 +164,21 @@ def start_redis(timeout: float = 20.0) -> None:
     raise RuntimeError("Redis did not come back on 127.0.0.1:6379")
 
 
-# -- the outside world ------------------------------------------------------------------------------
+# -- the outside world -----------------------------------------------------------------------------
 
 
 class ScaleGraph:
     """The fake Graph API with a failure plan: request i gets plan[i] (then 200s). A send counts as
     accepted only when answered 200; every accepted send is kept with its arrival time."""
 
-    def __init__(self, *, fail_share: float = 0.0, drop_share: float = 0.0, seed: int = 7,
-                 plan_length: int = 20000) -> None:
+    def __init__(
+        self,
+        *,
+        fail_share: float = 0.0,
+        drop_share: float = 0.0,
+        seed: int = 7,
+        plan_length: int = 20000,
+    ) -> None:
         rng = random.Random(seed)
         self.plan: list[Reply] = []
         for _ in range(plan_length if (fail_share or drop_share) else 0):
@@ -185,15 +216,22 @@ class ScaleGraph:
             if reply.status != 200 or reply.drop or not isinstance(request.json, dict):
                 continue
             body = request.json
-            out.append((str(body.get("to") or body.get("recipient")), str((body.get("text") or {}).get("body")),
-                        self._times.get(id(request), 0.0)))
+            out.append(
+                (
+                    str(body.get("to") or body.get("recipient")),
+                    str((body.get("text") or {}).get("body")),
+                    self._times.get(id(request), 0.0),
+                )
+            )
         return out
 
 
 def turn_answer(body: dict[str, Any]) -> dict[str, Any]:
-    """A valid model answer that echoes the newest message reference it was shown, so that every sent
-    reply says which burst it answers."""
-    user = "\n".join(str(m.get("content") or "") for m in body.get("messages") or [] if m.get("role") == "user")
+    """A valid model answer that echoes the newest message reference it was shown, so that every
+    sent reply says which burst it answers."""
+    user = "\n".join(
+        str(m.get("content") or "") for m in body.get("messages") or [] if m.get("role") == "user"
+    )
     refs = [(int(c), int(n)) for c, n in REF.findall(user)]
     newest = f"ref-{max(refs)[0]}-{max(refs)[1]}" if refs else "ref-none"
     return {
@@ -212,8 +250,8 @@ def turn_answer(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_llm(*, fail_share: float = 0.0, slow_seconds: float = 3.0, seed: int = 11) -> FakeOpenAI:
-    """The fake model: instant valid answers, or with `fail_share` a mix of 5xx, answers slower than the
-    client's timeout, broken JSON and JSON that does not fit the schema."""
+    """The fake model: instant valid answers, or with `fail_share` a mix of 5xx, answers slower than
+    the client's timeout, broken JSON and JSON that does not fit the schema."""
     rng = random.Random(seed)
     lock = threading.Lock()
 
@@ -234,7 +272,7 @@ def start_llm(*, fail_share: float = 0.0, slow_seconds: float = 3.0, seed: int =
     return FakeOpenAI().start().respond_with(respond)
 
 
-# -- the processes ----------------------------------------------------------------------------------
+# -- the processes ---------------------------------------------------------------------------------
 
 
 def _children(pid: int) -> list[int]:
@@ -252,8 +290,13 @@ class Proc:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from leaddesk.cli import run; run()", *args], env=env, cwd=str(REPO_ROOT),
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+            [sys.executable, "-c", "from leaddesk.cli import run; run()", *args],
+            env=env,
+            cwd=str(REPO_ROOT),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     @property
     def pid(self) -> int:
@@ -313,12 +356,12 @@ class Cluster:
     database_url: str
     redis_db: int
     graph_url: str
-    llm_url: Optional[str]
+    llm_url: str | None
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
-    broker: Optional[str] = None  # another broker URL (e.g. RabbitMQ) instead of the Redis database
+    broker: str | None = None  # another broker URL (e.g. RabbitMQ) instead of the Redis database
     procs: list[Proc] = field(default_factory=list)
-    web_url: Optional[str] = None
+    web_url: str | None = None
     _names: Any = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -326,36 +369,81 @@ class Cluster:
         return self.broker or f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}"
 
     def env(self) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("META_", "WHATSAPP_", "MESSENGER_", "INSTAGRAM_", "OPENAI_", "LEADDESK_",
-                                     "TELEGRAM_", "DATABASE_URL"))}
-        env = {**base, "DATABASE_URL": self.database_url, "LEADDESK_BROKER_URL": self.broker_url,
-               "LEADDESK_LOG_LEVEL": "INFO", "META_APP_SECRET": APP_SECRET, "META_VERIFY_TOKEN": VERIFY_TOKEN,
-               "META_APP_ID": "555000111222333", "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
-               "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID, "META_GRAPH_URL": self.graph_url,
-               "LEADDESK_SWEEP_SECONDS": "1", "PYTHONUNBUFFERED": "1"}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(
+                (
+                    "META_",
+                    "WHATSAPP_",
+                    "MESSENGER_",
+                    "INSTAGRAM_",
+                    "OPENAI_",
+                    "LEADDESK_",
+                    "TELEGRAM_",
+                    "DATABASE_URL",
+                )
+            )
+        }
+        env = {
+            **base,
+            "DATABASE_URL": self.database_url,
+            "LEADDESK_BROKER_URL": self.broker_url,
+            "LEADDESK_LOG_LEVEL": "INFO",
+            "META_APP_SECRET": APP_SECRET,
+            "META_VERIFY_TOKEN": VERIFY_TOKEN,
+            "META_APP_ID": "555000111222333",
+            "WHATSAPP_ACCESS_TOKEN": GRAPH_TOKEN,
+            "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
+            "META_GRAPH_URL": self.graph_url,
+            "LEADDESK_SWEEP_SECONDS": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
         if self.llm_url:
-            env.update(OPENAI_API_KEY=LLM_KEY, OPENAI_BASE_URL=self.llm_url, LEADDESK_MODEL="fake-model",
-                       LEADDESK_LLM_TIMEOUT="1.5")
+            env.update(
+                OPENAI_API_KEY=LLM_KEY,
+                OPENAI_BASE_URL=self.llm_url,
+                LEADDESK_MODEL="fake-model",
+                LEADDESK_LLM_TIMEOUT="1.5",
+            )
         env.update(self.extra_env)
         return env
 
     def start_web(self, processes: int = 2, threads: int = 16) -> Proc:
-        proc = Proc(f"web-{next(self._names)}", ["serve", "--port", "0", "--workers", str(processes),
-                                                  "--threads", str(threads)], self.env(), self.log_dir)
+        proc = Proc(
+            f"web-{next(self._names)}",
+            ["serve", "--port", "0", "--workers", str(processes), "--threads", str(threads)],
+            self.env(),
+            self.log_dir,
+        )
         self.procs.append(proc)
         found = proc.wait_for(r"listening on (http://\S+?:\d+)")
         self.web_url = found.group(1)
         # Each web process reports when it serves; wait for all of them.
         deadline = time.monotonic() + 60
-        while len(re.findall(r"web process \d+ serving", proc.log())) < processes and time.monotonic() < deadline:
+        while (
+            len(re.findall(r"web process \d+ serving", proc.log())) < processes
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.1)
         return proc
 
     def start_worker(self, concurrency: int = 1, pool: str = "prefork") -> Proc:
         name = f"worker-{next(self._names)}"
-        proc = Proc(name, ["worker", "--concurrency", str(concurrency), "--pool", pool, "--name", f"{name}@scale"],
-                    self.env(), self.log_dir)
+        proc = Proc(
+            name,
+            [
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                pool,
+                "--name",
+                f"{name}@scale",
+            ],
+            self.env(),
+            self.log_dir,
+        )
         self.procs.append(proc)
         proc.wait_for(r"worker ready")
         return proc
@@ -368,7 +456,7 @@ class Cluster:
         return "\n".join(f"===== {p.name}\n{p.log()}" for p in self.procs)
 
 
-# -- the load ---------------------------------------------------------------------------------------
+# -- the load --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -383,18 +471,27 @@ class Conversation:
         return [m for burst in self.bursts for m in burst]
 
 
-def build_scenario(conversations: int, messages: int, *, seed: int = 1, max_burst: int = 5) -> list[Conversation]:
-    """`messages` customer messages over `conversations` WhatsApp senders, in bursts of 1..max_burst."""
+def build_scenario(
+    conversations: int, messages: int, *, seed: int = 1, max_burst: int = 5
+) -> list[Conversation]:
+    """`messages` customer messages over `conversations` WhatsApp senders, in bursts of
+    1..max_burst."""
     rng = random.Random(seed)
-    per = [messages // conversations + (1 if i < messages % conversations else 0) for i in range(conversations)]
+    per = [
+        messages // conversations + (1 if i < messages % conversations else 0)
+        for i in range(conversations)
+    ]
     out = []
     run = uuid.uuid4().hex[:8]
     for index, count in enumerate(per):
-        texts = [(f"wamid.{run}.{index}.{n}", f"Hello, a question for you ref-{index}-{n}") for n in range(1, count + 1)]
+        texts = [
+            (f"wamid.{run}.{index}.{n}", f"Hello, a question for you ref-{index}-{n}")
+            for n in range(1, count + 1)
+        ]
         bursts, at = [], 0
         while at < count:
             size = min(count - at, rng.randint(1, max_burst))
-            bursts.append(texts[at:at + size])
+            bursts.append(texts[at : at + size])
             at += size
         out.append(Conversation(index, f"1650253{index:04d}", f"Customer {index}", bursts))
     return out
@@ -402,13 +499,42 @@ def build_scenario(conversations: int, messages: int, *, seed: int = 1, max_burs
 
 def whatsapp_body(conversation: Conversation, messages: list[tuple[str, str]]) -> bytes:
     now = str(int(time.time()))
-    payload = {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": "15550000000", "phone_number_id": PHONE_NUMBER_ID},
-        "contacts": [{"profile": {"name": conversation.name}, "wa_id": conversation.wa_id}],
-        "messages": [{"from": conversation.wa_id, "id": wamid, "timestamp": now, "type": "text",
-                      "text": {"body": body}} for wamid, body in messages],
-    }}]}]}
+    payload = {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "id": "WABA",
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messaging_product": "whatsapp",
+                            "metadata": {
+                                "display_phone_number": "15550000000",
+                                "phone_number_id": PHONE_NUMBER_ID,
+                            },
+                            "contacts": [
+                                {
+                                    "profile": {"name": conversation.name},
+                                    "wa_id": conversation.wa_id,
+                                }
+                            ],
+                            "messages": [
+                                {
+                                    "from": conversation.wa_id,
+                                    "id": wamid,
+                                    "timestamp": now,
+                                    "type": "text",
+                                    "text": {"body": body},
+                                }
+                                for wamid, body in messages
+                            ],
+                        },
+                    }
+                ],
+            }
+        ],
+    }
     return json.dumps(payload).encode()
 
 
@@ -423,12 +549,19 @@ class LoadReport:
     finished: float = 0.0
 
 
-def send_load(url: str, scenario: list[Conversation], *, threads: int = 24, duplicate_share: float = 0.1,
-              burst_gap: tuple[float, float] = (0.05, 0.6), seed: int = 3,
-              on_progress: Optional[Callable[[int], None]] = None) -> LoadReport:
-    """Fire the scenario at /webhooks/whatsapp: each conversation in order from one thread at a time,
-    bursts back to back, a pause between bursts; `duplicate_share` of the webhooks delivered twice
-    (half right away from another thread, racing, half a little later)."""
+def send_load(
+    url: str,
+    scenario: list[Conversation],
+    *,
+    threads: int = 24,
+    duplicate_share: float = 0.1,
+    burst_gap: tuple[float, float] = (0.05, 0.6),
+    seed: int = 3,
+    on_progress: Callable[[int], None] | None = None,
+) -> LoadReport:
+    """Fire the scenario at /webhooks/whatsapp: each conversation in order from one thread at a
+    time, bursts back to back, a pause between bursts; `duplicate_share` of the webhooks delivered
+    twice (half right away from another thread, racing, half a little later)."""
     report = LoadReport()
     lock = threading.Lock()
     todo = list(scenario)
@@ -441,7 +574,10 @@ def send_load(url: str, scenario: list[Conversation], *, threads: int = 24, dupl
     delivered = itertools.count(1)
 
     def post(client: httpx.Client, body: bytes) -> None:
-        headers = {"Content-Type": "application/json", "X-Hub-Signature-256": signature_for(body, APP_SECRET)}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature_for(body, APP_SECRET),
+        }
         for attempt in range(6):
             try:
                 response = client.post(endpoint, content=body, headers=headers, timeout=30)
@@ -486,8 +622,10 @@ def send_load(url: str, scenario: list[Conversation], *, threads: int = 24, dupl
                     at = 0
                     while at < len(burst):
                         with rng_lock:
-                            size = 2 if rng.random() < 0.2 else 1  # some webhooks carry two messages
-                        chunk = burst[at:at + size]
+                            size = (
+                                2 if rng.random() < 0.2 else 1
+                            )  # some webhooks carry two messages
+                        chunk = burst[at : at + size]
                         at += size
                         body = whatsapp_body(conversation, chunk)
                         now = time.time()
@@ -528,7 +666,7 @@ def send_load(url: str, scenario: list[Conversation], *, threads: int = 24, dupl
     return report
 
 
-# -- the verdict ------------------------------------------------------------------------------------
+# -- the verdict -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -543,16 +681,20 @@ class Outcome:
 def progress(engine: Engine) -> tuple[int, int, int]:
     """(inbound messages stored, still unprocessed, replies not yet finished sending)."""
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT count(*) FILTER (WHERE direction = 'in'), "
-            "count(*) FILTER (WHERE direction = 'in' AND processed_at IS NULL), "
-            "count(*) FILTER (WHERE direction = 'out' AND delivery_status = 'pending') "
-            "FROM messages")).one()
+        row = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE direction = 'in'), "
+                "count(*) FILTER (WHERE direction = 'in' AND processed_at IS NULL), "
+                "count(*) FILTER (WHERE direction = 'out' AND delivery_status = 'pending') "
+                "FROM messages"
+            )
+        ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def wait_caught_up(engine: Engine, expected_inbound: int, timeout: float,
-                   settle: Callable[[], bool] = lambda: True) -> float:
+def wait_caught_up(
+    engine: Engine, expected_inbound: int, timeout: float, settle: Callable[[], bool] = lambda: True
+) -> float:
     """Wait until every expected message is stored and processed and every reply handed over;
     returns the time it took (raises AssertionError on timeout)."""
     started = time.monotonic()
@@ -563,22 +705,29 @@ def wait_caught_up(engine: Engine, expected_inbound: int, timeout: float,
         if last[0] >= expected_inbound and last[1] == 0 and last[2] == 0 and settle():
             return time.monotonic() - started
         time.sleep(0.25)
-    raise AssertionError(f"not caught up after {timeout:.0f}s: stored {last[0]}/{expected_inbound}, "
-                         f"{last[1]} unprocessed, {last[2]} replies pending")
+    raise AssertionError(
+        f"not caught up after {timeout:.0f}s: stored {last[0]}/{expected_inbound}, "
+        f"{last[1]} unprocessed, {last[2]} replies pending"
+    )
 
 
-def verify(engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *,
-           model_replies: bool) -> Outcome:
-    """Every message stored once and processed; each burst (the messages one run claimed together) has
-    exactly one reply, in order; each reply sent at most once, and exactly once unless a crash cut it
-    off mid-send ("unknown"/"sending"). With `model_replies`, also the order of the sends as the
-    customer received them."""
+def verify(
+    engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *, model_replies: bool
+) -> Outcome:
+    """Every message stored once and processed; each burst (the messages one run claimed together)
+    has exactly one reply, in order; each reply sent at most once, and exactly once unless a crash
+    cut it off mid-send ("unknown"/"sending"). With `model_replies`, also the order of the sends as
+    the customer received them."""
     problems: list[str] = []
     expected = {wamid: (c.index, n) for c in scenario for n, (wamid, _) in enumerate(c.messages, 1)}
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT m.id, m.conversation_id, m.direction, m.author, m.channel_message_id, m.text, m.processed_at, "
-            "m.idempotency_key, m.delivery_status, m.external_id FROM messages m ORDER BY m.id")).all()
+        rows = conn.execute(
+            text(
+                "SELECT m.id, m.conversation_id, m.direction, m.author, m.channel_message_id, "
+                "m.text, m.processed_at, "
+                "m.idempotency_key, m.delivery_status, m.external_id FROM messages m ORDER BY m.id"
+            )
+        ).all()
     inbound = [r for r in rows if r.direction == "in"]
     outbound = [r for r in rows if r.direction == "out"]
     seen = defaultdict(int)
@@ -603,7 +752,9 @@ def verify(engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *,
     replies_by_key = {}
     for r in outbound:
         if r.author != "bot":
-            problems.append(f"outbound message {r.id} by {r.author!r}: only the bot should have written")
+            problems.append(
+                f"outbound message {r.id} by {r.author!r}: only the bot should have written"
+            )
             continue
         if not (r.idempotency_key or "").startswith("bot-reply:"):
             problems.append(f"bot reply {r.id} without a reply idempotency key")
@@ -614,7 +765,8 @@ def verify(engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *,
         by_status[r.delivery_status or "none"] += 1
     for conversation_id, messages in conv_in.items():
         messages.sort(key=lambda r: r.id)
-        # The customer's order is the order of the ids (each sender waits for the 200 before the next).
+        # The customer's order is the order of the ids (each sender waits for the 200 before the
+        # next).
         numbers = [expected.get(r.channel_message_id, (None, 0))[1] for r in messages]
         if numbers != sorted(numbers):
             problems.append(f"conversation {conversation_id}: messages stored out of order")
@@ -629,12 +781,14 @@ def verify(engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *,
             start += len(burst)
             claimed = {r.processed_at for r in burst}
             if len(claimed) != 1:
-                problems.append(f"conversation {conversation_id}: the burst ending at {end} was not claimed "
-                                f"by one run (or a message of it was answered twice)")
+                problems.append(
+                    f"conversation {conversation_id}: the burst ending at {end} was not claimed "
+                    f"by one run (or a message of it was answered twice)"
+                )
             reply_ids.append(replies_by_key[end].id)
         if reply_ids != sorted(reply_ids):
             problems.append(f"conversation {conversation_id}: replies recorded out of order")
-    for key, reply in replies_by_key.items():
+    for reply in replies_by_key.values():
         if reply.delivery_status not in ("sent", "unknown", "sending"):
             problems.append(f"reply {reply.id}: delivery {reply.delivery_status!r}")
 
@@ -651,22 +805,35 @@ def verify(engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *,
         sent = recorded[recipient].get("sent", 0)
         uncertain = recorded[recipient].get("unknown", 0) + recorded[recipient].get("sending", 0)
         if not sent <= got <= sent + uncertain:
-            problems.append(f"recipient {recipient}: received {got} message(s) for {sent} sent reply(ies) "
-                            f"(+{uncertain} cut off by a crash)")
+            problems.append(
+                f"recipient {recipient}: received {got} message(s) for {sent} sent reply(ies) "
+                f"(+{uncertain} cut off by a crash)"
+            )
         if model_replies:
-            refs = [tuple(map(int, m.groups())) for body in per_recipient.get(recipient, [])
-                    for m in [REF.search(body)] if m]
+            refs = [
+                tuple(map(int, m.groups()))
+                for body in per_recipient.get(recipient, [])
+                for m in [REF.search(body)]
+                if m
+            ]
             if len(set(refs)) != len(refs):
                 problems.append(f"recipient {recipient}: the same reply arrived twice")
             if refs != sorted(refs):
                 problems.append(f"recipient {recipient}: replies arrived out of order")
-    return Outcome(inbound=len(inbound), unprocessed=len(unprocessed), replies=len(replies_by_key),
-                   by_status=dict(by_status), problems=problems)
+    return Outcome(
+        inbound=len(inbound),
+        unprocessed=len(unprocessed),
+        replies=len(replies_by_key),
+        by_status=dict(by_status),
+        problems=problems,
+    )
 
 
 def leaks(logs: str, scenario: list[Conversation]) -> list[str]:
     """Customer data and secrets found in the processes' logs (which run at INFO)."""
-    found = [secret for secret in (APP_SECRET, VERIFY_TOKEN, GRAPH_TOKEN, LLM_KEY) if secret in logs]
+    found = [
+        secret for secret in (APP_SECRET, VERIFY_TOKEN, GRAPH_TOKEN, LLM_KEY) if secret in logs
+    ]
     for conversation in scenario[:50]:
         if conversation.wa_id in logs:
             found.append(f"phone {conversation.wa_id}")
@@ -683,14 +850,18 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
 
 
-def latencies(engine: Engine, scenario: list[Conversation], graph: ScaleGraph,
-              load: LoadReport) -> dict[str, list[float]]:
-    """Per message: queueing delay (stored -> the run that answered it started) and end to end (webhook
-    POST -> its reply accepted by the Graph API), in seconds."""
+def latencies(
+    engine: Engine, scenario: list[Conversation], graph: ScaleGraph, load: LoadReport
+) -> dict[str, list[float]]:
+    """Per message: queueing delay (stored -> the run that answered it started) and end to end
+    (webhook POST -> its reply accepted by the Graph API), in seconds."""
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT channel_message_id, EXTRACT(EPOCH FROM created_at) AS stored, "
-            "EXTRACT(EPOCH FROM processed_at) AS started FROM messages WHERE direction = 'in'")).all()
+        rows = conn.execute(
+            text(
+                "SELECT channel_message_id, EXTRACT(EPOCH FROM created_at) AS stored, "
+                "EXTRACT(EPOCH FROM processed_at) AS started FROM messages WHERE direction = 'in'"
+            )
+        ).all()
     queueing = [float(r.started) - float(r.stored) for r in rows if r.started is not None]
     arrivals: dict[tuple[int, int], float] = {}
     for _recipient, body, at in graph.accepted():

@@ -1,10 +1,10 @@
 """Faults during a run: a worker's pool process SIGKILLed in the middle of a conversation, every
-PostgreSQL connection cut (pg_terminate_backend), Redis stopped for a few seconds (losing every queued
-task: it keeps nothing on disk), and a whole worker (main process and pool) SIGKILLed and replaced;
-meanwhile the fake model fails a share of requests (5xx, answers slower than the client's timeout,
-broken JSON, JSON that does not fit) and the fake Graph API fails a share of sends (5xx, dropped
-connections). Afterwards nothing is lost or duplicated, the system has caught up, and every burst got
-exactly one reply (the model's or the offline fallback's), none sent twice."""
+PostgreSQL connection cut (pg_terminate_backend), Redis stopped for a few seconds (losing every
+queued task: it keeps nothing on disk), and a whole worker (main process and pool) SIGKILLed and
+replaced; meanwhile the fake model fails a share of requests (5xx, answers slower than the client's
+timeout, broken JSON, JSON that does not fit) and the fake Graph API fails a share of sends (5xx,
+dropped connections). Afterwards nothing is lost or duplicated, the system has caught up, and every
+burst got exactly one reply (the model's or the offline fallback's), none sent twice."""
 
 from __future__ import annotations
 
@@ -28,31 +28,45 @@ MESSAGES = 960
 def _wait_stored(engine, count: int, timeout: float = 300.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while harness.progress(engine)[0] < count:
-        assert time.monotonic() < deadline, f"fewer than {count} messages stored after {timeout:.0f}s"
+        assert time.monotonic() < deadline, (
+            f"fewer than {count} messages stored after {timeout:.0f}s"
+        )
         time.sleep(0.1)
 
 
 def test_killed_workers_cut_connections_and_a_broker_outage_lose_and_duplicate_nothing(
-        redis_db: int, tmp_path: Path) -> None:
+    redis_db: int, tmp_path: Path
+) -> None:
     graph = harness.ScaleGraph(fail_share=0.06, drop_share=0.03).start()
     llm = harness.start_llm(fail_share=0.15, slow_seconds=2.5)
     try:
         with harness.fresh_database() as url:
             engine = make_engine(url)
-            cluster = harness.Cluster(database_url=url, redis_db=redis_db, graph_url=graph.url,
-                                      llm_url=llm.base_url, log_dir=tmp_path)
+            cluster = harness.Cluster(
+                database_url=url,
+                redis_db=redis_db,
+                graph_url=graph.url,
+                llm_url=llm.base_url,
+                log_dir=tmp_path,
+            )
             try:
                 cluster.start_web(processes=2)
                 doomed = cluster.start_worker(concurrency=1)
                 cluster.start_worker(concurrency=1)
                 scenario = harness.build_scenario(CONVERSATIONS, MESSAGES, seed=21)
                 result: dict[str, harness.LoadReport] = {}
-                sender = threading.Thread(target=lambda: result.update(load=harness.send_load(
-                    cluster.web_url or "", scenario, threads=16, burst_gap=(0.2, 1.0))), daemon=True)
+                sender = threading.Thread(
+                    target=lambda: result.update(
+                        load=harness.send_load(
+                            cluster.web_url or "", scenario, threads=16, burst_gap=(0.2, 1.0)
+                        )
+                    ),
+                    daemon=True,
+                )
                 sender.start()
 
-                # 1. A pool process dies mid-task: its task goes back to the queue (acks late, rejected
-                #    on worker loss) and runs again without answering twice.
+                # 1. A pool process dies mid-task: its task goes back to the queue (acks late,
+                # rejected    on worker loss) and runs again without answering twice.
                 _wait_stored(engine, MESSAGES // 8)
                 for _attempt in range(20):
                     children = doomed.descendants()
@@ -61,7 +75,9 @@ def test_killed_workers_cut_connections_and_a_broker_outage_lose_and_duplicate_n
                     time.sleep(1.0)
                     if "WorkerLostError" in doomed.log():
                         break
-                assert "WorkerLostError" in doomed.log(), "the pool process was never killed mid-task"
+                assert "WorkerLostError" in doomed.log(), (
+                    "the pool process was never killed mid-task"
+                )
 
                 # 2. PostgreSQL drops every connection (as in a restart or failover), twice.
                 _wait_stored(engine, MESSAGES // 3)

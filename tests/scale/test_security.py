@@ -1,7 +1,7 @@
-"""Security gaps the channel, API and copilot tests leave: what the logs say during a full round trip
-(never a secret, a customer's words, phone or email, at INFO or above, also when the model and the
-Graph API fail), a flood from one sender against the web chat limits, and forged webhooks refused
-by a scaled-out server."""
+"""Security gaps the channel, API and copilot tests leave: what the logs say during a full round
+trip (never a secret, a customer's words, phone or email, at INFO or above, also when the model and
+the Graph API fail), a flood from one sender against the web chat limits, and forged webhooks
+refused by a scaled-out server."""
 
 from __future__ import annotations
 
@@ -38,7 +38,12 @@ SECRETS = {
     "LEADDESK_SECRET_KEY": "flask-secret-77e1",
 }
 WA_PHONE = "16502530042"
-CUSTOMER_WORDS = ["PURPLE-ELEPHANT-42", "ultramarine-walrus", "zelda.quux@example.org", "Zelda Quux"]
+CUSTOMER_WORDS = [
+    "PURPLE-ELEPHANT-42",
+    "ultramarine-walrus",
+    "zelda.quux@example.org",
+    "Zelda Quux",
+]
 
 
 @pytest.fixture
@@ -50,60 +55,135 @@ def outside_world() -> Iterator[tuple[FakeOpenAI, FakeGraph]]:
     graph.stop()
 
 
-def test_secrets_and_customer_words_never_reach_the_logs(tmp_path: Path, outside_world: tuple[FakeOpenAI, FakeGraph],
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_secrets_and_customer_words_never_reach_the_logs(
+    tmp_path: Path, outside_world: tuple[FakeOpenAI, FakeGraph], caplog: pytest.LogCaptureFixture
+) -> None:
     from leaddesk.wiring import build_runtime
 
     llm, graph = outside_world
-    # Things go wrong on the way, so that error paths log too: the model fails, answers garbage, then
-    # works; the Graph API fails once with a 5xx (retried) and once with a 4xx (final).
-    llm.script(error(500), error(500), malformed(), harness.FakeReply(
-        content=json.dumps(harness.turn_answer({"messages": []}))))
+    # Things go wrong on the way, so that error paths log too: the model fails, answers garbage,
+    # then works; the Graph API fails once with a 5xx (retried) and once with a 4xx (final).
+    llm.script(
+        error(500),
+        error(500),
+        malformed(),
+        harness.FakeReply(content=json.dumps(harness.turn_answer({"messages": []}))),
+    )
     llm.respond_with(lambda body: harness.FakeReply(content=json.dumps(harness.turn_answer(body))))
-    graph.script(503, Reply(status=400, body={"error": {"message": "(#131030) Recipient zelda.quux@example.org "
-                                                                  "not allowed", "code": 131030}}))
+    graph.script(
+        503,
+        Reply(
+            status=400,
+            body={
+                "error": {
+                    "message": "(#131030) Recipient zelda.quux@example.org not allowed",
+                    "code": 131030,
+                }
+            },
+        ),
+    )
     settings = load_settings(
-        database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}", broker_url=None,
-        meta_app_secret=SECRETS["META_APP_SECRET"], meta_verify_token=SECRETS["META_VERIFY_TOKEN"],
-        meta_app_id="555000111222333", whatsapp_access_token=SECRETS["WHATSAPP_ACCESS_TOKEN"],
+        database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}",
+        broker_url=None,
+        meta_app_secret=SECRETS["META_APP_SECRET"],
+        meta_verify_token=SECRETS["META_VERIFY_TOKEN"],
+        meta_app_id="555000111222333",
+        whatsapp_access_token=SECRETS["WHATSAPP_ACCESS_TOKEN"],
         whatsapp_phone_number_id=harness.PHONE_NUMBER_ID,
-        messenger_page_access_token=SECRETS["MESSENGER_PAGE_ACCESS_TOKEN"], meta_graph_url=graph.url,
-        openai_api_key=SECRETS["OPENAI_API_KEY"], openai_base_url=llm.base_url, model="fake-model",
-        llm_timeout=5, secret_key=SECRETS["LEADDESK_SECRET_KEY"], telegram_bot_token=None, log_level="DEBUG")
+        messenger_page_access_token=SECRETS["MESSENGER_PAGE_ACCESS_TOKEN"],
+        meta_graph_url=graph.url,
+        openai_api_key=SECRETS["OPENAI_API_KEY"],
+        openai_base_url=llm.base_url,
+        model="fake-model",
+        llm_timeout=5,
+        secret_key=SECRETS["LEADDESK_SECRET_KEY"],
+        telegram_bot_token=None,
+        log_level="DEBUG",
+    )
     caplog.set_level(logging.DEBUG)
     runtime = build_runtime(settings)
     runtime.start()
     try:
         client = runtime.app.test_client()
-        conversation = harness.Conversation(0, WA_PHONE, "Zelda Quux", [[
-            ("wamid.sec.1", "my plan is PURPLE-ELEPHANT-42, write to zelda.quux@example.org"),
-            ("wamid.sec.2", "or call +1 650 253 0042 about the ultramarine-walrus")]])
+        conversation = harness.Conversation(
+            0,
+            WA_PHONE,
+            "Zelda Quux",
+            [
+                [
+                    (
+                        "wamid.sec.1",
+                        "my plan is PURPLE-ELEPHANT-42, write to zelda.quux@example.org",
+                    ),
+                    ("wamid.sec.2", "or call +1 650 253 0042 about the ultramarine-walrus"),
+                ]
+            ],
+        )
         for burst in (conversation.messages[:1], conversation.messages[1:]):
             body = harness.whatsapp_body(conversation, burst)
-            signed = {"X-Hub-Signature-256": signature_for(body, SECRETS["META_APP_SECRET"]),
-                      "Content-Type": "application/json"}
+            signed = {
+                "X-Hub-Signature-256": signature_for(body, SECRETS["META_APP_SECRET"]),
+                "Content-Type": "application/json",
+            }
             assert client.post("/webhooks/whatsapp", data=body, headers=signed).status_code == 200
         # Forged and odd requests are refused, and their refusals logged without what they carried.
         forged = harness.whatsapp_body(conversation, [("wamid.sec.3", "PURPLE-ELEPHANT-42 forged")])
-        assert client.post("/webhooks/whatsapp", data=forged, headers={
-            "X-Hub-Signature-256": signature_for(forged, "guessed-secret"),
-            "Content-Type": "application/json"}).status_code == 403
-        assert client.get("/webhooks/whatsapp", query_string={
-            "hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1"}).status_code == 403
-        token = client.post("/api/chat/sessions", json={"name": "Zelda Quux", "email": "zelda.quux@example.org",
-                                                        "phone": "+16502530042"}).get_json()["session"]
+        assert (
+            client.post(
+                "/webhooks/whatsapp",
+                data=forged,
+                headers={
+                    "X-Hub-Signature-256": signature_for(forged, "guessed-secret"),
+                    "Content-Type": "application/json",
+                },
+            ).status_code
+            == 403
+        )
+        assert (
+            client.get(
+                "/webhooks/whatsapp",
+                query_string={
+                    "hub.mode": "subscribe",
+                    "hub.verify_token": "guess",
+                    "hub.challenge": "1",
+                },
+            ).status_code
+            == 403
+        )
+        token = client.post(
+            "/api/chat/sessions",
+            json={"name": "Zelda Quux", "email": "zelda.quux@example.org", "phone": "+16502530042"},
+        ).get_json()["session"]
         auth = {"Authorization": f"Bearer {token}"}
-        assert client.post("/api/chat/messages", json={"text": "ultramarine-walrus PURPLE-ELEPHANT-42"},
-                           headers=auth).status_code == 201
-        assert client.post("/api/chat/messages", json={"text": "x" * 5000}, headers=auth).status_code == 400
+        assert (
+            client.post(
+                "/api/chat/messages",
+                json={"text": "ultramarine-walrus PURPLE-ELEPHANT-42"},
+                headers=auth,
+            ).status_code
+            == 201
+        )
+        assert (
+            client.post("/api/chat/messages", json={"text": "x" * 5000}, headers=auth).status_code
+            == 400
+        )
         # Wait until both channels have been answered (the WhatsApp replies hit the Graph failures).
         deadline = time.monotonic() + 60
         while True:
             with runtime.session_factory() as session:
-                left = session.scalar(select(func.count()).select_from(Message).where(
-                    Message.direction == "in", Message.processed_at.is_(None)))
-                sending = session.scalar(select(func.count()).select_from(Message).where(
-                    Message.direction == "out", Message.delivery_status.in_(("pending", "sending"))))
+                left = session.scalar(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(Message.direction == "in", Message.processed_at.is_(None))
+                )
+                sending = session.scalar(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(
+                        Message.direction == "out",
+                        Message.delivery_status.in_(("pending", "sending")),
+                    )
+                )
             if not left and not sending and graph.requests:
                 break
             assert time.monotonic() < deadline, "the bot did not answer in time"
@@ -124,20 +204,30 @@ def test_secrets_and_customer_words_never_reach_the_logs(tmp_path: Path, outside
     assert any(r.name.startswith("webhooks") and r.levelno >= logging.WARNING for r in shown)
 
 
-# -- a flood from one sender ------------------------------------------------------------------------
+# -- a flood from one sender -----------------------------------------------------------------------
 
 
 @pytest.fixture
 def flood_app(session_factory: sessionmaker[Session]) -> Flask:
-    limits = ChatLimits(session_messages=Rate(burst=5, per_minute=6), ip_messages=Rate(burst=20, per_minute=12),
-                        ip_sessions=Rate(burst=4, per_minute=2))
-    app = create_app(make_settings(), session_factory=session_factory, dispatcher=RecordingDispatcher(),
-                     notifier=ReplyNotifier(), chat_limits=limits)
+    limits = ChatLimits(
+        session_messages=Rate(burst=5, per_minute=6),
+        ip_messages=Rate(burst=20, per_minute=12),
+        ip_sessions=Rate(burst=4, per_minute=2),
+    )
+    app = create_app(
+        make_settings(),
+        session_factory=session_factory,
+        dispatcher=RecordingDispatcher(),
+        notifier=ReplyNotifier(),
+        chat_limits=limits,
+    )
     app.testing = True
     return app
 
 
-def test_a_flood_from_one_sender_is_held_to_its_limits(flood_app: Flask, session_factory: sessionmaker[Session]) -> None:
+def test_a_flood_from_one_sender_is_held_to_its_limits(
+    flood_app: Flask, session_factory: sessionmaker[Session]
+) -> None:
     tokens = []
     for _ in range(10):
         response = flood_app.test_client().post("/api/chat/sessions")
@@ -154,8 +244,11 @@ def test_a_flood_from_one_sender_is_held_to_its_limits(flood_app: Flask, session
     def flood(token: str) -> None:
         client = flood_app.test_client()
         for n in range(40):
-            status = client.post("/api/chat/messages", json={"text": f"spam {n}"},
-                                 headers={"Authorization": f"Bearer {token}"}).status_code
+            status = client.post(
+                "/api/chat/messages",
+                json={"text": f"spam {n}"},
+                headers={"Authorization": f"Bearer {token}"},
+            ).status_code
             with lock:
                 codes.append(status)
 
@@ -171,17 +264,24 @@ def test_a_flood_from_one_sender_is_held_to_its_limits(flood_app: Flask, session
     assert accepted <= min(4 * (5 + 6 * elapsed / 60) + 1, 20 + 12 * elapsed / 60 + 1)
     assert accepted >= 5, "the limits must not lock out a sender entirely"
     with session_factory() as session:
-        stored = session.scalar(select(func.count()).select_from(Message).where(Message.direction == "in"))
+        stored = session.scalar(
+            select(func.count()).select_from(Message).where(Message.direction == "in")
+        )
     assert stored == accepted, "every refused message left no trace, every accepted one is stored"
 
 
-# -- a scaled-out server refuses forgeries -----------------------------------------------------------
+# -- a scaled-out server refuses forgeries ---------------------------------------------------------
 
 
 def test_web_processes_behind_one_port_all_check_signatures(services: None, tmp_path: Path) -> None:
     graph = harness.ScaleGraph().start()
-    cluster = harness.Cluster(database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}", redis_db=15, graph_url=graph.url,
-                              llm_url=None, log_dir=tmp_path)
+    cluster = harness.Cluster(
+        database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}",
+        redis_db=15,
+        graph_url=graph.url,
+        llm_url=None,
+        log_dir=tmp_path,
+    )
     try:
         cluster.start_web(processes=2, threads=4)
         import httpx
@@ -190,15 +290,37 @@ def test_web_processes_behind_one_port_all_check_signatures(services: None, tmp_
         body = harness.whatsapp_body(conversation, conversation.messages)
         with httpx.Client(base_url=cluster.web_url or "") as client:
             for _ in range(10):  # new connections land on either process
-                forged = client.post("/webhooks/whatsapp", content=body, headers={
-                    "X-Hub-Signature-256": signature_for(body, "not-the-secret"), "Connection": "close"})
-                unsigned = client.post("/webhooks/whatsapp", content=body, headers={"Connection": "close"})
+                forged = client.post(
+                    "/webhooks/whatsapp",
+                    content=body,
+                    headers={
+                        "X-Hub-Signature-256": signature_for(body, "not-the-secret"),
+                        "Connection": "close",
+                    },
+                )
+                unsigned = client.post(
+                    "/webhooks/whatsapp", content=body, headers={"Connection": "close"}
+                )
                 assert forged.status_code == unsigned.status_code == 403
-            assert client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe", "hub.verify_token": "x",
-                                                            "hub.challenge": "42"}).status_code == 403
-            answer = client.get("/webhooks/whatsapp", params={"hub.mode": "subscribe",
-                                                             "hub.verify_token": harness.VERIFY_TOKEN,
-                                                             "hub.challenge": "42"})
+            assert (
+                client.get(
+                    "/webhooks/whatsapp",
+                    params={
+                        "hub.mode": "subscribe",
+                        "hub.verify_token": "x",
+                        "hub.challenge": "42",
+                    },
+                ).status_code
+                == 403
+            )
+            answer = client.get(
+                "/webhooks/whatsapp",
+                params={
+                    "hub.mode": "subscribe",
+                    "hub.verify_token": harness.VERIFY_TOKEN,
+                    "hub.challenge": "42",
+                },
+            )
             assert answer.status_code == 200 and answer.text == "42"
         from store import make_engine
 
