@@ -508,10 +508,16 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
         raise UserError("no cases found (one JSON object per line: id, messages, expect)")
     # Per-message notes (e.g. "no agent available" in an empty database) are noise here.
-    for name in ("bot", "store", "alembic"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # Quieted only for the run: the levels are process-wide and put back afterwards.
+    quieted = {name: logging.getLogger(name).level for name in ("bot", "store", "alembic")}
     print(f"engine: {engine_name(settings)}", file=sys.stderr if args.json else sys.stdout)
-    outcomes, summary = evaluate(cases, config=config, settings=settings, region=region)
+    try:
+        for name in quieted:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        outcomes, summary = evaluate(cases, config=config, settings=settings, region=region)
+    finally:
+        for name, level in quieted.items():
+            logging.getLogger(name).setLevel(level)
     if args.json:
         json.dump(
             {

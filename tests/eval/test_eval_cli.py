@@ -63,6 +63,17 @@ def test_all_cases_pass_exit_0_with_a_table(tmp_path, capsys):
     assert "status_in" in out and "2/2" in out  # accuracy per expectation kind
 
 
+def test_a_run_leaves_the_bot_logging_as_it_found_it(tmp_path, capsys):
+    import logging
+
+    bot_log = logging.getLogger("bot")
+    before = bot_log.level
+    cases = _write(tmp_path / "cases.jsonl", *PASSING)
+    assert main(["eval", str(cases)]) == 0
+    # A server or test in the same process must still see the bot's warnings afterwards.
+    assert bot_log.level == before
+
+
 def test_json_output_has_the_documented_shape(tmp_path, capsys):
     failing = _case("wrong", "How much is the Home package?", status_in=["New"], score_max=10,
                     reply_contains=["unicorn"])
