@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from copilot.memory import MEMORY_SCHEMA
 from store import make_engine
 from tests.scale import harness
 
@@ -55,7 +56,9 @@ def test_thousands_of_messages_are_stored_once_answered_once_and_in_order(
                 assert outcome.by_status == {"sent": outcome.replies}
                 assert len(graph.accepted()) == outcome.replies
                 with engine.connect() as conn:  # the copilot's memory lives in PostgreSQL too
-                    assert conn.execute(text("SELECT to_regclass('checkpoints')")).scalar()
+                    assert conn.execute(
+                        text(f"SELECT to_regclass('{MEMORY_SCHEMA}.checkpoints')")
+                    ).scalar()
                 logs = cluster.logs()
                 assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000 :][:6000]
                 assert not harness.leaks(logs, scenario), harness.leaks(logs, scenario)
