@@ -109,7 +109,6 @@ def _area(frame: str) -> str | None:
 def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
     graph = h.ScaleGraph().start()
     llm = h.start_llm()
-    h.flush_redis(REDIS_DB)
     try:
         with h.fresh_database() as url:
             engine = make_engine(url)
@@ -172,8 +171,7 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
     finally:
         graph.stop()
         llm.close()
-        h.flush_redis(REDIS_DB)
-    elapsed = last_reply - started
+        elapsed = last_reply - started
     queueing, end_to_end = lat["queueing"], lat["end_to_end"]
     busy = max(last_reply - first_reply, 1e-9)
     if args.drain:

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROCESS_TASK = "leaddesk.process_conversation"
-QUEUE = "leaddesk"
 # Backoff after a failed run (database gone, model and fallback both failing...); after the last one
 # the messages stay pending and the sweeper submits them again later.
 RETRY_DELAYS: tuple[float, ...] = (1.0, 4.0, 15.0, 60.0)
@@ -103,7 +102,8 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
-        task_default_queue=QUEUE,
+        # Its own queue name, so that several deployments (or test runs) can share one broker.
+        task_default_queue=settings.broker_queue,
         # At least once: acknowledge after the run, and put the task back when its process dies.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -125,6 +125,8 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
+        # No remote control: no per-worker reply queues on the broker (and no name clashes there).
+        worker_enable_remote_control=False,
         task_send_sent_event=False,
     )
 
@@ -181,12 +183,12 @@ class CeleryDispatcher:
     messages is one task instead of ten.) The mark expires by itself, and the sweeper publishes
     regardless of it."""
 
-    MARK_PREFIX = "leaddesk:queued:"
-
     def __init__(
         self, app: Celery, *, label: str = "", health_ttl: float = 5.0, mark_ttl: int = 600
     ) -> None:
         self._app = app
+        self._queue = str(app.conf.task_default_queue)
+        self._mark_prefix = f"{self._queue}:queued:"
         self._label = label or broker_label(str(app.conf.broker_url))
         self._health_ttl = health_ttl
         self._mark_ttl = mark_ttl
@@ -206,7 +208,7 @@ class CeleryDispatcher:
             try:
                 marked = bool(
                     self._marks.set(
-                        self.MARK_PREFIX + str(conversation_id), 1, nx=True, ex=self._mark_ttl
+                        self._mark_prefix + str(conversation_id), 1, nx=True, ex=self._mark_ttl
                     )
                 )
             except Exception:  # noqa: BLE001 - without the mark, publish anyway (at worst a spare task)
@@ -216,7 +218,7 @@ class CeleryDispatcher:
                     self._coalesced += 1
                 return
         try:
-            self._app.send_task(PROCESS_TASK, args=[conversation_id], queue=QUEUE)
+            self._app.send_task(PROCESS_TASK, args=[conversation_id], queue=self._queue)
         except Exception as exc:  # noqa: BLE001 - the messages are stored; the sweeper submits them later
             if marked:
                 self.started(conversation_id)
@@ -242,7 +244,7 @@ class CeleryDispatcher:
         if self._marks is None:
             return
         try:
-            self._marks.delete(self.MARK_PREFIX + str(int(conversation_id)))
+            self._marks.delete(self._mark_prefix + str(int(conversation_id)))
         except Exception:  # noqa: BLE001 - a stale mark expires; the sweeper covers the gap
             log.debug(
                 "could not clear the queued mark of conversation %s", conversation_id, exc_info=True
@@ -303,7 +305,9 @@ class CeleryDispatcher:
             with self._app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, timeout=2)
                 try:
-                    declared = connection.default_channel.queue_declare(queue=QUEUE, passive=True)
+                    declared = connection.default_channel.queue_declare(
+                        queue=self._queue, passive=True
+                    )
                 except connection.channel_errors:
                     return 0  # no queue at all (e.g. a broker that restarted empty)
                 return int(declared.message_count)

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     secret_key: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
     worker_threads: int = Field(4, ge=1, le=64, validation_alias=_env("LEADDESK_WORKER_THREADS"))
     broker_url: Optional[str] = Field(None, validation_alias=_env("LEADDESK_BROKER_URL"))
+    # The broker queue's name: deployments sharing one Redis or RabbitMQ each use their own.
+    broker_queue: str = Field("leaddesk", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+                              validation_alias=_env("LEADDESK_BROKER_QUEUE"))
     # With a broker: how often workers look for work it lost (messages waiting 4x this long are
     # submitted again, e.g. after a broker restart without persistence).
     sweep_seconds: float = Field(15.0, ge=0.2, le=3600, validation_alias=_env("LEADDESK_SWEEP_SECONDS"))

@@ -74,7 +74,10 @@ class Runtime:
                 SEND_INTERRUPTED_AFTER if self.settings.broker_url else timedelta(0)
             )
             mark_interrupted_sends(self.session_factory, claimed_before)
-            self.outbox.resend_pending()
+            if not self.settings.broker_url:
+                # With a broker the workers deliver leftovers, in order, under the conversation's
+                # lock (their sweeper finds them); N web processes racing them would not keep order.
+                self.outbox.resend_pending()
         except Exception:  # noqa: BLE001 - a failed catch-up must not take the server down
             log.exception("could not deliver the replies left pending by an earlier run")
 

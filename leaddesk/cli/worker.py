@@ -111,7 +111,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         concurrency=concurrency,
         pool_cls=args.pool,
         loglevel=settings.log_level,
-        queues=[broker.QUEUE],
+        queues=[settings.broker_queue],
         optimization="fair",
         without_gossip=True,
         without_mingle=True,

@@ -15,7 +15,7 @@ import pytest
 
 from tests.scale import harness
 
-REDIS_DB = 13  # the scale tests' own Redis database, flushed before and after
+REDIS_DB = 13  # the scale tests' Redis database (each run has its own queue in it)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -43,7 +43,5 @@ def services() -> None:
 @pytest.fixture
 def redis_db(services: None) -> Iterator[int]:
     harness.start_redis()  # an earlier test may have left it stopped
-    harness.flush_redis(REDIS_DB)
     yield REDIS_DB
     harness.start_redis()
-    harness.flush_redis(REDIS_DB)

@@ -131,12 +131,33 @@ def redis_client(db: int) -> Any:
     )
 
 
-def flush_redis(db: int) -> None:
-    client = redis_client(db)
+def queue_name() -> str:
+    """A queue of one's own: runs sharing a Redis or RabbitMQ never see each other's jobs."""
+    return f"leaddesk-test-{uuid.uuid4().hex[:10]}"
+
+
+def drop_queue(broker_url: str, queue: str) -> None:
+    """Remove a run's queue (and, on Redis, its queued marks) from the shared broker."""
+    from kombu import Connection
+
     try:
-        client.flushdb()
-    finally:
-        client.close()
+        with Connection(broker_url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+            try:
+                connection.default_channel.queue_delete(queue)
+            except connection.channel_errors:
+                pass
+        if broker_url.startswith("redis://"):
+            import redis
+
+            client = redis.Redis.from_url(broker_url, socket_timeout=5)
+            try:
+                for key in client.scan_iter(match=f"{queue}*"):
+                    client.delete(key)
+            finally:
+                client.close()
+    except Exception:  # noqa: BLE001 - best effort: a stopped broker keeps nothing anyway
+        pass
 
 
 def stop_redis() -> None:
@@ -360,6 +381,7 @@ class Cluster:
     log_dir: Path
     extra_env: dict[str, str] = field(default_factory=dict)
     broker: str | None = None  # another broker URL (e.g. RabbitMQ) instead of the Redis database
+    queue: str = field(default_factory=queue_name)
     procs: list[Proc] = field(default_factory=list)
     web_url: str | None = None
     _names: Any = field(default_factory=lambda: itertools.count(1))
@@ -389,6 +411,7 @@ class Cluster:
             **base,
             "DATABASE_URL": self.database_url,
             "LEADDESK_BROKER_URL": self.broker_url,
+            "LEADDESK_BROKER_QUEUE": self.queue,
             "LEADDESK_LOG_LEVEL": "INFO",
             "META_APP_SECRET": APP_SECRET,
             "META_VERIFY_TOKEN": VERIFY_TOKEN,
@@ -451,6 +474,7 @@ class Cluster:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+        drop_queue(self.broker_url, self.queue)
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name}\n{p.log()}" for p in self.procs)

@@ -200,7 +200,19 @@ def test_secrets_and_customer_words_never_reach_the_logs(
     for words in CUSTOMER_WORDS + [WA_PHONE, "+16502530042", "650 253 0042"]:
         assert words not in text, f"customer data {words!r} appeared in the logs:\n{text[-3000:]}"
     # The failures did happen and were logged (without the data): the test saw the error paths.
-    assert any("offline engine" in r.getMessage() for r in shown)
+    loggers = {
+        name: (
+            logging.getLogger(name).disabled,
+            logging.getLogger(name).level,
+            logging.getLogger(name).propagate,
+        )
+        for name in ("bot", "bot.nodes", "leaddesk")
+    }
+    assert any("offline engine" in r.getMessage() for r in shown), (
+        loggers,
+        logging.getLogger().level,
+        sorted({r.name for r in caplog.records}),
+    )
     assert any(r.name.startswith("webhooks") and r.levelno >= logging.WARNING for r in shown)
 
 

@@ -454,10 +454,11 @@ def test_a_webhook_is_not_held_up_or_failed_while_the_broker_is_down() -> None:
 
 
 def test_jobs_go_to_the_broker_acknowledged_late(services: None) -> None:
-    db = 14
-    harness.flush_redis(db)
+    db, queue = 14, harness.queue_name()
     settings = load_settings(
-        broker_url=f"redis://:secret-pw@127.0.0.1:6379/{db}", database_url="sqlite://"
+        broker_url=f"redis://:secret-pw@127.0.0.1:6379/{db}",
+        broker_queue=queue,
+        database_url="sqlite://",
     )
     app = make_celery(settings)
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
@@ -469,7 +470,7 @@ def test_jobs_go_to_the_broker_acknowledged_late(services: None) -> None:
         assert health["status"] == "ok" and health["published"] == 1
         assert "secret-pw" not in json.dumps(health), "the broker password never shows"
         client = harness.redis_client(db)
-        raw = client.lpop("leaddesk")
+        raw = client.lpop(queue)
         client.close()
         assert raw is not None
         message = json.loads(raw)
@@ -477,30 +478,30 @@ def test_jobs_go_to_the_broker_acknowledged_late(services: None) -> None:
         assert json.loads(__import__("base64").b64decode(message["body"]))[0] == [17]
     finally:
         dispatcher.stop()
-        harness.flush_redis(db)
+        harness.drop_queue(f"redis://127.0.0.1:6379/{db}", queue)
 
 
 def test_a_burst_publishes_one_task_until_that_task_starts(services: None) -> None:
-    db = 14
-    harness.flush_redis(db)
-    settings = load_settings(broker_url=f"redis://127.0.0.1:6379/{db}", database_url="sqlite://")
+    db, queue = 14, harness.queue_name()
+    broker = f"redis://127.0.0.1:6379/{db}"
+    settings = load_settings(broker_url=broker, broker_queue=queue, database_url="sqlite://")
     web, worker = CeleryDispatcher(make_celery(settings)), CeleryDispatcher(make_celery(settings))
     client = harness.redis_client(db)
     try:
         for _ in range(5):
             web.submit(3)  # five messages of one burst, while the task waits in the queue
         web.submit(4)
-        assert client.llen("leaddesk") == 2 and web.health()["coalesced"] == 4
+        assert client.llen(queue) == 2 and web.health()["coalesced"] == 4
         worker.started(3)  # the task starts: from now on a new message needs a new task
         web.submit(3)
-        assert client.llen("leaddesk") == 3
+        assert client.llen(queue) == 3
         web.resubmit(4)  # the sweeper publishes even though a task looks queued
-        assert client.llen("leaddesk") == 4
+        assert client.llen(queue) == 4
     finally:
         client.close()
         web.stop()
         worker.stop()
-        harness.flush_redis(db)
+        harness.drop_queue(broker, queue)
 
 
 # -- the commands ----------------------------------------------------------------------------------
@@ -527,17 +528,6 @@ def graph() -> Iterator[harness.ScaleGraph]:
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
 
 
-def _purge(url: str) -> None:
-    """Empty the leaddesk queue on a shared broker (an earlier run may have left jobs behind)."""
-    from kombu import Connection
-
-    with Connection(url, connect_timeout=3) as connection:
-        try:
-            connection.default_channel.queue_purge("leaddesk")
-        except connection.channel_errors:
-            pass
-
-
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_two_web_processes_and_a_worker_answer_a_customer_on_sqlite(
     services: None, graph: harness.ScaleGraph, tmp_path: Path, broker: str
@@ -545,13 +535,11 @@ def test_two_web_processes_and_a_worker_answer_a_customer_on_sqlite(
     """The smallest scaled-out setup on one machine: SQLite, Redis (or RabbitMQ), `serve --workers
     2`, one worker."""
     db = 15
-    harness.flush_redis(db)
     other = None
     if broker == "rabbitmq":
         if not harness.port_open("127.0.0.1", 5672):
             pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
         other = RABBITMQ
-        _purge(RABBITMQ)
     url = f"sqlite:///{tmp_path / 'leaddesk.db'}"
     cluster = harness.Cluster(
         database_url=url,
@@ -613,4 +601,3 @@ def test_two_web_processes_and_a_worker_answer_a_customer_on_sqlite(
     finally:
         cluster.stop()
         engine.dispose()
-        harness.flush_redis(db)
