@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -98,3 +98,18 @@ def list_agents(*, session: Session, include_inactive: bool = True) -> list[Agen
     if not include_inactive:
         query = query.where(Agent.active.is_(True))
     return list(session.scalars(query))
+
+
+def agent_summary(agent: Agent, open_leads: int) -> dict[str, Any]:
+    """The agent as every front end lists it (never the token or password hashes)."""
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "email": agent.email,
+        "role": agent.role,
+        "active": agent.active,
+        "capacity": agent.capacity,
+        "open_leads": open_leads,
+        "telegram_linked": agent.telegram_user_id is not None,
+        "created_at": agent.created_at,
+    }

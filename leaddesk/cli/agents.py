@@ -9,7 +9,15 @@ from sqlalchemy.exc import IntegrityError
 
 from leaddesk.cli.common import int_in, open_store, print_json, table
 from leaddesk.settings import Settings
-from store.agents import AgentError, create_agent, find_agent, hash_token, list_agents, new_token
+from store.agents import (
+    AgentError,
+    agent_summary,
+    create_agent,
+    find_agent,
+    hash_token,
+    list_agents,
+    new_token,
+)
 from store.contacts import InvalidContact
 from store.copilot_queries import new_link_code
 from store.db import read_session
@@ -183,24 +191,10 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _agent_dict(agent, open_leads: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    return {
-        "id": agent.id,
-        "name": agent.name,
-        "email": agent.email,
-        "role": agent.role,
-        "active": agent.active,
-        "capacity": agent.capacity,
-        "open_leads": open_leads,
-        "telegram_linked": agent.telegram_user_id is not None,
-        "created_at": agent.created_at,
-    }
-
-
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory, read_session(session_factory) as session:
         counts = open_lead_counts(session=session)
-        agents = [_agent_dict(a, counts.get(a.id, 0)) for a in list_agents(session=session)]
+        agents = [agent_summary(a, counts.get(a.id, 0)) for a in list_agents(session=session)]
     if args.json:
         print_json(agents)
         return 0
@@ -229,7 +223,7 @@ def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
         changed = agent.active != args.active
         agent.active = args.active
         session.flush()
-        info = _agent_dict(agent, open_lead_counts(session=session).get(agent.id, 0))
+        info = agent_summary(agent, open_lead_counts(session=session).get(agent.id, 0))
     if args.json:
         print_json(info)
         return 0

@@ -11,14 +11,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
-from store.agents import AgentError, create_agent, hash_token, list_agents, new_token
+from store.agents import AgentError, agent_summary, create_agent, hash_token, list_agents, new_token
 from store.contacts import InvalidContact, normalize_email
 from store.db import read_session
 from store.models import Agent
 from store.work import open_lead_counts
 from webhooks.api import catalog, ops, schemas
 from webhooks.api.base import endpoint
-from webhooks.api.serialize import agent_out, dump
+from webhooks.api.serialize import dump
 from webhooks.app import ApiError, services
 
 TAG = "Agents"
@@ -41,7 +41,8 @@ def _agent(agent_id: int, session: Any) -> Agent:
 def me() -> Any:
     with read_session(services().session_factory) as session:
         agent = _agent(g.agent.id, session)
-        return jsonify(dump(schemas.AgentOut, agent_out(agent, _counts(session).get(agent.id, 0))))
+        summary = agent_summary(agent, _counts(session).get(agent.id, 0))
+        return jsonify(dump(schemas.AgentOut, summary))
 
 
 @endpoint(
@@ -52,7 +53,7 @@ def agents() -> Any:
     with read_session(services().session_factory) as session:
         counts = _counts(session)
         rows = list_agents(session=session, include_inactive=ops.is_admin(g.agent))
-        data = [agent_out(a, counts.get(a.id, 0)) for a in rows]
+        data = [agent_summary(a, counts.get(a.id, 0)) for a in rows]
     return jsonify(dump(schemas.AgentList, {"agents": data}))
 
 
@@ -79,7 +80,7 @@ def add_agent(body: schemas.AgentCreate) -> Any:
                 capacity=body.capacity,
                 password=body.password,
             )
-            data = {**agent_out(agent, 0), "token": token}
+            data = {**agent_summary(agent, 0), "token": token}
     except InvalidContact as exc:
         raise ApiError(422, "validation_error", f"email: {exc}", "email") from None
     except AgentError as exc:
@@ -138,7 +139,7 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
                     generate_password_hash(body.password) if body.password else None
                 )
             session.flush()
-            data = agent_out(agent, _counts(session).get(agent.id, 0))
+            data = agent_summary(agent, _counts(session).get(agent.id, 0))
     except InvalidContact as exc:
         raise ApiError(422, "validation_error", f"email: {exc}", "email") from None
     except IntegrityError:
@@ -177,5 +178,5 @@ def rotate_token(agent_id: int) -> Any:
         token = new_token()
         agent.token_hash = hash_token(token)
         session.flush()
-        data = {**agent_out(agent, _counts(session).get(agent.id, 0)), "token": token}
+        data = {**agent_summary(agent, _counts(session).get(agent.id, 0)), "token": token}
     return jsonify(dump(schemas.AgentWithToken, data))

@@ -10,28 +10,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from store.models import AGENT_ROLES, CHANNELS, NOTE_CATEGORIES
-from store.query import SORT_KEYS
+from store.query import SortKey
 
 Channel = Literal["web", "messenger", "instagram", "whatsapp", "manual"]
 NoteCategory = Literal["General", "Qualification", "Follow-up", "Objection", "Positive Signal"]
 Role = Literal["agent", "admin"]
-SortKey = Literal[
-    "created_at",
-    "-created_at",
-    "score",
-    "-score",
-    "last_contacted_at",
-    "-last_contacted_at",
-    "name",
-    "-name",
-    "id",
-    "-id",
-]
 
 assert set(Channel.__args__) == set(CHANNELS)  # type: ignore[attr-defined]
 assert set(NoteCategory.__args__) == set(NOTE_CATEGORIES)  # type: ignore[attr-defined]
 assert set(Role.__args__) == set(AGENT_ROLES)  # type: ignore[attr-defined]
-assert set(SortKey.__args__) == set(SORT_KEYS)  # type: ignore[attr-defined]
 
 MAX_BULK = 5000
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL

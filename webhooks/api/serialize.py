@@ -163,20 +163,6 @@ def lead_detail(lead: Lead, now: datetime, *, session: Session) -> dict[str, Any
     return data
 
 
-def agent_out(agent: Agent, open_leads: int) -> dict[str, Any]:
-    return {
-        "id": agent.id,
-        "name": agent.name,
-        "email": agent.email,
-        "role": agent.role,
-        "active": agent.active,
-        "capacity": agent.capacity,
-        "open_leads": open_leads,
-        "telegram_linked": agent.telegram_user_id is not None,
-        "created_at": agent.created_at,
-    }
-
-
 def notification_out(notification: Notification, lead_name: str | None) -> dict[str, Any]:
     return {
         "id": notification.id,
