@@ -37,7 +37,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from store import make_engine  # noqa: E402
 from tests.scale import harness as h  # noqa: E402
 
 REDIS_DB = 12
@@ -107,70 +106,53 @@ def _area(frame: str) -> str | None:
 
 
 def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str, float]:
-    graph = h.ScaleGraph().start()
-    llm = h.start_llm()
-    try:
-        with h.fresh_database() as url:
-            engine = make_engine(url)
-            cluster = h.Cluster(
-                database_url=url,
-                redis_db=REDIS_DB,
-                graph_url=graph.url,
-                llm_url=llm.base_url,
-                log_dir=log_dir,
+    with h.running_stack(redis_db=REDIS_DB, log_dir=log_dir) as stack:
+        cluster, engine, graph = stack.cluster, stack.engine, stack.graph
+        cluster.start_web(processes=2)
+        scenario = h.build_scenario(args.conversations, args.messages, seed=args.seed)
+        if args.drain:
+            # The backlog first (no worker running), then the workers alone are timed.
+            load = h.send_load(cluster.web_url or "", scenario, threads=args.threads)
+            while h.progress(engine)[0] < args.messages:
+                time.sleep(0.2)
+        procs = [cluster.start_worker(concurrency=1) for _ in range(workers)]
+        profiler = None
+        raw = log_dir / f"profile-{workers}.txt"
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if args.profile and Path(spy).exists():
+            target = procs[0].descendants()[0]  # the pool process that runs the tasks
+            profiler = subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "--pid",
+                    str(target),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--nonblocking",
+                    "-o",
+                    str(raw),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-            try:
-                cluster.start_web(processes=2)
-                scenario = h.build_scenario(args.conversations, args.messages, seed=args.seed)
-                if args.drain:
-                    # The backlog first (no worker running), then the workers alone are timed.
-                    load = h.send_load(cluster.web_url or "", scenario, threads=args.threads)
-                    while h.progress(engine)[0] < args.messages:
-                        time.sleep(0.2)
-                procs = [cluster.start_worker(concurrency=1) for _ in range(workers)]
-                profiler = None
-                raw = log_dir / f"profile-{workers}.txt"
-                spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-                if args.profile and Path(spy).exists():
-                    target = procs[0].descendants()[0]  # the pool process that runs the tasks
-                    profiler = subprocess.Popen(
-                        [
-                            spy,
-                            "record",
-                            "--pid",
-                            str(target),
-                            "--format",
-                            "raw",
-                            "--rate",
-                            "200",
-                            "--nonblocking",
-                            "-o",
-                            str(raw),
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                    time.sleep(1.0)
-                started = time.time()
-                if not args.drain:
-                    load = h.send_load(cluster.web_url or "", scenario, threads=args.threads)
-                sent_done = time.time()
-                h.wait_caught_up(engine, args.messages, timeout=args.timeout)
-                caught_up = time.time()
-                if profiler is not None:
-                    profiler.send_signal(2)  # SIGINT: py-spy writes its file
-                    profiler.wait(60)
-                outcome = h.verify(engine, scenario, graph, model_replies=True)
-                lat = h.latencies(engine, scenario, graph, load)
-                accepted = graph.accepted()
-                last_reply = max((at for _, _, at in accepted), default=caught_up)
-                first_reply = min((at for _, _, at in accepted), default=started)
-            finally:
-                cluster.stop()
-                engine.dispose()
-    finally:
-        graph.stop()
-        llm.close()
+            time.sleep(1.0)
+        started = time.time()
+        if not args.drain:
+            load = h.send_load(cluster.web_url or "", scenario, threads=args.threads)
+        sent_done = time.time()
+        h.wait_caught_up(engine, args.messages, timeout=args.timeout)
+        caught_up = time.time()
+        if profiler is not None:
+            profiler.send_signal(2)  # SIGINT: py-spy writes its file
+            profiler.wait(60)
+        outcome = h.verify(engine, scenario, graph, model_replies=True)
+        lat = h.latencies(engine, scenario, graph, load)
+        accepted = graph.accepted()
+        last_reply = max((at for _, _, at in accepted), default=caught_up)
+        first_reply = min((at for _, _, at in accepted), default=started)
         elapsed = last_reply - started
     queueing, end_to_end = lat["queueing"], lat["end_to_end"]
     busy = max(last_reply - first_reply, 1e-9)

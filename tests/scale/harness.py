@@ -484,6 +484,48 @@ class Cluster:
 
 
 @dataclass
+class Stack:
+    cluster: Cluster
+    engine: Engine
+    graph: ScaleGraph
+    llm: FakeOpenAI
+
+
+@contextmanager
+def running_stack(
+    *,
+    redis_db: int,
+    log_dir: Path,
+    graph: ScaleGraph | None = None,
+    llm: FakeOpenAI | None = None,
+) -> Iterator[Stack]:
+    """A fresh PostgreSQL database, the fake Graph API and model, and a cluster (not yet started)
+    wired to them; everything is stopped and dropped afterwards."""
+    from store import make_engine
+
+    graph = (graph or ScaleGraph()).start()
+    llm = llm or start_llm()
+    try:
+        with fresh_database() as url:
+            engine = make_engine(url)
+            cluster = Cluster(
+                database_url=url,
+                redis_db=redis_db,
+                graph_url=graph.url,
+                llm_url=llm.base_url,
+                log_dir=log_dir,
+            )
+            try:
+                yield Stack(cluster, engine, graph, llm)
+            finally:
+                cluster.stop()
+                engine.dispose()
+    finally:
+        graph.stop()
+        llm.close()
+
+
+@dataclass
 class Conversation:
     index: int
     wa_id: str

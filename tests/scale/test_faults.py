@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from store import make_engine
 from tests.scale import harness
 
 pytestmark = [pytest.mark.scale, pytest.mark.timeout(900)]
@@ -37,88 +36,74 @@ def _wait_stored(engine, count: int, timeout: float = 300.0) -> None:  # type: i
 def test_killed_workers_cut_connections_and_a_broker_outage_lose_and_duplicate_nothing(
     redis_db: int, tmp_path: Path
 ) -> None:
-    graph = harness.ScaleGraph(fail_share=0.06, drop_share=0.03).start()
-    llm = harness.start_llm(fail_share=0.15, slow_seconds=2.5)
-    try:
-        with harness.fresh_database() as url:
-            engine = make_engine(url)
-            cluster = harness.Cluster(
-                database_url=url,
-                redis_db=redis_db,
-                graph_url=graph.url,
-                llm_url=llm.base_url,
-                log_dir=tmp_path,
-            )
-            try:
-                cluster.start_web(processes=2)
-                doomed = cluster.start_worker(concurrency=1)
-                cluster.start_worker(concurrency=1)
-                scenario = harness.build_scenario(CONVERSATIONS, MESSAGES, seed=21)
-                result: dict[str, harness.LoadReport] = {}
-                sender = threading.Thread(
-                    target=lambda: result.update(
-                        load=harness.send_load(
-                            cluster.web_url or "", scenario, threads=16, burst_gap=(0.2, 1.0)
-                        )
-                    ),
-                    daemon=True,
+    with harness.running_stack(
+        redis_db=redis_db,
+        log_dir=tmp_path,
+        graph=harness.ScaleGraph(fail_share=0.06, drop_share=0.03),
+        llm=harness.start_llm(fail_share=0.15, slow_seconds=2.5),
+    ) as stack:
+        cluster, engine, graph = stack.cluster, stack.engine, stack.graph
+        cluster.start_web(processes=2)
+        doomed = cluster.start_worker(concurrency=1)
+        cluster.start_worker(concurrency=1)
+        scenario = harness.build_scenario(CONVERSATIONS, MESSAGES, seed=21)
+        result: dict[str, harness.LoadReport] = {}
+        sender = threading.Thread(
+            target=lambda: result.update(
+                load=harness.send_load(
+                    cluster.web_url or "", scenario, threads=16, burst_gap=(0.2, 1.0)
                 )
-                sender.start()
+            ),
+            daemon=True,
+        )
+        sender.start()
 
-                # 1. A pool process dies mid-task: its task goes back to the queue (acks late,
-                # rejected    on worker loss) and runs again without answering twice.
-                _wait_stored(engine, MESSAGES // 8)
-                for _attempt in range(20):
-                    children = doomed.descendants()
-                    if children:
-                        os.kill(children[0], signal.SIGKILL)
-                    time.sleep(1.0)
-                    if "WorkerLostError" in doomed.log():
-                        break
-                assert "WorkerLostError" in doomed.log(), (
-                    "the pool process was never killed mid-task"
-                )
+        # 1. A pool process dies mid-task: its task goes back to the queue (acks late,
+        # rejected    on worker loss) and runs again without answering twice.
+        _wait_stored(engine, MESSAGES // 8)
+        for _attempt in range(20):
+            children = doomed.descendants()
+            if children:
+                os.kill(children[0], signal.SIGKILL)
+            time.sleep(1.0)
+            if "WorkerLostError" in doomed.log():
+                break
+        assert "WorkerLostError" in doomed.log(), "the pool process was never killed mid-task"
 
-                # 2. PostgreSQL drops every connection (as in a restart or failover), twice.
-                _wait_stored(engine, MESSAGES // 3)
-                assert harness.terminate_backends(engine) > 0
-                time.sleep(1.5)
-                harness.terminate_backends(engine)
+        # 2. PostgreSQL drops every connection (as in a restart or failover), twice.
+        _wait_stored(engine, MESSAGES // 3)
+        assert harness.terminate_backends(engine) > 0
+        time.sleep(1.5)
+        harness.terminate_backends(engine)
 
-                # 3. Redis goes away for a few seconds and comes back empty.
-                _wait_stored(engine, MESSAGES // 2)
-                try:
-                    harness.stop_redis()
-                    time.sleep(4.0)
-                finally:
-                    harness.start_redis()
+        # 3. Redis goes away for a few seconds and comes back empty.
+        _wait_stored(engine, MESSAGES // 2)
+        try:
+            harness.stop_redis()
+            time.sleep(4.0)
+        finally:
+            harness.start_redis()
 
-                # 4. A whole worker machine vanishes; a new one starts.
-                _wait_stored(engine, (MESSAGES * 2) // 3)
-                doomed.kill()
-                cluster.start_worker(concurrency=1)
+        # 4. A whole worker machine vanishes; a new one starts.
+        _wait_stored(engine, (MESSAGES * 2) // 3)
+        doomed.kill()
+        cluster.start_worker(concurrency=1)
 
-                sender.join(timeout=600)
-                assert not sender.is_alive(), "the load never finished"
-                load = result["load"]
-                assert not load.errors, load.errors[:5]
-                harness.wait_caught_up(engine, MESSAGES, timeout=300)
-                outcome = harness.verify(engine, scenario, graph, model_replies=False)
-                assert not outcome.problems, outcome.problems[:20]
-                assert outcome.inbound == MESSAGES
+        sender.join(timeout=600)
+        assert not sender.is_alive(), "the load never finished"
+        load = result["load"]
+        assert not load.errors, load.errors[:5]
+        harness.wait_caught_up(engine, MESSAGES, timeout=300)
+        outcome = harness.verify(engine, scenario, graph, model_replies=False)
+        assert not outcome.problems, outcome.problems[:20]
+        assert outcome.inbound == MESSAGES
 
-                # The faults really happened and were survived.
-                logs = cluster.logs()
-                assert not harness.leaks(logs, scenario), harness.leaks(logs, scenario)
-                assert graph.fake.requests and len(graph.accepted()) < len(graph.fake.requests)
-                assert "the offline engine answers" in logs, "no model failure was ever met"
-                assert "could not publish conversation" in logs, "the broker outage was never felt"
-                assert "submitted again" in logs, "the sweeper never had to resubmit lost work"
-                # Replies cut off by the SIGKILLs are never re-sent blindly: at most the one send.
-                assert outcome.by_status.get("sent", 0) >= outcome.replies - 2
-            finally:
-                cluster.stop()
-                engine.dispose()
-    finally:
-        graph.stop()
-        llm.close()
+        # The faults really happened and were survived.
+        logs = cluster.logs()
+        assert not harness.leaks(logs, scenario), harness.leaks(logs, scenario)
+        assert graph.fake.requests and len(graph.accepted()) < len(graph.fake.requests)
+        assert "the offline engine answers" in logs, "no model failure was ever met"
+        assert "could not publish conversation" in logs, "the broker outage was never felt"
+        assert "submitted again" in logs, "the sweeper never had to resubmit lost work"
+        # Replies cut off by the SIGKILLs are never re-sent blindly: at most the one send.
+        assert outcome.by_status.get("sent", 0) >= outcome.replies - 2

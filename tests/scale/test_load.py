@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import text
 
 from copilot.memory import MEMORY_SCHEMA
-from store import make_engine
 from tests.scale import harness
 
 pytestmark = [pytest.mark.scale, pytest.mark.timeout(900)]
@@ -24,47 +23,26 @@ MESSAGES = 5000
 def test_thousands_of_messages_are_stored_once_answered_once_and_in_order(
     redis_db: int, tmp_path: Path
 ) -> None:
-    graph = harness.ScaleGraph().start()
-    llm = harness.start_llm()
-    try:
-        with harness.fresh_database() as url:
-            engine = make_engine(url)
-            cluster = harness.Cluster(
-                database_url=url,
-                redis_db=redis_db,
-                graph_url=graph.url,
-                llm_url=llm.base_url,
-                log_dir=tmp_path,
-            )
-            try:
-                cluster.start_web(processes=2)
-                cluster.start_worker(concurrency=1)
-                cluster.start_worker(concurrency=1)
-                scenario = harness.build_scenario(CONVERSATIONS, MESSAGES, seed=8)
-                load = harness.send_load(cluster.web_url or "", scenario, duplicate_share=0.1)
-                assert not load.errors, load.errors[:5]
-                assert load.duplicates >= 0.05 * load.deliveries, (
-                    "the scenario must redeliver webhooks"
-                )
-                harness.wait_caught_up(engine, MESSAGES, timeout=600)
-                outcome = harness.verify(engine, scenario, graph, model_replies=True)
-                assert not outcome.problems, outcome.problems[:20]
-                assert outcome.inbound == MESSAGES
-                # Bursts were coalesced (fewer replies than messages) yet every conversation was
-                # answered.
-                assert CONVERSATIONS <= outcome.replies < MESSAGES
-                assert outcome.by_status == {"sent": outcome.replies}
-                assert len(graph.accepted()) == outcome.replies
-                with engine.connect() as conn:  # the copilot's memory lives in PostgreSQL too
-                    assert conn.execute(
-                        text(f"SELECT to_regclass('{MEMORY_SCHEMA}.checkpoints')")
-                    ).scalar()
-                logs = cluster.logs()
-                assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000 :][:6000]
-                assert not harness.leaks(logs, scenario), harness.leaks(logs, scenario)
-            finally:
-                cluster.stop()
-                engine.dispose()
-    finally:
-        graph.stop()
-        llm.close()
+    with harness.running_stack(redis_db=redis_db, log_dir=tmp_path) as stack:
+        cluster, engine, graph = stack.cluster, stack.engine, stack.graph
+        cluster.start_web(processes=2)
+        cluster.start_worker(concurrency=1)
+        cluster.start_worker(concurrency=1)
+        scenario = harness.build_scenario(CONVERSATIONS, MESSAGES, seed=8)
+        load = harness.send_load(cluster.web_url or "", scenario, duplicate_share=0.1)
+        assert not load.errors, load.errors[:5]
+        assert load.duplicates >= 0.05 * load.deliveries, "the scenario must redeliver webhooks"
+        harness.wait_caught_up(engine, MESSAGES, timeout=600)
+        outcome = harness.verify(engine, scenario, graph, model_replies=True)
+        assert not outcome.problems, outcome.problems[:20]
+        assert outcome.inbound == MESSAGES
+        # Bursts were coalesced (fewer replies than messages) yet every conversation was
+        # answered.
+        assert CONVERSATIONS <= outcome.replies < MESSAGES
+        assert outcome.by_status == {"sent": outcome.replies}
+        assert len(graph.accepted()) == outcome.replies
+        with engine.connect() as conn:  # the copilot's memory lives in PostgreSQL too
+            assert conn.execute(text(f"SELECT to_regclass('{MEMORY_SCHEMA}.checkpoints')")).scalar()
+        logs = cluster.logs()
+        assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000 :][:6000]
+        assert not harness.leaks(logs, scenario), harness.leaks(logs, scenario)
