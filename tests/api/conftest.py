@@ -250,3 +250,18 @@ def app(
 @pytest.fixture
 def world(app: Flask, session_factory: sessionmaker[Session], clock: Clock) -> World:
     return World(app, session_factory, clock)
+
+
+@pytest.fixture
+def team(world):  # type: ignore[no-untyped-def]
+    admin_id, admin = world.agent("Ada", role="admin")
+    sarah_id, sarah = world.agent("Sarah")
+    mike_id, mike = world.agent("Mike")
+    return {
+        "admin": admin,
+        "sarah": sarah,
+        "mike": mike,
+        "sarah_id": sarah_id,
+        "mike_id": mike_id,
+        "admin_id": admin_id,
+    }

@@ -6,25 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from store.models import AuditEvent, Identity, Lead, Message, Note, Notification, ScoreEvent
-
-
-@pytest.fixture
-def team(world):  # type: ignore[no-untyped-def]
-    admin_id, admin = world.agent("Ada", role="admin")
-    sarah_id, sarah = world.agent("Sarah")
-    mike_id, mike = world.agent("Mike")
-    return {
-        "admin": admin,
-        "sarah": sarah,
-        "mike": mike,
-        "sarah_id": sarah_id,
-        "mike_id": mike_id,
-        "admin_id": admin_id,
-    }
 
 
 def test_detail_has_profile_identities_conversations_notes_scores_and_audit(world, team):  # type: ignore[no-untyped-def]

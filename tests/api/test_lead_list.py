@@ -16,21 +16,6 @@ def ids(response) -> list[int]:  # type: ignore[no-untyped-def]
     return [lead["id"] for lead in response.get_json()["leads"]]
 
 
-@pytest.fixture
-def team(world):  # type: ignore[no-untyped-def]
-    admin_id, admin = world.agent("Ada", role="admin")
-    sarah_id, sarah = world.agent("Sarah")
-    mike_id, mike = world.agent("Mike")
-    return {
-        "admin": admin,
-        "sarah": sarah,
-        "mike": mike,
-        "sarah_id": sarah_id,
-        "mike_id": mike_id,
-        "admin_id": admin_id,
-    }
-
-
 def test_a_token_is_required(world):  # type: ignore[no-untyped-def]
     response = world.anonymous().get("/api/leads")
     assert response.status_code == 401

@@ -39,6 +39,15 @@ def _category(value: Any) -> Any:
     return value
 
 
+def _comma_list(value: Any) -> Any:
+    """Query parameters given as "a,b" or repeated become one list of trimmed parts."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return [part.strip() for v in value for part in v.split(",") if part.strip()]
+    return value
+
+
 def _archived(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -94,22 +103,14 @@ class LeadFilters(Strict):
 
     _archived = field_validator("archived", mode="before")(_archived)
 
-    @field_validator("status", mode="before")
-    @classmethod
-    def _split_status(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [part.strip() for v in value for part in v.split(",") if part.strip()]
-        return value
+    _split_status = field_validator("status", mode="before")(_comma_list)
 
     @field_validator("channel", mode="before")
     @classmethod
     def _split_channel(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
+        value = _comma_list(value)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [part.strip().lower() for v in value for part in v.split(",") if part.strip()]
+            return [v.lower() for v in value]
         return value
 
 
@@ -129,14 +130,7 @@ class ExportParams(LeadFilters):
         description="Only these lead ids (comma separated or repeated).",
     )
 
-    @field_validator("ids", mode="before")
-    @classmethod
-    def _split_ids(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return [part.strip() for v in value for part in v.split(",") if part.strip()]
-        return value
+    _split_ids = field_validator("ids", mode="before")(_comma_list)
 
 
 # ---- request bodies -----------------------------------------------------------------------
