@@ -65,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="prompts directory (default: LEADDESK_PROMPTS_DIR)",
     )
+    chat.add_argument(
+        "--now",
+        metavar="ISO",
+        type=_iso_time,
+        default=None,
+        help="the time of the conversation's first message (ISO-8601, UTC when no offset "
+        "is given; default: the current time), each message after it 30 s later",
+    )
     chat.set_defaults(func=run_chat)
 
     replay = subparsers.add_parser(
@@ -99,6 +107,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="prompts directory (default: LEADDESK_PROMPTS_DIR)",
     )
+    replay.add_argument(
+        "--now",
+        metavar="ISO",
+        type=_iso_time,
+        default=None,
+        help="the time of the first message without its own `at` (ISO-8601, UTC when no offset "
+        "is given; default: the current time); later ones follow 30 s apart",
+    )
     replay.set_defaults(func=run_replay)
 
 
@@ -107,21 +123,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 class ReplayClock:
-    """Time as the recorded messages tell it: each line's `at`, else a little after the last."""
+    """Time as the recorded messages tell it: each line's `at`, else 30 s after the last one.
 
-    def __init__(self) -> None:
-        self.current: Optional[datetime] = None
+    Before the first line with a time it reads `start` (``--now``), or the current time when none
+    was given.
+    """
+
+    def __init__(self, start: Optional[datetime] = None) -> None:
+        self.current = start
+        self._played = False
 
     def advance(self, at: Optional[datetime]) -> None:
         if at is not None:
             self.current = at
-        elif self.current is not None:
+        elif self.current is not None and self._played:
             self.current = self.current + timedelta(seconds=30)
+        self._played = True
 
     def __call__(self) -> datetime:
         from store.models import utcnow
 
         return self.current or utcnow()
+
+
+def _iso_time(value: str) -> datetime:
+    """An ISO-8601 time for --now; UTC when it names no offset."""
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO-8601 time (e.g. 2026-03-03T15:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass
@@ -283,7 +316,7 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
-    clock = ReplayClock()
+    clock = ReplayClock(args.now)
     setup = _setup(
         settings,
         database=args.database,
@@ -422,7 +455,7 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
     from store.leads import find_identity, get_lead
     from store.messages import Inbound
 
-    clock = ReplayClock()
+    clock = ReplayClock(args.now)
     setup = _setup(
         settings,
         database=args.database,
@@ -454,6 +487,7 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
                 break
             if not text.strip():
                 continue
+            clock.advance(None)
             replies = setup.service.handle(
                 Inbound(
                     channel=args.channel,

@@ -183,11 +183,36 @@ def test_replay_uses_the_model_when_a_key_is_set(tmp_path, capsys, monkeypatch, 
         tmp_path,
         {"channel": "whatsapp", "sender": "15125550199", "text": "How much is the Home package?"},
     )
-    assert main(["replay", str(path), "--json"]) == 0
+    # Tuesday 09:00 in the demo business's time zone: open, so the model's reply stands alone.
+    assert main(["replay", str(path), "--json", "--now", "2026-03-03T15:00:00Z"]) == 0
     captured = capsys.readouterr()
     assert f"engine: LLM (gpt-4o-mini at {fake_openai.base_url})" in captured.err
     assert json.loads(captured.out)["replies"][0]["text"] == answer()["reply"]
     assert fake_openai.calls == 1
+
+
+def test_replay_now_pins_the_clock_for_lines_without_a_time(tmp_path, capsys):
+    path = _write(
+        tmp_path,
+        {"channel": "whatsapp", "sender": "15125550199", "text": "Please call me, I want to buy"},
+        {"channel": "whatsapp", "sender": "15125550199", "text": "My address is 1 Main St"},
+    )
+    # Saturday 14:00 in Chicago, after the Saturday hours: the hand-over names Monday's opening.
+    assert main(["replay", str(path), "--json", "--now", "2026-03-07T20:00:00Z"]) == 0
+    first = json.loads(capsys.readouterr().out)["replies"][0]["text"]
+    assert "Our team is offline right now" in first and "Monday at 08:00" in first
+    # Tuesday 10:00 in Chicago: open, no out-of-hours note.
+    assert main(["replay", str(path), "--json", "--now", "2026-03-03T16:00:00"]) == 0
+    replies = json.loads(capsys.readouterr().out)["replies"]
+    assert replies and not any("offline right now" in reply["text"] for reply in replies)
+
+
+def test_replay_rejects_a_bad_now(tmp_path, capsys):
+    path = _write(tmp_path, {"channel": "web", "sender": "v", "text": "hi"})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", str(path), "--now", "yesterday"])
+    assert exit_info.value.code == 2
+    assert "'yesterday' is not an ISO-8601 time" in capsys.readouterr().err
 
 
 def test_chat_answers_and_explains_the_score_when_verbose(monkeypatch, capsys):
