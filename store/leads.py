@@ -27,6 +27,7 @@ from store.models import (
     Conversation,
     Identity,
     Lead,
+    Message,
     Note,
     Notification,
     ScoreEvent,
@@ -516,6 +517,34 @@ def _merge_contacts(session: Session, survivor: Lead, absorbed: Lead) -> None:
         twin.trust = rules.stronger(twin.trust, detail.trust)
         session.execute(delete(ContactDetail).where(ContactDetail.id == detail.id))
     session.flush()
+
+
+def join_conversations(alias: Identity, root_id: int, *, session: Session) -> int:
+    """`alias` and the identity `root_id` are one person on one channel (the channel says so, as
+    WhatsApp does with a BSUID beside the phone): their conversations become one, the older.
+    Returns the root identity of the joined conversation."""
+    other_root = alias.alias_of_id or alias.id
+    if other_root == root_id:
+        return root_id
+    keep_root, drop_root = sorted((other_root, root_id))
+    keep = session.scalars(select(Conversation).where(Conversation.identity_id == keep_root)).first()
+    drop = session.scalars(select(Conversation).where(Conversation.identity_id == drop_root)).first()
+    if drop is not None and keep is not None:
+        session.execute(update(Message).where(Message.conversation_id == drop.id)
+                        .values(conversation_id=keep.id))
+        if drop.last_inbound_at and (keep.last_inbound_at is None
+                                     or drop.last_inbound_at > keep.last_inbound_at):
+            keep.last_inbound_at = drop.last_inbound_at
+        keep.summary = keep.summary or drop.summary
+        session.flush()
+        session.delete(drop)
+        session.flush()
+    elif drop is not None:
+        drop.identity_id = keep_root
+    session.execute(update(Identity).where((Identity.id == drop_root) | (Identity.alias_of_id == drop_root))
+                    .values(alias_of_id=keep_root))
+    session.flush()
+    return keep_root
 
 
 def get_conversation(lead: Lead, channel: str, *, session: Session,
