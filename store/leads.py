@@ -324,14 +324,14 @@ def _claim(session: Session, lead: Lead, field: str, value: str, actor: str, *, 
            source: str, identity_id: Optional[int] = None, merge: bool = False,
            reason: Optional[str] = None, agent_id: Optional[int] = None) -> Optional[Lead]:
     """Give `lead` this phone/email. When another lead has it: merge with it on verified evidence
-    (or `merge`, an agent's or import's deliberate act) if `store.identity` allows, else suggest a
-    merge. None means retry."""
+    if `store.identity` allows (or always with `merge`, an import's deliberate act, whose merge
+    tells the other owner), else suggest a merge. None means retry."""
     key = rules.contact_key(field, value)
     owner = _holder(session, field, value)
     if owner is not None and owner.id != lead.id:
         owner = get_lead(owner.id, session=session)
     if owner is not None and owner.id != lead.id:
-        if (trust == VERIFIED or merge) and rules.may_merge_automatically(lead, owner):
+        if merge or (trust == VERIFIED and rules.may_merge_automatically(lead, owner)):
             lead = merge_leads(lead, owner, session=session,
                                actor="merge" if not merge else actor, agent_id=agent_id,
                                reason=reason)

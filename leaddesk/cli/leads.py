@@ -577,6 +577,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
                 custom_fields=[*fields, *args.custom_fields],
                 statuses=statuses,
                 progress=bar,
+                file_name=path.name,
             )
     except CsvImportError as exc:
         if bar is not None:
