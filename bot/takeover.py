@@ -78,8 +78,16 @@ def pause_bot(
 
 
 def resume_bot(lead: Lead, *, session: Session, actor: str, agent_id: Optional[int] = None) -> bool:
-    """Let the bot talk again; its next message tells the customer they talk to an assistant."""
-    was_quiet = bool(lead.ai_stopped) or lead.ai_paused_until is not None
+    """Let the bot talk again, in every conversation of the lead (a stop or pause said in one of
+    them included); its next message tells the customer they talk to an assistant."""
+    rooms = list(session.scalars(select(Conversation).where(
+        Conversation.lead_id == lead.id,
+        (Conversation.ai_stopped.is_(True)) | (Conversation.ai_paused_until.is_not(None)),
+    )))
+    for room in rooms:
+        room.ai_stopped = False
+        room.ai_paused_until = None
+    was_quiet = bool(lead.ai_stopped) or lead.ai_paused_until is not None or bool(rooms)
     changes: dict[str, object] = {
         "ai_stopped": False,
         "ai_paused_until": None,

@@ -166,6 +166,13 @@ def may_merge_automatically(a: Lead, b: Lead) -> bool:
     return not different_owners(a, b)
 
 
+def merges_on_match(lead: Lead, other: Lead, *, trust: str, deliberate: bool = False) -> bool:
+    """Whether `lead` coming with a detail `other` already has is merged into `other` (else a merge
+    is suggested): on verified evidence when the owners allow it, or always for an import's
+    deliberate act (whose merge then tells the other owner)."""
+    return deliberate or (trust == VERIFIED and may_merge_automatically(lead, other))
+
+
 def suggest_merge(
     lead: Lead, other: Lead, kind: str, *, session: Session, source: str, claimed: bool = True
 ) -> Optional[MergeSuggestion]:

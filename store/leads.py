@@ -331,7 +331,7 @@ def _claim(session: Session, lead: Lead, field: str, value: str, actor: str, *, 
     if owner is not None and owner.id != lead.id:
         owner = get_lead(owner.id, session=session)
     if owner is not None and owner.id != lead.id:
-        if merge or (trust == VERIFIED and rules.may_merge_automatically(lead, owner)):
+        if rules.merges_on_match(lead, owner, trust=trust, deliberate=merge):
             lead = merge_leads(lead, owner, session=session,
                                actor="merge" if not merge else actor, agent_id=agent_id,
                                reason=reason)

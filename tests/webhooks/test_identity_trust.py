@@ -228,6 +228,9 @@ def test_a_stranger_claiming_a_customers_email_and_phone_never_steps_into_their_
     before = len(desk.outbound("whatsapp"))
     desk.whatsapp(VICTIM_WA, "Thanks! Do you also install on weekends?")
     assert len(desk.outbound("whatsapp")) > before
+    # An agent who resumes the bot resumes it in every room of the lead.
+    resumed = desk.client.post(f"/api/leads/{victim.id}/bot/resume", headers=agent).get_json()
+    assert not any(c["ai_stopped"] for c in resumed["conversations"])
 
 
 def test_with_a_model_the_prompt_for_a_stranger_never_holds_the_customers_messages(
