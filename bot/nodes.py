@@ -51,12 +51,13 @@ from bot.state import BotContext, BotState
 from bot.statuses import Decision, decide, may_move, offline_status, plan_for, statuses_for_prompt
 from bot.takeover import human_took_over, is_ai_paused
 from bot.text import clip, guess_language
+from store import identity as rules
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
-from store.leads import get_conversation, get_lead, resolve, update_lead
-from store.messages import Inbound, pending_messages, recent_messages, record_outbound
+from store.leads import get_lead, resolve, update_lead
+from store.messages import Inbound, conversation_messages, pending_messages, record_outbound
 from store.messages import ingest as store_ingest
-from store.models import Agent, Conversation, Lead, Message
+from store.models import CLAIMED, Agent, ContactDetail, Conversation, Identity, Lead, Message
 from store.work import assign_lead, next_available_agent, notify, record_score
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,9 @@ def _lead_snapshot(lead: Lead) -> dict[str, Any]:
     }
 
 
-def _window(lead_id: int, session: Session, size: int) -> list[dict[str, Any]]:
+def _window(conversation_id: int, session: Session, size: int) -> list[dict[str, Any]]:
+    """The conversation's own recent messages: never another conversation's, whatever the lead is
+    merged from."""
     return [
         {
             "id": m.id,
@@ -134,22 +137,73 @@ def _window(lead_id: int, session: Session, size: int) -> list[dict[str, Any]]:
             "channel": m.channel,
             "sent_at": m.sent_at.isoformat() if m.sent_at else None,
         }
-        for m in recent_messages(lead_id, session=session, limit=size)
+        for m in conversation_messages(conversation_id, session=session, limit=size)
     ]
 
 
-def _has_spoken(lead_id: int, session: Session) -> bool:
-    """Whether the business (bot or human) ever wrote to this lead: the greeting comes only once."""
-    conversations = select(Conversation.id).where(Conversation.lead_id == lead_id)
+def _has_spoken(conversation_id: int, session: Session) -> bool:
+    """Whether the business (bot or human) ever wrote in this conversation: one greeting per room."""
     return bool(
         session.scalar(
             select(
                 exists().where(
-                    Message.conversation_id.in_(conversations), Message.direction == "out"
+                    Message.conversation_id == conversation_id, Message.direction == "out"
                 )
             )
         )
     )
+
+
+def _room_snapshot(lead: Lead, conversation: Conversation, session: Session) -> dict[str, Any]:
+    """The lead as one of several conversations may see it: only the facts this conversation
+    supplied (its identity's name, the phone and email said in it), never another room's."""
+    snapshot = _lead_snapshot(lead)
+    root = conversation.identity_id
+    identities = list(
+        session.scalars(
+            select(Identity).where((Identity.id == root) | (Identity.alias_of_id == root))
+        )
+    ) if root is not None else []
+    ids = [i.id for i in identities]
+    said = {
+        (c.kind): c.value
+        for c in session.scalars(
+            select(ContactDetail)
+            .where(ContactDetail.lead_id == lead.id, ContactDetail.identity_id.in_(ids))
+            .order_by(ContactDetail.id)
+        )
+    } if ids else {}
+    name = next((i.display_name for i in identities if i.display_name), None)
+    snapshot.update(
+        name=name,
+        phone=said.get("phone"),
+        email=said.get("email"),
+        interests=[],
+        objections=[],
+        summary=conversation.summary,
+    )
+    return snapshot
+
+
+def _room(conversation: Conversation, session: Session, deps: Deps, now: datetime) -> dict[str, Any]:
+    """What a turn in this conversation may know and do."""
+    lead = get_lead(conversation.lead_id, session=session)
+    alone = rules.only_conversation(conversation, session=session)
+    snapshot = _lead_snapshot(lead) if alone else _room_snapshot(lead, conversation, session)
+    room_paused = bool(conversation.ai_stopped) or (
+        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
+    )
+    return {
+        "lead_id": lead.id,
+        "lead": snapshot,
+        "window": _window(conversation.id, session, deps.window_size),
+        "greeted": _has_spoken(conversation.id, session),
+        "room": {
+            "alone": alone,
+            "speaks_for_lead": rules.speaks_for_lead(conversation, session=session),
+            "paused": room_paused,
+        },
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,13 +261,11 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
         pending = pending_messages(conversation.id, session=session)
         if not pending:
             return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
+        room = _room(conversation, session, deps, now)
         lead = get_lead(conversation.lead_id, session=session)
-        snapshot = _lead_snapshot(lead)
-        window = _window(lead.id, session, deps.window_size)
-        spoken = _has_spoken(lead.id, session)
         burst = pending[-deps.max_burst :]
         result: dict[str, Any] = {
-            "lead_id": lead.id,
+            **room,
             "channel": conversation.channel,
             "external_id": pending[-1].external_id,
             "pending_ids": [m.id for m in pending],
@@ -225,15 +277,12 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
                 }
                 for m in burst
             ],
-            "window": window,
             "summary": conversation.summary,
-            "lead": snapshot,
-            "greeted": spoken,
         }
         paused_until = lead.ai_paused_until
         resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
         result["ai"] = {
-            "paused": is_ai_paused(lead, now),
+            "paused": is_ai_paused(lead, now) or room["room"]["paused"],
             "resuming": resuming,
             "stopped": lead.ai_stopped,
             "notice_due": bool(lead.ai_resume_notice_due or resuming),
@@ -296,30 +345,36 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
     contacts = state["contacts"]
     channel, external_id = state["channel"], state["external_id"]
     assert external_id is not None
+    # What a customer types is only claimed: it never merges them into another lead by itself
+    # (`store.identity` records a merge suggestion for an agent instead).
     with deps.session_factory.begin() as session:
         lead = resolve(
-            channel, external_id, name=contacts.get("name"), session=session, region=deps.region
+            channel, external_id, name=contacts.get("name"), session=session, region=deps.region,
+            trust=CLAIMED,
         )
         for phone in contacts.get("new_phones") or []:
             try:
                 lead = resolve(
-                    channel, external_id, phone=phone, session=session, region=deps.region
+                    channel, external_id, phone=phone, session=session, region=deps.region,
+                    trust=CLAIMED,
                 )
             except InvalidContact:
                 continue
         for email in contacts.get("new_emails") or []:
             try:
                 lead = resolve(
-                    channel, external_id, email=email, session=session, region=deps.region
+                    channel, external_id, email=email, session=session, region=deps.region,
+                    trust=CLAIMED,
                 )
             except InvalidContact:
                 continue
-        snapshot = _lead_snapshot(lead)
-        window = _window(lead.id, session, deps.window_size)
-        spoken = _has_spoken(lead.id, session)
-    if lead.id != state["lead_id"]:
+        conversation = session.get(Conversation, state["conversation_id"])
+        assert conversation is not None
+        room = _room(conversation, session, deps, _now(state))
+    if room["lead_id"] != state["lead_id"]:
         log.info("lead %s continues as lead %s after a contact match", state["lead_id"], lead.id)
-    return {"lead_id": lead.id, "lead": snapshot, "window": window, "greeted": spoken}
+    room.pop("room", None)
+    return room
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,6 +511,20 @@ def decide_status(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
     else:
         proposed, source = by_rules, "rules"
     decision = decide(config, lead["status"], proposed, source=source, locked=lead["locked"])
+    room = state.get("room") or {}
+    target = config.status(decision.status)
+    if decision.changed and target is not None and target.terminal and not room.get(
+        "speaks_for_lead", True
+    ):
+        # Someone on an identity nobody vouches for cannot end a lead that has other rooms; their
+        # "stop" still quiets this conversation.
+        return {
+            "decision": Decision(
+                decision.previous, decision.previous, False, "kept",
+                "a conversation on a claimed identity cannot end the lead",
+            ).as_dict(),
+            "room_quiet": {"behaviour": target.ai_behaviour, "minutes": target.pause_minutes},
+        }
     return {"decision": decision.as_dict()}
 
 
@@ -468,6 +537,10 @@ def act(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[st
     """Decide what the status change triggers (its action and AI behaviour); `save` applies it."""
     config = _config(runtime, deps)
     plan = plan_for(config, Decision(**state["decision"]))
+    quiet = state.get("room_quiet") or {}
+    if quiet.get("behaviour") in ("pause", "stop"):
+        return {"plan": {"action": "none", "ai_behaviour": quiet["behaviour"],
+                         "pause_minutes": quiet.get("minutes"), "transition": quiet["behaviour"]}}
     return {"plan": plan.as_dict()}
 
 
@@ -624,8 +697,13 @@ def _apply_turn(
             session=session,
             actor="bot",
         )
-    # Checked on the row itself: a human who replied during the model call silences this reply.
-    quiet = is_ai_paused(lead, now)
+    conversation = session.get(Conversation, state["conversation_id"])
+    assert conversation is not None
+    alone = rules.only_conversation(conversation, session=session)
+    # Checked on the rows themselves: a human who replied during the model call silences this reply.
+    quiet = is_ai_paused(lead, now) or bool(conversation.ai_stopped) or (
+        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
+    )
 
     if not lead.locked:
         record_score(
@@ -666,15 +744,25 @@ def _apply_turn(
         changes["phone_declined"] = True
     update_lead(lead, changes, session=session, actor="bot")
 
-    conversation = session.get(Conversation, state["conversation_id"])
-    if conversation is None or conversation.lead_id != lead.id:
-        conversation = get_conversation(lead, state["channel"], session=session)
-    conversation.summary = summary[:2000]
+    if alone:
+        conversation.summary = summary[:2000]
+    else:
+        # The room's own summary names only what this conversation said.
+        room = state["lead"]
+        conversation.summary = ((model_turn or {}).get("summary") or summarize(
+            assessment, name=room.get("name"), has_phone=bool(room.get("phone")),
+            status=final_status,
+        ))[:2000]
 
     if status_changed:
         plan = plan_for(config, decision)
         _run_action(plan.action, lead, final_status, config, session, now)
-        _apply_ai_behaviour(plan.ai_behaviour, plan.pause_minutes, lead, final_status, session, now)
+        _apply_ai_behaviour(plan.ai_behaviour, plan.pause_minutes, lead, final_status, session, now,
+                            conversation=None if alone else conversation)
+    room_quiet = state.get("room_quiet") or {}
+    if room_quiet.get("behaviour") in ("pause", "stop"):
+        _apply_ai_behaviour(room_quiet["behaviour"], room_quiet.get("minutes"), lead, final_status,
+                            session, now, conversation=conversation)
 
     replies: list[dict[str, Any]] = []
     reply = state.get("reply")
@@ -787,10 +875,28 @@ def _run_action(
 
 
 def _apply_ai_behaviour(
-    behaviour: str, minutes: Optional[int], lead: Lead, status: str, session: Session, now: datetime
+    behaviour: str,
+    minutes: Optional[int],
+    lead: Lead,
+    status: str,
+    session: Session,
+    now: datetime,
+    *,
+    conversation: Optional[Conversation] = None,
 ) -> None:
+    """Pause or stop the bot: for the lead, or (given `conversation`, one of several rooms) for that
+    conversation only."""
     from datetime import timedelta
 
+    if conversation is not None:
+        if behaviour == "pause" and minutes:
+            until = now + timedelta(minutes=minutes)
+            if conversation.ai_paused_until is None or conversation.ai_paused_until < until:
+                conversation.ai_paused_until = until
+        elif behaviour == "stop":
+            conversation.ai_stopped = True
+        log.info("conversation %s: the bot is %sd here only", conversation.id, behaviour)
+        return
     if behaviour == "pause" and minutes:
         until = now + timedelta(minutes=minutes)
         if not lead.ai_stopped and (lead.ai_paused_until is None or lead.ai_paused_until < until):

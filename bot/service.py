@@ -107,8 +107,10 @@ class BotService:
         *,
         agent_id: Optional[int],
         idempotency_key: Optional[str] = None,
+        conversation_id: Optional[int] = None,
     ) -> Reply:
-        """Send a human agent's message to the lead (pauses the bot for the takeover window)."""
+        """Send a human agent's message to the lead, in `conversation_id` or the latest conversation
+        on a verified identity (pauses the bot for the takeover window)."""
         return send_agent_reply(
             lead_id,
             text,
@@ -118,6 +120,7 @@ class BotService:
             now=self.clock(),
             minutes=self.takeover_minutes,
             idempotency_key=idempotency_key,
+            conversation_id=conversation_id,
         )
 
     def _run(self, graph_input: dict[str, Any]) -> list[Reply]:

@@ -34,6 +34,10 @@ class BotState(TypedDict, total=False):
     summary: Optional[str]  # the conversation's rolling summary
     lead: dict[str, Any]  # a snapshot of the lead's fields the bot reads
     ai: dict[str, Any]  # {"paused", "resuming", "notice_due", "reason"}
+    # {"alone", "speaks_for_lead", "paused"}: whether this conversation is the lead's only room,
+    # whether it may end the lead (verified, or alone) and whether the bot is quiet in it
+    room: dict[str, Any]
+    room_quiet: Optional[dict[str, Any]]  # a stop/pause said in a room that cannot end the lead
     # extract_contacts / merge
     contacts: dict[str, Any]  # {"phones", "emails", "name", "phone_declined"}
     # score_intent

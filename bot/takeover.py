@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox import Outbox, Reply
+from store import identity as rules
 from store.leads import get_lead, update_lead
 from store.messages import record_outbound
 from store.models import Conversation, Lead, Message
@@ -77,8 +78,16 @@ def pause_bot(
 
 
 def resume_bot(lead: Lead, *, session: Session, actor: str, agent_id: Optional[int] = None) -> bool:
-    """Let the bot talk again; its next message tells the customer they talk to an assistant."""
-    was_quiet = bool(lead.ai_stopped) or lead.ai_paused_until is not None
+    """Let the bot talk again, in every conversation of the lead (a stop or pause said in one of
+    them included); its next message tells the customer they talk to an assistant."""
+    rooms = list(session.scalars(select(Conversation).where(
+        Conversation.lead_id == lead.id,
+        (Conversation.ai_stopped.is_(True)) | (Conversation.ai_paused_until.is_not(None)),
+    )))
+    for room in rooms:
+        room.ai_stopped = False
+        room.ai_paused_until = None
+    was_quiet = bool(lead.ai_stopped) or lead.ai_paused_until is not None or bool(rooms)
     changes: dict[str, object] = {
         "ai_stopped": False,
         "ai_paused_until": None,
@@ -108,7 +117,8 @@ def latest_conversation(lead: Lead, *, session: Session) -> Optional[Conversatio
 
 
 def recipient_of(conversation: Conversation, *, session: Session) -> Optional[str]:
-    """The customer's id on the conversation's channel (who a reply goes to)."""
+    """The customer's id on the conversation's channel (who a reply goes to): the last sender in
+    this conversation, else the identity it is with."""
     external_id = session.scalars(
         select(Message.external_id)
         .where(
@@ -121,6 +131,8 @@ def recipient_of(conversation: Conversation, *, session: Session) -> Optional[st
     ).first()
     if external_id:
         return external_id
+    if conversation.identity is not None:
+        return conversation.identity.external_id
     lead = session.get(Lead, conversation.lead_id)
     if lead is None:
         return None
@@ -140,15 +152,19 @@ def send_agent_reply(
     now: datetime,
     minutes: int,
     idempotency_key: Optional[str] = None,
+    conversation_id: Optional[int] = None,
 ) -> Reply:
-    """Record an agent's message on the lead's most recently active conversation, pause the bot for
-    the takeover window, commit, then hand the message to the outbox."""
+    """Record an agent's message in one conversation of the lead (`conversation_id`, or the latest
+    on a verified identity: `store.identity.reply_conversation`), pause the bot for the takeover
+    window, commit, then hand the message to the outbox."""
     text = (text or "").strip()
     if not text:
         raise ValueError("the message is empty")
     with session_factory.begin() as session:
         lead = get_lead(lead_id, session=session)
-        conversation = latest_conversation(lead, session=session)
+        conversation = rules.reply_conversation(
+            lead, session=session, conversation_id=conversation_id
+        )
         if conversation is None:
             raise NoConversation(f"lead {lead.id} has no conversation to reply to")
         recipient = recipient_of(conversation, session=session)

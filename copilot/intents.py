@@ -15,7 +15,7 @@ HELP = """I'm your Leaddesk copilot. Ask me in plain words, by lead id, phone, e
 • "qualify lead 42" (BANT) · /qualify 42 · "is lead 42 hot?"
 • "draft an intro email for 42" · /email 42
 • Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine · "leads on whatsapp" · "score 50-80" · "status Interested leads" · "more"
-• Changes: /note 42 text · "set 42 to Converted" · /assign 42 Mike · "move all of Sarah's leads to Mike" · /archive 42
+• Changes: /note 42 text · "set 42 to Converted" · /assign 42 Mike · "move all of Sarah's leads to Mike" · /archive 42 · "merge 31 into 7"
 • Customers: "reply to 42: text" · /takeover 42 · "resume the bot for 42"
 • Paste a business card or email signature (or /card …) to create or merge a lead
 • /inbox shows your unread notifications"""
@@ -106,8 +106,8 @@ def route(
     if "\n" in raw.strip() and _has_contact(raw) and not re.match(r"^(?:reply|note|tell|send|add)\b", lower):
         return ToolCall("fill_contact_card", {"text": raw.strip()})
 
-    for matcher in (_reply, _note, _bulk, _assign, _status, _archive, _resume, _takeover, _email, _qualify, _hot,
-                    _summary, _find):
+    for matcher in (_reply, _note, _merge, _bulk, _assign, _status, _archive, _resume, _takeover, _email, _qualify,
+                    _hot, _summary, _find):
         intent = matcher(clean, lower, focus_lead_id, statuses)
         if intent is not None:
             return intent
@@ -151,6 +151,8 @@ def _slash(raw: str, clean: str, focus: int | None, last_list: dict[str, Any] | 
         return ToolCall("find_leads", {"query": one_line}) if one_line else Reply("Find what? /find Dana")
     if command in ("archive",):
         return _need_lead("archive_lead", one_line, focus)
+    if command == "merge":
+        return _merge(f"merge {one_line}", "", focus, statuses) or Reply("Usage: /merge 31 into 7")
     if command in ("resume", "resumebot"):
         return _need_lead("resume_bot", one_line, focus)
     if command in ("takeover", "take"):
@@ -299,6 +301,17 @@ def _note(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) ->
     if category == "General":
         category, text = _category(text)
     return _need_lead("add_note", match.group("ref"), focus, text=text, category=category)
+
+
+def _merge(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    match = re.match(rf"^merge\s+{_LEAD}(?P<src>.+?)\s+(?:into|with)\s+{_LEAD}(?P<dst>.+)$",
+                     clean.rstrip("?.! "), re.IGNORECASE)
+    if match is None:
+        return None
+    src, dst = _ref(match.group("src"), focus), _ref(match.group("dst"), focus)
+    if src is None or dst is None:
+        return Reply("Which leads? Say e.g. \"merge 31 into 7\".")
+    return ToolCall("merge_leads", {"lead": src, "into": dst})
 
 
 def _bulk(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:

@@ -21,6 +21,12 @@ class LeadArgs(_Args):
     lead: str = Field(description=LEAD_REF, min_length=1, max_length=200)
 
 
+class MergeArgs(_Args):
+    lead: str = Field(description="The lead merged away: " + LEAD_REF, min_length=1, max_length=200)
+    into: str = Field(description="The lead that stays (keeps its owner): " + LEAD_REF,
+                      min_length=1, max_length=200)
+
+
 class FindLeadsArgs(_Args):
     query: str = Field(description="Id, phone (any format), email, name or company to look for.",
                        min_length=1, max_length=200)

@@ -54,12 +54,14 @@ from copilot.schemas import (
     FindLeadsArgs,
     LeadArgs,
     ListLeadsArgs,
+    MergeArgs,
     NoArgs,
     NoteArgs,
     ReassignArgs,
     ReplyArgs,
     StatusArgs,
 )
+from store import identity as identity_rules
 from store.agents import AgentError
 from store.contacts import InvalidContact
 from store.copilot_queries import (
@@ -447,6 +449,31 @@ class CopilotTools:
                        {"lead_ids": [lead_id]}, apply=apply,
                        declined=(f"Okay, #{lead_id} stays.", {"focus_lead_id": lead_id}))
 
+    def merge_leads(self, agent: Agent, session: Session, lead: str, into: str) -> Confirm:
+        """Merge one lead into another after a yes, with the rules of `store.identity`."""
+        other, target = self._lead(lead, agent, session), self._lead(into, agent, session)
+        try:
+            identity_rules.check_merge(agent, target, other, session=session)
+        except identity_rules.NotAllowed as exc:
+            raise CopilotError(f"I can't merge them: {exc}.") from None
+        hint = next((s.reason for s in identity_rules.open_suggestions(target, session=session)
+                     if s.other_lead_id == other.id), None)
+        other_id, target_id = other.id, target.id
+        question = (f"Merge #{other_id} {other.name or '(no name)'} into #{target_id} "
+                    f"{target.name or '(no name)'}? #{target_id} stays with its owner; each "
+                    "conversation stays separate.")
+        if hint:
+            question += f" ({hint})"
+
+        def apply(me: Agent, s: Session, _choice: str, _plan: dict[str, Any]) -> Result:
+            survivor = identity_rules.merge_by_hand(
+                me, get_lead(target_id, session=s), get_lead(other_id, session=s), session=s)
+            return f"Merged #{other_id} into #{survivor.id}.", {"focus_lead_id": survivor.id}
+
+        return Confirm("merge_leads", question, {"lead_ids": [other_id, target_id]}, apply=apply,
+                       declined=(f"Okay, #{other_id} and #{target_id} stay apart.",
+                                 {"focus_lead_id": target_id}))
+
     def draft_intro_email(self, agent: Agent, session: Session, lead: str,
                           body: str | None = None) -> Result | Confirm:
         found = self._lead(lead, agent, session)
@@ -646,6 +673,8 @@ TOOL_SPECS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("assign_lead", AssignArgs, "Assign one lead to an agent ('me' for yourself, 'nobody' to unassign)."),
     ("reassign_leads", ReassignArgs, "Move all open leads of one agent to another (asks to confirm)."),
     ("archive_lead", LeadArgs, "Archive a lead (asks to confirm)."),
+    ("merge_leads", MergeArgs, "Merge one lead into another that is the same person, e.g. one a merge "
+                               "suggestion names (asks to confirm)."),
     ("reply_to_customer", ReplyArgs, "Send a message to the customer on their channel as the agent; the bot "
                                      "pauses for the takeover window."),
     ("resume_bot", LeadArgs, "Let the bot answer a lead again (lifts a pause or stop)."),
@@ -706,6 +735,8 @@ def _guarded(name: str, impl: CopilotTools, ctx: ToolContext) -> Callable[..., R
             return outcome
         except GraphBubbleUp:
             raise
+        except identity_rules.NotAllowed as exc:
+            return f"I can't merge them: {exc}.", {}
         except (CopilotError, WorkError, AgentError, InvalidContact) as exc:
             return str(exc), {}
         except Exception:  # noqa: BLE001 - the agent gets an answer; the details go to the log

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         None, validation_alias=_env("MESSENGER_PAGE_ACCESS_TOKEN")
     )
     instagram_access_token: Optional[SecretStr] = Field(None, validation_alias=_env("INSTAGRAM_ACCESS_TOKEN"))
+    # Our own Page and Instagram account: events for any other id are acknowledged and ignored.
+    messenger_page_id: Optional[str] = Field(None, validation_alias=_env("MESSENGER_PAGE_ID"))
+    instagram_account_id: Optional[str] = Field(None, validation_alias=_env("INSTAGRAM_ACCOUNT_ID"))
+    # Signs web chat identities (data-identity-hash = HMAC-SHA256 of data-identity with it): a valid
+    # signature makes the visitor's identity verified. Without it, everything from web chat is claimed.
+    webchat_secret: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_WEBCHAT_SECRET"))
     meta_graph_url: str = Field("https://graph.facebook.com/v21.0", validation_alias=_env("META_GRAPH_URL"))
 
     # Telegram copilot

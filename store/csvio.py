@@ -305,6 +305,7 @@ def import_leads(
     progress: Callable[[int], None] | None = None,
     actor: str = "import",
     agent_id: int | None = None,
+    file_name: str | None = None,
 ) -> ImportReport:
     """Import leads from CSV text (`stream`: an open text file or any iterable of lines).
 
@@ -314,7 +315,9 @@ def import_leads(
     `unknown_columns` and skipped. Each row creates a lead or merges into the lead that owns its
     phone or email: empty fields of that lead are filled, existing values are kept, the status is
     applied to new leads and to leads still `New`, a note is added unless the lead already has it.
-    `statuses`, when given, is the list of valid statuses (matched case-insensitively).
+    `statuses`, when given, is the list of valid statuses (matched case-insensitively). An import
+    is an admin's deliberate act: it merges on its own details, whoever owns the leads (the other
+    owner is told), and each merge's audit names `file_name`. Emails match whatever their case.
     Raises CsvImportError (nothing written) when the header is missing or unusable.
     """
     report = ImportReport()
@@ -357,6 +360,7 @@ def import_leads(
                             statuses=canonical_status,
                             actor=actor,
                             agent_id=agent_id,
+                            reason=f"import of {file_name}" if file_name else "import",
                         )
                 except (_Rejected, InvalidContact, WorkError) as exc:
                     report.rejected.append(Rejection(line, str(exc)))
@@ -461,6 +465,7 @@ def _import_row(
     statuses: dict[str, str] | None,
     actor: str,
     agent_id: int | None,
+    reason: str,
 ) -> bool:
     """Create or merge the row's lead; raise to reject it. Returns whether a lead was created."""
     if len(row) > columns.width:
@@ -500,6 +505,7 @@ def _import_row(
         source=source or actor,
         actor=actor,
         agent_id=agent_id,
+        reason=reason,
     )
     if lead.locked:
         raise _Rejected(f"matches lead {lead.id}, which is converted and read-only")

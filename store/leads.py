@@ -13,14 +13,17 @@ import uuid
 from datetime import datetime
 from typing import Any, Iterable, Optional
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from store import identity as rules
 from store.contacts import normalize_email, normalize_phone
 from store.models import (
     CHANNELS,
+    VERIFIED,
     AuditEvent,
+    ContactDetail,
     Conversation,
     Identity,
     Lead,
@@ -123,7 +126,14 @@ def find_lead_by_phone(phone: str, *, session: Session) -> Optional[Lead]:
 
 
 def find_lead_by_email(email: str, *, session: Session) -> Optional[Lead]:
-    return session.scalars(select(Lead).where(Lead.email == email)).first()
+    """The lead with this email in any case (emails are compared lower-cased)."""
+    return session.scalars(select(Lead).where(func.lower(Lead.email) == email.lower())).first()
+
+
+def _holder(session: Session, field: str, value: str) -> Optional[Lead]:
+    if field == "email":
+        return find_lead_by_email(value, session=session)
+    return find_lead_by_phone(value, session=session)
 
 
 def find_identity(channel: str, external_id: str, *, session: Session) -> Optional[Identity]:
@@ -154,10 +164,17 @@ def resolve(
     region: str = "US",
     source: Optional[str] = None,
     actor: str = "bot",
+    trust: str = VERIFIED,
+    identity_trust: Optional[str] = None,
+    alias_of: Optional[str] = None,
 ) -> Lead:
     """Return the lead for this person, creating it if needed and merging leads that turn out to be one.
 
     `phone` and `email` are normalised here (an invalid value raises `store.contacts.InvalidContact`).
+    `trust` says how they are known: a verified detail that another lead has merges the two (the
+    rules of `store.identity`); a claimed one only records a merge suggestion. `identity_trust`
+    defaults to what the channel vouches for; `alias_of` names an identity on the same channel
+    whose lead and conversation this new identity joins.
     """
     if channel not in CHANNELS:
         raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
@@ -168,22 +185,24 @@ def resolve(
     email = normalize_email(email) if email else None
     # NUL: PostgreSQL cannot store it in text, and nobody means it.
     name = name.replace("\x00", "").strip()[:200] or None if name else None
+    identity_trust = identity_trust or rules.channel_trust(channel)
 
     for _attempt in range(_MAX_ATTEMPTS):
-        lead = _lead_for_identity(session, channel, external_id, phone, email, name, source, actor)
-        if lead is None:
+        found = _lead_for_identity(session, channel, external_id, phone, email, name, source, actor,
+                                   trust, identity_trust, alias_of)
+        if found is None:
             continue
-        if phone:
-            lead = _claim(session, lead, "phone", phone, actor)
-            if lead is None:
-                continue
-        if email:
-            lead = _claim(session, lead, "email", email, actor)
-            if lead is None:
-                continue
-        if name and not lead.name:
-            update_lead(lead, {"name": name}, session=session, actor=actor)
-        return lead
+        lead, identity_id = found
+        claimed: Optional[Lead] = lead
+        for field, value in (("phone", phone), ("email", email)):
+            if value and claimed is not None:
+                claimed = _claim(session, claimed, field, value, actor, trust=trust,
+                                 source=channel, identity_id=identity_id)
+        if claimed is None:
+            continue
+        if name and not claimed.name:
+            update_lead(claimed, {"name": name}, session=session, actor=actor)
+        return claimed
     raise RuntimeError("could not resolve the lead: too much concurrent contention")
 
 
@@ -197,13 +216,15 @@ def resolve_contact(
     source: Optional[str] = None,
     actor: str = "agent",
     agent_id: Optional[int] = None,
+    reason: Optional[str] = None,
 ) -> tuple[Lead, bool]:
     """Find the lead owning this phone or email, or create one on the `manual` channel.
 
-    For leads that come from an agent or an import rather than a channel. Returns (lead, created).
-    The same deduplication as `resolve`: a phone owned by one lead and an email owned by another
-    merge the two. Without phone and email every call creates a new lead (there is nothing to
-    recognise the person by). Invalid values raise `store.contacts.InvalidContact`.
+    For leads that come from an agent or an import rather than a channel, a deliberate act that
+    may merge on its own details: a phone owned by one lead and an email owned by another merge
+    the two (`reason`, e.g. the imported file, goes into the merge's audit). The details are
+    recorded as claimed (no channel vouched for them). Returns (lead, created). Without phone and
+    email every call creates a new lead. Invalid values raise `store.contacts.InvalidContact`.
     """
     phone = normalize_phone(phone, region) if phone else None
     email = normalize_email(email) if email else None
@@ -219,7 +240,9 @@ def resolve_contact(
         claimed: Optional[Lead] = lead
         for field, value in (("phone", phone), ("email", email)):
             if value and claimed is not None:
-                claimed = _claim(session, claimed, field, value, actor)
+                claimed = _claim(session, claimed, field, value, actor, trust=rules.CLAIMED,
+                                 source=actor if actor in ("import", "agent") else "manual",
+                                 merge=True, reason=reason, agent_id=agent_id)
         if claimed is None:
             # Lost a race for the phone/email: the next attempt merges with the winner.
             continue
@@ -254,13 +277,28 @@ def _new_lead(session: Session, channel: str, external_id: str, name: Optional[s
 
 def _lead_for_identity(session: Session, channel: str, external_id: str, phone: Optional[str],
                        email: Optional[str], name: Optional[str], source: Optional[str],
-                       actor: str) -> Optional[Lead]:
+                       actor: str, trust: str, identity_trust: str,
+                       alias_of: Optional[str]) -> Optional[tuple[Lead, int]]:
+    """The lead of this identity (and the identity's id), registering the identity if it is new.
+    None means a concurrent registration won: try again."""
     identity = find_identity(channel, external_id, session=session)
     if identity is not None:
-        return get_lead(identity.lead_id, session=session)
-    lead = (find_lead_by_phone(phone, session=session) if phone else None) or (
-        find_lead_by_email(email, session=session) if email else None
-    )
+        if identity_trust == VERIFIED and identity.trust != VERIFIED:
+            identity.trust = VERIFIED
+        return get_lead(identity.lead_id, session=session), identity.id
+    lead: Optional[Lead] = None
+    root: Optional[Identity] = None
+    if alias_of:
+        root = find_identity(channel, alias_of, session=session)
+        if root is not None:
+            lead = get_lead(root.lead_id, session=session)
+            root = session.get(Identity, root.alias_of_id) if root.alias_of_id else root
+    if lead is None and trust == VERIFIED:
+        # A new identity with a verified detail someone already has joins that lead at once.
+        lead = (_holder(session, "phone", phone) if phone else None) or (
+            _holder(session, "email", email) if email else None
+        )
+        lead = get_lead(lead.id, session=session) if lead is not None else None
     now = utcnow()
     try:
         with session.begin_nested():
@@ -271,30 +309,56 @@ def _lead_for_identity(session: Session, channel: str, external_id: str, phone: 
                 session.add(lead)
                 session.flush()
                 record_audit(session=session, lead_id=lead.id, actor=actor, action="create")
-            session.add(Identity(lead_id=lead.id, channel=channel, external_id=external_id,
-                                 display_name=name, created_at=now))
+            identity = Identity(lead_id=lead.id, channel=channel, external_id=external_id,
+                                display_name=name, trust=identity_trust,
+                                alias_of_id=root.id if root is not None else None, created_at=now)
+            session.add(identity)
             session.flush()
     except IntegrityError:
         # Someone registered this identity at the same time: the next attempt uses theirs.
         return None
-    return lead
+    return lead, identity.id
 
 
-def _claim(session: Session, lead: Lead, field: str, value: str, actor: str) -> Optional[Lead]:
-    """Give `lead` this phone/email, merging with the lead that already owns it. None means retry."""
-    if getattr(lead, field) == value:
-        return lead
-    owner = session.scalars(select(Lead).where(getattr(Lead, field) == value)).first()
+def _claim(session: Session, lead: Lead, field: str, value: str, actor: str, *, trust: str,
+           source: str, identity_id: Optional[int] = None, merge: bool = False,
+           reason: Optional[str] = None, agent_id: Optional[int] = None) -> Optional[Lead]:
+    """Give `lead` this phone/email. When another lead has it: merge with it on verified evidence
+    if `store.identity` allows (or always with `merge`, an import's deliberate act, whose merge
+    tells the other owner), else suggest a merge. None means retry."""
+    key = rules.contact_key(field, value)
+    owner = _holder(session, field, value)
     if owner is not None and owner.id != lead.id:
-        return merge_leads(lead, owner, session=session, actor="merge")
-    if getattr(lead, field) is not None:
+        owner = get_lead(owner.id, session=session)
+    if owner is not None and owner.id != lead.id:
+        if rules.merges_on_match(lead, owner, trust=trust, deliberate=merge):
+            lead = merge_leads(lead, owner, session=session,
+                               actor="merge" if not merge else actor, agent_id=agent_id,
+                               reason=reason)
+        else:
+            rules.suggest_merge(lead, owner, field, session=session, source=source,
+                                claimed=trust != VERIFIED)
+    for other_id in rules.other_claimants(field, key, lead.id, session=session):
+        other = get_lead(other_id, session=session)
+        if other.id != lead.id and (owner is None or other.id != owner.id):
+            rules.suggest_merge(lead, other, field, session=session, source=source,
+                                claimed=trust != VERIFIED)
+    rules.record_contact(lead, field, value, session=session, trust=trust, source=source,
+                         identity_id=identity_id)
+    current = getattr(lead, field)
+    if current is not None and rules.contact_key(field, current) == key:
+        return lead
+    if owner is not None and owner.id != lead.id:
+        # Someone else's (suggested, not merged): the detail stays recorded on this lead only.
+        return lead
+    if current is not None:
         # The person already has another one; keep it and remember this one beside it.
         extra = dict(lead.custom_fields or {})
-        key = f"other_{field}s"
-        known = list(extra.get(key, []))
+        key_name = f"other_{field}s"
+        known = list(extra.get(key_name, []))
         if value not in known:
             known.append(value)
-            extra[key] = known
+            extra[key_name] = known
             update_lead(lead, {"custom_fields": extra}, session=session, actor=actor)
         return lead
     try:
@@ -310,11 +374,18 @@ def _claim(session: Session, lead: Lead, field: str, value: str, actor: str) -> 
 
 
 def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
-                agent_id: Optional[int] = None) -> Lead:
-    """Merge two leads into the older one and return it; the other becomes a tombstone pointing at it."""
+                agent_id: Optional[int] = None, into: Optional[Lead] = None,
+                reason: Optional[str] = None) -> Lead:
+    """Merge two leads into the older one (or `into`) and return it; the other becomes a tombstone
+    pointing at it. Whether they may be merged is `store.identity`'s rule, checked by the caller.
+
+    Each conversation stays a room of its own; the lead-level pause or stop and the status of a
+    lead known only by claimed identities do not carry over to the survivor's conversations.
+    """
     if a.id == b.id:
         return a
     first, second = sorted((a.id, b.id))
+    keep = into.id if into is not None else first
     # Lock both rows in id order so that concurrent merges of the same pair serialise.
     locked = {
         lead.id: lead
@@ -324,15 +395,21 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     }
     for lead in locked.values():
         session.refresh(lead)
-    survivor, absorbed = locked[first], locked[second]
+    survivor = locked[keep]
+    absorbed = locked[second if keep == first else first]
     # A concurrent merge may have turned either into a tombstone while we waited for the locks:
     # merge with the lead it now lives on, so that this one does not stay a separate duplicate.
     if survivor.merged_into_id is not None:
-        return merge_leads(get_lead(survivor.merged_into_id, session=session), absorbed,
-                           session=session, actor=actor, agent_id=agent_id)
+        target = get_lead(survivor.merged_into_id, session=session)
+        return merge_leads(target, absorbed, session=session, actor=actor, agent_id=agent_id,
+                           into=target if into is not None else None, reason=reason)
     if absorbed.merged_into_id is not None:
         return merge_leads(survivor, get_lead(absorbed.merged_into_id, session=session),
-                           session=session, actor=actor, agent_id=agent_id)
+                           session=session, actor=actor, agent_id=agent_id,
+                           into=survivor if into is not None else None, reason=reason)
+    survivor_owner, absorbed_owner = survivor.assigned_agent_id, absorbed.assigned_agent_id
+    absorbed_vouched = _has_verified_identity(session, absorbed.id)
+    survivor_vouched = _has_verified_identity(session, survivor.id)
 
     fills = {field: getattr(absorbed, field) for field in _FILLABLE
              if getattr(survivor, field) in (None, "") and getattr(absorbed, field) not in (None, "")}
@@ -348,8 +425,19 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     absorbed.email = None
     session.flush()
 
+    # What quieted the absorbed lead quiets its own conversations, not the survivor's.
+    quieted: dict[str, Any] = {}
+    if absorbed.ai_stopped:
+        quieted["ai_stopped"] = True
+    if absorbed.ai_paused_until:
+        quieted["ai_paused_until"] = absorbed.ai_paused_until
+    if quieted:
+        session.execute(update(Conversation).where(Conversation.lead_id == absorbed.id)
+                        .values(**quieted))
     session.execute(update(Identity).where(Identity.lead_id == absorbed.id).values(lead_id=survivor.id))
-    _merge_conversations(session, survivor, absorbed)
+    session.execute(update(Conversation).where(Conversation.lead_id == absorbed.id)
+                    .values(lead_id=survivor.id))
+    _merge_contacts(session, survivor, absorbed)
     for model in (Note, ScoreEvent, AuditEvent, Notification):
         session.execute(update(model).where(model.lead_id == absorbed.id).values(lead_id=survivor.id))
 
@@ -364,17 +452,12 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     latest = max(filter(None, [survivor.last_contacted_at, absorbed.last_contacted_at]), default=None)
     changes["last_contacted_at"] = latest
     changes["created_at"] = min(survivor.created_at, absorbed.created_at)
-    if survivor.status == _DEFAULT_STATUS and absorbed.status != _DEFAULT_STATUS:
-        # The absorbed lead got further (e.g. Interested on WhatsApp): do not fall back to New.
-        changes["status"] = absorbed.status
-    # A human who took the conversation over on either side keeps the bot quiet on the merged lead.
-    if absorbed.ai_stopped and not survivor.ai_stopped:
-        changes["ai_stopped"] = True
-    if absorbed.ai_paused_until and (
-        survivor.ai_paused_until is None or absorbed.ai_paused_until > survivor.ai_paused_until
+    if survivor.status == _DEFAULT_STATUS and absorbed.status != _DEFAULT_STATUS and (
+        absorbed_vouched or not survivor_vouched
     ):
-        changes["ai_paused_until"] = absorbed.ai_paused_until
-        changes["ai_pause_reason"] = absorbed.ai_pause_reason
+        # The absorbed lead got further (e.g. Interested on WhatsApp): do not fall back to New.
+        # What only claimed identities said does not move a lead a channel vouches for.
+        changes["status"] = absorbed.status
     if absorbed.locked and not survivor.locked:
         changes["locked"] = True
     if absorbed.converted_at and survivor.converted_at is None:
@@ -388,8 +471,13 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     session.flush()
     record_audit(session=session, lead_id=survivor.id, actor=actor, action="merge", field="lead",
                  old=absorbed.id, new=survivor.id, agent_id=agent_id)
-    session.expire(survivor, ["identities", "conversations", "notes"])
-    session.expire(absorbed, ["identities", "conversations", "notes"])
+    if reason:
+        record_audit(session=session, lead_id=survivor.id, actor=actor, action="merge",
+                     field="reason", new=reason, agent_id=agent_id)
+    rules.on_merge(survivor, absorbed, session=session, survivor_owner=survivor_owner,
+                   absorbed_owner=absorbed_owner, actor=actor, agent_id=agent_id)
+    session.expire(survivor, ["identities", "conversations", "notes", "contacts"])
+    session.expire(absorbed, ["identities", "conversations", "notes", "contacts"])
     log.info("merged lead %s into lead %s", absorbed.id, survivor.id)
     return survivor
 
@@ -411,35 +499,77 @@ def _union(first: Iterable[Any], second: Iterable[Any]) -> list[Any]:
     return out
 
 
-def _merge_conversations(session: Session, survivor: Lead, absorbed: Lead) -> None:
-    kept = {c.channel: c for c in session.scalars(select(Conversation).where(Conversation.lead_id == survivor.id))}
-    for conversation in list(session.scalars(select(Conversation).where(Conversation.lead_id == absorbed.id))):
-        target = kept.get(conversation.channel)
-        if target is None:
-            conversation.lead_id = survivor.id
+def _has_verified_identity(session: Session, lead_id: int) -> bool:
+    query = select(Identity.id).where(Identity.lead_id == lead_id, Identity.trust == VERIFIED)
+    return session.scalars(query.limit(1)).first() is not None
+
+
+def _merge_contacts(session: Session, survivor: Lead, absorbed: Lead) -> None:
+    """Move the absorbed lead's contact details over; a detail both have keeps the stronger trust."""
+    kept = {(c.kind, c.key): c for c in session.scalars(
+        select(ContactDetail).where(ContactDetail.lead_id == survivor.id))}
+    for detail in list(session.scalars(
+            select(ContactDetail).where(ContactDetail.lead_id == absorbed.id))):
+        twin = kept.get((detail.kind, detail.key))
+        if twin is None:
+            detail.lead_id = survivor.id
             continue
-        session.execute(update(Message).where(Message.conversation_id == conversation.id)
-                        .values(conversation_id=target.id))
-        if conversation.last_inbound_at and (
-            target.last_inbound_at is None or conversation.last_inbound_at > target.last_inbound_at
-        ):
-            target.last_inbound_at = conversation.last_inbound_at
-        if conversation.summary and not target.summary:
-            target.summary = conversation.summary
-        session.flush()
-        session.delete(conversation)
+        twin.trust = rules.stronger(twin.trust, detail.trust)
+        session.execute(delete(ContactDetail).where(ContactDetail.id == detail.id))
     session.flush()
 
 
-def get_conversation(lead: Lead, channel: str, *, session: Session) -> Conversation:
-    """The lead's conversation on `channel`, created on first use."""
-    for _attempt in range(_MAX_ATTEMPTS):
-        conversation = session.scalars(
-            select(Conversation).where(Conversation.lead_id == lead.id, Conversation.channel == channel)
+def join_conversations(alias: Identity, root_id: int, *, session: Session) -> int:
+    """`alias` and the identity `root_id` are one person on one channel (the channel says so, as
+    WhatsApp does with a BSUID beside the phone): their conversations become one, the older.
+    Returns the root identity of the joined conversation."""
+    other_root = alias.alias_of_id or alias.id
+    if other_root == root_id:
+        return root_id
+    keep_root, drop_root = sorted((other_root, root_id))
+    keep = session.scalars(select(Conversation).where(Conversation.identity_id == keep_root)).first()
+    drop = session.scalars(select(Conversation).where(Conversation.identity_id == drop_root)).first()
+    if drop is not None and keep is not None:
+        session.execute(update(Message).where(Message.conversation_id == drop.id)
+                        .values(conversation_id=keep.id))
+        if drop.last_inbound_at and (keep.last_inbound_at is None
+                                     or drop.last_inbound_at > keep.last_inbound_at):
+            keep.last_inbound_at = drop.last_inbound_at
+        keep.summary = keep.summary or drop.summary
+        session.flush()
+        session.delete(drop)
+        session.flush()
+    elif drop is not None:
+        drop.identity_id = keep_root
+    session.execute(update(Identity).where((Identity.id == drop_root) | (Identity.alias_of_id == drop_root))
+                    .values(alias_of_id=keep_root))
+    session.flush()
+    return keep_root
+
+
+def get_conversation(lead: Lead, channel: str, *, session: Session,
+                     identity: Optional[Identity] = None) -> Conversation:
+    """The conversation with `identity` (or with the lead's first identity on `channel`), created
+    on first use. An alias identity shares the conversation of the identity it is an alias of."""
+    if identity is None:
+        identity = session.scalars(
+            select(Identity).where(Identity.lead_id == lead.id, Identity.channel == channel)
+            .order_by(Identity.alias_of_id.is_not(None), Identity.id)
         ).first()
+    root_id = None
+    if identity is not None:
+        root_id = identity.alias_of_id or identity.id
+    for _attempt in range(_MAX_ATTEMPTS):
+        query = select(Conversation)
+        if root_id is not None:
+            query = query.where(Conversation.identity_id == root_id)
+        else:
+            query = query.where(Conversation.lead_id == lead.id, Conversation.channel == channel)
+        conversation = session.scalars(query.order_by(Conversation.id)).first()
         if conversation is not None:
             return conversation
-        conversation = Conversation(lead_id=lead.id, channel=channel, created_at=utcnow())
+        conversation = Conversation(lead_id=lead.id, channel=channel, identity_id=root_id,
+                                    created_at=utcnow())
         if _insert(session, conversation):
             return conversation
     raise RuntimeError("could not create the conversation")

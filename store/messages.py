@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.contacts import try_normalize_phone
-from store.leads import get_conversation, resolve
-from store.models import Conversation, Lead, Message, utcnow
+from store.leads import find_identity, get_conversation, resolve
+from store.models import VERIFIED, Conversation, Lead, Message, utcnow
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Inbound:
     kind: str = "text"
     channel_message_id: Optional[str] = None
     name: Optional[str] = None
-    phone: Optional[str] = None  # supplied by the channel itself (e.g. the WhatsApp wa_id)
+    phone: Optional[str] = None  # supplied by the channel itself (e.g. the WhatsApp wa_id): verified
     email: Optional[str] = None
     sent_at: Optional[datetime] = None
     payload: Optional[dict[str, Any]] = None
@@ -52,8 +52,9 @@ class Ingested:
 def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingested:
     """Store an inbound event once: a repeated channel message id returns the stored one, marked duplicate.
 
-    The phone the channel supplies is trusted only when it is valid; an invalid one is kept in the
-    payload and ignored for identity.
+    The phone the channel supplies is trusted (verified) only when it is valid; an invalid one is
+    kept in the payload and ignored for identity. The message lands in the conversation of its
+    identity (each identity of a lead is a room of its own).
     """
     if inbound.channel_message_id:
         existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id)
@@ -63,8 +64,10 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
             return Ingested(existing, conversation.lead, conversation, True)
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
     lead = resolve(inbound.channel, inbound.external_id, phone=phone, name=inbound.name,
-                   session=session, region=region)
-    conversation = get_conversation(lead, inbound.channel, session=session)
+                   session=session, region=region, trust=VERIFIED)
+    identity = find_identity(inbound.channel, inbound.external_id.replace("\x00", "").strip(),
+                             session=session)
+    conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
     now = utcnow()
     direction = "in" if inbound.author == "customer" else "out"
     message = Message(
@@ -126,6 +129,18 @@ def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[
         .limit(limit)
     )
     return list(rows)
+
+
+def conversation_messages(conversation_id: int, *, session: Session, limit: int = 12) -> list[Message]:
+    """The last `limit` messages of one conversation, oldest first."""
+    rows = list(session.scalars(
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc())
+        .limit(limit)
+    ))
+    rows.reverse()
+    return rows
 
 
 def recent_messages(lead_id: int, *, session: Session, limit: int = 12) -> list[Message]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -30,6 +31,10 @@ CHANNELS = ("web", "messenger", "instagram", "whatsapp", "manual")
 NOTE_CATEGORIES = ("General", "Qualification", "Follow-up", "Objection", "Positive Signal")
 AGENT_ROLES = ("agent", "admin")
 AUTHORS = ("customer", "bot", "agent")
+# How a contact detail or channel identity is known: vouched for by a channel, or only said.
+VERIFIED, CLAIMED = "verified", "claimed"
+TRUST_LEVELS = (VERIFIED, CLAIMED)
+SUGGESTION_STATES = ("open", "accepted", "dismissed")
 HOT_SCORE = 75
 
 
@@ -107,6 +112,8 @@ class Lead(Base):
         Index("ix_leads_search_trgm", "name", "email", "company", "phone", postgresql_using="gin",
               postgresql_ops={c: "gin_trgm_ops" for c in ("name", "email", "company", "phone")},
               info={"only_on": "postgresql"}).ddl_if(dialect="postgresql"),
+        # One lead per email whatever its case: stored as typed, unique in lower case.
+        Index("uq_leads_email_lower", func.lower(text("email")), unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -147,6 +154,9 @@ class Lead(Base):
         back_populates="lead", order_by="Conversation.id"
     )
     notes: Mapped[list[Note]] = relationship(back_populates="lead", order_by="Note.id")
+    contacts: Mapped[list[ContactDetail]] = relationship(
+        back_populates="lead", order_by="ContactDetail.id"
+    )
 
     @property
     def channels(self) -> list[str]:
@@ -158,7 +168,14 @@ class Lead(Base):
 
 
 class Identity(Base):
-    """One way of reaching a person: (channel, the channel's id for them)."""
+    """One way of reaching a person: (channel, the channel's id for them), and how it is known.
+
+    `trust` is `verified` when the channel vouches for the id (a WhatsApp number, a Messenger PSID,
+    an Instagram IGSID, a web chat identity signed by the business's site) and `claimed` otherwise
+    (an anonymous web chat session, a lead typed in by hand). `alias_of_id` names the identity
+    whose conversation this one shares (the WhatsApp BSUID beside the phone, a signed visitor's
+    chat session beside the site's user id).
+    """
 
     __tablename__ = "identities"
     __table_args__ = (
@@ -172,26 +189,44 @@ class Identity(Base):
     channel: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[Optional[str]] = mapped_column(String(200))
+    trust: Mapped[str] = mapped_column(String(10), default=CLAIMED)
+    alias_of_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL")
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     lead: Mapped[Lead] = relationship(back_populates="identities")
 
+    @property
+    def verified(self) -> bool:
+        return self.trust == VERIFIED
+
 
 class Conversation(Base):
-    """The messages of one lead on one channel."""
+    """The messages exchanged with one identity of a lead: a room of its own, whatever the lead is
+    merged from. Its pause and stop are the bot's for this room only (the lead's apply to all)."""
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("lead_id", "channel", name="uq_conversations_lead_channel"),)
+    __table_args__ = (
+        UniqueConstraint("identity_id", name="uq_conversations_identity"),
+        Index("ix_conversations_lead_id", "lead_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    identity_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL")
+    )
     channel: Mapped[str] = mapped_column(String(20))
     summary: Mapped[Optional[str]] = mapped_column(Text)
+    ai_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    ai_paused_until: Mapped[Optional[datetime]]
     last_inbound_at: Mapped[Optional[datetime]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     lead: Mapped[Lead] = relationship(back_populates="conversations")
+    identity: Mapped[Optional[Identity]] = relationship()
     messages: Mapped[list[Message]] = relationship(back_populates="conversation", order_by="Message.id")
 
 
@@ -224,6 +259,61 @@ class Message(Base):
     processed_at: Mapped[Optional[datetime]]
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+
+
+class ContactDetail(Base):
+    """A phone number or email of a lead and how it is known (verified by a channel, or claimed).
+
+    `key` is the compared form (E.164 for phones, the lower-cased address for emails); `value` is
+    as it was given. `identity_id` is the identity whose conversation supplied it, if any.
+    """
+
+    __tablename__ = "contact_details"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "kind", "key", name="uq_contact_details_lead_kind_key"),
+        Index("ix_contact_details_kind_key", "kind", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # phone, email
+    value: Mapped[str] = mapped_column(String(320))
+    key: Mapped[str] = mapped_column(String(320))
+    trust: Mapped[str] = mapped_column(String(10), default=CLAIMED)
+    source: Mapped[str] = mapped_column(String(40))  # a channel, "agent" or "import"
+    identity_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("identities.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    lead: Mapped[Lead] = relationship(back_populates="contacts")
+
+    @property
+    def verified(self) -> bool:
+        return self.trust == VERIFIED
+
+
+class MergeSuggestion(Base):
+    """Two leads that may be one person, on a detail only claimed: an agent decides."""
+
+    __tablename__ = "merge_suggestions"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "other_lead_id", name="uq_merge_suggestions_pair"),
+        Index("ix_merge_suggestions_other", "other_lead_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    other_lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # the detail both have: phone, email
+    source: Mapped[str] = mapped_column(String(40))  # where it was claimed
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(10), default="open")
+    resolved_by_agent_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[Optional[datetime]]
 
 
 class Note(Base):

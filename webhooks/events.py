@@ -40,6 +40,8 @@ class ParsedBatch:
     messages: list[Inbound] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # why each skipped event was skipped
+    # Events addressed to a number, Page or account that is not ours (also counted as ignored).
+    foreign: list[str] = field(default_factory=list)
 
     @property
     def event_count(self) -> int:
@@ -49,6 +51,11 @@ class ParsedBatch:
         self.messages.extend(other.messages)
         self.statuses.extend(other.statuses)
         self.ignored.extend(other.ignored)
+        self.foreign.extend(other.foreign)
+
+    def not_ours(self, what: str) -> None:
+        self.foreign.append(what)
+        self.ignored.append(f"{what} (not ours)")
 
 
 def parse_timestamp(value: Any) -> Optional[datetime]:

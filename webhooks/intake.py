@@ -16,9 +16,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.leads import find_identity, get_lead, merge_leads
+from store import identity as rules
+from store.leads import find_identity, get_lead, join_conversations, merge_leads
 from store.messages import Ingested, ingest
-from store.models import Conversation, Identity, Lead, Message
+from store.models import VERIFIED, Conversation, Identity, Lead, Message
 from webhooks.events import DELIVERY_RANK, ParsedBatch, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,10 @@ def store_batch(
             aliases = inbound.extra.get("aliases") or []
             if aliases:
                 lead = _link_aliases(ingested, aliases, session=session)
-                if lead.id != ingested.lead.id:
-                    # A merge moved the message into the surviving lead's conversation.
-                    conversation_id = session.scalars(
-                        select(Message.conversation_id).where(Message.id == ingested.message.id)
-                    ).one()
+                # Joining the alias's conversation may have moved the message.
+                conversation_id = session.scalars(
+                    select(Message.conversation_id).where(Message.id == ingested.message.id)
+                ).one()
             if inbound.author == "agent":
                 result.agent_replies += 1
                 _human_replied(
@@ -95,10 +95,13 @@ def _link_aliases(ingested: Ingested, aliases: list[str], *, session: Session) -
     """Record other ids of the same person on this channel (e.g. the WhatsApp BSUID beside the
     phone).
 
-    An alias already owned by another lead means the two leads are one person: they are merged.
+    The channel vouches for both, so the alias is verified and shares the conversation; an alias
+    already owned by another lead means the two leads are one person: they are merged (when
+    `store.identity` allows, else a merge is suggested).
     """
     lead = ingested.lead
     channel = ingested.message.channel
+    root_id = ingested.conversation.identity_id
     for alias in aliases:
         identity = find_identity(channel, alias, session=session)
         if identity is None:
@@ -110,6 +113,8 @@ def _link_aliases(ingested: Ingested, aliases: list[str], *, session: Session) -
                             channel=channel,
                             external_id=alias,
                             display_name=lead.name,
+                            trust=VERIFIED,
+                            alias_of_id=root_id,
                             created_at=ingested.message.created_at,
                         )
                     )
@@ -120,8 +125,15 @@ def _link_aliases(ingested: Ingested, aliases: list[str], *, session: Session) -
                 if identity is None:
                     continue
         owner = get_lead(identity.lead_id, session=session)
-        if owner.id != lead.id:
+        if owner.id != lead.id and rules.may_merge_automatically(lead, owner):
             lead = merge_leads(lead, owner, session=session, actor="merge")
+        if owner.id == lead.id:
+            # One person's two ids on this channel: one conversation.
+            if root_id is not None:
+                root_id = join_conversations(identity, root_id, session=session)
+        else:
+            rules.suggest_merge(lead, owner, "phone", session=session, source=channel,
+                                claimed=False)
     return lead
 
 
@@ -171,11 +183,7 @@ def _conversations_of(channel: str, external_id: str, *, session: Session) -> li
     identity = find_identity(channel, external_id, session=session)
     if identity is None:
         return []
-    lead = get_lead(identity.lead_id, session=session)
+    root_id = identity.alias_of_id or identity.id
     return list(
-        session.scalars(
-            select(Conversation.id).where(
-                Conversation.lead_id == lead.id, Conversation.channel == channel
-            )
-        )
+        session.scalars(select(Conversation.id).where(Conversation.identity_id == root_id))
     )

@@ -59,12 +59,16 @@ messenger_bp = Blueprint("messenger", __name__, url_prefix="/webhooks")
 instagram_bp = Blueprint("instagram", __name__, url_prefix="/webhooks")
 
 
-def parse_messaging(payload: Any, channel: str, *, app_id: Optional[str] = None) -> ParsedBatch:
+def parse_messaging(
+    payload: Any, channel: str, *, app_id: Optional[str] = None, account_id: Optional[str] = None
+) -> ParsedBatch:
     """Parse a Messenger (`channel="messenger"`) or Instagram webhook body; never raises on odd
     input.
 
     `app_id` is our META_APP_ID: echoes carrying it are our own replies. Without it, echoes cannot
-    be told apart, so none is taken for a human takeover.
+    be told apart, so none is taken for a human takeover. `account_id` is our Page id (Messenger)
+    or Instagram account id: an entry for another one is not ours and is reported in
+    `batch.foreign`.
     """
     batch = ParsedBatch()
     if not isinstance(payload, dict):
@@ -80,6 +84,10 @@ def parse_messaging(payload: Any, channel: str, *, app_id: Optional[str] = None)
         return batch
     for entry in entries:
         entry = as_dict(entry)
+        entry_id = ident(entry.get("id"))
+        if account_id and entry_id != str(account_id).strip():
+            batch.not_ours(f"{channel} account {entry_id or 'missing'}")
+            continue
         events = as_list(entry.get("messaging")) + as_list(entry.get("standby"))
         for change in as_list(entry.get("changes")):
             change = as_dict(change)
@@ -287,7 +295,8 @@ def receive_messenger():  # type: ignore[no-untyped-def]
     return receive_webhook(
         "messenger",
         lambda payload, settings: parse_messaging(
-            payload, "messenger", app_id=settings.meta_app_id
+            payload, "messenger", app_id=settings.meta_app_id,
+            account_id=settings.messenger_page_id,
         ),
     )
 
@@ -302,6 +311,7 @@ def receive_instagram():  # type: ignore[no-untyped-def]
     return receive_webhook(
         "instagram",
         lambda payload, settings: parse_messaging(
-            payload, "instagram", app_id=settings.meta_app_id
+            payload, "instagram", app_id=settings.meta_app_id,
+            account_id=settings.instagram_account_id,
         ),
     )

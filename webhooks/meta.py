@@ -97,6 +97,14 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     batch = parse(payload, settings)
+    if batch.foreign:
+        # Acknowledged (Meta would retry otherwise) but never stored or answered from our number.
+        log.warning(
+            "%s webhook: %d event(s) for a number or account that is not ours ignored: %s",
+            channel,
+            len(batch.foreign),
+            ", ".join(sorted(set(batch.foreign)))[:300],
+        )
     if len(batch.messages) + len(batch.statuses) > MAX_EVENTS:
         raise ApiError(413, "too_many_events", f"a webhook carries at most {MAX_EVENTS} events")
     clock = svc.get("clock") or utcnow

@@ -1,6 +1,7 @@
 """The web chat: its public API (used by the widget and by any site), the widget and the demo page.
 
-- `POST /api/chat/sessions` (optional JSON name, email, phone) -> `{"session": TOKEN}`
+- `POST /api/chat/sessions` (optional JSON name, email, phone, identity, identity_hash) ->
+  `{"session": TOKEN}`
 - `POST /api/chat/messages` `{"text": "..."}` with `Authorization: Bearer TOKEN` -> `{"id": ID}`
 - `GET /api/chat/messages?after=ID&wait=SECONDS` -> `{"messages": [{"id", "author", "text",
 "at"}]}`,
@@ -9,11 +10,20 @@
 
 A visitor becomes a lead when the site already knows who they are (name/email/phone given at session
 start) or when they write their first message. Each session sees only its own messages.
+
+Trust: what a visitor or an unsigned client passes is *claimed* (it never merges the visitor into
+another lead, it only suggests a merge). A site that knows its visitor passes `identity` (its user
+id, email or phone) with `identity_hash` = hex HMAC-SHA256 of it keyed with
+LEADDESK_WEBCHAT_SECRET: a valid hash makes the identity *verified* (the same user finds their lead
+and conversation again, and a verified email or phone joins the lead a channel vouched for); a
+wrong one is refused with 400.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import math
 import secrets
@@ -28,11 +38,12 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.agents import hash_token
-from store.contacts import InvalidContact, normalize_email, normalize_phone
+from store.contacts import InvalidContact, normalize_email, normalize_phone, try_normalize_email
+from store.contacts import try_normalize_phone
 from store.db import read_session
-from store.leads import find_identity, get_lead, resolve
+from store.leads import find_identity, resolve
 from store.messages import Inbound, ingest
-from store.models import ChatSession, Conversation, Message, utcnow
+from store.models import CLAIMED, VERIFIED, ChatSession, Conversation, Message, utcnow
 from webhooks.app import ApiError, bearer_token, error_response, services
 from webhooks.ratelimit import Rate, RateLimiter
 
@@ -43,6 +54,41 @@ bp = Blueprint("webchat", __name__)
 CHANNEL = "web"
 PAGE_SIZE = 100
 MAX_ID = 2**31 - 1
+SIGNED_PREFIX = "signed:"
+IDENTITY_CHARS = 180
+
+
+def identity_hash(identity: str, secret: str) -> str:
+    """The `data-identity-hash` a site computes for `identity` (hex HMAC-SHA256 with the secret)."""
+    return hmac.new(secret.encode("utf-8"), identity.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _signed_identity(data: dict[str, Any]) -> tuple[Optional[str], bool]:
+    """The site's identity for this visitor and whether its signature checks out.
+
+    Without LEADDESK_WEBCHAT_SECRET nothing can be checked: the identity is only claimed.
+    """
+    identity = _optional_str(data, "identity", IDENTITY_CHARS)
+    given = _optional_str(data, "identity_hash", 128)
+    if identity is None:
+        if given is not None:
+            raise ApiError(400, "invalid_identity", "identity_hash needs an identity", "identity")
+        return None, False
+    secret = services().settings.webchat_secret
+    if secret is None or not secret.get_secret_value():
+        return identity, False
+    expected = identity_hash(identity, secret.get_secret_value())
+    if given is None or not hmac.compare_digest(
+        expected.encode("ascii"), given.lower().encode("ascii", "replace")
+    ):
+        log.warning("web chat: a session with a wrong identity signature was refused")
+        raise ApiError(
+            400,
+            "invalid_identity_hash",
+            "identity_hash is not the HMAC-SHA256 of identity with this site's web chat secret",
+            "identity_hash",
+        )
+    return identity, True
 
 
 @dataclass(frozen=True)
@@ -176,14 +222,50 @@ def start_session():  # type: ignore[no-untyped-def]
         phone = normalize_phone(phone, settings.default_region) if phone else None
     except InvalidContact:
         raise ApiError(400, "invalid_phone", "phone is not a valid phone number", "phone") from None
+    identity, signed = _signed_identity(data)
+    signed_email = signed_phone = None
+    if identity is not None:
+        as_email = try_normalize_email(identity) if "@" in identity else None
+        as_phone = None if as_email else try_normalize_phone(identity, settings.default_region)
+        if signed:
+            signed_email, signed_phone = as_email, as_phone
+        else:
+            # Unsigned, the site's identity is only what a client says: a claimed detail.
+            email = email or as_email
+            phone = phone or as_phone
     token = "wc_" + secrets.token_urlsafe(32)
     external_id = "web-" + uuid.uuid4().hex
     with services().session_factory.begin() as session:
         session.add(
             ChatSession(token_hash=hash_token(token), external_id=external_id, created_at=utcnow())
         )
+        if signed and identity is not None:
+            # The site vouches for this visitor: the same user finds their lead and conversation
+            # again, and a verified email or phone joins the lead that has it.
+            signed_id = SIGNED_PREFIX + identity
+            resolve(
+                CHANNEL,
+                signed_id,
+                phone=signed_phone,
+                email=signed_email,
+                name=name,
+                session=session,
+                region=settings.default_region,
+                source="web",
+                trust=VERIFIED,
+                identity_trust=VERIFIED,
+            )
+            resolve(
+                CHANNEL,
+                external_id,
+                session=session,
+                region=settings.default_region,
+                source="web",
+                identity_trust=VERIFIED,
+                alias_of=signed_id,
+            )
         if name or email or phone:
-            # The site knows who this is: a lead from now on, joined with what we know of them.
+            # The visitor says who they are: a lead from now on, with claimed details only.
             resolve(
                 CHANNEL,
                 external_id,
@@ -193,6 +275,7 @@ def start_session():  # type: ignore[no-untyped-def]
                 session=session,
                 region=settings.default_region,
                 source="web",
+                trust=CLAIMED,
             )
     return jsonify({"session": token}), 201
 
@@ -305,10 +388,9 @@ def _conversation_id(external_id: str) -> Optional[int]:
         identity = find_identity(CHANNEL, external_id, session=session)
         if identity is None:
             return None
-        lead = get_lead(identity.lead_id, session=session)
         return session.scalars(
             select(Conversation.id).where(
-                Conversation.lead_id == lead.id, Conversation.channel == CHANNEL
+                Conversation.identity_id == (identity.alias_of_id or identity.id)
             )
         ).first()
 

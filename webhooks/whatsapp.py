@@ -45,8 +45,12 @@ _MEDIA = ("image", "video", "audio", "document", "sticker")
 bp = Blueprint("whatsapp", __name__, url_prefix="/webhooks")
 
 
-def parse_whatsapp(payload: Any) -> ParsedBatch:
-    """Parse a WhatsApp webhook body; never raises on odd input, it reports what it skipped."""
+def parse_whatsapp(payload: Any, *, phone_number_id: Optional[str] = None) -> ParsedBatch:
+    """Parse a WhatsApp webhook body; never raises on odd input, it reports what it skipped.
+
+    With `phone_number_id` (our WHATSAPP_PHONE_NUMBER_ID), a change for another business number
+    is not ours: it is skipped and reported in `batch.foreign`.
+    """
     batch = ParsedBatch()
     if not isinstance(payload, dict):
         batch.ignored.append("the body is not a JSON object")
@@ -73,6 +77,12 @@ def parse_whatsapp(payload: Any) -> ParsedBatch:
             change = as_dict(change)
             field = as_text(change.get("field"), 80) or "messages"
             value = as_dict(change.get("value"))
+            number = ident(as_dict(value.get("metadata")).get("phone_number_id"))
+            if phone_number_id and field in ("messages", "smb_message_echoes") and (
+                number != str(phone_number_id).strip()
+            ):
+                batch.not_ours(f"phone_number_id {number or 'missing'}")
+                continue
             if field in ("messages", "smb_message_echoes"):
                 _parse_value(value, field, batch)
             else:
@@ -295,4 +305,9 @@ def verify():  # type: ignore[no-untyped-def]
 
 @bp.post("/whatsapp")
 def receive():  # type: ignore[no-untyped-def]
-    return receive_webhook(CHANNEL, lambda payload, settings: parse_whatsapp(payload))
+    return receive_webhook(
+        CHANNEL,
+        lambda payload, settings: parse_whatsapp(
+            payload, phone_number_id=settings.whatsapp_phone_number_id
+        ),
+    )

@@ -24,6 +24,7 @@ from leaddesk.cli.common import (
     upper_bound,
 )
 from leaddesk.settings import Settings
+from store import identity as identity_rules
 from store.agents import find_agent
 from store.csvio import CsvImportError, ImportReport, export_leads, import_leads
 from store.db import read_session
@@ -345,9 +346,20 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
                 "channel": i.channel,
                 "external_id": i.external_id,
                 "display_name": i.display_name,
+                "trust": i.trust,
                 "created_at": i.created_at,
             }
             for i in lead.identities
+        ]
+        data["phone_trust"] = identity_rules.detail_trust(lead, "phone", session=session)
+        data["email_trust"] = identity_rules.detail_trust(lead, "email", session=session)
+        data["contacts"] = [
+            {"kind": c.kind, "value": c.value, "trust": c.trust, "source": c.source}
+            for c in lead.contacts
+        ]
+        data["merge_suggestions"] = [
+            {"other_lead_id": s.other_lead_id, "reason": s.reason}
+            for s in identity_rules.open_suggestions(lead, session=session)
         ]
         message_counts = dict(
             session.execute(
@@ -361,6 +373,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
             {
                 "id": c.id,
                 "channel": c.channel,
+                "trust": identity_rules.conversation_trust(c, session=session),
                 "messages": message_counts.get(c.id, 0),
                 "last_inbound_at": c.last_inbound_at,
                 "summary": c.summary,
@@ -415,8 +428,8 @@ def _print_lead(data: dict[str, Any], merged_from: int | None) -> None:
     profile = [
         ("Status", data["status"]),
         ("Score", f"{data['score']}" + (" (hot)" if data["hot"] else "")),
-        ("Phone", data["phone"]),
-        ("Email", data["email"]),
+        ("Phone", f"{data['phone']} ({data.get('phone_trust')})" if data["phone"] else None),
+        ("Email", f"{data['email']} ({data.get('email_trust')})" if data["email"] else None),
         ("Company", data["company"]),
         ("Agent", data["assigned_agent"]),
         ("Channels", ", ".join(data["channels"])),
@@ -453,12 +466,22 @@ def _print_lead(data: dict[str, Any], merged_from: int | None) -> None:
                 print(f"  {factor.get('points', 0):+} {factor.get('factor', '')}{evidence}")
     print("Identities:")
     for identity in data["identities"]:
-        print(f"  {identity['channel']}: {identity['external_id']}")
+        print(f"  {identity['channel']}: {identity['external_id']} ({identity['trust']})")
+    others = [c for c in data.get("contacts", [])
+              if c["value"] not in (data["phone"], data["email"])]
+    if others:
+        print("Other contact details:")
+        for c in others:
+            print(f"  {c['kind']}: {c['value']} ({c['trust']}, from {c['source']})")
+    if data.get("merge_suggestions"):
+        print("Merge suggestions:")
+        for suggestion in data["merge_suggestions"]:
+            print(f"  {suggestion['reason']}")
     if data["conversations"]:
         print("Conversations:")
         for c in data["conversations"]:
             print(
-                f"  {c['channel']}: {c['messages']} messages, "
+                f"  #{c['id']} {c['channel']} ({c['trust']}): {c['messages']} messages, "
                 f"last inbound {_when(c['last_inbound_at'])}"
             )
     if data["notes"]:
@@ -577,6 +600,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
                 custom_fields=[*fields, *args.custom_fields],
                 statuses=statuses,
                 progress=bar,
+                file_name=path.name,
             )
     except CsvImportError as exc:
         if bar is not None:

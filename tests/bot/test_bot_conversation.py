@@ -333,7 +333,9 @@ def test_phone_is_not_asked_on_whatsapp(chat):
     assert chat.lead("whatsapp", "15125550123").phone == "+15125550123"
 
 
-def test_a_phone_given_later_merges_the_lead_across_channels(chat):
+def test_a_phone_typed_later_suggests_a_merge_across_channels_instead_of_merging(chat):
+    from store.models import ContactDetail, MergeSuggestion
+
     chat.say(
         "Hi! I'm looking at the Home package",
         channel="whatsapp",
@@ -343,10 +345,15 @@ def test_a_phone_given_later_merges_the_lead_across_channels(chat):
     chat.say("What packages do you offer?", channel="instagram", sender="ig-55")
     chat.say("You can reach me on +44 7911 123456", channel="instagram", sender="ig-55")
     lead = chat.lead("instagram", "ig-55")
-    assert lead.id == chat.lead("whatsapp", "447911123456").id
-    assert lead.phone == "+447911123456" and lead.name == "Dana"
-    assert lead.channels == ["instagram", "whatsapp"]
-    assert chat.count(Lead, Lead.merged_into_id.is_(None)) == 1
+    whatsapp = chat.lead("whatsapp", "447911123456")
+    # A typed number is only claimed: two leads, one suggestion for an agent to accept.
+    assert lead.id != whatsapp.id
+    assert lead.phone is None and whatsapp.phone == "+447911123456"
+    assert chat.count(Lead, Lead.merged_into_id.is_(None)) == 2
+    assert chat.count(MergeSuggestion, MergeSuggestion.lead_id == lead.id,
+                      MergeSuggestion.other_lead_id == whatsapp.id) == 1
+    assert chat.count(ContactDetail, ContactDetail.lead_id == lead.id,
+                      ContactDetail.trust == "claimed", ContactDetail.key == "+447911123456") == 1
 
 
 def test_national_numbers_use_the_configured_region(make_chat):

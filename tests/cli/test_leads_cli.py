@@ -128,10 +128,10 @@ def test_show_a_lead_with_identities_notes_and_history(cli, desk):
     for expected in (
         "Status:       Interested",
         "Score:        82 (hot)",
-        "Phone:        +14155552671",
+        "Phone:        +14155552671 (verified)",
         "roof_type:    metal",
         "+40 asked for a quote",
-        "web: w1",
+        "web: w1 (claimed)",
         "Follow-up by Ana: Call after 5pm",
         "0 -> 82",
         "History (newest first):",
@@ -152,6 +152,8 @@ def test_show_json_and_merged_ids(cli, desk, db_engine):
     data = cli("leads", "show", str(dup_id), "--json").json()
     assert data["id"] == desk["dana"] and data["requested_id"] == dup_id
     assert {i["channel"] for i in data["identities"]} == {"web", "instagram"}
+    assert {i["trust"] for i in data["identities"]} == {"claimed", "verified"}
+    assert data["phone_trust"] == "verified"
     assert data["notes"][0]["category"] == "Follow-up"
     assert data["score_history"][0]["score"] == 82
     assert any(a["action"] == "merge" for a in data["audit"])

@@ -363,3 +363,52 @@ def test_team_page_is_for_admins(console, sarah, world):  # type: ignore[no-unty
     rotated = console.post(f"/console/agents/{agent_id}/token")
     assert 'id="new-token">ld_' in rotated.text
     assert console.post("/console/agents", {"name": ""}).status_code == 422
+
+
+def test_lead_page_shows_trust_and_merges_a_suggestion_after_a_confirmation(  # type: ignore[no-untyped-def]
+    console, sarah, world, session_factory
+):
+    from store.leads import resolve
+    from store.models import CLAIMED, Lead
+
+    whatsapp = world.lead("Dana", channel="whatsapp", phone="+14155550123")
+    world.customer_message(whatsapp, "Hello from WhatsApp", channel="whatsapp")
+    with session_factory.begin() as session:
+        web = resolve("web", "web-visitor-1", phone="+1 415 555 0123", session=session,
+                      trust=CLAIMED).id
+    world.customer_message(web, "Hello from the site", channel="web")
+    console.login(email="sarah@example.com", password="correct horse")
+    page = console.get(f"/console/leads/{whatsapp}").text
+    assert "may be the same person" in page.lower() or "May be the same person" in page
+    assert f"#{web}" in page and "claimed on web chat" in page
+    assert "verified" in page
+
+    ask = console.post(f"/console/leads/{whatsapp}/merge", {"other_lead_id": str(web)})
+    assert ask.status_code == 200 and "Merge #" in ask.text and 'name="confirm"' in ask.text
+    with session_factory() as session:
+        assert session.get(Lead, web).merged_into_id is None  # nothing merged before confirming
+    done = console.post(f"/console/leads/{whatsapp}/merge",
+                        {"other_lead_id": str(web), "confirm": "yes"})
+    assert done.status_code == 302
+    with session_factory() as session:
+        assert session.get(Lead, web).merged_into_id == whatsapp
+
+    page = console.get(f"/console/leads/{whatsapp}").text
+    chooser = page[page.index('id="reply-conversation"'):]
+    chooser = chooser[: chooser.index("</select>")]
+    assert "whatsapp" in chooser and "web" in chooser
+    default = next(line for line in chooser.splitlines() if "selected" in line)
+    assert "whatsapp" in default and "(verified)" in default
+    web_room = next(line for line in chooser.splitlines() if "(claimed)" in line)
+    room_id = web_room.split('value="', 1)[1].split('"', 1)[0]
+    sent = console.post(f"/console/leads/{whatsapp}/reply",
+                        {"text": "Answering on the site", "conversation_id": room_id})
+    assert sent.status_code == 302
+    from sqlalchemy import select as sql_select
+
+    from store.models import Message as Msg
+
+    with session_factory() as session:
+        last = session.scalars(sql_select(Msg).where(Msg.author == "agent")
+                               .order_by(Msg.id.desc())).first()
+        assert last is not None and last.channel == "web"

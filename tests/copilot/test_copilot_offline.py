@@ -420,3 +420,36 @@ def test_memory_survives_a_restart_on_the_sqlite_file(world, sf, prompts, clock,
     with open_checkpointer(url) as memory:
         reply = make_copilot(sf, prompts, clock, checkpointer=memory).ask(sarah, "tg", "is it hot?").reply
     assert reply.startswith(f"Yes, #{lead} Dana Smith is hot.")
+
+
+def test_merge_31_into_7_asks_yes_or_no_and_follows_the_merge_rules(world, chat, sf) -> None:
+    from store.leads import resolve
+    from store.models import CLAIMED, Lead
+
+    sarah = world.agent("Sarah")
+    mike = world.agent("Mike")
+    boss = world.agent("Boss", role="admin")
+    kept = world.lead("Dana Smith", channel="whatsapp", phone="+14155550123", agent=sarah)
+    with sf.begin() as session:
+        claimed = resolve("web", "web-visitor", phone="+1 415 555 0123", name="D.", session=session,
+                          trust=CLAIMED).id
+    ask = chat(sarah)
+    first = ask.say(f"merge {claimed} into {kept}")
+    assert first.pending["kind"] == "merge_leads"
+    assert f"#{claimed}" in first.reply and f"#{kept}" in first.reply
+    assert ask("no") == f"Okay, #{claimed} and #{kept} stay apart."
+    with sf() as session:
+        assert session.get(Lead, claimed).merged_into_id is None
+    ask.say(f"merge lead {claimed} into lead {kept}")
+    assert ask("yes") == f"Merged #{claimed} into #{kept}."
+    with sf() as session:
+        assert session.get(Lead, claimed).merged_into_id == kept
+        assert session.get(Lead, kept).assigned_agent_id == sarah
+
+    # Without a suggestion only an admin merges; two agents' leads likewise.
+    other = world.lead("Someone Else", agent=mike)
+    refused = chat(sarah)(f"merge {other} into {kept}")
+    assert "assigned to another agent" in refused or "can't" in refused
+    by_admin = chat(boss)
+    assert by_admin.say(f"/merge {other} into {kept}").pending["kind"] == "merge_leads"
+    assert by_admin("yes") == f"Merged #{other} into #{kept}."

@@ -339,3 +339,36 @@ def test_export_then_import_recreates_the_same_leads(session_factory):
     assert after == before
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Note)) == 0
+
+
+def test_import_matches_emails_whatever_their_case_and_merges_across_owners_naming_the_file(
+    session_factory,
+):
+    from store.models import Agent, Notification
+    from store.work import add_note
+
+    with session_factory.begin() as s:
+        owners = [Agent(name=n, role="agent", token_hash=n, capacity=50, active=True)
+                  for n in ("A", "B")]
+        s.add_all(owners)
+        s.flush()
+        first = resolve("web", "w-1", phone="+14155552671", name="Jo", session=s)
+        second = resolve("messenger", "psid-1", email="jo.smith@example.com", session=s)
+        first.assigned_agent_id, second.assigned_agent_id = owners[0].id, owners[1].id
+        add_note(second, "B's note", session=s, agent=owners[1])
+        ids = (first.id, second.id, owners[1].id)
+    report = _import(
+        session_factory, "name,email,phone\nJo,Jo.Smith@Example.COM,(415) 555-2671\n",
+        file_name="fair-2026.csv",
+    )
+    assert (report.created, report.merged) == (0, 1)
+    live = _live(session_factory)
+    assert [lead.id for lead in live] == [ids[0]]
+    with session_factory() as s:
+        reasons = s.scalars(select(AuditEvent.new_value).where(
+            AuditEvent.lead_id == ids[0], AuditEvent.field == "reason")).all()
+        assert reasons == ["import of fair-2026.csv"]
+        told = s.scalars(select(Notification).where(Notification.agent_id == ids[2],
+                                                    Notification.kind == "merged")).all()
+        assert len(told) == 1
+        assert get_lead(ids[1], session=s).assigned_agent_id == live[0].assigned_agent_id

@@ -142,9 +142,13 @@ def test_merge_moves_everything_to_the_older_lead_and_fills_its_empty_fields(ses
     assert merged.tags == ["vip", "pricing"]
     assert merged.custom_fields == {"budget": "10k", "size": "20"}
     assert merged.score == 80 and merged.score_factors[0]["factor"] == "pricing"
-    # a New survivor takes the status the other lead reached; a human takeover stays in force
+    # a New survivor takes the status the other lead reached; a human takeover stays in force in
+    # the conversation it was made in (each conversation is a room of its own)
     assert merged.status == "Interested"
-    assert merged.ai_stopped is True and merged.ai_paused_until is not None
+    assert merged.ai_stopped is False
+    rooms = {c.channel: c for c in merged.conversations}
+    assert rooms["whatsapp"].ai_stopped is True and rooms["whatsapp"].ai_paused_until is not None
+    assert rooms["web"].ai_stopped is False and rooms["web"].ai_paused_until is None
     # everything that hung off the absorbed lead now hangs off the survivor
     assert merged.channels == ["web", "whatsapp"]
     assert _count(session, Conversation, Conversation.lead_id == older.id) == 2
@@ -170,10 +174,10 @@ def test_merge_moves_everything_to_the_older_lead_and_fills_its_empty_fields(ses
             select(AuditEvent).where(AuditEvent.actor == "merge", AuditEvent.action == "update")
         )
     }
-    assert {"phone", "company", "status", "tags", "ai_stopped"} <= changed
+    assert {"phone", "company", "status", "tags"} <= changed
 
 
-def test_merge_of_two_conversations_on_one_channel_keeps_every_message(session):
+def test_merge_of_two_conversations_on_one_channel_keeps_them_apart(session):
     from store.leads import merge_leads
     from store.models import Conversation
 
@@ -182,9 +186,9 @@ def test_merge_of_two_conversations_on_one_channel_keeps_every_message(session):
     for i, sender in enumerate(["tab-1", "tab-2", "tab-1"]):
         ingest(Inbound("web", sender, f"m{i}", channel_message_id=f"m{i}"), session=session)
     merge_leads(a, b, session=session)
-    conversations = session.scalars(select(Conversation)).all()
-    assert len(conversations) == 1 and conversations[0].lead_id == a.id
-    assert sorted(m.text for m in conversations[0].messages) == ["m0", "m1", "m2"]
+    conversations = session.scalars(select(Conversation).order_by(Conversation.id)).all()
+    assert [c.lead_id for c in conversations] == [a.id, a.id]
+    assert [sorted(m.text for m in c.messages) for c in conversations] == [["m0", "m2"], ["m1"]]
 
 
 def test_a_second_phone_or_email_is_kept_not_dropped(session):

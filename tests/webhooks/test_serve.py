@@ -18,7 +18,7 @@ from sqlalchemy import select
 from store import make_engine, make_session_factory, upgrade
 from store.models import Message, utcnow
 from tests.fakes.fake_graph import FakeGraph
-from tests.webhooks.meta_payloads import dumps, wa_text
+from tests.webhooks.meta_payloads import PHONE_NUMBER_ID, dumps, wa_text
 from tests.webhooks.support import ServeProcess
 from webhooks.intake import store_batch
 from webhooks.meta import signature_for
@@ -81,7 +81,7 @@ def test_serve_answers_stops_cleanly_and_picks_up_unprocessed_events_after_resta
     env = {
         "META_GRAPH_URL": graph.url,
         "WHATSAPP_ACCESS_TOKEN": "wa-token",
-        "WHATSAPP_PHONE_NUMBER_ID": "1065",
+        "WHATSAPP_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
     }
 
     def all_messages() -> list[Message]:

@@ -252,15 +252,19 @@ def test_per_address_rate_limits_answer_429(make_app: Callable[..., Flask]) -> N
     assert elsewhere.status_code == 201
 
 
-def test_sessions_of_the_same_person_each_see_their_own_messages(
+def test_sessions_claiming_one_email_stay_apart_with_a_suggestion_and_see_their_own_messages(
     client: FlaskClient, session_factory: sessionmaker[Session]
 ) -> None:
+    from store.models import MergeSuggestion
+
     laptop = start(client, email="sam@example.com")
-    phone = start(client, email="sam@example.com")
+    phone = start(client, email="Sam@Example.com")
     say(client, laptop, "from the laptop")
     say(client, phone, "from the phone")
     with session_factory() as session:
-        assert len(list(session.scalars(select(Lead)))) == 1
+        # An unsigned email is only claimed: two leads, and an agent decides whether they are one.
+        assert len(list(session.scalars(select(Lead)))) == 2
+        assert len(list(session.scalars(select(MergeSuggestion)))) == 1
     assert [m["text"] for m in history(client, laptop)] == ["from the laptop"]
     assert [m["text"] for m in history(client, phone)] == ["from the phone"]
 

@@ -45,10 +45,10 @@ def takeover_minutes() -> int:
 
 
 def send_reply(
-    lead_id: int, text: str, agent: Agent, *, at: datetime
+    lead_id: int, text: str, agent: Agent, *, at: datetime, conversation_id: int | None = None
 ) -> tuple[dict[str, Any], datetime | None]:
-    """Send `text` to the customer as `agent` through the lead's channel; the bot pauses for the
-    takeover.
+    """Send `text` to the customer as `agent` in one conversation (by default the latest on a
+    verified identity); the bot pauses for the takeover.
     """
     from bot.takeover import send_agent_reply
 
@@ -60,6 +60,17 @@ def send_reply(
             session.scalars(select(Conversation.id).where(Conversation.lead_id == lead_id)).first()
             is not None
         )
+        if conversation_id is not None and session.scalars(
+            select(Conversation.id).where(
+                Conversation.id == conversation_id, Conversation.lead_id == lead_id
+            )
+        ).first() is None:
+            raise ApiError(
+                422,
+                "validation_error",
+                f"conversation_id: conversation {conversation_id} is not one of lead {lead_id}'s",
+                "conversation_id",
+            )
     if not has_conversation:
         raise ApiError(
             409,
@@ -76,6 +87,7 @@ def send_reply(
             agent_id=agent.id,
             now=at,
             minutes=takeover_minutes(),
+            conversation_id=conversation_id,
         )
     except (LookupError, ValueError) as exc:
         raise ApiError(409, "cannot_reply", str(exc) or "the reply could not be sent") from None
@@ -139,10 +151,12 @@ def resume_bot(lead: Lead, agent: Agent, *, session: Any) -> None:
     errors=(400, 401, 403, 404, 409, 422),
 )
 def reply(lead_id: int, body: schemas.ReplyBody) -> Any:
-    """Send a message to the customer through the lead's channel as the agent; the bot pauses for
-    the
-    takeover window (LEADDESK_TAKEOVER_MINUTES), renewed by each agent message."""
-    data, paused_until = send_reply(lead_id, body.text, g.agent, at=now())
+    """Send a message to the customer as the agent in one conversation: `conversation_id`, or by
+    default the most recent one on a verified identity. The bot pauses for the takeover window
+    (LEADDESK_TAKEOVER_MINUTES), renewed by each agent message."""
+    data, paused_until = send_reply(
+        lead_id, body.text, g.agent, at=now(), conversation_id=body.conversation_id
+    )
     return jsonify(dump(schemas.ReplyOut, {"message": data, "ai_paused_until": paused_until})), 201
 
 

@@ -14,6 +14,7 @@ from flask import g, jsonify
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import Session, selectinload
 
+from store import identity as rules
 from store.db import read_session
 from store.models import Conversation, Lead
 from store.query import LeadQuery, build_lead_query, count_leads
@@ -119,6 +120,7 @@ def _detail(lead_id: int, session: Session, *, after_change: bool = False) -> di
     lead = session.scalars(
         build_lead_query(LeadQuery(ids=[lead.id], archived=None, terminal_statuses=())).options(
             selectinload(Lead.identities),
+            selectinload(Lead.contacts),
             selectinload(Lead.assigned_agent),
             selectinload(Lead.conversations).selectinload(Conversation.messages),
         )
@@ -219,6 +221,34 @@ def convert_lead(lead_id: int, body: schemas.ConvertBody) -> Any:
         lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
         ops.convert(lead, g.agent, session=session, now=now(), note=body.note)
         lead_id = lead.id
+    with read_session(services().session_factory) as session:
+        return jsonify(_detail(lead_id, session, after_change=True))
+
+
+@endpoint(
+    "POST",
+    "/leads/<int:lead_id>/merge",
+    summary="Merge another lead into this one",
+    tag=TAG,
+    body=schemas.MergeBody,
+    response=schemas.LeadDetail,
+    errors=(400, 401, 403, 404, 409, 422),
+)
+def merge_lead(lead_id: int, body: schemas.MergeBody) -> Any:
+    """Merge `other_lead_id` into this lead, which survives and keeps its owner (the other owner is
+    notified and keeps reading their notes). An agent accepts a merge suggestion listed on the lead
+    and needs access to both leads; leads of two different agents only an admin merges; an admin
+    may merge any two leads. Each conversation stays separate; the merge is audited."""
+    with services().session_factory.begin() as session:
+        target = ops.load_lead(lead_id, g.agent, session=session, check=False)
+        other = ops.load_lead(body.other_lead_id, g.agent, session=session, check=False)
+        if target.id == other.id:
+            raise ApiError(409, "already_merged", f"#{body.other_lead_id} is already lead #{target.id}")
+        try:
+            survivor = rules.merge_by_hand(g.agent, target, other, session=session)
+        except rules.NotAllowed as exc:
+            raise ApiError(403, "forbidden", str(exc)) from None
+        lead_id = survivor.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
 

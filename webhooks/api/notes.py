@@ -6,8 +6,9 @@ from typing import Any
 
 from flask import g, jsonify
 
+from store import identity as rules
 from store.db import read_session
-from store.work import list_notes
+from store.leads import LeadNotFound, get_lead
 from webhooks.api import ops, schemas
 from webhooks.api.base import endpoint
 from webhooks.api.serialize import dump, note_out
@@ -25,10 +26,18 @@ TAG = "Notes"
     errors=(401, 403, 404),
 )
 def list_lead_notes(lead_id: int) -> Any:
-    """The lead's notes, oldest first."""
+    """The lead's notes, oldest first. An agent whose lead was merged into another agent's lead
+    still reads the notes they wrote on it (and only those)."""
     with read_session(services().session_factory) as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        notes = [note_out(n) for n in list_notes(lead.id, session=session)]
+        try:
+            lead = get_lead(lead_id, session=session) if 0 < lead_id <= schemas.MAX_ID else None
+        except LeadNotFound:
+            lead = None
+        if lead is None or not (
+            rules.may_access(g.agent, lead) or rules.has_own_notes(g.agent, lead, session=session)
+        ):
+            lead = ops.load_lead(lead_id, g.agent, session=session)  # the 404 or 403
+        notes = [note_out(n) for n in rules.visible_notes(g.agent, lead, session=session)]
     return jsonify(dump(schemas.NoteList, {"notes": notes}))
 
 

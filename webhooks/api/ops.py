@@ -19,8 +19,16 @@ from sqlalchemy.orm import Session
 
 from store.agents import AgentError
 from store.contacts import InvalidContact, normalize_email, normalize_phone
-from store.leads import LeadNotFound, get_lead, record_audit, resolve, update_lead
-from store.models import Agent, Lead
+from store.leads import (
+    LeadNotFound,
+    find_lead_by_email,
+    find_lead_by_phone,
+    get_lead,
+    record_audit,
+    resolve,
+    update_lead,
+)
+from store.models import CLAIMED, Agent, Lead
 from store.query import LeadQuery, build_lead_query
 from store.work import WorkError, add_note, assign_lead, next_available_agent, notify
 from webhooks.api import catalog, schemas
@@ -134,7 +142,11 @@ def create_lead(body: schemas.LeadCreate, agent: Agent, *, session: Session, now
     existing = None
     for column, value in (("phone", phone), ("email", email)):
         if value:
-            existing = session.scalars(select(Lead).where(getattr(Lead, column) == value)).first()
+            existing = (
+                find_lead_by_phone(value, session=session)
+                if column == "phone"
+                else find_lead_by_email(value, session=session)
+            )
             if existing is not None:
                 break
     if existing is not None:
@@ -156,6 +168,7 @@ def create_lead(body: schemas.LeadCreate, agent: Agent, *, session: Session, now
         region=region(),
         source=body.source or "manual",
         actor="agent",
+        trust=CLAIMED,
     )
     changes: dict[str, Any] = {}
     if body.company:
@@ -221,10 +234,12 @@ def _unique_contact(lead: Lead, field: str, raw: str | None, *, session: Session
         value = normalize_phone(raw, region()) if field == "phone" else normalize_email(raw)
     except InvalidContact as exc:
         raise ApiError(422, "validation_error", f"{field}: {exc}", field) from None
-    owner = session.scalars(
-        select(Lead).where(getattr(Lead, field) == value, Lead.id != lead.id)
-    ).first()
-    if owner is not None:
+    owner = (
+        find_lead_by_phone(value, session=session)
+        if field == "phone"
+        else find_lead_by_email(value, session=session)
+    )
+    if owner is not None and owner.id != lead.id:
         raise ApiError(409, "duplicate", f"lead {owner.id} already has this {field}", field)
     return value
 

@@ -207,6 +207,19 @@ class ArchiveBody(Strict):
 
 class ReplyBody(Strict):
     text: str = Field(min_length=1, max_length=4096)
+    conversation_id: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ID,
+        description="The conversation to answer in; by default the most recent one on a verified "
+        "identity (a conversation only claimed is chosen only when there is no verified one).",
+    )
+
+
+class MergeBody(Strict):
+    other_lead_id: int = Field(
+        ge=1, le=MAX_ID, description="The lead merged into this one (this lead survives)."
+    )
 
 
 class PauseBody(Strict):
@@ -297,6 +310,25 @@ class IdentityOut(BaseModel):
     channel: str
     external_id: str
     display_name: str | None
+    trust: str = Field(description="`verified` when the channel vouches for it, else `claimed`.")
+    created_at: datetime
+
+
+class ContactOut(BaseModel):
+    kind: str = Field(description="`phone` or `email`.")
+    value: str
+    trust: str = Field(description="`verified` when a channel vouches for it, else `claimed`.")
+    source: str
+    created_at: datetime
+
+
+class SuggestionOut(BaseModel):
+    id: int
+    other_lead_id: int
+    other_name: str | None
+    kind: str
+    source: str
+    reason: str
     created_at: datetime
 
 
@@ -317,6 +349,10 @@ class MessageOut(BaseModel):
 class ConversationOut(BaseModel):
     id: int
     channel: str
+    trust: str = Field(description="The trust of the identity this conversation is with.")
+    external_id: str | None
+    ai_stopped: bool
+    ai_paused_until: datetime | None
     summary: str | None
     last_inbound_at: datetime | None
     messages: list[MessageOut]
@@ -368,6 +404,10 @@ class LeadDetail(LeadSummary):
     ai_pause_reason: str | None
     updated_at: datetime
     identities: list[IdentityOut]
+    contacts: list[ContactOut]
+    phone_trust: str | None
+    email_trust: str | None
+    merge_suggestions: list[SuggestionOut]
     conversations: list[ConversationOut]
     notes: list[NoteOut]
     score_history: list[ScoreEventOut]

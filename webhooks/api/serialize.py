@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.models import Agent, AuditEvent, Lead, Message, Note, Notification, ScoreEvent
+from store import identity as rules
+from store.models import Agent, AuditEvent, Identity, Lead, Message, Note, Notification, ScoreEvent
 from store.work import audit_trail, list_notes, score_history
 from webhooks.api import schemas
 
@@ -118,8 +119,17 @@ def agent_names(session: Session) -> dict[int, str]:
     return {agent_id: name for agent_id, name in session.execute(select(Agent.id, Agent.name))}
 
 
-def lead_detail(lead: Lead, now: datetime, *, session: Session) -> dict[str, Any]:
+def lead_detail(
+    lead: Lead, now: datetime, *, session: Session, notes: list[Note] | None = None
+) -> dict[str, Any]:
     names = agent_names(session)
+    identities = {i.id: i for i in lead.identities}
+
+    def talks_with(identity_id: int | None) -> Identity | None:
+        if identity_id is None:
+            return None
+        return identities.get(identity_id) or session.get(Identity, identity_id)
+
     data = lead_summary(lead, now)
     data.update(
         {
@@ -141,21 +151,53 @@ def lead_detail(lead: Lead, now: datetime, *, session: Session) -> dict[str, Any
                     "channel": i.channel,
                     "external_id": i.external_id,
                     "display_name": i.display_name,
+                    "trust": i.trust,
                     "created_at": i.created_at,
                 }
                 for i in lead.identities
+            ],
+            "contacts": [
+                {
+                    "kind": c.kind,
+                    "value": c.value,
+                    "trust": c.trust,
+                    "source": c.source,
+                    "created_at": c.created_at,
+                }
+                for c in lead.contacts
+            ],
+            "phone_trust": rules.detail_trust(lead, "phone", session=session),
+            "email_trust": rules.detail_trust(lead, "email", session=session),
+            "merge_suggestions": [
+                {
+                    "id": s.id,
+                    "other_lead_id": s.other_lead_id,
+                    "other_name": s.other_name,
+                    "kind": s.kind,
+                    "source": s.source,
+                    "reason": s.reason,
+                    "created_at": s.created_at,
+                }
+                for s in rules.open_suggestions(lead, session=session)
             ],
             "conversations": [
                 {
                     "id": c.id,
                     "channel": c.channel,
+                    "trust": rules.conversation_trust(c, session=session),
+                    "external_id": (talks_with(c.identity_id).external_id  # type: ignore[union-attr]
+                                    if talks_with(c.identity_id) is not None else None),
+                    "ai_stopped": c.ai_stopped,
+                    "ai_paused_until": c.ai_paused_until,
                     "summary": c.summary,
                     "last_inbound_at": c.last_inbound_at,
                     "messages": [message_out(m, names) for m in c.messages],
                 }
                 for c in lead.conversations
             ],
-            "notes": [note_out(n) for n in list_notes(lead.id, session=session)],
+            "notes": [
+                note_out(n) for n in (notes if notes is not None else list_notes(lead.id, session=session))
+            ],
             "score_history": [score_event_out(e) for e in score_history(lead.id, session=session)],
             "audit": [audit_out(e, names) for e in audit_trail(lead.id, session=session)],
         }

@@ -75,6 +75,7 @@ def import_csv() -> Any:
     row is rejected with its line number and reason and never stops the others. Admins only, because
     merging can touch any agent's lead."""
     text = uploaded_csv()
+    name = request.files["file"].filename if "file" in request.files else None
     statuses = [s.name for s in catalog.statuses()] or None
     try:
         report = import_leads(
@@ -85,10 +86,10 @@ def import_csv() -> Any:
             statuses=statuses,
             actor="import",
             agent_id=g.agent.id,
+            file_name=name or "upload.csv",
         )
     except CsvImportError as exc:
         raise ApiError(422, "invalid_csv", str(exc), "file") from None
-    name = request.files["file"].filename if "file" in request.files else None
     log.info(
         "agent %s imported %s rows: %s created, %s merged, %s rejected",
         g.agent.id,

@@ -14,6 +14,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from store import identity as rules
 from store.agents import AgentError, create_agent, hash_token, list_agents, new_token
 from store.contacts import InvalidContact
 from store.db import read_session
@@ -348,6 +349,8 @@ def lead(lead_id: int) -> Any:
         if found.id != lead_id:
             return redirect(url_for("console.lead", lead_id=found.id))
         detail = lead_detail(found, at, session=session)
+        default_room = rules.reply_conversation(found, session=session)
+        default_conversation_id = default_room.id if default_room is not None else None
         team = list_agents(session=session, include_inactive=False)
         for a in team:
             session.expunge(a)
@@ -368,7 +371,49 @@ def lead(lead_id: int) -> Any:
         history=list(reversed(history)),
         takeover_minutes=conversations.takeover_minutes(),
         is_admin=ops.is_admin(agent),
+        default_conversation_id=default_conversation_id,
     )
+
+
+@blueprint.post("/leads/<int:lead_id>/merge")
+@auth.login_required
+def merge(lead_id: int) -> Any:
+    """Merge another lead into this one: first a page showing both leads, then the merge itself
+    once the agent confirms (`store.identity` decides who may)."""
+    agent = auth.current_agent()
+    assert agent is not None
+    other_id = _row_id(request.form.get("other_lead_id"))
+    if other_id is None:
+        flash("Give the number of the lead to merge into this one.", "error")
+        return redirect(url_for("console.lead", lead_id=lead_id))
+    try:
+        if request.form.get("confirm") != "yes":
+            with read_session(services().session_factory) as session:
+                target = ops.load_lead(lead_id, agent, session=session)
+                other = ops.load_lead(other_id, agent, session=session, check=False)
+                try:
+                    rules.check_merge(agent, target, other, session=session)
+                except rules.NotAllowed as exc:
+                    raise ApiError(403, "forbidden", str(exc)) from None
+                suggestion = next((s for s in rules.open_suggestions(target, session=session)
+                                   if s.other_lead_id == other.id), None)
+                pair = [lead_summary(target, now()), lead_summary(other, now())]
+            return render_template("console_merge.html", target=pair[0], other=pair[1],
+                                   reason=suggestion.reason if suggestion else None)
+        with services().session_factory.begin() as session:
+            target = ops.load_lead(lead_id, agent, session=session)
+            other = ops.load_lead(other_id, agent, session=session, check=False)
+            try:
+                survivor = rules.merge_by_hand(agent, target, other, session=session)
+            except rules.NotAllowed as exc:
+                raise ApiError(403, "forbidden", str(exc)) from None
+            survivor_id = survivor.id
+    except ApiError as exc:
+        _flash_error(exc)
+        return redirect(url_for("console.lead", lead_id=lead_id))
+    flash(f"Lead #{other_id} was merged into this one; its conversations stay separate.",
+          "success")
+    return redirect(url_for("console.lead", lead_id=survivor_id))
 
 
 def _lead_action(
@@ -443,8 +488,16 @@ def reply(lead_id: int) -> WerkzeugResponse:
     agent = auth.current_agent()
     assert agent is not None
     try:
-        body = parse_model(schemas.ReplyBody, {"text": request.form.get("text", "")})
-        _message, paused_until = conversations.send_reply(lead_id, body.text, agent, at=now())
+        body = parse_model(
+            schemas.ReplyBody,
+            {
+                "text": request.form.get("text", ""),
+                "conversation_id": _row_id(request.form.get("conversation_id")),
+            },
+        )
+        _message, paused_until = conversations.send_reply(
+            lead_id, body.text, agent, at=now(), conversation_id=body.conversation_id
+        )
     except ApiError as exc:
         _flash_error(exc)
     else:

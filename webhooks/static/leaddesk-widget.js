@@ -6,7 +6,9 @@
  *
  * Optional attributes: data-api (the Leaddesk base URL, default: where this script comes from),
  * data-open="true" (open the panel on load), data-name / data-email / data-phone (a visitor the
- * site already knows), data-color (accent colour).
+ * site already knows), data-color (accent colour), data-identity + data-identity-hash (the site's
+ * own id, email or phone for a signed-in visitor and its HMAC-SHA256 with LEADDESK_WEBCHAT_SECRET,
+ * computed on the site's server: the visitor is then verified, not merely claimed).
  * The session token is kept in localStorage, so a reload shows the conversation again.
  */
 (function () {
@@ -151,6 +153,10 @@
   function startSession() {
     var known = {};
     ["name", "email", "phone"].forEach(function (key) { if (data[key]) { known[key] = data[key]; } });
+    if (data.identity) {
+      known.identity = data.identity;
+      if (data.identityHash) { known.identity_hash = data.identityHash; }
+    }
     return request("POST", "/api/chat/sessions", known).then(function (res) {
       if (!res.ok || !res.json.session) { throw new Error(errorText(res)); }
       token = res.json.session;
