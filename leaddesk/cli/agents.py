@@ -14,9 +14,9 @@ from store.agents import (
     agent_summary,
     create_agent,
     find_agent,
-    hash_token,
     list_agents,
-    new_token,
+    rotate_token,
+    set_active,
 )
 from store.contacts import InvalidContact
 from store.copilot_queries import new_link_code
@@ -142,9 +142,7 @@ def run_link(args: argparse.Namespace, settings: Settings) -> int:
 def run_token(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory, session_factory.begin() as session:
         agent = _find(session, args.agent)
-        token = new_token()
-        agent.token_hash = hash_token(token)
-        session.flush()
+        token = rotate_token(agent, session=session)
         agent_id, name, role = agent.id, agent.name, agent.role
     if args.json:
         print_json({"id": agent_id, "name": name, "role": role, "token": token})
@@ -220,8 +218,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory, session_factory.begin() as session:
         agent = _find(session, args.agent)
-        changed = agent.active != args.active
-        agent.active = args.active
+        changed = set_active(agent, args.active, session=session)
         session.flush()
         info = agent_summary(agent, open_lead_counts(session=session).get(agent.id, 0))
     if args.json:

@@ -1,0 +1,71 @@
+"""Request limits counted by Flask-Limiter: in the process by default, in Redis when the broker is
+a Redis server, so that every web process of a deployment counts together.
+
+Views ask `hit(limit, *keys)` (count one and say whether it is allowed) or `exceeded(limit, *keys)`
+(look without counting), with limits written the Flask-Limiter way ("10 per 15 minutes").
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Optional
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from limits import RateLimitItem, parse
+
+log = logging.getLogger(__name__)
+
+
+def storage_uri(settings: Any) -> str:
+    """Redis when the broker is Redis (shared by all web processes), else this process's memory."""
+    broker = str(getattr(settings, "broker_url", None) or "")
+    if broker.startswith(("redis://", "rediss://")):
+        return broker
+    return "memory://"
+
+
+def init_limiter(app: Flask, settings: Any) -> Limiter:
+    """Attach the limiter to the app; its keys carry the deployment's broker queue name."""
+    limiter = Limiter(
+        lambda: request.remote_addr or "unknown",
+        app=app,
+        storage_uri=storage_uri(settings),
+        strategy="moving-window",
+        headers_enabled=False,
+    )
+    app.extensions["leaddesk_limits"] = (limiter, f"leaddesk:{getattr(settings, 'broker_queue', 'leaddesk')}")
+    return limiter
+
+
+def limit(text: str) -> RateLimitItem:
+    return parse(text)
+
+
+def _limiter() -> tuple[Limiter, str]:
+    return current_app.extensions["leaddesk_limits"]  # type: ignore[no-any-return]
+
+
+def hit(item: RateLimitItem, *keys: str) -> Optional[float]:
+    """Count one request for `keys`: None when allowed, else the seconds until one is again."""
+    limiter, prefix = _limiter()
+    try:
+        if limiter.limiter.hit(item, prefix, *keys):
+            return None
+        reset_at = limiter.limiter.get_window_stats(item, prefix, *keys).reset_time
+    except Exception as exc:  # noqa: BLE001 - a storage outage must not take the service down
+        log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
+        return None
+    return float(max(1, math.ceil(reset_at - time.time())))
+
+
+def exceeded(item: RateLimitItem, *keys: str) -> bool:
+    """Whether `keys` have used up `item` (without counting this look)."""
+    limiter, prefix = _limiter()
+    try:
+        return not limiter.limiter.test(item, prefix, *keys)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
+        return False
