@@ -146,12 +146,17 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
 
 
 def _count_failure(account: str, address: str) -> None:
-    if limits.hit(limits.limit(ADDRESS_FAILURES), "signin-address", address) is not None:
-        log.warning("console sign-in paused for %s minutes for address %s after repeated failures",
-                    COOLING_OFF_MINUTES, address)
-    if account and limits.hit(limits.limit(ACCOUNT_FAILURES), "signin-account", account) is not None:
-        log.warning("console sign-in paused for %s minutes for account %r after repeated failures",
-                    COOLING_OFF_MINUTES, account[:320])
+    """Count a failed sign-in; the one that uses up a limit starts the pause and is logged."""
+    counted = [("address", address, limits.limit(ADDRESS_FAILURES))]
+    if account:
+        counted.append(("account", account[:320], limits.limit(ACCOUNT_FAILURES)))
+    for kind, key, item in counted:
+        limits.hit(item, f"signin-{kind}", key)
+        if limits.exceeded(item, f"signin-{kind}", key):
+            log.warning(
+                "console sign-in paused for %s minutes for %s %r after %s failed attempts",
+                COOLING_OFF_MINUTES, kind, key, item.amount,
+            )
 
 
 def start_session(agent: Agent) -> None:
