@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from store import make_engine, make_session_factory
-from webhooks.limits import init_limiter
+from webhooks.ratelimit import init_limiter
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from store.console_sessions import (
     open_console_session,
 )
 from store.models import Agent
-from webhooks import limits
+from webhooks import ratelimit
 from webhooks.api.base import now
 from webhooks.app import services
 
@@ -119,9 +119,9 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
     """Check the credentials under the sign-in throttle (per typed email and per address)."""
     address = request.remote_addr or "unknown"
     account = email.strip().lower()
-    account_limit, address_limit = limits.limit(ACCOUNT_FAILURES), limits.limit(ADDRESS_FAILURES)
-    if limits.exceeded(address_limit, "signin-address", address) or (
-        account and limits.exceeded(account_limit, "signin-account", account)
+    account_limit, address_limit = ratelimit.limit(ACCOUNT_FAILURES), ratelimit.limit(ADDRESS_FAILURES)
+    if ratelimit.exceeded(address_limit, "signin-address", address) or (
+        account and ratelimit.exceeded(account_limit, "signin-account", account)
     ):
         # Refused without looking at the password: the right one gets the same answer.
         return SignIn(None, FAILED)
@@ -147,12 +147,12 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
 
 def _count_failure(account: str, address: str) -> None:
     """Count a failed sign-in; the one that uses up a limit starts the pause and is logged."""
-    counted = [("address", address, limits.limit(ADDRESS_FAILURES))]
+    counted = [("address", address, ratelimit.limit(ADDRESS_FAILURES))]
     if account:
-        counted.append(("account", account[:320], limits.limit(ACCOUNT_FAILURES)))
+        counted.append(("account", account[:320], ratelimit.limit(ACCOUNT_FAILURES)))
     for kind, key, item in counted:
-        limits.hit(item, f"signin-{kind}", key)
-        if limits.exceeded(item, f"signin-{kind}", key):
+        ratelimit.hit(item, f"signin-{kind}", key)
+        if ratelimit.exceeded(item, f"signin-{kind}", key):
             log.warning(
                 "console sign-in paused for %s minutes for %s %r after %s failed attempts",
                 COOLING_OFF_MINUTES, kind, key, item.amount,
