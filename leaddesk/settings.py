@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     secret_key: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
     # Web console sign-ins end after this many hours without a request, and after
     # LEADDESK_SESSION_MAX_HOURS whatever happens.
-    session_hours: float = Field(12.0, gt=0, le=24 * 90, validation_alias=_env("LEADDESK_SESSION_HOURS"))
+    session_hours: float = Field(12.0, gt=0, le=24 * 90,
+                                 validation_alias=_env("LEADDESK_SESSION_HOURS"))
     session_max_hours: float = Field(24.0 * 7, gt=0, le=24 * 365,
                                      validation_alias=_env("LEADDESK_SESSION_MAX_HOURS"))
     # Mark the console cookie Secure even on plain-HTTP requests (it always is on HTTPS ones,

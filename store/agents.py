@@ -23,7 +23,7 @@ class AgentError(ValueError):
 
 
 class TokenOnlyAgent(Exception):
-    """Raised by `agent_by_password` for an active agent that has no password (signs in by token)."""
+    """Raised by `agent_by_password` for an active agent without a password (token sign-in)."""
 
 
 def hash_token(token: str) -> str:

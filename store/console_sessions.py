@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
-from typing import Optional
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
@@ -29,19 +28,22 @@ def _hash(key: str) -> str:
 def open_console_session(agent: Agent, *, session: Session, now: datetime) -> str:
     """Start a session for the agent and return its key (for the cookie; stored hashed)."""
     key = secrets.token_urlsafe(32)
-    session.add(ConsoleSession(key_hash=_hash(key), agent_id=agent.id, created_at=now,
-                               last_seen_at=now))
+    session.add(
+        ConsoleSession(key_hash=_hash(key), agent_id=agent.id, created_at=now, last_seen_at=now)
+    )
     session.flush()
     return key
 
 
 def console_session_agent(
     key: str, *, session: Session, now: datetime, idle: timedelta, lifetime: timedelta
-) -> Optional[Agent]:
+) -> Agent | None:
     """The active agent whose live session this key opens, or None (an expired one is removed)."""
     if not key:
         return None
-    row = session.scalars(select(ConsoleSession).where(ConsoleSession.key_hash == _hash(key))).first()
+    row = session.scalars(
+        select(ConsoleSession).where(ConsoleSession.key_hash == _hash(key))
+    ).first()
     if row is None:
         return None
     if now - row.last_seen_at >= idle or now - row.created_at >= lifetime:
@@ -73,6 +75,9 @@ def forget_expired_sessions(
     """Delete sessions that can no longer be used (called at sign-in, so the table stays small)."""
     session.execute(
         delete(ConsoleSession).where(
-            or_(ConsoleSession.last_seen_at <= now - idle, ConsoleSession.created_at <= now - lifetime)
+            or_(
+                ConsoleSession.last_seen_at <= now - idle,
+                ConsoleSession.created_at <= now - lifetime,
+            )
         )
     )

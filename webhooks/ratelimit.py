@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
@@ -52,7 +52,10 @@ def init_limiter(app: Flask, settings: Any) -> Limiter:
         strategy="moving-window",
         headers_enabled=False,
     )
-    app.extensions["leaddesk_limits"] = (limiter, f"leaddesk:{getattr(settings, 'broker_queue', 'leaddesk')}")
+    app.extensions["leaddesk_limits"] = (
+        limiter,
+        f"leaddesk:{getattr(settings, 'broker_queue', 'leaddesk')}",
+    )
     return limiter
 
 
@@ -64,7 +67,7 @@ def _limiter() -> tuple[Limiter, str]:
     return current_app.extensions["leaddesk_limits"]  # type: ignore[no-any-return]
 
 
-def hit(item: RateLimitItem, *keys: str) -> Optional[float]:
+def hit(item: RateLimitItem, *keys: str) -> float | None:
     """Count one request for `keys`: None when allowed, else the seconds until one is again."""
     limiter, prefix = _limiter()
     try:

@@ -34,8 +34,8 @@ from store.db import read_session
 from store.leads import find_identity, get_lead, resolve
 from store.messages import Inbound, ingest
 from store.models import ChatSession, Conversation, Message, utcnow
-from webhooks.app import ApiError, bearer_token, error_response, services
 from webhooks import ratelimit
+from webhooks.app import ApiError, bearer_token, error_response, services
 from webhooks.ratelimit import Rate
 
 log = logging.getLogger(__name__)

@@ -225,7 +225,8 @@ def test_password_from_stdin_replaces_the_old_one(cli, db_engine, monkeypatch):
     assert "a new passphrase" not in result.out + result.err
     with make_session_factory(db_engine)() as session:
         assert agent_by_password("bob@example.com", "a new passphrase", session=session) is not None
-        assert agent_by_password("bob@example.com", "correct horse battery", session=session) is None
+        old = agent_by_password("bob@example.com", "correct horse battery", session=session)
+        assert old is None
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     refused = cli("agents", "password", "Bob")
     assert refused.code == 1 and "at least 8" in refused.err

@@ -139,6 +139,8 @@ def test_agent_works_a_hot_lead_in_the_browser(browser, app, seeded, world):  # 
         browser.find_element(By.NAME, "password").send_keys("correct horse")
         browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
         _wait(lambda: browser.current_url.endswith("/console/leads"))
+        # (the address changes before the new page's rows are there)
+        _wait(lambda: browser.find_elements(By.ID, "lead-total"))
         rows = browser.find_elements(By.CSS_SELECTOR, "table.leads tbody tr")
         assert len(rows) == 5  # Priya is Mike's: not shown to Sarah
         screenshot(browser, "02-leads")

@@ -87,7 +87,10 @@ def test_a_new_token_password_or_disabling_ends_the_sessions(app, sarah, world, 
 
     console = signed_in(app)
     other = signed_in(app)
-    assert admin.patch(f"/api/agents/{agent_id}", json={"password": "battery staple"}).status_code == 200
+    assert (
+        admin.patch(f"/api/agents/{agent_id}", json={"password": "battery staple"}).status_code
+        == 200
+    )
     assert console.get("/console/leads").status_code == 302
     assert other.get("/console/leads").status_code == 302
     assert console.login(email="sarah@example.com", password="battery staple").status_code == 302
@@ -140,8 +143,11 @@ def test_the_cookie_is_httponly_lax_and_lasts_the_idle_timeout(app, sarah):  # t
     page = client.get("/console/login")
     response = client.post(
         "/console/login",
-        data={"csrf_token": csrf_of(page.text), "email": "sarah@example.com",
-              "password": "correct horse"},
+        data={
+            "csrf_token": csrf_of(page.text),
+            "email": "sarah@example.com",
+            "password": "correct horse",
+        },
     )
     cookie = _set_cookie(response)
     flags = [part.strip().lower() for part in cookie.split(";")]
@@ -152,12 +158,16 @@ def test_the_cookie_is_httponly_lax_and_lasts_the_idle_timeout(app, sarah):  # t
     assert timedelta(hours=11) < left <= timedelta(hours=12, minutes=1)
 
 
-def test_the_cookie_is_secure_over_https_or_when_forced(app, sarah, session_factory, clock, prompts, tmp_path):  # type: ignore[no-untyped-def]
+def test_the_cookie_is_secure_over_https_or_when_forced(
+    app, sarah, session_factory, clock, prompts, tmp_path
+):  # type: ignore[no-untyped-def]
     client = app.test_client()
     assert "Secure" in _set_cookie(client.get("/console/login", base_url="https://desk.example"))
     forced = create_app(
         load_settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", secure_cookies=True),
-        session_factory=session_factory, prompts=prompts, clock=clock,
+        session_factory=session_factory,
+        prompts=prompts,
+        clock=clock,
     )
     assert "Secure" in _set_cookie(forced.test_client().get("/console/login"))
 
@@ -166,8 +176,12 @@ def test_the_cookie_is_secure_over_https_or_when_forced(app, sarah, session_fact
 def behind_proxy(app: Any) -> Iterator[str]:
     """The app under waitress set up as `leaddesk serve --trusted-proxy 127.0.0.1` sets it up."""
     server = create_server(
-        app, host="127.0.0.1", port=0, threads=2,
-        trusted_proxy="127.0.0.1", trusted_proxy_count=1,
+        app,
+        host="127.0.0.1",
+        port=0,
+        threads=2,
+        trusted_proxy="127.0.0.1",
+        trusted_proxy_count=1,
         trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
         clear_untrusted_proxy_headers=True,
     )

@@ -48,7 +48,9 @@ def test_ten_wrong_passwords_pause_the_account_even_for_the_right_one(app, sarah
     assert attempt(app, "Sarah@Example.com", "correct horse").status_code == 401
     # Another account is not affected.
     assert attempt(app, "mike@example.com", "mike's pass").status_code == 302
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "paused" in r.getMessage()]
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "paused" in r.getMessage()
+    ]
     assert warnings, "the lockout is logged at WARNING"
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "guess 9" not in logged and "correct horse" not in logged
@@ -59,7 +61,9 @@ def test_one_address_trying_many_accounts_is_paused(app, sarah, monkeypatch):  #
     for n in range(5):
         assert attempt(app, f"user{n}@example.com", "password1").status_code == 401
     assert attempt(app, "sarah@example.com", "correct horse").status_code == 401
-    assert attempt(app, "sarah@example.com", "correct horse", address="192.0.2.1").status_code == 302
+    assert (
+        attempt(app, "sarah@example.com", "correct horse", address="192.0.2.1").status_code == 302
+    )
 
 
 def test_the_pause_ends_when_old_failures_age_out(app, sarah, monkeypatch):  # type: ignore[no-untyped-def]
@@ -79,7 +83,9 @@ def _redis_up() -> bool:
     return True
 
 
-def test_every_web_process_counts_together_through_redis(session_factory, clock, prompts, tmp_path, sarah):  # type: ignore[no-untyped-def]
+def test_every_web_process_counts_together_through_redis(
+    session_factory, clock, prompts, tmp_path, sarah
+):  # type: ignore[no-untyped-def]
     if not _redis_up():
         pytest.skip("Redis is not reachable on 127.0.0.1:6379")
     settings = load_settings(
@@ -104,7 +110,9 @@ def test_every_web_process_counts_together_through_redis(session_factory, clock,
     # A process with its own memory count (no broker) would have let the right password in.
     alone = create_app(
         load_settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"),
-        session_factory=session_factory, prompts=prompts, clock=clock,
+        session_factory=session_factory,
+        prompts=prompts,
+        clock=clock,
     )
     assert attempt(alone, "sarah@example.com", "correct horse").status_code == 302
 
@@ -139,15 +147,28 @@ def test_change_password_needs_the_current_one_and_signs_out_other_browsers(app,
     for console in (here, there):
         console.login(email="sarah@example.com", password="correct horse")
     assert "Change password" in here.get("/console/account").text
-    wrong = here.post("/console/account", {"current_password": "nope", "new_password": "battery staple",
-                                           "confirm_password": "battery staple"})
+    wrong = here.post(
+        "/console/account",
+        {
+            "current_password": "nope",
+            "new_password": "battery staple",
+            "confirm_password": "battery staple",
+        },
+    )
     assert wrong.status_code == 422 and "not right" in wrong.text
-    short = here.post("/console/account", {"current_password": "correct horse", "new_password": "short",
-                                           "confirm_password": "short"})
+    short = here.post(
+        "/console/account",
+        {"current_password": "correct horse", "new_password": "short", "confirm_password": "short"},
+    )
     assert short.status_code == 422 and "at least 8" in short.text
-    changed = here.post("/console/account", {"current_password": "correct horse",
-                                             "new_password": "battery staple",
-                                             "confirm_password": "battery staple"})
+    changed = here.post(
+        "/console/account",
+        {
+            "current_password": "correct horse",
+            "new_password": "battery staple",
+            "confirm_password": "battery staple",
+        },
+    )
     assert changed.status_code == 302
     assert here.get("/console/leads").status_code == 200  # this browser stays signed in
     assert there.get("/console/leads").status_code == 302
@@ -159,9 +180,13 @@ def test_admins_set_a_password_through_the_api(app, world):  # type: ignore[no-u
     agent_id, _ = world.agent("Ada", role="admin", email="ada@example.com")
     _, boss = world.agent("Boss", role="admin")
     _, mike = world.agent("Mike")
-    assert mike.patch(f"/api/agents/{agent_id}", json={"password": "long enough"}).status_code == 403
+    assert (
+        mike.patch(f"/api/agents/{agent_id}", json={"password": "long enough"}).status_code == 403
+    )
     assert boss.patch(f"/api/agents/{agent_id}", json={"password": "short"}).status_code == 422
-    assert boss.patch(f"/api/agents/{agent_id}", json={"password": "long enough"}).status_code == 200
+    assert (
+        boss.patch(f"/api/agents/{agent_id}", json={"password": "long enough"}).status_code == 200
+    )
     assert attempt(app, "ada@example.com", "long enough").status_code == 302
     assert boss.patch(f"/api/agents/{agent_id}", json={"password": None}).status_code == 200
     assert "signs in with its token" in attempt(app, "ada@example.com", "long enough").text

@@ -10,7 +10,6 @@ from flask import g, jsonify
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from store.agents import rotate_token as new_agent_token
 from store.agents import (
     AgentError,
     agent_summary,
@@ -19,6 +18,7 @@ from store.agents import (
     set_active,
     set_password,
 )
+from store.agents import rotate_token as new_agent_token
 from store.contacts import InvalidContact, normalize_email
 from store.db import read_session
 from store.models import Agent

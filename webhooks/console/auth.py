@@ -4,9 +4,10 @@ signed cookie, a sign-in throttle, and CSRF tokens.
 Every POST under /console must carry the session's CSRF token (form field `csrf_token` or header
 `X-CSRF-Token`), compared in constant time; the login form gets one before anyone is signed in.
 
-The cookie only holds a random session key; the `console_sessions` row it names is checked on every
-request, so signing out, "sign out everywhere", a new token or password and disabling the agent end
-it at once, as do `LEADDESK_SESSION_HOURS` without a request and `LEADDESK_SESSION_MAX_HOURS` in all.
+The cookie only holds a random session key; the `console_sessions` row it names is checked on
+every request, so signing out, "sign out everywhere", a new token or password and disabling the
+agent end it at once, as do `LEADDESK_SESSION_HOURS` without a request and
+`LEADDESK_SESSION_MAX_HOURS` in all.
 """
 
 from __future__ import annotations
@@ -119,7 +120,10 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
     """Check the credentials under the sign-in throttle (per typed email and per address)."""
     address = request.remote_addr or "unknown"
     account = email.strip().lower()
-    account_limit, address_limit = ratelimit.limit(ACCOUNT_FAILURES), ratelimit.limit(ADDRESS_FAILURES)
+    account_limit, address_limit = (
+        ratelimit.limit(ACCOUNT_FAILURES),
+        ratelimit.limit(ADDRESS_FAILURES),
+    )
     if ratelimit.exceeded(address_limit, "signin-address", address) or (
         account and ratelimit.exceeded(account_limit, "signin-account", account)
     ):
@@ -155,7 +159,10 @@ def _count_failure(account: str, address: str) -> None:
         if ratelimit.exceeded(item, f"signin-{kind}", key):
             log.warning(
                 "console sign-in paused for %s minutes for %s %r after %s failed attempts",
-                COOLING_OFF_MINUTES, kind, key, item.amount,
+                COOLING_OFF_MINUTES,
+                kind,
+                key,
+                item.amount,
             )
 
 
@@ -164,8 +171,9 @@ def start_session(agent: Agent) -> None:
     settings = services().settings
     at = now()
     with services().session_factory.begin() as db:
-        forget_expired_sessions(session=db, now=at, idle=idle_timeout(settings),
-                                lifetime=absolute_timeout(settings))
+        forget_expired_sessions(
+            session=db, now=at, idle=idle_timeout(settings), lifetime=absolute_timeout(settings)
+        )
         key = open_console_session(agent, session=db, now=at)
     session.clear()
     session[SESSION_KEY] = key
@@ -195,8 +203,13 @@ def current_agent() -> Agent | None:
     if isinstance(key, str):
         settings = services().settings
         with services().session_factory.begin() as db:
-            agent = console_session_agent(key, session=db, now=now(), idle=idle_timeout(settings),
-                                          lifetime=absolute_timeout(settings))
+            agent = console_session_agent(
+                key,
+                session=db,
+                now=now(),
+                idle=idle_timeout(settings),
+                lifetime=absolute_timeout(settings),
+            )
             if agent is not None:
                 db.flush()
                 db.expunge(agent)
