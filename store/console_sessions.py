@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Agent, ConsoleSession
@@ -35,26 +36,40 @@ def open_console_session(agent: Agent, *, session: Session, now: datetime) -> st
     return key
 
 
-def console_session_agent(
+@dataclass
+class SessionCheck:
+    """What a session key is worth now: the agent it signs in (None: signed out), and whether the
+    row needs a write (`touch`: a new last-seen time; `expired`: delete it)."""
+
+    agent: Agent | None
+    touch: bool = False
+    expired: bool = False
+
+
+def check_console_session(
     key: str, *, session: Session, now: datetime, idle: timedelta, lifetime: timedelta
-) -> Agent | None:
-    """The active agent whose live session this key opens, or None (an expired one is removed)."""
+) -> SessionCheck:
+    """Read-only check of a session key (page views must not take the write lock each time)."""
     if not key:
-        return None
+        return SessionCheck(None)
     row = session.scalars(
         select(ConsoleSession).where(ConsoleSession.key_hash == _hash(key))
     ).first()
     if row is None:
-        return None
+        return SessionCheck(None)
     if now - row.last_seen_at >= idle or now - row.created_at >= lifetime:
-        session.delete(row)
-        return None
+        return SessionCheck(None, expired=True)
     agent = session.get(Agent, row.agent_id)
     if agent is None or not agent.active:
-        return None
-    if now - row.last_seen_at >= TOUCH_EVERY:
-        row.last_seen_at = now
-    return agent
+        return SessionCheck(None)
+    return SessionCheck(agent, touch=now - row.last_seen_at >= TOUCH_EVERY)
+
+
+def touch_console_session(key: str, *, session: Session, now: datetime) -> None:
+    """Record activity on a session (what the idle timeout counts from)."""
+    session.execute(
+        update(ConsoleSession).where(ConsoleSession.key_hash == _hash(key)).values(last_seen_at=now)
+    )
 
 
 def end_console_session(key: str, *, session: Session) -> None:

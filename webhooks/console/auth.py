@@ -27,12 +27,14 @@ from flask.sessions import SecureCookieSessionInterface
 
 from store.agents import TokenOnlyAgent, agent_by_password, agent_by_token
 from store.console_sessions import (
-    console_session_agent,
+    check_console_session,
     end_console_session,
     end_console_sessions,
     forget_expired_sessions,
     open_console_session,
+    touch_console_session,
 )
+from store.db import read_session
 from store.models import Agent
 from webhooks import ratelimit
 from webhooks.api.base import now
@@ -201,18 +203,24 @@ def current_agent() -> Agent | None:
     agent = None
     key = session.get(SESSION_KEY)
     if isinstance(key, str):
-        settings = services().settings
-        with services().session_factory.begin() as db:
-            agent = console_session_agent(
+        settings, at = services().settings, now()
+        with read_session(services().session_factory) as db:
+            check = check_console_session(
                 key,
                 session=db,
-                now=now(),
+                now=at,
                 idle=idle_timeout(settings),
                 lifetime=absolute_timeout(settings),
             )
+            agent = check.agent
             if agent is not None:
-                db.flush()
                 db.expunge(agent)
+        if check.expired or check.touch:
+            with services().session_factory.begin() as db:
+                if check.expired:
+                    end_console_session(key, session=db)
+                else:
+                    touch_console_session(key, session=db, now=at)
         if agent is None:
             session.pop(SESSION_KEY, None)
     g.console_agent = agent
