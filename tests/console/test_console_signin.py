@@ -190,3 +190,22 @@ def test_admins_set_a_password_through_the_api(app, world):  # type: ignore[no-u
     assert attempt(app, "ada@example.com", "long enough").status_code == 302
     assert boss.patch(f"/api/agents/{agent_id}", json={"password": None}).status_code == 200
     assert "signs in with its token" in attempt(app, "ada@example.com", "long enough").text
+
+
+def test_guessing_the_current_password_is_throttled_too(app, sarah):  # type: ignore[no-untyped-def]
+    console = Console(app.test_client())
+    console.login(email="sarah@example.com", password="correct horse")
+    for n in range(10):
+        form = {
+            "current_password": f"guess {n}",
+            "new_password": "battery staple",
+            "confirm_password": "battery staple",
+        }
+        assert console.post("/console/account", form).status_code == 422
+    right = {
+        "current_password": "correct horse",
+        "new_password": "battery staple",
+        "confirm_password": "battery staple",
+    }
+    assert console.post("/console/account", right).status_code == 422
+    assert attempt(app, "sarah@example.com", "correct horse").status_code == 401

@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 
 from flask import Flask, abort, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.security import check_password_hash
 
 from store.agents import TokenOnlyAgent, agent_by_password, agent_by_token
 from store.console_sessions import (
@@ -149,6 +150,21 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
             return SignIn(agent)
     _count_failure(account, address)
     return SignIn(None, message)
+
+
+def current_password_ok(agent: Agent, password: str) -> bool:
+    """Check a signed-in agent's current password (e.g. to change it), under the sign-in throttle:
+    a stolen session cannot be used to guess the password."""
+    address = request.remote_addr or "unknown"
+    account = (agent.email or f"agent-{agent.id}").lower()
+    if ratelimit.exceeded(ratelimit.limit(ADDRESS_FAILURES), "signin-address", address) or (
+        ratelimit.exceeded(ratelimit.limit(ACCOUNT_FAILURES), "signin-account", account)
+    ):
+        return False
+    if agent.password_hash and check_password_hash(agent.password_hash, password):
+        return True
+    _count_failure(account, address)
+    return False
 
 
 def _count_failure(account: str, address: str) -> None:

@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
-from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from store.agents import (
@@ -190,9 +189,7 @@ def account() -> Any:
     with services().session_factory.begin() as session:
         agent = session.get(Agent, me.id)
         assert agent is not None
-        if problem is None and agent.password_hash and not check_password_hash(
-            agent.password_hash, current
-        ):
+        if problem is None and agent.password_hash and not auth.current_password_ok(agent, current):
             problem = "The current password is not right."
         if problem is None:
             try:
