@@ -83,9 +83,12 @@ from store.messages import recent_messages
 from store.models import HOT_SCORE, Agent, Lead
 from store.query import LeadQuery, count_leads, query_leads
 from store.work import (
+    LeadAction,
+    LeadLocked,
     WorkError,
     add_note,
     assign_lead,
+    check_unlocked,
     list_notes,
     mark_read,
     next_available_agent,
@@ -435,13 +438,13 @@ class CopilotTools:
                        apply=apply, declined=("Okay, nothing was moved.", {}))
 
     def archive_lead(self, agent: Agent, session: Session, lead: str) -> Result | Confirm:
-        found = self._lead(lead, agent, session)
+        found = _writable(self._lead(lead, agent, session), "archive", agent)
         if found.archived:
             return f"#{found.id} is already archived.", {"focus_lead_id": found.id}
         lead_id, name = found.id, found.name or "(no name)"
 
         def apply(me: Agent, s: Session, _choice: str, _plan: dict[str, Any]) -> Result:
-            target = check_visible(me, get_lead(lead_id, session=s))
+            target = _writable(check_visible(me, get_lead(lead_id, session=s)), "archive", me)
             update_lead(target, {"archived": True}, session=s, actor="agent", agent_id=me.id)
             return f"Archived #{lead_id} {name}.", {"focus_lead_id": lead_id}
 
@@ -495,7 +498,7 @@ class CopilotTools:
                        declined=("Okay, the draft was not saved.", {"focus_lead_id": lead_id}))
 
     def reply_to_customer(self, agent: Agent, session: Session, lead: str, text: str) -> Afterwards:
-        found = self._lead(lead, agent, session)
+        found = _writable(self._lead(lead, agent, session), "reply", agent)
         lead_id, name, agent_id = found.id, found.name or "the customer", agent.id
 
         def run() -> Result:
@@ -513,12 +516,12 @@ class CopilotTools:
         return Afterwards(run)
 
     def resume_bot(self, agent: Agent, session: Session, lead: str) -> Result:
-        found = self._lead(lead, agent, session)
+        found = _writable(self._lead(lead, agent, session), "resume", agent)
         resume_bot(found, session=session, actor="agent", agent_id=agent.id)
         return _tidy(f"The bot is answering #{found.id} {found.name or ''} again."), {"focus_lead_id": found.id}
 
     def take_over(self, agent: Agent, session: Session, lead: str) -> Result:
-        found = self._lead(lead, agent, session)
+        found = _writable(self._lead(lead, agent, session), "pause", agent)
         now = self.ctx.clock()
         minutes = self._takeover_minutes()
         pause_bot(found, session=session, actor="agent", now=now, minutes=minutes, agent_id=agent.id,
@@ -634,9 +637,12 @@ class CopilotTools:
 
 
 
-def _writable(lead: Lead) -> Lead:
-    if lead.locked:
-        raise CopilotError(f"Lead #{lead.id} was converted and is read-only; an admin can reopen it.")
+def _writable(lead: Lead, action: LeadAction = "edit", agent: Agent | None = None) -> Lead:
+    """The lead, if the rule for converted leads (`check_unlocked`) allows this action."""
+    try:
+        check_unlocked(lead, action, admin=agent is not None and is_admin(agent))
+    except LeadLocked:
+        raise CopilotError(f"Lead #{lead.id} was converted and is read-only; an admin can reopen it.") from None
     return lead
 
 

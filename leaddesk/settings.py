@@ -73,6 +73,15 @@ class Settings(BaseSettings):
 
     # Server and workers
     secret_key: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
+    # Web console sign-ins end after this many hours without a request, and after
+    # LEADDESK_SESSION_MAX_HOURS whatever happens.
+    session_hours: float = Field(12.0, gt=0, le=24 * 90,
+                                 validation_alias=_env("LEADDESK_SESSION_HOURS"))
+    session_max_hours: float = Field(24.0 * 7, gt=0, le=24 * 365,
+                                     validation_alias=_env("LEADDESK_SESSION_MAX_HOURS"))
+    # Mark the console cookie Secure even on plain-HTTP requests (it always is on HTTPS ones,
+    # including those a --trusted-proxy says came over HTTPS).
+    secure_cookies: bool = Field(False, validation_alias=_env("LEADDESK_SECURE_COOKIES"))
     worker_threads: int = Field(4, ge=1, le=64, validation_alias=_env("LEADDESK_WORKER_THREADS"))
     broker_url: Optional[str] = Field(None, validation_alias=_env("LEADDESK_BROKER_URL"))
     # The broker queue's name: deployments sharing one Redis or RabbitMQ each use their own.

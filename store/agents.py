@@ -10,12 +10,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from store.console_sessions import end_console_sessions
 from store.contacts import normalize_email
 from store.models import AGENT_ROLES, Agent, utcnow
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 200
 
 
 class AgentError(ValueError):
     pass
+
+
+class TokenOnlyAgent(Exception):
+    """Raised by `agent_by_password` for an active agent without a password (token sign-in)."""
 
 
 def hash_token(token: str) -> str:
@@ -71,15 +79,66 @@ def agent_by_token(token: str, *, session: Session) -> Optional[Agent]:
     return agent if agent is not None and agent.active else None
 
 
+_DUMMY_HASH: list[str] = []
+
+
+def _dummy_hash() -> str:
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(generate_password_hash(secrets.token_urlsafe(16)))
+    return _DUMMY_HASH[0]
+
+
 def agent_by_password(email: str, password: str, *, session: Session) -> Optional[Agent]:
+    """The active agent with this email and password, or None; `TokenOnlyAgent` when the agent
+    has no password.
+
+    An unknown email costs the same hashing time as a known one, so the answer's timing does not
+    tell which emails exist.
+    """
     try:
         email = normalize_email(email)
     except ValueError:
-        return None
-    agent = session.scalars(select(Agent).where(Agent.email == email)).first()
+        email = ""
+    agent = session.scalars(select(Agent).where(Agent.email == email)).first() if email else None
     if agent is None or not agent.active or not agent.password_hash:
+        check_password_hash(_dummy_hash(), password)
+        if agent is not None and agent.active:
+            raise TokenOnlyAgent(agent.id)
         return None
     return agent if check_password_hash(agent.password_hash, password) else None
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AgentError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AgentError(f"the password must have at most {MAX_PASSWORD} characters")
+
+
+def set_password(agent: Agent, password: Optional[str], *, session: Session) -> None:
+    """Set (None: remove) the agent's console password; every console session of theirs ends."""
+    if password is not None:
+        check_password_rules(password)
+    agent.password_hash = generate_password_hash(password) if password else None
+    end_console_sessions(agent.id, session=session)
+
+
+def rotate_token(agent: Agent, *, session: Session) -> str:
+    """Issue a new API token (the old one stops working) and end the agent's console sessions."""
+    token = new_token()
+    agent.token_hash = hash_token(token)
+    end_console_sessions(agent.id, session=session)
+    session.flush()
+    return token
+
+
+def set_active(agent: Agent, active: bool, *, session: Session) -> bool:
+    """Enable or disable the agent (disabling ends their console sessions); whether it changed."""
+    changed = agent.active != active
+    agent.active = active
+    if not active:
+        end_console_sessions(agent.id, session=session)
+    return changed
 
 
 def find_agent(ref: str, *, session: Session) -> Optional[Agent]:

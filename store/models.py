@@ -394,3 +394,20 @@ class ChatSession(Base):
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     external_id: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A web console sign-in: its cookie holds the random key, the server decides whether it counts.
+
+    Deleting the row signs that browser out; sign-out, "sign out everywhere", a new token or
+    password and disabling the agent delete them.
+    """
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_agent_id", "agent_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)

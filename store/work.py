@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,6 +22,32 @@ from store.models import (
 
 class WorkError(ValueError):
     pass
+
+
+class LeadLocked(WorkError):
+    """An action a converted (read-only) lead does not allow."""
+
+
+LeadAction = Literal["note", "reply", "pause", "resume", "archive", "edit", "status", "assign"]
+
+# What a converted lead still allows. Notes stay open to everyone who may see the lead (they
+# record, they change nothing); archiving is housekeeping an admin may do. Everything else speaks
+# to the customer or changes the lead (replies, pausing or resuming the bot, edits, status,
+# assignment) and waits until an admin reopens it.
+_ALLOWED_WHEN_LOCKED: dict[str, bool] = {"note": False, "archive": True}  # action -> admins only
+
+def check_unlocked(lead: Lead, action: LeadAction, *, admin: bool) -> None:
+    """The one rule for converted leads, for every front end: raise `LeadLocked` when `action` is
+    not allowed on this lead for this agent."""
+    if not lead.locked:
+        return
+    admins_only = _ALLOWED_WHEN_LOCKED.get(action)
+    if admins_only is False or (admins_only and admin):
+        return
+    raise LeadLocked(
+        f"lead {lead.id} was converted and is read-only; an admin can reopen it (notes can still "
+        "be added)"
+    )
 
 
 def add_note(

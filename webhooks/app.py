@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from store import make_engine, make_session_factory
+from webhooks.ratelimit import init_limiter
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def create_app(settings: Any, *, session_factory: Optional[sessionmaker[Session]
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.database_url))
     app.extensions["leaddesk"] = Services(settings=settings, session_factory=session_factory, extras=dict(extras))
+    init_limiter(app, settings)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]

@@ -1,53 +1,90 @@
-"""In-process rate limits (token buckets per key) for the public web chat API."""
+"""Request limits (the web chat's, the console sign-in's) counted by Flask-Limiter: in the process
+by default, in Redis when the broker is a Redis server, so that every web process of a deployment
+counts together.
+
+Views ask `hit(limit, *keys)` (count one and say whether it is allowed) or `exceeded(limit, *keys)`
+(look without counting), with limits written the Flask-Limiter way ("10 per 15 minutes") or as a
+`Rate` (a burst and a steady rate).
+"""
 
 from __future__ import annotations
 
-import threading
+import logging
+import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from limits import RateLimitItem, RateLimitItemPerSecond, parse
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Rate:
-    """`burst` requests at once, refilled at `per_minute` a minute."""
+    """`burst` requests at once, and `per_minute` a minute on average after that."""
 
     burst: int
     per_minute: float
 
+    def item(self) -> RateLimitItem:
+        """As a moving window: `burst` requests in the time the rate takes to earn them."""
+        seconds = math.ceil(self.burst * 60 / self.per_minute) if self.per_minute > 0 else 86400
+        return RateLimitItemPerSecond(self.burst, max(1, seconds))
 
-class RateLimiter:
-    def __init__(
-        self, rate: Rate, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
-    ):
-        self._rate = rate
-        self._clock = clock
-        self._max_keys = max_keys
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, updated)
 
-    def hit(self, key: str) -> Optional[float]:
-        """Take one token for `key`: None when allowed, else the seconds until one is available."""
-        rate = self._rate
-        refill = rate.per_minute / 60.0
-        now = self._clock()
-        with self._lock:
-            tokens, updated = self._buckets.get(key, (float(rate.burst), now))
-            tokens = min(float(rate.burst), tokens + (now - updated) * refill)
-            if tokens < 1.0:
-                self._buckets[key] = (tokens, now)
-                return (1.0 - tokens) / refill if refill > 0 else 60.0
-            self._buckets[key] = (tokens - 1.0, now)
-            if len(self._buckets) > self._max_keys:
-                self._prune(now, refill)
+def storage_uri(settings: Any) -> str:
+    """Redis when the broker is Redis (shared by all web processes), else this process's memory."""
+    broker = str(getattr(settings, "broker_url", None) or "")
+    if broker.startswith(("redis://", "rediss://")):
+        return broker
+    return "memory://"
+
+
+def init_limiter(app: Flask, settings: Any) -> Limiter:
+    """Attach the limiter to the app; its keys carry the deployment's broker queue name."""
+    limiter = Limiter(
+        lambda: request.remote_addr or "unknown",
+        app=app,
+        storage_uri=storage_uri(settings),
+        strategy="moving-window",
+        headers_enabled=False,
+    )
+    app.extensions["leaddesk_limits"] = (
+        limiter,
+        f"leaddesk:{getattr(settings, 'broker_queue', 'leaddesk')}",
+    )
+    return limiter
+
+
+def limit(text: str) -> RateLimitItem:
+    return parse(text)
+
+
+def _limiter() -> tuple[Limiter, str]:
+    return current_app.extensions["leaddesk_limits"]  # type: ignore[no-any-return]
+
+
+def hit(item: RateLimitItem, *keys: str) -> float | None:
+    """Count one request for `keys`: None when allowed, else the seconds until one is again."""
+    limiter, prefix = _limiter()
+    try:
+        if limiter.limiter.hit(item, prefix, *keys):
             return None
+        reset_at = limiter.limiter.get_window_stats(item, prefix, *keys).reset_time
+    except Exception as exc:  # noqa: BLE001 - a storage outage must not take the service down
+        log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
+        return None
+    return float(max(1, math.ceil(reset_at - time.time())))
 
-    def _prune(self, now: float, refill: float) -> None:
-        """Forget keys whose bucket has refilled completely (they behave like new keys)."""
-        full = [
-            key
-            for key, (tokens, updated) in self._buckets.items()
-            if tokens + (now - updated) * refill >= self._rate.burst
-        ]
-        for key in full:
-            del self._buckets[key]
+
+def exceeded(item: RateLimitItem, *keys: str) -> bool:
+    """Whether `keys` have used up `item` (without counting this look)."""
+    limiter, prefix = _limiter()
+    try:
+        return not limiter.limiter.test(item, prefix, *keys)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
+        return False

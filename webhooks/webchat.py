@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from flask import Blueprint, Response, jsonify, render_template, request
+from limits import RateLimitItem
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -44,8 +45,9 @@ from store.db import read_session
 from store.leads import find_identity, resolve
 from store.messages import Inbound, ingest
 from store.models import CLAIMED, VERIFIED, ChatSession, Conversation, Message, utcnow
+from webhooks import ratelimit
 from webhooks.app import ApiError, bearer_token, error_response, services
-from webhooks.ratelimit import Rate, RateLimiter
+from webhooks.ratelimit import Rate
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +136,15 @@ def _cors(response: Response) -> Response:
 
 
 class _ChatState:
-    """Per-app limiters and the long-poll seat count."""
+    """Per-app limits (counted by `webhooks.ratelimit`, shared by every web process when the
+    broker is Redis) and the long-poll seat count."""
 
     def __init__(self, limits: ChatLimits) -> None:
         self.limits = limits
-        self.session_messages = RateLimiter(limits.session_messages)
-        self.ip_messages = RateLimiter(limits.ip_messages)
-        self.ip_sessions = RateLimiter(limits.ip_sessions)
-        self.session_polls = RateLimiter(limits.session_polls)
+        self.session_messages = limits.session_messages.item()
+        self.ip_messages = limits.ip_messages.item()
+        self.ip_sessions = limits.ip_sessions.item()
+        self.session_polls = limits.session_polls.item()
         self.waiters = threading.BoundedSemaphore(max(1, limits.max_waiters))
 
 
@@ -161,8 +164,8 @@ def _state() -> _ChatState:
     return state  # type: ignore[no-any-return]
 
 
-def _limit(limiter: RateLimiter, key: str, what: str) -> None:
-    retry_after = limiter.hit(key)
+def _limit(item: RateLimitItem, key: str, what: str) -> None:
+    retry_after = ratelimit.hit(item, "chat", what, key)
     if retry_after is not None:
         raise RateLimited(retry_after, what)
 

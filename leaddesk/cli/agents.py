@@ -1,8 +1,10 @@
-"""`leaddesk agents add|list|disable|enable|link|token`: the sales agents who work the leads."""
+"""`leaddesk agents add|list|disable|enable|link|token|password`: the sales agents who work the
+leads."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 
 from sqlalchemy.exc import IntegrityError
@@ -12,11 +14,13 @@ from leaddesk.settings import Settings
 from store.agents import (
     AgentError,
     agent_summary,
+    check_password_rules,
     create_agent,
     find_agent,
-    hash_token,
     list_agents,
-    new_token,
+    rotate_token,
+    set_active,
+    set_password,
 )
 from store.contacts import InvalidContact
 from store.copilot_queries import new_link_code
@@ -112,6 +116,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     token.set_defaults(func=run_token)
 
+    password = sub.add_parser(
+        "password",
+        help="set or remove an agent's web console password",
+        description="Set an agent's web console password: typed at a prompt (not shown), or the "
+        "first line of stdin when stdin is not a terminal. The agent is signed out of the console "
+        "everywhere.",
+    )
+    password.add_argument("agent", metavar="AGENT", help="id, email or exact name")
+    password.add_argument(
+        "--remove",
+        action="store_true",
+        help="remove the password: the agent signs in to the console with the API token only",
+    )
+    password.set_defaults(func=run_password)
+
 
 def _find(session, ref: str):  # type: ignore[no-untyped-def]
     from leaddesk.cli import UserError
@@ -142,15 +161,50 @@ def run_link(args: argparse.Namespace, settings: Settings) -> int:
 def run_token(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory, session_factory.begin() as session:
         agent = _find(session, args.agent)
-        token = new_token()
-        agent.token_hash = hash_token(token)
-        session.flush()
+        token = rotate_token(agent, session=session)
         agent_id, name, role = agent.id, agent.name, agent.role
     if args.json:
         print_json({"id": agent_id, "name": name, "role": role, "token": token})
     else:
         print(f"new API token for agent {agent_id} ({name}); the old one no longer works")
         print(f"API token (shown once, keep it safe): {token}")
+    return 0
+
+
+def _read_password() -> str:
+    from leaddesk.cli import UserError
+
+    if not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UserError("no password on stdin")
+        return password
+    password = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != password:
+        raise UserError("the two passwords differ; nothing was changed")
+    return password
+
+
+def run_password(args: argparse.Namespace, settings: Settings) -> int:
+    from leaddesk.cli import UserError
+
+    password = None if args.remove else _read_password()
+    try:
+        if password is not None:
+            check_password_rules(password)
+        with open_store(settings) as session_factory, session_factory.begin() as session:
+            agent = _find(session, args.agent)
+            if password is not None and not agent.email:
+                raise UserError(
+                    f"agent {agent.id} ({agent.name}) has no email to sign in with; "
+                    "give them one first (PATCH /api/agents/ID with an email)"
+                )
+            set_password(agent, password, session=session)
+            agent_id, name = agent.id, agent.name
+    except AgentError as exc:
+        raise UserError(str(exc)) from None
+    what = "removed" if password is None else "set"
+    print(f"console password {what} for agent {agent_id} ({name}); their console sessions ended")
     return 0
 
 
@@ -220,8 +274,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory, session_factory.begin() as session:
         agent = _find(session, args.agent)
-        changed = agent.active != args.active
-        agent.active = args.active
+        changed = set_active(agent, args.active, session=session)
         session.flush()
         info = agent_summary(agent, open_lead_counts(session=session).get(agent.id, 0))
     if args.json:

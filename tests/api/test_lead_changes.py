@@ -326,3 +326,30 @@ def test_notifications_are_per_agent_and_marked_read(world, team):  # type: igno
     assert (
         team["sarah"].post("/api/notifications/read", json={"all": True}).get_json()["marked"] == 0
     )
+
+
+def test_a_converted_lead_takes_notes_but_nothing_customer_facing(world, team):  # type: ignore[no-untyped-def]
+    lead_id = world.lead("Buyer", agent_id=team["sarah_id"])
+    world.customer_message(lead_id, "Where do I sign?")
+    sarah, admin = team["sarah"], team["admin"]
+    assert sarah.post(f"/api/leads/{lead_id}/convert", json={}).status_code == 200
+    note = sarah.post(f"/api/leads/{lead_id}/notes", json={"text": "Sent the welcome pack"})
+    assert note.status_code == 201
+    for who, path, body in [
+        (sarah, "reply", {"text": "Hello again"}),
+        (sarah, "bot/pause", {"minutes": 30}),
+        (sarah, "bot/resume", None),
+        (sarah, "archive", {}),
+        (admin, "reply", {"text": "Hello again"}),
+        (admin, "bot/pause", {}),
+    ]:
+        response = who.post(f"/api/leads/{lead_id}/{path}", json=body)
+        assert response.status_code == 409, path
+        assert response.get_json()["error"]["code"] == "lead_locked"
+    lead = world.read(lead_id)
+    assert not lead.archived and lead.ai_paused_until is None
+    # Archiving is housekeeping an admin may do; after reopening, everything works again.
+    assert admin.post(f"/api/leads/{lead_id}/archive", json={}).get_json()["archived"] is True
+    assert admin.post(f"/api/leads/{lead_id}/reopen").status_code == 200
+    again = sarah.post(f"/api/leads/{lead_id}/reply", json={"text": "Hello again"})
+    assert again.status_code == 201

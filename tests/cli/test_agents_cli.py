@@ -27,6 +27,7 @@ def test_version_needs_no_database(bare_cli, monkeypatch):
         ["agents", "enable"],
         ["agents", "link"],
         ["agents", "token"],
+        ["agents", "password"],
         ["leads"],
         ["leads", "list"],
         ["leads", "show"],
@@ -213,3 +214,34 @@ def test_token_replaces_the_old_token(cli, db_engine):
         assert agent_by_token(old, session=session) is None
         assert agent_by_token(new, session=session).name == "Alice"
     assert "the old one no longer works" in cli("agents", "token", "1").out
+
+
+def test_password_from_stdin_replaces_the_old_one(cli, db_engine, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert cli("agents", "add", "--name", "Bob", "--email", "bob@example.com").code == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("a new passphrase\n"))
+    result = cli("agents", "password", "bob@example.com")
+    assert result.code == 0 and "password set" in result.out
+    assert "a new passphrase" not in result.out + result.err
+    with make_session_factory(db_engine)() as session:
+        assert agent_by_password("bob@example.com", "a new passphrase", session=session) is not None
+        old = agent_by_password("bob@example.com", "correct horse battery", session=session)
+        assert old is None
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    refused = cli("agents", "password", "Bob")
+    assert refused.code == 1 and "at least 8" in refused.err
+
+
+def test_password_prompt_does_not_echo_and_must_match(cli, monkeypatch):
+    assert cli("agents", "add", "--name", "Bob", "--email", "bob@example.com").code == 0
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal())
+    typed = iter(["first passphrase", "second passphrase"])
+    prompts: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": prompts.append(prompt) or next(typed))
+    result = cli("agents", "password", "Bob")
+    assert result.code == 1 and "differ" in result.err and len(prompts) == 2

@@ -239,6 +239,17 @@ def test_lead_actions_from_the_lead_page(console, sarah, world, session_factory)
         f"/console/leads/{lead_id}/edit", {"name": "Changed"}, follow_redirects=True
     )
     assert "read-only" in refused.text and world.read(lead_id).name == "Dana Smith"
+    for action, form in [
+        ("reply", {"text": "One more thing"}),
+        ("bot", {"action": "resume"}),
+        ("archive", {"archived": "1"}),
+    ]:
+        page = console.post(f"/console/leads/{lead_id}/{action}", form, follow_redirects=True)
+        assert "read-only" in page.text, action
+    lead = world.read(lead_id)
+    assert lead.ai_stopped is True and not lead.archived
+    added = console.post(f"/console/leads/{lead_id}/note", {"text": "Paid"}, follow_redirects=True)
+    assert "Note added" in added.text
     # Only admins see (and may use) reopen and delete.
     assert console.post(f"/console/leads/{lead_id}/reopen").status_code == 403
     assert console.post(f"/console/leads/{lead_id}/delete").status_code == 403

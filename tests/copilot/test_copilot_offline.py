@@ -226,8 +226,10 @@ def test_a_converted_lead_is_read_only(world, chat) -> None:
     after = world.get(lead)
     assert after.locked and after.converted_at is not None
     assert [a.action for a in world.audits(lead) if a.action == "convert"] == ["convert"]
-    for request in (f"set {lead} to Scouting", f"assign {lead} to nobody"):
-        assert ask(request) == f"Lead #{lead} was converted and is read-only; an admin can reopen it."
+    for request in (f"set {lead} to Scouting", f"assign {lead} to nobody", f"reply to {lead}: hello again",
+                    f"take over {lead}", f"resume the bot for {lead}", f"archive lead {lead}"):
+        assert ask(request) == f"Lead #{lead} was converted and is read-only; an admin can reopen it.", request
+    assert not world.get(lead).archived and world.get(lead).ai_paused_until is None
     assert world.get(lead).status == "Converted"
     assert ask(f"/note {lead} sent the contract").startswith("Added a General note")
 

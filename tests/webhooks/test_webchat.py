@@ -3,12 +3,15 @@ files."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -250,6 +253,32 @@ def test_per_address_rate_limits_answer_429(make_app: Callable[..., Flask]) -> N
     assert [say(client, auth, "hi").status_code for auth in sessions] == [201, 201, 429]
     elsewhere = client.post("/api/chat/sessions", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     assert elsewhere.status_code == 201
+
+
+def test_every_web_process_counts_the_limits_together_through_redis(
+    make_app: Callable[..., Flask],
+) -> None:
+    try:
+        socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+    except OSError:
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    settings = make_settings(
+        broker_url="redis://127.0.0.1:6379/14", broker_queue=f"chat-limits-{uuid.uuid4().hex[:8]}"
+    )
+    limits = ChatLimits(session_messages=Rate(burst=4, per_minute=1))
+    first, second = (make_app(settings, chat_limits=limits).test_client() for _ in range(2))
+    try:
+        auth = start(first)
+        clients = [second, first] * 3
+        codes = [say(clients[i], auth, f"message {i}").status_code for i in range(5)]
+        # Counted in each process alone, all five would have passed (two and three of four).
+        assert codes == [201, 201, 201, 201, 429]
+        assert say(first, auth, "again").status_code == 429
+    finally:
+        server = redis.Redis.from_url(str(settings.broker_url))
+        for key in server.scan_iter(f"*{settings.broker_queue}*"):
+            server.delete(key)
+        server.close()
 
 
 def test_sessions_claiming_one_email_stay_apart_with_a_suggestion_and_see_their_own_messages(

@@ -9,9 +9,16 @@ from typing import Any
 from flask import g, jsonify
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import generate_password_hash
 
-from store.agents import AgentError, agent_summary, create_agent, hash_token, list_agents, new_token
+from store.agents import (
+    AgentError,
+    agent_summary,
+    create_agent,
+    list_agents,
+    set_active,
+    set_password,
+)
+from store.agents import rotate_token as new_agent_token
 from store.contacts import InvalidContact, normalize_email
 from store.db import read_session
 from store.models import Agent
@@ -103,8 +110,9 @@ def add_agent(body: schemas.AgentCreate) -> Any:
     errors=(400, 401, 403, 404, 409, 422),
 )
 def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
-    """Change name, email, role, capacity or password; `active: false` disables the agent and its
-    token.
+    """Change name, email, role, capacity or password (`null` removes it: token sign-in only);
+    `active: false` disables the agent and its token. A new password or disabling ends the agent's
+    console sessions.
     """
     sent = body.model_fields_set
     try:
@@ -124,7 +132,7 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
             if "role" in sent:
                 agent.role = body.role  # type: ignore[assignment]
             if "active" in sent:
-                agent.active = body.active  # type: ignore[assignment]
+                set_active(agent, bool(body.active), session=session)
             if "email" in sent:
                 agent.email = normalize_email(body.email) if body.email else None
                 if (
@@ -135,9 +143,7 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
                 ):
                     raise ApiError(409, "duplicate", "another agent has this email", "email")
             if "password" in sent:
-                agent.password_hash = (
-                    generate_password_hash(body.password) if body.password else None
-                )
+                set_password(agent, body.password or None, session=session)
             session.flush()
             data = agent_summary(agent, _counts(session).get(agent.id, 0))
     except InvalidContact as exc:
@@ -175,8 +181,6 @@ def rotate_token(agent_id: int) -> Any:
         raise ApiError(403, "forbidden", "only an admin can rotate another agent's token")
     with services().session_factory.begin() as session:
         agent = _agent(agent_id, session)
-        token = new_token()
-        agent.token_hash = hash_token(token)
-        session.flush()
+        token = new_agent_token(agent, session=session)
         data = {**agent_summary(agent, _counts(session).get(agent.id, 0)), "token": token}
     return jsonify(dump(schemas.AgentWithToken, data))

@@ -55,6 +55,7 @@ def send_reply(
     svc = services()
     with read_session(svc.session_factory) as session:
         lead = ops.load_lead(lead_id, agent, session=session)
+        ops.refuse_locked(lead, "reply", agent)
         lead_id = lead.id
         has_conversation = (
             session.scalars(select(Conversation.id).where(Conversation.lead_id == lead_id)).first()
@@ -131,12 +132,14 @@ def pause_bot(lead: Lead, minutes: int | None, agent: Agent, *, session: Any, at
     """Keep the bot quiet on this lead: for `minutes`, or until someone resumes it."""
     from bot.takeover import pause_bot as pause
 
+    ops.refuse_locked(lead, "pause", agent)
     pause(lead, session=session, actor="agent", now=at, minutes=minutes, agent_id=agent.id)
 
 
 def resume_bot(lead: Lead, agent: Agent, *, session: Any) -> None:
     from bot.takeover import resume_bot as resume
 
+    ops.refuse_locked(lead, "resume", agent)
     resume(lead, session=session, actor="agent", agent_id=agent.id)
 
 
@@ -167,7 +170,7 @@ def reply(lead_id: int, body: schemas.ReplyBody) -> Any:
     tag=TAG,
     body=schemas.PauseBody,
     response=schemas.LeadDetail,
-    errors=(400, 401, 403, 404, 422),
+    errors=(400, 401, 403, 404, 409, 422),
 )
 def pause(lead_id: int, body: schemas.PauseBody) -> Any:
     """The bot stops answering this lead for `minutes`, or until resumed; messages are still stored
@@ -187,7 +190,7 @@ def pause(lead_id: int, body: schemas.PauseBody) -> Any:
     summary="Resume the bot for a lead",
     tag=TAG,
     response=schemas.LeadDetail,
-    errors=(401, 403, 404),
+    errors=(401, 403, 404, 409),
 )
 def resume(lead_id: int) -> Any:
     """Lift a pause or stop; the bot's next message tells the customer they talk to an assistant

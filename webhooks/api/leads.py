@@ -279,7 +279,7 @@ def reopen_lead(lead_id: int) -> Any:
     tag=TAG,
     body=schemas.ArchiveBody,
     response=schemas.LeadDetail,
-    errors=(400, 401, 403, 404, 422),
+    errors=(400, 401, 403, 404, 409, 422),
 )
 def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
     """Archived leads leave the default list (filter `archived=true` shows them)."""

@@ -1,7 +1,8 @@
 """What agents do to leads, shared by the REST API and the web console.
 
 Every function takes the acting agent and a session inside the caller's transaction, checks the
-permission rules (agents: their own and unassigned leads; admins: all; converted leads read-only)
+permission rules (agents: their own and unassigned leads; admins: all; converted leads read-only
+as `store.work.check_unlocked` says)
 and raises `ApiError` with the right 4xx, which the console shows as a flash message.
 """
 
@@ -30,7 +31,16 @@ from store.leads import (
 )
 from store.models import CLAIMED, Agent, Lead
 from store.query import LeadQuery, build_lead_query
-from store.work import WorkError, add_note, assign_lead, next_available_agent, notify
+from store.work import (
+    LeadAction,
+    LeadLocked,
+    WorkError,
+    add_note,
+    assign_lead,
+    check_unlocked,
+    next_available_agent,
+    notify,
+)
 from webhooks.api import catalog, schemas
 from webhooks.app import ApiError, services
 
@@ -55,7 +65,7 @@ def load_lead(
     lead_id: int, agent: Agent, *, session: Session, write: bool = False, check: bool = True
 ) -> Lead:
     """The lead (following merges) if this agent may see it; with `write`, also refuse a locked
-    lead.
+    lead (as an edit).
 
     `check=False` skips the visibility rule: only for answering right after a permitted change.
     """
@@ -68,17 +78,16 @@ def load_lead(
     if check and not can_see(agent, lead):
         raise ApiError(403, "forbidden", f"lead {lead.id} is assigned to another agent")
     if write:
-        refuse_locked(lead)
+        refuse_locked(lead, "edit", agent)
     return lead
 
 
-def refuse_locked(lead: Lead) -> None:
-    if lead.locked:
-        raise ApiError(
-            409,
-            "lead_locked",
-            f"lead {lead.id} was converted and is read-only; an admin can reopen it",
-        )
+def refuse_locked(lead: Lead, action: LeadAction, agent: Agent) -> None:
+    """Apply the store's rule for converted leads (`check_unlocked`) as a 409."""
+    try:
+        check_unlocked(lead, action, admin=is_admin(agent))
+    except LeadLocked as exc:
+        raise ApiError(409, "lead_locked", str(exc)) from None
 
 
 def lead_query(
@@ -191,7 +200,7 @@ def update_fields(
     lead: Lead, body: schemas.LeadUpdate, agent: Agent, *, session: Session, now: datetime
 ) -> dict[str, tuple[Any, Any]]:
     """Apply the fields the caller sent (audited per field); phone and email are normalised."""
-    refuse_locked(lead)
+    refuse_locked(lead, "edit", agent)
     sent = body.model_fields_set
     if "status" in sent and not body.status:
         raise ApiError(422, "validation_error", "status: a lead always has a status", "status")
@@ -250,7 +259,7 @@ def set_status(
     """Set a configured status as a human (any status is allowed) and apply its action and AI
     behaviour.
     """
-    refuse_locked(lead)
+    refuse_locked(lead, "status", agent)
     status = catalog.status_by_name(name)
     if status.name == catalog.CONVERTED:
         return convert(lead, agent, session=session, now=now)
@@ -297,7 +306,7 @@ def convert(
     lead: Lead, agent: Agent, *, session: Session, now: datetime, note: str | None = None
 ) -> dict[str, tuple[Any, Any]]:
     """Mark the lead Converted and lock it read-only, recording when and by whom."""
-    refuse_locked(lead)
+    refuse_locked(lead, "status", agent)
     changed = update_lead(
         lead,
         {"status": catalog.CONVERTED, "locked": True, "converted_at": now},
@@ -327,6 +336,7 @@ def reopen(lead: Lead, agent: Agent, *, session: Session) -> None:
 
 
 def set_archived(lead: Lead, archived: bool, agent: Agent, *, session: Session) -> bool:
+    refuse_locked(lead, "archive", agent)
     return bool(
         update_lead(lead, {"archived": archived}, session=session, actor="agent", agent_id=agent.id)
     )
@@ -357,6 +367,7 @@ def delete_lead(lead: Lead, agent: Agent, *, session: Session) -> None:
 
 
 def add_lead_note(lead: Lead, text: str, category: str, agent: Agent, *, session: Session) -> Any:
+    refuse_locked(lead, "note", agent)
     try:
         return add_note(lead, text, session=session, category=category, agent=agent)
     except WorkError as exc:
@@ -379,7 +390,7 @@ def target_agent(agent_id: int | None, *, session: Session) -> Agent | None:
 
 def assign(lead: Lead, target: Agent | None, by: Agent, *, session: Session) -> bool:
     """Assign (None: unassign) and tell the new agent, unless they did it themselves."""
-    refuse_locked(lead)
+    refuse_locked(lead, "assign", by)
     try:
         changed = assign_lead(lead, target, session=session, actor="agent", by_agent=by)
     except WorkError as exc:

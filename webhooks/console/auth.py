@@ -1,30 +1,85 @@
-"""Console sign-in: an agent's API token or email + password, a signed session cookie, and CSRF
-tokens.
+"""Console sign-in: an agent's API token or email + password, a server-side session behind a
+signed cookie, a sign-in throttle, and CSRF tokens.
 
 Every POST under /console must carry the session's CSRF token (form field `csrf_token` or header
 `X-CSRF-Token`), compared in constant time; the login form gets one before anyone is signed in.
+
+The cookie only holds a random session key; the `console_sessions` row it names is checked on
+every request, so signing out, "sign out everywhere", a new token or password and disabling the
+agent end it at once, as do `LEADDESK_SESSION_HOURS` without a request and
+`LEADDESK_SESSION_MAX_HOURS` in all.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from flask import abort, g, redirect, request, session, url_for
+from flask import Flask, abort, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.security import check_password_hash
 
-from store.agents import agent_by_password, agent_by_token
+from store.agents import TokenOnlyAgent, agent_by_password, agent_by_token
+from store.console_sessions import (
+    check_console_session,
+    end_console_session,
+    end_console_sessions,
+    forget_expired_sessions,
+    open_console_session,
+    touch_console_session,
+)
 from store.db import read_session
 from store.models import Agent
+from webhooks import ratelimit
+from webhooks.api.base import now
 from webhooks.app import services
+
+log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SESSION_AGENT = "console_agent"
+SESSION_KEY = "console_session"
 SESSION_CSRF = "csrf"
+
+# Failed sign-ins allowed per typed email and per client address before a cooling-off period
+# (a moving window: the oldest failure must age out first). An office shares one address.
+ACCOUNT_FAILURES = "10 per 15 minutes"
+ADDRESS_FAILURES = "30 per 15 minutes"
+COOLING_OFF_MINUTES = 15
+
+
+class CookieInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked Secure whenever the request came over HTTPS (directly or as a
+    trusted proxy says), and always when LEADDESK_SECURE_COOKIES is set."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+
+
+def configure_cookies(app: Flask, settings: Any) -> None:
+    """HttpOnly, SameSite=Lax, Secure on HTTPS; the cookie expires after the idle timeout (each
+    request renews it)."""
+    app.session_interface = CookieInterface()
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = bool(getattr(settings, "secure_cookies", False))
+    app.config["PERMANENT_SESSION_LIFETIME"] = idle_timeout(settings)
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = True
+
+
+def idle_timeout(settings: Any) -> timedelta:
+    return timedelta(hours=float(getattr(settings, "session_hours", 12.0)))
+
+
+def absolute_timeout(settings: Any) -> timedelta:
+    return timedelta(hours=float(getattr(settings, "session_max_hours", 24.0 * 7)))
 
 
 def csrf_token() -> str:
@@ -49,49 +104,141 @@ def check_csrf() -> None:
         )
 
 
-def sign_in(token: str = "", email: str = "", password: str = "") -> Agent | None:
-    """The active agent these credentials belong to, or None."""
-    with read_session(services().session_factory) as db:
+@dataclass
+class SignIn:
+    """The outcome of a sign-in attempt: the agent, or the message to show."""
+
+    agent: Agent | None
+    message: str = ""
+
+
+FAILED = (
+    "Those credentials do not match an active agent. After repeated failures, sign-in pauses "
+    f"for {COOLING_OFF_MINUTES} minutes."
+)
+TOKEN_ONLY = "This account signs in with its token: paste the agent's API token instead."
+
+
+def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
+    """Check the credentials under the sign-in throttle (per typed email and per address)."""
+    address = request.remote_addr or "unknown"
+    account = email.strip().lower()
+    account_limit, address_limit = (
+        ratelimit.limit(ACCOUNT_FAILURES),
+        ratelimit.limit(ADDRESS_FAILURES),
+    )
+    if ratelimit.exceeded(address_limit, "signin-address", address) or (
+        account and ratelimit.exceeded(account_limit, "signin-account", account)
+    ):
+        # Refused without looking at the password: the right one gets the same answer.
+        return SignIn(None, FAILED)
+    with services().session_factory() as db:
         agent = None
-        if token.strip():
-            agent = agent_by_token(token.strip(), session=db)
-        elif email.strip() and password:
-            agent = agent_by_password(email.strip(), password, session=db)
-            if agent is None and email.strip() != email.strip().lower():
-                # People type their address with capitals they did not register it with.
-                agent = agent_by_password(email.strip().lower(), password, session=db)
+        message = FAILED
+        try:
+            if token.strip():
+                agent = agent_by_token(token.strip(), session=db)
+            elif account and password:
+                agent = agent_by_password(email.strip(), password, session=db)
+                if agent is None and email.strip() != account:
+                    # People type their address with capitals they did not register it with.
+                    agent = agent_by_password(account, password, session=db)
+        except TokenOnlyAgent:
+            message = TOKEN_ONLY
         if agent is not None:
             db.expunge(agent)
-    return agent
+            return SignIn(agent)
+    _count_failure(account, address)
+    return SignIn(None, message)
+
+
+def current_password_ok(agent: Agent, password: str) -> bool:
+    """Check a signed-in agent's current password (e.g. to change it), under the sign-in throttle:
+    a stolen session cannot be used to guess the password."""
+    address = request.remote_addr or "unknown"
+    account = (agent.email or f"agent-{agent.id}").lower()
+    if ratelimit.exceeded(ratelimit.limit(ADDRESS_FAILURES), "signin-address", address) or (
+        ratelimit.exceeded(ratelimit.limit(ACCOUNT_FAILURES), "signin-account", account)
+    ):
+        return False
+    if agent.password_hash and check_password_hash(agent.password_hash, password):
+        return True
+    _count_failure(account, address)
+    return False
+
+
+def _count_failure(account: str, address: str) -> None:
+    """Count a failed sign-in; the one that uses up a limit starts the pause and is logged."""
+    counted = [("address", address, ratelimit.limit(ADDRESS_FAILURES))]
+    if account:
+        counted.append(("account", account[:320], ratelimit.limit(ACCOUNT_FAILURES)))
+    for kind, key, item in counted:
+        ratelimit.hit(item, f"signin-{kind}", key)
+        if ratelimit.exceeded(item, f"signin-{kind}", key):
+            log.warning(
+                "console sign-in paused for %s minutes for %s %r after %s failed attempts",
+                COOLING_OFF_MINUTES,
+                kind,
+                key,
+                item.amount,
+            )
 
 
 def start_session(agent: Agent) -> None:
-    # A fresh session (and CSRF token) at sign-in: nothing from before the login survives it.
+    """A fresh session (and CSRF token) at sign-in: nothing from before the login survives it."""
+    settings = services().settings
+    at = now()
+    with services().session_factory.begin() as db:
+        forget_expired_sessions(
+            session=db, now=at, idle=idle_timeout(settings), lifetime=absolute_timeout(settings)
+        )
+        key = open_console_session(agent, session=db, now=at)
     session.clear()
-    session[SESSION_AGENT] = agent.id
+    session[SESSION_KEY] = key
     session[SESSION_CSRF] = secrets.token_urlsafe(32)
     session.permanent = True
 
 
-def end_session() -> None:
+def end_session(everywhere: bool = False) -> None:
+    """Sign this browser out (or, `everywhere`, every browser of the signed-in agent)."""
+    key = session.get(SESSION_KEY)
+    agent = current_agent()
+    with services().session_factory.begin() as db:
+        if everywhere and agent is not None:
+            end_console_sessions(agent.id, session=db)
+        elif isinstance(key, str):
+            end_console_session(key, session=db)
     session.clear()
+    g.console_agent = None
 
 
 def current_agent() -> Agent | None:
-    """The signed-in agent, re-read on every request so that disabling an agent signs them out."""
+    """The signed-in agent, checked against the server's session on every request."""
     if "console_agent_loaded" in g:
         return g.console_agent  # type: ignore[no-any-return]
     agent = None
-    agent_id = session.get(SESSION_AGENT)
-    if isinstance(agent_id, int):
+    key = session.get(SESSION_KEY)
+    if isinstance(key, str):
+        settings, at = services().settings, now()
         with read_session(services().session_factory) as db:
-            agent = db.get(Agent, agent_id)
-            if agent is not None and agent.active:
+            check = check_console_session(
+                key,
+                session=db,
+                now=at,
+                idle=idle_timeout(settings),
+                lifetime=absolute_timeout(settings),
+            )
+            agent = check.agent
+            if agent is not None:
                 db.expunge(agent)
-            else:
-                agent = None
+        if check.expired or check.touch:
+            with services().session_factory.begin() as db:
+                if check.expired:
+                    end_console_session(key, session=db)
+                else:
+                    touch_console_session(key, session=db, now=at)
         if agent is None:
-            session.pop(SESSION_AGENT, None)
+            session.pop(SESSION_KEY, None)
     g.console_agent = agent
     g.console_agent_loaded = True
     return agent

@@ -15,7 +15,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from store import identity as rules
-from store.agents import AgentError, create_agent, hash_token, list_agents, new_token
+from store.agents import (
+    AgentError,
+    create_agent,
+    list_agents,
+    rotate_token,
+    set_active,
+    set_password,
+)
 from store.contacts import InvalidContact
 from store.db import read_session
 from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
@@ -61,10 +68,7 @@ _LIST_PARAMS = (
 @blueprint.record_once
 def _cookie_defaults(state: Any) -> None:
     # The console's session cookie is not readable by scripts and not sent on cross-site posts.
-    state.app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    if not state.app.config.get("SESSION_COOKIE_SAMESITE"):
-        state.app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    state.app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    auth.configure_cookies(state.app, state.app.extensions["leaddesk"].settings)
 
 
 @blueprint.before_request
@@ -145,18 +149,18 @@ def index() -> WerkzeugResponse:
 def login() -> Any:
     next_url = request.values.get("next", "")
     if request.method == "POST":
-        agent = auth.sign_in(
+        result = auth.sign_in(
             token=request.form.get("token", ""),
             email=request.form.get("email", ""),
             password=request.form.get("password", ""),
         )
-        if agent is None:
-            flash("Those credentials do not match an active agent.", "error")
+        if result.agent is None:
+            flash(result.message, "error")
             return render_template(
                 "console_login.html", next=next_url, email=request.form.get("email", "")
             ), 401
-        auth.start_session(agent)
-        log.info("agent %s signed in to the console", agent.id)
+        auth.start_session(result.agent)
+        log.info("agent %s signed in to the console", result.agent.id)
         return redirect(auth.safe_next(next_url))
     if auth.current_agent() is not None:
         return redirect(auth.safe_next(next_url))
@@ -165,9 +169,42 @@ def login() -> Any:
 
 @blueprint.post("/logout")
 def logout() -> WerkzeugResponse:
-    auth.end_session()
-    flash("You are signed out.", "info")
+    everywhere = request.form.get("everywhere") == "1"
+    auth.end_session(everywhere=everywhere)
+    flash("You are signed out everywhere." if everywhere else "You are signed out.", "info")
     return redirect(url_for("console.login"))
+
+
+@blueprint.route("/account", methods=["GET", "POST"])
+@auth.login_required
+def account() -> Any:
+    """The agent's own account: change the password (with the current one), sign out everywhere."""
+    me = auth.current_agent()
+    assert me is not None
+    if request.method == "GET":
+        return render_template("console_account.html", has_password=bool(me.password_hash))
+    current, new = request.form.get("current_password", ""), request.form.get("new_password", "")
+    problem = None
+    if new != request.form.get("confirm_password", ""):
+        problem = "The new password and its confirmation differ."
+    with services().session_factory.begin() as session:
+        agent = session.get(Agent, me.id)
+        assert agent is not None
+        if problem is None and agent.password_hash and not auth.current_password_ok(agent, current):
+            problem = "The current password is not right."
+        if problem is None:
+            try:
+                set_password(agent, new, session=session)
+            except AgentError as exc:
+                problem = str(exc).capitalize() + "."
+    if problem is not None:
+        flash(problem, "error")
+        return render_template("console_account.html", has_password=bool(me.password_hash)), 422
+    log.info("agent %s changed their console password", me.id)
+    # The change ended every session, this one too: sign this browser straight back in.
+    auth.start_session(me)
+    flash("Password changed. Other browsers were signed out.", "success")
+    return redirect(url_for("console.account"))
 
 
 # ---- leads list ---------------------------------------------------------------------------
@@ -719,14 +756,13 @@ def agents_change(agent_id: int, what: str) -> Any:
         if target is None:
             abort(404, description=f"No agent with id {agent_id}.")
         if what == "token":
-            token = new_token()
-            target.token_hash = hash_token(token)
+            token = rotate_token(target, session=session)
             shown = {"name": target.name, "token": token}
         else:
             if what == "disable" and target.id == me.id:
                 flash("You cannot disable yourself.", "error")
                 return redirect(url_for("console.agents"))
-            target.active = what == "enable"
+            set_active(target, what == "enable", session=session)
             shown = None
             flash(f"{target.name} is {'enabled' if target.active else 'disabled'}.", "success")
     if shown:
