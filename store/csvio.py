@@ -27,6 +27,7 @@ from store.db import read_session
 from store.leads import resolve_contact, update_lead
 from store.models import Agent, Identity, Lead, Note
 from store.query import LeadQuery, build_lead_query, order_leads
+from store.text import clean_text
 from store.work import WorkError, add_note
 
 log = logging.getLogger(__name__)
@@ -428,6 +429,7 @@ def _numbered_rows(reader: Any, report: ImportReport) -> Iterator[tuple[int, lis
             raise CsvImportError(
                 f"line {start}: unreadable CSV ({exc}); rows before this line were imported", report
             ) from None
+        row = [clean_text(cell) for cell in row]
         if not row or all(not cell.strip() for cell in row):
             continue
         report.rows += 1
@@ -440,7 +442,7 @@ def _read_header(first: str, known_custom: Sequence[str]) -> tuple[str, list[str
     best: tuple[int, int, str, list[str]] | None = None
     for delimiter in (",", ";", "\t"):
         header = next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
-        cells = [cell.strip() for cell in header]
+        cells = [clean_text(cell).strip() for cell in header]
         score = (sum(1 for cell in cells if cell.lower() in known), len(cells))
         if best is None or score > best[:2]:
             best = (*score, delimiter, cells)

@@ -370,3 +370,13 @@ def test_export_then_import_recreates_the_same_leads(session_factory):
     assert after == before
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Note)) == 0
+
+
+def test_import_cleans_nul_and_decomposed_accents_in_cells(session_factory):
+    text = "name,company,note\r\nJose\u0301\x00 Smith,Caf\u0065\u0301,called\x00 twice\r\n"
+    report = _import(session_factory, text)
+    assert report.created == 1 and not report.rejected
+    [lead] = _live(session_factory)
+    assert (lead.name, lead.company) == ("Jos\u00e9 Smith", "Caf\u00e9")
+    with session_factory() as s:
+        assert list(s.scalars(select(Note.text))) == ["called twice"]
