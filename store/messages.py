@@ -169,7 +169,7 @@ def record_outbound(
         direction="out",
         author=author,
         agent_id=agent_id,
-        text=text,
+        text=clean_text(text or ""),  # a model's or an agent's words: as untrusted as a customer's
         kind=kind,
         idempotency_key=idempotency_key,
         delivery_status=delivery_status,
