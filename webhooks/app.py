@@ -85,14 +85,13 @@ class _Request(Request):
     """Flask's request, with form fields and query parameters cleaned like JSON strings."""
 
     def _load_form_data(self) -> None:
+        loaded = "form" in self.__dict__
         super()._load_form_data()
-        form = self.__dict__.get("form")
-        if form is not None and not getattr(form, "_leaddesk_clean", False):
-            cleaned = ImmutableMultiDict(
+        if not loaded:
+            form = self.__dict__["form"]
+            self.__dict__["form"] = ImmutableMultiDict(
                 [(clean_text(k), clean_text(v)) for k, v in form.items(multi=True)]
             )
-            cleaned._leaddesk_clean = True  # type: ignore[attr-defined]
-            self.__dict__["form"] = cleaned
 
     @cached_property
     def args(self) -> MultiDict[str, str]:  # type: ignore[override]
