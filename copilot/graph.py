@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copilot.nodes import CopilotNodes
 from copilot.state import CopilotState
-from copilot.tools import ToolContext, build_tools
+from copilot.tools import ToolContext, build_tools, explain_tool_failure
 from store.models import HOT_SCORE, utcnow
 
 
@@ -37,7 +37,7 @@ def build_graph(
     graph = StateGraph(CopilotState)
     graph.add_node("authorise_agent", nodes.authorise_agent)
     graph.add_node("route_intent", nodes.route_intent)
-    graph.add_node("run_tools", ToolNode(tools, handle_tool_errors=True))
+    graph.add_node("run_tools", ToolNode(tools, handle_tool_errors=explain_tool_failure))
     graph.add_node("remember_context", nodes.remember_context)
     graph.add_node("compose_reply", nodes.compose_reply)
     if model is not None:

@@ -14,6 +14,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.types import Command
 
 from copilot.memory import forget_old_checkpoints
+from store.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Copilot:
     def ask(self, agent_id: int, thread: str, text: str) -> Answer:
         """Handle one message. With a confirmation pending, yes/no answers it; anything else cancels it
         and is handled as a new request."""
-        text = (text or "").strip()[:MAX_MESSAGE_CHARS]
+        text = clean_text(text or "").strip()[:MAX_MESSAGE_CHARS]
         if not text:
             return Answer("Send me a question or a command; /help lists them.")
         with self._lock(thread):

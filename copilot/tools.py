@@ -21,7 +21,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import interrupt
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.takeover import NoConversation, pause_bot, resume_bot, send_agent_reply
@@ -751,3 +751,34 @@ def _guarded(name: str, impl: CopilotTools, ctx: ToolContext) -> Callable[..., R
 
     run.__name__ = name
     return run
+
+
+# What a failed tool says it could not do (the agent reads it, or the model passes it on).
+_COULD_NOT = {
+    "add_note": "I couldn't save that note",
+    "set_status": "I couldn't change that status",
+    "assign_lead": "I couldn't assign that lead",
+    "reassign_leads": "I couldn't reassign those leads",
+    "archive_lead": "I couldn't archive that lead",
+    "draft_intro_email": "I couldn't draft that email",
+    "reply_to_customer": "I couldn't send that reply",
+    "resume_bot": "I couldn't hand that conversation back to the bot",
+    "take_over": "I couldn't take over that conversation",
+    "fill_contact_card": "I couldn't save that contact card",
+}
+
+
+def explain_tool_failure(exc: Exception) -> str:
+    """The answer to a tool call that failed before or outside its own handling (e.g. arguments
+    the tool's schema refuses): the traceback goes to the log, the agent gets a plain sentence
+    naming the arguments that were not understood, never the exception's text."""
+    name = getattr(exc, "tool_name", None) or "that tool"
+    log.error("copilot tool %s failed", name, exc_info=exc)
+    could_not = _COULD_NOT.get(name, "I couldn't do that")
+    errors = getattr(exc, "filtered_errors", None)
+    if errors is None and isinstance(getattr(exc, "source", None), ValidationError):
+        errors = exc.source.errors()  # type: ignore[attr-defined]
+    fields = sorted({str(error["loc"][0]) for error in errors or () if error.get("loc")})
+    if fields:
+        return f"{could_not}: the {', '.join(fields)} given could not be understood; nothing was changed."
+    return f"{could_not}; nothing was changed."

@@ -22,10 +22,11 @@ from langchain_core.language_models import BaseChatModel
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from leaddesk.broker import prepare_database
 from leaddesk.dispatch import Dispatcher, ThreadDispatcher
 from leaddesk.llm import make_chat_model
 from leaddesk.settings import Settings
-from store import ensure_schema, make_engine, make_session_factory
+from store import make_engine, make_session_factory
 from store.messages import conversations_with_pending
 from webhooks import create_app
 from webhooks.app import add_health_probe
@@ -116,7 +117,10 @@ def build_runtime(
     engine = engine or make_engine(settings.database_url)
     if engine.dialect.name == "sqlite":
         queue_sqlite_writers(engine)
-    ensure_schema(engine)
+    # Before this process opens any other transaction: on PostgreSQL the schema and the copilot's
+    # memory are set up under the set-up lock, one process at a time (SQLite's memory is a file of
+    # its own, set up when the copilot opens it).
+    prepare_database(engine, settings, memory=engine.dialect.name == "postgresql")
     session_factory = make_session_factory(engine)
     model = model if model is not None else make_chat_model(settings)
     notifier = ReplyNotifier()

@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -26,6 +27,7 @@ from store.db import read_session
 from store.leads import resolve_contact, update_lead
 from store.models import Agent, Identity, Lead, Note
 from store.query import LeadQuery, build_lead_query, order_leads
+from store.text import clean_text
 from store.work import WorkError, add_note
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,12 @@ _LIMITS = {"name": 200, "company": 200, "status": 60, "source": 100, "note": 100
 # Spreadsheets run a cell that starts with one of these as a formula: a customer who calls
 # themselves "=HYPERLINK(...)" must not get code executed on an agent's machine.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet in a semicolon (or comma) locale splits an unquoted cell at these, and a piece that
+# then starts with a formula character runs too: "Ann;=cmd|' /C calc'!A0".
+_INNER_FORMULA = re.compile(r"([,;] *)(?=[=+\-@\t\r])")
+_INNER_DEFUSED = re.compile(r"([,;] *)'(?=[=+\-@\t\r])")
+# Quoted on export: what splits a cell in any spreadsheet locale, quotes and line breaks.
+_NEEDS_QUOTES = re.compile(r'[,;"\r\n]')
 
 
 class CsvImportError(ValueError):
@@ -143,7 +151,7 @@ def iter_export(
     """
     report = report if report is not None else ExportReport(rows=0, columns=[])
     buffer = _ChunkWriter()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = _CsvWriter(buffer)
     with read_session(session_factory) as session:
         report.columns = export_columns(session, custom_fields)
         writer.writerow(report.columns)
@@ -162,6 +170,26 @@ def iter_export(
     rest = buffer.take()
     if rest:
         yield rest
+
+
+class _CsvWriter:
+    """Comma-separated rows like `csv.writer`, also quoting every cell that holds a semicolon.
+
+    `csv.writer` quotes only what splits a cell with its own delimiter; Excel in a semicolon
+    locale opens the same file split at `;` and would run a formula in the middle of a cell.
+    """
+
+    def __init__(self, out: _ChunkWriter) -> None:
+        self._out = out
+
+    def writerow(self, cells: Sequence[str]) -> None:
+        self._out.write(",".join(_quoted(cell) for cell in cells) + "\r\n")
+
+
+def _quoted(cell: str) -> str:
+    if _NEEDS_QUOTES.search(cell):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 class _ChunkWriter:
@@ -242,17 +270,20 @@ def _custom_value(value: Any) -> str | None:
 
 
 def _cell(value: str | None) -> str:
+    """Defuse a formula at the start of the cell and after every `,` or `;` inside it."""
     if not value:
         return ""
+    value = _INNER_FORMULA.sub(r"\1'", value)
     if value.startswith(_FORMULA_START):
         return "'" + value
     return value
 
 
 def _uncell(value: str) -> str:
+    """Undo `_cell`: an exported file imports back to the values it came from."""
     if value.startswith("'") and value[1:].startswith(_FORMULA_START):
-        return value[1:]
-    return value
+        value = value[1:]
+    return _INNER_DEFUSED.sub(r"\1", value)
 
 
 # --------------------------------------------------------------------------- import
@@ -402,6 +433,7 @@ def _numbered_rows(reader: Any, report: ImportReport) -> Iterator[tuple[int, lis
             raise CsvImportError(
                 f"line {start}: unreadable CSV ({exc}); rows before this line were imported", report
             ) from None
+        row = [clean_text(cell) for cell in row]
         if not row or all(not cell.strip() for cell in row):
             continue
         report.rows += 1
@@ -414,7 +446,7 @@ def _read_header(first: str, known_custom: Sequence[str]) -> tuple[str, list[str
     best: tuple[int, int, str, list[str]] | None = None
     for delimiter in (",", ";", "\t"):
         header = next(csv.reader(io.StringIO(first), delimiter=delimiter), [])
-        cells = [cell.strip() for cell in header]
+        cells = [clean_text(cell).strip() for cell in header]
         score = (sum(1 for cell in cells if cell.lower() in known), len(cells))
         if best is None or score > best[:2]:
             best = (*score, delimiter, cells)

@@ -33,6 +33,7 @@ from store.models import (
     ScoreEvent,
     utcnow,
 )
+from store.text import clean_json, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ def update_lead(
     for field, new in changes.items():
         if not hasattr(Lead, field):
             raise AttributeError(f"leads have no field {field!r}")
+        new = clean_json(new)  # names, companies and custom fields from any front end or model
         old = getattr(lead, field)
         if old == new:
             continue
@@ -178,13 +180,12 @@ def resolve(
     """
     if channel not in CHANNELS:
         raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
-    external_id = str(external_id).replace("\x00", "").strip()
+    external_id = clean_text(str(external_id)).strip()
     if not external_id:
         raise ValueError("an identity needs an external id")
     phone = normalize_phone(phone, region) if phone else None
     email = normalize_email(email) if email else None
-    # NUL: PostgreSQL cannot store it in text, and nobody means it.
-    name = name.replace("\x00", "").strip()[:200] or None if name else None
+    name = clean_text(name).strip()[:200] or None if name else None
     identity_trust = identity_trust or rules.channel_trust(channel)
 
     for _attempt in range(_MAX_ATTEMPTS):
@@ -228,7 +229,7 @@ def resolve_contact(
     """
     phone = normalize_phone(phone, region) if phone else None
     email = normalize_email(email) if email else None
-    name = name.replace("\x00", "").strip()[:200] or None if name else None
+    name = clean_text(name).strip()[:200] or None if name else None
     created: Optional[Lead] = None
     for _attempt in range(_MAX_ATTEMPTS):
         lead = created or (find_lead_by_phone(phone, session=session) if phone else None) or (

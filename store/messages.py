@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from store.contacts import try_normalize_phone
 from store.leads import find_identity, get_conversation, resolve
 from store.models import VERIFIED, Conversation, Lead, Message, utcnow
+from store.text import clean_json, clean_text
 
 
 @dataclass
@@ -33,12 +34,14 @@ class Inbound:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # Channels pass on whatever a sender typed; PostgreSQL cannot store NUL in text (it would fail
-        # the whole batch), and it never carries meaning.
+        # Channels pass on whatever a sender typed: a NUL or a lone surrogate would fail the whole
+        # batch (PostgreSQL and UTF-8 cannot store them), and neither carries meaning.
         for name in ("external_id", "text", "channel_message_id", "name", "phone", "email"):
             value = getattr(self, name)
-            if isinstance(value, str) and "\x00" in value:
-                setattr(self, name, value.replace("\x00", ""))
+            if isinstance(value, str):
+                setattr(self, name, clean_text(value))
+        self.payload = clean_json(self.payload)
+        self.extra = clean_json(self.extra)
 
 
 @dataclass
@@ -181,7 +184,7 @@ def record_outbound(
         direction="out",
         author=author,
         agent_id=agent_id,
-        text=text,
+        text=clean_text(text or ""),  # a model's or an agent's words: as untrusted as a customer's
         kind=kind,
         idempotency_key=idempotency_key,
         delivery_status=delivery_status,

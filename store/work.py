@@ -18,6 +18,7 @@ from store.models import (
     ScoreEvent,
     utcnow,
 )
+from store.text import clean_text
 
 
 class WorkError(ValueError):
@@ -60,7 +61,7 @@ def add_note(
     author: Optional[str] = None,
 ) -> Note:
     """Add a note to a lead (audited). `category` must be one of NOTE_CATEGORIES (case-insensitive)."""
-    text = (text or "").strip()
+    text = clean_text(text or "").strip()
     if not text:
         raise WorkError("a note needs some text")
     matches = [c for c in NOTE_CATEGORIES if c.lower() == (category or "General").strip().lower()]

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, Callable, Optional, TypeVar
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, Request, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
+from werkzeug.utils import cached_property
 
 from store import make_engine, make_session_factory
+from store.text import clean_json, clean_text
 from webhooks.ratelimit import init_limiter
 
 log = logging.getLogger(__name__)
@@ -73,9 +76,29 @@ class _JSONProvider(DefaultJSONProvider):
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         kwargs.setdefault("parse_constant", _no_constants)
         try:
-            return super().loads(s, **kwargs)
+            # Every string cleaned (NUL, lone surrogates, NFC) before any view sees it.
+            return clean_json(super().loads(s, **kwargs))
         except RecursionError:
             raise ValueError("the JSON is nested too deeply") from None
+
+
+class _Request(Request):
+    """Flask's request, with form fields and query parameters cleaned like JSON strings."""
+
+    def _load_form_data(self) -> None:
+        loaded = "form" in self.__dict__
+        super()._load_form_data()
+        if not loaded:
+            form = self.__dict__["form"]
+            self.__dict__["form"] = ImmutableMultiDict(
+                [(clean_text(k), clean_text(v)) for k, v in form.items(multi=True)]
+            )
+
+    @cached_property
+    def args(self) -> MultiDict[str, str]:  # type: ignore[override]
+        return self.parameter_storage_class(
+            [(clean_text(k), clean_text(v)) for k, v in super().args.items(multi=True)]
+        )
 
 
 def _no_constants(name: str) -> Any:
@@ -92,6 +115,7 @@ def create_app(settings: Any, *, session_factory: Optional[sessionmaker[Session]
     secret = settings.secret_key.get_secret_value() if getattr(settings, "secret_key", None) else None
     app.config["SECRET_KEY"] = secret or secrets.token_hex(32)
     app.json = _JSONProvider(app)
+    app.request_class = _Request
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.database_url))

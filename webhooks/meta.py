@@ -15,6 +15,7 @@ from flask import Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.models import utcnow
+from store.text import clean_json
 from webhooks.app import ApiError, services
 from webhooks.events import ParsedBatch
 from webhooks.intake import store_batch
@@ -91,7 +92,7 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
             403, "invalid_signature", f"the {SIGNATURE_HEADER} header does not match the body"
         )
     try:
-        payload = json.loads(body, parse_constant=_no_constants)
+        payload = clean_json(json.loads(body, parse_constant=_no_constants))
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(payload, dict):

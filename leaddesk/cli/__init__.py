@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from typing import Optional, Sequence
 
 from leaddesk import __version__
+from leaddesk.logs import configure_logging
 from leaddesk.settings import Settings, SettingsError, load_settings
 
 # Each module defines `register(subparsers)`; the parsers it adds set `func(args, settings) -> int`.
@@ -54,8 +54,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if getattr(args, "needs_settings", True):
             settings = load_settings()
-            logging.basicConfig(level=settings.log_level,
-                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            configure_logging(settings)
         return int(args.func(args, settings) or 0)
     except (UserError, SettingsError) as exc:
         print(f"leaddesk: error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -94,9 +95,7 @@ def run_web_processes(
 
     summary(settings, SimpleNamespace(engine=make_engine(settings.database_url)), args.threads)
     command = [
-        sys.executable,
-        "-c",
-        "from leaddesk.cli import run; run()",
+        *child_python(),
         "serve",
         "--listen-fd",
         str(sock.fileno()),
@@ -139,6 +138,23 @@ def run_web_processes(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("stopped")
+
+
+def child_python() -> list[str]:
+    """The command that runs `leaddesk` in a child process with the very package this process runs.
+
+    `python -c` would put the current directory first on the child's import path, so a folder
+    named `leaddesk` there (a checkout, a backup) would be imported instead; `-P` leaves it out.
+    When this process found the package only through the current directory (run from a source
+    folder without installing), the child is given that folder explicitly.
+    """
+    import leaddesk
+
+    root = os.path.realpath(Path(leaddesk.__file__).resolve().parents[1])
+    cwd = os.path.realpath(os.getcwd())
+    listed = {os.path.realpath(p) for p in sys.path if p and os.path.realpath(p) != cwd}
+    prelude = "" if root in listed else f"import sys; sys.path.insert(0, {root!r}); "
+    return [sys.executable, "-P", "-c", prelude + "from leaddesk.cli import run; run()"]
 
 
 class _Supervisor:

@@ -178,3 +178,18 @@ def test_a_broken_model_server_falls_back_offline(world, sf, prompts, clock, fak
         fake_openai.script(reply)
         answer = copilot.ask(sarah, "t", f"qualify lead {lead}")
         assert answer.reply.startswith(f"BANT for #{lead} Dana Smith:"), reply
+
+
+def test_a_tool_refusing_its_arguments_is_logged_and_answered_in_plain_words(
+    world, sf, prompts, clock, caplog
+) -> None:
+    sarah = world.agent("Sarah")
+    lead = world.lead("Dana Smith", agent=sarah)
+    model = scripted(call("add_note", {"lead": str(lead), "text": {"not": "text"}}))  # then runs dry
+    with caplog.at_level("ERROR", logger="copilot"):
+        answer = make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "note that I called Dana")
+    assert answer.reply == "I couldn't save that note: the text given could not be understood; nothing was changed."
+    assert "Error" not in answer.reply and "{" not in answer.reply
+    assert world.notes(lead) == []
+    [record] = [r for r in caplog.records if "add_note" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info is not None

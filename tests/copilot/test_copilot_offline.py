@@ -163,6 +163,15 @@ def test_notes_with_categories_are_audited_as_the_agent(world, chat, sf) -> None
     assert len(audits) == 2 and all(a.agent_id == sarah and a.actor == "agent" for a in audits)
 
 
+def test_odd_characters_in_a_message_are_cleaned_not_answered_with_an_error(world, chat) -> None:
+    sarah = world.agent("Sarah")
+    lead = world.lead("Dana Smith", agent=sarah)
+    ask = chat(sarah)
+    # A lone surrogate (as a JSON "\\ud800" escape delivers it), a NUL and a decomposed accent.
+    assert ask(f"/note {lead} called \ud800x\x00 about Jose\u0301") == f"Added a General note to #{lead} Dana Smith."
+    assert [n.text for n in world.notes(lead)] == ["called \ufffdx about Jos\u00e9"]
+
+
 def test_status_changes_apply_directly_but_terminal_ones_ask_first(world, chat, clock) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -346,3 +347,29 @@ def test_leaddesk_serve_runs_the_telegram_copilot_and_the_http_endpoint(telegram
         runtime.stop()
     assert not runtime.telegram.running
     assert (tmp_path / "leaddesk-copilot.sqlite").exists()
+
+
+def test_the_bot_token_never_reaches_the_logs_of_a_running_server(telegram, tmp_path) -> None:
+    """`leaddesk serve` with TELEGRAM_BOT_TOKEN polls the Bot API every second; at DEBUG, nothing it
+    logs (third-party HTTP clients included) carries the token."""
+    from tests.webhooks.support import ServeProcess
+
+    secret_token = "987654321:AAH-leaddesk-Secret_token-x1y2z3"
+    server = ServeProcess(
+        f"sqlite:///{tmp_path / 'leaddesk.db'}",
+        TELEGRAM_BOT_TOKEN=secret_token,
+        TELEGRAM_API_URL=telegram.url,
+        LEADDESK_LOG_LEVEL="DEBUG",
+    ).start()
+    try:
+        telegram.push_text(user_id=STRANGER_TG, text="/hot")
+        [refusal] = telegram.wait_for_sent(lambda m: m["chat_id"] == STRANGER_TG, timeout=30)
+        assert refusal["text"].startswith("Sorry")
+        # Let several polls go by: each is a Bot API request whose URL carries the token.
+        time.sleep(2)
+    finally:
+        server.stop()
+    log = server.log()
+    assert "DEBUG" in log and "copilot" in log  # the log was as verbose as it gets
+    assert secret_token not in log
+    assert secret_token.split(":")[1] not in log

@@ -306,14 +306,22 @@ def _children(pid: int) -> list[int]:
 class Proc:
     """One `leaddesk ...` child process with its log in a file."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_dir: Path,
+        cwd: Path = REPO_ROOT,
+        command: list[str] | None = None,
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from leaddesk.cli import run; run()", *args],
+            [*(command or [sys.executable, "-c", "from leaddesk.cli import run; run()"]), *args],
             env=env,
-            cwd=str(REPO_ROOT),
+            cwd=str(cwd),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -8,6 +8,7 @@ import json
 import string
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.models import ChatSession, Identity, Lead, Message
+from store.text import clean_text
 from tests.webhooks.support import (
     APP_ID,
     RecordingDispatcher,
@@ -42,23 +44,39 @@ FUZZ = settings(
     ],
 )
 
-# Any JSON value, with the awkward ones: NUL and control characters, surrogate-free unicode, huge
-# and negative numbers, deep nesting.
-awkward_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
-    [
-        "",
-        " ",
-        "\x00",
-        "a\x00b",
-        "\u202e",
-        "🙂" * 3,
-        "9" * 40,
-        "-1",
-        "1e309",
-        "null",
-        "<script>",
-        "'; DROP TABLE",
-    ]
+# Any JSON value, with the awkward ones: NUL and control characters, lone UTF-16 surrogates (what a
+# JSON "\ud800" escape decodes to), one word in several Unicode normalisation forms, huge and
+# negative numbers, deep nesting.
+surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+awkward_text = (
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+    | st.text(alphabet=st.characters(codec="utf-8") | surrogates, max_size=12)
+    | st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "\ud800x",
+            "x\udfff",
+            "\udc00\ud800",
+            "\ud83d\ude00",
+            "Jose\u0301",
+            "Jos\u00e9",
+            "\u212b\u00c5A\u030a",
+            "\ufb01le",
+            "e\u0301\u0301\u0327",
+            "\u202e",
+            "🙂" * 3,
+            "9" * 40,
+            "-1",
+            "1e309",
+            "null",
+            "<script>",
+            "'; DROP TABLE",
+        ]
+    )
 )
 scalars = (
     st.none()
@@ -219,19 +237,31 @@ def messaging_payloads(channel: str) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
+# Overlong UTF-8 ("/" in two, three and four bytes, and the like): invalid, never decoded.
+OVERLONG = [b"\xc0\xaf", b"\xe0\x80\xaf", b"\xf0\x80\x80\xaf", b"\xc1\xbf", b"\xc0\x80"]
+
+
 def encodings(payloads: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
-    """The payload as JSON, cut short, with broken bytes, or not a JSON object at all."""
-    as_json = payloads.map(lambda p: json.dumps(p, ensure_ascii=False).encode("utf-8"))
+    """The payload as JSON (surrogates escaped as \\ud800 or written as their raw 3-byte form),
+    cut short, with broken or overlong bytes, or not a JSON object at all."""
+    as_json = st.tuples(payloads, st.booleans()).map(
+        lambda pair: json.dumps(pair[0], ensure_ascii=pair[1]).encode("utf-8", "surrogatepass")
+    )
     truncated = st.tuples(as_json, st.floats(min_value=0.0, max_value=1.0)).map(
         lambda pair: pair[0][: int(len(pair[0]) * pair[1])]
     )
     broken = st.tuples(as_json, st.binary(min_size=1, max_size=8)).map(
         lambda pair: pair[0][:-1] + pair[1]
     )
+    overlong = st.tuples(as_json, st.sampled_from(OVERLONG), st.floats(0.0, 1.0)).map(
+        lambda t: t[0][: int(len(t[0]) * t[2])] + t[1] + t[0][int(len(t[0]) * t[2]) :]
+    )
     others = st.one_of(
         truncated,
         broken,
+        overlong,
         json_values.map(lambda v: json.dumps(v).encode()),
+        json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")),
         st.binary(max_size=200),
     )
     return st.integers(min_value=0, max_value=3).flatmap(
@@ -279,6 +309,15 @@ def counts(session_factory: sessionmaker[Session]) -> dict[str, int]:
         }
 
 
+def assert_clean_store(session_factory: sessionmaker[Session]) -> None:
+    """Whatever was stored is clean text: no NUL, no lone surrogate, in NFC."""
+    with session_factory() as session:
+        texts = [*session.scalars(select(Message.text)), *session.scalars(select(Lead.name))]
+    for text in texts:
+        if text is not None:
+            assert clean_text(text) == text, ascii(text)
+
+
 def check_webhook(
     client: FlaskClient, session_factory: sessionmaker[Session], path: str, body: bytes
 ) -> None:
@@ -303,6 +342,7 @@ def check_webhook(
     new_messages = after["messages"] - before["messages"]
     # Everything reported stored is there, and nothing else: no half-stored batch.
     assert new_messages == report["stored"], (report, before, after)
+    assert_clean_store(session_factory)
 
 
 # -- the webhooks ----------------------------------------------------------------------------------
@@ -439,11 +479,16 @@ def test_chat_session_start_survives_any_body(
     assert response.is_json
     if response.status_code == 201:
         assert after["chat_sessions"] == before["chat_sessions"] + 1
+        assert_clean_store(session_factory)
     else:
         assert after == before
 
 
 message_bodies = shape({"text": awkward_text | st.text(min_size=1, max_size=2500)}, client_id=ids)
+
+
+def query(**params: str) -> str:
+    return urlencode({k: v.encode("utf-8", "surrogatepass") for k, v in params.items()})
 
 
 @FUZZ
@@ -465,15 +510,17 @@ def test_chat_messages_survive_any_body_and_query(
     stored = after_counts["messages"] - before["messages"]
     if response.status_code in (200, 201):
         assert stored <= 1 and response.get_json()["id"]
+        assert_clean_store(session_factory)
     else:
         assert after_counts == before
-    # Polling with odd parameters (no waiting: the fuzzer must stay fast).
+    # Polling with odd parameters (no waiting: the fuzzer must stay fast); a URL carries bytes, so
+    # a surrogate goes as its raw 3-byte form.
     polled = client.get(
-        "/api/chat/messages", query_string={"after": after, "wait": "0"}, headers=auth
+        "/api/chat/messages", query_string=query(after=after, wait="0"), headers=auth
     )
     assert polled.status_code < 500 and polled.is_json
     odd = client.get(
-        "/api/chat/messages", query_string={"after": "0", "wait": wait[:20]}, headers=auth
+        "/api/chat/messages", query_string=query(after="0", wait=wait[:20]), headers=auth
     )
     assert odd.status_code < 500 and odd.is_json
 

@@ -103,6 +103,37 @@ def test_cells_a_spreadsheet_would_run_as_formulas_are_defused(session_factory):
     assert row["phone"] == "+14155552671"  # validated E.164 keeps its plus
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def test_a_semicolon_locale_sees_no_formula_inside_a_cell_and_import_undoes_the_defusing(
+    session_factory,
+):
+    name = "Ann;=cmd|' /C calc'!A0;"
+    company = "Acme, @SUM(A1); -1"
+    with session_factory.begin() as s:
+        lead = resolve("web", "evil", name=name, session=s)
+        lead.company = company
+    out = io.StringIO()
+    export_leads(out, LeadQuery(), session_factory=session_factory)
+    data_line = out.getvalue().splitlines()[1]
+    # Excel with a semicolon list separator reads the same bytes split at ";" instead of ",".
+    for delimiter in (";", ","):
+        for cell in next(csv.reader(io.StringIO(data_line), delimiter=delimiter)):
+            assert not cell.startswith(FORMULA_START), (delimiter, cell)
+            for piece in cell.replace(",", ";").split(";"):
+                assert not piece.lstrip(" ").startswith(FORMULA_START), (delimiter, cell)
+    assert data_line.startswith('1,"Ann;\'=cmd|\' /C calc\'!A0;",')
+    row = _export(session_factory)[0]
+    assert row["channels"] == "web"
+
+    _wipe(session_factory)
+    report = _import(session_factory, out.getvalue())
+    assert report.created == 1
+    [lead] = _live(session_factory)
+    assert (lead.name, lead.company) == (name, company)
+
+
 def test_export_streams_in_batches_from_one_snapshot_without_blocking_writers(session_factory):
     with session_factory.begin() as s:
         for i in range(25):
@@ -372,3 +403,13 @@ def test_import_matches_emails_whatever_their_case_and_merges_across_owners_nami
                                                     Notification.kind == "merged")).all()
         assert len(told) == 1
         assert get_lead(ids[1], session=s).assigned_agent_id == live[0].assigned_agent_id
+
+
+def test_import_cleans_nul_and_decomposed_accents_in_cells(session_factory):
+    text = "name,company,note\r\nJose\u0301\x00 Smith,Caf\u0065\u0301,called\x00 twice\r\n"
+    report = _import(session_factory, text)
+    assert report.created == 1 and not report.rejected
+    [lead] = _live(session_factory)
+    assert (lead.name, lead.company) == ("Jos\u00e9 Smith", "Caf\u00e9")
+    with session_factory() as s:
+        assert list(s.scalars(select(Note.text))) == ["called twice"]

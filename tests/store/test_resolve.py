@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from store.contacts import InvalidContact
 from store.leads import get_lead, resolve
-from store.messages import Inbound, ingest
+from store.messages import Inbound, ingest, record_outbound
 from store.models import AuditEvent, Identity, Lead, Message
 
 
@@ -367,3 +367,19 @@ def test_concurrent_imports_of_one_contact_end_with_one_lead(session_factory):
         live = s.scalars(select(Lead).where(Lead.merged_into_id.is_(None))).all()
         assert len(live) == 1, [(lead.id, lead.phone, lead.email, lead.name) for lead in live]
         assert (live[0].phone, live[0].email) == ("+442079460958", "joe@example.co.uk")
+
+
+def test_odd_text_from_anyone_is_stored_clean(session):
+    """NUL, lone surrogates and decomposed accents, from a channel, an agent or a model, are stored
+    as clean NFC text on every backend (PostgreSQL refuses NUL, no encoding writes a surrogate)."""
+    stored = ingest(
+        Inbound(channel="web", external_id="v\x00\ud800", text="hi\x00 \udfff Jose\u0301",
+                name="Jose\u0301 \ud800", payload={"k\ud800": ["\x00x"]}),
+        session=session,
+    )
+    assert (stored.message.text, stored.lead.name) == ("hi \ufffd Jos\u00e9", "Jos\u00e9 \ufffd")
+    assert stored.message.payload == {"k\ufffd": ["x"]}
+    reply = record_outbound(stored.conversation, "ok \ud83d\ude00 \ud83d", session=session, author="bot")
+    assert reply.text == "ok \U0001f600 \ufffd"
+    session.flush()
+    assert session.scalar(select(func.count()).select_from(Message)) == 2

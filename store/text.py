@@ -1,0 +1,40 @@
+"""Text as it may be stored: what senders, agents, files and models hand over, cleaned once at the
+edge. NUL characters go (PostgreSQL cannot store them and nobody means them), lone UTF-16
+surrogates (a JSON "\\ud800" escape, which no encoding can write) become U+FFFD, and text is put in
+NFC so that one name typed two ways is one name."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+REPLACEMENT = "\ufffd"
+
+
+def clean_text(value: str) -> str:
+    """`value` without NUL, with each lone surrogate replaced by U+FFFD, in NFC."""
+    if value.isascii():
+        return value.replace("\x00", "") if "\x00" in value else value
+    value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # A valid high+low pair (as a CESU-8 or surrogate-escaped decoder leaves it) becomes its
+        # character; a lone half cannot be written anywhere and becomes U+FFFD.
+        value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return unicodedata.normalize("NFC", value)
+
+
+def clean_optional(value: str | None) -> str | None:
+    return clean_text(value) if isinstance(value, str) else value
+
+
+def clean_json(value: Any) -> Any:
+    """A decoded JSON value with every string in it (keys too) cleaned by `clean_text`."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k) if isinstance(k, str) else k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean_json(item) for item in value]
+    return value
