@@ -304,6 +304,14 @@ _LANGUAGE_HINTS: dict[str, set[str]] = {
 }
 
 
+def language_hints(language: str) -> frozenset[str]:
+    """Very common words of a language (empty for a language without a list)."""
+    return _HINT_SETS.get(language, frozenset())
+
+
+_HINT_SETS = {language: frozenset(hints) for language, hints in _LANGUAGE_HINTS.items()}
+
+
 def guess_language(texts: Iterable[str], default: str = "en") -> str:
     """Guess the language of the customer's recent messages (ISO 639-1), or `default`."""
     joined = " ".join(t for t in texts if t)

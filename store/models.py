@@ -187,6 +187,8 @@ class Conversation(Base):
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20))
     summary: Mapped[Optional[str]] = mapped_column(Text)
+    # The language the bot writes in (ISO 639-1), kept until the customer clearly switches.
+    language: Mapped[Optional[str]] = mapped_column(String(8))
     last_inbound_at: Mapped[Optional[datetime]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -82,7 +82,8 @@ def test_a_question_the_knowledge_base_cannot_answer_finds_no_section(prompts, q
 def test_the_threshold_is_a_knob(prompts):
     question = "how much does the Pro plan cost?"
     loose = retrieve(prompts, question, signals=["pricing"], max_unknown_share=1.01)
-    assert loose and loose[0][0].title == "Maintenance plan"  # the nearest section, not the answer
+    # The nearest section (the price list, which quotes the CarePlan), not the answer.
+    assert loose and loose[0][0].id == "package-prices"
     assert retrieve(prompts, question, signals=["pricing"]) == []
 
 
