@@ -43,14 +43,17 @@ thinking thought look looking ask asking talk talking keep keeps getting moved m
 partner family friend neighbor neighbour kids again bit one ones
 cuanto cuanta el la los las un una unos unas de del que en y o por para con es son era mi mis tu
 tus su sus como cuando donde cual cuales hola gracias quiero quisiera tienen tiene hay se me lo le
-al muy mas pero si no ya esto esta este eso ese usted ustedes
+al muy mas pero si no ya esto esta este eso ese usted ustedes puedo pueden puede tengo hacen estoy
+hacer venden vende vendes ofrecen ofrece
 le la les un une des du et ou est sont pour avec mon ma mes vous je tu que quel quelle quels
-comment bonjour merci il elle nous ce cette qui dans sur pas plus au aux votre vos
+comment bonjour merci il elle nous ce cette qui dans sur pas plus au aux votre vos peux puis
+pouvez avez etes faites suis fait ai vendez vendent proposez offrez
 der die das ein eine einen einem und oder ist sind fur mit mein meine sie ich wie was hallo danke
-es zu den dem im auf bei nicht auch noch ihr ihre ihnen
+es zu den dem im auf bei nicht auch noch ihr ihre ihnen kann konnen haben gibt bin mochte verkaufen verkauft bieten
 o os as um uma do da dos das e para com meu minha voce voces que como ola obrigado obrigada tem no
-na em nos nas se
-في من على هل ما أن عن الى إلى مع هذا هذه
+na em nos nas se posso podem pode tenho sao estou fazem vendem oferecem
+في من على هل ما أن عن الى إلى مع هذا هذه هو هي لدي لديكم لديك عندكم عندك انا أنا نحن انتم أنتم
+تبيعون تقدمون كيف ماذا متى لماذا يمكن يمكنني ممكن اريد أريد او أو ثم لكن كل اي أي التي الذي هناك شكرا مرحبا
 """.split()
 )
 
@@ -64,8 +67,9 @@ QUESTION_TYPES: dict[str, tuple[str, str]] = {
         r"precio|precios|cuesta|cuestan|cuanto|cuanta|vale|valen|presupuesto|"
         r"prix|combien|coute|coutent|tarif|tarifs|devis|"
         r"preis|preise|kostet|kosten|wie viel|wieviel|teuer|angebot|"
-        r"preco|precos|custa|custam|quanto|quanta|orcamento)\b|سعر|اسعار|أسعار|تكلفة|بكم|ثمن|كم",
-        r"price|cost|discount|financ",
+        r"preco|precos|custa|custam|quanto|quanta|orcamento)\b|"
+        r"سعر|اسعار|أسعار|تكلفة|ثمن|(?<!\w)بكم(?!\w)|(?<!\w)كم(?!\w)",
+        r"price|cost|discount",
     ),
     "financing": (
         r"\b(?:financ\w*|loan|loans|monthly|per month|a month|installments?|lease|leasing|"
@@ -124,11 +128,13 @@ _PRICE = re.compile(r"[$€£]\s?\d|\d[\d.,]*\s?(?:usd|eur|euros?|dollars?|€|\
 
 # Weights of a section's parts in its BM25 document: a word of the title or of the keywords line
 # says more about what the section answers than one in its body.
-TITLE_WEIGHT = 3
-KEYWORDS_WEIGHT = 3
+TITLE_WEIGHT = 2
+KEYWORDS_WEIGHT = 1
 # Extra score for a section whose title or keywords answer the question's type ("Warranty" for
 # "what guarantee do I get?").
-TYPE_BONUS = 1.5
+TYPE_BONUS = 2.0
+# Extra score per word of the question found in a section's title or keywords.
+LABEL_BONUS = 0.8
 # Weight of the previous messages' words for a follow-up that names nothing ("how much is it?").
 CONTEXT_WEIGHT = 0.6
 # Weight of the words of an interest label ("Battery storage") when an unknown word of the question
@@ -163,7 +169,16 @@ def stemmer(language: str) -> Optional[Stemmer.Stemmer]:
 
 def stem_words(tokens: Sequence[str], language: str) -> list[str]:
     found = stemmer(language)
+    if language == "ar":
+        # The article and the prepositions glued to it ("الضمان", "بالبطارية") first.
+        tokens = [_ARABIC_ARTICLE.sub("", t) if len(t) > 4 else t for t in tokens]
     return list(found.stemWords(list(tokens))) if found is not None else list(tokens)
+
+
+_ARABIC_ARTICLE = re.compile(r"^(?:وال|بال|فال|كال|لل|ال)")
+# Languages whose adjectives and names come before the noun ("the Pro plan", "das Pro-Paket"):
+# there an unknown word right before a known one names something.
+_NAME_BEFORE_NOUN = frozenset({"en", "de"})
 
 
 def content_words(text: str) -> list[str]:
@@ -207,6 +222,7 @@ class _LanguageIndex:
     bm25: BM25Okapi
     df: dict[str, int]
     types: list[frozenset[str]]  # the question types each section answers
+    labels: list[frozenset[str]]  # the stemmed words of each section's title and keywords
     primary: list[frozenset[str]]  # the types its title or keywords name ("Package prices")
 
 
@@ -277,6 +293,7 @@ def _build_index(config: PromptConfig) -> KnowledgeIndex:
         sections = [by_id.get((i, language)) or by_id[(i, default)] for i in ids]
         documents = []
         types: list[frozenset[str]] = []
+        labels: list[frozenset[str]] = []
         primary: list[frozenset[str]] = []
         for section in sections:
             original = by_id.get((section.id, default), section)
@@ -289,6 +306,11 @@ def _build_index(config: PromptConfig) -> KnowledgeIndex:
                 document += tokens(original.title + " " + " ".join(original.keywords), default)
             documents.append(document or ["\u2205"])
             types.append(_section_types(section, original))
+            labels.append(
+                frozenset(
+                    tokens(section.title + " " + " ".join(section.keywords), section.language)
+                )
+            )
             primary.append(_named_types(section, original))
         df: dict[str, int] = {}
         for document in documents:
@@ -300,6 +322,7 @@ def _build_index(config: PromptConfig) -> KnowledgeIndex:
             bm25=BM25Okapi(documents, k1=1.2, b=0.75),
             df=df,
             types=types,
+            labels=labels,
             primary=primary,
         )
     log.debug("knowledge index built: %d sections in %d languages", len(originals), len(languages))
@@ -307,8 +330,10 @@ def _build_index(config: PromptConfig) -> KnowledgeIndex:
 
 
 def _named_types(section: KnowledgeSection, original: KnowledgeSection) -> frozenset[str]:
-    """The question types a section's (original's) title or keywords say it answers."""
-    label = normalize(original.title + " " + " ".join(original.keywords + section.keywords))
+    """The question types a section's title or keywords say it answers (in the default
+    language, which the cues are written in)."""
+    del section
+    label = normalize(original.title + " " + " ".join(original.keywords))
     return frozenset(name for name, (_, answers) in _TYPE_PATTERNS.items() if answers.search(label))
 
 
@@ -335,12 +360,15 @@ class Query:
     types: list[str]
     known: dict[str, float]  # the customer's words the knowledge base uses -> IDF
     unknown: float  # the weight of the words it never uses
+    named: float = 0.0  # the part of `unknown` that names something ("the Pro plan")
 
     @property
     def unknown_share(self) -> float:
-        """The share of the question's weight that the knowledge base has no word for."""
-        total = sum(self.known.values()) + self.unknown
-        return self.unknown / total if total > 0 else 0.0
+        """The share of the question's weight that the knowledge base has no word for. A question
+        of a known type ("can I cancel?") only counts the unknown things it names."""
+        unknown = self.named if self.types else self.unknown
+        total = sum(self.known.values()) + unknown
+        return unknown / total if total > 0 else 0.0
 
 
 def analyse(
@@ -393,6 +421,7 @@ def analyse(
     asked: list[str] = []
     known: dict[str, float] = {}
     unknown_weight: dict[str, float] = {}
+    named_weight: dict[str, float] = {}
     content = [w for w in raw if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     stems = stem_words(content, language)
     for word, token in zip(content, stems, strict=True):
@@ -404,18 +433,21 @@ def analyse(
         if index.df.get(token):
             known[token] = _idf(index, token)
             continue
-        at = raw.index(word) if word in raw else len(raw)
-        neighbours = [raw[i] for i in (at - 1, at + 1) if 0 <= i < len(raw)]
+        at = raw.index(word) + 1 if word in raw else len(raw)
         named = (
             word in proper_names
             or word in capitalised
-            or any(
-                n not in STOPWORDS and bool(index.df.get(stem_words([n], language)[0]))
-                for n in neighbours
+            or (
+                language in _NAME_BEFORE_NOUN
+                and at < len(raw)
+                and raw[at] not in STOPWORDS
+                and bool(index.df.get(stem_words([raw[at]], language)[0]))
             )
         )
         share = NAMED_UNKNOWN_SHARE if named else UNKNOWN_SHARE
         unknown_weight[token] = max(unknown_weight.get(token, 0.0), idf_unknown * share)
+        if named:
+            named_weight[token] = unknown_weight[token]
     weighted: list[tuple[list[str], float]] = []
     if asked:
         weighted.append((asked, 1.0))
@@ -427,7 +459,15 @@ def analyse(
         earlier = [t for text in context for t in tokens(text, language) if index.df.get(t)]
         if earlier:
             weighted.append((earlier, CONTEXT_WEIGHT))
-    return Query(language, weighted, asked, types, known, sum(unknown_weight.values()))
+    return Query(
+        language,
+        weighted,
+        asked,
+        types,
+        known,
+        sum(unknown_weight.values()),
+        sum(named_weight.values()),
+    )
 
 
 def _own_name(query: str) -> Optional[str]:
@@ -487,6 +527,10 @@ def _rank(
     for group, weight in analysed.weighted:
         for i, value in enumerate(index.bm25.get_scores(group)):
             scores[i] += weight * float(value)
+        # A word the section is named by says more than BM25's counts of common words do.
+        asked = set(group)
+        for i, label in enumerate(index.labels):
+            scores[i] += weight * LABEL_BONUS * len(asked & label)
     allowed = range(len(index.sections))
     if "price" not in analysed.types:
         for i in range(len(index.sections)):
