@@ -46,14 +46,16 @@ tus su sus como cuando donde cual cuales hola gracias quiero quisiera tienen tie
 al muy mas pero si no ya esto esta este eso ese usted ustedes puedo pueden puede tengo hacen estoy
 hacer venden vende vendes ofrecen ofrece
 le la les un une des du et ou est sont pour avec mon ma mes vous je tu que quel quelle quels
-comment bonjour merci il elle nous ce cette qui dans sur pas plus au aux votre vos peux puis
+comment bonjour merci il elle nous ce cette qui dans sur pas au aux votre vos peux puis
 pouvez avez etes faites suis fait ai vendez vendent proposez offrez
 der die das ein eine einen einem und oder ist sind fur mit mein meine sie ich wie was hallo danke
-es zu den dem im auf bei nicht auch noch ihr ihre ihnen kann konnen haben gibt bin mochte verkaufen verkauft bieten
+es zu den dem im auf bei nicht auch noch ihr ihre ihnen kann konnen haben gibt bin mochte
+verkaufen verkauft bieten
 o os as um uma do da dos das e para com meu minha voce voces que como ola obrigado obrigada tem no
 na em nos nas se posso podem pode tenho sao estou fazem vendem oferecem
 في من على هل ما أن عن الى إلى مع هذا هذه هو هي لدي لديكم لديك عندكم عندك انا أنا نحن انتم أنتم
-تبيعون تقدمون كيف ماذا متى لماذا يمكن يمكنني ممكن اريد أريد او أو ثم لكن كل اي أي التي الذي هناك شكرا مرحبا
+تبيعون تقدمون كيف ماذا متى لماذا يمكن يمكنني ممكن اريد أريد او أو ثم لكن كل اي أي
+التي الذي هناك شكرا مرحبا
 """.split()
 )
 
@@ -389,11 +391,13 @@ def analyse(
     for signal in config.scoring.signals.values():
         for match in signal.keywords.find(query):
             intent.update(tokens(query[match.start : match.end], language))
+    intent -= titles
+    # The words that ask the question's type ("combien", "how long") never say what about, even
+    # when a section's title is a question using them.
     for name in types:
         asks = _TYPE_PATTERNS[name][0]
         for match in asks.finditer(normalize(query)):
             intent.update(tokens(match.group(0), language))
-    intent -= titles
     # Words an interest recognised ("blackouts") are understood through its label.
     understood: set[str] = set()
     hints: list[str] = []
@@ -413,7 +417,7 @@ def analyse(
         for pair in re.finditer(r"(?<![.!?¿¡]\s)(?<!^)\b([A-Z][\w-]+)\s+([A-Z][\w-]+)", query)
         for word in pair.groups()
     } - own_name
-    # A capitalised word inside a sentence names something ("el plan Pro").
+    # Capitalised words inside a sentence.
     capitalised = {
         normalize(m.group(1))
         for m in re.finditer(r"(?<![.!?¿¡]\s)(?<!^)(?<![¿¡])\b([A-Z][a-z][\w-]*)", query)
@@ -436,7 +440,13 @@ def analyse(
         at = raw.index(word) + 1 if word in raw else len(raw)
         named = (
             word in proper_names
-            or word in capitalised
+            or (
+                # "el plan Pro": a capitalised word right after one we use
+                word in capitalised
+                and at >= 2
+                and raw[at - 2] not in STOPWORDS
+                and bool(index.df.get(stem_words([raw[at - 2]], language)[0]))
+            )
             or (
                 language in _NAME_BEFORE_NOUN
                 and at < len(raw)
@@ -448,6 +458,9 @@ def analyse(
         unknown_weight[token] = max(unknown_weight.get(token, 0.0), idf_unknown * share)
         if named:
             named_weight[token] = unknown_weight[token]
+    if not types and context and 0 < len(asked) <= 2:
+        # "And the Starter?" after a price question asks the same thing about something else.
+        types = question_types(context[0])
     weighted: list[tuple[list[str], float]] = []
     if asked:
         weighted.append((asked, 1.0))

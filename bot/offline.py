@@ -269,9 +269,10 @@ def offline_core(ctx: ReplyContext) -> str:
         if found is not None:
             section = found.section
             if found.translated:
+                # "package prices" inside a sentence; German keeps its capitalised nouns.
                 topic = (
                     section.title[:1].lower() + section.title[1:]
-                    if not section.title[:2].isupper()
+                    if not section.title[:2].isupper() and lang != "de"
                     else section.title
                 )
                 intro = config.template("answer_intro", lang, topic=topic)
