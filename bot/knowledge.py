@@ -40,7 +40,8 @@ their he she his her from by as up out into over offer offers provide sell worth
 really someone somebody anyone place come see ok okay guys still already even lot thing things way
 new old big small good best nice right sure maybe were being wonder wondering wondered think
 thinking thought look looking ask asking talk talking keep keeps getting moved move husband wife
-partner family friend neighbor neighbour kids again bit one ones
+partner family friend neighbor neighbour kids again bit one ones sorry prefer actually rather
+english spanish french german portuguese arabic ingles espanol anglais englisch deutsch
 cuanto cuanta el la los las un una unos unas de del que en y o por para con es son era mi mis tu
 tus su sus como cuando donde cual cuales hola gracias quiero quisiera tienen tiene hay se me lo le
 al muy mas pero si no ya esto esta este eso ese usted ustedes puedo pueden puede tengo hacen estoy
@@ -104,7 +105,7 @@ QUESTION_TYPES: dict[str, tuple[str, str]] = {
         r"how long|timeline|take",
     ),
     "how_it_works": (
-        r"\b(?:how (?:does|do|will) (?:it|this|that|the \w+|solar|\w+) work|how it works|"
+        r"\b(?:how (?:does|do|will|would) (?:[\w-]+\s+){1,3}work|how it works|"
         r"process|steps|what happens|como funciona|proceso|comment (?:ca|cela) (?:marche|"
         r"fonctionne)|processus|wie funktioniert|ablauf|processo)\b|كيف يعمل",
         r"how|work|survey|happens",
