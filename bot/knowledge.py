@@ -227,6 +227,7 @@ class _LanguageIndex:
     types: list[frozenset[str]]  # the question types each section answers
     labels: list[frozenset[str]]  # the stemmed words of each section's title and keywords
     primary: list[frozenset[str]]  # the types its title or keywords name ("Package prices")
+    title_words: frozenset[str] = frozenset()  # the stemmed words of every section's title
 
 
 @dataclass
@@ -327,6 +328,7 @@ def _build_index(config: PromptConfig) -> KnowledgeIndex:
             types=types,
             labels=labels,
             primary=primary,
+            title_words=frozenset(t for x in sections for t in tokens(x.title, x.language)),
         )
     log.debug("knowledge index built: %d sections in %d languages", len(originals), len(languages))
     return index
@@ -387,7 +389,7 @@ def analyse(
     types = question_types(query)
     # Words that only say what kind of answer is wanted ("cost", "how long") are left to the
     # question types, unless a section is named after them ("Discounts").
-    titles = {t for s in index.sections for t in tokens(s.title, s.language)}
+    titles = index.title_words
     intent: set[str] = set()
     for signal in config.scoring.signals.values():
         for match in signal.keywords.find(query):
@@ -414,15 +416,10 @@ def analyse(
     idf_unknown = math.log(1 + (n + 0.5) / 0.5)
     own_name = set(words(_own_name(query) or ""))
     proper_names = {
-        normalize(word)
-        for pair in re.finditer(r"(?<![.!?¿¡]\s)(?<!^)\b([A-Z][\w-]+)\s+([A-Z][\w-]+)", query)
-        for word in pair.groups()
+        normalize(word) for pair in _NAME_PAIR.finditer(query) for word in pair.groups()
     } - own_name
     # Capitalised words inside a sentence.
-    capitalised = {
-        normalize(m.group(1))
-        for m in re.finditer(r"(?<![.!?¿¡]\s)(?<!^)(?<![¿¡])\b([A-Z][a-z][\w-]*)", query)
-    } - own_name
+    capitalised = {normalize(m.group(1)) for m in _CAPITALISED.finditer(query)} - own_name
     asked: list[str] = []
     known: dict[str, float] = {}
     unknown_weight: dict[str, float] = {}
@@ -484,13 +481,19 @@ def analyse(
     )
 
 
+# Two capitalised words in a row inside a sentence name a product ("Tesla Powerwall").
+_NAME_PAIR = re.compile(r"(?<![.!?¿¡]\s)(?<!^)\b([A-Z][\w-]+)\s+([A-Z][\w-]+)")
+_CAPITALISED = re.compile(r"(?<![.!?¿¡]\s)(?<!^)(?<![¿¡])\b([A-Z][a-z][\w-]*)")
+_OWN_NAME = re.compile(
+    r"\b(?i:my name is|i'?m|i am|this is|me llamo|soy|je m'appelle|je suis|ich hei(?:ss|ß)e|"
+    r"ich bin|meu nome [eé]|sou)\s+"
+    r"([A-ZÀ-Ý][\w'-]*(?:\s+[A-ZÀ-Ý][\w'-]*)?)"
+)
+
+
 def _own_name(query: str) -> Optional[str]:
-    match = re.search(
-        r"\b(?i:my name is|i'?m|i am|this is|me llamo|soy|je m'appelle|je suis|ich hei(?:ss|ß)e|"
-        r"ich bin|meu nome [eé]|sou)\s+"
-        r"([A-ZÀ-Ý][\w'-]*(?:\s+[A-ZÀ-Ý][\w'-]*)?)",
-        query,
-    )
+    """The customer's own name in the question ("Hi, I'm Sarah"): not a product we do not know."""
+    match = _OWN_NAME.search(query)
     return match.group(1) if match else None
 
 
@@ -516,12 +519,34 @@ def retrieve(
     knowledge base never mentions. `context` holds the customer's earlier messages, newest first,
     for follow-ups that name nothing ("how much is it?")."""
     del signals  # the question types read the question itself
+    found, _ = _retrieve(
+        config,
+        query,
+        language=language,
+        k=k,
+        min_score=min_score,
+        context=context,
+        max_unknown_share=max_unknown_share,
+    )
+    return found
+
+
+def _retrieve(
+    config: PromptConfig,
+    query: str,
+    *,
+    language: Optional[str],
+    k: int,
+    min_score: float,
+    context: Sequence[str],
+    max_unknown_share: float = MAX_UNKNOWN_SHARE,
+) -> tuple[list[tuple[KnowledgeSection, float]], Optional[Query]]:
     ranked, analysed = _rank(config, query, language=language, context=context)
     if ranked is None or analysed is None:
-        return []
+        return [], analysed
     if analysed.unknown_share >= max_unknown_share and "area" not in analysed.types:
-        return []
-    return [(s, score) for s, score in ranked[:k] if score >= min_score]
+        return [], analysed
+    return [(s, score) for s, score in ranked[:k] if score >= min_score], analysed
 
 
 def _rank(
@@ -583,15 +608,16 @@ def answer(
     context: Sequence[str] = (),
 ) -> Optional[Answer]:
     """The part of the best section that answers `query` (None: say the team will check)."""
-    found = retrieve(config, query, language=language, k=1, context=context)
-    if not found:
+    found, analysed = _retrieve(
+        config, query, language=language, k=1, min_score=MIN_SCORE, context=context
+    )
+    if not found or analysed is None:
         return None
     section = found[0][0]
     index = knowledge_index(config).for_language(language)
-    analysed = analyse(config, index, query, context=context) if index is not None else None
-    types = analysed.types if analysed is not None else []
-    asked = analysed.words if analysed is not None else []
-    if analysed is not None and not [t for t in asked if index and index.df.get(t)]:
+    types = analysed.types
+    asked = analysed.words
+    if not [t for t in asked if index is not None and index.df.get(t)]:
         asked = [t for group, _ in analysed.weighted for t in group]
     text = relevant_part(section, asked, types)
     return Answer(section, text, translated=section.language == language)
