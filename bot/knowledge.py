@@ -399,8 +399,8 @@ def analyse(
     # when a section's title is a question using them.
     for name in types:
         asks = _TYPE_PATTERNS[name][0]
-        for match in asks.finditer(normalize(query)):
-            intent.update(tokens(match.group(0), language))
+        for phrase in asks.finditer(normalize(query)):
+            intent.update(tokens(phrase.group(0), language))
     # Words an interest recognised ("blackouts") are understood through its label.
     understood: set[str] = set()
     hints: list[str] = []

@@ -11,27 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from bot.knowledge import (
-    STOPWORDS,
-    answer,
-    knowledge_index,
-    prompt_knowledge,
-    retrieve,
-    section_excerpt,
-)
+from bot.knowledge import STOPWORDS, answer, prompt_knowledge
+from bot.knowledge import knowledge_index as knowledge_index  # re-exported for the graph
+from bot.knowledge import retrieve as retrieve
+from bot.knowledge import section_excerpt as section_excerpt
 from bot.prompts import PromptConfig
 from bot.scoring import find_instructions
 from bot.text import normalize
 from store.contacts import find_emails, find_phones
-
-__all__ = [
-    "ReplyContext",
-    "knowledge_for_prompt",
-    "knowledge_index",
-    "offline_core",
-    "retrieve",
-    "section_excerpt",
-]
 
 PHONELESS_CHANNELS = ("web", "messenger", "instagram")
 POSITIVE_INTENT = ("interest", "pricing", "comparison", "demo", "timeline", "purchase", "callback")
