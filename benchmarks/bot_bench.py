@@ -9,6 +9,10 @@ Each message goes through `BotService.handle` exactly as `leaddesk replay` feeds
 status, reply, commit, local delivery), on a temporary SQLite file (WAL). Reported: messages per
 second, median and p95 handling time per message, model calls, and the prompt size (characters of
 all messages sent to the model) at message 5 and message `--long` of one conversation.
+
+The retrieval line times what the bot does per message to answer from the knowledge base, on the
+shipped multilingual knowledge base: detect the language, rank the sections, pick the part that
+answers (CPU time per message; the language models load once per process, timed apart).
 """
 
 from __future__ import annotations
@@ -43,6 +47,24 @@ SCRIPT = [
     "Do you install in Houston?",
     "What happens on cloudy days?",
     "Is there a monitoring app?",
+]
+
+# Questions in every shipped language, for the retrieval line.
+QUESTIONS = [
+    ("How much is the Home package?", "en"),
+    ("What does the Plus 8 kW with battery cost?", "en"),
+    ("do you install batteries only?", "en"),
+    ("Do you install in Miami?", "en"),
+    ("Hola, ¿cuánto cuesta el paquete Plus?", "es"),
+    ("¿Qué garantía tienen los paneles?", "es"),
+    ("Combien coûte le pack Home ?", "fr"),
+    ("Vous installez à Lyon ?", "fr"),
+    ("Was kostet das Plus 8 kW mit Batterie?", "de"),
+    ("Wie lange dauert die Installation?", "de"),
+    ("Quanto custa o pacote Plus 8 kW com bateria?", "pt"),
+    ("Posso cancelar depois de assinar?", "pt"),
+    ("كم سعر البطارية وحدها؟", "ar"),
+    ("هل تعملون في دبي؟", "ar"),
 ]
 
 MODEL_ANSWER = {
@@ -105,6 +127,44 @@ def run_throughput(service: BotService, conversations: int, messages: int) -> di
     }
 
 
+def run_retrieval(rounds: int) -> dict[str, float]:
+    """CPU time per message of language detection plus retrieval of the answering part."""
+    from bot.knowledge import answer, knowledge_index
+    from bot.language import detect_language
+
+    config = load_prompts()
+    languages = config.business.languages
+    started = time.process_time()
+    knowledge_index(config)
+    index_ms = (time.process_time() - started) * 1000
+    started = time.process_time()
+    detect_language(
+        ["warm up the language models"], languages=languages, current=None, default="en"
+    )
+    models_ms = (time.process_time() - started) * 1000
+    answered = 0
+    started = time.process_time()
+    for number in range(rounds):
+        for text, _expected in QUESTIONS:
+            # A different text each round (trailing spaces change no word), so that no cache of
+            # earlier texts makes a round cheaper than a new message.
+            question = text + " " * number
+            language = detect_language(
+                [question], languages=languages, current=None, default="en"
+            ).language
+            answered += answer(config, question, language=language) is not None
+    cpu = time.process_time() - started
+    messages = rounds * len(QUESTIONS)
+    return {
+        "messages": messages,
+        "answered": answered,
+        "sections": len(config.knowledge),
+        "cpu_ms_per_message": cpu / messages * 1000,
+        "index_build_ms": index_ms,
+        "language_models_load_ms": models_ms,
+    }
+
+
 def run_long_conversation(service: BotService, fake: FakeOpenAI, length: int) -> dict[str, Any]:
     marks: dict[int, dict[str, int]] = {}
     for number in range(1, length + 1):
@@ -136,6 +196,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument(
         "--long", type=int, default=50, help="length of the conversation whose prompt is measured"
     )
+    parser.add_argument(
+        "--retrieval-rounds", type=int, default=50, help="rounds of the multilingual questions"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     import logging
@@ -143,6 +206,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.ERROR)
 
     results: dict[str, Any] = {}
+    # First, so that the one-time load of the language models is not counted per message below.
+    results["retrieval"] = run_retrieval(args.retrieval_rounds)
     with tempfile.TemporaryDirectory(prefix="leaddesk-bot-bench-") as tmp:
         directory = Path(tmp)
         offline, engine = make_service(directory, "offline.db", None)
@@ -179,6 +244,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"{name:<12}{row['messages']:>6}{row['messages_per_second']:>9.1f}{row['median_ms']:>11.1f}"
             f"{row['p95_ms']:>9.1f}{row['cpu_ms_per_message']:>12.1f}{calls:>13}"
         )
+    row = results["retrieval"]
+    print(
+        f"\nRetrieval ({row['sections']} knowledge sections in all languages, {row['messages']} "
+        f"questions in 6 languages, {row['answered']} answered): "
+        f"{row['cpu_ms_per_message']:.2f} cpu ms/msg; index built once in "
+        f"{row['index_build_ms']:.0f} ms, language models loaded once in "
+        f"{row['language_models_load_ms']:.0f} ms"
+    )
     print("\nOne conversation with the fake model (prompt = all characters sent to the model):")
     for number, mark in sorted(results["prompt_growth"].items()):
         print(

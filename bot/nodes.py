@@ -21,6 +21,8 @@ from langgraph.runtime import Runtime
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.knowledge import prompt_knowledge
+from bot.language import detect_language, language_name
 from bot.offline import (
     ReplyContext,
     asks_for_phone,
@@ -28,7 +30,6 @@ from bot.offline import (
     extract_name,
     finish_reply,
     format_opening,
-    knowledge_for_prompt,
     knowledge_index,
     offline_core,
     should_ask_phone,
@@ -50,7 +51,7 @@ from bot.scoring import (
 from bot.state import BotContext, BotState
 from bot.statuses import Decision, decide, may_move, offline_status, plan_for, statuses_for_prompt
 from bot.takeover import human_took_over, is_ai_paused
-from bot.text import clip, guess_language
+from bot.text import clip
 from store import identity as rules
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
@@ -278,6 +279,7 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
                 for m in burst
             ],
             "summary": conversation.summary,
+            "conversation_language": conversation.language,
         }
         paused_until = lead.ai_paused_until
         resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
@@ -403,7 +405,13 @@ def score_intent(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -
     lead = state["lead"]
     offline = assess(customer, config=config, terms=terms, previous_score=lead["score"])
     new_texts = [m.text for m in customer if m.new]
-    language = guess_language(new_texts, config.business.default_language)
+    detection = detect_language(
+        new_texts,
+        languages=config.business.languages,
+        current=state.get("conversation_language"),
+        default=config.business.default_language,
+    )
+    language = detection.language
     model_turn: Optional[dict[str, Any]] = None
     engine = "offline"
     if deps.model is not None and not state["ai"]["paused"]:
@@ -427,8 +435,13 @@ def score_intent(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -
             previous_score=lead["score"],
             model_judgement=model_turn,
         )
-        if model_turn.get("language") and model_turn["language"] in config.template_languages:
-            language = model_turn["language"]
+        written = model_turn.get("language")
+        if written and written != language:
+            if detection.clear or written not in config.business.languages:
+                # Told which language to write in, it wrote another: the offline reply is used.
+                model_turn["language_mismatch"] = written
+            else:
+                language = written  # an ambiguous message the model read as another language
     data = assessment.as_dict()
     data["language"] = language
     return {"assessment": data, "model_turn": model_turn, "engine": engine}
@@ -441,17 +454,38 @@ def _ask_model(state: BotState, config: PromptConfig, deps: Deps, language: str)
     names = tuple(s.name for s in config.ai_settable)
     query = " ".join([m["text"] for m in state["pending"]][-4:])
     now = _now(state)
+    knowledge, section_ids = prompt_knowledge(
+        config, query, language=language, context=_earlier_customer_texts(state)
+    )
     system = config.render_bot_system(
         statuses=statuses_for_prompt(config, lead["status"]),
-        knowledge=knowledge_for_prompt(config, query, language=language),
+        knowledge=knowledge,
         lead=_lead_for_prompt(lead, state["channel"]),
         now=now.astimezone(config.business.hours.zone).strftime("%A %Y-%m-%d %H:%M"),
     )
-    system = system.rstrip() + "\n\n" + output_instructions(names)
+    name = language_name(language)
+    system = (
+        system.rstrip()
+        + f"\n\nThe customer writes in {name}. Write your reply in {name}, whatever language the "
+        f'knowledge above is in, and set "language" to "{language}".\n\n'
+        + output_instructions(names)
+    )
     response = deps.model.invoke(
         [SystemMessage(content=system), HumanMessage(content=_transcript(state))]
     )
-    return parse_turn(response.content, names)
+    turn = parse_turn(response.content, names)
+    turn["knowledge"] = section_ids
+    return turn
+
+
+def _earlier_customer_texts(state: BotState) -> list[str]:
+    """The customer's messages before this burst, newest first (a follow-up's context)."""
+    pending = set(state.get("pending_ids") or [])
+    return [
+        m["text"]
+        for m in reversed(state.get("window") or [])
+        if m["author"] == "customer" and m["id"] not in pending and m["text"]
+    ][:3]
 
 
 def _lead_for_prompt(lead: dict[str, Any], channel: str) -> str:
@@ -600,9 +634,11 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
         customer_name=lead["name"],
         question="question" in signals,
         phone_declined=bool(contacts.get("phone_declined")),
+        context=_earlier_customer_texts(state),
     )
     core: Optional[str] = None
     source = "offline"
+    knowledge: list[str] = []
     greet = ctx.greet
     asked = ask
     model_turn = state.get("model_turn")
@@ -620,8 +656,11 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
         decision = state["decision"]
         if reason is None and transition and decision.get("source") != "model":
             reason = "the status change needs the hand-over message"
+        if reason is None and model_turn.get("language_mismatch"):
+            reason = f"it is written in {model_turn['language_mismatch']}, not {language}"
         if reason is None:
             core, source, greet = candidate, "llm", False
+            knowledge = list(model_turn.get("knowledge") or [])
             if ask and asks_for_phone(candidate):
                 ctx.ask_phone = False  # the model already asked; the rules count it
             if closed_until:
@@ -636,6 +675,7 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
             )
     if core is None:
         core = offline_core(ctx)
+        knowledge = list(ctx.knowledge)
     text = finish_reply(core, ctx, greet=greet)
     return {
         "reply": {
@@ -643,6 +683,7 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
             "asked_phone": asked,
             "language": language,
             "source": source,
+            "knowledge": knowledge,
             "notice": ctx.notice_due,
         }
     }
@@ -753,6 +794,9 @@ def _apply_turn(
             assessment, name=room.get("name"), has_phone=bool(room.get("phone")),
             status=final_status,
         ))[:2000]
+    language = state["assessment"].get("language")
+    if language and conversation.language != language:
+        conversation.language = language
 
     if status_changed:
         plan = plan_for(config, decision)
@@ -789,6 +833,9 @@ def _apply_turn(
                 "channel": conversation.channel,
                 "external_id": message.external_id,
                 "text": message.text,
+                "language": reply.get("language") or config.business.default_language,
+                "source": "model" if reply.get("source") == "llm" else "offline",
+                "knowledge": list(reply.get("knowledge") or []),
             }
         )
     elif reply and quiet:

@@ -5,53 +5,23 @@ safety check every model-written reply must pass before a customer sees it).
 
 from __future__ import annotations
 
-import math
 import re
-import weakref
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
-from bot.prompts import KnowledgeSection, PromptConfig
-from bot.scoring import find_instructions, knowledge_terms
-from bot.text import normalize, stem, words
-from store.contacts import find_emails, find_phones, try_normalize_phone
+from bot.knowledge import STOPWORDS, answer, prompt_knowledge
+from bot.knowledge import knowledge_index as knowledge_index  # re-exported for the graph
+from bot.knowledge import retrieve as retrieve
+from bot.knowledge import section_excerpt as section_excerpt
+from bot.prompts import PromptConfig
+from bot.scoring import find_instructions
+from bot.text import normalize
+from store.contacts import find_emails, find_phones
 
 PHONELESS_CHANNELS = ("web", "messenger", "instagram")
 POSITIVE_INTENT = ("interest", "pricing", "comparison", "demo", "timeline", "purchase", "callback")
-
-_STOPWORDS = set(
-    """
-a an the is are was be been am do does did you your yours i me my mine we our us it its of to in on
-at for with
-and or but not no yes what how when where which who why can could would will should shall may might
-there this
-that these those about much many any some please hi hello hey thanks thank get got want like need
-know tell
-have has had just also more very so if than then them they their he she his her from by as up out
-into over
-offer offers provide sell got
-worth well instead really someone somebody anyone place come see ok okay guys also still already
-even lot thing things way new old big small good best nice right sure maybe was were been being
-wonder wondering wondered think thinking thought look looking ask asking talk talking keep keeps
-getting moved move husband wife partner family friend neighbor neighbour kids again bit
-cuanto cuanta
-el la los las un una unos unas de del que en y o por para con es son era mi mis tu tus su sus como
-cuando donde
-cual cuales hola gracias quiero quisiera tienen tiene hay se me lo le al muy mas pero si no ya esto
-esta este
-le la les un une des du et ou est sont pour avec mon ma mes vous je tu que quel quelle comment
-bonjour merci
-il elle nous ce cette qui dans sur pas plus
-der die das ein eine und oder ist sind fur mit mein meine sie ich wie was hallo danke es zu den dem
-im auf bei
-nicht auch noch
-o os as um uma do da dos das e para com meu minha voce que como ola obrigado obrigada tem no na em
-في من على هل ما كم أن عن الى إلى مع هذا هذه
-""".split()
-)
 
 _ASKS_PHONE = re.compile(
     r"phone number|your number|number to reach|numero de telefono|tu numero|su numero|"
@@ -125,262 +95,7 @@ _OPENING_FORMATS = {
 
 
 # --------------------------------------------------------------------------------------------
-# Knowledge retrieval
-
-
-def tokens(text: str) -> list[str]:
-    return [root(t) for t in words(text) if t not in _STOPWORDS and (len(t) > 1 or t.isdigit())]
-
-
-def root(word: str) -> str:
-    """A crude stem for retrieval: plural, English -ing/-ed and (for Latin script) everything after
-    six letters cut, so that "buying"/"buy", "production"/"produce" and "financing"/"finance" meet.
-    """
-    word = stem(word)
-    if len(word) > 5 and word.endswith("ing"):
-        word = word[:-3]
-    elif len(word) > 5 and word.endswith("ed") and not word.endswith("eed"):
-        word = word[:-2]
-    if len(word) > ROOT_LENGTH and word.isascii() and word.isalpha():
-        word = word[:ROOT_LENGTH]
-    return word
-
-
-ROOT_LENGTH = 6
-
-
-@dataclass
-class _Index:
-    sections: tuple[KnowledgeSection, ...]
-    counts: list[Counter[str]]
-    lengths: list[int]
-    df: Counter[str]
-    avg_length: float
-    terms: frozenset[str]
-    allowed_phones: frozenset[str]
-    allowed_emails: frozenset[str]
-    heading_terms: frozenset[str] = frozenset()
-
-
-_INDEXES: weakref.WeakKeyDictionary[PromptConfig, _Index] = weakref.WeakKeyDictionary()
-
-
-def knowledge_index(config: PromptConfig) -> _Index:
-    """The retrieval index of this configuration (built once per loaded configuration)."""
-    index = _INDEXES.get(config)
-    if index is not None:
-        return index
-    counts, lengths = [], []
-    df: Counter[str] = Counter()
-    for section in config.knowledge:
-        count = Counter(tokens(section.text))
-        for token in tokens(section.heading):
-            count[token] += (
-                3  # a word in the heading says more about the section than one in its body
-            )
-        counts.append(count)
-        lengths.append(sum(count.values()))
-        df.update(set(count))
-    phones = {p for s in config.knowledge for p in find_phones(s.text, "US")}
-    business_phone = (
-        try_normalize_phone(config.business.phone, "US") if config.business.phone else None
-    )
-    if business_phone:
-        phones.add(business_phone)
-    emails = {e.lower() for s in config.knowledge for e in find_emails(s.text)}
-    if config.business.email:
-        emails.add(config.business.email.lower())
-    index = _Index(
-        sections=config.knowledge,
-        counts=counts,
-        lengths=lengths,
-        df=df,
-        avg_length=(sum(lengths) / len(lengths)) if lengths else 1.0,
-        terms=knowledge_terms(config.knowledge),
-        allowed_phones=frozenset(phones),
-        allowed_emails=frozenset(emails),
-        heading_terms=frozenset(t for s in config.knowledge for t in tokens(s.title)),
-    )
-    _INDEXES[config] = index
-    return index
-
-
-# Words added to a query when a signal shows what the customer is after ("how much" says nothing
-# about prices to a bag of words).
-_SIGNAL_HINTS = {
-    "pricing": "price prices cost precio precios prix preis preco سعر",
-    "timeline": "how long installation take tarda instalacion delai dauer",
-    "demo": "site survey visit visita",
-    "purchase": "payment terms deposit pago",
-}
-
-
-# When this share of the question's weight (IDF) is words the knowledge base never uses, the
-# question is about something it does not cover: the bot says it will check with the team rather
-# than answer a different question with the nearest section.
-MAX_UNKNOWN_SHARE = 0.45
-# An unknown word counts as a quarter of a rare word (chat is full of words no FAQ uses)...
-UNKNOWN_SHARE = 0.25
-# ...but fully when it names something ("the Pro plan", "an Enphase inverter", "Tesla Powerwall").
-NAMED_UNKNOWN_SHARE = 1.0
-# Weight of the words of an interest label ("Battery storage") when an unknown word of the question
-# is one of its keywords ("blackouts"): scoring.yaml's interests double as a small thesaurus.
-INTEREST_HINT_WEIGHT = 0.7
-# Sections quoting a price rank higher for a pricing question ("how much is the EV charger?").
-PRICE_BOOST = 1.6
-_PRICE = re.compile(r"[$€£]\s?\d|\d[\d.,]*\s?(?:usd|eur|euros?|dollars?|€|\$)", re.IGNORECASE)
-
-
-@dataclass
-class _Query:
-    weights: dict[str, float]  # token -> weight in the ranking
-    known: dict[str, float]  # the customer's words the knowledge base uses -> IDF
-    unknown: float  # the weight of the words it never uses
-
-
-def _analyse(config: PromptConfig, index: _Index, query: str, signals: Iterable[str]) -> _Query:
-    """The question's words: what ranks the sections, and how much of it they cannot cover."""
-    raw = words(query)
-    # Words a signal recognised ("cost", "how long") say what the customer wants to know, not
-    # about what: the signal hints answer them (unless a section is named after them, as
-    # "Discounts"). Words an interest recognised ("blackouts") are understood through its label
-    # ("Battery storage") even when the knowledge base never uses them.
-    intent: set[str] = set()
-    for signal in config.scoring.signals.values():
-        for match in signal.keywords.find(query):
-            intent.update(tokens(query[match.start : match.end]))
-    intent -= index.heading_terms
-    understood: set[str] = set()
-    hints: dict[str, float] = {}
-    for label, keywords in config.scoring.interests.items():
-        matched = {t for m in keywords.find(query) for t in tokens(query[m.start : m.end])}
-        unknown = {t for t in matched if not index.df.get(t)}
-        understood.update(unknown)
-        if unknown:
-            for token in tokens(label):
-                hints[token] = max(hints.get(token, 0.0), INTEREST_HINT_WEIGHT)
-    n = max(1, len(index.sections))
-    idf_unknown = math.log(1 + (n + 0.5) / 0.5)
-    weights: dict[str, float] = {}
-    known: dict[str, float] = {}
-    unknown_weight: dict[str, float] = {}
-    content = [w for w in raw if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
-    # Two capitalised words in a row inside a sentence name a product ("Tesla Powerwall"); the
-    # customer's own name does not count.
-    own_name = set(words(extract_name([query]) or ""))
-    proper_names = {
-        normalize(word)
-        for pair in re.finditer(r"(?<![.!?¿¡]\s)(?<!^)\b([A-Z][\w-]+)\s+([A-Z][\w-]+)", query)
-        for word in pair.groups()
-    } - own_name
-    for word in content:
-        token = root(word)
-        weights[token] = 1.0
-        if word.isdigit():
-            continue
-        if token in intent or token in understood:
-            continue
-        if index.df.get(token):
-            known[token] = _idf(index, token)
-            continue
-        # A name we do not know: a capitalised pair ("a Tesla Powerwall") or a word right before
-        # one we use ("the pro plan", "an enphase inverter").
-        following = raw.index(word) + 1 if word in raw else len(raw)
-        named = word in proper_names or (
-            following < len(raw)
-            and raw[following] not in _STOPWORDS
-            and bool(index.df.get(root(raw[following])))
-        )
-        share = NAMED_UNKNOWN_SHARE if named else UNKNOWN_SHARE
-        unknown_weight[token] = max(unknown_weight.get(token, 0.0), idf_unknown * share)
-    if weights:
-        for token, weight in hints.items():
-            weights.setdefault(token, weight)
-        for signal in signals:
-            for token in tokens(_SIGNAL_HINTS.get(signal, "")):
-                weights.setdefault(token, 0.4)
-    return _Query(weights, known, sum(unknown_weight.values()))
-
-
-def _idf(index: _Index, token: str) -> float:
-    n = len(index.sections)
-    df = index.df.get(token, 0)
-    return math.log(1 + (n - df + 0.5) / (df + 0.5))
-
-
-def unknown_share(query: _Query) -> float:
-    """The share of the question's weight that the knowledge base has no word for."""
-    total = sum(query.known.values()) + query.unknown
-    return query.unknown / total if total > 0 else 0.0
-
-
-def retrieve(
-    config: PromptConfig,
-    query: str,
-    *,
-    language: Optional[str] = None,
-    k: int = 3,
-    min_score: float = 1.2,
-    signals: Iterable[str] = (),
-    max_unknown_share: float = MAX_UNKNOWN_SHARE,
-) -> list[tuple[KnowledgeSection, float]]:
-    """The sections that answer `query`, best first (BM25 over heading-weighted sections); none
-    when the question is mostly about things the knowledge base never mentions (better "I'll check
-    with the team" than the nearest section passed off as the answer)."""
-    index = knowledge_index(config)
-    signals = list(signals)
-    analysed = _analyse(config, index, query, signals)
-    weights = analysed.weights
-    if not weights or not index.sections:
-        return []
-    if unknown_share(analysed) >= max_unknown_share:
-        return []
-    results = []
-    for section, count, length in zip(index.sections, index.counts, index.lengths, strict=True):
-        score = 0.0
-        for token, weight in weights.items():
-            tf = count.get(token, 0)
-            if not tf:
-                continue
-            norm = tf + 1.2 * (0.25 + 0.75 * length / index.avg_length)
-            score += weight * _idf(index, token) * tf * 2.2 / norm
-        if score <= 0:
-            continue
-        if language and section.language == language:
-            score *= 1.3
-        elif language and section.language not in (language, config.business.default_language):
-            score *= 0.5
-        if "pricing" in signals and _PRICE.search(section.text):
-            score *= PRICE_BOOST
-        results.append((section, score))
-    results.sort(key=lambda item: -item[1])
-    return [(s, score) for s, score in results[:k] if score >= min_score]
-
-
-def section_excerpt(section: KnowledgeSection, max_chars: int = 450) -> str:
-    """The start of a section as plain text, whole lines only: prose lines joined, bullets kept."""
-    blocks: list[str] = []
-    total = 0
-    for raw in section.text.split("\n"):
-        line = raw.strip().replace("**", "")
-        if not line:
-            continue
-        bullet = line.startswith(("- ", "* "))
-        if bullet:
-            line = "• " + line[2:]
-        if blocks and total + len(line) > max_chars:
-            break
-        total += len(line) + 1
-        if (
-            not bullet
-            and blocks
-            and not blocks[-1].startswith("• ")
-            and not blocks[-1].endswith(":")
-        ):
-            blocks[-1] = blocks[-1] + " " + line
-        else:
-            blocks.append(line)
-    return "\n".join(blocks)
+# Knowledge (the retrieval itself lives in bot.knowledge)
 
 
 def knowledge_for_prompt(
@@ -391,12 +106,14 @@ def knowledge_for_prompt(
     k: int = 3,
     max_chars: int = 900,
     signals: Iterable[str] = (),
+    context: Sequence[str] = (),
 ) -> str:
     """The best sections for the model's prompt, each clipped, so the prompt stays bounded."""
-    found = retrieve(config, query, language=language, k=k, min_score=0.5, signals=signals)
-    if not found:
-        return "(no section matches; say you will check with the team)"
-    return "\n\n".join(f"## {section.heading}\n{section.text[:max_chars]}" for section, _ in found)
+    del signals  # the question types read the question itself
+    text, _ = prompt_knowledge(
+        config, query, language=language, k=k, max_chars=max_chars, context=context
+    )
+    return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,7 +130,7 @@ def extract_name(texts: Iterable[str]) -> Optional[str]:
             parts = [p for p in re.split(r"\s+", match.group(1).strip()) if p]
             kept = []
             for part in parts:
-                if part.lower() in _NOT_NAMES or part.lower() in _STOPWORDS:
+                if part.lower() in _NOT_NAMES or part.lower() in STOPWORDS:
                     break
                 kept.append(part.strip("'’-"))
             if kept and (kept[0][:1].isupper() or not kept[0][:1].isalpha()):
@@ -503,6 +220,10 @@ class ReplyContext:
     customer_name: Optional[str] = None
     question: bool = False
     phone_declined: bool = False
+    # The customer's earlier messages, newest first (what a follow-up like "how much is it?" means).
+    context: list[str] = field(default_factory=list)
+    # Filled in by `offline_core`: the ids of the knowledge sections the reply quotes.
+    knowledge: list[str] = field(default_factory=list)
 
 
 def offline_core(ctx: ReplyContext) -> str:
@@ -531,18 +252,24 @@ def offline_core(ctx: ReplyContext) -> str:
         query = ctx.burst_text
         for start, end in find_instructions(query):
             query = query[:start] + " " * (end - start) + query[end:]
-        found = retrieve(config, query, language=lang, k=1, signals=signals)
-        if found:
-            section = found[0][0]
-            topic = (
-                section.title[:1].lower() + section.title[1:]
-                if not section.title[:2].isupper()
-                else section.title
-            )
-            intro = config.template(
-                "answer_intro", section.language if section.language == lang else lang, topic=topic
-            )
-            parts.append(_join([intro, section_excerpt(section)], sep="\n"))
+        found = answer(config, query, language=lang, context=ctx.context)
+        if found is not None:
+            section = found.section
+            if found.translated:
+                # "package prices" inside a sentence; German keeps its capitalised nouns.
+                topic = (
+                    section.title[:1].lower() + section.title[1:]
+                    if not section.title[:2].isupper() and lang != "de"
+                    else section.title
+                )
+                intro = config.template("answer_intro", lang, topic=topic)
+            else:
+                # Only the default language has this section: say so in the customer's language.
+                intro = config.template("untranslated_note", lang) or config.template(
+                    "answer_intro", lang, topic=section.title
+                )
+            parts.append(_join([intro, found.text], sep="\n"))
+            ctx.knowledge.append(section.id)
             answered = True
         elif ctx.question:
             parts.append(config.template("no_answer", lang))

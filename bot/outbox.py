@@ -31,6 +31,11 @@ class Reply:
     channel: str
     external_id: Optional[str]  # the customer's id on that channel (the recipient)
     text: str
+    # How the bot wrote it: the language (ISO 639-1), the engine ("offline" or "model") and the
+    # ids of the knowledge sections it answered from. Agents' replies keep the defaults.
+    language: str = "en"
+    source: str = "offline"
+    knowledge: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

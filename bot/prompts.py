@@ -76,6 +76,7 @@ CORE_TEMPLATES = (
 )
 OPTIONAL_TEMPLATES = (
     "answer_intro",
+    "untranslated_note",
     "ack_pricing",
     "ack_demo",
     "ack_timeline",
@@ -322,6 +323,10 @@ class KnowledgeSection:
     title: str  # "Package prices"
     text: str
     language: str
+    # The same id in every language's file: `## Title {#id}`, else the title as a slug.
+    id: str = ""
+    # Words a customer may use for what the section answers (a `keywords:` line under the heading).
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -702,9 +707,7 @@ def load_prompts(
     )
     language = business.default_language if business else "en"
     knowledge_dir = _pick_dir(directory, defaults_dir, "knowledge")
-    knowledge = _load_knowledge(knowledge_dir, problems, language) if knowledge_dir else ()
-    if knowledge_dir:
-        used.extend(sorted(knowledge_dir.glob("*.md")))
+    knowledge = _load_knowledge(knowledge_dir, problems, language, used) if knowledge_dir else ()
     templates_dir = _pick_dir(directory, defaults_dir, "templates")
     templates = _load_templates(templates_dir, problems, business, used) if templates_dir else {}
     if templates_dir is None:
@@ -1235,42 +1238,115 @@ _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
 def _load_knowledge(
-    directory: Path, problems: _Problems, default_language: str
+    directory: Path, problems: _Problems, default_language: str, used: list[Path]
 ) -> tuple[KnowledgeSection, ...]:
-    """One section per heading of every `*.md` file; `name.es.md` holds Spanish sections."""
+    """One section per heading of every `*.md` file: `knowledge/*.md` in the default language,
+    `knowledge/<lang>/*.md` its translations (same section ids); `name.es.md` also holds
+    Spanish sections."""
     sections: list[KnowledgeSection] = []
+    files: list[tuple[Path, str]] = []
     for path in sorted(directory.glob("*.md")):
+        parts = path.name[:-3].split(".")
+        language = default_language
+        if len(parts) > 1 and re.fullmatch(r"[a-z]{2,3}", parts[-1]):
+            language = parts[-1]
+        files.append((path, language))
+    for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
+        if re.fullmatch(r"[a-z]{2,3}", folder.name):
+            files.extend((path, folder.name) for path in sorted(folder.glob("*.md")))
+    seen: dict[tuple[str, str], KnowledgeSection] = {}
+    for path, language in files:
+        used.append(path)
         try:
             raw = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             problems.add(path, 1, f"cannot read the file: {exc}")
             continue
-        parts = path.name[:-3].split(".")
-        language = default_language
-        if len(parts) > 1 and re.fullmatch(r"[a-z]{2,3}", parts[-1]):
-            language = parts[-1]
-        sections.extend(_sections_of(path, raw, language, problems))
+        for section in _sections_of(path, raw, language, problems):
+            earlier = seen.get((section.id, language))
+            if earlier is not None:
+                problems.add(
+                    path,
+                    section.line,
+                    f"section id {section.id!r} is already used at {earlier.file}:{earlier.line} "
+                    "(give one of them its own id with {#some-id} after the title)",
+                )
+                continue
+            seen[(section.id, language)] = section
+            sections.append(section)
     return tuple(sections)
+
+
+_SECTION_ID = re.compile(r"\s*\{#([a-z0-9][a-z0-9_-]*)\}\s*$")
+_KEYWORDS_LINE = re.compile(r"^\s*keywords:\s*(.*)$", re.IGNORECASE)
+
+
+def section_slug(title: str) -> str:
+    """"Package prices" -> "package-prices" (the id of a section that names none)."""
+    from bot.text import normalize
+
+    return re.sub(r"[^a-z0-9]+", "-", normalize(title)).strip("-") or "section"
+
+
+def missing_translations(config: PromptConfig) -> list[Problem]:
+    """Sections of the default language that a listed language has no version of (its customers
+    get the default language's text with a note saying so)."""
+    default = config.business.default_language
+    have = {(s.id, s.language) for s in config.knowledge}
+    found: list[Problem] = []
+    for language in config.business.languages:
+        if language == default:
+            continue
+        for section in config.knowledge:
+            if section.language == default and (section.id, language) not in have:
+                found.append(
+                    Problem(
+                        section.file,
+                        section.line,
+                        f"section {section.id!r} ({section.title}) has no {language} version "
+                        f"(add it to knowledge/{language}/ with the same id)",
+                    )
+                )
+    return found
 
 
 def _sections_of(
     path: Path, raw: str, language: str, problems: _Problems
 ) -> list[KnowledgeSection]:
     body, first_line = _strip_leading_comment(raw)
-    # (line, heading path, title, body lines) per heading; text before any heading has no heading.
-    chunks: list[tuple[Optional[int], str, str, list[str]]] = [(None, "", "", [])]
+    # (line, heading path, title, id, body lines) per heading; text before any heading has none.
+    chunks: list[tuple[Optional[int], str, str, str, list[str]]] = [(None, "", "", "", [])]
     trail: list[tuple[int, str]] = []
     for offset, line in enumerate(body.split("\n")):
         match = _HEADING.match(line)
         if not match:
-            chunks[-1][3].append(line)
+            chunks[-1][4].append(line)
             continue
         level, title = len(match.group(1)), match.group(2).strip()
+        explicit = _SECTION_ID.search(title)
+        section_id = explicit.group(1) if explicit else ""
+        title = _SECTION_ID.sub("", title).strip() if explicit else title
         trail = [(lvl, t) for lvl, t in trail if lvl < level] + [(level, title)]
-        chunks.append((first_line + offset, " > ".join(t for _, t in trail), title, []))
+        chunks.append(
+            (
+                first_line + offset,
+                " > ".join(t for _, t in trail),
+                title,
+                section_id or section_slug(title),
+                [],
+            )
+        )
     sections = []
-    for line, heading, title, lines in chunks:
-        text = "\n".join(lines).strip()
+    for line, heading, title, section_id, lines in chunks:
+        keywords: tuple[str, ...] = ()
+        kept = []
+        for text_line in lines:
+            found = _KEYWORDS_LINE.match(text_line)
+            if found and not keywords and not any(k.strip() for k in kept):
+                keywords = tuple(k.strip() for k in found.group(1).split(",") if k.strip())
+                continue
+            kept.append(text_line)
+        text = "\n".join(kept).strip()
         if not text:
             continue
         if line is None:
@@ -1288,6 +1364,8 @@ def _sections_of(
                 title=title,
                 text=text,
                 language=language,
+                id=section_id,
+                keywords=keywords,
             )
         )
     return sections
@@ -1456,6 +1534,7 @@ def effective_configuration(config: PromptConfig) -> dict[str, Any]:
         "knowledge": [
             {
                 "section": section.heading,
+                "id": section.id,
                 "language": section.language,
                 "at": f"{source(Path(section.file))['file']}:{section.line}",
             }

@@ -128,7 +128,10 @@ class BotService:
         for _ in range(MAX_RUNS):
             context = BotContext(prompts=self.prompts, now=self.clock())
             result = self.graph.invoke(graph_input, context=context)
-            turn = [Reply(**r) for r in result.get("replies") or []]
+            turn = [
+                Reply(**{**r, "knowledge": tuple(r.get("knowledge") or ())})
+                for r in result.get("replies") or []
+            ]
             self._deliver(turn)
             replies.extend(turn)
             conversation_id = result.get("conversation_id")

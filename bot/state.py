@@ -32,6 +32,7 @@ class BotState(TypedDict, total=False):
     greeted: bool  # whether the business ever wrote to this lead
     window: list[dict[str, Any]]  # recent messages [{"id", "author", "text"}], oldest first
     summary: Optional[str]  # the conversation's rolling summary
+    conversation_language: Optional[str]  # the language the conversation is in so far
     lead: dict[str, Any]  # a snapshot of the lead's fields the bot reads
     ai: dict[str, Any]  # {"paused", "resuming", "notice_due", "reason"}
     # {"alone", "speaks_for_lead", "paused"}: whether this conversation is the lead's only room,
@@ -50,7 +51,7 @@ class BotState(TypedDict, total=False):
     decision: dict[str, Any]  # {"status", "previous", "changed", "source"}
     plan: dict[str, Any]  # {"action", "ai_behaviour", "pause_minutes", "transition"}
     # draft_reply
-    reply: Optional[dict[str, Any]]  # {"text", "asked_phone", "language", "source"}
+    reply: Optional[dict[str, Any]]  # {"text", "asked_phone", "language", "source", "knowledge"}
     # save
     outcome: str  # "replied" | "quiet" | "duplicate" | "nothing_pending" | "superseded" | "echo"
     replies: list[dict[str, Any]]  # `bot.outbox.Reply` fields of what to deliver

@@ -48,6 +48,9 @@ class Match:
     end: int
 
 
+FIND_CACHE_SIZE = 256
+
+
 @dataclass
 class KeywordSet:
     """Keywords per language, compiled once: words, `word*` prefixes, `=text` whole messages."""
@@ -55,6 +58,7 @@ class KeywordSet:
     by_language: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._found: dict[str, tuple[Match, ...]] = {}
         self._patterns: list[tuple[re.Pattern[str], str, str]] = []
         self._exact: dict[str, tuple[str, str]] = {}
         for language, keywords in self.by_language.items():
@@ -68,9 +72,21 @@ class KeywordSet:
         return bool(self._patterns or self._exact)
 
     def find(self, text: str) -> list[Match]:
-        """Every keyword occurrence in `text` (non-overlapping per keyword), in text order."""
+        """Every keyword occurrence in `text` (non-overlapping per keyword), in text order.
+
+        The last texts' results are kept: scoring and retrieval look at the same messages."""
         if not text:
             return []
+        cached = self._found.get(text)
+        if cached is not None:
+            return list(cached)
+        matches = self._find(text)
+        if len(self._found) >= FIND_CACHE_SIZE:
+            self._found.clear()  # plain dict operations: safe across the server's threads
+        self._found[text] = tuple(matches)
+        return matches
+
+    def _find(self, text: str) -> list[Match]:
         normalized, index = normalize_with_map(text)
         matches: list[Match] = []
         bare = _bare(normalized)
@@ -302,6 +318,14 @@ _LANGUAGE_HINTS: dict[str, set[str]] = {
         "gostaria",
     },
 }
+
+
+def language_hints(language: str) -> frozenset[str]:
+    """Very common words of a language (empty for a language without a list)."""
+    return _HINT_SETS.get(language, frozenset())
+
+
+_HINT_SETS = {language: frozenset(hints) for language, hints in _LANGUAGE_HINTS.items()}
 
 
 def guess_language(texts: Iterable[str], default: str = "en") -> str:

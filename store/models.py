@@ -221,6 +221,8 @@ class Conversation(Base):
     summary: Mapped[Optional[str]] = mapped_column(Text)
     ai_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
     ai_paused_until: Mapped[Optional[datetime]]
+    # The language the bot writes in (ISO 639-1), kept until the customer clearly switches.
+    language: Mapped[Optional[str]] = mapped_column(String(8))
     last_inbound_at: Mapped[Optional[datetime]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -7,13 +7,16 @@ A case is one JSON object per line (blank lines and lines starting with `#` or `
 Expectations (all optional) are about the lead of the last message's sender: `status_in`,
 `score_min`, `score_max`, `phone` (E.164 or null), `ai_paused`; about the whole case: `leads`
 (how many leads it left); about the last reply the case got: `reply_contains` and
-`reply_must_not_contain` (texts, matched case- and accent-insensitively).
+`reply_must_not_contain` (texts, matched case- and accent-insensitively), `reply_language` (the
+ISO 639-1 code it was written in) and `reply_knowledge` (the ids of the knowledge sections it
+quoted, `[]` for none).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,6 +37,8 @@ EXPECTATIONS = (
     "ai_paused",
     "reply_contains",
     "reply_must_not_contain",
+    "reply_language",
+    "reply_knowledge",
 )
 CASE_KEYS = ("id", "messages", "expect", "region", "note")
 IN_MEMORY = "sqlite://"
@@ -243,6 +248,18 @@ def _check_expectations(
                 problems.append("ai_paused must be true or false")
                 continue
             checked[key] = value
+        elif key == "reply_language":
+            if not isinstance(value, str) or not re.fullmatch(r"[a-z]{2,3}", value):
+                problems.append('reply_language must be a language code like "es"')
+                continue
+            checked[key] = value
+        elif key == "reply_knowledge":
+            if not isinstance(value, list) or not all(
+                isinstance(v, str) and v.strip() for v in value
+            ):
+                problems.append("reply_knowledge must be a list of section ids ([] for none)")
+                continue
+            checked[key] = list(value)
         else:
             if isinstance(value, str):
                 value = [value]
@@ -344,9 +361,10 @@ def run_case(
         takeover_minutes=settings.takeover_minutes,
     )
     replies: list[dict[str, Any]] = []
+    recorder = _Recorder(service)
     try:
         for line in case.messages:
-            replies.extend(play_line(service, clock, line))
+            replies.extend(play_line(recorder, clock, line))
         leads = lead_report(session_factory, now=clock())
         last = case.messages[-1]
         with session_factory() as session:
@@ -356,7 +374,32 @@ def run_case(
     finally:
         engine.dispose()
     subject = next((item for item in leads if item["id"] == lead_id), None)
+    if replies and recorder.replies and "language" not in replies[-1]:
+        last_reply = recorder.replies[-1]
+        replies[-1] = {
+            **replies[-1],
+            "language": last_reply.language,
+            "source": last_reply.source,
+            "knowledge": list(last_reply.knowledge),
+        }
     return compare(case, subject=subject, leads=leads, replies=replies)
+
+
+class _Recorder:
+    """The bot service as the replay drives it, keeping each reply it returned (with the
+    language, engine and knowledge sections the reply was written with)."""
+
+    def __init__(self, service: Any):
+        self._service = service
+        self.replies: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._service, name)
+
+    def handle(self, inbound: Any) -> list[Any]:
+        replies = self._service.handle(inbound)
+        self.replies.extend(replies)
+        return list(replies)
 
 
 def compare(
@@ -439,6 +482,23 @@ def compare(
             "reply_must_not_contain",
             not found,
             "the last reply contains " + ", ".join(repr(t) for t in found),
+        )
+    if "reply_language" in expect:
+        written = replies[-1].get("language") if replies else None
+        check(
+            "reply_language",
+            written == expect["reply_language"],
+            f"the last reply is in {written or 'no language (no reply)'}, "
+            f"expected {expect['reply_language']}",
+        )
+    if "reply_knowledge" in expect:
+        used = list(replies[-1].get("knowledge") or []) if replies else []
+        wanted = expect["reply_knowledge"]
+        ok = (not used) if not wanted else all(section in used for section in wanted)
+        check(
+            "reply_knowledge",
+            ok and bool(replies),
+            f"the last reply used sections {used or 'none'}, expected {wanted or 'none'}",
         )
     return Outcome(case.id, not problems, problems, checks)
 

@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument(
         "directory", nargs="?", metavar="DIR", help="default: LEADDESK_PROMPTS_DIR"
     )
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 1 for warnings (knowledge sections missing in a listed language)",
+    )
     check.set_defaults(func=run_check)
     show = commands.add_parser(
         "show",
@@ -60,7 +65,7 @@ def shown(file: str) -> str:
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.prompts import PromptError, load_prompts
+    from bot.prompts import PromptError, load_prompts, missing_translations
     from leaddesk.cli.eval import read_cases
 
     directory = _directory(args.directory, settings)
@@ -85,14 +90,23 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(problems)} problem(s) in {directory}", file=sys.stderr)
         return 1
     assert config is not None
+    # Not errors: a customer writing in a language without the section gets the default
+    # language's text with a note saying so.
+    warnings = missing_translations(config)
+    for warning in warnings:
+        print(f"{shown(warning.file)}:{warning.line}: warning: {warning.message}")
+    default = config.business.default_language
+    originals = sum(1 for s in config.knowledge if s.language == default)
     print(
         f"{directory}: ok - {len(config.statuses)} statuses, "
         f"{len(config.scoring.signals)} scoring signals, "
-        f"{len(config.knowledge)} knowledge sections, "
+        f"{originals} knowledge sections in "
+        f"{', '.join(sorted({s.language for s in config.knowledge}))}, "
         f"templates in {', '.join(config.template_languages)}"
         + (f", {cases} eval cases" if cases else "")
+        + (f"; {len(warnings)} warning(s)" if warnings else "")
     )
-    return 0
+    return 1 if warnings and args.strict else 0
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:

@@ -206,3 +206,29 @@ def test_usage_errors(tmp_path, capsys):
     assert main(["eval", str(cases), "--prompts", str(broken)]) == 1
     err = capsys.readouterr().err
     assert f"{broken / 'statuses.yaml'}:" in err and "do not validate" in err
+
+
+def test_the_reply_language_and_its_knowledge_sections_are_checked(tmp_path, capsys):
+    cases = _write(
+        tmp_path / "language.jsonl",
+        _case(
+            "spanish-price",
+            "Hola, ¿cuánto cuesta el paquete Home?",
+            reply_language="es",
+            reply_knowledge=["package-prices"],
+        ),
+        _case("wrong-language", "Hola, ¿cuánto cuesta el paquete Home?", reply_language="en"),
+        _case("wrong-section", "What warranty do the panels have?", reply_knowledge=["privacy"]),
+        _case("no-section", "Hi there", reply_knowledge=[]),
+        _case("bad-language", "hi", reply_language="Spanish"),
+    )
+    assert main(["eval", str(cases), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert f"{cases}:6: reply_language must be a language code" in captured.err
+    result = {c["id"]: c for c in json.loads(captured.out)["cases"]}
+    assert result["spanish-price"]["passed"] and result["no-section"]["passed"]
+    assert result["wrong-language"]["problems"] == ["the last reply is in es, expected en"]
+    assert result["wrong-section"]["problems"] == [
+        "the last reply used sections ['warranty'], expected ['privacy']"
+    ]
+    assert not result["bad-language"]["passed"]

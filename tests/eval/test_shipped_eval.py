@@ -1,5 +1,6 @@
-"""The labelled conversations shipped in prompts/eval/: they cover what the issue asks for, and
-the offline engine passes at least 90% of them (CI runs them with the rest of the suite)."""
+"""The labelled conversations shipped in prompts/eval/: they cover statuses, scores, phones, merges,
+injections, the knowledge section that answers and the language of the reply in every shipped
+language, and the offline engine passes all of them (CI runs them with the rest of the suite)."""
 
 from __future__ import annotations
 
@@ -61,11 +62,31 @@ def test_the_cases_cover_statuses_bands_phones_merges_languages_and_injections(c
     assert len([c for c in cases if c.id.startswith("inject")]) >= 5
 
 
-def test_the_offline_engine_passes_at_least_90_percent(capsys):
+def test_every_shipped_language_has_wrong_section_and_language_drift_cases(cases):
+    config = load_prompts(DEFAULT_PROMPTS_DIR)
+    by_language: dict[str, set[str]] = {}
+    for case in cases:
+        language = case.expect.get("reply_language")
+        if language is None:
+            continue
+        kind = "section" if "reply_knowledge" in case.expect else "language"
+        if case.id.startswith("drift"):
+            kind = "language"
+        by_language.setdefault(language, set()).add(kind)
+        # A language case checks facts too, not only the language.
+        assert case.expect.get("reply_contains"), case.id
+    for language in config.business.languages:
+        assert by_language.get(language, set()) >= {"section", "language"}, language
+    assert sum(1 for c in cases if "reply_language" in c.expect) >= 35
+
+
+def test_the_offline_engine_passes_every_case(capsys):
     code = main(["eval", str(EVAL_DIR), "--json"])
     result = json.loads(capsys.readouterr().out)
     summary = result["summary"]
     failed = [(c["id"], c["problems"]) for c in result["cases"] if not c["passed"]]
-    assert summary["total"] >= 40
-    assert summary["passed"] / summary["total"] >= 0.9, failed
-    assert code == (0 if not failed else 1)
+    assert summary["total"] >= 120
+    assert failed == []
+    assert summary["passed"] == summary["total"]
+    assert summary["by_expectation"]["reply_language"]["accuracy"] == 1.0
+    assert code == 0

@@ -82,7 +82,8 @@ def test_a_question_the_knowledge_base_cannot_answer_finds_no_section(prompts, q
 def test_the_threshold_is_a_knob(prompts):
     question = "how much does the Pro plan cost?"
     loose = retrieve(prompts, question, signals=["pricing"], max_unknown_share=1.01)
-    assert loose and loose[0][0].title == "Maintenance plan"  # the nearest section, not the answer
+    # The nearest section (the price list, which quotes the CarePlan), not the answer.
+    assert loose and loose[0][0].id == "package-prices"
     assert retrieve(prompts, question, signals=["pricing"]) == []
 
 
@@ -121,3 +122,75 @@ def test_the_models_prompt_gets_the_best_sections_or_the_check_with_the_team_not
     missing = knowledge_for_prompt(prompts, "how much does the Pro plan cost?", language="en",
                                    signals=["pricing"])
     assert missing == "(no section matches; say you will check with the team)"
+
+
+def test_sections_carry_ids_keywords_and_translations(prompts):
+    ids = {s.id for s in prompts.knowledge if s.language == "en"}
+    assert {"package-prices", "service-area", "battery-storage", "warranty"} <= ids
+    for language in prompts.business.languages:
+        assert {s.id for s in prompts.knowledge if s.language == language} == ids, language
+    battery = next(s for s in prompts.knowledge if s.id == "battery-storage" and s.language == "en")
+    assert "battery only" in battery.keywords and "keywords:" not in battery.text
+
+
+@pytest.mark.parametrize(
+    ("question", "language", "expected", "absent"),
+    [
+        ("What does the Plus 8 kW with battery cost?", "en", "$21,500", "$8,900"),
+        ("How much is the EV charger?", "en", "$1,350", "$12,400"),
+        ("¿Cuánto cuesta el paquete Plus?", "es", "21.500 USD", "Garantía"),
+        ("Combien coûte le pack Home ?", "fr", "12 400 $", "21 500 $"),
+        ("Was kostet die Wallbox?", "de", "1.350 $", "8.900 $"),
+        ("Quanto custa o pacote Starter?", "pt", "US$ 8.900", "US$ 12.400"),
+        ("كم سعر البطارية وحدها؟", "ar", "9,800 دولار", "21,500"),
+        ("Do you install in Miami?", "en", "Texas only", "check with the team"),
+        ("¿Trabajan en Miami?", "es", "solo trabajamos en Texas", "USD"),
+        ("do you install batteries only?", "en", "existing solar system", "Texas"),
+    ],
+)
+def test_the_answer_is_the_part_of_the_section_that_answers(
+    prompts, question, language, expected, absent
+):
+    from bot.knowledge import answer
+
+    found = answer(prompts, question, language=language)
+    assert found is not None and found.translated
+    assert expected in found.text and absent not in found.text
+
+
+def test_a_follow_up_that_names_nothing_is_read_with_the_previous_message(prompts):
+    from bot.knowledge import answer
+
+    found = answer(
+        prompts, "How much is it?", language="en", context=["Tell me about the Home package"]
+    )
+    assert found is not None and found.section.id == "package-prices"
+    assert found.text == "• Home 6.5 kW: $12,400"
+    assert answer(prompts, "How much is it?", language="en") is not None  # the price list
+
+
+@pytest.mark.parametrize(
+    ("question", "types"),
+    [
+        ("How much is the Home package?", ["price"]),
+        ("How much will I save?", []),
+        ("¿Cuánto tarda la instalación?", ["timeline"]),
+        ("Do you install in El Paso?", ["area"]),
+        ("Vocês têm financiamento?", ["financing"]),
+        ("Kann ich stornieren?", ["cancellation"]),
+        ("ما هو الضمان؟", ["warranty"]),
+        ("What are your opening hours?", ["contact"]),
+        ("How does net metering work?", ["how_it_works"]),
+    ],
+)
+def test_question_types(question, types):
+    from bot.knowledge import question_types
+
+    assert question_types(question) == types
+
+
+def test_the_index_is_built_once_per_configuration(prompts):
+    index = knowledge_index(prompts)
+    retrieve(prompts, "How much is the Home package?", language="es")
+    assert knowledge_index(prompts) is index
+    assert set(index.languages) == {"en", "es", "fr", "de", "pt", "ar"}

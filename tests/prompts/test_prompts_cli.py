@@ -149,3 +149,26 @@ def test_every_shipped_file_starts_with_a_comment_on_what_it_controls():
         else:
             assert first.startswith("#"), path
         assert len(first) > 20, path
+
+
+def test_check_warns_about_knowledge_sections_missing_in_a_listed_language(prompts_dir, capsys):
+    (prompts_dir / "knowledge" / "de" / "policies.md").unlink()
+    assert main(["prompts", "check", str(prompts_dir)]) == 0
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if ": warning: " in line]
+    assert len(warnings) == 4  # warranty, cancellation, privacy, payment terms
+    assert all("policies.md:" in line and "no de version" in line for line in warnings)
+    assert "section 'warranty' (Warranty) has no de version (add it to knowledge/de/" in out
+    assert "4 warning(s)" in out
+    assert main(["prompts", "check", "--strict", str(prompts_dir)]) == 1
+
+
+def test_check_reports_a_section_id_used_twice_in_one_language(prompts_dir, capsys):
+    spanish = prompts_dir / "knowledge" / "es" / "faq.md"
+    spanish.write_text(
+        spanish.read_text(encoding="utf-8") + "\n## Otra garantía {#warranty}\nTexto.\n",
+        encoding="utf-8",
+    )
+    assert main(["prompts", "check", str(prompts_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "section id 'warranty' is already used at" in out and "faq.md" in out
