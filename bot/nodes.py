@@ -701,6 +701,9 @@ def _apply_turn(
                 "channel": conversation.channel,
                 "external_id": message.external_id,
                 "text": message.text,
+                "language": reply.get("language") or config.business.default_language,
+                "source": "model" if reply.get("source") == "llm" else "offline",
+                "knowledge": tuple(reply.get("knowledge") or ()),
             }
         )
     elif reply and quiet:

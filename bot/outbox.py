@@ -31,6 +31,9 @@ class Reply:
     channel: str
     external_id: Optional[str]  # the customer's id on that channel (the recipient)
     text: str
+    language: str = "en"  # the language the reply is written in
+    source: str = "offline"  # "offline" (rules and templates) or "model"
+    knowledge: tuple[str, ...] = ()  # ids of the knowledge sections it used
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

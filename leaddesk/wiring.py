@@ -22,7 +22,7 @@ from langchain_core.language_models import BaseChatModel
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from leaddesk.dispatch import Dispatcher, ThreadDispatcher
+from leaddesk.dispatch import Dispatcher, Later, ThreadDispatcher
 from leaddesk.llm import make_chat_model
 from leaddesk.settings import Settings
 from store import ensure_schema, make_engine, make_session_factory
@@ -137,7 +137,14 @@ def build_runtime(
         with session_factory() as session:
             return conversations_with_pending(session=session)
 
-    dispatcher = make_dispatcher(settings, bot.process_conversation, pending)
+    def answer(conversation_id: int) -> Any:
+        # A burst still being typed waits for its quiet window; it is answered once, as a whole.
+        wait = bot.seconds_until_due(conversation_id)
+        if wait > 0:
+            return Later(wait)
+        return bot.process_conversation(conversation_id)
+
+    dispatcher = make_dispatcher(settings, answer, pending)
 
     def on_human_reply(lead: Any, *, session: Session, now: datetime, minutes: int) -> None:
         # The business file may set its own takeover window; the bot knows which one applies.

@@ -323,7 +323,7 @@ def run_case(
 ) -> Outcome:
     """Replay one case into a fresh in-memory database and compare the outcome."""
     from bot import BotService, LocalOutbox
-    from leaddesk.cli.bot import ReplayClock, lead_report, play_line
+    from leaddesk.cli.bot import ReplayClock, Replayer, lead_report
     from store import make_session_factory
     from store.leads import find_identity, get_lead
 
@@ -345,8 +345,10 @@ def run_case(
     )
     replies: list[dict[str, Any]] = []
     try:
-        for line in case.messages:
-            replies.extend(play_line(service, clock, line))
+        player = Replayer(service, clock)
+        for index, line in enumerate(case.messages):
+            replies.extend(player.play(line, index=index))
+        replies.extend(player.finish())
         leads = lead_report(session_factory, now=clock())
         last = case.messages[-1]
         with session_factory() as session:

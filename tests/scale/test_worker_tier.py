@@ -208,6 +208,41 @@ def test_messages_that_keep_coming_make_the_task_come_back(
 
 
 @pytest.mark.postgres
+def test_a_burst_still_being_typed_waits_for_its_quiet_window(
+    session_factory: sessionmaker[Session], db_engine: Engine, tmp_path: Path
+) -> None:
+    import shutil
+    import time
+
+    from tests.conftest import set_quiet_window
+
+    directory = tmp_path / "prompts"
+    shutil.copytree(DEFAULT_PROMPTS_DIR, directory, ignore=shutil.ignore_patterns("eval"))
+    set_quiet_window(directory, 0.3)
+    bot = BotService(
+        session_factory=session_factory,
+        prompts=load_prompts(directory),
+        outbox=LocalOutbox(session_factory),
+    )
+    runner = ConversationRunner(
+        session_factory=session_factory,
+        process=bot.process_conversation,
+        deliver=None,
+        locks=make_locks(db_engine),
+        due_in=bot.seconds_until_due,
+    )
+    conversation_id = say(session_factory, "Hello")
+    say(session_factory, "how much is the Home package?")
+    assert 0 < runner.due_in(conversation_id) <= 0.3
+    assert runner.run(conversation_id) == "later"
+    assert replies(session_factory, conversation_id) == []
+    time.sleep(runner.due_in(conversation_id) + 0.05)
+    assert runner.due_in(conversation_id) == 0
+    assert runner.run(conversation_id) == "done"
+    assert len(replies(session_factory, conversation_id)) == 1
+    assert pending_count(session_factory, conversation_id) == 0
+
+
 def test_advisory_locks_exclude_other_machines_and_die_with_the_connection(
     postgres_url: str,
 ) -> None:
