@@ -21,6 +21,13 @@ from langgraph.runtime import Runtime
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.media import (
+    acknowledgement_text,
+    acknowledgements,
+    customer_text,
+    is_silent_burst,
+    transcript_of,
+)
 from bot.offline import (
     ReplyContext,
     asks_for_phone,
@@ -130,7 +137,10 @@ def _window(lead_id: int, session: Session, size: int) -> list[dict[str, Any]]:
         {
             "id": m.id,
             "author": m.author,
-            "text": m.text or "",
+            # A caption or transcript is what the customer said; a bare "[image]" says what came.
+            "text": (customer_text(m.kind, m.text, m.payload) or m.text or "")
+            if m.author == "customer"
+            else m.text or "",
             "channel": m.channel,
             "sent_at": m.sent_at.isoformat() if m.sent_at else None,
         }
@@ -220,7 +230,9 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
             "pending": [
                 {
                     "id": m.id,
-                    "text": m.text or "",
+                    "text": customer_text(m.kind, m.text or "", m.payload),
+                    "kind": m.kind or "text",
+                    "transcribed": transcript_of(m.payload) is not None,
                     "sent_at": m.sent_at.isoformat() if m.sent_at else None,
                 }
                 for m in burst
@@ -347,11 +359,14 @@ def score_intent(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -
     customer = _customer_messages(state)
     lead = state["lead"]
     offline = assess(customer, config=config, terms=terms, previous_score=lead["score"])
-    new_texts = [m.text for m in customer if m.new]
+    # A burst of media without words (a voice note nobody heard, a photo, a sticker) has nothing
+    # for the model to answer (the offline engine acknowledges it) and no language of its own.
+    has_words = any((m.get("text") or "").strip() for m in state["pending"])
+    new_texts = [m.text for m in customer if m.new or not has_words]
     language = guess_language(new_texts, config.business.default_language)
     model_turn: Optional[dict[str, Any]] = None
     engine = "offline"
-    if deps.model is not None and not state["ai"]["paused"]:
+    if deps.model is not None and not state["ai"]["paused"] and has_words:
         try:
             model_turn = _ask_model(state, config, deps, language)
             engine = "llm"
@@ -484,6 +499,9 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
     with the resume notice, hand-over note and phone ask the rules call for."""
     config = _config(runtime, deps)
     now = _now(state)
+    if is_silent_burst(state["pending"]):
+        # A sticker or a reaction on its own: nothing to answer.
+        return {"reply": None}
     lead, assessment, plan = state["lead"], state["assessment"], state["plan"]
     contacts = state.get("contacts") or {}
     language = assessment.get("language") or config.business.default_language
@@ -561,8 +579,13 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
             log.warning(
                 "model reply for conversation %s not used: %s", state.get("conversation_id"), reason
             )
+    acks = acknowledgements(state["pending"])
+    has_words = bool(ctx.burst_text.strip())
     if core is None:
-        core = offline_core(ctx)
+        core = offline_core(ctx) if has_words or transition or not acks else ""
+    if acks:
+        said = acknowledgement_text(acks, config, language)
+        core = f"{core}\n\n{said}" if core else said
     text = finish_reply(core, ctx, greet=greet)
     return {
         "reply": {

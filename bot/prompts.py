@@ -88,6 +88,9 @@ OPTIONAL_TEMPLATES = (
     "phone_thanks",
     "phone_declined",
     "refusal",
+    "media_voice",
+    "media_file",
+    "media_location",
 )
 # Templates business.yaml supplies for the default language.
 BUSINESS_TEMPLATES = ("phone_ask", "out_of_hours")
