@@ -28,6 +28,7 @@ from bot.media import (
     is_silent_burst,
     transcript_of,
 )
+from bot.names import extract_company
 from bot.offline import (
     ReplyContext,
     asks_for_phone,
@@ -60,7 +61,7 @@ from bot.takeover import human_took_over, is_ai_paused
 from bot.text import clip, guess_language
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
-from store.leads import get_conversation, get_lead, resolve, update_lead
+from store.leads import get_conversation, get_lead, resolve, set_stated_details, update_lead
 from store.messages import Inbound, pending_messages, recent_messages, record_outbound
 from store.messages import ingest as store_ingest
 from store.models import Agent, Conversation, Lead, Message
@@ -112,6 +113,7 @@ def _lead_snapshot(lead: Lead) -> dict[str, Any]:
     return {
         "id": lead.id,
         "name": lead.name,
+        "company": lead.company,
         "email": lead.email,
         "phone": lead.phone,
         "status": lead.status,
@@ -277,7 +279,12 @@ def extract_contacts(
         for email in find_emails(text):
             if email not in emails:
                 emails.append(email)
-    name = extract_name(texts) if not lead["name"] else None
+    # What the customer says about themselves; the store decides whether it may replace what the
+    # lead has (never a name an agent typed).
+    name = extract_name(texts)
+    name = name if name and name != lead["name"] else None
+    company = extract_company(texts)
+    company = company if company and company != lead.get("company") else None
     declined = (
         not phones
         and not lead["phone"]
@@ -289,6 +296,7 @@ def extract_contacts(
             "new_phones": [p for p in phones if p != lead["phone"]],
             "new_emails": [e for e in emails if e.lower() != (lead["email"] or "").lower()],
             "name": name,
+            "company": company,
             "phone_declined": declined,
         }
     }
@@ -297,7 +305,10 @@ def extract_contacts(
 def route_after_extract_contacts(state: BotState) -> Literal["merge", "score_intent"]:
     contacts = state.get("contacts") or {}
     if state.get("external_id") and (
-        contacts.get("new_phones") or contacts.get("new_emails") or contacts.get("name")
+        contacts.get("new_phones")
+        or contacts.get("new_emails")
+        or contacts.get("name")
+        or contacts.get("company")
     ):
         return "merge"
     return "score_intent"
@@ -309,9 +320,7 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
     channel, external_id = state["channel"], state["external_id"]
     assert external_id is not None
     with deps.session_factory.begin() as session:
-        lead = resolve(
-            channel, external_id, name=contacts.get("name"), session=session, region=deps.region
-        )
+        lead = resolve(channel, external_id, session=session, region=deps.region)
         for phone in contacts.get("new_phones") or []:
             try:
                 lead = resolve(
@@ -326,6 +335,9 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
                 )
             except InvalidContact:
                 continue
+        set_stated_details(
+            lead, name=contacts.get("name"), company=contacts.get("company"), session=session
+        )
         snapshot = _lead_snapshot(lead)
         window = _window(lead.id, session, deps.window_size)
         spoken = _has_spoken(lead.id, session)
