@@ -494,6 +494,7 @@ def lead_report(session_factory: sessionmaker[Session], *, now: datetime) -> lis
                 {
                     "id": lead.id,
                     "name": lead.name,
+                    "company": lead.company,
                     "email": lead.email,
                     "phone": lead.phone,
                     "status": lead.status,

@@ -5,9 +5,10 @@ whether each outcome matched its expectation, per case and per kind of expectati
 A case is one JSON object per line (blank lines and lines starting with `#` or `//` are skipped):
 `{"id": "...", "messages": [replay lines], "expect": {...}, "region": "GB", "note": "..."}`.
 Expectations (all optional) are about the lead of the last message's sender: `status_in`,
-`score_min`, `score_max`, `phone` (E.164 or null), `ai_paused`; about the whole case: `leads`
-(how many leads it left); about the last reply the case got: `reply_contains` and
-`reply_must_not_contain` (texts, matched case- and accent-insensitively).
+`score_min`, `score_max`, `phone` (E.164 or null), `name` and `company` (text or null),
+`ai_paused`; about the whole case: `leads` (how many leads it left), `reply_count` (how many
+replies it got: a burst is answered once, a sticker not at all); about the last reply the case got:
+`reply_contains` and `reply_must_not_contain` (texts, matched case- and accent-insensitively).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ EXPECTATIONS = (
     "ai_paused",
     "reply_contains",
     "reply_must_not_contain",
+    "reply_count",
+    "name",
+    "company",
 )
 CASE_KEYS = ("id", "messages", "expect", "region", "note")
 IN_MEMORY = "sqlite://"
@@ -226,6 +230,16 @@ def _check_expectations(
                 problems.append(f"{key} must be a whole number from 0 to 100")
                 continue
             checked[key] = value
+        elif key == "reply_count":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append("reply_count must be a whole number (how many replies it gets)")
+                continue
+            checked[key] = value
+        elif key in ("name", "company"):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                problems.append(f"{key} must be a text, or null for none")
+                continue
+            checked[key] = value.strip() if isinstance(value, str) else None
         elif key == "leads":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append("leads must be a whole number (how many leads the case leaves)")
@@ -380,7 +394,7 @@ def compare(
         if not ok:
             problems.append(problem)
 
-    lead_keys = ("status_in", "score_min", "score_max", "phone", "ai_paused")
+    lead_keys = ("status_in", "score_min", "score_max", "phone", "ai_paused", "name", "company")
     if subject is None and any(k in expect for k in lead_keys):
         for kind in lead_keys:
             if kind in expect:
@@ -411,6 +425,13 @@ def compare(
                 subject["phone"] == expect["phone"],
                 f"phone is {subject['phone'] or 'none'}, expected {expect['phone'] or 'none'}",
             )
+        for kind in ("name", "company"):
+            if kind in expect:
+                check(
+                    kind,
+                    subject[kind] == expect[kind],
+                    f"{kind} is {subject[kind] or 'none'}, expected {expect[kind] or 'none'}",
+                )
         if "ai_paused" in expect:
             check(
                 "ai_paused",
@@ -419,6 +440,12 @@ def compare(
                 if subject["ai_paused"]
                 else "the bot still answers, expected a pause",
             )
+    if "reply_count" in expect:
+        check(
+            "reply_count",
+            len(replies) == expect["reply_count"],
+            f"{len(replies)} reply(ies), expected {expect['reply_count']}",
+        )
     if "leads" in expect:
         check(
             "leads",

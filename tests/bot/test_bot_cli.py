@@ -14,6 +14,7 @@ from tests.bot.test_bot_llm import answer
 LEAD_KEYS = {
     "id",
     "name",
+    "company",
     "email",
     "phone",
     "status",
