@@ -9,7 +9,7 @@ outside the store, so a restart picks the burst up where it was.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
 from sqlalchemy import func, select
@@ -21,9 +21,7 @@ from store.models import Conversation, Message
 MAX_HOLD_FACTOR = 8
 
 
-def reply_due(
-    first_at: datetime, last_at: datetime, window_seconds: float
-) -> datetime:
+def reply_due(first_at: datetime, last_at: datetime, window_seconds: float) -> datetime:
     """When a burst whose messages arrived between `first_at` and `last_at` should be answered."""
     if window_seconds <= 0:
         return last_at
@@ -47,14 +45,11 @@ def pending_span(
     ).first()
     if row is None or row[1] is None:
         return None
-    first, last = _aware(row[1]), _aware(row[2])
-    return str(row[0]), first, last
+    return str(row[0]), _aware(row[1]), _aware(row[2])
 
 
 def _aware(value: datetime | str) -> datetime:
     # Aggregates bypass the column type on SQLite: the value comes back naive (or as text).
-    from datetime import timezone
-
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)

@@ -22,6 +22,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.media import (
+    AUDIO_KINDS,
     acknowledgement_text,
     acknowledgements,
     customer_text,
@@ -61,7 +62,14 @@ from bot.takeover import human_took_over, is_ai_paused
 from bot.text import clip, guess_language
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
-from store.leads import get_conversation, get_lead, resolve, set_stated_details, update_lead
+from store.leads import (
+    find_identity,
+    get_conversation,
+    get_lead,
+    resolve,
+    set_stated_details,
+    update_lead,
+)
 from store.messages import Inbound, pending_messages, recent_messages, record_outbound
 from store.messages import ingest as store_ingest
 from store.models import Agent, Conversation, Lead, Message
@@ -90,6 +98,10 @@ class Deps:
     takeover_minutes: int
     window_size: int = 12
     max_burst: int = 12
+    # Reads a voice note's words (channel, the stored message payload) -> transcript or None.
+    transcribe: Optional[Callable[[str, dict[str, Any]], Optional[str]]] = None
+    # The customer's name from their channel profile (channel, their id) -> name or None.
+    profile_name: Optional[Callable[[str, str], Optional[str]]] = None
 
 
 class _Superseded(Exception):
@@ -235,6 +247,7 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
                     "text": customer_text(m.kind, m.text or "", m.payload),
                     "kind": m.kind or "text",
                     "transcribed": transcript_of(m.payload) is not None,
+                    "media": m.payload if m.kind in AUDIO_KINDS else None,
                     "sent_at": m.sent_at.isoformat() if m.sent_at else None,
                 }
                 for m in burst
@@ -255,8 +268,85 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
     return result
 
 
-def route_after_identify(state: BotState) -> Literal["extract_contacts", "__end__"]:
-    return "extract_contacts" if state.get("pending") else END
+def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end__"]:
+    return "transcribe_audio" if state.get("pending") else END
+
+
+# --------------------------------------------------------------------------------------------
+# transcribe_audio / fetch_profile
+
+
+def transcribe_audio(
+    state: BotState, runtime: Runtime[BotContext], *, deps: Deps
+) -> dict[str, Any]:
+    """Turn the burst's voice notes into words (when transcription is set up), storing each
+    transcript beside its voice note so that it is read once, by the bot and by the agents."""
+    waiting = [
+        m for m in state["pending"] if m.get("kind") in AUDIO_KINDS and not m.get("transcribed")
+    ]
+    if deps.transcribe is None or not waiting:
+        return {}
+    heard: dict[int, str] = {}
+    for message in waiting:
+        try:
+            text = deps.transcribe(state["channel"], dict(message.get("media") or {}))
+        except Exception as exc:  # noqa: BLE001 - a voice note nobody could hear is acknowledged
+            log.warning(
+                "could not transcribe voice note %s (%s: %s)",
+                message["id"],
+                type(exc).__name__,
+                clip(str(exc), 200),
+            )
+            continue
+        if text and text.strip():
+            heard[message["id"]] = clip(text.strip(), 4000)
+    if not heard:
+        return {}
+    now = _now(state)
+    with deps.session_factory.begin() as session:
+        for row in session.scalars(select(Message).where(Message.id.in_(list(heard)))):
+            payload = dict(row.payload or {})
+            payload["transcript"] = {"text": heard[row.id], "at": now.isoformat()}
+            row.payload = payload
+    log.info("conversation %s: %d voice note(s) transcribed", state["conversation_id"], len(heard))
+    pending = [
+        {**m, "text": heard[m["id"]], "transcribed": True} if m["id"] in heard else m
+        for m in state["pending"]
+    ]
+    window = [
+        {**m, "text": heard[m["id"]]} if m["id"] in heard else m for m in state.get("window") or []
+    ]
+    return {"pending": pending, "window": window}
+
+
+def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+    """Name a nameless Messenger or Instagram lead after its channel profile (when the page's token
+    allows reading it); WhatsApp sends the profile name with every message."""
+    lead = state["lead"]
+    external_id = state.get("external_id")
+    if (
+        deps.profile_name is None
+        or lead.get("name")
+        or not external_id
+        or state.get("channel") not in ("messenger", "instagram")
+    ):
+        return {}
+    try:
+        name = deps.profile_name(state["channel"], external_id)
+    except Exception as exc:  # noqa: BLE001 - a profile is a nicety; the conversation goes on
+        log.warning("could not read a %s profile (%s)", state["channel"], type(exc).__name__)
+        return {}
+    if not name:
+        return {}
+    with deps.session_factory.begin() as session:
+        found = resolve(
+            state["channel"], external_id, name=name, session=session, region=deps.region
+        )
+        identity = find_identity(state["channel"], external_id, session=session)
+        if identity is not None and not identity.display_name:
+            identity.display_name = name[:200]
+        snapshot = _lead_snapshot(found)
+    return {"lead": snapshot}
 
 
 # --------------------------------------------------------------------------------------------

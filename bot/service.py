@@ -49,6 +49,8 @@ class BotService:
         clock: Callable[[], datetime] = utcnow,
         region: str = "US",
         takeover_minutes: int = 60,
+        transcribe: Optional[Callable[[str, dict[str, Any]], Optional[str]]] = None,
+        profile_name: Optional[Callable[[str, str], Optional[str]]] = None,
     ):
         self.session_factory = session_factory
         self._prompts = prompts
@@ -64,6 +66,8 @@ class BotService:
             clock=clock,
             region=region,
             takeover_minutes=takeover_minutes,
+            transcribe=transcribe,
+            profile_name=profile_name,
         )
 
     def _current_prompts(self) -> PromptConfig:

@@ -23,12 +23,13 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.dispatch import Dispatcher, Later, ThreadDispatcher
-from leaddesk.llm import make_chat_model
+from leaddesk.llm import make_chat_model, make_transcriber
 from leaddesk.settings import Settings
 from store import ensure_schema, make_engine, make_session_factory
 from store.messages import conversations_with_pending
 from webhooks import create_app
 from webhooks.app import add_health_probe
+from webhooks.graph import MetaGraph
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
 from webhooks.webchat import ChatLimits
@@ -123,6 +124,7 @@ def build_runtime(
     outbox = ChannelOutbox(
         session_factory=session_factory, settings=settings, notifier=notifier, clock=clock
     )
+    graph = MetaGraph(settings)
     bot = BotService(
         session_factory=session_factory,
         prompts=prompts,
@@ -131,6 +133,8 @@ def build_runtime(
         clock=clock,
         region=settings.default_region,
         takeover_minutes=settings.takeover_minutes,
+        transcribe=make_transcriber(settings, graph.media),
+        profile_name=graph.profile_name,
     )
 
     def pending() -> list[int]:
@@ -151,6 +155,7 @@ def build_runtime(
         human_took_over(lead, session=session, now=now, minutes=bot.takeover_minutes)
 
     closers = ExitStack()
+    closers.callback(graph.close)
     copilot, telegram = build_copilot(
         settings,
         closers,

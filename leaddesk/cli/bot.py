@@ -384,6 +384,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 @dataclass
 class _Burst:
+    channel: str
     first_at: datetime
     last_at: datetime
     last_index: int
@@ -420,7 +421,7 @@ class Replayer:
             return replies
         burst = self._bursts.get(conversation_id)
         if burst is None:
-            self._bursts[conversation_id] = _Burst(at, at, index, line.sender)
+            self._bursts[conversation_id] = _Burst(line.channel, at, at, index, line.sender)
         else:
             burst.last_at, burst.last_index, burst.sender = at, index, line.sender
         if self._window(line.channel) <= 0:
@@ -434,19 +435,12 @@ class Replayer:
     def _window(self, channel: str) -> float:
         return float(self.service.prompts.business.quiet_window(channel))
 
-    def _due(self, conversation_id: int, burst: _Burst) -> datetime:
+    def _answer_due(self, *, until: Optional[datetime]) -> list[dict[str, Any]]:
         from bot.bursts import reply_due
 
-        with self.service.session_factory() as session:
-            from store.models import Conversation
-
-            conversation = session.get(Conversation, conversation_id)
-            channel = conversation.channel if conversation is not None else "web"
-        return reply_due(burst.first_at, burst.last_at, self._window(channel))
-
-    def _answer_due(self, *, until: Optional[datetime]) -> list[dict[str, Any]]:
         due = sorted(
-            (self._due(cid, burst), cid) for cid, burst in self._bursts.items()
+            (reply_due(burst.first_at, burst.last_at, self._window(burst.channel)), cid)
+            for cid, burst in self._bursts.items()
         )
         replies: list[dict[str, Any]] = []
         for when, conversation_id in due:
