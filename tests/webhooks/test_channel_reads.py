@@ -109,6 +109,17 @@ def test_a_voice_note_is_fetched_transcribed_and_answered_as_text(
     voice, reply = [m for m in _rows(runtime) if m.direction == "in"], _rows(runtime)[-1]
     assert voice[0].kind == "audio" and voice[0].text == "[voice message]"  # the note itself
     assert voice[0].payload["transcript"]["text"] == fake_openai.transcript  # beside it, marked
+    # The agent sees it beside the voice note.
+    from store.agents import create_agent
+
+    with runtime.session_factory.begin() as session:
+        _agent, token = create_agent("Sam", session=session)
+        lead_id = session.get(Message, voice[0].id).conversation.lead_id
+    detail = runtime.app.test_client().get(
+        f"/api/leads/{lead_id}", headers={"Authorization": f"Bearer {token}"}
+    ).get_json()
+    [shown] = [m for c in detail["conversations"] for m in c["messages"] if m["kind"] == "audio"]
+    assert shown["transcript"] == fake_openai.transcript
     # The transcript was the customer's text for the model, and its answer went out.
     assert "how much is the Home package installed?" in fake_openai.user_prompt()
     # (out of opening hours the wall clock adds a note after it)
