@@ -636,3 +636,47 @@ def test_two_web_processes_and_a_worker_answer_a_customer_on_sqlite(
     finally:
         cluster.stop()
         engine.dispose()
+
+
+def test_a_burst_over_the_broker_gets_one_reply_after_the_customer_stops(
+    services: None, graph: harness.ScaleGraph, tmp_path: Path
+) -> None:
+    """Three webhooks a moment apart, a web process and a worker behind Redis: the worker's task
+    comes back after the quiet window (the shipped 2.5 s) and answers the three at once."""
+    url = f"sqlite:///{tmp_path / 'leaddesk.db'}"
+    cluster = harness.Cluster(
+        database_url=url, redis_db=15, graph_url=graph.url, llm_url=None, log_dir=tmp_path
+    )
+    engine = make_engine(url)
+    try:
+        cluster.start_web(processes=1, threads=4)
+        cluster.start_worker(concurrency=1, pool="solo")
+        conversation = harness.build_scenario(1, 3, seed=9)[0]
+        first_sent = 0.0
+        with httpx.Client(base_url=cluster.web_url or "") as client:
+            for message in conversation.messages:
+                body = harness.whatsapp_body(conversation, [message])
+                headers = {
+                    "X-Hub-Signature-256": harness.signature_for(body, harness.APP_SECRET),
+                    "Content-Type": "application/json",
+                }
+                response = client.post("/webhooks/whatsapp", content=body, headers=headers)
+                assert response.status_code == 200
+                first_sent = first_sent or time.monotonic()
+                time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while len(graph.accepted()) < 1:
+            assert time.monotonic() < deadline, cluster.logs()[-4000:]
+            time.sleep(0.05)
+        answered_after = time.monotonic() - first_sent
+        time.sleep(3.0)  # long enough for a second reply to show, were there one
+        accepted = graph.accepted()
+        assert len(accepted) == 1 and accepted[0][0] == conversation.wa_id
+        assert answered_after >= 2.5  # not before the customer had been quiet for the window
+        with make_session_factory(engine)() as session:
+            inbound = list(session.scalars(select(Message).where(Message.direction == "in")))
+            assert len(inbound) == 3 and all(m.processed_at for m in inbound)
+        assert "Traceback" not in cluster.logs()
+    finally:
+        cluster.stop()
+        engine.dispose()
