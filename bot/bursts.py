@@ -9,7 +9,7 @@ outside the store, so a restart picks the burst up where it was.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Optional
 
 from sqlalchemy import func, select
@@ -52,4 +52,4 @@ def _aware(value: datetime | str) -> datetime:
     # Aggregates bypass the column type on SQLite: the value comes back naive (or as text).
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

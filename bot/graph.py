@@ -1,6 +1,7 @@
 """Wiring of the inbound conversation graph (no logic here; see `bot.nodes`).
 
-ingest -> identify -> transcribe_audio -> fetch_profile -> extract_contacts -> [merge] -> score_intent -> decide_status -> act
+ingest -> identify -> transcribe_audio -> fetch_profile -> extract_contacts -> [merge]
+       -> score_intent -> decide_status -> act
        -> [draft_reply, skipped while the bot is paused] -> save
 """
 

@@ -24,7 +24,8 @@ _COMPANY_PATTERNS = [
     re.compile(
         rf"\b(?:i work (?:at|for)|i'm with|i’m with|calling from|writing from|on behalf of|"
         rf"trabajo (?:en|para)|de la empresa|je travaille (?:chez|pour)|de la société|"
-        rf"ich arbeite (?:bei|für)|von der firma|trabalho (?:na|no|em|para)|da empresa)\s+{_COMPANY}",
+        rf"ich arbeite (?:bei|für)|von der firma|trabalho (?:na|no|em|para)|da empresa)"
+        rf"\s+{_COMPANY}",
         re.IGNORECASE,
     ),
 ]

@@ -440,7 +440,8 @@ def extract_name(texts: Iterable[str]) -> Optional[str]:
                     break
                 initial = part[:1]
                 # Names are capitalised (scripts without case, such as Arabic, always pass).
-                if initial.isalpha() and not initial.isupper() and initial.lower() != initial.upper():
+                caseless = initial.lower() == initial.upper()
+                if initial.isalpha() and not initial.isupper() and not caseless:
                     break
                 kept.append(part.strip("'’-،,."))
             if kept:

@@ -167,7 +167,7 @@ class FakeGraph:
         if node in self.media:
             _data, content_type = self.media[node]
             url = f"{self.url.rsplit('/', 1)[0]}/media-files/{node}"
-            body = {"id": node, "url": url, "mime_type": content_type, "messaging_product": "whatsapp"}
+            body = {"id": node, "url": url, "mime_type": content_type}
             return 200, "application/json", json.dumps(body).encode()
         if node in self.profiles:
             return 200, "application/json", json.dumps({"id": node, **self.profiles[node]}).encode()

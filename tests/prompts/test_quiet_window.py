@@ -1,4 +1,4 @@
-"""business.yaml's `quiet_window`: the shipped default, one number or per channel, and its checks."""
+"""business.yaml's `quiet_window`: the shipped default, one number or per channel, its checks."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def test_one_number_sets_every_channel_and_a_mapping_sets_some(prompts_dir: Path
         ("\n  email: 3", "unknown key"),
     ],
 )
-def test_bad_values_are_reported_with_their_line(prompts_dir: Path, value: str, message: str) -> None:
+def test_bad_values_are_reported_with_their_line(
+    prompts_dir: Path, value: str, message: str
+) -> None:
     set_quiet_window(prompts_dir, 1)
     path = prompts_dir / "business.yaml"
     path.write_text(

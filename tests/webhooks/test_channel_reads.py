@@ -1,6 +1,7 @@
-"""What the bot reads from the channel beyond the webhook, over real HTTP against the fake Graph API
-and the fake OpenAI-compatible server: voice notes transcribed with LEADDESK_TRANSCRIBE=1 (media id
--> URL -> bytes with the channel token, then /audio/transcriptions), and the Messenger profile name."""
+"""What the bot reads from the channel beyond the webhook, over real HTTP against the fake Graph
+API and the fake OpenAI-compatible server: voice notes transcribed with LEADDESK_TRANSCRIBE=1
+(media id -> URL -> bytes with the channel token, then /audio/transcriptions), and the Messenger
+profile name."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from store.models import Lead, Message
 from tests.bot.test_bot_llm import answer
 from tests.conftest import set_quiet_window
 from tests.fakes.fake_graph import FakeGraph
-from tests.fakes.fake_openai import FakeOpenAI, fake_openai  # noqa: F401 - the fixture
+from tests.fakes.fake_openai import FakeOpenAI
 from tests.webhooks import meta_payloads as mp
 from tests.webhooks.support import make_settings, signed_post
 
@@ -35,7 +36,9 @@ def graph() -> Iterator[FakeGraph]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path, graph: FakeGraph, fake_openai: FakeOpenAI) -> Iterator[Callable[..., Any]]:
+def serve(
+    tmp_path: Path, graph: FakeGraph, fake_openai: FakeOpenAI
+) -> Iterator[Callable[..., Any]]:
     from leaddesk.wiring import build_runtime
 
     prompts = tmp_path / "prompts"
@@ -100,7 +103,10 @@ def test_a_voice_note_is_fetched_transcribed_and_answered_as_text(
     _voice_note(runtime, "media-voice-1")
 
     reads = [r for r in graph.requests if r.method == "GET"]
-    assert [r.path.split("?")[0] for r in reads] == ["/v21.0/media-voice-1", "/media-files/media-voice-1"]
+    assert [r.path.split("?")[0] for r in reads] == [
+        "/v21.0/media-voice-1",
+        "/media-files/media-voice-1",
+    ]
     assert all(r.headers["Authorization"] == f"Bearer {WA_TOKEN}" for r in reads)
     [sent] = fake_openai.transcriptions
     assert sent["file"] == VOICE and sent["model"] == "whisper-1"
@@ -169,7 +175,8 @@ def test_a_profile_the_token_may_not_read_leaves_the_lead_nameless(
 ) -> None:
     runtime = serve()
     body = mp.fb_body(mp.fb_text("Hello", sender="psid-private"))
-    assert signed_post(runtime.app.test_client(), "/webhooks/messenger", mp.dumps(body)).status_code == 200
+    response = signed_post(runtime.app.test_client(), "/webhooks/messenger", mp.dumps(body))
+    assert response.status_code == 200
     assert runtime.dispatcher.wait_idle(timeout=15)
     with runtime.session_factory() as session:
         [lead] = session.scalars(select(Lead)).all()
