@@ -114,3 +114,21 @@ def test_media_lines_need_no_text_and_bad_kinds_are_reported(tmp_path, capsys) -
     assert "line 4: missing text" in err
     assert "line 5: caption must be a string" in err
     assert [r["in_reply_to"] for r in out["replies"]] == [0]
+
+
+def test_a_model_reply_says_so(tmp_path, capsys, monkeypatch, fake_openai) -> None:
+    from tests.bot.test_bot_llm import answer
+
+    fake_openai.respond_with(lambda body: json.dumps(answer()))
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    lines = [
+        {"channel": "web", "sender": "v1", "text": "hello", "at": _at(0)},
+        {"channel": "web", "sender": "v1", "text": "How much is the Home package?", "at": _at(1)},
+    ]
+    code, out, _err = _replay(tmp_path, capsys, lines)
+    assert code == 0
+    [reply] = out["replies"]
+    assert reply["text"].startswith(answer()["reply"])  # (then the rules' phone ask)
+    assert reply["source"] == "model" and reply["language"] == "en" and reply["in_reply_to"] == 1
+    assert fake_openai.calls == 1  # one model call for the whole burst
