@@ -25,12 +25,13 @@ from tests.webhooks.support import make_settings, signed_post
 
 WA_TOKEN = "wa-token-123"
 PAGE_TOKEN = "page-token-456"
+IG_TOKEN = "ig-token-789"
 VOICE = b"OggS\x00\x02fake opus voice note"
 
 
 @pytest.fixture
 def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph(tokens={WA_TOKEN, PAGE_TOKEN}).start()
+    fake = FakeGraph(tokens={WA_TOKEN, PAGE_TOKEN, IG_TOKEN}).start()
     yield fake
     fake.stop()
 
@@ -58,6 +59,7 @@ def serve(
             whatsapp_access_token=WA_TOKEN,
             whatsapp_phone_number_id="1098765",
             messenger_page_access_token=PAGE_TOKEN,
+            instagram_access_token=IG_TOKEN,
             openai_api_key="test-key",
             openai_base_url=fake_openai.base_url,
             **overrides,
@@ -182,3 +184,20 @@ def test_a_profile_the_token_may_not_read_leaves_the_lead_nameless(
         [lead] = session.scalars(select(Lead)).all()
         assert lead.name is None
     assert any(m.author == "bot" for m in _rows(runtime))  # the customer was answered all the same
+
+
+def test_an_instagram_customer_without_a_full_name_is_named_after_their_username(
+    serve, graph: FakeGraph
+) -> None:
+    graph.profiles["igsid-5"] = {"username": "sunny.days.tx"}
+    runtime = serve()
+    body = mp.fb_body(mp.fb_text("hi! prices?", sender="igsid-5"), obj="instagram")
+    response = signed_post(runtime.app.test_client(), "/webhooks/instagram", mp.dumps(body))
+    assert response.status_code == 200
+    assert runtime.dispatcher.wait_idle(timeout=15)
+    with runtime.session_factory() as session:
+        [lead] = session.scalars(select(Lead)).all()
+        assert lead.name == "sunny.days.tx"
+    [read] = [r for r in graph.requests if r.method == "GET"]
+    assert "fields=name%2Cusername" in read.path or "fields=name,username" in read.path
+    assert read.headers["Authorization"] == f"Bearer {IG_TOKEN}"
