@@ -1,6 +1,7 @@
 """Wiring of the inbound conversation graph (no logic here; see `bot.nodes`).
 
-ingest -> identify -> extract_contacts -> [merge] -> score_intent -> decide_status -> act
+ingest -> identify -> transcribe_audio -> fetch_profile -> extract_contacts -> [merge]
+       -> score_intent -> decide_status -> act
        -> [draft_reply, skipped while the bot is paused] -> save
 """
 
@@ -30,6 +31,8 @@ def build_graph(
     region: str = "US",
     takeover_minutes: int = 60,
     window_size: int = 12,
+    transcribe: Optional[Callable[[str, dict[str, Any]], Optional[str]]] = None,
+    profile_name: Optional[Callable[[str, str], Optional[str]]] = None,
 ) -> Any:
     """Compile the bot graph.
 
@@ -45,11 +48,15 @@ def build_graph(
         region=region,
         takeover_minutes=takeover_minutes,
         window_size=window_size,
+        transcribe=transcribe,
+        profile_name=profile_name,
     )
     builder = StateGraph(BotState, context_schema=BotContext)
     for name in (
         "ingest",
         "identify",
+        "transcribe_audio",
+        "fetch_profile",
         "extract_contacts",
         "merge",
         "score_intent",
@@ -62,6 +69,8 @@ def build_graph(
     builder.add_edge(START, "ingest")
     builder.add_conditional_edges("ingest", nodes.route_after_ingest)
     builder.add_conditional_edges("identify", nodes.route_after_identify)
+    builder.add_edge("transcribe_audio", "fetch_profile")
+    builder.add_edge("fetch_profile", "extract_contacts")
     builder.add_conditional_edges("extract_contacts", nodes.route_after_extract_contacts)
     builder.add_edge("merge", "score_intent")
     builder.add_edge("score_intent", "decide_status")

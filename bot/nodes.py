@@ -23,6 +23,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.knowledge import prompt_knowledge
 from bot.language import detect_language, language_name
+from bot.media import (
+    AUDIO_KINDS,
+    acknowledgement_text,
+    acknowledgements,
+    customer_text,
+    is_silent_burst,
+    transcript_of,
+)
+from bot.names import extract_company
 from bot.offline import (
     ReplyContext,
     asks_for_phone,
@@ -55,7 +64,7 @@ from bot.text import clip
 from store import identity as rules
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
-from store.leads import get_lead, resolve, update_lead
+from store.leads import find_identity, get_lead, resolve, set_stated_details, update_lead
 from store.messages import Inbound, conversation_messages, pending_messages, record_outbound
 from store.messages import ingest as store_ingest
 from store.models import CLAIMED, Agent, ContactDetail, Conversation, Identity, Lead, Message
@@ -84,6 +93,10 @@ class Deps:
     takeover_minutes: int
     window_size: int = 12
     max_burst: int = 12
+    # Reads a voice note's words (channel, the stored message payload) -> transcript or None.
+    transcribe: Optional[Callable[[str, dict[str, Any]], Optional[str]]] = None
+    # The customer's name from their channel profile (channel, their id) -> name or None.
+    profile_name: Optional[Callable[[str, str], Optional[str]]] = None
 
 
 class _Superseded(Exception):
@@ -107,6 +120,7 @@ def _lead_snapshot(lead: Lead) -> dict[str, Any]:
     return {
         "id": lead.id,
         "name": lead.name,
+        "company": lead.company,
         "email": lead.email,
         "phone": lead.phone,
         "status": lead.status,
@@ -134,7 +148,10 @@ def _window(conversation_id: int, session: Session, size: int) -> list[dict[str,
         {
             "id": m.id,
             "author": m.author,
-            "text": m.text or "",
+            # A caption or transcript is what the customer said; a bare "[image]" says what came.
+            "text": (customer_text(m.kind, m.text, m.payload) or m.text or "")
+            if m.author == "customer"
+            else m.text or "",
             "channel": m.channel,
             "sent_at": m.sent_at.isoformat() if m.sent_at else None,
         }
@@ -273,7 +290,10 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
             "pending": [
                 {
                     "id": m.id,
-                    "text": m.text or "",
+                    "text": customer_text(m.kind, m.text or "", m.payload),
+                    "kind": m.kind or "text",
+                    "transcribed": transcript_of(m.payload) is not None,
+                    "media": m.payload if m.kind in AUDIO_KINDS else None,
                     "sent_at": m.sent_at.isoformat() if m.sent_at else None,
                 }
                 for m in burst
@@ -292,8 +312,89 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
     return result
 
 
-def route_after_identify(state: BotState) -> Literal["extract_contacts", "__end__"]:
-    return "extract_contacts" if state.get("pending") else END
+def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end__"]:
+    return "transcribe_audio" if state.get("pending") else END
+
+
+# --------------------------------------------------------------------------------------------
+# transcribe_audio / fetch_profile
+
+
+def transcribe_audio(
+    state: BotState, runtime: Runtime[BotContext], *, deps: Deps
+) -> dict[str, Any]:
+    """Turn the burst's voice notes into words (when transcription is set up), storing each
+    transcript beside its voice note so that it is read once, by the bot and by the agents."""
+    waiting = [
+        m for m in state["pending"] if m.get("kind") in AUDIO_KINDS and not m.get("transcribed")
+    ]
+    if deps.transcribe is None or not waiting:
+        return {}
+    heard: dict[int, str] = {}
+    for message in waiting:
+        try:
+            text = deps.transcribe(state["channel"], dict(message.get("media") or {}))
+        except Exception as exc:  # noqa: BLE001 - a voice note nobody could hear is acknowledged
+            log.warning(
+                "could not transcribe voice note %s (%s: %s)",
+                message["id"],
+                type(exc).__name__,
+                clip(str(exc), 200),
+            )
+            continue
+        if text and text.strip():
+            heard[message["id"]] = clip(text.strip(), 4000)
+    if not heard:
+        return {}
+    now = _now(state)
+    with deps.session_factory.begin() as session:
+        for row in session.scalars(select(Message).where(Message.id.in_(list(heard)))):
+            payload = dict(row.payload or {})
+            payload["transcript"] = {"text": heard[row.id], "at": now.isoformat()}
+            row.payload = payload
+    log.info("conversation %s: %d voice note(s) transcribed", state["conversation_id"], len(heard))
+    pending = [
+        {**m, "text": heard[m["id"]], "transcribed": True} if m["id"] in heard else m
+        for m in state["pending"]
+    ]
+    window = [
+        {**m, "text": heard[m["id"]]} if m["id"] in heard else m for m in state.get("window") or []
+    ]
+    return {"pending": pending, "window": window}
+
+
+def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+    """Name a nameless Messenger or Instagram lead after its channel profile (when the page's token
+    allows reading it); WhatsApp sends the profile name with every message."""
+    lead = state["lead"]
+    external_id = state.get("external_id")
+    if (
+        deps.profile_name is None
+        or lead.get("name")
+        or not external_id
+        or state.get("channel") not in ("messenger", "instagram")
+    ):
+        return {}
+    try:
+        name = deps.profile_name(state["channel"], external_id)
+    except Exception as exc:  # noqa: BLE001 - a profile is a nicety; the conversation goes on
+        log.warning("could not read a %s profile (%s)", state["channel"], type(exc).__name__)
+        return {}
+    if not name:
+        return {}
+    with deps.session_factory.begin() as session:
+        found = resolve(
+            state["channel"], external_id, name=name, session=session, region=deps.region
+        )
+        identity = find_identity(state["channel"], external_id, session=session)
+        if identity is not None and not identity.display_name:
+            identity.display_name = name[:200]
+        conversation = session.get(Conversation, state["conversation_id"])
+        if conversation is None or conversation.lead_id != found.id:
+            return {}
+        # The room's view of the lead, as `identify` gave it: never another conversation's facts.
+        room = _room(conversation, session, deps, _now(state))
+    return {"lead": room["lead"]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,7 +417,12 @@ def extract_contacts(
         for email in find_emails(text):
             if email not in emails:
                 emails.append(email)
-    name = extract_name(texts) if not lead["name"] else None
+    # What the customer says about themselves; the store decides whether it may replace what the
+    # lead has (never a name an agent typed).
+    name = extract_name(texts)
+    name = name if name and name != lead["name"] else None
+    company = extract_company(texts)
+    company = company if company and company != lead.get("company") else None
     declined = (
         not phones
         and not lead["phone"]
@@ -328,6 +434,7 @@ def extract_contacts(
             "new_phones": [p for p in phones if p != lead["phone"]],
             "new_emails": [e for e in emails if e.lower() != (lead["email"] or "").lower()],
             "name": name,
+            "company": company,
             "phone_declined": declined,
         }
     }
@@ -336,7 +443,10 @@ def extract_contacts(
 def route_after_extract_contacts(state: BotState) -> Literal["merge", "score_intent"]:
     contacts = state.get("contacts") or {}
     if state.get("external_id") and (
-        contacts.get("new_phones") or contacts.get("new_emails") or contacts.get("name")
+        contacts.get("new_phones")
+        or contacts.get("new_emails")
+        or contacts.get("name")
+        or contacts.get("company")
     ):
         return "merge"
     return "score_intent"
@@ -351,8 +461,7 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
     # (`store.identity` records a merge suggestion for an agent instead).
     with deps.session_factory.begin() as session:
         lead = resolve(
-            channel, external_id, name=contacts.get("name"), session=session, region=deps.region,
-            trust=CLAIMED,
+            channel, external_id, session=session, region=deps.region, trust=CLAIMED
         )
         for phone in contacts.get("new_phones") or []:
             try:
@@ -370,6 +479,9 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
                 )
             except InvalidContact:
                 continue
+        set_stated_details(
+            lead, name=contacts.get("name"), company=contacts.get("company"), session=session
+        )
         conversation = session.get(Conversation, state["conversation_id"])
         assert conversation is not None
         room = _room(conversation, session, deps, _now(state))
@@ -404,7 +516,10 @@ def score_intent(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -
     customer = _customer_messages(state)
     lead = state["lead"]
     offline = assess(customer, config=config, terms=terms, previous_score=lead["score"])
-    new_texts = [m.text for m in customer if m.new]
+    # A burst of media without words (a voice note nobody heard, a photo, a sticker) has nothing
+    # for the model to answer (the offline engine acknowledges it) and no language of its own.
+    has_words = any((m.get("text") or "").strip() for m in state["pending"])
+    new_texts = [m.text for m in customer if m.new or not has_words]
     detection = detect_language(
         new_texts,
         languages=config.business.languages,
@@ -414,7 +529,7 @@ def score_intent(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -
     language = detection.language
     model_turn: Optional[dict[str, Any]] = None
     engine = "offline"
-    if deps.model is not None and not state["ai"]["paused"]:
+    if deps.model is not None and not state["ai"]["paused"] and has_words:
         try:
             model_turn = _ask_model(state, config, deps, language)
             engine = "llm"
@@ -591,6 +706,9 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
     with the resume notice, hand-over note and phone ask the rules call for."""
     config = _config(runtime, deps)
     now = _now(state)
+    if is_silent_burst(state["pending"]):
+        # A sticker or a reaction on its own: nothing to answer.
+        return {"reply": None}
     lead, assessment, plan = state["lead"], state["assessment"], state["plan"]
     contacts = state.get("contacts") or {}
     language = assessment.get("language") or config.business.default_language
@@ -673,9 +791,14 @@ def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) ->
             log.warning(
                 "model reply for conversation %s not used: %s", state.get("conversation_id"), reason
             )
+    acks = acknowledgements(state["pending"])
+    has_words = bool(ctx.burst_text.strip())
     if core is None:
-        core = offline_core(ctx)
+        core = offline_core(ctx) if has_words or transition or not acks else ""
         knowledge = list(ctx.knowledge)
+    if acks:
+        said = acknowledgement_text(acks, config, language)
+        core = f"{core}\n\n{said}" if core else said
     text = finish_reply(core, ctx, greet=greet)
     return {
         "reply": {
@@ -835,7 +958,7 @@ def _apply_turn(
                 "text": message.text,
                 "language": reply.get("language") or config.business.default_language,
                 "source": "model" if reply.get("source") == "llm" else "offline",
-                "knowledge": list(reply.get("knowledge") or []),
+                "knowledge": tuple(reply.get("knowledge") or ()),
             }
         )
     elif reply and quiet:

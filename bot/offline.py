@@ -34,7 +34,7 @@ _SCORE_WORDS = re.compile(
 )
 _NAME_PATTERNS = [
     re.compile(
-        r"\b(?:my name is|my name's|this is|call me|me llamo|mi nombre es|"
+        r"\b(?:my name is|my name's|this is|call me|i'm|i’m|i am|me llamo|mi nombre es|soy|"
         r"je m'appelle|je m’appelle|"
         r"mon nom est|ich hei(?:ss|ß)e|mein name ist|meu nome [eé]|me chamo|chamo-me)\s+"
         r"([^\W\d_][^\W\d_'’-]*(?:[ -][^\W\d_][^\W\d_'’-]*){0,2})",
@@ -66,6 +66,29 @@ _NOT_NAMES = {
     "asap",
     "tomorrow",
     "today",
+    "in",
+    "on",
+    "at",
+    "thinking",
+    "trying",
+    "planning",
+    "going",
+    "considering",
+    "curious",
+    "happy",
+    "also",
+    "still",
+    "very",
+    "so",
+    "el",
+    "la",
+    "un",
+    "una",
+    "de",
+    "del",
+    "cliente",
+    "nuevo",
+    "nueva",
 }
 
 _DAY_NAMES = {
@@ -132,8 +155,13 @@ def extract_name(texts: Iterable[str]) -> Optional[str]:
             for part in parts:
                 if part.lower() in _NOT_NAMES or part.lower() in STOPWORDS:
                     break
-                kept.append(part.strip("'’-"))
-            if kept and (kept[0][:1].isupper() or not kept[0][:1].isalpha()):
+                initial = part[:1]
+                # Names are capitalised (scripts without case, such as Arabic, always pass).
+                caseless = initial.lower() == initial.upper()
+                if initial.isalpha() and not initial.isupper() and not caseless:
+                    break
+                kept.append(part.strip("'’-،,."))
+            if kept:
                 return " ".join(kept)[:200]
     return None
 

@@ -89,6 +89,9 @@ OPTIONAL_TEMPLATES = (
     "phone_thanks",
     "phone_declined",
     "refusal",
+    "media_voice",
+    "media_file",
+    "media_location",
 )
 # Templates business.yaml supplies for the default language.
 BUSINESS_TEMPLATES = ("phone_ask", "out_of_hours")
@@ -253,6 +256,15 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+# People type in bursts: on these channels the bot waits this long after the last message.
+QUIET_WINDOW_CHANNELS = ("web", "whatsapp", "messenger", "instagram")
+DEFAULT_QUIET_SECONDS = 2.5
+MAX_QUIET_SECONDS = 60.0
+DEFAULT_QUIET_WINDOWS: tuple[tuple[str, float], ...] = tuple(
+    (channel, DEFAULT_QUIET_SECONDS) for channel in QUIET_WINDOW_CHANNELS
+)
+
+
 @dataclass(frozen=True)
 class BusinessConfig:
     name: str
@@ -269,6 +281,12 @@ class BusinessConfig:
     phone_ask_min_score: int
     phone_ask_wording: Optional[str] = None
     out_of_hours_message: Optional[str] = None
+    # Seconds of silence the bot waits for before answering a burst, per channel (0: at once).
+    quiet_windows: tuple[tuple[str, float], ...] = DEFAULT_QUIET_WINDOWS
+
+    def quiet_window(self, channel: str) -> float:
+        """Seconds the customer must have been quiet on `channel` before the bot answers."""
+        return dict(self.quiet_windows).get(channel, 0.0)
 
 
 @dataclass(frozen=True)
@@ -776,6 +794,7 @@ def _load_business(path: Optional[Path], problems: _Problems) -> Optional[Busine
             "default_pause_minutes",
             "phone_ask",
             "out_of_hours_message",
+            "quiet_window",
         ),
         "business.yaml",
     )
@@ -848,6 +867,7 @@ def _load_business(path: Optional[Path], problems: _Problems) -> Optional[Busine
             TEMPLATE_PLACEHOLDERS,
             frozenset(),
         )
+    quiet_windows = _parse_quiet_windows(data, f)
     return BusinessConfig(
         name=name,
         tone=tone,
@@ -863,7 +883,42 @@ def _load_business(path: Optional[Path], problems: _Problems) -> Optional[Busine
         phone_ask_min_score=ask_min,
         phone_ask_wording=wording,
         out_of_hours_message=out_of_hours,
+        quiet_windows=quiet_windows,
     )
+
+
+def _quiet_seconds(value: Any, line: int, f: _File, what: str) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        f.error(line, f"{what} must be a number of seconds like 2.5 (0 turns it off)")
+        return None
+    if not 0 <= value <= MAX_QUIET_SECONDS:
+        f.error(line, f"{what} must be between 0 and {MAX_QUIET_SECONDS:g} seconds")
+        return None
+    return float(value)
+
+
+def _parse_quiet_windows(data: dict[Any, Any], f: _File) -> tuple[tuple[str, float], ...]:
+    """`quiet_window: 2.5` (every chat channel) or `quiet_window: {web: 2.5, whatsapp: 0}`;
+    channels left out keep the default."""
+    raw = data.get("quiet_window")
+    if raw is None:
+        return DEFAULT_QUIET_WINDOWS
+    line = _line_of(data, "quiet_window")
+    if not isinstance(raw, dict):
+        seconds = _quiet_seconds(raw, line, f, "`quiet_window`")
+        if seconds is None:
+            return DEFAULT_QUIET_WINDOWS
+        return tuple((channel, seconds) for channel in QUIET_WINDOW_CHANNELS)
+    f.known_keys(raw, QUIET_WINDOW_CHANNELS, "`quiet_window`")
+    windows = dict(DEFAULT_QUIET_WINDOWS)
+    for channel in QUIET_WINDOW_CHANNELS:
+        if channel in raw:
+            seconds = _quiet_seconds(
+                raw[channel], _line_of(raw, channel), f, f"`quiet_window.{channel}`"
+            )
+            if seconds is not None:
+                windows[channel] = seconds
+    return tuple(windows.items())
 
 
 def _parse_hours(data: dict[Any, Any], f: _File) -> tuple[Optional[tuple[int, int]], ...]:
@@ -1482,6 +1537,7 @@ def effective_configuration(config: PromptConfig) -> dict[str, Any]:
             },
             "takeover_minutes": business.takeover_minutes,
             "default_pause_minutes": business.default_pause_minutes,
+            "quiet_window": dict(business.quiet_windows),
             "phone_ask": {
                 "wording": config.template("phone_ask"),
                 "max_per_conversation": business.phone_ask_max,

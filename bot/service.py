@@ -16,12 +16,15 @@ from typing import Any, Optional
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.bursts import pending_span, reply_due
 from bot.graph import build_graph
 from bot.outbox import Outbox, Reply
 from bot.prompts import PromptConfig
 from bot.state import BotContext
 from bot.takeover import send_agent_reply
+from store.db import read_session
 from store.messages import Inbound, conversations_with_pending
+from store.messages import ingest as store_ingest
 from store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,8 @@ class BotService:
         clock: Callable[[], datetime] = utcnow,
         region: str = "US",
         takeover_minutes: int = 60,
+        transcribe: Optional[Callable[[str, dict[str, Any]], Optional[str]]] = None,
+        profile_name: Optional[Callable[[str, str], Optional[str]]] = None,
     ):
         self.session_factory = session_factory
         self._prompts = prompts
@@ -61,6 +66,8 @@ class BotService:
             clock=clock,
             region=region,
             takeover_minutes=takeover_minutes,
+            transcribe=transcribe,
+            profile_name=profile_name,
         )
 
     def _current_prompts(self) -> PromptConfig:
@@ -83,6 +90,13 @@ class BotService:
         """Store one inbound event (deduplicated by its channel message id) and answer it."""
         return self._run({"inbound": dataclasses.asdict(inbound)})
 
+    def store(self, inbound: Inbound) -> Optional[int]:
+        """Store one customer message without answering it yet (as a webhook does); its
+        conversation id, or None when the channel sent it before (a duplicate)."""
+        with self.session_factory.begin() as session:
+            stored = store_ingest(inbound, session=session, region=self.region)
+            return None if stored.duplicate else stored.conversation.id
+
     def process_conversation(self, conversation_id: int) -> list[Reply]:
         """Answer every stored, unprocessed inbound message of the conversation: one reply.
 
@@ -90,6 +104,20 @@ class BotService:
         concurrent run never answers or scores them twice.
         """
         return self._run({"conversation_id": int(conversation_id)})
+
+    def seconds_until_due(self, conversation_id: int) -> float:
+        """How long the conversation's burst should still wait for the customer to finish typing
+        (0: answer now, or nothing pending). Measured on the clock that stamped the messages'
+        arrival (the store's), so it holds across restarts and between processes."""
+        with read_session(self.session_factory) as session:
+            span = pending_span(int(conversation_id), session=session)
+        if span is None:
+            return 0.0
+        channel, first, last = span
+        window = self.prompts.business.quiet_window(channel)
+        if window <= 0:
+            return 0.0
+        return max(0.0, (reply_due(first, last, window) - utcnow()).total_seconds())
 
     def process_pending(self, limit: int = 1000) -> list[Reply]:
         """Answer every conversation with stored but unprocessed messages (e.g. after a restart)."""

@@ -161,6 +161,12 @@ def make_celery(settings: Settings) -> Celery:
             raise task.retry(
                 kwargs={"conversation_id": conversation_id, "attempt": attempt + 1}, countdown=delay
             ) from None
+        if outcome == "later":
+            # The customer is still typing: come back when the quiet window has passed.
+            countdown = max(0.05, worker.runner.due_in(conversation_id))
+            raise task.retry(
+                kwargs={"conversation_id": conversation_id, "attempt": attempt}, countdown=countdown
+            )
         if outcome in ("busy", "more"):
             # Another worker holds the conversation (it will see these messages too, or this task
             # does when it comes back), or new messages kept coming: look again shortly.
@@ -581,9 +587,11 @@ class ConversationRunner:
         deliver: Callable[[list[int]], None] | None,
         locks: ConversationLocks,
         max_passes: int = MAX_PASSES,
+        due_in: Callable[[int], float] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._process = process
+        self._due_in = due_in
         self._deliver = deliver
         self._locks = locks
         self._max_passes = max_passes
@@ -592,9 +600,14 @@ class ConversationRunner:
         with reading(self._session_factory) as session:
             return has_pending(conversation_id, session=session)
 
+    def due_in(self, conversation_id: int) -> float:
+        """Seconds until the conversation's burst is due for an answer (0: now)."""
+        return self._due_in(conversation_id) if self._due_in is not None else 0.0
+
     def run(self, conversation_id: int) -> str:
-        """ "idle" (nothing pending), "busy" (another worker holds it), "done", or "more" (messages
-        keep arriving: submit again)."""
+        """ "idle" (nothing pending), "busy" (another worker holds it), "done", "more" (messages
+        keep arriving: submit again) or "later" (the customer is still typing: submit again once
+        `due_in` has passed)."""
         if not self.pending(conversation_id):
             return "idle"
         with self._locks.hold(conversation_id) as held:
@@ -613,6 +626,8 @@ class ConversationRunner:
                     )
                     self._deliver(leftovers)
             for _ in range(self._max_passes):
+                if self.due_in(conversation_id) > 0:
+                    return "later"
                 self._process(conversation_id)
                 # Messages stored while the bot ran (whose tasks found the lock taken) go in the
                 # next pass now rather than after a round trip through the broker.
@@ -832,6 +847,7 @@ def build_worker(settings: Settings, *, sweep: bool = True, runtime: Any = None)
         process=runtime.bot.process_conversation,
         deliver=runtime.outbox.deliver,
         locks=locks,
+        due_in=runtime.bot.seconds_until_due,
     )
     sweeper = None
     if sweep:

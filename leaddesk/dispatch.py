@@ -9,7 +9,9 @@ Guarantees of `ThreadDispatcher`:
   (the handler processes everything pending, so a burst gets one reply);
 - a failing run is logged and retried with exponential backoff; after the last attempt the
   messages stay pending in the store and are picked up by the next submit or the next start;
-- `start()` resubmits every conversation the store still has pending messages for.
+- `start()` resubmits every conversation the store still has pending messages for;
+- a handler that answers `Later(seconds)` (the customer is still typing) is run again after that
+  long, or at once when the conversation is submitted again.
 """
 
 from __future__ import annotations
@@ -19,11 +21,19 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[int], Any]
+
+
+@dataclass(frozen=True)
+class Later:
+    """What a handler returns when the conversation is not due yet: run it again in `seconds`."""
+
+    seconds: float
 
 
 @runtime_checkable
@@ -72,6 +82,7 @@ class ThreadDispatcher:
         self._running: set[int] = set()
         self._dirty: set[int] = set()  # submitted again while running
         self._attempts: dict[int, int] = {}
+        self._waiting: set[int] = set()  # in _delayed because the handler said Later
         self._threads: list[threading.Thread] = []
         self._started = False
         self._stopping = False
@@ -159,7 +170,8 @@ class ThreadDispatcher:
                 "threads": self._thread_count,
                 "alive": alive,
                 "queued": len(self._ready),
-                "retrying": len(self._delayed),
+                "retrying": len(self._delayed) - len(self._waiting),
+                "waiting": len(self._waiting),
                 "running": len(self._running),
                 "processed": self._processed,
                 "failures": self._failures,
@@ -186,6 +198,7 @@ class ThreadDispatcher:
         for index, (_due, _seq, cid) in enumerate(self._delayed):
             if cid == conversation_id:
                 self._delayed.pop(index)
+                self._waiting.discard(conversation_id)
                 heapq.heapify(self._delayed)
                 self._ready.append(conversation_id)
                 self._cond.notify()
@@ -200,6 +213,7 @@ class ThreadDispatcher:
                 now = self._monotonic()
                 while self._delayed and self._delayed[0][0] <= now:
                     _due, _seq, cid = heapq.heappop(self._delayed)
+                    self._waiting.discard(cid)
                     self._ready.append(cid)
                 if self._ready:
                     conversation_id = self._ready.popleft()
@@ -220,18 +234,32 @@ class ThreadDispatcher:
             if conversation_id is None:
                 return
             ok = True
+            later = 0.0
             try:
-                self._handler(conversation_id)
+                result = self._handler(conversation_id)
+                if isinstance(result, Later):
+                    later = max(0.0, float(result.seconds))
             except Exception:  # noqa: BLE001 - one bad conversation must not kill the worker
                 ok = False
                 log.exception("processing conversation %s failed", conversation_id)
-            self._finish(conversation_id, ok)
+            self._finish(conversation_id, ok, later)
 
-    def _finish(self, conversation_id: int, ok: bool) -> None:
+    def _finish(self, conversation_id: int, ok: bool, later: float = 0.0) -> None:
         with self._cond:
             self._running.discard(conversation_id)
             again = conversation_id in self._dirty
             self._dirty.discard(conversation_id)
+            if ok and later > 0 and not again and not self._stopping:
+                # Not due yet (the customer is still typing): look again when it is. The messages
+                # are stored, so a restart meanwhile loses nothing.
+                self._sequence += 1
+                heapq.heappush(
+                    self._delayed, (self._monotonic() + later, self._sequence, conversation_id)
+                )
+                self._queued.add(conversation_id)
+                self._waiting.add(conversation_id)
+                self._cond.notify()
+                return
             if ok:
                 self._processed += 1
                 self._attempts.pop(conversation_id, None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from langchain_core.language_models import BaseChatModel
 
@@ -30,3 +30,38 @@ def engine_name(settings: Settings) -> str:
         where = settings.openai_base_url or "api.openai.com"
         return f"LLM ({settings.model} at {where})"
     return "offline engine (no OPENAI_API_KEY set)"
+
+
+Transcribe = Callable[[str, dict[str, Any]], Optional[str]]
+
+
+def make_transcriber(
+    settings: Settings, fetch_media: Callable[[str, dict[str, Any]], Any]
+) -> Optional[Transcribe]:
+    """With a model configured and LEADDESK_TRANSCRIBE=1: a function that reads a stored voice
+    note's words (fetch its audio with `fetch_media(channel, payload)`, a `webhooks.graph.MediaFile`
+    or None, then the OpenAI-compatible /audio/transcriptions endpoint); else None."""
+    if not (settings.llm_configured and settings.transcribe):
+        return None
+    from openai import OpenAI
+
+    assert settings.openai_api_key is not None
+    client = OpenAI(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        timeout=settings.llm_timeout,
+        max_retries=1,
+    )
+
+    def transcribe(channel: str, payload: dict[str, Any]) -> Optional[str]:
+        audio = fetch_media(channel, payload)
+        if audio is None:
+            return None
+        result = client.audio.transcriptions.create(
+            model=settings.transcribe_model,
+            file=(audio.filename, audio.data, audio.mime_type),
+        )
+        text = getattr(result, "text", None)
+        return text if isinstance(text, str) else None
+
+    return transcribe

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     openai_base_url: Optional[str] = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     model: str = Field("gpt-4o-mini", validation_alias=_env("LEADDESK_MODEL"))
     llm_timeout: float = Field(30.0, gt=0, le=600, validation_alias=_env("LEADDESK_LLM_TIMEOUT"))
+    # Voice notes: with a model configured, fetch them from the channel and transcribe them.
+    transcribe: bool = Field(False, validation_alias=_env("LEADDESK_TRANSCRIBE"))
+    transcribe_model: str = Field("whisper-1", validation_alias=_env("LEADDESK_TRANSCRIBE_MODEL"))
 
     # Bot behaviour
     takeover_minutes: int = Field(60, ge=1, le=60 * 24 * 30, validation_alias=_env("LEADDESK_TAKEOVER_MINUTES"))

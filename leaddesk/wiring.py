@@ -23,13 +23,14 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.broker import prepare_database
-from leaddesk.dispatch import Dispatcher, ThreadDispatcher
-from leaddesk.llm import make_chat_model
+from leaddesk.dispatch import Dispatcher, Later, ThreadDispatcher
+from leaddesk.llm import make_chat_model, make_transcriber
 from leaddesk.settings import Settings
 from store import make_engine, make_session_factory
 from store.messages import conversations_with_pending
 from webhooks import create_app
 from webhooks.app import add_health_probe
+from webhooks.graph import MetaGraph
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
 from webhooks.webchat import ChatLimits
@@ -127,6 +128,7 @@ def build_runtime(
     outbox = ChannelOutbox(
         session_factory=session_factory, settings=settings, notifier=notifier, clock=clock
     )
+    graph = MetaGraph(settings)
     bot = BotService(
         session_factory=session_factory,
         prompts=prompts,
@@ -135,19 +137,29 @@ def build_runtime(
         clock=clock,
         region=settings.default_region,
         takeover_minutes=settings.takeover_minutes,
+        transcribe=make_transcriber(settings, graph.media),
+        profile_name=graph.profile_name,
     )
 
     def pending() -> list[int]:
         with session_factory() as session:
             return conversations_with_pending(session=session)
 
-    dispatcher = make_dispatcher(settings, bot.process_conversation, pending)
+    def answer(conversation_id: int) -> Any:
+        # A burst still being typed waits for its quiet window; it is answered once, as a whole.
+        wait = bot.seconds_until_due(conversation_id)
+        if wait > 0:
+            return Later(wait)
+        return bot.process_conversation(conversation_id)
+
+    dispatcher = make_dispatcher(settings, answer, pending)
 
     def on_human_reply(lead: Any, *, session: Session, now: datetime, minutes: int) -> None:
         # The business file may set its own takeover window; the bot knows which one applies.
         human_took_over(lead, session=session, now=now, minutes=bot.takeover_minutes)
 
     closers = ExitStack()
+    closers.callback(graph.close)
     copilot, telegram = build_copilot(
         settings,
         closers,

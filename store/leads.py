@@ -111,6 +111,55 @@ def update_lead(
     return changed
 
 
+# Actors whose values a customer's own words may correct: the channel's profile and the bot.
+MACHINE_ACTORS = ("bot", "merge")
+
+
+def typed_by_a_person(lead: Lead, field: str, *, session: Session) -> bool:
+    """Whether the lead's current `field` was set by a person (an agent, an import), not by the
+    channel's profile or the bot."""
+    from store.models import AuditEvent
+
+    if getattr(lead, field) is None:
+        return False
+    last = session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.lead_id == lead.id, AuditEvent.field == field)
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        # Set when the lead was created: by whoever created it.
+        last = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.lead_id == lead.id, AuditEvent.action == "create")
+            .order_by(AuditEvent.id)
+            .limit(1)
+        ).first()
+    return last is not None and last.actor not in MACHINE_ACTORS
+
+
+def set_stated_details(
+    lead: Lead,
+    *,
+    session: Session,
+    name: Optional[str] = None,
+    company: Optional[str] = None,
+    actor: str = "bot",
+) -> dict[str, tuple[Any, Any]]:
+    """Take the name and company a customer gives for themselves: they replace what a channel
+    profile or the bot had, never what an agent typed."""
+    changes: dict[str, Any] = {}
+    for field, value in (("name", name), ("company", company)):
+        value = value.replace("\x00", "").strip()[:200] if value else None
+        if not value or value == getattr(lead, field):
+            continue
+        if typed_by_a_person(lead, field, session=session):
+            continue
+        changes[field] = value
+    return update_lead(lead, changes, session=session, actor=actor) if changes else {}
+
+
 def get_lead(lead_id: int, *, session: Session, follow_merges: bool = True) -> Lead:
     """The lead with this id; a merged-away id leads to the lead it was merged into."""
     lead = session.get(Lead, lead_id)

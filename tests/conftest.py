@@ -95,3 +95,16 @@ def session_factory(db_engine: Engine) -> sessionmaker[Session]:
 def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     with session_factory.begin() as session:
         yield session
+
+
+def set_quiet_window(prompts_dir: Path, seconds: float) -> None:
+    """Set the quiet window of every chat channel in a writable prompts copy's business.yaml
+    (tests that are not about bursts use 0: every message is answered at once)."""
+    import re
+
+    path = prompts_dir / "business.yaml"
+    text = path.read_text(encoding="utf-8")
+    line = f"quiet_window: {seconds:g}\n"
+    block = re.compile(r"^quiet_window:.*\n(?:[ \t]+.*\n)*", re.MULTILINE)
+    text = block.sub(line, text, count=1) if block.search(text) else text + line
+    path.write_text(text, encoding="utf-8")

@@ -24,6 +24,28 @@ from sqlalchemy.orm import Session, sessionmaker
 from leaddesk.settings import Settings
 
 REPLAY_CHANNELS = ("web", "messenger", "instagram", "whatsapp")
+REPLAY_KINDS = (
+    "text",
+    "audio",
+    "voice",
+    "image",
+    "video",
+    "document",
+    "sticker",
+    "reaction",
+    "location",
+)
+# How each kind is stored: (stored kind, label), as the channel adapters store them.
+_STORED_AS = {
+    "audio": ("audio", "audio"),
+    "voice": ("audio", "voice message"),
+    "image": ("image", "image"),
+    "video": ("video", "video"),
+    "document": ("document", "document"),
+    "sticker": ("sticker", "sticker"),
+    "reaction": ("reaction", "reacted"),
+    "location": ("location", "location"),
+}
 IN_MEMORY = "sqlite://"
 
 
@@ -79,9 +101,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "replay",
         help="feed recorded inbound messages through the bot and print the outcome",
         description="Feed recorded inbound messages (one JSON object per line: channel, "
-        "sender, text, "
-        "optional name and at) through the same pipeline as the webhooks, in order. Bad lines "
-        "are reported on stderr and skipped; the exit code is 1 if any line was bad.",
+        "sender, text, optional name, at, kind and caption) through the same pipeline as the "
+        "webhooks, in order; `at` drives the clock and the quiet window, so messages close "
+        "together are one burst with one reply. Bad lines are reported on stderr and skipped; "
+        "the exit code is 1 if any line was bad.",
     )
     replay.add_argument(
         "file", metavar="FILE.jsonl", help="the recorded messages ('-' for standard input)"
@@ -253,6 +276,29 @@ class ReplayLine:
     text: str
     name: Optional[str]
     at: Optional[datetime]
+    kind: str = "text"
+    caption: Optional[str] = None
+
+    def inbound(self) -> Any:
+        """The message as its channel's adapter would hand it over."""
+        from store.messages import Inbound
+        from webhooks.events import bracket
+
+        kind, text, payload = "text", self.text, None
+        if self.kind != "text":
+            kind, label = _STORED_AS[self.kind]
+            text = bracket(label, self.caption or self.text)
+            payload = {"type": kind, kind: {"voice": self.kind == "voice"}}
+        return Inbound(
+            channel=self.channel,
+            external_id=self.sender,
+            text=text,
+            kind=kind,
+            name=self.name,
+            phone=self.sender if self.channel == "whatsapp" else None,
+            sent_at=self.at,
+            payload=payload,
+        )
 
 
 class BadLine(ValueError):
@@ -273,11 +319,20 @@ def parse_line(number: int, raw: str) -> ReplayLine:
     sender = data.get("sender")
     if isinstance(sender, bool) or not isinstance(sender, (str, int)) or not str(sender).strip():
         raise BadLine("missing sender")
+    kind = data.get("kind", "text")
+    if kind not in REPLAY_KINDS:
+        raise BadLine(f"unknown kind {kind!r}; use one of {', '.join(REPLAY_KINDS)}")
     text = data.get("text")
     if text is not None and not isinstance(text, str):
         raise BadLine("text must be a string")
-    if not (text or "").strip():
+    if kind == "text" and not (text or "").strip():
         raise BadLine("missing text")
+    caption = data.get("caption")
+    if caption is not None and not isinstance(caption, str):
+        raise BadLine("caption must be a string")
+    if caption is not None and kind in ("text", "sticker", "reaction", "location"):
+        raise BadLine(f"a {kind} line takes no caption (captions go with audio, image, video, "
+                      "document)")
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise BadLine("name must be a string")
@@ -291,7 +346,14 @@ def parse_line(number: int, raw: str) -> ReplayLine:
         if at.tzinfo is None:
             at = at.replace(tzinfo=UTC)
     return ReplayLine(
-        number, channel, str(sender).strip(), text or "", (name or "").strip() or None, at
+        number,
+        channel,
+        str(sender).strip(),
+        text or "",
+        (name or "").strip() or None,
+        at,
+        kind=kind,
+        caption=(caption or "").strip() or None,
     )
 
 
@@ -325,6 +387,7 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         clock=clock,
     )
     print(f"engine: {setup.engine_label}", file=sys.stderr if args.json else sys.stdout)
+    player = Replayer(setup.service, clock)
     replies: list[dict[str, Any]] = []
     bad = 0
     try:
@@ -337,7 +400,8 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
                 bad += 1
                 print(f"line {number}: {exc}", file=sys.stderr)
                 continue
-            replies.extend(play_line(setup.service, clock, line))
+            replies.extend(player.play(line, index=number - 1))
+        replies.extend(player.finish())
         leads = lead_report(setup.session_factory, now=clock())
     finally:
         setup.engine.dispose()
@@ -351,23 +415,95 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if bad else 0
 
 
-def play_line(service: Any, clock: ReplayClock, line: ReplayLine) -> list[dict[str, Any]]:
-    """Feed one recorded message through the bot as its channel would; the replies it got."""
-    from store.messages import Inbound
+@dataclass
+class _Burst:
+    channel: str
+    first_at: datetime
+    last_at: datetime
+    last_index: int
+    sender: str
 
-    clock.advance(line.at)
-    inbound = Inbound(
-        channel=line.channel,
-        external_id=line.sender,
-        text=line.text,
-        name=line.name,
-        phone=line.sender if line.channel == "whatsapp" else None,
-        sent_at=line.at,
-    )
-    return [
-        {"channel": reply.channel, "sender": reply.external_id or line.sender, "text": reply.text}
-        for reply in service.handle(inbound)
-    ]
+
+class Replayer:
+    """Plays recorded lines through the bot as the server would: each message is stored at its
+    time, and a conversation is answered once the customer has been quiet for its channel's quiet
+    window (`bot.bursts.reply_due`, the rule the server's workers follow), at that moment.
+
+    Replies come out as the replay's JSON shape, each with `in_reply_to`: the index of the last
+    input line it answers.
+    """
+
+    def __init__(self, service: Any, clock: ReplayClock) -> None:
+        self.service = service
+        self.clock = clock
+        self._bursts: dict[int, _Burst] = {}
+
+    def play(self, line: ReplayLine, *, index: int) -> list[dict[str, Any]]:
+        """Store one line (after answering every burst whose quiet window ended before it)."""
+        if line.at is None and self.clock.current is None:
+            # Lines without a time follow one another "a little after the last", from now.
+            from store.models import utcnow
+
+            self.clock.advance(utcnow())
+        else:
+            self.clock.advance(line.at)
+        at = self.clock()
+        replies = self._answer_due(until=at)
+        conversation_id = self.service.store(line.inbound())
+        if conversation_id is None:
+            return replies
+        burst = self._bursts.get(conversation_id)
+        if burst is None:
+            self._bursts[conversation_id] = _Burst(line.channel, at, at, index, line.sender)
+        else:
+            burst.last_at, burst.last_index, burst.sender = at, index, line.sender
+        if self._window(line.channel) <= 0:
+            replies.extend(self._answer(conversation_id, at))
+        return replies
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Answer the bursts still waiting at the end of the recording."""
+        return self._answer_due(until=None)
+
+    def _window(self, channel: str) -> float:
+        return float(self.service.prompts.business.quiet_window(channel))
+
+    def _answer_due(self, *, until: Optional[datetime]) -> list[dict[str, Any]]:
+        from bot.bursts import reply_due
+
+        due = sorted(
+            (reply_due(burst.first_at, burst.last_at, self._window(burst.channel)), cid)
+            for cid, burst in self._bursts.items()
+        )
+        replies: list[dict[str, Any]] = []
+        for when, conversation_id in due:
+            if until is not None and when > until:
+                break
+            replies.extend(self._answer(conversation_id, when))
+        return replies
+
+    def _answer(self, conversation_id: int, when: datetime) -> list[dict[str, Any]]:
+        burst = self._bursts.pop(conversation_id, None)
+        if burst is None:
+            return []
+        previous = self.clock.current
+        self.clock.current = when
+        try:
+            replies = self.service.process_conversation(conversation_id)
+        finally:
+            self.clock.current = previous
+        return [
+            {
+                "channel": reply.channel,
+                "sender": reply.external_id or burst.sender,
+                "text": reply.text,
+                "in_reply_to": burst.last_index,
+                "language": reply.language,
+                "source": reply.source,
+                "knowledge": list(reply.knowledge),
+            }
+            for reply in replies
+        ]
 
 
 def lead_report(session_factory: sessionmaker[Session], *, now: datetime) -> list[dict[str, Any]]:
@@ -385,6 +521,7 @@ def lead_report(session_factory: sessionmaker[Session], *, now: datetime) -> lis
                 {
                     "id": lead.id,
                     "name": lead.name,
+                    "company": lead.company,
                     "email": lead.email,
                     "phone": lead.phone,
                     "status": lead.status,

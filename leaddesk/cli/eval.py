@@ -5,11 +5,12 @@ whether each outcome matched its expectation, per case and per kind of expectati
 A case is one JSON object per line (blank lines and lines starting with `#` or `//` are skipped):
 `{"id": "...", "messages": [replay lines], "expect": {...}, "region": "GB", "note": "..."}`.
 Expectations (all optional) are about the lead of the last message's sender: `status_in`,
-`score_min`, `score_max`, `phone` (E.164 or null), `ai_paused`; about the whole case: `leads`
-(how many leads it left); about the last reply the case got: `reply_contains` and
-`reply_must_not_contain` (texts, matched case- and accent-insensitively), `reply_language` (the
-ISO 639-1 code it was written in) and `reply_knowledge` (the ids of the knowledge sections it
-quoted, `[]` for none).
+`score_min`, `score_max`, `phone` (E.164 or null), `name` and `company` (text or null),
+`ai_paused`; about the whole case: `leads` (how many leads it left), `reply_count` (how many
+replies it got: a burst is answered once, a sticker not at all); about the last reply the case got:
+`reply_contains` and `reply_must_not_contain` (texts, matched case- and accent-insensitively),
+`reply_language` (the ISO 639-1 code it was written in) and `reply_knowledge` (the ids of the
+knowledge sections it quoted, `[]` for none).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ EXPECTATIONS = (
     "reply_must_not_contain",
     "reply_language",
     "reply_knowledge",
+    "reply_count",
+    "name",
+    "company",
 )
 CASE_KEYS = ("id", "messages", "expect", "region", "note")
 IN_MEMORY = "sqlite://"
@@ -231,6 +235,16 @@ def _check_expectations(
                 problems.append(f"{key} must be a whole number from 0 to 100")
                 continue
             checked[key] = value
+        elif key == "reply_count":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append("reply_count must be a whole number (how many replies it gets)")
+                continue
+            checked[key] = value
+        elif key in ("name", "company"):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                problems.append(f"{key} must be a text, or null for none")
+                continue
+            checked[key] = value.strip() if isinstance(value, str) else None
         elif key == "leads":
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append("leads must be a whole number (how many leads the case leaves)")
@@ -340,7 +354,7 @@ def run_case(
 ) -> Outcome:
     """Replay one case into a fresh in-memory database and compare the outcome."""
     from bot import BotService, LocalOutbox
-    from leaddesk.cli.bot import ReplayClock, lead_report, play_line
+    from leaddesk.cli.bot import ReplayClock, Replayer, lead_report
     from store import make_session_factory
     from store.leads import find_identity, get_lead
 
@@ -361,10 +375,11 @@ def run_case(
         takeover_minutes=settings.takeover_minutes,
     )
     replies: list[dict[str, Any]] = []
-    recorder = _Recorder(service)
     try:
-        for line in case.messages:
-            replies.extend(play_line(recorder, clock, line))
+        player = Replayer(service, clock)
+        for index, line in enumerate(case.messages):
+            replies.extend(player.play(line, index=index))
+        replies.extend(player.finish())
         leads = lead_report(session_factory, now=clock())
         last = case.messages[-1]
         with session_factory() as session:
@@ -374,32 +389,7 @@ def run_case(
     finally:
         engine.dispose()
     subject = next((item for item in leads if item["id"] == lead_id), None)
-    if replies and recorder.replies and "language" not in replies[-1]:
-        last_reply = recorder.replies[-1]
-        replies[-1] = {
-            **replies[-1],
-            "language": last_reply.language,
-            "source": last_reply.source,
-            "knowledge": list(last_reply.knowledge),
-        }
     return compare(case, subject=subject, leads=leads, replies=replies)
-
-
-class _Recorder:
-    """The bot service as the replay drives it, keeping each reply it returned (with the
-    language, engine and knowledge sections the reply was written with)."""
-
-    def __init__(self, service: Any):
-        self._service = service
-        self.replies: list[Any] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._service, name)
-
-    def handle(self, inbound: Any) -> list[Any]:
-        replies = self._service.handle(inbound)
-        self.replies.extend(replies)
-        return list(replies)
 
 
 def compare(
@@ -421,7 +411,7 @@ def compare(
         if not ok:
             problems.append(problem)
 
-    lead_keys = ("status_in", "score_min", "score_max", "phone", "ai_paused")
+    lead_keys = ("status_in", "score_min", "score_max", "phone", "ai_paused", "name", "company")
     if subject is None and any(k in expect for k in lead_keys):
         for kind in lead_keys:
             if kind in expect:
@@ -452,6 +442,13 @@ def compare(
                 subject["phone"] == expect["phone"],
                 f"phone is {subject['phone'] or 'none'}, expected {expect['phone'] or 'none'}",
             )
+        for kind in ("name", "company"):
+            if kind in expect:
+                check(
+                    kind,
+                    subject[kind] == expect[kind],
+                    f"{kind} is {subject[kind] or 'none'}, expected {expect[kind] or 'none'}",
+                )
         if "ai_paused" in expect:
             check(
                 "ai_paused",
@@ -460,6 +457,12 @@ def compare(
                 if subject["ai_paused"]
                 else "the bot still answers, expected a pause",
             )
+    if "reply_count" in expect:
+        check(
+            "reply_count",
+            len(replies) == expect["reply_count"],
+            f"{len(replies)} reply(ies), expected {expect['reply_count']}",
+        )
     if "leads" in expect:
         check(
             "leads",

@@ -14,6 +14,7 @@ from tests.bot.test_bot_llm import answer
 LEAD_KEYS = {
     "id",
     "name",
+    "company",
     "email",
     "phone",
     "status",
@@ -99,7 +100,12 @@ def test_replay_json_has_the_stable_shape_and_merges_across_channels(tmp_path, c
         ("whatsapp", "15125550199"),
         ("messenger", "psid-9"),
     ]
-    assert all(set(r) == {"channel", "sender", "text"} for r in output["replies"])
+    assert all(
+        set(r)
+        == {"channel", "sender", "text", "in_reply_to", "language", "source", "knowledge"}
+        for r in output["replies"]
+    )
+    assert [r["in_reply_to"] for r in output["replies"]] == [0, 1, 2, 3, 4]
     assert "$12,400" in output["replies"][1]["text"]
 
 

@@ -232,3 +232,27 @@ def test_the_reply_language_and_its_knowledge_sections_are_checked(tmp_path, cap
         "the last reply used sections ['warranty'], expected ['privacy']"
     ]
     assert not result["bad-language"]["passed"]
+
+
+def test_reply_count_name_and_company_are_checked(tmp_path, capsys):
+    burst = [
+        {**WEB, "text": "hi", "at": "2025-03-04T15:00:00Z"},
+        {**WEB, "text": "this is Ana Ruiz from Acme Solar", "at": "2025-03-04T15:00:00.500Z"},
+    ]
+    right = {"id": "right", "messages": burst,
+             "expect": {"reply_count": 1, "name": "Ana Ruiz", "company": "Acme Solar"}}
+    wrong = {"id": "wrong", "messages": burst,
+             "expect": {"reply_count": 2, "name": None, "company": "Acme"}}
+    invalid = {"id": "invalid", "messages": burst, "expect": {"reply_count": -1, "name": 3}}
+    cases = _write(tmp_path / "cases.jsonl", right, wrong, invalid)
+    assert main(["eval", str(cases), "--json"]) == 1
+    captured = capsys.readouterr()
+    report = {c["id"]: c for c in json.loads(captured.out)["cases"]}
+    assert report["right"]["passed"] is True
+    assert report["wrong"]["problems"] == [
+        "name is Ana Ruiz, expected none",
+        "company is Acme Solar, expected Acme",
+        "1 reply(ies), expected 2",
+    ]
+    assert "reply_count must be a whole number" in captured.err
+    assert "name must be a text, or null for none" in captured.err

@@ -8,6 +8,11 @@ connections).
     ...
     graph.requests[0].json["to"]
     graph.stop()
+
+It also answers the reads the bot makes (GET, never consuming the script): a customer's profile
+(`graph.profiles[user_id] = {"first_name": ...}`) and WhatsApp media, whose id gives a URL on the
+fake that serves the bytes (`graph.media[media_id] = (b"...", "audio/ogg")`); both want the
+channel's token (`graph.tokens`, when set, lists the ones it accepts).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ class FakeGraph:
     # Called (in the server thread) for every request before it is answered, e.g. to check that the
     # client holds no database lock while it waits.
     on_request: Optional[Callable[[Recorded], None]] = None
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    tokens: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._script: deque[Reply] = deque()
@@ -110,6 +118,19 @@ class FakeGraph:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
 
+            def do_GET(self) -> None:  # noqa: N802 - http.server naming
+                recorded = Recorded("GET", self.path, dict(self.headers.items()), None)
+                with fake._lock:
+                    fake.requests.append(recorded)
+                status, content_type, data = fake._read(
+                    self.path, self.headers.get("Authorization", "")
+                )
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence request logs
                 return
 
@@ -126,6 +147,31 @@ class FakeGraph:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def _read(self, path: str, authorization: str) -> tuple[int, str, bytes]:
+        """A GET: a media file's bytes, a media id's URL, or a profile; Graph errors otherwise."""
+        from urllib.parse import urlsplit
+
+        def error(status: int, message: str, code: int) -> tuple[int, str, bytes]:
+            body = {"error": {"message": message, "type": "OAuthException", "code": code}}
+            return status, "application/json", json.dumps(body).encode()
+
+        token = authorization.removeprefix("Bearer ").strip()
+        if not token or (self.tokens and token not in self.tokens):
+            return error(401, "Invalid OAuth access token.", 190)
+        parts = urlsplit(path).path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "media-files" and parts[1] in self.media:
+            data, content_type = self.media[parts[1]]
+            return 200, content_type, data
+        node = parts[-1] if parts else ""
+        if node in self.media:
+            _data, content_type = self.media[node]
+            url = f"{self.url.rsplit('/', 1)[0]}/media-files/{node}"
+            body = {"id": node, "url": url, "mime_type": content_type}
+            return 200, "application/json", json.dumps(body).encode()
+        if node in self.profiles:
+            return 200, "application/json", json.dumps({"id": node, **self.profiles[node]}).encode()
+        return error(400, "(#100) Object does not exist or missing permissions", 100)
 
     def _answer(self, path: str, body: Any, status: int) -> dict[str, Any]:
         if status >= 400:

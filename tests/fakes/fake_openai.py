@@ -9,6 +9,9 @@ bodies), streams when asked to, and records every request.
         ...
         llm.calls, llm.requests[0].body["messages"][0]["content"], llm.system_prompt(0)
 
+`POST /v1/audio/transcriptions` (multipart, as the OpenAI client sends it) answers
+`{"text": llm.transcript}` and keeps what it got in `llm.transcriptions` (model, file name, bytes).
+
 Other suites use the fixture with `from tests.fakes.fake_openai import fake_openai  # noqa: F401`
 in their conftest.
 """
@@ -115,6 +118,8 @@ class RecordedRequest:
 class FakeOpenAI:
     host: str = "127.0.0.1"
     requests: list[RecordedRequest] = field(default_factory=list)
+    transcript: str = "Hello, how much is the Home package?"
+    transcriptions: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._script: deque[FakeReply] = deque()
@@ -148,6 +153,9 @@ class FakeOpenAI:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if self.path.rstrip("/").endswith("/audio/transcriptions"):
+                    self._transcribe(raw)
+                    return
                 try:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
@@ -192,6 +200,35 @@ class FakeOpenAI:
                         self._send(200, fake._completion(body, reply))
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timed out) first
+
+            def _transcribe(self, raw: bytes) -> None:
+                from email.parser import BytesParser
+                from email.policy import HTTP
+
+                content_type = self.headers.get("Content-Type", "")
+                if not content_type.startswith("multipart/form-data"):
+                    self._send(400, {"error": {"message": "expected multipart/form-data",
+                                               "type": "invalid_request_error"}})
+                    return
+                message = BytesParser(policy=HTTP).parsebytes(
+                    f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+                )
+                fields: dict[str, Any] = {}
+                for part in message.iter_parts():
+                    name = part.get_param("name", header="content-disposition")
+                    data = part.get_payload(decode=True) or b""
+                    if part.get_filename():
+                        fields["filename"] = part.get_filename()
+                        fields["file"] = data
+                    else:
+                        fields[str(name)] = data.decode("utf-8", "replace")
+                with fake._lock:
+                    fake.transcriptions.append(fields)
+                if not fields.get("file") or not fields.get("model"):
+                    self._send(400, {"error": {"message": "file and model are required",
+                                               "type": "invalid_request_error"}})
+                    return
+                self._send(200, {"text": fake.transcript})
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
                 self._send_bytes(status, json.dumps(payload).encode(), "application/json")

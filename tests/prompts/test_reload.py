@@ -16,6 +16,7 @@ import pytest
 from bot import PromptError
 from bot.reload import PromptStore
 from leaddesk.settings import load_settings
+from tests.conftest import set_quiet_window
 from tests.prompts.conftest import edit, line_of
 
 
@@ -145,6 +146,7 @@ def _wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> Any:
 def running(prompts_dir, tmp_path, offline_env) -> Iterator[Any]:
     from leaddesk.wiring import build_runtime
 
+    set_quiet_window(prompts_dir, 0)  # each "Hi" answered at once
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}",
         prompts_dir=prompts_dir,

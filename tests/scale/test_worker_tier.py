@@ -208,6 +208,41 @@ def test_messages_that_keep_coming_make_the_task_come_back(
 
 
 @pytest.mark.postgres
+def test_a_burst_still_being_typed_waits_for_its_quiet_window(
+    session_factory: sessionmaker[Session], db_engine: Engine, tmp_path: Path
+) -> None:
+    import shutil
+    import time
+
+    from tests.conftest import set_quiet_window
+
+    directory = tmp_path / "prompts"
+    shutil.copytree(DEFAULT_PROMPTS_DIR, directory, ignore=shutil.ignore_patterns("eval"))
+    set_quiet_window(directory, 0.3)
+    bot = BotService(
+        session_factory=session_factory,
+        prompts=load_prompts(directory),
+        outbox=LocalOutbox(session_factory),
+    )
+    runner = ConversationRunner(
+        session_factory=session_factory,
+        process=bot.process_conversation,
+        deliver=None,
+        locks=make_locks(db_engine),
+        due_in=bot.seconds_until_due,
+    )
+    conversation_id = say(session_factory, "Hello")
+    say(session_factory, "how much is the Home package?")
+    assert 0 < runner.due_in(conversation_id) <= 0.3
+    assert runner.run(conversation_id) == "later"
+    assert replies(session_factory, conversation_id) == []
+    time.sleep(runner.due_in(conversation_id) + 0.05)
+    assert runner.due_in(conversation_id) == 0
+    assert runner.run(conversation_id) == "done"
+    assert len(replies(session_factory, conversation_id)) == 1
+    assert pending_count(session_factory, conversation_id) == 0
+
+
 def test_advisory_locks_exclude_other_machines_and_die_with_the_connection(
     postgres_url: str,
 ) -> None:
@@ -597,6 +632,50 @@ def test_two_web_processes_and_a_worker_answer_a_customer_on_sqlite(
             assert httpx.get(f"{cluster.web_url}/healthz").status_code == 200
         web.stop()
         assert web.process.returncode == 0, web.log()[-3000:]
+        assert "Traceback" not in cluster.logs()
+    finally:
+        cluster.stop()
+        engine.dispose()
+
+
+def test_a_burst_over_the_broker_gets_one_reply_after_the_customer_stops(
+    services: None, graph: harness.ScaleGraph, tmp_path: Path
+) -> None:
+    """Three webhooks a moment apart, a web process and a worker behind Redis: the worker's task
+    comes back after the quiet window (the shipped 2.5 s) and answers the three at once."""
+    url = f"sqlite:///{tmp_path / 'leaddesk.db'}"
+    cluster = harness.Cluster(
+        database_url=url, redis_db=15, graph_url=graph.url, llm_url=None, log_dir=tmp_path
+    )
+    engine = make_engine(url)
+    try:
+        cluster.start_web(processes=1, threads=4)
+        cluster.start_worker(concurrency=1, pool="solo")
+        conversation = harness.build_scenario(1, 3, seed=9)[0]
+        first_sent = 0.0
+        with httpx.Client(base_url=cluster.web_url or "") as client:
+            for message in conversation.messages:
+                body = harness.whatsapp_body(conversation, [message])
+                headers = {
+                    "X-Hub-Signature-256": harness.signature_for(body, harness.APP_SECRET),
+                    "Content-Type": "application/json",
+                }
+                response = client.post("/webhooks/whatsapp", content=body, headers=headers)
+                assert response.status_code == 200
+                first_sent = first_sent or time.monotonic()
+                time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while len(graph.accepted()) < 1:
+            assert time.monotonic() < deadline, cluster.logs()[-4000:]
+            time.sleep(0.05)
+        answered_after = time.monotonic() - first_sent
+        time.sleep(3.0)  # long enough for a second reply to show, were there one
+        accepted = graph.accepted()
+        assert len(accepted) == 1 and accepted[0][0] == conversation.wa_id
+        assert answered_after >= 2.5  # not before the customer had been quiet for the window
+        with make_session_factory(engine)() as session:
+            inbound = list(session.scalars(select(Message).where(Message.direction == "in")))
+            assert len(inbound) == 3 and all(m.processed_at for m in inbound)
         assert "Traceback" not in cluster.logs()
     finally:
         cluster.stop()

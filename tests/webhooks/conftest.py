@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.settings import Settings
 from tests.fakes.fake_graph import FakeGraph
+from tests.fakes.fake_openai import fake_openai  # noqa: F401 - the fixture
 from tests.webhooks.support import RecordingDispatcher, make_settings
 from webhooks import create_app
 from webhooks.notify import ReplyNotifier

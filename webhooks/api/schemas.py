@@ -341,6 +341,9 @@ class MessageOut(BaseModel):
     agent_name: str | None
     text: str
     kind: str
+    transcript: str | None = Field(
+        None, description="What a voice note said, transcribed (LEADDESK_TRANSCRIBE=1)"
+    )
     delivery_status: str | None
     error: str | None
     sent_at: datetime

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bot.media import transcript_of
 from store import identity as rules
 from store.models import Agent, AuditEvent, Identity, Lead, Message, Note, Notification, ScoreEvent
 from store.work import audit_trail, list_notes, score_history
@@ -72,6 +73,7 @@ def message_out(message: Message, agent_names: dict[int, str]) -> dict[str, Any]
         "agent_name": agent_names.get(message.agent_id) if message.agent_id else None,
         "text": message.text,
         "kind": message.kind,
+        "transcript": transcript_of(message.payload),
         "delivery_status": message.delivery_status,
         "error": message.error,
         "sent_at": message.sent_at,
