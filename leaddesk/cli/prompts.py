@@ -70,6 +70,10 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         config = load_prompts(directory)
     except PromptError as exc:
         problems.extend((p.file, p.line, p.message) for p in exc.problems)
+    if config is not None:
+        from copilot.vocabulary import check_vocabulary
+
+        problems.extend((p.file, p.line, p.message) for p in check_vocabulary(config))
     eval_dir = directory / "eval"
     cases = 0
     if eval_dir.is_dir():
