@@ -19,7 +19,7 @@ from store.models import Agent, Lead
 from store.query import LeadQuery, count_leads, query_leads
 
 MAX_CANDIDATES = 8
-MATCH_SCORE = 84.0  # a typed name this close names the lead
+MATCH_SCORE = 82.0  # a typed name this close names the lead
 CLEAR_MARGIN = 4.0  # one match this far ahead of the next is the one meant
 SUGGEST_SCORE = 60.0  # closest names offered when nothing matches
 _ID = re.compile(r"^(?:lead\s*)?(?:#|no\.?\s*|id\s*)?(\d{1,7})$", re.IGNORECASE)

@@ -179,10 +179,13 @@ def _translate(head: str, vocabulary: Vocabulary) -> _Translated:
             command_position = command_position and out[-1] in _POLITE
             continue
         word = fold_word(token) if plain else ""
-        if plain and command_position and word not in _POLITE and word not in _ENGLISH and token.isalpha():
-            fixed = closest_word(word, vocabulary.typo_words)
-            if fixed is not None and fixed != word:
-                token = fixed
+        if plain and command_position and word not in _POLITE and token.isalpha():
+            if word in _ENGLISH or word in vocabulary.typo_words:
+                token = word  # "Résume" reads as "resume"
+            else:
+                fixed = closest_word(word, vocabulary.typo_words)
+                if fixed is not None and fixed != word:
+                    token = fixed
         if word and word in {"he", "she", "him", "her", "them", "it"}:
             pronoun = True
         out.append(token)
@@ -520,6 +523,17 @@ def _bulk_filter(clean: str, lower: str, focus: int | None, statuses: Sequence[s
                      r"(?:\s+(?P<conn>to|as|a|in|into)\s+(?P<target>.+))?$", lower)
     if not match:
         return None
+    target_status = _status_named((match.group("target") or "").strip(), statuses)
+    if target_status and match.group("verb") in ("set", "mark", "put", "move", "change"):
+        filters = _list(match.group("filter") + " leads", statuses, default="all")
+        args = dict(filters.args) if isinstance(filters, ToolCall) else {"kind": "all"}
+        if args.pop("agent", None) == "me" and args.get("kind") == "all":
+            args["kind"] = "mine"
+        args.pop("page", None)
+        args.pop("detail", None)
+        if "status" in args:
+            args["filter_status"] = args.pop("status")
+        return ToolCall("bulk_update", {**args, "action": "status", "status": target_status})
     owner = re.match(r"^(?:of\s+)?(?:my|\S+(?:'s|’s|s'))\s+(?:open\s+)?leads$|^(?:open\s+)?leads\s+(?:of|from)\s+"
                      r"(?P<src>\S+)$", match.group("filter"))
     if owner and (owner.group("src") or "") not in _CHANNELS:
@@ -558,6 +572,9 @@ def _assign(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
     match = re.match(rf"^(?:assign|give)\s+(?:me|myself)\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
     if match:
         return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
+    match = re.match(rf"^(?:assign|give)\s+{_LEAD}(?P<ref>.+?)\s+(?:to\s+)?(?:me|myself)$", clean, re.IGNORECASE)
+    if match:
+        return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
     match = re.match(rf"^unassign\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
     if match:
         return _need_lead("assign_lead", match.group("ref"), focus, agent="nobody")
@@ -572,7 +589,7 @@ def _status(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
         (rf"^(?:set|change|update)\s+{_LEAD}(?P<ref>.+?)'s\s+status\s+to\s+(?P<status>.+)$", True),
         (rf"^mark\s+{_LEAD}(?P<ref>.+?)\s+as\s+(?P<status>.+)$", True),
         (rf"^(?:set|change|update|move|put|mark)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|in|into|en|a|à|auf|zu|para|em|"
-         r"como|comme|als)\s+(?P<status>.+)$", False),
+         r"como|comme|als|for)\s+(?P<status>.+)$", False),
         (rf"^{_LEAD}(?P<ref>.+?)\s+(?:is|are)\s+(?:now\s+)?(?P<status>.+)$", False),
         (rf"^{_LEAD}(?P<ref>\S+)\s+(?:is\s+now|status)\s*:?\s+(?P<status>.+)$", False),
     )
@@ -648,6 +665,7 @@ def _hot(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> 
         rf"^how\s+(?:hot|warm)\s+is\s+{_LEAD}(?P<ref>.+)$",
         r"^(?:is\s+)?(?:it|this|that)\s+hot$",
         rf"^(?:is|are)\s+(?:hot|warm)\s+{_LEAD}(?P<ref>.+)$",
+        r"^is\s+(?:hot|warm)$",
     )
     for pattern in patterns:
         match = re.match(pattern, lower)
@@ -692,7 +710,7 @@ def _digest(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
 
 def _summary(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
-        rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on)\s*{_LEAD}(?P<ref>.*)$",
+        rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on|resume)\s*{_LEAD}(?P<ref>.*)$",
         rf"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+(?:of|for|on|about)\s+"
         rf"{_LEAD}(?P<ref>.+)$",
         rf"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+{_LEAD}(?P<ref>.+)$",

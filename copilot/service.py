@@ -19,9 +19,9 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 8000
 _YES = {"yes", "y", "yeah", "yep", "yup", "ok", "okay", "sure", "confirm", "confirmed", "do it", "go", "go ahead",
-        "proceed", "approve", "approved", "yes please", "please do", "si", "sí", "oui", "ja", "نعم"}
+        "proceed", "approve", "approved", "yes please", "please do", "si", "sí", "sim", "oui", "ja", "claro", "vale", "dale", "d'accord", "نعم"}
 _NO = {"no", "n", "nope", "nah", "cancel", "stop", "abort", "don't", "dont", "no thanks", "never mind",
-       "nevermind", "non", "nein", "لا"}
+       "nevermind", "non", "nein", "não", "nao", "لا"}
 
 
 @dataclass

@@ -110,7 +110,7 @@ CONVERTED = "Converted"  # the status that closes a sale and locks the lead, as 
 STALE_DAYS = 7
 RECENT_DAYS = 7
 YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "confirm", "confirmed", "do it", "go", "go ahead",
-       "proceed", "approve", "approved", "true", "si", "sí", "oui", "ja", "نعم"}
+       "proceed", "approve", "approved", "true", "si", "sí", "sim", "oui", "ja", "claro", "vale", "dale", "d'accord", "نعم"}
 
 Result = tuple[str, dict[str, Any]]
 
@@ -756,8 +756,8 @@ class CopilotTools:
     def suggest_requests(self, agent: Agent, session: Session, text: str) -> Result:
         """The two or three closest requests to words the router did not understand."""
         words = fold(text).split()
-        verbs = _closest_verbs(words)
         lead: Lead | None = None
+        used: list[str] = []
         for size in (3, 2, 1):
             for i in range(len(words) - size + 1):
                 chunk = " ".join(words[i:i + size])
@@ -767,9 +767,11 @@ class CopilotTools:
                     lead = self._lead(chunk, agent, session)
                 except (CopilotError, Ambiguous):
                     continue
+                used = words[i:i + size]
                 break
             if lead is not None:
                 break
+        verbs = _closest_verbs([w for w in words if w not in used])
         if lead is None:
             ids = [w.lstrip("#") for w in words if w.lstrip("#").isdigit() and len(w) <= 7]
             for candidate in ids:
