@@ -145,7 +145,9 @@ class _Translated(NamedTuple):
 
 
 def _translate(head: str, vocabulary: Vocabulary) -> _Translated:
-    tokens = head.split()
+    # "donne-le", "écris-lui", "e-mail": the parts are words of their own (names fold hyphens anyway).
+    tokens = [part for token in head.split()
+              for part in (token.split("-") if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", token) else [token])]
     out: list[str] = []
     pronoun = False
     longest = max(vocabulary.longest, 4)

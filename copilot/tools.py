@@ -1094,6 +1094,13 @@ class ToolRunner:
         (Final statuses, archiving and bulk changes always ask by themselves.)"""
         if name not in CHANGE_TOOLS or name in ("reassign_leads", "bulk_update", "archive_lead"):
             return None
+        if name == "set_status":
+            try:
+                if cfg.canonical_status(self.ctx.prompts, str(args.get("status", ""))) in \
+                        cfg.terminal_statuses(self.ctx.prompts):
+                    return None  # a final status asks by itself, with what will change
+            except CopilotError:
+                return None
         try:
             with self.ctx.session_factory.begin() as session:
                 agent = load_agent(agent_id, session=session)
