@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
+from rapidfuzz import fuzz, process
 from sqlalchemy.orm import Session
 
 from copilot.text import fold, name_score
@@ -22,6 +23,8 @@ MAX_CANDIDATES = 8
 MATCH_SCORE = 82.0  # a typed name this close names the lead
 CLEAR_MARGIN = 4.0  # one match this far ahead of the next is the one meant
 SUGGEST_SCORE = 60.0  # closest names offered when nothing matches
+PREFILTER_SCORE = 50.0
+PREFILTER_LIMIT = 60
 _ID = re.compile(r"^(?:lead\s*)?(?:#|no\.?\s*|id\s*)?(\d{1,7})$", re.IGNORECASE)
 _ME = {"me", "myself", "i", "mine", "my", "self"}
 _NOBODY = {"nobody", "no one", "noone", "none", "unassigned", "unassign", "no-one"}
@@ -152,6 +155,21 @@ def _search(ref: str, agent: Agent, *, session: Session, what: str) -> Lead:
     raise NotFound(f"No lead you can see matches {ref!r}.")
 
 
+def clear_match(typed: str, labels: Sequence[tuple[int, str, str, bool, int]]) -> NameMatch | None:
+    """The one lead `typed` (folded) clearly names among `labels`, if any."""
+    strong = [m for m in rank_names(typed, labels) if m.score >= MATCH_SCORE]
+    if not strong:
+        return None
+    close = [m for m in strong if m.score >= strong[0].score - CLEAR_MARGIN]
+    if any(not m.archived for m in close):
+        close = [m for m in close if not m.archived]
+    return close[0] if len(close) == 1 else None
+
+
+def visible_labels(agent: Agent, *, session: Session) -> list[tuple[int, str, str, bool, int]]:
+    return lead_labels(session=session, visible_to_agent_id=None if is_admin(agent) else agent.id)
+
+
 class NameMatch(NamedTuple):
     score: float
     id: int
@@ -166,13 +184,16 @@ def rank_names(typed: str, labels: Sequence[tuple[int, str, str, bool, int]]) ->
     if not typed:
         return []
     ranked: list[NameMatch] = []
-    first = typed[0]
-    for lead_id, name, company, archived, lead_score in labels:
+    # A quick pass in C over every name and company keeps the careful score to the likely few.
+    texts = [fold(name) + (" | " + fold(company) if company else "") for _id, name, company, _a, _s in labels]
+    likely = process.extract(typed, texts, scorer=fuzz.WRatio, score_cutoff=PREFILTER_SCORE, limit=PREFILTER_LIMIT)
+    for _text, _quick, index in likely:
+        lead_id, name, company, archived, lead_score = labels[index]
         folded = fold(name)
         score = name_score(typed, folded) if folded else 0.0
         if company:
             score = max(score, name_score(typed, fold(company)) * 0.9)
-        if score >= SUGGEST_SCORE or (folded[:1] == first and score > 0):
+        if score > 0:
             ranked.append(NameMatch(score, lead_id, name, company, archived, lead_score))
     ranked.sort(key=lambda m: (-m.score, m.archived, -m.lead_score, m.id))
     return ranked

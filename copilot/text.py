@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from rapidfuzz import fuzz
 from rapidfuzz.distance import OSA
@@ -13,6 +14,7 @@ _SEPARATORS = re.compile(r"[\-‐‑‒–—'’`´_./]+")
 _NOT_WORD = re.compile(r"[^\w@+#]+")
 
 
+@lru_cache(maxsize=65536)
 def fold(text: str | None) -> str:
     """Lower-case, accent-free, single-spaced: 'María-José  O’Neil' -> 'maria jose o neil'."""
     decomposed = unicodedata.normalize("NFKD", text or "")

@@ -34,11 +34,13 @@ from copilot.access import (
     Denied,
     can_see,
     check_visible,
+    clear_match,
     find_lead,
     find_teammate,
     is_admin,
     load_agent,
     visible,
+    visible_labels,
 )
 from copilot.dates import period_range
 from copilot.insights import (
@@ -755,18 +757,19 @@ class CopilotTools:
 
     def suggest_requests(self, agent: Agent, session: Session, text: str) -> Result:
         """The two or three closest requests to words the router did not understand."""
-        words = fold(text).split()
+        words = fold(text).split()[:12]
+        labels = visible_labels(agent, session=session)
         lead: Lead | None = None
         used: list[str] = []
         for size in (3, 2, 1):
             for i in range(len(words) - size + 1):
                 chunk = " ".join(words[i:i + size])
-                if chunk in _VERB_WORDS or len(chunk) < 3 or chunk.isdigit() and size > 1:
+                if chunk in _VERB_WORDS or len(chunk) < 3 or any(w.isdigit() for w in words[i:i + size]):
                     continue
-                try:
-                    lead = self._lead(chunk, agent, session)
-                except (CopilotError, Ambiguous):
+                match = clear_match(chunk, labels)
+                if match is None:
                     continue
+                lead = get_lead(match.id, session=session)
                 used = words[i:i + size]
                 break
             if lead is not None:

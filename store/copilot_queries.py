@@ -174,8 +174,8 @@ def lead_labels(*, session: Session,
     stmt = select(Lead.id, Lead.name, Lead.company, Lead.archived, Lead.score).where(Lead.merged_into_id.is_(None))
     if visible_to_agent_id is not None:
         stmt = stmt.where(or_(Lead.assigned_agent_id == visible_to_agent_id, Lead.assigned_agent_id.is_(None)))
-    return [(row.id, row.name or "", row.company or "", bool(row.archived), row.score or 0)
-            for row in session.execute(stmt)]
+    return [(lead_id, name or "", company or "", bool(archived), score or 0)
+            for lead_id, name, company, archived, score in session.execute(stmt).tuples()]
 
 
 def status_changes(q: LeadQuery, *, session: Session, since: datetime, until: datetime,
