@@ -175,7 +175,7 @@ def lead_labels(*, session: Session,
     if visible_to_agent_id is not None:
         stmt = stmt.where(or_(Lead.assigned_agent_id == visible_to_agent_id, Lead.assigned_agent_id.is_(None)))
     return [(lead_id, name or "", company or "", bool(archived), score or 0)
-            for lead_id, name, company, archived, score in session.execute(stmt).tuples()]
+            for lead_id, name, company, archived, score in session.execute(stmt)]
 
 
 def status_changes(q: LeadQuery, *, session: Session, since: datetime, until: datetime,
