@@ -12,12 +12,15 @@ from copilot.text import closest_word, fold, fold_word, name_score
 from copilot.vocabulary import EMPTY, Vocabulary
 from store.models import NOTE_CATEGORIES
 
-HELP = """I'm your Leaddesk copilot. Ask me in plain words, by lead id, phone, email or name:
-• "summarise lead 42" · "what should I do next with 42?" · /lead 42
+HELP = """I'm your Leaddesk copilot. Ask me in plain words (typos, no accents and other languages are fine),
+by lead id, phone, email or name:
+• "summarise lead 42" · "what's next for 42?" · /lead 42 · then "is she hot?", "write her a first email"
 • "qualify lead 42" (BANT) · /qualify 42 · "is lead 42 hot?"
 • "draft an intro email for 42" · /email 42
-• Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine · "leads on whatsapp" · "score 50-80" · "status Interested leads" · "more"
-• Changes: /note 42 text · "set 42 to Converted" · /assign 42 Mike · "move all of Sarah's leads to Mike" · /archive 42
+• Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine · "new leads yesterday" · "Mike's leads" · "leads on whatsapp" · "score 50-80" · "more"
+• "what happened today?" (new leads, status changes, hot leads waiting, replies owed)
+• Changes: /note 42 text · "set 42 to Converted" · "rename 42 to Ana Ruiz" · "set 42's company to Acme" · /assign 42 Mike · /archive 42
+• Many at once (shown first, then yes/no): "assign all unassigned leads to me" · "set all stale leads to Not Interested" · "move all of Sarah's leads to Mike"
 • Customers: "reply to 42: text" · /takeover 42 · "resume the bot for 42"
 • Paste a business card or email signature (or /card …) to create or merge a lead
 • /inbox shows your unread notifications"""

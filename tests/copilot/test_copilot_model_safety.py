@@ -171,3 +171,17 @@ def test_a_huge_number_over_http_is_no_server_error(world, sf, prompts, clock, f
     assert ask("qualify lead 1e30") == "No such lead."
     tool_message = [m for m in fake_openai.requests[1].messages if m["role"] == "tool"][0]
     assert "ToolInvocationError" not in tool_message["content"]
+
+
+def test_moving_on_declines_every_question_still_waiting(world, sf, prompts, clock) -> None:
+    sarah = world.agent("Sarah")
+    first = world.lead("Ann One", agent=sarah)
+    second = world.lead("Ben Two", agent=sarah)
+    model = scripted(calls(("archive_lead", {"lead": str(first)}), ("archive_lead", {"lead": str(second)})),
+                     AIMessage("Nothing archived."), AIMessage("Here are your leads."))
+    ask = Chat(make_copilot(sf, prompts, clock, model=model), sarah)
+    assert ask.say("archive ann and ben").pending is not None
+    answer = ask.say("actually, list my leads")
+    assert answer.pending is None and answer.reply.endswith("Here are your leads.")
+    assert "Left the earlier question unanswered" in answer.reply
+    assert world.get(first).archived is False and world.get(second).archived is False
