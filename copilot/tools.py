@@ -1083,7 +1083,8 @@ class ToolRunner:
         try:
             with self.ctx.session_factory.begin() as session:
                 me = load_agent(agent_id, session=session)
-                return outcome.apply(me, session, choice, plan)
+                result: Any = outcome.apply(me, session, choice, plan)
+            return result.run() if isinstance(result, Afterwards) else result
         except (CopilotError, WorkError, AgentError, InvalidContact, LeadNotFound) as exc:
             return str(exc), {}
         except Exception:  # noqa: BLE001
@@ -1122,14 +1123,17 @@ class ToolRunner:
                 elif asked and asked.get("name") == name and self._same_lead(asked, lead.id, agent, session):
                     return None
                 another_lead = bool(changed) and lead.id not in changed
-                if not (other_owner or unassign or another_lead):
+                # A message to a customer goes out in the agent's name: only as the agent asked.
+                unasked_message = name == "reply_to_customer"
+                if not (other_owner or unassign or another_lead or unasked_message):
                     return None
                 preview = _describe(name, args, lead, other_owner)
         except (CopilotError, AgentError, LeadNotFound):
             return None  # the tool itself explains the problem
         lead_id = lead.id
         reason = ("it gives a lead to another agent" if other_owner else "it unassigns a lead" if unassign
-                  else "it changes another lead than the one already changed")
+                  else "it changes another lead than the one already changed" if another_lead
+                  else "it messages a customer in your name")
 
         def apply(me: Agent, s: Session, _choice: str, _plan: dict[str, Any]) -> Result:
             outcome = self.impl_call(name, args, me, s)
@@ -1139,15 +1143,14 @@ class ToolRunner:
                        {"lead_ids": [lead_id], "tool": name}, apply=apply,
                        declined=("The agent said no: nothing was changed.", {}))
 
-    def impl_call(self, name: str, args: dict[str, Any], agent: Agent, session: Session) -> Result:
-        """Run a change the agent has just approved, in the approval's transaction."""
+    def impl_call(self, name: str, args: dict[str, Any], agent: Agent, session: Session) -> Result | Afterwards:
+        """Run a change the agent has just approved, in the approval's transaction (a reply to a
+        customer runs its own transactions once this one has closed)."""
         call = {"agent_ref" if k == "agent" else k: v for k, v in args.items()}
         outcome = getattr(self.impl, name)(agent, session, **call)
         if isinstance(outcome, Confirm):
             return outcome.apply(agent, session, "yes", outcome.plan)
-        if isinstance(outcome, Afterwards):
-            raise CopilotError("That has to be asked for directly.")
-        return outcome
+        return outcome  # an Afterwards (a reply) runs once the approval's transaction has closed
 
     def _same_lead(self, asked: dict[str, Any], lead_id: int, agent: Agent, session: Session) -> bool:
         ref = str(asked.get("args", {}).get("lead", ""))
