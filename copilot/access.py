@@ -210,8 +210,10 @@ def find_teammate(ref: str, me: Agent, *, session: Session) -> Agent | None:
     agent = find_agent(text, session=session)
     if agent is None:
         # First names are what people say: "give it to Mike".
+        typed = fold(text)
         matches = [a for a in list_agents(session=session, include_inactive=False)
-                   if a.name.lower().split()[0] == text.lower() or a.name.lower().startswith(text.lower() + " ")]
+                   if typed and (fold(a.name) == typed or fold(a.name).split()[:1] == [typed]
+                                 or fold(a.name).startswith(typed + " "))]
         if len(matches) == 1:
             agent = matches[0]
         elif len(matches) > 1:

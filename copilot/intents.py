@@ -29,8 +29,6 @@ PRONOUNS = {"it", "this", "that", "them", "him", "her", "he", "she", "this lead"
             "this one", "that one", "this customer", "that customer", "this person", "they", "the customer",
             "that guy", "this guy", "the guy", "that lady", "the same one", "the same lead", "lead", "customer",
             "contact", "one", "same one", "it again"}
-PERIODS = ("today", "yesterday", "this week", "last week", "this month", "last month", "monday", "tuesday",
-           "wednesday", "thursday", "friday", "saturday", "sunday")
 _PERIOD = r"(?:on\s+|since\s+|for\s+|from\s+|of\s+)?(?P<period>today|yesterday|this week|last week|this month|" \
           r"last month|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
 # Words that start a request: typos are corrected only here, never inside names or texts.
@@ -125,7 +123,6 @@ class Understood(NamedTuple):
 
     text: str
     full: str
-    pronoun: bool
 
 
 def understand(raw: str, vocabulary: Vocabulary) -> Understood:
@@ -134,25 +131,19 @@ def understand(raw: str, vocabulary: Vocabulary) -> Understood:
     head, colon, tail = raw.partition(":") if _has_text_part(raw) else (raw, "", "")
     full = _translate(_clean(head), vocabulary)
     cut = _AFTERTHOUGHT.split(_clean(head), maxsplit=1)
-    short = full.text
+    short = full
     if len(cut) > 1 and cut[0].strip() and not _FILTER_TAIL.match(cut[-1].strip()) and not colon:
-        short = _translate(_clean(cut[0]), vocabulary).text
-    whole = full.text + (f": {tail.strip()}" if colon else "")
+        short = _translate(_clean(cut[0]), vocabulary)
+    whole = full + (f": {tail.strip()}" if colon else "")
     text = short + (f": {tail.strip()}" if colon else "")
-    return Understood(text=text, full=whole, pronoun=full.pronoun)
+    return Understood(text=text, full=whole)
 
 
-class _Translated(NamedTuple):
-    text: str
-    pronoun: bool
-
-
-def _translate(head: str, vocabulary: Vocabulary) -> _Translated:
+def _translate(head: str, vocabulary: Vocabulary) -> str:
     # "donne-le", "écris-lui", "e-mail": the parts are words of their own (names fold hyphens anyway).
     tokens = [part for token in head.split()
               for part in (token.split("-") if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", token) else [token])]
     out: list[str] = []
-    pronoun = False
     longest = max(vocabulary.longest, 4)
     i = 0
     command_position = True
@@ -171,7 +162,6 @@ def _translate(head: str, vocabulary: Vocabulary) -> _Translated:
                     is_pronoun = folded in vocabulary.pronouns or (n > 1 and folded in PRONOUNS)
                     if is_pronoun:
                         out.append("it")
-                        pronoun = True
                         i += n
                         replaced = True
                         break
@@ -191,12 +181,10 @@ def _translate(head: str, vocabulary: Vocabulary) -> _Translated:
                 fixed = closest_word(word, vocabulary.typo_words)
                 if fixed is not None and fixed != word:
                     token = fixed
-        if word and word in {"he", "she", "him", "her", "them", "it"}:
-            pronoun = True
         out.append(token)
         command_position = command_position and word in _POLITE
         i += 1
-    return _Translated(" ".join(out), pronoun)
+    return " ".join(out)
 
 
 _KEEP = {"a", "to", "me", "my", "i", "it", "is", "on", "in", "for", "of", "the", "and", "as"}

@@ -8,7 +8,6 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -173,6 +172,3 @@ def _line(lines: list[str], key: str) -> int:
             return number
     return 1
 
-
-def describe(vocabulary: Vocabulary) -> dict[str, Any]:
-    return {"languages": list(vocabulary.languages), "phrases": len(vocabulary.phrases)}
