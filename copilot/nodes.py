@@ -277,11 +277,14 @@ def _checked(reply: Any, runner: ToolRunner, tool_names: set[str]) -> AIMessage 
         return None
     if calls:
         kept = []
+        seen: set[str] = set()
         for c in calls[:MAX_CALLS]:
             args, problem = runner.check(c["name"], c.get("args"))
             call_id = str(c.get("id") or "")[:64] or f"call-{uuid.uuid4().hex[:12]}"
-            if call_id.startswith(OFFLINE_CALL_PREFIX):
-                call_id = f"call-{uuid.uuid4().hex[:12]}"  # only the router's calls are the agent's own words
+            if call_id.startswith(OFFLINE_CALL_PREFIX) or call_id in seen:
+                # Only the router's calls are the agent's own words; every call needs its own answer.
+                call_id = f"call-{uuid.uuid4().hex[:12]}"
+            seen.add(call_id)
             kept.append({"name": c["name"], "args": {"_problem": problem} if problem else args, "id": call_id,
                          "type": "tool_call"})
         return AIMessage(content=text[:MAX_REPLY_CHARS], tool_calls=kept)

@@ -212,3 +212,14 @@ def test_a_message_to_a_customer_the_agent_did_not_ask_for_waits_for_yes(world, 
                            AIMessage("Sent as you asked.")])
     assert ask("reply to dana: See you at 5") == "Sent as you asked."
     assert len(outbox.delivered) == 2
+
+
+def test_calls_sharing_an_id_each_run_once(world, sf, prompts, clock) -> None:
+    sarah = world.agent("Sarah")
+    lead = world.lead("Dana Smith", agent=sarah)
+    twice = AIMessage(content="", tool_calls=[
+        {"name": "add_note", "args": {"lead": str(lead), "text": f"note {i}"}, "id": "same", "type": "tool_call"}
+        for i in (1, 2)])
+    model = scripted(twice, AIMessage("Two notes."))
+    assert Chat(make_copilot(sf, prompts, clock, model=model), sarah)("note dana twice") == "Two notes."
+    assert [note.text for note in world.notes(lead)] == ["note 1", "note 2"]
