@@ -590,6 +590,7 @@ def _status(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
         match = re.match(pattern, clean, re.IGNORECASE)
         if match:
             wanted = re.sub(r"^status\s+", "", match.group("status").strip().strip("?.!\"'"), flags=re.IGNORECASE)
+            wanted = re.sub(r"\s+(?:now|again|please|then|too|as well|already)$", "", wanted, flags=re.IGNORECASE)
             status = _status_named(wanted, statuses) or (wanted if lenient else None)
             if status:
                 return _need_lead("set_status", match.group("ref"), focus, status=status)
@@ -706,7 +707,8 @@ def _summary(clean: str, lower: str, focus: int | None, statuses: Sequence[str])
         rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on|resume)\s*{_LEAD}(?P<ref>.*)$",
         rf"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+(?:of|for|on|about)\s+"
         rf"{_LEAD}(?P<ref>.+)$",
-        rf"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+{_LEAD}(?P<ref>.+)$",
+        rf"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+{_LEAD}(?P<ref>.+?)"
+        r"(?:\s+(?:doing|getting on|going|coming along))?$",
     )
     for pattern in patterns:
         match = re.match(pattern, lower)
