@@ -39,6 +39,10 @@ _AFTERTHOUGHT = re.compile(
     r"\s*(?:[,;!?]+|\.\s|\s[-–—]+\s|\s\((?![^)]*\)\s*:))\s*|\s+(?=(?:because|cause|coz|bc|as she|as he|"
     r"she said|he said|she asked|he asked|they asked|porque|ya que|pues|parce que|car|puisque|weil|denn|da sie|"
     r"pois|porque|لأن)\b)", re.IGNORECASE)
+_POLITE_TAIL = re.compile(r"[\s,]+(?:pls|plz|please|thanks|thank you|thx|ty|asap|por favor|porfa|gracias|merci|"
+                          r"s'il te pla[iî]t|s'il vous pla[iî]t|bitte|danke|obrigad[oa]|شكرا)[\s.!]*$", re.IGNORECASE)
+_POLITE_HEAD = re.compile(r"^(?:(?:hey|hi|hello|hola|salut)\s*,\s*|(?:ok|okay|so|pls|plz|please|por favor|can you|"
+                          r"could you|would you|puedes|podrias|peux-tu|kannst du|bitte)[\s,]+)+(?=\S)", re.IGNORECASE)
 _FILTER_TAIL = re.compile(r"^(?:score|on|from|via|in|with|status|created|and|only|that|which|sorted|page)\b",
                           re.IGNORECASE)
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
@@ -129,6 +133,7 @@ def understand(raw: str, vocabulary: Vocabulary) -> Understood:
     """Translate the vocabulary's phrases to English, correct typos in the command words, turn
     pronouns into 'it', and set aside a trailing afterthought. What follows a ':' stays as typed."""
     head, colon, tail = raw.partition(":") if _has_text_part(raw) else (raw, "", "")
+    head = _POLITE_TAIL.sub("", _POLITE_HEAD.sub("", _clean(head)))
     full = _translate(_clean(head), vocabulary)
     cut = _AFTERTHOUGHT.split(_clean(head), maxsplit=1)
     short = full
@@ -563,7 +568,7 @@ def _assign(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
             return None  # "move 42 to Follow Up" is a status change
         return _need_lead("assign_lead", match.group("ref"), focus, agent=_agent_ref(match.group("agent")))
     match = re.match(rf"^(?:assign|give)\s+(?:me|myself)\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
-    if match:
+    if match and not re.search(r"\bleads\b|\blist\b", match.group("ref"), re.IGNORECASE):
         return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
     match = re.match(rf"^(?:assign|give)\s+{_LEAD}(?P<ref>.+?)\s+(?:to\s+)?(?:me|myself)$", clean, re.IGNORECASE)
     if match:
