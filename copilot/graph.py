@@ -9,12 +9,12 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
-from langgraph.prebuilt import ToolNode
 from sqlalchemy.orm import Session, sessionmaker
 
 from copilot.nodes import CopilotNodes
 from copilot.state import CopilotState
-from copilot.tools import ToolContext, build_tools, explain_tool_failure
+from copilot.tools import ToolContext, ToolRunner, build_tools, model_tool_names
+from copilot.vocabulary import vocabulary_for
 from store.models import HOT_SCORE, utcnow
 
 
@@ -30,14 +30,15 @@ def build_graph(
     takeover_minutes: int = 60,
 ) -> Any:
     """Compile the copilot graph. With `model`, a tool-calling agent; without, the offline router."""
-    tools = build_tools(ToolContext(session_factory=session_factory, prompts=prompts, clock=clock, region=region,
-                                    takeover_minutes=takeover_minutes, outbox=outbox, hot_score=HOT_SCORE))
-    nodes = CopilotNodes(session_factory=session_factory, prompts=prompts, tools=tools, clock=clock, model=model,
-                         hot_score=HOT_SCORE)
+    context = ToolContext(session_factory=session_factory, prompts=prompts, clock=clock, region=region,
+                          takeover_minutes=takeover_minutes, outbox=outbox, hot_score=HOT_SCORE)
+    nodes = CopilotNodes(session_factory=session_factory, prompts=prompts, tools=build_tools(context),
+                         runner=ToolRunner(context), vocabulary=vocabulary_for(prompts), clock=clock, model=model,
+                         hot_score=HOT_SCORE, model_tools=model_tool_names())
     graph = StateGraph(CopilotState)
     graph.add_node("authorise_agent", nodes.authorise_agent)
     graph.add_node("route_intent", nodes.route_intent)
-    graph.add_node("run_tools", ToolNode(tools, handle_tool_errors=explain_tool_failure))
+    graph.add_node("run_tools", nodes.run_tools)
     graph.add_node("remember_context", nodes.remember_context)
     graph.add_node("compose_reply", nodes.compose_reply)
     if model is not None:
@@ -49,7 +50,7 @@ def build_graph(
         "authorise_agent", nodes.route_after_authorise,
         ["call_model", "route_intent", END] if model is not None else ["route_intent", END])
     graph.add_conditional_edges("route_intent", nodes.route_after_decision, ["run_tools", END])
-    graph.add_edge("run_tools", "remember_context")
+    graph.add_conditional_edges("run_tools", nodes.route_after_tools, ["run_tools", "remember_context"])
     graph.add_conditional_edges(
         "remember_context", nodes.route_after_remember,
         ["call_model", "compose_reply"] if model is not None else ["compose_reply"])

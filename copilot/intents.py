@@ -6,22 +6,45 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+from copilot.text import closest_word, fold, fold_word, name_score
+from copilot.vocabulary import EMPTY, Vocabulary
 from store.models import NOTE_CATEGORIES
 
-HELP = """I'm your Leaddesk copilot. Ask me in plain words, by lead id, phone, email or name:
-• "summarise lead 42" · "what should I do next with 42?" · /lead 42
+HELP = """I'm your Leaddesk copilot. Ask me in plain words (typos, no accents and other languages are fine),
+by lead id, phone, email or name:
+• "summarise lead 42" · "what's next for 42?" · /lead 42 · then "is she hot?", "write her a first email"
 • "qualify lead 42" (BANT) · /qualify 42 · "is lead 42 hot?"
 • "draft an intro email for 42" · /email 42
-• Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine · "leads on whatsapp" · "score 50-80" · "status Interested leads" · "more"
-• Changes: /note 42 text · "set 42 to Converted" · /assign 42 Mike · "move all of Sarah's leads to Mike" · /archive 42 · "merge 31 into 7"
+• Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine · "new leads yesterday" · "Mike's leads" · "leads on whatsapp" · "score 50-80" · "more"
+• "what happened today?" (new leads, status changes, hot leads waiting, replies owed)
+• Changes: /note 42 text · "set 42 to Converted" · "rename 42 to Ana Ruiz" · "set 42's company to Acme" · /assign 42 Mike · /archive 42 · "merge 31 into 7"
+• Many at once (shown first, then yes/no): "assign all unassigned leads to me" · "set all stale leads to Not Interested" · "move all of Sarah's leads to Mike"
 • Customers: "reply to 42: text" · /takeover 42 · "resume the bot for 42"
 • Paste a business card or email signature (or /card …) to create or merge a lead
 • /inbox shows your unread notifications"""
 
-PRONOUNS = {"it", "this", "that", "them", "him", "her", "this lead", "that lead", "the lead", "this one",
-            "that one", "this customer", "that customer", "this person", "they", "the customer"}
+PRONOUNS = {"it", "this", "that", "them", "him", "her", "he", "she", "this lead", "that lead", "the lead",
+            "this one", "that one", "this customer", "that customer", "this person", "they", "the customer",
+            "that guy", "this guy", "the guy", "that lady", "the same one", "the same lead", "lead", "customer",
+            "contact", "one", "same one", "it again"}
+_PERIOD = r"(?:on\s+|since\s+|for\s+|from\s+|of\s+)?(?P<period>today|yesterday|this week|last week|this month|" \
+          r"last month|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+# Words that start a request: typos are corrected only here, never inside names or texts.
+_POLITE = {"please", "pls", "plz", "can", "could", "would", "you", "hey", "ok", "okay", "so", "now", "and", "also",
+           "then", "quick", "quickly", "por", "favor", "porfa", "s'il", "te", "plait", "bitte", "kannst", "du"}
+# An afterthought starts at these: "set 12 to follow up, she asked for a call".
+_AFTERTHOUGHT = re.compile(
+    r"\s*(?:[,;!?]+|\.\s|\s[-–—]+\s|\s\((?![^)]*\)\s*:))\s*|\s+(?=(?:because|cause|coz|bc|as she|as he|"
+    r"she said|he said|she asked|he asked|they asked|porque|ya que|pues|parce que|car|puisque|weil|denn|da sie|"
+    r"pois|porque|لأن)\b)", re.IGNORECASE)
+_POLITE_TAIL = re.compile(r"[\s,]+(?:pls|plz|please|thanks|thank you|thx|ty|asap|por favor|porfa|gracias|merci|"
+                          r"s'il te pla[iî]t|s'il vous pla[iî]t|bitte|danke|obrigad[oa]|شكرا)[\s.!]*$", re.IGNORECASE)
+_POLITE_HEAD = re.compile(r"^(?:(?:hey|hi|hello|hola|salut)\s*,\s*|(?:ok|okay|so|pls|plz|please|por favor|can you|"
+                          r"could you|would you|puedes|podrias|peux-tu|kannst du|bitte)[\s,]+)+(?=\S)", re.IGNORECASE)
+_FILTER_TAIL = re.compile(r"^(?:score|on|from|via|in|with|status|created|and|only|that|which|sorted|page)\b",
+                          re.IGNORECASE)
 _ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
              "eighth": 8, "last": -1}
 _CHANNELS = {"web": "web", "webchat": "web", "website": "web", "site": "web", "messenger": "messenger",
@@ -51,8 +74,9 @@ def _clean(text: str) -> str:
 def _ref(raw: str | None, focus: int | None) -> str | None:
     """The lead reference as typed, or the focus lead for 'it' / 'this lead' / nothing."""
     ref = (raw or "").strip().strip("?.!,;\"'").strip()
+    ref = re.sub(r"^(?:to|a|the)\s+(?=\S)", "", ref, flags=re.IGNORECASE)
     ref = re.sub(r"^(?:lead|customer|contact)\s+(?=\S)", "", ref, flags=re.IGNORECASE)
-    if not ref or ref.lower() in PRONOUNS:
+    if not ref or fold(ref) in PRONOUNS:
         return str(focus) if focus is not None else None
     return ref
 
@@ -71,26 +95,139 @@ def route(
     last_list: dict[str, Any] | None = None,
     clarify: dict[str, Any] | None = None,
     statuses: Sequence[str] = (),
+    vocabulary: Vocabulary | None = None,
+    fields: Sequence[str] = (),
 ) -> Intent:
     """Turn one message from an agent into a tool call (or a direct answer)."""
+    vocabulary = vocabulary or EMPTY
     raw = (text or "").strip()
-    clean = _clean(raw)
-    if not clean:
+    if not _clean(raw):
         return Reply(HELP)
-    if clean.startswith("/"):
-        return _slash(raw, clean, focus_lead_id, last_list, statuses)
-    lower = clean.lower().rstrip("?.! ")
-
+    if raw.startswith("/"):
+        return _slash(raw, _clean(raw), focus_lead_id, last_list, statuses)
     if clarify:
-        chosen = _choice(lower, clarify)
+        chosen = _choice(_clean(raw).lower().rstrip("?.! "), clarify)
         if chosen is not None:
             return ToolCall(clarify["tool"], {**clarify.get("args", {}), clarify.get("arg", "lead"): str(chosen)})
+    understood = understand(raw, vocabulary)
+    intent = _route_english(understood, raw, focus_lead_id, last_list, statuses, fields)
+    if intent is None and understood.full != understood.text:
+        # The afterthought was not one: read the whole message.
+        intent = _route_english(understood._replace(text=understood.full), raw, focus_lead_id, last_list,
+                                statuses, fields)
+    if intent is not None:
+        return intent
+    if _is_greeting(understood.text.lower()):
+        return Reply("Hello! " + HELP)
+    return ToolCall("suggest_requests", {"text": raw[:200]})
+
+
+class Understood(NamedTuple):
+    """A message read into the router's English: `text` without an afterthought, `full` with it."""
+
+    text: str
+    full: str
+
+
+def understand(raw: str, vocabulary: Vocabulary) -> Understood:
+    """Translate the vocabulary's phrases to English, correct typos in the command words, turn
+    pronouns into 'it', and set aside a trailing afterthought. What follows a ':' stays as typed."""
+    head, colon, tail = raw.partition(":") if _has_text_part(raw) else (raw, "", "")
+    head = _POLITE_TAIL.sub("", _POLITE_HEAD.sub("", _clean(head)))
+    full = _translate(_clean(head), vocabulary)
+    cut = _AFTERTHOUGHT.split(_clean(head), maxsplit=1)
+    short = full
+    if len(cut) > 1 and cut[0].strip() and not _FILTER_TAIL.match(cut[-1].strip()) and not colon:
+        short = _translate(_clean(cut[0]), vocabulary)
+    whole = full + (f": {tail.strip()}" if colon else "")
+    text = short + (f": {tail.strip()}" if colon else "")
+    return Understood(text=text, full=whole)
+
+
+def _translate(head: str, vocabulary: Vocabulary) -> str:
+    # "donne-le", "écris-lui", "e-mail": the parts are words of their own (names fold hyphens anyway).
+    tokens = [part for token in head.split()
+              for part in (token.split("-") if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", token) else [token])]
+    out: list[str] = []
+    longest = max(vocabulary.longest, 4)
+    i = 0
+    command_position = True
+    while i < len(tokens):
+        token = tokens[i]
+        plain = not re.search(r"[@\d]", token)
+        replaced = False
+        if plain:
+            for n in range(min(longest, len(tokens) - i), 0, -1):
+                window = tokens[i:i + n]
+                if any(re.search(r"[@\d]", t) for t in window):
+                    continue
+                folded = fold(" ".join(window))
+                if n > 1 or folded not in _KEEP:
+                    target = vocabulary.phrases.get(folded)
+                    is_pronoun = folded in vocabulary.pronouns or (n > 1 and folded in PRONOUNS)
+                    if is_pronoun:
+                        out.append("it")
+                        i += n
+                        replaced = True
+                        break
+                    if target is not None:
+                        out.append(target)
+                        i += n
+                        replaced = True
+                        break
+        if replaced:
+            command_position = command_position and out[-1] in _POLITE
+            continue
+        word = fold_word(token) if plain else ""
+        if plain and command_position and word not in _POLITE and token.isalpha():
+            if word in _ENGLISH or word in vocabulary.typo_words:
+                token = word  # "Résume" reads as "resume"
+            else:
+                fixed = closest_word(word, vocabulary.typo_words)
+                if fixed is not None and fixed != word:
+                    token = fixed
+        out.append(token)
+        command_position = command_position and word in _POLITE
+        i += 1
+    return " ".join(out)
+
+
+_KEEP = {"a", "to", "me", "my", "i", "it", "is", "on", "in", "for", "of", "the", "and", "as"}
+# Words the router reads as they are: never "corrected" towards a command word.
+_ENGLISH = {"more", "next", "note", "notes", "mine", "move", "mark", "make", "take", "tell", "send", "list", "find",
+            "help", "give", "lead", "page", "open", "show", "what", "with", "from", "have", "this", "that", "call",
+            "who", "whose", "which", "where", "when", "some", "stop", "start", "pause", "reply", "leads", "today",
+            "week", "month", "menu", "hello", "thanks", "thank", "done", "then", "nope", "sure", "okay", "please",
+            "resume", "status", "stale", "hand", "pass", "unassign", "reassign", "draft", "email", "write",
+            "summary", "recap", "mails", "info", "details", "whats", "what's", "any", "news", "unread", "inbox",
+            *_CHANNELS}
+
+
+def _has_text_part(raw: str) -> bool:
+    """A ':' that introduces a note's or a reply's text (not the one in '5:30' or in a URL)."""
+    head = raw.split(":", 1)[0]
+    tail = raw.split(":", 1)[1] if ":" in raw else ""
+    clock_time = bool(re.search(r"\d$", head) and re.match(r"\d", tail))
+    return ":" in raw and not clock_time and not head.lower().endswith(("http", "https"))
+
+
+def _is_greeting(lower: str) -> bool:
+    return bool(re.fullmatch(r"(?:hi|hello|hey|good (?:morning|afternoon|evening)|salut|hola|bonjour|hallo|ola|"
+                             r"olá|buenos dias|buenas)(?: there)?[!.]*", lower))
+
+
+def _route_english(understood: Understood, raw: str, focus_lead_id: int | None, last_list: dict[str, Any] | None,
+                   statuses: Sequence[str], fields: Sequence[str]) -> Intent | None:
+    clean = _clean(understood.text)
+    if not clean:
+        return Reply(HELP)
+    lower = clean.lower().rstrip("?.! ")
 
     if lower in {"yes", "no", "y", "n", "yes please", "no thanks", "cancel", "ok", "okay"}:
         return Reply("There is nothing waiting for a yes or no right now.")
     if lower in {"help", "commands", "what can you do", "menu", "start", "?"} or lower.startswith("help "):
         return Reply(HELP)
-    if re.fullmatch(r"(?:hi|hello|hey|good (?:morning|afternoon|evening)|salut|hola)(?: there)?", lower):
+    if _is_greeting(lower):
         return Reply("Hello! " + HELP)
     if re.fullmatch(r"(?:more|next|next page|show more|more please|continue|page \d+)", lower):
         if not last_list:
@@ -106,11 +243,14 @@ def route(
     if "\n" in raw.strip() and _has_contact(raw) and not re.match(r"^(?:reply|note|tell|send|add)\b", lower):
         return ToolCall("fill_contact_card", {"text": raw.strip()})
 
-    for matcher in (_reply, _note, _merge, _bulk, _assign, _status, _archive, _resume, _takeover, _email, _qualify,
-                    _hot, _summary, _find):
+    for matcher in (_reply, _note, _merge, _digest, _bulk_filter, _bulk, _rename, _assign, _status, _archive, _resume,
+                    _takeover, _email, _qualify, _hot, _next_action, _summary, _find):
         intent = matcher(clean, lower, focus_lead_id, statuses)
         if intent is not None:
             return intent
+    field_change = _set_field(clean, lower, focus_lead_id, fields)
+    if field_change is not None:
+        return field_change
     listing = _list(lower, statuses)
     if listing is not None:
         return listing
@@ -118,7 +258,7 @@ def route(
         return ToolCall("my_notifications", {})
     if re.fullmatch(r"(?:lead\s+)?#?\d{1,7}", lower) or _is_contact(clean):
         return ToolCall("lead_summary", {"lead": clean.lstrip("#")})
-    return Reply("Sorry, I didn't get that.\n" + HELP)
+    return None
 
 
 # --- slash commands --------------------------------------------------------------------------
@@ -270,7 +410,23 @@ def _choice(lower: str, clarify: dict[str, Any]) -> int | None:
         if index == -1:
             return candidates[-1] if candidates else None
         return candidates[index - 1] if index <= len(candidates) else None
-    return None
+    return _choice_by_name(lower, candidates, [str(label) for label in clarify.get("labels", [])])
+
+
+def _choice_by_name(lower: str, candidates: list[int], labels: list[str]) -> int | None:
+    """The one candidate a name or a distinguishing word picks ('Fernández', 'the one at Acme')."""
+    if len(labels) != len(candidates) or len(lower) > 80:
+        return None
+    words = [w for w in fold(re.sub(r"^(?:the one (?:at|from|with|called)|the one|la de|el de|the)\s+", "",
+                                    lower)).split() if w not in {"one", "lead", "please"}]
+    if not words:
+        return None
+    scores = [name_score(" ".join(words), fold(label)) for label in labels]
+    best = max(scores)
+    if best < 85:
+        return None
+    top = [c for c, score in zip(candidates, scores, strict=True) if score >= best - 0.5]
+    return top[0] if len(top) == 1 else None
 
 
 # --- plain English ---------------------------------------------------------------------------
@@ -333,14 +489,101 @@ def _bulk(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) ->
     return None
 
 
+_PROFILE_FIELDS = ("name", "company", "email", "phone", "title", "website")
+
+
+def _rename(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    match = re.match(rf"^(?:rename|re-name)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|into|a|à|en|zu|in|para|em)\s+"
+                     r"(?P<value>.+)$", clean,
+                     re.IGNORECASE)
+    if match:
+        return _need_lead("set_field", match.group("ref"), focus, field="name",
+                          value=match.group("value").strip().strip("\"'"))
+    return None
+
+
+def _set_field(clean: str, lower: str, focus: int | None, fields: Sequence[str]) -> Intent | None:
+    """'set 12's company to Acme', 'set the name of lead 1 to Ana Ruiz', 'change her email to a@b.co'."""
+    names = sorted({*(_PROFILE_FIELDS), *(f.replace("_", " ") for f in fields), *fields}, key=len, reverse=True)
+    known = "|".join(re.escape(name) for name in names)
+    patterns = (
+        rf"^(?:set|change|update|put|make|fix)\s+(?:the\s+)?(?P<field>{known})\s+(?:of|for|on)\s+{_LEAD}"
+        rf"(?P<ref>.+?)\s+(?:to|as|=|:|a|à|en|auf|zu|para|em)\s*(?P<value>.+)$",
+        rf"^(?:set|change|update|put|make|fix)\s+{_LEAD}(?P<ref>.+?)(?:'s|’s)\s+(?P<field>{known})\s+(?:to|as|=|:)\s*"
+        rf"(?P<value>.+)$",
+        rf"^(?:set|change|update|put|make|fix)\s+(?:the\s+)?{_LEAD}(?P<ref>.+?)\s+(?P<field>{known})\s+(?:to|as|=|:)\s*"
+        rf"(?P<value>.+)$",
+        rf"^{_LEAD}(?P<ref>.+?)(?:'s|’s)\s+(?P<field>{known})\s+is\s+(?P<value>.+)$",
+    )
+    for pattern in patterns:
+        match = re.match(pattern, clean, re.IGNORECASE)
+        if match:
+            field_name = match.group("field").lower()
+            if field_name not in _PROFILE_FIELDS:
+                field_name = next((f for f in fields if f.lower() == field_name.replace(" ", "_")
+                                   or f.lower().replace("_", " ") == field_name), field_name)
+            value = match.group("value").strip().strip("\"'")
+            return _need_lead("set_field", match.group("ref"), focus, field=field_name, value=value)
+    return None
+
+
+def _bulk_filter(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    """Every lead matching a filter to one agent, one status, or the archive."""
+    match = re.match(r"^(?P<verb>assign|give|move|hand(?: over)?|transfer|set|mark|put|archive|change)\s+"
+                     r"(?:all|every|each)\s+(?:of\s+)?(?:the\s+)?(?P<filter>.*?\bleads?\b.*?)"
+                     r"(?:\s+(?P<conn>to|as|a|in|into)\s+(?P<target>.+))?$", lower)
+    if not match:
+        return None
+    target_status = _status_named((match.group("target") or "").strip(), statuses)
+    if target_status and match.group("verb") in ("set", "mark", "put", "move", "change"):
+        filters = _list(match.group("filter") + " leads", statuses, default="all")
+        args = dict(filters.args) if isinstance(filters, ToolCall) else {"kind": "all"}
+        if args.pop("agent", None) == "me" and args.get("kind") == "all":
+            args["kind"] = "mine"
+        args.pop("page", None)
+        args.pop("detail", None)
+        if "status" in args:
+            args["filter_status"] = args.pop("status")
+        return ToolCall("bulk_update", {**args, "action": "status", "status": target_status})
+    owner = re.match(r"^(?:of\s+)?(?:my|\S+(?:'s|’s|s'))\s+(?:open\s+)?leads$|^(?:open\s+)?leads\s+(?:of|from)\s+"
+                     r"(?P<src>\S+)$", match.group("filter"))
+    if owner and (owner.group("src") or "") not in _CHANNELS:
+        return None  # "move all of Sarah's leads to Mike" is a reassignment
+    filters = _list(match.group("filter") + " leads", statuses, default="all")
+    args: dict[str, Any] = dict(filters.args) if isinstance(filters, ToolCall) else {"kind": "all"}
+    if args.get("agent"):
+        return None
+    args.pop("page", None)
+    args.pop("detail", None)
+    if "status" in args:
+        args["filter_status"] = args.pop("status")
+    verb, target = match.group("verb"), (match.group("target") or "").strip()
+    if verb == "archive":
+        if target:
+            return None
+        return ToolCall("bulk_update", {**args, "action": "archive"})
+    if not target:
+        return None
+    status = _status_named(target, statuses)
+    if status and verb in ("set", "mark", "put", "move", "change"):
+        return ToolCall("bulk_update", {**args, "action": "status", "status": status})
+    if verb in ("set", "mark", "put", "change") and not status:
+        return None
+    original = _original(clean, target)
+    return ToolCall("bulk_update", {**args, "action": "assign", "agent": _agent_ref(original)})
+
+
 def _assign(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(rf"^(?:re-?assign|assign|give|hand(?: over)?|pass|move|transfer)\s+{_LEAD}(?P<ref>.+?)\s+"
-                     r"(?:over\s+)?to\s+(?P<agent>.+)$", clean, re.IGNORECASE)
+                     r"(?:over\s+)?(?:to|a|à|an|para|zu)\s+(?P<agent>.+)$", clean, re.IGNORECASE)
     if match:
         if _status_named(match.group("agent"), statuses):
             return None  # "move 42 to Follow Up" is a status change
         return _need_lead("assign_lead", match.group("ref"), focus, agent=_agent_ref(match.group("agent")))
     match = re.match(rf"^(?:assign|give)\s+(?:me|myself)\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
+    if match and not re.search(r"\bleads\b|\blist\b", match.group("ref"), re.IGNORECASE):
+        return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
+    match = re.match(rf"^(?:assign|give)\s+{_LEAD}(?P<ref>.+?)\s+(?:to\s+)?(?:me|myself)$", clean, re.IGNORECASE)
     if match:
         return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
     match = re.match(rf"^unassign\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
@@ -356,13 +599,16 @@ def _status(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
          r"(?P<status>.+)$", True),
         (rf"^(?:set|change|update)\s+{_LEAD}(?P<ref>.+?)'s\s+status\s+to\s+(?P<status>.+)$", True),
         (rf"^mark\s+{_LEAD}(?P<ref>.+?)\s+as\s+(?P<status>.+)$", True),
-        (rf"^(?:set|change|update|move|put)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|in|into)\s+(?P<status>.+)$", False),
+        (rf"^(?:set|change|update|move|put|mark)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|in|into|en|a|à|auf|zu|para|em|"
+         r"como|comme|als|for)\s+(?P<status>.+)$", False),
+        (rf"^{_LEAD}(?P<ref>.+?)\s+(?:is|are)\s+(?:now\s+)?(?P<status>.+)$", False),
         (rf"^{_LEAD}(?P<ref>\S+)\s+(?:is\s+now|status)\s*:?\s+(?P<status>.+)$", False),
     )
     for pattern, lenient in patterns:
         match = re.match(pattern, clean, re.IGNORECASE)
         if match:
             wanted = re.sub(r"^status\s+", "", match.group("status").strip().strip("?.!\"'"), flags=re.IGNORECASE)
+            wanted = re.sub(r"\s+(?:now|again|please|then|too|as well|already)$", "", wanted, flags=re.IGNORECASE)
             status = _status_named(wanted, statuses) or (wanted if lenient else None)
             if status:
                 return _need_lead("set_status", match.group("ref"), focus, status=status)
@@ -406,6 +652,11 @@ def _email(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -
     if match and re.search(r"e-?mail", lower) and re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|create|"
                                                           r"make|intro|an?\s+intro|e-?mail)", lower):
         return _need_lead("draft_intro_email", match.group("ref"), focus)
+    match = re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|send)\s+(?P<ref>.+?)\s+(?:an?\s+)?"
+                     r"(?:intro(?:duction|ductory)?|first|outreach|welcome|short|quick)?\s*(?:intro\s+)?e-?mail"
+                     r"(?:\s+draft)?$", clean, re.IGNORECASE)
+    if match:
+        return _need_lead("draft_intro_email", match.group("ref"), focus)
     return None
 
 
@@ -425,6 +676,8 @@ def _hot(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> 
         rf"^(?:is|are)\s+{_LEAD}(?P<ref>.+?)\s+(?:a\s+)?(?:hot|warm|ready to buy|hot lead|worth (?:it|chasing))$",
         rf"^how\s+(?:hot|warm)\s+is\s+{_LEAD}(?P<ref>.+)$",
         r"^(?:is\s+)?(?:it|this|that)\s+hot$",
+        rf"^(?:is|are)\s+(?:hot|warm)\s+{_LEAD}(?P<ref>.+)$",
+        r"^is\s+(?:hot|warm)$",
     )
     for pattern in patterns:
         match = re.match(pattern, lower)
@@ -433,16 +686,47 @@ def _hot(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> 
     return None
 
 
-def _summary(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+def _next_action(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
-        rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on)\s*{_LEAD}(?P<ref>.*)$",
-        rf"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+(?:of|for|on|about)\s+"
-        rf"{_LEAD}(?P<ref>.+)$",
-        rf"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+{_LEAD}(?P<ref>.+)$",
         rf"^what\s+(?:should|do|can|shall)\s+i\s+do\s+(?:next\s+)?(?:with|about|for|on)\s+{_LEAD}(?P<ref>.+?)"
         r"(?:\s+next)?$",
-        rf"^(?:what'?s\s+the\s+)?next\s+(?:step|action|best action|move)s?\s*(?:for|with|on)?\s*{_LEAD}(?P<ref>.*)$",
-        r"^what\s+(?:should|do)\s+i\s+do\s+next$",
+        rf"^(?:what'?s|what is|whats)\s+(?:the\s+)?next\s*(?:step|action|best action|move)?s?\s*(?:for|with|on)"
+        rf"\s+{_LEAD}(?P<ref>.+)$",
+        rf"^(?:the\s+)?next\s+(?:step|action|best action|move)s?\s*(?:for|with|on)?\s*{_LEAD}(?P<ref>.*)$",
+        r"^what\s+(?:should|do)\s+i\s+do\s+next(?:\s+with\s+(?P<ref>.+))?$",
+        r"^(?:what'?s|what is|whats)\s+next(?:\s+for\s+(?P<ref>.+))?$",
+        r"^how\s+do\s+i\s+move\s+(?P<ref>.+?)\s+forward$",
+    )
+    for pattern in patterns:
+        match = re.match(pattern, lower)
+        if match:
+            ref = match.groupdict().get("ref")
+            if ref is not None and ref.strip():
+                ref = _original(clean, ref)
+            return _need_lead("next_action", ref, focus)
+    return None
+
+
+def _digest(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    match = re.match(rf"^(?:so\s+)?(?:what\s+(?:has\s+)?happened|what\s+went\s+on|what\s+changed|any\s+activity|"
+                     rf"activity|digest|recap|catch me up|what did i miss)\s*(?:on the desk\s*)?{_PERIOD}?"
+                     r"(?:\s+on the desk)?$", lower)
+    if match:
+        return ToolCall("activity_digest", {"period": match.group("period") or "today"})
+    match = re.match(rf"^(?:give me\s+)?(?:the\s+|a\s+)?(?:activity\s+)?(?:digest|recap|summary|rundown)\s+"
+                     rf"(?:of\s+)?{_PERIOD}$", lower)
+    if match:
+        return ToolCall("activity_digest", {"period": match.group("period")})
+    return None
+
+
+def _summary(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    patterns = (
+        rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on|resume)\s*{_LEAD}(?P<ref>.*)$",
+        rf"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+(?:of|for|on|about)\s+"
+        rf"{_LEAD}(?P<ref>.+)$",
+        rf"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+{_LEAD}(?P<ref>.+?)"
+        r"(?:\s+(?:doing|getting on|going|coming along))?$",
     )
     for pattern in patterns:
         match = re.match(pattern, lower)
@@ -476,8 +760,14 @@ def _original(clean: str, lowered_fragment: str) -> str:
 def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> Intent | None:
     """A request for a list of leads, with kind and filters, or None when it is not one."""
     kind = default
+    period_match = re.search(r"\b(today|yesterday|this week|last week|this month|last month|monday|tuesday|"
+                             r"wednesday|thursday|friday|saturday|sunday)\b", lower)
+    recent = re.search(r"\b(?:new|recent|latest|newest|fresh)\s+(?:\w+\s+)?leads\b|\bcreated\b|\brecently created\b|"
+                       r"\bcame in\b|\barrived\b|\bleads created\b", lower)
     if re.search(r"\bhot(?:test)?\b", lower):
         kind = "hot"
+    elif recent:
+        kind = "recent"
     elif re.search(r"follow[- ]?ups?\b|to follow up|due today|today'?s (?:leads|list|tasks)|\btoday\b", lower):
         kind = "follow_ups"
     elif re.search(r"\bunassigned\b|\bnot assigned\b|\bnobody'?s\b|\bunclaimed\b", lower):
@@ -485,12 +775,23 @@ def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> In
     elif re.search(r"\bstale\b|\bgone (?:quiet|cold)\b|\bcold leads\b|\binactive\b|\bneglected\b|\bquiet leads\b",
                    lower):
         kind = "stale"
-    elif re.search(r"\b(?:new|recent|latest|newest|fresh)\s+leads\b|\bcreated\s+(?:this week|recently|today|"
-                   r"lately)\b|\brecently created\b|\bleads created\b", lower):
-        kind = "recent"
-    elif re.search(r"\bmy\s+(?:open\s+)?leads\b|\bleads assigned to me\b|\bmine\b", lower):
+    elif re.search(r"^my\s+(?:open\s+)?leads\b|\bshow\s+(?:me\s+)?my\s+(?:open\s+)?leads\b|\blist\s+my\s+leads\b|"
+                   r"\bleads assigned to me\b|\bmine\b|^my leads$", lower):
         kind = "mine"
     args: dict[str, Any] = {"kind": kind or "all"}
+    if kind == "recent" and period_match:
+        args["period"] = period_match.group(1)
+    if kind != "mine":
+        owner = re.search(r"(?:^|\s)(?P<who>my|[a-z][\w.-]*(?:'s|’s|s'))\s+(?:(?:open|hot|new|stale|recent|interested|"
+                          r"[a-z]+)\s+){0,3}leads\b", lower)
+        by = re.search(r"\bleads\s+(?:of|assigned to|owned by|belonging to|for agent)\s+(?P<who>[a-z][\w.-]*)", lower)
+        who = (owner.group("who") if owner else None) or (by.group("who") if by else None)
+        if who:
+            who = re.sub(r"(?:'s|’s|s')$", "", who)
+            if who not in _CHANNELS and who not in ("today", "yesterday", "week", "month", "everyone", "everybody"):
+                args["agent"] = _agent_ref(who)
+    if re.search(r"\b(?:summari[sz]e|sum up|brief me on|recap|overview of|summary of)\b", lower):
+        args["detail"] = True
     status = None
     match = re.search(r"\bstatus\s*(?:is|=|:)?\s*(?P<s>[a-z][a-z \-]*?)(?:\s+(?:leads|on|in|with|score)\b|$)", lower)
     if match:
@@ -501,7 +802,8 @@ def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> In
                          rf"{re.escape(name.lower())}\b", lower):
                 status = name
                 break
-    if status and not (kind == "follow_ups" and "follow" in status.lower()):
+    if status and not (kind == "follow_ups" and "follow" in status.lower()) and not (
+            kind == "recent" and status.lower() == "new" and not re.search(r"\bstatus\b", lower)):
         args["status"] = status
     for word, channel in _CHANNELS.items():
         if re.search(rf"\b(?:on|from|via|through|in)\s+{word}\b|\b{word}\s+leads\b", lower):
@@ -512,7 +814,8 @@ def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> In
         args["score_min"] = low
     if high is not None:
         args["score_max"] = high
-    is_list = (kind is not None or len(args) > 1) and (
+    filtered = any(key not in ("kind", "detail") for key in args)
+    is_list = (kind is not None or filtered) and (
         default is not None or re.search(r"\bleads?\b|\blist\b|\bshow\b|\bwho\b|\bwhich\b|\bfollow[- ]?ups?\b", lower))
     if not is_list:
         return None

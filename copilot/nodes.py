@@ -26,7 +26,9 @@ from copilot import config as cfg
 from copilot.access import Denied, load_agent
 from copilot.intents import Reply, ToolCall, route
 from copilot.state import CopilotState
-from copilot.tools import agent_id_of
+from copilot.tools import CHANGE_TOOLS, Confirm, ToolRunner, agent_id_of
+from copilot.vocabulary import Vocabulary
+from store.models import Lead
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +38,21 @@ REFUSAL = ("Sorry, I only work for registered, active Leaddesk agents. Ask your 
 MAX_KEPT_MESSAGES = 60  # checkpointed history per chat; older turns are dropped
 MODEL_WINDOW = 30  # messages the model sees
 MAX_REPLY_CHARS = 12000
+MAX_CALLS = 10  # tool calls taken from one model answer
 
 
 class CopilotNodes:
     """Node functions bound to the graph's collaborators."""
 
     def __init__(self, *, session_factory: sessionmaker[Session], prompts: Any, tools: Sequence[BaseTool],
-                 clock: Callable[[], datetime], model: BaseChatModel | None = None, hot_score: int = 75):
+                 runner: ToolRunner, vocabulary: Vocabulary, clock: Callable[[], datetime],
+                 model: BaseChatModel | None = None, hot_score: int = 75, model_tools: set[str] | None = None):
         self.session_factory = session_factory
         self.prompts = prompts
         self.tools = list(tools)
+        self.model_tools = [t for t in self.tools if model_tools is None or t.name in model_tools]
+        self.runner = runner
+        self.vocabulary = vocabulary
         self.clock = clock
         self.model = model
         self.hot_score = hot_score
@@ -69,9 +76,7 @@ class CopilotNodes:
 
     def route_intent(self, state: CopilotState, config: RunnableConfig) -> dict[str, Any]:
         """The offline engine: turn the agent's words into a tool call, as the model would."""
-        text = _last_human_text(state.get("messages", []))
-        intent = route(text, focus_lead_id=state.get("focus_lead_id"), last_list=state.get("last_list"),
-                       clarify=state.get("clarify"), statuses=cfg.status_names(self.prompts))
+        intent = self._read(state)
         if isinstance(intent, Reply):
             return {"messages": [AIMessage(intent.text)], "clarify": None}
         assert isinstance(intent, ToolCall)
@@ -85,11 +90,14 @@ class CopilotNodes:
         try:
             with self.session_factory.begin() as session:
                 agent = load_agent(agent_id_of(config), session=session)
-                system = self._system_prompt(agent.name, agent.role)
+                focus = state.get("focus_lead_id")
+                lead = session.get(Lead, int(focus)) if focus is not None else None
+                in_focus = f"#{lead.id} {lead.name or '(no name)'}" if lead is not None else None
+                system = self._system_prompt(agent.name, agent.role, in_focus)
             if self._bound is None:
-                self._bound = self.model.bind_tools(self.tools)
+                self._bound = self.model.bind_tools(self.model_tools)
             reply = self._bound.invoke([SystemMessage(system), *_window(state.get("messages", []))])
-            checked = _checked(reply, {tool.name for tool in self.tools})
+            checked = _checked(reply, self.runner, {tool.name for tool in self.model_tools})
         except Exception as exc:  # noqa: BLE001 - the model is untrusted: any failure falls back
             log.warning("copilot model call failed (%s); answering with the offline engine", type(exc).__name__)
             checked = None
@@ -98,6 +106,50 @@ class CopilotNodes:
                 return {"messages": [AIMessage(_tool_text(state.get("messages", [])))]}
             return self.route_intent(state, config)
         return {"messages": [checked]}
+
+    def run_tools(self, state: CopilotState, config: RunnableConfig) -> dict[str, Any]:
+        """Run the decided tool calls in order. A call that needs the agent's answer is asked alone:
+        when something already ran in this step, the step ends first and the next one asks, so that
+        resuming after the answer never runs a change twice, and each question gets its own answer."""
+        messages = state.get("messages", [])
+        caller = _last_tool_caller(messages)
+        if caller is None:
+            return {}
+        agent_id = agent_id_of(config)
+        answered = {m.tool_call_id for m in _last_tool_results(messages)}
+        changed = _changed_this_turn(messages)
+        asked: dict[str, Any] | None = None
+        if not all(c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls):
+            reading = self._read(state)
+            asked = {"name": reading.name, "args": reading.args} if isinstance(reading, ToolCall) else None
+        results: list[ToolMessage] = []
+        for call in caller.tool_calls:
+            if call["id"] in answered:
+                continue
+            name = call["name"]
+            raw_args = call.get("args") or {}
+            if isinstance(raw_args, dict) and "_problem" in raw_args:
+                args, problem = {}, str(raw_args["_problem"])
+            else:
+                args, problem = self.runner.check(name, raw_args)
+            if problem is not None:
+                results.append(ToolMessage(problem, tool_call_id=call["id"], name=name, artifact={}))
+                continue
+            outcome: Any = None
+            if not call["id"].startswith(OFFLINE_CALL_PREFIX):
+                outcome = self.runner.approval(name, args, agent_id, asked=asked, changed=changed)
+            if outcome is None:
+                outcome = self.runner.plan(name, args, agent_id)
+            if isinstance(outcome, Confirm):
+                if results:
+                    break  # asked in the next step, on its own
+                outcome = self.runner.ask_and_apply(name, outcome, agent_id)
+            text, artifact = outcome
+            if name in CHANGE_TOOLS and isinstance(artifact, dict) and artifact.get("focus_lead_id") is not None:
+                changed.add(int(artifact["focus_lead_id"]))
+            results.append(ToolMessage(str(text), tool_call_id=call["id"], name=name,
+                                       artifact=artifact if isinstance(artifact, dict) else {}))
+        return {"messages": results}
 
     def remember_context(self, state: CopilotState) -> dict[str, Any]:
         """Keep the focus lead, the last list and a pending choice from the tools' artifacts."""
@@ -127,6 +179,13 @@ class CopilotNodes:
         last = state["messages"][-1]
         return "run_tools" if isinstance(last, AIMessage) and last.tool_calls else "__end__"
 
+    def route_after_tools(self, state: CopilotState) -> Literal["run_tools", "remember_context"]:
+        caller = _last_tool_caller(state.get("messages", []))
+        answered = {m.tool_call_id for m in _last_tool_results(state.get("messages", []))}
+        if caller is not None and any(c["id"] not in answered for c in caller.tool_calls):
+            return "run_tools"
+        return "remember_context"
+
     def route_after_remember(self, state: CopilotState) -> Literal["call_model", "compose_reply"]:
         caller = _last_tool_caller(state.get("messages", []))
         offline = caller is None or all(c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls)
@@ -134,13 +193,22 @@ class CopilotNodes:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    def _system_prompt(self, agent_name: str, role: str) -> str:
+    def _read(self, state: CopilotState) -> Any:
+        """The offline router's reading of the agent's latest message."""
+        text = _last_human_text(state.get("messages", []))
+        return route(text, focus_lead_id=state.get("focus_lead_id"), last_list=state.get("last_list"),
+                     clarify=state.get("clarify"), statuses=cfg.status_names(self.prompts),
+                     vocabulary=self.vocabulary, fields=[f.name for f in self.prompts.custom_fields])
+
+    def _system_prompt(self, agent_name: str, role: str, in_focus: str | None = None) -> str:
         scope = ("an admin: you may see and change every lead" if role == "admin" else
                  "an agent: you may see and change only their own and unassigned leads")
+        focus = (f" The lead in focus is {in_focus}: 'he', 'she', 'it', 'that lead' (in any language) mean this "
+                 "lead." if in_focus else "")
         return (cfg.system_prompt(self.prompts, agent_name=agent_name, now=self.clock())
-                + f"\n\n{agent_name} is {scope}. Leads scoring {self.hot_score} or more are hot. Changes that "
-                "affect many leads, set a final status or archive ask the agent to confirm; tell them what "
-                "the tool answered.")
+                + f"\n\n{agent_name} is {scope}. Leads scoring {self.hot_score} or more are hot.{focus} Changes "
+                "that affect many leads, another agent, a final status or the archive ask the agent to confirm; "
+                "only change what the agent asked for, and tell them what the tool answered.")
 
 
 def _last_human_text(messages: Sequence[AnyMessage]) -> str:
@@ -195,18 +263,42 @@ def _stale_messages(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
     return list(messages[:cut])
 
 
-def _checked(reply: Any, tool_names: set[str]) -> AIMessage | None:
-    """The model's answer if it is usable: an AIMessage with text or calls to known tools."""
+def _checked(reply: Any, runner: ToolRunner, tool_names: set[str]) -> AIMessage | None:
+    """The model's answer if it is usable: an AIMessage with text or calls to known tools, each
+    call's arguments validated and bounded before anything runs or is stored (a call that fails
+    keeps only a short error, which the tool step hands back to the model)."""
     if not isinstance(reply, AIMessage):
         return None
-    calls = [c for c in reply.tool_calls or [] if c.get("name") in tool_names and isinstance(c.get("args"), dict)]
+    calls = [c for c in reply.tool_calls or [] if c.get("name") in tool_names]
     if reply.tool_calls and len(calls) != len(reply.tool_calls):
         return None
     text = reply.text if isinstance(reply.text, str) else str(reply.content or "")
     if not calls and not text.strip():
         return None
     if calls:
-        return AIMessage(content=text[:MAX_REPLY_CHARS], tool_calls=[
-            {"name": c["name"], "args": c["args"], "id": c.get("id") or f"call-{uuid.uuid4().hex[:12]}",
-             "type": "tool_call"} for c in calls])
+        kept = []
+        seen: set[str] = set()
+        for c in calls[:MAX_CALLS]:
+            args, problem = runner.check(c["name"], c.get("args"))
+            call_id = str(c.get("id") or "")[:64] or f"call-{uuid.uuid4().hex[:12]}"
+            if call_id.startswith(OFFLINE_CALL_PREFIX) or call_id in seen:
+                # Only the router's calls are the agent's own words; every call needs its own answer.
+                call_id = f"call-{uuid.uuid4().hex[:12]}"
+            seen.add(call_id)
+            kept.append({"name": c["name"], "args": {"_problem": problem} if problem else args, "id": call_id,
+                         "type": "tool_call"})
+        return AIMessage(content=text[:MAX_REPLY_CHARS], tool_calls=kept)
     return AIMessage(content=text.strip()[:MAX_REPLY_CHARS])
+
+
+def _changed_this_turn(messages: Sequence[AnyMessage]) -> set[int]:
+    """Leads changed by tools since the agent's latest message."""
+    changed: set[int] = set()
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            break
+        if isinstance(message, ToolMessage) and message.name in CHANGE_TOOLS:
+            artifact = message.artifact if isinstance(message.artifact, dict) else {}
+            if artifact.get("focus_lead_id") is not None:
+                changed.add(int(artifact["focus_lead_id"]))
+    return changed

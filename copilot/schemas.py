@@ -13,8 +13,13 @@ ListKind = Literal["all", "mine", "hot", "follow_ups", "unassigned", "stale", "r
 Verdict = Literal["met", "partly", "not met", "unknown"]
 
 
+Period = Literal["today", "yesterday", "this week", "last week", "this month", "last month", "monday", "tuesday",
+                 "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
 class _Args(BaseModel):
-    model_config = {"extra": "ignore", "str_strip_whitespace": True}
+    # Numbers a model sends for text (a lead id as 42) are read as text; bounds apply after.
+    model_config = {"extra": "ignore", "str_strip_whitespace": True, "coerce_numbers_to_str": True}
 
 
 class LeadArgs(_Args):
@@ -45,6 +50,38 @@ class ListLeadsArgs(_Args):
     score_min: int | None = Field(None, ge=0, le=100, description="Lowest score to include.")
     score_max: int | None = Field(None, ge=0, le=100, description="Highest score to include.")
     page: int = Field(1, ge=1, le=10000, description="Page number (10 leads per page).")
+    agent: str | None = Field(None, max_length=200,
+                              description="Only this agent's leads: a name, email or id, or 'me'. Agents may "
+                                          "list only their own; admins anyone's.")
+    period: Period | None = Field(None, description="With kind 'recent': created in this period.")
+    detail: bool = Field(False, description="Give each lead's summary and next step, not just a line.")
+
+
+class DigestArgs(_Args):
+    period: Period = Field("today", description="What happened in this period.")
+
+
+class FieldArgs(LeadArgs):
+    field: str = Field(description="name, company, email, phone, or a custom field's name.", min_length=1,
+                       max_length=60)
+    value: str = Field(description="The new value; empty clears the field.", max_length=500)
+
+
+class BulkArgs(_Args):
+    action: Literal["assign", "status", "archive"] = Field(description="What to do to every matching lead.")
+    kind: ListKind = Field("all", description="Which leads, as in list_leads.")
+    status: str | None = Field(None, max_length=60,
+                               description="With action 'status': the new status. Otherwise unused.")
+    agent: str | None = Field(None, max_length=200, description="With action 'assign': who gets the leads.")
+    filter_status: str | None = Field(None, max_length=60, description="Only leads with this status now.")
+    channel: Literal["web", "messenger", "instagram", "whatsapp", "manual"] | None = None
+    score_min: int | None = Field(None, ge=0, le=100)
+    score_max: int | None = Field(None, ge=0, le=100)
+    period: Period | None = Field(None, description="With kind 'recent': created in this period.")
+
+
+class SuggestArgs(_Args):
+    text: str = Field(description="What the agent wrote.", min_length=1, max_length=400)
 
 
 class NoteArgs(LeadArgs):

@@ -19,10 +19,11 @@ from store.text import clean_text
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 8000
+MAX_PENDING = 20  # questions one run may still hold when the agent moves on
 _YES = {"yes", "y", "yeah", "yep", "yup", "ok", "okay", "sure", "confirm", "confirmed", "do it", "go", "go ahead",
-        "proceed", "approve", "approved", "yes please", "please do", "si", "sí", "oui", "ja", "نعم"}
+        "proceed", "approve", "approved", "yes please", "please do", "si", "sí", "sim", "oui", "ja", "claro", "vale", "dale", "d'accord", "نعم"}
 _NO = {"no", "n", "nope", "nah", "cancel", "stop", "abort", "don't", "dont", "no thanks", "never mind",
-       "nevermind", "non", "nein", "لا"}
+       "nevermind", "non", "nein", "não", "nao", "لا"}
 
 
 @dataclass
@@ -63,7 +64,12 @@ class Copilot:
                 choice = match_choice(text, pending.get("options", []))
                 if choice is not None:
                     return self._resume(config, pending, choice)
+                # Every question still waiting is declined (one run may hold several, asked in turn).
                 cancelled = self._resume(config, pending, "no")
+                for _ in range(MAX_PENDING):
+                    if cancelled.pending is None:
+                        break
+                    cancelled = self._resume(config, cancelled.pending, "no")
                 answer = self._invoke(config, {"messages": [HumanMessage(text)]})
                 answer.reply = f"(Left the earlier question unanswered: {cancelled.reply})\n\n{answer.reply}"
                 return answer

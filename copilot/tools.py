@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -22,6 +22,8 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import interrupt
 from pydantic import BaseModel, ValidationError
+from rapidfuzz import fuzz, process
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.takeover import NoConversation, pause_bot, resume_bot, send_agent_reply
@@ -32,12 +34,15 @@ from copilot.access import (
     Denied,
     can_see,
     check_visible,
+    clear_match,
     find_lead,
     find_teammate,
     is_admin,
     load_agent,
     visible,
+    visible_labels,
 )
+from copilot.dates import period_range
 from copilot.insights import (
     LeadFacts,
     Said,
@@ -49,8 +54,11 @@ from copilot.insights import (
 )
 from copilot.schemas import (
     AssignArgs,
+    BulkArgs,
     CardArgs,
+    DigestArgs,
     DraftEmailArgs,
+    FieldArgs,
     FindLeadsArgs,
     LeadArgs,
     ListLeadsArgs,
@@ -60,18 +68,23 @@ from copilot.schemas import (
     ReassignArgs,
     ReplyArgs,
     StatusArgs,
+    SuggestArgs,
 )
+from copilot.text import fold
 from store import identity as identity_rules
 from store.agents import AgentError
-from store.contacts import InvalidContact
+from store.contacts import InvalidContact, find_emails, try_normalize_phone
 from store.copilot_queries import (
     count_follow_up_leads,
     follow_up_leads,
     lead_ids_matching,
+    leads_awaiting_reply,
     leads_by_email,
     message_counts,
+    status_changes,
 )
 from store.leads import (
+    LeadNotFound,
     find_lead_by_phone,
     get_lead,
     merge_leads,
@@ -104,7 +117,7 @@ CONVERTED = "Converted"  # the status that closes a sale and locks the lead, as 
 STALE_DAYS = 7
 RECENT_DAYS = 7
 YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "confirm", "confirmed", "do it", "go", "go ahead",
-       "proceed", "approve", "approved", "true", "si", "sí", "oui", "ja", "نعم"}
+       "proceed", "approve", "approved", "true", "si", "sí", "sim", "oui", "ja", "claro", "vale", "dale", "d'accord", "نعم"}
 
 Result = tuple[str, dict[str, Any]]
 
@@ -256,10 +269,18 @@ class CopilotTools:
 
     def list_leads(self, agent: Agent, session: Session, kind: str = "all", status: str | None = None,
                    channel: str | None = None, score_min: int | None = None,
-                   score_max: int | None = None, page: int = 1) -> Result:
+                   score_max: int | None = None, page: int = 1, agent_ref: str | None = None,
+                   period: str | None = None, detail: bool = False) -> Result:
         now = self.ctx.clock()
-        args = {"kind": kind, "status": status, "channel": channel, "score_min": score_min,
-                "score_max": score_max, "page": page}
+        args: dict[str, Any] = {"kind": kind, "status": status, "channel": channel, "score_min": score_min,
+                                "score_max": score_max, "page": page}
+        owner = self._owner(agent_ref, agent, session) if agent_ref else None
+        if owner is not None:
+            args["agent"] = str(owner.id) if owner.id != agent.id else "me"
+        if period:
+            args["period"] = period
+        if detail:
+            args["detail"] = True
         if score_min is not None and score_max is not None and score_min > score_max:
             score_min, score_max = score_max, score_min
         q = LeadQuery(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, sort="-score",
@@ -279,6 +300,12 @@ class CopilotTools:
             q.terminal_statuses = cfg.terminal_statuses(self.ctx.prompts)
         elif kind == "recent":
             q.created_from, q.sort = now - timedelta(days=RECENT_DAYS), "-created_at"
+            if period:
+                q.created_from, q.created_to, label = period_range(period, now=now, zone=self._zone())
+                title = f"Leads created {label}"
+        if owner is not None:
+            q.agent_id = owner.id
+            title += " — yours" if owner.id == agent.id else f" — {owner.name}'s"
         q = visible(agent, q)
         if kind == "follow_ups":
             start = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -300,7 +327,11 @@ class CopilotTools:
         pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
         if not leads:
             return f"{title}: there are only {pages} page(s).", {"last_list": {**args, "page": pages}}
-        lines = [f"{title} — {total} in all, page {page} of {pages}:"] + [lead_line(lead) for lead in leads]
+        lines = [f"{title} — {total} in all, page {page} of {pages}:"]
+        for lead in leads:
+            lines.append(lead_line(lead))
+            if detail:
+                lines.append(f"   {self._gist(lead, session, now)}")
         if page < pages:
             lines.append('Say "more" for the next page.')
         artifact: dict[str, Any] = {"last_list": args}
@@ -493,7 +524,11 @@ class CopilotTools:
             add_note(target, f"Intro email draft:\n\n{text}", session=s, category="Follow-up", agent=me)
             return f"Saved the intro email draft as a Follow-up note on #{lead_id}.", {"focus_lead_id": lead_id}
 
-        return Confirm("save_email", f"{draft}\n\nSave this draft as a note on #{lead_id}?",
+        warning = "" if found.email else (
+            f"Note: #{lead_id} {found.name or ''} has no email address on file, so this cannot be sent as an email "
+            f"yet (add one: \"set {lead_id}'s email to …\").\n\n")
+        return Confirm("save_email", f"{_tidy(warning) + chr(10) * 2 if warning else ''}{draft}\n\n"
+                                     f"Save this draft as a note on #{lead_id}?",
                        {"lead_ids": [lead_id], "draft": draft}, apply=apply,
                        declined=("Okay, the draft was not saved.", {"focus_lead_id": lead_id}))
 
@@ -627,6 +662,167 @@ class CopilotTools:
             verb = "Created"
         return _tidy(f"{verb} lead #{lead.id} {lead.name or ''}."), {"focus_lead_id": lead.id}
 
+    def next_action(self, agent: Agent, session: Session, lead: str) -> Result:
+        found = self._lead(lead, agent, session)
+        now = self.ctx.clock()
+        step = self._next_step(found, session, now)
+        return _tidy(f"Next step for #{found.id} {found.name or ''}: {step}"), {"focus_lead_id": found.id}
+
+    def activity_digest(self, agent: Agent, session: Session, period: str = "today") -> Result:
+        now = self.ctx.clock()
+        start, end, label = period_range(period, now=now, zone=self._zone())
+        scope = visible(agent, LeadQuery(limit=1000))
+        created = query_leads(replace(scope, created_from=start, created_to=end, sort="-created_at", limit=5),
+                              session=session, now=now)
+        created_total = count_leads(replace(scope, created_from=start, created_to=end), session=session, now=now)
+        changes = status_changes(scope, session=session, since=start, until=end, limit=8)
+        terminal = cfg.terminal_statuses(self.ctx.prompts)
+        hot = [lead for lead in leads_awaiting_reply(replace(scope, hot=True), session=session, limit=20)
+               if lead.status not in terminal][:5]
+        owed = [lead for lead in leads_awaiting_reply(scope, session=session, limit=50)
+                if lead.status not in terminal]
+        who = "the desk" if is_admin(agent) else "your leads and the unassigned ones"
+        lines = [f"Activity {label} ({who}):", f"New leads: {created_total}"]
+        lines += [f"  {lead_line(lead)}" for lead in created]
+        lines.append(f"Status changes: {len(changes)}" + (" (latest 8)" if len(changes) >= 8 else ""))
+        lines += [f"  #{lead_id} {name or '(no name)'}: {old or '?'} → {new}" for lead_id, name, old, new, _ in changes]
+        lines.append(f"Hot leads waiting for an answer: {len(hot)}")
+        lines += [f"  {lead_line(lead)}" for lead in hot]
+        lines.append(f"Replies owed (the customer wrote last): {len(owed)}")
+        lines += [f"  {lead_line(lead)}" for lead in owed[:5]]
+        if len(owed) > 5:
+            lines.append(f"  … and {len(owed) - 5} more")
+        return "\n".join(lines), {}
+
+    def set_field(self, agent: Agent, session: Session, lead: str, field: str, value: str) -> Result:
+        found = _writable(self._lead(lead, agent, session))
+        name, new = self._field_value(field, value)
+        if name in PROFILE_FIELDS:
+            old = getattr(found, name)
+            changes: dict[str, Any] = {name: new}
+        else:
+            extra = dict(found.custom_fields or {})
+            old = extra.get(name)
+            if new is None:
+                extra.pop(name, None)
+            else:
+                extra[name] = new
+            changes = {"custom_fields": extra}
+        if old == new:
+            return f"#{found.id}'s {name} is already {new!r}.", {"focus_lead_id": found.id}
+        try:
+            with session.begin_nested():
+                update_lead(found, changes, session=session, actor="agent", agent_id=agent.id)
+        except IntegrityError:
+            raise CopilotError(f"Another lead already has that {name}; nothing was changed.") from None
+        shown = "(empty)" if new is None else new
+        return _tidy(f"#{found.id} {found.name or ''}: {name} {old or '(empty)'} → {shown}."), {
+            "focus_lead_id": found.id}
+
+    def bulk_update(self, agent: Agent, session: Session, action: str, kind: str = "all",
+                    status: str | None = None, agent_ref: str | None = None, filter_status: str | None = None,
+                    channel: str | None = None, score_min: int | None = None, score_max: int | None = None,
+                    period: str | None = None) -> Result | Confirm:
+        now = self.ctx.clock()
+        q = self._filter_query(agent, kind, filter_status, channel, score_min, score_max, period, now)
+        if action == "status":
+            if not status:
+                raise CopilotError("Which status should they get?")
+            new_status = cfg.canonical_status(self.ctx.prompts, status)
+        target: Agent | None = None
+        if action == "assign":
+            target = find_teammate(agent_ref or "", agent, session=session)
+            if target is not None and target.id != agent.id and not is_admin(agent):
+                raise Denied("Only an admin can give leads to another agent in bulk; you can take them yourself.")
+        ids = lead_ids_matching(q, session=session, now=now)
+        leads = [get_lead(i, session=session) for i in ids]
+        if action == "status":
+            leads = [lead for lead in leads if lead.status != new_status and not lead.locked]
+        elif action == "assign":
+            leads = [lead for lead in leads if lead.assigned_agent_id != (target.id if target else None)
+                     and not lead.locked]
+        if not leads:
+            return "No lead you can change matches that, so nothing would change.", {}
+        ids = [lead.id for lead in leads]
+        preview = [lead_line(lead) for lead in leads[:8]] + ([f"… and {len(leads) - 8} more"] if len(leads) > 8 else [])
+        if action == "assign":
+            what = f"Assign {len(ids)} lead(s) to {target.name if target else 'nobody (unassigned)'}?"
+            plan: dict[str, Any] = {"lead_ids": ids, "to_agent_id": target.id if target else None}
+        elif action == "status":
+            what = f"Set {len(ids)} lead(s) to {new_status}?"
+            plan = {"lead_ids": ids, "status": new_status}
+        else:
+            what = f"Archive {len(ids)} lead(s)? They will no longer show in lists."
+            plan = {"lead_ids": ids}
+
+        def apply(me: Agent, s: Session, _choice: str, shown_plan: dict[str, Any]) -> Result:
+            done = 0
+            shown = [int(i) for i in shown_plan.get("lead_ids", ids)]
+            for lead_id in shown:
+                try:
+                    lead = _writable(check_visible(me, get_lead(lead_id, session=s)))
+                except (CopilotError, LeadNotFound):
+                    continue  # changed hands or was converted meanwhile: left alone
+                if action == "assign":
+                    to = s.get(Agent, plan["to_agent_id"]) if plan["to_agent_id"] is not None else None
+                    if assign_lead(lead, to, session=s, actor="agent", by_agent=me):
+                        done += 1
+                elif action == "status":
+                    self._apply_status(me, s, lead.id, plan["status"])
+                    done += 1
+                elif not lead.archived:
+                    update_lead(lead, {"archived": True}, session=s, actor="agent", agent_id=me.id)
+                    done += 1
+            if action == "assign" and plan["to_agent_id"] not in (None, me.id) and done:
+                to = s.get(Agent, plan["to_agent_id"])
+                if to is not None:
+                    notify(to, None, f"{me.name} assigned you {done} lead(s).", session=s, kind="assigned")
+            skipped = len(shown) - done
+            tail = f" ({skipped} changed meanwhile and were left alone.)" if skipped else ""
+            verb = {"assign": "Assigned", "status": "Updated", "archive": "Archived"}[action]
+            return f"{verb} {done} lead(s).{tail}", {}
+
+        return Confirm(f"bulk_{action}", "\n".join([what, *preview]), plan, apply=apply,
+                       declined=("Okay, nothing was changed.", {}))
+
+    def suggest_requests(self, agent: Agent, session: Session, text: str) -> Result:
+        """The two or three closest requests to words the router did not understand."""
+        words = fold(text).split()[:12]
+        labels = visible_labels(agent, session=session)
+        lead: Lead | None = None
+        used: list[str] = []
+        for size in (3, 2, 1):
+            for i in range(len(words) - size + 1):
+                chunk = " ".join(words[i:i + size])
+                if chunk in _VERB_WORDS or len(chunk) < 3 or any(w.isdigit() for w in words[i:i + size]):
+                    continue
+                match = clear_match(chunk, labels)
+                if match is None:
+                    continue
+                lead = get_lead(match.id, session=session)
+                used = words[i:i + size]
+                break
+            if lead is not None:
+                break
+        verbs = _closest_verbs([w for w in words if w not in used])
+        if lead is None:
+            ids = [w.lstrip("#") for w in words if w.lstrip("#").isdigit() and len(w) <= 7]
+            for candidate in ids:
+                try:
+                    lead = self._lead(candidate, agent, session)
+                    break
+                except CopilotError:
+                    continue
+        options: list[str] = []
+        if lead is not None:
+            who = f"{lead.name or 'lead'} (#{lead.id})"
+            for verb in (verbs or ["summarise", "qualify", "next step for"])[:3]:
+                options.append(f"{verb} {who}")
+        else:
+            options = [_EXAMPLES[verb] for verb in (verbs or ["summarise", "hot leads", "what happened"])[:3]]
+        return ("Sorry, I didn't get that. Did you mean: " + " · ".join(f"{o}?" for o in options)
+                + "\n(/help lists everything I can do.)"), ({"focus_lead_id": lead.id} if lead is not None else {})
+
     # helpers
 
     def _takeover_minutes(self) -> int:
@@ -635,6 +831,121 @@ class CopilotTools:
     def _lead(self, ref: str, agent: Agent, session: Session) -> Lead:
         return find_lead(ref, agent, session=session, region=self.ctx.region)
 
+    def _zone(self) -> Any:
+        try:
+            return self.ctx.prompts.business.hours.zone
+        except Exception:  # noqa: BLE001 - a bad zone name is reported by prompts check; UTC meanwhile
+            return UTC
+
+    def _owner(self, ref: str, agent: Agent, session: Session) -> Agent | None:
+        owner = find_teammate(ref, agent, session=session)
+        if owner is None:
+            raise CopilotError("Say whose leads: an agent's name, or 'my leads'. For unassigned ones, /unassigned.")
+        if owner.id != agent.id and not is_admin(agent):
+            raise Denied(f"Only an admin can list {owner.name}'s leads; you can list your own.")
+        return owner
+
+    def _next_step(self, lead: Lead, session: Session, now: datetime) -> str:
+        if lead.next_best_action:
+            return lead.next_best_action
+        facts = lead_facts(lead, session=session, now=now)
+        return qualify(facts, now=now, terminal_negative=cfg.negative_statuses(self.ctx.prompts)).next_action
+
+    def _gist(self, lead: Lead, session: Session, now: datetime) -> str:
+        summary = " ".join((lead.summary or "").split())
+        step = self._next_step(lead, session, now)
+        head = f"{summary[:160]}{'…' if len(summary) > 160 else ''} " if summary else ""
+        return f"{head}Next: {step}"
+
+    def _field_value(self, field: str, value: str) -> tuple[str, Any]:
+        """The field's name and the typed value checked and converted, or a CopilotError."""
+        name = fold(field).replace(" ", "_")
+        text = (value or "").strip()
+        if name in ("full_name", "lead_name"):
+            name = "name"
+        if name in PROFILE_FIELDS:
+            if not text:
+                if name == "name":
+                    raise CopilotError("A lead's name cannot be empty.")
+                return name, None
+            if name == "email":
+                emails = find_emails(text)
+                if not emails or emails[0].lower() != text.lower():
+                    raise CopilotError(f"{text!r} is not an email address.")
+                return name, emails[0]
+            if name == "phone":
+                phone = try_normalize_phone(text, self.ctx.region)
+                if not phone:
+                    raise CopilotError(f"{text!r} is not a phone number I can use.")
+                return name, phone
+            return name, text[:200]
+        custom = next((f for f in self.ctx.prompts.custom_fields
+                       if fold(f.name) == fold(field) or fold(f.label) == fold(field)), None)
+        if custom is None:
+            known = ", ".join([*PROFILE_FIELDS, *(f.name for f in self.ctx.prompts.custom_fields)])
+            raise CopilotError(f"Leads have no field {field!r}. Fields: {known}.")
+        if not text:
+            return custom.name, None
+        try:
+            return custom.name, custom.coerce(text)
+        except (ValueError, TypeError) as exc:
+            raise CopilotError(f"{text!r} does not fit {custom.label}: {exc}") from None
+
+    def _filter_query(self, agent: Agent, kind: str, status: str | None, channel: str | None,
+                      score_min: int | None, score_max: int | None, period: str | None, now: datetime) -> LeadQuery:
+        q = LeadQuery(limit=1000, score_min=score_min, score_max=score_max, channel=(channel,) if channel else (),
+                      status=(cfg.canonical_status(self.ctx.prompts, status),) if status else ())
+        if kind == "mine":
+            q.agent_id = agent.id
+        elif kind == "hot":
+            q.hot = True
+        elif kind == "unassigned":
+            q.unassigned = True
+        elif kind == "stale":
+            q.stale_days = STALE_DAYS
+            q.terminal_statuses = cfg.terminal_statuses(self.ctx.prompts)
+        elif kind == "recent":
+            q.created_from = now - timedelta(days=RECENT_DAYS)
+            if period:
+                q.created_from, q.created_to, _label = period_range(period, now=now, zone=self._zone())
+        elif kind == "follow_ups":
+            q.status = tuple(cfg.follow_up_statuses(self.ctx.prompts))
+        return visible(agent, q)
+
+
+
+PROFILE_FIELDS = ("name", "company", "email", "phone")
+_EXAMPLES = {
+    "summarise": '"summarise 42"', "qualify": '"qualify 42"', "next step for": '"next step for 42"',
+    "check if hot": '"is 42 hot?"', "draft an intro email for": '"draft an intro email for 42"',
+    "archive": '"archive 42"', "take over": '"take over 42"', "hot leads": '"my hot leads"',
+    "what happened": '"what happened today?"', "assign": '"assign 42 to me"', "add a note to": '"note for 42: text"',
+    "set the status of": '"set 42 to Follow Up"',
+}
+_VERBS = {
+    "summarise": "summarise", "summary": "summarise", "show": "summarise", "qualify": "qualify", "bant": "qualify",
+    "next": "next step for", "step": "next step for", "hot": "check if hot", "warm": "check if hot",
+    "draft": "draft an intro email for", "email": "draft an intro email for", "write": "draft an intro email for",
+    "archive": "archive", "takeover": "take over", "take": "take over", "leads": "hot leads",
+    "happened": "what happened", "today": "what happened", "assign": "assign", "give": "assign",
+    "note": "add a note to", "status": "set the status of",
+}
+_VERB_WORDS = set(_VERBS) | {"the", "a", "an", "for", "to", "of", "me", "please", "lead", "with", "on", "is"}
+
+
+def _closest_verbs(words: list[str]) -> list[str]:
+    """Request kinds whose words are closest to the typed ones (typos allowed), best first."""
+    found: list[tuple[float, str]] = []
+    for word in words[:6]:
+        if len(word) < 3:
+            continue
+        match = process.extractOne(word, list(_VERBS), scorer=fuzz.ratio, score_cutoff=60)
+        if match is not None:
+            verb = _VERBS[match[0]]
+            if verb not in [v for _, v in found]:
+                found.append((match[1], verb))
+    found.sort(key=lambda item: -item[0])
+    return [verb for _, verb in found]
 
 
 def _writable(lead: Lead, action: LeadAction = "edit", agent: Agent | None = None) -> Lead:
@@ -674,6 +985,13 @@ TOOL_SPECS: tuple[tuple[str, type[BaseModel], str], ...] = (
     ("list_leads", ListLeadsArgs, "List leads: all, mine, hot, today's follow-ups, unassigned, stale, recent; "
                                   "optionally by status, channel or score range. 10 per page."),
     ("my_notifications", NoArgs, "Show (and mark read) the agent's unread notifications."),
+    ("next_action", LeadArgs, "Only the next best action for a lead (use for 'what next', 'next step')."),
+    ("activity_digest", DigestArgs, "What happened in a period: new leads, status changes, hot leads waiting, "
+                                    "replies owed, within what the agent may see."),
+    ("set_field", FieldArgs, "Set one profile field (name, company, email, phone) or custom field of a lead; "
+                             "'rename' sets the name."),
+    ("bulk_update", BulkArgs, "Assign, set the status of, or archive every lead matching a filter (shows a "
+                              "preview and asks to confirm)."),
     ("add_note", NoteArgs, "Add a note to a lead."),
     ("set_status", StatusArgs, "Set a lead's status (final statuses ask the agent to confirm)."),
     ("assign_lead", AssignArgs, "Assign one lead to an agent ('me' for yourself, 'nobody' to unassign)."),
@@ -689,68 +1007,205 @@ TOOL_SPECS: tuple[tuple[str, type[BaseModel], str], ...] = (
                                     "and, once confirmed, create or merge the lead."),
 )
 _NEEDS_LEAD_ARG = {"lead_summary", "qualify_lead", "check_hot", "draft_intro_email", "add_note", "set_status",
-                   "assign_lead", "archive_lead", "reply_to_customer", "resume_bot", "take_over"}
+                   "assign_lead", "archive_lead", "reply_to_customer", "resume_bot", "take_over", "next_action",
+                   "set_field"}
+# Offline only: what the router answers when it did not understand (the model answers in words).
+OFFLINE_SPECS: tuple[tuple[str, type[BaseModel], str], ...] = (
+    ("suggest_requests", SuggestArgs, "Offer the closest requests to words that were not understood."),
+)
+
+
+CHANGE_TOOLS = frozenset({"add_note", "set_status", "assign_lead", "reassign_leads", "archive_lead", "set_field",
+                          "bulk_update", "reply_to_customer", "resume_bot", "take_over"})
 
 
 def build_tools(ctx: ToolContext) -> list[BaseTool]:
-    """The LangChain tools over `ctx`, each guarded: permission errors and bad input become plain answers."""
-    impl = CopilotTools(ctx)
+    """The LangChain tools over `ctx` (what the model is offered), each guarded: permission errors
+    and bad input become plain answers. The graph runs them through `ToolRunner`."""
+    runner = ToolRunner(ctx)
     tools: list[BaseTool] = []
-    for name, schema, description in TOOL_SPECS:
+    for name, schema, description in TOOL_SPECS + OFFLINE_SPECS:
         tools.append(StructuredTool.from_function(
-            func=_guarded(name, impl, ctx), name=name, description=description, args_schema=schema,
+            func=_as_function(name, runner), name=name, description=description, args_schema=schema,
             response_format="content_and_artifact"))
     return tools
+
+
+def model_tool_names() -> set[str]:
+    return {name for name, _schema, _description in TOOL_SPECS}
+
+
+def _as_function(name: str, runner: ToolRunner) -> Callable[..., Result]:
+    def run(config: RunnableConfig, **kwargs: Any) -> Result:
+        outcome = runner.plan(name, kwargs, agent_id_of(config))
+        if isinstance(outcome, Confirm):
+            return runner.ask_and_apply(name, outcome, agent_id_of(config))
+        return outcome
+
+    run.__name__ = name
+    return run
 
 
 def _which_one(name: str, args: dict[str, Any], many: Ambiguous) -> Result:
     """List the candidates (inside the transaction that loaded them) and remember the request."""
     lines = [f"{many.total} leads match {many.ref!r}. Which one?"]
     lines += [f"{i}. {lead_line(lead)}" for i, lead in enumerate(many.leads, 1)]
-    lines.append("Answer with the number or the id.")
+    lines.append("Answer with the number, the id or a name.")
     artifact: dict[str, Any] = {}
     if name in _NEEDS_LEAD_ARG:
         artifact = {"clarify": {"tool": name, "args": args, "arg": "lead",
-                                "candidates": [lead.id for lead in many.leads]}}
+                                "candidates": [lead.id for lead in many.leads],
+                                "labels": [f"{lead.name or ''} {lead.company or ''}".strip()
+                                           for lead in many.leads]}}
     return "\n".join(lines), artifact
 
 
-def _guarded(name: str, impl: CopilotTools, ctx: ToolContext) -> Callable[..., Result]:
-    method = getattr(impl, name)
+class ToolRunner:
+    """Runs one tool call in two steps: `plan` (checks, reads, and for plain changes does them in
+    one transaction) and, when the plan is a question, `ask_and_apply` (one interrupt, then the
+    change in a fresh transaction). Every failure becomes a short sentence for the agent."""
 
-    def run(config: RunnableConfig, **kwargs: Any) -> Result:
-        call = {"agent_ref" if k == "agent" else k: v for k, v in kwargs.items()}
+    def __init__(self, ctx: ToolContext):
+        self.ctx = ctx
+        self.impl = CopilotTools(ctx)
+        self.schemas = {name: schema for name, schema, _ in TOOL_SPECS + OFFLINE_SPECS}
+
+    def check(self, name: str, args: Any) -> tuple[dict[str, Any], str | None]:
+        """The call's arguments validated and bounded, or a short plain error."""
+        schema = self.schemas.get(name)
+        if schema is None:
+            return {}, f"There is no tool called {str(name)[:40]!r}."
+        if not isinstance(args, dict):
+            return {}, f"{name} needs named arguments."
         try:
-            with ctx.session_factory.begin() as session:
-                agent = load_agent(agent_id_of(config), session=session)
-                agent_id = agent.id
+            checked = schema.model_validate(args)
+        except ValidationError as exc:
+            return {}, explain_tool_failure(name, exc)
+        return checked.model_dump(exclude_none=True, exclude_defaults=False), None
+
+    def plan(self, name: str, args: dict[str, Any], agent_id: int | None) -> Result | Confirm:
+        method = getattr(self.impl, name)
+        call = {"agent_ref" if k == "agent" else k: v for k, v in args.items()}
+        try:
+            with self.ctx.session_factory.begin() as session:
+                agent = load_agent(agent_id, session=session)
                 try:
                     outcome = method(agent, session, **call)
                 except Ambiguous as many:
-                    return _which_one(name, kwargs, many)
+                    return _which_one(name, args, many)
             if isinstance(outcome, Afterwards):
                 return outcome.run()
-            if isinstance(outcome, Confirm):
-                # Asked with no transaction open: the run pauses here until the agent answers.
-                choice, plan = ask(outcome.kind, outcome.question, outcome.options, **outcome.plan)
-                if choice == "no":
-                    return outcome.declined
-                with ctx.session_factory.begin() as session:
-                    me = load_agent(agent_id, session=session)
-                    return outcome.apply(me, session, choice, plan)
             return outcome
         except GraphBubbleUp:
             raise
         except identity_rules.NotAllowed as exc:
             return f"I can't merge them: {exc}.", {}
-        except (CopilotError, WorkError, AgentError, InvalidContact) as exc:
+        except (CopilotError, WorkError, AgentError, InvalidContact, LeadNotFound) as exc:
             return str(exc), {}
+        except ValueError as exc:
+            return f"Could not run {name}: {exc}", {}
         except Exception:  # noqa: BLE001 - the agent gets an answer; the details go to the log
             log.exception("copilot tool %s failed", name)
             return "Something went wrong on our side while doing that; it was logged. Nothing else was changed.", {}
 
-    run.__name__ = name
-    return run
+    def ask_and_apply(self, name: str, outcome: Confirm, agent_id: int | None) -> Result:
+        """Ask the agent (the run pauses here, with no transaction open) and apply on yes."""
+        choice, plan = ask(outcome.kind, outcome.question, outcome.options, **outcome.plan)
+        if choice == "no":
+            return outcome.declined
+        try:
+            with self.ctx.session_factory.begin() as session:
+                me = load_agent(agent_id, session=session)
+                result: Any = outcome.apply(me, session, choice, plan)
+            return result.run() if isinstance(result, Afterwards) else result
+        except (CopilotError, WorkError, AgentError, InvalidContact, LeadNotFound) as exc:
+            return str(exc), {}
+        except Exception:  # noqa: BLE001
+            log.exception("copilot tool %s failed after confirmation", name)
+            return "Something went wrong on our side while doing that; it was logged. Nothing else was changed.", {}
+
+    def approval(self, name: str, args: dict[str, Any], agent_id: int | None, *, asked: dict[str, Any] | None,
+                 changed: set[int]) -> Confirm | None:
+        """A question for a change the agent did not ask for in this turn's words that touches
+        another lead than the one changed already, gives a lead to someone else, or unassigns it.
+        (Final statuses, archiving and bulk changes always ask by themselves.)"""
+        if name not in CHANGE_TOOLS or name in ("reassign_leads", "bulk_update", "archive_lead"):
+            return None
+        if name == "set_status":
+            try:
+                if cfg.canonical_status(self.ctx.prompts, str(args.get("status", ""))) in \
+                        cfg.terminal_statuses(self.ctx.prompts):
+                    return None  # a final status asks by itself, with what will change
+            except CopilotError:
+                return None
+        try:
+            with self.ctx.session_factory.begin() as session:
+                agent = load_agent(agent_id, session=session)
+                lead = find_lead(str(args.get("lead", "")), agent, session=session, region=self.ctx.region)
+                other_owner: Agent | None = None
+                unassign = False
+                if name == "assign_lead":
+                    target = find_teammate(str(args.get("agent", "")), agent, session=session)
+                    unassign = target is None
+                    other_owner = target if target is not None and target.id != agent.id else None
+                    if asked and asked.get("name") == name:
+                        wanted = find_teammate(str(asked["args"].get("agent", "")), agent, session=session)
+                        if (wanted.id if wanted else None) == (target.id if target else None) and \
+                                self._same_lead(asked, lead.id, agent, session):
+                            return None
+                elif asked and asked.get("name") == name and self._same_lead(asked, lead.id, agent, session):
+                    return None
+                another_lead = bool(changed) and lead.id not in changed
+                # A message to a customer goes out in the agent's name: only as the agent asked.
+                unasked_message = name == "reply_to_customer"
+                if not (other_owner or unassign or another_lead or unasked_message):
+                    return None
+                preview = _describe(name, args, lead, other_owner)
+        except (CopilotError, AgentError, LeadNotFound):
+            return None  # the tool itself explains the problem
+        lead_id = lead.id
+        reason = ("it gives a lead to another agent" if other_owner else "it unassigns a lead" if unassign
+                  else "it changes another lead than the one already changed" if another_lead
+                  else "it messages a customer in your name")
+
+        def apply(me: Agent, s: Session, _choice: str, _plan: dict[str, Any]) -> Result:
+            outcome = self.impl_call(name, args, me, s)
+            return outcome
+
+        return Confirm("approve", f"You did not ask for this in your message ({reason}): {preview}. Do it?",
+                       {"lead_ids": [lead_id], "tool": name}, apply=apply,
+                       declined=("The agent said no: nothing was changed.", {}))
+
+    def impl_call(self, name: str, args: dict[str, Any], agent: Agent, session: Session) -> Result | Afterwards:
+        """Run a change the agent has just approved, in the approval's transaction (a reply to a
+        customer runs its own transactions once this one has closed)."""
+        call = {"agent_ref" if k == "agent" else k: v for k, v in args.items()}
+        outcome = getattr(self.impl, name)(agent, session, **call)
+        if isinstance(outcome, Confirm):
+            return outcome.apply(agent, session, "yes", outcome.plan)
+        return outcome  # an Afterwards (a reply) runs once the approval's transaction has closed
+
+    def _same_lead(self, asked: dict[str, Any], lead_id: int, agent: Agent, session: Session) -> bool:
+        ref = str(asked.get("args", {}).get("lead", ""))
+        try:
+            return find_lead(ref, agent, session=session, region=self.ctx.region).id == lead_id
+        except CopilotError:
+            return False
+
+
+def _describe(name: str, args: dict[str, Any], lead: Lead, owner: Agent | None) -> str:
+    label = f"#{lead.id} {lead.name or '(no name)'}"
+    if name == "assign_lead":
+        return f"assign {label} to {owner.name if owner else 'nobody'}"
+    if name == "set_status":
+        return f"set {label} from {lead.status} to {args.get('status')}"
+    if name == "set_field":
+        return f"set {label}'s {args.get('field')} to {str(args.get('value'))[:80]!r}"
+    if name == "add_note":
+        return f"add a note to {label}: {str(args.get('text'))[:80]!r}"
+    if name == "reply_to_customer":
+        return f"send {label} the message {str(args.get('text'))[:120]!r}"
+    return f"{name.replace('_', ' ')} {label}"
 
 
 # What a failed tool says it could not do (the agent reads it, or the model passes it on).
@@ -765,20 +1220,21 @@ _COULD_NOT = {
     "resume_bot": "I couldn't hand that conversation back to the bot",
     "take_over": "I couldn't take over that conversation",
     "fill_contact_card": "I couldn't save that contact card",
+    "set_field": "I couldn't change that field",
+    "bulk_update": "I couldn't change those leads",
+    "merge_leads": "I couldn't merge those leads",
+    "list_leads": "I couldn't list those leads",
 }
 
 
-def explain_tool_failure(exc: Exception) -> str:
-    """The answer to a tool call that failed before or outside its own handling (e.g. arguments
-    the tool's schema refuses): the traceback goes to the log, the agent gets a plain sentence
-    naming the arguments that were not understood, never the exception's text."""
-    name = getattr(exc, "tool_name", None) or "that tool"
-    log.error("copilot tool %s failed", name, exc_info=exc)
-    could_not = _COULD_NOT.get(name, "I couldn't do that")
-    errors = getattr(exc, "filtered_errors", None)
-    if errors is None and isinstance(getattr(exc, "source", None), ValidationError):
-        errors = exc.source.errors()  # type: ignore[attr-defined]
-    fields = sorted({str(error["loc"][0]) for error in errors or () if error.get("loc")})
-    if fields:
-        return f"{could_not}: the {', '.join(fields)} given could not be understood; nothing was changed."
-    return f"{could_not}; nothing was changed."
+def explain_tool_failure(name: str, exc: ValidationError) -> str:
+    """The answer to a tool call whose arguments the tool refuses: the details go to the log, the
+    agent (or the model, to relay) gets a plain sentence naming what was not understood, never the
+    exception's text."""
+    log.error("copilot tool %s refused its arguments", name, exc_info=exc)
+    could_not = _COULD_NOT.get(name, f"I couldn't {name.replace('_', ' ')}")
+    problems = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return f"{could_not} ({'; '.join(problems)}); nothing was changed."

@@ -15,7 +15,7 @@ from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.agents import hash_token
-from store.models import Agent, Conversation, Lead, Message, Note, Notification
+from store.models import Agent, AuditEvent, Conversation, Lead, Message, Note, Notification
 from store.query import LeadQuery, build_lead_query
 
 # No 0/O, 1/I/L: codes are read off a terminal and typed into a phone.
@@ -165,3 +165,47 @@ def leads_by_email(email: str, *, session: Session) -> list[Lead]:
     return list(session.scalars(
         select(Lead).where(func.lower(Lead.email) == email.strip().lower(), Lead.merged_into_id.is_(None))
     ))
+
+
+def lead_labels(*, session: Session,
+                visible_to_agent_id: int | None = None) -> list[tuple[int, str, str, bool, int]]:
+    """(id, name, company, archived, score) of every lead not merged away (the leads an agent sees:
+    their own and unassigned ones when `visible_to_agent_id` is set), for name matching."""
+    stmt = select(Lead.id, Lead.name, Lead.company, Lead.archived, Lead.score).where(Lead.merged_into_id.is_(None))
+    if visible_to_agent_id is not None:
+        stmt = stmt.where(or_(Lead.assigned_agent_id == visible_to_agent_id, Lead.assigned_agent_id.is_(None)))
+    return [(lead_id, name or "", company or "", bool(archived), score or 0)
+            for lead_id, name, company, archived, score in session.execute(stmt)]
+
+
+def status_changes(q: LeadQuery, *, session: Session, since: datetime, until: datetime,
+                   limit: int = 50) -> list[tuple[int, str | None, str | None, str | None, datetime]]:
+    """(lead id, lead name, old, new, when) of the status changes to leads of `q` in [since, until)."""
+    leads = build_lead_query(replace(q, archived=None)).with_only_columns(Lead.id).subquery()
+    stmt = (
+        select(AuditEvent.lead_id, Lead.name, AuditEvent.old_value, AuditEvent.new_value, AuditEvent.created_at)
+        .join(Lead, Lead.id == AuditEvent.lead_id)
+        .where(AuditEvent.field == "status", AuditEvent.created_at >= since, AuditEvent.created_at < until,
+               AuditEvent.lead_id.in_(select(leads.c.id)))
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    )
+    return [(row[0], row[1], row[2], row[3], row[4]) for row in session.execute(stmt)]
+
+
+def leads_awaiting_reply(q: LeadQuery, *, session: Session, limit: int = 50) -> list[Lead]:
+    """Open leads of `q` whose latest message is the customer's (nobody has answered it yet)."""
+    last_id = (
+        select(func.max(Message.id))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.lead_id == Lead.id)
+        .correlate(Lead)
+        .scalar_subquery()
+    )
+    stmt = (
+        build_lead_query(q)
+        .where(exists().where(Message.id == last_id, Message.author == "customer"))
+        .order_by(Lead.score.desc(), Lead.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

@@ -61,9 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "cases",
-        nargs="+",
+        nargs="*",
         metavar="CASES.jsonl",
-        help="case files, or directories of .jsonl files (e.g. prompts/eval)",
+        help="case files, or directories of .jsonl files (e.g. prompts/eval; with --copilot "
+        "the default is the prompts directory's eval/copilot)",
+    )
+    parser.add_argument(
+        "--copilot",
+        action="store_true",
+        help="evaluate the agents' copilot instead of the bot: labelled chats on a seeded desk "
+        "of leads and agents (eval/copilot/desk.yaml)",
     )
     parser.add_argument(
         "--prompts", metavar="DIR", default=None, help="prompts directory to test (default: "
@@ -562,6 +569,14 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
 
     config = load_checked_prompts(args.prompts, settings)
     region = _region(args.region, settings)
+    if getattr(args, "copilot", False):
+        from leaddesk.cli.copilot_eval import run_copilot_eval
+
+        return run_copilot_eval(args, settings, config, region=region)
+    if not args.cases:
+        from leaddesk.cli import UserError
+
+        raise UserError("name the case files or directories (e.g. prompts/eval)")
     files = case_files(args.cases)
     cases, problems = read_cases(files, statuses=config.status_names)
     for problem in problems:

@@ -75,6 +75,10 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         config = load_prompts(directory)
     except PromptError as exc:
         problems.extend((p.file, p.line, p.message) for p in exc.problems)
+    if config is not None:
+        from copilot.vocabulary import check_vocabulary
+
+        problems.extend((p.file, p.line, p.message) for p in check_vocabulary(config))
     eval_dir = directory / "eval"
     cases = 0
     if eval_dir.is_dir():
@@ -84,6 +88,19 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         )
         cases = len(found)
         problems.extend((p.file, p.line, p.message) for p in case_problems)
+    copilot_dir = eval_dir / "copilot"
+    if copilot_dir.is_dir() and sorted(copilot_dir.glob("*.jsonl")):
+        from leaddesk.cli import UserError
+        from leaddesk.cli.copilot_eval import read_copilot_cases, read_desk
+
+        try:
+            desk = read_desk(copilot_dir)
+        except UserError as exc:
+            problems.append((str(copilot_dir / "desk.yaml"), 1, str(exc)))
+        else:
+            found_copilot, copilot_problems = read_copilot_cases(sorted(copilot_dir.glob("*.jsonl")), desk)
+            cases += len(found_copilot)
+            problems.extend((p.file, p.line, p.message) for p in copilot_problems)
     for file, line, message in problems:
         print(f"{shown(file)}:{line}: {message}")
     if problems:

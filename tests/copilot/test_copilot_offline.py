@@ -58,7 +58,7 @@ def test_unknown_leads_are_reported_plainly(world, chat) -> None:
     sarah = world.agent("Sarah")
     ask = chat(sarah)
     assert ask("/lead 999") == "There is no lead #999."
-    assert ask("qualify Nobody Atall") == "I found no lead called 'Nobody Atall'."
+    assert ask("qualify Nobody Atall") == "No lead you can see matches 'Nobody Atall'."
     assert ask("is +1 415 555 0000 hot?") == "I found no lead with that phone number."
 
 
@@ -86,7 +86,8 @@ def test_hot_answers_yes_or_no_with_reasons(world, chat) -> None:
 
 def test_intro_email_is_shown_and_saved_as_a_note_only_when_confirmed(world, chat, prompts) -> None:
     sarah = world.agent("Sarah Connor")
-    lead = world.lead("Dana Smith", agent=sarah, company="Crumbs Bakery", interests=["battery storage"])
+    lead = world.lead("Dana Smith", agent=sarah, company="Crumbs Bakery", interests=["battery storage"],
+                      email="dana@crumbs.example")
     ask = chat(sarah)
     answer = ask.say(f"draft an intro email for lead {lead}")
     assert answer.pending is not None and answer.pending["kind"] == "save_email"
