@@ -57,7 +57,7 @@ def serve(
             telegram_bot_token=None,
             meta_graph_url=graph.url,
             whatsapp_access_token=WA_TOKEN,
-            whatsapp_phone_number_id="1098765",
+            whatsapp_phone_number_id=mp.PHONE_NUMBER_ID,
             messenger_page_access_token=PAGE_TOKEN,
             instagram_access_token=IG_TOKEN,
             openai_api_key="test-key",
