@@ -374,6 +374,12 @@ def has_own_notes(agent: Agent, lead: Lead, *, session: Session) -> bool:
     ).first() is not None
 
 
+def may_read_notes(agent: Agent, lead: Lead, *, session: Session) -> bool:
+    """Whether the agent reads any of the lead's notes: with access to the lead, or as a former
+    owner whose lead was merged into it (then only their own, see `visible_notes`)."""
+    return may_access(agent, lead) or has_own_notes(agent, lead, session=session)
+
+
 # ---- conversations --------------------------------------------------------------------------
 
 

@@ -423,3 +423,36 @@ def test_lead_page_shows_trust_and_merges_a_suggestion_after_a_confirmation(  # 
         last = session.scalars(sql_select(Msg).where(Msg.author == "agent")
                                .order_by(Msg.id.desc())).first()
         assert last is not None and last.channel == "web"
+
+
+def test_a_former_owner_still_reads_their_own_notes_after_their_lead_is_merged_away(  # type: ignore[no-untyped-def]
+    console, sarah, world
+):
+    sarah_id, _ = sarah
+    ben_id, ben = world.agent("Ben")
+    _, admin = world.agent("Ada", role="admin")
+    hers = world.lead("Dana", channel="whatsapp", agent_id=sarah_id)
+    his = world.lead("Dana S.", channel="messenger", agent_id=ben_id)
+    theirs = world.lead("Someone else", agent_id=ben_id)
+    assert ben.post(f"/api/leads/{hers}/notes", json={"text": "not his"}).status_code == 403
+    for lead_id, text in ((his, "Ben's note on his lead"), (theirs, "Ben's other lead")):
+        assert ben.post(f"/api/leads/{lead_id}/notes", json={"text": text}).status_code == 201
+    _, sarah_api = sarah
+    assert sarah_api.post(f"/api/leads/{hers}/notes",
+                          json={"text": "Sarah's own note"}).status_code == 201
+    console.login(email="sarah@example.com", password="correct horse")
+    assert console.get(f"/console/leads/{his}").status_code == 403  # not hers, nothing of hers
+
+    merged = admin.post(f"/api/leads/{his}/merge", json={"other_lead_id": hers})
+    assert merged.status_code == 200 and merged.get_json()["assigned_agent"]["id"] == ben_id
+
+    # Sarah's lead now lives in Ben's: the console shows her the notes she wrote, and only those.
+    for asked in (hers, his):
+        page = console.get(f"/console/leads/{asked}")
+        assert page.status_code == 200
+        assert "Sarah&#39;s own note" in page.text or "Sarah's own note" in page.text
+        assert "Ben" not in page.text.split('id="own-notes"', 1)[1].split("</section>")[0]
+        assert 'id="reply-form"' not in page.text and 'id="note-form"' not in page.text
+    assert f"was merged into #{his}" in console.get(f"/console/leads/{hers}").text
+    assert console.get(f"/console/leads/{theirs}").status_code == 403  # nothing of hers there
+    assert console.get("/console/leads/999999").status_code == 404

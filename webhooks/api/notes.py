@@ -33,9 +33,7 @@ def list_lead_notes(lead_id: int) -> Any:
             lead = get_lead(lead_id, session=session) if 0 < lead_id <= schemas.MAX_ID else None
         except LeadNotFound:
             lead = None
-        if lead is None or not (
-            rules.may_access(g.agent, lead) or rules.has_own_notes(g.agent, lead, session=session)
-        ):
+        if lead is None or not rules.may_read_notes(g.agent, lead, session=session):
             lead = ops.load_lead(lead_id, g.agent, session=session)  # the 404 or 403
         notes = [note_out(n) for n in rules.visible_notes(g.agent, lead, session=session)]
     return jsonify(dump(schemas.NoteList, {"notes": notes}))

@@ -25,13 +25,14 @@ from store.agents import (
 )
 from store.contacts import InvalidContact
 from store.db import read_session
+from store.leads import LeadNotFound, get_lead
 from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
 from store.work import mark_read, open_lead_counts, unread_notifications
 from webhooks.api import catalog, conversations, ops, schemas, stats, transfer
 from webhooks.api.base import now, parse_model
 from webhooks.api.leads import lead_page
 from webhooks.api.notifications import agent_notifications
-from webhooks.api.serialize import BANDS, band, lead_detail, lead_summary
+from webhooks.api.serialize import BANDS, band, lead_detail, lead_summary, note_out
 from webhooks.app import ApiError, services
 from webhooks.console import auth, charts
 
@@ -382,7 +383,12 @@ def lead(lead_id: int) -> Any:
         try:
             found = ops.load_lead(lead_id, agent, session=session)
         except ApiError as exc:
-            abort(exc.status, description=exc.message)
+            own_notes = (_former_owners_notes(lead_id, agent, session=session)
+                         if exc.status == 403 else None)
+            if own_notes is None:
+                abort(exc.status, description=exc.message)
+            return render_template("console_own_notes.html", asked_id=lead_id,
+                                   lead_id=own_notes[0], notes=own_notes[1])
         if found.id != lead_id:
             return redirect(url_for("console.lead", lead_id=found.id))
         detail = lead_detail(found, at, session=session)
@@ -410,6 +416,20 @@ def lead(lead_id: int) -> Any:
         is_admin=ops.is_admin(agent),
         default_conversation_id=default_conversation_id,
     )
+
+
+def _former_owners_notes(
+    lead_id: int, agent: Agent, *, session: Any
+) -> tuple[int, list[dict[str, Any]]] | None:
+    """For an agent whose lead was merged into another agent's: the surviving lead's id and the
+    notes they may still read there (`store.identity` decides which), else None."""
+    try:
+        found = get_lead(lead_id, session=session)
+    except LeadNotFound:
+        return None
+    if not rules.may_read_notes(agent, found, session=session):
+        return None
+    return found.id, [note_out(n) for n in rules.visible_notes(agent, found, session=session)]
 
 
 @blueprint.post("/leads/<int:lead_id>/merge")
