@@ -296,25 +296,34 @@ def may_access(agent: Agent, lead: Lead) -> bool:
     return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
 
 
-def check_merge(agent: Agent, target: Lead, other: Lead, *, session: Session) -> None:
-    """Raise NotAllowed unless `agent` may merge `other` into `target`."""
-    if target.id == other.id:
-        raise NotAllowed(f"#{target.id} and #{other.id} are already one lead")
+def _check_pair(agent: Agent, target: Lead, other: Lead, verb: str) -> None:
+    """Raise NotAllowed unless `agent` may decide about these two leads together (merge them, or
+    dismiss a suggestion that they are one person): an admin always; an agent with access to both,
+    neither converted, and not two different agents' leads."""
     if is_admin(agent):
         return
     if different_owners(target, other):
         raise NotAllowed(
             f"#{target.id} and #{other.id} belong to two different agents; only an admin can "
-            "merge them"
+            f"{verb} them"
         )
     if not (may_access(agent, target) and may_access(agent, other)):
         hidden = other if may_access(agent, target) else target
         raise NotAllowed(
-            f"merging needs access to both leads, and #{hidden.id} is assigned to another agent"
+            f"this needs access to both leads, and #{hidden.id} is assigned to another agent"
         )
     if target.locked or other.locked:
         locked = target if target.locked else other
-        raise NotAllowed(f"#{locked.id} was converted and is read-only; an admin can merge it")
+        raise NotAllowed(f"#{locked.id} was converted and is read-only; an admin can {verb} it")
+
+
+def check_merge(agent: Agent, target: Lead, other: Lead, *, session: Session) -> None:
+    """Raise NotAllowed unless `agent` may merge `other` into `target`."""
+    if target.id == other.id:
+        raise NotAllowed(f"#{target.id} and #{other.id} are already one lead")
+    _check_pair(agent, target, other, "merge")
+    if is_admin(agent):
+        return
     if _suggestion_between(session, target, other) is None:
         raise NotAllowed(
             f"nothing suggests #{other.id} and #{target.id} are one person; only an admin can "
@@ -331,6 +340,52 @@ def merge_by_hand(
     check_merge(agent, target, other, session=session)
     return merge_leads(target, other, session=session, actor="agent", agent_id=agent.id,
                        into=target, reason=reason or "merged by hand")
+
+
+def dismiss_suggestion(agent: Agent, lead: Lead, suggestion_id: int, *, session: Session) -> Lead:
+    """Settle an open merge suggestion on `lead` as "not the same person", for `agent`, who needs
+    the access accepting it would need; audited on both leads. Returns the other lead.
+
+    Raises LookupError when `lead` has no such open suggestion, NotAllowed when `agent` may not
+    decide about the two leads. A dismissed pair is not suggested again."""
+    suggestion = next(
+        (s for s in open_suggestions(lead, session=session) if s.id == suggestion_id), None
+    )
+    if suggestion is None:
+        raise LookupError(f"lead #{lead.id} has no open merge suggestion {suggestion_id}")
+    other = session.get(Lead, suggestion.other_lead_id)
+    assert other is not None  # open_suggestions lists living leads only
+    _check_pair(agent, lead, other, "decide about")
+    now = utcnow()
+    for row in _open_rows_between(session, lead, other):
+        row.state = "dismissed"
+        row.resolved_at = now
+        row.resolved_by_agent_id = agent.id
+    for lead_id, other_id in ((lead.id, other.id), (other.id, lead.id)):
+        _audit(session, lead_id, "agent", "dismiss_merge", "lead", other_id,
+               "not the same person", agent.id)
+    log.info("merge suggestion between leads %s and %s dismissed by agent %s", lead.id, other.id,
+             agent.id)
+    return other
+
+
+def _open_rows_between(session: Session, a: Lead, b: Lead) -> list[MergeSuggestion]:
+    """Open suggestion rows between the two living leads (or leads merged into either)."""
+    ids = [a.id] + list(session.scalars(select(Lead.id).where(Lead.merged_into_id == a.id)))
+    rows = session.scalars(
+        select(MergeSuggestion).where(
+            MergeSuggestion.state == "open",
+            or_(MergeSuggestion.lead_id.in_(ids), MergeSuggestion.other_lead_id.in_(ids)),
+        )
+    )
+    pair = {a.id, b.id}
+    out = []
+    for row in rows:
+        ends = {getattr(_living(session, row.lead_id), "id", None),
+                getattr(_living(session, row.other_lead_id), "id", None)}
+        if ends == pair:
+            out.append(row)
+    return out
 
 
 def on_merge(

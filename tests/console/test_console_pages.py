@@ -456,3 +456,34 @@ def test_a_former_owner_still_reads_their_own_notes_after_their_lead_is_merged_a
     assert f"was merged into #{his}" in console.get(f"/console/leads/{hers}").text
     assert console.get(f"/console/leads/{theirs}").status_code == 403  # nothing of hers there
     assert console.get("/console/leads/999999").status_code == 404
+
+
+def test_a_suggestion_is_dismissed_from_the_lead_page_as_not_the_same_person(  # type: ignore[no-untyped-def]
+    console, sarah, world, session_factory
+):
+    from store.leads import resolve
+    from store.models import CLAIMED, AuditEvent, MergeSuggestion
+
+    whatsapp = world.lead("Dana", channel="whatsapp", phone="+14155550123")
+    with session_factory.begin() as session:
+        web = resolve("web", "web-visitor-2", phone="+1 415 555 0123", session=session,
+                      trust=CLAIMED).id
+    console.login(email="sarah@example.com", password="correct horse")
+    page = console.get(f"/console/leads/{web}").text
+    button = page[page.index('id="merge-suggestions"'):]
+    action = button.split('merge-suggestions/', 1)[1].split('"', 1)[0]
+    assert action.endswith("/dismiss") and "Not the same person" in button
+
+    done = console.post(f"/console/leads/{web}/merge-suggestions/{action}")
+    assert done.status_code == 302
+    for lead_id in (web, whatsapp):
+        page = console.get(f"/console/leads/{lead_id}").text
+        assert 'id="merge-suggestions"' not in page
+    with session_factory() as session:
+        (row,) = session.scalars(select(MergeSuggestion)).all()
+        assert row.state == "dismissed" and row.resolved_by_agent_id == sarah[0]
+        audited = session.scalars(
+            select(AuditEvent.lead_id).where(AuditEvent.action == "dismiss_merge")).all()
+        assert sorted(audited) == sorted((web, whatsapp))
+    again = console.post(f"/console/leads/{web}/merge-suggestions/{action}", follow_redirects=True)
+    assert "no open merge suggestion" in again.text

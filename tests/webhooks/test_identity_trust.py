@@ -413,6 +413,58 @@ def test_a_suggestion_is_accepted_by_an_agent_with_access_to_both_and_refused_wi
     assert by_admin.status_code == 200 and len(desk.live_leads()) == 1
 
 
+def test_a_suggestion_is_dismissed_as_not_the_same_person_with_the_access_accepting_needs(
+    desk: Desk,
+) -> None:
+    a_id, agent_a = desk.agent("Agent A")
+    b_id, agent_b = desk.agent("Agent B")
+    _, admin = desk.agent("Ada", role="admin")
+    desk.whatsapp(VICTIM_WA, "Hello")
+    whatsapp = desk.lead_of("whatsapp", VICTIM_WA)
+    visitor = desk.visitor(phone=VICTIM_PHONE)
+    desk.say(visitor, "hi there")
+    web = desk.web_lead(visitor)
+    listed = desk.client.get(f"/api/leads/{whatsapp.id}", headers=agent_a).get_json()
+    (suggestion,) = listed["merge_suggestions"]
+    path = f"/api/leads/{whatsapp.id}/merge-suggestions/{suggestion['id']}"
+
+    # Access to both leads, as accepting needs; two agents' leads: only an admin decides.
+    desk.assign(web.id, b_id)
+    assert desk.client.delete(path, headers=agent_a).status_code == 403
+    desk.assign(whatsapp.id, a_id)
+    refused = desk.client.delete(path, headers=agent_a)
+    assert refused.status_code == 403 and "admin" in refused.get_json()["error"]["message"]
+    assert desk.client.delete(f"/api/leads/{web.id}/merge-suggestions/{suggestion['id']}",
+                              headers=agent_b).status_code == 403
+    missing = desk.client.delete(f"/api/leads/{whatsapp.id}/merge-suggestions/999",
+                                 headers=admin)
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not_found"
+
+    desk.assign(web.id, a_id)
+    dismissed = desk.client.delete(path, headers=agent_a)
+    assert dismissed.status_code == 200
+    assert dismissed.get_json()["merge_suggestions"] == []
+    assert any(a["action"] == "dismiss_merge" and a["old_value"] == str(web.id)
+               for a in dismissed.get_json()["audit"])
+    other_side = desk.client.get(f"/api/leads/{web.id}", headers=agent_a).get_json()
+    assert other_side["merge_suggestions"] == []
+    assert any(a["action"] == "dismiss_merge" for a in other_side["audit"])
+    assert desk.client.delete(path, headers=agent_a).status_code == 404  # already settled
+    assert len(desk.live_leads()) == 2
+
+    # "Not the same person" sticks: the visitor claiming the number again suggests nothing.
+    desk.say(visitor, "my number is +1 415 555 0102")
+    again = desk.client.get(f"/api/leads/{whatsapp.id}", headers=agent_a).get_json()
+    assert again["merge_suggestions"] == []
+    no_hint = desk.client.post(f"/api/leads/{whatsapp.id}/merge", json={"other_lead_id": web.id},
+                               headers=agent_a)
+    assert no_hint.status_code == 403  # an agent merges only on an open suggestion
+
+    document = desk.client.get("/api/openapi.json").get_json()
+    operation = document["paths"]["/api/leads/{lead_id}/merge-suggestions/{suggestion_id}"]
+    assert "delete" in operation
+
+
 # ---- emails and our own numbers -------------------------------------------------------------
 
 

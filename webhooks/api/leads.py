@@ -254,6 +254,31 @@ def merge_lead(lead_id: int, body: schemas.MergeBody) -> Any:
 
 
 @endpoint(
+    "DELETE",
+    "/leads/<int:lead_id>/merge-suggestions/<int:suggestion_id>",
+    summary="Dismiss a merge suggestion",
+    tag=TAG,
+    response=schemas.LeadDetail,
+    errors=(401, 403, 404),
+)
+def dismiss_merge_suggestion(lead_id: int, suggestion_id: int) -> Any:
+    """Settle a merge suggestion listed on the lead as "not the same person": it leaves both leads
+    and the pair is not suggested again. Needs the access accepting it would (both leads; an admin
+    for two different agents' leads); audited on both leads."""
+    with services().session_factory.begin() as session:
+        lead = ops.load_lead(lead_id, g.agent, session=session)
+        try:
+            rules.dismiss_suggestion(g.agent, lead, suggestion_id, session=session)
+        except LookupError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        except rules.NotAllowed as exc:
+            raise ApiError(403, "forbidden", str(exc)) from None
+        lead_id = lead.id
+    with read_session(services().session_factory) as session:
+        return jsonify(_detail(lead_id, session, after_change=True))
+
+
+@endpoint(
     "POST",
     "/leads/<int:lead_id>/reopen",
     summary="Reopen a converted lead",

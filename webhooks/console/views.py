@@ -473,6 +473,23 @@ def merge(lead_id: int) -> Any:
     return redirect(url_for("console.lead", lead_id=survivor_id))
 
 
+@blueprint.post("/leads/<int:lead_id>/merge-suggestions/<int:suggestion_id>/dismiss")
+@auth.login_required
+def dismiss_suggestion(lead_id: int, suggestion_id: int) -> WerkzeugResponse:
+    """"Not the same person": the suggestion leaves both leads (`store.identity` decides who may)."""
+
+    def apply(found: Lead, agent: Agent, session: Any) -> str:
+        try:
+            other = rules.dismiss_suggestion(agent, found, suggestion_id, session=session)
+        except LookupError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        except rules.NotAllowed as exc:
+            raise ApiError(403, "forbidden", str(exc)) from None
+        return f"Noted: #{other.id} is not the same person; the suggestion is gone from both leads."
+
+    return _lead_action(lead_id, apply, "")
+
+
 def _lead_action(
     lead_id: int, action: Any, success: str, *, write: bool = False
 ) -> WerkzeugResponse:
