@@ -93,7 +93,7 @@ from store.leads import (
     update_lead,
 )
 from store.messages import recent_messages
-from store.models import HOT_SCORE, Agent, Lead
+from store.models import CLAIMED, HOT_SCORE, Agent, Lead
 from store.query import LeadQuery, count_leads, query_leads
 from store.work import (
     LeadAction,
@@ -631,11 +631,14 @@ class CopilotTools:
             known_before = next(iter(leads_by_email(card["email"], session=session)), None)
         if known_before is not None and not can_see(agent, known_before):
             raise Denied("That contact belongs to another agent's lead now; ask an admin.")
+        # Details pasted from a card are claims: matching another lead they only suggest a merge.
+        # The one merge made here is the one the agent chose ("merge into #X"), audited as theirs.
         lead = resolve("manual", f"card:{uuid.uuid4().hex}", phone=card.get("phone"), email=card.get("email"),
                        name=card.get("name"), session=session, region=self.ctx.region, source="copilot",
-                       actor="agent")
+                       actor="agent", trust=CLAIMED)
         if target is not None and lead.id != target.id:
-            lead = merge_leads(target, lead, session=session, actor="agent", agent_id=agent.id)
+            lead = merge_leads(target, lead, session=session, actor="agent", agent_id=agent.id,
+                               into=target, reason="contact card merged by the agent")
         fills: dict[str, Any] = {}
         if card.get("company") and not lead.company:
             fills["company"] = card["company"]
@@ -654,13 +657,14 @@ class CopilotTools:
         update_lead(lead, fills, session=session, actor="agent", agent_id=agent.id)
         if lead.assigned_agent_id is None:
             assign_lead(lead, agent, session=session, actor="agent", by_agent=agent)
-        if target is not None:
-            verb = "Merged the card into"
-        elif known_before is not None:
-            verb = "Updated the existing"
-        else:
-            verb = "Created"
-        return _tidy(f"{verb} lead #{lead.id} {lead.name or ''}."), {"focus_lead_id": lead.id}
+        verb = "Merged the card into" if target is not None else "Created"
+        said = f"{verb} lead #{lead.id} {lead.name or ''}."
+        before_id = get_lead(known_before.id, session=session).id if known_before is not None else None
+        maybe = [s for s in identity_rules.open_suggestions(lead, session=session) if s.other_lead_id == before_id]
+        if maybe:
+            said += (f" It may be the same person as #{maybe[0].other_lead_id} (same {maybe[0].kind}): "
+                     f"say \"merge {lead.id} into {maybe[0].other_lead_id}\" if it is.")
+        return _tidy(said), {"focus_lead_id": lead.id}
 
     def next_action(self, agent: Agent, session: Session, lead: str) -> Result:
         found = self._lead(lead, agent, session)

@@ -358,6 +358,47 @@ def test_form_fill_with_a_known_phone_offers_only_the_merge(world, chat) -> None
     assert world.get(existing).company == "Acme Inc"
 
 
+def test_form_fill_records_the_cards_details_as_claims_and_merges_only_where_the_agent_says(
+    world, chat, sf
+) -> None:
+    sarah = world.agent("Sarah")
+    by_phone = world.lead("J. D.", channel="whatsapp", phone="+14155552672", agent=sarah)
+    by_name = world.lead("Jane Doe", says=("Hi from the web chat",), agent=sarah)
+    ask = chat(sarah)
+    answer = ask.say("Jane Doe\nCFO, Acme Inc\n(415) 555-2672")
+    assert [o["value"] for o in answer.pending["options"]] == [
+        f"merge:{by_phone}", f"merge:{by_name}", "no"]
+    reply = ask(f"merge into {by_name}")
+    # The card's phone is a claim: the WhatsApp lead is only suggested, not swallowed.
+    assert reply.startswith(f"Merged the card into lead #{by_name} Jane Doe.")
+    assert f"may be the same person as #{by_phone} (same phone)" in reply
+    assert world.get(by_phone).id == by_phone  # still a lead of its own
+    assert world.get(by_phone).company is None and world.get(by_name).company == "Acme Inc"
+    with sf() as session:
+        assert session.scalar(select(func.count()).select_from(Lead).where(Lead.merged_into_id.is_(None))) == 2
+    # The agent decides with the suggestion, yes/no.
+    assert ask.say(f"merge {by_phone} into {by_name}").pending is not None
+    assert ask("yes").startswith("Merged")
+    assert world.get(by_phone).id == by_name
+
+
+def test_a_card_merged_into_a_chosen_lead_is_the_agents_audited_act(world, chat, sf) -> None:
+    from store.models import CLAIMED, ContactDetail
+
+    sarah = world.agent("Sarah")
+    existing = world.lead("Jane Doe", says=("Hi from the web chat",), agent=sarah)
+    ask = chat(sarah)
+    ask.say("/card Jane Doe | Head of Sales | Acme Ltd | jane@acme.co.uk | +44 20 7946 0958")
+    assert ask(f"merge into {existing}") == f"Merged the card into lead #{existing} Jane Doe."
+    with sf() as session:
+        merges = session.scalars(select(AuditEvent).where(AuditEvent.lead_id == existing,
+                                                          AuditEvent.action == "merge")).all()
+        assert merges and all(m.agent_id == sarah for m in merges)
+        details = session.scalars(select(ContactDetail).where(ContactDetail.lead_id == existing)).all()
+        assert sorted(d.kind for d in details) == ["email", "phone"]
+        assert {d.trust for d in details} == {CLAIMED}
+
+
 def test_a_new_message_while_a_question_is_pending_cancels_it(world, chat) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
