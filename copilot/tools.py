@@ -633,9 +633,9 @@ class CopilotTools:
             raise Denied("That contact belongs to another agent's lead now; ask an admin.")
         # Details pasted from a card are claims: matching another lead they only suggest a merge.
         # The one merge made here is the one the agent chose ("merge into #X"), audited as theirs.
-        lead = resolve("manual", f"card:{uuid.uuid4().hex}", phone=card.get("phone"), email=card.get("email"),
-                       name=card.get("name"), session=session, region=self.ctx.region, source="copilot",
-                       actor="agent", trust=CLAIMED)
+        lead = resolve("manual", f"card:{uuid.uuid4().hex}", phone=card.get("phone"),
+                       email=card.get("email"), name=card.get("name"), session=session,
+                       region=self.ctx.region, source="copilot", actor="agent", trust=CLAIMED)
         if target is not None and lead.id != target.id:
             lead = merge_leads(target, lead, session=session, actor="agent", agent_id=agent.id,
                                into=target, reason="contact card merged by the agent")
@@ -659,11 +659,13 @@ class CopilotTools:
             assign_lead(lead, agent, session=session, actor="agent", by_agent=agent)
         verb = "Merged the card into" if target is not None else "Created"
         said = f"{verb} lead #{lead.id} {lead.name or ''}."
-        before_id = get_lead(known_before.id, session=session).id if known_before is not None else None
-        maybe = [s for s in identity_rules.open_suggestions(lead, session=session) if s.other_lead_id == before_id]
+        before = get_lead(known_before.id, session=session) if known_before is not None else None
+        maybe = [s for s in identity_rules.open_suggestions(lead, session=session)
+                 if before is not None and s.other_lead_id == before.id]
         if maybe:
-            said += (f" It may be the same person as #{maybe[0].other_lead_id} (same {maybe[0].kind}): "
-                     f"say \"merge {lead.id} into {maybe[0].other_lead_id}\" if it is.")
+            other_id = maybe[0].other_lead_id
+            said += (f" It may be the same person as #{other_id} (same {maybe[0].kind}): "
+                     f"say \"merge {lead.id} into {other_id}\" if it is.")
         return _tidy(said), {"focus_lead_id": lead.id}
 
     def next_action(self, agent: Agent, session: Session, lead: str) -> Result:

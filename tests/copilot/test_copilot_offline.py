@@ -375,7 +375,8 @@ def test_form_fill_records_the_cards_details_as_claims_and_merges_only_where_the
     assert world.get(by_phone).id == by_phone  # still a lead of its own
     assert world.get(by_phone).company is None and world.get(by_name).company == "Acme Inc"
     with sf() as session:
-        assert session.scalar(select(func.count()).select_from(Lead).where(Lead.merged_into_id.is_(None))) == 2
+        living = select(func.count()).select_from(Lead).where(Lead.merged_into_id.is_(None))
+        assert session.scalar(living) == 2
     # The agent decides with the suggestion, yes/no.
     assert ask.say(f"merge {by_phone} into {by_name}").pending is not None
     assert ask("yes").startswith("Merged")
@@ -394,7 +395,8 @@ def test_a_card_merged_into_a_chosen_lead_is_the_agents_audited_act(world, chat,
         merges = session.scalars(select(AuditEvent).where(AuditEvent.lead_id == existing,
                                                           AuditEvent.action == "merge")).all()
         assert merges and all(m.agent_id == sarah for m in merges)
-        details = session.scalars(select(ContactDetail).where(ContactDetail.lead_id == existing)).all()
+        details = session.scalars(
+            select(ContactDetail).where(ContactDetail.lead_id == existing)).all()
         assert sorted(d.kind for d in details) == ["email", "phone"]
         assert {d.trust for d in details} == {CLAIMED}
 

@@ -476,7 +476,7 @@ def merge(lead_id: int) -> Any:
 @blueprint.post("/leads/<int:lead_id>/merge-suggestions/<int:suggestion_id>/dismiss")
 @auth.login_required
 def dismiss_suggestion(lead_id: int, suggestion_id: int) -> WerkzeugResponse:
-    """"Not the same person": the suggestion leaves both leads (`store.identity` decides who may)."""
+    """Dismiss a suggestion as "not the same person" (`store.identity` decides who may)."""
 
     def apply(found: Lead, agent: Agent, session: Any) -> str:
         try:
