@@ -23,7 +23,15 @@ from typing import Any
 
 import yaml
 
-from leaddesk.cli.eval import IN_MEMORY, CaseProblem, Outcome, case_files, print_table
+from leaddesk.cli.eval import (
+    IN_MEMORY,
+    CaseProblem,
+    Outcome,
+    case_files,
+    case_object,
+    print_table,
+    read_case_files,
+)
 from leaddesk.settings import Settings
 
 EXPECTATIONS = ("tool", "lead", "pending", "changes", "reply_contains", "reply_must_not_contain")
@@ -182,47 +190,14 @@ def diff(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) ->
 
 
 def read_copilot_cases(files: list[Path], desk: Desk) -> tuple[list[CopilotCase], list[CaseProblem]]:
-    from leaddesk.cli import UserError
-
-    cases: list[CopilotCase] = []
-    problems: list[CaseProblem] = []
-    seen: dict[str, str] = {}
-    for path in files:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"cannot read {path}: {exc.strerror}") from None
-        for number, raw in enumerate(text.splitlines(), start=1):
-            stripped = raw.strip()
-            if not stripped or stripped.startswith(("#", "//")):
-                continue
-            case = _parse(str(path), number, stripped, desk)
-            if case.id in seen:
-                case.problems.append(f"the id {case.id!r} is already used at {seen[case.id]}")
-            else:
-                seen[case.id] = f"{path}:{number}"
-            problems.extend(CaseProblem(str(path), number, p) for p in case.problems)
-            cases.append(case)
-    return cases, problems
+    return read_case_files(files, lambda file, number, raw: _parse(file, number, raw, desk))
 
 
 def _parse(file: str, number: int, raw: str, desk: Desk) -> CopilotCase:
     case = CopilotCase(id=f"{Path(file).name}:{number}", file=file, line=number)
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        case.problems.append(f"invalid JSON ({exc.msg} at column {exc.colno})")
+    data = case_object(case, raw, CASE_KEYS, "id, agent and turns")
+    if data is None:
         return case
-    if not isinstance(data, dict):
-        case.problems.append("a case must be a JSON object with id, agent and turns")
-        return case
-    for key in data:
-        if key not in CASE_KEYS:
-            case.problems.append(f"unknown key {key!r}; a case has {', '.join(CASE_KEYS)}")
-    if isinstance(data.get("id"), str) and data["id"].strip():
-        case.id = data["id"].strip()
-    else:
-        case.problems.append("missing id (a short unique name for the case)")
     case.agent = str(data.get("agent", ""))
     if case.agent not in desk.agents:
         case.problems.append(f"agent {case.agent!r} is not on the desk ({', '.join(desk.agents)})")

@@ -19,11 +19,11 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, TypeVar
 
 import phonenumbers
 
@@ -135,15 +135,33 @@ def case_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
+class _CaseLike(Protocol):
+    id: str
+    problems: list[str]
+
+
+CaseT = TypeVar("CaseT", bound=_CaseLike)
+
+
 def read_cases(
     files: Iterable[Path], *, statuses: Optional[Iterable[str]] = None
 ) -> tuple[list[Case], list[CaseProblem]]:
     """Parse case files; every invalid case is returned with its problems (and also listed as
     `file:line: message`), so that it counts as failed instead of being skipped silently."""
+    known_statuses = {s.lower(): s for s in statuses} if statuses is not None else None
+    return read_case_files(
+        files, lambda file, number, raw: _parse_case(file, number, raw, known_statuses)
+    )
+
+
+def read_case_files(
+    files: Iterable[Path], parse: Callable[[str, int, str], CaseT]
+) -> tuple[list[CaseT], list[CaseProblem]]:
+    """Every case line of the files (blank lines and `#` or `//` comments skipped), parsed by
+    `parse(file, line number, text)`; a repeated id is a problem of the later case."""
     from leaddesk.cli import UserError
 
-    known_statuses = {s.lower(): s for s in statuses} if statuses is not None else None
-    cases: list[Case] = []
+    cases: list[CaseT] = []
     problems: list[CaseProblem] = []
     seen: dict[str, str] = {}
     for path in files:
@@ -157,15 +175,37 @@ def read_cases(
             stripped = raw.strip()
             if not stripped or stripped.startswith(("#", "//")):
                 continue
-            case = _parse_case(str(path), number, stripped, known_statuses)
-            where = f"{path}:{number}"
+            case = parse(str(path), number, stripped)
             if case.id in seen:
                 case.problems.append(f"the id {case.id!r} is already used at {seen[case.id]}")
             else:
-                seen[case.id] = where
+                seen[case.id] = f"{path}:{number}"
             problems.extend(CaseProblem(str(path), number, p) for p in case.problems)
             cases.append(case)
     return cases, problems
+
+
+def case_object(
+    case: CaseT, raw: str, keys: Sequence[str], what: str
+) -> Optional[dict[str, Any]]:
+    """The case line's JSON object with the case's id taken from it, or None when the line is not
+    an object; every problem is noted on the case (`what` names the keys a case needs)."""
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        case.problems.append(f"invalid JSON ({exc.msg} at column {exc.colno})")
+        return None
+    if not isinstance(data, dict):
+        case.problems.append(f"a case must be a JSON object with {what}")
+        return None
+    for key in data:
+        if key not in keys:
+            case.problems.append(f"unknown key {key!r}; a case has {', '.join(keys)}")
+    if isinstance(data.get("id"), str) and data["id"].strip():
+        case.id = data["id"].strip()
+    else:
+        case.problems.append("missing id (a short unique name for the case)")
+    return data
 
 
 def _parse_case(
@@ -174,21 +214,9 @@ def _parse_case(
     from leaddesk.cli.bot import BadLine, parse_line
 
     case = Case(id=f"{Path(file).name}:{number}", file=file, line=number)
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        case.problems.append(f"invalid JSON ({exc.msg} at column {exc.colno})")
+    data = case_object(case, raw, CASE_KEYS, "id, messages and expect")
+    if data is None:
         return case
-    if not isinstance(data, dict):
-        case.problems.append("a case must be a JSON object with id, messages and expect")
-        return case
-    for key in data:
-        if key not in CASE_KEYS:
-            case.problems.append(f"unknown key {key!r}; a case has {', '.join(CASE_KEYS)}")
-    if isinstance(data.get("id"), str) and data["id"].strip():
-        case.id = data["id"].strip()
-    else:
-        case.problems.append("missing id (a short unique name for the case)")
     messages = data.get("messages")
     if not isinstance(messages, list) or not messages:
         case.problems.append("messages must be a non-empty list of replay lines")
