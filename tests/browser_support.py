@@ -8,6 +8,7 @@ tests `browser`. Without Chromium (or chromedriver, or selenium) the tests skip 
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -69,7 +70,13 @@ def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},
     )
     try:
-        driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
+        # The browser keeps the machine's real clock even when the suite runs under a moved one
+        # (.ci/at-time preloads libfaketime, under which Chromium does not start).
+        env = {
+            k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")
+        }
+        service = Service(executable_path=driver_path, env=env)
+        driver = webdriver.Chrome(options=options, service=service)
     except Exception as exc:  # noqa: BLE001 - a browser that cannot start is an environment problem
         pytest.skip(f"headless Chromium did not start: {exc}")
     driver.execute_cdp_cmd(
