@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from leaddesk.cli.eval import (
-    IN_MEMORY,
+    CaseDatabases,
     CaseProblem,
     Outcome,
     case_files,
@@ -226,31 +226,14 @@ def _parse(file: str, number: int, raw: str, desk: Desk) -> CopilotCase:
 # Running
 
 
-class DeskDatabases:
+class DeskDatabases(CaseDatabases):
     """One migrated, seeded template; each case gets an in-memory copy of it."""
 
     def __init__(self, desk: Desk, *, now: datetime) -> None:
-        from store import make_engine, make_session_factory, upgrade
+        from store import make_session_factory
 
-        self.template = make_engine(IN_MEMORY)
-        upgrade(self.template)
+        super().__init__()
         self.agent_ids, self.lead_ids = seed_desk(desk, make_session_factory(self.template), now=now)
-
-    def fresh(self) -> Any:
-        from store import make_engine
-
-        engine = make_engine(IN_MEMORY)
-        source = self.template.raw_connection()
-        target = engine.raw_connection()
-        try:
-            source.driver_connection.backup(target.driver_connection)  # type: ignore[union-attr]
-        finally:
-            target.close()
-            source.close()
-        return engine
-
-    def close(self) -> None:
-        self.template.dispose()
 
 
 class FixedClock:
