@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -88,7 +88,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def make_service(directory: Path, name: str, model: Optional[Any]) -> tuple[BotService, Any]:
+def make_service(directory: Path, name: str, model: Any | None) -> tuple[BotService, Any]:
     engine = make_engine(f"sqlite:///{directory / name}")
     upgrade(engine)
     session_factory = make_session_factory(engine)
@@ -185,7 +185,7 @@ def run_long_conversation(service: BotService, fake: FakeOpenAI, length: int) ->
     return marks
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--conversations", type=int, default=20, help="conversations in the throughput run"

@@ -34,18 +34,68 @@ from store.leads import update_lead  # noqa: E402
 from store.messages import Inbound, ingest  # noqa: E402
 from store.work import record_score  # noqa: E402
 
-FIRST = ["María", "José", "Zoë", "François", "Jürgen", "João", "Aïsha", "Renée", "Seán", "Dana", "Kim", "Li",
-         "Ahmed", "Marie-Claire", "Olga", "Peter", "Nina", "Carla", "Bob", "Ana"]
-LAST = ["Fernández", "García-Márquez", "O'Neil", "Lefèvre", "Müller", "Gonçalves", "Ben-Ali", "Dubois",
-        "Ó Briain", "Smith", "Nguyen", "Wei", "Al-Farsi", "Dupont", "Ivanova", "Parker", "Díaz", "Ruiz", "Lee",
-        "Costa", "Rossi", "Novak", "Kowalski", "Jensen", "Moreau"]
-SAYS = ["Hi, how much is the Home package?", "We need it installed this month, budget around $12k.",
-        "I'm the owner, can someone call me?", "Just browsing for now, maybe next year."]
+FIRST = [
+    "María",
+    "José",
+    "Zoë",
+    "François",
+    "Jürgen",
+    "João",
+    "Aïsha",
+    "Renée",
+    "Seán",
+    "Dana",
+    "Kim",
+    "Li",
+    "Ahmed",
+    "Marie-Claire",
+    "Olga",
+    "Peter",
+    "Nina",
+    "Carla",
+    "Bob",
+    "Ana",
+]
+LAST = [
+    "Fernández",
+    "García-Márquez",
+    "O'Neil",
+    "Lefèvre",
+    "Müller",
+    "Gonçalves",
+    "Ben-Ali",
+    "Dubois",
+    "Ó Briain",
+    "Smith",
+    "Nguyen",
+    "Wei",
+    "Al-Farsi",
+    "Dupont",
+    "Ivanova",
+    "Parker",
+    "Díaz",
+    "Ruiz",
+    "Lee",
+    "Costa",
+    "Rossi",
+    "Novak",
+    "Kowalski",
+    "Jensen",
+    "Moreau",
+]
+SAYS = [
+    "Hi, how much is the Home package?",
+    "We need it installed this month, budget around $12k.",
+    "I'm the owner, can someone call me?",
+    "Just browsing for now, maybe next year.",
+]
 
 
 def name_of(i: int) -> str:
     """A realistic, mostly unique name: accents, hyphens and apostrophes included."""
-    return f"{FIRST[i % len(FIRST)]} {LAST[(i // len(FIRST)) % len(LAST)]}" + (f" {i}" if i >= 500 else "")
+    return f"{FIRST[i % len(FIRST)]} {LAST[(i // len(FIRST)) % len(LAST)]}" + (
+        f" {i}" if i >= 500 else ""
+    )
 
 
 def seed(sf: Any, leads: int, bulk: int) -> tuple[int, int, int, list[int]]:
@@ -57,11 +107,24 @@ def seed(sf: Any, leads: int, bulk: int) -> tuple[int, int, int, list[int]]:
         ids = []
         for i in range(leads):
             phone = f"+1415555{i:04d}" if i < 10000 else None
-            got = ingest(Inbound("whatsapp" if phone else "web", phone.lstrip("+") if phone else f"v{i}",
-                                 rng.choice(SAYS), name=name_of(i), phone=phone,
-                                 channel_message_id=f"m{i}"), session=session)
-            record_score(got.lead, rng.randint(0, 100), [{"factor": "pricing", "points": 10, "evidence": "how much"}],
-                         session=session, message_id=got.message.id)
+            got = ingest(
+                Inbound(
+                    "whatsapp" if phone else "web",
+                    phone.lstrip("+") if phone else f"v{i}",
+                    rng.choice(SAYS),
+                    name=name_of(i),
+                    phone=phone,
+                    channel_message_id=f"m{i}",
+                ),
+                session=session,
+            )
+            record_score(
+                got.lead,
+                rng.randint(0, 100),
+                [{"factor": "pricing", "points": 10, "evidence": "how much"}],
+                session=session,
+                message_id=got.message.id,
+            )
             owner = sarah.id if i < bulk else (mike.id if i % 3 == 0 else None)
             update_lead(got.lead, {"assigned_agent_id": owner}, session=session, actor="system")
             ids.append(got.lead.id)
@@ -98,7 +161,11 @@ def main() -> int:
         sarah, _mike, admin, ids = seed(sf, args.leads, args.bulk)
         seeded = time.perf_counter() - started
         prompts = load_prompts(REPO_ROOT / "prompts")
-        results: dict[str, Any] = {"leads": args.leads, "rounds": args.rounds, "seed_seconds": round(seeded, 1)}
+        results: dict[str, Any] = {
+            "leads": args.leads,
+            "rounds": args.rounds,
+            "seed_seconds": round(seeded, 1),
+        }
         with open_checkpointer(url) as memory:
             copilot = Copilot(build_graph(session_factory=sf, prompts=prompts, checkpointer=memory))
             own = ids[: args.bulk]
@@ -108,12 +175,22 @@ def main() -> int:
                 "qualify": lambda: copilot.ask(sarah, "bench", f"qualify {rng.choice(own)}"),
                 "hot_check": lambda: copilot.ask(sarah, "bench", f"is {rng.choice(own)} hot?"),
                 "hot_list": lambda: copilot.ask(sarah, "bench", "/hot"),
-                "by_phone": lambda: copilot.ask(sarah, "bench", f"/lead (415) 555-{rng.randrange(args.bulk):04d}"),
-                "note": lambda: copilot.ask(sarah, "bench", f"/note {rng.choice(own)} called, no answer"),
+                "by_phone": lambda: copilot.ask(
+                    sarah, "bench", f"/lead (415) 555-{rng.randrange(args.bulk):04d}"
+                ),
+                "note": lambda: copilot.ask(
+                    sarah, "bench", f"/note {rng.choice(own)} called, no answer"
+                ),
                 # the way reps type: no accents, lower case, typos, pronouns, other languages
-                "name_lookup": lambda: copilot.ask(sarah, "bench", f"summarise {_plain(name_of(rng.randrange(args.bulk)))}"),
-                "typo_command": lambda: copilot.ask(sarah, "bench", f"qualfy {_plain(name_of(rng.randrange(args.bulk)))}"),
-                "pronoun_es": lambda: copilot.ask(sarah, "bench", "¿está caliente ese lead?, me llamó ayer"),
+                "name_lookup": lambda: copilot.ask(
+                    sarah, "bench", f"summarise {_plain(name_of(rng.randrange(args.bulk)))}"
+                ),
+                "typo_command": lambda: copilot.ask(
+                    sarah, "bench", f"qualfy {_plain(name_of(rng.randrange(args.bulk)))}"
+                ),
+                "pronoun_es": lambda: copilot.ask(
+                    sarah, "bench", "¿está caliente ese lead?, me llamó ayer"
+                ),
                 "digest": lambda: copilot.ask(sarah, "bench", "what happened today?"),
                 "not_understood": lambda: copilot.ask(sarah, "bench", "kwalify the purple one"),
             }
@@ -122,10 +199,14 @@ def main() -> int:
                 request()  # warm up
                 times = sorted(timed(request) for _ in range(args.rounds))
                 everything += times
-                results[name] = {"median_ms": round(statistics.median(times), 1),
-                                 "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1)}
-            results["all"] = {"median_ms": round(statistics.median(everything), 1),
-                              "p95_ms": round(sorted(everything)[int(0.95 * (len(everything) - 1))], 1)}
+                results[name] = {
+                    "median_ms": round(statistics.median(times), 1),
+                    "p95_ms": round(times[int(0.95 * (len(times) - 1))], 1),
+                }
+            results["all"] = {
+                "median_ms": round(statistics.median(everything), 1),
+                "p95_ms": round(sorted(everything)[int(0.95 * (len(everything) - 1))], 1),
+            }
             ask = copilot.ask(admin, "bulk", "move all of Sarah's leads to Mike")
             assert ask.pending is not None, ask.reply
             bulk_ms = timed(lambda: copilot.ask(admin, "bulk", "yes"))
@@ -136,12 +217,30 @@ def main() -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"copilot on SQLite, {args.leads} leads (seeded in {results['seed_seconds']} s), "
-              f"{args.rounds} rounds each, offline engine")
-        for name in ("summary", "qualify", "hot_check", "hot_list", "by_phone", "note", "name_lookup", "typo_command",
-                     "pronoun_es", "digest", "not_understood", "all"):
-            print(f"  {name:14s} median {results[name]['median_ms']:7.1f} ms   p95 {results[name]['p95_ms']:7.1f} ms")
-        print(f"  bulk reassign of {args.bulk} leads (confirmed): {results['bulk_reassign']['ms']:.0f} ms")
+        print(
+            f"copilot on SQLite, {args.leads} leads (seeded in {results['seed_seconds']} s), "
+            f"{args.rounds} rounds each, offline engine"
+        )
+        for name in (
+            "summary",
+            "qualify",
+            "hot_check",
+            "hot_list",
+            "by_phone",
+            "note",
+            "name_lookup",
+            "typo_command",
+            "pronoun_es",
+            "digest",
+            "not_understood",
+            "all",
+        ):
+            print(
+                f"  {name:14s} median {results[name]['median_ms']:7.1f} ms   p95 {results[name]['p95_ms']:7.1f} ms"
+            )
+        print(
+            f"  bulk reassign of {args.bulk} leads (confirmed): {results['bulk_reassign']['ms']:.0f} ms"
+        )
         print(f"  chat memory after all rounds: {results['memory_kb']} KiB")
     return 0
 

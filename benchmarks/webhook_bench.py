@@ -32,7 +32,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 SECRET = "bench-app-secret"
 HTTP_THREADS = 16
@@ -211,7 +211,7 @@ class FakeGraph(ThreadingHTTPServer):
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
                     number = next(counter)
@@ -360,7 +360,7 @@ def verify(database: Path, unique: int, customers: int, timeout: float) -> tuple
     return ok, report, waited
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--count", type=int, default=1000, help="webhook requests to send (default 1000)"

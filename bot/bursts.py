@@ -10,7 +10,6 @@ outside the store, so a restart picks the burst up where it was.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Optional
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -31,7 +30,7 @@ def reply_due(first_at: datetime, last_at: datetime, window_seconds: float) -> d
 
 def pending_span(
     conversation_id: int, *, session: Session
-) -> Optional[tuple[str, datetime, datetime]]:
+) -> tuple[str, datetime, datetime] | None:
     """(channel, first, last) arrival time of the conversation's unprocessed customer messages."""
     row = session.execute(
         select(Conversation.channel, func.min(Message.created_at), func.max(Message.created_at))

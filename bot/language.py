@@ -10,7 +10,6 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
 
 from lingua import IsoCode639_1, Language, LanguageDetector, LanguageDetectorBuilder
 
@@ -45,7 +44,7 @@ def language_name(code: str) -> str:
     return language.name.capitalize() if language is not None else code
 
 
-def _lingua_language(code: str) -> Optional[Language]:
+def _lingua_language(code: str) -> Language | None:
     try:
         return Language.from_iso_code_639_1(IsoCode639_1.from_str(code))
     except (ValueError, AttributeError):
@@ -53,7 +52,7 @@ def _lingua_language(code: str) -> Optional[Language]:
 
 
 @lru_cache(maxsize=8)
-def detector(codes: tuple[str, ...]) -> Optional[LanguageDetector]:
+def detector(codes: tuple[str, ...]) -> LanguageDetector | None:
     """One detector per set of languages, models loaded once per process (they are large)."""
     languages = [lang for lang in (_lingua_language(c) for c in codes) if lang is not None]
     if len(languages) < 2:
@@ -74,7 +73,7 @@ def detect_language(
     texts: Iterable[str],
     *,
     languages: Sequence[str],
-    current: Optional[str],
+    current: str | None,
     default: str,
 ) -> Detection:
     """The language to answer this burst in.
@@ -121,7 +120,7 @@ def detect_language(
     return Detection(fallback, False)
 
 
-def _unique_best(hints: dict[str, int]) -> Optional[str]:
+def _unique_best(hints: dict[str, int]) -> str | None:
     if not hints:
         return None
     best = max(hints.values())

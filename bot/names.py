@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Optional
 
 # A company name: capitalised words (digits and "&" allowed), joined by a few small words.
 _COMPANY = (
@@ -50,7 +49,7 @@ _NOT_COMPANIES = {
 }
 
 
-def extract_company(texts: Iterable[str]) -> Optional[str]:
+def extract_company(texts: Iterable[str]) -> str | None:
     """The company the customer says they are from or work at, if they say so."""
     for text in texts:
         for pattern in _COMPANY_PATTERNS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +29,7 @@ class Reply:
     lead_id: int
     conversation_id: int
     channel: str
-    external_id: Optional[str]  # the customer's id on that channel (the recipient)
+    external_id: str | None  # the customer's id on that channel (the recipient)
     text: str
     # How the bot wrote it: the language (ISO 639-1), the engine ("offline" or "model") and the
     # ids of the knowledge sections it answered from. Agents' replies keep the defaults.

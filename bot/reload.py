@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from bot.prompts import DEFAULT_PROMPTS_DIR, Problem, PromptConfig, PromptError, load_prompts
 from store.models import utcnow
@@ -87,7 +87,7 @@ class PromptStore:
         self,
         directory: Path | str,
         *,
-        defaults: Optional[Path | str] = DEFAULT_PROMPTS_DIR,
+        defaults: Path | str | None = DEFAULT_PROMPTS_DIR,
         poll_seconds: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], datetime] = utcnow,
@@ -102,10 +102,10 @@ class PromptStore:
         )
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._seen = fingerprint(self._watched)
         self._config = load_prompts(self.directory, defaults=self.defaults)
-        self._rejection: Optional[Rejection] = None
+        self._rejection: Rejection | None = None
         self._checked = monotonic()
         self.version = 1
         self.loaded_at = clock()
@@ -130,7 +130,7 @@ class PromptStore:
         return LivePrompts(self.current)
 
     @property
-    def rejection(self) -> Optional[Rejection]:
+    def rejection(self) -> Rejection | None:
         return self._rejection
 
     # Reloading
@@ -188,7 +188,7 @@ class PromptStore:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - the watcher must outlive any surprise
+            except Exception:
                 log.exception("checking the prompts in %s for changes failed", self.directory)
 
     # Reporting

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import phonenumbers
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -28,13 +27,14 @@ class Settings(BaseSettings):
     default_region: str = Field("US", validation_alias=_env("LEADDESK_DEFAULT_REGION"))
     prompts_dir: Path = Field(REPO_PROMPTS_DIR, validation_alias=_env("LEADDESK_PROMPTS_DIR"))
     # How often a running server looks for saved changes in prompts/ (0: never, restart to apply).
-    prompts_poll_seconds: float = Field(2.0, ge=0, le=3600,
-                                        validation_alias=_env("LEADDESK_PROMPTS_POLL_SECONDS"))
+    prompts_poll_seconds: float = Field(
+        2.0, ge=0, le=3600, validation_alias=_env("LEADDESK_PROMPTS_POLL_SECONDS")
+    )
     log_level: str = Field("INFO", validation_alias=_env("LEADDESK_LOG_LEVEL"))
 
     # Model
-    openai_api_key: Optional[SecretStr] = Field(None, validation_alias=_env("OPENAI_API_KEY"))
-    openai_base_url: Optional[str] = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     model: str = Field("gpt-4o-mini", validation_alias=_env("LEADDESK_MODEL"))
     llm_timeout: float = Field(30.0, gt=0, le=600, validation_alias=_env("LEADDESK_LLM_TIMEOUT"))
     # Voice notes: with a model configured, fetch them from the channel and transcribe them.
@@ -42,64 +42,91 @@ class Settings(BaseSettings):
     transcribe_model: str = Field("whisper-1", validation_alias=_env("LEADDESK_TRANSCRIBE_MODEL"))
 
     # Bot behaviour
-    takeover_minutes: int = Field(60, ge=1, le=60 * 24 * 30, validation_alias=_env("LEADDESK_TAKEOVER_MINUTES"))
+    takeover_minutes: int = Field(
+        60, ge=1, le=60 * 24 * 30, validation_alias=_env("LEADDESK_TAKEOVER_MINUTES")
+    )
 
     # Meta channels
-    meta_app_secret: Optional[SecretStr] = Field(None, validation_alias=_env("META_APP_SECRET"))
-    meta_verify_token: Optional[SecretStr] = Field(None, validation_alias=_env("META_VERIFY_TOKEN"))
-    meta_app_id: Optional[str] = Field(None, validation_alias=_env("META_APP_ID"))
-    whatsapp_access_token: Optional[SecretStr] = Field(None, validation_alias=_env("WHATSAPP_ACCESS_TOKEN"))
-    whatsapp_phone_number_id: Optional[str] = Field(None, validation_alias=_env("WHATSAPP_PHONE_NUMBER_ID"))
-    messenger_page_access_token: Optional[SecretStr] = Field(
+    meta_app_secret: SecretStr | None = Field(None, validation_alias=_env("META_APP_SECRET"))
+    meta_verify_token: SecretStr | None = Field(None, validation_alias=_env("META_VERIFY_TOKEN"))
+    meta_app_id: str | None = Field(None, validation_alias=_env("META_APP_ID"))
+    whatsapp_access_token: SecretStr | None = Field(
+        None, validation_alias=_env("WHATSAPP_ACCESS_TOKEN")
+    )
+    whatsapp_phone_number_id: str | None = Field(
+        None, validation_alias=_env("WHATSAPP_PHONE_NUMBER_ID")
+    )
+    messenger_page_access_token: SecretStr | None = Field(
         None, validation_alias=_env("MESSENGER_PAGE_ACCESS_TOKEN")
     )
-    instagram_access_token: Optional[SecretStr] = Field(None, validation_alias=_env("INSTAGRAM_ACCESS_TOKEN"))
+    instagram_access_token: SecretStr | None = Field(
+        None, validation_alias=_env("INSTAGRAM_ACCESS_TOKEN")
+    )
     # Our own Page and Instagram account: events for any other id are acknowledged and ignored.
-    messenger_page_id: Optional[str] = Field(None, validation_alias=_env("MESSENGER_PAGE_ID"))
-    instagram_account_id: Optional[str] = Field(None, validation_alias=_env("INSTAGRAM_ACCOUNT_ID"))
+    messenger_page_id: str | None = Field(None, validation_alias=_env("MESSENGER_PAGE_ID"))
+    instagram_account_id: str | None = Field(None, validation_alias=_env("INSTAGRAM_ACCOUNT_ID"))
     # Signs web chat identities (data-identity-hash = HMAC-SHA256 of data-identity with it): a valid
     # signature makes the visitor's identity verified. Without it, everything from web chat is claimed.
-    webchat_secret: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_WEBCHAT_SECRET"))
-    meta_graph_url: str = Field("https://graph.facebook.com/v21.0", validation_alias=_env("META_GRAPH_URL"))
+    webchat_secret: SecretStr | None = Field(None, validation_alias=_env("LEADDESK_WEBCHAT_SECRET"))
+    meta_graph_url: str = Field(
+        "https://graph.facebook.com/v21.0", validation_alias=_env("META_GRAPH_URL")
+    )
 
     # Telegram copilot
-    telegram_bot_token: Optional[SecretStr] = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
-    telegram_webhook_url: Optional[str] = Field(None, validation_alias=_env("TELEGRAM_WEBHOOK_URL"))
-    telegram_webhook_secret: Optional[SecretStr] = Field(None, validation_alias=_env("TELEGRAM_WEBHOOK_SECRET"))
-    telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_webhook_url: str | None = Field(None, validation_alias=_env("TELEGRAM_WEBHOOK_URL"))
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, validation_alias=_env("TELEGRAM_WEBHOOK_SECRET")
+    )
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL")
+    )
     # Webhook mode: where the copilot's own webhook server listens (behind your HTTPS proxy).
-    telegram_webhook_listen: str = Field("0.0.0.0", validation_alias=_env("TELEGRAM_WEBHOOK_LISTEN"))
-    telegram_webhook_port: int = Field(8443, ge=1, le=65535, validation_alias=_env("TELEGRAM_WEBHOOK_PORT"))
+    telegram_webhook_listen: str = Field(
+        "0.0.0.0", validation_alias=_env("TELEGRAM_WEBHOOK_LISTEN")
+    )
+    telegram_webhook_port: int = Field(
+        8443, ge=1, le=65535, validation_alias=_env("TELEGRAM_WEBHOOK_PORT")
+    )
     # The copilot's per-chat memory (a SQLite file); default: beside a SQLite DATABASE_URL, and in
     # PostgreSQL itself when DATABASE_URL is PostgreSQL.
-    copilot_memory_path: Optional[Path] = Field(None, validation_alias=_env("LEADDESK_COPILOT_MEMORY"))
+    copilot_memory_path: Path | None = Field(None, validation_alias=_env("LEADDESK_COPILOT_MEMORY"))
 
     # Server and workers
-    secret_key: Optional[SecretStr] = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
+    secret_key: SecretStr | None = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
     # Web console sign-ins end after this many hours without a request, and after
     # LEADDESK_SESSION_MAX_HOURS whatever happens.
-    session_hours: float = Field(12.0, gt=0, le=24 * 90,
-                                 validation_alias=_env("LEADDESK_SESSION_HOURS"))
-    session_max_hours: float = Field(24.0 * 7, gt=0, le=24 * 365,
-                                     validation_alias=_env("LEADDESK_SESSION_MAX_HOURS"))
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 90, validation_alias=_env("LEADDESK_SESSION_HOURS")
+    )
+    session_max_hours: float = Field(
+        24.0 * 7, gt=0, le=24 * 365, validation_alias=_env("LEADDESK_SESSION_MAX_HOURS")
+    )
     # Mark the console cookie Secure even on plain-HTTP requests (it always is on HTTPS ones,
     # including those a --trusted-proxy says came over HTTPS).
     secure_cookies: bool = Field(False, validation_alias=_env("LEADDESK_SECURE_COOKIES"))
     worker_threads: int = Field(4, ge=1, le=64, validation_alias=_env("LEADDESK_WORKER_THREADS"))
-    broker_url: Optional[str] = Field(None, validation_alias=_env("LEADDESK_BROKER_URL"))
+    broker_url: str | None = Field(None, validation_alias=_env("LEADDESK_BROKER_URL"))
     # The broker queue's name: deployments sharing one Redis or RabbitMQ each use their own.
-    broker_queue: str = Field("leaddesk", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
-                              validation_alias=_env("LEADDESK_BROKER_QUEUE"))
+    broker_queue: str = Field(
+        "leaddesk",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+        validation_alias=_env("LEADDESK_BROKER_QUEUE"),
+    )
     # With a broker: how often workers look for work it lost (messages waiting 4x this long are
     # submitted again, e.g. after a broker restart without persistence).
-    sweep_seconds: float = Field(15.0, ge=0.2, le=3600, validation_alias=_env("LEADDESK_SWEEP_SECONDS"))
+    sweep_seconds: float = Field(
+        15.0, ge=0.2, le=3600, validation_alias=_env("LEADDESK_SWEEP_SECONDS")
+    )
 
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
         region = value.strip().upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"{value!r} is not an ISO country code phonenumbers knows (e.g. US, GB, SA)")
+            raise ValueError(
+                f"{value!r} is not an ISO country code phonenumbers knows (e.g. US, GB, SA)"
+            )
         return region
 
     @field_validator("database_url")

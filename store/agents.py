@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,10 +39,10 @@ def create_agent(
     name: str,
     *,
     session: Session,
-    email: Optional[str] = None,
+    email: str | None = None,
     role: str = "agent",
     capacity: int = 50,
-    password: Optional[str] = None,
+    password: str | None = None,
 ) -> tuple[Agent, str]:
     """Create an agent and return it with its API token (the only time the token is visible)."""
     name = (name or "").strip()
@@ -71,7 +71,7 @@ def create_agent(
     return agent, token
 
 
-def agent_by_token(token: str, *, session: Session) -> Optional[Agent]:
+def agent_by_token(token: str, *, session: Session) -> Agent | None:
     """The active agent owning this API token, or None."""
     if not token:
         return None
@@ -88,7 +88,7 @@ def _dummy_hash() -> str:
     return _DUMMY_HASH[0]
 
 
-def agent_by_password(email: str, password: str, *, session: Session) -> Optional[Agent]:
+def agent_by_password(email: str, password: str, *, session: Session) -> Agent | None:
     """The active agent with this email and password, or None; `TokenOnlyAgent` when the agent
     has no password.
 
@@ -115,7 +115,7 @@ def check_password_rules(password: str) -> None:
         raise AgentError(f"the password must have at most {MAX_PASSWORD} characters")
 
 
-def set_password(agent: Agent, password: Optional[str], *, session: Session) -> None:
+def set_password(agent: Agent, password: str | None, *, session: Session) -> None:
     """Set (None: remove) the agent's console password; every console session of theirs ends."""
     if password is not None:
         check_password_rules(password)
@@ -141,7 +141,7 @@ def set_active(agent: Agent, active: bool, *, session: Session) -> bool:
     return changed
 
 
-def find_agent(ref: str, *, session: Session) -> Optional[Agent]:
+def find_agent(ref: str, *, session: Session) -> Agent | None:
     """An agent by id, email or (case-insensitive) name."""
     ref = (ref or "").strip()
     if ref.isdigit():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Optional
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberMatcher
 
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _EMAIL_IN_TEXT = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
@@ -40,7 +41,7 @@ def normalize_phone(raw: str, region: str = "US") -> str:
         raise InvalidContact("not a phone number")
     if not re.search(r"\d", text):
         raise InvalidContact("not a phone number")
-    candidates: list[tuple[str, Optional[str]]] = []
+    candidates: list[tuple[str, str | None]] = []
     compact = re.sub(r"[\s().\-/\u00a0]", "", text)
     if compact.startswith("00") and compact[2:].isdigit():
         candidates.append(("+" + compact[2:], None))
@@ -55,10 +56,12 @@ def normalize_phone(raw: str, region: str = "US") -> str:
             continue
         if phonenumbers.is_valid_number(number):
             return phonenumbers.format_number(number, PhoneNumberFormat.E164)
-    raise InvalidContact(f"not a valid phone number for region {region}" if region else "not a valid phone number")
+    raise InvalidContact(
+        f"not a valid phone number for region {region}" if region else "not a valid phone number"
+    )
 
 
-def try_normalize_phone(raw: Optional[str], region: str = "US") -> Optional[str]:
+def try_normalize_phone(raw: str | None, region: str = "US") -> str | None:
     if not raw:
         return None
     try:
@@ -82,7 +85,11 @@ def find_phones(text: str, region: str = "US") -> list[str]:
         for token in re.findall(r"(?<![\w+])(?:\+|00)?\d[\d\s().\-]{6,18}\d(?!\w)", normalized):
             e164 = try_normalize_phone(token, region)
             compact = re.sub(r"\D", "", token)
-            if e164 and (token.strip().startswith(("+", "00")) or len(compact) >= 11) and e164 not in found:
+            if (
+                e164
+                and (token.strip().startswith(("+", "00")) or len(compact) >= 11)
+                and e164 not in found
+            ):
                 found.append(e164)
     return found
 
@@ -98,7 +105,7 @@ def normalize_email(raw: str) -> str:
     return f"{local}@{domain.lower()}"
 
 
-def try_normalize_email(raw: Optional[str]) -> Optional[str]:
+def try_normalize_email(raw: str | None) -> str | None:
     if not raw:
         return None
     try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,8 +39,17 @@ from store.text import clean_json, clean_text
 log = logging.getLogger(__name__)
 
 # Fields a merge copies from the absorbed lead when the survivor has none.
-_FILLABLE = ("name", "email", "phone", "company", "summary", "next_best_action", "source",
-             "assigned_agent_id", "conversion_probability")
+_FILLABLE = (
+    "name",
+    "email",
+    "phone",
+    "company",
+    "summary",
+    "next_best_action",
+    "source",
+    "assigned_agent_id",
+    "conversion_probability",
+)
 _MAX_ATTEMPTS = 5
 _DEFAULT_STATUS = "New"
 
@@ -52,7 +62,7 @@ class LeadNotFound(LookupError):
     pass
 
 
-def _audit_value(value: Any) -> Optional[str]:
+def _audit_value(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
@@ -65,13 +75,13 @@ def _audit_value(value: Any) -> Optional[str]:
 def record_audit(
     *,
     session: Session,
-    lead_id: Optional[int],
+    lead_id: int | None,
     actor: str,
     action: str,
-    field: Optional[str] = None,
+    field: str | None = None,
     old: Any = None,
     new: Any = None,
-    agent_id: Optional[int] = None,
+    agent_id: int | None = None,
 ) -> AuditEvent:
     event = AuditEvent(
         lead_id=lead_id,
@@ -93,7 +103,7 @@ def update_lead(
     *,
     session: Session,
     actor: str,
-    agent_id: Optional[int] = None,
+    agent_id: int | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     """Apply `changes` to the lead, writing one AuditEvent per field that really changed."""
     changed: dict[str, tuple[Any, Any]] = {}
@@ -106,8 +116,16 @@ def update_lead(
             continue
         setattr(lead, field, new)
         changed[field] = (old, new)
-        record_audit(session=session, lead_id=lead.id, actor=actor, action="update", field=field,
-                     old=old, new=new, agent_id=agent_id)
+        record_audit(
+            session=session,
+            lead_id=lead.id,
+            actor=actor,
+            action="update",
+            field=field,
+            old=old,
+            new=new,
+            agent_id=agent_id,
+        )
     return changed
 
 
@@ -143,8 +161,8 @@ def set_stated_details(
     lead: Lead,
     *,
     session: Session,
-    name: Optional[str] = None,
-    company: Optional[str] = None,
+    name: str | None = None,
+    company: str | None = None,
     actor: str = "bot",
 ) -> dict[str, tuple[Any, Any]]:
     """Take the name and company a customer gives for themselves: they replace what a channel
@@ -164,7 +182,12 @@ def get_lead(lead_id: int, *, session: Session, follow_merges: bool = True) -> L
     """The lead with this id; a merged-away id leads to the lead it was merged into."""
     lead = session.get(Lead, lead_id)
     seen = set()
-    while lead is not None and follow_merges and lead.merged_into_id is not None and lead.id not in seen:
+    while (
+        lead is not None
+        and follow_merges
+        and lead.merged_into_id is not None
+        and lead.id not in seen
+    ):
         seen.add(lead.id)
         lead = session.get(Lead, lead.merged_into_id)
     if lead is None:
@@ -172,22 +195,22 @@ def get_lead(lead_id: int, *, session: Session, follow_merges: bool = True) -> L
     return lead
 
 
-def find_lead_by_phone(phone: str, *, session: Session) -> Optional[Lead]:
+def find_lead_by_phone(phone: str, *, session: Session) -> Lead | None:
     return session.scalars(select(Lead).where(Lead.phone == phone)).first()
 
 
-def find_lead_by_email(email: str, *, session: Session) -> Optional[Lead]:
+def find_lead_by_email(email: str, *, session: Session) -> Lead | None:
     """The lead with this email in any case (emails are compared lower-cased)."""
     return session.scalars(select(Lead).where(func.lower(Lead.email) == email.lower())).first()
 
 
-def _holder(session: Session, field: str, value: str) -> Optional[Lead]:
+def _holder(session: Session, field: str, value: str) -> Lead | None:
     if field == "email":
         return find_lead_by_email(value, session=session)
     return find_lead_by_phone(value, session=session)
 
 
-def find_identity(channel: str, external_id: str, *, session: Session) -> Optional[Identity]:
+def find_identity(channel: str, external_id: str, *, session: Session) -> Identity | None:
     return session.scalars(
         select(Identity).where(Identity.channel == channel, Identity.external_id == external_id)
     ).first()
@@ -207,17 +230,17 @@ def _insert(session: Session, obj: Any) -> bool:
 def resolve(
     channel: str,
     external_id: str,
-    phone: Optional[str] = None,
-    email: Optional[str] = None,
-    name: Optional[str] = None,
+    phone: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
     *,
     session: Session,
     region: str = "US",
-    source: Optional[str] = None,
+    source: str | None = None,
     actor: str = "bot",
     trust: str = VERIFIED,
-    identity_trust: Optional[str] = None,
-    alias_of: Optional[str] = None,
+    identity_trust: str | None = None,
+    alias_of: str | None = None,
 ) -> Lead:
     """Return the lead for this person, creating it if needed and merging leads that turn out to be one.
 
@@ -238,16 +261,35 @@ def resolve(
     identity_trust = identity_trust or rules.channel_trust(channel)
 
     for _attempt in range(_MAX_ATTEMPTS):
-        found = _lead_for_identity(session, channel, external_id, phone, email, name, source, actor,
-                                   trust, identity_trust, alias_of)
+        found = _lead_for_identity(
+            session,
+            channel,
+            external_id,
+            phone,
+            email,
+            name,
+            source,
+            actor,
+            trust,
+            identity_trust,
+            alias_of,
+        )
         if found is None:
             continue
         lead, identity_id = found
-        claimed: Optional[Lead] = lead
+        claimed: Lead | None = lead
         for field, value in (("phone", phone), ("email", email)):
             if value and claimed is not None:
-                claimed = _claim(session, claimed, field, value, actor, trust=trust,
-                                 source=channel, identity_id=identity_id)
+                claimed = _claim(
+                    session,
+                    claimed,
+                    field,
+                    value,
+                    actor,
+                    trust=trust,
+                    source=channel,
+                    identity_id=identity_id,
+                )
         if claimed is None:
             continue
         if name and not claimed.name:
@@ -257,16 +299,16 @@ def resolve(
 
 
 def resolve_contact(
-    phone: Optional[str] = None,
-    email: Optional[str] = None,
-    name: Optional[str] = None,
+    phone: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
     *,
     session: Session,
     region: str = "US",
-    source: Optional[str] = None,
+    source: str | None = None,
     actor: str = "agent",
-    agent_id: Optional[int] = None,
-    reason: Optional[str] = None,
+    agent_id: int | None = None,
+    reason: str | None = None,
 ) -> tuple[Lead, bool]:
     """Find the lead owning this phone or email, or create one on the `manual` channel.
 
@@ -279,56 +321,111 @@ def resolve_contact(
     phone = normalize_phone(phone, region) if phone else None
     email = normalize_email(email) if email else None
     name = clean_text(name).strip()[:200] or None if name else None
-    created: Optional[Lead] = None
+    created: Lead | None = None
     for _attempt in range(_MAX_ATTEMPTS):
-        lead = created or (find_lead_by_phone(phone, session=session) if phone else None) or (
-            find_lead_by_email(email, session=session) if email else None
+        lead = (
+            created
+            or (find_lead_by_phone(phone, session=session) if phone else None)
+            or (find_lead_by_email(email, session=session) if email else None)
         )
         if lead is None:
-            lead = created = _new_lead(session, "manual", f"{actor}-{uuid.uuid4().hex}", name,
-                                       source or actor, actor, agent_id)
-        claimed: Optional[Lead] = lead
+            lead = created = _new_lead(
+                session,
+                "manual",
+                f"{actor}-{uuid.uuid4().hex}",
+                name,
+                source or actor,
+                actor,
+                agent_id,
+            )
+        claimed: Lead | None = lead
         for field, value in (("phone", phone), ("email", email)):
             if value and claimed is not None:
-                claimed = _claim(session, claimed, field, value, actor, trust=rules.CLAIMED,
-                                 source=actor if actor in ("import", "agent") else "manual",
-                                 merge=True, reason=reason, agent_id=agent_id)
+                claimed = _claim(
+                    session,
+                    claimed,
+                    field,
+                    value,
+                    actor,
+                    trust=rules.CLAIMED,
+                    source=actor if actor in ("import", "agent") else "manual",
+                    merge=True,
+                    reason=reason,
+                    agent_id=agent_id,
+                )
         if claimed is None:
             # Lost a race for the phone/email: the next attempt merges with the winner.
             continue
         if name and not claimed.name:
             update_lead(claimed, {"name": name}, session=session, actor=actor, agent_id=agent_id)
-        is_new = created is not None and claimed.id == created.id and not _was_merged(session, claimed)
+        is_new = (
+            created is not None and claimed.id == created.id and not _was_merged(session, claimed)
+        )
         return claimed, is_new
     raise RuntimeError("could not resolve the lead: too much concurrent contention")
 
 
 def _was_merged(session: Session, lead: Lead) -> bool:
-    return session.scalars(
-        select(Lead.id).where(Lead.merged_into_id == lead.id).limit(1)
-    ).first() is not None
+    return (
+        session.scalars(select(Lead.id).where(Lead.merged_into_id == lead.id).limit(1)).first()
+        is not None
+    )
 
 
-def _new_lead(session: Session, channel: str, external_id: str, name: Optional[str],
-              source: Optional[str], actor: str, agent_id: Optional[int] = None) -> Lead:
+def _new_lead(
+    session: Session,
+    channel: str,
+    external_id: str,
+    name: str | None,
+    source: str | None,
+    actor: str,
+    agent_id: int | None = None,
+) -> Lead:
     """Insert a lead with its first identity (the external id is assumed fresh)."""
     now = utcnow()
     with session.begin_nested():
-        lead = Lead(name=name, source=source or channel, created_at=now, updated_at=now,
-                    score_factors=[], interests=[], objections=[], tags=[], custom_fields={})
+        lead = Lead(
+            name=name,
+            source=source or channel,
+            created_at=now,
+            updated_at=now,
+            score_factors=[],
+            interests=[],
+            objections=[],
+            tags=[],
+            custom_fields={},
+        )
         session.add(lead)
         session.flush()
-        record_audit(session=session, lead_id=lead.id, actor=actor, action="create", agent_id=agent_id)
-        session.add(Identity(lead_id=lead.id, channel=channel, external_id=external_id,
-                             display_name=name, created_at=now))
+        record_audit(
+            session=session, lead_id=lead.id, actor=actor, action="create", agent_id=agent_id
+        )
+        session.add(
+            Identity(
+                lead_id=lead.id,
+                channel=channel,
+                external_id=external_id,
+                display_name=name,
+                created_at=now,
+            )
+        )
         session.flush()
     return lead
 
 
-def _lead_for_identity(session: Session, channel: str, external_id: str, phone: Optional[str],
-                       email: Optional[str], name: Optional[str], source: Optional[str],
-                       actor: str, trust: str, identity_trust: str,
-                       alias_of: Optional[str]) -> Optional[tuple[Lead, int]]:
+def _lead_for_identity(
+    session: Session,
+    channel: str,
+    external_id: str,
+    phone: str | None,
+    email: str | None,
+    name: str | None,
+    source: str | None,
+    actor: str,
+    trust: str,
+    identity_trust: str,
+    alias_of: str | None,
+) -> tuple[Lead, int] | None:
     """The lead of this identity (and the identity's id), registering the identity if it is new.
     None means a concurrent registration won: try again."""
     identity = find_identity(channel, external_id, session=session)
@@ -336,8 +433,8 @@ def _lead_for_identity(session: Session, channel: str, external_id: str, phone: 
         if identity_trust == VERIFIED and identity.trust != VERIFIED:
             identity.trust = VERIFIED
         return get_lead(identity.lead_id, session=session), identity.id
-    lead: Optional[Lead] = None
-    root: Optional[Identity] = None
+    lead: Lead | None = None
+    root: Identity | None = None
     if alias_of:
         root = find_identity(channel, alias_of, session=session)
         if root is not None:
@@ -354,14 +451,29 @@ def _lead_for_identity(session: Session, channel: str, external_id: str, phone: 
         with session.begin_nested():
             if lead is None:
                 # Created without phone/email: claiming them afterwards detects (and merges) a duplicate.
-                lead = Lead(name=name, source=source or channel, created_at=now, updated_at=now,
-                            score_factors=[], interests=[], objections=[], tags=[], custom_fields={})
+                lead = Lead(
+                    name=name,
+                    source=source or channel,
+                    created_at=now,
+                    updated_at=now,
+                    score_factors=[],
+                    interests=[],
+                    objections=[],
+                    tags=[],
+                    custom_fields={},
+                )
                 session.add(lead)
                 session.flush()
                 record_audit(session=session, lead_id=lead.id, actor=actor, action="create")
-            identity = Identity(lead_id=lead.id, channel=channel, external_id=external_id,
-                                display_name=name, trust=identity_trust,
-                                alias_of_id=root.id if root is not None else None, created_at=now)
+            identity = Identity(
+                lead_id=lead.id,
+                channel=channel,
+                external_id=external_id,
+                display_name=name,
+                trust=identity_trust,
+                alias_of_id=root.id if root is not None else None,
+                created_at=now,
+            )
             session.add(identity)
             session.flush()
     except IntegrityError:
@@ -370,9 +482,20 @@ def _lead_for_identity(session: Session, channel: str, external_id: str, phone: 
     return lead, identity.id
 
 
-def _claim(session: Session, lead: Lead, field: str, value: str, actor: str, *, trust: str,
-           source: str, identity_id: Optional[int] = None, merge: bool = False,
-           reason: Optional[str] = None, agent_id: Optional[int] = None) -> Optional[Lead]:
+def _claim(
+    session: Session,
+    lead: Lead,
+    field: str,
+    value: str,
+    actor: str,
+    *,
+    trust: str,
+    source: str,
+    identity_id: int | None = None,
+    merge: bool = False,
+    reason: str | None = None,
+    agent_id: int | None = None,
+) -> Lead | None:
     """Give `lead` this phone/email. When another lead has it: merge with it on verified evidence
     if `store.identity` allows (or always with `merge`, an import's deliberate act, whose merge
     tells the other owner), else suggest a merge. None means retry."""
@@ -382,19 +505,27 @@ def _claim(session: Session, lead: Lead, field: str, value: str, actor: str, *, 
         owner = get_lead(owner.id, session=session)
     if owner is not None and owner.id != lead.id:
         if rules.merges_on_match(lead, owner, trust=trust, deliberate=merge):
-            lead = merge_leads(lead, owner, session=session,
-                               actor="merge" if not merge else actor, agent_id=agent_id,
-                               reason=reason)
+            lead = merge_leads(
+                lead,
+                owner,
+                session=session,
+                actor="merge" if not merge else actor,
+                agent_id=agent_id,
+                reason=reason,
+            )
         else:
-            rules.suggest_merge(lead, owner, field, session=session, source=source,
-                                claimed=trust != VERIFIED)
+            rules.suggest_merge(
+                lead, owner, field, session=session, source=source, claimed=trust != VERIFIED
+            )
     for other_id in rules.other_claimants(field, key, lead.id, session=session):
         other = get_lead(other_id, session=session)
         if other.id != lead.id and (owner is None or other.id != owner.id):
-            rules.suggest_merge(lead, other, field, session=session, source=source,
-                                claimed=trust != VERIFIED)
-    rules.record_contact(lead, field, value, session=session, trust=trust, source=source,
-                         identity_id=identity_id)
+            rules.suggest_merge(
+                lead, other, field, session=session, source=source, claimed=trust != VERIFIED
+            )
+    rules.record_contact(
+        lead, field, value, session=session, trust=trust, source=source, identity_id=identity_id
+    )
     current = getattr(lead, field)
     if current is not None and rules.contact_key(field, current) == key:
         return lead
@@ -418,14 +549,28 @@ def _claim(session: Session, lead: Lead, field: str, value: str, actor: str, *, 
     except IntegrityError:
         session.refresh(lead)
         return None
-    record_audit(session=session, lead_id=lead.id, actor=actor, action="update", field=field,
-                 old=None, new=value)
+    record_audit(
+        session=session,
+        lead_id=lead.id,
+        actor=actor,
+        action="update",
+        field=field,
+        old=None,
+        new=value,
+    )
     return lead
 
 
-def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
-                agent_id: Optional[int] = None, into: Optional[Lead] = None,
-                reason: Optional[str] = None) -> Lead:
+def merge_leads(
+    a: Lead,
+    b: Lead,
+    *,
+    session: Session,
+    actor: str = "merge",
+    agent_id: int | None = None,
+    into: Lead | None = None,
+    reason: str | None = None,
+) -> Lead:
     """Merge two leads into the older one (or `into`) and return it; the other becomes a tombstone
     pointing at it. Whether they may be merged is `store.identity`'s rule, checked by the caller.
 
@@ -451,18 +596,34 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     # merge with the lead it now lives on, so that this one does not stay a separate duplicate.
     if survivor.merged_into_id is not None:
         target = get_lead(survivor.merged_into_id, session=session)
-        return merge_leads(target, absorbed, session=session, actor=actor, agent_id=agent_id,
-                           into=target if into is not None else None, reason=reason)
+        return merge_leads(
+            target,
+            absorbed,
+            session=session,
+            actor=actor,
+            agent_id=agent_id,
+            into=target if into is not None else None,
+            reason=reason,
+        )
     if absorbed.merged_into_id is not None:
-        return merge_leads(survivor, get_lead(absorbed.merged_into_id, session=session),
-                           session=session, actor=actor, agent_id=agent_id,
-                           into=survivor if into is not None else None, reason=reason)
+        return merge_leads(
+            survivor,
+            get_lead(absorbed.merged_into_id, session=session),
+            session=session,
+            actor=actor,
+            agent_id=agent_id,
+            into=survivor if into is not None else None,
+            reason=reason,
+        )
     survivor_owner, absorbed_owner = survivor.assigned_agent_id, absorbed.assigned_agent_id
     absorbed_vouched = _has_verified_identity(session, absorbed.id)
     survivor_vouched = _has_verified_identity(session, survivor.id)
 
-    fills = {field: getattr(absorbed, field) for field in _FILLABLE
-             if getattr(survivor, field) in (None, "") and getattr(absorbed, field) not in (None, "")}
+    fills = {
+        field: getattr(absorbed, field)
+        for field in _FILLABLE
+        if getattr(survivor, field) in (None, "") and getattr(absorbed, field) not in (None, "")
+    }
     extra = _merge_custom_fields(survivor.custom_fields or {}, absorbed.custom_fields or {})
     for field in ("phone", "email"):
         # A second phone or email of the same person is kept beside the first, never dropped.
@@ -482,14 +643,20 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     if absorbed.ai_paused_until:
         quieted["ai_paused_until"] = absorbed.ai_paused_until
     if quieted:
-        session.execute(update(Conversation).where(Conversation.lead_id == absorbed.id)
-                        .values(**quieted))
-    session.execute(update(Identity).where(Identity.lead_id == absorbed.id).values(lead_id=survivor.id))
-    session.execute(update(Conversation).where(Conversation.lead_id == absorbed.id)
-                    .values(lead_id=survivor.id))
+        session.execute(
+            update(Conversation).where(Conversation.lead_id == absorbed.id).values(**quieted)
+        )
+    session.execute(
+        update(Identity).where(Identity.lead_id == absorbed.id).values(lead_id=survivor.id)
+    )
+    session.execute(
+        update(Conversation).where(Conversation.lead_id == absorbed.id).values(lead_id=survivor.id)
+    )
     _merge_contacts(session, survivor, absorbed)
     for model in (Note, ScoreEvent, AuditEvent, Notification):
-        session.execute(update(model).where(model.lead_id == absorbed.id).values(lead_id=survivor.id))
+        session.execute(
+            update(model).where(model.lead_id == absorbed.id).values(lead_id=survivor.id)
+        )
 
     merged_lists = {
         field: _union(getattr(survivor, field) or [], getattr(absorbed, field) or [])
@@ -499,11 +666,15 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     if absorbed.score > survivor.score and not survivor.locked:
         changes["score"] = absorbed.score
         changes["score_factors"] = absorbed.score_factors
-    latest = max(filter(None, [survivor.last_contacted_at, absorbed.last_contacted_at]), default=None)
+    latest = max(
+        filter(None, [survivor.last_contacted_at, absorbed.last_contacted_at]), default=None
+    )
     changes["last_contacted_at"] = latest
     changes["created_at"] = min(survivor.created_at, absorbed.created_at)
-    if survivor.status == _DEFAULT_STATUS and absorbed.status != _DEFAULT_STATUS and (
-        absorbed_vouched or not survivor_vouched
+    if (
+        survivor.status == _DEFAULT_STATUS
+        and absorbed.status != _DEFAULT_STATUS
+        and (absorbed_vouched or not survivor_vouched)
     ):
         # The absorbed lead got further (e.g. Interested on WhatsApp): do not fall back to New.
         # What only claimed identities said does not move a lead a channel vouches for.
@@ -519,13 +690,35 @@ def merge_leads(a: Lead, b: Lead, *, session: Session, actor: str = "merge",
     absorbed.merged_into_id = survivor.id
     absorbed.archived = True
     session.flush()
-    record_audit(session=session, lead_id=survivor.id, actor=actor, action="merge", field="lead",
-                 old=absorbed.id, new=survivor.id, agent_id=agent_id)
+    record_audit(
+        session=session,
+        lead_id=survivor.id,
+        actor=actor,
+        action="merge",
+        field="lead",
+        old=absorbed.id,
+        new=survivor.id,
+        agent_id=agent_id,
+    )
     if reason:
-        record_audit(session=session, lead_id=survivor.id, actor=actor, action="merge",
-                     field="reason", new=reason, agent_id=agent_id)
-    rules.on_merge(survivor, absorbed, session=session, survivor_owner=survivor_owner,
-                   absorbed_owner=absorbed_owner, actor=actor, agent_id=agent_id)
+        record_audit(
+            session=session,
+            lead_id=survivor.id,
+            actor=actor,
+            action="merge",
+            field="reason",
+            new=reason,
+            agent_id=agent_id,
+        )
+    rules.on_merge(
+        survivor,
+        absorbed,
+        session=session,
+        survivor_owner=survivor_owner,
+        absorbed_owner=absorbed_owner,
+        actor=actor,
+        agent_id=agent_id,
+    )
     session.expire(survivor, ["identities", "conversations", "notes", "contacts"])
     session.expire(absorbed, ["identities", "conversations", "notes", "contacts"])
     log.info("merged lead %s into lead %s", absorbed.id, survivor.id)
@@ -556,10 +749,13 @@ def _has_verified_identity(session: Session, lead_id: int) -> bool:
 
 def _merge_contacts(session: Session, survivor: Lead, absorbed: Lead) -> None:
     """Move the absorbed lead's contact details over; a detail both have keeps the stronger trust."""
-    kept = {(c.kind, c.key): c for c in session.scalars(
-        select(ContactDetail).where(ContactDetail.lead_id == survivor.id))}
-    for detail in list(session.scalars(
-            select(ContactDetail).where(ContactDetail.lead_id == absorbed.id))):
+    kept = {
+        (c.kind, c.key): c
+        for c in session.scalars(select(ContactDetail).where(ContactDetail.lead_id == survivor.id))
+    }
+    for detail in list(
+        session.scalars(select(ContactDetail).where(ContactDetail.lead_id == absorbed.id))
+    ):
         twin = kept.get((detail.kind, detail.key))
         if twin is None:
             detail.lead_id = survivor.id
@@ -577,13 +773,21 @@ def join_conversations(alias: Identity, root_id: int, *, session: Session) -> in
     if other_root == root_id:
         return root_id
     keep_root, drop_root = sorted((other_root, root_id))
-    keep = session.scalars(select(Conversation).where(Conversation.identity_id == keep_root)).first()
-    drop = session.scalars(select(Conversation).where(Conversation.identity_id == drop_root)).first()
+    keep = session.scalars(
+        select(Conversation).where(Conversation.identity_id == keep_root)
+    ).first()
+    drop = session.scalars(
+        select(Conversation).where(Conversation.identity_id == drop_root)
+    ).first()
     if drop is not None and keep is not None:
-        session.execute(update(Message).where(Message.conversation_id == drop.id)
-                        .values(conversation_id=keep.id))
-        if drop.last_inbound_at and (keep.last_inbound_at is None
-                                     or drop.last_inbound_at > keep.last_inbound_at):
+        session.execute(
+            update(Message)
+            .where(Message.conversation_id == drop.id)
+            .values(conversation_id=keep.id)
+        )
+        if drop.last_inbound_at and (
+            keep.last_inbound_at is None or drop.last_inbound_at > keep.last_inbound_at
+        ):
             keep.last_inbound_at = drop.last_inbound_at
         keep.summary = keep.summary or drop.summary
         session.flush()
@@ -591,19 +795,24 @@ def join_conversations(alias: Identity, root_id: int, *, session: Session) -> in
         session.flush()
     elif drop is not None:
         drop.identity_id = keep_root
-    session.execute(update(Identity).where((Identity.id == drop_root) | (Identity.alias_of_id == drop_root))
-                    .values(alias_of_id=keep_root))
+    session.execute(
+        update(Identity)
+        .where((Identity.id == drop_root) | (Identity.alias_of_id == drop_root))
+        .values(alias_of_id=keep_root)
+    )
     session.flush()
     return keep_root
 
 
-def get_conversation(lead: Lead, channel: str, *, session: Session,
-                     identity: Optional[Identity] = None) -> Conversation:
+def get_conversation(
+    lead: Lead, channel: str, *, session: Session, identity: Identity | None = None
+) -> Conversation:
     """The conversation with `identity` (or with the lead's first identity on `channel`), created
     on first use. An alias identity shares the conversation of the identity it is an alias of."""
     if identity is None:
         identity = session.scalars(
-            select(Identity).where(Identity.lead_id == lead.id, Identity.channel == channel)
+            select(Identity)
+            .where(Identity.lead_id == lead.id, Identity.channel == channel)
             .order_by(Identity.alias_of_id.is_not(None), Identity.id)
         ).first()
     root_id = None
@@ -618,8 +827,9 @@ def get_conversation(lead: Lead, channel: str, *, session: Session,
         conversation = session.scalars(query.order_by(Conversation.id)).first()
         if conversation is not None:
             return conversation
-        conversation = Conversation(lead_id=lead.id, channel=channel, identity_id=root_id,
-                                    created_at=utcnow())
+        conversation = Conversation(
+            lead_id=lead.id, channel=channel, identity_id=root_id, created_at=utcnow()
+        )
         if _insert(session, conversation):
             return conversation
     raise RuntimeError("could not create the conversation")

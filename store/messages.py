@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -24,12 +24,12 @@ class Inbound:
     external_id: str
     text: str = ""
     kind: str = "text"
-    channel_message_id: Optional[str] = None
-    name: Optional[str] = None
-    phone: Optional[str] = None  # supplied by the channel itself (e.g. the WhatsApp wa_id): verified
-    email: Optional[str] = None
-    sent_at: Optional[datetime] = None
-    payload: Optional[dict[str, Any]] = None
+    channel_message_id: str | None = None
+    name: str | None = None
+    phone: str | None = None  # supplied by the channel itself (e.g. the WhatsApp wa_id): verified
+    email: str | None = None
+    sent_at: datetime | None = None
+    payload: dict[str, Any] | None = None
     author: str = "customer"  # "agent" for a human reply echoed from a native app
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -66,10 +66,18 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
             assert conversation is not None
             return Ingested(existing, conversation.lead, conversation, True)
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
-    lead = resolve(inbound.channel, inbound.external_id, phone=phone, name=inbound.name,
-                   session=session, region=region, trust=VERIFIED)
-    identity = find_identity(inbound.channel, inbound.external_id.replace("\x00", "").strip(),
-                             session=session)
+    lead = resolve(
+        inbound.channel,
+        inbound.external_id,
+        phone=phone,
+        name=inbound.name,
+        session=session,
+        region=region,
+        trust=VERIFIED,
+    )
+    identity = find_identity(
+        inbound.channel, inbound.external_id.replace("\x00", "").strip(), session=session
+    )
     conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
     now = utcnow()
     direction = "in" if inbound.author == "customer" else "out"
@@ -101,25 +109,34 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
         assert conversation is not None
         return Ingested(existing, conversation.lead, conversation, True)
     if direction == "in":
-        conversation.last_inbound_at = max(filter(None, [conversation.last_inbound_at, message.sent_at]))
+        conversation.last_inbound_at = max(
+            filter(None, [conversation.last_inbound_at, message.sent_at])
+        )
         lead.last_contacted_at = max(filter(None, [lead.last_contacted_at, message.sent_at]))
     return Ingested(message, lead, conversation, False)
 
 
-def _by_channel_id(session: Session, channel: str, channel_message_id: str) -> Optional[Message]:
+def _by_channel_id(session: Session, channel: str, channel_message_id: str) -> Message | None:
     return session.scalars(
-        select(Message).where(Message.channel == channel, Message.channel_message_id == channel_message_id)
+        select(Message).where(
+            Message.channel == channel, Message.channel_message_id == channel_message_id
+        )
     ).first()
 
 
 def pending_messages(conversation_id: int, *, session: Session) -> list[Message]:
     """Inbound messages of a conversation that the bot has not processed yet, oldest first."""
-    return list(session.scalars(
-        select(Message)
-        .where(Message.conversation_id == conversation_id, Message.direction == "in",
-               Message.processed_at.is_(None))
-        .order_by(Message.id)
-    ))
+    return list(
+        session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.direction == "in",
+                Message.processed_at.is_(None),
+            )
+            .order_by(Message.id)
+        )
+    )
 
 
 def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
@@ -134,27 +151,33 @@ def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[
     return list(rows)
 
 
-def conversation_messages(conversation_id: int, *, session: Session, limit: int = 12) -> list[Message]:
+def conversation_messages(
+    conversation_id: int, *, session: Session, limit: int = 12
+) -> list[Message]:
     """The last `limit` messages of one conversation, oldest first."""
-    rows = list(session.scalars(
-        select(Message)
-        .where(Message.conversation_id == conversation_id)
-        .order_by(Message.id.desc())
-        .limit(limit)
-    ))
+    rows = list(
+        session.scalars(
+            select(Message)
+            .where(Message.conversation_id == conversation_id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+    )
     rows.reverse()
     return rows
 
 
 def recent_messages(lead_id: int, *, session: Session, limit: int = 12) -> list[Message]:
     """The last `limit` messages of a lead across its conversations, oldest first."""
-    rows = list(session.scalars(
-        select(Message)
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.lead_id == lead_id)
-        .order_by(Message.id.desc())
-        .limit(limit)
-    ))
+    rows = list(
+        session.scalars(
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.lead_id == lead_id)
+            .order_by(Message.id.desc())
+            .limit(limit)
+        )
+    )
     rows.reverse()
     return rows
 
@@ -165,15 +188,17 @@ def record_outbound(
     *,
     session: Session,
     author: str = "bot",
-    agent_id: Optional[int] = None,
-    idempotency_key: Optional[str] = None,
-    external_id: Optional[str] = None,
+    agent_id: int | None = None,
+    idempotency_key: str | None = None,
+    external_id: str | None = None,
     kind: str = "text",
     delivery_status: str = "pending",
 ) -> Message:
     """Record an outbound message before it is sent; a repeated idempotency key returns the first one."""
     if idempotency_key:
-        existing = session.scalars(select(Message).where(Message.idempotency_key == idempotency_key)).first()
+        existing = session.scalars(
+            select(Message).where(Message.idempotency_key == idempotency_key)
+        ).first()
         if existing is not None:
             return existing
     now = utcnow()
@@ -197,7 +222,9 @@ def record_outbound(
             session.add(message)
             session.flush()
     except IntegrityError:
-        existing = session.scalars(select(Message).where(Message.idempotency_key == idempotency_key)).first()
+        existing = session.scalars(
+            select(Message).where(Message.idempotency_key == idempotency_key)
+        ).first()
         if existing is None:
             raise
         return existing

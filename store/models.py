@@ -6,8 +6,8 @@ The schema is created only by the Alembic migrations in `store/migrations`; keep
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -39,7 +39,7 @@ HOT_SCORE = 75
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -48,22 +48,22 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -75,20 +75,23 @@ class Agent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[Optional[str]] = mapped_column(String(320), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
     role: Mapped[str] = mapped_column(String(20), default="agent")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     capacity: Mapped[int] = mapped_column(Integer, default=50)
-    telegram_user_id: Mapped[Optional[int]] = mapped_column(BigInteger, unique=True)
+    telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
-    password_hash: Mapped[Optional[str]] = mapped_column(String(256))
-    link_code_hash: Mapped[Optional[str]] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))
+    link_code_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     leads: Mapped[list[Lead]] = relationship(back_populates="assigned_agent")
 
 
-_LIVE = {"sqlite_where": text("merged_into_id IS NULL"), "postgresql_where": text("merged_into_id IS NULL")}
+_LIVE = {
+    "sqlite_where": text("merged_into_id IS NULL"),
+    "postgresql_where": text("merged_into_id IS NULL"),
+}
 
 
 class Lead(Base):
@@ -105,50 +108,62 @@ class Lead(Base):
         Index("ix_leads_live_name", "archived", "name", **_LIVE),
         # Tombstones by the lead they point to. Partial, so that SQLite's planner never mistakes
         # it for a way to find the (nearly all) living leads, whose merged_into_id IS NULL.
-        Index("ix_leads_merged_into", "merged_into_id",
-              sqlite_where=text("merged_into_id IS NOT NULL"),
-              postgresql_where=text("merged_into_id IS NOT NULL")),
+        Index(
+            "ix_leads_merged_into",
+            "merged_into_id",
+            sqlite_where=text("merged_into_id IS NOT NULL"),
+            postgresql_where=text("merged_into_id IS NOT NULL"),
+        ),
         # Substring search (ILIKE '%text%') on PostgreSQL: trigram GIN over the searched columns.
-        Index("ix_leads_search_trgm", "name", "email", "company", "phone", postgresql_using="gin",
-              postgresql_ops={c: "gin_trgm_ops" for c in ("name", "email", "company", "phone")},
-              info={"only_on": "postgresql"}).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_leads_search_trgm",
+            "name",
+            "email",
+            "company",
+            "phone",
+            postgresql_using="gin",
+            postgresql_ops=dict.fromkeys(("name", "email", "company", "phone"), "gin_trgm_ops"),
+            info={"only_on": "postgresql"},
+        ).ddl_if(dialect="postgresql"),
         # One lead per email whatever its case: stored as typed, unique in lower case.
         Index("uq_leads_email_lower", func.lower(text("email")), unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[Optional[str]] = mapped_column(String(200))
-    email: Mapped[Optional[str]] = mapped_column(String(320), unique=True)
-    phone: Mapped[Optional[str]] = mapped_column(String(20), unique=True)
-    company: Mapped[Optional[str]] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    company: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(60), default="New")
     score: Mapped[int] = mapped_column(Integer, default=0)
     score_factors: Mapped[list[Any]] = mapped_column(default=list)
     interests: Mapped[list[Any]] = mapped_column(default=list)
     objections: Mapped[list[Any]] = mapped_column(default=list)
     tags: Mapped[list[Any]] = mapped_column(default=list)
-    summary: Mapped[Optional[str]] = mapped_column(Text)
-    conversion_probability: Mapped[Optional[float]] = mapped_column(Float)
-    next_best_action: Mapped[Optional[str]] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
+    conversion_probability: Mapped[float | None] = mapped_column(Float)
+    next_best_action: Mapped[str | None] = mapped_column(Text)
     custom_fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    source: Mapped[Optional[str]] = mapped_column(String(100))
-    assigned_agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
-    ai_paused_until: Mapped[Optional[datetime]]
+    source: Mapped[str | None] = mapped_column(String(100))
+    assigned_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    ai_paused_until: Mapped[datetime | None]
     ai_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
-    ai_pause_reason: Mapped[Optional[str]] = mapped_column(String(60))
+    ai_pause_reason: Mapped[str | None] = mapped_column(String(60))
     ai_resume_notice_due: Mapped[bool] = mapped_column(Boolean, default=False)
     phone_asks: Mapped[int] = mapped_column(Integer, default=0)
     phone_declined: Mapped[bool] = mapped_column(Boolean, default=False)
     last_reply_asked_phone: Mapped[bool] = mapped_column(Boolean, default=False)
     archived: Mapped[bool] = mapped_column(Boolean, default=False)
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
-    merged_into_id: Mapped[Optional[int]] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    last_contacted_at: Mapped[Optional[datetime]]
-    converted_at: Mapped[Optional[datetime]]
+    last_contacted_at: Mapped[datetime | None]
+    converted_at: Mapped[datetime | None]
 
-    assigned_agent: Mapped[Optional[Agent]] = relationship(back_populates="leads")
+    assigned_agent: Mapped[Agent | None] = relationship(back_populates="leads")
     identities: Mapped[list[Identity]] = relationship(back_populates="lead", order_by="Identity.id")
     conversations: Mapped[list[Conversation]] = relationship(
         back_populates="lead", order_by="Conversation.id"
@@ -188,9 +203,9 @@ class Identity(Base):
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     channel: Mapped[str] = mapped_column(String(20))
     external_id: Mapped[str] = mapped_column(String(200))
-    display_name: Mapped[Optional[str]] = mapped_column(String(200))
+    display_name: Mapped[str | None] = mapped_column(String(200))
     trust: Mapped[str] = mapped_column(String(10), default=CLAIMED)
-    alias_of_id: Mapped[Optional[int]] = mapped_column(
+    alias_of_id: Mapped[int | None] = mapped_column(
         ForeignKey("identities.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -214,22 +229,24 @@ class Conversation(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
-    identity_id: Mapped[Optional[int]] = mapped_column(
+    identity_id: Mapped[int | None] = mapped_column(
         ForeignKey("identities.id", ondelete="SET NULL")
     )
     channel: Mapped[str] = mapped_column(String(20))
-    summary: Mapped[Optional[str]] = mapped_column(Text)
+    summary: Mapped[str | None] = mapped_column(Text)
     ai_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
-    ai_paused_until: Mapped[Optional[datetime]]
+    ai_paused_until: Mapped[datetime | None]
     # The language the bot writes in (ISO 639-1), kept until the customer clearly switches.
-    language: Mapped[Optional[str]] = mapped_column(String(8))
-    last_inbound_at: Mapped[Optional[datetime]]
+    language: Mapped[str | None] = mapped_column(String(8))
+    last_inbound_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     lead: Mapped[Lead] = relationship(back_populates="conversations")
-    identity: Mapped[Optional[Identity]] = relationship()
-    messages: Mapped[list[Message]] = relationship(back_populates="conversation", order_by="Message.id")
+    identity: Mapped[Identity | None] = relationship()
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="conversation", order_by="Message.id"
+    )
 
 
 class Message(Base):
@@ -245,20 +262,20 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20))
-    external_id: Mapped[Optional[str]] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200))
     direction: Mapped[str] = mapped_column(String(3))
     author: Mapped[str] = mapped_column(String(10))
-    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     text: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[str] = mapped_column(String(30), default="text")
-    channel_message_id: Mapped[Optional[str]] = mapped_column(String(255))
-    idempotency_key: Mapped[Optional[str]] = mapped_column(String(255), unique=True)
-    delivery_status: Mapped[Optional[str]] = mapped_column(String(20))
-    error: Mapped[Optional[str]] = mapped_column(Text)
-    payload: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    channel_message_id: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    delivery_status: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    processed_at: Mapped[Optional[datetime]]
+    processed_at: Mapped[datetime | None]
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
@@ -283,7 +300,7 @@ class ContactDetail(Base):
     key: Mapped[str] = mapped_column(String(320))
     trust: Mapped[str] = mapped_column(String(10), default=CLAIMED)
     source: Mapped[str] = mapped_column(String(40))  # a channel, "agent" or "import"
-    identity_id: Mapped[Optional[int]] = mapped_column(
+    identity_id: Mapped[int | None] = mapped_column(
         ForeignKey("identities.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -311,11 +328,11 @@ class MergeSuggestion(Base):
     source: Mapped[str] = mapped_column(String(40))  # where it was claimed
     reason: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(10), default="open")
-    resolved_by_agent_id: Mapped[Optional[int]] = mapped_column(
+    resolved_by_agent_id: Mapped[int | None] = mapped_column(
         ForeignKey("agents.id", ondelete="SET NULL")
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    resolved_at: Mapped[Optional[datetime]]
+    resolved_at: Mapped[datetime | None]
 
 
 class Note(Base):
@@ -323,7 +340,7 @@ class Note(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
-    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     author: Mapped[str] = mapped_column(String(200))
     category: Mapped[str] = mapped_column(String(30), default="General")
     text: Mapped[str] = mapped_column(Text)
@@ -340,7 +357,7 @@ class ScoreEvent(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     # The last inbound message the assessment covered: a retried job cannot score it twice.
-    message_id: Mapped[Optional[int]] = mapped_column(
+    message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", ondelete="SET NULL"), unique=True
     )
     previous_score: Mapped[int] = mapped_column(Integer, default=0)
@@ -356,13 +373,15 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    lead_id: Mapped[Optional[int]] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(
+        ForeignKey("leads.id", ondelete="CASCADE"), index=True
+    )
     actor: Mapped[str] = mapped_column(String(20))  # bot, agent, import, merge, system
-    agent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(30))  # create, update, merge, assign, note, delete
-    field: Mapped[Optional[str]] = mapped_column(String(60))
-    old_value: Mapped[Optional[str]] = mapped_column(Text)
-    new_value: Mapped[Optional[str]] = mapped_column(Text)
+    field: Mapped[str | None] = mapped_column(String(60))
+    old_value: Mapped[str | None] = mapped_column(Text)
+    new_value: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -378,12 +397,12 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
-    lead_id: Mapped[Optional[int]] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(30))
     text: Mapped[str] = mapped_column(Text)
     read: Mapped[bool] = mapped_column(Boolean, default=False)
-    deliver_after: Mapped[Optional[datetime]]
-    delivered_at: Mapped[Optional[datetime]]
+    deliver_after: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

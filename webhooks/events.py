@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from store.messages import Inbound
 
@@ -26,11 +26,11 @@ class StatusUpdate:
 
     channel: str
     status: str  # sent, delivered, read, failed
-    channel_message_id: Optional[str] = None
-    recipient: Optional[str] = None  # the customer's id on the channel
-    watermark: Optional[datetime] = None  # Messenger/Instagram: all messages sent before this time
-    at: Optional[datetime] = None
-    error: Optional[str] = None
+    channel_message_id: str | None = None
+    recipient: str | None = None  # the customer's id on the channel
+    watermark: datetime | None = None  # Messenger/Instagram: all messages sent before this time
+    at: datetime | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -58,12 +58,12 @@ class ParsedBatch:
         self.ignored.append(f"{what} (not ours)")
 
 
-def parse_timestamp(value: Any) -> Optional[datetime]:
+def parse_timestamp(value: Any) -> datetime | None:
     """Meta sends seconds or milliseconds since the epoch (as numbers or strings), or ISO 8601
     text."""
     if value is None or isinstance(value, bool):
         return None
-    number: Optional[float] = None
+    number: float | None = None
     if isinstance(value, (int, float)):
         number = float(value)
     elif isinstance(value, str):
@@ -73,20 +73,20 @@ def parse_timestamp(value: Any) -> Optional[datetime]:
         except ValueError:
             for fmt in ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f%z"):
                 try:
-                    return datetime.strptime(text, fmt).astimezone(timezone.utc)
+                    return datetime.strptime(text, fmt).astimezone(UTC)
                 except ValueError:
                     continue
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
                 return None
-            return parsed.replace(tzinfo=parsed.tzinfo or timezone.utc).astimezone(timezone.utc)
+            return parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC)
     if number is None or number <= 0:
         return None
     if number > 1e11:  # milliseconds
         number /= 1000.0
     try:
-        return datetime.fromtimestamp(number, tz=timezone.utc)
+        return datetime.fromtimestamp(number, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -113,11 +113,13 @@ def as_text(value: Any, limit: int = 2000) -> str:
     return str(value).strip()[:limit]
 
 
-def ident(value: Any) -> Optional[str]:
+def ident(value: Any) -> str | None:
     """An id field as a clean string (Meta sends ids as strings, some samples as numbers)."""
     if value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = str(value).replace("\x00", "").strip()  # NUL: never meant, and PostgreSQL cannot store it
+    text = (
+        str(value).replace("\x00", "").strip()
+    )  # NUL: never meant, and PostgreSQL cannot store it
     return text[:200] or None
 
 

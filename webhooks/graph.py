@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import httpx
 
@@ -37,7 +37,7 @@ class MetaGraph:
     """A small Graph API reader; thread-safe, one HTTP client for the process."""
 
     def __init__(
-        self, settings: Any, *, timeout: float = 10.0, http: Optional[httpx.Client] = None
+        self, settings: Any, *, timeout: float = 10.0, http: httpx.Client | None = None
     ) -> None:
         self._settings = settings
         self._timeout = timeout
@@ -45,7 +45,7 @@ class MetaGraph:
         self._owns_http = http is None
         self._lock = threading.Lock()
         # Profiles asked for recently (found or not): one lookup per customer, not per message.
-        self._asked: OrderedDict[tuple[str, str], Optional[str]] = OrderedDict()
+        self._asked: OrderedDict[tuple[str, str], str | None] = OrderedDict()
 
     def close(self) -> None:
         if self._owns_http:
@@ -70,7 +70,7 @@ class MetaGraph:
 
     # -- profiles ------------------------------------------------------------------------------
 
-    def profile_name(self, channel: str, user_id: str) -> Optional[str]:
+    def profile_name(self, channel: str, user_id: str) -> str | None:
         """The name on a Messenger or Instagram customer's profile, when the token may read it."""
         key = (channel, user_id)
         with self._lock:
@@ -83,7 +83,7 @@ class MetaGraph:
                 self._asked.popitem(last=False)
         return name
 
-    def _fetch_profile(self, channel: str, user_id: str) -> Optional[str]:
+    def _fetch_profile(self, channel: str, user_id: str) -> str | None:
         token = self.token(channel)
         if channel not in ("messenger", "instagram") or not token:
             return None
@@ -95,9 +95,7 @@ class MetaGraph:
             log.warning("reading a %s profile failed (%s)", channel, type(exc).__name__)
             return None
         if response.status_code >= 400:
-            log.info(
-                "the %s token may not read profiles (HTTP %d)", channel, response.status_code
-            )
+            log.info("the %s token may not read profiles (HTTP %d)", channel, response.status_code)
             return None
         try:
             data = response.json()
@@ -116,7 +114,7 @@ class MetaGraph:
 
     # -- media ---------------------------------------------------------------------------------
 
-    def media(self, channel: str, payload: dict[str, Any]) -> Optional[MediaFile]:
+    def media(self, channel: str, payload: dict[str, Any]) -> MediaFile | None:
         """The bytes of the audio in a stored message payload: on WhatsApp the media id gives a
         short-lived URL (both read with the channel token); Messenger and Instagram put the URL in
         the attachment."""

@@ -8,9 +8,10 @@ Everything of one request is written in one short transaction; the caller dispat
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Optional
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -43,7 +44,7 @@ def store_batch(
     region: str,
     takeover_minutes: int,
     now: datetime,
-    on_human_reply: Optional[HumanReplyHook] = None,
+    on_human_reply: HumanReplyHook | None = None,
 ) -> StoreResult:
     """Store the batch in one transaction and return the conversations that now need the bot."""
     result = StoreResult()
@@ -80,7 +81,7 @@ def store_batch(
 
 
 def _human_replied(
-    lead: Lead, *, session: Session, now: datetime, minutes: int, hook: Optional[HumanReplyHook]
+    lead: Lead, *, session: Session, now: datetime, minutes: int, hook: HumanReplyHook | None
 ) -> None:
     """A person answered from the native app: the bot steps back for the takeover window."""
     if hook is None:
@@ -132,8 +133,9 @@ def _link_aliases(ingested: Ingested, aliases: list[str], *, session: Session) -
             if root_id is not None:
                 root_id = join_conversations(identity, root_id, session=session)
         else:
-            rules.suggest_merge(lead, owner, "phone", session=session, source=channel,
-                                claimed=False)
+            rules.suggest_merge(
+                lead, owner, "phone", session=session, source=channel, claimed=False
+            )
     return lead
 
 
@@ -184,6 +186,4 @@ def _conversations_of(channel: str, external_id: str, *, session: Session) -> li
     if identity is None:
         return []
     root_id = identity.alias_of_id or identity.id
-    return list(
-        session.scalars(select(Conversation.id).where(Conversation.identity_id == root_id))
-    )
+    return list(session.scalars(select(Conversation.id).where(Conversation.identity_id == root_id)))

@@ -8,7 +8,7 @@ messages, delivery/read reports, and human replies echoed from the Page inbox or
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from flask import Blueprint
 
@@ -60,7 +60,7 @@ instagram_bp = Blueprint("instagram", __name__, url_prefix="/webhooks")
 
 
 def parse_messaging(
-    payload: Any, channel: str, *, app_id: Optional[str] = None, account_id: Optional[str] = None
+    payload: Any, channel: str, *, app_id: str | None = None, account_id: str | None = None
 ) -> ParsedBatch:
     """Parse a Messenger (`channel="messenger"`) or Instagram webhook body; never raises on odd
     input.
@@ -107,7 +107,7 @@ def parse_messaging(
 
 
 def _parse_event(
-    event: dict[str, Any], channel: str, app_id: Optional[str], batch: ParsedBatch
+    event: dict[str, Any], channel: str, app_id: str | None, batch: ParsedBatch
 ) -> None:
     sender = ident(as_dict(event.get("sender")).get("id"))
     recipient = ident(as_dict(event.get("recipient")).get("id"))
@@ -204,8 +204,8 @@ def _parse_echo(
     event: dict[str, Any],
     message: dict[str, Any],
     channel: str,
-    app_id: Optional[str],
-    customer: Optional[str],
+    app_id: str | None,
+    customer: str | None,
     at: Any,
     batch: ParsedBatch,
 ) -> None:
@@ -223,10 +223,10 @@ def _parse_echo(
 def _add(
     batch: ParsedBatch,
     channel: str,
-    customer: Optional[str],
+    customer: str | None,
     kind: str,
     text: str,
-    mid: Optional[str],
+    mid: str | None,
     event: dict[str, Any],
     at: Any,
     author: str = "customer",
@@ -295,7 +295,9 @@ def receive_messenger():  # type: ignore[no-untyped-def]
     return receive_webhook(
         "messenger",
         lambda payload, settings: parse_messaging(
-            payload, "messenger", app_id=settings.meta_app_id,
+            payload,
+            "messenger",
+            app_id=settings.meta_app_id,
             account_id=settings.messenger_page_id,
         ),
     )
@@ -311,7 +313,9 @@ def receive_instagram():  # type: ignore[no-untyped-def]
     return receive_webhook(
         "instagram",
         lambda payload, settings: parse_messaging(
-            payload, "instagram", app_id=settings.meta_app_id,
+            payload,
+            "instagram",
+            app_id=settings.meta_app_id,
             account_id=settings.instagram_account_id,
         ),
     )

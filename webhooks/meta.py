@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from flask import Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,7 +36,7 @@ def signature_for(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def signature_ok(body: bytes, header: Optional[str], secret: str) -> bool:
+def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
     """Check `sha256=<hex>` against the HMAC-SHA256 of the raw body, in constant time."""
     if not header:
         return False

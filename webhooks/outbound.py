@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import httpx
 from sqlalchemy import select, update
@@ -82,16 +83,16 @@ class _Plan:
     message_id: int
     conversation_id: int
     channel: str
-    recipient: Optional[str]
+    recipient: str | None
     text: str
-    last_inbound_at: Optional[datetime]
+    last_inbound_at: datetime | None
 
 
 @dataclass
 class SendResult:
     ok: bool
-    channel_message_id: Optional[str] = None
-    error: Optional[str] = None
+    channel_message_id: str | None = None
+    error: str | None = None
     attempts: int = 0
 
 
@@ -103,12 +104,12 @@ class ChannelOutbox:
         *,
         session_factory: sessionmaker[Session],
         settings: Any,
-        notifier: Optional[ReplyNotifier] = None,
+        notifier: ReplyNotifier | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 10.0,
         retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
-        http: Optional[httpx.Client] = None,
+        http: httpx.Client | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._settings = settings
@@ -130,7 +131,7 @@ class ChannelOutbox:
         for message_id in message_ids:
             try:
                 self._deliver_one(message_id)
-            except Exception:  # noqa: BLE001 - one message's failure must not hold back the others
+            except Exception:
                 log.exception("delivering message %s failed unexpectedly", message_id)
 
     def resend_pending(self, limit: int = 1000) -> int:
@@ -204,7 +205,7 @@ class ChannelOutbox:
                 "message %s to %s failed after %d attempt(s)", message_id, channel, result.attempts
             )
 
-    def _plan(self, message_id: int) -> Optional[_Plan]:
+    def _plan(self, message_id: int) -> _Plan | None:
         with read_session(self._session_factory) as session:
             message = session.get(Message, message_id)
             if (
@@ -223,7 +224,7 @@ class ChannelOutbox:
                 last_inbound_at=conversation.last_inbound_at if conversation else None,
             )
 
-    def _missing_config(self, channel: str) -> Optional[str]:
+    def _missing_config(self, channel: str) -> str | None:
         settings = self._settings
         if channel == "whatsapp":
             if not _secret(settings.whatsapp_access_token):
@@ -256,8 +257,8 @@ class ChannelOutbox:
         plan: _Plan,
         status: str,
         *,
-        channel_message_id: Optional[str] = None,
-        error: Optional[str] = None,
+        channel_message_id: str | None = None,
+        error: str | None = None,
     ) -> None:
         values: dict[str, Any] = {
             "delivery_status": status,
@@ -301,7 +302,7 @@ class ChannelOutbox:
                 if channel == "messenger"
                 else self._settings.instagram_access_token
             )
-        first: Optional[SendResult] = None
+        first: SendResult | None = None
         parts = split_text(text, TEXT_LIMITS[channel])
         for index, part in enumerate(parts):
             result = self._post(url, token, _body(channel, recipient, part))
@@ -366,7 +367,7 @@ def _body(channel: str, recipient: str, text: str) -> dict[str, Any]:
     return {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": text}}
 
 
-def _message_id(response: httpx.Response) -> Optional[str]:
+def _message_id(response: httpx.Response) -> str | None:
     try:
         data = response.json()
     except ValueError:

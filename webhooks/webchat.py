@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, render_template, request
 from limits import RateLimitItem
@@ -39,8 +39,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.agents import hash_token
-from store.contacts import InvalidContact, normalize_email, normalize_phone, try_normalize_email
-from store.contacts import try_normalize_phone
+from store.contacts import (
+    InvalidContact,
+    normalize_email,
+    normalize_phone,
+    try_normalize_email,
+    try_normalize_phone,
+)
 from store.db import read_session
 from store.leads import find_identity, resolve
 from store.messages import Inbound, ingest
@@ -65,7 +70,7 @@ def identity_hash(identity: str, secret: str) -> str:
     return hmac.new(secret.encode("utf-8"), identity.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def _signed_identity(data: dict[str, Any]) -> tuple[Optional[str], bool]:
+def _signed_identity(data: dict[str, Any]) -> tuple[str | None, bool]:
     """The site's identity for this visitor and whether its signature checks out.
 
     Without LEADDESK_WEBCHAT_SECRET nothing can be checked: the identity is only claimed.
@@ -386,7 +391,7 @@ def _poll(visitor: _Visitor, after: int, wait: float, interval: float) -> list[d
                 time.sleep(min(step, 1.0))
 
 
-def _conversation_id(external_id: str) -> Optional[int]:
+def _conversation_id(external_id: str) -> int | None:
     with read_session(services().session_factory) as session:
         identity = find_identity(CHANNEL, external_id, session=session)
         if identity is None:
@@ -433,7 +438,7 @@ def _optional_json(required: bool = False) -> dict[str, Any]:
     return data
 
 
-def _optional_str(data: dict[str, Any], key: str, limit: int) -> Optional[str]:
+def _optional_str(data: dict[str, Any], key: str, limit: int) -> str | None:
     value = data.get(key)
     if value is None:
         return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any
 
 from flask import Blueprint
 
@@ -45,7 +45,7 @@ _MEDIA = ("image", "video", "audio", "document", "sticker")
 bp = Blueprint("whatsapp", __name__, url_prefix="/webhooks")
 
 
-def parse_whatsapp(payload: Any, *, phone_number_id: Optional[str] = None) -> ParsedBatch:
+def parse_whatsapp(payload: Any, *, phone_number_id: str | None = None) -> ParsedBatch:
     """Parse a WhatsApp webhook body; never raises on odd input, it reports what it skipped.
 
     With `phone_number_id` (our WHATSAPP_PHONE_NUMBER_ID), a change for another business number
@@ -78,8 +78,10 @@ def parse_whatsapp(payload: Any, *, phone_number_id: Optional[str] = None) -> Pa
             field = as_text(change.get("field"), 80) or "messages"
             value = as_dict(change.get("value"))
             number = ident(as_dict(value.get("metadata")).get("phone_number_id"))
-            if phone_number_id and field in ("messages", "smb_message_echoes") and (
-                number != str(phone_number_id).strip()
+            if (
+                phone_number_id
+                and field in ("messages", "smb_message_echoes")
+                and (number != str(phone_number_id).strip())
             ):
                 batch.not_ours(f"phone_number_id {number or 'missing'}")
                 continue
@@ -112,7 +114,7 @@ class _Contacts:
     def __init__(self, contacts: list[Any]) -> None:
         self.items = [as_dict(c) for c in contacts if isinstance(c, dict)]
 
-    def find(self, wa_id: Optional[str], user_id: Optional[str]) -> dict[str, Any]:
+    def find(self, wa_id: str | None, user_id: str | None) -> dict[str, Any]:
         for contact in self.items:
             if wa_id and ident(contact.get("wa_id")) == wa_id:
                 return contact
@@ -272,7 +274,7 @@ def _order_text(order: dict[str, Any]) -> str:
     return bracket("order", detail)
 
 
-def _status(status: dict[str, Any]) -> Optional[StatusUpdate]:
+def _status(status: dict[str, Any]) -> StatusUpdate | None:
     name = _STATUS.get(as_text(status.get("status"), 20))
     message_id = ident(status.get("id"))
     if name is None or message_id is None:
