@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -30,6 +31,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bot import BotService, LocalOutbox, load_prompts  # noqa: E402
+from bot.knowledge import answer, knowledge_index  # noqa: E402
+from bot.language import detect_language  # noqa: E402
 from store import make_engine, make_session_factory, upgrade  # noqa: E402
 from store.messages import Inbound  # noqa: E402
 from tests.fakes.fake_openai import FakeOpenAI  # noqa: E402
@@ -129,9 +132,6 @@ def run_throughput(service: BotService, conversations: int, messages: int) -> di
 
 def run_retrieval(rounds: int) -> dict[str, float]:
     """CPU time per message of language detection plus retrieval of the answering part."""
-    from bot.knowledge import answer, knowledge_index
-    from bot.language import detect_language
-
     config = load_prompts()
     languages = config.business.languages
     started = time.process_time()
@@ -201,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    import logging
-
     logging.basicConfig(level=logging.ERROR)
 
     results: dict[str, Any] = {}

@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bot import load_prompts  # noqa: E402
 from copilot import Copilot, build_graph, open_checkpointer  # noqa: E402
+from copilot.text import fold  # noqa: E402
 from store import make_engine, make_session_factory, upgrade  # noqa: E402
 from store.agents import create_agent  # noqa: E402
 from store.leads import update_lead  # noqa: E402
@@ -133,8 +134,6 @@ def seed(sf: Any, leads: int, bulk: int) -> tuple[int, int, int, list[int]]:
 
 def _plain(name: str) -> str:
     """The name as reps type it: lower case, no accents, hyphens and apostrophes as spaces."""
-    from copilot.text import fold
-
     return fold(name)
 
 
@@ -235,12 +234,10 @@ def main() -> int:
             "not_understood",
             "all",
         ):
-            print(
-                f"  {name:14s} median {results[name]['median_ms']:7.1f} ms   p95 {results[name]['p95_ms']:7.1f} ms"
-            )
-        print(
-            f"  bulk reassign of {args.bulk} leads (confirmed): {results['bulk_reassign']['ms']:.0f} ms"
-        )
+            median, p95 = results[name]["median_ms"], results[name]["p95_ms"]
+            print(f"  {name:14s} median {median:7.1f} ms   p95 {p95:7.1f} ms")
+        bulk_ms = results["bulk_reassign"]["ms"]
+        print(f"  bulk reassign of {args.bulk} leads (confirmed): {bulk_ms:.0f} ms")
         print(f"  chat memory after all rounds: {results['memory_kb']} KiB")
     return 0
 

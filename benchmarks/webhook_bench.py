@@ -23,6 +23,7 @@ import os
 import random
 import re
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -33,6 +34,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from store import upgrade  # noqa: E402
 
 SECRET = "bench-app-secret"
 HTTP_THREADS = 16
@@ -50,8 +56,6 @@ serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=int(sys.argv[2]), _q
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -398,8 +402,6 @@ def main(argv: list[str] | None = None) -> int:
     graph = FakeGraph()
     with tempfile.TemporaryDirectory(prefix="leaddesk-bench-") as folder:
         database = Path(folder) / "bench.db"
-        from store import upgrade
-
         upgrade(f"sqlite:///{database}")
         process, port, lines = start_leaddesk(database, graph.url, args.workers)
         try:
@@ -434,5 +436,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.exit(main())

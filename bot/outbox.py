@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -72,8 +73,6 @@ def pending_deliveries(
     *, session: Session, older_than_seconds: float = 30.0, limit: int = 500
 ) -> list[int]:
     """Outbound messages still waiting to be sent (e.g. after a crash between commit and send)."""
-    from datetime import timedelta
-
     cutoff = utcnow() - timedelta(seconds=older_than_seconds)
     return list(
         session.scalars(

@@ -1,4 +1,7 @@
-"""The model factory: an OpenAI-compatible chat model when a key is configured, else None (offline)."""
+"""The model factory: an OpenAI-compatible chat model when a key is configured, else None.
+
+Without a model the bot and the copilot answer with their offline engines.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +14,15 @@ from leaddesk.settings import Settings
 
 
 def make_chat_model(settings: Settings) -> BaseChatModel | None:
-    """Build the chat model from OPENAI_API_KEY / OPENAI_BASE_URL / LEADDESK_MODEL, or None when offline."""
+    """Build the chat model from OPENAI_API_KEY, OPENAI_BASE_URL and LEADDESK_MODEL.
+
+    None when no key is set (offline).
+    """
     if not settings.llm_configured:
         return None
-    from langchain_openai import ChatOpenAI
+    # Imported only when a model is configured: the OpenAI client stack takes seconds to load and
+    # the offline engine never needs it.
+    from langchain_openai import ChatOpenAI  # noqa: PLC0415
 
     return ChatOpenAI(
         model=settings.model,
@@ -44,7 +52,7 @@ def make_transcriber(
     or None, then the OpenAI-compatible /audio/transcriptions endpoint); else None."""
     if not (settings.llm_configured and settings.transcribe):
         return None
-    from openai import OpenAI
+    from openai import OpenAI  # noqa: PLC0415  (as above: only with a model configured)
 
     assert settings.openai_api_key is not None
     client = OpenAI(

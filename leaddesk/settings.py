@@ -1,4 +1,4 @@
-"""The one settings object: read from the environment (and an optional `.env`), validated at start."""
+"""The one settings object: read from the environment (and an optional `.env`), checked at start."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ class Settings(BaseSettings):
     messenger_page_id: str | None = Field(None, validation_alias=_env("MESSENGER_PAGE_ID"))
     instagram_account_id: str | None = Field(None, validation_alias=_env("INSTAGRAM_ACCOUNT_ID"))
     # Signs web chat identities (data-identity-hash = HMAC-SHA256 of data-identity with it): a valid
-    # signature makes the visitor's identity verified. Without it, everything from web chat is claimed.
+    # signature makes the visitor's identity verified. Without it, all web chat identities are
+    # claimed.
     webchat_secret: SecretStr | None = Field(None, validation_alias=_env("LEADDESK_WEBCHAT_SECRET"))
     meta_graph_url: str = Field(
         "https://graph.facebook.com/v21.0", validation_alias=_env("META_GRAPH_URL")
@@ -137,7 +138,7 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value[len("postgres://") :]
         elif value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value[len("postgresql://") :]
-        if not (value.startswith("sqlite:") or value.startswith("postgresql+")):
+        if not value.startswith(("sqlite:", "postgresql+")):
             raise ValueError("use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
         return value
 
@@ -159,7 +160,7 @@ class SettingsError(Exception):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build the settings from the environment, turning validation errors into a readable message."""
+    """Build the settings from the environment; validation errors become a readable message."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Phone and email normalisation: whatever a person types becomes one canonical value, or nothing."""
+"""Phone and email normalisation: what a person types becomes one canonical value, or nothing."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _ascii_digits(text: str) -> str:
 
 
 def normalize_phone(raw: str, region: str = "US") -> str:
-    """Return the E.164 form of `raw` read with `region` for national numbers, or raise InvalidContact."""
+    """Return the E.164 form of `raw` (national numbers in `region`) or raise InvalidContact."""
     if raw is None:
         raise InvalidContact("no phone number")
     text = _ascii_digits(str(raw)).strip()

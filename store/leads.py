@@ -1,6 +1,7 @@
 """Leads: resolving a person from a channel identity, merging duplicates, audited field changes.
 
-Repository functions take a keyword-only `session` and never commit: the caller owns the transaction.
+Repository functions take a keyword-only `session` and never commit: the caller owns the
+transaction.
 Uniqueness (one identity per channel id, one lead per phone or email) is enforced by the database;
 a lost race surfaces as an IntegrityError inside a savepoint and is resolved by reading the winner.
 """
@@ -136,8 +137,6 @@ MACHINE_ACTORS = ("bot", "merge")
 def typed_by_a_person(lead: Lead, field: str, *, session: Session) -> bool:
     """Whether the lead's current `field` was set by a person (an agent, an import), not by the
     channel's profile or the bot."""
-    from store.models import AuditEvent
-
     if getattr(lead, field) is None:
         return False
     last = session.scalars(
@@ -217,7 +216,7 @@ def find_identity(channel: str, external_id: str, *, session: Session) -> Identi
 
 
 def _insert(session: Session, obj: Any) -> bool:
-    """Insert `obj` in a savepoint; False (and nothing written) when a unique constraint refuses it."""
+    """Insert `obj` in a savepoint; False (nothing written) when a unique constraint refuses it."""
     try:
         with session.begin_nested():
             session.add(obj)
@@ -242,9 +241,10 @@ def resolve(
     identity_trust: str | None = None,
     alias_of: str | None = None,
 ) -> Lead:
-    """Return the lead for this person, creating it if needed and merging leads that turn out to be one.
+    """Return the lead for this person, created if needed, merging leads that turn out to be one.
 
-    `phone` and `email` are normalised here (an invalid value raises `store.contacts.InvalidContact`).
+    `phone` and `email` are normalised here (an invalid value raises
+    `store.contacts.InvalidContact`).
     `trust` says how they are known: a verified detail that another lead has merges the two (the
     rules of `store.identity`); a claimed one only records a merge suggestion. `identity_trust`
     defaults to what the channel vouches for; `alias_of` names an identity on the same channel
@@ -450,7 +450,8 @@ def _lead_for_identity(
     try:
         with session.begin_nested():
             if lead is None:
-                # Created without phone/email: claiming them afterwards detects (and merges) a duplicate.
+                # Created without phone/email: claiming them afterwards detects (and merges) a
+                # duplicate.
                 lead = Lead(
                     name=name,
                     source=source or channel,
@@ -748,7 +749,7 @@ def _has_verified_identity(session: Session, lead_id: int) -> bool:
 
 
 def _merge_contacts(session: Session, survivor: Lead, absorbed: Lead) -> None:
-    """Move the absorbed lead's contact details over; a detail both have keeps the stronger trust."""
+    """Move the absorbed lead's contact details over; one both have keeps the stronger trust."""
     kept = {
         (c.kind, c.key): c
         for c in session.scalars(select(ContactDetail).where(ContactDetail.lead_id == survivor.id))

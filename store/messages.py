@@ -53,7 +53,8 @@ class Ingested:
 
 
 def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingested:
-    """Store an inbound event once: a repeated channel message id returns the stored one, marked duplicate.
+    """Store an inbound event once; a repeated channel message id returns the stored one, marked
+    duplicate.
 
     The phone the channel supplies is trusted (verified) only when it is valid; an invalid one is
     kept in the payload and ignored for identity. The message lands in the conversation of its
@@ -140,7 +141,7 @@ def pending_messages(conversation_id: int, *, session: Session) -> list[Message]
 
 
 def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
-    """Conversations that have stored but unprocessed inbound messages (to pick up after a restart)."""
+    """Conversations with stored but unprocessed inbound messages (picked up after a restart)."""
     rows = session.scalars(
         select(Message.conversation_id)
         .where(Message.direction == "in", Message.processed_at.is_(None))
@@ -194,7 +195,7 @@ def record_outbound(
     kind: str = "text",
     delivery_status: str = "pending",
 ) -> Message:
-    """Record an outbound message before it is sent; a repeated idempotency key returns the first one."""
+    """Record an outbound message before it is sent; a repeated idempotency key gets the first."""
     if idempotency_key:
         existing = session.scalars(
             select(Message).where(Message.idempotency_key == idempotency_key)

@@ -257,10 +257,7 @@ def describe(message: dict[str, Any]) -> tuple[str, str]:
     attachments = [as_dict(a) for a in as_list(message.get("attachments"))]
     described = [_attachment_text(a) for a in attachments]
     if text:
-        if isinstance(message.get("quick_reply"), dict):
-            kind = "quick_reply"
-        else:
-            kind = "text"
+        kind = "quick_reply" if isinstance(message.get("quick_reply"), dict) else "text"
         return kind, " ".join([text, *described]) if described else text
     if attachments:
         kinds = {

@@ -76,7 +76,7 @@ def verify_subscription() -> Response | tuple[Any, int]:
 
 
 def _no_constants(name: str) -> Any:
-    """NaN and Infinity are not JSON (Python accepts them; PostgreSQL's json type and Meta do not)."""
+    """NaN and Infinity are not JSON (Python accepts them; PostgreSQL's json and Meta do not)."""
     raise ValueError(f"{name} is not valid JSON")
 
 

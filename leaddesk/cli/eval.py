@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Optional, Protocol, TypeVar
 
 import phonenumbers
 
@@ -73,10 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of leads and agents (eval/copilot/desk.yaml)",
     )
     parser.add_argument(
-        "--prompts",
-        metavar="DIR",
-        default=None,
-        help="prompts directory to test (default: LEADDESK_PROMPTS_DIR)",
+        "--prompts", metavar="DIR", default=None, help="prompts directory to test (default: "
+        "LEADDESK_PROMPTS_DIR)"
     )
     parser.add_argument(
         "--json",
@@ -104,7 +102,7 @@ class Case:
     line: int
     messages: list[Any] = field(default_factory=list)  # ReplayLine
     expect: dict[str, Any] = field(default_factory=dict)
-    region: str | None = None
+    region: Optional[str] = None
     problems: list[str] = field(default_factory=list)  # why the case itself is invalid
 
 
@@ -146,7 +144,7 @@ CaseT = TypeVar("CaseT", bound=_CaseLike)
 
 
 def read_cases(
-    files: Iterable[Path], *, statuses: Iterable[str] | None = None
+    files: Iterable[Path], *, statuses: Optional[Iterable[str]] = None
 ) -> tuple[list[Case], list[CaseProblem]]:
     """Parse case files; every invalid case is returned with its problems (and also listed as
     `file:line: message`), so that it counts as failed instead of being skipped silently."""
@@ -187,7 +185,9 @@ def read_case_files(
     return cases, problems
 
 
-def case_object(case: CaseT, raw: str, keys: Sequence[str], what: str) -> dict[str, Any] | None:
+def case_object(
+    case: CaseT, raw: str, keys: Sequence[str], what: str
+) -> Optional[dict[str, Any]]:
     """The case line's JSON object with the case's id taken from it, or None when the line is not
     an object; every problem is noted on the case (`what` names the keys a case needs)."""
     try:
@@ -208,7 +208,9 @@ def case_object(case: CaseT, raw: str, keys: Sequence[str], what: str) -> dict[s
     return data
 
 
-def _parse_case(file: str, number: int, raw: str, known_statuses: dict[str, str] | None) -> Case:
+def _parse_case(
+    file: str, number: int, raw: str, known_statuses: Optional[dict[str, str]]
+) -> Case:
     from leaddesk.cli.bot import BadLine, parse_line
 
     case = Case(id=f"{Path(file).name}:{number}", file=file, line=number)
@@ -239,7 +241,7 @@ def _parse_case(file: str, number: int, raw: str, known_statuses: dict[str, str]
 
 
 def _check_expectations(
-    expect: dict[str, Any], problems: list[str], known_statuses: dict[str, str] | None
+    expect: dict[str, Any], problems: list[str], known_statuses: Optional[dict[str, str]]
 ) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, value in expect.items():
@@ -249,10 +251,8 @@ def _check_expectations(
         if key == "status_in":
             if isinstance(value, str):
                 value = [value]
-            if (
-                not isinstance(value, list)
-                or not value
-                or not all(isinstance(v, str) for v in value)
+            if not isinstance(value, list) or not value or not all(
+                isinstance(v, str) for v in value
             ):
                 problems.append("status_in must be a list of status names")
                 continue
@@ -430,7 +430,7 @@ def run_case(
 def compare(
     case: Case,
     *,
-    subject: dict[str, Any] | None,
+    subject: Optional[dict[str, Any]],
     leads: list[dict[str, Any]],
     replies: list[dict[str, Any]],
 ) -> Outcome:

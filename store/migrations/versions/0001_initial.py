@@ -113,7 +113,8 @@ def upgrade() -> None:
             postgresql_where=sa.text("merged_into_id IS NOT NULL"),
         )
     if op.get_bind().dialect.name == "postgresql":
-        # pg_trgm ships with PostgreSQL and is a trusted extension (13+): the database owner may add it.
+        # pg_trgm ships with PostgreSQL and is a trusted extension (13+): the database owner may
+        # add it.
         op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
         op.create_index(
             "ix_leads_search_trgm",

@@ -252,7 +252,10 @@ def _move_existing_data() -> None:
                     other_lead_id=older,
                     kind="email",
                     source="chat",
-                    reason=f"#{lead_id} may be the same person as #{older}: same email, in another case",
+                    reason=(
+                        f"#{lead_id} may be the same person as #{older}: "
+                        "same email, in another case"
+                    ),
                     state="open",
                     created_at=now,
                 )
