@@ -83,14 +83,14 @@ def find_phones(text: str, region: str = "US") -> list[str]:
     if not found:
         # "00" international prefixes and bare international digit strings the matcher misses.
         for token in re.findall(r"(?<![\w+])(?:\+|00)?\d[\d\s().\-]{6,18}\d(?!\w)", normalized):
-            e164 = try_normalize_phone(token, region)
+            candidate = try_normalize_phone(token, region)
             compact = re.sub(r"\D", "", token)
             if (
-                e164
+                candidate
                 and (token.strip().startswith(("+", "00")) or len(compact) >= 11)
-                and e164 not in found
+                and candidate not in found
             ):
-                found.append(e164)
+                found.append(candidate)
     return found
 
 

@@ -507,9 +507,9 @@ def _import_row(
         return _uncell(row[position].strip()) if position < len(row) else ""
 
     values = {name: cell(position) for name, position in columns.index.items()}
-    for name, limit in _LIMITS.items():
-        if len(values.get(name, "")) > limit:
-            raise _Rejected(f"{name} is longer than {limit} characters")
+    for column, limit in _LIMITS.items():
+        if len(values.get(column, "")) > limit:
+            raise _Rejected(f"{column} is longer than {limit} characters")
     name, email, phone = values.get("name"), values.get("email"), values.get("phone")
     company, status, source = values.get("company"), values.get("status"), values.get("source")
     if not (name or email or phone or company):

@@ -23,6 +23,7 @@ from store import identity as rules
 from store.contacts import normalize_email, normalize_phone
 from store.models import (
     CHANNELS,
+    CLAIMED,
     VERIFIED,
     AuditEvent,
     ContactDetail,
@@ -347,7 +348,7 @@ def resolve_contact(
                     field,
                     value,
                     actor,
-                    trust=rules.CLAIMED,
+                    trust=CLAIMED,
                     source=actor if actor in ("import", "agent") else "manual",
                     merge=True,
                     reason=reason,

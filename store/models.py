@@ -92,7 +92,7 @@ class Agent(Base):
     leads: Mapped[list[Lead]] = relationship(back_populates="assigned_agent")
 
 
-_LIVE = {
+_LIVE: dict[str, Any] = {
     "sqlite_where": text("merged_into_id IS NULL"),
     "postgresql_where": text("merged_into_id IS NULL"),
 }

@@ -124,7 +124,8 @@ class MetaGraph:
             return None
         mime_type = "audio/ogg"
         if channel == "whatsapp":
-            audio = payload.get("audio") if isinstance(payload.get("audio"), dict) else {}
+            audio = payload.get("audio")
+            audio = audio if isinstance(audio, dict) else {}
             media_id = str(audio.get("id") or "").strip()
             if not media_id:
                 return None
@@ -157,9 +158,11 @@ class MetaGraph:
 
 
 def _attachment_url(payload: dict[str, Any]) -> str:
-    message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
+    message = payload.get("message")
+    message = message if isinstance(message, dict) else {}
     for attachment in message.get("attachments") or []:
         if isinstance(attachment, dict) and attachment.get("type") == "audio":
-            inner = attachment.get("payload") if isinstance(attachment.get("payload"), dict) else {}
+            inner = attachment.get("payload")
+            inner = inner if isinstance(inner, dict) else {}
             return str(inner.get("url") or "")
     return ""

@@ -184,16 +184,16 @@ def _parse_event(
     if isinstance(event.get("read"), dict):
         read = as_dict(event.get("read"))
         watermark = parse_timestamp(read.get("watermark"))
-        mid = ident(read.get("mid"))
-        if mid:
+        read_mid = ident(read.get("mid"))
+        if read_mid:
             batch.statuses.append(
-                StatusUpdate(channel, "read", channel_message_id=mid, recipient=sender, at=at)
+                StatusUpdate(channel, "read", channel_message_id=read_mid, recipient=sender, at=at)
             )
         if watermark is not None and sender:
             batch.statuses.append(
                 StatusUpdate(channel, "read", recipient=sender, watermark=watermark, at=at)
             )
-        elif not mid:
+        elif not read_mid:
             batch.ignored.append("a read report without messages")
         return
     known = [key for key in event if key not in ("sender", "recipient", "timestamp")]

@@ -164,7 +164,7 @@ def _state() -> _ChatState:
             if state is None:
                 state = _ChatState(services().get("chat_limits") or ChatLimits())
                 current_app.extensions["leaddesk_chat"] = state
-    return state  # type: ignore[no-any-return]
+    return state
 
 
 def _limit(item: RateLimitItem, key: str, what: str) -> None:
