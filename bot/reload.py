@@ -188,7 +188,7 @@ class PromptStore:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.check()
-            except Exception:
+            except Exception:  # the watcher must outlive any surprise
                 log.exception("checking the prompts in %s for changes failed", self.directory)
 
     # Reporting

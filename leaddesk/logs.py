@@ -57,7 +57,7 @@ class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a broken record is logging's own error to report
             return True
         record.msg, record.args = redact(message, self.secrets), None
         if record.exc_info and not record.exc_text:

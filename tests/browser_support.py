@@ -73,7 +73,9 @@ def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
         # The browser keeps the machine's real clock even when the suite runs under a moved one
         # (.ci/at-time preloads libfaketime, under which Chromium does not start).
         env = {
-            k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")
+            k: v
+            for k, v in os.environ.items()
+            if k != "LD_PRELOAD" and not k.startswith("FAKETIME")
         }
         service = Service(executable_path=driver_path, env=env)
         driver = webdriver.Chrome(options=options, service=service)

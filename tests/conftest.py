@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh, migrated database per test on SQLite and (when it answers) PostgreSQL."""
+"""Shared fixtures: fresh, migrated database per test on SQLite and, when it answers, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated to head; dropped at the end."""
     admin_url = _postgres_admin_url()
     if admin_url is None:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 and LEADDESK_TEST_POSTGRES_URL is unset")
+        pytest.skip(
+            "PostgreSQL is not reachable on 127.0.0.1:5432 and LEADDESK_TEST_POSTGRES_URL is unset"
+        )
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     name = f"leaddesk_test_{uuid.uuid4().hex[:10]}"
     try:
@@ -66,7 +68,7 @@ def _truncate_all(engine: Engine) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A migrated, empty database: a SQLite file per test, or the session's PostgreSQL database emptied."""
+    """A migrated, empty database: a SQLite file per test, or the session's PostgreSQL emptied."""
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path / 'leaddesk.db'}")
         upgrade(engine)

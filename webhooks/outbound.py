@@ -131,7 +131,7 @@ class ChannelOutbox:
         for message_id in message_ids:
             try:
                 self._deliver_one(message_id)
-            except Exception:
+            except Exception:  # one message's failure must not hold back the others
                 log.exception("delivering message %s failed unexpectedly", message_id)
 
     def resend_pending(self, limit: int = 1000) -> int:

@@ -74,7 +74,7 @@ def hit(item: RateLimitItem, *keys: str) -> float | None:
         if limiter.limiter.hit(item, prefix, *keys):
             return None
         reset_at = limiter.limiter.get_window_stats(item, prefix, *keys).reset_time
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a storage outage must not take the service down
         log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
         return None
     return float(max(1, math.ceil(reset_at - time.time())))
@@ -85,6 +85,6 @@ def exceeded(item: RateLimitItem, *keys: str) -> bool:
     limiter, prefix = _limiter()
     try:
         return not limiter.limiter.test(item, prefix, *keys)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
         return False

@@ -101,8 +101,7 @@ def test_replay_json_has_the_stable_shape_and_merges_across_channels(tmp_path, c
         ("messenger", "psid-9"),
     ]
     assert all(
-        set(r)
-        == {"channel", "sender", "text", "in_reply_to", "language", "source", "knowledge"}
+        set(r) == {"channel", "sender", "text", "in_reply_to", "language", "source", "knowledge"}
         for r in output["replies"]
     )
     assert [r["in_reply_to"] for r in output["replies"]] == [0, 1, 2, 3, 4]

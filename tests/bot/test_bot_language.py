@@ -49,9 +49,7 @@ def test_detection_is_restricted_to_the_business_languages_plus_english():
 def _conversation_language(chat: Any, sender: str = "visitor-1") -> str | None:
     with chat.session_factory() as session:
         lead = chat.lead(sender=sender)
-        return session.scalar(
-            select(Conversation.language).where(Conversation.lead_id == lead.id)
-        )
+        return session.scalar(select(Conversation.language).where(Conversation.lead_id == lead.id))
 
 
 def test_the_conversation_keeps_its_language_until_the_customer_clearly_switches(chat):

@@ -56,8 +56,15 @@ def test_lines_half_a_second_apart_are_one_burst_with_one_reply(tmp_path, capsys
     assert first["in_reply_to"] == 2 and second["in_reply_to"] == 3
     assert "12,400" in first["text"]
     for reply in out["replies"]:
-        assert set(reply) >= {"channel", "sender", "text", "in_reply_to", "language", "source",
-                              "knowledge"}
+        assert set(reply) >= {
+            "channel",
+            "sender",
+            "text",
+            "in_reply_to",
+            "language",
+            "source",
+            "knowledge",
+        }
         assert reply["language"] == "en" and reply["source"] == "offline"
         assert isinstance(reply["knowledge"], list)
 

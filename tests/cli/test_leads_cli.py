@@ -51,8 +51,7 @@ def desk(db_engine):
         sara.created_at, sara.last_contacted_at = NOW - timedelta(days=1), NOW - timedelta(hours=2)
         old = resolve("messenger", "psid", name="Old Lead", session=s)
         old.archived, old.created_at = True, NOW - timedelta(days=400)
-        ids = {"dana": dana.id, "sara": sara.id, "old": old.id, "ana": ana.id}
-    return ids
+        return {"dana": dana.id, "sara": sara.id, "old": old.id, "ana": ana.id}
 
 
 def names(result) -> list[str]:
@@ -229,7 +228,7 @@ def test_import_reports_created_merged_and_rejected_rows(cli, desk, tmp_path):
     assert lines[2].startswith("  line 5: unknown status 'Hot lead'; use one of: New, Interested")
     assert "unknown columns (skipped): favourite colour" in result.out
     assert "importing [" not in result.err  # no progress bar when stderr is not a terminal
-    omar = [lead for lead in cli("leads", "list", "--json", "--search", "omar").json()]
+    omar = list(cli("leads", "list", "--json", "--search", "omar").json())
     assert omar[0]["phone"] == "+442079460958" and omar[0]["status"] == "Scouting"
     assert omar[0]["custom_fields"] == {"roof_type": "metal"}
     dana = cli("leads", "show", str(desk["dana"]), "--json").json()

@@ -31,8 +31,10 @@ def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
 def test_secret_shapes_are_redacted_from_messages_arguments_and_tracebacks(captured) -> None:
     logger, stream = captured
     install_redaction(["configured-app-secret-123"], logger=logger)
-    logger.debug('HTTP Request: POST %s "HTTP/1.1 200 OK"',
-                 f"https://api.telegram.org/bot{BOT_TOKEN}/getUpdates")
+    logger.debug(
+        'HTTP Request: POST %s "HTTP/1.1 200 OK"',
+        f"https://api.telegram.org/bot{BOT_TOKEN}/getUpdates",
+    )
     logger.info("token is %s", BOT_TOKEN)
     logger.info("headers: {'Authorization': 'Bearer EAAGm0PX4ZCpsBA-long.graph_token'}")
     logger.info("GET /v21.0/me?access_token=EAAGsecret123&appsecret_proof=abcdef0123456789")
@@ -42,8 +44,15 @@ def test_secret_shapes_are_redacted_from_messages_arguments_and_tracebacks(captu
     except RuntimeError:
         logger.exception("the bot failed")
     text = stream.getvalue()
-    for secret in (BOT_TOKEN, BOT_TOKEN.split(":")[1], "EAAGm0PX4ZCpsBA", "EAAGsecret123",
-                   "abcdef0123456789", "sk-proj-abcdefghijklmnop1234", "configured-app-secret-123"):
+    for secret in (
+        BOT_TOKEN,
+        BOT_TOKEN.split(":")[1],
+        "EAAGm0PX4ZCpsBA",
+        "EAAGsecret123",
+        "abcdef0123456789",
+        "sk-proj-abcdefghijklmnop1234",
+        "configured-app-secret-123",
+    ):
         assert secret not in text
     assert text.count("[redacted]") >= 8
     assert "/bot[redacted]/getUpdates" in text and "Traceback" in text and "RuntimeError" in text

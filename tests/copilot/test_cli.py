@@ -20,8 +20,10 @@ def env(monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
 def test_copilot_without_a_token_says_so_in_one_line(env, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["copilot"]) == 1
     err = capsys.readouterr().err
-    assert err.strip() == ("leaddesk: error: TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put "
-                           "its token in TELEGRAM_BOT_TOKEN")
+    assert err.strip() == (
+        "leaddesk: error: TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put "
+        "its token in TELEGRAM_BOT_TOKEN"
+    )
 
 
 def test_copilot_with_a_rejected_token_says_so_in_one_line(env, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -34,4 +36,7 @@ def test_copilot_with_a_rejected_token_says_so_in_one_line(env, capsys) -> None:
     finally:
         telegram.stop()
     err = capsys.readouterr().err.strip()
-    assert err == "leaddesk: error: Telegram refused TELEGRAM_BOT_TOKEN; check the token with @BotFather"
+    assert (
+        err
+        == "leaddesk: error: Telegram refused TELEGRAM_BOT_TOKEN; check the token with @BotFather"
+    )

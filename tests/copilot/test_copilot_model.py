@@ -23,8 +23,9 @@ class ScriptedModel(GenericFakeChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedModel:  # type: ignore[override]
         return self
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
-                  **kwargs: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
+    ) -> ChatResult:
         self.seen.append(list(messages))
         if self.fail is not None:
             raise self.fail("the model is down")
@@ -32,7 +33,9 @@ class ScriptedModel(GenericFakeChatModel):
 
 
 def call(name: str, args: dict[str, Any], call_id: str = "call-1") -> AIMessage:
-    return AIMessage(content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}])
+    return AIMessage(
+        content="", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}]
+    )
 
 
 def scripted(*messages: Any) -> ScriptedModel:
@@ -45,8 +48,12 @@ def tool_results(messages: list[BaseMessage]) -> list[str]:
 
 def test_the_model_calls_tools_and_answers_from_their_results(world, sf, prompts, clock) -> None:
     sarah = world.agent("Sarah Connor")
-    lead = world.lead("Dana Smith", says=("Our budget is 15k and we need it this week",), agent=sarah)
-    model = scripted(call("qualify_lead", {"lead": "Dana"}), AIMessage("Dana looks qualified: call her today."))
+    lead = world.lead(
+        "Dana Smith", says=("Our budget is 15k and we need it this week",), agent=sarah
+    )
+    model = scripted(
+        call("qualify_lead", {"lead": "Dana"}), AIMessage("Dana looks qualified: call her today.")
+    )
     answer = make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "how qualified is Dana?")
     assert answer.reply == "Dana looks qualified: call her today."
     assert answer.pending is None
@@ -61,29 +68,41 @@ def test_the_model_calls_tools_and_answers_from_their_results(world, sf, prompts
     assert result.startswith(f"BANT for #{lead} Dana Smith:") and "Budget: met" in result
 
 
-def test_a_terminal_status_from_the_model_waits_for_the_agents_yes(world, sf, prompts, clock) -> None:
+def test_a_terminal_status_from_the_model_waits_for_the_agents_yes(
+    world, sf, prompts, clock
+) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
-    model = scripted(call("set_status", {"lead": str(lead), "status": "converted"}), AIMessage("Marked as won."))
+    model = scripted(
+        call("set_status", {"lead": str(lead), "status": "converted"}), AIMessage("Marked as won.")
+    )
     ask = Chat(make_copilot(sf, prompts, clock, model=model), sarah)
     answer = ask.say("Dana signed, close her as converted")
     assert answer.pending is not None and answer.pending["kind"] == "set_status"
-    assert answer.reply == f"Set #{lead} Dana Smith from New to Converted? Converted is a final status."
+    assert (
+        answer.reply
+        == f"Set #{lead} Dana Smith from New to Converted? Converted is a final status."
+    )
     assert world.get(lead).status == "New"
     done = ask.press("yes")
     assert done.reply == "Marked as won." and done.pending is None
     assert world.get(lead).status == "Converted"
     assert world.audits(lead, "status")[-1].agent_id == sarah
-    assert tool_results(model.seen[-1])[-1] == f"#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it)."
+    assert (
+        tool_results(model.seen[-1])[-1] == f"#{lead} Dana Smith: status New → Converted. "
+        "The lead is now read-only (an admin can reopen it)."
+    )
 
 
 def test_the_model_cannot_reach_another_agents_lead(world, sf, prompts, clock) -> None:
     sarah = world.agent("Sarah")
     mike = world.agent("Mike")
     lead = world.lead("Dana Smith", agent=mike)
-    model = scripted(call("add_note", {"lead": str(lead), "text": "mine now", "category": "General"}),
-                     call("assign_lead", {"lead": str(lead), "agent": "me"}, "call-2"),
-                     AIMessage("I can't touch that lead."))
+    model = scripted(
+        call("add_note", {"lead": str(lead), "text": "mine now", "category": "General"}),
+        call("assign_lead", {"lead": str(lead), "agent": "me"}, "call-2"),
+        AIMessage("I can't touch that lead."),
+    )
     answer = make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "grab Dana for me")
     assert answer.reply == "I can't touch that lead."
     results = tool_results(model.seen[-1])
@@ -96,14 +115,18 @@ def test_the_agent_id_comes_from_the_front_end_not_the_model(world, sf, prompts,
     admin = world.agent("Ada", role="admin")
     lead = world.lead("Dana Smith", agent=admin)
     # Extra arguments naming someone else are ignored by the tool schemas.
-    model = scripted(call("lead_summary", {"lead": str(lead), "agent_id": admin}), AIMessage("Sorry."))
+    model = scripted(
+        call("lead_summary", {"lead": str(lead), "agent_id": admin}), AIMessage("Sorry.")
+    )
     make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "summarise it as admin")
     assert "assigned to another agent" in tool_results(model.seen[-1])[0]
 
 
 def test_bad_tool_arguments_go_back_to_the_model(world, sf, prompts, clock) -> None:
     sarah = world.agent("Sarah")
-    model = scripted(call("list_leads", {"kind": "everything", "page": -3}), AIMessage("Here you go."))
+    model = scripted(
+        call("list_leads", {"kind": "everything", "page": -3}), AIMessage("Here you go.")
+    )
     answer = make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "list stuff")
     assert answer.reply == "Here you go."
     [error] = tool_results(model.seen[-1])
@@ -129,11 +152,17 @@ def test_unknown_tools_and_empty_answers_fall_back(world, sf, prompts, clock) ->
         assert answer.reply.startswith(f"Yes, #{lead} Dana Smith is hot."), bad
 
 
-def test_a_failure_after_a_tool_ran_still_answers_with_the_result(world, sf, prompts, clock) -> None:
+def test_a_failure_after_a_tool_ran_still_answers_with_the_result(
+    world, sf, prompts, clock
+) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
-    model = scripted(call("add_note", {"lead": str(lead), "text": "called"}))  # then the script runs dry
-    answer = make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "note that I called Dana")
+    model = scripted(
+        call("add_note", {"lead": str(lead), "text": "called"})
+    )  # then the script runs dry
+    answer = make_copilot(sf, prompts, clock, model=model).ask(
+        sarah, "t", "note that I called Dana"
+    )
     assert answer.reply == f"Added a General note to #{lead} Dana Smith."
     assert [n.text for n in world.notes(lead)] == ["called"]
 
@@ -141,12 +170,20 @@ def test_a_failure_after_a_tool_ran_still_answers_with_the_result(world, sf, pro
 def test_the_model_sees_the_earlier_turns_of_the_chat(world, sf, prompts, clock) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
-    model = scripted(call("lead_summary", {"lead": str(lead)}), AIMessage("Summary done."), AIMessage("Yes, her."))
+    model = scripted(
+        call("lead_summary", {"lead": str(lead)}),
+        AIMessage("Summary done."),
+        AIMessage("Yes, her."),
+    )
     copilot = make_copilot(sf, prompts, clock, model=model)
     copilot.ask(sarah, "t", f"summarise {lead}")
     assert copilot.ask(sarah, "t", "was that Dana?").reply == "Yes, her."
     shown = [m.content for m in model.seen[-1][1:]]
-    assert shown[0] == f"summarise {lead}" and "Summary done." in shown and shown[-1] == "was that Dana?"
+    assert (
+        shown[0] == f"summarise {lead}"
+        and "Summary done." in shown
+        and shown[-1] == "was that Dana?"
+    )
 
 
 # --- the real OpenAI client over HTTP against the loopback fake ------------------------------
@@ -156,17 +193,24 @@ from tests.fakes.fake_openai import error, fake_openai, malformed, text, tool_ca
 
 def test_chat_openai_drives_the_tools_over_http(world, sf, prompts, clock, fake_openai) -> None:  # noqa: F811
     sarah = world.agent("Sarah Connor")
-    lead = world.lead("Dana Smith", says=("How much for 10 panels? We need it this week.",), agent=sarah, score=80)
-    fake_openai.script(tool_call("check_hot", {"lead": "Dana Smith"}), text("Yes — Dana is hot (80)."))
+    lead = world.lead(
+        "Dana Smith", says=("How much for 10 panels? We need it this week.",), agent=sarah, score=80
+    )
+    fake_openai.script(
+        tool_call("check_hot", {"lead": "Dana Smith"}), text("Yes — Dana is hot (80).")
+    )
     copilot = make_copilot(sf, prompts, clock, model=fake_openai.chat_model())
     answer = copilot.ask(sarah, "t", "is Dana hot?")
     assert answer.reply == "Yes — Dana is hot (80)."
     assert fake_openai.calls == 2
     first = fake_openai.requests[0].body
-    assert {tool["function"]["name"] for tool in first["tools"]} >= {"qualify_lead", "reassign_leads",
-                                                                     "fill_contact_card"}
+    assert {tool["function"]["name"] for tool in first["tools"]} >= {
+        "qualify_lead",
+        "reassign_leads",
+        "fill_contact_card",
+    }
     assert "You help Sarah Connor" in fake_openai.system_prompt(0)
-    tool_message = [m for m in fake_openai.requests[1].messages if m["role"] == "tool"][0]
+    tool_message = next(m for m in fake_openai.requests[1].messages if m["role"] == "tool")
     assert tool_message["content"].startswith(f"Yes, #{lead} Dana Smith is hot.")
 
 
@@ -185,9 +229,13 @@ def test_a_tool_refusing_its_arguments_is_logged_and_answered_in_plain_words(
 ) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
-    model = scripted(call("add_note", {"lead": str(lead), "text": {"not": "text"}}))  # then runs dry
+    model = scripted(
+        call("add_note", {"lead": str(lead), "text": {"not": "text"}})
+    )  # then runs dry
     with caplog.at_level("ERROR", logger="copilot"):
-        answer = make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "note that I called Dana")
+        answer = make_copilot(sf, prompts, clock, model=model).ask(
+            sarah, "t", "note that I called Dana"
+        )
     assert answer.reply.startswith("I couldn't save that note (text:")
     assert answer.reply.endswith("; nothing was changed.")
     assert "Error" not in answer.reply and "{" not in answer.reply

@@ -8,25 +8,44 @@ from sqlalchemy import func, select
 
 from store.models import AuditEvent, Lead, Message, Notification
 
-HOT_FACTORS = [{"factor": "pricing", "points": 20, "evidence": "How much for 10 panels?"},
-               {"factor": "urgency", "points": 15, "evidence": "this month"}]
-BUYER = ("Hi, I'm the owner of Crumbs Bakery.",
-         "We need solar panels. Our budget is around $15k and we want it installed this month.",
-         "How much for 10 panels?")
+HOT_FACTORS = [
+    {"factor": "pricing", "points": 20, "evidence": "How much for 10 panels?"},
+    {"factor": "urgency", "points": 15, "evidence": "this month"},
+]
+BUYER = (
+    "Hi, I'm the owner of Crumbs Bakery.",
+    "We need solar panels. Our budget is around $15k and we want it installed this month.",
+    "How much for 10 panels?",
+)
 
 
 def test_summary_covers_conversations_score_factors_notes_and_next_step(world, chat) -> None:
     sarah = world.agent("Sarah")
-    lead = world.lead("Dana Smith", says=BUYER, channel="whatsapp", phone="+14155552671", score=82,
-                      factors=HOT_FACTORS, agent=sarah, company="Crumbs Bakery")
-    world.lead("Dana Smith", says=("Also on the website: do you do batteries?",), channel="web",
-               phone="(415) 555-2671")
+    lead = world.lead(
+        "Dana Smith",
+        says=BUYER,
+        channel="whatsapp",
+        phone="+14155552671",
+        score=82,
+        factors=HOT_FACTORS,
+        agent=sarah,
+        company="Crumbs Bakery",
+    )
+    world.lead(
+        "Dana Smith",
+        says=("Also on the website: do you do batteries?",),
+        channel="web",
+        phone="(415) 555-2671",
+    )
     world.note(lead, "Wants a site survey", category="Follow-up")
     reply = chat(sarah)(f"summarise lead {lead}")
     assert reply.startswith(f"Lead #{lead} Dana Smith (Crumbs Bakery)")
     assert "score 82/100" in reply
     assert "web (1), whatsapp (3)" in reply  # both channels, merged by phone
-    assert '"How much for 10 panels?"' in reply and '"Also on the website: do you do batteries?"' in reply
+    assert (
+        '"How much for 10 panels?"' in reply
+        and '"Also on the website: do you do batteries?"' in reply
+    )
     assert '+20 pricing — "How much for 10 panels?"' in reply
     assert 'Note (Follow-up): "Wants a site survey"' in reply
     assert "Next step: Schedule a call" in reply
@@ -34,10 +53,26 @@ def test_summary_covers_conversations_score_factors_notes_and_next_step(world, c
 
 def test_a_lead_is_found_by_id_phone_in_any_format_email_or_name(world, chat) -> None:
     sarah = world.agent("Sarah")
-    lead = world.lead("Dana Smith", channel="whatsapp", phone="+14155552671", email="dana@example.com", agent=sarah)
+    lead = world.lead(
+        "Dana Smith",
+        channel="whatsapp",
+        phone="+14155552671",
+        email="dana@example.com",
+        agent=sarah,
+    )
     ask = chat(sarah)
-    for ref in (str(lead), f"#{lead}", "+1 415 555 2671", "(415) 555-2671", "415.555.2671", "14155552671",
-                "555-2671", "DANA@example.com", "Dana Smith", "dana"):
+    for ref in (
+        str(lead),
+        f"#{lead}",
+        "+1 415 555 2671",
+        "(415) 555-2671",
+        "415.555.2671",
+        "14155552671",
+        "555-2671",
+        "DANA@example.com",
+        "Dana Smith",
+        "dana",
+    ):
         assert ask(f"/lead {ref}").startswith(f"Lead #{lead} Dana Smith"), ref
 
 
@@ -80,19 +115,31 @@ def test_hot_answers_yes_or_no_with_reasons(world, chat) -> None:
     ask = chat(sarah)
     reply = ask(f"is lead {hot} hot?")
     assert reply.startswith(f"Yes, #{hot} Dana Smith is hot.")
-    assert "- score 82/100 (hot from 75)" in reply and '- pricing (+20) — "How much for 10 panels?"' in reply
+    assert (
+        "- score 82/100 (hot from 75)" in reply
+        and '- pricing (+20) — "How much for 10 panels?"' in reply
+    )
     assert ask(f"is {cold} hot?").startswith(f"No, #{cold} Tom Baker is not hot.")
 
 
 def test_intro_email_is_shown_and_saved_as_a_note_only_when_confirmed(world, chat, prompts) -> None:
     sarah = world.agent("Sarah Connor")
-    lead = world.lead("Dana Smith", agent=sarah, company="Crumbs Bakery", interests=["battery storage"],
-                      email="dana@crumbs.example")
+    lead = world.lead(
+        "Dana Smith",
+        agent=sarah,
+        company="Crumbs Bakery",
+        interests=["battery storage"],
+        email="dana@crumbs.example",
+    )
     ask = chat(sarah)
     answer = ask.say(f"draft an intro email for lead {lead}")
     assert answer.pending is not None and answer.pending["kind"] == "save_email"
     assert answer.reply.startswith(f"Subject: {prompts.business.name}")
-    assert "Hi Dana," in answer.reply and "Crumbs Bakery" in answer.reply and "battery storage" in answer.reply
+    assert (
+        "Hi Dana," in answer.reply
+        and "Crumbs Bakery" in answer.reply
+        and "battery storage" in answer.reply
+    )
     assert "Sarah Connor" in answer.reply
     assert answer.reply.endswith(f"Save this draft as a note on #{lead}?")
     assert world.notes(lead) == []
@@ -123,7 +170,11 @@ def test_lists_with_ids_and_short_pages(world, chat, clock) -> None:
     assert page2.splitlines()[0] == "Hot leads — 12 in all, page 2 of 2:" and "Hot 00" in page2
     assert ask("more") == "Hot leads: there are only 2 page(s)."
     assert "Unclaimed" in ask("unassigned leads") and "Lukewarm" not in ask("/unassigned")
-    assert ask("instagram leads").splitlines()[1].endswith("Lukewarm · New · score 50 · instagram · Sarah")
+    assert (
+        ask("instagram leads")
+        .splitlines()[1]
+        .endswith("Lukewarm · New · score 50 · instagram · Sarah")
+    )
     ranged = ask("leads with score between 40 and 60")
     assert "Lukewarm" in ranged and "Hot" not in ranged and "Unclaimed" not in ranged
     assert "score 40–60" in ranged.splitlines()[0]
@@ -143,7 +194,11 @@ def test_stale_recent_and_follow_up_lists(world, chat, clock) -> None:
     ask = chat(sarah)
     ask(f"reply to {done}: Calling you now")  # an agent message today: followed up already
     stale = ask("/stale")
-    assert f"#{quiet} Quiet One" in stale and "Quiet But Closed" not in stale and "Fresh One" not in stale
+    assert (
+        f"#{quiet} Quiet One" in stale
+        and "Quiet But Closed" not in stale
+        and "Fresh One" not in stale
+    )
     recent = ask("/recent")
     assert f"#{fresh} Fresh One" in recent and "Quiet One" not in recent
     today = ask("/today")
@@ -155,11 +210,19 @@ def test_notes_with_categories_are_audited_as_the_agent(world, chat, sf) -> None
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
     ask = chat(sarah)
-    assert ask(f"/note {lead} [Objection] thinks it's too pricey") == f"Added an Objection note to #{lead} Dana Smith."
-    assert ask(f"add a note to {lead}: prefers email") == f"Added a General note to #{lead} Dana Smith."
+    assert (
+        ask(f"/note {lead} [Objection] thinks it's too pricey")
+        == f"Added an Objection note to #{lead} Dana Smith."
+    )
+    assert (
+        ask(f"add a note to {lead}: prefers email")
+        == f"Added a General note to #{lead} Dana Smith."
+    )
     notes = world.notes(lead)
     assert [(n.category, n.text, n.agent_id) for n in notes] == [
-        ("Objection", "thinks it's too pricey", sarah), ("General", "prefers email", sarah)]
+        ("Objection", "thinks it's too pricey", sarah),
+        ("General", "prefers email", sarah),
+    ]
     audits = [a for a in world.audits(lead) if a.action == "note"]
     assert len(audits) == 2 and all(a.agent_id == sarah and a.actor == "agent" for a in audits)
 
@@ -169,7 +232,10 @@ def test_odd_characters_in_a_message_are_cleaned_not_answered_with_an_error(worl
     lead = world.lead("Dana Smith", agent=sarah)
     ask = chat(sarah)
     # A lone surrogate (as a JSON "\\ud800" escape delivers it), a NUL and a decomposed accent.
-    assert ask(f"/note {lead} called \ud800x\x00 about Jose\u0301") == f"Added a General note to #{lead} Dana Smith."
+    assert (
+        ask(f"/note {lead} called \ud800x\x00 about Jose\u0301")
+        == f"Added a General note to #{lead} Dana Smith."
+    )
     assert [n.text for n in world.notes(lead)] == ["called \ufffdx about Jos\u00e9"]
 
 
@@ -186,25 +252,40 @@ def test_status_changes_apply_directly_but_terminal_ones_ask_first(world, chat, 
     assert world.get(lead).status == "Scouting"
     ask(f"mark {lead} as not interested")
     reply = ask("yes")
-    assert reply == f"#{lead} Dana Smith: status Scouting → Not Interested. The bot stops answering this lead."
+    assert (
+        reply == f"#{lead} Dana Smith: status Scouting → Not Interested. "
+        "The bot stops answering this lead."
+    )
     after = world.get(lead)
     assert after.status == "Not Interested" and after.ai_stopped
     changes = world.audits(lead, "status")
     assert [(a.old_value, a.new_value, a.agent_id) for a in changes[-2:]] == [
-        ("New", "Scouting", sarah), ("Scouting", "Not Interested", sarah)]
-    assert ask(f"set {lead} to Follow Up").endswith("The bot pauses for 60 minutes.") is False  # stopped stays stopped
+        ("New", "Scouting", sarah),
+        ("Scouting", "Not Interested", sarah),
+    ]
+    assert (
+        ask(f"set {lead} to Follow Up").endswith("The bot pauses for 60 minutes.") is False
+    )  # stopped stays stopped
 
 
 def test_follow_up_status_pauses_the_bot_and_takes_the_lead(world, chat, clock) -> None:
     sarah = world.agent("Sarah")
     lead = world.lead("Dana Smith")
     reply = chat(sarah)(f"move {lead} to Follow Up")
-    assert reply == f"#{lead} Dana Smith: status New → Follow Up. The bot pauses for 60 minutes. It is now assigned to you."
+    assert (
+        reply == f"#{lead} Dana Smith: status New → Follow Up. "
+        "The bot pauses for 60 minutes. It is now assigned to you."
+    )
     after = world.get(lead)
-    assert after.ai_paused_until == clock() + timedelta(minutes=60) and after.assigned_agent_id == sarah
+    assert (
+        after.ai_paused_until == clock() + timedelta(minutes=60)
+        and after.assigned_agent_id == sarah
+    )
 
 
-def test_an_admin_setting_follow_up_hands_the_lead_to_the_next_available_agent(world, chat, sf) -> None:
+def test_an_admin_setting_follow_up_hands_the_lead_to_the_next_available_agent(
+    world, chat, sf
+) -> None:
     admin = world.agent("Ada", role="admin")
     mike = world.agent("Mike")
     world.lead("Ada's own", agent=admin)  # Mike has fewer open leads
@@ -236,9 +317,17 @@ def test_a_converted_lead_is_read_only(world, chat) -> None:
     after = world.get(lead)
     assert after.locked and after.converted_at is not None
     assert [a.action for a in world.audits(lead) if a.action == "convert"] == ["convert"]
-    for request in (f"set {lead} to Scouting", f"assign {lead} to nobody", f"reply to {lead}: hello again",
-                    f"take over {lead}", f"resume the bot for {lead}", f"archive lead {lead}"):
-        assert ask(request) == f"Lead #{lead} was converted and is read-only; an admin can reopen it.", request
+    for request in (
+        f"set {lead} to Scouting",
+        f"assign {lead} to nobody",
+        f"reply to {lead}: hello again",
+        f"take over {lead}",
+        f"resume the bot for {lead}",
+        f"archive lead {lead}",
+    ):
+        assert (
+            ask(request) == f"Lead #{lead} was converted and is read-only; an admin can reopen it."
+        ), request
     assert not world.get(lead).archived and world.get(lead).ai_paused_until is None
     assert world.get(lead).status == "Converted"
     assert ask(f"/note {lead} sent the contract").startswith("Added a General note")
@@ -278,19 +367,35 @@ def test_archive_asks_first(world, chat) -> None:
     assert "Dana Smith" not in ask("my leads")
 
 
-def test_reply_to_the_customer_goes_out_as_the_agent_and_pauses_the_bot(world, chat, sf, outbox, clock) -> None:
+def test_reply_to_the_customer_goes_out_as_the_agent_and_pauses_the_bot(
+    world, chat, sf, outbox, clock
+) -> None:
     sarah = world.agent("Sarah")
-    lead = world.lead("Dana Smith", says=("Can someone call me?",), channel="whatsapp", phone="+14155552671",
-                      agent=sarah)
+    lead = world.lead(
+        "Dana Smith",
+        says=("Can someone call me?",),
+        channel="whatsapp",
+        phone="+14155552671",
+        agent=sarah,
+    )
     reply = chat(sarah)(f"reply to {lead}: Thanks, I'll call you at 5")
-    assert reply == (f"Sent to Dana Smith (#{lead}) on whatsapp as you. The bot stays quiet for 60 minutes.")
+    assert reply == (
+        f"Sent to Dana Smith (#{lead}) on whatsapp as you. The bot stays quiet for 60 minutes."
+    )
     with sf() as session:
         sent = session.scalars(select(Message).where(Message.direction == "out")).one()
-    assert (sent.text, sent.author, sent.agent_id, sent.channel) == ("Thanks, I'll call you at 5", "agent", sarah,
-                                                                      "whatsapp")
+    assert (sent.text, sent.author, sent.agent_id, sent.channel) == (
+        "Thanks, I'll call you at 5",
+        "agent",
+        sarah,
+        "whatsapp",
+    )
     assert outbox.delivered == [sent.id]
     assert world.get(lead).ai_paused_until == clock() + timedelta(minutes=60)
-    assert chat(sarah)(f"resume the bot for {lead}") == f"The bot is answering #{lead} Dana Smith again."
+    assert (
+        chat(sarah)(f"resume the bot for {lead}")
+        == f"The bot is answering #{lead} Dana Smith again."
+    )
     resumed = world.get(lead)
     assert resumed.ai_paused_until is None and resumed.ai_resume_notice_due
 
@@ -312,7 +417,9 @@ def test_take_over_pauses_and_claims_an_unassigned_lead(world, chat, clock) -> N
     assert reply.startswith(f"You have #{lead} Dana Smith: the bot stays quiet until 16:00 UTC")
     assert reply.endswith("It is now assigned to you.")
     after = world.get(lead)
-    assert after.assigned_agent_id == sarah and after.ai_paused_until == clock() + timedelta(minutes=60)
+    assert after.assigned_agent_id == sarah and after.ai_paused_until == clock() + timedelta(
+        minutes=60
+    )
 
 
 def test_form_fill_creates_a_lead_after_confirmation(world, chat, sf) -> None:
@@ -328,24 +435,43 @@ def test_form_fill_creates_a_lead_after_confirmation(world, chat, sf) -> None:
     with sf() as session:
         lead = session.scalars(select(Lead)).one()
         assert (lead.name, lead.company, lead.email, lead.phone, lead.assigned_agent_id) == (
-            "Jane Doe", "Acme Inc", "jane@acme.com", "+14155552672", sarah)
+            "Jane Doe",
+            "Acme Inc",
+            "jane@acme.com",
+            "+14155552672",
+            sarah,
+        )
         assert lead.custom_fields["title"] == "CEO"
-        assert session.scalars(select(AuditEvent).where(AuditEvent.field == "company")).one().agent_id == sarah
+        assert (
+            session.scalars(select(AuditEvent).where(AuditEvent.field == "company")).one().agent_id
+            == sarah
+        )
 
 
 def test_form_fill_shows_duplicates_and_merges_into_the_chosen_lead(world, chat, sf) -> None:
     sarah = world.agent("Sarah")
     existing = world.lead("Jane Doe", says=("Hi from the web chat",), agent=sarah)
     ask = chat(sarah)
-    answer = ask.say("/card Jane Doe | Head of Sales | Acme Ltd | jane@acme.co.uk | +44 20 7946 0958")
+    answer = ask.say(
+        "/card Jane Doe | Head of Sales | Acme Ltd | jane@acme.co.uk | +44 20 7946 0958"
+    )
     values = [o["value"] for o in answer.pending["options"]]
     assert values == [f"merge:{existing}", "create", "no"]
     assert "Possible duplicates:" in answer.reply and f"#{existing} Jane Doe" in answer.reply
     assert ask(f"merge into {existing}") == f"Merged the card into lead #{existing} Jane Doe."
     lead = world.get(existing)
-    assert (lead.email, lead.phone, lead.company) == ("jane@acme.co.uk", "+442079460958", "Acme Ltd")
+    assert (lead.email, lead.phone, lead.company) == (
+        "jane@acme.co.uk",
+        "+442079460958",
+        "Acme Ltd",
+    )
     with sf() as session:
-        assert session.scalar(select(func.count()).select_from(Lead).where(Lead.merged_into_id.is_(None))) == 1
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Lead).where(Lead.merged_into_id.is_(None))
+            )
+            == 1
+        )
 
 
 def test_form_fill_with_a_known_phone_offers_only_the_merge(world, chat) -> None:
@@ -367,7 +493,10 @@ def test_form_fill_records_the_cards_details_as_claims_and_merges_only_where_the
     ask = chat(sarah)
     answer = ask.say("Jane Doe\nCFO, Acme Inc\n(415) 555-2672")
     assert [o["value"] for o in answer.pending["options"]] == [
-        f"merge:{by_phone}", f"merge:{by_name}", "no"]
+        f"merge:{by_phone}",
+        f"merge:{by_name}",
+        "no",
+    ]
     reply = ask(f"merge into {by_name}")
     # The card's phone is a claim: the WhatsApp lead is only suggested, not swallowed.
     assert reply.startswith(f"Merged the card into lead #{by_name} Jane Doe.")
@@ -392,11 +521,13 @@ def test_a_card_merged_into_a_chosen_lead_is_the_agents_audited_act(world, chat,
     ask.say("/card Jane Doe | Head of Sales | Acme Ltd | jane@acme.co.uk | +44 20 7946 0958")
     assert ask(f"merge into {existing}") == f"Merged the card into lead #{existing} Jane Doe."
     with sf() as session:
-        merges = session.scalars(select(AuditEvent).where(AuditEvent.lead_id == existing,
-                                                          AuditEvent.action == "merge")).all()
+        merges = session.scalars(
+            select(AuditEvent).where(AuditEvent.lead_id == existing, AuditEvent.action == "merge")
+        ).all()
         assert merges and all(m.agent_id == sarah for m in merges)
         details = session.scalars(
-            select(ContactDetail).where(ContactDetail.lead_id == existing)).all()
+            select(ContactDetail).where(ContactDetail.lead_id == existing)
+        ).all()
         assert sorted(d.kind for d in details) == ["email", "phone"]
         assert {d.trust for d in details} == {CLAIMED}
 
@@ -455,8 +586,12 @@ def test_notifications_are_listed_and_marked_read(world, chat, sf) -> None:
     from store.work import notify
 
     with sf.begin() as session:
-        notify(session.get(Agent, sarah), get_lead(lead, session=session), "Dana Smith is now Interested",
-               session=session)
+        notify(
+            session.get(Agent, sarah),
+            get_lead(lead, session=session),
+            "Dana Smith is now Interested",
+            session=session,
+        )
     ask = chat(sarah)
     assert ask("/inbox") == f"1 unread notification(s):\n#{lead}: Dana Smith is now Interested"
     assert ask("/inbox") == "No unread notifications."
@@ -473,7 +608,11 @@ def test_memory_survives_a_restart_on_the_sqlite_file(world, sf, prompts, clock,
         make_copilot(sf, prompts, clock, checkpointer=memory).ask(sarah, "tg", f"summarise {lead}")
     assert (tmp_path / "leaddesk-copilot.sqlite").exists()
     with open_checkpointer(url) as memory:
-        reply = make_copilot(sf, prompts, clock, checkpointer=memory).ask(sarah, "tg", "is it hot?").reply
+        reply = (
+            make_copilot(sf, prompts, clock, checkpointer=memory)
+            .ask(sarah, "tg", "is it hot?")
+            .reply
+        )
     assert reply.startswith(f"Yes, #{lead} Dana Smith is hot.")
 
 
@@ -486,8 +625,9 @@ def test_merge_31_into_7_asks_yes_or_no_and_follows_the_merge_rules(world, chat,
     boss = world.agent("Boss", role="admin")
     kept = world.lead("Dana Smith", channel="whatsapp", phone="+14155550123", agent=sarah)
     with sf.begin() as session:
-        claimed = resolve("web", "web-visitor", phone="+1 415 555 0123", name="D.", session=session,
-                          trust=CLAIMED).id
+        claimed = resolve(
+            "web", "web-visitor", phone="+1 415 555 0123", name="D.", session=session, trust=CLAIMED
+        ).id
     ask = chat(sarah)
     first = ask.say(f"merge {claimed} into {kept}")
     assert first.pending["kind"] == "merge_leads"

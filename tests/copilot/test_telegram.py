@@ -60,8 +60,13 @@ class RunningBot(BackgroundBot):
 
 @pytest.fixture
 def bot(telegram, copilot, sf, clock):  # type: ignore[no-untyped-def]
-    application = build_application(settings=settings_for(telegram), copilot=copilot, session_factory=sf,
-                                     clock=clock, notify_every=None)
+    application = build_application(
+        settings=settings_for(telegram),
+        copilot=copilot,
+        session_factory=sf,
+        clock=clock,
+        notify_every=None,
+    )
     with RunningBot(application) as running:
         yield running
 
@@ -80,7 +85,10 @@ def test_a_stranger_gets_one_polite_refusal_and_nothing_else(world, telegram, bo
     assert sent[1]["text"] == sent[0]["text"] == sent[2]["text"]
     assert "link code is not valid" in sent[3]["text"]
     with sf() as session:
-        assert session.scalars(select(Agent).where(Agent.telegram_user_id == STRANGER_TG)).first() is None
+        assert (
+            session.scalars(select(Agent).where(Agent.telegram_user_id == STRANGER_TG)).first()
+            is None
+        )
 
 
 def test_start_with_a_code_links_the_agent_once(world, telegram, bot, sf) -> None:
@@ -103,11 +111,15 @@ def test_a_linked_agent_asks_in_plain_words_and_slash_commands(world, telegram, 
     telegram.push_text(user_id=SARAH_TG, text="/hot")
     [listing] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
     assert listing["parse_mode"] == "HTML"
-    assert listing["text"] == ("<b>Hot leads — 1 in all, page 1 of 1:</b>\n"
-                               f"#{lead} Dana &lt;Smith&gt; &amp; Co · New · score 88 · web · Sarah")
+    assert listing["text"] == (
+        "<b>Hot leads — 1 in all, page 1 of 1:</b>\n"
+        f"#{lead} Dana &lt;Smith&gt; &amp; Co · New · score 88 · web · Sarah"
+    )
     telegram.push_text(user_id=SARAH_TG, text=f"is lead {lead} hot?")
     telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=2)
-    assert texts(telegram, SARAH_TG)[1].startswith(f"<b>Yes, #{lead} Dana &lt;Smith&gt; &amp; Co is hot.</b>")
+    assert texts(telegram, SARAH_TG)[1].startswith(
+        f"<b>Yes, #{lead} Dana &lt;Smith&gt; &amp; Co is hot.</b>"
+    )
     assert telegram.calls_to("sendChatAction")
 
 
@@ -118,11 +130,16 @@ def test_confirmations_come_with_buttons_and_a_press_applies_them(world, telegra
     [question] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
     buttons = question["reply_markup"]["inline_keyboard"][0]
     assert [b["text"] for b in buttons] == ["Yes", "No"]
-    assert buttons[0]["callback_data"].startswith("c:") and buttons[0]["callback_data"].endswith(":yes")
+    assert buttons[0]["callback_data"].startswith("c:") and buttons[0]["callback_data"].endswith(
+        ":yes"
+    )
     assert world.get(lead).status == "New"
     telegram.push_callback(user_id=SARAH_TG, data=buttons[0]["callback_data"], message=question)
     telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=2)
-    assert texts(telegram, SARAH_TG)[1] == f"<b>#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it).</b>"
+    assert (
+        texts(telegram, SARAH_TG)[1] == f"<b>#{lead} Dana Smith: status New → Converted. "
+        "The lead is now read-only (an admin can reopen it).</b>"
+    )
     assert world.get(lead).status == "Converted"
     assert telegram.calls_to("answerCallbackQuery")
     assert telegram.calls_to("editMessageReplyMarkup")  # the buttons are gone
@@ -151,10 +168,17 @@ def test_long_answers_are_split_under_telegrams_limit(world, telegram, sf, promp
     from tests.copilot.test_copilot_model import scripted
 
     world.agent("Sarah", telegram=SARAH_TG)
-    long_answer = "\n".join(f"{i:04d} <Dana> & co: call back" for i in range(400))  # ~11,000 characters
+    long_answer = "\n".join(
+        f"{i:04d} <Dana> & co: call back" for i in range(400)
+    )  # ~11,000 characters
     copilot = make_copilot(sf, prompts, clock, model=scripted(AIMessage(long_answer)))
-    application = build_application(settings=settings_for(telegram), copilot=copilot, session_factory=sf,
-                                    clock=clock, notify_every=None)
+    application = build_application(
+        settings=settings_for(telegram),
+        copilot=copilot,
+        session_factory=sf,
+        clock=clock,
+        notify_every=None,
+    )
     with RunningBot(application):
         telegram.push_text(user_id=SARAH_TG, text="tell me everything")
         sent = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=3)
@@ -187,7 +211,8 @@ def test_shared_telegram_fixtures_from_strangers_get_at_most_a_refusal(telegram,
         update = json.loads(path.read_text())
         update.setdefault("update_id", 1)
         try:
-            # Some samples predate fields today's Bot API always sends; Telegram would not send those.
+            # Some samples predate fields today's Bot API always sends; Telegram would not send
+            # those.
             Update.de_json(update, None)
         except (TypeError, KeyError, ValueError):
             continue
@@ -197,7 +222,10 @@ def test_shared_telegram_fixtures_from_strangers_get_at_most_a_refusal(telegram,
     telegram.push_text(user_id=STRANGER_TG, text="ping")  # processed after all of them
     telegram.wait_for_sent(lambda m: m["chat_id"] == STRANGER_TG)
     for message in telegram.sent():
-        assert message["text"].startswith("Sorry, this is the private assistant") or "I read text only" in message["text"]
+        assert (
+            message["text"].startswith("Sorry, this is the private assistant")
+            or "I read text only" in message["text"]
+        )
     assert pushed > 10
 
 
@@ -207,43 +235,73 @@ def _notify(world, agent_id: int, lead_id: int | None, text: str, **kwargs: Any)
         return notify(session.get(Agent, agent_id), lead, text, session=session, **kwargs).id
 
 
-def test_a_notification_reaches_the_linked_agent_with_buttons(world, telegram, copilot, sf, clock) -> None:
+def test_a_notification_reaches_the_linked_agent_with_buttons(
+    world, telegram, copilot, sf, clock
+) -> None:
     sarah = world.agent("Sarah", telegram=SARAH_TG)
-    lead = world.lead("Dana Smith", says=("How much for 10 panels?",), channel="whatsapp",
-                      phone="+14155552671", agent=sarah, score=82, status="Follow Up", ago=timedelta(minutes=5))
+    lead = world.lead(
+        "Dana Smith",
+        says=("How much for 10 panels?",),
+        channel="whatsapp",
+        phone="+14155552671",
+        agent=sarah,
+        score=82,
+        status="Follow Up",
+        ago=timedelta(minutes=5),
+    )
     notification = _notify(world, sarah, lead, "Dana Smith needs a human: Follow Up")
-    application = build_application(settings=settings_for(telegram), copilot=copilot, session_factory=sf,
-                                    clock=clock, notify_every=0.05)
+    application = build_application(
+        settings=settings_for(telegram),
+        copilot=copilot,
+        session_factory=sf,
+        clock=clock,
+        notify_every=0.05,
+    )
     with RunningBot(application):
         [sent] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
         assert sent["text"] == (
             "<b>🔔 Dana Smith needs a human: Follow Up</b>\n"
             f"Lead #{lead} Dana Smith · Follow Up · score 82\n"
-            "Last message (whatsapp, 5 min ago): \"How much for 10 panels?\"")
+            'Last message (whatsapp, 5 min ago): "How much for 10 panels?"'
+        )
         buttons = sent["reply_markup"]["inline_keyboard"][0]
         assert [(b["text"], b["callback_data"]) for b in buttons] == [
-            ("Open summary", f"n:sum:{lead}"), ("Take over", f"n:take:{lead}")]
+            ("Open summary", f"n:sum:{lead}"),
+            ("Take over", f"n:take:{lead}"),
+        ]
         with sf() as session:
             assert session.get(Notification, notification).delivered_at == clock()
         # "Take over" goes through the copilot (permissions and all).
         telegram.push_callback(user_id=SARAH_TG, data=f"n:take:{lead}", message=sent)
         telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=2)
-        assert texts(telegram, SARAH_TG)[1].startswith(f"<b>You have #{lead} Dana Smith: the bot stays quiet")
+        assert texts(telegram, SARAH_TG)[1].startswith(
+            f"<b>You have #{lead} Dana Smith: the bot stays quiet"
+        )
         telegram.push_callback(user_id=SARAH_TG, data=f"n:sum:{lead}", message=sent)
         telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=3)
         assert texts(telegram, SARAH_TG)[2].startswith(f"<b>Lead #{lead} Dana Smith</b>")
-    assert len([m for m in telegram.sent(SARAH_TG) if m["text"].startswith("<b>🔔")]) == 1  # never twice
+    assert (
+        len([m for m in telegram.sent(SARAH_TG) if m["text"].startswith("<b>🔔")]) == 1
+    )  # never twice
 
 
-def test_notification_delivery_waits_for_its_time_skips_unlinked_agents_and_retries(world, telegram, copilot, sf,
-                                                                                   clock) -> None:
+def test_notification_delivery_waits_for_its_time_skips_unlinked_agents_and_retries(
+    world, telegram, copilot, sf, clock
+) -> None:
     sarah = world.agent("Sarah", telegram=SARAH_TG)
     mike = world.agent("Mike")  # not linked: his notifications wait (he reads them in the console)
-    later = _notify(world, sarah, None, "Queued for the morning", deliver_after=clock() + timedelta(hours=8))
+    later = _notify(
+        world, sarah, None, "Queued for the morning", deliver_after=clock() + timedelta(hours=8)
+    )
     now = _notify(world, sarah, None, "Right away")
     unlinked = _notify(world, mike, None, "For Mike")
-    application = build_application(settings=settings_for(telegram), copilot=copilot, session_factory=sf,
-                                    clock=clock, notify_every=None)
+    application = build_application(
+        settings=settings_for(telegram),
+        copilot=copilot,
+        session_factory=sf,
+        clock=clock,
+        notify_every=None,
+    )
 
     async def round_() -> int:
         async with application:
@@ -270,26 +328,45 @@ def test_webhook_mode_checks_telegrams_secret_token(world, telegram, copilot, sf
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings = settings_for(telegram, telegram_webhook_url="https://bot.example.com/telegram/hook",
-                            telegram_webhook_secret="s3cret-token", telegram_webhook_listen="127.0.0.1",
-                            telegram_webhook_port=port)
+    settings = settings_for(
+        telegram,
+        telegram_webhook_url="https://bot.example.com/telegram/hook",
+        telegram_webhook_secret="s3cret-token",
+        telegram_webhook_listen="127.0.0.1",
+        telegram_webhook_port=port,
+    )
     options = webhook_options(settings)
     assert options["url_path"] == "telegram/hook" and options["secret_token"] == "s3cret-token"
-    application = build_application(settings=settings, copilot=copilot, session_factory=sf, clock=clock,
-                                    notify_every=None)
-    update = {"update_id": 1, "message": {"message_id": 5, "date": 0, "text": "/help",
-                                          "chat": {"id": SARAH_TG, "type": "private"},
-                                          "from": {"id": SARAH_TG, "is_bot": False, "first_name": "S"},
-                                          "entities": [{"type": "bot_command", "offset": 0, "length": 5}]}}
+    application = build_application(
+        settings=settings, copilot=copilot, session_factory=sf, clock=clock, notify_every=None
+    )
+    update = {
+        "update_id": 1,
+        "message": {
+            "message_id": 5,
+            "date": 0,
+            "text": "/help",
+            "chat": {"id": SARAH_TG, "type": "private"},
+            "from": {"id": SARAH_TG, "is_bot": False, "first_name": "S"},
+            "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+        },
+    }
     with RunningBot(application, webhook=options):
         [registered] = telegram.calls_to("setWebhook")
         assert registered.params["url"] == "https://bot.example.com/telegram/hook"
         assert registered.params["secret_token"] == "s3cret-token"
         url = f"http://127.0.0.1:{port}/telegram/hook"
         assert httpx.post(url, json=update).status_code == 403
-        assert httpx.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}).status_code == 403
+        assert (
+            httpx.post(
+                url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "wrong"}
+            ).status_code
+            == 403
+        )
         assert telegram.sent() == []
-        ok = httpx.post(url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"})
+        ok = httpx.post(
+            url, json=update, headers={"X-Telegram-Bot-Api-Secret-Token": "s3cret-token"}
+        )
         assert ok.status_code == 200
         [reply] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
         assert "copilot" in reply["text"]
@@ -302,8 +379,12 @@ def test_an_unreachable_telegram_is_retried_without_stopping_the_server(copilot,
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here
     settings = load_settings(telegram_bot_token=TOKEN, telegram_api_url=f"http://127.0.0.1:{port}")
-    runner = BackgroundBot(build_application(settings=settings, copilot=copilot, session_factory=sf, clock=clock,
-                                             notify_every=None), max_retry_delay=0.1)
+    runner = BackgroundBot(
+        build_application(
+            settings=settings, copilot=copilot, session_factory=sf, clock=clock, notify_every=None
+        ),
+        max_retry_delay=0.1,
+    )
     assert runner.start(timeout=15) is False
     assert not runner.running and runner.error is not None
     runner.stop()
@@ -312,8 +393,15 @@ def test_an_unreachable_telegram_is_retried_without_stopping_the_server(copilot,
 
 def test_a_rejected_token_switches_the_telegram_copilot_off(telegram, copilot, sf, clock) -> None:
     telegram.reject_token = True
-    runner = BackgroundBot(build_application(settings=settings_for(telegram), copilot=copilot, session_factory=sf,
-                                             clock=clock, notify_every=None))
+    runner = BackgroundBot(
+        build_application(
+            settings=settings_for(telegram),
+            copilot=copilot,
+            session_factory=sf,
+            clock=clock,
+            notify_every=None,
+        )
+    )
     assert runner.start(timeout=15) is False
     runner._thread.join(5)
     assert not runner._thread.is_alive()
@@ -323,7 +411,9 @@ def test_without_a_token_the_application_is_not_built(copilot, sf) -> None:
     from copilot.telegram import TelegramNotConfigured
 
     with pytest.raises(TelegramNotConfigured):
-        build_application(settings=load_settings(telegram_bot_token=None), copilot=copilot, session_factory=sf)
+        build_application(
+            settings=load_settings(telegram_bot_token=None), copilot=copilot, session_factory=sf
+        )
 
 
 def test_leaddesk_serve_runs_the_telegram_copilot_and_the_http_endpoint(telegram, tmp_path) -> None:
@@ -340,8 +430,9 @@ def test_leaddesk_serve_runs_the_telegram_copilot_and_the_http_endpoint(telegram
         telegram.push_text(user_id=SARAH_TG, text="/hot")
         [reply] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
         assert reply["text"] == "<b>Hot leads: none.</b>"
-        response = runtime.app.test_client().post("/api/copilot", json={"message": "/hot"},
-                                                  headers={"Authorization": f"Bearer {token}"})
+        response = runtime.app.test_client().post(
+            "/api/copilot", json={"message": "/hot"}, headers={"Authorization": f"Bearer {token}"}
+        )
         assert response.get_json() == {"reply": "Hot leads: none.", "pending_confirmation": None}
     finally:
         runtime.stop()

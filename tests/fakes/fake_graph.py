@@ -22,9 +22,10 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 
 @dataclass
@@ -40,12 +41,12 @@ class Reply:
     """One scripted answer: an HTTP status with a body, a delay, or a dropped connection."""
 
     status: int = 200
-    body: Optional[dict[str, Any]] = None
+    body: dict[str, Any] | None = None
     delay: float = 0.0
     drop: bool = False
 
 
-Scripted = Union[int, Reply]
+Scripted = int | Reply
 
 
 @dataclass
@@ -53,7 +54,7 @@ class FakeGraph:
     requests: list[Recorded] = field(default_factory=list)
     # Called (in the server thread) for every request before it is answered, e.g. to check that the
     # client holds no database lock while it waits.
-    on_request: Optional[Callable[[Recorded], None]] = None
+    on_request: Callable[[Recorded], None] | None = None
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     tokens: set[str] = field(default_factory=set)
@@ -62,8 +63,8 @@ class FakeGraph:
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:

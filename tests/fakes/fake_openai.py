@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional, Union
+from typing import Any
 
 import pytest
 
@@ -35,18 +35,16 @@ import pytest
 class FakeReply:
     """One scripted answer."""
 
-    content: Optional[str] = None
-    tool_calls: Optional[list[dict[str, Any]]] = (
-        None  # [{"name", "arguments" (dict or str), "id"?}]
-    )
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # [{"name", "arguments" (dict or str), "id"?}]
     status: int = 200
-    raw_body: Optional[bytes] = None  # sent verbatim (malformed answers)
-    error: Optional[dict[str, Any]] = None  # OpenAI-style {"message", "type", "code"}
+    raw_body: bytes | None = None  # sent verbatim (malformed answers)
+    error: dict[str, Any] | None = None  # OpenAI-style {"message", "type", "code"}
     delay: float = 0.0
-    finish_reason: Optional[str] = None
+    finish_reason: str | None = None
 
 
-Scripted = Union[FakeReply, str, dict[str, Any]]
+Scripted = FakeReply | str | dict[str, Any]
 
 
 def text(content: str, *, delay: float = 0.0) -> FakeReply:
@@ -59,17 +57,17 @@ def as_json(data: Any, *, delay: float = 0.0) -> FakeReply:
 
 def tool_call(
     name: str,
-    arguments: Union[dict[str, Any], str],
+    arguments: dict[str, Any] | str,
     *,
-    call_id: Optional[str] = None,
-    content: Optional[str] = None,
+    call_id: str | None = None,
+    content: str | None = None,
 ) -> FakeReply:
     return FakeReply(
         content=content, tool_calls=[{"name": name, "arguments": arguments, "id": call_id}]
     )
 
 
-def tool_calls(*calls: tuple[str, Union[dict[str, Any], str]]) -> FakeReply:
+def tool_calls(*calls: tuple[str, dict[str, Any] | str]) -> FakeReply:
     return FakeReply(tool_calls=[{"name": name, "arguments": args} for name, args in calls])
 
 
@@ -123,12 +121,12 @@ class FakeOpenAI:
 
     def __post_init__(self) -> None:
         self._script: deque[FakeReply] = deque()
-        self._responder: Optional[Callable[[dict[str, Any]], Scripted]] = None
+        self._responder: Callable[[dict[str, Any]], Scripted] | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._closing = threading.Event()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # Lifecycle
     def start(self) -> FakeOpenAI:
@@ -207,8 +205,15 @@ class FakeOpenAI:
 
                 content_type = self.headers.get("Content-Type", "")
                 if not content_type.startswith("multipart/form-data"):
-                    self._send(400, {"error": {"message": "expected multipart/form-data",
-                                               "type": "invalid_request_error"}})
+                    self._send(
+                        400,
+                        {
+                            "error": {
+                                "message": "expected multipart/form-data",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                     return
                 message = BytesParser(policy=HTTP).parsebytes(
                     f"Content-Type: {content_type}\r\n\r\n".encode() + raw
@@ -225,8 +230,15 @@ class FakeOpenAI:
                 with fake._lock:
                     fake.transcriptions.append(fields)
                 if not fields.get("file") or not fields.get("model"):
-                    self._send(400, {"error": {"message": "file and model are required",
-                                               "type": "invalid_request_error"}})
+                    self._send(
+                        400,
+                        {
+                            "error": {
+                                "message": "file and model are required",
+                                "type": "invalid_request_error",
+                            }
+                        },
+                    )
                     return
                 self._send(200, {"text": fake.transcript})
 
@@ -284,7 +296,7 @@ class FakeOpenAI:
             self._script.extend(_coerce(r) for r in replies)
         return self
 
-    def respond_with(self, responder: Optional[Callable[[dict[str, Any]], Scripted]]) -> FakeOpenAI:
+    def respond_with(self, responder: Callable[[dict[str, Any]], Scripted] | None) -> FakeOpenAI:
         """Answer every unscripted request with `responder(request_body)`."""
         self._responder = responder
         return self

@@ -22,8 +22,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-BOT_USER = {"id": 777000111, "is_bot": True, "first_name": "Leaddesk", "username": "leaddesk_test_bot",
-            "can_join_groups": False, "can_read_all_group_messages": False, "supports_inline_queries": False}
+BOT_USER = {
+    "id": 777000111,
+    "is_bot": True,
+    "first_name": "Leaddesk",
+    "username": "leaddesk_test_bot",
+    "can_join_groups": False,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
 
 
 @dataclass
@@ -89,7 +96,9 @@ class FakeTelegram:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-telegram", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="fake-telegram", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -109,8 +118,15 @@ class FakeTelegram:
             self._cond.notify_all()
         return update
 
-    def push_text(self, *, user_id: int, text: str, chat_type: str = "private", chat_id: int | None = None,
-                  first_name: str = "Agent") -> dict[str, Any]:
+    def push_text(
+        self,
+        *,
+        user_id: int,
+        text: str,
+        chat_type: str = "private",
+        chat_id: int | None = None,
+        first_name: str = "Agent",
+    ) -> dict[str, Any]:
         """A text message from a user (a bot command when it starts with '/')."""
         chat = {"id": chat_id if chat_id is not None else user_id, "type": chat_type}
         if chat_type == "private":
@@ -118,23 +134,44 @@ class FakeTelegram:
         else:
             chat["title"] = "Team chat"
         message: dict[str, Any] = {
-            "message_id": next(self._message_ids), "date": int(time.time()), "chat": chat, "text": text,
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": chat,
+            "text": text,
             "from": {"id": user_id, "is_bot": False, "first_name": first_name},
         }
         if text.startswith("/"):
-            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+            message["entities"] = [
+                {"type": "bot_command", "offset": 0, "length": len(text.split()[0])}
+            ]
         return self.push_update({"message": message})
 
-    def push_callback(self, *, user_id: int, data: str, message: dict[str, Any] | None = None) -> dict[str, Any]:
+    def push_callback(
+        self, *, user_id: int, data: str, message: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """A press on an inline button of `message` (one the bot sent; the last one by default)."""
         original = message or self.sent()[-1]
-        return self.push_update({"callback_query": {
-            "id": str(next(self._message_ids)), "chat_instance": "1", "data": data,
-            "from": {"id": user_id, "is_bot": False, "first_name": "Agent"},
-            "message": {"message_id": original["message_id"], "date": int(time.time()),
-                        "chat": {"id": original["chat_id"], "type": "private", "first_name": "Agent"},
-                        "from": BOT_USER, "text": original.get("text", "")},
-        }})
+        return self.push_update(
+            {
+                "callback_query": {
+                    "id": str(next(self._message_ids)),
+                    "chat_instance": "1",
+                    "data": data,
+                    "from": {"id": user_id, "is_bot": False, "first_name": "Agent"},
+                    "message": {
+                        "message_id": original["message_id"],
+                        "date": int(time.time()),
+                        "chat": {
+                            "id": original["chat_id"],
+                            "type": "private",
+                            "first_name": "Agent",
+                        },
+                        "from": BOT_USER,
+                        "text": original.get("text", ""),
+                    },
+                }
+            }
+        )
 
     # --- calls out -------------------------------------------------------------------------
 
@@ -142,7 +179,9 @@ class FakeTelegram:
         """Every sendMessage so far (optionally to one chat), as the parameters plus message_id."""
         out = []
         for call in list(self.calls):
-            if call.method == "sendMessage" and (chat_id is None or int(call.params["chat_id"]) == chat_id):
+            if call.method == "sendMessage" and (
+                chat_id is None or int(call.params["chat_id"]) == chat_id
+            ):
                 out.append(call.params)
         return out
 
@@ -158,15 +197,25 @@ class FakeTelegram:
             time.sleep(0.02)
         raise AssertionError("the fake Telegram did not see the expected call in time")
 
-    def wait_for_sent(self, match: Callable[[dict[str, Any]], bool] = lambda m: True, count: int = 1,
-                      timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait_for_sent(
+        self,
+        match: Callable[[dict[str, Any]], bool] = lambda m: True,
+        count: int = 1,
+        timeout: float = 10.0,
+    ) -> list[dict[str, Any]]:
         """Wait until `count` sent messages match, and return them."""
-        return self.wait_for(lambda: (lambda found: found if len(found) >= count else None)(
-            [m for m in self.sent() if match(m)]), timeout)
+        return self.wait_for(
+            lambda: (lambda found: found if len(found) >= count else None)(
+                [m for m in self.sent() if match(m)]
+            ),
+            timeout,
+        )
 
     # --- answers ---------------------------------------------------------------------------
 
-    def _answer(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def _answer(
+        self, method: str, params: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
         if self.reject_token:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         if method == "getUpdates":
@@ -181,22 +230,47 @@ class FakeTelegram:
             message_id = next(self._message_ids)
             params["message_id"] = message_id
             chat_id = int(params["chat_id"])
-            result = {"message_id": message_id, "date": int(time.time()), "from": BOT_USER,
-                      "chat": {"id": chat_id, "type": "private", "first_name": "Agent"},
-                      "text": str(params.get("text", ""))}
+            result = {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "from": BOT_USER,
+                "chat": {"id": chat_id, "type": "private", "first_name": "Agent"},
+                "text": str(params.get("text", "")),
+            }
             return 200, {"ok": True, "result": result}
         if method in ("editMessageText", "editMessageReplyMarkup"):
             chat_id = int(params.get("chat_id") or 0)
-            return 200, {"ok": True, "result": {
-                "message_id": int(params.get("message_id") or 0), "date": int(time.time()), "from": BOT_USER,
-                "chat": {"id": chat_id, "type": "private", "first_name": "Agent"}, "text": "edited"}}
-        if method in ("answerCallbackQuery", "setMyCommands", "deleteWebhook", "setWebhook", "sendChatAction",
-                      "deleteMessage", "close", "logOut"):
+            return 200, {
+                "ok": True,
+                "result": {
+                    "message_id": int(params.get("message_id") or 0),
+                    "date": int(time.time()),
+                    "from": BOT_USER,
+                    "chat": {"id": chat_id, "type": "private", "first_name": "Agent"},
+                    "text": "edited",
+                },
+            }
+        if method in (
+            "answerCallbackQuery",
+            "setMyCommands",
+            "deleteWebhook",
+            "setWebhook",
+            "sendChatAction",
+            "deleteMessage",
+            "close",
+            "logOut",
+        ):
             return 200, {"ok": True, "result": True}
         if method == "getWebhookInfo":
-            return 200, {"ok": True, "result": {"url": "", "has_custom_certificate": False,
-                                                "pending_update_count": 0}}
-        return 404, {"ok": False, "error_code": 404, "description": f"Not Found: method {method} is not faked"}
+            return 200, {
+                "ok": True,
+                "result": {"url": "", "has_custom_certificate": False, "pending_update_count": 0},
+            }
+        return 404, {
+            "ok": False,
+            "error_code": 404,
+            "description": f"Not Found: method {method} is not faked",
+        }
 
     def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -211,7 +285,7 @@ class FakeTelegram:
 
 
 def _parse(raw: bytes, content_type: str) -> dict[str, Any]:
-    """python-telegram-bot posts form fields whose values are JSON-encoded when not plain strings."""
+    """python-telegram-bot posts form fields, JSON-encoded when they are not plain strings."""
     if not raw:
         return {}
     if "application/json" in content_type:
@@ -219,7 +293,9 @@ def _parse(raw: bytes, content_type: str) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     if "multipart/form-data" in content_type:
         return _parse_multipart(raw, content_type)
-    return {key: _value(key, value) for key, value in parse_qsl(raw.decode(), keep_blank_values=True)}
+    return {
+        key: _value(key, value) for key, value in parse_qsl(raw.decode(), keep_blank_values=True)
+    }
 
 
 def _parse_multipart(raw: bytes, content_type: str) -> dict[str, Any]:

@@ -193,8 +193,7 @@ def test_a_running_server_applies_a_good_change_and_rejects_a_bad_one(running, p
     _rename_business(prompts_dir, "Moonbeam Solar")
     statuses = prompts_dir / "statuses.yaml"
     statuses.write_text(
-        statuses.read_text(encoding="utf-8")
-        + "\n  - name: Nurture\n    colour: \"#795548\"\n"
+        statuses.read_text(encoding="utf-8") + '\n  - name: Nurture\n    colour: "#795548"\n'
         "    description: Interested later; the team checks in every few months.\n"
         "    ai_can_set: false\n",
         encoding="utf-8",

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,10 +143,8 @@ def drop_queue(broker_url: str, queue: str) -> None:
     try:
         with Connection(broker_url, connect_timeout=3) as connection:
             connection.ensure_connection(max_retries=1)
-            try:
+            with suppress(connection.channel_errors):
                 connection.default_channel.queue_delete(queue)
-            except connection.channel_errors:
-                pass
         if broker_url.startswith("redis://"):
             import redis
 
@@ -356,10 +354,8 @@ class Proc:
     def kill(self) -> None:
         """SIGKILL the process and everything it started (a machine that vanished)."""
         for pid in [self.pid, *self.descendants()]:
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(10)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -370,10 +366,8 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.kill()
         for pid in self.descendants():  # orphans of a killed parent
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if not self._log.closed:
             self._log.close()
 

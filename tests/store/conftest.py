@@ -41,18 +41,18 @@ def make_lead(session: Session) -> Callable[..., Lead]:
     def make(*, channels: tuple[str, ...] = ("web",), age_days: float = 0, **fields: Any) -> Lead:
         n = next(counter)
         created = utcnow() - timedelta(days=age_days)
-        values: dict[str, Any] = dict(
-            name=f"Lead {n}",
-            status="New",
-            score=0,
-            created_at=created,
-            updated_at=created,
-            score_factors=[],
-            interests=[],
-            objections=[],
-            tags=[],
-            custom_fields={},
-        )
+        values: dict[str, Any] = {
+            "name": f"Lead {n}",
+            "status": "New",
+            "score": 0,
+            "created_at": created,
+            "updated_at": created,
+            "score_factors": [],
+            "interests": [],
+            "objections": [],
+            "tags": [],
+            "custom_fields": {},
+        }
         values.update(fields)
         lead = Lead(**values)
         session.add(lead)
@@ -78,14 +78,14 @@ def make_agent(session: Session) -> Callable[..., Agent]:
 
     def make(**fields: Any) -> Agent:
         n = next(counter)
-        values: dict[str, Any] = dict(
-            name=f"Agent {n}",
-            role="agent",
-            active=True,
-            capacity=50,
-            token_hash=f"hash-{n}",
-            created_at=utcnow(),
-        )
+        values: dict[str, Any] = {
+            "name": f"Agent {n}",
+            "role": "agent",
+            "active": True,
+            "capacity": 50,
+            "token_hash": f"hash-{n}",
+            "created_at": utcnow(),
+        }
         values.update(fields)
         agent = Agent(**values)
         session.add(agent)

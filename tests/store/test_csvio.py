@@ -123,7 +123,7 @@ def test_a_semicolon_locale_sees_no_formula_inside_a_cell_and_import_undoes_the_
             assert not cell.startswith(FORMULA_START), (delimiter, cell)
             for piece in cell.replace(",", ";").split(";"):
                 assert not piece.lstrip(" ").startswith(FORMULA_START), (delimiter, cell)
-    assert data_line.startswith('1,"Ann;\'=cmd|\' /C calc\'!A0;",')
+    assert data_line.startswith("1,\"Ann;'=cmd|' /C calc'!A0;\",")
     row = _export(session_factory)[0]
     assert row["channels"] == "web"
 
@@ -350,7 +350,7 @@ def test_export_then_import_recreates_the_same_leads(session_factory):
     # Into the same store: everyone with a phone or email is recognised and nothing changes...
     report = _import(session_factory, exported)
     assert (report.created, report.merged, report.rejected) == (1, 2, [])
-    assert report.ignored_columns == list(EXPORT_HEADER[i] for i in (0, 6, 7, 8, 9, 10))
+    assert report.ignored_columns == [EXPORT_HEADER[i] for i in (0, 6, 7, 8, 9, 10)]
     assert report.custom_columns == ["sizes", "tier"]
     # ...but the name-only lead has nothing to be recognised by: it comes back as a new lead.
     assert len(_live(session_factory)) == 3 + 1
@@ -379,8 +379,9 @@ def test_import_matches_emails_whatever_their_case_and_merges_across_owners_nami
     from store.work import add_note
 
     with session_factory.begin() as s:
-        owners = [Agent(name=n, role="agent", token_hash=n, capacity=50, active=True)
-                  for n in ("A", "B")]
+        owners = [
+            Agent(name=n, role="agent", token_hash=n, capacity=50, active=True) for n in ("A", "B")
+        ]
         s.add_all(owners)
         s.flush()
         first = resolve("web", "w-1", phone="+14155552671", name="Jo", session=s)
@@ -389,18 +390,25 @@ def test_import_matches_emails_whatever_their_case_and_merges_across_owners_nami
         add_note(second, "B's note", session=s, agent=owners[1])
         ids = (first.id, second.id, owners[1].id)
     report = _import(
-        session_factory, "name,email,phone\nJo,Jo.Smith@Example.COM,(415) 555-2671\n",
+        session_factory,
+        "name,email,phone\nJo,Jo.Smith@Example.COM,(415) 555-2671\n",
         file_name="fair-2026.csv",
     )
     assert (report.created, report.merged) == (0, 1)
     live = _live(session_factory)
     assert [lead.id for lead in live] == [ids[0]]
     with session_factory() as s:
-        reasons = s.scalars(select(AuditEvent.new_value).where(
-            AuditEvent.lead_id == ids[0], AuditEvent.field == "reason")).all()
+        reasons = s.scalars(
+            select(AuditEvent.new_value).where(
+                AuditEvent.lead_id == ids[0], AuditEvent.field == "reason"
+            )
+        ).all()
         assert reasons == ["import of fair-2026.csv"]
-        told = s.scalars(select(Notification).where(Notification.agent_id == ids[2],
-                                                    Notification.kind == "merged")).all()
+        told = s.scalars(
+            select(Notification).where(
+                Notification.agent_id == ids[2], Notification.kind == "merged"
+            )
+        ).all()
         assert len(told) == 1
         assert get_lead(ids[1], session=s).assigned_agent_id == live[0].assigned_agent_id
 

@@ -272,7 +272,7 @@ def test_unknown_channel_and_empty_external_id_are_refused(session):
 
     with pytest.raises(UnknownChannel):
         resolve("telegram", "1", session=session)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs an external id"):
         resolve("web", "  ", session=session)
     with pytest.raises(InvalidContact):
         resolve("web", "v", email="not-an-email", session=session)
@@ -373,13 +373,20 @@ def test_odd_text_from_anyone_is_stored_clean(session):
     """NUL, lone surrogates and decomposed accents, from a channel, an agent or a model, are stored
     as clean NFC text on every backend (PostgreSQL refuses NUL, no encoding writes a surrogate)."""
     stored = ingest(
-        Inbound(channel="web", external_id="v\x00\ud800", text="hi\x00 \udfff Jose\u0301",
-                name="Jose\u0301 \ud800", payload={"k\ud800": ["\x00x"]}),
+        Inbound(
+            channel="web",
+            external_id="v\x00\ud800",
+            text="hi\x00 \udfff Jose\u0301",
+            name="Jose\u0301 \ud800",
+            payload={"k\ud800": ["\x00x"]},
+        ),
         session=session,
     )
     assert (stored.message.text, stored.lead.name) == ("hi \ufffd Jos\u00e9", "Jos\u00e9 \ufffd")
     assert stored.message.payload == {"k\ufffd": ["x"]}
-    reply = record_outbound(stored.conversation, "ok \ud83d\ude00 \ud83d", session=session, author="bot")
+    reply = record_outbound(
+        stored.conversation, "ok \ud83d\ude00 \ud83d", session=session, author="bot"
+    )
     assert reply.text == "ok \U0001f600 \ufffd"
     session.flush()
     assert session.scalar(select(func.count()).select_from(Message)) == 2

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from typing import Any, Optional
+from typing import Any
 
 _ids = itertools.count(1)
 
@@ -30,10 +30,10 @@ def now_ts() -> int:
 def wa_message(
     kind: str = "text",
     *,
-    wa_id: Optional[str] = "16505551234",
-    user_id: Optional[str] = None,
-    mid: Optional[str] = None,
-    ts: Optional[int] = None,
+    wa_id: str | None = "16505551234",
+    user_id: str | None = None,
+    mid: str | None = None,
+    ts: int | None = None,
     **content: Any,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {
@@ -53,7 +53,7 @@ def wa_message(
 
 
 def wa_contact(
-    wa_id: Optional[str] = "16505551234", name: str = "Sheena Nelson", user_id: Optional[str] = None
+    wa_id: str | None = "16505551234", name: str = "Sheena Nelson", user_id: str | None = None
 ) -> dict[str, Any]:
     contact: dict[str, Any] = {"profile": {"name": name}}
     if wa_id:
@@ -68,8 +68,8 @@ def wa_status(
     status: str,
     *,
     recipient: str = "16505551234",
-    errors: Optional[list[Any]] = None,
-    ts: Optional[int] = None,
+    errors: list[Any] | None = None,
+    ts: int | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": mid,
@@ -84,10 +84,10 @@ def wa_status(
 
 def wa_change(
     *,
-    messages: Optional[list[Any]] = None,
-    contacts: Optional[list[Any]] = None,
-    statuses: Optional[list[Any]] = None,
-    echoes: Optional[list[Any]] = None,
+    messages: list[Any] | None = None,
+    contacts: list[Any] | None = None,
+    statuses: list[Any] | None = None,
+    echoes: list[Any] | None = None,
     field: str = "messages",
 ) -> dict[str, Any]:
     value: dict[str, Any] = {
@@ -123,7 +123,7 @@ def wa_text(
     *,
     wa_id: str = "16505551234",
     name: str = "Sheena Nelson",
-    mid: Optional[str] = None,
+    mid: str | None = None,
 ) -> dict[str, Any]:
     return wa_body(
         wa_change(
@@ -140,7 +140,7 @@ def fb_event(
     sender: str = "1254459154682919",
     *,
     recipient: str = PAGE_ID,
-    ts: Optional[int] = None,
+    ts: int | None = None,
     **event: Any,
 ) -> dict[str, Any]:
     return {
@@ -155,7 +155,7 @@ def fb_text(
     text: str = "Hi, do you ship to Canada?",
     *,
     sender: str = "1254459154682919",
-    mid: Optional[str] = None,
+    mid: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     return fb_event(sender, message={"mid": mid or next_id("m_test"), "text": text, **extra})
@@ -165,8 +165,8 @@ def fb_echo(
     text: str,
     *,
     customer: str = "1254459154682919",
-    app_id: Optional[str] = None,
-    mid: Optional[str] = None,
+    app_id: str | None = None,
+    mid: str | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"mid": mid or next_id("m_echo"), "is_echo": True, "text": text}
     if app_id is not None:

@@ -4,8 +4,8 @@ signing."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask.testing import FlaskClient
 
@@ -61,8 +61,8 @@ class RecordingDispatcher:
 class Clock:
     """A controllable clock."""
 
-    def __init__(self, start: Optional[datetime] = None) -> None:
-        self.now = start or datetime(2026, 5, 4, 12, 0, tzinfo=timezone.utc)
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -76,7 +76,7 @@ def signed_post(
     path: str,
     body: bytes,
     secret: str = APP_SECRET,
-    signature: Optional[str] = None,
+    signature: str | None = None,
 ) -> Any:
     headers = {
         "Content-Type": "application/json",
@@ -95,7 +95,7 @@ class ServeProcess:
 
         self.database_url = database_url
         self.lines: list[str] = []
-        self.url: Optional[str] = None
+        self.url: str | None = None
         self._ready = threading.Event()
         base = {
             k: v

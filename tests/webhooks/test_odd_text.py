@@ -75,7 +75,10 @@ def test_a_whatsapp_batch_with_a_lone_surrogate_stores_every_message(
 ) -> None:
     body = wa_body(
         wa_change(
-            contacts=[wa_contact("16505551234", f"Sheena {LONE}"), wa_contact("16505559876", JOSE_NFD)],
+            contacts=[
+                wa_contact("16505551234", f"Sheena {LONE}"),
+                wa_contact("16505559876", JOSE_NFD),
+            ],
             messages=[
                 wa_message("text", wa_id="16505551234", body=f"broken {LONE}x"),
                 wa_message("text", wa_id="16505559876", body="a perfectly normal message"),

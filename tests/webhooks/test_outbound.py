@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import timedelta
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -47,7 +47,7 @@ def make_outbox(
     graph: FakeGraph,
     clock: Clock,
     sleeps: Sleeps,
-    notifier: Optional[ReplyNotifier] = None,
+    notifier: ReplyNotifier | None = None,
     timeout: float = 2.0,
     **settings: Any,
 ) -> ChannelOutbox:

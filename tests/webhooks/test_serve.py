@@ -10,7 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -30,8 +30,8 @@ APP_SECRET = "test-app-secret"
 def http(
     method: str,
     url: str,
-    body: Optional[bytes] = None,
-    headers: Optional[dict[str, str]] = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
     timeout: float = 30,
 ) -> tuple[int, Any]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
@@ -53,8 +53,12 @@ def post_webhook(url: str, body: dict[str, Any]) -> int:
     return status
 
 
-def wait_for(predicate: Any, timeout: float = 90.0, what: str = "condition",
-             server: Optional[ServeProcess] = None) -> None:
+def wait_for(
+    predicate: Any,
+    timeout: float = 90.0,
+    what: str = "condition",
+    server: ServeProcess | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -104,8 +108,11 @@ def test_serve_answers_stops_cleanly_and_picks_up_unprocessed_events_after_resta
             server=first,
         )
         # The run is counted right after its reply went out.
-        wait_for(lambda: http("GET", f"{first.url}/healthz")[1]["workers"]["processed"] >= 1,
-                 what="the health report to count the run", server=first)
+        wait_for(
+            lambda: http("GET", f"{first.url}/healthz")[1]["workers"]["processed"] >= 1,
+            what="the health report to count the run",
+            server=first,
+        )
         status, health = http("GET", f"{first.url}/healthz")
         assert status == 200 and health["status"] == "ok" and health["database"] == "ok"
         assert health["workers"]["status"] == "ok" and health["workers"]["kind"] == "threads"
@@ -154,7 +161,9 @@ def test_serve_answers_stops_cleanly_and_picks_up_unprocessed_events_after_resta
             what="the stored messages to be processed",
             server=second,
         )
-        wait_for(lambda: len(graph.requests) == 3, what="the two new replies to be sent", server=second)
+        wait_for(
+            lambda: len(graph.requests) == 3, what="the two new replies to be sent", server=second
+        )
     finally:
         assert second.stop() == 0, second.log()
     stored = all_messages()
