@@ -1,28 +1,19 @@
-"""The model factory: an OpenAI-compatible chat model when a key is configured, else None.
-
-Without a model the bot and the copilot answer with their offline engines.
-"""
+"""The model factory: an OpenAI-compatible chat model when a key is configured, else None (offline)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable, Optional
 
 from langchain_core.language_models import BaseChatModel
 
 from leaddesk.settings import Settings
 
 
-def make_chat_model(settings: Settings) -> BaseChatModel | None:
-    """Build the chat model from OPENAI_API_KEY, OPENAI_BASE_URL and LEADDESK_MODEL.
-
-    None when no key is set (offline).
-    """
+def make_chat_model(settings: Settings) -> Optional[BaseChatModel]:
+    """Build the chat model from OPENAI_API_KEY / OPENAI_BASE_URL / LEADDESK_MODEL, or None when offline."""
     if not settings.llm_configured:
         return None
-    # Imported only when a model is configured: the OpenAI client stack takes seconds to load and
-    # the offline engine never needs it.
-    from langchain_openai import ChatOpenAI  # noqa: PLC0415
+    from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
         model=settings.model,
@@ -41,18 +32,18 @@ def engine_name(settings: Settings) -> str:
     return "offline engine (no OPENAI_API_KEY set)"
 
 
-Transcribe = Callable[[str, dict[str, Any]], str | None]
+Transcribe = Callable[[str, dict[str, Any]], Optional[str]]
 
 
 def make_transcriber(
     settings: Settings, fetch_media: Callable[[str, dict[str, Any]], Any]
-) -> Transcribe | None:
+) -> Optional[Transcribe]:
     """With a model configured and LEADDESK_TRANSCRIBE=1: a function that reads a stored voice
     note's words (fetch its audio with `fetch_media(channel, payload)`, a `webhooks.graph.MediaFile`
     or None, then the OpenAI-compatible /audio/transcriptions endpoint); else None."""
     if not (settings.llm_configured and settings.transcribe):
         return None
-    from openai import OpenAI  # noqa: PLC0415  (as above: only with a model configured)
+    from openai import OpenAI
 
     assert settings.openai_api_key is not None
     client = OpenAI(
@@ -62,7 +53,7 @@ def make_transcriber(
         max_retries=1,
     )
 
-    def transcribe(channel: str, payload: dict[str, Any]) -> str | None:
+    def transcribe(channel: str, payload: dict[str, Any]) -> Optional[str]:
         audio = fetch_media(channel, payload)
         if audio is None:
             return None
