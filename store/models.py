@@ -103,8 +103,13 @@ class Lead(Base):
               func.coalesce(text("last_contacted_at"), text("created_at")), **_LIVE),
         # With id, the whole sort key (score, id): a page by score reads the index in order.
         Index("ix_leads_live_score", "archived", "score", "id", **_LIVE),
-        Index("ix_leads_live_status", "archived", "status", "score", **_LIVE),
-        Index("ix_leads_live_agent", "archived", "assigned_agent_id", "status", **_LIVE),
+        # The living leads by id: a channel's count merges this with the identities' channel
+        # index, both read on the index alone.
+        Index("ix_leads_live_id", "archived", "id", **_LIVE),
+        # Status, score and assignment: "hot, unassigned, Interested" is counted on the index alone.
+        Index("ix_leads_live_status", "archived", "status", "score", "assigned_agent_id", **_LIVE),
+        # An agent's leads by score (the copilot's and a rep's usual order) read in index order.
+        Index("ix_leads_live_agent", "archived", "assigned_agent_id", "score", "id", **_LIVE),
         Index("ix_leads_live_contacted", "archived", "last_contacted_at", "created_at", **_LIVE),
         Index("ix_leads_live_name", "archived", "name", **_LIVE),
         # Tombstones by the lead they point to. Partial, so that SQLite's planner never mistakes

@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session, selectinload
 from store import identity as rules
 from store.db import read_session
 from store.models import Conversation, Lead
-from store.query import LeadCount, LeadQuery, build_lead_query, count_leads_capped
+from store.query import (
+    LeadCount,
+    LeadQuery,
+    build_lead_query,
+    count_leads_capped,
+    order_leads,
+)
 from webhooks.api import ops, schemas
 from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import dump, lead_detail, lead_summary
@@ -88,13 +94,6 @@ def _after(stmt: Select[tuple[Lead]], sort: str, value: Any, last_id: int) -> Se
     return stmt.where(or_(beyond, and_(column == value, beyond_id), column.is_(None)))
 
 
-def _ordered(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
-    column = getattr(Lead, sort.lstrip("-"))
-    if sort.startswith("-"):
-        return stmt.order_by(column.desc().nulls_last(), Lead.id.desc())
-    return stmt.order_by(column.asc().nulls_last(), Lead.id.asc())
-
-
 def lead_page(
     query: LeadQuery, cursor: str | None, *, session: Session, at: datetime
 ) -> tuple[list[Lead], str | None, LeadCount]:
@@ -103,7 +102,7 @@ def lead_page(
     if cursor:
         value, last_id = decode_cursor(cursor, query.sort)
         stmt = _after(stmt, query.sort, value, last_id)
-    stmt = _ordered(stmt, query.sort).limit(query.limit + 1)
+    stmt = order_leads(stmt, query.sort).limit(query.limit + 1)
     stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
     rows = list(session.scalars(stmt))
     more = len(rows) > query.limit
