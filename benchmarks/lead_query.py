@@ -323,6 +323,9 @@ def filters(samples: dict[str, Any]) -> list[tuple[str, LeadQuery]]:
         ("sort last_contacted", LeadQuery(sort="last_contacted_at")),
         ("sort -last_contacted", LeadQuery(sort="-last_contacted_at")),
         ("page at offset 5000", LeadQuery(offset=5000)),
+        # Not a list: one lead by its key, the fixed cost of a page and a count on this machine
+        # at this moment (sessions, loading, the machine's load), to read the others against.
+        ("one lead by id (floor)", LeadQuery(ids=[samples["agent_id"]])),
     ]
 
 

@@ -43,8 +43,9 @@ def upgrade() -> None:
         batch_op.create_index('ix_leads_live_status',
                               ['archived', 'status', 'score', 'assigned_agent_id'], unique=False,
                               **LIVE)
-        batch_op.create_index('ix_leads_live_agent', ['archived', 'assigned_agent_id', 'score', 'id'],
-                              unique=False, **LIVE)
+        batch_op.create_index('ix_leads_live_agent',
+                              ['archived', 'assigned_agent_id', 'score', 'id'], unique=False,
+                              **LIVE)
         batch_op.create_index('ix_leads_live_id', ['archived', 'id'], unique=False, **LIVE)
     if op.get_bind().dialect.name == 'postgresql':
         op.execute('ALTER TABLE leads ALTER COLUMN name SET STATISTICS 1000, '
