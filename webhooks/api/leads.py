@@ -91,6 +91,10 @@ def _after(stmt: Select[tuple[Lead]], sort: str, value: Any, last_id: int) -> Se
     if value is None:  # already in the trailing block of NULLs
         return stmt.where(and_(column.is_(None), beyond_id))
     beyond = column < value if desc else column > value
+    if not Lead.__table__.columns[key].nullable:
+        # The bound lets the sort's index start at the cursor instead of walking up to it.
+        bound = column <= value if desc else column >= value
+        return stmt.where(bound, or_(beyond, and_(column == value, beyond_id)))
     return stmt.where(or_(beyond, and_(column == value, beyond_id), column.is_(None)))
 
 
