@@ -97,9 +97,10 @@ class Lead(Base):
         # Every list filter looks at living leads (not merged away): partial indexes leave the
         # tombstones out, and leading with `archived` lets counts run on the index alone.
         # Measured by benchmarks/lead_query.py.
-        # Newest first, and (third column, the stale filter's expression) whether the lead was
-        # heard from since: a stale page skips the recent leads inside the index.
-        Index("ix_leads_live_created", "archived", "created_at",
+        # Newest first in the sort's full order (created_at, id), then the stale filter's
+        # expression, whether the lead was heard from since: a stale page skips the recent leads
+        # inside the index.
+        Index("ix_leads_live_created", "archived", "created_at", "id",
               func.coalesce(text("last_contacted_at"), text("created_at")), **_LIVE),
         # With id, the whole sort key (score, id): a page by score reads the index in order.
         Index("ix_leads_live_score", "archived", "score", "id", **_LIVE),

@@ -4,7 +4,8 @@ Revision ID: 0005_lead_lists
 Revises: 0004_language
 
 Measured with benchmarks/lead_query.py at 1,000,000 leads on PostgreSQL. The newest-first index
-also carries each lead's last activity (last contact, or creation if never contacted), so a stale
+holds the sort's whole key (created_at, id; SQLite had the id implicitly) and then each lead's
+last activity (last contact, or creation if never contacted), so a stale
 page skips the recent leads inside the index instead of visiting their rows; the score index ends
 with the id, the sort's tie-breaker, so a page by score reads it in order; an agent's leads are
 indexed by score (an agent's list by score, stale or not, reads in order); the status index also
@@ -36,7 +37,7 @@ def upgrade() -> None:
         batch_op.drop_index('ix_leads_live_agent')
         batch_op.create_index(
             'ix_leads_live_created',
-            ['archived', 'created_at', sa.text('coalesce(last_contacted_at, created_at)')],
+            ['archived', 'created_at', 'id', sa.text('coalesce(last_contacted_at, created_at)')],
             unique=False, **LIVE)
         batch_op.create_index('ix_leads_live_score', ['archived', 'score', 'id'], unique=False,
                               **LIVE)
