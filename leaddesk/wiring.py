@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +18,7 @@ from typing import Any, Callable, Optional
 
 from flask import Flask
 from langchain_core.language_models import BaseChatModel
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.broker import prepare_database
@@ -115,9 +114,8 @@ def build_runtime(
     clock = clock or utcnow
     # The prompts in force; a saved change that validates replaces them while the server runs.
     prompts = PromptStore(settings.prompts_dir, poll_seconds=settings.prompts_poll_seconds)
+    # make_engine queues a SQLite file's writers (store.db.queue_sqlite_writers).
     engine = engine or make_engine(settings.database_url)
-    if engine.dialect.name == "sqlite":
-        queue_sqlite_writers(engine)
     # Before this process opens any other transaction: on PostgreSQL the schema and the copilot's
     # memory are set up under the set-up lock, one process at a time (SQLite's memory is a file of
     # its own, set up when the copilot opens it).
@@ -253,64 +251,3 @@ def make_dispatcher(
 
         return CeleryDispatcher(make_celery(settings))
     return ThreadDispatcher(handler, threads=settings.worker_threads, pending=pending)
-
-
-class _TurnQueue:
-    """A first-come, first-served lock that any thread may release (turns are handed over)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held = False
-        self._waiters: deque[threading.Event] = deque()
-
-    def acquire(self, timeout: float) -> bool:
-        with self._lock:
-            if not self._held:
-                self._held = True
-                return True
-            turn = threading.Event()
-            self._waiters.append(turn)
-        if turn.wait(timeout):
-            return True
-        with self._lock:
-            if turn.is_set():  # handed over just as the wait ran out
-                return True
-            self._waiters.remove(turn)
-            return False
-
-    def release(self) -> None:
-        with self._lock:
-            if self._waiters:
-                self._waiters.popleft().set()
-            else:
-                self._held = False
-
-
-_TURN = "leaddesk_write_turn"
-
-
-def queue_sqlite_writers(engine: Engine, timeout: float = 30.0) -> None:
-    """Let this process's SQLite writers take turns in arrival order.
-
-    Every SQLite write transaction takes the database's write lock up front (BEGIN IMMEDIATE). A
-    writer that finds it taken waits in SQLite's busy handler, which sleeps with growing back-off
-    and can lose the race again and again: under a burst of webhooks some waited seconds while
-    each transaction took a few milliseconds. Here the writers of one process queue instead and
-    each goes as soon as the connection before it is back in the pool (its COMMIT done). Readers
-    (read snapshots) do not queue; other processes still meet SQLite's own locking; after
-    `timeout` seconds a writer stops waiting for its turn.
-    """
-    turns = _TurnQueue()
-
-    def take_turn(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("BEGIN IMMEDIATE") and not connection.info.get(_TURN):
-            if turns.acquire(timeout):
-                connection.info[_TURN] = True
-
-    def end_turn(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
-        if record is not None and record.info.pop(_TURN, False):
-            turns.release()
-
-    event.listen(engine, "before_cursor_execute", take_turn)
-    for name in ("checkin", "invalidate", "soft_invalidate", "detach"):
-        event.listen(engine.pool, name, end_turn)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +21,17 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 READ_ONLY_OPTION = "leaddesk_read_only"
+# How long a SQLite writer waits for its turn, then for the lock itself (seconds).
+SQLITE_WRITE_TIMEOUT = 30.0
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout for concurrent writers."""
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout for concurrent writers.
+
+    A SQLite file also gets `synchronous=NORMAL` (safe with WAL) and one writer queue per engine
+    (`queue_sqlite_writers`), so every process that writes (server, worker, CLI) hands the write
+    lock over in arrival order instead of racing in SQLite's busy handler.
+    """
     # A failed statement's error (which handlers log) must not carry its parameters: customer
     # messages, names and phone numbers.
     kwargs.setdefault("hide_parameters", True)
@@ -40,7 +50,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_WRITE_TIMEOUT * 1000)}")
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
@@ -55,9 +65,78 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # Writers queue on the lock up front instead of failing to upgrade a read lock later.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+        if not in_memory:
+            # An in-memory database is one shared connection (StaticPool): nothing to queue for.
+            queue_sqlite_writers(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+class TurnQueue:
+    """A first-come, first-served lock that any thread may release (turns are handed over)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held = False
+        self._waiters: deque[threading.Event] = deque()
+
+    def acquire(self, timeout: float) -> bool:
+        with self._lock:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(timeout):
+            return True
+        with self._lock:
+            if turn.is_set():  # handed over just as the wait ran out
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._held = False
+
+
+_TURN = "leaddesk_write_turn"
+_QUEUED: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) -> None:
+    """Let this engine's SQLite writers take turns in arrival order (once per engine).
+
+    Every SQLite write transaction takes the database's write lock up front (BEGIN IMMEDIATE). A
+    writer that finds it taken waits in SQLite's busy handler, which sleeps with growing back-off
+    and can lose the race again and again: under a burst of webhooks some waited seconds while
+    each transaction took a few milliseconds. Here the writers of one engine queue instead and
+    each goes as soon as the connection before it is back in the pool (its COMMIT done). Readers
+    (read snapshots) do not queue; other processes still meet SQLite's own locking; after
+    `timeout` seconds a writer stops waiting for its turn. `make_engine` calls this for every
+    SQLite file; a second call on the same engine changes nothing.
+    """
+    if engine in _QUEUED:
+        return
+    _QUEUED.add(engine)
+    turns = TurnQueue()
+
+    def take_turn(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("BEGIN IMMEDIATE") and not connection.info.get(_TURN):
+            if turns.acquire(timeout):
+                connection.info[_TURN] = True
+
+    def end_turn(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
+        if record is not None and record.info.pop(_TURN, False):
+            turns.release()
+
+    event.listen(engine, "before_cursor_execute", take_turn)
+    for name in ("checkin", "invalidate", "soft_invalidate", "detach"):
+        event.listen(engine.pool, name, end_turn)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -104,10 +104,20 @@ class Lead(Base):
         # Every list filter looks at living leads (not merged away): partial indexes leave the
         # tombstones out, and leading with `archived` lets counts run on the index alone.
         # Measured by benchmarks/lead_query.py.
-        Index("ix_leads_live_created", "archived", "created_at", **_LIVE),
-        Index("ix_leads_live_score", "archived", "score", **_LIVE),
-        Index("ix_leads_live_status", "archived", "status", "score", **_LIVE),
-        Index("ix_leads_live_agent", "archived", "assigned_agent_id", "status", **_LIVE),
+        # Newest first in the sort's full order (created_at, id), then the stale filter's
+        # expression, whether the lead was heard from since: a stale page skips the recent leads
+        # inside the index.
+        Index("ix_leads_live_created", "archived", "created_at", "id",
+              func.coalesce(text("last_contacted_at"), text("created_at")), **_LIVE),
+        # With id, the whole sort key (score, id): a page by score reads the index in order.
+        Index("ix_leads_live_score", "archived", "score", "id", **_LIVE),
+        # The living leads by id: a channel's count merges this with the identities' channel
+        # index, both read on the index alone.
+        Index("ix_leads_live_id", "archived", "id", **_LIVE),
+        # Status, score and assignment: "hot, unassigned, Interested" is counted on the index alone.
+        Index("ix_leads_live_status", "archived", "status", "score", "assigned_agent_id", **_LIVE),
+        # An agent's leads by score (the copilot's and a rep's usual order) read in index order.
+        Index("ix_leads_live_agent", "archived", "assigned_agent_id", "score", "id", **_LIVE),
         Index("ix_leads_live_contacted", "archived", "last_contacted_at", "created_at", **_LIVE),
         Index("ix_leads_live_name", "archived", "name", **_LIVE),
         # Tombstones by the lead they point to. Partial, so that SQLite's planner never mistakes
@@ -184,6 +194,18 @@ class Lead(Base):
     @property
     def is_hot(self) -> bool:
         return self.score >= HOT_SCORE
+
+
+# "Last contact, newest first" keeps never-contacted leads last (DESC NULLS LAST), an order only
+# PostgreSQL can give an index; SQLite's DESC already puts NULLs last and reads the plain one.
+Index(
+    "ix_leads_live_contacted_desc",
+    Lead.archived,
+    Lead.last_contacted_at.desc().nulls_last(),
+    Lead.id.desc(),
+    postgresql_where=text("merged_into_id IS NULL"),
+    info={"only_on": "postgresql"},
+).ddl_if(dialect="postgresql")
 
 
 class Identity(Base):

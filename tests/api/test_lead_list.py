@@ -213,3 +213,24 @@ def test_bad_parameters_are_clear_4xx(world, team):  # type: ignore[no-untyped-d
     cursor = admin.get("/api/leads?limit=1&sort=score").get_json()["next_cursor"]
     response = admin.get("/api/leads", query_string={"cursor": cursor, "sort": "name"})
     assert response.status_code == 400
+
+
+def test_the_total_is_exact_up_to_the_cap_then_flagged(world, team, monkeypatch):  # type: ignore[no-untyped-def]
+    admin = team["admin"]
+    for i in range(4):
+        world.lead(f"Lead {i}", score=80 if i < 2 else 10)
+    monkeypatch.setattr("store.query.LIST_COUNT_CAP", 3)
+    body = admin.get("/api/leads", query_string={"limit": 2}).get_json()
+    assert (body["total"], body["total_capped"]) == (3, True)
+    assert len(body["leads"]) == 2 and body["next_cursor"]
+    body = admin.get("/api/leads", query_string={"hot": 1}).get_json()
+    assert (body["total"], body["total_capped"]) == (2, False)
+
+
+def test_the_openapi_document_explains_a_capped_total(app):  # type: ignore[no-untyped-def]
+    document = app.test_client().get("/api/openapi.json").get_json()
+    page = document["components"]["schemas"]["LeadPage"]
+    assert set(page["required"]) >= {"leads", "total", "total_capped", "next_cursor"}
+    assert page["properties"]["total_capped"]["type"] == "boolean"
+    assert "10,000+" in page["properties"]["total_capped"]["description"]
+    assert "10,000" in page["properties"]["total"]["description"]

@@ -137,6 +137,17 @@ def test_leads_page_filters_come_from_the_url(console, sarah, world, clock):  # 
     assert "--c: #" in page and 'href="/console/leads?hot=1&amp;mine=1"' in page
 
 
+def test_leads_page_total_says_more_beyond_the_cap(console, sarah, world, monkeypatch):  # type: ignore[no-untyped-def]
+    for i in range(4):
+        world.lead(f"Lead {i}", score=80 if i == 0 else 10)
+    console.login(email="sarah@example.com", password="correct horse")
+    assert '<span class="muted" id="lead-total">4</span>' in console.get("/console/leads").text
+    monkeypatch.setattr("store.query.LIST_COUNT_CAP", 3)
+    page = console.get("/console/leads").text
+    assert 'title="More than 3 leads match; counting stops there">3+</span>' in page
+    assert 'id="lead-total">1</span>' in console.get("/console/leads?hot=1").text
+
+
 def test_lead_page_shows_every_channel_in_one_timeline(console, sarah, world):  # type: ignore[no-untyped-def]
     lead_id = world.lead("Dana", channel="whatsapp", phone="+14155550123", extra_channels=("web",))
     first = world.customer_message(lead_id, "How much for 10 panels?", channel="whatsapp")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from store import ensure_schema, make_engine, upgrade
+from store.db import alembic_config
 from store.models import Base
 
 
@@ -201,3 +203,25 @@ def test_identity_trust_migration_moves_existing_data(at_initial_revision):
         suggested = conn.execute(text(
             "SELECT lead_id, other_lead_id, state FROM merge_suggestions")).all()
         assert [tuple(row) for row in suggested] == [(twin, sam, "open")]
+
+
+def test_lead_list_indexes_go_back_and_forth(migrated_only):
+    def live_indexes() -> set[str]:
+        # Read from the catalogue: SQLite's reflection leaves out expression indexes.
+        sql = (
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'"
+            if migrated_only.dialect.name == "sqlite"
+            else "SELECT indexname FROM pg_indexes WHERE tablename = 'leads'"
+        )
+        with migrated_only.connect() as connection:
+            return set(connection.scalars(text(sql)))
+
+    assert {"ix_leads_live_id", "ix_leads_live_created"} <= live_indexes()
+    with migrated_only.begin() as connection:
+        config = alembic_config(migrated_only.url.render_as_string(hide_password=False))
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004_language")
+    assert "ix_leads_live_id" not in live_indexes()
+    assert "ix_leads_live_contacted_desc" not in live_indexes()
+    upgrade(migrated_only)
+    assert {"ix_leads_live_id", "ix_leads_live_created"} <= live_indexes()

@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from store.query import SORT_KEYS, LeadQuery, count_leads, query_leads
+from store.query import (
+    SORT_KEYS,
+    LeadCount,
+    LeadQuery,
+    count_leads,
+    count_leads_capped,
+    query_leads,
+)
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -229,3 +236,32 @@ def test_page_carries_identities_and_agent(session, crowd):
     lead = query_leads(LeadQuery(ids=[crowd["warm_ms"]]), session=session)[0]
     assert lead.channels == ["instagram", "messenger"]
     assert lead.assigned_agent is not None and lead.assigned_agent.name == "Ben"
+
+
+def test_list_counts_are_exact_up_to_the_cap_then_say_more(session, crowd):
+    q = LeadQuery()
+    exact = count_leads(q, session=session, now=NOW)
+    assert exact >= 3
+    at_cap = count_leads_capped(q, session=session, now=NOW, cap=exact)
+    assert at_cap == LeadCount(exact, capped=False) and str(at_cap) == str(exact)
+    beyond = count_leads_capped(q, session=session, now=NOW, cap=exact - 1)
+    assert beyond == LeadCount(exact - 1, capped=True) and str(beyond) == f"{exact - 1}+"
+    # Filters count the same way, and a count under the cap is exact.
+    hot = count_leads(LeadQuery(hot=True), session=session, now=NOW)
+    assert count_leads_capped(LeadQuery(hot=True), session=session, now=NOW) == LeadCount(hot)
+    assert str(LeadCount(10_000, capped=True)) == "10,000+"
+    assert str(LeadCount(1234)) == "1,234"
+
+
+def test_stale_counts_a_lead_contacted_long_ago_even_if_recorded_as_created_since(
+    session, make_lead
+):
+    # A channel's own timestamp may put the last contact before the lead's creation here.
+    day = timedelta(days=1)
+    odd = make_lead(created_at=NOW - 2 * day, last_contacted_at=NOW - 20 * day)
+    recent = make_lead(created_at=NOW - 30 * day, last_contacted_at=NOW - 2 * day)
+    never = make_lead(created_at=NOW - 30 * day, last_contacted_at=None)
+    fresh = make_lead(created_at=NOW - 2 * day, last_contacted_at=None)
+    found = ids(session, stale_days=14)
+    assert odd.id in found and never.id in found
+    assert recent.id not in found and fresh.id not in found

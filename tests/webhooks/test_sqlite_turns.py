@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
-from leaddesk.wiring import _TurnQueue, queue_sqlite_writers
 from store import make_engine, make_session_factory, read_session, upgrade
+from store.db import TurnQueue
 from store.models import Lead
 
 
@@ -20,14 +20,13 @@ from store.models import Lead
 def engine(tmp_path: Path) -> Engine:
     url = f"sqlite:///{tmp_path / 'turns.db'}"
     upgrade(url)
-    engine = make_engine(url)
-    queue_sqlite_writers(engine, timeout=5.0)
+    engine = make_engine(url)  # queues the file's writers itself
     yield engine
     engine.dispose()
 
 
 def test_turns_are_handed_over_in_arrival_order() -> None:
-    turns = _TurnQueue()
+    turns = TurnQueue()
     assert turns.acquire(1)
     order: list[int] = []
 
@@ -49,7 +48,7 @@ def test_turns_are_handed_over_in_arrival_order() -> None:
 
 
 def test_a_wait_that_runs_out_gives_up_its_place() -> None:
-    turns = _TurnQueue()
+    turns = TurnQueue()
     assert turns.acquire(1)
     assert turns.acquire(0.05) is False
     turns.release()

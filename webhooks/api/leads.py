@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session, selectinload
 from store import identity as rules
 from store.db import read_session
 from store.models import Conversation, Lead
-from store.query import LeadQuery, build_lead_query, count_leads
+from store.query import (
+    LeadCount,
+    LeadQuery,
+    build_lead_query,
+    count_leads_capped,
+    order_leads,
+)
 from webhooks.api import ops, schemas
 from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import dump, lead_detail, lead_summary
@@ -85,31 +91,28 @@ def _after(stmt: Select[tuple[Lead]], sort: str, value: Any, last_id: int) -> Se
     if value is None:  # already in the trailing block of NULLs
         return stmt.where(and_(column.is_(None), beyond_id))
     beyond = column < value if desc else column > value
+    if not Lead.__table__.columns[key].nullable:
+        # The bound lets the sort's index start at the cursor instead of walking up to it.
+        bound = column <= value if desc else column >= value
+        return stmt.where(bound, or_(beyond, and_(column == value, beyond_id)))
     return stmt.where(or_(beyond, and_(column == value, beyond_id), column.is_(None)))
-
-
-def _ordered(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
-    column = getattr(Lead, sort.lstrip("-"))
-    if sort.startswith("-"):
-        return stmt.order_by(column.desc().nulls_last(), Lead.id.desc())
-    return stmt.order_by(column.asc().nulls_last(), Lead.id.asc())
 
 
 def lead_page(
     query: LeadQuery, cursor: str | None, *, session: Session, at: datetime
-) -> tuple[list[Lead], str | None, int]:
-    """One page of leads for `query` after `cursor`, the next cursor, and the total count."""
+) -> tuple[list[Lead], str | None, LeadCount]:
+    """One page of leads for `query` after `cursor`, the next cursor, and the count (capped)."""
     stmt = build_lead_query(query, now=at)
     if cursor:
         value, last_id = decode_cursor(cursor, query.sort)
         stmt = _after(stmt, query.sort, value, last_id)
-    stmt = _ordered(stmt, query.sort).limit(query.limit + 1)
+    stmt = order_leads(stmt, query.sort).limit(query.limit + 1)
     stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
     rows = list(session.scalars(stmt))
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = encode_cursor(query.sort, rows[-1]) if more and rows else None
-    return rows, next_cursor, count_leads(query, session=session, now=at)
+    return rows, next_cursor, count_leads_capped(query, session=session, now=at)
 
 
 def _detail(lead_id: int, session: Session, *, after_change: bool = False) -> dict[str, Any]:
@@ -145,11 +148,10 @@ def list_leads(params: schemas.LeadListParams) -> Any:
     at = now()
     query = ops.lead_query(params, g.agent, now=at, sort=params.sort, limit=params.limit)
     with read_session(services().session_factory) as session:
-        rows, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
+        rows, next_cursor, count = lead_page(query, params.cursor, session=session, at=at)
         leads = [lead_summary(lead, at) for lead in rows]
-    return jsonify(
-        dump(schemas.LeadPage, {"leads": leads, "total": total, "next_cursor": next_cursor})
-    )
+    page = {"leads": leads, "total": count.total, "total_capped": count.capped}
+    return jsonify(dump(schemas.LeadPage, {**page, "next_cursor": next_cursor}))
 
 
 @endpoint(

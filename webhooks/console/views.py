@@ -27,6 +27,7 @@ from store.contacts import InvalidContact
 from store.db import read_session
 from store.leads import LeadNotFound, get_lead
 from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
+from store.query import LeadCount
 from store.work import mark_read, open_lead_counts, unread_notifications
 from webhooks.api import catalog, conversations, ops, schemas, stats, transfer
 from webhooks.api.base import now, parse_model
@@ -266,7 +267,7 @@ def leads() -> Any:
     args = request.args
     data, problem = list_filters(args)
     rows: list[dict[str, Any]] = []
-    total, next_cursor = 0, None
+    total, next_cursor = LeadCount(0), None
     if problem is None:
         try:
             params = parse_model(
