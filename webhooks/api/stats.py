@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from store.db import read_session
 from store.models import HOT_SCORE, Agent, Conversation, Identity, Lead, Message
-from webhooks.api import catalog, ops, schemas
+from store.domain.permissions import is_admin
+from webhooks.api import catalog, schemas
 from webhooks.api.base import as_utc, endpoint, now
 from webhooks.api.serialize import BANDS, dump, lead_summary
 from webhooks.app import services
@@ -25,7 +26,7 @@ WEEKS = 12
 
 def _visible(stmt: Any, agent: Agent) -> Any:
     stmt = stmt.where(Lead.merged_into_id.is_(None), Lead.archived.is_(False))
-    if not ops.is_admin(agent):
+    if not is_admin(agent):
         stmt = stmt.where(or_(Lead.assigned_agent_id == agent.id, Lead.assigned_agent_id.is_(None)))
     return stmt
 
@@ -75,7 +76,7 @@ def dashboard(agent: Agent, *, session: Session, at: datetime) -> dict[str, Any]
     first_week = week_start - timedelta(weeks=WEEKS - 1)
     weeks = {(first_week + timedelta(weeks=i)).date(): 0 for i in range(WEEKS)}
     converted = select(Lead.converted_at).where(Lead.converted_at >= first_week)
-    if not ops.is_admin(agent):
+    if not is_admin(agent):
         converted = converted.where(
             or_(Lead.assigned_agent_id == agent.id, Lead.assigned_agent_id.is_(None))
         )
@@ -115,7 +116,7 @@ def hot_needing_attention(agent: Agent, *, session: Session, limit: int = 10) ->
         .where(
             Lead.score >= HOT_SCORE,
             Lead.locked.is_(False),
-            Lead.status.not_in(catalog.terminal_statuses()),
+            Lead.status.not_in(list(catalog.terminal_statuses())),
             or_(
                 Lead.assigned_agent_id.is_(None),
                 last_agent_reply.is_(None),
