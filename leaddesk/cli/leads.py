@@ -210,11 +210,10 @@ def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], list[s
     return [f.name for f in config.custom_fields], [s.name for s in config.statuses] or None
 
 
-def _terminal_statuses(args: argparse.Namespace, settings: Settings) -> tuple[str, ...]:
-    """The configured terminal statuses, which `--stale` leaves out (read only for `--stale`)."""
-    if args.stale is None:
-        return ()
-    # Imported here: the bot package brings LangGraph, which `leads list` does not need.
+def terminal_statuses(settings: Settings) -> tuple[str, ...]:
+    """The configured terminal statuses: `--stale` leaves them out and capacity does not count
+    them. A user error when the prompts do not validate."""
+    # Imported here: the bot package brings LangGraph, which most lead commands do not need.
     from bot.prompts import PromptError, load_prompts
     from leaddesk.cli import UserError
 
@@ -222,8 +221,8 @@ def _terminal_statuses(args: argparse.Namespace, settings: Settings) -> tuple[st
         return load_prompts(settings.prompts_dir).terminal_statuses
     except PromptError:
         raise UserError(
-            f"--stale leaves out terminal statuses, but the prompts in {settings.prompts_dir} do "
-            "not validate; fix them first (leaddesk prompts check)"
+            f"the prompts in {settings.prompts_dir} do not validate, so the terminal statuses are "
+            "unknown; fix them first (leaddesk prompts check)"
         ) from None
 
 
@@ -261,7 +260,7 @@ def _query(args: argparse.Namespace, settings: Settings, session_factory: Any) -
         contacted_from=lower_bound(args.contacted_from),
         contacted_to=upper_bound(args.contacted_to),
         stale_days=args.stale,
-        terminal_statuses=_terminal_statuses(args, settings),
+        terminal_statuses=terminal_statuses(settings) if args.stale is not None else (),
         archived=True if args.archived else (None if args.include_archived else False),
         search=args.search,
         sort=f"-{args.sort}" if args.desc and not args.sort.startswith("-") else args.sort,

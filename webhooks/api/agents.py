@@ -21,9 +21,9 @@ from store.agents import (
 from store.agents import rotate_token as new_agent_token
 from store.contacts import InvalidContact, normalize_email
 from store.db import read_session
+from store.domain.permissions import is_admin
 from store.models import Agent
 from store.work import open_lead_counts
-from store.domain.permissions import is_admin
 from webhooks.api import catalog, schemas
 from webhooks.api.base import endpoint
 from webhooks.api.serialize import dump

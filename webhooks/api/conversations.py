@@ -85,8 +85,8 @@ def send_reply(
         raise ApiError(409, "cannot_reply", str(exc) or "the reply could not be sent") from None
     with read_session(svc.session_factory) as session:
         message = _sent_message(result, lead_id, agent.id, session=session)
-        lead = session.get(Lead, lead_id)
-        paused_until = as_utc(lead.ai_paused_until) if lead is not None else None
+        after = session.get(Lead, lead_id)
+        paused_until = as_utc(after.ai_paused_until) if after is not None else None
         data = message_out(message, agent_names(session))
     return data, paused_until
 
