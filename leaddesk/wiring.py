@@ -28,12 +28,12 @@ from leaddesk.llm import make_chat_model, make_transcriber
 from leaddesk.settings import Settings
 from store import make_engine, make_session_factory
 from store.messages import conversations_with_pending
-from webhooks import create_app
+from webhooks import Services, create_app
 from webhooks.app import add_health_probe
 from webhooks.graph import MetaGraph
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
-from webhooks.webchat import ChatLimits
+from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
 
@@ -169,18 +169,20 @@ def build_runtime(
         outbox=outbox,
         clock=clock,
     )
-    app = create_app(
-        settings,
+    services = Services(
+        settings=settings,
         session_factory=session_factory,
-        dispatcher=dispatcher,
-        outbox=outbox,
-        notifier=notifier,
-        bot=bot,
-        on_human_reply=on_human_reply,
+        prompts=prompts,
         clock=clock,
+        outbox=outbox,
+        dispatcher=dispatcher,
+        notifier=notifier,
+        on_human_reply=on_human_reply,
         chat_limits=chat_limits or ChatLimits(),
+        bot=bot,
         copilot=copilot,
     )
+    app = create_app(settings, services)
     add_health_probe(app, "workers", dispatcher.health)
     add_health_probe(app, "prompts", prompts.health)
     return Runtime(

@@ -23,8 +23,7 @@ from store.models import Conversation, Lead, Message, utcnow
 from tests.webhooks.support import RecordingDispatcher, make_settings
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
-from webhooks.ratelimit import Rate
-from webhooks.webchat import ChatLimits
+from webhooks.ratelimit import ChatLimits, Rate
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The admin-defined vocabulary the API and console work with: statuses and custom field
 definitions.
 
-Both come from the prompts configuration (`bot.load_prompts`), handed to the app as the `prompts`
-extra (a PromptConfig or a callable returning the current one, so hot reloads show up at once).
+Both come from the business configuration in force (`Services.prompts`, so hot reloads show up
+at once).
 The bot's models are read by attribute or key so that a dict-shaped definition works the same.
 """
 
@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from bot import PromptConfig
 from store.contacts import InvalidContact, normalize_email, normalize_phone
 from webhooks.app import ApiError, services
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 CONVERTED = "Converted"
 _DEFAULT_COLOUR = "#6b7280"
-_loaded_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -59,38 +58,9 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def current_prompts() -> Any:
-    """The prompts configuration in force (None when it cannot be loaded)."""
-    svc = services()
-    prompts = svc.get("prompts")
-    if callable(prompts) and not hasattr(prompts, "statuses"):
-        return prompts()
-    if prompts is not None:
-        return prompts
-    # The running bot holds the configuration in force (reloaded when an admin edits prompts/).
-    bot = svc.get("bot")
-    if bot is not None and getattr(bot, "prompts", None) is not None:
-        return bot.prompts
-    # No configuration handed over: load the prompts directory once and keep it for this app.
-    with _loaded_lock:
-        if "_api_prompts" not in svc.extras:
-            svc.extras["_api_prompts"] = _load_from_settings(svc.settings)
-    return svc.extras["_api_prompts"]
-
-
-def _load_from_settings(settings: Any) -> Any:
-    try:
-        from bot import load_prompts  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning(
-            "the bot package offers no load_prompts; statuses and custom fields are unavailable"
-        )
-        return None
-    try:
-        return load_prompts(settings.prompts_dir)
-    except Exception as exc:  # noqa: BLE001 - a broken prompts dir must not take the API down
-        log.error("cannot load the prompts from %s: %s", settings.prompts_dir, exc)
-        return None
+def current_prompts() -> PromptConfig:
+    """The business configuration in force (a hot reload of prompts/ shows up at once)."""
+    return services().prompts()
 
 
 def _as_text(value: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from flask import g, jsonify
 from sqlalchemy import select
 
+from bot import Outbox
 from store.db import read_session
 from store.models import Agent, Conversation, Lead, Message
 from webhooks.api import ops, schemas
@@ -24,20 +25,14 @@ log = logging.getLogger(__name__)
 TAG = "Conversations"
 
 
-def outbox() -> Any:
-    """The outbound path the channels set up, or a local one that only records the message."""
-    svc = services()
-    box = svc.get("outbox")
-    if box is None:
-        from bot.outbox import LocalOutbox
-
-        box = svc.extras.setdefault("_api_outbox", LocalOutbox(svc.session_factory))
-    return box
+def outbox() -> Outbox:
+    """The outbound path the channels set up."""
+    return services().outbox
 
 
 def takeover_minutes() -> int:
     """The takeover window: the running bot's (business.yaml may set one), else the setting."""
-    bot = services().get("bot")
+    bot = services().bot
     minutes = getattr(bot, "takeover_minutes", None) if bot is not None else None
     if isinstance(minutes, int) and minutes > 0:
         return minutes
