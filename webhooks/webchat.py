@@ -39,8 +39,13 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from store.agents import hash_token
-from store.contacts import InvalidContact, normalize_email, normalize_phone, try_normalize_email
-from store.contacts import try_normalize_phone
+from store.contacts import (
+    InvalidContact,
+    normalize_email,
+    normalize_phone,
+    try_normalize_email,
+    try_normalize_phone,
+)
 from store.db import read_session
 from store.leads import find_identity, resolve
 from store.messages import Inbound, ingest

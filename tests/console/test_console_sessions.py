@@ -15,8 +15,8 @@ from waitress.server import create_server
 from leaddesk.settings import load_settings
 from store.agents import rotate_token
 from store.models import Agent, ConsoleSession
-from tests.console.conftest import Console, csrf_of
 from tests.app_support import build_app, fixed
+from tests.console.conftest import Console, csrf_of
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import redis
 
 from leaddesk.settings import load_settings
 from store.agents import TokenOnlyAgent, agent_by_password
-from tests.console.conftest import Console
 from tests.app_support import build_app, fixed
+from tests.console.conftest import Console
 from webhooks.console import auth
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from leaddesk.dispatch import Dispatcher, ThreadDispatcher
+from leaddesk.worker.dispatcher import Dispatcher, ThreadDispatcher
 
 
 class Handler:

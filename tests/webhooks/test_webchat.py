@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from leaddesk.dispatch import ThreadDispatcher
+from leaddesk.worker.dispatcher import ThreadDispatcher
 from store.messages import pending_messages, record_outbound
 from store.models import Conversation, Lead, Message, utcnow
 from tests.webhooks.support import RecordingDispatcher, make_settings
