@@ -49,6 +49,8 @@ def make_services(
     return Services(settings=settings, session_factory=session_factory, **fields)
 
 
-def build_app(settings: Settings, session_factory: sessionmaker[Session], **overrides: Any) -> Flask:
+def build_app(
+    settings: Settings, session_factory: sessionmaker[Session], **overrides: Any
+) -> Flask:
     """The app on `make_services(settings, session_factory, **overrides)`."""
     return create_app(settings, make_services(settings, session_factory, **overrides))

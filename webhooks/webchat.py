@@ -33,7 +33,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from limits import RateLimitItem
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -142,8 +142,6 @@ _state_lock = threading.Lock()
 
 
 def _state() -> _ChatState:
-    from flask import current_app
-
     state = current_app.extensions.get("leaddesk_chat")
     if state is None:
         with _state_lock:
