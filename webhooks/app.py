@@ -70,10 +70,10 @@ class Services:
     # Called when a person answers from the channel's own app (the bot steps back).
     on_human_reply: HumanReplyHook
     chat_limits: ChatLimits = field(default_factory=ChatLimits)
-    # The bot answering customers: None in an app that only serves the API and console (the bot
-    # runs elsewhere, e.g. in `leaddesk worker` processes, or not at all in a tool).
+    # The bot answering customers; the API reads its takeover window (business.yaml may set one).
+    # None in an app built without a bot (API and console tests): the setting's window applies.
     bot: BotService | None = None
-    # The agents' copilot behind POST /api/copilot: None when this server does not run it.
+    # The agents' copilot behind POST /api/copilot; None: the endpoint answers 503.
     copilot: CopilotPort | None = None
 
 
