@@ -13,6 +13,8 @@ def make_chat_model(settings: Settings) -> Optional[BaseChatModel]:
     """Build the chat model from OPENAI_API_KEY / OPENAI_BASE_URL / LEADDESK_MODEL, or None when offline."""
     if not settings.llm_configured:
         return None
+    # Here rather than at the top: langchain-openai (and openai) take seconds to import, and a
+    # process on the offline engine never needs them (`leaddesk worker` preloads them instead).
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
@@ -43,6 +45,7 @@ def make_transcriber(
     or None, then the OpenAI-compatible /audio/transcriptions endpoint); else None."""
     if not (settings.llm_configured and settings.transcribe):
         return None
+    # Here rather than at the top: see make_chat_model.
     from openai import OpenAI
 
     assert settings.openai_api_key is not None

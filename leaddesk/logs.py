@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 
 from pydantic import SecretStr
+from sqlalchemy.exc import DBAPIError
 
 from leaddesk.settings import Settings
 
@@ -106,3 +107,10 @@ def install_redaction(secrets: Iterable[str] = (), logger: logging.Logger | None
         for existing in [f for f in handler.filters if isinstance(f, RedactSecrets)]:
             handler.removeFilter(existing)
         handler.addFilter(wanted)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description that never carries SQL parameters (message bodies) into the logs."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc).__name__} ({type(exc.orig).__name__})"
+    return type(exc).__name__

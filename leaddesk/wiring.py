@@ -21,18 +21,27 @@ from langchain_core.language_models import BaseChatModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from leaddesk.broker import prepare_database
-from leaddesk.dispatch import Dispatcher, Later, ThreadDispatcher
+from bot import BotService
+from bot.reload import LivePrompts, PromptStore
+from bot.takeover import human_took_over
+from copilot import Copilot, build_graph, open_checkpointer
+from copilot.telegram import BackgroundBot, build_application, webhook_options
 from leaddesk.llm import make_chat_model, make_transcriber
 from leaddesk.settings import Settings
+from leaddesk.worker.celery_app import CeleryDispatcher, make_celery
+from leaddesk.worker.dispatcher import Dispatcher, Later, ThreadDispatcher
+from leaddesk.worker.setup import prepare_database
+from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
 from store import make_engine, make_session_factory
 from store.messages import conversations_with_pending
-from webhooks import create_app
+from store.models import utcnow
+from store.pending import mark_interrupted_sends
+from webhooks import Services, create_app
 from webhooks.app import add_health_probe
 from webhooks.graph import MetaGraph
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
-from webhooks.webchat import ChatLimits
+from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +51,15 @@ class Runtime:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
-    prompts: Any
+    prompts: PromptStore
     model: Optional[BaseChatModel]
     notifier: ReplyNotifier
     outbox: ChannelOutbox
-    bot: Any
+    bot: BotService
     dispatcher: Dispatcher
     app: Flask
-    copilot: Any = None
-    telegram: Any = None  # copilot.telegram.BackgroundBot, when TELEGRAM_BOT_TOKEN is set
+    copilot: Copilot
+    telegram: BackgroundBot | None = None  # when TELEGRAM_BOT_TOKEN is set
     _closers: ExitStack = field(default_factory=ExitStack)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -68,13 +77,11 @@ class Runtime:
         try:
             # Without a broker this is the only process that sends: a send still claimed at start
             # was cut off by a crash. With workers elsewhere, only sends claimed long ago are.
-            from leaddesk.broker import SEND_INTERRUPTED_AFTER, mark_interrupted_sends
-            from store.models import utcnow
-
             claimed_before = utcnow() - (
                 SEND_INTERRUPTED_AFTER if self.settings.broker_url else timedelta(0)
             )
-            mark_interrupted_sends(self.session_factory, claimed_before)
+            with self.session_factory.begin() as session:
+                mark_interrupted_sends(claimed_before, session=session)
             if not self.settings.broker_url:
                 # With a broker the workers deliver leftovers, in order, under the conversation's
                 # lock (their sweeper finds them); N web processes racing them would not keep order.
@@ -106,11 +113,6 @@ def build_runtime(
 ) -> Runtime:
     """Assemble the server. Raises `bot.PromptError` for invalid prompt files and SQLAlchemy's
     OperationalError when the database cannot be reached."""
-    from bot import BotService
-    from bot.reload import PromptStore
-    from bot.takeover import human_took_over
-    from store.models import utcnow
-
     clock = clock or utcnow
     # The prompts in force; a saved change that validates replaces them while the server runs.
     prompts = PromptStore(settings.prompts_dir, poll_seconds=settings.prompts_poll_seconds)
@@ -167,18 +169,20 @@ def build_runtime(
         outbox=outbox,
         clock=clock,
     )
-    app = create_app(
-        settings,
+    services = Services(
+        settings=settings,
         session_factory=session_factory,
-        dispatcher=dispatcher,
-        outbox=outbox,
-        notifier=notifier,
-        bot=bot,
-        on_human_reply=on_human_reply,
+        prompts=prompts,
         clock=clock,
+        outbox=outbox,
+        dispatcher=dispatcher,
+        notifier=notifier,
+        on_human_reply=on_human_reply,
         chat_limits=chat_limits or ChatLimits(),
+        bot=bot,
         copilot=copilot,
     )
+    app = create_app(settings, services)
     add_health_probe(app, "workers", dispatcher.health)
     add_health_probe(app, "prompts", prompts.health)
     return Runtime(
@@ -203,16 +207,13 @@ def build_copilot(
     closers: ExitStack,
     *,
     session_factory: sessionmaker[Session],
-    prompts: Any,
+    prompts: LivePrompts,
     model: Optional[BaseChatModel],
-    outbox: Any,
+    outbox: ChannelOutbox,
     clock: Callable[[], datetime],
-) -> tuple[Any, Any]:
+) -> tuple[Copilot, BackgroundBot | None]:
     """The agents' copilot (for POST /api/copilot) and, with TELEGRAM_BOT_TOKEN, its Telegram bot.
     Its memory (a checkpointer) stays open until `closers` closes."""
-    from copilot import Copilot, build_graph, open_checkpointer
-    from copilot.telegram import BackgroundBot, build_application, webhook_options
-
     memory = closers.enter_context(
         open_checkpointer(settings.database_url, memory_file=settings.copilot_memory_path)
     )
@@ -247,7 +248,5 @@ def make_dispatcher(
     """The job dispatcher: in-process worker threads (LEADDESK_WORKER_THREADS of them), or with
     LEADDESK_BROKER_URL set, Celery tasks that `leaddesk worker` processes run."""
     if settings.broker_url:
-        from leaddesk.broker import CeleryDispatcher, make_celery
-
         return CeleryDispatcher(make_celery(settings))
     return ThreadDispatcher(handler, threads=settings.worker_threads, pending=pending)

@@ -37,7 +37,6 @@ from store.models import (
     Lead,
     MergeSuggestion,
     Message,
-    Note,
     Notification,
     utcnow,
 )

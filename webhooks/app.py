@@ -1,51 +1,80 @@
-"""Application factory: one blueprint per channel and API, JSON errors under /api and /webhooks."""
+"""What every view shares: the app's typed collaborators (`Services`, reached through
+`services()`), the JSON error type and the request helpers (agent authentication, JSON bodies).
+
+`webhooks.create_app(settings, services)` (in `webhooks.factory`) builds the app around them.
+"""
 
 from __future__ import annotations
 
 import logging
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import wraps
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar
 
-from flask import Flask, Request, g, jsonify, request
-from flask.json.provider import DefaultJSONProvider
-from sqlalchemy import text
+from flask import Flask, current_app, g, jsonify, request
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.datastructures import ImmutableMultiDict, MultiDict
-from werkzeug.exceptions import HTTPException
-from werkzeug.utils import cached_property
 
-from store import make_engine, make_session_factory
-from store.text import clean_json, clean_text
-from webhooks.ratelimit import init_limiter
+from bot import BotService, Outbox, PromptConfig
+from store.agents import agent_by_token
+from webhooks.intake import HumanReplyHook
+from webhooks.notify import ReplyNotifier
+from webhooks.ratelimit import ChatLimits
+
+if TYPE_CHECKING:
+    # Type only: the entry point (leaddesk) builds the settings and hands them down; the web layer
+    # never imports leaddesk at run time.
+    from leaddesk.settings import Settings
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Blueprints register themselves here as (module path, attribute); each module exposes a Blueprint.
-BLUEPRINTS: tuple[tuple[str, str], ...] = (
-    ("webhooks.api", "blueprint"),
-    ("webhooks.console", "blueprint"),
-    ("webhooks.whatsapp", "bp"),
-    ("webhooks.messenger", "messenger_bp"),
-    ("webhooks.messenger", "instagram_bp"),
-    ("webhooks.webchat", "bp"),
-    ("webhooks.copilot_api", "bp"),
-)
+
+class CopilotAnswer(Protocol):
+    def as_json(self) -> dict[str, Any]:
+        """The answer as the API returns it (`reply`, `pending_confirmation`)."""
 
 
-@dataclass
+class CopilotPort(Protocol):
+    """The agents' copilot as the API talks to it (`copilot.Copilot`, built by the entry point)."""
+
+    def ask(self, agent_id: int, thread: str, text: str) -> CopilotAnswer:
+        """Handle one message of `agent_id` in `thread`."""
+
+
+class JobQueue(Protocol):
+    """Where the web layer hands over "conversation N has new messages" (the entry point's job
+    dispatcher: worker threads, or Celery tasks on a broker)."""
+
+    def submit(self, conversation_id: int) -> None:
+        """Ask for the conversation's pending messages to be processed (soon, at least once)."""
+
+
+@dataclass(frozen=True)
 class Services:
-    """What the views need, built once by the entry point (or by `create_app` with defaults)."""
+    """The collaborators the views use, built once by the entry point and handed to `create_app`."""
 
-    settings: Any
+    settings: Settings
     session_factory: sessionmaker[Session]
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def get(self, name: str) -> Any:
-        return self.extras.get(name)
+    # The business configuration in force (statuses, custom fields...); a hot reload of prompts/
+    # shows up at the next call.
+    prompts: Callable[[], PromptConfig]
+    clock: Callable[[], datetime]
+    # Hands recorded replies (an agent's, from the API or console) to their channel.
+    outbox: Outbox
+    dispatcher: JobQueue
+    # Wakes the web chat's long polls when a reply is recorded.
+    notifier: ReplyNotifier
+    # Called when a person answers from the channel's own app (the bot steps back).
+    on_human_reply: HumanReplyHook
+    chat_limits: ChatLimits = field(default_factory=ChatLimits)
+    # The bot answering customers; the API reads its takeover window (business.yaml may set one).
+    # None in an app built without a bot (API and console tests): the setting's window applies.
+    bot: BotService | None = None
+    # The agents' copilot behind POST /api/copilot; None: the endpoint answers 503.
+    copilot: CopilotPort | None = None
 
 
 class ApiError(Exception):
@@ -64,105 +93,8 @@ def error_response(status: int, code: str, message: str, field: Optional[str] = 
 
 
 def services() -> Services:
-    from flask import current_app
-
+    """The current app's collaborators."""
     return current_app.extensions["leaddesk"]  # type: ignore[no-any-return]
-
-
-class _JSONProvider(DefaultJSONProvider):
-    """Flask's JSON, except that a body nested too deeply to decode, or with NaN or Infinity (which
-    Python accepts but JSON, and PostgreSQL's json columns, do not) is invalid JSON: a 400, not a 500."""
-
-    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
-        kwargs.setdefault("parse_constant", _no_constants)
-        try:
-            # Every string cleaned (NUL, lone surrogates, NFC) before any view sees it.
-            return clean_json(super().loads(s, **kwargs))
-        except RecursionError:
-            raise ValueError("the JSON is nested too deeply") from None
-
-
-class _Request(Request):
-    """Flask's request, with form fields and query parameters cleaned like JSON strings."""
-
-    def _load_form_data(self) -> None:
-        loaded = "form" in self.__dict__
-        super()._load_form_data()
-        if not loaded:
-            form = self.__dict__["form"]
-            self.__dict__["form"] = ImmutableMultiDict(
-                [(clean_text(k), clean_text(v)) for k, v in form.items(multi=True)]
-            )
-
-    @cached_property
-    def args(self) -> MultiDict[str, str]:  # type: ignore[override]
-        return self.parameter_storage_class(
-            [(clean_text(k), clean_text(v)) for k, v in super().args.items(multi=True)]
-        )
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def create_app(settings: Any, *, session_factory: Optional[sessionmaker[Session]] = None,
-               **extras: Any) -> Flask:
-    """Build the Flask app. `extras` hands over collaborators (bot, dispatcher, outbox, model...)."""
-    import importlib
-
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
-    secret = settings.secret_key.get_secret_value() if getattr(settings, "secret_key", None) else None
-    app.config["SECRET_KEY"] = secret or secrets.token_hex(32)
-    app.json = _JSONProvider(app)
-    app.request_class = _Request
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    if session_factory is None:
-        session_factory = make_session_factory(make_engine(settings.database_url))
-    app.extensions["leaddesk"] = Services(settings=settings, session_factory=session_factory, extras=dict(extras))
-    init_limiter(app, settings)
-
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
-        return error_response(exc.status, exc.code, exc.message, exc.field)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
-        if _wants_json():
-            code = (exc.name or "error").lower().replace(" ", "_")
-            return error_response(exc.code or 500, code, exc.description or exc.name)
-        return exc
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
-        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
-        if _wants_json():
-            return error_response(500, "internal_error", "something went wrong on our side; it was logged")
-        return "Internal error", 500
-
-    @app.get("/healthz")
-    def healthz():  # type: ignore[no-untyped-def]
-        report: dict[str, Any] = {"status": "ok"}
-        try:
-            with session_factory() as session:
-                session.execute(text("SELECT 1"))
-            report["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - health reports any failure
-            report["database"] = f"error: {type(exc).__name__}"
-            report["status"] = "error"
-        for name, probe in app.extensions.get("leaddesk_health", {}).items():
-            try:
-                report[name] = probe()
-            except Exception as exc:  # noqa: BLE001
-                report[name] = {"status": f"error: {type(exc).__name__}"}
-            if isinstance(report[name], dict) and report[name].get("status") not in (None, "ok"):
-                report["status"] = "degraded" if report["status"] == "ok" else report["status"]
-        return jsonify(report), 200 if report["status"] != "error" else 503
-
-    for module_name, attr in BLUEPRINTS:
-        module = importlib.import_module(module_name)
-        app.register_blueprint(getattr(module, attr))
-    return app
 
 
 def add_health_probe(app: Flask, name: str, probe: Callable[[], dict[str, Any]]) -> None:
@@ -170,7 +102,8 @@ def add_health_probe(app: Flask, name: str, probe: Callable[[], dict[str, Any]])
     app.extensions.setdefault("leaddesk_health", {})[name] = probe
 
 
-def _wants_json() -> bool:
+def wants_json() -> bool:
+    """Whether the error answer should be JSON (the API, the webhooks, or a JSON client)."""
     path = request.path
     return path.startswith("/api") or path.startswith("/webhooks") or request.accept_mimetypes.best == "application/json"
 
@@ -185,7 +118,6 @@ def bearer_token() -> Optional[str]:
 
 def require_agent(admin: bool = False) -> Callable[[F], F]:
     """Authenticate the agent by bearer token (`g.agent`); 401 without one, 403 when not an admin."""
-    from store.agents import agent_by_token
 
     def decorator(view: F) -> F:
         @wraps(view)

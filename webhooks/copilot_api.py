@@ -38,7 +38,7 @@ def ask():  # type: ignore[no-untyped-def]
         thread = "default"
     if not isinstance(thread, str) or not _THREAD.match(thread):
         raise ApiError(400, "invalid_thread", "'thread' must be 1-100 letters, digits or . _ : -", "thread")
-    copilot = services().get("copilot")
+    copilot = services().copilot
     if copilot is None:
         raise ApiError(503, "copilot_unavailable", "the copilot is not running in this server")
     # Threads are per agent: the same name used by two agents is two conversations.

@@ -15,7 +15,6 @@ from typing import Any
 from flask import Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from store.models import utcnow
 from store.text import clean_json
 from webhooks.app import ApiError, services
 from webhooks.events import ParsedBatch
@@ -109,7 +108,7 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
         )
     if len(batch.messages) + len(batch.statuses) > MAX_EVENTS:
         raise ApiError(413, "too_many_events", f"a webhook carries at most {MAX_EVENTS} events")
-    clock = svc.get("clock") or utcnow
+    clock = svc.clock
     try:
         result = store_batch(
             batch,
@@ -117,7 +116,7 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
             region=settings.default_region,
             takeover_minutes=settings.takeover_minutes,
             now=clock(),
-            on_human_reply=svc.get("on_human_reply"),
+            on_human_reply=svc.on_human_reply,
         )
     except SQLAlchemyError:
         log.exception("%s webhook: could not store the batch", channel)
@@ -125,10 +124,8 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
         raise ApiError(
             503, "store_unavailable", "the events could not be stored; retry later"
         ) from None
-    dispatcher = svc.get("dispatcher")
-    if dispatcher is not None:
-        for conversation_id in result.touched:
-            dispatcher.submit(conversation_id)
+    for conversation_id in result.touched:
+        svc.dispatcher.submit(conversation_id)
     log.debug(
         "%s webhook: %d stored, %d duplicate, %d status update(s), %d ignored",
         channel,

@@ -88,3 +88,18 @@ def exceeded(item: RateLimitItem, *keys: str) -> bool:
     except Exception as exc:  # noqa: BLE001
         log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
         return False
+
+
+@dataclass(frozen=True)
+class ChatLimits:
+    """Abuse limits of the public chat API; `leaddesk serve` sizes `max_waiters` to its threads."""
+
+    message_chars: int = 2000
+    name_chars: int = 200
+    session_messages: Rate = Rate(burst=8, per_minute=20)
+    ip_messages: Rate = Rate(burst=40, per_minute=120)
+    ip_sessions: Rate = Rate(burst=20, per_minute=20)
+    session_polls: Rate = Rate(burst=30, per_minute=120)
+    max_wait: float = 25.0
+    max_waiters: int = 32
+    poll_interval: float = 2.0  # how often a long poll re-reads the store when no signal comes

@@ -52,7 +52,7 @@ from store.messages import Inbound, ingest
 from store.models import CLAIMED, VERIFIED, ChatSession, Conversation, Message, utcnow
 from webhooks import ratelimit
 from webhooks.app import ApiError, bearer_token, error_response, services
-from webhooks.ratelimit import Rate
+from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +96,6 @@ def _signed_identity(data: dict[str, Any]) -> tuple[str | None, bool]:
             "identity_hash",
         )
     return identity, True
-
-
-@dataclass(frozen=True)
-class ChatLimits:
-    """Abuse limits of the public chat API; `leaddesk serve` sizes `max_waiters` to its threads."""
-
-    message_chars: int = 2000
-    name_chars: int = 200
-    session_messages: Rate = Rate(burst=8, per_minute=20)
-    ip_messages: Rate = Rate(burst=40, per_minute=120)
-    ip_sessions: Rate = Rate(burst=20, per_minute=20)
-    session_polls: Rate = Rate(burst=30, per_minute=120)
-    max_wait: float = 25.0
-    max_waiters: int = 32
-    poll_interval: float = 2.0  # how often a long poll re-reads the store when no signal comes
 
 
 class RateLimited(ApiError):
@@ -162,7 +147,7 @@ def _state() -> _ChatState:
         with _state_lock:
             state = current_app.extensions.get("leaddesk_chat")
             if state is None:
-                state = _ChatState(services().get("chat_limits") or ChatLimits())
+                state = _ChatState(services().chat_limits)
                 current_app.extensions["leaddesk_chat"] = state
     return state
 
@@ -333,9 +318,8 @@ def post_message():  # type: ignore[no-untyped-def]
         raise ApiError(
             503, "store_unavailable", "the message could not be stored; try again"
         ) from None
-    dispatcher = svc.get("dispatcher")
-    if dispatcher is not None and pending:
-        dispatcher.submit(conversation_id)
+    if pending:
+        svc.dispatcher.submit(conversation_id)
     return jsonify({"id": message_id}), 200 if ingested.duplicate else 201
 
 
@@ -363,14 +347,14 @@ def list_messages():  # type: ignore[no-untyped-def]
 
 def _poll(visitor: _Visitor, after: int, wait: float, interval: float) -> list[dict[str, Any]]:
     svc = services()
-    notifier = svc.get("notifier")
+    notifier = svc.notifier
     deadline = time.monotonic() + wait
     while True:
         # Looked up each round: a merge of leads can move the chat into another conversation.
         conversation_id = _conversation_id(visitor.external_id)
         watching = (
             notifier.watch(conversation_id)
-            if notifier is not None and conversation_id is not None
+            if conversation_id is not None
             else contextlib.nullcontext()
         )
         with watching as watch:
@@ -380,7 +364,7 @@ def _poll(visitor: _Visitor, after: int, wait: float, interval: float) -> list[d
                 else []
             )
             remaining = deadline - time.monotonic()
-            if rows or remaining <= 0 or (notifier is not None and notifier.closed):
+            if rows or remaining <= 0 or notifier.closed:
                 return rows
             step = min(remaining, interval)
             if watch is not None:

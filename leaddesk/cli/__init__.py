@@ -6,30 +6,20 @@ Exit codes: 0 ok, 1 a user error (one line on stderr, no traceback), 2 a usage e
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from typing import Optional, Sequence
 
 from leaddesk import __version__
+from leaddesk.cli import agents, bot, copilot, db, leads, prompts, serve, worker
+from leaddesk.cli import eval as eval_command
+from leaddesk.cli.common import UserError
 from leaddesk.logs import configure_logging
 from leaddesk.settings import Settings, SettingsError, load_settings
 
+__all__ = ["UserError", "build_parser", "main", "run"]
+
 # Each module defines `register(subparsers)`; the parsers it adds set `func(args, settings) -> int`.
-COMMAND_MODULES = (
-    "leaddesk.cli.db",
-    "leaddesk.cli.bot",
-    "leaddesk.cli.agents",
-    "leaddesk.cli.leads",
-    "leaddesk.cli.copilot",
-    "leaddesk.cli.serve",
-    "leaddesk.cli.worker",
-    "leaddesk.cli.prompts",
-    "leaddesk.cli.eval",
-)
-
-
-class UserError(Exception):
-    """A problem the user can fix: printed as one line, exit code 1."""
+COMMAND_MODULES = (db, bot, agents, leads, copilot, serve, worker, prompts, eval_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     version = subparsers.add_parser("version", help="print the version", description="Print the version.")
     version.set_defaults(func=lambda args, settings: print(f"leaddesk {__version__}") or 0,
                          needs_settings=False)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for module in COMMAND_MODULES:
+        module.register(subparsers)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +22,18 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import BotService, LocalOutbox, PromptError, load_prompts
+from bot.bursts import reply_due
+from bot.scoring import band
+from bot.takeover import is_ai_paused
+from leaddesk.cli.common import UserError
+from leaddesk.llm import engine_name, make_chat_model
 from leaddesk.settings import Settings
+from store import make_engine, make_session_factory, upgrade
+from store.leads import find_identity, get_lead
+from store.messages import Inbound
+from store.models import Agent, Lead, utcnow
+from webhooks.events import bracket
 
 REPLAY_CHANNELS = ("web", "messenger", "instagram", "whatsapp")
 REPLAY_KINDS = (
@@ -164,8 +176,6 @@ class ReplayClock:
         self._played = True
 
     def __call__(self) -> datetime:
-        from store.models import utcnow
-
         return self.current or utcnow()
 
 
@@ -189,8 +199,6 @@ class BotSetup:
 
 
 def _region(value: Optional[str], settings: Settings) -> str:
-    from leaddesk.cli import UserError
-
     region = (value or settings.default_region).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise UserError(f"--region {value!r} is not an ISO country code (e.g. US, GB, ES, SA)")
@@ -214,13 +222,6 @@ def _setup(
     clock: Any,
     prompts: Any = None,
 ) -> BotSetup:
-    import logging
-
-    from bot import BotService, LocalOutbox
-    from leaddesk.cli import UserError
-    from leaddesk.llm import engine_name, make_chat_model
-    from store import make_engine, make_session_factory, upgrade
-
     # Migrating a throw-away database is not news.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if prompts is None:
@@ -250,9 +251,6 @@ def _setup(
 
 def load_checked_prompts(prompts_dir: Optional[str], settings: Settings) -> Any:
     """The prompts directory's configuration; its problems on stderr and a UserError if invalid."""
-    from bot import PromptError, load_prompts
-    from leaddesk.cli import UserError
-
     directory = Path(prompts_dir) if prompts_dir else settings.prompts_dir
     try:
         return load_prompts(directory)
@@ -281,9 +279,6 @@ class ReplayLine:
 
     def inbound(self) -> Any:
         """The message as its channel's adapter would hand it over."""
-        from store.messages import Inbound
-        from webhooks.events import bracket
-
         kind, text, payload = "text", self.text, None
         if self.kind != "text":
             kind, label = _STORED_AS[self.kind]
@@ -358,8 +353,6 @@ def parse_line(number: int, raw: str) -> ReplayLine:
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
-    from leaddesk.cli import UserError
-
     stream: TextIO
     if path == "-":
         stream = sys.stdin
@@ -442,7 +435,6 @@ class Replayer:
         """Store one line (after answering every burst whose quiet window ended before it)."""
         if line.at is None and self.clock.current is None:
             # Lines without a time follow one another "a little after the last", from now.
-            from store.models import utcnow
 
             self.clock.advance(utcnow())
         else:
@@ -469,8 +461,6 @@ class Replayer:
         return float(self.service.prompts.business.quiet_window(channel))
 
     def _answer_due(self, *, until: Optional[datetime]) -> list[dict[str, Any]]:
-        from bot.bursts import reply_due
-
         due = sorted(
             (reply_due(burst.first_at, burst.last_at, self._window(burst.channel)), cid)
             for cid, burst in self._bursts.items()
@@ -508,9 +498,6 @@ class Replayer:
 
 def lead_report(session_factory: sessionmaker[Session], *, now: datetime) -> list[dict[str, Any]]:
     """Every live lead (merged ones are part of their survivor) in the replay's stable shape."""
-    from bot.takeover import is_ai_paused
-    from store.models import Agent, Lead
-
     with session_factory() as session:
         agents = {a.id: a.name for a in session.scalars(select(Agent))}
         out = []
@@ -587,11 +574,6 @@ def print_report(leads: list[dict[str, Any]], replies: list[dict[str, Any]]) -> 
 
 
 def run_chat(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.scoring import band
-    from bot.takeover import is_ai_paused
-    from store.leads import find_identity, get_lead
-    from store.messages import Inbound
-
     clock = ReplayClock(args.now)
     setup = _setup(
         settings,

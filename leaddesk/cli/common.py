@@ -18,11 +18,13 @@ from leaddesk.settings import Settings
 from store import ensure_schema, make_engine, make_session_factory
 
 
+class UserError(Exception):
+    """A problem the user can fix: printed as one line, exit code 1."""
+
+
 @contextmanager
 def open_store(settings: Settings) -> Iterator[sessionmaker[Session]]:
     """A session factory on DATABASE_URL with the schema brought up to date (as the server does)."""
-    from leaddesk.cli import UserError
-
     engine: Engine | None = None
     try:
         engine = make_engine(settings.database_url)

@@ -9,8 +9,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
+from telegram.error import InvalidToken, NetworkError
 
+from bot import PromptError, load_prompts
+from copilot import Copilot, build_graph, open_checkpointer
+from copilot.memory import MemoryUnavailable
+from copilot.telegram import build_application, serve_forever
+from leaddesk.cli.common import UserError, open_store
+from leaddesk.llm import engine_name, make_chat_model
 from leaddesk.settings import Settings
+from webhooks.outbound import ChannelOutbox
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,12 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def open_copilot(settings: Settings, session_factory: sessionmaker[Session], *, outbox: Any = None,
                  model: Any = None) -> Iterator[Any]:
     """The copilot service (graph, memory, model, outbox) for as long as the block runs."""
-    from bot import PromptError, load_prompts
-    from copilot import Copilot, build_graph, open_checkpointer
-    from copilot.memory import MemoryUnavailable
-    from leaddesk.cli import UserError
-    from leaddesk.llm import make_chat_model
-
     try:
         prompts = load_prompts(settings.prompts_dir)
     except PromptError as exc:
@@ -47,16 +49,10 @@ def open_copilot(settings: Settings, session_factory: sessionmaker[Session], *, 
 
 
 def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
         raise UserError("TELEGRAM_BOT_TOKEN is not set: create a bot with @BotFather and put its token in "
                         "TELEGRAM_BOT_TOKEN")
-    from telegram.error import InvalidToken, NetworkError
 
-    from copilot.telegram import build_application, serve_forever
-    from leaddesk.cli.common import open_store
-    from leaddesk.llm import engine_name
 
     with open_store(settings) as session_factory:
         outbox = _channel_outbox(settings, session_factory)
@@ -79,6 +75,4 @@ def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
 
 def _channel_outbox(settings: Settings, session_factory: sessionmaker[Session]) -> Any | None:
     """Agents' replies to customers go out through the channels' outbox (the Graph API, web chat)."""
-    from webhooks.outbound import ChannelOutbox
-
     return ChannelOutbox(session_factory=session_factory, settings=settings)

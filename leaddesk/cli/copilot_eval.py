@@ -15,6 +15,7 @@ nothing), `reply_contains` and `reply_must_not_contain` (matched case- and accen
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from sqlalchemy import func, select
 
+from copilot import Copilot, build_graph
+from copilot.text import fold
+from leaddesk.cli.common import UserError
 from leaddesk.cli.eval import (
     CaseDatabases,
     CaseProblem,
@@ -32,7 +39,14 @@ from leaddesk.cli.eval import (
     print_table,
     read_case_files,
 )
+from leaddesk.llm import engine_name, make_chat_model
 from leaddesk.settings import Settings
+from store import make_session_factory
+from store.agents import create_agent
+from store.leads import resolve, update_lead
+from store.messages import Inbound, ingest
+from store.models import Agent, Lead, Note
+from store.work import add_note, record_score
 
 EXPECTATIONS = ("tool", "lead", "pending", "changes", "reply_contains", "reply_must_not_contain")
 TURN_KEYS = ("say", *EXPECTATIONS)
@@ -72,8 +86,6 @@ class Desk:
 
 
 def read_desk(directory: Path) -> Desk:
-    from leaddesk.cli import UserError
-
     path = directory / DESK_FILE
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -96,12 +108,6 @@ def _ago(text: Any) -> timedelta:
 
 def seed_desk(desk: Desk, session_factory: Any, *, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
     """Create the desk's agents and leads; returns their ids by key."""
-    from store.agents import create_agent
-    from store.leads import resolve, update_lead
-    from store.messages import Inbound, ingest
-    from store.models import Agent
-    from store.work import add_note, record_score
-
     agent_ids: dict[str, int] = {}
     lead_ids: dict[str, int] = {}
     with session_factory.begin() as session:
@@ -157,9 +163,6 @@ def seed_desk(desk: Desk, session_factory: Any, *, now: datetime) -> tuple[dict[
 
 def snapshot(session_factory: Any, lead_ids: dict[str, int], agent_keys: dict[int, str]) -> dict[str, dict[str, Any]]:
     """What the cases can see change, per lead key."""
-    from sqlalchemy import func, select
-
-    from store.models import Lead, Note
 
     state: dict[str, dict[str, Any]] = {}
     with session_factory() as session:
@@ -230,8 +233,6 @@ class DeskDatabases(CaseDatabases):
     """One migrated, seeded template; each case gets an in-memory copy of it."""
 
     def __init__(self, desk: Desk, *, now: datetime) -> None:
-        from store import make_session_factory
-
         super().__init__()
         self.agent_ids, self.lead_ids = seed_desk(desk, make_session_factory(self.template), now=now)
 
@@ -246,12 +247,6 @@ class FixedClock:
 
 def run_case(case: CopilotCase, *, config: Any, databases: DeskDatabases, model: Any = None,
              region: str = "US") -> Outcome:
-    from langchain_core.messages import AIMessage, HumanMessage
-    from langgraph.checkpoint.memory import InMemorySaver
-
-    from copilot import Copilot, build_graph
-    from store import make_session_factory
-
     if case.problems:
         return Outcome(case.id, False, [f"invalid case: {p}" for p in case.problems])
     engine = databases.fresh()
@@ -315,8 +310,6 @@ def run_case(case: CopilotCase, *, config: Any, databases: DeskDatabases, model:
 
 
 def _fold(text: str) -> str:
-    from copilot.text import fold
-
     return fold(text)
 
 
@@ -352,11 +345,6 @@ def default_cases_dir(config: Any) -> Path:
 
 
 def run_copilot_eval(args: Any, settings: Settings, config: Any, *, region: str = "US") -> int:
-    import logging
-
-    from leaddesk.cli import UserError
-    from leaddesk.llm import engine_name, make_chat_model
-
     paths = [Path(p) for p in args.cases] if args.cases else [default_cases_dir(config)]
     files = case_files(paths)
     directory = next((p if p.is_dir() else p.parent for p in paths), paths[0])

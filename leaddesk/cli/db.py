@@ -6,6 +6,7 @@ import argparse
 
 from sqlalchemy.exc import OperationalError
 
+from leaddesk.cli.common import UserError
 from leaddesk.settings import Settings
 from store import upgrade
 
@@ -21,8 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_upgrade(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     try:
         upgrade(settings.database_url, args.revision)
     except OperationalError as exc:

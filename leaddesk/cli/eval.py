@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -27,7 +28,22 @@ from typing import Any, Optional, Protocol, TypeVar
 
 import phonenumbers
 
+from bot import BotService, LocalOutbox
+from bot.text import normalize
+from leaddesk.cli.bot import (
+    BadLine,
+    ReplayClock,
+    Replayer,
+    _region,
+    lead_report,
+    load_checked_prompts,
+    parse_line,
+)
+from leaddesk.cli.common import UserError
+from leaddesk.llm import engine_name, make_chat_model
 from leaddesk.settings import Settings
+from store import make_engine, make_session_factory, upgrade
+from store.leads import find_identity, get_lead
 
 EXPECTATIONS = (
     "status_in",
@@ -118,8 +134,6 @@ class CaseProblem:
 
 def case_files(paths: Iterable[str | Path]) -> list[Path]:
     """The .jsonl files named, directories expanded (sorted); UserError for a missing path."""
-    from leaddesk.cli import UserError
-
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -159,8 +173,6 @@ def read_case_files(
 ) -> tuple[list[CaseT], list[CaseProblem]]:
     """Every case line of the files (blank lines and `#` or `//` comments skipped), parsed by
     `parse(file, line number, text)`; a repeated id is a problem of the later case."""
-    from leaddesk.cli import UserError
-
     cases: list[CaseT] = []
     problems: list[CaseProblem] = []
     seen: dict[str, str] = {}
@@ -211,8 +223,6 @@ def case_object(
 def _parse_case(
     file: str, number: int, raw: str, known_statuses: Optional[dict[str, str]]
 ) -> Case:
-    from leaddesk.cli.bot import BadLine, parse_line
-
     case = Case(id=f"{Path(file).name}:{number}", file=file, line=number)
     data = case_object(case, raw, CASE_KEYS, "id, messages and expect")
     if data is None:
@@ -356,14 +366,10 @@ class CaseDatabases:
     database from scratch would cost more than replaying the case)."""
 
     def __init__(self) -> None:
-        from store import make_engine, upgrade
-
         self.template = make_engine(IN_MEMORY)
         upgrade(self.template)
 
     def fresh(self) -> Any:
-        from store import make_engine
-
         engine = make_engine(IN_MEMORY)
         source = self.template.raw_connection()
         target = engine.raw_connection()
@@ -388,11 +394,6 @@ def run_case(
     model: Any = None,
 ) -> Outcome:
     """Replay one case into a fresh in-memory database and compare the outcome."""
-    from bot import BotService, LocalOutbox
-    from leaddesk.cli.bot import ReplayClock, Replayer, lead_report
-    from store import make_session_factory
-    from store.leads import find_identity, get_lead
-
     if case.problems:
         return Outcome(case.id, False, [f"invalid case: {p}" for p in case.problems])
     clock = ReplayClock()
@@ -435,8 +436,6 @@ def compare(
     replies: list[dict[str, Any]],
 ) -> Outcome:
     """Check each expectation against the replay's outcome; a problem per unmet one."""
-    from bot.text import normalize
-
     problems: list[str] = []
     checks: dict[str, bool] = {}
     expect = case.expect
@@ -564,8 +563,6 @@ def evaluate(
     cases: list[Case], *, config: Any, settings: Settings, region: str
 ) -> tuple[list[Outcome], dict[str, Any]]:
     """Run every case (with the model when one is configured, else the offline engine)."""
-    from leaddesk.llm import make_chat_model
-
     model = make_chat_model(settings)
     databases = CaseDatabases()
     try:
@@ -590,28 +587,20 @@ def evaluate(
 
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
-    import logging
-
-    from leaddesk.cli.bot import _region, load_checked_prompts
-    from leaddesk.llm import engine_name
-
     config = load_checked_prompts(args.prompts, settings)
     region = _region(args.region, settings)
     if getattr(args, "copilot", False):
+        # keep-local: an import cycle (copilot_eval builds on this module's case readers)
         from leaddesk.cli.copilot_eval import run_copilot_eval
 
         return run_copilot_eval(args, settings, config, region=region)
     if not args.cases:
-        from leaddesk.cli import UserError
-
         raise UserError("name the case files or directories (e.g. prompts/eval)")
     files = case_files(args.cases)
     cases, problems = read_cases(files, statuses=config.status_names)
     for problem in problems:
         print(problem, file=sys.stderr)
     if not cases:
-        from leaddesk.cli import UserError
-
         raise UserError("no cases found (one JSON object per line: id, messages, expect)")
     # Per-message notes (e.g. "no agent available" in an empty database) are noise here.
     # Quieted only for the run: the levels are process-wide and put back afterwards.

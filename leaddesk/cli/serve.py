@@ -13,7 +13,19 @@ import os
 import signal
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+from waitress.server import create_server
+
+from bot import PromptError
+from leaddesk import __version__
+from leaddesk.cli.common import UserError
+from leaddesk.cli.webprocs import exit_with_supervisor, inherited_socket, run_web_processes
+from leaddesk.llm import engine_name
 from leaddesk.settings import Settings
+from leaddesk.wiring import build_runtime
+from leaddesk.worker.celery_app import broker_label
+from webhooks.outbound import channel_statuses
+from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger("leaddesk.serve")
 
@@ -79,17 +91,7 @@ def _threads(text: str) -> int:
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from sqlalchemy.exc import OperationalError
-    from waitress.server import create_server
-
-    from bot import PromptError
-    from leaddesk.cli import UserError
-    from leaddesk.wiring import build_runtime
-    from webhooks.webchat import ChatLimits
-
     if args.workers > 1 and args.listen_fd is None:
-        from leaddesk.cli.webprocs import run_web_processes
-
         return run_web_processes(args, settings, summary=_summary)
     if args.web_index > 1:
         # One Telegram bot per token: only the first web process runs the copilot's bot.
@@ -113,8 +115,6 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         "ident": "leaddesk",
     }
     if args.listen_fd is not None:
-        from leaddesk.cli.webprocs import exit_with_supervisor, inherited_socket
-
         exit_with_supervisor()
         options.pop("host")
         options.pop("port")
@@ -170,10 +170,6 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
-    from leaddesk import __version__
-    from leaddesk.llm import engine_name
-    from webhooks.outbound import channel_statuses
-
     log.info("leaddesk %s", __version__)
     log.info("database: %s", runtime.engine.url.render_as_string(hide_password=True))
     log.info("engine: %s", engine_name(settings))
@@ -201,8 +197,6 @@ def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
             "app cannot be told from the bot's own, so they do not pause the bot"
         )
     if settings.broker_url:
-        from leaddesk.broker import broker_label
-
         log.info(
             "workers: jobs go to the broker at %s for `leaddesk worker` processes; %d HTTP thread(s)",
             broker_label(settings.broker_url),

@@ -23,7 +23,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
+import leaddesk
+from bot import PromptError, load_prompts
+from copilot.memory import MemoryUnavailable
+from leaddesk.cli.common import UserError
 from leaddesk.settings import Settings
+from leaddesk.worker.setup import prepare_shared_database
+from store import make_engine
 
 log = logging.getLogger("leaddesk.serve")
 
@@ -61,14 +69,6 @@ def _listen(host: str, port: int) -> socket.socket:
 def run_web_processes(
     args: argparse.Namespace, settings: Settings, *, summary: Callable[..., None]
 ) -> int:
-    from sqlalchemy.exc import OperationalError
-
-    from bot import PromptError, load_prompts
-    from copilot.memory import MemoryUnavailable
-    from leaddesk.broker import prepare_shared_database
-    from leaddesk.cli import UserError
-    from store import make_engine
-
     if not settings.broker_url:
         raise UserError(
             "--workers above 1 needs LEADDESK_BROKER_URL (e.g. redis://127.0.0.1:6379/0): the bot "
@@ -148,8 +148,6 @@ def child_python() -> list[str]:
     When this process found the package only through the current directory (run from a source
     folder without installing), the child is given that folder explicitly.
     """
-    import leaddesk
-
     root = os.path.realpath(Path(leaddesk.__file__).resolve().parents[1])
     cwd = os.path.realpath(os.getcwd())
     listed = {os.path.realpath(p) for p in sys.path if p and os.path.realpath(p) != cwd}

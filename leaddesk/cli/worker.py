@@ -8,12 +8,23 @@ across machines). Run as many as the load needs, on as many machines; stop with 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import socket
 from typing import Any
 
+from celery import signals
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from bot import PromptError, load_prompts
+from copilot.memory import MemoryUnavailable
+from leaddesk.cli.common import UserError
 from leaddesk.settings import Settings
+from leaddesk.worker.celery_app import broker_label, make_celery
+from leaddesk.worker.runner import WorkerProcess, register_tasks
+from leaddesk.worker.setup import prepare_shared_database
 
 log = logging.getLogger("leaddesk.worker")
 
@@ -50,14 +61,6 @@ def _concurrency(text: str) -> int:
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from celery import signals
-    from sqlalchemy.exc import OperationalError
-
-    from bot import PromptError, load_prompts
-    from copilot.memory import MemoryUnavailable
-    from leaddesk import broker
-    from leaddesk.cli import UserError
-
     if not settings.broker_url:
         raise UserError(
             "set LEADDESK_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run workers; without a "
@@ -69,7 +72,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(f"the prompt files are invalid: {exc}") from None
     # Migrate once here, before the pool processes start (they would race each other).
     try:
-        broker.prepare_shared_database(settings)
+        prepare_shared_database(settings)
     except OperationalError as exc:
         raise UserError(
             f"cannot open the database: {str(exc.orig).strip().splitlines()[0]}"
@@ -79,25 +82,27 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     concurrency = args.concurrency or os.cpu_count() or 1
     _preload()
-    app = broker.make_celery(settings)
+    app = make_celery(settings)
+    process = WorkerProcess(settings)
+    register_tasks(app, process)
     forked = args.pool == "prefork"
 
     # Each pool process builds its own engine, model and outbox after the fork (never inherited
     # connections); with a single-process pool the worker builds them once it is ready.
     def _process_init(**_kw: Any) -> None:
-        broker.current_worker(settings)
+        process.current()
 
     def _process_shutdown(**_kw: Any) -> None:
-        broker.close_worker()
+        process.close()
 
     def _ready(**_kw: Any) -> None:
         if not forked:
-            broker.current_worker(settings)
+            process.current()
         log.info(
             "worker ready: %d slot(s) (%s pool) on %s, database %s",
             concurrency,
             args.pool,
-            broker.broker_label(settings.broker_url or ""),
+            broker_label(settings.broker_url or ""),
             _database_label(settings.database_url),
         )
 
@@ -125,9 +130,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 def _preload() -> None:
     """Import what every pool process needs before they fork: they share the pages and start in a
     moment instead of each spending seconds on imports (nothing is connected or built here)."""
-    import importlib
-
-    for name in ("leaddesk.wiring", "langchain_openai", "copilot", "langgraph.checkpoint.postgres"):
+    for name in ("langchain_openai", "langgraph.checkpoint.postgres"):
         try:
             importlib.import_module(name)
         except ImportError:  # an optional extra: the pool process reports it when it needs it
@@ -135,6 +138,4 @@ def _preload() -> None:
 
 
 def _database_label(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)

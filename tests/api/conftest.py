@@ -20,7 +20,7 @@ from store.leads import get_conversation, resolve
 from store.messages import Inbound, ingest
 from store.models import Lead, Message
 from store.work import record_score
-from webhooks.app import create_app
+from tests.app_support import build_app, fixed
 
 T0 = datetime(2024, 6, 3, 12, 0, tzinfo=UTC)  # a Monday
 
@@ -238,7 +238,7 @@ def prompts() -> Prompts:
 
 @pytest.fixture
 def app_extras() -> dict[str, Any]:
-    """Extra collaborators for create_app; tests override this fixture to add an outbox etc."""
+    """Services fields for the app; tests override this fixture to add an outbox etc."""
     return {}
 
 
@@ -253,8 +253,8 @@ def app(
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'unused.db'}", default_region="US"
     )
-    app = create_app(
-        settings, session_factory=session_factory, prompts=prompts, clock=clock, **app_extras
+    app = build_app(
+        settings, session_factory, **{"prompts": fixed(prompts), "clock": clock, **app_extras}
     )
     app.testing = True
     return app

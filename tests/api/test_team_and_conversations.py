@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -88,7 +89,9 @@ def test_disable_rotate_and_the_last_admin(world, team):  # type: ignore[no-unty
 
 
 def test_statuses_and_custom_fields_from_the_prompts_directory(world, team, app):  # type: ignore[no-untyped-def]
-    app.extensions["leaddesk"].extras["prompts"] = lambda: load_prompts(REPO_ROOT / "prompts")
+    app.extensions["leaddesk"] = replace(
+        app.extensions["leaddesk"], prompts=lambda: load_prompts(REPO_ROOT / "prompts")
+    )
     statuses = team["sarah"].get("/api/statuses").get_json()["statuses"]
     by_name = {s["name"]: s for s in statuses}
     assert list(by_name)[:2] == ["New", "Interested"]

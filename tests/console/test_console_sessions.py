@@ -15,8 +15,8 @@ from waitress.server import create_server
 from leaddesk.settings import load_settings
 from store.agents import rotate_token
 from store.models import Agent, ConsoleSession
+from tests.app_support import build_app, fixed
 from tests.console.conftest import Console, csrf_of
-from webhooks.app import create_app
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_the_session_ends_after_twelve_idle_hours(app, sarah, clock):  # type: i
 
 def test_the_idle_timeout_follows_the_setting(session_factory, clock, prompts, tmp_path, sarah):  # type: ignore[no-untyped-def]
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", session_hours=1)
-    app = create_app(settings, session_factory=session_factory, prompts=prompts, clock=clock)
+    app = build_app(settings, session_factory, prompts=fixed(prompts), clock=clock)
     console = signed_in(app)
     clock.advance(minutes=59)
     assert console.get("/console/leads").status_code == 200
@@ -163,10 +163,10 @@ def test_the_cookie_is_secure_over_https_or_when_forced(
 ):  # type: ignore[no-untyped-def]
     client = app.test_client()
     assert "Secure" in _set_cookie(client.get("/console/login", base_url="https://desk.example"))
-    forced = create_app(
+    forced = build_app(
         load_settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}", secure_cookies=True),
-        session_factory=session_factory,
-        prompts=prompts,
+        session_factory,
+        prompts=fixed(prompts),
         clock=clock,
     )
     assert "Secure" in _set_cookie(forced.test_client().get("/console/login"))

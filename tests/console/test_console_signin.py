@@ -15,8 +15,8 @@ import redis
 
 from leaddesk.settings import load_settings
 from store.agents import TokenOnlyAgent, agent_by_password
+from tests.app_support import build_app, fixed
 from tests.console.conftest import Console
-from webhooks.app import create_app
 from webhooks.console import auth
 
 
@@ -94,7 +94,7 @@ def test_every_web_process_counts_together_through_redis(
         broker_queue=f"signin-test-{uuid.uuid4().hex[:8]}",
     )
     first, second = (
-        create_app(settings, session_factory=session_factory, prompts=prompts, clock=clock)
+        build_app(settings, session_factory, prompts=fixed(prompts), clock=clock)
         for _ in range(2)
     )
     try:
@@ -108,10 +108,10 @@ def test_every_web_process_counts_together_through_redis(
             server.delete(key)
         server.close()
     # A process with its own memory count (no broker) would have let the right password in.
-    alone = create_app(
+    alone = build_app(
         load_settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}"),
-        session_factory=session_factory,
-        prompts=prompts,
+        session_factory,
+        prompts=fixed(prompts),
         clock=clock,
     )
     assert attempt(alone, "sarah@example.com", "correct horse").status_code == 302

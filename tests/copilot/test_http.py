@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from leaddesk.settings import load_settings
-from webhooks.app import create_app
+from tests.app_support import build_app
 
 
 @pytest.fixture
 def client(sf, copilot):  # type: ignore[no-untyped-def]
-    app = create_app(load_settings(database_url="sqlite://"), session_factory=sf, copilot=copilot)
+    app = build_app(load_settings(database_url="sqlite://"), sf, copilot=copilot)
     return app.test_client()
 
 
@@ -95,6 +95,6 @@ def test_a_disabled_agents_token_is_refused(world, client, sf) -> None:
 
 def test_without_a_copilot_the_endpoint_says_so(world, sf) -> None:
     _agent, token = world.agent_with_token("Sarah")
-    app = create_app(load_settings(database_url="sqlite://"), session_factory=sf)
+    app = build_app(load_settings(database_url="sqlite://"), sf)
     response = post(app.test_client(), token, {"message": "hi"})
     assert response.status_code == 503 and response.get_json()["error"]["code"] == "copilot_unavailable"

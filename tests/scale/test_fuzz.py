@@ -20,17 +20,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.models import ChatSession, Identity, Lead, Message
 from store.text import clean_text
+from tests.app_support import build_app
 from tests.webhooks.support import (
     APP_ID,
     RecordingDispatcher,
     make_settings,
     signed_post,
 )
-from webhooks import create_app
 from webhooks.messenger import parse_messaging
 from webhooks.notify import ReplyNotifier
-from webhooks.ratelimit import Rate
-from webhooks.webchat import ChatLimits
+from webhooks.ratelimit import ChatLimits, Rate
 from webhooks.whatsapp import parse_whatsapp
 
 FUZZ = settings(
@@ -284,9 +283,9 @@ def app(session_factory: sessionmaker[Session]) -> Flask:
         max_wait=0.05,
         poll_interval=0.01,
     )
-    app = create_app(
+    app = build_app(
         make_settings(),
-        session_factory=session_factory,
+        session_factory,
         dispatcher=RecordingDispatcher(),
         notifier=ReplyNotifier(),
         chat_limits=limits,

@@ -19,15 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.settings import load_settings
 from store.models import Message
+from tests.app_support import build_app
 from tests.fakes.fake_graph import FakeGraph, Reply
 from tests.fakes.fake_openai import FakeOpenAI, error, malformed
 from tests.scale import harness
 from tests.webhooks.support import RecordingDispatcher, make_settings
-from webhooks import create_app
 from webhooks.meta import signature_for
 from webhooks.notify import ReplyNotifier
-from webhooks.ratelimit import Rate
-from webhooks.webchat import ChatLimits
+from webhooks.ratelimit import ChatLimits, Rate
 
 SECRETS = {
     "META_APP_SECRET": "app-secret-7f3a9c",
@@ -229,9 +228,9 @@ def flood_app(session_factory: sessionmaker[Session]) -> Flask:
         ip_messages=Rate(burst=20, per_minute=12),
         ip_sessions=Rate(burst=4, per_minute=2),
     )
-    app = create_app(
+    app = build_app(
         make_settings(),
-        session_factory=session_factory,
+        session_factory,
         dispatcher=RecordingDispatcher(),
         notifier=ReplyNotifier(),
         chat_limits=limits,

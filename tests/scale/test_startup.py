@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import text
 
 from leaddesk import __version__
-from leaddesk.broker import LOCK_NAMESPACE, prepare_shared_database
 from leaddesk.cli.webprocs import child_python
 from leaddesk.settings import load_settings
+from leaddesk.worker.locks import LOCK_NAMESPACE
+from leaddesk.worker.setup import prepare_shared_database
 from store import make_engine
 from tests.conftest import _postgres_admin_url
 from tests.scale import harness

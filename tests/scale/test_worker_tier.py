@@ -26,22 +26,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, load_prompts
 from bot.prompts import DEFAULT_PROMPTS_DIR
-from leaddesk.broker import (
-    PROCESS_TASK,
-    CeleryDispatcher,
-    ConversationRunner,
-    FileLocks,
-    PostgresLocks,
-    Sweeper,
-    make_celery,
-    make_locks,
-    mark_interrupted_sends,
-)
 from leaddesk.cli import main as cli_main
 from leaddesk.settings import load_settings
+from leaddesk.worker.celery_app import PROCESS_TASK, CeleryDispatcher, make_celery
+from leaddesk.worker.locks import FileLocks, PostgresLocks, make_locks
+from leaddesk.worker.runner import ConversationRunner
+from leaddesk.worker.sweeper import Sweeper
 from store import make_engine, make_session_factory
 from store.messages import Inbound, ingest, record_outbound
 from store.models import Conversation, Message
+from store.pending import mark_interrupted_sends
 from tests.scale import harness
 
 T0 = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
@@ -298,7 +292,7 @@ def test_advisory_locks_exclude_other_machines_and_die_with_the_connection(
 HOLDER = """
 import sys, time
 from pathlib import Path
-from leaddesk.broker import FileLocks
+from leaddesk.worker.locks import FileLocks
 with FileLocks(Path(sys.argv[1])).hold(int(sys.argv[2])) as got:
     print("held" if got else "refused", flush=True)
     time.sleep(60)
@@ -447,7 +441,9 @@ def test_a_send_cut_off_by_a_crash_is_marked_unknown_and_not_sent_again(
         )
         busy.sent_at = now - timedelta(seconds=5)
         stale_id, busy_id = stale.id, busy.id
-    assert mark_interrupted_sends(session_factory, now - timedelta(minutes=5)) == 1
+    with session_factory.begin() as session:
+        marked_count = mark_interrupted_sends(now - timedelta(minutes=5), session=session)
+    assert marked_count == 1
     with session_factory() as session:
         marked, running = session.get(Message, stale_id), session.get(Message, busy_id)
         assert marked is not None and running is not None

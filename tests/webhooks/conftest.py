@@ -12,11 +12,10 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.settings import Settings
+from tests.app_support import build_app
 from tests.fakes.fake_graph import FakeGraph
 from tests.fakes.fake_openai import fake_openai  # noqa: F401 - the fixture
 from tests.webhooks.support import RecordingDispatcher, make_settings
-from webhooks import create_app
-from webhooks.notify import ReplyNotifier
 
 
 @pytest.fixture
@@ -48,9 +47,8 @@ def make_app(
             human_replies.append(lead.id)
 
         extras.setdefault("dispatcher", dispatcher)
-        extras.setdefault("notifier", ReplyNotifier())
         extras.setdefault("on_human_reply", record_takeover)
-        app = create_app(settings or make_settings(), session_factory=session_factory, **extras)
+        app = build_app(settings or make_settings(), session_factory, **extras)
         app.testing = True
         return app
 

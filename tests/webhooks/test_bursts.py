@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.prompts import DEFAULT_PROMPTS_DIR
-from leaddesk.dispatch import Later, ThreadDispatcher
+from leaddesk.worker.dispatcher import Later, ThreadDispatcher
 from store.models import Message
 from tests.conftest import set_quiet_window
 from tests.webhooks import meta_payloads as mp

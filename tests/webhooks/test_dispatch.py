@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from leaddesk.dispatch import Dispatcher, ThreadDispatcher
+from leaddesk.worker.dispatcher import Dispatcher, ThreadDispatcher
 
 
 class Handler:
@@ -207,3 +207,20 @@ def test_a_new_submit_skips_the_retry_wait(handler: Handler) -> None:
         assert handler.runs == [8, 8]
     finally:
         dispatcher.stop()
+
+
+def test_the_backlog_counts_conversations_waiting_for_a_thread(handler: Handler) -> None:
+    dispatcher = ThreadDispatcher(handler, threads=1)
+    assert dispatcher.backlog() == 0
+    dispatcher.submit(1)
+    dispatcher.resubmit(2)  # the sweeper's way in: the same queue
+    dispatcher.submit(1)  # already queued: still one job
+    dispatcher.started(1)  # nothing to clear here: the queue itself coalesces
+    assert dispatcher.backlog() == 2
+    dispatcher.start()
+    try:
+        assert dispatcher.wait_idle(5)
+        assert dispatcher.backlog() == 0
+        assert sorted(handler.runs) == [1, 2]
+    finally:
+        dispatcher.stop(timeout=5)

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.takeover import human_took_over
 from store.leads import find_identity, get_lead
 from store.messages import record_outbound
 from store.models import Conversation, Identity, Lead, Message, utcnow
@@ -512,7 +513,7 @@ def test_echo_from_the_page_inbox_pauses_the_real_bot(
     from bot import BotService, load_prompts
     from leaddesk.settings import REPO_PROMPTS_DIR
 
-    client = make_app(on_human_reply=None).test_client()  # the bot's own takeover rule
+    client = make_app(on_human_reply=human_took_over).test_client()  # the bot's own rule
     bot = BotService(session_factory=session_factory, prompts=load_prompts(REPO_PROMPTS_DIR))
     signed_post(
         client,

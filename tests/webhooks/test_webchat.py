@@ -17,14 +17,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from leaddesk.dispatch import ThreadDispatcher
+from leaddesk.worker.dispatcher import ThreadDispatcher
 from store.messages import pending_messages, record_outbound
 from store.models import Conversation, Lead, Message, utcnow
 from tests.webhooks.support import RecordingDispatcher, make_settings
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
-from webhooks.ratelimit import Rate
-from webhooks.webchat import ChatLimits
+from webhooks.ratelimit import ChatLimits, Rate
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 
 from store.domain.errors import Conflict, Invalid, NotAllowed, NotFound, RuleError
-from store.models import utcnow
 from webhooks.app import ApiError, error_response, json_body, require_agent, services
 
 log = logging.getLogger(__name__)
@@ -173,9 +172,8 @@ def parse_query(model: type[BaseModel], args: Any = None) -> Any:
 
 
 def now() -> datetime:
-    """The current time; tests hand a controllable clock to create_app as `clock=`."""
-    clock = services().get("clock")
-    value = clock() if callable(clock) else utcnow()
+    """The current time by the app's clock (tests hand a controllable one in `Services`)."""
+    value = services().clock()
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value  # type: ignore[no-any-return]

@@ -1,8 +1,8 @@
 """The admin-defined vocabulary the API and console work with: statuses, the business rules'
 `Policy`, and custom field definitions.
 
-All come from the prompts configuration (`bot.load_prompts`), handed to the app as the `prompts`
-extra (a PromptConfig or a callable returning the current one, so hot reloads show up at once).
+All come from the business configuration in force (`Services.prompts`, so hot reloads show up
+at once).
 """
 
 from __future__ import annotations
@@ -10,20 +10,19 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from bot import PromptConfig
 from bot.policy import build_policy
 from bot.prompts import Status
 from store.contacts import InvalidContact, normalize_email, normalize_phone
-from store.domain.policy import Policy, takeover_window
+from store.domain.policy import Policy
 from webhooks.app import ApiError, services
 
 log = logging.getLogger(__name__)
 
-_loaded_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -47,38 +46,9 @@ def _get(obj: Any, *names: str, default: Any = None) -> Any:
     return default
 
 
-def current_prompts() -> Any:
-    """The prompts configuration in force (None when it cannot be loaded)."""
-    svc = services()
-    prompts = svc.get("prompts")
-    if callable(prompts) and not hasattr(prompts, "statuses"):
-        return prompts()
-    if prompts is not None:
-        return prompts
-    # The running bot holds the configuration in force (reloaded when an admin edits prompts/).
-    bot = svc.get("bot")
-    if bot is not None and getattr(bot, "prompts", None) is not None:
-        return bot.prompts
-    # No configuration handed over: load the prompts directory once and keep it for this app.
-    with _loaded_lock:
-        if "_api_prompts" not in svc.extras:
-            svc.extras["_api_prompts"] = _load_from_settings(svc.settings)
-    return svc.extras["_api_prompts"]
-
-
-def _load_from_settings(settings: Any) -> Any:
-    try:
-        from bot import load_prompts  # type: ignore[attr-defined]
-    except ImportError:
-        log.warning(
-            "the bot package offers no load_prompts; statuses and custom fields are unavailable"
-        )
-        return None
-    try:
-        return load_prompts(settings.prompts_dir)
-    except Exception as exc:  # noqa: BLE001 - a broken prompts dir must not take the API down
-        log.error("cannot load the prompts from %s: %s", settings.prompts_dir, exc)
-        return None
+def current_prompts() -> PromptConfig:
+    """The business configuration in force (a hot reload of prompts/ shows up at once)."""
+    return services().prompts()
 
 
 def _as_text(value: Any) -> str:
@@ -90,18 +60,14 @@ def _as_text(value: Any) -> str:
 
 def statuses() -> tuple[Status, ...]:
     """The statuses admins configured in prompts/statuses.yaml, in their order."""
-    prompts = current_prompts()
-    return tuple(prompts.statuses) if prompts is not None else ()
+    return tuple(current_prompts().statuses)
 
 
 def policy() -> Policy:
     """What the business rules read from the configuration in force (statuses, pauses, the
     takeover window with LEADDESK_TAKEOVER_MINUTES as its fallback, opening hours)."""
-    prompts = current_prompts()
     fallback = int(services().settings.takeover_minutes)
-    if prompts is None:
-        return Policy(takeover_minutes=takeover_window(None, fallback))
-    return build_policy(prompts, takeover_fallback=fallback)
+    return build_policy(current_prompts(), takeover_fallback=fallback)
 
 
 def status_colours() -> dict[str, str]:

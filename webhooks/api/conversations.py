@@ -11,6 +11,7 @@ from typing import Any
 from flask import g, jsonify
 from sqlalchemy import select
 
+from bot import Outbox
 from bot.takeover import send_agent_reply
 from store.db import read_session
 from store.domain.takeover import pause_by_agent, resume_by_agent
@@ -27,15 +28,9 @@ log = logging.getLogger(__name__)
 TAG = "Conversations"
 
 
-def outbox() -> Any:
-    """The outbound path the channels set up, or a local one that only records the message."""
-    svc = services()
-    box = svc.get("outbox")
-    if box is None:
-        from bot.outbox import LocalOutbox
-
-        box = svc.extras.setdefault("_api_outbox", LocalOutbox(svc.session_factory))
-    return box
+def outbox() -> Outbox:
+    """The outbound path the channels set up."""
+    return services().outbox
 
 
 def send_reply(

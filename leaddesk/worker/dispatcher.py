@@ -1,7 +1,9 @@
 """Job dispatch: hands "this conversation has new messages" to the workers that run the bot.
 
-`Dispatcher` is the interface the web layer talks to; `ThreadDispatcher` is the default, a pool of
-in-process worker threads. A broker-backed dispatcher can stand behind the same interface.
+`Dispatcher` is the interface every dispatcher implements (the web layer only submits; the worker
+tier also resubmits, clears marks and reads the backlog); `ThreadDispatcher` is the default, a
+pool of in-process worker threads; `leaddesk.worker.celery_app.CeleryDispatcher` publishes Celery
+tasks instead.
 
 Guarantees of `ThreadDispatcher`:
 - one conversation is never processed by two workers at once, and its runs happen in order;
@@ -38,10 +40,19 @@ class Later:
 
 @runtime_checkable
 class Dispatcher(Protocol):
-    """What the web layer needs from job dispatch."""
+    """What the web layer and the worker tier need from job dispatch."""
 
     def submit(self, conversation_id: int) -> None:
         """Ask for the conversation's pending messages to be processed (soon, at least once)."""
+
+    def resubmit(self, conversation_id: int) -> None:
+        """Submit even if the conversation looks queued already (the sweeper: that job was lost)."""
+
+    def started(self, conversation_id: int) -> None:
+        """A job for the conversation starts: later submits must hand over work again."""
+
+    def backlog(self) -> int | None:
+        """Jobs waiting to start, or None when nobody can tell (an unreachable broker)."""
 
     def start(self) -> None:
         """Start the workers and pick up work left pending by an earlier run."""
@@ -106,6 +117,18 @@ class ThreadDispatcher:
             self._queued.add(conversation_id)
             self._ready.append(conversation_id)
             self._cond.notify()
+
+    def resubmit(self, conversation_id: int) -> None:
+        """The same as `submit`: a queued conversation here is never lost."""
+        self.submit(conversation_id)
+
+    def started(self, conversation_id: int) -> None:
+        """Nothing to clear: `submit` looks at the queue itself."""
+
+    def backlog(self) -> int | None:
+        """Conversations waiting for a worker thread (now or after a delay)."""
+        with self._cond:
+            return len(self._queued)
 
     def start(self) -> None:
         with self._cond:
