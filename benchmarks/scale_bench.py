@@ -80,7 +80,7 @@ def _short(frame: str) -> str:
 
 AREAS = (
     ("bot/nodes.py", "bot nodes"),
-    ("bot/offline.py", "bot offline engine"),
+    ("bot/replies.py", "bot offline replies"),
     ("bot/scoring.py", "bot scoring"),
     ("leaddesk/broker.py", "leaddesk broker (locks, pending checks)"),
     ("webhooks/outbound.py", "channel outbox (Graph API sends)"),

@@ -1,18 +1,19 @@
 """The bot graph's nodes, one verb each, and its routers (`route_after_<node>`).
 
-Reads happen in short transactions; the model is called outside any transaction; every effect of
-a turn (processed marks, score, lead fields, status, action, AI behaviour, the reply) is written by
-`save` in ONE transaction that first claims the pending messages, so a crash or a concurrent run
-never leaves a burst scored but unanswered, or answered twice.
+Reads happen in short transactions; the model is called once, outside any transaction, by
+`call_model`; `plan` decides once what the turn triggers, and `save` applies the whole turn
+(processed marks, score, lead fields, status, action, AI behaviour, the reply) in ONE transaction
+that first claims the pending messages, so a crash or a concurrent run never leaves a burst scored
+but unanswered, or answered twice.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, Optional
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -21,8 +22,9 @@ from langgraph.runtime import Runtime
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.knowledge import prompt_knowledge
-from bot.language import detect_language, language_name
+from bot.knowledge import knowledge_index, prompt_knowledge
+from bot.language import detect_language as detect_text_language
+from bot.language import language_name
 from bot.media import (
     AUDIO_KINDS,
     acknowledgement_text,
@@ -31,24 +33,14 @@ from bot.media import (
     is_silent_burst,
     transcript_of,
 )
-from bot.names import extract_company
-from bot.offline import (
-    ReplyContext,
-    asks_for_phone,
-    declined_phone,
-    extract_name,
-    finish_reply,
-    format_opening,
-    knowledge_index,
-    offline_core,
-    should_ask_phone,
-    shows_interest,
-    unsafe_reply_reason,
-)
+from bot.names import extract_company, extract_name
+from bot.outbox import Reply
+from bot.phone_ask import asks_for_phone, declined_phone, should_ask_phone, shows_interest
 from bot.prompts import PromptConfig
-from bot.schemas import output_instructions, parse_turn
+from bot.replies import ReplyContext, finish_reply, format_opening, offline_core
+from bot.reply_safety import unsafe_reply_reason
+from bot.schemas import ModelTurn, output_instructions, parse_turn
 from bot.scoring import (
-    Assessment,
     CustomerMessage,
     assess,
     conversion_probability,
@@ -57,15 +49,35 @@ from bot.scoring import (
     next_best_action,
     summarize,
 )
-from bot.state import BotContext, BotState
-from bot.statuses import Decision, decide, may_move, offline_status, plan_for, statuses_for_prompt
+from bot.state import (
+    AiState,
+    BotContext,
+    BotState,
+    Contacts,
+    DraftReply,
+    LeadSnapshot,
+    PendingMessage,
+    Room,
+    RoomQuiet,
+    WindowMessage,
+)
+from bot.statuses import (
+    Decision,
+    Plan,
+    decide,
+    may_move,
+    offline_status,
+    plan_for,
+    quiet_room_plan,
+    statuses_for_prompt,
+)
 from bot.takeover import human_took_over, is_ai_paused
 from bot.text import clip
 from store import identity as rules
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
 from store.leads import find_identity, get_lead, resolve, set_stated_details, update_lead
-from store.messages import Inbound, conversation_messages, pending_messages, record_outbound
+from store.messages import conversation_messages, pending_messages, record_outbound
 from store.messages import ingest as store_ingest
 from store.models import CLAIMED, Agent, ContactDetail, Conversation, Identity, Lead, Message
 from store.work import assign_lead, next_available_agent, notify, record_score
@@ -87,16 +99,16 @@ class Deps:
 
     session_factory: sessionmaker[Session]
     prompts: Callable[[], PromptConfig]
-    model: Optional[BaseChatModel]
+    model: BaseChatModel | None
     clock: Callable[[], datetime]
     region: str
     takeover_minutes: int
     window_size: int = 12
     max_burst: int = 12
     # Reads a voice note's words (channel, the stored message payload) -> transcript or None.
-    transcribe: Optional[Callable[[str, dict[str, Any]], Optional[str]]] = None
+    transcribe: Callable[[str, dict[str, Any]], str | None] | None = None
     # The customer's name from their channel profile (channel, their id) -> name or None.
-    profile_name: Optional[Callable[[str, str], Optional[str]]] = None
+    profile_name: Callable[[str, str], str | None] | None = None
 
 
 class _Superseded(Exception):
@@ -108,59 +120,65 @@ def _config(runtime: Runtime[BotContext], deps: Deps) -> PromptConfig:
     return context.prompts if context is not None else deps.prompts()
 
 
-def _now(state: BotState) -> datetime:
-    return datetime.fromisoformat(state["now"])
-
-
 def _takeover_minutes(config: PromptConfig, deps: Deps) -> int:
     return config.business.takeover_minutes or deps.takeover_minutes
 
 
-def _lead_snapshot(lead: Lead) -> dict[str, Any]:
-    return {
-        "id": lead.id,
-        "name": lead.name,
-        "company": lead.company,
-        "email": lead.email,
-        "phone": lead.phone,
-        "status": lead.status,
-        "score": lead.score,
-        "tags": list(lead.tags or []),
-        "interests": list(lead.interests or []),
-        "objections": list(lead.objections or []),
-        "summary": lead.summary,
-        "assigned_agent_id": lead.assigned_agent_id,
-        "ai_stopped": lead.ai_stopped,
-        "ai_paused_until": lead.ai_paused_until.isoformat() if lead.ai_paused_until else None,
-        "ai_pause_reason": lead.ai_pause_reason,
-        "ai_resume_notice_due": lead.ai_resume_notice_due,
-        "phone_asks": lead.phone_asks,
-        "phone_declined": lead.phone_declined,
-        "last_reply_asked_phone": lead.last_reply_asked_phone,
-        "locked": lead.locked,
-    }
+def _has_words(pending: Sequence[PendingMessage]) -> bool:
+    """Whether the burst says anything: a voice note nobody heard, a photo or a sticker does not."""
+    return any((m.text or "").strip() for m in pending)
 
 
-def _window(conversation_id: int, session: Session, size: int) -> list[dict[str, Any]]:
+# --------------------------------------------------------------------------------------------
+# What a conversation may know of its lead
+
+
+def _lead_snapshot(lead: Lead) -> LeadSnapshot:
+    return LeadSnapshot(
+        id=lead.id,
+        name=lead.name,
+        company=lead.company,
+        email=lead.email,
+        phone=lead.phone,
+        status=lead.status,
+        score=lead.score,
+        tags=list(lead.tags or []),
+        interests=list(lead.interests or []),
+        objections=list(lead.objections or []),
+        summary=lead.summary,
+        assigned_agent_id=lead.assigned_agent_id,
+        ai_stopped=bool(lead.ai_stopped),
+        ai_paused_until=lead.ai_paused_until,
+        ai_pause_reason=lead.ai_pause_reason,
+        ai_resume_notice_due=bool(lead.ai_resume_notice_due),
+        phone_asks=lead.phone_asks,
+        phone_declined=bool(lead.phone_declined),
+        last_reply_asked_phone=bool(lead.last_reply_asked_phone),
+        locked=bool(lead.locked),
+    )
+
+
+def _window(conversation_id: int, session: Session, size: int) -> list[WindowMessage]:
     """The conversation's own recent messages: never another conversation's, whatever the lead is
     merged from."""
     return [
-        {
-            "id": m.id,
-            "author": m.author,
+        WindowMessage(
+            id=m.id,
+            author=m.author,
             # A caption or transcript is what the customer said; a bare "[image]" says what came.
-            "text": (customer_text(m.kind, m.text, m.payload) or m.text or "")
+            text=(customer_text(m.kind, m.text, m.payload) or m.text or "")
             if m.author == "customer"
             else m.text or "",
-            "channel": m.channel,
-            "sent_at": m.sent_at.isoformat() if m.sent_at else None,
-        }
+            channel=m.channel,
+            sent_at=m.sent_at,
+        )
         for m in conversation_messages(conversation_id, session=session, limit=size)
     ]
 
 
 def _has_spoken(conversation_id: int, session: Session) -> bool:
-    """Whether the business (bot or human) ever wrote in this conversation: one greeting per room."""
+    """Whether the business (bot or human) ever wrote in this conversation (one greeting per
+    room)."""
     return bool(
         session.scalar(
             select(
@@ -172,10 +190,9 @@ def _has_spoken(conversation_id: int, session: Session) -> bool:
     )
 
 
-def _room_snapshot(lead: Lead, conversation: Conversation, session: Session) -> dict[str, Any]:
+def _room_snapshot(lead: Lead, conversation: Conversation, session: Session) -> LeadSnapshot:
     """The lead as one of several conversations may see it: only the facts this conversation
     supplied (its identity's name, the phone and email said in it), never another room's."""
-    snapshot = _lead_snapshot(lead)
     root = conversation.identity_id
     identities = list(
         session.scalars(
@@ -191,19 +208,18 @@ def _room_snapshot(lead: Lead, conversation: Conversation, session: Session) -> 
             .order_by(ContactDetail.id)
         )
     } if ids else {}
-    name = next((i.display_name for i in identities if i.display_name), None)
-    snapshot.update(
-        name=name,
+    return replace(
+        _lead_snapshot(lead),
+        name=next((i.display_name for i in identities if i.display_name), None),
         phone=said.get("phone"),
         email=said.get("email"),
         interests=[],
         objections=[],
         summary=conversation.summary,
     )
-    return snapshot
 
 
-def _room(conversation: Conversation, session: Session, deps: Deps, now: datetime) -> dict[str, Any]:
+def _room(conversation: Conversation, session: Session, deps: Deps, now: datetime) -> BotState:
     """What a turn in this conversation may know and do."""
     lead = get_lead(conversation.lead_id, session=session)
     alone = rules.only_conversation(conversation, session=session)
@@ -216,11 +232,11 @@ def _room(conversation: Conversation, session: Session, deps: Deps, now: datetim
         "lead": snapshot,
         "window": _window(conversation.id, session, deps.window_size),
         "greeted": _has_spoken(conversation.id, session),
-        "room": {
-            "alone": alone,
-            "speaks_for_lead": rules.speaks_for_lead(conversation, session=session),
-            "paused": room_paused,
-        },
+        "room": Room(
+            alone=alone,
+            speaks_for_lead=rules.speaks_for_lead(conversation, session=session),
+            paused=room_paused,
+        ),
     }
 
 
@@ -228,16 +244,15 @@ def _room(conversation: Conversation, session: Session, deps: Deps, now: datetim
 # ingest
 
 
-def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Store a new inbound event once (a repeated channel message id is a duplicate)."""
     context = runtime.context if runtime is not None else None
     now = (context.now if context is not None and context.now else None) or deps.clock()
-    update_: dict[str, Any] = {"now": now.isoformat()}
-    raw = state.get("inbound")
-    if not raw:
+    update_: BotState = {"now": now}
+    inbound = state.get("inbound")
+    if inbound is None:
         return update_
     config = _config(runtime, deps)
-    inbound = Inbound(**raw)
     with deps.session_factory.begin() as session:
         stored = store_ingest(inbound, session=session, region=deps.region)
         echo = inbound.author != "customer"
@@ -268,9 +283,9 @@ def route_after_ingest(state: BotState) -> Literal["identify", "__end__"]:
 # identify
 
 
-def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Load the lead of the conversation, its pending burst, a bounded window and the summary."""
-    now = _now(state)
+    now = state["now"]
     # A read-only snapshot: it never takes SQLite's write lock.
     with read_session(deps.session_factory) as session:
         conversation = session.get(Conversation, state["conversation_id"])
@@ -281,35 +296,33 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> di
             return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
         room = _room(conversation, session, deps, now)
         lead = get_lead(conversation.lead_id, session=session)
-        burst = pending[-deps.max_burst :]
-        result: dict[str, Any] = {
+        paused_until = lead.ai_paused_until
+        resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
+        return {
             **room,
             "channel": conversation.channel,
             "external_id": pending[-1].external_id,
             "pending_ids": [m.id for m in pending],
             "pending": [
-                {
-                    "id": m.id,
-                    "text": customer_text(m.kind, m.text or "", m.payload),
-                    "kind": m.kind or "text",
-                    "transcribed": transcript_of(m.payload) is not None,
-                    "media": m.payload if m.kind in AUDIO_KINDS else None,
-                    "sent_at": m.sent_at.isoformat() if m.sent_at else None,
-                }
-                for m in burst
+                PendingMessage(
+                    id=m.id,
+                    text=customer_text(m.kind, m.text or "", m.payload),
+                    kind=m.kind or "text",
+                    transcribed=transcript_of(m.payload) is not None,
+                    media=m.payload if m.kind in AUDIO_KINDS else None,
+                    sent_at=m.sent_at,
+                )
+                for m in pending[-deps.max_burst :]
             ],
             "summary": conversation.summary,
             "conversation_language": conversation.language,
+            "ai": AiState(
+                paused=is_ai_paused(lead, now) or room["room"].paused,
+                resuming=resuming,
+                stopped=bool(lead.ai_stopped),
+                notice_due=bool(lead.ai_resume_notice_due or resuming),
+            ),
         }
-        paused_until = lead.ai_paused_until
-        resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
-        result["ai"] = {
-            "paused": is_ai_paused(lead, now) or room["room"]["paused"],
-            "resuming": resuming,
-            "stopped": lead.ai_stopped,
-            "notice_due": bool(lead.ai_resume_notice_due or resuming),
-        }
-    return result
 
 
 def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end__"]:
@@ -320,57 +333,54 @@ def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end_
 # transcribe_audio / fetch_profile
 
 
-def transcribe_audio(
-    state: BotState, runtime: Runtime[BotContext], *, deps: Deps
-) -> dict[str, Any]:
+def transcribe_audio(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Turn the burst's voice notes into words (when transcription is set up), storing each
     transcript beside its voice note so that it is read once, by the bot and by the agents."""
-    waiting = [
-        m for m in state["pending"] if m.get("kind") in AUDIO_KINDS and not m.get("transcribed")
-    ]
+    waiting = [m for m in state["pending"] if m.kind in AUDIO_KINDS and not m.transcribed]
     if deps.transcribe is None or not waiting:
         return {}
     heard: dict[int, str] = {}
     for message in waiting:
         try:
-            text = deps.transcribe(state["channel"], dict(message.get("media") or {}))
+            text = deps.transcribe(state["channel"], dict(message.media or {}))
         except Exception as exc:  # noqa: BLE001 - a voice note nobody could hear is acknowledged
             log.warning(
                 "could not transcribe voice note %s (%s: %s)",
-                message["id"],
+                message.id,
                 type(exc).__name__,
                 clip(str(exc), 200),
             )
             continue
         if text and text.strip():
-            heard[message["id"]] = clip(text.strip(), 4000)
+            heard[message.id] = clip(text.strip(), 4000)
     if not heard:
         return {}
-    now = _now(state)
+    now = state["now"]
     with deps.session_factory.begin() as session:
         for row in session.scalars(select(Message).where(Message.id.in_(list(heard)))):
             payload = dict(row.payload or {})
             payload["transcript"] = {"text": heard[row.id], "at": now.isoformat()}
             row.payload = payload
     log.info("conversation %s: %d voice note(s) transcribed", state["conversation_id"], len(heard))
-    pending = [
-        {**m, "text": heard[m["id"]], "transcribed": True} if m["id"] in heard else m
-        for m in state["pending"]
-    ]
-    window = [
-        {**m, "text": heard[m["id"]]} if m["id"] in heard else m for m in state.get("window") or []
-    ]
-    return {"pending": pending, "window": window}
+    return {
+        "pending": [
+            replace(m, text=heard[m.id], transcribed=True) if m.id in heard else m
+            for m in state["pending"]
+        ],
+        "window": [
+            replace(m, text=heard[m.id]) if m.id in heard else m
+            for m in state.get("window") or []
+        ],
+    }
 
 
-def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Name a nameless Messenger or Instagram lead after its channel profile (when the page's token
     allows reading it); WhatsApp sends the profile name with every message."""
-    lead = state["lead"]
     external_id = state.get("external_id")
     if (
         deps.profile_name is None
-        or lead.get("name")
+        or state["lead"].name
         or not external_id
         or state.get("channel") not in ("messenger", "instagram")
     ):
@@ -393,7 +403,7 @@ def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
         if conversation is None or conversation.lead_id != found.id:
             return {}
         # The room's view of the lead, as `identify` gave it: never another conversation's facts.
-        room = _room(conversation, session, deps, _now(state))
+        room = _room(conversation, session, deps, state["now"])
     return {"lead": room["lead"]}
 
 
@@ -401,12 +411,10 @@ def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
 # extract_contacts / merge
 
 
-def extract_contacts(
-    state: BotState, runtime: Runtime[BotContext], *, deps: Deps
-) -> dict[str, Any]:
+def extract_contacts(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Find phones, emails and a name in the new messages; notice a "no" to the phone question."""
     config = _config(runtime, deps)
-    texts = [m["text"] for m in state["pending"]]
+    texts = [m.text for m in state["pending"]]
     lead = state["lead"]
     phones: list[str] = []
     emails: list[str] = []
@@ -420,39 +428,32 @@ def extract_contacts(
     # What the customer says about themselves; the store decides whether it may replace what the
     # lead has (never a name an agent typed).
     name = extract_name(texts)
-    name = name if name and name != lead["name"] else None
     company = extract_company(texts)
-    company = company if company and company != lead.get("company") else None
     declined = (
         not phones
-        and not lead["phone"]
-        and declined_phone(texts, config=config, asked_last=lead["last_reply_asked_phone"])
+        and not lead.phone
+        and declined_phone(texts, config=config, asked_last=lead.last_reply_asked_phone)
     )
     return {
-        "contacts": {
-            "phones": phones,
-            "new_phones": [p for p in phones if p != lead["phone"]],
-            "new_emails": [e for e in emails if e.lower() != (lead["email"] or "").lower()],
-            "name": name,
-            "company": company,
-            "phone_declined": declined,
-        }
+        "contacts": Contacts(
+            phones=phones,
+            new_phones=[p for p in phones if p != lead.phone],
+            new_emails=[e for e in emails if e.lower() != (lead.email or "").lower()],
+            name=name if name and name != lead.name else None,
+            company=company if company and company != lead.company else None,
+            phone_declined=declined,
+        )
     }
 
 
-def route_after_extract_contacts(state: BotState) -> Literal["merge", "score_intent"]:
-    contacts = state.get("contacts") or {}
-    if state.get("external_id") and (
-        contacts.get("new_phones")
-        or contacts.get("new_emails")
-        or contacts.get("name")
-        or contacts.get("company")
-    ):
+def route_after_extract_contacts(state: BotState) -> Literal["merge", "detect_language"]:
+    contacts = state.get("contacts")
+    if state.get("external_id") and contacts is not None and contacts.anything_new:
         return "merge"
-    return "score_intent"
+    return "detect_language"
 
 
-def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Give the lead its new contacts through the store, merging leads that are one person."""
     contacts = state["contacts"]
     channel, external_id = state["channel"], state["external_id"]
@@ -463,7 +464,7 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
         lead = resolve(
             channel, external_id, session=session, region=deps.region, trust=CLAIMED
         )
-        for phone in contacts.get("new_phones") or []:
+        for phone in contacts.new_phones:
             try:
                 lead = resolve(
                     channel, external_id, phone=phone, session=session, region=deps.region,
@@ -471,7 +472,7 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
                 )
             except InvalidContact:
                 continue
-        for email in contacts.get("new_emails") or []:
+        for email in contacts.new_emails:
             try:
                 lead = resolve(
                     channel, external_id, email=email, session=session, region=deps.region,
@@ -479,104 +480,101 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[
                 )
             except InvalidContact:
                 continue
-        set_stated_details(
-            lead, name=contacts.get("name"), company=contacts.get("company"), session=session
-        )
+        set_stated_details(lead, name=contacts.name, company=contacts.company, session=session)
         conversation = session.get(Conversation, state["conversation_id"])
         assert conversation is not None
-        room = _room(conversation, session, deps, _now(state))
+        room = _room(conversation, session, deps, state["now"])
     if room["lead_id"] != state["lead_id"]:
         log.info("lead %s continues as lead %s after a contact match", state["lead_id"], lead.id)
+    # The room's standing (alone, may end the lead, paused) stays as `identify` found it.
     room.pop("room", None)
     return room
 
 
 # --------------------------------------------------------------------------------------------
-# score_intent (assess)
+# detect_language / call_model
 
 
 def _customer_messages(state: BotState) -> list[CustomerMessage]:
     pending = set(state.get("pending_ids") or [])
-    out = []
-    for message in state.get("window") or []:
-        if message["author"] != "customer":
-            continue
-        sent = datetime.fromisoformat(message["sent_at"]) if message.get("sent_at") else None
-        out.append(CustomerMessage(message["text"], new=message["id"] in pending, sent_at=sent))
+    out = [
+        CustomerMessage(m.text, new=m.id in pending, sent_at=m.sent_at)
+        for m in state.get("window") or []
+        if m.author == "customer"
+    ]
     if not any(m.new for m in out):
-        out.extend(CustomerMessage(m["text"], new=True) for m in state["pending"])
+        out.extend(CustomerMessage(m.text, new=True) for m in state["pending"])
     return out
 
 
-def score_intent(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
-    """Score the conversation; with a model (and the bot not paused) ask it ONCE for the reply and
-    its own assessment, falling back to the offline engine on any failure."""
+def detect_language(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
+    """Settle the language to answer in from the new messages (the conversation's language so far
+    and the business's default break a tie)."""
     config = _config(runtime, deps)
-    terms = knowledge_index(config).terms
-    customer = _customer_messages(state)
-    lead = state["lead"]
-    offline = assess(customer, config=config, terms=terms, previous_score=lead["score"])
-    # A burst of media without words (a voice note nobody heard, a photo, a sticker) has nothing
-    # for the model to answer (the offline engine acknowledges it) and no language of its own.
-    has_words = any((m.get("text") or "").strip() for m in state["pending"])
-    new_texts = [m.text for m in customer if m.new or not has_words]
-    detection = detect_language(
-        new_texts,
+    # A burst of media without words has no language of its own: the window's messages decide.
+    has_words = _has_words(state["pending"])
+    texts = [m.text for m in _customer_messages(state) if m.new or not has_words]
+    detection = detect_text_language(
+        texts,
         languages=config.business.languages,
         current=state.get("conversation_language"),
         default=config.business.default_language,
     )
-    language = detection.language
-    model_turn: Optional[dict[str, Any]] = None
-    engine = "offline"
-    if deps.model is not None and not state["ai"]["paused"] and has_words:
-        try:
-            model_turn = _ask_model(state, config, deps, language)
-            engine = "llm"
-        except Exception as exc:  # noqa: BLE001 - any model failure means the offline engine answers
-            log.warning(
-                "model answer unusable for conversation %s (%s: %s); the offline engine answers",
-                state.get("conversation_id"),
-                type(exc).__name__,
-                clip(str(exc), 200),
-            )
-            engine = "offline-fallback"
-    assessment = offline
-    if model_turn is not None:
-        assessment = assess(
-            customer,
-            config=config,
-            terms=terms,
-            previous_score=lead["score"],
-            model_judgement=model_turn,
+    return {
+        "language": detection.language,
+        "language_clear": detection.clear,
+        "engine": "offline",
+        "model_turn": None,
+    }
+
+
+def route_after_detect_language(state: BotState) -> Literal["call_model", "score_intent"]:
+    """The model is asked when the bot may speak and the burst has words to answer (a voice note
+    nobody heard, a photo or a sticker is acknowledged by the offline engine)."""
+    if state["ai"].paused or not _has_words(state["pending"]):
+        return "score_intent"
+    return "call_model"
+
+
+def call_model(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
+    """Ask the model ONCE for the reply and its own reading of the customer; on any failure the
+    offline engine answers."""
+    config = _config(runtime, deps)
+    language = state["language"]
+    try:
+        turn = _ask_model(state, config, deps, language)
+    except Exception as exc:  # noqa: BLE001 - any model failure means the offline engine answers
+        log.warning(
+            "model answer unusable for conversation %s (%s: %s); the offline engine answers",
+            state.get("conversation_id"),
+            type(exc).__name__,
+            clip(str(exc), 200),
         )
-        written = model_turn.get("language")
-        if written and written != language:
-            if detection.clear or written not in config.business.languages:
-                # Told which language to write in, it wrote another: the offline reply is used.
-                model_turn["language_mismatch"] = written
-            else:
-                language = written  # an ambiguous message the model read as another language
-    data = assessment.as_dict()
-    data["language"] = language
-    return {"assessment": data, "model_turn": model_turn, "engine": engine}
+        return {"engine": "offline-fallback", "model_turn": None}
+    written = turn.language
+    if written and written != language:
+        if state["language_clear"] or written not in config.business.languages:
+            # Told which language to write in, it wrote another: the offline reply is used.
+            turn = replace(turn, language_mismatch=written)
+        else:
+            language = written  # an ambiguous message the model read as another language
+    return {"model_turn": turn, "engine": "llm", "language": language}
 
 
-def _ask_model(state: BotState, config: PromptConfig, deps: Deps, language: str) -> dict[str, Any]:
+def _ask_model(state: BotState, config: PromptConfig, deps: Deps, language: str) -> ModelTurn:
     """One model call: the system prompt from bot_system.md plus the bounded window; validated."""
     assert deps.model is not None
     lead = state["lead"]
     names = tuple(s.name for s in config.ai_settable)
-    query = " ".join([m["text"] for m in state["pending"]][-4:])
-    now = _now(state)
+    query = " ".join([m.text for m in state["pending"]][-4:])
     knowledge, section_ids = prompt_knowledge(
         config, query, language=language, context=_earlier_customer_texts(state)
     )
     system = config.render_bot_system(
-        statuses=statuses_for_prompt(config, lead["status"]),
+        statuses=statuses_for_prompt(config, lead.status),
         knowledge=knowledge,
         lead=_lead_for_prompt(lead, state["channel"]),
-        now=now.astimezone(config.business.hours.zone).strftime("%A %Y-%m-%d %H:%M"),
+        now=state["now"].astimezone(config.business.hours.zone).strftime("%A %Y-%m-%d %H:%M"),
     )
     name = language_name(language)
     system = (
@@ -588,29 +586,27 @@ def _ask_model(state: BotState, config: PromptConfig, deps: Deps, language: str)
     response = deps.model.invoke(
         [SystemMessage(content=system), HumanMessage(content=_transcript(state))]
     )
-    turn = parse_turn(response.content, names)
-    turn["knowledge"] = section_ids
-    return turn
+    return replace(parse_turn(response.content, names), knowledge=section_ids)
 
 
 def _earlier_customer_texts(state: BotState) -> list[str]:
     """The customer's messages before this burst, newest first (a follow-up's context)."""
     pending = set(state.get("pending_ids") or [])
     return [
-        m["text"]
+        m.text
         for m in reversed(state.get("window") or [])
-        if m["author"] == "customer" and m["id"] not in pending and m["text"]
+        if m.author == "customer" and m.id not in pending and m.text
     ][:3]
 
 
-def _lead_for_prompt(lead: dict[str, Any], channel: str) -> str:
+def _lead_for_prompt(lead: LeadSnapshot, channel: str) -> str:
     lines = [
-        f"- Name: {lead['name'] or 'not given'}",
+        f"- Name: {lead.name or 'not given'}",
         f"- Writing on: {CHANNEL_NAMES.get(channel, channel)}",
-        f"- Phone number: {'known' if lead['phone'] else 'not known'}",
-        f"- Interests so far: {', '.join(lead['interests']) or 'none yet'}",
-        f"- Objections so far: {', '.join(lead['objections']) or 'none'}",
-        f"- Current status: {lead['status']}",
+        f"- Phone number: {'known' if lead.phone else 'not known'}",
+        f"- Interests so far: {', '.join(lead.interests) or 'none yet'}",
+        f"- Objections so far: {', '.join(lead.objections) or 'none'}",
+        f"- Current status: {lead.status}",
     ]
     return "\n".join(lines)
 
@@ -619,11 +615,11 @@ def _transcript(state: BotState) -> str:
     pending = set(state.get("pending_ids") or [])
     who = {"customer": "Customer", "bot": "Assistant", "agent": "Sales agent (human)"}
     earlier = [
-        f"{who.get(m['author'], m['author'])}: {clip(m['text'], 600)}"
+        f"{who.get(m.author, m.author)}: {clip(m.text, 600)}"
         for m in state.get("window") or []
-        if m["id"] not in pending
+        if m.id not in pending
     ]
-    new = [f"Customer: {clip(m['text'], 1500)}" for m in state["pending"]]
+    new = [f"Customer: {clip(m.text, 1500)}" for m in state["pending"]]
     parts = [f"Conversation summary so far: {clip(state.get('summary') or '(none yet)', 1200)}"]
     parts.append(
         "Recent messages (oldest first):\n" + ("\n".join(earlier) if earlier else "(none)")
@@ -636,204 +632,226 @@ def _transcript(state: BotState) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# decide_status / act
+# score_intent / decide_status / plan
 
 
-def decide_status(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+def score_intent(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
+    """Score the customer's intent 0-100 with the evidence behind each factor; the model's reading,
+    when it answered, is one weighted factor."""
+    config = _config(runtime, deps)
+    turn = state.get("model_turn")
+    assessment = assess(
+        _customer_messages(state),
+        config=config,
+        terms=knowledge_index(config).terms,
+        previous_score=state["lead"].score,
+        model_judgement=turn.judgement if turn is not None else None,
+    )
+    return {"assessment": assessment}
+
+
+def decide_status(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """The model's validated choice, or the rules; never backwards, never out of terminal."""
     config = _config(runtime, deps)
     assessment = state["assessment"]
     lead = state["lead"]
-    signals = set(assessment["signals"])
-    if (state.get("contacts") or {}).get("phones"):
+    signals = set(assessment.signals)
+    contacts = state.get("contacts")
+    if contacts is not None and contacts.phones:
         signals.add("phone_given")
-    model_turn = state.get("model_turn")
-    by_rules = offline_status(config, signals, assessment["score"])
-    if model_turn is not None:
-        proposed, source = model_turn.get("status"), "model"
-        if assessment.get("ignored_instructions") and _rank(config, proposed) > _rank(
-            config, by_rules
-        ):
+    turn = state.get("model_turn")
+    by_rules = offline_status(config, signals, assessment.score)
+    if turn is not None:
+        proposed, source = turn.status, "model"
+        if assessment.ignored_instructions and _rank(config, proposed) > _rank(config, by_rules):
             # The customer tried to instruct the bot: the model may have been talked into a status
             # the conversation does not support, so it gets no further than the rules.
             proposed, source = by_rules, "rules"
     else:
         proposed, source = by_rules, "rules"
-    decision = decide(config, lead["status"], proposed, source=source, locked=lead["locked"])
-    room = state.get("room") or {}
+    decision = decide(config, lead.status, proposed, source=source, locked=lead.locked)
+    room = state.get("room")
     target = config.status(decision.status)
-    if decision.changed and target is not None and target.terminal and not room.get(
-        "speaks_for_lead", True
+    if (
+        decision.changed
+        and target is not None
+        and target.terminal
+        and room is not None
+        and not room.speaks_for_lead
     ):
         # Someone on an identity nobody vouches for cannot end a lead that has other rooms; their
         # "stop" still quiets this conversation.
+        kept = Decision(
+            decision.previous, decision.previous, False, "kept",
+            "a conversation on a claimed identity cannot end the lead",
+        )
         return {
-            "decision": Decision(
-                decision.previous, decision.previous, False, "kept",
-                "a conversation on a claimed identity cannot end the lead",
-            ).as_dict(),
-            "room_quiet": {"behaviour": target.ai_behaviour, "minutes": target.pause_minutes},
+            "decision": kept,
+            "room_quiet": RoomQuiet(behaviour=target.ai_behaviour, minutes=target.pause_minutes),
         }
-    return {"decision": decision.as_dict()}
+    return {"decision": decision, "room_quiet": None}
 
 
-def _rank(config: PromptConfig, name: Optional[str]) -> int:
+def _rank(config: PromptConfig, name: str | None) -> int:
     status = config.status(name)
     return status.rank if status is not None else -1
 
 
-def act(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
-    """Decide what the status change triggers (its action and AI behaviour); `save` applies it."""
-    config = _config(runtime, deps)
-    plan = plan_for(config, Decision(**state["decision"]))
-    quiet = state.get("room_quiet") or {}
-    if quiet.get("behaviour") in ("pause", "stop"):
-        return {"plan": {"action": "none", "ai_behaviour": quiet["behaviour"],
-                         "pause_minutes": quiet.get("minutes"), "transition": quiet["behaviour"]}}
-    return {"plan": plan.as_dict()}
+def plan(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
+    """Decide once what the turn triggers: the new status's action and AI behaviour, or a pause or
+    stop of this conversation alone. `save` applies it."""
+    quiet = state.get("room_quiet")
+    if quiet is not None and quiet.behaviour in ("pause", "stop"):
+        return {"plan": quiet_room_plan(quiet.behaviour, quiet.minutes)}
+    return {"plan": plan_for(_config(runtime, deps), state["decision"])}
 
 
-def route_after_act(state: BotState) -> Literal["draft_reply", "save"]:
-    return "save" if state["ai"]["paused"] else "draft_reply"
+def route_after_plan(state: BotState) -> Literal["draft_reply", "save"]:
+    return "save" if state["ai"].paused else "draft_reply"
 
 
 # --------------------------------------------------------------------------------------------
 # draft_reply
 
 
-def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+def draft_reply(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Write the one reply to the burst: the model's (if it passes the checks) or the offline one,
     with the resume notice, hand-over note and phone ask the rules call for."""
     config = _config(runtime, deps)
-    now = _now(state)
     if is_silent_burst(state["pending"]):
         # A sticker or a reaction on its own: nothing to answer.
         return {"reply": None}
-    lead, assessment, plan = state["lead"], state["assessment"], state["plan"]
-    contacts = state.get("contacts") or {}
-    language = assessment.get("language") or config.business.default_language
-    signals = list(assessment["signals"])
-    transition = plan.get("transition")
-    business = config.business
-    interested = shows_interest(
-        assessment["score"], [*signals, *assessment["window_signals"]], business.phone_ask_min_score
-    )
-    ask = should_ask_phone(
-        channel=state["channel"],
-        has_phone=bool(lead["phone"] or contacts.get("phones")),
-        declined=bool(lead["phone_declined"] or contacts.get("phone_declined")),
-        asks=lead["phone_asks"],
-        max_asks=business.phone_ask_max,
-        asked_last=bool(lead["last_reply_asked_phone"]),
-        interested=interested,
-        quiet=transition == "stop",
-    )
-    closed_until = None
-    # Out of hours, say when the team is back whenever the turn hands over or notifies an agent
-    # (the notification waits for the opening).
-    notifies = plan.get("action") in ("notify", "auto_assign")
-    hands_over = transition == "pause" or "callback" in signals or notifies
-    if hands_over and transition != "stop" and not business.hours.is_open(now):
-        opening = business.hours.next_opening(now)
-        if opening is not None:
-            closed_until = format_opening(opening, now, business.hours.timezone, language)
-    ctx = ReplyContext(
-        config=config,
-        language=language,
-        burst_text=" ".join(m["text"] for m in state["pending"]),
-        signals=signals,
-        transition=transition,
-        greet=not state.get("greeted"),
-        notice_due=bool(state["ai"]["notice_due"]),
-        ask_phone=ask,
-        phone_given=bool(contacts.get("new_phones")),
-        injection=bool(assessment.get("ignored_instructions")),
-        closed_until=closed_until,
-        customer_name=lead["name"],
-        question="question" in signals,
-        phone_declined=bool(contacts.get("phone_declined")),
-        context=_earlier_customer_texts(state),
-    )
-    core: Optional[str] = None
+    ctx = _reply_context(state, config)
+    core: str | None = None
     source = "offline"
     knowledge: list[str] = []
     greet = ctx.greet
-    asked = ask
-    model_turn = state.get("model_turn")
-    if model_turn is not None:
-        candidate = model_turn["reply"]
-        reason = unsafe_reply_reason(
-            candidate,
-            config=config,
-            lead_phone=lead["phone"],
-            lead_email=lead["email"],
-            region=deps.region,
-        )
-        if reason is None and asks_for_phone(candidate) and not ask:
-            reason = "it asks for a phone number when the rules say not to"
-        decision = state["decision"]
-        if reason is None and transition and decision.get("source") != "model":
-            reason = "the status change needs the hand-over message"
-        if reason is None and model_turn.get("language_mismatch"):
-            reason = f"it is written in {model_turn['language_mismatch']}, not {language}"
+    asked = ctx.ask_phone
+    turn = state.get("model_turn")
+    if turn is not None:
+        reason = _why_not_the_model_reply(turn, ctx, state, config, deps.region)
         if reason is None:
-            core, source, greet = candidate, "llm", False
-            knowledge = list(model_turn.get("knowledge") or [])
-            if ask and asks_for_phone(candidate):
+            core, source, greet = turn.reply, "llm", False
+            knowledge = list(turn.knowledge)
+            if ctx.ask_phone and asks_for_phone(turn.reply):
                 ctx.ask_phone = False  # the model already asked; the rules count it
-            if closed_until:
+            if ctx.closed_until:
                 core = (
                     core
                     + "\n\n"
-                    + config.template("out_of_hours", language, next_opening=closed_until)
+                    + config.template("out_of_hours", ctx.language, next_opening=ctx.closed_until)
                 )
         else:
             log.warning(
                 "model reply for conversation %s not used: %s", state.get("conversation_id"), reason
             )
     acks = acknowledgements(state["pending"])
-    has_words = bool(ctx.burst_text.strip())
     if core is None:
-        core = offline_core(ctx) if has_words or transition or not acks else ""
+        has_words = bool(ctx.burst_text.strip())
+        core = offline_core(ctx) if has_words or ctx.transition or not acks else ""
         knowledge = list(ctx.knowledge)
     if acks:
-        said = acknowledgement_text(acks, config, language)
+        said = acknowledgement_text(acks, config, ctx.language)
         core = f"{core}\n\n{said}" if core else said
-    text = finish_reply(core, ctx, greet=greet)
     return {
-        "reply": {
-            "text": text,
-            "asked_phone": asked,
-            "language": language,
-            "source": source,
-            "knowledge": knowledge,
-            "notice": ctx.notice_due,
-        }
+        "reply": DraftReply(
+            text=finish_reply(core, ctx, greet=greet),
+            asked_phone=asked,
+            language=ctx.language,
+            source=source,
+            knowledge=knowledge,
+            notice=ctx.notice_due,
+        )
     }
+
+
+def _reply_context(state: BotState, config: PromptConfig) -> ReplyContext:
+    """What the reply depends on: the language, the signals, the plan's transition, whether to
+    greet, give the resume notice, ask for a phone and say when the team is back."""
+    lead, assessment, planned = state["lead"], state["assessment"], state["plan"]
+    contacts = state.get("contacts") or Contacts()
+    language = state.get("language") or config.business.default_language
+    signals = list(assessment.signals)
+    business = config.business
+    interested = shows_interest(
+        assessment.score, [*signals, *assessment.window_signals], business.phone_ask_min_score
+    )
+    ask = should_ask_phone(
+        channel=state["channel"],
+        has_phone=bool(lead.phone or contacts.phones),
+        declined=bool(lead.phone_declined or contacts.phone_declined),
+        asks=lead.phone_asks,
+        max_asks=business.phone_ask_max,
+        asked_last=lead.last_reply_asked_phone,
+        interested=interested,
+        quiet=planned.transition == "stop",
+    )
+    return ReplyContext(
+        config=config,
+        language=language,
+        burst_text=" ".join(m.text for m in state["pending"]),
+        signals=signals,
+        transition=planned.transition,
+        greet=not state.get("greeted"),
+        notice_due=state["ai"].notice_due,
+        ask_phone=ask,
+        phone_given=bool(contacts.new_phones),
+        injection=bool(assessment.ignored_instructions),
+        closed_until=_closed_until(state, config, planned, language),
+        customer_name=lead.name,
+        question="question" in signals,
+        phone_declined=contacts.phone_declined,
+        context=_earlier_customer_texts(state),
+    )
+
+
+def _closed_until(
+    state: BotState, config: PromptConfig, planned: Plan, language: str
+) -> str | None:
+    """Out of hours, when the team is back, said whenever the turn hands over or notifies an agent
+    (the notification waits for the opening); None otherwise."""
+    now, hours = state["now"], config.business.hours
+    notifies = planned.action in ("notify", "auto_assign")
+    hands_over = (
+        planned.transition == "pause" or "callback" in state["assessment"].signals or notifies
+    )
+    if not hands_over or planned.transition == "stop" or hours.is_open(now):
+        return None
+    opening = hours.next_opening(now)
+    if opening is None:
+        return None
+    return format_opening(opening, now, hours.timezone, language)
+
+
+def _why_not_the_model_reply(
+    turn: ModelTurn, ctx: ReplyContext, state: BotState, config: PromptConfig, region: str
+) -> str | None:
+    """Why the model's reply must not be sent (the offline one is), or None when it may."""
+    lead = state["lead"]
+    reason = unsafe_reply_reason(
+        turn.reply, config=config, lead_phone=lead.phone, lead_email=lead.email, region=region
+    )
+    if reason is None and asks_for_phone(turn.reply) and not ctx.ask_phone:
+        reason = "it asks for a phone number when the rules say not to"
+    if reason is None and ctx.transition and state["decision"].source != "model":
+        reason = "the status change needs the hand-over message"
+    if reason is None and turn.language_mismatch:
+        reason = f"it is written in {turn.language_mismatch}, not {ctx.language}"
+    return reason
 
 
 # --------------------------------------------------------------------------------------------
 # save
 
 
-def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[str, Any]:
+def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Apply the whole turn in one transaction: claim the burst, score, update the lead, change the
-    status and run its action, pause or stop the bot, record the reply."""
+    status and apply the plan (its action, a pause or stop of the bot), record the reply."""
     config = _config(runtime, deps)
-    now = _now(state)
-    pending_ids: list[int] = state["pending_ids"]
-    last_id = pending_ids[-1]
     try:
         with deps.session_factory.begin() as session:
-            claimed = session.execute(
-                update(Message)
-                .where(Message.id.in_(pending_ids), Message.processed_at.is_(None))
-                .values(processed_at=now)
-                .execution_options(synchronize_session=False)
-            ).rowcount
-            if claimed != len(pending_ids):
-                raise _Superseded()
-            result = _apply_turn(state, config, deps, session, now, last_id)
+            _claim_pending(state["pending_ids"], state["now"], session)
+            result = _apply_turn(state, config, session)
     except _Superseded:
         log.info(
             "conversation %s: another run handled these messages first",
@@ -843,17 +861,55 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> dict[s
     return result
 
 
-def _apply_turn(
-    state: BotState, config: PromptConfig, deps: Deps, session: Session, now: datetime, last_id: int
-) -> dict[str, Any]:
-    lead = session.get(Lead, state["lead_id"], with_for_update=True)
-    lead = get_lead(lead.id if lead is not None else state["lead_id"], session=session)
-    assessment = Assessment(**{k: v for k, v in state["assessment"].items() if k != "language"})
-    decision = Decision(**state["decision"])
-    model_turn = state.get("model_turn")
-    contacts = state.get("contacts") or {}
+def _claim_pending(pending_ids: list[int], now: datetime, session: Session) -> None:
+    """Mark the burst processed, or raise `_Superseded` when another run got (some of) it first."""
+    claimed = session.execute(
+        update(Message)
+        .where(Message.id.in_(pending_ids), Message.processed_at.is_(None))
+        .values(processed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != len(pending_ids):
+        raise _Superseded()
 
-    # The bot's own pause ran out: it speaks again (and says so in its next message).
+
+def _apply_turn(state: BotState, config: PromptConfig, session: Session) -> BotState:
+    now = state["now"]
+    last_id = state["pending_ids"][-1]
+    locked = session.get(Lead, state["lead_id"], with_for_update=True)
+    lead = get_lead(locked.id if locked is not None else state["lead_id"], session=session)
+    conversation = session.get(Conversation, state["conversation_id"])
+    assert conversation is not None
+    _end_expired_pause(lead, now, session)
+    alone = rules.only_conversation(conversation, session=session)
+    # Checked on the rows themselves: a human who replied during the model call silences this reply.
+    quiet = is_ai_paused(lead, now) or bool(conversation.ai_stopped) or (
+        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
+    )
+    if not lead.locked:
+        record_score(
+            lead,
+            state["assessment"].score,
+            state["assessment"].factors,
+            session=session,
+            message_id=last_id,
+            engine="llm" if state.get("engine") == "llm" else "offline",
+        )
+    status_changed = _change_status(lead, state["decision"], config, session)
+    summary = _update_lead_profile(lead, state, config, session)
+    _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=lead.status)
+    _apply_plan(state["plan"], lead, conversation, status_changed, alone, config, session, now)
+    replies = _record_reply(state, lead, conversation, config, session, quiet=quiet)
+    return {
+        "outcome": "replied" if replies else "quiet",
+        "replies": replies,
+        "more_pending": _more_pending(conversation.id, state["pending_ids"], session),
+        "lead_id": lead.id,
+    }
+
+
+def _end_expired_pause(lead: Lead, now: datetime, session: Session) -> None:
+    """The bot's own pause ran out: it speaks again (and says so in its next message)."""
     if not lead.ai_stopped and lead.ai_paused_until is not None and lead.ai_paused_until <= now:
         update_lead(
             lead,
@@ -861,128 +917,156 @@ def _apply_turn(
             session=session,
             actor="bot",
         )
-    conversation = session.get(Conversation, state["conversation_id"])
-    assert conversation is not None
-    alone = rules.only_conversation(conversation, session=session)
-    # Checked on the rows themselves: a human who replied during the model call silences this reply.
-    quiet = is_ai_paused(lead, now) or bool(conversation.ai_stopped) or (
-        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
-    )
 
-    if not lead.locked:
-        record_score(
-            lead,
-            assessment.score,
-            assessment.factors,
-            session=session,
-            message_id=last_id,
-            engine="llm" if state.get("engine") == "llm" else "offline",
-        )
-    final_status = lead.status
-    status_changed = False
+
+def _change_status(lead: Lead, decision: Decision, config: PromptConfig, session: Session) -> bool:
+    """Set the decided status unless a human locked the lead or moved it meanwhile."""
     if decision.changed and not lead.locked and may_move(config, lead.status, decision.status)[0]:
         update_lead(lead, {"status": decision.status}, session=session, actor="bot")
-        final_status, status_changed = decision.status, True
+        return True
+    return False
 
+
+def _update_lead_profile(
+    lead: Lead, state: BotState, config: PromptConfig, session: Session
+) -> str:
+    """Tags, interests, objections, summary, conversion chance and next best action; the lead's
+    summary is returned."""
+    assessment, turn = state["assessment"], state.get("model_turn")
     has_phone = bool(lead.phone)
-    summary = (model_turn or {}).get("summary") or summarize(
-        assessment, name=lead.name, has_phone=has_phone, status=final_status
+    summary = (turn.summary if turn else "") or summarize(
+        assessment, name=lead.name, has_phone=has_phone, status=lead.status
     )
-    action = (model_turn or {}).get("next_best_action") or next_best_action(
-        assessment, final_status, has_phone=has_phone, config=config
+    action = (turn.next_best_action if turn else "") or next_best_action(
+        assessment, lead.status, has_phone=has_phone, config=config
     )
     changes: dict[str, Any] = {
         "tags": derive_tags(lead.tags or [], assessment, config),
         "interests": merge_labels(
-            lead.interests or [], [*assessment.interests, *(model_turn or {}).get("interests", [])]
+            lead.interests or [], [*assessment.interests, *(turn.interests if turn else [])]
         ),
         "objections": merge_labels(
-            lead.objections or [],
-            [*assessment.objections, *(model_turn or {}).get("objections", [])],
+            lead.objections or [], [*assessment.objections, *(turn.objections if turn else [])]
         ),
         "summary": summary,
-        "conversion_probability": conversion_probability(lead.score, final_status, config),
+        "conversion_probability": conversion_probability(lead.score, lead.status, config),
         "next_best_action": action,
     }
-    if contacts.get("phone_declined"):
+    contacts = state.get("contacts")
+    if contacts is not None and contacts.phone_declined:
         changes["phone_declined"] = True
     update_lead(lead, changes, session=session, actor="bot")
+    return summary
 
+
+def _update_conversation(
+    conversation: Conversation, state: BotState, *, lead_summary: str, alone: bool, status: str
+) -> None:
+    """The conversation's own summary and the language it is in."""
     if alone:
-        conversation.summary = summary[:2000]
+        conversation.summary = lead_summary[:2000]
     else:
         # The room's own summary names only what this conversation said.
-        room = state["lead"]
-        conversation.summary = ((model_turn or {}).get("summary") or summarize(
-            assessment, name=room.get("name"), has_phone=bool(room.get("phone")),
-            status=final_status,
+        room, turn = state["lead"], state.get("model_turn")
+        conversation.summary = ((turn.summary if turn else "") or summarize(
+            state["assessment"], name=room.name, has_phone=bool(room.phone), status=status,
         ))[:2000]
-    language = state["assessment"].get("language")
+    language = state.get("language")
     if language and conversation.language != language:
         conversation.language = language
 
-    if status_changed:
-        plan = plan_for(config, decision)
-        _run_action(plan.action, lead, final_status, config, session, now)
-        _apply_ai_behaviour(plan.ai_behaviour, plan.pause_minutes, lead, final_status, session, now,
-                            conversation=None if alone else conversation)
-    room_quiet = state.get("room_quiet") or {}
-    if room_quiet.get("behaviour") in ("pause", "stop"):
-        _apply_ai_behaviour(room_quiet["behaviour"], room_quiet.get("minutes"), lead, final_status,
-                            session, now, conversation=conversation)
 
-    replies: list[dict[str, Any]] = []
+def _apply_plan(
+    planned: Plan,
+    lead: Lead,
+    conversation: Conversation,
+    status_changed: bool,
+    alone: bool,
+    config: PromptConfig,
+    session: Session,
+    now: datetime,
+) -> None:
+    """Run the planned action and pause or stop the bot: for the lead, or for this conversation
+    only when it is one of several (or the plan quiets this room alone)."""
+    if planned.room_only:
+        _apply_ai_behaviour(
+            planned.ai_behaviour, planned.pause_minutes, lead, lead.status, session, now,
+            conversation=conversation,
+        )
+        return
+    if not status_changed:
+        return
+    _run_action(planned.action, lead, lead.status, config, session, now)
+    _apply_ai_behaviour(
+        planned.ai_behaviour, planned.pause_minutes, lead, lead.status, session, now,
+        conversation=None if alone else conversation,
+    )
+
+
+def _record_reply(
+    state: BotState,
+    lead: Lead,
+    conversation: Conversation,
+    config: PromptConfig,
+    session: Session,
+    *,
+    quiet: bool,
+) -> list[Reply]:
+    """Record the drafted reply as pending delivery, unless a human took over meanwhile."""
     reply = state.get("reply")
-    if reply and reply.get("text") and not quiet:
-        message = record_outbound(
-            conversation,
-            reply["text"],
-            session=session,
-            author="bot",
-            idempotency_key=f"bot-reply:{last_id}",
-            external_id=state.get("external_id"),
-            delivery_status="pending",
-        )
-        if reply.get("asked_phone"):
-            lead.phone_asks = (lead.phone_asks or 0) + 1
-        lead.last_reply_asked_phone = bool(reply.get("asked_phone"))
-        if reply.get("notice"):
-            lead.ai_resume_notice_due = False
-        replies.append(
-            {
-                "message_id": message.id,
-                "lead_id": lead.id,
-                "conversation_id": conversation.id,
-                "channel": conversation.channel,
-                "external_id": message.external_id,
-                "text": message.text,
-                "language": reply.get("language") or config.business.default_language,
-                "source": "model" if reply.get("source") == "llm" else "offline",
-                "knowledge": tuple(reply.get("knowledge") or ()),
-            }
-        )
-    elif reply and quiet:
+    if reply is None:
+        return []
+    if quiet:
         log.info(
             "conversation %s: a human took over while the bot was thinking; no bot reply",
             conversation.id,
         )
+        return []
+    if not reply.text:
+        return []
+    message = record_outbound(
+        conversation,
+        reply.text,
+        session=session,
+        author="bot",
+        idempotency_key=f"bot-reply:{state['pending_ids'][-1]}",
+        external_id=state.get("external_id"),
+        delivery_status="pending",
+    )
+    if reply.asked_phone:
+        lead.phone_asks = (lead.phone_asks or 0) + 1
+    lead.last_reply_asked_phone = reply.asked_phone
+    if reply.notice:
+        lead.ai_resume_notice_due = False
+    return [
+        Reply(
+            message_id=message.id,
+            lead_id=lead.id,
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            external_id=message.external_id,
+            text=message.text,
+            language=reply.language or config.business.default_language,
+            source="model" if reply.source == "llm" else "offline",
+            knowledge=tuple(reply.knowledge),
+        )
+    ]
 
-    more = session.scalar(
-        select(
-            exists().where(
-                Message.conversation_id == conversation.id,
-                Message.direction == "in",
-                Message.processed_at.is_(None),
-                Message.id.not_in(state["pending_ids"]),
+
+def _more_pending(conversation_id: int, pending_ids: list[int], session: Session) -> bool:
+    """Whether customer messages arrived during this run (another run answers them)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == "in",
+                    Message.processed_at.is_(None),
+                    Message.id.not_in(pending_ids),
+                )
             )
         )
     )
-    return {
-        "outcome": "replied" if replies else "quiet",
-        "replies": replies,
-        "more_pending": bool(more),
-        "lead_id": lead.id,
-    }
 
 
 def _notify_targets(lead: Lead, session: Session) -> list[Agent]:
@@ -1046,18 +1130,16 @@ def _run_action(
 
 def _apply_ai_behaviour(
     behaviour: str,
-    minutes: Optional[int],
+    minutes: int | None,
     lead: Lead,
     status: str,
     session: Session,
     now: datetime,
     *,
-    conversation: Optional[Conversation] = None,
+    conversation: Conversation | None = None,
 ) -> None:
     """Pause or stop the bot: for the lead, or (given `conversation`, one of several rooms) for that
     conversation only."""
-    from datetime import timedelta
-
     if conversation is not None:
         if behaviour == "pause" and minutes:
             until = now + timedelta(minutes=minutes)

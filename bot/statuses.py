@@ -7,22 +7,21 @@ picks statuses marked `ai_can_set`; humans can set anything (through the API and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 from bot.prompts import PromptConfig, Status
 
 
 @dataclass(frozen=True)
 class Decision:
+    """The status the lead ends the turn with, and why."""
+
     status: str  # the status the lead ends with
     previous: str
     changed: bool
     source: str  # "model" | "rules" | "kept"
     reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def offline_status(config: PromptConfig, signals: Iterable[str], score: int) -> Optional[str]:
@@ -84,21 +83,25 @@ def decide(
 
 @dataclass(frozen=True)
 class Plan:
-    """What a status change triggers: its action and what happens to the bot."""
+    """What the turn triggers: the status's action and what happens to the bot. Made once by the
+    graph's `plan` node and applied once by `save`."""
 
     action: str  # none | notify | auto_assign
     ai_behaviour: str  # continue | pause | stop
     pause_minutes: Optional[int]
-    transition: Optional[str]  # "pause" | "stop" when this change quiets the bot now
+    transition: Optional[str]  # "pause" | "stop" when this turn quiets the bot now
+    # The pause or stop quiets this conversation only: a customer on an identity nobody vouches
+    # for said it, in one of the lead's several conversations.
+    room_only: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+NOTHING = Plan("none", "continue", None, None)
 
 
 def plan_for(config: PromptConfig, decision: Decision) -> Plan:
     """Actions run only when the status really changed; no `notify` for terminal statuses."""
     if not decision.changed:
-        return Plan("none", "continue", None, None)
+        return NOTHING
     status = config.status(decision.status)
     assert status is not None
     action = status.action
@@ -106,6 +109,11 @@ def plan_for(config: PromptConfig, decision: Decision) -> Plan:
         action = "none"
     transition = status.ai_behaviour if status.ai_behaviour in ("pause", "stop") else None
     return Plan(action, status.ai_behaviour, status.pause_minutes, transition)
+
+
+def quiet_room_plan(behaviour: str, minutes: Optional[int]) -> Plan:
+    """A pause or stop for this conversation only, with no status change and no action."""
+    return Plan("none", behaviour, minutes, behaviour, room_only=True)
 
 
 def statuses_for_prompt(config: PromptConfig, current: Optional[str]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot import load_prompts
-from bot.offline import knowledge_for_prompt, knowledge_index, retrieve
+from bot.knowledge import knowledge_for_prompt, knowledge_index, retrieve
 from bot.prompts import DEFAULT_PROMPTS_DIR
 from bot.scoring import CustomerMessage, assess
 
