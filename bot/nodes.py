@@ -261,9 +261,9 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
             human_took_over(
                 stored.lead, session=session, now=now, minutes=_takeover_minutes(config, deps)
             )
-        update_.update(
-            conversation_id=stored.conversation.id, duplicate=stored.duplicate, echo=echo
-        )
+        update_["conversation_id"] = stored.conversation.id
+        update_["duplicate"] = stored.duplicate
+        update_["echo"] = echo
     if stored.duplicate:
         log.info(
             "duplicate %s message ignored (conversation %s)",
@@ -661,6 +661,7 @@ def decide_status(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
         signals.add("phone_given")
     turn = state.get("model_turn")
     by_rules = offline_status(config, signals, assessment.score)
+    proposed: str | None
     if turn is not None:
         proposed, source = turn.status, "model"
         if assessment.ignored_instructions and _rank(config, proposed) > _rank(config, by_rules):
