@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -36,6 +36,7 @@ from bot.media import (
 from bot.names import extract_company, extract_name
 from bot.outbox import Reply
 from bot.phone_ask import asks_for_phone, declined_phone, should_ask_phone, shows_interest
+from bot.policy import build_policy
 from bot.prompts import PromptConfig
 from bot.replies import ReplyContext, finish_reply, format_opening, offline_core
 from bot.reply_safety import unsafe_reply_reason
@@ -71,16 +72,18 @@ from bot.statuses import (
     quiet_room_plan,
     statuses_for_prompt,
 )
-from bot.takeover import human_took_over, is_ai_paused
 from bot.text import clip
 from store import identity as rules
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
+from store.domain.policy import Policy
+from store.domain.status import change_status_by_bot, quiet_for_status
+from store.domain.takeover import human_took_over, is_ai_paused
 from store.leads import find_identity, get_lead, resolve, set_stated_details, update_lead
 from store.messages import conversation_messages, pending_messages, record_outbound
 from store.messages import ingest as store_ingest
-from store.models import CLAIMED, Agent, ContactDetail, Conversation, Identity, Lead, Message
-from store.work import assign_lead, next_available_agent, notify, record_score
+from store.models import CLAIMED, ContactDetail, Conversation, Identity, Lead, Message
+from store.work import record_score
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +123,9 @@ def _config(runtime: Runtime[BotContext], deps: Deps) -> PromptConfig:
     return context.prompts if context is not None else deps.prompts()
 
 
-def _takeover_minutes(config: PromptConfig, deps: Deps) -> int:
-    return config.business.takeover_minutes or deps.takeover_minutes
+def _policy(config: PromptConfig, deps: Deps) -> Policy:
+    """The business rules' view of the configuration (takeover window, statuses, hours)."""
+    return build_policy(config, takeover_fallback=deps.takeover_minutes)
 
 
 def _has_words(pending: Sequence[PendingMessage]) -> bool:
@@ -259,7 +263,8 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
         if echo and not stored.duplicate:
             # A reply an agent sent from the channel's own app: the human has taken over.
             human_took_over(
-                stored.lead, session=session, now=now, minutes=_takeover_minutes(config, deps)
+                stored.lead, session=session, now=now,
+                minutes=_policy(config, deps).takeover_minutes,
             )
         update_["conversation_id"] = stored.conversation.id
         update_["duplicate"] = stored.duplicate
@@ -688,7 +693,7 @@ def decide_status(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
         )
         return {
             "decision": kept,
-            "room_quiet": RoomQuiet(behaviour=target.ai_behaviour, minutes=target.pause_minutes),
+            "room_quiet": RoomQuiet(status=target.name, behaviour=target.ai_behaviour),
         }
     return {"decision": decision, "room_quiet": None}
 
@@ -703,7 +708,7 @@ def plan(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
     stop of this conversation alone. `save` applies it."""
     quiet = state.get("room_quiet")
     if quiet is not None and quiet.behaviour in ("pause", "stop"):
-        return {"plan": quiet_room_plan(quiet.behaviour, quiet.minutes)}
+        return {"plan": quiet_room_plan(quiet.status, quiet.behaviour)}
     return {"plan": plan_for(_config(runtime, deps), state["decision"])}
 
 
@@ -849,10 +854,11 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
     """Apply the whole turn in one transaction: claim the burst, score, update the lead, change the
     status and apply the plan (its action, a pause or stop of the bot), record the reply."""
     config = _config(runtime, deps)
+    policy = _policy(config, deps)
     try:
         with deps.session_factory.begin() as session:
             _claim_pending(state["pending_ids"], state["now"], session)
-            result = _apply_turn(state, config, session)
+            result = _apply_turn(state, config, policy, session)
     except _Superseded:
         log.info(
             "conversation %s: another run handled these messages first",
@@ -874,7 +880,9 @@ def _claim_pending(pending_ids: list[int], now: datetime, session: Session) -> N
         raise _Superseded()
 
 
-def _apply_turn(state: BotState, config: PromptConfig, session: Session) -> BotState:
+def _apply_turn(
+    state: BotState, config: PromptConfig, policy: Policy, session: Session
+) -> BotState:
     now = state["now"]
     last_id = state["pending_ids"][-1]
     locked = session.get(Lead, state["lead_id"], with_for_update=True)
@@ -896,10 +904,13 @@ def _apply_turn(state: BotState, config: PromptConfig, session: Session) -> BotS
             message_id=last_id,
             engine="llm" if state.get("engine") == "llm" else "offline",
         )
-    status_changed = _change_status(lead, state["decision"], config, session)
-    summary = _update_lead_profile(lead, state, config, session)
-    _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=lead.status)
-    _apply_plan(state["plan"], lead, conversation, status_changed, alone, config, session, now)
+    decision = state["decision"]
+    sets_status = _may_still_set(lead, decision, config)
+    status = decision.status if sets_status else lead.status
+    summary = _update_lead_profile(lead, state, config, session, status=status)
+    _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=status)
+    # After the profile: the notifications the status's action sends quote its next best action.
+    _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
     replies = _record_reply(state, lead, conversation, config, session, quiet=quiet)
     return {
         "outcome": "replied" if replies else "quiet",
@@ -920,26 +931,26 @@ def _end_expired_pause(lead: Lead, now: datetime, session: Session) -> None:
         )
 
 
-def _change_status(lead: Lead, decision: Decision, config: PromptConfig, session: Session) -> bool:
-    """Set the decided status unless a human locked the lead or moved it meanwhile."""
-    if decision.changed and not lead.locked and may_move(config, lead.status, decision.status)[0]:
-        update_lead(lead, {"status": decision.status}, session=session, actor="bot")
-        return True
-    return False
+def _may_still_set(lead: Lead, decision: Decision, config: PromptConfig) -> bool:
+    """Whether the decided status still applies: not if a human locked the lead or moved it past
+    it meanwhile."""
+    return (
+        decision.changed and not lead.locked and may_move(config, lead.status, decision.status)[0]
+    )
 
 
 def _update_lead_profile(
-    lead: Lead, state: BotState, config: PromptConfig, session: Session
+    lead: Lead, state: BotState, config: PromptConfig, session: Session, *, status: str
 ) -> str:
-    """Tags, interests, objections, summary, conversion chance and next best action; the lead's
-    summary is returned."""
+    """Tags, interests, objections, summary, conversion chance and next best action, for the lead
+    in `status` (the one it ends the turn with); the lead's summary is returned."""
     assessment, turn = state["assessment"], state.get("model_turn")
     has_phone = bool(lead.phone)
     summary = (turn.summary if turn else "") or summarize(
-        assessment, name=lead.name, has_phone=has_phone, status=lead.status
+        assessment, name=lead.name, has_phone=has_phone, status=status
     )
     action = (turn.next_best_action if turn else "") or next_best_action(
-        assessment, lead.status, has_phone=has_phone, config=config
+        assessment, status, has_phone=has_phone, config=config
     )
     changes: dict[str, Any] = {
         "tags": derive_tags(lead.tags or [], assessment, config),
@@ -950,7 +961,7 @@ def _update_lead_profile(
             lead.objections or [], [*assessment.objections, *(turn.objections if turn else [])]
         ),
         "summary": summary,
-        "conversion_probability": conversion_probability(lead.score, lead.status, config),
+        "conversion_probability": conversion_probability(lead.score, status, config),
         "next_best_action": action,
     }
     contacts = state.get("contacts")
@@ -981,27 +992,27 @@ def _apply_plan(
     planned: Plan,
     lead: Lead,
     conversation: Conversation,
-    status_changed: bool,
+    sets_status: bool,
     alone: bool,
-    config: PromptConfig,
+    policy: Policy,
     session: Session,
     now: datetime,
 ) -> None:
-    """Run the planned action and pause or stop the bot: for the lead, or for this conversation
-    only when it is one of several (or the plan quiets this room alone)."""
+    """Apply the plan through the domain layer, the bot being the actor: the new status with its
+    lock, action and AI behaviour (the pause or stop holds in this conversation only when it is
+    one of several), or only the pause or stop of this conversation."""
+    if planned.status is None:
+        return
     if planned.room_only:
-        _apply_ai_behaviour(
-            planned.ai_behaviour, planned.pause_minutes, lead, lead.status, session, now,
+        quiet_for_status(
+            lead, planned.status, session=session, policy=policy, now=now,
             conversation=conversation,
         )
-        return
-    if not status_changed:
-        return
-    _run_action(planned.action, lead, lead.status, config, session, now)
-    _apply_ai_behaviour(
-        planned.ai_behaviour, planned.pause_minutes, lead, lead.status, session, now,
-        conversation=None if alone else conversation,
-    )
+    elif sets_status:
+        change_status_by_bot(
+            lead, planned.status, session=session, policy=policy, now=now,
+            conversation=None if alone else conversation,
+        )
 
 
 def _record_reply(
@@ -1068,101 +1079,3 @@ def _more_pending(conversation_id: int, pending_ids: list[int], session: Session
             )
         )
     )
-
-
-def _notify_targets(lead: Lead, session: Session) -> list[Agent]:
-    """The assigned agent, or (for an unassigned lead) the active admins, so someone hears of it."""
-    if lead.assigned_agent_id is not None:
-        agent = session.get(Agent, lead.assigned_agent_id)
-        if agent is not None and agent.active:
-            return [agent]
-    return list(
-        session.scalars(
-            select(Agent).where(Agent.active.is_(True), Agent.role == "admin").order_by(Agent.id)
-        )
-    )
-
-
-def _run_action(
-    action: str, lead: Lead, status: str, config: PromptConfig, session: Session, now: datetime
-) -> None:
-    if action == "none":
-        return
-    hours = config.business.hours
-    deliver_after = None if hours.is_open(now) else hours.next_opening(now)
-    who = lead.name or f"Lead #{lead.id}"
-    text = f"{who} is now {status} (score {lead.score}). {lead.next_best_action or ''}".strip()
-    if action == "notify":
-        for agent in _notify_targets(lead, session):
-            notify(agent, lead, text, session=session, kind="status", deliver_after=deliver_after)
-        return
-    if action == "auto_assign":
-        agent = session.get(Agent, lead.assigned_agent_id) if lead.assigned_agent_id else None
-        if agent is None or not agent.active:
-            agent = next_available_agent(
-                session=session, terminal_statuses=config.terminal_statuses
-            )
-        if agent is None:
-            log.warning(
-                "lead %s needs an agent but none is available (all inactive or at capacity)",
-                lead.id,
-            )
-            for admin in _notify_targets(lead, session):
-                notify(
-                    admin,
-                    lead,
-                    f"{text} No agent is available to take it.",
-                    session=session,
-                    kind="unassigned",
-                    deliver_after=deliver_after,
-                )
-            return
-        assign_lead(lead, agent, session=session, actor="bot")
-        notify(
-            agent,
-            lead,
-            f"{who} was assigned to you: {status} (score {lead.score}). "
-            f"{lead.next_best_action or ''}".strip(),
-            session=session,
-            kind="assigned",
-            deliver_after=deliver_after,
-        )
-
-
-def _apply_ai_behaviour(
-    behaviour: str,
-    minutes: int | None,
-    lead: Lead,
-    status: str,
-    session: Session,
-    now: datetime,
-    *,
-    conversation: Conversation | None = None,
-) -> None:
-    """Pause or stop the bot: for the lead, or (given `conversation`, one of several rooms) for that
-    conversation only."""
-    if conversation is not None:
-        if behaviour == "pause" and minutes:
-            until = now + timedelta(minutes=minutes)
-            if conversation.ai_paused_until is None or conversation.ai_paused_until < until:
-                conversation.ai_paused_until = until
-        elif behaviour == "stop":
-            conversation.ai_stopped = True
-        log.info("conversation %s: the bot is %sd here only", conversation.id, behaviour)
-        return
-    if behaviour == "pause" and minutes:
-        until = now + timedelta(minutes=minutes)
-        if not lead.ai_stopped and (lead.ai_paused_until is None or lead.ai_paused_until < until):
-            update_lead(
-                lead,
-                {"ai_paused_until": until, "ai_pause_reason": f"status: {status}"},
-                session=session,
-                actor="bot",
-            )
-    elif behaviour == "stop":
-        update_lead(
-            lead,
-            {"ai_stopped": True, "ai_pause_reason": f"status: {status}"},
-            session=session,
-            actor="bot",
-        )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.bursts import pending_span, reply_due
 from bot.graph import build_graph
 from bot.outbox import Outbox, Reply
+from bot.policy import build_policy
 from bot.prompts import PromptConfig
 from bot.state import BotContext, BotState
 from bot.takeover import send_agent_reply
@@ -83,7 +84,7 @@ class BotService:
 
     @property
     def takeover_minutes(self) -> int:
-        return self.prompts.business.takeover_minutes or self._takeover_minutes
+        return build_policy(self.prompts, takeover_fallback=self._takeover_minutes).takeover_minutes
 
     def handle(self, inbound: Inbound) -> list[Reply]:
         """Store one inbound event (deduplicated by its channel message id) and answer it."""

@@ -93,10 +93,11 @@ class Room:
 
 @dataclass(frozen=True)
 class RoomQuiet:
-    """A stop or pause said in a room that cannot end the lead: it quiets that room only."""
+    """A terminal status said in a room that cannot end the lead: its stop or pause quiets that
+    room only."""
 
-    behaviour: str  # "pause" | "stop"
-    minutes: int | None
+    status: str
+    behaviour: str  # "pause" | "stop" | "continue"
 
 
 @dataclass(frozen=True)

@@ -83,19 +83,20 @@ def decide(
 
 @dataclass(frozen=True)
 class Plan:
-    """What the turn triggers: the status's action and what happens to the bot. Made once by the
-    graph's `plan` node and applied once by `save`."""
+    """What the turn triggers: the status to apply with its action, and what happens to the bot.
+    Made once by the graph's `plan` node, applied once by `save` through `store.domain.status`
+    (which owns the action, the pause length and the lock)."""
 
+    status: str | None  # the status whose action and AI behaviour apply; None: nothing
     action: str  # none | notify | auto_assign
     ai_behaviour: str  # continue | pause | stop
-    pause_minutes: Optional[int]
-    transition: Optional[str]  # "pause" | "stop" when this turn quiets the bot now
-    # The pause or stop quiets this conversation only: a customer on an identity nobody vouches
-    # for said it, in one of the lead's several conversations.
+    transition: str | None  # "pause" | "stop" when this turn quiets the bot now
+    # The pause or stop quiets this conversation only, with no status change: a customer on an
+    # identity nobody vouches for said it, in one of the lead's several conversations.
     room_only: bool = False
 
 
-NOTHING = Plan("none", "continue", None, None)
+NOTHING = Plan(None, "none", "continue", None)
 
 
 def plan_for(config: PromptConfig, decision: Decision) -> Plan:
@@ -108,12 +109,13 @@ def plan_for(config: PromptConfig, decision: Decision) -> Plan:
     if action == "notify" and status.terminal:
         action = "none"
     transition = status.ai_behaviour if status.ai_behaviour in ("pause", "stop") else None
-    return Plan(action, status.ai_behaviour, status.pause_minutes, transition)
+    return Plan(status.name, action, status.ai_behaviour, transition)
 
 
-def quiet_room_plan(behaviour: str, minutes: Optional[int]) -> Plan:
-    """A pause or stop for this conversation only, with no status change and no action."""
-    return Plan("none", behaviour, minutes, behaviour, room_only=True)
+def quiet_room_plan(status: str, behaviour: str) -> Plan:
+    """The pause or stop of `status` for this conversation only, with no status change and no
+    action."""
+    return Plan(status, "none", behaviour, behaviour, room_only=True)
 
 
 def statuses_for_prompt(config: PromptConfig, current: Optional[str]) -> str:
