@@ -698,21 +698,3 @@ def prompt_knowledge(
         return "(no section matches; say you will check with the team)", []
     text = "\n\n".join(f"## {s.heading}\n{s.text[:max_chars]}" for s, _ in found)
     return text, [s.id for s, _ in found]
-
-
-def knowledge_for_prompt(
-    config: PromptConfig,
-    query: str,
-    *,
-    language: Optional[str],
-    k: int = 3,
-    max_chars: int = 900,
-    signals: Iterable[str] = (),
-    context: Sequence[str] = (),
-) -> str:
-    """The best sections for the model's prompt, each clipped, so the prompt stays bounded."""
-    del signals  # the question types read the question itself
-    text, _ = prompt_knowledge(
-        config, query, language=language, k=k, max_chars=max_chars, context=context
-    )
-    return text

@@ -3,8 +3,8 @@
 Reads happen in short transactions; the model is called once, outside any transaction, by
 `call_model`; `plan` decides once what the turn triggers, and `save` applies the whole turn
 (processed marks, score, lead fields, status, action, AI behaviour, the reply) in ONE transaction
-that first claims the pending messages, so a crash or a concurrent run never leaves a burst scored
-but unanswered, or answered twice.
+that first claims the pending messages (`bot.turn`), so a crash or a concurrent run never leaves a
+burst scored but unanswered, or answered twice.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.graph import END
 from langgraph.runtime import Runtime
-from sqlalchemy import exists, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.knowledge import knowledge_index, prompt_knowledge
@@ -34,22 +34,14 @@ from bot.media import (
     transcript_of,
 )
 from bot.names import extract_company, extract_name
-from bot.outbox import Reply
 from bot.phone_ask import asks_for_phone, declined_phone, should_ask_phone, shows_interest
 from bot.policy import build_policy
 from bot.prompts import PromptConfig
 from bot.replies import ReplyContext, finish_reply, format_opening, offline_core
 from bot.reply_safety import unsafe_reply_reason
+from bot.room import room_view
 from bot.schemas import ModelTurn, output_instructions, parse_turn
-from bot.scoring import (
-    CustomerMessage,
-    assess,
-    conversion_probability,
-    derive_tags,
-    merge_labels,
-    next_best_action,
-    summarize,
-)
+from bot.scoring import CustomerMessage, assess
 from bot.state import (
     AiState,
     BotContext,
@@ -58,32 +50,27 @@ from bot.state import (
     DraftReply,
     LeadSnapshot,
     PendingMessage,
-    Room,
     RoomQuiet,
-    WindowMessage,
 )
 from bot.statuses import (
     Decision,
     Plan,
     decide,
-    may_move,
     offline_status,
     plan_for,
     quiet_room_plan,
     statuses_for_prompt,
 )
 from bot.text import clip
-from store import identity as rules
+from bot.turn import Superseded, apply_turn, claim_pending
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
 from store.domain.policy import Policy
-from store.domain.status import change_status_by_bot, quiet_for_status
 from store.domain.takeover import human_took_over, is_ai_paused
-from store.leads import find_identity, get_lead, resolve, set_stated_details, update_lead
-from store.messages import conversation_messages, pending_messages, record_outbound
+from store.leads import find_identity, get_lead, resolve, set_stated_details
 from store.messages import ingest as store_ingest
-from store.models import CLAIMED, ContactDetail, Conversation, Identity, Lead, Message
-from store.work import record_score
+from store.messages import pending_messages
+from store.models import CLAIMED, Conversation, Message
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +101,6 @@ class Deps:
     profile_name: Callable[[str, str], str | None] | None = None
 
 
-class _Superseded(Exception):
-    """Another run processed (some of) these messages first; this run's effects are rolled back."""
-
-
 def _config(runtime: Runtime[BotContext], deps: Deps) -> PromptConfig:
     context = runtime.context if runtime is not None else None
     return context.prompts if context is not None else deps.prompts()
@@ -131,117 +114,6 @@ def _policy(config: PromptConfig, deps: Deps) -> Policy:
 def _has_words(pending: Sequence[PendingMessage]) -> bool:
     """Whether the burst says anything: a voice note nobody heard, a photo or a sticker does not."""
     return any((m.text or "").strip() for m in pending)
-
-
-# --------------------------------------------------------------------------------------------
-# What a conversation may know of its lead
-
-
-def _lead_snapshot(lead: Lead) -> LeadSnapshot:
-    return LeadSnapshot(
-        id=lead.id,
-        name=lead.name,
-        company=lead.company,
-        email=lead.email,
-        phone=lead.phone,
-        status=lead.status,
-        score=lead.score,
-        tags=list(lead.tags or []),
-        interests=list(lead.interests or []),
-        objections=list(lead.objections or []),
-        summary=lead.summary,
-        assigned_agent_id=lead.assigned_agent_id,
-        ai_stopped=bool(lead.ai_stopped),
-        ai_paused_until=lead.ai_paused_until,
-        ai_pause_reason=lead.ai_pause_reason,
-        ai_resume_notice_due=bool(lead.ai_resume_notice_due),
-        phone_asks=lead.phone_asks,
-        phone_declined=bool(lead.phone_declined),
-        last_reply_asked_phone=bool(lead.last_reply_asked_phone),
-        locked=bool(lead.locked),
-    )
-
-
-def _window(conversation_id: int, session: Session, size: int) -> list[WindowMessage]:
-    """The conversation's own recent messages: never another conversation's, whatever the lead is
-    merged from."""
-    return [
-        WindowMessage(
-            id=m.id,
-            author=m.author,
-            # A caption or transcript is what the customer said; a bare "[image]" says what came.
-            text=(customer_text(m.kind, m.text, m.payload) or m.text or "")
-            if m.author == "customer"
-            else m.text or "",
-            channel=m.channel,
-            sent_at=m.sent_at,
-        )
-        for m in conversation_messages(conversation_id, session=session, limit=size)
-    ]
-
-
-def _has_spoken(conversation_id: int, session: Session) -> bool:
-    """Whether the business (bot or human) ever wrote in this conversation (one greeting per
-    room)."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Message.conversation_id == conversation_id, Message.direction == "out"
-                )
-            )
-        )
-    )
-
-
-def _room_snapshot(lead: Lead, conversation: Conversation, session: Session) -> LeadSnapshot:
-    """The lead as one of several conversations may see it: only the facts this conversation
-    supplied (its identity's name, the phone and email said in it), never another room's."""
-    root = conversation.identity_id
-    identities = list(
-        session.scalars(
-            select(Identity).where((Identity.id == root) | (Identity.alias_of_id == root))
-        )
-    ) if root is not None else []
-    ids = [i.id for i in identities]
-    said = {
-        (c.kind): c.value
-        for c in session.scalars(
-            select(ContactDetail)
-            .where(ContactDetail.lead_id == lead.id, ContactDetail.identity_id.in_(ids))
-            .order_by(ContactDetail.id)
-        )
-    } if ids else {}
-    return replace(
-        _lead_snapshot(lead),
-        name=next((i.display_name for i in identities if i.display_name), None),
-        phone=said.get("phone"),
-        email=said.get("email"),
-        interests=[],
-        objections=[],
-        summary=conversation.summary,
-    )
-
-
-def _room(conversation: Conversation, session: Session, deps: Deps, now: datetime) -> BotState:
-    """What a turn in this conversation may know and do."""
-    lead = get_lead(conversation.lead_id, session=session)
-    alone = rules.only_conversation(conversation, session=session)
-    snapshot = _lead_snapshot(lead) if alone else _room_snapshot(lead, conversation, session)
-    room_paused = bool(conversation.ai_stopped) or (
-        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
-    )
-    return {
-        "lead_id": lead.id,
-        "lead": snapshot,
-        "window": _window(conversation.id, session, deps.window_size),
-        "greeted": _has_spoken(conversation.id, session),
-        "room": Room(
-            alone=alone,
-            speaks_for_lead=rules.speaks_for_lead(conversation, session=session),
-            paused=room_paused,
-        ),
-    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,7 +171,7 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
         pending = pending_messages(conversation.id, session=session)
         if not pending:
             return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-        room = _room(conversation, session, deps, now)
+        room = room_view(conversation, session, deps.window_size, now)
         lead = get_lead(conversation.lead_id, session=session)
         paused_until = lead.ai_paused_until
         resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
@@ -408,7 +280,7 @@ def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
         if conversation is None or conversation.lead_id != found.id:
             return {}
         # The room's view of the lead, as `identify` gave it: never another conversation's facts.
-        room = _room(conversation, session, deps, state["now"])
+        room = room_view(conversation, session, deps.window_size, state["now"])
     return {"lead": room["lead"]}
 
 
@@ -488,7 +360,7 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSt
         set_stated_details(lead, name=contacts.name, company=contacts.company, session=session)
         conversation = session.get(Conversation, state["conversation_id"])
         assert conversation is not None
-        room = _room(conversation, session, deps, state["now"])
+        room = room_view(conversation, session, deps.window_size, state["now"])
     if room["lead_id"] != state["lead_id"]:
         log.info("lead %s continues as lead %s after a contact match", state["lead_id"], lead.id)
     # The room's standing (alone, may end the lead, paused) stays as `identify` found it.
@@ -851,231 +723,17 @@ def _why_not_the_model_reply(
 
 
 def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
-    """Apply the whole turn in one transaction: claim the burst, score, update the lead, change the
-    status and apply the plan (its action, a pause or stop of the bot), record the reply."""
+    """Apply the whole turn in one transaction: claim the burst, score, update the lead, apply the
+    plan (the status with its action, a pause or stop of the bot), record the reply."""
     config = _config(runtime, deps)
     policy = _policy(config, deps)
     try:
         with deps.session_factory.begin() as session:
-            _claim_pending(state["pending_ids"], state["now"], session)
-            result = _apply_turn(state, config, policy, session)
-    except _Superseded:
+            claim_pending(state["pending_ids"], state["now"], session)
+            return apply_turn(state, config, policy, session)
+    except Superseded:
         log.info(
             "conversation %s: another run handled these messages first",
             state.get("conversation_id"),
         )
         return {"outcome": "superseded", "replies": []}
-    return result
-
-
-def _claim_pending(pending_ids: list[int], now: datetime, session: Session) -> None:
-    """Mark the burst processed, or raise `_Superseded` when another run got (some of) it first."""
-    claimed = session.execute(
-        update(Message)
-        .where(Message.id.in_(pending_ids), Message.processed_at.is_(None))
-        .values(processed_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != len(pending_ids):
-        raise _Superseded()
-
-
-def _apply_turn(
-    state: BotState, config: PromptConfig, policy: Policy, session: Session
-) -> BotState:
-    now = state["now"]
-    last_id = state["pending_ids"][-1]
-    locked = session.get(Lead, state["lead_id"], with_for_update=True)
-    lead = get_lead(locked.id if locked is not None else state["lead_id"], session=session)
-    conversation = session.get(Conversation, state["conversation_id"])
-    assert conversation is not None
-    _end_expired_pause(lead, now, session)
-    alone = rules.only_conversation(conversation, session=session)
-    # Checked on the rows themselves: a human who replied during the model call silences this reply.
-    quiet = is_ai_paused(lead, now) or bool(conversation.ai_stopped) or (
-        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
-    )
-    if not lead.locked:
-        record_score(
-            lead,
-            state["assessment"].score,
-            state["assessment"].factors,
-            session=session,
-            message_id=last_id,
-            engine="llm" if state.get("engine") == "llm" else "offline",
-        )
-    decision = state["decision"]
-    sets_status = _may_still_set(lead, decision, config)
-    status = decision.status if sets_status else lead.status
-    summary = _update_lead_profile(lead, state, config, session, status=status)
-    _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=status)
-    # After the profile: the notifications the status's action sends quote its next best action.
-    _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
-    replies = _record_reply(state, lead, conversation, config, session, quiet=quiet)
-    return {
-        "outcome": "replied" if replies else "quiet",
-        "replies": replies,
-        "more_pending": _more_pending(conversation.id, state["pending_ids"], session),
-        "lead_id": lead.id,
-    }
-
-
-def _end_expired_pause(lead: Lead, now: datetime, session: Session) -> None:
-    """The bot's own pause ran out: it speaks again (and says so in its next message)."""
-    if not lead.ai_stopped and lead.ai_paused_until is not None and lead.ai_paused_until <= now:
-        update_lead(
-            lead,
-            {"ai_paused_until": None, "ai_pause_reason": None, "ai_resume_notice_due": True},
-            session=session,
-            actor="bot",
-        )
-
-
-def _may_still_set(lead: Lead, decision: Decision, config: PromptConfig) -> bool:
-    """Whether the decided status still applies: not if a human locked the lead or moved it past
-    it meanwhile."""
-    return (
-        decision.changed and not lead.locked and may_move(config, lead.status, decision.status)[0]
-    )
-
-
-def _update_lead_profile(
-    lead: Lead, state: BotState, config: PromptConfig, session: Session, *, status: str
-) -> str:
-    """Tags, interests, objections, summary, conversion chance and next best action, for the lead
-    in `status` (the one it ends the turn with); the lead's summary is returned."""
-    assessment, turn = state["assessment"], state.get("model_turn")
-    has_phone = bool(lead.phone)
-    summary = (turn.summary if turn else "") or summarize(
-        assessment, name=lead.name, has_phone=has_phone, status=status
-    )
-    action = (turn.next_best_action if turn else "") or next_best_action(
-        assessment, status, has_phone=has_phone, config=config
-    )
-    changes: dict[str, Any] = {
-        "tags": derive_tags(lead.tags or [], assessment, config),
-        "interests": merge_labels(
-            lead.interests or [], [*assessment.interests, *(turn.interests if turn else [])]
-        ),
-        "objections": merge_labels(
-            lead.objections or [], [*assessment.objections, *(turn.objections if turn else [])]
-        ),
-        "summary": summary,
-        "conversion_probability": conversion_probability(lead.score, status, config),
-        "next_best_action": action,
-    }
-    contacts = state.get("contacts")
-    if contacts is not None and contacts.phone_declined:
-        changes["phone_declined"] = True
-    update_lead(lead, changes, session=session, actor="bot")
-    return summary
-
-
-def _update_conversation(
-    conversation: Conversation, state: BotState, *, lead_summary: str, alone: bool, status: str
-) -> None:
-    """The conversation's own summary and the language it is in."""
-    if alone:
-        conversation.summary = lead_summary[:2000]
-    else:
-        # The room's own summary names only what this conversation said.
-        room, turn = state["lead"], state.get("model_turn")
-        conversation.summary = ((turn.summary if turn else "") or summarize(
-            state["assessment"], name=room.name, has_phone=bool(room.phone), status=status,
-        ))[:2000]
-    language = state.get("language")
-    if language and conversation.language != language:
-        conversation.language = language
-
-
-def _apply_plan(
-    planned: Plan,
-    lead: Lead,
-    conversation: Conversation,
-    sets_status: bool,
-    alone: bool,
-    policy: Policy,
-    session: Session,
-    now: datetime,
-) -> None:
-    """Apply the plan through the domain layer, the bot being the actor: the new status with its
-    lock, action and AI behaviour (the pause or stop holds in this conversation only when it is
-    one of several), or only the pause or stop of this conversation."""
-    if planned.status is None:
-        return
-    if planned.room_only:
-        quiet_for_status(
-            lead, planned.status, session=session, policy=policy, now=now,
-            conversation=conversation,
-        )
-    elif sets_status:
-        change_status_by_bot(
-            lead, planned.status, session=session, policy=policy, now=now,
-            conversation=None if alone else conversation,
-        )
-
-
-def _record_reply(
-    state: BotState,
-    lead: Lead,
-    conversation: Conversation,
-    config: PromptConfig,
-    session: Session,
-    *,
-    quiet: bool,
-) -> list[Reply]:
-    """Record the drafted reply as pending delivery, unless a human took over meanwhile."""
-    reply = state.get("reply")
-    if reply is None:
-        return []
-    if quiet:
-        log.info(
-            "conversation %s: a human took over while the bot was thinking; no bot reply",
-            conversation.id,
-        )
-        return []
-    if not reply.text:
-        return []
-    message = record_outbound(
-        conversation,
-        reply.text,
-        session=session,
-        author="bot",
-        idempotency_key=f"bot-reply:{state['pending_ids'][-1]}",
-        external_id=state.get("external_id"),
-        delivery_status="pending",
-    )
-    if reply.asked_phone:
-        lead.phone_asks = (lead.phone_asks or 0) + 1
-    lead.last_reply_asked_phone = reply.asked_phone
-    if reply.notice:
-        lead.ai_resume_notice_due = False
-    return [
-        Reply(
-            message_id=message.id,
-            lead_id=lead.id,
-            conversation_id=conversation.id,
-            channel=conversation.channel,
-            external_id=message.external_id,
-            text=message.text,
-            language=reply.language or config.business.default_language,
-            source="model" if reply.source == "llm" else "offline",
-            knowledge=tuple(reply.knowledge),
-        )
-    ]
-
-
-def _more_pending(conversation_id: int, pending_ids: list[int], session: Session) -> bool:
-    """Whether customer messages arrived during this run (another run answers them)."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == "in",
-                    Message.processed_at.is_(None),
-                    Message.id.not_in(pending_ids),
-                )
-            )
-        )
-    )
