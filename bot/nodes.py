@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
-from langgraph.graph import END
 from langgraph.runtime import Runtime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -152,7 +151,7 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
 
 def route_after_ingest(state: BotState) -> Literal["identify", "__end__"]:
     if state.get("echo") or state.get("conversation_id") is None:
-        return END
+        return "__end__"
     return "identify"
 
 
@@ -203,7 +202,7 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
 
 
 def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end__"]:
-    return "transcribe_audio" if state.get("pending") else END
+    return "transcribe_audio" if state.get("pending") else "__end__"
 
 
 # --------------------------------------------------------------------------------------------

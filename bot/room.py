@@ -18,6 +18,13 @@ from store.messages import conversation_messages
 from store.models import ContactDetail, Conversation, Identity, Lead, Message
 
 
+def is_room_paused(conversation: Conversation, now: datetime) -> bool:
+    """Whether the bot is stopped or paused in this conversation only."""
+    return bool(conversation.ai_stopped) or (
+        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
+    )
+
+
 def lead_snapshot(lead: Lead) -> LeadSnapshot:
     return LeadSnapshot(
         id=lead.id,
@@ -112,9 +119,6 @@ def room_view(
     lead = get_lead(conversation.lead_id, session=session)
     alone = rules.only_conversation(conversation, session=session)
     snapshot = lead_snapshot(lead) if alone else _room_snapshot(lead, conversation, session)
-    room_paused = bool(conversation.ai_stopped) or (
-        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
-    )
     return {
         "lead_id": lead.id,
         "lead": snapshot,
@@ -123,6 +127,6 @@ def room_view(
         "room": Room(
             alone=alone,
             speaks_for_lead=rules.speaks_for_lead(conversation, session=session),
-            paused=room_paused,
+            paused=is_room_paused(conversation, now),
         ),
     }

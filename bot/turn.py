@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import CursorResult, exists, select, update
 from sqlalchemy.orm import Session
 
 from bot.outbox import Reply
 from bot.prompts import PromptConfig
+from bot.room import is_room_paused
 from bot.scoring import (
     conversion_probability,
     derive_tags,
@@ -45,8 +46,8 @@ def claim_pending(pending_ids: list[int], now: datetime, session: Session) -> No
         .where(Message.id.in_(pending_ids), Message.processed_at.is_(None))
         .values(processed_at=now)
         .execution_options(synchronize_session=False)
-    ).rowcount
-    if claimed != len(pending_ids):
+    )
+    if cast("CursorResult[Any]", claimed).rowcount != len(pending_ids):
         raise Superseded()
 
 
@@ -65,9 +66,7 @@ def apply_turn(
     _end_expired_pause(lead, now, session)
     alone = rules.only_conversation(conversation, session=session)
     # Checked on the rows themselves: a human who replied during the model call silences this reply.
-    quiet = is_ai_paused(lead, now) or bool(conversation.ai_stopped) or (
-        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
-    )
+    quiet = is_ai_paused(lead, now) or is_room_paused(conversation, now)
     if not lead.locked:
         record_score(
             lead,
