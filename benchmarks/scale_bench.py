@@ -80,7 +80,7 @@ def _short(frame: str) -> str:
 
 AREAS = (
     ("bot/nodes.py", "bot nodes"),
-    ("bot/offline.py", "bot offline engine"),
+    ("bot/replies.py", "bot offline replies"),
     ("bot/scoring.py", "bot scoring"),
     ("leaddesk/worker/", "leaddesk worker tier (locks, runner, sweeper)"),
     ("store/pending.py", "pending-work queries"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Protocol
 
 from bot.prompts import PromptConfig
 
@@ -24,6 +24,17 @@ FILE_KINDS = frozenset(
 )
 LOCATION_KINDS = frozenset({"location"})
 MEDIA_KINDS = SILENT_KINDS | AUDIO_KINDS | FILE_KINDS | LOCATION_KINDS
+
+
+class Received(Protocol):
+    """One message of the burst as the bot reads it (`bot.state.PendingMessage`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def transcribed(self) -> bool: ...
 
 Ack = Literal["voice", "file", "location"]
 ACK_TEMPLATES: dict[Ack, str] = {
@@ -69,24 +80,24 @@ def customer_text(kind: str, text: str, payload: Optional[Mapping[str, Any]] = N
     return match.group(1).strip()
 
 
-def acknowledgements(messages: Iterable[Mapping[str, Any]]) -> list[Ack]:
+def acknowledgements(messages: Iterable[Received]) -> list[Ack]:
     """What the burst's media call for, once each, in a stable order: a voice note nobody could
     hear, files (stored for the agent), a location."""
     wanted: set[Ack] = set()
     for message in messages:
-        kind = message.get("kind") or "text"
-        if kind in AUDIO_KINDS and not message.get("transcribed"):
+        kind = message.kind or "text"
+        if kind in AUDIO_KINDS and not message.transcribed:
             wanted.add("voice")
-        elif kind in FILE_KINDS and not (message.get("text") or "").strip():
+        elif kind in FILE_KINDS and not (message.text or "").strip():
             wanted.add("file")
         elif kind in LOCATION_KINDS:
             wanted.add("location")
     return [ack for ack in ("voice", "file", "location") if ack in wanted]
 
 
-def is_silent_burst(messages: Iterable[Mapping[str, Any]]) -> bool:
+def is_silent_burst(messages: Iterable[Received]) -> bool:
     """Only stickers and reactions: nothing to answer."""
-    kinds = [m.get("kind") or "text" for m in messages]
+    kinds = [m.kind or "text" for m in messages]
     return bool(kinds) and all(kind in SILENT_KINDS for kind in kinds)
 
 

@@ -1,11 +1,13 @@
-"""Who the customer is, from what they say: their company ("this is Ana from Acme Solar", "I work
-at Acme"). Their own name comes from `bot.offline.extract_name`; whether either may replace what the
-lead already has is the store's rule (`store.leads.set_stated_details`)."""
+"""Who the customer is, from what they say: their name ("my name is Ana Ruiz", "me llamo Ana") and
+their company ("this is Ana from Acme Solar", "I work at Acme"). Whether either may replace what
+the lead already has is the store's rule (`store.leads.set_stated_details`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+from bot.knowledge import STOPWORDS
 
 # A company name: capitalised words (digits and "&" allowed), joined by a few small words.
 _COMPANY = (
@@ -61,4 +63,87 @@ def extract_company(texts: Iterable[str]) -> str | None:
                 if company[:1].isdigit() and not re.search(r"[A-Za-z]{3,}", company):
                     continue
                 return company[:200]
+    return None
+
+
+_NAME_PATTERNS = [
+    re.compile(
+        r"\b(?:my name is|my name's|this is|call me|i'm|i’m|i am|me llamo|mi nombre es|soy|"
+        r"je m'appelle|je m’appelle|"
+        r"mon nom est|ich hei(?:ss|ß)e|mein name ist|meu nome [eé]|me chamo|chamo-me)\s+"
+        r"([^\W\d_][^\W\d_'’-]*(?:[ -][^\W\d_][^\W\d_'’-]*){0,2})",
+        re.IGNORECASE,
+    ),
+    re.compile(r"(?:اسمي)\s+(\S+(?:\s+\S+)?)"),
+]
+_NOT_NAMES = {
+    "interested",
+    "looking",
+    "ready",
+    "not",
+    "from",
+    "the",
+    "a",
+    "here",
+    "back",
+    "asking",
+    "just",
+    "sure",
+    "wondering",
+    "calling",
+    "writing",
+    "good",
+    "fine",
+    "great",
+    "me",
+    "you",
+    "asap",
+    "tomorrow",
+    "today",
+    "in",
+    "on",
+    "at",
+    "thinking",
+    "trying",
+    "planning",
+    "going",
+    "considering",
+    "curious",
+    "happy",
+    "also",
+    "still",
+    "very",
+    "so",
+    "el",
+    "la",
+    "un",
+    "una",
+    "de",
+    "del",
+    "cliente",
+    "nuevo",
+    "nueva",
+}
+
+
+def extract_name(texts: Iterable[str]) -> Optional[str]:
+    """A name the customer gives for themselves ("my name is Ana Ruiz", "me llamo Ana")."""
+    for text in texts:
+        for pattern in _NAME_PATTERNS:
+            match = pattern.search(text or "")
+            if not match:
+                continue
+            parts = [p for p in re.split(r"\s+", match.group(1).strip()) if p]
+            kept = []
+            for part in parts:
+                if part.lower() in _NOT_NAMES or part.lower() in STOPWORDS:
+                    break
+                initial = part[:1]
+                # Names are capitalised (scripts without case, such as Arabic, always pass).
+                caseless = initial.lower() == initial.upper()
+                if initial.isalpha() and not initial.isupper() and not caseless:
+                    break
+                kept.append(part.strip("'’-،,."))
+            if kept:
+                return " ".join(kept)[:200]
     return None

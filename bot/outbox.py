@@ -38,6 +38,10 @@ class Reply:
     source: str = "offline"
     knowledge: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # A checkpointer stores a tuple as a list: restored, it is the same reply.
+        object.__setattr__(self, "knowledge", tuple(self.knowledge))
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -8,12 +8,53 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 IntentLevel = Literal["very_low", "mild", "moderate", "high", "ready_to_buy"]
+
+
+@dataclass(frozen=True)
+class ModelJudgement:
+    """The model's reading of the customer's intent: one weighted factor of the score."""
+
+    intent_score: int = 50
+    intent_level: str = ""
+    intent_evidence: str = ""
+    reasoning: str = ""
+
+
+@dataclass(frozen=True)
+class ModelTurn:
+    """The model's validated answer for one burst (what `parse_turn` returns)."""
+
+    reasoning: str
+    intent_evidence: str
+    intent_level: str
+    intent_score: int
+    status: str
+    summary: str
+    next_best_action: str
+    language: str
+    reply: str
+    interests: list[str] = field(default_factory=list)
+    objections: list[str] = field(default_factory=list)
+    # Filled in by the caller: the knowledge sections the prompt offered, and the language the
+    # reply is in when it is not the one the model was told to write in.
+    knowledge: list[str] = field(default_factory=list)
+    language_mismatch: Optional[str] = None
+
+    @property
+    def judgement(self) -> ModelJudgement:
+        return ModelJudgement(
+            intent_score=self.intent_score,
+            intent_level=self.intent_level,
+            intent_evidence=self.intent_evidence,
+            reasoning=self.reasoning,
+        )
 
 
 class MalformedAnswer(ValueError):
@@ -175,8 +216,8 @@ def output_instructions(status_names: tuple[str, ...]) -> str:
     )
 
 
-def parse_turn(content: Any, status_names: tuple[str, ...]) -> dict[str, Any]:
-    """Validate the model's raw answer into a plain dict; MalformedAnswer when it does not fit."""
+def parse_turn(content: Any, status_names: tuple[str, ...]) -> ModelTurn:
+    """Validate the model's raw answer into a `ModelTurn`; MalformedAnswer when it does not fit."""
     text = _content_text(content)
     data = _extract_json(text)
     try:
@@ -186,7 +227,7 @@ def parse_turn(content: Any, status_names: tuple[str, ...]) -> dict[str, Any]:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
         )
         raise MalformedAnswer(problems) from None
-    return answer.model_dump()
+    return ModelTurn(**answer.model_dump())
 
 
 def _content_text(content: Any) -> str:

@@ -14,6 +14,7 @@ from statistics import median
 from typing import Any, Optional
 
 from bot.prompts import KnowledgeSection, PromptConfig, ScoringConfig
+from bot.schemas import ModelJudgement
 from bot.text import Match, clip, excerpt, normalize, stem, words
 from store.models import HOT_SCORE
 
@@ -30,6 +31,8 @@ HARD_NEGATIVE = -30
 SECONDARY_SHARE = 0.25
 # The signal a specific question about a product (an `interests` keyword) implies.
 IMPLIED_SIGNAL = "interest"
+# Signals that show the customer wants to buy (a phone may be asked for; a reply answers them).
+POSITIVE_INTENT = ("interest", "pricing", "comparison", "demo", "timeline", "purchase", "callback")
 
 # Instructions aimed at the bot rather than the business, matched on normalised text (lower case,
 # no accents). They are quoted as evidence and left out of the scoring.
@@ -173,8 +176,10 @@ class CustomerMessage:
     sent_at: Optional[datetime] = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Assessment:
+    """The turn's score with the factors behind it, and what the customer's words show."""
+
     score: int
     band: str
     factors: list[dict[str, Any]]
@@ -185,20 +190,6 @@ class Assessment:
     keyword_tags: list[str]
     ignored_instructions: list[str] = field(default_factory=list)
     question: Optional[str] = None  # the latest question asked, if any
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "score": self.score,
-            "band": self.band,
-            "factors": self.factors,
-            "signals": self.signals,
-            "window_signals": self.window_signals,
-            "interests": self.interests,
-            "objections": self.objections,
-            "keyword_tags": self.keyword_tags,
-            "ignored_instructions": self.ignored_instructions,
-            "question": self.question,
-        }
 
 
 def band(score: int) -> str:
@@ -263,55 +254,97 @@ def question_specificity(text: str, terms: frozenset[str]) -> float:
     return 0.3
 
 
+# A message's keyword signals: signal name -> (the match, the message's text it was found in).
+Found = dict[str, tuple[Match, str]]
+
+
 def assess(
     messages: list[CustomerMessage],
     *,
     config: PromptConfig,
     terms: frozenset[str],
     previous_score: int = 0,
-    model_judgement: Optional[dict[str, Any]] = None,
+    model_judgement: Optional[ModelJudgement] = None,
 ) -> Assessment:
     """Score the customer's side of the window: `messages` oldest first, the new burst `new`."""
+    del previous_score  # the score is read from the window afresh every turn
     scoring = config.scoring
+    cleaned, ignored, instructed_now = _set_instructions_aside(messages)
+    per_message = [_keyword_signals(text, scoring, terms) for text in cleaned]
+    start, softened = _since_last_clear_no(per_message, scoring)
+    positives, negatives = _strongest_signals(per_message, start, softened, scoring)
+    depth, deepest, latest_question = _questions(messages, cleaned, start, terms)
+
+    weights = scoring.weights
     factors: list[dict[str, Any]] = [
         {"factor": "base", "points": scoring.base, "evidence": "every conversation starts here"}
     ]
+    factors += _engagement_factor(messages, weights.get("engagement", 0))
+    factors += _question_factor(depth, deepest, weights.get("question_depth", 0))
+    factors += _keyword_factors(positives, negatives, scoring.intent_cap)
+    factors += _trend_factor(messages, cleaned, start, terms, weights.get("trend", 0))
+    factors += _model_factor(
+        model_judgement, messages, instructed_now, weights.get("model_judgement", 0)
+    )
+    factors += _ignored_instruction_factors(ignored)
+    score = max(0, min(100, sum(int(f["points"]) for f in factors)))
+
+    return Assessment(
+        score=score,
+        band=band(score),
+        factors=factors,
+        signals=_signals_now(messages, cleaned, per_message, softened, scoring, terms),
+        window_signals=sorted({n for found in per_message[start:] for n in found}),
+        interests=_labels(scoring.interests, cleaned[start:]),
+        objections=_labels(scoring.objections, cleaned),
+        keyword_tags=_labels(scoring.tags, cleaned),
+        ignored_instructions=ignored,
+        question=latest_question,
+    )
+
+
+def _set_instructions_aside(messages: list[CustomerMessage]) -> tuple[list[str], list[str], bool]:
+    """Each message with its sentences that instruct the bot blanked out, those sentences
+    (clipped, as evidence), and whether the new burst holds one."""
+    cleaned: list[str] = []
     ignored: list[str] = []
     instructed_now = False
-    cleaned: list[str] = []
     for message in messages:
         spans = find_instructions(message.text)
         instructed_now = instructed_now or bool(spans and message.new)
         for start, end in spans:
             ignored.append(clip(message.text[start:end], 120))
         cleaned.append(_blank(message.text, spans))
+    return cleaned, ignored, instructed_now
 
-    # Keyword signals per message: clear "no"s first, then everything else on what is left.
-    per_message: list[dict[str, tuple[Match, str]]] = []
-    for text in cleaned:
-        found: dict[str, tuple[Match, str]] = {}
-        negatives = {name: sig for name, sig in scoring.signals.items() if sig.points < 0}
-        spans = []
-        for name, signal in negatives.items():
+
+def _keyword_signals(text: str, scoring: ScoringConfig, terms: frozenset[str]) -> Found:
+    """The signals one message shows: clear "no"s first, then everything else on what is left."""
+    found: Found = {}
+    spans = []
+    for name, signal in scoring.signals.items():
+        if signal.points < 0:
             match = signal.keywords.first(text)
             if match:
                 found[name] = (match, text)
                 spans.append((match.start, match.end))
-        remaining = _blank(text, spans)
-        for name, signal in scoring.signals.items():
-            if signal.points < 0:
-                continue
-            match = signal.keywords.first(remaining)
-            if match:
-                found[name] = (match, text)
-        implied = _implied_interest(remaining, scoring, terms)
-        if implied is not None and IMPLIED_SIGNAL not in found:
-            found[IMPLIED_SIGNAL] = (implied, text)
-        per_message.append(found)
+    remaining = _blank(text, spans)
+    for name, signal in scoring.signals.items():
+        if signal.points < 0:
+            continue
+        match = signal.keywords.first(remaining)
+        if match:
+            found[name] = (match, text)
+    implied = _implied_interest(remaining, scoring, terms)
+    if implied is not None and IMPLIED_SIGNAL not in found:
+        found[IMPLIED_SIGNAL] = (implied, text)
+    return found
 
-    # A clear "no" cancels earlier interest, unless the same message also shows intent
-    # ("not interested in the battery, how much are the panels?").
-    start_index = 0
+
+def _since_last_clear_no(per_message: list[Found], scoring: ScoringConfig) -> tuple[int, set[int]]:
+    """Where interest counts from (the last clear "no"), and the messages whose "no" is softened
+    because the same message also shows intent ("not the battery, how much are the panels?")."""
+    start = 0
     softened: set[int] = set()
     for index, found in enumerate(per_message):
         positives = [n for n in found if scoring.signals[n].points > 0]
@@ -319,67 +352,95 @@ def assess(
         if hard and positives:
             softened.add(index)
         elif hard:
-            start_index = index
+            start = index
+    return start, softened
 
-    positive_best: dict[str, tuple[int, Match, str]] = {}
-    negative_best: dict[str, tuple[int, Match, str, int]] = {}
+
+def _strongest_signals(
+    per_message: list[Found], start: int, softened: set[int], scoring: ScoringConfig
+) -> tuple[dict[str, tuple[int, Match, str]], dict[str, tuple[int, Match, str]]]:
+    """The latest occurrence of each positive and negative signal since the last clear "no", with
+    the points it is worth there (a "no" taken back later counts half, a softened one a quarter)."""
+    positives: dict[str, tuple[int, Match, str]] = {}
+    negatives: dict[str, tuple[int, Match, str]] = {}
+    last = len(per_message) - 1
     for index, found in enumerate(per_message):
+        if index < start:
+            continue
         for name, (match, text) in found.items():
             points = scoring.signals[name].points
-            if points > 0 and index >= start_index:
-                positive_best[name] = (points, match, text)
+            if points > 0:
+                positives[name] = (points, match, text)
             elif points < 0:
-                if index < start_index:
-                    continue
                 effective = points
                 if index in softened and points <= HARD_NEGATIVE:
                     effective = round(points * SECONDARY_SHARE)
                 elif (
-                    index != len(per_message) - 1
+                    index != last
                     and points <= HARD_NEGATIVE
                     and _later_positive(per_message, index, scoring)
                 ):
                     effective = round(points / 2)
-                negative_best[name] = (effective, match, text, index)
+                negatives[name] = (effective, match, text)
+    return positives, negatives
 
-    # Engagement: how many customer messages in the window, and whether they come quickly.
-    count = len(messages)
-    weight = scoring.weights.get("engagement", 0)
-    if weight and count:
-        points = weight * min(count, 5) / 5 * 0.8
-        times = [m.sent_at for m in messages if m.sent_at is not None]
-        gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False) if b >= a]
-        quick = bool(gaps) and median(gaps) <= 15 * 60
-        if quick:
-            points += weight * 0.2
-        evidence = f"{count} message{'s' if count != 1 else ''}" + (
-            ", replying within minutes" if quick else ""
-        )
-        factors.append({"factor": "engagement", "points": round(points), "evidence": evidence})
 
-    # Question depth: the most specific question since the last clear "no".
-    weight = scoring.weights.get("question_depth", 0)
-    best_depth, best_question = 0.0, None
-    latest_question = None
+def _questions(
+    messages: list[CustomerMessage], cleaned: list[str], start: int, terms: frozenset[str]
+) -> tuple[float, Optional[str], Optional[str]]:
+    """Since the last clear "no": the most specific question's depth and text, and the latest
+    question as the customer wrote it."""
+    best_depth, best_question, latest_question = 0.0, None, None
     for index, text in enumerate(cleaned):
         depth = question_specificity(text, terms)
-        if depth and index >= start_index:
+        if depth and index >= start:
             latest_question = messages[index].text
             if depth >= best_depth:
                 best_depth, best_question = depth, text
-    if weight and best_question:
-        label = "specific question" if best_depth >= 1 else "general question"
-        factors.append(
-            {
-                "factor": f"question depth: {label}",
-                "points": round(weight * best_depth),
-                "evidence": clip(best_question, 120),
-            }
-        )
+    return best_depth, best_question, latest_question
 
-    # Keyword signals: the strongest positive one fully, the others a quarter, capped.
-    ordered = sorted(positive_best.items(), key=lambda item: -item[1][0])
-    budget = scoring.intent_cap
+
+def _engagement_factor(messages: list[CustomerMessage], weight: int) -> list[dict[str, Any]]:
+    """How many customer messages the window holds, and whether they come quickly."""
+    count = len(messages)
+    if not weight or not count:
+        return []
+    points = weight * min(count, 5) / 5 * 0.8
+    times = [m.sent_at for m in messages if m.sent_at is not None]
+    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False) if b >= a]
+    quick = bool(gaps) and median(gaps) <= 15 * 60
+    if quick:
+        points += weight * 0.2
+    evidence = f"{count} message{'s' if count != 1 else ''}" + (
+        ", replying within minutes" if quick else ""
+    )
+    return [{"factor": "engagement", "points": round(points), "evidence": evidence}]
+
+
+def _question_factor(depth: float, question: Optional[str], weight: int) -> list[dict[str, Any]]:
+    """The most specific question since the last clear "no"."""
+    if not weight or not question:
+        return []
+    label = "specific question" if depth >= 1 else "general question"
+    return [
+        {
+            "factor": f"question depth: {label}",
+            "points": round(weight * depth),
+            "evidence": clip(question, 120),
+        }
+    ]
+
+
+def _keyword_factors(
+    positives: dict[str, tuple[int, Match, str]],
+    negatives: dict[str, tuple[int, Match, str]],
+    intent_cap: int,
+) -> list[dict[str, Any]]:
+    """The strongest positive signal fully, the others a quarter, all capped; then every
+    negative one, the strongest first."""
+    factors: list[dict[str, Any]] = []
+    ordered = sorted(positives.items(), key=lambda item: -item[1][0])
+    budget = intent_cap
     for rank, (name, (points, match, text)) in enumerate(ordered):
         effective = points if rank == 0 else round(points * SECONDARY_SHARE)
         effective = max(0, min(effective, budget))
@@ -393,9 +454,7 @@ def assess(
                 "evidence": excerpt(text, match.start, match.end),
             }
         )
-    for name, (points, match, text, _index) in sorted(
-        negative_best.items(), key=lambda item: item[1][0]
-    ):
+    for name, (points, match, text) in sorted(negatives.items(), key=lambda item: item[1][0]):
         factors.append(
             {
                 "factor": f"negative: {name.replace('_', ' ')}",
@@ -403,49 +462,73 @@ def assess(
                 "evidence": excerpt(text, match.start, match.end),
             }
         )
+    return factors
 
-    # Trend: are the new messages more (or less) engaged than the earlier ones?
-    weight = scoring.weights.get("trend", 0)
+
+def _trend_factor(
+    messages: list[CustomerMessage],
+    cleaned: list[str],
+    start: int,
+    terms: frozenset[str],
+    weight: int,
+) -> list[dict[str, Any]]:
+    """Whether the new messages are more (or less) engaged than the earlier ones."""
     new_texts = [t for t, m in zip(cleaned, messages, strict=True) if m.new]
-    old_texts = [t for t, m in zip(cleaned, messages, strict=True) if not m.new][start_index:]
-    if weight and new_texts and len(old_texts) >= 2:
-        new_level = sum(_engagement_level(t, terms) for t in new_texts) / len(new_texts)
-        old_level = sum(_engagement_level(t, terms) for t in old_texts) / len(old_texts)
-        latest = clip(new_texts[-1], 120)
-        if new_level >= old_level * 1.5 and new_level - old_level >= 3:
-            factors.append(
-                {"factor": "trend: more engaged than before", "points": weight, "evidence": latest}
-            )
-        elif new_level <= old_level * 0.5 and old_level - new_level >= 3:
-            factors.append(
-                {"factor": "trend: less engaged than before", "points": -weight, "evidence": latest}
-            )
+    old_texts = [t for t, m in zip(cleaned, messages, strict=True) if not m.new][start:]
+    if not weight or not new_texts or len(old_texts) < 2:
+        return []
+    new_level = sum(_engagement_level(t, terms) for t in new_texts) / len(new_texts)
+    old_level = sum(_engagement_level(t, terms) for t in old_texts) / len(old_texts)
+    latest = clip(new_texts[-1], 120)
+    if new_level >= old_level * 1.5 and new_level - old_level >= 3:
+        return [{"factor": "trend: more engaged than before", "points": weight, "evidence": latest}]
+    if new_level <= old_level * 0.5 and old_level - new_level >= 3:
+        return [
+            {"factor": "trend: less engaged than before", "points": -weight, "evidence": latest}
+        ]
+    return []
 
-    # The language model's own reading of intent, centred on 50.
-    weight = scoring.weights.get("model_judgement", 0)
-    if model_judgement is not None and weight:
-        judged = int(model_judgement.get("intent_score", 50))
-        points = round(weight * (judged - 50) / 50)
-        evidence = _model_evidence(model_judgement, [m.text for m in messages])
-        if instructed_now and points > 0:
-            # The customer just tried to instruct the bot; the model may have been talked into it.
-            points, evidence = 0, "not counted: the new message tries to instruct the bot"
-        level = str(model_judgement.get("intent_level") or "").replace("_", " ")
-        label = f"model judgement: {level}" if level else "model judgement"
-        factors.append({"factor": label, "points": points, "evidence": evidence})
 
-    for instruction in ignored[-3:]:
-        factors.append(
-            {
-                "factor": "ignored instruction (customer text is not a command)",
-                "points": 0,
-                "evidence": instruction,
-            }
-        )
+def _model_factor(
+    judgement: Optional[ModelJudgement],
+    messages: list[CustomerMessage],
+    instructed_now: bool,
+    weight: int,
+) -> list[dict[str, Any]]:
+    """The language model's own reading of intent, centred on 50."""
+    if judgement is None or not weight:
+        return []
+    points = round(weight * (int(judgement.intent_score) - 50) / 50)
+    evidence = _model_evidence(judgement, [m.text for m in messages])
+    if instructed_now and points > 0:
+        # The customer just tried to instruct the bot; the model may have been talked into it.
+        points, evidence = 0, "not counted: the new message tries to instruct the bot"
+    level = str(judgement.intent_level or "").replace("_", " ")
+    label = f"model judgement: {level}" if level else "model judgement"
+    return [{"factor": label, "points": points, "evidence": evidence}]
 
-    score = max(0, min(100, sum(int(f["points"]) for f in factors)))
 
-    # What decides a status now: the signals of the new messages.
+def _ignored_instruction_factors(ignored: list[str]) -> list[dict[str, Any]]:
+    """The last instructions set aside, shown with no points so that an agent sees them."""
+    return [
+        {
+            "factor": "ignored instruction (customer text is not a command)",
+            "points": 0,
+            "evidence": instruction,
+        }
+        for instruction in ignored[-3:]
+    ]
+
+
+def _signals_now(
+    messages: list[CustomerMessage],
+    cleaned: list[str],
+    per_message: list[Found],
+    softened: set[int],
+    scoring: ScoringConfig,
+    terms: frozenset[str],
+) -> list[str]:
+    """What decides a status now: the signals of the new messages (a softened "no" left out)."""
     new_indexes = [i for i, m in enumerate(messages) if m.new] or [len(messages) - 1]
     signals: set[str] = set()
     for index in new_indexes:
@@ -457,24 +540,7 @@ def assess(
             signals.add(name)
         if question_specificity(cleaned[index], terms):
             signals.add("question")
-    window_signals = sorted({n for found in per_message[start_index:] for n in found})
-
-    texts = [t for t in cleaned[start_index:]]
-    interests = _labels(config.scoring.interests, texts)
-    objections = _labels(config.scoring.objections, cleaned)
-    keyword_tags = _labels(config.scoring.tags, cleaned)
-    return Assessment(
-        score=score,
-        band=band(score),
-        factors=factors,
-        signals=sorted(signals),
-        window_signals=window_signals,
-        interests=interests,
-        objections=objections,
-        keyword_tags=keyword_tags,
-        ignored_instructions=ignored,
-        question=latest_question,
-    )
+    return sorted(signals)
 
 
 def _implied_interest(text: str, scoring: ScoringConfig, terms: frozenset[str]) -> Optional[Match]:
@@ -508,12 +574,12 @@ def _labels(groups: dict[str, Any], texts: list[str]) -> list[str]:
     return found
 
 
-def _model_evidence(judgement: dict[str, Any], texts: list[str]) -> str:
+def _model_evidence(judgement: ModelJudgement, texts: list[str]) -> str:
     """The model's quote when it really is the customer's words, else its reasoning (clipped)."""
-    quote = str(judgement.get("intent_evidence") or "").strip().strip('"“”')
+    quote = str(judgement.intent_evidence or "").strip().strip('"“”')
     if quote and any(normalize(quote) in normalize(text) for text in texts):
         return clip(quote, 120)
-    return clip(str(judgement.get("reasoning") or "model assessment"), 160)
+    return clip(str(judgement.reasoning or "model assessment"), 160)
 
 
 def merge_labels(existing: Iterable[Any], new: Iterable[str], limit: int = 12) -> list[str]:

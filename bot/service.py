@@ -7,7 +7,6 @@ handed to the outbox only after the transaction that recorded them committed.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -19,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.bursts import pending_span, reply_due
 from bot.graph import build_graph
 from bot.outbox import Outbox, Reply
+from bot.policy import build_policy
 from bot.prompts import PromptConfig
-from bot.state import BotContext
+from bot.state import BotContext, BotState
 from bot.takeover import send_agent_reply
 from store.db import read_session
 from store.messages import Inbound, conversations_with_pending
@@ -84,11 +84,11 @@ class BotService:
 
     @property
     def takeover_minutes(self) -> int:
-        return self.prompts.business.takeover_minutes or self._takeover_minutes
+        return build_policy(self.prompts, takeover_fallback=self._takeover_minutes).takeover_minutes
 
     def handle(self, inbound: Inbound) -> list[Reply]:
         """Store one inbound event (deduplicated by its channel message id) and answer it."""
-        return self._run({"inbound": dataclasses.asdict(inbound)})
+        return self._run({"inbound": inbound})
 
     def store(self, inbound: Inbound) -> Optional[int]:
         """Store one customer message without answering it yet (as a webhook does); its
@@ -151,15 +151,12 @@ class BotService:
             conversation_id=conversation_id,
         )
 
-    def _run(self, graph_input: dict[str, Any]) -> list[Reply]:
+    def _run(self, graph_input: BotState) -> list[Reply]:
         replies: list[Reply] = []
         for _ in range(MAX_RUNS):
             context = BotContext(prompts=self.prompts, now=self.clock())
             result = self.graph.invoke(graph_input, context=context)
-            turn = [
-                Reply(**{**r, "knowledge": tuple(r.get("knowledge") or ())})
-                for r in result.get("replies") or []
-            ]
+            turn: list[Reply] = list(result.get("replies") or [])
             self._deliver(turn)
             replies.extend(turn)
             conversation_id = result.get("conversation_id")

@@ -1,60 +1,173 @@
-"""What flows through the bot graph: raw data only (ids, texts, numbers, small dicts).
+"""What flows through the bot graph: raw data only (ids, texts, numbers, small typed records).
 
 The SQL store is the source of truth; each run loads a bounded window from it, so nothing here
 grows with the length of the conversation. Prompts are built inside the node that calls the model.
+Every record is a frozen dataclass named in `BotState`, so a checkpointer (LangGraph's msgpack
+serializer, strict allowlist included) stores and restores it as itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional, TypedDict
+from typing import Any, Literal, TypedDict
 
+from bot.outbox import Reply
 from bot.prompts import PromptConfig
+from bot.schemas import ModelTurn
+from bot.scoring import Assessment
+from bot.statuses import Decision, Plan
+from store.messages import Inbound
+
+Engine = Literal["offline", "llm", "offline-fallback"]
+Outcome = Literal["replied", "quiet", "duplicate", "nothing_pending", "superseded", "echo"]
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """One unprocessed customer message of the burst being answered."""
+
+    id: int
+    text: str  # what the customer said: the text, a caption or a voice note's transcript
+    kind: str = "text"
+    transcribed: bool = False
+    media: dict[str, Any] | None = None  # a voice note's stored payload, for transcription
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WindowMessage:
+    """One recent message of the conversation (any author), for context."""
+
+    id: int
+    author: str  # "customer" | "bot" | "agent"
+    text: str
+    channel: str
+    sent_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LeadSnapshot:
+    """The lead's fields the bot reads, as this conversation may see them."""
+
+    id: int
+    name: str | None
+    company: str | None
+    email: str | None
+    phone: str | None
+    status: str
+    score: int
+    tags: list[str]
+    interests: list[str]
+    objections: list[str]
+    summary: str | None
+    assigned_agent_id: int | None
+    ai_stopped: bool
+    ai_paused_until: datetime | None
+    ai_pause_reason: str | None
+    ai_resume_notice_due: bool
+    phone_asks: int
+    phone_declined: bool
+    last_reply_asked_phone: bool
+    locked: bool
+
+
+@dataclass(frozen=True)
+class AiState:
+    """Whether the bot may speak in this turn, and whether it owes a "I'm back" notice."""
+
+    paused: bool  # paused or stopped, for the lead or for this conversation
+    resuming: bool  # its pause ran out since the last turn
+    stopped: bool
+    notice_due: bool
+
+
+@dataclass(frozen=True)
+class Room:
+    """This conversation among the lead's others."""
+
+    alone: bool  # the lead's only conversation
+    speaks_for_lead: bool  # it may end the lead (a verified identity, or alone)
+    paused: bool  # the bot is quiet in this conversation only
+
+
+@dataclass(frozen=True)
+class RoomQuiet:
+    """A terminal status said in a room that cannot end the lead: its stop or pause quiets that
+    room only."""
+
+    status: str
+    behaviour: str  # "pause" | "stop" | "continue"
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """What the new messages say about the customer."""
+
+    phones: list[str] = field(default_factory=list)
+    new_phones: list[str] = field(default_factory=list)
+    new_emails: list[str] = field(default_factory=list)
+    name: str | None = None
+    company: str | None = None
+    phone_declined: bool = False
+
+    @property
+    def anything_new(self) -> bool:
+        return bool(self.new_phones or self.new_emails or self.name or self.company)
+
+
+@dataclass(frozen=True)
+class DraftReply:
+    """The one reply to the burst, before `save` records it."""
+
+    text: str
+    asked_phone: bool
+    language: str
+    source: str  # "llm" | "offline"
+    knowledge: list[str]  # ids of the knowledge sections it answers from
+    notice: bool  # it carries the "I'm back" notice
 
 
 class BotState(TypedDict, total=False):
-    # Input: a new inbound event (a dict of `store.messages.Inbound` fields) or a conversation.
-    inbound: dict[str, Any]
+    # Input: a new inbound event or a conversation with pending messages.
+    inbound: Inbound
     conversation_id: int
     # ingest
     duplicate: bool
     echo: bool  # an agent's message echoed by the channel: no bot processing
+    now: datetime  # pinned for the whole run
     # identify
-    now: str  # ISO time pinned for the whole run
     lead_id: int
     channel: str
-    external_id: Optional[str]  # the customer's id on this channel
+    external_id: str | None  # the customer's id on this channel
     pending_ids: list[int]  # every unprocessed inbound message of the conversation
-    pending: list[
-        dict[str, Any]
-    ]  # the burst to read: [{"id", "text", "sent_at"}], oldest first (bounded)
-    greeted: bool  # whether the business ever wrote to this lead
-    window: list[dict[str, Any]]  # recent messages [{"id", "author", "text"}], oldest first
-    summary: Optional[str]  # the conversation's rolling summary
-    conversation_language: Optional[str]  # the language the conversation is in so far
-    lead: dict[str, Any]  # a snapshot of the lead's fields the bot reads
-    ai: dict[str, Any]  # {"paused", "resuming", "notice_due", "reason"}
-    # {"alone", "speaks_for_lead", "paused"}: whether this conversation is the lead's only room,
-    # whether it may end the lead (verified, or alone) and whether the bot is quiet in it
-    room: dict[str, Any]
-    room_quiet: Optional[dict[str, Any]]  # a stop/pause said in a room that cannot end the lead
+    pending: list[PendingMessage]  # the burst to read, oldest first (bounded)
+    greeted: bool  # whether the business ever wrote in this conversation
+    window: list[WindowMessage]  # recent messages, oldest first
+    summary: str | None  # the conversation's rolling summary
+    conversation_language: str | None  # the language the conversation is in so far
+    lead: LeadSnapshot
+    ai: AiState
+    room: Room
     # extract_contacts / merge
-    contacts: dict[str, Any]  # {"phones", "emails", "name", "phone_declined"}
-    # score_intent
-    assessment: dict[str, Any]
-    model_turn: Optional[
-        dict[str, Any]
-    ]  # the model's validated answer, None when offline or failed
-    engine: str  # "offline" | "llm" | "offline-fallback"
-    # decide_status / act
-    decision: dict[str, Any]  # {"status", "previous", "changed", "source"}
-    plan: dict[str, Any]  # {"action", "ai_behaviour", "pause_minutes", "transition"}
+    contacts: Contacts
+    # detect_language / call_model
+    language: str  # the language to answer in
+    language_clear: bool  # the new messages leave no doubt about it
+    model_turn: ModelTurn | None  # the model's validated answer; None offline or on failure
+    engine: Engine
+    # score
+    assessment: Assessment
+    # decide_status
+    decision: Decision
+    room_quiet: RoomQuiet | None
+    # plan
+    plan: Plan
     # draft_reply
-    reply: Optional[dict[str, Any]]  # {"text", "asked_phone", "language", "source", "knowledge"}
+    reply: DraftReply | None
     # save
-    outcome: str  # "replied" | "quiet" | "duplicate" | "nothing_pending" | "superseded" | "echo"
-    replies: list[dict[str, Any]]  # `bot.outbox.Reply` fields of what to deliver
+    outcome: Outcome
+    replies: list[Reply]  # what to deliver, recorded as pending
     more_pending: bool  # messages arrived during this run: run again
 
 
@@ -63,4 +176,4 @@ class BotContext:
     """Per-run collaborators pinned for the whole run (a hot reload never mixes two configs)."""
 
     prompts: PromptConfig
-    now: Optional[datetime] = None
+    now: datetime | None = None

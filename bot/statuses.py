@@ -7,22 +7,21 @@ picks statuses marked `ai_can_set`; humans can set anything (through the API and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 from bot.prompts import PromptConfig, Status
 
 
 @dataclass(frozen=True)
 class Decision:
+    """The status the lead ends the turn with, and why."""
+
     status: str  # the status the lead ends with
     previous: str
     changed: bool
     source: str  # "model" | "rules" | "kept"
     reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def offline_status(config: PromptConfig, signals: Iterable[str], score: int) -> Optional[str]:
@@ -84,28 +83,39 @@ def decide(
 
 @dataclass(frozen=True)
 class Plan:
-    """What a status change triggers: its action and what happens to the bot."""
+    """What the turn triggers: the status to apply with its action, and what happens to the bot.
+    Made once by the graph's `plan` node, applied once by `save` through `store.domain.status`
+    (which owns the action, the pause length and the lock)."""
 
+    status: str | None  # the status whose action and AI behaviour apply; None: nothing
     action: str  # none | notify | auto_assign
     ai_behaviour: str  # continue | pause | stop
-    pause_minutes: Optional[int]
-    transition: Optional[str]  # "pause" | "stop" when this change quiets the bot now
+    transition: str | None  # "pause" | "stop" when this turn quiets the bot now
+    # The pause or stop quiets this conversation only, with no status change: a customer on an
+    # identity nobody vouches for said it, in one of the lead's several conversations.
+    room_only: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+NOTHING = Plan(None, "none", "continue", None)
 
 
 def plan_for(config: PromptConfig, decision: Decision) -> Plan:
     """Actions run only when the status really changed; no `notify` for terminal statuses."""
     if not decision.changed:
-        return Plan("none", "continue", None, None)
+        return NOTHING
     status = config.status(decision.status)
     assert status is not None
     action = status.action
     if action == "notify" and status.terminal:
         action = "none"
     transition = status.ai_behaviour if status.ai_behaviour in ("pause", "stop") else None
-    return Plan(action, status.ai_behaviour, status.pause_minutes, transition)
+    return Plan(status.name, action, status.ai_behaviour, transition)
+
+
+def quiet_room_plan(status: str, behaviour: str) -> Plan:
+    """The pause or stop of `status` for this conversation only, with no status change and no
+    action."""
+    return Plan(status, "none", behaviour, behaviour, room_only=True)
 
 
 def statuses_for_prompt(config: PromptConfig, current: Optional[str]) -> str:

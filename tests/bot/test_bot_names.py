@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.names import extract_company
-from bot.offline import extract_name
+from bot.names import extract_company, extract_name
 from store.leads import get_lead, update_lead
 from tests.bot.support import Chat
 

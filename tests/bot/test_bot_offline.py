@@ -6,14 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.offline import (
-    extract_name,
-    format_opening,
-    retrieve,
-    section_excerpt,
-    should_ask_phone,
-    unsafe_reply_reason,
-)
+from bot.knowledge import retrieve, section_excerpt
+from bot.names import extract_name
+from bot.phone_ask import should_ask_phone
+from bot.replies import format_opening
+from bot.reply_safety import unsafe_reply_reason
 
 
 @pytest.mark.parametrize(

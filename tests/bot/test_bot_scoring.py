@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from bot.offline import knowledge_index
+from bot.knowledge import knowledge_index
+from bot.schemas import ModelJudgement
 from bot.scoring import BANDS, CustomerMessage, assess, band, derive_tags, find_instructions
 
 
-def score(prompts, *texts: str, **kwargs):
+def score(prompts, *texts: str, model_judgement=None, **kwargs):
     messages = [CustomerMessage(t, new=(i == len(texts) - 1)) for i, t in enumerate(texts)]
-    return assess(messages, config=prompts, terms=knowledge_index(prompts).terms, **kwargs)
+    judgement = ModelJudgement(**model_judgement) if model_judgement is not None else None
+    return assess(
+        messages,
+        config=prompts,
+        terms=knowledge_index(prompts).terms,
+        model_judgement=judgement,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize(

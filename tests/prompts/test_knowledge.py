@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot import load_prompts
-from bot.offline import knowledge_for_prompt, knowledge_index, retrieve
+from bot.knowledge import knowledge_index, prompt_knowledge, retrieve
 from bot.prompts import DEFAULT_PROMPTS_DIR
 from bot.scoring import CustomerMessage, assess
 
@@ -115,12 +115,10 @@ def test_instructions_in_a_question_do_not_change_the_answer(bot_world):
 
 
 def test_the_models_prompt_gets_the_best_sections_or_the_check_with_the_team_note(prompts):
-    text = knowledge_for_prompt(prompts, "How much is the Home package?", language="en",
-                                signals=["pricing"])
+    text, _ = prompt_knowledge(prompts, "How much is the Home package?", language="en")
     assert text.startswith("## Pricing > Package prices") and "$12,400" in text
     assert len(text) < 3000
-    missing = knowledge_for_prompt(prompts, "how much does the Pro plan cost?", language="en",
-                                   signals=["pricing"])
+    missing, _ = prompt_knowledge(prompts, "how much does the Pro plan cost?", language="en")
     assert missing == "(no section matches; say you will check with the team)"
 
 

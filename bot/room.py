@@ -1,0 +1,132 @@
+"""What one conversation may know of its lead: the whole lead when it is the lead's only
+conversation, else only the facts this conversation supplied; its recent messages, and its
+standing among the lead's conversations (`store.identity`'s rules)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from bot.media import customer_text
+from bot.state import BotState, LeadSnapshot, Room, WindowMessage
+from store import identity as rules
+from store.leads import get_lead
+from store.messages import conversation_messages
+from store.models import ContactDetail, Conversation, Identity, Lead, Message
+
+
+def is_room_paused(conversation: Conversation, now: datetime) -> bool:
+    """Whether the bot is stopped or paused in this conversation only."""
+    return bool(conversation.ai_stopped) or (
+        conversation.ai_paused_until is not None and conversation.ai_paused_until > now
+    )
+
+
+def lead_snapshot(lead: Lead) -> LeadSnapshot:
+    return LeadSnapshot(
+        id=lead.id,
+        name=lead.name,
+        company=lead.company,
+        email=lead.email,
+        phone=lead.phone,
+        status=lead.status,
+        score=lead.score,
+        tags=list(lead.tags or []),
+        interests=list(lead.interests or []),
+        objections=list(lead.objections or []),
+        summary=lead.summary,
+        assigned_agent_id=lead.assigned_agent_id,
+        ai_stopped=bool(lead.ai_stopped),
+        ai_paused_until=lead.ai_paused_until,
+        ai_pause_reason=lead.ai_pause_reason,
+        ai_resume_notice_due=bool(lead.ai_resume_notice_due),
+        phone_asks=lead.phone_asks,
+        phone_declined=bool(lead.phone_declined),
+        last_reply_asked_phone=bool(lead.last_reply_asked_phone),
+        locked=bool(lead.locked),
+    )
+
+
+def _window(conversation_id: int, session: Session, size: int) -> list[WindowMessage]:
+    """The conversation's own recent messages: never another conversation's, whatever the lead is
+    merged from."""
+    return [
+        WindowMessage(
+            id=m.id,
+            author=m.author,
+            # A caption or transcript is what the customer said; a bare "[image]" says what came.
+            text=(customer_text(m.kind, m.text, m.payload) or m.text or "")
+            if m.author == "customer"
+            else m.text or "",
+            channel=m.channel,
+            sent_at=m.sent_at,
+        )
+        for m in conversation_messages(conversation_id, session=session, limit=size)
+    ]
+
+
+def _has_spoken(conversation_id: int, session: Session) -> bool:
+    """Whether the business (bot or human) ever wrote in this conversation (one greeting per
+    room)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == conversation_id, Message.direction == "out"
+                )
+            )
+        )
+    )
+
+
+def _room_snapshot(lead: Lead, conversation: Conversation, session: Session) -> LeadSnapshot:
+    """The lead as one of several conversations may see it: only the facts this conversation
+    supplied (its identity's name, the phone and email said in it), never another room's."""
+    root = conversation.identity_id
+    identities = list(
+        session.scalars(
+            select(Identity).where((Identity.id == root) | (Identity.alias_of_id == root))
+        )
+    ) if root is not None else []
+    ids = [i.id for i in identities]
+    said = {
+        (c.kind): c.value
+        for c in session.scalars(
+            select(ContactDetail)
+            .where(ContactDetail.lead_id == lead.id, ContactDetail.identity_id.in_(ids))
+            .order_by(ContactDetail.id)
+        )
+    } if ids else {}
+    return replace(
+        lead_snapshot(lead),
+        name=next((i.display_name for i in identities if i.display_name), None),
+        phone=said.get("phone"),
+        email=said.get("email"),
+        interests=[],
+        objections=[],
+        summary=conversation.summary,
+    )
+
+
+def room_view(
+    conversation: Conversation, session: Session, window_size: int, now: datetime
+) -> BotState:
+    """What a turn in this conversation may know and do: its lead (as this room may see it), its
+    recent messages, whether the business spoke in it, and its standing among the lead's rooms."""
+    lead = get_lead(conversation.lead_id, session=session)
+    alone = rules.only_conversation(conversation, session=session)
+    snapshot = lead_snapshot(lead) if alone else _room_snapshot(lead, conversation, session)
+    return {
+        "lead_id": lead.id,
+        "lead": snapshot,
+        "window": _window(conversation.id, session, window_size),
+        "greeted": _has_spoken(conversation.id, session),
+        "room": Room(
+            alone=alone,
+            speaks_for_lead=rules.speaks_for_lead(conversation, session=session),
+            paused=is_room_paused(conversation, now),
+        ),
+    }

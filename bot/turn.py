@@ -1,0 +1,253 @@
+"""Applying a bot turn in ONE transaction (the graph's `save`): the burst is claimed first, so a
+crash or a concurrent run never leaves it scored but unanswered, or answered twice; then the score,
+the lead's profile, the plan (through `store.domain`, the bot being the actor) and the reply."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, exists, select, update
+from sqlalchemy.orm import Session
+
+from bot.outbox import Reply
+from bot.prompts import PromptConfig
+from bot.room import is_room_paused
+from bot.scoring import (
+    conversion_probability,
+    derive_tags,
+    merge_labels,
+    next_best_action,
+    summarize,
+)
+from bot.state import BotState
+from bot.statuses import Decision, Plan, may_move
+from store import identity as rules
+from store.domain.policy import Policy
+from store.domain.status import change_status_by_bot, quiet_for_status
+from store.domain.takeover import is_ai_paused
+from store.leads import get_lead, update_lead
+from store.messages import record_outbound
+from store.models import Conversation, Lead, Message
+from store.work import record_score
+
+log = logging.getLogger(__name__)
+
+
+class Superseded(Exception):
+    """Another run processed (some of) these messages first; this run's effects are rolled back."""
+
+
+def claim_pending(pending_ids: list[int], now: datetime, session: Session) -> None:
+    """Mark the burst processed, or raise `Superseded` when another run got (some of) it first."""
+    claimed = session.execute(
+        update(Message)
+        .where(Message.id.in_(pending_ids), Message.processed_at.is_(None))
+        .values(processed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if cast("CursorResult[Any]", claimed).rowcount != len(pending_ids):
+        raise Superseded()
+
+
+def apply_turn(
+    state: BotState, config: PromptConfig, policy: Policy, session: Session
+) -> BotState:
+    """Everything the turn changes, in the caller's transaction (after `claim_pending`): the lead's
+    score, profile and status with the plan applied through the domain layer, the conversation's
+    summary and language, and the reply recorded for delivery."""
+    now = state["now"]
+    last_id = state["pending_ids"][-1]
+    locked = session.get(Lead, state["lead_id"], with_for_update=True)
+    lead = get_lead(locked.id if locked is not None else state["lead_id"], session=session)
+    conversation = session.get(Conversation, state["conversation_id"])
+    assert conversation is not None
+    _end_expired_pause(lead, now, session)
+    alone = rules.only_conversation(conversation, session=session)
+    # Checked on the rows themselves: a human who replied during the model call silences this reply.
+    quiet = is_ai_paused(lead, now) or is_room_paused(conversation, now)
+    if not lead.locked:
+        record_score(
+            lead,
+            state["assessment"].score,
+            state["assessment"].factors,
+            session=session,
+            message_id=last_id,
+            engine="llm" if state.get("engine") == "llm" else "offline",
+        )
+    decision = state["decision"]
+    sets_status = _may_still_set(lead, decision, config)
+    status = decision.status if sets_status else lead.status
+    summary = _update_lead_profile(lead, state, config, session, status=status)
+    _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=status)
+    # After the profile: the notifications the status's action sends quote its next best action.
+    _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
+    replies = _record_reply(state, lead, conversation, config, session, quiet=quiet)
+    return {
+        "outcome": "replied" if replies else "quiet",
+        "replies": replies,
+        "more_pending": _more_pending(conversation.id, state["pending_ids"], session),
+        "lead_id": lead.id,
+    }
+
+
+def _end_expired_pause(lead: Lead, now: datetime, session: Session) -> None:
+    """The bot's own pause ran out: it speaks again (and says so in its next message)."""
+    if not lead.ai_stopped and lead.ai_paused_until is not None and lead.ai_paused_until <= now:
+        update_lead(
+            lead,
+            {"ai_paused_until": None, "ai_pause_reason": None, "ai_resume_notice_due": True},
+            session=session,
+            actor="bot",
+        )
+
+
+def _may_still_set(lead: Lead, decision: Decision, config: PromptConfig) -> bool:
+    """Whether the decided status still applies: not if a human locked the lead or moved it past
+    it meanwhile."""
+    return (
+        decision.changed and not lead.locked and may_move(config, lead.status, decision.status)[0]
+    )
+
+
+def _update_lead_profile(
+    lead: Lead, state: BotState, config: PromptConfig, session: Session, *, status: str
+) -> str:
+    """Tags, interests, objections, summary, conversion chance and next best action, for the lead
+    in `status` (the one it ends the turn with); the lead's summary is returned."""
+    assessment, turn = state["assessment"], state.get("model_turn")
+    has_phone = bool(lead.phone)
+    summary = (turn.summary if turn else "") or summarize(
+        assessment, name=lead.name, has_phone=has_phone, status=status
+    )
+    action = (turn.next_best_action if turn else "") or next_best_action(
+        assessment, status, has_phone=has_phone, config=config
+    )
+    changes: dict[str, Any] = {
+        "tags": derive_tags(lead.tags or [], assessment, config),
+        "interests": merge_labels(
+            lead.interests or [], [*assessment.interests, *(turn.interests if turn else [])]
+        ),
+        "objections": merge_labels(
+            lead.objections or [], [*assessment.objections, *(turn.objections if turn else [])]
+        ),
+        "summary": summary,
+        "conversion_probability": conversion_probability(lead.score, status, config),
+        "next_best_action": action,
+    }
+    contacts = state.get("contacts")
+    if contacts is not None and contacts.phone_declined:
+        changes["phone_declined"] = True
+    update_lead(lead, changes, session=session, actor="bot")
+    return summary
+
+
+def _update_conversation(
+    conversation: Conversation, state: BotState, *, lead_summary: str, alone: bool, status: str
+) -> None:
+    """The conversation's own summary and the language it is in."""
+    if alone:
+        conversation.summary = lead_summary[:2000]
+    else:
+        # The room's own summary names only what this conversation said.
+        room, turn = state["lead"], state.get("model_turn")
+        conversation.summary = ((turn.summary if turn else "") or summarize(
+            state["assessment"], name=room.name, has_phone=bool(room.phone), status=status,
+        ))[:2000]
+    language = state.get("language")
+    if language and conversation.language != language:
+        conversation.language = language
+
+
+def _apply_plan(
+    planned: Plan,
+    lead: Lead,
+    conversation: Conversation,
+    sets_status: bool,
+    alone: bool,
+    policy: Policy,
+    session: Session,
+    now: datetime,
+) -> None:
+    """Apply the plan through the domain layer, the bot being the actor: the new status with its
+    lock, action and AI behaviour (the pause or stop holds in this conversation only when it is
+    one of several), or only the pause or stop of this conversation."""
+    if planned.status is None:
+        return
+    if planned.room_only:
+        quiet_for_status(
+            lead, planned.status, session=session, policy=policy, now=now,
+            conversation=conversation,
+        )
+    elif sets_status:
+        change_status_by_bot(
+            lead, planned.status, session=session, policy=policy, now=now,
+            conversation=None if alone else conversation,
+        )
+
+
+def _record_reply(
+    state: BotState,
+    lead: Lead,
+    conversation: Conversation,
+    config: PromptConfig,
+    session: Session,
+    *,
+    quiet: bool,
+) -> list[Reply]:
+    """Record the drafted reply as pending delivery, unless a human took over meanwhile."""
+    reply = state.get("reply")
+    if reply is None:
+        return []
+    if quiet:
+        log.info(
+            "conversation %s: a human took over while the bot was thinking; no bot reply",
+            conversation.id,
+        )
+        return []
+    if not reply.text:
+        return []
+    message = record_outbound(
+        conversation,
+        reply.text,
+        session=session,
+        author="bot",
+        idempotency_key=f"bot-reply:{state['pending_ids'][-1]}",
+        external_id=state.get("external_id"),
+        delivery_status="pending",
+    )
+    if reply.asked_phone:
+        lead.phone_asks = (lead.phone_asks or 0) + 1
+    lead.last_reply_asked_phone = reply.asked_phone
+    if reply.notice:
+        lead.ai_resume_notice_due = False
+    return [
+        Reply(
+            message_id=message.id,
+            lead_id=lead.id,
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            external_id=message.external_id,
+            text=message.text,
+            language=reply.language or config.business.default_language,
+            source="model" if reply.source == "llm" else "offline",
+            knowledge=tuple(reply.knowledge),
+        )
+    ]
+
+
+def _more_pending(conversation_id: int, pending_ids: list[int], session: Session) -> bool:
+    """Whether customer messages arrived during this run (another run answers them)."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Message.conversation_id == conversation_id,
+                    Message.direction == "in",
+                    Message.processed_at.is_(None),
+                    Message.id.not_in(pending_ids),
+                )
+            )
+        )
+    )
