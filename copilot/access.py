@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from copilot.text import fold, name_score
 from store.agents import find_agent, list_agents
 from store.contacts import find_emails, try_normalize_phone
-from store.copilot_queries import lead_labels, leads_by_email
+from store.lead_lookups import lead_labels, leads_by_email
 from store.leads import LeadNotFound, find_lead_by_phone, get_lead
 from store.models import Agent, Lead
 from store.query import LeadQuery, count_leads, query_leads

@@ -26,7 +26,7 @@ from copilot import config as cfg
 from copilot.access import Denied, load_agent
 from copilot.intents import Reply, ToolCall, route
 from copilot.state import CopilotState
-from copilot.tools import CHANGE_TOOLS, Confirm, ToolRunner, agent_id_of
+from copilot.tools import Confirm, ToolRunner, agent_id_of
 from copilot.vocabulary import Vocabulary
 from store.models import Lead
 
@@ -117,7 +117,7 @@ class CopilotNodes:
             return {}
         agent_id = agent_id_of(config)
         answered = {m.tool_call_id for m in _last_tool_results(messages)}
-        changed = _changed_this_turn(messages)
+        changed = _changed_this_turn(messages, self.runner)
         asked: dict[str, Any] | None = None
         if not all(c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls):
             reading = self._read(state)
@@ -145,7 +145,7 @@ class CopilotNodes:
                     break  # asked in the next step, on its own
                 outcome = self.runner.ask_and_apply(name, outcome, agent_id)
             text, artifact = outcome
-            if name in CHANGE_TOOLS and isinstance(artifact, dict) and artifact.get("focus_lead_id") is not None:
+            if self.runner.changes_lead(name) and isinstance(artifact, dict) and artifact.get("focus_lead_id") is not None:
                 changed.add(int(artifact["focus_lead_id"]))
             results.append(ToolMessage(str(text), tool_call_id=call["id"], name=name,
                                        artifact=artifact if isinstance(artifact, dict) else {}))
@@ -291,13 +291,13 @@ def _checked(reply: Any, runner: ToolRunner, tool_names: set[str]) -> AIMessage 
     return AIMessage(content=text.strip()[:MAX_REPLY_CHARS])
 
 
-def _changed_this_turn(messages: Sequence[AnyMessage]) -> set[int]:
+def _changed_this_turn(messages: Sequence[AnyMessage], runner: ToolRunner) -> set[int]:
     """Leads changed by tools since the agent's latest message."""
     changed: set[int] = set()
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
             break
-        if isinstance(message, ToolMessage) and message.name in CHANGE_TOOLS:
+        if isinstance(message, ToolMessage) and message.name and runner.changes_lead(message.name):
             artifact = message.artifact if isinstance(message.artifact, dict) else {}
             if artifact.get("focus_lead_id") is not None:
                 changed.add(int(artifact["focus_lead_id"]))

@@ -1,97 +1,21 @@
-"""Repository functions the agents' copilot needs beyond the shared ones: Telegram linking,
-notification delivery, follow-ups and bulk selections.
+"""Read-only lookups over leads and their messages that lists and analyses need beyond
+`store.query`: leads by email, name labels for fuzzy matching, follow-ups due, leads awaiting a
+reply, status changes in a period, message counts, and every id a filter selects (bulk actions).
 
 Like every repository module: keyword-only `session`, no commits (the caller owns the transaction).
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from store.agents import hash_token
-from store.models import Agent, AuditEvent, Conversation, Lead, Message, Note, Notification
+from store.models import AuditEvent, Conversation, Lead, Message, Note
 from store.query import LeadQuery, build_lead_query
-
-# No 0/O, 1/I/L: codes are read off a terminal and typed into a phone.
-_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-_CODE_LENGTH = 10
-
-
-def normalize_link_code(code: str) -> str:
-    """Upper-case and drop the separators people type (spaces, dashes)."""
-    return "".join(ch for ch in (code or "").upper() if ch.isalnum())
-
-
-def new_link_code(agent: Agent, *, session: Session) -> str:
-    """Give the agent a fresh one-time Telegram link code (stored hashed) and return it, e.g. 'K7P2Q-X9MRT'."""
-    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
-    agent.link_code_hash = hash_token(raw)
-    session.flush()
-    return f"{raw[:5]}-{raw[5:]}"
-
-
-def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Agent | None:
-    """Link a Telegram user to the active agent holding this code; the code is used up. None if unknown."""
-    normalized = normalize_link_code(code)
-    if len(normalized) != _CODE_LENGTH:
-        return None
-    agent = session.scalars(
-        select(Agent).where(Agent.link_code_hash == hash_token(normalized), Agent.active.is_(True))
-    ).first()
-    if agent is None:
-        return None
-    # One Telegram account speaks for one agent: a relink moves it.
-    session.execute(
-        update(Agent).where(Agent.telegram_user_id == telegram_user_id, Agent.id != agent.id)
-        .values(telegram_user_id=None)
-    )
-    session.flush()
-    agent.telegram_user_id = telegram_user_id
-    agent.link_code_hash = None
-    session.flush()
-    return agent
-
-
-def agent_by_telegram(telegram_user_id: int, *, session: Session) -> Agent | None:
-    """The active agent linked to this Telegram user, or None."""
-    return session.scalars(
-        select(Agent).where(Agent.telegram_user_id == telegram_user_id, Agent.active.is_(True))
-    ).first()
-
-
-def due_notifications(*, session: Session, now: datetime, limit: int = 50) -> list[Notification]:
-    """Undelivered notifications whose time has come, for active agents linked to Telegram, oldest first."""
-    query = (
-        select(Notification)
-        .join(Agent, Agent.id == Notification.agent_id)
-        .where(Notification.delivered_at.is_(None))
-        .where(or_(Notification.deliver_after.is_(None), Notification.deliver_after <= now))
-        .where(Agent.active.is_(True), Agent.telegram_user_id.is_not(None))
-        .order_by(Notification.id)
-        .limit(limit)
-    )
-    return list(session.scalars(query))
-
-
-def claim_notification(notification_id: int, *, session: Session, now: datetime) -> bool:
-    """Mark one notification delivered unless someone else already did (the database decides)."""
-    result = session.execute(
-        update(Notification)
-        .where(Notification.id == notification_id, Notification.delivered_at.is_(None))
-        .values(delivered_at=now)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def release_notification(notification_id: int, *, session: Session) -> None:
-    """Undo a claim whose delivery failed, so that the next round tries again."""
-    session.execute(update(Notification).where(Notification.id == notification_id).values(delivered_at=None))
 
 
 def last_customer_message(lead_id: int, *, session: Session) -> Message | None:
