@@ -170,6 +170,7 @@ class Status:
     ai_can_set: bool
     rank: int
     rules: tuple[StatusRule, ...] = ()
+    locks: bool = False  # setting it makes the lead read-only until an admin reopens it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +182,7 @@ class Status:
             "pause_minutes": self.pause_minutes,
             "terminal": self.terminal,
             "ai_can_set": self.ai_can_set,
+            "locks": self.locks,
         }
 
 
@@ -1077,6 +1079,7 @@ def _load_statuses(
         "pause_minutes",
         "terminal",
         "ai_can_set",
+        "locks",
         "when",
     )
     for rank, item in enumerate(items):
@@ -1111,6 +1114,7 @@ def _load_statuses(
             pause = default_pause
         terminal = f.boolean(item, "terminal", False)
         ai_can_set = f.boolean(item, "ai_can_set", True)
+        locks = f.boolean(item, "locks", False)
         rules = _status_rules(item, f, known_signals)
         statuses.append(
             Status(
@@ -1124,6 +1128,7 @@ def _load_statuses(
                 ai_can_set=ai_can_set,
                 rank=rank,
                 rules=rules,
+                locks=locks,
             )
         )
     if statuses and statuses[0].terminal:

@@ -1,13 +1,13 @@
-"""Humans take over: an agent's message pauses the bot for the takeover window; agents resume it.
+"""Sending an agent's reply to the customer: which conversation and recipient it goes to, and
+the send itself (recorded, the bot quiet for the takeover window, then handed to the outbox).
 
-Used by the bot itself, the copilot, the REST API and Meta echoes of replies sent from the native
-apps. Repository-style functions take a keyword-only session and never commit.
+The takeover rules themselves (the window, pause, stop, resume) are `store.domain.takeover`.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Optional
 
 from sqlalchemy import select
@@ -15,87 +15,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox import Outbox, Reply
 from store import identity as rules
-from store.leads import get_lead, update_lead
+# TAKEOVER_REASON, is_ai_paused, pause_bot, resume_bot: re-exported for one merge cycle only, for
+# bot/nodes.py, copilot/tools.py, leaddesk/ until they import them from `store.domain.takeover`.
+from store.domain.takeover import (  # noqa: F401
+    TAKEOVER_REASON,
+    human_took_over,
+    is_ai_paused,
+    pause_bot,
+    resume_bot,
+)
+from store.leads import get_lead
 from store.messages import record_outbound
 from store.models import Conversation, Lead, Message
 
 log = logging.getLogger(__name__)
 
-TAKEOVER_REASON = "human takeover"
-
 
 class NoConversation(LookupError):
     """The lead has never written on any channel, so there is nowhere to send a reply."""
-
-
-def is_ai_paused(lead: Lead, now: datetime) -> bool:
-    """Whether the bot must stay quiet for this lead right now."""
-    return bool(lead.ai_stopped) or (
-        lead.ai_paused_until is not None and lead.ai_paused_until > now
-    )
-
-
-def human_took_over(
-    lead: Lead, *, session: Session, now: datetime, minutes: int, agent_id: Optional[int] = None
-) -> bool:
-    """Pause the bot for `minutes` from `now` after a human message. Each human message renews the
-    window; a stop or a longer pause is never shortened. Returns whether anything changed."""
-    if lead.ai_stopped:
-        return False
-    until = now + timedelta(minutes=minutes)
-    if lead.ai_paused_until is not None and lead.ai_paused_until >= until:
-        return False
-    changed = update_lead(
-        lead,
-        {"ai_paused_until": until, "ai_pause_reason": TAKEOVER_REASON},
-        session=session,
-        actor="agent" if agent_id else "system",
-        agent_id=agent_id,
-    )
-    log.info("bot paused for lead %s until %s: a human replied", lead.id, until.isoformat())
-    return bool(changed)
-
-
-def pause_bot(
-    lead: Lead,
-    *,
-    session: Session,
-    actor: str,
-    now: datetime,
-    minutes: Optional[int] = None,
-    agent_id: Optional[int] = None,
-    reason: str = "paused by an agent",
-) -> bool:
-    """Pause the bot for `minutes`, or stop it until a human resumes it when `minutes` is None."""
-    if minutes is None:
-        changes: dict[str, object] = {"ai_stopped": True, "ai_pause_reason": reason}
-    else:
-        until = now + timedelta(minutes=minutes)
-        if lead.ai_stopped or (lead.ai_paused_until is not None and lead.ai_paused_until >= until):
-            return False
-        changes = {"ai_paused_until": until, "ai_pause_reason": reason}
-    return bool(update_lead(lead, changes, session=session, actor=actor, agent_id=agent_id))
-
-
-def resume_bot(lead: Lead, *, session: Session, actor: str, agent_id: Optional[int] = None) -> bool:
-    """Let the bot talk again, in every conversation of the lead (a stop or pause said in one of
-    them included); its next message tells the customer they talk to an assistant."""
-    rooms = list(session.scalars(select(Conversation).where(
-        Conversation.lead_id == lead.id,
-        (Conversation.ai_stopped.is_(True)) | (Conversation.ai_paused_until.is_not(None)),
-    )))
-    for room in rooms:
-        room.ai_stopped = False
-        room.ai_paused_until = None
-    was_quiet = bool(lead.ai_stopped) or lead.ai_paused_until is not None or bool(rooms)
-    changes: dict[str, object] = {
-        "ai_stopped": False,
-        "ai_paused_until": None,
-        "ai_pause_reason": None,
-    }
-    if was_quiet:
-        changes["ai_resume_notice_due"] = True
-    return bool(update_lead(lead, changes, session=session, actor=actor, agent_id=agent_id))
 
 
 def latest_conversation(lead: Lead, *, session: Session) -> Optional[Conversation]:

@@ -28,7 +28,8 @@ from store.leads import resolve_contact, update_lead
 from store.models import Agent, Identity, Lead, Note
 from store.query import LeadQuery, build_lead_query, order_leads
 from store.text import clean_text
-from store.work import WorkError, add_note
+from store.domain.errors import Invalid
+from store.work import add_note
 
 log = logging.getLogger(__name__)
 
@@ -393,7 +394,7 @@ def import_leads(
                             agent_id=agent_id,
                             reason=f"import of {file_name}" if file_name else "import",
                         )
-                except (_Rejected, InvalidContact, WorkError) as exc:
+                except (_Rejected, InvalidContact, Invalid) as exc:
                     report.rejected.append(Rejection(line, str(exc)))
                 except (IntegrityError, DataError) as exc:
                     log.warning("import row at line %s refused by the database: %s", line, exc.orig)

@@ -1,20 +1,18 @@
-"""Identity trust: how each identity and contact detail is known, and the rules for merging leads.
+"""Identity trust: how each identity and contact detail is known, merge suggestions, and which
+conversation speaks for a lead.
 
-One place for the rules that the bot, the webhooks, the REST API, the console, the copilot and the
-import all follow:
+The rules the bot, the webhooks and the import follow when contacts arrive:
 
 - A detail a channel vouches for is *verified*; one a person typed or a client passed unsigned is
   *claimed*. Leads merge automatically only on verified evidence, and never when they belong to
   two different agents; a claimed match becomes a `MergeSuggestion` for an agent to decide.
-- Merging by hand: an agent needs access to both leads and an open suggestion between them; leads
-  of two different agents only an admin merges; an admin merges any two. The survivor keeps its
-  owner; the other owner is told and keeps reading the notes they wrote.
+- After a merge the survivor keeps its owner; the other owner is told (`on_merge`). Who may merge
+  by hand is `store.domain.merge`'s rule.
 - Conversations are separate rooms: a reply goes to one conversation (by default the latest on a
   verified identity), and a conversation on a claimed identity cannot end the lead nor quiet the
   bot in the lead's other conversations.
 
-Functions take a keyword-only `session` and never commit; `NotAllowed` is the one refusal, which
-each front end turns into its own answer (HTTP 403, a copilot sentence, a CLI line).
+Functions take a keyword-only `session` and never commit.
 """
 
 from __future__ import annotations
@@ -57,10 +55,6 @@ SOURCE_NAMES = {
     "agent": "an agent",
     "import": "an import",
 }
-
-
-class NotAllowed(Exception):
-    """The acting agent (or conversation) may not do this; nothing was changed."""
 
 
 # ---- trust ----------------------------------------------------------------------------------
@@ -284,89 +278,21 @@ def close_suggestions(
         row.resolved_by_agent_id = agent_id
 
 
-# ---- merging by hand ------------------------------------------------------------------------
+# ---- settling suggestions ------------------------------------------------------------------
 
 
-def is_admin(agent: Agent) -> bool:
-    return agent.role == "admin"
-
-
-def may_access(agent: Agent, lead: Lead) -> bool:
-    """Agents work their own and unassigned leads; admins every lead."""
-    return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
-
-
-def _check_pair(agent: Agent, target: Lead, other: Lead, verb: str) -> None:
-    """Raise NotAllowed unless `agent` may decide about these two leads together (merge them, or
-    dismiss a suggestion that they are one person): an admin always; an agent with access to both,
-    neither converted, and not two different agents' leads."""
-    if is_admin(agent):
-        return
-    if different_owners(target, other):
-        raise NotAllowed(
-            f"#{target.id} and #{other.id} belong to two different agents; only an admin can "
-            f"{verb} them"
-        )
-    if not (may_access(agent, target) and may_access(agent, other)):
-        hidden = other if may_access(agent, target) else target
-        raise NotAllowed(
-            f"this needs access to both leads, and #{hidden.id} is assigned to another agent"
-        )
-    if target.locked or other.locked:
-        locked = target if target.locked else other
-        raise NotAllowed(f"#{locked.id} was converted and is read-only; an admin can {verb} it")
-
-
-def check_merge(agent: Agent, target: Lead, other: Lead, *, session: Session) -> None:
-    """Raise NotAllowed unless `agent` may merge `other` into `target`."""
-    if target.id == other.id:
-        raise NotAllowed(f"#{target.id} and #{other.id} are already one lead")
-    _check_pair(agent, target, other, "merge")
-    if is_admin(agent):
-        return
-    if _suggestion_between(session, target, other) is None:
-        raise NotAllowed(
-            f"nothing suggests #{other.id} and #{target.id} are one person; only an admin can "
-            "merge two leads without a suggestion"
-        )
-
-
-def merge_by_hand(
-    agent: Agent, target: Lead, other: Lead, *, session: Session, reason: Optional[str] = None
-) -> Lead:
-    """Merge `other` into `target` for `agent` after `check_merge`; returns the survivor."""
-    from store.leads import merge_leads
-
-    check_merge(agent, target, other, session=session)
-    return merge_leads(target, other, session=session, actor="agent", agent_id=agent.id,
-                       into=target, reason=reason or "merged by hand")
-
-
-def dismiss_suggestion(agent: Agent, lead: Lead, suggestion_id: int, *, session: Session) -> Lead:
-    """Settle an open merge suggestion on `lead` as "not the same person", for `agent`, who needs
-    the access accepting it would need; audited on both leads. Returns the other lead.
-
-    Raises LookupError when `lead` has no such open suggestion, NotAllowed when `agent` may not
-    decide about the two leads. A dismissed pair is not suggested again."""
-    suggestion = next(
-        (s for s in open_suggestions(lead, session=session) if s.id == suggestion_id), None
-    )
-    if suggestion is None:
-        raise LookupError(f"lead #{lead.id} has no open merge suggestion {suggestion_id}")
-    other = session.get(Lead, suggestion.other_lead_id)
-    assert other is not None  # open_suggestions lists living leads only
-    _check_pair(agent, lead, other, "decide about")
-    now = utcnow()
+def dismiss_between(lead: Lead, other: Lead, *, session: Session, agent_id: int,
+                    now: datetime) -> None:
+    """Record that the two leads are not the same person: their open suggestions are dismissed
+    (so the pair is not suggested again), audited on both. Who may decide is
+    `store.domain.merge`'s rule."""
     for row in _open_rows_between(session, lead, other):
         row.state = "dismissed"
         row.resolved_at = now
-        row.resolved_by_agent_id = agent.id
+        row.resolved_by_agent_id = agent_id
     for lead_id, other_id in ((lead.id, other.id), (other.id, lead.id)):
         _audit(session, lead_id, "agent", "dismiss_merge", "lead", other_id,
-               "not the same person", agent.id)
-    log.info("merge suggestion between leads %s and %s dismissed by agent %s", lead.id, other.id,
-             agent.id)
-    return other
+               "not the same person", agent_id)
 
 
 def _open_rows_between(session: Session, a: Lead, b: Lead) -> list[MergeSuggestion]:
@@ -399,7 +325,7 @@ def on_merge(
     agent_id: Optional[int],
 ) -> None:
     """Ownership after a merge: the survivor keeps its owner; the other owner is told (and keeps
-    reading their notes, see `visible_notes`); the audit says so."""
+    reading their notes, see `store.domain.permissions.visible_notes`); the audit says so."""
     close_suggestions(survivor, absorbed, session=session, agent_id=agent_id)
     if absorbed_owner is None or absorbed_owner in (survivor_owner, survivor.assigned_agent_id):
         return
@@ -413,26 +339,6 @@ def on_merge(
         text=(f"Your lead #{absorbed.id} was merged into #{survivor.id} ({who}), which stays with "
               "its owner. Your notes remain readable to you."),
         read=False, created_at=utcnow()))
-
-
-def visible_notes(agent: Agent, lead: Lead, *, session: Session) -> list[Note]:
-    """The lead's notes this agent may read: all with access to the lead, else their own."""
-    query = select(Note).where(Note.lead_id == lead.id).order_by(Note.id)
-    if not may_access(agent, lead):
-        query = query.where(Note.agent_id == agent.id)
-    return list(session.scalars(query))
-
-
-def has_own_notes(agent: Agent, lead: Lead, *, session: Session) -> bool:
-    return session.scalars(
-        select(Note.id).where(Note.lead_id == lead.id, Note.agent_id == agent.id).limit(1)
-    ).first() is not None
-
-
-def may_read_notes(agent: Agent, lead: Lead, *, session: Session) -> bool:
-    """Whether the agent reads any of the lead's notes: with access to the lead, or as a former
-    owner whose lead was merged into it (then only their own, see `visible_notes`)."""
-    return may_access(agent, lead) or has_own_notes(agent, lead, session=session)
 
 
 # ---- conversations --------------------------------------------------------------------------
@@ -503,3 +409,18 @@ def _audit(session: Session, lead_id: int, actor: str, action: str, field: str, 
     session.add(AuditEvent(lead_id=lead_id, actor=actor, agent_id=agent_id, action=action,
                            field=field, old_value=None if old is None else str(old),
                            new_value=None if new is None else str(new), created_at=utcnow()))
+
+
+# ---- moved ----------------------------------------------------------------------------------
+# For one merge cycle only: copilot/tools.py still reaches the merge rules through this module
+# until it calls `store.domain.merge`. Resolved lazily because `store.domain.merge` imports this
+# module (an eager import here would be a cycle).
+_MOVED_TO_DOMAIN = ("NotAllowed", "check_merge", "merge_by_hand")
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED_TO_DOMAIN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from store.domain import errors, merge  # noqa: PLC0415 - see above: a cycle otherwise
+
+    return getattr(errors, name, None) or getattr(merge, name)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from store.domain.errors import Invalid, LeadLocked  # noqa: F401 - LeadLocked: see WorkError
+from store.domain.permissions import LeadAction, check_unlocked  # noqa: F401 - see WorkError
 from store.leads import record_audit, update_lead
 from store.models import (
     NOTE_CATEGORIES,
@@ -21,34 +23,9 @@ from store.models import (
 from store.text import clean_text
 
 
-class WorkError(ValueError):
-    pass
-
-
-class LeadLocked(WorkError):
-    """An action a converted (read-only) lead does not allow."""
-
-
-LeadAction = Literal["note", "reply", "pause", "resume", "archive", "edit", "status", "assign"]
-
-# What a converted lead still allows. Notes stay open to everyone who may see the lead (they
-# record, they change nothing); archiving is housekeeping an admin may do. Everything else speaks
-# to the customer or changes the lead (replies, pausing or resuming the bot, edits, status,
-# assignment) and waits until an admin reopens it.
-_ALLOWED_WHEN_LOCKED: dict[str, bool] = {"note": False, "archive": True}  # action -> admins only
-
-def check_unlocked(lead: Lead, action: LeadAction, *, admin: bool) -> None:
-    """The one rule for converted leads, for every front end: raise `LeadLocked` when `action` is
-    not allowed on this lead for this agent."""
-    if not lead.locked:
-        return
-    admins_only = _ALLOWED_WHEN_LOCKED.get(action)
-    if admins_only is False or (admins_only and admin):
-        return
-    raise LeadLocked(
-        f"lead {lead.id} was converted and is read-only; an admin can reopen it (notes can still "
-        "be added)"
-    )
+# For one merge cycle only: copilot/tools.py imports these from here until it calls
+# `store.domain`. The lock rule lives in `store.domain.permissions`; refusals are `store.domain.errors`.
+WorkError = Invalid
 
 
 def add_note(
@@ -63,10 +40,11 @@ def add_note(
     """Add a note to a lead (audited). `category` must be one of NOTE_CATEGORIES (case-insensitive)."""
     text = clean_text(text or "").strip()
     if not text:
-        raise WorkError("a note needs some text")
+        raise Invalid("a note needs some text", field="text")
     matches = [c for c in NOTE_CATEGORIES if c.lower() == (category or "General").strip().lower()]
     if not matches:
-        raise WorkError(f"note category must be one of: {', '.join(NOTE_CATEGORIES)}")
+        raise Invalid(f"note category must be one of: {', '.join(NOTE_CATEGORIES)}",
+                      field="category")
     note = Note(lead_id=lead.id, agent_id=agent.id if agent else None,
                 author=author or (agent.name if agent else "system"), category=matches[0],
                 text=text[:10000], created_at=utcnow())
@@ -129,7 +107,7 @@ def assign_lead(
 ) -> bool:
     """Assign (or with None, unassign) a lead; audited. Returns whether anything changed."""
     if agent is not None and not agent.active:
-        raise WorkError(f"agent {agent.name} is disabled")
+        raise Invalid(f"agent {agent.name} is disabled", code="agent_disabled", field="agent_id")
     changed = update_lead(lead, {"assigned_agent_id": agent.id if agent else None}, session=session,
                           actor=actor, agent_id=by_agent.id if by_agent else None)
     return bool(changed)

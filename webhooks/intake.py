@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import identity as rules
+from store.domain.takeover import human_took_over
 from store.leads import find_identity, get_lead, join_conversations, merge_leads
 from store.messages import Ingested, ingest
 from store.models import VERIFIED, Conversation, Identity, Lead, Message
@@ -84,8 +85,6 @@ def _human_replied(
 ) -> None:
     """A person answered from the native app: the bot steps back for the takeover window."""
     if hook is None:
-        from bot.takeover import human_took_over
-
         hook = human_took_over
     hook(lead, session=session, now=now, minutes=minutes)
     log.info("lead %s: a human replied from the native app; the bot is paused", lead.id)

@@ -7,7 +7,8 @@ from datetime import UTC, timedelta
 
 from sqlalchemy import select
 
-from bot.takeover import human_took_over, is_ai_paused, pause_bot, resume_bot, send_agent_reply
+from bot.takeover import send_agent_reply
+from store.domain.takeover import human_took_over, is_ai_paused, pause_bot, resume_bot
 from store.leads import get_lead, update_lead
 from store.messages import Inbound, ingest
 from store.models import AuditEvent, Lead, Message, ScoreEvent

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from store.models import Lead
-from store.work import LeadLocked, check_unlocked
+from store.domain.errors import LeadLocked
+from store.domain.permissions import check_unlocked
 
 CLOSED = ("reply", "pause", "resume", "edit", "status", "assign")
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from store.domain.errors import Invalid
 from store.leads import resolve, update_lead
 from store.messages import Inbound, ingest
 from store.models import AuditEvent, utcnow
 from store.work import (
-    WorkError,
     add_note,
     assign_lead,
     audit_trail,
@@ -37,9 +37,9 @@ def test_notes_have_a_category_author_and_time(session, make_agent):
         ("Qualification", "import", "budget approved"),
     ]
     assert note.created_at is not None
-    with pytest.raises(WorkError, match="category must be one of"):
+    with pytest.raises(Invalid, match="category must be one of"):
         add_note(lead, "x", session=session, category="Gossip")
-    with pytest.raises(WorkError, match="needs some text"):
+    with pytest.raises(Invalid, match="needs some text"):
         add_note(lead, "   ", session=session)
     audited = session.scalars(select(AuditEvent).where(AuditEvent.action == "note")).all()
     assert [(a.actor, a.agent_id) for a in audited] == [("agent", agent.id), ("import", None)]
@@ -99,7 +99,7 @@ def test_next_available_agent_fewest_open_leads_under_capacity_round_robin(sessi
         assign_lead(lead, agent, session=session, actor="system")
     # Full is at capacity, Off is disabled; A and B alternate
     assert picks[:2] == ["A", "B"] and picks[2] in {"A", "B"}
-    with pytest.raises(WorkError, match="disabled"):
+    with pytest.raises(Invalid, match="disabled"):
         assign_lead(leads[1], off, session=session, actor="system")
 
 

@@ -1,0 +1,334 @@
+"""Changing a lead's status, by a person or by the bot, with everything the status brings: its
+lock (`locks: true`), its AI behaviour (pause or stop the bot) and its action (notify, auto_assign).
+
+Who does it decides a few things:
+- a person may set any configured status on a lead they may change; the bot's choice of status
+  (which it may move to) is the bot's own rule, this module applies it once made;
+- `notify`: a person's change tells the lead's owner (unless it is theirs, or the status is
+  terminal); the bot's tells the owner, or every active admin when nobody owns the lead, out of
+  opening hours only once the business opens;
+- `auto_assign` on an unassigned lead: an agent who sets it takes the lead; an admin (or the bot)
+  hands it to the next available agent; the bot keeps an active owner and tells the admins when
+  nobody is available.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.domain.assignment import LOCKED_SKIP, NOTICES, BulkOutcome, Notices, assign
+from store.domain.errors import Conflict
+from store.domain.permissions import check_admin, check_visible, check_writable, is_admin
+from store.domain.policy import Policy, StatusPolicy
+from store.domain.takeover import quiet_conversation, quiet_lead
+from store.leads import record_audit, update_lead
+from store.models import Agent, Conversation, Lead
+from store.work import add_note, assign_lead, next_available_agent, notify
+
+log = logging.getLogger(__name__)
+
+Actor = Literal["agent", "bot"]
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """What a status change did, for the front end to say.
+
+    `changed`: the lead's fields that changed, as (old, new); empty when the lead already had the
+    status. `paused_minutes`/`stopped`: the bot was newly paused or stopped (for the lead, or with
+    `conversation_id` in that conversation only). `assigned_to`: the agent the action gave the lead
+    to. `notified`: the agents told. `no_agent_available`: auto_assign found nobody.
+    """
+
+    lead_id: int
+    old_status: str
+    new_status: str
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    locked: bool = False
+    paused_minutes: int | None = None
+    stopped: bool = False
+    conversation_id: int | None = None
+    assigned_to: Agent | None = None
+    notified: tuple[int, ...] = ()
+    no_agent_available: bool = False
+
+    @property
+    def unchanged(self) -> bool:
+        return not self.changed
+
+
+def change_status(
+    lead: Lead,
+    name: str,
+    *,
+    by: Agent,
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    notices: Notices = NOTICES,
+) -> StatusChange:
+    """A person sets a configured status (any of them) and its lock, AI behaviour and action
+    apply. Setting the status the lead already has changes nothing (a locking status re-locks a
+    reopened lead)."""
+    check_writable(by, lead, "status")
+    status = policy.require_status(name)
+    old = lead.status
+    if old == status.name and not (status.locks and not lead.locked):
+        return StatusChange(lead.id, old, old)
+    changed = _set(lead, status, session=session, now=now, actor="agent", agent_id=by.id)
+    quiet = _apply_ai_behaviour(
+        lead, status, policy, session=session, now=now, actor="agent", agent_id=by.id
+    )
+    changed.update(quiet.pop("changed"))
+    assigned: Agent | None = None
+    notified: list[int] = []
+    if status.action == "auto_assign" and lead.assigned_agent_id is None:
+        # An agent who sets it is taking the lead on; an admin hands it to the next available agent.
+        target = (
+            by
+            if not is_admin(by) and by.active
+            else next_available_agent(session=session, terminal_statuses=policy.terminal_statuses)
+        )
+        if target is not None and assign(lead, target, by=by, session=session, notices=notices):
+            assigned = target
+            if target.id != by.id:
+                notified.append(target.id)
+    elif (
+        status.action == "notify"
+        and not status.terminal
+        and lead.assigned_agent_id not in (None, by.id)
+    ):
+        owner = session.get(Agent, lead.assigned_agent_id)
+        if owner is not None and owner.active:
+            notify(owner, lead, notices.status_set(by, lead, status.name), session=session,
+                   kind="status")
+            notified.append(owner.id)
+    return StatusChange(
+        lead.id, old, status.name, changed, locked=status.locks, assigned_to=assigned,
+        notified=tuple(notified), **quiet,
+    )
+
+
+def convert(
+    lead: Lead,
+    *,
+    by: Agent,
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    note: str | None = None,
+) -> StatusChange:
+    """Close the sale: set the (first) status that locks a lead, with an optional note."""
+    status = conversion_status(policy)
+    outcome = change_status(lead, status.name, by=by, session=session, policy=policy, now=now)
+    if note:
+        add_note(lead, note, session=session, category="Positive Signal", agent=by)
+    return outcome
+
+
+def conversion_status(policy: Policy) -> StatusPolicy:
+    """The status that closes a sale: the first configured with `locks: true`."""
+    for status in policy.statuses:
+        if status.locks:
+            return status
+    raise Conflict("no status is configured to lock a lead (locks: true)", code="no_lock_status")
+
+
+def reopen(lead: Lead, *, by: Agent, session: Session) -> None:
+    """Unlock a locked lead (admins only), e.g. after a conversion recorded by mistake."""
+    check_visible(by, lead)
+    check_admin(by, "reopen a converted lead")
+    if not lead.locked:
+        raise Conflict(f"lead {lead.id} is not locked", code="not_locked")
+    update_lead(lead, {"locked": False}, session=session, actor="agent", agent_id=by.id)
+
+
+def bulk_change_status(
+    leads: list[Lead],
+    name: str,
+    *,
+    by: Agent,
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    notices: Notices = NOTICES,
+) -> BulkOutcome:
+    """Set one status on many leads a person may change; locked leads are skipped."""
+    policy.require_status(name)  # refuse an unknown status before touching anything
+    outcome = BulkOutcome()
+    for lead in leads:
+        outcome.matched += 1
+        if lead.locked:
+            outcome.skipped.append({"id": lead.id, "reason": LOCKED_SKIP})
+            continue
+        change = change_status(lead, name, by=by, session=session, policy=policy, now=now,
+                               notices=notices)
+        if change.unchanged:
+            outcome.unchanged += 1
+        else:
+            outcome.changed += 1
+    return outcome
+
+
+def change_status_by_bot(
+    lead: Lead,
+    name: str,
+    *,
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    conversation: Conversation | None = None,
+) -> StatusChange:
+    """Apply a status the bot decided on (its own rule chose it): the status, its lock, its action
+    and its AI behaviour — for the whole lead, or with `conversation` (one room of several) the
+    pause or stop holds in that conversation only. A locked lead is left alone.
+
+    Call it after the turn's summary and next best action are saved: notifications quote them."""
+    old = lead.status
+    status = policy.require_status(name)
+    if lead.locked or old == status.name:
+        return StatusChange(lead.id, old, old)
+    changed = _set(lead, status, session=session, now=now, actor="bot", agent_id=None)
+    quiet = _apply_ai_behaviour(
+        lead, status, policy, session=session, now=now, actor="bot", conversation=conversation
+    )
+    changed.update(quiet.pop("changed"))
+    assigned, notified, nobody = _bot_action(lead, status, policy, session=session, now=now)
+    return StatusChange(
+        lead.id, old, status.name, changed, locked=status.locks, assigned_to=assigned,
+        notified=notified, no_agent_available=nobody, **quiet,
+    )
+
+
+def quiet_for_status(
+    lead: Lead,
+    name: str,
+    *,
+    session: Session,
+    policy: Policy,
+    now: datetime,
+    conversation: Conversation | None = None,
+) -> StatusChange:
+    """Apply only the AI behaviour of status `name`, without changing the lead's status: e.g. a
+    conversation on a claimed identity that may not end the lead still quiets its own room."""
+    status = policy.require_status(name)
+    quiet = _apply_ai_behaviour(
+        lead, status, policy, session=session, now=now, actor="bot", conversation=conversation
+    )
+    changed = quiet.pop("changed")
+    return StatusChange(lead.id, lead.status, lead.status, changed, **quiet)
+
+
+# ---- the parts ----------------------------------------------------------------------------
+
+
+def _set(
+    lead: Lead, status: StatusPolicy, *, session: Session, now: datetime, actor: Actor,
+    agent_id: int | None,
+) -> dict[str, tuple[Any, Any]]:
+    changes: dict[str, Any] = {"status": status.name}
+    if status.locks:
+        changes.update(locked=True, converted_at=now)
+    changed = update_lead(lead, changes, session=session, actor=actor, agent_id=agent_id)
+    if status.locks:
+        record_audit(session=session, lead_id=lead.id, actor=actor, action="convert",
+                     field="status", new=status.name, agent_id=agent_id)
+    return changed
+
+
+def _apply_ai_behaviour(
+    lead: Lead,
+    status: StatusPolicy,
+    policy: Policy,
+    *,
+    session: Session,
+    now: datetime,
+    actor: Actor,
+    agent_id: int | None = None,
+    conversation: Conversation | None = None,
+) -> dict[str, Any]:
+    """Pause or stop the bot as the status says; what changed, as StatusChange fields."""
+    behaviour = status.ai_behaviour
+    minutes = policy.pause_minutes(status) if behaviour == "pause" else None
+    result: dict[str, Any] = {"changed": {}}
+    if behaviour not in ("pause", "stop"):
+        return result
+    if conversation is not None:
+        if quiet_conversation(conversation, behaviour=behaviour, minutes=minutes, now=now):
+            result["conversation_id"] = conversation.id
+        else:
+            return result
+    else:
+        result["changed"] = quiet_lead(
+            lead, session=session, now=now, minutes=minutes, actor=actor, agent_id=agent_id,
+            reason=f"status: {status.name}",
+        )
+        if not result["changed"]:
+            return result
+    if behaviour == "stop":
+        result["stopped"] = True
+    else:
+        result["paused_minutes"] = minutes
+    return result
+
+
+def _notify_targets(lead: Lead, session: Session) -> list[Agent]:
+    """The assigned agent, or (for an unassigned lead) the active admins, so someone hears of it."""
+    if lead.assigned_agent_id is not None:
+        agent = session.get(Agent, lead.assigned_agent_id)
+        if agent is not None and agent.active:
+            return [agent]
+    return list(
+        session.scalars(
+            select(Agent).where(Agent.active.is_(True), Agent.role == "admin").order_by(Agent.id)
+        )
+    )
+
+
+def _bot_action(
+    lead: Lead, status: StatusPolicy, policy: Policy, *, session: Session, now: datetime
+) -> tuple[Agent | None, tuple[int, ...], bool]:
+    """Run the status's action for the bot: (assigned to, notified ids, nobody available)."""
+    action = "none" if status.action == "notify" and status.terminal else status.action
+    if action == "none":
+        return None, (), False
+    deliver_after = policy.deliver_after(now)
+    who = lead.name or f"Lead #{lead.id}"
+    text = f"{who} is now {status.name} (score {lead.score}). {lead.next_best_action or ''}".strip()
+    if action == "notify":
+        targets = _notify_targets(lead, session)
+        for target in targets:
+            notify(target, lead, text, session=session, kind="status", deliver_after=deliver_after)
+        return None, tuple(t.id for t in targets), False
+    if action != "auto_assign":
+        return None, (), False
+    owner = session.get(Agent, lead.assigned_agent_id) if lead.assigned_agent_id else None
+    agent: Agent | None = owner if owner is not None and owner.active else next_available_agent(
+        session=session, terminal_statuses=policy.terminal_statuses
+    )
+    if agent is None:
+        log.warning(
+            "lead %s needs an agent but none is available (all inactive or at capacity)", lead.id
+        )
+        admins = _notify_targets(lead, session)
+        for admin in admins:
+            notify(admin, lead, f"{text} No agent is available to take it.", session=session,
+                   kind="unassigned", deliver_after=deliver_after)
+        return None, tuple(a.id for a in admins), True
+    assign_lead(lead, agent, session=session, actor="bot")
+    notify(
+        agent,
+        lead,
+        f"{who} was assigned to you: {status.name} (score {lead.score}). "
+        f"{lead.next_best_action or ''}".strip(),
+        session=session,
+        kind="assigned",
+        deliver_after=deliver_after,
+    )
+    return agent, (agent.id,), False
