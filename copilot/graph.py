@@ -31,7 +31,7 @@ def build_graph(
 ) -> Any:
     """Compile the copilot graph. With `model`, a tool-calling agent; without, the offline router."""
     context = ToolContext(session_factory=session_factory, prompts=prompts, clock=clock, region=region,
-                          takeover_minutes=takeover_minutes, outbox=outbox, hot_score=HOT_SCORE)
+                          takeover_fallback=takeover_minutes, outbox=outbox, hot_score=HOT_SCORE)
     runner = ToolRunner(context, [*TOOLS, *OFFLINE_TOOLS])
     nodes = CopilotNodes(session_factory=session_factory, prompts=prompts, tools=build_tools(runner),
                          runner=runner, vocabulary=vocabulary_for(prompts), clock=clock, model=model,

@@ -28,6 +28,7 @@ from copilot.intents import Reply, ToolCall, route
 from copilot.state import CopilotState
 from copilot.tools import Confirm, ToolRunner, agent_id_of
 from copilot.vocabulary import Vocabulary
+from store.domain.permissions import is_admin
 from store.models import Lead
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class CopilotNodes:
                 focus = state.get("focus_lead_id")
                 lead = session.get(Lead, int(focus)) if focus is not None else None
                 in_focus = f"#{lead.id} {lead.name or '(no name)'}" if lead is not None else None
-                system = self._system_prompt(agent.name, agent.role, in_focus)
+                system = self._system_prompt(agent.name, is_admin(agent), in_focus)
             if self._bound is None:
                 self._bound = self.model.bind_tools(self.model_tools)
             reply = self._bound.invoke([SystemMessage(system), *_window(state.get("messages", []))])
@@ -200,8 +201,8 @@ class CopilotNodes:
                      clarify=state.get("clarify"), statuses=cfg.status_names(self.prompts),
                      vocabulary=self.vocabulary, fields=[f.name for f in self.prompts.custom_fields])
 
-    def _system_prompt(self, agent_name: str, role: str, in_focus: str | None = None) -> str:
-        scope = ("an admin: you may see and change every lead" if role == "admin" else
+    def _system_prompt(self, agent_name: str, admin: bool, in_focus: str | None = None) -> str:
+        scope = ("an admin: you may see and change every lead" if admin else
                  "an agent: you may see and change only their own and unassigned leads")
         focus = (f" The lead in focus is {in_focus}: 'he', 'she', 'it', 'that lead' (in any language) mean this "
                  "lead." if in_focus else "")

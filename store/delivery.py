@@ -15,7 +15,8 @@ from store.models import Agent, Notification
 
 
 def due_notifications(*, session: Session, now: datetime, limit: int = 50) -> list[Notification]:
-    """Undelivered notifications whose time has come, for active agents linked to Telegram, oldest first."""
+    """Undelivered notifications whose time has come, for active agents linked to Telegram,
+    oldest first."""
     query = (
         select(Notification)
         .join(Agent, Agent.id == Notification.agent_id)
@@ -40,4 +41,6 @@ def claim_notification(notification_id: int, *, session: Session, now: datetime)
 
 def release_notification(notification_id: int, *, session: Session) -> None:
     """Undo a claim whose delivery failed, so that the next round tries again."""
-    session.execute(update(Notification).where(Notification.id == notification_id).values(delivered_at=None))
+    session.execute(
+        update(Notification).where(Notification.id == notification_id).values(delivered_at=None)
+    )

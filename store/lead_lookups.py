@@ -39,8 +39,9 @@ def message_counts(lead_id: int, *, session: Session) -> dict[str, int]:
     return {channel: count for channel, count in rows}
 
 
-def lead_ids_matching(q: LeadQuery, *, session: Session, now: datetime | None = None,
-                      limit: int = 10000) -> list[int]:
+def lead_ids_matching(
+    q: LeadQuery, *, session: Session, now: datetime | None = None, limit: int = 10000
+) -> list[int]:
     """Every lead id `q` selects (no paging), for bulk actions; ordered by id."""
     stmt = build_lead_query(q, now=now).with_only_columns(Lead.id).order_by(Lead.id).limit(limit)
     return list(session.scalars(stmt))
@@ -55,8 +56,8 @@ def follow_up_leads(
     exclude_statuses: Sequence[str] = (),
     now: datetime | None = None,
 ) -> list[Lead]:
-    """Open leads of `q` waiting for a follow-up: in a follow-up status or with a Follow-up note, and
-    not yet messaged by an agent since `since` (the start of the day). Best scores first."""
+    """Open leads of `q` waiting for a follow-up: in a follow-up status or with a Follow-up note,
+    and not yet messaged by an agent since `since` (the start of the day). Best scores first."""
     stmt = build_lead_query(q, now=now).where(Lead.archived.is_(False))
     if exclude_statuses:
         stmt = stmt.where(Lead.status.not_in(list(exclude_statuses)))
@@ -65,8 +66,11 @@ def follow_up_leads(
     contacted_today = (
         exists()
         .where(Conversation.lead_id == Lead.id)
-        .where(Message.conversation_id == Conversation.id, Message.author == "agent",
-               Message.created_at >= since)
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.author == "agent",
+            Message.created_at >= since,
+        )
     )
     stmt = (
         stmt.where(wanted, ~contacted_today)
@@ -77,40 +81,78 @@ def follow_up_leads(
     return list(session.scalars(stmt))
 
 
-def count_follow_up_leads(q: LeadQuery, *, session: Session, statuses: Sequence[str], since: datetime,
-                          exclude_statuses: Sequence[str] = (), now: datetime | None = None) -> int:
+def count_follow_up_leads(
+    q: LeadQuery,
+    *,
+    session: Session,
+    statuses: Sequence[str],
+    since: datetime,
+    exclude_statuses: Sequence[str] = (),
+    now: datetime | None = None,
+) -> int:
     everything = replace(q, limit=1000, offset=0)
-    return len(follow_up_leads(everything, session=session, statuses=statuses, since=since,
-                               exclude_statuses=exclude_statuses, now=now))
+    return len(
+        follow_up_leads(
+            everything,
+            session=session,
+            statuses=statuses,
+            since=since,
+            exclude_statuses=exclude_statuses,
+            now=now,
+        )
+    )
 
 
 def leads_by_email(email: str, *, session: Session) -> list[Lead]:
     """Leads whose email matches regardless of case (live leads only)."""
-    return list(session.scalars(
-        select(Lead).where(func.lower(Lead.email) == email.strip().lower(), Lead.merged_into_id.is_(None))
-    ))
+    return list(
+        session.scalars(
+            select(Lead).where(
+                func.lower(Lead.email) == email.strip().lower(), Lead.merged_into_id.is_(None)
+            )
+        )
+    )
 
 
-def lead_labels(*, session: Session,
-                visible_to_agent_id: int | None = None) -> list[tuple[int, str, str, bool, int]]:
+def lead_labels(
+    *, session: Session, visible_to_agent_id: int | None = None
+) -> list[tuple[int, str, str, bool, int]]:
     """(id, name, company, archived, score) of every lead not merged away (the leads an agent sees:
     their own and unassigned ones when `visible_to_agent_id` is set), for name matching."""
-    stmt = select(Lead.id, Lead.name, Lead.company, Lead.archived, Lead.score).where(Lead.merged_into_id.is_(None))
+    stmt = select(Lead.id, Lead.name, Lead.company, Lead.archived, Lead.score).where(
+        Lead.merged_into_id.is_(None)
+    )
     if visible_to_agent_id is not None:
-        stmt = stmt.where(or_(Lead.assigned_agent_id == visible_to_agent_id, Lead.assigned_agent_id.is_(None)))
-    return [(lead_id, name or "", company or "", bool(archived), score or 0)
-            for lead_id, name, company, archived, score in session.execute(stmt)]
+        stmt = stmt.where(
+            or_(Lead.assigned_agent_id == visible_to_agent_id, Lead.assigned_agent_id.is_(None))
+        )
+    return [
+        (lead_id, name or "", company or "", bool(archived), score or 0)
+        for lead_id, name, company, archived, score in session.execute(stmt)
+    ]
 
 
-def status_changes(q: LeadQuery, *, session: Session, since: datetime, until: datetime,
-                   limit: int = 50) -> list[tuple[int, str | None, str | None, str | None, datetime]]:
-    """(lead id, lead name, old, new, when) of the status changes to leads of `q` in [since, until)."""
+def status_changes(
+    q: LeadQuery, *, session: Session, since: datetime, until: datetime, limit: int = 50
+) -> list[tuple[int, str | None, str | None, str | None, datetime]]:
+    """(lead id, lead name, old, new, when) of the status changes to leads of `q` in
+    [since, until)."""
     leads = build_lead_query(replace(q, archived=None)).with_only_columns(Lead.id).subquery()
     stmt = (
-        select(AuditEvent.lead_id, Lead.name, AuditEvent.old_value, AuditEvent.new_value, AuditEvent.created_at)
+        select(
+            AuditEvent.lead_id,
+            Lead.name,
+            AuditEvent.old_value,
+            AuditEvent.new_value,
+            AuditEvent.created_at,
+        )
         .join(Lead, Lead.id == AuditEvent.lead_id)
-        .where(AuditEvent.field == "status", AuditEvent.created_at >= since, AuditEvent.created_at < until,
-               AuditEvent.lead_id.in_(select(leads.c.id)))
+        .where(
+            AuditEvent.field == "status",
+            AuditEvent.created_at >= since,
+            AuditEvent.created_at < until,
+            AuditEvent.lead_id.in_(select(leads.c.id)),
+        )
         .order_by(AuditEvent.id.desc())
         .limit(limit)
     )

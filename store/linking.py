@@ -25,7 +25,8 @@ def normalize_link_code(code: str) -> str:
 
 
 def new_link_code(agent: Agent, *, session: Session) -> str:
-    """Give the agent a fresh one-time Telegram link code (stored hashed) and return it, e.g. 'K7P2Q-X9MRT'."""
+    """Give the agent a fresh one-time Telegram link code (stored hashed) and return it, e.g.
+    'K7P2Q-X9MRT'."""
     raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(_CODE_LENGTH))
     agent.link_code_hash = hash_token(raw)
     session.flush()
@@ -33,7 +34,8 @@ def new_link_code(agent: Agent, *, session: Session) -> str:
 
 
 def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Agent | None:
-    """Link a Telegram user to the active agent holding this code; the code is used up. None if unknown."""
+    """Link a Telegram user to the active agent holding this code; the code is used up. None if
+    unknown."""
     normalized = normalize_link_code(code)
     if len(normalized) != _CODE_LENGTH:
         return None
@@ -44,7 +46,8 @@ def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Agen
         return None
     # One Telegram account speaks for one agent: a relink moves it.
     session.execute(
-        update(Agent).where(Agent.telegram_user_id == telegram_user_id, Agent.id != agent.id)
+        update(Agent)
+        .where(Agent.telegram_user_id == telegram_user_id, Agent.id != agent.id)
         .values(telegram_user_id=None)
     )
     session.flush()

@@ -58,5 +58,13 @@ TOOLS: list[Tool[Any]] = [
 # Offline only: what the router answers when it did not understand (the model answers in words).
 OFFLINE_TOOLS: list[Tool[Any]] = [suggest_requests]
 
-__all__ = ["OFFLINE_TOOLS", "TOOLS", "Confirm", "Tool", "ToolContext", "ToolRunner", "agent_id_of",
-           "build_tools"]
+__all__ = [
+    "OFFLINE_TOOLS",
+    "TOOLS",
+    "Confirm",
+    "Tool",
+    "ToolContext",
+    "ToolRunner",
+    "agent_id_of",
+    "build_tools",
+]

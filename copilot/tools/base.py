@@ -15,14 +15,52 @@ from langgraph.types import interrupt
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from copilot.access import CopilotError, find_lead, is_admin
+from bot.policy import build_policy
+from copilot.access import CopilotError, find_lead
+from store.domain.assignment import Notices
+from store.domain.errors import LeadLocked
+from store.domain.permissions import LeadAction, check_unlocked, is_admin
+from store.domain.policy import Policy
 from store.models import HOT_SCORE, Agent, Lead
-from store.work import LeadAction, LeadLocked, check_unlocked
 
-YES = {"yes", "y", "yeah", "yep", "ok", "okay", "sure", "confirm", "confirmed", "do it", "go", "go ahead",
-       "proceed", "approve", "approved", "true", "si", "sí", "sim", "oui", "ja", "claro", "vale", "dale", "d'accord", "نعم"}
+YES = {
+    "yes",
+    "y",
+    "yeah",
+    "yep",
+    "ok",
+    "okay",
+    "sure",
+    "confirm",
+    "confirmed",
+    "do it",
+    "go",
+    "go ahead",
+    "proceed",
+    "approve",
+    "approved",
+    "true",
+    "si",
+    "sí",
+    "sim",
+    "oui",
+    "ja",
+    "claro",
+    "vale",
+    "dale",
+    "d'accord",
+    "نعم",
+}
 
 Result = tuple[str, dict[str, Any]]
+
+# How the copilot words the notifications an agent's change sends to a teammate.
+NOTICES = Notices(
+    assigned=lambda by, lead: f"{by.name} assigned you {lead.name or 'a lead'} (#{lead.id}).",
+    status_set=lambda by, lead, status: (
+        f"{by.name} set {lead.name or f'lead {lead.id}'} to {status}."
+    ),
+)
 
 
 @dataclass
@@ -56,9 +94,15 @@ class ToolContext:
     prompts: Any
     clock: Callable[[], datetime]
     region: str
-    takeover_minutes: int
+    takeover_fallback: int  # LEADDESK_TAKEOVER_MINUTES, when business.yaml sets no window
     outbox: Any = None
     hot_score: int = HOT_SCORE
+
+
+def policy(ctx: ToolContext) -> Policy:
+    """What the business rules read from the admin's configuration, as it is now (the prompt
+    files may have been reloaded since the last call)."""
+    return build_policy(ctx.prompts, takeover_fallback=ctx.takeover_fallback)
 
 
 Args = TypeVar("Args", bound=BaseModel)
@@ -112,10 +156,19 @@ def tool(
 
     def make(function: ToolFunction[Args]) -> Tool[Args]:
         return Tool(
-            name=function.__name__, args=args, description=description, run=function, confirm=confirm,
-            changes_lead=changes_lead, clarify_lead=clarify_lead, could_not=could_not,
-            asks_itself=asks_itself, gives_lead_to=gives_lead_to, speaks_for_agent=speaks_for_agent,
-            describe=describe)
+            name=function.__name__,
+            args=args,
+            description=description,
+            run=function,
+            confirm=confirm,
+            changes_lead=changes_lead,
+            clarify_lead=clarify_lead,
+            could_not=could_not,
+            asks_itself=asks_itself,
+            gives_lead_to=gives_lead_to,
+            speaks_for_agent=speaks_for_agent,
+            describe=describe,
+        )
 
     return make
 
@@ -129,11 +182,19 @@ def agent_id_of(config: RunnableConfig | None) -> int | None:
         return None
 
 
-def ask(kind: str, question: str, options: Sequence[tuple[str, str]] = (("yes", "Yes"), ("no", "No")),
-        **plan: Any) -> tuple[str, dict[str, Any]]:
-    """Pause the run until the agent answers; returns (chosen option value, the plan that was shown)."""
-    payload = {"kind": kind, "question": question,
-               "options": [{"value": value, "label": label} for value, label in options], **plan}
+def ask(
+    kind: str,
+    question: str,
+    options: Sequence[tuple[str, str]] = (("yes", "Yes"), ("no", "No")),
+    **plan: Any,
+) -> tuple[str, dict[str, Any]]:
+    """Pause the run until the agent answers; returns (the option chosen, the plan shown)."""
+    payload = {
+        "kind": kind,
+        "question": question,
+        "options": [{"value": value, "label": label} for value, label in options],
+        **plan,
+    }
     answer = interrupt(payload)
     values = [value for value, _ in options]
     if isinstance(answer, dict):
@@ -172,11 +233,14 @@ def lead_line(lead: Lead) -> str:
 
 
 def writable(lead: Lead, action: LeadAction = "edit", agent: Agent | None = None) -> Lead:
-    """The lead, if the rule for converted leads (`check_unlocked`) allows this action."""
+    """The lead, if the domain's rule for locked leads allows this action; else a CopilotError
+    in the copilot's words."""
     try:
         check_unlocked(lead, action, admin=agent is not None and is_admin(agent))
     except LeadLocked:
-        raise CopilotError(f"Lead #{lead.id} was converted and is read-only; an admin can reopen it.") from None
+        raise CopilotError(
+            f"Lead #{lead.id} was converted and is read-only; an admin can reopen it."
+        ) from None
     return lead
 
 

@@ -12,8 +12,10 @@ from copilot.access import CopilotError, check_visible
 from copilot.schemas import FieldArgs, LeadArgs, MergeArgs, NoteArgs
 from copilot.text import fold
 from copilot.tools.base import Confirm, Result, ToolContext, find, label, tidy, tool, writable
-from store import identity as identity_rules
+from store import identity
 from store.contacts import find_emails, try_normalize_phone
+from store.domain.errors import NotAllowed
+from store.domain.merge import check_merge, merge_by_hand
 from store.leads import get_lead, update_lead
 from store.models import Agent, Lead
 from store.work import add_note as add_lead_note
@@ -25,25 +27,38 @@ def _describe_note(args: dict[str, Any], lead: Lead, _owner: Agent | None) -> st
     return f"add a note to {label(lead)}: {str(args.get('text'))[:80]!r}"
 
 
-@tool(NoteArgs, "Add a note to a lead.",
-      confirm="unasked", changes_lead=True, clarify_lead=True, could_not="I couldn't save that note",
-      describe=_describe_note)
+@tool(
+    NoteArgs,
+    "Add a note to a lead.",
+    confirm="unasked",
+    changes_lead=True,
+    clarify_lead=True,
+    could_not="I couldn't save that note",
+    describe=_describe_note,
+)
 def add_note(ctx: ToolContext, agent: Agent, session: Session, args: NoteArgs) -> Result:
     found = find(ctx, args.lead, agent, session)
     note = add_lead_note(found, args.text, session=session, category=args.category, agent=agent)
     article = "an" if note.category[0].lower() in "aeiou" else "a"
     return tidy(f"Added {article} {note.category} note to #{found.id} {found.name or ''}."), {
-        "focus_lead_id": found.id}
+        "focus_lead_id": found.id
+    }
 
 
 def _describe_field(args: dict[str, Any], lead: Lead, _owner: Agent | None) -> str:
     return f"set {label(lead)}'s {args.get('field')} to {str(args.get('value'))[:80]!r}"
 
 
-@tool(FieldArgs, "Set one profile field (name, company, email, phone) or custom field of a lead; "
-                 "'rename' sets the name.",
-      confirm="unasked", changes_lead=True, clarify_lead=True, could_not="I couldn't change that field",
-      describe=_describe_field)
+@tool(
+    FieldArgs,
+    "Set one profile field (name, company, email, phone) or custom field of a lead; "
+    "'rename' sets the name.",
+    confirm="unasked",
+    changes_lead=True,
+    clarify_lead=True,
+    could_not="I couldn't change that field",
+    describe=_describe_field,
+)
 def set_field(ctx: ToolContext, agent: Agent, session: Session, args: FieldArgs) -> Result:
     found = writable(find(ctx, args.lead, agent, session))
     name, new = _field_value(ctx, args.field, args.value)
@@ -67,12 +82,21 @@ def set_field(ctx: ToolContext, agent: Agent, session: Session, args: FieldArgs)
         raise CopilotError(f"Another lead already has that {name}; nothing was changed.") from None
     shown = "(empty)" if new is None else new
     return tidy(f"#{found.id} {found.name or ''}: {name} {old or '(empty)'} → {shown}."), {
-        "focus_lead_id": found.id}
+        "focus_lead_id": found.id
+    }
 
 
-@tool(LeadArgs, "Archive a lead (asks to confirm).",
-      confirm="itself", changes_lead=True, clarify_lead=True, could_not="I couldn't archive that lead")
-def archive_lead(ctx: ToolContext, agent: Agent, session: Session, args: LeadArgs) -> Result | Confirm:
+@tool(
+    LeadArgs,
+    "Archive a lead (asks to confirm).",
+    confirm="itself",
+    changes_lead=True,
+    clarify_lead=True,
+    could_not="I couldn't archive that lead",
+)
+def archive_lead(
+    ctx: ToolContext, agent: Agent, session: Session, args: LeadArgs
+) -> Result | Confirm:
     found = writable(find(ctx, args.lead, agent, session), "archive", agent)
     if found.archived:
         return f"#{found.id} is already archived.", {"focus_lead_id": found.id}
@@ -83,38 +107,59 @@ def archive_lead(ctx: ToolContext, agent: Agent, session: Session, args: LeadArg
         update_lead(target, {"archived": True}, session=s, actor="agent", agent_id=me.id)
         return f"Archived #{lead_id} {name}.", {"focus_lead_id": lead_id}
 
-    return Confirm("archive", f"Archive #{lead_id} {name}? It will no longer show in lists.",
-                   {"lead_ids": [lead_id]}, apply=apply,
-                   declined=(f"Okay, #{lead_id} stays.", {"focus_lead_id": lead_id}))
+    return Confirm(
+        "archive",
+        f"Archive #{lead_id} {name}? It will no longer show in lists.",
+        {"lead_ids": [lead_id]},
+        apply=apply,
+        declined=(f"Okay, #{lead_id} stays.", {"focus_lead_id": lead_id}),
+    )
 
 
-@tool(MergeArgs, "Merge one lead into another that is the same person, e.g. one a merge "
-                 "suggestion names (asks to confirm).",
-      confirm="itself", could_not="I couldn't merge those leads")
+@tool(
+    MergeArgs,
+    "Merge one lead into another that is the same person, e.g. one a merge "
+    "suggestion names (asks to confirm).",
+    confirm="itself",
+    could_not="I couldn't merge those leads",
+)
 def merge_leads(ctx: ToolContext, agent: Agent, session: Session, args: MergeArgs) -> Confirm:
-    """Merge one lead into another after a yes, with the rules of `store.identity`."""
+    """Merge one lead into another after a yes, with the rules of `store.domain.merge`."""
     other, target = find(ctx, args.lead, agent, session), find(ctx, args.into, agent, session)
     try:
-        identity_rules.check_merge(agent, target, other, session=session)
-    except identity_rules.NotAllowed as exc:
+        check_merge(agent, target, other, session=session)
+    except NotAllowed as exc:
         raise CopilotError(f"I can't merge them: {exc}.") from None
-    hint = next((s.reason for s in identity_rules.open_suggestions(target, session=session)
-                 if s.other_lead_id == other.id), None)
+    hint = next(
+        (
+            s.reason
+            for s in identity.open_suggestions(target, session=session)
+            if s.other_lead_id == other.id
+        ),
+        None,
+    )
     other_id, target_id = other.id, target.id
-    question = (f"Merge #{other_id} {other.name or '(no name)'} into #{target_id} "
-                f"{target.name or '(no name)'}? #{target_id} stays with its owner; each "
-                "conversation stays separate.")
+    question = (
+        f"Merge #{other_id} {other.name or '(no name)'} into #{target_id} "
+        f"{target.name or '(no name)'}? #{target_id} stays with its owner; each "
+        "conversation stays separate."
+    )
     if hint:
         question += f" ({hint})"
 
     def apply(me: Agent, s: Session, _choice: str, _plan: dict[str, Any]) -> Result:
-        survivor = identity_rules.merge_by_hand(
-            me, get_lead(target_id, session=s), get_lead(other_id, session=s), session=s)
+        survivor = merge_by_hand(
+            me, get_lead(target_id, session=s), get_lead(other_id, session=s), session=s
+        )
         return f"Merged #{other_id} into #{survivor.id}.", {"focus_lead_id": survivor.id}
 
-    return Confirm("merge_leads", question, {"lead_ids": [other_id, target_id]}, apply=apply,
-                   declined=(f"Okay, #{other_id} and #{target_id} stay apart.",
-                             {"focus_lead_id": target_id}))
+    return Confirm(
+        "merge_leads",
+        question,
+        {"lead_ids": [other_id, target_id]},
+        apply=apply,
+        declined=(f"Okay, #{other_id} and #{target_id} stay apart.", {"focus_lead_id": target_id}),
+    )
 
 
 def _field_value(ctx: ToolContext, field: str, value: str) -> tuple[str, Any]:
@@ -139,8 +184,14 @@ def _field_value(ctx: ToolContext, field: str, value: str) -> tuple[str, Any]:
                 raise CopilotError(f"{text!r} is not a phone number I can use.")
             return name, phone
         return name, text[:200]
-    custom = next((f for f in ctx.prompts.custom_fields
-                   if fold(f.name) == fold(field) or fold(f.label) == fold(field)), None)
+    custom = next(
+        (
+            f
+            for f in ctx.prompts.custom_fields
+            if fold(f.name) == fold(field) or fold(f.label) == fold(field)
+        ),
+        None,
+    )
     if custom is None:
         known = ", ".join([*PROFILE_FIELDS, *(f.name for f in ctx.prompts.custom_fields)])
         raise CopilotError(f"Leads have no field {field!r}. Fields: {known}.")

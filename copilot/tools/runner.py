@@ -28,16 +28,17 @@ from copilot.tools.base import (
     label,
     lead_line,
 )
-from store import identity as identity_rules
 from store.agents import AgentError
 from store.contacts import InvalidContact
+from store.domain.errors import RuleError
 from store.leads import LeadNotFound
 from store.models import Agent, Lead
-from store.work import WorkError
 
 log = logging.getLogger(__name__)
 
-FAILED = "Something went wrong on our side while doing that; it was logged. Nothing else was changed."
+FAILED = (
+    "Something went wrong on our side while doing that; it was logged. Nothing else was changed."
+)
 
 
 class ToolRunner:
@@ -81,9 +82,7 @@ class ToolRunner:
             return outcome
         except GraphBubbleUp:
             raise
-        except identity_rules.NotAllowed as exc:
-            return f"I can't merge them: {exc}.", {}
-        except (CopilotError, WorkError, AgentError, InvalidContact, LeadNotFound) as exc:
+        except (CopilotError, RuleError, AgentError, InvalidContact, LeadNotFound) as exc:
             return str(exc), {}
         except ValueError as exc:
             return f"Could not run {name}: {exc}", {}
@@ -101,14 +100,21 @@ class ToolRunner:
                 me = load_agent(agent_id, session=session)
                 result = outcome.apply(me, session, choice, plan)
             return result.run() if isinstance(result, Afterwards) else result
-        except (CopilotError, WorkError, AgentError, InvalidContact, LeadNotFound) as exc:
+        except (CopilotError, RuleError, AgentError, InvalidContact, LeadNotFound) as exc:
             return str(exc), {}
         except Exception:  # noqa: BLE001
             log.exception("copilot tool %s failed after confirmation", name)
             return FAILED, {}
 
-    def approval(self, name: str, args: dict[str, Any], agent_id: int | None, *, asked: dict[str, Any] | None,
-                 changed: set[int]) -> Confirm | None:
+    def approval(
+        self,
+        name: str,
+        args: dict[str, Any],
+        agent_id: int | None,
+        *,
+        asked: dict[str, Any] | None,
+        changed: set[int],
+    ) -> Confirm | None:
         """A question for a change the agent did not ask for in this turn's words that touches
         another lead than the one changed already, gives a lead to someone else, or unassigns it.
         (Final statuses, archiving and bulk changes always ask by themselves.)"""
@@ -120,20 +126,30 @@ class ToolRunner:
         try:
             with self.ctx.session_factory.begin() as session:
                 agent = load_agent(agent_id, session=session)
-                lead = find_lead(str(args.get("lead", "")), agent, session=session, region=self.ctx.region)
+                lead = find_lead(
+                    str(args.get("lead", "")), agent, session=session, region=self.ctx.region
+                )
                 other_owner: Agent | None = None
                 unassign = False
                 if known.gives_lead_to is not None:
-                    target = find_teammate(str(args.get(known.gives_lead_to, "")), agent, session=session)
+                    target = find_teammate(
+                        str(args.get(known.gives_lead_to, "")), agent, session=session
+                    )
                     unassign = target is None
                     other_owner = target if target is not None and target.id != agent.id else None
                     if asked and asked.get("name") == name:
-                        wanted = find_teammate(str(asked["args"].get(known.gives_lead_to, "")), agent,
-                                               session=session)
-                        if (wanted.id if wanted else None) == (target.id if target else None) and \
-                                self._same_lead(asked, lead.id, agent, session):
+                        wanted = find_teammate(
+                            str(asked["args"].get(known.gives_lead_to, "")), agent, session=session
+                        )
+                        if (wanted.id if wanted else None) == (
+                            target.id if target else None
+                        ) and self._same_lead(asked, lead.id, agent, session):
                             return None
-                elif asked and asked.get("name") == name and self._same_lead(asked, lead.id, agent, session):
+                elif (
+                    asked
+                    and asked.get("name") == name
+                    and self._same_lead(asked, lead.id, agent, session)
+                ):
                     return None
                 another_lead = bool(changed) and lead.id not in changed
                 # A message to a customer goes out in the agent's name: only as the agent asked.
@@ -143,21 +159,37 @@ class ToolRunner:
         except (CopilotError, AgentError, LeadNotFound):
             return None  # the tool itself explains the problem
         lead_id = lead.id
-        reason = ("it gives a lead to another agent" if other_owner else "it unassigns a lead" if unassign
-                  else "it changes another lead than the one already changed" if another_lead
-                  else "it messages a customer in your name")
+        reason = (
+            "it gives a lead to another agent"
+            if other_owner
+            else "it unassigns a lead"
+            if unassign
+            else "it changes another lead than the one already changed"
+            if another_lead
+            else "it messages a customer in your name"
+        )
 
-        def apply(me: Agent, s: Session, _choice: str, _plan: dict[str, Any]) -> Result | Afterwards:
+        def apply(
+            me: Agent, s: Session, _choice: str, _plan: dict[str, Any]
+        ) -> Result | Afterwards:
             return self._approved(known, args, me, s)
 
-        return Confirm("approve", f"You did not ask for this in your message ({reason}): {preview}. Do it?",
-                       {"lead_ids": [lead_id], "tool": name}, apply=apply,
-                       declined=("The agent said no: nothing was changed.", {}))
+        return Confirm(
+            "approve",
+            f"You did not ask for this in your message ({reason}): {preview}. Do it?",
+            {"lead_ids": [lead_id], "tool": name},
+            apply=apply,
+            declined=("The agent said no: nothing was changed.", {}),
+        )
 
-    def _run(self, known: Tool[Any], args: dict[str, Any], agent: Agent, session: Session) -> Outcome:
+    def _run(
+        self, known: Tool[Any], args: dict[str, Any], agent: Agent, session: Session
+    ) -> Outcome:
         return known.run(self.ctx, agent, session, known.args.model_validate(args))
 
-    def _approved(self, known: Tool[Any], args: dict[str, Any], agent: Agent, session: Session) -> Result | Afterwards:
+    def _approved(
+        self, known: Tool[Any], args: dict[str, Any], agent: Agent, session: Session
+    ) -> Result | Afterwards:
         """Run a change the agent has just approved, in the approval's transaction (a reply to a
         customer runs its own transactions once this one has closed)."""
         outcome = self._run(known, args, agent, session)
@@ -165,7 +197,9 @@ class ToolRunner:
             return outcome.apply(agent, session, "yes", outcome.plan)
         return outcome  # an Afterwards (a reply) runs once the approval's transaction has closed
 
-    def _same_lead(self, asked: dict[str, Any], lead_id: int, agent: Agent, session: Session) -> bool:
+    def _same_lead(
+        self, asked: dict[str, Any], lead_id: int, agent: Agent, session: Session
+    ) -> bool:
         ref = str(asked.get("args", {}).get("lead", ""))
         try:
             return find_lead(ref, agent, session=session, region=self.ctx.region).id == lead_id
@@ -178,8 +212,12 @@ def build_tools(runner: ToolRunner) -> list[BaseTool]:
     order), each guarded: permission errors and bad input become plain answers."""
     return [
         StructuredTool.from_function(
-            func=_as_function(name, runner), name=name, description=known.description, args_schema=known.args,
-            response_format="content_and_artifact")
+            func=_as_function(name, runner),
+            name=name,
+            description=known.description,
+            args_schema=known.args,
+            response_format="content_and_artifact",
+        )
         for name, known in runner.tools.items()
     ]
 
@@ -202,10 +240,17 @@ def _which_one(known: Tool[Any], args: dict[str, Any], many: Ambiguous) -> Resul
     lines.append("Answer with the number, the id or a name.")
     artifact: dict[str, Any] = {}
     if known.clarify_lead:
-        artifact = {"clarify": {"tool": known.name, "args": args, "arg": "lead",
-                                "candidates": [lead.id for lead in many.leads],
-                                "labels": [f"{lead.name or ''} {lead.company or ''}".strip()
-                                           for lead in many.leads]}}
+        artifact = {
+            "clarify": {
+                "tool": known.name,
+                "args": args,
+                "arg": "lead",
+                "candidates": [lead.id for lead in many.leads],
+                "labels": [
+                    f"{lead.name or ''} {lead.company or ''}".strip() for lead in many.leads
+                ],
+            }
+        }
     return "\n".join(lines), artifact
 
 

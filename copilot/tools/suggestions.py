@@ -14,21 +14,57 @@ from store.leads import get_lead
 from store.models import Agent, Lead
 
 _EXAMPLES = {
-    "summarise": '"summarise 42"', "qualify": '"qualify 42"', "next step for": '"next step for 42"',
-    "check if hot": '"is 42 hot?"', "draft an intro email for": '"draft an intro email for 42"',
-    "archive": '"archive 42"', "take over": '"take over 42"', "hot leads": '"my hot leads"',
-    "what happened": '"what happened today?"', "assign": '"assign 42 to me"', "add a note to": '"note for 42: text"',
+    "summarise": '"summarise 42"',
+    "qualify": '"qualify 42"',
+    "next step for": '"next step for 42"',
+    "check if hot": '"is 42 hot?"',
+    "draft an intro email for": '"draft an intro email for 42"',
+    "archive": '"archive 42"',
+    "take over": '"take over 42"',
+    "hot leads": '"my hot leads"',
+    "what happened": '"what happened today?"',
+    "assign": '"assign 42 to me"',
+    "add a note to": '"note for 42: text"',
     "set the status of": '"set 42 to Follow Up"',
 }
 _VERBS = {
-    "summarise": "summarise", "summary": "summarise", "show": "summarise", "qualify": "qualify", "bant": "qualify",
-    "next": "next step for", "step": "next step for", "hot": "check if hot", "warm": "check if hot",
-    "draft": "draft an intro email for", "email": "draft an intro email for", "write": "draft an intro email for",
-    "archive": "archive", "takeover": "take over", "take": "take over", "leads": "hot leads",
-    "happened": "what happened", "today": "what happened", "assign": "assign", "give": "assign",
-    "note": "add a note to", "status": "set the status of",
+    "summarise": "summarise",
+    "summary": "summarise",
+    "show": "summarise",
+    "qualify": "qualify",
+    "bant": "qualify",
+    "next": "next step for",
+    "step": "next step for",
+    "hot": "check if hot",
+    "warm": "check if hot",
+    "draft": "draft an intro email for",
+    "email": "draft an intro email for",
+    "write": "draft an intro email for",
+    "archive": "archive",
+    "takeover": "take over",
+    "take": "take over",
+    "leads": "hot leads",
+    "happened": "what happened",
+    "today": "what happened",
+    "assign": "assign",
+    "give": "assign",
+    "note": "add a note to",
+    "status": "set the status of",
 }
-_VERB_WORDS = set(_VERBS) | {"the", "a", "an", "for", "to", "of", "me", "please", "lead", "with", "on", "is"}
+_VERB_WORDS = set(_VERBS) | {
+    "the",
+    "a",
+    "an",
+    "for",
+    "to",
+    "of",
+    "me",
+    "please",
+    "lead",
+    "with",
+    "on",
+    "is",
+}
 
 
 @tool(SuggestArgs, "Offer the closest requests to words that were not understood.")
@@ -40,14 +76,18 @@ def suggest_requests(ctx: ToolContext, agent: Agent, session: Session, args: Sug
     used: list[str] = []
     for size in (3, 2, 1):
         for i in range(len(words) - size + 1):
-            chunk = " ".join(words[i:i + size])
-            if chunk in _VERB_WORDS or len(chunk) < 3 or any(w.isdigit() for w in words[i:i + size]):
+            chunk = " ".join(words[i : i + size])
+            if (
+                chunk in _VERB_WORDS
+                or len(chunk) < 3
+                or any(w.isdigit() for w in words[i : i + size])
+            ):
                 continue
             match = clear_match(chunk, labels)
             if match is None:
                 continue
             lead = get_lead(match.id, session=session)
-            used = words[i:i + size]
+            used = words[i : i + size]
             break
         if lead is not None:
             break
@@ -66,9 +106,14 @@ def suggest_requests(ctx: ToolContext, agent: Agent, session: Session, args: Sug
         for verb in (verbs or ["summarise", "qualify", "next step for"])[:3]:
             options.append(f"{verb} {who}")
     else:
-        options = [_EXAMPLES[verb] for verb in (verbs or ["summarise", "hot leads", "what happened"])[:3]]
-    return ("Sorry, I didn't get that. Did you mean: " + " · ".join(f"{o}?" for o in options)
-            + "\n(/help lists everything I can do.)"), ({"focus_lead_id": lead.id} if lead is not None else {})
+        options = [
+            _EXAMPLES[verb] for verb in (verbs or ["summarise", "hot leads", "what happened"])[:3]
+        ]
+    return (
+        "Sorry, I didn't get that. Did you mean: "
+        + " · ".join(f"{o}?" for o in options)
+        + "\n(/help lists everything I can do.)"
+    ), ({"focus_lead_id": lead.id} if lead is not None else {})
 
 
 def _closest_verbs(words: list[str]) -> list[str]:
