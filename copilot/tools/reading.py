@@ -14,7 +14,14 @@ from copilot import config as cfg
 from copilot.access import Ambiguous, CopilotError, Denied, find_teammate, visible
 from copilot.dates import period_range
 from copilot.insights import LeadFacts, Said, hot_check, qualify, summary_lines
-from copilot.schemas import DigestArgs, FindLeadsArgs, LeadArgs, ListLeadsArgs, NoArgs
+from copilot.schemas import (
+    DigestArgs,
+    FindLeadsArgs,
+    LeadArgs,
+    ListLeadsArgs,
+    NoArgs,
+    Qualification,
+)
 from copilot.tools.base import Result, ToolContext, find, lead_line, tidy, tool, zone
 from store.domain.permissions import is_admin
 from store.lead_lookups import (
@@ -94,13 +101,8 @@ def find_leads(ctx: ToolContext, agent: Agent, session: Session, args: FindLeads
     clarify_lead=True,
 )
 def lead_summary(ctx: ToolContext, agent: Agent, session: Session, args: LeadArgs) -> Result:
-    found = find(ctx, args.lead, agent, session)
-    now = ctx.clock()
-    facts = lead_facts(found, session=session, now=now)
-    next_step = (
-        found.next_best_action
-        or qualify(facts, now=now, terminal_negative=cfg.negative_statuses(ctx.prompts)).next_action
-    )
+    found, facts, now = _read(ctx, args.lead, agent, session)
+    next_step = found.next_best_action or _qualify(ctx, facts, now).next_action
     return "\n".join(summary_lines(facts, now=now, next_step=next_step)), {
         "focus_lead_id": found.id
     }
@@ -113,10 +115,8 @@ def lead_summary(ctx: ToolContext, agent: Agent, session: Session, args: LeadArg
     clarify_lead=True,
 )
 def qualify_lead(ctx: ToolContext, agent: Agent, session: Session, args: LeadArgs) -> Result:
-    found = find(ctx, args.lead, agent, session)
-    now = ctx.clock()
-    facts = lead_facts(found, session=session, now=now)
-    result = qualify(facts, now=now, terminal_negative=cfg.negative_statuses(ctx.prompts))
+    found, facts, now = _read(ctx, args.lead, agent, session)
+    result = _qualify(ctx, facts, now)
     lines = [f"BANT for {facts.label}: {result.score}/100"]
     for criterion in result.criteria:
         lines.append(f"{criterion.name}: {criterion.verdict} — {criterion.justification}")
@@ -130,9 +130,7 @@ def qualify_lead(ctx: ToolContext, agent: Agent, session: Session, args: LeadArg
     clarify_lead=True,
 )
 def check_hot(ctx: ToolContext, agent: Agent, session: Session, args: LeadArgs) -> Result:
-    found = find(ctx, args.lead, agent, session)
-    now = ctx.clock()
-    facts = lead_facts(found, session=session, now=now)
+    found, facts, now = _read(ctx, args.lead, agent, session)
     verdict = hot_check(
         facts, now=now, hot_score=ctx.hot_score, terminal=cfg.terminal_statuses(ctx.prompts)
     )
@@ -328,8 +326,20 @@ def next_step(ctx: ToolContext, lead: Lead, session: Session, now: datetime) -> 
     """The lead's next best action: the bot's, else the one the BANT reading recommends."""
     if lead.next_best_action:
         return lead.next_best_action
-    facts = lead_facts(lead, session=session, now=now)
-    return qualify(facts, now=now, terminal_negative=cfg.negative_statuses(ctx.prompts)).next_action
+    return _qualify(ctx, lead_facts(lead, session=session, now=now), now).next_action
+
+
+def _read(
+    ctx: ToolContext, ref: str, agent: Agent, session: Session
+) -> tuple[Lead, LeadFacts, datetime]:
+    """The lead `ref` names, what the analyses need of it, and the time they were read at."""
+    found = find(ctx, ref, agent, session)
+    now = ctx.clock()
+    return found, lead_facts(found, session=session, now=now), now
+
+
+def _qualify(ctx: ToolContext, facts: LeadFacts, now: datetime) -> Qualification:
+    return qualify(facts, now=now, terminal_negative=cfg.negative_statuses(ctx.prompts))
 
 
 def filter_query(
