@@ -40,30 +40,40 @@ def prompts_where(tmp_path: Path, edit: Any) -> Any:
 def test_the_model_is_offered_the_listed_tools_in_order(world, sf, prompts, clock) -> None:
     sarah = world.agent("Sarah")
     model = RecordingModel(messages=iter([AIMessage("Hello Sarah.")]))
-    assert make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "hi").reply == "Hello Sarah."
+    assert (
+        make_copilot(sf, prompts, clock, model=model).ask(sarah, "t", "hi").reply == "Hello Sarah."
+    )
     assert model.offered == [tool.name for tool in TOOLS]
     assert len(set(model.offered)) == len(TOOLS)
     assert not {tool.name for tool in OFFLINE_TOOLS} & set(model.offered)
 
 
 def test_a_status_marked_locks_makes_the_lead_read_only_whatever_its_name(
-        world, sf, clock, tmp_path) -> None:
-    def won_locks_converted_does_not(text: str) -> str:
+    world, sf, clock, tmp_path
+) -> None:
+    def scouting_locks_converted_does_not(text: str) -> str:
         text = text.replace("    locks: true\n", "")
-        return re.sub(r"(  - name: Scouting\n(?:    .*\n)*?    terminal: false\n)", r"\1    locks: true\n",
-                      text, count=1)
+        return re.sub(
+            r"(  - name: Scouting\n(?:    .*\n)*?    terminal: false\n)",
+            r"\1    locks: true\n",
+            text,
+            count=1,
+        )
 
-    prompts = prompts_where(tmp_path, won_locks_converted_does_not)
+    prompts = prompts_where(tmp_path, scouting_locks_converted_does_not)
     assert [s.name for s in prompts.statuses if s.locks] == ["Scouting"]
     sarah = world.agent("Sarah")
     scouted, converted = world.lead("Dana Smith", agent=sarah), world.lead("Ann Lee", agent=sarah)
     ask = Chat(make_copilot(sf, prompts, clock), sarah)
 
     assert ask(f"set {scouted} to Scouting") == (
-        f"#{scouted} Dana Smith: status New → Scouting. The lead is now read-only (an admin can reopen it).")
+        f"#{scouted} Dana Smith: status New → Scouting. "
+        "The lead is now read-only (an admin can reopen it)."
+    )
     assert world.get(scouted).locked
     assert ask(f"set {scouted} to Interested") == (
-        f"Lead #{scouted} was converted and is read-only; an admin can reopen it.")
+        f"Lead #{scouted} was converted and is read-only; an admin can reopen it."
+    )
 
     ask(f"mark {converted} as converted")
     assert ask("yes") == f"#{converted} Ann Lee: status New → Converted."
