@@ -50,7 +50,7 @@ class LeadQuery:
     contacted_from: datetime | None = None
     contacted_to: datetime | None = None
     stale_days: int | None = None
-    terminal_statuses: Sequence[str] = ("Not Interested", "Converted")
+    terminal_statuses: Sequence[str] = ()  # the configured ones (`stale_days` leaves them out)
     archived: bool | None = False  # None: both
     search: str | None = None
     sort: str = "-created_at"

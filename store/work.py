@@ -24,7 +24,8 @@ from store.text import clean_text
 
 
 # For one merge cycle only: copilot/tools.py imports these from here until it calls
-# `store.domain`. The lock rule lives in `store.domain.permissions`; refusals are `store.domain.errors`.
+# `store.domain`. The lock rule lives in `store.domain.permissions`; refusals are
+# `store.domain.errors`.
 WorkError = Invalid
 
 

@@ -10,6 +10,7 @@ import sys
 from sqlalchemy.exc import IntegrityError
 
 from leaddesk.cli.common import int_in, open_store, print_json, table
+from leaddesk.cli.leads import terminal_statuses
 from leaddesk.settings import Settings
 from store.agents import (
     AgentError,
@@ -245,9 +246,22 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _closed_statuses(settings: Settings) -> tuple[str, ...]:
+    """The terminal statuses, whose leads do not count against an agent's capacity; none (with a
+    warning) when the prompts do not validate, so the team can still be listed."""
+    from leaddesk.cli import UserError
+
+    try:
+        return terminal_statuses(settings)
+    except UserError as exc:
+        print(f"leaddesk: warning: {exc}; counting every open lead", file=sys.stderr)
+        return ()
+
+
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    terminal = _closed_statuses(settings)
     with open_store(settings) as session_factory, read_session(session_factory) as session:
-        counts = open_lead_counts(session=session)
+        counts = open_lead_counts(session=session, terminal_statuses=terminal)
         agents = [agent_summary(a, counts.get(a.id, 0)) for a in list_agents(session=session)]
     if args.json:
         print_json(agents)
@@ -272,11 +286,13 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
+    terminal = _closed_statuses(settings)
     with open_store(settings) as session_factory, session_factory.begin() as session:
         agent = _find(session, args.agent)
         changed = set_active(agent, args.active, session=session)
         session.flush()
-        info = agent_summary(agent, open_lead_counts(session=session).get(agent.id, 0))
+        counts = open_lead_counts(session=session, terminal_statuses=terminal)
+        info = agent_summary(agent, counts.get(agent.id, 0))
     if args.json:
         print_json(info)
         return 0

@@ -210,7 +210,23 @@ def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], list[s
     return [f.name for f in config.custom_fields], [s.name for s in config.statuses] or None
 
 
-def _query(args: argparse.Namespace, session_factory: Any) -> LeadQuery:
+def terminal_statuses(settings: Settings) -> tuple[str, ...]:
+    """The configured terminal statuses: `--stale` leaves them out and capacity does not count
+    them. A user error when the prompts do not validate."""
+    # Imported here: the bot package brings LangGraph, which most lead commands do not need.
+    from bot.prompts import PromptError, load_prompts
+    from leaddesk.cli import UserError
+
+    try:
+        return load_prompts(settings.prompts_dir).terminal_statuses
+    except PromptError:
+        raise UserError(
+            f"the prompts in {settings.prompts_dir} do not validate, so the terminal statuses are "
+            "unknown; fix them first (leaddesk prompts check)"
+        ) from None
+
+
+def _query(args: argparse.Namespace, settings: Settings, session_factory: Any) -> LeadQuery:
     from leaddesk.cli import UserError
 
     if (
@@ -244,6 +260,7 @@ def _query(args: argparse.Namespace, session_factory: Any) -> LeadQuery:
         contacted_from=lower_bound(args.contacted_from),
         contacted_to=upper_bound(args.contacted_to),
         stale_days=args.stale,
+        terminal_statuses=terminal_statuses(settings) if args.stale is not None else (),
         archived=True if args.archived else (None if args.include_archived else False),
         search=args.search,
         sort=f"-{args.sort}" if args.desc and not args.sort.startswith("-") else args.sort,
@@ -279,7 +296,7 @@ def _when(value: datetime | None) -> str:
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory:
-        q = _query(args, session_factory)
+        q = _query(args, settings, session_factory)
         with read_session(session_factory) as session:
             leads = query_leads(q, session=session)
             rows = [lead_dict(lead) for lead in leads]
@@ -513,7 +530,7 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
 
     fields, _statuses = _definitions(settings, strict=False)
     with open_store(settings) as session_factory:
-        q = _query(args, session_factory)
+        q = _query(args, settings, session_factory)
         if not args.output:
             try:
                 export_leads(sys.stdout, q, session_factory=session_factory, custom_fields=fields)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select, true
 from sqlalchemy.orm import Session
 
 from store.domain.errors import LeadLocked, NotAllowed, NotFound
@@ -32,6 +32,13 @@ def is_admin(agent: Agent) -> bool:
 def can_see(agent: Agent, lead: Lead) -> bool:
     """Agents see their own and unassigned leads; admins every lead."""
     return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
+
+
+def visible_clause(agent: Agent) -> ColumnElement[bool]:
+    """`can_see` as a SQL condition on `Lead`, for queries over many leads."""
+    if is_admin(agent):
+        return true()
+    return or_(Lead.assigned_agent_id == agent.id, Lead.assigned_agent_id.is_(None))
 
 
 def check_visible(agent: Agent, lead: Lead) -> Lead:

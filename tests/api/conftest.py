@@ -48,14 +48,27 @@ class Status:
     pause_minutes: int | None = None
     terminal: bool = False
     ai_can_set: bool = True
+    locks: bool = False
+
+
+@dataclass
+class Business:
+    """The slice of business.yaml the business rules read: always open, no takeover window of
+    its own (LEADDESK_TAKEOVER_MINUTES applies)."""
+
+    default_pause_minutes: int = 60
+    takeover_minutes: int | None = None
+    hours: None = None
 
 
 @dataclass
 class Prompts:
-    """The slice of the bot's PromptConfig the API reads: statuses and custom field definitions."""
+    """The slice of the bot's PromptConfig the API reads: statuses, custom field definitions and
+    the business timings."""
 
     statuses: list[Status] = field(default_factory=list)
     custom_fields: list[dict[str, Any]] = field(default_factory=list)
+    business: Business = field(default_factory=Business)
 
 
 def default_prompts() -> Prompts:
@@ -68,7 +81,7 @@ def default_prompts() -> Prompts:
                 "Follow Up", "#d97706", action="auto_assign", ai_behaviour="pause", pause_minutes=60
             ),
             Status("Not Interested", "#dc2626", ai_behaviour="stop", terminal=True),
-            Status("Converted", "#16a34a", terminal=True, ai_can_set=False),
+            Status("Converted", "#16a34a", terminal=True, ai_can_set=False, locks=True),
         ],
         custom_fields=[
             {"name": "budget", "label": "Budget", "type": "number"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from store import identity
 from store.domain.errors import LeadLocked, NotAllowed, NotFound
@@ -12,9 +13,11 @@ from store.domain.permissions import (
     check_unlocked,
     check_writable,
     may_read_notes,
+    visible_clause,
     visible_lead,
     visible_notes,
 )
+from store.models import Lead
 from store.work import add_note
 
 
@@ -27,6 +30,14 @@ def test_agents_see_their_own_and_unassigned_leads_admins_all(session, agent, le
         visible_lead(his.id, sarah, session=session)
     with pytest.raises(NotFound, match="no lead with id 999"):
         visible_lead(999, sarah, session=session)
+
+
+def test_the_sql_condition_agrees_with_can_see(session, agent, lead) -> None:
+    sarah, mike, boss = agent("Sarah"), agent("Mike"), agent("Boss", role="admin")
+    leads = [lead(sarah), lead(), lead(mike)]
+    for who in (sarah, mike, boss):
+        seen = set(session.scalars(select(Lead.id).where(visible_clause(who))))
+        assert seen == {x.id for x in leads if can_see(who, x)}
 
 
 def test_a_locked_lead_allows_notes_and_archiving_by_an_admin(session, agent, lead) -> None:

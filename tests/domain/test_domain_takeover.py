@@ -9,6 +9,7 @@ import pytest
 
 from bot import load_prompts
 from bot.policy import build_policy
+from bot.prompts import PromptError
 from store.domain.errors import LeadLocked, NotAllowed
 from store.domain.policy import takeover_window
 from store.domain.takeover import (
@@ -19,6 +20,7 @@ from store.domain.takeover import (
     resume_by_agent,
     take_over,
 )
+from tests.bot.support import copy_prompts
 from tests.domain.conftest import T0
 
 REPO_PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
@@ -90,3 +92,15 @@ def test_the_policy_of_the_shipped_files_locks_on_converted_only() -> None:
     assert "Not Interested" in policy.terminal_statuses
     follow_up = policy.require_status("follow up")
     assert policy.pause_minutes(follow_up) == 60
+
+
+def test_locks_is_checked_like_every_other_status_key(tmp_path: Path) -> None:
+    prompts = copy_prompts(tmp_path)
+    path = prompts / "statuses.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("    locks: true", "    locks: maybe"), encoding="utf-8")
+    with pytest.raises(PromptError, match=r"statuses\.yaml:\d+: `locks` must be true or false"):
+        load_prompts(prompts)
+    path.write_text(text.replace("    locks: true", ""), encoding="utf-8")
+    unlocked = build_policy(load_prompts(prompts), takeover_fallback=60)
+    assert unlocked.locking_statuses == ()

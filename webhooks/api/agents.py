@@ -21,14 +21,22 @@ from store.agents import (
 from store.agents import rotate_token as new_agent_token
 from store.contacts import InvalidContact, normalize_email
 from store.db import read_session
+from store.domain.permissions import is_admin
 from store.models import Agent
 from store.work import open_lead_counts
-from webhooks.api import catalog, ops, schemas
+from webhooks.api import catalog, schemas
 from webhooks.api.base import endpoint
 from webhooks.api.serialize import dump
 from webhooks.app import ApiError, services
 
 TAG = "Agents"
+
+
+def agent_error(exc: AgentError) -> ApiError:
+    message = str(exc)
+    field = "email" if "email" in message else "name" if "name" in message else None
+    status = 409 if "already exists" in message else 422
+    return ApiError(status, "duplicate" if status == 409 else "validation_error", message, field)
 
 
 def _counts(session: Any) -> dict[int, int]:
@@ -59,7 +67,7 @@ def agents() -> Any:
     """Admins see every agent; agents see their active colleagues (to hand leads over)."""
     with read_session(services().session_factory) as session:
         counts = _counts(session)
-        rows = list_agents(session=session, include_inactive=ops.is_admin(g.agent))
+        rows = list_agents(session=session, include_inactive=is_admin(g.agent))
         data = [agent_summary(a, counts.get(a.id, 0)) for a in rows]
     return jsonify(dump(schemas.AgentList, {"agents": data}))
 
@@ -91,7 +99,7 @@ def add_agent(body: schemas.AgentCreate) -> Any:
     except InvalidContact as exc:
         raise ApiError(422, "validation_error", f"email: {exc}", "email") from None
     except AgentError as exc:
-        raise ops.agent_error(exc) from None
+        raise agent_error(exc) from None
     except IntegrityError:
         raise ApiError(
             409, "duplicate", "an agent with this email already exists", "email"
@@ -177,7 +185,7 @@ def rotate_token(agent_id: int) -> Any:
     """Issue a new token (the old one stops working at once). Admins for anyone, agents for
     themselves.
     """
-    if not ops.is_admin(g.agent) and g.agent.id != agent_id:
+    if not is_admin(g.agent) and g.agent.id != agent_id:
         raise ApiError(403, "forbidden", "only an admin can rotate another agent's token")
     with services().session_factory.begin() as session:
         agent = _agent(agent_id, session)

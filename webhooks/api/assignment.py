@@ -7,7 +7,9 @@ from typing import Any
 from flask import g, jsonify
 
 from store.db import read_session
-from webhooks.api import ops, schemas
+from store.domain import assignment
+from webhooks.api import catalog, schemas
+from webhooks.api import lead_edits as edits
 from webhooks.api.base import endpoint, now
 from webhooks.api.leads import _detail
 from webhooks.api.serialize import dump
@@ -28,13 +30,13 @@ TAG = "Assignment"
 def assign_lead(lead_id: int, body: schemas.AssignBody) -> Any:
     """Assign to `agent_id`, unassign with null, or `round_robin` to the next available agent."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
+        lead = edits.load_lead(lead_id, g.agent, session=session, write=True)
         target = (
-            ops.round_robin_agent(session=session)
+            assignment.round_robin_agent(session=session, policy=catalog.policy())
             if body.round_robin
-            else ops.target_agent(body.agent_id, session=session)
+            else assignment.find_assignee(body.agent_id, session=session)
         )
-        ops.assign(lead, target, g.agent, session=session)
+        assignment.assign(lead, target, by=g.agent, session=session)
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -52,7 +54,7 @@ def assign_lead(lead_id: int, body: schemas.AssignBody) -> Any:
 def bulk_assign(body: schemas.BulkAssignBody) -> Any:
     """Assign the leads given by `ids` or matching `filter` (at most 5000) in one transaction."""
     with services().session_factory.begin() as session:
-        result = ops.bulk_assign(body, g.agent, session=session, now=now())
+        result = edits.bulk_assign(body, g.agent, session=session, now=now())
     return jsonify(dump(schemas.BulkResult, result))
 
 
@@ -68,5 +70,5 @@ def bulk_assign(body: schemas.BulkAssignBody) -> Any:
 def bulk_status(body: schemas.BulkStatusBody) -> Any:
     """Set one status on the leads given by `ids` or matching `filter` (converted ones skipped)."""
     with services().session_factory.begin() as session:
-        result = ops.bulk_status(body, g.agent, session=session, now=now())
+        result = edits.bulk_status(body, g.agent, session=session, now=now())
     return jsonify(dump(schemas.BulkResult, result))

@@ -18,12 +18,34 @@ from typing import Any
 from flask import Blueprint, request
 from pydantic import BaseModel, ValidationError
 
+from store.domain.errors import Conflict, Invalid, NotAllowed, NotFound, RuleError
 from store.models import utcnow
-from webhooks.app import ApiError, json_body, require_agent, services
+from webhooks.app import ApiError, error_response, json_body, require_agent, services
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("leads_api", __name__, url_prefix="/api")
+
+# How a refusal of the business rules answers over HTTP.
+HTTP_STATUS: dict[type[RuleError], int] = {NotAllowed: 403, NotFound: 404, Conflict: 409,
+                                           Invalid: 422}
+
+
+def http_status(exc: RuleError) -> int:
+    for kind in type(exc).__mro__:
+        if kind in HTTP_STATUS:
+            return HTTP_STATUS[kind]
+    return 400
+
+
+def api_error(exc: RuleError) -> ApiError:
+    """The HTTP answer for a refusal of the business rules."""
+    return ApiError(http_status(exc), exc.code, exc.message, exc.field)
+
+
+@blueprint.errorhandler(RuleError)
+def _rule_error(exc: RuleError) -> Any:
+    return error_response(http_status(exc), exc.code, exc.message, exc.field)
 
 
 @dataclass

@@ -1,9 +1,8 @@
-"""The admin-defined vocabulary the API and console work with: statuses and custom field
-definitions.
+"""The admin-defined vocabulary the API and console work with: statuses, the business rules'
+`Policy`, and custom field definitions.
 
-Both come from the prompts configuration (`bot.load_prompts`), handed to the app as the `prompts`
+All come from the prompts configuration (`bot.load_prompts`), handed to the app as the `prompts`
 extra (a PromptConfig or a callable returning the current one, so hot reloads show up at once).
-The bot's models are read by attribute or key so that a dict-shaped definition works the same.
 """
 
 from __future__ import annotations
@@ -16,26 +15,15 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from bot.policy import build_policy
+from bot.prompts import Status
 from store.contacts import InvalidContact, normalize_email, normalize_phone
+from store.domain.policy import Policy, takeover_window
 from webhooks.app import ApiError, services
 
 log = logging.getLogger(__name__)
 
-CONVERTED = "Converted"
-_DEFAULT_COLOUR = "#6b7280"
 _loaded_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class StatusDef:
-    name: str
-    colour: str
-    description: str
-    terminal: bool
-    ai_can_set: bool
-    action: str
-    ai_behaviour: str
-    pause_minutes: int | None
 
 
 @dataclass(frozen=True)
@@ -100,65 +88,28 @@ def _as_text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def statuses() -> list[StatusDef]:
+def statuses() -> tuple[Status, ...]:
+    """The statuses admins configured in prompts/statuses.yaml, in their order."""
     prompts = current_prompts()
-    raw = _get(prompts, "statuses", default=None) if prompts is not None else None
-    if isinstance(raw, dict):
-        raw = [
-            {"name": key, **(value if isinstance(value, dict) else {})}
-            if isinstance(value, dict)
-            else value
-            for key, value in raw.items()
-        ]
-    out = []
-    for item in raw or []:
-        name = _as_text(_get(item, "name"))
-        if not name:
-            continue
-        behaviour = _get(item, "ai_behaviour", "ai_behavior", "ai", "behaviour", default="continue")
-        pause = _get(item, "pause_minutes", default=None)
-        if not isinstance(behaviour, str) and not hasattr(behaviour, "value"):
-            # A nested behaviour object such as {"mode": "pause", "minutes": 60}.
-            pause = _get(behaviour, "pause_minutes", "minutes", default=pause)
-            behaviour = _get(behaviour, "mode", "kind", "type", default="continue")
-        out.append(
-            StatusDef(
-                name=name,
-                colour=_as_text(_get(item, "colour", "color", default=_DEFAULT_COLOUR))
-                or _DEFAULT_COLOUR,
-                description=_as_text(_get(item, "description", default="")),
-                terminal=bool(_get(item, "terminal", default=False)),
-                ai_can_set=bool(_get(item, "ai_can_set", default=True)),
-                action=_as_text(_get(item, "action", default="none")) or "none",
-                ai_behaviour=_as_text(behaviour) or "continue",
-                pause_minutes=int(pause) if isinstance(pause, (int, float)) else None,
-            )
-        )
-    return out
+    return tuple(prompts.statuses) if prompts is not None else ()
 
 
-def status_by_name(name: str) -> StatusDef:
-    """The configured status called `name` (case-insensitive), or a 422 listing the choices."""
-    wanted = (name or "").strip().lower()
-    known = statuses()
-    for status in known:
-        if status.name.lower() == wanted:
-            return status
-    if wanted == CONVERTED.lower() and not known:
-        return StatusDef(CONVERTED, "#16a34a", "", True, False, "none", "continue", None)
-    choices = ", ".join(s.name for s in known) or "(no statuses configured)"
-    raise ApiError(
-        422, "unknown_status", f"unknown status {name!r}; use one of: {choices}", "status"
-    )
+def policy() -> Policy:
+    """What the business rules read from the configuration in force (statuses, pauses, the
+    takeover window with LEADDESK_TAKEOVER_MINUTES as its fallback, opening hours)."""
+    prompts = current_prompts()
+    fallback = int(services().settings.takeover_minutes)
+    if prompts is None:
+        return Policy(takeover_minutes=takeover_window(None, fallback))
+    return build_policy(prompts, takeover_fallback=fallback)
 
 
 def status_colours() -> dict[str, str]:
     return {s.name: s.colour for s in statuses()}
 
 
-def terminal_statuses() -> list[str]:
-    names = [s.name for s in statuses() if s.terminal]
-    return names or ["Not Interested", CONVERTED]
+def terminal_statuses() -> tuple[str, ...]:
+    return policy().terminal_statuses
 
 
 _TYPE_ALIASES = {

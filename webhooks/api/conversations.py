@@ -11,9 +11,12 @@ from typing import Any
 from flask import g, jsonify
 from sqlalchemy import select
 
+from bot.takeover import send_agent_reply
 from store.db import read_session
+from store.domain.takeover import pause_by_agent, resume_by_agent
 from store.models import Agent, Conversation, Lead, Message
-from webhooks.api import ops, schemas
+from webhooks.api import catalog, schemas
+from webhooks.api import lead_edits as edits
 from webhooks.api.base import as_utc, endpoint, now
 from webhooks.api.leads import _detail
 from webhooks.api.serialize import agent_names, dump, message_out
@@ -35,27 +38,15 @@ def outbox() -> Any:
     return box
 
 
-def takeover_minutes() -> int:
-    """The takeover window: the running bot's (business.yaml may set one), else the setting."""
-    bot = services().get("bot")
-    minutes = getattr(bot, "takeover_minutes", None) if bot is not None else None
-    if isinstance(minutes, int) and minutes > 0:
-        return minutes
-    return int(getattr(services().settings, "takeover_minutes", 60) or 60)
-
-
 def send_reply(
     lead_id: int, text: str, agent: Agent, *, at: datetime, conversation_id: int | None = None
 ) -> tuple[dict[str, Any], datetime | None]:
     """Send `text` to the customer as `agent` in one conversation (by default the latest on a
     verified identity); the bot pauses for the takeover.
     """
-    from bot.takeover import send_agent_reply
-
     svc = services()
     with read_session(svc.session_factory) as session:
-        lead = ops.load_lead(lead_id, agent, session=session)
-        ops.refuse_locked(lead, "reply", agent)
+        lead = edits.load_lead(lead_id, agent, session=session, action="reply")
         lead_id = lead.id
         has_conversation = (
             session.scalars(select(Conversation.id).where(Conversation.lead_id == lead_id)).first()
@@ -87,15 +78,15 @@ def send_reply(
             outbox=outbox(),
             agent_id=agent.id,
             now=at,
-            minutes=takeover_minutes(),
+            minutes=catalog.policy().takeover_minutes,
             conversation_id=conversation_id,
         )
     except (LookupError, ValueError) as exc:
         raise ApiError(409, "cannot_reply", str(exc) or "the reply could not be sent") from None
     with read_session(svc.session_factory) as session:
         message = _sent_message(result, lead_id, agent.id, session=session)
-        lead = session.get(Lead, lead_id)
-        paused_until = as_utc(lead.ai_paused_until) if lead is not None else None
+        after = session.get(Lead, lead_id)
+        paused_until = as_utc(after.ai_paused_until) if after is not None else None
         data = message_out(message, agent_names(session))
     return data, paused_until
 
@@ -126,21 +117,6 @@ def _sent_message(result: Any, lead_id: int, agent_id: int, *, session: Any) -> 
     if message is None:
         raise ApiError(409, "cannot_reply", "the reply could not be recorded")
     return message  # type: ignore[no-any-return]
-
-
-def pause_bot(lead: Lead, minutes: int | None, agent: Agent, *, session: Any, at: datetime) -> None:
-    """Keep the bot quiet on this lead: for `minutes`, or until someone resumes it."""
-    from bot.takeover import pause_bot as pause
-
-    ops.refuse_locked(lead, "pause", agent)
-    pause(lead, session=session, actor="agent", now=at, minutes=minutes, agent_id=agent.id)
-
-
-def resume_bot(lead: Lead, agent: Agent, *, session: Any) -> None:
-    from bot.takeover import resume_bot as resume
-
-    ops.refuse_locked(lead, "resume", agent)
-    resume(lead, session=session, actor="agent", agent_id=agent.id)
 
 
 @endpoint(
@@ -177,8 +153,8 @@ def pause(lead_id: int, body: schemas.PauseBody) -> Any:
     and scored.
     """
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        pause_bot(lead, body.minutes, g.agent, session=session, at=now())
+        lead = edits.load_lead(lead_id, g.agent, session=session)
+        pause_by_agent(lead, g.agent, session=session, now=now(), minutes=body.minutes)
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -197,8 +173,8 @@ def resume(lead_id: int) -> Any:
     again.
     """
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        resume_bot(lead, g.agent, session=session)
+        lead = edits.load_lead(lead_id, g.agent, session=session)
+        resume_by_agent(lead, g.agent, session=session)
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))

@@ -14,11 +14,12 @@ from flask import g, jsonify
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import Session, selectinload
 
-from store import identity as rules
 from store.db import read_session
+from store.domain import merge, status
 from store.models import Conversation, Lead
 from store.query import LeadQuery, build_lead_query, count_leads
-from webhooks.api import ops, schemas
+from webhooks.api import catalog, schemas
+from webhooks.api import lead_edits as edits
 from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import dump, lead_detail, lead_summary
 from webhooks.app import ApiError, services
@@ -116,7 +117,7 @@ def _detail(lead_id: int, session: Session, *, after_change: bool = False) -> di
     """The lead's full JSON; `after_change` answers even when the change handed the lead to someone
     else.
     """
-    lead = ops.load_lead(lead_id, g.agent, session=session, check=not after_change)
+    lead = edits.load_lead(lead_id, g.agent, session=session, check=not after_change)
     lead = session.scalars(
         build_lead_query(LeadQuery(ids=[lead.id], archived=None, terminal_statuses=())).options(
             selectinload(Lead.identities),
@@ -143,7 +144,7 @@ def _detail(lead_id: int, session: Session, *, after_change: bool = False) -> di
 def list_leads(params: schemas.LeadListParams) -> Any:
     """Leads the agent may see (admins: all) matching the filters, one page at a time."""
     at = now()
-    query = ops.lead_query(params, g.agent, now=at, sort=params.sort, limit=params.limit)
+    query = edits.lead_query(params, g.agent, now=at, sort=params.sort, limit=params.limit)
     with read_session(services().session_factory) as session:
         rows, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
         leads = [lead_summary(lead, at) for lead in rows]
@@ -165,7 +166,7 @@ def list_leads(params: schemas.LeadListParams) -> Any:
 def create_lead(body: schemas.LeadCreate) -> Any:
     """A lead entered by hand (channel `manual`); a phone or email another lead has is a 409."""
     with services().session_factory.begin() as session:
-        lead = ops.create_lead(body, g.agent, session=session, now=now())
+        lead = edits.create_lead(body, g.agent, session=session, now=now())
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True)), 201
@@ -199,8 +200,8 @@ def get_lead(lead_id: int) -> Any:
 def update_lead(lead_id: int, body: schemas.LeadUpdate) -> Any:
     """Change profile fields, status, tags and custom fields; each change is audited."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
-        ops.update_fields(lead, body, g.agent, session=session, now=now())
+        lead = edits.load_lead(lead_id, g.agent, session=session, write=True)
+        edits.update_fields(lead, body, g.agent, session=session, now=now())
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -216,10 +217,13 @@ def update_lead(lead_id: int, body: schemas.LeadUpdate) -> Any:
     errors=(400, 401, 403, 404, 409, 422),
 )
 def convert_lead(lead_id: int, body: schemas.ConvertBody) -> Any:
-    """Set the status Converted and lock the lead read-only (further changes answer 409)."""
+    """Set the status that closes a sale (the one configured with `locks: true`, e.g. Converted)
+    and lock the lead read-only (further changes answer 409)."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session, write=True)
-        ops.convert(lead, g.agent, session=session, now=now(), note=body.note)
+        lead = edits.load_lead(lead_id, g.agent, session=session, write=True)
+        status.convert(
+            lead, by=g.agent, session=session, policy=catalog.policy(), now=now(), note=body.note
+        )
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -240,14 +244,11 @@ def merge_lead(lead_id: int, body: schemas.MergeBody) -> Any:
     and needs access to both leads; leads of two different agents only an admin merges; an admin
     may merge any two leads. Each conversation stays separate; the merge is audited."""
     with services().session_factory.begin() as session:
-        target = ops.load_lead(lead_id, g.agent, session=session, check=False)
-        other = ops.load_lead(body.other_lead_id, g.agent, session=session, check=False)
+        target = edits.load_lead(lead_id, g.agent, session=session, check=False)
+        other = edits.load_lead(body.other_lead_id, g.agent, session=session, check=False)
         if target.id == other.id:
             raise ApiError(409, "already_merged", f"#{body.other_lead_id} is already lead #{target.id}")
-        try:
-            survivor = rules.merge_by_hand(g.agent, target, other, session=session)
-        except rules.NotAllowed as exc:
-            raise ApiError(403, "forbidden", str(exc)) from None
+        survivor = merge.merge_by_hand(g.agent, target, other, session=session)
         lead_id = survivor.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -266,13 +267,8 @@ def dismiss_merge_suggestion(lead_id: int, suggestion_id: int) -> Any:
     and the pair is not suggested again. Needs the access accepting it would (both leads; an admin
     for two different agents' leads); audited on both leads."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        try:
-            rules.dismiss_suggestion(g.agent, lead, suggestion_id, session=session)
-        except LookupError as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
-        except rules.NotAllowed as exc:
-            raise ApiError(403, "forbidden", str(exc)) from None
+        lead = edits.load_lead(lead_id, g.agent, session=session)
+        merge.dismiss_suggestion(g.agent, lead, suggestion_id, session=session)
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -290,8 +286,8 @@ def dismiss_merge_suggestion(lead_id: int, suggestion_id: int) -> Any:
 def reopen_lead(lead_id: int) -> Any:
     """Unlock a converted lead so it can be edited again (admins only)."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        ops.reopen(lead, g.agent, session=session)
+        lead = edits.load_lead(lead_id, g.agent, session=session)
+        status.reopen(lead, by=g.agent, session=session)
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -309,8 +305,8 @@ def reopen_lead(lead_id: int) -> Any:
 def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
     """Archived leads leave the default list (filter `archived=true` shows them)."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        ops.set_archived(lead, body.archived, g.agent, session=session)
+        lead = edits.load_lead(lead_id, g.agent, session=session)
+        edits.set_archived(lead, body.archived, g.agent, session=session)
         lead_id = lead.id
     with read_session(services().session_factory) as session:
         return jsonify(_detail(lead_id, session, after_change=True))
@@ -328,6 +324,6 @@ def archive_lead(lead_id: int, body: schemas.ArchiveBody) -> Any:
 def delete_lead(lead_id: int) -> Any:
     """Delete the lead and everything it owns (admins only); the deletion is audited."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        ops.delete_lead(lead, g.agent, session=session)
+        lead = edits.load_lead(lead_id, g.agent, session=session)
+        edits.delete_lead(lead, g.agent, session=session)
     return "", 204

@@ -6,10 +6,11 @@ from typing import Any
 
 from flask import g, jsonify
 
-from store import identity as rules
 from store.db import read_session
+from store.domain.permissions import may_read_notes, visible_notes
 from store.leads import LeadNotFound, get_lead
-from webhooks.api import ops, schemas
+from webhooks.api import lead_edits as edits
+from webhooks.api import schemas
 from webhooks.api.base import endpoint
 from webhooks.api.serialize import dump, note_out
 from webhooks.app import services
@@ -33,9 +34,9 @@ def list_lead_notes(lead_id: int) -> Any:
             lead = get_lead(lead_id, session=session) if 0 < lead_id <= schemas.MAX_ID else None
         except LeadNotFound:
             lead = None
-        if lead is None or not rules.may_read_notes(g.agent, lead, session=session):
-            lead = ops.load_lead(lead_id, g.agent, session=session)  # the 404 or 403
-        notes = [note_out(n) for n in rules.visible_notes(g.agent, lead, session=session)]
+        if lead is None or not may_read_notes(g.agent, lead, session=session):
+            lead = edits.load_lead(lead_id, g.agent, session=session)  # the 404 or 403
+        notes = [note_out(n) for n in visible_notes(g.agent, lead, session=session)]
     return jsonify(dump(schemas.NoteList, {"notes": notes}))
 
 
@@ -52,7 +53,7 @@ def list_lead_notes(lead_id: int) -> Any:
 def add_lead_note(lead_id: int, body: schemas.NoteCreate) -> Any:
     """Add a note (categories: General, Qualification, Follow-up, Objection, Positive Signal)."""
     with services().session_factory.begin() as session:
-        lead = ops.load_lead(lead_id, g.agent, session=session)
-        note = ops.add_lead_note(lead, body.text, body.category, g.agent, session=session)
+        lead = edits.load_lead(lead_id, g.agent, session=session)
+        note = edits.add_lead_note(lead, body.text, body.category, g.agent, session=session)
         data = note_out(note)
     return jsonify(dump(schemas.NoteOut, data)), 201

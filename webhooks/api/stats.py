@@ -12,8 +12,9 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from store.db import read_session
+from store.domain.permissions import visible_clause
 from store.models import HOT_SCORE, Agent, Conversation, Identity, Lead, Message
-from webhooks.api import catalog, ops, schemas
+from webhooks.api import catalog, schemas
 from webhooks.api.base import as_utc, endpoint, now
 from webhooks.api.serialize import BANDS, dump, lead_summary
 from webhooks.app import services
@@ -25,9 +26,7 @@ WEEKS = 12
 
 def _visible(stmt: Any, agent: Agent) -> Any:
     stmt = stmt.where(Lead.merged_into_id.is_(None), Lead.archived.is_(False))
-    if not ops.is_admin(agent):
-        stmt = stmt.where(or_(Lead.assigned_agent_id == agent.id, Lead.assigned_agent_id.is_(None)))
-    return stmt
+    return stmt.where(visible_clause(agent))
 
 
 def dashboard(agent: Agent, *, session: Session, at: datetime) -> dict[str, Any]:
@@ -75,10 +74,7 @@ def dashboard(agent: Agent, *, session: Session, at: datetime) -> dict[str, Any]
     first_week = week_start - timedelta(weeks=WEEKS - 1)
     weeks = {(first_week + timedelta(weeks=i)).date(): 0 for i in range(WEEKS)}
     converted = select(Lead.converted_at).where(Lead.converted_at >= first_week)
-    if not ops.is_admin(agent):
-        converted = converted.where(
-            or_(Lead.assigned_agent_id == agent.id, Lead.assigned_agent_id.is_(None))
-        )
+    converted = converted.where(visible_clause(agent))
     for (converted_at,) in session.execute(converted.where(Lead.merged_into_id.is_(None))):
         day = as_utc(converted_at).date()  # type: ignore[union-attr]
         monday = day - timedelta(days=day.weekday())
@@ -115,7 +111,7 @@ def hot_needing_attention(agent: Agent, *, session: Session, limit: int = 10) ->
         .where(
             Lead.score >= HOT_SCORE,
             Lead.locked.is_(False),
-            Lead.status.not_in(catalog.terminal_statuses()),
+            Lead.status.not_in(list(catalog.terminal_statuses())),
             or_(
                 Lead.assigned_agent_id.is_(None),
                 last_agent_reply.is_(None),

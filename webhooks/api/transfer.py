@@ -13,7 +13,8 @@ from flask import Response, g, jsonify, request, stream_with_context
 from store.csvio import CsvImportError, import_leads, iter_export
 from store.models import Agent
 from store.query import LeadQuery
-from webhooks.api import catalog, ops, schemas
+from webhooks.api import catalog, schemas
+from webhooks.api import lead_edits as edits
 from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import dump
 from webhooks.app import ApiError, services
@@ -25,7 +26,7 @@ MAX_IMPORT_BYTES = 2 * 1024 * 1024
 
 
 def export_query(params: schemas.ExportParams, agent: Agent) -> LeadQuery:
-    return ops.lead_query(params, agent, now=now(), sort=params.sort, ids=params.ids)
+    return edits.lead_query(params, agent, now=now(), sort=params.sort, ids=params.ids)
 
 
 def export_response(query: LeadQuery, *, filename: str = "leads.csv") -> Response:
@@ -81,7 +82,7 @@ def import_csv() -> Any:
         report = import_leads(
             io.StringIO(text, newline=""),
             session_factory=services().session_factory,
-            region=ops.region(),
+            region=edits.region(),
             custom_fields=[f.name for f in catalog.custom_fields()],
             statuses=statuses,
             actor="import",

@@ -14,7 +14,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from store import identity as rules
+from store import identity
 from store.agents import (
     AgentError,
     create_agent,
@@ -25,11 +25,18 @@ from store.agents import (
 )
 from store.contacts import InvalidContact
 from store.db import read_session
+from store.domain import assignment
+from store.domain import merge as lead_merge
+from store.domain import status as lead_status
+from store.domain.errors import RuleError
+from store.domain.permissions import is_admin, may_read_notes, visible_notes
+from store.domain.takeover import pause_by_agent, resume_by_agent
 from store.leads import LeadNotFound, get_lead
 from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
 from store.work import mark_read, open_lead_counts, unread_notifications
-from webhooks.api import catalog, conversations, ops, schemas, stats, transfer
-from webhooks.api.base import now, parse_model
+from webhooks.api import catalog, conversations, schemas, stats, transfer
+from webhooks.api import lead_edits as edits
+from webhooks.api.base import api_error, now, parse_model
 from webhooks.api.leads import lead_page
 from webhooks.api.notifications import agent_notifications
 from webhooks.api.serialize import BANDS, band, lead_detail, lead_summary, note_out
@@ -134,7 +141,11 @@ def _row_id(value: str | None) -> int | None:
     return number if 0 < number <= schemas.MAX_ID else None
 
 
-def _flash_error(exc: ApiError) -> None:
+# What a refused request raises: the API layer's own errors and the business rules' refusals.
+REFUSED = (ApiError, RuleError)
+
+
+def _flash_error(exc: ApiError | RuleError) -> None:
     flash(exc.message, "error")
 
 
@@ -274,11 +285,11 @@ def leads() -> Any:
                 {**data, "limit": PAGE_SIZE, "cursor": args.get("cursor") or None},
             )
             at = now()
-            query = ops.lead_query(params, agent, now=at, sort=params.sort, limit=PAGE_SIZE)
+            query = edits.lead_query(params, agent, now=at, sort=params.sort, limit=PAGE_SIZE)
             with read_session(services().session_factory) as session:
                 page, next_cursor, total = lead_page(query, params.cursor, session=session, at=at)
                 rows = [lead_summary(lead, at) for lead in page]
-        except ApiError as exc:
+        except REFUSED as exc:
             problem = exc.message
     if problem:
         flash(f"Filter not applied: {problem}", "error")
@@ -320,7 +331,7 @@ def export_csv() -> Any:
     try:
         params = parse_model(schemas.ExportParams, data)
         return transfer.export_response(transfer.export_query(params, agent))
-    except ApiError as exc:
+    except REFUSED as exc:
         abort(400, description=exc.message)
 
 
@@ -347,18 +358,18 @@ def bulk() -> Any:
                     schemas.BulkAssignBody,
                     {"ids": ids, "round_robin": choice == "auto", "agent_id": _row_id(choice)},
                 )
-                result = ops.bulk_assign(body, agent, session=session, now=now())
+                result = edits.bulk_assign(body, agent, session=session, now=now())
                 verb = "assigned"
             elif action == "status":
                 body_status = parse_model(
                     schemas.BulkStatusBody, {"ids": ids, "status": request.form.get("status", "")}
                 )
-                result = ops.bulk_status(body_status, agent, session=session, now=now())
+                result = edits.bulk_status(body_status, agent, session=session, now=now())
                 verb = "updated"
             else:
                 flash("Choose what to do with the selected leads.", "error")
                 return _redirect_back(back)
-    except ApiError as exc:
+    except REFUSED as exc:
         _flash_error(exc)
         return _redirect_back(back)
     message = f"{result['changed']} lead(s) {verb}"
@@ -381,8 +392,10 @@ def lead(lead_id: int) -> Any:
     at = now()
     with read_session(services().session_factory) as session:
         try:
-            found = ops.load_lead(lead_id, agent, session=session)
-        except ApiError as exc:
+            found = edits.load_lead(lead_id, agent, session=session)
+        except REFUSED as exc:
+            if isinstance(exc, RuleError):
+                exc = api_error(exc)
             own_notes = (_former_owners_notes(lead_id, agent, session=session)
                          if exc.status == 403 else None)
             if own_notes is None:
@@ -392,7 +405,7 @@ def lead(lead_id: int) -> Any:
         if found.id != lead_id:
             return redirect(url_for("console.lead", lead_id=found.id))
         detail = lead_detail(found, at, session=session)
-        default_room = rules.reply_conversation(found, session=session)
+        default_room = identity.reply_conversation(found, session=session)
         default_conversation_id = default_room.id if default_room is not None else None
         team = list_agents(session=session, include_inactive=False)
         for a in team:
@@ -412,8 +425,8 @@ def lead(lead_id: int) -> Any:
         categories=NOTE_CATEGORIES,
         chart=charts.score_line(history),
         history=list(reversed(history)),
-        takeover_minutes=conversations.takeover_minutes(),
-        is_admin=ops.is_admin(agent),
+        takeover_minutes=catalog.policy().takeover_minutes,
+        is_admin=is_admin(agent),
         default_conversation_id=default_conversation_id,
     )
 
@@ -422,21 +435,21 @@ def _former_owners_notes(
     lead_id: int, agent: Agent, *, session: Any
 ) -> tuple[int, list[dict[str, Any]]] | None:
     """For an agent whose lead was merged into another agent's: the surviving lead's id and the
-    notes they may still read there (`store.identity` decides which), else None."""
+    notes they may still read there (`store.domain.permissions` decides which), else None."""
     try:
         found = get_lead(lead_id, session=session)
     except LeadNotFound:
         return None
-    if not rules.may_read_notes(agent, found, session=session):
+    if not may_read_notes(agent, found, session=session):
         return None
-    return found.id, [note_out(n) for n in rules.visible_notes(agent, found, session=session)]
+    return found.id, [note_out(n) for n in visible_notes(agent, found, session=session)]
 
 
 @blueprint.post("/leads/<int:lead_id>/merge")
 @auth.login_required
 def merge(lead_id: int) -> Any:
     """Merge another lead into this one: first a page showing both leads, then the merge itself
-    once the agent confirms (`store.identity` decides who may)."""
+    once the agent confirms (`store.domain.merge` decides who may)."""
     agent = auth.current_agent()
     assert agent is not None
     other_id = _row_id(request.form.get("other_lead_id"))
@@ -446,26 +459,20 @@ def merge(lead_id: int) -> Any:
     try:
         if request.form.get("confirm") != "yes":
             with read_session(services().session_factory) as session:
-                target = ops.load_lead(lead_id, agent, session=session)
-                other = ops.load_lead(other_id, agent, session=session, check=False)
-                try:
-                    rules.check_merge(agent, target, other, session=session)
-                except rules.NotAllowed as exc:
-                    raise ApiError(403, "forbidden", str(exc)) from None
-                suggestion = next((s for s in rules.open_suggestions(target, session=session)
+                target = edits.load_lead(lead_id, agent, session=session)
+                other = edits.load_lead(other_id, agent, session=session, check=False)
+                lead_merge.check_merge(agent, target, other, session=session)
+                suggestion = next((s for s in identity.open_suggestions(target, session=session)
                                    if s.other_lead_id == other.id), None)
                 pair = [lead_summary(target, now()), lead_summary(other, now())]
             return render_template("console_merge.html", target=pair[0], other=pair[1],
                                    reason=suggestion.reason if suggestion else None)
         with services().session_factory.begin() as session:
-            target = ops.load_lead(lead_id, agent, session=session)
-            other = ops.load_lead(other_id, agent, session=session, check=False)
-            try:
-                survivor = rules.merge_by_hand(agent, target, other, session=session)
-            except rules.NotAllowed as exc:
-                raise ApiError(403, "forbidden", str(exc)) from None
+            target = edits.load_lead(lead_id, agent, session=session)
+            other = edits.load_lead(other_id, agent, session=session, check=False)
+            survivor = lead_merge.merge_by_hand(agent, target, other, session=session)
             survivor_id = survivor.id
-    except ApiError as exc:
+    except REFUSED as exc:
         _flash_error(exc)
         return redirect(url_for("console.lead", lead_id=lead_id))
     flash(f"Lead #{other_id} was merged into this one; its conversations stay separate.",
@@ -476,15 +483,10 @@ def merge(lead_id: int) -> Any:
 @blueprint.post("/leads/<int:lead_id>/merge-suggestions/<int:suggestion_id>/dismiss")
 @auth.login_required
 def dismiss_suggestion(lead_id: int, suggestion_id: int) -> WerkzeugResponse:
-    """Dismiss a suggestion as "not the same person" (`store.identity` decides who may)."""
+    """Dismiss a suggestion as "not the same person" (`store.domain.merge` decides who may)."""
 
     def apply(found: Lead, agent: Agent, session: Any) -> str:
-        try:
-            other = rules.dismiss_suggestion(agent, found, suggestion_id, session=session)
-        except LookupError as exc:
-            raise ApiError(404, "not_found", str(exc)) from None
-        except rules.NotAllowed as exc:
-            raise ApiError(403, "forbidden", str(exc)) from None
+        other = lead_merge.dismiss_suggestion(agent, found, suggestion_id, session=session)
         return f"Noted: #{other.id} is not the same person; the suggestion is gone from both leads."
 
     return _lead_action(lead_id, apply, "")
@@ -498,9 +500,9 @@ def _lead_action(
     assert agent is not None
     try:
         with services().session_factory.begin() as session:
-            found = ops.load_lead(lead_id, agent, session=session, write=write)
+            found = edits.load_lead(lead_id, agent, session=session, write=write)
             message = action(found, agent, session)
-    except ApiError as exc:
+    except REFUSED as exc:
         _flash_error(exc)
     else:
         flash(message or success, "success")
@@ -529,7 +531,7 @@ def edit(lead_id: int) -> WerkzeugResponse:
         if values.get("status") is None:
             values.pop("status", None)
         body = parse_model(schemas.LeadUpdate, values)
-        changed = ops.update_fields(found, body, agent, session=session, now=now())
+        changed = edits.update_fields(found, body, agent, session=session, now=now())
         return (
             f"Saved ({len(changed)} change{'s' if len(changed) != 1 else ''})."
             if changed
@@ -550,7 +552,7 @@ def note(lead_id: int) -> WerkzeugResponse:
                 "category": request.form.get("category") or "General",
             },
         )
-        ops.add_lead_note(found, body.text, body.category, agent, session=session)
+        edits.add_lead_note(found, body.text, body.category, agent, session=session)
         return f"Note added ({body.category})."
 
     return _lead_action(lead_id, apply, "Note added.")
@@ -572,7 +574,7 @@ def reply(lead_id: int) -> WerkzeugResponse:
         _message, paused_until = conversations.send_reply(
             lead_id, body.text, agent, at=now(), conversation_id=body.conversation_id
         )
-    except ApiError as exc:
+    except REFUSED as exc:
         _flash_error(exc)
     else:
         until = f" The bot is paused until {paused_until:%H:%M} UTC." if paused_until else ""
@@ -587,12 +589,12 @@ def bot(lead_id: int) -> WerkzeugResponse:
 
     def apply(found: Lead, agent: Agent, session: Any) -> str:
         if what == "resume":
-            conversations.resume_bot(found, agent, session=session)
+            resume_by_agent(found, agent, session=session)
             return "The bot is answering this lead again."
         if what == "pause":
             minutes = request.form.get("minutes", "")
             body = parse_model(schemas.PauseBody, {"minutes": _row_id(minutes)})
-            conversations.pause_bot(found, body.minutes, agent, session=session, at=now())
+            pause_by_agent(found, agent, session=session, now=now(), minutes=body.minutes)
             return (
                 f"The bot is paused for {body.minutes} minutes."
                 if body.minutes
@@ -610,12 +612,14 @@ def assign(lead_id: int) -> WerkzeugResponse:
 
     def apply(found: Lead, agent: Agent, session: Any) -> str:
         if choice == "auto":
-            target: Agent | None = ops.round_robin_agent(session=session)
+            target: Agent | None = assignment.round_robin_agent(
+                session=session, policy=catalog.policy()
+            )
         elif choice == "me":
             target = session.get(Agent, agent.id)
         else:
-            target = ops.target_agent(_row_id(choice), session=session)
-        changed = ops.assign(found, target, agent, session=session)
+            target = assignment.find_assignee(_row_id(choice), session=session)
+        changed = assignment.assign(found, target, by=agent, session=session)
         if not changed:
             return "Nothing changed."
         return f"Assigned to {target.name}." if target else "Unassigned."
@@ -627,16 +631,17 @@ def assign(lead_id: int) -> WerkzeugResponse:
 @auth.login_required
 def convert(lead_id: int) -> WerkzeugResponse:
     def apply(found: Lead, agent: Agent, session: Any) -> str:
-        ops.convert(
+        change = lead_status.convert(
             found,
-            agent,
+            by=agent,
             session=session,
+            policy=catalog.policy(),
             now=now(),
             note=request.form.get("note", "").strip() or None,
         )
-        return "Converted. The lead is now read-only."
+        return f"{change.new_status}. The lead is now read-only."
 
-    return _lead_action(lead_id, apply, "Converted.", write=True)
+    return _lead_action(lead_id, apply, "", write=True)
 
 
 @blueprint.post("/leads/<int:lead_id>/archive")
@@ -645,7 +650,7 @@ def archive(lead_id: int) -> WerkzeugResponse:
     archived = request.form.get("archived", "1") == "1"
 
     def apply(found: Lead, agent: Agent, session: Any) -> str:
-        ops.set_archived(found, archived, agent, session=session)
+        edits.set_archived(found, archived, agent, session=session)
         return "Archived." if archived else "Back in the active list."
 
     return _lead_action(lead_id, apply, "Done.")
@@ -655,7 +660,7 @@ def archive(lead_id: int) -> WerkzeugResponse:
 @auth.admin_required
 def reopen(lead_id: int) -> WerkzeugResponse:
     def apply(found: Lead, agent: Agent, session: Any) -> str:
-        ops.reopen(found, agent, session=session)
+        lead_status.reopen(found, by=agent, session=session)
         return "Reopened: the lead can be edited again."
 
     return _lead_action(lead_id, apply, "Reopened.")
@@ -668,8 +673,10 @@ def delete(lead_id: int) -> WerkzeugResponse:
     assert agent is not None
     try:
         with services().session_factory.begin() as session:
-            ops.delete_lead(ops.load_lead(lead_id, agent, session=session), agent, session=session)
-    except ApiError as exc:
+            edits.delete_lead(
+                edits.load_lead(lead_id, agent, session=session), agent, session=session
+            )
+    except REFUSED as exc:
         _flash_error(exc)
         return redirect(url_for("console.lead", lead_id=lead_id))
     flash(f"Lead {lead_id} deleted.", "success")

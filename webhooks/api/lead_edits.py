@@ -1,9 +1,9 @@
-"""What agents do to leads, shared by the REST API and the web console.
+"""What the REST API and the web console share to turn a request into store and domain calls:
+a lead loaded for the acting agent, the list query for filters, creating and editing a lead,
+the leads a bulk action applies to.
 
-Every function takes the acting agent and a session inside the caller's transaction, checks the
-permission rules (agents: their own and unassigned leads; admins: all; converted leads read-only
-as `store.work.check_unlocked` says)
-and raises `ApiError` with the right 4xx, which the console shows as a flash message.
+The rules themselves (status, assignment, locks, who may see what) are `store.domain`'s; their
+`RuleError`s reach the API's error handler (403/404/409/422) or the console's flash messages.
 """
 
 from __future__ import annotations
@@ -11,15 +11,18 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.agents import AgentError
 from store.contacts import InvalidContact, normalize_email, normalize_phone
+from store.domain import assignment, status
+from store.domain.assignment import BulkOutcome
+from store.domain.errors import Invalid
+from store.domain.permissions import LeadAction, can_see, check_writable, is_admin, visible_lead
 from store.leads import (
     LeadNotFound,
     find_lead_by_email,
@@ -31,16 +34,7 @@ from store.leads import (
 )
 from store.models import CLAIMED, Agent, Lead
 from store.query import LeadQuery, build_lead_query
-from store.work import (
-    LeadAction,
-    LeadLocked,
-    WorkError,
-    add_note,
-    assign_lead,
-    check_unlocked,
-    next_available_agent,
-    notify,
-)
+from store.work import add_note
 from webhooks.api import catalog, schemas
 from webhooks.app import ApiError, services
 
@@ -49,45 +43,32 @@ log = logging.getLogger(__name__)
 _TEXT_FIELDS = ("name", "company", "source", "summary", "next_best_action")
 
 
-def is_admin(agent: Agent) -> bool:
-    return agent.role == "admin"
-
-
 def region() -> str:
     return str(getattr(services().settings, "default_region", "US") or "US")
 
 
-def can_see(agent: Agent, lead: Lead) -> bool:
-    return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
-
-
 def load_lead(
-    lead_id: int, agent: Agent, *, session: Session, write: bool = False, check: bool = True
+    lead_id: int,
+    agent: Agent,
+    *,
+    session: Session,
+    write: bool = False,
+    check: bool = True,
+    action: LeadAction | None = None,
 ) -> Lead:
-    """The lead (following merges) if this agent may see it; with `write`, also refuse a locked
-    lead (as an edit).
+    """The lead (following merges) if this agent may see it; with `write` (an edit) or `action`,
+    also what its lock allows.
 
     `check=False` skips the visibility rule: only for answering right after a permitted change.
     """
     if lead_id < 1 or lead_id > schemas.MAX_ID:
         raise ApiError(404, "not_found", f"no lead with id {lead_id}")
-    try:
-        lead = get_lead(lead_id, session=session)
-    except LeadNotFound:
-        raise ApiError(404, "not_found", f"no lead with id {lead_id}") from None
-    if check and not can_see(agent, lead):
-        raise ApiError(403, "forbidden", f"lead {lead.id} is assigned to another agent")
-    if write:
-        refuse_locked(lead, "edit", agent)
-    return lead
-
-
-def refuse_locked(lead: Lead, action: LeadAction, agent: Agent) -> None:
-    """Apply the store's rule for converted leads (`check_unlocked`) as a 409."""
-    try:
-        check_unlocked(lead, action, admin=is_admin(agent))
-    except LeadLocked as exc:
-        raise ApiError(409, "lead_locked", str(exc)) from None
+    if not check:
+        try:
+            return get_lead(lead_id, session=session)
+        except LeadNotFound:
+            raise ApiError(404, "not_found", f"no lead with id {lead_id}") from None
+    return visible_lead(lead_id, agent, session=session, action="edit" if write else action)
 
 
 def lead_query(
@@ -107,7 +88,8 @@ def lead_query(
     ):
         raise ApiError(422, "validation_error", "score_min is above score_max", "score_min")
     archived = {"false": False, "true": True, "all": None}[filters.archived]
-    statuses = [catalog.status_by_name(s).name if catalog.statuses() else s for s in filters.status]
+    policy = catalog.policy()
+    statuses = [policy.require_status(s).name if policy.statuses else s for s in filters.status]
     return LeadQuery(
         status=statuses,
         score_min=filters.score_min,
@@ -122,7 +104,7 @@ def lead_query(
         contacted_from=filters.contacted_from,
         contacted_to=filters.contacted_to,
         stale_days=filters.stale_days,
-        terminal_statuses=catalog.terminal_statuses(),
+        terminal_statuses=policy.terminal_statuses,
         archived=archived,
         search=filters.q,
         sort=sort,
@@ -189,9 +171,11 @@ def create_lead(body: schemas.LeadCreate, agent: Agent, *, session: Session, now
     if changes:
         update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
     if body.status:
-        set_status(lead, body.status, agent, session=session, now=now)
+        status.change_status(
+            lead, body.status, by=agent, session=session, policy=catalog.policy(), now=now
+        )
     if body.assign_to_me:
-        assign(lead, agent, agent, session=session)
+        assignment.assign(lead, agent, by=agent, session=session)
     session.flush()
     return lead
 
@@ -200,7 +184,7 @@ def update_fields(
     lead: Lead, body: schemas.LeadUpdate, agent: Agent, *, session: Session, now: datetime
 ) -> dict[str, tuple[Any, Any]]:
     """Apply the fields the caller sent (audited per field); phone and email are normalised."""
-    refuse_locked(lead, "edit", agent)
+    check_writable(agent, lead, "edit")
     sent = body.model_fields_set
     if "status" in sent and not body.status:
         raise ApiError(422, "validation_error", "status: a lead always has a status", "status")
@@ -232,7 +216,10 @@ def update_fields(
         # Someone else took this phone/email between our check and the write.
         raise ApiError(409, "duplicate", "another lead already has this phone or email") from None
     if "status" in sent and body.status:
-        changed.update(set_status(lead, body.status, agent, session=session, now=now))
+        change = status.change_status(
+            lead, body.status, by=agent, session=session, policy=catalog.policy(), now=now
+        )
+        changed.update(change.changed)
     return changed
 
 
@@ -253,90 +240,8 @@ def _unique_contact(lead: Lead, field: str, raw: str | None, *, session: Session
     return value
 
 
-def set_status(
-    lead: Lead, name: str, agent: Agent, *, session: Session, now: datetime
-) -> dict[str, tuple[Any, Any]]:
-    """Set a configured status as a human (any status is allowed) and apply its action and AI
-    behaviour.
-    """
-    refuse_locked(lead, "status", agent)
-    status = catalog.status_by_name(name)
-    if status.name == catalog.CONVERTED:
-        return convert(lead, agent, session=session, now=now)
-    changes: dict[str, Any] = {"status": status.name}
-    if lead.status == status.name:
-        return {}
-    if status.ai_behaviour == "stop":
-        changes.update(ai_stopped=True, ai_pause_reason="status")
-    elif status.ai_behaviour == "pause":
-        changes.update(
-            ai_paused_until=now + timedelta(minutes=status.pause_minutes or 60),
-            ai_pause_reason="status",
-        )
-    changed = update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
-    if status.action == "auto_assign" and lead.assigned_agent_id is None:
-        # An agent who sets it is taking the lead on; an admin hands it to the next available agent.
-        target = (
-            agent
-            if not is_admin(agent) and agent.active
-            else next_available_agent(
-                session=session, terminal_statuses=catalog.terminal_statuses()
-            )
-        )
-        if target is not None:
-            assign(lead, target, agent, session=session)
-    elif (
-        status.action == "notify"
-        and lead.assigned_agent_id not in (None, agent.id)
-        and not status.terminal
-    ):
-        target = session.get(Agent, lead.assigned_agent_id)
-        if target is not None and target.active:
-            notify(
-                target,
-                lead,
-                f"{agent.name} set {lead.name or f'lead {lead.id}'} to {status.name}",
-                session=session,
-                kind="status",
-            )
-    return changed
-
-
-def convert(
-    lead: Lead, agent: Agent, *, session: Session, now: datetime, note: str | None = None
-) -> dict[str, tuple[Any, Any]]:
-    """Mark the lead Converted and lock it read-only, recording when and by whom."""
-    refuse_locked(lead, "status", agent)
-    changed = update_lead(
-        lead,
-        {"status": catalog.CONVERTED, "locked": True, "converted_at": now},
-        session=session,
-        actor="agent",
-        agent_id=agent.id,
-    )
-    record_audit(
-        session=session,
-        lead_id=lead.id,
-        actor="agent",
-        action="convert",
-        field="status",
-        new=catalog.CONVERTED,
-        agent_id=agent.id,
-    )
-    if note:
-        add_note(lead, note, session=session, category="Positive Signal", agent=agent)
-    return changed
-
-
-def reopen(lead: Lead, agent: Agent, *, session: Session) -> None:
-    """Unlock a converted lead (admins), e.g. after a conversion recorded by mistake."""
-    if not lead.locked:
-        raise ApiError(409, "not_locked", f"lead {lead.id} is not locked")
-    update_lead(lead, {"locked": False}, session=session, actor="agent", agent_id=agent.id)
-
-
 def set_archived(lead: Lead, archived: bool, agent: Agent, *, session: Session) -> bool:
-    refuse_locked(lead, "archive", agent)
+    check_writable(agent, lead, "archive")
     return bool(
         update_lead(lead, {"archived": archived}, session=session, actor="agent", agent_id=agent.id)
     )
@@ -367,52 +272,14 @@ def delete_lead(lead: Lead, agent: Agent, *, session: Session) -> None:
 
 
 def add_lead_note(lead: Lead, text: str, category: str, agent: Agent, *, session: Session) -> Any:
-    refuse_locked(lead, "note", agent)
+    check_writable(agent, lead, "note")
     try:
         return add_note(lead, text, session=session, category=category, agent=agent)
-    except WorkError as exc:
+    except Invalid as exc:
         raise ApiError(422, "validation_error", str(exc), "text") from None
 
 
-# ---- assignment ---------------------------------------------------------------------------
-
-
-def target_agent(agent_id: int | None, *, session: Session) -> Agent | None:
-    if agent_id is None:
-        return None
-    target = session.get(Agent, agent_id) if 0 < agent_id <= schemas.MAX_ID else None
-    if target is None:
-        raise ApiError(422, "unknown_agent", f"no agent with id {agent_id}", "agent_id")
-    if not target.active:
-        raise ApiError(422, "agent_disabled", f"agent {target.name} is disabled", "agent_id")
-    return target
-
-
-def assign(lead: Lead, target: Agent | None, by: Agent, *, session: Session) -> bool:
-    """Assign (None: unassign) and tell the new agent, unless they did it themselves."""
-    refuse_locked(lead, "assign", by)
-    try:
-        changed = assign_lead(lead, target, session=session, actor="agent", by_agent=by)
-    except WorkError as exc:
-        raise ApiError(422, "agent_disabled", str(exc), "agent_id") from None
-    if changed and target is not None and target.id != by.id:
-        notify(
-            target,
-            lead,
-            f"{by.name} assigned {lead.name or f'lead {lead.id}'} to you",
-            session=session,
-            kind="assigned",
-        )
-    return changed
-
-
-def round_robin_agent(*, session: Session) -> Agent:
-    target = next_available_agent(session=session, terminal_statuses=catalog.terminal_statuses())
-    if target is None:
-        raise ApiError(
-            409, "no_agent_available", "every active agent is at capacity (or none is active)"
-        )
-    return target
+# ---- many leads at once -------------------------------------------------------------------
 
 
 def select_leads(
@@ -453,43 +320,28 @@ def bulk_assign(
     body: schemas.BulkAssignBody, agent: Agent, *, session: Session, now: datetime
 ) -> dict[str, Any]:
     leads, skipped = select_leads(body, agent, session=session, now=now)
-    fixed = None if body.round_robin else target_agent(body.agent_id, session=session)
-    changed = unchanged = 0
-    for lead in leads:
-        if lead.locked:
-            skipped.append({"id": lead.id, "reason": "converted (read-only)"})
-            continue
-        target = round_robin_agent(session=session) if body.round_robin else fixed
-        if assign(lead, target, agent, session=session):
-            changed += 1
-            session.flush()  # the next round-robin pick counts this assignment
-        else:
-            unchanged += 1
-    return {"matched": len(leads), "changed": changed, "unchanged": unchanged, "skipped": skipped}
+    target = None if body.round_robin else assignment.find_assignee(body.agent_id, session=session)
+    outcome = assignment.bulk_assign(
+        leads, target, by=agent, session=session, policy=catalog.policy(),
+        round_robin=body.round_robin,
+    )
+    return _with_skipped(outcome, skipped)
 
 
 def bulk_status(
     body: schemas.BulkStatusBody, agent: Agent, *, session: Session, now: datetime
 ) -> dict[str, Any]:
-    catalog.status_by_name(body.status)  # refuse an unknown status before touching anything
+    policy = catalog.policy()
+    policy.require_status(body.status)  # refuse an unknown status before touching anything
     leads, skipped = select_leads(body, agent, session=session, now=now)
-    changed = unchanged = 0
-    for lead in leads:
-        if lead.locked:
-            skipped.append({"id": lead.id, "reason": "converted (read-only)"})
-            continue
-        if set_status(lead, body.status, agent, session=session, now=now):
-            changed += 1
-        else:
-            unchanged += 1
-    return {"matched": len(leads), "changed": changed, "unchanged": unchanged, "skipped": skipped}
+    outcome = status.bulk_change_status(
+        leads, body.status, by=agent, session=session, policy=policy, now=now
+    )
+    return _with_skipped(outcome, skipped)
 
 
-# ---- agents -------------------------------------------------------------------------------
-
-
-def agent_error(exc: AgentError) -> ApiError:
-    message = str(exc)
-    field = "email" if "email" in message else "name" if "name" in message else None
-    status = 409 if "already exists" in message else 422
-    return ApiError(status, "duplicate" if status == 409 else "validation_error", message, field)
+def _with_skipped(outcome: BulkOutcome, skipped: list[dict[str, Any]]) -> dict[str, Any]:
+    """The outcome as the API answers it: ids refused before the rules ran come first."""
+    result = outcome.as_dict()
+    result["skipped"] = [*skipped, *outcome.skipped]
+    return result
