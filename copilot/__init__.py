@@ -9,15 +9,7 @@ Front doors: `build_graph(...)` (the compiled graph), `Copilot` (ask/answer on a
 from copilot.graph import build_graph
 from copilot.memory import open_checkpointer
 from copilot.service import Answer, Copilot, thread_id
+from copilot.telegram import build_application, deliver_notifications
 
 __all__ = ["Answer", "Copilot", "build_application", "build_graph", "deliver_notifications", "open_checkpointer",
            "thread_id"]
-
-
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    # The Telegram side loads python-telegram-bot only when asked for.
-    if name in ("build_application", "deliver_notifications"):
-        from copilot import telegram
-
-        return getattr(telegram, name)
-    raise AttributeError(name)

@@ -14,7 +14,10 @@ from sqlalchemy.orm import Session
 from copilot.text import fold, name_score
 from store.agents import find_agent, list_agents
 from store.contacts import find_emails, try_normalize_phone
-from store.copilot_queries import lead_labels, leads_by_email
+from store.domain import permissions
+from store.domain.errors import NotAllowed
+from store.domain.permissions import can_see, is_admin
+from store.lead_lookups import lead_labels, leads_by_email
 from store.leads import LeadNotFound, find_lead_by_phone, get_lead
 from store.models import Agent, Lead
 from store.query import LeadQuery, count_leads, query_leads
@@ -62,14 +65,6 @@ def load_agent(agent_id: int | None, *, session: Session) -> Agent:
     return agent
 
 
-def is_admin(agent: Agent) -> bool:
-    return agent.role == "admin"
-
-
-def can_see(agent: Agent, lead: Lead) -> bool:
-    return is_admin(agent) or lead.assigned_agent_id in (None, agent.id)
-
-
 def visible(agent: Agent, q: LeadQuery | None = None) -> LeadQuery:
     """`q` restricted to what `agent` may see."""
     q = q or LeadQuery()
@@ -77,9 +72,12 @@ def visible(agent: Agent, q: LeadQuery | None = None) -> LeadQuery:
 
 
 def check_visible(agent: Agent, lead: Lead) -> Lead:
-    if not can_see(agent, lead):
-        raise Denied(f"Lead #{lead.id} is assigned to another agent, so I can't show or change it for you.")
-    return lead
+    """The lead, if the domain's permissions let `agent` see it; else Denied, in our words."""
+    try:
+        return permissions.check_visible(agent, lead)
+    except NotAllowed:
+        raise Denied(f"Lead #{lead.id} is assigned to another agent, so I can't show or change it "
+                     "for you.") from None
 
 
 def find_lead(ref: str, agent: Agent, *, session: Session, region: str) -> Lead:

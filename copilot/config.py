@@ -1,11 +1,12 @@
 """What the copilot reads from the admin's prompt files (`bot.PromptConfig`): statuses, the
-copilot's system prompt, the intro email template, the business name and the takeover window."""
+copilot's system prompt, the intro email template and the business name. (What the business rules
+read, the takeover window included, is the domain's `Policy`: see `copilot.tools.base.policy`.)"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from bot.prompts import PromptConfig, Status
+from bot.prompts import PromptConfig
 from copilot.access import CopilotError
 
 
@@ -24,10 +25,6 @@ def negative_statuses(prompts: PromptConfig) -> list[str]:
 
 def follow_up_statuses(prompts: PromptConfig) -> list[str]:
     return [name for name in prompts.status_names if "follow" in name.lower()]
-
-
-def status(prompts: PromptConfig, name: str) -> Status | None:
-    return prompts.status(name)
 
 
 def canonical_status(prompts: PromptConfig, text: str) -> str:
@@ -51,8 +48,3 @@ def intro_template(prompts: PromptConfig, *, customer_name: str, agent_name: str
     """(subject, body) of the admin's intro email template, filled in."""
     values = {"customer_name": customer_name, "agent_name": agent_name}
     return prompts.template("intro_email_subject", **values), prompts.template("intro_email", **values)
-
-
-def takeover_minutes(prompts: PromptConfig, default: int) -> int:
-    """business.yaml may set its own takeover window; else LEADDESK_TAKEOVER_MINUTES."""
-    return prompts.business.takeover_minutes or default

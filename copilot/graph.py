@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copilot.nodes import CopilotNodes
 from copilot.state import CopilotState
-from copilot.tools import ToolContext, ToolRunner, build_tools, model_tool_names
+from copilot.tools import OFFLINE_TOOLS, TOOLS, ToolContext, ToolRunner, build_tools
 from copilot.vocabulary import vocabulary_for
 from store.models import HOT_SCORE, utcnow
 
@@ -31,10 +31,11 @@ def build_graph(
 ) -> Any:
     """Compile the copilot graph. With `model`, a tool-calling agent; without, the offline router."""
     context = ToolContext(session_factory=session_factory, prompts=prompts, clock=clock, region=region,
-                          takeover_minutes=takeover_minutes, outbox=outbox, hot_score=HOT_SCORE)
-    nodes = CopilotNodes(session_factory=session_factory, prompts=prompts, tools=build_tools(context),
-                         runner=ToolRunner(context), vocabulary=vocabulary_for(prompts), clock=clock, model=model,
-                         hot_score=HOT_SCORE, model_tools=model_tool_names())
+                          takeover_fallback=takeover_minutes, outbox=outbox, hot_score=HOT_SCORE)
+    runner = ToolRunner(context, [*TOOLS, *OFFLINE_TOOLS])
+    nodes = CopilotNodes(session_factory=session_factory, prompts=prompts, tools=build_tools(runner),
+                         runner=runner, vocabulary=vocabulary_for(prompts), clock=clock, model=model,
+                         hot_score=HOT_SCORE, model_tools={tool.name for tool in TOOLS})
     graph = StateGraph(CopilotState)
     graph.add_node("authorise_agent", nodes.authorise_agent)
     graph.add_node("route_intent", nodes.route_intent)

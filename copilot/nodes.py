@@ -26,8 +26,9 @@ from copilot import config as cfg
 from copilot.access import Denied, load_agent
 from copilot.intents import Reply, ToolCall, route
 from copilot.state import CopilotState
-from copilot.tools import CHANGE_TOOLS, Confirm, ToolRunner, agent_id_of
+from copilot.tools import Confirm, ToolRunner, agent_id_of
 from copilot.vocabulary import Vocabulary
+from store.domain.permissions import is_admin
 from store.models import Lead
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class CopilotNodes:
                 focus = state.get("focus_lead_id")
                 lead = session.get(Lead, int(focus)) if focus is not None else None
                 in_focus = f"#{lead.id} {lead.name or '(no name)'}" if lead is not None else None
-                system = self._system_prompt(agent.name, agent.role, in_focus)
+                system = self._system_prompt(agent.name, is_admin(agent), in_focus)
             if self._bound is None:
                 self._bound = self.model.bind_tools(self.model_tools)
             reply = self._bound.invoke([SystemMessage(system), *_window(state.get("messages", []))])
@@ -117,7 +118,7 @@ class CopilotNodes:
             return {}
         agent_id = agent_id_of(config)
         answered = {m.tool_call_id for m in _last_tool_results(messages)}
-        changed = _changed_this_turn(messages)
+        changed = _changed_this_turn(messages, self.runner)
         asked: dict[str, Any] | None = None
         if not all(c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls):
             reading = self._read(state)
@@ -145,7 +146,7 @@ class CopilotNodes:
                     break  # asked in the next step, on its own
                 outcome = self.runner.ask_and_apply(name, outcome, agent_id)
             text, artifact = outcome
-            if name in CHANGE_TOOLS and isinstance(artifact, dict) and artifact.get("focus_lead_id") is not None:
+            if self.runner.changes_lead(name) and isinstance(artifact, dict) and artifact.get("focus_lead_id") is not None:
                 changed.add(int(artifact["focus_lead_id"]))
             results.append(ToolMessage(str(text), tool_call_id=call["id"], name=name,
                                        artifact=artifact if isinstance(artifact, dict) else {}))
@@ -200,8 +201,8 @@ class CopilotNodes:
                      clarify=state.get("clarify"), statuses=cfg.status_names(self.prompts),
                      vocabulary=self.vocabulary, fields=[f.name for f in self.prompts.custom_fields])
 
-    def _system_prompt(self, agent_name: str, role: str, in_focus: str | None = None) -> str:
-        scope = ("an admin: you may see and change every lead" if role == "admin" else
+    def _system_prompt(self, agent_name: str, admin: bool, in_focus: str | None = None) -> str:
+        scope = ("an admin: you may see and change every lead" if admin else
                  "an agent: you may see and change only their own and unassigned leads")
         focus = (f" The lead in focus is {in_focus}: 'he', 'she', 'it', 'that lead' (in any language) mean this "
                  "lead." if in_focus else "")
@@ -291,13 +292,13 @@ def _checked(reply: Any, runner: ToolRunner, tool_names: set[str]) -> AIMessage 
     return AIMessage(content=text.strip()[:MAX_REPLY_CHARS])
 
 
-def _changed_this_turn(messages: Sequence[AnyMessage]) -> set[int]:
+def _changed_this_turn(messages: Sequence[AnyMessage], runner: ToolRunner) -> set[int]:
     """Leads changed by tools since the agent's latest message."""
     changed: set[int] = set()
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
             break
-        if isinstance(message, ToolMessage) and message.name in CHANGE_TOOLS:
+        if isinstance(message, ToolMessage) and message.name and runner.changes_lead(message.name):
             artifact = message.artifact if isinstance(message.artifact, dict) else {}
             if artifact.get("focus_lead_id") is not None:
                 changed.add(int(artifact["focus_lead_id"]))

@@ -35,14 +35,9 @@ from telegram.ext import (
 
 from copilot.insights import quote, when
 from copilot.service import Answer, Copilot, thread_id
-from store.copilot_queries import (
-    agent_by_telegram,
-    claim_notification,
-    due_notifications,
-    last_customer_message,
-    link_telegram,
-    release_notification,
-)
+from store.delivery import claim_notification, due_notifications, release_notification
+from store.lead_lookups import last_customer_message
+from store.linking import agent_by_telegram, link_telegram
 from store.models import Agent, Lead, utcnow
 
 log = logging.getLogger(__name__)

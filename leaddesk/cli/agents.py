@@ -24,8 +24,8 @@ from store.agents import (
     set_password,
 )
 from store.contacts import InvalidContact
-from store.copilot_queries import new_link_code
 from store.db import read_session
+from store.linking import new_link_code
 from store.models import AGENT_ROLES
 from store.work import open_lead_counts
 

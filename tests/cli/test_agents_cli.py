@@ -188,7 +188,7 @@ def test_disable_an_unknown_agent_is_exit_1(cli):
 
 
 def test_link_prints_a_code_the_copilot_accepts(cli, db_engine):
-    from store.copilot_queries import link_telegram
+    from store.linking import link_telegram
 
     cli("agents", "add", "--name", "Alice")
     result = cli("agents", "link", "Alice")

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from store.copilot_queries import (
-    agent_by_telegram,
-    claim_notification,
-    due_notifications,
-    link_telegram,
-    new_link_code,
-    release_notification,
-)
+from store.delivery import claim_notification, due_notifications, release_notification
 from store.leads import get_lead
+from store.linking import agent_by_telegram, link_telegram, new_link_code
 from store.models import Agent
 from store.work import notify
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from bot import load_prompts
-from store.copilot_queries import due_notifications
+from store.delivery import due_notifications
 from store.work import unread_notifications
 
 # Chicago (the sample business): Mon-Thu 08:00-18:00, Fri 08:00-17:00, Sat 09:00-13:00.
