@@ -126,7 +126,7 @@ _NOT_NAMES = {
 }
 
 
-def extract_name(texts: Iterable[str]) -> Optional[str]:
+def extract_name(texts: Iterable[str]) -> str | None:
     """A name the customer gives for themselves ("my name is Ana Ruiz", "me llamo Ana")."""
     for text in texts:
         for pattern in _NAME_PATTERNS:
