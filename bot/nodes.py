@@ -45,7 +45,7 @@ from bot.offline import (
     shows_interest,
     unsafe_reply_reason,
 )
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.schemas import output_instructions, parse_turn
 from bot.scoring import (
     Assessment,

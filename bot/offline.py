@@ -15,7 +15,7 @@ from bot.knowledge import STOPWORDS, answer, prompt_knowledge
 from bot.knowledge import knowledge_index as knowledge_index  # re-exported for the graph
 from bot.knowledge import retrieve as retrieve
 from bot.knowledge import section_excerpt as section_excerpt
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.scoring import find_instructions
 from bot.text import normalize
 from store.contacts import find_emails, find_phones

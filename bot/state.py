@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional, TypedDict
 
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 
 
 class BotState(TypedDict, total=False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.prompts import PromptConfig, Status
+from bot.config import PromptConfig, Status
 from copilot.access import CopilotError
 
 

@@ -10,11 +10,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import yaml
 
 from leaddesk.settings import Settings
+
+if TYPE_CHECKING:  # only for annotations: importing the bot is slow for every CLI command
+    from bot.config import PromptConfig
+    from bot.text import KeywordSet
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,7 +69,7 @@ def shown(file: str) -> str:
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.prompts import PromptError, load_prompts, missing_translations
+    from bot.config import PromptError, load_prompts, missing_translations  # heavy: the bot
     from leaddesk.cli.eval import read_cases
 
     directory = _directory(args.directory, settings)
@@ -127,7 +131,6 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.prompts import effective_configuration
     from leaddesk.cli.bot import load_checked_prompts
 
     config = load_checked_prompts(str(_directory(args.directory, settings)), settings)
@@ -149,6 +152,101 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         default_flow_style=False,
     )
     return 0
+
+
+def effective_configuration(config: PromptConfig) -> dict[str, Any]:
+    """Everything in force as plain data: the admin's files merged with the shipped defaults,
+    each file marked with where it came from."""
+    from bot.config import DEFAULT_PROMPTS_DIR  # heavy: the bot
+    from bot.config.models import DAYS, hhmm
+
+    business = config.business
+    directory = config.directory.resolve()
+
+    def source(path: Path) -> dict[str, str]:
+        resolved = path.resolve()
+        try:
+            where = resolved.relative_to(directory).as_posix()
+            origin = "yours" if directory != DEFAULT_PROMPTS_DIR.resolve() else "shipped"
+        except ValueError:
+            where, origin = str(resolved), "shipped default"
+        return {"file": where, "from": origin}
+
+    def keywords(keyword_set: KeywordSet) -> dict[str, list[str]]:
+        return {language: list(words) for language, words in keyword_set.by_language.items()}
+
+    return {
+        "directory": str(config.directory),
+        "files": [source(path) for path in config.files],
+        "business": {
+            "name": business.name,
+            "tone": business.tone,
+            "default_language": business.default_language,
+            "languages": list(business.languages),
+            "contact": business.contact.model_dump(),
+            "timezone": business.hours.timezone,
+            "hours": {
+                day: f"{hhmm(span[0])}-{hhmm(span[1])}" if span else "closed"
+                for day, span in zip(DAYS, business.hours.days, strict=True)
+            },
+            "takeover_minutes": business.takeover_minutes,
+            "default_pause_minutes": business.default_pause_minutes,
+            "quiet_window": dict(business.quiet_windows),
+            "phone_ask": {
+                "wording": config.template("phone_ask"),
+                "max_per_conversation": business.phone_ask_max,
+                "min_score": business.phone_ask_min_score,
+            },
+            "out_of_hours_message": config.templates.get(business.default_language, {}).get(
+                "out_of_hours"
+            ),
+        },
+        "statuses": [
+            {
+                **status.model_dump(exclude={"rules"}),
+                "when": [
+                    ({"signals": list(rule.signals)} if rule.signals else {})
+                    | ({"min_score": rule.min_score} if rule.min_score is not None else {})
+                    for rule in status.rules
+                ],
+            }
+            for status in config.statuses
+        ],
+        "scoring": {
+            "base": config.scoring.base,
+            "intent_cap": config.scoring.intent_cap,
+            "weights": config.scoring.weights.model_dump(),
+            "signals": {
+                name: {"points": signal.points, "keywords": keywords(signal.keywords)}
+                for name, signal in config.scoring.signals.items()
+            },
+            "phone_decline": keywords(config.scoring.phone_decline),
+            "interests": {k: keywords(v) for k, v in config.scoring.interests.items()},
+            "objections": {k: keywords(v) for k, v in config.scoring.objections.items()},
+            "tags": {k: keywords(v) for k, v in config.scoring.tags.items()},
+        },
+        "custom_fields": [
+            {
+                "name": f.name,
+                "label": f.label,
+                "type": f.type,
+                **({"choices": list(f.choices)} if f.choices else {}),
+            }
+            for f in config.custom_fields
+        ],
+        "templates": {language: dict(texts) for language, texts in config.templates.items()},
+        "knowledge": [
+            {
+                "section": section.heading,
+                "id": section.id,
+                "language": section.language,
+                "at": f"{source(Path(section.file))['file']}:{section.line}",
+            }
+            for section in config.knowledge
+        ],
+        "bot_system": config.bot_system,
+        "copilot_system": config.copilot_system,
+    }
 
 
 class _Dumper(yaml.SafeDumper):

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from leaddesk.broker import (
     PROCESS_TASK,
     CeleryDispatcher,
