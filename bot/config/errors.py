@@ -94,8 +94,8 @@ def _construct_sequence(loader: _LineLoader, node: SequenceNode) -> _LineList:
     return result
 
 
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)  # type: ignore[arg-type]
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 
 
 def read_yaml(path: Path) -> tuple[Any, list[Problem]]:
@@ -105,7 +105,7 @@ def read_yaml(path: Path) -> tuple[Any, list[Problem]]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(str(path), 1, f"cannot read the file: {exc}")]
     try:
-        return yaml.load(source, Loader=_LineLoader), []  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(source, Loader=_LineLoader), []
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         if (
@@ -198,9 +198,8 @@ def _line(data: Any, loc: tuple[Any, ...]) -> int:
     """The line of the key at `loc`; for a key that is not there, the line its mapping starts on."""
     line, container = line_of(data), data
     for key in loc:
-        if isinstance(container, dict) and key in container:
-            line, container = line_of(container, key), container[key]
-        elif isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container):
+        in_list = isinstance(container, list) and isinstance(key, int) and key < len(container)
+        if in_list or (isinstance(container, dict) and key in container):
             line, container = line_of(container, key), container[key]
         elif isinstance(container, dict) and isinstance(key, int):
             continue  # one mapping where a list of them may stand (`when:`)

@@ -45,14 +45,14 @@ def text(
     def check(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise problem("`{key}` must be text", KEYED)
-        value = str(value).strip()
-        if not value:
+        stripped = str(value).strip()
+        if not stripped:
             if required:
                 raise problem("`{key}` must not be empty", KEYED)
             return default
-        if len(value) > max_len:
+        if len(stripped) > max_len:
             raise problem(f"`{{key}}` is longer than {max_len} characters", KEYED)
-        return value
+        return stripped
 
     return PlainValidator(check)
 
@@ -93,9 +93,7 @@ def keywords() -> PlainValidator:
 
     def check(value: Any) -> KeywordSet:
         if not isinstance(value, dict):
-            raise problem(
-                "{what} must map language codes (en, es, ...) to keyword lists", OWNED
-            )
+            raise problem("{what} must map language codes (en, es, ...) to keyword lists", OWNED)
         found: list[tuple[tuple[str | int, ...], PydanticCustomError]] = []
         by_language: dict[str, tuple[str, ...]] = {}
         for language, items in value.items():

@@ -47,7 +47,7 @@ def strip_leading_comment(text: str) -> tuple[str, int]:
 
 
 def section_slug(title: str) -> str:
-    """"Package prices" -> "package-prices" (the id of a section that names none)."""
+    """The id of a section that names none: "Package prices" -> "package-prices"."""
     return re.sub(r"[^a-z0-9]+", "-", normalize(title)).strip("-") or "section"
 
 
@@ -100,10 +100,10 @@ def _sections_of(
     # (line, heading path, title, id, body lines) per heading; text before any heading has none.
     chunks: list[tuple[int | None, str, str, str, list[str]]] = [(None, "", "", "", [])]
     trail: list[tuple[int, str]] = []
-    for offset, line in enumerate(body.split("\n")):
-        match = _HEADING.match(line)
+    for offset, source_line in enumerate(body.split("\n")):
+        match = _HEADING.match(source_line)
         if not match:
-            chunks[-1][4].append(line)
+            chunks[-1][4].append(source_line)
             continue
         level, title = len(match.group(1)), match.group(2).strip()
         explicit = _SECTION_ID.search(title)
@@ -122,7 +122,7 @@ def _sections_of(
     sections = []
     for line, heading, title, section_id, lines in chunks:
         keywords: tuple[str, ...] = ()
-        kept = []
+        kept: list[str] = []
         for text_line in lines:
             found = _KEYWORDS_LINE.match(text_line)
             if found and not keywords and not any(k.strip() for k in kept):

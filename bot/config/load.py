@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.config.errors import Problem, PromptError, read_yaml, validate
-from bot.config.fields import placeholder_problems
+from bot.config.fields import LANGUAGE_CODE, placeholder_problems
 from bot.config.knowledge import load_knowledge, strip_leading_comment
 from bot.config.models import (
     BUSINESS_TEMPLATES,
     CORE_TEMPLATES,
-    LANGUAGE_CODE,
     BusinessConfig,
     CustomFieldsFile,
     ScoringConfig,
@@ -179,8 +178,7 @@ def _load_templates(
                 Problem(
                     str(path),
                     1,
-                    "name template files by language code (en.yaml, es.yaml), "
-                    f"not {path.name!r}",
+                    f"name template files by language code (en.yaml, es.yaml), not {path.name!r}",
                 )
             )
             continue

@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from bot.config.fields import (
     LANGUAGE_CODE,
@@ -194,7 +195,7 @@ class BusinessHours(ConfigModel):
     @classmethod
     def always_open(cls) -> BusinessHours:
         """No hours configured: always open, so nothing is ever queued."""
-        return cls(**{day: (0, 24 * 60) for day in DAYS})
+        return cls(**dict.fromkeys(DAYS, (0, 24 * 60)))
 
     def in_zone(self, timezone: str) -> BusinessHours:
         hours = self.model_copy()
@@ -225,7 +226,7 @@ class BusinessHours(ConfigModel):
         if self.is_open(now):
             return now
         local = now.astimezone(self.zone)
-        for offset in range(0, 8):
+        for offset in range(8):
             day = (local + timedelta(days=offset)).date()
             span = self.days[day.weekday()]
             if span is None:
@@ -293,7 +294,7 @@ class QuietWindows(ConfigModel):
         if isinstance(data, dict):
             return data
         seconds = _seconds(data, "`quiet_window`")
-        return {channel: seconds for channel in QUIET_WINDOW_CHANNELS}
+        return dict.fromkeys(QUIET_WINDOW_CHANNELS, seconds)
 
 
 DEFAULT_TONE = "friendly and concise"
@@ -306,9 +307,9 @@ class BusinessConfig(ConfigModel):
 
     name: Annotated[str, text(200)]
     tone: Annotated[str, text(required=False, default=DEFAULT_TONE)] = DEFAULT_TONE
-    default_language: Annotated[
-        str, text(required=False, default="en"), _language_code("en")
-    ] = "en"
+    default_language: Annotated[str, text(required=False, default="en"), _language_code("en")] = (
+        "en"
+    )
     # The default language first, then the others listed.
     languages: tuple[str, ...] = Field((), validate_default=True)
     contact: Contact = Contact()
@@ -347,9 +348,7 @@ class BusinessConfig(ConfigModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise problem(
-                f"unknown time zone {value!r} (use a name like Europe/Madrid)"
-            ) from None
+            raise problem(f"unknown time zone {value!r} (use a name like Europe/Madrid)") from None
         return value
 
     @field_validator("hours")
@@ -580,7 +579,7 @@ class StatusesFile(ConfigModel):
     @field_validator("statuses")
     @classmethod
     def _ranked(cls, statuses: tuple[Status, ...]) -> tuple[Status, ...]:
-        found = []
+        found: list[tuple[tuple[int | str, ...], PydanticCustomError]] = []
         seen: set[str] = set()
         for rank, status in enumerate(statuses):
             if status.name.lower() in seen:
@@ -731,5 +730,5 @@ TemplatesFile = create_model(  # one optional text per template key
     "TemplatesFile",
     __base__=_TemplatesBase,
     __doc__="templates/<language>.yaml: the bot's fixed messages in one language.",
-    **{key: (Template, None) for key in CORE_TEMPLATES + OPTIONAL_TEMPLATES},  # type: ignore[call-overload]
+    **dict.fromkeys(CORE_TEMPLATES + OPTIONAL_TEMPLATES, (Template, None)),  # type: ignore[call-overload]
 )

@@ -100,7 +100,7 @@ class PromptConfig:
         return text.format_map(self._template_values(values)).strip() if text else ""
 
     def _template_values(self, values: dict[str, Any]) -> dict[str, str]:
-        filled = {name: "" for name in TEMPLATE_PLACEHOLDERS}
+        filled = dict.fromkeys(TEMPLATE_PLACEHOLDERS, "")
         filled.update(
             business_name=self.business.name,
             business_phone=self.business.phone or "",
@@ -145,7 +145,7 @@ class PromptConfig:
 def _fill(
     template: str, allowed: frozenset[str], common: dict[str, str], values: dict[str, Any]
 ) -> str:
-    filled = {name: "" for name in allowed}
+    filled = dict.fromkeys(allowed, "")
     filled.update(common)
     filled.update({k: "" if v is None else str(v) for k, v in values.items()})
     return template.format_map(filled)

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # only for annotations: importing the bot is slow for every C
     from bot.text import KeywordSet
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "prompts",
         help="check or show the admin's prompt files (prompts/)",
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.set_defaults(func=run_show)
 
 
-def _directory(value: Optional[str], settings: Settings) -> Path:
+def _directory(value: str | None, settings: Settings) -> Path:
     return Path(value) if value else Path(settings.prompts_dir)
 
 
@@ -69,8 +69,9 @@ def shown(file: str) -> str:
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.config import PromptError, load_prompts, missing_translations  # heavy: the bot
-    from leaddesk.cli.eval import read_cases
+    # Imported when the command runs: importing the bot (LangGraph) slows every other command.
+    from bot.config import PromptError, load_prompts, missing_translations  # noqa: PLC0415
+    from leaddesk.cli.eval import read_cases  # noqa: PLC0415 - imports the bot too
 
     directory = _directory(args.directory, settings)
     problems: list[tuple[str, int, str]] = []
@@ -80,7 +81,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     except PromptError as exc:
         problems.extend((p.file, p.line, p.message) for p in exc.problems)
     if config is not None:
-        from copilot.vocabulary import check_vocabulary
+        from copilot.vocabulary import check_vocabulary  # noqa: PLC0415 - as the bot
 
         problems.extend((p.file, p.line, p.message) for p in check_vocabulary(config))
     eval_dir = directory / "eval"
@@ -94,15 +95,20 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         problems.extend((p.file, p.line, p.message) for p in case_problems)
     copilot_dir = eval_dir / "copilot"
     if copilot_dir.is_dir() and sorted(copilot_dir.glob("*.jsonl")):
-        from leaddesk.cli import UserError
-        from leaddesk.cli.copilot_eval import read_copilot_cases, read_desk
+        from leaddesk.cli import UserError  # noqa: PLC0415 - leaddesk.cli imports this module
+        from leaddesk.cli.copilot_eval import (  # noqa: PLC0415 - imports the copilot
+            read_copilot_cases,
+            read_desk,
+        )
 
         try:
             desk = read_desk(copilot_dir)
         except UserError as exc:
             problems.append((str(copilot_dir / "desk.yaml"), 1, str(exc)))
         else:
-            found_copilot, copilot_problems = read_copilot_cases(sorted(copilot_dir.glob("*.jsonl")), desk)
+            found_copilot, copilot_problems = read_copilot_cases(
+                sorted(copilot_dir.glob("*.jsonl")), desk
+            )
             cases += len(found_copilot)
             problems.extend((p.file, p.line, p.message) for p in copilot_problems)
     for file, line, message in problems:
@@ -131,7 +137,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli.bot import load_checked_prompts
+    from leaddesk.cli.bot import load_checked_prompts  # noqa: PLC0415 - imports the bot
 
     config = load_checked_prompts(str(_directory(args.directory, settings)), settings)
     data: Any = effective_configuration(config)
@@ -157,8 +163,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
 def effective_configuration(config: PromptConfig) -> dict[str, Any]:
     """Everything in force as plain data: the admin's files merged with the shipped defaults,
     each file marked with where it came from."""
-    from bot.config import DEFAULT_PROMPTS_DIR  # heavy: the bot
-    from bot.config.models import DAYS, hhmm
+    from bot.config import DEFAULT_PROMPTS_DIR  # noqa: PLC0415 - as in run_check
+    from bot.config.models import DAYS, hhmm  # noqa: PLC0415 - as in run_check
 
     business = config.business
     directory = config.directory.resolve()

@@ -70,7 +70,7 @@ def test_the_cases_cover_every_file_and_a_problem_each() -> None:
 
 
 @pytest.mark.parametrize(
-    "old, new",
+    ("old", "new"),
     [
         ('sat: "09:00-13:00"', "sat: false"),  # false reads as closed
         ("  sun: closed", "  sun:"),  # so does nothing
