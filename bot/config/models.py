@@ -101,7 +101,8 @@ MAX_QUIET_SECONDS = 60.0
 
 
 class ConfigModel(BaseModel):
-    """A mapping in one of the admin's files."""
+    """A mapping in one of the admin's files: unknown keys refused, `key: null` read as leaving
+    the key out (where `null_is_left_out`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
