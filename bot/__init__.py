@@ -6,7 +6,7 @@ Front doors: `build_graph(...)` (the compiled graph) and `BotService` (what entr
 
 from bot.graph import build_graph
 from bot.outbox import LocalOutbox, Outbox, Reply
-from bot.prompts import PromptConfig, PromptError, load_prompts
+from bot.config import PromptConfig, PromptError, load_prompts
 from bot.service import BotService
 
 __all__ = [

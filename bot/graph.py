@@ -22,7 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import nodes
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.state import BotContext, BotState
 from store.models import utcnow
 

@@ -22,7 +22,7 @@ from functools import lru_cache
 import Stemmer
 from rank_bm25 import BM25Okapi
 
-from bot.prompts import KnowledgeSection, PromptConfig
+from bot.config import KnowledgeSection, PromptConfig
 from bot.scoring import knowledge_terms
 from bot.text import normalize, words
 from store.contacts import find_emails, find_phones, try_normalize_phone

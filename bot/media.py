@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Optional, Protocol
 
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 
 # Kinds that need no reply when they come alone.
 SILENT_KINDS = frozenset({"sticker", "reaction"})

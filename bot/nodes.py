@@ -35,7 +35,7 @@ from bot.media import (
 from bot.names import extract_company, extract_name
 from bot.phone_ask import asks_for_phone, declined_phone, should_ask_phone, shows_interest
 from bot.policy import build_policy
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.replies import ReplyContext, finish_reply, format_opening, offline_core
 from bot.reply_safety import unsafe_reply_reason
 from bot.room import room_view

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.scoring import POSITIVE_INTENT
 from bot.text import normalize
 

@@ -3,7 +3,7 @@ the bot's `PromptConfig`, with the takeover window's settings fallback."""
 
 from __future__ import annotations
 
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from store.domain.policy import Policy, StatusPolicy, takeover_window
 
 

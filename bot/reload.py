@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bot.prompts import DEFAULT_PROMPTS_DIR, Problem, PromptConfig, PromptError, load_prompts
+from bot.config import DEFAULT_PROMPTS_DIR, Problem, PromptConfig, PromptError, load_prompts
 from store.models import utcnow
 
 log = logging.getLogger(__name__)

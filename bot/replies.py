@@ -10,7 +10,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.knowledge import answer
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.scoring import POSITIVE_INTENT, find_instructions
 
 _DAY_NAMES = {

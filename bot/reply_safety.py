@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from bot.knowledge import knowledge_index
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.text import normalize
 from store.contacts import find_emails, find_phones
 

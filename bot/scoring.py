@@ -13,7 +13,7 @@ from datetime import datetime
 from statistics import median
 from typing import Any, Optional
 
-from bot.prompts import KnowledgeSection, PromptConfig, ScoringConfig
+from bot.config import KnowledgeSection, PromptConfig, ScoringConfig
 from bot.schemas import ModelJudgement
 from bot.text import Match, clip, excerpt, normalize, stem, words
 from store.models import HOT_SCORE

@@ -19,7 +19,7 @@ from bot.bursts import pending_span, reply_due
 from bot.graph import build_graph
 from bot.outbox import Outbox, Reply
 from bot.policy import build_policy
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.state import BotContext, BotState
 from bot.takeover import send_agent_reply
 from store.db import read_session

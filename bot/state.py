@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal, TypedDict
 
 from bot.outbox import Reply
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.schemas import ModelTurn
 from bot.scoring import Assessment
 from bot.statuses import Decision, Plan

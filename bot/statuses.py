@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
 
-from bot.prompts import PromptConfig, Status
+from bot.config import PromptConfig, Status
 
 
 @dataclass(frozen=True)

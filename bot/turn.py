@@ -12,7 +12,7 @@ from sqlalchemy import CursorResult, exists, select, update
 from sqlalchemy.orm import Session
 
 from bot.outbox import Reply
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from bot.room import is_room_paused
 from bot.scoring import (
     conversion_probability,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.prompts import PromptConfig
+from bot.config import PromptConfig
 from copilot.access import CopilotError
 
 

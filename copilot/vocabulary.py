@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from bot.prompts import DEFAULT_PROMPTS_DIR, Problem, PromptConfig, PromptError
+from bot.config import DEFAULT_PROMPTS_DIR, Problem, PromptConfig, PromptError
 from copilot.text import fold
 
 log = logging.getLogger(__name__)

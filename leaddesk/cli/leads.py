@@ -189,7 +189,7 @@ def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], list[s
     checked. Otherwise (export) a warning, and the export uses the custom fields found on leads.
     """
     # Imported here: the bot package brings LangGraph, which `leads list` does not need.
-    from bot.prompts import PromptError, load_prompts
+    from bot.config import PromptError, load_prompts
     from leaddesk.cli import UserError
 
     try:
@@ -214,7 +214,7 @@ def terminal_statuses(settings: Settings) -> tuple[str, ...]:
     """The configured terminal statuses: `--stale` leaves them out and capacity does not count
     them. A user error when the prompts do not validate."""
     # Imported here: the bot package brings LangGraph, which most lead commands do not need.
-    from bot.prompts import PromptError, load_prompts
+    from bot.config import PromptError, load_prompts
     from leaddesk.cli import UserError
 
     try:

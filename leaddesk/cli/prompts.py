@@ -10,14 +10,18 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from leaddesk.settings import Settings
 
+if TYPE_CHECKING:  # only for annotations: importing the bot is slow for every CLI command
+    from bot.config import PromptConfig
+    from bot.text import KeywordSet
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "prompts",
         help="check or show the admin's prompt files (prompts/)",
@@ -51,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     show.set_defaults(func=run_show)
 
 
-def _directory(value: Optional[str], settings: Settings) -> Path:
+def _directory(value: str | None, settings: Settings) -> Path:
     return Path(value) if value else Path(settings.prompts_dir)
 
 
@@ -65,8 +69,9 @@ def shown(file: str) -> str:
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.prompts import PromptError, load_prompts, missing_translations
-    from leaddesk.cli.eval import read_cases
+    # Imported when the command runs: importing the bot (LangGraph) slows every other command.
+    from bot.config import PromptError, load_prompts, missing_translations  # noqa: PLC0415
+    from leaddesk.cli.eval import read_cases  # noqa: PLC0415 - imports the bot too
 
     directory = _directory(args.directory, settings)
     problems: list[tuple[str, int, str]] = []
@@ -76,7 +81,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     except PromptError as exc:
         problems.extend((p.file, p.line, p.message) for p in exc.problems)
     if config is not None:
-        from copilot.vocabulary import check_vocabulary
+        from copilot.vocabulary import check_vocabulary  # noqa: PLC0415 - as the bot
 
         problems.extend((p.file, p.line, p.message) for p in check_vocabulary(config))
     eval_dir = directory / "eval"
@@ -90,15 +95,20 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         problems.extend((p.file, p.line, p.message) for p in case_problems)
     copilot_dir = eval_dir / "copilot"
     if copilot_dir.is_dir() and sorted(copilot_dir.glob("*.jsonl")):
-        from leaddesk.cli import UserError
-        from leaddesk.cli.copilot_eval import read_copilot_cases, read_desk
+        from leaddesk.cli import UserError  # noqa: PLC0415 - leaddesk.cli imports this module
+        from leaddesk.cli.copilot_eval import (  # noqa: PLC0415 - imports the copilot
+            read_copilot_cases,
+            read_desk,
+        )
 
         try:
             desk = read_desk(copilot_dir)
         except UserError as exc:
             problems.append((str(copilot_dir / "desk.yaml"), 1, str(exc)))
         else:
-            found_copilot, copilot_problems = read_copilot_cases(sorted(copilot_dir.glob("*.jsonl")), desk)
+            found_copilot, copilot_problems = read_copilot_cases(
+                sorted(copilot_dir.glob("*.jsonl")), desk
+            )
             cases += len(found_copilot)
             problems.extend((p.file, p.line, p.message) for p in copilot_problems)
     for file, line, message in problems:
@@ -127,8 +137,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.prompts import effective_configuration
-    from leaddesk.cli.bot import load_checked_prompts
+    from leaddesk.cli.bot import load_checked_prompts  # noqa: PLC0415 - imports the bot
 
     config = load_checked_prompts(str(_directory(args.directory, settings)), settings)
     data: Any = effective_configuration(config)
@@ -149,6 +158,101 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         default_flow_style=False,
     )
     return 0
+
+
+def effective_configuration(config: PromptConfig) -> dict[str, Any]:
+    """Everything in force as plain data: the admin's files merged with the shipped defaults,
+    each file marked with where it came from."""
+    from bot.config import DEFAULT_PROMPTS_DIR  # noqa: PLC0415 - as in run_check
+    from bot.config.models import DAYS, hhmm  # noqa: PLC0415 - as in run_check
+
+    business = config.business
+    directory = config.directory.resolve()
+
+    def source(path: Path) -> dict[str, str]:
+        resolved = path.resolve()
+        try:
+            where = resolved.relative_to(directory).as_posix()
+            origin = "yours" if directory != DEFAULT_PROMPTS_DIR.resolve() else "shipped"
+        except ValueError:
+            where, origin = str(resolved), "shipped default"
+        return {"file": where, "from": origin}
+
+    def keywords(keyword_set: KeywordSet) -> dict[str, list[str]]:
+        return {language: list(words) for language, words in keyword_set.by_language.items()}
+
+    return {
+        "directory": str(config.directory),
+        "files": [source(path) for path in config.files],
+        "business": {
+            "name": business.name,
+            "tone": business.tone,
+            "default_language": business.default_language,
+            "languages": list(business.languages),
+            "contact": business.contact.model_dump(),
+            "timezone": business.hours.timezone,
+            "hours": {
+                day: f"{hhmm(span[0])}-{hhmm(span[1])}" if span else "closed"
+                for day, span in zip(DAYS, business.hours.days, strict=True)
+            },
+            "takeover_minutes": business.takeover_minutes,
+            "default_pause_minutes": business.default_pause_minutes,
+            "quiet_window": dict(business.quiet_windows),
+            "phone_ask": {
+                "wording": config.template("phone_ask"),
+                "max_per_conversation": business.phone_ask_max,
+                "min_score": business.phone_ask_min_score,
+            },
+            "out_of_hours_message": config.templates.get(business.default_language, {}).get(
+                "out_of_hours"
+            ),
+        },
+        "statuses": [
+            {
+                **status.model_dump(exclude={"rules"}),
+                "when": [
+                    ({"signals": list(rule.signals)} if rule.signals else {})
+                    | ({"min_score": rule.min_score} if rule.min_score is not None else {})
+                    for rule in status.rules
+                ],
+            }
+            for status in config.statuses
+        ],
+        "scoring": {
+            "base": config.scoring.base,
+            "intent_cap": config.scoring.intent_cap,
+            "weights": config.scoring.weights.model_dump(),
+            "signals": {
+                name: {"points": signal.points, "keywords": keywords(signal.keywords)}
+                for name, signal in config.scoring.signals.items()
+            },
+            "phone_decline": keywords(config.scoring.phone_decline),
+            "interests": {k: keywords(v) for k, v in config.scoring.interests.items()},
+            "objections": {k: keywords(v) for k, v in config.scoring.objections.items()},
+            "tags": {k: keywords(v) for k, v in config.scoring.tags.items()},
+        },
+        "custom_fields": [
+            {
+                "name": f.name,
+                "label": f.label,
+                "type": f.type,
+                **({"choices": list(f.choices)} if f.choices else {}),
+            }
+            for f in config.custom_fields
+        ],
+        "templates": {language: dict(texts) for language, texts in config.templates.items()},
+        "knowledge": [
+            {
+                "section": section.heading,
+                "id": section.id,
+                "language": section.language,
+                "at": f"{source(Path(section.file))['file']}:{section.line}",
+            }
+            for section in config.knowledge
+        ],
+        "bot_system": config.bot_system,
+        "copilot_system": config.copilot_system,
+    }
 
 
 class _Dumper(yaml.SafeDumper):

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, PromptConfig, load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from store import make_engine, make_session_factory, upgrade
 from store.agents import create_agent
 from store.models import Agent

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from bot import BotService, Reply
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from store.leads import find_identity, get_lead
 from store.messages import Inbound
 from store.models import Lead, Message, Notification, ScoreEvent

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot import PromptError, load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR, check_prompts
+from bot.config import DEFAULT_PROMPTS_DIR, check_prompts
 from tests.bot.support import copy_prompts
 
 

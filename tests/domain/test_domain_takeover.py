@@ -9,7 +9,7 @@ import pytest
 
 from bot import load_prompts
 from bot.policy import build_policy
-from bot.prompts import PromptError
+from bot.config import PromptError
 from store.domain.errors import LeadLocked, NotAllowed
 from store.domain.policy import takeover_window
 from store.domain.takeover import (

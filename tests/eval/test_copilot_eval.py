@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot import load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from leaddesk.cli import main
 from leaddesk.cli.copilot_eval import evaluate, read_copilot_cases, read_desk
 from leaddesk.cli.eval import case_files

@@ -10,7 +10,7 @@ import phonenumbers
 import pytest
 
 from bot import load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from bot.text import guess_language
 from leaddesk.cli import main
 from leaddesk.cli.eval import case_files, read_cases

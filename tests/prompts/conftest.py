@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 
 
 @pytest.fixture

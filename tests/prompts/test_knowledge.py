@@ -7,7 +7,7 @@ import pytest
 
 from bot import load_prompts
 from bot.knowledge import knowledge_index, prompt_knowledge, retrieve
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from bot.scoring import CustomerMessage, assess
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot import PromptError, load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from tests.conftest import set_quiet_window
 
 

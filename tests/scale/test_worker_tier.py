@@ -25,7 +25,7 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from leaddesk.cli import main as cli_main
 from leaddesk.settings import load_settings
 from leaddesk.worker.celery_app import PROCESS_TASK, CeleryDispatcher, make_celery

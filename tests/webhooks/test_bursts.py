@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from leaddesk.worker.dispatcher import Later, ThreadDispatcher
 from store.models import Message
 from tests.conftest import set_quiet_window

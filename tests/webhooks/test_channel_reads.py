@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from store.models import Lead, Message
 from tests.bot.test_bot_llm import answer
 from tests.conftest import set_quiet_window

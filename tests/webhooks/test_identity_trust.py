@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, load_prompts
-from bot.prompts import DEFAULT_PROMPTS_DIR
+from bot.config import DEFAULT_PROMPTS_DIR
 from store.agents import create_agent
 from store.models import Conversation, Lead, Message, Notification
 from tests.fakes.fake_openai import fake_openai  # noqa: F401 - the fixture

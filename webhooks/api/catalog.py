@@ -16,7 +16,7 @@ from typing import Any
 
 from bot import PromptConfig
 from bot.policy import build_policy
-from bot.prompts import Status
+from bot.config import Status
 from store.contacts import InvalidContact, normalize_email, normalize_phone
 from store.domain.policy import Policy
 from webhooks.app import ApiError, services
