@@ -4,9 +4,9 @@ scores their intent with evidence and sets the lead's status; plus its admin-edi
 Front doors: `build_graph(...)` (the compiled graph) and `BotService` (what entry points call).
 """
 
+from bot.config import PromptConfig, PromptError, load_prompts
 from bot.graph import build_graph
 from bot.outbox import LocalOutbox, Outbox, Reply
-from bot.config import PromptConfig, PromptError, load_prompts
 from bot.service import BotService
 
 __all__ = [

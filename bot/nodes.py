@@ -21,6 +21,7 @@ from langgraph.runtime import Runtime
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.config import PromptConfig
 from bot.knowledge import knowledge_index, prompt_knowledge
 from bot.language import detect_language as detect_text_language
 from bot.language import language_name
@@ -35,7 +36,6 @@ from bot.media import (
 from bot.names import extract_company, extract_name
 from bot.phone_ask import asks_for_phone, declined_phone, should_ask_phone, shows_interest
 from bot.policy import build_policy
-from bot.config import PromptConfig
 from bot.replies import ReplyContext, finish_reply, format_opening, offline_core
 from bot.reply_safety import unsafe_reply_reason
 from bot.room import room_view

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bot.knowledge import answer
 from bot.config import PromptConfig
+from bot.knowledge import answer
 from bot.scoring import POSITIVE_INTENT, find_instructions
 
 _DAY_NAMES = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from bot.knowledge import knowledge_index
 from bot.config import PromptConfig
+from bot.knowledge import knowledge_index
 from bot.text import normalize
 from store.contacts import find_emails, find_phones
 

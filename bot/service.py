@@ -16,10 +16,10 @@ from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.bursts import pending_span, reply_due
+from bot.config import PromptConfig
 from bot.graph import build_graph
 from bot.outbox import Outbox, Reply
 from bot.policy import build_policy
-from bot.config import PromptConfig
 from bot.state import BotContext, BotState
 from bot.takeover import send_agent_reply
 from store.db import read_session

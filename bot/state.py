@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
-from bot.outbox import Reply
 from bot.config import PromptConfig
+from bot.outbox import Reply
 from bot.schemas import ModelTurn
 from bot.scoring import Assessment
 from bot.statuses import Decision, Plan

@@ -15,15 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.outbox import Outbox, Reply
 from store import identity as rules
-# TAKEOVER_REASON, is_ai_paused, pause_bot, resume_bot: re-exported for one merge cycle only, for
-# bot/nodes.py, copilot/tools.py, leaddesk/ until they import them from `store.domain.takeover`.
-from store.domain.takeover import (  # noqa: F401
-    TAKEOVER_REASON,
-    human_took_over,
-    is_ai_paused,
-    pause_bot,
-    resume_bot,
-)
+from store.domain.takeover import human_took_over
 from store.leads import get_lead
 from store.messages import record_outbound
 from store.models import Conversation, Lead, Message

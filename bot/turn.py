@@ -11,8 +11,8 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, exists, select, update
 from sqlalchemy.orm import Session
 
-from bot.outbox import Reply
 from bot.config import PromptConfig
+from bot.outbox import Reply
 from bot.room import is_room_paused
 from bot.scoring import (
     conversion_probability,

@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService
 from bot.reload import LivePrompts, PromptStore
-from bot.takeover import human_took_over
 from copilot import Copilot, build_graph, open_checkpointer
 from copilot.telegram import BackgroundBot, build_application, webhook_options
 from leaddesk.llm import make_chat_model, make_transcriber
@@ -33,6 +32,7 @@ from leaddesk.worker.dispatcher import Dispatcher, Later, ThreadDispatcher
 from leaddesk.worker.setup import prepare_database
 from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
 from store import make_engine, make_session_factory
+from store.domain.takeover import human_took_over
 from store.messages import conversations_with_pending
 from store.models import utcnow
 from store.pending import mark_interrupted_sends

@@ -24,11 +24,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.contacts import InvalidContact, normalize_email, normalize_phone
 from store.db import read_session
+from store.domain.errors import Invalid
 from store.leads import resolve_contact, update_lead
 from store.models import Agent, Identity, Lead, Note
 from store.query import LeadQuery, build_lead_query, order_leads
 from store.text import clean_text
-from store.domain.errors import Invalid
 from store.work import add_note
 
 log = logging.getLogger(__name__)

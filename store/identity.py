@@ -408,18 +408,3 @@ def _audit(session: Session, lead_id: int, actor: str, action: str, field: str, 
     session.add(AuditEvent(lead_id=lead_id, actor=actor, agent_id=agent_id, action=action,
                            field=field, old_value=None if old is None else str(old),
                            new_value=None if new is None else str(new), created_at=utcnow()))
-
-
-# ---- moved ----------------------------------------------------------------------------------
-# For one merge cycle only: copilot/tools.py still reaches the merge rules through this module
-# until it calls `store.domain.merge`. Resolved lazily because `store.domain.merge` imports this
-# module (an eager import here would be a cycle).
-_MOVED_TO_DOMAIN = ("NotAllowed", "check_merge", "merge_by_hand")
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED_TO_DOMAIN:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from store.domain import errors, merge  # noqa: PLC0415 - see above: a cycle otherwise
-
-    return getattr(errors, name, None) or getattr(merge, name)

@@ -8,8 +8,7 @@ from typing import Any, Optional, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from store.domain.errors import Invalid, LeadLocked  # noqa: F401 - LeadLocked: see WorkError
-from store.domain.permissions import LeadAction, check_unlocked  # noqa: F401 - see WorkError
+from store.domain.errors import Invalid
 from store.leads import record_audit, update_lead
 from store.models import (
     NOTE_CATEGORIES,
@@ -21,12 +20,6 @@ from store.models import (
     utcnow,
 )
 from store.text import clean_text
-
-
-# For one merge cycle only: copilot/tools.py imports these from here until it calls
-# `store.domain`. The lock rule lives in `store.domain.permissions`; refusals are
-# `store.domain.errors`.
-WorkError = Invalid
 
 
 def add_note(

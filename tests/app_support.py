@@ -13,8 +13,8 @@ from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import LocalOutbox, PromptConfig, load_prompts
-from bot.takeover import human_took_over
 from leaddesk.settings import Settings
+from store.domain.takeover import human_took_over
 from store.models import utcnow
 from tests.webhooks.support import RecordingDispatcher
 from webhooks import Services, create_app

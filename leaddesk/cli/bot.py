@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import BotService, LocalOutbox, PromptError, load_prompts
 from bot.bursts import reply_due
 from bot.scoring import band
-from bot.takeover import is_ai_paused
 from leaddesk.cli.common import UserError
 from leaddesk.llm import engine_name, make_chat_model
 from leaddesk.settings import Settings
 from store import make_engine, make_session_factory, upgrade
+from store.domain.takeover import is_ai_paused
 from store.leads import find_identity, get_lead
 from store.messages import Inbound
 from store.models import Agent, Lead, utcnow

@@ -69,10 +69,22 @@ def strict_saver(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     conninfo = make_url(postgres_url).set(drivername="postgresql").render_as_string(
         hide_password=False
     )
-    with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
-        saver = PostgresSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=None))
-        saver.setup()
-        yield saver
+    # A schema of its own, so the checkpoint tables stay out of the store's (shared) database
+    # schema, as the copilot's memory does.
+    schema = "bot_state_test"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        with psycopg.connect(
+            conninfo, autocommit=True, row_factory=dict_row, options=f"-c search_path={schema}"
+        ) as conn:
+            saver = PostgresSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=None))
+            saver.setup()
+            yield saver
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.mark.postgres

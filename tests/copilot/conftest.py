@@ -20,8 +20,8 @@ from copilot import Copilot, build_graph
 from copilot.service import Answer
 from store import make_session_factory
 from store.agents import create_agent
-from store.linking import new_link_code
 from store.leads import get_lead, resolve, update_lead
+from store.linking import new_link_code
 from store.messages import Inbound, ingest
 from store.models import AuditEvent, Lead, Note
 from store.work import add_note, record_score

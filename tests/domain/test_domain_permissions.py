@@ -92,7 +92,3 @@ def test_dismissing_a_suggestion_settles_it(session, agent, lead) -> None:
         dismiss_suggestion(sarah, a, suggestion.id + 100, session=session)
     assert dismiss_suggestion(sarah, a, suggestion.id, session=session).id == b.id
     assert identity.open_suggestions(a, session=session) == []
-
-
-def test_the_old_merge_names_still_resolve_for_one_merge_cycle() -> None:
-    assert identity.check_merge is check_merge and identity.NotAllowed is NotAllowed

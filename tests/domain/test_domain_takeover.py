@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot import load_prompts
-from bot.policy import build_policy
 from bot.config import PromptError
+from bot.policy import build_policy
 from store.domain.errors import LeadLocked, NotAllowed
 from store.domain.policy import takeover_window
 from store.domain.takeover import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from bot import load_prompts
-from bot.knowledge import knowledge_index, prompt_knowledge, retrieve
 from bot.config import DEFAULT_PROMPTS_DIR
+from bot.knowledge import knowledge_index, prompt_knowledge, retrieve
 from bot.scoring import CustomerMessage, assess
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from store.models import Lead
 from store.domain.errors import LeadLocked
 from store.domain.permissions import check_unlocked
+from store.models import Lead
 
 CLOSED = ("reply", "pause", "resume", "edit", "status", "assign")
 

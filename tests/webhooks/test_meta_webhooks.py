@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.takeover import human_took_over
+from store.domain.takeover import human_took_over
 from store.leads import find_identity, get_lead
 from store.messages import record_outbound
 from store.models import Conversation, Identity, Lead, Message, utcnow

@@ -15,8 +15,8 @@ from datetime import date, datetime
 from typing import Any
 
 from bot import PromptConfig
-from bot.policy import build_policy
 from bot.config import Status
+from bot.policy import build_policy
 from store.contacts import InvalidContact, normalize_email, normalize_phone
 from store.domain.policy import Policy
 from webhooks.app import ApiError, services

@@ -16,9 +16,8 @@ and the searched columns get finer statistics (a 1,000-bucket sample instead of 
 coarse one, whether a rare company name happened to be in the sample decided between reading 200
 matches from the trigram index and walking 200,000 leads newest first. Data is untouched.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0005_lead_lists'
 down_revision = '0004_language'
