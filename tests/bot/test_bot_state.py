@@ -64,15 +64,26 @@ def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
 @pytest.fixture
 def strict_saver(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgresSaver]:
     """A PostgreSQL checkpointer that only revives safe types and those `compile` allowlists from
-    the graph's state schema (LANGGRAPH_STRICT_MSGPACK)."""
+    the graph's state schema (LANGGRAPH_STRICT_MSGPACK), in a schema of its own that is dropped
+    afterwards (the test database's other schemas stay as the migrations and the copilot left
+    them)."""
     monkeypatch.setattr(_serde, "STRICT_MSGPACK_ENABLED", True)
     conninfo = make_url(postgres_url).set(drivername="postgresql").render_as_string(
         hide_password=False
     )
-    with psycopg.connect(conninfo, autocommit=True, row_factory=dict_row) as conn:
-        saver = PostgresSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=None))
-        saver.setup()
-        yield saver
+    schema = f"bot_state_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        with psycopg.connect(
+            conninfo, autocommit=True, row_factory=dict_row, options=f"-c search_path={schema}"
+        ) as conn:
+            saver = PostgresSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=None))
+            saver.setup()
+            yield saver
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.mark.postgres
