@@ -64,17 +64,16 @@ def pg_factory(postgres_url: str) -> Iterator[sessionmaker[Session]]:
 @pytest.fixture
 def strict_saver(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgresSaver]:
     """A PostgreSQL checkpointer that only revives safe types and those `compile` allowlists from
-    the graph's state schema (LANGGRAPH_STRICT_MSGPACK)."""
+    the graph's state schema (LANGGRAPH_STRICT_MSGPACK), in a schema of its own that is dropped
+    afterwards (the test database's other schemas stay as the migrations and the copilot left
+    them)."""
     monkeypatch.setattr(_serde, "STRICT_MSGPACK_ENABLED", True)
     conninfo = make_url(postgres_url).set(drivername="postgresql").render_as_string(
         hide_password=False
     )
-    # A schema of its own, so the checkpoint tables stay out of the store's (shared) database
-    # schema, as the copilot's memory does.
-    schema = "bot_state_test"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
+    schema = f"bot_state_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
     try:
         with psycopg.connect(
             conninfo, autocommit=True, row_factory=dict_row, options=f"-c search_path={schema}"
@@ -83,8 +82,8 @@ def strict_saver(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
             saver.setup()
             yield saver
     finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.mark.postgres
