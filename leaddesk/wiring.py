@@ -179,7 +179,6 @@ def build_runtime(
         notifier=notifier,
         on_human_reply=on_human_reply,
         chat_limits=chat_limits or ChatLimits(),
-        bot=bot,
         copilot=copilot,
     )
     app = create_app(settings, services)

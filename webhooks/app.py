@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar
 from flask import Flask, current_app, g, jsonify, request
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import BotService, Outbox, PromptConfig
+from bot import Outbox, PromptConfig
 from store.agents import agent_by_token
 from webhooks.intake import HumanReplyHook
 from webhooks.notify import ReplyNotifier
@@ -70,9 +70,6 @@ class Services:
     # Called when a person answers from the channel's own app (the bot steps back).
     on_human_reply: HumanReplyHook
     chat_limits: ChatLimits = field(default_factory=ChatLimits)
-    # The bot answering customers; the API reads its takeover window (business.yaml may set one).
-    # None in an app built without a bot (API and console tests): the setting's window applies.
-    bot: BotService | None = None
     # The agents' copilot behind POST /api/copilot; None: the endpoint answers 503.
     copilot: CopilotPort | None = None
 
