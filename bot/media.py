@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Optional, Protocol
+from typing import Any, Literal, Protocol
 
 from bot.config import PromptConfig
 
@@ -36,6 +36,7 @@ class Received(Protocol):
     @property
     def transcribed(self) -> bool: ...
 
+
 Ack = Literal["voice", "file", "location"]
 ACK_TEMPLATES: dict[Ack, str] = {
     "voice": "media_voice",
@@ -52,7 +53,7 @@ DEFAULT_WORDING: dict[Ack, str] = {
 _LABELLED = re.compile(r"^\[[^\]]*\]\s*(.*)$", re.DOTALL)
 
 
-def transcript_of(payload: Optional[Mapping[str, Any]]) -> Optional[str]:
+def transcript_of(payload: Mapping[str, Any] | None) -> str | None:
     """The transcript stored beside a voice note, if one was made."""
     if not isinstance(payload, Mapping):
         return None
@@ -63,7 +64,7 @@ def transcript_of(payload: Optional[Mapping[str, Any]]) -> Optional[str]:
     return None
 
 
-def customer_text(kind: str, text: str, payload: Optional[Mapping[str, Any]] = None) -> str:
+def customer_text(kind: str, text: str, payload: Mapping[str, Any] | None = None) -> str:
     """What the customer wrote in a message: the text, a media message's caption, a voice note's
     transcript; "" when a media message carries no words."""
     if kind not in MEDIA_KINDS:

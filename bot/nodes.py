@@ -134,7 +134,9 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
         if echo and not stored.duplicate:
             # A reply an agent sent from the channel's own app: the human has taken over.
             human_took_over(
-                stored.lead, session=session, now=now,
+                stored.lead,
+                session=session,
+                now=now,
                 minutes=_policy(config, deps).takeover_minutes,
             )
         update_["conversation_id"] = stored.conversation.id
@@ -244,8 +246,7 @@ def transcribe_audio(state: BotState, runtime: Runtime[BotContext], *, deps: Dep
             for m in state["pending"]
         ],
         "window": [
-            replace(m, text=heard[m.id]) if m.id in heard else m
-            for m in state.get("window") or []
+            replace(m, text=heard[m.id]) if m.id in heard else m for m in state.get("window") or []
         ],
     }
 
@@ -337,13 +338,15 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSt
     # What a customer types is only claimed: it never merges them into another lead by itself
     # (`store.identity` records a merge suggestion for an agent instead).
     with deps.session_factory.begin() as session:
-        lead = resolve(
-            channel, external_id, session=session, region=deps.region, trust=CLAIMED
-        )
+        lead = resolve(channel, external_id, session=session, region=deps.region, trust=CLAIMED)
         for phone in contacts.new_phones:
             try:
                 lead = resolve(
-                    channel, external_id, phone=phone, session=session, region=deps.region,
+                    channel,
+                    external_id,
+                    phone=phone,
+                    session=session,
+                    region=deps.region,
                     trust=CLAIMED,
                 )
             except InvalidContact:
@@ -351,7 +354,11 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSt
         for email in contacts.new_emails:
             try:
                 lead = resolve(
-                    channel, external_id, email=email, session=session, region=deps.region,
+                    channel,
+                    external_id,
+                    email=email,
+                    session=session,
+                    region=deps.region,
                     trust=CLAIMED,
                 )
             except InvalidContact:
@@ -559,7 +566,10 @@ def decide_status(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
         # Someone on an identity nobody vouches for cannot end a lead that has other rooms; their
         # "stop" still quiets this conversation.
         kept = Decision(
-            decision.previous, decision.previous, False, "kept",
+            decision.previous,
+            decision.previous,
+            False,
+            "kept",
             "a conversation on a claimed identity cannot end the lead",
         )
         return {

@@ -86,20 +86,28 @@ def _room_snapshot(lead: Lead, conversation: Conversation, session: Session) -> 
     """The lead as one of several conversations may see it: only the facts this conversation
     supplied (its identity's name, the phone and email said in it), never another room's."""
     root = conversation.identity_id
-    identities = list(
-        session.scalars(
-            select(Identity).where((Identity.id == root) | (Identity.alias_of_id == root))
+    identities = (
+        list(
+            session.scalars(
+                select(Identity).where((Identity.id == root) | (Identity.alias_of_id == root))
+            )
         )
-    ) if root is not None else []
+        if root is not None
+        else []
+    )
     ids = [i.id for i in identities]
-    said = {
-        (c.kind): c.value
-        for c in session.scalars(
-            select(ContactDetail)
-            .where(ContactDetail.lead_id == lead.id, ContactDetail.identity_id.in_(ids))
-            .order_by(ContactDetail.id)
-        )
-    } if ids else {}
+    said = (
+        {
+            (c.kind): c.value
+            for c in session.scalars(
+                select(ContactDetail)
+                .where(ContactDetail.lead_id == lead.id, ContactDetail.identity_id.in_(ids))
+                .order_by(ContactDetail.id)
+            )
+        }
+        if ids
+        else {}
+    )
     return replace(
         lead_snapshot(lead),
         name=next((i.display_name for i in identities if i.display_name), None),

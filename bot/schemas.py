@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
@@ -45,7 +45,7 @@ class ModelTurn:
     # Filled in by the caller: the knowledge sections the prompt offered, and the language the
     # reply is in when it is not the one the model was told to write in.
     knowledge: list[str] = field(default_factory=list)
-    language_mismatch: Optional[str] = None
+    language_mismatch: str | None = None
 
     @property
     def judgement(self) -> ModelJudgement:
@@ -261,5 +261,5 @@ def _extract_json(text: str) -> dict[str, Any]:
     return data
 
 
-def optional_text(value: Optional[str]) -> Optional[str]:
+def optional_text(value: str | None) -> str | None:
     return value.strip() if value and value.strip() else None

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from statistics import median
-from typing import Any, Optional
+from typing import Any
 
 from bot.config import KnowledgeSection, PromptConfig, ScoringConfig
 from bot.schemas import ModelJudgement
@@ -173,7 +173,7 @@ class CustomerMessage:
 
     text: str
     new: bool = False
-    sent_at: Optional[datetime] = None
+    sent_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class Assessment:
     objections: list[str]
     keyword_tags: list[str]
     ignored_instructions: list[str] = field(default_factory=list)
-    question: Optional[str] = None  # the latest question asked, if any
+    question: str | None = None  # the latest question asked, if any
 
 
 def band(score: int) -> str:
@@ -264,7 +264,7 @@ def assess(
     config: PromptConfig,
     terms: frozenset[str],
     previous_score: int = 0,
-    model_judgement: Optional[ModelJudgement] = None,
+    model_judgement: ModelJudgement | None = None,
 ) -> Assessment:
     """Score the customer's side of the window: `messages` oldest first, the new burst `new`."""
     del previous_score  # the score is read from the window afresh every turn
@@ -387,7 +387,7 @@ def _strongest_signals(
 
 def _questions(
     messages: list[CustomerMessage], cleaned: list[str], start: int, terms: frozenset[str]
-) -> tuple[float, Optional[str], Optional[str]]:
+) -> tuple[float, str | None, str | None]:
     """Since the last clear "no": the most specific question's depth and text, and the latest
     question as the customer wrote it."""
     best_depth, best_question, latest_question = 0.0, None, None
@@ -417,7 +417,7 @@ def _engagement_factor(messages: list[CustomerMessage], weight: int) -> list[dic
     return [{"factor": "engagement", "points": round(points), "evidence": evidence}]
 
 
-def _question_factor(depth: float, question: Optional[str], weight: int) -> list[dict[str, Any]]:
+def _question_factor(depth: float, question: str | None, weight: int) -> list[dict[str, Any]]:
     """The most specific question since the last clear "no"."""
     if not weight or not question:
         return []
@@ -490,7 +490,7 @@ def _trend_factor(
 
 
 def _model_factor(
-    judgement: Optional[ModelJudgement],
+    judgement: ModelJudgement | None,
     messages: list[CustomerMessage],
     instructed_now: bool,
     weight: int,
@@ -543,7 +543,7 @@ def _signals_now(
     return sorted(signals)
 
 
-def _implied_interest(text: str, scoring: ScoringConfig, terms: frozenset[str]) -> Optional[Match]:
+def _implied_interest(text: str, scoring: ScoringConfig, terms: frozenset[str]) -> Match | None:
     """A specific question about one of the products ("does the PowerCell battery work with my
     inverter?") shows interest in it even without an interest phrase: the product word, or None."""
     signal = scoring.signals.get(IMPLIED_SIGNAL)
@@ -612,7 +612,7 @@ def derive_tags(existing: Iterable[Any], assessment: Assessment, config: PromptC
     return merge_labels(tags, wanted, limit=20)
 
 
-def conversion_probability(score: int, status: Optional[str], config: PromptConfig) -> float:
+def conversion_probability(score: int, status: str | None, config: PromptConfig) -> float:
     """A rough chance this lead buys, from the score; terminal statuses are certain either way."""
     state = config.status(status)
     if state is not None and state.terminal:
@@ -621,7 +621,7 @@ def conversion_probability(score: int, status: Optional[str], config: PromptConf
 
 
 def next_best_action(
-    assessment: Assessment, status: Optional[str], *, has_phone: bool, config: PromptConfig
+    assessment: Assessment, status: str | None, *, has_phone: bool, config: PromptConfig
 ) -> str:
     """One sentence for the sales agent: what to do next with this lead."""
     state = config.status(status)
@@ -650,7 +650,7 @@ def next_best_action(
 
 
 def summarize(
-    assessment: Assessment, *, name: Optional[str], has_phone: bool, status: Optional[str]
+    assessment: Assessment, *, name: str | None, has_phone: bool, status: str | None
 ) -> str:
     """A short summary for the sales team, built from the signals (the offline engine's summary)."""
     parts = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,13 +44,13 @@ class BotService:
         *,
         session_factory: sessionmaker[Session],
         prompts: PromptConfig | Callable[[], PromptConfig],
-        model: Optional[BaseChatModel] = None,
-        outbox: Optional[Outbox] = None,
+        model: BaseChatModel | None = None,
+        outbox: Outbox | None = None,
         clock: Callable[[], datetime] = utcnow,
         region: str = "US",
         takeover_minutes: int = 60,
-        transcribe: Optional[Callable[[str, dict[str, Any]], Optional[str]]] = None,
-        profile_name: Optional[Callable[[str, str], Optional[str]]] = None,
+        transcribe: Callable[[str, dict[str, Any]], str | None] | None = None,
+        profile_name: Callable[[str, str], str | None] | None = None,
     ):
         self.session_factory = session_factory
         self._prompts = prompts
@@ -90,7 +90,7 @@ class BotService:
         """Store one inbound event (deduplicated by its channel message id) and answer it."""
         return self._run({"inbound": inbound})
 
-    def store(self, inbound: Inbound) -> Optional[int]:
+    def store(self, inbound: Inbound) -> int | None:
         """Store one customer message without answering it yet (as a webhook does); its
         conversation id, or None when the channel sent it before (a duplicate)."""
         with self.session_factory.begin() as session:
@@ -133,9 +133,9 @@ class BotService:
         lead_id: int,
         text: str,
         *,
-        agent_id: Optional[int],
-        idempotency_key: Optional[str] = None,
-        conversation_id: Optional[int] = None,
+        agent_id: int | None,
+        idempotency_key: str | None = None,
+        conversation_id: int | None = None,
     ) -> Reply:
         """Send a human agent's message to the lead, in `conversation_id` or the latest conversation
         on a verified identity (pauses the bot for the takeover window)."""

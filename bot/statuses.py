@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Optional
 
 from bot.config import PromptConfig, Status
 
@@ -24,10 +23,10 @@ class Decision:
     reason: str
 
 
-def offline_status(config: PromptConfig, signals: Iterable[str], score: int) -> Optional[str]:
+def offline_status(config: PromptConfig, signals: Iterable[str], score: int) -> str | None:
     """The furthest status (in the configured order) the bot may set whose `when` rules match."""
     present = set(signals)
-    chosen: Optional[Status] = None
+    chosen: Status | None = None
     for status in config.statuses:
         if not status.ai_can_set or not status.rules:
             continue
@@ -37,9 +36,7 @@ def offline_status(config: PromptConfig, signals: Iterable[str], score: int) -> 
     return chosen.name if chosen else None
 
 
-def may_move(
-    config: PromptConfig, current: Optional[str], proposed: Optional[str]
-) -> tuple[bool, str]:
+def may_move(config: PromptConfig, current: str | None, proposed: str | None) -> tuple[bool, str]:
     """Whether the bot may move a lead from `current` to `proposed`, and why not."""
     target = config.status(proposed)
     if target is None:
@@ -61,8 +58,8 @@ def may_move(
 
 def decide(
     config: PromptConfig,
-    current: Optional[str],
-    proposed: Optional[str],
+    current: str | None,
+    proposed: str | None,
     *,
     source: str,
     locked: bool = False,
@@ -118,7 +115,7 @@ def quiet_room_plan(status: str, behaviour: str) -> Plan:
     return Plan(status, "none", behaviour, behaviour, room_only=True)
 
 
-def statuses_for_prompt(config: PromptConfig, current: Optional[str]) -> str:
+def statuses_for_prompt(config: PromptConfig, current: str | None) -> str:
     """The statuses the bot may choose, described for the model."""
     lines = []
     for status in config.ai_settable:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +26,7 @@ class NoConversation(LookupError):
     """The lead has never written on any channel, so there is nowhere to send a reply."""
 
 
-def latest_conversation(lead: Lead, *, session: Session) -> Optional[Conversation]:
+def latest_conversation(lead: Lead, *, session: Session) -> Conversation | None:
     """The conversation the customer used last (by their latest message; else any activity)."""
     for inbound_only in (True, False):
         query = (
@@ -45,7 +44,7 @@ def latest_conversation(lead: Lead, *, session: Session) -> Optional[Conversatio
     ).first()
 
 
-def recipient_of(conversation: Conversation, *, session: Session) -> Optional[str]:
+def recipient_of(conversation: Conversation, *, session: Session) -> str | None:
     """The customer's id on the conversation's channel (who a reply goes to): the last sender in
     this conversation, else the identity it is with."""
     external_id = session.scalars(
@@ -76,12 +75,12 @@ def send_agent_reply(
     text: str,
     *,
     session_factory: sessionmaker[Session],
-    outbox: Optional[Outbox],
-    agent_id: Optional[int],
+    outbox: Outbox | None,
+    agent_id: int | None,
     now: datetime,
     minutes: int,
-    idempotency_key: Optional[str] = None,
-    conversation_id: Optional[int] = None,
+    idempotency_key: str | None = None,
+    conversation_id: int | None = None,
 ) -> Reply:
     """Record an agent's message in one conversation of the lead (`conversation_id`, or the latest
     on a verified identity: `store.identity.reply_conversation`), pause the bot for the takeover

@@ -9,7 +9,6 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Optional
 
 _ARABIC = re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
 _WORD = re.compile(r"\w", re.UNICODE)
@@ -103,7 +102,7 @@ class KeywordSet:
         matches.sort(key=lambda m: (m.start, -(m.end - m.start)))
         return matches
 
-    def first(self, text: str) -> Optional[Match]:
+    def first(self, text: str) -> Match | None:
         found = self.find(text)
         return found[0] if found else None
 

@@ -51,9 +51,7 @@ def claim_pending(pending_ids: list[int], now: datetime, session: Session) -> No
         raise Superseded()
 
 
-def apply_turn(
-    state: BotState, config: PromptConfig, policy: Policy, session: Session
-) -> BotState:
+def apply_turn(state: BotState, config: PromptConfig, policy: Policy, session: Session) -> BotState:
     """Everything the turn changes, in the caller's transaction (after `claim_pending`): the lead's
     score, profile and status with the plan applied through the domain layer, the conversation's
     summary and language, and the reply recorded for delivery."""
@@ -152,9 +150,15 @@ def _update_conversation(
     else:
         # The room's own summary names only what this conversation said.
         room, turn = state["lead"], state.get("model_turn")
-        conversation.summary = ((turn.summary if turn else "") or summarize(
-            state["assessment"], name=room.name, has_phone=bool(room.phone), status=status,
-        ))[:2000]
+        conversation.summary = (
+            (turn.summary if turn else "")
+            or summarize(
+                state["assessment"],
+                name=room.name,
+                has_phone=bool(room.phone),
+                status=status,
+            )
+        )[:2000]
     language = state.get("language")
     if language and conversation.language != language:
         conversation.language = language
@@ -177,12 +181,20 @@ def _apply_plan(
         return
     if planned.room_only:
         quiet_for_status(
-            lead, planned.status, session=session, policy=policy, now=now,
+            lead,
+            planned.status,
+            session=session,
+            policy=policy,
+            now=now,
             conversation=conversation,
         )
     elif sets_status:
         change_status_by_bot(
-            lead, planned.status, session=session, policy=policy, now=now,
+            lead,
+            planned.status,
+            session=session,
+            policy=policy,
+            now=now,
             conversation=None if alone else conversation,
         )
 

@@ -11,5 +11,12 @@ from copilot.memory import open_checkpointer
 from copilot.service import Answer, Copilot, thread_id
 from copilot.telegram import build_application, deliver_notifications
 
-__all__ = ["Answer", "Copilot", "build_application", "build_graph", "deliver_notifications", "open_checkpointer",
-           "thread_id"]
+__all__ = [
+    "Answer",
+    "Copilot",
+    "build_application",
+    "build_graph",
+    "deliver_notifications",
+    "open_checkpointer",
+    "thread_id",
+]

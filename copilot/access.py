@@ -76,8 +76,9 @@ def check_visible(agent: Agent, lead: Lead) -> Lead:
     try:
         return permissions.check_visible(agent, lead)
     except NotAllowed:
-        raise Denied(f"Lead #{lead.id} is assigned to another agent, so I can't show or change it "
-                     "for you.") from None
+        raise Denied(
+            f"Lead #{lead.id} is assigned to another agent, so I can't show or change it for you."
+        ) from None
 
 
 def find_lead(ref: str, agent: Agent, *, session: Session, region: str) -> Lead:
@@ -94,8 +95,12 @@ def find_lead(ref: str, agent: Agent, *, session: Session, region: str) -> Lead:
         return check_visible(agent, lead)
     emails = find_emails(ref)
     if emails:
-        return _one(ref, agent, [lead for lead in leads_by_email(emails[0], session=session)],
-                    what=f"with the email {emails[0]}")
+        return _one(
+            ref,
+            agent,
+            [lead for lead in leads_by_email(emails[0], session=session)],
+            what=f"with the email {emails[0]}",
+        )
     digits = re.sub(r"\D", "", ref)
     if len(digits) >= 7 and len(digits) >= len(re.sub(r"[\s()+.\-/]", "", ref)) - 1:
         phone = try_normalize_phone(ref, region)
@@ -112,7 +117,9 @@ def _one(ref: str, agent: Agent, leads: list[Lead], *, what: str) -> Lead:
         raise NotFound(f"I found no lead {what}.")
     seen = [lead for lead in leads if can_see(agent, lead)]
     if not seen:
-        raise Denied(f"The lead {what} is assigned to another agent, so I can't show or change it for you.")
+        raise Denied(
+            f"The lead {what} is assigned to another agent, so I can't show or change it for you."
+        )
     if len(seen) > 1:
         raise Ambiguous(ref, seen[:MAX_CANDIDATES], len(seen))
     return seen[0]
@@ -121,8 +128,14 @@ def _one(ref: str, agent: Agent, leads: list[Lead], *, what: str) -> Lead:
 def _search(ref: str, agent: Agent, *, session: Session, what: str) -> Lead:
     """Names (and companies) compared folded and fuzzily over the leads the agent may see."""
     typed = fold(ref)
-    matches = rank_names(typed, lead_labels(session=session, visible_to_agent_id=None if is_admin(agent)
-                                            else agent.id)) if typed else []
+    matches = (
+        rank_names(
+            typed,
+            lead_labels(session=session, visible_to_agent_id=None if is_admin(agent) else agent.id),
+        )
+        if typed
+        else []
+    )
     strong = [m for m in matches if m.score >= MATCH_SCORE]
     if strong:
         best = strong[0].score
@@ -136,20 +149,26 @@ def _search(ref: str, agent: Agent, *, session: Session, what: str) -> Lead:
         raise Ambiguous(ref, shown, len(close))
     # Emails and phone numbers typed in part: the store's text search.
     for archived in (False, None):
-        q = visible(agent, LeadQuery(search=ref, archived=archived, sort="-score", limit=MAX_CANDIDATES))
+        q = visible(
+            agent, LeadQuery(search=ref, archived=archived, sort="-score", limit=MAX_CANDIDATES)
+        )
         found = query_leads(q, session=session)
         if len(found) == 1:
             return found[0]
         if found and any(ch.isdigit() or ch == "@" for ch in ref):
             raise Ambiguous(ref, found, count_leads(q, session=session))
     if not is_admin(agent) and count_leads(LeadQuery(search=ref, archived=None), session=session):
-        raise Denied(f"The lead {what} is assigned to another agent, so I can't show or change it for you.")
+        raise Denied(
+            f"The lead {what} is assigned to another agent, so I can't show or change it for you."
+        )
     if not what.startswith("called"):
         raise NotFound(f"I found no lead {what}.")
     near = [m for m in matches if m.score >= SUGGEST_SCORE][:3]
     if near:
         names = ", ".join(f"{m.name or m.company} (#{m.id})" for m in near)
-        raise NotFound(f"No lead you can see matches {ref!r}. Closest: {names}.", near=[m.id for m in near])
+        raise NotFound(
+            f"No lead you can see matches {ref!r}. Closest: {names}.", near=[m.id for m in near]
+        )
     raise NotFound(f"No lead you can see matches {ref!r}.")
 
 
@@ -183,8 +202,13 @@ def rank_names(typed: str, labels: Sequence[tuple[int, str, str, bool, int]]) ->
         return []
     ranked: list[NameMatch] = []
     # A quick pass in C over every name and company keeps the careful score to the likely few.
-    texts = [fold(name) + (" | " + fold(company) if company else "") for _id, name, company, _a, _s in labels]
-    likely = process.extract(typed, texts, scorer=fuzz.WRatio, score_cutoff=PREFILTER_SCORE, limit=PREFILTER_LIMIT)
+    texts = [
+        fold(name) + (" | " + fold(company) if company else "")
+        for _id, name, company, _a, _s in labels
+    ]
+    likely = process.extract(
+        typed, texts, scorer=fuzz.WRatio, score_cutoff=PREFILTER_SCORE, limit=PREFILTER_LIMIT
+    )
     for _text, _quick, index in likely:
         lead_id, name, company, archived, lead_score = labels[index]
         folded = fold(name)
@@ -209,9 +233,16 @@ def find_teammate(ref: str, me: Agent, *, session: Session) -> Agent | None:
     if agent is None:
         # First names are what people say: "give it to Mike".
         typed = fold(text)
-        matches = [a for a in list_agents(session=session, include_inactive=False)
-                   if typed and (fold(a.name) == typed or fold(a.name).split()[:1] == [typed]
-                                 or fold(a.name).startswith(typed + " "))]
+        matches = [
+            a
+            for a in list_agents(session=session, include_inactive=False)
+            if typed
+            and (
+                fold(a.name) == typed
+                or fold(a.name).split()[:1] == [typed]
+                or fold(a.name).startswith(typed + " ")
+            )
+        ]
         if len(matches) == 1:
             agent = matches[0]
         elif len(matches) > 1:

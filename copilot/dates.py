@@ -5,12 +5,27 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
 
-PERIODS = ("today", "yesterday", "this week", "last week", "this month", "last month", "monday", "tuesday",
-           "wednesday", "thursday", "friday", "saturday", "sunday")
+PERIODS = (
+    "today",
+    "yesterday",
+    "this week",
+    "last week",
+    "this month",
+    "last month",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
 _WEEKDAYS = PERIODS[6:]
 
 
-def period_range(period: str, *, now: datetime, zone: tzinfo = UTC) -> tuple[datetime, datetime, str]:
+def period_range(
+    period: str, *, now: datetime, zone: tzinfo = UTC
+) -> tuple[datetime, datetime, str]:
     """(start, end, label) of `period` as of `now`, in UTC: calendar days and months of `zone`;
     a weekday is its latest occurrence (today's when today is that day)."""
     name = " ".join((period or "today").lower().replace("_", " ").split())
@@ -41,5 +56,7 @@ def period_range(period: str, *, now: datetime, zone: tzinfo = UTC) -> tuple[dat
 
 def _utc(value: datetime, zone: tzinfo) -> datetime:
     # Midnights are rebuilt in the zone so a daylight-saving change in between keeps them at 00:00.
-    rebuilt = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, tzinfo=zone)
+    rebuilt = datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, tzinfo=zone
+    )
     return rebuilt.astimezone(UTC)

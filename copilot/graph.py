@@ -30,12 +30,27 @@ def build_graph(
     takeover_minutes: int = 60,
 ) -> Any:
     """Compile the copilot graph. With `model`, a tool-calling agent; without, the offline router."""
-    context = ToolContext(session_factory=session_factory, prompts=prompts, clock=clock, region=region,
-                          takeover_fallback=takeover_minutes, outbox=outbox, hot_score=HOT_SCORE)
+    context = ToolContext(
+        session_factory=session_factory,
+        prompts=prompts,
+        clock=clock,
+        region=region,
+        takeover_fallback=takeover_minutes,
+        outbox=outbox,
+        hot_score=HOT_SCORE,
+    )
     runner = ToolRunner(context, [*TOOLS, *OFFLINE_TOOLS])
-    nodes = CopilotNodes(session_factory=session_factory, prompts=prompts, tools=build_tools(runner),
-                         runner=runner, vocabulary=vocabulary_for(prompts), clock=clock, model=model,
-                         hot_score=HOT_SCORE, model_tools={tool.name for tool in TOOLS})
+    nodes = CopilotNodes(
+        session_factory=session_factory,
+        prompts=prompts,
+        tools=build_tools(runner),
+        runner=runner,
+        vocabulary=vocabulary_for(prompts),
+        clock=clock,
+        model=model,
+        hot_score=HOT_SCORE,
+        model_tools={tool.name for tool in TOOLS},
+    )
     graph = StateGraph(CopilotState)
     graph.add_node("authorise_agent", nodes.authorise_agent)
     graph.add_node("route_intent", nodes.route_intent)
@@ -48,12 +63,18 @@ def build_graph(
 
     graph.add_edge(START, "authorise_agent")
     graph.add_conditional_edges(
-        "authorise_agent", nodes.route_after_authorise,
-        ["call_model", "route_intent", END] if model is not None else ["route_intent", END])
+        "authorise_agent",
+        nodes.route_after_authorise,
+        ["call_model", "route_intent", END] if model is not None else ["route_intent", END],
+    )
     graph.add_conditional_edges("route_intent", nodes.route_after_decision, ["run_tools", END])
-    graph.add_conditional_edges("run_tools", nodes.route_after_tools, ["run_tools", "remember_context"])
     graph.add_conditional_edges(
-        "remember_context", nodes.route_after_remember,
-        ["call_model", "compose_reply"] if model is not None else ["compose_reply"])
+        "run_tools", nodes.route_after_tools, ["run_tools", "remember_context"]
+    )
+    graph.add_conditional_edges(
+        "remember_context",
+        nodes.route_after_remember,
+        ["call_model", "compose_reply"] if model is not None else ["compose_reply"],
+    )
     graph.add_edge("compose_reply", END)
     return graph.compile(checkpointer=checkpointer, name="copilot")

@@ -73,6 +73,7 @@ class LeadFacts:
 
 # --- quoting -------------------------------------------------------------------------------
 
+
 def quote(text: str, match: re.Match[str] | None = None, limit: int = QUOTE_CHARS) -> str:
     """The sentence around `match` (or the start of `text`), shortened, in double quotes."""
     flat = " ".join((text or "").split())
@@ -109,6 +110,7 @@ def when(moment: datetime | None, now: datetime) -> str:
 
 # --- BANT ------------------------------------------------------------------------------------
 
+
 def _rx(*patterns: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
 
@@ -118,66 +120,174 @@ _MONEY = r"(?:[$€£¥₹]|\b(?:usd|eur|gbp|sar|aed|dollars?|euros?|pounds?)\b)
 # Within one message the specific phrases (not met / met) win over the vague ones (partly).
 BANT_RULES: dict[str, dict[str, re.Pattern[str]]] = {
     "Budget": {
-        "not met": _rx(r"\btoo (?:expensive|pricey|much)\b", r"\bcan(?:'|no)?t afford\b", r"\bcannot afford\b",
-                       r"\bno budget\b", r"\bout of (?:our|my) budget\b", r"\bover (?:our|my) budget\b",
-                       r"\bdemasiado caro\b", r"\btrop cher\b", r"\bzu teuer\b"),
-        "met": _rx(r"\b(?:our|my|the) budget (?:is|of|was|will be)\b", r"\bbudget (?:of|around|about|approved)\b",
-                   r"\bwe have (?:a |the )?budget\b", r"\bbudget(?:ed)? for (?:it|this)\b",
-                   r"\b(?:happy|ready|willing|able) to pay\b", r"\bfits? (?:our|my|the) budget\b",
-                   r"\bpurchase order\b", r"\bsend (?:me |us )?(?:the |an )?invoice\b", _MONEY,
-                   r"\bpresupuesto (?:es|de)\b", r"\bnotre budget\b"),
-        "partly": _rx(r"\bhow much\b", r"\bpric(?:e|es|ing)\b", r"\bcosts?\b", r"\bquote\b", r"\bdiscount\b",
-                      r"\bbudget\b", r"\bpayment plan\b", r"\binstal?ments?\b", r"\bcu[aá]nto cuesta\b",
-                      r"\bprecio\b", r"\bcombien\b", r"\bprix\b", r"\bpreis\b", r"\bpreço\b", r"\bكم السعر\b",
-                      r"\bسعر\b"),
+        "not met": _rx(
+            r"\btoo (?:expensive|pricey|much)\b",
+            r"\bcan(?:'|no)?t afford\b",
+            r"\bcannot afford\b",
+            r"\bno budget\b",
+            r"\bout of (?:our|my) budget\b",
+            r"\bover (?:our|my) budget\b",
+            r"\bdemasiado caro\b",
+            r"\btrop cher\b",
+            r"\bzu teuer\b",
+        ),
+        "met": _rx(
+            r"\b(?:our|my|the) budget (?:is|of|was|will be)\b",
+            r"\bbudget (?:of|around|about|approved)\b",
+            r"\bwe have (?:a |the )?budget\b",
+            r"\bbudget(?:ed)? for (?:it|this)\b",
+            r"\b(?:happy|ready|willing|able) to pay\b",
+            r"\bfits? (?:our|my|the) budget\b",
+            r"\bpurchase order\b",
+            r"\bsend (?:me |us )?(?:the |an )?invoice\b",
+            _MONEY,
+            r"\bpresupuesto (?:es|de)\b",
+            r"\bnotre budget\b",
+        ),
+        "partly": _rx(
+            r"\bhow much\b",
+            r"\bpric(?:e|es|ing)\b",
+            r"\bcosts?\b",
+            r"\bquote\b",
+            r"\bdiscount\b",
+            r"\bbudget\b",
+            r"\bpayment plan\b",
+            r"\binstal?ments?\b",
+            r"\bcu[aá]nto cuesta\b",
+            r"\bprecio\b",
+            r"\bcombien\b",
+            r"\bprix\b",
+            r"\bpreis\b",
+            r"\bpreço\b",
+            r"\bكم السعر\b",
+            r"\bسعر\b",
+        ),
     },
     "Authority": {
-        "not met": _rx(r"\bnot (?:my|the) (?:decision|call)\b", r"\bnot the decision[- ]maker\b",
-                       r"\bi(?:'m| am) (?:just )?(?:an? )?(?:intern|student)\b", r"\bno say in\b"),
-        "met": _rx(r"\bi(?:'m| am) the (?:owner|founder|co-?founder|ceo|cto|cfo|coo|director|head|manager|"
-                   r"decision[- ]maker|boss|president|principal|buyer)\b",
-                   r"\bi (?:own|run|manage) (?:the|a|my|our)\b", r"\bi (?:make|sign off on) the decisions?\b",
-                   r"\bi decide\b", r"\bmy (?:company|business|shop|store|clinic|agency|firm)\b",
-                   r"\bi can sign\b", r"\bsoy el (?:dueño|director)\b", r"\bje suis le (?:directeur|gérant)\b"),
-        "partly": _rx(r"\b(?:check|talk|speak|discuss) (?:it )?with my (?:boss|manager|team|partner|wife|husband|"
-                      r"cofounder|co-founder|director)\b", r"\bneed (?:an? )?approval\b", r"\bmy boss\b",
-                      r"\bmy manager\b", r"\bthe team (?:decides|will decide)\b", r"\bget back to you after\b",
-                      r"\bwe(?:'ll| will) discuss\b", r"\bour team\b", r"\bwe are (?:looking|considering)\b"),
+        "not met": _rx(
+            r"\bnot (?:my|the) (?:decision|call)\b",
+            r"\bnot the decision[- ]maker\b",
+            r"\bi(?:'m| am) (?:just )?(?:an? )?(?:intern|student)\b",
+            r"\bno say in\b",
+        ),
+        "met": _rx(
+            r"\bi(?:'m| am) the (?:owner|founder|co-?founder|ceo|cto|cfo|coo|director|head|manager|"
+            r"decision[- ]maker|boss|president|principal|buyer)\b",
+            r"\bi (?:own|run|manage) (?:the|a|my|our)\b",
+            r"\bi (?:make|sign off on) the decisions?\b",
+            r"\bi decide\b",
+            r"\bmy (?:company|business|shop|store|clinic|agency|firm)\b",
+            r"\bi can sign\b",
+            r"\bsoy el (?:dueño|director)\b",
+            r"\bje suis le (?:directeur|gérant)\b",
+        ),
+        "partly": _rx(
+            r"\b(?:check|talk|speak|discuss) (?:it )?with my (?:boss|manager|team|partner|wife|husband|"
+            r"cofounder|co-founder|director)\b",
+            r"\bneed (?:an? )?approval\b",
+            r"\bmy boss\b",
+            r"\bmy manager\b",
+            r"\bthe team (?:decides|will decide)\b",
+            r"\bget back to you after\b",
+            r"\bwe(?:'ll| will) discuss\b",
+            r"\bour team\b",
+            r"\bwe are (?:looking|considering)\b",
+        ),
     },
     "Need": {
-        "not met": _rx(r"\bnot interested\b", r"\b(?:don'?t|do not|no longer) need\b", r"\bunsubscribe\b",
-                       r"\bstop (?:messaging|texting|contacting)\b", r"\bwrong number\b",
-                       r"\bno me interesa\b", r"\bpas intéressé\b", r"\bkein interesse\b"),
-        "met": _rx(r"\b(?:we|i) (?:really )?need\b(?! to (?:check|ask|talk|think|discuss|speak|consult|see))", r"\b(?:we|i)(?:'re| are| am) looking for\b",
-                   r"\blooking for\b", r"\b(?:we|i) want to\b", r"\binterested in\b", r"\bwe require\b",
-                   r"\bproblem (?:with|is)\b", r"\bstruggling with\b", r"\bhelp us\b", r"\bsign (?:me |us )?up\b",
-                   r"\bbook a demo\b", r"\bnecesito\b", r"\bj'ai besoin\b", r"\bbrauche\b", r"\bpreciso\b",
-                   r"\bأحتاج\b"),
-        "partly": _rx(r"\bjust (?:looking|browsing|curious)\b", r"\bmaybe\b", r"\bwhat (?:do|does) (?:you|it)\b",
-                      r"\bdo you (?:offer|have|support)\b", r"\bcan (?:you|it)\b", r"\binfo(?:rmation)?\b"),
+        "not met": _rx(
+            r"\bnot interested\b",
+            r"\b(?:don'?t|do not|no longer) need\b",
+            r"\bunsubscribe\b",
+            r"\bstop (?:messaging|texting|contacting)\b",
+            r"\bwrong number\b",
+            r"\bno me interesa\b",
+            r"\bpas intéressé\b",
+            r"\bkein interesse\b",
+        ),
+        "met": _rx(
+            r"\b(?:we|i) (?:really )?need\b(?! to (?:check|ask|talk|think|discuss|speak|consult|see))",
+            r"\b(?:we|i)(?:'re| are| am) looking for\b",
+            r"\blooking for\b",
+            r"\b(?:we|i) want to\b",
+            r"\binterested in\b",
+            r"\bwe require\b",
+            r"\bproblem (?:with|is)\b",
+            r"\bstruggling with\b",
+            r"\bhelp us\b",
+            r"\bsign (?:me |us )?up\b",
+            r"\bbook a demo\b",
+            r"\bnecesito\b",
+            r"\bj'ai besoin\b",
+            r"\bbrauche\b",
+            r"\bpreciso\b",
+            r"\bأحتاج\b",
+        ),
+        "partly": _rx(
+            r"\bjust (?:looking|browsing|curious)\b",
+            r"\bmaybe\b",
+            r"\bwhat (?:do|does) (?:you|it)\b",
+            r"\bdo you (?:offer|have|support)\b",
+            r"\bcan (?:you|it)\b",
+            r"\binfo(?:rmation)?\b",
+        ),
     },
     "Timeline": {
-        "not met": _rx(r"\bnext year\b", r"\bnot (?:right )?now\b", r"\bsomeday\b", r"\bno plans?\b",
-                       r"\bmaybe later\b", r"\bnot this year\b"),
-        "met": _rx(r"\btoday\b", r"\btomorrow\b", r"\btonight\b", r"\bthis week\b", r"\bnext week\b",
-                   r"\basap\b", r"\burgent(?:ly)?\b", r"\bright away\b", r"\bimmediately\b",
-                   r"\bthis month\b", r"\bby (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|the end of|"
-                   r"end of|the \d|\d)", r"\bwithin (?:a|one|two|three|\d+) (?:days?|weeks?)\b",
-                   r"\bneed (?:this|it) by\b", r"\bhoy\b", r"\bmañana\b", r"\burgente\b", r"\baujourd'hui\b",
-                   r"\bdringend\b"),
-        "partly": _rx(r"\bnext month\b", r"\bnext quarter\b", r"\bin (?:a few|two|three|\d+) months\b",
-                      r"\bsoon\b", r"\blater this year\b", r"\bq[1-4]\b", r"\bno rush\b", r"\bwhen can\b",
-                      r"\bhow (?:long|soon|fast)\b", r"\bdelivery time\b"),
+        "not met": _rx(
+            r"\bnext year\b",
+            r"\bnot (?:right )?now\b",
+            r"\bsomeday\b",
+            r"\bno plans?\b",
+            r"\bmaybe later\b",
+            r"\bnot this year\b",
+        ),
+        "met": _rx(
+            r"\btoday\b",
+            r"\btomorrow\b",
+            r"\btonight\b",
+            r"\bthis week\b",
+            r"\bnext week\b",
+            r"\basap\b",
+            r"\burgent(?:ly)?\b",
+            r"\bright away\b",
+            r"\bimmediately\b",
+            r"\bthis month\b",
+            r"\bby (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|the end of|"
+            r"end of|the \d|\d)",
+            r"\bwithin (?:a|one|two|three|\d+) (?:days?|weeks?)\b",
+            r"\bneed (?:this|it) by\b",
+            r"\bhoy\b",
+            r"\bmañana\b",
+            r"\burgente\b",
+            r"\baujourd'hui\b",
+            r"\bdringend\b",
+        ),
+        "partly": _rx(
+            r"\bnext month\b",
+            r"\bnext quarter\b",
+            r"\bin (?:a few|two|three|\d+) months\b",
+            r"\bsoon\b",
+            r"\blater this year\b",
+            r"\bq[1-4]\b",
+            r"\bno rush\b",
+            r"\bwhen can\b",
+            r"\bhow (?:long|soon|fast)\b",
+            r"\bdelivery time\b",
+        ),
     },
 }
 
 _SENIOR_TITLE = re.compile(
     r"\b(owner|founder|co-?founder|ceo|cto|cfo|coo|cmo|chief|president|director|head|vp|vice president|"
-    r"partner|principal|managing|general manager|gm)\b", re.IGNORECASE)
+    r"partner|principal|managing|general manager|gm)\b",
+    re.IGNORECASE,
+)
 _POINTS = {"met": 25, "partly": 12, "not met": 0, "unknown": 0}
 
 
-def _scan(facts: LeadFacts, rules: dict[str, re.Pattern[str]]) -> tuple[str, Said, re.Match[str]] | None:
+def _scan(
+    facts: LeadFacts, rules: dict[str, re.Pattern[str]]
+) -> tuple[str, Said, re.Match[str]] | None:
     """The verdict the conversation supports: the latest decisive statement (met / not met), else the
     latest vague one (partly), with the message and the match to quote."""
     said = facts.customer_messages()
@@ -194,8 +304,9 @@ def _justify(verdict: str, said: Said, match: re.Match[str], now: datetime) -> s
     return f"{quote(said.text, match)} ({said.channel}, {when(said.sent_at, now)})"
 
 
-def qualify(facts: LeadFacts, *, now: datetime, terminal_negative: Sequence[str] = ("Not Interested",)
-            ) -> Qualification:
+def qualify(
+    facts: LeadFacts, *, now: datetime, terminal_negative: Sequence[str] = ("Not Interested",)
+) -> Qualification:
     """BANT from the conversation and the lead's fields; every verdict quotes what it rests on."""
     criteria: list[Criterion] = []
     for name, rules in BANT_RULES.items():
@@ -204,27 +315,45 @@ def qualify(facts: LeadFacts, *, now: datetime, terminal_negative: Sequence[str]
         if found:
             verdict, said, match = found
             justification = _justify(verdict, said, match, now)
-        verdict, justification = _from_fields(name, verdict, justification, facts, terminal_negative)
+        verdict, justification = _from_fields(
+            name, verdict, justification, facts, terminal_negative
+        )
         if not justification:
             justification = "nothing in the conversation or the lead's fields says so yet"
         criteria.append(Criterion(name=name, justification=justification, verdict=verdict))  # type: ignore[arg-type]
     score = sum(_POINTS[c.verdict] for c in criteria)
-    return Qualification(criteria=criteria, score=min(100, score), next_action=_next_action(criteria, score))
+    return Qualification(
+        criteria=criteria, score=min(100, score), next_action=_next_action(criteria, score)
+    )
 
 
-def _from_fields(name: str, verdict: str, justification: str, facts: LeadFacts,
-                 terminal_negative: Sequence[str]) -> tuple[str, str]:
+def _from_fields(
+    name: str, verdict: str, justification: str, facts: LeadFacts, terminal_negative: Sequence[str]
+) -> tuple[str, str]:
     """Fill what the messages did not settle from the lead's fields (title, tags, interests, status)."""
-    if name == "Authority" and verdict in ("unknown", "partly") and facts.title and _SENIOR_TITLE.search(facts.title):
+    if (
+        name == "Authority"
+        and verdict in ("unknown", "partly")
+        and facts.title
+        and _SENIOR_TITLE.search(facts.title)
+    ):
         return "met", f'title on file: "{facts.title}"'
-    if name == "Authority" and verdict == "unknown" and any(t.lower() == "decision maker" for t in facts.tags):
+    if (
+        name == "Authority"
+        and verdict == "unknown"
+        and any(t.lower() == "decision maker" for t in facts.tags)
+    ):
         return "met", 'tagged "Decision Maker"'
     if name == "Need" and facts.status in terminal_negative:
-        return "not met", f"status is {facts.status}" + (f"; {justification}" if justification else "")
+        return "not met", f"status is {facts.status}" + (
+            f"; {justification}" if justification else ""
+        )
     if name == "Need" and verdict == "unknown" and facts.interests:
         return "partly", "interested in " + ", ".join(f'"{i}"' for i in facts.interests[:3])
     if name == "Budget" and verdict == "unknown":
-        objections = [o for o in facts.objections if re.search(r"pric|cost|expens|budget", str(o), re.I)]
+        objections = [
+            o for o in facts.objections if re.search(r"pric|cost|expens|budget", str(o), re.I)
+        ]
         if objections:
             return "partly", f'objection on file: "{objections[0]}"'
         if any(t.lower() == "price sensitive" for t in facts.tags):
@@ -235,8 +364,12 @@ def _from_fields(name: str, verdict: str, justification: str, facts: LeadFacts,
 def _next_action(criteria: Sequence[Criterion], score: int) -> str:
     verdicts = {c.name: c.verdict for c in criteria}
     open_points = [c.name.lower() for c in criteria if c.verdict in ("unknown", "partly")]
-    if verdicts["Need"] == "not met" or (verdicts["Budget"] == "not met" and verdicts["Timeline"] == "not met"):
-        return "Disqualify (or move to a long-term nurture list): the need or the means is not there."
+    if verdicts["Need"] == "not met" or (
+        verdicts["Budget"] == "not met" and verdicts["Timeline"] == "not met"
+    ):
+        return (
+            "Disqualify (or move to a long-term nurture list): the need or the means is not there."
+        )
     if score >= 75:
         return "Schedule a call now: they are qualified."
     if score >= 40:
@@ -248,6 +381,7 @@ def _next_action(criteria: Sequence[Criterion], score: int) -> str:
 
 
 # --- hot -------------------------------------------------------------------------------------
+
 
 def trend(scores: Sequence[int]) -> tuple[str, int | None]:
     """('rising' | 'falling' | 'steady' | 'new', change over the last few updates)."""
@@ -262,7 +396,9 @@ def trend(scores: Sequence[int]) -> tuple[str, int | None]:
     return "steady", change
 
 
-def hot_check(facts: LeadFacts, *, now: datetime, hot_score: int, terminal: Sequence[str]) -> HotCheck:
+def hot_check(
+    facts: LeadFacts, *, now: datetime, hot_score: int, terminal: Sequence[str]
+) -> HotCheck:
     """Yes when the score is at or above the hot line and the lead is still open, with the reasons."""
     reasons = [f"score {facts.score}/100 (hot from {hot_score})"]
     direction, change = trend(facts.scores)
@@ -298,24 +434,35 @@ def _signed(value: int) -> str:
 
 # --- intro email -----------------------------------------------------------------------------
 
-def intro_email(facts: LeadFacts, *, subject: str, body: str, agent_name: str, business_name: str) -> str:
+
+def intro_email(
+    facts: LeadFacts, *, subject: str, body: str, agent_name: str, business_name: str
+) -> str:
     """The admin's intro email (already filled in) personalised with the lead's company, interests
     and objections, placed after the opening paragraph."""
     interests = [str(i) for i in facts.interests if str(i).strip()][:3]
     objections = [str(o) for o in facts.objections if str(o).strip()][:2]
     personal: list[str] = []
     if facts.company:
-        personal.append(f"I'd like to understand what {facts.company} needs so I can suggest the right fit.")
+        personal.append(
+            f"I'd like to understand what {facts.company} needs so I can suggest the right fit."
+        )
     if interests:
-        personal.append(f"You mentioned interest in {_join(interests)}, so I'll come prepared with the details"
-                        " that matter for that.")
+        personal.append(
+            f"You mentioned interest in {_join(interests)}, so I'll come prepared with the details"
+            " that matter for that."
+        )
     if objections:
-        personal.append(f"I also know {_join(objections)} came up; I'm happy to walk you through how other"
-                        " customers handled it.")
+        personal.append(
+            f"I also know {_join(objections)} came up; I'm happy to walk you through how other"
+            " customers handled it."
+        )
     if not body.strip():
-        body = (f"Hi {facts.first_name or 'there'},\n\nThanks for your interest in {business_name}. I'm {agent_name}"
-                " and I'll be your point of contact.\n\nWould you have 15 minutes this week for a quick call?"
-                f"\n\nBest regards,\n{agent_name}\n{business_name}")
+        body = (
+            f"Hi {facts.first_name or 'there'},\n\nThanks for your interest in {business_name}. I'm {agent_name}"
+            " and I'll be your point of contact.\n\nWould you have 15 minutes this week for a quick call?"
+            f"\n\nBest regards,\n{agent_name}\n{business_name}"
+        )
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", body.strip())]
     if personal:
         at = 2 if len(paragraphs) >= 3 else max(1, len(paragraphs) - 1)
@@ -332,20 +479,25 @@ def _join(items: Sequence[str]) -> str:
 
 # --- summary ---------------------------------------------------------------------------------
 
+
 def summary_lines(facts: LeadFacts, *, now: datetime, next_step: str) -> list[str]:
     """The lead at a glance: who, status and score with factors, conversations, notes, next step."""
     lines = [f"Lead {facts.label}"]
     direction, change = trend(facts.scores)
-    lines.append(f"Status {facts.status} · score {facts.score}/100"
-                 + (f" ({direction})" if change is not None else "")
-                 + (" · archived" if facts.archived else ""))
+    lines.append(
+        f"Status {facts.status} · score {facts.score}/100"
+        + (f" ({direction})" if change is not None else "")
+        + (" · archived" if facts.archived else "")
+    )
     contact = [x for x in (facts.phone, facts.email, facts.title) if x]
     if contact:
         lines.append("Contact: " + " · ".join(contact))
     lines.append(f"Assigned to {facts.assigned_to or 'nobody'} · bot {facts.ai_state}")
     if facts.message_counts:
         per_channel = ", ".join(f"{ch} ({n})" for ch, n in sorted(facts.message_counts.items()))
-        lines.append(f"Conversations: {per_channel}; last contact {when(facts.last_contacted_at, now)}")
+        lines.append(
+            f"Conversations: {per_channel}; last contact {when(facts.last_contacted_at, now)}"
+        )
     else:
         lines.append("Conversations: none yet")
     if facts.summary:
@@ -357,8 +509,10 @@ def summary_lines(facts: LeadFacts, *, now: datetime, next_step: str) -> list[st
         lines.append("Why this score:")
         for factor in sorted(facts.score_factors, key=lambda f: -abs(_points(f)))[:5]:
             evidence = factor.get("evidence")
-            lines.append(f"  {_signed(_points(factor))} {factor.get('factor', 'signal')}"
-                         + (f" — {quote(str(evidence))}" if evidence else ""))
+            lines.append(
+                f"  {_signed(_points(factor))} {factor.get('factor', 'signal')}"
+                + (f" — {quote(str(evidence))}" if evidence else "")
+            )
     if facts.interests:
         lines.append("Interests: " + ", ".join(str(i) for i in facts.interests[:5]))
     if facts.objections:
@@ -376,17 +530,44 @@ _TITLE_WORDS = re.compile(
     r"vice president|engineer|developer|designer|consultant|officer|partner|principal|specialist|"
     r"coordinator|assistant|lead|executive|representative|rep|analyst|architect|advisor|adviser|"
     r"associate|administrator|agent|broker|accountant|attorney|lawyer|doctor|dr\.|professor|sales|"
-    r"marketing|account)\b", re.IGNORECASE)
+    r"marketing|account)\b",
+    re.IGNORECASE,
+)
 _COMPANY_WORDS = re.compile(
     r"\b(inc|inc\.|llc|ltd|ltd\.|limited|gmbh|ag|sa|s\.a\.|sarl|srl|bv|b\.v\.|plc|corp|corporation|"
     r"company|co\.|group|holdings|solutions|technologies|technology|labs|studio|agency|partners|"
-    r"consulting|systems|services|ventures|industries|enterprises|llp|pty|oy|ab|as)\b", re.IGNORECASE)
-_URL = re.compile(r"\b(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?:/\S*)?", re.IGNORECASE)
-_FREE_MAIL = {"gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "icloud", "me", "aol", "proton",
-              "protonmail", "gmx", "mail", "yandex", "zoho", "msn"}
-_LABEL = re.compile(r"^\s*(?:name|title|position|role|company|organi[sz]ation|email|e-mail|mail|phone|tel|"
-                    r"mobile|cell|mob|m|t|p|w|web|website|office|fax)\s*[:.]\s*", re.IGNORECASE)
-_NAME = re.compile(r"^(?:(?:dr|mr|mrs|ms|prof)\.?\s+)?[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){1,3}$")
+    r"consulting|systems|services|ventures|industries|enterprises|llp|pty|oy|ab|as)\b",
+    re.IGNORECASE,
+)
+_URL = re.compile(
+    r"\b(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?:/\S*)?", re.IGNORECASE
+)
+_FREE_MAIL = {
+    "gmail",
+    "googlemail",
+    "yahoo",
+    "hotmail",
+    "outlook",
+    "live",
+    "icloud",
+    "me",
+    "aol",
+    "proton",
+    "protonmail",
+    "gmx",
+    "mail",
+    "yandex",
+    "zoho",
+    "msn",
+}
+_LABEL = re.compile(
+    r"^\s*(?:name|title|position|role|company|organi[sz]ation|email|e-mail|mail|phone|tel|"
+    r"mobile|cell|mob|m|t|p|w|web|website|office|fax)\s*[:.]\s*",
+    re.IGNORECASE,
+)
+_NAME = re.compile(
+    r"^(?:(?:dr|mr|mrs|ms|prof)\.?\s+)?[^\W\d_][\w'’.-]*(?:\s+[^\W\d_][\w'’.-]*){1,3}$"
+)
 
 
 def parse_contact_card(text: str, *, region: str) -> ContactCard:
@@ -401,22 +582,34 @@ def parse_contact_card(text: str, *, region: str) -> ContactCard:
     name = title = company = website = None
     labelled: dict[str, str] = {}
     for line in lines:
-        match = re.match(r"^\s*(name|title|position|role|company|organi[sz]ation)\s*:\s*(.+)$", line, re.I)
+        match = re.match(
+            r"^\s*(name|title|position|role|company|organi[sz]ation)\s*:\s*(.+)$", line, re.I
+        )
         if match:
             labelled[match.group(1).lower()] = match.group(2).strip()
     name = labelled.get("name")
     title = labelled.get("title") or labelled.get("position") or labelled.get("role")
-    company = labelled.get("company") or labelled.get("organisation") or labelled.get("organization")
+    company = (
+        labelled.get("company") or labelled.get("organisation") or labelled.get("organization")
+    )
 
     candidates = []
     for line in lines:
         bare = _LABEL.sub("", line).strip()
-        if not bare or find_emails(bare) or (find_phones(bare, region) and sum(c.isdigit() for c in bare) >= 7):
+        if (
+            not bare
+            or find_emails(bare)
+            or (find_phones(bare, region) and sum(c.isdigit() for c in bare) >= 7)
+        ):
             continue
         if _URL.fullmatch(bare):
             website = website or bare
             continue
-        if re.match(r"^(?:regards|best|thanks|thank you|cheers|sincerely|kind regards|best regards)\b", bare, re.I):
+        if re.match(
+            r"^(?:regards|best|thanks|thank you|cheers|sincerely|kind regards|best regards)\b",
+            bare,
+            re.I,
+        ):
             continue
         candidates.append(bare)
 
@@ -428,13 +621,21 @@ def parse_contact_card(text: str, *, region: str) -> ContactCard:
                 company = part
             elif title is None and _TITLE_WORDS.search(part) and len(part.split()) <= 6:
                 title = part
-            elif name is None and _NAME.match(part) and not _TITLE_WORDS.search(part) \
-                    and not _COMPANY_WORDS.search(part) and len(part) <= 60:
+            elif (
+                name is None
+                and _NAME.match(part)
+                and not _TITLE_WORDS.search(part)
+                and not _COMPANY_WORDS.search(part)
+                and len(part) <= 60
+            ):
                 name = part
     if company is None:
         # A line right after the title that is not the name is usually the company.
-        leftovers = [c for c in candidates if c not in (name, title) and not (title and title in c)
-                     and not (name and name in c)]
+        leftovers = [
+            c
+            for c in candidates
+            if c not in (name, title) and not (title and title in c) and not (name and name in c)
+        ]
         if leftovers and len(leftovers[0].split()) <= 6:
             company = leftovers[0]
     if company is None and emails:
@@ -447,5 +648,12 @@ def parse_contact_card(text: str, *, region: str) -> ContactCard:
             if match and "@" not in line:
                 website = match.group(0)
                 break
-    return ContactCard(name=name, title=title, company=company, email=emails[0] if emails else None,
-                       phone=phones[0] if phones else None, other_phones=phones[1:], website=website)
+    return ContactCard(
+        name=name,
+        title=title,
+        company=company,
+        email=emails[0] if emails else None,
+        phone=phones[0] if phones else None,
+        other_phones=phones[1:],
+        website=website,
+    )

@@ -25,31 +25,118 @@ by lead id, phone, email or name:
 • Paste a business card or email signature (or /card …) to create or merge a lead
 • /inbox shows your unread notifications"""
 
-PRONOUNS = {"it", "this", "that", "them", "him", "her", "he", "she", "this lead", "that lead", "the lead",
-            "this one", "that one", "this customer", "that customer", "this person", "they", "the customer",
-            "that guy", "this guy", "the guy", "that lady", "the same one", "the same lead", "lead", "customer",
-            "contact", "one", "same one", "it again"}
-_PERIOD = r"(?:on\s+|since\s+|for\s+|from\s+|of\s+)?(?P<period>today|yesterday|this week|last week|this month|" \
-          r"last month|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+PRONOUNS = {
+    "it",
+    "this",
+    "that",
+    "them",
+    "him",
+    "her",
+    "he",
+    "she",
+    "this lead",
+    "that lead",
+    "the lead",
+    "this one",
+    "that one",
+    "this customer",
+    "that customer",
+    "this person",
+    "they",
+    "the customer",
+    "that guy",
+    "this guy",
+    "the guy",
+    "that lady",
+    "the same one",
+    "the same lead",
+    "lead",
+    "customer",
+    "contact",
+    "one",
+    "same one",
+    "it again",
+}
+_PERIOD = (
+    r"(?:on\s+|since\s+|for\s+|from\s+|of\s+)?(?P<period>today|yesterday|this week|last week|this month|"
+    r"last month|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+)
 # Words that start a request: typos are corrected only here, never inside names or texts.
-_POLITE = {"please", "pls", "plz", "can", "could", "would", "you", "hey", "ok", "okay", "so", "now", "and", "also",
-           "then", "quick", "quickly", "por", "favor", "porfa", "s'il", "te", "plait", "bitte", "kannst", "du"}
+_POLITE = {
+    "please",
+    "pls",
+    "plz",
+    "can",
+    "could",
+    "would",
+    "you",
+    "hey",
+    "ok",
+    "okay",
+    "so",
+    "now",
+    "and",
+    "also",
+    "then",
+    "quick",
+    "quickly",
+    "por",
+    "favor",
+    "porfa",
+    "s'il",
+    "te",
+    "plait",
+    "bitte",
+    "kannst",
+    "du",
+}
 # An afterthought starts at these: "set 12 to follow up, she asked for a call".
 _AFTERTHOUGHT = re.compile(
     r"\s*(?:[,;!?]+|\.\s|\s[-–—]+\s|\s\((?![^)]*\)\s*:))\s*|\s+(?=(?:because|cause|coz|bc|as she|as he|"
     r"she said|he said|she asked|he asked|they asked|porque|ya que|pues|parce que|car|puisque|weil|denn|da sie|"
-    r"pois|porque|لأن)\b)", re.IGNORECASE)
-_POLITE_TAIL = re.compile(r"[\s,]+(?:pls|plz|please|thanks|thank you|thx|ty|asap|por favor|porfa|gracias|merci|"
-                          r"s'il te pla[iî]t|s'il vous pla[iî]t|bitte|danke|obrigad[oa]|شكرا)[\s.!]*$", re.IGNORECASE)
-_POLITE_HEAD = re.compile(r"^(?:(?:hey|hi|hello|hola|salut)\s*,\s*|(?:ok|okay|so|pls|plz|please|por favor|can you|"
-                          r"could you|would you|puedes|podrias|peux-tu|kannst du|bitte)[\s,]+)+(?=\S)", re.IGNORECASE)
-_FILTER_TAIL = re.compile(r"^(?:score|on|from|via|in|with|status|created|and|only|that|which|sorted|page)\b",
-                          re.IGNORECASE)
-_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7,
-             "eighth": 8, "last": -1}
-_CHANNELS = {"web": "web", "webchat": "web", "website": "web", "site": "web", "messenger": "messenger",
-             "facebook": "messenger", "fb": "messenger", "instagram": "instagram", "insta": "instagram",
-             "ig": "instagram", "whatsapp": "whatsapp", "wa": "whatsapp", "manual": "manual"}
+    r"pois|porque|لأن)\b)",
+    re.IGNORECASE,
+)
+_POLITE_TAIL = re.compile(
+    r"[\s,]+(?:pls|plz|please|thanks|thank you|thx|ty|asap|por favor|porfa|gracias|merci|"
+    r"s'il te pla[iî]t|s'il vous pla[iî]t|bitte|danke|obrigad[oa]|شكرا)[\s.!]*$",
+    re.IGNORECASE,
+)
+_POLITE_HEAD = re.compile(
+    r"^(?:(?:hey|hi|hello|hola|salut)\s*,\s*|(?:ok|okay|so|pls|plz|please|por favor|can you|"
+    r"could you|would you|puedes|podrias|peux-tu|kannst du|bitte)[\s,]+)+(?=\S)",
+    re.IGNORECASE,
+)
+_FILTER_TAIL = re.compile(
+    r"^(?:score|on|from|via|in|with|status|created|and|only|that|which|sorted|page)\b",
+    re.IGNORECASE,
+)
+_ORDINALS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "last": -1,
+}
+_CHANNELS = {
+    "web": "web",
+    "webchat": "web",
+    "website": "web",
+    "site": "web",
+    "messenger": "messenger",
+    "facebook": "messenger",
+    "fb": "messenger",
+    "instagram": "instagram",
+    "insta": "instagram",
+    "ig": "instagram",
+    "whatsapp": "whatsapp",
+    "wa": "whatsapp",
+    "manual": "manual",
+}
 _LEAD = r"(?:lead\s+|customer\s+|contact\s+)?"
 
 
@@ -108,13 +195,22 @@ def route(
     if clarify:
         chosen = _choice(_clean(raw).lower().rstrip("?.! "), clarify)
         if chosen is not None:
-            return ToolCall(clarify["tool"], {**clarify.get("args", {}), clarify.get("arg", "lead"): str(chosen)})
+            return ToolCall(
+                clarify["tool"],
+                {**clarify.get("args", {}), clarify.get("arg", "lead"): str(chosen)},
+            )
     understood = understand(raw, vocabulary)
     intent = _route_english(understood, raw, focus_lead_id, last_list, statuses, fields)
     if intent is None and understood.full != understood.text:
         # The afterthought was not one: read the whole message.
-        intent = _route_english(understood._replace(text=understood.full), raw, focus_lead_id, last_list,
-                                statuses, fields)
+        intent = _route_english(
+            understood._replace(text=understood.full),
+            raw,
+            focus_lead_id,
+            last_list,
+            statuses,
+            fields,
+        )
     if intent is not None:
         return intent
     if _is_greeting(understood.text.lower()):
@@ -146,8 +242,13 @@ def understand(raw: str, vocabulary: Vocabulary) -> Understood:
 
 def _translate(head: str, vocabulary: Vocabulary) -> str:
     # "donne-le", "écris-lui", "e-mail": the parts are words of their own (names fold hyphens anyway).
-    tokens = [part for token in head.split()
-              for part in (token.split("-") if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", token) else [token])]
+    tokens = [
+        part
+        for token in head.split()
+        for part in (
+            token.split("-") if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", token) else [token]
+        )
+    ]
     out: list[str] = []
     longest = max(vocabulary.longest, 4)
     i = 0
@@ -158,7 +259,7 @@ def _translate(head: str, vocabulary: Vocabulary) -> str:
         replaced = False
         if plain:
             for n in range(min(longest, len(tokens) - i), 0, -1):
-                window = tokens[i:i + n]
+                window = tokens[i : i + n]
                 if any(re.search(r"[@\d]", t) for t in window):
                     continue
                 folded = fold(" ".join(window))
@@ -194,13 +295,80 @@ def _translate(head: str, vocabulary: Vocabulary) -> str:
 
 _KEEP = {"a", "to", "me", "my", "i", "it", "is", "on", "in", "for", "of", "the", "and", "as"}
 # Words the router reads as they are: never "corrected" towards a command word.
-_ENGLISH = {"more", "next", "note", "notes", "mine", "move", "mark", "make", "take", "tell", "send", "list", "find",
-            "help", "give", "lead", "page", "open", "show", "what", "with", "from", "have", "this", "that", "call",
-            "who", "whose", "which", "where", "when", "some", "stop", "start", "pause", "reply", "leads", "today",
-            "week", "month", "menu", "hello", "thanks", "thank", "done", "then", "nope", "sure", "okay", "please",
-            "resume", "status", "stale", "hand", "pass", "unassign", "reassign", "draft", "email", "write",
-            "summary", "recap", "mails", "info", "details", "whats", "what's", "any", "news", "unread", "inbox",
-            *_CHANNELS}
+_ENGLISH = {
+    "more",
+    "next",
+    "note",
+    "notes",
+    "mine",
+    "move",
+    "mark",
+    "make",
+    "take",
+    "tell",
+    "send",
+    "list",
+    "find",
+    "help",
+    "give",
+    "lead",
+    "page",
+    "open",
+    "show",
+    "what",
+    "with",
+    "from",
+    "have",
+    "this",
+    "that",
+    "call",
+    "who",
+    "whose",
+    "which",
+    "where",
+    "when",
+    "some",
+    "stop",
+    "start",
+    "pause",
+    "reply",
+    "leads",
+    "today",
+    "week",
+    "month",
+    "menu",
+    "hello",
+    "thanks",
+    "thank",
+    "done",
+    "then",
+    "nope",
+    "sure",
+    "okay",
+    "please",
+    "resume",
+    "status",
+    "stale",
+    "hand",
+    "pass",
+    "unassign",
+    "reassign",
+    "draft",
+    "email",
+    "write",
+    "summary",
+    "recap",
+    "mails",
+    "info",
+    "details",
+    "whats",
+    "what's",
+    "any",
+    "news",
+    "unread",
+    "inbox",
+    *_CHANNELS,
+}
 
 
 def _has_text_part(raw: str) -> bool:
@@ -212,12 +380,23 @@ def _has_text_part(raw: str) -> bool:
 
 
 def _is_greeting(lower: str) -> bool:
-    return bool(re.fullmatch(r"(?:hi|hello|hey|good (?:morning|afternoon|evening)|salut|hola|bonjour|hallo|ola|"
-                             r"olá|buenos dias|buenas)(?: there)?[!.]*", lower))
+    return bool(
+        re.fullmatch(
+            r"(?:hi|hello|hey|good (?:morning|afternoon|evening)|salut|hola|bonjour|hallo|ola|"
+            r"olá|buenos dias|buenas)(?: there)?[!.]*",
+            lower,
+        )
+    )
 
 
-def _route_english(understood: Understood, raw: str, focus_lead_id: int | None, last_list: dict[str, Any] | None,
-                   statuses: Sequence[str], fields: Sequence[str]) -> Intent | None:
+def _route_english(
+    understood: Understood,
+    raw: str,
+    focus_lead_id: int | None,
+    last_list: dict[str, Any] | None,
+    statuses: Sequence[str],
+    fields: Sequence[str],
+) -> Intent | None:
     clean = _clean(understood.text)
     if not clean:
         return Reply(HELP)
@@ -225,26 +404,58 @@ def _route_english(understood: Understood, raw: str, focus_lead_id: int | None, 
 
     if lower in {"yes", "no", "y", "n", "yes please", "no thanks", "cancel", "ok", "okay"}:
         return Reply("There is nothing waiting for a yes or no right now.")
-    if lower in {"help", "commands", "what can you do", "menu", "start", "?"} or lower.startswith("help "):
+    if lower in {"help", "commands", "what can you do", "menu", "start", "?"} or lower.startswith(
+        "help "
+    ):
         return Reply(HELP)
     if _is_greeting(lower):
         return Reply("Hello! " + HELP)
     if re.fullmatch(r"(?:more|next|next page|show more|more please|continue|page \d+)", lower):
         if not last_list:
             return Reply("There is no list to continue. Try /hot or /today.")
-        page = int(lower.split()[-1]) if lower.startswith("page ") else int(last_list.get("page") or 1) + 1
+        page = (
+            int(lower.split()[-1])
+            if lower.startswith("page ")
+            else int(last_list.get("page") or 1) + 1
+        )
         return ToolCall("list_leads", {**last_list, "page": page})
 
     # Pasted business cards and signatures: several lines with an email or a phone number.
-    card = re.match(r"^(?:new lead|add (?:this |a )?(?:contact|lead|card)|create (?:a )?lead(?: from)?|"
-                    r"(?:business )?card|signature)\s*:?\s*(?P<body>.+)$", raw, re.IGNORECASE | re.DOTALL)
+    card = re.match(
+        r"^(?:new lead|add (?:this |a )?(?:contact|lead|card)|create (?:a )?lead(?: from)?|"
+        r"(?:business )?card|signature)\s*:?\s*(?P<body>.+)$",
+        raw,
+        re.IGNORECASE | re.DOTALL,
+    )
     if card and (_has_contact(card.group("body")) or "\n" in card.group("body")):
         return ToolCall("fill_contact_card", {"text": card.group("body").strip()})
-    if "\n" in raw.strip() and _has_contact(raw) and not re.match(r"^(?:reply|note|tell|send|add)\b", lower):
+    if (
+        "\n" in raw.strip()
+        and _has_contact(raw)
+        and not re.match(r"^(?:reply|note|tell|send|add)\b", lower)
+    ):
         return ToolCall("fill_contact_card", {"text": raw.strip()})
 
-    for matcher in (_reply, _note, _merge, _digest, _bulk_filter, _bulk, _rename, _assign, _status, _archive, _resume,
-                    _takeover, _email, _qualify, _hot, _next_action, _summary, _find):
+    for matcher in (
+        _reply,
+        _note,
+        _merge,
+        _digest,
+        _bulk_filter,
+        _bulk,
+        _rename,
+        _assign,
+        _status,
+        _archive,
+        _resume,
+        _takeover,
+        _email,
+        _qualify,
+        _hot,
+        _next_action,
+        _summary,
+        _find,
+    ):
         intent = matcher(clean, lower, focus_lead_id, statuses)
         if intent is not None:
             return intent
@@ -263,15 +474,37 @@ def _route_english(understood: Understood, raw: str, focus_lead_id: int | None, 
 
 # --- slash commands --------------------------------------------------------------------------
 
-def _slash(raw: str, clean: str, focus: int | None, last_list: dict[str, Any] | None,
-           statuses: Sequence[str]) -> Intent:
-    head, _, rest = raw.strip().partition(" ") if "\n" not in raw.split(" ", 1)[0] else raw.strip().partition("\n")
+
+def _slash(
+    raw: str,
+    clean: str,
+    focus: int | None,
+    last_list: dict[str, Any] | None,
+    statuses: Sequence[str],
+) -> Intent:
+    head, _, rest = (
+        raw.strip().partition(" ")
+        if "\n" not in raw.split(" ", 1)[0]
+        else raw.strip().partition("\n")
+    )
     command = head[1:].split("@", 1)[0].lower()
     rest = rest.strip()
     one_line = _clean(rest)
-    lists = {"hot": "hot", "today": "follow_ups", "followups": "follow_ups", "follow_ups": "follow_ups",
-             "unassigned": "unassigned", "stale": "stale", "recent": "recent", "new": "recent", "mine": "mine",
-             "my": "mine", "leads": "all", "all": "all", "list": "all"}
+    lists = {
+        "hot": "hot",
+        "today": "follow_ups",
+        "followups": "follow_ups",
+        "follow_ups": "follow_ups",
+        "unassigned": "unassigned",
+        "stale": "stale",
+        "recent": "recent",
+        "new": "recent",
+        "mine": "mine",
+        "my": "mine",
+        "leads": "all",
+        "all": "all",
+        "list": "all",
+    }
     if command in ("start", "help"):
         return Reply(HELP)
     if command in lists:
@@ -288,7 +521,11 @@ def _slash(raw: str, clean: str, focus: int | None, last_list: dict[str, Any] | 
     if command in ("email", "draft", "intro"):
         return _need_lead("draft_intro_email", one_line, focus)
     if command in ("find", "search", "lookup"):
-        return ToolCall("find_leads", {"query": one_line}) if one_line else Reply("Find what? /find Dana")
+        return (
+            ToolCall("find_leads", {"query": one_line})
+            if one_line
+            else Reply("Find what? /find Dana")
+        )
     if command in ("archive",):
         return _need_lead("archive_lead", one_line, focus)
     if command == "merge":
@@ -331,11 +568,18 @@ def _slash(raw: str, clean: str, focus: int | None, last_list: dict[str, Any] | 
     if command == "unassign":
         return _need_lead("assign_lead", one_line, focus, agent="nobody")
     if command in ("reassign", "move"):
-        match = re.match(r"^(?:from\s+)?(?P<src>.+?)\s+(?:to\s+)?(?P<dst>\S+)$", one_line, re.IGNORECASE)
+        match = re.match(
+            r"^(?:from\s+)?(?P<src>.+?)\s+(?:to\s+)?(?P<dst>\S+)$", one_line, re.IGNORECASE
+        )
         if not match:
             return Reply("Usage: /reassign Sarah Mike (moves all of Sarah's open leads to Mike)")
-        return ToolCall("reassign_leads", {"from_agent": _agent_ref(match.group("src")),
-                                           "to_agent": _agent_ref(match.group("dst"))})
+        return ToolCall(
+            "reassign_leads",
+            {
+                "from_agent": _agent_ref(match.group("src")),
+                "to_agent": _agent_ref(match.group("dst")),
+            },
+        )
     return Reply(f"I don't know /{command}.\n" + HELP)
 
 
@@ -354,8 +598,11 @@ def _category(text: str) -> tuple[str, str]:
     """A leading '[Follow-up]' or 'Objection:' picks the note category."""
     for category in NOTE_CATEGORIES:
         pattern = re.escape(category).replace(r"\-", "[- ]?").replace(r"\ ", r"\s*")
-        match = re.match(rf"^\s*(?:\[\s*{pattern}\s*\]|\(\s*{pattern}\s*\)|{pattern}\s*:)\s*(.+)$", text,
-                         re.IGNORECASE | re.DOTALL)
+        match = re.match(
+            rf"^\s*(?:\[\s*{pattern}\s*\]|\(\s*{pattern}\s*\)|{pattern}\s*:)\s*(.+)$",
+            text,
+            re.IGNORECASE | re.DOTALL,
+        )
         if match:
             return category, match.group(1).strip()
     return "General", text.strip()
@@ -364,8 +611,10 @@ def _category(text: str) -> tuple[str, str]:
 def _trailing_status(text: str, statuses: Sequence[str]) -> str | None:
     lowered = text.lower()
     for status in sorted(statuses, key=len, reverse=True):
-        if lowered.endswith(status.lower()) and (len(lowered) == len(status) or lowered[-len(status) - 1] == " "):
-            return text[len(text) - len(status):]
+        if lowered.endswith(status.lower()) and (
+            len(lowered) == len(status) or lowered[-len(status) - 1] == " "
+        ):
+            return text[len(text) - len(status) :]
     return None
 
 
@@ -384,11 +633,17 @@ def _agent_ref(text: str) -> str:
 
 
 def _has_contact(text: str) -> bool:
-    return bool(re.search(r"[\w.+-]+@[\w-]+\.[\w.-]+", text) or re.search(r"(?:\+|\b)\d[\d\s().-]{6,}\d", text))
+    return bool(
+        re.search(r"[\w.+-]+@[\w-]+\.[\w.-]+", text)
+        or re.search(r"(?:\+|\b)\d[\d\s().-]{6,}\d", text)
+    )
 
 
 def _is_contact(text: str) -> bool:
-    return bool(re.fullmatch(r"[\w.+-]+@[\w-]+\.[\w.-]+", text) or re.fullmatch(r"\+?[\d\s().-]{7,20}", text))
+    return bool(
+        re.fullmatch(r"[\w.+-]+@[\w-]+\.[\w.-]+", text)
+        or re.fullmatch(r"\+?[\d\s().-]{7,20}", text)
+    )
 
 
 def _choice(lower: str, clarify: dict[str, Any]) -> int | None:
@@ -404,7 +659,9 @@ def _choice(lower: str, clarify: dict[str, Any]) -> int | None:
         if 1 <= value <= len(candidates):
             return candidates[value - 1]
         return value if value in candidates else None
-    match = re.fullmatch(r"(?:the )?(first|second|third|fourth|fifth|sixth|seventh|eighth|last)(?: one)?", lower)
+    match = re.fullmatch(
+        r"(?:the )?(first|second|third|fourth|fifth|sixth|seventh|eighth|last)(?: one)?", lower
+    )
     if match:
         index = _ORDINALS[match.group(1)]
         if index == -1:
@@ -417,8 +674,13 @@ def _choice_by_name(lower: str, candidates: list[int], labels: list[str]) -> int
     """The one candidate a name or a distinguishing word picks ('Fernández', 'the one at Acme')."""
     if len(labels) != len(candidates) or len(lower) > 80:
         return None
-    words = [w for w in fold(re.sub(r"^(?:the one (?:at|from|with|called)|the one|la de|el de|the)\s+", "",
-                                    lower)).split() if w not in {"one", "lead", "please"}]
+    words = [
+        w
+        for w in fold(
+            re.sub(r"^(?:the one (?:at|from|with|called)|the one|la de|el de|the)\s+", "", lower)
+        ).split()
+        if w not in {"one", "lead", "please"}
+    ]
     if not words:
         return None
     scores = [name_score(" ".join(words), fold(label)) for label in labels]
@@ -431,28 +693,41 @@ def _choice_by_name(lower: str, candidates: list[int], labels: list[str]) -> int
 
 # --- plain English ---------------------------------------------------------------------------
 
+
 def _reply(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(rf"^(?:reply|respond|answer|write back|send a message|send|tell|message|text)\s+(?:to\s+)?"
-                     rf"{_LEAD}(?P<ref>[^:]+?)\s*(?::|\bsaying\b|\bwith\b)\s*(?P<text>.+)$", clean,
-                     re.IGNORECASE | re.DOTALL)
+    match = re.match(
+        rf"^(?:reply|respond|answer|write back|send a message|send|tell|message|text)\s+(?:to\s+)?"
+        rf"{_LEAD}(?P<ref>[^:]+?)\s*(?::|\bsaying\b|\bwith\b)\s*(?P<text>.+)$",
+        clean,
+        re.IGNORECASE | re.DOTALL,
+    )
     if match and match.group("text").strip():
-        return _need_lead("reply_to_customer", match.group("ref"), focus, text=match.group("text").strip())
+        return _need_lead(
+            "reply_to_customer", match.group("ref"), focus, text=match.group("text").strip()
+        )
     return None
 
 
 def _note(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    categories = "|".join(re.escape(c).replace(r"\-", "[- ]?").replace(r"\ ", r"\s*") for c in NOTE_CATEGORIES)
-    match = re.match(rf"^(?:add|put|leave|make|write)?\s*(?:an?\s+)?(?P<cat>{categories})?\s*note\s+"
-                     rf"(?:to|on|for|about)?\s*{_LEAD}(?P<ref>[^:()]+?)\s*(?:\((?P<cat2>[^)]+)\))?\s*:\s*(?P<text>.+)$",
-                     clean, re.IGNORECASE | re.DOTALL)
+    categories = "|".join(
+        re.escape(c).replace(r"\-", "[- ]?").replace(r"\ ", r"\s*") for c in NOTE_CATEGORIES
+    )
+    match = re.match(
+        rf"^(?:add|put|leave|make|write)?\s*(?:an?\s+)?(?P<cat>{categories})?\s*note\s+"
+        rf"(?:to|on|for|about)?\s*{_LEAD}(?P<ref>[^:()]+?)\s*(?:\((?P<cat2>[^)]+)\))?\s*:\s*(?P<text>.+)$",
+        clean,
+        re.IGNORECASE | re.DOTALL,
+    )
     if not match:
         return None
     label = match.group("cat") or match.group("cat2")
     category = "General"
     if label:
         wanted = label.replace(" ", "").replace("-", "").lower()
-        category = next((c for c in NOTE_CATEGORIES if c.replace(" ", "").replace("-", "").lower() == wanted),
-                        "General")
+        category = next(
+            (c for c in NOTE_CATEGORIES if c.replace(" ", "").replace("-", "").lower() == wanted),
+            "General",
+        )
     text = match.group("text").strip()
     if category == "General":
         category, text = _category(text)
@@ -460,13 +735,16 @@ def _note(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) ->
 
 
 def _merge(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(rf"^merge\s+{_LEAD}(?P<src>.+?)\s+(?:into|with)\s+{_LEAD}(?P<dst>.+)$",
-                     clean.rstrip("?.! "), re.IGNORECASE)
+    match = re.match(
+        rf"^merge\s+{_LEAD}(?P<src>.+?)\s+(?:into|with)\s+{_LEAD}(?P<dst>.+)$",
+        clean.rstrip("?.! "),
+        re.IGNORECASE,
+    )
     if match is None:
         return None
     src, dst = _ref(match.group("src"), focus), _ref(match.group("dst"), focus)
     if src is None or dst is None:
-        return Reply("Which leads? Say e.g. \"merge 31 into 7\".")
+        return Reply('Which leads? Say e.g. "merge 31 into 7".')
     return ToolCall("merge_leads", {"lead": src, "into": dst})
 
 
@@ -480,12 +758,22 @@ def _bulk(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) ->
     for pattern in patterns:
         match = re.match(pattern, clean.rstrip("?.! "), re.IGNORECASE)
         if match:
-            return ToolCall("reassign_leads", {"from_agent": _agent_ref(match.group("src")),
-                                               "to_agent": _agent_ref(match.group("dst"))})
-    match = re.match(r"^unassign\s+all\s+(?:of\s+)?(?P<src>.+?)(?:'s|’s|s')?\s+leads$", clean.rstrip("?.! "),
-                     re.IGNORECASE)
+            return ToolCall(
+                "reassign_leads",
+                {
+                    "from_agent": _agent_ref(match.group("src")),
+                    "to_agent": _agent_ref(match.group("dst")),
+                },
+            )
+    match = re.match(
+        r"^unassign\s+all\s+(?:of\s+)?(?P<src>.+?)(?:'s|’s|s')?\s+leads$",
+        clean.rstrip("?.! "),
+        re.IGNORECASE,
+    )
     if match:
-        return ToolCall("reassign_leads", {"from_agent": _agent_ref(match.group("src")), "to_agent": "nobody"})
+        return ToolCall(
+            "reassign_leads", {"from_agent": _agent_ref(match.group("src")), "to_agent": "nobody"}
+        )
     return None
 
 
@@ -493,18 +781,28 @@ _PROFILE_FIELDS = ("name", "company", "email", "phone", "title", "website")
 
 
 def _rename(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(rf"^(?:rename|re-name)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|into|a|à|en|zu|in|para|em)\s+"
-                     r"(?P<value>.+)$", clean,
-                     re.IGNORECASE)
+    match = re.match(
+        rf"^(?:rename|re-name)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|into|a|à|en|zu|in|para|em)\s+"
+        r"(?P<value>.+)$",
+        clean,
+        re.IGNORECASE,
+    )
     if match:
-        return _need_lead("set_field", match.group("ref"), focus, field="name",
-                          value=match.group("value").strip().strip("\"'"))
+        return _need_lead(
+            "set_field",
+            match.group("ref"),
+            focus,
+            field="name",
+            value=match.group("value").strip().strip("\"'"),
+        )
     return None
 
 
 def _set_field(clean: str, lower: str, focus: int | None, fields: Sequence[str]) -> Intent | None:
     """'set 12's company to Acme', 'set the name of lead 1 to Ana Ruiz', 'change her email to a@b.co'."""
-    names = sorted({*(_PROFILE_FIELDS), *(f.replace("_", " ") for f in fields), *fields}, key=len, reverse=True)
+    names = sorted(
+        {*(_PROFILE_FIELDS), *(f.replace("_", " ") for f in fields), *fields}, key=len, reverse=True
+    )
     known = "|".join(re.escape(name) for name in names)
     patterns = (
         rf"^(?:set|change|update|put|make|fix)\s+(?:the\s+)?(?P<field>{known})\s+(?:of|for|on)\s+{_LEAD}"
@@ -520,18 +818,30 @@ def _set_field(clean: str, lower: str, focus: int | None, fields: Sequence[str])
         if match:
             field_name = match.group("field").lower()
             if field_name not in _PROFILE_FIELDS:
-                field_name = next((f for f in fields if f.lower() == field_name.replace(" ", "_")
-                                   or f.lower().replace("_", " ") == field_name), field_name)
+                field_name = next(
+                    (
+                        f
+                        for f in fields
+                        if f.lower() == field_name.replace(" ", "_")
+                        or f.lower().replace("_", " ") == field_name
+                    ),
+                    field_name,
+                )
             value = match.group("value").strip().strip("\"'")
             return _need_lead("set_field", match.group("ref"), focus, field=field_name, value=value)
     return None
 
 
-def _bulk_filter(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+def _bulk_filter(
+    clean: str, lower: str, focus: int | None, statuses: Sequence[str]
+) -> Intent | None:
     """Every lead matching a filter to one agent, one status, or the archive."""
-    match = re.match(r"^(?P<verb>assign|give|move|hand(?: over)?|transfer|set|mark|put|archive|change)\s+"
-                     r"(?:all|every|each)\s+(?:of\s+)?(?:the\s+)?(?P<filter>.*?\bleads?\b.*?)"
-                     r"(?:\s+(?P<conn>to|as|a|in|into)\s+(?P<target>.+))?$", lower)
+    match = re.match(
+        r"^(?P<verb>assign|give|move|hand(?: over)?|transfer|set|mark|put|archive|change)\s+"
+        r"(?:all|every|each)\s+(?:of\s+)?(?:the\s+)?(?P<filter>.*?\bleads?\b.*?)"
+        r"(?:\s+(?P<conn>to|as|a|in|into)\s+(?P<target>.+))?$",
+        lower,
+    )
     if not match:
         return None
     target_status = _status_named((match.group("target") or "").strip(), statuses)
@@ -545,8 +855,11 @@ def _bulk_filter(clean: str, lower: str, focus: int | None, statuses: Sequence[s
         if "status" in args:
             args["filter_status"] = args.pop("status")
         return ToolCall("bulk_update", {**args, "action": "status", "status": target_status})
-    owner = re.match(r"^(?:of\s+)?(?:my|\S+(?:'s|’s|s'))\s+(?:open\s+)?leads$|^(?:open\s+)?leads\s+(?:of|from)\s+"
-                     r"(?P<src>\S+)$", match.group("filter"))
+    owner = re.match(
+        r"^(?:of\s+)?(?:my|\S+(?:'s|’s|s'))\s+(?:open\s+)?leads$|^(?:open\s+)?leads\s+(?:of|from)\s+"
+        r"(?P<src>\S+)$",
+        match.group("filter"),
+    )
     if owner and (owner.group("src") or "") not in _CHANNELS:
         return None  # "move all of Sarah's leads to Mike" is a reassignment
     filters = _list(match.group("filter") + " leads", statuses, default="all")
@@ -574,16 +887,26 @@ def _bulk_filter(clean: str, lower: str, focus: int | None, statuses: Sequence[s
 
 
 def _assign(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(rf"^(?:re-?assign|assign|give|hand(?: over)?|pass|move|transfer)\s+{_LEAD}(?P<ref>.+?)\s+"
-                     r"(?:over\s+)?(?:to|a|à|an|para|zu)\s+(?P<agent>.+)$", clean, re.IGNORECASE)
+    match = re.match(
+        rf"^(?:re-?assign|assign|give|hand(?: over)?|pass|move|transfer)\s+{_LEAD}(?P<ref>.+?)\s+"
+        r"(?:over\s+)?(?:to|a|à|an|para|zu)\s+(?P<agent>.+)$",
+        clean,
+        re.IGNORECASE,
+    )
     if match:
         if _status_named(match.group("agent"), statuses):
             return None  # "move 42 to Follow Up" is a status change
-        return _need_lead("assign_lead", match.group("ref"), focus, agent=_agent_ref(match.group("agent")))
-    match = re.match(rf"^(?:assign|give)\s+(?:me|myself)\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
+        return _need_lead(
+            "assign_lead", match.group("ref"), focus, agent=_agent_ref(match.group("agent"))
+        )
+    match = re.match(
+        rf"^(?:assign|give)\s+(?:me|myself)\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE
+    )
     if match and not re.search(r"\bleads\b|\blist\b", match.group("ref"), re.IGNORECASE):
         return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
-    match = re.match(rf"^(?:assign|give)\s+{_LEAD}(?P<ref>.+?)\s+(?:to\s+)?(?:me|myself)$", clean, re.IGNORECASE)
+    match = re.match(
+        rf"^(?:assign|give)\s+{_LEAD}(?P<ref>.+?)\s+(?:to\s+)?(?:me|myself)$", clean, re.IGNORECASE
+    )
     if match:
         return _need_lead("assign_lead", match.group("ref"), focus, agent="me")
     match = re.match(rf"^unassign\s+{_LEAD}(?P<ref>.+)$", clean, re.IGNORECASE)
@@ -595,20 +918,36 @@ def _assign(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
 def _status(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     # (pattern, whether an unknown status name still counts: only when the wording says "status")
     patterns = (
-        (rf"^(?:set|change|update)\s+(?:the\s+)?status\s+(?:of\s+|for\s+)?{_LEAD}(?P<ref>.+?)\s+to\s+"
-         r"(?P<status>.+)$", True),
+        (
+            rf"^(?:set|change|update)\s+(?:the\s+)?status\s+(?:of\s+|for\s+)?{_LEAD}(?P<ref>.+?)\s+to\s+"
+            r"(?P<status>.+)$",
+            True,
+        ),
         (rf"^(?:set|change|update)\s+{_LEAD}(?P<ref>.+?)'s\s+status\s+to\s+(?P<status>.+)$", True),
         (rf"^mark\s+{_LEAD}(?P<ref>.+?)\s+as\s+(?P<status>.+)$", True),
-        (rf"^(?:set|change|update|move|put|mark)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|in|into|en|a|à|auf|zu|para|em|"
-         r"como|comme|als|for)\s+(?P<status>.+)$", False),
+        (
+            rf"^(?:set|change|update|move|put|mark)\s+{_LEAD}(?P<ref>.+?)\s+(?:to|as|in|into|en|a|à|auf|zu|para|em|"
+            r"como|comme|als|for)\s+(?P<status>.+)$",
+            False,
+        ),
         (rf"^{_LEAD}(?P<ref>.+?)\s+(?:is|are)\s+(?:now\s+)?(?P<status>.+)$", False),
         (rf"^{_LEAD}(?P<ref>\S+)\s+(?:is\s+now|status)\s*:?\s+(?P<status>.+)$", False),
     )
     for pattern, lenient in patterns:
         match = re.match(pattern, clean, re.IGNORECASE)
         if match:
-            wanted = re.sub(r"^status\s+", "", match.group("status").strip().strip("?.!\"'"), flags=re.IGNORECASE)
-            wanted = re.sub(r"\s+(?:now|again|please|then|too|as well|already)$", "", wanted, flags=re.IGNORECASE)
+            wanted = re.sub(
+                r"^status\s+",
+                "",
+                match.group("status").strip().strip("?.!\"'"),
+                flags=re.IGNORECASE,
+            )
+            wanted = re.sub(
+                r"\s+(?:now|again|please|then|too|as well|already)$",
+                "",
+                wanted,
+                flags=re.IGNORECASE,
+            )
             status = _status_named(wanted, statuses) or (wanted if lenient else None)
             if status:
                 return _need_lead("set_status", match.group("ref"), focus, status=status)
@@ -638,31 +977,52 @@ def _resume(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
 
 
 def _takeover(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(rf"^(?:take\s*over|i'?ll take|pause the (?:bot|ai) (?:for|on)|stop the (?:bot|ai) (?:for|on))"
-                     rf"\s*{_LEAD}(?P<ref>.*)$", lower)
+    match = re.match(
+        rf"^(?:take\s*over|i'?ll take|pause the (?:bot|ai) (?:for|on)|stop the (?:bot|ai) (?:for|on))"
+        rf"\s*{_LEAD}(?P<ref>.*)$",
+        lower,
+    )
     if match:
         return _need_lead("take_over", match.group("ref"), focus)
     return None
 
 
 def _email(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|create|make)?\s*(?:me\s+)?(?:an?\s+)?"
-                     r"(?:intro(?:duction|ductory)?|first|outreach|welcome)?\s*e-?mail\s*(?:draft\s*)?"
-                     rf"(?:for|to)?\s*{_LEAD}(?P<ref>.*)$", clean, re.IGNORECASE)
-    if match and re.search(r"e-?mail", lower) and re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|create|"
-                                                          r"make|intro|an?\s+intro|e-?mail)", lower):
+    match = re.match(
+        r"^(?:please\s+)?(?:draft|write|prepare|compose|create|make)?\s*(?:me\s+)?(?:an?\s+)?"
+        r"(?:intro(?:duction|ductory)?|first|outreach|welcome)?\s*e-?mail\s*(?:draft\s*)?"
+        rf"(?:for|to)?\s*{_LEAD}(?P<ref>.*)$",
+        clean,
+        re.IGNORECASE,
+    )
+    if (
+        match
+        and re.search(r"e-?mail", lower)
+        and re.match(
+            r"^(?:please\s+)?(?:draft|write|prepare|compose|create|"
+            r"make|intro|an?\s+intro|e-?mail)",
+            lower,
+        )
+    ):
         return _need_lead("draft_intro_email", match.group("ref"), focus)
-    match = re.match(r"^(?:please\s+)?(?:draft|write|prepare|compose|send)\s+(?P<ref>.+?)\s+(?:an?\s+)?"
-                     r"(?:intro(?:duction|ductory)?|first|outreach|welcome|short|quick)?\s*(?:intro\s+)?e-?mail"
-                     r"(?:\s+draft)?$", clean, re.IGNORECASE)
+    match = re.match(
+        r"^(?:please\s+)?(?:draft|write|prepare|compose|send)\s+(?P<ref>.+?)\s+(?:an?\s+)?"
+        r"(?:intro(?:duction|ductory)?|first|outreach|welcome|short|quick)?\s*(?:intro\s+)?e-?mail"
+        r"(?:\s+draft)?$",
+        clean,
+        re.IGNORECASE,
+    )
     if match:
         return _need_lead("draft_intro_email", match.group("ref"), focus)
     return None
 
 
 def _qualify(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(rf"^(?:please\s+)?(?:qualify|bant(?:\s+(?:for|on))?|run bant on)\s*{_LEAD}(?P<ref>.*)$",
-                     clean, re.IGNORECASE)
+    match = re.match(
+        rf"^(?:please\s+)?(?:qualify|bant(?:\s+(?:for|on))?|run bant on)\s*{_LEAD}(?P<ref>.*)$",
+        clean,
+        re.IGNORECASE,
+    )
     if match:
         return _need_lead("qualify_lead", match.group("ref"), focus)
     match = re.match(rf"^is\s+{_LEAD}(?P<ref>.+?)\s+qualified$", lower)
@@ -686,7 +1046,9 @@ def _hot(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> 
     return None
 
 
-def _next_action(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+def _next_action(
+    clean: str, lower: str, focus: int | None, statuses: Sequence[str]
+) -> Intent | None:
     patterns = (
         rf"^what\s+(?:should|do|can|shall)\s+i\s+do\s+(?:next\s+)?(?:with|about|for|on)\s+{_LEAD}(?P<ref>.+?)"
         r"(?:\s+next)?$",
@@ -708,13 +1070,19 @@ def _next_action(clean: str, lower: str, focus: int | None, statuses: Sequence[s
 
 
 def _digest(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(rf"^(?:so\s+)?(?:what\s+(?:has\s+)?happened|what\s+went\s+on|what\s+changed|any\s+activity|"
-                     rf"activity|digest|recap|catch me up|what did i miss)\s*(?:on the desk\s*)?{_PERIOD}?"
-                     r"(?:\s+on the desk)?$", lower)
+    match = re.match(
+        rf"^(?:so\s+)?(?:what\s+(?:has\s+)?happened|what\s+went\s+on|what\s+changed|any\s+activity|"
+        rf"activity|digest|recap|catch me up|what did i miss)\s*(?:on the desk\s*)?{_PERIOD}?"
+        r"(?:\s+on the desk)?$",
+        lower,
+    )
     if match:
         return ToolCall("activity_digest", {"period": match.group("period") or "today"})
-    match = re.match(rf"^(?:give me\s+)?(?:the\s+|a\s+)?(?:activity\s+)?(?:digest|recap|summary|rundown)\s+"
-                     rf"(?:of\s+)?{_PERIOD}$", lower)
+    match = re.match(
+        rf"^(?:give me\s+)?(?:the\s+|a\s+)?(?:activity\s+)?(?:digest|recap|summary|rundown)\s+"
+        rf"(?:of\s+)?{_PERIOD}$",
+        lower,
+    )
     if match:
         return ToolCall("activity_digest", {"period": match.group("period")})
     return None
@@ -741,8 +1109,11 @@ def _summary(clean: str, lower: str, focus: int | None, statuses: Sequence[str])
 
 
 def _find(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
-    match = re.match(r"^(?:find|search(?: for)?|look ?up|lookup|look for)\s+(?:lead\s+|leads\s+)?(?P<q>.+)$",
-                     clean, re.IGNORECASE)
+    match = re.match(
+        r"^(?:find|search(?: for)?|look ?up|lookup|look for)\s+(?:lead\s+|leads\s+)?(?P<q>.+)$",
+        clean,
+        re.IGNORECASE,
+    )
     if match and not re.search(r"\bleads\b", match.group("q").lower()):
         return ToolCall("find_leads", {"query": match.group("q").strip().strip("?.!")})
     return None
@@ -752,58 +1123,96 @@ def _original(clean: str, lowered_fragment: str) -> str:
     """The fragment with its original capitalisation (matching was done on the lower-cased text)."""
     fragment = lowered_fragment.strip()
     index = clean.lower().rfind(fragment)
-    return clean[index:index + len(fragment)] if index >= 0 else fragment
+    return clean[index : index + len(fragment)] if index >= 0 else fragment
 
 
 # --- lists -----------------------------------------------------------------------------------
 
+
 def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> Intent | None:
     """A request for a list of leads, with kind and filters, or None when it is not one."""
     kind = default
-    period_match = re.search(r"\b(today|yesterday|this week|last week|this month|last month|monday|tuesday|"
-                             r"wednesday|thursday|friday|saturday|sunday)\b", lower)
-    recent = re.search(r"\b(?:new|recent|latest|newest|fresh)\s+(?:\w+\s+)?leads\b|\bcreated\b|\brecently created\b|"
-                       r"\bcame in\b|\barrived\b|\bleads created\b", lower)
+    period_match = re.search(
+        r"\b(today|yesterday|this week|last week|this month|last month|monday|tuesday|"
+        r"wednesday|thursday|friday|saturday|sunday)\b",
+        lower,
+    )
+    recent = re.search(
+        r"\b(?:new|recent|latest|newest|fresh)\s+(?:\w+\s+)?leads\b|\bcreated\b|\brecently created\b|"
+        r"\bcame in\b|\barrived\b|\bleads created\b",
+        lower,
+    )
     if re.search(r"\bhot(?:test)?\b", lower):
         kind = "hot"
     elif recent:
         kind = "recent"
-    elif re.search(r"follow[- ]?ups?\b|to follow up|due today|today'?s (?:leads|list|tasks)|\btoday\b", lower):
+    elif re.search(
+        r"follow[- ]?ups?\b|to follow up|due today|today'?s (?:leads|list|tasks)|\btoday\b", lower
+    ):
         kind = "follow_ups"
     elif re.search(r"\bunassigned\b|\bnot assigned\b|\bnobody'?s\b|\bunclaimed\b", lower):
         kind = "unassigned"
-    elif re.search(r"\bstale\b|\bgone (?:quiet|cold)\b|\bcold leads\b|\binactive\b|\bneglected\b|\bquiet leads\b",
-                   lower):
+    elif re.search(
+        r"\bstale\b|\bgone (?:quiet|cold)\b|\bcold leads\b|\binactive\b|\bneglected\b|\bquiet leads\b",
+        lower,
+    ):
         kind = "stale"
-    elif re.search(r"^my\s+(?:open\s+)?leads\b|\bshow\s+(?:me\s+)?my\s+(?:open\s+)?leads\b|\blist\s+my\s+leads\b|"
-                   r"\bleads assigned to me\b|\bmine\b|^my leads$", lower):
+    elif re.search(
+        r"^my\s+(?:open\s+)?leads\b|\bshow\s+(?:me\s+)?my\s+(?:open\s+)?leads\b|\blist\s+my\s+leads\b|"
+        r"\bleads assigned to me\b|\bmine\b|^my leads$",
+        lower,
+    ):
         kind = "mine"
     args: dict[str, Any] = {"kind": kind or "all"}
     if kind == "recent" and period_match:
         args["period"] = period_match.group(1)
     if kind != "mine":
-        owner = re.search(r"(?:^|\s)(?P<who>my|[a-z][\w.-]*(?:'s|’s|s'))\s+(?:(?:open|hot|new|stale|recent|interested|"
-                          r"[a-z]+)\s+){0,3}leads\b", lower)
-        by = re.search(r"\bleads\s+(?:of|assigned to|owned by|belonging to|for agent)\s+(?P<who>[a-z][\w.-]*)", lower)
+        owner = re.search(
+            r"(?:^|\s)(?P<who>my|[a-z][\w.-]*(?:'s|’s|s'))\s+(?:(?:open|hot|new|stale|recent|interested|"
+            r"[a-z]+)\s+){0,3}leads\b",
+            lower,
+        )
+        by = re.search(
+            r"\bleads\s+(?:of|assigned to|owned by|belonging to|for agent)\s+(?P<who>[a-z][\w.-]*)",
+            lower,
+        )
         who = (owner.group("who") if owner else None) or (by.group("who") if by else None)
         if who:
             who = re.sub(r"(?:'s|’s|s')$", "", who)
-            if who not in _CHANNELS and who not in ("today", "yesterday", "week", "month", "everyone", "everybody"):
+            if who not in _CHANNELS and who not in (
+                "today",
+                "yesterday",
+                "week",
+                "month",
+                "everyone",
+                "everybody",
+            ):
                 args["agent"] = _agent_ref(who)
     if re.search(r"\b(?:summari[sz]e|sum up|brief me on|recap|overview of|summary of)\b", lower):
         args["detail"] = True
     status = None
-    match = re.search(r"\bstatus\s*(?:is|=|:)?\s*(?P<s>[a-z][a-z \-]*?)(?:\s+(?:leads|on|in|with|score)\b|$)", lower)
+    match = re.search(
+        r"\bstatus\s*(?:is|=|:)?\s*(?P<s>[a-z][a-z \-]*?)(?:\s+(?:leads|on|in|with|score)\b|$)",
+        lower,
+    )
     if match:
         status = _status_named(match.group("s"), statuses) or match.group("s").strip()
     else:
         for name in sorted(statuses, key=len, reverse=True):
-            if re.search(rf"\b{re.escape(name.lower())}\s+leads\b|\bleads\s+(?:that are|marked|in)\s+"
-                         rf"{re.escape(name.lower())}\b", lower):
+            if re.search(
+                rf"\b{re.escape(name.lower())}\s+leads\b|\bleads\s+(?:that are|marked|in)\s+"
+                rf"{re.escape(name.lower())}\b",
+                lower,
+            ):
                 status = name
                 break
-    if status and not (kind == "follow_ups" and "follow" in status.lower()) and not (
-            kind == "recent" and status.lower() == "new" and not re.search(r"\bstatus\b", lower)):
+    if (
+        status
+        and not (kind == "follow_ups" and "follow" in status.lower())
+        and not (
+            kind == "recent" and status.lower() == "new" and not re.search(r"\bstatus\b", lower)
+        )
+    ):
         args["status"] = status
     for word, channel in _CHANNELS.items():
         if re.search(rf"\b(?:on|from|via|through|in)\s+{word}\b|\b{word}\s+leads\b", lower):
@@ -816,24 +1225,33 @@ def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> In
         args["score_max"] = high
     filtered = any(key not in ("kind", "detail") for key in args)
     is_list = (kind is not None or filtered) and (
-        default is not None or re.search(r"\bleads?\b|\blist\b|\bshow\b|\bwho\b|\bwhich\b|\bfollow[- ]?ups?\b", lower))
+        default is not None
+        or re.search(r"\bleads?\b|\blist\b|\bshow\b|\bwho\b|\bwhich\b|\bfollow[- ]?ups?\b", lower)
+    )
     if not is_list:
         return None
     return ToolCall("list_leads", args)
 
 
 def _score_range(lower: str) -> tuple[int | None, int | None]:
-    match = re.search(r"score\s*(?:between|from|of)?\s*(\d{1,3})\s*(?:and|to|-|–|\.\.)\s*(\d{1,3})", lower)
+    match = re.search(
+        r"score\s*(?:between|from|of)?\s*(\d{1,3})\s*(?:and|to|-|–|\.\.)\s*(\d{1,3})", lower
+    )
     if match:
         low, high = sorted((int(match.group(1)), int(match.group(2))))
         return min(low, 100), min(high, 100)
-    match = re.search(r"score\s*(?:above|over|>=|>|at least|min(?:imum)?|of at least|greater than|more than)\s*"
-                      r"(\d{1,3})", lower)
+    match = re.search(
+        r"score\s*(?:above|over|>=|>|at least|min(?:imum)?|of at least|greater than|more than)\s*"
+        r"(\d{1,3})",
+        lower,
+    )
     if match:
         value = int(match.group(1))
         strict = re.search(r"(?:above|over|>(?!=)|greater than|more than)\s*\d", lower) is not None
         return min(100, value + (1 if strict else 0)), None
-    match = re.search(r"score\s*(?:below|under|<=|<|at most|max(?:imum)?|less than)\s*(\d{1,3})", lower)
+    match = re.search(
+        r"score\s*(?:below|under|<=|<|at most|max(?:imum)?|less than)\s*(\d{1,3})", lower
+    )
     if match:
         value = int(match.group(1))
         strict = re.search(r"(?:below|under|<(?!=)|less than)\s*\d", lower) is not None

@@ -45,8 +45,10 @@ def open_checkpointer(database_url: str, *, memory_file: Path | None = None) -> 
             from psycopg.rows import dict_row
             from psycopg_pool import ConnectionPool
         except ImportError:
-            raise MemoryUnavailable("the copilot's PostgreSQL memory needs the postgres extra: "
-                               "pip install 'leaddesk[postgres]'") from None
+            raise MemoryUnavailable(
+                "the copilot's PostgreSQL memory needs the postgres extra: "
+                "pip install 'leaddesk[postgres]'"
+            ) from None
         import psycopg
 
         conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -55,10 +57,21 @@ def open_checkpointer(database_url: str, *, memory_file: Path | None = None) -> 
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {MEMORY_SCHEMA}")
         except psycopg.Error as exc:
-            raise MemoryUnavailable(f"cannot open the copilot's memory in PostgreSQL: {exc}") from None
-        pool = ConnectionPool(conninfo, min_size=1, max_size=4, open=True,
-                              kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row,
-                                      "options": f"-c search_path={MEMORY_SCHEMA}"})
+            raise MemoryUnavailable(
+                f"cannot open the copilot's memory in PostgreSQL: {exc}"
+            ) from None
+        pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=4,
+            open=True,
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": 0,
+                "row_factory": dict_row,
+                "options": f"-c search_path={MEMORY_SCHEMA}",
+            },
+        )
         try:
             saver = PostgresSaver(pool)  # type: ignore[arg-type]
             saver.setup()
@@ -94,10 +107,13 @@ def forget_old_checkpoints(checkpointer: Any, thread_id: str) -> None:
             cur.execute(
                 "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id NOT IN ("
                 "SELECT MAX(checkpoint_id) FROM checkpoints WHERE thread_id = ? GROUP BY checkpoint_ns)",
-                (thread_id, thread_id))
+                (thread_id, thread_id),
+            )
             cur.execute(
                 "DELETE FROM writes WHERE thread_id = ? AND checkpoint_id NOT IN ("
-                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?)", (thread_id, thread_id))
+                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?)",
+                (thread_id, thread_id),
+            )
         return
     try:
         checkpointer.prune([thread_id], strategy="keep_latest")

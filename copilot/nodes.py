@@ -34,8 +34,10 @@ from store.models import Lead
 log = logging.getLogger(__name__)
 
 OFFLINE_CALL_PREFIX = "offline-"
-REFUSAL = ("Sorry, I only work for registered, active Leaddesk agents. Ask your admin for a link code "
-           "(leaddesk agents link).")
+REFUSAL = (
+    "Sorry, I only work for registered, active Leaddesk agents. Ask your admin for a link code "
+    "(leaddesk agents link)."
+)
 MAX_KEPT_MESSAGES = 60  # checkpointed history per chat; older turns are dropped
 MODEL_WINDOW = 30  # messages the model sees
 MAX_REPLY_CHARS = 12000
@@ -45,9 +47,19 @@ MAX_CALLS = 10  # tool calls taken from one model answer
 class CopilotNodes:
     """Node functions bound to the graph's collaborators."""
 
-    def __init__(self, *, session_factory: sessionmaker[Session], prompts: Any, tools: Sequence[BaseTool],
-                 runner: ToolRunner, vocabulary: Vocabulary, clock: Callable[[], datetime],
-                 model: BaseChatModel | None = None, hot_score: int = 75, model_tools: set[str] | None = None):
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        prompts: Any,
+        tools: Sequence[BaseTool],
+        runner: ToolRunner,
+        vocabulary: Vocabulary,
+        clock: Callable[[], datetime],
+        model: BaseChatModel | None = None,
+        hot_score: int = 75,
+        model_tools: set[str] | None = None,
+    ):
         self.session_factory = session_factory
         self.prompts = prompts
         self.tools = list(tools)
@@ -81,8 +93,12 @@ class CopilotNodes:
         if isinstance(intent, Reply):
             return {"messages": [AIMessage(intent.text)], "clarify": None}
         assert isinstance(intent, ToolCall)
-        call = {"name": intent.name, "args": intent.args, "id": f"{OFFLINE_CALL_PREFIX}{uuid.uuid4().hex[:12]}",
-                "type": "tool_call"}
+        call = {
+            "name": intent.name,
+            "args": intent.args,
+            "id": f"{OFFLINE_CALL_PREFIX}{uuid.uuid4().hex[:12]}",
+            "type": "tool_call",
+        }
         return {"messages": [AIMessage(content="", tool_calls=[call])]}
 
     def call_model(self, state: CopilotState, config: RunnableConfig) -> dict[str, Any]:
@@ -100,7 +116,10 @@ class CopilotNodes:
             reply = self._bound.invoke([SystemMessage(system), *_window(state.get("messages", []))])
             checked = _checked(reply, self.runner, {tool.name for tool in self.model_tools})
         except Exception as exc:  # noqa: BLE001 - the model is untrusted: any failure falls back
-            log.warning("copilot model call failed (%s); answering with the offline engine", type(exc).__name__)
+            log.warning(
+                "copilot model call failed (%s); answering with the offline engine",
+                type(exc).__name__,
+            )
             checked = None
         if checked is None:
             if _last_is_tool_result(state.get("messages", [])):
@@ -122,7 +141,11 @@ class CopilotNodes:
         asked: dict[str, Any] | None = None
         if not all(c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls):
             reading = self._read(state)
-            asked = {"name": reading.name, "args": reading.args} if isinstance(reading, ToolCall) else None
+            asked = (
+                {"name": reading.name, "args": reading.args}
+                if isinstance(reading, ToolCall)
+                else None
+            )
         results: list[ToolMessage] = []
         for call in caller.tool_calls:
             if call["id"] in answered:
@@ -134,7 +157,9 @@ class CopilotNodes:
             else:
                 args, problem = self.runner.check(name, raw_args)
             if problem is not None:
-                results.append(ToolMessage(problem, tool_call_id=call["id"], name=name, artifact={}))
+                results.append(
+                    ToolMessage(problem, tool_call_id=call["id"], name=name, artifact={})
+                )
                 continue
             outcome: Any = None
             if not call["id"].startswith(OFFLINE_CALL_PREFIX):
@@ -146,10 +171,20 @@ class CopilotNodes:
                     break  # asked in the next step, on its own
                 outcome = self.runner.ask_and_apply(name, outcome, agent_id)
             text, artifact = outcome
-            if self.runner.changes_lead(name) and isinstance(artifact, dict) and artifact.get("focus_lead_id") is not None:
+            if (
+                self.runner.changes_lead(name)
+                and isinstance(artifact, dict)
+                and artifact.get("focus_lead_id") is not None
+            ):
                 changed.add(int(artifact["focus_lead_id"]))
-            results.append(ToolMessage(str(text), tool_call_id=call["id"], name=name,
-                                       artifact=artifact if isinstance(artifact, dict) else {}))
+            results.append(
+                ToolMessage(
+                    str(text),
+                    tool_call_id=call["id"],
+                    name=name,
+                    artifact=artifact if isinstance(artifact, dict) else {},
+                )
+            )
         return {"messages": results}
 
     def remember_context(self, state: CopilotState) -> dict[str, Any]:
@@ -171,7 +206,9 @@ class CopilotNodes:
 
     # --- routers -------------------------------------------------------------------------------
 
-    def route_after_authorise(self, state: CopilotState) -> Literal["call_model", "route_intent", "__end__"]:
+    def route_after_authorise(
+        self, state: CopilotState
+    ) -> Literal["call_model", "route_intent", "__end__"]:
         if state.get("denied"):
             return "__end__"
         return "call_model" if self.model is not None else "route_intent"
@@ -189,7 +226,9 @@ class CopilotNodes:
 
     def route_after_remember(self, state: CopilotState) -> Literal["call_model", "compose_reply"]:
         caller = _last_tool_caller(state.get("messages", []))
-        offline = caller is None or all(c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls)
+        offline = caller is None or all(
+            c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls
+        )
         return "compose_reply" if offline or self.model is None else "call_model"
 
     # --- helpers -------------------------------------------------------------------------------
@@ -197,19 +236,34 @@ class CopilotNodes:
     def _read(self, state: CopilotState) -> Any:
         """The offline router's reading of the agent's latest message."""
         text = _last_human_text(state.get("messages", []))
-        return route(text, focus_lead_id=state.get("focus_lead_id"), last_list=state.get("last_list"),
-                     clarify=state.get("clarify"), statuses=cfg.status_names(self.prompts),
-                     vocabulary=self.vocabulary, fields=[f.name for f in self.prompts.custom_fields])
+        return route(
+            text,
+            focus_lead_id=state.get("focus_lead_id"),
+            last_list=state.get("last_list"),
+            clarify=state.get("clarify"),
+            statuses=cfg.status_names(self.prompts),
+            vocabulary=self.vocabulary,
+            fields=[f.name for f in self.prompts.custom_fields],
+        )
 
     def _system_prompt(self, agent_name: str, admin: bool, in_focus: str | None = None) -> str:
-        scope = ("an admin: you may see and change every lead" if admin else
-                 "an agent: you may see and change only their own and unassigned leads")
-        focus = (f" The lead in focus is {in_focus}: 'he', 'she', 'it', 'that lead' (in any language) mean this "
-                 "lead." if in_focus else "")
-        return (cfg.system_prompt(self.prompts, agent_name=agent_name, now=self.clock())
-                + f"\n\n{agent_name} is {scope}. Leads scoring {self.hot_score} or more are hot.{focus} Changes "
-                "that affect many leads, another agent, a final status or the archive ask the agent to confirm; "
-                "only change what the agent asked for, and tell them what the tool answered.")
+        scope = (
+            "an admin: you may see and change every lead"
+            if admin
+            else "an agent: you may see and change only their own and unassigned leads"
+        )
+        focus = (
+            f" The lead in focus is {in_focus}: 'he', 'she', 'it', 'that lead' (in any language) mean this "
+            "lead."
+            if in_focus
+            else ""
+        )
+        return (
+            cfg.system_prompt(self.prompts, agent_name=agent_name, now=self.clock())
+            + f"\n\n{agent_name} is {scope}. Leads scoring {self.hot_score} or more are hot.{focus} Changes "
+            "that affect many leads, another agent, a final status or the archive ask the agent to confirm; "
+            "only change what the agent asked for, and tell them what the tool answered."
+        )
 
 
 def _last_human_text(messages: Sequence[AnyMessage]) -> str:
@@ -286,8 +340,14 @@ def _checked(reply: Any, runner: ToolRunner, tool_names: set[str]) -> AIMessage 
                 # Only the router's calls are the agent's own words; every call needs its own answer.
                 call_id = f"call-{uuid.uuid4().hex[:12]}"
             seen.add(call_id)
-            kept.append({"name": c["name"], "args": {"_problem": problem} if problem else args, "id": call_id,
-                         "type": "tool_call"})
+            kept.append(
+                {
+                    "name": c["name"],
+                    "args": {"_problem": problem} if problem else args,
+                    "id": call_id,
+                    "type": "tool_call",
+                }
+            )
         return AIMessage(content=text[:MAX_REPLY_CHARS], tool_calls=kept)
     return AIMessage(content=text.strip()[:MAX_REPLY_CHARS])
 

@@ -13,8 +13,21 @@ ListKind = Literal["all", "mine", "hot", "follow_ups", "unassigned", "stale", "r
 Verdict = Literal["met", "partly", "not met", "unknown"]
 
 
-Period = Literal["today", "yesterday", "this week", "last week", "this month", "last month", "monday", "tuesday",
-                 "wednesday", "thursday", "friday", "saturday", "sunday"]
+Period = Literal[
+    "today",
+    "yesterday",
+    "this week",
+    "last week",
+    "this month",
+    "last month",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+]
 
 
 class _Args(BaseModel):
@@ -28,33 +41,47 @@ class LeadArgs(_Args):
 
 class MergeArgs(_Args):
     lead: str = Field(description="The lead merged away: " + LEAD_REF, min_length=1, max_length=200)
-    into: str = Field(description="The lead that stays (keeps its owner): " + LEAD_REF,
-                      min_length=1, max_length=200)
+    into: str = Field(
+        description="The lead that stays (keeps its owner): " + LEAD_REF,
+        min_length=1,
+        max_length=200,
+    )
 
 
 class FindLeadsArgs(_Args):
-    query: str = Field(description="Id, phone (any format), email, name or company to look for.",
-                       min_length=1, max_length=200)
+    query: str = Field(
+        description="Id, phone (any format), email, name or company to look for.",
+        min_length=1,
+        max_length=200,
+    )
 
 
 class ListLeadsArgs(_Args):
     kind: ListKind = Field(
         "all",
-        description=("Which list: all (every lead you may see), mine (assigned to you), hot (score >= 75), "
-                     "follow_ups (due today), unassigned, stale (no contact for a week), "
-                     "recent (created in the last 7 days)."),
+        description=(
+            "Which list: all (every lead you may see), mine (assigned to you), hot (score >= 75), "
+            "follow_ups (due today), unassigned, stale (no contact for a week), "
+            "recent (created in the last 7 days)."
+        ),
     )
     status: str | None = Field(None, description="Only leads with this status.", max_length=60)
     channel: Literal["web", "messenger", "instagram", "whatsapp", "manual"] | None = Field(
-        None, description="Only leads reachable on this channel.")
+        None, description="Only leads reachable on this channel."
+    )
     score_min: int | None = Field(None, ge=0, le=100, description="Lowest score to include.")
     score_max: int | None = Field(None, ge=0, le=100, description="Highest score to include.")
     page: int = Field(1, ge=1, le=10000, description="Page number (10 leads per page).")
-    agent: str | None = Field(None, max_length=200,
-                              description="Only this agent's leads: a name, email or id, or 'me'. Agents may "
-                                          "list only their own; admins anyone's.")
+    agent: str | None = Field(
+        None,
+        max_length=200,
+        description="Only this agent's leads: a name, email or id, or 'me'. Agents may "
+        "list only their own; admins anyone's.",
+    )
     period: Period | None = Field(None, description="With kind 'recent': created in this period.")
-    detail: bool = Field(False, description="Give each lead's summary and next step, not just a line.")
+    detail: bool = Field(
+        False, description="Give each lead's summary and next step, not just a line."
+    )
 
 
 class DigestArgs(_Args):
@@ -62,18 +89,28 @@ class DigestArgs(_Args):
 
 
 class FieldArgs(LeadArgs):
-    field: str = Field(description="name, company, email, phone, or a custom field's name.", min_length=1,
-                       max_length=60)
+    field: str = Field(
+        description="name, company, email, phone, or a custom field's name.",
+        min_length=1,
+        max_length=60,
+    )
     value: str = Field(description="The new value; empty clears the field.", max_length=500)
 
 
 class BulkArgs(_Args):
-    action: Literal["assign", "status", "archive"] = Field(description="What to do to every matching lead.")
+    action: Literal["assign", "status", "archive"] = Field(
+        description="What to do to every matching lead."
+    )
     kind: ListKind = Field("all", description="Which leads, as in list_leads.")
-    status: str | None = Field(None, max_length=60,
-                               description="With action 'status': the new status. Otherwise unused.")
-    agent: str | None = Field(None, max_length=200, description="With action 'assign': who gets the leads.")
-    filter_status: str | None = Field(None, max_length=60, description="Only leads with this status now.")
+    status: str | None = Field(
+        None, max_length=60, description="With action 'status': the new status. Otherwise unused."
+    )
+    agent: str | None = Field(
+        None, max_length=200, description="With action 'assign': who gets the leads."
+    )
+    filter_status: str | None = Field(
+        None, max_length=60, description="Only leads with this status now."
+    )
     channel: Literal["web", "messenger", "instagram", "whatsapp", "manual"] | None = None
     score_min: int | None = Field(None, ge=0, le=100)
     score_max: int | None = Field(None, ge=0, le=100)
@@ -94,36 +131,50 @@ class NoteArgs(LeadArgs):
 
 
 class StatusArgs(LeadArgs):
-    status: str = Field(description="The new status, one of the configured statuses.", min_length=1,
-                        max_length=60)
+    status: str = Field(
+        description="The new status, one of the configured statuses.", min_length=1, max_length=60
+    )
 
 
 class AssignArgs(LeadArgs):
-    agent: str = Field(description="The agent's name, email or id; 'me' for yourself; 'nobody' to unassign.",
-                       min_length=1, max_length=200)
+    agent: str = Field(
+        description="The agent's name, email or id; 'me' for yourself; 'nobody' to unassign.",
+        min_length=1,
+        max_length=200,
+    )
 
 
 class ReassignArgs(_Args):
-    from_agent: str = Field(description="Whose leads to move: a name, email or id, or 'me'.", min_length=1,
-                            max_length=200)
-    to_agent: str = Field(description="Who gets them: a name, email or id, or 'me'.", min_length=1,
-                          max_length=200)
+    from_agent: str = Field(
+        description="Whose leads to move: a name, email or id, or 'me'.",
+        min_length=1,
+        max_length=200,
+    )
+    to_agent: str = Field(
+        description="Who gets them: a name, email or id, or 'me'.", min_length=1, max_length=200
+    )
 
 
 class ReplyArgs(LeadArgs):
-    text: str = Field(description="The message to send to the customer, as written.", min_length=1,
-                      max_length=4000)
+    text: str = Field(
+        description="The message to send to the customer, as written.",
+        min_length=1,
+        max_length=4000,
+    )
 
 
 class DraftEmailArgs(LeadArgs):
     body: str | None = Field(
-        None, max_length=6000,
-        description="Your own draft of the email; leave empty to get the built-in personalised draft.")
+        None,
+        max_length=6000,
+        description="Your own draft of the email; leave empty to get the built-in personalised draft.",
+    )
 
 
 class CardArgs(_Args):
-    text: str = Field(description="The pasted business card or email signature.", min_length=3,
-                      max_length=5000)
+    text: str = Field(
+        description="The pasted business card or email signature.", min_length=3, max_length=5000
+    )
 
 
 class NoArgs(_Args):
@@ -134,7 +185,9 @@ class Criterion(BaseModel):
     """One BANT criterion: the justification comes before the verdict."""
 
     name: Literal["Budget", "Authority", "Need", "Timeline"]
-    justification: str = Field(description="One line, quoting the conversation or the lead's fields.")
+    justification: str = Field(
+        description="One line, quoting the conversation or the lead's fields."
+    )
     verdict: Verdict
 
 

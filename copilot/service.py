@@ -20,10 +20,55 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 8000
 MAX_PENDING = 20  # questions one run may still hold when the agent moves on
-_YES = {"yes", "y", "yeah", "yep", "yup", "ok", "okay", "sure", "confirm", "confirmed", "do it", "go", "go ahead",
-        "proceed", "approve", "approved", "yes please", "please do", "si", "sí", "sim", "oui", "ja", "claro", "vale", "dale", "d'accord", "نعم"}
-_NO = {"no", "n", "nope", "nah", "cancel", "stop", "abort", "don't", "dont", "no thanks", "never mind",
-       "nevermind", "non", "nein", "não", "nao", "لا"}
+_YES = {
+    "yes",
+    "y",
+    "yeah",
+    "yep",
+    "yup",
+    "ok",
+    "okay",
+    "sure",
+    "confirm",
+    "confirmed",
+    "do it",
+    "go",
+    "go ahead",
+    "proceed",
+    "approve",
+    "approved",
+    "yes please",
+    "please do",
+    "si",
+    "sí",
+    "sim",
+    "oui",
+    "ja",
+    "claro",
+    "vale",
+    "dale",
+    "d'accord",
+    "نعم",
+}
+_NO = {
+    "no",
+    "n",
+    "nope",
+    "nah",
+    "cancel",
+    "stop",
+    "abort",
+    "don't",
+    "dont",
+    "no thanks",
+    "never mind",
+    "nevermind",
+    "non",
+    "nein",
+    "não",
+    "nao",
+    "لا",
+}
 
 
 @dataclass
@@ -71,16 +116,22 @@ class Copilot:
                         break
                     cancelled = self._resume(config, cancelled.pending, "no")
                 answer = self._invoke(config, {"messages": [HumanMessage(text)]})
-                answer.reply = f"(Left the earlier question unanswered: {cancelled.reply})\n\n{answer.reply}"
+                answer.reply = (
+                    f"(Left the earlier question unanswered: {cancelled.reply})\n\n{answer.reply}"
+                )
                 return answer
             return self._invoke(config, {"messages": [HumanMessage(text)]})
 
-    def answer(self, agent_id: int, thread: str, choice: str, interrupt_id: str | None = None) -> Answer:
+    def answer(
+        self, agent_id: int, thread: str, choice: str, interrupt_id: str | None = None
+    ) -> Answer:
         """Answer the pending confirmation (a button press); a stale button changes nothing."""
         with self._lock(thread):
             config = self._config(agent_id, thread)
             pending = self._pending(config)
-            if pending is None or (interrupt_id and not str(pending["id"]).startswith(interrupt_id)):
+            if pending is None or (
+                interrupt_id and not str(pending["id"]).startswith(interrupt_id)
+            ):
                 return Answer("That question was already answered or has expired.")
             values = [str(o.get("value")) for o in pending.get("options", [])]
             if choice not in values:
@@ -93,8 +144,10 @@ class Copilot:
     # --- internals ---------------------------------------------------------------------------
 
     def _config(self, agent_id: int, thread: str) -> dict[str, Any]:
-        return {"configurable": {"thread_id": thread, "agent_id": int(agent_id)},
-                "recursion_limit": self.recursion_limit}
+        return {
+            "configurable": {"thread_id": thread, "agent_id": int(agent_id)},
+            "recursion_limit": self.recursion_limit,
+        }
 
     def _lock(self, thread: str) -> threading.Lock:
         with self._guard:
@@ -109,7 +162,9 @@ class Copilot:
 
     def _resume(self, config: dict[str, Any], pending: dict[str, Any], choice: str) -> Answer:
         plan = {k: v for k, v in pending.items() if k != "id"}
-        return self._invoke(config, Command(resume={pending["id"]: {"choice": choice, "plan": plan}}))
+        return self._invoke(
+            config, Command(resume={pending["id"]: {"choice": choice, "plan": plan}})
+        )
 
     def _invoke(self, config: dict[str, Any], payload: Any) -> Answer:
         thread = config["configurable"]["thread_id"]
@@ -129,7 +184,9 @@ class Copilot:
                 return Answer(str(item.value.get("question", "Confirm?")), pending)
         for message in reversed(result.get("messages", [])):
             if isinstance(message, AIMessage) and not message.tool_calls:
-                return Answer(message.text if isinstance(message.text, str) else str(message.content))
+                return Answer(
+                    message.text if isinstance(message.text, str) else str(message.content)
+                )
         return Answer("Done.")
 
 
@@ -155,6 +212,9 @@ def match_choice(text: str, options: list[dict[str, Any]]) -> str | None:
     match = re.fullmatch(r"(?:merge(?: (?:it |them )?(?:into|with))?\s*)?#?(\d+)", said)
     if match and f"merge:{match.group(1)}" in values:
         return f"merge:{match.group(1)}"
-    if said in ("create", "new", "create new", "create it", "new lead", "create a new lead") and "create" in values:
+    if (
+        said in ("create", "new", "create new", "create it", "new lead", "create a new lead")
+        and "create" in values
+    ):
         return "create"
     return None

@@ -44,9 +44,13 @@ log = logging.getLogger(__name__)
 
 TELEGRAM_LIMIT = 4096
 CHUNK_LIMIT = 4000  # under Telegram's limit, with room for the formatting
-REFUSAL = ("Sorry, this is the private assistant of a sales team. If you work there, ask your admin for a "
-           "link code and send /start CODE.")
-WELCOME = "Linked! You are {name} on Leaddesk. Ask me about your leads, or try /hot, /today or /help."
+REFUSAL = (
+    "Sorry, this is the private assistant of a sales team. If you work there, ask your admin for a "
+    "link code and send /start CODE."
+)
+WELCOME = (
+    "Linked! You are {name} on Leaddesk. Ask me about your leads, or try /hot, /today or /help."
+)
 ALLOWED_UPDATES = ["message", "callback_query"]
 
 
@@ -54,14 +58,25 @@ class TelegramNotConfigured(RuntimeError):
     """TELEGRAM_BOT_TOKEN is missing."""
 
 
-def build_application(*, settings: Any, copilot: Copilot, session_factory: sessionmaker[Session],
-                      clock: Callable[[], datetime] = utcnow, notify_every: float | None = 15.0) -> Application:
+def build_application(
+    *,
+    settings: Any,
+    copilot: Copilot,
+    session_factory: sessionmaker[Session],
+    clock: Callable[[], datetime] = utcnow,
+    notify_every: float | None = 15.0,
+) -> Application:
     """The Telegram Application, polling by default; `serve_forever` picks polling or the webhook.
 
     `notify_every` seconds between notification rounds (None: no background delivery).
     """
-    if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
-        raise TelegramNotConfigured("TELEGRAM_BOT_TOKEN is not set; create a bot with @BotFather and set it")
+    if (
+        settings.telegram_bot_token is None
+        or not settings.telegram_bot_token.get_secret_value().strip()
+    ):
+        raise TelegramNotConfigured(
+            "TELEGRAM_BOT_TOKEN is not set; create a bot with @BotFather and set it"
+        )
     api = settings.telegram_api_url.rstrip("/")
     application = (
         ApplicationBuilder()
@@ -72,8 +87,9 @@ def build_application(*, settings: Any, copilot: Copilot, session_factory: sessi
         .post_shutdown(_post_shutdown)
         .build()
     )
-    application.bot_data.update(copilot=copilot, session_factory=session_factory, clock=clock,
-                                notify_every=notify_every)
+    application.bot_data.update(
+        copilot=copilot, session_factory=session_factory, clock=clock, notify_every=notify_every
+    )
     private = filters.ChatType.PRIVATE
     application.add_handler(CommandHandler("start", on_start, filters=private))
     application.add_handler(MessageHandler(private & filters.TEXT, on_text))
@@ -86,18 +102,31 @@ def build_application(*, settings: Any, copilot: Copilot, session_factory: sessi
 def webhook_options(settings: Any) -> dict[str, Any]:
     """`Updater.start_webhook` / `Application.run_webhook` arguments from the settings."""
     url = str(settings.telegram_webhook_url)
-    secret = (settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret
-              else secrets.token_urlsafe(32))  # registered with Telegram at every start
-    return {"listen": settings.telegram_webhook_listen, "port": settings.telegram_webhook_port,
-            "url_path": urlparse(url).path.lstrip("/"), "webhook_url": url, "secret_token": secret,
-            "allowed_updates": ALLOWED_UPDATES}
+    secret = (
+        settings.telegram_webhook_secret.get_secret_value()
+        if settings.telegram_webhook_secret
+        else secrets.token_urlsafe(32)
+    )  # registered with Telegram at every start
+    return {
+        "listen": settings.telegram_webhook_listen,
+        "port": settings.telegram_webhook_port,
+        "url_path": urlparse(url).path.lstrip("/"),
+        "webhook_url": url,
+        "secret_token": secret,
+        "allowed_updates": ALLOWED_UPDATES,
+    }
 
 
 def serve_forever(application: Application, settings: Any) -> None:
     """Run until interrupted: a webhook when TELEGRAM_WEBHOOK_URL is set, long polling otherwise."""
     if settings.telegram_webhook_url:
         options = webhook_options(settings)
-        log.info("copilot: Telegram webhook on %s:%s/%s", options["listen"], options["port"], options["url_path"])
+        log.info(
+            "copilot: Telegram webhook on %s:%s/%s",
+            options["listen"],
+            options["port"],
+            options["url_path"],
+        )
         application.run_webhook(**options)
     else:
         log.info("copilot: polling Telegram for updates")
@@ -109,8 +138,14 @@ class BackgroundBot:
     serves HTTP): polling, or the webhook when `webhook` options are given. When Telegram cannot be
     reached it keeps retrying with back-off instead of taking the server down."""
 
-    def __init__(self, application: Application, *, webhook: dict[str, Any] | None = None,
-                 poll_timeout: float = 10.0, max_retry_delay: float = 60.0):
+    def __init__(
+        self,
+        application: Application,
+        *,
+        webhook: dict[str, Any] | None = None,
+        poll_timeout: float = 10.0,
+        max_retry_delay: float = 60.0,
+    ):
         self.application = application
         self.webhook = webhook
         self.poll_timeout = poll_timeout
@@ -154,7 +189,9 @@ class BackgroundBot:
                 return
             except InvalidToken as exc:
                 self._failed(exc)
-                log.error("copilot: Telegram refused TELEGRAM_BOT_TOKEN; the Telegram copilot is off")
+                log.error(
+                    "copilot: Telegram refused TELEGRAM_BOT_TOKEN; the Telegram copilot is off"
+                )
                 return
             except NetworkError as exc:
                 self._failed(exc)
@@ -184,8 +221,9 @@ class BackgroundBot:
             if self.webhook:
                 await app.updater.start_webhook(**self.webhook)
             else:
-                await app.updater.start_polling(poll_interval=0.0, timeout=self.poll_timeout,
-                                                allowed_updates=ALLOWED_UPDATES)
+                await app.updater.start_polling(
+                    poll_interval=0.0, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+                )
             await app.start()
             self.error = None
             self._ready.set()
@@ -198,16 +236,24 @@ class BackgroundBot:
 
 # --- lifecycle -------------------------------------------------------------------------------
 
+
 async def _post_init(application: Application) -> None:
-    await application.bot.set_my_commands([
-        ("hot", "your hot leads"), ("today", "today's follow-ups"), ("lead", "summary of a lead: /lead 42"),
-        ("qualify", "BANT for a lead: /qualify 42"), ("note", "add a note: /note 42 text"),
-        ("assign", "assign a lead: /assign 42 Mike"), ("help", "what I can do"),
-    ])
+    await application.bot.set_my_commands(
+        [
+            ("hot", "your hot leads"),
+            ("today", "today's follow-ups"),
+            ("lead", "summary of a lead: /lead 42"),
+            ("qualify", "BANT for a lead: /qualify 42"),
+            ("note", "add a note: /note 42 text"),
+            ("assign", "assign a lead: /assign 42 Mike"),
+            ("help", "what I can do"),
+        ]
+    )
     every = application.bot_data.get("notify_every")
     if every:
         application.bot_data["notifier"] = asyncio.get_running_loop().create_task(
-            _notify_loop(application, float(every)), name="copilot-notifications")
+            _notify_loop(application, float(every)), name="copilot-notifications"
+        )
 
 
 async def _post_shutdown(application: Application) -> None:
@@ -224,7 +270,9 @@ async def _notify_loop(application: Application, every: float) -> None:
     data = application.bot_data
     while True:
         try:
-            await deliver_notifications(application.bot, session_factory=data["session_factory"], clock=data["clock"])
+            await deliver_notifications(
+                application.bot, session_factory=data["session_factory"], clock=data["clock"]
+            )
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - keep delivering; the next round retries
@@ -233,6 +281,7 @@ async def _notify_loop(application: Application, every: float) -> None:
 
 
 # --- handlers --------------------------------------------------------------------------------
+
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """`/start CODE` links this Telegram account to the agent who holds the code."""
@@ -244,8 +293,10 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if code:
         name = await asyncio.to_thread(_link, factory, code, user.id)
         if name is None:
-            await message.reply_text("That link code is not valid (or was already used). Ask your admin for a "
-                                     "new one: leaddesk agents link NAME.")
+            await message.reply_text(
+                "That link code is not valid (or was already used). Ask your admin for a "
+                "new one: leaddesk agents link NAME."
+            )
             return
         log.info("copilot: Telegram user linked to an agent")
         await message.reply_text(WELCOME.format(name=name))
@@ -274,8 +325,11 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if user is None or message is None:
         return
     agent = await asyncio.to_thread(_agent, context.bot_data["session_factory"], user.id)
-    await message.reply_text(REFUSAL if agent is None else "I read text only: type your question, or paste a "
-                             "business card as text.")
+    await message.reply_text(
+        REFUSAL
+        if agent is None
+        else "I read text only: type your question, or paste a business card as text."
+    )
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -314,28 +368,37 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("copilot: error while handling a Telegram update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_message is not None:
         try:
-            await update.effective_message.reply_text("Something went wrong on our side; it was logged. "
-                                                      "Please try again.")
+            await update.effective_message.reply_text(
+                "Something went wrong on our side; it was logged. Please try again."
+            )
         except TelegramError:
             pass
 
 
-async def _ask(context: ContextTypes.DEFAULT_TYPE, agent: _AgentRef, update: Update, text: str) -> Answer:
+async def _ask(
+    context: ContextTypes.DEFAULT_TYPE, agent: _AgentRef, update: Update, text: str
+) -> Answer:
     copilot: Copilot = context.bot_data["copilot"]
     chat = update.effective_chat
     assert chat is not None
-    return await asyncio.to_thread(copilot.ask, agent.id, thread_id("telegram", agent.id, chat.id), text)
+    return await asyncio.to_thread(
+        copilot.ask, agent.id, thread_id("telegram", agent.id, chat.id), text
+    )
 
 
 async def _send(message: Any, answer: Answer) -> None:
     chunks = split_message(answer.reply)
     for index, chunk in enumerate(chunks):
-        markup = confirm_buttons(answer.pending) if index == len(chunks) - 1 and answer.pending else None
-        await message.reply_text(format_html(chunk), parse_mode=ParseMode.HTML, reply_markup=markup,
-                                 do_quote=False)
+        markup = (
+            confirm_buttons(answer.pending) if index == len(chunks) - 1 and answer.pending else None
+        )
+        await message.reply_text(
+            format_html(chunk), parse_mode=ParseMode.HTML, reply_markup=markup, do_quote=False
+        )
 
 
 # --- formatting ------------------------------------------------------------------------------
+
 
 def format_html(text: str) -> str:
     """Escape for Telegram's HTML mode; the first line (the headline) in bold."""
@@ -394,11 +457,12 @@ def confirm_buttons(pending: dict[str, Any]) -> InlineKeyboardMarkup:
     for option in pending.get("options", []):
         data = f"c:{short}:{option['value']}"[:64]
         buttons.append(InlineKeyboardButton(str(option["label"])[:60], callback_data=data))
-    rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     return InlineKeyboardMarkup(rows)
 
 
 # --- notifications ---------------------------------------------------------------------------
+
 
 @dataclass
 class _AgentRef:
@@ -414,8 +478,13 @@ class _Due:
     lead_id: int | None
 
 
-async def deliver_notifications(bot: Any, *, session_factory: sessionmaker[Session],
-                                clock: Callable[[], datetime] = utcnow, limit: int = 50) -> int:
+async def deliver_notifications(
+    bot: Any,
+    *,
+    session_factory: sessionmaker[Session],
+    clock: Callable[[], datetime] = utcnow,
+    limit: int = 50,
+) -> int:
     """Send due, undelivered notifications to linked agents; returns how many were delivered.
 
     Each one is claimed (delivered_at set) before sending so that two copilot processes never send
@@ -428,20 +497,35 @@ async def deliver_notifications(bot: Any, *, session_factory: sessionmaker[Sessi
             continue
         markup = None
         if item.lead_id is not None:
-            markup = InlineKeyboardMarkup([[
-                InlineKeyboardButton("Open summary", callback_data=f"n:sum:{item.lead_id}"),
-                InlineKeyboardButton("Take over", callback_data=f"n:take:{item.lead_id}"),
-            ]])
+            markup = InlineKeyboardMarkup(
+                [
+                    [
+                        InlineKeyboardButton("Open summary", callback_data=f"n:sum:{item.lead_id}"),
+                        InlineKeyboardButton("Take over", callback_data=f"n:take:{item.lead_id}"),
+                    ]
+                ]
+            )
         try:
-            await bot.send_message(chat_id=item.chat_id, text=format_html(split_message(item.text)[0]),
-                                   parse_mode=ParseMode.HTML, reply_markup=markup)
+            await bot.send_message(
+                chat_id=item.chat_id,
+                text=format_html(split_message(item.text)[0]),
+                parse_mode=ParseMode.HTML,
+                reply_markup=markup,
+            )
         except (Forbidden, BadRequest) as exc:
             # The agent blocked the bot or the chat is gone: retrying would not help.
-            log.warning("copilot: notification %s not deliverable (%s)", item.notification_id, type(exc).__name__)
+            log.warning(
+                "copilot: notification %s not deliverable (%s)",
+                item.notification_id,
+                type(exc).__name__,
+            )
             continue
         except TelegramError as exc:
-            log.warning("copilot: notification %s failed (%s); will retry", item.notification_id,
-                        type(exc).__name__)
+            log.warning(
+                "copilot: notification %s failed (%s); will retry",
+                item.notification_id,
+                type(exc).__name__,
+            )
             await asyncio.to_thread(_release, session_factory, item.notification_id)
             continue
         sent += 1
@@ -459,11 +543,19 @@ def _due(session_factory: sessionmaker[Session], now: datetime, limit: int) -> l
             lead = session.get(Lead, notification.lead_id) if notification.lead_id else None
             lines = [f"🔔 {notification.text}"]
             if lead is not None:
-                lines.append(f"Lead #{lead.id} {lead.name or '(no name)'} · {lead.status} · score {lead.score}")
+                lines.append(
+                    f"Lead #{lead.id} {lead.name or '(no name)'} · {lead.status} · score {lead.score}"
+                )
                 last = last_customer_message(lead.id, session=session)
                 if last is not None and last.text:
-                    lines.append(f"Last message ({last.channel}, {when(last.sent_at, now)}): {quote(last.text)}")
-            out.append(_Due(notification.id, agent.telegram_user_id, "\n".join(lines), notification.lead_id))
+                    lines.append(
+                        f"Last message ({last.channel}, {when(last.sent_at, now)}): {quote(last.text)}"
+                    )
+            out.append(
+                _Due(
+                    notification.id, agent.telegram_user_id, "\n".join(lines), notification.lead_id
+                )
+            )
     return out
 
 

@@ -22,27 +22,182 @@ MAX_PHRASE_WORDS = 7
 # The English the router understands: phrases in any language map to these (or to a status name
 # or a custom field's name). Typos in command words are corrected towards the first group.
 COMMAND_WORDS = (
-    "summarise", "summarize", "summary", "qualify", "draft", "email", "intro", "archive", "assign",
-    "reassign", "unassign", "status", "note", "reply", "takeover", "resume", "find", "search", "show",
-    "list", "leads", "lead", "rename", "change", "update", "happened", "next", "step", "action",
-    "follow", "unassigned", "stale", "recent", "notifications", "write", "compose", "prepare",
-    "give", "move", "mark", "set", "transfer", "customer", "contact", "yesterday", "today", "week",
-    "month", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "hot",
-    "warm", "help", "archived", "company", "phone", "name", "every", "all",
+    "summarise",
+    "summarize",
+    "summary",
+    "qualify",
+    "draft",
+    "email",
+    "intro",
+    "archive",
+    "assign",
+    "reassign",
+    "unassign",
+    "status",
+    "note",
+    "reply",
+    "takeover",
+    "resume",
+    "find",
+    "search",
+    "show",
+    "list",
+    "leads",
+    "lead",
+    "rename",
+    "change",
+    "update",
+    "happened",
+    "next",
+    "step",
+    "action",
+    "follow",
+    "unassigned",
+    "stale",
+    "recent",
+    "notifications",
+    "write",
+    "compose",
+    "prepare",
+    "give",
+    "move",
+    "mark",
+    "set",
+    "transfer",
+    "customer",
+    "contact",
+    "yesterday",
+    "today",
+    "week",
+    "month",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "hot",
+    "warm",
+    "help",
+    "archived",
+    "company",
+    "phone",
+    "name",
+    "every",
+    "all",
 )
 TARGETS = frozenset(COMMAND_WORDS) | {
-    "summarise", "summary of", "qualify", "draft an intro email for", "an intro email for", "intro email",
-    "email", "archive", "assign", "to", "set", "status", "note", "reply to", "take over", "resume the bot for",
-    "find", "show", "leads", "lead", "my", "my leads", "me", "hot", "hot leads", "unassigned", "stale", "new",
-    "new leads", "today", "yesterday", "this week", "last week", "this month", "last month", "monday",
-    "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "what happened", "what happened today",
-    "what should i do next with", "next step for", "rename", "as", "is", "is it hot", "how hot is",
-    "it", "all", "all leads", "more", "help", "yes", "no", "the", "of", "for", "on", "with", "from", "and",
-    "in", "company", "name", "phone", "mark", "move", "give", "leads of", "who is", "tell me about",
-    "add a note to", "note for", "archive all", "assign all", "set all", "leads created", "created",
-    "follow up", "interested", "scouting", "converted", "not interested", "qualify lead", "what's new", "notifications", "every", "with score", "score", "above", "below", "between",
-    "on whatsapp", "on messenger", "on instagram", "on web", "next action for", "next step", "write",
-    "assign to me", "give me", "a", "an", "than", "over", "under",
+    "summarise",
+    "summary of",
+    "qualify",
+    "draft an intro email for",
+    "an intro email for",
+    "intro email",
+    "email",
+    "archive",
+    "assign",
+    "to",
+    "set",
+    "status",
+    "note",
+    "reply to",
+    "take over",
+    "resume the bot for",
+    "find",
+    "show",
+    "leads",
+    "lead",
+    "my",
+    "my leads",
+    "me",
+    "hot",
+    "hot leads",
+    "unassigned",
+    "stale",
+    "new",
+    "new leads",
+    "today",
+    "yesterday",
+    "this week",
+    "last week",
+    "this month",
+    "last month",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "what happened",
+    "what happened today",
+    "what should i do next with",
+    "next step for",
+    "rename",
+    "as",
+    "is",
+    "is it hot",
+    "how hot is",
+    "it",
+    "all",
+    "all leads",
+    "more",
+    "help",
+    "yes",
+    "no",
+    "the",
+    "of",
+    "for",
+    "on",
+    "with",
+    "from",
+    "and",
+    "in",
+    "company",
+    "name",
+    "phone",
+    "mark",
+    "move",
+    "give",
+    "leads of",
+    "who is",
+    "tell me about",
+    "add a note to",
+    "note for",
+    "archive all",
+    "assign all",
+    "set all",
+    "leads created",
+    "created",
+    "follow up",
+    "interested",
+    "scouting",
+    "converted",
+    "not interested",
+    "qualify lead",
+    "what's new",
+    "notifications",
+    "every",
+    "with score",
+    "score",
+    "above",
+    "below",
+    "between",
+    "on whatsapp",
+    "on messenger",
+    "on instagram",
+    "on web",
+    "next action for",
+    "next step",
+    "write",
+    "assign to me",
+    "give me",
+    "a",
+    "an",
+    "than",
+    "over",
+    "under",
 }
 
 
@@ -94,8 +249,12 @@ def check_vocabulary(prompts: PromptConfig) -> list[Problem]:
 
 
 def _load(prompts: PromptConfig, problems: list[Problem]) -> Vocabulary:
-    allowed = TARGETS | {fold(s) for s in prompts.status_names} | {
-        fold(f.name) for f in prompts.custom_fields} | {fold(f.label) for f in prompts.custom_fields}
+    allowed = (
+        TARGETS
+        | {fold(s) for s in prompts.status_names}
+        | {fold(f.name) for f in prompts.custom_fields}
+        | {fold(f.label) for f in prompts.custom_fields}
+    )
     words = {word for target in allowed for word in target.split()}
     phrases: dict[str, str] = {}
     pronouns: set[str] = set()
@@ -103,8 +262,13 @@ def _load(prompts: PromptConfig, problems: list[Problem]) -> Vocabulary:
     for language in prompts.business.languages:
         path = _pick(prompts.directory, language)
         if path is None:
-            problems.append(Problem(str(prompts.directory / "copilot" / f"{language}.yaml"), 1,
-                                    f"the copilot vocabulary for {language} (listed in business.yaml) is missing"))
+            problems.append(
+                Problem(
+                    str(prompts.directory / "copilot" / f"{language}.yaml"),
+                    1,
+                    f"the copilot vocabulary for {language} (listed in business.yaml) is missing",
+                )
+            )
             continue
         languages.append(language)
         try:
@@ -119,12 +283,22 @@ def _load(prompts: PromptConfig, problems: list[Problem]) -> Vocabulary:
             continue
         for key in data:
             if key not in SECTIONS:
-                problems.append(Problem(str(path), _line(lines, str(key)),
-                                        f"unknown section {key!r} (known: {', '.join(SECTIONS)})"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        _line(lines, str(key)),
+                        f"unknown section {key!r} (known: {', '.join(SECTIONS)})",
+                    )
+                )
         raw_phrases = data.get("phrases") or {}
         if not isinstance(raw_phrases, dict):
-            problems.append(Problem(str(path), _line(lines, "phrases"),
-                                    "phrases must map what agents type to the English the copilot reads"))
+            problems.append(
+                Problem(
+                    str(path),
+                    _line(lines, "phrases"),
+                    "phrases must map what agents type to the English the copilot reads",
+                )
+            )
             raw_phrases = {}
         for typed, meaning in raw_phrases.items():
             where = _line(lines, str(typed))
@@ -132,29 +306,49 @@ def _load(prompts: PromptConfig, problems: list[Problem]) -> Vocabulary:
                 problems.append(Problem(str(path), where, f"{typed!r} is not a phrase"))
                 continue
             if not isinstance(meaning, str) or not fold(meaning):
-                problems.append(Problem(str(path), where, f"{typed!r} must map to an English phrase"))
+                problems.append(
+                    Problem(str(path), where, f"{typed!r} must map to an English phrase")
+                )
                 continue
             if len(fold(typed).split()) > MAX_PHRASE_WORDS:
-                problems.append(Problem(str(path), where, f"{typed!r} is longer than {MAX_PHRASE_WORDS} words"))
+                problems.append(
+                    Problem(str(path), where, f"{typed!r} is longer than {MAX_PHRASE_WORDS} words")
+                )
                 continue
             target = fold(meaning)
             if target not in allowed and not all(word in words for word in target.split()):
-                problems.append(Problem(str(path), where,
-                                        f"{typed!r} maps to {meaning!r}, which the copilot does not know"))
+                problems.append(
+                    Problem(
+                        str(path),
+                        where,
+                        f"{typed!r} maps to {meaning!r}, which the copilot does not know",
+                    )
+                )
                 continue
             phrases.setdefault(fold(typed), target)
         raw_pronouns = data.get("pronouns") or []
-        if not isinstance(raw_pronouns, list) or not all(isinstance(p, str) and fold(p) for p in raw_pronouns):
-            problems.append(Problem(str(path), _line(lines, "pronouns"),
-                                    "pronouns must be a list of words like [him, her, that lead]"))
+        if not isinstance(raw_pronouns, list) or not all(
+            isinstance(p, str) and fold(p) for p in raw_pronouns
+        ):
+            problems.append(
+                Problem(
+                    str(path),
+                    _line(lines, "pronouns"),
+                    "pronouns must be a list of words like [him, her, that lead]",
+                )
+            )
         else:
             pronouns.update(fold(p) for p in raw_pronouns)
     typo_words = {w: w for w in COMMAND_WORDS}
     for typed, target in phrases.items():
         if " " not in typed and " " not in target and target in COMMAND_WORDS:
             typo_words.setdefault(typed, target)
-    return Vocabulary(phrases=phrases, pronouns=frozenset(pronouns), typo_words=typo_words,
-                      languages=tuple(languages))
+    return Vocabulary(
+        phrases=phrases,
+        pronouns=frozenset(pronouns),
+        typo_words=typo_words,
+        languages=tuple(languages),
+    )
 
 
 def _pick(directory: Path, language: str) -> Path | None:
@@ -171,4 +365,3 @@ def _line(lines: list[str], key: str) -> int:
         if pattern.match(text):
             return number
     return 1
-

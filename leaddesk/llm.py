@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
 from leaddesk.settings import Settings
 
 
-def make_chat_model(settings: Settings) -> Optional[BaseChatModel]:
+def make_chat_model(settings: Settings) -> BaseChatModel | None:
     """Build the chat model from OPENAI_API_KEY / OPENAI_BASE_URL / LEADDESK_MODEL, or None when offline."""
     if not settings.llm_configured:
         return None
@@ -34,12 +35,12 @@ def engine_name(settings: Settings) -> str:
     return "offline engine (no OPENAI_API_KEY set)"
 
 
-Transcribe = Callable[[str, dict[str, Any]], Optional[str]]
+Transcribe = Callable[[str, dict[str, Any]], str | None]
 
 
 def make_transcriber(
     settings: Settings, fetch_media: Callable[[str, dict[str, Any]], Any]
-) -> Optional[Transcribe]:
+) -> Transcribe | None:
     """With a model configured and LEADDESK_TRANSCRIBE=1: a function that reads a stored voice
     note's words (fetch its audio with `fetch_media(channel, payload)`, a `webhooks.graph.MediaFile`
     or None, then the OpenAI-compatible /audio/transcriptions endpoint); else None."""
@@ -56,7 +57,7 @@ def make_transcriber(
         max_retries=1,
     )
 
-    def transcribe(channel: str, payload: dict[str, Any]) -> Optional[str]:
+    def transcribe(channel: str, payload: dict[str, Any]) -> str | None:
         audio = fetch_media(channel, payload)
         if audio is None:
             return None

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Optional
+from typing import Any
 
 from flask import Flask
 from langchain_core.language_models import BaseChatModel
@@ -52,7 +53,7 @@ class Runtime:
     engine: Engine
     session_factory: sessionmaker[Session]
     prompts: PromptStore
-    model: Optional[BaseChatModel]
+    model: BaseChatModel | None
     notifier: ReplyNotifier
     outbox: ChannelOutbox
     bot: BotService
@@ -106,10 +107,10 @@ class Runtime:
 def build_runtime(
     settings: Settings,
     *,
-    engine: Optional[Engine] = None,
-    model: Optional[BaseChatModel] = None,
-    chat_limits: Optional[ChatLimits] = None,
-    clock: Optional[Callable[[], datetime]] = None,
+    engine: Engine | None = None,
+    model: BaseChatModel | None = None,
+    chat_limits: ChatLimits | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> Runtime:
     """Assemble the server. Raises `bot.PromptError` for invalid prompt files and SQLAlchemy's
     OperationalError when the database cannot be reached."""
@@ -207,7 +208,7 @@ def build_copilot(
     *,
     session_factory: sessionmaker[Session],
     prompts: LivePrompts,
-    model: Optional[BaseChatModel],
+    model: BaseChatModel | None,
     outbox: ChannelOutbox,
     clock: Callable[[], datetime],
 ) -> tuple[Copilot, BackgroundBot | None]:

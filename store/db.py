@@ -199,7 +199,9 @@ def ensure_schema(engine: Engine) -> bool:
     level = alembic_log.level
     alembic_log.setLevel(max(level, logging.WARNING))
     try:
-        script = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False)))
+        script = ScriptDirectory.from_config(
+            alembic_config(engine.url.render_as_string(hide_password=False))
+        )
         with engine.connect() as connection:
             current = set(MigrationContext.configure(connection).get_current_heads())
         if current == set(script.get_heads()):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -81,7 +81,7 @@ def record_contact(
     session: Session,
     trust: str,
     source: str,
-    identity_id: Optional[int] = None,
+    identity_id: int | None = None,
 ) -> ContactDetail:
     """Remember that `lead` has this phone/email and how it is known (a verified sighting upgrades
     a claimed one; a claimed one never downgrades a verified one)."""
@@ -89,7 +89,9 @@ def record_contact(
     for _attempt in range(3):
         row = session.scalars(
             select(ContactDetail).where(
-                ContactDetail.lead_id == lead.id, ContactDetail.kind == kind, ContactDetail.key == key
+                ContactDetail.lead_id == lead.id,
+                ContactDetail.kind == kind,
+                ContactDetail.key == key,
             )
         ).first()
         if row is not None:
@@ -98,8 +100,16 @@ def record_contact(
                 row.source = source
                 row.identity_id = identity_id or row.identity_id
             return row
-        row = ContactDetail(lead_id=lead.id, kind=kind, value=value, key=key, trust=trust,
-                            source=source, identity_id=identity_id, created_at=utcnow())
+        row = ContactDetail(
+            lead_id=lead.id,
+            kind=kind,
+            value=value,
+            key=key,
+            trust=trust,
+            source=source,
+            identity_id=identity_id,
+            created_at=utcnow(),
+        )
         try:
             with session.begin_nested():
                 session.add(row)
@@ -110,7 +120,7 @@ def record_contact(
     raise RuntimeError("could not record the contact detail")
 
 
-def detail_trust(lead: Lead, kind: str, *, session: Session) -> Optional[str]:
+def detail_trust(lead: Lead, kind: str, *, session: Session) -> str | None:
     """How the lead's own phone/email (the one in its profile) is known, None when it has none."""
     value = lead.phone if kind == "phone" else lead.email
     if not value:
@@ -168,7 +178,7 @@ def merges_on_match(lead: Lead, other: Lead, *, trust: str, deliberate: bool = F
 
 def suggest_merge(
     lead: Lead, other: Lead, kind: str, *, session: Session, source: str, claimed: bool = True
-) -> Optional[MergeSuggestion]:
+) -> MergeSuggestion | None:
     """Record that `lead` may be the same person as `other` (audited on both); once per pair."""
     if lead.id == other.id:
         return None
@@ -183,19 +193,30 @@ def suggest_merge(
     ).first()
     if existing is not None:
         return existing
-    how = f"claimed on {SOURCE_NAMES.get(source, source)}" if claimed else (
-        "leads of two different agents")
+    how = (
+        f"claimed on {SOURCE_NAMES.get(source, source)}"
+        if claimed
+        else ("leads of two different agents")
+    )
     reason = f"#{lead.id} may be the same person as #{other.id}: same {kind}, {how}"
-    suggestion = MergeSuggestion(lead_id=lead.id, other_lead_id=other.id, kind=kind, source=source,
-                                 reason=reason, state="open", created_at=utcnow())
+    suggestion = MergeSuggestion(
+        lead_id=lead.id,
+        other_lead_id=other.id,
+        kind=kind,
+        source=source,
+        reason=reason,
+        state="open",
+        created_at=utcnow(),
+    )
     try:
         with session.begin_nested():
             session.add(suggestion)
             session.flush()
     except IntegrityError:
         return session.scalars(
-            select(MergeSuggestion).where(MergeSuggestion.lead_id == lead.id,
-                                          MergeSuggestion.other_lead_id == other.id)
+            select(MergeSuggestion).where(
+                MergeSuggestion.lead_id == lead.id, MergeSuggestion.other_lead_id == other.id
+            )
         ).first()
     for lead_id, other_id in ((lead.id, other.id), (other.id, lead.id)):
         _audit(session, lead_id, "system", "suggest_merge", "lead", other_id, reason)
@@ -209,7 +230,7 @@ class Suggestion:
 
     id: int
     other_lead_id: int
-    other_name: Optional[str]
+    other_name: str | None
     kind: str
     source: str
     reason: str
@@ -235,12 +256,15 @@ def open_suggestions(lead: Lead, *, session: Session) -> list[Suggestion]:
         if other is None or other.id == lead.id or other.id in seen:
             continue
         seen.add(other.id)
-        out.append(Suggestion(row.id, other.id, other.name, row.kind, row.source, row.reason,
-                              row.created_at))
+        out.append(
+            Suggestion(
+                row.id, other.id, other.name, row.kind, row.source, row.reason, row.created_at
+            )
+        )
     return out
 
 
-def _living(session: Session, lead_id: int) -> Optional[Lead]:
+def _living(session: Session, lead_id: int) -> Lead | None:
     lead = session.get(Lead, lead_id)
     hops = 0
     while lead is not None and lead.merged_into_id is not None and hops < 50:
@@ -249,7 +273,7 @@ def _living(session: Session, lead_id: int) -> Optional[Lead]:
     return lead
 
 
-def _suggestion_between(session: Session, a: Lead, b: Lead) -> Optional[Suggestion]:
+def _suggestion_between(session: Session, a: Lead, b: Lead) -> Suggestion | None:
     for suggestion in open_suggestions(a, session=session):
         if suggestion.other_lead_id == b.id:
             return suggestion
@@ -257,7 +281,7 @@ def _suggestion_between(session: Session, a: Lead, b: Lead) -> Optional[Suggesti
 
 
 def close_suggestions(
-    survivor: Lead, absorbed: Lead, *, session: Session, agent_id: Optional[int] = None
+    survivor: Lead, absorbed: Lead, *, session: Session, agent_id: int | None = None
 ) -> None:
     """A merge settles every open suggestion between the two leads."""
     now = utcnow()
@@ -265,10 +289,14 @@ def close_suggestions(
         select(MergeSuggestion).where(
             MergeSuggestion.state == "open",
             or_(
-                and_(MergeSuggestion.lead_id == survivor.id,
-                     MergeSuggestion.other_lead_id == absorbed.id),
-                and_(MergeSuggestion.lead_id == absorbed.id,
-                     MergeSuggestion.other_lead_id == survivor.id),
+                and_(
+                    MergeSuggestion.lead_id == survivor.id,
+                    MergeSuggestion.other_lead_id == absorbed.id,
+                ),
+                and_(
+                    MergeSuggestion.lead_id == absorbed.id,
+                    MergeSuggestion.other_lead_id == survivor.id,
+                ),
             ),
         )
     ):
@@ -280,8 +308,9 @@ def close_suggestions(
 # ---- settling suggestions ------------------------------------------------------------------
 
 
-def dismiss_between(lead: Lead, other: Lead, *, session: Session, agent_id: int,
-                    now: datetime) -> None:
+def dismiss_between(
+    lead: Lead, other: Lead, *, session: Session, agent_id: int, now: datetime
+) -> None:
     """Record that the two leads are not the same person: their open suggestions are dismissed
     (so the pair is not suggested again), audited on both. Who may decide is
     `store.domain.merge`'s rule."""
@@ -290,8 +319,16 @@ def dismiss_between(lead: Lead, other: Lead, *, session: Session, agent_id: int,
         row.resolved_at = now
         row.resolved_by_agent_id = agent_id
     for lead_id, other_id in ((lead.id, other.id), (other.id, lead.id)):
-        _audit(session, lead_id, "agent", "dismiss_merge", "lead", other_id,
-               "not the same person", agent_id)
+        _audit(
+            session,
+            lead_id,
+            "agent",
+            "dismiss_merge",
+            "lead",
+            other_id,
+            "not the same person",
+            agent_id,
+        )
 
 
 def _open_rows_between(session: Session, a: Lead, b: Lead) -> list[MergeSuggestion]:
@@ -306,8 +343,10 @@ def _open_rows_between(session: Session, a: Lead, b: Lead) -> list[MergeSuggesti
     pair = {a.id, b.id}
     out = []
     for row in rows:
-        ends = {getattr(_living(session, row.lead_id), "id", None),
-                getattr(_living(session, row.other_lead_id), "id", None)}
+        ends = {
+            getattr(_living(session, row.lead_id), "id", None),
+            getattr(_living(session, row.other_lead_id), "id", None),
+        }
         if ends == pair:
             out.append(row)
     return out
@@ -318,10 +357,10 @@ def on_merge(
     absorbed: Lead,
     *,
     session: Session,
-    survivor_owner: Optional[int],
-    absorbed_owner: Optional[int],
+    survivor_owner: int | None,
+    absorbed_owner: int | None,
     actor: str,
-    agent_id: Optional[int],
+    agent_id: int | None,
 ) -> None:
     """Ownership after a merge: the survivor keeps its owner; the other owner is told (and keeps
     reading their notes, see `store.domain.permissions.visible_notes`); the audit says so."""
@@ -333,11 +372,19 @@ def on_merge(
     if owner is None or not owner.active:
         return
     who = survivor.name or f"lead #{survivor.id}"
-    session.add(Notification(
-        agent_id=owner.id, lead_id=survivor.id, kind="merged",
-        text=(f"Your lead #{absorbed.id} was merged into #{survivor.id} ({who}), which stays with "
-              "its owner. Your notes remain readable to you."),
-        read=False, created_at=utcnow()))
+    session.add(
+        Notification(
+            agent_id=owner.id,
+            lead_id=survivor.id,
+            kind="merged",
+            text=(
+                f"Your lead #{absorbed.id} was merged into #{survivor.id} ({who}), which stays with "
+                "its owner. Your notes remain readable to you."
+            ),
+            read=False,
+            created_at=utcnow(),
+        )
+    )
 
 
 # ---- conversations --------------------------------------------------------------------------
@@ -349,16 +396,19 @@ def conversation_trust(conversation: Conversation, *, session: Session) -> str:
 
 
 def _last_inbound(session: Session, conversation_id: int) -> int:
-    return session.scalar(
-        select(func.max(Message.id)).where(
-            Message.conversation_id == conversation_id, Message.direction == "in"
+    return (
+        session.scalar(
+            select(func.max(Message.id)).where(
+                Message.conversation_id == conversation_id, Message.direction == "in"
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 def reply_conversation(
-    lead: Lead, *, session: Session, conversation_id: Optional[int] = None
-) -> Optional[Conversation]:
+    lead: Lead, *, session: Session, conversation_id: int | None = None
+) -> Conversation | None:
     """The conversation a reply to `lead` goes to: the one named (it must be the lead's), else the
     latest on a verified identity, else (only when there is none) the latest at all."""
     conversations = list(
@@ -385,26 +435,46 @@ def speaks_for_lead(conversation: Conversation, *, session: Session) -> bool:
     if conversation_trust(conversation, session=session) == VERIFIED:
         return True
     others = session.scalars(
-        select(Conversation.id).where(
-            Conversation.lead_id == conversation.lead_id, Conversation.id != conversation.id
-        ).limit(1)
+        select(Conversation.id)
+        .where(Conversation.lead_id == conversation.lead_id, Conversation.id != conversation.id)
+        .limit(1)
     ).first()
     return others is None
 
 
 def only_conversation(conversation: Conversation, *, session: Session) -> bool:
-    return session.scalars(
-        select(Conversation.id).where(
-            Conversation.lead_id == conversation.lead_id, Conversation.id != conversation.id
-        ).limit(1)
-    ).first() is None
+    return (
+        session.scalars(
+            select(Conversation.id)
+            .where(Conversation.lead_id == conversation.lead_id, Conversation.id != conversation.id)
+            .limit(1)
+        ).first()
+        is None
+    )
 
 
 # ---- helpers --------------------------------------------------------------------------------
 
 
-def _audit(session: Session, lead_id: int, actor: str, action: str, field: str, old: Any,
-           new: Any, agent_id: Optional[int] = None) -> None:
-    session.add(AuditEvent(lead_id=lead_id, actor=actor, agent_id=agent_id, action=action,
-                           field=field, old_value=None if old is None else str(old),
-                           new_value=None if new is None else str(new), created_at=utcnow()))
+def _audit(
+    session: Session,
+    lead_id: int,
+    actor: str,
+    action: str,
+    field: str,
+    old: Any,
+    new: Any,
+    agent_id: int | None = None,
+) -> None:
+    session.add(
+        AuditEvent(
+            lead_id=lead_id,
+            actor=actor,
+            agent_id=agent_id,
+            action=action,
+            field=field,
+            old_value=None if old is None else str(old),
+            new_value=None if new is None else str(new),
+            created_at=utcnow(),
+        )
+    )

@@ -107,8 +107,14 @@ class Lead(Base):
         # Newest first in the sort's full order (created_at, id), then the stale filter's
         # expression, whether the lead was heard from since: a stale page skips the recent leads
         # inside the index.
-        Index("ix_leads_live_created", "archived", "created_at", "id",
-              func.coalesce(text("last_contacted_at"), text("created_at")), **_LIVE),
+        Index(
+            "ix_leads_live_created",
+            "archived",
+            "created_at",
+            "id",
+            func.coalesce(text("last_contacted_at"), text("created_at")),
+            **_LIVE,
+        ),
         # With id, the whole sort key (score, id): a page by score reads the index in order.
         Index("ix_leads_live_score", "archived", "score", "id", **_LIVE),
         # The living leads by id: a channel's count merges this with the identities' channel

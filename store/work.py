@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -28,8 +29,8 @@ def add_note(
     *,
     session: Session,
     category: str = "General",
-    agent: Optional[Agent] = None,
-    author: Optional[str] = None,
+    agent: Agent | None = None,
+    author: str | None = None,
 ) -> Note:
     """Add a note to a lead (audited). `category` must be one of NOTE_CATEGORIES (case-insensitive)."""
     text = clean_text(text or "").strip()
@@ -37,15 +38,28 @@ def add_note(
         raise Invalid("a note needs some text", field="text")
     matches = [c for c in NOTE_CATEGORIES if c.lower() == (category or "General").strip().lower()]
     if not matches:
-        raise Invalid(f"note category must be one of: {', '.join(NOTE_CATEGORIES)}",
-                      field="category")
-    note = Note(lead_id=lead.id, agent_id=agent.id if agent else None,
-                author=author or (agent.name if agent else "system"), category=matches[0],
-                text=text[:10000], created_at=utcnow())
+        raise Invalid(
+            f"note category must be one of: {', '.join(NOTE_CATEGORIES)}", field="category"
+        )
+    note = Note(
+        lead_id=lead.id,
+        agent_id=agent.id if agent else None,
+        author=author or (agent.name if agent else "system"),
+        category=matches[0],
+        text=text[:10000],
+        created_at=utcnow(),
+    )
     session.add(note)
     session.flush()
-    record_audit(session=session, lead_id=lead.id, actor="agent" if agent else (author or "system"),
-                 action="note", field="notes", new=note.category, agent_id=agent.id if agent else None)
+    record_audit(
+        session=session,
+        lead_id=lead.id,
+        actor="agent" if agent else (author or "system"),
+        action="note",
+        field="notes",
+        new=note.category,
+        agent_id=agent.id if agent else None,
+    )
     return note
 
 
@@ -57,7 +71,11 @@ def open_lead_counts(*, session: Session, terminal_statuses: Sequence[str] = ())
     """How many open (not archived, not merged, not terminal) leads each agent holds."""
     query = (
         select(Lead.assigned_agent_id, func.count())
-        .where(Lead.assigned_agent_id.is_not(None), Lead.archived.is_(False), Lead.merged_into_id.is_(None))
+        .where(
+            Lead.assigned_agent_id.is_not(None),
+            Lead.archived.is_(False),
+            Lead.merged_into_id.is_(None),
+        )
         .group_by(Lead.assigned_agent_id)
     )
     if terminal_statuses:
@@ -65,14 +83,19 @@ def open_lead_counts(*, session: Session, terminal_statuses: Sequence[str] = ())
     return {agent_id: count for agent_id, count in session.execute(query)}
 
 
-def next_available_agent(*, session: Session, terminal_statuses: Sequence[str] = ()) -> Optional[Agent]:
+def next_available_agent(
+    *, session: Session, terminal_statuses: Sequence[str] = ()
+) -> Agent | None:
     """The active agent under capacity with the fewest open leads; ties go round-robin.
 
     Round-robin: among the tied agents, the one whose most recent assignment is oldest.
     """
     counts = open_lead_counts(session=session, terminal_statuses=terminal_statuses)
-    agents = [a for a in session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id))
-              if counts.get(a.id, 0) < a.capacity]
+    agents = [
+        a
+        for a in session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id))
+        if counts.get(a.id, 0) < a.capacity
+    ]
     if not agents:
         return None
     last_assigned = _last_assignment_times(session, [a.id for a in agents])
@@ -85,7 +108,10 @@ def _last_assignment_times(session: Session, agent_ids: list[int]) -> dict[int, 
 
     rows = session.execute(
         select(AuditEvent.new_value, func.max(AuditEvent.created_at))
-        .where(AuditEvent.field == "assigned_agent_id", AuditEvent.new_value.in_([str(i) for i in agent_ids]))
+        .where(
+            AuditEvent.field == "assigned_agent_id",
+            AuditEvent.new_value.in_([str(i) for i in agent_ids]),
+        )
         .group_by(AuditEvent.new_value)
     )
     return {int(value): at for value, at in rows if value is not None}
@@ -93,37 +119,51 @@ def _last_assignment_times(session: Session, agent_ids: list[int]) -> dict[int, 
 
 def assign_lead(
     lead: Lead,
-    agent: Optional[Agent],
+    agent: Agent | None,
     *,
     session: Session,
     actor: str,
-    by_agent: Optional[Agent] = None,
+    by_agent: Agent | None = None,
 ) -> bool:
     """Assign (or with None, unassign) a lead; audited. Returns whether anything changed."""
     if agent is not None and not agent.active:
         raise Invalid(f"agent {agent.name} is disabled", code="agent_disabled", field="agent_id")
-    changed = update_lead(lead, {"assigned_agent_id": agent.id if agent else None}, session=session,
-                          actor=actor, agent_id=by_agent.id if by_agent else None)
+    changed = update_lead(
+        lead,
+        {"assigned_agent_id": agent.id if agent else None},
+        session=session,
+        actor=actor,
+        agent_id=by_agent.id if by_agent else None,
+    )
     return bool(changed)
 
 
 def notify(
     agent: Agent,
-    lead: Optional[Lead],
+    lead: Lead | None,
     text: str,
     *,
     session: Session,
     kind: str = "status",
-    deliver_after: Optional[datetime] = None,
+    deliver_after: datetime | None = None,
 ) -> Notification:
-    notification = Notification(agent_id=agent.id, lead_id=lead.id if lead else None, kind=kind,
-                                text=text, read=False, deliver_after=deliver_after, created_at=utcnow())
+    notification = Notification(
+        agent_id=agent.id,
+        lead_id=lead.id if lead else None,
+        kind=kind,
+        text=text,
+        read=False,
+        deliver_after=deliver_after,
+        created_at=utcnow(),
+    )
     session.add(notification)
     session.flush()
     return notification
 
 
-def unread_notifications(agent_id: int, *, session: Session, now: Optional[datetime] = None) -> list[Notification]:
+def unread_notifications(
+    agent_id: int, *, session: Session, now: datetime | None = None
+) -> list[Notification]:
     """The agent's unread notifications that are due (queued out-of-hours ones wait), newest first."""
     now = now or utcnow()
     query = (
@@ -138,7 +178,9 @@ def unread_notifications(agent_id: int, *, session: Session, now: Optional[datet
 def mark_read(notification_ids: Sequence[int], agent_id: int, *, session: Session) -> int:
     count = 0
     for notification in session.scalars(
-        select(Notification).where(Notification.id.in_(list(notification_ids)), Notification.agent_id == agent_id)
+        select(Notification).where(
+            Notification.id.in_(list(notification_ids)), Notification.agent_id == agent_id
+        )
     ):
         if not notification.read:
             notification.read = True
@@ -152,21 +194,29 @@ def record_score(
     factors: list[dict[str, Any]],
     *,
     session: Session,
-    message_id: Optional[int] = None,
+    message_id: int | None = None,
     engine: str = "offline",
     actor: str = "bot",
-) -> Optional[ScoreEvent]:
+) -> ScoreEvent | None:
     """Store a score update with its factors; a second update for the same message is ignored.
 
     Factors are dicts `{"factor", "points", "evidence"}`; the score is clamped to 0..100.
     """
     score = max(0, min(100, int(score)))
-    if message_id is not None and session.scalars(
-        select(ScoreEvent).where(ScoreEvent.message_id == message_id)
-    ).first():
+    if (
+        message_id is not None
+        and session.scalars(select(ScoreEvent).where(ScoreEvent.message_id == message_id)).first()
+    ):
         return None
-    event = ScoreEvent(lead_id=lead.id, message_id=message_id, previous_score=lead.score, score=score,
-                       factors=factors, engine=engine, created_at=utcnow())
+    event = ScoreEvent(
+        lead_id=lead.id,
+        message_id=message_id,
+        previous_score=lead.score,
+        score=score,
+        factors=factors,
+        engine=engine,
+        created_at=utcnow(),
+    )
     session.add(event)
     update_lead(lead, {"score": score, "score_factors": factors}, session=session, actor=actor)
     session.flush()
@@ -174,12 +224,21 @@ def record_score(
 
 
 def score_history(lead_id: int, *, session: Session) -> list[ScoreEvent]:
-    return list(session.scalars(select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(ScoreEvent.id)))
+    return list(
+        session.scalars(
+            select(ScoreEvent).where(ScoreEvent.lead_id == lead_id).order_by(ScoreEvent.id)
+        )
+    )
 
 
 def audit_trail(lead_id: int, *, session: Session, limit: int = 500) -> list[Any]:
     from store.models import AuditEvent
 
-    return list(session.scalars(
-        select(AuditEvent).where(AuditEvent.lead_id == lead_id).order_by(AuditEvent.id.desc()).limit(limit)
-    ))
+    return list(
+        session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.lead_id == lead_id)
+            .order_by(AuditEvent.id.desc())
+            .limit(limit)
+        )
+    )

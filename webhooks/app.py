@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import wraps
-from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flask import Flask, current_app, g, jsonify, request
 from sqlalchemy.orm import Session, sessionmaker
@@ -77,12 +77,12 @@ class Services:
 class ApiError(Exception):
     """A client error answered as `{"error": {"code", "message", "field"?}}` with its HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str, field: Optional[str] = None):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
-def error_response(status: int, code: str, message: str, field: Optional[str] = None):  # type: ignore[no-untyped-def]
+def error_response(status: int, code: str, message: str, field: str | None = None):  # type: ignore[no-untyped-def]
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
@@ -102,10 +102,14 @@ def add_health_probe(app: Flask, name: str, probe: Callable[[], dict[str, Any]])
 def wants_json() -> bool:
     """Whether the error answer should be JSON (the API, the webhooks, or a JSON client)."""
     path = request.path
-    return path.startswith("/api") or path.startswith("/webhooks") or request.accept_mimetypes.best == "application/json"
+    return (
+        path.startswith("/api")
+        or path.startswith("/webhooks")
+        or request.accept_mimetypes.best == "application/json"
+    )
 
 
-def bearer_token() -> Optional[str]:
+def bearer_token() -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -121,7 +125,9 @@ def require_agent(admin: bool = False) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             token = bearer_token()
             if token is None:
-                raise ApiError(401, "unauthorized", "send an agent token as 'Authorization: Bearer TOKEN'")
+                raise ApiError(
+                    401, "unauthorized", "send an agent token as 'Authorization: Bearer TOKEN'"
+                )
             with services().session_factory() as session:
                 agent = agent_by_token(token, session=session)
                 if agent is not None:
@@ -142,7 +148,9 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 400 that says what is wrong with it."""
     data = request.get_json(silent=True)
     if data is None:
-        raise ApiError(400, "invalid_json", "the body must be a JSON object (Content-Type: application/json)")
+        raise ApiError(
+            400, "invalid_json", "the body must be a JSON object (Content-Type: application/json)"
+        )
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return data

@@ -32,12 +32,16 @@ def ask():  # type: ignore[no-untyped-def]
     if not isinstance(message, str) or not message.strip():
         raise ApiError(400, "invalid_message", "'message' must be a non-empty string", "message")
     if len(message) > MAX_MESSAGE:
-        raise ApiError(400, "invalid_message", f"'message' must be at most {MAX_MESSAGE} characters", "message")
+        raise ApiError(
+            400, "invalid_message", f"'message' must be at most {MAX_MESSAGE} characters", "message"
+        )
     thread = body.get("thread", "default")
     if thread is None:
         thread = "default"
     if not isinstance(thread, str) or not _THREAD.match(thread):
-        raise ApiError(400, "invalid_thread", "'thread' must be 1-100 letters, digits or . _ : -", "thread")
+        raise ApiError(
+            400, "invalid_thread", "'thread' must be 1-100 letters, digits or . _ : -", "thread"
+        )
     copilot = services().copilot
     if copilot is None:
         raise ApiError(503, "copilot_unavailable", "the copilot is not running in this server")

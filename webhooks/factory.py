@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 class _JSONProvider(DefaultJSONProvider):
     """Flask's JSON, except that a body nested too deeply to decode, or with NaN or Infinity (which
     Python accepts but JSON, and PostgreSQL's json columns, do not) is invalid JSON: a 400, not a 500."""
@@ -74,6 +75,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["leaddesk"] = services
     init_limiter(app, settings)
+
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
         return error_response(exc.status, exc.code, exc.message, exc.field)
@@ -89,7 +91,9 @@ def create_app(settings: Settings, services: Services) -> Flask:
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
         if wants_json():
-            return error_response(500, "internal_error", "something went wrong on our side; it was logged")
+            return error_response(
+                500, "internal_error", "something went wrong on our side; it was logged"
+            )
         return "Internal error", 500
 
     @app.get("/healthz")

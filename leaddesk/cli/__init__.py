@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from leaddesk import __version__
 from leaddesk.cli import agents, bot, copilot, db, leads, prompts, serve, worker
@@ -29,18 +30,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    version = subparsers.add_parser("version", help="print the version", description="Print the version.")
-    version.set_defaults(func=lambda args, settings: print(f"leaddesk {__version__}") or 0,
-                         needs_settings=False)
+    version = subparsers.add_parser(
+        "version", help="print the version", description="Print the version."
+    )
+    version.set_defaults(
+        func=lambda args, settings: print(f"leaddesk {__version__}") or 0, needs_settings=False
+    )
     for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings: Optional[Settings] = None
+    settings: Settings | None = None
     try:
         if getattr(args, "needs_settings", True):
             settings = load_settings()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, TextIO
 
 import phonenumbers
 from sqlalchemy import Engine, select
@@ -164,11 +164,11 @@ class ReplayClock:
     was given.
     """
 
-    def __init__(self, start: Optional[datetime] = None) -> None:
+    def __init__(self, start: datetime | None = None) -> None:
         self.current = start
         self._played = False
 
-    def advance(self, at: Optional[datetime]) -> None:
+    def advance(self, at: datetime | None) -> None:
         if at is not None:
             self.current = at
         elif self.current is not None and self._played:
@@ -198,7 +198,7 @@ class BotSetup:
     engine_label: str
 
 
-def _region(value: Optional[str], settings: Settings) -> str:
+def _region(value: str | None, settings: Settings) -> str:
     region = (value or settings.default_region).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise UserError(f"--region {value!r} is not an ISO country code (e.g. US, GB, ES, SA)")
@@ -216,9 +216,9 @@ def _database_url(value: str) -> str:
 def _setup(
     settings: Settings,
     *,
-    database: Optional[str],
+    database: str | None,
     region: str,
-    prompts_dir: Optional[str],
+    prompts_dir: str | None,
     clock: Any,
     prompts: Any = None,
 ) -> BotSetup:
@@ -249,7 +249,7 @@ def _setup(
     return BotSetup(service, session_factory, engine, engine_name(settings))
 
 
-def load_checked_prompts(prompts_dir: Optional[str], settings: Settings) -> Any:
+def load_checked_prompts(prompts_dir: str | None, settings: Settings) -> Any:
     """The prompts directory's configuration; its problems on stderr and a UserError if invalid."""
     directory = Path(prompts_dir) if prompts_dir else settings.prompts_dir
     try:
@@ -272,10 +272,10 @@ class ReplayLine:
     channel: str
     sender: str
     text: str
-    name: Optional[str]
-    at: Optional[datetime]
+    name: str | None
+    at: datetime | None
     kind: str = "text"
-    caption: Optional[str] = None
+    caption: str | None = None
 
     def inbound(self) -> Any:
         """The message as its channel's adapter would hand it over."""
@@ -326,8 +326,9 @@ def parse_line(number: int, raw: str) -> ReplayLine:
     if caption is not None and not isinstance(caption, str):
         raise BadLine("caption must be a string")
     if caption is not None and kind in ("text", "sticker", "reaction", "location"):
-        raise BadLine(f"a {kind} line takes no caption (captions go with audio, image, video, "
-                      "document)")
+        raise BadLine(
+            f"a {kind} line takes no caption (captions go with audio, image, video, document)"
+        )
     name = data.get("name")
     if name is not None and not isinstance(name, str):
         raise BadLine("name must be a string")
@@ -460,7 +461,7 @@ class Replayer:
     def _window(self, channel: str) -> float:
         return float(self.service.prompts.business.quiet_window(channel))
 
-    def _answer_due(self, *, until: Optional[datetime]) -> list[dict[str, Any]]:
+    def _answer_due(self, *, until: datetime | None) -> list[dict[str, Any]]:
         due = sorted(
             (reply_due(burst.first_at, burst.last_at, self._window(burst.channel)), cid)
             for cid, burst in self._bursts.items()

@@ -54,7 +54,17 @@ CASE_KEYS = ("id", "agent", "turns", "note")
 DESK_FILE = "desk.yaml"
 # Every case runs at the same moment (a Wednesday afternoon), so dates never depend on the clock.
 REFERENCE_TIME = datetime(2025, 3, 5, 16, 0, tzinfo=UTC)
-TRACKED = ("name", "company", "email", "phone", "status", "agent", "archived", "notes", "custom_fields")
+TRACKED = (
+    "name",
+    "company",
+    "email",
+    "phone",
+    "status",
+    "agent",
+    "archived",
+    "notes",
+    "custom_fields",
+)
 
 
 @dataclass
@@ -90,11 +100,16 @@ def read_desk(directory: Path) -> Desk:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError:
-        raise UserError(f"cannot read {path}: the copilot eval needs its desk of leads and agents") from None
+        raise UserError(
+            f"cannot read {path}: the copilot eval needs its desk of leads and agents"
+        ) from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("agents"), dict) or not isinstance(
-            data.get("leads"), dict):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("agents"), dict)
+        or not isinstance(data.get("leads"), dict)
+    ):
         raise UserError(f"{path} must map agents: and leads: by key")
     return Desk(agents=data["agents"], leads=data["leads"])
 
@@ -103,16 +118,24 @@ def _ago(text: Any) -> timedelta:
     value = str(text or "1h").strip()
     unit = value[-1]
     amount = float(value[:-1])
-    return {"m": timedelta(minutes=amount), "h": timedelta(hours=amount), "d": timedelta(days=amount)}[unit]
+    return {
+        "m": timedelta(minutes=amount),
+        "h": timedelta(hours=amount),
+        "d": timedelta(days=amount),
+    }[unit]
 
 
-def seed_desk(desk: Desk, session_factory: Any, *, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+def seed_desk(
+    desk: Desk, session_factory: Any, *, now: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
     """Create the desk's agents and leads; returns their ids by key."""
     agent_ids: dict[str, int] = {}
     lead_ids: dict[str, int] = {}
     with session_factory.begin() as session:
         for key, spec in desk.agents.items():
-            agent, _token = create_agent(str(spec["name"]), session=session, role=str(spec.get("role", "agent")))
+            agent, _token = create_agent(
+                str(spec["name"]), session=session, role=str(spec.get("role", "agent"))
+            )
             agent.active = bool(spec.get("active", True))
             agent_ids[key] = agent.id
         for number, (key, spec) in enumerate(desk.leads.items(), start=1):
@@ -123,15 +146,25 @@ def seed_desk(desk: Desk, session_factory: Any, *, now: datetime) -> tuple[dict[
             lead = None
             message_id = None
             for i, text in enumerate(says):
-                got = ingest(Inbound(channel, sender, text, name=spec.get("name"),
-                                     channel_message_id=f"{sender}-{i}",
-                                     sent_at=created + timedelta(minutes=i + 1)), session=session)
+                got = ingest(
+                    Inbound(
+                        channel,
+                        sender,
+                        text,
+                        name=spec.get("name"),
+                        channel_message_id=f"{sender}-{i}",
+                        sent_at=created + timedelta(minutes=i + 1),
+                    ),
+                    session=session,
+                )
                 got.message.processed_at = got.message.sent_at
                 lead, message_id = got.lead, got.message.id
             assert lead is not None
             lead.created_at = created
             if spec.get("phone"):
-                lead = resolve(channel, sender, phone=str(spec["phone"]), session=session, region="US")
+                lead = resolve(
+                    channel, sender, phone=str(spec["phone"]), session=session, region="US"
+                )
             if spec.get("email"):
                 lead = resolve(channel, sender, email=str(spec["email"]), session=session)
             if spec.get("score") is not None:
@@ -161,25 +194,36 @@ def seed_desk(desk: Desk, session_factory: Any, *, now: datetime) -> tuple[dict[
     return agent_ids, lead_ids
 
 
-def snapshot(session_factory: Any, lead_ids: dict[str, int], agent_keys: dict[int, str]) -> dict[str, dict[str, Any]]:
+def snapshot(
+    session_factory: Any, lead_ids: dict[str, int], agent_keys: dict[int, str]
+) -> dict[str, dict[str, Any]]:
     """What the cases can see change, per lead key."""
 
     state: dict[str, dict[str, Any]] = {}
     with session_factory() as session:
-        counts = dict(session.execute(select(Note.lead_id, func.count()).group_by(Note.lead_id)).all())
+        counts = dict(
+            session.execute(select(Note.lead_id, func.count()).group_by(Note.lead_id)).all()
+        )
         for key, lead_id in lead_ids.items():
             lead = session.get(Lead, lead_id)
             assert lead is not None
             state[key] = {
-                "name": lead.name, "company": lead.company, "email": lead.email, "phone": lead.phone,
-                "status": lead.status, "agent": agent_keys.get(lead.assigned_agent_id or -1),
-                "archived": bool(lead.archived), "notes": int(counts.get(lead_id, 0)),
+                "name": lead.name,
+                "company": lead.company,
+                "email": lead.email,
+                "phone": lead.phone,
+                "status": lead.status,
+                "agent": agent_keys.get(lead.assigned_agent_id or -1),
+                "archived": bool(lead.archived),
+                "notes": int(counts.get(lead_id, 0)),
                 "custom_fields": dict(lead.custom_fields or {}),
             }
     return state
 
 
-def diff(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def diff(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
     changed: dict[str, dict[str, Any]] = {}
     for key, fields in after.items():
         for name, value in fields.items():
@@ -192,7 +236,9 @@ def diff(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) ->
 # Cases
 
 
-def read_copilot_cases(files: list[Path], desk: Desk) -> tuple[list[CopilotCase], list[CaseProblem]]:
+def read_copilot_cases(
+    files: list[Path], desk: Desk
+) -> tuple[list[CopilotCase], list[CaseProblem]]:
     return read_case_files(files, lambda file, number, raw: _parse(file, number, raw, desk))
 
 
@@ -209,18 +255,26 @@ def _parse(file: str, number: int, raw: str, desk: Desk) -> CopilotCase:
         case.problems.append("turns must be a non-empty list of {say, expectations}")
         turns = []
     for index, turn in enumerate(turns, start=1):
-        if not isinstance(turn, dict) or not isinstance(turn.get("say"), str) or not turn["say"].strip():
+        if (
+            not isinstance(turn, dict)
+            or not isinstance(turn.get("say"), str)
+            or not turn["say"].strip()
+        ):
             case.problems.append(f"turn {index}: needs 'say' (what the agent writes)")
             continue
         for key in turn:
             if key not in TURN_KEYS:
-                case.problems.append(f"turn {index}: unknown key {key!r}; a turn has {', '.join(TURN_KEYS)}")
+                case.problems.append(
+                    f"turn {index}: unknown key {key!r}; a turn has {', '.join(TURN_KEYS)}"
+                )
         lead = turn.get("lead")
         if lead is not None and lead not in desk.leads:
             case.problems.append(f"turn {index}: lead {lead!r} is not on the desk")
-        for key in (turn.get("changes") or {}):
+        for key in turn.get("changes") or {}:
             if key not in desk.leads:
-                case.problems.append(f"turn {index}: changes name {key!r}, which is not on the desk")
+                case.problems.append(
+                    f"turn {index}: changes name {key!r}, which is not on the desk"
+                )
         case.turns.append(Turn(turn["say"], {k: v for k, v in turn.items() if k != "say"}))
     return case
 
@@ -234,7 +288,9 @@ class DeskDatabases(CaseDatabases):
 
     def __init__(self, desk: Desk, *, now: datetime) -> None:
         super().__init__()
-        self.agent_ids, self.lead_ids = seed_desk(desk, make_session_factory(self.template), now=now)
+        self.agent_ids, self.lead_ids = seed_desk(
+            desk, make_session_factory(self.template), now=now
+        )
 
 
 class FixedClock:
@@ -245,8 +301,14 @@ class FixedClock:
         return self.now
 
 
-def run_case(case: CopilotCase, *, config: Any, databases: DeskDatabases, model: Any = None,
-             region: str = "US") -> Outcome:
+def run_case(
+    case: CopilotCase,
+    *,
+    config: Any,
+    databases: DeskDatabases,
+    model: Any = None,
+    region: str = "US",
+) -> Outcome:
     if case.problems:
         return Outcome(case.id, False, [f"invalid case: {p}" for p in case.problems])
     engine = databases.fresh()
@@ -254,8 +316,15 @@ def run_case(case: CopilotCase, *, config: Any, databases: DeskDatabases, model:
     checks: dict[str, bool] = {}
     try:
         session_factory = make_session_factory(engine)
-        graph = build_graph(session_factory=session_factory, prompts=config, checkpointer=InMemorySaver(),
-                            model=model, clock=FixedClock(REFERENCE_TIME), region=region, takeover_minutes=60)
+        graph = build_graph(
+            session_factory=session_factory,
+            prompts=config,
+            checkpointer=InMemorySaver(),
+            model=model,
+            clock=FixedClock(REFERENCE_TIME),
+            region=region,
+            takeover_minutes=60,
+        )
         copilot = Copilot(graph)
         agent_id = databases.agent_ids[case.agent]
         thread = f"eval:{agent_id}:{case.id}"
@@ -272,7 +341,12 @@ def run_case(case: CopilotCase, *, config: Any, databases: DeskDatabases, model:
                 if isinstance(message, HumanMessage):
                     break
                 turn_messages.append(message)
-            tools = [c["name"] for m in reversed(turn_messages) if isinstance(m, AIMessage) for c in m.tool_calls]
+            tools = [
+                c["name"]
+                for m in reversed(turn_messages)
+                if isinstance(m, AIMessage)
+                for c in m.tool_calls
+            ]
             if answer.pending is not None and len(answer.pending.get("lead_ids") or []) == 1:
                 referred = keys_by_id.get(int(answer.pending["lead_ids"][0]))
             else:
@@ -288,22 +362,45 @@ def run_case(case: CopilotCase, *, config: Any, databases: DeskDatabases, model:
             if "tool" in expect:
                 wanted = expect["tool"]
                 got = tools[0] if tools else None
-                check("tool", got == wanted, f"expected tool {wanted}, got {got} ({_short(answer.reply)})")
+                check(
+                    "tool",
+                    got == wanted,
+                    f"expected tool {wanted}, got {got} ({_short(answer.reply)})",
+                )
             if "lead" in expect:
-                check("lead", referred == expect["lead"], f"expected lead {expect['lead']}, got {referred}")
+                check(
+                    "lead",
+                    referred == expect["lead"],
+                    f"expected lead {expect['lead']}, got {referred}",
+                )
             if "pending" in expect:
-                check("pending", (answer.pending is not None) == bool(expect["pending"]),
-                      f"expected {'a' if expect['pending'] else 'no'} question, got {_short(answer.reply)}")
+                check(
+                    "pending",
+                    (answer.pending is not None) == bool(expect["pending"]),
+                    f"expected {'a' if expect['pending'] else 'no'} question, got {_short(answer.reply)}",
+                )
             changed = diff(before, after)
             wanted_changes = expect.get("changes") or {}
-            check("changes", changed == wanted_changes,
-                  f"expected changes {wanted_changes}, got {changed}" if wanted_changes else
-                  f"nothing should change yet, but {changed}")
+            check(
+                "changes",
+                changed == wanted_changes,
+                f"expected changes {wanted_changes}, got {changed}"
+                if wanted_changes
+                else f"nothing should change yet, but {changed}",
+            )
             folded = _fold(answer.reply)
             for text in expect.get("reply_contains", []):
-                check("reply_contains", _fold(text) in folded, f"the reply lacks {text!r} ({_short(answer.reply)})")
+                check(
+                    "reply_contains",
+                    _fold(text) in folded,
+                    f"the reply lacks {text!r} ({_short(answer.reply)})",
+                )
             for text in expect.get("reply_must_not_contain", []):
-                check("reply_must_not_contain", _fold(text) not in folded, f"the reply contains {text!r}")
+                check(
+                    "reply_must_not_contain",
+                    _fold(text) not in folded,
+                    f"the reply contains {text!r}",
+                )
     finally:
         engine.dispose()
     return Outcome(case.id, not problems, problems, checks)
@@ -324,17 +421,27 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         results = [o.checks[kind] for o in outcomes if kind in o.checks]
         if results:
             passed = sum(results)
-            by_expectation[kind] = {"passed": passed, "total": len(results),
-                                    "accuracy": round(passed / len(results), 3)}
-    return {"passed": sum(o.passed for o in outcomes), "total": len(outcomes), "by_expectation": by_expectation}
+            by_expectation[kind] = {
+                "passed": passed,
+                "total": len(results),
+                "accuracy": round(passed / len(results), 3),
+            }
+    return {
+        "passed": sum(o.passed for o in outcomes),
+        "total": len(outcomes),
+        "by_expectation": by_expectation,
+    }
 
 
-def evaluate(cases: list[CopilotCase], desk: Desk, *, config: Any, model: Any = None,
-             region: str = "US") -> tuple[list[Outcome], dict[str, Any]]:
+def evaluate(
+    cases: list[CopilotCase], desk: Desk, *, config: Any, model: Any = None, region: str = "US"
+) -> tuple[list[Outcome], dict[str, Any]]:
     databases = DeskDatabases(desk, now=REFERENCE_TIME)
     try:
-        outcomes = [run_case(case, config=config, databases=databases, model=model, region=region)
-                    for case in cases]
+        outcomes = [
+            run_case(case, config=config, databases=databases, model=model, region=region)
+            for case in cases
+        ]
     finally:
         databases.close()
     return outcomes, summarize(outcomes)
@@ -354,18 +461,31 @@ def run_copilot_eval(args: Any, settings: Settings, config: Any, *, region: str 
         print(problem, file=sys.stderr)
     if not cases:
         raise UserError("no cases found (one JSON object per line: id, agent, turns)")
-    quieted = {name: logging.getLogger(name).level for name in ("bot", "store", "alembic", "copilot")}
+    quieted = {
+        name: logging.getLogger(name).level for name in ("bot", "store", "alembic", "copilot")
+    }
     print(f"engine: {engine_name(settings)}", file=sys.stderr if args.json else sys.stdout)
     try:
         for name in quieted:
             logging.getLogger(name).setLevel(logging.ERROR)
-        outcomes, summary = evaluate(cases, desk, config=config, model=make_chat_model(settings), region=region)
+        outcomes, summary = evaluate(
+            cases, desk, config=config, model=make_chat_model(settings), region=region
+        )
     finally:
         for name, level in quieted.items():
             logging.getLogger(name).setLevel(level)
     if args.json:
-        json.dump({"cases": [{"id": o.id, "passed": o.passed, "problems": o.problems} for o in outcomes],
-                   "summary": summary}, sys.stdout, ensure_ascii=False, indent=2)
+        json.dump(
+            {
+                "cases": [
+                    {"id": o.id, "passed": o.passed, "problems": o.problems} for o in outcomes
+                ],
+                "summary": summary,
+            },
+            sys.stdout,
+            ensure_ascii=False,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         print_table(outcomes, summary)

@@ -12,11 +12,16 @@ from store import upgrade
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    db = subparsers.add_parser("db", help="manage the database schema", description="Manage the database schema.")
+    db = subparsers.add_parser(
+        "db", help="manage the database schema", description="Manage the database schema."
+    )
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
     db_sub.required = True
-    up = db_sub.add_parser("upgrade", help="apply all pending migrations",
-                           description="Apply all pending migrations to DATABASE_URL.")
+    up = db_sub.add_parser(
+        "upgrade",
+        help="apply all pending migrations",
+        description="Apply all pending migrations to DATABASE_URL.",
+    )
     up.add_argument("--revision", default="head", help="target revision (default: head)")
     up.set_defaults(func=run_upgrade)
 

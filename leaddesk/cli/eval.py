@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import phonenumbers
 
@@ -89,8 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of leads and agents (eval/copilot/desk.yaml)",
     )
     parser.add_argument(
-        "--prompts", metavar="DIR", default=None, help="prompts directory to test (default: "
-        "LEADDESK_PROMPTS_DIR)"
+        "--prompts",
+        metavar="DIR",
+        default=None,
+        help="prompts directory to test (default: LEADDESK_PROMPTS_DIR)",
     )
     parser.add_argument(
         "--json",
@@ -118,7 +120,7 @@ class Case:
     line: int
     messages: list[Any] = field(default_factory=list)  # ReplayLine
     expect: dict[str, Any] = field(default_factory=dict)
-    region: Optional[str] = None
+    region: str | None = None
     problems: list[str] = field(default_factory=list)  # why the case itself is invalid
 
 
@@ -158,7 +160,7 @@ CaseT = TypeVar("CaseT", bound=_CaseLike)
 
 
 def read_cases(
-    files: Iterable[Path], *, statuses: Optional[Iterable[str]] = None
+    files: Iterable[Path], *, statuses: Iterable[str] | None = None
 ) -> tuple[list[Case], list[CaseProblem]]:
     """Parse case files; every invalid case is returned with its problems (and also listed as
     `file:line: message`), so that it counts as failed instead of being skipped silently."""
@@ -197,9 +199,7 @@ def read_case_files(
     return cases, problems
 
 
-def case_object(
-    case: CaseT, raw: str, keys: Sequence[str], what: str
-) -> Optional[dict[str, Any]]:
+def case_object(case: CaseT, raw: str, keys: Sequence[str], what: str) -> dict[str, Any] | None:
     """The case line's JSON object with the case's id taken from it, or None when the line is not
     an object; every problem is noted on the case (`what` names the keys a case needs)."""
     try:
@@ -220,9 +220,7 @@ def case_object(
     return data
 
 
-def _parse_case(
-    file: str, number: int, raw: str, known_statuses: Optional[dict[str, str]]
-) -> Case:
+def _parse_case(file: str, number: int, raw: str, known_statuses: dict[str, str] | None) -> Case:
     case = Case(id=f"{Path(file).name}:{number}", file=file, line=number)
     data = case_object(case, raw, CASE_KEYS, "id, messages and expect")
     if data is None:
@@ -251,7 +249,7 @@ def _parse_case(
 
 
 def _check_expectations(
-    expect: dict[str, Any], problems: list[str], known_statuses: Optional[dict[str, str]]
+    expect: dict[str, Any], problems: list[str], known_statuses: dict[str, str] | None
 ) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     for key, value in expect.items():
@@ -261,8 +259,10 @@ def _check_expectations(
         if key == "status_in":
             if isinstance(value, str):
                 value = [value]
-            if not isinstance(value, list) or not value or not all(
-                isinstance(v, str) for v in value
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) for v in value)
             ):
                 problems.append("status_in must be a list of status names")
                 continue
@@ -431,7 +431,7 @@ def run_case(
 def compare(
     case: Case,
     *,
-    subject: Optional[dict[str, Any]],
+    subject: dict[str, Any] | None,
     leads: list[dict[str, Any]],
     replies: list[dict[str, Any]],
 ) -> Outcome:

@@ -484,8 +484,9 @@ def _print_lead(data: dict[str, Any], merged_from: int | None) -> None:
     print("Identities:")
     for identity in data["identities"]:
         print(f"  {identity['channel']}: {identity['external_id']} ({identity['trust']})")
-    others = [c for c in data.get("contacts", [])
-              if c["value"] not in (data["phone"], data["email"])]
+    others = [
+        c for c in data.get("contacts", []) if c["value"] not in (data["phone"], data["email"])
+    ]
     if others:
         print("Other contact details:")
         for c in others:

@@ -35,9 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Validate the prompts directory (and its eval/ cases) and print every "
         "problem as file:line: message. Exit 1 if there is any.",
     )
-    check.add_argument(
-        "directory", nargs="?", metavar="DIR", help="default: LEADDESK_PROMPTS_DIR"
-    )
+    check.add_argument("directory", nargs="?", metavar="DIR", help="default: LEADDESK_PROMPTS_DIR")
     check.add_argument(
         "--strict",
         action="store_true",

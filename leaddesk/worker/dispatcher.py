@@ -23,8 +23,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class ThreadDispatcher:
         handler: Handler,
         threads: int = 4,
         *,
-        pending: Optional[Callable[[], Sequence[int]]] = None,
+        pending: Callable[[], Sequence[int]] | None = None,
         retry_delays: Sequence[float] = (1.0, 4.0, 15.0, 60.0),
         monotonic: Callable[[], float] = time.monotonic,
         name: str = "leaddesk-worker",
@@ -227,7 +228,7 @@ class ThreadDispatcher:
                 self._cond.notify()
                 return
 
-    def _next(self) -> Optional[int]:
+    def _next(self) -> int | None:
         """Block until a conversation is ready (or we are stopping: None)."""
         with self._cond:
             while True:

@@ -94,8 +94,12 @@ class BulkOutcome:
     skipped: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {"matched": self.matched, "changed": self.changed, "unchanged": self.unchanged,
-                "skipped": self.skipped}
+        return {
+            "matched": self.matched,
+            "changed": self.changed,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+        }
 
 
 LOCKED_SKIP = "converted (read-only)"
@@ -151,6 +155,11 @@ def reassign_book(
         assign_lead(lead, target, session=session, actor="agent", by_agent=by)
         moved.append(lead.id)
     if target is not None and moved and target.id != by.id:
-        notify(target, None, f"{by.name} moved {len(moved)} of {source.name}'s leads to you.",
-               session=session, kind="assigned")
+        notify(
+            target,
+            None,
+            f"{by.name} moved {len(moved)} of {source.name}'s leads to you.",
+            session=session,
+            kind="assigned",
+        )
     return moved

@@ -47,8 +47,9 @@ def check_merge(agent: Agent, target: Lead, other: Lead, *, session: Session) ->
     _check_pair(agent, target, other, "merge")
     if is_admin(agent):
         return
-    if not any(s.other_lead_id == other.id
-               for s in identity.open_suggestions(target, session=session)):
+    if not any(
+        s.other_lead_id == other.id for s in identity.open_suggestions(target, session=session)
+    ):
         raise NotAllowed(
             f"nothing suggests #{other.id} and #{target.id} are one person; only an admin can "
             "merge two leads without a suggestion"
@@ -60,8 +61,15 @@ def merge_by_hand(
 ) -> Lead:
     """Merge `other` into `target` for `agent` after `check_merge`; returns the survivor."""
     check_merge(agent, target, other, session=session)
-    return merge_leads(target, other, session=session, actor="agent", agent_id=agent.id,
-                       into=target, reason=reason or "merged by hand")
+    return merge_leads(
+        target,
+        other,
+        session=session,
+        actor="agent",
+        agent_id=agent.id,
+        into=target,
+        reason=reason or "merged by hand",
+    )
 
 
 def dismiss_suggestion(agent: Agent, lead: Lead, suggestion_id: int, *, session: Session) -> Lead:
@@ -80,6 +88,10 @@ def dismiss_suggestion(agent: Agent, lead: Lead, suggestion_id: int, *, session:
     assert other is not None  # open_suggestions lists living leads only
     _check_pair(agent, lead, other, "decide about")
     identity.dismiss_between(lead, other, session=session, agent_id=agent.id, now=utcnow())
-    log.info("merge suggestion between leads %s and %s dismissed by agent %s", lead.id, other.id,
-             agent.id)
+    log.info(
+        "merge suggestion between leads %s and %s dismissed by agent %s",
+        lead.id,
+        other.id,
+        agent.id,
+    )
     return other

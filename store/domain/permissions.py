@@ -91,9 +91,12 @@ def visible_lead(
 
 
 def has_own_notes(agent: Agent, lead: Lead, *, session: Session) -> bool:
-    return session.scalars(
-        select(Note.id).where(Note.lead_id == lead.id, Note.agent_id == agent.id).limit(1)
-    ).first() is not None
+    return (
+        session.scalars(
+            select(Note.id).where(Note.lead_id == lead.id, Note.agent_id == agent.id).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def may_read_notes(agent: Agent, lead: Lead, *, session: Session) -> bool:

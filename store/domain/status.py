@@ -106,12 +106,23 @@ def change_status(
     ):
         owner = session.get(Agent, lead.assigned_agent_id)
         if owner is not None and owner.active:
-            notify(owner, lead, notices.status_set(by, lead, status.name), session=session,
-                   kind="status")
+            notify(
+                owner,
+                lead,
+                notices.status_set(by, lead, status.name),
+                session=session,
+                kind="status",
+            )
             notified.append(owner.id)
     return StatusChange(
-        lead.id, old, status.name, changed, locked=status.locks, assigned_to=assigned,
-        notified=tuple(notified), **quiet,
+        lead.id,
+        old,
+        status.name,
+        changed,
+        locked=status.locks,
+        assigned_to=assigned,
+        notified=tuple(notified),
+        **quiet,
     )
 
 
@@ -167,8 +178,9 @@ def bulk_change_status(
         if lead.locked:
             outcome.skipped.append({"id": lead.id, "reason": LOCKED_SKIP})
             continue
-        change = change_status(lead, name, by=by, session=session, policy=policy, now=now,
-                               notices=notices)
+        change = change_status(
+            lead, name, by=by, session=session, policy=policy, now=now, notices=notices
+        )
         if change.unchanged:
             outcome.unchanged += 1
         else:
@@ -201,8 +213,15 @@ def change_status_by_bot(
     changed.update(quiet.pop("changed"))
     assigned, notified, nobody = _bot_action(lead, status, policy, session=session, now=now)
     return StatusChange(
-        lead.id, old, status.name, changed, locked=status.locks, assigned_to=assigned,
-        notified=notified, no_agent_available=nobody, **quiet,
+        lead.id,
+        old,
+        status.name,
+        changed,
+        locked=status.locks,
+        assigned_to=assigned,
+        notified=notified,
+        no_agent_available=nobody,
+        **quiet,
     )
 
 
@@ -229,7 +248,12 @@ def quiet_for_status(
 
 
 def _set(
-    lead: Lead, status: StatusPolicy, *, session: Session, now: datetime, actor: Actor,
+    lead: Lead,
+    status: StatusPolicy,
+    *,
+    session: Session,
+    now: datetime,
+    actor: Actor,
     agent_id: int | None,
 ) -> dict[str, tuple[Any, Any]]:
     changes: dict[str, Any] = {"status": status.name}
@@ -237,8 +261,15 @@ def _set(
         changes.update(locked=True, converted_at=now)
     changed = update_lead(lead, changes, session=session, actor=actor, agent_id=agent_id)
     if status.locks:
-        record_audit(session=session, lead_id=lead.id, actor=actor, action="convert",
-                     field="status", new=status.name, agent_id=agent_id)
+        record_audit(
+            session=session,
+            lead_id=lead.id,
+            actor=actor,
+            action="convert",
+            field="status",
+            new=status.name,
+            agent_id=agent_id,
+        )
     return changed
 
 
@@ -266,7 +297,12 @@ def _apply_ai_behaviour(
             return result
     else:
         result["changed"] = quiet_lead(
-            lead, session=session, now=now, minutes=minutes, actor=actor, agent_id=agent_id,
+            lead,
+            session=session,
+            now=now,
+            minutes=minutes,
+            actor=actor,
+            agent_id=agent_id,
             reason=f"status: {status.name}",
         )
         if not result["changed"]:
@@ -309,8 +345,10 @@ def _bot_action(
     if action != "auto_assign":
         return None, (), False
     owner = session.get(Agent, lead.assigned_agent_id) if lead.assigned_agent_id else None
-    agent: Agent | None = owner if owner is not None and owner.active else next_available_agent(
-        session=session, terminal_statuses=policy.terminal_statuses
+    agent: Agent | None = (
+        owner
+        if owner is not None and owner.active
+        else next_available_agent(session=session, terminal_statuses=policy.terminal_statuses)
     )
     if agent is None:
         log.warning(
@@ -318,8 +356,14 @@ def _bot_action(
         )
         admins = _notify_targets(lead, session)
         for admin in admins:
-            notify(admin, lead, f"{text} No agent is available to take it.", session=session,
-                   kind="unassigned", deliver_after=deliver_after)
+            notify(
+                admin,
+                lead,
+                f"{text} No agent is available to take it.",
+                session=session,
+                kind="unassigned",
+                deliver_after=deliver_after,
+            )
         return None, tuple(a.id for a in admins), True
     assign_lead(lead, agent, session=session, actor="bot")
     notify(

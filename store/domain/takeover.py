@@ -90,8 +90,17 @@ def pause_bot(
     reason: str = PAUSED_REASON,
 ) -> bool:
     """`quiet_lead`, answering whether anything changed."""
-    return bool(quiet_lead(lead, session=session, now=now, minutes=minutes, actor=actor,
-                           agent_id=agent_id, reason=reason))
+    return bool(
+        quiet_lead(
+            lead,
+            session=session,
+            now=now,
+            minutes=minutes,
+            actor=actor,
+            agent_id=agent_id,
+            reason=reason,
+        )
+    )
 
 
 def quiet_conversation(
@@ -115,10 +124,14 @@ def quiet_conversation(
 def resume_bot(lead: Lead, *, session: Session, actor: str, agent_id: int | None = None) -> bool:
     """Let the bot talk again, in every conversation of the lead (a stop or pause said in one of
     them included); its next message tells the customer they talk to an assistant."""
-    rooms = list(session.scalars(select(Conversation).where(
-        Conversation.lead_id == lead.id,
-        (Conversation.ai_stopped.is_(True)) | (Conversation.ai_paused_until.is_not(None)),
-    )))
+    rooms = list(
+        session.scalars(
+            select(Conversation).where(
+                Conversation.lead_id == lead.id,
+                (Conversation.ai_stopped.is_(True)) | (Conversation.ai_paused_until.is_not(None)),
+            )
+        )
+    )
     for room in rooms:
         room.ai_stopped = False
         room.ai_paused_until = None
@@ -138,8 +151,9 @@ def pause_by_agent(
 ) -> bool:
     """An agent quiets the bot on a lead they may change: for `minutes`, or until resumed."""
     check_writable(agent, lead, "pause")
-    return pause_bot(lead, session=session, actor="agent", now=now, minutes=minutes,
-                     agent_id=agent.id)
+    return pause_bot(
+        lead, session=session, actor="agent", now=now, minutes=minutes, agent_id=agent.id
+    )
 
 
 def resume_by_agent(lead: Lead, agent: Agent, *, session: Session) -> bool:
@@ -171,11 +185,19 @@ def take_over(
     unassigned lead becomes theirs."""
     check_writable(agent, lead, "pause")
     minutes = policy.takeover_minutes
-    pause_bot(lead, session=session, actor="agent", now=now, minutes=minutes, agent_id=agent.id,
-              reason=TAKEN_OVER_REASON)
+    pause_bot(
+        lead,
+        session=session,
+        actor="agent",
+        now=now,
+        minutes=minutes,
+        agent_id=agent.id,
+        reason=TAKEN_OVER_REASON,
+    )
     assigned = False
     if lead.assigned_agent_id is None:
         assigned = assign(lead, agent, by=agent, session=session)
-    paused_until = None if lead.ai_stopped else (
-        lead.ai_paused_until or now + timedelta(minutes=minutes))
+    paused_until = (
+        None if lead.ai_stopped else (lead.ai_paused_until or now + timedelta(minutes=minutes))
+    )
     return Takeover(lead.id, bool(lead.ai_stopped), paused_until, assigned)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -50,8 +50,8 @@ def make_chat(
     def build(
         *,
         model: Any = None,
-        session_factory: Optional[sessionmaker[Session]] = None,
-        config: Optional[PromptConfig] = None,
+        session_factory: sessionmaker[Session] | None = None,
+        config: PromptConfig | None = None,
         region: str = "US",
         takeover_minutes: int = 60,
     ) -> Chat:
@@ -80,12 +80,12 @@ def make_agent(bot_db: sessionmaker[Session]) -> Callable[..., Agent]:
     counter = itertools.count(1)
 
     def build(
-        name: Optional[str] = None,
+        name: str | None = None,
         *,
         role: str = "agent",
         capacity: int = 50,
         active: bool = True,
-        session_factory: Optional[sessionmaker[Session]] = None,
+        session_factory: sessionmaker[Session] | None = None,
     ) -> Agent:
         number = next(counter)
         with (session_factory or bot_db).begin() as session:

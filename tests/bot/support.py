@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -51,9 +51,9 @@ class Chat:
         *,
         channel: str = "web",
         sender: str = "visitor-1",
-        name: Optional[str] = None,
-        message_id: Optional[str] = None,
-        phone: Optional[str] = None,
+        name: str | None = None,
+        message_id: str | None = None,
+        phone: str | None = None,
     ) -> list[Reply]:
         if channel == "whatsapp" and phone is None:
             phone = sender
@@ -69,7 +69,7 @@ class Chat:
             )
         )
 
-    def reply_text(self, text: str, **kwargs: Any) -> Optional[str]:
+    def reply_text(self, text: str, **kwargs: Any) -> str | None:
         replies = self.say(text, **kwargs)
         assert len(replies) <= 1, "one reply per burst"
         return replies[0].text if replies else None

@@ -351,10 +351,23 @@ def test_a_phone_typed_later_suggests_a_merge_across_channels_instead_of_merging
     assert lead.id != whatsapp.id
     assert lead.phone is None and whatsapp.phone == "+447911123456"
     assert chat.count(Lead, Lead.merged_into_id.is_(None)) == 2
-    assert chat.count(MergeSuggestion, MergeSuggestion.lead_id == lead.id,
-                      MergeSuggestion.other_lead_id == whatsapp.id) == 1
-    assert chat.count(ContactDetail, ContactDetail.lead_id == lead.id,
-                      ContactDetail.trust == "claimed", ContactDetail.key == "+447911123456") == 1
+    assert (
+        chat.count(
+            MergeSuggestion,
+            MergeSuggestion.lead_id == lead.id,
+            MergeSuggestion.other_lead_id == whatsapp.id,
+        )
+        == 1
+    )
+    assert (
+        chat.count(
+            ContactDetail,
+            ContactDetail.lead_id == lead.id,
+            ContactDetail.trust == "claimed",
+            ContactDetail.key == "+447911123456",
+        )
+        == 1
+    )
 
 
 def test_national_numbers_use_the_configured_region(make_chat):

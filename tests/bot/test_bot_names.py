@@ -20,8 +20,11 @@ def test_a_full_name_and_a_phone_in_one_message_are_both_kept(chat: Chat) -> Non
     ("text", "name", "company"),
     [
         ("Hi, I'm Dana Whitfield, how much is a 6 kW system?", "Dana Whitfield", None),
-        ("Hello, this is Sam Ortiz from Ortiz Roofing, do you do commercial?", "Sam Ortiz",
-         "Ortiz Roofing"),
+        (
+            "Hello, this is Sam Ortiz from Ortiz Roofing, do you do commercial?",
+            "Sam Ortiz",
+            "Ortiz Roofing",
+        ),
         ("Hola, me llamo Lucía Fernández y quiero un presupuesto", "Lucía Fernández", None),
         ("Bonjour, je m'appelle Élodie Martin, c'est combien ?", "Élodie Martin", None),
         ("Hallo, ich heiße Jonas Weber. Was kostet eine Batterie?", "Jonas Weber", None),
@@ -45,8 +48,9 @@ def test_the_whatsapp_profile_names_the_lead_until_the_customer_says_otherwise(
     chat.say("Hi there", channel="whatsapp", sender="15125550123", name="Mari ☀️")
     assert chat.lead("whatsapp", "15125550123").name == "Mari ☀️"
     chat.clock.advance(minutes=1)
-    chat.say("I'm Mariana Costa by the way", channel="whatsapp", sender="15125550123",
-             name="Mari ☀️")
+    chat.say(
+        "I'm Mariana Costa by the way", channel="whatsapp", sender="15125550123", name="Mari ☀️"
+    )
     assert chat.lead("whatsapp", "15125550123").name == "Mariana Costa"
     # A later profile name never replaces what the customer said.
     chat.clock.advance(minutes=1)

@@ -68,8 +68,8 @@ def strict_saver(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     afterwards (the test database's other schemas stay as the migrations and the copilot left
     them)."""
     monkeypatch.setattr(_serde, "STRICT_MSGPACK_ENABLED", True)
-    conninfo = make_url(postgres_url).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    conninfo = (
+        make_url(postgres_url).set(drivername="postgresql").render_as_string(hide_password=False)
     )
     schema = f"bot_state_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(conninfo, autocommit=True) as admin:
@@ -95,12 +95,16 @@ def test_every_typed_record_of_a_model_turn_is_restored_from_postgresql(
 ) -> None:
     model = GenericFakeChatModel(messages=cycle([AIMessage(content=json.dumps(ANSWER))]))
     graph = build_graph(
-        session_factory=pg_factory, prompts=prompts, model=model, clock=clock,
+        session_factory=pg_factory,
+        prompts=prompts,
+        model=model,
+        clock=clock,
         checkpointer=strict_saver,
     )
     config: Any = {"configurable": {"thread_id": f"bot-{uuid.uuid4().hex}"}}
     inbound = Inbound(
-        channel="web", external_id=f"visitor-{uuid.uuid4().hex[:8]}",
+        channel="web",
+        external_id=f"visitor-{uuid.uuid4().hex[:8]}",
         text="Hi, I'm Ana. How much is the Home package?",
     )
     result = graph.invoke(
@@ -142,8 +146,18 @@ def test_the_graph_names_each_step_for_its_work(
         session_factory=bot_db, prompts=prompts, model=GenericFakeChatModel(messages=iter([]))
     ).get_graph()
     steps = [
-        "ingest", "identify", "transcribe_audio", "fetch_profile", "extract_contacts", "merge",
-        "detect_language", "score_intent", "decide_status", "plan", "draft_reply", "save",
+        "ingest",
+        "identify",
+        "transcribe_audio",
+        "fetch_profile",
+        "extract_contacts",
+        "merge",
+        "detect_language",
+        "score_intent",
+        "decide_status",
+        "plan",
+        "draft_reply",
+        "save",
     ]
     assert set(offline.nodes) == {"__start__", "__end__", *steps}
     # The one model call is a step of its own, wired in only when a model is configured.

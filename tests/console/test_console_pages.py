@@ -396,8 +396,9 @@ def test_lead_page_shows_trust_and_merges_a_suggestion_after_a_confirmation(  # 
     whatsapp = world.lead("Dana", channel="whatsapp", phone="+14155550123")
     world.customer_message(whatsapp, "Hello from WhatsApp", channel="whatsapp")
     with session_factory.begin() as session:
-        web = resolve("web", "web-visitor-1", phone="+1 415 555 0123", session=session,
-                      trust=CLAIMED).id
+        web = resolve(
+            "web", "web-visitor-1", phone="+1 415 555 0123", session=session, trust=CLAIMED
+        ).id
     world.customer_message(web, "Hello from the site", channel="web")
     console.login(email="sarah@example.com", password="correct horse")
     page = console.get(f"/console/leads/{whatsapp}").text
@@ -409,30 +410,34 @@ def test_lead_page_shows_trust_and_merges_a_suggestion_after_a_confirmation(  # 
     assert ask.status_code == 200 and "Merge #" in ask.text and 'name="confirm"' in ask.text
     with session_factory() as session:
         assert session.get(Lead, web).merged_into_id is None  # nothing merged before confirming
-    done = console.post(f"/console/leads/{whatsapp}/merge",
-                        {"other_lead_id": str(web), "confirm": "yes"})
+    done = console.post(
+        f"/console/leads/{whatsapp}/merge", {"other_lead_id": str(web), "confirm": "yes"}
+    )
     assert done.status_code == 302
     with session_factory() as session:
         assert session.get(Lead, web).merged_into_id == whatsapp
 
     page = console.get(f"/console/leads/{whatsapp}").text
-    chooser = page[page.index('id="reply-conversation"'):]
+    chooser = page[page.index('id="reply-conversation"') :]
     chooser = chooser[: chooser.index("</select>")]
     assert "whatsapp" in chooser and "web" in chooser
     default = next(line for line in chooser.splitlines() if "selected" in line)
     assert "whatsapp" in default and "(verified)" in default
     web_room = next(line for line in chooser.splitlines() if "(claimed)" in line)
     room_id = web_room.split('value="', 1)[1].split('"', 1)[0]
-    sent = console.post(f"/console/leads/{whatsapp}/reply",
-                        {"text": "Answering on the site", "conversation_id": room_id})
+    sent = console.post(
+        f"/console/leads/{whatsapp}/reply",
+        {"text": "Answering on the site", "conversation_id": room_id},
+    )
     assert sent.status_code == 302
     from sqlalchemy import select as sql_select
 
     from store.models import Message as Msg
 
     with session_factory() as session:
-        last = session.scalars(sql_select(Msg).where(Msg.author == "agent")
-                               .order_by(Msg.id.desc())).first()
+        last = session.scalars(
+            sql_select(Msg).where(Msg.author == "agent").order_by(Msg.id.desc())
+        ).first()
         assert last is not None and last.channel == "web"
 
 
@@ -449,8 +454,10 @@ def test_a_former_owner_still_reads_their_own_notes_after_their_lead_is_merged_a
     for lead_id, text in ((his, "Ben's note on his lead"), (theirs, "Ben's other lead")):
         assert ben.post(f"/api/leads/{lead_id}/notes", json={"text": text}).status_code == 201
     _, sarah_api = sarah
-    assert sarah_api.post(f"/api/leads/{hers}/notes",
-                          json={"text": "Sarah's own note"}).status_code == 201
+    assert (
+        sarah_api.post(f"/api/leads/{hers}/notes", json={"text": "Sarah's own note"}).status_code
+        == 201
+    )
     console.login(email="sarah@example.com", password="correct horse")
     assert console.get(f"/console/leads/{his}").status_code == 403  # not hers, nothing of hers
 
@@ -477,12 +484,13 @@ def test_a_suggestion_is_dismissed_from_the_lead_page_as_not_the_same_person(  #
 
     whatsapp = world.lead("Dana", channel="whatsapp", phone="+14155550123")
     with session_factory.begin() as session:
-        web = resolve("web", "web-visitor-2", phone="+1 415 555 0123", session=session,
-                      trust=CLAIMED).id
+        web = resolve(
+            "web", "web-visitor-2", phone="+1 415 555 0123", session=session, trust=CLAIMED
+        ).id
     console.login(email="sarah@example.com", password="correct horse")
     page = console.get(f"/console/leads/{web}").text
-    button = page[page.index('id="merge-suggestions"'):]
-    action = button.split('merge-suggestions/', 1)[1].split('"', 1)[0]
+    button = page[page.index('id="merge-suggestions"') :]
+    action = button.split("merge-suggestions/", 1)[1].split('"', 1)[0]
     assert action.endswith("/dismiss") and "Not the same person" in button
 
     done = console.post(f"/console/leads/{web}/merge-suggestions/{action}")
@@ -494,7 +502,8 @@ def test_a_suggestion_is_dismissed_from_the_lead_page_as_not_the_same_person(  #
         (row,) = session.scalars(select(MergeSuggestion)).all()
         assert row.state == "dismissed" and row.resolved_by_agent_id == sarah[0]
         audited = session.scalars(
-            select(AuditEvent.lead_id).where(AuditEvent.action == "dismiss_merge")).all()
+            select(AuditEvent.lead_id).where(AuditEvent.action == "dismiss_merge")
+        ).all()
         assert sorted(audited) == sorted((web, whatsapp))
     again = console.post(f"/console/leads/{web}/merge-suggestions/{action}", follow_redirects=True)
     assert "no open merge suggestion" in again.text

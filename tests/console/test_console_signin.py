@@ -94,8 +94,7 @@ def test_every_web_process_counts_together_through_redis(
         broker_queue=f"signin-test-{uuid.uuid4().hex[:8]}",
     )
     first, second = (
-        build_app(settings, session_factory, prompts=fixed(prompts), clock=clock)
-        for _ in range(2)
+        build_app(settings, session_factory, prompts=fixed(prompts), clock=clock) for _ in range(2)
     )
     try:
         for n in range(10):

@@ -77,7 +77,9 @@ class World:
     clock: Clock
     _senders: Any = field(default_factory=lambda: itertools.count(1))
 
-    def agent(self, name: str, *, role: str = "agent", active: bool = True, telegram: int | None = None) -> int:
+    def agent(
+        self, name: str, *, role: str = "agent", active: bool = True, telegram: int | None = None
+    ) -> int:
         with self.sf.begin() as session:
             agent, _token = create_agent(name, session=session, role=role)
             agent.active = active
@@ -122,9 +124,18 @@ class World:
             last_message_id = None
             start = self.clock() - ago - timedelta(minutes=len(says))
             for i, text in enumerate(says):
-                got = ingest(Inbound(channel, sender, text, name=name, channel_message_id=f"{sender}-{i}",
-                                     phone=phone if channel == "whatsapp" else None,
-                                     sent_at=start + timedelta(minutes=i + 1)), session=session)
+                got = ingest(
+                    Inbound(
+                        channel,
+                        sender,
+                        text,
+                        name=name,
+                        channel_message_id=f"{sender}-{i}",
+                        phone=phone if channel == "whatsapp" else None,
+                        sent_at=start + timedelta(minutes=i + 1),
+                    ),
+                    session=session,
+                )
                 got.message.processed_at = got.message.sent_at
                 lead, last_message_id = got.lead, got.message.id
             if lead is None:
@@ -135,7 +146,9 @@ class World:
             if email:
                 lead = resolve(channel, sender, email=email, session=session)
             if score is not None:
-                record_score(lead, score, list(factors), session=session, message_id=last_message_id)
+                record_score(
+                    lead, score, list(factors), session=session, message_id=last_message_id
+                )
             changes: dict[str, Any] = dict(fields)
             if agent is not None:
                 changes["assigned_agent_id"] = agent
@@ -158,7 +171,9 @@ class World:
 
     def notes(self, lead_id: int) -> list[Note]:
         with self.sf() as session:
-            return list(session.scalars(select(Note).where(Note.lead_id == lead_id).order_by(Note.id)))
+            return list(
+                session.scalars(select(Note).where(Note.lead_id == lead_id).order_by(Note.id))
+            )
 
     def audits(self, lead_id: int, field: str | None = None) -> list[AuditEvent]:
         with self.sf() as session:
@@ -178,10 +193,25 @@ def outbox(sf) -> RecordingOutbox:  # type: ignore[no-untyped-def]
     return RecordingOutbox(sf)
 
 
-def make_copilot(sf: sessionmaker[Session], prompts: Any, clock: Clock, *, outbox: Any = None, model: Any = None,
-                 checkpointer: Any = None) -> Copilot:
-    graph = build_graph(session_factory=sf, prompts=prompts, checkpointer=checkpointer or InMemorySaver(),
-                        model=model, outbox=outbox, clock=clock, region="US", takeover_minutes=60)
+def make_copilot(
+    sf: sessionmaker[Session],
+    prompts: Any,
+    clock: Clock,
+    *,
+    outbox: Any = None,
+    model: Any = None,
+    checkpointer: Any = None,
+) -> Copilot:
+    graph = build_graph(
+        session_factory=sf,
+        prompts=prompts,
+        checkpointer=checkpointer or InMemorySaver(),
+        model=model,
+        outbox=outbox,
+        clock=clock,
+        region="US",
+        takeover_minutes=60,
+    )
     return Copilot(graph)
 
 

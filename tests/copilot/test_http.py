@@ -32,7 +32,9 @@ def test_an_agent_asks_and_gets_a_reply(world, client) -> None:
 def test_confirmations_are_answered_on_the_same_thread(world, client) -> None:
     sarah, token = world.agent_with_token("Sarah")
     lead = world.lead("Dana Smith", agent=sarah)
-    asked = post(client, token, {"message": f"mark {lead} as Converted", "thread": "deal-room"}).get_json()
+    asked = post(
+        client, token, {"message": f"mark {lead} as Converted", "thread": "deal-room"}
+    ).get_json()
     pending = asked["pending_confirmation"]
     assert pending["kind"] == "set_status" and pending["lead_ids"] == [lead]
     assert [o["value"] for o in pending["options"]] == ["yes", "no"] and pending["id"]
@@ -42,7 +44,10 @@ def test_confirmations_are_answered_on_the_same_thread(world, client) -> None:
     assert other["reply"] == "There is nothing waiting for a yes or no right now."
     assert world.get(lead).status == "New"
     done = post(client, token, {"message": "yes", "thread": "deal-room"}).get_json()
-    assert done == {"reply": f"#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it).", "pending_confirmation": None}
+    assert done == {
+        "reply": f"#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it).",
+        "pending_confirmation": None,
+    }
     assert world.get(lead).status == "Converted"
 
 
@@ -65,18 +70,21 @@ def test_permissions_are_the_same_as_in_telegram(world, client) -> None:
     assert world.notes(lead) == []
 
 
-@pytest.mark.parametrize("token, body, status, code", [
-    (None, {"message": "hi"}, 401, "unauthorized"),
-    ("ld_not-a-token", {"message": "hi"}, 401, "unauthorized"),
-    ("GOOD", {}, 400, "invalid_message"),
-    ("GOOD", {"message": "   "}, 400, "invalid_message"),
-    ("GOOD", {"message": 42}, 400, "invalid_message"),
-    ("GOOD", {"message": "x" * 8001}, 400, "invalid_message"),
-    ("GOOD", {"message": "hi", "thread": "has spaces"}, 400, "invalid_thread"),
-    ("GOOD", {"message": "hi", "thread": 7}, 400, "invalid_thread"),
-    ("GOOD", {"message": "hi", "thread": "x" * 101}, 400, "invalid_thread"),
-    ("GOOD", ["not", "an", "object"], 400, "invalid_json"),
-])
+@pytest.mark.parametrize(
+    "token, body, status, code",
+    [
+        (None, {"message": "hi"}, 401, "unauthorized"),
+        ("ld_not-a-token", {"message": "hi"}, 401, "unauthorized"),
+        ("GOOD", {}, 400, "invalid_message"),
+        ("GOOD", {"message": "   "}, 400, "invalid_message"),
+        ("GOOD", {"message": 42}, 400, "invalid_message"),
+        ("GOOD", {"message": "x" * 8001}, 400, "invalid_message"),
+        ("GOOD", {"message": "hi", "thread": "has spaces"}, 400, "invalid_thread"),
+        ("GOOD", {"message": "hi", "thread": 7}, 400, "invalid_thread"),
+        ("GOOD", {"message": "hi", "thread": "x" * 101}, 400, "invalid_thread"),
+        ("GOOD", ["not", "an", "object"], 400, "invalid_json"),
+    ],
+)
 def test_bad_requests_get_clear_json_errors(world, client, token, body, status, code) -> None:  # type: ignore[no-untyped-def]
     _agent, good = world.agent_with_token("Sarah")
     response = post(client, good if token == "GOOD" else token, body)
@@ -97,4 +105,7 @@ def test_without_a_copilot_the_endpoint_says_so(world, sf) -> None:
     _agent, token = world.agent_with_token("Sarah")
     app = build_app(load_settings(database_url="sqlite://"), sf)
     response = post(app.test_client(), token, {"message": "hi"})
-    assert response.status_code == 503 and response.get_json()["error"]["code"] == "copilot_unavailable"
+    assert (
+        response.status_code == 503
+        and response.get_json()["error"]["code"] == "copilot_unavailable"
+    )

@@ -39,8 +39,7 @@ def make_policy(**overrides: Any) -> Policy:
         statuses=(
             StatusPolicy("New"),
             StatusPolicy("Interested", action="notify"),
-            StatusPolicy("Follow Up", action="auto_assign", ai_behaviour="pause",
-                         pause_minutes=45),
+            StatusPolicy("Follow Up", action="auto_assign", ai_behaviour="pause", pause_minutes=45),
             StatusPolicy("Callback", ai_behaviour="pause"),  # the default pause applies
             StatusPolicy("Lost", action="notify", ai_behaviour="stop", terminal=True),
             StatusPolicy("Won", terminal=True, locks=True),
@@ -59,8 +58,9 @@ def policy() -> Policy:
 
 @pytest.fixture
 def session() -> Iterator[Session]:
-    engine = create_engine("sqlite://", poolclass=StaticPool,
-                           connect_args={"check_same_thread": False})
+    engine = create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
     Base.metadata.create_all(engine)
     factory = sessionmaker(engine, expire_on_commit=False)
     with factory.begin() as session:
@@ -87,8 +87,16 @@ def lead(session: Session) -> Callable[..., Lead]:
     def make(owner: Agent | None = None, **fields: Any) -> Lead:
         n = next(counter)
         values: dict[str, Any] = dict(
-            name=f"Lead {n}", status="New", score=50, created_at=T0, updated_at=T0,
-            score_factors=[], interests=[], objections=[], tags=[], custom_fields={},
+            name=f"Lead {n}",
+            status="New",
+            score=50,
+            created_at=T0,
+            updated_at=T0,
+            score_factors=[],
+            interests=[],
+            objections=[],
+            tags=[],
+            custom_fields={},
             assigned_agent_id=owner.id if owner else None,
         )
         values.update(fields)
@@ -106,12 +114,17 @@ def room(session: Session) -> Callable[[Lead, str], Conversation]:
     counter = itertools.count(1)
 
     def make(owner: Lead, channel: str = "web") -> Conversation:
-        identity = Identity(lead_id=owner.id, channel=channel,
-                            external_id=f"{channel}-{next(counter)}", created_at=T0)
+        identity = Identity(
+            lead_id=owner.id,
+            channel=channel,
+            external_id=f"{channel}-{next(counter)}",
+            created_at=T0,
+        )
         session.add(identity)
         session.flush()
-        conversation = Conversation(lead_id=owner.id, channel=channel, identity_id=identity.id,
-                                    created_at=T0)
+        conversation = Conversation(
+            lead_id=owner.id, channel=channel, identity_id=identity.id, created_at=T0
+        )
         session.add(conversation)
         session.flush()
         return conversation
@@ -120,5 +133,8 @@ def room(session: Session) -> Callable[[Lead, str], Conversation]:
 
 
 def notes_for(session: Session, agent: Agent) -> list[Notification]:
-    return list(session.scalars(
-        select(Notification).where(Notification.agent_id == agent.id).order_by(Notification.id)))
+    return list(
+        session.scalars(
+            select(Notification).where(Notification.agent_id == agent.id).order_by(Notification.id)
+        )
+    )

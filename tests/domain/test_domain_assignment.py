@@ -30,8 +30,10 @@ def test_assigning_tells_the_new_owner_unless_they_did_it(session, agent, lead) 
 def test_a_front_end_words_the_notice_its_own_way(session, agent, lead) -> None:
     sarah, mike = agent("Sarah"), agent("Mike")
     found = lead()
-    notices = Notices(assigned=lambda by, lead: f"{by.name} gave you #{lead.id}.",
-                      status_set=lambda by, lead, status: "")
+    notices = Notices(
+        assigned=lambda by, lead: f"{by.name} gave you #{lead.id}.",
+        status_set=lambda by, lead, status: "",
+    )
     assign(found, mike, by=sarah, session=session, notices=notices)
     assert notes_for(session, mike)[0].text == f"Sarah gave you #{found.id}."
 

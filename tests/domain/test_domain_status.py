@@ -63,8 +63,9 @@ def test_the_lock_comes_from_the_configuration_not_the_name(session, agent, lead
     found = lead(sarah)
     change = change_status(found, "Lost", by=sarah, session=session, policy=policy, now=T0)
     assert not change.locked and not found.locked
-    converted = convert(lead(sarah), by=sarah, session=session, policy=policy, now=T0,
-                        note="signed")
+    converted = convert(
+        lead(sarah), by=sarah, session=session, policy=policy, now=T0, note="signed"
+    )
     assert converted.new_status == "Won" and converted.locked
     without = make_policy(statuses=policy.statuses[:-1])
     with pytest.raises(Conflict, match="locks: true"):
@@ -146,10 +147,13 @@ def test_an_agent_may_not_change_another_agents_lead(session, policy, agent, lea
 def test_bulk_status_skips_locked_leads(session, policy, agent, lead) -> None:
     sarah = agent("Sarah")
     leads = [lead(sarah), lead(sarah, status="Interested"), lead(sarah, locked=True)]
-    outcome = bulk_change_status(leads, "Interested", by=sarah, session=session, policy=policy,
-                                 now=T0)
+    outcome = bulk_change_status(
+        leads, "Interested", by=sarah, session=session, policy=policy, now=T0
+    )
     assert outcome.as_dict() == {
-        "matched": 3, "changed": 1, "unchanged": 1,
+        "matched": 3,
+        "changed": 1,
+        "unchanged": 1,
         "skipped": [{"id": leads[2].id, "reason": "converted (read-only)"}],
     }
 
@@ -166,10 +170,12 @@ def test_the_bots_notify_tells_the_owner_or_else_every_active_admin(
     change = change_status_by_bot(owned, "Interested", session=session, policy=policy, now=T0)
     assert change.notified == (sarah.id,)
     assert notes_for(session, sarah)[0].text == (
-        f"{owned.name} is now Interested (score 50). Call back.")
+        f"{owned.name} is now Interested (score 50). Call back."
+    )
     loose = lead()
-    assert change_status_by_bot(loose, "Interested", session=session, policy=policy,
-                                now=T0).notified == (boss.id,)
+    assert change_status_by_bot(
+        loose, "Interested", session=session, policy=policy, now=T0
+    ).notified == (boss.id,)
 
 
 def test_the_bots_notifications_wait_for_opening_hours(session, agent, lead) -> None:
@@ -204,12 +210,14 @@ def test_the_bots_auto_assign_tells_the_admins_when_nobody_is_free(
 def test_the_bot_quiets_one_conversation_of_several(session, policy, agent, lead, room) -> None:
     found = lead(agent("Sarah"))
     web, _whatsapp = room(found, "web"), room(found, "whatsapp")
-    change = change_status_by_bot(found, "Lost", session=session, policy=policy, now=T0,
-                                  conversation=web)
+    change = change_status_by_bot(
+        found, "Lost", session=session, policy=policy, now=T0, conversation=web
+    )
     assert change.stopped and change.conversation_id == web.id
     assert web.ai_stopped and not found.ai_stopped
-    quiet = quiet_for_status(found, "Follow Up", session=session, policy=policy, now=T0,
-                             conversation=web)
+    quiet = quiet_for_status(
+        found, "Follow Up", session=session, policy=policy, now=T0, conversation=web
+    )
     assert quiet.paused_minutes == 45 and web.ai_paused_until == T0 + timedelta(minutes=45)
     assert found.status == "Lost"
 

@@ -42,9 +42,7 @@ def test_a_stopped_bot_stays_stopped_after_a_human_message(session, agent, lead)
     assert found.ai_paused_until is None
 
 
-def test_resume_lifts_every_pause_and_announces_the_assistant(
-    session, agent, lead, room
-) -> None:
+def test_resume_lifts_every_pause_and_announces_the_assistant(session, agent, lead, room) -> None:
     sarah = agent("Sarah")
     found = lead(sarah)
     web = room(found, "web")

@@ -31,13 +31,31 @@ def test_the_shipped_cases_cover_how_reps_type(shipped) -> None:  # type: ignore
     _desk, cases = shipped
     assert len(cases) >= 120
     ids = [case.id for case in cases]
-    for prefix in ("name-", "typo-", "after-", "follow-", "es-", "fr-", "de-", "pt-", "ar-", "bulk-", "change-",
-                   "digest-", "list-", "draft-"):
+    for prefix in (
+        "name-",
+        "typo-",
+        "after-",
+        "follow-",
+        "es-",
+        "fr-",
+        "de-",
+        "pt-",
+        "ar-",
+        "bulk-",
+        "change-",
+        "digest-",
+        "list-",
+        "draft-",
+    ):
         assert any(i.startswith(prefix) for i in ids), prefix
     turns = [turn for case in cases for turn in case.turns]
     assert sum(len(case.turns) > 1 for case in cases) >= 30  # threads, not single questions
-    assert sum(turn.say.strip().lower() in ("yes", "sí", "sim") for turn in turns) >= 10  # changes after a yes
-    assert sum(bool(turn.expect.get("pending")) for turn in turns) >= 20  # nothing changes before it
+    assert (
+        sum(turn.say.strip().lower() in ("yes", "sí", "sim") for turn in turns) >= 10
+    )  # changes after a yes
+    assert (
+        sum(bool(turn.expect.get("pending")) for turn in turns) >= 20
+    )  # nothing changes before it
     assert sum("lead" in turn.expect for turn in turns) >= 100
 
 
@@ -55,17 +73,35 @@ def _cases_dir(tmp_path: Path, *cases: Any) -> Path:
     folder.mkdir()
     shutil.copy(COPILOT_EVAL / "desk.yaml", folder / "desk.yaml")
     (folder / "cases.jsonl").write_text(
-        "# test cases\n" + "\n".join(c if isinstance(c, str) else json.dumps(c) for c in cases) + "\n",
-        encoding="utf-8")
+        "# test cases\n"
+        + "\n".join(c if isinstance(c, str) else json.dumps(c) for c in cases)
+        + "\n",
+        encoding="utf-8",
+    )
     return folder
 
 
-PASSING = {"id": "ok", "agent": "sarah", "turns": [
-    {"say": "archive nina", "tool": "archive_lead", "lead": "nina", "pending": True},
-    {"say": "yes", "changes": {"nina": {"archived": True}}}]}
+PASSING = {
+    "id": "ok",
+    "agent": "sarah",
+    "turns": [
+        {"say": "archive nina", "tool": "archive_lead", "lead": "nina", "pending": True},
+        {"say": "yes", "changes": {"nina": {"archived": True}}},
+    ],
+}
 # Claims the change happens at once: it waits for a yes, so the case fails on that turn.
-WRONG = {"id": "wrong", "agent": "sarah", "turns": [
-    {"say": "archive nina", "tool": "qualify_lead", "lead": "zoe", "changes": {"nina": {"archived": True}}}]}
+WRONG = {
+    "id": "wrong",
+    "agent": "sarah",
+    "turns": [
+        {
+            "say": "archive nina",
+            "tool": "qualify_lead",
+            "lead": "zoe",
+            "changes": {"nina": {"archived": True}},
+        }
+    ],
+}
 
 
 def test_a_table_and_exit_0_when_every_case_passes(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -78,7 +114,9 @@ def test_a_table_and_exit_0_when_every_case_passes(tmp_path, capsys) -> None:  #
 
 
 def test_json_report_and_exit_1_when_a_case_fails(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
-    folder = _cases_dir(tmp_path, PASSING, WRONG, '{"id": "broken", "agent": "nobody", "turns": []}')
+    folder = _cases_dir(
+        tmp_path, PASSING, WRONG, '{"id": "broken", "agent": "nobody", "turns": []}'
+    )
     assert main(["eval", "--copilot", "--json", str(folder)]) == 1
     captured = capsys.readouterr()
     report = json.loads(captured.out)
@@ -98,8 +136,14 @@ def test_json_report_and_exit_1_when_a_case_fails(tmp_path, capsys) -> None:  # 
 
 def test_a_change_before_the_yes_fails_the_turn(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     # The turn itself must change nothing: the assignment happens at once, so "no change" fails.
-    case = {"id": "unasked", "agent": "sarah", "turns": [{"say": "assign kim to me", "tool": "assign_lead"}]}
+    case = {
+        "id": "unasked",
+        "agent": "sarah",
+        "turns": [{"say": "assign kim to me", "tool": "assign_lead"}],
+    }
     folder = _cases_dir(tmp_path, case)
     assert main(["eval", "--copilot", "--json", str(folder)]) == 1
     [result] = json.loads(capsys.readouterr().out)["cases"]
-    assert result["problems"] == ["turn 1: nothing should change yet, but {'kim': {'agent': 'sarah'}}"]
+    assert result["problems"] == [
+        "turn 1: nothing should change yet, but {'kim': {'agent': 'sarah'}}"
+    ]

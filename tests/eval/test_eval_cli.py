@@ -75,8 +75,13 @@ def test_a_run_leaves_the_bot_logging_as_it_found_it(tmp_path, capsys):
 
 
 def test_json_output_has_the_documented_shape(tmp_path, capsys):
-    failing = _case("wrong", "How much is the Home package?", status_in=["New"], score_max=10,
-                    reply_contains=["unicorn"])
+    failing = _case(
+        "wrong",
+        "How much is the Home package?",
+        status_in=["New"],
+        score_max=10,
+        reply_contains=["unicorn"],
+    )
     cases = _write(tmp_path / "cases.jsonl", *PASSING, failing)
     assert main(["eval", str(cases), "--json"]) == 1
     captured = capsys.readouterr()
@@ -239,10 +244,16 @@ def test_reply_count_name_and_company_are_checked(tmp_path, capsys):
         {**WEB, "text": "hi", "at": "2025-03-04T15:00:00Z"},
         {**WEB, "text": "this is Ana Ruiz from Acme Solar", "at": "2025-03-04T15:00:00.500Z"},
     ]
-    right = {"id": "right", "messages": burst,
-             "expect": {"reply_count": 1, "name": "Ana Ruiz", "company": "Acme Solar"}}
-    wrong = {"id": "wrong", "messages": burst,
-             "expect": {"reply_count": 2, "name": None, "company": "Acme"}}
+    right = {
+        "id": "right",
+        "messages": burst,
+        "expect": {"reply_count": 1, "name": "Ana Ruiz", "company": "Acme Solar"},
+    }
+    wrong = {
+        "id": "wrong",
+        "messages": burst,
+        "expect": {"reply_count": 2, "name": None, "company": "Acme"},
+    }
     invalid = {"id": "invalid", "messages": burst, "expect": {"reply_count": -1, "name": 3}}
     cases = _write(tmp_path / "cases.jsonl", right, wrong, invalid)
     assert main(["eval", str(cases), "--json"]) == 1

@@ -30,8 +30,12 @@ def test_at_night_the_bot_answers_and_the_notification_waits_for_the_opening(bot
     with bot_world.session_factory() as session:
         assert unread_notifications(admin.id, session=session, now=TUESDAY_NIGHT) == []
         assert due_notifications(session=session, now=TUESDAY_NIGHT) == []
-        assert [n.id for n in unread_notifications(admin.id, session=session, now=WEDNESDAY_OPENING)] == [note.id]
-        assert [n.id for n in due_notifications(session=session, now=WEDNESDAY_OPENING)] == [note.id]
+        assert [
+            n.id for n in unread_notifications(admin.id, session=session, now=WEDNESDAY_OPENING)
+        ] == [note.id]
+        assert [n.id for n in due_notifications(session=session, now=WEDNESDAY_OPENING)] == [
+            note.id
+        ]
 
     # The next message changes no status: nothing more is queued and the note is not repeated.
     bot_world.clock.advance(minutes=2)

@@ -59,7 +59,9 @@ def test_retrieval_picks_the_section_that_answers(prompts, question, title):
 
 
 def test_a_spanish_question_is_answered_from_the_spanish_section(prompts):
-    assert _best(prompts, "Hola, ¿cuánto cuesta el paquete Home?", "es") == "Precios de los paquetes"
+    assert (
+        _best(prompts, "Hola, ¿cuánto cuesta el paquete Home?", "es") == "Precios de los paquetes"
+    )
     assert _best(prompts, "¿Qué garantía tienen los paneles?", "es") == "Garantía"
 
 

@@ -117,7 +117,7 @@ def test_show_merges_the_admins_files_with_the_defaults(tmp_path, capsys):
     mine.mkdir()
     (mine / "business.yaml").write_text(
         "# Our business.\nname: Moonbeam Solar\ntimezone: Europe/Madrid\n"
-        "hours:\n  mon: \"09:00-14:00\"\n",
+        'hours:\n  mon: "09:00-14:00"\n',
         encoding="utf-8",
     )
     assert main(["prompts", "show", str(mine), "--json"]) == 0

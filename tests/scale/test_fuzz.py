@@ -260,7 +260,9 @@ def encodings(payloads: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
         broken,
         overlong,
         json_values.map(lambda v: json.dumps(v).encode()),
-        json_values.map(lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")),
+        json_values.map(
+            lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass")
+        ),
         st.binary(max_size=200),
     )
     return st.integers(min_value=0, max_value=3).flatmap(

@@ -37,7 +37,9 @@ def fresh_databases() -> Iterator[Callable[[], str]]:
     """Creates empty PostgreSQL databases on demand (no schema at all); drops them at the end."""
     admin_url = _postgres_admin_url()
     if admin_url is None:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 and LEADDESK_TEST_POSTGRES_URL is unset")
+        pytest.skip(
+            "PostgreSQL is not reachable on 127.0.0.1:5432 and LEADDESK_TEST_POSTGRES_URL is unset"
+        )
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     created: list[str] = []
 
@@ -139,8 +141,12 @@ def test_serve_with_two_web_processes_starts_from_a_folder_holding_a_leaddesk_ch
         else [sys.executable, "-P", "-c", "from leaddesk.cli import run; run()"]
     )
     web = harness.Proc(
-        "web", ["serve", "--port", "0", "--workers", "2"], cluster.env(), tmp_path,
-        cwd=folder, command=command,
+        "web",
+        ["serve", "--port", "0", "--workers", "2"],
+        cluster.env(),
+        tmp_path,
+        cwd=folder,
+        command=command,
     )
     try:
         url = web.wait_for(r"listening on (http://\S+?:\d+)").group(1)
@@ -172,10 +178,15 @@ def test_serve_and_a_worker_started_together_on_fresh_postgres_databases_become_
         )
         cluster.log_dir.mkdir()
         started = time.monotonic()
-        web = harness.Proc("web", ["serve", "--port", "0", "--workers", "2"], cluster.env(),
-                           cluster.log_dir)
-        worker = harness.Proc("worker", ["worker", "--concurrency", "1", "--pool", "solo"],
-                              cluster.env(), cluster.log_dir)
+        web = harness.Proc(
+            "web", ["serve", "--port", "0", "--workers", "2"], cluster.env(), cluster.log_dir
+        )
+        worker = harness.Proc(
+            "worker",
+            ["worker", "--concurrency", "1", "--pool", "solo"],
+            cluster.env(),
+            cluster.log_dir,
+        )
         try:
             deadline = started + 30
             while True:
@@ -188,7 +199,9 @@ def test_serve_and_a_worker_started_together_on_fresh_postgres_databases_become_
                     f"--- worker\n{worker_log[-2500:]}"
                 )
                 assert web.process.poll() is None and worker.process.poll() is None, (
-                    web_log[-2500:], worker_log[-2500:])
+                    web_log[-2500:],
+                    worker_log[-2500:],
+                )
                 time.sleep(0.1)
             url = re.search(r"listening on (http://\S+?:\d+)", web_log)
             assert url is not None

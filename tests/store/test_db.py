@@ -55,8 +55,17 @@ def test_writers_in_many_threads_never_meet_a_locked_database(tmp_path: Path) ->
     upgrade(short)
     session_factory = make_session_factory(short)
     with session_factory.begin() as session:
-        session.add(Lead(name="counter", score=0, score_factors=[], interests=[], objections=[],
-                         tags=[], custom_fields={}))
+        session.add(
+            Lead(
+                name="counter",
+                score=0,
+                score_factors=[],
+                interests=[],
+                objections=[],
+                tags=[],
+                custom_fields={},
+            )
+        )
     errors: list[BaseException] = []
 
     def write() -> None:

@@ -43,18 +43,33 @@ def pg_session(postgres_url: str) -> Iterator[Session]:
     """The session's PostgreSQL database with a few leads, in a transaction rolled back after."""
     engine: Engine = make_engine(postgres_url)
     with Session(engine) as session:
-        agent = Agent(name="Ana", email="ana@desk.example", role="agent", active=True,
-                      capacity=10, token_hash="plans-ana")
+        agent = Agent(
+            name="Ana",
+            email="ana@desk.example",
+            role="agent",
+            active=True,
+            capacity=10,
+            token_hash="plans-ana",
+        )
         session.add(agent)
         session.flush()
         for i in range(40):
             created = NOW - timedelta(days=i)
-            session.add(Lead(
-                name=f"Lead {i}", status="Interested" if i % 2 else "New", score=i * 2,
-                assigned_agent_id=agent.id if i % 3 else None, created_at=created,
-                last_contacted_at=None if i % 5 == 0 else created + timedelta(hours=1),
-                score_factors=[], interests=[], objections=[], tags=[], custom_fields={},
-            ))
+            session.add(
+                Lead(
+                    name=f"Lead {i}",
+                    status="Interested" if i % 2 else "New",
+                    score=i * 2,
+                    assigned_agent_id=agent.id if i % 3 else None,
+                    created_at=created,
+                    last_contacted_at=None if i % 5 == 0 else created + timedelta(hours=1),
+                    score_factors=[],
+                    interests=[],
+                    objections=[],
+                    tags=[],
+                    custom_fields={},
+                )
+            )
         session.flush()
         session.execute(text("SET LOCAL enable_seqscan = off"))
         session.execute(text("SET LOCAL enable_bitmapscan = off"))
@@ -90,8 +105,9 @@ def test_last_contact_newest_first_reads_its_index_without_sorting(pg_session: S
         (LeadQuery(agent_id=1, stale_days=7, sort="-score"), "ix_leads_live_agent"),
     ],
 )
-def test_pages_by_score_read_the_index_in_order(pg_session: Session, q: LeadQuery,
-                                                index: str) -> None:
+def test_pages_by_score_read_the_index_in_order(
+    pg_session: Session, q: LeadQuery, index: str
+) -> None:
     if q.agent_id is not None:
         q.agent_id = pg_session.scalar(select(Agent.id))
     shown = plan(pg_session, q)

@@ -42,7 +42,9 @@ def migrated_only(request, tmp_path):
 
 # SQLite's reflection cannot read an expression index (lower(email)); the index is still created, as
 # test_emails_are_unique_whatever_their_case shows.
-@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index")
+@pytest.mark.filterwarnings(
+    "ignore:autogenerate skipping metadata-specified expression-based index"
+)
 def test_migrated_database_matches_the_models(migrated_only):
     dialect = migrated_only.dialect.name
 
@@ -130,6 +132,7 @@ def test_identity_trust_migration_moves_existing_data(at_initial_revision):
         "false, false, false, false, :at, :at"
     )
     with engine.begin() as conn:
+
         def lead(name, email=None, phone=None):
             return conn.execute(
                 text(f"INSERT INTO leads ({lead_columns}) VALUES ({lead_values}) RETURNING id"),
@@ -138,22 +141,28 @@ def test_identity_trust_migration_moves_existing_data(at_initial_revision):
 
         def identity(lead_id, channel, external_id):
             return conn.execute(
-                text("INSERT INTO identities (lead_id, channel, external_id, created_at) "
-                     "VALUES (:l, :c, :e, :at) RETURNING id"),
+                text(
+                    "INSERT INTO identities (lead_id, channel, external_id, created_at) "
+                    "VALUES (:l, :c, :e, :at) RETURNING id"
+                ),
                 {"l": lead_id, "c": channel, "e": external_id, "at": now},
             ).scalar_one()
 
         def conversation(lead_id, channel, *texts):
             conversation_id = conn.execute(
-                text("INSERT INTO conversations (lead_id, channel, created_at, updated_at) "
-                     "VALUES (:l, :c, :at, :at) RETURNING id"),
+                text(
+                    "INSERT INTO conversations (lead_id, channel, created_at, updated_at) "
+                    "VALUES (:l, :c, :at, :at) RETURNING id"
+                ),
                 {"l": lead_id, "c": channel, "at": now},
             ).scalar_one()
             for body in texts:
                 conn.execute(
-                    text("INSERT INTO messages (conversation_id, channel, direction, author, text, "
-                         "kind, sent_at, created_at) VALUES (:c, :ch, 'in', 'customer', :t, "
-                         "'text', :at, :at)"),
+                    text(
+                        "INSERT INTO messages (conversation_id, channel, direction, author, text, "
+                        "kind, sent_at, created_at) VALUES (:c, :ch, 'in', 'customer', :t, "
+                        "'text', :at, :at)"
+                    ),
                     {"c": conversation_id, "ch": channel, "t": body, "at": now},
                 )
             return conversation_id
@@ -174,20 +183,29 @@ def test_identity_trust_migration_moves_existing_data(at_initial_revision):
 
     with engine.connect() as conn:
         trust = dict(conn.execute(text("SELECT id, trust FROM identities")).all())
-        assert trust == {wa: "verified", bsuid: "verified", web: "claimed", messenger: "verified",
-                         twin_web: "claimed"}
+        assert trust == {
+            wa: "verified",
+            bsuid: "verified",
+            web: "claimed",
+            messenger: "verified",
+            twin_web: "claimed",
+        }
         aliases = dict(conn.execute(text("SELECT id, alias_of_id FROM identities")).all())
         assert aliases[bsuid] == wa and aliases[wa] is None
         rooms = dict(conn.execute(text("SELECT id, identity_id FROM conversations")).all())
         assert rooms[dana_wa] == wa and rooms[dana_web] == web
         # every message is still there, in its conversation
-        counts = dict(conn.execute(text(
-            "SELECT conversation_id, count(*) FROM messages GROUP BY conversation_id")).all())
+        counts = dict(
+            conn.execute(
+                text("SELECT conversation_id, count(*) FROM messages GROUP BY conversation_id")
+            ).all()
+        )
         assert counts[dana_wa] == 2 and counts[dana_web] == 1
         details = {
             (lead_id, kind): (value, trust)
             for lead_id, kind, value, trust in conn.execute(
-                text("SELECT lead_id, kind, value, trust FROM contact_details"))
+                text("SELECT lead_id, kind, value, trust FROM contact_details")
+            )
         }
         assert details[(dana, "phone")] == ("+14155550102", "verified")  # WhatsApp vouches
         assert details[(dana, "email")] == ("dana@example.com", "claimed")
@@ -195,13 +213,16 @@ def test_identity_trust_migration_moves_existing_data(at_initial_revision):
         assert details[(twin, "email")] == ("sam@example.com", "claimed")
         # the leads themselves are as they were (the newer of two same-email leads keeps its
         # address as a claimed detail beside a merge suggestion)
-        leads = {row[0]: row[1:] for row in conn.execute(
-            text("SELECT id, name, email, phone, status, score FROM leads"))}
+        leads = {
+            row[0]: row[1:]
+            for row in conn.execute(text("SELECT id, name, email, phone, status, score FROM leads"))
+        }
         assert leads[dana] == ("Dana", "dana@example.com", "+14155550102", "Interested", 40)
         assert leads[sam] == ("Sam", "Sam@Example.com", "+14155550199", "Interested", 40)
         assert leads[twin] == ("Sam again", None, None, "Interested", 40)
-        suggested = conn.execute(text(
-            "SELECT lead_id, other_lead_id, state FROM merge_suggestions")).all()
+        suggested = conn.execute(
+            text("SELECT lead_id, other_lead_id, state FROM merge_suggestions")
+        ).all()
         assert [tuple(row) for row in suggested] == [(twin, sam, "open")]
 
 

@@ -160,7 +160,8 @@ def test_stale_means_no_contact_for_n_days_and_not_terminal(session, crowd):
     # was created 20 days ago; Hamid's last contact was 30 days ago.
     terminal = ("Not Interested", "Converted")
     assert ids(session, stale_days=14, terminal_statuses=terminal) == sorted(
-        [crowd["hot_wa"], crowd["quiet"]])
+        [crowd["hot_wa"], crowd["quiet"]]
+    )
     assert ids(session, stale_days=25, terminal_statuses=terminal) == [crowd["hot_wa"]]
     assert ids(session, stale_days=14, terminal_statuses=()) == sorted(
         [crowd["hot_wa"], crowd["lost"], crowd["quiet"]]

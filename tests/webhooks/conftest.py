@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -42,7 +42,7 @@ def make_app(
     dispatcher: RecordingDispatcher,
     human_replies: list[int],
 ) -> Callable[..., Flask]:
-    def build(settings: Optional[Settings] = None, **extras: Any) -> Flask:
+    def build(settings: Settings | None = None, **extras: Any) -> Flask:
         def record_takeover(lead: Any, *, session: Session, now: datetime, minutes: int) -> None:
             human_replies.append(lead.id)
 

@@ -79,8 +79,13 @@ def _voice_note(runtime: Any, media_id: str) -> None:
         mp.wa_change(
             contacts=[mp.wa_contact("15125550140", "Rosa")],
             messages=[
-                mp.wa_message("audio", wa_id="15125550140", id=media_id, voice=True,
-                              mime_type="audio/ogg; codecs=opus")
+                mp.wa_message(
+                    "audio",
+                    wa_id="15125550140",
+                    id=media_id,
+                    voice=True,
+                    mime_type="audio/ogg; codecs=opus",
+                )
             ],
         )
     )
@@ -123,9 +128,11 @@ def test_a_voice_note_is_fetched_transcribed_and_answered_as_text(
     with runtime.session_factory.begin() as session:
         _agent, token = create_agent("Sam", session=session)
         lead_id = session.get(Message, voice[0].id).conversation.lead_id
-    detail = runtime.app.test_client().get(
-        f"/api/leads/{lead_id}", headers={"Authorization": f"Bearer {token}"}
-    ).get_json()
+    detail = (
+        runtime.app.test_client()
+        .get(f"/api/leads/{lead_id}", headers={"Authorization": f"Bearer {token}"})
+        .get_json()
+    )
     [shown] = [m for c in detail["conversations"] for m in c["messages"] if m["kind"] == "audio"]
     assert shown["transcript"] == fake_openai.transcript
     # The transcript was the customer's text for the model, and its answer went out.
@@ -172,9 +179,7 @@ def test_a_messenger_customer_is_named_after_their_profile(serve, graph: FakeGra
     assert profile_reads[0].headers["Authorization"] == f"Bearer {PAGE_TOKEN}"
 
 
-def test_a_profile_the_token_may_not_read_leaves_the_lead_nameless(
-    serve, graph: FakeGraph
-) -> None:
+def test_a_profile_the_token_may_not_read_leaves_the_lead_nameless(serve, graph: FakeGraph) -> None:
     runtime = serve()
     body = mp.fb_body(mp.fb_text("Hello", sender="psid-private"))
     response = signed_post(runtime.app.test_client(), "/webhooks/messenger", mp.dumps(body))

@@ -63,8 +63,16 @@ def test_many_writers_all_commit_and_the_turn_comes_back(engine: Engine) -> None
         try:
             for index in range(15):
                 with session_factory.begin() as session:
-                    session.add(Lead(name=f"w{worker}-{index}", score_factors=[], interests=[],
-                                     objections=[], tags=[], custom_fields={}))
+                    session.add(
+                        Lead(
+                            name=f"w{worker}-{index}",
+                            score_factors=[],
+                            interests=[],
+                            objections=[],
+                            tags=[],
+                            custom_fields={},
+                        )
+                    )
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion
             errors.append(exc)
 
@@ -80,13 +88,11 @@ def test_many_writers_all_commit_and_the_turn_comes_back(engine: Engine) -> None
 
 def test_rollbacks_and_errors_give_the_turn_back(engine: Engine) -> None:
     session_factory = make_session_factory(engine)
-    with pytest.raises(RuntimeError):
-        with session_factory.begin() as session:
-            session.execute(text("UPDATE leads SET name = 'x'"))
-            raise RuntimeError("the request failed half-way")
-    with pytest.raises(OperationalError):
-        with session_factory.begin() as session:
-            session.execute(text("SELECT * FROM no_such_table"))
+    with pytest.raises(RuntimeError), session_factory.begin() as session:
+        session.execute(text("UPDATE leads SET name = 'x'"))
+        raise RuntimeError("the request failed half-way")
+    with pytest.raises(OperationalError), session_factory.begin() as session:
+        session.execute(text("SELECT * FROM no_such_table"))
     with session_factory() as session:  # autobegun and closed without commit
         session.execute(text("UPDATE leads SET name = 'y'"))
     started = time.monotonic()

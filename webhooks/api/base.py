@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("leads_api", __name__, url_prefix="/api")
 
 # How a refusal of the business rules answers over HTTP.
-HTTP_STATUS: dict[type[RuleError], int] = {NotAllowed: 403, NotFound: 404, Conflict: 409,
-                                           Invalid: 422}
+HTTP_STATUS: dict[type[RuleError], int] = {
+    NotAllowed: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+}
 
 
 def http_status(exc: RuleError) -> int:

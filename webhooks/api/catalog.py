@@ -24,7 +24,6 @@ from webhooks.app import ApiError, services
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class FieldDef:
     name: str

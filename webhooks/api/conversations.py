@@ -47,11 +47,15 @@ def send_reply(
             session.scalars(select(Conversation.id).where(Conversation.lead_id == lead_id)).first()
             is not None
         )
-        if conversation_id is not None and session.scalars(
-            select(Conversation.id).where(
-                Conversation.id == conversation_id, Conversation.lead_id == lead_id
-            )
-        ).first() is None:
+        if (
+            conversation_id is not None
+            and session.scalars(
+                select(Conversation.id).where(
+                    Conversation.id == conversation_id, Conversation.lead_id == lead_id
+                )
+            ).first()
+            is None
+        ):
             raise ApiError(
                 422,
                 "validation_error",

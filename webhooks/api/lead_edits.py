@@ -322,7 +322,11 @@ def bulk_assign(
     leads, skipped = select_leads(body, agent, session=session, now=now)
     target = None if body.round_robin else assignment.find_assignee(body.agent_id, session=session)
     outcome = assignment.bulk_assign(
-        leads, target, by=agent, session=session, policy=catalog.policy(),
+        leads,
+        target,
+        by=agent,
+        session=session,
+        policy=catalog.policy(),
         round_robin=body.round_robin,
     )
     return _with_skipped(outcome, skipped)

@@ -71,9 +71,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
             value is not None
             and key in ("score", "id")
             and not (isinstance(value, int) and not isinstance(value, bool))
-        ):
-            raise ValueError
-        elif value is not None and key == "name" and not isinstance(value, str):
+        ) or (value is not None and key == "name" and not isinstance(value, str)):
             raise ValueError
     except (TypeError, ValueError):
         raise invalid from None
@@ -249,7 +247,9 @@ def merge_lead(lead_id: int, body: schemas.MergeBody) -> Any:
         target = edits.load_lead(lead_id, g.agent, session=session, check=False)
         other = edits.load_lead(body.other_lead_id, g.agent, session=session, check=False)
         if target.id == other.id:
-            raise ApiError(409, "already_merged", f"#{body.other_lead_id} is already lead #{target.id}")
+            raise ApiError(
+                409, "already_merged", f"#{body.other_lead_id} is already lead #{target.id}"
+            )
         survivor = merge.merge_by_hand(g.agent, target, other, session=session)
         lead_id = survivor.id
     with read_session(services().session_factory) as session:

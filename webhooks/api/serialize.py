@@ -187,8 +187,11 @@ def lead_detail(
                     "id": c.id,
                     "channel": c.channel,
                     "trust": rules.conversation_trust(c, session=session),
-                    "external_id": (talks_with(c.identity_id).external_id  # type: ignore[union-attr]
-                                    if talks_with(c.identity_id) is not None else None),
+                    "external_id": (
+                        talks_with(c.identity_id).external_id  # type: ignore[union-attr]
+                        if talks_with(c.identity_id) is not None
+                        else None
+                    ),
                     "ai_stopped": c.ai_stopped,
                     "ai_paused_until": c.ai_paused_until,
                     "summary": c.summary,
@@ -198,7 +201,8 @@ def lead_detail(
                 for c in lead.conversations
             ],
             "notes": [
-                note_out(n) for n in (notes if notes is not None else list_notes(lead.id, session=session))
+                note_out(n)
+                for n in (notes if notes is not None else list_notes(lead.id, session=session))
             ],
             "score_history": [score_event_out(e) for e in score_history(lead.id, session=session)],
             "audit": [audit_out(e, names) for e in audit_trail(lead.id, session=session)],

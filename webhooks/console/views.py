@@ -224,8 +224,7 @@ def account() -> Any:
 
 
 def list_filters(args: MultiDict[str, str]) -> tuple[dict[str, Any], str | None]:
-    """The API filter values for the console's query string (chips and form), or an error message.
-    """
+    """The API filter values for the console's query string (chips and form), or an error message."""
     data: dict[str, Any] = {}
     for key in ("status", "channel"):
         values = [v for v in args.getlist(key) if v]
@@ -397,12 +396,14 @@ def lead(lead_id: int) -> Any:
         except REFUSED as exc:
             if isinstance(exc, RuleError):
                 exc = api_error(exc)
-            own_notes = (_former_owners_notes(lead_id, agent, session=session)
-                         if exc.status == 403 else None)
+            own_notes = (
+                _former_owners_notes(lead_id, agent, session=session) if exc.status == 403 else None
+            )
             if own_notes is None:
                 abort(exc.status, description=exc.message)
-            return render_template("console_own_notes.html", asked_id=lead_id,
-                                   lead_id=own_notes[0], notes=own_notes[1])
+            return render_template(
+                "console_own_notes.html", asked_id=lead_id, lead_id=own_notes[0], notes=own_notes[1]
+            )
         if found.id != lead_id:
             return redirect(url_for("console.lead", lead_id=found.id))
         detail = lead_detail(found, at, session=session)
@@ -463,11 +464,21 @@ def merge(lead_id: int) -> Any:
                 target = edits.load_lead(lead_id, agent, session=session)
                 other = edits.load_lead(other_id, agent, session=session, check=False)
                 lead_merge.check_merge(agent, target, other, session=session)
-                suggestion = next((s for s in identity.open_suggestions(target, session=session)
-                                   if s.other_lead_id == other.id), None)
+                suggestion = next(
+                    (
+                        s
+                        for s in identity.open_suggestions(target, session=session)
+                        if s.other_lead_id == other.id
+                    ),
+                    None,
+                )
                 pair = [lead_summary(target, now()), lead_summary(other, now())]
-            return render_template("console_merge.html", target=pair[0], other=pair[1],
-                                   reason=suggestion.reason if suggestion else None)
+            return render_template(
+                "console_merge.html",
+                target=pair[0],
+                other=pair[1],
+                reason=suggestion.reason if suggestion else None,
+            )
         with services().session_factory.begin() as session:
             target = edits.load_lead(lead_id, agent, session=session)
             other = edits.load_lead(other_id, agent, session=session, check=False)
@@ -476,8 +487,7 @@ def merge(lead_id: int) -> Any:
     except REFUSED as exc:
         _flash_error(exc)
         return redirect(url_for("console.lead", lead_id=lead_id))
-    flash(f"Lead #{other_id} was merged into this one; its conversations stay separate.",
-          "success")
+    flash(f"Lead #{other_id} was merged into this one; its conversations stay separate.", "success")
     return redirect(url_for("console.lead", lead_id=survivor_id))
 
 

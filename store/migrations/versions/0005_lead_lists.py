@@ -16,63 +16,85 @@ and the searched columns get finer statistics (a 1,000-bucket sample instead of 
 coarse one, whether a rare company name happened to be in the sample decided between reading 200
 matches from the trigram index and walking 200,000 leads newest first. Data is untouched.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0005_lead_lists'
-down_revision = '0004_language'
+revision = "0005_lead_lists"
+down_revision = "0004_language"
 branch_labels = None
 depends_on = None
 
-LIVE = {'sqlite_where': sa.text('merged_into_id IS NULL'),
-        'postgresql_where': sa.text('merged_into_id IS NULL')}
+LIVE = {
+    "sqlite_where": sa.text("merged_into_id IS NULL"),
+    "postgresql_where": sa.text("merged_into_id IS NULL"),
+}
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('leads', schema=None) as batch_op:
-        batch_op.drop_index('ix_leads_live_created')
-        batch_op.drop_index('ix_leads_live_score')
-        batch_op.drop_index('ix_leads_live_status')
-        batch_op.drop_index('ix_leads_live_agent')
+    with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.drop_index("ix_leads_live_created")
+        batch_op.drop_index("ix_leads_live_score")
+        batch_op.drop_index("ix_leads_live_status")
+        batch_op.drop_index("ix_leads_live_agent")
         batch_op.create_index(
-            'ix_leads_live_created',
-            ['archived', 'created_at', 'id', sa.text('coalesce(last_contacted_at, created_at)')],
-            unique=False, **LIVE)
-        batch_op.create_index('ix_leads_live_score', ['archived', 'score', 'id'], unique=False,
-                              **LIVE)
-        batch_op.create_index('ix_leads_live_status',
-                              ['archived', 'status', 'score', 'assigned_agent_id'], unique=False,
-                              **LIVE)
-        batch_op.create_index('ix_leads_live_agent',
-                              ['archived', 'assigned_agent_id', 'score', 'id'], unique=False,
-                              **LIVE)
-        batch_op.create_index('ix_leads_live_id', ['archived', 'id'], unique=False, **LIVE)
-    if op.get_bind().dialect.name == 'postgresql':
-        op.execute('ALTER TABLE leads ALTER COLUMN name SET STATISTICS 1000, '
-                   'ALTER COLUMN email SET STATISTICS 1000, '
-                   'ALTER COLUMN company SET STATISTICS 1000')
-        op.create_index('ix_leads_live_contacted_desc', 'leads',
-                        ['archived', sa.text('last_contacted_at DESC NULLS LAST'),
-                         sa.text('id DESC')],
-                        unique=False, postgresql_where=sa.text('merged_into_id IS NULL'))
+            "ix_leads_live_created",
+            ["archived", "created_at", "id", sa.text("coalesce(last_contacted_at, created_at)")],
+            unique=False,
+            **LIVE,
+        )
+        batch_op.create_index(
+            "ix_leads_live_score", ["archived", "score", "id"], unique=False, **LIVE
+        )
+        batch_op.create_index(
+            "ix_leads_live_status",
+            ["archived", "status", "score", "assigned_agent_id"],
+            unique=False,
+            **LIVE,
+        )
+        batch_op.create_index(
+            "ix_leads_live_agent",
+            ["archived", "assigned_agent_id", "score", "id"],
+            unique=False,
+            **LIVE,
+        )
+        batch_op.create_index("ix_leads_live_id", ["archived", "id"], unique=False, **LIVE)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "ALTER TABLE leads ALTER COLUMN name SET STATISTICS 1000, "
+            "ALTER COLUMN email SET STATISTICS 1000, "
+            "ALTER COLUMN company SET STATISTICS 1000"
+        )
+        op.create_index(
+            "ix_leads_live_contacted_desc",
+            "leads",
+            ["archived", sa.text("last_contacted_at DESC NULLS LAST"), sa.text("id DESC")],
+            unique=False,
+            postgresql_where=sa.text("merged_into_id IS NULL"),
+        )
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
-        op.drop_index('ix_leads_live_contacted_desc', table_name='leads')
-        op.execute('ALTER TABLE leads ALTER COLUMN name SET STATISTICS -1, '
-                   'ALTER COLUMN email SET STATISTICS -1, '
-                   'ALTER COLUMN company SET STATISTICS -1')
-    with op.batch_alter_table('leads', schema=None) as batch_op:
-        batch_op.drop_index('ix_leads_live_id')
-        batch_op.drop_index('ix_leads_live_agent')
-        batch_op.drop_index('ix_leads_live_status')
-        batch_op.drop_index('ix_leads_live_score')
-        batch_op.drop_index('ix_leads_live_created')
-        batch_op.create_index('ix_leads_live_agent', ['archived', 'assigned_agent_id', 'status'],
-                              unique=False, **LIVE)
-        batch_op.create_index('ix_leads_live_status', ['archived', 'status', 'score'], unique=False,
-                              **LIVE)
-        batch_op.create_index('ix_leads_live_score', ['archived', 'score'], unique=False, **LIVE)
-        batch_op.create_index('ix_leads_live_created', ['archived', 'created_at'], unique=False,
-                              **LIVE)
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_leads_live_contacted_desc", table_name="leads")
+        op.execute(
+            "ALTER TABLE leads ALTER COLUMN name SET STATISTICS -1, "
+            "ALTER COLUMN email SET STATISTICS -1, "
+            "ALTER COLUMN company SET STATISTICS -1"
+        )
+    with op.batch_alter_table("leads", schema=None) as batch_op:
+        batch_op.drop_index("ix_leads_live_id")
+        batch_op.drop_index("ix_leads_live_agent")
+        batch_op.drop_index("ix_leads_live_status")
+        batch_op.drop_index("ix_leads_live_score")
+        batch_op.drop_index("ix_leads_live_created")
+        batch_op.create_index(
+            "ix_leads_live_agent", ["archived", "assigned_agent_id", "status"], unique=False, **LIVE
+        )
+        batch_op.create_index(
+            "ix_leads_live_status", ["archived", "status", "score"], unique=False, **LIVE
+        )
+        batch_op.create_index("ix_leads_live_score", ["archived", "score"], unique=False, **LIVE)
+        batch_op.create_index(
+            "ix_leads_live_created", ["archived", "created_at"], unique=False, **LIVE
+        )
