@@ -135,21 +135,22 @@ def _pick(rng: random.Random, weighted: list[tuple[Any, ...]]) -> tuple[Any, ...
 def seed(engine: Engine, leads: int, rng: random.Random) -> dict[str, Any]:
     """Bulk-insert agents, `leads` leads with 1-2 identities each, and some merged tombstones."""
     agents = [
-        dict(
-            name=f"Agent {i}",
-            email=f"agent{i}@desk.example",
-            role="admin" if i == 0 else "agent",
-            active=True,
-            capacity=500,
-            token_hash=f"bench-{i}-{uuid.uuid4().hex}",
-            created_at=NOW,
-        )
+        {
+            "name": f"Agent {i}",
+            "email": f"agent{i}@desk.example",
+            "role": "admin" if i == 0 else "agent",
+            "active": True,
+            "capacity": 500,
+            "token_hash": f"bench-{i}-{uuid.uuid4().hex}",
+            "created_at": NOW,
+        }
         for i in range(30)
     ]
     with engine.begin() as conn:
         conn.execute(insert(Agent), agents)
         agent_ids = list(conn.scalars(select(Agent.id)))
-    batch, identities, lead_id = [], [], 0
+    batch: list[dict[str, Any]] = []
+    identities: list[dict[str, Any]] = []
     samples: dict[str, Any] = {}
     started = time.perf_counter()
 
@@ -161,7 +162,7 @@ def seed(engine: Engine, leads: int, rng: random.Random) -> dict[str, Any]:
         identities.clear()
 
     for i in range(leads):
-        lead_id += 1
+        lead_id = i + 1
         status, _, mean = _pick(rng, STATUSES)
         score = max(0, min(100, int(rng.gauss(mean, 15))))
         age = min(rng.expovariate(1 / 120), 730)  # more recent leads than old ones
@@ -175,50 +176,55 @@ def seed(engine: Engine, leads: int, rng: random.Random) -> dict[str, Any]:
         if channel == "whatsapp" and phone is None:
             phone = f"{prefix}{i:0{digits}d}"
         batch.append(
-            dict(
-                id=lead_id,
-                name=f"{first} {last}",
-                phone=phone,
-                email=f"{first}.{last}{i}@{rng.choice(DOMAINS)}".lower()
+            {
+                "id": lead_id,
+                "name": f"{first} {last}",
+                "phone": phone,
+                "email": f"{first}.{last}{i}@{rng.choice(DOMAINS)}".lower()
                 if rng.random() < 0.35
                 else None,
-                company=rng.choice(COMPANIES) + f" {i % 997}" if rng.random() < 0.3 else None,
-                status=status,
-                score=score,
-                score_factors=[],
-                interests=[],
-                objections=[],
-                tags=[],
-                custom_fields={"budget": str(rng.randint(1, 50) * 1000)}
+                "company": rng.choice(COMPANIES) + f" {i % 997}" if rng.random() < 0.3 else None,
+                "status": status,
+                "score": score,
+                "score_factors": [],
+                "interests": [],
+                "objections": [],
+                "tags": [],
+                "custom_fields": {"budget": str(rng.randint(1, 50) * 1000)}
                 if rng.random() < 0.2
                 else {},
-                source=channel,
-                assigned_agent_id=rng.choice(agent_ids) if assigned else None,
-                ai_stopped=False,
-                ai_resume_notice_due=False,
-                phone_asks=0,
-                phone_declined=False,
-                last_reply_asked_phone=False,
-                archived=rng.random() < 0.04,
-                locked=status == "Converted",
-                created_at=created,
-                updated_at=contacted or created,
-                last_contacted_at=contacted,
-            )
+                "source": channel,
+                "assigned_agent_id": rng.choice(agent_ids) if assigned else None,
+                "ai_stopped": False,
+                "ai_resume_notice_due": False,
+                "phone_asks": 0,
+                "phone_declined": False,
+                "last_reply_asked_phone": False,
+                "archived": rng.random() < 0.04,
+                "locked": status == "Converted",
+                "created_at": created,
+                "updated_at": contacted or created,
+                "last_contacted_at": contacted,
+            }
         )
         identities.append(
-            dict(lead_id=lead_id, channel=channel, external_id=f"{channel}-{i}", created_at=created)
+            {
+                "lead_id": lead_id,
+                "channel": channel,
+                "external_id": f"{channel}-{i}",
+                "created_at": created,
+            }
         )
         if rng.random() < 0.15:
             second = _pick(rng, CHANNELS)[0]
             if second != channel:
                 identities.append(
-                    dict(
-                        lead_id=lead_id,
-                        channel=second,
-                        external_id=f"{second}-x{i}",
-                        created_at=created,
-                    )
+                    {
+                        "lead_id": lead_id,
+                        "channel": second,
+                        "external_id": f"{second}-x{i}",
+                        "created_at": created,
+                    }
                 )
         if phone and "phone" not in samples and i > leads // 2:
             samples["phone"] = phone
@@ -230,27 +236,27 @@ def seed(engine: Engine, leads: int, rng: random.Random) -> dict[str, Any]:
     # About 1% merged duplicates: tombstones the query must never show.
     with engine.begin() as conn:
         tombstones = [
-            dict(
-                id=leads + k + 1,
-                name="dup",
-                status="New",
-                score=0,
-                score_factors=[],
-                interests=[],
-                objections=[],
-                tags=[],
-                custom_fields={},
-                ai_stopped=False,
-                ai_resume_notice_due=False,
-                phone_asks=0,
-                phone_declined=False,
-                last_reply_asked_phone=False,
-                archived=True,
-                locked=False,
-                merged_into_id=rng.randint(1, leads),
-                created_at=NOW,
-                updated_at=NOW,
-            )
+            {
+                "id": leads + k + 1,
+                "name": "dup",
+                "status": "New",
+                "score": 0,
+                "score_factors": [],
+                "interests": [],
+                "objections": [],
+                "tags": [],
+                "custom_fields": {},
+                "ai_stopped": False,
+                "ai_resume_notice_due": False,
+                "phone_asks": 0,
+                "phone_declined": False,
+                "last_reply_asked_phone": False,
+                "archived": True,
+                "locked": False,
+                "merged_into_id": rng.randint(1, leads),
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
             for k in range(leads // 100)
         ]
         if tombstones:
@@ -340,7 +346,7 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
 
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run(
@@ -381,16 +387,16 @@ def run(
             with read_session(factory) as session:
                 matches = count_leads(q, session=session)  # exact, untimed: the table's column
             results.append(
-                dict(
-                    filter=name,
-                    matches=matches,
-                    shown=shown,
-                    rows=rows,
-                    page_p50=_p(page_times, 0.5),
-                    page_p95=_p(page_times, 0.95),
-                    count_p50=_p(count_times, 0.5),
-                    count_p95=_p(count_times, 0.95),
-                )
+                {
+                    "filter": name,
+                    "matches": matches,
+                    "shown": shown,
+                    "rows": rows,
+                    "page_p50": _p(page_times, 0.5),
+                    "page_p95": _p(page_times, 0.95),
+                    "count_p50": _p(count_times, 0.5),
+                    "count_p95": _p(count_times, 0.95),
+                }
             )
         _print(label, leads, results)
         return {

@@ -23,6 +23,7 @@ import Stemmer
 from rank_bm25 import BM25Okapi
 
 from bot.config import KnowledgeSection, PromptConfig
+from bot.language import language_name
 from bot.scoring import knowledge_terms
 from bot.text import normalize, words
 from store.contacts import find_emails, find_phones, try_normalize_phone
@@ -161,8 +162,6 @@ NOT_ASKED_PRICE = 0.7
 @lru_cache(maxsize=32)
 def stemmer(language: str) -> Stemmer.Stemmer | None:
     """The Snowball stemmer of a language (None when Snowball has none)."""
-    from bot.language import language_name
-
     name = language_name(language).lower()
     if name not in Stemmer.algorithms():
         return None

@@ -131,8 +131,8 @@ class _TurnBase(BaseModel):
 @lru_cache(maxsize=32)
 def turn_schema(status_names: tuple[str, ...]) -> type[BaseModel]:
     """The answer schema for these statuses (the bot may only pick one of them)."""
-    status_type: Any = Literal[status_names]  # type: ignore[valid-type]
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    status_type: Any = Literal[status_names]
+    return create_model(
         "TurnAssessment",
         __base__=_TurnBase,
         reasoning=(

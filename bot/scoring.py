@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from statistics import median
 from typing import Any
 
@@ -224,7 +225,7 @@ def knowledge_terms(sections: Iterable[KnowledgeSection]) -> frozenset[str]:
     """Words that make a question specific: product and topic names from the knowledge base."""
     terms: set[str] = set()
     for section in sections:
-        sources = [section.title] + re.findall(r"\*\*(.+?)\*\*", section.text)
+        sources = [section.title, *re.findall(r"\*\*(.+?)\*\*", section.text)]
         for source in sources:
             for word in words(source):
                 if len(word) >= 4 and word not in _GENERIC_TERMS and not word.isdigit():
@@ -407,7 +408,7 @@ def _engagement_factor(messages: list[CustomerMessage], weight: int) -> list[dic
         return []
     points = weight * min(count, 5) / 5 * 0.8
     times = [m.sent_at for m in messages if m.sent_at is not None]
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False) if b >= a]
+    gaps = [(b - a).total_seconds() for a, b in pairwise(times) if b >= a]
     quick = bool(gaps) and median(gaps) <= 15 * 60
     if quick:
         points += weight * 0.2
@@ -617,7 +618,8 @@ def conversion_probability(score: int, status: str | None, config: PromptConfig)
     state = config.status(status)
     if state is not None and state.terminal:
         return 0.0 if state.ai_behaviour == "stop" else 1.0
-    return round(min(0.95, max(0.01, (score / 100) ** 1.6)), 2)
+    likelihood: float = (score / 100) ** 1.6
+    return round(min(0.95, max(0.01, likelihood)), 2)
 
 
 def next_best_action(

@@ -176,7 +176,5 @@ class BotService:
             return
         try:
             self.outbox.deliver([r.message_id for r in replies])
-        except Exception:  # noqa: BLE001 - the replies are recorded as pending and can be retried
-            log.error(
-                "delivering %d reply(ies) failed; they stay pending", len(replies), exc_info=True
-            )
+        except Exception:  # the replies are recorded as pending and can be retried
+            log.exception("delivering %d reply(ies) failed; they stay pending", len(replies))

@@ -30,9 +30,10 @@ def offline_status(config: PromptConfig, signals: Iterable[str], score: int) -> 
     for status in config.statuses:
         if not status.ai_can_set or not status.rules:
             continue
-        if any(rule.matches(present, score) for rule in status.rules):
-            if chosen is None or status.rank > chosen.rank:
-                chosen = status
+        if any(rule.matches(present, score) for rule in status.rules) and (
+            chosen is None or status.rank > chosen.rank
+        ):
+            chosen = status
     return chosen.name if chosen else None
 
 

@@ -124,8 +124,10 @@ def keyword_pattern(keyword: str) -> re.Pattern[str]:
     before = r"(?<!\w)" if bounded and text and _WORD.match(text[0]) else ""
     if prefix:
         after = r"\w*"
+    elif bounded and text and _WORD.match(text[-1]):
+        after = r"(?!\w)"
     else:
-        after = r"(?!\w)" if bounded and text and _WORD.match(text[-1]) else ""
+        after = ""
     return re.compile(before + body + after)
 
 

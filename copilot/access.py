@@ -98,7 +98,7 @@ def find_lead(ref: str, agent: Agent, *, session: Session, region: str) -> Lead:
         return _one(
             ref,
             agent,
-            [lead for lead in leads_by_email(emails[0], session=session)],
+            list(leads_by_email(emails[0], session=session)),
             what=f"with the email {emails[0]}",
         )
     digits = re.sub(r"\D", "", ref)
@@ -222,7 +222,8 @@ def rank_names(typed: str, labels: Sequence[tuple[int, str, str, bool, int]]) ->
 
 
 def find_teammate(ref: str, me: Agent, *, session: Session) -> Agent | None:
-    """An agent named by name, email or id; 'me' is the acting agent; 'nobody' is None (unassign)."""
+    """An agent named by name, email or id; 'me' is the acting agent; 'nobody' is None
+    (unassign)."""
     text = (ref or "").strip().strip("?.!,:;\"'")
     text = re.sub(r"^(?:agent|@)\s*", "", text, flags=re.IGNORECASE)
     if text.lower() in _ME:

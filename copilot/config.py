@@ -30,7 +30,8 @@ def follow_up_statuses(prompts: PromptConfig) -> list[str]:
 
 
 def canonical_status(prompts: PromptConfig, text: str) -> str:
-    """The configured status `text` names (any case, any spacing), or a CopilotError listing them."""
+    """The configured status `text` names (any case, any spacing), or a CopilotError listing
+    them."""
     wanted = " ".join((text or "").replace("-", " ").replace("_", " ").split()).lower()
     for name in prompts.status_names:
         if " ".join(name.replace("-", " ").replace("_", " ").split()).lower() == wanted:

@@ -29,7 +29,8 @@ def build_graph(
     region: str = "US",
     takeover_minutes: int = 60,
 ) -> Any:
-    """Compile the copilot graph. With `model`, a tool-calling agent; without, the offline router."""
+    """Compile the copilot graph. With `model`, a tool-calling agent; without, the offline
+    router."""
     context = ToolContext(
         session_factory=session_factory,
         prompts=prompts,

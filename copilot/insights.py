@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from copilot.schemas import ContactCard, Criterion, HotCheck, Qualification
+from copilot.schemas import BantName, ContactCard, Criterion, HotCheck, Qualification, Verdict
 from store.contacts import find_emails, find_phones
 
 QUOTE_CHARS = 110
@@ -115,10 +115,13 @@ def _rx(*patterns: str) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
 
 
-_MONEY = r"(?:[$€£¥₹]|\b(?:usd|eur|gbp|sar|aed|dollars?|euros?|pounds?)\b)\s?\d[\d,.]*\s?(?:k|m|K|M)?\b|\b\d[\d,.]*\s?(?:k|K)?\s?(?:[$€£]|usd|eur|gbp|sar|aed|dollars|euros|pounds)\b"
+_MONEY = (
+    r"(?:[$€£¥₹]|\b(?:usd|eur|gbp|sar|aed|dollars?|euros?|pounds?)\b)\s?\d[\d,.]*\s?(?:k|m|K|M)?\b"
+    r"|\b\d[\d,.]*\s?(?:k|K)?\s?(?:[$€£]|usd|eur|gbp|sar|aed|dollars|euros|pounds)\b"
+)
 
 # Within one message the specific phrases (not met / met) win over the vague ones (partly).
-BANT_RULES: dict[str, dict[str, re.Pattern[str]]] = {
+BANT_RULES: dict[BantName, dict[Verdict, re.Pattern[str]]] = {
     "Budget": {
         "not met": _rx(
             r"\btoo (?:expensive|pricey|much)\b",
@@ -182,8 +185,8 @@ BANT_RULES: dict[str, dict[str, re.Pattern[str]]] = {
             r"\bje suis le (?:directeur|gérant)\b",
         ),
         "partly": _rx(
-            r"\b(?:check|talk|speak|discuss) (?:it )?with my (?:boss|manager|team|partner|wife|husband|"
-            r"cofounder|co-founder|director)\b",
+            r"\b(?:check|talk|speak|discuss) (?:it )?with my "
+            r"(?:boss|manager|team|partner|wife|husband|cofounder|co-founder|director)\b",
             r"\bneed (?:an? )?approval\b",
             r"\bmy boss\b",
             r"\bmy manager\b",
@@ -206,7 +209,8 @@ BANT_RULES: dict[str, dict[str, re.Pattern[str]]] = {
             r"\bkein interesse\b",
         ),
         "met": _rx(
-            r"\b(?:we|i) (?:really )?need\b(?! to (?:check|ask|talk|think|discuss|speak|consult|see))",
+            r"\b(?:we|i) (?:really )?need\b"
+            r"(?! to (?:check|ask|talk|think|discuss|speak|consult|see))",
             r"\b(?:we|i)(?:'re| are| am) looking for\b",
             r"\blooking for\b",
             r"\b(?:we|i) want to\b",
@@ -278,20 +282,21 @@ BANT_RULES: dict[str, dict[str, re.Pattern[str]]] = {
 }
 
 _SENIOR_TITLE = re.compile(
-    r"\b(owner|founder|co-?founder|ceo|cto|cfo|coo|cmo|chief|president|director|head|vp|vice president|"
-    r"partner|principal|managing|general manager|gm)\b",
+    r"\b(owner|founder|co-?founder|ceo|cto|cfo|coo|cmo|chief|president|director|head|vp|"
+    r"vice president|partner|principal|managing|general manager|gm)\b",
     re.IGNORECASE,
 )
-_POINTS = {"met": 25, "partly": 12, "not met": 0, "unknown": 0}
+_POINTS: dict[Verdict, int] = {"met": 25, "partly": 12, "not met": 0, "unknown": 0}
 
 
 def _scan(
-    facts: LeadFacts, rules: dict[str, re.Pattern[str]]
-) -> tuple[str, Said, re.Match[str]] | None:
-    """The verdict the conversation supports: the latest decisive statement (met / not met), else the
-    latest vague one (partly), with the message and the match to quote."""
+    facts: LeadFacts, rules: dict[Verdict, re.Pattern[str]]
+) -> tuple[Verdict, Said, re.Match[str]] | None:
+    """The verdict the conversation supports: the latest decisive statement (met / not met),
+    else the latest vague one (partly), with the message and the match to quote."""
     said = facts.customer_messages()
-    for verdicts in (("not met", "met"), ("partly",)):
+    in_turn: tuple[tuple[Verdict, ...], ...] = (("not met", "met"), ("partly",))
+    for verdicts in in_turn:
         for message in reversed(said):
             for verdict in verdicts:
                 match = rules[verdict].search(message.text)
@@ -311,7 +316,8 @@ def qualify(
     criteria: list[Criterion] = []
     for name, rules in BANT_RULES.items():
         found = _scan(facts, rules)
-        verdict, justification = "unknown", ""
+        verdict: Verdict = "unknown"
+        justification = ""
         if found:
             verdict, said, match = found
             justification = _justify(verdict, said, match, now)
@@ -320,7 +326,7 @@ def qualify(
         )
         if not justification:
             justification = "nothing in the conversation or the lead's fields says so yet"
-        criteria.append(Criterion(name=name, justification=justification, verdict=verdict))  # type: ignore[arg-type]
+        criteria.append(Criterion(name=name, justification=justification, verdict=verdict))
     score = sum(_POINTS[c.verdict] for c in criteria)
     return Qualification(
         criteria=criteria, score=min(100, score), next_action=_next_action(criteria, score)
@@ -328,9 +334,14 @@ def qualify(
 
 
 def _from_fields(
-    name: str, verdict: str, justification: str, facts: LeadFacts, terminal_negative: Sequence[str]
-) -> tuple[str, str]:
-    """Fill what the messages did not settle from the lead's fields (title, tags, interests, status)."""
+    name: BantName,
+    verdict: Verdict,
+    justification: str,
+    facts: LeadFacts,
+    terminal_negative: Sequence[str],
+) -> tuple[Verdict, str]:
+    """Fill what the messages did not settle from the lead's fields (title, tags, interests,
+    status)."""
     if (
         name == "Authority"
         and verdict in ("unknown", "partly")
@@ -399,7 +410,8 @@ def trend(scores: Sequence[int]) -> tuple[str, int | None]:
 def hot_check(
     facts: LeadFacts, *, now: datetime, hot_score: int, terminal: Sequence[str]
 ) -> HotCheck:
-    """Yes when the score is at or above the hot line and the lead is still open, with the reasons."""
+    """Yes when the score is at or above the hot line and the lead is still open, with the
+    reasons."""
     reasons = [f"score {facts.score}/100 (hot from {hot_score})"]
     direction, change = trend(facts.scores)
     if change is not None:
@@ -459,8 +471,9 @@ def intro_email(
         )
     if not body.strip():
         body = (
-            f"Hi {facts.first_name or 'there'},\n\nThanks for your interest in {business_name}. I'm {agent_name}"
-            " and I'll be your point of contact.\n\nWould you have 15 minutes this week for a quick call?"
+            f"Hi {facts.first_name or 'there'},\n\nThanks for your interest in {business_name}."
+            f" I'm {agent_name} and I'll be your point of contact."
+            "\n\nWould you have 15 minutes this week for a quick call?"
             f"\n\nBest regards,\n{agent_name}\n{business_name}"
         )
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", body.strip())]

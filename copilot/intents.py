@@ -12,18 +12,25 @@ from copilot.text import closest_word, fold, fold_word, name_score
 from copilot.vocabulary import EMPTY, Vocabulary
 from store.models import NOTE_CATEGORIES
 
-HELP = """I'm your Leaddesk copilot. Ask me in plain words (typos, no accents and other languages are fine),
-by lead id, phone, email or name:
-• "summarise lead 42" · "what's next for 42?" · /lead 42 · then "is she hot?", "write her a first email"
-• "qualify lead 42" (BANT) · /qualify 42 · "is lead 42 hot?"
-• "draft an intro email for 42" · /email 42
-• Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine · "new leads yesterday" · "Mike's leads" · "leads on whatsapp" · "score 50-80" · "more"
-• "what happened today?" (new leads, status changes, hot leads waiting, replies owed)
-• Changes: /note 42 text · "set 42 to Converted" · "rename 42 to Ana Ruiz" · "set 42's company to Acme" · /assign 42 Mike · /archive 42 · "merge 31 into 7"
-• Many at once (shown first, then yes/no): "assign all unassigned leads to me" · "set all stale leads to Not Interested" · "move all of Sarah's leads to Mike"
-• Customers: "reply to 42: text" · /takeover 42 · "resume the bot for 42"
-• Paste a business card or email signature (or /card …) to create or merge a lead
-• /inbox shows your unread notifications"""
+HELP = (
+    "I'm your Leaddesk copilot. Ask me in plain words"
+    " (typos, no accents and other languages are fine),\n"
+    "by lead id, phone, email or name:\n"
+    '• "summarise lead 42" · "what\'s next for 42?" · /lead 42'
+    ' · then "is she hot?", "write her a first email"\n'
+    '• "qualify lead 42" (BANT) · /qualify 42 · "is lead 42 hot?"\n'
+    '• "draft an intro email for 42" · /email 42\n'
+    "• Lists: /hot · /today (follow-ups) · /unassigned · /stale · /recent · /mine"
+    ' · "new leads yesterday" · "Mike\'s leads" · "leads on whatsapp" · "score 50-80" · "more"\n'
+    '• "what happened today?" (new leads, status changes, hot leads waiting, replies owed)\n'
+    '• Changes: /note 42 text · "set 42 to Converted" · "rename 42 to Ana Ruiz"'
+    ' · "set 42\'s company to Acme" · /assign 42 Mike · /archive 42 · "merge 31 into 7"\n'
+    '• Many at once (shown first, then yes/no): "assign all unassigned leads to me"'
+    ' · "set all stale leads to Not Interested" · "move all of Sarah\'s leads to Mike"\n'
+    '• Customers: "reply to 42: text" · /takeover 42 · "resume the bot for 42"\n'
+    "• Paste a business card or email signature (or /card …) to create or merge a lead\n"
+    "• /inbox shows your unread notifications"
+)
 
 PRONOUNS = {
     "it",
@@ -58,7 +65,8 @@ PRONOUNS = {
     "it again",
 }
 _PERIOD = (
-    r"(?:on\s+|since\s+|for\s+|from\s+|of\s+)?(?P<period>today|yesterday|this week|last week|this month|"
+    r"(?:on\s+|since\s+|for\s+|from\s+|of\s+)?"
+    r"(?P<period>today|yesterday|this week|last week|this month|"
     r"last month|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
 )
 # Words that start a request: typos are corrected only here, never inside names or texts.
@@ -92,8 +100,10 @@ _POLITE = {
 }
 # An afterthought starts at these: "set 12 to follow up, she asked for a call".
 _AFTERTHOUGHT = re.compile(
-    r"\s*(?:[,;!?]+|\.\s|\s[-–—]+\s|\s\((?![^)]*\)\s*:))\s*|\s+(?=(?:because|cause|coz|bc|as she|as he|"
-    r"she said|he said|she asked|he asked|they asked|porque|ya que|pues|parce que|car|puisque|weil|denn|da sie|"
+    r"\s*(?:[,;!?]+|\.\s|\s[-–—]+\s|\s\((?![^)]*\)\s*:))\s*"
+    r"|\s+(?=(?:because|cause|coz|bc|as she|as he|"
+    r"she said|he said|she asked|he asked|they asked|"
+    r"porque|ya que|pues|parce que|car|puisque|weil|denn|da sie|"
     r"pois|porque|لأن)\b)",
     re.IGNORECASE,
 )
@@ -241,7 +251,8 @@ def understand(raw: str, vocabulary: Vocabulary) -> Understood:
 
 
 def _translate(head: str, vocabulary: Vocabulary) -> str:
-    # "donne-le", "écris-lui", "e-mail": the parts are words of their own (names fold hyphens anyway).
+    # "donne-le", "écris-lui", "e-mail": the parts are words of their own (names fold hyphens
+    # anyway).
     tokens = [
         part
         for token in head.split()
@@ -750,9 +761,11 @@ def _merge(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -
 
 def _bulk(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
-        r"^(?:move|reassign|transfer|give|hand(?: over)?|assign)\s+all\s+(?:of\s+)?(?:the\s+)?(?P<src>.+?)"
+        r"^(?:move|reassign|transfer|give|hand(?: over)?|assign)\s+all\s+"
+        r"(?:of\s+)?(?:the\s+)?(?P<src>.+?)"
         r"(?:'s|’s|s')?\s+(?:open\s+)?leads\s+(?:over\s+)?to\s+(?P<dst>.+)$",
-        r"^(?:move|reassign|transfer|give|hand(?: over)?)\s+(?:all\s+)?(?:the\s+)?(?:open\s+)?leads\s+(?:of|from)\s+"
+        r"^(?:move|reassign|transfer|give|hand(?: over)?)\s+"
+        r"(?:all\s+)?(?:the\s+)?(?:open\s+)?leads\s+(?:of|from)\s+"
         r"(?P<src>.+?)\s+(?:over\s+)?to\s+(?P<dst>.+)$",
     )
     for pattern in patterns:
@@ -799,7 +812,8 @@ def _rename(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
 
 
 def _set_field(clean: str, lower: str, focus: int | None, fields: Sequence[str]) -> Intent | None:
-    """'set 12's company to Acme', 'set the name of lead 1 to Ana Ruiz', 'change her email to a@b.co'."""
+    """'set 12's company to Acme', 'set the name of lead 1 to Ana Ruiz', 'change her email to
+    a@b.co'."""
     names = sorted(
         {*(_PROFILE_FIELDS), *(f.replace("_", " ") for f in fields), *fields}, key=len, reverse=True
     )
@@ -847,7 +861,9 @@ def _bulk_filter(
     target_status = _status_named((match.group("target") or "").strip(), statuses)
     if target_status and match.group("verb") in ("set", "mark", "put", "move", "change"):
         filters = _list(match.group("filter") + " leads", statuses, default="all")
-        args = dict(filters.args) if isinstance(filters, ToolCall) else {"kind": "all"}
+        args: dict[str, Any] = (
+            dict(filters.args) if isinstance(filters, ToolCall) else {"kind": "all"}
+        )
         if args.pop("agent", None) == "me" and args.get("kind") == "all":
             args["kind"] = "mine"
         args.pop("page", None)
@@ -863,7 +879,7 @@ def _bulk_filter(
     if owner and (owner.group("src") or "") not in _CHANNELS:
         return None  # "move all of Sarah's leads to Mike" is a reassignment
     filters = _list(match.group("filter") + " leads", statuses, default="all")
-    args: dict[str, Any] = dict(filters.args) if isinstance(filters, ToolCall) else {"kind": "all"}
+    args = dict(filters.args) if isinstance(filters, ToolCall) else {"kind": "all"}
     if args.get("agent"):
         return None
     args.pop("page", None)
@@ -963,9 +979,11 @@ def _archive(clean: str, lower: str, focus: int | None, statuses: Sequence[str])
 
 def _resume(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
-        rf"^(?:resume|restart|unpause|re-?enable|turn on|reactivate|start)\s+(?:the\s+)?(?:bot|ai|assistant)"
+        r"^(?:resume|restart|unpause|re-?enable|turn on|reactivate|start)\s+"
+        r"(?:the\s+)?(?:bot|ai|assistant)"
         rf"(?:\s+(?:for|on|with)\s+{_LEAD}(?P<ref>.+))?$",
-        rf"^(?:let|have)\s+the\s+(?:bot|ai|assistant)\s+(?:handle|answer|take|talk to|reply to)\s+{_LEAD}(?P<ref>.+?)"
+        r"^(?:let|have)\s+the\s+(?:bot|ai|assistant)\s+"
+        rf"(?:handle|answer|take|talk to|reply to)\s+{_LEAD}(?P<ref>.+?)"
         r"(?:\s+again)?$",
         rf"^(?:give|hand)\s+{_LEAD}(?P<ref>.+?)\s+back\s+to\s+the\s+(?:bot|ai|assistant)$",
     )
@@ -978,7 +996,8 @@ def _resume(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
 
 def _takeover(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     match = re.match(
-        rf"^(?:take\s*over|i'?ll take|pause the (?:bot|ai) (?:for|on)|stop the (?:bot|ai) (?:for|on))"
+        r"^(?:take\s*over|i'?ll take|pause the (?:bot|ai) (?:for|on)"
+        r"|stop the (?:bot|ai) (?:for|on))"
         rf"\s*{_LEAD}(?P<ref>.*)$",
         lower,
     )
@@ -1033,7 +1052,8 @@ def _qualify(clean: str, lower: str, focus: int | None, statuses: Sequence[str])
 
 def _hot(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
-        rf"^(?:is|are)\s+{_LEAD}(?P<ref>.+?)\s+(?:a\s+)?(?:hot|warm|ready to buy|hot lead|worth (?:it|chasing))$",
+        rf"^(?:is|are)\s+{_LEAD}(?P<ref>.+?)\s+"
+        r"(?:a\s+)?(?:hot|warm|ready to buy|hot lead|worth (?:it|chasing))$",
         rf"^how\s+(?:hot|warm)\s+is\s+{_LEAD}(?P<ref>.+)$",
         r"^(?:is\s+)?(?:it|this|that)\s+hot$",
         rf"^(?:is|are)\s+(?:hot|warm)\s+{_LEAD}(?P<ref>.+)$",
@@ -1052,9 +1072,11 @@ def _next_action(
     patterns = (
         rf"^what\s+(?:should|do|can|shall)\s+i\s+do\s+(?:next\s+)?(?:with|about|for|on)\s+{_LEAD}(?P<ref>.+?)"
         r"(?:\s+next)?$",
-        rf"^(?:what'?s|what is|whats)\s+(?:the\s+)?next\s*(?:step|action|best action|move)?s?\s*(?:for|with|on)"
+        r"^(?:what'?s|what is|whats)\s+(?:the\s+)?next\s*"
+        r"(?:step|action|best action|move)?s?\s*(?:for|with|on)"
         rf"\s+{_LEAD}(?P<ref>.+)$",
-        rf"^(?:the\s+)?next\s+(?:step|action|best action|move)s?\s*(?:for|with|on)?\s*{_LEAD}(?P<ref>.*)$",
+        r"^(?:the\s+)?next\s+(?:step|action|best action|move)s?\s*(?:for|with|on)?\s*"
+        rf"{_LEAD}(?P<ref>.*)$",
         r"^what\s+(?:should|do)\s+i\s+do\s+next(?:\s+with\s+(?P<ref>.+))?$",
         r"^(?:what'?s|what is|whats)\s+next(?:\s+for\s+(?P<ref>.+))?$",
         r"^how\s+do\s+i\s+move\s+(?P<ref>.+?)\s+forward$",
@@ -1091,9 +1113,11 @@ def _digest(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
 def _summary(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
     patterns = (
         rf"^(?:please\s+)?(?:summari[sz]e|sum up|recap|brief me on|resume)\s*{_LEAD}(?P<ref>.*)$",
-        rf"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+(?:of|for|on|about)\s+"
+        r"^(?:give me\s+)?(?:a\s+|the\s+)?(?:summary|details|info|status|overview)\s+"
+        r"(?:of|for|on|about)\s+"
         rf"{_LEAD}(?P<ref>.+)$",
-        rf"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+{_LEAD}(?P<ref>.+?)"
+        r"^(?:tell me about|show(?: me)?|open|who is|who's|what about|how is|how's|look at)\s+"
+        rf"{_LEAD}(?P<ref>.+?)"
         r"(?:\s+(?:doing|getting on|going|coming along))?$",
     )
     for pattern in patterns:
@@ -1138,7 +1162,8 @@ def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> In
         lower,
     )
     recent = re.search(
-        r"\b(?:new|recent|latest|newest|fresh)\s+(?:\w+\s+)?leads\b|\bcreated\b|\brecently created\b|"
+        r"\b(?:new|recent|latest|newest|fresh)\s+(?:\w+\s+)?leads\b"
+        r"|\bcreated\b|\brecently created\b|"
         r"\bcame in\b|\barrived\b|\bleads created\b",
         lower,
     )
@@ -1153,7 +1178,8 @@ def _list(lower: str, statuses: Sequence[str], default: str | None = None) -> In
     elif re.search(r"\bunassigned\b|\bnot assigned\b|\bnobody'?s\b|\bunclaimed\b", lower):
         kind = "unassigned"
     elif re.search(
-        r"\bstale\b|\bgone (?:quiet|cold)\b|\bcold leads\b|\binactive\b|\bneglected\b|\bquiet leads\b",
+        r"\bstale\b|\bgone (?:quiet|cold)\b|\bcold leads\b|\binactive\b|\bneglected\b"
+        r"|\bquiet leads\b",
         lower,
     ):
         kind = "stale"

@@ -18,6 +18,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.messages import ToolCall as ModelToolCall
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from sqlalchemy.orm import Session, sessionmaker
@@ -128,9 +129,10 @@ class CopilotNodes:
         return {"messages": [checked]}
 
     def run_tools(self, state: CopilotState, config: RunnableConfig) -> dict[str, Any]:
-        """Run the decided tool calls in order. A call that needs the agent's answer is asked alone:
-        when something already ran in this step, the step ends first and the next one asks, so that
-        resuming after the answer never runs a change twice, and each question gets its own answer."""
+        """Run the decided tool calls in order. A call that needs the agent's answer is asked
+        alone: when something already ran in this step, the step ends first and the next one asks,
+        so that resuming after the answer never runs a change twice, and each question gets its own
+        answer."""
         messages = state.get("messages", [])
         caller = _last_tool_caller(messages)
         if caller is None:
@@ -139,7 +141,7 @@ class CopilotNodes:
         answered = {m.tool_call_id for m in _last_tool_results(messages)}
         changed = _changed_this_turn(messages, self.runner)
         asked: dict[str, Any] | None = None
-        if not all(c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls):
+        if not all(_is_offline(c) for c in caller.tool_calls):
             reading = self._read(state)
             asked = (
                 {"name": reading.name, "args": reading.args}
@@ -152,6 +154,8 @@ class CopilotNodes:
                 continue
             name = call["name"]
             raw_args = call.get("args") or {}
+            args: dict[str, Any]
+            problem: str | None
             if isinstance(raw_args, dict) and "_problem" in raw_args:
                 args, problem = {}, str(raw_args["_problem"])
             else:
@@ -162,7 +166,7 @@ class CopilotNodes:
                 )
                 continue
             outcome: Any = None
-            if not call["id"].startswith(OFFLINE_CALL_PREFIX):
+            if not _is_offline(call):
                 outcome = self.runner.approval(name, args, agent_id, asked=asked, changed=changed)
             if outcome is None:
                 outcome = self.runner.plan(name, args, agent_id)
@@ -226,9 +230,7 @@ class CopilotNodes:
 
     def route_after_remember(self, state: CopilotState) -> Literal["call_model", "compose_reply"]:
         caller = _last_tool_caller(state.get("messages", []))
-        offline = caller is None or all(
-            c["id"].startswith(OFFLINE_CALL_PREFIX) for c in caller.tool_calls
-        )
+        offline = caller is None or all(_is_offline(c) for c in caller.tool_calls)
         return "compose_reply" if offline or self.model is None else "call_model"
 
     # --- helpers -------------------------------------------------------------------------------
@@ -253,16 +255,17 @@ class CopilotNodes:
             else "an agent: you may see and change only their own and unassigned leads"
         )
         focus = (
-            f" The lead in focus is {in_focus}: 'he', 'she', 'it', 'that lead' (in any language) mean this "
-            "lead."
+            f" The lead in focus is {in_focus}: 'he', 'she', 'it', 'that lead' (in any language)"
+            " mean this lead."
             if in_focus
             else ""
         )
         return (
             cfg.system_prompt(self.prompts, agent_name=agent_name, now=self.clock())
-            + f"\n\n{agent_name} is {scope}. Leads scoring {self.hot_score} or more are hot.{focus} Changes "
-            "that affect many leads, another agent, a final status or the archive ask the agent to confirm; "
-            "only change what the agent asked for, and tell them what the tool answered."
+            + f"\n\n{agent_name} is {scope}. Leads scoring {self.hot_score} or more are hot."
+            f"{focus} Changes that affect many leads, another agent, a final status or the archive"
+            " ask the agent to confirm; only change what the agent asked for, and tell them what"
+            " the tool answered."
         )
 
 
@@ -292,6 +295,11 @@ def _last_tool_results(messages: Sequence[AnyMessage]) -> list[ToolMessage]:
     return list(reversed(results))
 
 
+def _is_offline(call: ModelToolCall) -> bool:
+    """A call the offline router made (every call carries an id: see `_checked`)."""
+    return (call["id"] or "").startswith(OFFLINE_CALL_PREFIX)
+
+
 def _last_is_tool_result(messages: Sequence[AnyMessage]) -> bool:
     return bool(messages) and isinstance(messages[-1], ToolMessage)
 
@@ -303,10 +311,13 @@ def _tool_text(messages: Sequence[AnyMessage]) -> str:
 
 def _window(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
     """The recent turns for the model, starting at a human message so tool calls stay paired."""
-    recent = list(messages[-MODEL_WINDOW:])
+    recent: list[AnyMessage] = list(messages[-MODEL_WINDOW:])
     while recent and not isinstance(recent[0], HumanMessage):
         recent.pop(0)
-    return recent or [m for m in messages if isinstance(m, HumanMessage)][-1:]
+    if recent:
+        return recent
+    humans: list[AnyMessage] = [m for m in messages if isinstance(m, HumanMessage)]
+    return humans[-1:]
 
 
 def _stale_messages(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
@@ -337,7 +348,8 @@ def _checked(reply: Any, runner: ToolRunner, tool_names: set[str]) -> AIMessage 
             args, problem = runner.check(c["name"], c.get("args"))
             call_id = str(c.get("id") or "")[:64] or f"call-{uuid.uuid4().hex[:12]}"
             if call_id.startswith(OFFLINE_CALL_PREFIX) or call_id in seen:
-                # Only the router's calls are the agent's own words; every call needs its own answer.
+                # Only the router's calls are the agent's own words; every call needs its own
+                # answer.
                 call_id = f"call-{uuid.uuid4().hex[:12]}"
             seen.add(call_id)
             kept.append(

@@ -11,6 +11,7 @@ LEAD_REF = "The lead: its id (42 or #42), a phone number in any format, an email
 
 ListKind = Literal["all", "mine", "hot", "follow_ups", "unassigned", "stale", "recent"]
 Verdict = Literal["met", "partly", "not met", "unknown"]
+BantName = Literal["Budget", "Authority", "Need", "Timeline"]
 
 
 Period = Literal[
@@ -167,7 +168,9 @@ class DraftEmailArgs(LeadArgs):
     body: str | None = Field(
         None,
         max_length=6000,
-        description="Your own draft of the email; leave empty to get the built-in personalised draft.",
+        description=(
+            "Your own draft of the email; leave empty to get the built-in personalised draft."
+        ),
     )
 
 
@@ -184,7 +187,7 @@ class NoArgs(_Args):
 class Criterion(BaseModel):
     """One BANT criterion: the justification comes before the verdict."""
 
-    name: Literal["Budget", "Authority", "Need", "Timeline"]
+    name: BantName
     justification: str = Field(
         description="One line, quoting the conversation or the lead's fields."
     )

@@ -97,8 +97,8 @@ class Copilot:
         self._guard = threading.Lock()
 
     def ask(self, agent_id: int, thread: str, text: str) -> Answer:
-        """Handle one message. With a confirmation pending, yes/no answers it; anything else cancels it
-        and is handled as a new request."""
+        """Handle one message. With a confirmation pending, yes/no answers it; anything else
+        cancels it and is handled as a new request."""
         text = clean_text(text or "").strip()[:MAX_MESSAGE_CHARS]
         if not text:
             return Answer("Send me a question or a command; /help lists them.")
@@ -109,7 +109,8 @@ class Copilot:
                 choice = match_choice(text, pending.get("options", []))
                 if choice is not None:
                     return self._resume(config, pending, choice)
-                # Every question still waiting is declined (one run may hold several, asked in turn).
+                # Every question still waiting is declined (one run may hold several, asked in
+                # turn).
                 cancelled = self._resume(config, pending, "no")
                 for _ in range(MAX_PENDING):
                     if cancelled.pending is None:

@@ -9,14 +9,15 @@ that touches the database or the graph runs in a worker thread so the event loop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias
 from urllib.parse import urlparse
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +30,8 @@ from telegram.ext import (
     CallbackQueryHandler,
     CommandHandler,
     ContextTypes,
+    ExtBot,
+    JobQueue,
     MessageHandler,
     filters,
 )
@@ -53,6 +56,16 @@ WELCOME = (
 )
 ALLOWED_UPDATES = ["message", "callback_query"]
 
+# What `ApplicationBuilder().build()` makes: the default bot, context, data and job queue types.
+CopilotApplication: TypeAlias = Application[
+    ExtBot[None],
+    ContextTypes.DEFAULT_TYPE,
+    dict[Any, Any],
+    dict[Any, Any],
+    dict[Any, Any],
+    JobQueue[ContextTypes.DEFAULT_TYPE],
+]
+
 
 class TelegramNotConfigured(RuntimeError):
     """TELEGRAM_BOT_TOKEN is missing."""
@@ -65,7 +78,7 @@ def build_application(
     session_factory: sessionmaker[Session],
     clock: Callable[[], datetime] = utcnow,
     notify_every: float | None = 15.0,
-) -> Application:
+) -> CopilotApplication:
     """The Telegram Application, polling by default; `serve_forever` picks polling or the webhook.
 
     `notify_every` seconds between notification rounds (None: no background delivery).
@@ -117,7 +130,7 @@ def webhook_options(settings: Any) -> dict[str, Any]:
     }
 
 
-def serve_forever(application: Application, settings: Any) -> None:
+def serve_forever(application: CopilotApplication, settings: Any) -> None:
     """Run until interrupted: a webhook when TELEGRAM_WEBHOOK_URL is set, long polling otherwise."""
     if settings.telegram_webhook_url:
         options = webhook_options(settings)
@@ -140,7 +153,7 @@ class BackgroundBot:
 
     def __init__(
         self,
-        application: Application,
+        application: CopilotApplication,
         *,
         webhook: dict[str, Any] | None = None,
         poll_timeout: float = 10.0,
@@ -196,12 +209,10 @@ class BackgroundBot:
             except NetworkError as exc:
                 self._failed(exc)
                 log.warning("copilot: cannot reach Telegram (%s); retrying in %.0f s", exc, delay)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
-                except TimeoutError:
-                    pass
                 delay = min(self.max_retry_delay, delay * 2)
-            except Exception as exc:  # noqa: BLE001 - the HTTP server keeps running without Telegram
+            except Exception as exc:  # the HTTP server keeps running without Telegram
                 self._failed(exc)
                 log.error("copilot: the Telegram bot stopped with an error", exc_info=exc)
                 return
@@ -222,7 +233,9 @@ class BackgroundBot:
                 await app.updater.start_webhook(**self.webhook)
             else:
                 await app.updater.start_polling(
-                    poll_interval=0.0, timeout=self.poll_timeout, allowed_updates=ALLOWED_UPDATES
+                    poll_interval=0.0,
+                    timeout=timedelta(seconds=self.poll_timeout),
+                    allowed_updates=ALLOWED_UPDATES,
                 )
             await app.start()
             self.error = None
@@ -237,7 +250,7 @@ class BackgroundBot:
 # --- lifecycle -------------------------------------------------------------------------------
 
 
-async def _post_init(application: Application) -> None:
+async def _post_init(application: CopilotApplication) -> None:
     await application.bot.set_my_commands(
         [
             ("hot", "your hot leads"),
@@ -256,17 +269,15 @@ async def _post_init(application: Application) -> None:
         )
 
 
-async def _post_shutdown(application: Application) -> None:
+async def _post_shutdown(application: CopilotApplication) -> None:
     task = application.bot_data.pop("notifier", None)
     if task is not None:
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
 
-async def _notify_loop(application: Application, every: float) -> None:
+async def _notify_loop(application: CopilotApplication, every: float) -> None:
     data = application.bot_data
     while True:
         try:
@@ -275,7 +286,7 @@ async def _notify_loop(application: Application, every: float) -> None:
             )
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - keep delivering; the next round retries
+        except Exception:  # keep delivering; the next round retries
             log.exception("copilot: notification round failed")
         await asyncio.sleep(every)
 
@@ -333,7 +344,8 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Confirmation buttons ("c:<question>:<choice>") and notification buttons ("n:sum|take:<lead>")."""
+    """Confirmation buttons ("c:<question>:<choice>") and notification buttons
+    ("n:sum|take:<lead>")."""
     query = update.callback_query
     if query is None or query.from_user is None:
         return
@@ -346,33 +358,29 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     copilot: Copilot = context.bot_data["copilot"]
     thread = thread_id("telegram", agent.id, query.message.chat.id)
     if data.startswith("c:"):
-        _, short_id, choice = (data.split(":", 2) + ["", ""])[:3]
-        try:
-            # The question is settled either way: its buttons go.
+        _, short_id, choice = [*data.split(":", 2), "", ""][:3]
+        # The question is settled either way: its buttons go.
+        with contextlib.suppress(BadRequest):
             await query.edit_message_reply_markup(reply_markup=None)
-        except BadRequest:
-            pass
         answer = await asyncio.to_thread(copilot.answer, agent.id, thread, choice, short_id)
     elif data.startswith("n:"):
-        _, action, lead_id = (data.split(":", 2) + ["", ""])[:3]
+        _, action, lead_id = [*data.split(":", 2), "", ""][:3]
         if not lead_id.isdigit():
             return
         text = f"summarise lead {lead_id}" if action == "sum" else f"take over lead {lead_id}"
         answer = await asyncio.to_thread(copilot.ask, agent.id, thread, text)
     else:
         return
-    await _send(query.message, answer)  # type: ignore[arg-type]
+    await _send(query.message, answer)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     log.error("copilot: error while handling a Telegram update", exc_info=context.error)
     if isinstance(update, Update) and update.effective_message is not None:
-        try:
+        with contextlib.suppress(TelegramError):
             await update.effective_message.reply_text(
                 "Something went wrong on our side; it was logged. Please try again."
             )
-        except TelegramError:
-            pass
 
 
 async def _ask(
@@ -409,7 +417,8 @@ def format_html(text: str) -> str:
 
 
 def split_message(text: str, limit: int = CHUNK_LIMIT) -> list[str]:
-    """Split on line breaks so every piece stays under `limit` once escaped (a very long line is cut)."""
+    """Split on line breaks so every piece stays under `limit` once escaped (a very long line is
+    cut)."""
     budget = limit - len("<b></b>")
     pieces: list[str] = []
     current: list[str] = []
@@ -539,17 +548,20 @@ def _due(session_factory: sessionmaker[Session], now: datetime, limit: int) -> l
     with session_factory.begin() as session:
         for notification in due_notifications(session=session, now=now, limit=limit):
             agent = session.get(Agent, notification.agent_id)
-            assert agent is not None and agent.telegram_user_id is not None
+            assert agent is not None
+            assert agent.telegram_user_id is not None
             lead = session.get(Lead, notification.lead_id) if notification.lead_id else None
             lines = [f"🔔 {notification.text}"]
             if lead is not None:
                 lines.append(
-                    f"Lead #{lead.id} {lead.name or '(no name)'} · {lead.status} · score {lead.score}"
+                    f"Lead #{lead.id} {lead.name or '(no name)'} · {lead.status}"
+                    f" · score {lead.score}"
                 )
                 last = last_customer_message(lead.id, session=session)
                 if last is not None and last.text:
                     lines.append(
-                        f"Last message ({last.channel}, {when(last.sent_at, now)}): {quote(last.text)}"
+                        f"Last message ({last.channel}, {when(last.sent_at, now)}):"
+                        f" {quote(last.text)}"
                     )
             out.append(
                 _Due(

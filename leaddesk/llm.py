@@ -1,4 +1,5 @@
-"""The model factory: an OpenAI-compatible chat model when a key is configured, else None (offline)."""
+"""The model factory: an OpenAI-compatible chat model when a key is configured, else None
+(offline)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from leaddesk.settings import Settings
 
 
 def make_chat_model(settings: Settings) -> BaseChatModel | None:
-    """Build the chat model from OPENAI_API_KEY / OPENAI_BASE_URL / LEADDESK_MODEL, or None when offline."""
+    """Build the chat model from OPENAI_API_KEY / OPENAI_BASE_URL / LEADDESK_MODEL, or None when
+    offline."""
     if not settings.llm_configured:
         return None
     # Here rather than at the top: langchain-openai (and openai) take seconds to import, and a
     # process on the offline engine never needs them (`leaddesk worker` preloads them instead).
-    from langchain_openai import ChatOpenAI
+    from langchain_openai import ChatOpenAI  # noqa: PLC0415 - slow to import
 
     return ChatOpenAI(
         model=settings.model,
@@ -47,7 +49,7 @@ def make_transcriber(
     if not (settings.llm_configured and settings.transcribe):
         return None
     # Here rather than at the top: see make_chat_model.
-    from openai import OpenAI
+    from openai import OpenAI  # noqa: PLC0415 - slow to import
 
     assert settings.openai_api_key is not None
     client = OpenAI(

@@ -65,7 +65,8 @@ class Runtime:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start the workers; replies recorded but never sent by an earlier run go out in the background."""
+        """Start the workers; replies recorded but never sent by an earlier run go out in the
+        background."""
         self.prompts.start()  # watch prompts/ for saved changes
         self.dispatcher.start()
         if self.telegram is not None:
@@ -87,7 +88,7 @@ class Runtime:
                 # With a broker the workers deliver leftovers, in order, under the conversation's
                 # lock (their sweeper finds them); N web processes racing them would not keep order.
                 self.outbox.resend_pending()
-        except Exception:  # noqa: BLE001 - a failed catch-up must not take the server down
+        except Exception:  # a failed catch-up must not take the server down
             log.exception("could not deliver the replies left pending by an earlier run")
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -126,9 +128,12 @@ def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) 
     turns = TurnQueue()
 
     def take_turn(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.startswith("BEGIN IMMEDIATE") and not connection.info.get(_TURN):
-            if turns.acquire(timeout):
-                connection.info[_TURN] = True
+        if (
+            statement.startswith("BEGIN IMMEDIATE")
+            and not connection.info.get(_TURN)
+            and turns.acquire(timeout)
+        ):
+            connection.info[_TURN] = True
 
     def end_turn(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
         if record is not None and record.info.pop(_TURN, False):
@@ -192,9 +197,6 @@ def ensure_schema(engine: Engine) -> bool:
 
     Cheaper than `upgrade` when the schema is current (one query, and Alembic stays quiet).
     """
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
     alembic_log = logging.getLogger("alembic")
     level = alembic_log.level
     alembic_log.setLevel(max(level, logging.WARNING))

@@ -238,8 +238,11 @@ class Suggestion:
 
 
 def open_suggestions(lead: Lead, *, session: Session) -> list[Suggestion]:
-    """Open suggestions involving this lead (or leads merged into it), with the other living lead."""
-    ids = [lead.id] + list(session.scalars(select(Lead.id).where(Lead.merged_into_id == lead.id)))
+    """Open suggestions involving this lead (or leads merged into it).
+
+    Each comes with the other living lead.
+    """
+    ids = [lead.id, *session.scalars(select(Lead.id).where(Lead.merged_into_id == lead.id))]
     rows = session.scalars(
         select(MergeSuggestion)
         .where(
@@ -333,7 +336,7 @@ def dismiss_between(
 
 def _open_rows_between(session: Session, a: Lead, b: Lead) -> list[MergeSuggestion]:
     """Open suggestion rows between the two living leads (or leads merged into either)."""
-    ids = [a.id] + list(session.scalars(select(Lead.id).where(Lead.merged_into_id == a.id)))
+    ids = [a.id, *session.scalars(select(Lead.id).where(Lead.merged_into_id == a.id))]
     rows = session.scalars(
         select(MergeSuggestion).where(
             MergeSuggestion.state == "open",
@@ -378,8 +381,8 @@ def on_merge(
             lead_id=survivor.id,
             kind="merged",
             text=(
-                f"Your lead #{absorbed.id} was merged into #{survivor.id} ({who}), which stays with "
-                "its owner. Your notes remain readable to you."
+                f"Your lead #{absorbed.id} was merged into #{survivor.id} ({who}), "
+                "which stays with its owner. Your notes remain readable to you."
             ),
             read=False,
             created_at=utcnow(),
@@ -430,8 +433,11 @@ def reply_conversation(
 
 
 def speaks_for_lead(conversation: Conversation, *, session: Session) -> bool:
-    """Whether what is said in this conversation may end the lead (a terminal status) or quiet the
-    bot for the whole lead: yes on a verified identity, or when it is the lead's only conversation."""
+    """Whether what is said in this conversation may end or quiet the whole lead.
+
+    Ending is a terminal status; quieting stops the bot for the whole lead. Yes on a verified
+    identity, or when it is the lead's only conversation.
+    """
     if conversation_trust(conversation, session=session) == VERIFIED:
         return True
     others = session.scalars(

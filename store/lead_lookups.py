@@ -36,7 +36,7 @@ def message_counts(lead_id: int, *, session: Session) -> dict[str, int]:
         .where(Conversation.lead_id == lead_id)
         .group_by(Conversation.channel)
     )
-    return {channel: count for channel, count in rows}
+    return dict(rows.all())
 
 
 def lead_ids_matching(
@@ -140,7 +140,7 @@ def status_changes(
     leads = build_lead_query(replace(q, archived=None)).with_only_columns(Lead.id).subquery()
     stmt = (
         select(
-            AuditEvent.lead_id,
+            Lead.id,  # equals AuditEvent.lead_id through the join, and is never NULL
             Lead.name,
             AuditEvent.old_value,
             AuditEvent.new_value,

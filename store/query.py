@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Boolean, Select, String, bindparam, exists, func, or_, select
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
@@ -67,7 +67,7 @@ def last_activity() -> ColumnElement[datetime]:
 
 def build_lead_query(
     q: LeadQuery, *, now: datetime | None = None, walk_sort_index: bool = False
-) -> Select[tuple[Lead]]:
+) -> Select[Lead]:
     """The SELECT for `q` without paging (also used for export and bulk actions).
 
     `walk_sort_index` (for a page on SQLite): write the score and last-contact ranges so that
@@ -135,12 +135,14 @@ class _ContainsText(ColumnElement[bool]):
 
     type = Boolean()
     inherit_cache = True
-    _traverse_internals = [
+    # A class attribute, but SQLAlchemy's base class declares it without ClassVar, and mypy
+    # rejects a ClassVar overriding it.
+    _traverse_internals: list[tuple[str, InternalTraversal]] = [  # noqa: RUF012
         ("column", InternalTraversal.dp_clauseelement),
         ("pattern", InternalTraversal.dp_clauseelement),
     ]
 
-    def __init__(self, column: ColumnElement[Any], text: str) -> None:
+    def __init__(self, column: ColumnElement[Any] | InstrumentedAttribute[Any], text: str) -> None:
         escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         self.column = column
         self.pattern = bindparam(None, f"%{escaped}%", type_=String())
@@ -167,8 +169,8 @@ def _contains_text_postgresql(element: _ContainsText, compiler: Any, **kw: Any) 
     return _like(element, compiler, "({column} ILIKE {pattern}", **kw)
 
 
-def _search_clause(text: str):  # type: ignore[no-untyped-def]
-    clauses = [
+def _search_clause(text: str) -> ColumnElement[bool]:
+    clauses: list[ColumnElement[bool]] = [
         _ContainsText(Lead.name, text),
         _ContainsText(Lead.email, text),
         _ContainsText(Lead.company, text),
@@ -187,7 +189,7 @@ def _search_clause(text: str):  # type: ignore[no-untyped-def]
     return or_(*clauses)
 
 
-def order_leads(stmt: Select[tuple[Lead]], sort: str) -> Select[tuple[Lead]]:
+def order_leads(stmt: Select[Lead], sort: str) -> Select[Lead]:
     """Apply a SORT_KEYS sort (ties broken by id, so pages are stable); ValueError if unknown."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of: {', '.join(SORT_KEYS)}")

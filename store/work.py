@@ -14,6 +14,7 @@ from store.leads import record_audit, update_lead
 from store.models import (
     NOTE_CATEGORIES,
     Agent,
+    AuditEvent,
     Lead,
     Note,
     Notification,
@@ -32,7 +33,10 @@ def add_note(
     agent: Agent | None = None,
     author: str | None = None,
 ) -> Note:
-    """Add a note to a lead (audited). `category` must be one of NOTE_CATEGORIES (case-insensitive)."""
+    """Add a note to a lead (audited).
+
+    `category` must be one of NOTE_CATEGORIES (case-insensitive).
+    """
     text = clean_text(text or "").strip()
     if not text:
         raise Invalid("a note needs some text", field="text")
@@ -80,7 +84,9 @@ def open_lead_counts(*, session: Session, terminal_statuses: Sequence[str] = ())
     )
     if terminal_statuses:
         query = query.where(Lead.status.not_in(list(terminal_statuses)))
-    return {agent_id: count for agent_id, count in session.execute(query)}
+    rows = session.execute(query)
+    # The query already leaves out unassigned leads; the test only narrows the type.
+    return {agent_id: count for agent_id, count in rows if agent_id is not None}
 
 
 def next_available_agent(
@@ -104,8 +110,6 @@ def next_available_agent(
 
 
 def _last_assignment_times(session: Session, agent_ids: list[int]) -> dict[int, datetime]:
-    from store.models import AuditEvent
-
     rows = session.execute(
         select(AuditEvent.new_value, func.max(AuditEvent.created_at))
         .where(
@@ -164,7 +168,10 @@ def notify(
 def unread_notifications(
     agent_id: int, *, session: Session, now: datetime | None = None
 ) -> list[Notification]:
-    """The agent's unread notifications that are due (queued out-of-hours ones wait), newest first."""
+    """The agent's unread notifications that are due, newest first.
+
+    Notifications queued out of hours wait until they are due.
+    """
     now = now or utcnow()
     query = (
         select(Notification)
@@ -232,8 +239,6 @@ def score_history(lead_id: int, *, session: Session) -> list[ScoreEvent]:
 
 
 def audit_trail(lead_id: int, *, session: Session, limit: int = 500) -> list[Any]:
-    from store.models import AuditEvent
-
     return list(
         session.scalars(
             select(AuditEvent)

@@ -75,7 +75,8 @@ class Services:
 
 
 class ApiError(Exception):
-    """A client error answered as `{"error": {"code", "message", "field"?}}` with its HTTP status."""
+    """A client error answered as `{"error": {"code", "message", "field"?}}` with its HTTP
+    status."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None):
         super().__init__(message)
@@ -103,8 +104,7 @@ def wants_json() -> bool:
     """Whether the error answer should be JSON (the API, the webhooks, or a JSON client)."""
     path = request.path
     return (
-        path.startswith("/api")
-        or path.startswith("/webhooks")
+        path.startswith(("/api", "/webhooks"))
         or request.accept_mimetypes.best == "application/json"
     )
 
@@ -118,7 +118,8 @@ def bearer_token() -> str | None:
 
 
 def require_agent(admin: bool = False) -> Callable[[F], F]:
-    """Authenticate the agent by bearer token (`g.agent`); 401 without one, 403 when not an admin."""
+    """Authenticate the agent by bearer token (`g.agent`); 401 without one, 403 when not an
+    admin."""
 
     def decorator(view: F) -> F:
         @wraps(view)

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 class _JSONProvider(DefaultJSONProvider):
-    """Flask's JSON, except that a body nested too deeply to decode, or with NaN or Infinity (which
-    Python accepts but JSON, and PostgreSQL's json columns, do not) is invalid JSON: a 400, not a 500."""
+    """Flask's JSON, except that a body nested too deeply to decode, or with NaN or Infinity
+    (which Python accepts but JSON, and PostgreSQL's json columns, do not) is invalid JSON: a 400,
+    not a 500."""
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         kwargs.setdefault("parse_constant", _no_constants)
@@ -51,7 +52,7 @@ class _Request(Request):
             )
 
     @cached_property
-    def args(self) -> MultiDict[str, str]:  # type: ignore[override]
+    def args(self) -> MultiDict[str, str]:
         return self.parameter_storage_class(
             [(clean_text(k), clean_text(v)) for k, v in super().args.items(multi=True)]
         )
@@ -72,7 +73,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app.config["SECRET_KEY"] = secret or secrets.token_hex(32)
     app.json = _JSONProvider(app)
     app.request_class = _Request
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False
     app.extensions["leaddesk"] = services
     init_limiter(app, settings)
 

@@ -241,8 +241,8 @@ class ChannelOutbox:
         """Mark the message "sending" unless another delivery got there first (no double sends).
 
         `sent_at` becomes the moment the send started: a message still "sending" long after it was
-        cut off by a crash between the HTTP call and recording its outcome (leaddesk.worker.sweeper marks it
-        "unknown" rather than sending it again).
+        cut off by a crash between the HTTP call and recording its outcome
+        (leaddesk.worker.sweeper marks it "unknown" rather than sending it again).
         """
         with self._session_factory.begin() as session:
             claimed = session.execute(

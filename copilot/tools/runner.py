@@ -86,7 +86,7 @@ class ToolRunner:
             return str(exc), {}
         except ValueError as exc:
             return f"Could not run {name}: {exc}", {}
-        except Exception:  # noqa: BLE001 - the agent gets an answer; the details go to the log
+        except Exception:  # the agent gets an answer; the details go to the log
             log.exception("copilot tool %s failed", name)
             return FAILED, {}
 
@@ -102,7 +102,7 @@ class ToolRunner:
             return result.run() if isinstance(result, Afterwards) else result
         except (CopilotError, RuleError, AgentError, InvalidContact, LeadNotFound) as exc:
             return str(exc), {}
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("copilot tool %s failed after confirmation", name)
             return FAILED, {}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Optional
 
 from leaddesk import __version__
 from leaddesk.cli import agents, bot, copilot, db, leads, prompts, serve, worker
@@ -17,7 +16,7 @@ from leaddesk.cli.common import UserError
 from leaddesk.logs import configure_logging
 from leaddesk.settings import Settings, SettingsError, load_settings
 
-__all__ = ["UserError", "build_parser", "main", "run"]
+__all__ = ["build_parser", "main", "run"]
 
 # Each module defines `register(subparsers)`; the parsers it adds set `func(args, settings) -> int`.
 COMMAND_MODULES = (db, bot, agents, leads, copilot, serve, worker, prompts, eval_command)

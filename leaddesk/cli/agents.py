@@ -9,7 +9,7 @@ import sys
 
 from sqlalchemy.exc import IntegrityError
 
-from leaddesk.cli.common import int_in, open_store, print_json, table
+from leaddesk.cli.common import UserError, int_in, open_store, print_json, table
 from leaddesk.cli.leads import terminal_statuses
 from leaddesk.settings import Settings
 from store.agents import (
@@ -30,7 +30,7 @@ from store.models import AGENT_ROLES
 from store.work import open_lead_counts
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     agents = subparsers.add_parser(
         "agents",
         help="manage sales agents and their API tokens",
@@ -61,9 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=50,
         help="most open leads auto-assignment gives this agent (default 50)",
     )
-    password = add.add_mutually_exclusive_group()
-    password.add_argument("--password", help="a password for the web console (stored hashed)")
-    password.add_argument(
+    password_source = add.add_mutually_exclusive_group()
+    password_source.add_argument(
+        "--password", help="a password for the web console (stored hashed)"
+    )
+    password_source.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the web console password from the first line of stdin",
@@ -134,8 +136,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _find(session, ref: str):  # type: ignore[no-untyped-def]
-    from leaddesk.cli import UserError
-
     agent = find_agent(ref, session=session)
     if agent is None:
         raise UserError(f"no agent matches {ref!r} (use an id, an email or an exact name)")
@@ -143,8 +143,6 @@ def _find(session, ref: str):  # type: ignore[no-untyped-def]
 
 
 def run_link(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     with open_store(settings) as session_factory, session_factory.begin() as session:
         agent = _find(session, args.agent)
         if not agent.active:
@@ -173,8 +171,6 @@ def run_token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _read_password() -> str:
-    from leaddesk.cli import UserError
-
     if not sys.stdin.isatty():
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
@@ -187,8 +183,6 @@ def _read_password() -> str:
 
 
 def run_password(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     password = None if args.remove else _read_password()
     try:
         if password is not None:
@@ -210,8 +204,6 @@ def run_password(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_add(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     password = args.password
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -249,8 +241,6 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
 def _closed_statuses(settings: Settings) -> tuple[str, ...]:
     """The terminal statuses, whose leads do not count against an agent's capacity; none (with a
     warning) when the prompts do not validate, so the team can still be listed."""
-    from leaddesk.cli import UserError
-
     try:
         return terminal_statuses(settings)
     except UserError as exc:

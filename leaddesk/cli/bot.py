@@ -61,7 +61,7 @@ _STORED_AS = {
 IN_MEMORY = "sqlite://"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     chat = subparsers.add_parser(
         "chat",
         help="chat with the bot in the terminal as a customer",

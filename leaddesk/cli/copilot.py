@@ -21,13 +21,14 @@ from leaddesk.settings import Settings
 from webhooks.outbound import ChannelOutbox
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "copilot",
         help="run the agents' copilot in Telegram",
-        description="Run the sales agents' copilot as a Telegram bot: long polling by default, a webhook "
-        "(with Telegram's secret-token check) when TELEGRAM_WEBHOOK_URL is set. Agents link their "
-        "Telegram account by sending /start CODE; `leaddesk agents link NAME` prints a code.",
+        description="Run the sales agents' copilot as a Telegram bot: long polling by default, a "
+        "webhook (with Telegram's secret-token check) when TELEGRAM_WEBHOOK_URL is set. Agents "
+        "link their Telegram account by sending /start CODE; `leaddesk agents link NAME` prints a "
+        "code.",
     )
     parser.set_defaults(func=run_copilot)
 
@@ -86,7 +87,8 @@ def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
                     else "polling"
                 )
                 print(
-                    f"copilot running in Telegram ({mode}; {engine_name(settings)}); Ctrl+C stops it"
+                    f"copilot running in Telegram ({mode}; {engine_name(settings)}); "
+                    "Ctrl+C stops it"
                 )
                 try:
                     serve_forever(application, settings)
@@ -105,5 +107,6 @@ def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _channel_outbox(settings: Settings, session_factory: sessionmaker[Session]) -> Any | None:
-    """Agents' replies to customers go out through the channels' outbox (the Graph API, web chat)."""
+    """Agents' replies to customers go out through the channels' outbox (the Graph API, web
+    chat)."""
     return ChannelOutbox(session_factory=session_factory, settings=settings)

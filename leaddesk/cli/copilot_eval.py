@@ -377,7 +377,8 @@ def run_case(
                 check(
                     "pending",
                     (answer.pending is not None) == bool(expect["pending"]),
-                    f"expected {'a' if expect['pending'] else 'no'} question, got {_short(answer.reply)}",
+                    f"expected {'a' if expect['pending'] else 'no'} question, "
+                    f"got {_short(answer.reply)}",
                 )
             changed = diff(before, after)
             wanted_changes = expect.get("changes") or {}

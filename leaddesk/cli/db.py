@@ -11,7 +11,7 @@ from leaddesk.settings import Settings
 from store import upgrade
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = subparsers.add_parser(
         "db", help="manage the database schema", description="Manage the database schema."
     )

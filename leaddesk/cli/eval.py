@@ -67,7 +67,7 @@ IN_MEMORY = "sqlite://"
 REFERENCE_TIME = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="replay labelled conversations and check the outcomes (test a prompts change)",
@@ -355,7 +355,7 @@ def reference_time(config: Any) -> datetime:
     hours = config.business.hours
     if hours.is_open(REFERENCE_TIME):
         return REFERENCE_TIME
-    opening = hours.next_opening(REFERENCE_TIME)
+    opening: datetime | None = hours.next_opening(REFERENCE_TIME)
     if opening is None:
         return REFERENCE_TIME
     return opening.astimezone(UTC) + timedelta(minutes=1)
@@ -590,8 +590,8 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     config = load_checked_prompts(args.prompts, settings)
     region = _region(args.region, settings)
     if getattr(args, "copilot", False):
-        # keep-local: an import cycle (copilot_eval builds on this module's case readers)
-        from leaddesk.cli.copilot_eval import run_copilot_eval
+        # An import cycle: copilot_eval builds on this module's case readers.
+        from leaddesk.cli.copilot_eval import run_copilot_eval  # noqa: PLC0415 - import cycle
 
         return run_copilot_eval(args, settings, config, region=region)
     if not args.cases:

@@ -15,6 +15,7 @@ import phonenumbers
 from sqlalchemy import func, select
 
 from leaddesk.cli.common import (
+    UserError,
     int_in,
     lower_bound,
     moment,
@@ -34,7 +35,7 @@ from store.query import SORT_KEYS, LeadQuery, count_leads, query_leads
 from store.work import audit_trail, list_notes, score_history
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     leads = subparsers.add_parser(
         "leads",
         help="list, show, export and import leads",
@@ -189,8 +190,7 @@ def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], list[s
     checked. Otherwise (export) a warning, and the export uses the custom fields found on leads.
     """
     # Imported here: the bot package brings LangGraph, which `leads list` does not need.
-    from bot.config import PromptError, load_prompts
-    from leaddesk.cli import UserError
+    from bot.config import PromptError, load_prompts  # noqa: PLC0415 - brings LangGraph
 
     try:
         config = load_prompts(settings.prompts_dir)
@@ -214,8 +214,7 @@ def terminal_statuses(settings: Settings) -> tuple[str, ...]:
     """The configured terminal statuses: `--stale` leaves them out and capacity does not count
     them. A user error when the prompts do not validate."""
     # Imported here: the bot package brings LangGraph, which most lead commands do not need.
-    from bot.config import PromptError, load_prompts
-    from leaddesk.cli import UserError
+    from bot.config import PromptError, load_prompts  # noqa: PLC0415 - brings LangGraph
 
     try:
         return load_prompts(settings.prompts_dir).terminal_statuses
@@ -227,8 +226,6 @@ def terminal_statuses(settings: Settings) -> tuple[str, ...]:
 
 
 def _query(args: argparse.Namespace, settings: Settings, session_factory: Any) -> LeadQuery:
-    from leaddesk.cli import UserError
-
     if (
         args.min_score is not None
         and args.max_score is not None
@@ -350,8 +347,6 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     with open_store(settings) as session_factory, read_session(session_factory) as session:
         try:
             lead = get_lead(args.lead_id, session=session)
@@ -527,8 +522,6 @@ def _print_lead(data: dict[str, Any], merged_from: int | None) -> None:
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     fields, _statuses = _definitions(settings, strict=False)
     with open_store(settings) as session_factory:
         q = _query(args, settings, session_factory)
@@ -566,6 +559,10 @@ class _CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        super().close()
+        self._raw.close()
+
     def readinto(self, buffer: Any) -> int:
         data = self._raw.read(len(buffer))
         buffer[: len(data)] = data
@@ -595,15 +592,13 @@ class _ProgressBar:
 
 
 def run_import(args: argparse.Namespace, settings: Settings) -> int:
-    from leaddesk.cli import UserError
-
     region = (args.region or settings.default_region).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise UserError(f"--region {args.region!r} is not an ISO country code (e.g. US, GB, SA)")
     fields, statuses = _definitions(settings, strict=True)
     path = Path(args.file)
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb")  # noqa: SIM115 - `text.close()` below closes it, via the counter
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     counter = _CountingReader(raw)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from leaddesk.cli.common import UserError
 from leaddesk.settings import Settings
 
 if TYPE_CHECKING:  # only for annotations: importing the bot is slow for every CLI command
@@ -93,7 +94,6 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         problems.extend((p.file, p.line, p.message) for p in case_problems)
     copilot_dir = eval_dir / "copilot"
     if copilot_dir.is_dir() and sorted(copilot_dir.glob("*.jsonl")):
-        from leaddesk.cli import UserError  # noqa: PLC0415 - leaddesk.cli imports this module
         from leaddesk.cli.copilot_eval import (  # noqa: PLC0415 - imports the copilot
             read_copilot_cases,
             read_desk,

@@ -8,6 +8,7 @@ on Ctrl+C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -30,12 +31,12 @@ from webhooks.ratelimit import ChatLimits
 log = logging.getLogger("leaddesk.serve")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="run the server: webhooks, web chat, REST API and the bot's workers",
-        description="Run Leaddesk's web server (WhatsApp, Messenger and Instagram webhooks, the web chat "
-        "widget and API, the REST API) with the bot's worker pool. Open "
+        description="Run Leaddesk's web server (WhatsApp, Messenger and Instagram webhooks, the "
+        "web chat widget and API, the REST API) with the bot's worker pool. Open "
         "http://HOST:PORT/ for a demo chat.",
     )
     parser.add_argument(
@@ -145,7 +146,9 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     previous = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         runtime.start()
-        host, port = server.effective_host, server.effective_port  # type: ignore[attr-defined]
+        # One address, so one BaseWSGIServer: it sets effective_host and effective_port in its
+        # __init__, which the waitress stubs do not declare.
+        host, port = server.effective_host, server.effective_port  # type: ignore[union-attr]
         if args.listen_fd is None:
             log.info(
                 "listening on http://%s:%s (demo chat at /, health at /healthz); Ctrl+C stops",
@@ -158,10 +161,8 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         log.info("shutting down: finishing the replies in progress")
         runtime.notifier.close()
-        try:
+        with contextlib.suppress(Exception):  # already closed by waitress on interrupt
             server.close()
-        except Exception:  # noqa: BLE001 - already closed by waitress on interrupt
-            pass
         runtime.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -198,7 +199,8 @@ def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
         )
     if settings.broker_url:
         log.info(
-            "workers: jobs go to the broker at %s for `leaddesk worker` processes; %d HTTP thread(s)",
+            "workers: jobs go to the broker at %s for `leaddesk worker` processes; "
+            "%d HTTP thread(s)",
             broker_label(settings.broker_url),
             http_threads,
         )

@@ -29,7 +29,7 @@ from leaddesk.worker.setup import prepare_shared_database
 log = logging.getLogger("leaddesk.worker")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "worker",
         help="run a bot worker on the broker (LEADDESK_BROKER_URL)",

@@ -151,7 +151,7 @@ class ThreadDispatcher:
             return 0
         try:
             conversation_ids = list(self._pending())
-        except Exception:  # noqa: BLE001 - a failed recovery must not stop the server from starting
+        except Exception:  # a failed recovery must not stop the server from starting
             log.exception("could not list conversations with pending messages")
             return 0
         for conversation_id in conversation_ids:
@@ -263,7 +263,7 @@ class ThreadDispatcher:
                 result = self._handler(conversation_id)
                 if isinstance(result, Later):
                     later = max(0.0, float(result.seconds))
-            except Exception:  # noqa: BLE001 - one bad conversation must not kill the worker
+            except Exception:  # one bad conversation must not kill the worker
                 ok = False
                 log.exception("processing conversation %s failed", conversation_id)
             self._finish(conversation_id, ok, later)

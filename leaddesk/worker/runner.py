@@ -177,7 +177,7 @@ def register_tasks(app: Celery, process: WorkerProcess) -> None:
             # this run or publishes a task of its own.
             worker.runtime.dispatcher.started(conversation_id)
             outcome = worker.run(conversation_id)
-        except Exception as exc:  # noqa: BLE001 - any failure: retry with backoff, then the sweeper
+        except Exception as exc:  # any failure: retry with backoff, then the sweeper
             log.debug("conversation %s failed", conversation_id, exc_info=True)
             if attempt >= len(RETRY_DELAYS):
                 log.error(

@@ -136,7 +136,7 @@ class SweeperThread:
                 log.warning(
                     "sweep failed (%s); trying again in %.0fs", describe_error(exc), self._interval
                 )
-            except Exception:  # noqa: BLE001 - the sweeper must outlive any one failure
+            except Exception:  # the sweeper must outlive any one failure
                 log.exception("sweep failed")
             if self._stop.wait(self._interval):
                 return

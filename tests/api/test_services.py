@@ -34,5 +34,5 @@ def test_the_app_is_built_on_the_settings_its_services_carry(
     services = make_services(settings, session_factory, prompts=lambda: default_prompts())
     assert create_app(settings, services).extensions["leaddesk"] is services
     other = load_settings(database_url=f"sqlite:///{tmp_path / 'unused.db'}")
-    with pytest.raises(ValueError, match="services.settings"):
+    with pytest.raises(ValueError, match=r"services\.settings"):
         create_app(other, services)

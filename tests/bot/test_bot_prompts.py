@@ -225,7 +225,7 @@ def test_without_defaults_a_missing_file_is_an_error(tmp_path):
 def test_custom_fields_coerce_values(prompts):
     bill = prompts.custom_field("monthly_bill")
     assert bill.coerce("1,250") == 1250
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be a number"):
         bill.coerce("a lot")
     roof = prompts.custom_field("roof_type")
     assert roof.coerce("FLAT") == "flat"

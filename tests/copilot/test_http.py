@@ -45,7 +45,8 @@ def test_confirmations_are_answered_on_the_same_thread(world, client) -> None:
     assert world.get(lead).status == "New"
     done = post(client, token, {"message": "yes", "thread": "deal-room"}).get_json()
     assert done == {
-        "reply": f"#{lead} Dana Smith: status New → Converted. The lead is now read-only (an admin can reopen it).",
+        "reply": f"#{lead} Dana Smith: status New → Converted."
+        " The lead is now read-only (an admin can reopen it).",
         "pending_confirmation": None,
     }
     assert world.get(lead).status == "Converted"
@@ -71,7 +72,7 @@ def test_permissions_are_the_same_as_in_telegram(world, client) -> None:
 
 
 @pytest.mark.parametrize(
-    "token, body, status, code",
+    ("token", "body", "status", "code"),
     [
         (None, {"message": "hi"}, 401, "unauthorized"),
         ("ld_not-a-token", {"message": "hi"}, 401, "unauthorized"),

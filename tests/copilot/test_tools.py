@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage
+from pydantic import Field
 
 from bot import load_prompts
 from copilot.tools import OFFLINE_TOOLS, TOOLS
@@ -21,7 +22,7 @@ from tests.copilot.test_copilot_model import ScriptedModel
 class RecordingModel(ScriptedModel):
     """A scripted model that remembers the names of the tools it was offered."""
 
-    offered: list[str] = []
+    offered: list[str] = Field(default_factory=list)
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> RecordingModel:  # type: ignore[override]
         self.offered = [tool.name for tool in tools]

@@ -35,8 +35,8 @@ class Hours:
 
 
 def make_policy(**overrides: Any) -> Policy:
-    values: dict[str, Any] = dict(
-        statuses=(
+    values: dict[str, Any] = {
+        "statuses": (
             StatusPolicy("New"),
             StatusPolicy("Interested", action="notify"),
             StatusPolicy("Follow Up", action="auto_assign", ai_behaviour="pause", pause_minutes=45),
@@ -44,9 +44,9 @@ def make_policy(**overrides: Any) -> Policy:
             StatusPolicy("Lost", action="notify", ai_behaviour="stop", terminal=True),
             StatusPolicy("Won", terminal=True, locks=True),
         ),
-        default_pause_minutes=90,
-        takeover_minutes=30,
-    )
+        "default_pause_minutes": 90,
+        "takeover_minutes": 30,
+    }
     values.update(overrides)
     return Policy(**values)
 
@@ -86,19 +86,19 @@ def lead(session: Session) -> Callable[..., Lead]:
 
     def make(owner: Agent | None = None, **fields: Any) -> Lead:
         n = next(counter)
-        values: dict[str, Any] = dict(
-            name=f"Lead {n}",
-            status="New",
-            score=50,
-            created_at=T0,
-            updated_at=T0,
-            score_factors=[],
-            interests=[],
-            objections=[],
-            tags=[],
-            custom_fields={},
-            assigned_agent_id=owner.id if owner else None,
-        )
+        values: dict[str, Any] = {
+            "name": f"Lead {n}",
+            "status": "New",
+            "score": 50,
+            "created_at": T0,
+            "updated_at": T0,
+            "score_factors": [],
+            "interests": [],
+            "objections": [],
+            "tags": [],
+            "custom_fields": {},
+            "assigned_agent_id": owner.id if owner else None,
+        }
         values.update(fields)
         made = Lead(**values)
         session.add(made)

@@ -31,7 +31,7 @@ def test_one_number_sets_every_channel_and_a_mapping_sets_some(prompts_dir: Path
 
 
 @pytest.mark.parametrize(
-    "value, message",
+    ("value", "message"),
     [
         ("-1", "between 0 and 60 seconds"),
         ("soon", "must be a number of seconds"),

@@ -26,6 +26,6 @@ def test_notes_stay_open_and_admins_may_archive():  # type: ignore[no-untyped-de
         check_unlocked(locked, "archive", admin=False)
 
 
-@pytest.mark.parametrize("action", (*CLOSED, "note", "archive"))
+@pytest.mark.parametrize("action", [*CLOSED, "note", "archive"])
 def test_an_open_lead_allows_everything(action):  # type: ignore[no-untyped-def]
     check_unlocked(Lead(id=7, locked=False), action, admin=False)

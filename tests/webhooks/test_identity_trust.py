@@ -18,7 +18,6 @@ from bot import BotService, LocalOutbox, load_prompts
 from bot.config import DEFAULT_PROMPTS_DIR
 from store.agents import create_agent
 from store.models import Conversation, Lead, Message, Notification
-from tests.fakes.fake_openai import fake_openai  # noqa: F401 - the fixture
 from tests.webhooks.meta_payloads import (
     PAGE_ID,
     PHONE_NUMBER_ID,
@@ -154,7 +153,7 @@ def make_desk(
         outbox = LocalOutbox(session_factory)
         bot = BotService(
             session_factory=session_factory,
-            prompts=prompts,
+            prompts=lambda: prompts,
             outbox=outbox,
             clock=clock,
             model=model,
@@ -167,10 +166,9 @@ def make_desk(
         app = make_app(
             settings,
             dispatcher=InlineDispatcher(bot),
-            bot=bot,
             outbox=outbox,
             clock=clock,
-            prompts=prompts,
+            prompts=lambda: prompts,
         )
         return Desk(app, app.test_client(), session_factory, clock)
 
@@ -426,7 +424,7 @@ def test_a_suggestion_is_accepted_by_an_agent_with_access_to_both_and_refused_wi
     desk: Desk,
 ) -> None:
     a_id, agent_a = desk.agent("Agent A")
-    b_id, agent_b = desk.agent("Agent B")
+    b_id, _agent_b = desk.agent("Agent B")
     _, admin = desk.agent("Ada", role="admin")
     desk.whatsapp(VICTIM_WA, "Hello")
     whatsapp = desk.lead_of("whatsapp", VICTIM_WA)

@@ -88,9 +88,14 @@ def test_many_writers_all_commit_and_the_turn_comes_back(engine: Engine) -> None
 
 def test_rollbacks_and_errors_give_the_turn_back(engine: Engine) -> None:
     session_factory = make_session_factory(engine)
-    with pytest.raises(RuntimeError), session_factory.begin() as session:
-        session.execute(text("UPDATE leads SET name = 'x'"))
-        raise RuntimeError("the request failed half-way")
+
+    def fail_half_way() -> None:
+        with session_factory.begin() as session:
+            session.execute(text("UPDATE leads SET name = 'x'"))
+            raise RuntimeError("the request failed half-way")
+
+    with pytest.raises(RuntimeError):
+        fail_half_way()
     with pytest.raises(OperationalError), session_factory.begin() as session:
         session.execute(text("SELECT * FROM no_such_table"))
     with session_factory() as session:  # autobegun and closed without commit

@@ -104,7 +104,7 @@ def live(
 
 
 def test_round_trip_with_long_poll(live: tuple[Flask, ThreadDispatcher]) -> None:
-    app, pool = live
+    app, _pool = live
     client = app.test_client()
     auth = start(client)
     sent = say(client, auth, "Do you have this in blue?")

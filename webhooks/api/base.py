@@ -180,7 +180,7 @@ def now() -> datetime:
     value = services().clock()
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def as_utc(value: datetime | None) -> datetime | None:

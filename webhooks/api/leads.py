@@ -80,7 +80,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     return value, data["i"]
 
 
-def _after(stmt: Select[tuple[Lead]], sort: str, value: Any, last_id: int) -> Select[tuple[Lead]]:
+def _after(stmt: Select[Lead], sort: str, value: Any, last_id: int) -> Select[Lead]:
     key = sort.lstrip("-")
     desc = sort.startswith("-")
     beyond_id = Lead.id < last_id if desc else Lead.id > last_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,7 +13,6 @@ from bot.media import transcript_of
 from store import identity as rules
 from store.models import Agent, AuditEvent, Identity, Lead, Message, Note, Notification, ScoreEvent
 from store.work import audit_trail, list_notes, score_history
-from webhooks.api import schemas
 
 BANDS = (
     (20, "very low"),
@@ -118,7 +118,7 @@ def audit_out(event: AuditEvent, agent_names: dict[int, str]) -> dict[str, Any]:
 
 
 def agent_names(session: Session) -> dict[int, str]:
-    return {agent_id: name for agent_id, name in session.execute(select(Agent.id, Agent.name))}
+    return dict(session.execute(select(Agent.id, Agent.name)).all())
 
 
 def lead_detail(
@@ -223,6 +223,6 @@ def notification_out(notification: Notification, lead_name: str | None) -> dict[
     }
 
 
-def dump(model: type[schemas.BaseModel], data: Any) -> Any:
+def dump(model: type[BaseModel], data: Any) -> dict[str, Any]:
     """Validate `data` against the documented response model and return its JSON form."""
     return model.model_validate(data).model_dump(mode="json")

@@ -105,6 +105,7 @@ def import_csv() -> Any:
 def uploaded_csv() -> str:
     """The CSV text of the request: a multipart `file` field or a text/csv body."""
     upload = request.files.get("file")
+    raw: bytes
     if upload is not None:
         raw = upload.read(MAX_IMPORT_BYTES + 1)
     elif request.mimetype in ("text/csv", "text/plain", "application/csv"):

@@ -224,7 +224,8 @@ def account() -> Any:
 
 
 def list_filters(args: MultiDict[str, str]) -> tuple[dict[str, Any], str | None]:
-    """The API filter values for the console's query string (chips and form), or an error message."""
+    """The API filter values for the console's query string (chips and form), or an error
+    message."""
     data: dict[str, Any] = {}
     for key in ("status", "channel"):
         values = [v for v in args.getlist(key) if v]
@@ -294,7 +295,7 @@ def leads() -> Any:
     if problem:
         flash(f"Filter not applied: {problem}", "error")
     with read_session(services().session_factory) as session:
-        team = [a for a in list_agents(session=session, include_inactive=False)]
+        team = list(list_agents(session=session, include_inactive=False))
         for a in team:
             session.expunge(a)
     export_query = _with(args, cursor=None)
@@ -308,7 +309,7 @@ def leads() -> Any:
         toggle=lambda k, v: _toggle(args, k, v),
         active=lambda k, v: (k, v) in list(args.items(multi=True)),
         statuses=catalog.statuses(),
-        channels=[c for c in CHANNELS],
+        channels=list(CHANNELS),
         team=team,
         export_url=url_for("console.export_csv") + export_query,
         sort=args.get("sort", "-created_at"),
