@@ -17,13 +17,13 @@ from webhooks.app import ApiError, json_body, require_agent, services
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("copilot_api", __name__)
+blueprint = Blueprint("copilot_api", __name__)
 
 MAX_MESSAGE = 8000
 _THREAD = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
-@bp.post("/api/copilot")
+@blueprint.post("/api/copilot")
 @require_agent()
 def ask():  # type: ignore[no-untyped-def]
     """Answer one message from the calling agent on one of their threads."""

@@ -119,11 +119,11 @@ def create_app(settings: Settings, services: Services) -> Flask:
     for blueprint in (
         api.blueprint,
         console.blueprint,
-        whatsapp.bp,
-        messenger.messenger_bp,
-        messenger.instagram_bp,
-        webchat.bp,
-        copilot_api.bp,
+        whatsapp.blueprint,
+        messenger.messenger_blueprint,
+        messenger.instagram_blueprint,
+        webchat.blueprint,
+        copilot_api.blueprint,
     ):
         app.register_blueprint(blueprint)
     return app

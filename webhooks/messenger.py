@@ -55,8 +55,8 @@ _ATTACHMENT_LABEL = {
     "ig_story": "shared a story",
 }
 
-messenger_bp = Blueprint("messenger", __name__, url_prefix="/webhooks")
-instagram_bp = Blueprint("instagram", __name__, url_prefix="/webhooks")
+messenger_blueprint = Blueprint("messenger", __name__, url_prefix="/webhooks")
+instagram_blueprint = Blueprint("instagram", __name__, url_prefix="/webhooks")
 
 
 def parse_messaging(
@@ -282,12 +282,12 @@ def _attachment_text(attachment: dict[str, Any]) -> str:
     return bracket(label, title)
 
 
-@messenger_bp.get("/messenger")
+@messenger_blueprint.get("/messenger")
 def verify_messenger():  # type: ignore[no-untyped-def]
     return verify_subscription()
 
 
-@messenger_bp.post("/messenger")
+@messenger_blueprint.post("/messenger")
 def receive_messenger():  # type: ignore[no-untyped-def]
     return receive_webhook(
         "messenger",
@@ -300,12 +300,12 @@ def receive_messenger():  # type: ignore[no-untyped-def]
     )
 
 
-@instagram_bp.get("/instagram")
+@instagram_blueprint.get("/instagram")
 def verify_instagram():  # type: ignore[no-untyped-def]
     return verify_subscription()
 
 
-@instagram_bp.post("/instagram")
+@instagram_blueprint.post("/instagram")
 def receive_instagram():  # type: ignore[no-untyped-def]
     return receive_webhook(
         "instagram",

@@ -56,7 +56,7 @@ from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("webchat", __name__)
+blueprint = Blueprint("webchat", __name__)
 
 CHANNEL = "web"
 PAGE_SIZE = 100
@@ -106,14 +106,14 @@ class RateLimited(ApiError):
         self.retry_after = retry_after
 
 
-@bp.errorhandler(RateLimited)
+@blueprint.errorhandler(RateLimited)
 def _rate_limited(exc: RateLimited):  # type: ignore[no-untyped-def]
     response, status = error_response(exc.status, exc.code, exc.message)
     response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return response, status
 
 
-@bp.after_request
+@blueprint.after_request
 def _cors(response: Response) -> Response:
     # The widget runs on the customer's own site: the API is called cross-origin. Auth is a bearer
     # token (never a cookie), so allowing any origin does not expose anything.
@@ -186,7 +186,7 @@ def _visitor() -> _Visitor:
 # -- pages -----------------------------------------------------------------------------------------
 
 
-@bp.get("/")
+@blueprint.get("/")
 def demo():  # type: ignore[no-untyped-def]
     return render_template("demo.html", base_url=request.host_url.rstrip("/"))
 
@@ -194,7 +194,7 @@ def demo():  # type: ignore[no-untyped-def]
 # -- the API ---------------------------------------------------------------------------------------
 
 
-@bp.post("/api/chat/sessions")
+@blueprint.post("/api/chat/sessions")
 def start_session():  # type: ignore[no-untyped-def]
     state = _state()
     _limit(state.ip_sessions, _client_ip(), "new chat sessions from this address")
@@ -271,7 +271,7 @@ def start_session():  # type: ignore[no-untyped-def]
     return jsonify({"session": token}), 201
 
 
-@bp.post("/api/chat/messages")
+@blueprint.post("/api/chat/messages")
 def post_message():  # type: ignore[no-untyped-def]
     state = _state()
     visitor = _visitor()
@@ -323,7 +323,7 @@ def post_message():  # type: ignore[no-untyped-def]
     return jsonify({"id": message_id}), 200 if ingested.duplicate else 201
 
 
-@bp.get("/api/chat/messages")
+@blueprint.get("/api/chat/messages")
 def list_messages():  # type: ignore[no-untyped-def]
     state = _state()
     visitor = _visitor()

@@ -42,7 +42,7 @@ _STATUS = {
 }
 _MEDIA = ("image", "video", "audio", "document", "sticker")
 
-bp = Blueprint("whatsapp", __name__, url_prefix="/webhooks")
+blueprint = Blueprint("whatsapp", __name__, url_prefix="/webhooks")
 
 
 def parse_whatsapp(payload: Any, *, phone_number_id: str | None = None) -> ParsedBatch:
@@ -300,12 +300,12 @@ def _error_text(error: dict[str, Any]) -> str:
     return f"{head}: {details}" if details and details != title else head or "unknown error"
 
 
-@bp.get("/whatsapp")
+@blueprint.get("/whatsapp")
 def verify():  # type: ignore[no-untyped-def]
     return verify_subscription()
 
 
-@bp.post("/whatsapp")
+@blueprint.post("/whatsapp")
 def receive():  # type: ignore[no-untyped-def]
     return receive_webhook(
         CHANNEL,
