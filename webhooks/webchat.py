@@ -3,9 +3,9 @@
 - `POST /api/chat/sessions` (optional JSON name, email, phone, identity, identity_hash) ->
   `{"session": TOKEN}`
 - `POST /api/chat/messages` `{"text": "..."}` with `Authorization: Bearer TOKEN` -> `{"id": ID}`
-- `GET /api/chat/messages?after=ID&wait=SECONDS` -> `{"messages": [{"id", "author", "text",
-"at"}]}`,
-  long-polling up to `wait` seconds without holding a database transaction.
+- `GET /api/chat/messages?after=ID&wait=SECONDS` ->
+  `{"messages": [{"id", "author", "text", "at"}]}`, long-polling up to `wait` seconds without
+  holding a database transaction.
 - `GET /` a demo page with the widget (`/static/leaddesk-widget.js`, one script tag, no build step).
 
 A visitor becomes a lead when the site already knows who they are (name/email/phone given at session
