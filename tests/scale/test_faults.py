@@ -61,10 +61,17 @@ def test_killed_workers_cut_connections_and_a_broker_outage_lose_and_duplicate_n
         # 1. A pool process dies mid-task: its task goes back to the queue (acks late,
         # rejected    on worker loss) and runs again without answering twice.
         _wait_stored(engine, MESSAGES // 8)
+        kills = 0
         for _attempt in range(20):
+            # Kill only a pool process that has finished starting (it logs loading the prompts,
+            # as the worker's main process did once before it): one killed while it starts has
+            # no task yet, and killing each replacement as it starts would never hit a task.
+            _wait_logged(doomed, "loaded prompts", kills + 2, timeout=15.0)
+            time.sleep(0.5)
             children = doomed.descendants()
             if children:
                 os.kill(children[0], signal.SIGKILL)
+                kills += 1
             time.sleep(1.0)
             if "WorkerLostError" in doomed.log():
                 break
@@ -107,3 +114,10 @@ def test_killed_workers_cut_connections_and_a_broker_outage_lose_and_duplicate_n
         assert "submitted again" in logs, "the sweeper never had to resubmit lost work"
         # Replies cut off by the SIGKILLs are never re-sent blindly: at most the one send.
         assert outcome.by_status.get("sent", 0) >= outcome.replies - 2
+
+
+def _wait_logged(proc: harness.Proc, text: str, times: int, *, timeout: float) -> None:
+    """Wait until `text` appears `times` times in the process's log (or `timeout` passes)."""
+    deadline = time.monotonic() + timeout
+    while proc.log().count(text) < times and time.monotonic() < deadline:
+        time.sleep(0.1)
