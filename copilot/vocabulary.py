@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from bot.config import DEFAULT_PROMPTS_DIR, Problem, PromptConfig, PromptError
+from copilot.dates import PERIODS
 from copilot.text import fold
 
 log = logging.getLogger(__name__)
@@ -117,19 +118,7 @@ TARGETS = frozenset(COMMAND_WORDS) | {
     "stale",
     "new",
     "new leads",
-    "today",
-    "yesterday",
-    "this week",
-    "last week",
-    "this month",
-    "last month",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
+    *PERIODS,
     "what happened",
     "what happened today",
     "what should i do next with",
