@@ -14,42 +14,13 @@ from langgraph.errors import GraphRecursionError
 from langgraph.types import Command
 
 from copilot.memory import forget_old_checkpoints
+from copilot.tools.base import YES
 from store.text import clean_text
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 8000
 MAX_PENDING = 20  # questions one run may still hold when the agent moves on
-_YES = {
-    "yes",
-    "y",
-    "yeah",
-    "yep",
-    "yup",
-    "ok",
-    "okay",
-    "sure",
-    "confirm",
-    "confirmed",
-    "do it",
-    "go",
-    "go ahead",
-    "proceed",
-    "approve",
-    "approved",
-    "yes please",
-    "please do",
-    "si",
-    "sí",
-    "sim",
-    "oui",
-    "ja",
-    "claro",
-    "vale",
-    "dale",
-    "d'accord",
-    "نعم",
-}
 _NO = {
     "no",
     "n",
@@ -198,7 +169,7 @@ def match_choice(text: str, options: list[dict[str, Any]]) -> str | None:
     for option in options:
         if said in (str(option.get("value", "")).lower(), str(option.get("label", "")).lower()):
             return str(option["value"])
-    if said in _YES:
+    if said in YES:
         if "yes" in values:
             return "yes"
         creates = [v for v in values if v == "create"]
