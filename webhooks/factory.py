@@ -6,7 +6,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Request, jsonify, request
+from flask import Flask, Request, jsonify, request, send_from_directory
 from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import text
 from werkzeug.datastructures import ImmutableMultiDict, MultiDict
@@ -115,6 +115,14 @@ def create_app(settings: Settings, services: Services) -> Flask:
             if isinstance(report[name], dict) and report[name].get("status") not in (None, "ok"):
                 report["status"] = "degraded" if report["status"] == "ok" else report["status"]
         return jsonify(report), 200 if report["status"] != "error" else 503
+
+    @app.get("/favicon.ico")
+    @app.get("/favicon.svg")
+    def favicon():  # type: ignore[no-untyped-def]
+        # One vector icon for every page (browsers ask for /favicon.ico unprompted).
+        return send_from_directory(
+            app.static_folder or "static", "favicon.svg", mimetype="image/svg+xml", max_age=86400
+        )
 
     for blueprint in (
         api.blueprint,

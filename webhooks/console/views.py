@@ -5,7 +5,7 @@ API.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -105,9 +105,34 @@ def _ago(value: datetime | None) -> str:
     return "just now"
 
 
+def _zone() -> tzinfo:
+    """The business's time zone (`timezone:` in business.yaml): every time the console shows."""
+    return services().prompts().business.hours.zone
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 @blueprint.app_template_filter("when")
 def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "—"
+    """The time in the business's zone, e.g. 2026-11-28 09:05."""
+    return _aware(value).astimezone(_zone()).strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+@blueprint.app_template_filter("utc")
+def _utc(value: datetime | None) -> str:
+    """The time in UTC, for tooltips."""
+    return _aware(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+@blueprint.app_template_filter("iso")
+def _iso(value: datetime | None) -> str:
+    return _aware(value).astimezone(UTC).isoformat(timespec="seconds") if value else ""
+
+
+def _zone_name() -> str:
+    return services().prompts().business.timezone
 
 
 @blueprint.context_processor
@@ -125,6 +150,7 @@ def _context() -> dict[str, Any]:
         "band_colours": charts.BAND_COLOURS,
         "channel_colours": charts.CHANNEL_COLOURS,
         "band_of": band,
+        "time_zone": _zone_name(),
     }
 
 
@@ -589,7 +615,10 @@ def reply(lead_id: int) -> WerkzeugResponse:
     except REFUSED as exc:
         _flash_error(exc)
     else:
-        until = f" The bot is paused until {paused_until:%H:%M} UTC." if paused_until else ""
+        until = ""
+        if paused_until is not None:
+            local = _aware(paused_until).astimezone(_zone())
+            until = f" The bot is paused until {local:%H:%M} ({_zone_name()})."
         flash("Reply sent." + until, "success")
     return redirect(url_for("console.lead", lead_id=lead_id))
 

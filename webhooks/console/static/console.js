@@ -13,6 +13,9 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   }
   boxes().forEach(function (box) { box.addEventListener("change", count); });
+  // A conversation opens at its newest message (and shows the reply just sent).
+  var timeline = document.getElementById("timeline");
+  if (timeline) timeline.scrollTop = timeline.scrollHeight;
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
