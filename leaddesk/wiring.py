@@ -34,6 +34,7 @@ from leaddesk.worker.setup import prepare_database
 from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
 from store import make_engine, make_session_factory
 from store.domain.takeover import human_took_over
+from store.events import EventBus, LocalBus, RedisBus, watch
 from store.messages import conversations_with_pending
 from store.models import utcnow
 from store.pending import mark_interrupted_sends
@@ -125,6 +126,8 @@ def build_runtime(
     # its own, set up when the copilot opens it).
     prepare_database(engine, settings, memory=engine.dialect.name == "postgresql")
     session_factory = make_session_factory(engine)
+    events = make_event_bus(settings)
+    watch(session_factory, events)
     model = model if model is not None else make_chat_model(settings)
     notifier = ReplyNotifier()
     outbox = ChannelOutbox(
@@ -182,6 +185,7 @@ def build_runtime(
         on_human_reply=on_human_reply,
         chat_limits=chat_limits or ChatLimits(),
         copilot=copilot,
+        events=events,
     )
     app = create_app(settings, services)
     add_health_probe(app, "workers", dispatcher.health)
@@ -201,6 +205,14 @@ def build_runtime(
         telegram=telegram,
         _closers=closers,
     )
+
+
+def make_event_bus(settings: Settings) -> EventBus:
+    """The live events' stream: shared through Redis when the broker is Redis (web and worker
+    processes all see every event), else this process's own."""
+    if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
+        return RedisBus(settings.broker_url)
+    return LocalBus()
 
 
 def build_copilot(

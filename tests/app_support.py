@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import LocalOutbox, PromptConfig, load_prompts
 from leaddesk.settings import Settings
 from store.domain.takeover import human_took_over
+from store.events import LocalBus, watch
 from store.models import utcnow
 from tests.webhooks.support import RecordingDispatcher
 from webhooks import Services, create_app
@@ -46,6 +47,9 @@ def make_services(
     if "notifier" not in fields:
         fields["notifier"] = ReplyNotifier()
     fields.setdefault("on_human_reply", human_took_over)
+    if "events" not in fields:
+        fields["events"] = LocalBus()
+        watch(session_factory, fields["events"])
     return Services(settings=settings, session_factory=session_factory, **fields)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import Outbox, PromptConfig
 from store.agents import agent_by_token
+from store.events import EventBus
 from webhooks.intake import HumanReplyHook
 from webhooks.notify import ReplyNotifier
 from webhooks.ratelimit import ChatLimits
@@ -72,6 +73,9 @@ class Services:
     chat_limits: ChatLimits = field(default_factory=ChatLimits)
     # The agents' copilot behind POST /api/copilot; None: the endpoint answers 503.
     copilot: CopilotPort | None = None
+    # What the store commits, for the console's live updates (`store.events.watch` feeds it);
+    # None: the console's pages still work, they just do not update by themselves.
+    events: EventBus | None = None
 
 
 class ApiError(Exception):

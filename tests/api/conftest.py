@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.settings import load_settings
 from store.agents import create_agent
+from store.domain.assignment import assign
 from store.leads import get_conversation, resolve
 from store.messages import Inbound, ingest
-from store.models import Lead, Message
+from store.models import Agent, Lead, Message
 from store.work import record_score
 from tests.app_support import build_app, fixed
 
@@ -218,6 +219,19 @@ class World:
             record_score(
                 session.get(Lead, lead_id), score, factors, session=session, message_id=message_id
             )
+
+    def conversation_of(self, lead_id: int, channel: str) -> int:
+        """The id of the lead's conversation on `channel`."""
+        with self.session_factory.begin() as session:
+            lead = session.get(Lead, lead_id)
+            return get_conversation(lead, channel, session=session).id
+
+    def assign(self, lead_id: int, agent_id: int | None, *, by: int) -> None:
+        """Agent `by` gives the lead to agent `agent_id` (None: unassigns it), by the rule."""
+        with self.session_factory.begin() as session:
+            lead = session.get(Lead, lead_id)
+            target = session.get(Agent, agent_id) if agent_id is not None else None
+            assign(lead, target, by=session.get(Agent, by), session=session)
 
     def read(self, lead_id: int) -> Lead:
         with self.session_factory() as session:

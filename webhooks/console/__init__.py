@@ -1,10 +1,11 @@
 """The web console (`/console`): server-rendered pages for agents and admins, no JavaScript build
 step.
 
-Front door: `blueprint` (registered by `webhooks.create_app`). Pages: login, leads, one lead,
-dashboard, notifications and (admins) the team.
+Front door: `blueprint` (registered by `webhooks.create_app`). Pages: login, the inbox (live),
+leads, one lead, dashboard, notifications and (admins) the team.
 """
 
+from webhooks.console import inbox as _inbox  # noqa: F401 - registers the inbox's views
 from webhooks.console.views import blueprint
 
 __all__ = ["blueprint"]

@@ -24,6 +24,7 @@ from store.agents import (
     set_password,
 )
 from store.contacts import InvalidContact
+from store.conversation_list import unread_conversations
 from store.db import read_session
 from store.domain import assignment
 from store.domain import merge as lead_merge
@@ -138,14 +139,16 @@ def _zone_name() -> str:
 @blueprint.context_processor
 def _context() -> dict[str, Any]:
     agent = auth.current_agent()
-    unread = 0
+    unread = inbox_unread = 0
     if agent is not None:
         with read_session(services().session_factory) as session:
             unread = len(unread_notifications(agent.id, session=session, now=now()))
+            inbox_unread = unread_conversations(agent, session=session)
     return {
         "me": agent,
         "csrf_token": auth.csrf_token,
         "unread_count": unread,
+        "inbox_unread": inbox_unread,
         "status_colours": catalog.status_colours(),
         "band_colours": charts.BAND_COLOURS,
         "channel_colours": charts.CHANNEL_COLOURS,
@@ -620,6 +623,9 @@ def reply(lead_id: int) -> WerkzeugResponse:
             local = _aware(paused_until).astimezone(_zone())
             until = f" The bot is paused until {local:%H:%M} ({_zone_name()})."
         flash("Reply sent." + until, "success")
+    if request.form.get("back") == "inbox":
+        room = _row_id(request.form.get("conversation_id"))
+        return redirect(url_for("console.inbox", c=room, tab=request.form.get("tab") or None))
     return redirect(url_for("console.lead", lead_id=lead_id))
 
 

@@ -22,3 +22,182 @@ document.addEventListener("DOMContentLoaded", function () {
     });
   });
 });
+
+// Live updates: the store's events over Server-Sent Events (or polling when a stream is refused),
+// refreshing the inbox list, the open conversation and the unread counts without a reload.
+(function () {
+  var body = document.body;
+  var eventsUrl = body.getAttribute("data-events-url");
+  if (!eventsUrl) return;
+  var pollUrl = body.getAttribute("data-poll-url");
+  var inbox = document.getElementById("inbox");
+  var state = document.getElementById("live-state");
+  var baseTitle = document.title;
+  var lastId = "";
+  var timer = null;
+  var sound = document.getElementById("inbox-sound");
+  if (sound) {
+    sound.checked = window.localStorage && localStorage.getItem("leaddesk-sound") === "1";
+    sound.addEventListener("change", function () {
+      if (window.localStorage) localStorage.setItem("leaddesk-sound", sound.checked ? "1" : "0");
+    });
+  }
+
+  function say(text) { if (state) state.textContent = text; }
+
+  function setCount(id, value) {
+    var node = document.getElementById(id);
+    if (!node) return;
+    node.textContent = value > 99 ? "99+" : String(value);
+    node.hidden = !value;
+  }
+
+  function setTitle(unread) {
+    document.title = (unread ? "(" + unread + ") " : "") + baseTitle;
+  }
+
+  function beep() {
+    if (!sound || !sound.checked) return;
+    try {
+      var context = new (window.AudioContext || window.webkitAudioContext)();
+      var tone = context.createOscillator();
+      tone.frequency.value = 880;
+      tone.connect(context.destination);
+      tone.start();
+      tone.stop(context.currentTime + 0.12);
+    } catch (err) { /* no audio: nothing to do */ }
+  }
+
+  function selected() { return inbox ? inbox.getAttribute("data-selected") : ""; }
+
+  function paneUrl(conversationId) {
+    return inbox.getAttribute("data-pane-url").replace(/\/0$/, "/" + conversationId) +
+      "?tab=" + encodeURIComponent(inbox.getAttribute("data-tab"));
+  }
+
+  function scrollTimeline() {
+    var timeline = document.getElementById("timeline");
+    if (timeline) timeline.scrollTop = timeline.scrollHeight;
+  }
+
+  function refreshList() {
+    var url = inbox ? inbox.getAttribute("data-list-url") + "?tab=" +
+      encodeURIComponent(inbox.getAttribute("data-tab")) + "&c=" + encodeURIComponent(selected() || "")
+      : "/console/inbox/list?tab=mine";
+    fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        if (inbox) {
+          document.getElementById("inbox-rows").innerHTML = data.html;
+          bindRows();
+        }
+        setCount("inbox-unread", data.unread_conversations);
+        setTitle(data.unread_conversations);
+      });
+  }
+
+  function refreshPane(keepDraft) {
+    var id = selected();
+    if (!inbox || !id) return;
+    fetch(paneUrl(id), { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) return;
+        var pane = document.getElementById("inbox-pane");
+        if (keepDraft && pane.querySelector("#timeline")) {
+          var fresh = document.createElement("div");
+          fresh.innerHTML = html;
+          var timeline = fresh.querySelector("#timeline");
+          if (timeline) pane.querySelector("#timeline").replaceWith(timeline);
+        } else {
+          pane.innerHTML = html;
+        }
+        scrollTimeline();
+        refreshList();
+      });
+  }
+
+  function open(conversationId, href) {
+    inbox.setAttribute("data-selected", conversationId);
+    if (href) history.pushState({ c: conversationId }, "", href);
+    document.querySelectorAll(".conversation").forEach(function (row) {
+      row.classList.toggle("on", row.getAttribute("data-conversation") === String(conversationId));
+    });
+    refreshPane(false);
+  }
+
+  function bindRows() {
+    document.querySelectorAll(".conversation a.open").forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        if (event.metaKey || event.ctrlKey || event.shiftKey) return;
+        event.preventDefault();
+        open(link.parentNode.getAttribute("data-conversation"), link.getAttribute("href"));
+      });
+    });
+  }
+
+  function handle(item) {
+    if (item.id) lastId = item.id;
+    if (item.kind === "notification") {
+      var node = document.getElementById("unread-count");
+      var now = node && node.textContent ? parseInt(node.textContent, 10) || 0 : 0;
+      setCount("unread-count", now + 1);
+      beep();
+    }
+    var mine = inbox && selected() &&
+      (String(item.conversation_id) === selected() ||
+        String(item.lead_id) === (document.querySelector(".pane") || { getAttribute: function () { return ""; } }).getAttribute("data-lead"));
+    if (item.kind === "message" && item.data && item.data.author === "customer" && !mine) beep();
+    if (mine) refreshPane(true);
+    clearTimeout(timer);
+    timer = setTimeout(refreshList, 200);
+  }
+
+  function poll() {
+    say("Live updates: polling");
+    var go = function () {
+      fetch(pollUrl + "?wait=15&after=" + encodeURIComponent(lastId), { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.json() : { events: [], last_id: lastId }; })
+        .then(function (data) {
+          var first = !lastId;
+          (data.events || []).forEach(handle);
+          lastId = data.last_id || lastId;
+          setTimeout(go, first ? 0 : 500);
+        })
+        .catch(function () { setTimeout(go, 5000); });
+    };
+    go();
+  }
+
+  function stream() {
+    if (!window.EventSource) { poll(); return; }
+    var source = new EventSource(eventsUrl);
+    var opened = false;
+    source.onopen = function () { opened = true; say("Live updates: on"); };
+    ["message", "lead", "notification", "typing", "reset"].forEach(function (kind) {
+      source.addEventListener(kind, function (event) {
+        var item = JSON.parse(event.data);
+        item.id = event.lastEventId || item.id;
+        handle(item);
+      });
+    });
+    source.onerror = function () {
+      if (source.readyState === EventSource.CLOSED && !opened) {
+        // Refused (every stream slot taken, or live updates off): poll instead.
+        source.close();
+        poll();
+      } else {
+        say("Live updates: reconnecting…");
+      }
+    };
+  }
+
+  if (inbox) {
+    bindRows();
+    setTitle(parseInt(inbox.getAttribute("data-unread"), 10) || 0);
+    window.addEventListener("popstate", function () {
+      var c = new URLSearchParams(location.search).get("c");
+      if (c) open(c, null);
+    });
+  }
+  stream();
+})();
