@@ -51,20 +51,21 @@ def chromium() -> tuple[str, str]:
     return binary, driver
 
 
-@pytest.fixture
-def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
-    """A fresh headless Chromium (selenium WebDriver); downloads land in `browser.download_dir`."""
+@contextmanager
+def open_browser(chromium: tuple[str, str], directory: Path) -> Iterator[Any]:
+    """A fresh headless Chromium (selenium WebDriver) with its profile and downloads in
+    `directory`; several may run at once (two agents signed in side by side)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     binary, driver_path = chromium
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
+    downloads = directory / "downloads"
+    downloads.mkdir(parents=True)
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    options.add_argument(f"--user-data-dir={directory / 'profile'}")
     options.add_experimental_option(
         "prefs",
         {"download.default_directory": str(downloads), "download.prompt_for_download": False},
@@ -90,6 +91,13 @@ def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
+    """A fresh headless Chromium (selenium WebDriver); downloads land in `browser.download_dir`."""
+    with open_browser(chromium, tmp_path) as driver:
+        yield driver
 
 
 def screenshot(driver: Any, name: str) -> Path:

@@ -1,0 +1,217 @@
+"""The live inbox in headless Chromium against the real server (`leaddesk serve`): two agents signed
+in at once see a customer's web chat and WhatsApp messages within two seconds without a reload,
+unread counts go up and down, times are in the business's zone; and with two web processes on a
+broker, an event from one reaches a console connected to the other.
+
+Screenshots land in test-artifacts/screenshots/ (look at them when changing the inbox).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from store import make_engine
+from store.agents import create_agent
+from tests.browser_support import open_browser, screenshot
+from tests.conftest import _truncate_all as truncate_all
+from tests.webhooks.meta_payloads import dumps, wa_text
+from tests.webhooks.support import APP_SECRET, ServeProcess
+from webhooks.meta import signature_for
+
+pytestmark = pytest.mark.browser
+SEEN_WITHIN = 2.0  # seconds: what "live" means here
+
+
+def _post(base: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    parts = urlsplit(base)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.request("POST", path, body=body, headers=headers)
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return response.status, json.loads(data or b"null")
+
+
+def _chat(base: str, text: str, name: str = "Web Visitor") -> None:
+    status, started = _post(
+        base,
+        "/api/chat/sessions",
+        json.dumps({"name": name}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    assert status == 201, started
+    status, answer = _post(
+        base,
+        "/api/chat/messages",
+        json.dumps({"text": text}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {started['session']}"},
+    )
+    assert status in (200, 201, 202), answer
+
+
+def _whatsapp(base: str, text: str) -> None:
+    body = dumps(wa_text(text, wa_id="14155550177", name="Dana Whitfield"))
+    status, answer = _post(
+        base,
+        "/webhooks/whatsapp",
+        body,
+        {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature_for(body, APP_SECRET),
+        },
+    )
+    assert status == 200, answer
+
+
+def _agents(database_url: str) -> None:
+    engine = create_engine(database_url)
+    with sessionmaker(engine).begin() as session:
+        create_agent("Sarah Lee", session=session, email="sarah@example.com", password="pw-sarah-1")
+        create_agent(
+            "Ada Admin", session=session, role="admin", email="ada@example.com", password="pw-ada-1"
+        )
+    engine.dispose()
+
+
+def _sign_in(driver: Any, base: str, email: str, password: str, page: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base}/console/login?next={page}")
+    driver.find_element(By.NAME, "email").send_keys(email)
+    driver.find_element(By.NAME, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
+    _wait(lambda: page in driver.current_url, 10)
+    _wait(lambda: "Live updates: on" in driver.find_element(By.ID, "live-state").text, 10)
+
+
+def _wait(condition: Any, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout} s")
+        time.sleep(0.05)
+
+
+def _rows_text(driver: Any) -> str:
+    from selenium.webdriver.common.by import By
+
+    return str(driver.find_element(By.ID, "inbox-rows").text)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServeProcess]:
+    database_url = f"sqlite:///{tmp_path / 'live.db'}"
+    serve = ServeProcess(database_url).start()
+    try:
+        _agents(database_url)
+        yield serve
+    finally:
+        serve.stop()
+
+
+def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    base = server.url
+    assert base is not None
+    with (
+        open_browser(chromium, tmp_path / "sarah") as sarah,
+        open_browser(chromium, tmp_path / "ada") as ada,
+    ):
+        _sign_in(sarah, base, "sarah@example.com", "pw-sarah-1", "/console/inbox?tab=unassigned")
+        _sign_in(ada, base, "ada@example.com", "pw-ada-1", "/console/inbox?tab=all")
+        assert "No conversations here" in _rows_text(sarah)
+
+        sent = time.monotonic()
+        _chat(base, "Hi! Do you install home batteries?")
+        for driver in (sarah, ada):
+            _wait(lambda d=driver: "home batteries" in _rows_text(d), SEEN_WITHIN)
+        assert time.monotonic() - sent < SEEN_WITHIN + 0.5
+        unread = _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text, SEEN_WITHIN)
+        assert unread == "1"
+        assert sarah.title.startswith("(1) ")
+
+        sent = time.monotonic()
+        _whatsapp(base, "Hello, I'd like a quote for 12 panels")
+        for driver in (sarah, ada):
+            _wait(lambda d=driver: "quote for 12 panels" in _rows_text(d), SEEN_WITHIN)
+        assert time.monotonic() - sent < SEEN_WITHIN + 0.5
+        _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "2", SEEN_WITHIN)
+        screenshot(sarah, "inbox-01-two-new-conversations")
+
+        # Opening one shows it beside the list and its unread count goes down.
+        sarah.find_element(By.XPATH, "//li[contains(., 'quote for 12 panels')]/a").click()
+        _wait(lambda: "quote for 12 panels" in sarah.find_element(By.ID, "inbox-pane").text, 5)
+        _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", 5)
+        assert "/console/inbox" in sarah.current_url and "c=" in sarah.current_url
+        stamp = sarah.find_element(By.CSS_SELECTOR, "#inbox-pane time")
+        assert stamp.get_attribute("title").endswith(" UTC")
+        assert "America/Chicago" in sarah.find_element(By.CSS_SELECTOR, "footer").text
+        # The bot answers after the customer's quiet window; the open conversation shows it.
+        _wait(lambda: "Bot" in sarah.find_element(By.ID, "timeline").text, 15)
+        screenshot(sarah, "inbox-02-conversation-open")
+        # Ada has not read anything: both stay unread for her.
+        assert ada.find_element(By.ID, "inbox-unread").text == "2"
+        screenshot(ada, "inbox-03-admin-all")
+
+
+def _services_missing() -> str | None:
+    import socket
+
+    for port, name in ((5432, "PostgreSQL"), (6379, "Redis")):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        except OSError:
+            return f"{name} is not answering on 127.0.0.1:{port}"
+    return None
+
+
+def test_an_event_from_one_web_process_reaches_a_console_on_another(  # type: ignore[no-untyped-def]
+    chromium, tmp_path, postgres_url
+):
+    from selenium.webdriver.common.by import By
+
+    missing = _services_missing()
+    if missing:
+        pytest.skip(missing)
+    broker = "redis://127.0.0.1:6379/9"
+    engine = make_engine(postgres_url)
+    truncate_all(engine)  # the session's database: start empty
+    engine.dispose()
+    first = ServeProcess(postgres_url, LEADDESK_BROKER_URL=broker).start()
+    try:
+        second = ServeProcess(postgres_url, LEADDESK_BROKER_URL=broker).start()
+        try:
+            _agents(postgres_url)
+            assert first.url is not None and second.url is not None
+            with open_browser(chromium, tmp_path / "sarah") as sarah:
+                _sign_in(
+                    sarah,
+                    second.url,
+                    "sarah@example.com",
+                    "pw-sarah-1",
+                    "/console/inbox?tab=unassigned",
+                )
+                sent = time.monotonic()
+                _chat(first.url, "Written to the first process")
+                _wait(lambda: "first process" in _rows_text(sarah), SEEN_WITHIN)
+                assert time.monotonic() - sent < SEEN_WITHIN + 0.5
+                assert sarah.find_element(By.ID, "inbox-unread").text == "1"
+                screenshot(sarah, "inbox-04-second-process")
+        finally:
+            second.stop()
+    finally:
+        first.stop()
