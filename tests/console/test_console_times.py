@@ -62,3 +62,30 @@ def test_every_page_has_an_icon(app):  # type: ignore[no-untyped-def]
         assert response.mimetype == "image/svg+xml"
         assert response.data.startswith(b"<svg")
     assert 'rel="icon"' in client.get("/console/login").text
+
+
+def test_notifications_held_for_opening_hours_are_listed_as_scheduled(  # type: ignore[no-untyped-def]
+    console, sarah, world, session_factory
+):
+    from datetime import timedelta
+
+    from store.models import Notification
+
+    lead_id = world.lead("Dana", channel="web")
+    with session_factory.begin() as session:
+        session.add(
+            Notification(
+                agent_id=sarah[0],
+                lead_id=lead_id,
+                kind="hot_lead",
+                text="Dana is ready to buy",
+                deliver_after=T0 + timedelta(hours=2),  # 14:00 UTC: 09:00 in Chicago
+            )
+        )
+    console.login(email="sarah@example.com", password="correct horse")
+    page = console.get("/console/notifications").text
+    assert "You are all caught up for now." in page
+    scheduled = page.split('id="scheduled"')[1]
+    assert "Dana is ready to buy" in scheduled
+    assert 'scheduled for <time datetime="2024-06-03T14:00:00+00:00"' in scheduled
+    assert ">09:00</time>" in scheduled

@@ -42,6 +42,29 @@ def agent_notifications(agent_id: int, *, unread: bool, session: Any) -> list[di
     return [notification_out(n, names.get(n.lead_id)) for n in rows]
 
 
+def scheduled_notifications(agent_id: int, *, session: Any) -> list[dict[str, Any]]:
+    """The agent's notifications held until later (out of hours), soonest first."""
+    rows = list(
+        session.scalars(
+            select(Notification)
+            .where(Notification.agent_id == agent_id, Notification.read.is_(False))
+            .where(Notification.deliver_after > now())
+            .order_by(Notification.deliver_after, Notification.id)
+            .limit(200)
+        )
+    )
+    lead_ids = {n.lead_id for n in rows if n.lead_id}
+    names = (
+        dict(session.execute(select(Lead.id, Lead.name).where(Lead.id.in_(lead_ids))).all())
+        if lead_ids
+        else {}
+    )
+    return [
+        {**notification_out(n, names.get(n.lead_id)), "deliver_after": n.deliver_after}
+        for n in rows
+    ]
+
+
 def unread_count(agent_id: int, *, session: Any) -> int:
     return len(unread_notifications(agent_id, session=session, now=now()))
 

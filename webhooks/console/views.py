@@ -40,7 +40,7 @@ from webhooks.api import catalog, conversations, schemas, stats, transfer
 from webhooks.api import lead_edits as edits
 from webhooks.api.base import api_error, now, parse_model
 from webhooks.api.leads import lead_page
-from webhooks.api.notifications import agent_notifications
+from webhooks.api.notifications import agent_notifications, scheduled_notifications
 from webhooks.api.serialize import BANDS, band, lead_detail, lead_summary, note_out
 from webhooks.app import ApiError, services
 from webhooks.console import auth, charts
@@ -119,6 +119,18 @@ def _aware(value: datetime) -> datetime:
 def _when(value: datetime | None) -> str:
     """The time in the business's zone, e.g. 2026-11-28 09:05."""
     return _aware(value).astimezone(_zone()).strftime("%Y-%m-%d %H:%M") if value else "—"
+
+
+@blueprint.app_template_filter("clock")
+def _clock(value: datetime | None) -> str:
+    """A time to come, briefly, in the business's zone: "09:00" today, else "Mon 09:00"."""
+    if value is None:
+        return "—"
+    zone = _zone()
+    local = _aware(value).astimezone(zone)
+    if local.date() == now().astimezone(zone).date():
+        return local.strftime("%H:%M")
+    return local.strftime("%a %d %b %H:%M")
 
 
 @blueprint.app_template_filter("utc")
@@ -760,7 +772,10 @@ def notifications() -> Any:
     show_all = request.args.get("all") == "1"
     with read_session(services().session_factory) as session:
         items = agent_notifications(agent.id, unread=not show_all, session=session)
-    return render_template("console_notifications.html", items=items, show_all=show_all)
+        scheduled = scheduled_notifications(agent.id, session=session)
+    return render_template(
+        "console_notifications.html", items=items, show_all=show_all, scheduled=scheduled
+    )
 
 
 @blueprint.post("/notifications/read")
