@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
@@ -48,8 +49,8 @@ from store.contacts import (
 )
 from store.db import read_session
 from store.leads import find_identity, resolve
-from store.messages import Inbound, ingest
-from store.models import CLAIMED, VERIFIED, ChatSession, Conversation, Message, utcnow
+from store.messages import Inbound, ingest, record_outbound
+from store.models import CLAIMED, VERIFIED, Agent, ChatSession, Conversation, Message, utcnow
 from webhooks import ratelimit
 from webhooks.app import ApiError, bearer_token, error_response, services
 from webhooks.ratelimit import ChatLimits
@@ -194,6 +195,32 @@ def demo():  # type: ignore[no-untyped-def]
 # -- the API ---------------------------------------------------------------------------------------
 
 
+@blueprint.get("/api/chat/config")
+def widget_config():  # type: ignore[no-untyped-def]
+    """What the widget shows before the first message: the bot's own greeting (in the visitor's
+    language when the business speaks it) and the pre-chat form business.yaml asks for."""
+    config = services().prompts()
+    language = _greeting_language(request.args.get("lang"))
+    chat = config.business.web_chat
+    return jsonify(
+        {
+            "business": config.business.name,
+            "language": language,
+            "greeting": config.template("greeting", language),
+            "prechat": {"enabled": chat.prechat, "ask": list(chat.ask), "required": chat.required},
+        }
+    )
+
+
+def _greeting_language(value: str | None) -> str:
+    """The language of the greeting for a browser that prefers `value` (e.g. "es-MX")."""
+    config = services().prompts()
+    code = (value or "").strip().lower()[:2]
+    if code and code in config.business.languages and config.has_template("greeting", code):
+        return code
+    return config.business.default_language
+
+
 @blueprint.post("/api/chat/sessions")
 def start_session():  # type: ignore[no-untyped-def]
     state = _state()
@@ -307,12 +334,15 @@ def post_message():  # type: ignore[no-untyped-def]
         # A client id makes a retried send (after a network error) land once.
         channel_message_id=f"web:{visitor.session_id}:{client_id or uuid.uuid4().hex}",
     )
+    greeted = data.get("greeted")
     try:
         with svc.session_factory.begin() as session:
             ingested = ingest(inbound, session=session, region=svc.settings.default_region)
             message_id = ingested.message.id
             conversation_id = ingested.message.conversation_id
             pending = ingested.message.processed_at is None
+            if isinstance(greeted, str) and not ingested.duplicate:
+                _record_greeting(ingested.message, greeted, session=session)
     except SQLAlchemyError:
         log.exception("web chat: could not store a message")
         raise ApiError(
@@ -321,6 +351,28 @@ def post_message():  # type: ignore[no-untyped-def]
     if pending:
         svc.dispatcher.submit(conversation_id)
     return jsonify({"id": message_id}), 200 if ingested.duplicate else 201
+
+
+def _record_greeting(first: Message, language: str, *, session: Any) -> None:
+    """The widget showed the bot's greeting before the visitor wrote: keep it in the conversation
+    (where the agents see it) so that the bot does not greet a second time. Only the server's own
+    greeting text is recorded, and only before the business has said anything in the room."""
+    spoken = session.scalar(
+        select(Message.id)
+        .where(Message.conversation_id == first.conversation_id, Message.direction == "out")
+        .limit(1)
+    )
+    if spoken is not None:
+        return
+    text = services().prompts().template("greeting", _greeting_language(language))
+    if not text:
+        return
+    greeting = record_outbound(
+        first.conversation, text, session=session, kind="greeting", delivery_status="delivered"
+    )
+    # Shown before the visitor's first message, so it reads first everywhere.
+    greeting.sent_at = greeting.created_at = first.sent_at - timedelta(milliseconds=1)
+    greeting.external_id = first.external_id
 
 
 @blueprint.get("/api/chat/messages")
@@ -402,9 +454,31 @@ def _fetch(conversation_id: int, external_id: str, after: int) -> list[dict[str,
             .order_by(Message.id)
             .limit(PAGE_SIZE)
         )
+        # The page by id (the widget's cursor), each page in the order the visitor saw it (the
+        # widget's greeting came before their first message).
+        messages = sorted(rows, key=lambda m: (m.sent_at, m.id))
+        agent_ids = {m.agent_id for m in messages if m.agent_id}
+        names = (
+            {
+                row.id: row.name
+                for row in session.execute(
+                    select(Agent.id, Agent.name).where(Agent.id.in_(agent_ids))
+                )
+            }
+            if agent_ids
+            else {}
+        )
         return [
-            {"id": m.id, "author": m.author, "text": m.text, "at": m.sent_at.isoformat()}
-            for m in rows
+            {
+                "id": m.id,
+                "author": m.author,
+                "kind": m.kind,
+                "text": m.text,
+                "at": m.sent_at.isoformat(),
+                # The agent's display name: the visitor talks to a person, not to "Agent".
+                **({"agent_name": names.get(m.agent_id)} if m.author == "agent" else {}),
+            }
+            for m in messages
         ]
 
 

@@ -265,6 +265,29 @@ class PhoneAsk(ConfigModel):
     min_score: Annotated[int, whole(0, 100)] = 21
 
 
+PRECHAT_FIELDS = ("name", "email", "phone")
+
+
+def _prechat_fields(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise problem("`web_chat.ask` must be a list like [name, email, phone]")
+    unknown = [item for item in value if item not in PRECHAT_FIELDS]
+    if unknown:
+        raise problem(f"`web_chat.ask` can hold {', '.join(PRECHAT_FIELDS)}; not {unknown[0]!r}")
+    return tuple(dict.fromkeys(value))
+
+
+class WebChat(ConfigModel):
+    """`web_chat`: the widget's pre-chat form (who the visitor is, before the first message)."""
+
+    what = "`web_chat`"
+
+    prechat: bool = False
+    ask: Annotated[tuple[str, ...], PlainValidator(_prechat_fields)] = ("name", "email")
+    # Whether the visitor must fill the form in (else they may skip it).
+    required: bool = False
+
+
 def _seconds(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise problem(f"{what} must be a number of seconds like 2.5 (0 turns it off)")
@@ -325,6 +348,7 @@ class BusinessConfig(ConfigModel):
         AfterValidator(with_placeholders(TEMPLATE_PLACEHOLDERS, below_key=False)),
     ] = None
     quiet: QuietWindows = Field(QuietWindows(), alias="quiet_window")
+    web_chat: WebChat = WebChat()
 
     @field_validator("languages", mode="plain")
     @classmethod

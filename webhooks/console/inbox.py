@@ -136,7 +136,7 @@ def _conversation_pane(
             .limit(SHOWN_MESSAGES)
         )
     )
-    messages.reverse()
+    messages.sort(key=lambda m: (m.sent_at, m.id))  # as they were shown to the customer
     names = {
         a.id: a.name
         for a in session.scalars(

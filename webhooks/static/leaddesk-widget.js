@@ -4,7 +4,8 @@
  *   <script src="https://YOUR-LEADDESK/static/leaddesk-widget.js" async
  *           data-title="Chat with us" data-greeting="Hi! How can we help?"></script>
  *
- * Optional attributes: data-api (the Leaddesk base URL, default: where this script comes from),
+ * The greeting and the optional pre-chat form come from the business's prompts/ (GET /api/chat/config);
+ * data-greeting replaces the greeting's words. Optional attributes: data-api (the Leaddesk base URL, default: where this script comes from),
  * data-open="true" (open the panel on load), data-name / data-email / data-phone (a visitor the
  * site already knows), data-color (accent colour), data-identity + data-identity-hash (the site's
  * own id, email or phone for a signed-in visitor and its HMAC-SHA256 with LEADDESK_WEBCHAT_SECRET,
@@ -36,6 +37,8 @@
   var polling = false;
   var waitingForReply = false;
   var typingTimer = null;
+  var config = { greeting: "", language: "", prechat: { enabled: false, ask: [], required: false } };
+  var greetedWith = null; // the language of the greeting shown before the first message
 
   // ---- the DOM (in a shadow root so the host page's CSS cannot reach in) ----------------------
   var host = document.createElement("div");
@@ -56,6 +59,13 @@
     ".ld-customer{margin-left:auto;background:" + color + ";color:#fff;border-bottom-right-radius:4px}" +
     ".ld-bot,.ld-agent{background:#fff;border:1px solid #e3e5e8;border-bottom-left-radius:4px}" +
     ".ld-who{display:block;font-size:11px;color:#6b7280;margin-bottom:2px}" +
+    ".ld-msg[data-time]::after{content:attr(data-time);display:block;font-size:10px;opacity:.7;margin-top:3px;text-align:right}" +
+    ".ld-prechat{display:none;flex-direction:column;gap:8px;padding:12px;border-top:1px solid #e3e5e8}" +
+    ".ld-prechat.on{display:flex}" +
+    ".ld-prechat input{border:1px solid #d1d5db;border-radius:6px;padding:8px;font:inherit}" +
+    ".ld-prechat .ld-row{display:flex;gap:8px;justify-content:flex-end}" +
+    ".ld-prechat button{border:0;border-radius:6px;padding:8px 12px;font:inherit;cursor:pointer;background:" + color + ";color:#fff}" +
+    ".ld-prechat button.ld-skip{background:none;color:#6b7280}" +
     ".ld-typing{color:#6b7280;font-style:italic;margin:6px 0;display:none}" +
     ".ld-note{color:#b45309;font-size:12px;padding:0 12px;min-height:0}" +
     ".ld-form{display:flex;border-top:1px solid #e3e5e8}" +
@@ -68,6 +78,8 @@
     "<div class='ld-head'><span class='ld-title'></span><button class='ld-close' aria-label='Close chat'>&times;</button></div>" +
     "<div class='ld-log' aria-live='polite'><div class='ld-typing'>typing&hellip;</div></div>" +
     "<div class='ld-note' role='status'></div>" +
+    "<form class='ld-prechat' aria-label='Before we start'><div class='ld-fields'></div>" +
+    "<div class='ld-row'><button type='button' class='ld-skip'>Skip</button><button type='submit'>Start chat</button></div></form>" +
     "<form class='ld-form'><input class='ld-input' name='text' autocomplete='off' placeholder='Type a message&hellip;' aria-label='Message' maxlength='" + MAX_CHARS + "'>" +
     "<button class='ld-send' type='submit'>Send</button></form>" +
     "</div>" +
@@ -82,6 +94,7 @@
   var form = root.querySelector(".ld-form");
   var input = root.querySelector(".ld-input");
   var send = root.querySelector(".ld-send");
+  var prechat = root.querySelector(".ld-prechat");
   root.querySelector(".ld-title").textContent = title;
 
   function escapeAttr(text) {
@@ -107,25 +120,72 @@
     bubble.className = "ld-msg ld-" + message.author;
     bubble.setAttribute("data-id", message.id);
     bubble.setAttribute("data-author", message.author);
+    if (message.kind === "greeting") {
+      // The greeting the widget showed before the first message (kept by the server): shown once,
+      // at the top, as it was before a reload.
+      if (!root.querySelector(".ld-greeting")) { showGreeting(message.text); }
+      return;
+    }
     if (message.author === "agent") {
       var who = document.createElement("span");
       who.className = "ld-who";
-      who.textContent = "Agent";
+      who.textContent = message.agent_name || "Agent";
       bubble.appendChild(who);
     }
     bubble.appendChild(document.createTextNode(message.text));
+    var at = message.at ? new Date(message.at) : new Date();
+    if (!isNaN(at.getTime())) {
+      // Drawn by the stylesheet (::after), so the bubble's text stays the message alone.
+      bubble.setAttribute("data-time", at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+      bubble.title = at.toLocaleString();
+    }
     log.insertBefore(bubble, typing);
     if (message.author !== "customer") { setTyping(false); }
     log.scrollTop = log.scrollHeight;
   }
 
   function greet() {
-    if (data.greeting && !root.querySelector(".ld-greeting")) {
-      var bubble = document.createElement("div");
-      bubble.className = "ld-msg ld-bot ld-greeting";
-      bubble.textContent = data.greeting;
-      log.insertBefore(bubble, log.firstChild);
+    // One greeting: the bot's own (from prompts/), which the conversation then keeps, so the bot
+    // does not greet again when it answers.
+    var words = data.greeting || config.greeting;
+    if (words && !root.querySelector(".ld-greeting") && !lastId) {
+      showGreeting(words);
+      greetedWith = config.language || "";
     }
+  }
+
+  function showGreeting(words) {
+    var bubble = document.createElement("div");
+    bubble.className = "ld-msg ld-bot ld-greeting";
+    bubble.textContent = words;
+    log.insertBefore(bubble, log.firstChild);
+  }
+
+  function showPrechat() {
+    if (token || !config.prechat.enabled) { return; }
+    var fields = prechat.querySelector(".ld-fields");
+    var labels = { name: "Your name", email: "Email", phone: "Phone" };
+    var types = { name: "text", email: "email", phone: "tel" };
+    fields.innerHTML = "";
+    config.prechat.ask.forEach(function (key) {
+      var field = document.createElement("input");
+      field.name = key;
+      field.type = types[key] || "text";
+      field.placeholder = labels[key] || key;
+      field.setAttribute("aria-label", labels[key] || key);
+      if (data[key]) { field.value = data[key]; }
+      if (config.prechat.required) { field.required = true; }
+      fields.appendChild(field);
+    });
+    prechat.querySelector(".ld-skip").style.display = config.prechat.required ? "none" : "";
+    prechat.classList.add("on");
+    form.style.display = "none";
+  }
+
+  function hidePrechat() {
+    prechat.classList.remove("on");
+    form.style.display = "";
+    input.focus();
   }
 
   // ---- the API ---------------------------------------------------------------------------------
@@ -150,9 +210,12 @@
     try { window.localStorage.removeItem(storageKey); } catch (e) { /* private mode */ }
   }
 
-  function startSession() {
+  function startSession(given) {
     var known = {};
-    ["name", "email", "phone"].forEach(function (key) { if (data[key]) { known[key] = data[key]; } });
+    ["name", "email", "phone"].forEach(function (key) {
+      var value = (given && given[key]) || data[key];
+      if (value) { known[key] = value; }
+    });
     if (data.identity) {
       known.identity = data.identity;
       if (data.identityHash) { known.identity_hash = data.identityHash; }
@@ -202,7 +265,9 @@
     setNote("");
     var ready = token ? Promise.resolve() : startSession();
     return ready.then(function () {
-      return request("POST", "/api/chat/messages", { text: text, client_id: clientId });
+      var body = { text: text, client_id: clientId };
+      if (greetedWith !== null) { body.greeted = greetedWith; }
+      return request("POST", "/api/chat/messages", body);
     }).then(function (res) {
       if (res.status === 401) {
         forgetSession();
@@ -211,6 +276,7 @@
       if (res.status === 429) { setNote("You are sending messages too fast. Please wait a moment."); return; }
       if (!res.ok) { setNote(errorText(res)); return; }
       input.value = "";
+      greetedWith = null; // the conversation has the greeting now
       render({ id: res.json.id, author: "customer", text: text });
       setTyping(true);
       poll();
@@ -232,12 +298,27 @@
     if (box.classList.contains("open")) { input.focus(); }
   });
   root.querySelector(".ld-close").addEventListener("click", function () { box.classList.remove("open"); });
+  prechat.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var given = {};
+    prechat.querySelectorAll("input").forEach(function (field) {
+      if (field.value.trim()) { given[field.name] = field.value.trim(); }
+    });
+    setNote("");
+    startSession(given).then(hidePrechat).catch(function (err) { setNote(err.message); });
+  });
+  prechat.querySelector(".ld-skip").addEventListener("click", hidePrechat);
 
   function mount() {
     document.body.appendChild(host);
-    greet();
     if (data.open === "true") { box.classList.add("open"); }
-    if (token) { poll(); }
+    var lang = (navigator.language || "").slice(0, 2);
+    request("GET", "/api/chat/config?lang=" + encodeURIComponent(lang)).then(function (res) {
+      if (res.ok && res.json) { config = res.json; }
+    }).catch(function () { /* the widget works without it: no greeting, no form */ }).then(function () {
+      if (!token) { greet(); showPrechat(); }
+      if (token) { poll(); }
+    });
   }
   if (document.body) { mount(); } else { document.addEventListener("DOMContentLoaded", mount); }
 })();
