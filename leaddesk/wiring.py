@@ -186,6 +186,7 @@ def build_runtime(
         chat_limits=chat_limits or ChatLimits(),
         copilot=copilot,
         events=events,
+        prompts_health=prompts.health,
     )
     app = create_app(settings, services)
     add_health_probe(app, "workers", dispatcher.health)

@@ -76,6 +76,9 @@ class Services:
     # What the store commits, for the console's live updates (`store.events.watch` feeds it);
     # None: the console's pages still work, they just do not update by themselves.
     events: EventBus | None = None
+    # The prompts' reload state for the admins' Settings page (`bot.reload.PromptStore.health`:
+    # version in force, when it loaded, a rejected change with its problems); None: read once.
+    prompts_health: Callable[[], dict[str, Any]] | None = None
 
 
 class ApiError(Exception):

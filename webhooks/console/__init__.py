@@ -2,10 +2,11 @@
 step.
 
 Front door: `blueprint` (registered by `webhooks.create_app`). Pages: login, the inbox (live),
-leads, one lead, dashboard, notifications and (admins) the team.
+leads, one lead, dashboard, notifications and (admins) the team and the settings.
 """
 
 from webhooks.console import inbox as _inbox  # noqa: F401 - registers the inbox's views
+from webhooks.console import settings as _settings  # noqa: F401 - registers the Settings page
 from webhooks.console.views import blueprint
 
 __all__ = ["blueprint"]

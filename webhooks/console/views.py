@@ -144,6 +144,14 @@ def _iso(value: datetime | None) -> str:
     return _aware(value).astimezone(UTC).isoformat(timespec="seconds") if value else ""
 
 
+def _prompts_rejected(agent: Agent | None) -> bool:
+    """Whether admins should see that a saved prompts change was rejected."""
+    probe = services().prompts_health
+    if agent is None or not is_admin(agent) or probe is None:
+        return False
+    return bool(probe().get("rejected"))
+
+
 def _zone_name() -> str:
     return services().prompts().business.timezone
 
@@ -161,6 +169,7 @@ def _context() -> dict[str, Any]:
         "csrf_token": auth.csrf_token,
         "unread_count": unread,
         "inbox_unread": inbox_unread,
+        "prompts_rejected": _prompts_rejected(agent),
         "status_colours": catalog.status_colours(),
         "band_colours": charts.BAND_COLOURS,
         "channel_colours": charts.CHANNEL_COLOURS,
