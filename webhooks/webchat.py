@@ -48,6 +48,7 @@ from store.contacts import (
     try_normalize_phone,
 )
 from store.db import read_session
+from store.events import StoreEvent
 from store.leads import find_identity, resolve
 from store.messages import Inbound, ingest, record_outbound
 from store.models import CLAIMED, VERIFIED, Agent, ChatSession, Conversation, Message, utcnow
@@ -137,6 +138,9 @@ class _ChatState:
         self.ip_sessions = limits.ip_sessions.item()
         self.session_polls = limits.session_polls.item()
         self.waiters = threading.BoundedSemaphore(max(1, limits.max_waiters))
+        # When each session last said "typing" (announced at most every TYPING_SECONDS).
+        self.typing: dict[int, float] = {}
+        self.typing_lock = threading.Lock()
 
 
 _state_lock = threading.Lock()
@@ -373,6 +377,28 @@ def _record_greeting(first: Message, language: str, *, session: Any) -> None:
     # Shown before the visitor's first message, so it reads first everywhere.
     greeting.sent_at = greeting.created_at = first.sent_at - timedelta(milliseconds=1)
     greeting.external_id = first.external_id
+
+
+TYPING_SECONDS = 3.0
+
+
+@blueprint.post("/api/chat/typing")
+def typing():  # type: ignore[no-untyped-def]
+    """The visitor is typing: the agents with the conversation open see "typing…" for a moment."""
+    state = _state()
+    visitor = _visitor()
+    now = time.monotonic()
+    with state.typing_lock:
+        if now - state.typing.get(visitor.session_id, -TYPING_SECONDS) < TYPING_SECONDS:
+            return "", 204
+        state.typing[visitor.session_id] = now
+        if len(state.typing) > 10000:  # forget sessions that went quiet long ago
+            state.typing = {k: v for k, v in state.typing.items() if now - v < 60}
+    bus = services().events
+    conversation_id = _conversation_id(visitor.external_id)
+    if bus is not None and conversation_id is not None:
+        bus.publish([StoreEvent("typing", conversation_id=conversation_id)])
+    return "", 204
 
 
 @blueprint.get("/api/chat/messages")

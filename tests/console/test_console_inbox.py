@@ -192,3 +192,23 @@ def test_a_stale_last_event_id_asks_the_page_to_reload(app, desk):  # type: igno
     events = _next_events(stream, 1)
     stream.close()
     assert events[0][1] == "reset"
+
+
+def test_a_visitor_typing_on_the_widget_reaches_the_agents_with_a_moment_between(  # type: ignore[no-untyped-def]
+    app, desk, world
+):
+    sarah = _signed_in(app, "sarah@example.com")
+    visitor = app.test_client()
+    token = visitor.post("/api/chat/sessions").get_json()["session"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (
+        visitor.post("/api/chat/messages", json={"text": "Hello"}, headers=auth).status_code == 201
+    )
+    start = sarah.get("/console/events/poll").get_json()["last_id"]
+    assert visitor.post("/api/chat/typing", headers=auth).status_code == 204
+    assert visitor.post("/api/chat/typing", headers=auth).status_code == 204  # within 3 s: quiet
+    polled = sarah.get(f"/console/events/poll?after={start}&wait=1").get_json()
+    typing = [e for e in polled["events"] if e["kind"] == "typing"]
+    assert len(typing) == 1 and typing[0]["lead_id"] is not None
+    # Typing needs a chat session.
+    assert app.test_client().post("/api/chat/typing").status_code == 401

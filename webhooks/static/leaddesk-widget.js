@@ -285,6 +285,14 @@
     }).then(function () { send.disabled = false; input.focus(); });
   }
 
+  // The agents see "typing…" while the visitor types (at most one note every 3 seconds).
+  var typingSent = 0;
+  input.addEventListener("input", function () {
+    if (!token || Date.now() - typingSent < 3000 || !input.value.trim()) { return; }
+    typingSent = Date.now();
+    request("POST", "/api/chat/typing").catch(function () { /* only a courtesy */ });
+  });
+
   // ---- events ----------------------------------------------------------------------------------
   form.addEventListener("submit", function (event) {
     event.preventDefault();

@@ -146,10 +146,36 @@ document.addEventListener("DOMContentLoaded", function () {
     var mine = inbox && selected() &&
       (String(item.conversation_id) === selected() ||
         String(item.lead_id) === (document.querySelector(".pane") || { getAttribute: function () { return ""; } }).getAttribute("data-lead"));
+    if (item.kind === "typing") {
+      if (mine) showTyping();
+      return;
+    }
     if (item.kind === "message" && item.data && item.data.author === "customer" && !mine) beep();
-    if (mine) refreshPane(true);
+    if (mine) {
+      var note = document.getElementById("customer-typing");
+      if (note && item.kind === "message") note.hidden = true;
+      refreshPane(true);
+    }
     clearTimeout(timer);
     timer = setTimeout(refreshList, 200);
+  }
+
+  var typingTimer = null;
+  function showTyping() {
+    var pane = document.querySelector(".pane");
+    if (!pane) return;
+    var note = document.getElementById("customer-typing");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "customer-typing";
+      note.className = "muted small typing";
+      note.textContent = "The customer is typing…";
+      var timeline = document.getElementById("timeline");
+      timeline.parentNode.insertBefore(note, timeline.nextSibling);
+    }
+    note.hidden = false;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(function () { note.hidden = true; }, 6000);
   }
 
   function poll() {
