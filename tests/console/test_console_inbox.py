@@ -212,3 +212,18 @@ def test_a_visitor_typing_on_the_widget_reaches_the_agents_with_a_moment_between
     assert len(typing) == 1 and typing[0]["lead_id"] is not None
     # Typing needs a chat session.
     assert app.test_client().post("/api/chat/typing").status_code == 401
+
+
+def test_the_reply_box_says_whether_the_24_hour_window_is_open(app, desk, world):  # type: ignore[no-untyped-def]
+    sarah = _signed_in(app, "sarah@example.com")
+    room = world.conversation_of(desk["dana"], "whatsapp")
+    world.clock.advance(hours=2)
+    pane = sarah.get(f"/console/inbox/conversations/{room}").text
+    assert "24-hour window open: 21 h left." in pane
+    world.clock.advance(hours=23)
+    sarah = _signed_in(app, "sarah@example.com")  # a day later: a new sign-in
+    pane = sarah.get(f"/console/inbox/conversations/{room}").text
+    assert "24-hour window closed" in pane and "withheld" in pane
+    # Web chat has no such window.
+    web = world.conversation_of(desk["omar"], "web")
+    assert "24-hour window" not in sarah.get(f"/console/inbox/conversations/{web}").text
