@@ -163,6 +163,18 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         # The bot answers after the customer's quiet window; the open conversation shows it.
         _wait(lambda: "Bot" in sarah.find_element(By.ID, "timeline").text, 15)
         screenshot(sarah, "inbox-02-conversation-open")
+        # A canned reply, picked with "/" and filled in for the lead, is sent from the inbox.
+        from selenium.webdriver.common.keys import Keys
+
+        box = sarah.find_element(By.CSS_SELECTOR, "#reply-form textarea")
+        box.send_keys("/site")
+        _wait(lambda: sarah.find_elements(By.CSS_SELECTOR, "ul.canned li"), 5)
+        screenshot(sarah, "inbox-05-canned-reply")
+        box.send_keys(Keys.ENTER)
+        assert box.get_attribute("value").startswith("Hi Dana, Sarah Lee from Sunpeak Solar")
+        sarah.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
+        _wait(lambda: "Reply sent" in sarah.page_source, 10)
+        _wait(lambda: "Sarah Lee (agent)" in sarah.find_element(By.ID, "timeline").text, 5)
         # Ada has not read anything: both stay unread for her.
         assert ada.find_element(By.ID, "inbox-unread").text == "2"
         screenshot(ada, "inbox-03-admin-all")

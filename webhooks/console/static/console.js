@@ -227,3 +227,75 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   stream();
 })();
+
+// Canned replies: type "/" in a reply box to pick one (prompts/replies/*.md), filled in for the lead.
+(function () {
+  var cache = {};
+  var menu = null;
+  var active = 0;
+
+  function leadOf(form) {
+    var match = /\/leads\/(\d+)\/reply/.exec(form.getAttribute("action") || "");
+    return match ? match[1] : "";
+  }
+
+  function close() { if (menu) { menu.remove(); menu = null; } }
+
+  function choose(box, reply) {
+    box.value = reply.text;
+    close();
+    box.focus();
+  }
+
+  function show(box, replies) {
+    close();
+    var typed = box.value.slice(1).toLowerCase();
+    var found = replies.filter(function (r) {
+      return r.shortcut.indexOf(typed) === 0 || r.title.toLowerCase().indexOf(typed) !== -1;
+    });
+    if (!found.length) return;
+    menu = document.createElement("ul");
+    menu.className = "canned";
+    menu.setAttribute("role", "listbox");
+    active = 0;
+    found.forEach(function (reply, index) {
+      var item = document.createElement("li");
+      item.setAttribute("role", "option");
+      item.className = index === 0 ? "on" : "";
+      item.innerHTML = "<strong></strong> <span class='muted small'></span>";
+      item.querySelector("strong").textContent = "/" + reply.shortcut;
+      item.querySelector("span").textContent = reply.title;
+      item.addEventListener("mousedown", function (event) { event.preventDefault(); choose(box, reply); });
+      menu.appendChild(item);
+    });
+    menu.replies = found;
+    box.parentNode.insertBefore(menu, box.nextSibling);
+  }
+
+  document.addEventListener("input", function (event) {
+    var box = event.target;
+    if (!box.matches || !box.matches("form.reply textarea")) return;
+    if (box.value.charAt(0) !== "/" || box.value.indexOf("\n") !== -1 || box.value.indexOf(" ") !== -1) { close(); return; }
+    var lead = leadOf(box.form);
+    if (cache[lead]) { show(box, cache[lead]); return; }
+    fetch("/console/replies?lead_id=" + encodeURIComponent(lead), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : { replies: [] }; })
+      .then(function (data) { cache[lead] = data.replies || []; show(box, cache[lead]); });
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (!menu || !event.target.matches || !event.target.matches("form.reply textarea")) return;
+    var items = menu.querySelectorAll("li");
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      items[active].className = "";
+      active = (active + (event.key === "ArrowDown" ? 1 : items.length - 1)) % items.length;
+      items[active].className = "on";
+    } else if (event.key === "Enter" || event.key === "Tab") {
+      event.preventDefault();
+      choose(event.target, menu.replies[active]);
+    } else if (event.key === "Escape") {
+      close();
+    }
+  });
+})();
