@@ -16,17 +16,17 @@ from store.agents import (
     AgentError,
     agent_summary,
     check_password_rules,
-    create_agent,
     find_agent,
     list_agents,
     rotate_token,
-    set_active,
     set_password,
 )
 from store.contacts import InvalidContact
 from store.db import read_session
+from store.domain.policy import Policy
+from store.domain.waiting import add_agent, set_agent_active
 from store.linking import new_link_code
-from store.models import AGENT_ROLES
+from store.models import AGENT_ROLES, utcnow
 from store.work import open_lead_counts
 
 
@@ -214,9 +214,11 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory:
         try:
             with session_factory.begin() as session:
-                agent, token = create_agent(
+                agent, token = add_agent(
                     args.name,
                     session=session,
+                    policy=_policy(settings),
+                    now=utcnow(),
                     email=args.email,
                     role=args.role,
                     capacity=args.capacity,
@@ -236,6 +238,23 @@ def run_add(args: argparse.Namespace, settings: Settings) -> int:
         print(f"API token (shown once, keep it safe): {token}")
         print(f"Telegram copilot: send /start {code} to the bot (one-time code)")
     return 0
+
+
+def _policy(settings: Settings) -> Policy:
+    """The business rules' view of the prompts (which statuses give a lead to an agent); an empty
+    one (with a warning) when the prompts do not validate, so the team can still be managed."""
+    from bot.config import PromptError, load_prompts  # noqa: PLC0415 - brings LangGraph
+    from bot.policy import build_policy  # noqa: PLC0415 - brings LangGraph
+
+    try:
+        config = load_prompts(settings.prompts_dir)
+    except PromptError:
+        print(
+            "leaddesk: warning: the prompts do not validate; waiting leads are not assigned now",
+            file=sys.stderr,
+        )
+        return Policy()
+    return build_policy(config, takeover_fallback=settings.takeover_minutes)
 
 
 def _closed_statuses(settings: Settings) -> tuple[str, ...]:
@@ -279,7 +298,9 @@ def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
     terminal = _closed_statuses(settings)
     with open_store(settings) as session_factory, session_factory.begin() as session:
         agent = _find(session, args.agent)
-        changed = set_active(agent, args.active, session=session)
+        changed = set_agent_active(
+            agent, args.active, session=session, policy=_policy(settings), now=utcnow()
+        )
         session.flush()
         counts = open_lead_counts(session=session, terminal_statuses=terminal)
         info = agent_summary(agent, counts.get(agent.id, 0))

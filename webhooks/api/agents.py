@@ -13,19 +13,18 @@ from sqlalchemy.exc import IntegrityError
 from store.agents import (
     AgentError,
     agent_summary,
-    create_agent,
     list_agents,
-    set_active,
     set_password,
 )
 from store.agents import rotate_token as new_agent_token
 from store.contacts import InvalidContact, normalize_email
 from store.db import read_session
+from store.domain import waiting
 from store.domain.permissions import is_admin
 from store.models import Agent
 from store.work import open_lead_counts
 from webhooks.api import catalog, schemas
-from webhooks.api.base import endpoint
+from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import dump
 from webhooks.app import ApiError, services
 
@@ -87,9 +86,11 @@ def add_agent(body: schemas.AgentCreate) -> Any:
     """Create an agent; the answer holds its API token, shown this once and stored hashed."""
     try:
         with services().session_factory.begin() as session:
-            agent, token = create_agent(
+            agent, token = waiting.add_agent(
                 body.name,
                 session=session,
+                policy=catalog.policy(),
+                now=now(),
                 email=body.email,
                 role=body.role,
                 capacity=body.capacity,
@@ -140,7 +141,9 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
             if "role" in sent:
                 agent.role = body.role  # type: ignore[assignment]
             if "active" in sent:
-                set_active(agent, bool(body.active), session=session)
+                waiting.set_agent_active(
+                    agent, bool(body.active), session=session, policy=catalog.policy(), now=now()
+                )
             if "email" in sent:
                 agent.email = normalize_email(body.email) if body.email else None
                 if (

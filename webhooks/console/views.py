@@ -17,10 +17,8 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from store import identity
 from store.agents import (
     AgentError,
-    create_agent,
     list_agents,
     rotate_token,
-    set_active,
     set_password,
 )
 from store.contacts import InvalidContact
@@ -32,6 +30,7 @@ from store.domain import status as lead_status
 from store.domain.errors import RuleError
 from store.domain.permissions import is_admin, may_read_notes, visible_notes
 from store.domain.takeover import pause_by_agent, resume_by_agent
+from store.domain.waiting import add_agent, set_agent_active
 from store.leads import LeadNotFound, get_lead
 from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
 from store.query import LeadCount
@@ -841,9 +840,11 @@ def agents_create() -> Any:
             },
         )
         with services().session_factory.begin() as session:
-            created, token = create_agent(
+            created, token = add_agent(
                 body.name,
                 session=session,
+                policy=catalog.policy(),
+                now=now(),
                 email=body.email,
                 role=body.role,
                 capacity=body.capacity,
@@ -877,7 +878,9 @@ def agents_change(agent_id: int, what: str) -> Any:
             if what == "disable" and target.id == me.id:
                 flash("You cannot disable yourself.", "error")
                 return redirect(url_for("console.agents"))
-            set_active(target, what == "enable", session=session)
+            set_agent_active(
+                target, what == "enable", session=session, policy=catalog.policy(), now=now()
+            )
             shown = None
             flash(f"{target.name} is {'enabled' if target.active else 'disabled'}.", "success")
     if shown:

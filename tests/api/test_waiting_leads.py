@@ -1,0 +1,28 @@
+"""A lead that needed an agent while none was available gets one when an agent is added or
+enabled, through the API as through the console and the CLI (one rule: store.domain.waiting)."""
+
+from __future__ import annotations
+
+
+def test_adding_the_first_agent_assigns_the_lead_that_waited(world):  # type: ignore[no-untyped-def]
+    # The hottest lead reached Follow Up (which auto-assigns) before anyone could take it.
+    waiting = world.lead("Dana", status="Follow Up", score=90)
+    _admin_id, admin = world.agent("Ada", role="admin", capacity=0)  # admins with no room
+    created = admin.post("/api/agents", json={"name": "Sarah", "capacity": 5})
+    assert created.status_code == 201
+    sarah_id = created.get_json()["id"]
+    assert world.read(waiting).assigned_agent_id == sarah_id
+    notices = world.anonymous()
+    notices.token = created.get_json()["token"]
+    told = notices.get("/api/notifications").get_json()["notifications"]
+    assert any("was waiting for an agent" in n["text"] for n in told)
+
+
+def test_enabling_an_agent_assigns_waiting_leads(world):  # type: ignore[no-untyped-def]
+    _admin_id, admin = world.agent("Ada", role="admin", capacity=0)
+    mike_id, _mike = world.agent("Mike")
+    assert admin.patch(f"/api/agents/{mike_id}", json={"active": False}).status_code == 200
+    waiting = world.lead("Omar", status="Follow Up")
+    assert world.read(waiting).assigned_agent_id is None
+    assert admin.patch(f"/api/agents/{mike_id}", json={"active": True}).status_code == 200
+    assert world.read(waiting).assigned_agent_id == mike_id
