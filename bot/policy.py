@@ -26,4 +26,5 @@ def build_policy(config: PromptConfig, *, takeover_fallback: int) -> Policy:
         default_pause_minutes=business.default_pause_minutes,
         takeover_minutes=takeover_window(business.takeover_minutes, takeover_fallback),
         hours=business.hours,
+        assign_on_reply=business.assign_on_reply,
     )

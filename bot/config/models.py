@@ -349,6 +349,9 @@ class BusinessConfig(ConfigModel):
     ] = None
     quiet: QuietWindows = Field(QuietWindows(), alias="quiet_window")
     web_chat: WebChat = WebChat()
+    # An agent who replies to an unassigned lead becomes its owner (false: leads stay unassigned
+    # until someone assigns them).
+    assign_on_reply: bool = True
 
     @field_validator("languages", mode="plain")
     @classmethod

@@ -22,6 +22,7 @@ from copilot.tools.base import (
     writable,
 )
 from store.domain import takeover
+from store.domain.waiting import claim_on_reply
 from store.models import Agent, Lead
 
 
@@ -63,6 +64,8 @@ def reply_to_customer(
                 f"{name} (#{lead_id}) has never written on any channel, so there is "
                 "nowhere to send a reply."
             ) from None
+        with ctx.session_factory.begin() as session:
+            claim_on_reply(lead_id, agent_id, session=session, policy=policy(ctx))
         return (
             f"Sent to {name} (#{lead_id}) on {reply.channel} as you. The bot stays quiet for "
             f"{minutes} minutes."

@@ -47,6 +47,8 @@ class Policy:
     default_pause_minutes: int = DEFAULT_PAUSE_MINUTES
     takeover_minutes: int = DEFAULT_TAKEOVER_MINUTES
     hours: OpeningHours | None = None  # None: always open (notifications are never held back)
+    # An agent who replies to an unassigned lead becomes its owner.
+    assign_on_reply: bool = True
 
     def status(self, name: str | None) -> StatusPolicy | None:
         """The status called `name`, ignoring case and surrounding spaces."""

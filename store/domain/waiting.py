@@ -1,4 +1,5 @@
-"""Leads waiting for an agent get one as soon as one is available.
+"""Who takes a lead that has nobody: the agent who replies to it, or (for a lead waiting for an
+agent) the first agent available.
 
 A lead whose status gives it to an agent (`action: auto_assign`) stays unassigned when every agent
 is inactive or at capacity (or there is no agent yet). Such leads are assigned, oldest first, when
@@ -71,6 +72,22 @@ def assign_waiting_leads(*, session: Session, policy: Policy, now: datetime) -> 
     if assigned:
         log.info("%d waiting lead(s) assigned now that an agent is available", len(assigned))
     return assigned
+
+
+def claim_on_reply(lead_id: int, agent_id: int, *, session: Session, policy: Policy) -> bool:
+    """An agent who answers an unassigned lead becomes its owner (business.yaml
+    `assign_on_reply`); whether they did. A lead someone took meanwhile keeps its owner."""
+    if not policy.assign_on_reply:
+        return False
+    lead = session.get(Lead, lead_id, with_for_update=True)
+    agent = session.get(Agent, agent_id)
+    if lead is None or agent is None or not agent.active:
+        return False
+    if lead.assigned_agent_id is not None or lead.locked or lead.merged_into_id is not None:
+        return False
+    assign_lead(lead, agent, session=session, actor="agent", by_agent=agent)
+    log.info("lead %s: assigned to agent %s, who replied to it", lead_id, agent_id)
+    return True
 
 
 def add_agent(

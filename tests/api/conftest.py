@@ -60,6 +60,7 @@ class Business:
     default_pause_minutes: int = 60
     takeover_minutes: int | None = None
     hours: None = None
+    assign_on_reply: bool = True
 
 
 @dataclass

@@ -26,3 +26,24 @@ def test_enabling_an_agent_assigns_waiting_leads(world):  # type: ignore[no-unty
     assert world.read(waiting).assigned_agent_id is None
     assert admin.patch(f"/api/agents/{mike_id}", json={"active": True}).status_code == 200
     assert world.read(waiting).assigned_agent_id == mike_id
+
+
+def test_replying_to_an_unassigned_lead_makes_the_agent_its_owner(world):  # type: ignore[no-untyped-def]
+    sarah_id, sarah = world.agent("Sarah")
+    lead_id = world.lead("Dana", channel="messenger")
+    world.customer_message(lead_id, "Anyone there?", channel="messenger")
+    assert sarah.post(f"/api/leads/{lead_id}/reply", json={"text": "Hi Dana!"}).status_code == 201
+    assert world.read(lead_id).assigned_agent_id == sarah_id
+    # A lead with an owner keeps it (an admin answering does not take it over).
+    _admin_id, admin = world.agent("Ada", role="admin")
+    assert admin.post(f"/api/leads/{lead_id}/reply", json={"text": "Ada here"}).status_code == 201
+    assert world.read(lead_id).assigned_agent_id == sarah_id
+
+
+def test_replying_leaves_the_lead_unassigned_when_business_yaml_says_so(world, prompts):  # type: ignore[no-untyped-def]
+    prompts.business.assign_on_reply = False
+    _sarah_id, sarah = world.agent("Sarah")
+    lead_id = world.lead("Omar", channel="web")
+    world.customer_message(lead_id, "Hello?", channel="web")
+    assert sarah.post(f"/api/leads/{lead_id}/reply", json={"text": "Hi!"}).status_code == 201
+    assert world.read(lead_id).assigned_agent_id is None

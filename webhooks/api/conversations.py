@@ -15,6 +15,7 @@ from bot import Outbox
 from bot.takeover import send_agent_reply
 from store.db import read_session
 from store.domain.takeover import pause_by_agent, resume_by_agent
+from store.domain.waiting import claim_on_reply
 from store.models import Agent, Conversation, Lead, Message
 from webhooks.api import catalog, schemas
 from webhooks.api import lead_edits as edits
@@ -82,6 +83,8 @@ def send_reply(
         )
     except (LookupError, ValueError) as exc:
         raise ApiError(409, "cannot_reply", str(exc) or "the reply could not be sent") from None
+    with svc.session_factory.begin() as session:
+        claim_on_reply(lead_id, agent.id, session=session, policy=catalog.policy())
     with read_session(svc.session_factory) as session:
         message = _sent_message(result, lead_id, agent.id, session=session)
         after = session.get(Lead, lead_id)
