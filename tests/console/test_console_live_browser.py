@@ -175,8 +175,14 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         sarah.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
         _wait(lambda: "Reply sent" in sarah.page_source, 10)
         _wait(lambda: "Sarah Lee (agent)" in sarah.find_element(By.ID, "timeline").text, 5)
-        # Ada has not read anything: both stay unread for her.
-        assert ada.find_element(By.ID, "inbox-unread").text == "2"
+        # Replying made Sarah the owner: the conversation left the Unassigned tab.
+        assert "Dana Whitfield" not in _rows_text(sarah)
+        sarah.find_element(By.CSS_SELECTOR, "nav.tabs a[data-tab=mine]").click()
+        _wait(lambda: "Dana Whitfield" in _rows_text(sarah), 5)
+        screenshot(sarah, "inbox-06-mine-after-reply")
+        # Ada has read nothing; her count is her own and unassigned conversations, so Dana's (now
+        # Sarah's) left it, live.
+        _wait(lambda: ada.find_element(By.ID, "inbox-unread").text == "1", SEEN_WITHIN)
         screenshot(ada, "inbox-03-admin-all")
 
 

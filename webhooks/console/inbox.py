@@ -40,7 +40,9 @@ SHOWN_MESSAGES = 100
 # A stream ends after this long and the browser reconnects with Last-Event-ID (frees the thread
 # now and then, and survives proxies that cut idle connections).
 STREAM_SECONDS = 55.0
-KEEPALIVE_SECONDS = 15.0
+# Also how soon a stream whose browser went away (a page change) gives its thread back: waitress
+# only notices a closed connection when it writes.
+KEEPALIVE_SECONDS = 5.0
 # Channels where Meta allows free-form replies only within 24 hours of the customer's last message.
 WINDOWED_CHANNELS = ("whatsapp", "messenger", "instagram")
 TAB_LABELS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All", "waiting": "Waiting"}
@@ -254,7 +256,13 @@ def events_poll() -> Any:
         return jsonify({"events": [], "last_id": ""})
     after = request.args.get("after") or None
     wait = min(20.0, max(0.0, _float(request.args.get("wait"))))
-    batch = bus.read(after, timeout=wait) if after else []
+    # A waiting poll holds a thread like a stream does: past the slots, answer at once.
+    seat = wait > 0 and _streams.enter(services().chat_limits.max_waiters)
+    try:
+        batch = bus.read(after, timeout=wait if seat else 0.0) if after else []
+    finally:
+        if seat:
+            _streams.leave()
     last = batch[-1].id if batch else (after or bus.last_id())
     shown = _visible(batch, (agent.id, is_admin(agent)))
     return jsonify({"events": [json.loads(_json(e)) for e in shown], "last_id": last})

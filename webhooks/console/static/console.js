@@ -181,13 +181,16 @@ document.addEventListener("DOMContentLoaded", function () {
   function poll() {
     say("Live updates: polling");
     var go = function () {
+      var started = Date.now();
       fetch(pollUrl + "?wait=15&after=" + encodeURIComponent(lastId), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : { events: [], last_id: lastId }; })
         .then(function (data) {
           var first = !lastId;
           (data.events || []).forEach(handle);
           lastId = data.last_id || lastId;
-          setTimeout(go, first ? 0 : 500);
+          // Nothing, at once: the server has no thread to wait with; ask again a little later.
+          var busy = !(data.events || []).length && Date.now() - started < 1000;
+          setTimeout(go, first ? 0 : (busy ? 3000 : 300));
         })
         .catch(function () { setTimeout(go, 5000); });
     };
@@ -197,6 +200,8 @@ document.addEventListener("DOMContentLoaded", function () {
   function stream() {
     if (!window.EventSource) { poll(); return; }
     var source = new EventSource(eventsUrl);
+    // Leaving the page frees the server's thread at once rather than at the next keep-alive.
+    window.addEventListener("pagehide", function () { source.close(); });
     var opened = false;
     source.onopen = function () { opened = true; say("Live updates: on"); };
     ["message", "lead", "notification", "typing", "reset"].forEach(function (kind) {
