@@ -31,7 +31,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
@@ -49,7 +48,7 @@ from store.contacts import (
 )
 from store.db import read_session
 from store.events import StoreEvent
-from store.leads import find_identity, resolve
+from store.leads import find_identity, get_conversation, resolve
 from store.messages import Inbound, ingest, record_outbound
 from store.models import CLAIMED, VERIFIED, Agent, ChatSession, Conversation, Message, utcnow
 from webhooks import ratelimit
@@ -341,12 +340,12 @@ def post_message():  # type: ignore[no-untyped-def]
     greeted = data.get("greeted")
     try:
         with svc.session_factory.begin() as session:
+            if isinstance(greeted, str):
+                _record_greeting(visitor.external_id, greeted, session=session)
             ingested = ingest(inbound, session=session, region=svc.settings.default_region)
             message_id = ingested.message.id
             conversation_id = ingested.message.conversation_id
             pending = ingested.message.processed_at is None
-            if isinstance(greeted, str) and not ingested.duplicate:
-                _record_greeting(ingested.message, greeted, session=session)
     except SQLAlchemyError:
         log.exception("web chat: could not store a message")
         raise ApiError(
@@ -357,26 +356,33 @@ def post_message():  # type: ignore[no-untyped-def]
     return jsonify({"id": message_id}), 200 if ingested.duplicate else 201
 
 
-def _record_greeting(first: Message, language: str, *, session: Any) -> None:
-    """The widget showed the bot's greeting before the visitor wrote: keep it in the conversation
-    (where the agents see it) so that the bot does not greet a second time. Only the server's own
-    greeting text is recorded, and only before the business has said anything in the room."""
+def _record_greeting(external_id: str, language: str, *, session: Any) -> None:
+    """The widget showed the bot's greeting before the visitor wrote: keep it in the conversation,
+    before their first message (where the agents see it), so that the bot does not greet a second
+    time. Only the server's own greeting text is recorded, and only before the business has said
+    anything in the room."""
+    svc = services()
+    region = svc.settings.default_region
+    lead = resolve(CHANNEL, external_id, session=session, region=region, trust=VERIFIED)
+    identity = find_identity(CHANNEL, external_id, session=session)
+    conversation = get_conversation(lead, CHANNEL, session=session, identity=identity)
     spoken = session.scalar(
         select(Message.id)
-        .where(Message.conversation_id == first.conversation_id, Message.direction == "out")
+        .where(Message.conversation_id == conversation.id, Message.direction == "out")
         .limit(1)
     )
     if spoken is not None:
         return
-    text = services().prompts().template("greeting", _greeting_language(language))
-    if not text:
-        return
-    greeting = record_outbound(
-        first.conversation, text, session=session, kind="greeting", delivery_status="delivered"
-    )
-    # Shown before the visitor's first message, so it reads first everywhere.
-    greeting.sent_at = greeting.created_at = first.sent_at - timedelta(milliseconds=1)
-    greeting.external_id = first.external_id
+    text = svc.prompts().template("greeting", _greeting_language(language))
+    if text:
+        record_outbound(
+            conversation,
+            text,
+            session=session,
+            kind="greeting",
+            delivery_status="delivered",
+            external_id=external_id,
+        )
 
 
 TYPING_SECONDS = 3.0

@@ -12,6 +12,7 @@ import http.client
 import json
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -127,16 +128,27 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
 
     base = server.url
     assert base is not None
-    with (
-        open_browser(chromium, tmp_path / "sarah") as sarah,
-        open_browser(chromium, tmp_path / "ada") as ada,
-    ):
+    with ExitStack() as stack:
+        sarah = stack.enter_context(open_browser(chromium, tmp_path / "sarah"))
+        ada = stack.enter_context(open_browser(chromium, tmp_path / "ada"))
         _sign_in(sarah, base, "sarah@example.com", "pw-sarah-1", "/console/inbox?tab=unassigned")
         _sign_in(ada, base, "ada@example.com", "pw-ada-1", "/console/inbox?tab=all")
         assert "No conversations here" in _rows_text(sarah)
 
+        # A customer writes on the web widget (the demo page embeds it).
+        customer = stack.enter_context(open_browser(chromium, tmp_path / "customer"))
+        customer.get(base + "/")
+        _wait(
+            lambda: customer.execute_script("return !!document.getElementById('leaddesk-widget')"),
+            10,
+        )
+        widget = customer.find_element(By.ID, "leaddesk-widget").shadow_root
+        _wait(lambda: widget.find_elements(By.CSS_SELECTOR, ".ld-greeting"), 10)
+        widget.find_element(By.CSS_SELECTOR, ".ld-input").send_keys(
+            "Hi! Do you install home batteries?"
+        )
         sent = time.monotonic()
-        _chat(base, "Hi! Do you install home batteries?")
+        widget.find_element(By.CSS_SELECTOR, ".ld-send").click()
         for driver in (sarah, ada):
             _wait(lambda d=driver: "home batteries" in _rows_text(d), SEEN_WITHIN)
         assert time.monotonic() - sent < SEEN_WITHIN + 0.5
