@@ -464,3 +464,18 @@ class ConsoleSession(Base):
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# An agent's leads by last activity (last contact, or creation if never contacted): an agent's
+# stale leads are one range of it. The columns the expression reads, the status (stale leaves the
+# terminal ones out) and the id ride along (INCLUDE, PostgreSQL only), so the list's count of them
+# is an index-only scan; SQLite's index carries the id itself.
+Index(
+    "ix_leads_live_agent_activity",
+    Lead.archived,
+    Lead.assigned_agent_id,
+    func.coalesce(Lead.last_contacted_at, Lead.created_at),
+    postgresql_include=["last_contacted_at", "created_at", "status", "id"],
+    sqlite_where=text("merged_into_id IS NULL"),
+    postgresql_where=text("merged_into_id IS NULL"),
+)
