@@ -1,0 +1,126 @@
+"""The lead list queries that were still slow at a million leads, by their plan on PostgreSQL: an
+agent's stale count on an index alone, an offset page's ids from the index alone, a deep cursor by
+last contact starting inside the index.
+
+The table here is small, so sequential and bitmap scans are switched off for the transaction: the
+planner then shows which index it can answer from, and whether it must visit the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ClauseElement, Executable
+
+from store import make_engine
+from store.models import Agent, Lead
+from store.query import LeadQuery, after_cursor, build_lead_query, order_leads
+
+NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.postgres
+
+
+class _Explain(Executable, ClauseElement):
+    inherit_cache = False
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+
+
+@compiles(_Explain)
+def _explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN " + str(compiler.process(element.statement, **kw))
+
+
+@pytest.fixture
+def pg_session(postgres_url: str) -> Iterator[Session]:
+    """The session's PostgreSQL database with a few leads, in a transaction rolled back after."""
+    engine: Engine = make_engine(postgres_url)
+    with Session(engine) as session:
+        agent = Agent(
+            name="Ana",
+            email="ana@desk.example",
+            role="agent",
+            active=True,
+            capacity=10,
+            token_hash="count-plans-ana",
+        )
+        session.add(agent)
+        session.flush()
+        for i in range(40):
+            created = NOW - timedelta(days=i)
+            session.add(
+                Lead(
+                    name=f"Lead {i}",
+                    status="Interested" if i % 2 else "New",
+                    score=i * 2,
+                    assigned_agent_id=agent.id if i % 3 else None,
+                    created_at=created,
+                    last_contacted_at=None if i % 5 == 0 else created + timedelta(hours=1),
+                    score_factors=[],
+                    interests=[],
+                    objections=[],
+                    tags=[],
+                    custom_fields={},
+                )
+            )
+        session.flush()
+        session.execute(text("SET LOCAL enable_seqscan = off"))
+        session.execute(text("SET LOCAL enable_bitmapscan = off"))
+        yield session
+        session.rollback()
+    engine.dispose()
+
+
+def explain(session: Session, stmt: Any) -> str:
+    return "\n".join(line for (line,) in session.execute(_Explain(stmt)))
+
+
+def count_statement(q: LeadQuery) -> Any:
+    """The statement `count_leads_capped` runs (capped at 10,000)."""
+    matches = build_lead_query(q, now=NOW).with_only_columns(Lead.id).limit(10_001).subquery()
+    return select(func.count()).select_from(matches)
+
+
+@pytest.mark.parametrize("terminal", [(), ("Converted", "Not Interested")])
+def test_an_agents_stale_count_is_an_index_only_scan(
+    pg_session: Session, terminal: tuple[str, ...]
+) -> None:
+    agent_id = pg_session.scalar(select(Agent.id))
+    q = LeadQuery(agent_id=agent_id, stale_days=7, terminal_statuses=terminal)
+    shown = explain(pg_session, count_statement(q))
+    assert "Index Only Scan using ix_leads_live_agent_activity" in shown, shown
+    index_cond = next(line for line in shown.splitlines() if "Index Cond" in line)
+    assert "COALESCE(last_contacted_at, created_at)) <" in index_cond, shown
+
+
+def test_an_offset_page_finds_its_ids_on_the_index_alone(pg_session: Session) -> None:
+    q = LeadQuery(offset=20)
+    ids = order_leads(build_lead_query(q, now=NOW).with_only_columns(Lead.id), q.sort)
+    shown = explain(pg_session, ids.limit(50).offset(20))
+    assert "Index Only Scan Backward using ix_leads_live_created" in shown, shown
+    assert "Sort" not in shown, shown
+
+
+def test_a_deep_cursor_by_last_contact_starts_inside_the_index(pg_session: Session) -> None:
+    sort = "-last_contacted_at"
+    stmt = after_cursor(build_lead_query(LeadQuery(sort=sort), now=NOW), sort, NOW, 10)
+    shown = explain(pg_session, order_leads(stmt, sort).limit(51))
+    assert "Index Scan using ix_leads_live_contacted_desc" in shown, shown
+    index_cond = next(line for line in shown.splitlines() if "Index Cond" in line)
+    assert "last_contacted_at <=" in index_cond, shown
+    assert "Sort" not in shown, shown
+    # Once the page reaches the never-contacted leads, they too are one range of that index.
+    empty = after_cursor(build_lead_query(LeadQuery(sort=sort), now=NOW), sort, None, 10)
+    shown = explain(pg_session, order_leads(empty, sort).limit(51))
+    assert "Index Scan using ix_leads_live_contacted_desc" in shown, shown
+    index_cond = next(line for line in shown.splitlines() if "Index Cond" in line)
+    assert "last_contacted_at IS NULL" in index_cond and "id <" in index_cond, shown
+    assert "Sort" not in shown, shown
