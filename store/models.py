@@ -466,16 +466,19 @@ class ConsoleSession(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-# An agent's leads by last activity (last contact, or creation if never contacted): an agent's
-# stale leads are one range of it. The columns the expression reads, the status (stale leaves the
-# terminal ones out) and the id ride along (INCLUDE, PostgreSQL only), so the list's count of them
-# is an index-only scan; SQLite's index carries the id itself.
+# An agent's leads newest first (a rep's own list), then each lead's last activity (last contact,
+# or creation if never contacted), as ix_leads_live_created has them for the whole desk: the page
+# reads in order and an agent's stale leads are skipped to inside the index. The last contact and
+# the status ride along (INCLUDE, PostgreSQL only), so counting an agent's stale leads is an
+# index-only scan; PostgreSQL takes one only when every column the query names is in the index.
 Index(
-    "ix_leads_live_agent_activity",
+    "ix_leads_live_agent_created",
     Lead.archived,
     Lead.assigned_agent_id,
+    Lead.created_at,
+    Lead.id,
     func.coalesce(Lead.last_contacted_at, Lead.created_at),
-    postgresql_include=["last_contacted_at", "created_at", "status", "id"],
+    postgresql_include=["last_contacted_at", "status"],
     sqlite_where=text("merged_into_id IS NULL"),
     postgresql_where=text("merged_into_id IS NULL"),
 )
