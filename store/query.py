@@ -230,13 +230,17 @@ def after_cursor(stmt: Select[Lead], sort: str, value: Any, last_id: int) -> Sel
 def query_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) -> list[Lead]:
     """One page of leads matching `q`, with identities and agent loaded.
 
-    An offset page finds its ids first, on the index alone where the filter allows it, then loads
-    those leads: the skipped leads cost an index entry each rather than a row.
+    The page finds its ids first, then loads those leads: on PostgreSQL always, since the indexes
+    the pages walk carry the filtered columns, so a filter that skips thousands of leads skips
+    index entries rather than rows; on SQLite for an offset page (the skipped leads cost an entry
+    of the sort's index each rather than a row).
     """
     if q.after is not None and q.offset:
         raise ValueError("a page starts at an offset or after a cursor, not both")
     key = q.sort.lstrip("-")
-    walk = session.get_bind().dialect.name == "sqlite" and key not in ("score", "last_contacted_at")
+    dialect = session.get_bind().dialect.name
+    walk = dialect == "sqlite" and key not in ("score", "last_contacted_at")
+    ids_first = dialect == "postgresql" or q.offset > 0
     limit = max(1, min(q.limit, 1000))
     stmt = build_lead_query(q, now=now, walk_sort_index=walk)
     if q.after_id is not None:
@@ -248,17 +252,21 @@ def query_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) 
         if value is not None and column is not None and column.nullable:
             empty_block = stmt.where(getattr(Lead, key).is_(None))
         stmt = after_cursor(stmt, q.sort, value, last_id)
-    if q.offset > 0:
-        ids = order_leads(stmt.with_only_columns(Lead.id), q.sort)
-        ids = ids.limit(limit).offset(q.offset)
-        stmt = select(Lead).where(Lead.id.in_(ids.scalar_subquery()))
-    rows = _load_page(order_leads(stmt, q.sort).limit(limit), session)
+    rows = _load_page(stmt, q.sort, limit, max(0, q.offset), session, ids_first=ids_first)
     if empty_block is not None and len(rows) < limit:
-        rows += _load_page(order_leads(empty_block, q.sort).limit(limit - len(rows)), session)
+        more = _load_page(empty_block, q.sort, limit - len(rows), 0, session, ids_first=ids_first)
+        rows += more
     return rows
 
 
-def _load_page(stmt: Select[Lead], session: Session) -> list[Lead]:
+def _load_page(
+    stmt: Select[Lead], sort: str, limit: int, offset: int, session: Session, *, ids_first: bool
+) -> list[Lead]:
+    if ids_first:
+        ids = order_leads(stmt.with_only_columns(Lead.id), sort).limit(limit).offset(offset)
+        stmt = select(Lead).where(Lead.id.in_(ids.scalar_subquery()))
+        offset = 0
+    stmt = order_leads(stmt, sort).limit(limit).offset(offset)
     stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
     return list(session.scalars(stmt))
 

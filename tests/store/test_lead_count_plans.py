@@ -13,14 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, event, func, insert, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from store import make_engine
 from store.models import Agent, Lead
-from store.query import LeadQuery, after_cursor, build_lead_query, order_leads
+from store.query import LeadQuery, after_cursor, build_lead_query, order_leads, query_leads
 
 NOW = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -141,3 +141,39 @@ def test_a_deep_cursor_by_last_contact_starts_inside_the_index(pg_session: Sessi
     index_cond = next(line for line in shown.splitlines() if "Index Cond" in line)
     assert "last_contacted_at IS NULL" in index_cond and "id <" in index_cond, shown
     assert "Sort" not in shown, shown
+
+
+def page_plan(session: Session, q: LeadQuery) -> str:
+    """The plan of the statement `query_leads` sends first for `q` (the page itself)."""
+    sent: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        sent.append((statement, parameters))
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        query_leads(q, session=session, now=NOW)
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
+    statement, parameters = sent[0]
+    rows = session.connection().exec_driver_sql("EXPLAIN " + statement, parameters)
+    return "\n".join(line for (line,) in rows)
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        LeadQuery(hot=True, unassigned=True, status=["Interested"]),
+        LeadQuery(score_min=40, score_max=60),
+        LeadQuery(stale_days=14),
+        LeadQuery(contacted_from=NOW - timedelta(days=30)),
+    ],
+)
+def test_a_filtered_page_finds_its_ids_on_the_newest_first_index_alone(
+    pg_session: Session, q: LeadQuery
+) -> None:
+    shown = page_plan(pg_session, q)
+    assert "Index Only Scan Backward using ix_leads_live_created" in shown, shown
+    # Only the page's own leads are read from the table, by id.
+    assert "Index Scan using leads_pkey" in shown, shown

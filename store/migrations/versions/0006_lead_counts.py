@@ -10,7 +10,12 @@ index held the agent with the creation date or the last activity (last contact, 
 never contacted). This one holds the agent's leads newest first and then the last activity, as
 ix_leads_live_created does for the whole desk; on PostgreSQL it also carries (INCLUDE) the last
 contact and the status, so the stale count is an index-only scan: PostgreSQL's planner takes one
-only when every column the query names is in the index as itself. Data is untouched.
+only when every column the query names is in the index as itself.
+
+On PostgreSQL the newest-first index of the whole desk carries the columns the usual filters read
+(status, score, assignment, last contact) the same way, and a page finds its 50 ids on the index
+before loading those leads: "hot, unassigned, Interested" skipped 7,600 rows to find 50 (50-100 ms
+on a loaded machine), now 7,600 index entries (1.5 ms). Data is untouched.
 """
 
 import sqlalchemy as sa
@@ -22,7 +27,25 @@ branch_labels = None
 depends_on = None
 
 
+CREATED: list[str | sa.TextClause] = [
+    "archived",
+    "created_at",
+    "id",
+    sa.text("coalesce(last_contacted_at, created_at)"),
+]
+
+
 def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_leads_live_created", table_name="leads")
+        op.create_index(
+            "ix_leads_live_created",
+            "leads",
+            CREATED,
+            unique=False,
+            postgresql_include=["status", "score", "assigned_agent_id", "last_contacted_at"],
+            postgresql_where=sa.text("merged_into_id IS NULL"),
+        )
     with op.batch_alter_table("leads", schema=None) as batch_op:
         batch_op.create_index(
             "ix_leads_live_agent_created",
@@ -43,3 +66,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("leads", schema=None) as batch_op:
         batch_op.drop_index("ix_leads_live_agent_created")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_leads_live_created", table_name="leads")
+        op.create_index(
+            "ix_leads_live_created",
+            "leads",
+            CREATED,
+            unique=False,
+            postgresql_where=sa.text("merged_into_id IS NULL"),
+        )
