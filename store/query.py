@@ -230,17 +230,18 @@ def after_cursor(stmt: Select[Lead], sort: str, value: Any, last_id: int) -> Sel
 def query_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) -> list[Lead]:
     """One page of leads matching `q`, with identities and agent loaded.
 
-    The page finds its ids first, then loads those leads: on PostgreSQL always, since the indexes
-    the pages walk carry the filtered columns, so a filter that skips thousands of leads skips
-    index entries rather than rows; on SQLite for an offset page (the skipped leads cost an entry
-    of the sort's index each rather than a row).
+    The page finds its ids first, then loads those leads: on PostgreSQL unless it searches text,
+    since the indexes the pages walk carry the filtered columns (not the searched ones), so a
+    filter that skips thousands of leads skips index entries rather than rows; and on both for an
+    offset page (the skipped leads cost an entry of the sort's index each rather than a row).
     """
     if q.after is not None and q.offset:
         raise ValueError("a page starts at an offset or after a cursor, not both")
     key = q.sort.lstrip("-")
     dialect = session.get_bind().dialect.name
     walk = dialect == "sqlite" and key not in ("score", "last_contacted_at")
-    ids_first = dialect == "postgresql" or q.offset > 0
+    searching = bool(q.search and q.search.strip())
+    ids_first = (dialect == "postgresql" and not searching) or q.offset > 0
     limit = max(1, min(q.limit, 1000))
     stmt = build_lead_query(q, now=now, walk_sort_index=walk)
     if q.after_id is not None:
