@@ -11,7 +11,10 @@ current schema and timed again without seeding, so a 1,000,000-lead desk is buil
 
 For each filter it reports how many leads match and the p50/p95 wall time of one page (50 leads,
 identities and agent loaded, in a fresh read session, as the CLI and API do) and of the count the
-lists show (`count_leads_capped`: exact up to 10,000, "10,000+" beyond).
+lists show (`count_leads_capped`: exact up to 10,000, "10,000+" beyond; a text search up to 1,000,
+"1,000+" beyond). A cursor's count is its list's. On PostgreSQL it also reports the server's own
+time for each (EXPLAIN ANALYZE of the statements sent, median of 5), which a loaded machine
+does not inflate the way it does the wall clock.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -34,11 +39,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import phonenumbers  # noqa: E402
-from sqlalchemy import Engine, func, insert, select, text  # noqa: E402
+from sqlalchemy import Engine, event, func, insert, select, text  # noqa: E402
 
 from store import make_engine, make_session_factory, read_session, upgrade  # noqa: E402
 from store.models import Agent, Identity, Lead  # noqa: E402
-from store.query import LeadQuery, count_leads, count_leads_capped, query_leads  # noqa: E402
+from store.query import (  # noqa: E402
+    LeadQuery,
+    build_lead_query,
+    count_leads,
+    count_leads_capped,
+    order_leads,
+    query_leads,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 STATUSES = [
@@ -294,6 +306,29 @@ def seeded_samples(engine: Engine, leads: int) -> dict[str, Any]:
     return {"phone": row.phone, "name": row.name.split()[0], "agent_id": agent_ids[3], "seconds": 0}
 
 
+def cursors(engine: Engine, leads: int) -> dict[str, Any]:
+    """Keyset cursors (sort value, id) by last contact, newest first: 5,000 leads deep (at most
+    half the desk), and at the last lead ever contacted (the next page is the never-contacted
+    leads, which come last).
+    """
+    sort = "-last_contacted_at"
+    ordered = order_leads(build_lead_query(LeadQuery(), now=NOW), sort)
+    with engine.connect() as conn:
+        deep = conn.execute(
+            ordered.with_only_columns(Lead.last_contacted_at, Lead.id)
+            .offset(min(4999, leads // 2))
+            .limit(1)
+        ).one()
+        last = conn.execute(
+            build_lead_query(LeadQuery(), now=NOW)
+            .with_only_columns(Lead.last_contacted_at, Lead.id)
+            .where(Lead.last_contacted_at.is_not(None))
+            .order_by(Lead.last_contacted_at, Lead.id)
+            .limit(1)
+        ).one()
+    return {"deep_contact": tuple(deep), "last_contact": tuple(last)}
+
+
 def national_format(phone: str) -> str:
     """The lead's number as a person of its country types it (e.g. "020 7050 0001")."""
     number = phonenumbers.parse(phone)
@@ -329,6 +364,17 @@ def filters(samples: dict[str, Any]) -> list[tuple[str, LeadQuery]]:
         ("sort last_contacted", LeadQuery(sort="last_contacted_at")),
         ("sort -last_contacted", LeadQuery(sort="-last_contacted_at")),
         ("page at offset 5000", LeadQuery(offset=5000)),
+        ("page at offset 50000", LeadQuery(offset=50000)),
+        # The API's and console's next page (a keyset cursor): by last contact, newest first,
+        # 5,000 leads deep, and from the last contacted lead into the never-contacted ones.
+        (
+            "cursor 5000 deep, -contact",
+            LeadQuery(sort="-last_contacted_at", after=samples["deep_contact"]),
+        ),
+        (
+            "cursor into never-contacted",
+            LeadQuery(sort="-last_contacted_at", after=samples["last_contact"]),
+        ),
         # Not a list: one lead by its key, the fixed cost of a page and a count on this machine
         # at this moment (sessions, loading, the machine's load), to read the others against.
         ("one lead by id (floor)", LeadQuery(ids=[samples["agent_id"]])),
@@ -342,6 +388,38 @@ def _timed(fn: Callable[[], Any], repeat: int) -> tuple[list[float], Any]:
         result = fn()
         times.append((time.perf_counter() - started) * 1000)
     return times, result
+
+
+def server_ms(engine: Engine, fn: Callable[[], Any], repeat: int = 5) -> float | None:
+    """PostgreSQL's own time for what `fn` sends: every SELECT it runs (a page's query, its
+    identities and agents), run again under EXPLAIN ANALYZE, execution times summed; the median of
+    `repeat` runs. It leaves out the client (Python, the driver, waiting for a core), which on a
+    loaded machine is most of the wall clock. None on other backends.
+    """
+    if engine.dialect.name != "postgresql":
+        return None
+    sent: list[tuple[str, Any]] = []
+
+    def grab(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            sent.append((statement, parameters))
+
+    totals = []
+    for _ in range(repeat):
+        sent.clear()
+        event.listen(engine, "before_cursor_execute", grab)
+        try:
+            fn()
+        finally:
+            event.remove(engine, "before_cursor_execute", grab)
+        total = 0.0
+        with engine.connect() as conn:
+            for statement, parameters in sent:
+                plan = conn.exec_driver_sql("EXPLAIN (ANALYZE) " + statement, parameters).all()
+                found = re.search(r"Execution Time: ([\d.]+)", plan[-1][0])
+                total += float(found.group(1)) if found else 0.0
+        totals.append(total)
+    return statistics.median(totals)
 
 
 def _p(values: list[float], q: float) -> float:
@@ -368,6 +446,7 @@ def run(
             print(f"\n[{label}] seeding {leads:,} leads ...", flush=True)
             samples = seed(engine, leads, random.Random(rng_seed))
             print(f"[{label}] seeded in {samples['seconds']:.1f}s", flush=True)
+        samples.update(cursors(engine, leads))
         print(f"[{label}] national-format phone search: {national_format(samples['phone'])!r}")
         factory = make_session_factory(engine)
         results = []
@@ -386,6 +465,7 @@ def run(
             count_times, shown = _timed(count, max(3, repeat // 3))
             with read_session(factory) as session:
                 matches = count_leads(q, session=session)  # exact, untimed: the table's column
+            page_server, count_server = server_ms(engine, page), server_ms(engine, count)
             results.append(
                 {
                     "filter": name,
@@ -396,6 +476,8 @@ def run(
                     "page_p95": _p(page_times, 0.95),
                     "count_p50": _p(count_times, 0.5),
                     "count_p95": _p(count_times, 0.95),
+                    "page_server": page_server,
+                    "count_server": count_server,
                 }
             )
         _print(label, leads, results)
@@ -411,14 +493,20 @@ def run(
 
 def _print(label: str, leads: int, results: list[dict[str, Any]]) -> None:
     print(f"\n{label}: {leads:,} leads; milliseconds per query (page = 50 leads with identities)")
+    print("(server: the database's own execution time, EXPLAIN ANALYZE, median of 5)")
     print(
-        f"{'filter':<26}{'matches':>9}{'shown':>9}{'page p50':>10}{'page p95':>10}"
-        f"{'count p50':>11}{'count p95':>11}"
+        f"{'filter':<28}{'matches':>9}{'shown':>9}{'page p50':>10}{'page p95':>10}"
+        f"{'count p50':>11}{'count p95':>11}{'server page':>13}{'server count':>14}"
     )
+
+    def server(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
     for r in results:
         print(
-            f"{r['filter']:<26}{r['matches']:>9,}{r['shown']:>9}{r['page_p50']:>10.1f}"
+            f"{r['filter']:<28}{r['matches']:>9,}{r['shown']:>9}{r['page_p50']:>10.1f}"
             f"{r['page_p95']:>10.1f}{r['count_p50']:>11.1f}{r['count_p95']:>11.1f}"
+            f"{server(r['page_server']):>13}{server(r['count_server']):>14}"
         )
 
 

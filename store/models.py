@@ -106,13 +106,15 @@ class Lead(Base):
         # Measured by benchmarks/lead_query.py.
         # Newest first in the sort's full order (created_at, id), then the stale filter's
         # expression, whether the lead was heard from since: a stale page skips the recent leads
-        # inside the index.
+        # inside the index. On PostgreSQL it carries the columns the usual filters read (INCLUDE),
+        # so a page's ids come from the index alone, however many leads a filter skips.
         Index(
             "ix_leads_live_created",
             "archived",
             "created_at",
             "id",
             func.coalesce(text("last_contacted_at"), text("created_at")),
+            postgresql_include=["status", "score", "assigned_agent_id", "last_contacted_at"],
             **_LIVE,
         ),
         # With id, the whole sort key (score, id): a page by score reads the index in order.
@@ -464,6 +466,27 @@ class ConsoleSession(Base):
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# An agent's leads newest first (a rep's own list), then each lead's last activity (last contact,
+# or creation if never contacted), as ix_leads_live_created has them for the whole desk: the page
+# reads in order and an agent's stale leads are skipped to inside the index. The last contact and
+# the status ride along (INCLUDE), so counting an agent's stale leads is an index-only scan;
+# PostgreSQL takes one only when every column the query names is in the index. Not on SQLite:
+# without statistics its planner took this index for every "archived = 0" scan (a text search
+# read 100,000 rows in creation order instead of in table order: 6x slower), and SQLite desks
+# are not the large ones.
+Index(
+    "ix_leads_live_agent_created",
+    Lead.archived,
+    Lead.assigned_agent_id,
+    Lead.created_at,
+    Lead.id,
+    func.coalesce(Lead.last_contacted_at, Lead.created_at),
+    postgresql_include=["last_contacted_at", "status"],
+    postgresql_where=text("merged_into_id IS NULL"),
+    info={"only_on": "postgresql"},
+).ddl_if(dialect="postgresql")
 
 
 class ConversationRead(Base):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Boolean, Select, String, bindparam, exists, func, or_, select
+from sqlalchemy import Boolean, Select, String, and_, bindparam, exists, func, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import InstrumentedAttribute, Session, selectinload
 from sqlalchemy.sql.elements import ColumnElement
@@ -57,6 +57,9 @@ class LeadQuery:
     limit: int = 50
     offset: int = 0
     after_id: int | None = None  # keyset cursor on id (with sort "id" / "-id")
+    # Keyset cursor for any sort: the sort key's value and the id of the last lead shown. The next
+    # page starts right after it (the API's and console's cursors), at the cost of the first page.
+    after: tuple[Any, int] | None = None
     ids: Sequence[int] = field(default_factory=tuple)
 
 
@@ -203,14 +206,68 @@ def order_leads(stmt: Select[Lead], sort: str) -> Select[Lead]:
     return stmt.order_by(key, Lead.id.desc() if descending else Lead.id.asc())
 
 
+def after_cursor(stmt: Select[Lead], sort: str, value: Any, last_id: int) -> Select[Lead]:
+    """Keep the leads that come after (`value`, `last_id`) in `sort`'s order (keyset paging).
+
+    With a value on a nullable column this leaves out the trailing block of empty ones (never
+    contacted, no name): `query_leads` reads that block with a query of its own once the page
+    reaches it, so that both parts start inside an index instead of walking up to the cursor.
+    """
+    key = sort.lstrip("-")
+    descending = sort.startswith("-")
+    beyond_id = Lead.id < last_id if descending else Lead.id > last_id
+    if key == "id":
+        return stmt.where(beyond_id)
+    column = getattr(Lead, key)
+    if value is None:  # already in the trailing block of empty values
+        return stmt.where(column.is_(None), beyond_id)
+    beyond = column < value if descending else column > value
+    # The bound lets the sort's index start at the cursor; it also leaves out the empty values.
+    bound = column <= value if descending else column >= value
+    return stmt.where(bound, or_(beyond, and_(column == value, beyond_id)))
+
+
 def query_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) -> list[Lead]:
-    """One page of leads matching `q`, with identities and agent loaded."""
+    """One page of leads matching `q`, with identities and agent loaded.
+
+    The page finds its ids first, then loads those leads: on PostgreSQL unless it searches text,
+    since the indexes the pages walk carry the filtered columns (not the searched ones), so a
+    filter that skips thousands of leads skips index entries rather than rows; and on both for an
+    offset page (the skipped leads cost an entry of the sort's index each rather than a row).
+    """
+    if q.after is not None and q.offset:
+        raise ValueError("a page starts at an offset or after a cursor, not both")
     key = q.sort.lstrip("-")
-    walk = session.get_bind().dialect.name == "sqlite" and key not in ("score", "last_contacted_at")
+    dialect = session.get_bind().dialect.name
+    walk = dialect == "sqlite" and key not in ("score", "last_contacted_at")
+    searching = bool(q.search and q.search.strip())
+    ids_first = (dialect == "postgresql" and not searching) or q.offset > 0
+    limit = max(1, min(q.limit, 1000))
     stmt = build_lead_query(q, now=now, walk_sort_index=walk)
     if q.after_id is not None:
         stmt = stmt.where(Lead.id < q.after_id if q.sort == "-id" else Lead.id > q.after_id)
-    stmt = order_leads(stmt, q.sort).limit(max(1, min(q.limit, 1000))).offset(max(0, q.offset))
+    empty_block: Select[Lead] | None = None
+    if q.after is not None:
+        value, last_id = q.after
+        column = Lead.__table__.columns.get(key)
+        if value is not None and column is not None and column.nullable:
+            empty_block = stmt.where(getattr(Lead, key).is_(None))
+        stmt = after_cursor(stmt, q.sort, value, last_id)
+    rows = _load_page(stmt, q.sort, limit, max(0, q.offset), session, ids_first=ids_first)
+    if empty_block is not None and len(rows) < limit:
+        more = _load_page(empty_block, q.sort, limit - len(rows), 0, session, ids_first=ids_first)
+        rows += more
+    return rows
+
+
+def _load_page(
+    stmt: Select[Lead], sort: str, limit: int, offset: int, session: Session, *, ids_first: bool
+) -> list[Lead]:
+    if ids_first:
+        ids = order_leads(stmt.with_only_columns(Lead.id), sort).limit(limit).offset(offset)
+        stmt = select(Lead).where(Lead.id.in_(ids.scalar_subquery()))
+        offset = 0
+    stmt = order_leads(stmt, sort).limit(limit).offset(offset)
     stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
     return list(session.scalars(stmt))
 
@@ -227,6 +284,11 @@ def count_leads(q: LeadQuery, *, session: Session, now: datetime | None = None) 
 # Lists count exactly up to here and show "10,000+" beyond, as large inboxes do: an exact count
 # visits every match (half a second for half a million leads), this one at most the cap.
 LIST_COUNT_CAP = 10_000
+# A text search counts up to 1,000 and shows "1,000+" beyond. Its matches come from the trigram
+# index as a bitmap and each one is then read to check the text, so counting a common first name to
+# 10,000 read 10,000 rows; a search is for finding someone, and more than a thousand matches
+# means "type more", which the exact figure would not say any better.
+SEARCH_COUNT_CAP = 1_000
 
 
 @dataclass(frozen=True)
@@ -240,11 +302,20 @@ class LeadCount:
         return f"{self.total:,}+" if self.capped else f"{self.total:,}"
 
 
+def list_count_cap(q: LeadQuery) -> int:
+    """Where a list of `q` stops counting: `SEARCH_COUNT_CAP` for a text search, else the
+    list cap.
+    """
+    if q.search and q.search.strip():
+        return min(LIST_COUNT_CAP, SEARCH_COUNT_CAP)
+    return LIST_COUNT_CAP
+
+
 def count_leads_capped(
     q: LeadQuery, *, session: Session, now: datetime | None = None, cap: int | None = None
 ) -> LeadCount:
-    """How many leads match `q`, counting no further than `cap` (default `LIST_COUNT_CAP`)."""
-    cap = LIST_COUNT_CAP if cap is None else cap
+    """How many leads match `q`, counting no further than `cap` (default `list_count_cap(q)`)."""
+    cap = list_count_cap(q) if cap is None else cap
     matches = build_lead_query(q, now=now).with_only_columns(Lead.id).limit(cap + 1).subquery()
     found = int(session.scalar(select(func.count()).select_from(matches)) or 0)
     return LeadCount(total=min(found, cap), capped=found > cap)

@@ -7,23 +7,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from flask import g, jsonify
-from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import Session, selectinload
 
 from store.db import read_session
 from store.domain import merge, status
 from store.models import Conversation, Lead
-from store.query import (
-    LeadCount,
-    LeadQuery,
-    build_lead_query,
-    count_leads_capped,
-    order_leads,
-)
+from store.query import LeadCount, LeadQuery, build_lead_query, count_leads_capped, query_leads
 from webhooks.api import catalog, schemas
 from webhooks.api import lead_edits as edits
 from webhooks.api.base import endpoint, now
@@ -80,34 +74,12 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     return value, data["i"]
 
 
-def _after(stmt: Select[Lead], sort: str, value: Any, last_id: int) -> Select[Lead]:
-    key = sort.lstrip("-")
-    desc = sort.startswith("-")
-    beyond_id = Lead.id < last_id if desc else Lead.id > last_id
-    if key == "id":
-        return stmt.where(beyond_id)
-    column = getattr(Lead, key)
-    if value is None:  # already in the trailing block of NULLs
-        return stmt.where(and_(column.is_(None), beyond_id))
-    beyond = column < value if desc else column > value
-    if not Lead.__table__.columns[key].nullable:
-        # The bound lets the sort's index start at the cursor instead of walking up to it.
-        bound = column <= value if desc else column >= value
-        return stmt.where(bound, or_(beyond, and_(column == value, beyond_id)))
-    return stmt.where(or_(beyond, and_(column == value, beyond_id), column.is_(None)))
-
-
 def lead_page(
     query: LeadQuery, cursor: str | None, *, session: Session, at: datetime
 ) -> tuple[list[Lead], str | None, LeadCount]:
     """One page of leads for `query` after `cursor`, the next cursor, and the count (capped)."""
-    stmt = build_lead_query(query, now=at)
-    if cursor:
-        value, last_id = decode_cursor(cursor, query.sort)
-        stmt = _after(stmt, query.sort, value, last_id)
-    stmt = order_leads(stmt, query.sort).limit(query.limit + 1)
-    stmt = stmt.options(selectinload(Lead.identities), selectinload(Lead.assigned_agent))
-    rows = list(session.scalars(stmt))
+    after = decode_cursor(cursor, query.sort) if cursor else None
+    rows = query_leads(replace(query, after=after, limit=query.limit + 1), session=session, now=at)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = encode_cursor(query.sort, rows[-1]) if more and rows else None

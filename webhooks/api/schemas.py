@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from store.models import AGENT_ROLES, CHANNELS, NOTE_CATEGORIES
-from store.query import LIST_COUNT_CAP, SortKey
+from store.query import LIST_COUNT_CAP, SEARCH_COUNT_CAP, SortKey
 
 Channel = Literal["web", "messenger", "instagram", "whatsapp", "manual"]
 NoteCategory = Literal["General", "Qualification", "Follow-up", "Objection", "Positive Signal"]
@@ -295,11 +295,13 @@ class LeadSummary(BaseModel):
 class LeadPage(BaseModel):
     leads: list[LeadSummary]
     total: int = Field(
-        description=f"How many leads match, counted up to {LIST_COUNT_CAP:,} (see total_capped)."
+        description=f"How many leads match, counted up to {LIST_COUNT_CAP:,} "
+        f"({SEARCH_COUNT_CAP:,} with a text search `q`; see total_capped)."
     )
     total_capped: bool = Field(
         description=f"More than {LIST_COUNT_CAP:,} leads match: `total` is {LIST_COUNT_CAP:,}, "
-        f'shown as "{LIST_COUNT_CAP:,}+". Counting stops there so that lists stay fast.'
+        f'shown as "{LIST_COUNT_CAP:,}+" (with a text search, more than {SEARCH_COUNT_CAP:,}: '
+        f'"{SEARCH_COUNT_CAP:,}+"). Counting stops there so that lists stay fast.'
     )
     next_cursor: str | None
 

@@ -1,7 +1,7 @@
 """conversation reads
 
 Revision ID: 0008_conversation_reads
-Revises: 0005_lead_lists
+Revises: 0006_lead_counts
 
 How far each agent has read each conversation, for the console inbox's unread counts. Nothing is
 read before this revision: existing conversations start unread for everyone.
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_conversation_reads"
-down_revision = "0005_lead_lists"
+down_revision = "0006_lead_counts"
 branch_labels = None
 depends_on = None
 
