@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import PromptConfig
@@ -38,7 +39,7 @@ from bot.phone_ask import asks_for_phone, declined_phone, should_ask_phone, show
 from bot.policy import build_policy
 from bot.replies import ReplyContext, finish_reply, format_opening, offline_core
 from bot.reply_safety import unsafe_reply_reason
-from bot.room import room_view
+from bot.room import room_view, standing_view
 from bot.schemas import ModelTurn, output_instructions, parse_turn
 from bot.scoring import CustomerMessage, assess
 from bot.state import (
@@ -66,9 +67,10 @@ from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
 from store.domain.policy import Policy
 from store.domain.takeover import human_took_over, is_ai_paused
-from store.leads import find_identity, get_lead, resolve, set_stated_details
+from store.identity import load_standing
+from store.leads import find_identity, resolve, set_stated_details
 from store.messages import ingest as store_ingest
-from store.messages import pending_messages
+from store.messages import turn_messages
 from store.models import CLAIMED, Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -166,14 +168,15 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
     now = state["now"]
     # A read-only snapshot: it never takes SQLite's write lock.
     with read_session(deps.session_factory) as session:
-        conversation = session.get(Conversation, state["conversation_id"])
-        if conversation is None:
-            return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-        pending = pending_messages(conversation.id, session=session)
+        loaded = turn_messages(state["conversation_id"], session=session, window=deps.window_size)
+        pending = loaded.pending
         if not pending:
             return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-        room = room_view(conversation, session, deps.window_size, now)
-        lead = get_lead(conversation.lead_id, session=session)
+        standing = load_standing(state["conversation_id"], session=session)
+        if standing is None:
+            return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
+        conversation, lead = standing.conversation, standing.lead
+        room = standing_view(standing, loaded.window, session, now, window_size=deps.window_size)
         paused_until = lead.ai_paused_until
         resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
         return {
@@ -740,7 +743,8 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
         with deps.session_factory.begin() as session:
             claim_pending(state["pending_ids"], state["now"], session)
             return apply_turn(state, config, policy, session)
-    except Superseded:
+    except (Superseded, IntegrityError):
+        # IntegrityError: the reply's idempotency key was taken after all; nothing is written.
         log.info(
             "conversation %s: another run handled these messages first",
             state.get("conversation_id"),

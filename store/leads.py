@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,6 +54,7 @@ _FILLABLE = (
     "conversion_probability",
 )
 _MAX_ATTEMPTS = 5
+_AUDIT_BATCH = "leaddesk.audit_batch"  # the session.info key of `batched_audit`'s rows
 _DEFAULT_STATUS = "New"
 
 
@@ -85,18 +87,43 @@ def record_audit(
     new: Any = None,
     agent_id: int | None = None,
 ) -> AuditEvent:
-    event = AuditEvent(
-        lead_id=lead_id,
-        actor=actor,
-        agent_id=agent_id,
-        action=action,
-        field=field,
-        old_value=_audit_value(old),
-        new_value=_audit_value(new),
-        created_at=utcnow(),
-    )
-    session.add(event)
+    row = {
+        "lead_id": lead_id,
+        "actor": actor,
+        "agent_id": agent_id,
+        "action": action,
+        "field": field,
+        "old_value": _audit_value(old),
+        "new_value": _audit_value(new),
+        "created_at": utcnow(),
+    }
+    event = AuditEvent(**row)
+    batch = session.info.get(_AUDIT_BATCH)
+    if batch is not None:
+        batch.append(row)
+    else:
+        session.add(event)
     return event
+
+
+@contextmanager
+def batched_audit(session: Session) -> Iterator[None]:
+    """Collect the audit rows recorded inside the block and write them in one INSERT when it ends
+    (or at `write_audit`): for a turn that records several and reads none back."""
+    session.info[_AUDIT_BATCH] = []
+    try:
+        yield
+        write_audit(session)
+    finally:
+        session.info.pop(_AUDIT_BATCH, None)
+
+
+def write_audit(session: Session) -> None:
+    """Write the audit rows `batched_audit` has collected so far, in one statement."""
+    rows = session.info.get(_AUDIT_BATCH)
+    if rows:
+        session.execute(insert(AuditEvent), list(rows))
+        rows.clear()
 
 
 def update_lead(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -140,6 +140,39 @@ def pending_messages(conversation_id: int, *, session: Session) -> list[Message]
     )
 
 
+@dataclass
+class TurnMessages:
+    """What a bot turn reads of its conversation: the unprocessed customer messages and the most
+    recent messages (any author), each oldest first."""
+
+    pending: list[Message]
+    window: list[Message]
+
+
+def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -> TurnMessages:
+    """The conversation's pending messages and its last `window` messages, in one statement; both
+    parts come from indexes on the conversation, whatever its length."""
+    recent = (
+        select(Message.id)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc())
+        .limit(window)
+        .subquery()
+    )
+    unprocessed = select(Message.id).where(
+        Message.conversation_id == conversation_id,
+        Message.direction == "in",
+        Message.processed_at.is_(None),
+    )
+    wanted = union_all(select(recent.c.id), unprocessed)
+    rows = list(session.scalars(select(Message).where(Message.id.in_(wanted)).order_by(Message.id)))
+    return TurnMessages(
+        pending=[m for m in rows if m.direction == "in" and m.processed_at is None],
+        # The `window` newest rows of the union are the conversation's `window` newest messages.
+        window=rows[-window:] if window > 0 else [],
+    )
+
+
 def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
     """Conversations with stored but unprocessed inbound messages (picked up after a restart)."""
     rows = session.scalars(
@@ -181,6 +214,38 @@ def recent_messages(lead_id: int, *, session: Session, limit: int = 12) -> list[
     )
     rows.reverse()
     return rows
+
+
+def add_outbound(
+    conversation: Conversation,
+    text: str,
+    *,
+    session: Session,
+    idempotency_key: str,
+    author: str = "bot",
+    external_id: str | None = None,
+    delivery_status: str = "pending",
+) -> Message:
+    """Add an outbound message whose idempotency key the caller knows to be new (the bot's reply
+    to messages it has just claimed); written with the caller's next flush. Were the key taken
+    after all, that flush fails on the unique index and the caller's transaction rolls back."""
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        external_id=external_id,
+        direction="out",
+        author=author,
+        text=clean_text(text or ""),
+        kind="text",
+        idempotency_key=idempotency_key,
+        delivery_status=delivery_status,
+        sent_at=now,
+        created_at=now,
+        processed_at=now,
+    )
+    session.add(message)
+    return message
 
 
 def record_outbound(
