@@ -278,6 +278,39 @@ def resolve(
     defaults to what the channel vouches for; `alias_of` names an identity on the same channel
     whose lead and conversation this new identity joins.
     """
+    lead, _identity = resolve_identity(
+        channel,
+        external_id,
+        phone,
+        email,
+        name,
+        session=session,
+        region=region,
+        source=source,
+        actor=actor,
+        trust=trust,
+        identity_trust=identity_trust,
+        alias_of=alias_of,
+    )
+    return lead
+
+
+def resolve_identity(
+    channel: str,
+    external_id: str,
+    phone: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    *,
+    session: Session,
+    region: str = "US",
+    source: str | None = None,
+    actor: str = "bot",
+    trust: str = VERIFIED,
+    identity_trust: str | None = None,
+    alias_of: str | None = None,
+) -> tuple[Lead, Identity]:
+    """`resolve`, also giving the identity the person wrote from."""
     if channel not in CHANNELS:
         raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
     external_id = clean_text(str(external_id)).strip()
@@ -304,7 +337,7 @@ def resolve(
         )
         if found is None:
             continue
-        lead, identity_id = found
+        lead, identity = found
         claimed: Lead | None = lead
         for field, value in (("phone", phone), ("email", email)):
             if value and claimed is not None:
@@ -316,13 +349,13 @@ def resolve(
                     actor,
                     trust=trust,
                     source=channel,
-                    identity_id=identity_id,
+                    identity_id=identity.id,
                 )
         if claimed is None:
             continue
         if name and not claimed.name:
             update_lead(claimed, {"name": name}, session=session, actor=actor)
-        return claimed
+        return claimed, identity
     raise RuntimeError("could not resolve the lead: too much concurrent contention")
 
 
@@ -453,14 +486,22 @@ def _lead_for_identity(
     trust: str,
     identity_trust: str,
     alias_of: str | None,
-) -> tuple[Lead, int] | None:
-    """The lead of this identity (and the identity's id), registering the identity if it is new.
+) -> tuple[Lead, Identity] | None:
+    """The lead of this identity (and the identity), registering the identity if it is new.
     None means a concurrent registration won: try again."""
-    identity = find_identity(channel, external_id, session=session)
-    if identity is not None:
+    # The identity with its lead in one statement (a merged-away lead is followed).
+    row = session.execute(
+        select(Identity, Lead)
+        .join(Lead, Lead.id == Identity.lead_id)
+        .where(Identity.channel == channel, Identity.external_id == external_id)
+    ).first()
+    if row is not None:
+        identity, holder = row[0], row[1]
         if identity_trust == VERIFIED and identity.trust != VERIFIED:
             identity.trust = VERIFIED
-        return get_lead(identity.lead_id, session=session), identity.id
+        if holder.merged_into_id is not None:
+            holder = get_lead(holder.id, session=session)
+        return holder, identity
     lead: Lead | None = None
     root: Identity | None = None
     if alias_of:
@@ -508,7 +549,7 @@ def _lead_for_identity(
     except IntegrityError:
         # Someone registered this identity at the same time: the next attempt uses theirs.
         return None
-    return lead, identity.id
+    return lead, identity
 
 
 def _claim(

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.contacts import try_normalize_phone
-from store.leads import find_identity, get_conversation, resolve
+from store.leads import get_conversation, resolve_identity
 from store.models import VERIFIED, Conversation, Lead, Message, utcnow
 from store.text import clean_json, clean_text
 
@@ -67,7 +67,7 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
             assert conversation is not None
             return Ingested(existing, conversation.lead, conversation, True)
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
-    lead = resolve(
+    lead, identity = resolve_identity(
         inbound.channel,
         inbound.external_id,
         phone=phone,
@@ -75,9 +75,6 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
         session=session,
         region=region,
         trust=VERIFIED,
-    )
-    identity = find_identity(
-        inbound.channel, inbound.external_id.replace("\x00", "").strip(), session=session
     )
     conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
     now = utcnow()
@@ -98,6 +95,11 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
         # Agent echoes need no bot processing.
         processed_at=None if direction == "in" else now,
     )
+    if not inbound.channel_message_id:
+        # Nothing unique to collide on: no savepoint needed.
+        session.add(message)
+        session.flush()
+        return _arrived(message, lead, conversation)
     try:
         with session.begin_nested():
             session.add(message)
@@ -109,7 +111,13 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
         conversation = session.get(Conversation, existing.conversation_id)
         assert conversation is not None
         return Ingested(existing, conversation.lead, conversation, True)
-    if direction == "in":
+    return _arrived(message, lead, conversation)
+
+
+def _arrived(message: Message, lead: Lead, conversation: Conversation) -> Ingested:
+    """A newly stored message: an inbound one dates the conversation's and the lead's last
+    contact."""
+    if message.direction == "in":
         conversation.last_inbound_at = max(
             filter(None, [conversation.last_inbound_at, message.sent_at])
         )
