@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -460,7 +461,15 @@ def _others_clause(conversation: type[Conversation] | Any) -> Any:
 
 
 def only_conversation(conversation: Conversation, *, session: Session) -> bool:
-    return not session.scalar(select(_others_clause(conversation)))
+    return not session.scalar(_only_statement(), {"conversation_id": conversation.id})
+
+
+@cache
+def _only_statement() -> Any:
+    """Built once: composing a statement costs more than running it on an index."""
+    return select(_others_clause(Conversation)).where(
+        Conversation.id == bindparam("conversation_id")
+    )
 
 
 @dataclass
@@ -488,28 +497,11 @@ def load_standing(
     """The conversation with its lead (merges followed), its identity's trust and whether it is the
     lead's only one, in one statement; `lock_lead` locks the lead's row for the turn (PostgreSQL),
     `pending_besides` also asks whether other customer messages wait."""
-    columns: list[Any] = [Conversation, Lead, Identity.trust, _others_clause(Conversation)]
+    params: dict[str, Any] = {"conversation_id": conversation_id}
     if pending_besides is not None:
-        columns.append(
-            select(Message.id)
-            .where(
-                Message.conversation_id == Conversation.id,
-                Message.direction == "in",
-                Message.processed_at.is_(None),
-                Message.id.not_in(pending_besides),
-            )
-            .limit(1)
-            .exists()
-        )
-    query = (
-        select(*columns)
-        .join(Lead, Lead.id == Conversation.lead_id)
-        .outerjoin(Identity, Identity.id == Conversation.identity_id)
-        .where(Conversation.id == conversation_id)
-    )
-    if lock_lead:
-        query = query.with_for_update(of=Lead)
-    row = session.execute(query).first()
+        params["pending_besides"] = list(pending_besides)
+    query = _standing_statement(lock_lead, pending_besides is not None)
+    row = session.execute(query, params).first()
     if row is None:
         return None
     conversation, lead, trust, others = row[0], row[1], row[2], row[3]
@@ -524,6 +516,31 @@ def load_standing(
         alone=not others,
         more_pending=bool(row[4]) if pending_besides is not None else False,
     )
+
+
+@cache
+def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
+    """`load_standing`'s statement, built once per shape."""
+    columns: list[Any] = [Conversation, Lead, Identity.trust, _others_clause(Conversation)]
+    if with_pending:
+        columns.append(
+            select(Message.id)
+            .where(
+                Message.conversation_id == Conversation.id,
+                Message.direction == "in",
+                Message.processed_at.is_(None),
+                Message.id.not_in(bindparam("pending_besides", expanding=True)),
+            )
+            .limit(1)
+            .exists()
+        )
+    query = (
+        select(*columns)
+        .join(Lead, Lead.id == Conversation.lead_id)
+        .outerjoin(Identity, Identity.id == Conversation.identity_id)
+        .where(Conversation.id == bindparam("conversation_id"))
+    )
+    return query.with_for_update(of=Lead) if lock_lead else query
 
 
 # ---- helpers --------------------------------------------------------------------------------

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select, union_all
+from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -160,11 +161,27 @@ class TurnMessages:
 def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -> TurnMessages:
     """The conversation's pending messages and its last `window` messages, in one statement; both
     parts come from indexes on the conversation, whatever its length."""
+    rows = list(
+        session.scalars(
+            _turn_statement(), {"conversation_id": conversation_id, "window": max(window, 0)}
+        )
+    )
+    return TurnMessages(
+        pending=[m for m in rows if m.direction == "in" and m.processed_at is None],
+        # The `window` newest rows of the union are the conversation's `window` newest messages.
+        window=rows[-window:] if window > 0 else [],
+    )
+
+
+@cache
+def _turn_statement() -> Any:
+    """`turn_messages`' statement, built once (composing it costs more than running it)."""
+    conversation_id: Any = bindparam("conversation_id")
     recent = (
         select(Message.id)
         .where(Message.conversation_id == conversation_id)
         .order_by(Message.id.desc())
-        .limit(window)
+        .limit(bindparam("window"))
         .subquery()
     )
     unprocessed = select(Message.id).where(
@@ -173,12 +190,7 @@ def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -
         Message.processed_at.is_(None),
     )
     wanted = union_all(select(recent.c.id), unprocessed)
-    rows = list(session.scalars(select(Message).where(Message.id.in_(wanted)).order_by(Message.id)))
-    return TurnMessages(
-        pending=[m for m in rows if m.direction == "in" and m.processed_at is None],
-        # The `window` newest rows of the union are the conversation's `window` newest messages.
-        window=rows[-window:] if window > 0 else [],
-    )
+    return select(Message).where(Message.id.in_(wanted)).order_by(Message.id)
 
 
 def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
