@@ -206,8 +206,38 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
         }
 
 
-def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end__"]:
-    return "transcribe_audio" if state.get("pending") else "__end__"
+AfterIdentify = Literal["transcribe_audio", "fetch_profile", "extract_contacts", "__end__"]
+AfterTranscribe = Literal["fetch_profile", "extract_contacts"]
+
+
+def route_after_identify(state: BotState, *, deps: Deps) -> AfterIdentify:
+    """Steps with nothing to do are skipped: a burst without voice notes to hear, a lead whose
+    name needs no channel profile."""
+    if not state.get("pending"):
+        return "__end__"
+    if _voice_notes_to_hear(state, deps):
+        return "transcribe_audio"
+    return route_after_transcribe_audio(state, deps=deps)
+
+
+def route_after_transcribe_audio(state: BotState, *, deps: Deps) -> AfterTranscribe:
+    return "fetch_profile" if _wants_profile(state, deps) else "extract_contacts"
+
+
+def _voice_notes_to_hear(state: BotState, deps: Deps) -> list[PendingMessage]:
+    if deps.transcribe is None:
+        return []
+    return [m for m in state["pending"] if m.kind in AUDIO_KINDS and not m.transcribed]
+
+
+def _wants_profile(state: BotState, deps: Deps) -> bool:
+    """A nameless Messenger or Instagram lead, with a way to read its channel profile."""
+    return (
+        deps.profile_name is not None
+        and not state["lead"].name
+        and bool(state.get("external_id"))
+        and state.get("channel") in ("messenger", "instagram")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +247,7 @@ def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end_
 def transcribe_audio(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Turn the burst's voice notes into words (when transcription is set up), storing each
     transcript beside its voice note so that it is read once, by the bot and by the agents."""
-    waiting = [m for m in state["pending"] if m.kind in AUDIO_KINDS and not m.transcribed]
+    waiting = _voice_notes_to_hear(state, deps)
     if deps.transcribe is None or not waiting:
         return {}
     heard: dict[int, str] = {}
@@ -258,12 +288,7 @@ def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
     """Name a nameless Messenger or Instagram lead after its channel profile (when the page's token
     allows reading it); WhatsApp sends the profile name with every message."""
     external_id = state.get("external_id")
-    if (
-        deps.profile_name is None
-        or state["lead"].name
-        or not external_id
-        or state.get("channel") not in ("messenger", "instagram")
-    ):
+    if deps.profile_name is None or not external_id or not _wants_profile(state, deps):
         return {}
     try:
         name = deps.profile_name(state["channel"], external_id)

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, bindparam, update
 from sqlalchemy.orm import Session
 
 from bot.config import PromptConfig
@@ -41,14 +42,20 @@ class Superseded(Exception):
 
 def claim_pending(pending_ids: list[int], now: datetime, session: Session) -> None:
     """Mark the burst processed, or raise `Superseded` when another run got (some of) it first."""
-    claimed = session.execute(
-        update(Message)
-        .where(Message.id.in_(pending_ids), Message.processed_at.is_(None))
-        .values(processed_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = session.execute(_claim_statement(), {"ids": list(pending_ids), "now": now})
     if cast("CursorResult[Any]", claimed).rowcount != len(pending_ids):
         raise Superseded()
+
+
+@cache
+def _claim_statement() -> Any:
+    """`claim_pending`'s UPDATE, built once."""
+    return (
+        update(Message)
+        .where(Message.id.in_(bindparam("ids", expanding=True)), Message.processed_at.is_(None))
+        .values(processed_at=bindparam("now", type_=Message.__table__.c.processed_at.type))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def apply_turn(state: BotState, config: PromptConfig, policy: Policy, session: Session) -> BotState:

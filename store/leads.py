@@ -122,7 +122,8 @@ def write_audit(session: Session) -> None:
     """Write the audit rows `batched_audit` has collected so far, in one statement."""
     rows = session.info.get(_AUDIT_BATCH)
     if rows:
-        session.execute(insert(AuditEvent), list(rows))
+        # The table's INSERT, not the ORM's bulk path: nothing is read back, one executemany.
+        session.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), list(rows))
         rows.clear()
 
 

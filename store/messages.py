@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from store.contacts import try_normalize_phone
 from store.leads import get_conversation, resolve_identity
@@ -161,11 +161,11 @@ class TurnMessages:
 def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -> TurnMessages:
     """The conversation's pending messages and its last `window` messages, in one statement; both
     parts come from indexes on the conversation, whatever its length."""
-    rows = list(
-        session.scalars(
-            _turn_statement(), {"conversation_id": conversation_id, "window": max(window, 0)}
-        )
+    found = session.scalars(
+        _turn_statement(), {"conversation_id": conversation_id, "window": max(window, 0)}
     )
+    # A pending message inside the window comes twice (once from each part).
+    rows = list({m.id: m for m in found}.values())
     return TurnMessages(
         pending=[m for m in rows if m.direction == "in" and m.processed_at is None],
         # The `window` newest rows of the union are the conversation's `window` newest messages.
@@ -175,22 +175,24 @@ def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -
 
 @cache
 def _turn_statement() -> Any:
-    """`turn_messages`' statement, built once (composing it costs more than running it)."""
+    """`turn_messages`' statement, built once (composing it costs more than running it): the
+    window and the pending messages as two index scans of whole rows, in one statement."""
     conversation_id: Any = bindparam("conversation_id")
+    columns = Message.__table__.c
     recent = (
-        select(Message.id)
-        .where(Message.conversation_id == conversation_id)
-        .order_by(Message.id.desc())
+        select(*columns)
+        .where(columns.conversation_id == conversation_id)
+        .order_by(columns.id.desc())
         .limit(bindparam("window"))
         .subquery()
     )
-    unprocessed = select(Message.id).where(
-        Message.conversation_id == conversation_id,
-        Message.direction == "in",
-        Message.processed_at.is_(None),
+    unprocessed = select(*columns).where(
+        columns.conversation_id == conversation_id,
+        columns.direction == "in",
+        columns.processed_at.is_(None),
     )
-    wanted = union_all(select(recent.c.id), unprocessed)
-    return select(Message).where(Message.id.in_(wanted)).order_by(Message.id)
+    both = union_all(select(recent), unprocessed).subquery()
+    return select(aliased(Message, both)).order_by(both.c.id)
 
 
 def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
