@@ -765,11 +765,16 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
     config = _config(runtime, deps)
     policy = _policy(config, deps)
     try:
-        with deps.session_factory.begin() as session:
-            claim_pending(state["pending_ids"], state["now"], session)
-            return apply_turn(state, config, policy, session)
-    except (Superseded, IntegrityError):
-        # IntegrityError: the reply's idempotency key was taken after all; nothing is written.
+        try:
+            with deps.session_factory.begin() as session:
+                claim_pending(state["pending_ids"], state["now"], session)
+                return apply_turn(state, config, policy, session)
+        except IntegrityError:
+            # The reply's key was taken after all (nothing was written): once more, reading it.
+            with deps.session_factory.begin() as session:
+                claim_pending(state["pending_ids"], state["now"], session)
+                return apply_turn(state, config, policy, session, known_keys=False)
+    except Superseded:
         log.info(
             "conversation %s: another run handled these messages first",
             state.get("conversation_id"),

@@ -29,7 +29,7 @@ from store.domain.status import change_status_by_bot, quiet_for_status
 from store.domain.takeover import is_ai_paused
 from store.identity import Standing, load_standing
 from store.leads import batched_audit, update_lead, write_audit
-from store.messages import add_outbound
+from store.messages import add_outbound, record_outbound
 from store.models import Conversation, Lead, Message
 from store.work import record_score
 
@@ -58,13 +58,21 @@ def _claim_statement() -> Any:
     )
 
 
-def apply_turn(state: BotState, config: PromptConfig, policy: Policy, session: Session) -> BotState:
+def apply_turn(
+    state: BotState,
+    config: PromptConfig,
+    policy: Policy,
+    session: Session,
+    *,
+    known_keys: bool = True,
+) -> BotState:
     """Everything the turn changes, in the caller's transaction (after `claim_pending`): the lead's
     score, profile and status with the plan applied through the domain layer, the conversation's
     summary and language, and the reply recorded for delivery.
 
     One statement loads (and locks) the lead with its conversation; the changes are written in one
-    flush at the end (the score event, one update per row) and the audit rows in one insert."""
+    flush at the end (the score event, one update per row) and the audit rows in one insert.
+    `known_keys=False` reads whether the reply's idempotency key is taken (and keeps that reply)."""
     standing = load_standing(
         state["conversation_id"],
         session=session,
@@ -73,11 +81,16 @@ def apply_turn(state: BotState, config: PromptConfig, policy: Policy, session: S
     )
     assert standing is not None
     with batched_audit(session):
-        return _apply(state, standing, config, policy, session)
+        return _apply(state, standing, config, policy, session, known_keys)
 
 
 def _apply(
-    state: BotState, standing: Standing, config: PromptConfig, policy: Policy, session: Session
+    state: BotState,
+    standing: Standing,
+    config: PromptConfig,
+    policy: Policy,
+    session: Session,
+    known_keys: bool,
 ) -> BotState:
     now = state["now"]
     last_id = state["pending_ids"][-1]
@@ -102,7 +115,7 @@ def _apply(
     _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=status)
     # After the profile: the notifications the status's action sends quote its next best action.
     _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
-    message = _record_reply(state, lead, conversation, session, quiet=quiet)
+    message = _record_reply(state, lead, conversation, session, quiet=quiet, known_key=known_keys)
     session.flush()
     return {
         "outcome": "replied" if message is not None else "quiet",
@@ -229,6 +242,7 @@ def _record_reply(
     session: Session,
     *,
     quiet: bool,
+    known_key: bool,
 ) -> Message | None:
     """Record the drafted reply as pending delivery, unless a human took over meanwhile."""
     reply = state.get("reply")
@@ -242,14 +256,25 @@ def _record_reply(
         return None
     if not reply.text:
         return None
-    # The key is new: the burst it answers was unclaimed until this transaction.
-    message = add_outbound(
-        conversation,
-        reply.text,
-        session=session,
-        idempotency_key=f"bot-reply:{state['pending_ids'][-1]}",
-        external_id=state.get("external_id"),
-    )
+    key = f"bot-reply:{state['pending_ids'][-1]}"
+    if known_key:
+        # The key is new: the burst it answers was unclaimed until this transaction.
+        message = add_outbound(
+            conversation,
+            reply.text,
+            session=session,
+            idempotency_key=key,
+            external_id=state.get("external_id"),
+        )
+    else:
+        message = record_outbound(
+            conversation,
+            reply.text,
+            session=session,
+            idempotency_key=key,
+            external_id=state.get("external_id"),
+            delivery_status="pending",
+        )
     if reply.asked_phone:
         lead.phone_asks = (lead.phone_asks or 0) + 1
     lead.last_reply_asked_phone = reply.asked_phone

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, PromptConfig
 from store import make_session_factory
 from store.messages import Inbound, ingest, record_outbound
-from store.models import Message
+from store.models import Conversation, Message, ScoreEvent
 from tests.bot.support import Clock
 
 # A steady-state run (no status change, no new contact): read the conversation (2), then claim,
@@ -136,3 +136,28 @@ def test_a_run_reads_only_a_window_of_a_long_conversation(
         event.remove(Session, "loaded_as_persistent", count_loaded)
     # The window (12 messages) with the pending one among them: never the 160 before.
     assert 0 < len(set(loaded)) <= 12
+
+
+def test_a_reply_key_taken_after_all_keeps_that_reply_and_scores_once(
+    service: BotService, factory: sessionmaker[Session]
+) -> None:
+    conversation_id = service.store(Inbound(channel="web", external_id="visitor", text="Hi there"))
+    assert conversation_id is not None
+    with factory.begin() as session:
+        pending = session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id)
+        ).one()
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        earlier = record_outbound(
+            conversation, "Hello again!", session=session, idempotency_key=f"bot-reply:{pending.id}"
+        ).id
+
+    replies = service.process_conversation(conversation_id)
+
+    assert [r.message_id for r in replies] == [earlier]
+    with factory() as session:
+        assert session.get(Message, pending.id).processed_at is not None  # type: ignore[union-attr]
+        assert len(session.scalars(select(ScoreEvent)).all()) == 1
+        assert len(session.scalars(select(Message).where(Message.direction == "out")).all()) == 1
+    assert service.process_conversation(conversation_id) == []
