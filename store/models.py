@@ -464,3 +464,14 @@ class ConsoleSession(Base):
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The bot's reads of one conversation: its unprocessed customer messages, from an index that holds
+# only those (a run never walks the conversation's history, nor the other conversations' backlog).
+Index(
+    "ix_messages_unprocessed",
+    Message.conversation_id,
+    Message.id,
+    sqlite_where=text("direction = 'in' AND processed_at IS NULL"),
+    postgresql_where=text("direction = 'in' AND processed_at IS NULL"),
+)
