@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_bot_window"
-down_revision = "0005_lead_lists"
+down_revision = "0006_inbox"
 branch_labels = None
 depends_on = None
 
