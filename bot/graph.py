@@ -1,6 +1,6 @@
 """Wiring of the inbound conversation graph (no logic here; see `bot.nodes`).
 
-ingest -> identify -> transcribe_audio -> fetch_profile -> extract_contacts -> [merge]
+ingest -> identify -> [transcribe_audio] -> [fetch_profile] -> extract_contacts -> [merge]
        -> detect_language -> [call_model, with a model, the bot speaking and words to answer]
        -> score_intent -> decide_status -> plan
        -> [draft_reply, skipped while the bot is paused] -> save
@@ -75,8 +75,16 @@ def build_graph(
 
     builder.add_edge(START, "ingest")
     builder.add_conditional_edges("ingest", nodes.route_after_ingest)
-    builder.add_conditional_edges("identify", nodes.route_after_identify)
-    builder.add_edge("transcribe_audio", "fetch_profile")
+    builder.add_conditional_edges(
+        "identify",
+        partial(nodes.route_after_identify, deps=deps),
+        ["transcribe_audio", "fetch_profile", "extract_contacts", END],
+    )
+    builder.add_conditional_edges(
+        "transcribe_audio",
+        partial(nodes.route_after_transcribe_audio, deps=deps),
+        ["fetch_profile", "extract_contacts"],
+    )
     builder.add_edge("fetch_profile", "extract_contacts")
     builder.add_conditional_edges("extract_contacts", nodes.route_after_extract_contacts)
     builder.add_edge("merge", "detect_language")

@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import PromptConfig
@@ -38,7 +39,7 @@ from bot.phone_ask import asks_for_phone, declined_phone, should_ask_phone, show
 from bot.policy import build_policy
 from bot.replies import ReplyContext, finish_reply, format_opening, offline_core
 from bot.reply_safety import unsafe_reply_reason
-from bot.room import room_view
+from bot.room import room_view, standing_view
 from bot.schemas import ModelTurn, output_instructions, parse_turn
 from bot.scoring import CustomerMessage, assess
 from bot.state import (
@@ -66,9 +67,10 @@ from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
 from store.domain.policy import Policy
 from store.domain.takeover import human_took_over, is_ai_paused
-from store.leads import find_identity, get_lead, resolve, set_stated_details
+from store.identity import load_standing
+from store.leads import find_identity, resolve, set_stated_details
 from store.messages import ingest as store_ingest
-from store.messages import pending_messages
+from store.messages import turn_messages
 from store.models import CLAIMED, Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -166,14 +168,15 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
     now = state["now"]
     # A read-only snapshot: it never takes SQLite's write lock.
     with read_session(deps.session_factory) as session:
-        conversation = session.get(Conversation, state["conversation_id"])
-        if conversation is None:
-            return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-        pending = pending_messages(conversation.id, session=session)
+        loaded = turn_messages(state["conversation_id"], session=session, window=deps.window_size)
+        pending = loaded.pending
         if not pending:
             return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-        room = room_view(conversation, session, deps.window_size, now)
-        lead = get_lead(conversation.lead_id, session=session)
+        standing = load_standing(state["conversation_id"], session=session)
+        if standing is None:
+            return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
+        conversation, lead = standing.conversation, standing.lead
+        room = standing_view(standing, loaded.window, session, now, window_size=deps.window_size)
         paused_until = lead.ai_paused_until
         resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
         return {
@@ -203,8 +206,38 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
         }
 
 
-def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end__"]:
-    return "transcribe_audio" if state.get("pending") else "__end__"
+AfterIdentify = Literal["transcribe_audio", "fetch_profile", "extract_contacts", "__end__"]
+AfterTranscribe = Literal["fetch_profile", "extract_contacts"]
+
+
+def route_after_identify(state: BotState, *, deps: Deps) -> AfterIdentify:
+    """Steps with nothing to do are skipped: a burst without voice notes to hear, a lead whose
+    name needs no channel profile."""
+    if not state.get("pending"):
+        return "__end__"
+    if _voice_notes_to_hear(state, deps):
+        return "transcribe_audio"
+    return route_after_transcribe_audio(state, deps=deps)
+
+
+def route_after_transcribe_audio(state: BotState, *, deps: Deps) -> AfterTranscribe:
+    return "fetch_profile" if _wants_profile(state, deps) else "extract_contacts"
+
+
+def _voice_notes_to_hear(state: BotState, deps: Deps) -> list[PendingMessage]:
+    if deps.transcribe is None:
+        return []
+    return [m for m in state["pending"] if m.kind in AUDIO_KINDS and not m.transcribed]
+
+
+def _wants_profile(state: BotState, deps: Deps) -> bool:
+    """A nameless Messenger or Instagram lead, with a way to read its channel profile."""
+    return (
+        deps.profile_name is not None
+        and not state["lead"].name
+        and bool(state.get("external_id"))
+        and state.get("channel") in ("messenger", "instagram")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,7 +247,7 @@ def route_after_identify(state: BotState) -> Literal["transcribe_audio", "__end_
 def transcribe_audio(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Turn the burst's voice notes into words (when transcription is set up), storing each
     transcript beside its voice note so that it is read once, by the bot and by the agents."""
-    waiting = [m for m in state["pending"] if m.kind in AUDIO_KINDS and not m.transcribed]
+    waiting = _voice_notes_to_hear(state, deps)
     if deps.transcribe is None or not waiting:
         return {}
     heard: dict[int, str] = {}
@@ -255,12 +288,7 @@ def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) 
     """Name a nameless Messenger or Instagram lead after its channel profile (when the page's token
     allows reading it); WhatsApp sends the profile name with every message."""
     external_id = state.get("external_id")
-    if (
-        deps.profile_name is None
-        or state["lead"].name
-        or not external_id
-        or state.get("channel") not in ("messenger", "instagram")
-    ):
+    if deps.profile_name is None or not external_id or not _wants_profile(state, deps):
         return {}
     try:
         name = deps.profile_name(state["channel"], external_id)
@@ -737,9 +765,15 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
     config = _config(runtime, deps)
     policy = _policy(config, deps)
     try:
-        with deps.session_factory.begin() as session:
-            claim_pending(state["pending_ids"], state["now"], session)
-            return apply_turn(state, config, policy, session)
+        try:
+            with deps.session_factory.begin() as session:
+                claim_pending(state["pending_ids"], state["now"], session)
+                return apply_turn(state, config, policy, session)
+        except IntegrityError:
+            # The reply's key was taken after all (nothing was written): once more, reading it.
+            with deps.session_factory.begin() as session:
+                claim_pending(state["pending_ids"], state["now"], session)
+                return apply_turn(state, config, policy, session, known_keys=False)
     except Superseded:
         log.info(
             "conversation %s: another run handled these messages first",

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.models import Message, utcnow
@@ -64,12 +64,18 @@ class LocalOutbox:
         if not message_ids:
             return
         with self.session_factory.begin() as session:
-            for message in session.scalars(
-                select(Message).where(Message.id.in_(list(message_ids)))
-            ):
-                if message.delivery_status in (None, "pending", "failed"):
-                    message.delivery_status = "sent"
-                    message.error = None
+            session.execute(
+                update(Message)
+                .where(
+                    Message.id.in_(list(message_ids)),
+                    or_(
+                        Message.delivery_status.is_(None),
+                        Message.delivery_status.in_(("pending", "failed")),
+                    ),
+                )
+                .values(delivery_status="sent", error=None)
+                .execution_options(synchronize_session=False)
+            )
         log.debug("marked %d message(s) sent", len(message_ids))
 
 

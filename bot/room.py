@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from bot.media import customer_text
 from bot.state import BotState, LeadSnapshot, Room, WindowMessage
 from store import identity as rules
-from store.leads import get_lead
 from store.messages import conversation_messages
 from store.models import ContactDetail, Conversation, Identity, Lead, Message
 
@@ -50,7 +49,7 @@ def lead_snapshot(lead: Lead) -> LeadSnapshot:
     )
 
 
-def _window(conversation_id: int, session: Session, size: int) -> list[WindowMessage]:
+def _window(messages: list[Message]) -> list[WindowMessage]:
     """The conversation's own recent messages: never another conversation's, whatever the lead is
     merged from."""
     return [
@@ -64,7 +63,7 @@ def _window(conversation_id: int, session: Session, size: int) -> list[WindowMes
             channel=m.channel,
             sent_at=m.sent_at,
         )
-        for m in conversation_messages(conversation_id, session=session, limit=size)
+        for m in messages
     ]
 
 
@@ -124,17 +123,40 @@ def room_view(
 ) -> BotState:
     """What a turn in this conversation may know and do: its lead (as this room may see it), its
     recent messages, whether the business spoke in it, and its standing among the lead's rooms."""
-    lead = get_lead(conversation.lead_id, session=session)
-    alone = rules.only_conversation(conversation, session=session)
-    snapshot = lead_snapshot(lead) if alone else _room_snapshot(lead, conversation, session)
+    standing = rules.load_standing(conversation.id, session=session)
+    if standing is None:
+        raise LookupError(f"no conversation with id {conversation.id}")
+    window = conversation_messages(conversation.id, session=session, limit=window_size)
+    return standing_view(standing, window, session, now, window_size=window_size)
+
+
+def standing_view(
+    standing: rules.Standing,
+    window: list[Message],
+    session: Session,
+    now: datetime,
+    *,
+    window_size: int,
+) -> BotState:
+    """`room_view` from what the turn already loaded: the conversation's standing and its last
+    `window_size` messages (oldest first). Reads more only for a room among several, or a long
+    conversation whose window shows no message of the business."""
+    conversation, lead = standing.conversation, standing.lead
+    snapshot = (
+        lead_snapshot(lead) if standing.alone else _room_snapshot(lead, conversation, session)
+    )
+    # A window shorter than asked for is the whole conversation.
+    greeted = any(m.direction == "out" for m in window) or (
+        len(window) >= window_size > 0 and _has_spoken(conversation.id, session)
+    )
     return {
         "lead_id": lead.id,
         "lead": snapshot,
-        "window": _window(conversation.id, session, window_size),
-        "greeted": _has_spoken(conversation.id, session),
+        "window": _window(window),
+        "greeted": greeted,
         "room": Room(
-            alone=alone,
-            speaks_for_lead=rules.speaks_for_lead(conversation, session=session),
+            alone=standing.alone,
+            speaks_for_lead=standing.speaks_for_lead,
             paused=is_room_paused(conversation, now),
         ),
     }

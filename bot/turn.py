@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, exists, select, update
+from sqlalchemy import CursorResult, bindparam, update
 from sqlalchemy.orm import Session
 
 from bot.config import PromptConfig
@@ -23,12 +24,12 @@ from bot.scoring import (
 )
 from bot.state import BotState
 from bot.statuses import Decision, Plan, may_move
-from store import identity as rules
 from store.domain.policy import Policy
 from store.domain.status import change_status_by_bot, quiet_for_status
 from store.domain.takeover import is_ai_paused
-from store.leads import get_lead, update_lead
-from store.messages import record_outbound
+from store.identity import Standing, load_standing
+from store.leads import batched_audit, update_lead, write_audit
+from store.messages import add_outbound, record_outbound
 from store.models import Conversation, Lead, Message
 from store.work import record_score
 
@@ -41,28 +42,60 @@ class Superseded(Exception):
 
 def claim_pending(pending_ids: list[int], now: datetime, session: Session) -> None:
     """Mark the burst processed, or raise `Superseded` when another run got (some of) it first."""
-    claimed = session.execute(
-        update(Message)
-        .where(Message.id.in_(pending_ids), Message.processed_at.is_(None))
-        .values(processed_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    claimed = session.execute(_claim_statement(), {"ids": list(pending_ids), "now": now})
     if cast("CursorResult[Any]", claimed).rowcount != len(pending_ids):
         raise Superseded()
 
 
-def apply_turn(state: BotState, config: PromptConfig, policy: Policy, session: Session) -> BotState:
+@cache
+def _claim_statement() -> Any:
+    """`claim_pending`'s UPDATE, built once."""
+    return (
+        update(Message)
+        .where(Message.id.in_(bindparam("ids", expanding=True)), Message.processed_at.is_(None))
+        .values(processed_at=bindparam("now", type_=Message.__table__.c.processed_at.type))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def apply_turn(
+    state: BotState,
+    config: PromptConfig,
+    policy: Policy,
+    session: Session,
+    *,
+    known_keys: bool = True,
+) -> BotState:
     """Everything the turn changes, in the caller's transaction (after `claim_pending`): the lead's
     score, profile and status with the plan applied through the domain layer, the conversation's
-    summary and language, and the reply recorded for delivery."""
+    summary and language, and the reply recorded for delivery.
+
+    One statement loads (and locks) the lead with its conversation; the changes are written in one
+    flush at the end (the score event, one update per row) and the audit rows in one insert.
+    `known_keys=False` reads whether the reply's idempotency key is taken (and keeps that reply)."""
+    standing = load_standing(
+        state["conversation_id"],
+        session=session,
+        lock_lead=True,
+        pending_besides=state["pending_ids"],
+    )
+    assert standing is not None
+    with batched_audit(session):
+        return _apply(state, standing, config, policy, session, known_keys)
+
+
+def _apply(
+    state: BotState,
+    standing: Standing,
+    config: PromptConfig,
+    policy: Policy,
+    session: Session,
+    known_keys: bool,
+) -> BotState:
     now = state["now"]
     last_id = state["pending_ids"][-1]
-    locked = session.get(Lead, state["lead_id"], with_for_update=True)
-    lead = get_lead(locked.id if locked is not None else state["lead_id"], session=session)
-    conversation = session.get(Conversation, state["conversation_id"])
-    assert conversation is not None
+    lead, conversation, alone = standing.lead, standing.conversation, standing.alone
     _end_expired_pause(lead, now, session)
-    alone = rules.only_conversation(conversation, session=session)
     # Checked on the rows themselves: a human who replied during the model call silences this reply.
     quiet = is_ai_paused(lead, now) or is_room_paused(conversation, now)
     if not lead.locked:
@@ -73,6 +106,7 @@ def apply_turn(state: BotState, config: PromptConfig, policy: Policy, session: S
             session=session,
             message_id=last_id,
             engine="llm" if state.get("engine") == "llm" else "offline",
+            unscored=True,  # claimed in this transaction
         )
     decision = state["decision"]
     sets_status = _may_still_set(lead, decision, config)
@@ -81,11 +115,12 @@ def apply_turn(state: BotState, config: PromptConfig, policy: Policy, session: S
     _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=status)
     # After the profile: the notifications the status's action sends quote its next best action.
     _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
-    replies = _record_reply(state, lead, conversation, config, session, quiet=quiet)
+    message = _record_reply(state, lead, conversation, session, quiet=quiet, known_key=known_keys)
+    session.flush()
     return {
-        "outcome": "replied" if replies else "quiet",
-        "replies": replies,
-        "more_pending": _more_pending(conversation.id, state["pending_ids"], session),
+        "outcome": "replied" if message is not None else "quiet",
+        "replies": [_reply(message, state, lead, config)] if message is not None else [],
+        "more_pending": standing.more_pending,
         "lead_id": lead.id,
     }
 
@@ -179,6 +214,7 @@ def _apply_plan(
     one of several), or only the pause or stop of this conversation."""
     if planned.status is None:
         return
+    write_audit(session)  # the domain's rules read the trail (e.g. the last assignments)
     if planned.room_only:
         quiet_for_status(
             lead,
@@ -203,63 +239,62 @@ def _record_reply(
     state: BotState,
     lead: Lead,
     conversation: Conversation,
-    config: PromptConfig,
     session: Session,
     *,
     quiet: bool,
-) -> list[Reply]:
+    known_key: bool,
+) -> Message | None:
     """Record the drafted reply as pending delivery, unless a human took over meanwhile."""
     reply = state.get("reply")
     if reply is None:
-        return []
+        return None
     if quiet:
         log.info(
             "conversation %s: a human took over while the bot was thinking; no bot reply",
             conversation.id,
         )
-        return []
+        return None
     if not reply.text:
-        return []
-    message = record_outbound(
-        conversation,
-        reply.text,
-        session=session,
-        author="bot",
-        idempotency_key=f"bot-reply:{state['pending_ids'][-1]}",
-        external_id=state.get("external_id"),
-        delivery_status="pending",
-    )
+        return None
+    key = f"bot-reply:{state['pending_ids'][-1]}"
+    if known_key:
+        # The key is new: the burst it answers was unclaimed until this transaction.
+        message = add_outbound(
+            conversation,
+            reply.text,
+            session=session,
+            idempotency_key=key,
+            external_id=state.get("external_id"),
+        )
+    else:
+        message = record_outbound(
+            conversation,
+            reply.text,
+            session=session,
+            idempotency_key=key,
+            external_id=state.get("external_id"),
+            delivery_status="pending",
+        )
     if reply.asked_phone:
         lead.phone_asks = (lead.phone_asks or 0) + 1
     lead.last_reply_asked_phone = reply.asked_phone
     if reply.notice:
         lead.ai_resume_notice_due = False
-    return [
-        Reply(
-            message_id=message.id,
-            lead_id=lead.id,
-            conversation_id=conversation.id,
-            channel=conversation.channel,
-            external_id=message.external_id,
-            text=message.text,
-            language=reply.language or config.business.default_language,
-            source="model" if reply.source == "llm" else "offline",
-            knowledge=tuple(reply.knowledge),
-        )
-    ]
+    return message
 
 
-def _more_pending(conversation_id: int, pending_ids: list[int], session: Session) -> bool:
-    """Whether customer messages arrived during this run (another run answers them)."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Message.conversation_id == conversation_id,
-                    Message.direction == "in",
-                    Message.processed_at.is_(None),
-                    Message.id.not_in(pending_ids),
-                )
-            )
-        )
+def _reply(message: Message, state: BotState, lead: Lead, config: PromptConfig) -> Reply:
+    """What to deliver, once the recorded reply has its id."""
+    reply = state.get("reply")
+    assert reply is not None
+    return Reply(
+        message_id=message.id,
+        lead_id=lead.id,
+        conversation_id=message.conversation_id,
+        channel=message.channel,
+        external_id=message.external_id,
+        text=message.text,
+        language=reply.language or config.business.default_language,
+        source="model" if reply.source == "llm" else "offline",
+        knowledge=tuple(reply.knowledge),
     )

@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from store.models import (
     CLAIMED,
@@ -432,31 +433,114 @@ def reply_conversation(
     return max(verified or conversations, key=recency)
 
 
-def speaks_for_lead(conversation: Conversation, *, session: Session) -> bool:
-    """Whether what is said in this conversation may end or quiet the whole lead.
+def may_speak_for_lead(trust: str, *, alone: bool) -> bool:
+    """Whether what is said in a conversation may end or quiet the whole lead.
 
     Ending is a terminal status; quieting stops the bot for the whole lead. Yes on a verified
     identity, or when it is the lead's only conversation.
     """
+    return trust == VERIFIED or alone
+
+
+def speaks_for_lead(conversation: Conversation, *, session: Session) -> bool:
+    """`may_speak_for_lead` for a conversation, read from the store."""
     if conversation_trust(conversation, session=session) == VERIFIED:
         return True
-    others = session.scalars(
-        select(Conversation.id)
-        .where(Conversation.lead_id == conversation.lead_id, Conversation.id != conversation.id)
+    return only_conversation(conversation, session=session)
+
+
+def _others_clause(conversation: type[Conversation] | Any) -> Any:
+    """Whether the conversation's lead has another conversation (an EXISTS on the lead's index)."""
+    other = aliased(Conversation)
+    return (
+        select(other.id)
+        .where(other.lead_id == conversation.lead_id, other.id != conversation.id)
         .limit(1)
-    ).first()
-    return others is None
+        .exists()
+    )
 
 
 def only_conversation(conversation: Conversation, *, session: Session) -> bool:
-    return (
-        session.scalars(
-            select(Conversation.id)
-            .where(Conversation.lead_id == conversation.lead_id, Conversation.id != conversation.id)
-            .limit(1)
-        ).first()
-        is None
+    return not session.scalar(_only_statement(), {"conversation_id": conversation.id})
+
+
+@cache
+def _only_statement() -> Any:
+    """Built once: composing a statement costs more than running it on an index."""
+    return select(_others_clause(Conversation)).where(
+        Conversation.id == bindparam("conversation_id")
     )
+
+
+@dataclass
+class Standing:
+    """A conversation, its lead and its standing among the lead's rooms, loaded in one query."""
+
+    conversation: Conversation
+    lead: Lead
+    trust: str  # its identity's trust (the channel's when it has none)
+    alone: bool  # the lead's only conversation
+    more_pending: bool = False  # unprocessed customer messages besides the ones named
+
+    @property
+    def speaks_for_lead(self) -> bool:
+        return may_speak_for_lead(self.trust, alone=self.alone)
+
+
+def load_standing(
+    conversation_id: int,
+    *,
+    session: Session,
+    lock_lead: bool = False,
+    pending_besides: list[int] | None = None,
+) -> Standing | None:
+    """The conversation with its lead (merges followed), its identity's trust and whether it is the
+    lead's only one, in one statement; `lock_lead` locks the lead's row for the turn (PostgreSQL),
+    `pending_besides` also asks whether other customer messages wait."""
+    params: dict[str, Any] = {"conversation_id": conversation_id}
+    if pending_besides is not None:
+        params["pending_besides"] = list(pending_besides)
+    query = _standing_statement(lock_lead, pending_besides is not None)
+    row = session.execute(query, params).first()
+    if row is None:
+        return None
+    conversation, lead, trust, others = row[0], row[1], row[2], row[3]
+    if lead.merged_into_id is not None:
+        # A conversation left on a merged-away lead belongs to the survivor.
+        lead = _living(session, lead.id) or lead
+        others = not only_conversation(conversation, session=session)
+    return Standing(
+        conversation=conversation,
+        lead=lead,
+        trust=trust or channel_trust(conversation.channel),
+        alone=not others,
+        more_pending=bool(row[4]) if pending_besides is not None else False,
+    )
+
+
+@cache
+def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
+    """`load_standing`'s statement, built once per shape."""
+    columns: list[Any] = [Conversation, Lead, Identity.trust, _others_clause(Conversation)]
+    if with_pending:
+        columns.append(
+            select(Message.id)
+            .where(
+                Message.conversation_id == Conversation.id,
+                Message.direction == "in",
+                Message.processed_at.is_(None),
+                Message.id.not_in(bindparam("pending_besides", expanding=True)),
+            )
+            .limit(1)
+            .exists()
+        )
+    query = (
+        select(*columns)
+        .join(Lead, Lead.id == Conversation.lead_id)
+        .outerjoin(Identity, Identity.id == Conversation.identity_id)
+        .where(Conversation.id == bindparam("conversation_id"))
+    )
+    return query.with_for_update(of=Lead) if lock_lead else query
 
 
 # ---- helpers --------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,6 +54,7 @@ _FILLABLE = (
     "conversion_probability",
 )
 _MAX_ATTEMPTS = 5
+_AUDIT_BATCH = "leaddesk.audit_batch"  # the session.info key of `batched_audit`'s rows
 _DEFAULT_STATUS = "New"
 
 
@@ -85,18 +87,44 @@ def record_audit(
     new: Any = None,
     agent_id: int | None = None,
 ) -> AuditEvent:
-    event = AuditEvent(
-        lead_id=lead_id,
-        actor=actor,
-        agent_id=agent_id,
-        action=action,
-        field=field,
-        old_value=_audit_value(old),
-        new_value=_audit_value(new),
-        created_at=utcnow(),
-    )
-    session.add(event)
+    row = {
+        "lead_id": lead_id,
+        "actor": actor,
+        "agent_id": agent_id,
+        "action": action,
+        "field": field,
+        "old_value": _audit_value(old),
+        "new_value": _audit_value(new),
+        "created_at": utcnow(),
+    }
+    event = AuditEvent(**row)
+    batch = session.info.get(_AUDIT_BATCH)
+    if batch is not None:
+        batch.append(row)
+    else:
+        session.add(event)
     return event
+
+
+@contextmanager
+def batched_audit(session: Session) -> Iterator[None]:
+    """Collect the audit rows recorded inside the block and write them in one INSERT when it ends
+    (or at `write_audit`): for a turn that records several and reads none back."""
+    session.info[_AUDIT_BATCH] = []
+    try:
+        yield
+        write_audit(session)
+    finally:
+        session.info.pop(_AUDIT_BATCH, None)
+
+
+def write_audit(session: Session) -> None:
+    """Write the audit rows `batched_audit` has collected so far, in one statement."""
+    rows = session.info.get(_AUDIT_BATCH)
+    if rows:
+        # The table's INSERT, not the ORM's bulk path: nothing is read back, one executemany.
+        session.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), list(rows))
+        rows.clear()
 
 
 def update_lead(
@@ -251,6 +279,39 @@ def resolve(
     defaults to what the channel vouches for; `alias_of` names an identity on the same channel
     whose lead and conversation this new identity joins.
     """
+    lead, _identity = resolve_identity(
+        channel,
+        external_id,
+        phone,
+        email,
+        name,
+        session=session,
+        region=region,
+        source=source,
+        actor=actor,
+        trust=trust,
+        identity_trust=identity_trust,
+        alias_of=alias_of,
+    )
+    return lead
+
+
+def resolve_identity(
+    channel: str,
+    external_id: str,
+    phone: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    *,
+    session: Session,
+    region: str = "US",
+    source: str | None = None,
+    actor: str = "bot",
+    trust: str = VERIFIED,
+    identity_trust: str | None = None,
+    alias_of: str | None = None,
+) -> tuple[Lead, Identity]:
+    """`resolve`, also giving the identity the person wrote from."""
     if channel not in CHANNELS:
         raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
     external_id = clean_text(str(external_id)).strip()
@@ -277,7 +338,7 @@ def resolve(
         )
         if found is None:
             continue
-        lead, identity_id = found
+        lead, identity = found
         claimed: Lead | None = lead
         for field, value in (("phone", phone), ("email", email)):
             if value and claimed is not None:
@@ -289,13 +350,13 @@ def resolve(
                     actor,
                     trust=trust,
                     source=channel,
-                    identity_id=identity_id,
+                    identity_id=identity.id,
                 )
         if claimed is None:
             continue
         if name and not claimed.name:
             update_lead(claimed, {"name": name}, session=session, actor=actor)
-        return claimed
+        return claimed, identity
     raise RuntimeError("could not resolve the lead: too much concurrent contention")
 
 
@@ -426,14 +487,22 @@ def _lead_for_identity(
     trust: str,
     identity_trust: str,
     alias_of: str | None,
-) -> tuple[Lead, int] | None:
-    """The lead of this identity (and the identity's id), registering the identity if it is new.
+) -> tuple[Lead, Identity] | None:
+    """The lead of this identity (and the identity), registering the identity if it is new.
     None means a concurrent registration won: try again."""
-    identity = find_identity(channel, external_id, session=session)
-    if identity is not None:
+    # The identity with its lead in one statement (a merged-away lead is followed).
+    row = session.execute(
+        select(Identity, Lead)
+        .join(Lead, Lead.id == Identity.lead_id)
+        .where(Identity.channel == channel, Identity.external_id == external_id)
+    ).first()
+    if row is not None:
+        identity, holder = row[0], row[1]
         if identity_trust == VERIFIED and identity.trust != VERIFIED:
             identity.trust = VERIFIED
-        return get_lead(identity.lead_id, session=session), identity.id
+        if holder.merged_into_id is not None:
+            holder = get_lead(holder.id, session=session)
+        return holder, identity
     lead: Lead | None = None
     root: Identity | None = None
     if alias_of:
@@ -481,7 +550,7 @@ def _lead_for_identity(
     except IntegrityError:
         # Someone registered this identity at the same time: the next attempt uses theirs.
         return None
-    return lead, identity.id
+    return lead, identity
 
 
 def _claim(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from store.contacts import try_normalize_phone
-from store.leads import find_identity, get_conversation, resolve
+from store.leads import get_conversation, resolve_identity
 from store.models import VERIFIED, Conversation, Lead, Message, utcnow
 from store.text import clean_json, clean_text
 
@@ -67,7 +68,7 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
             assert conversation is not None
             return Ingested(existing, conversation.lead, conversation, True)
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
-    lead = resolve(
+    lead, identity = resolve_identity(
         inbound.channel,
         inbound.external_id,
         phone=phone,
@@ -75,9 +76,6 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
         session=session,
         region=region,
         trust=VERIFIED,
-    )
-    identity = find_identity(
-        inbound.channel, inbound.external_id.replace("\x00", "").strip(), session=session
     )
     conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
     now = utcnow()
@@ -98,6 +96,11 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
         # Agent echoes need no bot processing.
         processed_at=None if direction == "in" else now,
     )
+    if not inbound.channel_message_id:
+        # Nothing unique to collide on: no savepoint needed.
+        session.add(message)
+        session.flush()
+        return _arrived(message, lead, conversation)
     try:
         with session.begin_nested():
             session.add(message)
@@ -109,7 +112,13 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
         conversation = session.get(Conversation, existing.conversation_id)
         assert conversation is not None
         return Ingested(existing, conversation.lead, conversation, True)
-    if direction == "in":
+    return _arrived(message, lead, conversation)
+
+
+def _arrived(message: Message, lead: Lead, conversation: Conversation) -> Ingested:
+    """A newly stored message: an inbound one dates the conversation's and the lead's last
+    contact."""
+    if message.direction == "in":
         conversation.last_inbound_at = max(
             filter(None, [conversation.last_inbound_at, message.sent_at])
         )
@@ -138,6 +147,52 @@ def pending_messages(conversation_id: int, *, session: Session) -> list[Message]
             .order_by(Message.id)
         )
     )
+
+
+@dataclass
+class TurnMessages:
+    """What a bot turn reads of its conversation: the unprocessed customer messages and the most
+    recent messages (any author), each oldest first."""
+
+    pending: list[Message]
+    window: list[Message]
+
+
+def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -> TurnMessages:
+    """The conversation's pending messages and its last `window` messages, in one statement; both
+    parts come from indexes on the conversation, whatever its length."""
+    found = session.scalars(
+        _turn_statement(), {"conversation_id": conversation_id, "window": max(window, 0)}
+    )
+    # A pending message inside the window comes twice (once from each part).
+    rows = list({m.id: m for m in found}.values())
+    return TurnMessages(
+        pending=[m for m in rows if m.direction == "in" and m.processed_at is None],
+        # The `window` newest rows of the union are the conversation's `window` newest messages.
+        window=rows[-window:] if window > 0 else [],
+    )
+
+
+@cache
+def _turn_statement() -> Any:
+    """`turn_messages`' statement, built once (composing it costs more than running it): the
+    window and the pending messages as two index scans of whole rows, in one statement."""
+    conversation_id: Any = bindparam("conversation_id")
+    columns = Message.__table__.c
+    recent = (
+        select(*columns)
+        .where(columns.conversation_id == conversation_id)
+        .order_by(columns.id.desc())
+        .limit(bindparam("window"))
+        .subquery()
+    )
+    unprocessed = select(*columns).where(
+        columns.conversation_id == conversation_id,
+        columns.direction == "in",
+        columns.processed_at.is_(None),
+    )
+    both = union_all(select(recent), unprocessed).subquery()
+    return select(aliased(Message, both)).order_by(both.c.id)
 
 
 def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
@@ -181,6 +236,38 @@ def recent_messages(lead_id: int, *, session: Session, limit: int = 12) -> list[
     )
     rows.reverse()
     return rows
+
+
+def add_outbound(
+    conversation: Conversation,
+    text: str,
+    *,
+    session: Session,
+    idempotency_key: str,
+    author: str = "bot",
+    external_id: str | None = None,
+    delivery_status: str = "pending",
+) -> Message:
+    """Add an outbound message whose idempotency key the caller knows to be new (the bot's reply
+    to messages it has just claimed); written with the caller's next flush. Were the key taken
+    after all, that flush fails on the unique index and the caller's transaction rolls back."""
+    now = utcnow()
+    message = Message(
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        external_id=external_id,
+        direction="out",
+        author=author,
+        text=clean_text(text or ""),
+        kind="text",
+        idempotency_key=idempotency_key,
+        delivery_status=delivery_status,
+        sent_at=now,
+        created_at=now,
+        processed_at=now,
+    )
+    session.add(message)
+    return message
 
 
 def record_outbound(

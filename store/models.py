@@ -503,3 +503,14 @@ class ConversationRead(Base):
     )
     last_read_message_id: Mapped[int] = mapped_column(default=0)
     read_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The bot's reads of one conversation: its unprocessed customer messages, from an index that holds
+# only those (a run never walks the conversation's history, nor the other conversations' backlog).
+Index(
+    "ix_messages_unprocessed",
+    Message.conversation_id,
+    Message.id,
+    sqlite_where=text("direction = 'in' AND processed_at IS NULL"),
+    postgresql_where=text("direction = 'in' AND processed_at IS NULL"),
+)

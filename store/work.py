@@ -204,14 +204,18 @@ def record_score(
     message_id: int | None = None,
     engine: str = "offline",
     actor: str = "bot",
+    unscored: bool = False,
 ) -> ScoreEvent | None:
     """Store a score update with its factors; a second update for the same message is ignored.
 
     Factors are dicts `{"factor", "points", "evidence"}`; the score is clamped to 0..100.
+    `unscored`: the caller knows the message has no score yet (the bot, which has just claimed
+    it), so nothing is read and the event is written with the caller's next flush.
     """
     score = max(0, min(100, int(score)))
     if (
-        message_id is not None
+        not unscored
+        and message_id is not None
         and session.scalars(select(ScoreEvent).where(ScoreEvent.message_id == message_id)).first()
     ):
         return None
@@ -226,7 +230,8 @@ def record_score(
     )
     session.add(event)
     update_lead(lead, {"score": score, "score_factors": factors}, session=session, actor=actor)
-    session.flush()
+    if not unscored:
+        session.flush()
     return event
 
 

@@ -1,0 +1,163 @@
+"""How much database work one bot run does: a bounded number of SQL statements per run, on SQLite
+and PostgreSQL, that does not grow with the conversation's length or the number of leads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import BotService, LocalOutbox, PromptConfig
+from store import make_session_factory
+from store.messages import Inbound, ingest, record_outbound
+from store.models import Conversation, Message, ScoreEvent
+from tests.bot.support import Clock
+
+# A steady-state run (no status change, no new contact): read the conversation (2), then claim,
+# lock and load, score event, audit rows, lead, conversation, reply (7), then mark it sent (1).
+MAX_STATEMENTS_PER_RUN = 10
+QUESTIONS = [
+    "What packages do you offer?",
+    "Does it work with a flat roof?",
+    "How long does installation take?",
+    "What happens on cloudy days?",
+    "Is there a monitoring app?",
+]
+
+
+class Statements:
+    """Counts the statements an engine executes inside `counting()` (transaction control aside:
+    BEGIN is a statement on SQLite and a protocol message on PostgreSQL)."""
+
+    def __init__(self, engine: Engine):
+        self.seen: list[str] = []
+        self._on = False
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if self._on and not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            self.seen.append(statement)
+
+    @contextmanager
+    def counting(self) -> Iterator[list[str]]:
+        self.seen = []
+        self._on = True
+        try:
+            yield self.seen
+        finally:
+            self._on = False
+
+
+@pytest.fixture
+def factory(db_engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(db_engine)
+
+
+@pytest.fixture
+def service(factory: sessionmaker[Session], prompts: PromptConfig) -> BotService:
+    return BotService(
+        session_factory=factory,
+        prompts=prompts,
+        outbox=LocalOutbox(factory),
+        clock=Clock(),
+        region="US",
+    )
+
+
+def _run(service: BotService, counter: Statements, sender: str, text: str) -> int:
+    """Store one customer message as a webhook does, then count the statements of the bot run."""
+    conversation_id = service.store(Inbound(channel="web", external_id=sender, text=text))
+    assert conversation_id is not None
+    with counter.counting() as seen:
+        replies = service.process_conversation(conversation_id)
+    assert len(replies) == 1
+    return len(seen)
+
+
+def _long_history(factory: sessionmaker[Session], sender: str, exchanges: int) -> None:
+    """A conversation that has gone on for a while: `exchanges` answered questions."""
+    with factory.begin() as session:
+        for number in range(exchanges):
+            stored = ingest(
+                Inbound(channel="web", external_id=sender, text=f"Question {number}"),
+                session=session,
+            )
+            stored.message.processed_at = stored.message.sent_at
+            record_outbound(stored.conversation, f"Answer {number}", session=session)
+
+
+def test_a_steady_state_run_stays_within_the_statement_budget(
+    service: BotService, db_engine: Engine
+) -> None:
+    counter = Statements(db_engine)
+    # The first question moves the lead on (a status change with its action): not steady state.
+    for text in ("Hi there", "I'm thinking about solar panels for my house"):
+        service.handle(Inbound(channel="web", external_id="visitor", text=text))
+    counts = [_run(service, counter, "visitor", text) for text in QUESTIONS]
+    assert max(counts) <= MAX_STATEMENTS_PER_RUN, counts
+
+
+def test_statements_per_run_do_not_grow_with_the_conversation_or_the_leads(
+    service: BotService, factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    counter = Statements(db_engine)
+    for sender in ("short", "long"):
+        for text in ("Hi there", "I'm thinking about solar panels for my house"):
+            service.handle(Inbound(channel="web", external_id=sender, text=text))
+    short = _run(service, counter, "short", QUESTIONS[0])
+    _long_history(factory, "long", 120)
+    for number in range(30):
+        service.store(Inbound(channel="web", external_id=f"other-{number}", text="Hi"))
+    long = _run(service, counter, "long", QUESTIONS[0])
+    assert long == short
+    with factory() as session:
+        assert session.query(Message).count() > 250
+
+
+def test_a_run_reads_only_a_window_of_a_long_conversation(
+    service: BotService, factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    _long_history(factory, "long", 80)
+    conversation_id = service.store(Inbound(channel="web", external_id="long", text="Hi again"))
+    assert conversation_id is not None
+    loaded: list[int] = []
+
+    @event.listens_for(Session, "loaded_as_persistent")
+    def count_loaded(_session: Session, instance: object) -> None:
+        if isinstance(instance, Message):
+            loaded.append(instance.id)
+
+    try:
+        assert len(service.process_conversation(conversation_id)) == 1
+    finally:
+        event.remove(Session, "loaded_as_persistent", count_loaded)
+    # The window (12 messages) with the pending one among them: never the 160 before.
+    assert 0 < len(set(loaded)) <= 12
+
+
+def test_a_reply_key_taken_after_all_keeps_that_reply_and_scores_once(
+    service: BotService, factory: sessionmaker[Session]
+) -> None:
+    conversation_id = service.store(Inbound(channel="web", external_id="visitor", text="Hi there"))
+    assert conversation_id is not None
+    with factory.begin() as session:
+        pending = session.scalars(
+            select(Message).where(Message.conversation_id == conversation_id)
+        ).one()
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        earlier = record_outbound(
+            conversation, "Hello again!", session=session, idempotency_key=f"bot-reply:{pending.id}"
+        ).id
+
+    replies = service.process_conversation(conversation_id)
+
+    assert [r.message_id for r in replies] == [earlier]
+    with factory() as session:
+        assert session.get(Message, pending.id).processed_at is not None  # type: ignore[union-attr]
+        assert len(session.scalars(select(ScoreEvent)).all()) == 1
+        assert len(session.scalars(select(Message).where(Message.direction == "out")).all()) == 1
+    assert service.process_conversation(conversation_id) == []
