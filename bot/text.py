@@ -99,18 +99,21 @@ class KeywordSet:
         return bool(self._patterns or self._exact)
 
     def find(self, text: str) -> list[Match]:
-        """Every keyword occurrence in `text` (non-overlapping per keyword), in text order.
+        """Every keyword occurrence in `text` (non-overlapping per keyword), in text order."""
+        return list(self._matches(text))
 
-        The last texts' results are kept: scoring and retrieval look at the same messages."""
+    def _matches(self, text: str) -> tuple[Match, ...]:
+        """`find`'s answer, kept for the last texts: scoring and retrieval look at the same
+        messages many times per turn."""
         if not text:
-            return []
+            return ()
         cached = self._found.get(text)
         if cached is not None:
-            return list(cached)
-        matches = self._find(text)
+            return cached
+        matches = tuple(self._find(text))
         if len(self._found) >= FIND_CACHE_SIZE:
             self._found.clear()  # plain dict operations: safe across the server's threads
-        self._found[text] = tuple(matches)
+        self._found[text] = matches
         return matches
 
     def _find(self, text: str) -> list[Match]:
@@ -139,7 +142,7 @@ class KeywordSet:
         return matches
 
     def first(self, text: str) -> Match | None:
-        found = self.find(text)
+        found = self._matches(text)
         return found[0] if found else None
 
     def languages(self) -> set[str]:
