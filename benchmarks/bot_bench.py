@@ -262,6 +262,8 @@ def run_rss(service: BotService, messages: int, customers: int) -> dict[str, Any
         service.handle(Inbound(channel="web", external_id=f"rss-{customer}", text=text))
         if number % every == 0:
             marks.append((number, rss_mb()))
+            # As it goes (a long run): the marks so far survive an interrupted run.
+            print(f"  rss after {number} messages: {marks[-1][1]:.1f} MB", file=sys.stderr)
     warm_from = min(2 * every, messages)
     warm = [mb for number, mb in marks if number >= warm_from]
     middle = statistics.fmean(warm)
