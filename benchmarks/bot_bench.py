@@ -1,14 +1,23 @@
-"""Bot benchmark: how fast the inbound graph handles customer messages on SQLite, with the offline
-engine and with a zero-latency fake model (a real `ChatOpenAI` client talking HTTP to the loopback
-fake OpenAI-compatible server, which answers instantly), and whether the prompt grows with the
-conversation.
+"""Bot benchmark: how fast the inbound graph handles customer messages, against the framework floor
+(`../shared/bench/floor.py`, run in the same go), with the offline engine and with a zero-latency
+fake model (a real `ChatOpenAI` client talking HTTP to the loopback fake OpenAI-compatible server,
+which answers instantly), and whether cost, prompt or memory grow with the conversation.
 
-    python benchmarks/bot_bench.py [--conversations 20] [--messages 10] [--long 50] [--json]
+    python benchmarks/bot_bench.py [--conversations 20] [--messages 10] [--long 50]
+        [--customers 40] [--per-customer 20] [--database URL] [--rss 20000] [--json]
 
 Each message goes through `BotService.handle` exactly as `leaddesk replay` feeds it (store, score,
-status, reply, commit, local delivery), on a temporary SQLite file (WAL). Reported: messages per
-second, median and p95 handling time per message, model calls, and the prompt size (characters of
-all messages sent to the model) at message 5 and message `--long` of one conversation.
+status, reply, commit, local delivery), on a temporary SQLite file (WAL), or with `--database` on
+PostgreSQL (`postgresql+psycopg://postgres@127.0.0.1:5432/h_botcpu`: the offline runs use scratch
+databases `<name>_short` and `<name>_long`, created and dropped here). Reported: the floor, messages
+per second, median and p95 wall time and CPU time per message and their ratio to the floor, SQL
+statements per message (an engine `before_cursor_execute` listener), a long conversation (800
+messages over 40 customers, interleaved) with its first and last 100 messages side by side, model
+calls, and the prompt size (characters of all messages sent to the model) at message 5 and message
+`--long` of one conversation.
+
+`--rss N` sends N messages (over `--rss-customers` customers) through one `BotService` and prints
+the process's resident memory every 2,000 messages and its spread from message 4,000 on.
 
 The retrieval line times what the bot does per message to answer from the knowledge base, on the
 shipped multilingual knowledge base: detect the language, rank the sections, pick the part that
@@ -18,17 +27,28 @@ answers (CPU time per message; the language models load once per process, timed 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
+import os
+import resource
+import runpy
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import create_engine, event
+from sqlalchemy import text as sql
+from sqlalchemy.engine import Engine, make_url
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+FLOOR = REPO_ROOT.parent / "shared" / "bench" / "floor.py"
 
 from bot import BotService, LocalOutbox, load_prompts  # noqa: E402
 from bot.knowledge import answer, knowledge_index  # noqa: E402
@@ -91,8 +111,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-def make_service(directory: Path, name: str, model: Any | None) -> tuple[BotService, Any]:
-    engine = make_engine(f"sqlite:///{directory / name}")
+class StatementCounter:
+    """Counts the SQL statements an engine sends (an engine `before_cursor_execute` listener)."""
+
+    def __init__(self, engine: Engine):
+        self.count = 0
+        event.listen(engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args: Any) -> None:
+        self.count += 1
+
+
+def make_service(url: str, model: Any | None) -> tuple[BotService, Engine, StatementCounter]:
+    engine = make_engine(url)
     upgrade(engine)
     session_factory = make_session_factory(engine)
     service = BotService(
@@ -102,31 +133,145 @@ def make_service(directory: Path, name: str, model: Any | None) -> tuple[BotServ
         outbox=LocalOutbox(session_factory),
         region="US",
     )
-    return service, engine
+    return service, engine, StatementCounter(engine)
 
 
-def run_throughput(service: BotService, conversations: int, messages: int) -> dict[str, float]:
-    timings: list[float] = []
-    cpu_started = time.process_time()
+@contextlib.contextmanager
+def scratch_database(directory: Path, name: str, server: str | None) -> Iterator[str]:
+    """A fresh database for one run: a SQLite file, or `<database>_<name>` on the PostgreSQL
+    server of `server`'s URL, created here and dropped afterwards."""
+    if server is None:
+        yield f"sqlite:///{directory / (name + '.db')}"
+        return
+    url = make_url(server)
+    database = f"{url.database}_{name}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sql(f'DROP DATABASE IF EXISTS "{database}"'))
+        connection.execute(sql(f'CREATE DATABASE "{database}"'))
+    try:
+        yield url.set(database=database).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_floor(messages: int = 1000) -> dict[str, float] | None:
+    """The floor in this process: its own figure (milliseconds per message, median of its 5
+    rounds, wall time) and its CPU time per message, or None when ../shared is absent."""
+    if not FLOOR.exists():
+        return None
+    floor = runpy.run_path(str(FLOOR))  # its definitions; main() runs below
+    printed = io.StringIO()
+    cpu = time.process_time()
+    with contextlib.redirect_stdout(printed):
+        floor["main"](messages)
+    cpu = time.process_time() - cpu
+    return {"median_ms": float(printed.getvalue().split()[-1]), "cpu_ms": cpu / messages * 1000}
+
+
+def handle_timed(
+    service: BotService, inbound: Inbound, counter: StatementCounter
+) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds and SQL statements of one message."""
+    statements = counter.count
+    cpu = time.process_time()
+    wall = time.perf_counter()
+    service.handle(inbound)
+    return time.perf_counter() - wall, time.process_time() - cpu, counter.count - statements
+
+
+def summary(
+    walls: list[float], cpus: list[float], statements: list[int], elapsed: float
+) -> dict[str, float]:
+    return {
+        "messages": len(walls),
+        "messages_per_second": len(walls) / elapsed,
+        "median_ms": statistics.median(walls) * 1000,
+        "mean_ms": statistics.fmean(walls) * 1000,
+        "p95_ms": percentile(walls, 0.95) * 1000,
+        # CPU time of this process (the server side of the fake model runs in it too): a figure
+        # that does not depend on how busy the machine is.
+        "cpu_ms_per_message": sum(cpus) / len(cpus) * 1000,
+        "statements_per_message": sum(statements) / len(statements),
+    }
+
+
+def run_throughput(
+    service: BotService, counter: StatementCounter, conversations: int, messages: int
+) -> dict[str, float]:
+    walls: list[float] = []
+    cpus: list[float] = []
+    statements: list[int] = []
     started = time.perf_counter()
     # Interleave conversations, as real traffic does.
     for turn in range(messages):
         for number in range(conversations):
             text = SCRIPT[turn % len(SCRIPT)]
             inbound = Inbound(channel="web", external_id=f"visitor-{number}", text=text)
-            t0 = time.perf_counter()
-            service.handle(inbound)
-            timings.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
+            wall, cpu, count = handle_timed(service, inbound, counter)
+            walls.append(wall)
+            cpus.append(cpu)
+            statements.append(count)
+    return summary(walls, cpus, statements, time.perf_counter() - started)
+
+
+def run_many_leads(
+    service: BotService, counter: StatementCounter, customers: int, per_customer: int
+) -> dict[str, Any]:
+    """A long run: `per_customer` messages from each of `customers` customers, interleaved; the
+    cost of the first and the last 100 messages side by side."""
+    walls: list[float] = []
+    cpus: list[float] = []
+    statements: list[int] = []
+    started = time.perf_counter()
+    for turn in range(per_customer):
+        for number in range(customers):
+            text = f"{SCRIPT[(turn + number) % len(SCRIPT)]} ({turn + 1})"
+            inbound = Inbound(channel="web", external_id=f"customer-{number}", text=text)
+            wall, cpu, count = handle_timed(service, inbound, counter)
+            walls.append(wall)
+            cpus.append(cpu)
+            statements.append(count)
+    result: dict[str, Any] = summary(walls, cpus, statements, time.perf_counter() - started)
+    window = min(100, len(walls) // 2)
+    for name, part in (("first", slice(0, window)), ("last", slice(len(walls) - window, None))):
+        result[name] = summary(walls[part], cpus[part], statements[part], sum(walls[part]))
+    result["window"] = window
+    return result
+
+
+def rss_mb() -> float:
+    """The process's resident set size now, in MB (from /proc, else the peak from `resource`)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_rss(service: BotService, messages: int, customers: int) -> dict[str, Any]:
+    """Resident memory every 2,000 messages (a tenth of a shorter run) through one service, and
+    its spread from the fourth mark on (caches fill during the first ones)."""
+    every = min(2000, max(1, messages // 10))
+    marks: list[tuple[int, float]] = [(0, rss_mb())]
+    for number in range(1, messages + 1):
+        customer = number % customers
+        text = f"{SCRIPT[number % len(SCRIPT)]} #{number}"
+        service.handle(Inbound(channel="web", external_id=f"rss-{customer}", text=text))
+        if number % every == 0:
+            marks.append((number, rss_mb()))
+            # As it goes (a long run): the marks so far survive an interrupted run.
+            print(f"  rss after {number} messages: {marks[-1][1]:.1f} MB", file=sys.stderr)
+    warm_from = min(2 * every, messages)
+    warm = [mb for number, mb in marks if number >= warm_from]
+    middle = statistics.fmean(warm)
     return {
-        "messages": len(timings),
-        # CPU time of this process (the server side of the fake model runs in it too): a figure
-        # that does not depend on how busy the machine is.
-        "cpu_ms_per_message": cpu / len(timings) * 1000,
-        "messages_per_second": len(timings) / elapsed,
-        "median_ms": statistics.median(timings) * 1000,
-        "p95_ms": percentile(timings, 0.95) * 1000,
+        "marks": marks,
+        "warm_from": warm_from,
+        "spread_percent": (max(warm) - min(warm)) / 2 / middle * 100,
+        "growth_percent": (warm[-1] - warm[0]) / warm[0] * 100,
     }
 
 
@@ -165,7 +310,9 @@ def run_retrieval(rounds: int) -> dict[str, float]:
     }
 
 
-def run_long_conversation(service: BotService, fake: FakeOpenAI, length: int) -> dict[str, Any]:
+def run_long_conversation(
+    service: BotService, fake: FakeOpenAI, length: int
+) -> dict[int, dict[str, int]]:
     marks: dict[int, dict[str, int]] = {}
     for number in range(1, length + 1):
         before = fake.calls
@@ -188,10 +335,16 @@ def run_long_conversation(service: BotService, fake: FakeOpenAI, length: int) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--conversations", type=int, default=20, help="conversations in the throughput run"
+        "--conversations", type=int, default=20, help="conversations in the short run"
     )
     parser.add_argument(
-        "--messages", type=int, default=10, help="messages per conversation in the throughput run"
+        "--messages", type=int, default=10, help="messages per conversation in the short run"
+    )
+    parser.add_argument(
+        "--customers", type=int, default=40, help="customers in the long offline run"
+    )
+    parser.add_argument(
+        "--per-customer", type=int, default=20, help="messages per customer in the long run"
     )
     parser.add_argument(
         "--long", type=int, default=50, help="length of the conversation whose prompt is measured"
@@ -199,49 +352,119 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--retrieval-rounds", type=int, default=50, help="rounds of the multilingual questions"
     )
+    parser.add_argument(
+        "--database",
+        help="run the offline bot on this PostgreSQL server and database name prefix "
+        "(scratch databases <name>_short and <name>_long are created and dropped)",
+    )
+    parser.add_argument(
+        "--rss", type=int, default=0, help="messages of the memory run (0: no memory run)"
+    )
+    parser.add_argument(
+        "--rss-customers", type=int, default=400, help="customers of the memory run"
+    )
+    parser.add_argument("--no-floor", action="store_true", help="do not run the floor")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
     results: dict[str, Any] = {}
-    # First, so that the one-time load of the language models is not counted per message below.
+    results["floor"] = None if args.no_floor else run_floor()
+    # Before the bot runs, so that the one-time load of the language models is not counted per
+    # message below.
     results["retrieval"] = run_retrieval(args.retrieval_rounds)
     with tempfile.TemporaryDirectory(prefix="leaddesk-bot-bench-") as tmp:
         directory = Path(tmp)
-        offline, engine = make_service(directory, "offline.db", None)
-        results["offline"] = run_throughput(offline, args.conversations, args.messages)
-        engine.dispose()
+        with scratch_database(directory, "short", args.database) as url:
+            offline, engine, counter = make_service(url, None)
+            results["offline"] = run_throughput(offline, counter, args.conversations, args.messages)
+            engine.dispose()
+        with scratch_database(directory, "long", args.database) as url:
+            offline, engine, counter = make_service(url, None)
+            results["many_leads"] = run_many_leads(
+                offline, counter, args.customers, args.per_customer
+            )
+            engine.dispose()
 
         with FakeOpenAI() as fake:
             fake.respond_with(lambda body: MODEL_ANSWER)
             model = fake.chat_model(timeout=10.0)
-            llm, engine = make_service(directory, "llm.db", model)
-            results["fake_model"] = run_throughput(llm, args.conversations, args.messages)
+            llm, engine, counter = make_service(f"sqlite:///{directory / 'llm.db'}", model)
+            results["fake_model"] = run_throughput(llm, counter, args.conversations, args.messages)
             results["fake_model"]["model_calls"] = fake.calls
             engine.dispose()
 
             fake.reset()
             fake.respond_with(lambda body: MODEL_ANSWER)
-            long_service, engine = make_service(directory, "long.db", model)
+            long_service, engine, _ = make_service(f"sqlite:///{directory / 'long.db'}", model)
             results["prompt_growth"] = run_long_conversation(long_service, fake, args.long)
             engine.dispose()
+
+        if args.rss:
+            with scratch_database(directory, "rss", args.database) as url:
+                service, engine, _ = make_service(url, None)
+                results["rss"] = run_rss(service, args.rss, args.rss_customers)
+                engine.dispose()
 
     if args.json:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(f"SQLite file, {args.conversations} conversations x {args.messages} messages each")
-    print(
-        f"{'engine':<12}{'msgs':>6}{'msg/s':>9}{'median ms':>11}{'p95 ms':>9}{'cpu ms/msg':>12}"
-        f"{'model calls':>13}"
-    )
-    for name in ("offline", "fake_model"):
-        row = results[name]
-        calls = row.get("model_calls", 0)
+    report(results, args)
+    return 0
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    floor = results["floor"]
+    where = "PostgreSQL" if args.database else "SQLite file"
+    if floor is None:
+        print(f"Floor: not run ({FLOOR} is absent or --no-floor); ratios left out")
+    else:
         print(
-            f"{name:<12}{row['messages']:>6}{row['messages_per_second']:>9.1f}{row['median_ms']:>11.1f}"
-            f"{row['p95_ms']:>9.1f}{row['cpu_ms_per_message']:>12.1f}{calls:>13}"
+            f"Floor ({FLOOR.name}: 8-node LangGraph + phonenumbers + one ORM transaction, SQLite):"
         )
+        print(
+            f"  {floor['median_ms']:.2f} ms/msg (its own figure: median of 5 rounds), "
+            f"{floor['cpu_ms']:.2f} cpu ms/msg"
+        )
+    print(f"\nBot on {where}; short run: {args.conversations} conversations x {args.messages}")
+    print(
+        f"{'run':<18}{'msgs':>6}{'msg/s':>8}{'median ms':>11}{'mean ms':>9}{'p95 ms':>8}"
+        f"{'cpu ms/msg':>12}{'SQL/msg':>9}{'x floor':>9}{'calls':>7}"
+    )
+    many = results["many_leads"]
+    rows = [
+        ("offline short", results["offline"]),
+        (f"offline {many['messages']}", many),
+        (f"  first {many['window']}", many["first"]),
+        (f"  last {many['window']}", many["last"]),
+        ("fake model*", results["fake_model"]),
+    ]
+    for name, row in rows:
+        ratio = f"{row['cpu_ms_per_message'] / floor['cpu_ms']:.1f}x" if floor else "-"
+        print(
+            f"{name:<18}{row['messages']:>6}{row['messages_per_second']:>8.1f}"
+            f"{row['median_ms']:>11.1f}{row['mean_ms']:>9.1f}{row['p95_ms']:>8.1f}"
+            f"{row['cpu_ms_per_message']:>12.1f}{row['statements_per_message']:>9.1f}"
+            f"{ratio:>9}{row.get('model_calls', 0):>7}"
+        )
+    print(
+        f"  (x floor = cpu ms/msg over the floor's cpu ms/msg; offline {many['messages']} = "
+        f"{args.customers} customers x {args.per_customer} messages, interleaved; "
+        "* fake model always on SQLite)"
+    )
+    short = results["offline"]
+    if floor:
+        print(
+            f"  offline short: median {short['median_ms'] / floor['median_ms']:.1f}x the floor's "
+            f"median, cpu {short['cpu_ms_per_message'] / floor['cpu_ms']:.1f}x the floor's cpu"
+        )
+    print(
+        f"  growth: last/first {many['window']} cpu "
+        f"{many['last']['cpu_ms_per_message'] / many['first']['cpu_ms_per_message']:.2f}, "
+        f"{many['messages']}-message run/short run cpu "
+        f"{many['cpu_ms_per_message'] / short['cpu_ms_per_message']:.2f}"
+    )
     row = results["retrieval"]
     print(
         f"\nRetrieval ({row['sections']} knowledge sections in all languages, {row['messages']} "
@@ -256,7 +479,15 @@ def main(argv: list[str] | None = None) -> int:
             f"  message {number:>3}: {mark['model_calls_for_message']} model call(s) for it, "
             f"{mark['model_calls_total']} in total, prompt {mark['prompt_chars']} chars"
         )
-    return 0
+    if "rss" in results:
+        rss = results["rss"]
+        print(f"\nMemory: {args.rss} messages over {args.rss_customers} customers, one service")
+        for number, mb in rss["marks"]:
+            print(f"  after {number:>6} messages: RSS {mb:7.1f} MB")
+        print(
+            f"  from message {rss['warm_from']} on: spread ±{rss['spread_percent']:.1f}%, "
+            f"growth {rss['growth_percent']:+.1f}% (target: flat within ±10%)"
+        )
 
 
 if __name__ == "__main__":

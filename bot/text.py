@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
+
+import ahocorasick
 
 _ARABIC = re.compile(r"[\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
 _WORD = re.compile(r"\w", re.UNICODE)
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 
 
-@lru_cache(maxsize=8192)
-def normalize_with_map(text: str) -> tuple[str, tuple[int, ...]]:
+@lru_cache(maxsize=4096)
+def normalize_with_map(text: str) -> tuple[str, Sequence[int]]:
     """Case-fold, strip accents and unify apostrophes; also return each output char's source index.
 
-    Cached: the scorer matches the same recent messages against many keyword lists."""
+    Cached (bounded): the scorer matches the same recent messages against many keyword lists."""
+    if text.isascii():
+        # Nothing to decompose or strip, and ASCII case folding is lowering: one char per char.
+        return text.translate(_APOSTROPHES).lower(), range(len(text))
     out: list[str] = []
     index: list[int] = []
     for i, char in enumerate(text.translate(_APOSTROPHES)):
@@ -52,7 +58,11 @@ FIND_CACHE_SIZE = 256
 
 @dataclass
 class KeywordSet:
-    """Keywords per language, compiled once: words, `word*` prefixes, `=text` whole messages."""
+    """Keywords per language, compiled once: words, `word*` prefixes, `=text` whole messages.
+
+    Built with the configuration (so once per configuration version): one pattern per keyword,
+    and one Aho-Corasick automaton of each keyword's longest literal word, which finds in a
+    single pass over a text the few keywords whose pattern can match there."""
 
     by_language: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -60,39 +70,68 @@ class KeywordSet:
         self._found: dict[str, tuple[Match, ...]] = {}
         self._patterns: list[tuple[re.Pattern[str], str, str]] = []
         self._exact: dict[str, tuple[str, str]] = {}
+        # Keywords without a literal word (only punctuation and marks) are tried on every text.
+        self._always: tuple[int, ...] = ()
+        self._automaton: Any = None
+        anchors: dict[str, list[int]] = {}
+        always: list[int] = []
         for language, keywords in self.by_language.items():
             for keyword in keywords:
                 if keyword.startswith("="):
                     self._exact[_bare(normalize(keyword[1:]))] = (keyword, language)
+                    continue
+                position = len(self._patterns)
+                self._patterns.append((keyword_pattern(keyword), keyword, language))
+                anchor = keyword_anchor(keyword)
+                if anchor:
+                    anchors.setdefault(anchor, []).append(position)
                 else:
-                    self._patterns.append((keyword_pattern(keyword), keyword, language))
+                    always.append(position)
+        self._always = tuple(always)
+        if anchors:
+            automaton = ahocorasick.Automaton()
+            for anchor, positions in anchors.items():
+                automaton.add_word(anchor, tuple(positions))
+            automaton.make_automaton()
+            self._automaton = automaton
 
     def __bool__(self) -> bool:
         return bool(self._patterns or self._exact)
 
     def find(self, text: str) -> list[Match]:
-        """Every keyword occurrence in `text` (non-overlapping per keyword), in text order.
+        """Every keyword occurrence in `text` (non-overlapping per keyword), in text order."""
+        return list(self._matches(text))
 
-        The last texts' results are kept: scoring and retrieval look at the same messages."""
+    def _matches(self, text: str) -> tuple[Match, ...]:
+        """`find`'s answer, kept for the last texts: scoring and retrieval look at the same
+        messages many times per turn."""
         if not text:
-            return []
+            return ()
         cached = self._found.get(text)
         if cached is not None:
-            return list(cached)
-        matches = self._find(text)
+            return cached
+        matches = tuple(self._find(text))
         if len(self._found) >= FIND_CACHE_SIZE:
             self._found.clear()  # plain dict operations: safe across the server's threads
-        self._found[text] = tuple(matches)
+        self._found[text] = matches
         return matches
 
     def _find(self, text: str) -> list[Match]:
         normalized, index = normalize_with_map(text)
         matches: list[Match] = []
-        bare = _bare(normalized)
-        if bare in self._exact:
-            keyword, language = self._exact[bare]
-            matches.append(Match(keyword, language, 0, len(text)))
-        for pattern, keyword, language in self._patterns:
+        if self._exact:
+            bare = _bare(normalized)
+            if bare in self._exact:
+                keyword, language = self._exact[bare]
+                matches.append(Match(keyword, language, 0, len(text)))
+        candidates = set(self._always)
+        if self._automaton is not None:
+            for _end, positions in self._automaton.iter(normalized):
+                candidates.update(positions)
+        patterns = self._patterns
+        # In the keywords' own order, as before: it breaks ties between equal spans.
+        for position in sorted(candidates):
+            pattern, keyword, language = patterns[position]
             for found in pattern.finditer(normalized):
                 if found.end() == found.start():
                     continue
@@ -103,7 +142,7 @@ class KeywordSet:
         return matches
 
     def first(self, text: str) -> Match | None:
-        found = self.find(text)
+        found = self._matches(text)
         return found[0] if found else None
 
     def languages(self) -> set[str]:
@@ -112,6 +151,14 @@ class KeywordSet:
 
 def _bare(normalized: str) -> str:
     return re.sub(r"[\W_]+", " ", normalized).strip()
+
+
+def keyword_anchor(keyword: str) -> str:
+    """The longest word of a keyword as it reads normalised: text its pattern cannot match without.
+
+    Empty for a keyword with no word at all, which must then be tried on every text."""
+    parts = normalize(keyword.rstrip("*").strip()).split()
+    return max(parts, key=len) if parts else ""
 
 
 def keyword_pattern(keyword: str) -> re.Pattern[str]:
