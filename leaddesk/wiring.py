@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 # at a time with DRAIN_PAUSE between stretches. The bot's quiet window (seconds) hides the delay.
 DRAIN_LULL = 0.05
 DRAIN_MAX_DELAY = 0.3
-DRAIN_BUDGET = 0.05
+DRAIN_BUDGET = 0.25
 DRAIN_PAUSE = 0.1
 
 
@@ -171,8 +171,9 @@ def build_runtime(
             # In-process, webhooks come first: drain in short stretches while they keep coming.
             report = inbox.drain(budget=None if settings.broker_url else DRAIN_BUDGET)
             return Later(DRAIN_PAUSE) if report.more else None
-        # A burst still being typed waits for its quiet window; it is answered once, as a whole.
-        wait = bot.seconds_until_due(conversation_id)
+        # A burst still being typed waits for its quiet window; it is answered once, as a whole
+        # (its later messages may still be in the inbox).
+        wait = max(bot.seconds_until_due(conversation_id), inbox.settling())
         if wait > 0:
             return Later(wait)
         return bot.process_conversation(conversation_id)

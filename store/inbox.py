@@ -65,22 +65,30 @@ def enqueue(events: Sequence[InboxEvent], *, connection: Connection, now: dateti
     dialect = connection.dialect.name
     insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert_into(Inbox)
-        .values(rows)
+        insert_into(_TABLE)
         .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
         .returning(_TABLE.c.dedupe_key)
     )
-    return [key for key in connection.execute(statement).scalars() if key is not None]
+    # A list of parameters: one cached statement, sent as one multi-row INSERT ("insertmanyvalues").
+    result = connection.execute(statement, rows)
+    return [key for key in result.scalars() if key is not None]
 
 
 def claim(
     *, session: Session, limit: int, after_id: int = 0
-) -> Sequence[Row[Any, Any, Any, Any, Any]]:
-    """The oldest unprocessed rows not set aside (id, channel, kind, event, attempts).
+) -> Sequence[Row[Any, Any, Any, Any, Any, Any]]:
+    """The oldest unprocessed rows not set aside (id, channel, kind, event, attempts, received_at).
 
     On PostgreSQL the rows are locked (rows another drain holds are skipped)."""
     statement = (
-        select(_TABLE.c.id, _TABLE.c.channel, _TABLE.c.kind, _TABLE.c.event, _TABLE.c.attempts)
+        select(
+            _TABLE.c.id,
+            _TABLE.c.channel,
+            _TABLE.c.kind,
+            _TABLE.c.event,
+            _TABLE.c.attempts,
+            _TABLE.c.received_at,
+        )
         .where(
             _TABLE.c.processed_at.is_(None),
             _TABLE.c.attempts < MAX_ATTEMPTS,
@@ -117,6 +125,17 @@ def has_work(*, session: Session, received_before: datetime | None = None) -> bo
     if received_before is not None:
         statement = statement.where(_TABLE.c.received_at < received_before)
     return session.execute(statement.limit(1)).first() is not None
+
+
+def oldest_waiting(*, session: Session) -> datetime | None:
+    """When the oldest unprocessed row (not set aside) arrived, or None when none waits."""
+    received = session.execute(
+        select(_TABLE.c.received_at)
+        .where(_TABLE.c.processed_at.is_(None), _TABLE.c.attempts < MAX_ATTEMPTS)
+        .order_by(_TABLE.c.id)
+        .limit(1)
+    ).scalar()
+    return received if isinstance(received, datetime) else None
 
 
 def backlog(*, session: Session) -> Backlog:

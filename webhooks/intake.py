@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 HumanReplyHook = Callable[..., Any]
 # Processed inbox rows are kept this long (a redelivery within it is recognised at the inbox).
 KEEP_PROCESSED = timedelta(days=7)
+# The bot waits for the inbox to be drained (looking again every SETTLE_STEP seconds) unless its
+# oldest event is older than SETTLE_LIMIT.
+SETTLE_LIMIT = timedelta(seconds=30)
+SETTLE_STEP = 0.25
 
 
 @dataclass
@@ -62,11 +66,12 @@ def _load(value: Any) -> Any:
 
 
 def inbound_event(inbound: Inbound) -> dict[str, Any]:
-    return {k: _dump(v) for k, v in asdict(inbound).items()}
+    # The fields as they are (payload and extra are JSON already): cheaper than dataclasses.asdict.
+    return {k: _dump(v) for k, v in vars(inbound).items()}
 
 
 def status_event(status: StatusUpdate) -> dict[str, Any]:
-    return {k: _dump(v) for k, v in asdict(status).items()}
+    return {k: _dump(v) for k, v in vars(status).items()}
 
 
 def queue_batch(batch: ParsedBatch, *, engine: Engine, now: datetime) -> StoreResult:
@@ -145,18 +150,27 @@ class InboxDrain:
                 return report
             started = time.monotonic()
             after_id = 0
-            while True:
-                after_id, count = self._drain_batch(after_id, report)
-                if count < self._batch_size:
-                    break
-                if budget is not None and time.monotonic() - started >= budget:
-                    report.more = True
-                    break
+            touched: dict[int, None] = {}
+            try:
+                while True:
+                    after_id, count = self._drain_batch(after_id, report, touched)
+                    if count < self._batch_size:
+                        break
+                    if budget is not None and time.monotonic() - started >= budget:
+                        report.more = True
+                        break
+            finally:
+                # Once the whole stretch is in: a customer's messages spread over several batches
+                # reach the bot together (one answer to the burst).
+                report.result.touched = list(touched)
+                for conversation_id in touched:
+                    self._submit(conversation_id)
             self._prune()
         return report
 
-    def _drain_batch(self, after_id: int, report: DrainReport) -> tuple[int, int]:
-        touched: dict[int, None] = {}
+    def _drain_batch(
+        self, after_id: int, report: DrainReport, touched: dict[int, None]
+    ) -> tuple[int, int]:
         with self._session_factory.begin() as session:
             rows = inbox.claim(session=session, limit=self._batch_size, after_id=after_id)
             if not rows:
@@ -167,7 +181,7 @@ class InboxDrain:
             for row in rows:
                 try:
                     with session.begin_nested():
-                        self._apply(row.kind, row.event, session, now, touched, report.result)
+                        self._apply(row, session, now, touched, report.result)
                 except Exception as exc:  # one bad event must not block the rest
                     log.warning(
                         "inbox event %s (%s %s) failed (attempt %d): %s",
@@ -185,22 +199,18 @@ class InboxDrain:
             inbox.record_failures(failures, session=session)
         report.processed += len(done)
         report.failed += len(failures)
-        for conversation_id in touched:
-            report.result.touched.append(conversation_id)
-            self._submit(conversation_id)
         return rows[-1].id, len(rows)
 
     def _apply(
         self,
-        kind: str,
-        event: dict[str, Any],
+        row: Any,
         session: Session,
         now: datetime,
         touched: dict[int, None],
         result: StoreResult,
     ) -> None:
-        data = {k: _load(v) for k, v in event.items()}
-        if kind == "status":
+        data = {k: _load(v) for k, v in row.event.items()}
+        if row.kind == "status":
             result.statuses += apply_status(StatusUpdate(**data), session=session)
             return
         _ingest_one(
@@ -212,7 +222,18 @@ class InboxDrain:
             hook=self._on_human_reply,
             touched=touched,
             result=result,
+            received_at=row.received_at,
         )
+
+    def settling(self) -> float:
+        """Seconds the bot should wait before answering: while the inbox holds events that
+        arrived less than `SETTLE_LIMIT` ago, a customer's next message may be among them (their
+        burst is answered once, when it is in). A longer backlog does not hold the bot back."""
+        with self._session_factory() as session:
+            oldest = inbox.oldest_waiting(session=session)
+        if oldest is None or self._clock() - oldest > SETTLE_LIMIT:
+            return 0.0
+        return SETTLE_STEP
 
     def _prune(self) -> None:
         if time.monotonic() - self._pruned_at < self._prune_every:
@@ -288,8 +309,13 @@ def _ingest_one(
     hook: HumanReplyHook | None,
     touched: dict[int, None],
     result: StoreResult,
+    received_at: datetime | None = None,
 ) -> None:
     ingested = ingest(inbound, session=session, region=region)
+    if received_at is not None and not ingested.duplicate:
+        # The message arrived when its webhook did: the bot's quiet window counts from there, so
+        # a burst stays one burst however late the drain ingests it.
+        ingested.message.created_at = received_at
     if ingested.duplicate:
         result.duplicates += 1
         # Still pending (stored by a delivery that was never dispatched): dispatch again.
