@@ -38,7 +38,7 @@ KEEP_PROCESSED = timedelta(days=7)
 # The bot waits for the inbox to be drained (looking again every SETTLE_STEP seconds) unless its
 # oldest event is older than SETTLE_LIMIT.
 SETTLE_LIMIT = timedelta(seconds=30)
-SETTLE_STEP = 0.25
+SETTLE_STEP = 1.0
 
 
 @dataclass
@@ -171,6 +171,7 @@ class InboxDrain:
     def _drain_batch(
         self, after_id: int, report: DrainReport, touched: dict[int, None]
     ) -> tuple[int, int]:
+        batch_touched: dict[int, None] = {}  # counts once the batch is committed
         with self._session_factory.begin() as session:
             rows = inbox.claim(session=session, limit=self._batch_size, after_id=after_id)
             if not rows:
@@ -181,7 +182,7 @@ class InboxDrain:
             for row in rows:
                 try:
                     with session.begin_nested():
-                        self._apply(row, session, now, touched, report.result)
+                        self._apply(row, session, now, batch_touched, report.result)
                 except Exception as exc:  # one bad event must not block the rest
                     log.warning(
                         "inbox event %s (%s %s) failed (attempt %d): %s",
@@ -197,6 +198,7 @@ class InboxDrain:
                 done.append(row.id)
             inbox.mark_processed(done, session=session, now=now)
             inbox.record_failures(failures, session=session)
+        touched.update(batch_touched)
         report.processed += len(done)
         report.failed += len(failures)
         return rows[-1].id, len(rows)
