@@ -53,12 +53,15 @@ from webhooks.ratelimit import ChatLimits
 log = logging.getLogger(__name__)
 
 # In-process (no broker) the inbox is drained "acknowledge first": after DRAIN_LULL seconds without
-# a webhook, or DRAIN_MAX_DELAY after the first one under sustained load, for DRAIN_BUDGET seconds
-# at a time with DRAIN_PAUSE between stretches. The bot's quiet window (seconds) hides the delay.
+# a webhook, or DRAIN_MAX_DELAY after the first one under sustained load. While webhooks keep
+# coming (one within DRAIN_BUSY seconds) it drains for DRAIN_BUDGET seconds at a time with
+# DRAIN_PAUSE between stretches; once they stop, to the end. The bot's quiet window (seconds)
+# hides the delay.
 DRAIN_LULL = 0.05
 DRAIN_MAX_DELAY = 0.3
-DRAIN_BUDGET = 0.25
-DRAIN_PAUSE = 0.1
+DRAIN_BUSY = 0.5
+DRAIN_BUDGET = 0.05
+DRAIN_PAUSE = 0.25
 
 
 @dataclass
@@ -169,7 +172,9 @@ def build_runtime(
     def answer(conversation_id: int) -> Any:
         if conversation_id == INBOX_KEY:
             # In-process, webhooks come first: drain in short stretches while they keep coming.
-            report = inbox.drain(budget=None if settings.broker_url else DRAIN_BUDGET)
+            report = inbox.drain(
+                pause=give_way if isinstance(dispatcher, ThreadDispatcher) else None
+            )
             return Later(DRAIN_PAUSE) if report.more else None
         # A burst still being typed waits for its quiet window; it is answered once, as a whole
         # (its later messages may still be in the inbox).
@@ -177,6 +182,10 @@ def build_runtime(
         if wait > 0:
             return Later(wait)
         return bot.process_conversation(conversation_id)
+
+    def give_way(spent: float) -> bool:
+        assert isinstance(dispatcher, ThreadDispatcher)
+        return spent >= DRAIN_BUDGET and dispatcher.seconds_since_submit(INBOX_KEY) < DRAIN_BUSY
 
     dispatcher = make_dispatcher(settings, answer, pending)
 

@@ -102,7 +102,7 @@ def queue_batch(batch: ParsedBatch, *, engine: Engine, now: datetime) -> StoreRe
 @dataclass
 class DrainReport:
     busy: bool = False  # another drain holds the inbox
-    more: bool = False  # stopped at the time budget with rows left
+    more: bool = False  # gave way to other work with rows left
     result: StoreResult = field(default_factory=StoreResult)
     processed: int = 0
     failed: int = 0
@@ -140,8 +140,9 @@ class InboxDrain:
         self._prune_every = prune_every
         self._pruned_at = float("-inf")
 
-    def drain(self, budget: float | None = None) -> DrainReport:
-        """Drain until the inbox is empty (or `budget` seconds have passed: `more`)."""
+    def drain(self, pause: Callable[[float], bool] | None = None) -> DrainReport:
+        """Drain until the inbox is empty, or until `pause(seconds spent)` says to give way to
+        other work (`more`: rows are left)."""
         report = DrainReport()
         holding = self._hold(inbox.INBOX_KEY) if self._hold is not None else nullcontext(True)
         with holding as held:
@@ -156,7 +157,7 @@ class InboxDrain:
                     after_id, count = self._drain_batch(after_id, report, touched)
                     if count < self._batch_size:
                         break
-                    if budget is not None and time.monotonic() - started >= budget:
+                    if pause is not None and pause(time.monotonic() - started):
                         report.more = True
                         break
             finally:

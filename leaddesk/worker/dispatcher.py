@@ -101,6 +101,7 @@ class ThreadDispatcher:
         self._waiting: set[int] = set()  # in _delayed because the handler said Later
         self._deferred = dict(deferred or {})  # key: (lull, max_delay)
         self._deferring: dict[int, tuple[float, float]] = {}  # key: (due, first submit)
+        self._last_submit: dict[int, float] = {}  # deferred key: when it was last submitted
         self._threads: list[threading.Thread] = []
         self._started = False
         self._stopping = False
@@ -119,6 +120,7 @@ class ThreadDispatcher:
                 self._dirty.add(conversation_id)
                 return
             if conversation_id in self._deferred:
+                self._last_submit[conversation_id] = self._monotonic()
                 # Not even when it said Later: under load, the time between runs is the point.
                 if conversation_id not in self._waiting:
                     self._defer(conversation_id)
@@ -238,6 +240,12 @@ class ThreadDispatcher:
                 self._ready.append(conversation_id)
                 self._cond.notify()
                 return
+
+    def seconds_since_submit(self, key: int) -> float:
+        """How long ago a deferred key was last submitted (infinity: never)."""
+        with self._cond:
+            last = self._last_submit.get(key)
+        return float("inf") if last is None else self._monotonic() - last
 
     def _defer(self, key: int) -> None:
         """Run `key` after a lull, or `max_delay` after its first submit at the latest."""

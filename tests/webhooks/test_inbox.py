@@ -361,3 +361,18 @@ def test_start_drains_events_left_in_the_inbox(tmp_path: Path) -> None:
             assert session.scalar(select(func.count()).select_from(Inbox)) == 1
     finally:
         runtime.stop()
+
+
+def test_a_drain_gives_way_between_batches_when_asked_and_resumes_where_it_left(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    queue_batch(text_batch("a", "b", "c", "d", "e"), engine=db_engine, now=datetime.now(UTC))
+    submitted: list[int] = []
+    drain = make_drain(session_factory, Clock(), submitted)  # two events per batch
+    first = drain.drain(pause=lambda spent: True)
+    assert first.more and first.processed == 2
+    assert inbound_texts(session_factory) == ["a", "b"]
+    assert len(submitted) == 1  # what it ingested is handed over before it gives way
+    rest = drain.drain(pause=lambda spent: False)
+    assert not rest.more and rest.processed == 3
+    assert inbound_texts(session_factory) == ["a", "b", "c", "d", "e"]
