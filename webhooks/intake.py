@@ -35,8 +35,10 @@ log = logging.getLogger(__name__)
 HumanReplyHook = Callable[..., Any]
 # Processed inbox rows are kept this long (a redelivery within it is recognised at the inbox).
 KEEP_PROCESSED = timedelta(days=7)
-# The bot waits for the inbox to be drained (looking again every SETTLE_STEP seconds) unless its
-# oldest event is older than SETTLE_LIMIT.
+# The bot waits for the inbox to be drained (looking again every SETTLE_STEP seconds) while its
+# oldest event is older than SETTLE_FROM (younger ones are in flight: the quiet window covers them)
+# and younger than SETTLE_LIMIT (a longer backlog does not hold answers back).
+SETTLE_FROM = timedelta(seconds=1)
 SETTLE_LIMIT = timedelta(seconds=30)
 SETTLE_STEP = 1.0
 
@@ -229,12 +231,13 @@ class InboxDrain:
         )
 
     def settling(self) -> float:
-        """Seconds the bot should wait before answering: while the inbox holds events that
-        arrived less than `SETTLE_LIMIT` ago, a customer's next message may be among them (their
-        burst is answered once, when it is in). A longer backlog does not hold the bot back."""
+        """Seconds the bot should wait before answering: while the drain lags behind the inbox
+        (its oldest event waits longer than `SETTLE_FROM`), a customer's next message may be
+        among the waiting events, and their burst is answered once, when it is in. A backlog
+        older than `SETTLE_LIMIT` does not hold the bot back."""
         with self._session_factory() as session:
             oldest = inbox.oldest_waiting(session=session)
-        if oldest is None or self._clock() - oldest > SETTLE_LIMIT:
+        if oldest is None or not SETTLE_FROM < self._clock() - oldest <= SETTLE_LIMIT:
             return 0.0
         return SETTLE_STEP
 

@@ -376,3 +376,17 @@ def test_a_drain_gives_way_between_batches_when_asked_and_resumes_where_it_left(
     rest = drain.drain(pause=lambda spent: False)
     assert not rest.more and rest.processed == 3
     assert inbound_texts(session_factory) == ["a", "b", "c", "d", "e"]
+
+
+def test_the_bot_waits_for_a_lagging_drain_but_not_for_events_in_flight_or_an_old_backlog(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    clock = Clock()
+    drain = make_drain(session_factory, clock, [])
+    assert drain.settling() == 0.0  # nothing waits
+    queue_batch(text_batch("just now"), engine=db_engine, now=clock.now)
+    assert drain.settling() == 0.0  # in flight: the quiet window covers it
+    clock.advance(seconds=5)
+    assert drain.settling() > 0  # the drain lags: the customer's next words may be waiting
+    clock.advance(seconds=60)
+    assert drain.settling() == 0.0  # a backlog this old does not hold answers back
