@@ -153,7 +153,7 @@ def build_worker(
         process=runtime.bot.process_conversation,
         deliver=runtime.outbox.deliver,
         locks=locks,
-        due_in=lambda cid: max(runtime.bot.seconds_until_due(cid), runtime.inbox.settling()),
+        due_in=runtime.bot.seconds_until_due,
     )
     sweeper = None
     if sweep:
