@@ -200,8 +200,11 @@ def build_runtime(
         clock=clock,
         submit=dispatcher.submit,
         on_human_reply=on_human_reply,
-        # With a broker, drains run in several worker processes: one at a time.
-        hold=make_locks(engine).hold if settings.broker_url else None,
+        # With a broker, drains run in several worker processes: on PostgreSQL side by side (each
+        # claims other rows: FOR UPDATE SKIP LOCKED), on SQLite one at a time.
+        hold=make_locks(engine).hold
+        if settings.broker_url and engine.dialect.name != "postgresql"
+        else None,
     )
 
     closers = ExitStack()

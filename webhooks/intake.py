@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import identity as rules
@@ -186,6 +186,8 @@ class InboxDrain:
                 try:
                     with session.begin_nested():
                         self._apply(row, session, now, batch_touched, report.result)
+                except OperationalError:
+                    raise  # the database's trouble (a deadlock, a lost connection), not the event's
                 except Exception as exc:  # one bad event must not block the rest
                     log.warning(
                         "inbox event %s (%s %s) failed (attempt %d): %s",
