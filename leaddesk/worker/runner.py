@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # Runs of one conversation per task while new messages keep arriving (each run may loop itself).
 MAX_PASSES = 3
+# Seconds one inbox task drains before it hands the worker back (the bot's tasks queued behind it
+# run, and the inbox task comes back): under a steady stream the inbox is never empty.
+DRAIN_SLICE = 2.0
 
 
 class ConversationRunner:
@@ -106,8 +109,8 @@ class WorkerState:
         if conversation_id == INBOX_KEY:
             # Ingest the queued webhook events (one drain at a time across workers); the drain
             # submits the conversations it touched.
-            report = self.runtime.inbox.drain()
-            return "busy" if report.busy else "done"
+            report = self.runtime.inbox.drain(pause=lambda spent: spent >= DRAIN_SLICE)
+            return "busy" if report.busy else ("more" if report.more else "done")
         return self.runner.run(conversation_id)
 
     def close(self) -> None:
