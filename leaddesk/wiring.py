@@ -200,11 +200,9 @@ def build_runtime(
         clock=clock,
         submit=dispatcher.submit,
         on_human_reply=on_human_reply,
-        # With a broker, drains run in several worker processes: on PostgreSQL side by side (each
-        # claims other rows: FOR UPDATE SKIP LOCKED), on SQLite one at a time.
-        hold=make_locks(engine).hold
-        if settings.broker_url and engine.dialect.name != "postgresql"
-        else None,
+        # With a broker, drains run in several worker processes: one at a time, so that messages
+        # are stored in the order they arrived (side by side, a later batch could commit first).
+        hold=make_locks(engine).hold if settings.broker_url else None,
     )
 
     closers = ExitStack()
