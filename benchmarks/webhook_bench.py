@@ -1,15 +1,19 @@
 """Webhook acknowledgement benchmark: how fast `leaddesk serve` acknowledges signed WhatsApp
-webhooks,
-beside a bare Flask endpoint that returns 200 under the same server (waitress, same thread count).
+webhooks, beside a bare Flask endpoint that returns 200 under the same server (waitress, same
+thread count).
 
     python benchmarks/webhook_bench.py [--count 1000] [--concurrency 8] [--customers 100]
+        [--database postgresql://postgres@127.0.0.1:5432/h_inbox_bench] [--compare-with DIR]
 
 Both servers run as child processes on 127.0.0.1; this process fires pre-signed requests over
 keep-alive connections (bounded count, loopback only) and measures each request until its answer.
-`leaddesk serve` runs the offline engine on a temporary SQLite file with META_APP_SECRET set, and
-sends its replies to a local stand-in for the Graph API. Some webhooks are delivered twice, as Meta
-does; afterwards the script checks that every message was stored exactly once and answered.
-Exit code 0 when the check passes.
+`leaddesk serve` runs the offline engine with META_APP_SECRET set on a temporary SQLite file, or
+with `--database` on a scratch PostgreSQL database (created and dropped by the script; its name is
+the URL's), and sends its replies to a local stand-in for the Graph API. Some webhooks are
+delivered twice, as Meta does; afterwards the script checks that every message was stored exactly
+once and answered. `--compare-with DIR` also runs the server from another checkout (e.g. the
+commit before a change) on a database of its own, so both figures come from one run. Exit code 0
+when every check passes.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import random
 import re
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -38,7 +41,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from store import upgrade  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 SECRET = "bench-app-secret"
 HTTP_THREADS = 16
@@ -254,7 +258,7 @@ def run_bare(bodies: list[bytes], concurrency: int) -> dict[str, Any]:
 
 
 def start_leaddesk(
-    database: Path, graph_url: str, workers: int
+    database_url: str, graph_url: str, workers: int, code: Path
 ) -> tuple[subprocess.Popen[str], int, list[str]]:
     env = {
         k: v
@@ -265,7 +269,8 @@ def start_leaddesk(
     }
     env.update(
         {
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": database_url,
+            "PYTHONPATH": str(code),
             "META_APP_SECRET": SECRET,
             "META_VERIFY_TOKEN": "bench",
             "META_APP_ID": "1",
@@ -289,6 +294,7 @@ def start_leaddesk(
     process = subprocess.Popen(
         command,
         env=env,
+        cwd=str(code),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -315,41 +321,60 @@ def start_leaddesk(
     return process, found[0], lines
 
 
-def verify(database: Path, unique: int, customers: int, timeout: float) -> tuple[bool, str, float]:
+def verify(
+    database_url: str, unique: int, customers: int, timeout: float
+) -> tuple[bool, str, float]:
     """Wait until every stored message is processed; check it was stored once and answered."""
     started = time.monotonic()
     deadline = started + timeout
-    connection = sqlite3.connect(str(database), timeout=30)
+    engine = create_engine(database_url)
+
+    def one(connection: Any, sql: str) -> Any:
+        return connection.execute(text(sql)).one()
+
     try:
-        while True:
-            inbound, pending = connection.execute(
-                "SELECT COUNT(*), SUM(processed_at IS NULL) FROM messages WHERE direction = 'in'"
-            ).fetchone()
-            unsent = connection.execute(
-                "SELECT COUNT(*) FROM messages WHERE direction = 'out' "
-                "AND delivery_status IN ('pending', 'sending')"
-            ).fetchone()[0]
-            if (inbound == unique and not pending and not unsent) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        waited = time.monotonic() - started
-        distinct = connection.execute(
-            "SELECT COUNT(DISTINCT channel_message_id) FROM messages WHERE direction = 'in'"
-        ).fetchone()[0]
-        conversations = connection.execute("SELECT COUNT(*) FROM conversations").fetchone()[0]
-        # A conversation is answered when a bot reply follows its last customer message.
-        unanswered = connection.execute("""
-            SELECT COUNT(*) FROM conversations c
-            WHERE NOT EXISTS (
-                SELECT 1 FROM messages b WHERE b.conversation_id = c.id AND b.author = 'bot'
-                AND b.id > (SELECT MAX(i.id) FROM messages i
-                            WHERE i.conversation_id = c.id AND i.direction = 'in'))
-        """).fetchone()[0]
-        replies, sent = connection.execute(
-            "SELECT COUNT(*), SUM(delivery_status = 'sent') FROM messages WHERE author = 'bot'"
-        ).fetchone()
+        with engine.connect() as connection:
+            while True:
+                inbound, pending = one(
+                    connection,
+                    "SELECT COUNT(*), SUM(CASE WHEN processed_at IS NULL THEN 1 ELSE 0 END) "
+                    "FROM messages WHERE direction = 'in'",
+                )
+                unsent = one(
+                    connection,
+                    "SELECT COUNT(*) FROM messages WHERE direction = 'out' "
+                    "AND delivery_status IN ('pending', 'sending')",
+                )[0]
+                connection.rollback()
+                if (inbound == unique and not pending and not unsent) or (
+                    time.monotonic() > deadline
+                ):
+                    break
+                time.sleep(0.5)
+            waited = time.monotonic() - started
+            distinct = one(
+                connection,
+                "SELECT COUNT(DISTINCT channel_message_id) FROM messages WHERE direction = 'in'",
+            )[0]
+            conversations = one(connection, "SELECT COUNT(*) FROM conversations")[0]
+            # A conversation is answered when a bot reply follows its last customer message.
+            unanswered = one(
+                connection,
+                """
+                SELECT COUNT(*) FROM conversations c
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM messages b WHERE b.conversation_id = c.id AND b.author = 'bot'
+                    AND b.id > (SELECT MAX(i.id) FROM messages i
+                                WHERE i.conversation_id = c.id AND i.direction = 'in'))
+                """,
+            )[0]
+            replies, sent = one(
+                connection,
+                "SELECT COUNT(*), SUM(CASE WHEN delivery_status = 'sent' THEN 1 ELSE 0 END) "
+                "FROM messages WHERE author = 'bot'",
+            )
     finally:
-        connection.close()
+        engine.dispose()
     ok = (
         inbound == unique == distinct
         and not pending
@@ -362,6 +387,69 @@ def verify(database: Path, unique: int, customers: int, timeout: float) -> tuple
         f"answered with {replies} bot replies ({sent or 0} sent through the Graph API stand-in)"
     )
     return ok, report, waited
+
+
+class ScratchDatabase:
+    """A fresh database per run: a temporary SQLite file, or a PostgreSQL database created (and
+    dropped afterwards) under the URL's name."""
+
+    def __init__(self, url: str | None, suffix: str) -> None:
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._admin: str | None = None
+        if url is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="leaddesk-bench-")
+            self.url = f"sqlite:///{Path(self._folder.name) / 'bench.db'}"
+            return
+        parsed = make_url(url)
+        self._name = f"{parsed.database}{suffix}"
+        self.url = parsed.set(database=self._name).render_as_string(hide_password=False)
+        self._admin = parsed.set(database="postgres").render_as_string(hide_password=False)
+        self._execute(f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)')
+        self._execute(f'CREATE DATABASE "{self._name}"')
+
+    def _execute(self, sql: str) -> None:
+        assert self._admin is not None
+        engine = create_engine(self._admin, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                connection.execute(text(sql))
+        finally:
+            engine.dispose()
+
+    def drop(self) -> None:
+        if self._folder is not None:
+            self._folder.cleanup()
+        else:
+            self._execute(f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)')
+
+
+def run_leaddesk(
+    name: str,
+    code: Path,
+    args: argparse.Namespace,
+    bodies: list[bytes],
+    unique: int,
+    customers: int,
+    suffix: str,
+) -> tuple[dict[str, Any], bool, str, float, list[str]]:
+    """One `leaddesk serve` from `code` on a scratch database: the load, then the check."""
+    graph = FakeGraph()
+    scratch = ScratchDatabase(args.database, suffix)
+    try:
+        process, port, lines = start_leaddesk(scratch.url, graph.url, args.workers, code)
+        try:
+            row = summarise(name, *fire(port, bodies, args.concurrency))
+            ok, report, waited = verify(scratch.url, unique, customers, args.timeout)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    finally:
+        graph.shutdown()
+        scratch.drop()
+    return row, ok, report, waited, lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +470,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=600, help="seconds to wait for the bot (default 600)"
     )
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="a PostgreSQL URL whose database name is used for scratch databases (created and "
+        "dropped); default: a temporary SQLite file",
+    )
+    parser.add_argument(
+        "--compare-with",
+        default=None,
+        metavar="DIR",
+        help="also run the server from this checkout (before/after in one run)",
+    )
     args = parser.parse_args(argv)
+    label = "PostgreSQL" if args.database else "SQLite"
     if (
         not 1 <= args.count <= 100_000
         or not 1 <= args.concurrency <= 64
@@ -399,38 +500,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     bare = run_bare(bodies, args.concurrency)
 
-    graph = FakeGraph()
-    with tempfile.TemporaryDirectory(prefix="leaddesk-bench-") as folder:
-        database = Path(folder) / "bench.db"
-        upgrade(f"sqlite:///{database}")
-        process, port, lines = start_leaddesk(database, graph.url, args.workers)
-        try:
-            leaddesk = summarise(
-                "leaddesk serve (store + dispatch)", *fire(port, bodies, args.concurrency)
-            )
-            ok, report, waited = verify(database, unique, customers, args.timeout)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        graph.shutdown()
+    runs = [(f"leaddesk serve ({label})", REPO_ROOT, "")]
+    if args.compare_with is not None:
+        runs.insert(0, ("leaddesk serve (compared)", Path(args.compare_with).resolve(), "_before"))
+    results = [
+        run_leaddesk(name, code, args, bodies, unique, customers, suffix)
+        for name, code, suffix in runs
+    ]
 
-    print(f"\n{'':36} {'acks/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7}")
-    for row in (bare, leaddesk):
+    print(f"\n{'':36} {'acks/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'of bare':>7}")
+    for row in [bare] + [result[0] for result in results]:
+        ratio = row["acks_per_s"] / bare["acks_per_s"] * 100
         print(
             f"{row['name']:36} {row['acks_per_s']:9.0f} {row['p50_ms']:9.1f} "
-            f"{row['p99_ms']:9.1f} {row['failures']:7d}"
+            f"{row['p99_ms']:9.1f} {row['failures']:7d} {ratio:6.1f}%"
         )
-    print(
-        f"\nafter the load: {report}; the workers finished {waited:.1f}s after the last "
-        "acknowledgement"
-    )
-    errors = [line for line in lines if " ERROR " in line]
-    if errors:
-        print(f"{len(errors)} error line(s) in the server log, first: {errors[0]}")
-    passed = ok and not leaddesk["failures"] and not errors
+    passed = True
+    for row, ok, report, waited, lines in results:
+        print(
+            f"\n{row['name']}, after the load: {report}; the workers finished {waited:.1f}s after "
+            "the last acknowledgement"
+        )
+        errors = [line for line in lines if " ERROR " in line]
+        if errors:
+            print(f"{len(errors)} error line(s) in the server log, first: {errors[0]}")
+        passed = passed and ok and not row["failures"] and not errors
     print("check: PASSED" if passed else "check: FAILED")
     return 0 if passed else 1
 

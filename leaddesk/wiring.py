@@ -3,8 +3,10 @@
 `build_runtime(settings)` builds the engine and session factory, loads the prompts, makes the model
 (None: offline engine), the reply notifier, the channel outbox, the bot, the job dispatcher, the
 agents' copilot (and its Telegram bot when TELEGRAM_BOT_TOKEN is set) and the Flask app that ties
-them together. `Runtime.start()` starts the workers (which pick up any stored
-but unprocessed messages) and `Runtime.stop()` shuts everything down in order.
+them together, and the inbox's drain (`webhooks.intake.InboxDrain`: the Meta webhooks only queue
+their events, the drain ingests them as the dispatcher's job for `store.inbox.INBOX_KEY`).
+`Runtime.start()` starts the workers (which pick up any stored but unprocessed messages and inbox
+events) and `Runtime.stop()` shuts everything down in order.
 """
 
 from __future__ import annotations
@@ -30,22 +32,37 @@ from leaddesk.llm import make_chat_model, make_transcriber
 from leaddesk.settings import Settings
 from leaddesk.worker.celery_app import CeleryDispatcher, make_celery
 from leaddesk.worker.dispatcher import Dispatcher, Later, ThreadDispatcher
+from leaddesk.worker.locks import make_locks
 from leaddesk.worker.setup import prepare_database
 from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
+from store import inbox as inbox_store
 from store import make_engine, make_session_factory
 from store.domain.takeover import human_took_over
 from store.events import EventBus, LocalBus, RedisBus, watch
+from store.inbox import INBOX_KEY
 from store.messages import conversations_with_pending
 from store.models import utcnow
 from store.pending import mark_interrupted_sends
 from webhooks import Services, create_app
 from webhooks.app import add_health_probe
 from webhooks.graph import MetaGraph
+from webhooks.intake import InboxDrain, inbox_health
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
 from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
+
+# In-process (no broker) the inbox is drained "acknowledge first": after DRAIN_LULL seconds without
+# a webhook, or DRAIN_MAX_DELAY after the first one under sustained load. While webhooks keep
+# coming (one within DRAIN_BUSY seconds) it drains for DRAIN_BUDGET seconds at a time with
+# DRAIN_PAUSE between stretches; once they stop, to the end. The bot's quiet window (seconds)
+# hides the delay.
+DRAIN_LULL = 0.05
+DRAIN_MAX_DELAY = 0.3
+DRAIN_BUSY = 0.5
+DRAIN_BUDGET = 0.05
+DRAIN_PAUSE = 0.25
 
 
 @dataclass
@@ -61,6 +78,7 @@ class Runtime:
     dispatcher: Dispatcher
     app: Flask
     copilot: Copilot
+    inbox: InboxDrain
     telegram: BackgroundBot | None = None  # when TELEGRAM_BOT_TOKEN is set
     _closers: ExitStack = field(default_factory=ExitStack)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -148,20 +166,47 @@ def build_runtime(
 
     def pending() -> list[int]:
         with session_factory() as session:
-            return conversations_with_pending(session=session)
+            waiting = conversations_with_pending(session=session)
+            # Events queued by an earlier run: drained first, then their conversations answered.
+            if inbox_store.has_work(session=session):
+                waiting.insert(0, INBOX_KEY)
+            return waiting
 
     def answer(conversation_id: int) -> Any:
-        # A burst still being typed waits for its quiet window; it is answered once, as a whole.
-        wait = bot.seconds_until_due(conversation_id)
+        if conversation_id == INBOX_KEY:
+            # In-process, webhooks come first: drain in short stretches while they keep coming.
+            report = inbox.drain(
+                pause=give_way if isinstance(dispatcher, ThreadDispatcher) else None
+            )
+            return Later(DRAIN_PAUSE) if report.more else None
+        # A burst still being typed waits for its quiet window; it is answered once, as a whole
+        # (its later messages may still be in the inbox).
+        wait = max(bot.seconds_until_due(conversation_id), inbox.settling())
         if wait > 0:
             return Later(wait)
         return bot.process_conversation(conversation_id)
+
+    def give_way(spent: float) -> bool:
+        assert isinstance(dispatcher, ThreadDispatcher)
+        return spent >= DRAIN_BUDGET and dispatcher.seconds_since_submit(INBOX_KEY) < DRAIN_BUSY
 
     dispatcher = make_dispatcher(settings, answer, pending)
 
     def on_human_reply(lead: Any, *, session: Session, now: datetime, minutes: int) -> None:
         # The business file may set its own takeover window; the bot knows which one applies.
         human_took_over(lead, session=session, now=now, minutes=bot.takeover_minutes)
+
+    inbox = InboxDrain(
+        session_factory=session_factory,
+        region=settings.default_region,
+        takeover_minutes=settings.takeover_minutes,
+        clock=clock,
+        submit=dispatcher.submit,
+        on_human_reply=on_human_reply,
+        # With a broker, drains run in several worker processes: one at a time, so that messages
+        # are stored in the order they arrived (side by side, a later batch could commit first).
+        hold=make_locks(engine).hold if settings.broker_url else None,
+    )
 
     closers = ExitStack()
     closers.callback(graph.close)
@@ -191,6 +236,7 @@ def build_runtime(
     app = create_app(settings, services)
     add_health_probe(app, "workers", dispatcher.health)
     add_health_probe(app, "prompts", prompts.health)
+    add_health_probe(app, "inbox", inbox_health(session_factory, clock))
     return Runtime(
         settings=settings,
         engine=engine,
@@ -203,6 +249,7 @@ def build_runtime(
         dispatcher=dispatcher,
         app=app,
         copilot=copilot,
+        inbox=inbox,
         telegram=telegram,
         _closers=closers,
     )
@@ -263,4 +310,9 @@ def make_dispatcher(
     LEADDESK_BROKER_URL set, Celery tasks that `leaddesk worker` processes run."""
     if settings.broker_url:
         return CeleryDispatcher(make_celery(settings))
-    return ThreadDispatcher(handler, threads=settings.worker_threads, pending=pending)
+    return ThreadDispatcher(
+        handler,
+        threads=settings.worker_threads,
+        pending=pending,
+        deferred={INBOX_KEY: (DRAIN_LULL, DRAIN_MAX_DELAY)},
+    )

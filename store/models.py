@@ -514,3 +514,34 @@ Index(
     sqlite_where=text("direction = 'in' AND processed_at IS NULL"),
     postgresql_where=text("direction = 'in' AND processed_at IS NULL"),
 )
+
+
+class Inbox(Base):
+    """A webhook event acknowledged to its channel and waiting to be ingested (the Meta channels).
+
+    The request only inserts here (deduplicated by the channel's message id); a drain ingests the
+    rows oldest first and sets `processed_at`. An event that keeps failing is set aside after a few
+    `attempts` with its `last_error`, still unprocessed: it neither blocks the others nor is lost.
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("channel", "dedupe_key", name="uq_inbox_channel_dedupe_key"),
+        Index(
+            "ix_inbox_unprocessed",
+            "id",
+            sqlite_where=text("processed_at IS NULL"),
+            postgresql_where=text("processed_at IS NULL"),
+        ),
+        Index("ix_inbox_processed_at", "processed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(10))  # message, echo (an agent's reply), status
+    dedupe_key: Mapped[str | None] = mapped_column(String(255))  # the channel's message id
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

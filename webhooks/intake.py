@@ -1,32 +1,46 @@
 """Storing what a webhook carried: every inbound message once (dedupe by the unique index), human
-replies
-echoed from native apps (which pause the bot), and delivery reports on the messages we sent.
+replies echoed from native apps (which pause the bot), and delivery reports on the messages we sent.
 
-Everything of one request is written in one short transaction; the caller dispatches afterwards.
+The Meta webhooks only put their events in the inbox (`queue_batch`, one insert, before the 200);
+`InboxDrain` ingests them later, oldest first, in bounded batches of one transaction each, and hands
+the conversations that now need the bot to the dispatcher. `store_batch` ingests a parsed batch
+directly in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import identity as rules
+from store import inbox
 from store.domain.takeover import human_took_over
+from store.inbox import InboxEvent
 from store.leads import find_identity, get_lead, join_conversations, merge_leads
-from store.messages import Ingested, ingest
+from store.messages import Inbound, Ingested, ingest
 from store.models import VERIFIED, Conversation, Identity, Lead, Message
 from webhooks.events import DELIVERY_RANK, ParsedBatch, StatusUpdate
 
 log = logging.getLogger(__name__)
 
 HumanReplyHook = Callable[..., Any]
+# Processed inbox rows are kept this long (a redelivery within it is recognised at the inbox).
+KEEP_PROCESSED = timedelta(days=7)
+# The bot waits for the inbox to be drained (looking again every SETTLE_STEP seconds) while its
+# oldest event is older than SETTLE_FROM (younger ones are in flight: the quiet window covers them)
+# and younger than SETTLE_LIMIT (a longer backlog does not hold answers back).
+SETTLE_FROM = timedelta(seconds=1)
+SETTLE_LIMIT = timedelta(seconds=30)
+SETTLE_STEP = 1.0
 
 
 @dataclass
@@ -36,6 +50,231 @@ class StoreResult:
     statuses: int = 0
     agent_replies: int = 0
     touched: list[int] = field(default_factory=list)  # conversations with pending customer messages
+
+
+# -- the request: into the inbox ---------------------------------------------------------------
+
+
+def _dump(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    return value
+
+
+def _load(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"$dt"}:
+        return datetime.fromisoformat(value["$dt"])
+    return value
+
+
+def inbound_event(inbound: Inbound) -> dict[str, Any]:
+    # The fields as they are (payload and extra are JSON already): cheaper than dataclasses.asdict.
+    return {k: _dump(v) for k, v in vars(inbound).items()}
+
+
+def status_event(status: StatusUpdate) -> dict[str, Any]:
+    return {k: _dump(v) for k, v in vars(status).items()}
+
+
+def queue_batch(batch: ParsedBatch, *, engine: Engine, now: datetime) -> StoreResult:
+    """Put every event of the batch in the inbox in one transaction (a redelivered message is
+    dropped by the unique index); nothing else happens before the 200."""
+    events = [
+        InboxEvent(
+            m.channel,
+            "echo" if m.author == "agent" else "message",
+            m.channel_message_id,
+            inbound_event(m),
+        )
+        for m in batch.messages
+    ]
+    events += [InboxEvent(s.channel, "status", None, status_event(s)) for s in batch.statuses]
+    with engine.begin() as connection:
+        new = inbox.enqueue(events, connection=connection, now=now)
+    with_key = sum(1 for m in batch.messages if m.channel_message_id)
+    stored = len(new) + (len(batch.messages) - with_key)
+    return StoreResult(
+        stored=stored, duplicates=len(batch.messages) - stored, statuses=len(batch.statuses)
+    )
+
+
+# -- the drain: from the inbox into the store ------------------------------------------------
+
+
+@dataclass
+class DrainReport:
+    busy: bool = False  # another drain holds the inbox
+    more: bool = False  # gave way to other work with rows left
+    result: StoreResult = field(default_factory=StoreResult)
+    processed: int = 0
+    failed: int = 0
+
+
+class InboxDrain:
+    """Ingests the inbox: claims unprocessed rows oldest first, `batch_size` at a time, each batch
+    in one transaction (ingest, aliases, takeover on echoes, delivery statuses, mark processed),
+    then submits the touched conversations. A crash before the commit re-runs the batch (`ingest`
+    dedupes); an event that fails is retried on the next drain and set aside after
+    `store.inbox.MAX_ATTEMPTS`. `hold` (the worker tier's lock) keeps it to one drain at a time.
+    """
+
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        region: str,
+        takeover_minutes: int,
+        clock: Callable[[], datetime],
+        submit: Callable[[int], None],
+        on_human_reply: HumanReplyHook | None = None,
+        hold: Callable[[int], AbstractContextManager[bool]] | None = None,
+        batch_size: int = 8,
+        prune_every: float = 3600.0,
+    ) -> None:
+        self._session_factory = session_factory
+        self._region = region
+        self._takeover_minutes = takeover_minutes
+        self._clock = clock
+        self._submit = submit
+        self._on_human_reply = on_human_reply
+        self._hold = hold
+        self._batch_size = batch_size
+        self._prune_every = prune_every
+        self._pruned_at = float("-inf")
+
+    def drain(self, pause: Callable[[float], bool] | None = None) -> DrainReport:
+        """Drain until the inbox is empty, or until `pause(seconds spent)` says to give way to
+        other work (`more`: rows are left)."""
+        report = DrainReport()
+        holding = self._hold(inbox.INBOX_KEY) if self._hold is not None else nullcontext(True)
+        with holding as held:
+            if not held:
+                report.busy = True
+                return report
+            started = time.monotonic()
+            after_id = 0
+            touched: dict[int, None] = {}
+            try:
+                while True:
+                    after_id, count = self._drain_batch(after_id, report, touched)
+                    if count < self._batch_size:
+                        break
+                    if pause is not None and pause(time.monotonic() - started):
+                        report.more = True
+                        break
+            finally:
+                # Once the whole stretch is in: a customer's messages spread over several batches
+                # reach the bot together (one answer to the burst).
+                report.result.touched = list(touched)
+                for conversation_id in touched:
+                    self._submit(conversation_id)
+            self._prune()
+        return report
+
+    def _drain_batch(
+        self, after_id: int, report: DrainReport, touched: dict[int, None]
+    ) -> tuple[int, int]:
+        batch_touched: dict[int, None] = {}  # counts once the batch is committed
+        with self._session_factory.begin() as session:
+            rows = inbox.claim(session=session, limit=self._batch_size, after_id=after_id)
+            if not rows:
+                return after_id, 0
+            now = self._clock()
+            done: list[int] = []
+            failures: list[tuple[int, str]] = []
+            for row in rows:
+                try:
+                    with session.begin_nested():
+                        self._apply(row, session, now, batch_touched, report.result)
+                except OperationalError:
+                    raise  # the database's trouble (a deadlock, a lost connection), not the event's
+                except Exception as exc:  # one bad event must not block the rest
+                    log.warning(
+                        "inbox event %s (%s %s) failed (attempt %d): %s",
+                        row.id,
+                        row.channel,
+                        row.kind,
+                        row.attempts + 1,
+                        type(exc).__name__,
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
+                    failures.append((row.id, f"{type(exc).__name__}: {exc}"))
+                    continue
+                done.append(row.id)
+            inbox.mark_processed(done, session=session, now=now)
+            inbox.record_failures(failures, session=session)
+        touched.update(batch_touched)
+        report.processed += len(done)
+        report.failed += len(failures)
+        return rows[-1].id, len(rows)
+
+    def _apply(
+        self,
+        row: Any,
+        session: Session,
+        now: datetime,
+        touched: dict[int, None],
+        result: StoreResult,
+    ) -> None:
+        data = {k: _load(v) for k, v in row.event.items()}
+        if row.kind == "status":
+            result.statuses += apply_status(StatusUpdate(**data), session=session)
+            return
+        _ingest_one(
+            Inbound(**data),
+            session=session,
+            region=self._region,
+            takeover_minutes=self._takeover_minutes,
+            now=now,
+            hook=self._on_human_reply,
+            touched=touched,
+            result=result,
+            received_at=row.received_at,
+        )
+
+    def settling(self) -> float:
+        """Seconds the bot should wait before answering: while the drain lags behind the inbox
+        (its oldest event waits longer than `SETTLE_FROM`), a customer's next message may be
+        among the waiting events, and their burst is answered once, when it is in. A backlog
+        older than `SETTLE_LIMIT` does not hold the bot back."""
+        with self._session_factory() as session:
+            oldest = inbox.oldest_waiting(session=session)
+        if oldest is None or not SETTLE_FROM < self._clock() - oldest <= SETTLE_LIMIT:
+            return 0.0
+        return SETTLE_STEP
+
+    def _prune(self) -> None:
+        if time.monotonic() - self._pruned_at < self._prune_every:
+            return
+        self._pruned_at = time.monotonic()
+        with self._session_factory.begin() as session:
+            removed = inbox.prune(session=session, processed_before=self._clock() - KEEP_PROCESSED)
+        if removed:
+            log.info("inbox: %d processed event(s) older than a week pruned", removed)
+
+
+def inbox_health(session_factory: sessionmaker[Session], clock: Callable[[], datetime]) -> Any:
+    """A /healthz probe: the inbox's backlog and the events set aside."""
+
+    def probe() -> dict[str, Any]:
+        with session_factory() as session:
+            waiting = inbox.backlog(session=session)
+            aside = inbox.set_aside(session=session) if waiting.set_aside else []
+        age = (clock() - waiting.oldest).total_seconds() if waiting.oldest else 0.0
+        report: dict[str, Any] = {
+            "status": "ok" if age < 60 and not waiting.set_aside else "degraded",
+            "unprocessed": waiting.unprocessed,
+            "oldest_seconds": round(max(0.0, age), 3),
+            "set_aside": waiting.set_aside,
+        }
+        if aside:
+            report["set_aside_events"] = aside
+        return report
+
+    return probe
+
+
+# -- ingesting -------------------------------------------------------------------------------
 
 
 def store_batch(
@@ -52,33 +291,59 @@ def store_batch(
     touched: dict[int, None] = {}
     with session_factory.begin() as session:
         for inbound in batch.messages:
-            ingested = ingest(inbound, session=session, region=region)
-            if ingested.duplicate:
-                result.duplicates += 1
-                # Still pending (stored by a delivery that was never dispatched): dispatch again.
-                if ingested.message.direction == "in" and ingested.message.processed_at is None:
-                    touched[ingested.conversation.id] = None
-                continue
-            result.stored += 1
-            lead, conversation_id = ingested.lead, ingested.message.conversation_id
-            aliases = inbound.extra.get("aliases") or []
-            if aliases:
-                lead = _link_aliases(ingested, aliases, session=session)
-                # Joining the alias's conversation may have moved the message.
-                conversation_id = session.scalars(
-                    select(Message.conversation_id).where(Message.id == ingested.message.id)
-                ).one()
-            if inbound.author == "agent":
-                result.agent_replies += 1
-                _human_replied(
-                    lead, session=session, now=now, minutes=takeover_minutes, hook=on_human_reply
-                )
-            else:
-                touched[conversation_id] = None
+            _ingest_one(
+                inbound,
+                session=session,
+                region=region,
+                takeover_minutes=takeover_minutes,
+                now=now,
+                hook=on_human_reply,
+                touched=touched,
+                result=result,
+            )
         for status in batch.statuses:
             result.statuses += apply_status(status, session=session)
     result.touched = list(touched)
     return result
+
+
+def _ingest_one(
+    inbound: Inbound,
+    *,
+    session: Session,
+    region: str,
+    takeover_minutes: int,
+    now: datetime,
+    hook: HumanReplyHook | None,
+    touched: dict[int, None],
+    result: StoreResult,
+    received_at: datetime | None = None,
+) -> None:
+    ingested = ingest(inbound, session=session, region=region)
+    if received_at is not None and not ingested.duplicate:
+        # The message arrived when its webhook did: the bot's quiet window counts from there, so
+        # a burst stays one burst however late the drain ingests it.
+        ingested.message.created_at = received_at
+    if ingested.duplicate:
+        result.duplicates += 1
+        # Still pending (stored by a delivery that was never dispatched): dispatch again.
+        if ingested.message.direction == "in" and ingested.message.processed_at is None:
+            touched[ingested.conversation.id] = None
+        return
+    result.stored += 1
+    lead, conversation_id = ingested.lead, ingested.message.conversation_id
+    aliases = inbound.extra.get("aliases") or []
+    if aliases:
+        lead = _link_aliases(ingested, aliases, session=session)
+        # Joining the alias's conversation may have moved the message.
+        conversation_id = session.scalars(
+            select(Message.conversation_id).where(Message.id == ingested.message.id)
+        ).one()
+    if inbound.author == "agent":
+        result.agent_replies += 1
+        _human_replied(lead, session=session, now=now, minutes=takeover_minutes, hook=hook)
+    else:
+        touched[conversation_id] = None
 
 
 def _human_replied(

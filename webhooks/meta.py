@@ -1,6 +1,6 @@
 """What the three Meta webhooks share: the GET subscription handshake, the signature check on the
-raw body, and the receive path (verify, parse, store the whole batch in one transaction, answer,
-dispatch).
+raw body, and the receive path (verify, parse, put the whole batch in the inbox with one insert,
+answer, publish "the inbox has work").
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from typing import Any
 from flask import Response, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
+from store.inbox import INBOX_KEY
 from store.text import clean_json
 from webhooks.app import ApiError, services
 from webhooks.events import ParsedBatch
-from webhooks.intake import store_batch
+from webhooks.intake import queue_batch
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def _no_constants(name: str) -> Any:
 
 
 def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
-    """POST: verify the signature, store every event of the batch, answer 200, then hand off the
-    work."""
+    """POST: verify the signature, put every event of the batch in the inbox, answer 200, then
+    publish that the inbox has work."""
     svc = services()
     settings = svc.settings
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before anything is read
@@ -108,24 +109,17 @@ def receive_webhook(channel: str, parse: Parser) -> tuple[Any, int]:
         )
     if len(batch.messages) + len(batch.statuses) > MAX_EVENTS:
         raise ApiError(413, "too_many_events", f"a webhook carries at most {MAX_EVENTS} events")
-    clock = svc.clock
     try:
-        result = store_batch(
-            batch,
-            session_factory=svc.session_factory,
-            region=settings.default_region,
-            takeover_minutes=settings.takeover_minutes,
-            now=clock(),
-            on_human_reply=svc.on_human_reply,
-        )
+        result = queue_batch(batch, engine=svc.session_factory.kw["bind"], now=svc.clock())
     except SQLAlchemyError:
         log.exception("%s webhook: could not store the batch", channel)
         # A 5xx makes Meta deliver the batch again later; nothing was stored (one transaction).
         raise ApiError(
             503, "store_unavailable", "the events could not be stored; retry later"
         ) from None
-    for conversation_id in result.touched:
-        svc.dispatcher.submit(conversation_id)
+    if result.stored or result.statuses:
+        # The drain ingests the events and hands the conversations to the bot.
+        svc.dispatcher.submit(INBOX_KEY)
     log.debug(
         "%s webhook: %d stored, %d duplicate, %d status update(s), %d ignored",
         channel,

@@ -13,7 +13,10 @@ Guarantees of `ThreadDispatcher`:
   messages stay pending in the store and are picked up by the next submit or the next start;
 - `start()` resubmits every conversation the store still has pending messages for;
 - a handler that answers `Later(seconds)` (the customer is still typing) is run again after that
-  long, or at once when the conversation is submitted again.
+  long, or at once when the conversation is submitted again;
+- a `deferred` key (the inbox: `store.inbox.INBOX_KEY`) runs "acknowledge first": after a lull of
+  `lull` seconds without submits, or at the latest `max_delay` seconds after the first one, so a
+  stream of webhooks is not slowed by the work it hands over.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -77,6 +80,7 @@ class ThreadDispatcher:
         retry_delays: Sequence[float] = (1.0, 4.0, 15.0, 60.0),
         monotonic: Callable[[], float] = time.monotonic,
         name: str = "leaddesk-worker",
+        deferred: Mapping[int, tuple[float, float]] | None = None,
     ) -> None:
         if threads < 1:
             raise ValueError("a dispatcher needs at least one thread")
@@ -95,6 +99,9 @@ class ThreadDispatcher:
         self._dirty: set[int] = set()  # submitted again while running
         self._attempts: dict[int, int] = {}
         self._waiting: set[int] = set()  # in _delayed because the handler said Later
+        self._deferred = dict(deferred or {})  # key: (lull, max_delay)
+        self._deferring: dict[int, tuple[float, float]] = {}  # key: (due, first submit)
+        self._last_submit: dict[int, float] = {}  # deferred key: when it was last submitted
         self._threads: list[threading.Thread] = []
         self._started = False
         self._stopping = False
@@ -111,6 +118,12 @@ class ThreadDispatcher:
                 return
             if conversation_id in self._running:
                 self._dirty.add(conversation_id)
+                return
+            if conversation_id in self._deferred:
+                self._last_submit[conversation_id] = self._monotonic()
+                # Not even when it said Later: under load, the time between runs is the point.
+                if conversation_id not in self._waiting:
+                    self._defer(conversation_id)
                 return
             if conversation_id in self._queued:
                 self._promote(conversation_id)
@@ -195,7 +208,7 @@ class ThreadDispatcher:
                 "alive": alive,
                 "queued": len(self._ready),
                 "retrying": len(self._delayed) - len(self._waiting),
-                "waiting": len(self._waiting),
+                "waiting": len(self._waiting) + len(self._deferring),
                 "running": len(self._running),
                 "processed": self._processed,
                 "failures": self._failures,
@@ -205,7 +218,7 @@ class ThreadDispatcher:
     def idle(self) -> bool:
         """True when nothing is queued, running or waiting for a retry (for tests and shutdown)."""
         with self._cond:
-            return not (self._ready or self._delayed or self._running)
+            return not (self._ready or self._delayed or self._running or self._deferring)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -228,6 +241,24 @@ class ThreadDispatcher:
                 self._cond.notify()
                 return
 
+    def seconds_since_submit(self, key: int) -> float:
+        """How long ago a deferred key was last submitted (infinity: never)."""
+        with self._cond:
+            last = self._last_submit.get(key)
+        return float("inf") if last is None else self._monotonic() - last
+
+    def _defer(self, key: int) -> None:
+        """Run `key` after a lull, or `max_delay` after its first submit at the latest."""
+        if key in self._queued and key not in self._deferring:
+            return  # ready already
+        lull, max_delay = self._deferred[key]
+        now = self._monotonic()
+        _due, first = self._deferring.get(key, (now, now))
+        self._deferring[key] = (min(now + lull, first + max_delay), first)
+        if key not in self._queued:
+            self._queued.add(key)
+            self._cond.notify()
+
     def _next(self) -> int | None:
         """Block until a conversation is ready (or we are stopping: None)."""
         with self._cond:
@@ -239,14 +270,21 @@ class ThreadDispatcher:
                     _due, _seq, cid = heapq.heappop(self._delayed)
                     self._waiting.discard(cid)
                     self._ready.append(cid)
+                for key, (due, _first) in list(self._deferring.items()):
+                    if due <= now:
+                        del self._deferring[key]
+                        self._ready.append(key)
                 if self._ready:
                     conversation_id = self._ready.popleft()
                     self._queued.discard(conversation_id)
                     self._running.add(conversation_id)
                     return conversation_id
                 timeout = None
+                dues = [due for due, _first in self._deferring.values()]
                 if self._delayed:
-                    timeout = max(0.0, self._delayed[0][0] - now)
+                    dues.append(self._delayed[0][0])
+                if dues:
+                    timeout = max(0.0, min(dues) - now)
                     if self._monotonic is not time.monotonic:
                         # An injected (test) clock does not advance with real time: look again soon.
                         timeout = min(timeout, 0.05)
@@ -316,7 +354,9 @@ class ThreadDispatcher:
                         "the next message or restart",
                         conversation_id,
                     )
-            if again and not self._stopping:
+            if again and not self._stopping and conversation_id in self._deferred:
+                self._defer(conversation_id)
+            elif again and not self._stopping:
                 self._queued.add(conversation_id)
                 self._ready.append(conversation_id)
                 self._cond.notify()

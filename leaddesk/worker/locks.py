@@ -131,19 +131,24 @@ class FileLocks:
         try:
             if fd is not None:
                 try:
-                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, key)
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, _offset(key))
                 except (BlockingIOError, PermissionError):
                     yield False
                     return
                 try:
                     yield True
                 finally:
-                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, key)
+                    fcntl.lockf(fd, fcntl.LOCK_UN, 1, _offset(key))
             else:
                 yield True
         finally:
             with shared.guard:
                 shared.held.discard(key)
+
+
+def _offset(key: int) -> int:
+    """The byte locked for `key`: negative (reserved) keys far beyond any conversation id."""
+    return key if key >= 0 else (1 << 62) + key
 
 
 def make_locks(engine: Engine) -> ConversationLocks:

@@ -1,6 +1,7 @@
 """What a worker process runs: under the conversation's lock, replies an interrupted run left
-behind, then the bot (`ConversationRunner`); the per-process state it needs (`WorkerProcess`) and
-the Celery task that drives it (`register_tasks`)."""
+behind, then the bot (`ConversationRunner`); for the inbox's key, the inbox's drain; the
+per-process state it needs (`WorkerProcess`) and the Celery task that drives it (`register_tasks`).
+"""
 
 from __future__ import annotations
 
@@ -22,12 +23,16 @@ from leaddesk.wiring import Runtime, build_runtime
 from leaddesk.worker.celery_app import PROCESS_TASK, RETRY_DELAYS
 from leaddesk.worker.locks import ConversationLocks, make_locks
 from leaddesk.worker.sweeper import Sweeper, SweeperThread
+from store.inbox import INBOX_KEY
 from store.pending import has_pending, reading, undelivered_replies
 
 log = logging.getLogger(__name__)
 
 # Runs of one conversation per task while new messages keep arriving (each run may loop itself).
 MAX_PASSES = 3
+# Seconds one inbox task drains before it hands the worker back (the bot's tasks queued behind it
+# run, and the inbox task comes back): under a steady stream the inbox is never empty.
+DRAIN_SLICE = 2.0
 
 
 class ConversationRunner:
@@ -101,6 +106,11 @@ class WorkerState:
     pid: int
 
     def run(self, conversation_id: int) -> str:
+        if conversation_id == INBOX_KEY:
+            # Ingest the queued webhook events (one drain at a time across workers); the drain
+            # submits the conversations it touched.
+            report = self.runtime.inbox.drain(pause=lambda spent: spent >= DRAIN_SLICE)
+            return "busy" if report.busy else ("more" if report.more else "done")
         return self.runner.run(conversation_id)
 
     def close(self) -> None:

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.logs import describe_error
 from leaddesk.worker.locks import SWEEP_LOCK_KEY, ConversationLocks
+from store import inbox
+from store.inbox import INBOX_KEY
 from store.models import utcnow
 from store.pending import mark_interrupted_sends, reading, stale_conversations
 
@@ -30,16 +32,20 @@ class SweepReport:
     skipped: bool = False  # another process is sweeping
     resubmitted: list[int] = field(default_factory=list)
     interrupted: int = 0
+    pruned: int = 0  # processed inbox events older than `keep_inbox`
 
 
 class Sweeper:
     """Finds work the broker lost and sends it round again; one sweeper at a time across workers.
 
-    A conversation is submitted again when a customer message or a recorded reply has waited longer
-    than `stale_after` while the queue is empty (the broker restarted without persistence, a publish
-    failed while it was down, a worker machine vanished with its unacknowledged task). While tasks
-    are queued, old messages are most likely among them: a busy system is not sent more work. Sends
-    cut off by a crash are marked "unknown" after `interrupted_after`.
+    The inbox's drain is submitted again when an event has waited longer than `inbox_stale_after`
+    (whatever the queue holds: the drain is one cheap job), and processed inbox events older than
+    `keep_inbox` are deleted. A conversation is submitted again when a customer message or a
+    recorded reply has waited longer than `stale_after` while the queue is empty (the broker
+    restarted without persistence, a publish failed while it was down, a worker machine vanished
+    with its unacknowledged task). While tasks are queued, old messages are most likely among them:
+    a busy system is not sent more work. Sends cut off by a crash are marked "unknown" after
+    `interrupted_after`.
     """
 
     def __init__(
@@ -53,6 +59,8 @@ class Sweeper:
         interrupted_after: timedelta = SEND_INTERRUPTED_AFTER,
         clock: Callable[[], datetime] = utcnow,
         limit: int = 1000,
+        inbox_stale_after: timedelta = timedelta(seconds=5),
+        keep_inbox: timedelta = timedelta(days=7),
     ) -> None:
         self._session_factory = session_factory
         self._locks = locks
@@ -62,6 +70,8 @@ class Sweeper:
         self._interrupted_after = interrupted_after
         self._clock = clock
         self._limit = limit
+        self._inbox_stale_after = inbox_stale_after
+        self._keep_inbox = keep_inbox
         self._recent: dict[int, datetime] = {}
 
     def sweep(self) -> SweepReport:
@@ -74,7 +84,18 @@ class Sweeper:
                 report.interrupted = mark_interrupted_sends(
                     now - self._interrupted_after, session=session
                 )
-            report.resubmitted = self._resubmit(now)
+                report.pruned = inbox.prune(
+                    session=session, processed_before=now - self._keep_inbox
+                )
+                inbox_waits = inbox.has_work(
+                    session=session, received_before=now - self._inbox_stale_after
+                )
+            if inbox_waits:
+                # Webhook events acknowledged seconds ago and still not ingested: the drain's job
+                # was lost (or its publish failed). Draining twice is harmless.
+                self._submit(INBOX_KEY)
+                report.resubmitted.append(INBOX_KEY)
+            report.resubmitted += self._resubmit(now)
         if report.resubmitted or report.interrupted:
             log.info(
                 "sweep: %d conversation(s) submitted again, %d send(s) interrupted by a crash "

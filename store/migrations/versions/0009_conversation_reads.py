@@ -1,7 +1,7 @@
 """conversation reads
 
-Revision ID: 0008_conversation_reads
-Revises: 0006_lead_counts
+Revision ID: 0009_conversation_reads
+Revises: 0008_bot_window
 
 How far each agent has read each conversation, for the console inbox's unread counts. Nothing is
 read before this revision: existing conversations start unread for everyone.
@@ -10,8 +10,8 @@ read before this revision: existing conversations start unread for everyone.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_conversation_reads"
-down_revision = "0006_lead_counts"
+revision = "0009_conversation_reads"
+down_revision = "0008_bot_window"
 branch_labels = None
 depends_on = None
 

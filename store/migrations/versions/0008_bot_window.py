@@ -1,7 +1,7 @@
 """the bot's pending messages per conversation from an index of their own
 
-Revision ID: 0007_bot_window
-Revises: 0006_inbox
+Revision ID: 0008_bot_window
+Revises: 0007_inbox
 
 A bot run reads its conversation's unprocessed customer messages and asks whether more arrived
 while it ran. With only (direction, processed_at) indexed, both walked every unprocessed message of
@@ -13,8 +13,8 @@ unprocessed inbound messages alone, by conversation. Data is untouched.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_bot_window"
-down_revision = "0006_inbox"
+revision = "0008_bot_window"
+down_revision = "0007_inbox"
 branch_labels = None
 depends_on = None
 
