@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService
+from bot.policy import build_policy
 from bot.reload import LivePrompts, PromptStore
 from copilot import Copilot, build_graph, open_checkpointer
 from copilot.telegram import BackgroundBot, build_application, webhook_options
@@ -38,6 +39,7 @@ from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
 from store import inbox as inbox_store
 from store import make_engine, make_session_factory
 from store.domain.takeover import human_took_over
+from store.domain.waiting import assign_waiting_leads
 from store.events import EventBus, LocalBus, RedisBus, watch
 from store.inbox import INBOX_KEY
 from store.messages import conversations_with_pending
@@ -52,6 +54,9 @@ from webhooks.outbound import ChannelOutbox
 from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
+
+# How often `leaddesk serve` (no broker) hands room freed by closed leads to leads waiting for one.
+CATCH_UP_SECONDS = 30.0
 
 # In-process (no broker) the inbox is drained "acknowledge first": after DRAIN_LULL seconds without
 # a webhook, or DRAIN_MAX_DELAY after the first one under sustained load. While webhooks keep
@@ -82,6 +87,7 @@ class Runtime:
     telegram: BackgroundBot | None = None  # when TELEGRAM_BOT_TOKEN is set
     _closers: ExitStack = field(default_factory=ExitStack)
     _threads: list[threading.Thread] = field(default_factory=list)
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
         """Start the workers; replies recorded but never sent by an earlier run go out in the
@@ -93,6 +99,27 @@ class Runtime:
         thread = threading.Thread(target=self._resend, name="leaddesk-resend", daemon=True)
         self._threads.append(thread)
         thread.start()
+        if not self.settings.broker_url:
+            catch_up = threading.Thread(
+                target=self._catch_up, name="leaddesk-catch-up", daemon=True
+            )
+            self._threads.append(catch_up)
+            catch_up.start()
+
+    def assign_waiting_leads(self, session: Session, now: datetime) -> list[int]:
+        """Give leads waiting for an agent to agents with room (store.domain.waiting)."""
+        policy = build_policy(self.prompts(), takeover_fallback=self.settings.takeover_minutes)
+        return assign_waiting_leads(session=session, policy=policy, now=now)
+
+    def _catch_up(self) -> None:
+        # Without a broker there is no sweeper: room freed by closed or reassigned leads is handed
+        # to waiting leads here, every CATCH_UP_SECONDS.
+        while not self._stopping.wait(CATCH_UP_SECONDS):
+            try:
+                with self.session_factory.begin() as session:
+                    self.assign_waiting_leads(session, utcnow())
+            except Exception:  # the next round tries again
+                log.exception("could not assign the leads waiting for an agent")
 
     def _resend(self) -> None:
         try:
@@ -112,6 +139,7 @@ class Runtime:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Release long polls, let running jobs finish, close connections."""
+        self._stopping.set()
         self.notifier.close()
         self.prompts.stop()
         if self.telegram is not None:

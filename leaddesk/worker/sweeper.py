@@ -61,6 +61,7 @@ class Sweeper:
         limit: int = 1000,
         inbox_stale_after: timedelta = timedelta(seconds=5),
         keep_inbox: timedelta = timedelta(days=7),
+        catch_up: Callable[[Session, datetime], object] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._locks = locks
@@ -72,6 +73,8 @@ class Sweeper:
         self._limit = limit
         self._inbox_stale_after = inbox_stale_after
         self._keep_inbox = keep_inbox
+        # Leads waiting for an agent take the room closed leads freed (store.domain.waiting).
+        self._catch_up = catch_up
         self._recent: dict[int, datetime] = {}
 
     def sweep(self) -> SweepReport:
@@ -96,6 +99,9 @@ class Sweeper:
                 self._submit(INBOX_KEY)
                 report.resubmitted.append(INBOX_KEY)
             report.resubmitted += self._resubmit(now)
+            if self._catch_up is not None:
+                with self._session_factory.begin() as session:
+                    self._catch_up(session, now)
         if report.resubmitted or report.interrupted:
             log.info(
                 "sweep: %d conversation(s) submitted again, %d send(s) interrupted by a crash "

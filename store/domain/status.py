@@ -27,7 +27,6 @@ from store.domain.errors import Conflict
 from store.domain.permissions import check_admin, check_visible, check_writable, is_admin
 from store.domain.policy import Policy, StatusPolicy
 from store.domain.takeover import quiet_conversation, quiet_lead
-from store.domain.waiting import assign_waiting_leads
 from store.leads import record_audit, update_lead
 from store.models import Agent, Conversation, Lead
 from store.work import add_note, assign_lead, next_available_agent, notify
@@ -115,7 +114,6 @@ def change_status(
                 kind="status",
             )
             notified.append(owner.id)
-    _room_freed(lead, old, status, policy, session=session, now=now)
     return StatusChange(
         lead.id,
         old,
@@ -126,17 +124,6 @@ def change_status(
         notified=tuple(notified),
         **quiet,
     )
-
-
-def _room_freed(
-    lead: Lead, old: str, status: StatusPolicy, policy: Policy, *, session: Session, now: datetime
-) -> None:
-    """A closed lead no longer counts against its owner's capacity: leads waiting for an agent
-    may take the room."""
-    was = policy.status(old)
-    if status.terminal and lead.assigned_agent_id is not None and not (was and was.terminal):
-        session.flush()
-        assign_waiting_leads(session=session, policy=policy, now=now)
 
 
 def convert(
@@ -225,7 +212,6 @@ def change_status_by_bot(
     )
     changed.update(quiet.pop("changed"))
     assigned, notified, nobody = _bot_action(lead, status, policy, session=session, now=now)
-    _room_freed(lead, old, status, policy, session=session, now=now)
     return StatusChange(
         lead.id,
         old,

@@ -4,7 +4,8 @@ agent) the first agent available.
 A lead whose status gives it to an agent (`action: auto_assign`) stays unassigned when every agent
 is inactive or at capacity (or there is no agent yet). Such leads are assigned, oldest first, when
 an agent is added or enabled (`add_agent`, `set_agent_active`: what the API, the console and the
-CLI call) and when an owner's lead closes (`store.domain.status`), freeing room.
+CLI call) and, for room freed by closed or reassigned leads, by a periodic catch-up (the workers'
+sweeper with a broker, a thread of `leaddesk serve` without).
 """
 
 from __future__ import annotations

@@ -58,14 +58,3 @@ def test_archived_merged_and_locked_leads_do_not_wait(session, lead, policy: Pol
     add_agent("Sarah", session=session, policy=policy, now=T0)
     assigned = list(session.scalars(select(Lead.id).where(Lead.assigned_agent_id.is_not(None))))
     assert assigned == [survivor.id]
-
-
-def test_closing_a_lead_makes_room_for_a_waiting_one(session, agent, lead, policy: Policy):  # type: ignore[no-untyped-def]
-    from store.domain.status import change_status
-
-    sarah = agent("Sarah", capacity=1)
-    busy = lead(owner=sarah, status="Follow Up")
-    waiting = lead(status="Follow Up")
-    assert waiting.assigned_agent_id is None
-    change_status(busy, "Lost", by=sarah, session=session, policy=policy, now=T0)
-    assert waiting.assigned_agent_id == sarah.id

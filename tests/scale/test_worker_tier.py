@@ -33,8 +33,11 @@ from leaddesk.worker.locks import FileLocks, PostgresLocks, make_locks
 from leaddesk.worker.runner import ConversationRunner
 from leaddesk.worker.sweeper import Sweeper
 from store import make_engine, make_session_factory
+from store.agents import create_agent
+from store.domain.policy import Policy, StatusPolicy
+from store.domain.waiting import assign_waiting_leads
 from store.messages import Inbound, ingest, record_outbound
-from store.models import Conversation, Message
+from store.models import Conversation, Lead, Message
 from store.pending import mark_interrupted_sends
 from tests.scale import harness
 
@@ -676,3 +679,42 @@ def test_a_burst_over_the_broker_gets_one_reply_after_the_customer_stops(
     finally:
         cluster.stop()
         engine.dispose()
+
+
+def test_the_sweeper_hands_waiting_leads_the_room_closed_leads_freed(
+    session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    policy = Policy(
+        statuses=(
+            StatusPolicy("New"),
+            StatusPolicy("Follow Up", action="auto_assign"),
+            StatusPolicy("Lost", terminal=True),
+        )
+    )
+    with session_factory.begin() as session:
+        sarah, _token = create_agent("Sarah", session=session, capacity=1)
+        session.flush()
+        busy = Lead(name="Busy", status="Follow Up", assigned_agent_id=sarah.id)
+        waiting = Lead(name="Waiting", status="Follow Up")
+        session.add_all([busy, waiting])
+        session.flush()
+        sarah_id, busy_id, waiting_id = sarah.id, busy.id, waiting.id
+    caught: list[list[int]] = []
+    sweeper = Sweeper(
+        session_factory=session_factory,
+        locks=make_locks(db_engine),
+        submit=lambda _key: None,
+        catch_up=lambda session, now: caught.append(
+            assign_waiting_leads(session=session, policy=policy, now=now)
+        ),
+    )
+    sweeper.sweep()
+    assert caught == [[]]  # Sarah has no room
+    with session_factory.begin() as session:
+        lead = session.get(Lead, busy_id)
+        assert lead is not None
+        lead.status = "Lost"
+    sweeper.sweep()
+    assert caught[-1] == [waiting_id]
+    with session_factory() as session:
+        assert session.get(Lead, waiting_id).assigned_agent_id == sarah_id  # type: ignore[union-attr]
