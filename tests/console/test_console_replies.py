@@ -50,3 +50,11 @@ def test_placeholders_without_a_value_are_left_out_and_odd_files_skipped(tmp_pat
     replies = load_replies(tmp_path)
     assert [(r.shortcut, r.title) for r in replies] == [("thanks", "Thanks")]
     assert load_replies(tmp_path / "missing") == []
+
+
+def test_a_leading_comment_is_not_part_of_the_reply(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "hello.md").write_text(
+        "<!-- For the admin: greets a lead. -->\n# Say hello\nHello {first_name}!", encoding="utf-8"
+    )
+    (reply,) = load_replies(tmp_path)
+    assert (reply.title, reply.text) == ("Say hello", "Hello {first_name}!")

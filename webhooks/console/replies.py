@@ -60,6 +60,11 @@ def load_replies(directory: Path) -> list[CannedReply]:
         except (OSError, UnicodeDecodeError):
             log.warning("canned reply %s skipped: not readable UTF-8 text", path)
             continue
+        # A leading HTML comment is for the admin who edits the file, not part of the reply.
+        text_start = "\n".join(lines).lstrip()
+        while text_start.startswith("<!--") and "-->" in text_start:
+            text_start = text_start.split("-->", 1)[1].lstrip()
+        lines = text_start.splitlines()
         title = shortcut.replace("-", " ").replace("_", " ").capitalize()
         if lines and lines[0].startswith("#"):
             title, lines = lines[0].lstrip("#").strip() or title, lines[1:]
