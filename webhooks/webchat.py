@@ -48,7 +48,7 @@ from store.contacts import (
 )
 from store.db import read_session
 from store.events import StoreEvent
-from store.leads import find_identity, get_conversation, resolve
+from store.leads import find_identity, get_conversation, resolve, resolve_identity
 from store.messages import Inbound, ingest, record_outbound
 from store.models import CLAIMED, VERIFIED, Agent, ChatSession, Conversation, Message, utcnow
 from webhooks import ratelimit
@@ -363,8 +363,9 @@ def _record_greeting(external_id: str, language: str, *, session: Any) -> None:
     anything in the room."""
     svc = services()
     region = svc.settings.default_region
-    lead = resolve(CHANNEL, external_id, session=session, region=region, trust=VERIFIED)
-    identity = find_identity(CHANNEL, external_id, session=session)
+    lead, identity = resolve_identity(
+        CHANNEL, external_id, session=session, region=region, trust=VERIFIED
+    )
     conversation = get_conversation(lead, CHANNEL, session=session, identity=identity)
     spoken = session.scalar(
         select(Message.id)

@@ -20,7 +20,6 @@ from store.conversation_list import (
     conversation_rows,
     mark_read,
     tab_for,
-    unread_conversations,
 )
 from store.db import read_session
 from store.domain.errors import NotAllowed
@@ -30,7 +29,7 @@ from store.models import Agent, Conversation, Lead, Message
 from webhooks.api.base import now
 from webhooks.app import services
 from webhooks.console import auth
-from webhooks.console.views import blueprint
+from webhooks.console.views import blueprint, count_inbox_unread
 from webhooks.outbound import SERVICE_WINDOW
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ def inbox() -> Any:
     with services().session_factory.begin() as session:
         rows = conversation_rows(agent, tab, session=session)
         pane = _conversation_pane(agent, selected, session=session) if selected else None
-        unread = unread_conversations(agent, session=session)
+        count_inbox_unread(agent, session=session)  # after the pane marked its conversation read
     return render_template(
         "console_inbox.html",
         rows=rows,
@@ -94,7 +93,6 @@ def inbox() -> Any:
         tab_labels=TAB_LABELS,
         pane=pane,
         selected=selected,
-        unread_conversations=unread,
     )
 
 
@@ -105,7 +103,7 @@ def inbox_list() -> Any:
     tab = tab_for(request.args.get("tab"), agent)
     with read_session(services().session_factory) as session:
         rows = conversation_rows(agent, tab, session=session)
-        unread = unread_conversations(agent, session=session)
+        unread = count_inbox_unread(agent, session=session)
     html = render_template(
         "console_inbox_list.html", rows=rows, tab=tab, selected=_int(request.args.get("c"))
     )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -155,6 +155,13 @@ def _zone_name() -> str:
     return services().prompts().business.timezone
 
 
+def count_inbox_unread(agent: Agent, *, session: Any) -> int:
+    """The agent's conversations with unread messages, counted once per request (a view that
+    counts them itself leaves the number for the page's navigation)."""
+    g.inbox_unread = unread_conversations(agent, session=session)
+    return int(g.inbox_unread)
+
+
 @blueprint.context_processor
 def _context() -> dict[str, Any]:
     agent = auth.current_agent()
@@ -162,7 +169,9 @@ def _context() -> dict[str, Any]:
     if agent is not None:
         with read_session(services().session_factory) as session:
             unread = len(unread_notifications(agent.id, session=session, now=now()))
-            inbox_unread = unread_conversations(agent, session=session)
+            inbox_unread = g.get("inbox_unread")
+            if inbox_unread is None:
+                inbox_unread = count_inbox_unread(agent, session=session)
     return {
         "me": agent,
         "csrf_token": auth.csrf_token,
