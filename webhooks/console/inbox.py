@@ -29,7 +29,7 @@ from store.models import Agent, Conversation, Lead, Message
 from webhooks.api.base import now
 from webhooks.app import services
 from webhooks.console import auth
-from webhooks.console.views import blueprint, count_inbox_unread
+from webhooks.console.views import _row_id, blueprint, count_inbox_unread
 from webhooks.outbound import SERVICE_WINDOW
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def _agent() -> Agent:
 def inbox() -> Any:
     agent = _agent()
     tab = tab_for(request.args.get("tab"), agent)
-    selected = _int(request.args.get("c"))
+    selected = _row_id(request.args.get("c"))
     with services().session_factory.begin() as session:
         rows = conversation_rows(agent, tab, session=session)
         pane = _conversation_pane(agent, selected, session=session) if selected else None
@@ -105,7 +105,7 @@ def inbox_list() -> Any:
         rows = conversation_rows(agent, tab, session=session)
         unread = count_inbox_unread(agent, session=session)
     html = render_template(
-        "console_inbox_list.html", rows=rows, tab=tab, selected=_int(request.args.get("c"))
+        "console_inbox_list.html", rows=rows, tab=tab, selected=_row_id(request.args.get("c"))
     )
     return jsonify({"html": html, "unread_conversations": unread})
 
@@ -324,13 +324,6 @@ def _json(item: StoreEvent) -> str:
         separators=(",", ":"),
         default=str,
     )
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
 
 
 def _float(value: str | None) -> float:
