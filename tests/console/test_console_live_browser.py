@@ -96,9 +96,20 @@ def _sign_in(driver: Any, base: str, email: str, password: str, page: str) -> No
 
 
 def _wait(condition: Any, timeout: float) -> Any:
+    """Poll ``condition`` until it is truthy.
+
+    The page replaces parts of itself as events arrive, so an element found a
+    moment ago may be gone (stale) or not yet there when read: both mean "not
+    yet", and the condition is asked again.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = condition()
+        try:
+            value = condition()
+        except (StaleElementReferenceException, NoSuchElementException):
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -169,8 +180,11 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         _wait(lambda: "quote for 12 panels" in sarah.find_element(By.ID, "inbox-pane").text, 5)
         _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", 5)
         assert "/console/inbox" in sarah.current_url and "c=" in sarah.current_url
-        stamp = sarah.find_element(By.CSS_SELECTOR, "#inbox-pane time")
-        assert stamp.get_attribute("title").endswith(" UTC")
+        stamp = _wait(
+            lambda: sarah.find_element(By.CSS_SELECTOR, "#inbox-pane time").get_attribute("title"),
+            5,
+        )
+        assert stamp.endswith(" UTC")
         assert "America/Chicago" in sarah.find_element(By.CSS_SELECTOR, "footer").text
         # The bot answers after the customer's quiet window; the open conversation shows it.
         _wait(lambda: "Bot" in sarah.find_element(By.ID, "timeline").text, 15)
@@ -239,7 +253,7 @@ def test_an_event_from_one_web_process_reaches_a_console_on_another(  # type: ig
                 _chat(first.url, "Written to the first process")
                 _wait(lambda: "first process" in _rows_text(sarah), SEEN_WITHIN)
                 assert time.monotonic() - sent < SEEN_WITHIN + 0.5
-                assert sarah.find_element(By.ID, "inbox-unread").text == "1"
+                _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", SEEN_WITHIN)
                 screenshot(sarah, "inbox-04-second-process")
         finally:
             second.stop()
