@@ -38,6 +38,7 @@ from leaddesk.worker.setup import prepare_database
 from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
 from store import inbox as inbox_store
 from store import make_engine, make_session_factory
+from store.domain import tasks
 from store.domain.takeover import human_took_over
 from store.domain.waiting import assign_waiting_leads
 from store.events import EventBus, LocalBus, RedisBus, watch
@@ -85,6 +86,7 @@ class Runtime:
     copilot: Copilot
     inbox: InboxDrain
     telegram: BackgroundBot | None = None  # when TELEGRAM_BOT_TOKEN is set
+    clock: Callable[[], datetime] = utcnow
     _closers: ExitStack = field(default_factory=ExitStack)
     _threads: list[threading.Thread] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -111,15 +113,33 @@ class Runtime:
         policy = build_policy(self.prompts(), takeover_fallback=self.settings.takeover_minutes)
         return assign_waiting_leads(session=session, policy=policy, now=now)
 
+    def send_task_reminders(self, session: Session, now: datetime) -> tasks.ReminderReport:
+        """Remind agents of tasks falling due and, at opening, of their overdue ones
+        (store.domain.tasks; each reminder is claimed in the database, so once)."""
+        business = self.prompts().business
+        return tasks.send_reminders(
+            session=session, now=now, zone=business.hours.zone, hours=business.hours
+        )
+
+    def catch_up(self, session: Session, now: datetime) -> None:
+        """The periodic work: waiting leads to agents with room, then the task reminders."""
+        self.assign_waiting_leads(session, now)
+        self.send_task_reminders(session, now)
+
     def _catch_up(self) -> None:
         # Without a broker there is no sweeper: room freed by closed or reassigned leads is handed
-        # to waiting leads here, every CATCH_UP_SECONDS.
+        # to waiting leads, and due tasks remind their agents, here every CATCH_UP_SECONDS.
         while not self._stopping.wait(CATCH_UP_SECONDS):
             try:
                 with self.session_factory.begin() as session:
-                    self.assign_waiting_leads(session, utcnow())
+                    self.assign_waiting_leads(session, self.clock())
             except Exception:  # the next round tries again
                 log.exception("could not assign the leads waiting for an agent")
+            try:
+                with self.session_factory.begin() as session:
+                    self.send_task_reminders(session, self.clock())
+            except Exception:  # the next round tries again
+                log.exception("could not send the task reminders")
 
     def _resend(self) -> None:
         try:
@@ -279,6 +299,7 @@ def build_runtime(
         copilot=copilot,
         inbox=inbox,
         telegram=telegram,
+        clock=clock,
         _closers=closers,
     )
 

@@ -545,3 +545,81 @@ class Inbox(Base):
     processed_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+TASK_KINDS = ("call", "email", "meeting", "other")
+TASK_SOURCES = ("agent", "copilot", "bot")
+
+
+class Task(Base):
+    """A follow-up an agent owes a lead: a call, email, meeting or other, due at a time.
+
+    `reminded_at` is set, atomically, by the one process that raises the "due now" reminder (a
+    reschedule clears it); `source_key` names what proposed the task (the bot's status change) so
+    that a redelivered job cannot propose it twice.
+    """
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # An agent's open tasks by due time (my tasks: today, overdue, this week).
+        Index("ix_tasks_agent_open_due", "agent_id", "done_at", "due_at"),
+        Index("ix_tasks_lead_id", "lead_id"),
+        # The reminder sweep: open tasks not yet reminded, by due time.
+        Index(
+            "ix_tasks_unreminded",
+            "due_at",
+            sqlite_where=text("reminded_at IS NULL AND done_at IS NULL"),
+            postgresql_where=text("reminded_at IS NULL AND done_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10), default="call")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    due_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    # How a call or meeting went (a logged one, or a task completed with an outcome).
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    reminded_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(10), default="agent")
+    source_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    created_by_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    lead: Mapped[Lead] = relationship()
+    agent: Mapped[Agent] = relationship(foreign_keys=[agent_id])
+
+    @property
+    def done(self) -> bool:
+        return self.done_at is not None
+
+
+class TaskDigest(Base):
+    """The morning digest of overdue tasks sent to an agent on a (business-local) day: its primary
+    key is the claim, so two workers cannot both send it."""
+
+    __tablename__ = "task_digests"
+
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, business zone
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CalendarToken(Base):
+    """An agent's read-only calendar token (hashed): it opens the .ics feed and nothing else."""
+
+    __tablename__ = "calendar_tokens"
+
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

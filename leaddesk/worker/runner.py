@@ -168,7 +168,7 @@ def build_worker(
                 submit=runtime.dispatcher.resubmit,
                 backlog=runtime.dispatcher.backlog,
                 stale_after=timedelta(seconds=4 * interval),
-                catch_up=runtime.assign_waiting_leads,
+                catch_up=runtime.catch_up,
             ),
             interval,
         )

@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from store.domain import tasks
 from store.domain.assignment import LOCKED_SKIP, NOTICES, BulkOutcome, Notices, assign
 from store.domain.errors import Conflict
 from store.domain.permissions import check_admin, check_visible, check_writable, is_admin
 from store.domain.policy import Policy, StatusPolicy
 from store.domain.takeover import quiet_conversation, quiet_lead
 from store.leads import record_audit, update_lead
-from store.models import Agent, Conversation, Lead
+from store.models import Agent, Conversation, Lead, Message
 from store.work import add_note, assign_lead, next_available_agent, notify
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,8 @@ def change_status_by_bot(
     )
     changed.update(quiet.pop("changed"))
     assigned, notified, nobody = _bot_action(lead, status, policy, session=session, now=now)
+    if status.action in ("notify", "auto_assign") and not status.terminal:
+        _propose_follow_up(lead, session=session, now=now)
     return StatusChange(
         lead.id,
         old,
@@ -325,6 +328,24 @@ def _notify_targets(lead: Lead, session: Session) -> list[Agent]:
             select(Agent).where(Agent.active.is_(True), Agent.role == "admin").order_by(Agent.id)
         )
     )
+
+
+def _propose_follow_up(lead: Lead, *, session: Session, now: datetime) -> None:
+    """The owner's task from the next best action ("Call within 24 hours"), once per status
+    change: the key names the lead, the status and the customer's message that brought the change,
+    so a redelivered turn finds it taken and adds nothing."""
+    if lead.assigned_agent_id is None:
+        return
+    owner = session.get(Agent, lead.assigned_agent_id)
+    if owner is None:
+        return
+    trigger = session.scalar(
+        select(func.max(Message.id))
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(Conversation.lead_id == lead.id, Message.direction == "in")
+    )
+    key = f"status:{lead.id}:{lead.status}:{trigger or now.isoformat(timespec='seconds')}"
+    tasks.propose_task(lead, owner, session=session, now=now, key=key)
 
 
 def _bot_action(
