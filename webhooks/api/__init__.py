@@ -15,6 +15,7 @@ from webhooks.api import (  # noqa: F401 - importing a module registers its view
     notifications,
     openapi,
     stats,
+    tasks,
     transfer,
 )
 from webhooks.api.base import blueprint

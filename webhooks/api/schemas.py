@@ -543,3 +543,101 @@ class Dashboard(BaseModel):
     new_per_day: list[Counted]
     conversions_per_week: list[Counted]
     hot_needing_attention: list[LeadSummary]
+
+
+# ---- tasks --------------------------------------------------------------------------------
+
+TaskKind = Literal["call", "email", "meeting", "other"]
+TaskWindow = Literal["today", "overdue", "week", "open", "done", "all"]
+Outcome = Literal[
+    "reached", "no_answer", "voicemail", "wrong_number", "held", "no_show", "rescheduled"
+]
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower().replace(" ", "_") if isinstance(value, str) else value
+
+
+class TaskParams(Strict):
+    window: TaskWindow = Field("open", description="today, overdue, week, open, done or all.")
+    agent_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Whose tasks (admins; default your own)."
+    )
+
+    _window = field_validator("window", mode="before")(_lower)
+
+
+class LeadTaskParams(Strict):
+    window: TaskWindow = "all"
+
+    _window = field_validator("window", mode="before")(_lower)
+
+
+class TaskCreate(Strict):
+    lead_id: RowId
+    kind: TaskKind = "call"
+    due_at: datetime | None = Field(None, description="ISO 8601 with its offset (or Z).")
+    title: str | None = Field(None, max_length=200)
+    notes: str | None = Field(None, max_length=4000)
+    agent_id: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Whose task (admins; default yours)."
+    )
+
+    _kind = field_validator("kind", mode="before")(_lower)
+
+
+class TaskUpdate(Strict):
+    kind: TaskKind | None = None
+    due_at: datetime | None = Field(None, description="A new due time; null clears it.")
+    title: str | None = Field(None, max_length=200)
+    notes: str | None = Field(None, max_length=4000)
+    agent_id: int | None = Field(None, ge=1, le=MAX_ID)
+    done: bool | None = Field(None, description="true completes the task, false reopens it.")
+
+    _kind = field_validator("kind", mode="before")(_lower)
+
+
+class TaskComplete(Strict):
+    outcome: Outcome | None = None
+
+    _outcome = field_validator("outcome", mode="before")(_lower)
+
+
+class ActivityCreate(Strict):
+    kind: Literal["call", "meeting", "email", "other"] = "call"
+    outcome: Outcome
+    notes: str | None = Field(None, max_length=4000)
+
+    _kind = field_validator("kind", mode="before")(_lower)
+    _outcome = field_validator("outcome", mode="before")(_lower)
+
+
+class TaskOut(BaseModel):
+    id: int
+    lead_id: int
+    lead_name: str | None
+    agent_id: int
+    kind: str
+    title: str
+    notes: str
+    due_at: datetime | None
+    done: bool
+    done_at: datetime | None
+    outcome: str | None
+    overdue: bool
+    source: str
+    created_at: datetime
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskOut]
+
+
+class CalendarTokenOut(BaseModel):
+    token: str = Field(description="Shown once; a new one replaces it.")
+    url: str = Field(description="The feed to subscribe to in a calendar app.")
+
+
+class CalendarParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field("", max_length=200, description="The agent's calendar token.")
