@@ -21,6 +21,7 @@ from store.agents import (
     rotate_token,
     set_password,
 )
+from store.calendar import rotate_calendar_token
 from store.contacts import InvalidContact
 from store.db import read_session
 from store.domain.policy import Policy
@@ -119,6 +120,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     token.set_defaults(func=run_token)
 
+    calendar = sub.add_parser(
+        "calendar-token",
+        help="issue a new read-only calendar token for an agent's task feed (.ics)",
+        description="Issue a new calendar token: it opens only the agent's task feed "
+        "(/api/agents/me/calendar.ics?token=...), for Google Calendar or Outlook. The old one "
+        "stops working; the new one is shown once.",
+    )
+    calendar.add_argument("agent", metavar="AGENT", help="id, email or exact name")
+    calendar.add_argument("--json", action="store_true", help='print {"id", "name", "token"}')
+    calendar.set_defaults(func=run_calendar_token)
+
     password = sub.add_parser(
         "password",
         help="set or remove an agent's web console password",
@@ -167,6 +179,19 @@ def run_token(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"new API token for agent {agent_id} ({name}); the old one no longer works")
         print(f"API token (shown once, keep it safe): {token}")
+    return 0
+
+
+def run_calendar_token(args: argparse.Namespace, settings: Settings) -> int:
+    with open_store(settings) as session_factory, session_factory.begin() as session:
+        agent = _find(session, args.agent)
+        token = rotate_calendar_token(agent, session=session)
+        agent_id, name = agent.id, agent.name
+    if args.json:
+        print_json({"id": agent_id, "name": name, "token": token})
+    else:
+        print(f"new calendar token for agent {agent_id} ({name}); the old one no longer works")
+        print(f"subscribe to: <console address>/api/agents/me/calendar.ics?token={token}")
     return 0
 
 

@@ -130,5 +130,5 @@ def test_the_calendar_feed_parses_back_with_icalendar(world, clock):
     speaking_as.token = token
     assert speaking_as.get("/api/tasks").status_code == 401
     ana.post("/api/agents/me/calendar-token")
-    assert anonymous.get(f"/api/agents/me/calendar.ics?token={token}").status_code == 401
-    assert anonymous.get("/api/agents/me/calendar.ics").status_code == 401
+    assert anonymous.get(f"/api/agents/me/calendar.ics?token={token}").status_code == 404
+    assert anonymous.get("/api/agents/me/calendar.ics").status_code == 404

@@ -286,7 +286,7 @@ def calendar_url(token: str) -> str:
     query=schemas.CalendarParams,
     auth=False,
     produces="text/calendar",
-    errors=(400, 401),
+    errors=(400, 404),
 )
 def calendar_feed(params: schemas.CalendarParams) -> Any:
     """Your tasks with a due time (open ones, and those done in the last 30 days) as events, for a
@@ -295,7 +295,8 @@ def calendar_feed(params: schemas.CalendarParams) -> Any:
     with read_session(services().session_factory) as session:
         agent = agent_by_calendar_token(params.token, session=session)
         if agent is None:
-            raise ApiError(401, "unauthorized", "unknown calendar token")
+            # A secret address: an unknown token is no feed (and says nothing of the agents).
+            raise ApiError(404, "not_found", "no calendar feed for this token")
         found = [
             t
             for t in tasks.list_tasks(agent, session=session, now=at, window="all", limit=2000)
