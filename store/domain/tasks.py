@@ -551,17 +551,17 @@ def send_due_reminders(
     return reminded
 
 
-def digest_due(now: datetime, *, zone: tzinfo, hours: OpeningHours | None) -> date | None:
-    """The business day whose morning digest is due at `now` (the day's opening has passed), or
-    None (a closed day, or before opening)."""
+def digest_due(
+    now: datetime, *, zone: tzinfo, hours: OpeningHours | None
+) -> tuple[date, datetime] | None:
+    """(the business day, its opening) when that day's morning digest is due at `now` (the
+    opening has passed), else None (a closed day, or before opening). Always open: midnight."""
     local = now.astimezone(zone)
     midnight = datetime(local.year, local.month, local.day, tzinfo=zone)
-    if hours is None:
-        return local.date()
-    opening = hours.next_opening(midnight)
+    opening = midnight if hours is None else hours.next_opening(midnight)
     if opening is None or opening.astimezone(zone).date() != local.date() or opening > now:
         return None
-    return local.date()
+    return local.date(), opening
 
 
 def send_digests(
@@ -572,23 +572,21 @@ def send_digests(
     hours: OpeningHours | None = None,
     limit: int = 10,
 ) -> list[int]:
-    """At the business's opening, tell each agent with overdue tasks what they are, once per
-    agent and day (a `TaskDigest` row is the claim). Returns the agents told."""
-    day = digest_due(now, zone=zone, hours=hours)
-    if day is None:
+    """At the business's opening, tell each agent with tasks overdue by then what they are, once
+    per agent and day (a `TaskDigest` row is the claim). Returns the agents told."""
+    due = digest_due(now, zone=zone, hours=hours)
+    if due is None:
         return []
+    day, opening = due
     label = day.isoformat()
-    waiting = select(TaskDigest.agent_id).where(TaskDigest.day == label)
+    sent = select(TaskDigest.agent_id).where(TaskDigest.day == label)
+    overdue_by_opening = and_(Task.done_at.is_(None), Task.due_at < opening)
     agents = list(
         session.scalars(
             select(Agent)
             .where(Agent.active.is_(True))
-            .where(Agent.id.not_in(waiting))
-            .where(
-                select(Task.id)
-                .where(and_(Task.agent_id == Agent.id, Task.done_at.is_(None), Task.due_at < now))
-                .exists()
-            )
+            .where(Agent.id.not_in(sent))
+            .where(select(Task.id).where(Task.agent_id == Agent.id, overdue_by_opening).exists())
             .order_by(Agent.id)
         )
     )
@@ -600,7 +598,11 @@ def send_digests(
                 session.flush()
         except IntegrityError:
             continue  # another worker sent it
-        overdue = list_tasks(agent, session=session, now=now, zone=zone, window="overdue")
+        overdue = [
+            t
+            for t in list_tasks(agent, session=session, now=opening, zone=zone, window="overdue")
+            if t.agent_id == agent.id
+        ]
         lines = [f"• {t.title} (due {_when(t.due_at, zone)})" for t in overdue[:limit]]
         if len(overdue) > limit:
             lines.append(f"… and {len(overdue) - limit} more")

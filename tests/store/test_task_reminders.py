@@ -92,7 +92,7 @@ def test_no_digest_on_a_closed_day(session_factory):
 
 def test_a_restart_in_the_middle_sends_nothing_twice(session_factory):
     due = MONDAY_7AM + timedelta(hours=1, minutes=5)
-    _setup(session_factory, due, due)
+    _setup(session_factory, MONDAY_7AM - timedelta(days=1), due)
     # A round cut off by a crash after claiming: its transaction never committed.
     session = session_factory()
     with session.begin():

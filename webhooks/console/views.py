@@ -24,7 +24,7 @@ from store.agents import (
 from store.contacts import InvalidContact
 from store.conversation_list import unread_conversations
 from store.db import read_session
-from store.domain import assignment
+from store.domain import assignment, tasks
 from store.domain import merge as lead_merge
 from store.domain import status as lead_status
 from store.domain.errors import RuleError
@@ -32,7 +32,7 @@ from store.domain.permissions import is_admin, may_read_notes, visible_notes
 from store.domain.takeover import pause_by_agent, resume_by_agent
 from store.domain.waiting import add_agent, set_agent_active
 from store.leads import LeadNotFound, get_lead
-from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
+from store.models import CHANNELS, NOTE_CATEGORIES, TASK_KINDS, Agent, Lead
 from store.query import LeadCount
 from store.work import mark_read, open_lead_counts, unread_notifications
 from webhooks.api import catalog, conversations, schemas, stats, transfer
@@ -41,6 +41,7 @@ from webhooks.api.base import api_error, now, parse_model
 from webhooks.api.leads import lead_page
 from webhooks.api.notifications import agent_notifications, scheduled_notifications
 from webhooks.api.serialize import BANDS, band, lead_detail, lead_summary, note_out
+from webhooks.api.tasks import task_out
 from webhooks.app import ApiError, services
 from webhooks.console import auth, charts
 
@@ -471,6 +472,12 @@ def lead(lead_id: int) -> Any:
         team = list_agents(session=session, include_inactive=False)
         for a in team:
             session.expunge(a)
+        lead_tasks = [
+            task_out(t, at)
+            for t in tasks.list_tasks(
+                agent, session=session, now=at, window="all", lead_id=found.id
+            )
+        ]
     timeline = sorted(
         (m for c in detail["conversations"] for m in c["messages"]),
         key=lambda m: (m["sent_at"], m["id"]),
@@ -489,6 +496,9 @@ def lead(lead_id: int) -> Any:
         takeover_minutes=catalog.policy().takeover_minutes,
         is_admin=is_admin(agent),
         default_conversation_id=default_conversation_id,
+        tasks=lead_tasks,
+        task_kinds=TASK_KINDS,
+        outcomes=tasks.OUTCOMES,
     )
 
 
