@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from copilot.dates import WHEN_START
 from copilot.text import closest_word, fold, fold_word, name_score
 from copilot.vocabulary import EMPTY, Vocabulary
 from store.models import NOTE_CATEGORIES
@@ -29,6 +30,8 @@ HELP = (
     ' · "set all stale leads to Not Interested" · "move all of Sarah\'s leads to Mike"\n'
     '• Customers: "reply to 42: text" · /takeover 42 · "resume the bot for 42"\n'
     "• Paste a business card or email signature (or /card …) to create or merge a lead\n"
+    '• Tasks: "remind me to call 42 tomorrow at 10" · "book a demo with Dana on Thursday 3pm"'
+    ' · "what\'s on my plate today?" · /tasks\n'
     "• /inbox shows your unread notifications"
 )
 
@@ -378,6 +381,13 @@ _ENGLISH = {
     "news",
     "unread",
     "inbox",
+    "remind",
+    "book",
+    "schedule",
+    "tasks",
+    "plate",
+    "meet",
+    "demo",
     *_CHANNELS,
 }
 
@@ -448,6 +458,8 @@ def _route_english(
         return ToolCall("fill_contact_card", {"text": raw.strip()})
 
     for matcher in (
+        _task,
+        _plate,
         _reply,
         _note,
         _merge,
@@ -547,6 +559,11 @@ def _slash(
         return _need_lead("take_over", one_line, focus)
     if command in ("inbox", "notifications"):
         return ToolCall("my_notifications", {})
+    if command in ("tasks", "plate", "todo"):
+        window = rest.strip().lower().replace("this week", "week") or "today"
+        if window not in ("today", "overdue", "week", "open"):
+            return Reply("Say /tasks, /tasks overdue, /tasks week or /tasks open.")
+        return ToolCall("my_tasks", {"window": window})
     if command in ("card", "contact", "newlead"):
         if not rest:
             return Reply("Paste the business card or signature after /card.")
@@ -743,6 +760,102 @@ def _note(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) ->
     if category == "General":
         category, text = _category(text)
     return _need_lead("add_note", match.group("ref"), focus, text=text, category=category)
+
+
+_TASK_VERBS = {
+    "call": "call",
+    "phone": "call",
+    "ring": "call",
+    "email": "email",
+    "e-mail": "email",
+    "mail": "email",
+    "write to": "email",
+    "meet": "meeting",
+    "meet with": "meeting",
+    "visit": "meeting",
+    "follow up with": "other",
+    "follow up on": "other",
+    "check in with": "other",
+    "text": "other",
+    "message": "other",
+}
+_TASK_THINGS = {
+    "demo": "meeting",
+    "meeting": "meeting",
+    "site survey": "meeting",
+    "survey": "meeting",
+    "visit": "meeting",
+    "call": "call",
+    "callback": "call",
+    "call back": "call",
+    "email": "email",
+    "follow up": "other",
+    "follow-up": "other",
+}
+
+
+def _split_when(rest: str) -> tuple[str, str] | None:
+    """(who, when) of "Dana tomorrow at 10": the due time is where the first time word starts."""
+    found = WHEN_START.search(rest)
+    if found is None or found.start() == 0:
+        return None
+    return rest[: found.start()].strip(" ,"), rest[found.start() :].strip()
+
+
+def _task(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    """ "remind me to call Dana tomorrow at 10", "book a demo with 42 on Thursday 3pm"."""
+    verbs = "|".join(sorted((re.escape(v) for v in _TASK_VERBS), key=len, reverse=True))
+    things = "|".join(sorted((re.escape(t) for t in _TASK_THINGS), key=len, reverse=True))
+    text = clean.rstrip("?.! ")
+    notes = ""
+    if ":" in text:
+        text, _, notes = text.partition(":")
+    reminder = re.match(
+        rf"^(?:remind me to|reminder to|remember to|i need to|i have to|schedule a reminder to)\s+"
+        rf"(?P<verb>{verbs})\s+(?P<rest>.+)$",
+        text,
+        re.IGNORECASE,
+    )
+    booking = re.match(
+        rf"^(?:book|schedule|set up|arrange|plan|add)\s+(?:a|an|the)?\s*(?P<thing>{things})"
+        rf"(?:\s+task)?\s+(?:with|for|on)\s+(?P<rest>.+)$",
+        text,
+        re.IGNORECASE,
+    )
+    if reminder:
+        kind, rest = _TASK_VERBS[reminder.group("verb").lower()], reminder.group("rest")
+    elif booking:
+        kind, rest = _TASK_THINGS[booking.group("thing").lower()], booking.group("rest")
+        thing = booking.group("thing").lower()
+        if thing not in ("meeting", "call", "email", "follow up", "follow-up") and not notes:
+            notes = thing
+    else:
+        return None
+    split = _split_when(rest)
+    if split is None:
+        who = _ref(rest, focus)
+        if who is None or WHEN_START.match(rest):
+            return Reply('Which lead, and when? Say e.g. "remind me to call Dana tomorrow at 10".')
+        return Reply(f'When? Say e.g. "remind me to {kind} {who} tomorrow at 10".')
+    who, when = split
+    return _need_lead("schedule_task", who, focus, kind=kind, when=when, notes=notes.strip())
+
+
+def _plate(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    """ "what's on my plate today?", "my tasks this week", "overdue tasks"."""
+    match = re.match(
+        r"^(?:what'?s|what is|whats|what do i have|anything)\s+(?:on\s+)?(?:my plate|on for me|"
+        r"to do|due|on my list)(?:\s+(?:for\s+)?(?P<w1>today|this week|overdue))?$|"
+        r"^(?:show\s+|list\s+)?(?:me\s+)?(?:my\s+)?(?P<w2>overdue\s+)?"
+        r"(?:tasks|to-?dos|follow-?up tasks|reminders)"
+        r"(?:\s+(?:for\s+)?(?P<w3>today|this week|overdue))?$",
+        lower,
+    )
+    if match is None:
+        return None
+    window = (match.group("w1") or match.group("w3") or (match.group("w2") or "")).strip()
+    window = {"this week": "week", "": "today"}.get(window, window)
+    return ToolCall("my_tasks", {"window": window})
 
 
 def _merge(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:

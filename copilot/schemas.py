@@ -184,6 +184,26 @@ class NoArgs(_Args):
     pass
 
 
+class TaskArgs(LeadArgs):
+    kind: Literal["call", "email", "meeting", "other"] = Field(
+        "call", description="call, email, meeting (a demo, a visit) or other."
+    )
+    when: str = Field(
+        description="When it is due, as the agent said it ('tomorrow at 10', 'on Thursday 3pm', "
+        "'in 2 hours') or ISO 8601; read in the business's time zone.",
+        min_length=1,
+        max_length=80,
+    )
+    notes: str = Field("", description="What it is about, if the agent said.", max_length=400)
+
+
+class TasksArgs(_Args):
+    window: Literal["today", "overdue", "week", "open"] = Field(
+        "today",
+        description="today (overdue ones too), overdue, week (this week) or open (all open).",
+    )
+
+
 class Criterion(BaseModel):
     """One BANT criterion: the justification comes before the verdict."""
 

@@ -187,6 +187,19 @@ TARGETS = frozenset(COMMAND_WORDS) | {
     "than",
     "over",
     "under",
+    "remind me to call",
+    "remind me to email",
+    "remind me to",
+    "book a demo with",
+    "book a meeting with",
+    "schedule a call with",
+    "what's on my plate",
+    "my tasks",
+    "overdue tasks",
+    "tomorrow",
+    "at",
+    "morning",
+    "afternoon",
 }
 
 

@@ -30,6 +30,7 @@ from copilot.tools.runner import ToolRunner, build_tools
 from copilot.tools.status import set_status
 from copilot.tools.suggestions import suggest_requests
 from copilot.tools.takeover import reply_to_customer, resume_bot, take_over
+from copilot.tools.tasks import my_tasks, schedule_task
 
 # What the model is offered, in this order.
 TOOLS: list[Tool[Any]] = [
@@ -42,9 +43,11 @@ TOOLS: list[Tool[Any]] = [
     my_notifications,
     next_action,
     activity_digest,
+    my_tasks,
     set_field,
     bulk_update,
     add_note,
+    schedule_task,
     set_status,
     assign_lead,
     reassign_leads,

@@ -45,7 +45,7 @@ from store import make_session_factory
 from store.agents import create_agent
 from store.leads import resolve, update_lead
 from store.messages import Inbound, ingest
-from store.models import Agent, Lead, Note
+from store.models import Agent, Lead, Note, Task
 from store.work import add_note, record_score
 
 EXPECTATIONS = ("tool", "lead", "pending", "changes", "reply_contains", "reply_must_not_contain")
@@ -204,6 +204,9 @@ def snapshot(
         counts = dict(
             session.execute(select(Note.lead_id, func.count()).group_by(Note.lead_id)).all()
         )
+        task_counts = dict(
+            session.execute(select(Task.lead_id, func.count()).group_by(Task.lead_id)).all()
+        )
         for key, lead_id in lead_ids.items():
             lead = session.get(Lead, lead_id)
             assert lead is not None
@@ -216,6 +219,7 @@ def snapshot(
                 "agent": agent_keys.get(lead.assigned_agent_id or -1),
                 "archived": bool(lead.archived),
                 "notes": int(counts.get(lead_id, 0)),
+                "tasks": int(task_counts.get(lead_id, 0)),
                 "custom_fields": dict(lead.custom_fields or {}),
             }
     return state
