@@ -80,7 +80,8 @@ _IN = re.compile(r"^in\s+(?P<amount>\d{1,3}|an?|one)\s+(?P<unit>minute|hour|day|
 WHEN_START = re.compile(
     r"\b(?:today|tonight|tomorrow|day after tomorrow|(?:on\s+|next\s+|this\s+)?"
     r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|\d{4}-\d{2}-\d{2}|"
-    r"in\s+(?:\d{1,3}|an?|one)\s+(?:minute|hour|day|week)s?|at\s+\d{1,2}|at\s+noon|"
+    r"in\s+(?:\d{1,3}|an?|one)\s+(?:minute|hour|day|week)s?|at\s+\d{1,2}(?::\d{2})?\s*(?:am|pm)?|"
+    r"at\s+noon|"
     r"\d{1,2}(?::\d{2})?\s*(?:am|pm))\b",
     re.IGNORECASE,
 )
