@@ -128,3 +128,39 @@ def test_two_workers_racing_send_one_reminder_and_one_digest(session_factory):
     assert errors == []
     assert len(_notes(session_factory, "task_due")) == 2  # the overdue task and the due one
     assert len(_notes(session_factory, "task_digest")) == 1
+
+
+def test_two_workers_sweepers_share_one_lock_and_remind_once(db_engine, session_factory):
+    """With a broker, each worker's sweeper runs the reminders under the sweep lock: two workers
+    sweeping at the same time, and a third started later (a restart), send each reminder once."""
+    from leaddesk.worker.locks import make_locks
+    from leaddesk.worker.sweeper import Sweeper
+
+    due = MONDAY_7AM + timedelta(hours=1, minutes=1)
+    _setup(session_factory, MONDAY_7AM - timedelta(days=1), due)
+
+    def worker() -> Sweeper:
+        return Sweeper(
+            session_factory=session_factory,
+            locks=make_locks(db_engine),
+            submit=lambda _key: None,
+            clock=lambda: due,
+            catch_up=lambda session, now: tasks.send_reminders(
+                session=session, now=now, zone=CHICAGO, hours=HOURS
+            ),
+        )
+
+    start = threading.Barrier(2)
+
+    def sweep(sweeper: Sweeper) -> None:
+        start.wait()
+        sweeper.sweep()
+
+    threads = [threading.Thread(target=sweep, args=(worker(),)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    worker().sweep()
+    assert len(_notes(session_factory, "task_due")) == 2
+    assert len(_notes(session_factory, "task_digest")) == 1
