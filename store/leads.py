@@ -35,6 +35,7 @@ from store.models import (
     Note,
     Notification,
     ScoreEvent,
+    Task,
     utcnow,
 )
 from store.text import clean_json, clean_text
@@ -724,7 +725,9 @@ def merge_leads(
         update(Conversation).where(Conversation.lead_id == absorbed.id).values(lead_id=survivor.id)
     )
     _merge_contacts(session, survivor, absorbed)
-    for model in (Note, ScoreEvent, AuditEvent, Notification):
+    # Follow-up tasks go with the lead: their agents still owe them (a merge into another
+    # agent's lead leaves each task with the agent who owes it).
+    for model in (Note, ScoreEvent, AuditEvent, Notification, Task):
         session.execute(
             update(model).where(model.lead_id == absorbed.id).values(lead_id=survivor.id)
         )

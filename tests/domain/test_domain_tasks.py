@@ -12,6 +12,7 @@ from sqlalchemy import select
 from store.domain import status as lead_status
 from store.domain import tasks
 from store.domain.errors import Invalid, NotFound
+from store.leads import merge_leads
 from store.models import AuditEvent, Message, Task
 from tests.domain.conftest import T0
 
@@ -167,3 +168,15 @@ def test_a_status_without_an_action_proposes_nothing(session, agent, lead, polic
     dana = lead(ana, next_best_action="Call within 24 hours")
     lead_status.change_status_by_bot(dana, "Callback", session=session, policy=policy, now=T0)
     assert session.scalars(select(Task)).all() == []
+
+
+def test_a_merge_moves_the_tasks_to_the_surviving_lead(session, agent, lead):
+    ana = agent("Ana")
+    survivor, absorbed = lead(ana, name="Dana"), lead(ana, name="Dana S.")
+    task = tasks.create_task(absorbed, by=ana, session=session, now=T0, due_at=T0)
+    merge_leads(survivor, absorbed, session=session, into=survivor)
+    session.expire_all()
+    assert session.get(Task, task.id).lead_id == survivor.id
+    assert [t.id for t in tasks.list_tasks(ana, session=session, now=T0, lead_id=survivor.id)] == [
+        task.id
+    ]
