@@ -561,8 +561,11 @@ class Task(Base):
 
     __tablename__ = "tasks"
     __table_args__ = (
-        # An agent's open tasks by due time (my tasks: today, overdue, this week).
-        Index("ix_tasks_agent_open_due", "agent_id", "done_at", "due_at"),
+        # An agent's tasks by due time (my tasks: today, overdue, this week; the calendar feed).
+        # Not (agent_id, done_at, due_at): SQLite's planner took "done_at IS NULL" for a selective
+        # equality and skip-scanned that index for the reminder sweep instead of the partial one
+        # below (benchmarks/task_reminders.py).
+        Index("ix_tasks_agent_due", "agent_id", "due_at"),
         Index("ix_tasks_lead_id", "lead_id"),
         # The reminder sweep: open tasks not yet reminded, by due time.
         Index(

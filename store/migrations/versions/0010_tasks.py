@@ -43,9 +43,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("source_key"),
     )
     with op.batch_alter_table("tasks", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_tasks_agent_open_due", ["agent_id", "done_at", "due_at"], unique=False
-        )
+        batch_op.create_index("ix_tasks_agent_due", ["agent_id", "due_at"], unique=False)
         batch_op.create_index("ix_tasks_lead_id", ["lead_id"], unique=False)
         batch_op.create_index(
             "ix_tasks_unreminded",
@@ -79,5 +77,5 @@ def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_index("ix_tasks_unreminded")
         batch_op.drop_index("ix_tasks_lead_id")
-        batch_op.drop_index("ix_tasks_agent_open_due")
+        batch_op.drop_index("ix_tasks_agent_due")
     op.drop_table("tasks")
