@@ -82,6 +82,8 @@ def test_log_a_call_in_one_click(console, world, session_factory):
     assert answer.status_code == 302
     page = console.get(f"/console/leads/{lead}").text
     assert "Call logged: no answer" in page and "try after 5" in page
+    timeline = page[page.index('id="timeline"') : page.index("</ol>", page.index('id="timeline"'))]
+    assert "Call logged" in timeline and "no answer" in timeline and "try after 5" in timeline
     with session_factory() as session:
         assert session.scalars(select(AuditEvent).where(AuditEvent.action == "log")).one()
 
@@ -91,6 +93,7 @@ def test_the_calendar_address_is_shown_once(console, world):
     page = console.post("/console/account/calendar-token", {})
     assert page.status_code == 200 and "/api/agents/me/calendar.ics?token=ldcal_" in page.text
     assert "New calendar address" in console.get("/console/tasks").text
+    assert 'id="account-calendar-token"' in console.get("/console/account").text
 
 
 def test_a_due_reminder_reaches_the_notifications_page(console, world, session_factory, clock):

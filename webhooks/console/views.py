@@ -478,8 +478,14 @@ def lead(lead_id: int) -> Any:
                 agent, session=session, now=at, window="all", lead_id=found.id
             )
         ]
+    # Logged calls and meetings sit in the timeline beside the messages, at the time they happened.
+    logged = [
+        {"activity": True, "id": 0, "sent_at": t["done_at"], **t}
+        for t in lead_tasks
+        if t["outcome"] and t["done_at"] is not None
+    ]
     timeline = sorted(
-        (m for c in detail["conversations"] for m in c["messages"]),
+        [*(m for c in detail["conversations"] for m in c["messages"]), *logged],
         key=lambda m: (m["sent_at"], m["id"]),
     )
     history = detail["score_history"]
