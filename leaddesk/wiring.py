@@ -49,6 +49,7 @@ from webhooks import Services, create_app
 from webhooks.app import add_health_probe
 from webhooks.graph import MetaGraph
 from webhooks.intake import InboxDrain, inbox_health
+from webhooks.mail import make_email_channel
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
 from webhooks.ratelimit import ChatLimits
@@ -177,7 +178,11 @@ def build_runtime(
     model = model if model is not None else make_chat_model(settings)
     notifier = ReplyNotifier()
     outbox = ChannelOutbox(
-        session_factory=session_factory, settings=settings, notifier=notifier, clock=clock
+        session_factory=session_factory,
+        settings=settings,
+        notifier=notifier,
+        clock=clock,
+        email=make_email_channel(settings),
     )
     graph = MetaGraph(settings)
     bot = BotService(

@@ -216,6 +216,25 @@ class ReplyBody(Strict):
     )
 
 
+class EmailBody(Strict):
+    subject: str = Field(min_length=1, max_length=200, description="One line.")
+    body: str = Field(min_length=1, max_length=20_000, description="Plain text.")
+
+
+class EmailOut(BaseModel):
+    message: MessageOut = Field(description="The email in the lead's timeline (channel email).")
+    to: str
+    subject: str
+    message_id_header: str = Field(description="The email's Message-ID header.")
+    delivery_status: str = Field(
+        description="sent; failed (with error: the server refused it, or transient failures "
+        "outlasted the retries); unknown (the connection broke after the content went out: it "
+        "may have been delivered and is not sent again by itself; POST .../resend to send it "
+        "again); pending or sending while the outbox still works on it."
+    )
+    error: str | None
+
+
 class MergeBody(Strict):
     other_lead_id: int = Field(
         ge=1, le=MAX_ID, description="The lead merged into this one (this lead survives)."
