@@ -374,6 +374,7 @@ class MessageOut(BaseModel):
     delivery_status: str | None
     error: str | None
     sent_at: datetime
+    subject: str | None = Field(None, description="An email's subject (channel email).")
 
 
 class ConversationOut(BaseModel):

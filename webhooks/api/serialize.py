@@ -77,7 +77,16 @@ def message_out(message: Message, agent_names: dict[int, str]) -> dict[str, Any]
         "delivery_status": message.delivery_status,
         "error": message.error,
         "sent_at": message.sent_at,
+        "subject": _subject_of(message),
     }
+
+
+def _subject_of(message: Message) -> str | None:
+    """An email's subject (kept in the message's payload)."""
+    if message.channel != "email" or not isinstance(message.payload, dict):
+        return None
+    subject = message.payload.get("subject")
+    return str(subject) if subject else None
 
 
 def note_out(note: Note) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from store.domain import assignment
 from store.domain import merge as lead_merge
 from store.domain import status as lead_status
 from store.domain.errors import RuleError
+from store.domain.mail import send_email
 from store.domain.permissions import is_admin, may_read_notes, visible_notes
 from store.domain.takeover import pause_by_agent, resume_by_agent
 from store.domain.waiting import add_agent, set_agent_active
@@ -35,7 +36,7 @@ from store.leads import LeadNotFound, get_lead
 from store.models import CHANNELS, NOTE_CATEGORIES, Agent, Lead
 from store.query import LeadCount
 from store.work import mark_read, open_lead_counts, unread_notifications
-from webhooks.api import catalog, conversations, schemas, stats, transfer
+from webhooks.api import catalog, conversations, emails, schemas, stats, transfer
 from webhooks.api import lead_edits as edits
 from webhooks.api.base import api_error, now, parse_model
 from webhooks.api.leads import lead_page
@@ -183,6 +184,8 @@ def _context() -> dict[str, Any]:
         "channel_colours": charts.CHANNEL_COLOURS,
         "band_of": band,
         "time_zone": _zone_name(),
+        # Sending email is offered only when LEADDESK_SMTP_URL and LEADDESK_EMAIL_FROM are set.
+        "email_ready": services().settings.email_configured,
     }
 
 
@@ -652,6 +655,58 @@ def reply(lead_id: int) -> WerkzeugResponse:
             local = _aware(paused_until).astimezone(_zone())
             until = f" The bot is paused until {local:%H:%M} ({_zone_name()})."
         flash("Reply sent." + until, "success")
+    if request.form.get("back") == "inbox":
+        room = _row_id(request.form.get("conversation_id"))
+        return redirect(url_for("console.inbox", c=room, tab=request.form.get("tab") or None))
+    return redirect(url_for("console.lead", lead_id=lead_id))
+
+
+@blueprint.post("/leads/<int:lead_id>/email")
+@auth.login_required
+def email(lead_id: int) -> WerkzeugResponse:
+    """Send the "Send email" form (the lead page's, or the inbox's reply box)."""
+    return _send_email(lead_id, request.form.get("subject", ""), request.form.get("body", ""))
+
+
+@blueprint.post("/leads/<int:lead_id>/email/<int:message_id>/resend")
+@auth.login_required
+def resend_email(lead_id: int, message_id: int) -> WerkzeugResponse:
+    """Send a failed or uncertain email again (a new email; the agent chose to)."""
+    return _send_email(lead_id, "", "", resend_of=message_id)
+
+
+def _send_email(
+    lead_id: int, subject: str, body: str, *, resend_of: int | None = None
+) -> WerkzeugResponse:
+    agent = auth.current_agent()
+    assert agent is not None
+    try:
+        result = send_email(
+            lead_id,
+            subject,
+            body,
+            by=agent,
+            session_factory=services().session_factory,
+            deliver=services().outbox.deliver,
+            sender=emails.email_sender(),
+            now=now(),
+            resend_of=resend_of,
+        )
+    except REFUSED as exc:
+        _flash_error(exc)
+    else:
+        if result.sent:
+            flash(f"Email sent to {result.to}.", "success")
+        elif result.status == "unknown":
+            flash(
+                f"Email to {result.to} may or may not have arrived: {result.error} "
+                "Check with the lead before sending it again.",
+                "error",
+            )
+        elif result.status == "failed":
+            flash(f"Email to {result.to} was not sent: {result.error}", "error")
+        else:
+            flash(f"Email to {result.to} is being sent.", "success")
     if request.form.get("back") == "inbox":
         room = _row_id(request.form.get("conversation_id"))
         return redirect(url_for("console.inbox", c=room, tab=request.form.get("tab") or None))
