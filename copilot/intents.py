@@ -1006,7 +1006,23 @@ def _takeover(clean: str, lower: str, focus: int | None, statuses: Sequence[str]
     return None
 
 
+_INTRO = r"(?:intro(?:duction|ductory)?|first|outreach|welcome)"
+
+
 def _email(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    # "send the intro email to 42", "send dana the intro email": drafted, then sent on yes.
+    match = re.match(
+        rf"^(?:please\s+)?send\s+(?:the\s+|an?\s+|my\s+)?{_INTRO}\s+e-?mail\s+(?:draft\s+)?"
+        rf"(?:to|for|a)\s+{_LEAD}(?P<ref>.+)$",
+        clean,
+        re.IGNORECASE,
+    ) or re.match(
+        rf"^(?:please\s+)?send\s+(?P<ref>.+?)\s+(?:the\s+|an?\s+|my\s+)?{_INTRO}\s+e-?mail$",
+        clean,
+        re.IGNORECASE,
+    )
+    if match:
+        return _need_lead("draft_intro_email", match.group("ref"), focus, send=True)
     match = re.match(
         r"^(?:please\s+)?(?:draft|write|prepare|compose|create|make)?\s*(?:me\s+)?(?:an?\s+)?"
         r"(?:intro(?:duction|ductory)?|first|outreach|welcome)?\s*e-?mail\s*(?:draft\s*)?"

@@ -172,6 +172,13 @@ class DraftEmailArgs(LeadArgs):
             "Your own draft of the email; leave empty to get the built-in personalised draft."
         ),
     )
+    send: bool = Field(
+        False,
+        description=(
+            "True when the agent asks to send the email (not only draft it); they still "
+            "confirm with yes or no before it goes out."
+        ),
+    )
 
 
 class CardArgs(_Args):

@@ -320,6 +320,7 @@ def build_copilot(
         clock=clock,
         region=settings.default_region,
         takeover_minutes=settings.takeover_minutes,
+        email_from=settings.email_from if settings.email_configured else None,
     )
     copilot = Copilot(graph)
     token = (

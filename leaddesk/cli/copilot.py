@@ -59,6 +59,7 @@ def open_copilot(
                 outbox=outbox,
                 region=settings.default_region,
                 takeover_minutes=settings.takeover_minutes,
+                email_from=settings.email_from if settings.email_configured else None,
             )
             yield Copilot(graph)
     except MemoryUnavailable as exc:
