@@ -222,10 +222,27 @@ def route(
             fields,
         )
     if intent is not None:
-        return intent
+        return _with_reason(intent, understood)
     if _is_greeting(understood.text.lower()):
         return Reply("Hello! " + HELP)
     return ToolCall("suggest_requests", {"text": raw[:200]})
+
+
+def _with_reason(intent: Intent, understood: Understood) -> Intent:
+    """A status change keeps its afterthought as the reason ("mark 12 as lost, went with SunCo"):
+    a lost status asks for one."""
+    if (
+        not isinstance(intent, ToolCall)
+        or intent.name != "set_status"
+        or intent.args.get("reason")
+        or understood.full == understood.text
+        or not understood.full.startswith(understood.text)
+    ):
+        return intent
+    said, reason = _status_and_reason("x" + understood.full[len(understood.text) :])
+    del said
+    reason = re.sub(r"^(?:because|porque|due to)\s+(?:of\s+)?", "", reason, flags=re.I).strip()
+    return ToolCall(intent.name, {**intent.args, "reason": reason}) if reason else intent
 
 
 class Understood(NamedTuple):
@@ -629,6 +646,17 @@ def _trailing_status(text: str, statuses: Sequence[str]) -> str | None:
     return None
 
 
+_REASON_SPLIT = re.compile(r"\s*[;:,]\s*|\s+-\s+|\s+(?:because(?:\s+of)?|due\s+to)\s+", re.I)
+
+
+def _status_and_reason(text: str) -> tuple[str, str]:
+    """ "lost: chose a competitor" → ("lost", "chose a competitor"); no reason → (text, "")."""
+    parts = _REASON_SPLIT.split(text, maxsplit=1)
+    if len(parts) < 2:
+        return text, ""
+    return parts[0].strip(), re.sub(r"^(?:the)\s+", "", parts[1].strip(), flags=re.I)
+
+
 def _status_named(text: str, statuses: Sequence[str]) -> str | None:
     wanted = " ".join(text.replace("-", " ").split()).lower().strip("\"'")
     for status in statuses:
@@ -964,6 +992,13 @@ def _status(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
                 wanted,
                 flags=re.IGNORECASE,
             )
+            # "lost: chose a competitor", "lost because of the price": the status and why.
+            said, reason = _status_and_reason(wanted)
+            status = _status_named(said, statuses) if reason else None
+            if status:
+                return _need_lead(
+                    "set_status", match.group("ref"), focus, status=status, reason=reason
+                )
             status = _status_named(wanted, statuses) or (wanted if lenient else None)
             if status:
                 return _need_lead("set_status", match.group("ref"), focus, status=status)

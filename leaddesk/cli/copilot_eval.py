@@ -66,6 +66,7 @@ TRACKED = (
     "archived",
     "notes",
     "custom_fields",
+    "lost_reason",
 )
 
 
@@ -219,6 +220,7 @@ def snapshot(
                 "archived": bool(lead.archived),
                 "notes": int(counts.get(lead_id, 0)),
                 "custom_fields": dict(lead.custom_fields or {}),
+                "lost_reason": lead.lost_reason,
             }
     return state
 

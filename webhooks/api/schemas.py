@@ -142,6 +142,15 @@ class LeadCreate(Strict):
     phone: str | None = Field(None, max_length=40)
     company: str | None = Field(None, max_length=200)
     status: str | None = Field(None, max_length=60)
+    lost_reason: str | None = Field(
+        None,
+        max_length=100,
+        description="Why the lead was lost: one of GET /api/statuses' lost_reasons; required "
+        "with a status that asks for a reason (asks_reason).",
+    )
+    lost_note: str | None = Field(
+        None, max_length=1000, description="The agent's own words on why the lead was lost."
+    )
     source: str | None = Field(None, max_length=100)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     assign_to_me: bool = False
@@ -155,6 +164,15 @@ class LeadUpdate(Strict):
     phone: str | None = Field(None, max_length=40)
     company: str | None = Field(None, max_length=200)
     status: str | None = Field(None, max_length=60)
+    lost_reason: str | None = Field(
+        None,
+        max_length=100,
+        description="Why the lead was lost: one of GET /api/statuses' lost_reasons; required "
+        "with a status that asks for a reason (asks_reason).",
+    )
+    lost_note: str | None = Field(
+        None, max_length=1000, description="The agent's own words on why the lead was lost."
+    )
     source: str | None = Field(None, max_length=100)
     summary: str | None = Field(None, max_length=5000)
     next_best_action: str | None = Field(None, max_length=2000)
@@ -193,6 +211,15 @@ class BulkAssignBody(BulkSelection):
 
 class BulkStatusBody(BulkSelection):
     status: str = Field(min_length=1, max_length=60)
+    lost_reason: str | None = Field(
+        None,
+        max_length=100,
+        description="Why the lead was lost: one of GET /api/statuses' lost_reasons; required "
+        "with a status that asks for a reason (asks_reason).",
+    )
+    lost_note: str | None = Field(
+        None, max_length=1000, description="The agent's own words on why the lead was lost."
+    )
 
 
 class ConvertBody(Strict):
@@ -433,6 +460,8 @@ class LeadDetail(LeadSummary):
     ai_paused_until: datetime | None
     ai_stopped: bool
     ai_pause_reason: str | None
+    lost_reason: str | None = Field(description="Why the lead was lost (a lost status).")
+    lost_note: str | None
     updated_at: datetime
     identities: list[IdentityOut]
     contacts: list[ContactOut]
@@ -471,10 +500,16 @@ class StatusOut(BaseModel):
     ai_can_set: bool
     action: str
     ai_behaviour: str
+    asks_reason: bool = Field(
+        False, description="A lost status: setting it needs a lost_reason (and takes lost_note)."
+    )
 
 
 class StatusList(BaseModel):
     statuses: list[StatusOut]
+    lost_reasons: list[str] = Field(
+        default_factory=list, description="The reasons a status with asks_reason accepts."
+    )
 
 
 class CustomFieldOut(BaseModel):

@@ -156,6 +156,8 @@ def lead_detail(
             "ai_paused_until": lead.ai_paused_until,
             "ai_stopped": lead.ai_stopped,
             "ai_pause_reason": lead.ai_pause_reason,
+            "lost_reason": lead.lost_reason,
+            "lost_note": lead.lost_note,
             "updated_at": lead.updated_at,
             "identities": [
                 {

@@ -186,6 +186,9 @@ def _context() -> dict[str, Any]:
         "time_zone": _zone_name(),
         # Sending email is offered only when LEADDESK_SMTP_URL and LEADDESK_EMAIL_FROM are set.
         "email_ready": services().settings.email_configured,
+        # A lost status asks why (statuses.yaml's asks_reason and lost_reasons).
+        "lost_statuses": [st.name for st in catalog.statuses() if st.asks_reason],
+        "lost_reasons": catalog.policy().lost_reasons,
     }
 
 
@@ -424,7 +427,13 @@ def bulk() -> Any:
                 verb = "assigned"
             elif action == "status":
                 body_status = parse_model(
-                    schemas.BulkStatusBody, {"ids": ids, "status": request.form.get("status", "")}
+                    schemas.BulkStatusBody,
+                    {
+                        "ids": ids,
+                        "status": request.form.get("status", ""),
+                        "lost_reason": request.form.get("lost_reason", "").strip() or None,
+                        "lost_note": request.form.get("lost_note", "").strip() or None,
+                    },
                 )
                 result = edits.bulk_status(body_status, agent, session=session, now=now())
                 verb = "updated"
@@ -590,6 +599,10 @@ def edit(lead_id: int) -> WerkzeugResponse:
     for name in ("name", "email", "phone", "company", "status"):
         if name in form:
             values[name] = form.get(name, "").strip() or None
+    # The lost dialog's reason goes with the status it explains (ignored for any other status).
+    if form.get("status", "").strip() and form.get("lost_reason", "").strip():
+        values["lost_reason"] = form.get("lost_reason", "").strip()
+        values["lost_note"] = form.get("lost_note", "").strip() or None
     if "tags" in form:
         values["tags"] = [t.strip() for t in form.get("tags", "").split(",") if t.strip()]
     custom = {
