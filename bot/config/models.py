@@ -601,6 +601,13 @@ class Status(ConfigModel):
         return self._rank
 
 
+def _reason(value: Any) -> str:
+    reason = " ".join(str(value).split()) if isinstance(value, str | int | float) else ""
+    if isinstance(value, bool) or not reason or len(reason) > 100:
+        raise problem("a lost reason must be text of 1 to 100 characters")
+    return reason
+
+
 class StatusesFile(ConfigModel):
     """statuses.yaml: the lead statuses, in the order a lead moves through them."""
 
@@ -608,7 +615,7 @@ class StatusesFile(ConfigModel):
 
     statuses: tuple[Status, ...] = Field((), validate_default=True)
     # Why a lead was lost: the choices a status with `asks_reason` offers (plus free text).
-    lost_reasons: tuple[Annotated[str, text(100)], ...] = ()
+    lost_reasons: tuple[Annotated[str, PlainValidator(_reason)], ...] = ()
 
     @field_validator("lost_reasons", mode="before")
     @classmethod

@@ -593,6 +593,9 @@ class Counted(BaseModel):
 class Dashboard(BaseModel):
     total: int
     by_status: list[Counted]
+    lost_reasons: list[Counted] = Field(
+        default_factory=list, description="Leads lost, by the reason given (statuses.yaml's list)."
+    )
     by_channel: list[Counted]
     by_band: list[Counted]
     new_per_day: list[Counted]

@@ -842,6 +842,7 @@ def dashboard() -> Any:
         data=data,
         by_status=charts.horizontal_bars(data["by_status"], catalog.status_colours()),
         by_channel=charts.horizontal_bars(data["by_channel"], charts.CHANNEL_COLOURS),
+        lost_reasons=charts.horizontal_bars(data["lost_reasons"], {}),
         by_band=charts.horizontal_bars(data["by_band"], charts.BAND_COLOURS),
         per_day=charts.columns(data["new_per_day"]),
         per_week=charts.columns(data["conversions_per_week"], colour="#16a34a"),
