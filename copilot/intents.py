@@ -194,8 +194,10 @@ def route(
     statuses: Sequence[str] = (),
     vocabulary: Vocabulary | None = None,
     fields: Sequence[str] = (),
+    lost_statuses: Sequence[str] = (),
 ) -> Intent:
-    """Turn one message from an agent into a tool call (or a direct answer)."""
+    """Turn one message from an agent into a tool call (or a direct answer). A move to one of
+    `lost_statuses` (they ask why) keeps the words after the status as its reason."""
     vocabulary = vocabulary or EMPTY
     raw = (text or "").strip()
     if not _clean(raw):
@@ -222,25 +224,26 @@ def route(
             fields,
         )
     if intent is not None:
-        return _with_reason(intent, understood)
+        return _with_reason(intent, understood, lost_statuses)
     if _is_greeting(understood.text.lower()):
         return Reply("Hello! " + HELP)
     return ToolCall("suggest_requests", {"text": raw[:200]})
 
 
-def _with_reason(intent: Intent, understood: Understood) -> Intent:
-    """A status change keeps its afterthought as the reason ("mark 12 as lost, went with SunCo"):
-    a lost status asks for one."""
+def _with_reason(intent: Intent, understood: Understood, lost: Sequence[str]) -> Intent:
+    """A move to a lost status keeps its afterthought as the reason ("mark 12 as lost, went with
+    SunCo"); any other status change takes no reason."""
+    if not isinstance(intent, ToolCall) or intent.name != "set_status":
+        return intent
+    if str(intent.args.get("status", "")).lower() not in {name.lower() for name in lost}:
+        return ToolCall(intent.name, {k: v for k, v in intent.args.items() if k != "reason"})
     if (
-        not isinstance(intent, ToolCall)
-        or intent.name != "set_status"
-        or intent.args.get("reason")
+        intent.args.get("reason")
         or understood.full == understood.text
         or not understood.full.startswith(understood.text)
     ):
         return intent
-    said, reason = _status_and_reason("x" + understood.full[len(understood.text) :])
-    del said
+    _said, reason = _status_and_reason("x" + understood.full[len(understood.text) :])
     reason = re.sub(r"^(?:because|porque|due to)\s+(?:of\s+)?", "", reason, flags=re.I).strip()
     return ToolCall(intent.name, {**intent.args, "reason": reason}) if reason else intent
 
