@@ -5,6 +5,7 @@ hook at the moment the content arrived."""
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,11 +76,21 @@ class FakeSmtp:
 
 
 @contextmanager
-def running_smtp() -> Iterator[FakeSmtp]:
-    """Start the server on a free loopback port; stop it afterwards."""
+def running_smtp(
+    tls_context: ssl.SSLContext | None = None, *, require_starttls: bool = False
+) -> Iterator[FakeSmtp]:
+    """Start the server on a free loopback port (offering STARTTLS with `tls_context`, and then
+    refusing mail before it when `require_starttls`); stop it afterwards."""
     handler = ScriptedHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port, decode_data=False)
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=port,
+        decode_data=False,
+        tls_context=tls_context,
+        require_starttls=require_starttls,
+    )
     controller.start()
     try:
         yield FakeSmtp(handler, "127.0.0.1", port)

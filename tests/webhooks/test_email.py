@@ -4,7 +4,9 @@ permanent failures, and no second send after a crash between the send and its re
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -27,7 +29,7 @@ from store.models import Agent, AuditEvent, Conversation, Lead, Message, utcnow
 from store.pending import mark_interrupted_sends
 from tests.fakes.fake_smtp import FakeSmtp, free_port, running_smtp
 from tests.webhooks.support import make_settings
-from webhooks.mail import EmailChannel, parse_message, parse_smtp_url
+from webhooks.mail import EmailChannel, build_message, parse_message, parse_smtp_url
 from webhooks.outbound import ChannelOutbox, channel_statuses
 
 SENDER = "Acme Sales <sales@acme.test>"
@@ -387,3 +389,71 @@ def test_parse_message_reads_a_raw_reply() -> None:
         "<q1@acme.test>",
     )
     assert mail.text == "Looks good!"
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (made with the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed, so no test certificate can be made")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return key, cert
+
+
+def test_smtp_upgrades_to_tls_with_starttls_when_offered(
+    session_factory: sessionmaker[Session], certificate: tuple[Path, Path]
+) -> None:
+    key, cert = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    client_tls = ssl.create_default_context(cafile=str(cert))
+    with running_smtp(server_tls, require_starttls=True) as server:
+        lead_id, agent_id = setup_lead(session_factory)
+        channel = EmailChannel(
+            parse_smtp_url(server.url), sender=SENDER, timeout=3.0, tls_context=client_tls
+        )
+        outbox = ChannelOutbox(
+            session_factory=session_factory,
+            settings=make_settings(smtp_url=server.url, email_from=SENDER),
+            email=channel,
+        )
+        result = send(session_factory, outbox, lead_id, agent_id)
+        assert result.status == "sent", result.error
+        assert len(server.handler.received) == 1
+        # A certificate the client does not trust is a permanent failure, not retried.
+        untrusted = EmailChannel(
+            parse_smtp_url(server.url), sender=SENDER, timeout=3.0, sleep=Sleeps()
+        )
+        outcome = untrusted.send(
+            build_message(
+                sender=SENDER,
+                recipient="dana@example.com",
+                subject="x",
+                body="y",
+                message_id="<t@acme.test>",
+            )
+        )
+        assert not outcome.ok and outcome.attempts == 1
+        assert outcome.error is not None and "TLS" in outcome.error
