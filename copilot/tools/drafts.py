@@ -137,7 +137,6 @@ def _send(ctx: ToolContext, me: Agent, lead_id: int, subject: str, draft: str) -
         session_factory=ctx.session_factory,
         deliver=ctx.outbox.deliver,
         sender=ctx.email_from,
-        now=ctx.clock(),
     )
     focus = {"focus_lead_id": lead_id}
     if result.sent:

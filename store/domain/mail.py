@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from email.utils import make_msgid, parseaddr
 
 from sqlalchemy import select
@@ -100,7 +99,6 @@ def record_email(
     by: Agent,
     session: Session,
     sender: str | None,
-    now: datetime,
 ) -> Message:
     """Record the send intent of one email from `by` to the lead (pending, with a new Message-ID
     on the sender's domain). `EmailOff` when email is not set up (`sender` None); `NotFound`,
@@ -190,7 +188,6 @@ def send_email(
     session_factory: sessionmaker[Session],
     deliver: Callable[[list[int]], None],
     sender: str | None,
-    now: datetime,
     resend_of: int | None = None,
 ) -> EmailOutcome:
     """Record (and commit) one email, hand it to the outbox (`deliver`), and say how it went.
@@ -202,9 +199,7 @@ def send_email(
             previous = resendable(resend_of, lead_id, by=by, session=session)
             subject = str((previous.payload or {}).get("subject") or "")
             body = previous.text
-        message = record_email(
-            lead_id, subject, body, by=by, session=session, sender=sender, now=now
-        )
+        message = record_email(lead_id, subject, body, by=by, session=session, sender=sender)
         message_id = message.id
     deliver([message_id])
     with session_factory() as session:

@@ -97,7 +97,6 @@ def send(
         session_factory=session_factory,
         deliver=outbox.deliver,
         sender=sender,
-        now=utcnow(),
     )
 
 
@@ -306,7 +305,6 @@ def send_email_recorded_only(
         session_factory=session_factory,
         deliver=recorded.extend,
         sender=SENDER,
-        now=utcnow(),
     )
 
 

@@ -11,7 +11,7 @@ from store.db import read_session
 from store.domain.mail import EmailOutcome, send_email
 from store.models import Message
 from webhooks.api import schemas
-from webhooks.api.base import endpoint, now
+from webhooks.api.base import endpoint
 from webhooks.api.serialize import agent_names, dump, message_out
 from webhooks.app import ApiError, services
 
@@ -73,7 +73,6 @@ def send(lead_id: int, body: schemas.EmailBody) -> Any:
         session_factory=services().session_factory,
         deliver=services().outbox.deliver,
         sender=email_sender(),
-        now=now(),
     )
     return jsonify(email_out(result)), 201
 
@@ -101,7 +100,6 @@ def resend(lead_id: int, message_id: int) -> Any:
         session_factory=services().session_factory,
         deliver=services().outbox.deliver,
         sender=email_sender(),
-        now=now(),
         resend_of=message_id,
     )
     return jsonify(email_out(result)), 201

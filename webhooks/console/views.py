@@ -702,7 +702,6 @@ def _send_email(
             session_factory=services().session_factory,
             deliver=services().outbox.deliver,
             sender=emails.email_sender(),
-            now=now(),
             resend_of=resend_of,
         )
     except REFUSED as exc:
