@@ -20,6 +20,7 @@ def build_policy(config: PromptConfig, *, takeover_fallback: int) -> Policy:
                 pause_minutes=status.pause_minutes,
                 terminal=status.terminal,
                 locks=status.locks,
+                asks_reason=status.asks_reason,
             )
             for status in config.statuses
         ),
@@ -27,4 +28,5 @@ def build_policy(config: PromptConfig, *, takeover_fallback: int) -> Policy:
         takeover_minutes=takeover_window(business.takeover_minutes, takeover_fallback),
         hours=business.hours,
         assign_on_reply=business.assign_on_reply,
+        lost_reasons=tuple(config.lost_reasons),
     )

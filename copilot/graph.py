@@ -28,9 +28,11 @@ def build_graph(
     clock: Callable[[], datetime] = utcnow,
     region: str = "US",
     takeover_minutes: int = 60,
+    email_from: str | None = None,
 ) -> Any:
     """Compile the copilot graph. With `model`, a tool-calling agent; without, the offline
-    router."""
+    router. `email_from` (set when email is set up) lets the intro email draft be sent through
+    `outbox`."""
     context = ToolContext(
         session_factory=session_factory,
         prompts=prompts,
@@ -39,6 +41,7 @@ def build_graph(
         takeover_fallback=takeover_minutes,
         outbox=outbox,
         hot_score=HOT_SCORE,
+        email_from=email_from,
     )
     runner = ToolRunner(context, [*TOOLS, *OFFLINE_TOOLS])
     nodes = CopilotNodes(

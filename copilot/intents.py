@@ -197,8 +197,10 @@ def route(
     statuses: Sequence[str] = (),
     vocabulary: Vocabulary | None = None,
     fields: Sequence[str] = (),
+    lost_statuses: Sequence[str] = (),
 ) -> Intent:
-    """Turn one message from an agent into a tool call (or a direct answer)."""
+    """Turn one message from an agent into a tool call (or a direct answer). A move to one of
+    `lost_statuses` (they ask why) keeps the words after the status as its reason."""
     vocabulary = vocabulary or EMPTY
     raw = (text or "").strip()
     if not _clean(raw):
@@ -225,10 +227,28 @@ def route(
             fields,
         )
     if intent is not None:
-        return intent
+        return _with_reason(intent, understood, lost_statuses)
     if _is_greeting(understood.text.lower()):
         return Reply("Hello! " + HELP)
     return ToolCall("suggest_requests", {"text": raw[:200]})
+
+
+def _with_reason(intent: Intent, understood: Understood, lost: Sequence[str]) -> Intent:
+    """A move to a lost status keeps its afterthought as the reason ("mark 12 as lost, went with
+    SunCo"); any other status change takes no reason."""
+    if not isinstance(intent, ToolCall) or intent.name != "set_status":
+        return intent
+    if str(intent.args.get("status", "")).lower() not in {name.lower() for name in lost}:
+        return ToolCall(intent.name, {k: v for k, v in intent.args.items() if k != "reason"})
+    if (
+        intent.args.get("reason")
+        or understood.full == understood.text
+        or not understood.full.startswith(understood.text)
+    ):
+        return intent
+    _said, reason = _status_and_reason("x" + understood.full[len(understood.text) :])
+    reason = re.sub(r"^(?:because|porque|due to)\s+(?:of\s+)?", "", reason, flags=re.I).strip()
+    return ToolCall(intent.name, {**intent.args, "reason": reason}) if reason else intent
 
 
 class Understood(NamedTuple):
@@ -644,6 +664,17 @@ def _trailing_status(text: str, statuses: Sequence[str]) -> str | None:
         ):
             return text[len(text) - len(status) :]
     return None
+
+
+_REASON_SPLIT = re.compile(r"\s*[;:,]\s*|\s+-\s+|\s+(?:because(?:\s+of)?|due\s+to)\s+", re.I)
+
+
+def _status_and_reason(text: str) -> tuple[str, str]:
+    """ "lost: chose a competitor" → ("lost", "chose a competitor"); no reason → (text, "")."""
+    parts = _REASON_SPLIT.split(text, maxsplit=1)
+    if len(parts) < 2:
+        return text, ""
+    return parts[0].strip(), re.sub(r"^(?:the)\s+", "", parts[1].strip(), flags=re.I)
 
 
 def _status_named(text: str, statuses: Sequence[str]) -> str | None:
@@ -1077,6 +1108,13 @@ def _status(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) 
                 wanted,
                 flags=re.IGNORECASE,
             )
+            # "lost: chose a competitor", "lost because of the price": the status and why.
+            said, reason = _status_and_reason(wanted)
+            status = _status_named(said, statuses) if reason else None
+            if status:
+                return _need_lead(
+                    "set_status", match.group("ref"), focus, status=status, reason=reason
+                )
             status = _status_named(wanted, statuses) or (wanted if lenient else None)
             if status:
                 return _need_lead("set_status", match.group("ref"), focus, status=status)
@@ -1119,7 +1157,23 @@ def _takeover(clean: str, lower: str, focus: int | None, statuses: Sequence[str]
     return None
 
 
+_INTRO = r"(?:intro(?:duction|ductory)?|first|outreach|welcome)"
+
+
 def _email(clean: str, lower: str, focus: int | None, statuses: Sequence[str]) -> Intent | None:
+    # "send the intro email to 42", "send dana the intro email": drafted, then sent on yes.
+    match = re.match(
+        rf"^(?:please\s+)?send\s+(?:the\s+|an?\s+|my\s+)?{_INTRO}\s+e-?mail\s+(?:draft\s+)?"
+        rf"(?:to|for|a)\s+{_LEAD}(?P<ref>.+)$",
+        clean,
+        re.IGNORECASE,
+    ) or re.match(
+        rf"^(?:please\s+)?send\s+(?P<ref>.+?)\s+(?:the\s+|an?\s+|my\s+)?{_INTRO}\s+e-?mail$",
+        clean,
+        re.IGNORECASE,
+    )
+    if match:
+        return _need_lead("draft_intro_email", match.group("ref"), focus, send=True)
     match = re.match(
         r"^(?:please\s+)?(?:draft|write|prepare|compose|create|make)?\s*(?:me\s+)?(?:an?\s+)?"
         r"(?:intro(?:duction|ductory)?|first|outreach|welcome)?\s*e-?mail\s*(?:draft\s*)?"

@@ -246,6 +246,7 @@ class CopilotNodes:
             statuses=cfg.status_names(self.prompts),
             vocabulary=self.vocabulary,
             fields=[f.name for f in self.prompts.custom_fields],
+            lost_statuses=[s.name for s in self.prompts.statuses if s.asks_reason],
         )
 
     def _system_prompt(self, agent_name: str, admin: bool, in_focus: str | None = None) -> str:

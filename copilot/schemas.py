@@ -135,6 +135,14 @@ class StatusArgs(LeadArgs):
     status: str = Field(
         description="The new status, one of the configured statuses.", min_length=1, max_length=60
     )
+    reason: str | None = Field(
+        None,
+        max_length=1000,
+        description=(
+            "Why the lead was lost, in the agent's words (for a status that asks for a reason); "
+            "matched to the configured lost reasons, the agent picks one when it is unclear."
+        ),
+    )
 
 
 class AssignArgs(LeadArgs):
@@ -170,6 +178,13 @@ class DraftEmailArgs(LeadArgs):
         max_length=6000,
         description=(
             "Your own draft of the email; leave empty to get the built-in personalised draft."
+        ),
+    )
+    send: bool = Field(
+        False,
+        description=(
+            "True when the agent asks to send the email (not only draft it); they still "
+            "confirm with yes or no before it goes out."
         ),
     )
 

@@ -14,7 +14,7 @@ from langgraph.errors import GraphRecursionError
 from langgraph.types import Command
 
 from copilot.memory import forget_old_checkpoints
-from copilot.tools.base import YES
+from copilot.tools.base import SEND, YES
 from store.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,8 @@ def match_choice(text: str, options: list[dict[str, Any]]) -> str | None:
         return None
     if said in _NO:
         return "no"
+    if said in SEND and "send" in values:
+        return "send"
     match = re.fullmatch(r"(?:merge(?: (?:it |them )?(?:into|with))?\s*)?#?(\d+)", said)
     if match and f"merge:{match.group(1)}" in values:
         return f"merge:{match.group(1)}"

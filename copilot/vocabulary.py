@@ -96,6 +96,8 @@ TARGETS = frozenset(COMMAND_WORDS) | {
     "an intro email for",
     "intro email",
     "email",
+    "send",
+    "send the",
     "archive",
     "assign",
     "to",

@@ -5,8 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import phonenumbers
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from webhooks.mail import parse_smtp_url, valid_address
 
 REPO_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 
@@ -93,6 +102,11 @@ class Settings(BaseSettings):
     # PostgreSQL itself when DATABASE_URL is PostgreSQL.
     copilot_memory_path: Path | None = Field(None, validation_alias=_env("LEADDESK_COPILOT_MEMORY"))
 
+    # Email to leads: smtp://user:pass@host:port (STARTTLS when the server offers it) or
+    # smtps://... (TLS from the start), and the From address. Without both, sending email is off.
+    smtp_url: SecretStr | None = Field(None, validation_alias=_env("LEADDESK_SMTP_URL"))
+    email_from: str | None = Field(None, validation_alias=_env("LEADDESK_EMAIL_FROM"))
+
     # Server and workers
     secret_key: SecretStr | None = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
     # Web console sign-ins end after this many hours without a request, and after
@@ -150,6 +164,36 @@ class Settings(BaseSettings):
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parse_smtp_url(value.get_secret_value())  # a malformed URL stops the start
+        return value
+
+    @field_validator("email_from")
+    @classmethod
+    def _email_from(cls, value: str | None) -> str | None:
+        value = (value or "").strip()
+        if not value:
+            return None
+        if valid_address(value) is None:
+            raise ValueError(
+                "use an address such as sales@example.com or 'Sales <sales@example.com>'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _email_complete(self) -> Settings:
+        if self.smtp_url is not None and not self.email_from:
+            raise ValueError("LEADDESK_EMAIL_FROM must be set when LEADDESK_SMTP_URL is")
+        return self
+
+    @property
+    def email_configured(self) -> bool:
+        return self.smtp_url is not None and bool(self.email_from)
+
     @property
     def llm_configured(self) -> bool:
         return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
@@ -166,8 +210,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "settings"
-            name = _env_name(field)
+            if not error["loc"]:
+                lines.append(str(error["msg"]).removeprefix("Value error, "))
+                continue
+            name = _env_name(str(error["loc"][0]))
             lines.append(f"{name}: {error['msg']}")
         raise SettingsError("; ".join(lines)) from None
 

@@ -50,6 +50,7 @@ from webhooks import Services, create_app
 from webhooks.app import add_health_probe
 from webhooks.graph import MetaGraph
 from webhooks.intake import InboxDrain, inbox_health
+from webhooks.mail import make_email_channel
 from webhooks.notify import ReplyNotifier
 from webhooks.outbound import ChannelOutbox
 from webhooks.ratelimit import ChatLimits
@@ -197,7 +198,11 @@ def build_runtime(
     model = model if model is not None else make_chat_model(settings)
     notifier = ReplyNotifier()
     outbox = ChannelOutbox(
-        session_factory=session_factory, settings=settings, notifier=notifier, clock=clock
+        session_factory=session_factory,
+        settings=settings,
+        notifier=notifier,
+        clock=clock,
+        email=make_email_channel(settings),
     )
     graph = MetaGraph(settings)
     bot = BotService(
@@ -336,6 +341,7 @@ def build_copilot(
         clock=clock,
         region=settings.default_region,
         takeover_minutes=settings.takeover_minutes,
+        email_from=settings.email_from if settings.email_configured else None,
     )
     copilot = Copilot(graph)
     token = (

@@ -333,6 +333,7 @@ def import_leads(
     region: str = "US",
     custom_fields: Sequence[str] = (),
     statuses: Sequence[str] | None = None,
+    lost_statuses: Sequence[str] = (),
     batch_size: int = 200,
     progress: Callable[[int], None] | None = None,
     actor: str = "import",
@@ -347,7 +348,8 @@ def import_leads(
     `unknown_columns` and skipped. Each row creates a lead or merges into the lead that owns its
     phone or email: empty fields of that lead are filled, existing values are kept, the status is
     applied to new leads and to leads still `New`, a note is added unless the lead already has it.
-    `statuses`, when given, is the list of valid statuses (matched case-insensitively). An import
+    `statuses`, when given, is the list of valid statuses (matched case-insensitively); a row in
+    one of `lost_statuses` is rejected (a lost status needs a reason a person gives). An import
     is an admin's deliberate act: it merges on its own details, whoever owns the leads (the other
     owner is told), and each merge's audit names `file_name`. Emails match whatever their case.
     Raises CsvImportError (nothing written) when the header is missing or unusable.
@@ -390,6 +392,7 @@ def import_leads(
                             session=session,
                             region=region,
                             statuses=canonical_status,
+                            lost={name.lower() for name in lost_statuses},
                             actor=actor,
                             agent_id=agent_id,
                             reason=f"import of {file_name}" if file_name else "import",
@@ -496,6 +499,7 @@ def _import_row(
     session: Session,
     region: str,
     statuses: dict[str, str] | None,
+    lost: set[str],
     actor: str,
     agent_id: int | None,
     reason: str,
@@ -521,6 +525,11 @@ def _import_row(
                 f"unknown status {status!r}; use one of: {', '.join(statuses.values())}"
             )
         status = statuses[status.lower()]
+    if status and status.lower() in lost:
+        raise _Rejected(
+            f"status {status!r} needs a reason: import the lead, then set it in the console, "
+            "the API or the copilot with its reason"
+        )
     try:
         phone = normalize_phone(phone, region) if phone else None
     except InvalidContact as exc:

@@ -416,7 +416,12 @@ def reply_conversation(
     """The conversation a reply to `lead` goes to: the one named (it must be the lead's), else the
     latest on a verified identity, else (only when there is none) the latest at all."""
     conversations = list(
-        session.scalars(select(Conversation).where(Conversation.lead_id == lead.id))
+        session.scalars(
+            # Email has its own send path (a subject, a Message-ID): a chat reply never goes there.
+            select(Conversation).where(
+                Conversation.lead_id == lead.id, Conversation.channel != "email"
+            )
+        )
     )
     if conversation_id is not None:
         for conversation in conversations:

@@ -184,6 +184,9 @@ class Lead(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     last_contacted_at: Mapped[datetime | None]
     converted_at: Mapped[datetime | None]
+    # Why the lead was lost (one of statuses.yaml's lost_reasons) and the agent's own words.
+    lost_reason: Mapped[str | None] = mapped_column(String(100))
+    lost_note: Mapped[str | None] = mapped_column(Text)
 
     assigned_agent: Mapped[Agent | None] = relationship(back_populates="leads")
     identities: Mapped[list[Identity]] = relationship(back_populates="lead", order_by="Identity.id")
@@ -259,6 +262,14 @@ class Conversation(Base):
     __table_args__ = (
         UniqueConstraint("identity_id", name="uq_conversations_identity"),
         Index("ix_conversations_lead_id", "lead_id"),
+        # One email conversation per lead: the mail agents send it (store.mail).
+        Index(
+            "uq_conversations_lead_email",
+            "lead_id",
+            unique=True,
+            sqlite_where=text("channel = 'email'"),
+            postgresql_where=text("channel = 'email'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -3,6 +3,9 @@
 The bot records each outbound message (delivery_status "pending", external_id = the recipient) and
 commits; then it calls `deliver(message_ids)`. Per message this:
 - web chat: marks it sent and wakes the widget's long poll;
+- email: hands it to the SMTP server (`webhooks.mail`) under the Message-ID recorded with it,
+  retrying transient failures with backoff; a send cut off after the content went out is recorded
+  "unknown" (never sent again by itself), like a send a crash interrupted;
 - WhatsApp / Messenger / Instagram: sends it through the Graph API send endpoint, retrying with
   exponential backoff on 5xx answers, timeouts and connection errors (never on 4xx), and stores
   the outcome on the message: "sent" with the channel's message id, or "failed" with the error;
@@ -30,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import read_session
 from store.models import Conversation, Message, utcnow
+from webhooks.mail import EmailChannel, build_message
 from webhooks.notify import ReplyNotifier
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,12 @@ def channel_statuses(settings: Any) -> list[ChannelStatus]:
         "messenger": (_secret(settings.messenger_page_access_token), "MESSENGER_PAGE_ACCESS_TOKEN"),
         "instagram": (_secret(settings.instagram_access_token), "INSTAGRAM_ACCESS_TOKEN"),
     }
+    if settings.email_configured:
+        out.append(ChannelStatus("email", "ready", f"sending from {settings.email_from}"))
+    else:
+        out.append(
+            ChannelStatus("email", "off", "set LEADDESK_SMTP_URL and LEADDESK_EMAIL_FROM to send")
+        )
     for channel, (can_send, needs) in tokens.items():
         if not verify:
             out.append(
@@ -86,6 +96,9 @@ class _Plan:
     recipient: str | None
     text: str
     last_inbound_at: datetime | None
+    subject: str = ""
+    channel_message_id: str | None = None
+    to_name: str = ""
 
 
 @dataclass
@@ -110,6 +123,7 @@ class ChannelOutbox:
         timeout: float = 10.0,
         retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
         http: httpx.Client | None = None,
+        email: EmailChannel | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._settings = settings
@@ -120,6 +134,12 @@ class ChannelOutbox:
         self._retry_delays = tuple(retry_delays)
         self._http = http or httpx.Client(timeout=timeout)
         self._owns_http = http is None
+        self._email = email
+
+    @property
+    def email_ready(self) -> bool:
+        """Whether email can be sent (LEADDESK_SMTP_URL and LEADDESK_EMAIL_FROM are set)."""
+        return self._email is not None
 
     def close(self) -> None:
         if self._owns_http:
@@ -160,6 +180,9 @@ class ChannelOutbox:
         channel = plan.channel
         if channel == "web":
             self._finish(plan, "sent")
+            return
+        if channel == "email":
+            self._deliver_email(plan)
             return
         if channel not in TEXT_LIMITS:
             self._finish(plan, "failed", error=f"the {channel} channel has no way to send messages")
@@ -205,6 +228,38 @@ class ChannelOutbox:
                 "message %s to %s failed after %d attempt(s)", message_id, channel, result.attempts
             )
 
+    def _deliver_email(self, plan: _Plan) -> None:
+        email = self._email
+        if email is None:
+            self._finish(
+                plan,
+                "failed",
+                error="email is off: LEADDESK_SMTP_URL and LEADDESK_EMAIL_FROM are not set",
+            )
+            return
+        if not plan.recipient or not plan.channel_message_id:
+            self._finish(plan, "failed", error="the email has no recipient address or Message-ID")
+            return
+        message = build_message(
+            sender=email.sender,
+            recipient=plan.recipient,
+            to_name=plan.to_name,
+            subject=plan.subject,
+            body=plan.text,
+            message_id=plan.channel_message_id,
+        )
+        if not self._claim(plan):
+            return
+        result = email.send(message)
+        if result.ok:
+            self._finish(plan, "sent")
+        elif result.uncertain:
+            self._finish(plan, "unknown", error=result.error)
+            log.warning("email %s: outcome unknown after the connection broke", plan.message_id)
+        else:
+            self._finish(plan, "failed", error=result.error)
+            log.warning("email %s failed after %d attempt(s)", plan.message_id, result.attempts)
+
     def _plan(self, message_id: int) -> _Plan | None:
         with read_session(self._session_factory) as session:
             message = session.get(Message, message_id)
@@ -215,6 +270,7 @@ class ChannelOutbox:
             ):
                 return None
             conversation = session.get(Conversation, message.conversation_id)
+            payload = message.payload or {}
             return _Plan(
                 message_id=message.id,
                 conversation_id=message.conversation_id,
@@ -222,6 +278,9 @@ class ChannelOutbox:
                 recipient=message.external_id,
                 text=message.text or "",
                 last_inbound_at=conversation.last_inbound_at if conversation else None,
+                subject=str(payload.get("subject") or ""),
+                channel_message_id=message.channel_message_id,
+                to_name=str(payload.get("to_name") or ""),
             )
 
     def _missing_config(self, channel: str) -> str | None:

@@ -105,6 +105,7 @@ def load_prompts(
     config = PromptConfig(
         directory=directory,
         statuses=statuses.statuses,
+        lost_reasons=statuses.lost_reasons,
         scoring=scoring,
         business=business,
         custom_fields=custom_fields.fields if custom_fields else (),

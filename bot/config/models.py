@@ -556,6 +556,8 @@ class Status(ConfigModel):
     ai_can_set: Annotated[bool, flag()] = True
     # Setting this status makes the lead read-only until an admin reopens it.
     locks: Annotated[bool, flag()] = False
+    # A "lost" status: moving a lead here asks why (one of `lost_reasons`, plus free text).
+    asks_reason: Annotated[bool, flag()] = False
     rules: tuple[StatusRule, ...] = Field((), alias="when")
     _rank: int = PrivateAttr(0)
 
@@ -583,11 +585,27 @@ class Status(ConfigModel):
         if self.pause_minutes is not None and self.ai_behaviour != "pause":
             message = "`pause_minutes` only applies to ai_behaviour: pause"
             raise problems([(("pause_minutes",), problem(message))])
+        if self.asks_reason and not self.terminal:
+            message = "`asks_reason` is for a terminal (lost) status: set terminal: true"
+            raise problems([(("asks_reason",), problem(message))])
+        if self.asks_reason and self.ai_can_set:
+            message = (
+                "a status that asks for a reason is set by people only (the bot cannot give "
+                "one): set ai_can_set: false"
+            )
+            raise problems([(("asks_reason",), problem(message))])
         return self
 
     @property
     def rank(self) -> int:
         return self._rank
+
+
+def _reason(value: Any) -> str:
+    reason = " ".join(str(value).split()) if isinstance(value, str | int | float) else ""
+    if isinstance(value, bool) or not reason or len(reason) > 100:
+        raise problem("a lost reason must be text of 1 to 100 characters")
+    return reason
 
 
 class StatusesFile(ConfigModel):
@@ -596,6 +614,38 @@ class StatusesFile(ConfigModel):
     what = "statuses.yaml"
 
     statuses: tuple[Status, ...] = Field((), validate_default=True)
+    # Why a lead was lost: the choices a status with `asks_reason` offers (plus free text).
+    lost_reasons: tuple[Annotated[str, PlainValidator(_reason)], ...] = ()
+
+    @field_validator("lost_reasons", mode="before")
+    @classmethod
+    def _reasons_list(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            raise problem("`lost_reasons` must be a list like [Price, Went with a competitor]")
+        return value
+
+    @field_validator("lost_reasons")
+    @classmethod
+    def _distinct_reasons(cls, reasons: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        found: list[tuple[tuple[int | str, ...], PydanticCustomError]] = []
+        for index, reason in enumerate(reasons):
+            if reason.lower() in seen:
+                found.append(((index,), problem(f"lost reason {reason!r} is listed twice")))
+            seen.add(reason.lower())
+        if found:
+            raise problems(found)
+        return reasons
+
+    @model_validator(mode="after")
+    def _reasons_to_ask(self) -> StatusesFile:
+        asking = [s.name for s in self.statuses if s.asks_reason]
+        if asking and not self.lost_reasons:
+            message = (
+                f"status {asking[0]!r} asks for a reason, so `lost_reasons` must list at least one"
+            )
+            raise problems([(("lost_reasons",), problem(message))])
+        return self
 
     @field_validator("statuses", mode="before")
     @classmethod

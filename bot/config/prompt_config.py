@@ -51,6 +51,8 @@ class PromptConfig:
     knowledge: tuple[KnowledgeSection, ...]
     templates: dict[str, dict[str, str]]
     files: tuple[Path, ...] = field(default=())
+    # Why a lead was lost: the choices of a status with `asks_reason` (statuses.yaml).
+    lost_reasons: tuple[str, ...] = ()
 
     # Statuses
     def status(self, name: str | None) -> Status | None:

@@ -55,6 +55,21 @@ YES = {
     "نعم",
 }
 
+# Answers that pick "send" when a question offers it (the intro email draft).
+SEND = {
+    "send",
+    "send it",
+    "send email",
+    "send the email",
+    "enviar",
+    "envialo",
+    "envíalo",
+    "envía",
+    "envia",
+    "mandalo",
+    "mándalo",
+}
+
 Result = tuple[str, dict[str, Any]]
 
 # How the copilot words the notifications an agent's change sends to a teammate.
@@ -74,7 +89,8 @@ class Confirm:
     kind: str
     question: str
     plan: dict[str, Any]
-    apply: Callable[[Agent, Session, str, dict[str, Any]], Result | Afterwards]
+    # Applies the choice; may return a further question to ask first (e.g. "send it?").
+    apply: Callable[[Agent, Session, str, dict[str, Any]], Result | Afterwards | Confirm]
     declined: Result
     options: Sequence[tuple[str, str]] = (("yes", "Yes"), ("no", "No"))
 
@@ -100,6 +116,9 @@ class ToolContext:
     takeover_fallback: int  # LEADDESK_TAKEOVER_MINUTES, when business.yaml sets no window
     outbox: Any = None
     hot_score: int = HOT_SCORE
+    # The From address when email is set up (LEADDESK_SMTP_URL and LEADDESK_EMAIL_FROM); None:
+    # drafts can only be saved as notes.
+    email_from: str | None = None
 
 
 def policy(ctx: ToolContext) -> Policy:

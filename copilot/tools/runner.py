@@ -99,7 +99,13 @@ class ToolRunner:
             with self.ctx.session_factory.begin() as session:
                 me = load_agent(agent_id, session=session)
                 result = outcome.apply(me, session, choice, plan)
+            if isinstance(result, Confirm):
+                # The choice needs a confirmation of its own (sending the drafted email): asked
+                # once this transaction has closed.
+                return self.ask_and_apply(name, result, agent_id)
             return result.run() if isinstance(result, Afterwards) else result
+        except GraphBubbleUp:  # the follow-up question pauses the run
+            raise
         except (CopilotError, RuleError, AgentError, InvalidContact, LeadNotFound) as exc:
             return str(exc), {}
         except Exception:
@@ -171,7 +177,7 @@ class ToolRunner:
 
         def apply(
             me: Agent, s: Session, _choice: str, _plan: dict[str, Any]
-        ) -> Result | Afterwards:
+        ) -> Result | Afterwards | Confirm:
             return self._approved(known, args, me, s)
 
         return Confirm(
@@ -189,7 +195,7 @@ class ToolRunner:
 
     def _approved(
         self, known: Tool[Any], args: dict[str, Any], agent: Agent, session: Session
-    ) -> Result | Afterwards:
+    ) -> Result | Afterwards | Confirm:
         """Run a change the agent has just approved, in the approval's transaction (a reply to a
         customer runs its own transactions once this one has closed)."""
         outcome = self._run(known, args, agent, session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -55,6 +56,10 @@ def set_status(
 ) -> Result | Confirm:
     found = writable(find(ctx, args.lead, agent, session))
     new = cfg.canonical_status(ctx.prompts, args.status)
+    rules = policy(ctx)
+    wanted = rules.status(new)
+    if wanted is not None and wanted.asks_reason:
+        return _ask_why_lost(ctx, found, new, args.reason, rules.lost_reasons)
     if found.status == new:
         return f"#{found.id} is already {new}.", {"focus_lead_id": found.id}
     lead_id, old = found.id, found.status
@@ -69,16 +74,85 @@ def set_status(
     )
 
 
+def match_reason(said: str, reasons: Sequence[str]) -> str | None:
+    """The configured lost reason the agent's words name: the same words, or one within the
+    other ("price" → "Price too high"); None when none or several fit."""
+    text = " ".join(said.split()).lower()
+    if not text:
+        return None
+    for reason in reasons:
+        if reason.lower() == text:
+            return reason
+    close = [r for r in reasons if r.lower() in text or (len(text) >= 4 and text in r.lower())]
+    return close[0] if len(close) == 1 else None
+
+
+def _ask_why_lost(
+    ctx: ToolContext, found: Lead, new: str, said: str | None, reasons: Sequence[str]
+) -> Confirm:
+    """A lost status needs a reason: confirm the one the agent gave, or let them pick one (their
+    own words are kept as the note)."""
+    lead_id, old, name = found.id, found.status, found.name or "(no name)"
+    said = " ".join((said or "").split())
+    known = match_reason(said, reasons)
+    note = said if said and (known is None or said.lower() != known.lower()) else None
+    declined = (f"Okay, #{lead_id} stays {old}.", {"focus_lead_id": lead_id})
+    if known is not None:
+        words = f"; {note}" if note else ""
+        return Confirm(
+            "set_status",
+            f"Set #{lead_id} {name} from {old} to {new} (reason: {known}{words})? "
+            f"{new} is a final status.",
+            {"lead_ids": [lead_id], "status": new, "lost_reason": known},
+            apply=lambda me, s, _choice, _plan: apply_status(
+                ctx, me, s, lead_id, new, reason=known, note=note
+            ),
+            declined=declined,
+        )
+    if not reasons:
+        raise CopilotError(f"{new} needs a reason, and statuses.yaml lists no lost_reasons.")
+
+    def apply(me: Agent, s: Session, choice: str, _plan: dict[str, Any]) -> Result:
+        index = int(choice.removeprefix("reason:"))
+        return apply_status(ctx, me, s, lead_id, new, reason=reasons[index], note=note)
+
+    heard = f' ("{note}")' if note else ""
+    return Confirm(
+        "lost_reason",
+        f"Why was #{lead_id} {name} lost{heard}? Pick a reason: {' · '.join(reasons)} "
+        "(or no to leave it as it is).",
+        {"lead_ids": [lead_id], "status": new},
+        apply=apply,
+        declined=declined,
+        options=(*((f"reason:{i}", r) for i, r in enumerate(reasons)), ("no", "Cancel")),
+    )
+
+
 def apply_status(
-    ctx: ToolContext, agent: Agent, session: Session, lead_id: int, new: str
+    ctx: ToolContext,
+    agent: Agent,
+    session: Session,
+    lead_id: int,
+    new: str,
+    *,
+    reason: str | None = None,
+    note: str | None = None,
 ) -> Result:
-    """Set the status as a human (`store.domain.status.change_status`: its lock, AI behaviour and
-    action) and say what it did."""
+    """Set the status as a human (`store.domain.status.change_status`: its lock, AI behaviour,
+    action and, for a lost status, its reason) and say what it did."""
     found = writable(check_visible(agent, get_lead(lead_id, session=session)))
     change = change_status(
-        found, new, by=agent, session=session, policy=policy(ctx), now=ctx.clock(), notices=NOTICES
+        found,
+        new,
+        by=agent,
+        session=session,
+        policy=policy(ctx),
+        now=ctx.clock(),
+        notices=NOTICES,
+        reason=reason,
+        reason_note=note,
     )
-    extra = ""
+    extra = f" Reason: {reason}." if reason else ""
     if change.stopped:
         extra += " The bot stops answering this lead."
     elif change.paused_minutes is not None:

@@ -18,6 +18,7 @@ from copilot.telegram import build_application, serve_forever
 from leaddesk.cli.common import UserError, open_store
 from leaddesk.llm import engine_name, make_chat_model
 from leaddesk.settings import Settings
+from webhooks.mail import make_email_channel
 from webhooks.outbound import ChannelOutbox
 
 
@@ -58,6 +59,7 @@ def open_copilot(
                 outbox=outbox,
                 region=settings.default_region,
                 takeover_minutes=settings.takeover_minutes,
+                email_from=settings.email_from if settings.email_configured else None,
             )
             yield Copilot(graph)
     except MemoryUnavailable as exc:
@@ -109,4 +111,6 @@ def run_copilot(args: argparse.Namespace, settings: Settings) -> int:
 def _channel_outbox(settings: Settings, session_factory: sessionmaker[Session]) -> Any | None:
     """Agents' replies to customers go out through the channels' outbox (the Graph API, web
     chat)."""
-    return ChannelOutbox(session_factory=session_factory, settings=settings)
+    return ChannelOutbox(
+        session_factory=session_factory, settings=settings, email=make_email_channel(settings)
+    )

@@ -27,6 +27,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from sqlalchemy import func, select
 
+from bot import LocalOutbox
 from copilot import Copilot, build_graph
 from copilot.text import fold
 from leaddesk.cli.common import UserError
@@ -52,6 +53,7 @@ EXPECTATIONS = ("tool", "lead", "pending", "changes", "reply_contains", "reply_m
 TURN_KEYS = ("say", *EXPECTATIONS)
 CASE_KEYS = ("id", "agent", "turns", "note")
 DESK_FILE = "desk.yaml"
+EVAL_EMAIL_FROM = "sales@desk.example"
 # Every case runs at the same moment (a Wednesday afternoon), so dates never depend on the clock.
 REFERENCE_TIME = datetime(2025, 3, 5, 16, 0, tzinfo=UTC)
 TRACKED = (
@@ -64,6 +66,7 @@ TRACKED = (
     "archived",
     "notes",
     "custom_fields",
+    "lost_reason",
 )
 
 
@@ -221,6 +224,7 @@ def snapshot(
                 "notes": int(counts.get(lead_id, 0)),
                 "tasks": int(task_counts.get(lead_id, 0)),
                 "custom_fields": dict(lead.custom_fields or {}),
+                "lost_reason": lead.lost_reason,
             }
     return state
 
@@ -328,6 +332,10 @@ def run_case(
             clock=FixedClock(REFERENCE_TIME),
             region=region,
             takeover_minutes=60,
+            # Email is set up on the desk: the intro email can be sent (marked sent, nothing
+            # leaves the machine).
+            outbox=LocalOutbox(session_factory),
+            email_from=EVAL_EMAIL_FROM,
         )
         copilot = Copilot(graph)
         agent_id = databases.agent_ids[case.agent]

@@ -183,8 +183,11 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--desc", action="store_true", help="sort descending")
 
 
-def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], list[str] | None]:
-    """The admin-defined custom field names and statuses from the prompts directory.
+def _definitions(
+    settings: Settings, *, strict: bool
+) -> tuple[list[str], list[str] | None, list[str]]:
+    """The admin-defined custom field names, statuses and lost statuses (which ask for a reason)
+    from the prompts directory.
 
     `strict` (import): files that do not validate are a user error, since statuses could not be
     checked. Otherwise (export) a warning, and the export uses the custom fields found on leads.
@@ -206,8 +209,12 @@ def _definitions(settings: Settings, *, strict: bool) -> tuple[list[str], list[s
             "exporting the custom fields in use",
             file=sys.stderr,
         )
-        return [], None
-    return [f.name for f in config.custom_fields], [s.name for s in config.statuses] or None
+        return [], None, []
+    return (
+        [f.name for f in config.custom_fields],
+        [s.name for s in config.statuses] or None,
+        [s.name for s in config.statuses if s.asks_reason],
+    )
 
 
 def terminal_statuses(settings: Settings) -> tuple[str, ...]:
@@ -522,7 +529,7 @@ def _print_lead(data: dict[str, Any], merged_from: int | None) -> None:
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
-    fields, _statuses = _definitions(settings, strict=False)
+    fields, _statuses, _lost = _definitions(settings, strict=False)
     with open_store(settings) as session_factory:
         q = _query(args, settings, session_factory)
         if not args.output:
@@ -595,7 +602,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
     region = (args.region or settings.default_region).strip().upper()
     if region not in phonenumbers.SUPPORTED_REGIONS:
         raise UserError(f"--region {args.region!r} is not an ISO country code (e.g. US, GB, SA)")
-    fields, statuses = _definitions(settings, strict=True)
+    fields, statuses, lost_statuses = _definitions(settings, strict=True)
     path = Path(args.file)
     try:
         raw = open(path, "rb")  # noqa: SIM115 - `text.close()` below closes it, via the counter
@@ -612,6 +619,7 @@ def run_import(args: argparse.Namespace, settings: Settings) -> int:
                 region=region,
                 custom_fields=[*fields, *args.custom_fields],
                 statuses=statuses,
+                lost_statuses=lost_statuses,
                 progress=bar,
                 file_name=path.name,
             )

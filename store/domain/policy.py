@@ -37,6 +37,7 @@ class StatusPolicy:
     pause_minutes: int | None = None
     terminal: bool = False
     locks: bool = False  # setting it makes the lead read-only until an admin reopens it
+    asks_reason: bool = False  # a "lost" status: setting it needs a reason (`Policy.lost_reasons`)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class Policy:
     hours: OpeningHours | None = None  # None: always open (notifications are never held back)
     # An agent who replies to an unassigned lead becomes its owner.
     assign_on_reply: bool = True
+    # Why a lead was lost: the reasons a status with `asks_reason` accepts.
+    lost_reasons: tuple[str, ...] = ()
 
     def status(self, name: str | None) -> StatusPolicy | None:
         """The status called `name`, ignoring case and surrounding spaces."""
@@ -77,6 +80,19 @@ class Policy:
     @property
     def terminal_statuses(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.statuses if s.terminal)
+
+    @property
+    def lost_statuses(self) -> tuple[str, ...]:
+        """The statuses that ask why the lead was lost."""
+        return tuple(s.name for s in self.statuses if s.asks_reason)
+
+    def lost_reason(self, reason: str | None) -> str | None:
+        """The configured reason `reason` names (ignoring case and spaces), else None."""
+        wanted = " ".join((reason or "").split()).lower()
+        for known in self.lost_reasons:
+            if known.lower() == wanted:
+                return known
+        return None
 
     @property
     def locking_statuses(self) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from store.domain import tasks
 from store.domain.assignment import LOCKED_SKIP, NOTICES, BulkOutcome, Notices, assign
-from store.domain.errors import Conflict
+from store.domain.errors import Conflict, Invalid
 from store.domain.permissions import check_admin, check_visible, check_writable, is_admin
 from store.domain.policy import Policy, StatusPolicy
 from store.domain.takeover import quiet_conversation, quiet_lead
@@ -73,16 +73,28 @@ def change_status(
     policy: Policy,
     now: datetime,
     notices: Notices = NOTICES,
+    reason: str | None = None,
+    reason_note: str | None = None,
 ) -> StatusChange:
     """A person sets a configured status (any of them) and its lock, AI behaviour and action
     apply. Setting the status the lead already has changes nothing (a locking status re-locks a
-    reopened lead)."""
+    reopened lead; a lost status takes a new reason).
+
+    A status with `asks_reason` (lost) needs `reason`, one of the configured lost reasons, and
+    takes an optional `reason_note` in the agent's own words: `Invalid` (field `lost_reason`)
+    without one. Both are kept on the lead (and in the audit) until it moves to another status."""
     check_writable(by, lead, "status")
     status = policy.require_status(name)
+    lost = lost_values(status, policy, reason, reason_note)
     old = lead.status
-    if old == status.name and not (status.locks and not lead.locked):
+    if (
+        old == status.name
+        and not (status.locks and not lead.locked)
+        and not (lost and lost["lost_reason"] != lead.lost_reason)
+        and not (lost and lost["lost_note"] != lead.lost_note)
+    ):
         return StatusChange(lead.id, old, old)
-    changed = _set(lead, status, session=session, now=now, actor="agent", agent_id=by.id)
+    changed = _set(lead, status, session=session, now=now, actor="agent", agent_id=by.id, lost=lost)
     quiet = _apply_ai_behaviour(
         lead, status, policy, session=session, now=now, actor="agent", agent_id=by.id
     )
@@ -125,6 +137,35 @@ def change_status(
         notified=tuple(notified),
         **quiet,
     )
+
+
+MAX_REASON_NOTE = 1000
+
+
+def lost_values(
+    status: StatusPolicy, policy: Policy, reason: str | None, note: str | None
+) -> dict[str, str | None]:
+    """The lead's lost_reason and lost_note for a move to `status`: the configured reason and the
+    note for a status that asks why; empty (nothing to require) for any other status. `Invalid`
+    when a lost status gets no reason, or one that is not configured."""
+    if not status.asks_reason:
+        return {}
+    known = policy.lost_reason(reason)
+    if known is None:
+        choices = "; ".join(policy.lost_reasons) or "(none configured in statuses.yaml)"
+        said = " ".join((reason or "").split())
+        message = (
+            f"{status.name} needs a reason: one of {choices}"
+            if not said
+            else f"unknown lost reason {said!r}; use one of: {choices}"
+        )
+        raise Invalid(message, code="lost_reason_required", field="lost_reason")
+    text = " ".join((note or "").split()) or None
+    if text is not None and len(text) > MAX_REASON_NOTE:
+        raise Invalid(
+            f"the reason's note is longer than {MAX_REASON_NOTE} characters", field="lost_note"
+        )
+    return {"lost_reason": known, "lost_note": text}
 
 
 def convert(
@@ -170,9 +211,13 @@ def bulk_change_status(
     policy: Policy,
     now: datetime,
     notices: Notices = NOTICES,
+    reason: str | None = None,
+    reason_note: str | None = None,
 ) -> BulkOutcome:
-    """Set one status on many leads a person may change; locked leads are skipped."""
-    policy.require_status(name)  # refuse an unknown status before touching anything
+    """Set one status on many leads a person may change; locked leads are skipped. A lost status
+    needs its `reason` (see `change_status`)."""
+    # Refuse an unknown status, or a lost one without its reason, before touching anything.
+    lost_values(policy.require_status(name), policy, reason, reason_note)
     outcome = BulkOutcome()
     for lead in leads:
         outcome.matched += 1
@@ -180,7 +225,15 @@ def bulk_change_status(
             outcome.skipped.append({"id": lead.id, "reason": LOCKED_SKIP})
             continue
         change = change_status(
-            lead, name, by=by, session=session, policy=policy, now=now, notices=notices
+            lead,
+            name,
+            by=by,
+            session=session,
+            policy=policy,
+            now=now,
+            notices=notices,
+            reason=reason,
+            reason_note=reason_note,
         )
         if change.unchanged:
             outcome.unchanged += 1
@@ -206,6 +259,11 @@ def change_status_by_bot(
     old = lead.status
     status = policy.require_status(name)
     if lead.locked or old == status.name:
+        return StatusChange(lead.id, old, old)
+    if status.asks_reason:
+        # Only a person knows why a lead was lost (statuses.yaml refuses ai_can_set on such a
+        # status, so the bot's own rule never picks it; this holds whatever asked).
+        log.warning("lead %s: the bot may not set %s (it needs a reason)", lead.id, status.name)
         return StatusChange(lead.id, old, old)
     changed = _set(lead, status, session=session, now=now, actor="bot", agent_id=None)
     quiet = _apply_ai_behaviour(
@@ -258,8 +316,11 @@ def _set(
     now: datetime,
     actor: Actor,
     agent_id: int | None,
+    lost: dict[str, str | None] | None = None,
 ) -> dict[str, tuple[Any, Any]]:
     changes: dict[str, Any] = {"status": status.name}
+    # A lost status keeps its reason; any other status clears the last one (the audit keeps it).
+    changes.update(lost or {"lost_reason": None, "lost_note": None})
     if status.locks:
         changes.update(locked=True, converted_at=now)
     changed = update_lead(lead, changes, session=session, actor=actor, agent_id=agent_id)

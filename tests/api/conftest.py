@@ -50,6 +50,7 @@ class Status:
     terminal: bool = False
     ai_can_set: bool = True
     locks: bool = False
+    asks_reason: bool = False
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Prompts:
     statuses: list[Status] = field(default_factory=list)
     custom_fields: list[dict[str, Any]] = field(default_factory=list)
     business: Business = field(default_factory=Business)
+    lost_reasons: tuple[str, ...] = ("Price", "Chose a competitor", "No budget")
 
 
 def default_prompts() -> Prompts:

@@ -25,7 +25,7 @@ def _line_of(path: Path, needle: str) -> int:
     raise AssertionError(f"{needle!r} not in {path}")
 
 
-def test_shipped_defaults_load_with_the_six_statuses(prompts):
+def test_shipped_defaults_load_with_the_seven_statuses(prompts):
     assert [s.name for s in prompts.statuses] == [
         "New",
         "Interested",
@@ -33,6 +33,7 @@ def test_shipped_defaults_load_with_the_six_statuses(prompts):
         "Follow Up",
         "Not Interested",
         "Converted",
+        "Lost",
     ]
     expected = {
         "New": ("none", "continue", False, True),
@@ -41,6 +42,7 @@ def test_shipped_defaults_load_with_the_six_statuses(prompts):
         "Follow Up": ("auto_assign", "pause", False, True),
         "Not Interested": ("none", "stop", True, True),
         "Converted": ("none", "continue", True, False),
+        "Lost": ("none", "continue", True, False),
     }
     for status in prompts.statuses:
         assert (status.action, status.ai_behaviour, status.terminal, status.ai_can_set) == expected[
@@ -49,6 +51,8 @@ def test_shipped_defaults_load_with_the_six_statuses(prompts):
         assert status.colour.startswith("#") and status.description
     assert prompts.status("follow up").pause_minutes == 60
     assert prompts.initial_status.name == "New"
+    assert [s.name for s in prompts.statuses if s.asks_reason] == ["Lost"]
+    assert "Chose a competitor" in prompts.lost_reasons
 
 
 def test_every_shipped_file_starts_with_a_comment():

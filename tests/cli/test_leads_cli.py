@@ -282,3 +282,16 @@ def test_import_refuses_when_the_admin_files_do_not_validate(cli, desk, tmp_path
 def test_dates_accept_times_and_zones(cli, desk):
     since = (datetime.now(UTC) - timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert names(cli("leads", "list", "--json", "--created-from", since)) == ["Sara"]
+
+
+def test_import_refuses_a_lost_status_without_its_reason(cli, desk, tmp_path):
+    path = tmp_path / "lost.csv"
+    path.write_text("name,email,status\nGone,gone@example.com,lost\n", encoding="utf-8")
+    result = cli("leads", "import", str(path))
+    assert result.code == 0, result.err
+    lines = result.out.strip().splitlines()
+    assert lines[0] == f"{path}: 1 rows: 0 created, 0 merged, 1 rejected"
+    assert lines[1] == (
+        "  line 2: status 'Lost' needs a reason: import the lead, then set it in the console, "
+        "the API or the copilot with its reason"
+    )

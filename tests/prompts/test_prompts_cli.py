@@ -27,7 +27,7 @@ def _problems(out: str) -> list[tuple[str, int, str]]:
 def test_check_passes_on_the_shipped_prompts(capsys):
     assert main(["prompts", "check", str(DEFAULT_PROMPTS_DIR)]) == 0
     out = capsys.readouterr().out
-    assert "ok - 6 statuses" in out and "templates in" in out
+    assert "ok - 7 statuses" in out and "templates in" in out
     cases = int(out.rsplit(", ", 1)[1].split()[0])
     assert cases >= 40
 

@@ -329,6 +329,13 @@ def test_channel_statuses_summary() -> None:
         "whatsapp": "ready",
         "messenger": "ready",
         "instagram": "receive-only",
+        "email": "off",
     }
     off = {s.channel: s.state for s in channel_statuses(make_settings(meta_verify_token=None))}
-    assert off == {"web": "ready", "whatsapp": "off", "messenger": "off", "instagram": "off"}
+    assert off == {
+        "web": "ready",
+        "whatsapp": "off",
+        "messenger": "off",
+        "instagram": "off",
+        "email": "off",
+    }

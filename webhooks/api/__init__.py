@@ -10,6 +10,7 @@ from webhooks.api import (  # noqa: F401 - importing a module registers its view
     assignment,
     conversations,
     definitions,
+    emails,
     leads,
     notes,
     notifications,

@@ -34,10 +34,12 @@ def list_statuses() -> Any:
             "ai_can_set": s.ai_can_set,
             "action": s.action,
             "ai_behaviour": s.ai_behaviour,
+            "asks_reason": s.asks_reason,
         }
         for s in catalog.statuses()
     ]
-    return jsonify(dump(schemas.StatusList, {"statuses": statuses}))
+    reasons = list(catalog.policy().lost_reasons)
+    return jsonify(dump(schemas.StatusList, {"statuses": statuses, "lost_reasons": reasons}))
 
 
 @endpoint(

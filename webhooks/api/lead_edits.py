@@ -172,7 +172,14 @@ def create_lead(body: schemas.LeadCreate, agent: Agent, *, session: Session, now
         update_lead(lead, changes, session=session, actor="agent", agent_id=agent.id)
     if body.status:
         status.change_status(
-            lead, body.status, by=agent, session=session, policy=catalog.policy(), now=now
+            lead,
+            body.status,
+            by=agent,
+            session=session,
+            policy=catalog.policy(),
+            now=now,
+            reason=body.lost_reason,
+            reason_note=body.lost_note,
         )
     if body.assign_to_me:
         assignment.assign(lead, agent, by=agent, session=session)
@@ -217,9 +224,23 @@ def update_fields(
         raise ApiError(409, "duplicate", "another lead already has this phone or email") from None
     if "status" in sent and body.status:
         change = status.change_status(
-            lead, body.status, by=agent, session=session, policy=catalog.policy(), now=now
+            lead,
+            body.status,
+            by=agent,
+            session=session,
+            policy=catalog.policy(),
+            now=now,
+            reason=body.lost_reason,
+            reason_note=body.lost_note,
         )
         changed.update(change.changed)
+    elif {"lost_reason", "lost_note"} & sent:
+        raise ApiError(
+            422,
+            "validation_error",
+            "lost_reason: give it with the status it explains (a status that asks for a reason)",
+            "lost_reason",
+        )
     return changed
 
 
@@ -336,10 +357,18 @@ def bulk_status(
     body: schemas.BulkStatusBody, agent: Agent, *, session: Session, now: datetime
 ) -> dict[str, Any]:
     policy = catalog.policy()
-    policy.require_status(body.status)  # refuse an unknown status before touching anything
+    # Refuse an unknown status (or a lost one without its reason) before touching anything.
+    status.lost_values(policy.require_status(body.status), policy, body.lost_reason, body.lost_note)
     leads, skipped = select_leads(body, agent, session=session, now=now)
     outcome = status.bulk_change_status(
-        leads, body.status, by=agent, session=session, policy=policy, now=now
+        leads,
+        body.status,
+        by=agent,
+        session=session,
+        policy=policy,
+        now=now,
+        reason=body.lost_reason,
+        reason_note=body.lost_note,
     )
     return _with_skipped(outcome, skipped)
 

@@ -142,6 +142,15 @@ class LeadCreate(Strict):
     phone: str | None = Field(None, max_length=40)
     company: str | None = Field(None, max_length=200)
     status: str | None = Field(None, max_length=60)
+    lost_reason: str | None = Field(
+        None,
+        max_length=100,
+        description="Why the lead was lost: one of GET /api/statuses' lost_reasons; required "
+        "with a status that asks for a reason (asks_reason).",
+    )
+    lost_note: str | None = Field(
+        None, max_length=1000, description="The agent's own words on why the lead was lost."
+    )
     source: str | None = Field(None, max_length=100)
     custom_fields: dict[str, Any] = Field(default_factory=dict)
     assign_to_me: bool = False
@@ -155,6 +164,15 @@ class LeadUpdate(Strict):
     phone: str | None = Field(None, max_length=40)
     company: str | None = Field(None, max_length=200)
     status: str | None = Field(None, max_length=60)
+    lost_reason: str | None = Field(
+        None,
+        max_length=100,
+        description="Why the lead was lost: one of GET /api/statuses' lost_reasons; required "
+        "with a status that asks for a reason (asks_reason).",
+    )
+    lost_note: str | None = Field(
+        None, max_length=1000, description="The agent's own words on why the lead was lost."
+    )
     source: str | None = Field(None, max_length=100)
     summary: str | None = Field(None, max_length=5000)
     next_best_action: str | None = Field(None, max_length=2000)
@@ -193,6 +211,15 @@ class BulkAssignBody(BulkSelection):
 
 class BulkStatusBody(BulkSelection):
     status: str = Field(min_length=1, max_length=60)
+    lost_reason: str | None = Field(
+        None,
+        max_length=100,
+        description="Why the lead was lost: one of GET /api/statuses' lost_reasons; required "
+        "with a status that asks for a reason (asks_reason).",
+    )
+    lost_note: str | None = Field(
+        None, max_length=1000, description="The agent's own words on why the lead was lost."
+    )
 
 
 class ConvertBody(Strict):
@@ -214,6 +241,25 @@ class ReplyBody(Strict):
         description="The conversation to answer in; by default the most recent one on a verified "
         "identity (a conversation only claimed is chosen only when there is no verified one).",
     )
+
+
+class EmailBody(Strict):
+    subject: str = Field(min_length=1, max_length=200, description="One line.")
+    body: str = Field(min_length=1, max_length=20_000, description="Plain text.")
+
+
+class EmailOut(BaseModel):
+    message: MessageOut = Field(description="The email in the lead's timeline (channel email).")
+    to: str
+    subject: str
+    message_id_header: str = Field(description="The email's Message-ID header.")
+    delivery_status: str = Field(
+        description="sent; failed (with error: the server refused it, or transient failures "
+        "outlasted the retries); unknown (the connection broke after the content went out: it "
+        "may have been delivered and is not sent again by itself; POST .../resend to send it "
+        "again); pending or sending while the outbox still works on it."
+    )
+    error: str | None
 
 
 class MergeBody(Strict):
@@ -355,6 +401,7 @@ class MessageOut(BaseModel):
     delivery_status: str | None
     error: str | None
     sent_at: datetime
+    subject: str | None = Field(None, description="An email's subject (channel email).")
 
 
 class ConversationOut(BaseModel):
@@ -413,6 +460,8 @@ class LeadDetail(LeadSummary):
     ai_paused_until: datetime | None
     ai_stopped: bool
     ai_pause_reason: str | None
+    lost_reason: str | None = Field(description="Why the lead was lost (a lost status).")
+    lost_note: str | None
     updated_at: datetime
     identities: list[IdentityOut]
     contacts: list[ContactOut]
@@ -451,10 +500,16 @@ class StatusOut(BaseModel):
     ai_can_set: bool
     action: str
     ai_behaviour: str
+    asks_reason: bool = Field(
+        False, description="A lost status: setting it needs a lost_reason (and takes lost_note)."
+    )
 
 
 class StatusList(BaseModel):
     statuses: list[StatusOut]
+    lost_reasons: list[str] = Field(
+        default_factory=list, description="The reasons a status with asks_reason accepts."
+    )
 
 
 class CustomFieldOut(BaseModel):
@@ -538,6 +593,9 @@ class Counted(BaseModel):
 class Dashboard(BaseModel):
     total: int
     by_status: list[Counted]
+    lost_reasons: list[Counted] = Field(
+        default_factory=list, description="Leads lost, by the reason given (statuses.yaml's list)."
+    )
     by_channel: list[Counted]
     by_band: list[Counted]
     new_per_day: list[Counted]

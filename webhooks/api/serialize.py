@@ -77,7 +77,16 @@ def message_out(message: Message, agent_names: dict[int, str]) -> dict[str, Any]
         "delivery_status": message.delivery_status,
         "error": message.error,
         "sent_at": message.sent_at,
+        "subject": _subject_of(message),
     }
+
+
+def _subject_of(message: Message) -> str | None:
+    """An email's subject (kept in the message's payload)."""
+    if message.channel != "email" or not isinstance(message.payload, dict):
+        return None
+    subject = message.payload.get("subject")
+    return str(subject) if subject else None
 
 
 def note_out(note: Note) -> dict[str, Any]:
@@ -147,6 +156,8 @@ def lead_detail(
             "ai_paused_until": lead.ai_paused_until,
             "ai_stopped": lead.ai_stopped,
             "ai_pause_reason": lead.ai_pause_reason,
+            "lost_reason": lead.lost_reason,
+            "lost_note": lead.lost_note,
             "updated_at": lead.updated_at,
             "identities": [
                 {

@@ -1,6 +1,6 @@
-"""Dashboard figures: leads by status, channel and score band, new leads per day, conversions per
-week, and the hot leads that need someone's attention. Agents get the figures of their own and
-unassigned leads."""
+"""Dashboard figures: leads by status, channel and score band, lost reasons, new leads per day,
+conversions per week, and the hot leads that need someone's attention. Agents get the figures of
+their own and unassigned leads."""
 
 from __future__ import annotations
 
@@ -84,9 +84,26 @@ def dashboard(agent: Agent, *, session: Session, at: datetime) -> dict[str, Any]
         {"label": f"{monday.isoformat()}", "count": n} for monday, n in weeks.items()
     ]
 
+    # Why leads were lost: the configured reasons in their order (zeros included), then any other
+    # reason still on a lead (one removed from statuses.yaml since).
+    lost_counts = dict(
+        session.execute(
+            _visible(
+                select(Lead.lost_reason, func.count())
+                .where(Lead.lost_reason.is_not(None))
+                .group_by(Lead.lost_reason),
+                agent,
+            )
+        ).all()
+    )
+    reasons = list(catalog.policy().lost_reasons)
+    reasons += sorted(str(r) for r in lost_counts if r not in reasons)
+    lost_reasons = [{"label": r, "count": int(lost_counts.get(r, 0))} for r in reasons]
+
     return {
         "total": int(total),
         "by_status": by_status,
+        "lost_reasons": lost_reasons,
         "by_channel": by_channel,
         "by_band": by_band,
         "new_per_day": new_per_day,
@@ -134,8 +151,9 @@ def hot_needing_attention(agent: Agent, *, session: Session, limit: int = 10) ->
     errors=(401,),
 )
 def get_dashboard() -> Any:
-    """Counts by status, channel and score band, new leads per day (14 days), conversions per week
-    (12 weeks) and the hot leads needing attention, over the leads the agent may see."""
+    """Counts by status, channel and score band, why leads were lost (by configured reason), new
+    leads per day (14 days), conversions per week (12 weeks) and the hot leads needing attention,
+    over the leads the agent may see."""
     with read_session(services().session_factory) as session:
         data = dashboard(g.agent, session=session, at=now())
     return jsonify(dump(schemas.Dashboard, data))

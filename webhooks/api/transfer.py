@@ -85,6 +85,7 @@ def import_csv() -> Any:
             region=edits.region(),
             custom_fields=[f.name for f in catalog.custom_fields()],
             statuses=statuses,
+            lost_statuses=[s.name for s in catalog.statuses() if s.asks_reason],
             actor="import",
             agent_id=g.agent.id,
             file_name=name or "upload.csv",

@@ -22,6 +22,7 @@ CHANNEL_COLOURS = {
     "instagram": "#db2777",
     "whatsapp": "#16a34a",
     "manual": "#64748b",
+    "email": "#ca8a04",
 }
 
 

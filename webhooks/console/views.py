@@ -28,6 +28,7 @@ from store.domain import assignment, tasks
 from store.domain import merge as lead_merge
 from store.domain import status as lead_status
 from store.domain.errors import RuleError
+from store.domain.mail import send_email
 from store.domain.permissions import is_admin, may_read_notes, visible_notes
 from store.domain.takeover import pause_by_agent, resume_by_agent
 from store.domain.waiting import add_agent, set_agent_active
@@ -35,7 +36,7 @@ from store.leads import LeadNotFound, get_lead
 from store.models import CHANNELS, NOTE_CATEGORIES, TASK_KINDS, Agent, Lead
 from store.query import LeadCount
 from store.work import mark_read, open_lead_counts, unread_notifications
-from webhooks.api import catalog, conversations, schemas, stats, transfer
+from webhooks.api import catalog, conversations, emails, schemas, stats, transfer
 from webhooks.api import lead_edits as edits
 from webhooks.api.base import api_error, now, parse_model
 from webhooks.api.leads import lead_page
@@ -184,6 +185,11 @@ def _context() -> dict[str, Any]:
         "channel_colours": charts.CHANNEL_COLOURS,
         "band_of": band,
         "time_zone": _zone_name(),
+        # Sending email is offered only when LEADDESK_SMTP_URL and LEADDESK_EMAIL_FROM are set.
+        "email_ready": services().settings.email_configured,
+        # A lost status asks why (statuses.yaml's asks_reason and lost_reasons).
+        "lost_statuses": [st.name for st in catalog.statuses() if st.asks_reason],
+        "lost_reasons": catalog.policy().lost_reasons,
     }
 
 
@@ -422,7 +428,13 @@ def bulk() -> Any:
                 verb = "assigned"
             elif action == "status":
                 body_status = parse_model(
-                    schemas.BulkStatusBody, {"ids": ids, "status": request.form.get("status", "")}
+                    schemas.BulkStatusBody,
+                    {
+                        "ids": ids,
+                        "status": request.form.get("status", ""),
+                        "lost_reason": request.form.get("lost_reason", "").strip() or None,
+                        "lost_note": request.form.get("lost_note", "").strip() or None,
+                    },
                 )
                 result = edits.bulk_status(body_status, agent, session=session, now=now())
                 verb = "updated"
@@ -603,6 +615,10 @@ def edit(lead_id: int) -> WerkzeugResponse:
     for name in ("name", "email", "phone", "company", "status"):
         if name in form:
             values[name] = form.get(name, "").strip() or None
+    # The lost dialog's reason goes with the status it explains (ignored for any other status).
+    if form.get("status", "").strip() and form.get("lost_reason", "").strip():
+        values["lost_reason"] = form.get("lost_reason", "").strip()
+        values["lost_note"] = form.get("lost_note", "").strip() or None
     if "tags" in form:
         values["tags"] = [t.strip() for t in form.get("tags", "").split(",") if t.strip()]
     custom = {
@@ -668,6 +684,57 @@ def reply(lead_id: int) -> WerkzeugResponse:
             local = _aware(paused_until).astimezone(_zone())
             until = f" The bot is paused until {local:%H:%M} ({_zone_name()})."
         flash("Reply sent." + until, "success")
+    if request.form.get("back") == "inbox":
+        room = _row_id(request.form.get("conversation_id"))
+        return redirect(url_for("console.inbox", c=room, tab=request.form.get("tab") or None))
+    return redirect(url_for("console.lead", lead_id=lead_id))
+
+
+@blueprint.post("/leads/<int:lead_id>/email")
+@auth.login_required
+def email(lead_id: int) -> WerkzeugResponse:
+    """Send the "Send email" form (the lead page's, or the inbox's reply box)."""
+    return _send_email(lead_id, request.form.get("subject", ""), request.form.get("body", ""))
+
+
+@blueprint.post("/leads/<int:lead_id>/email/<int:message_id>/resend")
+@auth.login_required
+def resend_email(lead_id: int, message_id: int) -> WerkzeugResponse:
+    """Send a failed or uncertain email again (a new email; the agent chose to)."""
+    return _send_email(lead_id, "", "", resend_of=message_id)
+
+
+def _send_email(
+    lead_id: int, subject: str, body: str, *, resend_of: int | None = None
+) -> WerkzeugResponse:
+    agent = auth.current_agent()
+    assert agent is not None
+    try:
+        result = send_email(
+            lead_id,
+            subject,
+            body,
+            by=agent,
+            session_factory=services().session_factory,
+            deliver=services().outbox.deliver,
+            sender=emails.email_sender(),
+            resend_of=resend_of,
+        )
+    except REFUSED as exc:
+        _flash_error(exc)
+    else:
+        if result.sent:
+            flash(f"Email sent to {result.to}.", "success")
+        elif result.status == "unknown":
+            flash(
+                f"Email to {result.to} may or may not have arrived: {result.error} "
+                "Check with the lead before sending it again.",
+                "error",
+            )
+        elif result.status == "failed":
+            flash(f"Email to {result.to} was not sent: {result.error}", "error")
+        else:
+            flash(f"Email to {result.to} is being sent.", "success")
     if request.form.get("back") == "inbox":
         room = _row_id(request.form.get("conversation_id"))
         return redirect(url_for("console.inbox", c=room, tab=request.form.get("tab") or None))
@@ -790,6 +857,7 @@ def dashboard() -> Any:
         data=data,
         by_status=charts.horizontal_bars(data["by_status"], catalog.status_colours()),
         by_channel=charts.horizontal_bars(data["by_channel"], charts.CHANNEL_COLOURS),
+        lost_reasons=charts.horizontal_bars(data["lost_reasons"], {}),
         by_band=charts.horizontal_bars(data["by_band"], charts.BAND_COLOURS),
         per_day=charts.columns(data["new_per_day"]),
         per_week=charts.columns(data["conversions_per_week"], colour="#16a34a"),
