@@ -1,7 +1,7 @@
 """email and lost reasons
 
 Revision ID: 0011_email_lost
-Revises: 0009_conversation_reads
+Revises: 0010_tasks
 
 A lead's email conversation (one per lead: sent mail is its outbound messages, the Message-ID in
 `channel_message_id`), and why a lead was lost (`lost_reason` from statuses.yaml's list, with the
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_email_lost"
-down_revision = "0009_conversation_reads"
+down_revision = "0010_tasks"
 branch_labels = None
 depends_on = None
 
