@@ -1,12 +1,14 @@
 """Wiring of the inbound conversation graph (no logic here; see `bot.nodes`).
 
-ingest -> identify -> [transcribe_audio] -> [fetch_profile] -> extract_contacts -> [merge]
-       -> detect_language -> [call_model, with a model, the bot speaking and words to answer]
-       -> score_intent -> decide_status -> plan
-       -> [draft_reply, skipped while the bot is paused] -> save
+ingest -> identify -> [transcribe_audio] -> [fetch_profile]
+       -> read_burst (extract_contacts, detect_language) -> [merge]
+       -> [call_model, with a model, the bot speaking and words to answer]
+       -> decide_turn (score_intent, decide_status, plan, draft_reply unless paused) -> save
 
 `call_model` is the one model call; without a model the offline engine writes the reply in
 `draft_reply`. `plan` decides once what the turn triggers; `save` applies it in one transaction.
+The DB-free functions share a step each side of the model call: every graph step costs the
+framework more than the function it runs.
 """
 
 from __future__ import annotations
@@ -39,13 +41,15 @@ def build_graph(
     transcribe: Callable[[str, dict[str, Any]], str | None] | None = None,
     profile_name: Callable[[str, str], str | None] | None = None,
     checkpointer: BaseCheckpointSaver[Any] | None = None,
+    delivered_on_record: bool = False,
 ) -> Any:
     """Compile the bot graph.
 
     Invoke with `{"inbound": Inbound(...)}` or `{"conversation_id": id}`, optionally with
     `context=BotContext(prompts=..., now=...)` to pin the configuration and time of a run. The
     store is the bot's memory, so no checkpointer is needed; one given (with a `thread_id` per run)
-    records each step's typed state.
+    records each step's typed state. With `delivered_on_record` a reply is recorded as sent (a
+    local outbox, where recording is the delivery) instead of pending for an outbox.
     """
     get_prompts = prompts if callable(prompts) else (lambda: prompts)
     deps = nodes.Deps(
@@ -58,45 +62,42 @@ def build_graph(
         window_size=window_size,
         transcribe=transcribe,
         profile_name=profile_name,
+        delivered_on_record=delivered_on_record,
     )
     builder = StateGraph(BotState, context_schema=BotContext)
     builder.add_node("ingest", partial(nodes.ingest, deps=deps))
     builder.add_node("identify", partial(nodes.identify, deps=deps))
     builder.add_node("transcribe_audio", partial(nodes.transcribe_audio, deps=deps))
     builder.add_node("fetch_profile", partial(nodes.fetch_profile, deps=deps))
-    builder.add_node("extract_contacts", partial(nodes.extract_contacts, deps=deps))
+    builder.add_node("read_burst", partial(nodes.read_burst, deps=deps))
     builder.add_node("merge", partial(nodes.merge, deps=deps))
-    builder.add_node("detect_language", partial(nodes.detect_language, deps=deps))
-    builder.add_node("score_intent", partial(nodes.score_intent, deps=deps))
-    builder.add_node("decide_status", partial(nodes.decide_status, deps=deps))
-    builder.add_node("plan", partial(nodes.plan, deps=deps))
-    builder.add_node("draft_reply", partial(nodes.draft_reply, deps=deps))
+    builder.add_node("decide_turn", partial(nodes.decide_turn, deps=deps))
     builder.add_node("save", partial(nodes.save, deps=deps))
+    after_read: list[str] = ["merge", "decide_turn"]
+    after_merge: list[str] = ["decide_turn"]
+    if model is not None:
+        builder.add_node("call_model", partial(nodes.call_model, deps=deps))
+        builder.add_edge("call_model", "decide_turn")
+        after_read.append("call_model")
+        after_merge.append("call_model")
 
     builder.add_edge(START, "ingest")
     builder.add_conditional_edges("ingest", nodes.route_after_ingest)
     builder.add_conditional_edges(
         "identify",
         partial(nodes.route_after_identify, deps=deps),
-        ["transcribe_audio", "fetch_profile", "extract_contacts", END],
+        ["transcribe_audio", "fetch_profile", "read_burst", END],
     )
     builder.add_conditional_edges(
         "transcribe_audio",
         partial(nodes.route_after_transcribe_audio, deps=deps),
-        ["fetch_profile", "extract_contacts"],
+        ["fetch_profile", "read_burst"],
     )
-    builder.add_edge("fetch_profile", "extract_contacts")
-    builder.add_conditional_edges("extract_contacts", nodes.route_after_extract_contacts)
-    builder.add_edge("merge", "detect_language")
-    if model is not None:
-        builder.add_node("call_model", partial(nodes.call_model, deps=deps))
-        builder.add_conditional_edges("detect_language", nodes.route_after_detect_language)
-        builder.add_edge("call_model", "score_intent")
-    else:
-        builder.add_edge("detect_language", "score_intent")
-    builder.add_edge("score_intent", "decide_status")
-    builder.add_edge("decide_status", "plan")
-    builder.add_conditional_edges("plan", nodes.route_after_plan)
-    builder.add_edge("draft_reply", "save")
+    builder.add_edge("fetch_profile", "read_burst")
+    builder.add_conditional_edges(
+        "read_burst", partial(nodes.route_after_read_burst, deps=deps), after_read
+    )
+    builder.add_conditional_edges("merge", partial(nodes.route_after_merge, deps=deps), after_merge)
+    builder.add_edge("decide_turn", "save")
     builder.add_edge("save", END)
     return builder.compile(name="leaddesk-bot", checkpointer=checkpointer)

@@ -100,6 +100,9 @@ class Deps:
     transcribe: Callable[[str, dict[str, Any]], str | None] | None = None
     # The customer's name from their channel profile (channel, their id) -> name or None.
     profile_name: Callable[[str, str], str | None] | None = None
+    # Recording a reply is its delivery (a local outbox: nobody to send to), in `save`'s
+    # transaction rather than one more after the run.
+    delivered_on_record: bool = False
 
 
 def _config(runtime: Runtime[BotContext], deps: Deps) -> PromptConfig:
@@ -206,8 +209,8 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
         }
 
 
-AfterIdentify = Literal["transcribe_audio", "fetch_profile", "extract_contacts", "__end__"]
-AfterTranscribe = Literal["fetch_profile", "extract_contacts"]
+AfterIdentify = Literal["transcribe_audio", "fetch_profile", "read_burst", "__end__"]
+AfterTranscribe = Literal["fetch_profile", "read_burst"]
 
 
 def route_after_identify(state: BotState, *, deps: Deps) -> AfterIdentify:
@@ -221,7 +224,7 @@ def route_after_identify(state: BotState, *, deps: Deps) -> AfterIdentify:
 
 
 def route_after_transcribe_audio(state: BotState, *, deps: Deps) -> AfterTranscribe:
-    return "fetch_profile" if _wants_profile(state, deps) else "extract_contacts"
+    return "fetch_profile" if _wants_profile(state, deps) else "read_burst"
 
 
 def _voice_notes_to_hear(state: BotState, deps: Deps) -> list[PendingMessage]:
@@ -351,13 +354,6 @@ def extract_contacts(state: BotState, runtime: Runtime[BotContext], *, deps: Dep
     }
 
 
-def route_after_extract_contacts(state: BotState) -> Literal["merge", "detect_language"]:
-    contacts = state.get("contacts")
-    if state.get("external_id") and contacts is not None and contacts.anything_new:
-        return "merge"
-    return "detect_language"
-
-
 def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Give the lead its new contacts through the store, merging leads that are one person."""
     contacts = state["contacts"]
@@ -403,6 +399,40 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSt
 
 
 # --------------------------------------------------------------------------------------------
+# read_burst: the DB-free reading of the new messages in one step
+
+
+def read_burst(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
+    """Read the new messages: their contacts (`extract_contacts`) and their language
+    (`detect_language`), one graph step for two pure functions (a step costs the framework more
+    than either). The language comes from the messages alone, so a merge of contacts after this
+    step changes nothing it read."""
+    return {
+        **extract_contacts(state, runtime, deps=deps),
+        **detect_language(state, runtime, deps=deps),
+    }
+
+
+AfterRead = Literal["merge", "call_model", "decide_turn"]
+AfterMerge = Literal["call_model", "decide_turn"]
+
+
+def route_after_read_burst(state: BotState, *, deps: Deps) -> AfterRead:
+    contacts = state.get("contacts")
+    if state.get("external_id") and contacts is not None and contacts.anything_new:
+        return "merge"
+    return route_after_merge(state, deps=deps)
+
+
+def route_after_merge(state: BotState, *, deps: Deps) -> AfterMerge:
+    """The model is asked when there is one, the bot may speak and the burst has words to answer
+    (a voice note nobody heard, a photo or a sticker is acknowledged by the offline engine)."""
+    if deps.model is None or state["ai"].paused or not _has_words(state["pending"]):
+        return "decide_turn"
+    return "call_model"
+
+
+# --------------------------------------------------------------------------------------------
 # detect_language / call_model
 
 
@@ -437,14 +467,6 @@ def detect_language(state: BotState, runtime: Runtime[BotContext], *, deps: Deps
         "engine": "offline",
         "model_turn": None,
     }
-
-
-def route_after_detect_language(state: BotState) -> Literal["call_model", "score_intent"]:
-    """The model is asked when the bot may speak and the burst has words to answer (a voice note
-    nobody heard, a photo or a sticker is acknowledged by the offline engine)."""
-    if state["ai"].paused or not _has_words(state["pending"]):
-        return "score_intent"
-    return "call_model"
 
 
 def call_model(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
@@ -543,6 +565,23 @@ def _transcript(state: BotState) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# decide_turn: scoring, status, plan and the reply in one step
+
+
+def decide_turn(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
+    """Decide the turn in code: `score_intent`, `decide_status`, `plan`, then `draft_reply` unless
+    the bot is paused, each reading what the one before it decided (one graph step for four pure
+    functions; `save` applies the result)."""
+    update_: BotState = {}
+    steps: list[Callable[..., BotState]] = [score_intent, decide_status, plan]
+    for step in steps:
+        update_.update(step({**state, **update_}, runtime, deps=deps))
+    if not state["ai"].paused:
+        update_.update(draft_reply({**state, **update_}, runtime, deps=deps))
+    return update_
+
+
+# --------------------------------------------------------------------------------------------
 # score_intent / decide_status / plan
 
 
@@ -619,10 +658,6 @@ def plan(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
     if quiet is not None and quiet.behaviour in ("pause", "stop"):
         return {"plan": quiet_room_plan(quiet.status, quiet.behaviour)}
     return {"plan": plan_for(_config(runtime, deps), state["decision"])}
-
-
-def route_after_plan(state: BotState) -> Literal["draft_reply", "save"]:
-    return "save" if state["ai"].paused else "draft_reply"
 
 
 # --------------------------------------------------------------------------------------------
@@ -764,16 +799,19 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
     plan (the status with its action, a pause or stop of the bot), record the reply."""
     config = _config(runtime, deps)
     policy = _policy(config, deps)
+    status = "sent" if deps.delivered_on_record else "pending"
     try:
         try:
             with deps.session_factory.begin() as session:
                 claim_pending(state["pending_ids"], state["now"], session)
-                return apply_turn(state, config, policy, session)
+                return apply_turn(state, config, policy, session, delivery_status=status)
         except IntegrityError:
             # The reply's key was taken after all (nothing was written): once more, reading it.
             with deps.session_factory.begin() as session:
                 claim_pending(state["pending_ids"], state["now"], session)
-                return apply_turn(state, config, policy, session, known_keys=False)
+                return apply_turn(
+                    state, config, policy, session, known_keys=False, delivery_status=status
+                )
     except Superseded:
         log.info(
             "conversation %s: another run handled these messages first",

@@ -2,7 +2,8 @@
 
 `handle` stores and answers one inbound event; `process_conversation` answers everything a
 conversation has pending (the webhooks store events first, acknowledge, then call it). Replies are
-handed to the outbox only after the transaction that recorded them committed.
+handed to the outbox only after the transaction that recorded them committed (a local outbox has
+nobody to send to: its replies are recorded as sent in that transaction).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.bursts import pending_span, reply_due
 from bot.config import PromptConfig
 from bot.graph import build_graph
-from bot.outbox import Outbox, Reply
+from bot.outbox import LocalOutbox, Outbox, Reply
 from bot.policy import build_policy
 from bot.state import BotContext, BotState
 from bot.takeover import send_agent_reply
@@ -68,6 +69,8 @@ class BotService:
             takeover_minutes=takeover_minutes,
             transcribe=transcribe,
             profile_name=profile_name,
+            # A local outbox only marks replies sent: `save` records them so, in its transaction.
+            delivered_on_record=isinstance(outbox, LocalOutbox),
         )
 
     def _current_prompts(self) -> PromptConfig:
@@ -172,7 +175,7 @@ class BotService:
         return replies
 
     def _deliver(self, replies: list[Reply]) -> None:
-        if not replies or self.outbox is None:
+        if not replies or self.outbox is None or isinstance(self.outbox, LocalOutbox):
             return
         try:
             self.outbox.deliver([r.message_id for r in replies])

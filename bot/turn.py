@@ -65,6 +65,7 @@ def apply_turn(
     session: Session,
     *,
     known_keys: bool = True,
+    delivery_status: str = "pending",
 ) -> BotState:
     """Everything the turn changes, in the caller's transaction (after `claim_pending`): the lead's
     score, profile and status with the plan applied through the domain layer, the conversation's
@@ -72,7 +73,9 @@ def apply_turn(
 
     One statement loads (and locks) the lead with its conversation; the changes are written in one
     flush at the end (the score event, one update per row) and the audit rows in one insert.
-    `known_keys=False` reads whether the reply's idempotency key is taken (and keeps that reply)."""
+    `known_keys=False` reads whether the reply's idempotency key is taken (and keeps that reply).
+    The reply is recorded with `delivery_status`: "pending" until an outbox sends it, "sent" where
+    recording it is the delivery (a local outbox: nobody to send to)."""
     standing = load_standing(
         state["conversation_id"],
         session=session,
@@ -81,7 +84,7 @@ def apply_turn(
     )
     assert standing is not None
     with batched_audit(session):
-        return _apply(state, standing, config, policy, session, known_keys)
+        return _apply(state, standing, config, policy, session, known_keys, delivery_status)
 
 
 def _apply(
@@ -91,6 +94,7 @@ def _apply(
     policy: Policy,
     session: Session,
     known_keys: bool,
+    delivery_status: str,
 ) -> BotState:
     now = state["now"]
     last_id = state["pending_ids"][-1]
@@ -115,7 +119,15 @@ def _apply(
     _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=status)
     # After the profile: the notifications the status's action sends quote its next best action.
     _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
-    message = _record_reply(state, lead, conversation, session, quiet=quiet, known_key=known_keys)
+    message = _record_reply(
+        state,
+        lead,
+        conversation,
+        session,
+        quiet=quiet,
+        known_key=known_keys,
+        delivery_status=delivery_status,
+    )
     session.flush()
     return {
         "outcome": "replied" if message is not None else "quiet",
@@ -243,8 +255,9 @@ def _record_reply(
     *,
     quiet: bool,
     known_key: bool,
+    delivery_status: str,
 ) -> Message | None:
-    """Record the drafted reply as pending delivery, unless a human took over meanwhile."""
+    """Record the drafted reply for delivery, unless a human took over meanwhile."""
     reply = state.get("reply")
     if reply is None:
         return None
@@ -265,6 +278,7 @@ def _record_reply(
             session=session,
             idempotency_key=key,
             external_id=state.get("external_id"),
+            delivery_status=delivery_status,
         )
     else:
         message = record_outbound(
@@ -273,7 +287,7 @@ def _record_reply(
             session=session,
             idempotency_key=key,
             external_id=state.get("external_id"),
-            delivery_status="pending",
+            delivery_status=delivery_status,
         )
     if reply.asked_phone:
         lead.phone_asks = (lead.phone_asks or 0) + 1

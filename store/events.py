@@ -212,6 +212,14 @@ def events_of(objects: Iterable[Any], *, new: bool) -> list[StoreEvent]:
     return found
 
 
+def inserted(session: Session, objects: Iterable[Any]) -> None:
+    """Announce rows written by a statement of their own (an INSERT ... RETURNING, which no flush
+    sees) with the transaction's other events."""
+    pending: list[tuple[StoreEvent, Any]] = session.info.setdefault(_PENDING, [])
+    for item in objects:
+        pending.extend((found, item) for found in events_of([item], new=True))
+
+
 def _collect(session: Session, _context: Any) -> None:
     pending: list[tuple[StoreEvent, Any]] = session.info.setdefault(_PENDING, [])
     for new, objects in ((True, list(session.new)), (False, list(session.dirty))):

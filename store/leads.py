@@ -339,9 +339,13 @@ def resolve_identity(
         )
         if found is None:
             continue
-        lead, identity = found
+        lead, identity, settled = found
         claimed: Lead | None = lead
         for field, value in (("phone", phone), ("email", email)):
+            if field in settled:
+                # The lead holds it already, verified: the claim was made and its merges and
+                # suggestions settled then (a later claimant meets this lead as the holder).
+                continue
             if value and claimed is not None:
                 claimed = _claim(
                     session,
@@ -488,22 +492,36 @@ def _lead_for_identity(
     trust: str,
     identity_trust: str,
     alias_of: str | None,
-) -> tuple[Lead, Identity] | None:
-    """The lead of this identity (and the identity), registering the identity if it is new.
-    None means a concurrent registration won: try again."""
-    # The identity with its lead in one statement (a merged-away lead is followed).
-    row = session.execute(
+) -> tuple[Lead, Identity, frozenset[str]] | None:
+    """The lead of this identity (and the identity), registering the identity if it is new, and
+    which of `phone` and `email` the lead already holds as verified details (nothing left to
+    claim). None means a concurrent registration won: try again."""
+    # The identity with its lead, and whether the details are settled, in one statement (a
+    # merged-away lead is followed).
+    details = [("phone", phone), ("email", email)] if trust == VERIFIED else []
+    query = (
         select(Identity, Lead)
         .join(Lead, Lead.id == Identity.lead_id)
         .where(Identity.channel == channel, Identity.external_id == external_id)
-    ).first()
+    )
+    for field, value in details:
+        if value:
+            query = query.add_columns(_verified_detail(field, value))
+    row = session.execute(query).first()
     if row is not None:
         identity, holder = row[0], row[1]
         if identity_trust == VERIFIED and identity.trust != VERIFIED:
             identity.trust = VERIFIED
+        verified: list[bool] = [bool(flag) for flag in tuple(row)[2:]]
+        asked = [(field, value) for field, value in details if value]
+        settled = frozenset(
+            field
+            for (field, value), known in zip(asked, verified, strict=True)
+            if known and _holds(holder, field, value)
+        )
         if holder.merged_into_id is not None:
-            holder = get_lead(holder.id, session=session)
-        return holder, identity
+            holder, settled = get_lead(holder.id, session=session), frozenset()
+        return holder, identity, settled
     lead: Lead | None = None
     root: Identity | None = None
     if alias_of:
@@ -551,7 +569,29 @@ def _lead_for_identity(
     except IntegrityError:
         # Someone registered this identity at the same time: the next attempt uses theirs.
         return None
-    return lead, identity
+    return lead, identity, frozenset()
+
+
+def _verified_detail(field: str, value: str) -> Any:
+    """Whether the identity's lead has this detail recorded as verified (a column of the
+    identity's statement)."""
+    return (
+        select(ContactDetail.id)
+        .where(
+            ContactDetail.lead_id == Lead.id,
+            ContactDetail.kind == field,
+            ContactDetail.key == rules.contact_key(field, value),
+            ContactDetail.trust == VERIFIED,
+        )
+        .exists()
+    )
+
+
+def _holds(lead: Lead, field: str, value: str) -> bool:
+    current = getattr(lead, field)
+    return current is not None and rules.contact_key(field, current) == rules.contact_key(
+        field, value
+    )
 
 
 def _claim(

@@ -8,10 +8,13 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, select, union_all
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from store.contacts import try_normalize_phone
+from store.events import inserted
 from store.leads import get_conversation, resolve_identity
 from store.models import VERIFIED, Conversation, Lead, Message, utcnow
 from store.text import clean_json, clean_text
@@ -53,20 +56,21 @@ class Ingested:
     duplicate: bool
 
 
-def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingested:
+def ingest(
+    inbound: Inbound,
+    *,
+    session: Session,
+    region: str = "US",
+    received_at: datetime | None = None,
+) -> Ingested:
     """Store an inbound event once; a repeated channel message id returns the stored one, marked
     duplicate.
 
     The phone the channel supplies is trusted (verified) only when it is valid; an invalid one is
     kept in the payload and ignored for identity. The message lands in the conversation of its
-    identity (each identity of a lead is a room of its own).
+    identity (each identity of a lead is a room of its own). `received_at` dates its arrival
+    (when its webhook came, for a message ingested later); now by default.
     """
-    if inbound.channel_message_id:
-        existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id)
-        if existing is not None:
-            conversation = session.get(Conversation, existing.conversation_id)
-            assert conversation is not None
-            return Ingested(existing, conversation.lead, conversation, True)
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
     lead, identity = resolve_identity(
         inbound.channel,
@@ -80,39 +84,50 @@ def ingest(inbound: Inbound, *, session: Session, region: str = "US") -> Ingeste
     conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
     now = utcnow()
     direction = "in" if inbound.author == "customer" else "out"
-    message = Message(
-        conversation_id=conversation.id,
-        channel=inbound.channel,
-        external_id=inbound.external_id,
-        direction=direction,
-        author=inbound.author,
-        text=(inbound.text or "")[:20000],
-        kind=inbound.kind,
-        channel_message_id=inbound.channel_message_id,
-        payload=inbound.payload,
-        sent_at=inbound.sent_at or now,
-        created_at=now,
-        delivery_status="received" if direction == "in" else "sent",
+    values: dict[str, Any] = {
+        "conversation_id": conversation.id,
+        "channel": inbound.channel,
+        "external_id": inbound.external_id,
+        "direction": direction,
+        "author": inbound.author,
+        "text": (inbound.text or "")[:20000],
+        "kind": inbound.kind,
+        "channel_message_id": inbound.channel_message_id,
+        "payload": inbound.payload,
+        "sent_at": inbound.sent_at or now,
+        "created_at": received_at or now,
+        "delivery_status": "received" if direction == "in" else "sent",
         # Agent echoes need no bot processing.
-        processed_at=None if direction == "in" else now,
-    )
+        "processed_at": None if direction == "in" else now,
+    }
     if not inbound.channel_message_id:
-        # Nothing unique to collide on: no savepoint needed.
+        # Nothing unique to collide on.
+        message = Message(**values)
         session.add(message)
         session.flush()
         return _arrived(message, lead, conversation)
-    try:
-        with session.begin_nested():
-            session.add(message)
-            session.flush()
-    except IntegrityError:
-        existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id or "")
-        if existing is None:
-            raise
-        conversation = session.get(Conversation, existing.conversation_id)
-        assert conversation is not None
-        return Ingested(existing, conversation.lead, conversation, True)
-    return _arrived(message, lead, conversation)
+    # One statement: the unique index decides whether the channel sent it before (no
+    # read-then-write, no savepoint).
+    stored = session.scalars(_insert_once(session), [values]).first()
+    if stored is None:
+        existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id)
+        assert existing is not None
+        before = session.get(Conversation, existing.conversation_id)
+        assert before is not None
+        return Ingested(existing, before.lead, before, True)
+    inserted(session, [stored])
+    return _arrived(stored, lead, conversation)
+
+
+def _insert_once(session: Session) -> Any:
+    """INSERT ... ON CONFLICT (channel, channel_message_id) DO NOTHING RETURNING the message."""
+    dialect = session.get_bind().dialect.name
+    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        build(Message)
+        .on_conflict_do_nothing(index_elements=["channel", "channel_message_id"])
+        .returning(Message)
+    )
 
 
 def _arrived(message: Message, lead: Lead, conversation: Conversation) -> Ingested:

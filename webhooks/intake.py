@@ -319,11 +319,9 @@ def _ingest_one(
     result: StoreResult,
     received_at: datetime | None = None,
 ) -> None:
-    ingested = ingest(inbound, session=session, region=region)
-    if received_at is not None and not ingested.duplicate:
-        # The message arrived when its webhook did: the bot's quiet window counts from there, so
-        # a burst stays one burst however late the drain ingests it.
-        ingested.message.created_at = received_at
+    # The message arrived when its webhook did: the bot's quiet window counts from there, so a
+    # burst stays one burst however late the drain ingests it.
+    ingested = ingest(inbound, session=session, region=region, received_at=received_at)
     if ingested.duplicate:
         result.duplicates += 1
         # Still pending (stored by a delivery that was never dispatched): dispatch again.

@@ -17,7 +17,8 @@ from store.models import Conversation, Message, ScoreEvent
 from tests.bot.support import Clock
 
 # A steady-state run (no status change, no new contact): read the conversation (2), then claim,
-# lock and load, score event, audit rows, lead, conversation, reply (7), then mark it sent (1).
+# lock and load, score event, audit rows, lead, conversation, reply (7); a local outbox's reply is
+# recorded as sent in that transaction (no statement of its own).
 MAX_STATEMENTS_PER_RUN = 10
 QUESTIONS = [
     "What packages do you offer?",

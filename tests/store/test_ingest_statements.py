@@ -1,0 +1,114 @@
+"""Storing an inbound message does the least the database needs: a detail the lead already holds
+verified is not claimed again, a channel message id is deduplicated by one INSERT the unique index
+decides, and the arrival time is written with the row (no UPDATE after it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.leads import resolve
+from store.messages import Inbound, ingest
+from store.models import CLAIMED, VERIFIED, ContactDetail, Message, utcnow
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def _whatsapp(sender: str, number: int, **fields: object) -> Inbound:
+    return Inbound(
+        channel="whatsapp",
+        external_id=sender,
+        text=f"Message {number}",
+        phone=f"+{sender}",
+        channel_message_id=f"wamid.{sender}.{number}",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _no_phone(message_id: str) -> Inbound:
+    return Inbound(
+        channel="whatsapp", external_id="14155550999", text="Hi", channel_message_id=message_id
+    )
+
+
+def test_a_verified_phone_the_lead_holds_costs_no_statement_on_later_messages(
+    session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    with session_factory.begin() as session:
+        first = ingest(_whatsapp("14155550123", 1), session=session)
+        assert first.lead.phone == "+14155550123"
+    with session_factory.begin() as session, statements(db_engine) as with_phone:
+        again = ingest(_whatsapp("14155550123", 2), session=session)
+    with session_factory.begin() as session:
+        ingest(_no_phone("x"), session=session)
+    with session_factory.begin() as session, statements(db_engine) as without_phone:
+        ingest(_no_phone("y"), session=session)
+    assert again.lead.id == first.lead.id and not again.duplicate
+    # Identity with lead, conversation, the message, the lead's and the conversation's last
+    # contact: the same whether or not the channel vouches for a phone the lead already has.
+    assert len(with_phone) == len(without_phone) <= 5, with_phone
+
+
+def test_a_claimed_phone_the_channel_then_vouches_for_becomes_verified(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        lead = resolve("whatsapp", "14155550124", session=session)
+        resolve("whatsapp", "14155550124", phone="+14155550124", session=session, trust=CLAIMED)
+        lead_id = lead.id
+    with session_factory.begin() as session:
+        stored = ingest(_whatsapp("14155550124", 1), session=session)
+        assert stored.lead.id == lead_id
+    with session_factory() as session:
+        trust = session.scalars(
+            select(ContactDetail.trust).where(
+                ContactDetail.lead_id == lead_id, ContactDetail.kind == "phone"
+            )
+        ).one()
+    assert trust == VERIFIED
+
+
+def test_a_repeated_channel_message_id_is_stored_once_and_reported_duplicate(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        first = ingest(_whatsapp("14155550125", 1), session=session)
+        again = ingest(_whatsapp("14155550125", 1), session=session)
+        first_id = first.message.id
+        assert again.duplicate and again.message.id == first_id
+    with session_factory.begin() as session:
+        later = ingest(_whatsapp("14155550125", 1), session=session)
+        assert later.duplicate and later.message.id == first_id
+        assert later.conversation.id == first.conversation.id
+    with session_factory() as session:
+        assert session.scalars(select(Message.id)).all() == [first_id]
+
+
+def test_the_arrival_time_is_written_with_the_message(
+    session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    arrived = (utcnow() - timedelta(minutes=3)).replace(microsecond=0)
+    with session_factory.begin() as session, statements(db_engine) as seen:
+        stored = ingest(_whatsapp("14155550126", 1), session=session, received_at=arrived)
+        message_id = stored.message.id
+    assert not any(s.lstrip().upper().startswith("UPDATE MESSAGES") for s in seen)
+    with session_factory() as session:
+        created = session.get(Message, message_id).created_at  # type: ignore[union-attr]
+    assert created.replace(tzinfo=None) == arrived.replace(tzinfo=None)
