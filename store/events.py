@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 import redis
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from store.models import Lead, Message, Notification
 
@@ -174,6 +174,7 @@ def watch(session_factory: sessionmaker[Session], bus: EventBus) -> None:
     event.listen(session_factory, "after_flush", _collect)
     event.listen(session_factory, "after_commit", lambda session: _publish(session, bus))
     event.listen(session_factory, "after_rollback", _forget)
+    event.listen(session_factory, "after_soft_rollback", _forget_savepoint)
 
 
 def events_of(objects: Iterable[Any], *, new: bool) -> list[StoreEvent]:
@@ -212,27 +213,41 @@ def events_of(objects: Iterable[Any], *, new: bool) -> list[StoreEvent]:
     return found
 
 
+# An event, the row it is about, and the savepoint of an `inserted` row (None for a flushed one).
+_Pending = tuple[StoreEvent, Any, "SessionTransaction | None"]
+
+
 def inserted(session: Session, objects: Iterable[Any]) -> None:
     """Announce rows written by a statement of their own (an INSERT ... RETURNING, which no flush
-    sees) with the transaction's other events."""
-    pending: list[tuple[StoreEvent, Any]] = session.info.setdefault(_PENDING, [])
+    sees) with the transaction's other events.
+
+    Such a row is loaded, not added, so a savepoint rolled back around it does not take it out of
+    the session: its events remember the savepoint they were written in and leave with it.
+    """
+    pending: list[_Pending] = session.info.setdefault(_PENDING, [])
+    savepoint = session.get_nested_transaction()
     for item in objects:
-        pending.extend((found, item) for found in events_of([item], new=True))
+        pending.extend((found, item, savepoint) for found in events_of([item], new=True))
 
 
 def _collect(session: Session, _context: Any) -> None:
-    pending: list[tuple[StoreEvent, Any]] = session.info.setdefault(_PENDING, [])
+    pending: list[_Pending] = session.info.setdefault(_PENDING, [])
     for new, objects in ((True, list(session.new)), (False, list(session.dirty))):
         for item in objects:
-            pending.extend((found, item) for found in events_of([item], new=new))
+            pending.extend((found, item, None) for found in events_of([item], new=new))
 
 
 def _publish(session: Session, bus: EventBus) -> None:
     if session.get_nested_transaction() is not None:
         return  # a savepoint: the events wait for the whole transaction
-    pending: list[tuple[StoreEvent, Any]] = session.info.pop(_PENDING, None) or []
-    # A row inserted inside a savepoint that was rolled back left the session with it.
-    events = [found for found, item in pending if inspect(item).persistent]
+    pending: list[_Pending] = session.info.pop(_PENDING, None) or []
+    # A flushed row inserted inside a savepoint that was rolled back left the session with it;
+    # an `inserted` one was dropped when its savepoint rolled back (`_forget_savepoint`).
+    events = [
+        found
+        for found, item, savepoint in pending
+        if savepoint is not None or inspect(item).persistent
+    ]
     if not events:
         return
     try:
@@ -244,6 +259,23 @@ def _publish(session: Session, bus: EventBus) -> None:
 def _forget(session: Session) -> None:
     if session.get_nested_transaction() is None:
         session.info.pop(_PENDING, None)
+
+
+def _forget_savepoint(session: Session, previous: SessionTransaction) -> None:
+    """Drop the events of rows `inserted` inside a savepoint (or one within it) rolled back."""
+    if not previous.nested:
+        return
+    pending: list[_Pending] | None = session.info.get(_PENDING)
+    if pending:
+        pending[:] = [entry for entry in pending if not _within(entry[2], previous)]
+
+
+def _within(savepoint: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    while savepoint is not None:
+        if savepoint is outer:
+            return True
+        savepoint = savepoint.parent
+    return False
 
 
 def _changed_fields(lead: Lead) -> list[str]:

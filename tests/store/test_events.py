@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.agents import create_agent
 from store.events import EventBus, LocalBus, RedisBus, StoreEvent, watch
 from store.messages import Inbound, ingest
-from store.models import Lead, Notification
+from store.models import Lead, Message, Notification
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 
@@ -90,6 +90,28 @@ def test_a_redelivered_message_is_not_announced_twice(
         _message(session, "14155550126", "Still there?", "wamid.5")
     messages = [e for e in bus.read(start, timeout=0) if e.kind == "message"]
     assert len(messages) == 1
+
+
+def test_a_message_stored_in_a_savepoint_that_rolls_back_is_not_announced(
+    watched: sessionmaker[Session], bus: LocalBus
+) -> None:
+    start = bus.last_id()
+    with watched.begin() as session:
+        # The drain takes each inbox row in a savepoint; one that fails after its message was
+        # stored is rolled back with it, and the rest of the batch commits.
+        savepoint = session.begin_nested()
+        _message(session, "14155550127", "Lost with its savepoint", "wamid.6")
+        inner = session.begin_nested()
+        _message(session, "14155550128", "Inside it too", "wamid.7")
+        inner.commit()
+        savepoint.rollback()
+        with session.begin_nested():
+            _message(session, "14155550129", "Kept", "wamid.8")
+    messages = [e for e in bus.read(start, timeout=0) if e.kind == "message"]
+    assert len(messages) == 1
+    with watched() as session:
+        kept = session.get(Message, messages[0].data["message_id"])
+        assert kept is not None and kept.text == "Kept"
 
 
 def test_status_assignment_and_notifications_are_announced(
