@@ -68,6 +68,9 @@ DRAIN_MAX_DELAY = 0.3
 DRAIN_BUSY = 0.5
 DRAIN_BUDGET = 0.05
 DRAIN_PAUSE = 0.25
+# Inbox events ingested per transaction (SQLite: a webhook may wait for one to commit).
+DRAIN_BATCH = 8
+SQLITE_DRAIN_BATCH = 2
 
 
 @dataclass
@@ -259,6 +262,9 @@ def build_runtime(
         # With a broker, drains run in several worker processes: one at a time, so that messages
         # are stored in the order they arrived (side by side, a later batch could commit first).
         hold=make_locks(engine).hold if settings.broker_url else None,
+        # On SQLite a drain's transaction holds the database's one write lock, which webhooks
+        # wait for: short transactions keep their wait short.
+        batch_size=SQLITE_DRAIN_BATCH if engine.dialect.name == "sqlite" else DRAIN_BATCH,
     )
 
     closers = ExitStack()
