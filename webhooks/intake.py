@@ -122,26 +122,40 @@ class _Waiting:
 
 class InboxWriter:
     """Group commit for the webhooks: the batches of concurrent requests go into the inbox in one
-    transaction (one multi-row insert, one commit) by one writer thread; each request waits until
+    transaction (one multi-row insert, one commit) by a writer thread; each request waits until
     its events are committed before its 200.
 
-    Under load the transaction's fixed cost (BEGIN, the statement's set-up, COMMIT, on PostgreSQL
-    a round trip each; on SQLite the write lock's turn) is paid once per group instead of once per
-    request. A group whose transaction fails is written again one request at a time, so one bad
-    batch fails alone (its request answers 503 and the channel delivers it again). The thread
-    starts with the first request and ends after `idle` seconds without one.
+    Under load the transaction's fixed cost (the statement's set-up, the commit; on SQLite the
+    write lock's turn) is paid once per group instead of once per request. On PostgreSQL the
+    insert runs as its own transaction (autocommit: one round trip, no BEGIN or COMMIT) and
+    `writers` threads write side by side while a commit waits for the disk; SQLite has one writer
+    (its one write lock). A group whose transaction fails is written again one request at a time,
+    so one bad batch fails alone (its request answers 503 and the channel delivers it again).
+    Writer threads start with the requests and end after `idle` seconds without one.
     """
 
     def __init__(
-        self, engine: Engine, *, max_events: int = 1000, idle: float = 2.0, timeout: float = 60.0
+        self,
+        engine: Engine,
+        *,
+        writers: int | None = None,
+        max_events: int = 1000,
+        idle: float = 2.0,
+        timeout: float = 60.0,
     ) -> None:
+        postgres = engine.dialect.name == "postgresql"
         self._engine = engine
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else None
+        )
+        self._max_writers = writers or (2 if postgres else 1)
         self._max_events = max_events
         self._idle = idle
         self._timeout = timeout
         self._cond = threading.Condition()
         self._queue: list[_Waiting] = []
-        self._thread: threading.Thread | None = None
+        self._writers = 0  # running writer threads
+        self._waiting_writers = 0  # of them, waiting for work
         self.groups = 0  # transactions written (for tests and benchmarks)
 
     def queue(self, batch: ParsedBatch, *, now: datetime) -> StoreResult:
@@ -152,11 +166,11 @@ class InboxWriter:
             return _queued(batch, 0)
         with self._cond:
             self._queue.append(waiting)
-            if self._thread is None:
-                self._thread = threading.Thread(
+            if self._waiting_writers == 0 and self._writers < self._max_writers:
+                self._writers += 1
+                threading.Thread(
                     target=self._write, name="leaddesk-inbox-writer", daemon=True
-                )
-                self._thread.start()
+                ).start()
             self._cond.notify()
         if not waiting.done.wait(self._timeout):
             raise OperationalError("inbox writer", {}, TimeoutError("no commit in time"))
@@ -167,10 +181,14 @@ class InboxWriter:
 
     def _take(self) -> list[_Waiting] | None:
         with self._cond:
-            while not self._queue:
-                if not self._cond.wait(self._idle) and not self._queue:
-                    self._thread = None
-                    return None
+            self._waiting_writers += 1
+            try:
+                while not self._queue:
+                    if not self._cond.wait(self._idle) and not self._queue:
+                        self._writers -= 1
+                        return None
+            finally:
+                self._waiting_writers -= 1
             group: list[_Waiting] = []
             count = 0
             while self._queue and (
@@ -202,11 +220,16 @@ class InboxWriter:
 
     def _commit(self, group: list[_Waiting]) -> None:
         events = [event for item in group for event in item.events]
-        with self._engine.begin() as connection:
-            new = inbox.enqueue(
-                events, connection=connection, now=events[0].received_at or utcnow()
-            )
-        self.groups += 1
+        now = events[0].received_at or utcnow()
+        if self._autocommit is not None:
+            # One statement, atomic on its own: the insert is the transaction.
+            with self._autocommit.connect() as connection:
+                new = inbox.enqueue(events, connection=connection, now=now)
+        else:
+            with self._engine.begin() as connection:
+                new = inbox.enqueue(events, connection=connection, now=now)
+        with self._cond:
+            self.groups += 1
         # A key new in this group counts for the first request that carried it.
         fresh = Counter(new)
         for item in group:
