@@ -9,6 +9,7 @@ directly in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -120,6 +121,23 @@ class _Waiting:
     error: BaseException | None = None
 
 
+class _WriterConnection:
+    """The connection one writer thread keeps (PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+
+    def drop(self, *, failed: bool = True) -> None:
+        """Let the connection go (`failed`: it is not given back to the pool)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            if failed:
+                with contextlib.suppress(Exception):
+                    connection.invalidate()
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
 class InboxWriter:
     """Group commit for the webhooks: the batches of concurrent requests go into the inbox in one
     transaction (one multi-row insert, one commit) by a writer thread; each request waits until
@@ -200,31 +218,40 @@ class InboxWriter:
             return group
 
     def _write(self) -> None:
-        while True:
-            group = self._take()
-            if group is None:
-                return
-            try:
-                self._commit(group)
-            except Exception:  # noqa: BLE001 - each batch is tried alone below
-                if len(group) == 1:
-                    group[0].error = sys.exc_info()[1]
-                else:
-                    for item in group:
-                        try:
-                            self._commit([item])
-                        except Exception as exc:  # noqa: BLE001 - the request answers 503
-                            item.error = exc
-            for item in group:
-                item.done.set()
+        # On PostgreSQL a writer keeps its connection while it runs (no pool check-out, no
+        # pre-ping per group); one that failed is dropped and opened again.
+        mine = _WriterConnection()
+        try:
+            while True:
+                group = self._take()
+                if group is None:
+                    return
+                try:
+                    self._commit(group, mine)
+                except Exception:  # noqa: BLE001 - each batch is tried alone below
+                    mine.drop()
+                    if len(group) == 1:
+                        group[0].error = sys.exc_info()[1]
+                    else:
+                        for item in group:
+                            try:
+                                self._commit([item], mine)
+                            except Exception as exc:  # noqa: BLE001 - the request answers 503
+                                mine.drop()
+                                item.error = exc
+                for item in group:
+                    item.done.set()
+        finally:
+            mine.drop(failed=False)
 
-    def _commit(self, group: list[_Waiting]) -> None:
+    def _commit(self, group: list[_Waiting], mine: _WriterConnection) -> None:
         events = [event for item in group for event in item.events]
         now = events[0].received_at or utcnow()
         if self._autocommit is not None:
             # One statement, atomic on its own: the insert is the transaction.
-            with self._autocommit.connect() as connection:
-                new = inbox.enqueue(events, connection=connection, now=now)
+            if mine.connection is None:
+                mine.connection = self._autocommit.connect()
+            new = inbox.enqueue(events, connection=mine.connection, now=now)
         else:
             with self._engine.begin() as connection:
                 new = inbox.enqueue(events, connection=connection, now=now)
