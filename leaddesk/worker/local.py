@@ -41,8 +41,6 @@ MAX_QUICK_EXITS = 5
 QUICK_EXIT_BACKOFF = 30.0
 CHECK_SECONDS = 0.25
 HEALTH_SECONDS = 0.5
-# The bot process's scheduling priority below the web process's (`os.nice`).
-BOT_NICENESS = 10
 # How long `leaddesk serve` waits for its bot process before listening anyway.
 READY_TIMEOUT = 60.0
 
@@ -317,10 +315,6 @@ def serve_bot_process(fd: int, build: Callable[[RelayBus, RelayNotifier], Any]) 
     """Run the bot on the socket `fd` its web process passed down until that process goes away
     or SIGTERM comes. `build(bus, notifier)` returns the started-to-be runtime (`Runtime`)."""
     channel = _Channel(socket.socket(fileno=fd))
-    with contextlib.suppress(OSError):
-        # Acknowledge first: when the cores are busy, the web process's requests go before the
-        # bot's work (which the quiet window gives time anyway).
-        os.nice(BOT_NICENESS)
     runtime = build(RelayBus(channel), RelayNotifier(channel))
     stopping = threading.Event()
 
