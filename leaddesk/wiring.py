@@ -70,6 +70,9 @@ DRAIN_MAX_DELAY = 0.3
 DRAIN_BUSY = 0.5
 DRAIN_BUDGET = 0.05
 DRAIN_PAUSE = 0.25
+# Inbox events ingested per transaction (SQLite: a webhook may wait for one to commit).
+DRAIN_BATCH = 8
+SQLITE_DRAIN_BATCH = 2
 
 
 @dataclass
@@ -88,6 +91,12 @@ class Runtime:
     inbox: InboxDrain
     telegram: BackgroundBot | None = None  # when TELEGRAM_BOT_TOKEN is set
     clock: Callable[[], datetime] = utcnow
+    # False in the web process of `leaddesk serve` when the bot runs in its own process
+    # (`leaddesk.worker.local`): that process drains, answers, resends and catches up.
+    bot_here: bool = True
+    # True in that bot process: the web process sends agents' replies too, so a send claimed a
+    # moment ago may be in flight there, not interrupted.
+    sends_elsewhere: bool = False
     _closers: ExitStack = field(default_factory=ExitStack)
     _threads: list[threading.Thread] = field(default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -96,9 +105,15 @@ class Runtime:
         """Start the workers; replies recorded but never sent by an earlier run go out in the
         background."""
         self.prompts.start()  # watch prompts/ for saved changes
+        if not self.bot_here:
+            # Before the bot process starts: a send still claimed now was cut off by a crash.
+            with self.session_factory.begin() as session:
+                mark_interrupted_sends(utcnow(), session=session)
         self.dispatcher.start()
         if self.telegram is not None:
             self.telegram.start()
+        if not self.bot_here:
+            return
         thread = threading.Thread(target=self._resend, name="leaddesk-resend", daemon=True)
         self._threads.append(thread)
         thread.start()
@@ -147,7 +162,9 @@ class Runtime:
             # Without a broker this is the only process that sends: a send still claimed at start
             # was cut off by a crash. With workers elsewhere, only sends claimed long ago are.
             claimed_before = utcnow() - (
-                SEND_INTERRUPTED_AFTER if self.settings.broker_url else timedelta(0)
+                SEND_INTERRUPTED_AFTER
+                if self.settings.broker_url or self.sends_elsewhere
+                else timedelta(0)
             )
             with self.session_factory.begin() as session:
                 mark_interrupted_sends(claimed_before, session=session)
@@ -180,9 +197,17 @@ def build_runtime(
     model: BaseChatModel | None = None,
     chat_limits: ChatLimits | None = None,
     clock: Callable[[], datetime] | None = None,
+    events: EventBus | None = None,
+    notifier: ReplyNotifier | None = None,
+    dispatcher: Dispatcher | None = None,
+    sends_elsewhere: bool = False,
 ) -> Runtime:
     """Assemble the server. Raises `bot.PromptError` for invalid prompt files and SQLAlchemy's
-    OperationalError when the database cannot be reached."""
+    OperationalError when the database cannot be reached.
+
+    `events`, `notifier` and `dispatcher` replace the ones built here: `leaddesk serve` passes a
+    `leaddesk.worker.local.BotProcess` (the bot runs in a child process; the runtime then neither
+    drains nor answers) and, in that child, buses that relay to the web process."""
     clock = clock or utcnow
     # The prompts in force; a saved change that validates replaces them while the server runs.
     prompts = PromptStore(settings.prompts_dir, poll_seconds=settings.prompts_poll_seconds)
@@ -193,10 +218,10 @@ def build_runtime(
     # its own, set up when the copilot opens it).
     prepare_database(engine, settings, memory=engine.dialect.name == "postgresql")
     session_factory = make_session_factory(engine)
-    events = make_event_bus(settings)
+    events = events if events is not None else make_event_bus(settings)
     watch(session_factory, events)
     model = model if model is not None else make_chat_model(settings)
-    notifier = ReplyNotifier()
+    notifier = notifier if notifier is not None else ReplyNotifier()
     outbox = ChannelOutbox(
         session_factory=session_factory,
         settings=settings,
@@ -243,7 +268,10 @@ def build_runtime(
         assert isinstance(dispatcher, ThreadDispatcher)
         return spent >= DRAIN_BUDGET and dispatcher.seconds_since_submit(INBOX_KEY) < DRAIN_BUSY
 
-    dispatcher = make_dispatcher(settings, answer, pending)
+    bot_here = dispatcher is None
+    dispatcher = (
+        dispatcher if dispatcher is not None else make_dispatcher(settings, answer, pending)
+    )
 
     def on_human_reply(lead: Any, *, session: Session, now: datetime, minutes: int) -> None:
         # The business file may set its own takeover window; the bot knows which one applies.
@@ -259,6 +287,9 @@ def build_runtime(
         # With a broker, drains run in several worker processes: one at a time, so that messages
         # are stored in the order they arrived (side by side, a later batch could commit first).
         hold=make_locks(engine).hold if settings.broker_url else None,
+        # On SQLite a drain's transaction holds the database's one write lock, which webhooks
+        # wait for: short transactions keep their wait short.
+        batch_size=SQLITE_DRAIN_BATCH if engine.dialect.name == "sqlite" else DRAIN_BATCH,
     )
 
     closers = ExitStack()
@@ -305,6 +336,8 @@ def build_runtime(
         inbox=inbox,
         telegram=telegram,
         clock=clock,
+        bot_here=bot_here,
+        sends_elsewhere=sends_elsewhere,
         _closers=closers,
     )
 

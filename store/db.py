@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -106,7 +110,55 @@ class TurnQueue:
                 self._held = False
 
 
+class FileTurn:
+    """The write turn between processes: an exclusive `flock` on a file beside the database.
+
+    SQLite's own busy handler sleeps with growing back-off (up to 100 ms at a time) while another
+    process writes, so a webhook could wait far longer than the transaction it waits for; a lock
+    taken here is handed over within a millisecond of its release. Only one thread of a process
+    asks at a time (its `TurnQueue` turn), and a process opens its own file description (a forked
+    child must not share its parent's lock).
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    def acquire(self, timeout: float) -> bool:
+        """Wait for the lock up to `timeout` seconds (False: go on and let SQLite decide)."""
+        try:
+            fd = self._descriptor()
+        except OSError:
+            return False  # a read-only folder: SQLite's own locking still applies
+        deadline = time.monotonic() + timeout
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+            except OSError:
+                return False
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 _TURN = "leaddesk_write_turn"
+_FILE_TURN = "leaddesk_file_turn"
 _QUEUED: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
@@ -118,14 +170,18 @@ def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) 
     and can lose the race again and again: under a burst of webhooks some waited seconds while
     each transaction took a few milliseconds. Here the writers of one engine queue instead and
     each goes as soon as the connection before it is back in the pool (its COMMIT done). Readers
-    (read snapshots) do not queue; other processes still meet SQLite's own locking; after
-    `timeout` seconds a writer stops waiting for its turn. `make_engine` calls this for every
-    SQLite file; a second call on the same engine changes nothing.
+    (read snapshots) do not queue. Between processes (`leaddesk serve`'s web and bot processes,
+    a CLI beside them) the thread whose turn it is then takes a `FileTurn` on a file beside the
+    database. After `timeout` seconds a writer stops waiting for its turn and SQLite's own locking
+    decides. `make_engine` calls this for every SQLite file; a second call on the same engine
+    changes nothing.
     """
     if engine in _QUEUED:
         return
     _QUEUED.add(engine)
     turns = TurnQueue()
+    database = engine.url.database
+    between = FileTurn(f"{database}-writers") if database else None
 
     def take_turn(connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if (
@@ -134,9 +190,13 @@ def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) 
             and turns.acquire(timeout)
         ):
             connection.info[_TURN] = True
+            if between is not None and between.acquire(timeout):
+                connection.info[_FILE_TURN] = True
 
     def end_turn(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
         if record is not None and record.info.pop(_TURN, False):
+            if record.info.pop(_FILE_TURN, False) and between is not None:
+                between.release()
             turns.release()
 
     event.listen(engine, "before_cursor_execute", take_turn)

@@ -36,6 +36,7 @@ class InboxEvent:
     kind: str
     dedupe_key: str | None
     event: dict[str, Any]
+    received_at: datetime | None = None  # None: the `now` of `enqueue`
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,11 @@ class Backlog:
     set_aside: int
 
 
-def enqueue(events: Sequence[InboxEvent], *, connection: Connection, now: datetime) -> list[str]:
-    """Insert the events in one statement; return the dedupe keys that were new (not redeliveries).
+def enqueue(
+    events: Sequence[InboxEvent], *, connection: Connection, now: datetime
+) -> list[tuple[str, str]]:
+    """Insert the events in one statement; return the (channel, dedupe key) pairs that were new
+    (not redeliveries; a key twice among `events` is new once).
 
     Events without a dedupe key are always inserted (and not returned)."""
     if not events:
@@ -57,7 +61,7 @@ def enqueue(events: Sequence[InboxEvent], *, connection: Connection, now: dateti
             "kind": e.kind,
             "dedupe_key": e.dedupe_key,
             "event": e.event,
-            "received_at": now,
+            "received_at": e.received_at or now,
             "attempts": 0,
         }
         for e in events
@@ -67,11 +71,11 @@ def enqueue(events: Sequence[InboxEvent], *, connection: Connection, now: dateti
     statement = (
         insert_into(_TABLE)
         .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
-        .returning(_TABLE.c.dedupe_key)
+        .returning(_TABLE.c.channel, _TABLE.c.dedupe_key)
     )
     # A list of parameters: one cached statement, sent as one multi-row INSERT ("insertmanyvalues").
     result = connection.execute(statement, rows)
-    return [key for key in result.scalars() if key is not None]
+    return [(channel, key) for channel, key in result if key is not None]
 
 
 def claim(

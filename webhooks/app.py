@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import Outbox, PromptConfig
 from store.agents import agent_by_token
 from store.events import EventBus
-from webhooks.intake import HumanReplyHook
+from webhooks.intake import HumanReplyHook, InboxWriter
 from webhooks.notify import ReplyNotifier
 from webhooks.ratelimit import ChatLimits
 
@@ -100,6 +100,11 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 def services() -> Services:
     """The current app's collaborators."""
     return current_app.extensions["leaddesk"]  # type: ignore[no-any-return]
+
+
+def inbox_writer() -> InboxWriter:
+    """The current app's inbox writer (the webhooks' group commit)."""
+    return current_app.extensions["leaddesk_inbox"]  # type: ignore[no-any-return]
 
 
 def add_health_probe(app: Flask, name: str, probe: Callable[[], dict[str, Any]]) -> None:

@@ -9,15 +9,19 @@ directly in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,7 +31,7 @@ from store.domain.takeover import human_took_over
 from store.inbox import InboxEvent
 from store.leads import find_identity, get_lead, join_conversations, merge_leads
 from store.messages import Inbound, Ingested, ingest
-from store.models import VERIFIED, Conversation, Identity, Lead, Message
+from store.models import VERIFIED, Conversation, Identity, Lead, Message, utcnow
 from webhooks.events import DELIVERY_RANK, ParsedBatch, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -76,26 +80,195 @@ def status_event(status: StatusUpdate) -> dict[str, Any]:
     return {k: _dump(v) for k, v in vars(status).items()}
 
 
-def queue_batch(batch: ParsedBatch, *, engine: Engine, now: datetime) -> StoreResult:
-    """Put every event of the batch in the inbox in one transaction (a redelivered message is
-    dropped by the unique index); nothing else happens before the 200."""
+def _inbox_events(batch: ParsedBatch, now: datetime) -> list[InboxEvent]:
     events = [
         InboxEvent(
             m.channel,
             "echo" if m.author == "agent" else "message",
             m.channel_message_id,
             inbound_event(m),
+            now,
         )
         for m in batch.messages
     ]
-    events += [InboxEvent(s.channel, "status", None, status_event(s)) for s in batch.statuses]
-    with engine.begin() as connection:
-        new = inbox.enqueue(events, connection=connection, now=now)
+    events += [InboxEvent(s.channel, "status", None, status_event(s), now) for s in batch.statuses]
+    return events
+
+
+def _queued(batch: ParsedBatch, new: int) -> StoreResult:
+    """What the webhook answers, given how many of its keyed messages were new."""
     with_key = sum(1 for m in batch.messages if m.channel_message_id)
-    stored = len(new) + (len(batch.messages) - with_key)
+    stored = new + (len(batch.messages) - with_key)
     return StoreResult(
         stored=stored, duplicates=len(batch.messages) - stored, statuses=len(batch.statuses)
     )
+
+
+def queue_batch(batch: ParsedBatch, *, engine: Engine, now: datetime) -> StoreResult:
+    """Put every event of the batch in the inbox in one transaction (a redelivered message is
+    dropped by the unique index); nothing else happens before the 200."""
+    with engine.begin() as connection:
+        new = inbox.enqueue(_inbox_events(batch, now), connection=connection, now=now)
+    return _queued(batch, len(new))
+
+
+@dataclass
+class _Waiting:
+    batch: ParsedBatch
+    events: list[InboxEvent]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: StoreResult | None = None
+    error: BaseException | None = None
+
+
+class _WriterConnection:
+    """The connection one writer thread keeps (PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+
+    def drop(self, *, failed: bool = True) -> None:
+        """Let the connection go (`failed`: it is not given back to the pool)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            if failed:
+                with contextlib.suppress(Exception):
+                    connection.invalidate()
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+class InboxWriter:
+    """Group commit for the webhooks: the batches of concurrent requests go into the inbox in one
+    transaction (one multi-row insert, one commit) by a writer thread; each request waits until
+    its events are committed before its 200.
+
+    Under load the transaction's fixed cost (the statement's set-up, the commit; on SQLite the
+    write lock's turn) is paid once per group instead of once per request. On PostgreSQL the
+    insert runs as its own transaction (autocommit: one round trip, no BEGIN or COMMIT) and
+    `writers` threads write side by side while a commit waits for the disk; SQLite has one writer
+    (its one write lock). A group whose transaction fails is written again one request at a time,
+    so one bad batch fails alone (its request answers 503 and the channel delivers it again).
+    Writer threads start with the requests and end after `idle` seconds without one.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        writers: int | None = None,
+        max_events: int = 1000,
+        idle: float = 2.0,
+        timeout: float = 60.0,
+    ) -> None:
+        postgres = engine.dialect.name == "postgresql"
+        self._engine = engine
+        self._autocommit = (
+            engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else None
+        )
+        self._max_writers = writers or (2 if postgres else 1)
+        self._max_events = max_events
+        self._idle = idle
+        self._timeout = timeout
+        self._cond = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._writers = 0  # running writer threads
+        self._waiting_writers = 0  # of them, waiting for work
+        self.groups = 0  # transactions written (for tests and benchmarks)
+
+    def queue(self, batch: ParsedBatch, *, now: datetime) -> StoreResult:
+        """Store the batch's events (with the others waiting now) and return once committed;
+        raises the database's error when they could not be stored."""
+        waiting = _Waiting(batch, _inbox_events(batch, now))
+        if not waiting.events:
+            return _queued(batch, 0)
+        with self._cond:
+            self._queue.append(waiting)
+            if self._waiting_writers == 0 and self._writers < self._max_writers:
+                self._writers += 1
+                threading.Thread(
+                    target=self._write, name="leaddesk-inbox-writer", daemon=True
+                ).start()
+            self._cond.notify()
+        if not waiting.done.wait(self._timeout):
+            raise OperationalError("inbox writer", {}, TimeoutError("no commit in time"))
+        if waiting.error is not None:
+            raise waiting.error
+        assert waiting.result is not None
+        return waiting.result
+
+    def _take(self) -> list[_Waiting] | None:
+        with self._cond:
+            self._waiting_writers += 1
+            try:
+                while not self._queue:
+                    if not self._cond.wait(self._idle) and not self._queue:
+                        self._writers -= 1
+                        return None
+            finally:
+                self._waiting_writers -= 1
+            group: list[_Waiting] = []
+            count = 0
+            while self._queue and (
+                not group or count + len(self._queue[0].events) <= self._max_events
+            ):
+                item = self._queue.pop(0)
+                group.append(item)
+                count += len(item.events)
+            return group
+
+    def _write(self) -> None:
+        # On PostgreSQL a writer keeps its connection while it runs (no pool check-out, no
+        # pre-ping per group); one that failed is dropped and opened again.
+        mine = _WriterConnection()
+        try:
+            while True:
+                group = self._take()
+                if group is None:
+                    return
+                try:
+                    self._commit(group, mine)
+                except Exception:  # noqa: BLE001 - each batch is tried alone below
+                    mine.drop()
+                    if len(group) == 1:
+                        group[0].error = sys.exc_info()[1]
+                    else:
+                        for item in group:
+                            try:
+                                self._commit([item], mine)
+                            except Exception as exc:  # noqa: BLE001 - the request answers 503
+                                mine.drop()
+                                item.error = exc
+                for item in group:
+                    item.done.set()
+        finally:
+            mine.drop(failed=False)
+
+    def _commit(self, group: list[_Waiting], mine: _WriterConnection) -> None:
+        events = [event for item in group for event in item.events]
+        now = events[0].received_at or utcnow()
+        if self._autocommit is not None:
+            # One statement, atomic on its own: the insert is the transaction.
+            if mine.connection is None:
+                mine.connection = self._autocommit.connect()
+            new = inbox.enqueue(events, connection=mine.connection, now=now)
+        else:
+            with self._engine.begin() as connection:
+                new = inbox.enqueue(events, connection=connection, now=now)
+        with self._cond:
+            self.groups += 1
+        # A key new in this group counts for the first request that carried it.
+        fresh = Counter(new)
+        for item in group:
+            count = 0
+            for event in item.events:
+                if event.kind == "status" or not event.dedupe_key:
+                    continue
+                key = (event.channel, event.dedupe_key)
+                if fresh[key] > 0:
+                    fresh[key] -= 1
+                    count += 1
+            item.result = _queued(item.batch, count)
 
 
 # -- the drain: from the inbox into the store ------------------------------------------------

@@ -287,17 +287,26 @@ def verify_messenger():  # type: ignore[no-untyped-def]
     return verify_subscription()
 
 
+def parse_messenger_webhook(payload: Any, settings: Any) -> ParsedBatch:
+    """A Messenger webhook body for this server (its app and Page)."""
+    return parse_messaging(
+        payload, "messenger", app_id=settings.meta_app_id, account_id=settings.messenger_page_id
+    )
+
+
+def parse_instagram_webhook(payload: Any, settings: Any) -> ParsedBatch:
+    """An Instagram webhook body for this server (its app and account)."""
+    return parse_messaging(
+        payload,
+        "instagram",
+        app_id=settings.meta_app_id,
+        account_id=settings.instagram_account_id,
+    )
+
+
 @messenger_blueprint.post("/messenger")
 def receive_messenger():  # type: ignore[no-untyped-def]
-    return receive_webhook(
-        "messenger",
-        lambda payload, settings: parse_messaging(
-            payload,
-            "messenger",
-            app_id=settings.meta_app_id,
-            account_id=settings.messenger_page_id,
-        ),
-    )
+    return receive_webhook("messenger", parse_messenger_webhook)
 
 
 @instagram_blueprint.get("/instagram")
@@ -307,12 +316,4 @@ def verify_instagram():  # type: ignore[no-untyped-def]
 
 @instagram_blueprint.post("/instagram")
 def receive_instagram():  # type: ignore[no-untyped-def]
-    return receive_webhook(
-        "instagram",
-        lambda payload, settings: parse_messaging(
-            payload,
-            "instagram",
-            app_id=settings.meta_app_id,
-            account_id=settings.instagram_account_id,
-        ),
-    )
+    return receive_webhook("instagram", parse_instagram_webhook)

@@ -1,6 +1,9 @@
-"""Request limits (the web chat's, the console sign-in's) counted by Flask-Limiter: in the process
-by default, in Redis when the broker is a Redis server, so that every web process of a deployment
-counts together.
+"""Request limits (the web chat's, the console sign-in's) counted with Flask-Limiter's engine
+(`limits`: a moving window): in the process by default, in Redis when the broker is a Redis server,
+so that every web process of a deployment counts together.
+
+Only the views that name a limit count; nothing runs for other requests (the webhooks' hot path
+pays nothing for limits it does not have).
 
 Views ask `hit(limit, *keys)` (count one and say whether it is allowed) or `exceeded(limit, *keys)`
 (look without counting), with limits written the Flask-Limiter way ("10 per 15 minutes") or as a
@@ -15,9 +18,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, current_app, request
-from flask_limiter import Limiter
+from flask import Flask, current_app
 from limits import RateLimitItem, RateLimitItemPerSecond, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +47,9 @@ def storage_uri(settings: Any) -> str:
     return "memory://"
 
 
-def init_limiter(app: Flask, settings: Any) -> Limiter:
-    """Attach the limiter to the app; its keys carry the deployment's broker queue name."""
-    limiter = Limiter(
-        lambda: request.remote_addr or "unknown",
-        app=app,
-        storage_uri=storage_uri(settings),
-        strategy="moving-window",
-        headers_enabled=False,
-    )
+def init_limiter(app: Flask, settings: Any) -> MovingWindowRateLimiter:
+    """Give the app its limiter; its keys carry the deployment's broker queue name."""
+    limiter = MovingWindowRateLimiter(storage_from_string(storage_uri(settings)))
     app.extensions["leaddesk_limits"] = (
         limiter,
         f"leaddesk:{getattr(settings, 'broker_queue', 'leaddesk')}",
@@ -63,7 +61,7 @@ def limit(text: str) -> RateLimitItem:
     return parse(text)
 
 
-def _limiter() -> tuple[Limiter, str]:
+def _limiter() -> tuple[MovingWindowRateLimiter, str]:
     return current_app.extensions["leaddesk_limits"]  # type: ignore[no-any-return]
 
 
@@ -71,9 +69,9 @@ def hit(item: RateLimitItem, *keys: str) -> float | None:
     """Count one request for `keys`: None when allowed, else the seconds until one is again."""
     limiter, prefix = _limiter()
     try:
-        if limiter.limiter.hit(item, prefix, *keys):
+        if limiter.hit(item, prefix, *keys):
             return None
-        reset_at = limiter.limiter.get_window_stats(item, prefix, *keys).reset_time
+        reset_at = limiter.get_window_stats(item, prefix, *keys).reset_time
     except Exception as exc:  # noqa: BLE001 - a storage outage must not take the service down
         log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
         return None
@@ -84,7 +82,7 @@ def exceeded(item: RateLimitItem, *keys: str) -> bool:
     """Whether `keys` have used up `item` (without counting this look)."""
     limiter, prefix = _limiter()
     try:
-        return not limiter.limiter.test(item, prefix, *keys)
+        return not limiter.test(item, prefix, *keys)
     except Exception as exc:  # noqa: BLE001
         log.warning("rate limit storage unavailable (%s); allowing the request", type(exc).__name__)
         return False

@@ -305,11 +305,11 @@ def verify():  # type: ignore[no-untyped-def]
     return verify_subscription()
 
 
+def parse_webhook(payload: Any, settings: Any) -> ParsedBatch:
+    """A webhook body for this server (its WHATSAPP_PHONE_NUMBER_ID)."""
+    return parse_whatsapp(payload, phone_number_id=settings.whatsapp_phone_number_id)
+
+
 @blueprint.post("/whatsapp")
 def receive():  # type: ignore[no-untyped-def]
-    return receive_webhook(
-        CHANNEL,
-        lambda payload, settings: parse_whatsapp(
-            payload, phone_number_id=settings.whatsapp_phone_number_id
-        ),
-    )
+    return receive_webhook(CHANNEL, parse_webhook)

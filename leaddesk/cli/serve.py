@@ -20,11 +20,19 @@ from waitress.server import create_server
 from bot import PromptError
 from leaddesk import __version__
 from leaddesk.cli.common import UserError
-from leaddesk.cli.webprocs import exit_with_supervisor, inherited_socket, run_web_processes
+from leaddesk.cli.webprocs import (
+    child_python,
+    exit_with_supervisor,
+    inherited_socket,
+    run_web_processes,
+)
 from leaddesk.llm import engine_name
 from leaddesk.settings import Settings
 from leaddesk.wiring import build_runtime
 from leaddesk.worker.celery_app import broker_label
+from leaddesk.worker.local import BotProcess, RelayBus, RelayNotifier, serve_bot_process
+from store.events import LocalBus
+from webhooks.notify import ReplyNotifier
 from webhooks.outbound import channel_statuses
 from webhooks.ratelimit import ChatLimits
 
@@ -67,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     # Internal: a web process started by `--workers N` serves the socket its supervisor opened.
     parser.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--web-index", type=int, default=1, help=argparse.SUPPRESS)
+    # Internal: the bot's process of a single `leaddesk serve` without a broker, talking to its web
+    # process over the socket FD (leaddesk.worker.local).
+    parser.add_argument("--bot-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run_serve)
 
 
@@ -92,6 +103,8 @@ def _threads(text: str) -> int:
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if args.bot_fd is not None:
+        return _run_bot_process(args.bot_fd, settings)
     if args.workers > 1 and args.listen_fd is None:
         return run_web_processes(args, settings, summary=_summary)
     if args.web_index > 1:
@@ -100,8 +113,18 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     # Long polls may use most threads, never all: the rest stay free for webhooks and the API.
     limits = ChatLimits(max_waiters=max(1, args.threads - 4))
+    extra: dict[str, Any] = {}
+    if not settings.broker_url:
+        # The bot and the inbox's drain run in a child process this one supervises: the HTTP
+        # threads only verify, parse, store and answer.
+        events, notifier = LocalBus(), ReplyNotifier()
+        extra = {
+            "events": events,
+            "notifier": notifier,
+            "dispatcher": BotProcess([*child_python(), "serve"], events=events, notifier=notifier),
+        }
     try:
-        runtime = build_runtime(settings, chat_limits=limits)
+        runtime = build_runtime(settings, chat_limits=limits, **extra)
     except PromptError as exc:
         raise UserError(f"the prompt files are invalid: {exc}") from None
     except OperationalError as exc:
@@ -170,6 +193,16 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _run_bot_process(fd: int, settings: Settings) -> int:
+    # The web process runs the copilot's Telegram bot; this one only answers customers.
+    settings = settings.model_copy(update={"telegram_bot_token": None})
+
+    def build(events: RelayBus, notifier: RelayNotifier) -> Any:
+        return build_runtime(settings, events=events, notifier=notifier, sends_elsewhere=True)
+
+    return serve_bot_process(fd, build)
+
+
 def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
     log.info("leaddesk %s", __version__)
     log.info("database: %s", runtime.engine.url.render_as_string(hide_password=True))
@@ -205,4 +238,8 @@ def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:
             http_threads,
         )
         return
-    log.info("workers: %d bot thread(s), %d HTTP thread(s)", settings.worker_threads, http_threads)
+    log.info(
+        "workers: %d bot thread(s) in a process of their own, %d HTTP thread(s)",
+        settings.worker_threads,
+        http_threads,
+    )

@@ -64,14 +64,17 @@ class CookieInterface(SecureCookieSessionInterface):
 
 
 def configure_cookies(app: Flask, settings: Any) -> None:
-    """HttpOnly, SameSite=Lax, Secure on HTTPS; the cookie expires after the idle timeout (each
-    request renews it)."""
+    """HttpOnly, SameSite=Lax, Secure on HTTPS; the cookie expires after the idle timeout (renewed
+    whenever the server-side session records activity, see `current_agent`)."""
     app.session_interface = CookieInterface()
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = bool(getattr(settings, "secure_cookies", False))
     app.config["PERMANENT_SESSION_LIFETIME"] = idle_timeout(settings)
-    app.config["SESSION_REFRESH_EACH_REQUEST"] = True
+    # Not on every request: the page's own background requests (live list and pane refreshes)
+    # run beside a form's POST, and one that read the cookie before the POST set a flash message
+    # would answer after it with the old cookie, and the message would be lost.
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
 
 
 def idle_timeout(settings: Any) -> timedelta:
@@ -237,6 +240,7 @@ def current_agent() -> Agent | None:
                     end_console_session(key, session=db)
                 else:
                     touch_console_session(key, session=db, now=at)
+                    session.modified = True  # the cookie's idle expiry moves with it
         if agent is None:
             session.pop(SESSION_KEY, None)
     g.console_agent = agent
