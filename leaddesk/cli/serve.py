@@ -37,6 +37,8 @@ from webhooks.outbound import channel_statuses
 from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger("leaddesk.serve")
+# How long shutting down waits for the HTTP threads to finish the requests in hand.
+SHUTDOWN_SECONDS = 5
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -184,6 +186,10 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         log.info("shutting down: finishing the replies in progress")
         runtime.notifier.close()
+        # Let the HTTP threads finish what they are answering (live streams end within a second
+        # of the notifier closing) before the server closes the channel they write through.
+        with contextlib.suppress(Exception):
+            server.task_dispatcher.shutdown(timeout=SHUTDOWN_SECONDS)
         with contextlib.suppress(Exception):  # already closed by waitress on interrupt
             server.close()
         runtime.stop()

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,55 @@ def test_serve_refuses_a_busy_port_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"leaddesk: error: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_stops_cleanly_while_a_console_holds_a_live_stream(tmp_path: Path) -> None:
+    import http.cookiejar
+    import re
+
+    from store.agents import create_agent
+
+    database_url = f"sqlite:///{tmp_path / 'live.db'}"
+    server = ServeProcess(database_url).start()
+    try:
+        engine = make_engine(database_url)
+        with make_session_factory(engine).begin() as session:
+            create_agent("Sarah Lee", session=session, email="sarah@example.com", password="pw-1")
+        engine.dispose()
+        browser = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+        )
+        base = server.url
+        assert base is not None
+        page = browser.open(f"{base}/console/login", timeout=30).read().decode()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf is not None
+        form = urllib.parse.urlencode(
+            {"csrf_token": csrf.group(1), "email": "sarah@example.com", "password": "pw-1"}
+        ).encode()
+        browser.open(f"{base}/console/login", data=form, timeout=30).read()
+        stream = browser.open(f"{base}/console/events", timeout=30)
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.readline() == b"retry: 2000\n"
+        ended = threading.Event()
+        broken: list[BaseException] = []
+
+        def read_to_the_end() -> None:
+            try:
+                while stream.readline():
+                    pass
+            except Exception as exc:  # noqa: BLE001 - a connection cut mid-stream
+                broken.append(exc)
+            ended.set()
+
+        threading.Thread(target=read_to_the_end, daemon=True).start()
+        assert server.stop() == 0
+        # The server ended the stream properly (its last chunk) before it closed, instead of the
+        # connection being cut, or its thread writing into a closed channel, at exit.
+        assert ended.wait(10)
+        assert broken == []
+        log = server.log()
+        assert "Traceback" not in log and "ERROR" not in log, log
+        assert "stopped" in log
+    finally:
+        server.stop()

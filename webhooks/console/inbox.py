@@ -42,6 +42,8 @@ STREAM_SECONDS = 55.0
 # Also how soon a stream whose browser went away (a page change) gives its thread back: waitress
 # only notices a closed connection when it writes.
 KEEPALIVE_SECONDS = 5.0
+# How often a quiet stream looks whether the server is shutting down.
+STOP_CHECK_SECONDS = 1.0
 # Channels where Meta allows free-form replies only within 24 hours of the customer's last message.
 WINDOWED_CHANNELS = ("whatsapp", "messenger", "instagram")
 TAB_LABELS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All", "waiting": "Waiting"}
@@ -219,19 +221,26 @@ def events() -> Any:
         return jsonify({"error": {"code": "busy", "message": "poll instead"}}), 429
     after = request.headers.get("Last-Event-ID") or request.args.get("after") or bus.last_id()
     viewer = (agent.id, is_admin(agent))
+    # Closed when the server shuts down: the stream ends (the browser resumes elsewhere) instead
+    # of holding its thread until the next keep-alive.
+    stopping = services().notifier
 
     def stream() -> Iterator[str]:
         cursor = after
-        deadline = time.monotonic() + STREAM_SECONDS
+        now = time.monotonic()
+        deadline, quiet_since = now + STREAM_SECONDS, now
         try:
             yield "retry: 2000\n\n"
-            while time.monotonic() < deadline:
-                batch = bus.read(cursor, timeout=KEEPALIVE_SECONDS)
+            while not stopping.closed and time.monotonic() < deadline:
+                batch = bus.read(cursor, timeout=STOP_CHECK_SECONDS)
                 if not batch:
-                    yield ": keep-alive\n\n"
+                    if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                        quiet_since = time.monotonic()
+                        yield ": keep-alive\n\n"
                     continue
                 cursor = batch[-1].id or cursor
                 for item in _visible(batch, viewer):
+                    quiet_since = time.monotonic()
                     yield f"id: {item.id}\nevent: {item.kind}\ndata: {_json(item)}\n\n"
         finally:
             _streams.leave()
