@@ -102,6 +102,7 @@ class ThreadDispatcher:
         self._deferred = dict(deferred or {})  # key: (lull, max_delay)
         self._deferring: dict[int, tuple[float, float]] = {}  # key: (due, first submit)
         self._last_submit: dict[int, float] = {}  # deferred key: when it was last submitted
+        self._gate: Callable[[], Any] | None = None
         self._threads: list[threading.Thread] = []
         self._started = False
         self._stopping = False
@@ -241,6 +242,11 @@ class ThreadDispatcher:
                 self._cond.notify()
                 return
 
+    def hold_with(self, gate: Callable[[], Any]) -> None:
+        """Call `gate()` in a worker before each run: it may block for a while to let other work
+        go first (the bot process while its web process acknowledges webhooks)."""
+        self._gate = gate
+
     def seconds_since_submit(self, key: int) -> float:
         """How long ago a deferred key was last submitted (infinity: never)."""
         with self._cond:
@@ -298,6 +304,8 @@ class ThreadDispatcher:
             ok = True
             later = 0.0
             try:
+                if self._gate is not None:
+                    self._gate()
                 result = self._handler(conversation_id)
                 if isinstance(result, Later):
                     later = max(0.0, float(result.seconds))

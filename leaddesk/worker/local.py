@@ -9,6 +9,11 @@ The two talk over one Unix socket pair, a line per message:
   recorded: wakes the web chat's long polls) and `h <JSON>` (its workers' health, every
   HEALTH_SECONDS, for /healthz).
 
+While webhooks keep arriving (`s` for the inbox), the bot process holds back its drain and bot
+runs (`Lull`) so that the two cores go to acknowledging them first: until a lull of `HOLD_LULL`
+seconds, at most `HOLD_MAX` seconds in one go, then it works at least `HOLD_RUN` seconds before it
+holds back again, so a steady stream is still answered within a second or so.
+
 `BotProcess` is the web side: a `Dispatcher` that starts the child, restarts it when it dies and
 stops it with the server. Nothing is lost while the child is down: webhooks are acknowledged once
 stored, and a starting child picks up every stored but unprocessed message and inbox event.
@@ -29,7 +34,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from leaddesk.worker.dispatcher import ThreadDispatcher
 from store.events import EventBus, StoreEvent
+from store.inbox import INBOX_KEY
 from webhooks.notify import ReplyNotifier
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,10 @@ CHECK_SECONDS = 0.25
 HEALTH_SECONDS = 0.5
 # How long `leaddesk serve` waits for its bot process before listening anyway.
 READY_TIMEOUT = 60.0
+# The bot process's "acknowledge first" (see `Lull`).
+HOLD_LULL = 0.05
+HOLD_MAX = 0.5
+HOLD_RUN = 0.25
 
 
 def _line(kind: str, body: str) -> bytes:
@@ -311,11 +322,70 @@ class RelayNotifier(ReplyNotifier):
         self._channel.send(_line("n", str(int(conversation_id))))
 
 
+class Lull:
+    """Acknowledge first, across processes: `busy()` on every webhook the web process reports;
+    `wait()` (in a worker, before each run) blocks while webhooks keep coming, until `lull`
+    seconds pass without one or the hold has lasted `hold_max` seconds; after such a capped hold
+    the workers run for `run` seconds before a webhook holds them back again."""
+
+    def __init__(
+        self,
+        *,
+        lull: float = HOLD_LULL,
+        hold_max: float = HOLD_MAX,
+        run: float = HOLD_RUN,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lull = lull
+        self._hold_max = hold_max
+        self._run = run
+        self._monotonic = monotonic
+        self._cond = threading.Condition()
+        self._last = float("-inf")  # the last webhook
+        self._since: float | None = None  # when the current hold began
+        self._free_until = float("-inf")  # no hold before this (after a capped one)
+        self.holds = 0  # holds begun (for tests and benchmarks)
+
+    def busy(self) -> None:
+        with self._cond:
+            now = self._monotonic()
+            if self._since is not None and now - self._last >= self._lull:
+                self._since = None  # a lull went by unseen: this webhook begins a new hold
+            self._last = now
+            if self._since is None and now >= self._free_until:
+                self._since = now
+                self.holds += 1
+
+    def holding(self) -> float:
+        """Seconds a run should still wait now (0: go)."""
+        with self._cond:
+            now = self._monotonic()
+            if self._since is None:
+                return 0.0
+            if now - self._last >= self._lull:
+                self._since = None
+                return 0.0
+            if now - self._since >= self._hold_max:
+                self._since = None
+                self._free_until = now + self._run
+                return 0.0
+            return min(self._last + self._lull, self._since + self._hold_max) - now
+
+    def wait(self) -> None:
+        while (seconds := self.holding()) > 0:
+            with self._cond:
+                # Bounded by `hold_max`; an injected (test) clock is looked at again soon.
+                self._cond.wait(min(seconds, 0.05))
+
+
 def serve_bot_process(fd: int, build: Callable[[RelayBus, RelayNotifier], Any]) -> int:
     """Run the bot on the socket `fd` its web process passed down until that process goes away
     or SIGTERM comes. `build(bus, notifier)` returns the started-to-be runtime (`Runtime`)."""
     channel = _Channel(socket.socket(fileno=fd))
     runtime = build(RelayBus(channel), RelayNotifier(channel))
+    lull = Lull()
+    if isinstance(runtime.dispatcher, ThreadDispatcher):
+        runtime.dispatcher.hold_with(lull.wait)
     stopping = threading.Event()
 
     def _terminate(_signum: int, _frame: Any) -> None:
@@ -328,9 +398,12 @@ def serve_bot_process(fd: int, build: Callable[[RelayBus, RelayNotifier], Any]) 
         for kind, body in channel.lines():
             if kind == "s":
                 try:
-                    runtime.dispatcher.submit(int(body))
+                    key = int(body)
                 except ValueError:
                     continue
+                if key == INBOX_KEY:
+                    lull.busy()
+                runtime.dispatcher.submit(key)
         stopping.set()  # the web process closed its end: it is gone
 
     try:
