@@ -16,7 +16,11 @@ once and answered. `--compare-with DIR` also runs the server from another checko
 commit before a change) on a database of its own, so both figures come from one run. The load
 comes in `--rounds` rounds (new message ids each time), each round sent to bare Flask and then to
 each server, so that a moment of the shared machine's load does not decide the ratio; a rate is
-the median round's, the latencies those of every round. Exit code 0 when every check passes.
+the median round's, the latencies those of every round. Every server is warmed up alike before
+the rounds: bare Flask with 200 requests, each `leaddesk serve` with 200 webhooks of their own
+(new message ids, counted in the check), then the rounds start once the bot has answered those.
+Exit code 0 when every
+check passes.
 """
 
 from __future__ import annotations
@@ -504,7 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         make_bodies(args.count, customers, args.duplicates, seed=7 + r, first_id=r * args.count)
         for r in range(args.rounds)
     ]
-    unique = sum(count for _, count in per_round)
+    warm_bodies, warm_unique = make_bodies(
+        min(200, args.count), customers, 0.0, seed=5, first_id=args.rounds * args.count
+    )
+    unique = sum(count for _, count in per_round) + warm_unique
 
     print(
         f"{args.rounds} round(s) of {args.count} signed WhatsApp text webhooks "
@@ -523,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         runs.append(LeaddeskRun(f"leaddesk serve ({label})", REPO_ROOT, args, ""))
+        for run in runs:  # as bare Flask was, with webhooks the check counts
+            fire(run.port, warm_bodies, args.concurrency)
+        for run in runs:  # and answered before the rounds, which start on an idle bot
+            verify(run.scratch.url, warm_unique, customers, args.timeout)
         measured: dict[str, list[tuple[float, list[float], int]]] = {}
         for bodies, _ in per_round:
             measured.setdefault("bare", []).append(fire(bare_port, bodies, args.concurrency))

@@ -10,9 +10,10 @@ The two talk over one Unix socket pair, a line per message:
   HEALTH_SECONDS, for /healthz).
 
 While webhooks keep arriving (`s` for the inbox), the bot process holds back its drain and bot
-runs (`Lull`) so that the two cores go to acknowledging them first: until a lull of `HOLD_LULL`
-seconds, at most `HOLD_MAX` seconds in one go, then it works at least `HOLD_RUN` seconds before it
-holds back again, so a steady stream is still answered within a second or so.
+runs (`Lull`; `leaddesk serve` does so on PostgreSQL) so that the two cores go to acknowledging
+them first: until a lull of `HOLD_LULL` seconds, at most `HOLD_MAX` seconds in one go, then it
+works at least `HOLD_RUN` seconds before it holds back again, so a steady stream is still
+answered within a second or so.
 
 `BotProcess` is the web side: a `Dispatcher` that starts the child, restarts it when it dies and
 stops it with the server. Nothing is lost while the child is down: webhooks are acknowledged once
@@ -378,13 +379,19 @@ class Lull:
                 self._cond.wait(min(seconds, 0.05))
 
 
-def serve_bot_process(fd: int, build: Callable[[RelayBus, RelayNotifier], Any]) -> int:
+def serve_bot_process(
+    fd: int,
+    build: Callable[[RelayBus, RelayNotifier], Any],
+    *,
+    acknowledge_first: bool = True,
+) -> int:
     """Run the bot on the socket `fd` its web process passed down until that process goes away
-    or SIGTERM comes. `build(bus, notifier)` returns the started-to-be runtime (`Runtime`)."""
+    or SIGTERM comes. `build(bus, notifier)` returns the started-to-be runtime (`Runtime`);
+    `acknowledge_first`: its runs wait for a lull in the webhooks (`Lull`)."""
     channel = _Channel(socket.socket(fileno=fd))
     runtime = build(RelayBus(channel), RelayNotifier(channel))
     lull = Lull()
-    if isinstance(runtime.dispatcher, ThreadDispatcher):
+    if acknowledge_first and isinstance(runtime.dispatcher, ThreadDispatcher):
         runtime.dispatcher.hold_with(lull.wait)
     stopping = threading.Event()
 
