@@ -15,12 +15,11 @@ delivered twice, as Meta does; afterwards the script checks that every message w
 once and answered. `--compare-with DIR` also runs the server from another checkout (e.g. the
 commit before a change) on a database of its own, so both figures come from one run. The load
 comes in `--rounds` rounds (new message ids each time), each round sent to bare Flask and then to
-each server, so that a moment of the shared machine's load does not decide the ratio; a rate is
-the median round's, the latencies those of every round. Every server is warmed up alike before
-the rounds: bare Flask with 200 requests, each `leaddesk serve` with 200 webhooks of their own
-(new message ids, counted in the check), then the rounds start once the bot has answered those.
-Exit code 0 when every
-check passes.
+each server (starting with another server each round), so that a moment of the shared machine's
+load does not decide the ratio; a rate is the median round's, the latencies those of every round.
+Every server is warmed up alike before the rounds: bare Flask with 200 requests, each `leaddesk
+serve` with 200 webhooks of their own (new message ids, counted in the check), and the rounds
+start once the bot has answered those. Exit code 0 when every check passes.
 """
 
 from __future__ import annotations
@@ -535,9 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:  # and answered before the rounds, which start on an idle bot
             verify(run.scratch.url, warm_unique, customers, args.timeout)
         measured: dict[str, list[tuple[float, list[float], int]]] = {}
-        for bodies, _ in per_round:
+        for index, (bodies, _) in enumerate(per_round):
             measured.setdefault("bare", []).append(fire(bare_port, bodies, args.concurrency))
-            for run in runs:
+            # Each round in turn starts with another server: the one after it meets the first
+            # one's bot at work, and the order must not decide the comparison.
+            for run in runs[index % len(runs) :] + runs[: index % len(runs)]:
                 measured.setdefault(run.name, []).append(fire(run.port, bodies, args.concurrency))
         bare = combine("bare Flask endpoint", measured["bare"])
         rows = [combine(run.name, measured[run.name]) for run in runs]
