@@ -10,10 +10,13 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from leaddesk.worker.dispatcher import ThreadDispatcher
 from leaddesk.worker.local import HOLD_MAX, BotProcess, Lull
 from store.events import LocalBus
 from store.inbox import INBOX_KEY
+from tests.webhooks.support import make_settings
 from webhooks.notify import ReplyNotifier
 
 
@@ -135,3 +138,20 @@ def test_the_bot_process_answers_after_the_webhooks_within_its_cap() -> None:
         assert answered_at[0] - began >= HOLD_MAX * 0.9
     finally:
         process.stop(timeout=5.0)
+
+
+def test_serve_holds_the_bot_back_on_postgresql_and_not_on_sqlite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from leaddesk.cli import serve
+
+    seen: list[bool] = []
+
+    def record(_fd: int, _build: object, *, acknowledge_first: bool) -> int:
+        seen.append(acknowledge_first)
+        return 0
+
+    monkeypatch.setattr(serve, "serve_bot_process", record)
+    serve._run_bot_process(3, make_settings(database_url="sqlite:///x.db"))
+    serve._run_bot_process(3, make_settings(database_url="postgresql://u@127.0.0.1:5432/d"))
+    assert seen == [False, True]
