@@ -14,6 +14,7 @@ from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import inbox
+from store.events import LocalBus, watch
 from store.inbox import MAX_ATTEMPTS
 from store.models import Conversation, Inbox, Message
 from tests.webhooks.support import Clock
@@ -93,9 +94,14 @@ def test_a_batch_from_known_senders_is_stored_in_a_few_statements_without_savepo
 ) -> None:
     known_customers(db_engine, session_factory)
     texts = queue_interleaved(db_engine, rounds=4)  # 12 messages, one batch
+    bus = LocalBus(keep=200)
+    watch(session_factory, bus)
+    start = bus.last_id()
     submitted: list[int] = []
     with statements(db_engine) as seen:
         report = make_drain(session_factory, submitted).drain()
+    announced = [e for e in bus.read(start, timeout=0) if e.kind == "message"]
+    assert len({e.data["message_id"] for e in announced}) == len(announced) == 12
     assert report.processed == 12 and report.failed == 0 and report.result.stored == 12
     assert not [s for s in seen if "SAVEPOINT" in s.upper()]
     inserts = [s for s in seen if s.lstrip().upper().startswith("INSERT")]
@@ -210,3 +216,33 @@ def test_a_message_delivered_again_is_stored_once_within_a_batch_and_across_drai
         )
     assert mids == [f"first.{wa_id}", "r.1", "r.2"]
     assert len(set(submitted)) == 1
+
+
+def test_messages_stored_in_a_batch_are_announced_once_and_a_failed_attempt_announces_none(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    known_customers(db_engine, session_factory)
+    bus = LocalBus(keep=200)
+    watch(session_factory, bus)
+    start = bus.last_id()
+    texts = queue_interleaved(db_engine, rounds=2)
+    with db_engine.begin() as connection:  # fails the first, whole-batch attempt
+        connection.execute(
+            insert(Inbox.__table__).values(
+                channel="whatsapp",
+                kind="message",
+                dedupe_key="wamid.poison",
+                event={"channel": "whatsapp", "no_such_field": 1},
+                received_at=datetime.now(UTC),
+                attempts=0,
+            )
+        )
+    texts += queue_interleaved(db_engine, rounds=1, prefix="later")
+    make_drain(session_factory, []).drain()
+    announced = [e.data["message_id"] for e in bus.read(start, timeout=0) if e.kind == "message"]
+    with session_factory() as session:
+        stored = list(
+            session.scalars(select(Message.id).where(Message.text.in_(texts)).order_by(Message.id))
+        )
+    assert len(stored) == len(texts) == 9
+    assert sorted(announced) == stored  # each stored message once, none from the failed attempt
