@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -363,6 +364,74 @@ def resolve_identity(
             update_lead(claimed, {"name": name}, session=session, actor=actor)
         return claimed, identity
     raise RuntimeError("could not resolve the lead: too much concurrent contention")
+
+
+@dataclass
+class KnownSender:
+    """A registered identity as a batch of messages meets it: its lead, its conversation (None
+    before the first message) and the lead's verified details (kind, key)."""
+
+    identity: Identity
+    lead: Lead
+    conversation: Conversation | None
+    verified: frozenset[tuple[str, str]]
+
+
+def known_senders(
+    keys: Sequence[tuple[str, str]], *, session: Session
+) -> dict[tuple[str, str], KnownSender]:
+    """The registered identities among (channel, external id) `keys` with their leads and
+    conversations, in one statement, and their leads' verified phones and emails in a second:
+    what `settled_sender` needs to tell, for a whole batch of messages at once, which senders
+    `resolve_identity` would return as they are. Read fresh (a merge earlier in the transaction
+    shows)."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return {}
+    root = func.coalesce(Identity.alias_of_id, Identity.id)
+    rows = session.execute(
+        select(Identity, Lead, Conversation)
+        .join(Lead, Lead.id == Identity.lead_id)
+        .outerjoin(Conversation, Conversation.identity_id == root)
+        .where(tuple_(Identity.channel, Identity.external_id).in_(keys))
+        .execution_options(populate_existing=True)
+    ).all()
+    lead_ids = {lead.id for _identity, lead, _conversation in rows}
+    verified: dict[int, set[tuple[str, str]]] = {}
+    if lead_ids:
+        for lead_id, kind, key in session.execute(
+            select(ContactDetail.lead_id, ContactDetail.kind, ContactDetail.key).where(
+                ContactDetail.lead_id.in_(lead_ids), ContactDetail.trust == VERIFIED
+            )
+        ):
+            verified.setdefault(lead_id, set()).add((kind, key))
+    return {
+        (identity.channel, identity.external_id): KnownSender(
+            identity, lead, conversation, frozenset(verified.get(lead.id, ()))
+        )
+        for identity, lead, conversation in rows
+    }
+
+
+def settled_sender(
+    known: KnownSender | None, *, phone: str | None, name: str | None, region: str = "US"
+) -> bool:
+    """Whether `resolve_identity(channel, external_id, phone=phone, name=name, trust=VERIFIED)`
+    would return this sender's lead and identity with nothing to write: registered, trusted as
+    its channel is, its lead not merged away, the phone already the lead's verified phone and no
+    name to give a lead without one. A message from a settled sender can be stored in a batch
+    (`store.messages.ingest_known`); any other goes through `resolve_identity`."""
+    if known is None or known.conversation is None or known.lead.merged_into_id is not None:
+        return False
+    identity = known.identity
+    if rules.channel_trust(identity.channel) == VERIFIED and identity.trust != VERIFIED:
+        return False
+    if phone:
+        phone = normalize_phone(phone, region)
+        key = rules.contact_key("phone", phone)
+        if not _holds(known.lead, "phone", phone) or ("phone", key) not in known.verified:
+            return False
+    return not (name and clean_text(name).strip() and not known.lead.name)
 
 
 def resolve_contact(

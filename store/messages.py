@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 
 from store.contacts import try_normalize_phone
 from store.events import inserted
-from store.leads import get_conversation, resolve_identity
+from store.leads import KnownSender, get_conversation, resolve_identity
 from store.models import VERIFIED, Conversation, Lead, Message, utcnow
 from store.text import clean_json, clean_text
 
@@ -117,6 +118,58 @@ def ingest(
         return Ingested(existing, before.lead, before, True)
     inserted(session, [stored])
     return _arrived(stored, lead, conversation)
+
+
+def ingest_known(
+    items: Sequence[tuple[Inbound, KnownSender, datetime | None]], *, session: Session
+) -> list[Ingested]:
+    """Store customer messages from settled senders (`store.leads.settled_sender`: `ingest` would
+    find their lead, identity and conversation and write nothing else) in one
+    `INSERT ... ON CONFLICT DO NOTHING RETURNING`: the unique index decides which the channel
+    sent before, and those come back marked duplicate, as from `ingest`. Each item needs a
+    channel message id; the messages get ids in the items' order."""
+    if not items:
+        return []
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for inbound, known, received_at in items:
+        assert inbound.channel_message_id
+        assert known.conversation is not None
+        rows.append(
+            {
+                "conversation_id": known.conversation.id,
+                "channel": inbound.channel,
+                "external_id": inbound.external_id,
+                "direction": "in",
+                "author": "customer",
+                "text": (inbound.text or "")[:20000],
+                "kind": inbound.kind,
+                "channel_message_id": inbound.channel_message_id,
+                "payload": inbound.payload,
+                "sent_at": inbound.sent_at or now,
+                "created_at": received_at or now,
+                "delivery_status": "received",
+                "processed_at": None,
+            }
+        )
+    stored = {
+        (m.channel, m.channel_message_id): m for m in session.scalars(_insert_once(session), rows)
+    }
+    inserted(session, list(stored.values()))
+    results: list[Ingested] = []
+    for inbound, known, _received_at in items:
+        conversation = known.conversation
+        assert conversation is not None
+        message = stored.pop((inbound.channel, inbound.channel_message_id), None)
+        if message is not None:
+            results.append(_arrived(message, known.lead, conversation))
+            continue
+        existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id or "")
+        assert existing is not None
+        before = session.get(Conversation, existing.conversation_id)
+        assert before is not None
+        results.append(Ingested(existing, before.lead, before, True))
+    return results
 
 
 def _insert_once(session: Session) -> Any:

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,10 +27,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store import identity as rules
 from store import inbox
+from store.contacts import try_normalize_phone
 from store.domain.takeover import human_took_over
 from store.inbox import InboxEvent
-from store.leads import find_identity, get_lead, join_conversations, merge_leads
-from store.messages import Inbound, Ingested, ingest
+from store.leads import (
+    KnownSender,
+    find_identity,
+    get_lead,
+    join_conversations,
+    known_senders,
+    merge_leads,
+    settled_sender,
+)
+from store.messages import Inbound, Ingested, ingest, ingest_known
 from store.models import VERIFIED, Conversation, Identity, Lead, Message, utcnow
 from webhooks.events import DELIVERY_RANK, ParsedBatch, StatusUpdate
 
@@ -347,6 +356,93 @@ class InboxDrain:
     def _drain_batch(
         self, after_id: int, report: DrainReport, touched: dict[int, None]
     ) -> tuple[int, int]:
+        # First the whole batch in one go: messages from settled senders stored by one statement,
+        # no savepoint per row. Should any row fail, that attempt rolls back whole and the batch
+        # runs again row by row, each in its own savepoint, so that the failing row is set aside
+        # alone.
+        result = StoreResult()
+        batch_touched: dict[int, None] = {}  # counts once the batch is committed
+        try:
+            with self._session_factory.begin() as session:
+                rows = inbox.claim(session=session, limit=self._batch_size, after_id=after_id)
+                if not rows:
+                    return after_id, 0
+                self._apply_batch(rows, session, self._clock(), batch_touched, result)
+                inbox.mark_processed([row.id for row in rows], session=session, now=self._clock())
+        except OperationalError:
+            raise  # the database's trouble (a deadlock, a lost connection), not an event's
+        except Exception as exc:  # noqa: BLE001 - retried row by row: the failing row is logged there
+            log.debug("inbox batch after %s failed whole (%s): row by row", after_id, exc)
+            return self._drain_rows(after_id, report, touched)
+        _merge(report.result, result)
+        touched.update(batch_touched)
+        report.processed += len(rows)
+        return rows[-1].id, len(rows)
+
+    def _apply_batch(
+        self,
+        rows: Sequence[Any],
+        session: Session,
+        now: datetime,
+        touched: dict[int, None],
+        result: StoreResult,
+    ) -> None:
+        """The batch's rows in order; each run of customer messages from settled senders in one
+        statement (`store.messages.ingest_known`), every other row as `_apply` does it. Senders are
+        looked up for the rows still ahead after each row that may have changed them."""
+        events = [{k: _load(v) for k, v in row.event.items()} for row in rows]
+        plan: dict[int, KnownSender] = {}
+        fresh = False
+        run: list[tuple[Inbound, KnownSender, datetime | None]] = []
+
+        def store_run() -> None:
+            for ingested in ingest_known(run, session=session):
+                _counted(ingested, touched, result)
+            run.clear()
+
+        for index, (row, data) in enumerate(zip(rows, events, strict=True)):
+            if row.kind != "status" and not fresh:
+                plan = self._settled(rows[index:], events[index:], index, session)
+                fresh = True
+            known = plan.get(index)
+            if known is not None:
+                run.append((Inbound(**data), known, row.received_at))
+                continue
+            store_run()
+            self._apply(row, session, now, touched, result, data=data)
+            fresh = fresh and row.kind == "status"
+        store_run()
+
+    def _settled(
+        self, rows: Sequence[Any], events: Sequence[dict[str, Any]], start: int, session: Session
+    ) -> dict[int, KnownSender]:
+        """Which of these rows (by their index in the batch) are customer messages that
+        `ingest_known` may store: a channel message id, no aliases, a settled sender."""
+        wanted = {
+            start + offset: data
+            for offset, (row, data) in enumerate(zip(rows, events, strict=True))
+            if row.kind != "status"
+            and data.get("author", "customer") == "customer"
+            and data.get("channel_message_id")
+            and not (data.get("extra") or {}).get("aliases")
+        }
+        senders = known_senders(
+            [(data["channel"], data["external_id"]) for data in wanted.values()], session=session
+        )
+        plan: dict[int, KnownSender] = {}
+        for index, data in wanted.items():
+            known = senders.get((data["channel"], data["external_id"]))
+            phone = try_normalize_phone(data["phone"], self._region) if data.get("phone") else None
+            if data.get("phone") and phone is None:
+                continue
+            if settled_sender(known, phone=phone, name=data.get("name"), region=self._region):
+                assert known is not None
+                plan[index] = known
+        return plan
+
+    def _drain_rows(
+        self, after_id: int, report: DrainReport, touched: dict[int, None]
+    ) -> tuple[int, int]:
         batch_touched: dict[int, None] = {}  # counts once the batch is committed
         with self._session_factory.begin() as session:
             rows = inbox.claim(session=session, limit=self._batch_size, after_id=after_id)
@@ -388,8 +484,11 @@ class InboxDrain:
         now: datetime,
         touched: dict[int, None],
         result: StoreResult,
+        *,
+        data: dict[str, Any] | None = None,
     ) -> None:
-        data = {k: _load(v) for k, v in row.event.items()}
+        if data is None:
+            data = {k: _load(v) for k, v in row.event.items()}
         if row.kind == "status":
             result.statuses += apply_status(StatusUpdate(**data), session=session)
             return
@@ -496,10 +595,7 @@ def _ingest_one(
     # burst stays one burst however late the drain ingests it.
     ingested = ingest(inbound, session=session, region=region, received_at=received_at)
     if ingested.duplicate:
-        result.duplicates += 1
-        # Still pending (stored by a delivery that was never dispatched): dispatch again.
-        if ingested.message.direction == "in" and ingested.message.processed_at is None:
-            touched[ingested.conversation.id] = None
+        _counted(ingested, touched, result)
         return
     result.stored += 1
     lead, conversation_id = ingested.lead, ingested.message.conversation_id
@@ -515,6 +611,25 @@ def _ingest_one(
         _human_replied(lead, session=session, now=now, minutes=takeover_minutes, hook=hook)
     else:
         touched[conversation_id] = None
+
+
+def _counted(ingested: Ingested, touched: dict[int, None], result: StoreResult) -> None:
+    """Count a customer message stored (or met again) and note its conversation for the bot."""
+    if ingested.duplicate:
+        result.duplicates += 1
+        # Still pending (stored by a delivery that was never dispatched): dispatch again.
+        if ingested.message.direction == "in" and ingested.message.processed_at is None:
+            touched[ingested.conversation.id] = None
+        return
+    result.stored += 1
+    touched[ingested.message.conversation_id] = None
+
+
+def _merge(into: StoreResult, result: StoreResult) -> None:
+    into.stored += result.stored
+    into.duplicates += result.duplicates
+    into.statuses += result.statuses
+    into.agent_replies += result.agent_replies
 
 
 def _human_replied(
