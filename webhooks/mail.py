@@ -29,6 +29,8 @@ from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from webhooks.retry import Transient, with_backoff
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"smtp": 587, "smtps": 465}
@@ -180,31 +182,27 @@ class EmailChannel:
 
     def send(self, message: EmailMessage) -> MailResult:
         """Hand `message` to the server, trying again with backoff while failures are transient."""
-        attempts = 0
-        error = "not attempted"
-        for attempt in range(len(self._retry_delays) + 1):
-            attempts = attempt + 1
+
+        def attempt() -> MailResult | Transient:
             try:
                 self._send_once(message)
             except _Attempt as failure:
-                error = str(failure)
-                if failure.uncertain:
-                    return MailResult(ok=False, error=error, uncertain=True, attempts=attempts)
-                if not failure.transient:
-                    return MailResult(ok=False, error=error, attempts=attempts)
-            else:
-                return MailResult(ok=True, attempts=attempts)
-            if attempt < len(self._retry_delays):
-                log.info(
-                    "email attempt %d failed (%s); retrying in %.1fs",
-                    attempts,
-                    error,
-                    self._retry_delays[attempt],
-                )
-                self._sleep(self._retry_delays[attempt])
-        return MailResult(
-            ok=False, error=f"{error} (gave up after {attempts} attempts)", attempts=attempts
+                if failure.transient and not failure.uncertain:
+                    return Transient(str(failure))
+                return MailResult(ok=False, error=str(failure), uncertain=failure.uncertain)
+            return MailResult(ok=True)
+
+        outcome, attempts = with_backoff(
+            attempt, delays=self._retry_delays, sleep=self._sleep, what="email"
         )
+        if isinstance(outcome, Transient):
+            return MailResult(
+                ok=False,
+                error=f"{outcome.error} (gave up after {attempts} attempts)",
+                attempts=attempts,
+            )
+        outcome.attempts = attempts
+        return outcome
 
     def _context(self) -> ssl.SSLContext:
         return self._tls or ssl.create_default_context()

@@ -35,6 +35,7 @@ from store.db import read_session
 from store.models import Conversation, Message, utcnow
 from webhooks.mail import EmailChannel, build_message
 from webhooks.notify import ReplyNotifier
+from webhooks.retry import Transient, with_backoff
 
 log = logging.getLogger(__name__)
 
@@ -373,10 +374,7 @@ class ChannelOutbox:
         return first or SendResult(ok=False, error="nothing to send")
 
     def _post(self, url: str, token: str, body: dict[str, Any]) -> SendResult:
-        error = "not attempted"
-        attempts = 0
-        for attempt in range(len(self._retry_delays) + 1):
-            attempts = attempt + 1
+        def attempt() -> SendResult | Transient:
             try:
                 response = self._http.post(
                     url,
@@ -385,28 +383,27 @@ class ChannelOutbox:
                     timeout=self._timeout,
                 )
             except httpx.TimeoutException:
-                error = f"timed out after {self._timeout:g}s"
+                return Transient(f"timed out after {self._timeout:g}s")
             except httpx.TransportError as exc:
-                error = f"connection failed: {type(exc).__name__}"
-            else:
-                if response.status_code < 400:
-                    return SendResult(
-                        ok=True, channel_message_id=_message_id(response), attempts=attempts
-                    )
-                error = f"HTTP {response.status_code}: {_graph_error(response)}"
-                if response.status_code < 500:
-                    return SendResult(ok=False, error=error, attempts=attempts)
-            if attempt < len(self._retry_delays):
-                log.info(
-                    "send attempt %d failed (%s); retrying in %.1fs",
-                    attempts,
-                    error,
-                    self._retry_delays[attempt],
-                )
-                self._sleep(self._retry_delays[attempt])
-        return SendResult(
-            ok=False, error=f"{error} (gave up after {attempts} attempts)", attempts=attempts
+                return Transient(f"connection failed: {type(exc).__name__}")
+            if response.status_code < 400:
+                return SendResult(ok=True, channel_message_id=_message_id(response))
+            error = f"HTTP {response.status_code}: {_graph_error(response)}"
+            if response.status_code < 500:
+                return SendResult(ok=False, error=error)
+            return Transient(error)
+
+        outcome, attempts = with_backoff(
+            attempt, delays=self._retry_delays, sleep=self._sleep, what="send"
         )
+        if isinstance(outcome, Transient):
+            return SendResult(
+                ok=False,
+                error=f"{outcome.error} (gave up after {attempts} attempts)",
+                attempts=attempts,
+            )
+        outcome.attempts = attempts
+        return outcome
 
 
 def _body(channel: str, recipient: str, text: str) -> dict[str, Any]:
