@@ -319,23 +319,48 @@ def add_outbound(
     """Add an outbound message whose idempotency key the caller knows to be new (the bot's reply
     to messages it has just claimed); written with the caller's next flush. Were the key taken
     after all, that flush fails on the unique index and the caller's transaction rolls back."""
+    message = _outbound(
+        conversation,
+        text,
+        author=author,
+        agent_id=None,
+        idempotency_key=idempotency_key,
+        external_id=external_id,
+        kind="text",
+        delivery_status=delivery_status,
+    )
+    session.add(message)
+    return message
+
+
+def _outbound(
+    conversation: Conversation,
+    text: str,
+    *,
+    author: str,
+    agent_id: int | None,
+    idempotency_key: str | None,
+    external_id: str | None,
+    kind: str,
+    delivery_status: str,
+) -> Message:
+    """A new outbound message on `conversation`, stamped now (nothing to process: it is ours)."""
     now = utcnow()
-    message = Message(
+    return Message(
         conversation_id=conversation.id,
         channel=conversation.channel,
         external_id=external_id,
         direction="out",
         author=author,
-        text=clean_text(text or ""),
-        kind="text",
+        agent_id=agent_id,
+        text=clean_text(text or ""),  # a model's or an agent's words: as untrusted as a customer's
+        kind=kind,
         idempotency_key=idempotency_key,
         delivery_status=delivery_status,
         sent_at=now,
         created_at=now,
         processed_at=now,
     )
-    session.add(message)
-    return message
 
 
 def record_outbound(
@@ -357,21 +382,15 @@ def record_outbound(
         ).first()
         if existing is not None:
             return existing
-    now = utcnow()
-    message = Message(
-        conversation_id=conversation.id,
-        channel=conversation.channel,
-        external_id=external_id,
-        direction="out",
+    message = _outbound(
+        conversation,
+        text,
         author=author,
         agent_id=agent_id,
-        text=clean_text(text or ""),  # a model's or an agent's words: as untrusted as a customer's
-        kind=kind,
         idempotency_key=idempotency_key,
+        external_id=external_id,
+        kind=kind,
         delivery_status=delivery_status,
-        sent_at=now,
-        created_at=now,
-        processed_at=now,
     )
     try:
         with session.begin_nested():
