@@ -110,6 +110,9 @@ def test_the_inbox_reply_box_sends_email_and_comes_back(
     room = world.conversation_of(lead, "web")
     pane = sarah.get(f"/console/inbox?tab=unassigned&c={room}").text
     assert 'id="email-form"' in pane
+    # The form comes back to this conversation of the inbox.
+    assert '<input type="hidden" name="back" value="inbox">' in pane
+    assert f'<input type="hidden" name="conversation_id" value="{room}">' in pane
     response = sarah.post(
         f"/console/leads/{lead}/email",
         {
