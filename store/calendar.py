@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from store.agents import hash_token
 from store.models import Agent, CalendarToken, utcnow
+from store.tenancy import all_workspaces
 
 
 def rotate_calendar_token(agent: Agent, *, session: Session) -> str:
@@ -25,11 +26,20 @@ def rotate_calendar_token(agent: Agent, *, session: Session) -> str:
 
 
 def has_calendar_token(agent: Agent, *, session: Session) -> bool:
-    return session.get(CalendarToken, agent.id) is not None
+    found = select(CalendarToken.agent_id).where(CalendarToken.agent_id == agent.id)
+    return session.scalar(found) is not None
+
+
+def calendar_token_workspace(token: str, *, session: Session) -> int | None:
+    """The workspace whose feed this calendar token opens (a token is made in one), or None."""
+    if not token or len(token) > 200:
+        return None
+    found = select(CalendarToken.workspace_id).where(CalendarToken.token_hash == hash_token(token))
+    return session.scalar(found.execution_options(**all_workspaces()))
 
 
 def agent_by_calendar_token(token: str, *, session: Session) -> Agent | None:
-    """The active agent whose calendar token this is, or None."""
+    """The active agent whose calendar token this is, in the workspace in force, or None."""
     if not token or len(token) > 200:
         return None
     return session.scalars(

@@ -23,6 +23,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from store.tenancy import scope_sessions
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -205,7 +207,8 @@ def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) 
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    """Sessions that see only the workspace in force (`store.tenancy`)."""
+    return scope_sessions(sessionmaker(bind=engine, expire_on_commit=False))
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from store.models import Inbox
+from store.tenancy import current_workspace
 
 # The dispatcher's key for "the inbox has work" (conversation ids start at 1; 0 and -1 are the
 # sweeper's and the set-up's locks).
@@ -37,6 +38,9 @@ class InboxEvent:
     dedupe_key: str | None
     event: dict[str, Any]
     received_at: datetime | None = None  # None: the `now` of `enqueue`
+    workspace_id: int | None = (
+        None  # the workspace the channel's account routes to (None: in force)
+    )
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ def enqueue(
             "event": e.event,
             "received_at": e.received_at or now,
             "attempts": 0,
+            "workspace_id": e.workspace_id if e.workspace_id is not None else current_workspace(),
         }
         for e in events
     ]
@@ -70,7 +75,7 @@ def enqueue(
     insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert_into(_TABLE)
-        .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
+        .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "dedupe_key"])
         .returning(_TABLE.c.channel, _TABLE.c.dedupe_key)
     )
     # A list of parameters: one cached statement, sent as one multi-row INSERT ("insertmanyvalues").
@@ -80,8 +85,9 @@ def enqueue(
 
 def claim(
     *, session: Session, limit: int, after_id: int = 0
-) -> Sequence[Row[Any, Any, Any, Any, Any, Any]]:
-    """The oldest unprocessed rows not set aside (id, channel, kind, event, attempts, received_at).
+) -> Sequence[Row[Any, Any, Any, Any, Any, Any, Any]]:
+    """The oldest unprocessed rows not set aside (id, channel, kind, event, attempts, received_at,
+    workspace_id), of every workspace.
 
     On PostgreSQL the rows are locked (rows another drain holds are skipped)."""
     statement = (
@@ -92,6 +98,7 @@ def claim(
             _TABLE.c.event,
             _TABLE.c.attempts,
             _TABLE.c.received_at,
+            _TABLE.c.workspace_id,
         )
         .where(
             _TABLE.c.processed_at.is_(None),

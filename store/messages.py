@@ -178,7 +178,7 @@ def _insert_once(session: Session) -> Any:
     build = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return (
         build(Message)
-        .on_conflict_do_nothing(index_elements=["channel", "channel_message_id"])
+        .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "channel_message_id"])
         .returning(Message)
     )
 

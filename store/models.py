@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     Float,
     ForeignKey,
@@ -23,9 +24,13 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     func,
+    select,
     text,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from store.tenancy import FIRST_WORKSPACE, current_workspace
 
 CHANNELS = ("web", "messenger", "instagram", "whatsapp", "manual")
 NOTE_CATEGORIES = ("General", "Qualification", "Follow-up", "Objection", "Positive Signal")
@@ -74,13 +79,78 @@ class Base(DeclarativeBase):
     }
 
 
+class Workspace(Base):
+    """One business served by this install: its own team, channels, prompts and data.
+
+    The first (`store.tenancy.FIRST_WORKSPACE`) is the install's own, configured by the environment
+    and `LEADDESK_PROMPTS_DIR` as before workspaces existed; others keep their prompts in
+    `LEADDESK_PROMPTS_DIR/<slug>/` and their channel connections in `channel_connections`. A
+    workspace is disabled, never deleted: its data stays, its channels stop being answered.
+    """
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(60), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceMember(Base):
+    """An agent's place in a workspace, with the role they have there (agent or admin)."""
+
+    __tablename__ = "workspace_members"
+    __table_args__ = (Index("ix_workspace_members_agent_id", "agent_id"),)
+
+    # No foreign key to `workspaces`, like every workspace_id: workspaces are disabled, never
+    # deleted, and the first one exists whether or not its row does.
+    workspace_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(20), default="agent")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChannelConnection(Base):
+    """How a workspace is reached on a channel: the account the channel names in its events (a
+    WhatsApp phone number id, a Facebook Page id, an Instagram account id, a web widget's key) and
+    the credentials to answer through it, encrypted (`secrets`: a Fernet token of a JSON object)."""
+
+    __tablename__ = "channel_connections"
+    __table_args__ = (
+        UniqueConstraint("channel", "account_id", name="uq_channel_connections_account"),
+        Index("ix_channel_connections_workspace", "workspace_id", "channel"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(20))
+    account_id: Mapped[str] = mapped_column(String(200))
+    secrets: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WorkspaceScoped:
+    """A row of one workspace's data: stamped with the workspace in force when it is created and
+    seen only from it (`store.tenancy`)."""
+
+    workspace_id: Mapped[int] = mapped_column(
+        Integer, default=current_workspace, server_default=text(str(FIRST_WORKSPACE))
+    )
+
+
 class Agent(Base):
+    """A person who works leads: signs in once, belongs to one or more workspaces (`memberships`)
+    with a role in each. `role` is their role in the workspace in force."""
+
     __tablename__ = "agents"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    role: Mapped[str] = mapped_column(String(20), default="agent")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     capacity: Mapped[int] = mapped_column(Integer, default=50)
     telegram_user_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
@@ -90,6 +160,43 @@ class Agent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     leads: Mapped[list[Lead]] = relationship(back_populates="assigned_agent")
+    memberships: Mapped[list[WorkspaceMember]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="WorkspaceMember.workspace_id"
+    )
+
+    def __init__(self, *, role: str = "agent", **fields: Any) -> None:
+        super().__init__(**fields)
+        self.role = role
+
+    @hybrid_property
+    def role(self) -> str:
+        """The agent's role in the workspace in force ("" when not a member of it)."""
+        workspace_id = current_workspace()
+        for member in self.memberships:
+            if member.workspace_id == workspace_id:
+                return member.role
+        return ""
+
+    @role.inplace.setter
+    def _role_setter(self, value: str) -> None:
+        workspace_id = current_workspace()
+        for member in self.memberships:
+            if member.workspace_id == workspace_id:
+                member.role = value
+                return
+        self.memberships.append(WorkspaceMember(workspace_id=workspace_id, role=value))
+
+    @role.inplace.expression
+    @classmethod
+    def _role_expression(cls) -> ColumnElement[str]:
+        return (
+            select(WorkspaceMember.role)
+            .where(
+                WorkspaceMember.agent_id == cls.id,
+                WorkspaceMember.workspace_id == current_workspace(),
+            )
+            .scalar_subquery()
+        )
 
 
 _LIVE: dict[str, Any] = {
@@ -98,7 +205,7 @@ _LIVE: dict[str, Any] = {
 }
 
 
-class Lead(Base):
+class Lead(WorkspaceScoped, Base):
     __tablename__ = "leads"
     __table_args__ = (
         # Every list filter looks at living leads (not merged away): partial indexes leave the
@@ -114,20 +221,44 @@ class Lead(Base):
             "created_at",
             "id",
             func.coalesce(text("last_contacted_at"), text("created_at")),
+            "workspace_id",
             postgresql_include=["status", "score", "assigned_agent_id", "last_contacted_at"],
             **_LIVE,
         ),
         # With id, the whole sort key (score, id): a page by score reads the index in order.
-        Index("ix_leads_live_score", "archived", "score", "id", **_LIVE),
+        Index("ix_leads_live_score", "archived", "score", "id", "workspace_id", **_LIVE),
         # The living leads by id: a channel's count merges this with the identities' channel
         # index, both read on the index alone.
-        Index("ix_leads_live_id", "archived", "id", **_LIVE),
+        Index("ix_leads_live_id", "archived", "id", "workspace_id", **_LIVE),
         # Status, score and assignment: "hot, unassigned, Interested" is counted on the index alone.
-        Index("ix_leads_live_status", "archived", "status", "score", "assigned_agent_id", **_LIVE),
+        Index(
+            "ix_leads_live_status",
+            "archived",
+            "status",
+            "score",
+            "assigned_agent_id",
+            "workspace_id",
+            **_LIVE,
+        ),
         # An agent's leads by score (the copilot's and a rep's usual order) read in index order.
-        Index("ix_leads_live_agent", "archived", "assigned_agent_id", "score", "id", **_LIVE),
-        Index("ix_leads_live_contacted", "archived", "last_contacted_at", "created_at", **_LIVE),
-        Index("ix_leads_live_name", "archived", "name", **_LIVE),
+        Index(
+            "ix_leads_live_agent",
+            "archived",
+            "assigned_agent_id",
+            "score",
+            "id",
+            "workspace_id",
+            **_LIVE,
+        ),
+        Index(
+            "ix_leads_live_contacted",
+            "archived",
+            "last_contacted_at",
+            "created_at",
+            "workspace_id",
+            **_LIVE,
+        ),
+        Index("ix_leads_live_name", "archived", "name", "workspace_id", **_LIVE),
         # Tombstones by the lead they point to. Partial, so that SQLite's planner never mistakes
         # it for a way to find the (nearly all) living leads, whose merged_into_id IS NULL.
         Index(
@@ -147,14 +278,18 @@ class Lead(Base):
             postgresql_ops=dict.fromkeys(("name", "email", "company", "phone"), "gin_trgm_ops"),
             info={"only_on": "postgresql"},
         ).ddl_if(dialect="postgresql"),
-        # One lead per email whatever its case: stored as typed, unique in lower case.
-        Index("uq_leads_email_lower", func.lower(text("email")), unique=True),
+        # One lead per email whatever its case (in a workspace): stored as typed, unique in
+        # lower case.
+        Index("uq_leads_email_lower", "workspace_id", func.lower(text("email")), unique=True),
+        # One lead per phone number in a workspace (the same customer writing to two businesses is
+        # two leads).
+        UniqueConstraint("workspace_id", "phone", name="uq_leads_workspace_phone"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20))
     company: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(60), default="New")
     score: Mapped[int] = mapped_column(Integer, default=0)
@@ -214,12 +349,13 @@ Index(
     Lead.archived,
     Lead.last_contacted_at.desc().nulls_last(),
     Lead.id.desc(),
+    Lead.workspace_id,
     postgresql_where=text("merged_into_id IS NULL"),
     info={"only_on": "postgresql"},
 ).ddl_if(dialect="postgresql")
 
 
-class Identity(Base):
+class Identity(WorkspaceScoped, Base):
     """One way of reaching a person: (channel, the channel's id for them), and how it is known.
 
     `trust` is `verified` when the channel vouches for the id (a WhatsApp number, a Messenger PSID,
@@ -231,7 +367,9 @@ class Identity(Base):
 
     __tablename__ = "identities"
     __table_args__ = (
-        UniqueConstraint("channel", "external_id", name="uq_identities_channel_external"),
+        UniqueConstraint(
+            "workspace_id", "channel", "external_id", name="uq_identities_channel_external"
+        ),
         # The channel filter's EXISTS (channel = ? AND lead_id = leads.id), answered from the index.
         Index("ix_identities_channel_lead", "channel", "lead_id"),
     )
@@ -254,7 +392,7 @@ class Identity(Base):
         return self.trust == VERIFIED
 
 
-class Conversation(Base):
+class Conversation(WorkspaceScoped, Base):
     """The messages exchanged with one identity of a lead: a room of its own, whatever the lead is
     merged from. Its pause and stop are the bot's for this room only (the lead's apply to all)."""
 
@@ -294,12 +432,15 @@ class Conversation(Base):
     )
 
 
-class Message(Base):
+class Message(WorkspaceScoped, Base):
     """One message in or out. Inbound messages wait with `processed_at` NULL until the bot ran."""
 
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("channel", "channel_message_id", name="uq_messages_channel_message"),
+        UniqueConstraint(
+            "workspace_id", "channel", "channel_message_id", name="uq_messages_channel_message"
+        ),
+        UniqueConstraint("workspace_id", "idempotency_key", name="uq_messages_idempotency_key"),
         Index("ix_messages_conversation_id", "conversation_id", "id"),
         Index("ix_messages_pending", "direction", "processed_at"),
     )
@@ -314,7 +455,7 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[str] = mapped_column(String(30), default="text")
     channel_message_id: Mapped[str | None] = mapped_column(String(255))
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     delivery_status: Mapped[str | None] = mapped_column(String(20))
     error: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -325,7 +466,7 @@ class Message(Base):
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
 
 
-class ContactDetail(Base):
+class ContactDetail(WorkspaceScoped, Base):
     """A phone number or email of a lead and how it is known (verified by a channel, or claimed).
 
     `key` is the compared form (E.164 for phones, the lower-cased address for emails); `value` is
@@ -335,7 +476,7 @@ class ContactDetail(Base):
     __tablename__ = "contact_details"
     __table_args__ = (
         UniqueConstraint("lead_id", "kind", "key", name="uq_contact_details_lead_kind_key"),
-        Index("ix_contact_details_kind_key", "kind", "key"),
+        Index("ix_contact_details_kind_key", "workspace_id", "kind", "key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -357,7 +498,7 @@ class ContactDetail(Base):
         return self.trust == VERIFIED
 
 
-class MergeSuggestion(Base):
+class MergeSuggestion(WorkspaceScoped, Base):
     """Two leads that may be one person, on a detail only claimed: an agent decides."""
 
     __tablename__ = "merge_suggestions"
@@ -380,7 +521,7 @@ class MergeSuggestion(Base):
     resolved_at: Mapped[datetime | None]
 
 
-class Note(Base):
+class Note(WorkspaceScoped, Base):
     __tablename__ = "notes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -394,7 +535,7 @@ class Note(Base):
     lead: Mapped[Lead] = relationship(back_populates="notes")
 
 
-class ScoreEvent(Base):
+class ScoreEvent(WorkspaceScoped, Base):
     """One score update with the factors (and quoted evidence) behind it."""
 
     __tablename__ = "score_events"
@@ -412,7 +553,7 @@ class ScoreEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class AuditEvent(Base):
+class AuditEvent(WorkspaceScoped, Base):
     """Who changed which field of which lead, from what to what, and when."""
 
     __tablename__ = "audit_events"
@@ -430,7 +571,7 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class Notification(Base):
+class Notification(WorkspaceScoped, Base):
     __tablename__ = "notifications"
     __table_args__ = (
         Index("ix_notifications_agent_read", "agent_id", "read"),
@@ -451,14 +592,17 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class ChatSession(Base):
+class ChatSession(WorkspaceScoped, Base):
     """A web chat widget session: the bearer token (hashed) and the visitor's identity."""
 
     __tablename__ = "chat_sessions"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "external_id", name="uq_chat_sessions_external_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
-    external_id: Mapped[str] = mapped_column(String(200), unique=True)
+    external_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -475,6 +619,8 @@ class ConsoleSession(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key_hash: Mapped[str] = mapped_column(String(128), unique=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    # The workspace this browser works in (the console's switcher); None: the agent's first.
+    workspace_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -494,6 +640,7 @@ Index(
     Lead.created_at,
     Lead.id,
     func.coalesce(Lead.last_contacted_at, Lead.created_at),
+    Lead.workspace_id,
     postgresql_include=["last_contacted_at", "status"],
     postgresql_where=text("merged_into_id IS NULL"),
     info={"only_on": "postgresql"},
@@ -537,7 +684,9 @@ class Inbox(Base):
 
     __tablename__ = "inbox"
     __table_args__ = (
-        UniqueConstraint("channel", "dedupe_key", name="uq_inbox_channel_dedupe_key"),
+        UniqueConstraint(
+            "workspace_id", "channel", "dedupe_key", name="uq_inbox_channel_dedupe_key"
+        ),
         Index(
             "ix_inbox_unprocessed",
             "id",
@@ -548,6 +697,10 @@ class Inbox(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # The workspace the event was routed to (the drain spans workspaces: not filtered).
+    workspace_id: Mapped[int] = mapped_column(
+        Integer, default=current_workspace, server_default=text(str(FIRST_WORKSPACE))
+    )
     channel: Mapped[str] = mapped_column(String(20))
     kind: Mapped[str] = mapped_column(String(10))  # message, echo (an agent's reply), status
     dedupe_key: Mapped[str | None] = mapped_column(String(255))  # the channel's message id
@@ -562,7 +715,7 @@ TASK_KINDS = ("call", "email", "meeting", "other")
 TASK_SOURCES = ("agent", "copilot", "bot")
 
 
-class Task(Base):
+class Task(WorkspaceScoped, Base):
     """A follow-up an agent owes a lead: a call, email, meeting or other, due at a time.
 
     `reminded_at` is set, atomically, by the one process that raises the "due now" reminder (a
@@ -614,12 +767,18 @@ class Task(Base):
         return self.done_at is not None
 
 
-class TaskDigest(Base):
+class TaskDigest(WorkspaceScoped, Base):
     """The morning digest of overdue tasks sent to an agent on a (business-local) day: its primary
     key is the claim, so two workers cannot both send it."""
 
     __tablename__ = "task_digests"
 
+    workspace_id: Mapped[int] = mapped_column(
+        Integer,
+        primary_key=True,
+        default=current_workspace,
+        server_default=text(str(FIRST_WORKSPACE)),
+    )
     agent_id: Mapped[int] = mapped_column(
         ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
     )
@@ -627,11 +786,17 @@ class TaskDigest(Base):
     sent_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class CalendarToken(Base):
+class CalendarToken(WorkspaceScoped, Base):
     """An agent's read-only calendar token (hashed): it opens the .ics feed and nothing else."""
 
     __tablename__ = "calendar_tokens"
 
+    workspace_id: Mapped[int] = mapped_column(
+        Integer,
+        primary_key=True,
+        default=current_workspace,
+        server_default=text(str(FIRST_WORKSPACE)),
+    )
     agent_id: Mapped[int] = mapped_column(
         ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
     )

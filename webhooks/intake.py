@@ -10,6 +10,7 @@ directly in one transaction.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sys
 import threading
@@ -41,6 +42,7 @@ from store.leads import (
 )
 from store.messages import Inbound, Ingested, ingest, ingest_known
 from store.models import VERIFIED, Conversation, Identity, Lead, Message, utcnow
+from store.tenancy import in_workspace
 from webhooks.events import DELIVERY_RANK, ParsedBatch, StatusUpdate
 
 log = logging.getLogger(__name__)
@@ -387,7 +389,20 @@ class InboxDrain:
         touched: dict[int, None],
         result: StoreResult,
     ) -> None:
-        """The batch's rows in order; each run of customer messages from settled senders in one
+        """The batch's rows in order, each in the workspace its channel account routed it to."""
+        for workspace_id, group in itertools.groupby(rows, key=lambda row: row.workspace_id):
+            with in_workspace(workspace_id):
+                self._apply_group(list(group), session, now, touched, result)
+
+    def _apply_group(
+        self,
+        rows: Sequence[Any],
+        session: Session,
+        now: datetime,
+        touched: dict[int, None],
+        result: StoreResult,
+    ) -> None:
+        """Rows of one workspace in order; each run of customer messages from settled senders in one
         statement (`store.messages.ingest_known`), every other row as `_apply` does it. Senders are
         looked up for the rows still ahead after each row that may have changed them."""
         events = [{k: _load(v) for k, v in row.event.items()} for row in rows]
@@ -453,7 +468,7 @@ class InboxDrain:
             failures: list[tuple[int, str]] = []
             for row in rows:
                 try:
-                    with session.begin_nested():
+                    with session.begin_nested(), in_workspace(row.workspace_id):
                         self._apply(row, session, now, batch_touched, report.result)
                 except OperationalError:
                     raise  # the database's trouble (a deadlock, a lost connection), not the event's

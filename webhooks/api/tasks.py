@@ -13,11 +13,16 @@ from flask import Response, g, jsonify, request, url_for
 from icalendar import Calendar, Event
 from sqlalchemy.orm import Session
 
-from store.calendar import agent_by_calendar_token, rotate_calendar_token
+from store.calendar import (
+    agent_by_calendar_token,
+    calendar_token_workspace,
+    rotate_calendar_token,
+)
 from store.db import read_session
 from store.domain import tasks
 from store.domain.errors import Invalid
 from store.models import Agent, Task
+from store.tenancy import in_workspace
 from webhooks.api import lead_edits as edits
 from webhooks.api import schemas
 from webhooks.api.base import endpoint, now
@@ -293,17 +298,22 @@ def calendar_feed(params: schemas.CalendarParams) -> Any:
     calendar app; `token` is your calendar token, not your agent token."""
     at = now()
     with read_session(services().session_factory) as session:
-        agent = agent_by_calendar_token(params.token, session=session)
-        if agent is None:
+        # The token names its workspace: the feed is of that workspace, whatever the request says.
+        workspace_id = calendar_token_workspace(params.token, session=session)
+        if workspace_id is None:
             # A secret address: an unknown token is no feed (and says nothing of the agents).
             raise ApiError(404, "not_found", "no calendar feed for this token")
-        found = [
-            t
-            for t in tasks.list_tasks(agent, session=session, now=at, window="all", limit=2000)
-            if t.due_at is not None
-            and (t.done_at is None or t.done_at >= at - timedelta(days=FEED_DAYS_BACK))
-        ]
-        body = calendar_ics(found, agent_name=agent.name, host=request.host)
+        with in_workspace(workspace_id):
+            agent = agent_by_calendar_token(params.token, session=session)
+            if agent is None:
+                raise ApiError(404, "not_found", "no calendar feed for this token")
+            found = [
+                t
+                for t in tasks.list_tasks(agent, session=session, now=at, window="all", limit=2000)
+                if t.due_at is not None
+                and (t.done_at is None or t.done_at >= at - timedelta(days=FEED_DAYS_BACK))
+            ]
+            body = calendar_ics(found, agent_name=agent.name, host=request.host)
     response = Response(body, mimetype="text/calendar")
     response.headers["Cache-Control"] = "private, max-age=300"
     return response

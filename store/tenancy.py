@@ -1,0 +1,100 @@
+"""Workspaces: which business a piece of work belongs to, and the one filter that keeps them apart.
+
+Every row of a business's data (leads, identities, conversations, messages, notes, tasks, audit…)
+carries a `workspace_id`. The workspace of the work in hand is a context variable: the web request,
+the inbox drain, the bot's job, the sweeper's round and the CLI each enter theirs with
+`in_workspace(id)`. Then every ORM statement a session of `store.make_session_factory` runs
+is filtered to it (`scope_sessions`: a `with_loader_criteria` on SELECT, UPDATE and DELETE,
+relationship loads included) and every new row is stamped with it (the column's default). No
+front end passes the filter by hand; forgetting to enter a workspace finds nothing of another one.
+
+Agents are people who may work in several workspaces: an agent is visible in a workspace when it
+is a member of it (`WorkspaceMember`, with the role it has there).
+
+Outside any `in_workspace` the first workspace (`FIRST_WORKSPACE`, the one an install that has
+never heard of workspaces has) is in force. Work that must see every workspace at once (the
+inbox drain, finding which workspace a conversation belongs to, signing a person in before their
+workspace is known) asks for it explicitly with the `ALL_WORKSPACES` execution option.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
+
+FIRST_WORKSPACE = 1
+# An execution option: `session.execute(stmt.execution_options(all_workspaces=True))` or
+# `session.connection(execution_options=...)` sees every workspace.
+ALL_WORKSPACES = "all_workspaces"
+
+_current: ContextVar[int] = ContextVar("leaddesk_workspace", default=FIRST_WORKSPACE)
+
+
+def current_workspace() -> int:
+    """The id of the workspace the work in hand belongs to."""
+    return _current.get()
+
+
+@contextmanager
+def in_workspace(workspace_id: int) -> Iterator[int]:
+    """Run the block in workspace `workspace_id`: its reads see only that workspace, its new rows
+    belong to it."""
+    token = _current.set(workspace_id)
+    try:
+        yield workspace_id
+    finally:
+        _current.reset(token)
+
+
+def enter_workspace(workspace_id: int) -> object:
+    """`in_workspace` for code that cannot hold a `with` (a Flask request): returns the token
+    `leave_workspace` takes."""
+    return _current.set(workspace_id)
+
+
+def leave_workspace(token: object) -> None:
+    _current.reset(token)  # type: ignore[arg-type]
+
+
+def _scope(state: ORMExecuteState) -> None:
+    if state.is_column_load or state.is_relationship_load:
+        return  # the criteria of the statement that loaded the parent propagate to these
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.execution_options.get(ALL_WORKSPACES):
+        return
+    # Imported here: the models import this module for the column default.
+    from store.models import Agent, WorkspaceMember, WorkspaceScoped  # noqa: PLC0415
+
+    workspace_id = _current.get()
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            WorkspaceScoped,
+            lambda cls: cls.workspace_id == workspace_id,
+            include_aliases=True,
+        ),
+        with_loader_criteria(
+            Agent,
+            lambda cls: cls.id.in_(
+                select(WorkspaceMember.agent_id).where(WorkspaceMember.workspace_id == workspace_id)
+            ),
+            include_aliases=True,
+        ),
+    )
+
+
+def scope_sessions(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Make every session of `factory` see only the current workspace (see the module's text)."""
+    if not event.contains(factory, "do_orm_execute", _scope):
+        event.listen(factory, "do_orm_execute", _scope)
+    return factory
+
+
+def all_workspaces() -> dict[str, Any]:
+    """Execution options that lift the workspace filter for one statement."""
+    return {ALL_WORKSPACES: True}
