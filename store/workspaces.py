@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,13 +42,38 @@ def create_workspace(slug: str, name: str, *, session: Session) -> Workspace:
     name = (name or "").strip()
     if not name or len(name) > 200:
         raise WorkspaceError("a workspace's name is 1-200 characters")
-    workspace = Workspace(slug=slug, name=name, active=True, created_at=utcnow())
-    try:
+    if session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
+        raise WorkspaceError(f"a workspace {slug!r} already exists")
+    _keep_first(session)
+    for _attempt in range(3):
+        # Ids after the highest (never the first's, whatever a sequence says after a restore);
+        # the primary key and the slug's unique index decide a race.
+        number = (session.scalar(select(func.max(Workspace.id))) or FIRST_WORKSPACE) + 1
+        workspace = Workspace(id=number, slug=slug, name=name, active=True, created_at=utcnow())
+        try:
+            with session.begin_nested():
+                session.add(workspace)
+        except IntegrityError:
+            if session.scalar(select(Workspace.id).where(Workspace.slug == slug)) is not None:
+                raise WorkspaceError(f"a workspace {slug!r} already exists") from None
+            continue
+        return workspace
+    raise WorkspaceError("could not create the workspace (busy): try again")
+
+
+def _keep_first(session: Session) -> None:
+    """Put back the first workspace's row if it is missing (a database emptied by hand)."""
+    if session.get(Workspace, FIRST_WORKSPACE) is None:
         with session.begin_nested():
-            session.add(workspace)
-    except IntegrityError:
-        raise WorkspaceError(f"a workspace {slug!r} already exists") from None
-    return workspace
+            session.add(
+                Workspace(
+                    id=FIRST_WORKSPACE,
+                    slug=FIRST_SLUG,
+                    name="Default",
+                    active=True,
+                    created_at=utcnow(),
+                )
+            )
 
 
 def get_workspace(workspace_id: int, *, session: Session) -> Workspace | None:

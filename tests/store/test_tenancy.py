@@ -1,0 +1,146 @@
+"""Workspaces kept apart by the store itself: every ORM statement of a session sees only the
+workspace in force, new rows belong to it, and uniqueness is per workspace."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from store.agents import create_agent
+from store.leads import LeadNotFound, find_lead_by_phone, get_lead
+from store.messages import Inbound, ingest
+from store.models import Agent, Conversation, Identity, Lead, Message, Note, WorkspaceMember
+from store.tenancy import FIRST_WORKSPACE, all_workspaces, current_workspace, in_workspace
+from store.workspaces import WorkspaceError, create_workspace, find_workspace, memberships
+
+PHONE = "+14155550123"
+
+
+@pytest.fixture
+def two(session_factory):
+    """Workspace 1 (the first) and a second one, each with the same customer writing on WhatsApp."""
+    with session_factory.begin() as session:
+        other = create_workspace("acme", "Acme", session=session).id
+    found = {}
+    for workspace_id in (FIRST_WORKSPACE, other):
+        with in_workspace(workspace_id), session_factory.begin() as session:
+            stored = ingest(
+                Inbound(
+                    channel="whatsapp",
+                    external_id=PHONE.lstrip("+"),
+                    phone=PHONE,
+                    text=f"hello {workspace_id}",
+                    channel_message_id="wamid.same",
+                ),
+                session=session,
+            )
+            found[workspace_id] = (stored.lead.id, stored.conversation.id, stored.message.id)
+    return found, other
+
+
+def test_the_same_customer_writing_to_two_workspaces_is_two_leads(session_factory, two):
+    found, other = two
+    assert found[FIRST_WORKSPACE][0] != found[other][0]
+    for workspace_id, (lead_id, conversation_id, message_id) in found.items():
+        with in_workspace(workspace_id), session_factory() as session:
+            assert find_lead_by_phone(PHONE, session=session).id == lead_id
+            assert session.scalars(select(Lead.id)).all() == [lead_id]
+            assert session.scalars(select(Conversation.id)).all() == [conversation_id]
+            assert session.scalars(select(Message.id)).all() == [message_id]
+            assert session.scalar(select(func.count()).select_from(Identity)) == 1
+    with session_factory() as session:
+        everything = select(func.count()).select_from(Lead).execution_options(**all_workspaces())
+        assert session.scalar(everything) == 2
+
+
+def test_another_workspaces_rows_are_not_found_by_id_nor_through_relationships(
+    session_factory, two
+):
+    found, other = two
+    theirs = found[other][0]
+    with session_factory() as session:  # the first workspace
+        assert session.get(Lead, theirs) is None
+        with pytest.raises(LeadNotFound):
+            get_lead(theirs, session=session)
+        mine = get_lead(found[FIRST_WORKSPACE][0], session=session)
+        assert [c.id for c in mine.conversations] == [found[FIRST_WORKSPACE][1]]
+        assert all(m.text == "hello 1" for c in mine.conversations for m in c.messages)
+
+
+def test_updates_and_deletes_reach_only_the_workspace_in_force(session_factory, two):
+    found, other = two
+    with session_factory.begin() as session:
+        changed = session.execute(update(Lead).values(status="Hot")).rowcount
+        session.execute(delete(Note))
+    assert changed == 1
+    with in_workspace(other), session_factory() as session:
+        assert session.scalars(select(Lead.status)).all() == ["New"]
+    with session_factory.begin() as session:
+        session.execute(delete(Message).where(Message.id == found[other][2]))
+    with in_workspace(other), session_factory() as session:
+        assert session.get(Message, found[other][2]) is not None
+
+
+def test_new_rows_belong_to_the_workspace_in_force(session_factory, two):
+    found, other = two
+    with in_workspace(other), session_factory.begin() as session:
+        note = Note(lead_id=found[other][0], author="Ana", text="called")
+        session.add(note)
+        session.flush()
+        assert note.workspace_id == other == current_workspace()
+    with session_factory() as session:
+        assert session.scalars(select(Note)).all() == []
+
+
+def test_uniqueness_is_per_workspace_but_holds_inside_one(session_factory, two):
+    _found, other = two
+    with in_workspace(other), session_factory() as session:
+        session.add(Lead(name="Twin", phone=PHONE))
+        with pytest.raises(IntegrityError):
+            session.flush()
+
+
+def test_an_agent_is_seen_where_they_are_a_member_with_the_role_they_have_there(
+    session_factory, two
+):
+    _found, other = two
+    with session_factory.begin() as session:
+        ana, _token = create_agent("Ana", email="ana@desk.example", role="admin", session=session)
+        ana_id = ana.id
+    with in_workspace(other), session_factory() as session:
+        assert session.get(Agent, ana_id) is None  # not a member here
+        assert session.scalars(select(Agent)).all() == []
+    with session_factory.begin() as session:
+        ana = session.get(Agent, ana_id)
+        with in_workspace(other):
+            ana.role = "agent"  # joins the second workspace as an agent
+    with in_workspace(other), session_factory() as session:
+        ana = session.get(Agent, ana_id)
+        assert ana is not None and ana.role == "agent"
+        admins = select(Agent.id).where(Agent.role == "admin")
+        assert session.scalars(admins).all() == []
+    with session_factory() as session:
+        ana = session.get(Agent, ana_id)
+        assert ana.role == "admin"
+        assert session.scalars(select(Agent.id).where(Agent.role == "admin")).all() == [ana_id]
+        assert [(m.workspace_id, m.role) for m in memberships(ana_id, session=session)] == [
+            (FIRST_WORKSPACE, "admin"),
+            (other, "agent"),
+        ]
+        assert session.scalar(select(func.count()).select_from(WorkspaceMember)) == 2
+
+
+def test_workspaces_are_found_by_slug_or_id_and_slugs_are_checked(session_factory, two):
+    _found, other = two
+    with session_factory.begin() as session:
+        assert find_workspace("acme", session=session).id == other
+        assert find_workspace(str(other), session=session).slug == "acme"
+        assert find_workspace("default", session=session).id == FIRST_WORKSPACE
+        assert find_workspace("nope", session=session) is None
+        assert find_workspace("99999999999", session=session) is None
+        for bad in ("", "Acme!", "-x", "a" * 61):
+            with pytest.raises(WorkspaceError):
+                create_workspace(bad, "X", session=session)
+        with pytest.raises(WorkspaceError):
+            create_workspace("acme", "Again", session=session)
