@@ -40,7 +40,7 @@ SHOWN_MESSAGES = 100
 STREAM_SECONDS = 55.0
 # Also how soon a stream whose browser went away (a page change) gives its thread back: waitress
 # only notices a closed connection when it writes.
-KEEPALIVE_SECONDS = 5.0
+KEEPALIVE_SECONDS = 2.0
 # How often a quiet stream looks whether the server is shutting down.
 STOP_CHECK_SECONDS = 1.0
 TAB_LABELS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All", "waiting": "Waiting"}
