@@ -214,3 +214,45 @@ def test_bulk_selection_in_the_browser(browser, app, seeded, world):  # type: ig
         screenshot(browser, "08-bulk-assigned")
         assert browser.find_elements(By.CSS_SELECTOR, "table.leads tbody td.empty")
     assert world.read(seeded["hot"]).assigned_agent_id is not None
+
+
+def test_the_lead_page_follows_new_messages_and_the_conversation_chosen(  # type: ignore[no-untyped-def]
+    browser, app, seeded, world
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    hot = seeded["hot"]
+    with live_server(app) as base:
+        browser.get(f"{base}/console/login?next=/console/leads/{hot}")
+        browser.find_element(By.NAME, "email").send_keys("sarah@example.com")
+        browser.find_element(By.NAME, "password").send_keys("correct horse")
+        browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
+        _wait(lambda: "Live updates: on" in browser.find_element(By.ID, "live-state").text)
+
+        def shown_window() -> str:
+            notes = browser.find_elements(By.CSS_SELECTOR, ".reply-window")
+            return " ".join(n.text for n in notes if n.is_displayed())
+
+        # The reply box says where the reply goes and whether WhatsApp's 24-hour window is open.
+        assert shown_window().startswith("Replying on whatsapp. 24-hour window open: 21 h left.")
+        Select(browser.find_element(By.ID, "reply-conversation")).select_by_visible_text(
+            next(
+                o.text
+                for o in browser.find_elements(By.CSS_SELECTOR, "#reply-conversation option")
+                if o.text.startswith("web")
+            )
+        )
+        assert shown_window() == "Replying on web."
+
+        # The customer writes again: the timeline shows it, at the bottom, without a reload.
+        browser.execute_script("window.stayed = true;")
+        world.customer_message(hot, "Also, do you install batteries?", channel="web")
+        _wait(lambda: "install batteries" in browser.find_element(By.ID, "timeline").text, 2.0)
+        assert browser.execute_script("return window.stayed === true")
+        at_bottom = browser.execute_script(
+            "var t = document.getElementById('timeline');"
+            "return t.scrollHeight - t.scrollTop - t.clientHeight < 2;"
+        )
+        assert at_bottom
+        screenshot(browser, "08-lead-page-live")
