@@ -114,10 +114,14 @@ document.addEventListener("DOMContentLoaded", function () {
         if (html === null) return;
         var pane = document.getElementById("inbox-pane");
         if (keepDraft && pane.querySelector("#timeline")) {
+          // Everything but the reply being written: messages, badges, owner and bot state, window.
           var fresh = document.createElement("div");
           fresh.innerHTML = html;
-          var timeline = fresh.querySelector("#timeline");
-          if (timeline) pane.querySelector("#timeline").replaceWith(timeline);
+          ["#timeline", ".card-head", "aside.profile", "#reply-window"].forEach(function (part) {
+            var now = pane.querySelector(part);
+            var next = fresh.querySelector(part);
+            if (now && next) now.replaceWith(next);
+          });
         } else {
           pane.innerHTML = html;
         }
