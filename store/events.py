@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 
 import redis
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import InstanceState, Session, SessionTransaction, sessionmaker
 
 from store.models import Conversation, Lead, Message, Notification
 
@@ -292,7 +292,7 @@ def _within(savepoint: SessionTransaction | None, outer: SessionTransaction) -> 
 
 
 def _changed_fields(row: Lead | Conversation, watched: Sequence[str]) -> list[str]:
-    state = inspect(row)
+    state: InstanceState[Any] = inspect(row)
     return [name for name in watched if state.attrs[name].history.has_changes()]
 
 
