@@ -1,6 +1,6 @@
 """What happened in the store, as a stream the console follows live: a message stored, a lead
-created, a status, assignment or bot-pause change, a notification (and, from the web widget, a
-customer typing).
+created, a status, assignment or bot-pause change (the lead's, or one conversation's), a
+notification (and, from the web widget, a customer typing).
 
 Events come from the store itself: `watch(session_factory, bus)` collects them from every flush
 and publishes them only after the transaction commits, so no front end has to remember to announce
@@ -25,9 +25,9 @@ from typing import Any, Literal, Protocol
 
 import redis
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import InstanceState, Session, SessionTransaction, sessionmaker
 
-from store.models import Lead, Message, Notification
+from store.models import Conversation, Lead, Message, Notification
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ EventKind = Literal["message", "lead", "notification", "typing", "reset"]
 
 # Lead fields whose change the console shows at once.
 WATCHED_LEAD_FIELDS = ("status", "assigned_agent_id", "ai_paused_until", "ai_stopped", "score")
+# A conversation's own bot pause or stop (the lead's other rooms keep theirs).
+WATCHED_CONVERSATION_FIELDS = ("ai_paused_until", "ai_stopped")
 _PENDING = "leaddesk_events"
 
 
@@ -198,9 +200,20 @@ def events_of(objects: Iterable[Any], *, new: bool) -> list[StoreEvent]:
             if new:
                 found.append(StoreEvent("lead", lead_id=item.id, data={"created": True}))
                 continue
-            changed = _changed_fields(item)
+            changed = _changed_fields(item, WATCHED_LEAD_FIELDS)
             if changed:
                 found.append(StoreEvent("lead", lead_id=item.id, data={"changed": changed}))
+        elif isinstance(item, Conversation) and not new:
+            changed = _changed_fields(item, WATCHED_CONVERSATION_FIELDS)
+            if changed:
+                found.append(
+                    StoreEvent(
+                        "lead",
+                        lead_id=item.lead_id,
+                        conversation_id=item.id,
+                        data={"changed": changed},
+                    )
+                )
         elif isinstance(item, Notification) and new:
             found.append(
                 StoreEvent(
@@ -278,9 +291,9 @@ def _within(savepoint: SessionTransaction | None, outer: SessionTransaction) -> 
     return False
 
 
-def _changed_fields(lead: Lead) -> list[str]:
-    state = inspect(lead)
-    return [name for name in WATCHED_LEAD_FIELDS if state.attrs[name].history.has_changes()]
+def _changed_fields(row: Lead | Conversation, watched: Sequence[str]) -> list[str]:
+    state: InstanceState[Any] = inspect(row)
+    return [name for name in watched if state.attrs[name].history.has_changes()]
 
 
 def _with_id(item: StoreEvent, event_id: str) -> StoreEvent:

@@ -44,6 +44,25 @@ SERVICE_WINDOW = timedelta(hours=24)
 TEXT_LIMITS = {"whatsapp": 4096, "messenger": 2000, "instagram": 1000}
 
 
+def reply_window(channel: str, last_inbound_at: datetime | None, now: datetime) -> dict[str, Any]:
+    """Whether a free-form reply can go out on this channel now (Meta's 24-hour customer service
+    window, counted from the customer's last message; outside it a reply is withheld), for the
+    console's reply boxes to say so."""
+    if channel not in TEXT_LIMITS:
+        return {"limited": False}
+    if last_inbound_at is None:
+        return {"limited": True, "open": False, "closes_at": None}
+    closes_at = last_inbound_at + SERVICE_WINDOW
+    left = closes_at - now
+    return {
+        "limited": True,
+        "open": left.total_seconds() > 0,
+        "closes_at": closes_at,
+        "hours_left": max(0, int(left.total_seconds() // 3600)),
+        "minutes_left": max(0, int(left.total_seconds() // 60)),
+    }
+
+
 @dataclass
 class ChannelStatus:
     """How a channel is set up: "ready", "receive-only" or "off", with the reason."""

@@ -65,10 +65,11 @@ def reply_to_customer(
                 "nowhere to send a reply."
             ) from None
         with ctx.session_factory.begin() as session:
-            claim_on_reply(lead_id, agent_id, session=session, policy=policy(ctx))
+            claimed = claim_on_reply(lead_id, agent_id, session=session, policy=policy(ctx))
+        mine = " It is now assigned to you." if claimed else ""
         return (
             f"Sent to {name} (#{lead_id}) on {reply.channel} as you. The bot stays quiet for "
-            f"{minutes} minutes."
+            f"{minutes} minutes.{mine}"
         ), {"focus_lead_id": lead_id}
 
     return Afterwards(run)

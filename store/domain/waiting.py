@@ -3,9 +3,10 @@ agent) the first agent available.
 
 A lead whose status gives it to an agent (`action: auto_assign`) stays unassigned when every agent
 is inactive or at capacity (or there is no agent yet). Such leads are assigned, oldest first, when
-an agent is added or enabled (`add_agent`, `set_agent_active`: what the API, the console and the
-CLI call) and, for room freed by closed or reassigned leads, by a periodic catch-up (the workers'
-sweeper with a broker, a thread of `leaddesk serve` without).
+an agent is added, enabled or given a higher capacity (`add_agent`, `set_agent_active`,
+`set_agent_capacity`: what the API, the console and the CLI call) and, for room freed by closed or
+reassigned leads, by a periodic catch-up (the workers' sweeper with a broker, a thread of
+`leaddesk serve` without).
 """
 
 from __future__ import annotations
@@ -111,3 +112,16 @@ def set_agent_active(
         session.flush()
         assign_waiting_leads(session=session, policy=policy, now=now)
     return changed
+
+
+def set_agent_capacity(
+    agent: Agent, capacity: int, *, session: Session, policy: Policy, now: datetime
+) -> bool:
+    """Change how many open leads an agent may hold; room made by a higher capacity is filled
+    with waiting leads at once. Whether it changed."""
+    before = agent.capacity
+    agent.capacity = capacity
+    if capacity > before and agent.active:
+        session.flush()
+        assign_waiting_leads(session=session, policy=policy, now=now)
+    return capacity != before

@@ -3,6 +3,8 @@ enabled, through the API as through the console and the CLI (one rule: store.dom
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 def test_adding_the_first_agent_assigns_the_lead_that_waited(world):  # type: ignore[no-untyped-def]
     # The hottest lead reached Follow Up (which auto-assigns) before anyone could take it.
@@ -47,3 +49,15 @@ def test_replying_leaves_the_lead_unassigned_when_business_yaml_says_so(world, p
     world.customer_message(lead_id, "Hello?", channel="web")
     assert sarah.post(f"/api/leads/{lead_id}/reply", json={"text": "Hi!"}).status_code == 201
     assert world.read(lead_id).assigned_agent_id is None
+
+
+def test_raising_an_agents_capacity_assigns_waiting_leads(world):  # type: ignore[no-untyped-def]
+    _admin_id, admin = world.agent("Ada", role="admin", capacity=0)
+    mike_id, _mike = world.agent("Mike", capacity=0)
+    newer = world.lead("Priya", status="Follow Up", created_at=world.clock() - timedelta(hours=1))
+    older = world.lead("Omar", status="Follow Up", created_at=world.clock() - timedelta(hours=2))
+    assert world.read(older).assigned_agent_id is None  # nobody has room
+    changed = admin.patch(f"/api/agents/{mike_id}", json={"capacity": 1})
+    assert changed.status_code == 200 and changed.get_json()["open_leads"] == 1
+    assert world.read(older).assigned_agent_id == mike_id  # the one that waited longest
+    assert world.read(newer).assigned_agent_id is None

@@ -245,3 +245,29 @@ def test_password_prompt_does_not_echo_and_must_match(cli, monkeypatch):
     monkeypatch.setattr("getpass.getpass", lambda prompt="": prompts.append(prompt) or next(typed))
     result = cli("agents", "password", "Bob")
     assert result.code == 1 and "differ" in result.err and len(prompts) == 2
+
+
+def test_adding_or_enabling_an_agent_hands_out_the_leads_that_waited(cli, db_engine):
+    from store.leads import resolve
+    from store.models import Lead
+
+    factory = make_session_factory(db_engine)
+    with factory.begin() as session:
+        # Follow Up gives a lead to an agent; these reached it before there was one.
+        waited = resolve("web", "w-1", name="Dana", session=session)
+        waited.status = "Follow Up"
+        waited_id = waited.id
+    result = cli("agents", "add", "--name", "Alice", "--json")
+    assert result.code == 0, result.err
+    alice = result.json()["id"]
+    with factory() as session:
+        assert session.get(Lead, waited_id).assigned_agent_id == alice
+
+    assert cli("agents", "disable", "Alice").code == 0
+    with factory.begin() as session:
+        later = resolve("web", "w-2", name="Omar", session=session)
+        later.status = "Follow Up"
+        later_id = later.id
+    assert cli("agents", "enable", "Alice").code == 0
+    with factory() as session:
+        assert session.get(Lead, later_id).assigned_agent_id == alice

@@ -214,3 +214,84 @@ def test_bulk_selection_in_the_browser(browser, app, seeded, world):  # type: ig
         screenshot(browser, "08-bulk-assigned")
         assert browser.find_elements(By.CSS_SELECTOR, "table.leads tbody td.empty")
     assert world.read(seeded["hot"]).assigned_agent_id is not None
+
+
+def test_the_lead_page_follows_new_messages_and_the_conversation_chosen(  # type: ignore[no-untyped-def]
+    browser, app, seeded, world
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    hot = seeded["hot"]
+    with live_server(app) as base:
+        browser.get(f"{base}/console/login?next=/console/leads/{hot}")
+        browser.find_element(By.NAME, "email").send_keys("sarah@example.com")
+        browser.find_element(By.NAME, "password").send_keys("correct horse")
+        browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
+        _wait(lambda: "Live updates: on" in browser.find_element(By.ID, "live-state").text)
+
+        def shown_window() -> str:
+            notes = browser.find_elements(By.CSS_SELECTOR, ".reply-window")
+            return " ".join(n.text for n in notes if n.is_displayed())
+
+        # The reply box says where the reply goes and whether WhatsApp's 24-hour window is open.
+        assert shown_window().startswith("Replying on whatsapp. 24-hour window open: 21 h left.")
+        Select(browser.find_element(By.ID, "reply-conversation")).select_by_visible_text(
+            next(
+                o.text
+                for o in browser.find_elements(By.CSS_SELECTOR, "#reply-conversation option")
+                if o.text.startswith("web")
+            )
+        )
+        assert shown_window() == "Replying on web."
+
+        # The customer writes again: the timeline shows it, at the bottom, without a reload.
+        browser.execute_script("window.stayed = true;")
+        world.customer_message(hot, "Also, do you install batteries?", channel="web")
+        _wait(lambda: "install batteries" in browser.find_element(By.ID, "timeline").text, 2.0)
+        assert browser.execute_script("return window.stayed === true")
+        at_bottom = browser.execute_script(
+            "var t = document.getElementById('timeline');"
+            "return t.scrollHeight - t.scrollTop - t.clientHeight < 2;"
+        )
+        assert at_bottom
+        screenshot(browser, "08-lead-page-live")
+
+
+def test_the_open_conversation_shows_status_and_bot_changes_without_a_reload(  # type: ignore[no-untyped-def]
+    browser, app, seeded, world
+):
+    from selenium.webdriver.common.by import By
+
+    from store.models import Conversation, Lead
+
+    hot = seeded["hot"]
+    room = world.conversation_of(hot, "web")
+    with live_server(app) as base:
+        browser.get(f"{base}/console/login?next=/console/inbox?tab=unassigned%26c={room}")
+        browser.find_element(By.NAME, "email").send_keys("sarah@example.com")
+        browser.find_element(By.NAME, "password").send_keys("correct horse")
+        browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
+        _wait(lambda: "Live updates: on" in browser.find_element(By.ID, "live-state").text)
+        pane = browser.find_element(By.ID, "inbox-pane")
+        assert "Interested" in pane.find_element(By.CSS_SELECTOR, ".card-head").text
+        browser.find_element(By.CSS_SELECTOR, "#reply-form textarea").send_keys("Half-written")
+        browser.execute_script("window.stayed = true;")
+
+        # Another agent moves the lead on, and the customer's "stop" stops the bot in this room.
+        with world.session_factory.begin() as session:
+            session.get(Lead, hot).status = "Follow Up"
+            session.get(Conversation, room).ai_stopped = True
+
+        def head() -> str:
+            return str(browser.find_element(By.CSS_SELECTOR, "#inbox-pane .card-head").text)
+
+        def profile() -> str:
+            return str(browser.find_element(By.CSS_SELECTOR, "#inbox-pane aside.profile").text)
+
+        _wait(lambda: "Follow Up" in head(), 2.0)
+        _wait(lambda: "Bot\npaused" in profile(), 2.0)
+        assert browser.execute_script("return window.stayed === true")
+        draft = browser.find_element(By.CSS_SELECTOR, "#reply-form textarea")
+        assert draft.get_attribute("value") == "Half-written"  # the reply being written stays
+        screenshot(browser, "inbox-08-live-status")

@@ -227,3 +227,17 @@ def test_the_reply_box_says_whether_the_24_hour_window_is_open(app, desk, world)
     # Web chat has no such window.
     web = world.conversation_of(desk["omar"], "web")
     assert "24-hour window" not in sarah.get(f"/console/inbox/conversations/{web}").text
+
+
+def test_the_lead_pages_reply_box_says_the_same_per_conversation(app, desk, world):  # type: ignore[no-untyped-def]
+    sarah = _signed_in(app, "sarah@example.com")
+    world.clock.advance(hours=2)
+    page = sarah.get(f"/console/leads/{desk['dana']}").text
+    room = world.conversation_of(desk["dana"], "whatsapp")
+    shown = page.split(f'class="reply-window" data-conversation="{room}">')[1].split("</span>")[0]
+    assert shown.startswith("Replying on whatsapp.") and "24-hour window open: 21 h left." in page
+    world.clock.advance(hours=23)
+    sarah = _signed_in(app, "sarah@example.com")
+    page = sarah.get(f"/console/leads/{desk['dana']}").text
+    assert "24-hour window closed" in page and "a reply now is withheld" in page
+    assert "24-hour window" not in sarah.get(f"/console/leads/{desk['omar']}").text

@@ -1,7 +1,10 @@
-"""The live inbox in headless Chromium against the real server (`leaddesk serve`): two agents signed
-in at once see a customer's web chat and WhatsApp messages within two seconds without a reload,
-unread counts go up and down, times are in the business's zone; and with two web processes on a
-broker, an event from one reaches a console connected to the other.
+"""The live inbox in headless Chromium against the real server (`leaddesk serve`, WhatsApp sending
+to a fake Graph API): two agents signed in at once see a customer's web chat and WhatsApp messages
+within two seconds without a reload, with the optional sound; unread counts go up and down, in the
+title and the navigation of every page; replying assigns; times are in the business's zone; the
+customer's "typing…" reaches the agent, and the agent's reply reaches the widget with their name
+and its time; and with two web processes on a broker, an event from one reaches a console
+connected to the other.
 
 Screenshots land in test-artifacts/screenshots/ (look at them when changing the inbox).
 """
@@ -13,9 +16,11 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import create_engine
@@ -25,12 +30,27 @@ from store import make_engine
 from store.agents import create_agent
 from tests.browser_support import open_browser, screenshot
 from tests.conftest import _truncate_all as truncate_all
-from tests.webhooks.meta_payloads import dumps, wa_text
+from tests.fakes.fake_graph import FakeGraph
+from tests.webhooks.meta_payloads import PHONE_NUMBER_ID, dumps, wa_text
 from tests.webhooks.support import APP_SECRET, ServeProcess
 from webhooks.meta import signature_for
 
 pytestmark = pytest.mark.browser
 SEEN_WITHIN = 2.0  # seconds: what "live" means here
+BUSINESS_ZONE = ZoneInfo("America/Chicago")  # the shipped business.yaml's `timezone`
+# Stands in for the Web Audio API: counts the tones the console plays (headless has no speakers).
+COUNT_TONES = """
+window.tones = 0;
+window.AudioContext = function () {
+  return {
+    currentTime: 0, destination: null,
+    createOscillator: function () {
+      return { frequency: {}, connect: function () {}, stop: function () {},
+               start: function () { window.tones += 1; } };
+    }
+  };
+};
+"""
 
 
 def _post(base: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
@@ -124,9 +144,21 @@ def _rows_text(driver: Any) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServeProcess]:
+def graph() -> Iterator[FakeGraph]:
+    fake = FakeGraph().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path, graph: FakeGraph) -> Iterator[ServeProcess]:
     database_url = f"sqlite:///{tmp_path / 'live.db'}"
-    serve = ServeProcess(database_url).start()
+    serve = ServeProcess(
+        database_url,
+        META_GRAPH_URL=graph.url,
+        WHATSAPP_ACCESS_TOKEN="wa-test-token",
+        WHATSAPP_PHONE_NUMBER_ID=PHONE_NUMBER_ID,
+    ).start()
     try:
         _agents(database_url)
         yield serve
@@ -134,7 +166,7 @@ def server(tmp_path: Path) -> Iterator[ServeProcess]:
         serve.stop()
 
 
-def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: ignore[no-untyped-def]
+def test_two_agents_see_new_messages_live(server, graph, chromium, tmp_path):  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
 
     base = server.url
@@ -145,6 +177,10 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         _sign_in(sarah, base, "sarah@example.com", "pw-sarah-1", "/console/inbox?tab=unassigned")
         _sign_in(ada, base, "ada@example.com", "pw-ada-1", "/console/inbox?tab=all")
         assert "No conversations here" in _rows_text(sarah)
+        # Sarah turns the sound on (Ada leaves it off, as it starts).
+        for driver in (sarah, ada):
+            driver.execute_script(COUNT_TONES)
+        sarah.find_element(By.ID, "console-sound").click()
 
         # A customer writes on the web widget (the demo page embeds it).
         customer = stack.enter_context(open_browser(chromium, tmp_path / "customer"))
@@ -166,6 +202,8 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         unread = _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text, SEEN_WITHIN)
         assert unread == "1"
         assert sarah.title.startswith("(1) ")
+        assert sarah.execute_script("return window.tones") >= 1
+        assert ada.execute_script("return window.tones") == 0
 
         sent = time.monotonic()
         _whatsapp(base, "Hello, I'd like a quote for 12 panels")
@@ -180,11 +218,11 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         _wait(lambda: "quote for 12 panels" in sarah.find_element(By.ID, "inbox-pane").text, 5)
         _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", 5)
         assert "/console/inbox" in sarah.current_url and "c=" in sarah.current_url
-        stamp = _wait(
-            lambda: sarah.find_element(By.CSS_SELECTOR, "#inbox-pane time").get_attribute("title"),
-            5,
-        )
-        assert stamp.endswith(" UTC")
+        stamp = _wait(lambda: sarah.find_element(By.CSS_SELECTOR, "#inbox-pane time"), 5)
+        at = datetime.fromisoformat(stamp.get_attribute("datetime"))
+        # Shown in the business's zone, how long ago beside it, and UTC in the tooltip.
+        assert stamp.text == f"{at.astimezone(BUSINESS_ZONE):%Y-%m-%d %H:%M} · just now"
+        assert stamp.get_attribute("title") == f"{at:%Y-%m-%d %H:%M} UTC"
         assert "America/Chicago" in sarah.find_element(By.CSS_SELECTOR, "footer").text
         # The bot answers after the customer's quiet window; the open conversation shows it.
         _wait(lambda: "Bot" in sarah.find_element(By.ID, "timeline").text, 15)
@@ -201,6 +239,10 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         sarah.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
         _wait(lambda: "Reply sent" in sarah.page_source, 10)
         _wait(lambda: "Sarah Lee (agent)" in sarah.find_element(By.ID, "timeline").text, 5)
+        sent_out = [r.json for r in graph.requests if r.method == "POST"]
+        assert sent_out[-1]["to"] == "14155550177"
+        assert sent_out[-1]["text"]["body"].startswith("Hi Dana, Sarah Lee from Sunpeak Solar")
+        assert sarah.find_element(By.ID, "console-sound").is_selected()  # kept after the reload
         # Replying made Sarah the owner: the conversation left the Unassigned tab.
         assert "Dana Whitfield" not in _rows_text(sarah)
         sarah.find_element(By.CSS_SELECTOR, "nav.tabs a[data-tab=mine]").click()
@@ -209,7 +251,48 @@ def test_two_agents_see_new_messages_live(server, chromium, tmp_path):  # type: 
         # Ada has read nothing; her count is her own and unassigned conversations, so Dana's (now
         # Sarah's) left it, live.
         _wait(lambda: ada.find_element(By.ID, "inbox-unread").text == "1", SEEN_WITHIN)
+        _wait(lambda: ada.title.startswith("(1) "), SEEN_WITHIN)
         screenshot(ada, "inbox-03-admin-all")
+        # Every console page carries the count, in its title and its navigation.
+        ada.get(base + "/console/leads")
+        assert ada.title == "(1) Leads · Leaddesk"
+        assert ada.find_element(By.ID, "inbox-unread").text == "1"
+
+        # Sarah opens the web chat; the customer starts typing and she sees it.
+        sarah.find_element(By.CSS_SELECTOR, "nav.tabs a[data-tab=unassigned]").click()
+        # The only unassigned conversation left (its last message is the bot's answer by now).
+        _wait(lambda: sarah.find_elements(By.CSS_SELECTOR, "#inbox-rows li.conversation a"), 5)
+        sarah.find_element(By.CSS_SELECTOR, "#inbox-rows li.conversation a").click()
+        _wait(lambda: "home batteries" in sarah.find_element(By.ID, "inbox-pane").text, 5)
+        _wait(
+            lambda: (
+                sarah.find_element(By.ID, "inbox-unread").text == "0"
+                or not sarah.find_element(By.ID, "inbox-unread").is_displayed()
+            ),
+            5,
+        )
+        # Typing is shown live. (Pages left a moment ago may still hold the server's stream slots:
+        # the page polls meanwhile and goes back to the stream once one is free.)
+        _wait(lambda: "Live updates: on" in sarah.find_element(By.ID, "live-state").text, 20)
+        widget.find_element(By.CSS_SELECTOR, ".ld-input").send_keys("And how long does")
+        _wait(lambda: sarah.find_element(By.ID, "customer-typing").is_displayed(), SEEN_WITHIN)
+        screenshot(sarah, "inbox-07-customer-typing")
+        # Her reply reaches the widget under her name, with its time.
+        sarah.find_element(By.CSS_SELECTOR, "#reply-form textarea").send_keys(
+            "Yes, we install home batteries."
+        )
+        sarah.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
+        _wait(lambda: "Reply sent" in sarah.page_source, 10)
+        bubble = _wait(lambda: widget.find_elements(By.CSS_SELECTOR, ".ld-agent"), SEEN_WITHIN + 3)[
+            -1
+        ]
+        assert bubble.find_element(By.CSS_SELECTOR, ".ld-who").text == "Sarah Lee"
+        assert "Yes, we install home batteries." in bubble.text
+        assert bubble.get_attribute("data-time")
+        # One greeting, the bot's own from prompts/.
+        greetings = [g.text for g in widget.find_elements(By.CSS_SELECTOR, ".ld-greeting")]
+        assert len(greetings) == 1 and greetings[0].startswith("Hi! Thanks for contacting")
+        screenshot(customer, "widget-01-agent-reply")
 
 
 def _services_missing() -> str | None:

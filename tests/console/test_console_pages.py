@@ -387,6 +387,25 @@ def test_team_page_is_for_admins(console, sarah, world):  # type: ignore[no-unty
     assert console.post("/console/agents", {"name": ""}).status_code == 422
 
 
+def test_an_agent_created_or_enabled_on_the_team_page_takes_the_leads_that_waited(  # type: ignore[no-untyped-def]
+    console, world
+):
+    world.agent("Ada", role="admin", email="ada@example.com", password="admin pass 1", capacity=0)
+    # The hottest lead reached Follow Up (which gives it to an agent) before anyone could take it.
+    hot = world.lead("Dana", status="Follow Up", score=90)
+    console.login(email="ada@example.com", password="admin pass 1")
+    created = console.post("/console/agents", {"name": "Mike", "capacity": "5", "role": "agent"})
+    assert created.status_code == 200
+    mike = world.read(hot).assigned_agent_id
+    assert mike is not None
+    # While Mike is disabled nobody can take a new one; enabling him hands it over.
+    console.post(f"/console/agents/{mike}/disable")
+    later = world.lead("Omar", status="Follow Up")
+    assert world.read(later).assigned_agent_id is None
+    console.post(f"/console/agents/{mike}/enable")
+    assert world.read(later).assigned_agent_id == mike
+
+
 def test_lead_page_shows_trust_and_merges_a_suggestion_after_a_confirmation(  # type: ignore[no-untyped-def]
     console, sarah, world, session_factory
 ):

@@ -400,6 +400,17 @@ def test_reply_to_the_customer_goes_out_as_the_agent_and_pauses_the_bot(
     assert resumed.ai_paused_until is None and resumed.ai_resume_notice_due
 
 
+def test_replying_to_an_unassigned_lead_makes_the_agent_its_owner(world, chat, outbox) -> None:
+    sarah, mike = world.agent("Sarah"), world.agent("Mike")
+    lead = world.lead("Dana Smith", says=("Is anyone there?",), channel="web")
+    reply = chat(sarah)(f"reply to {lead}: Yes, Sarah here")
+    assert reply.endswith("The bot stays quiet for 60 minutes. It is now assigned to you.")
+    assert world.get(lead).assigned_agent_id == sarah
+    # Now it is Sarah's: Mike's reply (were he allowed one) would not take it over.
+    assert "assigned to another agent" in chat(mike)(f"reply to {lead}: Mike here")
+    assert world.get(lead).assigned_agent_id == sarah
+
+
 def test_replying_to_a_lead_that_never_wrote_is_refused(world, chat, outbox) -> None:
     sarah = world.agent("Sarah")
     with world.sf.begin() as session:

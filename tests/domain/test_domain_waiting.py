@@ -8,9 +8,15 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from store.domain.policy import Policy
-from store.domain.waiting import add_agent, assign_waiting_leads, set_agent_active
+from store.domain.waiting import (
+    add_agent,
+    assign_waiting_leads,
+    claim_on_reply,
+    set_agent_active,
+    set_agent_capacity,
+)
 from store.models import Lead
-from tests.domain.conftest import T0, notes_for
+from tests.domain.conftest import T0, make_policy, notes_for
 
 
 def test_a_new_agent_takes_the_leads_that_waited_oldest_first(session, lead, policy: Policy):  # type: ignore[no-untyped-def]
@@ -58,3 +64,45 @@ def test_archived_merged_and_locked_leads_do_not_wait(session, lead, policy: Pol
     add_agent("Sarah", session=session, policy=policy, now=T0)
     assigned = list(session.scalars(select(Lead.id).where(Lead.assigned_agent_id.is_not(None))))
     assert assigned == [survivor.id]
+
+
+def test_a_higher_capacity_takes_waiting_leads_at_once(session, agent, lead, policy: Policy):  # type: ignore[no-untyped-def]
+    sarah = agent("Sarah", capacity=1)
+    lead(owner=sarah, status="Follow Up")
+    older = lead(status="Follow Up", created_at=T0 - timedelta(hours=2))
+    newer = lead(status="Follow Up", created_at=T0 - timedelta(hours=1))
+    assert assign_waiting_leads(session=session, policy=policy, now=T0) == []  # Sarah is full
+    assert set_agent_capacity(sarah, 2, session=session, policy=policy, now=T0) is True
+    assert older.assigned_agent_id == sarah.id and newer.assigned_agent_id is None
+    # A lower capacity, or a disabled agent's higher one, hands out nothing.
+    assert set_agent_capacity(sarah, 1, session=session, policy=policy, now=T0) is True
+    mike = agent("Mike", capacity=0, active=False)
+    set_agent_capacity(mike, 5, session=session, policy=policy, now=T0)
+    assert newer.assigned_agent_id is None
+    assert set_agent_capacity(sarah, 1, session=session, policy=policy, now=T0) is False
+
+
+def test_the_agent_who_replies_to_an_unassigned_lead_becomes_its_owner(session, agent, lead):  # type: ignore[no-untyped-def]
+    policy = make_policy(assign_on_reply=True)
+    sarah, mike = agent("Sarah"), agent("Mike")
+    unowned = lead()
+    assert claim_on_reply(unowned.id, sarah.id, session=session, policy=policy) is True
+    assert unowned.assigned_agent_id == sarah.id
+    # Someone else's lead keeps its owner; so do locked and merged-away leads.
+    assert claim_on_reply(unowned.id, mike.id, session=session, policy=policy) is False
+    assert unowned.assigned_agent_id == sarah.id
+    locked = lead(locked=True)
+    merged = lead(merged_into_id=unowned.id)
+    for kept in (locked, merged):
+        assert claim_on_reply(kept.id, mike.id, session=session, policy=policy) is False
+        assert kept.assigned_agent_id is None
+
+
+def test_replying_leaves_the_lead_unassigned_when_the_business_turns_it_off(  # type: ignore[no-untyped-def]
+    session, agent, lead
+):
+    sarah = agent("Sarah")
+    unowned = lead()
+    off = make_policy(assign_on_reply=False)
+    assert claim_on_reply(unowned.id, sarah.id, session=session, policy=off) is False
+    assert unowned.assigned_agent_id is None

@@ -8,15 +8,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import redis
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.agents import create_agent
 from store.events import EventBus, LocalBus, RedisBus, StoreEvent, watch
 from store.messages import Inbound, ingest
-from store.models import Lead, Message, Notification
+from store.models import Conversation, Lead, Message, Notification, utcnow
 
 REDIS_URL = "redis://127.0.0.1:6379/8"
 
@@ -140,6 +142,36 @@ def test_status_assignment_and_notifications_are_announced(
         assert lead is not None
         lead.company = "Acme"
     assert bus.read(start, timeout=0) == []
+
+
+def test_the_bot_paused_or_resumed_is_announced_for_the_lead_and_for_one_conversation(
+    watched: sessionmaker[Session], bus: LocalBus
+) -> None:
+    with watched.begin() as session:
+        lead_id = _message(session, "14155550126", "Hi", "wamid.4")
+    start = bus.last_id()
+    with watched.begin() as session:
+        lead = session.get(Lead, lead_id)
+        assert lead is not None
+        lead.ai_paused_until = utcnow() + timedelta(minutes=60)
+    [paused] = bus.read(start, timeout=0)
+    assert (paused.kind, paused.lead_id, paused.data) == (
+        "lead",
+        lead_id,
+        {"changed": ["ai_paused_until"]},
+    )
+    start = bus.last_id()
+    with watched.begin() as session:
+        room = session.scalars(select(Conversation).where(Conversation.lead_id == lead_id)).one()
+        room.ai_stopped = True  # a "stop" in this room only
+        room_id = room.id
+    [stopped] = bus.read(start, timeout=0)
+    assert (stopped.kind, stopped.lead_id, stopped.conversation_id, stopped.data) == (
+        "lead",
+        lead_id,
+        room_id,
+        {"changed": ["ai_stopped"]},
+    )
 
 
 def test_a_reader_waits_for_the_next_event(bus: LocalBus) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import BotService, LocalOutbox, PromptError, load_prompts
 from bot.config import PromptConfig
 from store.agents import create_agent
-from store.models import Message
+from store.leads import resolve
+from store.models import CLAIMED, Lead, MergeSuggestion, Message
 from tests.app_support import fixed
 from tests.conftest import REPO_ROOT
 from tests.webhooks.test_webchat import history, say, start
@@ -131,6 +132,44 @@ def test_a_pre_chat_form_is_offered_when_business_yaml_asks_for_it(
     client = make_app(prompts=fixed(load_prompts(directory))).test_client()
     form = client.get("/api/chat/config").get_json()["prechat"]
     assert form == {"enabled": True, "ask": ["name", "phone"], "required": True}
+
+
+def test_what_the_pre_chat_form_sends_is_a_claim_never_a_verified_identity(
+    make_app: Any, tmp_path: Any, session_factory: sessionmaker[Session]
+) -> None:
+    directory = _edited_prompts(
+        tmp_path,
+        "  prechat: false\n  ask: [name, email]\n",
+        "  prechat: true\n  ask: [name, email, phone]\n",
+    )
+    client = make_app(prompts=fixed(load_prompts(directory))).test_client()
+    assert client.get("/api/chat/config").get_json()["prechat"]["ask"] == ["name", "email", "phone"]
+    # A customer WhatsApp vouches for, with that number and email.
+    with session_factory.begin() as session:
+        customer = resolve(
+            "whatsapp",
+            "14155550123",
+            phone="+14155550123",
+            email="dana@example.com",
+            name="Dana Whitfield",
+            session=session,
+        ).id
+    # A visitor fills the form in with the same details (the form posts them at session start).
+    auth = start(client, name="Someone Else", email="Dana@Example.com", phone="(415) 555-0123")
+    assert say(client, auth, "What did I order?").status_code == 201
+    with session_factory() as session:
+        web = session.scalars(select(Lead).where(Lead.id != customer)).one()
+        assert web.merged_into_id is None and web.name == "Someone Else"
+        assert {i.channel: i.trust for i in session.get(Lead, customer).identities} == {
+            "whatsapp": "verified"
+        }
+        assert [i.trust for i in web.identities] == [CLAIMED]
+        assert {(c.kind, c.trust) for c in web.contacts} == {("email", CLAIMED), ("phone", CLAIMED)}
+        suggested = session.scalars(select(MergeSuggestion)).all()
+        assert {frozenset((m.lead_id, m.other_lead_id)) for m in suggested} == {
+            frozenset((web.id, customer))
+        }
+        assert session.get(Lead, customer).name == "Dana Whitfield"
 
 
 def test_business_yaml_rejects_an_unknown_pre_chat_field(tmp_path: Any) -> None:

@@ -136,10 +136,18 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
                 _keep_an_admin(agent, session)
             if "name" in sent:
                 agent.name = body.name  # type: ignore[assignment]
-            if "capacity" in sent:
-                agent.capacity = body.capacity  # type: ignore[assignment]
             if "role" in sent:
                 agent.role = body.role  # type: ignore[assignment]
+            # Capacity before `active`: an agent enabled with a new capacity takes waiting leads
+            # up to the new one.
+            if "capacity" in sent:
+                waiting.set_agent_capacity(
+                    agent,
+                    body.capacity,  # type: ignore[arg-type]
+                    session=session,
+                    policy=catalog.policy(),
+                    now=now(),
+                )
             if "active" in sent:
                 waiting.set_agent_active(
                     agent, bool(body.active), session=session, policy=catalog.policy(), now=now()

@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from flask import Response, abort, jsonify, render_template, request, stream_with_context, url_for
@@ -30,7 +29,7 @@ from webhooks.api.base import now
 from webhooks.app import services
 from webhooks.console import auth
 from webhooks.console.views import _row_id, blueprint, count_inbox_unread
-from webhooks.outbound import SERVICE_WINDOW
+from webhooks.outbound import reply_window
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +40,9 @@ SHOWN_MESSAGES = 100
 STREAM_SECONDS = 55.0
 # Also how soon a stream whose browser went away (a page change) gives its thread back: waitress
 # only notices a closed connection when it writes.
-KEEPALIVE_SECONDS = 5.0
+KEEPALIVE_SECONDS = 2.0
 # How often a quiet stream looks whether the server is shutting down.
 STOP_CHECK_SECONDS = 1.0
-# Channels where Meta allows free-form replies only within 24 hours of the customer's last message.
-WINDOWED_CHANNELS = ("whatsapp", "messenger", "instagram")
 TAB_LABELS = {"mine": "Mine", "unassigned": "Unassigned", "all": "All", "waiting": "Waiting"}
 
 
@@ -155,7 +152,7 @@ def _conversation_pane(
     return {
         "conversation_id": conversation.id,
         "channel": conversation.channel,
-        "window": reply_window(conversation.channel, conversation.last_inbound_at),
+        "window": reply_window(conversation.channel, conversation.last_inbound_at, now()),
         "lead": {
             "id": lead.id,
             "name": lead.name,
@@ -183,24 +180,6 @@ def _conversation_pane(
             for m in messages
         ],
         "more": len(messages) == SHOWN_MESSAGES,
-    }
-
-
-def reply_window(channel: str, last_inbound_at: datetime | None) -> dict[str, Any]:
-    """Whether a free-form reply can go out on this channel now (Meta's 24-hour customer service
-    window, counted from the customer's last message), for the reply box to say so."""
-    if channel not in WINDOWED_CHANNELS:
-        return {"limited": False}
-    if last_inbound_at is None:
-        return {"limited": True, "open": False, "closes_at": None}
-    closes_at = last_inbound_at + SERVICE_WINDOW
-    left = closes_at - now()
-    return {
-        "limited": True,
-        "open": left.total_seconds() > 0,
-        "closes_at": closes_at,
-        "hours_left": max(0, int(left.total_seconds() // 3600)),
-        "minutes_left": max(0, int(left.total_seconds() // 60)),
     }
 
 

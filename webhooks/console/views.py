@@ -45,6 +45,7 @@ from webhooks.api.serialize import BANDS, band, lead_detail, lead_summary, note_
 from webhooks.api.tasks import task_out
 from webhooks.app import ApiError, services
 from webhooks.console import auth, charts
+from webhooks.outbound import reply_window
 
 log = logging.getLogger(__name__)
 
@@ -481,6 +482,10 @@ def lead(lead_id: int) -> Any:
         detail = lead_detail(found, at, session=session)
         default_room = identity.reply_conversation(found, session=session)
         default_conversation_id = default_room.id if default_room is not None else None
+        rooms = [c for c in detail["conversations"] if c["channel"] != "email"]
+        if default_conversation_id is None and rooms:
+            default_conversation_id = rooms[0]["id"]  # what the reply box's list shows first
+        windows = {c["id"]: reply_window(c["channel"], c["last_inbound_at"], at) for c in rooms}
         team = list_agents(session=session, include_inactive=False)
         for a in team:
             session.expunge(a)
@@ -514,6 +519,7 @@ def lead(lead_id: int) -> Any:
         takeover_minutes=catalog.policy().takeover_minutes,
         is_admin=is_admin(agent),
         default_conversation_id=default_conversation_id,
+        windows=windows,
         tasks=lead_tasks,
         task_kinds=TASK_KINDS,
         outcomes=tasks.OUTCOMES,
@@ -673,7 +679,7 @@ def reply(lead_id: int) -> WerkzeugResponse:
                 "conversation_id": _row_id(request.form.get("conversation_id")),
             },
         )
-        _message, paused_until = conversations.send_reply(
+        message, paused_until = conversations.send_reply(
             lead_id, body.text, agent, at=now(), conversation_id=body.conversation_id
         )
     except REFUSED as exc:
@@ -683,7 +689,15 @@ def reply(lead_id: int) -> WerkzeugResponse:
         if paused_until is not None:
             local = _aware(paused_until).astimezone(_zone())
             until = f" The bot is paused until {local:%H:%M} ({_zone_name()})."
-        flash("Reply sent." + until, "success")
+        if message["delivery_status"] in ("withheld", "failed"):
+            # Recorded in the conversation but not delivered: say so, and why.
+            flash(
+                f"Reply {message['delivery_status']}, not sent to the customer: "
+                f"{message['error'] or 'no reason given'}.{until}",
+                "error",
+            )
+        else:
+            flash("Reply sent." + until, "success")
     if request.form.get("back") == "inbox":
         room = _row_id(request.form.get("conversation_id"))
         return redirect(url_for("console.inbox", c=room, tab=request.form.get("tab") or None))

@@ -62,6 +62,7 @@
     ".ld-msg[data-time]::after{content:attr(data-time);display:block;font-size:10px;opacity:.7;margin-top:3px;text-align:right}" +
     ".ld-prechat{display:none;flex-direction:column;gap:8px;padding:12px;border-top:1px solid #e3e5e8}" +
     ".ld-prechat.on{display:flex}" +
+    ".ld-fields{display:flex;flex-direction:column;gap:8px}" +
     ".ld-prechat input{border:1px solid #d1d5db;border-radius:6px;padding:8px;font:inherit}" +
     ".ld-prechat .ld-row{display:flex;gap:8px;justify-content:flex-end}" +
     ".ld-prechat button{border:0;border-radius:6px;padding:8px 12px;font:inherit;cursor:pointer;background:" + color + ";color:#fff}" +

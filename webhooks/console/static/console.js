@@ -16,6 +16,15 @@ document.addEventListener("DOMContentLoaded", function () {
   // A conversation opens at its newest message (and shows the reply just sent).
   var timeline = document.getElementById("timeline");
   if (timeline) timeline.scrollTop = timeline.scrollHeight;
+  // The lead page's reply box: the channel and 24-hour window of the conversation chosen.
+  var room = document.getElementById("reply-conversation");
+  if (room) {
+    room.addEventListener("change", function () {
+      document.querySelectorAll(".reply-window").forEach(function (note) {
+        note.hidden = note.getAttribute("data-conversation") !== room.value;
+      });
+    });
+  }
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
@@ -35,9 +44,10 @@ document.addEventListener("DOMContentLoaded", function () {
   var baseTitle = document.title;
   var lastId = "";
   var timer = null;
-  var sound = document.getElementById("inbox-sound");
+  // The sound is a preference of the console in this browser (off until the agent turns it on).
+  var sound = document.getElementById("console-sound");
   if (sound) {
-    sound.checked = window.localStorage && localStorage.getItem("leaddesk-sound") === "1";
+    sound.checked = !!window.localStorage && localStorage.getItem("leaddesk-sound") === "1";
     sound.addEventListener("change", function () {
       if (window.localStorage) localStorage.setItem("leaddesk-sound", sound.checked ? "1" : "0");
     });
@@ -104,10 +114,14 @@ document.addEventListener("DOMContentLoaded", function () {
         if (html === null) return;
         var pane = document.getElementById("inbox-pane");
         if (keepDraft && pane.querySelector("#timeline")) {
+          // Everything but the reply being written: messages, badges, owner and bot state, window.
           var fresh = document.createElement("div");
           fresh.innerHTML = html;
-          var timeline = fresh.querySelector("#timeline");
-          if (timeline) pane.querySelector("#timeline").replaceWith(timeline);
+          ["#timeline", ".card-head", "aside.profile", "#reply-window"].forEach(function (part) {
+            var now = pane.querySelector(part);
+            var next = fresh.querySelector(part);
+            if (now && next) now.replaceWith(next);
+          });
         } else {
           pane.innerHTML = html;
         }
@@ -155,9 +169,30 @@ document.addEventListener("DOMContentLoaded", function () {
       var note = document.getElementById("customer-typing");
       if (note && item.kind === "message") note.hidden = true;
       refreshPane(true);
+    } else if (!inbox && item.kind === "message" && leadPage() === String(item.lead_id)) {
+      refreshLeadTimeline();
     }
     clearTimeout(timer);
     timer = setTimeout(refreshList, 200);
+  }
+
+  function leadPage() {
+    var timeline = document.getElementById("timeline");
+    return timeline ? timeline.getAttribute("data-lead") || "" : "";
+  }
+
+  // The lead page shows a new message of its lead without a reload (the rest of the page stays).
+  function refreshLeadTimeline() {
+    fetch(location.href, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (html === null) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("timeline");
+        var timeline = document.getElementById("timeline");
+        if (fresh && timeline) {
+          timeline.replaceWith(fresh);
+          scrollTimeline();
+        }
+      });
   }
 
   var typingTimer = null;
@@ -180,14 +215,18 @@ document.addEventListener("DOMContentLoaded", function () {
 
   function poll() {
     say("Live updates: polling");
+    var since = Date.now();
     var go = function () {
       var started = Date.now();
-      fetch(pollUrl + "?wait=15&after=" + encodeURIComponent(lastId), { credentials: "same-origin" })
+      fetch(pollUrl + "?wait=5&after=" + encodeURIComponent(lastId), { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : { events: [], last_id: lastId }; })
         .then(function (data) {
           var first = !lastId;
           (data.events || []).forEach(handle);
           lastId = data.last_id || lastId;
+          // Polling is the fallback: every few seconds try the stream again (a slot may be free
+          // by now: back to live; refused, polling goes on).
+          if (!first && Date.now() - since >= 4000) { stream(); return; }
           // Nothing, at once: the server has no thread to wait with; ask again a little later.
           var busy = !(data.events || []).length && Date.now() - started < 1000;
           setTimeout(go, first ? 0 : (busy ? 3000 : 300));
@@ -197,24 +236,28 @@ document.addEventListener("DOMContentLoaded", function () {
     go();
   }
 
+  var source = null;
+  // Leaving the page frees the server's thread at once rather than at the next keep-alive.
+  window.addEventListener("pagehide", function () { if (source) source.close(); });
+
   function stream() {
     if (!window.EventSource) { poll(); return; }
-    var source = new EventSource(eventsUrl);
-    // Leaving the page frees the server's thread at once rather than at the next keep-alive.
-    window.addEventListener("pagehide", function () { source.close(); });
+    // From where this page got to (after polling), or, on a fresh page, from now.
+    var es = new EventSource(eventsUrl + (lastId ? "?after=" + encodeURIComponent(lastId) : ""));
+    source = es;
     var opened = false;
-    source.onopen = function () { opened = true; say("Live updates: on"); };
+    es.onopen = function () { opened = true; say("Live updates: on"); };
     ["message", "lead", "notification", "typing", "reset"].forEach(function (kind) {
-      source.addEventListener(kind, function (event) {
+      es.addEventListener(kind, function (event) {
         var item = JSON.parse(event.data);
         item.id = event.lastEventId || item.id;
         handle(item);
       });
     });
-    source.onerror = function () {
-      if (source.readyState === EventSource.CLOSED && !opened) {
+    es.onerror = function () {
+      if (es.readyState === EventSource.CLOSED && !opened) {
         // Refused (every stream slot taken, or live updates off): poll instead.
-        source.close();
+        es.close();
         poll();
       } else {
         say("Live updates: reconnecting…");
@@ -222,15 +265,38 @@ document.addEventListener("DOMContentLoaded", function () {
     };
   }
 
+  // Unread conversations in the title on every console page, kept current by refreshList.
+  setTitle(parseInt(body.getAttribute("data-unread"), 10) || 0);
   if (inbox) {
     bindRows();
-    setTitle(parseInt(inbox.getAttribute("data-unread"), 10) || 0);
     window.addEventListener("popstate", function () {
       var c = new URLSearchParams(location.search).get("c");
       if (c) open(c, null);
     });
   }
   stream();
+})();
+
+// Relative times ("5 min ago") stay true on a page left open all day.
+(function () {
+  function ago(iso) {
+    var seconds = (Date.now() - Date.parse(iso)) / 1000;
+    if (isNaN(seconds)) return null;
+    var units = [["d", 86400], ["h", 3600], ["min", 60]];
+    for (var i = 0; i < units.length; i++) {
+      if (seconds >= units[i][1]) return Math.floor(seconds / units[i][1]) + " " + units[i][0] + " ago";
+    }
+    return "just now";
+  }
+  var relative = /(^|\u00b7 )(just now|\d+ (min|h|d) ago)$/;
+  setInterval(function () {
+    document.querySelectorAll("time[datetime]").forEach(function (node) {
+      var text = node.textContent;
+      var found = relative.exec(text);
+      var now = found && ago(node.getAttribute("datetime"));
+      if (now) node.textContent = text.slice(0, found.index) + found[1] + now;
+    });
+  }, 30000);
 })();
 
 // Canned replies: type "/" in a reply box to pick one (prompts/replies/*.md), filled in for the lead.
