@@ -68,23 +68,30 @@ def _scope(state: ORMExecuteState) -> None:
         return
     if state.execution_options.get(ALL_WORKSPACES):
         return
+    workspace_id = _current.get()
+    options = _criteria.get(workspace_id)
+    if options is None:
+        options = _criteria.setdefault(workspace_id, _make_criteria(workspace_id))
+    state.statement = state.statement.options(*options)
+
+
+# The filter's options for each workspace, made once: building them (a lambda's analysis) costs
+# more than the statement they go on.
+_criteria: dict[int, tuple[Any, ...]] = {}
+
+
+def _make_criteria(workspace_id: int) -> tuple[Any, ...]:
     # Imported here: the models import this module for the column default.
     from store.models import Agent, WorkspaceMember, WorkspaceScoped  # noqa: PLC0415
 
-    workspace_id = _current.get()
-    state.statement = state.statement.options(
+    members = select(WorkspaceMember.agent_id).where(WorkspaceMember.workspace_id == workspace_id)
+    return (
         with_loader_criteria(
             WorkspaceScoped,
             lambda cls: cls.workspace_id == workspace_id,
             include_aliases=True,
         ),
-        with_loader_criteria(
-            Agent,
-            lambda cls: cls.id.in_(
-                select(WorkspaceMember.agent_id).where(WorkspaceMember.workspace_id == workspace_id)
-            ),
-            include_aliases=True,
-        ),
+        with_loader_criteria(Agent, Agent.id.in_(members), include_aliases=True),
     )
 
 
