@@ -229,14 +229,24 @@ class ScaleGraph:
 
     def accepted(self) -> list[tuple[str, str, float]]:
         """(recipient, text, arrival time) of every send answered 200, in arrival order."""
+        return [(to, body, at) for _account, _token, to, body, at in self.accepted_sends()]
+
+    def accepted_sends(self) -> list[tuple[str, str, str, str, float]]:
+        """(sending account, bearer token, recipient, text, arrival time) of every send answered
+        200, in arrival order; the account is the phone number id or Page in the request's path."""
         out = []
         for index, request in enumerate(list(self.fake.requests)):
             reply = self.plan[index] if index < len(self.plan) else Reply()
             if reply.status != 200 or reply.drop or not isinstance(request.json, dict):
                 continue
             body = request.json
+            parts = [p for p in request.path.split("?")[0].split("/") if p]
+            account = parts[-2] if len(parts) >= 2 else ""
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             out.append(
                 (
+                    account,
+                    token,
                     str(body.get("to") or body.get("recipient")),
                     str((body.get("text") or {}).get("body")),
                     self._times.get(id(request), 0.0),
@@ -533,6 +543,7 @@ class Conversation:
     wa_id: str
     name: str
     bursts: list[list[tuple[str, str]]]  # [(wamid, text)]
+    account: str = PHONE_NUMBER_ID  # the business number written to
 
     @property
     def messages(self) -> list[tuple[str, str]]:
@@ -540,10 +551,16 @@ class Conversation:
 
 
 def build_scenario(
-    conversations: int, messages: int, *, seed: int = 1, max_burst: int = 5
+    conversations: int,
+    messages: int,
+    *,
+    seed: int = 1,
+    max_burst: int = 5,
+    accounts: tuple[str, ...] = (PHONE_NUMBER_ID,),
 ) -> list[Conversation]:
     """`messages` customer messages over `conversations` WhatsApp senders, in bursts of
-    1..max_burst."""
+    1..max_burst. With several business numbers (`accounts`), conversation i writes to
+    accounts[i % n] and the same customers write to each (customer i // n)."""
     rng = random.Random(seed)
     per = [
         messages // conversations + (1 if i < messages % conversations else 0)
@@ -561,7 +578,16 @@ def build_scenario(
             size = min(count - at, rng.randint(1, max_burst))
             bursts.append(texts[at : at + size])
             at += size
-        out.append(Conversation(index, f"1650253{index:04d}", f"Customer {index}", bursts))
+        customer = index // len(accounts)
+        out.append(
+            Conversation(
+                index,
+                f"1650253{customer:04d}",
+                f"Customer {customer}",
+                bursts,
+                accounts[index % len(accounts)],
+            )
+        )
     return out
 
 
@@ -579,7 +605,7 @@ def whatsapp_body(conversation: Conversation, messages: list[tuple[str, str]]) -
                             "messaging_product": "whatsapp",
                             "metadata": {
                                 "display_phone_number": "15550000000",
-                                "phone_number_id": PHONE_NUMBER_ID,
+                                "phone_number_id": conversation.account,
                             },
                             "contacts": [
                                 {
@@ -780,7 +806,12 @@ def wait_caught_up(
 
 
 def verify(
-    engine: Engine, scenario: list[Conversation], graph: ScaleGraph, *, model_replies: bool
+    engine: Engine,
+    scenario: list[Conversation],
+    graph: ScaleGraph,
+    *,
+    model_replies: bool,
+    accounts: dict[int, str] | None = None,
 ) -> Outcome:
     """Every message stored once and processed; each burst (the messages one run claimed together)
     has exactly one reply, in order; each reply sent at most once, and exactly once unless a crash
@@ -792,8 +823,8 @@ def verify(
         rows = conn.execute(
             text(
                 "SELECT m.id, m.conversation_id, m.direction, m.author, m.channel_message_id, "
-                "m.text, m.processed_at, "
-                "m.idempotency_key, m.delivery_status, m.external_id FROM messages m ORDER BY m.id"
+                "m.text, m.processed_at, m.idempotency_key, m.delivery_status, m.external_id, "
+                "m.workspace_id FROM messages m ORDER BY m.id"
             )
         ).all()
     inbound = [r for r in rows if r.direction == "in"]
@@ -861,13 +892,16 @@ def verify(
             problems.append(f"reply {reply.id}: delivery {reply.delivery_status!r}")
 
     # What the customers received.
-    accepted = graph.accepted()
-    per_recipient: dict[str, list[str]] = defaultdict(list)
-    for recipient, body, _ in accepted:
-        per_recipient[recipient].append(body)
-    recorded: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    # A customer is a (business number, phone) pair: one person writing to several businesses
+    # gets each one's replies from its own number. `accounts`: workspace id -> its number.
+    accounts = accounts or {}
+    per_recipient: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for account, _token, recipient, body, _ in graph.accepted_sends():
+        per_recipient[(account if accounts else "", recipient)].append(body)
+    recorded: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for r in replies_by_key.values():
-        recorded[r.external_id][r.delivery_status] += 1
+        account = accounts.get(r.workspace_id, "?") if accounts else ""
+        recorded[(account, r.external_id)][r.delivery_status] += 1
     for recipient in set(per_recipient) | set(recorded):
         got = len(per_recipient.get(recipient, []))
         sent = recorded[recipient].get("sent", 0)
@@ -944,3 +978,20 @@ def latencies(
             if at is not None and wamid in load.sent_at:
                 end_to_end.append(at - load.sent_at[wamid])
     return {"queueing": queueing, "end_to_end": end_to_end}
+
+
+def run_cli(cluster: Cluster, *args: str, timeout: float = 120.0) -> str:
+    """Run one `leaddesk ...` command against the cluster's database and environment; its output
+    (raises with the output when it fails)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from leaddesk.cli import run; run()", *args],
+        env=cluster.env(),
+        cwd=str(REPO_ROOT),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"leaddesk {' '.join(args[:3])} failed: {done.stderr or done.stdout}")
+    return done.stdout
