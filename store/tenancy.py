@@ -75,8 +75,9 @@ def _scope(state: ORMExecuteState) -> None:
     state.statement = state.statement.options(*options)
 
 
-# The filter's options for each workspace, made once: building them (a lambda's analysis) costs
-# more than the statement they go on.
+# The filter's options for each workspace, made once. One plain condition per scoped class rather
+# than one lambda for the mixin: a plain condition's value travels with the statement like any
+# bound parameter, whatever the thread or the compiled-statement cache.
 _criteria: dict[int, tuple[Any, ...]] = {}
 
 
@@ -85,11 +86,15 @@ def _make_criteria(workspace_id: int) -> tuple[Any, ...]:
     from store.models import Agent, WorkspaceMember, WorkspaceScoped  # noqa: PLC0415
 
     members = select(WorkspaceMember.agent_id).where(WorkspaceMember.workspace_id == workspace_id)
+    scoped = [
+        mapper.class_
+        for mapper in Agent.registry.mappers
+        if issubclass(mapper.class_, WorkspaceScoped)
+    ]
     return (
-        with_loader_criteria(
-            WorkspaceScoped,
-            lambda cls: cls.workspace_id == workspace_id,
-            include_aliases=True,
+        *(
+            with_loader_criteria(cls, cls.workspace_id == workspace_id, include_aliases=True)
+            for cls in sorted(scoped, key=lambda cls: cls.__name__)
         ),
         with_loader_criteria(Agent, Agent.id.in_(members), include_aliases=True),
     )

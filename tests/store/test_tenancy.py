@@ -3,6 +3,8 @@ workspace in force, new rows belong to it, and uniqueness is per workspace."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -144,3 +146,49 @@ def test_workspaces_are_found_by_slug_or_id_and_slugs_are_checked(session_factor
                 create_workspace(bad, "X", session=session)
         with pytest.raises(WorkspaceError):
             create_workspace("acme", "Again", session=session)
+
+
+def test_threads_working_in_different_workspaces_at_once_each_see_their_own(session_factory, two):
+    """The filter's value belongs to the statement run, not to whichever thread compiled a
+    statement of that shape first."""
+    found, other = two
+    problems: list[str] = []
+    start = threading.Barrier(8)
+
+    def work(workspace_id: int) -> None:
+        lead_id, conversation_id, message_id = found[workspace_id]
+        start.wait()
+        for _ in range(60):
+            with in_workspace(workspace_id), session_factory() as session:
+                seen = {
+                    "leads": session.scalars(select(Lead.id)).all(),
+                    "by phone": [find_lead_by_phone(PHONE, session=session).id],
+                    "identity": session.scalars(
+                        select(Identity.lead_id).where(Identity.channel == "whatsapp")
+                    ).all(),
+                    "messages": [
+                        m.id for m in session.scalars(select(Message).where(Message.id > 0))
+                    ],
+                    "conversations": [
+                        c.id for c in get_lead(lead_id, session=session).conversations
+                    ],
+                }
+            want = {
+                "leads": [lead_id],
+                "by phone": [lead_id],
+                "identity": [lead_id],
+                "messages": [message_id],
+                "conversations": [conversation_id],
+            }
+            if seen != want:
+                problems.append(f"workspace {workspace_id}: {seen} instead of {want}")
+                return
+
+    threads = [
+        threading.Thread(target=work, args=((FIRST_WORKSPACE, other)[n % 2],)) for n in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not problems, problems[:3]
