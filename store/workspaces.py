@@ -249,6 +249,19 @@ def connection_for(channel: str, account_id: str, *, session: Session) -> Channe
     ).first()
 
 
+def sealed_credentials(channel: str, *, session: Session) -> list[str]:
+    """The sealed credentials of every connection on a channel (e.g. to find a verify token)."""
+    return [
+        sealed
+        for sealed in session.scalars(
+            select(ChannelConnection.secrets).where(
+                ChannelConnection.channel == channel, ChannelConnection.secrets.is_not(None)
+            )
+        )
+        if sealed
+    ]
+
+
 def workspace_connection(
     workspace_id: int, channel: str, *, session: Session
 ) -> ChannelConnection | None:

@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from store.db import read_session
 from store.sealed import SealError, unseal
 from store.tenancy import FIRST_WORKSPACE
-from store.workspaces import connection_for, get_workspace, route, workspace_connection
+from store.workspaces import (
+    connection_for,
+    get_workspace,
+    route,
+    sealed_credentials,
+    workspace_connection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +60,12 @@ class Credentials:
 
 @dataclass(frozen=True)
 class WidgetRoute:
-    """What a web widget key opens: its workspace, or why it opens none."""
+    """What a web widget key opens: its workspace (or why it opens none) and the secret its site
+    signs visitors' identities with (None: identities are only claimed)."""
 
     workspace_id: int | None
     problem: str | None = None  # "unknown" or "disabled"
+    identity_secret: str | None = None
 
 
 class ChannelDirectory:
@@ -119,6 +127,19 @@ class ChannelDirectory:
         own = self._connection_secrets(channel, account_id).get("app_id", "")
         return own or self._settings.meta_app_id
 
+    def verify_tokens(self, channel: str) -> list[str]:
+        """The tokens a Meta subscription of this channel may be verified with: META_VERIFY_TOKEN
+        and every connection's own `verify_token`."""
+
+        def ask() -> list[str]:
+            with read_session(self._session_factory) as session:
+                sealed = sealed_credentials(channel, session=session)
+            own = [self._open(s, f"{channel} account").get("verify_token", "") for s in sealed]
+            default = _secret(self._settings.meta_verify_token)
+            return [token for token in (default, *own) if token]
+
+        return self._remember(("verify", channel), ask)  # type: ignore[no-any-return]
+
     def _connection_secrets(self, channel: str, account_id: str | None) -> dict[str, str]:
         if not account_id:
             return {}
@@ -141,8 +162,9 @@ class ChannelDirectory:
     def widget(self, key: str | None) -> WidgetRoute:
         """The workspace a web widget's key opens (no key: the first workspace)."""
         key = (key or "").strip()
+        default_secret = _secret(self._settings.webchat_secret) or None
         if not key:
-            return WidgetRoute(FIRST_WORKSPACE)
+            return WidgetRoute(FIRST_WORKSPACE, identity_secret=default_secret)
 
         def ask() -> WidgetRoute:
             with read_session(self._session_factory) as session:
@@ -152,7 +174,12 @@ class ChannelDirectory:
                 workspace = get_workspace(found.workspace_id, session=session)
                 if workspace is None or not workspace.active:
                     return WidgetRoute(None, "disabled")
-                return WidgetRoute(found.workspace_id)
+                workspace_id, sealed = found.workspace_id, found.secrets
+            # LEADDESK_WEBCHAT_SECRET is the first workspace's; another signs with its own.
+            own = self._open(sealed, "web widget").get("identity_secret") or None
+            if own is None and workspace_id == FIRST_WORKSPACE:
+                own = default_secret
+            return WidgetRoute(workspace_id, identity_secret=own)
 
         return self._remember(("widget", key), ask)  # type: ignore[no-any-return]
 

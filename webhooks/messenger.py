@@ -315,7 +315,7 @@ def _attachment_text(attachment: dict[str, Any]) -> str:
 
 @messenger_blueprint.get("/messenger")
 def verify_messenger():  # type: ignore[no-untyped-def]
-    return verify_subscription()
+    return verify_subscription("messenger")
 
 
 def split_messenger_webhook(
@@ -339,7 +339,7 @@ def receive_messenger():  # type: ignore[no-untyped-def]
 
 @instagram_blueprint.get("/instagram")
 def verify_instagram():  # type: ignore[no-untyped-def]
-    return verify_subscription()
+    return verify_subscription("instagram")
 
 
 @instagram_blueprint.post("/instagram")

@@ -53,10 +53,10 @@ def signature_ok(body: bytes, header: str | None, secret: str) -> bool:
     )
 
 
-def verify_subscription() -> Response | tuple[Any, int]:
-    """GET handshake: answer `hub.challenge` when `hub.verify_token` is META_VERIFY_TOKEN."""
-    settings = services().settings
-    configured = settings.meta_verify_token.get_secret_value() if settings.meta_verify_token else ""
+def verify_subscription(channel: str) -> Response | tuple[Any, int]:
+    """GET handshake: answer `hub.challenge` when `hub.verify_token` is META_VERIFY_TOKEN or the
+    verify token of one of the channel's connections (a workspace with its own Meta app)."""
+    configured = channel_directory().verify_tokens(channel)
     if not configured:
         raise ApiError(
             403,
@@ -64,11 +64,11 @@ def verify_subscription() -> Response | tuple[Any, int]:
             "META_VERIFY_TOKEN is not set on this server, so no subscription can be verified",
         )
     mode = request.args.get("hub.mode", "")
-    token = request.args.get("hub.verify_token", "")
+    token = request.args.get("hub.verify_token", "").encode("utf-8")
     challenge = request.args.get("hub.challenge", "")
-    if mode != "subscribe" or not hmac.compare_digest(
-        token.encode("utf-8"), configured.encode("utf-8")
-    ):
+    # Every token compared (no early exit): the time taken does not say which one came close.
+    matches = [hmac.compare_digest(token, known.encode("utf-8")) for known in configured]
+    if mode != "subscribe" or not any(matches):
         raise ApiError(
             403,
             "verification_refused",

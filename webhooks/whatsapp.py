@@ -322,7 +322,7 @@ def _error_text(error: dict[str, Any]) -> str:
 
 @blueprint.get("/whatsapp")
 def verify():  # type: ignore[no-untyped-def]
-    return verify_subscription()
+    return verify_subscription(CHANNEL)
 
 
 def split_webhook(payload: Any, app_id_of: Callable[[str | None], str | None]) -> SplitBatch:
