@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -186,7 +186,9 @@ def _first_admin(
     is made (with its token)."""
     email = normalize_email(args.admin_email)
     existing = session.scalars(
-        select(Agent).where(Agent.email == email).execution_options(**all_workspaces())
+        select(Agent)
+        .where(func.lower(Agent.email) == email.lower())
+        .execution_options(**all_workspaces())
     ).first()
     with in_workspace(workspace_id):
         if existing is not None:
