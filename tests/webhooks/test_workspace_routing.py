@@ -39,6 +39,8 @@ from tests.webhooks.meta_payloads import (
     wa_message,
 )
 from tests.webhooks.support import APP_SECRET, VERIFY_TOKEN, make_settings, signed_post
+from webhooks.channels import ChannelDirectory
+from webhooks.graph import MetaGraph
 from webhooks.outbound import ChannelOutbox
 
 KEY = new_secret_key()
@@ -398,3 +400,25 @@ def test_inbox_rows_carry_the_workspace_the_number_routed_to(desk: Desk) -> None
         ).all()
     assert [tuple(r) for r in rows] == [(desk.beta, "whatsapp")]
     assert [tuple(r) for r in identities] == [(desk.beta,)]
+
+
+def test_graph_reads_use_the_workspaces_own_token(desk: Desk, graph: FakeGraph) -> None:
+    graph.profiles["psid-9"] = {"first_name": "Kim", "last_name": "Lee"}
+    graph.tokens = {"tok-acme-page"}
+    with desk.session_factory.begin() as session:
+        acme = find_workspace("acme", session=session)
+        assert acme is not None
+        page_token = {"access_token": "tok-acme-page"}
+        set_connection(acme, "messenger", "acme-page", page_token, session=session, key=KEY)
+    reader = MetaGraph(
+        desk.settings, channels=ChannelDirectory(desk.session_factory, desk.settings)
+    )
+    try:
+        with in_workspace(desk.acme):
+            assert reader.profile_name("messenger", "psid-9") == "Kim Lee"
+        # Beta has no Page: nothing is read for it, and Acme's answer is not handed to it.
+        with in_workspace(desk.beta):
+            assert reader.profile_name("messenger", "psid-9") is None
+    finally:
+        reader.close()
+    assert [r.headers["Authorization"] for r in graph.requests] == ["Bearer tok-acme-page"]
