@@ -130,6 +130,7 @@ def test_the_same_customer_writing_to_two_businesses_is_two_leads_answered_by_ea
     (acme_lead,) = desk.leads(desk.acme)
     (beta_lead,) = desk.leads(desk.beta)
     assert acme_lead.phone == beta_lead.phone == f"+{CUSTOMER}"
+    assert (acme_lead.workspace_id, beta_lead.workspace_id) == (desk.acme, desk.beta)
     assert acme_lead.id != beta_lead.id
     assert desk.texts(desk.acme) == ["Is a plumber free today?"]
     assert desk.texts(desk.beta) == ["Can I book a cleaning?"]
