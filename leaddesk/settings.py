@@ -15,6 +15,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from store.sealed import SealError, check_secret_key
 from webhooks.mail import parse_smtp_url, valid_address
 
 REPO_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -108,6 +109,8 @@ class Settings(BaseSettings):
     email_from: str | None = Field(None, validation_alias=_env("LEADDESK_EMAIL_FROM"))
 
     # Server and workers
+    # Signs console sessions and encrypts the channel credentials of workspaces stored in the
+    # database (`leaddesk workspaces secret-key` makes one); at least 16 characters.
     secret_key: SecretStr | None = Field(None, validation_alias=_env("LEADDESK_SECRET_KEY"))
     # Web console sign-ins end after this many hours without a request, and after
     # LEADDESK_SESSION_MAX_HOURS whatever happens.
@@ -164,6 +167,16 @@ class Settings(BaseSettings):
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        try:
+            return SecretStr(check_secret_key(value.get_secret_value()))
+        except SealError as exc:
+            raise ValueError(str(exc).removeprefix("LEADDESK_SECRET_KEY ")) from None
+
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
@@ -193,6 +206,11 @@ class Settings(BaseSettings):
     @property
     def email_configured(self) -> bool:
         return self.smtp_url is not None and bool(self.email_from)
+
+    @property
+    def secret(self) -> str | None:
+        """LEADDESK_SECRET_KEY's value (None: not set), for sealing channel credentials."""
+        return self.secret_key.get_secret_value() if self.secret_key is not None else None
 
     @property
     def llm_configured(self) -> bool:

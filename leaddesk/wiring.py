@@ -48,6 +48,7 @@ from store.models import utcnow
 from store.pending import mark_interrupted_sends
 from webhooks import Services, create_app
 from webhooks.app import add_health_probe
+from webhooks.channels import ChannelDirectory
 from webhooks.graph import MetaGraph
 from webhooks.intake import InboxDrain, inbox_health
 from webhooks.mail import make_email_channel
@@ -223,14 +224,17 @@ def build_runtime(
     watch(session_factory, events)
     model = model if model is not None else make_chat_model(settings)
     notifier = notifier if notifier is not None else ReplyNotifier()
+    # Which workspace each channel account belongs to, and each workspace's tokens.
+    channels = ChannelDirectory(session_factory, settings)
     outbox = ChannelOutbox(
         session_factory=session_factory,
         settings=settings,
         notifier=notifier,
         clock=clock,
         email=make_email_channel(settings),
+        channels=channels,
     )
-    graph = MetaGraph(settings)
+    graph = MetaGraph(settings, channels=channels)
     bot = BotService(
         session_factory=session_factory,
         prompts=prompts,
@@ -317,6 +321,7 @@ def build_runtime(
         copilot=copilot,
         events=events,
         prompts_health=prompts.health,
+        channels=channels,
     )
     app = create_app(settings, services)
     add_health_probe(app, "workers", dispatcher.health)

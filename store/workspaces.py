@@ -1,4 +1,6 @@
-"""Workspaces: create, find, list, disable; and an agent's memberships.
+"""Workspaces: create, find, list, disable; an agent's memberships; channel connections (which
+account on which channel is whose, with its credentials sealed) and the routing of an inbound
+event to its workspace (`route`).
 
 Like every repository module: keyword-only `session`, no commits. These read the `workspaces`
 table itself, which is not scoped (it is the scope); memberships are read across workspaces, with
@@ -8,13 +10,16 @@ the `ALL_WORKSPACES` option, since a person's workspaces are what decides where 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.models import Workspace, WorkspaceMember, utcnow
+from store.models import ChannelConnection, Workspace, WorkspaceMember, utcnow
+from store.sealed import SealError, seal, unseal
 from store.tenancy import FIRST_WORKSPACE, all_workspaces
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?$")
@@ -129,3 +134,194 @@ def memberships(agent_id: int, *, session: Session) -> Sequence[WorkspaceMember]
         .order_by(WorkspaceMember.workspace_id)
         .execution_options(**all_workspaces())
     ).all()
+
+
+# -- channel connections ---------------------------------------------------------------------------
+
+CHANNELS = ("whatsapp", "messenger", "instagram", "web")
+# What a workspace's account is called on each channel (for messages that name it).
+ACCOUNT_NAMES = {
+    "whatsapp": "WhatsApp phone number id",
+    "messenger": "Facebook Page id",
+    "instagram": "Instagram account id",
+    "web": "web widget key",
+}
+WIDGET_KEY_PREFIX = "wk_"
+
+
+@dataclass(frozen=True)
+class ConnectionInfo:
+    """A channel connection as listings show it: which credentials it holds, never their values."""
+
+    id: int
+    workspace_id: int
+    channel: str
+    account_id: str
+    credentials: tuple[str, ...]
+
+
+def check_channel(channel: str) -> str:
+    channel = (channel or "").strip().lower()
+    if channel not in CHANNELS:
+        raise WorkspaceError(f"unknown channel {channel!r}: use one of {', '.join(CHANNELS)}")
+    return channel
+
+
+def new_widget_key() -> str:
+    return WIDGET_KEY_PREFIX + secrets.token_urlsafe(18)
+
+
+def set_connection(
+    workspace: Workspace,
+    channel: str,
+    account_id: str | None,
+    credentials: dict[str, str] | None = None,
+    *,
+    session: Session,
+    key: str | None,
+) -> ChannelConnection:
+    """Connect the workspace to its account on a channel (a web widget without a key gets a new
+    random one), with these credentials sealed under `key` (they replace any earlier ones).
+
+    `WorkspaceError` when the account belongs to another workspace; `SealError` when there are
+    credentials to store and no key."""
+    channel = check_channel(channel)
+    account_id = (account_id or "").strip()
+    if not account_id:
+        if channel != "web":
+            raise WorkspaceError(f"give the {ACCOUNT_NAMES[channel]} to connect")
+        account_id = new_widget_key()
+    if len(account_id) > 200 or any(c.isspace() for c in account_id):
+        raise WorkspaceError(f"a {ACCOUNT_NAMES[channel]} is 1-200 characters without spaces")
+    values = {k: v.strip() for k, v in (credentials or {}).items() if v and v.strip()}
+    sealed = seal(values, key) if values else None
+    existing = session.scalars(
+        select(ChannelConnection).where(
+            ChannelConnection.channel == channel, ChannelConnection.account_id == account_id
+        )
+    ).first()
+    if existing is not None and existing.workspace_id != workspace.id:
+        raise WorkspaceError(
+            f"{channel} account {account_id} is already connected to another workspace"
+        )
+    if existing is None:
+        existing = ChannelConnection(
+            workspace_id=workspace.id, channel=channel, account_id=account_id, created_at=utcnow()
+        )
+        try:
+            with session.begin_nested():
+                session.add(existing)
+                session.flush()
+        except IntegrityError:
+            raise WorkspaceError(
+                f"{channel} account {account_id} is already connected to another workspace"
+            ) from None
+    existing.secrets = sealed
+    existing.updated_at = utcnow()
+    session.flush()
+    return existing
+
+
+def remove_connection(
+    workspace: Workspace, channel: str, account_id: str, *, session: Session
+) -> bool:
+    """Disconnect the workspace's account on a channel; False when it had no such connection."""
+    found = session.scalars(
+        select(ChannelConnection).where(
+            ChannelConnection.workspace_id == workspace.id,
+            ChannelConnection.channel == check_channel(channel),
+            ChannelConnection.account_id == (account_id or "").strip(),
+        )
+    ).first()
+    if found is None:
+        return False
+    session.delete(found)
+    session.flush()
+    return True
+
+
+def list_connections(
+    workspace_id: int, *, session: Session, key: str | None = None
+) -> list[ConnectionInfo]:
+    """The workspace's connections, by channel, with the names of the credentials each holds (read
+    with `key`; without it, or when they do not open, "sealed"): never their values."""
+    rows = session.scalars(
+        select(ChannelConnection)
+        .where(ChannelConnection.workspace_id == workspace_id)
+        .order_by(ChannelConnection.channel, ChannelConnection.id)
+    ).all()
+    return [
+        ConnectionInfo(row.id, row.workspace_id, row.channel, row.account_id, _names(row, key))
+        for row in rows
+    ]
+
+
+def _names(row: ChannelConnection, key: str | None) -> tuple[str, ...]:
+    if not row.secrets:
+        return ()
+    try:
+        return tuple(sorted(unseal(row.secrets, key)))
+    except SealError:
+        return ("sealed",)
+
+
+def connection_for(channel: str, account_id: str, *, session: Session) -> ChannelConnection | None:
+    """The connection of this account on this channel, whichever workspace it belongs to."""
+    return session.scalars(
+        select(ChannelConnection).where(
+            ChannelConnection.channel == channel, ChannelConnection.account_id == account_id
+        )
+    ).first()
+
+
+def sealed_credentials(channel: str, *, session: Session) -> list[str]:
+    """The sealed credentials of every connection on a channel (e.g. to find a verify token)."""
+    return [
+        sealed
+        for sealed in session.scalars(
+            select(ChannelConnection.secrets).where(
+                ChannelConnection.channel == channel, ChannelConnection.secrets.is_not(None)
+            )
+        )
+        if sealed
+    ]
+
+
+def workspace_connection(
+    workspace_id: int, channel: str, *, session: Session
+) -> ChannelConnection | None:
+    """The workspace's account on a channel (its first, when it has several): the one replies
+    go out through."""
+    return session.scalars(
+        select(ChannelConnection)
+        .where(ChannelConnection.workspace_id == workspace_id, ChannelConnection.channel == channel)
+        .order_by(ChannelConnection.id)
+        .limit(1)
+    ).first()
+
+
+def route(
+    channel: str, account_id: str | None, *, session: Session, env_account: str | None
+) -> int | None:
+    """The workspace an event for `account_id` on `channel` belongs to, or None (drop it).
+
+    - an account connected to a workspace: that workspace, while it is active;
+    - the first workspace's account as the environment names it (`env_account`, e.g.
+      WHATSAPP_PHONE_NUMBER_ID): the first workspace;
+    - when the first workspace names no account on the channel (neither in the environment nor
+      by a connection) and no workspace claims this one: the first workspace, so an install that
+      never heard of workspaces sees no change;
+    - else None: the account is nobody's here.
+    """
+    account_id = (account_id or "").strip() or None
+    if account_id is not None:
+        found = connection_for(channel, account_id, session=session)
+        if found is not None:
+            workspace = get_workspace(found.workspace_id, session=session)
+            return found.workspace_id if workspace is not None and workspace.active else None
+    env_account = (env_account or "").strip() or None
+    if env_account is not None:
+        return FIRST_WORKSPACE if account_id == env_account else None
+    if workspace_connection(FIRST_WORKSPACE, channel, session=session) is not None:
+        return None
+    return FIRST_WORKSPACE

@@ -64,6 +64,14 @@ def _truncate_all(engine: Engine) -> None:
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        # As migrated: the first workspace's row, and new workspaces numbered after it.
+        conn.execute(
+            text(
+                "INSERT INTO workspaces (id, slug, name, active, created_at) "
+                "VALUES (1, 'default', 'Default', true, now())"
+            )
+        )
+        conn.execute(text("SELECT setval('workspaces_id_seq', 1)"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import Outbox, PromptConfig
 from store.agents import agent_by_token
 from store.events import EventBus
+from webhooks.channels import ChannelDirectory
 from webhooks.intake import HumanReplyHook, InboxWriter
 from webhooks.notify import ReplyNotifier
 from webhooks.ratelimit import ChatLimits
@@ -79,6 +80,9 @@ class Services:
     # The prompts' reload state for the admins' Settings page (`bot.reload.PromptStore.health`:
     # version in force, when it loaded, a rejected change with its problems); None: read once.
     prompts_health: Callable[[], dict[str, Any]] | None = None
+    # Which workspace a channel account belongs to and its credentials (shared with the outbox);
+    # None: `create_app` makes one.
+    channels: ChannelDirectory | None = None
 
 
 class ApiError(Exception):
@@ -100,6 +104,11 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 def services() -> Services:
     """The current app's collaborators."""
     return current_app.extensions["leaddesk"]  # type: ignore[no-any-return]
+
+
+def channel_directory() -> ChannelDirectory:
+    """The current app's channel directory (routing and credentials per workspace)."""
+    return current_app.extensions["leaddesk_channels"]  # type: ignore[no-any-return]
 
 
 def inbox_writer() -> InboxWriter:

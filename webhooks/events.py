@@ -42,6 +42,8 @@ class ParsedBatch:
     ignored: list[str] = field(default_factory=list)  # why each skipped event was skipped
     # Events addressed to a number, Page or account that is not ours (also counted as ignored).
     foreign: list[str] = field(default_factory=list)
+    # The workspace the events belong to (None: the one in force when they are stored).
+    workspace_id: int | None = None
 
     @property
     def event_count(self) -> int:
@@ -56,6 +58,24 @@ class ParsedBatch:
     def not_ours(self, what: str) -> None:
         self.foreign.append(what)
         self.ignored.append(f"{what} (not ours)")
+
+
+@dataclass
+class SplitBatch:
+    """A webhook body's events by the business account each is addressed to (the WhatsApp phone
+    number id, the Page or Instagram account id; None: the body does not say), and in `rest`
+    what belongs to no account: what was skipped, and the events of a body without accounts at
+    all (an On-Premises WhatsApp body: one number, the first workspace's)."""
+
+    accounts: dict[str | None, ParsedBatch] = field(default_factory=dict)
+    rest: ParsedBatch = field(default_factory=ParsedBatch)
+
+    def to(self, account_id: str | None) -> ParsedBatch:
+        """The batch of one account (made on first use)."""
+        batch = self.accounts.get(account_id)
+        if batch is None:
+            batch = self.accounts[account_id] = ParsedBatch()
+        return batch
 
 
 def parse_timestamp(value: Any) -> datetime | None:

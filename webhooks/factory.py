@@ -16,6 +16,7 @@ from werkzeug.utils import cached_property
 from store.text import clean_json, clean_text
 from webhooks import api, console, copilot_api, messenger, webchat, whatsapp
 from webhooks.app import ApiError, Services, error_response, wants_json
+from webhooks.channels import ChannelDirectory
 from webhooks.intake import InboxWriter
 from webhooks.meta import WebhookFastPath
 from webhooks.ratelimit import init_limiter
@@ -79,6 +80,10 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app.extensions["leaddesk"] = services
     # The webhooks' events go into the inbox through one writer (group commit).
     app.extensions["leaddesk_inbox"] = InboxWriter(services.session_factory.kw["bind"])
+    # Which workspace each channel account belongs to, and its credentials.
+    app.extensions["leaddesk_channels"] = services.channels or ChannelDirectory(
+        services.session_factory, settings
+    )
     init_limiter(app, settings)
 
     @app.errorhandler(ApiError)
@@ -142,9 +147,9 @@ def create_app(settings: Settings, services: Services) -> Flask:
     app.wsgi_app = WebhookFastPath(  # type: ignore[method-assign]
         app,
         {
-            "/webhooks/whatsapp": (whatsapp.CHANNEL, whatsapp.parse_webhook),
-            "/webhooks/messenger": ("messenger", messenger.parse_messenger_webhook),
-            "/webhooks/instagram": ("instagram", messenger.parse_instagram_webhook),
+            "/webhooks/whatsapp": (whatsapp.CHANNEL, whatsapp.split_webhook),
+            "/webhooks/messenger": ("messenger", messenger.split_messenger_webhook),
+            "/webhooks/instagram": ("instagram", messenger.split_instagram_webhook),
         },
     )
     return app

@@ -1,9 +1,9 @@
 """Reading from Meta's Graph API what a webhook does not carry: a customer's profile name
 (Messenger, Instagram) and the bytes of a media file (a voice note to transcribe).
 
-Every call uses the channel's own token; a channel without one, a missing permission or a failed
-call gives None (the caller carries on without), and nothing is retried here: the next message
-asks again.
+Every call uses the token of the workspace in force on the channel; a channel without one, a
+missing permission or a failed call gives None (the caller carries on without), and nothing is
+retried here: the next message asks again.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from store.tenancy import FIRST_WORKSPACE, current_workspace
+from webhooks.channels import ChannelDirectory
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +40,34 @@ class MetaGraph:
     """A small Graph API reader; thread-safe, one HTTP client for the process."""
 
     def __init__(
-        self, settings: Any, *, timeout: float = 10.0, http: httpx.Client | None = None
+        self,
+        settings: Any,
+        *,
+        timeout: float = 10.0,
+        http: httpx.Client | None = None,
+        channels: ChannelDirectory | None = None,
     ) -> None:
         self._settings = settings
+        # Each workspace's tokens; None: the environment's (the first workspace's) only.
+        self._channels = channels
         self._timeout = timeout
         self._http = http or httpx.Client(timeout=timeout)
         self._owns_http = http is None
         self._lock = threading.Lock()
         # Profiles asked for recently (found or not): one lookup per customer, not per message.
-        self._asked: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._asked: OrderedDict[tuple[int, str, str], str | None] = OrderedDict()
 
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
 
     def token(self, channel: str) -> str:
+        """The access token of the workspace in force on the channel ("" when it has none)."""
+        if self._channels is not None:
+            found = self._channels.credentials(current_workspace(), channel)
+            return found.access_token if found is not None else ""
+        if current_workspace() != FIRST_WORKSPACE:
+            return ""
         settings = self._settings
         return {
             "whatsapp": _secret(settings.whatsapp_access_token),
@@ -72,7 +88,7 @@ class MetaGraph:
 
     def profile_name(self, channel: str, user_id: str) -> str | None:
         """The name on a Messenger or Instagram customer's profile, when the token may read it."""
-        key = (channel, user_id)
+        key = (current_workspace(), channel, user_id)
         with self._lock:
             if key in self._asked:
                 return self._asked[key]

@@ -91,41 +91,59 @@ def status_event(status: StatusUpdate) -> dict[str, Any]:
     return {k: _dump(v) for k, v in vars(status).items()}
 
 
-def _inbox_events(batch: ParsedBatch, now: datetime) -> list[InboxEvent]:
-    events = [
-        InboxEvent(
-            m.channel,
-            "echo" if m.author == "agent" else "message",
-            m.channel_message_id,
-            inbound_event(m),
-            now,
-        )
-        for m in batch.messages
-    ]
-    events += [InboxEvent(s.channel, "status", None, status_event(s), now) for s in batch.statuses]
+def _inbox_events(batches: Sequence[ParsedBatch], now: datetime) -> list[InboxEvent]:
+    events: list[InboxEvent] = []
+    for batch in batches:
+        workspace_id = batch.workspace_id
+        events += [
+            InboxEvent(
+                m.channel,
+                "echo" if m.author == "agent" else "message",
+                m.channel_message_id,
+                inbound_event(m),
+                now,
+                workspace_id,
+            )
+            for m in batch.messages
+        ]
+        events += [
+            InboxEvent(s.channel, "status", None, status_event(s), now, workspace_id)
+            for s in batch.statuses
+        ]
     return events
 
 
-def _queued(batch: ParsedBatch, new: int) -> StoreResult:
+def _queued(batches: Sequence[ParsedBatch], new: int) -> StoreResult:
     """What the webhook answers, given how many of its keyed messages were new."""
-    with_key = sum(1 for m in batch.messages if m.channel_message_id)
-    stored = new + (len(batch.messages) - with_key)
+    messages = [m for batch in batches for m in batch.messages]
+    with_key = sum(1 for m in messages if m.channel_message_id)
+    stored = new + (len(messages) - with_key)
     return StoreResult(
-        stored=stored, duplicates=len(batch.messages) - stored, statuses=len(batch.statuses)
+        stored=stored,
+        duplicates=len(messages) - stored,
+        statuses=sum(len(batch.statuses) for batch in batches),
     )
 
 
-def queue_batch(batch: ParsedBatch, *, engine: Engine, now: datetime) -> StoreResult:
-    """Put every event of the batch in the inbox in one transaction (a redelivered message is
-    dropped by the unique index); nothing else happens before the 200."""
+def _batches(batch: ParsedBatch | Sequence[ParsedBatch]) -> list[ParsedBatch]:
+    return [batch] if isinstance(batch, ParsedBatch) else list(batch)
+
+
+def queue_batch(
+    batch: ParsedBatch | Sequence[ParsedBatch], *, engine: Engine, now: datetime
+) -> StoreResult:
+    """Put every event of the batch (or batches: one per workspace) in the inbox in one
+    transaction (a redelivered message is dropped by the unique index); nothing else happens
+    before the 200."""
+    batches = _batches(batch)
     with engine.begin() as connection:
-        new = inbox.enqueue(_inbox_events(batch, now), connection=connection, now=now)
-    return _queued(batch, len(new))
+        new = inbox.enqueue(_inbox_events(batches, now), connection=connection, now=now)
+    return _queued(batches, len(new))
 
 
 @dataclass
 class _Waiting:
-    batch: ParsedBatch
+    batches: list[ParsedBatch]
     events: list[InboxEvent]
     done: threading.Event = field(default_factory=threading.Event)
     result: StoreResult | None = None
@@ -187,12 +205,14 @@ class InboxWriter:
         self._waiting_writers = 0  # of them, waiting for work
         self.groups = 0  # transactions written (for tests and benchmarks)
 
-    def queue(self, batch: ParsedBatch, *, now: datetime) -> StoreResult:
-        """Store the batch's events (with the others waiting now) and return once committed;
-        raises the database's error when they could not be stored."""
-        waiting = _Waiting(batch, _inbox_events(batch, now))
+    def queue(self, batch: ParsedBatch | Sequence[ParsedBatch], *, now: datetime) -> StoreResult:
+        """Store the events of the batch (or batches: one per workspace) with the others waiting
+        now and return once committed; raises the database's error when they could not be
+        stored."""
+        batches = _batches(batch)
+        waiting = _Waiting(batches, _inbox_events(batches, now))
         if not waiting.events:
-            return _queued(batch, 0)
+            return _queued(batches, 0)
         with self._cond:
             self._queue.append(waiting)
             if self._waiting_writers == 0 and self._writers < self._max_writers:
@@ -279,7 +299,7 @@ class InboxWriter:
                 if fresh[key] > 0:
                     fresh[key] -= 1
                     count += 1
-            item.result = _queued(item.batch, count)
+            item.result = _queued(item.batches, count)
 
 
 # -- the drain: from the inbox into the store ------------------------------------------------
@@ -576,7 +596,8 @@ def store_batch(
     """Store the batch in one transaction and return the conversations that now need the bot."""
     result = StoreResult()
     touched: dict[int, None] = {}
-    with session_factory.begin() as session:
+    entered = in_workspace(batch.workspace_id) if batch.workspace_id is not None else nullcontext()
+    with entered, session_factory.begin() as session:
         for inbound in batch.messages:
             _ingest_one(
                 inbound,

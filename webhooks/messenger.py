@@ -8,6 +8,7 @@ messages, delivery/read reports, and human replies echoed from the Page inbox or
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint
@@ -15,6 +16,7 @@ from flask import Blueprint
 from store.messages import Inbound
 from webhooks.events import (
     ParsedBatch,
+    SplitBatch,
     StatusUpdate,
     as_dict,
     as_list,
@@ -71,23 +73,53 @@ def parse_messaging(
     `batch.foreign`.
     """
     batch = ParsedBatch()
-    if not isinstance(payload, dict):
-        batch.ignored.append("the body is not a JSON object")
+    ours = str(account_id).strip() if account_id else None
+
+    def target(entry_id: str | None) -> ParsedBatch | None:
+        if ours and entry_id != ours:
+            batch.not_ours(f"{channel} account {entry_id or 'missing'}")
+            return None
         return batch
+
+    _parse(payload, channel, batch, target, lambda entry_id: app_id)
+    return batch
+
+
+def split_messaging(
+    payload: Any, channel: str, app_id_of: Callable[[str | None], str | None]
+) -> SplitBatch:
+    """Parse a Messenger or Instagram webhook body into the events of each Page or account it
+    names (`entry[].id`); `app_id_of(account)` is the Meta app whose echoes are our own."""
+    split = SplitBatch()
+    _parse(payload, channel, split.rest, split.to, app_id_of)
+    return split
+
+
+def _parse(
+    payload: Any,
+    channel: str,
+    rest: ParsedBatch,
+    target: Callable[[str | None], ParsedBatch | None],
+    app_id_of: Callable[[str | None], str | None],
+) -> None:
+    if not isinstance(payload, dict):
+        rest.ignored.append("the body is not a JSON object")
+        return
     kind = payload.get("object")
     if kind not in (None, _OBJECTS[channel]):
-        batch.ignored.append(f"object {str(kind)[:40]!r} is not a {channel} event")
-        return batch
+        rest.ignored.append(f"object {str(kind)[:40]!r} is not a {channel} event")
+        return
     entries = payload.get("entry")
     if not isinstance(entries, list):
-        batch.ignored.append("'entry' is not a list")
-        return batch
+        rest.ignored.append("'entry' is not a list")
+        return
     for entry in entries:
         entry = as_dict(entry)
         entry_id = ident(entry.get("id"))
-        if account_id and entry_id != str(account_id).strip():
-            batch.not_ours(f"{channel} account {entry_id or 'missing'}")
+        batch = target(entry_id)
+        if batch is None:
             continue
+        app_id = app_id_of(entry_id)
         events = as_list(entry.get("messaging")) + as_list(entry.get("standby"))
         for change in as_list(entry.get("changes")):
             change = as_dict(change)
@@ -103,7 +135,6 @@ def parse_messaging(
             batch.ignored.append("an entry without events")
         for event in events:
             _parse_event(as_dict(event), channel, app_id, batch)
-    return batch
 
 
 def _parse_event(
@@ -284,36 +315,33 @@ def _attachment_text(attachment: dict[str, Any]) -> str:
 
 @messenger_blueprint.get("/messenger")
 def verify_messenger():  # type: ignore[no-untyped-def]
-    return verify_subscription()
+    return verify_subscription("messenger")
 
 
-def parse_messenger_webhook(payload: Any, settings: Any) -> ParsedBatch:
-    """A Messenger webhook body for this server (its app and Page)."""
-    return parse_messaging(
-        payload, "messenger", app_id=settings.meta_app_id, account_id=settings.messenger_page_id
-    )
+def split_messenger_webhook(
+    payload: Any, app_id_of: Callable[[str | None], str | None]
+) -> SplitBatch:
+    """A Messenger webhook body by Page."""
+    return split_messaging(payload, "messenger", app_id_of)
 
 
-def parse_instagram_webhook(payload: Any, settings: Any) -> ParsedBatch:
-    """An Instagram webhook body for this server (its app and account)."""
-    return parse_messaging(
-        payload,
-        "instagram",
-        app_id=settings.meta_app_id,
-        account_id=settings.instagram_account_id,
-    )
+def split_instagram_webhook(
+    payload: Any, app_id_of: Callable[[str | None], str | None]
+) -> SplitBatch:
+    """An Instagram webhook body by Instagram account."""
+    return split_messaging(payload, "instagram", app_id_of)
 
 
 @messenger_blueprint.post("/messenger")
 def receive_messenger():  # type: ignore[no-untyped-def]
-    return receive_webhook("messenger", parse_messenger_webhook)
+    return receive_webhook("messenger", split_messenger_webhook)
 
 
 @instagram_blueprint.get("/instagram")
 def verify_instagram():  # type: ignore[no-untyped-def]
-    return verify_subscription()
+    return verify_subscription("instagram")
 
 
 @instagram_blueprint.post("/instagram")
 def receive_instagram():  # type: ignore[no-untyped-def]
-    return receive_webhook("instagram", parse_instagram_webhook)
+    return receive_webhook("instagram", split_instagram_webhook)

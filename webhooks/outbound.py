@@ -33,6 +33,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import read_session
 from store.models import Conversation, Message, utcnow
+from store.tenancy import all_workspaces, current_workspace, in_workspace
+from store.workspaces import active_workspace_ids
+from webhooks.channels import ChannelDirectory
 from webhooks.mail import EmailChannel, build_message
 from webhooks.notify import ReplyNotifier
 from webhooks.retry import Transient, with_backoff
@@ -144,9 +147,12 @@ class ChannelOutbox:
         retry_delays: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
         http: httpx.Client | None = None,
         email: EmailChannel | None = None,
+        channels: ChannelDirectory | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._settings = settings
+        # Each workspace's accounts and tokens (the first's from the environment by default).
+        self.channels = channels or ChannelDirectory(session_factory, settings)
         self._notifier = notifier
         self._clock = clock
         self._sleep = sleep
@@ -176,14 +182,20 @@ class ChannelOutbox:
 
     def resend_pending(self, limit: int = 1000) -> int:
         """Deliver outbound messages recorded but never handed over (e.g. a crash before
-        delivery)."""
+        delivery), of every active workspace (each goes out in its own, see `_deliver_one`)."""
         with read_session(self._session_factory) as session:
+            active = active_workspace_ids(session=session)
             ids = list(
                 session.scalars(
                     select(Message.id)
-                    .where(Message.direction == "out", Message.delivery_status == "pending")
+                    .where(
+                        Message.direction == "out",
+                        Message.delivery_status == "pending",
+                        Message.workspace_id.in_(active),
+                    )
                     .order_by(Message.id)
                     .limit(limit)
+                    .execution_options(**all_workspaces())
                 )
             )
         if ids:
@@ -194,6 +206,20 @@ class ChannelOutbox:
     # -- one message --------------------------------------------------------------------------
 
     def _deliver_one(self, message_id: int) -> None:
+        # Whoever asks (a bot job, an agent's request, the catch-up at start), the message goes
+        # out in its own workspace, with that workspace's account and token.
+        with read_session(self._session_factory) as session:
+            workspace_id = session.scalar(
+                select(Message.workspace_id)
+                .where(Message.id == message_id)
+                .execution_options(**all_workspaces())
+            )
+        if workspace_id is None:
+            return
+        with in_workspace(workspace_id):
+            self._deliver_in_workspace(message_id)
+
+    def _deliver_in_workspace(self, message_id: int) -> None:
         plan = self._plan(message_id)
         if plan is None:
             return
@@ -304,17 +330,7 @@ class ChannelOutbox:
             )
 
     def _missing_config(self, channel: str) -> str | None:
-        settings = self._settings
-        if channel == "whatsapp":
-            if not _secret(settings.whatsapp_access_token):
-                return "WHATSAPP_ACCESS_TOKEN"
-            if not settings.whatsapp_phone_number_id:
-                return "WHATSAPP_PHONE_NUMBER_ID"
-        elif channel == "messenger" and not _secret(settings.messenger_page_access_token):
-            return "MESSENGER_PAGE_ACCESS_TOKEN"
-        elif channel == "instagram" and not _secret(settings.instagram_access_token):
-            return "INSTAGRAM_ACCESS_TOKEN"
-        return None
+        return self.channels.missing(current_workspace(), channel)
 
     def _claim(self, plan: _Plan) -> bool:
         """Mark the message "sending" unless another delivery got there first (no double sends).
@@ -369,18 +385,16 @@ class ChannelOutbox:
 
     def send(self, channel: str, recipient: str, text: str) -> SendResult:
         """Send `text` to `recipient` on a Meta channel (in parts when longer than the channel
-        allows)."""
+        allows), through the account of the workspace in force."""
+        credentials = self.channels.credentials(current_workspace(), channel)
+        if credentials is None:
+            return SendResult(ok=False, error=f"this workspace has no {channel} connection")
         base = self._settings.meta_graph_url.rstrip("/")
         if channel == "whatsapp":
-            url = f"{base}/{self._settings.whatsapp_phone_number_id}/messages"
-            token = _secret(self._settings.whatsapp_access_token)
+            url = f"{base}/{credentials.account_id}/messages"
         else:
             url = f"{base}/me/messages"
-            token = _secret(
-                self._settings.messenger_page_access_token
-                if channel == "messenger"
-                else self._settings.instagram_access_token
-            )
+        token = credentials.access_token
         first: SendResult | None = None
         parts = split_text(text, TEXT_LIMITS[channel])
         for index, part in enumerate(parts):

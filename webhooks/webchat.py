@@ -8,13 +8,19 @@
   holding a database transaction.
 - `GET /` a demo page with the widget (`/static/leaddesk-widget.js`, one script tag, no build step).
 
+Every call may name its web widget's key (`X-Leaddesk-Widget-Key`, or `?key=`): the call then
+works in that key's workspace (without one: the first workspace); an unknown key is a 404, a
+disabled workspace's a 403. A chat session belongs to its workspace: its token opens nothing with
+another workspace's key.
+
 A visitor becomes a lead when the site already knows who they are (name/email/phone given at session
 start) or when they write their first message. Each session sees only its own messages.
 
 Trust: what a visitor or an unsigned client passes is *claimed* (it never merges the visitor into
 another lead, it only suggests a merge). A site that knows its visitor passes `identity` (its user
 id, email or phone) with `identity_hash` = hex HMAC-SHA256 of it keyed with
-LEADDESK_WEBCHAT_SECRET: a valid hash makes the identity *verified* (the same user finds their lead
+LEADDESK_WEBCHAT_SECRET (another workspace's widget: the `identity_secret` of its web
+connection): a valid hash makes the identity *verified* (the same user finds their lead
 and conversation again, and a verified email or phone joins the lead a channel vouched for); a
 wrong one is refused with 400.
 """
@@ -33,7 +39,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 from limits import RateLimitItem
 from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,8 +57,10 @@ from store.events import StoreEvent
 from store.leads import find_identity, get_conversation, resolve, resolve_identity
 from store.messages import Inbound, ingest, record_outbound
 from store.models import CLAIMED, VERIFIED, Agent, ChatSession, Conversation, Message, utcnow
+from store.tenancy import enter_workspace, leave_workspace
 from webhooks import ratelimit
-from webhooks.app import ApiError, bearer_token, error_response, services
+from webhooks.app import ApiError, bearer_token, channel_directory, error_response, services
+from webhooks.channels import WidgetRoute
 from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,8 @@ CHANNEL = "web"
 PAGE_SIZE = 100
 MAX_ID = 2**31 - 1
 SIGNED_PREFIX = "signed:"
+# The web widget's key (its `data-key`): which workspace's chat this is (none: the first's).
+WIDGET_KEY_HEADER = "X-Leaddesk-Widget-Key"
 IDENTITY_CHARS = 180
 
 
@@ -82,10 +92,10 @@ def _signed_identity(data: dict[str, Any]) -> tuple[str | None, bool]:
         if given is not None:
             raise ApiError(400, "invalid_identity", "identity_hash needs an identity", "identity")
         return None, False
-    secret = services().settings.webchat_secret
-    if secret is None or not secret.get_secret_value():
+    secret = _widget().identity_secret
+    if not secret:
         return identity, False
-    expected = identity_hash(identity, secret.get_secret_value())
+    expected = identity_hash(identity, secret)
     if given is None or not hmac.compare_digest(
         expected.encode("ascii"), given.lower().encode("ascii", "replace")
     ):
@@ -114,13 +124,42 @@ def _rate_limited(exc: RateLimited):  # type: ignore[no-untyped-def]
     return response, status
 
 
+@blueprint.before_request
+def _enter_widget_workspace() -> None:
+    """The whole request works in the workspace of the widget's key (no key: the first one); an
+    unknown key, or one of a disabled workspace, is refused."""
+    if not request.path.startswith("/api/chat") or request.method == "OPTIONS":
+        return
+    key = request.headers.get(WIDGET_KEY_HEADER) or request.args.get("key")
+    found = channel_directory().widget(key)
+    if found.workspace_id is None:
+        if found.problem == "disabled":
+            raise ApiError(403, "widget_disabled", "this chat is closed: its workspace is disabled")
+        raise ApiError(404, "unknown_widget_key", f"no web chat has this key ({WIDGET_KEY_HEADER})")
+    g.leaddesk_widget = found
+    g.leaddesk_widget_token = enter_workspace(found.workspace_id)
+
+
+@blueprint.teardown_request
+def _leave_widget_workspace(exc: BaseException | None) -> None:
+    token = g.pop("leaddesk_widget_token", None)
+    if token is not None:
+        leave_workspace(token)
+
+
+def _widget() -> WidgetRoute:
+    return g.get("leaddesk_widget") or channel_directory().widget(None)
+
+
 @blueprint.after_request
 def _cors(response: Response) -> Response:
     # The widget runs on the customer's own site: the API is called cross-origin. Auth is a bearer
     # token (never a cookie), so allowing any origin does not expose anything.
     if request.path.startswith("/api/chat"):
         response.headers["Access-Control-Allow-Origin"] = "*"
-        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Headers"] = (
+            f"Authorization, Content-Type, {WIDGET_KEY_HEADER}"
+        )
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
         response.headers["Access-Control-Max-Age"] = "600"
     return response

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint
@@ -20,6 +21,7 @@ from flask import Blueprint
 from store.messages import Inbound
 from webhooks.events import (
     ParsedBatch,
+    SplitBatch,
     StatusUpdate,
     as_dict,
     as_list,
@@ -52,44 +54,62 @@ def parse_whatsapp(payload: Any, *, phone_number_id: str | None = None) -> Parse
     is not ours: it is skipped and reported in `batch.foreign`.
     """
     batch = ParsedBatch()
-    if not isinstance(payload, dict):
-        batch.ignored.append("the body is not a JSON object")
+    ours = str(phone_number_id).strip() if phone_number_id else None
+
+    def target(number: str | None) -> ParsedBatch | None:
+        if ours and number != ours:
+            batch.not_ours(f"phone_number_id {number or 'missing'}")
+            return None
         return batch
+
+    _parse(payload, batch, target)
+    return batch
+
+
+def split_whatsapp(payload: Any) -> SplitBatch:
+    """Parse a WhatsApp webhook body into the events of each business number it names
+    (`metadata.phone_number_id` of each change)."""
+    split = SplitBatch()
+    _parse(payload, split.rest, split.to)
+    return split
+
+
+def _parse(
+    payload: Any, rest: ParsedBatch, target: Callable[[str | None], ParsedBatch | None]
+) -> None:
+    """Every entry and change of the body: a change's events go to `target(its number)` (None:
+    skipped), what is no conversation event to `rest`."""
+    if not isinstance(payload, dict):
+        rest.ignored.append("the body is not a JSON object")
+        return
     if "entry" not in payload and any(
         key in payload for key in ("messages", "statuses", "message_echoes")
     ):
-        _parse_value(payload, "messages", batch)
-        return batch
+        _parse_value(payload, "messages", rest)
+        return
     kind = payload.get("object")
     if kind not in (None, "whatsapp_business_account"):
-        batch.ignored.append(f"object {str(kind)[:40]!r} is not a WhatsApp Business Account event")
-        return batch
+        rest.ignored.append(f"object {str(kind)[:40]!r} is not a WhatsApp Business Account event")
+        return
     entries = payload.get("entry")
     if not isinstance(entries, list):
-        batch.ignored.append("'entry' is not a list")
-        return batch
+        rest.ignored.append("'entry' is not a list")
+        return
     for entry in entries:
         changes = as_dict(entry).get("changes")
         if not isinstance(changes, list):
-            batch.ignored.append("an entry without a 'changes' list")
+            rest.ignored.append("an entry without a 'changes' list")
             continue
         for change in changes:
             change = as_dict(change)
             field = as_text(change.get("field"), 80) or "messages"
             value = as_dict(change.get("value"))
-            number = ident(as_dict(value.get("metadata")).get("phone_number_id"))
-            if (
-                phone_number_id
-                and field in ("messages", "smb_message_echoes")
-                and (number != str(phone_number_id).strip())
-            ):
-                batch.not_ours(f"phone_number_id {number or 'missing'}")
+            if field not in ("messages", "smb_message_echoes"):
+                rest.ignored.append(f"{field} change (not a conversation event)")
                 continue
-            if field in ("messages", "smb_message_echoes"):
+            batch = target(ident(as_dict(value.get("metadata")).get("phone_number_id")))
+            if batch is not None:
                 _parse_value(value, field, batch)
-            else:
-                batch.ignored.append(f"{field} change (not a conversation event)")
-    return batch
 
 
 def _parse_value(value: dict[str, Any], field: str, batch: ParsedBatch) -> None:
@@ -302,14 +322,14 @@ def _error_text(error: dict[str, Any]) -> str:
 
 @blueprint.get("/whatsapp")
 def verify():  # type: ignore[no-untyped-def]
-    return verify_subscription()
+    return verify_subscription(CHANNEL)
 
 
-def parse_webhook(payload: Any, settings: Any) -> ParsedBatch:
-    """A webhook body for this server (its WHATSAPP_PHONE_NUMBER_ID)."""
-    return parse_whatsapp(payload, phone_number_id=settings.whatsapp_phone_number_id)
+def split_webhook(payload: Any, app_id_of: Callable[[str | None], str | None]) -> SplitBatch:
+    """A webhook body by business number (WhatsApp echoes carry no app id: `app_id_of` unused)."""
+    return split_whatsapp(payload)
 
 
 @blueprint.post("/whatsapp")
 def receive():  # type: ignore[no-untyped-def]
-    return receive_webhook(CHANNEL, parse_webhook)
+    return receive_webhook(CHANNEL, split_webhook)

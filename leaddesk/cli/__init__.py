@@ -10,7 +10,18 @@ import sys
 from collections.abc import Sequence
 
 from leaddesk import __version__
-from leaddesk.cli import agents, bot, copilot, db, leads, prompts, serve, tasks, worker
+from leaddesk.cli import (
+    agents,
+    bot,
+    copilot,
+    db,
+    leads,
+    prompts,
+    serve,
+    tasks,
+    worker,
+    workspaces,
+)
 from leaddesk.cli import eval as eval_command
 from leaddesk.cli.common import UserError
 from leaddesk.logs import configure_logging
@@ -19,7 +30,19 @@ from leaddesk.settings import Settings, SettingsError, load_settings
 __all__ = ["build_parser", "main", "run"]
 
 # Each module defines `register(subparsers)`; the parsers it adds set `func(args, settings) -> int`.
-COMMAND_MODULES = (db, bot, agents, leads, tasks, copilot, serve, worker, prompts, eval_command)
+COMMAND_MODULES = (
+    db,
+    bot,
+    agents,
+    workspaces,
+    leads,
+    tasks,
+    copilot,
+    serve,
+    worker,
+    prompts,
+    eval_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,9 @@
  * data-open="true" (open the panel on load), data-name / data-email / data-phone (a visitor the
  * site already knows), data-color (accent colour), data-identity + data-identity-hash (the site's
  * own id, email or phone for a signed-in visitor and its HMAC-SHA256 with LEADDESK_WEBCHAT_SECRET,
- * computed on the site's server: the visitor is then verified, not merely claimed).
+ * computed on the site's server: the visitor is then verified, not merely claimed), data-key (the
+ * web widget key of a workspace other than the install's own: `leaddesk workspaces channel SLUG
+ * set web` prints it; sent with every call as X-Leaddesk-Widget-Key).
  * The session token is kept in localStorage, so a reload shows the conversation again.
  */
 (function () {
@@ -25,7 +27,9 @@
 
   var data = script.dataset || {};
   var api = (data.api || script.src.replace(/\/static\/[^\/?#]*([?#].*)?$/, "")).replace(/\/+$/, "");
-  var storageKey = "leaddesk:session:" + api;
+  var widgetKey = data.key || "";
+  // One session per widget: two businesses' widgets on one Leaddesk keep their chats apart.
+  var storageKey = "leaddesk:session:" + api + (widgetKey ? ":" + widgetKey : "");
   var title = data.title || "Chat with us";
   var color = data.color || "#2563eb";
   var MAX_CHARS = 2000;
@@ -193,6 +197,7 @@
   function request(method, path, body) {
     var headers = { "Content-Type": "application/json" };
     if (token) { headers.Authorization = "Bearer " + token; }
+    if (widgetKey) { headers["X-Leaddesk-Widget-Key"] = widgetKey; }
     return fetch(api + path, {
       method: method,
       headers: headers,
