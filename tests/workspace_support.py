@@ -45,6 +45,10 @@ class TwoWorkspaces:
     b_conversations: list[int]
     b_messages: list[int]
     b_tasks: list[int]
+    a_notes: list[int]
+    a_conversations: list[int]
+    a_messages: list[int]
+    a_tasks: list[int]
 
     def header(self, workspace: str | int) -> dict[str, str]:
         return {HEADER: str(workspace)}
@@ -61,9 +65,17 @@ def two_workspaces(world: Any, session_factory: sessionmaker[Session]) -> TwoWor
         world.lead("Alpha One", channel="whatsapp", phone=PHONE),
         world.lead("Alpha Two", agent_id=carl_id),
     ]
-    for lead_id in a_leads:
-        world.customer_message(
-            lead_id, "alpha hello", channel="whatsapp" if lead_id == a_leads[0] else "web"
+    a_messages = [
+        world.customer_message(a_leads[0], "alpha hello", channel="whatsapp"),
+        world.customer_message(a_leads[1], "alpha there", channel="web"),
+    ]
+    with session_factory.begin() as session:
+        a_notes = [
+            add_note(session.get(Lead, lead_id), "alpha note", session=session).id
+            for lead_id in a_leads
+        ]
+        a_conversations = list(
+            session.scalars(select(Conversation.id).where(Conversation.lead_id.in_(a_leads)))
         )
     with in_workspace(b):
         bob_id, bob = world.agent("Bob", role="admin", email="bob@example.com")
@@ -90,6 +102,11 @@ def two_workspaces(world: Any, session_factory: sessionmaker[Session]) -> TwoWor
     )
     assert created.status_code == 201, created.get_json()
     b_tasks = [created.get_json()["id"]]
+    created = alan.post(
+        "/api/tasks", json={"lead_id": a_leads[1], "title": "alpha call", "kind": "call"}
+    )
+    assert created.status_code == 201, created.get_json()
+    a_tasks = [created.get_json()["id"]]
     return TwoWorkspaces(
         a=FIRST_WORKSPACE,
         b=b,
@@ -107,6 +124,10 @@ def two_workspaces(world: Any, session_factory: sessionmaker[Session]) -> TwoWor
         b_conversations=b_conversations,
         b_messages=b_messages,
         b_tasks=b_tasks,
+        a_notes=a_notes,
+        a_conversations=a_conversations,
+        a_messages=a_messages,
+        a_tasks=a_tasks,
     )
 
 

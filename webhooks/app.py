@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import wraps
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import Outbox, PromptConfig
 from store.agents import agent_by_token
 from store.events import EventBus
-from store.tenancy import current_workspace, enter_workspace, leave_workspace
+from store.tenancy import current_workspace, enter_workspace, in_workspace, leave_workspace
 from store.workspaces import NotAMember, WorkspaceNotChosen, choose_workspace
 from webhooks.intake import HumanReplyHook, InboxWriter
 from webhooks.notify import ReplyNotifier
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class CopilotAnswer(Protocol):
@@ -162,11 +163,36 @@ class WorkspacePath:
 def enter_request_workspace(workspace_id: int) -> None:
     """Work in `workspace_id` for the rest of the request (left at its teardown,
     `leave_request_workspace`). A streamed answer runs after the teardown: it enters the workspace
-    itself (`in_workspace(current_workspace())` captured by the view)."""
+    in it with `in_request_workspace`."""
     previous = g.pop(_WORKSPACE_TOKEN, None)
     if previous is not None:
         leave_workspace(previous)
     setattr(g, _WORKSPACE_TOKEN, enter_workspace(workspace_id))
+
+
+def in_request_workspace(chunks: Iterable[T]) -> Iterator[T]:
+    """`chunks` made in the request's workspace however late the server reads them (a streamed
+    answer is read after the view returned and the request left its workspace). Each step enters
+    the workspace and leaves it before handing the chunk over, so nothing leaks to the reader."""
+    workspace_id = current_workspace()
+    iterator = iter(chunks)
+
+    def generate() -> Iterator[T]:
+        try:
+            while True:
+                with in_workspace(workspace_id):
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                with in_workspace(workspace_id):
+                    close()
+
+    return generate()
 
 
 def leave_request_workspace(_exc: BaseException | None = None) -> None:

@@ -55,6 +55,11 @@ def test_the_header_chooses_the_workspace_and_the_role_there(two) -> None:  # ty
     # The new agent is A's: B's team does not list her.
     team_b = [a["name"] for a in two.bob.get("/api/agents").get_json()["agents"]]
     assert sorted(team_b) == ["Ada", "Bob"]
+    # The export streams after the view returned: still the request's workspace.
+    exported = two.ada.get("/api/leads/export.csv", headers=in_b).get_data(as_text=True)
+    assert f"{MARK.title()} One" in exported and "Alpha" not in exported
+    exported = two.ada.get("/api/w/default/leads/export.csv").get_data(as_text=True)
+    assert "Alpha One" in exported and MARK not in exported.lower()
     # The same customer phone is two leads, one in each.
     found_a = two.ada.get("/api/leads", query_string={"q": PHONE}, headers=in_a)
     found_b = two.ada.get("/api/leads", query_string={"q": PHONE}, headers=in_b)
