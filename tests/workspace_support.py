@@ -11,11 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.domain.team import add_member
-from store.models import Agent, Conversation, Lead, Message, Note, Task, WorkspaceMember
+from store.models import (
+    Agent,
+    Conversation,
+    Lead,
+    Message,
+    Note,
+    Task,
+    Workspace,
+    WorkspaceMember,
+)
 from store.tenancy import FIRST_WORKSPACE, all_workspaces, in_workspace
 from store.work import add_note
 from store.workspaces import create_workspace
@@ -57,6 +66,13 @@ class TwoWorkspaces:
 def two_workspaces(world: Any, session_factory: sessionmaker[Session]) -> TwoWorkspaces:
     """Build both workspaces through the store (`world`: the API tests' factories)."""
     with session_factory.begin() as session:
+        if session.get(Workspace, FIRST_WORKSPACE) is None:
+            # PostgreSQL's test database is emptied between tests (identities restarted): put
+            # back the first workspace's row as the migration makes it.
+            session.add(Workspace(id=FIRST_WORKSPACE, slug="default", name="Default"))
+            session.flush()
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT setval('workspaces_id_seq', 1)"))
         b = create_workspace("beta", "Beta Ltd", session=session).id
     ada_id, ada = world.agent("Ada", role="admin", email="ada@example.com")
     alan_id, alan = world.agent("Alan", role="admin", email="alan@example.com")
