@@ -63,17 +63,22 @@ class TwoWorkspaces:
         return {HEADER: str(workspace)}
 
 
+def second_workspace(session: Session, slug: str = "beta", name: str = "Beta Ltd") -> int:
+    """Create a workspace beside the first; its id."""
+    if session.get(Workspace, FIRST_WORKSPACE) is None:
+        # PostgreSQL's test database is emptied between tests (identities restarted): put back
+        # the first workspace's row as the migration makes it.
+        session.add(Workspace(id=FIRST_WORKSPACE, slug="default", name="Default"))
+        session.flush()
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT setval('workspaces_id_seq', 1)"))
+    return create_workspace(slug, name, session=session).id
+
+
 def two_workspaces(world: Any, session_factory: sessionmaker[Session]) -> TwoWorkspaces:
     """Build both workspaces through the store (`world`: the API tests' factories)."""
     with session_factory.begin() as session:
-        if session.get(Workspace, FIRST_WORKSPACE) is None:
-            # PostgreSQL's test database is emptied between tests (identities restarted): put
-            # back the first workspace's row as the migration makes it.
-            session.add(Workspace(id=FIRST_WORKSPACE, slug="default", name="Default"))
-            session.flush()
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(text("SELECT setval('workspaces_id_seq', 1)"))
-        b = create_workspace("beta", "Beta Ltd", session=session).id
+        b = second_workspace(session)
     ada_id, ada = world.agent("Ada", role="admin", email="ada@example.com")
     alan_id, alan = world.agent("Alan", role="admin", email="alan@example.com")
     carl_id, carl = world.agent("Carl", email="carl@example.com")
