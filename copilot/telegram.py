@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 from urllib.parse import urlparse
@@ -44,7 +44,7 @@ from store.lead_lookups import last_customer_message
 from store.linking import agent_by_telegram, link_telegram
 from store.models import Agent, Lead, utcnow
 from store.tenancy import FIRST_WORKSPACE, all_workspaces, in_workspace
-from store.workspaces import agent_workspaces, find_workspace
+from store.workspaces import active_workspace_ids, agent_workspaces, find_workspace
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Confirmation buttons ("c:<question>:<choice>") and notification buttons
-    ("n:sum|take:<lead>")."""
+    ("n:sum|take:<lead>", with ":<workspace>" for a workspace other than the first)."""
     query = update.callback_query
     if query is None or query.from_user is None:
         return
@@ -388,11 +388,22 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if agent is None or query.message is None or query.message.chat.type != ChatType.PRIVATE:
         await query.answer(REFUSAL[:190], show_alert=True)
         return
+    data = query.data or ""
+    if data.startswith("n:"):
+        # A notification's buttons work in the notification's workspace, wherever the agent's
+        # copilot is.
+        _, action, lead_id, where = [*data.split(":", 3), "", "", ""][:4]
+        named = int(where) if where.isdigit() else FIRST_WORKSPACE
+        if not lead_id.isdigit() or (where and not where.isdigit()):
+            return
+        if named not in {w[3] for w in agent.workspaces}:
+            await query.answer(REFUSAL[:190], show_alert=True)
+            return
+        agent = replace(agent, workspace_id=named)
     if agent.workspace_id is None:
         await query.answer(_choose_first(agent)[:190], show_alert=True)
         return
     await query.answer()
-    data = query.data or ""
     copilot: Copilot = context.bot_data["copilot"]
     workspace_id = agent.workspace_id
     thread = _thread(agent, query.message.chat.id)
@@ -405,9 +416,6 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             _in_workspace, workspace_id, copilot.answer, agent.id, thread, choice, short_id
         )
     elif data.startswith("n:"):
-        _, action, lead_id = [*data.split(":", 2), "", ""][:3]
-        if not lead_id.isdigit():
-            return
         text = f"summarise lead {lead_id}" if action == "sum" else f"take over lead {lead_id}"
         answer = await asyncio.to_thread(
             _in_workspace, workspace_id, copilot.ask, agent.id, thread, text
@@ -560,6 +568,7 @@ class _Due:
     chat_id: int
     text: str
     lead_id: int | None
+    workspace_id: int = FIRST_WORKSPACE
 
 
 async def deliver_notifications(
@@ -577,15 +586,24 @@ async def deliver_notifications(
     due = await asyncio.to_thread(_due, session_factory, clock(), limit)
     sent = 0
     for item in due:
-        if not await asyncio.to_thread(_claim, session_factory, item.notification_id, clock()):
+        if not await asyncio.to_thread(
+            _claim, session_factory, item.notification_id, clock(), item.workspace_id
+        ):
             continue
         markup = None
         if item.lead_id is not None:
+            # The buttons name the lead's workspace (other than the first): pressed, they work
+            # there whichever workspace the agent's copilot is in.
+            where = "" if item.workspace_id == FIRST_WORKSPACE else f":{item.workspace_id}"
             markup = InlineKeyboardMarkup(
                 [
                     [
-                        InlineKeyboardButton("Open summary", callback_data=f"n:sum:{item.lead_id}"),
-                        InlineKeyboardButton("Take over", callback_data=f"n:take:{item.lead_id}"),
+                        InlineKeyboardButton(
+                            "Open summary", callback_data=f"n:sum:{item.lead_id}{where}"
+                        ),
+                        InlineKeyboardButton(
+                            "Take over", callback_data=f"n:take:{item.lead_id}{where}"
+                        ),
                     ]
                 ]
             )
@@ -610,7 +628,9 @@ async def deliver_notifications(
                 item.notification_id,
                 type(exc).__name__,
             )
-            await asyncio.to_thread(_release, session_factory, item.notification_id)
+            await asyncio.to_thread(
+                _release, session_factory, item.notification_id, item.workspace_id
+            )
             continue
         sent += 1
     if sent:
@@ -619,6 +639,21 @@ async def deliver_notifications(
 
 
 def _due(session_factory: sessionmaker[Session], now: datetime, limit: int) -> list[_Due]:
+    """The due notifications of every active workspace (each read in its own)."""
+    with session_factory() as session:
+        workspace_ids = active_workspace_ids(session=session)
+    out: list[_Due] = []
+    for workspace_id in workspace_ids:
+        if len(out) >= limit:
+            break
+        with in_workspace(workspace_id):
+            out += _due_here(session_factory, now, limit - len(out), workspace_id)
+    return out
+
+
+def _due_here(
+    session_factory: sessionmaker[Session], now: datetime, limit: int, workspace_id: int
+) -> list[_Due]:
     out = []
     with session_factory.begin() as session:
         for notification in due_notifications(session=session, now=now, limit=limit):
@@ -640,19 +675,27 @@ def _due(session_factory: sessionmaker[Session], now: datetime, limit: int) -> l
                     )
             out.append(
                 _Due(
-                    notification.id, agent.telegram_user_id, "\n".join(lines), notification.lead_id
+                    notification.id,
+                    agent.telegram_user_id,
+                    "\n".join(lines),
+                    notification.lead_id,
+                    workspace_id,
                 )
             )
     return out
 
 
-def _claim(session_factory: sessionmaker[Session], notification_id: int, now: datetime) -> bool:
-    with session_factory.begin() as session:
+def _claim(
+    session_factory: sessionmaker[Session], notification_id: int, now: datetime, workspace_id: int
+) -> bool:
+    with in_workspace(workspace_id), session_factory.begin() as session:
         return claim_notification(notification_id, session=session, now=now)
 
 
-def _release(session_factory: sessionmaker[Session], notification_id: int) -> None:
-    with session_factory.begin() as session:
+def _release(
+    session_factory: sessionmaker[Session], notification_id: int, workspace_id: int
+) -> None:
+    with in_workspace(workspace_id), session_factory.begin() as session:
         release_notification(notification_id, session=session)
 
 

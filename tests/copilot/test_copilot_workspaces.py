@@ -11,7 +11,10 @@ from copilot.telegram import build_application
 from leaddesk.settings import load_settings
 from store.agents import create_agent
 from store.domain.team import add_member
+from store.leads import get_lead
+from store.models import Agent
 from store.tenancy import in_workspace
+from store.work import notify
 from store.workspaces import create_workspace
 from tests.app_support import build_app
 from tests.copilot.test_telegram import SARAH_TG, RunningBot, settings_for, texts
@@ -130,3 +133,35 @@ def test_in_telegram_the_agent_chooses_a_workspace_and_the_copilot_stays_in_it( 
     say(telegram, "/workspace default", 6)
     hot = say(telegram, "/hot", 7)
     assert f"#{two.a_lead} Alpha Dana" in hot and "Zebra" not in hot
+
+
+def test_a_notification_of_another_workspace_is_delivered_and_its_buttons_work_there(  # type: ignore[no-untyped-def]
+    telegram, copilot, sf, clock, two
+) -> None:
+    with in_workspace(two.b), sf.begin() as session:
+        notify(
+            session.get(Agent, two.ada),
+            get_lead(two.b_lead, session=session),
+            "Zebra Dana needs a human",
+            session=session,
+        )
+    application = build_application(
+        settings=settings_for(telegram),
+        copilot=copilot,
+        session_factory=sf,
+        clock=clock,
+        notify_every=0.05,
+    )
+    with RunningBot(application):
+        [sent] = telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG)
+        assert sent["text"].startswith("<b>🔔 Zebra Dana needs a human</b>")
+        buttons = sent["reply_markup"]["inline_keyboard"][0]
+        assert buttons[0]["callback_data"] == f"n:sum:{two.b_lead}:{two.b}"
+        # Her copilot has no workspace chosen: the button works in the notification's.
+        telegram.push_callback(user_id=SARAH_TG, data=buttons[0]["callback_data"], message=sent)
+        telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=2)
+        assert texts(telegram, SARAH_TG)[1].startswith(f"<b>Lead #{two.b_lead} Zebra Dana</b>")
+        # A made-up button naming another lead in the first workspace finds nothing of beta.
+        telegram.push_callback(user_id=SARAH_TG, data=f"n:sum:{two.b_lead}", message=sent)
+        telegram.wait_for_sent(lambda m: m["chat_id"] == SARAH_TG, count=3)
+        assert "Zebra" not in texts(telegram, SARAH_TG)[2]
