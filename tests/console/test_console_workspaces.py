@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 
+from store.models import Agent, Lead
 from store.tenancy import in_workspace
+from store.work import notify
 from tests.console.conftest import Console
+from tests.console.test_console_inbox import _next_events, _stream
 from tests.workspace_support import MARK, TwoWorkspaces, two_workspaces
 
 
@@ -79,7 +82,9 @@ def test_only_your_own_workspaces_can_be_switched_to(app, two) -> None:  # type:
     assert "Alpha One" in ada.get("/console/leads").text
 
 
-def test_live_events_of_another_workspace_do_not_reach_a_console(app, two, world) -> None:  # type: ignore[no-untyped-def]
+def test_live_events_of_another_workspace_do_not_reach_a_console(  # type: ignore[no-untyped-def]
+    app, two, world, session_factory
+) -> None:
     ada = signed_in(app, two.ada.token)  # on A, an admin
     start = ada.get("/console/events/poll").get_json()["last_id"]
 
@@ -103,6 +108,10 @@ def test_live_events_of_another_workspace_do_not_reach_a_console(app, two, world
     switch(ada, "beta")
     start = ada.get("/console/events/poll").get_json()["last_id"]
     world.customer_message(two.a_leads[0], "alpha once more", channel="whatsapp")
+    # A notification addressed to her, but in A: not for a console on B.
+    with session_factory.begin() as session:
+        lead = session.get(Lead, two.a_leads[0])
+        notify(session.get(Agent, two.ada_id), lead, "alpha needs you", session=session)
     with in_workspace(two.b):
         world.customer_message(two.b_leads[0], f"{MARK} once more", channel="whatsapp")
     polled = ada.get(f"/console/events/poll?after={start}&wait=1").get_json()
@@ -138,3 +147,19 @@ def test_an_admin_manages_the_team_of_their_own_workspace(app, two) -> None:  # 
     assert alan.post(f"/console/agents/{two.bob_id}/disable").status_code == 404
     assert alan.post(f"/console/agents/{two.bob_id}/remove").status_code == 404
     assert two.bob.get("/api/me").status_code == 200
+
+
+def test_the_event_stream_follows_the_sessions_workspace(app, two, world) -> None:  # type: ignore[no-untyped-def]
+    ada = signed_in(app, two.ada.token)
+    switch(ada, "beta")
+    stream = _stream(ada.client)
+
+    def later() -> None:
+        world.customer_message(two.a_leads[0], "alpha first", channel="whatsapp")
+        with in_workspace(two.b):
+            world.customer_message(two.b_leads[0], f"{MARK} second", channel="whatsapp")
+
+    threading.Timer(0.2, later).start()
+    events = _next_events(stream, 1)
+    stream.close()
+    assert [(kind, data["lead_id"]) for _id, kind, data in events] == [("message", two.b_leads[0])]
