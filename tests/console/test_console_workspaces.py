@@ -13,6 +13,7 @@ import pytest
 from store.models import Agent, Lead
 from store.tenancy import in_workspace
 from store.work import notify
+from store.workspaces import find_workspace, set_active
 from tests.console.conftest import Console
 from tests.console.test_console_inbox import _next_events, _stream
 from tests.workspace_support import MARK, TwoWorkspaces, two_workspaces
@@ -163,3 +164,18 @@ def test_the_event_stream_follows_the_sessions_workspace(app, two, world) -> Non
     events = _next_events(stream, 1)
     stream.close()
     assert [(kind, data["lead_id"]) for _id, kind, data in events] == [("message", two.b_leads[0])]
+
+
+def test_someone_whose_only_workspace_is_disabled_is_told_at_sign_in(
+    app, two, session_factory
+) -> None:  # type: ignore[no-untyped-def]
+    with session_factory.begin() as session:
+        beta = find_workspace("beta", session=session)
+        assert beta is not None
+        set_active(beta, False, session=session)
+    bob = Console(app.test_client())
+    refused = bob.login(token=two.bob.token)
+    assert refused.status_code == 401
+    assert "not a member of any active workspace" in refused.text
+    # Ada still works in the first workspace.
+    assert signed_in(app, two.ada.token).get("/console/leads").status_code == 200

@@ -121,6 +121,7 @@ FAILED = (
     "Those credentials do not match an active agent. After repeated failures, sign-in pauses "
     f"for {COOLING_OFF_MINUTES} minutes."
 )
+NO_WORKSPACE = "This account is not a member of any active workspace; ask an admin to add you."
 TOKEN_ONLY = "This account signs in with its token: paste the agent's API token instead."
 
 
@@ -150,6 +151,9 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
                     agent = agent_by_password(account, password, session=db)
         except TokenOnlyAgent:
             message = TOKEN_ONLY
+        if agent is not None and not agent_workspaces(agent.id, session=db):
+            # The right credentials, but nowhere to work: said plainly, not counted as a failure.
+            return SignIn(None, NO_WORKSPACE)
         if agent is not None:
             db.expunge(agent)
             return SignIn(agent)
