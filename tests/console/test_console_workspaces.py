@@ -53,12 +53,14 @@ def test_the_switcher_changes_what_the_console_shows_and_the_role(app, two) -> N
     assert ada.get("/console/settings").status_code == 403
     inbox = ada.get("/console/inbox?tab=unassigned").text
     assert f"{MARK.title()} One" in inbox and "Alpha" not in inbox
-    assert "Alpha" not in ada.get("/console/dashboard").text
+    dashboard = ada.get("/console/dashboard").text
+    assert "1 leads (yours and unassigned)" in dashboard and "Alpha" not in dashboard
     # A's lead is not found from B, and B's from A.
     assert ada.get(f"/console/leads/{two.a_leads[0]}").status_code == 404
     assert switch(ada, "default").status_code == 302
     assert ada.get(f"/console/leads/{two.b_leads[0]}").status_code == 404
     assert "Alpha One" in ada.get("/console/leads").text
+    assert "2 leads, archived ones aside" in ada.get("/console/dashboard").text
 
 
 def test_the_choice_is_the_sessions_own(app, two) -> None:  # type: ignore[no-untyped-def]
