@@ -15,11 +15,12 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 from urllib.parse import urlparse
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType, ParseMode
@@ -42,6 +43,8 @@ from store.delivery import claim_notification, due_notifications, release_notifi
 from store.lead_lookups import last_customer_message
 from store.linking import agent_by_telegram, link_telegram
 from store.models import Agent, Lead, utcnow
+from store.tenancy import FIRST_WORKSPACE, all_workspaces, in_workspace
+from store.workspaces import active_workspace_ids, agent_workspaces, find_workspace
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,7 @@ def build_application(
     )
     private = filters.ChatType.PRIVATE
     application.add_handler(CommandHandler("start", on_start, filters=private))
+    application.add_handler(CommandHandler("workspace", on_workspace, filters=private))
     application.add_handler(MessageHandler(private & filters.TEXT, on_text))
     application.add_handler(CallbackQueryHandler(on_button))
     application.add_handler(MessageHandler(private & ~filters.TEXT, on_other))
@@ -259,6 +263,7 @@ async def _post_init(application: CopilotApplication) -> None:
             ("qualify", "BANT for a lead: /qualify 42"),
             ("note", "add a note: /note 42 text"),
             ("assign", "assign a lead: /assign 42 Mike"),
+            ("workspace", "the workspace I work in: /workspace SLUG"),
             ("help", "what I can do"),
         ]
     )
@@ -316,7 +321,34 @@ async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if agent is None:
         await message.reply_text(REFUSAL)
         return
+    if agent.workspace_id is None:
+        await message.reply_text(_choose_first(agent))
+        return
     await _send(message, await _ask(context, agent, update, "/help"))
+
+
+async def on_workspace(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """`/workspace` lists the agent's workspaces; `/workspace SLUG` makes the copilot work in
+    that one (remembered for this agent)."""
+    user, message = update.effective_user, update.effective_message
+    if user is None or message is None:
+        return
+    factory = context.bot_data["session_factory"]
+    agent = await asyncio.to_thread(_agent, factory, user.id)
+    if agent is None:
+        await message.reply_text(REFUSAL)
+        return
+    ref = " ".join(context.args or []).strip()
+    if not ref:
+        await message.reply_text(_list_workspaces(agent))
+        return
+    chosen = await asyncio.to_thread(_choose_workspace, factory, agent.id, ref)
+    if chosen is None:
+        await message.reply_text(
+            f"You do not work in a workspace {ref!r}.\n\n{_list_workspaces(agent)}"
+        )
+        return
+    await message.reply_text(f"Now working in {chosen}. Ask me about its leads.")
 
 
 async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -326,6 +358,9 @@ async def on_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     agent = await asyncio.to_thread(_agent, context.bot_data["session_factory"], user.id)
     if agent is None:
         await message.reply_text(REFUSAL)
+        return
+    if agent.workspace_id is None:
+        await message.reply_text(_choose_first(agent))
         return
     await message.chat.send_action("typing")
     await _send(message, await _ask(context, agent, update, message.text))
@@ -345,7 +380,7 @@ async def on_other(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Confirmation buttons ("c:<question>:<choice>") and notification buttons
-    ("n:sum|take:<lead>")."""
+    ("n:sum|take:<lead>", with ":<workspace>" for a workspace other than the first)."""
     query = update.callback_query
     if query is None or query.from_user is None:
         return
@@ -353,22 +388,38 @@ async def on_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if agent is None or query.message is None or query.message.chat.type != ChatType.PRIVATE:
         await query.answer(REFUSAL[:190], show_alert=True)
         return
-    await query.answer()
     data = query.data or ""
+    if data.startswith("n:"):
+        # A notification's buttons work in the notification's workspace, wherever the agent's
+        # copilot is.
+        _, action, lead_id, where = [*data.split(":", 3), "", "", ""][:4]
+        named = int(where) if where.isdigit() else FIRST_WORKSPACE
+        if not lead_id.isdigit() or (where and not where.isdigit()):
+            return
+        if named not in {w[3] for w in agent.workspaces}:
+            await query.answer(REFUSAL[:190], show_alert=True)
+            return
+        agent = replace(agent, workspace_id=named)
+    if agent.workspace_id is None:
+        await query.answer(_choose_first(agent)[:190], show_alert=True)
+        return
+    await query.answer()
     copilot: Copilot = context.bot_data["copilot"]
-    thread = thread_id("telegram", agent.id, query.message.chat.id)
+    workspace_id = agent.workspace_id
+    thread = _thread(agent, query.message.chat.id)
     if data.startswith("c:"):
         _, short_id, choice = [*data.split(":", 2), "", ""][:3]
         # The question is settled either way: its buttons go.
         with contextlib.suppress(BadRequest):
             await query.edit_message_reply_markup(reply_markup=None)
-        answer = await asyncio.to_thread(copilot.answer, agent.id, thread, choice, short_id)
+        answer = await asyncio.to_thread(
+            _in_workspace, workspace_id, copilot.answer, agent.id, thread, choice, short_id
+        )
     elif data.startswith("n:"):
-        _, action, lead_id = [*data.split(":", 2), "", ""][:3]
-        if not lead_id.isdigit():
-            return
         text = f"summarise lead {lead_id}" if action == "sum" else f"take over lead {lead_id}"
-        answer = await asyncio.to_thread(copilot.ask, agent.id, thread, text)
+        answer = await asyncio.to_thread(
+            _in_workspace, workspace_id, copilot.ask, agent.id, thread, text
+        )
     else:
         return
     await _send(query.message, answer)
@@ -389,9 +440,37 @@ async def _ask(
     copilot: Copilot = context.bot_data["copilot"]
     chat = update.effective_chat
     assert chat is not None
+    assert agent.workspace_id is not None
     return await asyncio.to_thread(
-        copilot.ask, agent.id, thread_id("telegram", agent.id, chat.id), text
+        _in_workspace, agent.workspace_id, copilot.ask, agent.id, _thread(agent, chat.id), text
     )
+
+
+def _in_workspace(workspace_id: int, work: Callable[..., Answer], *args: Any) -> Answer:
+    """Run the copilot in the agent's workspace: every lead it reads or changes is that one's."""
+    with in_workspace(workspace_id):
+        return work(*args)
+
+
+def _thread(agent: _AgentRef, chat_id: int) -> str:
+    """The chat's copilot thread; a workspace other than the first has threads of its own (what
+    was said about one workspace's leads is not remembered in another)."""
+    key: Any = (
+        chat_id if agent.workspace_id == FIRST_WORKSPACE else f"w{agent.workspace_id}:{chat_id}"
+    )
+    return thread_id("telegram", agent.id, key)
+
+
+def _list_workspaces(agent: _AgentRef) -> str:
+    lines = ["Your workspaces (choose with /workspace SLUG):"]
+    for slug, name, role, workspace_id in agent.workspaces:
+        mark = " ← now" if workspace_id == agent.workspace_id else ""
+        lines.append(f"• {slug}: {name} ({role}){mark}")
+    return "\n".join(lines)
+
+
+def _choose_first(agent: _AgentRef) -> str:
+    return "You work in several workspaces: choose one first.\n\n" + _list_workspaces(agent)
 
 
 async def _send(message: Any, answer: Answer) -> None:
@@ -477,6 +556,10 @@ def confirm_buttons(pending: dict[str, Any]) -> InlineKeyboardMarkup:
 class _AgentRef:
     id: int
     name: str
+    # The workspace the copilot works in for them (None: they have several and chose none).
+    workspace_id: int | None = FIRST_WORKSPACE
+    # Their workspaces: (slug, name, role, id).
+    workspaces: list[tuple[str, str, str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -485,6 +568,7 @@ class _Due:
     chat_id: int
     text: str
     lead_id: int | None
+    workspace_id: int = FIRST_WORKSPACE
 
 
 async def deliver_notifications(
@@ -502,15 +586,24 @@ async def deliver_notifications(
     due = await asyncio.to_thread(_due, session_factory, clock(), limit)
     sent = 0
     for item in due:
-        if not await asyncio.to_thread(_claim, session_factory, item.notification_id, clock()):
+        if not await asyncio.to_thread(
+            _claim, session_factory, item.notification_id, clock(), item.workspace_id
+        ):
             continue
         markup = None
         if item.lead_id is not None:
+            # The buttons name the lead's workspace (other than the first): pressed, they work
+            # there whichever workspace the agent's copilot is in.
+            where = "" if item.workspace_id == FIRST_WORKSPACE else f":{item.workspace_id}"
             markup = InlineKeyboardMarkup(
                 [
                     [
-                        InlineKeyboardButton("Open summary", callback_data=f"n:sum:{item.lead_id}"),
-                        InlineKeyboardButton("Take over", callback_data=f"n:take:{item.lead_id}"),
+                        InlineKeyboardButton(
+                            "Open summary", callback_data=f"n:sum:{item.lead_id}{where}"
+                        ),
+                        InlineKeyboardButton(
+                            "Take over", callback_data=f"n:take:{item.lead_id}{where}"
+                        ),
                     ]
                 ]
             )
@@ -535,7 +628,9 @@ async def deliver_notifications(
                 item.notification_id,
                 type(exc).__name__,
             )
-            await asyncio.to_thread(_release, session_factory, item.notification_id)
+            await asyncio.to_thread(
+                _release, session_factory, item.notification_id, item.workspace_id
+            )
             continue
         sent += 1
     if sent:
@@ -544,6 +639,21 @@ async def deliver_notifications(
 
 
 def _due(session_factory: sessionmaker[Session], now: datetime, limit: int) -> list[_Due]:
+    """The due notifications of every active workspace (each read in its own)."""
+    with session_factory() as session:
+        workspace_ids = active_workspace_ids(session=session)
+    out: list[_Due] = []
+    for workspace_id in workspace_ids:
+        if len(out) >= limit:
+            break
+        with in_workspace(workspace_id):
+            out += _due_here(session_factory, now, limit - len(out), workspace_id)
+    return out
+
+
+def _due_here(
+    session_factory: sessionmaker[Session], now: datetime, limit: int, workspace_id: int
+) -> list[_Due]:
     out = []
     with session_factory.begin() as session:
         for notification in due_notifications(session=session, now=now, limit=limit):
@@ -565,26 +675,67 @@ def _due(session_factory: sessionmaker[Session], now: datetime, limit: int) -> l
                     )
             out.append(
                 _Due(
-                    notification.id, agent.telegram_user_id, "\n".join(lines), notification.lead_id
+                    notification.id,
+                    agent.telegram_user_id,
+                    "\n".join(lines),
+                    notification.lead_id,
+                    workspace_id,
                 )
             )
     return out
 
 
-def _claim(session_factory: sessionmaker[Session], notification_id: int, now: datetime) -> bool:
-    with session_factory.begin() as session:
+def _claim(
+    session_factory: sessionmaker[Session], notification_id: int, now: datetime, workspace_id: int
+) -> bool:
+    with in_workspace(workspace_id), session_factory.begin() as session:
         return claim_notification(notification_id, session=session, now=now)
 
 
-def _release(session_factory: sessionmaker[Session], notification_id: int) -> None:
-    with session_factory.begin() as session:
+def _release(
+    session_factory: sessionmaker[Session], notification_id: int, workspace_id: int
+) -> None:
+    with in_workspace(workspace_id), session_factory.begin() as session:
         release_notification(notification_id, session=session)
 
 
 def _agent(session_factory: sessionmaker[Session], telegram_user_id: int) -> _AgentRef | None:
+    """The linked agent and the workspace the copilot works in for them: the one they chose with
+    /workspace, else their only one; None when they work in no active workspace."""
     with session_factory.begin() as session:
         agent = agent_by_telegram(telegram_user_id, session=session)
-        return _AgentRef(agent.id, agent.name) if agent is not None else None
+        if agent is None:
+            return None
+        theirs = agent_workspaces(agent.id, session=session)
+        if not theirs:
+            return None
+        ids = [w.id for w, _role in theirs]
+        chosen = agent.copilot_workspace_id if agent.copilot_workspace_id in ids else None
+        if chosen is None and len(ids) == 1:
+            chosen = ids[0]
+        return _AgentRef(
+            agent.id,
+            agent.name,
+            chosen,
+            [(w.slug, w.name, role, w.id) for w, role in theirs],
+        )
+
+
+def _choose_workspace(
+    session_factory: sessionmaker[Session], agent_id: int, ref: str
+) -> str | None:
+    """Remember `ref` (a slug or id of one of the agent's workspaces) as the copilot's workspace;
+    its name, or None when it is not one of theirs."""
+    with session_factory.begin() as session:
+        named = find_workspace(ref, session=session)
+        theirs = {w.id: w.name for w, _role in agent_workspaces(agent_id, session=session)}
+        if named is None or named.id not in theirs:
+            return None
+        agent = session.scalars(
+            select(Agent).where(Agent.id == agent_id).execution_options(**all_workspaces())
+        ).one()
+        agent.copilot_workspace_id = named.id
+        return theirs[named.id]
 
 
 def _link(session_factory: sessionmaker[Session], code: str, telegram_user_id: int) -> str | None:

@@ -6,13 +6,14 @@ import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from store.console_sessions import end_console_sessions
 from store.contacts import normalize_email
 from store.models import AGENT_ROLES, Agent, utcnow
+from store.tenancy import all_workspaces
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 200
@@ -53,7 +54,8 @@ def create_agent(
     if capacity < 0:
         raise AgentError("capacity cannot be negative")
     email = normalize_email(email) if email else None
-    if email and session.scalars(select(Agent).where(Agent.email == email)).first():
+    # A person's email is theirs in every workspace: look in all of them.
+    if email and person_by_email(email, session=session) is not None:
         raise AgentError(f"an agent with email {email} already exists")
     token = new_token()
     agent = Agent(
@@ -75,8 +77,22 @@ def agent_by_token(token: str, *, session: Session) -> Agent | None:
     """The active agent owning this API token, or None."""
     if not token:
         return None
-    agent = session.scalars(select(Agent).where(Agent.token_hash == hash_token(token))).first()
+    # A token signs a person in before their workspace is known: look in every workspace.
+    agent = session.scalars(
+        select(Agent)
+        .where(Agent.token_hash == hash_token(token))
+        .execution_options(**all_workspaces())
+    ).first()
     return agent if agent is not None and agent.active else None
+
+
+def person_by_email(email: str, *, session: Session, any_case: bool = False) -> Agent | None:
+    """The agent with this (normalized) email in any workspace: a person is one row however many
+    workspaces they work in. `any_case`: the address as people type it, capitals or not."""
+    match = func.lower(Agent.email) == email.lower() if any_case else Agent.email == email
+    return session.scalars(
+        select(Agent).where(match).order_by(Agent.id).execution_options(**all_workspaces())
+    ).first()
 
 
 _DUMMY_HASH: list[str] = []
@@ -99,7 +115,7 @@ def agent_by_password(email: str, password: str, *, session: Session) -> Agent |
         email = normalize_email(email)
     except ValueError:
         email = ""
-    agent = session.scalars(select(Agent).where(Agent.email == email)).first() if email else None
+    agent = person_by_email(email, session=session) if email else None
     if agent is None or not agent.active or not agent.password_hash:
         check_password_hash(_dummy_hash(), password)
         if agent is not None and agent.active:

@@ -16,6 +16,8 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from store.models import Agent, ConsoleSession
+from store.tenancy import all_workspaces
+from store.workspaces import agent_workspaces
 
 # Writing last_seen_at on every page view would turn every read into a write; a minute's
 # precision is plenty for an idle timeout counted in hours.
@@ -27,10 +29,18 @@ def _hash(key: str) -> str:
 
 
 def open_console_session(agent: Agent, *, session: Session, now: datetime) -> str:
-    """Start a session for the agent and return its key (for the cookie; stored hashed)."""
+    """Start a session for the agent and return its key (for the cookie; stored hashed). It works
+    in the agent's first workspace until they switch."""
     key = secrets.token_urlsafe(32)
+    theirs = agent_workspaces(agent.id, session=session)
     session.add(
-        ConsoleSession(key_hash=_hash(key), agent_id=agent.id, created_at=now, last_seen_at=now)
+        ConsoleSession(
+            key_hash=_hash(key),
+            agent_id=agent.id,
+            workspace_id=theirs[0][0].id if theirs else None,
+            created_at=now,
+            last_seen_at=now,
+        )
     )
     session.flush()
     return key
@@ -44,6 +54,9 @@ class SessionCheck:
     agent: Agent | None
     touch: bool = False
     expired: bool = False
+    # The workspace the session works in: the one selected if the agent still works there, else
+    # their first.
+    workspace_id: int | None = None
 
 
 def check_console_session(
@@ -59,10 +72,28 @@ def check_console_session(
         return SessionCheck(None)
     if now - row.last_seen_at >= idle or now - row.created_at >= lifetime:
         return SessionCheck(None, expired=True)
-    agent = session.get(Agent, row.agent_id)
+    # The person signs in before their workspace is entered: look in every workspace.
+    agent = session.scalars(
+        select(Agent).where(Agent.id == row.agent_id).execution_options(**all_workspaces())
+    ).first()
     if agent is None or not agent.active:
         return SessionCheck(None)
-    return SessionCheck(agent, touch=now - row.last_seen_at >= TOUCH_EVERY)
+    theirs = [w.id for w, _role in agent_workspaces(agent.id, session=session)]
+    if not theirs:
+        return SessionCheck(None)
+    workspace_id = row.workspace_id if row.workspace_id in theirs else theirs[0]
+    return SessionCheck(
+        agent, touch=now - row.last_seen_at >= TOUCH_EVERY, workspace_id=workspace_id
+    )
+
+
+def select_console_workspace(key: str, workspace_id: int, *, session: Session) -> None:
+    """Make the session work in `workspace_id` (the caller checked the agent works there)."""
+    session.execute(
+        update(ConsoleSession)
+        .where(ConsoleSession.key_hash == _hash(key))
+        .values(workspace_id=workspace_id)
+    )
 
 
 def touch_console_session(key: str, *, session: Session, now: datetime) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import InstanceState, Session, SessionTransaction, sessionmaker
 
 from store.models import Conversation, Lead, Message, Notification
+from store.tenancy import FIRST_WORKSPACE, current_workspace
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ _PENDING = "leaddesk_events"
 @dataclass(frozen=True)
 class StoreEvent:
     """One thing that happened. `lead_id`/`conversation_id` say where (the reader checks who may
-    see it); `agent_id` addresses an event to one agent (a notification)."""
+    see it); `agent_id` addresses an event to one agent (a notification); `workspace_id` is the
+    workspace it happened in (a console follows only its own)."""
 
     kind: EventKind
     lead_id: int | None = None
@@ -51,6 +53,8 @@ class StoreEvent:
     agent_id: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     id: str = ""
+    # By default the workspace in force where the event is made (a customer typing in a chat).
+    workspace_id: int = field(default_factory=current_workspace)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +68,7 @@ class StoreEvent:
             agent_id=value.get("agent_id"),
             data=dict(value.get("data") or {}),
             id=str(value.get("id") or ""),
+            workspace_id=int(value.get("workspace_id") or FIRST_WORKSPACE),
         )
 
 
@@ -194,15 +199,30 @@ def events_of(objects: Iterable[Any], *, new: bool) -> list[StoreEvent]:
                         "author": item.author,
                         "channel": item.channel,
                     },
+                    workspace_id=_workspace_of(item),
                 )
             )
         elif isinstance(item, Lead):
             if new:
-                found.append(StoreEvent("lead", lead_id=item.id, data={"created": True}))
+                found.append(
+                    StoreEvent(
+                        "lead",
+                        lead_id=item.id,
+                        data={"created": True},
+                        workspace_id=_workspace_of(item),
+                    )
+                )
                 continue
             changed = _changed_fields(item, WATCHED_LEAD_FIELDS)
             if changed:
-                found.append(StoreEvent("lead", lead_id=item.id, data={"changed": changed}))
+                found.append(
+                    StoreEvent(
+                        "lead",
+                        lead_id=item.id,
+                        data={"changed": changed},
+                        workspace_id=_workspace_of(item),
+                    )
+                )
         elif isinstance(item, Conversation) and not new:
             changed = _changed_fields(item, WATCHED_CONVERSATION_FIELDS)
             if changed:
@@ -212,6 +232,7 @@ def events_of(objects: Iterable[Any], *, new: bool) -> list[StoreEvent]:
                         lead_id=item.lead_id,
                         conversation_id=item.id,
                         data={"changed": changed},
+                        workspace_id=_workspace_of(item),
                     )
                 )
         elif isinstance(item, Notification) and new:
@@ -221,6 +242,7 @@ def events_of(objects: Iterable[Any], *, new: bool) -> list[StoreEvent]:
                     lead_id=item.lead_id,
                     agent_id=item.agent_id,
                     data={"notification_id": item.id},
+                    workspace_id=_workspace_of(item),
                 )
             )
     return found
@@ -291,6 +313,12 @@ def _within(savepoint: SessionTransaction | None, outer: SessionTransaction) -> 
     return False
 
 
+def _workspace_of(row: Lead | Conversation | Message | Notification) -> int:
+    """The row's workspace (stamped at insert; before the flush, the one in force)."""
+    value = row.workspace_id
+    return int(value) if value is not None else current_workspace()
+
+
 def _changed_fields(row: Lead | Conversation, watched: Sequence[str]) -> list[str]:
     state: InstanceState[Any] = inspect(row)
     return [name for name in watched if state.attrs[name].history.has_changes()]
@@ -298,7 +326,13 @@ def _changed_fields(row: Lead | Conversation, watched: Sequence[str]) -> list[st
 
 def _with_id(item: StoreEvent, event_id: str) -> StoreEvent:
     return StoreEvent(
-        item.kind, item.lead_id, item.conversation_id, item.agent_id, item.data, event_id
+        item.kind,
+        item.lead_id,
+        item.conversation_id,
+        item.agent_id,
+        item.data,
+        event_id,
+        item.workspace_id,
     )
 
 

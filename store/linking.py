@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from store.agents import hash_token
 from store.models import Agent
+from store.tenancy import all_workspaces
 
 # No 0/O, 1/I/L: codes are read off a terminal and typed into a phone.
 _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -39,8 +40,11 @@ def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Agen
     normalized = normalize_link_code(code)
     if len(normalized) != _CODE_LENGTH:
         return None
+    # Codes and Telegram accounts belong to the person, whichever workspaces they work in.
     agent = session.scalars(
-        select(Agent).where(Agent.link_code_hash == hash_token(normalized), Agent.active.is_(True))
+        select(Agent)
+        .where(Agent.link_code_hash == hash_token(normalized), Agent.active.is_(True))
+        .execution_options(**all_workspaces())
     ).first()
     if agent is None:
         return None
@@ -49,6 +53,7 @@ def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Agen
         update(Agent)
         .where(Agent.telegram_user_id == telegram_user_id, Agent.id != agent.id)
         .values(telegram_user_id=None)
+        .execution_options(**all_workspaces())
     )
     session.flush()
     agent.telegram_user_id = telegram_user_id
@@ -60,5 +65,7 @@ def link_telegram(code: str, telegram_user_id: int, *, session: Session) -> Agen
 def agent_by_telegram(telegram_user_id: int, *, session: Session) -> Agent | None:
     """The active agent linked to this Telegram user, or None."""
     return session.scalars(
-        select(Agent).where(Agent.telegram_user_id == telegram_user_id, Agent.active.is_(True))
+        select(Agent)
+        .where(Agent.telegram_user_id == telegram_user_id, Agent.active.is_(True))
+        .execution_options(**all_workspaces())
     ).first()

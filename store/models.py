@@ -157,6 +157,9 @@ class Agent(Base):
     token_hash: Mapped[str] = mapped_column(String(128), unique=True)
     password_hash: Mapped[str | None] = mapped_column(String(256))
     link_code_hash: Mapped[str | None] = mapped_column(String(128), unique=True)
+    # The workspace the Telegram copilot works in, chosen with `/workspace <slug>` (None: their
+    # only one).
+    copilot_workspace_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     leads: Mapped[list[Lead]] = relationship(back_populates="assigned_agent")

@@ -325,3 +325,40 @@ def route(
     if workspace_connection(FIRST_WORKSPACE, channel, session=session) is not None:
         return None
     return FIRST_WORKSPACE
+
+
+class WorkspaceNotChosen(WorkspaceError):
+    """The agent works in several workspaces and the request named none of them."""
+
+
+class NotAMember(WorkspaceError):
+    """The workspace named is not one the agent may work in (it may not exist, be disabled, or be
+    someone else's: the message does not say which)."""
+
+
+def agent_workspaces(agent_id: int, *, session: Session) -> list[tuple[Workspace, str]]:
+    """The active workspaces the agent belongs to, each with their role there, first first."""
+    found: list[tuple[Workspace, str]] = []
+    for member in memberships(agent_id, session=session):
+        workspace = get_workspace(member.workspace_id, session=session)
+        if workspace is not None and workspace.active:
+            found.append((workspace, member.role))
+    return found
+
+
+def choose_workspace(agent_id: int, ref: str | int | None, *, session: Session) -> Workspace:
+    """The workspace a request of the agent works in: the one `ref` names (id or slug), or with
+    no `ref` their only one. `WorkspaceNotChosen` when they have several and named none,
+    `NotAMember` when the one named is not theirs (or they have none at all)."""
+    theirs = agent_workspaces(agent_id, session=session)
+    if ref is None or (isinstance(ref, str) and not ref.strip()):
+        if len(theirs) == 1:
+            return theirs[0][0]
+        if not theirs:
+            raise NotAMember("this agent is not a member of any active workspace")
+        raise WorkspaceNotChosen("this agent works in several workspaces: name one")
+    named = find_workspace(ref, session=session)
+    for workspace, _role in theirs:
+        if named is not None and workspace.id == named.id:
+            return workspace
+    raise NotAMember("no workspace of yours by that name")

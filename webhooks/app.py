@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import wraps
@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import Outbox, PromptConfig
 from store.agents import agent_by_token
 from store.events import EventBus
+from store.tenancy import current_workspace, enter_workspace, in_workspace, leave_workspace
+from store.workspaces import NotAMember, WorkspaceNotChosen, choose_workspace
 from webhooks.channels import ChannelDirectory
 from webhooks.intake import HumanReplyHook, InboxWriter
 from webhooks.notify import ReplyNotifier
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 class CopilotAnswer(Protocol):
@@ -138,9 +141,101 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def require_agent(admin: bool = False) -> Callable[[F], F]:
-    """Authenticate the agent by bearer token (`g.agent`); 401 without one, 403 when not an
-    admin."""
+# The header that names the workspace a request works in (its id or slug); `/api/w/<slug>/...`
+# says the same in the path (`WorkspacePath`).
+WORKSPACE_HEADER = "X-Leaddesk-Workspace"
+_WORKSPACE_TOKEN = "leaddesk_workspace_token"
+
+
+class WorkspacePath:
+    """WSGI middleware: `/api/w/<slug or id>/rest` is `/api/rest` with the workspace named as by
+    the `X-Leaddesk-Workspace` header (the path wins over a header)."""
+
+    PREFIX = "/api/w/"
+
+    def __init__(self, wsgi_app: Callable[..., Any]) -> None:
+        self._next = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith(self.PREFIX):
+            ref, slash, rest = path[len(self.PREFIX) :].partition("/")
+            if ref and slash:
+                environ = {
+                    **environ,
+                    "PATH_INFO": "/api/" + rest,
+                    "HTTP_X_LEADDESK_WORKSPACE": ref,
+                }
+        return self._next(environ, start_response)
+
+
+def enter_request_workspace(workspace_id: int) -> None:
+    """Work in `workspace_id` for the rest of the request (left at its teardown,
+    `leave_request_workspace`). A streamed answer runs after the teardown: it enters the workspace
+    in it with `in_request_workspace`."""
+    previous = g.pop(_WORKSPACE_TOKEN, None)
+    if previous is not None:
+        leave_workspace(previous)
+    setattr(g, _WORKSPACE_TOKEN, enter_workspace(workspace_id))
+
+
+def in_request_workspace(chunks: Iterable[T]) -> Iterator[T]:
+    """`chunks` made in the request's workspace however late the server reads them (a streamed
+    answer is read after the view returned and the request left its workspace). Each step enters
+    the workspace and leaves it before handing the chunk over, so nothing leaks to the reader."""
+    workspace_id = current_workspace()
+    iterator = iter(chunks)
+
+    def generate() -> Iterator[T]:
+        try:
+            while True:
+                with in_workspace(workspace_id):
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                with in_workspace(workspace_id):
+                    close()
+
+    return generate()
+
+
+def leave_request_workspace(_exc: BaseException | None = None) -> None:
+    token = g.pop(_WORKSPACE_TOKEN, None)
+    if token is not None:
+        try:
+            leave_workspace(token)
+        except ValueError:
+            # Entered in another context (a copied one): that context ends with the request.
+            log.debug("request workspace entered in another context")
+
+
+def request_workspace(agent_id: int, session: Session) -> int:
+    """The workspace the request works in for this agent (`X-Leaddesk-Workspace`, else their
+    only one), or the 400/403 that says why there is none."""
+    try:
+        return choose_workspace(agent_id, request.headers.get(WORKSPACE_HEADER), session=session).id
+    except WorkspaceNotChosen:
+        raise ApiError(
+            400,
+            "workspace_required",
+            f"you work in several workspaces: name one with the {WORKSPACE_HEADER} header "
+            "(its slug or id) or /api/w/<slug>/...; GET /api/workspaces lists yours",
+        ) from None
+    except NotAMember:
+        raise ApiError(
+            403, "workspace_forbidden", "you are not a member of that workspace"
+        ) from None
+
+
+def require_agent(admin: bool = False, *, workspace: bool = True) -> Callable[[F], F]:
+    """Authenticate the agent by bearer token (`g.agent`) and enter the request's workspace;
+    401 without a token, 400/403 without a workspace of theirs, 403 when not an admin there.
+    `workspace=False`: a view about the person, not a workspace (their list of workspaces)."""
 
     def decorator(view: F) -> F:
         @wraps(view)
@@ -150,12 +245,17 @@ def require_agent(admin: bool = False) -> Callable[[F], F]:
                 raise ApiError(
                     401, "unauthorized", "send an agent token as 'Authorization: Bearer TOKEN'"
                 )
+            workspace_id = current_workspace()
             with services().session_factory() as session:
                 agent = agent_by_token(token, session=session)
                 if agent is not None:
+                    if workspace:
+                        workspace_id = request_workspace(agent.id, session)
                     session.expunge(agent)
             if agent is None:
                 raise ApiError(401, "unauthorized", "unknown or disabled agent token")
+            if workspace:
+                enter_request_workspace(workspace_id)
             if admin and agent.role != "admin":
                 raise ApiError(403, "forbidden", "this needs an admin")
             g.agent = agent

@@ -1,6 +1,7 @@
 """`POST /api/copilot`: the agents' copilot over HTTP, with the same graph and permissions as in
-Telegram. The copilot service is handed over by the entry point as the `copilot` extra (this
-package never builds it): anything with `ask(agent_id, thread_id, text) -> answer` whose answer has
+Telegram, working in the request's workspace (`X-Leaddesk-Workspace`). The copilot service is
+handed over by the entry point as the `copilot` extra (this package never builds it): anything
+with `ask(agent_id, thread_id, text) -> answer` whose answer has
 `as_json()` -> `{"reply", "pending_confirmation"}`.
 
 A confirmation is answered by posting "yes" or "no" (or an option's value) on the same thread.
@@ -13,6 +14,7 @@ import re
 
 from flask import Blueprint, g, jsonify
 
+from store.tenancy import FIRST_WORKSPACE, current_workspace
 from webhooks.app import ApiError, json_body, require_agent, services
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,9 @@ def ask():  # type: ignore[no-untyped-def]
     copilot = services().copilot
     if copilot is None:
         raise ApiError(503, "copilot_unavailable", "the copilot is not running in this server")
-    # Threads are per agent: the same name used by two agents is two conversations.
-    answer = copilot.ask(g.agent.id, f"api:{g.agent.id}:{thread}", message)
+    # Threads are per agent (the same name used by two agents is two conversations) and per
+    # workspace: the copilot works in the request's workspace and remembers nothing of another.
+    workspace_id = current_workspace()
+    key = thread if workspace_id == FIRST_WORKSPACE else f"w{workspace_id}:{thread}"
+    answer = copilot.ask(g.agent.id, f"api:{g.agent.id}:{key}", message)
     return jsonify(answer.as_json())

@@ -15,7 +15,14 @@ from werkzeug.utils import cached_property
 
 from store.text import clean_json, clean_text
 from webhooks import api, console, copilot_api, messenger, webchat, whatsapp
-from webhooks.app import ApiError, Services, error_response, wants_json
+from webhooks.app import (
+    ApiError,
+    Services,
+    WorkspacePath,
+    error_response,
+    leave_request_workspace,
+    wants_json,
+)
 from webhooks.channels import ChannelDirectory
 from webhooks.intake import InboxWriter
 from webhooks.meta import WebhookFastPath
@@ -85,6 +92,8 @@ def create_app(settings: Settings, services: Services) -> Flask:
         services.session_factory, settings
     )
     init_limiter(app, settings)
+    # A view that entered the request's workspace (`enter_request_workspace`) leaves it here.
+    app.teardown_request(leave_request_workspace)
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):  # type: ignore[no-untyped-def]
@@ -143,6 +152,7 @@ def create_app(settings: Settings, services: Services) -> Flask:
         copilot_api.blueprint,
     ):
         app.register_blueprint(blueprint)
+    app.wsgi_app = WorkspacePath(app.wsgi_app)  # type: ignore[method-assign]
     # The webhooks' POSTs skip Flask's per-request machinery (same answers, a third of the CPU).
     app.wsgi_app = WebhookFastPath(  # type: ignore[method-assign]
         app,

@@ -12,9 +12,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from sqlalchemy import select
 
 from store.agents import hash_token
 from store.models import Agent
+from store.tenancy import all_workspaces
 
 EXAMPLES = 8
 
@@ -51,11 +53,13 @@ def seeded(world):  # type: ignore[no-untyped-def]
     tokens = {admin_id: (admin.token, "admin"), sarah_id: (sarah.token, "agent")}
 
     def restore() -> None:
-        # The fuzzer may rotate, disable or demote the caller: undo it so the next request is
-        # theirs.
+        # The fuzzer may rotate, disable, demote or remove (from the workspace) the caller: undo
+        # it so the next request is theirs.
         with world.session_factory.begin() as session:
             for agent_id, (token, role) in tokens.items():
-                agent = session.get(Agent, agent_id)
+                agent = session.scalars(
+                    select(Agent).where(Agent.id == agent_id).execution_options(**all_workspaces())
+                ).one()
                 agent.token_hash, agent.active, agent.role = hash_token(token), True, role
 
     return {

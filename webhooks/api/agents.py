@@ -1,5 +1,5 @@
-"""Agent endpoints: who is calling, the team list, and (admins) creating, changing and re-keying
-agents.
+"""Agent endpoints: who is calling and in which workspaces, the workspace's team, and (admins)
+creating, adding, changing, re-keying and removing its agents.
 """
 
 from __future__ import annotations
@@ -7,22 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 from flask import g, jsonify
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from store.agents import (
     AgentError,
     agent_summary,
     list_agents,
+    person_by_email,
     set_password,
 )
 from store.agents import rotate_token as new_agent_token
 from store.contacts import InvalidContact, normalize_email
 from store.db import read_session
-from store.domain import waiting
+from store.domain import team, waiting
 from store.domain.permissions import is_admin
 from store.models import Agent
 from store.work import open_lead_counts
+from store.workspaces import agent_workspaces
 from webhooks.api import catalog, schemas
 from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import dump
@@ -60,10 +61,31 @@ def me() -> Any:
 
 
 @endpoint(
+    "GET",
+    "/workspaces",
+    summary="The calling agent's workspaces",
+    tag=TAG,
+    response=schemas.WorkspaceList,
+    errors=(401,),
+    workspace=False,
+)
+def workspaces() -> Any:
+    """The workspaces the calling agent works in, with their role in each: what
+    `X-Leaddesk-Workspace` (or `/api/w/<slug>/...`) may name."""
+    with read_session(services().session_factory) as session:
+        data = [
+            {"id": w.id, "slug": w.slug, "name": w.name, "role": role}
+            for w, role in agent_workspaces(g.agent.id, session=session)
+        ]
+    return jsonify(dump(schemas.WorkspaceList, {"workspaces": data}))
+
+
+@endpoint(
     "GET", "/agents", summary="List agents", tag=TAG, response=schemas.AgentList, errors=(401,)
 )
 def agents() -> Any:
-    """Admins see every agent; agents see their active colleagues (to hand leads over)."""
+    """The workspace's team: admins see every member; agents their active colleagues (to hand
+    leads over)."""
     with read_session(services().session_factory) as session:
         counts = _counts(session)
         rows = list_agents(session=session, include_inactive=is_admin(g.agent))
@@ -109,6 +131,45 @@ def add_agent(body: schemas.AgentCreate) -> Any:
 
 
 @endpoint(
+    "POST",
+    "/agents/members",
+    summary="Add an existing person to this workspace",
+    tag=TAG,
+    admin=True,
+    body=schemas.MemberAdd,
+    response=schemas.AgentOut,
+    status=201,
+    errors=(400, 401, 403, 404, 409, 422),
+)
+def add_member(body: schemas.MemberAdd) -> Any:
+    """Add the person with this email (an agent of another workspace) to this one with a role;
+    they sign in as before and name the workspace they work in."""
+    with services().session_factory.begin() as session:
+        agent = team.add_member(body.email, body.role, session=session)
+        data = agent_summary(agent, _counts(session).get(agent.id, 0))
+    return jsonify(dump(schemas.AgentOut, data)), 201
+
+
+@endpoint(
+    "DELETE",
+    "/agents/<int:agent_id>",
+    summary="Remove an agent from this workspace",
+    tag=TAG,
+    admin=True,
+    response=schemas.MemberRemoved,
+    errors=(400, 401, 403, 404, 409),
+)
+def remove_member(agent_id: int) -> Any:
+    """Take the agent out of this workspace (the person and their other workspaces stay); their
+    leads here become unassigned. The last admin stays."""
+    with services().session_factory.begin() as session:
+        agent = _agent(agent_id, session)
+        me = _agent(g.agent.id, session)
+        moved = team.remove_member(agent, by=me, session=session)
+    return jsonify(dump(schemas.MemberRemoved, {"id": agent_id, "unassigned_leads": moved}))
+
+
+@endpoint(
     "PATCH",
     "/agents/<int:agent_id>",
     summary="Change or disable an agent",
@@ -130,14 +191,17 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
             for name in ("name", "capacity", "role", "active"):
                 if name in sent and getattr(body, name) is None:
                     raise ApiError(422, "validation_error", f"{name}: cannot be null", name)
+            if sent - {"role"}:
+                # What is the person's in every workspace: not for an admin of only some.
+                team.check_manages_person(_agent(g.agent.id, session), agent, session=session)
             if ("active" in sent and body.active is False) or (
                 "role" in sent and body.role != "admin"
             ):
-                _keep_an_admin(agent, session)
+                team.check_keeps_an_admin(agent, session=session)
             if "name" in sent:
                 agent.name = body.name  # type: ignore[assignment]
             if "role" in sent:
-                agent.role = body.role  # type: ignore[assignment]
+                team.set_role(agent, body.role, session=session)  # type: ignore[arg-type]
             # Capacity before `active`: an agent enabled with a new capacity takes waiting leads
             # up to the new one.
             if "capacity" in sent:
@@ -156,9 +220,8 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
                 agent.email = normalize_email(body.email) if body.email else None
                 if (
                     agent.email
-                    and session.scalars(
-                        select(Agent).where(Agent.email == agent.email, Agent.id != agent.id)
-                    ).first()
+                    and (other := person_by_email(agent.email, session=session)) is not None
+                    and other.id != agent.id
                 ):
                     raise ApiError(409, "duplicate", "another agent has this email", "email")
             if "password" in sent:
@@ -170,18 +233,6 @@ def change_agent(agent_id: int, body: schemas.AgentUpdate) -> Any:
     except IntegrityError:
         raise ApiError(409, "duplicate", "another agent has this email", "email") from None
     return jsonify(dump(schemas.AgentOut, data))
-
-
-def _keep_an_admin(agent: Agent, session: Any) -> None:
-    if agent.role != "admin" or not agent.active:
-        return
-    admins = session.scalar(
-        select(func.count())
-        .select_from(Agent)
-        .where(Agent.role == "admin", Agent.active.is_(True), Agent.id != agent.id)
-    )
-    if not admins:
-        raise ApiError(409, "last_admin", "this is the last active admin; make another admin first")
 
 
 @endpoint(
@@ -200,6 +251,8 @@ def rotate_token(agent_id: int) -> Any:
         raise ApiError(403, "forbidden", "only an admin can rotate another agent's token")
     with services().session_factory.begin() as session:
         agent = _agent(agent_id, session)
+        # A new token is the person's way into every workspace of theirs.
+        team.check_manages_person(_agent(g.agent.id, session), agent, session=session)
         token = new_agent_token(agent, session=session)
         data = {**agent_summary(agent, _counts(session).get(agent.id, 0)), "token": token}
     return jsonify(dump(schemas.AgentWithToken, data))

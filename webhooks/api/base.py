@@ -70,6 +70,8 @@ class Endpoint:
     upload: bool = False
     description: str = ""
     errors: tuple[int, ...] = field(default_factory=tuple)
+    # Whether the operation works in a workspace (X-Leaddesk-Workspace); False: about the person.
+    workspace: bool = True
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -91,6 +93,7 @@ def endpoint(
     upload: bool = False,
     description: str = "",
     errors: tuple[int, ...] = (),
+    workspace: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `view` on the API blueprint; it receives `body=`/`params=` as validated models."""
 
@@ -103,7 +106,7 @@ def endpoint(
                 kwargs["body"] = parse_model(body, json_body())
             return view(**kwargs)
 
-        wrapped = require_agent(admin=admin)(wrapper) if auth else wrapper
+        wrapped = require_agent(admin=admin, workspace=workspace)(wrapper) if auth else wrapper
         blueprint.add_url_rule(rule, endpoint=view.__name__, view_func=wrapped, methods=[method])
         ENDPOINTS.append(
             Endpoint(
@@ -122,6 +125,7 @@ def endpoint(
                 upload=upload,
                 description=description or (view.__doc__ or "").strip(),
                 errors=errors,
+                workspace=workspace,
             )
         )
         return wrapped

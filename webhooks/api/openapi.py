@@ -158,7 +158,10 @@ def build_document() -> dict[str, Any]:
                 "Leads, notes, assignment, conversations, export/import, definitions, agents and "
                 "notifications. Authenticate with an agent's API token: "
                 "`Authorization: Bearer TOKEN` (`leaddesk agents add` prints one). Agents see "
-                "their own and unassigned leads; admins see all. "
+                "their own and unassigned leads; admins see all. An agent who works in several "
+                "workspaces names the one a request is for with the `X-Leaddesk-Workspace` "
+                "header (its slug or id) or the path `/api/w/<slug>/...` (`GET /api/workspaces` "
+                "lists theirs); without it a request works in their only workspace. "
                 'Errors are `{"error": {"code", "message", "field"?}}`.'
             ),
         },

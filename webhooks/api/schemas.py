@@ -291,6 +291,11 @@ class AgentUpdate(Strict):
     password: str | None = Field(None, min_length=8, max_length=200)
 
 
+class MemberAdd(Strict):
+    email: str = Field(min_length=3, max_length=320, description="The person's email.")
+    role: Role = "agent"
+
+
 class NotificationsRead(Strict):
     ids: list[RowId] = Field(default_factory=list, max_length=1000)
     all: bool = Field(False, description="Mark every unread notification read.")
@@ -543,6 +548,24 @@ class AgentList(BaseModel):
 
 class AgentWithToken(AgentOut):
     token: str = Field(description="The agent's API token: shown only now, stored hashed.")
+
+
+class MemberRemoved(BaseModel):
+    id: int
+    unassigned_leads: list[int] = Field(
+        description="The leads of theirs in this workspace, now unassigned."
+    )
+
+
+class WorkspaceOut(BaseModel):
+    id: int
+    slug: str
+    name: str
+    role: str = Field(description="The calling agent's role in this workspace.")
+
+
+class WorkspaceList(BaseModel):
+    workspaces: list[WorkspaceOut]
 
 
 class NotificationOut(BaseModel):

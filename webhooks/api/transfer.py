@@ -17,7 +17,7 @@ from webhooks.api import catalog, schemas
 from webhooks.api import lead_edits as edits
 from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import dump
-from webhooks.app import ApiError, services
+from webhooks.app import ApiError, in_request_workspace, services
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,10 @@ def export_response(query: LeadQuery, *, filename: str = "leads.csv") -> Respons
     # SQLite it does not hold the write lock while the client downloads.
     fields = [f.name for f in catalog.custom_fields()]
     body = stream_with_context(
-        iter_export(
-            query, session_factory=services().session_factory, custom_fields=fields, now=now()
+        in_request_workspace(
+            iter_export(
+                query, session_factory=services().session_factory, custom_fields=fields, now=now()
+            )
         )
     )
     response = Response(body, mimetype="text/csv")

@@ -33,13 +33,15 @@ from store.console_sessions import (
     end_console_sessions,
     forget_expired_sessions,
     open_console_session,
+    select_console_workspace,
     touch_console_session,
 )
 from store.db import read_session
-from store.models import Agent
+from store.models import Agent, Workspace
+from store.workspaces import agent_workspaces
 from webhooks import ratelimit
 from webhooks.api.base import now
-from webhooks.app import services
+from webhooks.app import enter_request_workspace, services
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,7 @@ FAILED = (
     "Those credentials do not match an active agent. After repeated failures, sign-in pauses "
     f"for {COOLING_OFF_MINUTES} minutes."
 )
+NO_WORKSPACE = "This account is not a member of any active workspace; ask an admin to add you."
 TOKEN_ONLY = "This account signs in with its token: paste the agent's API token instead."
 
 
@@ -148,6 +151,9 @@ def sign_in(token: str = "", email: str = "", password: str = "") -> SignIn:
                     agent = agent_by_password(account, password, session=db)
         except TokenOnlyAgent:
             message = TOKEN_ONLY
+        if agent is not None and not agent_workspaces(agent.id, session=db):
+            # The right credentials, but nowhere to work: said plainly, not counted as a failure.
+            return SignIn(None, NO_WORKSPACE)
         if agent is not None:
             db.expunge(agent)
             return SignIn(agent)
@@ -216,10 +222,12 @@ def end_session(everywhere: bool = False) -> None:
 
 
 def current_agent() -> Agent | None:
-    """The signed-in agent, checked against the server's session on every request."""
+    """The signed-in agent, checked against the server's session on every request; the request
+    works in the session's workspace from then on (`agent.role` is their role there)."""
     if "console_agent_loaded" in g:
         return g.console_agent  # type: ignore[no-any-return]
     agent = None
+    workspace_id: int | None = None
     key = session.get(SESSION_KEY)
     if isinstance(key, str):
         settings, at = services().settings, now()
@@ -231,7 +239,7 @@ def current_agent() -> Agent | None:
                 idle=idle_timeout(settings),
                 lifetime=absolute_timeout(settings),
             )
-            agent = check.agent
+            agent, workspace_id = check.agent, check.workspace_id
             if agent is not None:
                 db.expunge(agent)
         if check.expired or check.touch:
@@ -243,9 +251,41 @@ def current_agent() -> Agent | None:
                     session.modified = True  # the cookie's idle expiry moves with it
         if agent is None:
             session.pop(SESSION_KEY, None)
+    if agent is not None and workspace_id is not None:
+        enter_request_workspace(workspace_id)
     g.console_agent = agent
     g.console_agent_loaded = True
     return agent
+
+
+def workspaces() -> list[tuple[Workspace, str]]:
+    """The signed-in agent's workspaces with their role in each (for the switcher)."""
+    agent = current_agent()
+    if agent is None:
+        return []
+    if "console_workspaces" not in g:
+        with read_session(services().session_factory) as db:
+            found = agent_workspaces(agent.id, session=db)
+            for workspace, _role in found:
+                if workspace in db:
+                    db.expunge(workspace)
+        g.console_workspaces = found
+    return g.console_workspaces  # type: ignore[no-any-return]
+
+
+def switch_workspace(ref: str) -> Workspace | None:
+    """Make this browser's session work in the signed-in agent's workspace `ref` (id or slug);
+    None when it is not one of theirs."""
+    key = session.get(SESSION_KEY)
+    chosen = next(
+        (w for w, _role in workspaces() if ref in (str(w.id), w.slug)),
+        None,
+    )
+    if chosen is None or not isinstance(key, str):
+        return None
+    with services().session_factory.begin() as db:
+        select_console_workspace(key, chosen.id, session=db)
+    return chosen
 
 
 def login_required(view: F) -> F:

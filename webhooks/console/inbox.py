@@ -25,6 +25,7 @@ from store.domain.errors import NotAllowed
 from store.domain.permissions import check_visible, is_admin
 from store.events import StoreEvent
 from store.models import Agent, Conversation, Lead, Message
+from store.tenancy import current_workspace, in_workspace
 from webhooks.api.base import now
 from webhooks.app import services
 from webhooks.console import auth
@@ -200,6 +201,9 @@ def events() -> Any:
         return jsonify({"error": {"code": "busy", "message": "poll instead"}}), 429
     after = request.headers.get("Last-Event-ID") or request.args.get("after") or bus.last_id()
     viewer = (agent.id, is_admin(agent))
+    # The stream runs after the view returned (and the request's workspace was left): it enters
+    # the session's workspace itself, and shows only that workspace's events.
+    workspace_id = current_workspace()
     # Closed when the server shuts down: the stream ends (the browser resumes elsewhere) instead
     # of holding its thread until the next keep-alive.
     stopping = services().notifier
@@ -218,7 +222,9 @@ def events() -> Any:
                         yield ": keep-alive\n\n"
                     continue
                 cursor = batch[-1].id or cursor
-                for item in _visible(batch, viewer):
+                with in_workspace(workspace_id):
+                    shown = _visible(batch, viewer)
+                for item in shown:
                     quiet_since = time.monotonic()
                     yield f"id: {item.id}\nevent: {item.kind}\ndata: {_json(item)}\n\n"
         finally:
@@ -255,9 +261,11 @@ def events_poll() -> Any:
 
 
 def _visible(batch: list[StoreEvent], viewer: tuple[int, bool]) -> list[StoreEvent]:
-    """The events this agent may see: their own notifications, and changes to leads they may see
-    (checked now, against the store, not when the event happened)."""
+    """The events this agent may see in the workspace in force: their own notifications, and
+    changes to leads they may see (checked now, against the store, not when the event happened)."""
     agent_id, admin = viewer
+    workspace_id = current_workspace()
+    batch = [e for e in batch if e.kind == "reset" or e.workspace_id == workspace_id]
     conversation_ids = {e.conversation_id for e in batch if e.conversation_id and not e.lead_id}
     lead_of: dict[int, int] = {}
     owners: dict[int, int | None] = {}
@@ -294,7 +302,13 @@ def _visible(batch: list[StoreEvent], viewer: tuple[int, bool]) -> list[StoreEve
         if admin or owners[lead_id] in (None, agent_id):
             shown.append(
                 StoreEvent(
-                    item.kind, lead_id, item.conversation_id, item.agent_id, item.data, item.id
+                    item.kind,
+                    lead_id,
+                    item.conversation_id,
+                    item.agent_id,
+                    item.data,
+                    item.id,
+                    item.workspace_id,
                 )
             )
     return shown

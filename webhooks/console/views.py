@@ -27,6 +27,7 @@ from store.db import read_session
 from store.domain import assignment, tasks
 from store.domain import merge as lead_merge
 from store.domain import status as lead_status
+from store.domain import team as workspace_team
 from store.domain.errors import RuleError
 from store.domain.mail import send_email
 from store.domain.permissions import is_admin, may_read_notes, visible_notes
@@ -35,6 +36,7 @@ from store.domain.waiting import add_agent, set_agent_active
 from store.leads import LeadNotFound, get_lead
 from store.models import CHANNELS, NOTE_CATEGORIES, TASK_KINDS, Agent, Lead
 from store.query import LeadCount
+from store.tenancy import current_workspace
 from store.work import mark_read, open_lead_counts, unread_notifications
 from webhooks.api import catalog, conversations, emails, schemas, stats, transfer
 from webhooks.api import lead_edits as edits
@@ -86,6 +88,9 @@ def _cookie_defaults(state: Any) -> None:
 @blueprint.before_request
 def _protect() -> None:
     auth.check_csrf()
+    if request.endpoint != "console.static":
+        # Signs the agent in and enters their session's workspace for the whole request.
+        auth.current_agent()
 
 
 @blueprint.errorhandler(HTTPException)
@@ -177,6 +182,8 @@ def _context() -> dict[str, Any]:
                 inbox_unread = count_inbox_unread(agent, session=session)
     return {
         "me": agent,
+        "workspaces": auth.workspaces(),
+        "workspace_id": current_workspace(),
         "csrf_token": auth.csrf_token,
         "unread_count": unread,
         "inbox_unread": inbox_unread,
@@ -978,6 +985,13 @@ def agents_change(agent_id: int, what: str) -> Any:
         target = session.get(Agent, agent_id) if agent_id <= schemas.MAX_ID else None
         if target is None:
             abort(404, description=f"No agent with id {agent_id}.")
+        try:
+            workspace_team.check_manages_person(me, target, session=session)
+            if what == "disable":
+                workspace_team.check_keeps_an_admin(target, session=session)
+        except RuleError as exc:
+            flash(exc.message, "error")
+            return redirect(url_for("console.agents"))
         if what == "token":
             token = rotate_token(target, session=session)
             shown = {"name": target.name, "token": token}
@@ -993,3 +1007,59 @@ def agents_change(agent_id: int, what: str) -> Any:
     if shown:
         return _team_page(new_token_for=shown)
     return redirect(url_for("console.agents"))
+
+
+@blueprint.post("/agents/members")
+@auth.admin_required
+def agents_add_member() -> Any:
+    """Add an existing person (an agent of another workspace) to this one by email."""
+    try:
+        with services().session_factory.begin() as session:
+            added = workspace_team.add_member(
+                request.form.get("email", ""), request.form.get("role") or "agent", session=session
+            )
+            flash(f"{added.name} now works in this workspace as {added.role}.", "success")
+    except RuleError as exc:
+        flash(exc.message, "error")
+        return _team_page(status=api_error(exc).status)
+    return redirect(url_for("console.agents"))
+
+
+@blueprint.post("/agents/<int:agent_id>/<any(role, remove):what>")
+@auth.admin_required
+def agents_membership(agent_id: int, what: str) -> Any:
+    """Change an agent's role in this workspace, or remove them from it (the person stays)."""
+    me = auth.current_agent()
+    assert me is not None
+    try:
+        with services().session_factory.begin() as session:
+            target = session.get(Agent, agent_id) if agent_id <= schemas.MAX_ID else None
+            if target is None:
+                abort(404, description=f"No agent with id {agent_id}.")
+            if what == "role":
+                role = request.form.get("role", "")
+                workspace_team.set_role(target, role, session=session)
+                flash(f"{target.name} is now {role} in this workspace.", "success")
+            else:
+                by = session.get(Agent, me.id)
+                assert by is not None
+                moved = workspace_team.remove_member(target, by=by, session=session)
+                flash(
+                    f"{target.name} was removed from this workspace; {len(moved)} of their "
+                    "leads here are now unassigned.",
+                    "success",
+                )
+    except RuleError as exc:
+        flash(exc.message, "error")
+    return redirect(url_for("console.agents"))
+
+
+@blueprint.post("/workspace")
+@auth.login_required
+def switch_workspace() -> WerkzeugResponse:
+    """The workspace switcher: this browser works in the chosen workspace of the agent's."""
+    chosen = auth.switch_workspace(request.form.get("workspace", ""))
+    if chosen is None:
+        abort(404, description="You do not work in that workspace.")
+    flash(f"You are working in {chosen.name}.", "success")
+    return redirect(url_for("console.leads"))
