@@ -120,6 +120,8 @@ def load_prompts(
         knowledge=knowledge,
         templates=templates,
         files=tuple(used),
+        # The first workspace's replies are its directory's alone, as before workspaces.
+        replies_dir=None if must_exist else _pick_dir(directory, defaults_dir, "replies"),
     )
     log.info(
         "loaded prompts from %s: %d statuses, %d knowledge sections, templates in %s",
