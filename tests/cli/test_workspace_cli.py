@@ -79,3 +79,28 @@ def test_an_unknown_workspace_is_a_one_line_error(cli, two_desks) -> None:  # ty
     assert result.out == ""
     serve = cli("--workspace", "acme", "serve")
     assert serve.code == 1 and "--workspace does not apply" in serve.err
+
+
+def test_prompts_check_reports_each_workspace_directory(bare_cli, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    prompts = tmp_path / "prompts"
+    shutil.copytree(DEFAULT_PROMPTS_DIR, prompts, ignore=shutil.ignore_patterns("eval"))
+    (prompts / "acme").mkdir()
+    (prompts / "acme" / "business.yaml").write_text(
+        (DEFAULT_PROMPTS_DIR / "business.yaml")
+        .read_text(encoding="utf-8")
+        .replace("timezone: America/Chicago", "timezone: Mars/Olympus_Mons"),
+        encoding="utf-8",
+    )
+    (prompts / "zeta" / "knowledge").mkdir(parents=True)
+    (prompts / "zeta" / "knowledge" / "faq.md").write_text(
+        "# FAQ\n\n## Opening {#opening}\nkeywords: open\nWe open at nine.\n", encoding="utf-8"
+    )
+    result = bare_cli("prompts", "check", str(prompts))
+    assert result.code == 1
+    lines = result.out.splitlines()
+    assert lines[0].startswith(f"{prompts}: ok - 7 statuses")
+    # Acme's own file is wrong (its other files are the shipped ones, which are fine).
+    (problem,) = [line for line in lines if "acme" in line]
+    assert "business.yaml" in problem and "Mars/Olympus_Mons" in problem
+    assert any(line.startswith(f"workspace {prompts / 'zeta'}: ok") for line in lines)
+    assert f"1 problem(s) in {prompts / 'acme'}" in result.err
