@@ -18,6 +18,7 @@ from bot.config import DEFAULT_PROMPTS_DIR
 from leaddesk.settings import load_settings
 from leaddesk.wiring import Runtime, build_runtime
 from leaddesk.worker.locks import make_locks
+from leaddesk.worker.runner import build_worker
 from leaddesk.worker.sweeper import Sweeper
 from store.agents import create_agent
 from store.domain import tasks
@@ -189,5 +190,31 @@ def test_a_conversation_left_pending_is_answered_in_its_workspace_at_start(
         # Nobody of one workspace works the other's lead.
         with in_workspace(ACME), runtime.session_factory() as session:
             assert session.scalars(select(Agent)).all() == []
+    finally:
+        runtime.stop(timeout=5)
+
+
+def test_a_worker_task_runs_in_its_conversation_workspace(tmp_path: Path) -> None:
+    runtime = make_runtime(tmp_path, TUESDAY)
+    try:
+        worker = build_worker(runtime.settings, sweep=False, runtime=runtime)
+        with in_workspace(ACME):
+            conversation_id = runtime.bot.store(
+                Inbound(
+                    channel="web",
+                    external_id="visitor-7",
+                    text="Hello, how long does installation take?",
+                    channel_message_id="web-1",
+                )
+            )
+        assert conversation_id is not None
+        # A Celery task names only the conversation; the worker's thread is in no workspace.
+        assert worker.due_in(conversation_id) == 0
+        assert worker.run(conversation_id) == "done"
+        with in_workspace(ACME), runtime.session_factory() as session:
+            (reply,) = session.scalars(select(Message.text).where(Message.direction == "out"))
+        assert "Acme Roofing" in reply
+        with runtime.session_factory() as session:
+            assert session.scalars(select(Message.id)).all() == []  # nothing in the first
     finally:
         runtime.stop(timeout=5)
