@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox
 from bot.config import DEFAULT_PROMPTS_DIR, PromptError
-from bot.reload import WorkspacePrompts
+from bot.reload import CONFIG_DIRS, IGNORED_DIRS, WorkspacePrompts
 from store.messages import Inbound, conversation_workspace
 from store.models import Message, Workspace
 from store.tenancy import FIRST_WORKSPACE, in_workspace
-from store.workspaces import get_workspace
+from store.workspaces import RESERVED_SLUGS, WorkspaceError, create_workspace, get_workspace
 from tests.bot.support import Clock
 from tests.prompts.conftest import edit
 
@@ -187,3 +187,15 @@ def test_invalid_prompts_of_a_new_workspace_are_refused_and_reported(
     assert prompts().business.name == "Sunpeak Solar"
     with in_workspace(99), pytest.raises(LookupError):
         prompts()
+
+
+def test_a_directory_of_the_prompts_cannot_name_a_workspace(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # A workspace "knowledge" would read the first workspace's knowledge/ as its prompts.
+    assert RESERVED_SLUGS == CONFIG_DIRS | IGNORED_DIRS
+    with session_factory.begin() as session:
+        for slug in sorted(RESERVED_SLUGS):
+            with pytest.raises(WorkspaceError, match="names a directory of the prompts"):
+                create_workspace(slug, "Shop", session=session)
+        assert create_workspace("knowledge-base", "Shop", session=session).slug == "knowledge-base"
