@@ -24,7 +24,7 @@ from bot.policy import build_policy
 from bot.state import BotContext, BotState
 from bot.takeover import send_agent_reply
 from store.db import read_session
-from store.messages import Inbound, conversations_with_pending
+from store.messages import Inbound, conversations_with_pending, in_conversation_workspace
 from store.messages import ingest as store_ingest
 from store.models import utcnow
 
@@ -104,9 +104,11 @@ class BotService:
         """Answer every stored, unprocessed inbound message of the conversation: one reply.
 
         Idempotent: messages are claimed in the transaction that records the reply, so a retry or a
-        concurrent run never answers or scores them twice.
+        concurrent run never answers or scores them twice. Runs in the conversation's workspace,
+        with that workspace's prompts, whichever is in force when called.
         """
-        return self._run({"conversation_id": int(conversation_id)})
+        with in_conversation_workspace(int(conversation_id), session_factory=self.session_factory):
+            return self._run({"conversation_id": int(conversation_id)})
 
     def seconds_until_due(self, conversation_id: int) -> float:
         """How long the conversation's burst should still wait for the customer to finish typing

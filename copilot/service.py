@@ -15,6 +15,7 @@ from langgraph.types import Command
 
 from copilot.memory import forget_old_checkpoints
 from copilot.tools.base import SEND, YES
+from store.tenancy import FIRST_WORKSPACE, current_workspace
 from store.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,11 @@ class Copilot:
     # --- internals ---------------------------------------------------------------------------
 
     def _config(self, agent_id: int, thread: str) -> dict[str, Any]:
+        # An agent of several workspaces has a memory in each (what the copilot remembers of one
+        # business's leads never reaches another's); the first workspace's keeps its old key.
+        workspace_id = current_workspace()
+        if workspace_id != FIRST_WORKSPACE:
+            thread = f"w{workspace_id}:{thread}"
         return {
             "configurable": {"thread_id": thread, "agent_id": int(agent_id)},
             "recursion_limit": self.recursion_limit,

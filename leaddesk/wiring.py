@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService
 from bot.policy import build_policy
-from bot.reload import LivePrompts, PromptStore
+from bot.reload import LivePrompts, WorkspacePrompts
 from copilot import Copilot, build_graph, open_checkpointer
 from copilot.telegram import BackgroundBot, build_application, webhook_options
 from leaddesk.llm import make_chat_model, make_transcriber
@@ -43,9 +43,11 @@ from store.domain.takeover import human_took_over
 from store.domain.waiting import assign_waiting_leads
 from store.events import EventBus, LocalBus, RedisBus, watch
 from store.inbox import INBOX_KEY
-from store.messages import conversations_with_pending
+from store.messages import conversations_with_pending, in_conversation_workspace
 from store.models import utcnow
 from store.pending import mark_interrupted_sends
+from store.tenancy import in_workspace
+from store.workspaces import active_workspace_ids, get_workspace
 from webhooks import Services, create_app
 from webhooks.app import add_health_probe
 from webhooks.channels import ChannelDirectory
@@ -82,7 +84,8 @@ class Runtime:
     settings: Settings
     engine: Engine
     session_factory: sessionmaker[Session]
-    prompts: PromptStore
+    # Each workspace's prompts; called, the configuration of the workspace in force.
+    prompts: WorkspacePrompts
     model: BaseChatModel | None
     notifier: ReplyNotifier
     outbox: ChannelOutbox
@@ -110,7 +113,7 @@ class Runtime:
         if not self.bot_here:
             # Before the bot process starts: a send still claimed now was cut off by a crash.
             with self.session_factory.begin() as session:
-                mark_interrupted_sends(utcnow(), session=session)
+                mark_interrupted_sends(utcnow(), session=session, every_workspace=True)
         self.dispatcher.start()
         if self.telegram is not None:
             self.telegram.start()
@@ -126,21 +129,29 @@ class Runtime:
             self._threads.append(catch_up)
             catch_up.start()
 
+    def active_workspaces(self) -> list[int]:
+        """The workspaces whose background work runs (store.workspaces.active_workspace_ids)."""
+        with self.session_factory() as session:
+            return active_workspace_ids(session=session)
+
     def assign_waiting_leads(self, session: Session, now: datetime) -> list[int]:
-        """Give leads waiting for an agent to agents with room (store.domain.waiting)."""
+        """Give the workspace in force's leads waiting for an agent to agents with room
+        (store.domain.waiting), by that workspace's rules."""
         policy = build_policy(self.prompts(), takeover_fallback=self.settings.takeover_minutes)
         return assign_waiting_leads(session=session, policy=policy, now=now)
 
     def send_task_reminders(self, session: Session, now: datetime) -> tasks.ReminderReport:
-        """Remind agents of tasks falling due and, at opening, of their overdue ones
-        (store.domain.tasks; each reminder is claimed in the database, so once)."""
+        """Remind agents of the workspace in force's tasks falling due and, at its opening, of
+        their overdue ones (store.domain.tasks; each reminder is claimed in the database, so
+        once), in that workspace's time zone and hours."""
         business = self.prompts().business
         return tasks.send_reminders(
             session=session, now=now, zone=business.hours.zone, hours=business.hours
         )
 
     def catch_up(self, session: Session, now: datetime) -> None:
-        """The periodic work: waiting leads to agents with room, then the task reminders."""
+        """The periodic work of the workspace in force: waiting leads to agents with room, then
+        the task reminders (the sweeper and `_catch_up` run it in each active workspace)."""
         self.assign_waiting_leads(session, now)
         self.send_task_reminders(session, now)
 
@@ -148,16 +159,30 @@ class Runtime:
         # Without a broker there is no sweeper: room freed by closed or reassigned leads is handed
         # to waiting leads, and due tasks remind their agents, here every CATCH_UP_SECONDS.
         while not self._stopping.wait(CATCH_UP_SECONDS):
-            try:
-                with self.session_factory.begin() as session:
-                    self.assign_waiting_leads(session, self.clock())
-            except Exception:  # the next round tries again
-                log.exception("could not assign the leads waiting for an agent")
-            try:
-                with self.session_factory.begin() as session:
-                    self.send_task_reminders(session, self.clock())
-            except Exception:  # the next round tries again
-                log.exception("could not send the task reminders")
+            self.catch_up_each_workspace()
+
+    def catch_up_each_workspace(self) -> None:
+        """One round of `_catch_up`: every active workspace's, each with its own prompts."""
+        try:
+            workspace_ids = self.active_workspaces()
+        except Exception:  # the next round tries again
+            log.exception("could not list the workspaces to catch up")
+            return
+        for workspace_id in workspace_ids:
+            with in_workspace(workspace_id):
+                try:
+                    with self.session_factory.begin() as session:
+                        self.assign_waiting_leads(session, self.clock())
+                except Exception:  # the next round tries again
+                    log.exception(
+                        "could not assign the leads waiting for an agent (workspace %s)",
+                        workspace_id,
+                    )
+                try:
+                    with self.session_factory.begin() as session:
+                        self.send_task_reminders(session, self.clock())
+                except Exception:  # the next round tries again
+                    log.exception("could not send the task reminders (workspace %s)", workspace_id)
 
     def _resend(self) -> None:
         try:
@@ -169,11 +194,13 @@ class Runtime:
                 else timedelta(0)
             )
             with self.session_factory.begin() as session:
-                mark_interrupted_sends(claimed_before, session=session)
+                mark_interrupted_sends(claimed_before, session=session, every_workspace=True)
             if not self.settings.broker_url:
                 # With a broker the workers deliver leftovers, in order, under the conversation's
                 # lock (their sweeper finds them); N web processes racing them would not keep order.
-                self.outbox.resend_pending()
+                for workspace_id in self.active_workspaces():
+                    with in_workspace(workspace_id):
+                        self.outbox.resend_pending()
         except Exception:  # a failed catch-up must not take the server down
             log.exception("could not deliver the replies left pending by an earlier run")
 
@@ -211,8 +238,14 @@ def build_runtime(
     `leaddesk.worker.local.BotProcess` (the bot runs in a child process; the runtime then neither
     drains nor answers) and, in that child, buses that relay to the web process."""
     clock = clock or utcnow
-    # The prompts in force; a saved change that validates replaces them while the server runs.
-    prompts = PromptStore(settings.prompts_dir, poll_seconds=settings.prompts_poll_seconds)
+    # The prompts in force, per workspace; a saved change that validates replaces them while the
+    # server runs. The first workspace's load now (invalid ones stop the start), others' when
+    # first needed (their directories are named by their slugs, read once the store is open).
+    prompts = WorkspacePrompts(
+        settings.prompts_dir,
+        poll_seconds=settings.prompts_poll_seconds,
+        slug_of=lambda workspace_id: workspace_slug(session_factory, workspace_id),
+    )
     # make_engine queues a SQLite file's writers (store.db.queue_sqlite_writers).
     engine = engine or make_engine(settings.database_url)
     # Before this process opens any other transaction: on PostgreSQL the schema and the copilot's
@@ -249,7 +282,8 @@ def build_runtime(
 
     def pending() -> list[int]:
         with session_factory() as session:
-            waiting = conversations_with_pending(session=session)
+            # Every workspace's: each job enters its conversation's workspace.
+            waiting = conversations_with_pending(session=session, every_workspace=True)
             # Events queued by an earlier run: drained first, then their conversations answered.
             if inbox_store.has_work(session=session):
                 waiting.insert(0, INBOX_KEY)
@@ -262,12 +296,13 @@ def build_runtime(
                 pause=give_way if isinstance(dispatcher, ThreadDispatcher) else None
             )
             return Later(DRAIN_PAUSE) if report.more else None
-        # A burst still being typed waits for its quiet window; it is answered once, as a whole
-        # (its later messages may still be in the inbox).
-        wait = max(bot.seconds_until_due(conversation_id), inbox.settling())
-        if wait > 0:
-            return Later(wait)
-        return bot.process_conversation(conversation_id)
+        with in_conversation_workspace(conversation_id, session_factory=session_factory):
+            # A burst still being typed waits for its quiet window (its workspace's); it is
+            # answered once, as a whole (its later messages may still be in the inbox).
+            wait = max(bot.seconds_until_due(conversation_id), inbox.settling())
+            if wait > 0:
+                return Later(wait)
+            return bot.process_conversation(conversation_id)
 
     def give_way(spent: float) -> bool:
         assert isinstance(dispatcher, ThreadDispatcher)
@@ -320,7 +355,7 @@ def build_runtime(
         chat_limits=chat_limits or ChatLimits(),
         copilot=copilot,
         events=events,
-        prompts_health=prompts.health,
+        prompts_health=prompts.current_health,
         channels=channels,
     )
     app = create_app(settings, services)
@@ -346,6 +381,13 @@ def build_runtime(
         sends_elsewhere=sends_elsewhere,
         _closers=closers,
     )
+
+
+def workspace_slug(session_factory: sessionmaker[Session], workspace_id: int) -> str | None:
+    """The slug of workspace `workspace_id` (its prompts' directory), None when there is none."""
+    with session_factory() as session:
+        workspace = get_workspace(workspace_id, session=session)
+        return workspace.slug if workspace is not None else None
 
 
 def make_event_bus(settings: Settings) -> EventBus:

@@ -28,6 +28,7 @@ from store.domain.errors import Invalid
 from store.leads import resolve_contact, update_lead
 from store.models import Agent, Identity, Lead, Note
 from store.query import LeadQuery, build_lead_query, order_leads
+from store.tenancy import current_workspace
 from store.text import clean_text
 from store.work import add_note
 
@@ -80,21 +81,27 @@ class ExportReport:
 
 
 def custom_field_keys(session: Session) -> list[str]:
-    """Every custom field name used by any lead, sorted (one SQL query, no rows loaded)."""
+    """Every custom field name used by any lead of the workspace in force, sorted (one SQL
+    query, no rows loaded)."""
     dialect = session.get_bind().dialect.name
+    # Text SQL escapes the session's workspace filter: it says the workspace itself.
+    workspace = {"workspace_id": current_workspace()}
     if dialect == "sqlite":
         rows = session.execute(
             text(
                 "SELECT DISTINCT j.key FROM leads, json_each(leads.custom_fields) AS j "
-                "WHERE json_type(leads.custom_fields) = 'object'"
-            )
+                "WHERE json_type(leads.custom_fields) = 'object' "
+                "AND leads.workspace_id = :workspace_id"
+            ),
+            workspace,
         )
     elif dialect == "postgresql":
         rows = session.execute(
             text(
                 "SELECT DISTINCT json_object_keys(custom_fields) FROM leads "
-                "WHERE json_typeof(custom_fields) = 'object'"
-            )
+                "WHERE json_typeof(custom_fields) = 'object' AND workspace_id = :workspace_id"
+            ),
+            workspace,
         )
     else:  # pragma: no cover - other backends: a streamed pass over the column
         keys: set[str] = set()

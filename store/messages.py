@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -12,12 +13,13 @@ from sqlalchemy import bindparam, select, union_all
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from store.contacts import try_normalize_phone
 from store.events import inserted
 from store.leads import KnownSender, get_conversation, resolve_identity
 from store.models import VERIFIED, Conversation, Lead, Message, utcnow
+from store.tenancy import all_workspaces, current_workspace, in_workspace
 from store.text import clean_json, clean_text
 
 
@@ -263,16 +265,44 @@ def _turn_statement() -> Any:
     return select(aliased(Message, both)).order_by(both.c.id)
 
 
-def conversations_with_pending(*, session: Session, limit: int = 10000) -> list[int]:
-    """Conversations with stored but unprocessed inbound messages (picked up after a restart)."""
-    rows = session.scalars(
+def conversations_with_pending(
+    *, session: Session, limit: int = 10000, every_workspace: bool = False
+) -> list[int]:
+    """Conversations with stored but unprocessed inbound messages (picked up after a restart):
+    the workspace in force's, or with `every_workspace` all of them (a starting dispatcher, whose
+    jobs each enter their conversation's workspace)."""
+    statement = (
         select(Message.conversation_id)
         .where(Message.direction == "in", Message.processed_at.is_(None))
         .group_by(Message.conversation_id)
         .order_by(Message.conversation_id)
         .limit(limit)
     )
-    return list(rows)
+    if every_workspace:
+        statement = statement.execution_options(**all_workspaces())
+    return list(session.scalars(statement))
+
+
+def conversation_workspace(conversation_id: int, *, session: Session) -> int | None:
+    """The workspace conversation `conversation_id` belongs to (None: no such conversation),
+    whatever workspace is in force: a background job's first question."""
+    return session.scalar(
+        select(Conversation.workspace_id)
+        .where(Conversation.id == conversation_id)
+        .execution_options(**all_workspaces())
+    )
+
+
+@contextmanager
+def in_conversation_workspace(
+    conversation_id: int, *, session_factory: sessionmaker[Session]
+) -> Iterator[int]:
+    """Run the block in the workspace of conversation `conversation_id` (the workspace in force
+    when there is no such conversation: the block then finds nothing)."""
+    with session_factory() as session:
+        found = conversation_workspace(conversation_id, session=session)
+    with in_workspace(found if found is not None else current_workspace()) as workspace_id:
+        yield workspace_id
 
 
 def conversation_messages(

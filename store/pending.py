@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import read_session
 from store.models import Message
+from store.tenancy import all_workspaces
 
 INTERRUPTED_ERROR = (
     "interrupted while sending (the process stopped before the channel's answer was recorded); "
@@ -60,26 +61,36 @@ def undelivered_replies(conversation_id: int, *, session: Session) -> list[int]:
     )
 
 
-def stale_conversations(cutoff: datetime, *, session: Session, limit: int = 1000) -> list[int]:
+def stale_conversations(
+    cutoff: datetime, *, session: Session, limit: int = 1000, every_workspace: bool = False
+) -> list[int]:
     """Conversations whose oldest waiting message was stored at or before `cutoff`, longest
-    waiting first."""
-    return list(
-        session.scalars(
-            select(Message.conversation_id)
-            .where(_waiting())
-            .group_by(Message.conversation_id)
-            .having(func.min(Message.created_at) <= cutoff)
-            .order_by(func.min(Message.created_at))
-            .limit(limit)
-        )
+    waiting first: the workspace in force's, or with `every_workspace` all of them (the sweeper:
+    each job enters its conversation's workspace)."""
+    statement = (
+        select(Message.conversation_id)
+        .where(_waiting())
+        .group_by(Message.conversation_id)
+        .having(func.min(Message.created_at) <= cutoff)
+        .order_by(func.min(Message.created_at))
+        .limit(limit)
     )
+    if every_workspace:
+        statement = statement.execution_options(**all_workspaces())
+    return list(session.scalars(statement))
 
 
-def mark_interrupted_sends(claimed_before: datetime, *, session: Session) -> int:
+def mark_interrupted_sends(
+    claimed_before: datetime, *, session: Session, every_workspace: bool = False
+) -> int:
     """Mark sends claimed before `claimed_before` and never finished as "unknown": the process died
     between the HTTP call and recording its outcome, so the customer may or may not have the
     message. They are not sent again automatically (that could be a duplicate); an agent can look
-    and resend. Returns how many."""
+    and resend. Returns how many (of the workspace in force, or with `every_workspace` of all: a
+    crash cuts off every workspace's sends)."""
+    options: dict[str, Any] = {"synchronize_session": False}
+    if every_workspace:
+        options.update(all_workspaces())
     result: Any = session.execute(
         update(Message)
         .where(
@@ -88,6 +99,6 @@ def mark_interrupted_sends(claimed_before: datetime, *, session: Session) -> int
             Message.sent_at <= claimed_before,
         )
         .values(delivery_status="unknown", error=INTERRUPTED_ERROR)
-        .execution_options(synchronize_session=False)
+        .execution_options(**options)
     )
     return int(result.rowcount or 0)

@@ -23,6 +23,9 @@ from store.sealed import SealError, seal, unseal
 from store.tenancy import FIRST_WORKSPACE, all_workspaces
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,58}[a-z0-9])?$")
+# A workspace's prompts are LEADDESK_PROMPTS_DIR/<slug>/, beside the first workspace's own
+# sub-directories (bot.reload.CONFIG_DIRS and the eval cases): a slug may not be one of them.
+RESERVED_SLUGS = frozenset({"copilot", "eval", "knowledge", "replies", "templates"})
 # The first workspace when its row is missing (a database emptied by hand): it always exists.
 FIRST_SLUG = "default"
 
@@ -37,6 +40,10 @@ def check_slug(slug: str) -> str:
         raise WorkspaceError(
             "a workspace's slug is 1-60 lower-case letters, digits and dashes, "
             "starting and ending with a letter or digit"
+        )
+    if slug in RESERVED_SLUGS:
+        raise WorkspaceError(
+            f"{slug!r} names a directory of the prompts, so it cannot name a workspace"
         )
     return slug
 

@@ -37,12 +37,18 @@ DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent.parent / "prompts"
 
 
 def load_prompts(
-    directory: Path | str | None = None, *, defaults: Path | str | None = DEFAULT_PROMPTS_DIR
+    directory: Path | str | None = None,
+    *,
+    defaults: Path | str | None = DEFAULT_PROMPTS_DIR,
+    must_exist: bool = True,
 ) -> PromptConfig:
-    """Read and validate the prompts directory; raise PromptError listing every problem."""
+    """Read and validate the prompts directory; raise PromptError listing every problem.
+
+    `must_exist=False` (a workspace's own directory, `bot.reload.WorkspacePrompts`): a missing
+    directory provides no file of its own, every one comes from `defaults`."""
     directory = Path(directory) if directory is not None else DEFAULT_PROMPTS_DIR
     defaults_dir = Path(defaults) if defaults is not None else None
-    if not directory.is_dir():
+    if not directory.is_dir() and (must_exist or defaults_dir is None):
         raise PromptError([Problem(str(directory), 1, "the prompts directory does not exist")])
     problems: list[Problem] = []
     used: list[Path] = []
@@ -114,6 +120,8 @@ def load_prompts(
         knowledge=knowledge,
         templates=templates,
         files=tuple(used),
+        # The first workspace's replies are its directory's alone, as before workspaces.
+        replies_dir=None if must_exist else _pick_dir(directory, defaults_dir, "replies"),
     )
     log.info(
         "loaded prompts from %s: %d statuses, %d knowledge sections, templates in %s",

@@ -53,6 +53,13 @@ class PromptConfig:
     files: tuple[Path, ...] = field(default=())
     # Why a lead was lost: the choices of a status with `asks_reason` (statuses.yaml).
     lost_reasons: tuple[str, ...] = ()
+    # The agents' canned replies (replies/*.md); None: `directory`'s replies/. A workspace's
+    # directory without replies/ has the shipped ones.
+    replies_dir: Path | None = None
+
+    @property
+    def replies_directory(self) -> Path:
+        return self.replies_dir if self.replies_dir is not None else self.directory / "replies"
 
     # Statuses
     def status(self, name: str | None) -> Status | None:

@@ -1,11 +1,15 @@
 """The `leaddesk` command: one module per command group, each with `register(subparsers)`.
 
 Exit codes: 0 ok, 1 a user error (one line on stderr, no traceback), 2 a usage error.
+
+`--workspace SLUG` (or LEADDESK_WORKSPACE) runs a command in that workspace, with its prompts
+(`LEADDESK_PROMPTS_DIR/<slug>/` over the shipped defaults); the default is the first workspace.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,9 +27,10 @@ from leaddesk.cli import (
     workspaces,
 )
 from leaddesk.cli import eval as eval_command
-from leaddesk.cli.common import UserError
+from leaddesk.cli.common import UserError, find_cli_workspace
 from leaddesk.logs import configure_logging
 from leaddesk.settings import Settings, SettingsError, load_settings
+from store.tenancy import in_workspace
 
 __all__ = ["build_parser", "main", "run"]
 
@@ -43,12 +48,20 @@ COMMAND_MODULES = (
     prompts,
     eval_command,
 )
+# Commands for the whole install: they serve (or migrate, or manage) every workspace at once.
+INSTALL_COMMANDS = frozenset({"serve", "worker", "db", "workspaces"})
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leaddesk",
         description="Leaddesk: an AI lead desk for web chat, Messenger, Instagram and WhatsApp.",
+    )
+    parser.add_argument(
+        "--workspace",
+        metavar="SLUG",
+        help="run the command in this workspace, with its prompts "
+        "(default: LEADDESK_WORKSPACE, else the first workspace)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
@@ -71,12 +84,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "needs_settings", True):
             settings = load_settings()
             configure_logging(settings)
-        return int(args.func(args, settings) or 0)
+        ref = _workspace_ref(args)
+        if ref is None or settings is None:
+            return int(args.func(args, settings) or 0)
+        workspace = find_cli_workspace(settings, ref)
+        with in_workspace(workspace.id):
+            return int(args.func(args, workspace.settings(settings)) or 0)
     except (UserError, SettingsError) as exc:
         print(f"leaddesk: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _workspace_ref(args: argparse.Namespace) -> str | None:
+    """The workspace the command should run in, None: the first (as without workspaces)."""
+    if args.command in INSTALL_COMMANDS:
+        if args.workspace:
+            raise UserError(
+                f"leaddesk {args.command} works for every workspace; --workspace does not apply"
+            )
+        return None  # a LEADDESK_WORKSPACE set for the other commands does not concern these
+    ref = args.workspace or os.environ.get("LEADDESK_WORKSPACE", "")
+    return ref.strip() or None
 
 
 def run() -> None:

@@ -29,9 +29,7 @@ from store.domain.policy import Policy
 from store.domain.waiting import add_agent, set_agent_active
 from store.linking import new_link_code
 from store.models import AGENT_ROLES, utcnow
-from store.tenancy import in_workspace
 from store.work import open_lead_counts
-from store.workspaces import find_workspace
 
 Run = Callable[[argparse.Namespace, Settings], int]
 
@@ -151,30 +149,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     password.set_defaults(func=run_password)
     for command in sub.choices.values():
+        # The same as `leaddesk --workspace SLUG agents ...` (main enters it): the team of that
+        # workspace. SUPPRESS: when not given here, the one given before the command stands.
         command.add_argument(
             "--workspace",
             metavar="SLUG",
+            default=argparse.SUPPRESS,
             help="the workspace whose team this is (slug or id; default: the first)",
         )
-        command.set_defaults(func=_in_named_workspace(command.get_default("func")))
-
-
-def _in_named_workspace(run: Run) -> Run:
-    """`run` in the workspace `--workspace` names (the first one without it): the agents it lists,
-    adds and changes are that workspace's."""
-
-    def wrapper(args: argparse.Namespace, settings: Settings) -> int:
-        if not args.workspace:
-            return run(args, settings)
-        with open_store(settings) as session_factory, read_session(session_factory) as session:
-            workspace = find_workspace(args.workspace, session=session)
-            if workspace is None or not workspace.active:
-                raise UserError(f"no active workspace {args.workspace!r}")
-            workspace_id = workspace.id
-        with in_workspace(workspace_id):
-            return run(args, settings)
-
-    return wrapper
 
 
 def _find(session, ref: str):  # type: ignore[no-untyped-def]

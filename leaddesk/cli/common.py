@@ -7,19 +7,51 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from leaddesk.settings import Settings
+from leaddesk.settings import REPO_PROMPTS_DIR, Settings
 from store import ensure_schema, make_engine, make_session_factory
+from store.tenancy import FIRST_WORKSPACE
+from store.workspaces import find_workspace
 
 
 class UserError(Exception):
     """A problem the user can fix: printed as one line, exit code 1."""
+
+
+@dataclass(frozen=True)
+class CliWorkspace:
+    """The workspace `--workspace` named: its id and where its prompts are."""
+
+    id: int
+    slug: str
+    prompts_dir: Path | None  # None: the first workspace's, LEADDESK_PROMPTS_DIR itself
+
+    def settings(self, settings: Settings) -> Settings:
+        """`settings` with LEADDESK_PROMPTS_DIR pointing at this workspace's prompts."""
+        if self.prompts_dir is None:
+            return settings
+        return settings.model_copy(update={"prompts_dir": self.prompts_dir})
+
+
+def find_cli_workspace(settings: Settings, ref: str) -> CliWorkspace:
+    """The workspace named by slug (or id) in DATABASE_URL; UserError when there is none."""
+    with open_store(settings) as session_factory, session_factory() as session:
+        found = find_workspace(ref, session=session)
+    if found is None:
+        raise UserError(f"there is no workspace {ref!r}")
+    if found.id == FIRST_WORKSPACE:
+        return CliWorkspace(found.id, found.slug, None)
+    # Its own directory over the shipped defaults; without one, the shipped defaults alone.
+    own = Path(settings.prompts_dir) / found.slug
+    return CliWorkspace(found.id, found.slug, own if own.is_dir() else REPO_PROMPTS_DIR)
 
 
 @contextmanager

@@ -67,16 +67,47 @@ def shown(file: str) -> str:
     return file if relative.startswith("..") else relative
 
 
+def workspace_directories(directory: Path) -> list[Path]:
+    """The other workspaces' prompts beside the first's: `<slug>/` directories holding a prompt
+    file or a configuration directory of their own (knowledge/ and the like, and eval/, are not
+    workspaces)."""
+    from bot.reload import CONFIG_DIRS, IGNORED_DIRS  # noqa: PLC0415 - imports the bot
+
+    if not directory.is_dir():
+        return []
+    return [
+        path
+        for path in sorted(directory.iterdir())
+        if path.is_dir()
+        and path.name not in CONFIG_DIRS | IGNORED_DIRS
+        and not path.name.startswith(".")
+        and any(
+            (f.is_file() and f.suffix in (".yaml", ".md")) or (f.is_dir() and f.name in CONFIG_DIRS)
+            for f in path.iterdir()
+        )
+    ]
+
+
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
+    directory = _directory(args.directory, settings)
+    code = check_directory(directory, strict=args.strict)
+    # Each workspace's directory, over the shipped defaults as the server reads it.
+    for own in workspace_directories(directory):
+        code = max(code, check_directory(own, strict=args.strict, workspace=True))
+    return code
+
+
+def check_directory(directory: Path, *, strict: bool, workspace: bool = False) -> int:
+    """Check one prompts directory (a workspace's: any file it lacks is the shipped one); print
+    its problems, or one line saying it is ok. 1 when it has problems (or warnings, `strict`)."""
     # Imported when the command runs: importing the bot (LangGraph) slows every other command.
     from bot.config import PromptError, load_prompts, missing_translations  # noqa: PLC0415
     from leaddesk.cli.eval import read_cases  # noqa: PLC0415 - imports the bot too
 
-    directory = _directory(args.directory, settings)
     problems: list[tuple[str, int, str]] = []
     config = None
     try:
-        config = load_prompts(directory)
+        config = load_prompts(directory, must_exist=not workspace)
     except PromptError as exc:
         problems.extend((p.file, p.line, p.message) for p in exc.problems)
     if config is not None:
@@ -123,7 +154,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
     default = config.business.default_language
     originals = sum(1 for s in config.knowledge if s.language == default)
     print(
-        f"{directory}: ok - {len(config.statuses)} statuses, "
+        ("workspace " if workspace else "") + f"{directory}: ok - {len(config.statuses)} statuses, "
         f"{len(config.scoring.signals)} scoring signals, "
         f"{originals} knowledge sections in "
         f"{', '.join(sorted({s.language for s in config.knowledge}))}, "
@@ -131,7 +162,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         + (f", {cases} eval cases" if cases else "")
         + (f"; {len(warnings)} warning(s)" if warnings else "")
     )
-    return 1 if warnings and args.strict else 0
+    return 1 if warnings and strict else 0
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:

@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 else ""
             ),
         )
-        cmd.add_argument("workspace", metavar="SLUG", help="slug or id")
+        cmd.add_argument("target", metavar="SLUG", help="slug or id")
         cmd.set_defaults(func=run_set_active, active=action == "enable")
 
     key = sub.add_parser(
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "own, and the credentials its replies go out with (stored encrypted with "
         "LEADDESK_SECRET_KEY).",
     )
-    channel.add_argument("workspace", metavar="SLUG", help="slug or id")
+    channel.add_argument("target", metavar="SLUG", help="slug or id")
     actions = channel.add_subparsers(dest="channel_command", metavar="ACTION")
     actions.required = True
     set_ = actions.add_parser(
@@ -225,7 +225,7 @@ def run_set_active(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory:
         try:
             with session_factory.begin() as session:
-                workspace = _find(session, args.workspace)
+                workspace = _find(session, args.target)
                 changed = bool(workspace.active) != args.active
                 set_active(workspace, args.active, session=session)
                 info = _describe(workspace)
@@ -248,7 +248,7 @@ def run_channel_set(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory:
         try:
             with session_factory.begin() as session:
-                workspace = _find(session, args.workspace)
+                workspace = _find(session, args.target)
                 connection = set_connection(
                     workspace,
                     args.channel,
@@ -271,7 +271,7 @@ def run_channel_set(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_channel_list(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory, read_session(session_factory) as session:
-        workspace = _find(session, args.workspace)
+        workspace = _find(session, args.target)
         found = list_connections(workspace.id, session=session, key=settings.secret)
         slug = workspace.slug
     if args.json:
@@ -294,7 +294,7 @@ def run_channel_remove(args: argparse.Namespace, settings: Settings) -> int:
     with open_store(settings) as session_factory:
         try:
             with session_factory.begin() as session:
-                workspace = _find(session, args.workspace)
+                workspace = _find(session, args.target)
                 removed = remove_connection(workspace, args.channel, args.account, session=session)
                 slug = workspace.slug
         except WorkspaceError as exc:

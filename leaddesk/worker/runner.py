@@ -24,6 +24,7 @@ from leaddesk.worker.celery_app import PROCESS_TASK, RETRY_DELAYS
 from leaddesk.worker.locks import ConversationLocks, make_locks
 from leaddesk.worker.sweeper import Sweeper, SweeperThread
 from store.inbox import INBOX_KEY
+from store.messages import in_conversation_workspace
 from store.pending import has_pending, reading, undelivered_replies
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,19 @@ class WorkerState:
             # submits the conversations it touched.
             report = self.runtime.inbox.drain(pause=lambda spent: spent >= DRAIN_SLICE)
             return "busy" if report.busy else ("more" if report.more else "done")
-        return self.runner.run(conversation_id)
+        # A task names only its conversation: the run (its pending messages, leftover replies,
+        # quiet window, prompts) happens in the conversation's workspace.
+        with in_conversation_workspace(
+            conversation_id, session_factory=self.runtime.session_factory
+        ):
+            return self.runner.run(conversation_id)
+
+    def due_in(self, conversation_id: int) -> float:
+        """Seconds until the conversation's burst is due, by its workspace's quiet window."""
+        with in_conversation_workspace(
+            conversation_id, session_factory=self.runtime.session_factory
+        ):
+            return self.runner.due_in(conversation_id)
 
     def close(self) -> None:
         if self.sweeper is not None:
@@ -212,7 +225,7 @@ def register_tasks(app: Celery, process: WorkerProcess) -> None:
             ) from None
         if outcome == "later":
             # The customer is still typing: come back when the quiet window has passed.
-            countdown = max(0.05, worker.runner.due_in(conversation_id))
+            countdown = max(0.05, worker.due_in(conversation_id))
             raise task.retry(
                 kwargs={"conversation_id": conversation_id, "attempt": attempt}, countdown=countdown
             )

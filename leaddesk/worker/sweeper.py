@@ -1,5 +1,6 @@
 """The sweeper: finds work the broker lost (and sends cut off by a crash) and deals with it; one
-sweeper at a time across the workers of a deployment."""
+sweeper at a time across the workers of a deployment, for every workspace (the periodic catch-up
+runs once per active workspace, inside it)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from store import inbox
 from store.inbox import INBOX_KEY
 from store.models import utcnow
 from store.pending import mark_interrupted_sends, reading, stale_conversations
+from store.tenancy import in_workspace
+from store.workspaces import active_workspace_ids
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,7 @@ class Sweeper:
             report = SweepReport()
             with self._session_factory.begin() as session:
                 report.interrupted = mark_interrupted_sends(
-                    now - self._interrupted_after, session=session
+                    now - self._interrupted_after, session=session, every_workspace=True
                 )
                 report.pruned = inbox.prune(
                     session=session, processed_before=now - self._keep_inbox
@@ -100,8 +103,7 @@ class Sweeper:
                 report.resubmitted.append(INBOX_KEY)
             report.resubmitted += self._resubmit(now)
             if self._catch_up is not None:
-                with self._session_factory.begin() as session:
-                    self._catch_up(session, now)
+                self._catch_up_each_workspace(now)
         if report.resubmitted or report.interrupted:
             log.info(
                 "sweep: %d conversation(s) submitted again, %d send(s) interrupted by a crash "
@@ -112,8 +114,24 @@ class Sweeper:
         return report
 
     def stale_conversations(self, now: datetime) -> list[int]:
+        """Every workspace's (a conversation's job enters its workspace)."""
         with reading(self._session_factory) as session:
-            return stale_conversations(now - self._stale_after, session=session, limit=self._limit)
+            return stale_conversations(
+                now - self._stale_after, session=session, limit=self._limit, every_workspace=True
+            )
+
+    def _catch_up_each_workspace(self, now: datetime) -> None:
+        # Each workspace in its own transaction: one whose catch-up fails (its prompts do not
+        # validate, say) holds back no other.
+        assert self._catch_up is not None
+        with reading(self._session_factory) as session:
+            workspace_ids = active_workspace_ids(session=session)
+        for workspace_id in workspace_ids:
+            try:
+                with in_workspace(workspace_id), self._session_factory.begin() as session:
+                    self._catch_up(session, now)
+            except Exception:  # the next sweep tries again
+                log.exception("the catch-up of workspace %s failed", workspace_id)
 
     def _resubmit(self, now: datetime) -> list[int]:
         queued = self._backlog() if self._backlog is not None else 0

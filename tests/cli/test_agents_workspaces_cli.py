@@ -30,4 +30,4 @@ def test_agents_are_added_to_and_listed_from_the_workspace_named(cli, db_engine)
     assert cli("agents", "disable", "Bea").code == 1
     assert cli("agents", "disable", "Bea", "--workspace", str(beta)).code == 0
     refused = cli("agents", "list", "--workspace", "nowhere")
-    assert refused.code == 1 and "no active workspace 'nowhere'" in refused.err
+    assert refused.code == 1 and "no workspace 'nowhere'" in refused.err

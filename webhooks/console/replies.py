@@ -118,7 +118,7 @@ def canned_replies() -> Any:
                 email=lead.email,
                 company=lead.company,
             )
-    directory = Path(services().prompts().directory) / "replies"
+    directory = services().prompts().replies_directory
     return jsonify(
         {
             "replies": [
