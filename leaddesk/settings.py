@@ -15,7 +15,6 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from store.sealed import SealError, check_secret_key
 from webhooks.mail import parse_smtp_url, valid_address
 
 REPO_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
@@ -170,12 +169,12 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Any value still signs console sessions as before workspaces (an install keeps its key);
+        # sealing channel credentials asks for 16 characters or more when it is used
+        # (store.sealed says so then).
         if value is None or not value.get_secret_value().strip():
             return None
-        try:
-            return SecretStr(check_secret_key(value.get_secret_value()))
-        except SealError as exc:
-            raise ValueError(str(exc).removeprefix("LEADDESK_SECRET_KEY ")) from None
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("smtp_url")
     @classmethod

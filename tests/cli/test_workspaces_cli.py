@@ -25,10 +25,15 @@ def test_secret_key_prints_a_fernet_key_that_the_settings_accept(bare_cli, monke
     assert first.code == 0 and len(first.out.strip()) == 44 and first.out != second.out
     monkeypatch.setenv("LEADDESK_SECRET_KEY", first.out.strip())
     assert bare_cli("workspaces", "list").code == 0
+    # An install's existing short key still runs everything it ran before; only sealing channel
+    # credentials with it is refused, in one line.
     monkeypatch.setenv("LEADDESK_SECRET_KEY", "too-short")
-    refused = bare_cli("workspaces", "list")
+    assert bare_cli("workspaces", "list").code == 0
+    refused = bare_cli(
+        "workspaces", "channel", "default", "set", "whatsapp", "--account", "1065", "--token", "t"
+    )
     assert refused.code == 1
-    assert refused.err.startswith("leaddesk: error: LEADDESK_SECRET_KEY:")
+    assert refused.err.startswith("leaddesk: error: LEADDESK_SECRET_KEY must have at least 16")
     assert len(refused.err.strip().splitlines()) == 1
 
 
