@@ -186,9 +186,11 @@ def set_connection(
     *,
     session: Session,
     key: str | None,
+    keep_unset: bool = False,
 ) -> ChannelConnection:
     """Connect the workspace to its account on a channel (a web widget without a key gets a new
-    random one), with these credentials sealed under `key` (they replace any earlier ones).
+    random one), with these credentials sealed under `key` (they replace any earlier ones; with
+    `keep_unset`, earlier ones not given again are kept, as a form left blank means).
 
     `WorkspaceError` when the account belongs to another workspace; `SealError` when there are
     credentials to store and no key."""
@@ -201,7 +203,6 @@ def set_connection(
     if len(account_id) > 200 or any(c.isspace() for c in account_id):
         raise WorkspaceError(f"a {ACCOUNT_NAMES[channel]} is 1-200 characters without spaces")
     values = {k: v.strip() for k, v in (credentials or {}).items() if v and v.strip()}
-    sealed = seal(values, key) if values else None
     existing = session.scalars(
         select(ChannelConnection).where(
             ChannelConnection.channel == channel, ChannelConnection.account_id == account_id
@@ -211,6 +212,9 @@ def set_connection(
         raise WorkspaceError(
             f"{channel} account {account_id} is already connected to another workspace"
         )
+    if keep_unset and existing is not None and existing.secrets:
+        values = {**unseal(existing.secrets, key), **values}
+    sealed = seal(values, key) if values else None
     if existing is None:
         existing = ChannelConnection(
             workspace_id=workspace.id, channel=channel, account_id=account_id, created_at=utcnow()
