@@ -39,6 +39,7 @@ from store.models import (
     Task,
     utcnow,
 )
+from store.tenancy import current_workspace
 from store.text import clean_json, clean_text
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def record_audit(
         "old_value": _audit_value(old),
         "new_value": _audit_value(new),
         "created_at": utcnow(),
+        # The workspace of the change, not of whatever is in force when a batch is written.
+        "workspace_id": current_workspace(),
     }
     event = AuditEvent(**row)
     batch = session.info.get(_AUDIT_BATCH)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
     func,
     select,
     text,
@@ -140,6 +141,14 @@ class WorkspaceScoped:
     workspace_id: Mapped[int] = mapped_column(
         Integer, default=current_workspace, server_default=text(str(FIRST_WORKSPACE))
     )
+
+
+@event.listens_for(WorkspaceScoped, "init", propagate=True)
+def _stamp_workspace(target: WorkspaceScoped, _args: Any, kwargs: dict[str, Any]) -> None:
+    """A row belongs to the workspace in force when it is made (not when it is flushed: one
+    session may work in several workspaces in turn, as the inbox drain does)."""
+    if kwargs.get("workspace_id") is None:
+        target.workspace_id = current_workspace()
 
 
 class Agent(Base):

@@ -10,9 +10,25 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from store.agents import create_agent
-from store.leads import LeadNotFound, find_lead_by_phone, get_lead
+from store.leads import (
+    LeadNotFound,
+    batched_audit,
+    find_lead_by_phone,
+    get_lead,
+    record_audit,
+    write_audit,
+)
 from store.messages import Inbound, ingest
-from store.models import Agent, Conversation, Identity, Lead, Message, Note, WorkspaceMember
+from store.models import (
+    Agent,
+    AuditEvent,
+    Conversation,
+    Identity,
+    Lead,
+    Message,
+    Note,
+    WorkspaceMember,
+)
 from store.tenancy import FIRST_WORKSPACE, all_workspaces, current_workspace, in_workspace
 from store.workspaces import WorkspaceError, create_workspace, find_workspace, memberships
 
@@ -192,3 +208,25 @@ def test_threads_working_in_different_workspaces_at_once_each_see_their_own(sess
     for thread in threads:
         thread.join()
     assert not problems, problems[:3]
+
+
+def test_a_row_belongs_to_the_workspace_it_was_made_in_whenever_it_is_flushed(session_factory, two):
+    """One session may work in several workspaces in turn (the inbox drain does): a row, and an
+    audit row written in a batch, keep the workspace they were made in."""
+    found, other = two
+    with session_factory.begin() as session:
+        note = Note(lead_id=found[FIRST_WORKSPACE][0], author="Ana", text="made in the first")
+        session.add(note)
+        with batched_audit(session):
+            record_audit(
+                session=session, lead_id=found[FIRST_WORKSPACE][0], actor="agent", action="note"
+            )
+            with in_workspace(other):
+                session.flush()
+                write_audit(session)
+    with session_factory() as session:
+        assert [n.text for n in session.scalars(select(Note))] == ["made in the first"]
+        assert [a.action for a in session.scalars(select(AuditEvent))][-1] == "note"
+    with in_workspace(other), session_factory() as session:
+        assert session.scalars(select(Note)).all() == []
+        assert "note" not in [a.action for a in session.scalars(select(AuditEvent))]
