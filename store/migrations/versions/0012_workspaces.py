@@ -131,6 +131,39 @@ LEAD_INDEXES = (
 PG_LEAD_INDEXES = ("ix_leads_live_contacted_desc", "ix_leads_live_agent_created")
 
 
+def _partial_indexes() -> None:
+    """The partial indexes a SQLite table copy would lose, made again (the same both ways)."""
+    op.create_index(
+        "ix_messages_unprocessed",
+        "messages",
+        ["conversation_id", "id"],
+        sqlite_where=sa.text("direction = 'in' AND processed_at IS NULL"),
+        postgresql_where=sa.text("direction = 'in' AND processed_at IS NULL"),
+    )
+    op.create_index(
+        "ix_inbox_unprocessed",
+        "inbox",
+        ["id"],
+        sqlite_where=sa.text("processed_at IS NULL"),
+        postgresql_where=sa.text("processed_at IS NULL"),
+    )
+    op.create_index(
+        "ix_tasks_unreminded",
+        "tasks",
+        ["due_at"],
+        sqlite_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
+        postgresql_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
+    )
+    op.create_index(
+        "uq_conversations_lead_email",
+        "conversations",
+        ["lead_id"],
+        unique=True,
+        sqlite_where=sa.text("channel = 'email'"),
+        postgresql_where=sa.text("channel = 'email'"),
+    )
+
+
 def _foreign_keys(enabled: bool) -> None:
     """SQLite rebuilds a table to change its constraints, and dropping the old table would run
     ON DELETE CASCADE on every row that refers to it: foreign keys are off while it does
@@ -291,35 +324,7 @@ def upgrade() -> None:
         sqlite_where=sa.text("merged_into_id IS NOT NULL"),
         postgresql_where=sa.text("merged_into_id IS NOT NULL"),
     )
-    op.create_index(
-        "ix_messages_unprocessed",
-        "messages",
-        ["conversation_id", "id"],
-        sqlite_where=sa.text("direction = 'in' AND processed_at IS NULL"),
-        postgresql_where=sa.text("direction = 'in' AND processed_at IS NULL"),
-    )
-    op.create_index(
-        "ix_inbox_unprocessed",
-        "inbox",
-        ["id"],
-        sqlite_where=sa.text("processed_at IS NULL"),
-        postgresql_where=sa.text("processed_at IS NULL"),
-    )
-    op.create_index(
-        "ix_tasks_unreminded",
-        "tasks",
-        ["due_at"],
-        sqlite_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
-        postgresql_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
-    )
-    op.create_index(
-        "uq_conversations_lead_email",
-        "conversations",
-        ["lead_id"],
-        unique=True,
-        sqlite_where=sa.text("channel = 'email'"),
-        postgresql_where=sa.text("channel = 'email'"),
-    )
+    _partial_indexes()
     _foreign_keys(True)
 
 
@@ -446,35 +451,7 @@ def downgrade() -> None:
             postgresql_include=["last_contacted_at", "status"],
             postgresql_where=sa.text("merged_into_id IS NULL"),
         )
-    op.create_index(
-        "ix_messages_unprocessed",
-        "messages",
-        ["conversation_id", "id"],
-        sqlite_where=sa.text("direction = 'in' AND processed_at IS NULL"),
-        postgresql_where=sa.text("direction = 'in' AND processed_at IS NULL"),
-    )
-    op.create_index(
-        "ix_inbox_unprocessed",
-        "inbox",
-        ["id"],
-        sqlite_where=sa.text("processed_at IS NULL"),
-        postgresql_where=sa.text("processed_at IS NULL"),
-    )
-    op.create_index(
-        "ix_tasks_unreminded",
-        "tasks",
-        ["due_at"],
-        sqlite_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
-        postgresql_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
-    )
-    op.create_index(
-        "uq_conversations_lead_email",
-        "conversations",
-        ["lead_id"],
-        unique=True,
-        sqlite_where=sa.text("channel = 'email'"),
-        postgresql_where=sa.text("channel = 'email'"),
-    )
+    _partial_indexes()
     op.drop_table("channel_connections")
     op.drop_table("workspace_members")
     op.drop_table("workspaces")
