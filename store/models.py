@@ -148,7 +148,7 @@ def _stamp_workspace(target: WorkspaceScoped, _args: Any, kwargs: dict[str, Any]
     """A row belongs to the workspace in force when it is made (not when it is flushed: one
     session may work in several workspaces in turn, as the inbox drain does)."""
     if kwargs.get("workspace_id") is None:
-        target.workspace_id = current_workspace()
+        kwargs["workspace_id"] = current_workspace()  # the constructor sets it, as if given
 
 
 class Agent(Base):
