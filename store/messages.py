@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -293,16 +294,31 @@ def conversation_workspace(conversation_id: int, *, session: Session) -> int | N
     )
 
 
+# The conversation whose workspace the work in hand already entered: a job enters it, then the
+# bot's own entry (process_conversation, for callers outside any job) need not look it up again.
+_entered_for: ContextVar[tuple[int, int] | None] = ContextVar(
+    "leaddesk_conversation_workspace", default=None
+)
+
+
 @contextmanager
 def in_conversation_workspace(
     conversation_id: int, *, session_factory: sessionmaker[Session]
 ) -> Iterator[int]:
     """Run the block in the workspace of conversation `conversation_id` (the workspace in force
-    when there is no such conversation: the block then finds nothing)."""
+    when there is no such conversation: the block then finds nothing). Inside a block entered for
+    the same conversation, the workspace is the one in force (no second lookup)."""
+    if _entered_for.get() == (conversation_id, current_workspace()):
+        yield current_workspace()
+        return
     with session_factory() as session:
         found = conversation_workspace(conversation_id, session=session)
     with in_workspace(found if found is not None else current_workspace()) as workspace_id:
-        yield workspace_id
+        token = _entered_for.set((conversation_id, workspace_id))
+        try:
+            yield workspace_id
+        finally:
+            _entered_for.reset(token)
 
 
 def conversation_messages(
