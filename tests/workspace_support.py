@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.domain.team import add_member
@@ -22,7 +22,6 @@ from store.models import (
     Message,
     Note,
     Task,
-    Workspace,
     WorkspaceMember,
 )
 from store.tenancy import FIRST_WORKSPACE, all_workspaces, in_workspace
@@ -65,13 +64,8 @@ class TwoWorkspaces:
 
 def second_workspace(session: Session, slug: str = "beta", name: str = "Beta Ltd") -> int:
     """Create a workspace beside the first; its id."""
-    if session.get(Workspace, FIRST_WORKSPACE) is None:
-        # PostgreSQL's test database is emptied between tests (identities restarted): put back
-        # the first workspace's row as the migration makes it.
-        session.add(Workspace(id=FIRST_WORKSPACE, slug="default", name="Default"))
-        session.flush()
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT setval('workspaces_id_seq', 1)"))
+    # The first workspace's row is there (migrated, or put back by the PostgreSQL test database's
+    # reset in tests/conftest.py), and create_workspace numbers after it.
     return create_workspace(slug, name, session=session).id
 
 
