@@ -272,6 +272,10 @@ def test_no_second_send_after_a_crash_between_the_send_and_its_record(
         time.sleep(0.05)
     assert child.returncode == -signal.SIGKILL
     smtp.handler.on_data = None
+    # The server's thread records the message after `crash` returns: let it finish the command.
+    settled = time.monotonic() + 5
+    while not smtp.handler.received and time.monotonic() < settled:
+        time.sleep(0.02)
     assert len(smtp.handler.received) == 1
 
     with session_factory() as session:
