@@ -100,10 +100,18 @@ def _make_criteria(workspace_id: int) -> tuple[Any, ...]:
     )
 
 
+# The mark of a session factory whose sessions are filtered.
+_SCOPED = "_leaddesk_workspace_scoped"
+
+
 def scope_sessions(factory: sessionmaker[Session]) -> sessionmaker[Session]:
     """Make every session of `factory` see only the current workspace (see the module's text)."""
-    if not event.contains(factory, "do_orm_execute", _scope):
+    # Marked on the factory's own Session class, not asked of `event.contains`: SQLAlchemy's event
+    # registry keys a listener by the id() of its target, so a new factory whose Session class
+    # reuses the address of a collected one looked as if it had the filter and went without.
+    if not factory.class_.__dict__.get(_SCOPED, False):
         event.listen(factory, "do_orm_execute", _scope)
+        setattr(factory.class_, _SCOPED, True)
     return factory
 
 

@@ -3,12 +3,14 @@ workspace in force, new rows belong to it, and uniqueness is per workspace."""
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from store import make_session_factory
 from store.agents import create_agent
 from store.leads import (
     LeadNotFound,
@@ -230,3 +232,17 @@ def test_a_row_belongs_to_the_workspace_it_was_made_in_whenever_it_is_flushed(se
     with in_workspace(other), session_factory() as session:
         assert session.scalars(select(Note)).all() == []
         assert "note" not in [a.action for a in session.scalars(select(AuditEvent))]
+
+
+def test_every_new_session_factory_is_filtered_whatever_came_before_it(db_engine, two):
+    """A process may make several session factories, and tests make hundreds: each one's sessions
+    are filtered, including one whose Session class lands where a collected factory's was (the
+    event registry keys listeners by address, and asked of it this once went unfiltered)."""
+    found, other = two
+    for _ in range(10):
+        factory = make_session_factory(db_engine)
+        with in_workspace(other), factory() as session:
+            assert find_lead_by_phone(PHONE, session=session).id == found[other][0]
+            assert session.scalar(select(func.count()).select_from(Lead)) == 1
+        del factory, session
+        gc.collect()
