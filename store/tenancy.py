@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
@@ -69,10 +70,23 @@ def _scope(state: ORMExecuteState) -> None:
     if state.execution_options.get(ALL_WORKSPACES):
         return
     workspace_id = _current.get()
-    options = _criteria.get(workspace_id)
-    if options is None:
-        options = _criteria.setdefault(workspace_id, _make_criteria(workspace_id))
-    state.statement = state.statement.options(*options)
+    statement = state.statement
+    scoped = _scoped.get(statement)
+    if scoped is None:
+        scoped = _scoped.setdefault(statement, {})
+    found = scoped.get(workspace_id)
+    if found is None:
+        options = _criteria.get(workspace_id)
+        if options is None:
+            options = _criteria.setdefault(workspace_id, _make_criteria(workspace_id))
+        found = scoped.setdefault(workspace_id, statement.options(*options))
+    state.statement = found
+
+
+# Each statement with the filter of each workspace, kept while the statement lives: a statement
+# the store builds once and runs often (most of the bot's) gets the same filtered statement every
+# time, whose cache key SQLAlchemy then works out once instead of at every execution.
+_scoped: WeakKeyDictionary[Any, dict[int, Any]] = WeakKeyDictionary()
 
 
 # The filter's options for each workspace, made once. One plain condition per scoped class rather
