@@ -1,13 +1,15 @@
 """Wiring of the inbound conversation graph (no logic here; see `bot.nodes`).
 
-ingest -> identify -> [transcribe_audio] -> [fetch_profile]
+ingest -> [identify] -> [transcribe_audio] -> [fetch_profile]
        -> read_burst (extract_contacts, detect_language) -> [merge]
        -> [call_model, with a model, the bot speaking and words to answer]
        -> decide_turn (score_intent, decide_status, plan, draft_reply unless paused) -> save
 
-`call_model` is the one model call; without a model the offline engine writes the reply in
-`draft_reply`. `plan` decides once what the turn triggers; `save` applies it in one transaction.
-The DB-free functions share a step each side of the model call: every graph step costs the
+A new message's turn is read by `ingest` in the transaction that stores it; `identify` reads it
+for a run on a stored conversation (the workers, a retry). `call_model` is the one model call;
+without a model the offline engine writes the reply in `draft_reply`. `plan` decides once what the
+turn triggers; `save` applies it in one transaction. The DB-free functions share a step each side
+of the model call: every graph step costs the
 framework more than the function it runs.
 """
 
@@ -82,7 +84,11 @@ def build_graph(
         after_merge.append("call_model")
 
     builder.add_edge(START, "ingest")
-    builder.add_conditional_edges("ingest", nodes.route_after_ingest)
+    builder.add_conditional_edges(
+        "ingest",
+        partial(nodes.route_after_ingest, deps=deps),
+        ["identify", "transcribe_audio", "fetch_profile", "read_burst", END],
+    )
     builder.add_conditional_edges(
         "identify",
         partial(nodes.route_after_identify, deps=deps),

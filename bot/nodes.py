@@ -128,7 +128,7 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
     """Store a new inbound event once (a repeated channel message id is a duplicate)."""
     context = runtime.context if runtime is not None else None
     now = (context.now if context is not None and context.now else None) or deps.clock()
-    update_: BotState = {"now": now}
+    update_: BotState = {"now": now, "identified": False}
     inbound = state.get("inbound")
     if inbound is None:
         return update_
@@ -147,6 +147,12 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
         update_["conversation_id"] = stored.conversation.id
         update_["duplicate"] = stored.duplicate
         update_["echo"] = echo
+        if not echo:
+            # The turn is read in the same transaction, after the message is written (it is
+            # committed with it, before anything acts on it): one transaction and one step fewer
+            # than reading it in `identify`.
+            update_.update(_load_turn(stored.conversation.id, now, session, deps))
+            update_["identified"] = True
     if stored.duplicate:
         log.info(
             "duplicate %s message ignored (conversation %s)",
@@ -156,9 +162,11 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
     return update_
 
 
-def route_after_ingest(state: BotState) -> Literal["identify", "__end__"]:
+def route_after_ingest(state: BotState, *, deps: Deps) -> AfterIngest:
     if state.get("echo") or state.get("conversation_id") is None:
         return "__end__"
+    if state.get("identified"):
+        return route_after_identify(state, deps=deps)
     return "identify"
 
 
@@ -168,48 +176,53 @@ def route_after_ingest(state: BotState) -> Literal["identify", "__end__"]:
 
 def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Load the lead of the conversation, its pending burst, a bounded window and the summary."""
-    now = state["now"]
     # A read-only snapshot: it never takes SQLite's write lock.
     with read_session(deps.session_factory) as session:
-        loaded = turn_messages(state["conversation_id"], session=session, window=deps.window_size)
-        pending = loaded.pending
-        if not pending:
-            return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-        standing = load_standing(state["conversation_id"], session=session)
-        if standing is None:
-            return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-        conversation, lead = standing.conversation, standing.lead
-        room = standing_view(standing, loaded.window, session, now, window_size=deps.window_size)
-        paused_until = lead.ai_paused_until
-        resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
-        return {
-            **room,
-            "channel": conversation.channel,
-            "external_id": pending[-1].external_id,
-            "pending_ids": [m.id for m in pending],
-            "pending": [
-                PendingMessage(
-                    id=m.id,
-                    text=customer_text(m.kind, m.text or "", m.payload),
-                    kind=m.kind or "text",
-                    transcribed=transcript_of(m.payload) is not None,
-                    media=m.payload if m.kind in AUDIO_KINDS else None,
-                    sent_at=m.sent_at,
-                )
-                for m in pending[-deps.max_burst :]
-            ],
-            "summary": conversation.summary,
-            "conversation_language": conversation.language,
-            "ai": AiState(
-                paused=is_ai_paused(lead, now) or room["room"].paused,
-                resuming=resuming,
-                stopped=bool(lead.ai_stopped),
-                notice_due=bool(lead.ai_resume_notice_due or resuming),
-            ),
-        }
+        return _load_turn(state["conversation_id"], state["now"], session, deps)
+
+
+def _load_turn(conversation_id: int, now: datetime, session: Session, deps: Deps) -> BotState:
+    """`identify`'s reads, in `session`."""
+    loaded = turn_messages(conversation_id, session=session, window=deps.window_size)
+    pending = loaded.pending
+    if not pending:
+        return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
+    standing = load_standing(conversation_id, session=session)
+    if standing is None:
+        return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
+    conversation, lead = standing.conversation, standing.lead
+    room = standing_view(standing, loaded.window, session, now, window_size=deps.window_size)
+    paused_until = lead.ai_paused_until
+    resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
+    return {
+        **room,
+        "channel": conversation.channel,
+        "external_id": pending[-1].external_id,
+        "pending_ids": [m.id for m in pending],
+        "pending": [
+            PendingMessage(
+                id=m.id,
+                text=customer_text(m.kind, m.text or "", m.payload),
+                kind=m.kind or "text",
+                transcribed=transcript_of(m.payload) is not None,
+                media=m.payload if m.kind in AUDIO_KINDS else None,
+                sent_at=m.sent_at,
+            )
+            for m in pending[-deps.max_burst :]
+        ],
+        "summary": conversation.summary,
+        "conversation_language": conversation.language,
+        "ai": AiState(
+            paused=is_ai_paused(lead, now) or room["room"].paused,
+            resuming=resuming,
+            stopped=bool(lead.ai_stopped),
+            notice_due=bool(lead.ai_resume_notice_due or resuming),
+        ),
+    }
 
 
 AfterIdentify = Literal["transcribe_audio", "fetch_profile", "read_burst", "__end__"]
+AfterIngest = Literal["identify", "transcribe_audio", "fetch_profile", "read_burst", "__end__"]
 AfterTranscribe = Literal["fetch_profile", "read_burst"]
 
 

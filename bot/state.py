@@ -136,6 +136,7 @@ class BotState(TypedDict, total=False):
     duplicate: bool
     echo: bool  # an agent's message echoed by the channel: no bot processing
     now: datetime  # pinned for the whole run
+    identified: bool  # ingest read the turn too (in its transaction): identify is skipped
     # identify
     lead_id: int
     channel: str

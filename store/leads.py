@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -128,8 +129,14 @@ def write_audit(session: Session) -> None:
     rows = session.info.get(_AUDIT_BATCH)
     if rows:
         # The table's INSERT, not the ORM's bulk path: nothing is read back, one executemany.
-        session.execute(insert(AuditEvent.metadata.tables[AuditEvent.__tablename__]), list(rows))
+        session.execute(_audit_insert(), list(rows))
         rows.clear()
+
+
+@cache
+def _audit_insert() -> Any:
+    """`write_audit`'s statement, built once (its cache key is then worked out once)."""
+    return insert(AuditEvent.metadata.tables[AuditEvent.__tablename__])
 
 
 def update_lead(
@@ -391,29 +398,69 @@ def known_senders(
     keys = list(dict.fromkeys(keys))
     if not keys:
         return {}
-    root = func.coalesce(Identity.alias_of_id, Identity.id)
     rows = session.execute(
-        select(Identity, Lead, Conversation)
-        .join(Lead, Lead.id == Identity.lead_id)
-        .outerjoin(Conversation, Conversation.identity_id == root)
-        .where(tuple_(Identity.channel, Identity.external_id).in_(keys))
-        .execution_options(populate_existing=True)
+        _senders_statement().where(tuple_(Identity.channel, Identity.external_id).in_(keys))
     ).all()
     lead_ids = {lead.id for _identity, lead, _conversation in rows}
-    verified: dict[int, set[tuple[str, str]]] = {}
+    details: dict[int, set[tuple[str, str]]] = {}
     if lead_ids:
         for lead_id, kind, key in session.execute(
             select(ContactDetail.lead_id, ContactDetail.kind, ContactDetail.key).where(
                 ContactDetail.lead_id.in_(lead_ids), ContactDetail.trust == VERIFIED
             )
         ):
-            verified.setdefault(lead_id, set()).add((kind, key))
+            details.setdefault(lead_id, set()).add((kind, key))
     return {
         (identity.channel, identity.external_id): KnownSender(
-            identity, lead, conversation, frozenset(verified.get(lead.id, ()))
+            identity, lead, conversation, frozenset(details.get(lead.id, ()))
         )
         for identity, lead, conversation in rows
     }
+
+
+def _senders_statement() -> Any:
+    root = func.coalesce(Identity.alias_of_id, Identity.id)
+    return (
+        select(Identity, Lead, Conversation)
+        .join(Lead, Lead.id == Identity.lead_id)
+        .outerjoin(Conversation, Conversation.identity_id == root)
+        .execution_options(populate_existing=True)
+    )
+
+
+def known_sender(
+    channel: str, external_id: str, *, phone: str | None, session: Session
+) -> KnownSender | None:
+    """`known_senders` for one sender, in one statement: whether its lead holds `phone` (E.164)
+    as a verified detail comes with it (the bot's own path, a message at a time)."""
+    params = {"channel": channel, "external_id": external_id}
+    if phone is not None:
+        params["phone_key"] = rules.contact_key("phone", phone)
+    row = session.execute(_one_sender_statement(phone is not None), params).first()
+    if row is None:
+        return None
+    verified = frozenset([("phone", params["phone_key"])]) if phone is not None and row[3] else ()
+    return KnownSender(row[0], row[1], row[2], frozenset(verified))
+
+
+@cache
+def _one_sender_statement(with_phone: bool) -> Any:
+    """`known_sender`'s statement, built once per shape."""
+    statement = _senders_statement().where(
+        Identity.channel == bindparam("channel"), Identity.external_id == bindparam("external_id")
+    )
+    if with_phone:
+        statement = statement.add_columns(
+            select(ContactDetail.id)
+            .where(
+                ContactDetail.lead_id == Lead.id,
+                ContactDetail.kind == "phone",
+                ContactDetail.key == bindparam("phone_key"),
+                ContactDetail.trust == VERIFIED,
+            )
+            .exists()
+        )
+    return statement
 
 
 def settled_sender(

@@ -18,7 +18,13 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from store.contacts import try_normalize_phone
 from store.events import inserted
-from store.leads import KnownSender, get_conversation, resolve_identity
+from store.leads import (
+    KnownSender,
+    get_conversation,
+    known_sender,
+    resolve_identity,
+    settled_sender,
+)
 from store.models import VERIFIED, Conversation, Lead, Message, utcnow
 from store.tenancy import all_workspaces, current_workspace, in_workspace
 from store.text import clean_json, clean_text
@@ -76,16 +82,26 @@ def ingest(
     (when its webhook came, for a message ingested later); now by default.
     """
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
-    lead, identity = resolve_identity(
-        inbound.channel,
-        inbound.external_id,
-        phone=phone,
-        name=inbound.name,
-        session=session,
-        region=region,
-        trust=VERIFIED,
-    )
-    conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
+    known: KnownSender | None = None
+    if inbound.author == "customer" and not (inbound.phone and phone is None):
+        # A customer already known, with nothing to claim, is found with its conversation in one
+        # statement (the common case: a customer's second message and on).
+        known = known_sender(inbound.channel, inbound.external_id, phone=phone, session=session)
+    if settled_sender(known, phone=phone, name=inbound.name, region=region):
+        assert known is not None
+        assert known.conversation is not None
+        lead, conversation = known.lead, known.conversation
+    else:
+        lead, identity = resolve_identity(
+            inbound.channel,
+            inbound.external_id,
+            phone=phone,
+            name=inbound.name,
+            session=session,
+            region=region,
+            trust=VERIFIED,
+        )
+        conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
     now = utcnow()
     direction = "in" if inbound.author == "customer" else "out"
     values: dict[str, Any] = {

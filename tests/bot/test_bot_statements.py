@@ -162,3 +162,36 @@ def test_a_reply_key_taken_after_all_keeps_that_reply_and_scores_once(
         assert len(session.scalars(select(ScoreEvent)).all()) == 1
         assert len(session.scalars(select(Message).where(Message.direction == "out")).all()) == 1
     assert service.process_conversation(conversation_id) == []
+
+
+def test_a_new_message_is_stored_and_its_turn_read_in_one_transaction_then_answered_in_another(
+    service: BotService, factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    """`handle` (replay, the terminal chat, the eval): the message is committed with the reads of
+    its turn, before anything acts on it; the answer is a second transaction. A steady message
+    from a known customer: 15 statements in all."""
+    for text in ("Hi there", "I'm thinking about solar panels for my house"):
+        service.handle(Inbound(channel="web", external_id="visitor", text=text))
+    transactions: list[str] = []
+
+    def begun(connection: object) -> None:
+        transactions.append("begin")
+
+    event.listen(db_engine, "begin", begun)
+    counter = Statements(db_engine)
+    try:
+        with counter.counting() as seen:
+            [reply] = service.handle(
+                Inbound(channel="web", external_id="visitor", text=QUESTIONS[1])
+            )
+    finally:
+        event.remove(db_engine, "begin", begun)
+    assert len(transactions) == 2
+    assert len(seen) <= 15, seen
+    with factory() as session:
+        stored = session.scalars(
+            select(Message).where(Message.direction == "in").order_by(Message.id.desc())
+        ).first()
+        assert stored is not None and stored.text == QUESTIONS[1]
+        assert stored.processed_at is not None
+        assert session.get(Message, reply.message_id) is not None
