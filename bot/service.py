@@ -110,11 +110,15 @@ class BotService:
         with in_conversation_workspace(int(conversation_id), session_factory=self.session_factory):
             return self._run({"conversation_id": int(conversation_id)})
 
-    def seconds_until_due(self, conversation_id: int) -> float:
+    def seconds_until_due(self, conversation_id: int, *, session: Session | None = None) -> float:
         """How long the conversation's burst should still wait for the customer to finish typing
         (0: answer now, or nothing pending). Measured on the clock that stamped the messages'
-        arrival (the store's), so it holds across restarts and between processes."""
-        with read_session(self.session_factory) as session:
+        arrival (the store's), so it holds across restarts and between processes. Read in
+        `session` when given."""
+        if session is None:
+            with read_session(self.session_factory) as own:
+                span = pending_span(int(conversation_id), session=own)
+        else:
             span = pending_span(int(conversation_id), session=session)
         if span is None:
             return 0.0

@@ -319,16 +319,19 @@ _entered_for: ContextVar[tuple[int, int] | None] = ContextVar(
 
 @contextmanager
 def in_conversation_workspace(
-    conversation_id: int, *, session_factory: sessionmaker[Session]
+    conversation_id: int, *, session_factory: sessionmaker[Session], known: int | None = None
 ) -> Iterator[int]:
     """Run the block in the workspace of conversation `conversation_id` (the workspace in force
     when there is no such conversation: the block then finds nothing). Inside a block entered for
-    the same conversation, the workspace is the one in force (no second lookup)."""
+    the same conversation, the workspace is the one in force (no second lookup); `known` is the
+    conversation's workspace when the caller has just read it."""
     if _entered_for.get() == (conversation_id, current_workspace()):
         yield current_workspace()
         return
-    with session_factory() as session:
-        found = conversation_workspace(conversation_id, session=session)
+    found = known
+    if found is None:
+        with session_factory() as session:
+            found = conversation_workspace(conversation_id, session=session)
     with in_workspace(found if found is not None else current_workspace()) as workspace_id:
         token = _entered_for.set((conversation_id, workspace_id))
         try:

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import read_session
-from store.models import Message
+from store.models import Conversation, Message
 from store.tenancy import all_workspaces
 
 INTERRUPTED_ERROR = (
@@ -43,6 +43,20 @@ def has_pending(conversation_id: int, *, session: Session) -> bool:
         session.scalar(
             select(exists().where(Message.conversation_id == conversation_id, _waiting()))
         )
+    )
+
+
+def waiting_workspace(conversation_id: int, *, session: Session) -> int | None:
+    """The workspace of conversation `conversation_id` when something in it waits (what
+    `has_pending` asks), else None; whatever workspace is in force: a background job's first
+    question, in one statement."""
+    return session.scalar(
+        select(Conversation.workspace_id)
+        .where(
+            Conversation.id == conversation_id,
+            exists().where(Message.conversation_id == conversation_id, _waiting()),
+        )
+        .execution_options(**all_workspaces())
     )
 
 

@@ -25,7 +25,7 @@ from leaddesk.worker.locks import ConversationLocks, make_locks
 from leaddesk.worker.sweeper import Sweeper, SweeperThread
 from store.inbox import INBOX_KEY
 from store.messages import in_conversation_workspace
-from store.pending import has_pending, reading, undelivered_replies
+from store.pending import has_pending, reading, undelivered_replies, waiting_workspace
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ConversationRunner:
         deliver: Callable[[list[int]], None] | None,
         locks: ConversationLocks,
         max_passes: int = MAX_PASSES,
-        due_in: Callable[[int], float] | None = None,
+        due_in: Callable[..., float] | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._process = process
@@ -61,33 +61,44 @@ class ConversationRunner:
         with reading(self._session_factory) as session:
             return has_pending(conversation_id, session=session)
 
-    def due_in(self, conversation_id: int) -> float:
-        """Seconds until the conversation's burst is due for an answer (0: now)."""
-        return self._due_in(conversation_id) if self._due_in is not None else 0.0
+    def due_in(self, conversation_id: int, *, session: Session | None = None) -> float:
+        """Seconds until the conversation's burst is due for an answer (0: now); read in `session`
+        when given."""
+        if self._due_in is None:
+            return 0.0
+        if session is None:
+            return self._due_in(conversation_id)
+        return self._due_in(conversation_id, session=session)
 
-    def run(self, conversation_id: int) -> str:
+    def run(self, conversation_id: int, *, waiting: bool = False) -> str:
         """ "idle" (nothing pending), "busy" (another worker holds it), "done", "more" (messages
         keep arriving: submit again) or "later" (the customer is still typing: submit again once
-        `due_in` has passed)."""
-        if not self.pending(conversation_id):
+        `due_in` has passed). `waiting`: the caller has just seen messages waiting."""
+        if not waiting and not self.pending(conversation_id):
             return "idle"
         with self._locks.hold(conversation_id) as held:
             if not held:
                 return "busy"
-            if self._deliver is not None:
-                # A worker died between recording a reply and sending it: it goes out first, in
-                # order.
-                with reading(self._session_factory) as session:
-                    leftovers = undelivered_replies(conversation_id, session=session)
-                if leftovers:
-                    log.info(
-                        "conversation %s: delivering %d reply(ies) an interrupted run recorded",
-                        conversation_id,
-                        len(leftovers),
-                    )
-                    self._deliver(leftovers)
-            for _ in range(self._max_passes):
-                if self.due_in(conversation_id) > 0:
+            # One read under the lock: replies a worker recorded but died before sending (they go
+            # out first, in order), and whether the burst is due.
+            with reading(self._session_factory) as session:
+                leftovers = (
+                    undelivered_replies(conversation_id, session=session)
+                    if self._deliver is not None
+                    else []
+                )
+                due = self.due_in(conversation_id, session=session)
+            if leftovers and self._deliver is not None:
+                log.info(
+                    "conversation %s: delivering %d reply(ies) an interrupted run recorded",
+                    conversation_id,
+                    len(leftovers),
+                )
+                self._deliver(leftovers)
+            for number in range(self._max_passes):
+                if number > 0:
+                    due = self.due_in(conversation_id)
+                if due > 0:
                     return "later"
                 self._process(conversation_id)
                 # Messages stored while the bot ran (whose tasks found the lock taken) go in the
@@ -113,11 +124,16 @@ class WorkerState:
             report = self.runtime.inbox.drain(pause=lambda spent: spent >= DRAIN_SLICE)
             return "busy" if report.busy else ("more" if report.more else "done")
         # A task names only its conversation: the run (its pending messages, leftover replies,
-        # quiet window, prompts) happens in the conversation's workspace.
+        # quiet window, prompts) happens in the conversation's workspace, read with whether
+        # anything waits.
+        with reading(self.runtime.session_factory) as session:
+            workspace_id = waiting_workspace(conversation_id, session=session)
+        if workspace_id is None:
+            return "idle"
         with in_conversation_workspace(
-            conversation_id, session_factory=self.runtime.session_factory
+            conversation_id, session_factory=self.runtime.session_factory, known=workspace_id
         ):
-            return self.runner.run(conversation_id)
+            return self.runner.run(conversation_id, waiting=True)
 
     def due_in(self, conversation_id: int) -> float:
         """Seconds until the conversation's burst is due, by its workspace's quiet window."""

@@ -16,7 +16,10 @@ from store.pending import (
     reading,
     stale_conversations,
     undelivered_replies,
+    waiting_workspace,
 )
+from store.tenancy import in_workspace
+from store.workspaces import create_workspace
 
 
 def _say(session_factory: sessionmaker[Session], who: str, text: str, at: datetime) -> int:
@@ -97,3 +100,27 @@ def test_only_sends_claimed_before_the_cutoff_are_marked_unknown(
         assert marked is not None and still is not None
         assert marked.delivery_status == "unknown" and "not sent again" in (marked.error or "")
         assert still.delivery_status == "sending"
+
+
+def test_a_jobs_first_question_names_the_workspace_of_a_conversation_with_something_waiting(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Asked from any workspace: the conversation's own while a message or a reply waits, None
+    once nothing does (or for no such conversation)."""
+    with session_factory.begin() as session:
+        other = create_workspace("acme", "Acme", session=session).id
+    with in_workspace(other):
+        conversation_id = _say(session_factory, "visitor", "Hello", utcnow())
+    with reading(session_factory) as session:
+        assert waiting_workspace(conversation_id, session=session) == other
+        assert waiting_workspace(conversation_id + 1000, session=session) is None
+    with in_workspace(other):
+        _processed(session_factory, conversation_id)
+    with reading(session_factory) as session:
+        assert waiting_workspace(conversation_id, session=session) is None
+    with in_workspace(other), session_factory.begin() as session:
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None
+        record_outbound(conversation, "An answer on its way", session=session)
+    with reading(session_factory) as session:
+        assert waiting_workspace(conversation_id, session=session) == other
