@@ -43,10 +43,14 @@ from store.domain.takeover import human_took_over
 from store.domain.waiting import assign_waiting_leads
 from store.events import EventBus, LocalBus, RedisBus, watch
 from store.inbox import INBOX_KEY
-from store.messages import conversations_with_pending, in_conversation_workspace
+from store.messages import (
+    conversation_workspace,
+    conversations_with_pending,
+    in_conversation_workspace,
+)
 from store.models import utcnow
-from store.pending import mark_interrupted_sends
-from store.tenancy import in_workspace
+from store.pending import mark_interrupted_sends, reading
+from store.tenancy import current_workspace, in_workspace
 from store.workspaces import active_workspace_ids, get_workspace
 from webhooks import Services, create_app
 from webhooks.app import add_health_probe
@@ -296,12 +300,20 @@ def build_runtime(
                 pause=give_way if isinstance(dispatcher, ThreadDispatcher) else None
             )
             return Later(DRAIN_PAUSE) if report.more else None
-        with in_conversation_workspace(conversation_id, session_factory=session_factory):
-            # A burst still being typed waits for its quiet window (its workspace's); it is
-            # answered once, as a whole (its later messages may still be in the inbox).
-            wait = max(bot.seconds_until_due(conversation_id), inbox.settling())
-            if wait > 0:
-                return Later(wait)
+        # A burst still being typed waits for its quiet window (its workspace's); it is answered
+        # once, as a whole (its later messages may still be in the inbox). The conversation's
+        # workspace and its burst's span come in one read.
+        with reading(session_factory) as session:
+            found = conversation_workspace(conversation_id, session=session)
+            workspace_id = found if found is not None else current_workspace()
+            with in_workspace(workspace_id):
+                due = bot.seconds_until_due(conversation_id, session=session)
+        wait = max(due, inbox.settling())
+        if wait > 0:
+            return Later(wait)
+        with in_conversation_workspace(
+            conversation_id, session_factory=session_factory, known=workspace_id
+        ):
             return bot.process_conversation(conversation_id)
 
     def give_way(spent: float) -> bool:
