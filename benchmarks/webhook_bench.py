@@ -259,7 +259,7 @@ def start_bare() -> tuple[subprocess.Popen[bytes], int]:
 
 
 def start_leaddesk(
-    database_url: str, graph_url: str, workers: int, code: Path
+    database_url: str, graph_url: str, workers: int, code: Path, extra: dict[str, str]
 ) -> tuple[subprocess.Popen[str], int, list[str]]:
     env = {
         k: v
@@ -279,6 +279,7 @@ def start_leaddesk(
             "WHATSAPP_PHONE_NUMBER_ID": "1065",
             "META_GRAPH_URL": graph_url,
             "LEADDESK_WORKER_THREADS": str(workers),
+            **extra,
         }
     )
     command = [
@@ -427,12 +428,15 @@ class ScratchDatabase:
 class LeaddeskRun:
     """One `leaddesk serve` from `code` on a scratch database, with its Graph API stand-in."""
 
-    def __init__(self, name: str, code: Path, args: argparse.Namespace, suffix: str) -> None:
+    def __init__(
+        self, name: str, code: Path, args: argparse.Namespace, suffix: str, env: list[str]
+    ) -> None:
         self.name = name
         self.graph = FakeGraph()
         self.scratch = ScratchDatabase(args.database, suffix)
+        extra = dict(item.split("=", 1) for item in env)
         self.process, self.port, self.lines = start_leaddesk(
-            self.scratch.url, self.graph.url, args.workers, code
+            self.scratch.url, self.graph.url, args.workers, code, extra
         )
 
     def stop(self) -> None:
@@ -491,8 +495,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="also run the server from this checkout (before/after in one run)",
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for this checkout's server (e.g. LEADDESK_BOT_NICE=10); repeatable",
+    )
+    parser.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the --compare-with server; repeatable",
+    )
     args = parser.parse_args(argv)
     label = "PostgreSQL" if args.database else "SQLite"
+    if any("=" not in item for item in [*args.env, *args.compare_env]):
+        parser.error("--env and --compare-env take NAME=VALUE")
     if (
         not 1 <= args.count <= 100_000
         or not 1 <= args.concurrency <= 64
@@ -525,10 +545,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.compare_with is not None:
             runs.append(
                 LeaddeskRun(
-                    "leaddesk serve (compared)", Path(args.compare_with).resolve(), args, "_before"
+                    "leaddesk serve (compared)",
+                    Path(args.compare_with).resolve(),
+                    args,
+                    "_before",
+                    args.compare_env,
                 )
             )
-        runs.append(LeaddeskRun(f"leaddesk serve ({label})", REPO_ROOT, args, ""))
+        runs.append(LeaddeskRun(f"leaddesk serve ({label})", REPO_ROOT, args, "", args.env))
         for run in runs:  # as bare Flask was, with webhooks the check counts
             fire(run.port, warm_bodies, args.concurrency)
         for run in runs:  # and answered before the rounds, which start on an idle bot

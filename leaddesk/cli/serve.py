@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -210,7 +211,23 @@ def _run_bot_process(fd: int, settings: Settings) -> int:
     # opposite (the two processes share one write lock, which the held-back work then takes in
     # bursts while webhooks wait): there the drain's own deferral is the better trade.
     sqlite = settings.database_url.startswith("sqlite")
+    if settings.bot_nice:
+        _lower_priority(settings.bot_nice)
     return serve_bot_process(fd, build, acknowledge_first=not sqlite)
+
+
+def _lower_priority(increment: int) -> None:
+    """`os.nice` for the whole process: on Linux a thread has a niceness of its own, and one
+    started before this call (at import) would keep the web process's."""
+    os.nice(increment)
+    target = os.getpriority(os.PRIO_PROCESS, 0)
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return
+    for task in tasks.iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if os.getpriority(os.PRIO_PROCESS, int(task.name)) < target:
+                os.setpriority(os.PRIO_PROCESS, int(task.name), target)
 
 
 def _summary(settings: Settings, runtime: Any, http_threads: int) -> None:

@@ -152,3 +152,48 @@ def test_a_bot_process_killed_in_the_middle_of_a_drain_loses_and_duplicates_noth
     sent = [m for m in bot if m.delivery_status == "sent"]
     assert len(graph.requests) == len(sent)
     engine.dispose()
+
+
+def test_the_bot_process_runs_at_the_niceness_set_above_the_web_process(
+    tmp_path: Path, graph: FakeGraph
+) -> None:
+    """LEADDESK_BOT_NICE: where the two processes share the cores, the webhooks' acknowledgements
+    come first (also in a bot process started again after a crash)."""
+    url = f"sqlite:///{tmp_path / 'leaddesk.db'}"
+    upgrade(url)
+    server = ServeProcess(
+        url,
+        META_GRAPH_URL=graph.url,
+        WHATSAPP_ACCESS_TOKEN="wa-token",
+        WHATSAPP_PHONE_NUMBER_ID=PHONE_NUMBER_ID,
+        LEADDESK_BOT_NICE="5",
+    ).start()
+    try:
+        web = os.getpriority(os.PRIO_PROCESS, server.process.pid)
+        first = _bot_pid(server)
+        assert os.getpriority(os.PRIO_PROCESS, first) == min(19, web + 5)
+        os.kill(first, signal.SIGKILL)
+        assert server.url is not None
+
+        def restarted() -> bool:
+            _, health = http("GET", f"{server.url}/healthz")
+            pid = health["workers"]["process"]["pid"]
+            return isinstance(pid, int) and pid != first
+
+        wait_for(restarted, what="a new bot process", server=server)
+        again = _bot_pid(server)
+        # It lowers its own priority as it starts.
+        wait_for(
+            lambda: os.getpriority(os.PRIO_PROCESS, again) == min(19, web + 5),
+            timeout=30,
+            what="the new bot process's niceness",
+            server=server,
+        )
+        threads = Path(f"/proc/{again}/task")
+        if threads.is_dir():  # Linux: every thread of it
+            for thread in threads.iterdir():
+                assert os.getpriority(os.PRIO_PROCESS, int(thread.name)) == min(19, web + 5)
+        assert post_webhook(server.url, wa_text("Hi, are you open?", wa_id="14155550100")) == 200
+        wait_for(lambda: len(graph.requests) == 1, what="the reply", server=server)
+    finally:
+        assert server.stop() == 0, server.log()
