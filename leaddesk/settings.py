@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     worker_threads: int = Field(4, ge=1, le=64, validation_alias=_env("LEADDESK_WORKER_THREADS"))
     # `leaddesk serve`'s bot process runs at this niceness above the web process (0-19): where
     # the two share the cores, acknowledging webhooks comes first and the bot takes what is left.
-    bot_nice: int = Field(0, ge=0, le=19, validation_alias=_env("LEADDESK_BOT_NICE"))
+    # Unset: 10 on SQLite, 0 on PostgreSQL (where the bot process waits for a lull in the webhooks
+    # instead; see benchmarks/README.md).
+    bot_nice: int | None = Field(None, ge=0, le=19, validation_alias=_env("LEADDESK_BOT_NICE"))
     broker_url: str | None = Field(None, validation_alias=_env("LEADDESK_BROKER_URL"))
     # The broker queue's name: deployments sharing one Redis or RabbitMQ each use their own.
     broker_queue: str = Field(

@@ -44,9 +44,15 @@ def test_every_bad_value_is_named_in_one_line(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "mysql://root@localhost/x")
     monkeypatch.setenv("LEADDESK_DEFAULT_REGION", "Narnia")
     monkeypatch.setenv("LEADDESK_LLM_TIMEOUT", "-3")
+    monkeypatch.setenv("LEADDESK_BOT_NICE", "20")
     with pytest.raises(SettingsError) as caught:
         load_settings()
     message = str(caught.value)
     assert "\n" not in message
-    for name in ("DATABASE_URL:", "LEADDESK_DEFAULT_REGION:", "LEADDESK_LLM_TIMEOUT:"):
+    for name in (
+        "DATABASE_URL:",
+        "LEADDESK_DEFAULT_REGION:",
+        "LEADDESK_LLM_TIMEOUT:",
+        "LEADDESK_BOT_NICE:",
+    ):
         assert name in message
