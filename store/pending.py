@@ -3,6 +3,8 @@ but never handed to their channel, and sends a crash cut off (the worker tier's 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -20,12 +22,20 @@ INTERRUPTED_ERROR = (
 
 
 def reading(session_factory: sessionmaker[Session]) -> Any:
-    """A session for a read: on SQLite a snapshot that does not take the write lock (every other
-    transaction there does); on PostgreSQL a plain one (fewer round trips than a read-only one)."""
+    """A session for a short read: on SQLite a snapshot that does not take the write lock (every
+    other transaction there does); on PostgreSQL without a transaction (autocommit: each statement
+    sees what is committed when it runs, and no BEGIN or ROLLBACK round trips around it)."""
     bind = session_factory.kw.get("bind")
     if bind is not None and bind.dialect.name == "sqlite":
         return read_session(session_factory)
-    return session_factory()
+    return _autocommit(session_factory)
+
+
+@contextmanager
+def _autocommit(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as session:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
 
 
 def _waiting() -> ColumnElement[bool]:

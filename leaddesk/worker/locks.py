@@ -37,7 +37,10 @@ class PostgresLocks:
 
     @contextmanager
     def hold(self, key: int) -> Iterator[bool]:
-        connection = self._engine.connect()
+        # Outside any transaction (autocommit: one round trip each to lock and unlock): the lock
+        # lives with the session, not a transaction, and an idle-in-transaction connection would
+        # hold back vacuum.
+        connection = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             held = bool(
                 connection.execute(
@@ -45,9 +48,6 @@ class PostgresLocks:
                     {"ns": LOCK_NAMESPACE, "key": int(key)},
                 ).scalar()
             )
-            # Out of the transaction at once: the lock lives with the session, not the transaction,
-            # and an idle-in-transaction connection would hold back vacuum.
-            connection.commit()
         except BaseException:
             connection.invalidate()
             connection.close()
@@ -64,7 +64,6 @@ class PostgresLocks:
                     text("SELECT pg_advisory_unlock(:ns, :key)"),
                     {"ns": LOCK_NAMESPACE, "key": int(key)},
                 )
-                connection.commit()
             except DBAPIError:
                 # The connection died (and PostgreSQL released the lock with it): do not reuse it.
                 connection.invalidate()
