@@ -131,37 +131,32 @@ LEAD_INDEXES = (
 PG_LEAD_INDEXES = ("ix_leads_live_contacted_desc", "ix_leads_live_agent_created")
 
 
-def _partial_indexes() -> None:
-    """The partial indexes a SQLite table copy would lose, made again (the same both ways)."""
-    op.create_index(
+# The partial indexes a SQLite table copy would lose: (name, table, columns, condition, unique).
+PARTIAL_INDEXES = (
+    (
         "ix_messages_unprocessed",
         "messages",
         ["conversation_id", "id"],
-        sqlite_where=sa.text("direction = 'in' AND processed_at IS NULL"),
-        postgresql_where=sa.text("direction = 'in' AND processed_at IS NULL"),
-    )
-    op.create_index(
-        "ix_inbox_unprocessed",
-        "inbox",
-        ["id"],
-        sqlite_where=sa.text("processed_at IS NULL"),
-        postgresql_where=sa.text("processed_at IS NULL"),
-    )
-    op.create_index(
-        "ix_tasks_unreminded",
-        "tasks",
-        ["due_at"],
-        sqlite_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
-        postgresql_where=sa.text("reminded_at IS NULL AND done_at IS NULL"),
-    )
-    op.create_index(
-        "uq_conversations_lead_email",
-        "conversations",
-        ["lead_id"],
-        unique=True,
-        sqlite_where=sa.text("channel = 'email'"),
-        postgresql_where=sa.text("channel = 'email'"),
-    )
+        "direction = 'in' AND processed_at IS NULL",
+        False,
+    ),
+    ("ix_inbox_unprocessed", "inbox", ["id"], "processed_at IS NULL", False),
+    ("ix_tasks_unreminded", "tasks", ["due_at"], "reminded_at IS NULL AND done_at IS NULL", False),
+    ("uq_conversations_lead_email", "conversations", ["lead_id"], "channel = 'email'", True),
+)
+
+
+def _partial_indexes() -> None:
+    """`PARTIAL_INDEXES`, made again after the table copies (the same both ways)."""
+    for name, table, columns, condition, unique in PARTIAL_INDEXES:
+        op.create_index(
+            name,
+            table,
+            columns,
+            unique=unique,
+            sqlite_where=sa.text(condition),
+            postgresql_where=sa.text(condition),
+        )
 
 
 def _foreign_keys(enabled: bool) -> None:
