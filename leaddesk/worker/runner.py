@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +36,13 @@ MAX_PASSES = 3
 DRAIN_SLICE = 2.0
 
 
+class DueIn(Protocol):
+    """`BotService.seconds_until_due`: seconds until a conversation's burst is due, read in
+    `session` when given."""
+
+    def __call__(self, conversation_id: int, *, session: Session | None = None) -> float: ...
+
+
 class ConversationRunner:
     """What one task does: under the conversation's lock, hand over replies an interrupted run
     recorded but never sent, then run the bot, coalescing messages that arrive meanwhile."""
@@ -48,7 +55,7 @@ class ConversationRunner:
         deliver: Callable[[list[int]], None] | None,
         locks: ConversationLocks,
         max_passes: int = MAX_PASSES,
-        due_in: Callable[..., float] | None = None,
+        due_in: DueIn | None = None,
     ) -> None:
         self._session_factory = session_factory
         self._process = process
@@ -64,11 +71,7 @@ class ConversationRunner:
     def due_in(self, conversation_id: int, *, session: Session | None = None) -> float:
         """Seconds until the conversation's burst is due for an answer (0: now); read in `session`
         when given."""
-        if self._due_in is None:
-            return 0.0
-        if session is None:
-            return self._due_in(conversation_id)
-        return self._due_in(conversation_id, session=session)
+        return self._due_in(conversation_id, session=session) if self._due_in is not None else 0.0
 
     def run(self, conversation_id: int, *, waiting: bool = False) -> str:
         """ "idle" (nothing pending), "busy" (another worker holds it), "done", "more" (messages
