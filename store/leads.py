@@ -402,17 +402,17 @@ def known_senders(
         _senders_statement().where(tuple_(Identity.channel, Identity.external_id).in_(keys))
     ).all()
     lead_ids = {lead.id for _identity, lead, _conversation in rows}
-    details: dict[int, set[tuple[str, str]]] = {}
+    verified: dict[int, set[tuple[str, str]]] = {}
     if lead_ids:
         for lead_id, kind, key in session.execute(
             select(ContactDetail.lead_id, ContactDetail.kind, ContactDetail.key).where(
                 ContactDetail.lead_id.in_(lead_ids), ContactDetail.trust == VERIFIED
             )
         ):
-            details.setdefault(lead_id, set()).add((kind, key))
+            verified.setdefault(lead_id, set()).add((kind, key))
     return {
         (identity.channel, identity.external_id): KnownSender(
-            identity, lead, conversation, frozenset(details.get(lead.id, ()))
+            identity, lead, conversation, frozenset(verified.get(lead.id, ()))
         )
         for identity, lead, conversation in rows
     }
@@ -439,8 +439,9 @@ def known_sender(
     row = session.execute(_one_sender_statement(phone is not None), params).first()
     if row is None:
         return None
-    verified = frozenset([("phone", params["phone_key"])]) if phone is not None and row[3] else ()
-    return KnownSender(row[0], row[1], row[2], frozenset(verified))
+    held = phone is not None and bool(row[3])
+    verified = frozenset([("phone", params["phone_key"])]) if held else frozenset()
+    return KnownSender(row[0], row[1], row[2], verified)
 
 
 @cache
