@@ -20,6 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -31,6 +32,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 READ_ONLY_OPTION = "leaddesk_read_only"
 # How long a SQLite writer waits for its turn, then for the lock itself (seconds).
 SQLITE_WRITE_TIMEOUT = 30.0
+# A pooled server connection idle for longer than this (seconds) is pinged before it is handed
+# out again; one given back a moment ago is not (see `ping_idle_connections`).
+PING_AFTER_IDLE = 1.0
+_IDLE_SINCE = "leaddesk_idle_since"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -77,8 +82,44 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # An in-memory database is one shared connection (StaticPool): nothing to queue for.
             queue_sqlite_writers(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        ping_idle_connections(engine)
+    return engine
+
+
+def ping_idle_connections(engine: Engine, idle: float | None = None) -> None:
+    """Check a pooled connection with a round trip before handing it out, when it has been idle
+    for more than `idle` seconds (`PING_AFTER_IDLE` unless given): one that the server dropped
+    meanwhile (a restart, a failover, an idle timeout) is replaced by a new one, invisibly to the
+    caller.
+
+    The pool's own `pool_pre_ping` pays that round trip at every check-out, which in a busy worker
+    (several short transactions per message, each checking a connection out) was a statement in
+    every transaction. A connection given back a moment ago was working then; should the server
+    drop it in that moment, the statement using it fails as any statement fails on a lost
+    connection (the pool is then renewed whole, and the work is retried as any failed work is:
+    a run's messages stay unprocessed, a webhook answered 503 is delivered again).
+    """
+    idle = PING_AFTER_IDLE if idle is None else idle
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _given_back(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _handed_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)  # none: a new connection
+        if since is None or time.monotonic() - since <= idle:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                # The pool drops it (and every connection older than it) and connects again.
+                raise InvalidatePoolError(str(exc)) from exc
+            raise
 
 
 class TurnQueue:
