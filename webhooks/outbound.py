@@ -24,15 +24,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import read_session
 from store.models import Conversation, Message, utcnow
+from store.pending import reading
 from store.tenancy import all_workspaces, current_workspace, in_workspace
 from store.workspaces import active_workspace_ids
 from webhooks.channels import ChannelDirectory
@@ -114,6 +116,7 @@ def _secret(value: Any) -> str:
 @dataclass
 class _Plan:
     message_id: int
+    workspace_id: int
     conversation_id: int
     channel: str
     recipient: str | None
@@ -122,6 +125,32 @@ class _Plan:
     subject: str = ""
     channel_message_id: str | None = None
     to_name: str = ""
+
+
+@cache
+def _plan_statement() -> Any:
+    """`ChannelOutbox._plan`'s read, built once: the reply, if it waits to be sent, with its
+    workspace and its conversation's last customer message."""
+    return (
+        select(
+            Message.id,
+            Message.workspace_id,
+            Message.conversation_id,
+            Message.channel,
+            Message.external_id,
+            Message.text,
+            Message.payload,
+            Message.channel_message_id,
+            Conversation.last_inbound_at,
+        )
+        .outerjoin(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Message.id == bindparam("message_id"),
+            Message.direction == "out",
+            Message.delivery_status == "pending",
+        )
+        .execution_options(**all_workspaces())
+    )
 
 
 @dataclass
@@ -208,21 +237,14 @@ class ChannelOutbox:
     def _deliver_one(self, message_id: int) -> None:
         # Whoever asks (a bot job, an agent's request, the catch-up at start), the message goes
         # out in its own workspace, with that workspace's account and token.
-        with read_session(self._session_factory) as session:
-            workspace_id = session.scalar(
-                select(Message.workspace_id)
-                .where(Message.id == message_id)
-                .execution_options(**all_workspaces())
-            )
-        if workspace_id is None:
-            return
-        with in_workspace(workspace_id):
-            self._deliver_in_workspace(message_id)
-
-    def _deliver_in_workspace(self, message_id: int) -> None:
         plan = self._plan(message_id)
         if plan is None:
             return
+        with in_workspace(plan.workspace_id):
+            self._deliver_in_workspace(plan)
+
+    def _deliver_in_workspace(self, plan: _Plan) -> None:
+        message_id = plan.message_id
         channel = plan.channel
         if channel == "web":
             self._finish(plan, "sent")
@@ -307,27 +329,25 @@ class ChannelOutbox:
             log.warning("email %s failed after %d attempt(s)", plan.message_id, result.attempts)
 
     def _plan(self, message_id: int) -> _Plan | None:
-        with read_session(self._session_factory) as session:
-            message = session.get(Message, message_id)
-            if (
-                message is None
-                or message.direction != "out"
-                or message.delivery_status != "pending"
-            ):
-                return None
-            conversation = session.get(Conversation, message.conversation_id)
-            payload = message.payload or {}
-            return _Plan(
-                message_id=message.id,
-                conversation_id=message.conversation_id,
-                channel=message.channel,
-                recipient=message.external_id,
-                text=message.text or "",
-                last_inbound_at=conversation.last_inbound_at if conversation else None,
-                subject=str(payload.get("subject") or ""),
-                channel_message_id=message.channel_message_id,
-                to_name=str(payload.get("to_name") or ""),
-            )
+        """What delivering reply `message_id` needs, in one read whatever workspace is in force;
+        None unless it is an outbound message waiting to be sent."""
+        with reading(self._session_factory) as session:
+            row = session.execute(_plan_statement(), {"message_id": message_id}).first()
+        if row is None:
+            return None
+        payload = row.payload or {}
+        return _Plan(
+            message_id=row.id,
+            workspace_id=row.workspace_id,
+            conversation_id=row.conversation_id,
+            channel=row.channel,
+            recipient=row.external_id,
+            text=row.text or "",
+            last_inbound_at=row.last_inbound_at,
+            subject=str(payload.get("subject") or ""),
+            channel_message_id=row.channel_message_id,
+            to_name=str(payload.get("to_name") or ""),
+        )
 
     def _missing_config(self, channel: str) -> str | None:
         return self.channels.missing(current_workspace(), channel)

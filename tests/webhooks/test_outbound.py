@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.messages import Inbound, ingest, record_outbound
@@ -339,3 +339,32 @@ def test_channel_statuses_summary() -> None:
         "instagram": "off",
         "email": "off",
     }
+
+
+def test_a_reply_is_read_once_and_claimed_once_before_it_is_sent(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
+    """Which reply, in which workspace, to whom and whether the 24-hour window is open: one
+    statement; then the claim that keeps a second delivery from sending it again."""
+    outbox = make_outbox(session_factory, graph, clock, sleeps)
+    outbox.deliver([reply_waiting(session_factory, clock, customer="16505550000")])
+    # (The workspace's channel settings are now known for a few seconds: not read again.)
+    reply = reply_waiting(session_factory, clock)
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+    at_send: list[list[str]] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        word = statement.split(None, 1)[0].upper()
+        if word not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            statements.append(word)
+
+    graph.on_request = lambda _request: at_send.append(list(statements))
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        outbox.deliver([reply])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert at_send == [["SELECT", "UPDATE"]]
+    assert statements == ["SELECT", "UPDATE", "UPDATE"]  # and the outcome
+    assert stored(session_factory, reply).delivery_status == "sent"
