@@ -59,6 +59,7 @@ _FILLABLE = (
 )
 _MAX_ATTEMPTS = 5
 _AUDIT_BATCH = "leaddesk.audit_batch"  # the session.info key of `batched_audit`'s rows
+_REHOMINGS = "leaddesk.rehomings"  # the session.info key of `rehomings`' count
 _DEFAULT_STATUS = "New"
 
 
@@ -811,6 +812,7 @@ def merge_leads(
     """
     if a.id == b.id:
         return a
+    _rehoming(session)
     first, second = sorted((a.id, b.id))
     keep = into.id if into is not None else first
     # Lock both rows in id order so that concurrent merges of the same pair serialise.
@@ -999,6 +1001,18 @@ def _merge_contacts(session: Session, survivor: Lead, absorbed: Lead) -> None:
     session.flush()
 
 
+def rehomings(session: Session) -> int:
+    """How many times this session moved identities or conversations from one lead or
+    conversation to another (a merge of leads, the conversations of one person joined): what
+    someone who read senders earlier in the transaction compares to know that it must read them
+    again."""
+    return int(session.info.get(_REHOMINGS, 0))
+
+
+def _rehoming(session: Session) -> None:
+    session.info[_REHOMINGS] = rehomings(session) + 1
+
+
 def join_conversations(alias: Identity, root_id: int, *, session: Session) -> int:
     """`alias` and the identity `root_id` are one person on one channel (the channel says so, as
     WhatsApp does with a BSUID beside the phone): their conversations become one, the older.
@@ -1006,6 +1020,7 @@ def join_conversations(alias: Identity, root_id: int, *, session: Session) -> in
     other_root = alias.alias_of_id or alias.id
     if other_root == root_id:
         return root_id
+    _rehoming(session)
     keep_root, drop_root = sorted((other_root, root_id))
     keep = session.scalars(
         select(Conversation).where(Conversation.identity_id == keep_root)

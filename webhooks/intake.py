@@ -38,6 +38,7 @@ from store.leads import (
     join_conversations,
     known_senders,
     merge_leads,
+    rehomings,
     settled_sender,
 )
 from store.messages import Inbound, Ingested, ingest, ingest_known
@@ -423,11 +424,17 @@ class InboxDrain:
         result: StoreResult,
     ) -> None:
         """Rows of one workspace in order; each run of customer messages from settled senders in one
-        statement (`store.messages.ingest_known`), every other row as `_apply` does it. Senders are
-        looked up for the rows still ahead after each row that may have changed them."""
+        statement (`store.messages.ingest_known`), every other row as `_apply` does it.
+
+        The senders of the rows ahead are read (one statement for all of them) before the first
+        customer message, and again only when needed: before a row whose sender an earlier row
+        registered or changed, or after any row that moved someone else's identity or
+        conversation (a merge, joined conversations) or was not a plain customer message. A new
+        customer's first row does not make the others' senders read again."""
         events = [{k: _load(v) for k, v in row.event.items()} for row in rows]
         plan: dict[int, KnownSender] = {}
-        fresh = False
+        stale = True  # the plan must be read before the next customer message
+        changed: set[tuple[str, str]] = set()  # senders written by a row since the plan was read
         run: list[tuple[Inbound, KnownSender, datetime | None]] = []
 
         def store_run() -> None:
@@ -436,16 +443,28 @@ class InboxDrain:
             run.clear()
 
         for index, (row, data) in enumerate(zip(rows, events, strict=True)):
-            if row.kind != "status" and not fresh:
+            sender = (str(data.get("channel")), str(data.get("external_id")))
+            if row.kind != "status" and (stale or sender in changed):
                 plan = self._settled(rows[index:], events[index:], index, session)
-                fresh = True
+                stale = False
+                changed.clear()
             known = plan.get(index)
             if known is not None:
                 run.append((Inbound(**data), known, row.received_at))
                 continue
             store_run()
+            before = rehomings(session)
             self._apply(row, session, now, touched, result, data=data)
-            fresh = fresh and row.kind == "status"
+            if row.kind == "status":
+                continue
+            if (
+                rehomings(session) != before
+                or data.get("author", "customer") != "customer"
+                or (data.get("extra") or {}).get("aliases")
+            ):
+                stale = True
+            else:
+                changed.add(sender)
         store_run()
 
     def _settled(

@@ -5,6 +5,7 @@ row, so that it alone is set aside."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -16,9 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from store import inbox
 from store.events import LocalBus, watch
 from store.inbox import MAX_ATTEMPTS
-from store.models import Conversation, Inbox, Message
+from store.models import Conversation, Inbox, Lead, Message
+from tests.webhooks.meta_payloads import wa_body, wa_change, wa_contact, wa_message
 from tests.webhooks.support import Clock
-from tests.webhooks.test_inbox import inbound_texts, inbox_rows, text_batch
+from tests.webhooks.test_inbox import inbound_texts, inbox_rows, parsed, text_batch
 from webhooks.intake import InboxDrain, queue_batch
 
 CUSTOMERS = ("16505550001", "16505550002", "16505550003")
@@ -246,3 +248,68 @@ def test_messages_stored_in_a_batch_are_announced_once_and_a_failed_attempt_anno
         )
     assert len(stored) == len(texts) == 9
     assert sorted(announced) == stored  # each stored message once, none from the failed attempt
+
+
+def test_new_customers_in_a_batch_do_not_make_the_others_senders_read_again(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """Three new customers, three messages each, interleaved: their senders are read before the
+    batch and once more when the first of them writes again, not after every new customer."""
+    texts = queue_interleaved(db_engine, rounds=3, prefix="new")
+    with statements(db_engine) as seen:
+        report = make_drain(session_factory, []).drain()
+    assert report.processed == 9 and report.failed == 0
+    reads = [s for s in seen if "(identities.channel, identities.external_id) IN" in s]
+    assert len(reads) == 2, reads
+    by_sender = conversation_texts(session_factory)
+    for wa_id in CUSTOMERS:
+        assert by_sender[wa_id] == [t for t in texts if t.endswith(wa_id)]
+
+
+def test_a_merge_inside_a_batch_makes_the_senders_ahead_read_again(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """A customer known by phone writes once by a WhatsApp user id alone (a lead of its own), then
+    with both (the two leads become one), all in one batch with the phone's own messages between:
+    every message after the merge lands on the one lead, each in its room, in order."""
+    phone, bsuid = "5511987654321", "BR.777"
+
+    def one(text: str, *, wa_id: str | None, user_id: str | None = None) -> None:
+        body = wa_body(
+            wa_change(
+                contacts=[wa_contact(wa_id, "Ana", user_id=user_id)],
+                messages=[wa_message(wa_id=wa_id, user_id=user_id, body=text, mid=f"m.{text}")],
+            )
+        )
+        queue_batch(parsed(body), engine=db_engine, now=datetime.now(UTC))
+
+    one("hello", wa_id=phone)
+    make_drain(session_factory, []).drain()  # known by phone
+    one("first", wa_id=None, user_id=bsuid)
+    one("p1", wa_id=phone)
+    one("second", wa_id=phone, user_id=bsuid)
+    one("p2", wa_id=phone)
+    one("third", wa_id=None, user_id=bsuid)
+    report = make_drain(session_factory, []).drain()
+    assert report.processed == 5 and report.failed == 0
+    with session_factory() as session:
+        live = list(session.scalars(select(Lead).where(Lead.merged_into_id.is_(None))))
+        assert len(live) == 1 and live[0].phone == "+" + phone
+        owners = set(session.scalars(select(Conversation.lead_id)))
+        texts = {
+            conversation_id: list(found)
+            for conversation_id, found in itertools.groupby(
+                session.execute(
+                    select(Conversation.id, Message.text)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .order_by(Conversation.id, Message.id)
+                ),
+                key=lambda row: row[0],
+            )
+        }
+    # Both rooms (each identity's conversation stays its own) belong to the one lead.
+    assert owners == {live[0].id}
+    assert [[text for _, text in found] for found in texts.values()] == [
+        ["hello", "p1", "second", "p2"],
+        ["first", "third"],
+    ]
