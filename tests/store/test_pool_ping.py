@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Engine, text
@@ -15,14 +16,16 @@ from store.db import PING_AFTER_IDLE
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def engines(postgres_url: str) -> Iterator[tuple[Engine, Engine]]:
+@contextmanager
+def _engines(postgres_url: str) -> Iterator[tuple[Engine, Engine]]:
     """An engine with one pooled connection, and an administrator's engine to cut it."""
     engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
     admin = make_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    yield engine, admin
-    engine.dispose()
-    admin.dispose()
+    try:
+        yield engine, admin
+    finally:
+        engine.dispose()
+        admin.dispose()
 
 
 def _backend(engine: Engine) -> int:
@@ -44,18 +47,18 @@ def _cut(admin: Engine, pid: int) -> None:
 
 
 def test_a_connection_dropped_while_idle_is_replaced_before_anyone_uses_it(
-    engines: tuple[Engine, Engine],
+    postgres_url: str,
 ) -> None:
-    engine, admin = engines
-    first = _backend(engine)
-    given_back = time.monotonic()
-    _cut(admin, first)
-    time.sleep(max(0.0, PING_AFTER_IDLE + 0.2 - (time.monotonic() - given_back)))
+    with _engines(postgres_url) as (engine, admin):
+        first = _backend(engine)
+        given_back = time.monotonic()
+        _cut(admin, first)
+        time.sleep(max(0.0, PING_AFTER_IDLE + 0.2 - (time.monotonic() - given_back)))
 
-    # Checked before it is handed out: the caller gets a new connection, no error.
-    second = _backend(engine)
-    assert second != first
-    assert _backend(engine) == second
+        # Checked before it is handed out: the caller gets a new connection, no error.
+        second = _backend(engine)
+        assert second != first
+        assert _backend(engine) == second
 
 
 def test_a_connection_given_back_a_moment_ago_is_used_without_a_round_trip_first(
@@ -64,19 +67,10 @@ def test_a_connection_given_back_a_moment_ago_is_used_without_a_round_trip_first
     """No ping in a busy loop: should the server drop the connection in that moment, the statement
     fails once (as a statement in flight would) and the pool is renewed for the next one."""
     monkeypatch.setattr("store.db.PING_AFTER_IDLE", 60.0)  # "a moment", however slow the machine
-    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
-    admin = make_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        _renewed_after_one_failure(engine, admin)
-    finally:
-        engine.dispose()
-        admin.dispose()
+    with _engines(postgres_url) as (engine, admin):
+        first = _backend(engine)
+        _cut(admin, first)
 
-
-def _renewed_after_one_failure(engine: Engine, admin: Engine) -> None:
-    first = _backend(engine)
-    _cut(admin, first)
-
-    with pytest.raises(OperationalError), engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
-    assert _backend(engine) != first
+        with pytest.raises(OperationalError), engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        assert _backend(engine) != first
