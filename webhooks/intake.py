@@ -457,11 +457,7 @@ class InboxDrain:
             self._apply(row, session, now, touched, result, data=data)
             if row.kind == "status":
                 continue
-            if (
-                rehomings(session) != before
-                or data.get("author", "customer") != "customer"
-                or (data.get("extra") or {}).get("aliases")
-            ):
+            if rehomings(session) != before or not _plain_customer_message(data):
                 stale = True
             else:
                 changed.add(sender)
@@ -476,9 +472,8 @@ class InboxDrain:
             start + offset: data
             for offset, (row, data) in enumerate(zip(rows, events, strict=True))
             if row.kind != "status"
-            and data.get("author", "customer") == "customer"
+            and _plain_customer_message(data)
             and data.get("channel_message_id")
-            and not (data.get("extra") or {}).get("aliases")
         }
         senders = known_senders(
             [(data["channel"], data["external_id"]) for data in wanted.values()], session=session
@@ -601,6 +596,13 @@ def inbox_health(session_factory: sessionmaker[Session], clock: Callable[[], dat
 
 
 # -- ingesting -------------------------------------------------------------------------------
+
+
+def _plain_customer_message(data: dict[str, Any]) -> bool:
+    """An inbox message event that a customer sent, with no other ids of theirs to link
+    (aliases): not an echo of the business's own reply, not a link between identities."""
+    from_customer = data.get("author", "customer") == "customer"
+    return from_customer and not (data.get("extra") or {}).get("aliases")
 
 
 def store_batch(
