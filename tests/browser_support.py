@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,3 +123,25 @@ def live_server(app: Any) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> Any:
+    """Poll ``condition`` until it is truthy and return its value.
+
+    A click does not wait for the page it leads to, and the console replaces parts of itself as
+    events arrive, so an element may be not there yet or gone (stale) when read: both mean "not
+    yet", and the condition is asked again.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except (StaleElementReferenceException, NoSuchElementException):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout} s")
+        time.sleep(0.05)

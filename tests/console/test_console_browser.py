@@ -6,13 +6,12 @@ Screenshots of each step land in test-artifacts/screenshots/ (look at them when 
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 
 from tests.api.conftest import T0
-from tests.browser_support import live_server, screenshot
+from tests.browser_support import live_server, screenshot, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -117,16 +116,6 @@ def seeded(world):  # type: ignore[no-untyped-def]
     return {"hot": hot}
 
 
-def _wait(condition, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for the page")
-
-
 def test_agent_works_a_hot_lead_in_the_browser(browser, app, seeded, world):  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -138,19 +127,19 @@ def test_agent_works_a_hot_lead_in_the_browser(browser, app, seeded, world):  # 
         browser.find_element(By.NAME, "email").send_keys("sarah@example.com")
         browser.find_element(By.NAME, "password").send_keys("correct horse")
         browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
-        _wait(lambda: browser.current_url.endswith("/console/leads"))
-        rows = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "table.leads tbody tr"))
+        wait_for(lambda: browser.current_url.endswith("/console/leads"))
+        rows = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "table.leads tbody tr"))
         assert len(rows) == 5  # Priya is Mike's: not shown to Sarah
         screenshot(browser, "02-leads")
 
         browser.find_element(By.ID, "chip-hot").click()
-        _wait(lambda: "hot=1" in browser.current_url)
+        wait_for(lambda: "hot=1" in browser.current_url)
         names = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.lead-link")]
         assert sorted(names) == ["Dana Whitfield", "Omar Haddad"]
         screenshot(browser, "03-hot-leads")
 
         browser.find_element(By.LINK_TEXT, "Dana Whitfield").click()
-        _wait(lambda: f"/console/leads/{seeded['hot']}" in browser.current_url)
+        wait_for(lambda: f"/console/leads/{seeded['hot']}" in browser.current_url)
         timeline = browser.find_element(By.ID, "timeline").text
         assert "How much would 12 panels cost" in timeline and "sign by Friday" in timeline
         assert browser.find_elements(By.CSS_SELECTOR, "svg.score-chart circle")
@@ -162,7 +151,7 @@ def test_agent_works_a_hot_lead_in_the_browser(browser, app, seeded, world):  # 
             "Follow-up"
         )
         browser.find_element(By.CSS_SELECTOR, "#note-form button[type=submit]").click()
-        _wait(lambda: "Note added" in browser.page_source)
+        wait_for(lambda: "Note added" in browser.page_source)
         assert "decision by Friday" in browser.find_element(By.ID, "notes").text
         screenshot(browser, "05-note-added")
 
@@ -170,14 +159,14 @@ def test_agent_works_a_hot_lead_in_the_browser(browser, app, seeded, world):  # 
             "Hi Dana, Sarah here. I can come Thursday at 10:00, does that work?"
         )
         browser.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
-        _wait(lambda: "Reply sent" in browser.page_source)
+        wait_for(lambda: "Reply sent" in browser.page_source)
         assert "Sarah Lee (agent)" in browser.find_element(By.ID, "timeline").text
         assert browser.find_elements(By.ID, "resume-bot")  # the bot is paused for the takeover
         screenshot(browser, "06-replied")
 
         browser.get(f"{base}/console/leads?hot=1")
         browser.find_element(By.ID, "export-all").click()
-        exported = _wait(
+        exported = wait_for(
             lambda: [
                 p
                 for p in browser.download_dir.glob("*.csv")
@@ -204,13 +193,13 @@ def test_bulk_selection_in_the_browser(browser, app, seeded, world):  # type: ig
         browser.find_element(By.NAME, "email").send_keys("sarah@example.com")
         browser.find_element(By.NAME, "password").send_keys("correct horse")
         browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
-        _wait(lambda: browser.current_url.endswith("/console/leads"))
+        wait_for(lambda: browser.current_url.endswith("/console/leads"))
         browser.get(f"{base}/console/leads?unassigned=1")
         browser.find_element(By.ID, "select-all").click()
         assert browser.find_element(By.ID, "selected-count").text == "4"
         Select(browser.find_element(By.NAME, "agent_id")).select_by_visible_text("Sarah Lee")
         browser.find_element(By.CSS_SELECTOR, "button[value=assign]").click()
-        _wait(lambda: "4 lead(s) assigned" in browser.page_source)
+        wait_for(lambda: "4 lead(s) assigned" in browser.page_source)
         screenshot(browser, "08-bulk-assigned")
         assert browser.find_elements(By.CSS_SELECTOR, "table.leads tbody td.empty")
     assert world.read(seeded["hot"]).assigned_agent_id is not None
@@ -228,7 +217,7 @@ def test_the_lead_page_follows_new_messages_and_the_conversation_chosen(  # type
         browser.find_element(By.NAME, "email").send_keys("sarah@example.com")
         browser.find_element(By.NAME, "password").send_keys("correct horse")
         browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
-        _wait(lambda: "Live updates: on" in browser.find_element(By.ID, "live-state").text)
+        wait_for(lambda: "Live updates: on" in browser.find_element(By.ID, "live-state").text)
 
         def shown_window() -> str:
             notes = browser.find_elements(By.CSS_SELECTOR, ".reply-window")
@@ -248,7 +237,7 @@ def test_the_lead_page_follows_new_messages_and_the_conversation_chosen(  # type
         # The customer writes again: the timeline shows it, at the bottom, without a reload.
         browser.execute_script("window.stayed = true;")
         world.customer_message(hot, "Also, do you install batteries?", channel="web")
-        _wait(lambda: "install batteries" in browser.find_element(By.ID, "timeline").text, 2.0)
+        wait_for(lambda: "install batteries" in browser.find_element(By.ID, "timeline").text, 2.0)
         assert browser.execute_script("return window.stayed === true")
         at_bottom = browser.execute_script(
             "var t = document.getElementById('timeline');"
@@ -272,7 +261,7 @@ def test_the_open_conversation_shows_status_and_bot_changes_without_a_reload(  #
         browser.find_element(By.NAME, "email").send_keys("sarah@example.com")
         browser.find_element(By.NAME, "password").send_keys("correct horse")
         browser.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
-        _wait(lambda: "Live updates: on" in browser.find_element(By.ID, "live-state").text)
+        wait_for(lambda: "Live updates: on" in browser.find_element(By.ID, "live-state").text)
         pane = browser.find_element(By.ID, "inbox-pane")
         assert "Interested" in pane.find_element(By.CSS_SELECTOR, ".card-head").text
         browser.find_element(By.CSS_SELECTOR, "#reply-form textarea").send_keys("Half-written")
@@ -289,8 +278,8 @@ def test_the_open_conversation_shows_status_and_bot_changes_without_a_reload(  #
         def profile() -> str:
             return str(browser.find_element(By.CSS_SELECTOR, "#inbox-pane aside.profile").text)
 
-        _wait(lambda: "Follow Up" in head(), 2.0)
-        _wait(lambda: "Bot\npaused" in profile(), 2.0)
+        wait_for(lambda: "Follow Up" in head(), 2.0)
+        wait_for(lambda: "Bot\npaused" in profile(), 2.0)
         assert browser.execute_script("return window.stayed === true")
         draft = browser.find_element(By.CSS_SELECTOR, "#reply-form textarea")
         assert draft.get_attribute("value") == "Half-written"  # the reply being written stays

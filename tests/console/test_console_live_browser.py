@@ -28,7 +28,7 @@ from sqlalchemy.orm import sessionmaker
 
 from store import make_engine
 from store.agents import create_agent
-from tests.browser_support import open_browser, screenshot
+from tests.browser_support import open_browser, screenshot, wait_for
 from tests.conftest import _truncate_all as truncate_all
 from tests.fakes.fake_graph import FakeGraph
 from tests.webhooks.meta_payloads import PHONE_NUMBER_ID, dumps, wa_text
@@ -111,30 +111,8 @@ def _sign_in(driver: Any, base: str, email: str, password: str, page: str) -> No
     driver.find_element(By.NAME, "email").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#password-login button[type=submit]").click()
-    _wait(lambda: page in driver.current_url, 10)
-    _wait(lambda: "Live updates: on" in driver.find_element(By.ID, "live-state").text, 10)
-
-
-def _wait(condition: Any, timeout: float) -> Any:
-    """Poll ``condition`` until it is truthy.
-
-    The page replaces parts of itself as events arrive, so an element found a
-    moment ago may be gone (stale) or not yet there when read: both mean "not
-    yet", and the condition is asked again.
-    """
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = condition()
-        except (StaleElementReferenceException, NoSuchElementException):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not seen within {timeout} s")
-        time.sleep(0.05)
+    wait_for(lambda: page in driver.current_url, 10)
+    wait_for(lambda: "Live updates: on" in driver.find_element(By.ID, "live-state").text, 10)
 
 
 def _rows_text(driver: Any) -> str:
@@ -185,21 +163,21 @@ def test_two_agents_see_new_messages_live(server, graph, chromium, tmp_path):  #
         # A customer writes on the web widget (the demo page embeds it).
         customer = stack.enter_context(open_browser(chromium, tmp_path / "customer"))
         customer.get(base + "/")
-        _wait(
+        wait_for(
             lambda: customer.execute_script("return !!document.getElementById('leaddesk-widget')"),
             10,
         )
         widget = customer.find_element(By.ID, "leaddesk-widget").shadow_root
-        _wait(lambda: widget.find_elements(By.CSS_SELECTOR, ".ld-greeting"), 10)
+        wait_for(lambda: widget.find_elements(By.CSS_SELECTOR, ".ld-greeting"), 10)
         widget.find_element(By.CSS_SELECTOR, ".ld-input").send_keys(
             "Hi! Do you install home batteries?"
         )
         sent = time.monotonic()
         widget.find_element(By.CSS_SELECTOR, ".ld-send").click()
         for driver in (sarah, ada):
-            _wait(lambda d=driver: "home batteries" in _rows_text(d), SEEN_WITHIN)
+            wait_for(lambda d=driver: "home batteries" in _rows_text(d), SEEN_WITHIN)
         assert time.monotonic() - sent < SEEN_WITHIN + 0.5
-        unread = _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text, SEEN_WITHIN)
+        unread = wait_for(lambda: sarah.find_element(By.ID, "inbox-unread").text, SEEN_WITHIN)
         assert unread == "1"
         assert sarah.title.startswith("(1) ")
         assert sarah.execute_script("return window.tones") >= 1
@@ -208,37 +186,37 @@ def test_two_agents_see_new_messages_live(server, graph, chromium, tmp_path):  #
         sent = time.monotonic()
         _whatsapp(base, "Hello, I'd like a quote for 12 panels")
         for driver in (sarah, ada):
-            _wait(lambda d=driver: "quote for 12 panels" in _rows_text(d), SEEN_WITHIN)
+            wait_for(lambda d=driver: "quote for 12 panels" in _rows_text(d), SEEN_WITHIN)
         assert time.monotonic() - sent < SEEN_WITHIN + 0.5
-        _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "2", SEEN_WITHIN)
+        wait_for(lambda: sarah.find_element(By.ID, "inbox-unread").text == "2", SEEN_WITHIN)
         screenshot(sarah, "inbox-01-two-new-conversations")
 
         # Opening one shows it beside the list and its unread count goes down.
         sarah.find_element(By.XPATH, "//li[contains(., 'quote for 12 panels')]/a").click()
-        _wait(lambda: "quote for 12 panels" in sarah.find_element(By.ID, "inbox-pane").text, 5)
-        _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", 5)
+        wait_for(lambda: "quote for 12 panels" in sarah.find_element(By.ID, "inbox-pane").text, 5)
+        wait_for(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", 5)
         assert "/console/inbox" in sarah.current_url and "c=" in sarah.current_url
-        stamp = _wait(lambda: sarah.find_element(By.CSS_SELECTOR, "#inbox-pane time"), 5)
+        stamp = wait_for(lambda: sarah.find_element(By.CSS_SELECTOR, "#inbox-pane time"), 5)
         at = datetime.fromisoformat(stamp.get_attribute("datetime"))
         # Shown in the business's zone, how long ago beside it, and UTC in the tooltip.
         assert stamp.text == f"{at.astimezone(BUSINESS_ZONE):%Y-%m-%d %H:%M} · just now"
         assert stamp.get_attribute("title") == f"{at:%Y-%m-%d %H:%M} UTC"
         assert "America/Chicago" in sarah.find_element(By.CSS_SELECTOR, "footer").text
         # The bot answers after the customer's quiet window; the open conversation shows it.
-        _wait(lambda: "Bot" in sarah.find_element(By.ID, "timeline").text, 15)
+        wait_for(lambda: "Bot" in sarah.find_element(By.ID, "timeline").text, 15)
         screenshot(sarah, "inbox-02-conversation-open")
         # A canned reply, picked with "/" and filled in for the lead, is sent from the inbox.
         from selenium.webdriver.common.keys import Keys
 
         box = sarah.find_element(By.CSS_SELECTOR, "#reply-form textarea")
         box.send_keys("/site")
-        _wait(lambda: sarah.find_elements(By.CSS_SELECTOR, "ul.canned li"), 5)
+        wait_for(lambda: sarah.find_elements(By.CSS_SELECTOR, "ul.canned li"), 5)
         screenshot(sarah, "inbox-05-canned-reply")
         box.send_keys(Keys.ENTER)
         assert box.get_attribute("value").startswith("Hi Dana, Sarah Lee from Sunpeak Solar")
         sarah.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
-        _wait(lambda: "Reply sent" in sarah.page_source, 10)
-        _wait(lambda: "Sarah Lee (agent)" in sarah.find_element(By.ID, "timeline").text, 5)
+        wait_for(lambda: "Reply sent" in sarah.page_source, 10)
+        wait_for(lambda: "Sarah Lee (agent)" in sarah.find_element(By.ID, "timeline").text, 5)
         sent_out = [r.json for r in graph.requests if r.method == "POST"]
         assert sent_out[-1]["to"] == "14155550177"
         assert sent_out[-1]["text"]["body"].startswith("Hi Dana, Sarah Lee from Sunpeak Solar")
@@ -246,12 +224,12 @@ def test_two_agents_see_new_messages_live(server, graph, chromium, tmp_path):  #
         # Replying made Sarah the owner: the conversation left the Unassigned tab.
         assert "Dana Whitfield" not in _rows_text(sarah)
         sarah.find_element(By.CSS_SELECTOR, "nav.tabs a[data-tab=mine]").click()
-        _wait(lambda: "Dana Whitfield" in _rows_text(sarah), 5)
+        wait_for(lambda: "Dana Whitfield" in _rows_text(sarah), 5)
         screenshot(sarah, "inbox-06-mine-after-reply")
         # Ada has read nothing; her count is her own and unassigned conversations, so Dana's (now
         # Sarah's) left it, live.
-        _wait(lambda: ada.find_element(By.ID, "inbox-unread").text == "1", SEEN_WITHIN)
-        _wait(lambda: ada.title.startswith("(1) "), SEEN_WITHIN)
+        wait_for(lambda: ada.find_element(By.ID, "inbox-unread").text == "1", SEEN_WITHIN)
+        wait_for(lambda: ada.title.startswith("(1) "), SEEN_WITHIN)
         screenshot(ada, "inbox-03-admin-all")
         # Every console page carries the count, in its title and its navigation.
         ada.get(base + "/console/leads")
@@ -261,10 +239,10 @@ def test_two_agents_see_new_messages_live(server, graph, chromium, tmp_path):  #
         # Sarah opens the web chat; the customer starts typing and she sees it.
         sarah.find_element(By.CSS_SELECTOR, "nav.tabs a[data-tab=unassigned]").click()
         # The only unassigned conversation left (its last message is the bot's answer by now).
-        _wait(lambda: sarah.find_elements(By.CSS_SELECTOR, "#inbox-rows li.conversation a"), 5)
+        wait_for(lambda: sarah.find_elements(By.CSS_SELECTOR, "#inbox-rows li.conversation a"), 5)
         sarah.find_element(By.CSS_SELECTOR, "#inbox-rows li.conversation a").click()
-        _wait(lambda: "home batteries" in sarah.find_element(By.ID, "inbox-pane").text, 5)
-        _wait(
+        wait_for(lambda: "home batteries" in sarah.find_element(By.ID, "inbox-pane").text, 5)
+        wait_for(
             lambda: (
                 sarah.find_element(By.ID, "inbox-unread").text == "0"
                 or not sarah.find_element(By.ID, "inbox-unread").is_displayed()
@@ -273,19 +251,19 @@ def test_two_agents_see_new_messages_live(server, graph, chromium, tmp_path):  #
         )
         # Typing is shown live. (Pages left a moment ago may still hold the server's stream slots:
         # the page polls meanwhile and goes back to the stream once one is free.)
-        _wait(lambda: "Live updates: on" in sarah.find_element(By.ID, "live-state").text, 20)
+        wait_for(lambda: "Live updates: on" in sarah.find_element(By.ID, "live-state").text, 20)
         widget.find_element(By.CSS_SELECTOR, ".ld-input").send_keys("And how long does")
-        _wait(lambda: sarah.find_element(By.ID, "customer-typing").is_displayed(), SEEN_WITHIN)
+        wait_for(lambda: sarah.find_element(By.ID, "customer-typing").is_displayed(), SEEN_WITHIN)
         screenshot(sarah, "inbox-07-customer-typing")
         # Her reply reaches the widget under her name, with its time.
         sarah.find_element(By.CSS_SELECTOR, "#reply-form textarea").send_keys(
             "Yes, we install home batteries."
         )
         sarah.find_element(By.CSS_SELECTOR, "#reply-form button[type=submit]").click()
-        _wait(lambda: "Reply sent" in sarah.page_source, 10)
-        bubble = _wait(lambda: widget.find_elements(By.CSS_SELECTOR, ".ld-agent"), SEEN_WITHIN + 3)[
-            -1
-        ]
+        wait_for(lambda: "Reply sent" in sarah.page_source, 10)
+        bubble = wait_for(
+            lambda: widget.find_elements(By.CSS_SELECTOR, ".ld-agent"), SEEN_WITHIN + 3
+        )[-1]
         assert bubble.find_element(By.CSS_SELECTOR, ".ld-who").text == "Sarah Lee"
         assert "Yes, we install home batteries." in bubble.text
         assert bubble.get_attribute("data-time")
@@ -334,9 +312,9 @@ def test_an_event_from_one_web_process_reaches_a_console_on_another(  # type: ig
                 )
                 sent = time.monotonic()
                 _chat(first.url, "Written to the first process")
-                _wait(lambda: "first process" in _rows_text(sarah), SEEN_WITHIN)
+                wait_for(lambda: "first process" in _rows_text(sarah), SEEN_WITHIN)
                 assert time.monotonic() - sent < SEEN_WITHIN + 0.5
-                _wait(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", SEEN_WITHIN)
+                wait_for(lambda: sarah.find_element(By.ID, "inbox-unread").text == "1", SEEN_WITHIN)
                 screenshot(sarah, "inbox-04-second-process")
         finally:
             second.stop()
