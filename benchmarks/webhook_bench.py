@@ -19,7 +19,10 @@ each server (starting with another server each round), so that a moment of the s
 load does not decide the ratio; a rate is the median round's, the latencies those of every round.
 Every server is warmed up alike before the rounds: bare Flask with 200 requests, each `leaddesk
 serve` with 200 webhooks of their own (new message ids, counted in the check), and the rounds
-start once the bot has answered those. Exit code 0 when every check passes.
+start once the bot has answered those. Beside each rate, the CPU time the HTTP server's process
+spent per acknowledgement (from /proc; leaddesk's bot process not counted): under this load the
+server is bound by its own CPU (one interpreter lock), so that figure says where its rate comes
+from. Exit code 0 when every check passes.
 """
 
 from __future__ import annotations
@@ -199,6 +202,27 @@ def fire(port: int, bodies: list[bytes], concurrency: int) -> tuple[float, list[
     for thread in threads:
         thread.join()
     return time.perf_counter() - started, latencies, failures[0]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time (user + system) the process has used so far, from /proc (None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fire_measured(
+    port: int, bodies: list[bytes], concurrency: int, pid: int
+) -> tuple[float, list[float], int, float | None]:
+    """`fire`, with the CPU time the server process `pid` spent meanwhile (its children not
+    counted: `leaddesk serve`'s bot process works beside it)."""
+    before = cpu_seconds(pid)
+    seconds, latencies, failures = fire(port, bodies, concurrency)
+    after = cpu_seconds(pid)
+    cpu = after - before if before is not None and after is not None else None
+    return seconds, latencies, failures, cpu
 
 
 def summarise(name: str, seconds: float, latencies: list[float], failures: int) -> dict[str, Any]:
@@ -449,13 +473,23 @@ class LeaddeskRun:
         self.scratch.drop()
 
 
-def combine(name: str, rounds: list[tuple[float, list[float], int]]) -> dict[str, Any]:
-    """The median round's rate; latencies over every round."""
-    rates = sorted(len(latencies) / seconds for seconds, latencies, _ in rounds)
-    row = summarise(name, 1.0, [x for _, latencies, _ in rounds for x in latencies], 0)
+def combine(
+    name: str, rounds: list[tuple[float, list[float], int, float | None]]
+) -> dict[str, Any]:
+    """The median round's rate; latencies over every round; the server process's CPU time per
+    acknowledgement over every round (None where /proc cannot tell)."""
+    rates = sorted(len(latencies) / seconds for seconds, latencies, _, _ in rounds)
+    row = summarise(name, 1.0, [x for _, latencies, _, _ in rounds for x in latencies], 0)
     row["acks_per_s"] = rates[len(rates) // 2]
     row["rates"] = rates
-    row["failures"] = sum(failures for _, _, failures in rounds)
+    row["failures"] = sum(failures for _, _, failures, _ in rounds)
+    cpus = [cpu for _, _, _, cpu in rounds]
+    acks = sum(len(latencies) for _, latencies, _, _ in rounds)
+    row["cpu_ms_per_ack"] = (
+        sum(cpu for cpu in cpus if cpu is not None) / acks * 1000
+        if acks and None not in cpus
+        else None
+    )
     return row
 
 
@@ -557,13 +591,17 @@ def main(argv: list[str] | None = None) -> int:
             fire(run.port, warm_bodies, args.concurrency)
         for run in runs:  # and answered before the rounds, which start on an idle bot
             verify(run.scratch.url, warm_unique, customers, args.timeout)
-        measured: dict[str, list[tuple[float, list[float], int]]] = {}
+        measured: dict[str, list[tuple[float, list[float], int, float | None]]] = {}
         for index, (bodies, _) in enumerate(per_round):
-            measured.setdefault("bare", []).append(fire(bare_port, bodies, args.concurrency))
+            measured.setdefault("bare", []).append(
+                fire_measured(bare_port, bodies, args.concurrency, bare_process.pid)
+            )
             # Each round in turn starts with another server: the one after it meets the first
             # one's bot at work, and the order must not decide the comparison.
             for run in runs[index % len(runs) :] + runs[: index % len(runs)]:
-                measured.setdefault(run.name, []).append(fire(run.port, bodies, args.concurrency))
+                measured.setdefault(run.name, []).append(
+                    fire_measured(run.port, bodies, args.concurrency, run.process.pid)
+                )
         bare = combine("bare Flask endpoint", measured["bare"])
         rows = [combine(run.name, measured[run.name]) for run in runs]
         checks = [verify(run.scratch.url, unique, customers, args.timeout) for run in runs]
@@ -575,15 +613,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\n{'':36} {'acks/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} {'of bare':>7}"
-        "  (acks/s: the median round; rounds)"
+        f" {'cpu ms':>7}  (acks/s: the median round; rounds)"
     )
     for row in [bare, *rows]:
         ratio = row["acks_per_s"] / bare["acks_per_s"] * 100
+        cpu = row["cpu_ms_per_ack"]
         print(
             f"{row['name']:36} {row['acks_per_s']:9.0f} {row['p50_ms']:9.1f} "
-            f"{row['p99_ms']:9.1f} {row['failures']:7d} {ratio:6.1f}%  "
+            f"{row['p99_ms']:9.1f} {row['failures']:7d} {ratio:6.1f}% "
+            f"{'' if cpu is None else f'{cpu:7.3f}':>7}  "
             + " ".join(f"{rate:.0f}" for rate in row["rates"])
         )
+    print(
+        "  (cpu ms: CPU time of the HTTP server's process per acknowledgement, over every round; "
+        "leaddesk's bot process, which answers meanwhile, not counted)"
+    )
     passed = True
     for run, row, (ok, report, waited) in zip(runs, rows, checks, strict=True):
         print(

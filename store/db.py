@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -202,7 +202,10 @@ class FileTurn:
 
 _TURN = "leaddesk_write_turn"
 _FILE_TURN = "leaddesk_file_turn"
-_QUEUED: weakref.WeakSet[Engine] = weakref.WeakSet()
+# Each queued engine's release of a turn, given the connection's `info`.
+_QUEUED: weakref.WeakKeyDictionary[Engine, Callable[[dict[Any, Any]], None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) -> None:
@@ -221,7 +224,6 @@ def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) 
     """
     if engine in _QUEUED:
         return
-    _QUEUED.add(engine)
     turns = TurnQueue()
     database = engine.url.database
     between = FileTurn(f"{database}-writers") if database else None
@@ -236,15 +238,29 @@ def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) 
             if between is not None and between.acquire(timeout):
                 connection.info[_FILE_TURN] = True
 
-    def end_turn(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
-        if record is not None and record.info.pop(_TURN, False):
-            if record.info.pop(_FILE_TURN, False) and between is not None:
+    def release(info: dict[Any, Any]) -> None:
+        if info.pop(_TURN, False):
+            if info.pop(_FILE_TURN, False) and between is not None:
                 between.release()
             turns.release()
 
+    def end_turn(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
+        if record is not None:
+            release(record.info)
+
+    _QUEUED[engine] = release
     event.listen(engine, "before_cursor_execute", take_turn)
     for name in ("checkin", "invalidate", "soft_invalidate", "detach"):
         event.listen(engine.pool, name, end_turn)
+
+
+def end_write_turn(connection: Connection) -> None:
+    """Give back the write turn of a connection kept out of the pool between its transactions,
+    once its transaction has ended (COMMIT or ROLLBACK done); a pooled connection gives it back
+    when it returns to the pool. Nothing to do on an engine whose writers do not queue."""
+    release = _QUEUED.get(connection.engine)
+    if release is not None:
+        release(connection.info)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, delete, func, select, update
@@ -71,16 +72,21 @@ def enqueue(
         }
         for e in events
     ]
-    dialect = connection.dialect.name
+    # A list of parameters: one cached statement, sent as one multi-row INSERT ("insertmanyvalues").
+    result = connection.execute(_enqueue_statement(connection.dialect.name), rows)
+    return [(channel, key) for channel, key in result if key is not None]
+
+
+@cache
+def _enqueue_statement(dialect: str) -> Any:
+    """`enqueue`'s INSERT ... ON CONFLICT DO NOTHING RETURNING, built once per dialect (composing
+    it, and its cache key, cost more than a webhook's own share of the insert)."""
     insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
+    return (
         insert_into(_TABLE)
         .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "dedupe_key"])
         .returning(_TABLE.c.channel, _TABLE.c.dedupe_key)
     )
-    # A list of parameters: one cached statement, sent as one multi-row INSERT ("insertmanyvalues").
-    result = connection.execute(statement, rows)
-    return [(channel, key) for channel, key in result if key is not None]
 
 
 def claim(

@@ -29,6 +29,14 @@ def clean_optional(value: str | None) -> str | None:
     return clean_text(value) if isinstance(value, str) else value
 
 
+def may_need_cleaning(document: bytes) -> bool:
+    """Whether the strings of this JSON document may need `clean_text` once decoded: False when
+    it is UTF-8 (no NUL byte: not UTF-16 or UTF-32, which `json.loads` also reads) all in ASCII
+    without a \\u escape, for then every string (keys too) decodes to ASCII with no NUL (JSON
+    allows no raw control character in a string) and `clean_json` would return it as it is."""
+    return not document.isascii() or b"\\u" in document or b"\x00" in document
+
+
 def clean_json(value: Any) -> Any:
     """A decoded JSON value with every string in it (keys too) cleaned by `clean_text`."""
     if isinstance(value, str):

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from store import db as store_db
 from store import identity as rules
 from store import inbox
 from store.contacts import try_normalize_phone
@@ -146,49 +147,45 @@ def queue_batch(
 class _Waiting:
     batches: list[ParsedBatch]
     events: list[InboxEvent]
-    done: threading.Event = field(default_factory=threading.Event)
+    woken: threading.Event = field(default_factory=threading.Event)
+    leads: bool = False  # this request writes groups (its own among them)
+    finished: bool = False  # its events were written, or failed (`error`)
     result: StoreResult | None = None
     error: BaseException | None = None
 
 
-class _WriterConnection:
-    """The connection one writer thread keeps (PostgreSQL)."""
-
-    def __init__(self) -> None:
-        self.connection: Connection | None = None
-
-    def drop(self, *, failed: bool = True) -> None:
-        """Let the connection go (`failed`: it is not given back to the pool)."""
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            if failed:
-                with contextlib.suppress(Exception):
-                    connection.invalidate()
-            with contextlib.suppress(Exception):
-                connection.close()
+def _not_committed(reason: Exception) -> OperationalError:
+    """What a request whose events the inbox writer did not commit raises (a 503)."""
+    return OperationalError("inbox writer", {}, reason)
 
 
 class InboxWriter:
     """Group commit for the webhooks: the batches of concurrent requests go into the inbox in one
-    transaction (one multi-row insert, one commit) by a writer thread; each request waits until
-    its events are committed before its 200.
+    transaction (one multi-row insert, one commit); each request waits until its events are
+    committed before its 200.
 
     Under load the transaction's fixed cost (the statement's set-up, the commit; on SQLite the
-    write lock's turn) is paid once per group instead of once per request. On PostgreSQL the
-    insert runs as its own transaction (autocommit: one round trip, no BEGIN or COMMIT) and
-    `writers` threads write side by side while a commit waits for the disk; SQLite has one writer
-    (its one write lock). A group whose transaction fails is written again one request at a time,
-    so one bad batch fails alone (its request answers 503 and the channel delivers it again).
-    Writer threads start with the requests and end after `idle` seconds without one.
+    write lock's turn) is paid once per group instead of once per request. The requests write the
+    groups themselves (leader and followers): a request that finds fewer than `writers` writing
+    writes the group it belongs to, with everything queued ahead of it; those arriving meanwhile
+    wait, and when it is done the first of them writes the next group. No thread is handed the
+    work, so a request that waits for nobody is written by its own thread at once. A writer's
+    connection is kept for the next group while it was used a moment ago (no check-out from the
+    pool per group; on SQLite it gives its write turn back after each commit, see
+    `store.db.end_write_turn`). One request writes at a time unless `writers` says otherwise:
+    SQLite has one write lock, and on PostgreSQL (where the insert runs as its own transaction,
+    autocommit: one round trip, no BEGIN or COMMIT) a second writer side by side cost more of the
+    web process's CPU under load than it saved (`benchmarks/README.md`). A group whose transaction
+    fails is written again one request at a time, so one bad batch fails alone (its request
+    answers 503 and the channel delivers it again).
     """
 
     def __init__(
         self,
         engine: Engine,
         *,
-        writers: int | None = None,
+        writers: int = 1,
         max_events: int = 1000,
-        idle: float = 2.0,
         timeout: float = 60.0,
     ) -> None:
         postgres = engine.dialect.name == "postgresql"
@@ -196,14 +193,15 @@ class InboxWriter:
         self._autocommit = (
             engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else None
         )
-        self._max_writers = writers or (2 if postgres else 1)
+        self._max_writers = writers
         self._max_events = max_events
-        self._idle = idle
         self._timeout = timeout
         self._cond = threading.Condition()
         self._queue: list[_Waiting] = []
-        self._writers = 0  # running writer threads
-        self._waiting_writers = 0  # of them, waiting for work
+        self._writers = 0  # requests writing groups now
+        # The connections writers keep between groups, each with when it was last used (at most
+        # `writers` of them, held while webhooks come).
+        self._kept: list[tuple[Connection, float]] = []
         self.groups = 0  # transactions written (for tests and benchmarks)
 
     def queue(self, batch: ParsedBatch | Sequence[ParsedBatch], *, now: datetime) -> StoreResult:
@@ -216,78 +214,132 @@ class InboxWriter:
             return _queued(batches, 0)
         with self._cond:
             self._queue.append(waiting)
-            if self._waiting_writers == 0 and self._writers < self._max_writers:
+            if self._writers < self._max_writers:
                 self._writers += 1
-                threading.Thread(
-                    target=self._write, name="leaddesk-inbox-writer", daemon=True
-                ).start()
-            self._cond.notify()
-        if not waiting.done.wait(self._timeout):
-            raise OperationalError("inbox writer", {}, TimeoutError("no commit in time"))
+                waiting.leads = True
+        if not waiting.leads:
+            self._follow(waiting)
+        if waiting.leads:
+            self._lead(waiting)
         if waiting.error is not None:
             raise waiting.error
         assert waiting.result is not None
         return waiting.result
 
-    def _take(self) -> list[_Waiting] | None:
+    def _follow(self, waiting: _Waiting) -> None:
+        """Wait until a writer has stored the request's events or handed it the writing."""
+        if waiting.woken.wait(self._timeout):
+            return
         with self._cond:
-            self._waiting_writers += 1
-            try:
-                while not self._queue:
-                    if not self._cond.wait(self._idle) and not self._queue:
-                        self._writers -= 1
-                        return None
-            finally:
-                self._waiting_writers -= 1
-            group: list[_Waiting] = []
-            count = 0
-            while self._queue and (
-                not group or count + len(self._queue[0].events) <= self._max_events
-            ):
-                item = self._queue.pop(0)
-                group.append(item)
-                count += len(item.events)
-            return group
+            if waiting.leads or waiting.finished:
+                return
+            if waiting in self._queue:  # nobody took it: nothing of it is written
+                self._queue.remove(waiting)
+        raise _not_committed(TimeoutError("no commit in time"))
 
-    def _write(self) -> None:
-        # On PostgreSQL a writer keeps its connection while it runs (no pool check-out, no
-        # pre-ping per group); one that failed is dropped and opened again.
-        mine = _WriterConnection()
+    def _lead(self, mine: _Waiting) -> None:
+        """Write groups from the head of the queue until `mine` is among the written; then hand
+        the writing to the first request still waiting."""
+        mine.woken.clear()  # it woke a follower made writer; from now on it means "written"
         try:
-            while True:
-                group = self._take()
-                if group is None:
-                    return
-                try:
-                    self._commit(group, mine)
-                except Exception:  # noqa: BLE001 - each batch is tried alone below
-                    mine.drop()
-                    if len(group) == 1:
-                        group[0].error = sys.exc_info()[1]
-                    else:
-                        for item in group:
-                            try:
-                                self._commit([item], mine)
-                            except Exception as exc:  # noqa: BLE001 - the request answers 503
-                                mine.drop()
-                                item.error = exc
-                for item in group:
-                    item.done.set()
+            while not mine.finished:
+                with self._cond:
+                    group = self._take()
+                if group:
+                    self._write(group)
+                elif not mine.woken.wait(self._timeout):
+                    # Another writer took it in its group, and has not committed in time.
+                    raise _not_committed(TimeoutError("no commit in time"))
         finally:
-            mine.drop(failed=False)
+            with self._cond:
+                self._writers -= 1
+                for item in self._queue:
+                    if self._writers >= self._max_writers:
+                        break
+                    if not item.leads:
+                        self._writers += 1
+                        item.leads = True
+                        item.woken.set()
 
-    def _commit(self, group: list[_Waiting], mine: _WriterConnection) -> None:
+    def _take(self) -> list[_Waiting]:
+        """The next group: the queue's head, up to `max_events` events (at least one request)."""
+        group: list[_Waiting] = []
+        count = 0
+        while self._queue and (not group or count + len(self._queue[0].events) <= self._max_events):
+            item = self._queue.pop(0)
+            group.append(item)
+            count += len(item.events)
+        return group
+
+    def _write(self, group: list[_Waiting]) -> None:
+        """Commit the group, or each of its requests alone when that fails; then wake them."""
+        try:
+            try:
+                self._commit(group)
+            except Exception:  # noqa: BLE001 - each batch is tried alone below
+                if len(group) == 1:
+                    group[0].error = sys.exc_info()[1]
+                else:
+                    for item in group:
+                        try:
+                            self._commit([item])
+                        except Exception as exc:  # noqa: BLE001 - the request answers 503
+                            item.error = exc
+        finally:
+            for item in group:
+                if item.result is None and item.error is None:  # interrupted: not stored
+                    item.error = _not_committed(RuntimeError("interrupted"))
+                item.finished = True
+                item.woken.set()
+
+    def _borrow(self) -> Connection:
+        """A connection a writer used a moment ago (no check-out from the pool), else one from
+        the pool, which checks a connection that sat idle. Kept ones idle longer than
+        `store.db.PING_AFTER_IDLE` go back to the pool."""
+        stale: list[Connection] = []
+        found: Connection | None = None
+        with self._cond:
+            while self._kept and found is None:
+                connection, since = self._kept.pop()
+                if time.monotonic() - since <= store_db.PING_AFTER_IDLE:
+                    found = connection
+                else:
+                    stale.append(connection)
+        for connection in stale:
+            with contextlib.suppress(Exception):
+                connection.close()
+        if found is not None:
+            return found
+        return (self._autocommit or self._engine).connect()
+
+    def _commit(self, group: list[_Waiting]) -> None:
         events = [event for item in group for event in item.events]
         now = events[0].received_at or utcnow()
-        if self._autocommit is not None:
-            # One statement, atomic on its own: the insert is the transaction.
-            if mine.connection is None:
-                mine.connection = self._autocommit.connect()
-            new = inbox.enqueue(events, connection=mine.connection, now=now)
-        else:
-            with self._engine.begin() as connection:
+        connection = self._borrow()
+        try:
+            if self._autocommit is not None:
+                # One statement, atomic on its own: the insert is the transaction.
                 new = inbox.enqueue(events, connection=connection, now=now)
+            else:
+                try:
+                    with connection.begin():  # SQLite: BEGIN IMMEDIATE takes the write turn
+                        new = inbox.enqueue(events, connection=connection, now=now)
+                finally:
+                    # Kept out of the pool, the connection gives its turn back itself.
+                    store_db.end_write_turn(connection)
+        except Exception:
+            # The others kept may have gone with it (a restart cuts every connection): the retry
+            # and the next groups take connections from the pool, which checks them.
+            with self._cond:
+                dropped, self._kept = [connection, *(kept for kept, _ in self._kept)], []
+            for each in dropped:
+                with contextlib.suppress(Exception):
+                    each.invalidate()
+                with contextlib.suppress(Exception):
+                    each.close()
+            raise
         with self._cond:
+            self._kept.append((connection, time.monotonic()))
             self.groups += 1
         # A key new in this group counts for the first request that carried it.
         fresh = Counter(new)

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from store.inbox import INBOX_KEY
 from store.tenancy import FIRST_WORKSPACE
-from store.text import clean_json
+from store.text import clean_json, may_need_cleaning
 from webhooks.app import ApiError, Services, channel_directory, inbox_writer, services
 from webhooks.channels import ChannelDirectory
 from webhooks.events import ParsedBatch, SplitBatch
@@ -120,7 +120,9 @@ def accept_webhook(
     svc = services
     default_secret = _secret(svc.settings.meta_app_secret)
     try:
-        payload = clean_json(json.loads(body, parse_constant=_no_constants))
+        payload = json.loads(body, parse_constant=_no_constants)
+        if may_need_cleaning(body):
+            payload = clean_json(payload)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         _check_signature(channel, body, signature, default_secret)
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
