@@ -154,50 +154,74 @@ class TurnQueue:
 
 
 class FileTurn:
-    """The write turn between processes: an exclusive `flock` on a file beside the database.
+    """The write turn between processes: an exclusive `flock` on a file beside the database,
+    taken through a gate (the lock of a second file) so that processes take it in turns.
 
     SQLite's own busy handler sleeps with growing back-off (up to 100 ms at a time) while another
     process writes, so a webhook could wait far longer than the transaction it waits for; a lock
-    taken here is handed over within a millisecond of its release. Only one thread of a process
-    asks at a time (its `TurnQueue` turn), and a process opens its own file description (a forked
-    child must not share its parent's lock).
+    taken here is handed over within a couple of milliseconds of its release. A `flock` is not
+    handed over, though: a process that releases it and wants it again at once (a drain working
+    through a backlog) takes it back before the waiting one looks again, transaction after
+    transaction. So a process waits for the turn holding the gate, and one wanting the turn
+    again waits at the gate behind it: while one waits, the holder gets one more turn at most.
+    Only one thread of a process asks at a time (its `TurnQueue` turn), and a process opens its
+    own file descriptions (a forked child must not share its parent's locks).
     """
 
     def __init__(self, path: str) -> None:
-        self._path = path
-        self._fd: int | None = None
+        self._paths = (path, f"{path}-gate")
+        self._fds: tuple[int, int] | None = None
         self._pid = 0
 
-    def _descriptor(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._pid = os.getpid()
-        return self._fd
+    def _descriptors(self) -> tuple[int, int]:
+        if self._fds is None or self._pid != os.getpid():
+            turn = os.open(self._paths[0], os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                gate = os.open(self._paths[1], os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                # The turn's file was there already but the gate cannot be made (a read-only
+                # folder): not one descriptor left open per transaction.
+                os.close(turn)
+                raise
+            self._fds, self._pid = (turn, gate), os.getpid()
+        return self._fds
 
     def acquire(self, timeout: float) -> bool:
         """Wait for the lock up to `timeout` seconds (False: go on and let SQLite decide)."""
         try:
-            fd = self._descriptor()
+            turn, gate = self._descriptors()
         except OSError:
             return False  # a read-only folder: SQLite's own locking still applies
         deadline = time.monotonic() + timeout
-        pause = 0.0002
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 0.002)
-            except OSError:
-                return False
+        if not _lock_file(gate, deadline):
+            return False
+        try:
+            return _lock_file(turn, deadline)
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(gate, fcntl.LOCK_UN)
 
     def release(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
+        if self._fds is not None and self._pid == os.getpid():
             with contextlib.suppress(OSError):
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                fcntl.flock(self._fds[0], fcntl.LOCK_UN)
+
+
+def _lock_file(fd: int, deadline: float) -> bool:
+    """Take an exclusive `flock` on `fd`, looking again with a growing pause (at most 2 ms)
+    until `deadline` (False: not taken)."""
+    pause = 0.0002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+        except OSError:
+            return False
 
 
 _TURN = "leaddesk_write_turn"

@@ -3,6 +3,7 @@ SQLite's busy handler; turns always come back, readers never queue."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from store import make_engine, make_session_factory, read_session, upgrade
-from store.db import TurnQueue
+from store.db import FileTurn, TurnQueue
 from store.models import Lead
 
 
@@ -53,6 +54,55 @@ def test_a_wait_that_runs_out_gives_up_its_place() -> None:
     assert turns.acquire(0.05) is False
     turns.release()
     assert turns.acquire(0.05) is True
+
+
+def test_a_process_waiting_for_the_file_turn_gets_it_while_the_holder_keeps_asking(
+    tmp_path: Path,
+) -> None:
+    """Between processes (each `FileTurn` opens its own file descriptions, as a process does):
+    one that takes the turn again right after each release, as a drain working through a backlog
+    does, lets the one waiting in after one more turn at most."""
+    path = str(tmp_path / "turns.db-writers")
+    busy, waiting = FileTurn(path), FileTurn(path)
+    turns_taken = 0
+    stop = threading.Event()
+
+    def work_through_a_backlog() -> None:
+        nonlocal turns_taken
+        while not stop.is_set() and turns_taken < 500:
+            assert busy.acquire(5)
+            turns_taken += 1
+            time.sleep(0.003)  # a transaction
+            busy.release()  # and straight on to the next one
+
+    worker = threading.Thread(target=work_through_a_backlog)
+    worker.start()
+    try:
+        while turns_taken < 3:
+            time.sleep(0.001)
+        asked_at = turns_taken
+        assert waiting.acquire(5)
+        waited_through = turns_taken - asked_at
+        waiting.release()
+    finally:
+        stop.set()
+        worker.join(10)
+    assert waited_through <= 2
+
+
+def test_a_gate_that_cannot_be_opened_leaves_the_decision_to_sqlite_and_no_descriptor_open(
+    tmp_path: Path,
+) -> None:
+    """The turn's file is there (an earlier version made it) but the gate cannot be opened: every
+    write goes on without the turn, and none leaves a file descriptor behind."""
+    path = tmp_path / "turns.db-writers"
+    path.touch()
+    (tmp_path / "turns.db-writers-gate").mkdir()  # not a file: opening it fails
+    turn = FileTurn(str(path))
+    open_before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    assert not any(turn.acquire(1) for _ in range(50))
+    if open_before is not None:
+        assert len(os.listdir("/proc/self/fd")) <= open_before
 
 
 def test_many_writers_all_commit_and_the_turn_comes_back(engine: Engine) -> None:
