@@ -5,18 +5,21 @@ small runtime that echoes each submit back as a store event and a reply wake-up.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from leaddesk.worker.local import BotProcess
+from leaddesk.worker.local import INBOX_WAKE_SECONDS, BotProcess, InboxWakeUps
 from store.events import LocalBus, StoreEvent
+from store.inbox import INBOX_KEY
 from webhooks.notify import ReplyNotifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -94,6 +97,63 @@ def test_submits_reach_the_bot_process_and_its_events_and_wake_ups_reach_the_web
     health = wait_until(lambda: process.health().get("processed") == 7 and process.health())
     assert health["status"] == "ok" and health["kind"] == "threads"
     assert health["process"]["alive"] and health["process"]["restarts"] == 0
+
+
+def test_a_stream_of_webhooks_wakes_the_bot_process_with_a_few_lines(
+    bot: tuple[BotProcess, LocalBus, ReplyNotifier],
+) -> None:
+    """Each stored webhook submits the inbox; the bot process is told a few times, not once per
+    webhook, and once more for webhooks after a pause."""
+    process, bus, _notifier = bot
+    start = bus.last_id()
+
+    def inbox_wake_ups() -> list[StoreEvent]:
+        return [e for e in events_after(bus, start) if e.conversation_id == INBOX_KEY]
+
+    for _ in range(500):
+        process.submit(INBOX_KEY)
+    wait_until(inbox_wake_ups, what="the inbox's wake-up")
+    time.sleep(0.2)
+    told = len(inbox_wake_ups())
+    assert 1 <= told <= 50
+    time.sleep(0.1)
+    process.submit(INBOX_KEY)  # a webhook after a pause is told again
+    wait_until(lambda: len(inbox_wake_ups()) > told, what="the next wake-up")
+    # Other submits (a web chat's conversation) go at once, each of them.
+    for conversation_id in (5, 6, 7):
+        process.submit(conversation_id)
+    wait_until(
+        lambda: {5, 6, 7} <= {e.conversation_id for e in events_after(bus, start)},
+        what="each conversation's submit",
+    )
+
+
+def test_every_inbox_wake_up_is_followed_by_a_line_sent_after_it() -> None:
+    """Whatever the moment a webhook raises the flag, a line is sent after it, so the bot
+    process always learns of the last webhook stored; lines are at least the interval apart."""
+    sent: list[float] = []
+    wake_ups = InboxWakeUps(lambda: sent.append(time.monotonic()))
+    wake_ups.start()
+    last_wake: list[float] = []
+    try:
+
+        def webhooks() -> None:
+            for number in range(300):
+                last_wake.append(time.monotonic())
+                wake_ups.wake()
+                if number % 7 == 0:
+                    time.sleep(0.0005)
+
+        threads = [threading.Thread(target=webhooks) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wait_until(lambda: sent and sent[-1] >= max(last_wake), 5.0, "a line after the last")
+    finally:
+        wake_ups.stop()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sent)]
+    assert all(gap >= INBOX_WAKE_SECONDS * 0.9 for gap in gaps)
 
 
 def test_a_bot_process_that_dies_is_started_again_and_takes_submits(

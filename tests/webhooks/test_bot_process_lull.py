@@ -125,7 +125,11 @@ def test_the_bot_process_answers_after_the_webhooks_within_its_cap() -> None:
         answered_at: list[float] = []
         with notifier.watch(6) as watch:
             began = time.monotonic()
-            process.submit(INBOX_KEY)
+            # The stream is under way (its wake-ups are sent every few milliseconds by a thread
+            # of their own) when the conversation comes.
+            while time.monotonic() - began < 0.05:
+                process.submit(INBOX_KEY)
+                time.sleep(0.002)
             process.submit(6)
             deadline = began + 20.0
             while time.monotonic() < deadline:
