@@ -67,7 +67,7 @@ from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
 from store.domain.policy import Policy
 from store.domain.takeover import human_took_over, is_ai_paused
-from store.identity import load_standing
+from store.identity import Standing, load_standing
 from store.leads import find_identity, resolve, set_stated_details
 from store.messages import ingest as store_ingest
 from store.messages import turn_messages
@@ -151,7 +151,9 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
             # The turn is read in the same transaction, after the message is written (it is
             # committed with it, before anything acts on it): one transaction and one step fewer
             # than reading it in `identify`.
-            update_.update(_load_turn(stored.conversation.id, now, session, deps))
+            update_.update(
+                _load_turn(stored.conversation.id, now, session, deps, standing=stored.standing)
+            )
             update_["identified"] = True
     if stored.duplicate:
         log.info(
@@ -181,13 +183,22 @@ def identify(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> Bo
         return _load_turn(state["conversation_id"], state["now"], session, deps)
 
 
-def _load_turn(conversation_id: int, now: datetime, session: Session, deps: Deps) -> BotState:
-    """`identify`'s reads, in `session`."""
+def _load_turn(
+    conversation_id: int,
+    now: datetime,
+    session: Session,
+    deps: Deps,
+    *,
+    standing: Standing | None = None,
+) -> BotState:
+    """`identify`'s reads, in `session`; the conversation's `standing`, where the caller read it
+    already, is not read again."""
     loaded = turn_messages(conversation_id, session=session, window=deps.window_size)
     pending = loaded.pending
     if not pending:
         return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-    standing = load_standing(conversation_id, session=session)
+    if standing is None:
+        standing = load_standing(conversation_id, session=session)
     if standing is None:
         return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
     conversation, lead = standing.conversation, standing.lead

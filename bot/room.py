@@ -4,16 +4,19 @@ standing among the lead's conversations (`store.identity`'s rules)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from bot.media import customer_text
 from bot.state import BotState, LeadSnapshot, Room, WindowMessage
 from store import identity as rules
-from store.messages import conversation_messages
+from store.messages import MessageFields, conversation_messages
 from store.models import ContactDetail, Conversation, Identity, Lead, Message
 
 
@@ -49,7 +52,7 @@ def lead_snapshot(lead: Lead) -> LeadSnapshot:
     )
 
 
-def _window(messages: list[Message]) -> list[WindowMessage]:
+def _window(messages: Sequence[MessageFields]) -> list[WindowMessage]:
     """The conversation's own recent messages: never another conversation's, whatever the lead is
     merged from."""
     return [
@@ -70,13 +73,15 @@ def _window(messages: list[Message]) -> list[WindowMessage]:
 def _has_spoken(conversation_id: int, session: Session) -> bool:
     """Whether the business (bot or human) ever wrote in this conversation (one greeting per
     room)."""
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Message.conversation_id == conversation_id, Message.direction == "out"
-                )
-            )
+    return bool(session.scalar(_spoken_statement(), {"conversation_id": conversation_id}))
+
+
+@cache
+def _spoken_statement() -> Any:
+    """`_has_spoken`'s statement, built once (its cache key is then worked out once too)."""
+    return select(
+        exists().where(
+            Message.conversation_id == bindparam("conversation_id"), Message.direction == "out"
         )
     )
 
@@ -132,7 +137,7 @@ def room_view(
 
 def standing_view(
     standing: rules.Standing,
-    window: list[Message],
+    window: Sequence[MessageFields],
     session: Session,
     now: datetime,
     *,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, bindparam, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from bot.config import PromptConfig
@@ -30,7 +30,8 @@ from store.domain.takeover import is_ai_paused
 from store.identity import Standing, load_standing
 from store.leads import batched_audit, update_lead, write_audit
 from store.messages import add_outbound, record_outbound
-from store.models import Conversation, Lead, Message
+from store.models import Conversation, Lead, Message, table_of
+from store.tenancy import current_workspace
 from store.work import record_score
 
 log = logging.getLogger(__name__)
@@ -42,19 +43,28 @@ class Superseded(Exception):
 
 def claim_pending(pending_ids: list[int], now: datetime, session: Session) -> None:
     """Mark the burst processed, or raise `Superseded` when another run got (some of) it first."""
-    claimed = session.execute(_claim_statement(), {"ids": list(pending_ids), "now": now})
-    if cast("CursorResult[Any]", claimed).rowcount != len(pending_ids):
+    claimed = session.connection().execute(
+        _claim_statement(),
+        {"ids": list(pending_ids), "now": now, "workspace": current_workspace()},
+    )
+    if claimed.rowcount != len(pending_ids):
         raise Superseded()
 
 
 @cache
 def _claim_statement() -> Any:
-    """`claim_pending`'s UPDATE, built once."""
+    """`claim_pending`'s UPDATE, built once: a Core statement with the workspace's filter written
+    in (the ORM's bulk UPDATE built a new statement, and worked out its cache key, at every run).
+    No loaded message needs the new value, so the session has nothing to synchronise."""
+    messages = table_of(Message).c
     return (
-        update(Message)
-        .where(Message.id.in_(bindparam("ids", expanding=True)), Message.processed_at.is_(None))
-        .values(processed_at=bindparam("now", type_=Message.__table__.c.processed_at.type))
-        .execution_options(synchronize_session=False)
+        update(table_of(Message))
+        .where(
+            messages.id.in_(bindparam("ids", expanding=True)),
+            messages.processed_at.is_(None),
+            messages.workspace_id == bindparam("workspace"),
+        )
+        .values(processed_at=bindparam("now", type_=messages.processed_at.type))
     )
 
 

@@ -454,7 +454,7 @@ def speaks_for_lead(conversation: Conversation, *, session: Session) -> bool:
     return only_conversation(conversation, session=session)
 
 
-def _others_clause(conversation: type[Conversation] | Any) -> Any:
+def others_clause(conversation: type[Conversation] | Any) -> Any:
     """Whether the conversation's lead has another conversation (an EXISTS on the lead's index)."""
     other = aliased(Conversation)
     return (
@@ -472,7 +472,7 @@ def only_conversation(conversation: Conversation, *, session: Session) -> bool:
 @cache
 def _only_statement() -> Any:
     """Built once: composing a statement costs more than running it on an index."""
-    return select(_others_clause(Conversation)).where(
+    return select(others_clause(Conversation)).where(
         Conversation.id == bindparam("conversation_id")
     )
 
@@ -526,7 +526,7 @@ def load_standing(
 @cache
 def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
     """`load_standing`'s statement, built once per shape."""
-    columns: list[Any] = [Conversation, Lead, Identity.trust, _others_clause(Conversation)]
+    columns: list[Any] = [Conversation, Lead, Identity.trust, others_clause(Conversation)]
     if with_pending:
         columns.append(
             select(Message.id)

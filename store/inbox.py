@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Row, Table, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from store.models import Inbox
+from store.models import Inbox, table_of
 from store.tenancy import current_workspace
 
 # The dispatcher's key for "the inbox has work" (conversation ids start at 1; 0 and -1 are the
@@ -27,7 +27,7 @@ INBOX_KEY = -2
 # Failed attempts after which an event is set aside (kept, reported in /healthz, never retried).
 MAX_ATTEMPTS = 3
 
-_TABLE = cast(Table, Inbox.__table__)
+_TABLE = table_of(Inbox)
 
 
 @dataclass(frozen=True)

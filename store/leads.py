@@ -58,7 +58,8 @@ _FILLABLE = (
     "conversion_probability",
 )
 _MAX_ATTEMPTS = 5
-_AUDIT_BATCH = "leaddesk.audit_batch"  # the session.info key of `batched_audit`'s rows
+# The session.info key of `batched_audit`'s rows: {table name: rows}, written in that order.
+_AUDIT_BATCH = "leaddesk.audit_batch"
 _REHOMINGS = "leaddesk.rehomings"  # the session.info key of `rehomings`' count
 _DEFAULT_STATUS = "New"
 
@@ -105,19 +106,17 @@ def record_audit(
         "workspace_id": current_workspace(),
     }
     event = AuditEvent(**row)
-    batch = session.info.get(_AUDIT_BATCH)
-    if batch is not None:
-        batch.append(row)
-    else:
+    if not batch_row(session, AuditEvent.__tablename__, row):
         session.add(event)
     return event
 
 
 @contextmanager
 def batched_audit(session: Session) -> Iterator[None]:
-    """Collect the audit rows recorded inside the block and write them in one INSERT when it ends
-    (or at `write_audit`): for a turn that records several and reads none back."""
-    session.info[_AUDIT_BATCH] = []
+    """Collect the audit rows (and score events) recorded inside the block and write them in one
+    INSERT per table when it ends (or at `write_audit`): for a turn that records several and reads
+    none back."""
+    session.info[_AUDIT_BATCH] = {}
     try:
         yield
         write_audit(session)
@@ -125,19 +124,30 @@ def batched_audit(session: Session) -> Iterator[None]:
         session.info.pop(_AUDIT_BATCH, None)
 
 
+def batch_row(session: Session, table: str, row: dict[str, Any]) -> bool:
+    """Add a row for `table` to the open `batched_audit` block; False when none is open (the
+    caller adds its object to the session instead)."""
+    batch: dict[str, list[dict[str, Any]]] | None = session.info.get(_AUDIT_BATCH)
+    if batch is None:
+        return False
+    batch.setdefault(table, []).append(row)
+    return True
+
+
 def write_audit(session: Session) -> None:
-    """Write the audit rows `batched_audit` has collected so far, in one statement."""
-    rows = session.info.get(_AUDIT_BATCH)
-    if rows:
-        # The table's INSERT, not the ORM's bulk path: nothing is read back, one executemany.
-        session.execute(_audit_insert(), list(rows))
-        rows.clear()
+    """Write the rows `batched_audit` has collected so far, one statement per table."""
+    batch: dict[str, list[dict[str, Any]]] | None = session.info.get(_AUDIT_BATCH)
+    for table, rows in (batch or {}).items():
+        if rows:
+            # The table's INSERT, not the ORM's bulk path: nothing is read back, one executemany.
+            session.execute(_batch_insert(table), list(rows))
+            rows.clear()
 
 
 @cache
-def _audit_insert() -> Any:
-    """`write_audit`'s statement, built once (its cache key is then worked out once)."""
-    return insert(AuditEvent.metadata.tables[AuditEvent.__tablename__])
+def _batch_insert(table: str) -> Any:
+    """`write_audit`'s statement for a table, built once (its cache key is then worked out once)."""
+    return insert(AuditEvent.metadata.tables[table])
 
 
 def update_lead(
@@ -386,6 +396,26 @@ class KnownSender:
     lead: Lead
     conversation: Conversation | None
     verified: frozenset[tuple[str, str]]
+    # Whether the conversation is the lead's only one (`known_sender` reads it; the batch does not).
+    alone: bool | None = None
+
+    def standing(self) -> rules.Standing | None:
+        """The conversation's standing as `store.identity.load_standing` would read it, from what
+        was read with the sender: None where it cannot tell (no conversation yet, a merged-away
+        lead, an alias, whose room is its root identity's)."""
+        if (
+            self.conversation is None
+            or self.alone is None
+            or self.lead.merged_into_id is not None
+            or self.identity.alias_of_id is not None
+        ):
+            return None
+        return rules.Standing(
+            conversation=self.conversation,
+            lead=self.lead,
+            trust=self.identity.trust or rules.channel_trust(self.conversation.channel),
+            alone=self.alone,
+        )
 
 
 def known_senders(
@@ -440,16 +470,23 @@ def known_sender(
     row = session.execute(_one_sender_statement(phone is not None), params).first()
     if row is None:
         return None
-    held = phone is not None and bool(row[3])
+    held = phone is not None and bool(row[4])
     verified = frozenset([("phone", params["phone_key"])]) if held else frozenset()
-    return KnownSender(row[0], row[1], row[2], verified)
+    return KnownSender(row[0], row[1], row[2], verified, alone=not row[3])
 
 
 @cache
 def _one_sender_statement(with_phone: bool) -> Any:
-    """`known_sender`'s statement, built once per shape."""
-    statement = _senders_statement().where(
-        Identity.channel == bindparam("channel"), Identity.external_id == bindparam("external_id")
+    """`known_sender`'s statement, built once per shape: with the sender, whether its lead has
+    another conversation (the turn that follows needs its standing) and, asked for, whether the
+    lead holds the phone as a verified detail."""
+    statement = (
+        _senders_statement()
+        .add_columns(rules.others_clause(Conversation))
+        .where(
+            Identity.channel == bindparam("channel"),
+            Identity.external_id == bindparam("external_id"),
+        )
     )
     if with_phone:
         statement = statement.add_columns(

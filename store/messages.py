@@ -8,16 +8,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select, union_all
+from sqlalchemy import bindparam, select, union_all, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
 
 from store.contacts import try_normalize_phone
 from store.events import inserted
+from store.identity import Standing
 from store.leads import (
     KnownSender,
     get_conversation,
@@ -25,7 +27,7 @@ from store.leads import (
     resolve_identity,
     settled_sender,
 )
-from store.models import VERIFIED, Conversation, Lead, Message, utcnow
+from store.models import VERIFIED, Conversation, Lead, Message, table_of, utcnow
 from store.tenancy import all_workspaces, current_workspace, in_workspace
 from store.text import clean_json, clean_text
 
@@ -64,6 +66,8 @@ class Ingested:
     lead: Lead
     conversation: Conversation
     duplicate: bool
+    # The conversation's standing among the lead's, where the sender's lookup read it.
+    standing: Standing | None = None
 
 
 def ingest(
@@ -83,6 +87,7 @@ def ingest(
     """
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
     known: KnownSender | None = None
+    standing: Standing | None = None
     if inbound.author == "customer" and not (inbound.phone and phone is None):
         # A customer already known, with nothing to claim, is found with its conversation in one
         # statement (the common case: a customer's second message and on).
@@ -91,6 +96,7 @@ def ingest(
         assert known is not None
         assert known.conversation is not None
         lead, conversation = known.lead, known.conversation
+        standing = known.standing()
     else:
         lead, identity = resolve_identity(
             inbound.channel,
@@ -125,7 +131,8 @@ def ingest(
         message = Message(**values)
         session.add(message)
         session.flush()
-        return _arrived(message, lead, conversation)
+        _date_contact(message, lead, conversation, session)
+        return Ingested(message, lead, conversation, False, standing)
     # One statement: the unique index decides whether the channel sent it before (no
     # read-then-write, no savepoint).
     stored = session.scalars(_insert_once(session), [values]).first()
@@ -136,7 +143,8 @@ def ingest(
         assert before is not None
         return Ingested(existing, before.lead, before, True)
     inserted(session, [stored])
-    return _arrived(stored, lead, conversation)
+    _date_contact(stored, lead, conversation, session)
+    return Ingested(stored, lead, conversation, False, standing)
 
 
 def ingest_known(
@@ -193,7 +201,12 @@ def ingest_known(
 
 def _insert_once(session: Session) -> Any:
     """INSERT ... ON CONFLICT (channel, channel_message_id) DO NOTHING RETURNING the message."""
-    dialect = session.get_bind().dialect.name
+    return _insert_once_for(session.get_bind().dialect.name)
+
+
+@cache
+def _insert_once_for(dialect: str) -> Any:
+    """`_insert_once`'s statement for a dialect, built once (and its cache key worked out once)."""
     build = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return (
         build(Message)
@@ -203,14 +216,47 @@ def _insert_once(session: Session) -> Any:
 
 
 def _arrived(message: Message, lead: Lead, conversation: Conversation) -> Ingested:
-    """A newly stored message: an inbound one dates the conversation's and the lead's last
-    contact."""
+    """A newly stored message of a batch: an inbound one dates the conversation's and the lead's
+    last contact, written with the batch's flush (one UPDATE per row for all its messages)."""
     if message.direction == "in":
         conversation.last_inbound_at = max(
             filter(None, [conversation.last_inbound_at, message.sent_at])
         )
         lead.last_contacted_at = max(filter(None, [lead.last_contacted_at, message.sent_at]))
     return Ingested(message, lead, conversation, False)
+
+
+def _date_contact(
+    message: Message, lead: Lead, conversation: Conversation, session: Session
+) -> None:
+    """A newly stored inbound message dates the conversation's and the lead's last contact, each by
+    an UPDATE of its own (built once), the loaded rows told the values as written: a message at a
+    time, the ORM's flush of two changed rows cost more than the message's other statements."""
+    if message.direction != "in":
+        return
+    sent_at, now = message.sent_at, utcnow()
+    connection = session.connection()
+    for row, column, statement in (
+        (conversation, "last_inbound_at", _contact_update(Conversation, "last_inbound_at")),
+        (lead, "last_contacted_at", _contact_update(Lead, "last_contacted_at")),
+    ):
+        before = getattr(row, column)
+        if before is not None and before >= sent_at:
+            continue
+        connection.execute(statement, {"row_id": row.id, "at": sent_at, "now": now})
+        set_committed_value(row, column, sent_at)
+        set_committed_value(row, "updated_at", now)
+
+
+@cache
+def _contact_update(model: type[Conversation] | type[Lead], column: str) -> Any:
+    """`_date_contact`'s UPDATE of one row's date (and its `updated_at`, as a flush would)."""
+    table = table_of(model)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({column: bindparam("at"), "updated_at": bindparam("now")})
+    )
 
 
 def _by_channel_id(session: Session, channel: str, channel_message_id: str) -> Message | None:
@@ -236,23 +282,49 @@ def pending_messages(conversation_id: int, *, session: Session) -> list[Message]
     )
 
 
+class MessageFields(Protocol):
+    """What a turn reads of a message: a `Message`, or a row of `turn_messages` (which loads these
+    columns only, no ORM object)."""
+
+    id: int
+    channel: str
+    external_id: str | None
+    direction: str
+    author: str
+    text: str
+    kind: str
+    payload: Any
+    sent_at: datetime
+    processed_at: datetime | None
+
+
+# The columns of `MessageFields`, which `turn_messages` loads.
+_TURN_COLUMNS = tuple(MessageFields.__annotations__)
+
+
 @dataclass
 class TurnMessages:
     """What a bot turn reads of its conversation: the unprocessed customer messages and the most
     recent messages (any author), each oldest first."""
 
-    pending: list[Message]
-    window: list[Message]
+    pending: list[MessageFields]
+    window: list[MessageFields]
 
 
 def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -> TurnMessages:
     """The conversation's pending messages and its last `window` messages, in one statement; both
-    parts come from indexes on the conversation, whatever its length."""
-    found = session.scalars(
-        _turn_statement(), {"conversation_id": conversation_id, "window": max(window, 0)}
+    parts come from indexes on the conversation, whatever its length. Read as rows of the columns
+    a turn uses: building a dozen ORM objects per turn cost more than the statement."""
+    found = session.execute(
+        _turn_statement(),
+        {
+            "conversation_id": conversation_id,
+            "window": max(window, 0),
+            "workspace": current_workspace(),
+        },
     )
     # A pending message inside the window comes twice (once from each part).
-    rows = list({m.id: m for m in found}.values())
+    rows: list[MessageFields] = list({m.id: m for m in found}.values())
     return TurnMessages(
         pending=[m for m in rows if m.direction == "in" and m.processed_at is None],
         # The `window` newest rows of the union are the conversation's `window` newest messages.
@@ -263,23 +335,24 @@ def turn_messages(conversation_id: int, *, session: Session, window: int = 12) -
 @cache
 def _turn_statement() -> Any:
     """`turn_messages`' statement, built once (composing it costs more than running it): the
-    window and the pending messages as two index scans of whole rows, in one statement."""
+    window and the pending messages as two index scans, in one statement. Core columns, so the
+    workspace's filter is written in."""
     conversation_id: Any = bindparam("conversation_id")
-    columns = Message.__table__.c
+    table = table_of(Message).c
+    columns = [getattr(table, name) for name in _TURN_COLUMNS]
+    mine = (table.conversation_id == conversation_id, table.workspace_id == bindparam("workspace"))
     recent = (
         select(*columns)
-        .where(columns.conversation_id == conversation_id)
-        .order_by(columns.id.desc())
+        .where(*mine)
+        .order_by(table.id.desc())
         .limit(bindparam("window"))
         .subquery()
     )
     unprocessed = select(*columns).where(
-        columns.conversation_id == conversation_id,
-        columns.direction == "in",
-        columns.processed_at.is_(None),
+        *mine, table.direction == "in", table.processed_at.is_(None)
     )
     both = union_all(select(recent), unprocessed).subquery()
-    return select(aliased(Message, both)).order_by(both.c.id)
+    return select(both).order_by(both.c.id)
 
 
 def conversations_with_pending(

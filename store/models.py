@@ -7,7 +7,7 @@ The schema is created only by the Alembic migrations in `store/migrations`; keep
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -78,6 +79,11 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements the store builds once (typed as the `Table` it is)."""
+    return cast(Table, model.__table__)
 
 
 class Workspace(Base):

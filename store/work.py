@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from store.domain.errors import Invalid
-from store.leads import record_audit, update_lead
+from store.leads import batch_row, record_audit, update_lead
 from store.models import (
     NOTE_CATEGORIES,
     Agent,
@@ -21,6 +21,7 @@ from store.models import (
     ScoreEvent,
     utcnow,
 )
+from store.tenancy import current_workspace
 from store.text import clean_text
 
 
@@ -210,7 +211,8 @@ def record_score(
 
     Factors are dicts `{"factor", "points", "evidence"}`; the score is clamped to 0..100.
     `unscored`: the caller knows the message has no score yet (the bot, which has just claimed
-    it), so nothing is read and the event is written with the caller's next flush.
+    it), so nothing is read and the event is written with the caller's next flush, or with the
+    rows of its `batched_audit` block.
     """
     score = max(0, min(100, int(score)))
     if (
@@ -219,16 +221,20 @@ def record_score(
         and session.scalars(select(ScoreEvent).where(ScoreEvent.message_id == message_id)).first()
     ):
         return None
-    event = ScoreEvent(
-        lead_id=lead.id,
-        message_id=message_id,
-        previous_score=lead.score,
-        score=score,
-        factors=factors,
-        engine=engine,
-        created_at=utcnow(),
-    )
-    session.add(event)
+    row = {
+        "lead_id": lead.id,
+        "message_id": message_id,
+        "previous_score": lead.score,
+        "score": score,
+        "factors": factors,
+        "engine": engine,
+        "created_at": utcnow(),
+        "workspace_id": current_workspace(),
+    }
+    event = ScoreEvent(**row)
+    # Inside `batched_audit` (the bot's turn) the event is written with the audit rows.
+    if not (unscored and batch_row(session, ScoreEvent.__tablename__, row)):
+        session.add(event)
     update_lead(lead, {"score": score, "score_factors": factors}, session=session, actor=actor)
     if not unscored:
         session.flush()

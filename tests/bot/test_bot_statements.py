@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, PromptConfig
+from bot import nodes as bot_nodes
 from store import make_session_factory
-from store.messages import Inbound, ingest, record_outbound
+from store import messages as store_messages
+from store.messages import Inbound, TurnMessages, ingest, record_outbound
 from store.models import Conversation, Message, ScoreEvent
 from tests.bot.support import Clock
 
@@ -119,18 +122,27 @@ def test_statements_per_run_do_not_grow_with_the_conversation_or_the_leads(
 
 
 def test_a_run_reads_only_a_window_of_a_long_conversation(
-    service: BotService, factory: sessionmaker[Session], db_engine: Engine
+    service: BotService,
+    factory: sessionmaker[Session],
+    db_engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _long_history(factory, "long", 80)
     conversation_id = service.store(Inbound(channel="web", external_id="long", text="Hi again"))
     assert conversation_id is not None
-    loaded: list[int] = []
+    loaded: list[int] = []  # messages read as ORM objects, or as the turn's rows
 
     @event.listens_for(Session, "loaded_as_persistent")
     def count_loaded(_session: Session, instance: object) -> None:
         if isinstance(instance, Message):
             loaded.append(instance.id)
 
+    def turn_messages(*args: Any, **kwargs: Any) -> TurnMessages:
+        found = store_messages.turn_messages(*args, **kwargs)
+        loaded.extend(m.id for m in [*found.pending, *found.window])
+        return found
+
+    monkeypatch.setattr(bot_nodes, "turn_messages", turn_messages)
     try:
         assert len(service.process_conversation(conversation_id)) == 1
     finally:
