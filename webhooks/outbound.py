@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import read_session
-from store.models import Conversation, Message, utcnow
+from store.models import Conversation, Message, table_of, utcnow
 from store.pending import reading
 from store.tenancy import all_workspaces, current_workspace, in_workspace
 from store.workspaces import active_workspace_ids
@@ -150,6 +150,46 @@ def _plan_statement() -> Any:
             Message.delivery_status == "pending",
         )
         .execution_options(**all_workspaces())
+    )
+
+
+@cache
+def _claim_statement() -> Any:
+    """`ChannelOutbox._claim`'s UPDATE, built once: a Core statement with the workspace's filter
+    written in (the ORM's bulk UPDATE was built, and its cache key worked out, at every send)."""
+    messages = table_of(Message).c
+    return (
+        update(table_of(Message))
+        .where(
+            messages.id == bindparam("message_id"),
+            messages.workspace_id == bindparam("workspace"),
+            messages.delivery_status == "pending",
+        )
+        .values(
+            delivery_status="sending", sent_at=bindparam("started", type_=messages.sent_at.type)
+        )
+    )
+
+
+@cache
+def _outcome_statement(with_channel_id: bool) -> Any:
+    """`ChannelOutbox._write_outcome`'s UPDATE, built once per shape: the status and error, and
+    the channel's message id when the send returned one."""
+    messages = table_of(Message).c
+    values: dict[str, Any] = {
+        "delivery_status": bindparam("new_delivery_status"),
+        "error": bindparam("new_error"),
+    }
+    if with_channel_id:
+        values["channel_message_id"] = bindparam("new_channel_message_id")
+    return (
+        update(table_of(Message))
+        .where(
+            messages.id == bindparam("message_id"),
+            messages.workspace_id == bindparam("workspace"),
+            messages.delivery_status.in_(("pending", "sending")),
+        )
+        .values(values)
     )
 
 
@@ -360,11 +400,18 @@ class ChannelOutbox:
         (leaddesk.worker.sweeper marks it "unknown" rather than sending it again).
         """
         with self._session_factory.begin() as session:
-            claimed = session.execute(
-                update(Message)
-                .where(Message.id == plan.message_id, Message.delivery_status == "pending")
-                .values(delivery_status="sending", sent_at=utcnow())
-            ).rowcount  # type: ignore[attr-defined]
+            claimed = (
+                session.connection()
+                .execute(
+                    _claim_statement(),
+                    {
+                        "message_id": plan.message_id,
+                        "workspace": current_workspace(),
+                        "started": utcnow(),
+                    },
+                )
+                .rowcount
+            )
         return bool(claimed)
 
     def _finish(
@@ -392,13 +439,11 @@ class ChannelOutbox:
             self._notifier.notify(plan.conversation_id)
 
     def _write_outcome(self, message_id: int, values: dict[str, Any]) -> None:
+        statement = _outcome_statement("channel_message_id" in values)
+        params = {f"new_{name}": value for name, value in values.items()}
         with self._session_factory.begin() as session:
-            session.execute(
-                update(Message)
-                .where(
-                    Message.id == message_id, Message.delivery_status.in_(("pending", "sending"))
-                )
-                .values(**values)
+            session.connection().execute(
+                statement, {**params, "message_id": message_id, "workspace": current_workspace()}
             )
 
     # -- the Graph API ------------------------------------------------------------------------

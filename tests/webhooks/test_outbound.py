@@ -368,3 +368,21 @@ def test_a_reply_is_read_once_and_claimed_once_before_it_is_sent(
     assert at_send == [["SELECT", "UPDATE"]]
     assert statements == ["SELECT", "UPDATE", "UPDATE"]  # and the outcome
     assert stored(session_factory, reply).delivery_status == "sent"
+
+
+def test_a_channel_id_already_on_another_message_keeps_the_outcome_and_says_so(
+    session_factory: sessionmaker[Session], graph: FakeGraph, clock: Clock, sleeps: Sleeps
+) -> None:
+    outbox = make_outbox(session_factory, graph, clock, sleeps)
+    first = reply_waiting(session_factory, clock)
+    outbox.deliver([first])
+    taken = stored(session_factory, first).channel_message_id
+    second = reply_waiting(session_factory, clock, customer="16505550000")
+    graph.script(Reply(body={"messaging_product": "whatsapp", "messages": [{"id": taken}]}))
+    outbox.deliver([second])
+    message = stored(session_factory, second)
+    assert (message.delivery_status, message.error) == ("sent", f"sent as {taken}")
+    assert message.channel_message_id != taken
+    # Delivered once: a second delivery finds nothing pending and sends nothing.
+    outbox.deliver([second])
+    assert len(graph.requests) == 2
