@@ -13,14 +13,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -36,6 +36,8 @@ SQLITE_WRITE_TIMEOUT = 30.0
 # out again; one given back a moment ago is not (see `ping_idle_connections`).
 PING_AFTER_IDLE = 1.0
 _IDLE_SINCE = "leaddesk_idle_since"
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -120,6 +122,21 @@ def ping_idle_connections(engine: Engine, idle: float | None = None) -> None:
                 # The pool drops it (and every connection older than it) and connects again.
                 raise InvalidatePoolError(str(exc)) from exc
             raise
+
+
+def once_more_if_disconnected(work: Callable[[], T]) -> T:
+    """Run `work` (a short transaction of its own), and run it once more when its connection
+    turned out to be dropped by the server: a connection given back a moment ago is handed out
+    without a ping (`ping_idle_connections`), so a restart or a failover in that moment fails the
+    statement, and the pool is renewed. For writes that must not be left to a later retry of the
+    whole job, and whose second run does the same as the first (an UPDATE to given values)."""
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("the database connection was dropped; writing again on a new one")
+        return work()
 
 
 class TurnQueue:

@@ -32,7 +32,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from store.db import read_session
+from store.db import once_more_if_disconnected, read_session
 from store.models import Conversation, Message, table_of, utcnow
 from store.pending import reading
 from store.tenancy import all_workspaces, current_workspace, in_workspace
@@ -399,20 +399,17 @@ class ChannelOutbox:
         cut off by a crash between the HTTP call and recording its outcome
         (leaddesk.worker.sweeper marks it "unknown" rather than sending it again).
         """
-        with self._session_factory.begin() as session:
-            claimed = (
-                session.connection()
-                .execute(
-                    _claim_statement(),
-                    {
-                        "message_id": plan.message_id,
-                        "workspace": current_workspace(),
-                        "started": utcnow(),
-                    },
-                )
-                .rowcount
-            )
-        return bool(claimed)
+        params = {
+            "message_id": plan.message_id,
+            "workspace": current_workspace(),
+            "started": utcnow(),
+        }
+
+        def claim() -> int:
+            with self._session_factory.begin() as session:
+                return session.connection().execute(_claim_statement(), params).rowcount
+
+        return bool(once_more_if_disconnected(claim))
 
     def _finish(
         self,
@@ -441,10 +438,15 @@ class ChannelOutbox:
     def _write_outcome(self, message_id: int, values: dict[str, Any]) -> None:
         statement = _outcome_statement("channel_message_id" in values)
         params = {f"new_{name}": value for name, value in values.items()}
-        with self._session_factory.begin() as session:
-            session.connection().execute(
-                statement, {**params, "message_id": message_id, "workspace": current_workspace()}
-            )
+        params.update(message_id=message_id, workspace=current_workspace())
+
+        def write() -> None:
+            with self._session_factory.begin() as session:
+                session.connection().execute(statement, params)
+
+        # The message went out (or failed for good): its outcome is not left to a retry of the
+        # job, which would find it "sending" and never send it again.
+        once_more_if_disconnected(write)
 
     # -- the Graph API ------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.messages import Inbound, ingest, record_outbound
@@ -386,3 +387,50 @@ def test_a_channel_id_already_on_another_message_keeps_the_outcome_and_says_so(
     # Delivered once: a second delivery finds nothing pending and sends nothing.
     outbox.deliver([second])
     assert len(graph.requests) == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_engine", ["postgres"], indirect=True)
+def test_a_reply_sent_while_the_server_drops_the_connections_is_still_recorded_sent(
+    db_engine: Any,
+    postgres_url: str,
+    graph: FakeGraph,
+    clock: Clock,
+    sleeps: Sleeps,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restart or failover while the message is on its way: the claim's connection, given back
+    a moment ago, is handed out again for the outcome without a ping and fails; the outcome is
+    written again on a new connection instead of leaving the sent message "sending" for good."""
+    from store import make_engine, make_session_factory
+
+    monkeypatch.setattr("store.db.PING_AFTER_IDLE", 60.0)  # "a moment", however slow the machine
+    engine = make_engine(postgres_url, pool_size=1, max_overflow=0)
+    admin = make_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    session_factory = make_session_factory(engine)
+    cut: list[int] = []
+
+    def drop_every_connection(_request: Recorded) -> None:
+        with admin.connect() as connection:
+            others = "datname = current_database() AND pid <> pg_backend_pid()"
+            pids = connection.execute(text(f"SELECT pid FROM pg_stat_activity WHERE {others}"))
+            for pid in pids.scalars():
+                connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                cut.append(pid)
+            while connection.execute(
+                text(f"SELECT count(*) FROM pg_stat_activity WHERE {others}")
+            ).scalar_one():
+                time.sleep(0.02)
+
+    try:
+        reply = reply_waiting(session_factory, clock)
+        graph.on_request = drop_every_connection
+        make_outbox(session_factory, graph, clock, sleeps).deliver([reply])
+        assert cut, "the outbox's connection was cut while sending"
+        message = stored(session_factory, reply)
+        assert (message.delivery_status, message.error) == ("sent", None)
+        assert message.channel_message_id
+        assert len(graph.requests) == 1  # sent once
+    finally:
+        engine.dispose()
+        admin.dispose()
