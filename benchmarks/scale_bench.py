@@ -2,9 +2,9 @@
 PostgreSQL.
 
 For each worker count it starts a fresh PostgreSQL database, `leaddesk serve --workers 2` and N
-`leaddesk worker --concurrency 1` processes on a Redis database, a zero-latency fake model and a
-fake Graph API on loopback, fires signed WhatsApp webhooks (bursts, 10% duplicate deliveries) and
-reports:
+`leaddesk worker --concurrency 1` processes (`--concurrency` to change) on a Redis database, a
+zero-latency fake model and a fake Graph API on loopback, fires signed WhatsApp webhooks (bursts,
+10% duplicate deliveries) and reports:
 
 - messages per second end to end: customer messages / (first webhook sent -> last reply accepted
   by the Graph API), and the time the workers needed after the last webhook;
@@ -130,7 +130,7 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
             # there once the inbox holds every message, and the timed part includes the ingest.
             while _inbox_messages(engine) < args.messages:
                 time.sleep(0.2)
-        procs = [cluster.start_worker(concurrency=1) for _ in range(workers)]
+        procs = [cluster.start_worker(concurrency=args.concurrency) for _ in range(workers)]
         profiler = None
         raw = log_dir / f"profile-{workers}.txt"
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -221,6 +221,13 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=500)
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1, 2], help="worker counts to run (default: 1 2)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="pool processes per worker (default 1, as the issue's figures; Celery's own default "
+        "is the number of CPUs)",
     )
     parser.add_argument("--threads", type=int, default=24, help="load-generator threads")
     parser.add_argument(
