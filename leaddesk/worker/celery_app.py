@@ -14,6 +14,7 @@ from kombu.utils.url import maybe_sanitize_url
 
 from leaddesk.logs import describe_error
 from leaddesk.settings import Settings
+from leaddesk.worker import redis_broker
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ def make_celery(settings: Settings) -> Celery:
             "interval_step": 0.2,
             "interval_max": 0.5,
         },
+        # On Redis, a worker whose acknowledgement failed in an outage goes on taking work after it.
+        broker_transport=(
+            redis_broker.TRANSPORT
+            if settings.broker_url.startswith(("redis://", "rediss://"))
+            else None
+        ),
         # Running tasks finish on connection loss; a task whose ack is lost runs again, harmlessly.
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
