@@ -643,6 +643,22 @@ class LoadReport:
     finished: float = 0.0
 
 
+@dataclass
+class Hold:
+    """Where the sender pauses: before its first delivery beyond `after` webhooks, every sending
+    thread waits (`reached` is set) until the test sets `release`. A fault that must meet incoming
+    webhooks (a broker outage) then meets them however far the workers lag behind the sender."""
+
+    after: int
+    reached: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    def wait_turn(self, delivered: int) -> None:
+        if delivered >= self.after and not self.release.is_set():
+            self.reached.set()
+            self.release.wait()
+
+
 def send_load(
     url: str,
     scenario: list[Conversation],
@@ -651,11 +667,12 @@ def send_load(
     duplicate_share: float = 0.1,
     burst_gap: tuple[float, float] = (0.05, 0.6),
     seed: int = 3,
-    on_progress: Callable[[int], None] | None = None,
+    hold: Hold | None = None,
 ) -> LoadReport:
     """Fire the scenario at /webhooks/whatsapp: each conversation in order from one thread at a
     time, bursts back to back, a pause between bursts; `duplicate_share` of the webhooks delivered
-    twice (half right away from another thread, racing, half a little later)."""
+    twice (half right away from another thread, racing, half a little later); with `hold`, paused
+    part way until the test lets it go on."""
     report = LoadReport()
     lock = threading.Lock()
     todo = list(scenario)
@@ -665,7 +682,6 @@ def send_load(
     rng_lock = threading.Lock()
     rng = random.Random(seed)
     endpoint = url.rstrip("/") + "/webhooks/whatsapp"
-    delivered = itertools.count(1)
 
     def post(client: httpx.Client, body: bytes) -> None:
         headers = {
@@ -688,9 +704,6 @@ def send_load(
         else:
             with lock:
                 report.errors.append(f"{status}: {problem}")
-        done = next(delivered)
-        if on_progress is not None:
-            on_progress(done)
 
     def duplicate(client: httpx.Client, body: bytes) -> None:
         with rng_lock:
@@ -722,6 +735,10 @@ def send_load(
                         chunk = burst[at : at + size]
                         at += size
                         body = whatsapp_body(conversation, chunk)
+                        if hold is not None:
+                            with lock:
+                                delivered = report.deliveries
+                            hold.wait_turn(delivered)
                         now = time.time()
                         with lock:
                             for wamid, _ in chunk:
