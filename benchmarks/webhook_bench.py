@@ -248,6 +248,9 @@ class FakeGraph(ThreadingHTTPServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without TCP_NODELAY the second waits for
+            # the client's delayed ACK, 40 ms on every answer of a kept connection.
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
