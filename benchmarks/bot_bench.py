@@ -9,12 +9,14 @@ which answers instantly), and whether cost, prompt or memory grow with the conve
 Each message goes through `BotService.handle` exactly as `leaddesk replay` feeds it (store, score,
 status, reply, commit, local delivery), on a temporary SQLite file (WAL), or with `--database` on
 PostgreSQL (`postgresql+psycopg://postgres@127.0.0.1:5432/h_botcpu`: the offline runs use scratch
-databases `<name>_short` and `<name>_long`, created and dropped here). Reported: the floor, messages
-per second, median and p95 wall time and CPU time per message and their ratio to the floor, SQL
-statements per message (an engine `before_cursor_execute` listener), a long conversation (800
-messages over 40 customers, interleaved) with its first and last 100 messages side by side, model
-calls, and the prompt size (characters of all messages sent to the model) at message 5 and message
-`--long` of one conversation.
+databases `<name>_short`, `<name>_worker` and `<name>_long`, created and dropped here). Reported:
+the floor, messages per second, median and p95 wall time and CPU time per message and their ratio
+to the floor, SQL statements per message (an engine `before_cursor_execute` listener), a long
+conversation (800 messages over 40 customers, interleaved) with its first and last 100 messages
+side by side, model calls, the prompt size (characters of all messages sent to the model) at
+message 5 and message `--long` of one conversation, and the worker path: the short run's messages
+stored as a webhook stores them, then answered as a worker runs a conversation, with the SQL
+statements of each half.
 
 `--rss N` sends N messages (over `--rss-customers` customers) through one `BotService` and prints
 the process's resident memory every 2,000 messages and its spread from message 4,000 on.
@@ -217,6 +219,38 @@ def run_throughput(
     return summary(walls, cpus, statements, time.perf_counter() - started)
 
 
+def run_worker_path(
+    service: BotService, counter: StatementCounter, conversations: int, messages: int
+) -> dict[str, float]:
+    """The short run's messages the way the service takes them apart: each stored as a webhook's
+    ingest stores it, then its conversation run as a worker runs it; SQL statements of each half
+    (the issue counts those of a bot run), CPU of the run."""
+    stores: list[int] = []
+    runs: list[int] = []
+    cpus: list[float] = []
+    for turn in range(messages):
+        for number in range(conversations):
+            text = SCRIPT[turn % len(SCRIPT)]
+            inbound = Inbound(channel="web", external_id=f"worker-{number}", text=text)
+            before = counter.count
+            conversation_id = service.store(inbound)
+            stores.append(counter.count - before)
+            assert conversation_id is not None
+            before, cpu = counter.count, time.process_time()
+            service.process_conversation(conversation_id)
+            cpus.append(time.process_time() - cpu)
+            runs.append(counter.count - before)
+    steady = runs[conversations:]  # after each conversation's first message
+    return {
+        "messages": len(runs),
+        "store_statements": sum(stores) / len(stores),
+        "run_statements": sum(runs) / len(runs),
+        "run_statements_steady": sum(steady) / max(len(steady), 1),
+        "run_statements_max": max(runs),
+        "run_cpu_ms": sum(cpus) / len(cpus) * 1000,
+    }
+
+
 def run_many_leads(
     service: BotService, counter: StatementCounter, customers: int, per_customer: int
 ) -> dict[str, Any]:
@@ -355,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--database",
         help="run the offline bot on this PostgreSQL server and database name prefix "
-        "(scratch databases <name>_short and <name>_long are created and dropped)",
+        "(scratch databases <name>_short, <name>_worker and <name>_long are created and dropped)",
     )
     parser.add_argument(
         "--rss", type=int, default=0, help="messages of the memory run (0: no memory run)"
@@ -378,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         with scratch_database(directory, "short", args.database) as url:
             offline, engine, counter = make_service(url, None)
             results["offline"] = run_throughput(offline, counter, args.conversations, args.messages)
+            engine.dispose()
+        with scratch_database(directory, "worker", args.database) as url:
+            offline, engine, counter = make_service(url, None)
+            results["worker_path"] = run_worker_path(
+                offline, counter, args.conversations, args.messages
+            )
             engine.dispose()
         with scratch_database(directory, "long", args.database) as url:
             offline, engine, counter = make_service(url, None)
@@ -464,6 +504,14 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"{many['last']['cpu_ms_per_message'] / many['first']['cpu_ms_per_message']:.2f}, "
         f"{many['messages']}-message run/short run cpu "
         f"{many['cpu_ms_per_message'] / short['cpu_ms_per_message']:.2f}"
+    )
+    row = results["worker_path"]
+    print(
+        f"\nWorker path on {where} (the short run's messages stored as a webhook stores them, "
+        f"then run as a worker runs them): SQL statements per store {row['store_statements']:.1f}, "
+        f"per bot run {row['run_statements']:.1f} (after a conversation's first message "
+        f"{row['run_statements_steady']:.1f}, at most {row['run_statements_max']}); "
+        f"{row['run_cpu_ms']:.1f} cpu ms per run"
     )
     row = results["retrieval"]
     print(
