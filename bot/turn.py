@@ -22,13 +22,13 @@ from bot.scoring import (
     next_best_action,
     summarize,
 )
-from bot.state import BotState
+from bot.state import BotState, DraftReply
 from bot.statuses import Decision, Plan, may_move
 from store.domain.policy import Policy
 from store.domain.status import change_status_by_bot, quiet_for_status
 from store.domain.takeover import is_ai_paused
 from store.identity import Standing, load_standing
-from store.leads import batched_audit, update_lead, write_audit
+from store.leads import batched_audit, update_lead
 from store.messages import add_outbound, record_outbound
 from store.models import Conversation, Lead, Message, table_of
 from store.tenancy import current_workspace
@@ -127,16 +127,24 @@ def _apply(
     status = decision.status if sets_status else lead.status
     summary = _update_lead_profile(lead, state, config, session, status=status)
     _update_conversation(conversation, state, lead_summary=summary, alone=alone, status=status)
+    reply = _reply_to_record(state, conversation, quiet=quiet)
+    if reply is not None:
+        # Before the plan, whose reads flush the lead: its changes then go in one UPDATE.
+        _count_phone_ask(lead, reply)
     # After the profile: the notifications the status's action sends quote its next best action.
     _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
-    message = _record_reply(
-        state,
-        lead,
-        conversation,
-        session,
-        quiet=quiet,
-        known_key=known_keys,
-        delivery_status=delivery_status,
+    message = (
+        None
+        if reply is None
+        else _record_reply(
+            reply,
+            state,
+            lead,
+            conversation,
+            session,
+            known_key=known_keys,
+            delivery_status=delivery_status,
+        )
     )
     session.flush()
     return {
@@ -236,7 +244,6 @@ def _apply_plan(
     one of several), or only the pause or stop of this conversation."""
     if planned.status is None:
         return
-    write_audit(session)  # the domain's rules read the trail (e.g. the last assignments)
     if planned.room_only:
         quiet_for_status(
             lead,
@@ -257,17 +264,10 @@ def _apply_plan(
         )
 
 
-def _record_reply(
-    state: BotState,
-    lead: Lead,
-    conversation: Conversation,
-    session: Session,
-    *,
-    quiet: bool,
-    known_key: bool,
-    delivery_status: str,
-) -> Message | None:
-    """Record the drafted reply for delivery, unless a human took over meanwhile."""
+def _reply_to_record(
+    state: BotState, conversation: Conversation, *, quiet: bool
+) -> DraftReply | None:
+    """The drafted reply the turn records, if any: none when a human took over meanwhile."""
     reply = state.get("reply")
     if reply is None:
         return None
@@ -277,8 +277,27 @@ def _record_reply(
             conversation.id,
         )
         return None
-    if not reply.text:
-        return None
+    return reply if reply.text else None
+
+
+def _count_phone_ask(lead: Lead, reply: DraftReply) -> None:
+    """Whether the reply asks for the phone number, and how often the bot has asked."""
+    if reply.asked_phone:
+        lead.phone_asks = (lead.phone_asks or 0) + 1
+    lead.last_reply_asked_phone = reply.asked_phone
+
+
+def _record_reply(
+    reply: DraftReply,
+    state: BotState,
+    lead: Lead,
+    conversation: Conversation,
+    session: Session,
+    *,
+    known_key: bool,
+    delivery_status: str,
+) -> Message:
+    """Record the reply for delivery."""
     key = f"bot-reply:{state['pending_ids'][-1]}"
     if known_key:
         # The key is new: the burst it answers was unclaimed until this transaction.
@@ -299,10 +318,8 @@ def _record_reply(
             external_id=state.get("external_id"),
             delivery_status=delivery_status,
         )
-    if reply.asked_phone:
-        lead.phone_asks = (lead.phone_asks or 0) + 1
-    lead.last_reply_asked_phone = reply.asked_phone
     if reply.notice:
+        # After the plan: this reply carries the notice, also one a resume in the plan made due.
         lead.ai_resume_notice_due = False
     return message
 

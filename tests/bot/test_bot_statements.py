@@ -16,7 +16,7 @@ from bot import nodes as bot_nodes
 from store import make_session_factory
 from store import messages as store_messages
 from store.messages import Inbound, TurnMessages, ingest, record_outbound
-from store.models import Conversation, Message, ScoreEvent
+from store.models import Conversation, Lead, Message, ScoreEvent
 from tests.bot.support import Clock
 
 # A steady-state run (no status change, no new contact): read the conversation (2), then claim,
@@ -102,6 +102,37 @@ def test_a_steady_state_run_stays_within_the_statement_budget(
         service.handle(Inbound(channel="web", external_id="visitor", text=text))
     counts = [_run(service, counter, "visitor", text) for text in QUESTIONS]
     assert max(counts) <= MAX_STATEMENTS_PER_RUN, counts
+
+
+def test_a_run_that_moves_the_lead_on_adds_only_the_read_of_its_action(
+    service: BotService, db_engine: Engine
+) -> None:
+    """A status change with its action (Interested: notify the admins of an unassigned lead): the
+    action's read of whom to tell, and still one UPDATE of the lead and one INSERT per table."""
+    counter = Statements(db_engine)
+    service.handle(Inbound(channel="web", external_id="visitor", text="Hi there"))
+    conversation_id = service.store(
+        Inbound(
+            channel="web",
+            external_id="visitor",
+            text="I'm thinking about solar panels for my house",
+        )
+    )
+    assert conversation_id is not None
+    with counter.counting() as seen:
+        [_reply] = service.process_conversation(conversation_id)
+    with Session(db_engine) as session:
+        status = session.scalars(
+            select(Lead.status)
+            .join(Conversation, Conversation.lead_id == Lead.id)
+            .where(Conversation.id == conversation_id)
+        ).one()
+    assert status == "Interested"
+    writes = [s.split()[0:3] for s in seen if not s.lstrip().upper().startswith("SELECT")]
+    assert len(seen) <= MAX_STATEMENTS_PER_RUN + 1, seen
+    assert [w for w in writes if w[:2] == ["UPDATE", "leads"]] == [["UPDATE", "leads", "SET"]]
+    for table in ("score_events", "audit_events", "messages"):
+        assert sum(1 for w in writes if w[:3] == ["INSERT", "INTO", table]) == 1, (table, writes)
 
 
 def test_statements_per_run_do_not_grow_with_the_conversation_or_the_leads(
