@@ -68,11 +68,10 @@ def make_celery(settings: Settings) -> Celery:
             "interval_max": 0.5,
         },
         # On Redis, a worker whose acknowledgement failed in an outage goes on taking work after it.
-        broker_transport=(
-            redis_broker.TRANSPORT
-            if settings.broker_url.startswith(("redis://", "rediss://"))
-            else None
-        ),
+        broker_transport=redis_broker.transport_for(settings.broker_url),
+        # TLS for rediss:// (certificates verified, as the redis client does; ?ssl_cert_reqs= in
+        # the URL decides otherwise), which kombu would infer from the scheme for its own transport.
+        broker_use_ssl=redis_broker.tls_for(settings.broker_url),
         # Running tasks finish on connection loss; a task whose ack is lost runs again, harmlessly.
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,

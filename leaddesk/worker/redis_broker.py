@@ -16,9 +16,23 @@ persistence), the sweeper submits the conversation again.
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 from kombu.transport import redis as kombu_redis
 
 TRANSPORT = f"{__name__}:Transport"
+
+
+def transport_for(broker_url: str) -> str | None:
+    """Celery's `broker_transport` for a broker URL: this transport on Redis, else the URL's own."""
+    return TRANSPORT if broker_url.startswith(("redis://", "rediss://")) else None
+
+
+def tls_for(broker_url: str) -> dict[str, Any] | None:
+    """Celery's `broker_use_ssl` for a broker URL: certificates verified on rediss:// (kombu infers
+    TLS from the scheme only for its own transport); options in the URL's query still win."""
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} if broker_url.startswith("rediss://") else None
 
 
 class QoS(kombu_redis.QoS):

@@ -1,11 +1,12 @@
 """A loopback TCP proxy in front of a real server that a test can cut and restore: an outage of
-the server (every connection dropped, new ones refused) without stopping the server itself."""
+the server (every connection dropped, new ones refused) without stopping the server itself. With
+`tls`, clients talk TLS to the proxy (a TLS-terminating front, as hosted servers have)."""
 
 from __future__ import annotations
 
 import contextlib
-import selectors
 import socket
+import ssl
 import threading
 
 
@@ -14,8 +15,9 @@ class TcpProxy:
     (clients see their connections closed, then "connection refused"); `restore()` listens on the
     same port again."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, tls: ssl.SSLContext | None = None) -> None:
         self.target = target
+        self.tls = tls
         self.port = 0
         self._listener: socket.socket | None = None
         self._lock = threading.Lock()
@@ -57,39 +59,37 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # cut
-            try:
-                server = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if self._listener is not listener:  # cut meanwhile
-                    client.close()
-                    server.close()
-                    return
-                self._open.update((client, server))
-            thread = threading.Thread(target=self._pipe, args=(client, server), daemon=True)
-            thread.start()
+            threading.Thread(target=self._open_pair, args=(listener, client), daemon=True).start()
 
-    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
-        peer = {a: b, b: a}
-        with selectors.DefaultSelector() as selector:
-            selector.register(a, selectors.EVENT_READ)
-            selector.register(b, selectors.EVENT_READ)
-            try:
-                while True:
-                    for key, _ in selector.select(timeout=1.0):
-                        source: socket.socket = key.fileobj  # type: ignore[assignment]
-                        data = source.recv(65536)
-                        if not data:
-                            return
-                        peer[source].sendall(data)
-            except (OSError, ValueError):
+    def _open_pair(self, listener: socket.socket, client: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                client = self.tls.wrap_socket(client, server_side=True)
+            server = socket.create_connection(self.target, timeout=5)
+            server.settimeout(None)
+        except (OSError, ssl.SSLError):
+            client.close()  # a failed handshake: the client did not trust us, or spoke plain TCP
+            return
+        with self._lock:
+            if self._listener is not listener:  # cut meanwhile
+                client.close()
+                server.close()
                 return
-            finally:
-                with self._lock:
-                    self._open.discard(a)
-                    self._open.discard(b)
-                for sock in (a, b):
-                    with contextlib.suppress(OSError):
-                        sock.close()
+            self._open.update((client, server))
+        for source, sink in ((client, server), (server, client)):
+            threading.Thread(target=self._forward, args=(source, sink), daemon=True).start()
+
+    def _forward(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._lock:
+                self._open.discard(source)
+                self._open.discard(sink)
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
