@@ -31,6 +31,7 @@ from copilot import Copilot, build_graph, open_checkpointer
 from copilot.telegram import BackgroundBot, build_application, webhook_options
 from leaddesk.llm import make_chat_model, make_transcriber
 from leaddesk.settings import Settings
+from leaddesk.worker import redis_broker
 from leaddesk.worker.celery_app import CeleryDispatcher, make_celery
 from leaddesk.worker.dispatcher import Dispatcher, Later, ThreadDispatcher
 from leaddesk.worker.locks import make_locks
@@ -405,7 +406,7 @@ def workspace_slug(session_factory: sessionmaker[Session], workspace_id: int) ->
 def make_event_bus(settings: Settings) -> EventBus:
     """The live events' stream: shared through Redis when the broker is Redis (web and worker
     processes all see every event), else this process's own."""
-    if settings.broker_url and settings.broker_url.startswith(("redis://", "rediss://")):
+    if settings.broker_url and redis_broker.is_redis(settings.broker_url):
         return RedisBus(settings.broker_url)
     return LocalBus()
 

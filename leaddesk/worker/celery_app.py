@@ -29,7 +29,7 @@ VISIBILITY_TIMEOUT = 600
 
 def _redis_for(url: str) -> redis.Redis | None:
     """A Redis client on the broker's database when the broker is Redis (else None)."""
-    if not url.startswith(("redis://", "rediss://")):
+    if not redis_broker.is_redis(url):
         return None
     return redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=2)
 

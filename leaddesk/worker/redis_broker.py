@@ -24,9 +24,14 @@ from kombu.transport import redis as kombu_redis
 TRANSPORT = f"{__name__}:Transport"
 
 
+def is_redis(broker_url: str) -> bool:
+    """Whether a broker URL names Redis (plain or TLS)."""
+    return broker_url.startswith(("redis://", "rediss://"))
+
+
 def transport_for(broker_url: str) -> str | None:
     """Celery's `broker_transport` for a broker URL: this transport on Redis, else the URL's own."""
-    return TRANSPORT if broker_url.startswith(("redis://", "rediss://")) else None
+    return TRANSPORT if is_redis(broker_url) else None
 
 
 def tls_for(broker_url: str) -> dict[str, Any] | None:
