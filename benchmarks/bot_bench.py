@@ -15,8 +15,8 @@ to the floor, SQL statements per message (an engine `before_cursor_execute` list
 conversation (800 messages over 40 customers, interleaved) with its first and last 100 messages
 side by side, model calls, the prompt size (characters of all messages sent to the model) at
 message 5 and message `--long` of one conversation, and the worker path: the short run's messages
-stored as a webhook stores them, then answered as a worker runs a conversation, with the SQL
-statements of each half.
+stored as a webhook stores them, then answered as a worker's task runs a conversation, with the
+SQL statements of each part (the store, the task's first question, the bot run).
 
 `--rss N` sends N messages (over `--rss-customers` customers) through one `BotService` and prints
 the process's resident memory every 2,000 messages and its spread from message 4,000 on.
@@ -56,7 +56,8 @@ from bot import BotService, LocalOutbox, load_prompts  # noqa: E402
 from bot.knowledge import answer, knowledge_index  # noqa: E402
 from bot.language import detect_language  # noqa: E402
 from store import make_engine, make_session_factory, upgrade  # noqa: E402
-from store.messages import Inbound  # noqa: E402
+from store.messages import Inbound, in_conversation_workspace  # noqa: E402
+from store.pending import reading, waiting_workspace  # noqa: E402
 from tests.fakes.fake_openai import FakeOpenAI  # noqa: E402
 
 SCRIPT = [
@@ -223,9 +224,13 @@ def run_worker_path(
     service: BotService, counter: StatementCounter, conversations: int, messages: int
 ) -> dict[str, float]:
     """The short run's messages the way the service takes them apart: each stored as a webhook's
-    ingest stores it, then its conversation run as a worker runs it; SQL statements of each half
-    (the issue counts those of a bot run), CPU of the run."""
+    ingest stores it, then its conversation run as a worker's task runs it: the task's first
+    question (whether anything waits, which names the conversation's workspace), then the bot
+    run in that workspace. SQL statements of each part (the issue counts those of a bot run),
+    CPU of the run."""
+    session_factory = service.session_factory
     stores: list[int] = []
+    entries: list[int] = []
     runs: list[int] = []
     cpus: list[float] = []
     for turn in range(messages):
@@ -236,14 +241,22 @@ def run_worker_path(
             conversation_id = service.store(inbound)
             stores.append(counter.count - before)
             assert conversation_id is not None
+            before = counter.count
+            with reading(session_factory) as session:
+                workspace_id = waiting_workspace(conversation_id, session=session)
+            entries.append(counter.count - before)
             before, cpu = counter.count, time.process_time()
-            service.process_conversation(conversation_id)
+            with in_conversation_workspace(
+                conversation_id, session_factory=session_factory, known=workspace_id
+            ):
+                service.process_conversation(conversation_id)
             cpus.append(time.process_time() - cpu)
             runs.append(counter.count - before)
     steady = runs[conversations:]  # after each conversation's first message
     return {
         "messages": len(runs),
         "store_statements": sum(stores) / len(stores),
+        "entry_statements": sum(entries) / len(entries),
         "run_statements": sum(runs) / len(runs),
         "run_statements_steady": sum(steady) / max(len(steady), 1),
         "run_statements_max": max(runs),
@@ -509,6 +522,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         f"\nWorker path on {where} (the short run's messages stored as a webhook stores them, "
         f"then run as a worker runs them): SQL statements per store {row['store_statements']:.1f}, "
+        f"per task's first question {row['entry_statements']:.1f}, "
         f"per bot run {row['run_statements']:.1f} (after a conversation's first message "
         f"{row['run_statements_steady']:.1f}, at most {row['run_statements_max']}); "
         f"{row['run_cpu_ms']:.1f} cpu ms per run"
