@@ -132,7 +132,9 @@ def _apply(
         # Before the plan, whose reads flush the lead: its changes then go in one UPDATE.
         _count_phone_ask(lead, reply)
     # After the profile: the notifications the status's action sends quote its next best action.
-    _apply_plan(state["plan"], lead, conversation, sets_status, alone, policy, session, now)
+    _apply_plan(
+        state["plan"], lead, conversation, sets_status, alone, policy, session, now, last_id
+    )
     message = (
         None
         if reply is None
@@ -238,10 +240,12 @@ def _apply_plan(
     policy: Policy,
     session: Session,
     now: datetime,
+    trigger: int,
 ) -> None:
     """Apply the plan through the domain layer, the bot being the actor: the new status with its
     lock, action and AI behaviour (the pause or stop holds in this conversation only when it is
-    one of several), or only the pause or stop of this conversation."""
+    one of several), or only the pause or stop of this conversation. `trigger`: the newest
+    customer message of the burst, the one that brought the change."""
     if planned.status is None:
         return
     if planned.room_only:
@@ -261,6 +265,7 @@ def _apply_plan(
             policy=policy,
             now=now,
             conversation=None if alone else conversation,
+            trigger=trigger,
         )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from store.domain.errors import Invalid
 from store.leads import batch_row, record_audit, update_lead
@@ -72,10 +73,10 @@ def list_notes(lead_id: int, *, session: Session) -> list[Note]:
     return list(session.scalars(select(Note).where(Note.lead_id == lead_id).order_by(Note.id)))
 
 
-def open_lead_counts(*, session: Session, terminal_statuses: Sequence[str] = ()) -> dict[int, int]:
-    """How many open (not archived, not merged, not terminal) leads each agent holds."""
+def _open_leads_by_agent(terminal_statuses: Sequence[str]) -> Any:
+    """(assigned_agent_id, count) of the open (not archived, not merged, not terminal) leads."""
     query = (
-        select(Lead.assigned_agent_id, func.count())
+        select(Lead.assigned_agent_id, func.count().label("open_leads"))
         .where(
             Lead.assigned_agent_id.is_not(None),
             Lead.archived.is_(False),
@@ -85,29 +86,69 @@ def open_lead_counts(*, session: Session, terminal_statuses: Sequence[str] = ())
     )
     if terminal_statuses:
         query = query.where(Lead.status.not_in(list(terminal_statuses)))
-    rows = session.execute(query)
+    return query
+
+
+def open_lead_counts(*, session: Session, terminal_statuses: Sequence[str] = ()) -> dict[int, int]:
+    """How many open (not archived, not merged, not terminal) leads each agent holds."""
+    rows = session.execute(_open_leads_by_agent(terminal_statuses))
     # The query already leaves out unassigned leads; the test only narrows the type.
     return {agent_id: count for agent_id, count in rows if agent_id is not None}
 
 
+@dataclass(frozen=True)
+class TeamMember:
+    """An active agent of the workspace in force, its role there and how many open leads it
+    holds."""
+
+    agent: Agent
+    role: str
+    open_leads: int
+
+    @property
+    def has_room(self) -> bool:
+        return self.open_leads < self.agent.capacity
+
+
+def active_team(*, session: Session, terminal_statuses: Sequence[str] = ()) -> list[TeamMember]:
+    """Every active agent of the workspace in force, in id order, with its role and open leads
+    (`open_lead_counts`'s count): one statement, for a turn that picks an agent and, finding
+    none, tells the admins."""
+    load = _open_leads_by_agent(terminal_statuses).subquery()
+    rows = session.execute(
+        select(Agent, Agent.role, func.coalesce(load.c.open_leads, 0))
+        .outerjoin(load, load.c.assigned_agent_id == Agent.id)
+        .where(Agent.active.is_(True))
+        .order_by(Agent.id)
+        # Its role comes in the row: the memberships load only if something asks.
+        .options(lazyload(Agent.memberships))
+    )
+    return [TeamMember(agent, role or "", int(count)) for agent, role, count in rows]
+
+
 def next_available_agent(
-    *, session: Session, terminal_statuses: Sequence[str] = ()
+    *,
+    session: Session,
+    terminal_statuses: Sequence[str] = (),
+    team: Sequence[TeamMember] | None = None,
 ) -> Agent | None:
     """The active agent under capacity with the fewest open leads; ties go round-robin.
 
-    Round-robin: among the tied agents, the one whose most recent assignment is oldest.
+    Round-robin: among the tied agents, the one whose most recent assignment is oldest (read only
+    when there is a tie). `team`: `active_team` as the caller has just read it.
     """
-    counts = open_lead_counts(session=session, terminal_statuses=terminal_statuses)
-    agents = [
-        a
-        for a in session.scalars(select(Agent).where(Agent.active.is_(True)).order_by(Agent.id))
-        if counts.get(a.id, 0) < a.capacity
-    ]
-    if not agents:
+    if team is None:
+        team = active_team(session=session, terminal_statuses=terminal_statuses)
+    free = [member for member in team if member.has_room]
+    if not free:
         return None
-    last_assigned = _last_assignment_times(session, [a.id for a in agents])
+    fewest = min(member.open_leads for member in free)
+    tied = [member.agent for member in free if member.open_leads == fewest]
+    if len(tied) == 1:
+        return tied[0]
+    last_assigned = _last_assignment_times(session, [a.id for a in tied])
     epoch = datetime.min.replace(tzinfo=utcnow().tzinfo)
-    return min(agents, key=lambda a: (counts.get(a.id, 0), last_assigned.get(a.id) or epoch, a.id))
+    return min(tied, key=lambda a: (last_assigned.get(a.id) or epoch, a.id))
 
 
 def _last_assignment_times(session: Session, agent_ids: list[int]) -> dict[int, datetime]:

@@ -15,12 +15,13 @@ Who does it decides a few things:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from store.domain import tasks
 from store.domain.assignment import LOCKED_SKIP, NOTICES, BulkOutcome, Notices, assign
@@ -30,7 +31,14 @@ from store.domain.policy import Policy, StatusPolicy
 from store.domain.takeover import quiet_conversation, quiet_lead
 from store.leads import record_audit, update_lead
 from store.models import Agent, Conversation, Lead, Message
-from store.work import add_note, assign_lead, next_available_agent, notify
+from store.work import (
+    TeamMember,
+    active_team,
+    add_note,
+    assign_lead,
+    next_available_agent,
+    notify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +258,12 @@ def change_status_by_bot(
     policy: Policy,
     now: datetime,
     conversation: Conversation | None = None,
+    trigger: int | None = None,
 ) -> StatusChange:
     """Apply a status the bot decided on (its own rule chose it): the status, its lock, its action
     and its AI behaviour — for the whole lead, or with `conversation` (one room of several) the
-    pause or stop holds in that conversation only. A locked lead is left alone.
+    pause or stop holds in that conversation only. A locked lead is left alone. `trigger`: the
+    customer message that brought the change, when the caller knows it (else the lead's newest).
 
     Call it after the turn's summary and next best action are saved: notifications quote them."""
     old = lead.status
@@ -272,7 +282,7 @@ def change_status_by_bot(
     changed.update(quiet.pop("changed"))
     assigned, notified, nobody = _bot_action(lead, status, policy, session=session, now=now)
     if status.action in ("notify", "auto_assign") and not status.terminal:
-        _propose_follow_up(lead, session=session, now=now)
+        _propose_follow_up(lead, session=session, now=now, trigger=trigger)
     return StatusChange(
         lead.id,
         old,
@@ -378,33 +388,50 @@ def _apply_ai_behaviour(
     return result
 
 
-def _notify_targets(lead: Lead, session: Session) -> list[Agent]:
-    """The assigned agent, or (for an unassigned lead) the active admins, so someone hears of it."""
+def _notify_targets(
+    lead: Lead, session: Session, team: Sequence[TeamMember] | None = None
+) -> list[Agent]:
+    """The assigned agent, or (for an unassigned lead) the active admins, so someone hears of it.
+    `team`: `active_team` as the caller has just read it (the admins are among it)."""
     if lead.assigned_agent_id is not None:
-        agent = session.get(Agent, lead.assigned_agent_id)
+        agent = _agent(session, lead.assigned_agent_id)
         if agent is not None and agent.active:
             return [agent]
+    if team is not None:
+        return [member.agent for member in team if member.role == "admin"]
     return list(
         session.scalars(
-            select(Agent).where(Agent.active.is_(True), Agent.role == "admin").order_by(Agent.id)
+            select(Agent)
+            .where(Agent.active.is_(True), Agent.role == "admin")
+            .order_by(Agent.id)
+            .options(lazyload(Agent.memberships))
         )
     )
 
 
-def _propose_follow_up(lead: Lead, *, session: Session, now: datetime) -> None:
+def _agent(session: Session, agent_id: int) -> Agent | None:
+    """The agent, read without its memberships (a status's action needs neither its role nor its
+    other workspaces: they load if something asks)."""
+    return session.get(Agent, agent_id, options=[lazyload(Agent.memberships)])
+
+
+def _propose_follow_up(
+    lead: Lead, *, session: Session, now: datetime, trigger: int | None = None
+) -> None:
     """The owner's task from the next best action ("Call within 24 hours"), once per status
-    change: the key names the lead, the status and the customer's message that brought the change,
-    so a redelivered turn finds it taken and adds nothing."""
+    change: the key names the lead, the status and the customer's message that brought the change
+    (`trigger`, else the lead's newest), so a redelivered turn finds it taken and adds nothing."""
     if lead.assigned_agent_id is None:
         return
-    owner = session.get(Agent, lead.assigned_agent_id)
+    owner = _agent(session, lead.assigned_agent_id)
     if owner is None:
         return
-    trigger = session.scalar(
-        select(func.max(Message.id))
-        .join(Conversation, Conversation.id == Message.conversation_id)
-        .where(Conversation.lead_id == lead.id, Message.direction == "in")
-    )
+    if trigger is None:
+        trigger = session.scalar(
+            select(func.max(Message.id))
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.lead_id == lead.id, Message.direction == "in")
+        )
     key = f"status:{lead.id}:{lead.status}:{trigger or now.isoformat(timespec='seconds')}"
     tasks.propose_task(lead, owner, session=session, now=now, key=key)
 
@@ -426,17 +453,18 @@ def _bot_action(
         return None, tuple(t.id for t in targets), False
     if action != "auto_assign":
         return None, (), False
-    owner = session.get(Agent, lead.assigned_agent_id) if lead.assigned_agent_id else None
-    agent: Agent | None = (
-        owner
-        if owner is not None and owner.active
-        else next_available_agent(session=session, terminal_statuses=policy.terminal_statuses)
-    )
+    owner = _agent(session, lead.assigned_agent_id) if lead.assigned_agent_id else None
+    team: list[TeamMember] | None = None
+    agent: Agent | None = owner
+    if owner is None or not owner.active:
+        # Who has room and, should nobody have it, who the admins are: one read.
+        team = active_team(session=session, terminal_statuses=policy.terminal_statuses)
+        agent = next_available_agent(session=session, team=team)
     if agent is None:
         log.warning(
             "lead %s needs an agent but none is available (all inactive or at capacity)", lead.id
         )
-        admins = _notify_targets(lead, session)
+        admins = _notify_targets(lead, session, team)
         for admin in admins:
             notify(
                 admin,

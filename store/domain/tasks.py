@@ -12,15 +12,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Literal
+from functools import cache
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store.domain.errors import Invalid, NotFound
 from store.domain.permissions import can_see, check_visible, is_admin, visible_clause
 from store.domain.policy import OpeningHours
+from store.events import inserted
 from store.leads import record_audit
 from store.models import TASK_KINDS, Agent, Lead, Task, TaskDigest
 from store.work import notify
@@ -468,24 +472,25 @@ def propose_task(
     if proposal is None or not owner.active:
         return None
     kind, due = proposal
-    task = Task(
-        lead_id=lead.id,
-        agent_id=owner.id,
-        kind=kind,
-        title=_label(kind, lead),
-        notes=(lead.next_best_action or "")[:MAX_NOTES],
-        due_at=due,
-        source="bot",
-        source_key=key[:120],
-        created_at=now,
-        updated_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(task)
-            session.flush()
-    except IntegrityError:
+    values = {
+        "lead_id": lead.id,
+        "agent_id": owner.id,
+        "kind": kind,
+        "title": _label(kind, lead),
+        "notes": (lead.next_best_action or "")[:MAX_NOTES],
+        "due_at": due,
+        "source": "bot",
+        "source_key": key[:120],
+        "created_at": now,
+        "updated_at": now,
+    }
+    # One statement: the unique key decides whether this change proposed it before.
+    task: Task | None = session.scalars(
+        _propose_once(session.get_bind().dialect.name), [values]
+    ).first()
+    if task is None:
         return None  # proposed already for this change
+    inserted(session, [task])
     record_audit(
         session=session,
         lead_id=lead.id,
@@ -495,6 +500,13 @@ def propose_task(
         new=_audit_text(task),
     )
     return task
+
+
+@cache
+def _propose_once(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (source_key) DO NOTHING RETURNING the task, built once a dialect."""
+    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return build(Task).on_conflict_do_nothing(index_elements=["source_key"]).returning(Task)
 
 
 # ---- reminders ------------------------------------------------------------------------------

@@ -8,15 +8,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import BotService, LocalOutbox, PromptConfig
 from bot import nodes as bot_nodes
 from store import make_session_factory
 from store import messages as store_messages
+from store.agents import create_agent
 from store.messages import Inbound, TurnMessages, ingest, record_outbound
-from store.models import Conversation, Lead, Message, ScoreEvent
+from store.models import Conversation, Lead, Message, Notification, ScoreEvent, Task
 from tests.bot.support import Clock
 
 # A steady-state run (no status change, no new contact): read the conversation (2), then claim,
@@ -238,3 +239,58 @@ def test_a_new_message_is_stored_and_its_turn_read_in_one_transaction_then_answe
         assert stored is not None and stored.text == QUESTIONS[1]
         assert stored.processed_at is not None
         assert session.get(Message, reply.message_id) is not None
+
+
+# A customer who goes on asking: the ninth message moves the lead to Follow Up (auto-assign).
+TOWARDS_FOLLOW_UP = [
+    "Hi there",
+    "I'm thinking about solar panels for my house",
+    "What packages do you offer?",
+    "How much is the Home package?",
+    "Does it work with a flat roof?",
+    "How long does installation take?",
+    "Do you offer financing or monthly payments?",
+    "What's the warranty on the battery?",
+    "How does the Plus package compare to the Home one?",
+]
+
+
+@pytest.mark.parametrize("free", [True, False], ids=["agents-free", "nobody-free"])
+def test_a_run_that_assigns_the_lead_reads_the_team_once(
+    service: BotService, factory: sessionmaker[Session], db_engine: Engine, free: bool
+) -> None:
+    """Follow Up (auto-assign): who has room, with their roles and open leads, comes in one read
+    (no membership loads); with nobody free the admins told come from that same read; the owner's
+    follow-up task is one INSERT keyed by the burst's own message (no read of it, no savepoint)."""
+    with factory.begin() as session:
+        create_agent("Boss", session=session, role="admin", capacity=1 if free else 0)
+        create_agent("Sarah", session=session, capacity=1 if free else 0)
+    for text in TOWARDS_FOLLOW_UP[:-1]:
+        service.handle(Inbound(channel="web", external_id="visitor", text=text))
+    conversation_id = service.store(
+        Inbound(channel="web", external_id="visitor", text=TOWARDS_FOLLOW_UP[-1])
+    )
+    assert conversation_id is not None
+    counter = Statements(db_engine)
+    with counter.counting() as seen:
+        [_reply] = service.process_conversation(conversation_id)
+    with factory() as session:
+        lead = session.scalars(
+            select(Lead).join(Conversation, Conversation.lead_id == Lead.id)
+        ).one()
+        assert lead.status == "Follow Up"
+        assert (lead.assigned_agent_id is not None) == free
+        # The earlier statuses told the admins too: the run's own notification is the last.
+        notified = session.scalars(select(Notification.kind).order_by(Notification.id)).all()
+        tasks = session.scalars(select(Task.source_key)).all()
+        last_in = session.scalar(select(func.max(Message.id)).where(Message.direction == "in"))
+    assert notified[-1] == ("assigned" if free else "unassigned")
+    assert tasks == ([f"status:{lead.id}:Follow Up:{last_in}"] if free else [])
+    reads = [s.split() for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert sum(1 for words in reads if "agents" in words and "audit_events" not in words) == 1
+    assert not any(words[1].startswith("workspace_members.") for words in reads), seen
+    assert not any("max(messages.id)" in " ".join(words) for words in reads), seen
+    assert not any(s.lstrip().upper().startswith("SAVEPOINT") for s in seen), seen
+    # The steady run, the team, the notification; with an owner: the tie between two agents with
+    # room (their last assignments), the assignment, the task.
+    assert len(seen) <= MAX_STATEMENTS_PER_RUN + (5 if free else 2), seen
