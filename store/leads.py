@@ -19,11 +19,14 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store import identity as rules
 from store.contacts import normalize_email, normalize_phone
+from store.events import inserted
 from store.models import (
     CHANNELS,
     CLAIMED,
@@ -333,8 +336,12 @@ def resolve_identity(
     trust: str = VERIFIED,
     identity_trust: str | None = None,
     alias_of: str | None = None,
+    registered: bool | None = None,
 ) -> tuple[Lead, Identity]:
-    """`resolve`, also giving the identity the person wrote from."""
+    """`resolve`, also giving the identity the person wrote from. `registered=False`: the caller
+    has just read, in this transaction, that no such identity exists, so the first attempt
+    registers it without looking it up again (a concurrent registration still wins, and the next
+    attempt finds it)."""
     if channel not in CHANNELS:
         raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
     external_id = clean_text(str(external_id)).strip()
@@ -345,7 +352,7 @@ def resolve_identity(
     name = clean_text(name).strip()[:200] or None if name else None
     identity_trust = identity_trust or rules.channel_trust(channel)
 
-    for _attempt in range(_MAX_ATTEMPTS):
+    for attempt in range(_MAX_ATTEMPTS):
         found = _lead_for_identity(
             session,
             channel,
@@ -358,6 +365,7 @@ def resolve_identity(
             trust,
             identity_trust,
             alias_of,
+            look_up=attempt > 0 or registered is not False,
         )
         if found is None:
             continue
@@ -650,22 +658,27 @@ def _lead_for_identity(
     trust: str,
     identity_trust: str,
     alias_of: str | None,
+    *,
+    look_up: bool = True,
 ) -> tuple[Lead, Identity, frozenset[str]] | None:
     """The lead of this identity (and the identity), registering the identity if it is new, and
     which of `phone` and `email` the lead already holds as verified details (nothing left to
-    claim). None means a concurrent registration won: try again."""
+    claim). None means a concurrent registration won: try again. Without `look_up` the identity
+    is registered straight away (the caller has just seen it absent)."""
     # The identity with its lead, and whether the details are settled, in one statement (a
     # merged-away lead is followed).
     details = [("phone", phone), ("email", email)] if trust == VERIFIED else []
-    query = (
-        select(Identity, Lead)
-        .join(Lead, Lead.id == Identity.lead_id)
-        .where(Identity.channel == channel, Identity.external_id == external_id)
-    )
-    for field, value in details:
-        if value:
-            query = query.add_columns(_verified_detail(field, value))
-    row = session.execute(query).first()
+    row = None
+    if look_up:
+        query = (
+            select(Identity, Lead)
+            .join(Lead, Lead.id == Identity.lead_id)
+            .where(Identity.channel == channel, Identity.external_id == external_id)
+        )
+        for field, value in details:
+            if value:
+                query = query.add_columns(_verified_detail(field, value))
+        row = session.execute(query).first()
     if row is not None:
         identity, holder = row[0], row[1]
         if identity_trust == VERIFIED and identity.trust != VERIFIED:
@@ -1091,10 +1104,17 @@ def join_conversations(alias: Identity, root_id: int, *, session: Session) -> in
 
 
 def get_conversation(
-    lead: Lead, channel: str, *, session: Session, identity: Identity | None = None
+    lead: Lead,
+    channel: str,
+    *,
+    session: Session,
+    identity: Identity | None = None,
+    likely_new: bool = False,
 ) -> Conversation:
     """The conversation with `identity` (or with the lead's first identity on `channel`), created
-    on first use. An alias identity shares the conversation of the identity it is an alias of."""
+    on first use. An alias identity shares the conversation of the identity it is an alias of.
+    `likely_new`: the identity was not registered when the caller looked, so the conversation is
+    created first (one INSERT ... ON CONFLICT DO NOTHING) and looked up only if it exists."""
     if identity is None:
         identity = session.scalars(
             select(Identity)
@@ -1104,6 +1124,15 @@ def get_conversation(
     root_id = None
     if identity is not None:
         root_id = identity.alias_of_id or identity.id
+    if likely_new and root_id is not None:
+        values = {"lead_id": lead.id, "channel": channel, "identity_id": root_id}
+        dialect = session.get_bind().dialect.name
+        created: Conversation | None = session.scalars(
+            _create_conversation(dialect), [values]
+        ).first()
+        if created is not None:
+            inserted(session, [created])
+            return created
     for _attempt in range(_MAX_ATTEMPTS):
         query = select(Conversation)
         if root_id is not None:
@@ -1119,3 +1148,11 @@ def get_conversation(
         if _insert(session, conversation):
             return conversation
     raise RuntimeError("could not create the conversation")
+
+
+@cache
+def _create_conversation(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING the conversation, built once a dialect: a
+    conversation that exists already (its identity's, or the lead's email room) returns nothing."""
+    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return build(Conversation).on_conflict_do_nothing().returning(Conversation)

@@ -88,7 +88,8 @@ def ingest(
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
     known: KnownSender | None = None
     standing: Standing | None = None
-    if inbound.author == "customer" and not (inbound.phone and phone is None):
+    asked = inbound.author == "customer" and not (inbound.phone and phone is None)
+    if asked:
         # A customer already known, with nothing to claim, is found with its conversation in one
         # statement (the common case: a customer's second message and on).
         known = known_sender(inbound.channel, inbound.external_id, phone=phone, session=session)
@@ -98,6 +99,9 @@ def ingest(
         lead, conversation = known.lead, known.conversation
         standing = known.standing()
     else:
+        # A sender `known_sender` found absent is registered without a second look, and its
+        # conversation created without a look first (a concurrent registration still wins).
+        unknown = asked and known is None
         lead, identity = resolve_identity(
             inbound.channel,
             inbound.external_id,
@@ -106,8 +110,11 @@ def ingest(
             session=session,
             region=region,
             trust=VERIFIED,
+            registered=False if unknown else None,
         )
-        conversation = get_conversation(lead, inbound.channel, session=session, identity=identity)
+        conversation = get_conversation(
+            lead, inbound.channel, session=session, identity=identity, likely_new=unknown
+        )
     now = utcnow()
     direction = "in" if inbound.author == "customer" else "out"
     values: dict[str, Any] = {

@@ -8,12 +8,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import Engine, event, select
+import pytest
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from store import messages as store_messages
 from store.leads import resolve
 from store.messages import Inbound, ingest
-from store.models import CLAIMED, VERIFIED, ContactDetail, Message, utcnow
+from store.models import (
+    CLAIMED,
+    VERIFIED,
+    ContactDetail,
+    Conversation,
+    Lead,
+    Message,
+    utcnow,
+)
 
 
 @contextmanager
@@ -113,3 +123,40 @@ def test_the_arrival_time_is_written_with_the_message(
     with session_factory() as session:
         created = session.get(Message, message_id).created_at  # type: ignore[union-attr]
     assert created.replace(tzinfo=None) == arrived.replace(tzinfo=None)
+
+
+def test_a_new_customers_first_message_looks_the_sender_up_once(
+    session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    """The sender read absent is registered without a second look, and its conversation created
+    by one INSERT without a look first: the only savepoint is the registration's."""
+    with session_factory.begin() as session, statements(db_engine) as seen:
+        stored = ingest(_no_phone("first"), session=session)
+        assert not stored.duplicate and stored.conversation.identity_id is not None
+    reads = [" ".join(s.split()) for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert sum(1 for r in reads if r.startswith("SELECT identities.")) == 1, reads
+    assert not any(r.startswith("SELECT conversations.") for r in reads), reads
+    savepoints = [s for s in seen if s.lstrip().upper().startswith("SAVEPOINT")]
+    assert len(savepoints) == 1, seen
+    # The sender, the registration (savepoint, lead, its audit row, identity, release), the
+    # conversation, the message, the conversation's and the lead's last contact.
+    assert len(seen) <= 10, seen
+
+
+def test_a_sender_registered_meanwhile_keeps_its_lead_and_conversation(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process registered the sender (and stored its first message) between this
+    ingest's look and its registration: the message joins that lead and that conversation."""
+    with session_factory.begin() as session:
+        earlier = ingest(_no_phone("theirs"), session=session)
+        lead_id, conversation_id = earlier.lead.id, earlier.conversation.id
+    # This ingest's look ran before that registration was committed: it saw nobody.
+    monkeypatch.setattr(store_messages, "known_sender", lambda *args, **kwargs: None)
+    with session_factory.begin() as session:
+        stored = ingest(_no_phone("ours"), session=session)
+        assert (stored.lead.id, stored.conversation.id) == (lead_id, conversation_id)
+    with session_factory() as session:
+        assert session.scalars(select(func.count()).select_from(Lead)).one() == 1
+        assert session.scalars(select(func.count()).select_from(Conversation)).one() == 1
+        assert session.scalars(select(func.count()).select_from(Message)).one() == 2
