@@ -20,6 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -38,6 +39,12 @@ PING_AFTER_IDLE = 1.0
 _IDLE_SINCE = "leaddesk_idle_since"
 
 T = TypeVar("T")
+
+
+def insert_for(dialect: str) -> Callable[..., Any]:
+    """The INSERT construct of a dialect the store runs on, the one that says ON CONFLICT:
+    PostgreSQL's, else SQLite's."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -15,9 +15,9 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from store.db import insert_for
 from store.models import Inbox, table_of
 from store.tenancy import current_workspace
 
@@ -81,9 +81,8 @@ def enqueue(
 def _enqueue_statement(dialect: str) -> Any:
     """`enqueue`'s INSERT ... ON CONFLICT DO NOTHING RETURNING, built once per dialect (composing
     it, and its cache key, cost more than a webhook's own share of the insert)."""
-    insert_into = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
-        insert_into(_TABLE)
+        insert_for(dialect)(_TABLE)
         .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "dedupe_key"])
         .returning(_TABLE.c.channel, _TABLE.c.dedupe_key)
     )

@@ -19,13 +19,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store import identity as rules
 from store.contacts import normalize_email, normalize_phone
+from store.db import insert_for
 from store.events import inserted
 from store.models import (
     CHANNELS,
@@ -1154,5 +1153,4 @@ def get_conversation(
 def _create_conversation(dialect: str) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING the conversation, built once a dialect: a
     conversation that exists already (its identity's, or the lead's email room) returns nothing."""
-    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return build(Conversation).on_conflict_do_nothing().returning(Conversation)
+    return insert_for(dialect)(Conversation).on_conflict_do_nothing().returning(Conversation)

@@ -11,13 +11,12 @@ from functools import cache
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select, union_all, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.contacts import try_normalize_phone
+from store.db import insert_for
 from store.events import inserted
 from store.identity import Standing
 from store.leads import (
@@ -214,9 +213,8 @@ def _insert_once(session: Session) -> Any:
 @cache
 def _insert_once_for(dialect: str) -> Any:
     """`_insert_once`'s statement for a dialect, built once (and its cache key worked out once)."""
-    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
     return (
-        build(Message)
+        insert_for(dialect)(Message)
         .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "channel_message_id"])
         .returning(Message)
     )

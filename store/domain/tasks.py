@@ -16,11 +16,10 @@ from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, or_, select, true, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from store.db import insert_for
 from store.domain.errors import Invalid, NotFound
 from store.domain.permissions import can_see, check_visible, is_admin, visible_clause
 from store.domain.policy import OpeningHours
@@ -505,8 +504,11 @@ def propose_task(
 @cache
 def _propose_once(dialect: str) -> Any:
     """INSERT ... ON CONFLICT (source_key) DO NOTHING RETURNING the task, built once a dialect."""
-    build = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return build(Task).on_conflict_do_nothing(index_elements=["source_key"]).returning(Task)
+    return (
+        insert_for(dialect)(Task)
+        .on_conflict_do_nothing(index_elements=["source_key"])
+        .returning(Task)
+    )
 
 
 # ---- reminders ------------------------------------------------------------------------------
