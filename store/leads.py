@@ -335,10 +335,10 @@ def resolve_identity(
     trust: str = VERIFIED,
     identity_trust: str | None = None,
     alias_of: str | None = None,
-    registered: bool | None = None,
+    absent: bool = False,
 ) -> tuple[Lead, Identity]:
-    """`resolve`, also giving the identity the person wrote from. `registered=False`: the caller
-    has just read, in this transaction, that no such identity exists, so the first attempt
+    """`resolve`, also giving the identity the person wrote from. `absent`: the caller has just
+    read, in this transaction, that no such identity exists, so the first attempt
     registers it without looking it up again (a concurrent registration still wins, and the next
     attempt finds it)."""
     if channel not in CHANNELS:
@@ -364,7 +364,7 @@ def resolve_identity(
             trust,
             identity_trust,
             alias_of,
-            look_up=attempt > 0 or registered is not False,
+            look_up=attempt > 0 or not absent,
         )
         if found is None:
             continue

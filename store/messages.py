@@ -109,7 +109,7 @@ def ingest(
             session=session,
             region=region,
             trust=VERIFIED,
-            registered=False if unknown else None,
+            absent=unknown,
         )
         conversation = get_conversation(
             lead, inbound.channel, session=session, identity=identity, likely_new=unknown
