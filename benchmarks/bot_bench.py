@@ -58,22 +58,8 @@ from bot.language import detect_language  # noqa: E402
 from store import make_engine, make_session_factory, upgrade  # noqa: E402
 from store.messages import Inbound, in_conversation_workspace  # noqa: E402
 from store.pending import reading, waiting_workspace  # noqa: E402
+from tests.bot.support import SOLAR_SHOPPER as SCRIPT  # noqa: E402
 from tests.fakes.fake_openai import FakeOpenAI  # noqa: E402
-
-SCRIPT = [
-    "Hi there",
-    "I'm thinking about solar panels for my house",
-    "What packages do you offer?",
-    "How much is the Home package?",
-    "Does it work with a flat roof?",
-    "How long does installation take?",
-    "Do you offer financing or monthly payments?",
-    "What's the warranty on the battery?",
-    "How does the Plus package compare to the Home one?",
-    "Do you install in Houston?",
-    "What happens on cloudy days?",
-    "Is there a monitoring app?",
-]
 
 # Questions in every shipped language, for the retrieval line.
 QUESTIONS = [

@@ -19,6 +19,23 @@ from store.messages import Inbound
 from store.models import Lead, Message, Notification, ScoreEvent
 
 # Tuesday 4 March 2025, 09:00 in Chicago: the sample business is open.
+# A homeowner shopping for solar, one question a message: with the shipped prompts the ninth
+# message moves the lead to Follow Up (auto-assign). `benchmarks/bot_bench.py` sends it too.
+SOLAR_SHOPPER = [
+    "Hi there",
+    "I'm thinking about solar panels for my house",
+    "What packages do you offer?",
+    "How much is the Home package?",
+    "Does it work with a flat roof?",
+    "How long does installation take?",
+    "Do you offer financing or monthly payments?",
+    "What's the warranty on the battery?",
+    "How does the Plus package compare to the Home one?",
+    "Do you install in Houston?",
+    "What happens on cloudy days?",
+    "Is there a monitoring app?",
+]
+
 OPEN_TIME = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
 
 

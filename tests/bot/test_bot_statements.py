@@ -18,7 +18,7 @@ from store import messages as store_messages
 from store.agents import create_agent
 from store.messages import Inbound, TurnMessages, ingest, record_outbound
 from store.models import Conversation, Lead, Message, Notification, ScoreEvent, Task
-from tests.bot.support import Clock
+from tests.bot.support import SOLAR_SHOPPER, Clock
 
 # A steady-state run (no status change, no new contact): read the conversation (2), then claim,
 # lock and load, score event, audit rows, lead, conversation, reply (7); a local outbox's reply is
@@ -242,17 +242,7 @@ def test_a_new_message_is_stored_and_its_turn_read_in_one_transaction_then_answe
 
 
 # A customer who goes on asking: the ninth message moves the lead to Follow Up (auto-assign).
-TOWARDS_FOLLOW_UP = [
-    "Hi there",
-    "I'm thinking about solar panels for my house",
-    "What packages do you offer?",
-    "How much is the Home package?",
-    "Does it work with a flat roof?",
-    "How long does installation take?",
-    "Do you offer financing or monthly payments?",
-    "What's the warranty on the battery?",
-    "How does the Plus package compare to the Home one?",
-]
+TOWARDS_FOLLOW_UP = SOLAR_SHOPPER[:9]
 
 
 @pytest.mark.parametrize("free", [True, False], ids=["agents-free", "nobody-free"])
