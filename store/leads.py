@@ -336,11 +336,13 @@ def resolve_identity(
     identity_trust: str | None = None,
     alias_of: str | None = None,
     absent: bool = False,
+    contacted_at: datetime | None = None,
 ) -> tuple[Lead, Identity]:
     """`resolve`, also giving the identity the person wrote from. `absent`: the caller has just
     read, in this transaction, that no such identity exists, so the first attempt
     registers it without looking it up again (a concurrent registration still wins, and the next
-    attempt finds it)."""
+    attempt finds it). `contacted_at`: the last contact of a lead this creates (the message that
+    brought the person), written with its row."""
     if channel not in CHANNELS:
         raise UnknownChannel(f"unknown channel {channel!r}; use one of {', '.join(CHANNELS)}")
     external_id = clean_text(str(external_id)).strip()
@@ -365,6 +367,7 @@ def resolve_identity(
             identity_trust,
             alias_of,
             look_up=attempt > 0 or not absent,
+            contacted_at=contacted_at,
         )
         if found is None:
             continue
@@ -659,11 +662,13 @@ def _lead_for_identity(
     alias_of: str | None,
     *,
     look_up: bool = True,
+    contacted_at: datetime | None = None,
 ) -> tuple[Lead, Identity, frozenset[str]] | None:
     """The lead of this identity (and the identity), registering the identity if it is new, and
     which of `phone` and `email` the lead already holds as verified details (nothing left to
     claim). None means a concurrent registration won: try again. Without `look_up` the identity
-    is registered straight away (the caller has just seen it absent)."""
+    is registered straight away (the caller has just seen it absent). A lead created here is
+    last contacted at `contacted_at`."""
     # The identity with its lead, and whether the details are settled, in one statement (a
     # merged-away lead is followed).
     details = [("phone", phone), ("email", email)] if trust == VERIFIED else []
@@ -716,6 +721,7 @@ def _lead_for_identity(
                     source=source or channel,
                     created_at=now,
                     updated_at=now,
+                    last_contacted_at=contacted_at,
                     score_factors=[],
                     interests=[],
                     objections=[],
@@ -1109,11 +1115,14 @@ def get_conversation(
     session: Session,
     identity: Identity | None = None,
     likely_new: bool = False,
+    inbound_at: datetime | None = None,
 ) -> Conversation:
     """The conversation with `identity` (or with the lead's first identity on `channel`), created
     on first use. An alias identity shares the conversation of the identity it is an alias of.
     `likely_new`: the identity was not registered when the caller looked, so the conversation is
-    created first (one INSERT ... ON CONFLICT DO NOTHING) and looked up only if it exists."""
+    created first (one INSERT ... ON CONFLICT DO NOTHING) and looked up only if it exists.
+    `inbound_at`: the last inbound message of a conversation this creates (the message that
+    opens it), written with its row."""
     if identity is None:
         identity = session.scalars(
             select(Identity)
@@ -1124,7 +1133,12 @@ def get_conversation(
     if identity is not None:
         root_id = identity.alias_of_id or identity.id
     if likely_new and root_id is not None:
-        values = {"lead_id": lead.id, "channel": channel, "identity_id": root_id}
+        values = {
+            "lead_id": lead.id,
+            "channel": channel,
+            "identity_id": root_id,
+            "last_inbound_at": inbound_at,
+        }
         dialect = session.get_bind().dialect.name
         created: Conversation | None = session.scalars(
             _create_conversation(dialect), [values]
@@ -1142,7 +1156,11 @@ def get_conversation(
         if conversation is not None:
             return conversation
         conversation = Conversation(
-            lead_id=lead.id, channel=channel, identity_id=root_id, created_at=utcnow()
+            lead_id=lead.id,
+            channel=channel,
+            identity_id=root_id,
+            created_at=utcnow(),
+            last_inbound_at=inbound_at,
         )
         if _insert(session, conversation):
             return conversation

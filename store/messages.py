@@ -26,7 +26,7 @@ from store.leads import (
     resolve_identity,
     settled_sender,
 )
-from store.models import VERIFIED, Conversation, Lead, Message, table_of, utcnow
+from store.models import VERIFIED, Conversation, Lead, Message, as_utc, table_of, utcnow
 from store.tenancy import all_workspaces, current_workspace, in_workspace
 from store.text import clean_json, clean_text
 
@@ -85,6 +85,12 @@ def ingest(
     (when its webhook came, for a message ingested later); now by default.
     """
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
+    now = utcnow()
+    direction = "in" if inbound.author == "customer" else "out"
+    sent_at = inbound.sent_at or now
+    # An inbound message dates its lead's and its conversation's last contact: written with the
+    # rows when this message creates them.
+    contacted_at = as_utc(sent_at) if direction == "in" else None
     known: KnownSender | None = None
     standing: Standing | None = None
     asked = inbound.author == "customer" and not (inbound.phone and phone is None)
@@ -110,12 +116,16 @@ def ingest(
             region=region,
             trust=VERIFIED,
             absent=unknown,
+            contacted_at=contacted_at,
         )
         conversation = get_conversation(
-            lead, inbound.channel, session=session, identity=identity, likely_new=unknown
+            lead,
+            inbound.channel,
+            session=session,
+            identity=identity,
+            likely_new=unknown,
+            inbound_at=contacted_at,
         )
-    now = utcnow()
-    direction = "in" if inbound.author == "customer" else "out"
     values: dict[str, Any] = {
         "conversation_id": conversation.id,
         "channel": inbound.channel,
@@ -126,7 +136,7 @@ def ingest(
         "kind": inbound.kind,
         "channel_message_id": inbound.channel_message_id,
         "payload": inbound.payload,
-        "sent_at": inbound.sent_at or now,
+        "sent_at": sent_at,
         "created_at": received_at or now,
         "delivery_status": "received" if direction == "in" else "sent",
         # Agent echoes need no bot processing.

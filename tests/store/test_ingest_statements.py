@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, event, func, select
@@ -129,7 +129,8 @@ def test_a_new_customers_first_message_looks_the_sender_up_once(
     session_factory: sessionmaker[Session], db_engine: Engine
 ) -> None:
     """The sender read absent is registered without a second look, and its conversation created
-    by one INSERT without a look first: the only savepoint is the registration's."""
+    by one INSERT without a look first: the only savepoint is the registration's, and the two
+    rows carry the message's date from the start."""
     with session_factory.begin() as session, statements(db_engine) as seen:
         stored = ingest(_no_phone("first"), session=session)
         assert not stored.duplicate and stored.conversation.identity_id is not None
@@ -138,9 +139,64 @@ def test_a_new_customers_first_message_looks_the_sender_up_once(
     assert not any(r.startswith("SELECT conversations.") for r in reads), reads
     savepoints = [s for s in seen if s.lstrip().upper().startswith("SAVEPOINT")]
     assert len(savepoints) == 1, seen
+    # The lead and the conversation are created with the message's date as their last contact:
+    # nothing updates them after.
+    assert not any(s.lstrip().upper().startswith("UPDATE") for s in seen), seen
     # The sender, the registration (savepoint, lead, its audit row, identity, release), the
-    # conversation, the message, the conversation's and the lead's last contact.
-    assert len(seen) <= 10, seen
+    # conversation, the message.
+    assert len(seen) <= 8, seen
+
+
+def test_a_new_customers_first_message_dates_its_lead_and_conversation(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The message that creates the lead and its conversation is their last contact, as the
+    channel dated it (a naive date is UTC); a later, older one (a redelivery out of order)
+    leaves it, a newer one moves it."""
+    sent = datetime(2026, 3, 2, 9, 30)
+    with session_factory.begin() as session:
+        first = ingest(_whatsapp("14155550127", 1, sent_at=sent), session=session)
+        assert first.lead.last_contacted_at == sent.replace(tzinfo=UTC)
+        lead_id, conversation_id = first.lead.id, first.conversation.id
+    with session_factory.begin() as session:
+        ingest(_whatsapp("14155550127", 2, sent_at=sent - timedelta(hours=1)), session=session)
+    with session_factory() as session:
+        lead = session.get(Lead, lead_id)
+        conversation = session.get(Conversation, conversation_id)
+        assert lead is not None and conversation is not None
+        assert lead.last_contacted_at == conversation.last_inbound_at == sent.replace(tzinfo=UTC)
+    later = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    with session_factory.begin() as session:
+        ingest(_whatsapp("14155550127", 3, sent_at=later), session=session)
+    with session_factory() as session:
+        lead = session.get(Lead, lead_id)
+        conversation = session.get(Conversation, conversation_id)
+        assert lead is not None and conversation is not None
+        assert lead.last_contacted_at == conversation.last_inbound_at == later
+
+
+def test_an_agents_echo_that_creates_the_lead_is_no_contact_from_the_customer(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A human reply echoed from a native app may be the first the store hears of a person: it
+    creates the lead and conversation without dating a contact from the customer."""
+    with session_factory.begin() as session:
+        echoed = ingest(
+            Inbound(
+                channel="messenger",
+                external_id="psid-echo-first",
+                text="Hello from the shop",
+                author="agent",
+                channel_message_id="m_echo_first",
+            ),
+            session=session,
+        )
+        lead_id, conversation_id = echoed.lead.id, echoed.conversation.id
+    with session_factory() as session:
+        lead = session.get(Lead, lead_id)
+        conversation = session.get(Conversation, conversation_id)
+        assert lead is not None and conversation is not None
+        assert lead.last_contacted_at is None and conversation.last_inbound_at is None
 
 
 def test_a_sender_registered_meanwhile_keeps_its_lead_and_conversation(

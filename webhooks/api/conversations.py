@@ -16,10 +16,10 @@ from bot.takeover import send_agent_reply
 from store.db import read_session
 from store.domain.takeover import pause_by_agent, resume_by_agent
 from store.domain.waiting import claim_on_reply
-from store.models import Agent, Conversation, Lead, Message
+from store.models import Agent, Conversation, Lead, Message, as_utc
 from webhooks.api import catalog, schemas
 from webhooks.api import lead_edits as edits
-from webhooks.api.base import as_utc, endpoint, now
+from webhooks.api.base import endpoint, now
 from webhooks.api.leads import _detail
 from webhooks.api.serialize import agent_names, dump, message_out
 from webhooks.app import ApiError, services

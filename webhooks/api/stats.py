@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from store.db import read_session
 from store.domain.permissions import visible_clause
-from store.models import HOT_SCORE, Agent, Conversation, Identity, Lead, Message
+from store.models import HOT_SCORE, Agent, Conversation, Identity, Lead, Message, as_utc
 from webhooks.api import catalog, schemas
-from webhooks.api.base import as_utc, endpoint, now
+from webhooks.api.base import endpoint, now
 from webhooks.api.serialize import BANDS, dump, lead_summary
 from webhooks.app import services
 
