@@ -47,6 +47,7 @@ from typing import Any
 from sqlalchemy import create_engine, event
 from sqlalchemy import text as sql
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import sessionmaker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -92,6 +93,11 @@ MODEL_ANSWER = {
     "language": "en",
     "reply": "Happy to help! Our Home 6.5 kW package is the most popular choice.",
 }
+
+
+# Messages whose Python calls are counted, for the floor and for the bot (after as many, or a
+# first message a conversation, not counted).
+CALLS_COUNTED = 200
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -146,9 +152,31 @@ def scratch_database(directory: Path, name: str, server: str | None) -> Iterator
         admin.dispose()
 
 
-def run_floor(messages: int = 1000) -> dict[str, float] | None:
+class CallCounter:
+    """Counts the Python function calls made inside `with counter:` (a `sys.setprofile` hook):
+    a measure of the work done that, unlike CPU time, does not move with the machine or its
+    load, so two runs, or two trees, compare call for call."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def _hook(self, _frame: Any, event: str, _arg: Any) -> None:
+        if event == "call":
+            self.calls += 1
+
+    def __enter__(self) -> CallCounter:
+        sys.setprofile(self._hook)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        sys.setprofile(None)
+
+
+def run_floor(messages: int = 1000, counted: int = CALLS_COUNTED) -> dict[str, float] | None:
     """The floor in this process: its own figure (milliseconds per message, median of its 5
-    rounds, wall time) and its CPU time per message, or None when ../shared is absent."""
+    rounds, wall time), its CPU time per message and the Python calls of a message (`counted`
+    messages on a database of their own, after as many to warm up), or None when ../shared is
+    absent."""
     if not FLOOR.exists():
         return None
     floor = runpy.run_path(str(FLOOR))  # its definitions; main() runs below
@@ -157,7 +185,40 @@ def run_floor(messages: int = 1000) -> dict[str, float] | None:
     with contextlib.redirect_stdout(printed):
         floor["main"](messages)
     cpu = time.process_time() - cpu
-    return {"median_ms": float(printed.getvalue().split()[-1]), "cpu_ms": cpu / messages * 1000}
+    with tempfile.TemporaryDirectory(prefix="leaddesk-floor-calls-") as tmp:
+        engine = create_engine(f"sqlite:///{tmp}/floor.db")
+        floor["Base"].metadata.create_all(engine)
+        graph = floor["build"](sessionmaker(engine))
+        texts = ["hi there", "how much is the pro plan?", "call me at (415) 555-0132"]
+
+        def message(number: int) -> None:
+            text = texts[number % len(texts)]
+            graph.invoke({"sender": f"s{number % 50}", "text": text, "ext": f"m{number}"})
+
+        for number in range(counted):
+            message(number)
+        with CallCounter() as counter:
+            for number in range(counted, 2 * counted):
+                message(number)
+        engine.dispose()
+    return {
+        "median_ms": float(printed.getvalue().split()[-1]),
+        "cpu_ms": cpu / messages * 1000,
+        "calls": counter.calls / counted,
+    }
+
+
+def run_calls(service: BotService, conversations: int, counted: int = CALLS_COUNTED) -> float:
+    """Python calls per message of the bot, steady: `counted` messages of the customer script
+    over `conversations` conversations whose first message went before (not counted)."""
+    for number in range(conversations):
+        service.handle(Inbound(channel="web", external_id=f"calls-{number}", text=SCRIPT[0]))
+    with CallCounter() as counter:
+        for index in range(counted):
+            number = index % conversations
+            text = SCRIPT[1 + (index // conversations) % (len(SCRIPT) - 1)]
+            service.handle(Inbound(channel="web", external_id=f"calls-{number}", text=text))
+    return counter.calls / counted
 
 
 def handle_timed(
@@ -411,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         with scratch_database(directory, "short", args.database) as url:
             offline, engine, counter = make_service(url, None)
             results["offline"] = run_throughput(offline, counter, args.conversations, args.messages)
+            results["offline"]["calls"] = run_calls(offline, args.conversations)
             engine.dispose()
         with scratch_database(directory, "worker", args.database) as url:
             offline, engine, counter = make_service(url, None)
@@ -464,7 +526,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         )
         print(
             f"  {floor['median_ms']:.2f} ms/msg (its own figure: median of 5 rounds), "
-            f"{floor['cpu_ms']:.2f} cpu ms/msg"
+            f"{floor['cpu_ms']:.2f} cpu ms/msg, {floor['calls']:.0f} Python calls/msg"
         )
     print(f"\nBot on {where}; short run: {args.conversations} conversations x {args.messages}")
     print(
@@ -498,6 +560,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"  offline short: median {short['median_ms'] / floor['median_ms']:.1f}x the floor's "
             f"median, cpu {short['cpu_ms_per_message'] / floor['cpu_ms']:.1f}x the floor's cpu"
         )
+    calls = f"{short['calls'] / floor['calls']:.2f}x the floor's" if floor else "no floor"
+    print(
+        f"  offline, steady: {short['calls']:.0f} Python calls/msg ({calls}; "
+        f"{CALLS_COUNTED} messages counted: a measure of work that the machine's load "
+        "does not move)"
+    )
     print(
         f"  growth: last/first {many['window']} cpu "
         f"{many['last']['cpu_ms_per_message'] / many['first']['cpu_ms_per_message']:.2f}, "
