@@ -13,10 +13,12 @@ databases `<name>_short`, `<name>_worker` and `<name>_long`, created and dropped
 the floor, messages per second, median and p95 wall time and CPU time per message and their ratio
 to the floor, SQL statements per message (an engine `before_cursor_execute` listener), a long
 conversation (800 messages over 40 customers, interleaved) with its first and last 100 messages
-side by side, model calls, the prompt size (characters of all messages sent to the model) at
-message 5 and message `--long` of one conversation, and the worker path: the short run's messages
-stored as a webhook stores them, then answered as a worker's task runs a conversation, with the
-SQL statements of each part (the store, the task's first question, the bot run).
+side by side, the Python calls of a steady message beside the floor's (a measure of work the
+machine's load does not move), model calls, the prompt size (characters of all messages sent to
+the model) at message 5 and message `--long` of one conversation, and the worker path: the short
+run's messages stored as a webhook stores them, then answered as a worker's task runs a
+conversation, with the SQL statements of each part (the store, the task's first question, the
+bot run).
 
 `--rss N` sends N messages (over `--rss-customers` customers) through one `BotService` and prints
 the process's resident memory every 2,000 messages and its spread from message 4,000 on.
