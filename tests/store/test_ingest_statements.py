@@ -160,19 +160,14 @@ def test_a_new_customers_first_message_dates_its_lead_and_conversation(
         lead_id, conversation_id = first.lead.id, first.conversation.id
     with session_factory.begin() as session:
         ingest(_whatsapp("14155550127", 2, sent_at=sent - timedelta(hours=1)), session=session)
-    with session_factory() as session:
-        lead = session.get(Lead, lead_id)
-        conversation = session.get(Conversation, conversation_id)
-        assert lead is not None and conversation is not None
-        assert lead.last_contacted_at == conversation.last_inbound_at == sent.replace(tzinfo=UTC)
+    assert _last_contact(session_factory, lead_id, conversation_id) == (
+        sent.replace(tzinfo=UTC),
+        sent.replace(tzinfo=UTC),
+    )
     later = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     with session_factory.begin() as session:
         ingest(_whatsapp("14155550127", 3, sent_at=later), session=session)
-    with session_factory() as session:
-        lead = session.get(Lead, lead_id)
-        conversation = session.get(Conversation, conversation_id)
-        assert lead is not None and conversation is not None
-        assert lead.last_contacted_at == conversation.last_inbound_at == later
+    assert _last_contact(session_factory, lead_id, conversation_id) == (later, later)
 
 
 def test_an_agents_echo_that_creates_the_lead_is_no_contact_from_the_customer(
@@ -192,11 +187,18 @@ def test_an_agents_echo_that_creates_the_lead_is_no_contact_from_the_customer(
             session=session,
         )
         lead_id, conversation_id = echoed.lead.id, echoed.conversation.id
+    assert _last_contact(session_factory, lead_id, conversation_id) == (None, None)
+
+
+def _last_contact(
+    session_factory: sessionmaker[Session], lead_id: int, conversation_id: int
+) -> tuple[datetime | None, datetime | None]:
+    """The lead's last contact and its conversation's last inbound message, as stored."""
     with session_factory() as session:
         lead = session.get(Lead, lead_id)
         conversation = session.get(Conversation, conversation_id)
         assert lead is not None and conversation is not None
-        assert lead.last_contacted_at is None and conversation.last_inbound_at is None
+        return lead.last_contacted_at, conversation.last_inbound_at
 
 
 def test_a_sender_registered_meanwhile_keeps_its_lead_and_conversation(
