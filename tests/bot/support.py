@@ -18,7 +18,6 @@ from store.leads import find_identity, get_lead
 from store.messages import Inbound
 from store.models import Lead, Message, Notification, ScoreEvent
 
-# Tuesday 4 March 2025, 09:00 in Chicago: the sample business is open.
 # A homeowner shopping for solar, one question a message: with the shipped prompts the ninth
 # message moves the lead to Follow Up (auto-assign). `benchmarks/bot_bench.py` sends it too.
 SOLAR_SHOPPER = [
@@ -36,6 +35,7 @@ SOLAR_SHOPPER = [
     "Is there a monitoring app?",
 ]
 
+# Tuesday 4 March 2025, 09:00 in Chicago: the sample business is open.
 OPEN_TIME = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
 
 
