@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from store.messages import Inbound
+from store.models import as_utc
 
 # Outbound delivery states, in the order they progress; "failed" and "withheld" are final.
 DELIVERY_RANK = {"pending": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4}
@@ -100,7 +101,7 @@ def parse_timestamp(value: Any) -> datetime | None:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
                 return None
-            return parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC)
+            return as_utc(parsed)
     if number is None or number <= 0:
         return None
     if number > 1e11:  # milliseconds
