@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Runs per call: a burst that arrives while the model is thinking gets its own turn right after.
 MAX_RUNS = 6
 # What a run hands back to the service: LangGraph then reads only these of the state's channels
-# after each step, not all thirty (a tenth of a message's work went into reading them).
+# after each step, not all 31 (reading them all was a twentieth of a steady message's work).
 RUN_OUTPUT = ("replies", "conversation_id", "outcome", "more_pending")
 
 
