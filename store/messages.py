@@ -88,9 +88,6 @@ def ingest(
     now = utcnow()
     direction = "in" if inbound.author == "customer" else "out"
     sent_at = inbound.sent_at or now
-    # An inbound message dates its lead's and its conversation's last contact: written with the
-    # rows when this message creates them.
-    contacted_at = as_utc(sent_at) if direction == "in" else None
     known: KnownSender | None = None
     standing: Standing | None = None
     asked = inbound.author == "customer" and not (inbound.phone and phone is None)
@@ -107,6 +104,9 @@ def ingest(
         # A sender `known_sender` found absent is registered without a second look, and its
         # conversation created without a look first (a concurrent registration still wins).
         unknown = asked and known is None
+        # An inbound message dates its lead's and its conversation's last contact: written with
+        # the rows when this message creates them.
+        contacted_at = as_utc(sent_at) if direction == "in" else None
         lead, identity = resolve_identity(
             inbound.channel,
             inbound.external_id,
