@@ -191,7 +191,13 @@ def run_floor(messages: int = 1000, counted: int = CALLS_COUNTED) -> dict[str, f
         engine = create_engine(f"sqlite:///{tmp}/floor.db")
         floor["Base"].metadata.create_all(engine)
         graph = floor["build"](sessionmaker(engine))
-        texts = ["hi there", "how much is the pro plan?", "call me at (415) 555-0132"]
+        # The messages the floor's own `main()` sends, in its order.
+        texts = [
+            "hi there",
+            "how much is the pro plan?",
+            "call me at (415) 555-0132",
+            "we need it by next month",
+        ]
 
         def message(number: int) -> None:
             text = texts[number % len(texts)]
