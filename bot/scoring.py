@@ -10,13 +10,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache, partial
 from itertools import pairwise
 from statistics import median
-from typing import Any
+from typing import Any, Literal
 
 from bot.config import KnowledgeSection, PromptConfig, ScoringConfig
 from bot.schemas import ModelJudgement
-from bot.text import Match, clip, excerpt, normalize, stem, words
+from bot.text import KeywordSet, Match, clip, excerpt, normalize, stem, words
 from store.models import HOT_SCORE
 
 BANDS: tuple[tuple[int, int, str], ...] = (
@@ -243,8 +244,11 @@ def is_question(text: str) -> bool:
     return bool(first) and first[0] in _QUESTION_WORDS and len(first) >= 3
 
 
+@lru_cache(maxsize=4096)
 def question_specificity(text: str, terms: frozenset[str]) -> float:
-    """0 when not a question; 0.3 for a generic question, 1.0 for a specific one."""
+    """0 when not a question; 0.3 for a generic question, 1.0 for a specific one.
+
+    Cached (bounded): each turn asks it of the window's messages again, several times each."""
     if not is_question(text):
         return 0.0
     tokens = words(text)
@@ -257,6 +261,8 @@ def question_specificity(text: str, terms: frozenset[str]) -> float:
 
 # A message's keyword signals: signal name -> (the match, the message's text it was found in).
 Found = dict[str, tuple[Match, str]]
+LabelKind = Literal["interests", "objections", "tags"]
+EMPTY: frozenset[str] = frozenset()
 
 
 def assess(
@@ -271,7 +277,10 @@ def assess(
     del previous_score  # the score is read from the window afresh every turn
     scoring = config.scoring
     cleaned, ignored, instructed_now = _set_instructions_aside(messages)
-    per_message = [_keyword_signals(text, scoring, terms) for text in cleaned]
+    per_message = [
+        scoring.remembered("signals", text, terms, partial(_keyword_signals, text, scoring, terms))
+        for text in cleaned
+    ]
     start, softened = _since_last_clear_no(per_message, scoring)
     positives, negatives = _strongest_signals(per_message, start, softened, scoring)
     depth, deepest, latest_question = _questions(messages, cleaned, start, terms)
@@ -296,9 +305,9 @@ def assess(
         factors=factors,
         signals=_signals_now(messages, cleaned, per_message, softened, scoring, terms),
         window_signals=sorted({n for found in per_message[start:] for n in found}),
-        interests=_labels(scoring.interests, cleaned[start:]),
-        objections=_labels(scoring.objections, cleaned),
-        keyword_tags=_labels(scoring.tags, cleaned),
+        interests=_labels(scoring, "interests", cleaned[start:]),
+        objections=_labels(scoring, "objections", cleaned),
+        keyword_tags=_labels(scoring, "tags", cleaned),
         ignored_instructions=ignored,
         question=latest_question,
     )
@@ -320,7 +329,8 @@ def _set_instructions_aside(messages: list[CustomerMessage]) -> tuple[list[str],
 
 
 def _keyword_signals(text: str, scoring: ScoringConfig, terms: frozenset[str]) -> Found:
-    """The signals one message shows: clear "no"s first, then everything else on what is left."""
+    """The signals one message shows: clear "no"s first, then everything else on what is left.
+    `assess` keeps the answer for the text (`ScoringConfig.remembered`): it is not changed."""
     found: Found = {}
     spans = []
     for name, signal in scoring.signals.items():
@@ -563,16 +573,23 @@ def _later_positive(
     return any(scoring.signals[n].points > 0 for found in per_message[index + 1 :] for n in found)
 
 
+@lru_cache(maxsize=4096)
 def _engagement_level(text: str, terms: frozenset[str]) -> float:
     return len(words(text)) + 5 * question_specificity(text, terms) * 2
 
 
-def _labels(groups: dict[str, Any], texts: list[str]) -> list[str]:
-    found = []
-    for label, keywords in groups.items():
-        if any(keywords.first(text) for text in texts):
-            found.append(label)
-    return found
+def _labels(scoring: ScoringConfig, kind: LabelKind, texts: list[str]) -> list[str]:
+    """The labels of a kind (interests, objections, tags) that any of `texts` shows, in the
+    configuration's order."""
+    groups: dict[str, KeywordSet] = getattr(scoring, kind)
+    shown: set[str] = set()
+    for text in texts:
+        shown.update(scoring.remembered(kind, text, EMPTY, partial(_labels_in, groups, text)))
+    return [label for label in groups if label in shown]
+
+
+def _labels_in(groups: dict[str, KeywordSet], text: str) -> frozenset[str]:
+    return frozenset(label for label, keywords in groups.items() if keywords.first(text))
 
 
 def _model_evidence(judgement: ModelJudgement, texts: list[str]) -> str:

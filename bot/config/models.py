@@ -8,9 +8,10 @@ key out, and is immutable. `load.py` reads the files into them; `errors.py` turn
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, tzinfo
-from functools import cache
-from typing import Annotated, Any, ClassVar
+from functools import cache, cached_property
+from typing import Annotated, Any, ClassVar, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -46,6 +47,11 @@ ACTIONS = ("none", "notify", "auto_assign")
 AI_BEHAVIOURS = ("continue", "pause", "stop")
 # Signals computed in code rather than by keywords; statuses may refer to them too.
 COMPUTED_SIGNALS = ("question", "phone_given")
+# Texts whose scoring answers a configuration keeps (`ScoringConfig.remembered`): a few per text
+# of the windows of the conversations being answered.
+FOUND_CACHE_SIZE = 4096
+_UNKNOWN = object()
+T = TypeVar("T")
 FIELD_TYPES = ("text", "number", "date", "boolean", "choice")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_MINUTES = 60 * 24 * 30
@@ -483,6 +489,25 @@ class ScoringConfig(ConfigModel):
     @property
     def signal_names(self) -> tuple[str, ...]:
         return tuple(self.signals) + COMPUTED_SIGNALS
+
+    def remembered(self, kind: str, text: str, terms: frozenset[str], find: Callable[[], T]) -> T:
+        """`find()`'s answer about `text` (of `kind`, with the knowledge base's `terms`), worked
+        out once for the last texts. The answer is shared: callers must not change it."""
+        memo, key = self._found, (kind, text, terms)
+        found = memo.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = find()
+            if len(memo) >= FOUND_CACHE_SIZE:
+                memo.clear()  # plain dict operations: safe across the server's threads
+            memo[key] = found
+        return cast(T, found)
+
+    @cached_property
+    def _found(self) -> dict[tuple[str, str, frozenset[str]], Any]:
+        """What the scorer (`bot.scoring`) found in a text under this configuration, kept for the
+        last texts: every turn scores the whole window again, and most of it is the turn
+        before's. Not a field: it is neither validated nor compared."""
+        return {}
 
 
 # --------------------------------------------------------------------------------------------

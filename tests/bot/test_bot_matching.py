@@ -18,9 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+import bot.scoring
 import bot.text
 from bot import load_prompts
 from bot.config import DEFAULT_PROMPTS_DIR
+from bot.knowledge import knowledge_index
 from bot.reload import PromptStore
 from bot.scoring import CustomerMessage, assess
 from bot.text import KeywordSet, Match, keyword_pattern, normalize_with_map
@@ -240,3 +242,54 @@ def test_the_matcher_is_compiled_once_per_configuration_and_again_on_reload(
     after = counting.built
     assess([CustomerMessage("I fancy a gizmo", new=True)], config=store(), terms=frozenset())
     assert counting.built == after
+
+
+WINDOW = [
+    "Hi there",
+    "Not interested in the battery. How much is the Home package?",
+    "It's too expensive, I'm comparing offers",
+    "Does the Home 6.5 kW package suit a flat roof, and how long does installation take?",
+    "I want to buy it this week, send the contract",
+]
+
+
+def window_of(texts: list[str]) -> list[CustomerMessage]:
+    return [CustomerMessage(text, new=i == len(texts) - 1) for i, text in enumerate(texts)]
+
+
+def test_each_turn_matches_only_the_texts_the_configuration_has_not_seen(
+    prompts_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    config = load_prompts(prompts_dir)
+    terms = knowledge_index(config).terms
+    matched: list[str] = []
+    keyword_signals = bot.scoring._keyword_signals
+
+    def counting(text: str, *args: Any) -> Any:
+        matched.append(text)
+        return keyword_signals(text, *args)
+
+    monkeypatch.setattr(bot.scoring, "_keyword_signals", counting)
+    for turn in range(1, len(WINDOW) + 1):
+        # Each turn scores the whole window again, as the bot does.
+        found = assess(window_of(WINDOW[:turn]), config=config, terms=terms)
+        fresh = assess(window_of(WINDOW[:turn]), config=load_prompts(prompts_dir), terms=terms)
+        assert found == fresh
+    # Once per text under `config`, and once per turn under each fresh configuration.
+    assert len(matched) == len(WINDOW) + sum(range(1, len(WINDOW) + 1))
+    # What the configuration keeps is not part of it: it still equals one freshly read.
+    assert config.scoring == load_prompts(prompts_dir).scoring
+
+
+def test_an_edited_configuration_does_not_answer_from_what_the_last_one_kept(prompts_dir: Path):
+    store = PromptStore(prompts_dir, poll_seconds=0)
+    texts = ["Hi", "I fancy a gizmo"]
+    before = assess(window_of(texts), config=store(), terms=frozenset())
+    assert "interest" not in before.signals and "Solar panels" not in before.interests
+    scoring = prompts_dir / "scoring.yaml"
+    edit(scoring, "en: [interested, ", "en: [fancy a gizmo, interested, ")
+    edit(scoring, "en: [solar, panel*", "en: [gizmo*, solar, panel*")
+    assert store.check() is True
+    after = assess(window_of(texts), config=store(), terms=frozenset())
+    assert "interest" in after.signals and "Solar panels" in after.interests
+    assert after.score > before.score
