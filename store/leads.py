@@ -94,7 +94,9 @@ def record_audit(
     old: Any = None,
     new: Any = None,
     agent_id: int | None = None,
-) -> AuditEvent:
+) -> None:
+    """One audit row: written with the open `batched_audit` block's rows, else added to the
+    session (its next flush writes it)."""
     row = {
         "lead_id": lead_id,
         "actor": actor,
@@ -107,10 +109,8 @@ def record_audit(
         # The workspace of the change, not of whatever is in force when a batch is written.
         "workspace_id": current_workspace(),
     }
-    event = AuditEvent(**row)
     if not batch_row(session, AuditEvent.__tablename__, row):
-        session.add(event)
-    return event
+        session.add(AuditEvent(**row))
 
 
 @contextmanager

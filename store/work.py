@@ -253,7 +253,8 @@ def record_score(
     Factors are dicts `{"factor", "points", "evidence"}`; the score is clamped to 0..100.
     `unscored`: the caller knows the message has no score yet (the bot, which has just claimed
     it), so nothing is read and the event is written with the caller's next flush, or with the
-    rows of its `batched_audit` block.
+    rows of its `batched_audit` block. Returns the event added to the session; None when the
+    update is ignored, or goes with the block's rows (no object is made for it).
     """
     score = max(0, min(100, int(score)))
     if (
@@ -272,9 +273,10 @@ def record_score(
         "created_at": utcnow(),
         "workspace_id": current_workspace(),
     }
-    event = ScoreEvent(**row)
+    event = None
     # Inside `batched_audit` (the bot's turn) the event is written with the audit rows.
     if not (unscored and batch_row(session, ScoreEvent.__tablename__, row)):
+        event = ScoreEvent(**row)
         session.add(event)
     update_lead(lead, {"score": score, "score_factors": factors}, session=session, actor=actor)
     if not unscored:
