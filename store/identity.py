@@ -41,6 +41,7 @@ from store.models import (
     Notification,
     utcnow,
 )
+from store.tenancy import all_workspaces, current_workspace
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +503,7 @@ def load_standing(
     """The conversation with its lead (merges followed), its identity's trust and whether it is the
     lead's only one, in one statement; `lock_lead` locks the lead's row for the turn (PostgreSQL),
     `pending_besides` also asks whether other customer messages wait."""
-    params: dict[str, Any] = {"conversation_id": conversation_id}
+    params: dict[str, Any] = {"conversation_id": conversation_id, "workspace": current_workspace()}
     if pending_besides is not None:
         params["pending_besides"] = list(pending_besides)
     query = _standing_statement(lock_lead, pending_besides is not None)
@@ -525,7 +526,9 @@ def load_standing(
 
 @cache
 def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
-    """`load_standing`'s statement, built once per shape."""
+    """`load_standing`'s statement, built once per shape. The workspace's filter is written in,
+    on the conversation and its lead, as in `store.leads.known_sender`: the identity and messages
+    read with them are the conversation's own, made in its workspace."""
     columns: list[Any] = [Conversation, Lead, Identity.trust, others_clause(Conversation)]
     if with_pending:
         columns.append(
@@ -543,7 +546,12 @@ def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
         select(*columns)
         .join(Lead, Lead.id == Conversation.lead_id)
         .outerjoin(Identity, Identity.id == Conversation.identity_id)
-        .where(Conversation.id == bindparam("conversation_id"))
+        .where(
+            Conversation.id == bindparam("conversation_id"),
+            Conversation.workspace_id == bindparam("workspace"),
+            Lead.workspace_id == bindparam("workspace"),
+        )
+        .execution_options(**all_workspaces())
     )
     return query.with_for_update(of=Lead) if lock_lead else query
 

@@ -12,11 +12,13 @@ from sqlalchemy.exc import IntegrityError
 
 from store import make_session_factory
 from store.agents import create_agent
+from store.identity import load_standing
 from store.leads import (
     LeadNotFound,
     batched_audit,
     find_lead_by_phone,
     get_lead,
+    known_sender,
     record_audit,
     write_audit,
 )
@@ -72,6 +74,45 @@ def test_the_same_customer_writing_to_two_workspaces_is_two_leads(session_factor
     with session_factory() as session:
         everything = select(func.count()).select_from(Lead).execution_options(**all_workspaces())
         assert session.scalar(everything) == 2
+
+
+def test_a_known_sender_is_found_only_in_the_workspace_it_wrote_to(session_factory, two):
+    # `known_sender` writes the workspace's filter into its own statement (the bot's hot path).
+    found, _other = two
+    for workspace_id, (lead_id, conversation_id, _message_id) in found.items():
+        with in_workspace(workspace_id), session_factory() as session:
+            known = known_sender("whatsapp", PHONE.lstrip("+"), phone=PHONE, session=session)
+            assert known is not None
+            assert (known.lead.id, known.conversation.id) == (lead_id, conversation_id)
+            assert known.lead.workspace_id == known.identity.workspace_id == workspace_id
+    with session_factory.begin() as session:
+        empty = create_workspace("empty", "Empty", session=session).id
+    with in_workspace(empty), session_factory() as session:
+        assert known_sender("whatsapp", PHONE.lstrip("+"), phone=None, session=session) is None
+    # A second message in each workspace stays with that workspace's lead.
+    for workspace_id, (lead_id, conversation_id, _message_id) in found.items():
+        with in_workspace(workspace_id), session_factory.begin() as session:
+            again = ingest(
+                Inbound(channel="whatsapp", external_id=PHONE.lstrip("+"), phone=PHONE, text="hi"),
+                session=session,
+            )
+            assert (again.lead.id, again.conversation.id) == (lead_id, conversation_id)
+
+
+def test_a_conversations_standing_is_read_only_in_its_workspace(session_factory, two):
+    # `load_standing` (the bot's turn) writes the workspace's filter into its own statement.
+    found, other = two
+    mine, theirs = found[FIRST_WORKSPACE], found[other]
+    for lock in (False, True):
+        with session_factory.begin() as session:  # the first workspace
+            standing = load_standing(mine[1], session=session, lock_lead=lock)
+            assert standing is not None and standing.lead.id == mine[0]
+            assert load_standing(theirs[1], session=session, lock_lead=lock) is None
+            assert load_standing(theirs[1], session=session, pending_besides=[]) is None
+        with in_workspace(other), session_factory.begin() as session:
+            standing = load_standing(theirs[1], session=session, lock_lead=lock)
+            assert standing is not None and standing.lead.id == theirs[0]
+            assert load_standing(mine[1], session=session, lock_lead=lock) is None
 
 
 def test_another_workspaces_rows_are_not_found_by_id_nor_through_relationships(
