@@ -9,8 +9,9 @@ A new message's turn is read by `ingest` in the transaction that stores it; `ide
 for a run on a stored conversation (the workers, a retry). `call_model` is the one model call;
 without a model the offline engine writes the reply in `draft_reply`. `plan` decides once what the
 turn triggers; `save` applies it in one transaction. The DB-free functions share a step each side
-of the model call: every graph step costs the
-framework more than the function it runs.
+of the model call: every graph step costs the framework more than the function it runs. For the
+same reason a step that can go more than one way runs its route itself and names the next step (a
+`Command`): a conditional edge has LangGraph copy every channel of the state to read it.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Command
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import nodes
 from bot.config import PromptConfig
 from bot.state import BotContext, BotState
 from store.models import utcnow
+
+Step = Callable[..., BotState]  # a step's function: (state, runtime, *, deps) -> its writes
+Route = Callable[..., str]  # where a step goes next: (state) -> the next step's name
 
 
 def build_graph(
@@ -67,14 +73,14 @@ def build_graph(
         delivered_on_record=delivered_on_record,
     )
     builder = StateGraph(BotState, context_schema=BotContext)
-    builder.add_node("ingest", partial(nodes.ingest, deps=deps))
-    builder.add_node("identify", partial(nodes.identify, deps=deps))
-    builder.add_node("transcribe_audio", partial(nodes.transcribe_audio, deps=deps))
-    builder.add_node("fetch_profile", partial(nodes.fetch_profile, deps=deps))
-    builder.add_node("read_burst", partial(nodes.read_burst, deps=deps))
-    builder.add_node("merge", partial(nodes.merge, deps=deps))
-    builder.add_node("decide_turn", partial(nodes.decide_turn, deps=deps))
-    builder.add_node("save", partial(nodes.save, deps=deps))
+
+    def routed(name: str, step: Step, route: Route, destinations: list[str]) -> None:
+        builder.add_node(
+            name,
+            partial(_step_and_route, step=step, route=partial(route, deps=deps), deps=deps),
+            destinations=tuple(destinations),
+        )
+
     after_read: list[str] = ["merge", "decide_turn"]
     after_merge: list[str] = ["decide_turn"]
     if model is not None:
@@ -82,28 +88,42 @@ def build_graph(
         builder.add_edge("call_model", "decide_turn")
         after_read.append("call_model")
         after_merge.append("call_model")
-
-    builder.add_edge(START, "ingest")
-    builder.add_conditional_edges(
+    routed(
         "ingest",
-        partial(nodes.route_after_ingest, deps=deps),
+        nodes.ingest,
+        nodes.route_after_ingest,
         ["identify", "transcribe_audio", "fetch_profile", "read_burst", END],
     )
-    builder.add_conditional_edges(
+    routed(
         "identify",
-        partial(nodes.route_after_identify, deps=deps),
+        nodes.identify,
+        nodes.route_after_identify,
         ["transcribe_audio", "fetch_profile", "read_burst", END],
     )
-    builder.add_conditional_edges(
+    routed(
         "transcribe_audio",
-        partial(nodes.route_after_transcribe_audio, deps=deps),
+        nodes.transcribe_audio,
+        nodes.route_after_transcribe_audio,
         ["fetch_profile", "read_burst"],
     )
+    builder.add_node("fetch_profile", partial(nodes.fetch_profile, deps=deps))
+    routed("read_burst", nodes.read_burst, nodes.route_after_read_burst, after_read)
+    routed("merge", nodes.merge, nodes.route_after_merge, after_merge)
+    builder.add_node("decide_turn", partial(nodes.decide_turn, deps=deps))
+    builder.add_node("save", partial(nodes.save, deps=deps))
+
+    builder.add_edge(START, "ingest")
     builder.add_edge("fetch_profile", "read_burst")
-    builder.add_conditional_edges(
-        "read_burst", partial(nodes.route_after_read_burst, deps=deps), after_read
-    )
-    builder.add_conditional_edges("merge", partial(nodes.route_after_merge, deps=deps), after_merge)
     builder.add_edge("decide_turn", "save")
     builder.add_edge("save", END)
     return builder.compile(name="leaddesk-bot", checkpointer=checkpointer)
+
+
+def _step_and_route(
+    state: BotState, runtime: Runtime[BotContext], *, step: Step, route: Route, deps: nodes.Deps
+) -> Command[str]:
+    """Run a step, then its route on the state it leaves, and go there: the route reads the
+    step's input with the step's writes over it (every channel keeps its last value), where a
+    conditional edge would have LangGraph copy all the state's channels to read it back."""
+    update = step(state, runtime, deps=deps)
+    return Command(update=update, goto=route({**state, **update}))
