@@ -27,6 +27,7 @@ from bot.scoring import Assessment
 from bot.state import (
     AiState,
     BotContext,
+    BotState,
     Contacts,
     DraftReply,
     LeadSnapshot,
@@ -167,3 +168,11 @@ def test_the_graph_names_each_step_for_its_work(
         ("decide_turn", "save"),
     }
     assert ("read_burst", "call_model") not in {(e.source, e.target) for e in offline.edges}
+
+
+def test_every_channel_keeps_its_last_value(bot_db: sessionmaker[Session], prompts: PromptConfig):
+    # A step with a route reads the state it leaves as its input with its writes over it
+    # (`bot.graph`): right only while no key of the state has a reducer.
+    graph = build_graph(session_factory=bot_db, prompts=prompts)
+    kinds = {type(graph.channels[key]).__name__ for key in BotState.__annotations__}
+    assert kinds == {"LastValue"}
