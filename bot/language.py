@@ -92,7 +92,7 @@ def detect_language(
         return Detection("ar", True)
     tokens = [w for w in words(text) if not w.isdigit()]
     hints = {
-        code: min(MAX_HINTS, sum(1 for t in tokens if t in language_hints(code)))
+        code: min(MAX_HINTS, sum(map(language_hints(code).__contains__, tokens)))
         for code in allowed
     }
     if len(tokens) < MIN_WORDS:

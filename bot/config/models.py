@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, tzinfo
 from functools import cache, cached_property
-from typing import Annotated, Any, ClassVar, TypeVar, cast
+from typing import Annotated, Any, ClassVar, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -494,13 +494,13 @@ class ScoringConfig(ConfigModel):
         """`find()`'s answer about `text` (of `kind`, with the knowledge base's `terms`), worked
         out once for the last texts. The answer is shared: callers must not change it."""
         memo, key = self._found, (kind, text, terms)
-        found = memo.get(key, _UNKNOWN)
+        found: Any = memo.get(key, _UNKNOWN)
         if found is _UNKNOWN:
             found = find()
             if len(memo) >= FOUND_CACHE_SIZE:
                 memo.clear()  # plain dict operations: safe across the server's threads
             memo[key] = found
-        return cast(T, found)
+        return found  # type: ignore[no-any-return]
 
     @cached_property
     def _found(self) -> dict[tuple[str, str, frozenset[str]], Any]:
