@@ -2,6 +2,11 @@
 
 The schema is created only by the Alembic migrations in `store/migrations`; keep the two in sync
 (`tests/store/test_migrations.py` compares them).
+
+A row is linked to another by its own foreign key column (`lead_id`, `assigned_agent_id`), which
+the code that makes or moves it sets. The relationships are there to read (`viewonly`), an
+agent's memberships excepted: a flush then has no relationship to work out (they were over a
+third of the work of the bot's flushes).
 """
 
 from __future__ import annotations
@@ -182,7 +187,7 @@ class Agent(Base):
     copilot_workspace_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    leads: Mapped[list[Lead]] = relationship(back_populates="assigned_agent")
+    leads: Mapped[list[Lead]] = relationship(back_populates="assigned_agent", viewonly=True)
     memberships: Mapped[list[WorkspaceMember]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="WorkspaceMember.workspace_id"
     )
@@ -346,14 +351,18 @@ class Lead(WorkspaceScoped, Base):
     lost_reason: Mapped[str | None] = mapped_column(String(100))
     lost_note: Mapped[str | None] = mapped_column(Text)
 
-    assigned_agent: Mapped[Agent | None] = relationship(back_populates="leads")
-    identities: Mapped[list[Identity]] = relationship(back_populates="lead", order_by="Identity.id")
-    conversations: Mapped[list[Conversation]] = relationship(
-        back_populates="lead", order_by="Conversation.id"
+    assigned_agent: Mapped[Agent | None] = relationship(back_populates="leads", viewonly=True)
+    identities: Mapped[list[Identity]] = relationship(
+        back_populates="lead", order_by="Identity.id", viewonly=True
     )
-    notes: Mapped[list[Note]] = relationship(back_populates="lead", order_by="Note.id")
+    conversations: Mapped[list[Conversation]] = relationship(
+        back_populates="lead", order_by="Conversation.id", viewonly=True
+    )
+    notes: Mapped[list[Note]] = relationship(
+        back_populates="lead", order_by="Note.id", viewonly=True
+    )
     contacts: Mapped[list[ContactDetail]] = relationship(
-        back_populates="lead", order_by="ContactDetail.id"
+        back_populates="lead", order_by="ContactDetail.id", viewonly=True
     )
 
     @property
@@ -408,7 +417,7 @@ class Identity(WorkspaceScoped, Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    lead: Mapped[Lead] = relationship(back_populates="identities")
+    lead: Mapped[Lead] = relationship(back_populates="identities", viewonly=True)
 
     @property
     def verified(self) -> bool:
@@ -448,10 +457,10 @@ class Conversation(WorkspaceScoped, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    lead: Mapped[Lead] = relationship(back_populates="conversations")
-    identity: Mapped[Identity | None] = relationship()
+    lead: Mapped[Lead] = relationship(back_populates="conversations", viewonly=True)
+    identity: Mapped[Identity | None] = relationship(viewonly=True)
     messages: Mapped[list[Message]] = relationship(
-        back_populates="conversation", order_by="Message.id"
+        back_populates="conversation", order_by="Message.id", viewonly=True
     )
 
 
@@ -486,7 +495,7 @@ class Message(WorkspaceScoped, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
 
-    conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    conversation: Mapped[Conversation] = relationship(back_populates="messages", viewonly=True)
 
 
 class ContactDetail(WorkspaceScoped, Base):
@@ -514,7 +523,7 @@ class ContactDetail(WorkspaceScoped, Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    lead: Mapped[Lead] = relationship(back_populates="contacts")
+    lead: Mapped[Lead] = relationship(back_populates="contacts", viewonly=True)
 
     @property
     def verified(self) -> bool:
@@ -555,7 +564,7 @@ class Note(WorkspaceScoped, Base):
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    lead: Mapped[Lead] = relationship(back_populates="notes")
+    lead: Mapped[Lead] = relationship(back_populates="notes", viewonly=True)
 
 
 class ScoreEvent(WorkspaceScoped, Base):
@@ -782,8 +791,8 @@ class Task(WorkspaceScoped, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    lead: Mapped[Lead] = relationship()
-    agent: Mapped[Agent] = relationship(foreign_keys=[agent_id])
+    lead: Mapped[Lead] = relationship(viewonly=True)
+    agent: Mapped[Agent] = relationship(foreign_keys=[agent_id], viewonly=True)
 
     @property
     def done(self) -> bool:
