@@ -527,8 +527,9 @@ def load_standing(
 @cache
 def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
     """`load_standing`'s statement, built once per shape. The workspace's filter is written in,
-    on the conversation and its lead, as in `store.leads.known_sender`: the identity and messages
-    read with them are the conversation's own, made in its workspace."""
+    on the conversation and its lead, as in `store.leads.known_sender` (and with the same caveat
+    for the rows' relationships): the identity and messages read with them are the
+    conversation's own, made in its workspace."""
     columns: list[Any] = [Conversation, Lead, Identity.trust, others_clause(Conversation)]
     if with_pending:
         columns.append(

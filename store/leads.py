@@ -498,7 +498,9 @@ def _one_sender_statement(with_phone: bool) -> Any:
     The workspace's filter is written in, on the identity and its lead, instead of the session
     adding its options at every execution (`store.tenancy`), which was over a quarter of this
     statement's work. The conversations and contact details read here are the lead's, made in
-    its workspace."""
+    its workspace. The rows' relationships then load without the filter too: the rows they reach
+    are the lead's, in its workspace, but an assigned agent would not be checked for membership
+    (nothing that reads these rows loads one)."""
     statement = (
         _senders_statement()
         .add_columns(rules.others_clause(Conversation))
