@@ -41,7 +41,7 @@ from store.models import (
     Notification,
     utcnow,
 )
-from store.tenancy import all_workspaces, current_workspace
+from store.tenancy import current_workspace, filter_written_in
 
 log = logging.getLogger(__name__)
 
@@ -527,9 +527,9 @@ def load_standing(
 @cache
 def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
     """`load_standing`'s statement, built once per shape. The workspace's filter is written in,
-    on the conversation and its lead, as in `store.leads.known_sender` (and with the same caveat
-    for the rows' relationships): the identity and messages read with them are the
-    conversation's own, made in its workspace."""
+    on the conversation and its lead (`filter_written_in`; nothing that reads these rows loads
+    their relationships): the identity and messages read with them are the conversation's own,
+    made in its workspace."""
     columns: list[Any] = [Conversation, Lead, Identity.trust, others_clause(Conversation)]
     if with_pending:
         columns.append(
@@ -552,7 +552,7 @@ def _standing_statement(lock_lead: bool, with_pending: bool) -> Any:
             Conversation.workspace_id == bindparam("workspace"),
             Lead.workspace_id == bindparam("workspace"),
         )
-        .execution_options(**all_workspaces())
+        .execution_options(**filter_written_in())
     )
     return query.with_for_update(of=Lead) if lock_lead else query
 

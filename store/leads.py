@@ -42,7 +42,7 @@ from store.models import (
     Task,
     utcnow,
 )
-from store.tenancy import all_workspaces, current_workspace
+from store.tenancy import current_workspace, filter_written_in
 from store.text import clean_json, clean_text
 
 log = logging.getLogger(__name__)
@@ -495,12 +495,9 @@ def _one_sender_statement(with_phone: bool) -> Any:
     another conversation (the turn that follows needs its standing) and, asked for, whether the
     lead holds the phone as a verified detail.
 
-    The workspace's filter is written in, on the identity and its lead, instead of the session
-    adding its options at every execution (`store.tenancy`), which was over a quarter of this
-    statement's work. The conversations and contact details read here are the lead's, made in
-    its workspace. The rows' relationships then load without the filter too: the rows they reach
-    are the lead's, in its workspace, but an assigned agent would not be checked for membership
-    (nothing that reads these rows loads one)."""
+    The workspace's filter is written in, on the identity and its lead (`filter_written_in`;
+    nothing that reads these rows loads their relationships): the conversations and contact
+    details read here are the lead's, made in its workspace."""
     statement = (
         _senders_statement()
         .add_columns(rules.others_clause(Conversation))
@@ -510,7 +507,7 @@ def _one_sender_statement(with_phone: bool) -> Any:
             Identity.workspace_id == bindparam("workspace"),
             Lead.workspace_id == bindparam("workspace"),
         )
-        .execution_options(**all_workspaces())
+        .execution_options(**filter_written_in())
     )
     if with_phone:
         statement = statement.add_columns(
