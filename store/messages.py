@@ -10,9 +10,9 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, select, union_all, update
+from sqlalchemy import bindparam, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 
 from store.contacts import try_normalize_phone
@@ -144,21 +144,19 @@ def ingest(
     }
     if not inbound.channel_message_id:
         # Nothing unique to collide on.
-        message = Message(**values)
-        session.add(message)
-        session.flush()
+        message = _stored(session, _insert(), [values])[0]
         _date_contact(message, lead, conversation, session)
         return Ingested(message, lead, conversation, False, standing)
     # One statement: the unique index decides whether the channel sent it before (no
     # read-then-write, no savepoint).
-    stored = session.scalars(_insert_once(session), [values]).first()
+    found = _stored(session, _insert_once(session), [values])
+    stored = found[0] if found else None
     if stored is None:
         existing = _by_channel_id(session, inbound.channel, inbound.channel_message_id)
         assert existing is not None
         before = session.get(Conversation, existing.conversation_id)
         assert before is not None
         return Ingested(existing, before.lead, before, True)
-    inserted(session, [stored])
     _date_contact(stored, lead, conversation, session)
     return Ingested(stored, lead, conversation, False, standing)
 
@@ -196,9 +194,8 @@ def ingest_known(
             }
         )
     stored = {
-        (m.channel, m.channel_message_id): m for m in session.scalars(_insert_once(session), rows)
+        (m.channel, m.channel_message_id): m for m in _stored(session, _insert_once(session), rows)
     }
-    inserted(session, list(stored.values()))
     results: list[Ingested] = []
     for inbound, known, _received_at in items:
         conversation = known.conversation
@@ -215,18 +212,49 @@ def ingest_known(
     return results
 
 
+def _stored(session: Session, statement: Any, rows: list[dict[str, Any]]) -> list[Message]:
+    """Insert message `rows` with `statement` (an INSERT ... RETURNING every column) and give
+    back the rows it stored as the session's own messages, as if loaded: persistent, with nothing
+    to flush, their store events announced with the transaction's others (`inserted`).
+
+    A Core statement on the session's connection, after a flush (what the session holds is written
+    first, as an ORM statement's autoflush would: a message recorded before this one keeps the
+    lower id). The ORM's own INSERT ... RETURNING of the entity cost the bot's message more than
+    any of its other statements."""
+    session.flush()
+    result = session.connection().execute(statement, rows)
+    messages: list[Message] = []
+    for row in result.mappings():
+        message = Message(**row)
+        make_transient_to_detached(message)
+        session.add(message)
+        messages.append(message)
+    inserted(session, messages)
+    return messages
+
+
+@cache
+def _insert() -> Any:
+    """INSERT ... RETURNING the message's every column, built once (its cache key worked out
+    once)."""
+    table = table_of(Message)
+    return insert(table).returning(*table.c)
+
+
 def _insert_once(session: Session) -> Any:
-    """INSERT ... ON CONFLICT (channel, channel_message_id) DO NOTHING RETURNING the message."""
+    """INSERT ... ON CONFLICT (channel, channel_message_id) DO NOTHING RETURNING the message's
+    every column."""
     return _insert_once_for(session.get_bind().dialect.name)
 
 
 @cache
 def _insert_once_for(dialect: str) -> Any:
     """`_insert_once`'s statement for a dialect, built once (and its cache key worked out once)."""
+    table = table_of(Message)
     return (
-        insert_for(dialect)(Message)
+        insert_for(dialect)(table)
         .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "channel_message_id"])
-        .returning(Message)
+        .returning(*table.c)
     )
 
 

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import messages as store_messages
 from store.leads import resolve
-from store.messages import Inbound, ingest
+from store.messages import Inbound, add_outbound, ingest
 from store.models import (
     CLAIMED,
     VERIFIED,
@@ -218,3 +218,47 @@ def test_a_sender_registered_meanwhile_keeps_its_lead_and_conversation(
         assert session.scalars(select(func.count()).select_from(Lead)).one() == 1
         assert session.scalars(select(func.count()).select_from(Conversation)).one() == 1
         assert session.scalars(select(func.count()).select_from(Message)).one() == 2
+
+
+@pytest.mark.parametrize("with_channel_id", [True, False], ids=["channel-id", "no-channel-id"])
+def test_a_stored_message_is_the_row_the_database_holds_with_nothing_left_to_write(
+    session_factory: sessionmaker[Session], db_engine: Engine, with_channel_id: bool
+) -> None:
+    inbound = _whatsapp("14155550131", 1)
+    if not with_channel_id:
+        inbound = Inbound(channel="web", external_id="visitor-131", text="Hello there")
+    columns = [column.key for column in inspect(Message).column_attrs]
+    with session_factory.begin() as session:
+        stored = ingest(inbound, session=session).message
+        state = inspect(stored)
+        assert state.persistent and not state.expired_attributes
+        with statements(db_engine) as seen:
+            held = {name: getattr(stored, name) for name in columns}
+            session.flush()
+        assert seen == [], "reading the message loaded or wrote something"
+        assert stored in session and not session.new and not session.dirty
+    with session_factory() as session:
+        loaded = session.get(Message, held["id"])
+        assert loaded is not None
+        assert {name: getattr(loaded, name) for name in columns} == held
+
+
+def test_what_the_session_holds_is_written_before_the_message_it_stores(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory.begin() as session:
+        first = ingest(_whatsapp("14155550132", 1), session=session)
+        greeting = add_outbound(
+            first.conversation, "Welcome back!", session=session, idempotency_key="greeting-132"
+        )
+        later = ingest(_whatsapp("14155550132", 2), session=session)
+        # The outbound message went in first: the message's INSERT is a Core statement, which
+        # no autoflush precedes, so `ingest` writes what the session holds before it.
+        assert first.message.id < greeting.id < later.message.id
+    with session_factory() as session:
+        texts = session.scalars(
+            select(Message.text)
+            .where(Message.conversation_id == first.conversation.id)
+            .order_by(Message.id)
+        ).all()
+    assert texts == ["Message 1", "Welcome back!", "Message 2"]
