@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,7 +23,7 @@ from store.models import (
     ScoreEvent,
     utcnow,
 )
-from store.tenancy import current_workspace
+from store.tenancy import current_workspace, in_workspace
 from store.text import clean_text
 
 
@@ -114,16 +115,25 @@ def active_team(*, session: Session, terminal_statuses: Sequence[str] = ()) -> l
     """Every active agent of the workspace in force, in id order, with its role and open leads
     (`open_lead_counts`'s count): one statement, for a turn that picks an agent and, finding
     none, tells the admins."""
-    load = _open_leads_by_agent(terminal_statuses).subquery()
-    rows = session.execute(
-        select(Agent, Agent.role, func.coalesce(load.c.open_leads, 0))
-        .outerjoin(load, load.c.assigned_agent_id == Agent.id)
-        .where(Agent.active.is_(True))
-        .order_by(Agent.id)
-        # Its role comes in the row: the memberships load only if something asks.
-        .options(lazyload(Agent.memberships))
-    )
+    rows = session.execute(_team_statement(tuple(terminal_statuses), current_workspace()))
     return [TeamMember(agent, role or "", int(count)) for agent, role, count in rows]
+
+
+@lru_cache(maxsize=256)
+def _team_statement(terminal_statuses: tuple[str, ...], workspace_id: int) -> Any:
+    """`active_team`'s statement, built once per terminal statuses and workspace (an agent's role
+    is its membership's in the workspace in force when the statement is built): a turn that
+    changes a status runs it without building it, and its cache key is worked out once."""
+    load = _open_leads_by_agent(terminal_statuses).subquery()
+    with in_workspace(workspace_id):
+        return (
+            select(Agent, Agent.role, func.coalesce(load.c.open_leads, 0))
+            .outerjoin(load, load.c.assigned_agent_id == Agent.id)
+            .where(Agent.active.is_(True))
+            .order_by(Agent.id)
+            # Its role comes in the row: the memberships load only if something asks.
+            .options(lazyload(Agent.memberships))
+        )
 
 
 def next_available_agent(

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from sqlalchemy import func, select
@@ -31,6 +32,7 @@ from store.domain.policy import Policy, StatusPolicy
 from store.domain.takeover import quiet_conversation, quiet_lead
 from store.leads import record_audit, update_lead
 from store.models import Agent, Conversation, Lead, Message
+from store.tenancy import current_workspace, in_workspace
 from store.work import (
     TeamMember,
     active_team,
@@ -399,14 +401,20 @@ def _notify_targets(
             return [agent]
     if team is not None:
         return [member.agent for member in team if member.role == "admin"]
-    return list(
-        session.scalars(
+    return list(session.scalars(_admins_statement(current_workspace())))
+
+
+@lru_cache(maxsize=256)
+def _admins_statement(workspace_id: int) -> Any:
+    """`_notify_targets`' read of the active admins, built once per workspace (an agent's role is
+    its membership's in the workspace in force when the statement is built)."""
+    with in_workspace(workspace_id):
+        return (
             select(Agent)
             .where(Agent.active.is_(True), Agent.role == "admin")
             .order_by(Agent.id)
             .options(lazyload(Agent.memberships))
         )
-    )
 
 
 def _agent(session: Session, agent_id: int) -> Agent | None:

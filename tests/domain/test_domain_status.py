@@ -16,7 +16,8 @@ from store.domain.status import (
     quiet_for_status,
     reopen,
 )
-from store.models import AuditEvent
+from store.models import AuditEvent, WorkspaceMember
+from store.tenancy import in_workspace
 from tests.domain.conftest import T0, Hours, make_policy, notes_for
 
 
@@ -226,3 +227,22 @@ def test_the_bot_leaves_a_locked_lead_alone(session, policy, agent, lead) -> Non
     found = lead(agent("Sarah"), status="Won", locked=True)
     change = change_status_by_bot(found, "Interested", session=session, policy=policy, now=T0)
     assert change.unchanged and found.status == "Won"
+
+
+def test_the_bot_tells_the_admins_of_the_workspace_in_force(session, policy, agent, lead) -> None:
+    # Boss is an admin of the first workspace and an agent of the second, with no room for leads.
+    boss = agent("Boss", role="admin", capacity=0)
+    session.add(WorkspaceMember(workspace_id=2, agent_id=boss.id, role="agent"))
+    session.flush()
+
+    def bot_sets(status: str) -> tuple[int, ...]:
+        return change_status_by_bot(lead(), status, session=session, policy=policy, now=T0).notified
+
+    # "Interested" notifies (the admins, the lead having no owner); "Follow Up" auto-assigns
+    # (and, nobody being free, tells the admins of the team it read). Each is asked in the first
+    # workspace, then the second, then the first again: what one workspace found is not another's.
+    for status in ("Interested", "Follow Up"):
+        assert bot_sets(status) == (boss.id,)
+        with in_workspace(2):
+            assert bot_sets(status) == ()
+        assert bot_sets(status) == (boss.id,)
