@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from store.db import insert_for
@@ -95,6 +95,15 @@ def claim(
     workspace_id), of every workspace.
 
     On PostgreSQL the rows are locked (rows another drain holds are skipped)."""
+    statement = _claim_statement(session.get_bind().dialect.name, limit)
+    return session.execute(statement, {"after_id": after_id}).all()
+
+
+@lru_cache(maxsize=32)
+def _claim_statement(dialect: str, limit: int) -> Any:
+    """`claim`'s SELECT, built once per dialect and batch size. The drain runs it, and the two
+    below, at every batch; a statement built anew had its cache key worked out, and the session's
+    workspace options added, every time."""
     statement = (
         select(
             _TABLE.c.id,
@@ -108,19 +117,27 @@ def claim(
         .where(
             _TABLE.c.processed_at.is_(None),
             _TABLE.c.attempts < MAX_ATTEMPTS,
-            _TABLE.c.id > after_id,
+            _TABLE.c.id > bindparam("after_id"),
         )
         .order_by(_TABLE.c.id)
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update(skip_locked=True)
-    return session.execute(statement).all()
+    return statement.with_for_update(skip_locked=True) if dialect == "postgresql" else statement
 
 
 def mark_processed(ids: Sequence[int], *, session: Session, now: datetime) -> None:
     if ids:
-        session.execute(update(_TABLE).where(_TABLE.c.id.in_(ids)).values(processed_at=now))
+        session.execute(_mark_statement(), {"ids": list(ids), "now": now})
+
+
+@cache
+def _mark_statement() -> Any:
+    """`mark_processed`'s UPDATE, built once."""
+    return (
+        update(_TABLE)
+        .where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+        .values(processed_at=bindparam("now", type_=_TABLE.c.processed_at.type))
+    )
 
 
 def record_failures(failures: Sequence[tuple[int, str]], *, session: Session) -> None:

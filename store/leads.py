@@ -439,16 +439,12 @@ def known_senders(
     keys = list(dict.fromkeys(keys))
     if not keys:
         return {}
-    rows = session.execute(
-        _senders_statement().where(tuple_(Identity.channel, Identity.external_id).in_(keys))
-    ).all()
+    rows = session.execute(_batch_senders_statement(), {"keys": keys}).all()
     lead_ids = {lead.id for _identity, lead, _conversation in rows}
     verified: dict[int, set[tuple[str, str]]] = {}
     if lead_ids:
         for lead_id, kind, key in session.execute(
-            select(ContactDetail.lead_id, ContactDetail.kind, ContactDetail.key).where(
-                ContactDetail.lead_id.in_(lead_ids), ContactDetail.trust == VERIFIED
-            )
+            _verified_details_statement(), {"lead_ids": sorted(lead_ids)}
         ):
             verified.setdefault(lead_id, set()).add((kind, key))
     return {
@@ -457,6 +453,23 @@ def known_senders(
         )
         for identity, lead, conversation in rows
     }
+
+
+@cache
+def _batch_senders_statement() -> Any:
+    """`known_senders`' first statement, built once (the inbox drain runs it at every batch: built
+    anew, it had its cache key worked out, and the session's workspace options added, each time)."""
+    senders = tuple_(Identity.channel, Identity.external_id)
+    return _senders_statement().where(senders.in_(bindparam("keys", expanding=True)))
+
+
+@cache
+def _verified_details_statement() -> Any:
+    """`known_senders`' second statement, built once: the verified details of the leads found."""
+    return select(ContactDetail.lead_id, ContactDetail.kind, ContactDetail.key).where(
+        ContactDetail.lead_id.in_(bindparam("lead_ids", expanding=True)),
+        ContactDetail.trust == VERIFIED,
+    )
 
 
 def _senders_statement() -> Any:
