@@ -101,9 +101,9 @@ def claim(
 
 @lru_cache(maxsize=32)
 def _claim_statement(dialect: str, limit: int) -> Any:
-    """`claim`'s SELECT, built once per dialect and batch size. The drain runs it, and the two
-    below, at every batch; a statement built anew had its cache key worked out, and the session's
-    workspace options added, every time."""
+    """`claim`'s SELECT, built once per dialect and batch size. The drain runs it at every batch
+    (as it runs `mark_processed` and `store.leads.known_senders`); a statement built anew had its
+    cache key worked out, and the session's workspace options added, every time."""
     statement = (
         select(
             _TABLE.c.id,
