@@ -10,10 +10,10 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, select, union_all, update
+from sqlalchemy import RowMapping, bindparam, insert, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_dict, manager_of_class, set_committed_value
 
 from store.contacts import try_normalize_phone
 from store.db import insert_for
@@ -219,18 +219,27 @@ def _stored(session: Session, statement: Any, rows: list[dict[str, Any]]) -> lis
 
     A Core statement on the session's connection, after a flush (what the session holds is written
     first, as an ORM statement's autoflush would: a message recorded before this one keeps the
-    lower id). The ORM's own INSERT ... RETURNING of the entity cost the bot's message more than
-    any of its other statements."""
+    lower id). The ORM's own INSERT ... RETURNING of the entity, and then its constructor, cost
+    the bot's message more than any of its other statements."""
     session.flush()
     result = session.connection().execute(statement, rows)
-    messages: list[Message] = []
-    for row in result.mappings():
-        message = Message(**row)
-        make_transient_to_detached(message)
-        session.add(message)
-        messages.append(message)
+    messages = [_as_loaded(row, session) for row in result.mappings()]
     inserted(session, messages)
     return messages
+
+
+_MANAGER = manager_of_class(Message)
+
+
+def _as_loaded(row: RowMapping, session: Session) -> Message:
+    """The message of a row its statement returned, in `session` as if loaded: made as the ORM's
+    loading makes an entity (no constructor: its attribute events and the workspace stamp have
+    nothing to do for a row already written), every column committed."""
+    message: Message = _MANAGER.new_instance()
+    instance_dict(message).update(row)
+    make_transient_to_detached(message)
+    session.add(message)
+    return message
 
 
 @cache
@@ -497,21 +506,27 @@ def add_outbound(
     external_id: str | None = None,
     delivery_status: str = "pending",
 ) -> Message:
-    """Add an outbound message whose idempotency key the caller knows to be new (the bot's reply
-    to messages it has just claimed); written with the caller's next flush. Were the key taken
-    after all, that flush fails on the unique index and the caller's transaction rolls back."""
-    message = _outbound(
-        conversation,
-        text,
-        author=author,
-        agent_id=None,
-        idempotency_key=idempotency_key,
-        external_id=external_id,
-        kind="text",
-        delivery_status=delivery_status,
-    )
-    session.add(message)
-    return message
+    """Store an outbound message whose idempotency key the caller knows to be new (the bot's
+    reply to messages it has just claimed), by a Core statement as `ingest` stores a message
+    (`_stored`: what the session holds is flushed first). Were the key taken after all, the
+    statement fails on the unique index and the caller's transaction rolls back."""
+    now = utcnow()
+    row = {
+        "conversation_id": conversation.id,
+        "channel": conversation.channel,
+        "external_id": external_id,
+        "direction": "out",
+        "author": author,
+        "agent_id": None,
+        "text": clean_text(text or ""),  # a model's words: as untrusted as a customer's
+        "kind": "text",
+        "idempotency_key": idempotency_key,
+        "delivery_status": delivery_status,
+        "sent_at": now,
+        "created_at": now,
+        "processed_at": now,
+    }
+    return _stored(session, _insert(), [row])[0]
 
 
 def _outbound(

@@ -220,16 +220,26 @@ def test_a_sender_registered_meanwhile_keeps_its_lead_and_conversation(
         assert session.scalars(select(func.count()).select_from(Message)).one() == 2
 
 
-@pytest.mark.parametrize("with_channel_id", [True, False], ids=["channel-id", "no-channel-id"])
+@pytest.mark.parametrize(
+    "kind", ["channel-id", "no-channel-id", "bot-reply"], ids=lambda kind: kind
+)
 def test_a_stored_message_is_the_row_the_database_holds_with_nothing_left_to_write(
-    session_factory: sessionmaker[Session], db_engine: Engine, with_channel_id: bool
+    session_factory: sessionmaker[Session], db_engine: Engine, kind: str
 ) -> None:
     inbound = _whatsapp("14155550131", 1)
-    if not with_channel_id:
+    if kind != "channel-id":
         inbound = Inbound(channel="web", external_id="visitor-131", text="Hello there")
     columns = [column.key for column in inspect(Message).column_attrs]
     with session_factory.begin() as session:
         stored = ingest(inbound, session=session).message
+        if kind == "bot-reply":
+            stored = add_outbound(
+                session.get_one(Conversation, stored.conversation_id),
+                "Hi! How can we help?",
+                session=session,
+                idempotency_key="bot-reply:131",
+            )
+            assert stored.direction == "out" and stored.workspace_id is not None
         state = inspect(stored)
         assert state.persistent and not state.expired_attributes
         with statements(db_engine) as seen:
@@ -248,11 +258,20 @@ def test_what_the_session_holds_is_written_before_the_message_it_stores(
 ) -> None:
     with session_factory.begin() as session:
         first = ingest(_whatsapp("14155550132", 1), session=session)
-        greeting = add_outbound(
-            first.conversation, "Welcome back!", session=session, idempotency_key="greeting-132"
+        greeting = Message(
+            conversation_id=first.conversation.id,
+            channel="whatsapp",
+            direction="out",
+            author="agent",
+            text="Welcome back!",
+            kind="text",
+            delivery_status="pending",
+            sent_at=utcnow(),
+            created_at=utcnow(),
         )
+        session.add(greeting)
         later = ingest(_whatsapp("14155550132", 2), session=session)
-        # The outbound message went in first: the message's INSERT is a Core statement, which
+        # The agent's message went in first: the message's INSERT is a Core statement, which
         # no autoflush precedes, so `ingest` writes what the session holds before it.
         assert first.message.id < greeting.id < later.message.id
     with session_factory() as session:
