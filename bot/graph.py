@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import nodes
 from bot.config import PromptConfig
-from bot.state import BotContext, BotState
+from bot.state import BotContext, BotState, RunState
 from store.models import utcnow
 
 Step = Callable[..., BotState]  # a step's function: (state, runtime, *, deps) -> its writes
@@ -72,7 +72,7 @@ def build_graph(
         profile_name=profile_name,
         delivered_on_record=delivered_on_record,
     )
-    builder = StateGraph(BotState, context_schema=BotContext)
+    builder = StateGraph(RunState, context_schema=BotContext)
 
     def routed(name: str, step: Step, route: Route, destinations: list[str]) -> None:
         builder.add_node(

@@ -145,7 +145,6 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
                 minutes=_policy(config, deps).takeover_minutes,
             )
         update_["conversation_id"] = stored.conversation.id
-        update_["duplicate"] = stored.duplicate
         update_["echo"] = echo
         if not echo:
             # The turn is read in the same transaction, after the message is written (it is
@@ -415,8 +414,8 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSt
         conversation = session.get(Conversation, state["conversation_id"])
         assert conversation is not None
         room = room_view(conversation, session, deps.window_size, state["now"])
-    if room["lead_id"] != state["lead_id"]:
-        log.info("lead %s continues as lead %s after a contact match", state["lead_id"], lead.id)
+    if room["lead"].id != state["lead"].id:
+        log.info("lead %s continues as lead %s after a contact match", state["lead"].id, lead.id)
     # The room's standing (alone, may end the lead, paused) stays as `identify` found it.
     room.pop("room", None)
     return room

@@ -155,7 +155,6 @@ def standing_view(
         len(window) >= window_size > 0 and _has_spoken(conversation.id, session)
     )
     return {
-        "lead_id": lead.id,
         "lead": snapshot,
         "window": _window(window),
         "greeted": greeted,

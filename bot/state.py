@@ -2,7 +2,7 @@
 
 The SQL store is the source of truth; each run loads a bounded window from it, so nothing here
 grows with the length of the conversation. Prompts are built inside the node that calls the model.
-Every record is a frozen dataclass named in `BotState`, so a checkpointer (LangGraph's msgpack
+Every record is a frozen dataclass named in `RunState`, so a checkpointer (LangGraph's msgpack
 serializer, strict allowlist included) stores and restores it as itself.
 """
 
@@ -128,17 +128,18 @@ class DraftReply:
     notice: bool  # it carries the "I'm back" notice
 
 
-class BotState(TypedDict, total=False):
+class RunState(TypedDict, total=False):
+    """The graph's state: each key a channel, kept from the step that writes it to the steps after.
+
+    Every channel costs LangGraph work at every step (it copies, checks and bumps each one), so a
+    fact no later step reads is no channel: see `BotState`."""
+
     # Input: a new inbound event or a conversation with pending messages.
     inbound: Inbound
     conversation_id: int
     # ingest
-    duplicate: bool
-    echo: bool  # an agent's message echoed by the channel: no bot processing
     now: datetime  # pinned for the whole run
-    identified: bool  # ingest read the turn too (in its transaction): identify is skipped
     # identify
-    lead_id: int
     channel: str
     external_id: str | None  # the customer's id on this channel
     pending_ids: list[int]  # every unprocessed inbound message of the conversation
@@ -161,7 +162,6 @@ class BotState(TypedDict, total=False):
     assessment: Assessment
     # decide_status
     decision: Decision
-    room_quiet: RoomQuiet | None
     # plan
     plan: Plan
     # draft_reply
@@ -170,6 +170,18 @@ class BotState(TypedDict, total=False):
     outcome: Outcome
     replies: list[Reply]  # what to deliver, recorded as pending
     more_pending: bool  # messages arrived during this run: run again
+
+
+class BotState(RunState, total=False):
+    """What a step reads and writes: the run's state, and facts a step hands only to its own route
+    or to the next function inside it. LangGraph keeps no such fact (a key that is no channel of
+    `RunState` is dropped from a step's writes)."""
+
+    # ingest, for its route
+    echo: bool  # an agent's message echoed by the channel: no bot processing
+    identified: bool  # ingest read the turn too (in its transaction): identify is skipped
+    # decide_status, for plan (both inside decide_turn)
+    room_quiet: RoomQuiet | None
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,6 @@ def _apply(
         "outcome": "replied" if message is not None else "quiet",
         "replies": [_reply(message, state, lead, config)] if message is not None else [],
         "more_pending": standing.more_pending,
-        "lead_id": lead.id,
     }
 
 

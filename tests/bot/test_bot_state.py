@@ -33,6 +33,7 @@ from bot.state import (
     LeadSnapshot,
     PendingMessage,
     Room,
+    RunState,
     WindowMessage,
 )
 from bot.statuses import Decision, Plan
@@ -174,5 +175,16 @@ def test_every_channel_keeps_its_last_value(bot_db: sessionmaker[Session], promp
     # A step with a route reads the state it leaves as its input with its writes over it
     # (`bot.graph`): right only while no key of the state has a reducer.
     graph = build_graph(session_factory=bot_db, prompts=prompts)
-    kinds = {type(graph.channels[key]).__name__ for key in BotState.__annotations__}
+    kinds = {type(graph.channels[key]).__name__ for key in RunState.__annotations__}
     assert kinds == {"LastValue"}
+
+
+def test_what_a_step_hands_only_to_its_route_is_no_channel(
+    bot_db: sessionmaker[Session], prompts: PromptConfig
+) -> None:
+    # Every channel costs LangGraph work at every step: the facts a step hands to its own route
+    # (or to the next function inside it) are kept by none.
+    graph = build_graph(session_factory=bot_db, prompts=prompts)
+    step_only = set(BotState.__annotations__) - set(RunState.__annotations__)
+    assert step_only == {"echo", "identified", "room_quiet"}
+    assert not step_only & set(graph.channels)
