@@ -200,14 +200,19 @@ def _load_turn(
         standing = load_standing(conversation_id, session=session)
     if standing is None:
         return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
-    conversation, lead = standing.conversation, standing.lead
-    room = standing_view(standing, loaded.window, session, now, window_size=deps.window_size)
+    lead = standing.lead
+    room = standing_view(
+        standing,
+        loaded.window,
+        session,
+        now,
+        window_size=deps.window_size,
+        external_id=pending[-1].external_id,
+    )
     paused_until = lead.ai_paused_until
     resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
     return {
         **room,
-        "channel": conversation.channel,
-        "external_id": pending[-1].external_id,
         "pending_ids": [m.id for m in pending],
         "pending": [
             PendingMessage(
@@ -220,8 +225,6 @@ def _load_turn(
             )
             for m in pending[-deps.max_burst :]
         ],
-        "summary": conversation.summary,
-        "conversation_language": conversation.language,
         "ai": AiState(
             paused=is_ai_paused(lead, now) or room["room"].paused,
             resuming=resuming,
@@ -261,8 +264,8 @@ def _wants_profile(state: BotState, deps: Deps) -> bool:
     return (
         deps.profile_name is not None
         and not state["lead"].name
-        and bool(state.get("external_id"))
-        and state.get("channel") in ("messenger", "instagram")
+        and bool(state["room"].external_id)
+        and state["room"].channel in ("messenger", "instagram")
     )
 
 
@@ -279,7 +282,7 @@ def transcribe_audio(state: BotState, runtime: Runtime[BotContext], *, deps: Dep
     heard: dict[int, str] = {}
     for message in waiting:
         try:
-            text = deps.transcribe(state["channel"], dict(message.media or {}))
+            text = deps.transcribe(state["room"].channel, dict(message.media or {}))
         except Exception as exc:  # noqa: BLE001 - a voice note nobody could hear is acknowledged
             log.warning(
                 "could not transcribe voice note %s (%s: %s)",
@@ -313,21 +316,19 @@ def transcribe_audio(state: BotState, runtime: Runtime[BotContext], *, deps: Dep
 def fetch_profile(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Name a nameless Messenger or Instagram lead after its channel profile (when the page's token
     allows reading it); WhatsApp sends the profile name with every message."""
-    external_id = state.get("external_id")
+    channel, external_id = state["room"].channel, state["room"].external_id
     if deps.profile_name is None or not external_id or not _wants_profile(state, deps):
         return {}
     try:
-        name = deps.profile_name(state["channel"], external_id)
+        name = deps.profile_name(channel, external_id)
     except Exception as exc:  # noqa: BLE001 - a profile is a nicety; the conversation goes on
-        log.warning("could not read a %s profile (%s)", state["channel"], type(exc).__name__)
+        log.warning("could not read a %s profile (%s)", channel, type(exc).__name__)
         return {}
     if not name:
         return {}
     with deps.session_factory.begin() as session:
-        found = resolve(
-            state["channel"], external_id, name=name, session=session, region=deps.region
-        )
-        identity = find_identity(state["channel"], external_id, session=session)
+        found = resolve(channel, external_id, name=name, session=session, region=deps.region)
+        identity = find_identity(channel, external_id, session=session)
         if identity is not None and not identity.display_name:
             identity.display_name = name[:200]
         conversation = session.get(Conversation, state["conversation_id"])
@@ -380,7 +381,7 @@ def extract_contacts(state: BotState, runtime: Runtime[BotContext], *, deps: Dep
 def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Give the lead its new contacts through the store, merging leads that are one person."""
     contacts = state["contacts"]
-    channel, external_id = state["channel"], state["external_id"]
+    channel, external_id = state["room"].channel, state["room"].external_id
     assert external_id is not None
     # What a customer types is only claimed: it never merges them into another lead by itself
     # (`store.identity` records a merge suggestion for an agent instead).
@@ -442,7 +443,7 @@ AfterMerge = Literal["call_model", "decide_turn"]
 
 def route_after_read_burst(state: BotState, *, deps: Deps) -> AfterRead:
     contacts = state.get("contacts")
-    if state.get("external_id") and contacts is not None and contacts.anything_new:
+    if state["room"].external_id and contacts is not None and contacts.anything_new:
         return "merge"
     return route_after_merge(state, deps=deps)
 
@@ -481,7 +482,7 @@ def detect_language(state: BotState, runtime: Runtime[BotContext], *, deps: Deps
     detection = detect_text_language(
         texts,
         languages=config.business.languages,
-        current=state.get("conversation_language"),
+        current=state["room"].language,
         default=config.business.default_language,
     )
     return {
@@ -529,7 +530,7 @@ def _ask_model(state: BotState, config: PromptConfig, deps: Deps, language: str)
     system = config.render_bot_system(
         statuses=statuses_for_prompt(config, lead.status),
         knowledge=knowledge,
-        lead=_lead_for_prompt(lead, state["channel"]),
+        lead=_lead_for_prompt(lead, state["room"].channel),
         now=state["now"].astimezone(config.business.hours.zone).strftime("%A %Y-%m-%d %H:%M"),
     )
     name = language_name(language)
@@ -576,7 +577,8 @@ def _transcript(state: BotState) -> str:
         if m.id not in pending
     ]
     new = [f"Customer: {clip(m.text, 1500)}" for m in state["pending"]]
-    parts = [f"Conversation summary so far: {clip(state.get('summary') or '(none yet)', 1200)}"]
+    summary = clip(state["room"].summary or "(none yet)", 1200)
+    parts = [f"Conversation summary so far: {summary}"]
     parts.append(
         "Recent messages (oldest first):\n" + ("\n".join(earlier) if earlier else "(none)")
     )
@@ -750,7 +752,7 @@ def _reply_context(state: BotState, config: PromptConfig) -> ReplyContext:
         assessment.score, [*signals, *assessment.window_signals], business.phone_ask_min_score
     )
     ask = should_ask_phone(
-        channel=state["channel"],
+        channel=state["room"].channel,
         has_phone=bool(lead.phone or contacts.phones),
         declined=bool(lead.phone_declined or contacts.phone_declined),
         asks=lead.phone_asks,
@@ -765,7 +767,7 @@ def _reply_context(state: BotState, config: PromptConfig) -> ReplyContext:
         burst_text=" ".join(m.text for m in state["pending"]),
         signals=signals,
         transition=planned.transition,
-        greet=not state.get("greeted"),
+        greet=not state["room"].greeted,
         notice_due=state["ai"].notice_due,
         ask_phone=ask,
         phone_given=bool(contacts.new_phones),

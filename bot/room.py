@@ -142,6 +142,7 @@ def standing_view(
     now: datetime,
     *,
     window_size: int,
+    external_id: str | None = None,
 ) -> BotState:
     """`room_view` from what the turn already loaded: the conversation's standing and its last
     `window_size` messages (oldest first). Reads more only for a room among several, or a long
@@ -157,10 +158,14 @@ def standing_view(
     return {
         "lead": snapshot,
         "window": _window(window),
-        "greeted": greeted,
         "room": Room(
             alone=standing.alone,
             speaks_for_lead=standing.speaks_for_lead,
             paused=is_room_paused(conversation, now),
+            channel=conversation.channel,
+            external_id=external_id,
+            greeted=greeted,
+            summary=conversation.summary,
+            language=conversation.language,
         ),
     }

@@ -84,11 +84,18 @@ class AiState:
 
 @dataclass(frozen=True)
 class Room:
-    """This conversation among the lead's others."""
+    """This conversation: its standing among the lead's others, where it is and what it holds so
+    far. One record, not a key each: every key of the state is a channel, which costs LangGraph
+    work at every step."""
 
     alone: bool  # the lead's only conversation
     speaks_for_lead: bool  # it may end the lead (a verified identity, or alone)
     paused: bool  # the bot is quiet in this conversation only
+    channel: str
+    external_id: str | None  # the customer's id on this channel
+    greeted: bool  # whether the business ever wrote in this conversation
+    summary: str | None  # the conversation's rolling summary
+    language: str | None  # the language the conversation is in so far
 
 
 @dataclass(frozen=True)
@@ -140,17 +147,12 @@ class RunState(TypedDict, total=False):
     # ingest
     now: datetime  # pinned for the whole run
     # identify
-    channel: str
-    external_id: str | None  # the customer's id on this channel
     pending_ids: list[int]  # every unprocessed inbound message of the conversation
     pending: list[PendingMessage]  # the burst to read, oldest first (bounded)
-    greeted: bool  # whether the business ever wrote in this conversation
     window: list[WindowMessage]  # recent messages, oldest first
-    summary: str | None  # the conversation's rolling summary
-    conversation_language: str | None  # the language the conversation is in so far
     lead: LeadSnapshot
     ai: AiState
-    room: Room
+    room: Room  # this conversation: its channel, summary, language, standing
     # extract_contacts / merge
     contacts: Contacts
     # detect_language / call_model

@@ -310,7 +310,7 @@ def _record_reply(
             reply.text,
             session=session,
             idempotency_key=key,
-            external_id=state.get("external_id"),
+            external_id=state["room"].external_id,
             delivery_status=delivery_status,
         )
     else:
@@ -319,7 +319,7 @@ def _record_reply(
             reply.text,
             session=session,
             idempotency_key=key,
-            external_id=state.get("external_id"),
+            external_id=state["room"].external_id,
             delivery_status=delivery_status,
         )
     if reply.notice:
