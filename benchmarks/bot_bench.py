@@ -4,7 +4,7 @@ fake model (a real `ChatOpenAI` client talking HTTP to the loopback fake OpenAI-
 which answers instantly), and whether cost, prompt or memory grow with the conversation.
 
     python benchmarks/bot_bench.py [--conversations 20] [--messages 10] [--long 50]
-        [--customers 40] [--per-customer 20] [--database URL] [--rss 20000] [--json]
+        [--customers 40] [--per-customer 20] [--database URL] [--rss 20000] [--pairs 8] [--json]
 
 Each message goes through `BotService.handle` exactly as `leaddesk replay` feeds it (store, score,
 status, reply, commit, local delivery), on a temporary SQLite file (WAL), or with `--database` on
@@ -14,7 +14,9 @@ the floor, messages per second, median and p95 wall time and CPU time per messag
 to the floor, SQL statements per message (an engine `before_cursor_execute` listener), a long
 conversation (800 messages over 40 customers, interleaved) with its first and last 100 messages
 side by side, the Python calls of a steady message beside the floor's (a measure of work the
-machine's load does not move), model calls, the prompt size (characters of all messages sent to
+machine's load does not move), the CPU ratio of steady messages measured in turns with the floor
+(`--pairs` pairs of 100-message rounds, floor then bot, in this process: what the machine's load
+does to one round of a pair it does to the other), model calls, the prompt size (characters of all messages sent to
 the model) at message 5 and message `--long` of one conversation, and the worker path: the short
 run's messages stored as a webhook stores them, then answered as a worker's task runs a
 conversation, with the SQL statements of each part (the store, the task's first question, the
@@ -200,21 +202,7 @@ def run_floor(messages: int = 1000, counted: int = CALLS_COUNTED) -> dict[str, f
         floor["main"](messages)
     cpu = time.process_time() - cpu
     with tempfile.TemporaryDirectory(prefix="leaddesk-floor-calls-") as tmp:
-        engine = create_engine(f"sqlite:///{tmp}/floor.db")
-        floor["Base"].metadata.create_all(engine)
-        graph = floor["build"](sessionmaker(engine))
-        # The messages the floor's own `main()` sends, in its order.
-        texts = [
-            "hi there",
-            "how much is the pro plan?",
-            "call me at (415) 555-0132",
-            "we need it by next month",
-        ]
-
-        def message(number: int) -> None:
-            text = texts[number % len(texts)]
-            graph.invoke({"sender": f"s{number % 50}", "text": text, "ext": f"m{number}"})
-
+        message, engine = floor_messages(floor, Path(tmp))
         for number in range(counted):
             message(number)
         with CallCounter() as counter:
@@ -225,6 +213,82 @@ def run_floor(messages: int = 1000, counted: int = CALLS_COUNTED) -> dict[str, f
         "median_ms": float(printed.getvalue().split()[-1]),
         "cpu_ms": cpu / messages * 1000,
         "calls": counter.calls / counted,
+    }
+
+
+def floor_messages(floor: dict[str, Any], directory: Path) -> tuple[Any, Engine]:
+    """The floor's graph on a SQLite file of its own in `directory`: a function that sends its
+    message `number` (the messages the floor's own `main()` sends, in its order), and the engine
+    to dispose of."""
+    engine = create_engine(f"sqlite:///{directory / 'floor.db'}")
+    floor["Base"].metadata.create_all(engine)
+    graph = floor["build"](sessionmaker(engine))
+    texts = [
+        "hi there",
+        "how much is the pro plan?",
+        "call me at (415) 555-0132",
+        "we need it by next month",
+    ]
+
+    def message(number: int) -> None:
+        text = texts[number % len(texts)]
+        graph.invoke({"sender": f"s{number % 50}", "text": text, "ext": f"m{number}"})
+
+    return message, engine
+
+
+def run_paired(
+    service: BotService, conversations: int, pairs: int, per_round: int = 100
+) -> dict[str, Any] | None:
+    """The bot's CPU time per message against the floor's, measured in turns in this process:
+    `pairs` pairs of rounds (`per_round` messages of the floor, then as many of the bot, steady:
+    conversations whose first message went before), and the ratio of each pair. A pair's two
+    rounds run a few hundred milliseconds apart, so what the machine's load does to one it does
+    to the other; the floor's single run before the bot's (the table's "x floor") can fall on a
+    quieter or a busier second. None without the floor."""
+    if not FLOOR.exists() or pairs <= 0:
+        return None
+    floor = runpy.run_path(str(FLOOR))
+    with tempfile.TemporaryDirectory(prefix="leaddesk-floor-paired-") as tmp:
+        message, engine = floor_messages(floor, Path(tmp))
+        sent = [0, 0]
+
+        def floor_round() -> float:
+            cpu = time.process_time()
+            for _ in range(per_round):
+                message(sent[0])
+                sent[0] += 1
+            return (time.process_time() - cpu) / per_round * 1000
+
+        def bot_round() -> float:
+            cpu = time.process_time()
+            for _ in range(per_round):
+                index = sent[1]
+                sent[1] += 1
+                text = SCRIPT[1 + (index // conversations) % (len(SCRIPT) - 1)]
+                service.handle(
+                    Inbound(
+                        channel="web",
+                        external_id=f"paired-{index % conversations}",
+                        text=text,
+                    )
+                )
+            return (time.process_time() - cpu) / per_round * 1000
+
+        for number in range(conversations):
+            service.handle(Inbound(channel="web", external_id=f"paired-{number}", text=SCRIPT[0]))
+        floor_round()  # warm-up of the floor's graph and file
+        rounds = [(floor_round(), bot_round()) for _ in range(pairs)]
+        engine.dispose()
+    ratios = sorted(bot / floor_cpu for floor_cpu, bot in rounds)
+    return {
+        "pairs": pairs,
+        "per_round": per_round,
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": ratios[0],
+        "ratio_max": ratios[-1],
+        "floor_cpu_ms": statistics.median(f for f, _ in rounds),
+        "bot_cpu_ms": statistics.median(b for _, b in rounds),
     }
 
 
@@ -478,6 +542,12 @@ def main(argv: list[str] | None = None) -> int:
         "--rss-customers", type=int, default=400, help="customers of the memory run"
     )
     parser.add_argument("--no-floor", action="store_true", help="do not run the floor")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=8,
+        help="pairs of 100-message rounds, floor then bot, for the interleaved CPU ratio",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -494,6 +564,9 @@ def main(argv: list[str] | None = None) -> int:
             results["offline"] = run_throughput(offline, counter, args.conversations, args.messages)
             with counter.paused():
                 results["offline"]["calls"] = run_calls(offline, args.conversations)
+                results["paired"] = (
+                    None if args.no_floor else run_paired(offline, args.conversations, args.pairs)
+                )
             engine.dispose()
         with scratch_database(directory, "worker", args.database) as url:
             offline, engine, counter = make_service(url, None)
@@ -587,6 +660,14 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"{CALLS_COUNTED} messages counted: a measure of work that the machine's load "
         "does not move)"
     )
+    paired = results.get("paired")
+    if paired:
+        print(
+            f"  offline, steady, interleaved with the floor: cpu {paired['ratio_median']:.2f}x "
+            f"the floor's (median of {paired['pairs']} pairs of {paired['per_round']}-message "
+            f"rounds, floor then bot; {paired['ratio_min']:.2f}-{paired['ratio_max']:.2f}; "
+            f"medians {paired['bot_cpu_ms']:.2f} and {paired['floor_cpu_ms']:.2f} cpu ms/msg)"
+        )
     print(
         f"  growth: last/first {many['window']} cpu "
         f"{many['last']['cpu_ms_per_message'] / many['first']['cpu_ms_per_message']:.2f}, "
