@@ -16,11 +16,11 @@ conversation (800 messages over 40 customers, interleaved) with its first and la
 side by side, the Python calls of a steady message beside the floor's (a measure of work the
 machine's load does not move), the CPU ratio of steady messages measured in turns with the floor
 (`--pairs` pairs of 100-message rounds, floor then bot, in this process: what the machine's load
-does to one round of a pair it does to the other), model calls, the prompt size (characters of all messages sent to
-the model) at message 5 and message `--long` of one conversation, and the worker path: the short
-run's messages stored as a webhook stores them, then answered as a worker's task runs a
-conversation, with the SQL statements of each part (the store, the task's first question, the
-bot run).
+does to one round of a pair it does to the other), model calls, the prompt size (characters of
+all messages sent to the model) at message 5 and message `--long` of one conversation, and the
+worker path: the short run's messages stored as a webhook stores them, then answered as a
+worker's task runs a conversation, with the SQL statements of each part (the store, the task's
+first question, the bot run).
 
 `--rss N` sends N messages (over `--rss-customers` customers) through one `BotService` and prints
 the process's resident memory every 2,000 messages and its spread from message 4,000 on.
