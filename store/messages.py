@@ -510,22 +510,16 @@ def add_outbound(
     reply to messages it has just claimed), by a Core statement as `ingest` stores a message
     (`_stored`: what the session holds is flushed first). Were the key taken after all, the
     statement fails on the unique index and the caller's transaction rolls back."""
-    now = utcnow()
-    row = {
-        "conversation_id": conversation.id,
-        "channel": conversation.channel,
-        "external_id": external_id,
-        "direction": "out",
-        "author": author,
-        "agent_id": None,
-        "text": clean_text(text or ""),  # a model's words: as untrusted as a customer's
-        "kind": "text",
-        "idempotency_key": idempotency_key,
-        "delivery_status": delivery_status,
-        "sent_at": now,
-        "created_at": now,
-        "processed_at": now,
-    }
+    row = _outbound(
+        conversation,
+        text,
+        author=author,
+        agent_id=None,
+        idempotency_key=idempotency_key,
+        external_id=external_id,
+        kind="text",
+        delivery_status=delivery_status,
+    )
     return _stored(session, _insert(), [row])[0]
 
 
@@ -539,24 +533,26 @@ def _outbound(
     external_id: str | None,
     kind: str,
     delivery_status: str,
-) -> Message:
-    """A new outbound message on `conversation`, stamped now (nothing to process: it is ours)."""
+) -> dict[str, Any]:
+    """The columns of a new outbound message on `conversation`, stamped now (nothing to process:
+    it is ours): a row for `_stored`, or a `Message`'s arguments."""
     now = utcnow()
-    return Message(
-        conversation_id=conversation.id,
-        channel=conversation.channel,
-        external_id=external_id,
-        direction="out",
-        author=author,
-        agent_id=agent_id,
-        text=clean_text(text or ""),  # a model's or an agent's words: as untrusted as a customer's
-        kind=kind,
-        idempotency_key=idempotency_key,
-        delivery_status=delivery_status,
-        sent_at=now,
-        created_at=now,
-        processed_at=now,
-    )
+    return {
+        "conversation_id": conversation.id,
+        "channel": conversation.channel,
+        "external_id": external_id,
+        "direction": "out",
+        "author": author,
+        "agent_id": agent_id,
+        # A model's or an agent's words: as untrusted as a customer's.
+        "text": clean_text(text or ""),
+        "kind": kind,
+        "idempotency_key": idempotency_key,
+        "delivery_status": delivery_status,
+        "sent_at": now,
+        "created_at": now,
+        "processed_at": now,
+    }
 
 
 def record_outbound(
@@ -578,15 +574,17 @@ def record_outbound(
         ).first()
         if existing is not None:
             return existing
-    message = _outbound(
-        conversation,
-        text,
-        author=author,
-        agent_id=agent_id,
-        idempotency_key=idempotency_key,
-        external_id=external_id,
-        kind=kind,
-        delivery_status=delivery_status,
+    message = Message(
+        **_outbound(
+            conversation,
+            text,
+            author=author,
+            agent_id=agent_id,
+            idempotency_key=idempotency_key,
+            external_id=external_id,
+            kind=kind,
+            delivery_status=delivery_status,
+        )
     )
     try:
         with session.begin_nested():
