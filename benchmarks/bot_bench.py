@@ -237,6 +237,12 @@ def floor_messages(floor: dict[str, Any], directory: Path) -> tuple[Any, Engine]
     return message, engine
 
 
+def steady_text(index: int, conversations: int) -> str:
+    """The text of steady message `index` over `conversations` conversations: the customer
+    script after its first message, a conversation's turn at a time."""
+    return SCRIPT[1 + (index // conversations) % (len(SCRIPT) - 1)]
+
+
 def run_paired(
     service: BotService, conversations: int, pairs: int, per_round: int = 100
 ) -> dict[str, Any] | None:
@@ -265,7 +271,7 @@ def run_paired(
             for _ in range(per_round):
                 index = sent[1]
                 sent[1] += 1
-                text = SCRIPT[1 + (index // conversations) % (len(SCRIPT) - 1)]
+                text = steady_text(index, conversations)
                 service.handle(
                     Inbound(
                         channel="web",
@@ -300,7 +306,7 @@ def run_calls(service: BotService, conversations: int, counted: int = CALLS_COUN
     with CallCounter() as counter:
         for index in range(counted):
             number = index % conversations
-            text = SCRIPT[1 + (index // conversations) % (len(SCRIPT) - 1)]
+            text = steady_text(index, conversations)
             service.handle(Inbound(channel="web", external_id=f"calls-{number}", text=text))
     return counter.calls / counted
 
