@@ -1,17 +1,21 @@
 """Wiring of the inbound conversation graph (no logic here; see `bot.nodes`).
 
 ingest -> [identify] -> [transcribe_audio] -> [fetch_profile]
-       -> read_burst (extract_contacts, detect_language) -> [merge]
+       (the last of these ends with read_burst: extract_contacts, detect_language)
+       -> [merge]
        -> [call_model, with a model, the bot speaking and words to answer]
-       -> decide_turn (score_intent, decide_status, plan, draft_reply unless paused) -> save
+       -> decide_and_save: decide_turn (score_intent, decide_status, plan, draft_reply unless
+          paused), then save
 
 A new message's turn is read by `ingest` in the transaction that stores it; `identify` reads it
 for a run on a stored conversation (the workers, a retry). `call_model` is the one model call;
 without a model the offline engine writes the reply in `draft_reply`. `plan` decides once what the
-turn triggers; `save` applies it in one transaction. The DB-free functions share a step each side
-of the model call: every graph step costs the framework more than the function it runs. For the
-same reason a step that can go more than one way runs its route itself and names the next step (a
-`Command`): a conditional edge has LangGraph copy every channel of the state to read it.
+turn triggers; `save` applies it in one transaction. The DB-free functions run inside the steps
+around them: reading the burst ends the step that completes the turn's input, and the decisions
+begin the step whose transaction applies them. Every graph step costs the framework more than the
+functions it runs. For the same reason a step that can go more than one way runs its route itself
+and names the next step (a `Command`): a conditional edge has LangGraph copy every channel of the
+state to read it.
 """
 
 from __future__ import annotations
@@ -81,41 +85,40 @@ def build_graph(
             destinations=tuple(destinations),
         )
 
-    after_read: list[str] = ["merge", "decide_turn"]
-    after_merge: list[str] = ["decide_turn"]
+    after_read: list[str] = ["merge", "decide_and_save"]
+    after_merge: list[str] = ["decide_and_save"]
     if model is not None:
         builder.add_node("call_model", partial(nodes.call_model, deps=deps))
-        builder.add_edge("call_model", "decide_turn")
+        builder.add_edge("call_model", "decide_and_save")
         after_read.append("call_model")
         after_merge.append("call_model")
+    # A step whose route says the turn's input is complete reads the burst itself: its
+    # destinations are reading's.
+    read = after_read
     routed(
         "ingest",
         nodes.ingest,
         nodes.route_after_ingest,
-        ["identify", "transcribe_audio", "fetch_profile", "read_burst", END],
+        ["identify", "transcribe_audio", "fetch_profile", *read, END],
     )
     routed(
         "identify",
         nodes.identify,
         nodes.route_after_identify,
-        ["transcribe_audio", "fetch_profile", "read_burst", END],
+        ["transcribe_audio", "fetch_profile", *read, END],
     )
     routed(
         "transcribe_audio",
         nodes.transcribe_audio,
         nodes.route_after_transcribe_audio,
-        ["fetch_profile", "read_burst"],
+        ["fetch_profile", *read],
     )
-    builder.add_node("fetch_profile", partial(nodes.fetch_profile, deps=deps))
-    routed("read_burst", nodes.read_burst, nodes.route_after_read_burst, after_read)
+    routed("fetch_profile", nodes.fetch_profile, nodes.route_after_fetch_profile, read)
     routed("merge", nodes.merge, nodes.route_after_merge, after_merge)
-    builder.add_node("decide_turn", partial(nodes.decide_turn, deps=deps))
-    builder.add_node("save", partial(nodes.save, deps=deps))
+    builder.add_node("decide_and_save", partial(nodes.decide_and_save, deps=deps))
 
     builder.add_edge(START, "ingest")
-    builder.add_edge("fetch_profile", "read_burst")
-    builder.add_edge("decide_turn", "save")
-    builder.add_edge("save", END)
+    builder.add_edge("decide_and_save", END)
     return builder.compile(name="leaddesk-bot", checkpointer=checkpointer)
 
 
@@ -124,6 +127,15 @@ def _step_and_route(
 ) -> Command[str]:
     """Run a step, then its route on the state it leaves, and go there: the route reads the
     step's input with the step's writes over it (every channel keeps its last value), where a
-    conditional edge would have LangGraph copy all the state's channels to read it back."""
+    conditional edge would have LangGraph copy all the state's channels to read it back. A route
+    that answers `read_burst` (the turn's input is complete) has the step read the burst as well
+    and go where reading leads."""
     update = step(state, runtime, deps=deps)
-    return Command(update=update, goto=route({**state, **update}))
+    after: BotState = {**state, **update}
+    goto = route(after)
+    if goto == nodes.READ_BURST:
+        # The turn's input is complete: the step reads the burst too.
+        read = nodes.read_burst(after, runtime, deps=deps)
+        update = {**update, **read}
+        goto = nodes.route_after_read_burst({**after, **read}, deps=deps)
+    return Command(update=update, goto=goto)

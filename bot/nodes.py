@@ -234,6 +234,9 @@ def _load_turn(
     }
 
 
+# A route's answer when the turn's input is complete: the step that routes reads the burst
+# (`read_burst`) and goes where `route_after_read_burst` says.
+READ_BURST: Literal["read_burst"] = "read_burst"
 AfterIdentify = Literal["transcribe_audio", "fetch_profile", "read_burst", "__end__"]
 AfterIngest = Literal["identify", "transcribe_audio", "fetch_profile", "read_burst", "__end__"]
 AfterTranscribe = Literal["fetch_profile", "read_burst"]
@@ -251,6 +254,10 @@ def route_after_identify(state: BotState, *, deps: Deps) -> AfterIdentify:
 
 def route_after_transcribe_audio(state: BotState, *, deps: Deps) -> AfterTranscribe:
     return "fetch_profile" if _wants_profile(state, deps) else "read_burst"
+
+
+def route_after_fetch_profile(state: BotState, *, deps: Deps) -> Literal["read_burst"]:
+    return READ_BURST
 
 
 def _voice_notes_to_hear(state: BotState, deps: Deps) -> list[PendingMessage]:
@@ -423,22 +430,22 @@ def merge(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSt
 
 
 # --------------------------------------------------------------------------------------------
-# read_burst: the DB-free reading of the new messages in one step
+# read_burst: the DB-free reading of the new messages
 
 
 def read_burst(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Read the new messages: their contacts (`extract_contacts`) and their language
-    (`detect_language`), one graph step for two pure functions (a step costs the framework more
-    than either). The language comes from the messages alone, so a merge of contacts after this
-    step changes nothing it read."""
+    (`detect_language`), at the end of the step that completes the turn's input (no graph step of
+    its own: a step costs the framework more than either). The language comes from the messages
+    alone, so a merge of contacts after it changes nothing it read."""
     return {
         **extract_contacts(state, runtime, deps=deps),
         **detect_language(state, runtime, deps=deps),
     }
 
 
-AfterRead = Literal["merge", "call_model", "decide_turn"]
-AfterMerge = Literal["call_model", "decide_turn"]
+AfterRead = Literal["merge", "call_model", "decide_and_save"]
+AfterMerge = Literal["call_model", "decide_and_save"]
 
 
 def route_after_read_burst(state: BotState, *, deps: Deps) -> AfterRead:
@@ -452,7 +459,7 @@ def route_after_merge(state: BotState, *, deps: Deps) -> AfterMerge:
     """The model is asked when there is one, the bot may speak and the burst has words to answer
     (a voice note nobody heard, a photo or a sticker is acknowledged by the offline engine)."""
     if deps.model is None or state["ai"].paused or not _has_words(state["pending"]):
-        return "decide_turn"
+        return "decide_and_save"
     return "call_model"
 
 
@@ -590,13 +597,13 @@ def _transcript(state: BotState) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# decide_turn: scoring, status, plan and the reply in one step
+# decide_turn: scoring, status, plan and the reply
 
 
 def decide_turn(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
     """Decide the turn in code: `score_intent`, `decide_status`, `plan`, then `draft_reply` unless
-    the bot is paused, each reading what the one before it decided (one graph step for four pure
-    functions; `save` applies the result)."""
+    the bot is paused, each reading what the one before it decided (four pure functions;
+    `save` applies the result)."""
     update_: BotState = {}
     steps: list[Callable[..., BotState]] = [score_intent, decide_status, plan]
     for step in steps:
@@ -843,3 +850,11 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
             state.get("conversation_id"),
         )
         return {"outcome": "superseded", "replies": []}
+
+
+def decide_and_save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
+    """The turn's last step: `decide_turn`, then `save` on what it decided. The decisions are pure
+    functions of the state, cheaper than the graph step of their own they had: LangGraph's work
+    for a step (its tasks, its writes, a checkpoint of every channel) was more than theirs."""
+    decided = decide_turn(state, runtime, deps=deps)
+    return {**decided, **save({**state, **decided}, runtime, deps=deps)}

@@ -152,23 +152,24 @@ def test_the_graph_names_each_step_for_its_work(
         "identify",
         "transcribe_audio",
         "fetch_profile",
-        "read_burst",
         "merge",
-        "decide_turn",
-        "save",
+        "decide_and_save",
     ]
     assert set(offline.nodes) == {"__start__", "__end__", *steps}
     # The one model call is a step of its own, wired in only when a model is configured.
     assert set(with_model.nodes) == {"__start__", "__end__", "call_model", *steps}
-    assert {(e.source, e.target) for e in with_model.edges} >= {
-        ("read_burst", "call_model"),
-        ("read_burst", "merge"),
+    # The step that completes the turn's input reads the burst and goes where reading leads.
+    read = {"merge", "call_model", "decide_and_save"}
+    edges = {(e.source, e.target) for e in with_model.edges}
+    for step in ("ingest", "identify", "transcribe_audio", "fetch_profile"):
+        assert {(step, after) for after in read} <= edges
+    assert edges >= {
         ("merge", "call_model"),
-        ("merge", "decide_turn"),
-        ("call_model", "decide_turn"),
-        ("decide_turn", "save"),
+        ("merge", "decide_and_save"),
+        ("call_model", "decide_and_save"),
+        ("decide_and_save", "__end__"),
     }
-    assert ("read_burst", "call_model") not in {(e.source, e.target) for e in offline.edges}
+    assert ("ingest", "call_model") not in {(e.source, e.target) for e in offline.edges}
 
 
 def test_every_channel_keeps_its_last_value(bot_db: sessionmaker[Session], prompts: PromptConfig):

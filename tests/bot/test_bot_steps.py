@@ -1,7 +1,8 @@
-"""The graph's fuller steps do what the verb-named functions do in sequence: `read_burst` is
-`extract_contacts` then `detect_language`, `decide_turn` is `score_intent`, `decide_status`, `plan`
-and `draft_reply` (none while the bot is paused); and a local outbox's reply is recorded as sent
-in the run's own transaction."""
+"""The graph's fuller steps do what the verb-named functions do in sequence: `read_burst`
+(which ends the step that completes the turn's input) is `extract_contacts` then
+`detect_language`, `decide_turn` is `score_intent`, `decide_status`, `plan` and `draft_reply`
+(none while the bot is paused), and `decide_and_save` is `decide_turn` then `save`; and a local
+outbox's reply is recorded as sent in the run's own transaction."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from bot import BotService, LocalOutbox, PromptConfig, build_graph, nodes
 from bot.nodes import Deps
 from bot.state import BotContext, BotState
 from store.messages import Inbound
-from store.models import Message
+from store.models import Lead, Message
 from tests.bot.support import Clock
 
 
@@ -29,7 +30,7 @@ class _Runtime:
 
 
 def _state_before(
-    step: str,
+    step: str | tuple[str, ...],
     factory: sessionmaker[Session],
     prompts: PromptConfig,
     clock: Clock,
@@ -37,7 +38,8 @@ def _state_before(
     sender: str,
 ) -> tuple[BotState, Deps, Any]:
     """Run the offline graph over `texts` (all but the last answered), stopping the last run
-    before `step`: the state that step would read."""
+    before `step` (or the first of several steps it reaches): the state that step would read."""
+    steps = (step,) if isinstance(step, str) else step
     graph = build_graph(
         session_factory=factory, prompts=prompts, clock=clock, checkpointer=InMemorySaver()
     )
@@ -50,10 +52,10 @@ def _state_before(
         {"inbound": Inbound("web", sender, texts[-1])},
         config,
         context=context,
-        interrupt_before=[step],
+        interrupt_before=list(steps),
     )
     snapshot = graph.get_state(config)
-    assert snapshot.next == (step,)
+    assert len(snapshot.next) == 1 and snapshot.next[0] in steps
     deps = Deps(
         session_factory=factory,
         prompts=lambda: prompts,
@@ -80,18 +82,24 @@ CONVERSATIONS = [
 ]
 
 
+READ = ("contacts", "language", "language_clear", "engine")
+
+
 def test_read_burst_is_extract_contacts_then_detect_language(
     bot_db: sessionmaker[Session], prompts: PromptConfig, clock: Clock
 ) -> None:
     for number, texts in enumerate(CONVERSATIONS):
-        state, deps, runtime = _state_before(
-            "read_burst", bot_db, prompts, clock, texts, f"reader-{number}"
+        # The state `ingest` leaves: it read the burst at its end.
+        done, deps, runtime = _state_before(
+            ("merge", "decide_and_save"), bot_db, prompts, clock, texts, f"reader-{number}"
         )
+        state: Any = {key: value for key, value in done.items() if key not in READ}
         merged = nodes.read_burst(state, runtime, deps=deps)
         assert merged == _in_sequence(
             state, runtime, deps, nodes.extract_contacts, nodes.detect_language
         )
-        assert {"contacts", "language", "language_clear", "engine"} <= set(merged)
+        assert set(READ) <= set(merged)
+        assert {key: done[key] for key in READ} == {key: merged[key] for key in READ}
 
 
 def test_decide_turn_is_the_four_decisions_in_sequence(
@@ -99,7 +107,7 @@ def test_decide_turn_is_the_four_decisions_in_sequence(
 ) -> None:
     for number, texts in enumerate(CONVERSATIONS):
         state, deps, runtime = _state_before(
-            "decide_turn", bot_db, prompts, clock, texts, f"decider-{number}"
+            "decide_and_save", bot_db, prompts, clock, texts, f"decider-{number}"
         )
         merged = nodes.decide_turn(state, runtime, deps=deps)
         expected = _in_sequence(
@@ -119,7 +127,7 @@ def test_decide_turn_drafts_no_reply_while_the_bot_is_paused(
     bot_db: sessionmaker[Session], prompts: PromptConfig, clock: Clock
 ) -> None:
     state, deps, runtime = _state_before(
-        "decide_turn", bot_db, prompts, clock, ["Hi", "How much is the Home package?"], "paused"
+        "decide_and_save", bot_db, prompts, clock, ["Hi", "How much is the Home package?"], "paused"
     )
     paused: BotState = {**state, "ai": replace(state["ai"], paused=True)}
     merged = nodes.decide_turn(paused, runtime, deps=deps)
@@ -127,6 +135,30 @@ def test_decide_turn_drafts_no_reply_while_the_bot_is_paused(
     assert merged == _in_sequence(
         paused, runtime, deps, nodes.score_intent, nodes.decide_status, nodes.plan
     )
+
+
+def test_decide_and_save_saves_what_decide_turn_decided(
+    bot_db: sessionmaker[Session], prompts: PromptConfig, clock: Clock
+) -> None:
+    texts = ["Hi", "I want to buy the Home package, book a visit"]
+    state, deps, runtime = _state_before(
+        "decide_and_save", bot_db, prompts, clock, texts, "decided"
+    )
+    decided = nodes.decide_turn(state, runtime, deps=deps)
+    done = nodes.decide_and_save(state, runtime, deps=deps)
+    # The decisions stay in the state (a checkpointer records them), the save's writes beside them.
+    assert {key: done[key] for key in decided} == decided
+    assert done["outcome"] == "replied" and len(done["replies"]) == 1
+    lead_id = state["lead"].id
+    with bot_db() as session:
+        stored = session.scalars(
+            select(Message.text).where(Message.direction == "out").order_by(Message.id.desc())
+        ).first()
+        lead = session.get(Lead, lead_id)
+        assert lead is not None
+        decision = (decided["assessment"].score, decided["decision"].status)
+        assert (lead.score, lead.status) == decision
+    assert stored == decided["reply"].text == done["replies"][0].text
 
 
 def test_a_local_outbox_reply_is_recorded_sent_in_the_run_transaction(
