@@ -152,6 +152,18 @@ def _batch_insert(table: str) -> Any:
     return insert(AuditEvent.metadata.tables[table])
 
 
+# Actors whose values a customer's own words may correct: the channel's profile and the bot.
+MACHINE_ACTORS = ("bot", "merge")
+
+# What the bot works out again at every turn: its score with the factors (each change recorded,
+# with its evidence, as a score event), and what it derives from the conversation, the score and
+# the status. The audit trail keeps a person's change of these, not a row a message of the bot's,
+# which pushed the changes of fact (status, owner, contacts) out of the trail's view.
+BOT_DIGESTS = frozenset(
+    {"score", "score_factors", "summary", "conversion_probability", "next_best_action"}
+)
+
+
 def update_lead(
     lead: Lead,
     changes: dict[str, Any],
@@ -160,7 +172,8 @@ def update_lead(
     actor: str,
     agent_id: int | None = None,
 ) -> dict[str, tuple[Any, Any]]:
-    """Apply `changes` to the lead, writing one AuditEvent per field that really changed."""
+    """Apply `changes` to the lead, writing one AuditEvent per field that really changed (but for
+    what the bot works out at every turn: `BOT_DIGESTS`)."""
     changed: dict[str, tuple[Any, Any]] = {}
     for field, new in changes.items():
         if not hasattr(Lead, field):
@@ -171,6 +184,8 @@ def update_lead(
             continue
         setattr(lead, field, new)
         changed[field] = (old, new)
+        if actor == "bot" and field in BOT_DIGESTS:
+            continue
         record_audit(
             session=session,
             lead_id=lead.id,
@@ -182,10 +197,6 @@ def update_lead(
             agent_id=agent_id,
         )
     return changed
-
-
-# Actors whose values a customer's own words may correct: the channel's profile and the bot.
-MACHINE_ACTORS = ("bot", "merge")
 
 
 def typed_by_a_person(lead: Lead, field: str, *, session: Session) -> bool:

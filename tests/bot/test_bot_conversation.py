@@ -190,6 +190,16 @@ def test_status_changes_are_audited_as_the_bot(chat):
     assert (event.actor, event.old_value, event.new_value) == ("bot", "New", "Scouting")
 
 
+def test_the_bots_summary_is_rewritten_each_turn_without_an_audit_row(chat):
+    summaries = []
+    for text in ["Hi", "How much is the Home package?", "Do you offer financing?"]:
+        chat.say(text)
+        summaries.append(chat.lead().summary)
+    assert len(set(summaries)) == 3  # a new digest every turn
+    assert chat.count(AuditEvent, AuditEvent.field == "summary") == 0
+    assert chat.count(AuditEvent, AuditEvent.field == "status") == 1  # the facts stay audited
+
+
 # -- pause, auto-resume, takeover ----------------------------------------------------------------
 
 

@@ -86,6 +86,30 @@ def test_update_lead_audits_each_changed_field_only(session, make_agent):
         update_lead(lead, {"no_such_field": 1}, session=session, actor="agent")
 
 
+def test_what_the_bot_works_out_each_turn_is_audited_when_a_person_writes_it(session, make_agent):
+    agent = make_agent()
+    lead = resolve("web", "v", session=session)
+    update_lead(lead, {"summary": "Asked about prices."}, session=session, actor="bot")
+    by_agent = {"actor": "agent", "agent_id": agent.id}
+    update_lead(lead, {"summary": "Wants a visit."}, session=session, **by_agent)
+    update_lead(lead, {"summary": "Asked about batteries."}, session=session, actor="bot")
+    assert lead.summary == "Asked about batteries."
+    record_score(lead, 40, [], session=session)  # the bot's, recorded as a score event
+    record_score(lead, 70, [], session=session, actor="agent")
+    update_lead(lead, {"status": "Interested"}, session=session, actor="bot")
+    trail = {
+        (a.field, a.old_value, a.new_value, a.actor)
+        for a in audit_trail(lead.id, session=session)
+        if a.action == "update"
+    }
+    assert trail == {
+        ("summary", "Asked about prices.", "Wants a visit.", "agent"),
+        ("score", "40", "70", "agent"),
+        ("status", "New", "Interested", "bot"),  # a change of fact, whoever makes it
+    }
+    assert [e.score for e in score_history(lead.id, session=session)] == [40, 70]
+
+
 def test_next_available_agent_fewest_open_leads_under_capacity_round_robin(session, make_agent):
     full = make_agent(name="Full", capacity=1)
     off = make_agent(name="Off", active=False)
