@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from bot.media import customer_text
 from bot.state import BotState, LeadSnapshot, Room, WindowMessage
 from store import identity as rules
+from store.domain.takeover import is_ai_paused
 from store.messages import MessageFields, conversation_messages
 from store.models import ContactDetail, Conversation, Identity, Lead, Message
 
@@ -151,17 +152,22 @@ def standing_view(
     snapshot = (
         lead_snapshot(lead) if standing.alone else _room_snapshot(lead, conversation, session)
     )
-    # A window shorter than asked for is the whole conversation.
-    greeted = any(m.direction == "out" for m in window) or (
-        len(window) >= window_size > 0 and _has_spoken(conversation.id, session)
-    )
+    paused = is_room_paused(conversation, now)
+    greeted: bool | None
+    if any(m.direction == "out" for m in window):
+        greeted = True
+    elif paused or is_ai_paused(lead, now):
+        greeted = None  # the bot is quiet: the turn drafts no reply to greet in
+    else:
+        # A window shorter than asked for is the whole conversation.
+        greeted = len(window) >= window_size > 0 and _has_spoken(conversation.id, session)
     return {
         "lead": snapshot,
         "window": _window(window),
         "room": Room(
             alone=standing.alone,
             speaks_for_lead=standing.speaks_for_lead,
-            paused=is_room_paused(conversation, now),
+            paused=paused,
             channel=conversation.channel,
             external_id=external_id,
             greeted=greeted,

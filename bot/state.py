@@ -93,7 +93,9 @@ class Room:
     paused: bool  # the bot is quiet in this conversation only
     channel: str
     external_id: str | None  # the customer's id on this channel
-    greeted: bool  # whether the business ever wrote in this conversation
+    # Whether the business ever wrote in this conversation; None when the turn began with the bot
+    # quiet (it drafts no reply, so nothing asks and nothing is looked up).
+    greeted: bool | None
     summary: str | None  # the conversation's rolling summary
     language: str | None  # the language the conversation is in so far
 

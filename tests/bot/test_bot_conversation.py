@@ -7,11 +7,12 @@ from datetime import UTC, timedelta
 
 from sqlalchemy import select
 
+from bot.room import room_view
 from bot.takeover import send_agent_reply
 from store.domain.takeover import human_took_over, is_ai_paused, pause_bot, resume_bot
 from store.leads import get_lead, update_lead
 from store.messages import Inbound, ingest
-from store.models import AuditEvent, Lead, Message, ScoreEvent
+from store.models import AuditEvent, Conversation, Lead, Message, ScoreEvent
 
 
 def _set(chat, lead_id: int, **changes) -> None:
@@ -214,6 +215,21 @@ def test_pause_ends_by_itself_and_the_first_reply_says_it_is_the_assistant_again
     lead = chat.lead()
     assert lead.ai_paused_until is None and not lead.ai_resume_notice_due
     assert "virtual assistant again" not in chat.reply_text("And the warranty?")
+
+
+def test_a_pause_longer_than_the_window_ends_without_a_second_greeting(chat, clock):
+    assert "Sunpeak Solar" in chat.reply_text("Hi")
+    chat.say("Please call me, I want to buy")
+    for number in range(14):  # the window (12 messages) fills with unanswered ones
+        assert chat.say(f"Still there? ({number})") == []
+    with chat.session_factory() as session:
+        conversation = session.scalars(select(Conversation)).one()
+        # While the bot is quiet a turn drafts no reply: whether it greeted is not asked.
+        assert room_view(conversation, session, 12, clock())["room"].greeted is None
+    clock.advance(minutes=61)
+    reply = chat.reply_text("How long does installation take?")
+    assert "4 to 8 weeks" in reply and "virtual assistant again" in reply
+    assert "Sunpeak Solar. I'm the virtual assistant" not in reply  # greeted once only
 
 
 def test_a_human_reply_pauses_the_bot_and_each_one_renews_the_window(chat, clock):
