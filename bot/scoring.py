@@ -276,7 +276,7 @@ def assess(
     """Score the customer's side of the window: `messages` oldest first, the new burst `new`."""
     del previous_score  # the score is read from the window afresh every turn
     scoring = config.scoring
-    cleaned, ignored, instructed_now = _set_instructions_aside(messages)
+    cleaned, ignored, instructed_now = _set_instructions_aside(messages, scoring)
     per_message = [
         scoring.remembered("signals", text, terms, partial(_keyword_signals, text, scoring, terms))
         for text in cleaned
@@ -313,19 +313,32 @@ def assess(
     )
 
 
-def _set_instructions_aside(messages: list[CustomerMessage]) -> tuple[list[str], list[str], bool]:
+def _set_instructions_aside(
+    messages: list[CustomerMessage], scoring: ScoringConfig
+) -> tuple[list[str], list[str], bool]:
     """Each message with its sentences that instruct the bot blanked out, those sentences
-    (clipped, as evidence), and whether the new burst holds one."""
+    (clipped, as evidence), and whether the new burst holds one. A text is read once
+    (`ScoringConfig.remembered`): the window is scored again at every turn."""
     cleaned: list[str] = []
     ignored: list[str] = []
     instructed_now = False
     for message in messages:
-        spans = find_instructions(message.text)
-        instructed_now = instructed_now or bool(spans and message.new)
-        for start, end in spans:
-            ignored.append(clip(message.text[start:end], 120))
-        cleaned.append(_blank(message.text, spans))
+        text = message.text
+        kept, instructions = scoring.remembered(
+            "instructions", text, EMPTY, partial(_instructions_aside, text)
+        )
+        instructed_now = instructed_now or bool(instructions and message.new)
+        ignored.extend(instructions)
+        cleaned.append(kept)
     return cleaned, ignored, instructed_now
+
+
+def _instructions_aside(text: str) -> tuple[str, tuple[str, ...]]:
+    """`text` with its sentences that instruct the bot blanked out, and those sentences clipped."""
+    spans = find_instructions(text)
+    if not spans:
+        return text, ()
+    return _blank(text, spans), tuple(clip(text[start:end], 120) for start, end in spans)
 
 
 def _keyword_signals(text: str, scoring: ScoringConfig, terms: frozenset[str]) -> Found:
