@@ -92,28 +92,27 @@ def build_graph(
         builder.add_edge("call_model", "decide_and_save")
         after_read.append("call_model")
         after_merge.append("call_model")
-    # A step whose route says the turn's input is complete reads the burst itself: its
-    # destinations are reading's.
-    read = after_read
+    # A step whose route says the turn's input is complete reads the burst itself, and goes where
+    # reading leads (`after_read`).
     routed(
         "ingest",
         nodes.ingest,
         nodes.route_after_ingest,
-        ["identify", "transcribe_audio", "fetch_profile", *read, END],
+        ["identify", "transcribe_audio", "fetch_profile", *after_read, END],
     )
     routed(
         "identify",
         nodes.identify,
         nodes.route_after_identify,
-        ["transcribe_audio", "fetch_profile", *read, END],
+        ["transcribe_audio", "fetch_profile", *after_read, END],
     )
     routed(
         "transcribe_audio",
         nodes.transcribe_audio,
         nodes.route_after_transcribe_audio,
-        ["fetch_profile", *read],
+        ["fetch_profile", *after_read],
     )
-    routed("fetch_profile", nodes.fetch_profile, nodes.route_after_fetch_profile, read)
+    routed("fetch_profile", nodes.fetch_profile, nodes.route_after_fetch_profile, after_read)
     routed("merge", nodes.merge, nodes.route_after_merge, after_merge)
     builder.add_node("decide_and_save", partial(nodes.decide_and_save, deps=deps))
 

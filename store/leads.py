@@ -152,9 +152,6 @@ def _batch_insert(table: str) -> Any:
     return insert(AuditEvent.metadata.tables[table])
 
 
-# Actors whose values a customer's own words may correct: the channel's profile and the bot.
-MACHINE_ACTORS = ("bot", "merge")
-
 # What the bot works out again at every turn: its score with the factors (each change recorded,
 # with its evidence, as a score event), and what it derives from the conversation, the score and
 # the status. The audit trail keeps a person's change of these, not a row a message of the bot's,
@@ -197,6 +194,10 @@ def update_lead(
             agent_id=agent_id,
         )
     return changed
+
+
+# Actors whose values a customer's own words may correct: the channel's profile and the bot.
+MACHINE_ACTORS = ("bot", "merge")
 
 
 def typed_by_a_person(lead: Lead, field: str, *, session: Session) -> bool:
