@@ -253,7 +253,7 @@ def route_after_identify(state: BotState, *, deps: Deps) -> AfterIdentify:
 
 
 def route_after_transcribe_audio(state: BotState, *, deps: Deps) -> AfterTranscribe:
-    return "fetch_profile" if _wants_profile(state, deps) else "read_burst"
+    return "fetch_profile" if _wants_profile(state, deps) else READ_BURST
 
 
 def route_after_fetch_profile(state: BotState, *, deps: Deps) -> Literal["read_burst"]:
