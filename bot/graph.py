@@ -7,8 +7,9 @@ ingest -> [identify] -> [transcribe_audio] -> [fetch_profile]
        -> decide_and_save: decide_turn (score_intent, decide_status, plan, draft_reply unless
           paused), then save
 
-A new message's turn is read by `ingest` in the transaction that stores it; `identify` reads it
-for a run on a stored conversation (the workers, a retry). `call_model` is the one model call;
+A new message's turn is read by `ingest` in the transaction that stores it, and where the next step
+saves the turn, that transaction is the turn's too (`bot.transaction`); `identify` reads it for a
+run on a stored conversation (the workers, a retry). `call_model` is the one model call;
 without a model the offline engine writes the reply in `draft_reply`. `plan` decides once what the
 turn triggers; `save` applies it in one transaction. The DB-free functions run inside the steps
 around them: reading the burst ends the step that completes the turn's input, and the decisions
@@ -137,4 +138,8 @@ def _step_and_route(
         read = nodes.read_burst(after, runtime, deps=deps)
         update = {**update, **read}
         goto = nodes.route_after_read_burst({**after, **read}, deps=deps)
+    held = runtime.context.transaction if runtime is not None and runtime.context else None
+    if held is not None and goto != "decide_and_save":
+        # Only the saving step continues the run's transaction (`bot.transaction`).
+        held.commit()
     return Command(update=update, goto=goto)

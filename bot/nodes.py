@@ -62,6 +62,7 @@ from bot.statuses import (
     statuses_for_prompt,
 )
 from bot.text import clip
+from bot.transaction import TurnTransaction
 from bot.turn import Superseded, apply_turn, claim_pending
 from store.contacts import InvalidContact, find_emails, find_phones
 from store.db import read_session
@@ -69,8 +70,8 @@ from store.domain.policy import Policy
 from store.domain.takeover import human_took_over, is_ai_paused
 from store.identity import Standing, load_standing
 from store.leads import find_identity, resolve, set_stated_details
+from store.messages import Inbound, Ingested, turn_messages
 from store.messages import ingest as store_ingest
-from store.messages import turn_messages
 from store.models import CLAIMED, Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,10 @@ def _has_words(pending: Sequence[PendingMessage]) -> bool:
 
 
 def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotState:
-    """Store a new inbound event once (a repeated channel message id is a duplicate)."""
+    """Store a new inbound event once (a repeated channel message id is a duplicate).
+
+    In the run's transaction when it has one (`bot.transaction`), left open for the step that
+    saves the turn; else in a transaction of its own."""
     context = runtime.context if runtime is not None else None
     now = (context.now if context is not None and context.now else None) or deps.clock()
     update_: BotState = {"now": now, "identified": False}
@@ -133,27 +137,14 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
     if inbound is None:
         return update_
     config = _config(runtime, deps)
-    with deps.session_factory.begin() as session:
-        stored = store_ingest(inbound, session=session, region=deps.region)
-        echo = inbound.author != "customer"
-        if echo and not stored.duplicate:
-            # A reply an agent sent from the channel's own app: the human has taken over.
-            human_took_over(
-                stored.lead,
-                session=session,
-                now=now,
-                minutes=_policy(config, deps).takeover_minutes,
-            )
-        update_["conversation_id"] = stored.conversation.id
-        update_["echo"] = echo
-        if not echo:
-            # The turn is read in the same transaction, after the message is written (it is
-            # committed with it, before anything acts on it): one transaction and one step fewer
-            # than reading it in `identify`.
-            update_.update(
-                _load_turn(stored.conversation.id, now, session, deps, standing=stored.standing)
-            )
-            update_["identified"] = True
+    held = context.transaction if context is not None else None
+    if held is None:
+        with deps.session_factory.begin() as session:
+            stored = _store_and_read(inbound, now, config, session, deps, update_, None)
+    else:
+        # Rolled back by the run when it fails before the commit.
+        session = held.begin(deps.session_factory)
+        stored = _store_and_read(inbound, now, config, session, deps, update_, held)
     if stored.duplicate:
         log.info(
             "duplicate %s message ignored (conversation %s)",
@@ -161,6 +152,43 @@ def ingest(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotS
             update_["conversation_id"],
         )
     return update_
+
+
+def _store_and_read(
+    inbound: Inbound,
+    now: datetime,
+    config: PromptConfig,
+    session: Session,
+    deps: Deps,
+    update_: BotState,
+    held: TurnTransaction | None,
+) -> Ingested:
+    """`ingest`'s work in `session`: store the event, and read the turn a customer's message starts
+    into `update_` (what the saving step needs of the reads is kept in `held`)."""
+    stored = store_ingest(inbound, session=session, region=deps.region)
+    echo = inbound.author != "customer"
+    if echo and not stored.duplicate:
+        # A reply an agent sent from the channel's own app: the human has taken over.
+        human_took_over(
+            stored.lead,
+            session=session,
+            now=now,
+            minutes=_policy(config, deps).takeover_minutes,
+        )
+    update_["conversation_id"] = stored.conversation.id
+    update_["echo"] = echo
+    if not echo:
+        # The turn is read in the same transaction, after the message is written (it is
+        # committed with it, before anything acts on it): one transaction and one step fewer
+        # than reading it in `identify`.
+        turn, standing, more_pending = _read_turn(
+            stored.conversation.id, now, session, deps, standing=stored.standing
+        )
+        update_.update(turn)
+        update_["identified"] = True
+        if held is not None:
+            held.keep(standing, more_pending=more_pending)
+    return stored
 
 
 def route_after_ingest(state: BotState, *, deps: Deps) -> AfterIngest:
@@ -187,19 +215,30 @@ def _load_turn(
     now: datetime,
     session: Session,
     deps: Deps,
+) -> BotState:
+    """`identify`'s reads, in `session`."""
+    return _read_turn(conversation_id, now, session, deps)[0]
+
+
+def _read_turn(
+    conversation_id: int,
+    now: datetime,
+    session: Session,
+    deps: Deps,
     *,
     standing: Standing | None = None,
-) -> BotState:
-    """`identify`'s reads, in `session`; the conversation's `standing`, where the caller read it
-    already, is not read again."""
+) -> tuple[BotState, Standing | None, bool]:
+    """`identify`'s reads, in `session`, with the conversation's standing they used and whether
+    customer messages wait besides the burst (older than the `max_burst` answered); the
+    conversation's `standing`, where the caller read it already, is not read again."""
     loaded = turn_messages(conversation_id, session=session, window=deps.window_size)
     pending = loaded.pending
     if not pending:
-        return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
+        return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}, None, False
     if standing is None:
         standing = load_standing(conversation_id, session=session)
     if standing is None:
-        return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}
+        return {"pending": [], "pending_ids": [], "outcome": "nothing_pending"}, None, False
     lead = standing.lead
     room = standing_view(
         standing,
@@ -211,9 +250,10 @@ def _load_turn(
     )
     paused_until = lead.ai_paused_until
     resuming = not lead.ai_stopped and paused_until is not None and paused_until <= now
-    return {
+    burst = pending[-deps.max_burst :]
+    turn: BotState = {
         **room,
-        "pending_ids": [m.id for m in pending],
+        "pending_ids": [m.id for m in burst],
         "pending": [
             PendingMessage(
                 id=m.id,
@@ -223,7 +263,7 @@ def _load_turn(
                 media=m.payload if m.kind in AUDIO_KINDS else None,
                 sent_at=m.sent_at,
             )
-            for m in pending[-deps.max_burst :]
+            for m in burst
         ],
         "ai": AiState(
             paused=is_ai_paused(lead, now) or room["room"].paused,
@@ -232,6 +272,7 @@ def _load_turn(
             notice_due=bool(lead.ai_resume_notice_due or resuming),
         ),
     }
+    return turn, standing, len(pending) > len(burst)
 
 
 # A route's answer when the turn's input is complete: the step that routes reads the burst
@@ -832,6 +873,27 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
     config = _config(runtime, deps)
     policy = _policy(config, deps)
     status = "sent" if deps.delivered_on_record else "pending"
+    context = runtime.context if runtime is not None else None
+    held = context.transaction if context is not None else None
+    taken = held.take() if held is not None else None
+    if held is not None and taken is not None:
+        # The run's transaction, which stored the message. A superseded burst or a taken reply
+        # key fails the run, which rolls it back and runs again in transactions of their own.
+        session, standing = taken
+        claim_pending(state["pending_ids"], state["now"], session)
+        saved = apply_turn(
+            state,
+            config,
+            policy,
+            session,
+            delivery_status=status,
+            # On SQLite no other writer can have changed it since it was read; on PostgreSQL
+            # the lead is read again, locked.
+            standing=standing if session.get_bind().dialect.name == "sqlite" else None,
+            refresh=True,
+        )
+        held.commit()
+        return saved
     try:
         try:
             with deps.session_factory.begin() as session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from bot.outbox import LocalOutbox, Outbox, Reply
 from bot.policy import build_policy
 from bot.state import BotContext, BotState
 from bot.takeover import send_agent_reply
+from bot.transaction import TurnTransaction
 from store.db import read_session
 from store.messages import Inbound, conversations_with_pending, in_conversation_workspace
 from store.messages import ingest as store_ingest
@@ -167,7 +169,7 @@ class BotService:
         replies: list[Reply] = []
         for _ in range(MAX_RUNS):
             context = BotContext(prompts=self.prompts, now=self.clock())
-            result = self.graph.invoke(graph_input, context=context, output_keys=RUN_OUTPUT)
+            result = self._invoke(graph_input, context)
             turn: list[Reply] = list(result.get("replies") or [])
             self._deliver(turn)
             replies.extend(turn)
@@ -182,6 +184,32 @@ class BotService:
                 continue
             break
         return replies
+
+    def _invoke(self, graph_input: BotState, context: BotContext) -> Any:
+        """One run of the graph. A new message's run is one transaction from storing the message
+        to saving the turn where its route allows (`bot.transaction`); when it fails before its
+        commit, nothing of it was written, the message included, and it runs again with each
+        step in a transaction of its own: the message is stored whatever the turn does."""
+        if graph_input.get("inbound") is None:
+            return self.graph.invoke(graph_input, context=context, output_keys=RUN_OUTPUT)
+        transaction = TurnTransaction()
+        try:
+            return self.graph.invoke(
+                graph_input,
+                context=replace(context, transaction=transaction),
+                output_keys=RUN_OUTPUT,
+            )
+        except Exception as exc:
+            transaction.abandon()
+            if not transaction.lost:
+                raise
+            log.info(
+                "a new message's turn failed before its commit (%s): again, a step at a time",
+                type(exc).__name__,
+            )
+            return self.graph.invoke(graph_input, context=context, output_keys=RUN_OUTPUT)
+        finally:
+            transaction.abandon()
 
     def _deliver(self, replies: list[Reply]) -> None:
         if not replies or self.outbox is None or isinstance(self.outbox, LocalOutbox):

@@ -17,6 +17,7 @@ from bot.outbox import Reply
 from bot.schemas import ModelTurn
 from bot.scoring import Assessment
 from bot.statuses import Decision, Plan
+from bot.transaction import TurnTransaction
 from store.messages import Inbound
 
 Engine = Literal["offline", "llm", "offline-fallback"]
@@ -194,3 +195,6 @@ class BotContext:
 
     prompts: PromptConfig
     now: datetime | None = None
+    # A new message's turn in one transaction, from storing to saving (`bot.transaction`); None:
+    # each step that writes commits its own.
+    transaction: TurnTransaction | None = None

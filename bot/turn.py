@@ -76,6 +76,8 @@ def apply_turn(
     *,
     known_keys: bool = True,
     delivery_status: str = "pending",
+    standing: Standing | None = None,
+    refresh: bool = False,
 ) -> BotState:
     """Everything the turn changes, in the caller's transaction (after `claim_pending`): the lead's
     score, profile and status with the plan applied through the domain layer, the conversation's
@@ -84,14 +86,19 @@ def apply_turn(
     One statement loads (and locks) the lead with its conversation; the changes are written in one
     flush at the end (the score event, one update per row) and the audit rows in one insert.
     `known_keys=False` reads whether the reply's idempotency key is taken (and keeps that reply).
+    A `standing` given (read earlier in this transaction, with nobody able to change it since) is
+    not read again; `refresh` reads the rows the session holds anew (read earlier in this
+    transaction, as they may have changed since).
     The reply is recorded with `delivery_status`: "pending" until an outbox sends it, "sent" where
     recording it is the delivery (a local outbox: nobody to send to)."""
-    standing = load_standing(
-        state["conversation_id"],
-        session=session,
-        lock_lead=True,
-        pending_besides=state["pending_ids"],
-    )
+    if standing is None:
+        standing = load_standing(
+            state["conversation_id"],
+            session=session,
+            lock_lead=True,
+            pending_besides=state["pending_ids"],
+            refresh=refresh,
+        )
     assert standing is not None
     with batched_audit(session):
         return _apply(state, standing, config, policy, session, known_keys, delivery_status)

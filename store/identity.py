@@ -499,15 +499,19 @@ def load_standing(
     session: Session,
     lock_lead: bool = False,
     pending_besides: list[int] | None = None,
+    refresh: bool = False,
 ) -> Standing | None:
     """The conversation with its lead (merges followed), its identity's trust and whether it is the
     lead's only one, in one statement; `lock_lead` locks the lead's row for the turn (PostgreSQL),
-    `pending_besides` also asks whether other customer messages wait."""
+    `pending_besides` also asks whether other customer messages wait; `refresh` overwrites the
+    rows the session already holds with what it reads."""
     params: dict[str, Any] = {"conversation_id": conversation_id, "workspace": current_workspace()}
     if pending_besides is not None:
         params["pending_besides"] = list(pending_besides)
     query = _standing_statement(lock_lead, pending_besides is not None)
-    row = session.execute(query, params).first()
+    row = session.execute(
+        query, params, execution_options=_REFRESHED if refresh else _AS_HELD
+    ).first()
     if row is None:
         return None
     conversation, lead, trust, others = row[0], row[1], row[2], row[3]
@@ -522,6 +526,10 @@ def load_standing(
         alone=not others,
         more_pending=bool(row[4]) if pending_besides is not None else False,
     )
+
+
+_REFRESHED: dict[str, Any] = {"populate_existing": True}
+_AS_HELD: dict[str, Any] = {}
 
 
 @cache
