@@ -165,7 +165,10 @@ def _store_and_read(
 ) -> Ingested:
     """`ingest`'s work in `session`: store the event, and read the turn a customer's message starts
     into `update_` (what the saving step needs of the reads is kept in `held`)."""
-    stored = store_ingest(inbound, session=session, region=deps.region)
+    # In the run's transaction, the turn's save writes the lead and the conversation anyway.
+    stored = store_ingest(
+        inbound, session=session, region=deps.region, dates_with_flush=held is not None
+    )
     echo = inbound.author != "customer"
     if echo and not stored.duplicate:
         # A reply an agent sent from the channel's own app: the human has taken over.
@@ -181,9 +184,10 @@ def _store_and_read(
         # The turn is read in the same transaction, after the message is written (it is
         # committed with it, before anything acts on it): one transaction and one step fewer
         # than reading it in `identify`.
-        turn, standing, more_pending = _read_turn(
-            stored.conversation.id, now, session, deps, standing=stored.standing
-        )
+        with session.no_autoflush:  # the contact dates wait for the turn's save
+            turn, standing, more_pending = _read_turn(
+                stored.conversation.id, now, session, deps, standing=stored.standing
+            )
         update_.update(turn)
         update_["identified"] = True
         if held is not None:

@@ -75,6 +75,7 @@ def ingest(
     session: Session,
     region: str = "US",
     received_at: datetime | None = None,
+    dates_with_flush: bool = False,
 ) -> Ingested:
     """Store an inbound event once; a repeated channel message id returns the stored one, marked
     duplicate.
@@ -82,7 +83,10 @@ def ingest(
     The phone the channel supplies is trusted (verified) only when it is valid; an invalid one is
     kept in the payload and ignored for identity. The message lands in the conversation of its
     identity (each identity of a lead is a room of its own). `received_at` dates its arrival
-    (when its webhook came, for a message ingested later); now by default.
+    (when its webhook came, for a message ingested later); now by default. A customer's message
+    dates its lead's and its conversation's last contact: written now, or with `dates_with_flush`
+    set on the rows for the session's next flush (a caller that changes the rows again in this
+    transaction: one UPDATE of each).
     """
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
     now = utcnow()
@@ -145,7 +149,7 @@ def ingest(
     if not inbound.channel_message_id:
         # Nothing unique to collide on.
         message = _stored(session, _insert(), [values])[0]
-        _date_contact(message, lead, conversation, session)
+        _date_contact(message, lead, conversation, session, with_flush=dates_with_flush)
         return Ingested(message, lead, conversation, False, standing)
     # One statement: the unique index decides whether the channel sent it before (no
     # read-then-write, no savepoint).
@@ -157,7 +161,7 @@ def ingest(
         before = session.get(Conversation, existing.conversation_id)
         assert before is not None
         return Ingested(existing, before.lead, before, True)
-    _date_contact(stored, lead, conversation, session)
+    _date_contact(stored, lead, conversation, session, with_flush=dates_with_flush)
     return Ingested(stored, lead, conversation, False, standing)
 
 
@@ -279,21 +283,31 @@ def _arrived(message: Message, lead: Lead, conversation: Conversation) -> Ingest
 
 
 def _date_contact(
-    message: Message, lead: Lead, conversation: Conversation, session: Session
+    message: Message,
+    lead: Lead,
+    conversation: Conversation,
+    session: Session,
+    *,
+    with_flush: bool = False,
 ) -> None:
-    """A newly stored inbound message dates the conversation's and the lead's last contact, each by
-    an UPDATE of its own (built once), the loaded rows told the values as written: a message at a
-    time, the ORM's flush of two changed rows cost more than the message's other statements."""
+    """A newly stored inbound message dates the conversation's and the lead's last contact: set on
+    the rows for the session's next flush (`with_flush`), or each by an UPDATE of its own (built
+    once), the loaded rows told the values as written. A message at a time, the ORM's flush of two
+    changed rows cost more than the message's other statements; where the rows are flushed anyway
+    (the turn that follows in the same transaction), the dates go in their UPDATEs."""
     if message.direction != "in":
         return
     sent_at, now = message.sent_at, utcnow()
-    connection = session.connection()
+    connection = None if with_flush else session.connection()
     for row, column, statement in (
         (conversation, "last_inbound_at", _contact_update(Conversation, "last_inbound_at")),
         (lead, "last_contacted_at", _contact_update(Lead, "last_contacted_at")),
     ):
         before = getattr(row, column)
         if before is not None and before >= sent_at:
+            continue
+        if connection is None:
+            setattr(row, column, sent_at)
             continue
         connection.execute(statement, {"row_id": row.id, "at": sent_at, "now": now})
         set_committed_value(row, column, sent_at)

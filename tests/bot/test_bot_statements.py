@@ -212,9 +212,10 @@ def test_a_new_message_and_its_turn_are_one_transaction(
     service: BotService, factory: sessionmaker[Session], db_engine: Engine
 ) -> None:
     """`handle` (replay, the terminal chat, the eval): the message, the reads of its turn and the
-    answer are one transaction (`bot.transaction`). A steady message from a known customer: 10
+    answer are one transaction (`bot.transaction`). A steady message from a known customer: 8
     statements besides BEGIN and COMMIT on SQLite, where the conversation's standing is read
-    once; 11 on PostgreSQL, where the lead is read again, locked."""
+    once and the contact dates go in the turn's UPDATEs of the lead and the conversation; 11 on
+    PostgreSQL, where the lead is read again, locked (the dates flushed before)."""
     for text in ("Hi there", "I'm thinking about solar panels for my house"):
         service.handle(Inbound(channel="web", external_id="visitor", text=text))
     transactions: list[str] = []
@@ -235,7 +236,9 @@ def test_a_new_message_and_its_turn_are_one_transaction(
     standing_reads = [s for s in seen if "FROM conversations JOIN leads" in s]
     if db_engine.dialect.name == "sqlite":
         assert standing_reads == []
-        assert len(seen) <= 10, seen
+        updated = sorted(s.split()[1] for s in seen if s.startswith("UPDATE"))
+        assert updated == ["conversations", "leads", "messages"]  # messages: the claim
+        assert len(seen) <= 8, seen
     else:
         assert len(standing_reads) == 1
         assert "FOR UPDATE" in standing_reads[0]
@@ -247,6 +250,10 @@ def test_a_new_message_and_its_turn_are_one_transaction(
         assert stored is not None and stored.text == QUESTIONS[1]
         assert stored.processed_at is not None
         assert session.get(Message, reply.message_id) is not None
+        conversation = session.get(Conversation, stored.conversation_id)
+        assert conversation is not None
+        assert conversation.last_inbound_at == stored.sent_at
+        assert conversation.lead.last_contacted_at == stored.sent_at
 
 
 # A customer who goes on asking: the ninth message moves the lead to Follow Up (auto-assign).
