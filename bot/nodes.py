@@ -165,9 +165,8 @@ def _store_and_read(
 ) -> Ingested:
     """`ingest`'s work in `session`: store the event, and read the turn a customer's message starts
     into `update_` (what the saving step needs of the reads is kept in `held`)."""
-    # In the run's transaction, the turn's save writes the lead and the conversation anyway.
     stored = store_ingest(
-        inbound, session=session, region=deps.region, dates_with_flush=held is not None
+        inbound, session=session, region=deps.region, turn_follows=held is not None
     )
     echo = inbound.author != "customer"
     if echo and not stored.duplicate:
@@ -190,7 +189,11 @@ def _store_and_read(
             )
         update_.update(turn)
         update_["identified"] = True
-        if held is not None:
+        if held is not None and (
+            stored.standing is not None or session.get_bind().dialect.name == "sqlite"
+        ):
+            # Current until the commit: read under SQLite's write lock, or with the lead's row
+            # locked (a known sender's, `turn_follows`). A new sender's is read again in `save`.
             held.keep(standing, more_pending=more_pending)
     return stored
 
@@ -891,10 +894,9 @@ def save(state: BotState, runtime: Runtime[BotContext], *, deps: Deps) -> BotSta
             policy,
             session,
             delivery_status=status,
-            # On SQLite no other writer can have changed it since it was read; on PostgreSQL
-            # the lead is read again, locked.
-            standing=standing if session.get_bind().dialect.name == "sqlite" else None,
-            refresh=True,
+            # The standing `ingest` kept, else read again, locked, over what the session holds.
+            standing=standing,
+            refresh=standing is None,
         )
         held.commit()
         return saved

@@ -4,7 +4,8 @@ that saves the turn (`BotService.handle`).
 When the step after storing is the one that saves (no voice note to hear, no profile to fetch, no
 lead to merge, no model to call: nothing that waits on the network or writes on its own), the
 message, the turn's reads and the turn's effects are one transaction instead of two: one BEGIN and
-one COMMIT fewer, the conversation's standing read once, the lead locked once. Any other route
+one COMMIT fewer, the conversation's standing read once (a known sender's lead locked as it is
+read, on PostgreSQL), the lead and the conversation updated once. Any other route
 commits the stored message before it goes on, as a step of its own would.
 
 A message is never lost to a failed turn: when the run fails with the transaction still open, its
@@ -45,8 +46,9 @@ class TurnTransaction:
         return session
 
     def keep(self, standing: Standing | None, *, more_pending: bool) -> None:
-        """The conversation's standing as the storing step read it, for the step that saves: under
-        SQLite's write lock, held since the transaction began, nobody else can have changed it."""
+        """The conversation's standing as the storing step read it, for the step that saves; kept
+        only where nobody else can change it before the commit (SQLite's write lock, held since
+        the transaction began, or the lead's row locked as it was read)."""
         self._standing = None if standing is None else replace(standing, more_pending=more_pending)
 
     def take(self) -> tuple[Session, Standing | None] | None:

@@ -495,10 +495,16 @@ def _senders_statement() -> Any:
 
 
 def known_sender(
-    channel: str, external_id: str, *, phone: str | None, session: Session
+    channel: str,
+    external_id: str,
+    *,
+    phone: str | None,
+    session: Session,
+    lock_lead: bool = False,
 ) -> KnownSender | None:
     """`known_senders` for one sender, in one statement: whether its lead holds `phone` (E.164)
-    as a verified detail comes with it (the bot's own path, a message at a time)."""
+    as a verified detail comes with it (the bot's own path, a message at a time). `lock_lead`
+    locks the lead's row for the rest of the transaction (PostgreSQL)."""
     params: dict[str, Any] = {
         "channel": channel,
         "external_id": external_id,
@@ -506,7 +512,7 @@ def known_sender(
     }
     if phone is not None:
         params["phone_key"] = rules.contact_key("phone", phone)
-    row = session.execute(_one_sender_statement(phone is not None), params).first()
+    row = session.execute(_one_sender_statement(phone is not None, lock_lead), params).first()
     if row is None:
         return None
     held = phone is not None and bool(row[4])
@@ -515,7 +521,7 @@ def known_sender(
 
 
 @cache
-def _one_sender_statement(with_phone: bool) -> Any:
+def _one_sender_statement(with_phone: bool, lock_lead: bool = False) -> Any:
     """`known_sender`'s statement, built once per shape: with the sender, whether its lead has
     another conversation (the turn that follows needs its standing) and, asked for, whether the
     lead holds the phone as a verified detail.
@@ -545,7 +551,7 @@ def _one_sender_statement(with_phone: bool) -> Any:
             )
             .exists()
         )
-    return statement
+    return statement.with_for_update(of=Lead) if lock_lead else statement
 
 
 def settled_sender(

@@ -75,7 +75,7 @@ def ingest(
     session: Session,
     region: str = "US",
     received_at: datetime | None = None,
-    dates_with_flush: bool = False,
+    turn_follows: bool = False,
 ) -> Ingested:
     """Store an inbound event once; a repeated channel message id returns the stored one, marked
     duplicate.
@@ -84,9 +84,12 @@ def ingest(
     kept in the payload and ignored for identity. The message lands in the conversation of its
     identity (each identity of a lead is a room of its own). `received_at` dates its arrival
     (when its webhook came, for a message ingested later); now by default. A customer's message
-    dates its lead's and its conversation's last contact: written now, or with `dates_with_flush`
-    set on the rows for the session's next flush (a caller that changes the rows again in this
-    transaction: one UPDATE of each).
+    dates its lead's and its conversation's last contact.
+
+    `turn_follows`: the caller's turn on the message follows in this transaction (the bot's).
+    A known sender's lead is then locked as it is read (PostgreSQL), and the contact dates are
+    set on the rows for the session's next flush (the turn changes the rows again: one UPDATE
+    of each) instead of written now.
     """
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
     now = utcnow()
@@ -98,7 +101,13 @@ def ingest(
     if asked:
         # A customer already known, with nothing to claim, is found with its conversation in one
         # statement (the common case: a customer's second message and on).
-        known = known_sender(inbound.channel, inbound.external_id, phone=phone, session=session)
+        known = known_sender(
+            inbound.channel,
+            inbound.external_id,
+            phone=phone,
+            session=session,
+            lock_lead=turn_follows,
+        )
     if settled_sender(known, phone=phone, name=inbound.name, region=region):
         assert known is not None
         assert known.conversation is not None
@@ -149,7 +158,7 @@ def ingest(
     if not inbound.channel_message_id:
         # Nothing unique to collide on.
         message = _stored(session, _insert(), [values])[0]
-        _date_contact(message, lead, conversation, session, with_flush=dates_with_flush)
+        _date_contact(message, lead, conversation, session, with_flush=turn_follows)
         return Ingested(message, lead, conversation, False, standing)
     # One statement: the unique index decides whether the channel sent it before (no
     # read-then-write, no savepoint).
@@ -161,7 +170,7 @@ def ingest(
         before = session.get(Conversation, existing.conversation_id)
         assert before is not None
         return Ingested(existing, before.lead, before, True)
-    _date_contact(stored, lead, conversation, session, with_flush=dates_with_flush)
+    _date_contact(stored, lead, conversation, session, with_flush=turn_follows)
     return Ingested(stored, lead, conversation, False, standing)
 
 

@@ -213,9 +213,9 @@ def test_a_new_message_and_its_turn_are_one_transaction(
 ) -> None:
     """`handle` (replay, the terminal chat, the eval): the message, the reads of its turn and the
     answer are one transaction (`bot.transaction`). A steady message from a known customer: 8
-    statements besides BEGIN and COMMIT on SQLite, where the conversation's standing is read
-    once and the contact dates go in the turn's UPDATEs of the lead and the conversation; 11 on
-    PostgreSQL, where the lead is read again, locked (the dates flushed before)."""
+    statements besides BEGIN and COMMIT, the conversation's standing read once (on PostgreSQL
+    with the lead's row locked) and the contact dates in the turn's UPDATEs of the lead and the
+    conversation."""
     for text in ("Hi there", "I'm thinking about solar panels for my house"):
         service.handle(Inbound(channel="web", external_id="visitor", text=text))
     transactions: list[str] = []
@@ -233,16 +233,13 @@ def test_a_new_message_and_its_turn_are_one_transaction(
     finally:
         event.remove(db_engine, "begin", begun)
     assert len(transactions) == 1
-    standing_reads = [s for s in seen if "FROM conversations JOIN leads" in s]
-    if db_engine.dialect.name == "sqlite":
-        assert standing_reads == []
-        updated = sorted(s.split()[1] for s in seen if s.startswith("UPDATE"))
-        assert updated == ["conversations", "leads", "messages"]  # messages: the claim
-        assert len(seen) <= 8, seen
-    else:
-        assert len(standing_reads) == 1
-        assert "FOR UPDATE" in standing_reads[0]
-        assert len(seen) <= 11, seen
+    assert [s for s in seen if "FROM conversations JOIN leads" in s] == []
+    [sender] = [s for s in seen if "FROM identities JOIN leads" in s]
+    if db_engine.dialect.name == "postgresql":
+        assert "FOR UPDATE OF leads" in sender
+    updated = sorted(s.split()[1] for s in seen if s.startswith("UPDATE"))
+    assert updated == ["conversations", "leads", "messages"]  # messages: the claim
+    assert len(seen) <= 8, seen
     with factory() as session:
         stored = session.scalars(
             select(Message).where(Message.direction == "in").order_by(Message.id.desc())
