@@ -16,11 +16,13 @@ conversation (800 messages over 40 customers, interleaved) with its first and la
 side by side, the Python calls of a steady message beside the floor's (a measure of work the
 machine's load does not move), the CPU ratio of steady messages measured in turns with the floor
 (`--pairs` pairs of 100-message rounds, floor then bot, in this process: what the machine's load
-does to one round of a pair it does to the other), model calls, the prompt size (characters of
-all messages sent to the model) at message 5 and message `--long` of one conversation, and the
-worker path: the short run's messages stored as a webhook stores them, then answered as a
-worker's task runs a conversation, with the SQL statements of each part (the store, the task's
-first question, the bot run).
+does to one round of a pair it does to the other), the same for the short run (`--pairs` new short
+runs of 10 customers x 10 messages, each after 100 messages of the floor) and for the long run
+(run again on new customers, in rounds of 100 messages, each after 100 of the floor), model
+calls, the prompt size (characters of all messages sent to the model) at message 5 and message
+`--long` of one conversation, and the worker path: the short run's messages stored as a webhook
+stores them, then answered as a worker's task runs a conversation, with the SQL statements of
+each part (the store, the task's first question, the bot run).
 
 `--rss N` sends N messages (over `--rss-customers` customers) through one `BotService` and prints
 the process's resident memory every 2,000 messages and its spread from message 4,000 on.
@@ -44,7 +46,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -243,59 +246,127 @@ def steady_text(index: int, conversations: int) -> str:
     return SCRIPT[1 + (index // conversations) % (len(SCRIPT) - 1)]
 
 
-def run_paired(
-    service: BotService, conversations: int, pairs: int, per_round: int = 100
-) -> dict[str, Any] | None:
-    """The bot's CPU time per message against the floor's, measured in turns in this process:
-    `pairs` pairs of rounds (`per_round` messages of the floor, then as many of the bot, steady:
-    conversations whose first message went before), and the ratio of each pair. A pair's two
-    rounds run a few hundred milliseconds apart, so what the machine's load does to one it does
-    to the other; the floor's single run before the bot's (the table's "x floor") can fall on a
-    quieter or a busier second. None without the floor."""
-    if not FLOOR.exists() or pairs <= 0:
-        return None
-    floor = runpy.run_path(str(FLOOR))
-    with tempfile.TemporaryDirectory(prefix="leaddesk-floor-paired-") as tmp:
-        message, engine = floor_messages(floor, Path(tmp))
-        sent = [0, 0]
+class FloorRounds:
+    """The floor's graph in this process, on a SQLite file of its own, sending its messages in
+    rounds: each round's CPU time per message, to set beside a round of the bot's that runs a few
+    hundred milliseconds later (what the machine's load does to one it does to the other; the
+    floor's single run before the bot's, the table's "x floor", can fall on a quieter or a busier
+    second)."""
 
-        def floor_round() -> float:
-            cpu = time.process_time()
-            for _ in range(per_round):
-                message(sent[0])
-                sent[0] += 1
-            return (time.process_time() - cpu) / per_round * 1000
+    def __init__(self, directory: Path) -> None:
+        floor = runpy.run_path(str(FLOOR))
+        self._message, self._engine = floor_messages(floor, directory)
+        self._sent = 0
+        self.round()  # warm-up of the floor's graph and file
 
-        def bot_round() -> float:
-            cpu = time.process_time()
-            for _ in range(per_round):
-                index = sent[1]
-                sent[1] += 1
-                text = steady_text(index, conversations)
-                service.handle(
-                    Inbound(
-                        channel="web",
-                        external_id=f"paired-{index % conversations}",
-                        text=text,
-                    )
-                )
-            return (time.process_time() - cpu) / per_round * 1000
+    def round(self, messages: int = 100) -> float:
+        cpu = time.process_time()
+        for _ in range(messages):
+            self._message(self._sent)
+            self._sent += 1
+        return (time.process_time() - cpu) / messages * 1000
 
-        for number in range(conversations):
-            service.handle(Inbound(channel="web", external_id=f"paired-{number}", text=SCRIPT[0]))
-        floor_round()  # warm-up of the floor's graph and file
-        rounds = [(floor_round(), bot_round()) for _ in range(pairs)]
-        engine.dispose()
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def in_turns(floor: FloorRounds, bot_rounds: Iterable[Callable[[], float]]) -> dict[str, Any]:
+    """Each of the bot's rounds (a function: its CPU ms per message) after a floor round of as
+    many messages: the ratio of each pair, their median and range, and the ratio of the sums."""
+    rounds = []
+    for bot_round in bot_rounds:
+        floor_cpu = floor.round()
+        rounds.append((floor_cpu, bot_round()))
     ratios = sorted(bot / floor_cpu for floor_cpu, bot in rounds)
     return {
-        "pairs": pairs,
-        "per_round": per_round,
+        "pairs": len(rounds),
         "ratio_median": statistics.median(ratios),
         "ratio_min": ratios[0],
         "ratio_max": ratios[-1],
+        "ratio_of_sums": sum(b for _, b in rounds) / sum(f for f, _ in rounds),
         "floor_cpu_ms": statistics.median(f for f, _ in rounds),
         "bot_cpu_ms": statistics.median(b for _, b in rounds),
     }
+
+
+def timed_round(messages: Iterable[Inbound], service: BotService) -> float:
+    """Send `messages` to the bot; its CPU ms per message."""
+    sent = 0
+    cpu = time.process_time()
+    for inbound in messages:
+        service.handle(inbound)
+        sent += 1
+    return (time.process_time() - cpu) / sent * 1000
+
+
+def run_paired(
+    service: BotService, floor: FloorRounds, conversations: int, pairs: int, per_round: int = 100
+) -> dict[str, Any]:
+    """Steady messages in turns with the floor: `pairs` rounds of `per_round` messages of the
+    customer script over `conversations` conversations whose first message went before."""
+    sent = [0]
+
+    def steady_round() -> float:
+        start, sent[0] = sent[0], sent[0] + per_round
+        return timed_round(
+            (
+                Inbound(
+                    channel="web",
+                    external_id=f"paired-{index % conversations}",
+                    text=steady_text(index, conversations),
+                )
+                for index in range(start, start + per_round)
+            ),
+            service,
+        )
+
+    for number in range(conversations):
+        service.handle(Inbound(channel="web", external_id=f"paired-{number}", text=SCRIPT[0]))
+    return {**in_turns(floor, (steady_round for _ in range(pairs))), "per_round": per_round}
+
+
+def short_run(conversations: int, messages: int, name: str) -> list[Inbound]:
+    """The short run's messages: `messages` of the customer script from each of `conversations`
+    new customers, interleaved (every message answered; the first ones create leads)."""
+    return [
+        Inbound(channel="web", external_id=f"{name}-{number}", text=SCRIPT[turn % len(SCRIPT)])
+        for turn in range(messages)
+        for number in range(conversations)
+    ]
+
+
+def long_run(customers: int, per_customer: int, name: str) -> list[Inbound]:
+    """The long run's messages: `per_customer` messages from each of `customers` customers,
+    interleaved."""
+    return [
+        Inbound(
+            channel="web",
+            external_id=f"{name}-{number}",
+            text=f"{SCRIPT[(turn + number) % len(SCRIPT)]} ({turn + 1})",
+        )
+        for turn in range(per_customer)
+        for number in range(customers)
+    ]
+
+
+def run_short_in_turns(service: BotService, floor: FloorRounds, pairs: int) -> dict[str, Any]:
+    """Short runs in turns with the floor: `pairs` new short runs of 10 customers x 10 messages
+    (100 messages, every one answered), each after 100 messages of the floor."""
+    runs = (partial(timed_round, short_run(10, 10, f"short-{n}"), service) for n in range(pairs))
+    return in_turns(floor, runs)
+
+
+def run_long_in_turns(
+    service: BotService, floor: FloorRounds, customers: int, per_customer: int
+) -> dict[str, Any]:
+    """The long run in turns with the floor: its messages in rounds of 100, each after 100
+    messages of the floor."""
+    messages = long_run(customers, per_customer, "turns")
+    runs = (
+        partial(timed_round, messages[start : start + 100], service)
+        for start in range(0, len(messages), 100)
+    )
+    return in_turns(floor, runs)
 
 
 def run_calls(service: BotService, conversations: int, counted: int = CALLS_COUNTED) -> float:
@@ -346,14 +417,11 @@ def run_throughput(
     statements: list[int] = []
     started = time.perf_counter()
     # Interleave conversations, as real traffic does.
-    for turn in range(messages):
-        for number in range(conversations):
-            text = SCRIPT[turn % len(SCRIPT)]
-            inbound = Inbound(channel="web", external_id=f"visitor-{number}", text=text)
-            wall, cpu, count = handle_timed(service, inbound, counter)
-            walls.append(wall)
-            cpus.append(cpu)
-            statements.append(count)
+    for inbound in short_run(conversations, messages, "visitor"):
+        wall, cpu, count = handle_timed(service, inbound, counter)
+        walls.append(wall)
+        cpus.append(cpu)
+        statements.append(count)
     return summary(walls, cpus, statements, time.perf_counter() - started)
 
 
@@ -410,14 +478,11 @@ def run_many_leads(
     cpus: list[float] = []
     statements: list[int] = []
     started = time.perf_counter()
-    for turn in range(per_customer):
-        for number in range(customers):
-            text = f"{SCRIPT[(turn + number) % len(SCRIPT)]} ({turn + 1})"
-            inbound = Inbound(channel="web", external_id=f"customer-{number}", text=text)
-            wall, cpu, count = handle_timed(service, inbound, counter)
-            walls.append(wall)
-            cpus.append(cpu)
-            statements.append(count)
+    for inbound in long_run(customers, per_customer, "customer"):
+        wall, cpu, count = handle_timed(service, inbound, counter)
+        walls.append(wall)
+        cpus.append(cpu)
+        statements.append(count)
     result: dict[str, Any] = summary(walls, cpus, statements, time.perf_counter() - started)
     window = min(100, len(walls) // 2)
     for name, part in (("first", slice(0, window)), ("last", slice(len(walls) - window, None))):
@@ -565,14 +630,15 @@ def main(argv: list[str] | None = None) -> int:
     results["retrieval"] = run_retrieval(args.retrieval_rounds)
     with tempfile.TemporaryDirectory(prefix="leaddesk-bot-bench-") as tmp:
         directory = Path(tmp)
+        floor = FloorRounds(directory) if results["floor"] is not None and args.pairs > 0 else None
         with scratch_database(directory, "short", args.database) as url:
             offline, engine, counter = make_service(url, None)
             results["offline"] = run_throughput(offline, counter, args.conversations, args.messages)
             with counter.paused():
                 results["offline"]["calls"] = run_calls(offline, args.conversations)
-                results["paired"] = (
-                    None if args.no_floor else run_paired(offline, args.conversations, args.pairs)
-                )
+                if floor is not None:
+                    results["paired"] = run_paired(offline, floor, args.conversations, args.pairs)
+                    results["short_in_turns"] = run_short_in_turns(offline, floor, args.pairs)
             engine.dispose()
         with scratch_database(directory, "worker", args.database) as url:
             offline, engine, counter = make_service(url, None)
@@ -585,6 +651,11 @@ def main(argv: list[str] | None = None) -> int:
             results["many_leads"] = run_many_leads(
                 offline, counter, args.customers, args.per_customer
             )
+            if floor is not None:
+                with counter.paused():
+                    results["long_in_turns"] = run_long_in_turns(
+                        offline, floor, args.customers, args.per_customer
+                    )
             engine.dispose()
 
         with FakeOpenAI() as fake:
@@ -601,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
             results["prompt_growth"] = run_long_conversation(long_service, fake, args.long)
             engine.dispose()
 
+        if floor is not None:
+            floor.close()
         if args.rss:
             with scratch_database(directory, "rss", args.database) as url:
                 service, engine, _ = make_service(url, None)
@@ -673,6 +746,25 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"the floor's (median of {paired['pairs']} pairs of {paired['per_round']}-message "
             f"rounds, floor then bot; {paired['ratio_min']:.2f}-{paired['ratio_max']:.2f}; "
             f"medians {paired['bot_cpu_ms']:.2f} and {paired['floor_cpu_ms']:.2f} cpu ms/msg)"
+        )
+    short_turns = results.get("short_in_turns")
+    if short_turns:
+        print(
+            f"  offline short, interleaved with the floor: cpu "
+            f"{short_turns['ratio_median']:.2f}x the floor's (median of {short_turns['pairs']} "
+            "pairs: 100 messages of the floor, then a new short run of 10 customers x 10 "
+            f"messages; {short_turns['ratio_min']:.2f}-{short_turns['ratio_max']:.2f}; sums "
+            f"{short_turns['ratio_of_sums']:.2f}x; medians {short_turns['bot_cpu_ms']:.2f} and "
+            f"{short_turns['floor_cpu_ms']:.2f} cpu ms/msg)"
+        )
+    long_turns = results.get("long_in_turns")
+    if long_turns:
+        print(
+            f"  offline {many['messages']}, interleaved with the floor: cpu "
+            f"{long_turns['ratio_of_sums']:.2f}x the floor's (the run again, {args.customers} "
+            f"new customers, in {long_turns['pairs']} rounds of 100 messages, each after 100 of "
+            f"the floor; sums; rounds {long_turns['ratio_min']:.2f}-"
+            f"{long_turns['ratio_max']:.2f}, median {long_turns['ratio_median']:.2f}x)"
         )
     print(
         f"  growth: last/first {many['window']} cpu "
