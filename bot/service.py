@@ -32,7 +32,9 @@ from store.models import utcnow
 
 log = logging.getLogger(__name__)
 
-# Runs per call: a burst that arrives while the model is thinking gets its own turn right after.
+# Runs per call for messages that arrive while a turn runs (the model thinking): each gets its own
+# turn right after, up to this many. A backlog of more than a burst's messages (`Deps.max_burst`)
+# is answered whole, a burst per run, whatever its length: each of those runs claims its burst.
 MAX_RUNS = 6
 # What a run hands back to the service: LangGraph then reads only these of the state's channels
 # after each step, not all 31 (reading them all was a twentieth of a steady message's work).
@@ -167,7 +169,8 @@ class BotService:
 
     def _run(self, graph_input: BotState) -> list[Reply]:
         replies: list[Reply] = []
-        for _ in range(MAX_RUNS):
+        reruns = 0
+        while True:
             context = BotContext(prompts=self.prompts, now=self.clock())
             result = self._invoke(graph_input, context)
             turn: list[Reply] = list(result.get("replies") or [])
@@ -176,14 +179,15 @@ class BotService:
             conversation_id = result.get("conversation_id")
             outcome = result.get("outcome")
             if conversation_id is None:
-                break
-            if outcome == "superseded" or (
-                outcome in ("replied", "quiet") and result.get("more_pending")
-            ):
+                return replies
+            if outcome in ("replied", "quiet") and result.get("more_pending"):
+                # Older messages wait besides the burst this run claimed: the next burst's turn.
                 graph_input = {"conversation_id": conversation_id}
                 continue
-            break
-        return replies
+            reruns += 1
+            if outcome != "superseded" or reruns >= MAX_RUNS:
+                return replies
+            graph_input = {"conversation_id": conversation_id}
 
     def _invoke(self, graph_input: BotState, context: BotContext) -> Any:
         """One run of the graph. A new message's run is one transaction from storing the message

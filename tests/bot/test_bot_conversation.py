@@ -72,6 +72,27 @@ def test_a_burst_gets_one_reply_one_score_and_is_processed_together(chat):
     assert chat.count(Message, Message.direction == "out") == 1 and len(chat.score_events()) == 1
 
 
+def test_a_backlog_longer_than_the_runs_of_a_call_is_answered_whole(chat):
+    # 80 messages waiting (a bot process that was down, a customer who kept writing): a burst
+    # (12) per run, more runs than a call gives messages that arrive while a turn runs (6).
+    texts = [f"Are you there? ({number})" for number in range(79)]
+    texts.append("How much is the Home package?")
+    with chat.session_factory.begin() as session:
+        for text in texts:
+            inbound = Inbound("web", "backlog-1", text, sent_at=chat.clock())
+            stored = ingest(inbound, session=session)
+        conversation_id = stored.conversation.id
+    replies = chat.service.process_conversation(conversation_id)
+    assert len(replies) == 7  # ceil(80 / 12) bursts, each answered once
+    assert "$12,400" in replies[0].text  # the newest burst first
+    with chat.session_factory() as session:
+        waiting = session.scalars(
+            select(Message.id).where(Message.direction == "in", Message.processed_at.is_(None))
+        ).all()
+    assert waiting == []
+    assert chat.service.process_conversation(conversation_id) == []
+
+
 def test_a_redelivered_channel_message_is_answered_once(chat):
     first = chat.say("How much is the Home package?", message_id="wamid.1")
     again = chat.say("How much is the Home package?", message_id="wamid.1")
