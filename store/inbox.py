@@ -1,23 +1,24 @@
 """The webhook inbox: events acknowledged to their channel, waiting to be ingested.
 
 A webhook request adds its events with one multi-row INSERT … ON CONFLICT DO NOTHING (`enqueue`,
-SQLAlchemy Core, no ORM), so a redelivered message is dropped by the unique index. A drain claims
+on the driver's cursor), so a redelivered message is dropped by the unique index. A drain claims
 unprocessed rows oldest first (`claim`), ingests them and marks them (`mark_processed`); an event
 that keeps failing is set aside with its error after `MAX_ATTEMPTS` (`record_failures`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Dialect, Row, bindparam, delete, func, select, update
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 
-from store.db import insert_for
 from store.models import Inbox, table_of
 from store.tenancy import current_workspace
 
@@ -57,35 +58,107 @@ def enqueue(
     """Insert the events in one statement; return the (channel, dedupe key) pairs that were new
     (not redeliveries; a key twice among `events` is new once).
 
-    Events without a dedupe key are always inserted (and not returned)."""
+    Events without a dedupe key are always inserted (and not returned).
+
+    The statement goes to the driver's cursor, in `connection`'s transaction: SQLAlchemy's
+    execution around it (its context, result and the rows' bind processing) cost the web process
+    more CPU than the insert itself. The columns' own bind processors convert the values, as
+    SQLAlchemy's execution would, and a driver's error is raised as SQLAlchemy raises it."""
     if not events:
         return []
-    rows = [
-        {
-            "channel": e.channel,
-            "kind": e.kind,
-            "dedupe_key": e.dedupe_key,
-            "event": e.event,
-            "received_at": e.received_at or now,
-            "attempts": 0,
-            "workspace_id": e.workspace_id if e.workspace_id is not None else current_workspace(),
-        }
-        for e in events
-    ]
-    # A list of parameters: one cached statement, sent as one multi-row INSERT ("insertmanyvalues").
-    result = connection.execute(_enqueue_statement(connection.dialect.name), rows)
-    return [(channel, key) for channel, key in result if key is not None]
+    dialect = connection.dialect
+    event_value, time_value = _converters(dialect)
+    workspace = current_workspace()
+    # Meta sends at most 1000 events a webhook: 6,000 parameters, within both databases' limits.
+    sql = _enqueue_sql(dialect.name, len(events))
+    params: list[Any] = []
+    try:
+        for e in events:
+            params += (
+                e.workspace_id if e.workspace_id is not None else workspace,
+                e.channel,
+                e.kind,
+                e.dedupe_key,
+                event_value(e.event),
+                time_value(e.received_at or now),
+            )
+    except (TypeError, ValueError) as exc:
+        raise _not_json(exc, sql) from exc
+    rows = _on_cursor(connection, sql, params)
+    return [(channel, key) for channel, key in rows if key is not None]
 
 
-@cache
-def _enqueue_statement(dialect: str) -> Any:
-    """`enqueue`'s INSERT ... ON CONFLICT DO NOTHING RETURNING, built once per dialect (composing
-    it, and its cache key, cost more than a webhook's own share of the insert)."""
+@lru_cache(maxsize=16)
+def _converters(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The event's and the arrival time's bind processors on `dialect` (JSON text or the driver's
+    JSON wrapper; the stored form of a UTC time)."""
+
+    def processor(column: str) -> Callable[[Any], Any]:
+        kind = _TABLE.c[column].type
+        found = kind.dialect_impl(dialect).bind_processor(dialect)
+        return found if found is not None else _as_is
+
+    return processor("event"), processor("received_at")
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+@lru_cache(maxsize=64)
+def _enqueue_sql(dialect: str, rows: int) -> str:
+    """`enqueue`'s INSERT ... ON CONFLICT DO NOTHING RETURNING for `rows` rows, in the driver's
+    parameter style (qmark for sqlite3, format for psycopg)."""
+    mark = "%s" if dialect == "postgresql" else "?"
+    row = f"({mark}, {mark}, {mark}, {mark}, {mark}, {mark}, 0)"
     return (
-        insert_for(dialect)(_TABLE)
-        .on_conflict_do_nothing(index_elements=["workspace_id", "channel", "dedupe_key"])
-        .returning(_TABLE.c.channel, _TABLE.c.dedupe_key)
+        "INSERT INTO inbox (workspace_id, channel, kind, dedupe_key, event, received_at, "
+        f"attempts) VALUES {', '.join([row] * rows)} "
+        "ON CONFLICT (workspace_id, channel, dedupe_key) DO NOTHING "
+        "RETURNING channel, dedupe_key"
     )
+
+
+def _not_json(exc: Exception, sql: str) -> StatementError:
+    """An event the JSON column cannot take, raised as SQLAlchemy's execution raises it."""
+    return StatementError(
+        f"an inbox row could not be written ({type(exc).__name__}: {exc})",
+        sql,
+        None,
+        exc,
+        hide_parameters=True,
+    )
+
+
+def _on_cursor(connection: Connection, sql: str, params: list[Any]) -> list[Any]:
+    """Run `sql` on the driver's cursor of `connection` and return its rows; a driver's error
+    becomes SQLAlchemy's (`DBAPIError.instance`: OperationalError, IntegrityError, ...), the
+    parameters hidden, and a lost connection is invalidated as SQLAlchemy would."""
+    dialect = connection.dialect
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+    except dialect.loaded_dbapi.Error as exc:
+        lost = dialect.is_disconnect(exc, driver, cursor)
+        if lost:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            None,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from exc
+    except (TypeError, ValueError) as exc:  # psycopg's JSON wrapper dumps as it sends
+        raise _not_json(exc, sql) from exc
+    finally:
+        with contextlib.suppress(Exception):
+            cursor.close()
 
 
 def claim(
