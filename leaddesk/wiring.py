@@ -39,6 +39,7 @@ from leaddesk.worker.setup import prepare_database
 from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
 from store import inbox as inbox_store
 from store import make_engine, make_session_factory
+from store.db import writer_waiting
 from store.domain import tasks
 from store.domain.takeover import human_took_over
 from store.domain.waiting import assign_waiting_leads
@@ -71,17 +72,38 @@ CATCH_UP_SECONDS = 30.0
 # In-process (no broker) the inbox is drained "acknowledge first": after DRAIN_LULL seconds without
 # a webhook, or DRAIN_MAX_DELAY after the first one under sustained load. While webhooks keep
 # coming (one within DRAIN_BUSY seconds) it drains for DRAIN_BUDGET seconds at a time with
-# DRAIN_PAUSE between stretches; once they stop, to the end. The bot's quiet window (seconds)
-# hides the delay.
+# DRAIN_PAUSE between stretches (on SQLite a stretch ends sooner when a webhook waits for the
+# write turn, while the inbox lags by less than DRAIN_LAG); once they stop, to the end. The bot's
+# quiet window (seconds) hides the delay.
 DRAIN_LULL = 0.05
 DRAIN_MAX_DELAY = 0.3
 DRAIN_BUSY = 0.5
 DRAIN_BUDGET = 0.05
 DRAIN_PAUSE = 0.25
+# While the inbox's oldest waiting event is younger than this (seconds), the drain also gives way
+# as soon as a webhook waits for SQLite's write turn.
+DRAIN_LAG = 1.0
 # Inbox events ingested per transaction (SQLite: a webhook may wait for one to commit). Messages
 # from known senders in a batch are stored by one statement: fuller batches, fewer round trips.
 DRAIN_BATCH = 32
 SQLITE_DRAIN_BATCH = 2
+
+
+def drain_gives_way(
+    spent: float, *, since_webhook: float, lag: float, writer_waits: Callable[[], bool]
+) -> bool:
+    """Whether the in-process drain ends its stretch after a batch (`InboxDrain.drain`'s pause):
+    never once webhooks stopped coming (DRAIN_BUSY), after DRAIN_BUDGET seconds of draining while
+    they come, and sooner when a webhook waits for SQLite's write turn (`writer_waits`), which
+    the drain's next transaction would hold up, while the inbox lags by less than DRAIN_LAG (`lag`:
+    how long the last batch's oldest event had waited): a longer stream still has its stretches
+    drained, and a lag under a second is within the shipped quiet window (2.5 s), which the
+    bot waits out from a message's arrival anyway."""
+    if since_webhook >= DRAIN_BUSY:
+        return False
+    if spent >= DRAIN_BUDGET:
+        return True
+    return lag < DRAIN_LAG and writer_waits()
 
 
 @dataclass
@@ -319,7 +341,12 @@ def build_runtime(
 
     def give_way(spent: float) -> bool:
         assert isinstance(dispatcher, ThreadDispatcher)
-        return spent >= DRAIN_BUDGET and dispatcher.seconds_since_submit(INBOX_KEY) < DRAIN_BUSY
+        return drain_gives_way(
+            spent,
+            since_webhook=dispatcher.seconds_since_submit(INBOX_KEY),
+            lag=inbox.lag,
+            writer_waits=lambda: writer_waiting(engine),
+        )
 
     bot_here = dispatcher is None
     dispatcher = (

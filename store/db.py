@@ -196,6 +196,8 @@ class FileTurn:
         self._paths = (path, f"{path}-gate")
         self._fds: tuple[int, int] | None = None
         self._pid = 0
+        self._probe: int | None = None
+        self._probe_pid = 0
 
     def _descriptors(self) -> tuple[int, int]:
         if self._fds is None or self._pid != os.getpid():
@@ -230,6 +232,27 @@ class FileTurn:
             with contextlib.suppress(OSError):
                 fcntl.flock(self._fds[0], fcntl.LOCK_UN)
 
+    def someone_waits(self) -> bool:
+        """Whether a writer waits for the turn now: it holds the gate while it waits. Looked at
+        through a file description of its own (taking the gate through the one `acquire` uses
+        and letting it go would let go of this process's own hold). A writer of this process
+        waiting counts too."""
+        if self._probe is None or self._probe_pid != os.getpid():
+            try:
+                self._probe = os.open(self._paths[1], os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                return False
+            self._probe_pid = os.getpid()
+        try:
+            fcntl.flock(self._probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        with contextlib.suppress(OSError):
+            fcntl.flock(self._probe, fcntl.LOCK_UN)
+        return False
+
 
 def _lock_file(fd: int, deadline: float) -> bool:
     """Take an exclusive `flock` on `fd`, looking again with a growing pause (at most 2 ms)
@@ -254,6 +277,8 @@ _FILE_TURN = "leaddesk_file_turn"
 _QUEUED: weakref.WeakKeyDictionary[Engine, Callable[[dict[Any, Any]], None]] = (
     weakref.WeakKeyDictionary()
 )
+# Each queued file engine's look at whether a writer waits for the turn between processes.
+_WAITING: weakref.WeakKeyDictionary[Engine, Callable[[], bool]] = weakref.WeakKeyDictionary()
 
 
 def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) -> None:
@@ -297,9 +322,19 @@ def queue_sqlite_writers(engine: Engine, timeout: float = SQLITE_WRITE_TIMEOUT) 
             release(record.info)
 
     _QUEUED[engine] = release
+    if between is not None:
+        _WAITING[engine] = between.someone_waits
     event.listen(engine, "before_cursor_execute", take_turn)
     for name in ("checkin", "invalidate", "soft_invalidate", "detach"):
         event.listen(engine.pool, name, end_turn)
+
+
+def writer_waiting(engine: Engine) -> bool:
+    """Whether a writer of another process (or another thread of this one) waits for the SQLite
+    file's write turn now (`FileTurn.someone_waits`): work that can wait gives way to it. False
+    on an engine whose writers do not queue (PostgreSQL, an in-memory database)."""
+    someone_waits = _WAITING.get(engine)
+    return someone_waits is not None and someone_waits()
 
 
 def end_write_turn(connection: Connection) -> None:

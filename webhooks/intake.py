@@ -43,7 +43,7 @@ from store.leads import (
     settled_sender,
 )
 from store.messages import Inbound, Ingested, ingest, ingest_known
-from store.models import VERIFIED, Conversation, Identity, Lead, Message, utcnow
+from store.models import VERIFIED, Conversation, Identity, Lead, Message, as_utc, utcnow
 from store.tenancy import in_workspace
 from webhooks.events import DELIVERY_RANK, ParsedBatch, StatusUpdate
 
@@ -398,6 +398,8 @@ class InboxDrain:
         self._batch_size = batch_size
         self._prune_every = prune_every
         self._pruned_at = float("-inf")
+        # How long the oldest event of the last batch had waited when the batch claimed it.
+        self.lag = 0.0
 
     def drain(self, pause: Callable[[float], bool] | None = None) -> DrainReport:
         """Drain until the inbox is empty, or until `pause(seconds spent)` says to give way to
@@ -442,6 +444,8 @@ class InboxDrain:
                 rows = inbox.claim(session=session, limit=self._batch_size, after_id=after_id)
                 if not rows:
                     return after_id, 0
+                oldest = as_utc(rows[0].received_at)
+                self.lag = 0.0 if oldest is None else (self._clock() - oldest).total_seconds()
                 self._apply_batch(rows, session, self._clock(), batch_touched, result)
                 inbox.mark_processed([row.id for row in rows], session=session, now=self._clock())
         except OperationalError:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from leaddesk.wiring import DRAIN_BUDGET, DRAIN_BUSY, DRAIN_LAG, drain_gives_way
 from leaddesk.worker.dispatcher import ThreadDispatcher
 from leaddesk.worker.locks import make_locks
 from leaddesk.worker.sweeper import Sweeper
@@ -376,6 +377,34 @@ def test_a_drain_gives_way_between_batches_when_asked_and_resumes_where_it_left(
     rest = drain.drain(pause=lambda spent: False)
     assert not rest.more and rest.processed == 3
     assert inbound_texts(session_factory) == ["a", "b", "c", "d", "e"]
+
+
+def test_a_drain_knows_how_long_its_last_batch_waited(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    clock = Clock()
+    queue_batch(text_batch("a", "b", "c"), engine=db_engine, now=clock.now)
+    drain = make_drain(session_factory, clock, [])  # two events per batch
+    assert drain.lag == 0.0
+    clock.advance(seconds=3)
+    drain.drain(pause=lambda spent: True)
+    assert drain.lag == pytest.approx(3.0)
+
+
+def test_the_in_process_drain_gives_way_to_a_waiting_webhook_only_while_the_inbox_keeps_up() -> (
+    None
+):
+    def gives_way(spent: float, since: float, lag: float, waits: bool) -> bool:
+        return drain_gives_way(spent, since_webhook=since, lag=lag, writer_waits=lambda: waits)
+
+    # Webhooks stopped coming: the drain goes on to the end, whoever waits.
+    assert not gives_way(spent=1.0, since=DRAIN_BUSY, lag=0.0, waits=True)
+    # They keep coming: a stretch ends after DRAIN_BUDGET seconds...
+    assert gives_way(spent=DRAIN_BUDGET, since=0.01, lag=5.0, waits=False)
+    assert not gives_way(spent=0.0, since=0.01, lag=0.2, waits=False)
+    # ...and sooner for a webhook waiting for the write turn, while the inbox keeps up.
+    assert gives_way(spent=0.0, since=0.01, lag=0.2, waits=True)
+    assert not gives_way(spent=0.0, since=0.01, lag=DRAIN_LAG, waits=True)
 
 
 def test_the_bot_waits_for_a_lagging_drain_but_not_for_events_in_flight_or_an_old_backlog(

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import OperationalError
 
 from store import make_engine, make_session_factory, read_session, upgrade
-from store.db import FileTurn, TurnQueue
+from store.db import FileTurn, TurnQueue, writer_waiting
 from store.models import Lead
 
 
@@ -88,6 +88,40 @@ def test_a_process_waiting_for_the_file_turn_gets_it_while_the_holder_keeps_aski
         stop.set()
         worker.join(10)
     assert waited_through <= 2
+
+
+def test_a_writer_waiting_for_the_file_turn_is_seen_by_another_process(tmp_path: Path) -> None:
+    """`someone_waits` (what the drain gives way to): true while a writer waits for the turn,
+    false once it has had it; looking does not take the waiting writer's place."""
+    path = str(tmp_path / "turns.db-writers")
+    holder, writer, looker = FileTurn(path), FileTurn(path), FileTurn(path)
+    assert not looker.someone_waits()
+    assert holder.acquire(5)
+    assert not looker.someone_waits()  # a holder alone is not waiting
+    got: list[bool] = []
+    waiting = threading.Thread(target=lambda: got.append(writer.acquire(5)))
+    waiting.start()
+    deadline = time.monotonic() + 5
+    while not looker.someone_waits():
+        assert time.monotonic() < deadline, "the waiting writer was never seen"
+        time.sleep(0.001)
+    assert looker.someone_waits()  # looking again changes nothing
+    holder.release()
+    waiting.join(5)
+    assert got == [True]
+    writer.release()
+    assert not looker.someone_waits()
+
+
+def test_only_a_sqlite_files_engine_can_have_a_writer_waiting(tmp_path: Path) -> None:
+    file_engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    memory_engine = make_engine("sqlite://")
+    try:
+        assert writer_waiting(file_engine) is False
+        assert writer_waiting(memory_engine) is False  # one shared connection: nobody queues
+    finally:
+        file_engine.dispose()
+        memory_engine.dispose()
 
 
 def test_a_gate_that_cannot_be_opened_leaves_the_decision_to_sqlite_and_no_descriptor_open(
