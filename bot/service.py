@@ -32,9 +32,10 @@ from store.models import utcnow
 
 log = logging.getLogger(__name__)
 
-# Runs per call for messages that arrive while a turn runs (the model thinking): each gets its own
-# turn right after, up to this many. A backlog of more than a burst's messages (`Deps.max_burst`)
-# is answered whole, a burst per run, whatever its length: each of those runs claims its burst.
+# Runs per call after a run that another one superseded (it found its burst claimed first). A run
+# that leaves customer messages waiting besides its burst (a backlog of more than `Deps.max_burst`
+# messages, or messages that came while it ran) is followed by another until none waits, whatever
+# their number: each of those runs claims its burst in the transaction that saves it.
 MAX_RUNS = 6
 # What a run hands back to the service: LangGraph then reads only these of the state's channels
 # after each step, not all 31 (reading them all was a twentieth of a steady message's work).
@@ -181,7 +182,7 @@ class BotService:
             if conversation_id is None:
                 return replies
             if outcome in ("replied", "quiet") and result.get("more_pending"):
-                # Older messages wait besides the burst this run claimed: the next burst's turn.
+                # Messages wait besides the burst this run claimed: the next burst's turn.
                 graph_input = {"conversation_id": conversation_id}
                 continue
             reruns += 1
