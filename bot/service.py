@@ -181,13 +181,11 @@ class BotService:
             outcome = result.get("outcome")
             if conversation_id is None:
                 return replies
-            if outcome in ("replied", "quiet") and result.get("more_pending"):
-                # Messages wait besides the burst this run claimed: the next burst's turn.
-                graph_input = {"conversation_id": conversation_id}
-                continue
-            reruns += 1
-            if outcome != "superseded" or reruns >= MAX_RUNS:
-                return replies
+            # Messages waiting besides the burst this run claimed get the next burst's turn.
+            if not (outcome in ("replied", "quiet") and result.get("more_pending")):
+                reruns += 1
+                if outcome != "superseded" or reruns >= MAX_RUNS:
+                    return replies
             graph_input = {"conversation_id": conversation_id}
 
     def _invoke(self, graph_input: BotState, context: BotContext) -> Any:

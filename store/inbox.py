@@ -82,9 +82,17 @@ def enqueue(
                 event_value(e.event),
                 time_value(e.received_at or now),
             )
+        rows = _on_cursor(connection, sql, params)
     except (TypeError, ValueError) as exc:
-        raise _not_json(exc, sql) from exc
-    rows = _on_cursor(connection, sql, params)
+        # An event the JSON column cannot take (psycopg's JSON wrapper dumps it as it sends),
+        # raised as SQLAlchemy's execution raises it: the webhook answers 503.
+        raise StatementError(
+            f"an inbox row could not be written ({type(exc).__name__}: {exc})",
+            sql,
+            None,
+            exc,
+            hide_parameters=True,
+        ) from exc
     return [(channel, key) for channel, key in rows if key is not None]
 
 
@@ -119,17 +127,6 @@ def _enqueue_sql(dialect: str, rows: int) -> str:
     )
 
 
-def _not_json(exc: Exception, sql: str) -> StatementError:
-    """An event the JSON column cannot take, raised as SQLAlchemy's execution raises it."""
-    return StatementError(
-        f"an inbox row could not be written ({type(exc).__name__}: {exc})",
-        sql,
-        None,
-        exc,
-        hide_parameters=True,
-    )
-
-
 def _on_cursor(connection: Connection, sql: str, params: list[Any]) -> list[Any]:
     """Run `sql` on the driver's cursor of `connection` and return its rows; a driver's error
     becomes SQLAlchemy's (`DBAPIError.instance`: OperationalError, IntegrityError, ...), the
@@ -154,8 +151,6 @@ def _on_cursor(connection: Connection, sql: str, params: list[Any]) -> list[Any]
             connection_invalidated=lost,
             dialect=dialect,
         ) from exc
-    except (TypeError, ValueError) as exc:  # psycopg's JSON wrapper dumps as it sends
-        raise _not_json(exc, sql) from exc
     finally:
         with contextlib.suppress(Exception):
             cursor.close()

@@ -74,7 +74,7 @@ def test_a_burst_gets_one_reply_one_score_and_is_processed_together(chat):
 
 def test_a_backlog_longer_than_the_runs_of_a_call_is_answered_whole(chat):
     # 80 messages waiting (a bot process that was down, a customer who kept writing): a burst
-    # (12) per run, more runs than a call gives messages that arrive while a turn runs (6).
+    # (12) per run, more runs than a call gives runs again after a superseded one (6).
     texts = [f"Are you there? ({number})" for number in range(79)]
     texts.append("How much is the Home package?")
     with chat.session_factory.begin() as session:
