@@ -13,7 +13,7 @@ from werkzeug.datastructures import ImmutableMultiDict, MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.utils import cached_property
 
-from store.text import clean_json, clean_text
+from store.text import clean_json, clean_optional, clean_text
 from webhooks import api, console, copilot_api, messenger, webchat, whatsapp
 from webhooks.app import (
     ApiError,
@@ -57,8 +57,9 @@ class _Request(Request):
         super()._load_form_data()
         if not loaded:
             form = self.__dict__["form"]
+            # A multipart part without a name comes as the key None: kept, so no view finds it.
             self.__dict__["form"] = ImmutableMultiDict(
-                [(clean_text(k), clean_text(v)) for k, v in form.items(multi=True)]
+                [(clean_optional(k), clean_text(v)) for k, v in form.items(multi=True)]
             )
 
     @cached_property

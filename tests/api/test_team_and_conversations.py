@@ -306,3 +306,11 @@ def test_csv_import_reports_like_the_cli(world, team, session_factory):  # type:
     )
     assert latin.status_code == 422
     assert team["admin"].post("/api/leads/import", json={"name": "x"}).status_code == 400
+    # A multipart part without a name is no file: a clear error, not a 500.
+    nameless = team["admin"].post(
+        "/api/leads/import",
+        data=b"--b\r\nContent-Disposition: form-data\r\n\r\nname\nZed\n\r\n--b--\r\n",
+        content_type="multipart/form-data; boundary=b",
+    )
+    assert nameless.status_code == 400
+    assert nameless.get_json()["error"]["code"] == "missing_file"
