@@ -614,7 +614,7 @@ class InboxDrain:
         (its oldest event waits longer than `SETTLE_FROM`), a customer's next message may be
         among the waiting events, and their burst is answered once, when it is in. A backlog
         older than `SETTLE_LIMIT` does not hold the bot back."""
-        with self._session_factory() as session:
+        with store_db.read_session(self._session_factory) as session:  # never SQLite's write turn
             oldest = inbox.oldest_waiting(session=session)
         if oldest is None or not SETTLE_FROM < self._clock() - oldest <= SETTLE_LIMIT:
             return 0.0

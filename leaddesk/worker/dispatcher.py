@@ -117,11 +117,13 @@ class ThreadDispatcher:
             if self._stopping:
                 # The messages are stored; the next start picks them up.
                 return
+            if conversation_id in self._deferred:
+                # Also while its job runs: a drain gives way to webhooks only while they come.
+                self._last_submit[conversation_id] = self._monotonic()
             if conversation_id in self._running:
                 self._dirty.add(conversation_id)
                 return
             if conversation_id in self._deferred:
-                self._last_submit[conversation_id] = self._monotonic()
                 # Not even when it said Later: under load, the time between runs is the point.
                 if conversation_id not in self._waiting:
                     self._defer(conversation_id)

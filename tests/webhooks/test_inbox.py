@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, event, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from leaddesk.wiring import DRAIN_BUDGET, DRAIN_BUSY, DRAIN_LAG, drain_gives_way
@@ -330,6 +330,40 @@ def test_a_deferred_key_runs_at_the_latest_after_max_delay_under_sustained_submi
         pool.stop()
 
 
+def test_webhooks_that_come_while_the_drain_runs_count_as_coming() -> None:
+    # The in-process drain gives way to webhooks only while they keep coming (`drain_gives_way`'s
+    # `since_webhook`, which `seconds_since_submit` gives): those stored while its job runs, as
+    # under a steady stream, are the ones it gives way to.
+    now = [100.0]
+    started, finish = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def handler(key: int) -> None:
+        runs.append(key)
+        started.set()
+        assert finish.wait(5.0)
+
+    pool = ThreadDispatcher(
+        handler, threads=1, monotonic=lambda: now[0], deferred={INBOX_KEY: (0.0, 0.0)}
+    )
+    pool.start()
+    try:
+        pool.submit(INBOX_KEY)
+        assert started.wait(2.0)
+        now[0] += 10 * DRAIN_BUSY
+        assert pool.seconds_since_submit(INBOX_KEY) == 10 * DRAIN_BUSY
+        pool.submit(INBOX_KEY)  # a webhook stored while the drain runs
+        assert pool.seconds_since_submit(INBOX_KEY) == 0.0
+        now[0] += DRAIN_BUSY / 2
+        assert pool.seconds_since_submit(INBOX_KEY) == DRAIN_BUSY / 2
+        finish.set()
+        assert pool.wait_idle(2.0)
+        assert runs == [INBOX_KEY, INBOX_KEY]  # and its events are drained by a run after
+    finally:
+        finish.set()
+        pool.stop()
+
+
 def test_start_drains_events_left_in_the_inbox(tmp_path: Path) -> None:
     from leaddesk.settings import load_settings
     from leaddesk.wiring import build_runtime
@@ -419,3 +453,26 @@ def test_the_bot_waits_for_a_lagging_drain_but_not_for_events_in_flight_or_an_ol
     assert drain.settling() > 0  # the drain lags: the customer's next words may be waiting
     clock.advance(seconds=60)
     assert drain.settling() == 0.0  # a backlog this old does not hold answers back
+
+
+def test_the_bots_look_at_the_drains_lag_never_takes_the_write_turn(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    # Every answer looks first (`settling`): on SQLite that look must not queue for the write
+    # turn behind the webhooks and the drain, nor hold them up.
+    clock = Clock()
+    drain = make_drain(session_factory, clock, [])
+    queue_batch(text_batch("waiting"), engine=db_engine, now=clock.now)
+    clock.advance(seconds=5)
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db_engine, "before_cursor_execute", record)
+    try:
+        assert drain.settling() > 0
+    finally:
+        event.remove(db_engine, "before_cursor_execute", record)
+    assert statements
+    assert not [s for s in statements if s.startswith("BEGIN IMMEDIATE")]
