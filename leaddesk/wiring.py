@@ -36,7 +36,7 @@ from leaddesk.worker.celery_app import CeleryDispatcher, make_celery
 from leaddesk.worker.dispatcher import Dispatcher, Later, ThreadDispatcher
 from leaddesk.worker.locks import make_locks
 from leaddesk.worker.setup import prepare_database
-from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER
+from leaddesk.worker.sweeper import SEND_INTERRUPTED_AFTER, Sweeper
 from store import inbox as inbox_store
 from store import make_engine, make_session_factory
 from store.db import writer_waiting
@@ -66,8 +66,12 @@ from webhooks.ratelimit import ChatLimits
 
 log = logging.getLogger(__name__)
 
-# How often `leaddesk serve` (no broker) hands room freed by closed leads to leads waiting for one.
+# How often `leaddesk serve` (no broker) hands room freed by closed leads to leads waiting for one,
+# and sweeps (`Runtime.local_sweeper`).
 CATCH_UP_SECONDS = 30.0
+# A conversation whose messages have waited this long (seconds) with no job queued is submitted
+# again by that sweep: its job failed every retry. The workers' sweepers wait four sweeps too.
+LOCAL_STALE_SECONDS = 4 * CATCH_UP_SECONDS
 
 # In-process (no broker) the inbox is drained "acknowledge first": after DRAIN_LULL seconds without
 # a webhook, or DRAIN_MAX_DELAY after the first one under sustained load. While webhooks keep
@@ -183,10 +187,31 @@ class Runtime:
         self.send_task_reminders(session, now)
 
     def _catch_up(self) -> None:
-        # Without a broker there is no sweeper: room freed by closed or reassigned leads is handed
-        # to waiting leads, and due tasks remind their agents, here every CATCH_UP_SECONDS.
+        # Without a broker there are no workers' sweepers: here, every CATCH_UP_SECONDS, room
+        # freed by closed or reassigned leads is handed to waiting leads, due tasks remind their
+        # agents, and work the dispatcher gave up on comes round again.
+        sweeper = self.local_sweeper()
         while not self._stopping.wait(CATCH_UP_SECONDS):
             self.catch_up_each_workspace()
+            try:
+                sweeper.sweep()
+            except Exception:  # the next round tries again
+                log.exception("the sweep failed")
+
+    def local_sweeper(self) -> Sweeper:
+        """The sweeper of a `leaddesk serve` without a broker, which its catch-up runs. The
+        dispatcher retries a failed job four times, then gives up; the sweeper submits such a
+        conversation again once its messages have waited LOCAL_STALE_SECONDS and no job is
+        queued. It also drains an inbox whose job was lost and marks sends a crash cut off. The
+        catch-up it leaves to `catch_up_each_workspace`."""
+        return Sweeper(
+            session_factory=self.session_factory,
+            locks=make_locks(self.engine),
+            submit=self.dispatcher.resubmit,
+            backlog=self.dispatcher.backlog,
+            stale_after=timedelta(seconds=LOCAL_STALE_SECONDS),
+            clock=self.clock,
+        )
 
     def catch_up_each_workspace(self) -> None:
         """One round of `_catch_up`: every active workspace's, each with its own prompts."""

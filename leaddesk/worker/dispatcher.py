@@ -361,7 +361,7 @@ class ThreadDispatcher:
                     self._given_up += 1
                     log.error(
                         "giving up on conversation %s for now; its messages stay pending until "
-                        "the next message or restart",
+                        "its next message, a sweep or a restart",
                         conversation_id,
                     )
             if again and not self._stopping and conversation_id in self._deferred:
