@@ -4,12 +4,14 @@ fake model (a real `ChatOpenAI` client talking HTTP to the loopback fake OpenAI-
 which answers instantly), and whether cost, prompt or memory grow with the conversation.
 
     python benchmarks/bot_bench.py [--conversations 20] [--messages 10] [--long 50]
-        [--customers 40] [--per-customer 20] [--database URL] [--rss 20000] [--pairs 8] [--json]
+        [--customers 40] [--per-customer 20] [--database URL] [--floor-database URL] [--rss 20000]
+        [--pairs 8] [--json]
 
 Each message goes through `BotService.handle` exactly as `leaddesk replay` feeds it (store, score,
 status, reply, commit, local delivery), on a temporary SQLite file (WAL), or with `--database` on
 PostgreSQL (`postgresql+psycopg://postgres@127.0.0.1:5432/h_botcpu`: the offline runs use scratch
-databases `<name>_short`, `<name>_worker` and `<name>_long`, created and dropped here). Reported:
+databases `<name>_short`, `<name>_worker` and `<name>_long`, created and dropped here; with
+`--floor-database` the floor's graph of the rounds in turns runs on `<name>_floor` too). Reported:
 the floor, messages per second, median and p95 wall time and CPU time per message and their ratio
 to the floor, SQL statements per message (an engine `before_cursor_execute` listener), a long
 conversation (800 messages over 40 customers, interleaved) with its first and last 100 messages
@@ -205,7 +207,7 @@ def run_floor(messages: int = 1000, counted: int = CALLS_COUNTED) -> dict[str, f
         floor["main"](messages)
     cpu = time.process_time() - cpu
     with tempfile.TemporaryDirectory(prefix="leaddesk-floor-calls-") as tmp:
-        message, engine = floor_messages(floor, Path(tmp))
+        message, engine = floor_messages(floor, f"sqlite:///{Path(tmp) / 'floor.db'}")
         for number in range(counted):
             message(number)
         with CallCounter() as counter:
@@ -219,11 +221,11 @@ def run_floor(messages: int = 1000, counted: int = CALLS_COUNTED) -> dict[str, f
     }
 
 
-def floor_messages(floor: dict[str, Any], directory: Path) -> tuple[Any, Engine]:
-    """The floor's graph on a SQLite file of its own in `directory`: a function that sends its
-    message `number` (the messages the floor's own `main()` sends, in its order), and the engine
-    to dispose of."""
-    engine = create_engine(f"sqlite:///{directory / 'floor.db'}")
+def floor_messages(floor: dict[str, Any], url: str) -> tuple[Any, Engine]:
+    """The floor's graph on the empty database `url` (the floor's own is a SQLite file): a
+    function that sends its message `number` (the messages the floor's own `main()` sends, in its
+    order), and the engine to dispose of."""
+    engine = create_engine(url)
     floor["Base"].metadata.create_all(engine)
     graph = floor["build"](sessionmaker(engine))
     texts = [
@@ -247,15 +249,16 @@ def steady_text(index: int, conversations: int) -> str:
 
 
 class FloorRounds:
-    """The floor's graph in this process, on a SQLite file of its own, sending its messages in
+    """The floor's graph in this process, on an empty database of its own (`url`: a SQLite file,
+    as the floor's own, or with `--floor-database` on PostgreSQL), sending its messages in
     rounds: each round's CPU time per message, to set beside a round of the bot's that runs a few
     hundred milliseconds later (what the machine's load does to one it does to the other; the
     floor's single run before the bot's, the table's "x floor", can fall on a quieter or a busier
     second)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, url: str) -> None:
         floor = runpy.run_path(str(FLOOR))
-        self._message, self._engine = floor_messages(floor, directory)
+        self._message, self._engine = floor_messages(floor, url)
         self._sent = 0
         self.round()  # warm-up of the floor's graph and file
 
@@ -614,6 +617,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-floor", action="store_true", help="do not run the floor")
     parser.add_argument(
+        "--floor-database",
+        help="run the floor's graph of the interleaved rounds on this PostgreSQL server too (a "
+        "scratch database <name>_floor): with --database, the ratios in turns then set the bot "
+        "on PostgreSQL beside the floor on PostgreSQL; the floor's own figure stays SQLite's",
+    )
+    parser.add_argument(
         "--pairs",
         type=int,
         default=8,
@@ -628,9 +637,14 @@ def main(argv: list[str] | None = None) -> int:
     # Before the bot runs, so that the one-time load of the language models is not counted per
     # message below.
     results["retrieval"] = run_retrieval(args.retrieval_rounds)
-    with tempfile.TemporaryDirectory(prefix="leaddesk-bot-bench-") as tmp:
-        directory = Path(tmp)
-        floor = FloorRounds(directory) if results["floor"] is not None and args.pairs > 0 else None
+    with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="leaddesk-bot-")))
+        floor = None
+        if results["floor"] is not None and args.pairs > 0:
+            floor = FloorRounds(
+                stack.enter_context(scratch_database(directory, "floor", args.floor_database))
+            )
+            stack.callback(floor.close)
         with scratch_database(directory, "short", args.database) as url:
             offline, engine, counter = make_service(url, None)
             results["offline"] = run_throughput(offline, counter, args.conversations, args.messages)
@@ -672,8 +686,6 @@ def main(argv: list[str] | None = None) -> int:
             results["prompt_growth"] = run_long_conversation(long_service, fake, args.long)
             engine.dispose()
 
-        if floor is not None:
-            floor.close()
         if args.rss:
             with scratch_database(directory, "rss", args.database) as url:
                 service, engine, _ = make_service(url, None)
@@ -691,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     floor = results["floor"]
     where = "PostgreSQL" if args.database else "SQLite file"
+    floor_where = "'s graph on PostgreSQL" if args.floor_database else ""
     if floor is None:
         print(f"Floor: not run ({FLOOR} is absent or --no-floor); ratios left out")
     else:
@@ -742,15 +755,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     paired = results.get("paired")
     if paired:
         print(
-            f"  offline, steady, interleaved with the floor: cpu {paired['ratio_median']:.2f}x "
-            f"the floor's (median of {paired['pairs']} pairs of {paired['per_round']}-message "
-            f"rounds, floor then bot; {paired['ratio_min']:.2f}-{paired['ratio_max']:.2f}; "
+            f"  offline, steady, interleaved with the floor{floor_where}: cpu "
+            f"{paired['ratio_median']:.2f}x the floor's (median of {paired['pairs']} pairs of "
+            f"{paired['per_round']}-message rounds, floor then bot; "
+            f"{paired['ratio_min']:.2f}-{paired['ratio_max']:.2f}; "
             f"medians {paired['bot_cpu_ms']:.2f} and {paired['floor_cpu_ms']:.2f} cpu ms/msg)"
         )
     short_turns = results.get("short_in_turns")
     if short_turns:
         print(
-            f"  offline short, interleaved with the floor: cpu "
+            f"  offline short, interleaved with the floor{floor_where}: cpu "
             f"{short_turns['ratio_median']:.2f}x the floor's (median of {short_turns['pairs']} "
             "pairs: 100 messages of the floor, then a new short run of 10 customers x 10 "
             f"messages; {short_turns['ratio_min']:.2f}-{short_turns['ratio_max']:.2f}; sums "
@@ -760,7 +774,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     long_turns = results.get("long_in_turns")
     if long_turns:
         print(
-            f"  offline {many['messages']}, interleaved with the floor: cpu "
+            f"  offline {many['messages']}, interleaved with the floor{floor_where}: cpu "
             f"{long_turns['ratio_of_sums']:.2f}x the floor's (the run again, {args.customers} "
             f"new customers, in {long_turns['pairs']} rounds of 100 messages, each after 100 of "
             f"the floor; sums; rounds {long_turns['ratio_min']:.2f}-"
