@@ -3,31 +3,25 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from bot.config import DEFAULT_PROMPTS_DIR
-from leaddesk.settings import load_settings
 from leaddesk.wiring import LOCAL_STALE_SECONDS, build_runtime
 from store.messages import Inbound
 from store.models import Message
+from tests.webhooks.support import make_settings
 
 
 def test_a_conversation_the_dispatcher_gave_up_on_is_swept_and_answered(tmp_path: Path) -> None:
-    prompts = tmp_path / "prompts"
-    shutil.copytree(DEFAULT_PROMPTS_DIR, prompts, ignore=shutil.ignore_patterns("eval"))
     now = [datetime.now(UTC)]
-    settings = load_settings(
+    settings = make_settings(
         database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}",
-        prompts_dir=prompts,
         prompts_poll_seconds=0,
         broker_url=None,
         telegram_bot_token=None,
-        openai_api_key=None,
     )
     runtime = build_runtime(settings, clock=lambda: now[0])
     try:
