@@ -182,9 +182,18 @@ class Runtime:
 
     def catch_up(self, session: Session, now: datetime) -> None:
         """The periodic work of the workspace in force: waiting leads to agents with room, then
-        the task reminders (the sweeper and `_catch_up` run it in each active workspace)."""
-        self.assign_waiting_leads(session, now)
-        self.send_task_reminders(session, now)
+        the task reminders. The sweeper runs it in each active workspace: the workers' sweepers
+        with a broker, `local_sweeper` without one. Each step has a savepoint of its own, so one
+        that fails (and is logged) holds back neither the other nor the next round."""
+        for step, what in (
+            (self.assign_waiting_leads, "assign the leads waiting for an agent"),
+            (self.send_task_reminders, "send the task reminders"),
+        ):
+            try:
+                with session.begin_nested():
+                    step(session, now)
+            except Exception:  # the next round tries again
+                log.exception("could not %s (workspace %s)", what, current_workspace())
 
     def _catch_up(self) -> None:
         # Without a broker there are no workers' sweepers: here, every CATCH_UP_SECONDS, room
@@ -192,18 +201,17 @@ class Runtime:
         # agents, and work the dispatcher gave up on comes round again.
         sweeper = self.local_sweeper()
         while not self._stopping.wait(CATCH_UP_SECONDS):
-            self.catch_up_each_workspace()
             try:
                 sweeper.sweep()
             except Exception:  # the next round tries again
                 log.exception("the sweep failed")
 
     def local_sweeper(self) -> Sweeper:
-        """The sweeper of a `leaddesk serve` without a broker, which its catch-up runs. The
+        """The sweeper of a `leaddesk serve` without a broker, which `_catch_up` runs. The
         dispatcher retries a failed job four times, then gives up; the sweeper submits such a
         conversation again once its messages have waited LOCAL_STALE_SECONDS and no job is
-        queued. It also drains an inbox whose job was lost and marks sends a crash cut off. The
-        catch-up it leaves to `catch_up_each_workspace`."""
+        queued. It also drains an inbox whose job was lost, marks sends a crash cut off and runs
+        `catch_up` in each active workspace."""
         return Sweeper(
             session_factory=self.session_factory,
             locks=make_locks(self.engine),
@@ -211,30 +219,8 @@ class Runtime:
             backlog=self.dispatcher.backlog,
             stale_after=timedelta(seconds=LOCAL_STALE_SECONDS),
             clock=self.clock,
+            catch_up=self.catch_up,
         )
-
-    def catch_up_each_workspace(self) -> None:
-        """One round of `_catch_up`: every active workspace's, each with its own prompts."""
-        try:
-            workspace_ids = self.active_workspaces()
-        except Exception:  # the next round tries again
-            log.exception("could not list the workspaces to catch up")
-            return
-        for workspace_id in workspace_ids:
-            with in_workspace(workspace_id):
-                try:
-                    with self.session_factory.begin() as session:
-                        self.assign_waiting_leads(session, self.clock())
-                except Exception:  # the next round tries again
-                    log.exception(
-                        "could not assign the leads waiting for an agent (workspace %s)",
-                        workspace_id,
-                    )
-                try:
-                    with self.session_factory.begin() as session:
-                        self.send_task_reminders(session, self.clock())
-                except Exception:  # the next round tries again
-                    log.exception("could not send the task reminders (workspace %s)", workspace_id)
 
     def _resend(self) -> None:
         try:

@@ -7,21 +7,24 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.config import DEFAULT_PROMPTS_DIR
 from leaddesk.settings import load_settings
-from leaddesk.wiring import build_runtime
+from leaddesk.wiring import Runtime, build_runtime
 from store.agents import create_agent
 from store.domain import tasks
 from store.models import Lead, Notification
 
+# Monday 3 June 2024, 07:30 in Chicago; the shipped hours open at 08:00.
+NOW = datetime(2024, 6, 3, 12, 30, tzinfo=UTC)
 
-def test_the_catch_up_sends_due_reminders_and_the_digest_at_opening(tmp_path: Path) -> None:
+
+def make_runtime(tmp_path: Path) -> Runtime:
     prompts = tmp_path / "prompts"
     shutil.copytree(DEFAULT_PROMPTS_DIR, prompts, ignore=shutil.ignore_patterns("eval"))
-    # Monday 3 June 2024, 07:30 in Chicago; the shipped hours open at 08:00.
-    now = datetime(2024, 6, 3, 12, 30, tzinfo=UTC)
     settings = load_settings(
         database_url=f"sqlite:///{tmp_path / 'leaddesk.db'}",
         prompts_dir=prompts,
@@ -30,7 +33,17 @@ def test_the_catch_up_sends_due_reminders_and_the_digest_at_opening(tmp_path: Pa
         telegram_bot_token=None,
         openai_api_key=None,
     )
-    runtime = build_runtime(settings, clock=lambda: now)
+    return build_runtime(settings, clock=lambda: NOW)
+
+
+def kinds(runtime: Runtime) -> list[str]:
+    with runtime.session_factory() as session:
+        return list(session.scalars(select(Notification.kind).order_by(Notification.id)))
+
+
+def test_the_catch_up_sends_due_reminders_and_the_digest_at_opening(tmp_path: Path) -> None:
+    now = NOW
+    runtime = make_runtime(tmp_path)
     try:
         with runtime.session_factory.begin() as session:
             ana, _token = create_agent("Ana", session=session)
@@ -40,15 +53,47 @@ def test_the_catch_up_sends_due_reminders_and_the_digest_at_opening(tmp_path: Pa
             for due in (now - timedelta(days=1), now + timedelta(minutes=10)):
                 tasks.create_task(lead, by=ana, session=session, now=now, due_at=due)
 
-        def kinds() -> list[str]:
-            with runtime.session_factory() as session:
-                return list(session.scalars(select(Notification.kind).order_by(Notification.id)))
-
         with runtime.session_factory.begin() as session:
             runtime.catch_up(session, now)
-        assert kinds() == ["task_due"]  # yesterday's; no digest before opening
+        assert kinds(runtime) == ["task_due"]  # yesterday's; no digest before opening
         with runtime.session_factory.begin() as session:
             runtime.catch_up(session, now + timedelta(minutes=30))
-        assert kinds() == ["task_due", "task_due", "task_digest"]
+        assert kinds(runtime) == ["task_due", "task_due", "task_digest"]
+    finally:
+        runtime.stop(timeout=5)
+
+
+def test_a_step_of_the_catch_up_that_fails_holds_back_neither_the_other_nor_the_next_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = make_runtime(tmp_path)
+    try:
+        with runtime.session_factory.begin() as session:
+            ana, _token = create_agent("Ana", session=session)
+            lead = Lead(name="Dana", assigned_agent_id=ana.id)
+            session.add(lead)
+            session.flush()
+            tasks.create_task(
+                lead, by=ana, session=session, now=NOW, due_at=NOW - timedelta(days=1)
+            )
+            lead_id = lead.id
+
+        def half_done(session: Session, now: datetime) -> list[int]:
+            # A change made before the failure is undone with its step, not committed with the
+            # round's other step.
+            session.get_one(Lead, lead_id).name = "Half done"
+            session.flush()
+            raise RuntimeError("the assignment broke")
+
+        monkeypatch.setattr(runtime, "assign_waiting_leads", half_done)
+        sweeper = runtime.local_sweeper()
+        sweeper.sweep()
+        assert kinds(runtime) == ["task_due"]  # the reminders went out all the same
+        assert "could not assign the leads waiting for an agent (workspace 1)" in caplog.text
+        with runtime.session_factory() as session:
+            assert session.get_one(Lead, lead_id).name == "Dana"
+        monkeypatch.undo()
+        sweeper.sweep()  # the next round runs both steps, and reminds no one twice
+        assert kinds(runtime) == ["task_due"]
     finally:
         runtime.stop(timeout=5)

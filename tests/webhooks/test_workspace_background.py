@@ -114,11 +114,12 @@ def assert_each_workspace_caught_up(
 def test_the_catch_up_works_each_workspace_by_its_own_hours(monday: Runtime) -> None:
     first = desk(monday, FIRST_WORKSPACE, "Ana")
     acme = desk(monday, ACME, "Bo")
-    monday.catch_up_each_workspace()
+    sweeper = monday.local_sweeper()  # what `leaddesk serve` runs without a broker
+    sweeper.sweep()
     assert_each_workspace_caught_up(monday, first, acme)
     # Nothing twice: reminders and digests are claimed per workspace.
     before = notifications(monday)
-    monday.catch_up_each_workspace()
+    sweeper.sweep()
     assert notifications(monday) == before
 
 
