@@ -18,7 +18,8 @@ from celery import signals
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from bot import PromptError, load_prompts
+from bot import PromptConfig, PromptError, load_prompts
+from bot.language import candidate_languages, detector
 from copilot.memory import MemoryUnavailable
 from leaddesk.cli.common import UserError
 from leaddesk.settings import Settings
@@ -67,7 +68,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
             "broker `leaddesk serve` runs the bot itself"
         )
     try:
-        load_prompts(settings.prompts_dir)
+        prompts = load_prompts(settings.prompts_dir)
     except PromptError as exc:
         raise UserError(f"the prompt files are invalid: {exc}") from None
     # Migrate once here, before the pool processes start (they would race each other).
@@ -81,7 +82,7 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         raise UserError(str(exc)) from None
 
     concurrency = args.concurrency or os.cpu_count() or 1
-    _preload()
+    _preload(prompts)
     app = make_celery(settings)
     process = WorkerProcess(settings)
     register_tasks(app, process)
@@ -127,14 +128,17 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     return int(worker.exitcode or 0)
 
 
-def _preload() -> None:
-    """Import what every pool process needs before they fork: they share the pages and start in a
-    moment instead of each spending seconds on imports (nothing is connected or built here)."""
+def _preload(prompts: PromptConfig) -> None:
+    """Import what every pool process needs, and load the language models of the business's
+    languages, before they fork: the pool processes share those pages (the models alone are some
+    200 MB, which each process would otherwise load for itself, for a second and more, before its
+    first answer). Nothing is connected or built here that a process must own."""
     for name in ("langchain_openai", "langgraph.checkpoint.postgres"):
         try:
             importlib.import_module(name)
         except ImportError:  # an optional extra: the pool process reports it when it needs it
             log.debug("could not preload %s", name)
+    detector(candidate_languages(prompts.business.languages))
 
 
 def _database_label(url: str) -> str:
