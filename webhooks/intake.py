@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -483,11 +483,13 @@ class InboxDrain:
         statement (`store.messages.ingest_known`), every other row as `_apply` does it.
 
         The senders of the rows ahead are read (one statement for all of them) before the first
-        customer message, and again only when needed: before a row whose sender an earlier row
-        registered or changed, or after any row that moved someone else's identity or
-        conversation (a merge, joined conversations) or was not a plain customer message. A new
-        customer's first row does not make the others' senders read again."""
+        customer message, and again only when needed: all of them after any row that moved
+        someone else's identity or conversation (a merge, joined conversations) or was not a
+        plain customer message; before a row whose sender an earlier row registered or changed,
+        the senders so written alone. A new customer's first row does not make the others'
+        senders read again."""
         events = [{k: _load(v) for k, v in row.event.items()} for row in rows]
+        senders = [(str(data.get("channel")), str(data.get("external_id"))) for data in events]
         plan: dict[int, KnownSender] = {}
         stale = True  # the plan must be read before the next customer message
         changed: set[tuple[str, str]] = set()  # senders written by a row since the plan was read
@@ -499,10 +501,17 @@ class InboxDrain:
             run.clear()
 
         for index, (row, data) in enumerate(zip(rows, events, strict=True)):
-            sender = (str(data.get("channel")), str(data.get("external_id")))
-            if row.kind != "status" and (stale or sender in changed):
-                plan = self._settled(rows[index:], events[index:], index, session)
+            sender = senders[index]
+            if row.kind != "status" and stale:
+                plan = self._settled(range(index, len(rows)), rows, events, session)
                 stale = False
+                changed.clear()
+            elif row.kind != "status" and sender in changed:
+                # The others' plan stands: nothing but these senders' own rows changed them.
+                again = [i for i in range(index, len(rows)) if senders[i] in changed]
+                for ahead in again:
+                    plan.pop(ahead, None)
+                plan.update(self._settled(again, rows, events, session))
                 changed.clear()
             known = plan.get(index)
             if known is not None:
@@ -520,16 +529,20 @@ class InboxDrain:
         store_run()
 
     def _settled(
-        self, rows: Sequence[Any], events: Sequence[dict[str, Any]], start: int, session: Session
+        self,
+        indices: Iterable[int],
+        rows: Sequence[Any],
+        events: Sequence[dict[str, Any]],
+        session: Session,
     ) -> dict[int, KnownSender]:
-        """Which of these rows (by their index in the batch) are customer messages that
-        `ingest_known` may store: a channel message id, no aliases, a settled sender."""
+        """Which of the rows at these indices are customer messages that `ingest_known` may
+        store: a channel message id, no aliases, a settled sender."""
         wanted = {
-            start + offset: data
-            for offset, (row, data) in enumerate(zip(rows, events, strict=True))
-            if row.kind != "status"
-            and _plain_customer_message(data)
-            and data.get("channel_message_id")
+            index: events[index]
+            for index in indices
+            if rows[index].kind != "status"
+            and _plain_customer_message(events[index])
+            and events[index].get("channel_message_id")
         }
         senders = known_senders(
             [(data["channel"], data["external_id"]) for data in wanted.values()], session=session

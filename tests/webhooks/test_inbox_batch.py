@@ -266,6 +266,46 @@ def test_new_customers_in_a_batch_do_not_make_the_others_senders_read_again(
         assert by_sender[wa_id] == [t for t in texts if t.endswith(wa_id)]
 
 
+def test_a_new_customer_writing_again_makes_only_their_sender_read_again(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """A known customer and a new one, interleaved in one batch: before the new customer's second
+    message their sender alone is read again; the known one's plan stands."""
+    known, new = CUSTOMERS[0], CUSTOMERS[1]
+    queue_batch(
+        text_batch("hello", wa_id=known, mids=[f"first.{known}"]),
+        engine=db_engine,
+        now=datetime.now(UTC),
+    )
+    make_drain(session_factory, []).drain()
+    texts = []
+    for number, wa_id in enumerate((known, new, known, new, known)):
+        text = f"m {number} from {wa_id}"
+        queue_batch(
+            text_batch(text, wa_id=wa_id, mids=[f"m.{number}"]),
+            engine=db_engine,
+            now=datetime.now(UTC),
+        )
+        texts.append(text)
+    reads: list[list[object]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, params: Any, *_args: object) -> None:
+        if "(identities.channel, identities.external_id) IN" in statement:
+            values = params.values() if isinstance(params, dict) else params
+            reads.append([value for value in values if value in CUSTOMERS])
+
+    event.listen(db_engine, "before_cursor_execute", record)
+    try:
+        report = make_drain(session_factory, []).drain()
+    finally:
+        event.remove(db_engine, "before_cursor_execute", record)
+    assert report.processed == 5 and report.failed == 0
+    assert [sorted(map(str, senders)) for senders in reads] == [sorted([known, new]), [new]]
+    by_sender = conversation_texts(session_factory)
+    assert by_sender[known] == ["hello", *[t for t in texts if t.endswith(known)]]
+    assert by_sender[new] == [t for t in texts if t.endswith(new)]
+
+
 def test_a_merge_inside_a_batch_makes_the_senders_ahead_read_again(
     db_engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
