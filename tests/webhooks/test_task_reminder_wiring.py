@@ -41,18 +41,23 @@ def kinds(runtime: Runtime) -> list[str]:
         return list(session.scalars(select(Notification.kind).order_by(Notification.id)))
 
 
+def agent_with_tasks(runtime: Runtime, *dues: datetime) -> int:
+    """Ana, with the lead Dana and a task on it due at each of `dues`; the lead's id."""
+    with runtime.session_factory.begin() as session:
+        ana, _token = create_agent("Ana", session=session)
+        lead = Lead(name="Dana", assigned_agent_id=ana.id)
+        session.add(lead)
+        session.flush()
+        for due in dues:
+            tasks.create_task(lead, by=ana, session=session, now=NOW, due_at=due)
+        return lead.id
+
+
 def test_the_catch_up_sends_due_reminders_and_the_digest_at_opening(tmp_path: Path) -> None:
     now = NOW
     runtime = make_runtime(tmp_path)
     try:
-        with runtime.session_factory.begin() as session:
-            ana, _token = create_agent("Ana", session=session)
-            lead = Lead(name="Dana", assigned_agent_id=ana.id)
-            session.add(lead)
-            session.flush()
-            for due in (now - timedelta(days=1), now + timedelta(minutes=10)):
-                tasks.create_task(lead, by=ana, session=session, now=now, due_at=due)
-
+        agent_with_tasks(runtime, now - timedelta(days=1), now + timedelta(minutes=10))
         with runtime.session_factory.begin() as session:
             runtime.catch_up(session, now)
         assert kinds(runtime) == ["task_due"]  # yesterday's; no digest before opening
@@ -68,15 +73,7 @@ def test_a_step_of_the_catch_up_that_fails_holds_back_neither_the_other_nor_the_
 ) -> None:
     runtime = make_runtime(tmp_path)
     try:
-        with runtime.session_factory.begin() as session:
-            ana, _token = create_agent("Ana", session=session)
-            lead = Lead(name="Dana", assigned_agent_id=ana.id)
-            session.add(lead)
-            session.flush()
-            tasks.create_task(
-                lead, by=ana, session=session, now=NOW, due_at=NOW - timedelta(days=1)
-            )
-            lead_id = lead.id
+        lead_id = agent_with_tasks(runtime, NOW - timedelta(days=1))
 
         def half_done(session: Session, now: datetime) -> list[int]:
             # A change made before the failure is undone with its step, not committed with the
