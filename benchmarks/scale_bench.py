@@ -11,7 +11,13 @@ zero-latency fake model and a fake Graph API on loopback, fires signed WhatsApp 
 - queueing delay (message stored -> the run that answered it started) p50/p99, and end-to-end
   latency (webhook sent -> its reply accepted) p50/p99;
 - with --profile, where a worker's time goes: py-spy samples of one worker's pool process (falls
-  back to nothing when py-spy is not installed; `pip install py-spy`).
+  back to nothing when py-spy is not installed; `pip install py-spy`);
+- where the machine's CPU went over the timed part (read from /proc, on Linux): the workers'
+  processes, PostgreSQL's, the web processes' and this process's (the fake model and Graph API),
+  per bot run, and how many of the machine's cores that kept busy. A backlog's runs per second are
+  bounded by the machine: when the cores are full, only less CPU a run makes more runs;
+- the floor (`../shared/bench/floor.py`, run first in the same go; skipped where it is absent):
+  the machine's speed, to set figures from different machines side by side.
 
 It checks the run as the scale tests do (stored once, in order, one reply per burst, none sent
 twice).
@@ -25,6 +31,7 @@ Needs PostgreSQL and Redis on 127.0.0.1 (Redis database 12 is flushed).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +50,76 @@ from sqlalchemy import text  # noqa: E402
 from tests.scale import harness as h  # noqa: E402
 
 REDIS_DB = 12
+FLOOR = REPO_ROOT.parent / "shared" / "bench" / "floor.py"
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user and system) process `pid` has used, or None (gone, or no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes on this machine (its backends and its own workers)."""
+    found = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else []:
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+class CpuLedger:
+    """CPU seconds by part of the stack between `mark()` and `total()`: each part a set of
+    processes, looked up at both ends (a process gone by the end counts for nothing)."""
+
+    def __init__(self, parts: dict[str, Any]) -> None:
+        self._parts = parts  # name -> callable giving the part's pids now
+        self._start: dict[str, dict[int, float]] = {}
+        self._self_start = 0.0
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        now: dict[str, dict[int, float]] = {}
+        for name, pids in self._parts.items():
+            now[name] = {}
+            for pid in pids():
+                cpu = process_cpu(pid)
+                if cpu is not None:
+                    now[name][pid] = cpu
+        return now
+
+    def mark(self) -> None:
+        self._start = self._read()
+        self._self_start = time.process_time()
+
+    def total(self) -> dict[str, float]:
+        end = self._read()
+        used = {
+            name: sum(cpu - self._start.get(name, {}).get(pid, 0.0) for pid, cpu in pids.items())
+            for name, pids in end.items()
+        }
+        used["benchmark (fakes)"] = time.process_time() - self._self_start
+        return used
+
+
+def run_floor() -> float | None:
+    """The floor's milliseconds a message on this machine (its own figure), or None without it."""
+    if not FLOOR.exists():
+        return None
+    done = subprocess.run(
+        [sys.executable, str(FLOOR)], capture_output=True, text=True, timeout=600, check=False
+    )
+    try:
+        return float(done.stdout.split()[-1])
+    except (IndexError, ValueError):
+        return None
 
 
 def profile_summary(raw: Path, top: int = 18) -> list[str]:
@@ -131,6 +208,14 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
             while _inbox_messages(engine) < args.messages:
                 time.sleep(0.2)
         procs = [cluster.start_worker(concurrency=args.concurrency) for _ in range(workers)]
+        web = [proc for proc in cluster.procs if proc not in procs]
+        ledger = CpuLedger(
+            {
+                "workers": lambda: [p for proc in procs for p in (proc.pid, *proc.descendants())],
+                "PostgreSQL": postgres_pids,
+                "web": lambda: [p for proc in web for p in (proc.pid, *proc.descendants())],
+            }
+        )
         profiler = None
         raw = log_dir / f"profile-{workers}.txt"
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -155,11 +240,13 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
             )
             time.sleep(1.0)
         started = time.time()
+        ledger.mark()
         if not args.drain:
             load = h.send_load(cluster.web_url or "", scenario, threads=args.threads)
         sent_done = time.time()
         h.wait_caught_up(engine, args.messages, timeout=args.timeout)
         caught_up = time.time()
+        used = ledger.total()
         if profiler is not None:
             profiler.send_signal(2)  # SIGINT: py-spy writes its file
             profiler.wait(60)
@@ -203,6 +290,17 @@ def run_once(workers: int, args: argparse.Namespace, log_dir: Path) -> dict[str,
             f"p50 {h.percentile(end_to_end, 0.5):.2f}s p99 {h.percentile(end_to_end, 0.99):.2f}s"
         )
     print(f"   checks: {'OK' if not outcome.problems else '; '.join(outcome.problems[:5])}")
+    timed = max(caught_up - started, 1e-9)
+    runs = max(outcome.replies, 1)
+    print(
+        f"   CPU over the {timed:.1f}s timed: "
+        + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in used.items())
+    )
+    print(
+        f"   a bot run: {1000 * used['workers'] / runs:.0f} CPU ms in the workers, "
+        f"{1000 * sum(used.values()) / runs:.0f} in all; "
+        f"{sum(used.values()) / timed:.2f} of the machine's {os.cpu_count()} cores busy on average"
+    )
     if args.profile:
         if raw.exists():
             print("   profile of one worker's pool process (py-spy):")
@@ -247,6 +345,11 @@ def main() -> int:
         return 2
     log_dir = Path(tempfile.mkdtemp(prefix="leaddesk-scale-bench-"))
     print(f"logs in {log_dir}")
+    floor = run_floor()
+    if floor is None:
+        print(f"floor: not run ({FLOOR} is absent)")
+    else:
+        print(f"floor (../shared/bench/floor.py, this machine): {floor:.2f} ms a message")
     for workers in args.workers:
         run_once(workers, args, log_dir)
     threading.Event().wait(0)
