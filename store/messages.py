@@ -76,6 +76,7 @@ def ingest(
     region: str = "US",
     received_at: datetime | None = None,
     turn_follows: bool = False,
+    sender_absent: bool = False,
 ) -> Ingested:
     """Store an inbound event once; a repeated channel message id returns the stored one, marked
     duplicate.
@@ -90,6 +91,10 @@ def ingest(
     A known sender's lead is then locked as it is read (PostgreSQL), and the contact dates are
     set on the rows for the session's next flush (the turn changes the rows again: one UPDATE
     of each) instead of written now.
+
+    `sender_absent`: the caller has just read, in this transaction, that no identity of this
+    customer's sender exists (the inbox drain's plan of a batch): it is registered without a
+    look of its own (a concurrent registration still wins, and is met).
     """
     phone = try_normalize_phone(inbound.phone, region) if inbound.phone else None
     now = utcnow()
@@ -98,7 +103,7 @@ def ingest(
     known: KnownSender | None = None
     standing: Standing | None = None
     asked = inbound.author == "customer" and not (inbound.phone and phone is None)
-    if asked:
+    if asked and not sender_absent:
         # A customer already known, with nothing to claim, is found with its conversation in one
         # statement (the common case: a customer's second message and on).
         known = known_sender(

@@ -491,6 +491,7 @@ class InboxDrain:
         events = [{k: _load(v) for k, v in row.event.items()} for row in rows]
         senders = [(str(data.get("channel")), str(data.get("external_id"))) for data in events]
         plan: dict[int, KnownSender] = {}
+        absent: set[int] = set()  # rows whose sender the plan read found unregistered
         stale = True  # the plan must be read before the next customer message
         changed: set[tuple[str, str]] = set()  # senders written by a row since the plan was read
         run: list[tuple[Inbound, KnownSender, datetime | None]] = []
@@ -503,7 +504,7 @@ class InboxDrain:
         for index, (row, data) in enumerate(zip(rows, events, strict=True)):
             sender = senders[index]
             if row.kind != "status" and stale:
-                plan = self._settled(range(index, len(rows)), rows, events, session)
+                plan, absent = self._settled(range(index, len(rows)), rows, events, session)
                 stale = False
                 changed.clear()
             elif row.kind != "status" and sender in changed:
@@ -511,7 +512,10 @@ class InboxDrain:
                 again = [i for i in range(index, len(rows)) if senders[i] in changed]
                 for ahead in again:
                     plan.pop(ahead, None)
-                plan.update(self._settled(again, rows, events, session))
+                    absent.discard(ahead)
+                settled, unregistered = self._settled(again, rows, events, session)
+                plan.update(settled)
+                absent |= unregistered
                 changed.clear()
             known = plan.get(index)
             if known is not None:
@@ -519,7 +523,7 @@ class InboxDrain:
                 continue
             store_run()
             before = rehomings(session)
-            self._apply(row, session, now, touched, result, data=data)
+            self._apply(row, session, now, touched, result, data=data, absent=index in absent)
             if row.kind == "status":
                 continue
             if rehomings(session) != before or not _plain_customer_message(data):
@@ -534,9 +538,10 @@ class InboxDrain:
         rows: Sequence[Any],
         events: Sequence[dict[str, Any]],
         session: Session,
-    ) -> dict[int, KnownSender]:
+    ) -> tuple[dict[int, KnownSender], set[int]]:
         """Which of the rows at these indices are customer messages that `ingest_known` may
-        store: a channel message id, no aliases, a settled sender."""
+        store (a channel message id, no aliases, a settled sender), and which are such messages
+        from a sender not registered yet (`ingest` registers it without a look of its own)."""
         wanted = {
             index: events[index]
             for index in indices
@@ -548,15 +553,19 @@ class InboxDrain:
             [(data["channel"], data["external_id"]) for data in wanted.values()], session=session
         )
         plan: dict[int, KnownSender] = {}
+        absent: set[int] = set()
         for index, data in wanted.items():
             known = senders.get((data["channel"], data["external_id"]))
+            if known is None:
+                absent.add(index)
+                continue
             phone = try_normalize_phone(data["phone"], self._region) if data.get("phone") else None
             if data.get("phone") and phone is None:
                 continue
             if settled_sender(known, phone=phone, name=data.get("name"), region=self._region):
                 assert known is not None
                 plan[index] = known
-        return plan
+        return plan, absent
 
     def _drain_rows(
         self, after_id: int, report: DrainReport, touched: dict[int, None]
@@ -604,7 +613,10 @@ class InboxDrain:
         result: StoreResult,
         *,
         data: dict[str, Any] | None = None,
+        absent: bool = False,
     ) -> None:
+        """One row: a delivery status, or an event `ingest` stores (`absent`: a customer message
+        whose sender this transaction has just read unregistered)."""
         if data is None:
             data = {k: _load(v) for k, v in row.event.items()}
         if row.kind == "status":
@@ -620,6 +632,7 @@ class InboxDrain:
             touched=touched,
             result=result,
             received_at=row.received_at,
+            sender_absent=absent,
         )
 
     def settling(self) -> float:
@@ -716,10 +729,17 @@ def _ingest_one(
     touched: dict[int, None],
     result: StoreResult,
     received_at: datetime | None = None,
+    sender_absent: bool = False,
 ) -> None:
     # The message arrived when its webhook did: the bot's quiet window counts from there, so a
     # burst stays one burst however late the drain ingests it.
-    ingested = ingest(inbound, session=session, region=region, received_at=received_at)
+    ingested = ingest(
+        inbound,
+        session=session,
+        region=region,
+        received_at=received_at,
+        sender_absent=sender_absent,
+    )
     if ingested.duplicate:
         _counted(ingested, touched, result)
         return

@@ -266,6 +266,28 @@ def test_new_customers_in_a_batch_do_not_make_the_others_senders_read_again(
         assert by_sender[wa_id] == [t for t in texts if t.endswith(wa_id)]
 
 
+def test_new_customers_read_absent_for_the_batch_are_registered_without_a_look_of_their_own(
+    db_engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """The batch's read of its senders found these customers unregistered: each first message
+    registers its sender straight away (no second read of the one sender), and each lands in a
+    conversation of its own."""
+    texts = queue_interleaved(db_engine, rounds=1, prefix="first")
+    with statements(db_engine) as seen:
+        report = make_drain(session_factory, []).drain()
+    assert report.processed == len(CUSTOMERS) and report.failed == 0
+    reads = [" ".join(s.split()) for s in seen if s.lstrip().upper().startswith("SELECT")]
+    batch = [r for r in reads if "(identities.channel, identities.external_id) IN" in r]
+    one_by_one = [r for r in reads if r.startswith("SELECT identities.") and r not in batch]
+    assert len(batch) == 1 and not one_by_one, reads
+    by_sender = conversation_texts(session_factory)
+    for wa_id in CUSTOMERS:
+        assert by_sender[wa_id] == [t for t in texts if t.endswith(wa_id)]
+    with session_factory() as session:
+        leads = session.scalars(select(Lead)).all()
+        assert sorted(lead.phone for lead in leads) == sorted(f"+{wa_id}" for wa_id in CUSTOMERS)
+
+
 def test_a_new_customer_writing_again_makes_only_their_sender_read_again(
     db_engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
