@@ -383,7 +383,7 @@ def resolve_identity(
         )
         if found is None:
             continue
-        lead, identity, settled = found
+        lead, identity, settled, unheld = found
         claimed: Lead | None = lead
         for field, value in (("phone", phone), ("email", email)):
             if field in settled:
@@ -400,6 +400,7 @@ def resolve_identity(
                     trust=trust,
                     source=channel,
                     identity_id=identity.id,
+                    unheld=unheld,
                 )
         if claimed is None:
             continue
@@ -705,12 +706,15 @@ def _lead_for_identity(
     *,
     look_up: bool = True,
     contacted_at: datetime | None = None,
-) -> tuple[Lead, Identity, frozenset[str]] | None:
-    """The lead of this identity (and the identity), registering the identity if it is new, and
+) -> tuple[Lead, Identity, frozenset[str], bool] | None:
+    """The lead of this identity (and the identity), registering the identity if it is new;
     which of `phone` and `email` the lead already holds as verified details (nothing left to
-    claim). None means a concurrent registration won: try again. Without `look_up` the identity
-    is registered straight away (the caller has just seen it absent). A lead created here is
-    last contacted at `contacted_at`."""
+    claim); and whether no lead held the verified `phone` or `email` when this transaction looked,
+    just now, before creating the lead (its claims need not look for a holder again: should one
+    have been committed meanwhile, the unique index refuses the second, and the next attempt
+    meets it). None means a concurrent registration won: try again. Without `look_up` the
+    identity is registered straight away (the caller has just seen it absent). A lead created here
+    is last contacted at `contacted_at`."""
     # The identity with its lead, and whether the details are settled, in one statement (a
     # merged-away lead is followed).
     details = [("phone", phone), ("email", email)] if trust == VERIFIED else []
@@ -738,8 +742,9 @@ def _lead_for_identity(
         )
         if holder.merged_into_id is not None:
             holder, settled = get_lead(holder.id, session=session), frozenset()
-        return holder, identity, settled
+        return holder, identity, settled, False
     lead: Lead | None = None
+    looked = False  # for a lead holding the verified phone or email
     root: Identity | None = None
     if alias_of:
         root = find_identity(channel, alias_of, session=session)
@@ -752,12 +757,17 @@ def _lead_for_identity(
             _holder(session, "email", email) if email else None
         )
         lead = get_lead(lead.id, session=session) if lead is not None else None
+        looked = True
+    unheld = looked and lead is None
     now = utcnow()
     try:
         with session.begin_nested():
             if lead is None:
-                # Created without phone/email: claiming them afterwards detects (and merges) a
-                # duplicate.
+                # Verified details nobody held a moment ago are written with the row (the unique
+                # indexes refuse them should a holder have been committed meanwhile: the next
+                # attempt meets it). Otherwise created without them: claiming them afterwards
+                # detects (and merges) a duplicate.
+                held = {"phone": phone, "email": email} if unheld else {}
                 lead = Lead(
                     name=name,
                     source=source or channel,
@@ -769,10 +779,22 @@ def _lead_for_identity(
                     objections=[],
                     tags=[],
                     custom_fields={},
+                    **held,
                 )
                 session.add(lead)
                 session.flush()
                 record_audit(session=session, lead_id=lead.id, actor=actor, action="create")
+                for field, value in held.items():
+                    if value:
+                        record_audit(
+                            session=session,
+                            lead_id=lead.id,
+                            actor=actor,
+                            action="update",
+                            field=field,
+                            old=None,
+                            new=value,
+                        )
             identity = Identity(
                 lead_id=lead.id,
                 channel=channel,
@@ -785,9 +807,10 @@ def _lead_for_identity(
             session.add(identity)
             session.flush()
     except IntegrityError:
-        # Someone registered this identity at the same time: the next attempt uses theirs.
+        # Someone registered this identity (or, a moment ago, a lead holding the phone or email) at
+        # the same time: the next attempt uses theirs.
         return None
-    return lead, identity, frozenset()
+    return lead, identity, frozenset(), unheld
 
 
 def _verified_detail(field: str, value: str) -> Any:
@@ -825,12 +848,14 @@ def _claim(
     merge: bool = False,
     reason: str | None = None,
     agent_id: int | None = None,
+    unheld: bool = False,
 ) -> Lead | None:
     """Give `lead` this phone/email. When another lead has it: merge with it on verified evidence
     if `store.identity` allows (or always with `merge`, an import's deliberate act, whose merge
-    tells the other owner), else suggest a merge. None means retry."""
+    tells the other owner), else suggest a merge. None means retry. `unheld`: this transaction
+    has just seen that no lead holds it (no second look; the unique index guards the write)."""
     key = rules.contact_key(field, value)
-    owner = _holder(session, field, value)
+    owner = None if unheld else _holder(session, field, value)
     if owner is not None and owner.id != lead.id:
         owner = get_lead(owner.id, session=session)
     if owner is not None and owner.id != lead.id:

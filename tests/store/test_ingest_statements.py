@@ -7,20 +7,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from store import messages as store_messages
-from store.leads import resolve
+from store.leads import get_lead, resolve
 from store.messages import Inbound, add_outbound, ingest
 from store.models import (
     CLAIMED,
     VERIFIED,
     ContactDetail,
     Conversation,
+    Identity,
     Lead,
+    MergeSuggestion,
     Message,
     utcnow,
 )
@@ -281,3 +284,61 @@ def test_what_the_session_holds_is_written_before_the_message_it_stores(
             .order_by(Message.id)
         ).all()
     assert texts == ["Message 1", "Welcome back!", "Message 2"]
+
+
+def test_a_new_customers_verified_phone_is_looked_for_once(
+    session_factory: sessionmaker[Session], db_engine: Engine
+) -> None:
+    """A new sender whose channel vouches for a phone nobody holds: the look for the phone's holder
+    before the lead is created is the only one (its claim does not look again), and the lead
+    ends up holding the phone, verified."""
+    with session_factory.begin() as session, statements(db_engine) as seen:
+        stored = ingest(_whatsapp("14155550140", 1), session=session)
+        lead_id = stored.lead.id
+    reads = [" ".join(s.split()) for s in seen if s.lstrip().upper().startswith("SELECT")]
+    holders = [r for r in reads if r.startswith("SELECT leads.") and "leads.phone =" in r]
+    assert len(holders) == 1, reads
+    with session_factory() as session:
+        lead = session.get(Lead, lead_id)
+        assert lead is not None and lead.phone == "+14155550140"
+        details = session.scalars(
+            select(ContactDetail).where(ContactDetail.lead_id == lead_id)
+        ).all()
+        assert [(d.kind, d.key, d.trust) for d in details] == [("phone", "+14155550140", VERIFIED)]
+
+
+def test_a_phone_holder_committed_meanwhile_is_met_not_duplicated(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process committed a lead holding the phone between this registration's look for a
+    holder and its write of the new lead (which carries the phone): the unique index refuses the
+    second holder, and the next attempt meets the first one, as if it had been seen in time. The
+    sender joins that lead; no second lead is left behind, no suggestion stays open."""
+    from store import leads as store_leads
+
+    with session_factory.begin() as session:
+        theirs = resolve("messenger", "psid-holder", phone="+14155550141", session=session)
+        theirs_id = theirs.id
+    looks: list[str] = []
+    real_holder = store_leads._holder
+
+    def holder_committed_after_the_first_look(session: Session, field: str, value: str) -> Any:
+        looks.append(value)
+        return None if len(looks) == 1 else real_holder(session, field, value)
+
+    monkeypatch.setattr(store_leads, "_holder", holder_committed_after_the_first_look)
+    with session_factory.begin() as session:
+        stored = ingest(_whatsapp("14155550141", 1), session=session)
+        assert not stored.duplicate
+        assert get_lead(stored.lead.id, session=session).id == theirs_id
+    assert len(looks) > 1, looks  # the next attempt looked again
+    with session_factory() as session:
+        living = session.scalars(select(Lead.id).where(Lead.merged_into_id.is_(None))).all()
+        assert living == [theirs_id]
+        identity = session.scalars(
+            select(Identity).where(Identity.external_id == "14155550141")
+        ).one()
+        assert get_lead(identity.lead_id, session=session).id == theirs_id
+        assert not session.scalars(
+            select(MergeSuggestion).where(MergeSuggestion.state == "open")
+        ).all()
