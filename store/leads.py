@@ -744,7 +744,7 @@ def _lead_for_identity(
             holder, settled = get_lead(holder.id, session=session), frozenset()
         return holder, identity, settled, False
     lead: Lead | None = None
-    looked = False  # for a lead holding the verified phone or email
+    unheld = False  # looked for a lead holding the verified phone or email, and found none
     root: Identity | None = None
     if alias_of:
         root = find_identity(channel, alias_of, session=session)
@@ -757,8 +757,7 @@ def _lead_for_identity(
             _holder(session, "email", email) if email else None
         )
         lead = get_lead(lead.id, session=session) if lead is not None else None
-        looked = True
-    unheld = looked and lead is None
+        unheld = lead is None
     now = utcnow()
     try:
         with session.begin_nested():

@@ -563,7 +563,6 @@ class InboxDrain:
             if data.get("phone") and phone is None:
                 continue
             if settled_sender(known, phone=phone, name=data.get("name"), region=self._region):
-                assert known is not None
                 plan[index] = known
         return plan, absent
 
